@@ -1,0 +1,246 @@
+package abi
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"time"
+)
+
+// The wire encoding is a concatenation of fields with no tags and no
+// padding; the order of fields is fixed per message (see README.md):
+//
+//	u8      one byte
+//	uvarint unsigned LEB128, at most 10 bytes (encoding/binary.Uvarint)
+//	varint  zig-zag signed LEB128 (encoding/binary.Varint)
+//	f64     IEEE 754 binary64, 8 bytes little-endian
+//	bytes   uvarint length, then that many bytes
+//	string  bytes holding UTF-8
+//	time    varint Unix nanoseconds; 0 is "unset"
+
+// ErrTruncated is returned by a Decoder that ran out of input.
+var ErrTruncated = errors.New("abi: truncated message")
+
+// ErrMalformed is returned by a Decoder that met a value it cannot accept.
+var ErrMalformed = errors.New("abi: malformed message")
+
+// maxCount bounds any element count read from the wire, so a hostile
+// length cannot make a decoder allocate more than the message could hold.
+const maxCount = 1 << 24
+
+// Encoder appends encoded fields to a byte slice. The zero Encoder is ready
+// to use; Reset reuses its buffer.
+type Encoder struct {
+	buf []byte
+}
+
+// Bytes returns the encoded message. It aliases the Encoder's buffer.
+func (e *Encoder) Bytes() []byte { return e.buf }
+
+// Reset empties the Encoder and keeps its buffer.
+func (e *Encoder) Reset() { e.buf = e.buf[:0] }
+
+// U8 appends one byte.
+func (e *Encoder) U8(v uint8) { e.buf = append(e.buf, v) }
+
+// Bool appends 1 or 0.
+func (e *Encoder) Bool(v bool) {
+	if v {
+		e.buf = append(e.buf, 1)
+	} else {
+		e.buf = append(e.buf, 0)
+	}
+}
+
+// Uvarint appends an unsigned LEB128 integer.
+func (e *Encoder) Uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
+
+// Varint appends a zig-zag signed LEB128 integer.
+func (e *Encoder) Varint(v int64) { e.buf = binary.AppendVarint(e.buf, v) }
+
+// F64 appends an IEEE 754 double, little-endian.
+func (e *Encoder) F64(v float64) { e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v)) }
+
+// BytesField appends a length-prefixed byte string.
+func (e *Encoder) BytesField(v []byte) {
+	e.buf = binary.AppendUvarint(e.buf, uint64(len(v)))
+	e.buf = append(e.buf, v...)
+}
+
+// String appends a length-prefixed UTF-8 string.
+func (e *Encoder) String(v string) {
+	e.buf = binary.AppendUvarint(e.buf, uint64(len(v)))
+	e.buf = append(e.buf, v...)
+}
+
+// Time appends t as Unix nanoseconds; the zero time encodes as 0.
+func (e *Encoder) Time(t time.Time) {
+	if t.IsZero() {
+		e.buf = append(e.buf, 0)
+		return
+	}
+	e.Varint(t.UnixNano())
+}
+
+// Raw appends b as it is, with no length prefix.
+func (e *Encoder) Raw(b []byte) { e.buf = append(e.buf, b...) }
+
+// Decoder reads fields from a message. The first error sticks: every later
+// read returns a zero value, and Err reports it. Decoded strings and byte
+// slices are copies, never aliases of the input.
+type Decoder struct {
+	buf []byte
+	err error
+}
+
+// NewDecoder returns a Decoder over b.
+func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
+
+// Reset points d at b and clears its error.
+func (d *Decoder) Reset(b []byte) { d.buf, d.err = b, nil }
+
+// Err returns the first error met, if any.
+func (d *Decoder) Err() error { return d.err }
+
+// Len returns the number of bytes not yet read.
+func (d *Decoder) Len() int { return len(d.buf) }
+
+// Finish returns the first error met, or ErrMalformed when input remains.
+func (d *Decoder) Finish() error {
+	if d.err == nil && len(d.buf) != 0 {
+		d.err = ErrMalformed
+	}
+	return d.err
+}
+
+func (d *Decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+	d.buf = nil
+}
+
+// U8 reads one byte.
+func (d *Decoder) U8() uint8 {
+	if len(d.buf) < 1 {
+		d.fail(ErrTruncated)
+		return 0
+	}
+	v := d.buf[0]
+	d.buf = d.buf[1:]
+	return v
+}
+
+// Bool reads a byte that must be 0 or 1.
+func (d *Decoder) Bool() bool {
+	switch d.U8() {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		d.fail(ErrMalformed)
+		return false
+	}
+}
+
+// Uvarint reads an unsigned LEB128 integer.
+func (d *Decoder) Uvarint() uint64 {
+	v, n := binary.Uvarint(d.buf)
+	if n <= 0 {
+		if n == 0 {
+			d.fail(ErrTruncated)
+		} else {
+			d.fail(ErrMalformed)
+		}
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+// Varint reads a zig-zag signed LEB128 integer.
+func (d *Decoder) Varint() int64 {
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		if n == 0 {
+			d.fail(ErrTruncated)
+		} else {
+			d.fail(ErrMalformed)
+		}
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+// Count reads an element count and checks that the remaining input could
+// hold that many elements of at least minSize bytes each.
+func (d *Decoder) Count(minSize int) int {
+	n := d.Uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if minSize < 1 {
+		minSize = 1
+	}
+	if n > maxCount || n*uint64(minSize) > uint64(len(d.buf)) {
+		d.fail(ErrMalformed)
+		return 0
+	}
+	return int(n)
+}
+
+// F64 reads an IEEE 754 double, little-endian.
+func (d *Decoder) F64() float64 {
+	if len(d.buf) < 8 {
+		d.fail(ErrTruncated)
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
+	d.buf = d.buf[8:]
+	return v
+}
+
+func (d *Decoder) field() []byte {
+	n := d.Uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.buf)) {
+		d.fail(ErrTruncated)
+		return nil
+	}
+	b := d.buf[:n]
+	d.buf = d.buf[n:]
+	return b
+}
+
+// BytesField reads a length-prefixed byte string into a new slice. An
+// empty field decodes as nil.
+func (d *Decoder) BytesField() []byte {
+	b := d.field()
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// String reads a length-prefixed string.
+func (d *Decoder) String() string { return string(d.field()) }
+
+// Time reads Unix nanoseconds; 0 decodes as the zero time.
+func (d *Decoder) Time() time.Time {
+	n := d.Varint()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Rest returns a copy of the unread input and consumes it.
+func (d *Decoder) Rest() []byte {
+	b := append([]byte(nil), d.buf...)
+	d.buf = nil
+	return b
+}
