@@ -1,0 +1,155 @@
+package abi_test
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// exampleField is one line of an annotated dump: read consumes the field
+// from the decoder and describes the decoded value; prefixed splits a
+// length-prefixed field into its length and its content.
+type exampleField struct {
+	read     func(d *abi.Decoder) string
+	prefixed bool
+}
+
+// annotate decodes msg field by field and prints, for each field, the
+// bytes the real decoder consumed and what it decoded them to.
+func annotate(b *strings.Builder, msg []byte, fields []exampleField) {
+	d := abi.NewDecoder(msg)
+	off := 0
+	for _, f := range fields {
+		desc := f.read(d)
+		end := len(msg) - d.Len()
+		chunk := msg[off:end]
+		if f.prefixed {
+			n, k := binary.Uvarint(chunk)
+			fmt.Fprintf(b, "%-27s length %d\n", spacedHex(chunk[:k]), n)
+			chunk = chunk[k:]
+		}
+		fmt.Fprintf(b, "%-27s %s\n", spacedHex(chunk), desc)
+		off = end
+	}
+	if err := d.Finish(); err != nil {
+		panic(err)
+	}
+}
+
+func spacedHex(b []byte) string {
+	s := make([]string, len(b))
+	for i, c := range b {
+		s[i] = hex.EncodeToString([]byte{c})
+	}
+	return strings.Join(s, " ")
+}
+
+func describeTime(t time.Time) string {
+	if t.IsZero() {
+		return "0 = unset"
+	}
+	return fmt.Sprintf("%d ns = %s", t.UnixNano(), t.Format(time.RFC3339))
+}
+
+// workedExample renders the worked example of README.md: an OpPutAgentState
+// request and a plausible OK response, byte by byte.
+func workedExample() string {
+	req := abi.PutAgentState{
+		State:     abi.AgentState{AgentID: "a1", State: []byte(`{"x":1}`)},
+		TTL:       abi.TTL{Mode: abi.TTLDefault},
+		Condition: abi.Condition{Mode: abi.IfAbsent},
+	}
+	var e abi.Encoder
+	req.Encode(&e)
+	reqBytes := append([]byte(nil), e.Bytes()...)
+
+	// The backend was configured with agent_state_ttl_seconds=3600, so the
+	// default TTL puts expires_at one hour after updated_at.
+	updated := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	resp := abi.AgentState{
+		AgentID:   "a1",
+		State:     []byte(`{"x":1}`),
+		Version:   7,
+		UpdatedAt: updated,
+		ExpiresAt: updated.Add(time.Hour),
+	}
+	e.Reset()
+	e.U8(uint8(abi.StatusOK))
+	resp.Encode(&e)
+	respBytes := append([]byte(nil), e.Bytes()...)
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "storage_call(op=%d, len=%d)\n", abi.OpPutAgentState, len(reqBytes))
+	fmt.Fprintf(&b, "request:  %x\n", reqBytes)
+	annotate(&b, reqBytes, []exampleField{
+		{prefixed: true, read: func(d *abi.Decoder) string { return fmt.Sprintf("state.agent_id %q", d.String()) }},
+		{prefixed: true, read: func(d *abi.Decoder) string { return "state.state " + string(d.BytesField()) }},
+		{read: func(d *abi.Decoder) string { return fmt.Sprintf("state.version %d (set by the backend)", d.Uvarint()) }},
+		{read: func(d *abi.Decoder) string { return "state.updated_at " + describeTime(d.Time()) }},
+		{read: func(d *abi.Decoder) string { return "state.expires_at " + describeTime(d.Time()) }},
+		{read: func(d *abi.Decoder) string {
+			var t abi.TTL
+			t.Decode(d)
+			return fmt.Sprintf("ttl.mode %d = TTLDefault", t.Mode)
+		}},
+		{read: func(d *abi.Decoder) string {
+			var c abi.Condition
+			c.Decode(d)
+			return fmt.Sprintf("condition.mode %d = IfAbsent", c.Mode)
+		}},
+	})
+	fmt.Fprintf(&b, "response: %x\n", respBytes)
+	annotate(&b, respBytes, []exampleField{
+		{read: func(d *abi.Decoder) string { return fmt.Sprintf("status %d = %s", d.U8(), abi.StatusOK) }},
+		{prefixed: true, read: func(d *abi.Decoder) string { return fmt.Sprintf("agent_id %q", d.String()) }},
+		{prefixed: true, read: func(d *abi.Decoder) string { return "state " + string(d.BytesField()) }},
+		{read: func(d *abi.Decoder) string { return fmt.Sprintf("version %d", d.Uvarint()) }},
+		{read: func(d *abi.Decoder) string { return "updated_at " + describeTime(d.Time()) }},
+		{read: func(d *abi.Decoder) string { return "expires_at " + describeTime(d.Time()) }},
+	})
+	return b.String()
+}
+
+// The worked example of README.md. If this output changes, the README
+// must change with it (TestREADMEWorkedExample checks that).
+func Example_putAgentState() {
+	fmt.Print(workedExample())
+	// Output:
+	// storage_call(op=30, len=16)
+	// request:  026131077b2278223a317d0000000002
+	// 02                          length 2
+	// 61 31                       state.agent_id "a1"
+	// 07                          length 7
+	// 7b 22 78 22 3a 31 7d        state.state {"x":1}
+	// 00                          state.version 0 (set by the backend)
+	// 00                          state.updated_at 0 = unset
+	// 00                          state.expires_at 0 = unset
+	// 00                          ttl.mode 0 = TTLDefault
+	// 02                          condition.mode 2 = IfAbsent
+	// response: 00026131077b2278223a317d078080bce9d7daf4c430808081f59dacf6c430
+	// 00                          status 0 = ok
+	// 02                          length 2
+	// 61 31                       agent_id "a1"
+	// 07                          length 7
+	// 7b 22 78 22 3a 31 7d        state {"x":1}
+	// 07                          version 7
+	// 80 80 bc e9 d7 da f4 c4 30  updated_at 1748779200000000000 ns = 2025-06-01T12:00:00Z
+	// 80 80 81 f5 9d ac f6 c4 30  expires_at 1748782800000000000 ns = 2025-06-01T13:00:00Z
+}
+
+// TestREADMEWorkedExample keeps the bytes printed in README.md equal to
+// what the encoders produce.
+func TestREADMEWorkedExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), workedExample(),
+		"README.md must contain the output of Example_putAgentState verbatim")
+}

@@ -1,0 +1,188 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/time/rate"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/localstore"
+)
+
+// The host capabilities. Each is a host module named abi.ModulePrefix +
+// capability, instantiated in the plugin's runtime only when granted.
+// Host functions receive the caller's context (its deadline and values are
+// the request's) and the calling instance, so one module serves every
+// pooled instance. A host function refuses a misbehaving guest by
+// panicking, which wazero turns into a trap of that call; the host then
+// discards the instance.
+
+func knownCapability(c abi.Capability) bool {
+	switch c {
+	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV:
+		return true
+	}
+	return false
+}
+
+const i32, i64 = api.ValueTypeI32, api.ValueTypeI64
+
+func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capability, s *settings, lim *logLimiter) error {
+	for _, c := range granted {
+		b := p.runtime.NewHostModuleBuilder(c.Module())
+		switch c {
+		case abi.CapabilityLog:
+			// write(level i32, ptr i32, len i32)
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
+				msg := guestBytes(mod, stack[1], stack[2], "log message")
+				lim.emit(hclog.Level(int32(stack[0])), string(msg))
+			}), []api.ValueType{i32, i32, i32}, nil).WithParameterNames("level", "ptr", "len").Export(abi.FuncLogWrite)
+		case abi.CapabilityClock:
+			// now() -> i64
+			now := s.now
+			b.NewFunctionBuilder().WithGoFunction(api.GoFunc(func(_ context.Context, stack []uint64) {
+				stack[0] = uint64(now().UnixNano())
+			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
+		case abi.CapabilityKV:
+			p.kv = localstore.New(s.now, time.Second)
+			// call(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(p.kvCall),
+				[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
+				WithParameterNames("req_ptr", "req_len", "out_ptr", "out_cap").Export(abi.FuncKVCall)
+			// result(out_ptr i32, out_cap i32) -> i32
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(p.kvResult),
+				[]api.ValueType{i32, i32}, []api.ValueType{i32}).
+				WithParameterNames("out_ptr", "out_cap").Export(abi.FuncKVResult)
+		default:
+			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			return fmt.Errorf("host: capability %s: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// guestBytes returns the guest memory at (ptr, n), trapping the call when
+// the region is outside memory.
+func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
+	b, ok := mod.Memory().Read(uint32(ptr), uint32(n))
+	if !ok {
+		panic(fmt.Errorf("%s region [%d, +%d) is outside the plugin's memory", what, uint32(ptr), uint32(n)))
+	}
+	return b
+}
+
+var kvEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
+
+func (p *plugin) kvCall(_ context.Context, mod api.Module, stack []uint64) {
+	reqBytes := guestBytes(mod, stack[0], stack[1], "kv request")
+	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
+	e := kvEncoders.Get().(*abi.Encoder)
+	defer kvEncoders.Put(e)
+	e.Reset()
+	var req abi.KVRequest
+	d := abi.NewDecoder(reqBytes)
+	req.Decode(d)
+	if err := d.Finish(); err != nil {
+		abi.AppendError(e, abi.StatusInvalid, "kv request: "+err.Error())
+	} else {
+		p.kv.Do(&req, e)
+	}
+	resp := e.Bytes()
+	if uint32(len(resp)) <= outCap {
+		if !mod.Memory().Write(outPtr, resp) {
+			panic(fmt.Errorf("kv output region [%d, +%d) is outside the plugin's memory", outPtr, outCap))
+		}
+	} else {
+		p.pending.Store(mod, bytes.Clone(resp))
+	}
+	stack[0] = uint64(len(resp))
+}
+
+func (p *plugin) kvResult(_ context.Context, mod api.Module, stack []uint64) {
+	v, ok := p.pending.LoadAndDelete(mod)
+	if !ok {
+		panic(fmt.Errorf("%s.%s called with no pending result", abi.CapabilityKV.Module(), abi.FuncKVResult))
+	}
+	resp := v.([]byte)
+	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
+	if uint32(len(resp)) > outCap {
+		panic(fmt.Errorf("%s.%s: %d bytes do not fit in %d", abi.CapabilityKV.Module(), abi.FuncKVResult, len(resp), outCap))
+	}
+	if !mod.Memory().Write(outPtr, resp) {
+		panic(fmt.Errorf("kv output region [%d, +%d) is outside the plugin's memory", outPtr, outCap))
+	}
+	stack[0] = uint64(len(resp))
+}
+
+// logLimiter writes plugin log lines to the backend's logger, at most
+// perSecond a second; dropped lines are counted and reported.
+type logLimiter struct {
+	log     hclog.Logger
+	limit   *rate.Limiter
+	dropped atomic.Int64
+}
+
+func newLogLimiter(log hclog.Logger, perSecond float64) *logLimiter {
+	burst := max(int(perSecond), 1)
+	return &logLimiter{log: log, limit: rate.NewLimiter(rate.Limit(perSecond), burst)}
+}
+
+func (l *logLimiter) emit(level hclog.Level, msg string) {
+	if level < hclog.Trace || level > hclog.Error {
+		level = hclog.Info
+	}
+	if min := l.log.GetLevel(); min == hclog.Off || level < min {
+		return // filtered out: costs no token
+	}
+	if !l.limit.Allow() {
+		l.dropped.Add(1)
+		return
+	}
+	if n := l.dropped.Swap(0); n > 0 {
+		l.log.Warn("plugin log lines dropped by the rate limit", "dropped", n)
+	}
+	l.log.Log(level, msg)
+}
+
+// writer adapts the limiter to WASI stdout/stderr, one log line per line.
+func (l *logLimiter) writer(level hclog.Level) io.Writer {
+	return &lineWriter{emit: func(line string) { l.emit(level, line) }}
+}
+
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	emit func(string)
+}
+
+// maxLine bounds a partial line kept between writes.
+const maxLine = 4 << 10
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > maxLine {
+		w.emit(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}

@@ -1,0 +1,417 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/localstore"
+)
+
+// builtins holds the plugins shipped with the host, built from plugins/
+// by `make plugins`; TestBuiltinsMatchSource keeps them in step.
+//
+//go:embed builtin/*.wasm
+var builtins embed.FS
+
+// BuiltinWASM returns the module of the embedded plugin name ("memory").
+func BuiltinWASM(name string) ([]byte, error) {
+	b, err := builtins.ReadFile("builtin/" + name + ".wasm")
+	if err != nil {
+		return nil, fmt.Errorf("host: no built-in plugin %q", name)
+	}
+	return b, nil
+}
+
+func readPlugin(cfg *Config) ([]byte, error) {
+	switch {
+	case cfg.WASM != nil:
+		return cfg.WASM, nil
+	case strings.HasPrefix(cfg.Plugin, BuiltinPrefix):
+		return BuiltinWASM(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix))
+	}
+	b, err := os.ReadFile(cfg.Plugin)
+	if err != nil {
+		return nil, fmt.Errorf("host: read plugin: %w", err)
+	}
+	return b, nil
+}
+
+// plugin is one loaded backend: a compiled module in its own runtime, the
+// host capabilities granted to it, and a pool of instances.
+type plugin struct {
+	name     string
+	runtime  wazero.Runtime
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	meta     abi.Metadata
+	options  []byte // encoded abi.Options, sent to every new instance
+	log      hclog.Logger
+	kv       *localstore.Store
+	pending  sync.Map // api.Module → []byte: kv results waiting for storagehost_kv.result
+	pool     pool
+}
+
+func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
+	wasm, err := readPlugin(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	rc := wazero.NewRuntimeConfig()
+	if s.cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(s.cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("host: compilation cache: %w", err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc)}
+	defer func() {
+		if err != nil {
+			p.close(ctx)
+		}
+	}()
+	if p.compiled, err = p.runtime.CompileModule(ctx, wasm); err != nil {
+		return nil, fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
+	}
+	if err := checkImports(p.compiled, cfg.Capabilities); err != nil {
+		return nil, err
+	}
+	p.log = s.logger.Named("plugin").Named(cfg.Name)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.runtime); err != nil {
+		return nil, fmt.Errorf("host: wasi: %w", err)
+	}
+	limiter := newLogLimiter(p.log, s.logPerSec)
+	if err := p.instantiateCapabilities(ctx, cfg.Capabilities, s, limiter); err != nil {
+		return nil, err
+	}
+	p.modCfg = wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // _initialize is called by newInstance, so its failure is reported
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithStdout(limiter.writer(hclog.Info)).
+		WithStderr(limiter.writer(hclog.Warn))
+
+	// The first instance performs the handshake and reads the metadata.
+	first, err := p.instantiate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.meta, err = first.metadata(ctx); err != nil {
+		first.close(ctx)
+		return nil, err
+	}
+	if err := checkCapabilities(p.compiled, p.meta.Capabilities, cfg.Capabilities); err != nil {
+		first.close(ctx)
+		return nil, err
+	}
+	if p.name == "" {
+		p.name = p.meta.Name
+		p.log = s.logger.Named("plugin").Named(p.name)
+		limiter.log = p.log
+	}
+	var e abi.Encoder
+	abi.Options(cfg.Options).Encode(&e)
+	p.options = e.Bytes()
+	if err := p.configure(ctx, first); err != nil {
+		first.close(ctx)
+		return nil, err
+	}
+	p.pool.init(cfg.Instances, p.newInstance)
+	p.pool.put(first, true)
+	return p, nil
+}
+
+// checkImports refuses a module importing anything but WASI and the
+// granted capability modules.
+func checkImports(cm wazero.CompiledModule, granted []abi.Capability) error {
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod == wasi_snapshot_preview1.ModuleName {
+			continue
+		}
+		c, ok := strings.CutPrefix(mod, abi.ModulePrefix)
+		if !ok || !knownCapability(abi.Capability(c)) {
+			return fmt.Errorf("%w: imports %s.%s, which this host does not provide", ErrIncompatible, mod, name)
+		}
+		if !slices.Contains(granted, abi.Capability(c)) {
+			return fmt.Errorf("%w: needs capability %q (imports %s.%s), which the configuration does not grant", ErrIncompatible, c, mod, name)
+		}
+	}
+	return nil
+}
+
+// checkCapabilities checks the metadata against the grant and the imports.
+func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capability) error {
+	for _, c := range declared {
+		if !knownCapability(c) {
+			return fmt.Errorf("%w: declares capability %q, which this host does not provide", ErrIncompatible, c)
+		}
+		if !slices.Contains(granted, c) {
+			return fmt.Errorf("%w: needs capability %q, which the configuration does not grant", ErrIncompatible, c)
+		}
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, _, _ := f.Import()
+		if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(declared, abi.Capability(c)) {
+			return fmt.Errorf("%w: imports %s but does not declare capability %q in its metadata", ErrIncompatible, mod, c)
+		}
+	}
+	return nil
+}
+
+func (p *plugin) configure(ctx context.Context, in *instance) error {
+	_, err := in.call(ctx, abi.OpConfigure, p.options)
+	if err != nil {
+		return fmt.Errorf("host: configure plugin %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// newInstance is the pool's constructor: instantiate and configure.
+func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
+	in, err := p.instantiate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.configure(ctx, in); err != nil {
+		in.close(ctx)
+		return nil, err
+	}
+	return in, nil
+}
+
+func (p *plugin) close(ctx context.Context) {
+	p.pool.close(ctx)
+	if p.kv != nil {
+		p.kv.Close()
+	}
+	_ = p.runtime.Close(ctx)
+}
+
+// instance is one instantiated plugin module. It is used by one caller at
+// a time: the pool hands it out and takes it back.
+type instance struct {
+	p       *plugin
+	mod     api.Module
+	mem     api.Memory
+	reserve api.Function
+	callFn  api.Function
+	region  uint32 // pointer storage_reserve returned
+	size    uint32 // the size asked for it
+	hasRegion bool
+	stack   [2]uint64
+	enc     abi.Encoder // request scratch
+	dec     abi.Decoder
+}
+
+func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
+	mod, err := p.runtime.InstantiateModule(ctx, p.compiled, p.modCfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
+	}
+	in := &instance{p: p, mod: mod, mem: mod.Memory()}
+	fail := func(format string, args ...any) (*instance, error) {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("%w: %s", ErrIncompatible, fmt.Sprintf(format, args...))
+	}
+	if in.mem == nil {
+		return fail("plugin exports no memory")
+	}
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		if _, err := init.Call(ctx); err != nil {
+			return fail("%s: %v", abi.ExportInitialize, err)
+		}
+	}
+	version := mod.ExportedFunction(abi.ExportABIVersion)
+	if version == nil {
+		return fail("no %s export: not a storage-host plugin", abi.ExportABIVersion)
+	}
+	res, err := version.Call(ctx)
+	if err != nil || len(res) != 1 {
+		return fail("%s: %v", abi.ExportABIVersion, err)
+	}
+	if v := abi.UnpackVersion(uint32(res[0])); !abi.Current.CanLoad(v) {
+		return fail("ABI version mismatch: host speaks %s, plugin needs %s", abi.Current, v)
+	}
+	for _, name := range []string{abi.ExportMetadata, abi.ExportReserve, abi.ExportCall} {
+		if mod.ExportedFunction(name) == nil {
+			return fail("missing export %s", name)
+		}
+	}
+	in.reserve = mod.ExportedFunction(abi.ExportReserve)
+	in.callFn = mod.ExportedFunction(abi.ExportCall)
+	return in, nil
+}
+
+func (in *instance) close(ctx context.Context) {
+	in.p.pending.Delete(in.mod)
+	_ = in.mod.Close(ctx)
+}
+
+// region reads a packed guest region, refusing one outside memory.
+func (in *instance) read(packed uint64, what string) ([]byte, error) {
+	ptr, n := abi.UnpackRegion(packed)
+	b, ok := in.mem.Read(ptr, n)
+	if !ok {
+		return nil, fmt.Errorf("%s region [%d, +%d) is outside the plugin's %d bytes of memory", what, ptr, n, in.mem.Size())
+	}
+	return b, nil
+}
+
+func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
+	var m abi.Metadata
+	res, err := in.mod.ExportedFunction(abi.ExportMetadata).Call(ctx)
+	if err != nil {
+		return m, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMetadata, err)
+	}
+	b, err := in.read(res[0], "metadata")
+	if err != nil {
+		return m, fmt.Errorf("%w: %v", ErrIncompatible, err)
+	}
+	d := abi.NewDecoder(b)
+	m.Decode(d)
+	if err := d.Finish(); err != nil {
+		return m, fmt.Errorf("%w: metadata: %v", ErrIncompatible, err)
+	}
+	if !abi.Current.CanLoad(m.ABI) {
+		return m, fmt.Errorf("%w: ABI version mismatch: host speaks %s, plugin metadata says %s", ErrIncompatible, abi.Current, m.ABI)
+	}
+	return m, nil
+}
+
+// errTrap marks a call that failed inside the guest or broke the protocol;
+// the instance that made it is discarded.
+type errTrap struct{ err error }
+
+func (e errTrap) Error() string { return e.err.Error() }
+
+// call sends one request and returns the response body, which aliases guest
+// memory until the next call into this instance. A non-OK status is
+// returned as an *abi.Error; a trap or protocol violation as errTrap.
+func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
+	n := uint32(len(req))
+	if n > in.size || !in.hasRegion {
+		in.stack[0] = uint64(n)
+		if err := in.reserve.CallWithStack(ctx, in.stack[:]); err != nil {
+			return nil, errTrap{fmt.Errorf("%s: %w", abi.ExportReserve, err)}
+		}
+		in.region, in.size, in.hasRegion = uint32(in.stack[0]), n, true
+	}
+	if !in.mem.Write(in.region, req) {
+		return nil, errTrap{fmt.Errorf("%s returned region [%d, +%d) outside memory", abi.ExportReserve, in.region, n)}
+	}
+	in.stack[0], in.stack[1] = uint64(op), uint64(n)
+	if err := in.callFn.CallWithStack(ctx, in.stack[:]); err != nil {
+		return nil, errTrap{fmt.Errorf("%s(%s): %w", abi.ExportCall, op, err)}
+	}
+	resp, err := in.read(in.stack[0], "response")
+	if err != nil {
+		return nil, errTrap{err}
+	}
+	return abi.ParseResponse(resp)
+}
+
+// pool hands out instances so that calls into one never overlap. It grows
+// on demand up to its size; instances that trap are discarded and their
+// slot freed, so the next caller creates a fresh one.
+type pool struct {
+	idle   chan *instance
+	slots  chan struct{} // one token per live instance
+	create func(context.Context) (*instance, error)
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (p *pool) init(size int, create func(context.Context) (*instance, error)) {
+	p.idle = make(chan *instance, size)
+	p.slots = make(chan struct{}, size)
+	p.create = create
+}
+
+// get returns an idle instance, a new one if the pool has room, or waits.
+func (p *pool) get(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-p.idle:
+		return in, nil
+	default:
+	}
+	select {
+	case in := <-p.idle:
+		return in, nil
+	case p.slots <- struct{}{}:
+		if p.isClosed() {
+			<-p.slots
+			return nil, ErrClosed
+		}
+		in, err := p.create(ctx)
+		if err != nil {
+			<-p.slots
+			return nil, err
+		}
+		return in, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// put returns an instance to the pool; fresh is true for an instance that
+// has not taken a slot yet.
+func (p *pool) put(in *instance, fresh bool) {
+	if fresh {
+		p.slots <- struct{}{}
+	}
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.idle <- in // never blocks: idle has room for every slot
+	}
+	p.mu.Unlock()
+	if closed {
+		p.discard(context.Background(), in)
+	}
+}
+
+// discard closes an instance and frees its slot.
+func (p *pool) discard(ctx context.Context, in *instance) {
+	in.close(ctx)
+	<-p.slots
+}
+
+func (p *pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// close discards idle instances; busy ones are discarded when put back.
+func (p *pool) close(ctx context.Context) {
+	if p.idle == nil {
+		return
+	}
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	for {
+		select {
+		case in := <-p.idle:
+			p.discard(ctx, in)
+		default:
+			return
+		}
+	}
+}

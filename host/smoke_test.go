@@ -1,0 +1,29 @@
+package host_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/storage-host/storage-host/host"
+)
+
+func TestSmoke(t *testing.T) {
+	ctx := context.Background()
+	st, err := host.Open(ctx, host.Config{}, host.WithCompilationCache(t.TempDir()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	t.Log(st.Metadata())
+	s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"x":1}`)})
+	require.NoError(t, err)
+	t.Log(s)
+	g, err := st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	require.Equal(t, s, g)
+	_, err = st.GetAgentState(ctx, "nope")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	t.Log(err)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1"}, host.IfVersion(s.Version+5))
+	require.ErrorIs(t, err, host.ErrConflict)
+	t.Log(err)
+}

@@ -1,0 +1,245 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// Store serves the storage operations of one backend. It is safe for
+// concurrent use; each call runs on a pooled plugin instance of its own.
+type Store struct {
+	p      *plugin
+	closed atomic.Bool
+}
+
+// Name returns the backend's name.
+func (s *Store) Name() string { return s.p.name }
+
+// Metadata returns what the plugin declared about itself.
+func (s *Store) Metadata() Metadata { return s.p.meta }
+
+// Close releases the plugin's instances and its runtime. Calls in flight
+// finish first on the instances they hold.
+func (s *Store) Close(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.p.close(ctx)
+	return nil
+}
+
+// WriteOption changes how a put or delete is applied.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	ttl  abi.TTL
+	cond abi.Condition
+}
+
+// WithTTL expires the record d after this write.
+func WithTTL(d time.Duration) WriteOption {
+	return func(o *writeOptions) { o.ttl = abi.TTL{Mode: abi.TTLDuration, Duration: d} }
+}
+
+// WithPersist makes the record live until deleted.
+func WithPersist() WriteOption {
+	return func(o *writeOptions) { o.ttl = abi.TTL{Mode: abi.TTLPersist} }
+}
+
+// WithKeepTTL keeps the expiry the record had before this write.
+func WithKeepTTL() WriteOption {
+	return func(o *writeOptions) { o.ttl = abi.TTL{Mode: abi.TTLKeep} }
+}
+
+// IfVersion makes an agent-state write or delete succeed only while the
+// stored version is v; otherwise it fails with ErrConflict.
+func IfVersion(v uint64) WriteOption {
+	return func(o *writeOptions) { o.cond = abi.Condition{Mode: abi.IfVersion, Version: v} }
+}
+
+// IfAbsent makes an agent-state write succeed only if no state is stored
+// (create-only); otherwise it fails with ErrConflict.
+func IfAbsent() WriteOption {
+	return func(o *writeOptions) { o.cond = abi.Condition{Mode: abi.IfAbsent} }
+}
+
+func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions, error) {
+	var o writeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	f := s.p.meta.Features
+	if o.ttl.Mode != abi.TTLDefault && !f.Has(abi.FeatureTTL) {
+		return o, abi.Errorf(abi.StatusUnsupported, "backend %s does not support TTLs", s.p.name)
+	}
+	if o.cond.Mode != abi.Unconditional {
+		if !conditional {
+			return o, abi.Errorf(abi.StatusInvalid, "conditions apply to agent states only")
+		}
+		if !f.Has(abi.FeatureConcurrency) {
+			return o, abi.Errorf(abi.StatusUnsupported, "backend %s does not support conditional writes", s.p.name)
+		}
+	}
+	return o, nil
+}
+
+// roundTrip is the one path every operation takes: check the feature,
+// take an instance, encode the request into it, call, decode the response
+// while the instance is still held, give the instance back.
+func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if need := op.Requires(); !s.p.meta.Features.Has(need) {
+		return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
+	}
+	in, err := s.p.pool.get(ctx)
+	if err != nil {
+		return err
+	}
+	in.enc.Reset()
+	encode(&in.enc)
+	body, err := in.call(ctx, op, in.enc.Bytes())
+	if err != nil {
+		var trap errTrap
+		if errors.As(err, &trap) {
+			s.p.pool.discard(ctx, in)
+			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
+			return abi.Errorf(abi.StatusInternal, "backend %s: plugin failed: %v", s.p.name, trap.err)
+		}
+		s.p.pool.put(in, false)
+		return err
+	}
+	if decode != nil {
+		in.dec.Reset(body)
+		decode(&in.dec)
+		err = in.dec.Finish()
+	}
+	s.p.pool.put(in, false)
+	if err != nil {
+		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, err)
+	}
+	return nil
+}
+
+// Ping makes a trivial round trip through the plugin.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.roundTrip(ctx, abi.OpPing, func(*abi.Encoder) {}, nil)
+}
+
+// PutMetric stores m, replacing the sample with the same key, and returns it
+// as stored (with its expiry).
+func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (Metric, error) {
+	o, err := s.writeOptions(opts, false)
+	if err != nil {
+		return Metric{}, err
+	}
+	req := abi.PutMetric{Metric: m, TTL: o.ttl}
+	var out Metric
+	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
+	return out, err
+}
+
+// GetMetric returns the sample at k, or an error matching ErrNotFound.
+func (s *Store) GetMetric(ctx context.Context, k MetricKey) (Metric, error) {
+	var out Metric
+	err := s.roundTrip(ctx, abi.OpGetMetric, k.Encode, out.Decode)
+	return out, err
+}
+
+// DeleteMetric removes the sample at k; a missing one is ErrNotFound.
+func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
+	return s.roundTrip(ctx, abi.OpDeleteMetric, k.Encode, nil)
+}
+
+// QueryMetrics returns one page of the metrics q selects.
+func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], error) {
+	var out Page[Metric]
+	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Metric](d) })
+	return out, err
+}
+
+// PutAlert creates or replaces an alert and returns it as stored.
+// Replacing one must be an allowed status transition (ErrConflict if not).
+func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Alert, error) {
+	o, err := s.writeOptions(opts, false)
+	if err != nil {
+		return Alert{}, err
+	}
+	req := abi.PutAlert{Alert: a, TTL: o.ttl}
+	var out Alert
+	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
+	return out, err
+}
+
+// GetAlert returns the alert id, or an error matching ErrNotFound.
+func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
+	var out Alert
+	err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+	return out, err
+}
+
+// DeleteAlert removes the alert id; a missing one is ErrNotFound.
+func (s *Store) DeleteAlert(ctx context.Context, id string) error {
+	return s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
+}
+
+// SetAlertStatus moves the alert id to status, keeping its expiry. A
+// transition abi.AlertStatus.CanTransition refuses fails with ErrConflict.
+func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertStatus) (Alert, error) {
+	req := abi.SetAlertStatus{ID: id, Status: status}
+	var out Alert
+	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
+	return out, err
+}
+
+// QueryAlerts returns one page of the alerts q selects.
+func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], error) {
+	var out Page[Alert]
+	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Alert](d) })
+	return out, err
+}
+
+// PutAgentState stores st and returns it with its new version. With
+// IfVersion or IfAbsent, a failed condition is ErrConflict.
+func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteOption) (AgentState, error) {
+	o, err := s.writeOptions(opts, true)
+	if err != nil {
+		return AgentState{}, err
+	}
+	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
+	var out AgentState
+	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	return out, err
+}
+
+// GetAgentState returns the state of agentID, or an error matching
+// ErrNotFound.
+func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, error) {
+	var out AgentState
+	err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, out.Decode)
+	return out, err
+}
+
+// DeleteAgentState removes the state of agentID; a missing one is
+// ErrNotFound. IfVersion makes the delete conditional.
+func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...WriteOption) error {
+	o, err := s.writeOptions(opts, true)
+	if err != nil {
+		return err
+	}
+	req := abi.DeleteAgentState{AgentID: agentID, Condition: o.cond}
+	return s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil)
+}
+
+// QueryAgentStates returns one page of the agent states q selects.
+func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[AgentState], error) {
+	var out Page[AgentState]
+	err := s.roundTrip(ctx, abi.OpQueryAgentStates, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[AgentState](d) })
+	return out, err
+}
+

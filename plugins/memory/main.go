@@ -1,0 +1,418 @@
+// Command memory is the embedded default storage backend: every record
+// lives in the host's kv capability, an ordered in-memory store shared by
+// all instances of the backend, so a write is visible to every later read
+// whichever instance serves it, and an instance can be replaced without
+// losing data. The plugin owns the policy: key layout, TTLs, filters,
+// status transitions and optimistic concurrency.
+//
+// Build:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o memory.wasm .
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// Key layout in the kv store. Identifiers cannot contain NUL (abi.CheckID),
+// so NUL separates the parts and a prefix scan never crosses into another
+// agent or name:
+//
+//	metric:      "m" 0 agent 0 name 0 timestamp (8 bytes, big-endian, sign bit flipped)
+//	alert:       "a" 0 id
+//	agent state: "s" 0 agent
+const (
+	metricPrefix = "m\x00"
+	alertPrefix  = "a\x00"
+	statePrefix  = "s\x00"
+)
+
+// maxRetries bounds the read-check-write loops that use the kv revision
+// as a compare-and-swap.
+const maxRetries = 16
+
+func main() {}
+
+func init() {
+	b := &backend{}
+	sdk.Register(sdk.Plugin{
+		Name:         "memory",
+		Version:      "1.0.0",
+		Metrics:      (*metrics)(b),
+		Alerts:       (*alerts)(b),
+		AgentStates:  (*states)(b),
+		TTL:          true,
+		Concurrency:  true,
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV},
+		Configure:    b.configure,
+	})
+}
+
+type backend struct {
+	kv  sdk.KV
+	enc abi.Encoder
+	// Default TTLs per kind, from the options; 0 = never expire.
+	metricTTL, alertTTL, stateTTL time.Duration
+}
+
+type (
+	metrics backend
+	alerts  backend
+	states  backend
+)
+
+func (b *backend) configure(o abi.Options) error {
+	for name, dst := range map[string]*time.Duration{
+		"metric_ttl_seconds":      &b.metricTTL,
+		"alert_ttl_seconds":       &b.alertTTL,
+		"agent_state_ttl_seconds": &b.stateTTL,
+	} {
+		v, ok := o[name]
+		if !ok {
+			continue
+		}
+		secs, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
+		}
+		*dst = time.Duration(secs) * time.Second
+	}
+	for name := range o {
+		switch name {
+		case "metric_ttl_seconds", "alert_ttl_seconds", "agent_state_ttl_seconds":
+		default:
+			return abi.Errorf(abi.StatusInvalid, "unknown option %q", name)
+		}
+	}
+	return nil
+}
+
+// encode returns the encoding of v in the backend's scratch buffer, valid
+// until the next encode.
+func (b *backend) encode(v interface{ Encode(*abi.Encoder) }) []byte {
+	b.enc.Reset()
+	v.Encode(&b.enc)
+	return b.enc.Bytes()
+}
+
+func decodeValue(value []byte, v interface{ Decode(*abi.Decoder) }) error {
+	d := abi.NewDecoder(value)
+	v.Decode(d)
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("corrupt record: %w", err)
+	}
+	return nil
+}
+
+// put writes value under key with the TTL policy applied: the expiry is
+// computed here and written with the value in one kv call.
+// TTLKeep asks the kv store to keep a live entry's expiry; a new entry gets
+// the kind default, as TTLDefault would give it.
+func (b *backend) put(key, value []byte, ttl *abi.TTL, def time.Duration, now time.Time, cond abi.Condition) (uint64, time.Time, error) {
+	keep := ttl.Mode == abi.TTLKeep
+	exp := ttl.ExpiresAt(now, def, time.Time{})
+	if keep {
+		exp = (&abi.TTL{Mode: abi.TTLDefault}).ExpiresAt(now, def, time.Time{})
+	}
+	return b.kv.Put(key, value, exp, keep, cond)
+}
+
+// --- metrics ---
+
+func metricKey(agent, name string, ts time.Time) []byte {
+	k := make([]byte, 0, len(metricPrefix)+len(agent)+len(name)+10)
+	k = append(k, metricPrefix...)
+	k = append(k, agent...)
+	k = append(k, 0)
+	k = append(k, name...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, uint64(ts.UnixNano())^1<<63)
+}
+
+func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
+	b := (*backend)(m)
+	rec := r.Metric
+	rec.ExpiresAt = time.Time{}
+	_, exp, err := b.put(metricKey(rec.AgentID, rec.Name, rec.Timestamp), b.encode(&rec), &r.TTL, b.metricTTL, sdk.Now(), abi.Condition{})
+	rec.ExpiresAt = exp
+	return rec, err
+}
+
+func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
+	b := (*backend)(m)
+	en, err := b.kv.Get(metricKey(k.AgentID, k.Name, k.Timestamp))
+	if err != nil {
+		return abi.Metric{}, err
+	}
+	var rec abi.Metric
+	err = decodeValue(en.Value, &rec)
+	rec.ExpiresAt = en.ExpiresAt
+	return rec, err
+}
+
+func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
+	return m.kv.Delete(metricKey(k.AgentID, k.Name, k.Timestamp), abi.Condition{})
+}
+
+func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
+	lf, err := abi.CompileMatchers(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Metric]{}, err
+	}
+	// Narrow the scan to what the query pins down: the agent, then the
+	// name, then the time range.
+	start, end := []byte(metricPrefix), prefixEnd([]byte(metricPrefix))
+	if q.AgentID != "" {
+		start = append(append([]byte(metricPrefix), q.AgentID...), 0)
+		end = prefixEnd(start)
+		if q.Name != "" {
+			p := append(append(start, q.Name...), 0)
+			start, end = p, prefixEnd(p)
+			if !q.From.IsZero() {
+				start = metricKey(q.AgentID, q.Name, q.From)
+			}
+			if !q.To.IsZero() {
+				end = metricKey(q.AgentID, q.Name, q.To)
+			}
+		}
+	}
+	return scanPage(&m.kv, start, end, q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.Metric, bool, error) {
+		var rec abi.Metric
+		if err := decodeValue(en.Value, &rec); err != nil {
+			return rec, false, err
+		}
+		rec.ExpiresAt = en.ExpiresAt
+		return rec, q.Match(&rec, &lf), nil
+	})
+}
+
+// --- alerts ---
+
+func alertKey(id string) []byte { return append([]byte(alertPrefix), id...) }
+
+func (a *alerts) get(id string) (abi.Alert, uint64, error) {
+	en, err := a.kv.Get(alertKey(id))
+	if err != nil {
+		return abi.Alert{}, 0, err
+	}
+	var rec abi.Alert
+	err = decodeValue(en.Value, &rec)
+	rec.ExpiresAt = en.ExpiresAt
+	return rec, en.Revision, err
+}
+
+func (a *alerts) GetAlert(id string) (abi.Alert, error) {
+	rec, _, err := a.get(id)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return rec, fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+	}
+	return rec, err
+}
+
+// PutAlert creates or replaces an alert. Replacing keeps CreatedAt and must
+// be an allowed status transition; the check and the write are one
+// compare-and-swap on the kv revision.
+func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
+	b := (*backend)(a)
+	for range maxRetries {
+		now := sdk.Now()
+		rec := r.Alert
+		cond := abi.Condition{Mode: abi.IfAbsent}
+		old, rev, err := a.get(rec.ID)
+		switch {
+		case err == nil:
+			if !old.Status.CanTransition(rec.Status) {
+				return abi.Alert{}, fmt.Errorf("alert %q: cannot go from %s to %s: %w", rec.ID, old.Status, rec.Status, sdk.ErrConflict)
+			}
+			rec.CreatedAt = old.CreatedAt
+			cond = abi.Condition{Mode: abi.IfVersion, Version: rev}
+		case !errors.Is(err, sdk.ErrNotFound):
+			return abi.Alert{}, err
+		case rec.CreatedAt.IsZero():
+			rec.CreatedAt = now
+		}
+		rec.UpdatedAt, rec.ExpiresAt = now, time.Time{}
+		_, exp, err := b.put(alertKey(rec.ID), b.encode(&rec), &r.TTL, b.alertTTL, now, cond)
+		if errors.Is(err, sdk.ErrConflict) {
+			continue // raced with another writer: read again
+		}
+		rec.ExpiresAt = exp
+		return rec, err
+	}
+	return abi.Alert{}, fmt.Errorf("alert %q: too much contention: %w", r.Alert.ID, sdk.ErrConflict)
+}
+
+// SetAlertStatus moves an alert to a new status, keeping its expiry.
+func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
+	b := (*backend)(a)
+	keep := abi.TTL{Mode: abi.TTLKeep}
+	for range maxRetries {
+		rec, rev, err := a.get(r.ID)
+		if err != nil {
+			if errors.Is(err, sdk.ErrNotFound) {
+				return rec, fmt.Errorf("alert %q: %w", r.ID, sdk.ErrNotFound)
+			}
+			return rec, err
+		}
+		if !rec.Status.CanTransition(r.Status) {
+			return abi.Alert{}, fmt.Errorf("alert %q: cannot go from %s to %s: %w", r.ID, rec.Status, r.Status, sdk.ErrConflict)
+		}
+		now := sdk.Now()
+		rec.Status, rec.UpdatedAt, rec.ExpiresAt = r.Status, now, time.Time{}
+		_, exp, err := b.put(alertKey(r.ID), b.encode(&rec), &keep, b.alertTTL, now, abi.Condition{Mode: abi.IfVersion, Version: rev})
+		if errors.Is(err, sdk.ErrConflict) {
+			continue
+		}
+		rec.ExpiresAt = exp
+		return rec, err
+	}
+	return abi.Alert{}, fmt.Errorf("alert %q: too much contention: %w", r.ID, sdk.ErrConflict)
+}
+
+func (a *alerts) DeleteAlert(id string) error {
+	err := a.kv.Delete(alertKey(id), abi.Condition{})
+	if errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+	}
+	return err
+}
+
+func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
+	lf, err := abi.CompileMatchers(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Alert]{}, err
+	}
+	start := []byte(alertPrefix)
+	return scanPage(&a.kv, start, prefixEnd(start), q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.Alert, bool, error) {
+		var rec abi.Alert
+		if err := decodeValue(en.Value, &rec); err != nil {
+			return rec, false, err
+		}
+		rec.ExpiresAt = en.ExpiresAt
+		return rec, q.Match(&rec, &lf), nil
+	})
+}
+
+// --- agent states ---
+
+func stateKey(agent string) []byte { return append([]byte(statePrefix), agent...) }
+
+// The stored value is the encoded AgentState without its version: the
+// version is the kv revision, which changes on every write and is what the
+// compare-and-swap checks.
+
+func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
+	b := (*backend)(s)
+	now := sdk.Now()
+	rec := abi.AgentState{AgentID: r.State.AgentID, State: r.State.State, UpdatedAt: now}
+	rev, exp, err := b.put(stateKey(rec.AgentID), b.encode(&rec), &r.TTL, b.stateTTL, now, r.Condition)
+	if errors.Is(err, sdk.ErrConflict) {
+		return abi.AgentState{}, fmt.Errorf("agent state %q: %s: %w", rec.AgentID, conditionText(r.Condition), sdk.ErrConflict)
+	}
+	rec.Version, rec.ExpiresAt = rev, exp
+	return rec, err
+}
+
+func conditionText(c abi.Condition) string {
+	if c.Mode == abi.IfAbsent {
+		return "already exists"
+	}
+	return fmt.Sprintf("version %d is not current", c.Version)
+}
+
+func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
+	en, err := s.kv.Get(stateKey(agentID))
+	if err != nil {
+		if errors.Is(err, sdk.ErrNotFound) {
+			return abi.AgentState{}, fmt.Errorf("agent state %q: %w", agentID, sdk.ErrNotFound)
+		}
+		return abi.AgentState{}, err
+	}
+	return stateFromEntry(&en)
+}
+
+func stateFromEntry(en *abi.KVEntry) (abi.AgentState, error) {
+	var rec abi.AgentState
+	err := decodeValue(en.Value, &rec)
+	rec.Version, rec.ExpiresAt = en.Revision, en.ExpiresAt
+	return rec, err
+}
+
+func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
+	err := s.kv.Delete(stateKey(r.AgentID), r.Condition)
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		return fmt.Errorf("agent state %q: %w", r.AgentID, sdk.ErrNotFound)
+	case errors.Is(err, sdk.ErrConflict):
+		return fmt.Errorf("agent state %q: %s: %w", r.AgentID, conditionText(r.Condition), sdk.ErrConflict)
+	}
+	return err
+}
+
+func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
+	start := stateKey(q.AgentIDPrefix)
+	return scanPage(&s.kv, start, prefixEnd(start), q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.AgentState, bool, error) {
+		rec, err := stateFromEntry(en)
+		return rec, true, err
+	})
+}
+
+// --- queries ---
+
+// scanPage fills one page from the kv range [start, end), resuming at
+// cursor, keeping the records keep accepts. The cursor is the kv key to
+// resume from; one outside the range is refused.
+func scanPage[T any](kv *sdk.KV, start, end, cursor []byte, limit uint32, keep func(*abi.KVEntry) (T, bool, error)) (abi.Page[T], error) {
+	var page abi.Page[T]
+	if len(cursor) > 0 {
+		if bytes.Compare(cursor, start) < 0 || (len(end) > 0 && bytes.Compare(cursor, end) >= 0) {
+			return page, abi.Errorf(abi.StatusInvalid, "cursor does not belong to this query")
+		}
+		start = cursor
+	}
+	want := abi.PageLimit(limit)
+	for {
+		entries, next, err := kv.Scan(start, end, want-len(page.Items)+1)
+		if err != nil {
+			return page, err
+		}
+		for i := range entries {
+			if len(page.Items) == want {
+				page.Next = entries[i].Key
+				return page, nil
+			}
+			rec, ok, err := keep(&entries[i])
+			if err != nil {
+				return page, err
+			}
+			if ok {
+				page.Items = append(page.Items, rec)
+			}
+		}
+		if len(next) == 0 || len(page.Items) == want {
+			page.Next = next
+			return page, nil
+		}
+		start = next
+	}
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package sdk
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// Log writes a message to the host log at level. The host names the
+// logger after the backend and rate-limits it.
+func Log(level abi.Level, msg string) { logWrite(level, msg) }
+
+// Logf formats and writes a message to the host log at level.
+func Logf(level abi.Level, format string, args ...any) {
+	logWrite(level, fmt.Sprintf(format, args...))
+}
+
+// Now returns the host clock. Use it, not time.Now, for anything that must
+// agree with the host (TTLs, timestamps).
+func Now() time.Time { return time.Unix(0, clockNow()).UTC() }
+
+// KV is the client of the host's kv capability: an ordered key-value store
+// shared by every instance of this backend, with revisions and expiry. A
+// plugin that uses it lists abi.CapabilityKV in Plugin.Capabilities.
+//
+// The zero KV is ready to use. A KV is not safe for concurrent use; calls
+// into one plugin instance never overlap, so one per plugin is enough.
+type KV struct {
+	enc abi.Encoder
+	dec abi.Decoder
+	req abi.KVRequest
+}
+
+func (kv *KV) do() (*abi.Decoder, error) {
+	kv.enc.Reset()
+	kv.req.Encode(&kv.enc)
+	body, err := abi.ParseResponse(kvCall(kv.enc.Bytes()))
+	if err != nil {
+		return nil, err
+	}
+	kv.dec.Reset(body)
+	return &kv.dec, nil
+}
+
+func (kv *KV) finish() error {
+	if err := kv.dec.Finish(); err != nil {
+		return abi.Errorf(abi.StatusInternal, "kv response: %v", err)
+	}
+	return nil
+}
+
+// Get returns the live entry at key, or an error matching ErrNotFound.
+// The returned Value is a copy, the caller's to keep.
+func (kv *KV) Get(key []byte) (abi.KVEntry, error) {
+	kv.req = abi.KVRequest{Op: abi.KVGet, Key: key}
+	d, err := kv.do()
+	if err != nil {
+		return abi.KVEntry{}, err
+	}
+	var en abi.KVEntry
+	en.Decode(d, false)
+	en.Key = key
+	return en, kv.finish()
+}
+
+// Put writes value at key if cond holds (else an error matching
+// ErrConflict) and returns the new revision and expiry. expiresAt zero
+// means never; keepTTL keeps a live entry's current expiry.
+func (kv *KV) Put(key, value []byte, expiresAt time.Time, keepTTL bool, cond abi.Condition) (revision uint64, expiry time.Time, err error) {
+	kv.req = abi.KVRequest{Op: abi.KVPut, Key: key, Value: value, ExpiresAt: expiresAt, KeepTTL: keepTTL, Condition: cond}
+	d, err := kv.do()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	revision = d.Uvarint()
+	expiry = d.Time()
+	return revision, expiry, kv.finish()
+}
+
+// Delete removes key if cond holds. A missing key is ErrNotFound.
+func (kv *KV) Delete(key []byte, cond abi.Condition) error {
+	kv.req = abi.KVRequest{Op: abi.KVDelete, Key: key, Condition: cond}
+	if _, err := kv.do(); err != nil {
+		return err
+	}
+	return kv.finish()
+}
+
+// Scan returns up to limit live entries with start <= key < end in key
+// order (an empty end is unbounded) and the key to resume from, empty
+// when the range is exhausted.
+func (kv *KV) Scan(start, end []byte, limit int) (entries []abi.KVEntry, next []byte, err error) {
+	kv.req = abi.KVRequest{Op: abi.KVScan, Key: start, End: end, Limit: uint32(limit)}
+	d, err := kv.do()
+	if err != nil {
+		return nil, nil, err
+	}
+	n := d.Count(4)
+	entries = make([]abi.KVEntry, n)
+	for i := range entries {
+		entries[i].Decode(d, true)
+	}
+	next = d.BytesField()
+	return entries, next, kv.finish()
+}

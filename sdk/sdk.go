@@ -1,0 +1,440 @@
+// Package sdk is what a Go plugin author imports to write a storage backend
+// for storage-host. Implement the stores for the record kinds you support,
+// call Register from an init function, and build with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
+//
+// The SDK provides the ABI exports, owns the guest memory the host writes
+// requests into, decodes requests, encodes responses and turns errors into
+// status codes. Host capabilities are wrapped by Log, Now and KV.
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// MetricStore stores metrics. Returned records carry ExpiresAt.
+type MetricStore interface {
+	PutMetric(r *abi.PutMetric) (abi.Metric, error)
+	GetMetric(k *abi.MetricKey) (abi.Metric, error)
+	DeleteMetric(k *abi.MetricKey) error
+}
+
+// AlertStore stores alerts. PutAlert and SetAlertStatus must refuse a
+// transition abi.AlertStatus.CanTransition rejects with abi.StatusConflict.
+type AlertStore interface {
+	PutAlert(r *abi.PutAlert) (abi.Alert, error)
+	GetAlert(id string) (abi.Alert, error)
+	DeleteAlert(id string) error
+	SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error)
+}
+
+// AgentStateStore stores agent states.
+type AgentStateStore interface {
+	PutAgentState(r *abi.PutAgentState) (abi.AgentState, error)
+	GetAgentState(agentID string) (abi.AgentState, error)
+	DeleteAgentState(r *abi.DeleteAgentState) error
+}
+
+// MetricQuerier is implemented by a MetricStore that serves queries.
+type MetricQuerier interface {
+	QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
+}
+
+// AlertQuerier is implemented by an AlertStore that serves queries.
+type AlertQuerier interface {
+	QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error)
+}
+
+// AgentStateQuerier is implemented by an AgentStateStore that serves
+// queries.
+type AgentStateQuerier interface {
+	QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error)
+}
+
+// Batcher may be implemented by any store of a Plugin to serve a whole
+// batch at once (a Redis backend pipelines it, say). Without one, the SDK
+// runs the items one by one, still inside a single call from the host.
+type Batcher interface {
+	Batch(items []abi.BatchItem) []abi.BatchResult
+}
+
+// Plugin describes a backend. Nil stores are kinds the backend does not
+// support; the SDK advertises features from what is set.
+type Plugin struct {
+	// Name and Version identify the plugin in logs and `plugin inspect`.
+	Name    string
+	Version string
+
+	Metrics     MetricStore
+	Alerts      AlertStore
+	AgentStates AgentStateStore
+
+	// TTL advertises abi.FeatureTTL: the stores honour every abi.TTLMode.
+	TTL bool
+	// Concurrency advertises abi.FeatureConcurrency: PutAgentState and
+	// DeleteAgentState honour their Condition.
+	Concurrency bool
+
+	// Capabilities lists the host modules the plugin imports. The SDK
+	// itself needs abi.CapabilityLog.
+	Capabilities []abi.Capability
+
+	// Configure, if set, receives the backend options before any request.
+	Configure func(abi.Options) error
+}
+
+var registered *dispatcher
+
+// Register makes p the plugin this module serves. Call it once, from an
+// init function: the host reads the metadata right after initialisation.
+func Register(p Plugin) {
+	if registered != nil {
+		panic("sdk: Register called twice")
+	}
+	registered = newDispatcher(p)
+}
+
+// Errors a store returns to answer with a status other than
+// abi.StatusInternal. Wrap them to add detail:
+//
+//	fmt.Errorf("agent %q: %w", id, sdk.ErrNotFound)
+var (
+	ErrNotFound    error = abi.StatusNotFound
+	ErrConflict    error = abi.StatusConflict
+	ErrInvalid     error = abi.StatusInvalid
+	ErrUnavailable error = abi.StatusUnavailable
+	ErrUnsupported error = abi.StatusUnsupported
+)
+
+// statusOf maps an error from a store to a status and message.
+func statusOf(err error) (abi.Status, string) {
+	var ae *abi.Error
+	if errors.As(err, &ae) {
+		return ae.Status, ae.Message
+	}
+	var s abi.Status
+	if errors.As(err, &s) {
+		// The status itself is the response's first byte; keep the detail.
+		return s, strings.TrimSuffix(err.Error(), ": "+s.String())
+	}
+	return abi.StatusInternal, err.Error()
+}
+
+// dispatcher decodes requests, calls the stores and encodes responses.
+type dispatcher struct {
+	p        Plugin
+	meta     abi.Metadata
+	batcher  Batcher
+	mq       MetricQuerier
+	aq       AlertQuerier
+	sq       AgentStateQuerier
+	features abi.Feature
+	dec      abi.Decoder
+}
+
+func newDispatcher(p Plugin) *dispatcher {
+	d := &dispatcher{p: p}
+	var f abi.Feature = abi.FeatureBatch
+	query := true
+	if p.Metrics != nil {
+		f |= abi.FeatureMetrics
+		d.mq, _ = p.Metrics.(MetricQuerier)
+		query = query && d.mq != nil
+		d.batcher, _ = p.Metrics.(Batcher)
+	}
+	if p.Alerts != nil {
+		f |= abi.FeatureAlerts
+		d.aq, _ = p.Alerts.(AlertQuerier)
+		query = query && d.aq != nil
+		if d.batcher == nil {
+			d.batcher, _ = p.Alerts.(Batcher)
+		}
+	}
+	if p.AgentStates != nil {
+		f |= abi.FeatureAgentStates
+		d.sq, _ = p.AgentStates.(AgentStateQuerier)
+		query = query && d.sq != nil
+		if d.batcher == nil {
+			d.batcher, _ = p.AgentStates.(Batcher)
+		}
+	}
+	if query && (p.Metrics != nil || p.Alerts != nil || p.AgentStates != nil) {
+		f |= abi.FeatureQuery
+	}
+	if p.TTL {
+		f |= abi.FeatureTTL
+	}
+	if p.Concurrency {
+		f |= abi.FeatureConcurrency
+	}
+	d.features = f
+	caps := p.Capabilities
+	if !containsCap(caps, abi.CapabilityLog) {
+		caps = append([]abi.Capability{abi.CapabilityLog}, caps...)
+	}
+	d.meta = abi.Metadata{ABI: abi.Current, Name: p.Name, Version: p.Version, Features: f, Capabilities: caps}
+	return d
+}
+
+func containsCap(caps []abi.Capability, c abi.Capability) bool {
+	for _, x := range caps {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// handle serves one request and appends the whole response to e. A panic
+// in a store becomes a StatusInternal response, so the instance survives.
+func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
+	mark := len(e.Bytes())
+	defer func() {
+		if r := recover(); r != nil {
+			truncate(e, mark)
+			abi.AppendError(e, abi.StatusInternal, fmt.Sprintf("plugin panic: %v", r))
+		}
+	}()
+	e.U8(uint8(abi.StatusOK))
+	if err := d.serve(op, req, e); err != nil {
+		truncate(e, mark)
+		s, msg := statusOf(err)
+		abi.AppendError(e, s, msg)
+	}
+}
+
+func truncate(e *abi.Encoder, n int) {
+	b := e.Bytes()
+	e.Reset()
+	e.Raw(b[:n])
+}
+
+// decode runs decode over req and checks that it consumed all of it.
+func (d *dispatcher) decode(req []byte, decode func(*abi.Decoder)) error {
+	d.dec.Reset(req)
+	decode(&d.dec)
+	if err := d.dec.Finish(); err != nil {
+		return abi.Errorf(abi.StatusInvalid, "decode request: %v", err)
+	}
+	return nil
+}
+
+func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
+	if need := op.Requires(); !d.features.Has(need) {
+		return abi.Errorf(abi.StatusUnsupported, "%s is not supported by plugin %s", op, d.p.Name)
+	}
+	switch op {
+	case abi.OpPing:
+		return nil
+	case abi.OpConfigure:
+		var o abi.Options
+		if err := d.decode(req, func(dec *abi.Decoder) { o = abi.DecodeOptions(dec) }); err != nil {
+			return err
+		}
+		if d.p.Configure != nil {
+			return d.p.Configure(o)
+		}
+		return nil
+
+	case abi.OpPutMetric:
+		var r abi.PutMetric
+		if err := d.decodeWrite(req, r.Decode, &r.TTL, nil); err != nil {
+			return err
+		}
+		if err := r.Metric.Check(); err != nil {
+			return err
+		}
+		v, err := d.p.Metrics.PutMetric(&r)
+		return encodeResult(e, &v, err)
+	case abi.OpGetMetric:
+		var k abi.MetricKey
+		if err := d.decode(req, k.Decode); err != nil {
+			return err
+		}
+		if err := k.Check(); err != nil {
+			return err
+		}
+		v, err := d.p.Metrics.GetMetric(&k)
+		return encodeResult(e, &v, err)
+	case abi.OpDeleteMetric:
+		var k abi.MetricKey
+		if err := d.decode(req, k.Decode); err != nil {
+			return err
+		}
+		if err := k.Check(); err != nil {
+			return err
+		}
+		return d.p.Metrics.DeleteMetric(&k)
+	case abi.OpQueryMetrics:
+		var q abi.MetricQuery
+		if err := d.decode(req, q.Decode); err != nil {
+			return err
+		}
+		p, err := d.mq.QueryMetrics(&q)
+		return encodePage(e, &p, err)
+
+	case abi.OpPutAlert:
+		var r abi.PutAlert
+		if err := d.decodeWrite(req, r.Decode, &r.TTL, nil); err != nil {
+			return err
+		}
+		if err := r.Alert.Check(); err != nil {
+			return err
+		}
+		v, err := d.p.Alerts.PutAlert(&r)
+		return encodeResult(e, &v, err)
+	case abi.OpGetAlert, abi.OpDeleteAlert:
+		var id string
+		if err := d.decode(req, func(dec *abi.Decoder) { id = dec.String() }); err != nil {
+			return err
+		}
+		if err := abi.CheckID("alert id", id); err != nil {
+			return err
+		}
+		if op == abi.OpDeleteAlert {
+			return d.p.Alerts.DeleteAlert(id)
+		}
+		v, err := d.p.Alerts.GetAlert(id)
+		return encodeResult(e, &v, err)
+	case abi.OpSetAlertStatus:
+		var r abi.SetAlertStatus
+		if err := d.decode(req, r.Decode); err != nil {
+			return err
+		}
+		if err := abi.CheckID("alert id", r.ID); err != nil {
+			return err
+		}
+		if !r.Status.Valid() {
+			return abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
+		}
+		v, err := d.p.Alerts.SetAlertStatus(&r)
+		return encodeResult(e, &v, err)
+	case abi.OpQueryAlerts:
+		var q abi.AlertQuery
+		if err := d.decode(req, q.Decode); err != nil {
+			return err
+		}
+		p, err := d.aq.QueryAlerts(&q)
+		return encodePage(e, &p, err)
+
+	case abi.OpPutAgentState:
+		var r abi.PutAgentState
+		if err := d.decodeWrite(req, r.Decode, &r.TTL, &r.Condition); err != nil {
+			return err
+		}
+		if err := r.State.Check(); err != nil {
+			return err
+		}
+		v, err := d.p.AgentStates.PutAgentState(&r)
+		return encodeResult(e, &v, err)
+	case abi.OpGetAgentState:
+		var id string
+		if err := d.decode(req, func(dec *abi.Decoder) { id = dec.String() }); err != nil {
+			return err
+		}
+		if err := abi.CheckID("agent id", id); err != nil {
+			return err
+		}
+		v, err := d.p.AgentStates.GetAgentState(id)
+		return encodeResult(e, &v, err)
+	case abi.OpDeleteAgentState:
+		var r abi.DeleteAgentState
+		if err := d.decodeWrite(req, r.Decode, nil, &r.Condition); err != nil {
+			return err
+		}
+		if err := abi.CheckID("agent id", r.AgentID); err != nil {
+			return err
+		}
+		if r.Condition.Mode == abi.IfAbsent {
+			return abi.Errorf(abi.StatusInvalid, "delete cannot be create-only")
+		}
+		return d.p.AgentStates.DeleteAgentState(&r)
+	case abi.OpQueryAgentStates:
+		var q abi.AgentStateQuery
+		if err := d.decode(req, q.Decode); err != nil {
+			return err
+		}
+		p, err := d.sq.QueryAgentStates(&q)
+		return encodePage(e, &p, err)
+
+	case abi.OpBatch:
+		var items []abi.BatchItem
+		if err := d.decode(req, func(dec *abi.Decoder) { items = abi.DecodeBatch(dec) }); err != nil {
+			return err
+		}
+		return d.batch(items, e)
+	}
+	return abi.Errorf(abi.StatusUnsupported, "unknown op %d", op)
+}
+
+// decodeWrite decodes a write request and checks its TTL and condition
+// against the advertised features.
+func (d *dispatcher) decodeWrite(req []byte, decode func(*abi.Decoder), ttl *abi.TTL, cond *abi.Condition) error {
+	if err := d.decode(req, decode); err != nil {
+		return err
+	}
+	if ttl != nil {
+		if err := ttl.Check(); err != nil {
+			return err
+		}
+		if ttl.Mode != abi.TTLDefault && !d.features.Has(abi.FeatureTTL) {
+			return abi.Errorf(abi.StatusUnsupported, "plugin %s does not support TTLs", d.p.Name)
+		}
+	}
+	if cond != nil && cond.Mode != abi.Unconditional && !d.features.Has(abi.FeatureConcurrency) {
+		return abi.Errorf(abi.StatusUnsupported, "plugin %s does not support conditional writes", d.p.Name)
+	}
+	return nil
+}
+
+func (d *dispatcher) batch(items []abi.BatchItem, e *abi.Encoder) error {
+	for i := range items {
+		if items[i].Op == abi.OpBatch || items[i].Op == abi.OpConfigure {
+			return abi.Errorf(abi.StatusInvalid, "batch item %d: %s cannot be batched", i, items[i].Op)
+		}
+	}
+	var results []abi.BatchResult
+	if d.batcher != nil {
+		results = d.batcher.Batch(items)
+	} else {
+		results = make([]abi.BatchResult, len(items))
+		var sub abi.Encoder
+		for i := range items {
+			sub.Reset()
+			d.handle(items[i].Op, items[i].Payload, &sub)
+			body, err := abi.ParseResponse(sub.Bytes())
+			if err != nil {
+				ae := err.(*abi.Error)
+				results[i] = abi.BatchResult{Status: ae.Status, Body: []byte(ae.Message)}
+			} else {
+				results[i] = abi.BatchResult{Status: abi.StatusOK, Body: append([]byte(nil), body...)}
+			}
+		}
+	}
+	if len(results) != len(items) {
+		return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
+	}
+	abi.EncodeBatchResults(e, results)
+	return nil
+}
+
+func encodeResult(e *abi.Encoder, v interface{ Encode(*abi.Encoder) }, err error) error {
+	if err != nil {
+		return err
+	}
+	v.Encode(e)
+	return nil
+}
+
+func encodePage[T any, P abi.Record[T]](e *abi.Encoder, p *abi.Page[T], err error) error {
+	if err != nil {
+		return err
+	}
+	abi.EncodePage[T, P](e, p)
+	return nil
+}
