@@ -101,10 +101,10 @@ func (c Capability) Module() string { return ModulePrefix + string(c) }
 
 // Names of the functions inside the capability modules.
 const (
-	FuncLogWrite  = "write"
-	FuncClockNow  = "now"
-	FuncKVCall    = "call"
-	FuncKVResult  = "result"
+	FuncLogWrite = "write"
+	FuncClockNow = "now"
+	FuncKVCall   = "call"
+	FuncKVResult = "result"
 )
 
 // Level is the level of a log record written through CapabilityLog.

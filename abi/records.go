@@ -51,8 +51,8 @@ const (
 )
 
 var (
-	severityNames = [...]string{SeverityInfo: "info", SeverityWarning: "warning", SeverityCritical: "critical"}
-	alertStatusNames  = [...]string{AlertFiring: "firing", AlertAcknowledged: "acknowledged", AlertResolved: "resolved"}
+	severityNames    = [...]string{SeverityInfo: "info", SeverityWarning: "warning", SeverityCritical: "critical"}
+	alertStatusNames = [...]string{AlertFiring: "firing", AlertAcknowledged: "acknowledged", AlertResolved: "resolved"}
 )
 
 // Valid reports whether s is a known severity.

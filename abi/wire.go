@@ -59,7 +59,9 @@ func (e *Encoder) Uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
 func (e *Encoder) Varint(v int64) { e.buf = binary.AppendVarint(e.buf, v) }
 
 // F64 appends an IEEE 754 double, little-endian.
-func (e *Encoder) F64(v float64) { e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v)) }
+func (e *Encoder) F64(v float64) {
+	e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v))
+}
 
 // BytesField appends a length-prefixed byte string.
 func (e *Encoder) BytesField(v []byte) {

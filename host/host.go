@@ -139,7 +139,9 @@ func WithClock(now func() time.Time) Option { return func(s *settings) { s.now =
 // stderr) to perSecond, with bursts of as many; lines past it are dropped
 // and counted in a later warning.
 // Default: 100.
-func WithPluginLogRate(perSecond float64) Option { return func(s *settings) { s.logPerSec = perSecond } }
+func WithPluginLogRate(perSecond float64) Option {
+	return func(s *settings) { s.logPerSec = perSecond }
+}
 
 func (c *Config) withDefaults() Config {
 	out := *c

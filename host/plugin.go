@@ -205,17 +205,17 @@ func (p *plugin) close(ctx context.Context) {
 // instance is one instantiated plugin module. It is used by one caller at
 // a time: the pool hands it out and takes it back.
 type instance struct {
-	p       *plugin
-	mod     api.Module
-	mem     api.Memory
-	reserve api.Function
-	callFn  api.Function
-	region  uint32 // pointer storage_reserve returned
-	size    uint32 // the size asked for it
+	p         *plugin
+	mod       api.Module
+	mem       api.Memory
+	reserve   api.Function
+	callFn    api.Function
+	region    uint32 // pointer storage_reserve returned
+	size      uint32 // the size asked for it
 	hasRegion bool
-	stack   [2]uint64
-	enc     abi.Encoder // request scratch
-	dec     abi.Decoder
+	stack     [2]uint64
+	enc       abi.Encoder // request scratch
+	dec       abi.Decoder
 }
 
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {

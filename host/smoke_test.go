@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/stretchr/testify/require"
 	"github.com/storage-host/storage-host/host"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSmoke(t *testing.T) {

@@ -242,4 +242,3 @@ func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[A
 	err := s.roundTrip(ctx, abi.OpQueryAgentStates, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[AgentState](d) })
 	return out, err
 }
-
