@@ -1,0 +1,32 @@
+# Builds the embedded plugins and runs the checks. `go test ./...` needs
+# nothing from here: the built plugins are committed.
+
+GO ?= go
+WASM_FLAGS = -trimpath -buildvcs=false -buildmode=c-shared
+BUILTIN_SOURCES = $(shell find abi sdk plugins/memory -name '*.go' -not -name '*_test.go') go.mod go.sum
+
+.PHONY: all plugins test bench check
+all: plugins test
+
+# The built-in plugins embedded in the host (TestBuiltinsMatchSource
+# checks they are current).
+plugins: host/builtin/memory.wasm
+
+host/builtin/memory.wasm: $(BUILTIN_SOURCES)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $@ ./plugins/memory
+	$(GO) env GOVERSION > host/builtin/GOVERSION
+
+# Foreign-language and hostile test plugins (needs wat2wasm from wabt).
+testdata:
+	bash testdata/plugins/build.sh
+
+test:
+	$(GO) test ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./host/
+
+check:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+	$(GO) mod tidy -diff

@@ -1,0 +1,187 @@
+package host
+
+import (
+	"context"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// Result is the outcome of one item of a bulk operation, in request order.
+type Result[T any] struct {
+	Value T
+	Err   error
+}
+
+// bulk sends n items of one op as a single OpBatch: one boundary crossing,
+// and one Redis round trip for a backend that pipelines. The returned error
+// is for the batch as a whole; item errors are in errs.
+func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i int, e *abi.Encoder), decodeItem func(i int, d *abi.Decoder)) (errs []error, err error) {
+	if need := op.Requires(); !s.p.meta.Features.Has(need) {
+		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
+	}
+	var item abi.Encoder
+	var results []abi.BatchResult
+	err = s.roundTrip(ctx, abi.OpBatch, func(e *abi.Encoder) {
+		e.Uvarint(uint64(n))
+		for i := 0; i < n; i++ {
+			item.Reset()
+			encodeItem(i, &item)
+			e.Uvarint(uint64(op))
+			e.BytesField(item.Bytes())
+		}
+	}, func(d *abi.Decoder) { results = abi.DecodeBatchResults(d) })
+	if err != nil {
+		return nil, err
+	}
+	if len(results) != n {
+		return nil, abi.Errorf(abi.StatusInternal, "backend %s: batch answered %d of %d items", s.p.name, len(results), n)
+	}
+	errs = make([]error, n)
+	var d abi.Decoder
+	for i, r := range results {
+		if r.Status != abi.StatusOK {
+			if !r.Status.Known() {
+				r.Status = abi.StatusInternal
+			}
+			errs[i] = &abi.Error{Status: r.Status, Message: string(r.Body)}
+			continue
+		}
+		if decodeItem != nil {
+			d.Reset(r.Body)
+			decodeItem(i, &d)
+			if err := d.Finish(); err != nil {
+				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %v", s.p.name, op, i, err)
+			}
+		}
+	}
+	return errs, nil
+}
+
+func results[T any](values []T, errs []error, err error) ([]Result[T], error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result[T], len(values))
+	for i := range values {
+		out[i] = Result[T]{Err: errs[i]}
+		if errs[i] == nil {
+			out[i].Value = values[i]
+		}
+	}
+	return out, nil
+}
+
+// PutMetrics stores every metric in one batch; opts apply to each.
+func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption) ([]Result[Metric], error) {
+	o, err := s.writeOptions(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Metric, len(ms))
+	errs, err := s.bulk(ctx, abi.OpPutMetric, len(ms), func(i int, e *abi.Encoder) {
+		req := abi.PutMetric{Metric: ms[i], TTL: o.ttl}
+		req.Encode(e)
+	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// GetMetrics returns the sample at each key; missing ones have an Err
+// matching ErrNotFound.
+func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metric], error) {
+	out := make([]Metric, len(keys))
+	errs, err := s.bulk(ctx, abi.OpGetMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) },
+		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// DeleteMetrics removes the sample at each key and returns an error per key.
+func (s *Store) DeleteMetrics(ctx context.Context, keys []MetricKey) ([]error, error) {
+	return s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
+}
+
+// PutAlerts creates or replaces every alert in one batch; opts apply to
+// each.
+func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) ([]Result[Alert], error) {
+	o, err := s.writeOptions(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Alert, len(as))
+	errs, err := s.bulk(ctx, abi.OpPutAlert, len(as), func(i int, e *abi.Encoder) {
+		req := abi.PutAlert{Alert: as[i], TTL: o.ttl}
+		req.Encode(e)
+	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// GetAlerts returns each alert; missing ones have an Err matching
+// ErrNotFound.
+func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], error) {
+	out := make([]Alert, len(ids))
+	errs, err := s.bulk(ctx, abi.OpGetAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) },
+		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// DeleteAlerts removes each alert and returns an error per ID.
+func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
+	return s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
+}
+
+// PutAgentStates stores every state in one batch; TTL options apply to
+// each. Conditions are per item: use PutAgentState, or a version per item
+// with PutAgentStatesIf.
+func (s *Store) PutAgentStates(ctx context.Context, states []AgentState, opts ...WriteOption) ([]Result[AgentState], error) {
+	o, err := s.writeOptions(opts, true)
+	if err != nil {
+		return nil, err
+	}
+	if o.cond.Mode != abi.Unconditional {
+		return nil, abi.Errorf(abi.StatusInvalid, "a condition cannot apply to a whole batch; see PutAgentStatesIf")
+	}
+	return s.putAgentStates(ctx, states, o.ttl, func(int) abi.Condition { return abi.Condition{} })
+}
+
+// PutAgentStatesIf stores every state in one batch, each only while its
+// stored version equals its Version field (0 means create-only). Items
+// whose condition fails have an Err matching ErrConflict.
+func (s *Store) PutAgentStatesIf(ctx context.Context, states []AgentState, opts ...WriteOption) ([]Result[AgentState], error) {
+	o, err := s.writeOptions(append(opts, IfAbsent()), true)
+	if err != nil {
+		return nil, err
+	}
+	return s.putAgentStates(ctx, states, o.ttl, func(i int) abi.Condition {
+		if v := states[i].Version; v != 0 {
+			return abi.Condition{Mode: abi.IfVersion, Version: v}
+		}
+		return abi.Condition{Mode: abi.IfAbsent}
+	})
+}
+
+func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi.TTL, cond func(int) abi.Condition) ([]Result[AgentState], error) {
+	out := make([]AgentState, len(states))
+	errs, err := s.bulk(ctx, abi.OpPutAgentState, len(states), func(i int, e *abi.Encoder) {
+		req := abi.PutAgentState{State: states[i], TTL: ttl, Condition: cond(i)}
+		req.Encode(e)
+	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// GetAgentStates returns the state of each agent; missing ones have an Err
+// matching ErrNotFound.
+func (s *Store) GetAgentStates(ctx context.Context, agentIDs []string) ([]Result[AgentState], error) {
+	out := make([]AgentState, len(agentIDs))
+	errs, err := s.bulk(ctx, abi.OpGetAgentState, len(agentIDs), func(i int, e *abi.Encoder) { e.String(agentIDs[i]) },
+		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	return results(out, errs, err)
+}
+
+// DeleteAgentStates removes the state of each agent and returns an error
+// per ID.
+func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]error, error) {
+	return s.bulk(ctx, abi.OpDeleteAgentState, len(agentIDs), func(i int, e *abi.Encoder) {
+		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
+		req.Encode(e)
+	}, nil)
+}
+
