@@ -184,4 +184,3 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req.Encode(e)
 	}, nil)
 }
-

@@ -62,7 +62,7 @@ func expTime(n int64) time.Time {
 }
 
 // Store is an ordered in-memory key-value store with revisions and expiry.
-// Its methods are safe for concurrent use.
+// Its methods are safe for concurrent use. Create one with New.
 type Store struct {
 	now func() time.Time
 
@@ -158,8 +158,8 @@ func (s *Store) lookup(key []byte, now int64) (old entry, found, live bool) {
 	return old, found, found
 }
 
-// check evaluates c against the current entry; it returns a non-empty
-// message with the status to answer when the write must not proceed.
+// check evaluates c against the current entry; when the write must not
+// proceed it returns the status and message to answer, else StatusOK.
 func check(c abi.Condition, old *entry, live bool) (abi.Status, string) {
 	switch c.Mode {
 	case abi.Unconditional:
