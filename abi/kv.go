@@ -27,7 +27,8 @@ const (
 )
 
 // KVRequest is the request of storagehost_kv.call: op u8, then the fields
-// of that op as KVOp documents.
+// of that op as KVOp documents. Decode leaves Key, End and Value aliasing
+// the decoder's input: the host reads them in place from guest memory.
 type KVRequest struct {
 	Op        KVOp
 	Key       []byte // get, put, delete; start of a scan
@@ -60,18 +61,18 @@ func (r *KVRequest) Encode(e *Encoder) {
 // Decode reads what Encode wrote.
 func (r *KVRequest) Decode(d *Decoder) {
 	*r = KVRequest{Op: KVOp(d.U8())}
-	r.Key = d.BytesField()
+	r.Key = d.View()
 	switch r.Op {
 	case KVGet:
 	case KVPut:
-		r.Value = d.BytesField()
+		r.Value = d.View()
 		r.ExpiresAt = d.Time()
 		r.KeepTTL = d.Bool()
 		r.Condition.Decode(d)
 	case KVDelete:
 		r.Condition.Decode(d)
 	case KVScan:
-		r.End = d.BytesField()
+		r.End = d.View()
 		r.Limit = uint32(d.Uvarint())
 	default:
 		d.fail(ErrMalformed)
@@ -79,7 +80,8 @@ func (r *KVRequest) Decode(d *Decoder) {
 }
 
 // KVEntry is one entry of the kv store: key bytes (scan only), revision
-// uvarint, expires_at time, value bytes.
+// uvarint, expires_at time, value bytes. Decode leaves Key and Value
+// aliasing the decoder's input.
 type KVEntry struct {
 	Key       []byte
 	Revision  uint64
@@ -101,9 +103,9 @@ func (en *KVEntry) Encode(e *Encoder, withKey bool) {
 func (en *KVEntry) Decode(d *Decoder, withKey bool) {
 	en.Key = nil
 	if withKey {
-		en.Key = d.BytesField()
+		en.Key = d.View()
 	}
 	en.Revision = d.Uvarint()
 	en.ExpiresAt = d.Time()
-	en.Value = d.BytesField()
+	en.Value = d.View()
 }

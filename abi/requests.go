@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"math"
 	"regexp"
 	"time"
 )
@@ -46,7 +47,12 @@ func (t *TTL) Decode(d *Decoder) {
 	t.Mode = TTLMode(d.U8())
 	t.Duration = 0
 	if t.Mode == TTLDuration {
-		t.Duration = time.Duration(d.Uvarint()) * time.Millisecond
+		ms := d.Uvarint()
+		if ms > math.MaxInt64/uint64(time.Millisecond) {
+			d.fail(ErrMalformed) // would overflow a time.Duration
+			return
+		}
+		t.Duration = time.Duration(ms) * time.Millisecond
 	}
 }
 
@@ -262,7 +268,13 @@ func CompileMatchers(ms []Matcher) (LabelFilter, error) {
 		switch m.Op {
 		case MatchEqual, MatchNotEqual:
 		case MatchRegexp, MatchNotRegexp:
-			re, err := regexp.Compile("^(?:" + m.Value + ")$")
+			// Compile the value alone first: a valid expression has balanced
+			// groups, so wrapping it cannot break out of the anchors.
+			_, err := regexp.Compile(m.Value)
+			var re *regexp.Regexp
+			if err == nil {
+				re, err = regexp.Compile("^(?:" + m.Value + ")$")
+			}
 			if err != nil {
 				return LabelFilter{}, Errorf(StatusInvalid, "label matcher %s: %v", m.Label, err)
 			}

@@ -228,6 +228,17 @@ func (d *Decoder) BytesField() []byte {
 	return append([]byte(nil), b...)
 }
 
+// View reads a length-prefixed byte string without copying it: the result
+// aliases the Decoder's input and is valid only as long as that is.
+// An empty field decodes as nil, as with BytesField.
+func (d *Decoder) View() []byte {
+	b := d.field()
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
 // String reads a length-prefixed string.
 func (d *Decoder) String() string { return string(d.field()) }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
 )
 
 // guestPages returns the linear-memory size of every idle instance.
@@ -90,4 +89,3 @@ func TestSoak(t *testing.T) {
 	}
 	require.Less(t, heapAfter, heapBefore+8<<20, "host heap grew")
 }
-

@@ -51,7 +51,7 @@ func (kv *KV) finish() error {
 }
 
 // Get returns the live entry at key, or an error matching ErrNotFound.
-// The returned Value is a copy, the caller's to keep.
+// The returned Value is valid until the next call on kv; copy it to keep it.
 func (kv *KV) Get(key []byte) (abi.KVEntry, error) {
 	kv.req = abi.KVRequest{Op: abi.KVGet, Key: key}
 	d, err := kv.do()
@@ -89,7 +89,8 @@ func (kv *KV) Delete(key []byte, cond abi.Condition) error {
 
 // Scan returns up to limit live entries with start <= key < end in key
 // order (an empty end is unbounded) and the key to resume from, empty
-// when the range is exhausted.
+// when the range is exhausted. Keys, values and next are valid until the
+// next call on kv; copy them to keep them.
 func (kv *KV) Scan(start, end []byte, limit int) (entries []abi.KVEntry, next []byte, err error) {
 	kv.req = abi.KVRequest{Op: abi.KVScan, Key: start, End: end, Limit: uint32(limit)}
 	d, err := kv.do()

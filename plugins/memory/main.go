@@ -103,10 +103,15 @@ func (b *backend) encode(v interface{ Encode(*abi.Encoder) }) []byte {
 	return b.enc.Bytes()
 }
 
+// valueDecoder is reused: calls into an instance never overlap.
+var valueDecoder abi.Decoder
+
+// decodeValue decodes a stored record; it copies what it keeps, so value
+// may alias the kv client's buffer.
 func decodeValue(value []byte, v interface{ Decode(*abi.Decoder) }) error {
-	d := abi.NewDecoder(value)
-	v.Decode(d)
-	if err := d.Finish(); err != nil {
+	valueDecoder.Reset(value)
+	v.Decode(&valueDecoder)
+	if err := valueDecoder.Finish(); err != nil {
 		return fmt.Errorf("corrupt record: %w", err)
 	}
 	return nil
@@ -386,7 +391,7 @@ func scanPage[T any](kv *sdk.KV, start, end, cursor []byte, limit uint32, keep f
 		}
 		for i := range entries {
 			if len(page.Items) == want {
-				page.Next = entries[i].Key
+				page.Next = bytes.Clone(entries[i].Key)
 				return page, nil
 			}
 			rec, ok, err := keep(&entries[i])
@@ -398,7 +403,7 @@ func scanPage[T any](kv *sdk.KV, start, end, cursor []byte, limit uint32, keep f
 			}
 		}
 		if len(next) == 0 || len(page.Items) == want {
-			page.Next = next
+			page.Next = bytes.Clone(next)
 			return page, nil
 		}
 		start = next
