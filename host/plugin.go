@@ -138,6 +138,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 // checkImports refuses a module importing anything but WASI and the
 // granted capability modules.
 func checkImports(cm wazero.CompiledModule, granted []abi.Capability) error {
+	for _, m := range cm.ImportedMemories() {
+		mod, name, _ := m.Import()
+		return fmt.Errorf("%w: imports memory %s.%s; a plugin must define its own memory", ErrIncompatible, mod, name)
+	}
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if mod == wasi_snapshot_preview1.ModuleName {
