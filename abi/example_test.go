@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
@@ -152,4 +153,40 @@ func TestREADMEWorkedExample(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(readme), workedExample(),
 		"README.md must contain the output of Example_putAgentState verbatim")
+}
+
+// TestREADMEMinimalPlugin keeps the WAT listing in README.md equal to
+// testdata/minimal.wat, the file minimal.wasm is built from.
+func TestREADMEMinimalPlugin(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	wat, err := os.ReadFile("testdata/minimal.wat")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "```wat\n"+string(wat)+"```\n")
+
+	// The metadata in its data segment is what the encoder writes.
+	want := encoded(func(e *abi.Encoder) {
+		(&abi.Metadata{ABI: abi.Current, Name: "minimal", Version: "0.1.0"}).Encode(e)
+	})
+	assert.Len(t, want, 18, "storage_metadata returns 18 bytes")
+	assert.Contains(t, string(wat), `(data (i32.const 0) "\01\00\07minimal\050.1.0\00\00")`)
+	assert.Equal(t, []byte("\x01\x00\x07minimal\x050.1.0\x00\x00"), want)
+
+	// The compiled module is committed next to its source.
+	wasm, err := os.ReadFile("testdata/minimal.wasm")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("\x00asm\x01\x00\x00\x00"), wasm[:8])
+}
+
+// TestREADMEMetadataExample checks the metadata bytes shown in README.md.
+func TestREADMEMetadataExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	msg := encoded(func(e *abi.Encoder) {
+		(&abi.Metadata{
+			ABI: abi.Current, Name: "memory", Version: "0.1.0",
+			Features: abi.FeatureAgentStates, Capabilities: []abi.Capability{abi.CapabilityClock},
+		}).Encode(e)
+	})
+	require.Contains(t, string(readme), "```\n"+spacedHex(msg)+"\n```\n")
 }

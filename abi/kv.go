@@ -73,7 +73,7 @@ func (r *KVRequest) Decode(d *Decoder) {
 		r.Condition.Decode(d)
 	case KVScan:
 		r.End = d.View()
-		r.Limit = uint32(d.Uvarint())
+		r.Limit = d.Uint32()
 	default:
 		d.fail(ErrMalformed)
 	}

@@ -89,6 +89,9 @@ const (
 	FeatureConcurrency Feature = 1 << 6 // Conditions on agent-state writes
 
 	featureUnknown Feature = 1 << 31
+
+	knownFeatures = FeatureMetrics | FeatureAlerts | FeatureAgentStates | FeatureQuery |
+		FeatureBatch | FeatureTTL | FeatureConcurrency
 )
 
 var featureNames = []struct {

@@ -71,17 +71,20 @@ func (t *TTL) Check() error {
 	return Errorf(StatusInvalid, "unknown ttl mode %d", t.Mode)
 }
 
-// ExpiresAt resolves t for a write at now: the kind default def (0 = none)
-// and the previous expiry prev (zero = none or new record). The zero time
-// means "never".
-func (t *TTL) ExpiresAt(now time.Time, def time.Duration, prev time.Time) time.Time {
+// ExpiresAt resolves t for a write at now, given the kind default def
+// (0 = none) and, when the record exists, its current expiry prev (zero =
+// never). The zero time means "never". TTLKeep keeps prev for an existing
+// record and gives a new one the kind default.
+func (t *TTL) ExpiresAt(now time.Time, def time.Duration, prev time.Time, exists bool) time.Time {
 	switch t.Mode {
 	case TTLDuration:
 		return now.Add(t.Duration)
 	case TTLPersist:
 		return time.Time{}
 	case TTLKeep:
-		return prev
+		if exists {
+			return prev
+		}
 	}
 	if def > 0 {
 		return now.Add(def)
@@ -346,7 +349,7 @@ func (q *MetricQuery) Decode(d *Decoder) {
 	q.From = d.Time()
 	q.To = d.Time()
 	q.Labels = d.matchers()
-	q.Limit = uint32(d.Uvarint())
+	q.Limit = d.Uint32()
 	q.Cursor = d.BytesField()
 }
 
@@ -397,7 +400,7 @@ func (q *AlertQuery) Decode(d *Decoder) {
 	q.Labels = d.matchers()
 	q.From = d.Time()
 	q.To = d.Time()
-	q.Limit = uint32(d.Uvarint())
+	q.Limit = d.Uint32()
 	q.Cursor = d.BytesField()
 }
 
@@ -451,7 +454,7 @@ func (q *AgentStateQuery) Encode(e *Encoder) {
 // Decode reads what Encode wrote.
 func (q *AgentStateQuery) Decode(d *Decoder) {
 	q.AgentIDPrefix = d.String()
-	q.Limit = uint32(d.Uvarint())
+	q.Limit = d.Uint32()
 	q.Cursor = d.BytesField()
 }
 
@@ -526,11 +529,13 @@ func (m *Metadata) Encode(e *Encoder) {
 
 // Decode reads what Encode wrote.
 func (m *Metadata) Decode(d *Decoder) {
-	m.ABI.Major = uint16(d.Uvarint())
-	m.ABI.Minor = uint16(d.Uvarint())
+	m.ABI.Major = d.Uint16()
+	m.ABI.Minor = d.Uint16()
 	m.Name = d.String()
 	m.Version = d.String()
-	m.Features = Feature(d.Uvarint())
+	// Bits this ABI version does not define are dropped: a host never
+	// routes an op to a feature it does not know.
+	m.Features = Feature(d.Uint32()) & knownFeatures
 	m.Capabilities = nil
 	for n := d.Count(1); n > 0; n-- {
 		m.Capabilities = append(m.Capabilities, Capability(d.String()))
@@ -566,7 +571,7 @@ func DecodeBatch(d *Decoder) []BatchItem {
 	n := d.Count(2)
 	items := make([]BatchItem, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		items[i].Op = Op(d.Uvarint())
+		items[i].Op = Op(d.Uint32())
 		items[i].Payload = d.BytesField()
 	}
 	return items

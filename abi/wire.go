@@ -161,6 +161,26 @@ func (d *Decoder) Uvarint() uint64 {
 	return v
 }
 
+// Uint32 reads an unsigned LEB128 integer that must fit in 32 bits.
+func (d *Decoder) Uint32() uint32 {
+	v := d.Uvarint()
+	if v > math.MaxUint32 {
+		d.fail(ErrMalformed)
+		return 0
+	}
+	return uint32(v)
+}
+
+// Uint16 reads an unsigned LEB128 integer that must fit in 16 bits.
+func (d *Decoder) Uint16() uint16 {
+	v := d.Uvarint()
+	if v > math.MaxUint16 {
+		d.fail(ErrMalformed)
+		return 0
+	}
+	return uint16(v)
+}
+
 // Varint reads a zig-zag signed LEB128 integer.
 func (d *Decoder) Varint() int64 {
 	v, n := binary.Varint(d.buf)

@@ -175,6 +175,8 @@ func TestDecoderErrors(t *testing.T) {
 		{"condition mode 3", []byte{3}, func(d *abi.Decoder) { (&abi.Condition{}).Decode(d) }, abi.ErrMalformed},
 		{"kv op 0", []byte{0, 0}, func(d *abi.Decoder) { (&abi.KVRequest{}).Decode(d) }, abi.ErrMalformed},
 		{"kv op 5", []byte{5, 0}, func(d *abi.Decoder) { (&abi.KVRequest{}).Decode(d) }, abi.ErrMalformed},
+		{"ttl duration_ms overflows", encoded(func(e *abi.Encoder) { e.U8(1); e.Uvarint(1 << 53) }),
+			func(d *abi.Decoder) { (&abi.TTL{}).Decode(d) }, abi.ErrMalformed},
 		{"kv put keep_ttl 2", []byte{byte(abi.KVPut), 0, 0, 0, 2, 0}, func(d *abi.Decoder) { (&abi.KVRequest{}).Decode(d) }, abi.ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -230,4 +232,42 @@ func TestTimeEpochIsUnset(t *testing.T) {
 	msg := encoded(func(e *abi.Encoder) { e.Time(time.Unix(0, 0)) })
 	assert.Equal(t, []byte{0}, msg)
 	assert.True(t, abi.NewDecoder(msg).Time().IsZero())
+}
+
+func TestDecoderView(t *testing.T) {
+	msg := encoded(func(e *abi.Encoder) { e.BytesField([]byte("abc")); e.BytesField(nil) })
+	d := abi.NewDecoder(msg)
+	v := d.View()
+	assert.Equal(t, []byte("abc"), v)
+	assert.Nil(t, d.View(), "an empty field views as nil")
+	require.NoError(t, d.Finish())
+	msg[1] = 'z'
+	assert.Equal(t, []byte("zbc"), v, "a view aliases the input")
+
+	d = abi.NewDecoder([]byte{3, 'a'})
+	assert.Nil(t, d.View())
+	assert.ErrorIs(t, d.Finish(), abi.ErrTruncated)
+}
+
+// TestKVDecodeAliases records that kv requests and entries decode as views
+// of their input (the host reads them in place from guest memory).
+func TestKVDecodeAliases(t *testing.T) {
+	msg := encoded(func(e *abi.Encoder) {
+		(&abi.KVRequest{Op: abi.KVPut, Key: []byte("k"), Value: []byte("v")}).Encode(e)
+	})
+	var r abi.KVRequest
+	d := abi.NewDecoder(msg)
+	r.Decode(d)
+	require.NoError(t, d.Finish())
+	msg[2], msg[4] = 'K', 'V'
+	assert.Equal(t, []byte("K"), r.Key)
+	assert.Equal(t, []byte("V"), r.Value)
+
+	msg = encoded(func(e *abi.Encoder) { (&abi.KVEntry{Key: []byte("k"), Value: []byte("v")}).Encode(e, true) })
+	var en abi.KVEntry
+	d = abi.NewDecoder(msg)
+	en.Decode(d, true)
+	require.NoError(t, d.Finish())
+	msg[1] = 'K'
+	assert.Equal(t, []byte("K"), en.Key)
 }

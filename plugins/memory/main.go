@@ -119,15 +119,10 @@ func decodeValue(value []byte, v interface{ Decode(*abi.Decoder) }) error {
 
 // put writes value under key with the TTL policy applied: the expiry is
 // computed here and written with the value in one kv call.
-// TTLKeep asks the kv store to keep a live entry's expiry; a new entry gets
-// the kind default, as TTLDefault would give it.
+// With TTLKeep the kv store keeps a live entry's expiry in the same call;
+// the expiry computed here is then the one for a new entry.
 func (b *backend) put(key, value []byte, ttl *abi.TTL, def time.Duration, now time.Time, cond abi.Condition) (uint64, time.Time, error) {
-	keep := ttl.Mode == abi.TTLKeep
-	exp := ttl.ExpiresAt(now, def, time.Time{})
-	if keep {
-		exp = (&abi.TTL{Mode: abi.TTLDefault}).ExpiresAt(now, def, time.Time{})
-	}
-	return b.kv.Put(key, value, exp, keep, cond)
+	return b.kv.Put(key, value, ttl.ExpiresAt(now, def, time.Time{}, false), ttl.Mode == abi.TTLKeep, cond)
 }
 
 // --- metrics ---

@@ -126,6 +126,10 @@ func (s *Store) Do(req *abi.KVRequest, e *abi.Encoder) {
 	case abi.KVPut:
 		s.put(req, e)
 	case abi.KVDelete:
+		if req.Condition.Mode == abi.IfAbsent {
+			abi.AppendError(e, abi.StatusInvalid, "a delete cannot be create-only")
+			return
+		}
 		s.delete(req, e)
 	case abi.KVScan:
 		s.scan(req, e)

@@ -240,14 +240,14 @@ func TestDeleteConditions(t *testing.T) {
 	s := newStore(t, newClock(), 0)
 
 	// The condition is checked first, so IfVersion on an absent key is a
-	// conflict, like a put; unconditional and IfAbsent deletes of an absent
-	// key are not found.
+	// conflict, like a put; an unconditional delete of an absent key is not
+	// found; a create-only delete is meaningless, refused either way.
 	assert.Equal(t, abi.StatusConflict, del(t, s, "k", ifVersion(1)))
-	assert.Equal(t, abi.StatusNotFound, del(t, s, "k", ifAbsent))
+	assert.Equal(t, abi.StatusInvalid, del(t, s, "k", ifAbsent))
 	assert.Equal(t, abi.StatusNotFound, del(t, s, "k"))
 
 	r := mustPut(t, s, "k", "v")
-	assert.Equal(t, abi.StatusConflict, del(t, s, "k", ifAbsent))
+	assert.Equal(t, abi.StatusInvalid, del(t, s, "k", ifAbsent))
 	assert.Equal(t, abi.StatusConflict, del(t, s, "k", ifVersion(r+1)))
 	_, st := get(t, s, "k")
 	require.Equal(t, abi.StatusOK, st, "a failed delete removes nothing")
