@@ -63,8 +63,7 @@
 // from the update rather than from the record's creation, and that the TTL
 // is applied atomically with the write, need a controlled clock or fault
 // injection and belong to backend-specific tests (see memory_test.go for
-// the former on the built-in memory backend). Bulk operations are not
-// checked yet (see TODO(bulk) in Run).
+// the former on the built-in memory backend).
 package storetest
 
 import (
@@ -109,12 +108,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Concurrency", s.testConcurrency)
 	t.Run("TTL", s.testTTL)
 	t.Run("Query", s.testQuery)
-	// TODO(bulk): t.Run("Bulk", s.testBulk): with FeatureBatch, the bulk
-	// methods of host.Store (PutMetrics, GetMetrics, DeleteMetrics, ... with
-	// per-item results) keep the single-item contract item by item, a
-	// failing item does not fail its neighbours, results come back in
-	// request order; without FeatureBatch, every bulk method is refused with
-	// host.ErrUnsupported.
+	t.Run("Bulk", s.testBulk)
 	t.Run("Isolation", s.testIsolation)
 	t.Run("Closed", s.testClosed)
 }

@@ -20,7 +20,7 @@ type states struct{ kv sdk.KV } // the host's shared, ordered key-value store
 // kv revision, which changes on every write.
 func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	st := r.State
-	st.UpdatedAt = sdk.Now()
+	st.UpdatedAt, st.ExpiresAt = sdk.Now(), time.Time{} // the backend sets these, never the caller
 	var e abi.Encoder
 	st.Encode(&e)
 	rev, _, err := s.kv.Put([]byte(st.AgentID), e.Bytes(), time.Time{}, false, abi.Condition{})
