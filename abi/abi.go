@@ -75,7 +75,8 @@ type Capability string
 const (
 	// CapabilityLog is the "storagehost_log" module:
 	//   write(level i32, ptr i32, len i32)
-	// writes the UTF-8 message at ptr to the host log at level (Level).
+	// writes the message at ptr (UTF-8 expected, passed on as bytes) to the
+	// host log at level (Level; others log at info), rate-limited.
 	CapabilityLog Capability = "log"
 	// CapabilityClock is the "storagehost_clock" module:
 	//   now() -> i64
@@ -89,7 +90,9 @@ const (
 	//   result(out_ptr i32, out_cap i32) -> i32
 	// call runs the KVRequest at req_ptr and returns the length of the
 	// encoded response. If it fits in out_cap it was written at out_ptr;
-	// otherwise result copies it once the guest has room.
+	// otherwise the guest calls result once, right after, with out_cap at
+	// least that length, to fetch and consume it. result with nothing
+	// pending or too small a buffer traps.
 	CapabilityKV Capability = "kv"
 )
 

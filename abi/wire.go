@@ -245,7 +245,9 @@ func (d *Decoder) BytesField() []byte {
 	if len(b) == 0 {
 		return nil
 	}
-	return append([]byte(nil), b...)
+	out := make([]byte, len(b))
+	copy(out, b)
+	return out
 }
 
 // View reads a length-prefixed byte string without copying it: the result

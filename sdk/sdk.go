@@ -214,6 +214,18 @@ func truncate(e *abi.Encoder, n int) {
 	e.Raw(b[:n])
 }
 
+// decodeID reads a request that is a single string. It does not go
+// through decode: a closure capturing the result would cost the guest an
+// allocation on the hottest path.
+func (d *dispatcher) decodeID(req []byte) (string, error) {
+	d.dec.Reset(req)
+	id := d.dec.String()
+	if err := d.dec.Finish(); err != nil {
+		return "", abi.Errorf(abi.StatusInvalid, "decode request: %v", err)
+	}
+	return id, nil
+}
+
 // decode runs decode over req and checks that it consumed all of it.
 func (d *dispatcher) decode(req []byte, decode func(*abi.Decoder)) error {
 	d.dec.Reset(req)
@@ -289,8 +301,8 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		v, err := d.p.Alerts.PutAlert(&r)
 		return encodeResult(e, &v, err)
 	case abi.OpGetAlert, abi.OpDeleteAlert:
-		var id string
-		if err := d.decode(req, func(dec *abi.Decoder) { id = dec.String() }); err != nil {
+		id, err := d.decodeID(req)
+		if err != nil {
 			return err
 		}
 		if err := abi.CheckID("alert id", id); err != nil {
@@ -333,8 +345,8 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		v, err := d.p.AgentStates.PutAgentState(&r)
 		return encodeResult(e, &v, err)
 	case abi.OpGetAgentState:
-		var id string
-		if err := d.decode(req, func(dec *abi.Decoder) { id = dec.String() }); err != nil {
+		id, err := d.decodeID(req)
+		if err != nil {
 			return err
 		}
 		if err := abi.CheckID("agent id", id); err != nil {

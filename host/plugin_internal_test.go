@@ -1,0 +1,77 @@
+package host
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+)
+
+// logSink collects log lines.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func TestLogLimiter(t *testing.T) {
+	sink := &logSink{}
+	log := hclog.New(&hclog.LoggerOptions{Output: sink, Level: hclog.Info, Name: "plugin.test"})
+	lim := newLogLimiter(log, 5) // 5 lines a second, bursts of 5
+
+	lim.emit(hclog.Debug, "below the level")
+	for range 20 {
+		lim.emit(hclog.Info, "flood")
+	}
+	require.Len(t, sink.lines, 5, "only the burst passes; the filtered debug line costs no token")
+	require.Equal(t, int64(15), lim.dropped.Load())
+
+	// Once tokens are back, the next line first reports what was dropped.
+	lim.limit = rate.NewLimiter(rate.Inf, 1)
+	lim.emit(hclog.Warn, "after")
+	require.Len(t, sink.lines, 7)
+	require.Contains(t, sink.lines[5], "dropped=15")
+	require.Contains(t, sink.lines[6], "[WARN]  plugin.test: after")
+
+	lim.emit(hclog.Level(42), "odd level")
+	require.Contains(t, sink.lines[7], "[INFO]  plugin.test: odd level", "an unknown level logs at info")
+}
+
+func TestLineWriter(t *testing.T) {
+	var got []string
+	w := &lineWriter{emit: func(s string) { got = append(got, s) }}
+	_, _ = w.Write([]byte("one\ntw"))
+	_, _ = w.Write([]byte("o\nthree"))
+	require.Equal(t, []string{"one", "two"}, got, "a partial line waits for its end")
+	_, _ = w.Write([]byte(strings.Repeat("x", maxLine+1)))
+	require.Len(t, got, 3, "a line longer than maxLine is emitted rather than kept")
+}
+
+// BenchmarkInstantiate measures making one more pool instance of the
+// memory plugin (instantiate, _initialize, handshake, configure) and
+// reports the linear memory each instance holds.
+func BenchmarkInstantiate(b *testing.B) {
+	ctx := b.Context()
+	st, err := Open(ctx, Config{}, WithCompilationCache(b.TempDir()))
+	require.NoError(b, err)
+	defer st.Close(ctx)
+	var mem uint32
+	for b.Loop() {
+		in, err := st.p.newInstance(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mem = in.mem.Size()
+		in.close(ctx)
+	}
+	b.ReportMetric(float64(mem)/1024, "guest-KiB/instance")
+}
