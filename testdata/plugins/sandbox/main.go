@@ -22,7 +22,7 @@ func (states) PutAgentState(*abi.PutAgentState) (abi.AgentState, error) {
 	return abi.AgentState{}, sdk.ErrUnsupported
 }
 func (states) GetAgentState(string) (abi.AgentState, error) { return abi.AgentState{}, sdk.ErrNotFound }
-func (states) DeleteAgentState(*abi.DeleteAgentState) error  { return sdk.ErrNotFound }
+func (states) DeleteAgentState(*abi.DeleteAgentState) error { return sdk.ErrNotFound }
 
 func probe(abi.Options) error {
 	var found []string
