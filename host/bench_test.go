@@ -98,7 +98,7 @@ func BenchmarkPutMetric(b *testing.B) {
 	st := openBench(b, host.Config{})
 	labels := map[string]string{"host": "h1", "region": "eu"}
 	callers(b, func(ctx context.Context, i int) error {
-		_, err := st.PutMetric(ctx, host.Metric{AgentID: "agent-" + strconv.Itoa(i%benchAgents), Name: "cpu", Value: 0.5, Timestamp: time.Unix(int64(i), 0), Labels: labels})
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "agent-" + strconv.Itoa(i%benchAgents), Name: "cpu", Value: 0.5, Timestamp: time.Unix(int64(i)+1, 0), Labels: labels})
 		return err
 	})
 }

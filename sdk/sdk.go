@@ -226,10 +226,15 @@ func (d *dispatcher) decodeID(req []byte) (string, error) {
 	return id, nil
 }
 
-// decode runs decode over req and checks that it consumed all of it.
-func (d *dispatcher) decode(req []byte, decode func(*abi.Decoder)) error {
+// begin starts decoding a request; end checks that it was decoded whole.
+// Requests are decoded by direct method calls, not through a func value,
+// because each closure is an allocation in a Go guest.
+func (d *dispatcher) begin(req []byte) *abi.Decoder {
 	d.dec.Reset(req)
-	decode(&d.dec)
+	return &d.dec
+}
+
+func (d *dispatcher) end() error {
 	if err := d.dec.Finish(); err != nil {
 		return abi.Errorf(abi.StatusInvalid, "decode request: %v", err)
 	}
@@ -244,8 +249,8 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 	case abi.OpPing:
 		return nil
 	case abi.OpConfigure:
-		var o abi.Options
-		if err := d.decode(req, func(dec *abi.Decoder) { o = abi.DecodeOptions(dec) }); err != nil {
+		o := abi.DecodeOptions(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		if d.p.Configure != nil {
@@ -255,27 +260,38 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 
 	case abi.OpPutMetric:
 		var r abi.PutMetric
-		if err := d.decodeWrite(req, r.Decode, &r.TTL, nil); err != nil {
+		r.Decode(d.begin(req))
+		if err := d.endWrite(&r.TTL, nil); err != nil {
 			return err
 		}
 		if err := r.Metric.Check(); err != nil {
 			return err
 		}
 		v, err := d.p.Metrics.PutMetric(&r)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpGetMetric:
 		var k abi.MetricKey
-		if err := d.decode(req, k.Decode); err != nil {
+		k.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		if err := k.Check(); err != nil {
 			return err
 		}
 		v, err := d.p.Metrics.GetMetric(&k)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpDeleteMetric:
 		var k abi.MetricKey
-		if err := d.decode(req, k.Decode); err != nil {
+		k.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		if err := k.Check(); err != nil {
@@ -284,7 +300,8 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		return d.p.Metrics.DeleteMetric(&k)
 	case abi.OpQueryMetrics:
 		var q abi.MetricQuery
-		if err := d.decode(req, q.Decode); err != nil {
+		q.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		p, err := d.mq.QueryMetrics(&q)
@@ -292,14 +309,19 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 
 	case abi.OpPutAlert:
 		var r abi.PutAlert
-		if err := d.decodeWrite(req, r.Decode, &r.TTL, nil); err != nil {
+		r.Decode(d.begin(req))
+		if err := d.endWrite(&r.TTL, nil); err != nil {
 			return err
 		}
 		if err := r.Alert.Check(); err != nil {
 			return err
 		}
 		v, err := d.p.Alerts.PutAlert(&r)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpGetAlert, abi.OpDeleteAlert:
 		id, err := d.decodeID(req)
 		if err != nil {
@@ -312,10 +334,15 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return d.p.Alerts.DeleteAlert(id)
 		}
 		v, err := d.p.Alerts.GetAlert(id)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpSetAlertStatus:
 		var r abi.SetAlertStatus
-		if err := d.decode(req, r.Decode); err != nil {
+		r.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		if err := abi.CheckID("alert id", r.ID); err != nil {
@@ -325,10 +352,15 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
 		}
 		v, err := d.p.Alerts.SetAlertStatus(&r)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpQueryAlerts:
 		var q abi.AlertQuery
-		if err := d.decode(req, q.Decode); err != nil {
+		q.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		p, err := d.aq.QueryAlerts(&q)
@@ -336,14 +368,19 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 
 	case abi.OpPutAgentState:
 		var r abi.PutAgentState
-		if err := d.decodeWrite(req, r.Decode, &r.TTL, &r.Condition); err != nil {
+		r.Decode(d.begin(req))
+		if err := d.endWrite(&r.TTL, &r.Condition); err != nil {
 			return err
 		}
 		if err := r.State.Check(); err != nil {
 			return err
 		}
 		v, err := d.p.AgentStates.PutAgentState(&r)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpGetAgentState:
 		id, err := d.decodeID(req)
 		if err != nil {
@@ -353,10 +390,15 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.AgentStates.GetAgentState(id)
-		return encodeResult(e, &v, err)
+		if err != nil {
+			return err
+		}
+		v.Encode(e)
+		return nil
 	case abi.OpDeleteAgentState:
 		var r abi.DeleteAgentState
-		if err := d.decodeWrite(req, r.Decode, nil, &r.Condition); err != nil {
+		r.Decode(d.begin(req))
+		if err := d.endWrite(nil, &r.Condition); err != nil {
 			return err
 		}
 		if err := abi.CheckID("agent id", r.AgentID); err != nil {
@@ -368,15 +410,16 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		return d.p.AgentStates.DeleteAgentState(&r)
 	case abi.OpQueryAgentStates:
 		var q abi.AgentStateQuery
-		if err := d.decode(req, q.Decode); err != nil {
+		q.Decode(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		p, err := d.sq.QueryAgentStates(&q)
 		return encodePage(e, &p, err)
 
 	case abi.OpBatch:
-		var items []abi.BatchItem
-		if err := d.decode(req, func(dec *abi.Decoder) { items = abi.DecodeBatch(dec) }); err != nil {
+		items := abi.DecodeBatch(d.begin(req))
+		if err := d.end(); err != nil {
 			return err
 		}
 		return d.batch(items, e)
@@ -384,10 +427,10 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 	return abi.Errorf(abi.StatusUnsupported, "unknown op %d", op)
 }
 
-// decodeWrite decodes a write request and checks its TTL and condition
+// endWrite ends decoding a write request and checks its TTL and condition
 // against the advertised features.
-func (d *dispatcher) decodeWrite(req []byte, decode func(*abi.Decoder), ttl *abi.TTL, cond *abi.Condition) error {
-	if err := d.decode(req, decode); err != nil {
+func (d *dispatcher) endWrite(ttl *abi.TTL, cond *abi.Condition) error {
+	if err := d.end(); err != nil {
 		return err
 	}
 	if ttl != nil {
@@ -432,14 +475,6 @@ func (d *dispatcher) batch(items []abi.BatchItem, e *abi.Encoder) error {
 		return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
 	}
 	abi.EncodeBatchResults(e, results)
-	return nil
-}
-
-func encodeResult(e *abi.Encoder, v interface{ Encode(*abi.Encoder) }, err error) error {
-	if err != nil {
-		return err
-	}
-	v.Encode(e)
 	return nil
 }
 

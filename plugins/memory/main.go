@@ -96,23 +96,28 @@ func (b *backend) configure(o abi.Options) error {
 	return nil
 }
 
-// encode returns the encoding of v in the backend's scratch buffer, valid
-// until the next encode.
-func (b *backend) encode(v interface{ Encode(*abi.Encoder) }) []byte {
+// scratch returns the backend's encoder, emptied; records are encoded into
+// it by direct method calls (an interface parameter would make each record
+// escape to the heap, an allocation the Go guest feels).
+func (b *backend) scratch() *abi.Encoder {
 	b.enc.Reset()
-	v.Encode(&b.enc)
-	return b.enc.Bytes()
+	return &b.enc
 }
 
-// valueDecoder is reused: calls into an instance never overlap.
-var valueDecoder abi.Decoder
+// valueDecoder decodes stored records; it is reused, as calls into an
+// instance never overlap. Records are decoded by direct method calls:
+// begin, rec.Decode, end.
+var valueDecoder recordDecoder
 
-// decodeValue decodes a stored record; it copies what it keeps, so value
-// may alias the kv client's buffer.
-func decodeValue(value []byte, v interface{ Decode(*abi.Decoder) }) error {
-	valueDecoder.Reset(value)
-	v.Decode(&valueDecoder)
-	if err := valueDecoder.Finish(); err != nil {
+type recordDecoder struct{ abi.Decoder }
+
+func (d *recordDecoder) begin(value []byte) *abi.Decoder {
+	d.Reset(value)
+	return &d.Decoder
+}
+
+func (d *recordDecoder) end() error {
+	if err := d.Finish(); err != nil {
 		return fmt.Errorf("corrupt record: %w", err)
 	}
 	return nil
@@ -150,7 +155,8 @@ func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	b := (*backend)(m)
 	rec := r.Metric
 	rec.ExpiresAt = time.Time{}
-	_, exp, err := b.put(metricKey(rec.AgentID, rec.Name, rec.Timestamp), b.encode(&rec), &r.TTL, b.metricTTL, sdk.Now(), abi.Condition{})
+	rec.Encode(b.scratch())
+	_, exp, err := b.put(metricKey(rec.AgentID, rec.Name, rec.Timestamp), b.enc.Bytes(), &r.TTL, b.metricTTL, sdk.Now(), abi.Condition{})
 	rec.ExpiresAt = exp
 	return rec, err
 }
@@ -162,7 +168,8 @@ func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
 		return abi.Metric{}, err
 	}
 	var rec abi.Metric
-	err = decodeValue(en.Value, &rec)
+	rec.Decode(valueDecoder.begin(en.Value))
+	err = valueDecoder.end()
 	rec.ExpiresAt = en.ExpiresAt
 	return rec, err
 }
@@ -195,7 +202,8 @@ func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
 	}
 	return scanPage(&m.kv, start, end, q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.Metric, bool, error) {
 		var rec abi.Metric
-		if err := decodeValue(en.Value, &rec); err != nil {
+		rec.Decode(valueDecoder.begin(en.Value))
+		if err := valueDecoder.end(); err != nil {
 			return rec, false, err
 		}
 		rec.ExpiresAt = en.ExpiresAt
@@ -213,7 +221,8 @@ func (a *alerts) get(id string) (abi.Alert, uint64, error) {
 		return abi.Alert{}, 0, err
 	}
 	var rec abi.Alert
-	err = decodeValue(en.Value, &rec)
+	rec.Decode(valueDecoder.begin(en.Value))
+	err = valueDecoder.end()
 	rec.ExpiresAt = en.ExpiresAt
 	return rec, en.Revision, err
 }
@@ -249,7 +258,8 @@ func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 			rec.CreatedAt = now
 		}
 		rec.UpdatedAt, rec.ExpiresAt = now, time.Time{}
-		_, exp, err := b.put(alertKey(rec.ID), b.encode(&rec), &r.TTL, b.alertTTL, now, cond)
+		rec.Encode(b.scratch())
+		_, exp, err := b.put(alertKey(rec.ID), b.enc.Bytes(), &r.TTL, b.alertTTL, now, cond)
 		if errors.Is(err, sdk.ErrConflict) {
 			continue // raced with another writer: read again
 		}
@@ -276,7 +286,8 @@ func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
 		}
 		now := sdk.Now()
 		rec.Status, rec.UpdatedAt, rec.ExpiresAt = r.Status, now, time.Time{}
-		_, exp, err := b.put(alertKey(r.ID), b.encode(&rec), &keep, b.alertTTL, now, abi.Condition{Mode: abi.IfVersion, Version: rev})
+		rec.Encode(b.scratch())
+		_, exp, err := b.put(alertKey(r.ID), b.enc.Bytes(), &keep, b.alertTTL, now, abi.Condition{Mode: abi.IfVersion, Version: rev})
 		if errors.Is(err, sdk.ErrConflict) {
 			continue
 		}
@@ -302,7 +313,8 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	start := []byte(alertPrefix)
 	return scanPage(&a.kv, start, prefixEnd(start), q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.Alert, bool, error) {
 		var rec abi.Alert
-		if err := decodeValue(en.Value, &rec); err != nil {
+		rec.Decode(valueDecoder.begin(en.Value))
+		if err := valueDecoder.end(); err != nil {
 			return rec, false, err
 		}
 		rec.ExpiresAt = en.ExpiresAt
@@ -322,7 +334,8 @@ func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	b := (*backend)(s)
 	now := sdk.Now()
 	rec := abi.AgentState{AgentID: r.State.AgentID, State: r.State.State, UpdatedAt: now}
-	rev, exp, err := b.put(b.pointKey(statePrefix, rec.AgentID), b.encode(&rec), &r.TTL, b.stateTTL, now, r.Condition)
+	rec.Encode(b.scratch())
+	rev, exp, err := b.put(b.pointKey(statePrefix, rec.AgentID), b.enc.Bytes(), &r.TTL, b.stateTTL, now, r.Condition)
 	if errors.Is(err, sdk.ErrConflict) {
 		return abi.AgentState{}, fmt.Errorf("agent state %q: %s: %w", rec.AgentID, conditionText(r.Condition), sdk.ErrConflict)
 	}
@@ -348,21 +361,22 @@ func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
 		return abi.AgentState{}, err
 	}
 	rec := abi.AgentState{AgentID: agentID, Version: en.Revision, ExpiresAt: en.ExpiresAt}
-	valueDecoder.Reset(en.Value)
+	valueDecoder.begin(en.Value)
 	valueDecoder.View() // agent_id: the caller's
 	rec.State = valueDecoder.View()
 	valueDecoder.Uvarint() // version: the revision is the version
 	rec.UpdatedAt = valueDecoder.Time()
 	valueDecoder.Time() // expires_at: the entry's
-	if err := valueDecoder.Finish(); err != nil {
-		return abi.AgentState{}, fmt.Errorf("corrupt record: %w", err)
+	if err := valueDecoder.end(); err != nil {
+		return abi.AgentState{}, err
 	}
 	return rec, nil
 }
 
 func stateFromEntry(en *abi.KVEntry) (abi.AgentState, error) {
 	var rec abi.AgentState
-	err := decodeValue(en.Value, &rec)
+	rec.Decode(valueDecoder.begin(en.Value))
+	err := valueDecoder.end()
 	rec.Version, rec.ExpiresAt = en.Revision, en.ExpiresAt
 	return rec, err
 }
