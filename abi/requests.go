@@ -566,13 +566,14 @@ func EncodeBatch(e *Encoder, items []BatchItem) {
 	}
 }
 
-// DecodeBatch reads what EncodeBatch wrote.
+// DecodeBatch reads what EncodeBatch wrote. Payloads alias the decoder's
+// input: a plugin serves them within the call that brought them.
 func DecodeBatch(d *Decoder) []BatchItem {
 	n := d.Count(2)
 	items := make([]BatchItem, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		items[i].Op = Op(d.Uint32())
-		items[i].Payload = d.BytesField()
+		items[i].Payload = d.View()
 	}
 	return items
 }

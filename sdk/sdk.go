@@ -135,6 +135,7 @@ type dispatcher struct {
 	sq       AgentStateQuerier
 	features abi.Feature
 	dec      abi.Decoder
+	sub      abi.Encoder // one batch item's response
 }
 
 func newDispatcher(p Plugin) *dispatcher {
@@ -453,28 +454,24 @@ func (d *dispatcher) batch(items []abi.BatchItem, e *abi.Encoder) error {
 			return abi.Errorf(abi.StatusInvalid, "batch item %d: %s cannot be batched", i, items[i].Op)
 		}
 	}
-	var results []abi.BatchResult
 	if d.batcher != nil {
-		results = d.batcher.Batch(items)
-	} else {
-		results = make([]abi.BatchResult, len(items))
-		var sub abi.Encoder
-		for i := range items {
-			sub.Reset()
-			d.handle(items[i].Op, items[i].Payload, &sub)
-			body, err := abi.ParseResponse(sub.Bytes())
-			if err != nil {
-				ae := err.(*abi.Error)
-				results[i] = abi.BatchResult{Status: ae.Status, Body: []byte(ae.Message)}
-			} else {
-				results[i] = abi.BatchResult{Status: abi.StatusOK, Body: append([]byte(nil), body...)}
-			}
+		results := d.batcher.Batch(items)
+		if len(results) != len(items) {
+			return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
 		}
+		abi.EncodeBatchResults(e, results)
+		return nil
 	}
-	if len(results) != len(items) {
-		return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
+	// Serve the items one by one, each response (status byte, body) going
+	// straight into the batch response as EncodeBatchResults lays it out.
+	e.Uvarint(uint64(len(items)))
+	for i := range items {
+		d.sub.Reset()
+		d.handle(items[i].Op, items[i].Payload, &d.sub)
+		resp := d.sub.Bytes()
+		e.U8(resp[0])
+		e.BytesField(resp[1:])
 	}
-	abi.EncodeBatchResults(e, results)
 	return nil
 }
 
