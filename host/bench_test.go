@@ -173,3 +173,32 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInterruptible compares the memory plugin loaded as a
+// third-party module (interruption checks compiled in, so the call timeout
+// and context cancellation can stop it) with the same module trusted.
+func BenchmarkInterruptible(b *testing.B) {
+	wasm, err := host.BuiltinWASM("memory")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, trusted := range []bool{false, true} {
+		name := "interruptible"
+		if trusted {
+			name = "trusted"
+		}
+		b.Run(name, func(b *testing.B) {
+			st := openBench(b, host.Config{WASM: wasm, Trusted: trusted})
+			seedStates(b, st)
+			b.Run("Ping", func(b *testing.B) {
+				callers(b, func(ctx context.Context, _ int) error { return st.Ping(ctx) })
+			})
+			b.Run("GetAgentState", func(b *testing.B) {
+				callers(b, func(ctx context.Context, i int) error {
+					_, err := st.GetAgentState(ctx, "agent-"+strconv.Itoa(i%benchAgents))
+					return err
+				})
+			})
+		})
+	}
+}

@@ -41,14 +41,20 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 		switch c {
 		case abi.CapabilityLog:
 			// write(level i32, ptr i32, len i32)
+			maxLine := uint64(p.limits.MaxLogLineBytes)
 			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
+				p.hostCall(mod)
 				msg := guestBytes(mod, stack[1], stack[2], "log message")
+				if uint64(len(msg)) > maxLine {
+					msg = msg[:maxLine]
+				}
 				lim.emit(hclog.Level(int32(stack[0])), string(msg))
 			}), []api.ValueType{i32, i32, i32}, nil).WithParameterNames("level", "ptr", "len").Export(abi.FuncLogWrite)
 		case abi.CapabilityClock:
 			// now() -> i64
 			now := s.now
-			b.NewFunctionBuilder().WithGoFunction(api.GoFunc(func(_ context.Context, stack []uint64) {
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
+				p.hostCall(mod)
 				stack[0] = uint64(now().UnixNano())
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
@@ -71,6 +77,22 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 	return nil
 }
 
+// hostCall returns the calling instance after counting one more host
+// call against Limits.MaxHostCalls; past the limit it traps the call.
+func (p *plugin) hostCall(mod api.Module) *instance {
+	v, ok := p.instances.Load(mod)
+	if !ok {
+		// _initialize runs before the instance is registered: nothing to count.
+		return nil
+	}
+	in := v.(*instance)
+	in.hostCalls++
+	if in.hostCalls > p.limits.MaxHostCalls {
+		panic(fmt.Errorf("more than %d host calls in one request", p.limits.MaxHostCalls))
+	}
+	return in
+}
+
 // guestBytes returns the guest memory at (ptr, n), trapping the call when
 // the region is outside memory.
 func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
@@ -84,6 +106,7 @@ func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
 var kvEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
 
 func (p *plugin) kvCall(_ context.Context, mod api.Module, stack []uint64) {
+	in := p.hostCall(mod)
 	reqBytes := guestBytes(mod, stack[0], stack[1], "kv request")
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := kvEncoders.Get().(*abi.Encoder)
@@ -103,17 +126,21 @@ func (p *plugin) kvCall(_ context.Context, mod api.Module, stack []uint64) {
 			panic(fmt.Errorf("kv output region [%d, +%d) is outside the plugin's memory", outPtr, outCap))
 		}
 	} else {
-		p.pending.Store(mod, bytes.Clone(resp))
+		if in == nil {
+			panic(fmt.Errorf("kv result of %d bytes does not fit in %d during initialisation", len(resp), outCap))
+		}
+		in.pending = bytes.Clone(resp)
 	}
 	stack[0] = uint64(len(resp))
 }
 
 func (p *plugin) kvResult(_ context.Context, mod api.Module, stack []uint64) {
-	v, ok := p.pending.LoadAndDelete(mod)
-	if !ok {
+	in := p.hostCall(mod)
+	if in == nil || in.pending == nil {
 		panic(fmt.Errorf("%s.%s called with no pending result", abi.CapabilityKV.Module(), abi.FuncKVResult))
 	}
-	resp := v.([]byte)
+	resp := in.pending
+	in.pending = nil
 	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
 	if uint32(len(resp)) > outCap {
 		panic(fmt.Errorf("%s.%s: %d bytes do not fit in %d", abi.CapabilityKV.Module(), abi.FuncKVResult, len(resp), outCap))

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -98,6 +99,80 @@ type Config struct {
 	// Instances is the most plugin instances serving calls at once.
 	// Default: runtime.GOMAXPROCS(0).
 	Instances int
+	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
+	// .wasm file. A module with another digest is refused.
+	SHA256 string
+	// Trusted runs the plugin without interruption checks: calls run 3–4×
+	// faster, but Limits.CallTimeout and a cancelled context can no longer
+	// stop a call that never returns. Only for plugins you build yourself.
+	// Built-in plugins, part of the host binary, are always trusted.
+	// Default: false.
+	Trusted bool
+	// Limits bound what the plugin may use.
+	Limits Limits
+}
+
+// Limits bound what one backend's plugin may use; a plugin that goes past
+// one fails its own call and nothing else. Zero fields take the defaults.
+type Limits struct {
+	// MemoryPages caps each instance's linear memory, in 64 KiB pages; a
+	// guest that grows past it fails to allocate (a Go guest then traps).
+	// Default: 1024 (64 MiB).
+	MemoryPages uint32
+	// CallTimeout bounds one call into the plugin. An instance that
+	// overruns it is interrupted, closed and replaced, and the caller gets
+	// an error matching ErrLimit. The caller's context can only shorten it.
+	// Not enforced for trusted plugins (Config.Trusted).
+	// Default: 5s.
+	CallTimeout time.Duration
+	// MaxResponseBytes caps a response read from the plugin.
+	// Default: 16 MiB.
+	MaxResponseBytes uint32
+	// MaxHostCalls caps the host-function calls (log, clock, kv) one
+	// request may make; the call past it traps.
+	// Default: 100000.
+	MaxHostCalls uint32
+	// LogLinesPerSecond rate-limits plugin log lines, WASI stdout and
+	// stderr included, with bursts of as many; lines past it are dropped
+	// and counted in a later warning.
+	// Default: 100.
+	LogLinesPerSecond float64
+	// MaxLogLineBytes truncates longer plugin log lines.
+	// Default: 4096.
+	MaxLogLineBytes uint32
+}
+
+// DefaultLimits are the limits of a backend whose Config sets none.
+var DefaultLimits = Limits{
+	MemoryPages:       1024,
+	CallTimeout:       5 * time.Second,
+	MaxResponseBytes:  16 << 20,
+	MaxHostCalls:      100_000,
+	LogLinesPerSecond: 100,
+	MaxLogLineBytes:   4096,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MemoryPages == 0 {
+		l.MemoryPages = d.MemoryPages
+	}
+	if l.CallTimeout <= 0 {
+		l.CallTimeout = d.CallTimeout
+	}
+	if l.MaxResponseBytes == 0 {
+		l.MaxResponseBytes = d.MaxResponseBytes
+	}
+	if l.MaxHostCalls == 0 {
+		l.MaxHostCalls = d.MaxHostCalls
+	}
+	if l.LogLinesPerSecond <= 0 {
+		l.LogLinesPerSecond = d.LogLinesPerSecond
+	}
+	if l.MaxLogLineBytes == 0 {
+		l.MaxLogLineBytes = d.MaxLogLineBytes
+	}
+	return l
 }
 
 // DefaultCapabilities are granted when Config.Capabilities is nil.
@@ -107,14 +182,13 @@ var DefaultCapabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityCloc
 type Option func(*settings)
 
 type settings struct {
-	logger    hclog.Logger
-	cacheDir  string
-	now       func() time.Time
-	logPerSec float64
+	logger   hclog.Logger
+	cacheDir string
+	now      func() time.Time
 }
 
 func defaultSettings() settings {
-	s := settings{logger: hclog.NewNullLogger(), now: time.Now, logPerSec: 100}
+	s := settings{logger: hclog.NewNullLogger(), now: time.Now}
 	if dir, err := os.UserCacheDir(); err == nil {
 		s.cacheDir = filepath.Join(dir, "storage-host", "wazero")
 	}
@@ -135,14 +209,6 @@ func WithCompilationCache(dir string) Option { return func(s *settings) { s.cach
 // Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
 
-// WithPluginLogRate limits plugin log lines (including WASI stdout and
-// stderr) to perSecond, with bursts of as many; lines past it are dropped
-// and counted in a later warning.
-// Default: 100.
-func WithPluginLogRate(perSecond float64) Option {
-	return func(s *settings) { s.logPerSec = perSecond }
-}
-
 func (c *Config) withDefaults() Config {
 	out := *c
 	if out.Plugin == "" && out.WASM == nil {
@@ -153,6 +219,10 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Instances <= 0 {
 		out.Instances = runtime.GOMAXPROCS(0)
+	}
+	out.Limits = out.Limits.withDefaults()
+	if out.WASM == nil && strings.HasPrefix(out.Plugin, BuiltinPrefix) {
+		out.Trusted = true
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -107,9 +108,12 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 	if err != nil {
 		var trap errTrap
 		if errors.As(err, &trap) {
-			s.p.pool.discard(ctx, in)
+			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
-			return abi.Errorf(abi.StatusInternal, "backend %s: plugin failed: %v", s.p.name, trap.err)
+			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
+				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
+			}
+			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
 		s.p.pool.put(in, false)
 		return err
