@@ -75,3 +75,34 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 	b.ReportMetric(float64(mem)/1024, "guest-KiB/instance")
 }
+
+// TestPoolAccounting traps instances over and over, from concurrent
+// callers, and requires the pool's books to balance afterwards: every slot
+// held by a live, idle instance, none leaked, and calls still served.
+func TestPoolAccounting(t *testing.T) {
+	ctx := t.Context()
+	st, err := Open(ctx, Config{Plugin: "../testdata/plugins/trap.wasm", Instances: 3}, WithCompilationCache(t.TempDir()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				require.ErrorIs(t, st.Ping(ctx), ErrInternal) // trap.wasm traps on ping
+				_, err := st.GetAgentState(ctx, "a")
+				require.ErrorIs(t, err, ErrUnsupported) // and answers the rest
+			}
+		}()
+	}
+	wg.Wait()
+
+	live := 0
+	st.p.instances.Range(func(_, _ any) bool { live++; return true })
+	require.Equal(t, len(st.p.pool.slots), live, "every slot belongs to a live instance")
+	require.Equal(t, len(st.p.pool.idle), live, "and every live instance is back in the pool")
+	require.LessOrEqual(t, live, 3)
+	require.GreaterOrEqual(t, live, 1)
+}
