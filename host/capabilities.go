@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"golang.org/x/time/rate"
 
@@ -59,14 +60,7 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
 			p.kv = localstore.New(s.now, time.Second)
-			// call(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32
-			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(p.kvCall),
-				[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
-				WithParameterNames("req_ptr", "req_len", "out_ptr", "out_cap").Export(abi.FuncKVCall)
-			// result(out_ptr i32, out_cap i32) -> i32
-			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(p.kvResult),
-				[]api.ValueType{i32, i32}, []api.ValueType{i32}).
-				WithParameterNames("out_ptr", "out_cap").Export(abi.FuncKVResult)
+			(&exchange{p: p, name: c.Module(), serve: p.serveKV}).export(b)
 		default:
 			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
 		}
@@ -103,52 +97,81 @@ func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
 	return b
 }
 
-var kvEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
+// exchange is a capability built on one request/response host function
+// pair, as kv and redis are:
+//
+//	call(req_ptr, req_len, out_ptr, out_cap) -> len
+//	result(out_ptr, out_cap) -> len
+//
+// serve reads the request in place from guest memory and appends the
+// whole response (status byte and body) to e. A response that does not fit
+// in out_cap is kept as the instance's pending result for result.
+type exchange struct {
+	p     *plugin
+	name  string // the capability's module, for messages
+	serve func(ctx context.Context, req []byte, e *abi.Encoder)
+}
 
-func (p *plugin) kvCall(_ context.Context, mod api.Module, stack []uint64) {
-	in := p.hostCall(mod)
-	reqBytes := guestBytes(mod, stack[0], stack[1], "kv request")
+var exchangeEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
+
+func (x *exchange) export(b wazero.HostModuleBuilder) {
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(x.call),
+		[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("req_ptr", "req_len", "out_ptr", "out_cap").Export(abi.FuncKVCall)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(x.result),
+		[]api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("out_ptr", "out_cap").Export(abi.FuncKVResult)
+}
+
+func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
+	in := x.p.hostCall(mod)
+	req := guestBytes(mod, stack[0], stack[1], x.name+" request")
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
-	e := kvEncoders.Get().(*abi.Encoder)
-	defer kvEncoders.Put(e)
+	e := exchangeEncoders.Get().(*abi.Encoder)
+	defer exchangeEncoders.Put(e)
 	e.Reset()
-	var req abi.KVRequest
-	d := abi.NewDecoder(reqBytes)
-	req.Decode(d)
-	if err := d.Finish(); err != nil {
-		abi.AppendError(e, abi.StatusInvalid, "kv request: "+err.Error())
-	} else {
-		p.kv.Do(&req, e)
-	}
+	x.serve(ctx, req, e)
 	resp := e.Bytes()
 	if uint32(len(resp)) <= outCap {
 		if !mod.Memory().Write(outPtr, resp) {
-			panic(fmt.Errorf("kv output region [%d, +%d) is outside the plugin's memory", outPtr, outCap))
+			panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))
 		}
 	} else {
 		if in == nil {
-			panic(fmt.Errorf("kv result of %d bytes does not fit in %d during initialisation", len(resp), outCap))
+			panic(fmt.Errorf("%s result of %d bytes does not fit in %d during initialisation", x.name, len(resp), outCap))
 		}
 		in.pending = bytes.Clone(resp)
 	}
 	stack[0] = uint64(len(resp))
 }
 
-func (p *plugin) kvResult(_ context.Context, mod api.Module, stack []uint64) {
-	in := p.hostCall(mod)
+func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
+	in := x.p.hostCall(mod)
 	if in == nil || in.pending == nil {
-		panic(fmt.Errorf("%s.%s called with no pending result", abi.CapabilityKV.Module(), abi.FuncKVResult))
+		panic(fmt.Errorf("%s.result called with no pending result", x.name))
 	}
 	resp := in.pending
 	in.pending = nil
 	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
 	if uint32(len(resp)) > outCap {
-		panic(fmt.Errorf("%s.%s: %d bytes do not fit in %d", abi.CapabilityKV.Module(), abi.FuncKVResult, len(resp), outCap))
+		panic(fmt.Errorf("%s.result: %d bytes do not fit in %d", x.name, len(resp), outCap))
 	}
 	if !mod.Memory().Write(outPtr, resp) {
-		panic(fmt.Errorf("kv output region [%d, +%d) is outside the plugin's memory", outPtr, outCap))
+		panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))
 	}
 	stack[0] = uint64(len(resp))
+}
+
+// serveKV decodes a kv request and runs it on the backend's store.
+func (p *plugin) serveKV(_ context.Context, reqBytes []byte, e *abi.Encoder) {
+	var req abi.KVRequest
+	d := abi.NewDecoder(reqBytes)
+	req.Decode(d)
+	if err := d.Finish(); err != nil {
+		abi.AppendError(e, abi.StatusInvalid, "kv request: "+err.Error())
+		return
+	}
+	p.kv.Do(&req, e)
 }
 
 // logLimiter writes plugin log lines to the backend's logger, at most
