@@ -29,15 +29,29 @@ func TestNames(t *testing.T) {
 	assert.Equal(t, "now", abi.FuncClockNow)
 	assert.Equal(t, "call", abi.FuncKVCall)
 	assert.Equal(t, "result", abi.FuncKVResult)
+	assert.Equal(t, "storagehost_redis", abi.CapabilityRedis.Module())
+	assert.Equal(t, "call", abi.FuncRedisCall)
+	assert.Equal(t, "result", abi.FuncRedisResult)
 
 	assert.Equal(t, []abi.Level{1, 2, 3, 4, 5},
 		[]abi.Level{abi.LevelTrace, abi.LevelDebug, abi.LevelInfo, abi.LevelWarn, abi.LevelError})
 }
 
 func TestVersion(t *testing.T) {
-	assert.Equal(t, abi.Version{Major: 1, Minor: 0}, abi.Current)
-	assert.Equal(t, "1.0", abi.Current.String())
-	assert.Equal(t, uint32(0x0001_0000), abi.Current.Packed())
+	// The one place that pins the version this package implements; the
+	// tests of README.md check the document against abi.Current.
+	assert.Equal(t, abi.Version{Major: 1, Minor: 1}, abi.Current)
+	assert.Equal(t, fmt.Sprintf("%d.%d", abi.Current.Major, abi.Current.Minor), abi.Current.String())
+	assert.Equal(t, uint32(abi.Current.Major)<<16|uint32(abi.Current.Minor), abi.Current.Packed())
+	assert.Equal(t, abi.Current, abi.UnpackVersion(abi.Current.Packed()))
+
+	v10 := abi.Version{Major: 1, Minor: 0}
+	assert.Equal(t, "1.0", v10.String())
+	assert.Equal(t, uint32(0x0001_0000), v10.Packed())
+	v11 := abi.Version{Major: 1, Minor: 1}
+	assert.Equal(t, "1.1", v11.String())
+	assert.Equal(t, uint32(0x0001_0001), v11.Packed())
+
 	v := abi.Version{Major: 0xfffe, Minor: 0x1234}
 	assert.Equal(t, uint32(0xfffe_1234), v.Packed())
 	assert.Equal(t, v, abi.UnpackVersion(v.Packed()))
@@ -58,12 +72,32 @@ func TestVersionCanLoad(t *testing.T) {
 		{abi.Version{Major: 2, Minor: 5}, abi.Version{Major: 1, Minor: 0}, false},
 		{abi.Version{Major: 1, Minor: 0}, abi.Version{Major: 0, Minor: 0}, false},
 		{abi.Version{Major: 0, Minor: 1}, abi.Version{Major: 0, Minor: 0}, true},
+		// ABI 1.1 added a capability: a 1.1 host loads 1.0 and 1.1 plugins,
+		// a 1.0 host refuses 1.1 plugins.
+		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 0}, true},
+		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 1}, true},
+		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}, false},
+		{abi.Version{Major: 1, Minor: 0}, abi.Version{Major: 1, Minor: 1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("host %s plugin %s", tt.host, tt.plugin), func(t *testing.T) {
 			assert.Equal(t, tt.want, tt.host.CanLoad(tt.plugin))
 		})
 	}
+}
+
+// TestCurrentLoadsOlderMinors: the host speaks abi.Current and must keep
+// loading plugins built for every earlier minor of its major, 1.0 included
+// (testdata/minimal.wasm and testdata/plugins/agentstate.wat are 1.0
+// plugins).
+func TestCurrentLoadsOlderMinors(t *testing.T) {
+	for minor := uint16(0); minor <= abi.Current.Minor; minor++ {
+		v := abi.Version{Major: abi.Current.Major, Minor: minor}
+		assert.True(t, abi.Current.CanLoad(v), "host %s must load a %s plugin", abi.Current, v)
+	}
+	assert.True(t, abi.Current.CanLoad(abi.Version{Major: 1, Minor: 0}), "host %s must load a 1.0 plugin", abi.Current)
+	assert.False(t, abi.Current.CanLoad(abi.Version{Major: abi.Current.Major, Minor: abi.Current.Minor + 1}))
+	assert.False(t, abi.Current.CanLoad(abi.Version{Major: abi.Current.Major + 1}))
 }
 
 func TestRegion(t *testing.T) {

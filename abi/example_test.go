@@ -164,18 +164,69 @@ func TestREADMEMinimalPlugin(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(readme), "```wat\n"+string(wat)+"```\n")
 
-	// The metadata in its data segment is what the encoder writes.
+	// The metadata in its data segment is what the encoder writes. The
+	// minimal plugin is built for ABI 1.0, which the current host loads.
+	v10 := abi.Version{Major: 1, Minor: 0}
+	assert.True(t, abi.Current.CanLoad(v10), "a %s host must load the 1.0 minimal plugin", abi.Current)
 	want := encoded(func(e *abi.Encoder) {
-		(&abi.Metadata{ABI: abi.Current, Name: "minimal", Version: "0.1.0"}).Encode(e)
+		(&abi.Metadata{ABI: v10, Name: "minimal", Version: "0.1.0"}).Encode(e)
 	})
 	assert.Len(t, want, 18, "storage_metadata returns 18 bytes")
 	assert.Contains(t, string(wat), `(data (i32.const 0) "\01\00\07minimal\050.1.0\00\00")`)
 	assert.Equal(t, []byte("\x01\x00\x07minimal\x050.1.0\x00\x00"), want)
+	assert.Contains(t, string(wat), fmt.Sprintf("(i32.const 0x%04x_%04x))", v10.Packed()>>16, v10.Packed()&0xffff),
+		"storage_abi_version returns the packed 1.0")
 
 	// The compiled module is committed next to its source.
 	wasm, err := os.ReadFile("testdata/minimal.wasm")
 	require.NoError(t, err)
 	assert.Equal(t, []byte("\x00asm\x01\x00\x00\x00"), wasm[:8])
+}
+
+// TestREADMEVersion keeps the version README.md documents equal to
+// abi.Current, in the title, the handshake section and the changelog.
+func TestREADMEVersion(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	readme := string(b)
+	cur := abi.Current
+	for _, want := range []string{
+		"# storage-host plugin ABI " + cur.String() + "\n",
+		"document is version **" + cur.String() + "**.",
+		fmt.Sprintf("ABI %s → 0x%08x = %d", cur, cur.Packed(), cur.Packed()),
+		fmt.Sprintf("ABI version mismatch: host speaks %s, plugin needs", cur),
+		"- **" + cur.String() + "**: ",
+		"abi_minor     uvarint   u16; the plugin's ABI minor (" + fmt.Sprint(cur.Minor) + " for ABI " + cur.String(),
+	} {
+		assert.True(t, strings.Contains(readme, want), "README.md must contain %q", want)
+	}
+	assert.True(t, strings.HasSuffix(readme, "- **1.0**: the first version.\n"), "the changelog ends README.md")
+
+	// The handshake examples still show 1.0 where they are about a 1.0
+	// plugin, and the rule lets the current host load it.
+	v10 := abi.Version{Major: 1, Minor: 0}
+	assert.Contains(t, readme, fmt.Sprintf("ABI %s → 0x%08x = %d", v10, v10.Packed(), v10.Packed()))
+	assert.True(t, cur.CanLoad(v10))
+}
+
+// TestREADMECapabilities keeps the capability table of README.md equal to
+// the capabilities the package defines.
+func TestREADMECapabilities(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	readme := string(b)
+	for _, c := range []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis} {
+		row := fmt.Sprintf("| `%s` | `%s` | ", c, c.Module())
+		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
+	}
+	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis")`))
+	assert.True(t, strings.Contains(readme, "\n### 6.4 "+abi.CapabilityRedis.Module()+"\n"), "section 6.4")
+	for _, sig := range []string{
+		abi.FuncRedisCall + "(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32",
+		abi.FuncRedisResult + "(out_ptr i32, out_cap i32) -> i32",
+	} {
+		assert.True(t, strings.Contains(readme, sig), "README.md must contain %q", sig)
+	}
 }
 
 // TestREADMEMetadataExample checks the metadata bytes shown in README.md.
@@ -189,4 +240,16 @@ func TestREADMEMetadataExample(t *testing.T) {
 		}).Encode(e)
 	})
 	require.Contains(t, string(readme), "```\n"+spacedHex(msg)+"\n```\n")
+
+	// "The same plugin built for ABI 1.0 differs only in its second byte."
+	msg10 := encoded(func(e *abi.Encoder) {
+		(&abi.Metadata{
+			ABI: abi.Version{Major: 1, Minor: 0}, Name: "memory", Version: "0.1.0",
+			Features: abi.FeatureAgentStates, Capabilities: []abi.Capability{abi.CapabilityClock},
+		}).Encode(e)
+	})
+	require.Len(t, msg10, len(msg))
+	assert.Equal(t, byte(0), msg10[1])
+	assert.Equal(t, msg[:1], msg10[:1])
+	assert.Equal(t, msg[2:], msg10[2:])
 }

@@ -80,6 +80,16 @@ var (
 	}
 )
 
+// The redis capability (ABI 1.1): the host decodes RedisRequests from
+// guest memory, the guest decodes the replies.
+var (
+	redisRequestBody = recordCodec[abi.RedisRequest]()
+	repliesBody      = bodyCodec{
+		decode: func(d *abi.Decoder) any { return abi.DecodeReplies(d) },
+		encode: func(e *abi.Encoder, v any) { abi.EncodeReplies(e, v.([]abi.Reply)) },
+	}
+)
+
 // responseBodies maps every op to the body of its OK response.
 var responseBodies = map[abi.Op]bodyCodec{
 	abi.OpPing:             emptyBody,
@@ -378,6 +388,32 @@ func FuzzDecodeKVRequest(f *testing.F) {
 	)
 	seedRaw(f, nil, []byte{0, 0}, []byte{2, 0, 0, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, kvRequestBody) })
+}
+
+func FuzzDecodeRedisRequest(f *testing.F) {
+	seed(f, redisRequestBody, samplePipeline, sampleTransaction, sampleScript)
+	for _, r := range emptyRedisRequests {
+		seed(f, redisRequestBody, r)
+	}
+	seed(f, redisRequestBody,
+		abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{args("GET", "k")}},
+		abi.RedisRequest{Mode: abi.RedisScript, Script: []byte("return 1"), Calls: []abi.ScriptCall{{}, {Keys: args("k")}}},
+	)
+	seedRaw(f, nil, []byte{0, 0}, []byte{4, 0}, []byte{1, 0xff, 0xff, 0x03, 0}, []byte{3, 0, 2, 0, 0, 0}, []byte{3, 0, 1, 0, 0, 7})
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, redisRequestBody) })
+}
+
+func FuzzDecodeReplies(f *testing.F) {
+	seed(f, repliesBody,
+		sampleReplies,
+		[]abi.Reply{},
+		[]abi.Reply{replyOK, {Kind: abi.ReplyBulk, Str: []byte("v")}, replyNil},
+		[]abi.Reply{replyMixed, replyNoPerm},
+		[]abi.Reply{nestedReply(abi.MaxReplyDepth, replyEmptyBulk), nestedReply(abi.MaxReplyDepth-1, replyEmptyArray)},
+	)
+	deep := encoded(func(e *abi.Encoder) { abi.EncodeReplies(e, []abi.Reply{nestedReply(abi.MaxReplyDepth+1, replyNil)}) })
+	seedRaw(f, nil, deep, []byte{1, 6}, []byte{1, 5, 0xff, 0xff, 0x03}, []byte{1, 4, 0}, []byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, repliesBody) })
 }
 
 // FuzzDecodeResponse is what the host does with the region storage_call

@@ -166,7 +166,7 @@ func (d *Decoder) labels() map[string]string {
 	if n == 0 {
 		return nil
 	}
-	l := make(map[string]string, n)
+	l := make(map[string]string, min(n, maxPrealloc))
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.String()
 		l[k] = d.String()

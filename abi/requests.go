@@ -250,9 +250,11 @@ func (d *Decoder) matchers() []Matcher {
 	if n == 0 {
 		return nil
 	}
-	ms := make([]Matcher, n)
+	ms := prealloc[Matcher](n)
 	for i := 0; i < n && d.err == nil; i++ {
-		ms[i] = Matcher{Label: d.String(), Op: MatchOp(d.U8()), Value: d.String()}
+		label := d.String()
+		op := MatchOp(d.U8())
+		ms = append(ms, Matcher{Label: label, Op: op, Value: d.String()})
 	}
 	return ms
 }
@@ -485,9 +487,11 @@ func EncodePage[T any, P Record[T]](e *Encoder, p *Page[T]) {
 func DecodePage[T any, P Record[T]](d *Decoder) Page[T] {
 	var p Page[T]
 	n := d.Count(4)
-	p.Items = make([]T, n)
+	p.Items = prealloc[T](n)
 	for i := 0; i < n && d.err == nil; i++ {
-		P(&p.Items[i]).Decode(d)
+		var item T
+		P(&item).Decode(d)
+		p.Items = append(p.Items, item)
 	}
 	p.Next = d.BytesField()
 	return p
@@ -570,10 +574,10 @@ func EncodeBatch(e *Encoder, items []BatchItem) {
 // input: a plugin serves them within the call that brought them.
 func DecodeBatch(d *Decoder) []BatchItem {
 	n := d.Count(2)
-	items := make([]BatchItem, n)
+	items := prealloc[BatchItem](n)
 	for i := 0; i < n && d.err == nil; i++ {
-		items[i].Op = Op(d.Uint32())
-		items[i].Payload = d.View()
+		op := Op(d.Uint32())
+		items = append(items, BatchItem{Op: op, Payload: d.View()})
 	}
 	return items
 }
@@ -591,10 +595,10 @@ func EncodeBatchResults(e *Encoder, rs []BatchResult) {
 // DecodeBatchResults reads what EncodeBatchResults wrote.
 func DecodeBatchResults(d *Decoder) []BatchResult {
 	n := d.Count(2)
-	rs := make([]BatchResult, n)
+	rs := prealloc[BatchResult](n)
 	for i := 0; i < n && d.err == nil; i++ {
-		rs[i].Status = Status(d.U8())
-		rs[i].Body = d.BytesField()
+		status := Status(d.U8())
+		rs = append(rs, BatchResult{Status: status, Body: d.BytesField()})
 	}
 	return rs
 }

@@ -138,7 +138,7 @@ var (
 
 // codecs lists every message type of the ABI with representative values.
 func codecs() []codec {
-	return []codec{
+	return append([]codec{
 		// Records.
 		msgCodec("metric/full", fullMetric),
 		msgCodec("metric/zero", abi.Metric{}),
@@ -218,7 +218,7 @@ func codecs() []codec {
 			ABI: abi.Version{Major: 1, Minor: 65535}, Name: "redis", Version: "1.2.3",
 			Features: abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
 				abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency,
-			Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV},
+			Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
 		}),
 		msgCodec("metadata/zero", abi.Metadata{}),
 		batchResultsCodec("batch results/full", []abi.BatchResult{
@@ -247,7 +247,7 @@ func codecs() []codec {
 		kvEntryCodec("kv entry/with key", abi.KVEntry{Key: []byte("k"), Revision: 3, ExpiresAt: t1, Value: []byte("v")}, true),
 		kvEntryCodec("kv entry/without key", abi.KVEntry{Revision: 3, Value: []byte("v")}, false),
 		kvEntryCodec("kv entry/empty", abi.KVEntry{}, true),
-	}
+	}, redisCodecs()...) // the redis capability (ABI 1.1), in redis_test.go
 }
 
 func TestRoundTrip(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 //	errors.Is(err, abi.StatusNotFound)
 type Status uint8
 
-// Status codes of ABI 1.0. Codes are never renumbered; new minors may add
+// Status codes (ABI 1.0 and later). Codes are never renumbered; new minors may add
 // codes, and a host treats a code it does not know as StatusInternal.
 const (
 	// StatusOK: the request succeeded; the body is the op's result.

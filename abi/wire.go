@@ -28,6 +28,13 @@ var ErrMalformed = errors.New("abi: malformed message")
 // length cannot make a decoder allocate more than the message could hold.
 const maxCount = 1 << 24
 
+// maxPrealloc bounds the capacity a decoder allocates from a count before
+// reading the elements: slices grow as elements actually decode, so nested
+// counts that each claim the whole message cannot multiply allocation.
+const maxPrealloc = 64
+
+func prealloc[T any](n int) []T { return make([]T, 0, min(n, maxPrealloc)) }
+
 // Encoder appends encoded fields to a byte slice. The zero Encoder is ready
 // to use; Reset reuses its buffer.
 type Encoder struct {

@@ -13,4 +13,6 @@ func clockNow() int64 { panic(errNoHost) }
 
 func kvCall([]byte) []byte { panic(errNoHost) }
 
+func redisCall([]byte) []byte { panic(errNoHost) }
+
 const errNoHost = "sdk: host functions exist only inside a GOOS=wasip1 plugin"

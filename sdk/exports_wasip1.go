@@ -78,6 +78,24 @@ func hostKVCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outCap int
 //go:wasmimport storagehost_kv result
 func hostKVResult(out unsafe.Pointer, outCap int32) int32
 
+//go:wasmimport storagehost_redis call
+func hostRedisCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outCap int32) int32
+
+//go:wasmimport storagehost_redis result
+func hostRedisResult(out unsafe.Pointer, outCap int32) int32
+
+// redisOut receives redis responses; it grows when one does not fit.
+var redisOut = make([]byte, 16<<10)
+
+func redisCall(req []byte) []byte {
+	n := hostRedisCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(redisOut)), int32(len(redisOut)))
+	if int(n) > len(redisOut) {
+		redisOut = make([]byte, n)
+		n = hostRedisResult(unsafe.Pointer(unsafe.SliceData(redisOut)), int32(len(redisOut)))
+	}
+	return redisOut[:n]
+}
+
 func logWrite(level abi.Level, msg string) {
 	if len(msg) == 0 {
 		return

@@ -1,0 +1,224 @@
+package abi
+
+// CapabilityRedis is the "storagehost_redis" module (ABI 1.1): Redis
+// commands run through the host's connection pool for this backend.
+//
+//	call(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32
+//	result(out_ptr i32, out_cap i32) -> i32
+//
+// with the same output protocol as storagehost_kv. The request is a
+// RedisRequest; the response is a status byte and, for StatusOK, one Reply
+// per command (one for a script). A Redis error reply to one command is a
+// ReplyError inside an OK response; the status is not OK only when the
+// request is refused (StatusInvalid: a command outside the backend's
+// allowlist, a malformed request) or Redis cannot be reached
+// (StatusUnavailable).
+//
+// The host confines every key to the backend's namespace: it prefixes each
+// key argument of each command, and each KEYS entry of a script, with the
+// backend's key prefix, so a plugin sees a keyspace of its own. Plugins
+// must keep one agent's keys in one hash slot ({agent} hash tags) for
+// Redis Cluster; the prefix never contains braces.
+const CapabilityRedis Capability = "redis"
+
+// Function names of the redis capability module.
+const (
+	FuncRedisCall   = "call"
+	FuncRedisResult = "result"
+)
+
+// RedisMode says how the commands of a RedisRequest are sent.
+type RedisMode uint8
+
+// Redis request modes.
+const (
+	// RedisPipeline sends the commands in one round trip (one per node on a
+	// cluster); each gets its own reply; they are not atomic.
+	RedisPipeline RedisMode = 1
+	// RedisTransaction wraps the commands in MULTI/EXEC: all or none, one
+	// round trip. On a cluster every key must be in one hash slot.
+	RedisTransaction RedisMode = 2
+	// RedisScript runs one Lua script once per entry of Calls, each with
+	// its own keys and args (EVALSHA, falling back to EVAL), pipelined in
+	// one round trip; one reply per call. Needs the backend's scripts grant.
+	RedisScript RedisMode = 3
+)
+
+// RedisRequest is the request of storagehost_redis.call: mode u8, then for
+// a pipeline or transaction count, each command as count then each
+// argument bytes (the command name first); for a script, script bytes,
+// then count and each call as keys (count, bytes each) and args (count,
+// bytes each).
+type RedisRequest struct {
+	Mode     RedisMode
+	Commands [][][]byte
+	Script   []byte
+	Calls    []ScriptCall
+}
+
+// ScriptCall is one invocation of a RedisScript request's script.
+type ScriptCall struct {
+	Keys [][]byte
+	Args [][]byte
+}
+
+func (e *Encoder) byteList(l [][]byte) {
+	e.Uvarint(uint64(len(l)))
+	for _, b := range l {
+		e.BytesField(b)
+	}
+}
+
+func (d *Decoder) byteList() [][]byte {
+	n := d.Count(1)
+	if n == 0 {
+		return nil
+	}
+	l := prealloc[[]byte](n)
+	for i := 0; i < n && d.err == nil; i++ {
+		l = append(l, d.View())
+	}
+	return l
+}
+
+// Encode appends r.
+func (r *RedisRequest) Encode(e *Encoder) {
+	e.U8(uint8(r.Mode))
+	if r.Mode == RedisScript {
+		e.BytesField(r.Script)
+		e.Uvarint(uint64(len(r.Calls)))
+		for i := range r.Calls {
+			e.byteList(r.Calls[i].Keys)
+			e.byteList(r.Calls[i].Args)
+		}
+		return
+	}
+	e.Uvarint(uint64(len(r.Commands)))
+	for _, c := range r.Commands {
+		e.byteList(c)
+	}
+}
+
+// Decode reads what Encode wrote. Arguments alias the decoder's input.
+func (r *RedisRequest) Decode(d *Decoder) {
+	*r = RedisRequest{Mode: RedisMode(d.U8())}
+	switch r.Mode {
+	case RedisPipeline, RedisTransaction:
+		n := d.Count(1)
+		r.Commands = prealloc[[][]byte](n)
+		for i := 0; i < n && d.err == nil; i++ {
+			r.Commands = append(r.Commands, d.byteList())
+		}
+	case RedisScript:
+		r.Script = d.View()
+		n := d.Count(2)
+		r.Calls = prealloc[ScriptCall](n)
+		for i := 0; i < n && d.err == nil; i++ {
+			keys := d.byteList()
+			r.Calls = append(r.Calls, ScriptCall{Keys: keys, Args: d.byteList()})
+		}
+	default:
+		d.fail(ErrMalformed)
+	}
+}
+
+// ReplyKind is the type of a Redis reply (RESP2).
+type ReplyKind uint8
+
+// Reply kinds. Nil, an empty bulk string and an error are distinct.
+const (
+	ReplyNil    ReplyKind = 0 // no value (a missing key, a nil array)
+	ReplyStatus ReplyKind = 1 // a simple string, like OK
+	ReplyError  ReplyKind = 2 // an error reply, like WRONGTYPE ...
+	ReplyInt    ReplyKind = 3 // an integer
+	ReplyBulk   ReplyKind = 4 // a bulk string, possibly empty
+	ReplyArray  ReplyKind = 5 // an array of replies, possibly empty
+)
+
+// maxReplyDepth bounds nested arrays in a decoded reply.
+const maxReplyDepth = 16
+
+// Reply is one Redis reply: kind u8, then for status, error and bulk
+// bytes; for int varint; for array count and each reply; nil has no body.
+type Reply struct {
+	Kind  ReplyKind
+	Str   []byte
+	Int   int64
+	Array []Reply
+}
+
+// Encode appends r.
+func (r *Reply) Encode(e *Encoder) {
+	e.U8(uint8(r.Kind))
+	switch r.Kind {
+	case ReplyStatus, ReplyError, ReplyBulk:
+		e.BytesField(r.Str)
+	case ReplyInt:
+		e.Varint(r.Int)
+	case ReplyArray:
+		e.Uvarint(uint64(len(r.Array)))
+		for i := range r.Array {
+			r.Array[i].Encode(e)
+		}
+	}
+}
+
+// Decode reads what Encode wrote. Strings alias the decoder's input.
+func (r *Reply) Decode(d *Decoder) { r.decode(d, 0) }
+
+func (r *Reply) decode(d *Decoder, depth int) {
+	*r = Reply{Kind: ReplyKind(d.U8())}
+	switch r.Kind {
+	case ReplyNil:
+	case ReplyStatus, ReplyError, ReplyBulk:
+		r.Str = d.View()
+		if r.Str == nil && r.Kind == ReplyBulk {
+			r.Str = []byte{}
+		}
+	case ReplyInt:
+		r.Int = d.Varint()
+	case ReplyArray:
+		if depth >= maxReplyDepth {
+			d.fail(ErrMalformed)
+			return
+		}
+		n := d.Count(1)
+		r.Array = prealloc[Reply](n)
+		for i := 0; i < n && d.err == nil; i++ {
+			var item Reply
+			item.decode(d, depth+1)
+			r.Array = append(r.Array, item)
+		}
+	default:
+		d.fail(ErrMalformed)
+	}
+}
+
+// Err returns the error a ReplyError carries, as an *Error with
+// StatusInternal, or nil for any other kind.
+func (r *Reply) Err() error {
+	if r.Kind != ReplyError {
+		return nil
+	}
+	return &Error{Status: StatusInternal, Message: "redis: " + string(r.Str)}
+}
+
+// EncodeReplies appends a redis call's OK body: count, then each reply.
+func EncodeReplies(e *Encoder, rs []Reply) {
+	e.Uvarint(uint64(len(rs)))
+	for i := range rs {
+		rs[i].Encode(e)
+	}
+}
+
+// DecodeReplies reads what EncodeReplies wrote.
+func DecodeReplies(d *Decoder) []Reply {
+	n := d.Count(1)
+	rs := prealloc[Reply](n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var r Reply
+		r.Decode(d)
+		rs = append(rs, r)
+	}
+	return rs
+}
