@@ -28,7 +28,7 @@ import (
 
 func knownCapability(c abi.Capability) bool {
 	switch c {
-	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV:
+	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis:
 		return true
 	}
 	return false
@@ -61,6 +61,11 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 		case abi.CapabilityKV:
 			p.kv = localstore.New(s.now, time.Second)
 			(&exchange{p: p, name: c.Module(), serve: p.serveKV}).export(b)
+		case abi.CapabilityRedis:
+			if p.redis == nil {
+				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
+			}
+			(&exchange{p: p, name: c.Module(), serve: p.serveRedis}).export(b)
 		default:
 			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
 		}
@@ -76,7 +81,8 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 func (p *plugin) hostCall(mod api.Module) *instance {
 	v, ok := p.instances.Load(mod)
 	if !ok {
-		// _initialize runs before the instance is registered: nothing to count.
+		// Not an instance of this plugin's pool (never expected): nothing
+		// to count against.
 		return nil
 	}
 	in := v.(*instance)
@@ -162,6 +168,19 @@ func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
 	stack[0] = uint64(len(resp))
 }
 
+// serveRedis decodes a redis request and runs it through the bridge, with
+// the caller's context: its deadline bounds the Redis round trip.
+func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+	var req abi.RedisRequest
+	d := abi.NewDecoder(reqBytes)
+	req.Decode(d)
+	if err := d.Finish(); err != nil {
+		abi.AppendError(e, abi.StatusInvalid, "redis request: "+err.Error())
+		return
+	}
+	p.redis.Do(ctx, &req, e)
+}
+
 // serveKV decodes a kv request and runs it on the backend's store.
 func (p *plugin) serveKV(_ context.Context, reqBytes []byte, e *abi.Encoder) {
 	var req abi.KVRequest
@@ -204,35 +223,49 @@ func (l *logLimiter) emit(level hclog.Level, msg string) {
 	l.log.Log(level, msg)
 }
 
-// writer adapts the limiter to WASI stdout/stderr, one log line per line.
-func (l *logLimiter) writer(level hclog.Level) io.Writer {
-	return &lineWriter{emit: func(line string) { l.emit(level, line) }}
+// writer adapts the limiter to WASI stdout/stderr, one log line per line,
+// each cut to maxLine bytes.
+func (l *logLimiter) writer(level hclog.Level, maxLine int) io.Writer {
+	return &lineWriter{max: maxLine, emit: func(line string) { l.emit(level, line) }}
 }
 
+// lineWriter splits writes into lines. A line reaching max bytes is
+// emitted at once, cut there, and the rest of it dropped up to the next
+// newline, so a guest writing megabytes with no newline costs the host max
+// bytes, not megabytes.
 type lineWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	emit func(string)
+	mu       sync.Mutex
+	buf      []byte
+	max      int
+	skipping bool // the current line was emitted cut; drop to its end
+	emit     func(string)
 }
-
-// maxLine bounds a partial line kept between writes.
-const maxLine = 4 << 10
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !w.skipping {
+			w.buf = append(w.buf, chunk[:min(len(chunk), w.max-len(w.buf))]...)
+			if len(w.buf) == w.max && len(chunk) > 0 {
+				w.emit(string(w.buf))
+				w.buf, w.skipping = w.buf[:0], true
+			}
+		}
 		if i < 0 {
 			break
 		}
-		w.emit(string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
+		if !w.skipping {
+			w.emit(string(w.buf))
+		}
+		w.buf, w.skipping = w.buf[:0], false
+		p = p[i+1:]
 	}
-	if len(w.buf) > maxLine {
-		w.emit(string(w.buf))
-		w.buf = w.buf[:0]
-	}
-	return len(p), nil
+	return n, nil
 }

@@ -33,8 +33,9 @@ const foreignDir = "../testdata/plugins"
 
 func foreignPath(name string) string { return filepath.Join(foreignDir, name+".wasm") }
 
-// TestForeignWASMMatchesSource rebuilds every .wat fixture and requires the
-// bytes to be those committed, so a fixture never drifts from its source.
+// TestForeignWASMMatchesSource rebuilds every .wat fixture, in
+// testdata/plugins and in its hostile/ corpus, and requires the bytes to be
+// those committed, so a fixture never drifts from its source.
 func TestForeignWASMMatchesSource(t *testing.T) {
 	wat2wasm, err := exec.LookPath("wat2wasm")
 	if err != nil {
@@ -44,31 +45,37 @@ func TestForeignWASMMatchesSource(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	sources, err := filepath.Glob(filepath.Join(foreignDir, "*.wat"))
-	require.NoError(t, err)
-	require.NotEmpty(t, sources)
-	committed, err := filepath.Glob(filepath.Join(foreignDir, "*.wasm"))
-	require.NoError(t, err)
-	require.Len(t, committed, len(sources), "every .wasm in testdata/plugins needs its .wat source")
-	for _, src := range sources {
-		name := strings.TrimSuffix(filepath.Base(src), ".wat")
-		t.Run(name, func(t *testing.T) {
-			text, err := os.ReadFile(src)
+	for _, dir := range []string{foreignDir, hostileDir} {
+		sources, err := filepath.Glob(filepath.Join(dir, "*.wat"))
+		require.NoError(t, err)
+		require.NotEmpty(t, sources, dir)
+		committed, err := filepath.Glob(filepath.Join(dir, "*.wasm"))
+		require.NoError(t, err)
+		require.Len(t, committed, len(sources), "every .wasm in %s needs its .wat source", dir)
+		for _, src := range sources {
+			name := strings.TrimSuffix(filepath.Base(src), ".wat")
+			wasm := strings.TrimSuffix(src, ".wat") + ".wasm"
+			rel, err := filepath.Rel(foreignDir, wasm)
 			require.NoError(t, err)
-			first, _, _ := strings.Cut(string(text), "\n")
-			require.Contains(t, first, ";; Build: wat2wasm "+name+".wat -o "+name+".wasm",
-				"the first line of %s.wat gives its build command", name)
+			rel = filepath.ToSlash(rel) // "trap.wasm", "hostile/loop.wasm"
+			t.Run(strings.TrimSuffix(rel, ".wasm"), func(t *testing.T) {
+				text, err := os.ReadFile(src)
+				require.NoError(t, err)
+				first, _, _ := strings.Cut(string(text), "\n")
+				require.Contains(t, first, ";; Build: wat2wasm "+name+".wat -o "+name+".wasm",
+					"the first line of %s.wat gives its build command, run in its directory", name)
 
-			out := filepath.Join(t.TempDir(), name+".wasm")
-			msg, err := exec.Command(wat2wasm, src, "-o", out).CombinedOutput()
-			require.NoError(t, err, "%s", msg)
-			built, err := os.ReadFile(out)
-			require.NoError(t, err)
-			want, err := os.ReadFile(foreignPath(name))
-			require.NoError(t, err)
-			require.True(t, bytes.Equal(built, want),
-				"testdata/plugins/%s.wasm is stale: run testdata/plugins/build.sh and commit it", name)
-		})
+				out := filepath.Join(t.TempDir(), name+".wasm")
+				msg, err := exec.Command(wat2wasm, src, "-o", out).CombinedOutput()
+				require.NoError(t, err, "%s", msg)
+				built, err := os.ReadFile(out)
+				require.NoError(t, err)
+				want, err := os.ReadFile(wasm)
+				require.NoError(t, err)
+				require.True(t, bytes.Equal(built, want),
+					"testdata/plugins/%s is stale: run testdata/plugins/build.sh and commit it", rel)
+			})
+		}
 	}
 }
 

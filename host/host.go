@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
 // Record and query types, defined once in package abi.
@@ -110,6 +111,11 @@ type Config struct {
 	Trusted bool
 	// Limits bound what the plugin may use.
 	Limits Limits
+	// Redis connects the backend to Redis, for plugins that import the
+	// redis capability (the built-in redis plugin does). Setting it grants
+	// that capability; its KeyPrefix confines the backend.
+	// Default: none.
+	Redis *redisbridge.Config
 }
 
 // Limits bound what one backend's plugin may use; a plugin that goes past

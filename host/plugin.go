@@ -21,6 +21,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/internal/localstore"
+	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
 // builtins holds the plugins shipped with the host, built from plugins/
@@ -73,6 +74,7 @@ type plugin struct {
 	log      hclog.Logger
 	limits   Limits
 	kv       *localstore.Store
+	redis    *redisbridge.Bridge
 	pool     pool
 
 	// instances maps each live instance's module to it, so that host
@@ -107,6 +109,12 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			p.close(ctx)
 		}
 	}()
+	if cfg.Redis != nil {
+		if p.redis, err = redisbridge.Open(ctx, *cfg.Redis); err != nil {
+			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
+		}
+		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)
+	}
 	if p.compiled, err = p.runtime.CompileModule(ctx, wasm); err != nil {
 		return nil, fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
 	}
@@ -127,9 +135,15 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithRandSource(rand.Reader).
-		WithStdout(limiter.writer(hclog.Info)).
-		WithStderr(limiter.writer(hclog.Warn))
+		WithStdout(limiter.writer(hclog.Info, int(cfg.Limits.MaxLogLineBytes))).
+		WithStderr(limiter.writer(hclog.Warn, int(cfg.Limits.MaxLogLineBytes)))
 
+	// The watchdog runs before the first instance exists: its metadata and
+	// configure calls are bounded by the call timeout like any other.
+	if !cfg.Trusted {
+		p.stopped.Add(1)
+		go p.watchdog()
+	}
 	// The first instance performs the handshake and reads the metadata.
 	first, err := p.instantiate(ctx)
 	if err != nil {
@@ -157,10 +171,6 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	p.pool.init(cfg.Instances, p.newInstance)
 	p.pool.put(first, true)
-	if !cfg.Trusted {
-		p.stopped.Add(1)
-		go p.watchdog()
-	}
 	return p, nil
 }
 
@@ -267,6 +277,9 @@ func (p *plugin) close(ctx context.Context) {
 	if p.kv != nil {
 		p.kv.Close()
 	}
+	if p.redis != nil {
+		_ = p.redis.Close()
+	}
 	_ = p.runtime.Close(ctx)
 }
 
@@ -312,6 +325,11 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		if _, err := init.Call(ctx); err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				p.instances.Delete(mod)
+				_ = mod.Close(ctx)
+				return nil, abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportInitialize, p.limits.CallTimeout)
+			}
 			return fail("%s: %v", abi.ExportInitialize, err)
 		}
 	}
@@ -353,8 +371,13 @@ func (in *instance) read(packed uint64, what string) ([]byte, error) {
 
 func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	var m abi.Metadata
+	in.started.Store(time.Now().UnixNano())
 	res, err := in.mod.ExportedFunction(abi.ExportMetadata).Call(ctx)
+	in.started.Store(0)
 	if err != nil {
+		if in.timedOut.Load() {
+			return m, abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportMetadata, in.p.limits.CallTimeout)
+		}
 		return m, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMetadata, err)
 	}
 	b, err := in.read(res[0], "metadata")
@@ -382,13 +405,16 @@ type errTrap struct {
 
 func (e errTrap) Error() string { return e.err.Error() }
 
+// Unwrap makes errors.Is see both the status and the cause.
+func (e errTrap) Unwrap() []error { return []error{e.status, e.err} }
+
 func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 
 // call sends one request and returns the response body, which aliases guest
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
-	in.hostCalls = 0
+	in.hostCalls, in.pending = 0, nil
 	in.started.Store(time.Now().UnixNano())
 	defer in.started.Store(0)
 	n := uint32(len(req))
@@ -403,7 +429,9 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 		return nil, trapped(fmt.Errorf("%s returned region [%d, +%d) outside memory", abi.ExportReserve, in.region, n))
 	}
 	in.stack[0], in.stack[1] = uint64(op), uint64(n)
-	if err := in.callFn.CallWithStack(ctx, in.stack[:]); err != nil {
+	if err := in.callFn.CallWithStack(ctx, in.stack[:]); err != nil || in.timedOut.Load() {
+		// A call the watchdog closed just as it returned is treated as timed
+		// out too: the instance is closed and must not serve again.
 		return nil, in.failed(ctx, abi.ExportCall+"("+op.String()+")", err)
 	}
 	if _, size := abi.UnpackRegion(in.stack[0]); size > in.p.limits.MaxResponseBytes {

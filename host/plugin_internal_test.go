@@ -48,12 +48,15 @@ func TestLogLimiter(t *testing.T) {
 
 func TestLineWriter(t *testing.T) {
 	var got []string
-	w := &lineWriter{emit: func(s string) { got = append(got, s) }}
+	w := &lineWriter{max: 8, emit: func(s string) { got = append(got, s) }}
 	_, _ = w.Write([]byte("one\ntw"))
 	_, _ = w.Write([]byte("o\nthree"))
 	require.Equal(t, []string{"one", "two"}, got, "a partial line waits for its end")
-	_, _ = w.Write([]byte(strings.Repeat("x", maxLine+1)))
-	require.Len(t, got, 3, "a line longer than maxLine is emitted rather than kept")
+	_, _ = w.Write([]byte(strings.Repeat("x", 1<<20)))
+	require.LessOrEqual(t, cap(w.buf), 64, "a line with no end keeps at most max bytes")
+	require.Equal(t, []string{"one", "two", "threexxx"}, got, "a line reaching max is emitted at once, cut")
+	_, _ = w.Write([]byte("yyy\nfour\n"))
+	require.Equal(t, []string{"one", "two", "threexxx", "four"}, got, "the rest of that line is dropped")
 }
 
 // BenchmarkInstantiate measures making one more pool instance of the

@@ -1,0 +1,123 @@
+package redisbridge
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// BenchmarkDo compares a GET through Bridge.Do, with the request decoded
+// and the reply encoded as the host function does, with the same GET
+// issued directly with go-redis, in one run: one caller, and 64.
+func BenchmarkDo(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b, nil, nil)
+	value := bytes.Repeat([]byte("v"), 100)
+	require.NoError(b, f.direct.Set(ctx, f.prefix+"bench", value, 0).Err())
+
+	var enc abi.Encoder
+	(&abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("GET", "bench")}}).Encode(&enc)
+	reqBytes := enc.Bytes()
+	want := func() []byte {
+		var e abi.Encoder
+		e.U8(uint8(abi.StatusOK))
+		abi.EncodeReplies(&e, []abi.Reply{{Kind: abi.ReplyBulk, Str: value}})
+		return e.Bytes()
+	}()
+
+	bridge := func(b *testing.B, e *abi.Encoder, d *abi.Decoder) {
+		var req abi.RedisRequest
+		d.Reset(reqBytes)
+		req.Decode(d)
+		if err := d.Finish(); err != nil {
+			b.Fatal(err)
+		}
+		e.Reset()
+		f.b.Do(ctx, &req, e)
+		if !bytes.Equal(e.Bytes(), want) {
+			b.Fatalf("response %q", e.Bytes())
+		}
+	}
+	direct := func(b *testing.B) {
+		v, err := f.direct.Get(ctx, f.prefix+"bench").Bytes()
+		if err != nil || len(v) != len(value) {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("bridge", func(b *testing.B) {
+		b.ReportAllocs()
+		var e abi.Encoder
+		d := abi.NewDecoder(nil)
+		for b.Loop() {
+			bridge(b, &e, d)
+		}
+	})
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			direct(b)
+		}
+	})
+	par := max(64/runtime.GOMAXPROCS(0), 1)
+	b.Run("bridge-64", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.RunParallel(func(pb *testing.PB) {
+			var e abi.Encoder
+			d := abi.NewDecoder(nil)
+			for pb.Next() {
+				bridge(b, &e, d)
+			}
+		})
+	})
+	b.Run("direct-64", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				direct(b)
+			}
+		})
+	})
+}
+
+// BenchmarkOverhead is the bridge's own work for that GET, without the
+// round trip: decode the request, check and prefix the command, build the
+// go-redis command, transcode the raw reply and encode the response.
+func BenchmarkOverhead(b *testing.B) {
+	var enc abi.Encoder
+	(&abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("GET", "bench")}}).Encode(&enc)
+	reqBytes := enc.Bytes()
+	raw := append(append([]byte("$100\r\n"), bytes.Repeat([]byte("v"), 100)...), "\r\n"...)
+	bridge := &Bridge{prefix: "sht:0123456789abcdef:", allowed: commands}
+	ctx := context.Background()
+	b.ReportAllocs()
+	var e abi.Encoder
+	d := abi.NewDecoder(nil)
+	for b.Loop() {
+		var req abi.RedisRequest
+		d.Reset(reqBytes)
+		req.Decode(d)
+		if err := d.Finish(); err != nil {
+			b.Fatal(err)
+		}
+		in := req.Commands[0]
+		c := lookup(bridge.allowed, in[0])
+		args, first, err := c.args(in, bridge.prefix, make([]any, 0, len(in)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmds := newCmds(ctx, []call{{args: args, first: first}})
+		cmds[0].SetVal(raw)
+		e.Reset()
+		e.U8(uint8(abi.StatusOK))
+		e.Uvarint(1)
+		appendRaw(&e, cmds[0].Val())
+	}
+}

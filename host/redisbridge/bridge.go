@@ -1,0 +1,413 @@
+// Package redisbridge is the host side of the redis capability
+// (abi.CapabilityRedis): it runs a plugin's Redis commands, pipelines,
+// transactions and Lua scripts on the backend's go-redis UniversalClient
+// (single node, Sentinel or Cluster), confined to the backend's key
+// namespace and command allowlist, and encodes the replies for the ABI.
+//
+// The walls, in the order a request meets them:
+//
+//  1. The command table (commands.go): a command not in it, or not
+//     allowed for this backend, is refused before anything is sent
+//     (StatusInvalid, naming the command). So are arguments that do not
+//     fit the command's arity or key layout.
+//  2. Key prefixing: every key argument, at the positions the table gives,
+//     and every KEYS entry of a script, is prefixed with Config.KeyPrefix,
+//     so a plugin sees a keyspace of its own.
+//  3. When scripts are granted, a Redis ACL user per backend (acl.go),
+//     limited to ~KeyPrefix* and data commands, so that even redis.call
+//     in a script, which may build key names from ARGV, cannot reach a key
+//     outside the namespace (Redis answers NOPERM).
+//
+// Replies are passed on as Redis gives them (see reply.go for the kinds);
+// the bridge rewrites none, so the few that name keys (XREAD,
+// XREADGROUP, LMPOP, ZMPOP) name them with the prefix.
+//
+// Mechanism only: the bridge never retries a command that may have run
+// (Config.MaxRetries is 0 by default), never blocks (no blocking command
+// is in the table), and answers UNAVAILABLE as soon as go-redis gives up,
+// within the caller's deadline. What to do then is the plugin's policy.
+package redisbridge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// Config is the connection and the confinement of one backend's bridge.
+// The zero values of the durations and sizes mean their defaults.
+type Config struct {
+	// URL is a redis:// or rediss:// URL (go-redis ParseURL): address,
+	// user, password, database and the query options go-redis knows
+	// (dial_timeout, pool_size, ...). With addr= query parameters it names
+	// the seed nodes of a cluster (ParseClusterURL). Fields set below win
+	// over the URL's. Exclusive with Addrs.
+	URL string
+
+	// Addrs are host:port addresses. One: a single node; several: the seed
+	// nodes of a Redis Cluster; with MasterName: the Sentinels.
+	Addrs []string
+
+	// Cluster makes a single address the seed of a Redis Cluster (a
+	// cluster's configuration endpoint, say).
+	// default: false
+	Cluster bool
+
+	// MasterName is the Sentinel master name; set, Addrs are Sentinels.
+	MasterName string
+
+	// Username and Password authenticate the connections (ACL user or
+	// requirepass). With Scripts they must be allowed to run ACL SETUSER.
+	Username, Password string
+
+	// DB is the database of a single node or Sentinel master; a cluster
+	// has only database 0.
+	// default: 0
+	DB int
+
+	// TLS makes the connections use TLS 1.2 or later (rediss:// does too).
+	// default: false
+	TLS bool
+
+	// PoolSize is the most connections per node.
+	// default: 10 per CPU (go-redis)
+	PoolSize int
+
+	// MinIdleConns is the fewest idle connections kept per node.
+	// default: 0
+	MinIdleConns int
+
+	// DialTimeout bounds connecting to a node, so a dead Redis answers
+	// UNAVAILABLE quickly.
+	// default: 1s
+	DialTimeout time.Duration
+
+	// ReadTimeout bounds waiting for a reply.
+	// default: 2s
+	ReadTimeout time.Duration
+
+	// WriteTimeout bounds sending a request.
+	// default: 2s
+	WriteTimeout time.Duration
+
+	// PoolTimeout bounds waiting for a free connection when all PoolSize
+	// are busy.
+	// default: 1s
+	PoolTimeout time.Duration
+
+	// MaxRetries is how often a command that failed on the network is
+	// sent again. Retrying a command that may have run can apply it twice
+	// (INCR, RPUSH), so none is the default: the plugin sees UNAVAILABLE
+	// and decides.
+	// default: 0 (no retries)
+	MaxRetries int
+
+	// KeyPrefix is required: every key a plugin names is prefixed with it.
+	// Printable ASCII without spaces, braces (the plugin's {hash tags} must
+	// decide the cluster slot) or glob characters (* ? [ ] \: it is also
+	// the ACL key pattern).
+	KeyPrefix string
+
+	// AllowCommands adds commands to the default allowlist (data commands
+	// on strings, keys' TTLs, hashes, sets, sorted sets, lists and
+	// streams, non-blocking; PING; TIME). Each must be in the bridge's
+	// command table; any case.
+	AllowCommands []string
+
+	// Scripts grants RedisScript mode (Lua through EVALSHA/EVAL). It needs
+	// a configured user allowed to run ACL SETUSER: Open creates a Redis
+	// user confined to KeyPrefix for the bridge's connections.
+	// default: false
+	Scripts bool
+}
+
+// Defaults of Config's zero fields.
+const (
+	DefaultDialTimeout  = time.Second
+	DefaultReadTimeout  = 2 * time.Second
+	DefaultWriteTimeout = 2 * time.Second
+	DefaultPoolTimeout  = time.Second
+)
+
+// maxPrefixLen bounds KeyPrefix.
+const maxPrefixLen = 128
+
+// Bridge runs one backend's Redis requests. It is safe for concurrent use.
+type Bridge struct {
+	client    redis.UniversalClient
+	isCluster bool
+	prefix    string
+	allowed   map[string]*command
+	scripts   *scriptCache // nil unless scripts are granted
+	user      *aclUser     // nil unless scripts are granted
+}
+
+// Open checks cfg and creates the bridge's client. It does not wait for
+// Redis, so a backend can start while Redis is down, except with Scripts,
+// where it must create the ACL user first.
+func Open(ctx context.Context, cfg Config) (*Bridge, error) {
+	if err := checkPrefix(cfg.KeyPrefix); err != nil {
+		return nil, err
+	}
+	allowed := make(map[string]*command, len(commandTable))
+	for i := range commandTable {
+		if c := &commandTable[i]; c.data {
+			allowed[c.name] = c
+		}
+	}
+	for _, name := range cfg.AllowCommands {
+		c := lookup(commands, []byte(name))
+		if c == nil {
+			return nil, fmt.Errorf("redisbridge: AllowCommands: %q is not in the bridge's command table", name)
+		}
+		allowed[c.name] = c
+	}
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{prefix: cfg.KeyPrefix, allowed: allowed}
+	if cfg.Scripts {
+		b.scripts = newScriptCache()
+		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix); err != nil {
+			return nil, err
+		}
+		opts.Username, opts.Password = b.user.name, b.user.password
+		opts.CredentialsProvider, opts.CredentialsProviderContext = nil, nil
+	}
+	b.client = redis.NewUniversalClient(opts)
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
+		// Unavoidable branch: go-redis follows MOVED and ASK only for errors
+		// it sees, and raw replies carry theirs as data; each node lifts a
+		// top-level error reply into the command's error.
+		b.isCluster = true
+		cc.OnNewNode(func(node *redis.Client) { node.AddHook(liftErrors{}) })
+	}
+	return b, nil
+}
+
+// checkPrefix enforces the rules of Config.KeyPrefix.
+func checkPrefix(p string) error {
+	if p == "" {
+		return errors.New("redisbridge: KeyPrefix is required")
+	}
+	if len(p) > maxPrefixLen {
+		return fmt.Errorf("redisbridge: KeyPrefix is longer than %d bytes", maxPrefixLen)
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c <= ' ' || c >= 0x7f:
+			return fmt.Errorf("redisbridge: KeyPrefix %q: only printable ASCII without spaces", p)
+		case c == '{' || c == '}':
+			return fmt.Errorf("redisbridge: KeyPrefix %q: no braces, the plugin's hash tags must choose the slot", p)
+		case c == '*' || c == '?' || c == '[' || c == ']' || c == '\\':
+			return fmt.Errorf("redisbridge: KeyPrefix %q: no glob characters, it is the ACL key pattern", p)
+		}
+	}
+	return nil
+}
+
+// options translates cfg into go-redis's UniversalOptions.
+func (cfg *Config) options() (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{}
+	if cfg.URL != "" {
+		if len(cfg.Addrs) > 0 {
+			return nil, errors.New("redisbridge: URL and Addrs are exclusive")
+		}
+		if err := fromURL(o, cfg.URL); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(cfg.Addrs) == 0 {
+			return nil, errors.New("redisbridge: URL or Addrs is required")
+		}
+		o.Addrs = append([]string(nil), cfg.Addrs...)
+	}
+	o.MasterName = cfg.MasterName
+	if cfg.Cluster {
+		o.IsClusterMode = true
+	}
+	override(&o.Username, cfg.Username)
+	override(&o.Password, cfg.Password)
+	override(&o.DB, cfg.DB)
+	override(&o.PoolSize, cfg.PoolSize)
+	override(&o.MinIdleConns, cfg.MinIdleConns)
+	override(&o.DialTimeout, cfg.DialTimeout)
+	override(&o.ReadTimeout, cfg.ReadTimeout)
+	override(&o.WriteTimeout, cfg.WriteTimeout)
+	override(&o.PoolTimeout, cfg.PoolTimeout)
+	override(&o.MaxRetries, cfg.MaxRetries)
+	if cfg.TLS && o.TLSConfig == nil {
+		// No ServerName: crypto/tls takes it from each node's address.
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if o.DB != 0 && (len(o.Addrs) > 1 || o.IsClusterMode) && o.MasterName == "" {
+		return nil, errors.New("redisbridge: a cluster has only database 0")
+	}
+
+	orDefault(&o.DialTimeout, DefaultDialTimeout)
+	orDefault(&o.ReadTimeout, DefaultReadTimeout)
+	orDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&o.PoolTimeout, DefaultPoolTimeout)
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = -1 // go-redis: none
+	}
+	o.Protocol = 2           // see reply.go
+	o.DisableIdentity = true // no CLIENT SETINFO: one round trip less, and the ACL user may not run it
+	o.ContextTimeoutEnabled = true
+	o.DialerRetries = 1 // one dial per attempt: refused means unavailable now
+	return o, nil
+}
+
+// override sets *dst to v unless v is zero.
+func override[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
+// orDefault sets *dst to v when *dst is zero.
+func orDefault[T comparable](dst *T, v T) {
+	var zero T
+	if *dst == zero {
+		*dst = v
+	}
+}
+
+// fromURL fills o from a redis:// or rediss:// URL.
+func fromURL(o *redis.UniversalOptions, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("redisbridge: URL: %w", err)
+	}
+	if u.Query().Has("addr") {
+		c, err := redis.ParseClusterURL(raw)
+		if err != nil {
+			return fmt.Errorf("redisbridge: URL: %w", err)
+		}
+		o.Addrs, o.Username, o.Password, o.TLSConfig = c.Addrs, c.Username, c.Password, c.TLSConfig
+		o.PoolSize, o.MinIdleConns, o.MaxRetries = c.PoolSize, c.MinIdleConns, c.MaxRetries
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = c.DialTimeout, c.ReadTimeout, c.WriteTimeout, c.PoolTimeout
+		o.IsClusterMode = true
+		return nil
+	}
+	s, err := redis.ParseURL(raw)
+	if err != nil {
+		return fmt.Errorf("redisbridge: URL: %w", err)
+	}
+	if s.Network != "tcp" {
+		return fmt.Errorf("redisbridge: URL: %s sockets are not supported", s.Network)
+	}
+	o.Addrs, o.Username, o.Password, o.DB, o.TLSConfig = []string{s.Addr}, s.Username, s.Password, s.DB, s.TLSConfig
+	o.PoolSize, o.MinIdleConns, o.MaxRetries = s.PoolSize, s.MinIdleConns, s.MaxRetries
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = s.DialTimeout, s.ReadTimeout, s.WriteTimeout, s.PoolTimeout
+	return nil
+}
+
+// PoolStats returns the connection pool's counters (all nodes summed on a
+// cluster).
+func (b *Bridge) PoolStats() *redis.PoolStats { return b.client.PoolStats() }
+
+// Close closes the connections and, with scripts, removes the bridge's
+// password from its ACL user (best effort: Redis may be down).
+func (b *Bridge) Close() error {
+	err := b.client.Close()
+	if b.user != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err = errors.Join(err, b.user.close(ctx))
+	}
+	return err
+}
+
+// liftErrors is the cluster nodes' hook: after a command, an error reply
+// in its raw value becomes its error, so ClusterClient follows MOVED and
+// ASK, retries TRYAGAIN and CLUSTERDOWN, and reloads its slot map.
+type liftErrors struct{}
+
+func (liftErrors) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (liftErrors) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil {
+			if rc, ok := cmd.(*redis.RawCmd); ok {
+				if msg, ok := topError(rc.Val()); ok {
+					return replyError(string(msg))
+				}
+			}
+		}
+		return err
+	}
+}
+
+func (liftErrors) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+var _ redis.Hook = liftErrors{}
+
+// replyError is a Redis error reply carried as a Go error; go-redis knows
+// it as one by its RedisError method.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+var _ redis.Error = replyError("")
+
+// isReply reports whether err is an error reply of Redis to a command (or
+// one go-redis made up in its place, like CROSSSLOT), not a failure to
+// talk to Redis. go-redis unwraps the errors of a connection's set-up, so
+// those are told by their text: no command the bridge sends can be
+// answered WRONGPASS or NOAUTH.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !hasPrefix(err.Error(), setupErrors)
+}
+
+// setupErrors are the error replies of logging in.
+var setupErrors = []string{"WRONGPASS ", "NOAUTH ", "ERR max number of clients reached"}
+
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// unavailablePrefixes are error replies that mean Redis cannot serve now:
+// the request as a whole is UNAVAILABLE.
+var unavailablePrefixes = []string{"CLUSTERDOWN ", "LOADING ", "MASTERDOWN ", "TRYAGAIN "}
+
+func unavailableReply(msg string) bool { return hasPrefix(msg, unavailablePrefixes) }
+
+// invalid appends a StatusInvalid response.
+func invalid(e *abi.Encoder, format string, args ...any) {
+	abi.AppendError(e, abi.StatusInvalid, "redisbridge: "+fmt.Sprintf(format, args...))
+}
+
+// unavailable appends a StatusUnavailable response for err.
+func unavailable(e *abi.Encoder, err error) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, redis.ErrClosed):
+		msg = "bridge closed"
+	case errors.Is(err, context.Canceled):
+		msg = "call cancelled: " + msg
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "call deadline exceeded: " + msg
+	}
+	abi.AppendError(e, abi.StatusUnavailable, "redisbridge: redis unavailable: "+strings.TrimPrefix(msg, "redis: "))
+}

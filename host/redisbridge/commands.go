@@ -1,0 +1,368 @@
+package redisbridge
+
+import (
+	"fmt"
+	"strings"
+)
+
+// command is one entry of the bridge's command table: the commands a
+// plugin may ever send, with where their keys are, so that every key can
+// be prefixed. Positions count the command name as 0, as COMMAND INFO does.
+type command struct {
+	name string // lower case, as sent to Redis
+
+	// arity is the argument count, the name included: n exactly, or -n at
+	// least n (COMMAND INFO's arity).
+	arity int
+
+	// first, last and step give the fixed key positions: first, then every
+	// step-th argument up to last; a negative last counts from the end (-1
+	// is the last argument). first 0: no fixed keys.
+	first, last, step int
+
+	// numkeys, when not 0, is the position of a key count; that many keys
+	// follow it (ZUNIONSTORE dest numkeys key..., LMPOP numkeys key...).
+	numkeys int
+
+	// streams: the keys are the first half of the arguments after the
+	// STREAMS option (XREAD, XREADGROUP); BLOCK is refused.
+	streams bool
+
+	// data: in the default allowlist. The others are in the table, and so
+	// keyed correctly, but a backend gets them only through
+	// Config.AllowCommands.
+	data bool
+}
+
+// Abbreviations for the table.
+const (
+	allow = true  // in the default allowlist
+	extra = false // only through Config.AllowCommands
+)
+
+// commandTable lists every command the bridge knows. Anything not here
+// is refused, whatever the configuration: server and connection commands
+// (FLUSHALL, FLUSHDB, CONFIG, SHUTDOWN, DEBUG, CLIENT, SELECT, SWAPDB,
+// MONITOR, ACL, AUTH, HELLO, RESET, QUIT), keyspace-wide reads (KEYS, SCAN,
+// RANDOMKEY, DBSIZE), commands that move data out of the namespace or the
+// database (MOVE, MIGRATE, COPY, RESTORE, DUMP), commands whose options
+// name other keys (SORT with BY/GET, GEORADIUS with STORE), OBJECT,
+// scripting and functions (EVAL, EVALSHA, SCRIPT, FUNCTION, FCALL: scripts
+// go through RedisScript mode), transactions and watches (MULTI, EXEC,
+// DISCARD, WATCH: RedisTransaction mode does MULTI/EXEC), pub/sub, WAIT,
+// and every blocking command (BLPOP, BRPOP, BLMOVE, BLMPOP, BZPOPMIN,
+// BZPOPMAX, BZMPOP, BRPOPLPUSH; XREAD and XREADGROUP only without BLOCK).
+//
+// Arities and key positions are those of Redis 7's COMMAND INFO; the
+// movable-key commands say where their key count is.
+var commandTable = []command{
+	// Strings.
+	{name: "get", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "set", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "setnx", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "setex", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "psetex", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "getset", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "getdel", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "getex", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "mget", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "mset", arity: -3, first: 1, last: -1, step: 2, data: allow},
+	{name: "msetnx", arity: -3, first: 1, last: -1, step: 2, data: allow},
+	{name: "append", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "strlen", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "incr", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "incrby", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "incrbyfloat", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "decr", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "decrby", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "getrange", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "setrange", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "substr", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "lcs", arity: -3, first: 1, last: 2, step: 1, data: allow},
+
+	// Keys: existence, type, TTL, rename. RENAME keeps both names inside
+	// the namespace, as both are keys.
+	{name: "del", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "unlink", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "exists", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "touch", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "type", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "expire", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "pexpire", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "expireat", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "pexpireat", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "ttl", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "pttl", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "expiretime", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "pexpiretime", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "persist", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "rename", arity: 3, first: 1, last: 2, step: 1, data: allow},
+	{name: "renamenx", arity: 3, first: 1, last: 2, step: 1, data: allow},
+
+	// Hashes.
+	{name: "hget", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "hset", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "hsetnx", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "hmset", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "hmget", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "hdel", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "hexists", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "hgetall", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "hkeys", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "hvals", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "hlen", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "hincrby", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "hincrbyfloat", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "hstrlen", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "hrandfield", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "hscan", arity: -3, first: 1, last: 1, step: 1, data: allow},
+
+	// Sets.
+	{name: "sadd", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "srem", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "smembers", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "sismember", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "smismember", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "scard", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "spop", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "srandmember", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "smove", arity: 4, first: 1, last: 2, step: 1, data: allow},
+	{name: "sinter", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "sunion", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "sdiff", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "sinterstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
+	{name: "sunionstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
+	{name: "sdiffstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
+	{name: "sintercard", arity: -3, numkeys: 1, data: allow},
+	{name: "sscan", arity: -3, first: 1, last: 1, step: 1, data: allow},
+
+	// Sorted sets.
+	{name: "zadd", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zincrby", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrem", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zcard", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "zcount", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zlexcount", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zscore", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zmscore", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrank", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrevrank", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrange", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrangebyscore", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrevrangebyscore", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrangebylex", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrevrangebylex", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrevrange", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrangestore", arity: -5, first: 1, last: 2, step: 1, data: allow},
+	{name: "zremrangebyscore", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zremrangebyrank", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zremrangebylex", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "zpopmin", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "zpopmax", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "zrandmember", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "zscan", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "zunionstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
+	{name: "zinterstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
+	{name: "zdiffstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
+	{name: "zunion", arity: -3, numkeys: 1, data: allow},
+	{name: "zinter", arity: -3, numkeys: 1, data: allow},
+	{name: "zdiff", arity: -3, numkeys: 1, data: allow},
+	{name: "zintercard", arity: -3, numkeys: 1, data: allow},
+	{name: "zmpop", arity: -4, numkeys: 1, data: allow},
+
+	// Lists.
+	{name: "lpush", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "rpush", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "lpushx", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "rpushx", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "lpop", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "rpop", arity: -2, first: 1, last: 1, step: 1, data: allow},
+	{name: "llen", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "lrange", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "lindex", arity: 3, first: 1, last: 1, step: 1, data: allow},
+	{name: "lset", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "linsert", arity: 5, first: 1, last: 1, step: 1, data: allow},
+	{name: "lrem", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "ltrim", arity: 4, first: 1, last: 1, step: 1, data: allow},
+	{name: "lpos", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "lmove", arity: 5, first: 1, last: 2, step: 1, data: allow},
+	{name: "rpoplpush", arity: 3, first: 1, last: 2, step: 1, data: allow},
+	{name: "lmpop", arity: -4, numkeys: 1, data: allow},
+
+	// Streams. XGROUP and XINFO take their key after the subcommand.
+	{name: "xadd", arity: -5, first: 1, last: 1, step: 1, data: allow},
+	{name: "xlen", arity: 2, first: 1, last: 1, step: 1, data: allow},
+	{name: "xrange", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "xrevrange", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "xdel", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "xtrim", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "xack", arity: -4, first: 1, last: 1, step: 1, data: allow},
+	{name: "xpending", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "xclaim", arity: -6, first: 1, last: 1, step: 1, data: allow},
+	{name: "xautoclaim", arity: -6, first: 1, last: 1, step: 1, data: allow},
+	{name: "xsetid", arity: -3, first: 1, last: 1, step: 1, data: allow},
+	{name: "xgroup", arity: -3, first: 2, last: 2, step: 1, data: allow},
+	{name: "xinfo", arity: -3, first: 2, last: 2, step: 1, data: allow},
+	{name: "xread", arity: -4, streams: true, data: allow},
+	{name: "xreadgroup", arity: -7, streams: true, data: allow},
+
+	// Connection: harmless, keyless.
+	{name: "ping", arity: -1, data: allow},
+	{name: "time", arity: 1, data: allow},
+	{name: "echo", arity: 2, data: extra},
+
+	// Geo, HyperLogLog, bitmaps: keyed correctly, off by default.
+	{name: "geoadd", arity: -5, first: 1, last: 1, step: 1, data: extra},
+	{name: "geopos", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "geodist", arity: -4, first: 1, last: 1, step: 1, data: extra},
+	{name: "geohash", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "geosearch", arity: -7, first: 1, last: 1, step: 1, data: extra},
+	{name: "geosearchstore", arity: -8, first: 1, last: 2, step: 1, data: extra},
+	{name: "pfadd", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "pfcount", arity: -2, first: 1, last: -1, step: 1, data: extra},
+	{name: "pfmerge", arity: -2, first: 1, last: -1, step: 1, data: extra},
+	{name: "setbit", arity: 4, first: 1, last: 1, step: 1, data: extra},
+	{name: "getbit", arity: 3, first: 1, last: 1, step: 1, data: extra},
+	{name: "bitcount", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "bitpos", arity: -3, first: 1, last: 1, step: 1, data: extra},
+	{name: "bitfield", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "bitfield_ro", arity: -2, first: 1, last: 1, step: 1, data: extra},
+	{name: "bitop", arity: -4, first: 2, last: -1, step: 1, data: extra},
+}
+
+// commands indexes commandTable by name.
+var commands = func() map[string]*command {
+	m := make(map[string]*command, len(commandTable))
+	for i := range commandTable {
+		c := &commandTable[i]
+		if _, dup := m[c.name]; dup || c.name != strings.ToLower(c.name) {
+			panic("redisbridge: bad command table entry " + c.name)
+		}
+		m[c.name] = c
+	}
+	return m
+}()
+
+// maxNameLen bounds a command name looked up in the table.
+const maxNameLen = 24
+
+// lookup returns the entry of name, any case, from m.
+func lookup(m map[string]*command, name []byte) *command {
+	if len(name) > maxNameLen {
+		return nil
+	}
+	var buf [maxNameLen]byte
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return m[string(buf[:len(name)])]
+}
+
+// shown quotes a plugin-supplied name for an error message, shortened.
+func shown(b []byte) string {
+	if len(b) > 40 {
+		return fmt.Sprintf("%q...", b[:40])
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// args builds the arguments of c from the plugin's, with every key
+// prefixed, into out (reused). It returns them and the position of the
+// first key (0: none), or an error saying why the command is refused.
+// Key arguments are new strings; the others alias the request.
+func (c *command) args(in [][]byte, prefix string, out []any) ([]any, int, error) {
+	n := len(in)
+	if c.arity > 0 && n != c.arity || c.arity < 0 && n < -c.arity {
+		return nil, 0, fmt.Errorf("wrong number of arguments for %s (%d)", strings.ToUpper(c.name), n-1)
+	}
+	out = append(out[:0], c.name)
+	for _, a := range in[1:] {
+		out = append(out, a)
+	}
+	key := func(i int) { out[i] = prefix + string(in[i]) }
+	firstKey := 0
+	if c.first > 0 {
+		last := c.last
+		if last < 0 {
+			last += n
+		}
+		if last < c.first || last >= n || (last-c.first+1)%c.step != 0 {
+			return nil, 0, fmt.Errorf("wrong number of arguments for %s (%d)", strings.ToUpper(c.name), n-1)
+		}
+		for i := c.first; i <= last; i += c.step {
+			key(i)
+		}
+		firstKey = c.first
+	}
+	if c.numkeys > 0 {
+		count, ok := parseCount(in[c.numkeys])
+		if !ok || count > n-1-c.numkeys {
+			return nil, 0, fmt.Errorf("%s: numkeys %s is not a count of the keys that follow it", strings.ToUpper(c.name), shown(in[c.numkeys]))
+		}
+		for i := c.numkeys + 1; i <= c.numkeys+count; i++ {
+			key(i)
+		}
+		if firstKey == 0 && count > 0 {
+			firstKey = c.numkeys + 1
+		}
+	}
+	if c.streams {
+		from, count, err := c.streamKeys(in)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i := from; i < from+count; i++ {
+			key(i)
+		}
+		firstKey = from
+	}
+	return out, firstKey, nil
+}
+
+// streamKeys parses the options of XREAD and XREADGROUP as Redis does and
+// returns where the keys are. BLOCK is refused: a blocked call would hold a
+// pooled connection and the plugin's instance.
+func (c *command) streamKeys(in [][]byte) (from, count int, err error) {
+	group := c.name == "xreadgroup"
+	n := len(in)
+	for i := 1; i < n; {
+		more := n - i - 1
+		switch opt := strings.ToUpper(string(in[i])); {
+		case opt == "BLOCK":
+			return 0, 0, fmt.Errorf("%s BLOCK is not allowed: blocking commands are refused", strings.ToUpper(c.name))
+		case opt == "COUNT" && more >= 1:
+			i += 2
+		case opt == "GROUP" && group && more >= 2:
+			i += 3
+		case opt == "NOACK" && group:
+			i++
+		case opt == "STREAMS" && more >= 1:
+			if more%2 != 0 {
+				return 0, 0, fmt.Errorf("%s: unbalanced STREAMS keys and IDs", strings.ToUpper(c.name))
+			}
+			return i + 1, more / 2, nil
+		default:
+			return 0, 0, fmt.Errorf("%s: unknown or incomplete option %s", strings.ToUpper(c.name), shown(in[i]))
+		}
+	}
+	return 0, 0, fmt.Errorf("%s without STREAMS", strings.ToUpper(c.name))
+}
+
+// parseCount parses a non-negative decimal count the way Redis reads
+// numkeys (no sign, no spaces, no leading zeros).
+func parseCount(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 || (b[0] == '0' && len(b) > 1) {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,269 @@
+package redisbridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/redistest"
+)
+
+func withScripts(c *Config) { c.Scripts = true }
+
+func sc(ks []string, args ...string) abi.ScriptCall {
+	return abi.ScriptCall{Keys: keys(ks...), Args: cmd(args...)}
+}
+
+func TestScriptsNotGranted(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	_, err := script(t, f.b, "return 1", sc(nil))
+	require.ErrorIs(t, err, abi.StatusInvalid)
+	assert.Contains(t, err.Error(), "not granted")
+}
+
+func TestScripts(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	b := f.b
+
+	const set = "return redis.call('SET', KEYS[1], ARGV[1])"
+	rs, err := script(t, b, set, sc([]string{"k1"}, "a"), sc([]string{"{tag}k2"}, "b"), sc([]string{"k3"}, "c"))
+	require.NoError(t, err)
+	assert.Equal(t, []abi.Reply{status("OK"), status("OK"), status("OK")}, rs, "one reply per call")
+	assert.Equal(t, "a", f.direct.Get(ctx, f.prefix+"k1").Val(), "KEYS are prefixed")
+	assert.Equal(t, "b", f.direct.Get(ctx, f.prefix+"{tag}k2").Val())
+
+	rs, err = script(t, b, "return {1, 'two', {3, false}, ''}", sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, []abi.Reply{array(integer(1), bulkR("two"), array(integer(3), nilReply), bulkR(""))}, rs)
+
+	rs, err = script(t, b, "return redis.error_reply('MINE went wrong')", sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, abi.ReplyError, rs[0].Kind)
+	assert.Equal(t, "MINE went wrong", string(rs[0].Str))
+
+	rs, err = script(t, b, "return redis.status_reply('FINE')", sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, status("FINE"), rs[0])
+
+	// Twenty nested tables: the ABI takes sixteen levels of arrays.
+	rs, err = script(t, b, "local t = 1 for i = 1, 20 do t = {t} end return t", sc(nil))
+	require.NoError(t, err)
+	r := rs[0]
+	for range maxDepth {
+		require.Equal(t, abi.ReplyArray, r.Kind)
+		r = r.Array[0]
+	}
+	assert.Equal(t, abi.ReplyError, r.Kind)
+	assert.Contains(t, string(r.Str), "deeper than 16")
+}
+
+func TestScriptsFallBackToEVAL(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	src := "return 'v" + f.prefix + "'" // a script no other test loaded
+	sha := newScriptCache().sha([]byte(src))
+	assert.False(t, f.direct.ScriptExists(ctx, sha).Val()[0])
+
+	rs, err := script(t, f.b, src, sc(nil), sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, []abi.Reply{bulkR("v" + f.prefix), bulkR("v" + f.prefix)}, rs, "NOSCRIPT, then EVAL")
+	assert.True(t, f.direct.ScriptExists(ctx, sha).Val()[0], "EVAL loaded it")
+
+	rs, err = script(t, f.b, src, sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, bulkR("v"+f.prefix), rs[0], "EVALSHA")
+
+	require.NoError(t, f.direct.ScriptFlush(ctx).Err())
+	rs, err = script(t, f.b, src, sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, bulkR("v"+f.prefix), rs[0], "after SCRIPT FLUSH, EVAL again")
+}
+
+// The ACL user holds a script to the namespace, whatever key names it
+// builds.
+func TestScriptsCannotLeaveTheNamespace(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	other := newFixture(t, nil, nil)
+	one(t, other.b, "SET", "secret", "theirs")
+	outside := f.prefix[:len(f.prefix)-1] + "x:absolute" // shares the prefix's text, not its namespace
+	require.NoError(t, f.direct.Set(ctx, outside, "no", 0).Err())
+	t.Cleanup(func() { f.direct.Del(ctx, outside) })
+
+	escapes := map[string]struct {
+		src  string
+		args []string
+	}{
+		"GET by name":         {"return redis.call('GET', ARGV[1])", []string{other.prefix + "secret"}},
+		"SET by name":         {"return redis.call('SET', ARGV[1], 'x')", []string{other.prefix + "secret"}},
+		"DEL by name":         {"return redis.call('DEL', ARGV[1])", []string{outside}},
+		"RENAME out":          {"redis.call('SET', KEYS[1], 'x') return redis.call('RENAME', KEYS[1], ARGV[1])", []string{"elsewhere"}},
+		"FLUSHALL":            {"return redis.call('FLUSHALL')", nil},
+		"FLUSHDB":             {"return redis.call('FLUSHDB')", nil},
+		"KEYS":                {"return redis.call('KEYS', '*')", nil},
+		"SCAN":                {"return redis.call('SCAN', '0')", nil},
+		"RANDOMKEY":           {"return redis.call('RANDOMKEY')", nil},
+		"DBSIZE":              {"return redis.call('DBSIZE')", nil},
+		"CONFIG":              {"return redis.call('CONFIG', 'GET', '*')", nil},
+		"SELECT":              {"return redis.call('SELECT', '1')", nil},
+		"MOVE":                {"return redis.call('MOVE', KEYS[1], '1')", nil},
+		"COPY":                {"return redis.call('COPY', KEYS[1], KEYS[1] .. 'c', 'DB', '1')", nil},
+		"PUBLISH":             {"return redis.call('PUBLISH', 'c', 'm')", nil},
+		"ACL":                 {"return redis.call('ACL', 'SETUSER', 'x', 'on')", nil},
+		"SORT BY":             {"return redis.call('SORT', KEYS[1], 'BY', ARGV[1])", []string{"*"}},
+		"INFO":                {"return redis.call('INFO')", nil},
+		"SCRIPT FLUSH":        {"return redis.call('SCRIPT', 'FLUSH')", nil},
+		"OBJECT other key":    {"return redis.call('OBJECT', 'ENCODING', ARGV[1])", []string{outside}},
+		"EXISTS other key":    {"return redis.call('EXISTS', ARGV[1])", []string{outside}},
+		"TOUCH via pcall too": {"local r = redis.pcall('TOUCH', ARGV[1]) if type(r) == 'table' and r.err then return redis.error_reply(r.err) end return r", []string{outside}},
+	}
+	for name, e := range escapes {
+		rs, err := script(t, f.b, e.src, sc([]string{"mine"}, e.args...))
+		require.NoError(t, err, name)
+		require.Len(t, rs, 1)
+		assert.Equal(t, abi.ReplyError, rs[0].Kind, "%s: %v", name, rs[0])
+		assert.True(t, refusedByRedis(string(rs[0].Str)), "%s: %s", name, rs[0].Str)
+	}
+	assert.Equal(t, bulkR("theirs"), one(t, other.b, "GET", "secret"), "the other backend's key is intact")
+	assert.Equal(t, "no", f.direct.Get(ctx, outside).Val())
+}
+
+// refusedByRedis reports whether msg is Redis refusing a script's call:
+// the ACL (NOPERM; Redis 7.0 words it "can't run" or "can't access") or a
+// command never allowed in scripts.
+func refusedByRedis(msg string) bool {
+	for _, s := range []string{"NOPERM", "can't run this command", "can't access at least one of the keys", "not allowed from script"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestScriptsUserIsConfined(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	u, err := f.direct.Do(ctx, "acl", "getuser", userPrefix+f.prefix).Result()
+	require.NoError(t, err)
+	desc := strings.ReplaceAll(strings.Join(flatten(u), " "), "\r\n", " ")
+	assert.Contains(t, desc, "~"+f.prefix+"*")
+	assert.Contains(t, desc, "-@all")
+	assert.NotContains(t, desc, "~*")
+	// The bridge's connections log in as that user.
+	one(t, f.b, "PING")
+	clients, err := f.direct.ClientList(ctx).Result()
+	require.NoError(t, err)
+	assert.Contains(t, clients, " user="+userPrefix+f.prefix+" ")
+}
+
+func mustScript(t *testing.T, b *Bridge, src string) abi.Reply {
+	rs, err := script(t, b, src, sc(nil))
+	require.NoError(t, err)
+	return rs[0]
+}
+
+func flatten(v any) []string {
+	switch v := v.(type) {
+	case []any:
+		var out []string
+		for _, e := range v {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	case map[any]any:
+		var out []string
+		for k, e := range v {
+			out = append(out, flatten(k)...)
+			out = append(out, flatten(e)...)
+		}
+		return out
+	case string:
+		return []string{v}
+	}
+	return nil
+}
+
+func TestScriptsNeedACLRights(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	direct := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	t.Cleanup(func() { _ = direct.Close() })
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	name, pw := "sht-limited-"+hex.EncodeToString(r[:]), hex.EncodeToString(r[:])
+	require.NoError(t, direct.Do(ctx, "acl", "setuser", name, "on", ">"+pw, "~*", "&*", "+@all", "-acl").Err())
+	t.Cleanup(func() { direct.Do(ctx, "acl", "deluser", name) })
+
+	cfg := Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t), Username: name, Password: pw, Scripts: true}
+	_, err := Open(ctx, cfg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "scripts need a Redis user allowed to run ACL SETUSER")
+
+	cfg.Scripts = false
+	b := openBridge(t, cfg)
+	assert.Equal(t, status("OK"), one(t, b, "SET", "k", "v"), "without scripts that user is enough")
+}
+
+func TestScriptsOpenFailsWhenRedisIsDown(t *testing.T) {
+	_, err := Open(context.Background(), Config{Addrs: []string{"127.0.0.1:1"}, KeyPrefix: "p:", Scripts: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "creating the scripts user")
+}
+
+// Redis restarted without an ACL file forgets the user: the bridge makes
+// it again on its next login failure.
+func TestScriptsUserSurvivesARestart(t *testing.T) {
+	s := redistest.NewServer(t)
+	b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "sht:restart:", Scripts: true})
+	rs, err := script(t, b, "return redis.call('INCR', KEYS[1])", sc([]string{"n"}))
+	require.NoError(t, err)
+	assert.Equal(t, integer(1), rs[0])
+	s.Stop()
+	_, err = script(t, b, "return 1", sc(nil))
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	s.Start()
+	redistest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() bool {
+		_, err := pipeline(t, b, cmd("PING"))
+		return err == nil
+	}, "the bridge logs in again")
+	rs, err = script(t, b, "return redis.call('INCR', KEYS[1])", sc([]string{"n"}))
+	require.NoError(t, err)
+	assert.Equal(t, integer(1), rs[0], "the restart lost n")
+}
+
+func TestScriptsCloseRemovesItsPassword(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	cfg := Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true}
+	a := openBridge(t, cfg)
+	b, err := Open(ctx, cfg) // a second bridge of the same prefix: a hot swap
+	require.NoError(t, err)
+	direct := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer direct.Close()
+	passwords := func() int {
+		u, err := direct.Do(ctx, "acl", "getuser", userPrefix+prefix).Result()
+		require.NoError(t, err)
+		l := u.([]any)
+		for i := 0; i+1 < len(l); i += 2 {
+			if l[i] == "passwords" {
+				return len(l[i+1].([]any))
+			}
+		}
+		t.Fatal("no passwords field")
+		return 0
+	}
+	assert.Equal(t, 2, passwords())
+	require.NoError(t, b.Close())
+	assert.Equal(t, 1, passwords())
+	assert.Equal(t, integer(1), mustScript(t, a, "return 1"), "the other bridge still logs in")
+}

@@ -1,0 +1,181 @@
+package redisbridge
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/redistest"
+)
+
+// transcode runs raw RESP through appendRaw and decodes the ABI reply.
+func transcode(t *testing.T, raw string) abi.Reply {
+	t.Helper()
+	var e abi.Encoder
+	appendRaw(&e, []byte(raw))
+	var r abi.Reply
+	d := abi.NewDecoder(e.Bytes())
+	r.Decode(d)
+	require.NoError(t, d.Finish(), "%q", raw)
+	return r
+}
+
+func TestTranscodeRESP2(t *testing.T) {
+	cases := map[string]abi.Reply{
+		"+OK\r\n":                             status("OK"),
+		"-ERR bad\r\n":                        {Kind: abi.ReplyError, Str: []byte("ERR bad")},
+		":-42\r\n":                            integer(-42),
+		":9223372036854775807\r\n":            integer(9223372036854775807),
+		"$-1\r\n":                             nilReply,
+		"$0\r\n\r\n":                          bulkR(""),
+		"$5\r\na\r\nb!\r\n":                   bulkR("a\r\nb!"),
+		"*-1\r\n":                             nilReply,
+		"*0\r\n":                              array(),
+		"*3\r\n:1\r\n$-1\r\n-ERR in\r\n":      array(integer(1), nilReply, abi.Reply{Kind: abi.ReplyError, Str: []byte("ERR in")}),
+		"*2\r\n*1\r\n+x\r\n*0\r\n":            array(array(status("x")), array()),
+		"_\r\n":                               nilReply,
+		",1.5\r\n":                            bulkR("1.5"),
+		"#t\r\n":                              integer(1),
+		"#f\r\n":                              integer(0),
+		"(12345678901234567890\r\n":           bulkR("12345678901234567890"),
+		"=7\r\ntxt:abc\r\n":                   bulkR("abc"),
+		"!5\r\nERR x\r\n":                     {Kind: abi.ReplyError, Str: []byte("ERR x")},
+		"%1\r\n+k\r\n:1\r\n":                  array(status("k"), integer(1)),
+		"~1\r\n+m\r\n":                        array(status("m")),
+		"|1\r\n+a\r\n+b\r\n:7\r\n":            integer(7),
+		"*1\r\n|1\r\n+a\r\n+b\r\n$1\r\nv\r\n": array(bulkR("v")),
+	}
+	for raw, want := range cases {
+		assert.Equal(t, want, transcode(t, raw), "%q", raw)
+	}
+}
+
+func TestTranscodeMalformed(t *testing.T) {
+	for _, raw := range []string{"", "+OK", "+OK\n", "$3\r\nab\r\n", "$2\r\nabc\r\n", "*2\r\n:1\r\n", ":x\r\n", "?\r\n", "+OK\r\n+extra\r\n", "*99999999\r\n"} {
+		r := transcode(t, raw)
+		assert.Equal(t, abi.ReplyError, r.Kind, "%q", raw)
+		assert.Contains(t, string(r.Str), "malformed", "%q", raw)
+	}
+}
+
+func TestTranscodeDepth(t *testing.T) {
+	raw := strings.Repeat("*1\r\n", 20) + ":1\r\n"
+	r := transcode(t, raw)
+	for range maxDepth {
+		require.Equal(t, abi.ReplyArray, r.Kind)
+		r = r.Array[0]
+	}
+	assert.Equal(t, abi.ReplyError, r.Kind)
+
+	r = transcode(t, strings.Repeat("*1\r\n", maxDepth)+":1\r\n")
+	for range maxDepth {
+		r = r.Array[0]
+	}
+	assert.Equal(t, integer(1), r, "sixteen levels pass")
+}
+
+func TestParseCount(t *testing.T) {
+	for s, want := range map[string]int{"0": 0, "1": 1, "42": 42, "999999999": 999999999} {
+		n, ok := parseCount([]byte(s))
+		assert.True(t, ok, s)
+		assert.Equal(t, want, n, s)
+	}
+	for _, s := range []string{"", "-1", "+1", "01", " 1", "1 ", "1e3", "1234567890", "x"} {
+		_, ok := parseCount([]byte(s))
+		assert.False(t, ok, s)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	raw := func(s string) *redis.RawCmd {
+		c := redis.NewRawCmd(context.Background(), "get", "k")
+		c.SetVal([]byte(s))
+		return c
+	}
+	failed, _ := outcome([]*redis.RawCmd{raw("+OK\r\n"), raw("-WRONGTYPE x\r\n")})
+	assert.False(t, failed, "an error reply is a reply")
+	for _, msg := range []string{"CLUSTERDOWN The cluster is down", "LOADING Redis is loading", "MASTERDOWN Link down", "TRYAGAIN Multiple keys"} {
+		failed, err := outcome([]*redis.RawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")})
+		assert.True(t, failed, msg)
+		assert.EqualError(t, err, msg)
+	}
+	c := raw("")
+	c.SetErr(replyError("WRONGPASS invalid username-password pair"))
+	failed, _ = outcome([]*redis.RawCmd{c})
+	assert.True(t, failed, "a failed login is no reply")
+	c.SetErr(redis.ErrCrossSlot)
+	failed, _ = outcome([]*redis.RawCmd{c})
+	assert.False(t, failed, "go-redis's CROSSSLOT stands for Redis's reply")
+}
+
+func TestCommandTableIsConsistent(t *testing.T) {
+	for _, c := range commandTable {
+		assert.Equal(t, strings.ToLower(c.name), c.name)
+		assert.NotZero(t, c.arity, c.name)
+		if c.first > 0 {
+			assert.Positive(t, c.step, c.name)
+			assert.False(t, c.last > 0 && c.last < c.first, c.name)
+			min := c.first + 1
+			if c.last > 0 {
+				min = c.last + 1
+			}
+			assert.True(t, c.arity >= min || -c.arity >= min, "%s: arity %d leaves room for its keys", c.name, c.arity)
+		}
+		assert.False(t, c.numkeys > 0 && c.streams, c.name)
+	}
+	for _, never := range []string{"flushall", "flushdb", "config", "shutdown", "debug", "keys", "scan", "monitor",
+		"client", "select", "swapdb", "move", "migrate", "object", "sort", "sort_ro", "eval", "evalsha", "script",
+		"function", "fcall", "acl", "subscribe", "publish", "wait", "blpop", "brpop", "blmove", "bzpopmin", "bzmpop",
+		"blmpop", "multi", "exec", "watch", "auth", "hello", "copy", "restore", "dump", "randomkey", "dbsize", "georadius"} {
+		assert.Nil(t, commands[never], never)
+	}
+}
+
+// The table's arities and key positions are Redis's own, as COMMAND INFO
+// gives them, for every command this Redis knows.
+func TestCommandTableMatchesRedis(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t), Protocol: 2})
+	defer c.Close()
+	info, err := c.Command(context.Background()).Result()
+	require.NoError(t, err)
+	for _, cmd := range commandTable {
+		ri := info[cmd.name]
+		if ri == nil {
+			t.Logf("%s: unknown to this Redis", cmd.name)
+			continue
+		}
+		container := cmd.name == "xgroup" || cmd.name == "xinfo" // key after the subcommand
+		if cmd.arity != int(ri.Arity) && !container {
+			// A newer syntax (ZRANK ... WITHSCORE) may allow more.
+			assert.Equal(t, -cmd.arity, int(ri.Arity), "%s arity", cmd.name)
+		}
+		movable := cmd.numkeys > 0 || cmd.streams
+		assert.Equal(t, movable, hasFlag(ri.Flags, "movablekeys"), "%s movable keys", cmd.name)
+		assert.False(t, hasFlag(ri.Flags, "blocking") && !cmd.streams, "%s blocks", cmd.name)
+		if ri.FirstKeyPos == 0 && !movable {
+			if !container {
+				assert.Zero(t, cmd.first, "%s keyless", cmd.name)
+			}
+			continue
+		}
+		if cmd.first > 0 {
+			assert.EqualValues(t, ri.FirstKeyPos, cmd.first, "%s first key", cmd.name)
+			assert.EqualValues(t, ri.LastKeyPos, cmd.last, "%s last key", cmd.name)
+			assert.EqualValues(t, ri.StepCount, cmd.step, "%s step", cmd.name)
+		}
+	}
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
