@@ -113,6 +113,9 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
+			if s.closed.Load() {
+				return fmt.Errorf("backend %s: call cut short: %w", s.p.name, ErrClosed)
+			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
 		s.p.pool.put(in, false)
