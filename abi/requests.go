@@ -56,8 +56,12 @@ func (t *TTL) Decode(d *Decoder) {
 	}
 }
 
+// MaxTTL is the longest TTLDuration: expiry times must stay representable
+// (Unix nanoseconds end in 2262); longer-lived records use TTLPersist.
+const MaxTTL = 100 * 365 * 24 * time.Hour
+
 // Check returns a StatusInvalid error for a mode this ABI does not know or
-// a TTLDuration shorter than a millisecond.
+// a TTLDuration shorter than a millisecond or longer than MaxTTL.
 func (t *TTL) Check() error {
 	switch t.Mode {
 	case TTLDefault, TTLPersist, TTLKeep:
@@ -65,6 +69,9 @@ func (t *TTL) Check() error {
 	case TTLDuration:
 		if t.Duration < time.Millisecond {
 			return Errorf(StatusInvalid, "ttl duration %v is below 1ms", t.Duration)
+		}
+		if t.Duration > MaxTTL {
+			return Errorf(StatusInvalid, "ttl duration %v is over 100 years; use persist", t.Duration)
 		}
 		return nil
 	}

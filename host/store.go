@@ -73,6 +73,9 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := o.ttl.Check(); err != nil {
+		return o, err
+	}
 	f := s.p.meta.Features
 	if o.ttl.Mode != abi.TTLDefault && !f.Has(abi.FeatureTTL) {
 		return o, abi.Errorf(abi.StatusUnsupported, "backend %s does not support TTLs", s.p.name)

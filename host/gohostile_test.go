@@ -1,0 +1,297 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// The Go hostile plugins (testdata/plugins/gohostile) misbehave the way a
+// real Go plugin would: they panic, leak memory until the Go runtime dies,
+// or spin forever. They are built with the standard toolchain, once per
+// test binary, the first time a test asks for one.
+
+// goHostileNames are the plugins built from testdata/plugins/gohostile.
+var goHostileNames = []string{"panicky", "leaky", "spinner"}
+
+var goHostile struct {
+	once sync.Once
+	wasm map[string][]byte
+	err  error
+}
+
+// goHostilePlugin returns the module of the Go hostile plugin name,
+// building all of them on first use. Like TestSandbox, it skips with -short.
+func goHostilePlugin(t *testing.T, name string) []byte {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds Go plugins; skipped with -short")
+	}
+	goHostile.once.Do(func() { goHostile.wasm, goHostile.err = buildGoHostile() })
+	require.NoError(t, goHostile.err)
+	wasm, ok := goHostile.wasm[name]
+	require.True(t, ok, "no Go hostile plugin %q", name)
+	return wasm
+}
+
+// buildGoHostile builds every Go hostile plugin, concurrently, and returns
+// their modules; the build directory is removed before it returns.
+func buildGoHostile() (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "storage-host-gohostile-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	errs := make([]error, len(goHostileNames))
+	var wg sync.WaitGroup
+	for i, name := range goHostileNames {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, name+".wasm"), "./testdata/plugins/gohostile/"+name)
+			cmd.Dir = ".."
+			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("build %s: %w\n%s", name, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	out := make(map[string][]byte, len(goHostileNames))
+	for i, name := range goHostileNames {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if out[name], err = os.ReadFile(filepath.Join(dir, name+".wasm")); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// goHostileLogs collects log output written from several goroutines.
+type goHostileLogs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *goHostileLogs) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *goHostileLogs) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// openGoHostile opens cfg, which names a Go hostile plugin by its module,
+// and returns the store and its logs (host and plugin, debug and up).
+// Stores opened with one cache directory compile the module once: a Go
+// module takes seconds to compile under the race detector.
+func openGoHostile(t *testing.T, cfg host.Config, cache string) (*host.Store, *goHostileLogs) {
+	t.Helper()
+	logs := &goHostileLogs{}
+	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	st, err := host.Open(context.Background(), cfg, host.WithLogger(logger), host.WithCompilationCache(cache))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	return st, logs
+}
+
+// goHostileDiscarded is what the host logs when it throws an instance away.
+const goHostileDiscarded = "plugin instance discarded"
+
+// TestGoHostilePanicky: a panic in a Go store is the SDK's to recover. It
+// reaches the caller as ErrInternal with the panic value, and the
+// instance, which did nothing wrong as far as the ABI goes, is kept with
+// everything it holds.
+func TestGoHostilePanicky(t *testing.T) {
+	wasm := goHostilePlugin(t, "panicky")
+	ctx := context.Background()
+	cache := t.TempDir()
+	panics := []struct{ id, want string }{
+		{"panic-nil-map", "assignment to entry in nil map"},
+		{"panic-index", "index out of range"},
+		{"panic-nil", "nil pointer dereference"},
+		{"panic-boom", "panicky: explicit boom"},
+	}
+
+	t.Run("instance lives on", func(t *testing.T) {
+		// One instance: a state put before the panics is readable after
+		// them only if that very instance survived.
+		st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: 1}, cache)
+		put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "keep", State: []byte(`{"n":1}`)})
+		require.NoError(t, err)
+		for round := range 3 {
+			for _, p := range panics {
+				_, err := st.GetAgentState(ctx, p.id)
+				require.ErrorIs(t, err, host.ErrInternal, "round %d, %s", round, p.id)
+				require.ErrorContains(t, err, "panic")
+				require.ErrorContains(t, err, p.want)
+
+				got, err := st.GetAgentState(ctx, "keep")
+				require.NoError(t, err, "after %s the instance still holds the state put before", p.id)
+				require.Equal(t, put, got)
+			}
+		}
+		require.NoError(t, st.Ping(ctx))
+		require.NotContains(t, logs.String(), goHostileDiscarded)
+	})
+
+	t.Run("hammer", func(t *testing.T) {
+		// Many panics at once, far more than there are instances, never
+		// cost an instance or a pool slot.
+		const instances, workers, each = 2, 8, 25
+		st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: instances}, cache)
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		errs := make(chan error, workers)
+		for w := range workers {
+			go func() {
+				for i := range each {
+					p := panics[(w+i)%len(panics)]
+					_, err := st.GetAgentState(ctx, p.id)
+					if !isGoHostilePanic(err, p.want) {
+						errs <- fmt.Errorf("worker %d call %d (%s): %v", w, i, p.id, err)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range workers {
+			require.NoError(t, <-errs)
+		}
+		// The pool still serves: one put per instance, at once, all
+		// succeed, and nothing was ever discarded.
+		var wg sync.WaitGroup
+		for i := range instances {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("after-%d", i), State: []byte(`{}`)})
+				assert.NoError(t, err)
+			}()
+		}
+		wg.Wait()
+		require.NoError(t, st.Ping(ctx))
+		require.NotContains(t, logs.String(), goHostileDiscarded)
+	})
+}
+
+func isGoHostilePanic(err error, want string) bool {
+	return errors.Is(err, host.ErrInternal) && strings.Contains(err.Error(), "panic") && strings.Contains(err.Error(), want)
+}
+
+// TestGoHostileLeaky: a plugin that leaks until its memory limit is
+// reached fails the call that hits it, with ErrInternal (the Go runtime
+// dies of "out of memory"); the host discards that instance and serves
+// the next calls from a fresh one, cycle after cycle, while another
+// backend in the same process never notices.
+func TestGoHostileLeaky(t *testing.T) {
+	wasm := goHostilePlugin(t, "leaky")
+	ctx := context.Background()
+	// 16 MiB: the leak (1 MiB a put) reaches it within a few calls.
+	st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Limits: host.Limits{MemoryPages: 256}}, t.TempDir())
+	mem, err := host.Open(ctx, host.Config{}, host.WithCompilationCache(t.TempDir()))
+	require.NoError(t, err)
+	defer mem.Close(ctx)
+
+	const maxCalls = 64 // 64 MiB leaked: far past the limit
+	var memIDs []string
+	leakUntilFailure := func(cycle int) (calls int, failure error) {
+		for calls < maxCalls && failure == nil {
+			calls++
+			_, failure = st.PutAgentState(ctx, host.AgentState{AgentID: "leak", State: []byte(`{}`)})
+			// The other backend keeps serving throughout.
+			id := fmt.Sprintf("cycle-%d-call-%d", cycle, calls)
+			_, err := mem.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)})
+			require.NoError(t, err)
+			memIDs = append(memIDs, id)
+		}
+		return calls, failure
+	}
+
+	var first int
+	for cycle := range 3 {
+		calls, failure := leakUntilFailure(cycle)
+		t.Logf("cycle %d: put %d failed: %v", cycle, calls, failure)
+		require.Error(t, failure, "cycle %d: %d MiB leaked into a 16 MiB instance and no call failed", cycle, calls)
+		require.ErrorIs(t, failure, host.ErrInternal, "cycle %d", cycle)
+		require.Greater(t, calls, 2, "cycle %d: the first puts fit in 16 MiB", cycle)
+		if cycle == 0 {
+			first = calls
+		} else {
+			require.InDelta(t, first, calls, 2, "every cycle starts from an empty instance, so each leaks about as much")
+		}
+
+		// A fresh instance, holding nothing, serves the next calls.
+		got, err := st.GetAgentState(ctx, "leak")
+		require.NoError(t, err, "cycle %d: the pool replaced the instance", cycle)
+		require.Zero(t, got.Version, "cycle %d: the new instance's hoard is empty", cycle)
+		require.NoError(t, st.Ping(ctx))
+		require.NoError(t, mem.Ping(ctx))
+	}
+	require.Contains(t, logs.String(), "out of memory", "the Go runtime says why it died, on stderr, which goes to the log")
+	require.Equal(t, 3, strings.Count(logs.String(), goHostileDiscarded), "one instance discarded per cycle; logs:\n%s", logs.String())
+	for _, id := range memIDs {
+		_, err := mem.GetAgentState(ctx, id)
+		require.NoError(t, err, "the memory backend lost %s", id)
+	}
+}
+
+// TestGoHostileSpinner: a call that never returns is stopped by
+// Limits.CallTimeout (ErrLimit) or by the caller's context
+// (context.DeadlineExceeded), in bounded time; the instance is replaced.
+func TestGoHostileSpinner(t *testing.T) {
+	wasm := goHostilePlugin(t, "spinner")
+	ctx := context.Background()
+	const timeout = 300 * time.Millisecond
+	st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Limits: host.Limits{CallTimeout: timeout}}, t.TempDir())
+	require.NoError(t, st.Ping(ctx))
+
+	for round := range 2 {
+		start := time.Now()
+		_, err := st.GetAgentState(ctx, "spin")
+		elapsed := time.Since(start)
+		require.ErrorIs(t, err, host.ErrLimit, "round %d", round)
+		require.Less(t, elapsed, 5*time.Second, "round %d: the call timeout stops a spinning call", round)
+		require.GreaterOrEqual(t, elapsed, timeout, "round %d: not before the timeout", round)
+		require.NoError(t, st.Ping(ctx), "round %d: a fresh instance serves the next call", round)
+		require.Equal(t, round+1, strings.Count(logs.String(), goHostileDiscarded), "round %d: the spinning instance was discarded", round)
+	}
+
+	// The caller's deadline, shorter than the call timeout, stops it too.
+	dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := st.GetAgentState(dctx, "spin")
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NotErrorIs(t, err, host.ErrLimit, "the caller's deadline came first")
+	require.Less(t, elapsed, 5*time.Second)
+	require.NoError(t, st.Ping(ctx))
+	require.Equal(t, 3, strings.Count(logs.String(), goHostileDiscarded))
+
+	// A spinner on one op does not stop the others from working.
+	saved, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte(`{}`)})
+	require.NoError(t, err)
+	require.Equal(t, "a", saved.AgentID)
+}

@@ -1,0 +1,44 @@
+// Command leaky is a test plugin that leaks: every PutAgentState keeps
+// another MiB in a global slice, so an instance under a small
+// Limits.MemoryPages soon cannot grow its memory and the Go runtime dies
+// of "out of memory". host/gohostile_test.go checks that only that call
+// fails and that the pool serves the next ones from a fresh instance.
+//
+// Built by the test itself: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
+package main
+
+import (
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// hoard is never released: the garbage collector cannot help.
+var hoard [][]byte
+
+type states struct{}
+
+func (states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
+	b := make([]byte, 1<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = byte(i >> 12) // touch every page, so nothing is lazily shared
+	}
+	hoard = append(hoard, b)
+	return abi.AgentState{AgentID: r.State.AgentID, State: r.State.State, Version: uint64(len(hoard)), UpdatedAt: sdk.Now()}, nil
+}
+
+func (states) GetAgentState(id string) (abi.AgentState, error) {
+	// The hoard's size, so a test can see how much this instance holds.
+	return abi.AgentState{AgentID: id, State: []byte("{}"), Version: uint64(len(hoard))}, nil
+}
+
+func (states) DeleteAgentState(*abi.DeleteAgentState) error { return sdk.ErrNotFound }
+
+func init() {
+	sdk.Register(sdk.Plugin{
+		Name: "leaky", Version: "0",
+		AgentStates:  states{},
+		Capabilities: []abi.Capability{abi.CapabilityClock},
+	})
+}
+
+func main() {}
