@@ -3,17 +3,17 @@
 
 GO ?= go
 WASM_FLAGS = -trimpath -buildvcs=false -buildmode=c-shared
-BUILTIN_SOURCES = $(shell find abi sdk plugins/memory -name '*.go' -not -name '*_test.go') go.mod go.sum
+BUILTIN_SOURCES = $(shell find abi sdk -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all plugins test bench check
 all: plugins test
 
 # The built-in plugins embedded in the host (TestBuiltinsMatchSource
 # checks they are current).
-plugins: host/builtin/memory.wasm
+plugins: host/builtin/memory.wasm host/builtin/redis.wasm
 
-host/builtin/memory.wasm: $(BUILTIN_SOURCES)
-	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $@ ./plugins/memory
+host/builtin/%.wasm: $(BUILTIN_SOURCES) $(shell find plugins -type f -not -name '*_test.go')
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $@ ./plugins/$*
 	$(GO) env GOVERSION > host/builtin/GOVERSION
 
 # Foreign-language and hostile test plugins (needs wat2wasm from wabt).

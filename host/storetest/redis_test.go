@@ -1,0 +1,327 @@
+package storetest_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/internal/redistest"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/storetest"
+)
+
+// openRedis opens the redis plugin on the Redis at addrs (one: a single
+// node; several: a cluster's seeds), in a key namespace of its own that is
+// deleted when t ends.
+func openRedis(t *testing.T, addrs []string, options map[string]string) *host.Store {
+	t.Helper()
+	return openRedisAt(t, addrs, redistest.Prefix(t, addrs...), options, host.Limits{})
+}
+
+// openRedisAt opens the redis plugin on the namespace prefix.
+func openRedisAt(t *testing.T, addrs []string, prefix string, options map[string]string, limits host.Limits) *host.Store {
+	t.Helper()
+	st, err := host.Open(t.Context(), host.Config{
+		Plugin:  "builtin:redis", // embedded; TestBuiltinsMatchSource keeps it current
+		Options: options,
+		Limits:  limits,
+		Redis: &redisbridge.Config{
+			Addrs:     addrs,
+			KeyPrefix: prefix,
+			Scripts:   true,
+		},
+	}, host.WithCompilationCache(cacheDir))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+func TestRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	storetest.Run(t, func(t *testing.T) *host.Store { return openRedis(t, addrs, nil) })
+}
+
+func TestRedisDefaultTTLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	storetest.RunDefaultTTLs(t, func(t *testing.T, options map[string]string) *host.Store {
+		return openRedis(t, addrs, options)
+	})
+}
+
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin and starts a Redis Cluster; skipped with -short")
+	}
+	addrs := redistest.Cluster(t)
+	storetest.Run(t, func(t *testing.T) *host.Store { return openRedis(t, addrs, nil) })
+}
+
+func TestRedisClusterDefaultTTLs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin and starts a Redis Cluster; skipped with -short")
+	}
+	addrs := redistest.Cluster(t)
+	storetest.RunDefaultTTLs(t, func(t *testing.T, options map[string]string) *host.Store {
+		return openRedis(t, addrs, options)
+	})
+}
+
+// TestRedisBatchIsOneCall checks that the plugin pipelines a batch: with
+// two host calls allowed per request (the clock, then Redis), a batch of
+// a hundred items of any kind still succeeds, so it crossed into the host
+// for Redis once. Single operations take the same two.
+func TestRedisBatchIsOneCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	st := openRedisAt(t, addrs, redistest.Prefix(t, addrs...), nil, host.Limits{MaxHostCalls: 2})
+	ctx := t.Context()
+	const n = 100
+	states := make([]host.AgentState, n)
+	ids := make([]string, n)
+	metrics := make([]host.Metric, n)
+	keys := make([]host.MetricKey, n)
+	alerts := make([]host.Alert, n)
+	alertIDs := make([]string, n)
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		ids[i] = fmt.Sprintf("agent-%d", i)
+		states[i] = host.AgentState{AgentID: ids[i], State: []byte("x")}
+		metrics[i] = host.Metric{AgentID: ids[i%7], Name: "n", Value: float64(i), Timestamp: ts.Add(time.Duration(i))}
+		keys[i] = metrics[i].Key()
+		alertIDs[i] = fmt.Sprintf("alert-%d", i)
+		alerts[i] = host.Alert{ID: alertIDs[i], AgentID: ids[i%3], Severity: abi.SeverityInfo, Status: abi.AlertFiring}
+	}
+	requireAll := func(what string, errs []error, err error) {
+		t.Helper()
+		require.NoError(t, err, what)
+		for i, e := range errs {
+			require.NoError(t, e, "%s: item %d", what, i)
+		}
+	}
+	put, err := st.PutAgentStates(ctx, states, host.WithTTL(time.Hour))
+	requireAll("PutAgentStates", errsOfResults(put), err)
+	cas := make([]host.AgentState, n)
+	for i := range cas {
+		cas[i] = host.AgentState{AgentID: ids[i], State: []byte("y"), Version: put[i].Value.Version}
+	}
+	got, err := st.PutAgentStatesIf(ctx, cas)
+	requireAll("PutAgentStatesIf", errsOfResults(got), err)
+	got, err = st.GetAgentStates(ctx, ids)
+	requireAll("GetAgentStates", errsOfResults(got), err)
+	pm, err := st.PutMetrics(ctx, metrics)
+	requireAll("PutMetrics", errsOfResults(pm), err)
+	pm, err = st.GetMetrics(ctx, keys)
+	requireAll("GetMetrics", errsOfResults(pm), err)
+	pa, err := st.PutAlerts(ctx, alerts, host.WithKeepTTL())
+	requireAll("PutAlerts", errsOfResults(pa), err)
+	pa, err = st.GetAlerts(ctx, alertIDs)
+	requireAll("GetAlerts", errsOfResults(pa), err)
+	errs, err := st.DeleteMetrics(ctx, keys)
+	requireAll("DeleteMetrics", errs, err)
+	errs, err = st.DeleteAlerts(ctx, alertIDs)
+	requireAll("DeleteAlerts", errs, err)
+	errs, err = st.DeleteAgentStates(ctx, ids)
+	requireAll("DeleteAgentStates", errs, err)
+
+	_, err = st.PutAgentState(ctx, states[0], host.IfAbsent())
+	require.NoError(t, err, "a single operation")
+	_, err = st.SetAlertStatus(ctx, alertIDs[0], abi.AlertResolved)
+	require.ErrorIs(t, err, host.ErrNotFound, "a single operation")
+}
+
+func errsOfResults[T any](rs []host.Result[T]) []error {
+	errs := make([]error, len(rs))
+	for i := range rs {
+		errs[i] = rs[i].Err
+	}
+	return errs
+}
+
+// TestRedisIndexesDoNotLeak checks that the entries the global and
+// per-agent indexes keep for expired or deleted records go away: a query
+// that meets one trims it, a delete removes it, and writes sweep those
+// whose expiry has passed. The plugin waits a grace period (a minute)
+// before it trims an entry a write touched, so the test ages the entries
+// in Redis rather than waiting.
+func TestRedisIndexesDoNotLeak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	rc := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = rc.Close() })
+	ctx := t.Context()
+	indexed := func(ix, id string) bool {
+		t.Helper()
+		_, err := rc.ZScore(ctx, prefix+ix, id).Result()
+		if err == redis.Nil {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+	age := func(ix, id string) {
+		t.Helper()
+		require.NoError(t, rc.HSet(ctx, prefix+ix+":t", id, "0").Err())
+	}
+
+	t.Run("QueryTrimsExpired", func(t *testing.T) {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "q/expired", State: []byte("x")}, host.WithTTL(time.Millisecond))
+		require.NoError(t, err)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "q/live", State: []byte("x")})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			_, err := st.GetAgentState(ctx, "q/expired")
+			return err != nil
+		}, 5*time.Second, 5*time.Millisecond)
+		require.True(t, indexed("{idx}:s", "q/expired"), "the entry outlives its record until met")
+
+		page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "q/"})
+		require.NoError(t, err)
+		require.Len(t, page.Items, 1, "an expired record is never listed")
+		require.True(t, indexed("{idx}:s", "q/expired"), "an entry a write touched within the grace period is kept")
+
+		age("{idx}:s", "q/expired")
+		page, err = st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "q/"})
+		require.NoError(t, err)
+		require.Len(t, page.Items, 1)
+		require.False(t, indexed("{idx}:s", "q/expired"), "the query trims the entry of an expired record")
+		require.False(t, indexed("{idx}:s:x", "q/expired"))
+		require.Zero(t, rc.HExists(ctx, prefix+"{idx}:s:t", "q/expired").Val())
+		require.True(t, indexed("{idx}:s", "q/live"))
+	})
+
+	t.Run("DeleteUnindexes", func(t *testing.T) {
+		_, err := st.PutAlert(ctx, host.Alert{ID: "d/alert", AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		require.NoError(t, err)
+		age("{idx}:a", "d/alert")
+		require.NoError(t, st.DeleteAlert(ctx, "d/alert"))
+		require.False(t, indexed("{idx}:a", "d/alert"), "a delete removes the entry no write touched lately")
+	})
+
+	t.Run("WritesSweepExpired", func(t *testing.T) {
+		_, err := st.PutAlert(ctx, host.Alert{ID: "s/alert", AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring},
+			host.WithTTL(time.Millisecond))
+		require.NoError(t, err)
+		// As if it had expired long ago (beyond the clock slack).
+		require.NoError(t, rc.ZAdd(ctx, prefix+"{idx}:a:x", redis.Z{Score: 1, Member: "s/alert"}).Err())
+		_, err = st.PutAlert(ctx, host.Alert{ID: "s/other", AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		require.NoError(t, err)
+		require.False(t, indexed("{idx}:a", "s/alert"), "a write sweeps the entries whose expiry has passed")
+		require.True(t, indexed("{idx}:a", "s/other"))
+	})
+
+	t.Run("AgentIndexes", func(t *testing.T) {
+		ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "m", Name: "n", Value: 1, Timestamp: ts}, host.WithTTL(time.Millisecond))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			_, err := st.GetMetric(ctx, host.MetricKey{AgentID: "m", Name: "n", Timestamp: ts})
+			return err != nil
+		}, 5*time.Second, 5*time.Millisecond)
+		_, err = st.PutMetric(ctx, host.Metric{AgentID: "m", Name: "n", Value: 2, Timestamp: ts.Add(1)})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, rc.ZCard(ctx, prefix+"mi:{m}").Val(), "a write sweeps the agent's expired samples")
+		require.Zero(t, rc.Exists(ctx, prefix+"mx:{m}").Val(), "the expiry index empties")
+
+		// An agent whose samples all expire leaves no index behind.
+		_, err = st.PutMetric(ctx, host.Metric{AgentID: "m2", Name: "n", Value: 1, Timestamp: ts}, host.WithTTL(time.Millisecond))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			return rc.Exists(ctx, prefix+"mi:{m2}", prefix+"mx:{m2}").Val() == 0
+		}, 5*time.Second, 5*time.Millisecond, "the agent's indexes expire with its last sample")
+		age("{idx}:m", "m2")
+		page, err := st.QueryMetrics(ctx, host.MetricQuery{Name: "n"})
+		require.NoError(t, err)
+		require.Len(t, page.Items, 1)
+		require.False(t, indexed("{idx}:m", "m2"), "a cross-agent query trims an agent without metrics")
+	})
+}
+
+// TestRedisForeignCursor checks that a cursor is bound to its query.
+func TestRedisForeignCursor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	st := openRedis(t, []string{redistest.Addr(t)}, nil)
+	ctx := t.Context()
+	for i := range 3 {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("c/%d", i), State: []byte("x")})
+		require.NoError(t, err)
+	}
+	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "c/", Limit: 1})
+	require.NoError(t, err)
+	require.NotEmpty(t, page.Next)
+	_, err = st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "c/1", Limit: 1, Cursor: page.Next})
+	require.ErrorIs(t, err, host.ErrInvalid, "a cursor of another query")
+	_, err = st.QueryAlerts(ctx, host.AlertQuery{Cursor: page.Next})
+	require.ErrorIs(t, err, host.ErrInvalid, "a cursor of another kind")
+	_, err = st.QueryMetrics(ctx, host.MetricQuery{Cursor: []byte("garbage")})
+	require.ErrorIs(t, err, host.ErrInvalid, "a made-up cursor")
+	next, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "c/", Limit: 5, Cursor: page.Next})
+	require.NoError(t, err, "the same query with another limit")
+	require.Len(t, next.Items, 2)
+}
+
+// TestRedisUnavailable checks that a Redis that went away is UNAVAILABLE,
+// for single operations and for every item of a batch.
+func TestRedisUnavailable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	st := openRedisAt(t, addrs, "sht:unavailable:", nil, host.Limits{})
+	ctx := t.Context()
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("x")})
+	require.NoError(t, err)
+	srv.Stop()
+	_, err = st.GetAgentState(ctx, "a")
+	require.ErrorIs(t, err, host.ErrUnavailable)
+	_, err = st.QueryAgentStates(ctx, host.AgentStateQuery{})
+	require.ErrorIs(t, err, host.ErrUnavailable)
+	rs, err := st.GetAgentStates(ctx, []string{"a", "b"})
+	require.NoError(t, err)
+	for i := range rs {
+		require.ErrorIs(t, rs[i].Err, host.ErrUnavailable, "item %d", i)
+	}
+}
+
+// TestRedisConditionalDeleteKeepsIndex checks that a delete whose
+// condition fails leaves the state listed, however long ago it was
+// written.
+func TestRedisConditionalDeleteKeepsIndex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	rc := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = rc.Close() })
+	ctx := t.Context()
+	put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "k/agent", State: []byte("x")})
+	require.NoError(t, err)
+	require.NoError(t, rc.HSet(ctx, prefix+"{idx}:s:t", "k/agent", "0").Err(), "as if written long ago")
+	require.ErrorIs(t, st.DeleteAgentState(ctx, "k/agent", host.IfVersion(put.Version+1)), host.ErrConflict)
+	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "k/"})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1, "a delete that did not happen unlisted the state")
+}

@@ -1,0 +1,292 @@
+-- The part of the redis plugin's policy that must run inside Redis to be
+-- atomic. It is one script: every request the plugin sends is an EvalMany
+-- of it (one call per record touched, all pipelined in one round trip),
+-- and each call names its operation in ARGV[1].
+--
+-- Rules every operation keeps:
+--   * it touches only the keys in KEYS (the host prefixes them with the
+--     backend's namespace, and its Redis user reaches nothing else);
+--   * the keys of one call share a hash slot (one agent's {tag}, one
+--     alert's, or the {idx} slot of the global indexes);
+--   * a record's expiry is set in the same call as the record, never later.
+--
+-- Expiry specs (the "ttl" argument): 'p' = no expiry; '<ms>' = expire at
+-- that Unix millisecond; 'k' or 'k<ms>' = keep the expiry of an existing
+-- record, and give a new one none or <ms>. Expiries are answered as Unix
+-- milliseconds, -1 for none: what PEXPIRETIME answers afterwards.
+--
+-- Global indexes (one per kind, all in the {idx} slot) are three keys:
+--   L  a sorted set, every score 0, members the record IDs: ZRANGE BYLEX
+--      serves ordered, cursor-paginated listings;
+--   X  a sorted set, the same members scored by an upper bound of the
+--      record's expiry (inf when unknown or never): writers sweep members
+--      whose bound has passed, so the entries of expired records do not
+--      pile up even when nobody queries;
+--   T  a hash, member -> the {idx} node's time (ms) of the last write that
+--      indexed it: an entry whose record is missing is trimmed only when
+--      no write touched it for a grace period, since the record and index
+--      calls of one write may run in either order on a cluster.
+
+local op = ARGV[1]
+local call = redis.call
+
+local function nowms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(n) return string.format('%.0f', n) end
+
+-- expire applies spec to key, just written by HSET (which keeps an
+-- existing key's expiry); existed says whether key existed before.
+local function expire(key, spec, existed)
+  if string.sub(spec, 1, 1) == 'k' then
+    if existed then return call('PEXPIRETIME', key) end
+    spec = string.sub(spec, 2)
+    if spec == '' then spec = 'p' end
+  end
+  if spec == 'p' then
+    call('PERSIST', key)
+    return -1
+  end
+  call('PEXPIREAT', key, spec)
+  return tonumber(spec)
+end
+
+-- outlive makes key (an index) live at least until e (-1 = forever).
+local function outlive(key, e, existed)
+  if e == -1 then
+    call('PERSIST', key)
+  elseif existed == 0 then
+    call('PEXPIREAT', key, e)
+  else
+    call('PEXPIREAT', key, e, 'GT') -- GT leaves a key without expiry alone
+  end
+end
+
+-- unindex removes ids from a global index.
+local function unindex(ids)
+  if #ids > 0 then
+    call('ZREM', KEYS[1], unpack(ids))
+    call('ZREM', KEYS[2], unpack(ids))
+    call('HDEL', KEYS[3], unpack(ids))
+  end
+end
+
+if op == 'rd' then
+  -- Read one record and its expiry, atomically.
+  -- KEYS: record. ARGV: op[, hash fields...] (none: a string record).
+  local v
+  if #ARGV == 1 then
+    v = call('GET', KEYS[1])
+  else
+    v = call('HMGET', KEYS[1], unpack(ARGV, 2))
+  end
+  return {v, call('PEXPIRETIME', KEYS[1])}
+
+elseif op == 'mput' then
+  -- Write a metric sample and index it in its agent's indexes.
+  -- KEYS: sample, name/time index (lex), expiry index (score = expiry ms).
+  -- ARGV: op, ttl, member, value.
+  local k, spec = KEYS[1], ARGV[2]
+  local e
+  if string.sub(spec, 1, 1) == 'k' then
+    if call('EXISTS', k) == 1 then
+      call('SET', k, ARGV[4], 'KEEPTTL')
+      e = call('PEXPIRETIME', k)
+    else
+      spec = string.sub(spec, 2)
+      if spec == '' then spec = 'p' end
+    end
+  end
+  if not e then
+    if spec == 'p' then
+      call('SET', k, ARGV[4])
+      e = -1
+    else
+      call('SET', k, ARGV[4], 'PXAT', spec)
+      e = tonumber(spec)
+    end
+  end
+  -- The agent's indexes live as long as their longest-lived sample; the
+  -- expiry index holds exactly the expiring samples, with their expiry,
+  -- and every write sweeps a few that have expired.
+  local ix, xx, member = KEYS[2], KEYS[3], ARGV[3]
+  local had = call('EXISTS', ix)
+  call('ZADD', ix, 0, member)
+  outlive(ix, e, had)
+  if e == -1 then
+    call('ZREM', xx, member)
+  else
+    had = call('EXISTS', xx)
+    call('ZADD', xx, e, member)
+    outlive(xx, e, had)
+  end
+  local gone = call('ZRANGEBYSCORE', xx, '-inf', '(' .. fmt(nowms()), 'LIMIT', 0, 16)
+  if #gone > 0 then
+    call('ZREM', ix, unpack(gone))
+    call('ZREM', xx, unpack(gone))
+  end
+  return e
+
+elseif op == 'mdel' then
+  -- Delete a metric sample. KEYS: sample, index, expiry index.
+  -- ARGV: op, member. Answers 1, or 0 when there was no sample.
+  local n = call('DEL', KEYS[1])
+  call('ZREM', KEYS[2], ARGV[2])
+  call('ZREM', KEYS[3], ARGV[2])
+  return n
+
+elseif op == 'mrange' then
+  -- List an agent's index. KEYS: index. ARGV: op, min, max, count.
+  -- Answers {exists, member...}.
+  local out = call('ZRANGE', KEYS[1], ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', 0, ARGV[4])
+  table.insert(out, 1, call('EXISTS', KEYS[1]))
+  return out
+
+elseif op == 'mget' then
+  -- Read samples of one agent with their expiry, trimming the index
+  -- entries of those that are gone (atomic within the agent's slot).
+  -- KEYS: index, expiry index, sample... ARGV: op, member... (one per
+  -- sample). Answers {value, expiry, value, expiry, ...}; a missing
+  -- sample is {nil, -2}.
+  local out = {}
+  for i = 3, #KEYS do
+    local e = call('PEXPIRETIME', KEYS[i])
+    if e == -2 then
+      call('ZREM', KEYS[1], ARGV[i - 1])
+      call('ZREM', KEYS[2], ARGV[i - 1])
+      out[#out + 1] = false
+    else
+      out[#out + 1] = call('GET', KEYS[i])
+    end
+    out[#out + 1] = e
+  end
+  return out
+
+elseif op == 'aput' then
+  -- Create or replace an alert; a replace must be an allowed transition
+  -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
+  -- may be reached from, updated_at, created_at (for a new alert), agent,
+  -- severity, message, labels.
+  -- Answers {1, created_at, expiry} or {0, current status}.
+  local k = KEYS[1]
+  local cur = call('HMGET', k, 't', 'c')
+  local existed, created = false, ARGV[6]
+  if cur[1] then
+    if not string.find(ARGV[4], cur[1], 1, true) then return {0, cur[1]} end
+    existed, created = true, cur[2] or created
+  end
+  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5])
+  return {1, created, expire(k, ARGV[2], existed)}
+
+elseif op == 'astat' then
+  -- Move an alert to a status, keeping its expiry. KEYS: alert.
+  -- ARGV: op, status, statuses it may be reached from, updated_at.
+  -- Answers {1, {fields g s t m l c u}, expiry}, {0, current status} or
+  -- {-1} when there is no alert.
+  local k = KEYS[1]
+  local f = call('HMGET', k, 'g', 's', 't', 'm', 'l', 'c', 'u')
+  if not f[3] then return {-1} end
+  if not string.find(ARGV[3], f[3], 1, true) then return {0, f[3]} end
+  call('HSET', k, 't', ARGV[2], 'u', ARGV[4])
+  f[3], f[7] = ARGV[2], ARGV[4]
+  return {1, f, call('PEXPIRETIME', k)}
+
+elseif op == 'sput' then
+  -- Write an agent state if its condition holds. KEYS: state.
+  -- ARGV: op, ttl, condition ('' none, 'a' absent, else the version it
+  -- must have), updated_at, document.
+  -- Answers {1, version, expiry} or {0} when the condition fails.
+  --
+  -- The version is max(old + 1, the Redis clock in microseconds). It
+  -- changes on every write (it is always above the old one), and it never
+  -- repeats across a delete and a re-create, which a per-key counter
+  -- would (a deleted key forgets its counter, and a stale client's
+  -- IfVersion would then match the new record): a new record starts at
+  -- the clock, which has moved past every version issued before, as each
+  -- of those was at most the clock of its write (a key cannot be written
+  -- more than once a microsecond) -- unless the clock steps back, e.g. a
+  -- failover to a replica whose clock is behind. A store-wide counter
+  -- would need a key outside the agent's slot, which a script may not
+  -- touch on a cluster. Versions stay below 2^53, exact in Lua numbers.
+  local k, c = KEYS[1], ARGV[3]
+  local old = call('HGET', k, 'v')
+  if c == 'a' then
+    if old then return {0} end
+  elseif c ~= '' then
+    if old ~= c then return {0} end
+  end
+  local t = call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if old then
+    local o = tonumber(old) + 1
+    if o > v then v = o end
+  end
+  local vs = fmt(v)
+  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5])
+  return {1, vs, expire(k, ARGV[2], old ~= false)}
+
+elseif op == 'sdel' then
+  -- Delete an agent state if its condition holds. KEYS: state.
+  -- ARGV: op, condition ('' or the version it must have).
+  -- Answers 1, 0 when the condition fails, -1 when there is no state.
+  local old = call('HGET', KEYS[1], 'v')
+  if not old then return -1 end
+  if ARGV[2] ~= '' and old ~= ARGV[2] then return 0 end
+  call('DEL', KEYS[1])
+  return 1
+
+elseif op == 'del' then
+  -- Delete a record. KEYS: record. Answers 1, or 0 when there was none.
+  return call('DEL', KEYS[1])
+
+elseif op == 'ixadd' then
+  -- Index a record just written. KEYS: L, X, T. ARGV: op, id, bound of
+  -- its expiry ('inf' or ms), sweep slack (ms).
+  local now = nowms()
+  call('ZADD', KEYS[1], 0, ARGV[2])
+  call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[2])
+  call('HSET', KEYS[3], ARGV[2], fmt(now))
+  -- Sweep a few entries whose records have certainly expired (the slack
+  -- covers clock differences between cluster nodes).
+  unindex(call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. fmt(now - tonumber(ARGV[4])), 'LIMIT', 0, 16))
+  return 1
+
+elseif op == 'ixdel' then
+  -- Unindex a record just deleted, unless a write indexed it within the
+  -- grace period (it may be a re-create racing the delete; readers trim
+  -- the entry later if its record stays missing).
+  -- KEYS: L, X, T. ARGV: op, id, grace (ms).
+  local t = call('HGET', KEYS[3], ARGV[2])
+  if t and tonumber(t) >= nowms() - tonumber(ARGV[3]) then return 0 end
+  unindex({ARGV[2]})
+  return 1
+
+elseif op == 'ixrange' then
+  -- List a global index. KEYS: L, T. ARGV: op, min, max, count.
+  -- Answers {now ms, id, touched ms, id, touched ms, ...}.
+  local ids = call('ZRANGE', KEYS[1], ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', 0, ARGV[4])
+  local out = {nowms()}
+  if #ids > 0 then
+    local ts = call('HMGET', KEYS[2], unpack(ids))
+    for i = 1, #ids do
+      out[#out + 1] = ids[i]
+      out[#out + 1] = ts[i]
+    end
+  end
+  return out
+
+elseif op == 'ixtrim' then
+  -- Trim entries a reader found without a record, each only if no write
+  -- touched it since the reader listed it. KEYS: L, X, T.
+  -- ARGV: op, id, touched ms ('' for none), id, touched ms, ...
+  local ids = {}
+  for i = 2, #ARGV, 2 do
+    if (call('HGET', KEYS[3], ARGV[i]) or '') == ARGV[i + 1] then ids[#ids + 1] = ARGV[i] end
+  end
+  unindex(ids)
+  return #ids
+end
+
+return redis.error_reply('storage-host redis library: unknown operation ' .. tostring(op))

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// The conformance suite (host/storetest, redis_test.go) checks the plugin
+// end to end against a real Redis; these tests pin the encodings it
+// relies on.
+
+func TestTagIsOneHashTag(t *testing.T) {
+	ids := []string{"a", "}", "}}", "{", "{}", "a}b", "\x01", "\x01]", "]", "x\x01}y", "ünï}"}
+	seen := map[string]string{}
+	for _, id := range ids {
+		tag := string(appendTag(nil, id))
+		if tag == "" || strings.Contains(tag, "}") {
+			t.Fatalf("tag of %q is %q: empty, or ends the hash tag early", id, tag)
+		}
+		if other, dup := seen[tag]; dup {
+			t.Fatalf("%q and %q share the tag %q", id, other, tag)
+		}
+		seen[tag] = id
+		// The hash tag Redis takes from a key is the whole escaped ID.
+		key := "ns:" + stateKeyPrefix + tag + "}rest}{x}"
+		open := strings.IndexByte(key, '{')
+		end := strings.IndexByte(key[open+1:], '}')
+		if got := key[open+1 : open+1+end]; got != tag {
+			t.Fatalf("key %q hashes by %q, want %q", key, got, tag)
+		}
+	}
+}
+
+func TestMembersSortLikeNameThenTime(t *testing.T) {
+	times := []time.Time{
+		time.Unix(0, math.MinInt64+1), time.Date(1969, 7, 20, 20, 17, 40, 1, time.UTC), time.Unix(0, -1),
+		time.Unix(0, 1), time.Date(2024, 3, 1, 12, 0, 0, 500, time.UTC), time.Date(2024, 3, 1, 12, 0, 0, 501, time.UTC),
+		time.Date(2200, 1, 1, 0, 0, 0, 999999999, time.UTC), time.Unix(0, math.MaxInt64),
+	}
+	names := []string{"cpu", "cpu.load", "cpu2", "m", "ü"}
+	var members [][]byte
+	for _, n := range names {
+		for _, ts := range times {
+			m := appendMember(nil, n, ts)
+			name, got, ok := parseMember(m)
+			if !ok || name != n || !got.Equal(ts) {
+				t.Fatalf("member %q parses as %q %v %v, want %q %v", m, name, got, ok, n, ts)
+			}
+			members = append(members, m)
+		}
+	}
+	if !slices.IsSortedFunc(members, bytes.Compare) {
+		t.Fatal("members do not sort by name, then timestamp")
+	}
+	for _, bad := range []string{"", "cpu", "cpu\x000123", "cpu\x00zzzzzzzzzzzzzzzz", "cpu" + strings.Repeat("0", 17)} {
+		if _, _, ok := parseMember([]byte(bad)); ok {
+			t.Fatalf("parseMember(%q) accepted a malformed member", bad)
+		}
+	}
+}
+
+func TestCursor(t *testing.T) {
+	c := makeCursor('m', 42, "agent\x00}", "name\x00ts")
+	a, b, err := openCursor(c, 'm', 42)
+	if err != nil || a != "agent\x00}" || b != "name\x00ts" {
+		t.Fatalf("openCursor = %q, %q, %v", a, b, err)
+	}
+	for _, bad := range [][]byte{
+		makeCursor('a', 42, "x", ""), // another kind
+		makeCursor('m', 43, "x", ""), // another query
+		c[:10], []byte("garbage"), nil,
+		append(c[:10:10], 0xff), // a length past the end
+	} {
+		if _, _, err := openCursor(bad, 'm', 42); !errorsIsInvalid(err) {
+			t.Fatalf("openCursor(%q) = %v, want invalid", bad, err)
+		}
+	}
+}
+
+func errorsIsInvalid(err error) bool {
+	ae, ok := err.(*abi.Error)
+	return ok && ae.Status == abi.StatusInvalid
+}
+
+func TestLabelsRoundTrip(t *testing.T) {
+	for _, l := range []map[string]string{nil, {"a": ""}, {"k": "v", "ü": "✓", "x\x01": "a=b,c{d}\n"}} {
+		got, err := decodeLabels(appendLabels(nil, l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) == 0 && got != nil || len(l) > 0 && !mapsEqual(l, got) {
+			t.Fatalf("labels %v read back as %v", l, got)
+		}
+	}
+	if _, err := decodeLabels([]byte{2, 1, 'a'}); err == nil {
+		t.Fatal("truncated labels decoded")
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestTTLSpecs(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 123_456_789, time.UTC) // sub-millisecond part
+	ms := func(d time.Duration) string { return strconv.FormatInt(now.Add(d).UnixMilli(), 10) }
+	for _, tc := range []struct {
+		ttl         abi.TTL
+		def         time.Duration
+		spec, bound string
+	}{
+		{abi.TTL{}, 0, "p", ""},
+		{abi.TTL{}, time.Hour, ms(time.Hour), ms(time.Hour)},
+		{abi.TTL{Mode: abi.TTLDuration, Duration: time.Millisecond}, time.Hour, ms(time.Millisecond), ms(time.Millisecond)},
+		{abi.TTL{Mode: abi.TTLPersist}, time.Hour, "p", ""},
+		{abi.TTL{Mode: abi.TTLKeep}, 0, "k", ""},
+		{abi.TTL{Mode: abi.TTLKeep}, time.Hour, "k" + ms(time.Hour), ""},
+	} {
+		dst, bound := appendTTL([]byte("xx"), &tc.ttl, tc.def, now)
+		if string(dst) != "xx"+tc.spec || string(dst[bound.lo:bound.hi]) != tc.bound {
+			t.Fatalf("appendTTL(%+v, %v) = %q bound %q, want %q bound %q", tc.ttl, tc.def, dst, dst[bound.lo:bound.hi], "xx"+tc.spec, tc.bound)
+		}
+	}
+	// Truncated, not rounded: an expiry is never later than asked.
+	if got := ms(time.Millisecond); got != "1735689600124" {
+		t.Fatalf("now+1ms is %s ms", got)
+	}
+}
+
+func TestAllowedFrom(t *testing.T) {
+	want := [...]string{abi.AlertFiring: "13", abi.AlertAcknowledged: "12", abi.AlertResolved: "123"}
+	for s := abi.AlertFiring; s <= abi.AlertResolved; s++ {
+		if allowedFrom[s] != want[s] {
+			t.Fatalf("allowedFrom[%s] = %q, want %q", s, allowedFrom[s], want[s])
+		}
+	}
+}
+
+func TestRequestBuild(t *testing.T) {
+	var r request
+	r.call(opRd)
+	r.tagKey(stateKeyPrefix, "a}")
+	r.argStr("v")
+	r.call(opIxadd)
+	r.ixKeys(ixStates)
+	r.argStr("a}")
+	calls := r.build()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	if got := joined(calls[0].Keys); got != "s:{a\x01]}" {
+		t.Fatalf("keys %q", got)
+	}
+	if got := joined(calls[0].Args); got != "rd v" {
+		t.Fatalf("args %q", got)
+	}
+	if got := joined(calls[1].Keys); got != "{idx}:s {idx}:s:x {idx}:s:t" {
+		t.Fatalf("keys %q", got)
+	}
+	if got := joined(calls[1].Args); got != "ixadd a}" {
+		t.Fatalf("args %q", got)
+	}
+}
+
+func joined(parts [][]byte) string {
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = string(p)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestCompactLibrary(t *testing.T) {
+	if bytes.Contains(library, []byte("\n--")) || bytes.HasPrefix(library, []byte("--")) {
+		t.Fatal("a comment line survived")
+	}
+	if len(library) > len(librarySource)/2 {
+		t.Logf("library: %d bytes of %d", len(library), len(librarySource))
+	}
+	for _, op := range [][]byte{opRd, opMput, opMdel, opMrange, opMget, opAput, opAstat, opSput, opSdel, opDel, opIxadd, opIxdel, opIxrng, opIxtrim} {
+		if !bytes.Contains(library, []byte("op == '"+string(op)+"'")) {
+			t.Fatalf("the library has no operation %q", op)
+		}
+	}
+}

@@ -1,0 +1,561 @@
+package main
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"strings"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// Query paging. A page is filled chunk by chunk: list up to a chunk of
+// index entries (one round trip), read their records (one round trip),
+// keep the matches.
+const (
+	// scanBudget bounds the index entries one query request examines; a
+	// query that meets it answers the matches so far with a cursor, so a
+	// very selective filter cannot make one call run unbounded.
+	scanBudget = 10 * abi.MaxQueryLimit
+	// filteredChunk is the least chunk of a query that filters in the
+	// plugin, where a chunk's entries may not all match.
+	filteredChunk = 64
+	// agentChunk is how many agents a cross-agent metric query lists at
+	// once.
+	agentChunk = 32
+)
+
+// chunkSize is the chunk for need more items.
+func chunkSize(need int, filtered bool) int {
+	if filtered && need < filteredChunk {
+		need = filteredChunk
+	}
+	return min(max(need, 1), abi.MaxQueryLimit)
+}
+
+// --- global indexes ---
+
+// ixEntry is an entry of a global index: a record ID and when a write last
+// indexed it (ms on the index's node; "" for never).
+type ixEntry struct {
+	id, touched string
+}
+
+// ixList lists up to count entries of a global index in [lo, hi] (ZRANGE
+// BYLEX bounds), one more than count when there are more (the caller
+// keeps the first count). It answers the index node's clock in ms, for
+// trimming.
+func (b *backend) ixList(ix int, lo, hi string, count int) (now int64, ents []ixEntry, more bool, err error) {
+	r := &b.rq
+	r.reset()
+	r.call(opIxrng)
+	r.key(ixKeys[ix][0])
+	r.key(ixKeys[ix][2])
+	r.argStr(lo)
+	r.argStr(hi)
+	r.argInt(int64(count + 1))
+	replies, err := b.send()
+	if err != nil {
+		return 0, nil, false, err
+	}
+	a, err := replyArray(&replies[0], 1)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if now, err = replyInt(&a[0]); err != nil {
+		return 0, nil, false, err
+	}
+	a = a[1:]
+	n := len(a) / 2
+	more = n > count
+	n = min(n, count)
+	ents = make([]ixEntry, n)
+	for i := range ents {
+		ents[i] = ixEntry{id: string(a[2*i].Str), touched: string(a[2*i+1].Str)}
+	}
+	return now, ents, more, nil
+}
+
+// stale reports whether an entry whose record is missing may be trimmed:
+// no write indexed it within the grace period before now.
+func (e *ixEntry) stale(now int64) bool {
+	t, ok := parseInt([]byte(e.touched))
+	return !ok || t < now-indexGrace
+}
+
+// ixTrim removes entries a query found without a record, each only if no
+// write touched it since it was listed. Trimming is housekeeping: its
+// failure does not fail the query.
+func (b *backend) ixTrim(ix int, ents []ixEntry) {
+	if len(ents) == 0 {
+		return
+	}
+	r := &b.rq
+	r.reset()
+	r.call(opIxtrim)
+	r.ixKeys(ix)
+	for i := range ents {
+		r.argStr(ents[i].id)
+		r.argStr(ents[i].touched)
+	}
+	if _, err := b.send(); err != nil {
+		sdk.Logf(abi.LevelDebug, "trimming %d index entries: %v", len(ents), err)
+	}
+}
+
+// lexRange returns the ZRANGE BYLEX bounds of the IDs starting with prefix.
+func lexRange(prefix string) (lo, hi string) {
+	if prefix == "" {
+		return "-", "+"
+	}
+	lo = "[" + prefix
+	if end := prefixEnd(prefix); end != "" {
+		return lo, "(" + end
+	}
+	return lo, "+"
+}
+
+// prefixEnd returns the least string above every string with prefix p,
+// "" when there is none.
+func prefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
+}
+
+// --- cursors ---
+
+// A cursor is 'R', the kind, the FNV-64a hash of the query without its
+// limit and cursor, then where to resume: after the ID in a (states,
+// alerts), or after member b of agent a (metrics). A cursor of another
+// kind or query is refused; it is not a secret, and a forged one can only
+// make a query resume elsewhere in its own results.
+const cursorMagic = 'R'
+
+func makeCursor(kind byte, hash uint64, a, b string) []byte {
+	c := make([]byte, 0, 12+len(a)+len(b))
+	c = append(c, cursorMagic, kind)
+	c = binary.BigEndian.AppendUint64(c, hash)
+	c = appendUvarint(c, uint64(len(a)))
+	c = append(c, a...)
+	return append(c, b...)
+}
+
+func openCursor(c []byte, kind byte, hash uint64) (a, b string, err error) {
+	bad := abi.Errorf(abi.StatusInvalid, "cursor does not belong to this query")
+	if len(c) < 11 || c[0] != cursorMagic || c[1] != kind || binary.BigEndian.Uint64(c[2:10]) != hash {
+		return "", "", bad
+	}
+	n, k := binary.Uvarint(c[10:])
+	if k <= 0 || n > uint64(len(c)-10-k) {
+		return "", "", bad
+	}
+	rest := c[10+k:]
+	return string(rest[:n]), string(rest[n:]), nil
+}
+
+// queryHash hashes an encoded query (without limit and cursor).
+func queryHash(encoded []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(encoded)
+	return h.Sum64()
+}
+
+// --- agent states ---
+
+func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
+	b := (*backend)(s)
+	var page abi.Page[abi.AgentState]
+	key := *q
+	key.Limit, key.Cursor = 0, nil
+	b.enc.Reset()
+	key.Encode(&b.enc)
+	hash := queryHash(b.enc.Bytes())
+
+	lo, hi := lexRange(q.AgentIDPrefix)
+	if len(q.Cursor) > 0 {
+		last, _, err := openCursor(q.Cursor, 's', hash)
+		if err != nil {
+			return page, err
+		}
+		if !strings.HasPrefix(last, q.AgentIDPrefix) {
+			return page, abi.Errorf(abi.StatusInvalid, "cursor does not belong to this query")
+		}
+		lo = "(" + last
+	}
+	want := abi.PageLimit(q.Limit)
+	budget := scanBudget
+	var trims []ixEntry
+	var now int64
+	for {
+		var ents []ixEntry
+		var more bool
+		var err error
+		now, ents, more, err = b.ixList(ixStates, lo, hi, chunkSize(want-len(page.Items), false))
+		if err != nil || len(ents) == 0 {
+			b.ixTrim(ixStates, trims)
+			return page, err
+		}
+		r := &b.rq
+		r.reset()
+		for i := range ents {
+			r.call(opRd)
+			r.tagKey(stateKeyPrefix, ents[i].id)
+			for _, f := range stateFields {
+				r.argStr(f)
+			}
+		}
+		replies, err := b.send()
+		if err != nil {
+			return page, err
+		}
+		var last string
+		for i := range ents {
+			last = ents[i].id
+			a, err := replyArray(&replies[i], 2)
+			if err != nil {
+				return page, err
+			}
+			var st abi.AgentState
+			found, err := decodeState(&st, last, &a[0], &a[1], true)
+			if err != nil {
+				return page, err
+			}
+			if !found {
+				if ents[i].stale(now) {
+					trims = append(trims, ents[i])
+				}
+				continue
+			}
+			page.Items = append(page.Items, st)
+			if len(page.Items) == want {
+				if more || i+1 < len(ents) {
+					page.Next = makeCursor('s', hash, last, "")
+				}
+				b.ixTrim(ixStates, trims)
+				return page, nil
+			}
+		}
+		budget -= len(ents)
+		if !more || budget <= 0 {
+			if more {
+				page.Next = makeCursor('s', hash, last, "")
+			}
+			b.ixTrim(ixStates, trims)
+			return page, nil
+		}
+		lo = "(" + last
+	}
+}
+
+// --- alerts ---
+
+func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
+	b := (*backend)(a)
+	var page abi.Page[abi.Alert]
+	lf, err := abi.CompileMatchers(q.Labels)
+	if err != nil {
+		return page, err
+	}
+	key := *q
+	key.Limit, key.Cursor = 0, nil
+	b.enc.Reset()
+	key.Encode(&b.enc)
+	hash := queryHash(b.enc.Bytes())
+
+	lo, hi := "-", "+"
+	if len(q.Cursor) > 0 {
+		last, _, err := openCursor(q.Cursor, 'a', hash)
+		if err != nil {
+			return page, err
+		}
+		lo = "(" + last
+	}
+	filtered := q.AgentID != "" || len(q.Severities) > 0 || len(q.Statuses) > 0 || len(q.Labels) > 0 ||
+		!q.From.IsZero() || !q.To.IsZero()
+	want := abi.PageLimit(q.Limit)
+	budget := scanBudget
+	var trims []ixEntry
+	for {
+		now, ents, more, err := b.ixList(ixAlerts, lo, hi, chunkSize(want-len(page.Items), filtered))
+		if err != nil || len(ents) == 0 {
+			b.ixTrim(ixAlerts, trims)
+			return page, err
+		}
+		r := &b.rq
+		r.reset()
+		for i := range ents {
+			r.call(opRd)
+			r.tagKey(alertKeyPrefix, ents[i].id)
+			for _, f := range alertFields {
+				r.argStr(f)
+			}
+		}
+		replies, err := b.send()
+		if err != nil {
+			return page, err
+		}
+		var last string
+		for i := range ents {
+			last = ents[i].id
+			rs, err := replyArray(&replies[i], 2)
+			if err != nil {
+				return page, err
+			}
+			var al abi.Alert
+			found, err := decodeAlert(&al, last, &rs[0], &rs[1])
+			if err != nil {
+				return page, err
+			}
+			if !found {
+				if ents[i].stale(now) {
+					trims = append(trims, ents[i])
+				}
+				continue
+			}
+			if !q.Match(&al, &lf) {
+				continue
+			}
+			page.Items = append(page.Items, al)
+			if len(page.Items) == want {
+				if more || i+1 < len(ents) {
+					page.Next = makeCursor('a', hash, last, "")
+				}
+				b.ixTrim(ixAlerts, trims)
+				return page, nil
+			}
+		}
+		budget -= len(ents)
+		if !more || budget <= 0 {
+			if more {
+				page.Next = makeCursor('a', hash, last, "")
+			}
+			b.ixTrim(ixAlerts, trims)
+			return page, nil
+		}
+		lo = "(" + last
+	}
+}
+
+// --- metrics ---
+
+// metricScan is one metric query being served.
+type metricScan struct {
+	q      *abi.MetricQuery
+	lf     abi.LabelFilter
+	hash   uint64
+	want   int
+	budget int
+	// filtered: the plugin filters what the member range lets through.
+	filtered bool
+	// lo and hi bound the members of the query in every agent; loRaw is
+	// lo without its '[' ("" for "-").
+	lo, hi, loRaw string
+	page          abi.Page[abi.Metric]
+}
+
+// Results of scanning one agent.
+const (
+	agentDone   = iota // the agent has no more members in range
+	agentFull          // the page is full
+	agentBudget        // the scan budget is spent
+)
+
+// endOfAgent is a member above every member: a cursor at it resumes after
+// the agent.
+const endOfAgent = "\xff"
+
+func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
+	b := (*backend)(m)
+	lf, err := abi.CompileMatchers(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Metric]{}, err
+	}
+	key := *q
+	key.Limit, key.Cursor = 0, nil
+	b.enc.Reset()
+	key.Encode(&b.enc)
+	sc := &metricScan{q: q, lf: lf, hash: queryHash(b.enc.Bytes()), want: abi.PageLimit(q.Limit), budget: scanBudget}
+
+	// The member range: a name pins the range, and with a name the time
+	// range too; without one the plugin filters by time.
+	sc.lo, sc.hi = "-", "+"
+	if q.Name != "" {
+		from := []byte(q.Name + "\x00")
+		if !q.From.IsZero() {
+			from = appendTS(from, q.From)
+		}
+		sc.loRaw = string(from)
+		sc.lo = "[" + sc.loRaw
+		if !q.To.IsZero() {
+			sc.hi = "(" + string(appendMember(nil, q.Name, q.To))
+		} else {
+			sc.hi = "(" + q.Name + "\x01"
+		}
+	}
+	sc.filtered = len(q.Labels) > 0 || (q.Name == "" && (!q.From.IsZero() || !q.To.IsZero()))
+
+	var agent, after string
+	if len(q.Cursor) > 0 {
+		if agent, after, err = openCursor(q.Cursor, 'm', sc.hash); err != nil {
+			return sc.page, err
+		}
+		if q.AgentID != "" && agent != q.AgentID {
+			return sc.page, abi.Errorf(abi.StatusInvalid, "cursor does not belong to this query")
+		}
+	}
+
+	if q.AgentID != "" {
+		res, last, more, _, err := b.scanAgent(sc, q.AgentID, after)
+		if err != nil {
+			return sc.page, err
+		}
+		if (res == agentFull && more) || res == agentBudget {
+			sc.page.Next = makeCursor('m', sc.hash, q.AgentID, last)
+		}
+		return sc.page, nil
+	}
+
+	// Across agents, in agent order.
+	alo := "-"
+	if agent != "" {
+		alo = "[" + agent
+	}
+	var trims []ixEntry
+	defer func() { b.ixTrim(ixMetrics, trims) }()
+	for {
+		now, ents, more, err := b.ixList(ixMetrics, alo, "+", agentChunk)
+		if err != nil || len(ents) == 0 {
+			return sc.page, err
+		}
+		for i := range ents {
+			id := ents[i].id
+			resume := ""
+			if id == agent {
+				resume = after
+			}
+			res, last, moreHere, exists, err := b.scanAgent(sc, id, resume)
+			if err != nil {
+				return sc.page, err
+			}
+			if !exists && ents[i].stale(now) {
+				trims = append(trims, ents[i])
+			}
+			switch res {
+			case agentFull:
+				if moreHere || more || i+1 < len(ents) {
+					sc.page.Next = makeCursor('m', sc.hash, id, last)
+				}
+				return sc.page, nil
+			case agentBudget:
+				sc.page.Next = makeCursor('m', sc.hash, id, last)
+				return sc.page, nil
+			}
+			if sc.budget--; sc.budget <= 0 && (more || i+1 < len(ents)) {
+				sc.page.Next = makeCursor('m', sc.hash, id, endOfAgent)
+				return sc.page, nil
+			}
+		}
+		if !more {
+			return sc.page, nil
+		}
+		alo = "(" + ents[len(ents)-1].id
+	}
+}
+
+// scanAgent adds the matches of one agent to the page, resuming after
+// member after ("" for the start). It answers how it ended, the last
+// member examined, whether members in range remain after it, and whether
+// the agent's index exists.
+func (b *backend) scanAgent(sc *metricScan, agent, after string) (res int, last string, more, exists bool, err error) {
+	lo := sc.lo
+	if after != "" && after >= sc.loRaw {
+		lo = "(" + after
+	}
+	r := &b.rq
+	members := make([]string, 0, 16)
+	for {
+		chunk := chunkSize(sc.want-len(sc.page.Items), sc.filtered)
+		r.reset()
+		r.call(opMrange)
+		r.tagKey(metricIndex, agent)
+		r.argStr(lo)
+		r.argStr(sc.hi)
+		r.argInt(int64(chunk + 1))
+		replies, err := b.send()
+		if err != nil {
+			return 0, "", false, false, err
+		}
+		a, err := replyArray(&replies[0], 1)
+		if err != nil {
+			return 0, "", false, false, err
+		}
+		n, _ := replyInt(&a[0])
+		exists = n == 1
+		a = a[1:]
+		more = len(a) > chunk
+		members = members[:0]
+		for i := range a[:min(len(a), chunk)] {
+			members = append(members, string(a[i].Str))
+		}
+		if len(members) == 0 {
+			return agentDone, last, false, exists, nil
+		}
+
+		r.reset()
+		r.call(opMget)
+		r.tagKey(metricIndex, agent)
+		r.tagKey(metricExpiry, agent)
+		for _, mb := range members {
+			r.sampleKeyMember(agent, mb)
+		}
+		for _, mb := range members {
+			r.argStr(mb)
+		}
+		if replies, err = b.send(); err != nil {
+			return 0, "", false, exists, err
+		}
+		vals, err := replyArray(&replies[0], 2*len(members))
+		if err != nil {
+			return 0, "", false, exists, err
+		}
+		for i, mb := range members {
+			last = mb
+			e, err := replyInt(&vals[2*i+1])
+			if err != nil {
+				return 0, "", false, exists, err
+			}
+			if e == -2 || vals[2*i].Kind != abi.ReplyBulk {
+				continue // expired or deleted: trimmed by the script
+			}
+			name, ts, ok := parseMember([]byte(mb))
+			if !ok {
+				return 0, "", false, exists, abi.Errorf(abi.StatusInternal, "corrupt metric index of agent %q: member %q", agent, mb)
+			}
+			rec := abi.Metric{AgentID: agent, Name: name, Timestamp: ts, ExpiresAt: msTime(e)}
+			if err := decodeMetricValue(&rec, vals[2*i].Str); err != nil {
+				return 0, "", false, exists, err
+			}
+			if !sc.q.Match(&rec, &sc.lf) {
+				continue
+			}
+			sc.page.Items = append(sc.page.Items, rec)
+			if len(sc.page.Items) == sc.want {
+				return agentFull, last, more || i+1 < len(members), exists, nil
+			}
+		}
+		sc.budget -= len(members)
+		if !more {
+			return agentDone, last, false, exists, nil
+		}
+		if sc.budget <= 0 {
+			return agentBudget, last, true, exists, nil
+		}
+		lo = "(" + last
+	}
+}

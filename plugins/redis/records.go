@@ -1,0 +1,595 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// item is one record operation: a single-record request, or one item of a
+// batch. prepare adds its calls to the request being built, finish reads
+// their replies; a batch prepares every item, sends once and finishes
+// every item, so a batch costs one round trip.
+type item struct {
+	op  abi.Op
+	err error
+	// first and n are the item's calls in the request.
+	first, n int
+	now      time.Time
+
+	// Requests and results; which are used depends on op. metric holds a
+	// metric key's fields too, alert.ID and state.AgentID the IDs.
+	ttl    abi.TTL
+	cond   abi.Condition
+	metric abi.Metric
+	alert  abi.Alert
+	state  abi.AgentState
+	status abi.AlertStatus
+}
+
+// allowedFrom[s] lists, as digits, the statuses an alert may move to s
+// from (abi.AlertStatus.CanTransition): the script checks the current
+// status against it, so the transition policy stays in Go.
+var allowedFrom [abi.AlertResolved + 1]string
+
+func init() {
+	for to := abi.AlertFiring; to <= abi.AlertResolved; to++ {
+		for from := abi.AlertFiring; from <= abi.AlertResolved; from++ {
+			if from.CanTransition(to) {
+				allowedFrom[to] += strconv.Itoa(int(from))
+			}
+		}
+	}
+}
+
+// Fields read back by "rd".
+var (
+	alertFields = [...]string{"g", "s", "t", "m", "l", "c", "u"}
+	stateFields = [...]string{"v", "u", "d"}
+)
+
+// prepare adds the item's calls to b.rq. The item was validated.
+func (b *backend) prepare(it *item) {
+	it.first = b.rq.ncalls()
+	b.addCalls(it)
+	it.n = b.rq.ncalls() - it.first
+}
+
+func (b *backend) addCalls(it *item) {
+	r := &b.rq
+	switch it.op {
+	case abi.OpPutMetric:
+		m := &it.metric
+		r.call(opMput)
+		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
+		r.tagKey(metricIndex, m.AgentID)
+		r.tagKey(metricExpiry, m.AgentID)
+		start := r.mark()
+		var bound span
+		r.arena, bound = appendTTL(r.arena, &it.ttl, b.metricTTL, it.now)
+		r.endArg(start)
+		start = r.mark()
+		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
+		r.endArg(start)
+		start = r.mark()
+		r.arena = appendMetricValue(r.arena, m)
+		r.endArg(start)
+		b.index(ixMetrics, m.AgentID, bound)
+
+	case abi.OpGetMetric:
+		r.call(opRd)
+		r.sampleKey(it.metric.AgentID, it.metric.Name, it.metric.Timestamp)
+
+	case abi.OpDeleteMetric:
+		m := &it.metric
+		r.call(opMdel)
+		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
+		r.tagKey(metricIndex, m.AgentID)
+		r.tagKey(metricExpiry, m.AgentID)
+		start := r.mark()
+		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
+		r.endArg(start)
+
+	case abi.OpPutAlert:
+		a := &it.alert
+		r.call(opAput)
+		r.tagKey(alertKeyPrefix, a.ID)
+		start := r.mark()
+		var bound span
+		r.arena, bound = appendTTL(r.arena, &it.ttl, b.alertTTL, it.now)
+		r.endArg(start)
+		r.argInt(int64(a.Status))
+		r.argStr(allowedFrom[a.Status])
+		r.argInt(it.now.UnixNano())
+		created := a.CreatedAt
+		if created.IsZero() {
+			created = it.now
+		}
+		r.argInt(created.UnixNano())
+		r.argStr(a.AgentID)
+		r.argInt(int64(a.Severity))
+		r.argStr(a.Message)
+		start = r.mark()
+		r.arena = appendLabels(r.arena, a.Labels)
+		r.endArg(start)
+		b.index(ixAlerts, a.ID, bound)
+
+	case abi.OpGetAlert:
+		r.call(opRd)
+		r.tagKey(alertKeyPrefix, it.alert.ID)
+		for _, f := range alertFields {
+			r.argStr(f)
+		}
+
+	case abi.OpDeleteAlert:
+		r.call(opDel)
+		r.tagKey(alertKeyPrefix, it.alert.ID)
+		b.unindex(ixAlerts, it.alert.ID)
+
+	case abi.OpSetAlertStatus:
+		r.call(opAstat)
+		r.tagKey(alertKeyPrefix, it.alert.ID)
+		r.argInt(int64(it.status))
+		r.argStr(allowedFrom[it.status])
+		r.argInt(it.now.UnixNano())
+
+	case abi.OpPutAgentState:
+		s := &it.state
+		r.call(opSput)
+		r.tagKey(stateKeyPrefix, s.AgentID)
+		start := r.mark()
+		var bound span
+		r.arena, bound = appendTTL(r.arena, &it.ttl, b.stateTTL, it.now)
+		r.endArg(start)
+		appendCondition(r, it.cond)
+		r.argInt(it.now.UnixNano())
+		r.arg(s.State)
+		b.index(ixStates, s.AgentID, bound)
+
+	case abi.OpGetAgentState:
+		r.call(opRd)
+		r.tagKey(stateKeyPrefix, it.state.AgentID)
+		for _, f := range stateFields {
+			r.argStr(f)
+		}
+
+	case abi.OpDeleteAgentState:
+		r.call(opSdel)
+		r.tagKey(stateKeyPrefix, it.state.AgentID)
+		appendCondition(r, it.cond)
+		// A conditional delete may fail and leave the state: its index
+		// entry is left to the readers, who trim it if the state is gone.
+		if it.cond.Mode == abi.Unconditional {
+			b.unindex(ixStates, it.state.AgentID)
+		}
+
+	default:
+		it.err = abi.Errorf(abi.StatusUnsupported, "%s cannot be pipelined", it.op)
+	}
+}
+
+func appendCondition(r *request, c abi.Condition) {
+	start := r.mark()
+	switch c.Mode {
+	case abi.IfAbsent:
+		r.arena = append(r.arena, 'a')
+	case abi.IfVersion:
+		r.arena = strconv.AppendUint(r.arena, c.Version, 10)
+	}
+	r.endArg(start)
+}
+
+// index adds the call that indexes id in a global index, after the
+// record's own call: on a single node it then runs after the write. bound
+// is where the arena holds the bound of the record's expiry (see
+// appendTTL).
+func (b *backend) index(ix int, id string, bound span) {
+	r := &b.rq
+	r.call(opIxadd)
+	r.ixKeys(ix)
+	r.argStr(id)
+	start := r.mark()
+	if bound.hi > bound.lo {
+		r.arena = append(r.arena, r.arena[bound.lo:bound.hi]...)
+	} else {
+		r.arena = append(r.arena, "inf"...)
+	}
+	r.endArg(start)
+	r.argInt(sweepSlack)
+}
+
+// unindex adds the call that unindexes a deleted record.
+func (b *backend) unindex(ix int, id string) {
+	r := &b.rq
+	r.call(opIxdel)
+	r.ixKeys(ix)
+	r.argStr(id)
+	r.argInt(indexGrace)
+}
+
+// finish reads the replies of the item's calls and sets its result or error.
+func (b *backend) finish(it *item, replies []abi.Reply) {
+	rs := replies[it.first : it.first+it.n]
+	// The index call of a write only matters when Redis refused it.
+	if len(rs) == 2 && rs[1].Kind == abi.ReplyError {
+		it.err = rs[1].Err()
+		return
+	}
+	r := &rs[0]
+	switch it.op {
+	case abi.OpPutMetric:
+		e, err := replyInt(r)
+		it.metric.ExpiresAt, it.err = msTime(e), err
+
+	case abi.OpGetMetric:
+		it.err = decodeMetric(&it.metric, r)
+
+	case abi.OpDeleteMetric:
+		n, err := replyInt(r)
+		if err == nil && n == 0 {
+			err = metricNotFound(&it.metric)
+		}
+		it.err = err
+
+	case abi.OpPutAlert:
+		a, err := replyArray(r, 2)
+		if err != nil {
+			it.err = err
+			return
+		}
+		if a[0].Int != 1 {
+			it.err = transitionConflict(it.alert.ID, a[1].Str, it.alert.Status)
+			return
+		}
+		if len(a) < 3 {
+			it.err = badReply(r)
+			return
+		}
+		created, err := nsTime(a[1].Str)
+		if err != nil {
+			it.err = err
+			return
+		}
+		e, err := replyInt(&a[2])
+		it.alert.CreatedAt, it.alert.UpdatedAt, it.alert.ExpiresAt, it.err = created, it.now, msTime(e), err
+
+	case abi.OpGetAlert:
+		id := it.alert.ID
+		a, err := replyArray(r, 2)
+		if err == nil {
+			var found bool
+			found, err = decodeAlert(&it.alert, id, &a[0], &a[1])
+			if err == nil && !found {
+				err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+			}
+		}
+		it.err = err
+
+	case abi.OpDeleteAlert:
+		n, err := replyInt(r)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+		}
+		it.err = err
+
+	case abi.OpSetAlertStatus:
+		id := it.alert.ID
+		a, err := replyArray(r, 1)
+		if err != nil {
+			it.err = err
+			return
+		}
+		switch {
+		case a[0].Int < 0:
+			it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+		case a[0].Int == 0 && len(a) >= 2:
+			it.err = transitionConflict(id, a[1].Str, it.status)
+		case len(a) >= 3:
+			var found bool
+			found, it.err = decodeAlert(&it.alert, id, &a[1], &a[2])
+			if it.err == nil && !found {
+				it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+			}
+		default:
+			it.err = badReply(r)
+		}
+
+	case abi.OpPutAgentState:
+		a, err := replyArray(r, 1)
+		if err != nil {
+			it.err = err
+			return
+		}
+		if a[0].Int != 1 || len(a) < 3 {
+			if a[0].Int == 0 {
+				it.err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
+			} else {
+				it.err = badReply(r)
+			}
+			return
+		}
+		v, ok := parseInt(a[1].Str)
+		if !ok {
+			it.err = abi.Errorf(abi.StatusInternal, "redis: version %q", a[1].Str)
+			return
+		}
+		e, err := replyInt(&a[2])
+		s := &it.state
+		s.Version, s.UpdatedAt, s.ExpiresAt, it.err = uint64(v), it.now, msTime(e), err
+
+	case abi.OpGetAgentState:
+		id := it.state.AgentID
+		a, err := replyArray(r, 2)
+		if err == nil {
+			var found bool
+			found, err = decodeState(&it.state, id, &a[0], &a[1], false)
+			if err == nil && !found {
+				err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
+			}
+		}
+		it.err = err
+
+	case abi.OpDeleteAgentState:
+		n, err := replyInt(r)
+		switch {
+		case err != nil:
+		case n < 0:
+			err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+		case n == 0:
+			err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
+		}
+		it.err = err
+	}
+}
+
+func conditionText(c abi.Condition) string {
+	if c.Mode == abi.IfAbsent {
+		return "already exists"
+	}
+	return fmt.Sprintf("version %d is not current", c.Version)
+}
+
+func transitionConflict(id string, cur []byte, to abi.AlertStatus) error {
+	from := abi.AlertStatus(0)
+	if n, ok := parseInt(cur); ok {
+		from = abi.AlertStatus(n)
+	}
+	return fmt.Errorf("alert %q: cannot go from %s to %s: %w", id, from, to, sdk.ErrConflict)
+}
+
+func metricNotFound(m *abi.Metric) error {
+	return fmt.Errorf("metric %q/%q at %s: %w", m.AgentID, m.Name, m.Timestamp.UTC().Format(time.RFC3339Nano), sdk.ErrNotFound)
+}
+
+// --- stored values ---
+
+// appendMetricValue appends a metric's stored value: the value as f64
+// little-endian, then the labels.
+func appendMetricValue(dst []byte, m *abi.Metric) []byte {
+	u := math.Float64bits(m.Value)
+	dst = append(dst, byte(u), byte(u>>8), byte(u>>16), byte(u>>24), byte(u>>32), byte(u>>40), byte(u>>48), byte(u>>56))
+	return appendLabels(dst, m.Labels)
+}
+
+// decodeMetricValue sets m's value and labels from its stored value.
+func decodeMetricValue(m *abi.Metric, v []byte) error {
+	if len(v) < 8 {
+		return abi.Errorf(abi.StatusInternal, "corrupt record: metric value of %d bytes", len(v))
+	}
+	u := uint64(v[0]) | uint64(v[1])<<8 | uint64(v[2])<<16 | uint64(v[3])<<24 |
+		uint64(v[4])<<32 | uint64(v[5])<<40 | uint64(v[6])<<48 | uint64(v[7])<<56
+	m.Value = math.Float64frombits(u)
+	var err error
+	m.Labels, err = decodeLabels(v[8:])
+	return err
+}
+
+// decodeMetric reads an "rd" reply of a sample into m, whose key fields
+// are set.
+func decodeMetric(m *abi.Metric, r *abi.Reply) error {
+	a, err := replyArray(r, 2)
+	if err != nil {
+		return err
+	}
+	e, err := replyInt(&a[1])
+	if err != nil {
+		return err
+	}
+	if e == -2 || a[0].Kind != abi.ReplyBulk {
+		return metricNotFound(m)
+	}
+	m.ExpiresAt = msTime(e)
+	return decodeMetricValue(m, a[0].Str)
+}
+
+// decodeAlert reads an alert's fields (alertFields) and expiry into a.
+// found is false when the alert does not exist.
+func decodeAlert(a *abi.Alert, id string, fields, exp *abi.Reply) (found bool, err error) {
+	e, err := replyInt(exp)
+	if err != nil || e == -2 {
+		return false, err
+	}
+	f, err := replyArray(fields, len(alertFields))
+	if err != nil {
+		return false, err
+	}
+	if f[2].Kind != abi.ReplyBulk {
+		return false, nil
+	}
+	sev, ok1 := parseInt(f[1].Str)
+	st, ok2 := parseInt(f[2].Str)
+	if !ok1 || !ok2 {
+		return false, abi.Errorf(abi.StatusInternal, "corrupt alert %q: severity %q, status %q", id, f[1].Str, f[2].Str)
+	}
+	*a = abi.Alert{ID: id, AgentID: string(f[0].Str), Severity: abi.Severity(sev), Status: abi.AlertStatus(st),
+		Message: string(f[3].Str), ExpiresAt: msTime(e)}
+	if a.Labels, err = decodeLabels(f[4].Str); err != nil {
+		return false, err
+	}
+	if a.CreatedAt, err = nsTime(f[5].Str); err != nil {
+		return false, err
+	}
+	a.UpdatedAt, err = nsTime(f[6].Str)
+	return err == nil, err
+}
+
+// decodeState reads a state's fields (stateFields) and expiry into s.
+// The document aliases the reply unless copyDoc: a single read is encoded
+// before the next Redis call reuses the reply buffer, a query page is not.
+// found is false when the state does not exist.
+func decodeState(s *abi.AgentState, id string, fields, exp *abi.Reply, copyDoc bool) (found bool, err error) {
+	e, err := replyInt(exp)
+	if err != nil || e == -2 {
+		return false, err
+	}
+	f, err := replyArray(fields, len(stateFields))
+	if err != nil {
+		return false, err
+	}
+	if f[0].Kind != abi.ReplyBulk {
+		return false, nil
+	}
+	v, ok := parseInt(f[0].Str)
+	if !ok {
+		return false, abi.Errorf(abi.StatusInternal, "corrupt agent state %q: version %q", id, f[0].Str)
+	}
+	*s = abi.AgentState{AgentID: id, Version: uint64(v), ExpiresAt: msTime(e)}
+	if len(f[2].Str) > 0 {
+		s.State = f[2].Str
+		if copyDoc {
+			s.State = bytes.Clone(s.State)
+		}
+	}
+	s.UpdatedAt, err = nsTime(f[1].Str)
+	return err == nil, err
+}
+
+// --- single-record operations ---
+
+// run serves one item in one round trip.
+func (b *backend) run(it *item) {
+	b.rq.reset()
+	it.now = sdk.Now()
+	b.prepare(it)
+	if it.err != nil {
+		return
+	}
+	replies, err := b.send()
+	if err != nil {
+		it.err = err
+		return
+	}
+	b.finish(it, replies)
+}
+
+// begin returns the backend's single item, reset for op.
+func (b *backend) begin(op abi.Op) *item {
+	b.one = item{op: op}
+	return &b.one
+}
+
+func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
+	b := (*backend)(m)
+	it := b.begin(abi.OpPutMetric)
+	it.metric, it.ttl = r.Metric, r.TTL
+	b.run(it)
+	return it.metric, it.err
+}
+
+func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
+	b := (*backend)(m)
+	it := b.begin(abi.OpGetMetric)
+	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
+	b.run(it)
+	if it.err != nil {
+		return abi.Metric{}, it.err
+	}
+	return it.metric, nil
+}
+
+func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
+	b := (*backend)(m)
+	it := b.begin(abi.OpDeleteMetric)
+	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
+	b.run(it)
+	return it.err
+}
+
+func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpPutAlert)
+	it.alert, it.ttl = r.Alert, r.TTL
+	b.run(it)
+	if it.err != nil {
+		return abi.Alert{}, it.err
+	}
+	return it.alert, nil
+}
+
+func (a *alerts) GetAlert(id string) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpGetAlert)
+	it.alert.ID = id
+	b.run(it)
+	if it.err != nil {
+		return abi.Alert{}, it.err
+	}
+	return it.alert, nil
+}
+
+func (a *alerts) DeleteAlert(id string) error {
+	b := (*backend)(a)
+	it := b.begin(abi.OpDeleteAlert)
+	it.alert.ID = id
+	b.run(it)
+	return it.err
+}
+
+// SetAlertStatus moves an alert to a new status, keeping its expiry; the
+// transition is checked and applied in one script.
+func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpSetAlertStatus)
+	it.alert.ID, it.status = r.ID, r.Status
+	b.run(it)
+	if it.err != nil {
+		return abi.Alert{}, it.err
+	}
+	return it.alert, nil
+}
+
+func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
+	b := (*backend)(s)
+	it := b.begin(abi.OpPutAgentState)
+	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
+	it.ttl, it.cond = r.TTL, r.Condition
+	b.run(it)
+	if it.err != nil {
+		return abi.AgentState{}, it.err
+	}
+	return it.state, nil
+}
+
+func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
+	b := (*backend)(s)
+	it := b.begin(abi.OpGetAgentState)
+	it.state.AgentID = agentID
+	b.run(it)
+	if it.err != nil {
+		return abi.AgentState{}, it.err
+	}
+	return it.state, nil
+}
+
+func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
+	b := (*backend)(s)
+	it := b.begin(abi.OpDeleteAgentState)
+	it.state.AgentID, it.cond = r.AgentID, r.Condition
+	b.run(it)
+	return it.err
+}
