@@ -125,6 +125,7 @@ func TestStatus(t *testing.T) {
 		{abi.StatusUnsupported, 5, "unsupported"},
 		{abi.StatusInternal, 6, "internal"},
 		{abi.StatusLimit, 7, "limit exceeded"},
+		{abi.StatusStale, 8, "stale"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.code, uint8(tt.s))
@@ -132,8 +133,8 @@ func TestStatus(t *testing.T) {
 		assert.Equal(t, tt.name, tt.s.String())
 		assert.Equal(t, tt.name, tt.s.Error())
 	}
-	assert.False(t, abi.Status(8).Known())
-	assert.Equal(t, "status 8", abi.Status(8).String())
+	assert.False(t, abi.Status(9).Known())
+	assert.Equal(t, "status 9", abi.Status(9).String())
 	assert.Equal(t, "status 255", abi.Status(255).String())
 }
 
@@ -592,4 +593,11 @@ func TestFeatures(t *testing.T) {
 	assert.Equal(t, "", abi.Feature(0).String())
 	_, ok := abi.ParseFeature("pubsub")
 	assert.False(t, ok)
+}
+
+// TestParseStale: a stale response carries its result and says so.
+func TestParseStale(t *testing.T) {
+	body, err := abi.ParseResponse([]byte{8, 1, 2})
+	require.Equal(t, []byte{1, 2}, body, "the body holds the result")
+	require.ErrorIs(t, err, abi.StatusStale)
 }

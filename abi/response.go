@@ -11,14 +11,18 @@ func AppendError(e *Encoder, s Status, msg string) {
 }
 
 // ParseResponse splits a response into its body, or returns an *Error for
-// a non-OK status. body aliases resp.
+// a non-OK status. body aliases resp. For StatusStale it returns both: the
+// body, which holds a result, and an *Error saying it may be stale.
 func ParseResponse(resp []byte) (body []byte, err error) {
 	if len(resp) == 0 {
 		return nil, &Error{Status: StatusInternal, Message: "empty response"}
 	}
 	s := Status(resp[0])
-	if s == StatusOK {
+	switch s {
+	case StatusOK:
 		return resp[1:], nil
+	case StatusStale:
+		return resp[1:], &Error{Status: StatusStale, Message: "served from a fallback copy that may be behind"}
 	}
 	if !s.Known() {
 		return nil, Errorf(StatusInternal, "unknown status %d: %s", s, resp[1:])

@@ -36,6 +36,11 @@ const (
 	// StatusLimit: a host-enforced limit was exceeded (request or response
 	// size, pool wait).
 	StatusLimit Status = 7
+	// StatusStale (ABI 1.1): the request succeeded and the body is the
+	// op's result, as with StatusOK, but it was served from a fallback copy
+	// that may be behind the primary store (a Redis backend buffering while
+	// Redis is unreachable). Only reads answer it.
+	StatusStale Status = 8
 )
 
 var statusNames = [...]string{
@@ -47,6 +52,7 @@ var statusNames = [...]string{
 	StatusUnsupported: "unsupported",
 	StatusInternal:    "internal",
 	StatusLimit:       "limit exceeded",
+	StatusStale:       "stale",
 }
 
 // Known reports whether s is a status code of this ABI version.

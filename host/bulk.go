@@ -2,11 +2,13 @@ package host
 
 import (
 	"context"
+	"errors"
 
 	"github.com/storage-host/storage-host/abi"
 )
 
 // Result is the outcome of one item of a bulk operation, in request order.
+// Value is set when Err is nil, and also with ErrStale.
 type Result[T any] struct {
 	Value T
 	Err   error
@@ -39,7 +41,10 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	errs = make([]error, n)
 	var d abi.Decoder
 	for i, r := range results {
-		if r.Status != abi.StatusOK {
+		switch {
+		case r.Status == abi.StatusStale:
+			errs[i] = &abi.Error{Status: r.Status, Message: "served from a fallback copy that may be behind"}
+		case r.Status != abi.StatusOK:
 			if !r.Status.Known() {
 				r.Status = abi.StatusInternal
 			}
@@ -64,7 +69,7 @@ func results[T any](values []T, errs []error, err error) ([]Result[T], error) {
 	out := make([]Result[T], len(values))
 	for i := range values {
 		out[i] = Result[T]{Err: errs[i]}
-		if errs[i] == nil {
+		if errs[i] == nil || errors.Is(errs[i], ErrStale) {
 			out[i].Value = values[i]
 		}
 	}

@@ -65,6 +65,9 @@ var (
 	ErrUnsupported error = abi.StatusUnsupported
 	ErrInternal    error = abi.StatusInternal
 	ErrLimit       error = abi.StatusLimit
+	// ErrStale comes with a result: the value returned is valid but may be
+	// behind, served from a backend's fallback buffer (Redis unreachable).
+	ErrStale error = abi.StatusStale
 
 	// ErrClosed is returned by every method of a closed Store.
 	ErrClosed = errors.New("host: store is closed")

@@ -108,7 +108,8 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 	in.enc.Reset()
 	encode(&in.enc)
 	body, err := in.call(ctx, op, in.enc.Bytes())
-	if err != nil {
+	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
+	if err != nil && !stale {
 		var trap errTrap
 		if errors.As(err, &trap) {
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
@@ -124,16 +125,17 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 		s.p.pool.put(in, false)
 		return err
 	}
+	var decodeErr error
 	if decode != nil {
 		in.dec.Reset(body)
 		decode(&in.dec)
-		err = in.dec.Finish()
+		decodeErr = in.dec.Finish()
 	}
 	s.p.pool.put(in, false)
-	if err != nil {
-		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, err)
+	if decodeErr != nil {
+		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}
-	return nil
+	return err // nil, or ErrStale with the result decoded
 }
 
 // Ping makes a trivial round trip through the plugin.

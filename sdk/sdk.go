@@ -109,6 +109,10 @@ var (
 	ErrInvalid     error = abi.StatusInvalid
 	ErrUnavailable error = abi.StatusUnavailable
 	ErrUnsupported error = abi.StatusUnsupported
+	// ErrStale, returned with a record from a Get method, answers the
+	// record marked as possibly behind: served from a fallback copy while
+	// the primary store is unreachable (ABI 1.1).
+	ErrStale error = abi.StatusStale
 )
 
 // statusOf maps an error from a store to a status and message.
@@ -203,6 +207,10 @@ func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
 	}()
 	e.U8(uint8(abi.StatusOK))
 	if err := d.serve(op, req, e); err != nil {
+		if errors.Is(err, ErrStale) {
+			e.Bytes()[mark] = uint8(abi.StatusStale) // the result is encoded; only the status changes
+			return
+		}
 		truncate(e, mark)
 		s, msg := statusOf(err)
 		abi.AppendError(e, s, msg)
@@ -284,11 +292,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.Metrics.GetMetric(&k)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrStale) {
 			return err
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpDeleteMetric:
 		var k abi.MetricKey
 		k.Decode(d.begin(req))
@@ -335,11 +343,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return d.p.Alerts.DeleteAlert(id)
 		}
 		v, err := d.p.Alerts.GetAlert(id)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrStale) {
 			return err
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpSetAlertStatus:
 		var r abi.SetAlertStatus
 		r.Decode(d.begin(req))
@@ -391,11 +399,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.AgentStates.GetAgentState(id)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrStale) {
 			return err
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpDeleteAgentState:
 		var r abi.DeleteAgentState
 		r.Decode(d.begin(req))
