@@ -192,7 +192,16 @@ func (b *Bridge) exec(ctx context.Context, cmds []*redis.RawCmd, tx bool) {
 	for _, c := range cmds {
 		_ = p.Process(ctx, c)
 	}
-	_, _ = p.Exec(ctx)
+	if _, err := p.Exec(ctx); err != nil && !isReply(err) {
+		// go-redis does not copy a failure that hit the whole pipeline (a
+		// refused login, say) onto the commands that never got a reply:
+		// do it, so outcome sees the failure and its cause.
+		for _, c := range cmds {
+			if c.Err() == nil && c.Val() == nil {
+				c.SetErr(err)
+			}
+		}
+	}
 	if b.isCluster && !tx {
 		// A cluster pipeline reads raw replies itself, so a redirection
 		// comes back as the reply. Such a command did not run: send it

@@ -267,3 +267,23 @@ func TestScriptsCloseRemovesItsPassword(t *testing.T) {
 	assert.Equal(t, 1, passwords())
 	assert.Equal(t, integer(1), mustScript(t, a, "return 1"), "the other bridge still logs in")
 }
+
+// After a restart that forgot the ACL user, the first request may be a
+// pipeline: the login failure must reach it (and the user be made again),
+// not vanish into replies that were never read.
+func TestScriptsUserSurvivesARestartPipelined(t *testing.T) {
+	s := redistest.NewServer(t)
+	b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "sht:restart2:", Scripts: true})
+	_, err := pipeline(t, b, cmd("SET", "a", "1"), cmd("SET", "b", "2"))
+	require.NoError(t, err)
+	s.Stop()
+	s.Start()
+	redistest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() bool {
+		_, err := pipeline(t, b, cmd("SET", "a", "1"), cmd("GET", "a"))
+		return err == nil
+	}, "a pipeline as the first request after the restart logs in again")
+	rs, err := pipeline(t, b, cmd("SET", "c", "3"), cmd("GET", "c"))
+	require.NoError(t, err)
+	assert.Equal(t, abi.ReplyBulk, rs[1].Kind)
+	assert.Equal(t, "3", string(rs[1].Str))
+}

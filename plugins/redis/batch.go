@@ -26,9 +26,16 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	items := b.items[:len(in)]
 	out := make([]abi.BatchResult, len(in))
 	bodies := make([]span, len(in))
+	now := sdk.Now()
+	if b.fb != nil {
+		// Replay first (it uses b.rq), then serve the items in order;
+		// queries inside the batch do not start another replay.
+		b.fallbackBegin(now, true)
+		b.inBatch = true
+		defer func() { b.inBatch = false }()
+	}
 	b.body.Reset()
 	b.rq.reset()
-	now := sdk.Now()
 	seg := 0 // first item of the record operations not yet sent
 	for i := range in {
 		it := &items[i]
@@ -44,6 +51,9 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 		}
 		b.decodeItem(it, in[i].Payload)
 		if it.err == nil {
+			if b.fb != nil && b.fb.pending && b.fromBuffer(it) {
+				continue
+			}
 			b.prepare(it)
 		}
 	}
@@ -66,9 +76,12 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 	b.rq.reset()
 	for i := range items {
 		it := &items[i]
-		if it.err == nil {
+		if it.err == nil && !it.served {
 			if err != nil {
 				it.err = err
+				if b.fb != nil && errors.Is(err, sdk.ErrUnavailable) {
+					b.afterUnavailable(it) // in item order, so buffered writes keep it
+				}
 			} else {
 				b.finish(it, replies)
 			}
@@ -78,14 +91,18 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 }
 
 // result encodes the item's response body into b.body from start (a query's page
-// is already there) and sets its status.
+// is already there) and sets its status: a read served from the fallback
+// buffer is STALE, with its record.
 func (b *backend) result(it *item, out *abi.BatchResult, body *span, start int) {
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		var msg string
 		out.Status, msg = statusOf(it.err)
 		b.body.Raw([]byte(msg))
 	} else {
 		out.Status = abi.StatusOK
+		if it.err != nil {
+			out.Status = abi.StatusStale
+		}
 		switch it.op {
 		case abi.OpPutMetric, abi.OpGetMetric:
 			it.metric.Encode(&b.body)

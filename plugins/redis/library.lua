@@ -196,7 +196,8 @@ elseif op == 'astat' then
 elseif op == 'sput' then
   -- Write an agent state if its condition holds. KEYS: state.
   -- ARGV: op, ttl, condition ('' none, 'a' absent, else the version it
-  -- must have), updated_at, document.
+  -- must have), updated_at, document[, floor: the least version to give,
+  -- sent by the replay of a buffered write, see fallback.go].
   -- Answers {1, version, expiry} or {0} when the condition fails.
   --
   -- The version is max(old + 1, the Redis clock in microseconds). It
@@ -222,6 +223,10 @@ elseif op == 'sput' then
   if old then
     local o = tonumber(old) + 1
     if o > v then v = o end
+  end
+  if ARGV[6] then
+    local f = tonumber(ARGV[6])
+    if f > v then v = f end
   end
   local vs = fmt(v)
   call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5])

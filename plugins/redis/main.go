@@ -44,7 +44,12 @@
 //
 // metric_ttl_seconds, alert_ttl_seconds and agent_state_ttl_seconds are
 // the kinds' default TTLs in whole seconds (0 or absent: none), as for
-// the memory backend; any other option is INVALID.
+// the memory backend. fallback says what happens when Redis cannot be
+// reached: "fail" (the default) answers UNAVAILABLE; "buffer" keeps
+// writes in the host's kv store and replays them in order when Redis
+// returns (see fallback.go). fallback_buffer_entries bounds that buffer
+// (default 10000 writes). Any other option, or a malformed value, is
+// INVALID.
 //
 // # Query costs
 //
@@ -121,14 +126,16 @@ func main() {}
 func init() {
 	b := &backend{}
 	sdk.Register(sdk.Plugin{
-		Name:         "redis",
-		Version:      "1.0.0",
-		Metrics:      (*metrics)(b),
-		Alerts:       (*alerts)(b),
-		AgentStates:  (*states)(b),
-		TTL:          true,
-		Concurrency:  true,
-		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityRedis},
+		Name:        "redis",
+		Version:     "1.0.0",
+		Metrics:     (*metrics)(b),
+		Alerts:      (*alerts)(b),
+		AgentStates: (*states)(b),
+		TTL:         true,
+		Concurrency: true,
+		// kv is the fallback buffer's (fallback=buffer); the host grants
+		// it by default.
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
 		Configure:    b.configure,
 	})
 }
@@ -142,6 +149,11 @@ type backend struct {
 	enc   abi.Encoder // scratch: record values, cursor hashes
 	// Default TTLs per kind, from the options; 0 = never expire.
 	metricTTL, alertTTL, stateTTL time.Duration
+	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
+	fb *fallback
+	// inBatch is set while a batch is served: its queries do not start
+	// a replay of their own.
+	inBatch bool
 }
 
 type (
@@ -151,9 +163,23 @@ type (
 )
 
 func (b *backend) configure(o abi.Options) error {
+	mode, entries := "fail", uint64(defaultBufferEntries)
 	for name, v := range o {
 		var dst *time.Duration
 		switch name {
+		case "fallback":
+			if v != "fail" && v != "buffer" {
+				return abi.Errorf(abi.StatusInvalid, "option fallback: %q is neither fail nor buffer", v)
+			}
+			mode = v
+			continue
+		case "fallback_buffer_entries":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return abi.Errorf(abi.StatusInvalid, "option fallback_buffer_entries: %q is not a positive whole number", v)
+			}
+			entries = n
+			continue
 		case "metric_ttl_seconds":
 			dst = &b.metricTTL
 		case "alert_ttl_seconds":
@@ -168,6 +194,10 @@ func (b *backend) configure(o abi.Options) error {
 			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
 		}
 		*dst = time.Duration(secs) * time.Second
+	}
+	b.fb = nil
+	if mode == "buffer" {
+		b.fb = &fallback{max: entries}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -21,6 +22,13 @@ type item struct {
 	// first and n are the item's calls in the request.
 	first, n int
 	now      time.Time
+	// served is set when the fallback buffer answered the item (see
+	// fallback.go): it has no calls, its result or error is final.
+	served bool
+	// floor, when not 0, is the least version an agent-state put may
+	// give: the replay of a buffered put passes the provisional version
+	// it answered plus one.
+	floor uint64
 
 	// Requests and results; which are used depends on op. metric holds a
 	// metric key's fields too, alert.ID and state.AgentID the IDs.
@@ -149,6 +157,9 @@ func (b *backend) addCalls(it *item) {
 		appendCondition(r, it.cond)
 		r.argInt(it.now.UnixNano())
 		r.arg(s.State)
+		if it.floor > 0 {
+			r.argInt(int64(it.floor))
+		}
 		b.index(ixStates, s.AgentID, bound)
 
 	case abi.OpGetAgentState:
@@ -471,10 +482,20 @@ func decodeState(s *abi.AgentState, id string, fields, exp *abi.Reply, copyDoc b
 
 // --- single-record operations ---
 
-// run serves one item in one round trip.
+// run serves one item: in one round trip, or through the fallback
+// buffer when the backend has one (fallback.go).
 func (b *backend) run(it *item) {
-	b.rq.reset()
 	it.now = sdk.Now()
+	if b.fb != nil {
+		b.runWithFallback(it)
+		return
+	}
+	b.direct(it)
+}
+
+// direct serves one item on Redis in one round trip.
+func (b *backend) direct(it *item) {
+	b.rq.reset()
 	b.prepare(it)
 	if it.err != nil {
 		return
@@ -506,10 +527,10 @@ func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
 	it := b.begin(abi.OpGetMetric)
 	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.Metric{}, it.err
 	}
-	return it.metric, nil
+	return it.metric, it.err
 }
 
 func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
@@ -536,10 +557,10 @@ func (a *alerts) GetAlert(id string) (abi.Alert, error) {
 	it := b.begin(abi.OpGetAlert)
 	it.alert.ID = id
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.Alert{}, it.err
 	}
-	return it.alert, nil
+	return it.alert, it.err
 }
 
 func (a *alerts) DeleteAlert(id string) error {
@@ -580,10 +601,10 @@ func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
 	it := b.begin(abi.OpGetAgentState)
 	it.state.AgentID = agentID
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.AgentState{}, it.err
 	}
-	return it.state, nil
+	return it.state, it.err
 }
 
 func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {

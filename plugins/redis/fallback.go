@@ -1,0 +1,921 @@
+package main
+
+// # Fallback: what happens when Redis cannot be reached
+//
+// With fallback=fail (the default) an unreachable Redis is UNAVAILABLE.
+// With fallback=buffer the plugin keeps writes that Redis cannot take in
+// the host's kv store (the kv capability: ordered, kept by the host,
+// shared by every instance of this backend) and replays them, in the order
+// it acknowledged them, when Redis is back. The buffer lives as long as
+// the host's Store: a write acknowledged from it survives a Redis outage,
+// not a host restart or the Store's Close.
+//
+// kv layout:
+//
+//	c          the queue: head (the sequence number of the next write to
+//	           replay) and tail (the last one allocated), 8 bytes
+//	           big-endian each; absent: empty, head 1. Writers allocate
+//	           a number by a CAS (IfVersion) on it, so a full queue is
+//	           refused exactly and numbers follow acknowledgement order
+//	           across all instances.
+//	q/<seq>    one buffered write, seq in 16 hex digits (keys sort in
+//	           queue order): op, acknowledgement time, version floor, and
+//	           the request as the client sent it.
+//	r/m/<agent>\0<name>\0<ts>, r/a/<alert>, r/s/<agent>
+//	           the latest buffered value of one record (the write with the
+//	           highest seq; a delete is a tombstone), as it was answered:
+//	           seq, flag, record. It is pending while seq >= head.
+//	l          the replay lock: put IfAbsent with an expiry; its kv
+//	           revision identifies the holder.
+//
+// Writes. An unconditional put or delete of any kind that meets
+// UNAVAILABLE from Redis, or that arrives while the queue is not empty
+// (so that it stays behind the writes acknowledged before it), is
+// acknowledged once it is in the queue and its record's r/ key is set. A
+// write during an outage answers provisional results:
+//   - an agent state's version is the host clock in microseconds (above
+//     the buffered copy's, if any). At replay Redis gives the record a
+//     version of its own, always above the provisional one (the replay
+//     passes it as a floor), so an IfVersion with a provisional version
+//     is a CONFLICT once replayed (and UNAVAILABLE before: see below);
+//   - an expiry (TTL default, duration or persist) is absolute, computed
+//     at acknowledgement, and replayed as such; a keep-TTL write answers
+//     the buffered copy's expiry, or the kind default when the buffer
+//     does not hold the record, and at replay Redis keeps the existing
+//     record's own;
+//   - an alert's created_at is the buffered copy's, else the request's or
+//     now; at replay Redis keeps an existing alert's.
+//
+// A delete of a record whose buffered copy is a tombstone or has expired
+// is NOT_FOUND; any other buffered delete is OK (whether Redis has the
+// record is not known). Conditional writes (IfVersion, IfAbsent) and
+// SetAlertStatus cannot be checked without Redis: during an outage they
+// are UNAVAILABLE, and while the record has buffered writes pending they
+// wait for them (UNAVAILABLE) even when Redis is back. An alert put must
+// be an allowed move from the alert's current status, which only Redis
+// knows, so it is buffered only when the buffer holds the alert (its
+// move is checked against the buffered copy) or when its status is
+// resolved (allowed from every status); otherwise it is UNAVAILABLE. A
+// full queue (fallback_buffer_entries) is UNAVAILABLE, never a silent
+// loss.
+//
+// Reads. While the queue may hold writes, a get first looks at the
+// record's r/ key: a pending copy is answered with STALE (a tombstone,
+// or a copy that has expired, is NOT_FOUND), even when Redis is
+// reachable, as it is newer than Redis until replayed; otherwise the read
+// goes to Redis, and one that meets UNAVAILABLE looks at the r/ key
+// again. Queries read Redis only: during an outage they are UNAVAILABLE,
+// and until the replay is done they do not see buffered writes.
+//
+// Replay. The plugin has no thread: replay happens at the start of
+// requests (a Ping, answered by the SDK, does not count), so an idle
+// backend replays on its next request. An instance checks the queue (one
+// kv get of c) at the start of every write, so that no write goes
+// straight to Redis ahead of one another instance acknowledged from the
+// buffer before it started; and at the start of other requests when its
+// hint says the queue may hold writes or was last checked hintEvery ago,
+// so that reads cost no kv call while the buffer is empty (a read may
+// then miss, for up to hintEvery, a write another instance buffered while
+// Redis answered this one). When the queue holds writes it takes
+// the lock (if another instance holds it, it goes on without replaying),
+// sends a PING (is Redis back?), reads the queue from head in chunks of
+// replayChunk, at most replayBudget per request, stops at a gap (a number
+// allocated by a writer that has not put its entry yet; one missing for
+// gapTimeout is skipped: its writer failed before acknowledging), sends
+// each chunk through the normal write path (prepare, one pipelined
+// EvalMany, finish) with the acknowledgement time as the write's time,
+// advances head past what Redis acknowledged, then deletes those entries
+// and clears the r/ keys whose value was replayed (kv IfVersion, so a
+// newer buffered write is kept). A write Redis refuses for good
+// (CONFLICT, INVALID) is dropped with an error log; if Redis fails, the
+// replay stops, keeps the rest, and leaves the lock to expire after
+// retryBackoff so that instances do not all retry at once. Writes that
+// arrive meanwhile go to the end of the queue. A write replayed twice
+// (a replayer that fails between Redis and advancing head) is rewritten
+// with the same value.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+const (
+	// defaultBufferEntries is fallback_buffer_entries by default.
+	defaultBufferEntries = 10000
+	// hintEvery is how long a read trusts an instance's last look at the
+	// queue that found it empty.
+	hintEvery = 100 * time.Millisecond
+	// lockTTL bounds how long a replayer that died keeps the lock; a live
+	// one renews it before every chunk.
+	lockTTL = 10 * time.Second
+	// retryBackoff is how long after a failed replay no instance tries
+	// again.
+	retryBackoff = 200 * time.Millisecond
+	// gapTimeout is how long a queue position may stay allocated but
+	// unwritten before the replay skips it. A live writer puts its entry
+	// right after allocating it.
+	gapTimeout = 5 * time.Second
+	// replayChunk is how many writes one round trip replays, and
+	// replayBudget how many one request replays at most.
+	replayChunk  = 256
+	replayBudget = 2048
+	// casAttempts bounds the retries of a CAS on a kv key.
+	casAttempts = 1000
+)
+
+var (
+	cmdPing = []byte("PING")
+	kvMeta  = []byte("c")
+	kvLock  = []byte("l")
+	kvQueue = []byte("q/")
+)
+
+// fallback is one instance's side of the buffer; the buffer itself is in
+// kv, shared by every instance.
+type fallback struct {
+	max uint64 // fallback_buffer_entries
+	kv  sdk.KV
+	enc abi.Encoder // r/ values
+	ent abi.Encoder // q/ values
+	dec abi.Decoder
+	key []byte // scratch: r/ keys
+	qk  []byte // scratch: q/ keys
+	qe  []byte // scratch: the end of a queue scan
+
+	// The queue as last read (or written) by this instance, at checkedAt;
+	// rev is the kv revision of c, 0 when absent. pending is the hint:
+	// the queue may hold writes.
+	head, tail, rev uint64
+	pending         bool
+	checkedAt       time.Time
+
+	// A gap at gapSeq seen since gapSince (zero: none).
+	gapSeq   uint64
+	gapSince time.Time
+
+	queued []queued
+	items  []item
+}
+
+// queued is one write of the queue.
+type queued struct {
+	seq     uint64
+	op      abi.Op
+	now     time.Time
+	floor   uint64
+	payload []byte
+}
+
+// buffered is a record's r/ entry: its latest buffered value.
+type buffered struct {
+	seq, rev uint64
+	gone     bool // a tombstone
+	metric   abi.Metric
+	alert    abi.Alert
+	state    abi.AgentState // a tombstone keeps the last provisional version
+}
+
+// --- routing ---
+
+// fallbackBegin starts a request at now: it looks at the queue (always
+// for a request that writes, else when the hint asks for it) and replays
+// what it holds.
+func (b *backend) fallbackBegin(now time.Time, writes bool) {
+	f := b.fb
+	if !writes && !f.pending {
+		if d := now.Sub(f.checkedAt); d >= 0 && d < hintEvery {
+			return
+		}
+	}
+	if err := f.readMeta(now); err != nil {
+		sdk.Logf(abi.LevelWarn, "fallback buffer: %v", err)
+		return
+	}
+	if f.pending {
+		b.replay(now)
+	}
+}
+
+// queryBegin starts a query that is not part of a batch.
+func (b *backend) queryBegin() {
+	if b.fb != nil && !b.inBatch {
+		b.fallbackBegin(sdk.Now(), false)
+	}
+}
+
+// runWithFallback serves a single-record request with fallback=buffer.
+func (b *backend) runWithFallback(it *item) {
+	b.fallbackBegin(it.now, !isRead(it.op))
+	if b.fb.pending && b.fromBuffer(it) {
+		return
+	}
+	b.direct(it)
+	if errors.Is(it.err, sdk.ErrUnavailable) {
+		b.afterUnavailable(it)
+	}
+}
+
+// fromBuffer serves it while the queue holds writes, reporting whether it
+// did: it buffers an unconditional write, answers a read whose record is
+// buffered, and refuses a conditional write to a record with buffered
+// writes. Otherwise the item goes to Redis.
+func (b *backend) fromBuffer(it *item) bool {
+	switch {
+	case bufferable(it):
+		b.buffer(it)
+	case isRead(it.op):
+		if !b.bufferedRead(it) {
+			return false
+		}
+	default:
+		pending, err := b.fb.recordPending(it)
+		if err == nil && !pending {
+			return false
+		}
+		if err == nil {
+			err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
+		}
+		it.err = err
+	}
+	it.served = true
+	return true
+}
+
+// afterUnavailable serves it, which Redis answered UNAVAILABLE, from the
+// buffer where it can: an unconditional write is buffered, a read whose
+// record is buffered answered from it.
+func (b *backend) afterUnavailable(it *item) {
+	f := b.fb
+	switch {
+	case bufferable(it):
+		it.err = nil
+		b.buffer(it)
+	case isRead(it.op):
+		if err := f.readMeta(it.now); err == nil && f.pending {
+			b.bufferedRead(it) // else it stays UNAVAILABLE
+		}
+	}
+}
+
+func isRead(op abi.Op) bool {
+	return op == abi.OpGetMetric || op == abi.OpGetAlert || op == abi.OpGetAgentState
+}
+
+// bufferable reports whether it is a write the buffer may take.
+func bufferable(it *item) bool {
+	switch it.op {
+	case abi.OpPutMetric, abi.OpDeleteMetric, abi.OpPutAlert, abi.OpDeleteAlert:
+		return true
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		return it.cond.Mode == abi.Unconditional
+	}
+	return false
+}
+
+// kindOf is the record kind an op is about: 'm', 'a', 's', or 0.
+func kindOf(op abi.Op) byte {
+	switch op {
+	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric:
+		return 'm'
+	case abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
+		return 'a'
+	case abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState:
+		return 's'
+	}
+	return 0
+}
+
+// --- writes ---
+
+// buffer acknowledges the unconditional write it from the buffer: it
+// computes the record the write leaves (the answer), queues the request
+// and sets the record's r/ key.
+func (b *backend) buffer(it *item) {
+	f := b.fb
+	now := it.now
+	f.key = appendRecordKey(f.key[:0], it)
+	var prev buffered
+	exists, err := f.getRecord(it.op, f.key, &prev)
+	if err != nil {
+		it.err = err
+		return
+	}
+	// An entry of a write replayed already (left behind, see
+	// bufferedRead) says nothing about the record.
+	found := exists && prev.seq >= f.head
+	live := found && !prev.gone && !prev.expired(kindOf(it.op), now)
+
+	var rec buffered
+	var floor uint64
+	switch it.op {
+	case abi.OpPutMetric:
+		rec.metric = it.metric
+		rec.metric.Timestamp = rec.metric.Timestamp.UTC()
+		rec.metric.ExpiresAt = expiry(&it.ttl, now, b.metricTTL, prev.metric.ExpiresAt, live)
+	case abi.OpPutAlert:
+		a := it.alert
+		switch {
+		case live:
+			if !prev.alert.Status.CanTransition(a.Status) {
+				it.err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", a.ID, prev.alert.Status, a.Status, sdk.ErrConflict)
+				return
+			}
+		case found: // deleted or expired in the buffer: a create
+		case a.Status == abi.AlertResolved: // allowed from every status
+		default:
+			it.err = abi.Errorf(abi.StatusUnavailable,
+				"redis is unreachable and alert %q is not in the fallback buffer: its move to %s cannot be checked", a.ID, a.Status)
+			return
+		}
+		if live {
+			a.CreatedAt = prev.alert.CreatedAt
+		} else if a.CreatedAt.IsZero() {
+			a.CreatedAt = now
+		}
+		a.UpdatedAt = now
+		a.ExpiresAt = expiry(&it.ttl, now, b.alertTTL, prev.alert.ExpiresAt, live)
+		rec.alert = a
+	case abi.OpPutAgentState:
+		s := abi.AgentState{AgentID: it.state.AgentID, State: it.state.State, UpdatedAt: now}
+		s.Version = uint64(now.UnixMicro())
+		if exists && prev.state.Version >= s.Version {
+			s.Version = prev.state.Version + 1
+		}
+		s.ExpiresAt = expiry(&it.ttl, now, b.stateTTL, prev.state.ExpiresAt, live)
+		rec.state = s
+		floor = s.Version + 1
+	default: // a delete
+		if found && !live {
+			it.err = notFound(it)
+			return
+		}
+		rec.gone = true
+		rec.state.Version = prev.state.Version
+	}
+
+	seq, err := f.alloc(now)
+	if err != nil {
+		it.err = err
+		return
+	}
+	f.ent.Reset()
+	f.ent.Uvarint(uint64(it.op))
+	f.ent.Time(now)
+	f.ent.Uvarint(floor)
+	encodeRequest(it, &f.ent)
+	f.qk = appendQueueKey(f.qk[:0], seq)
+	if _, _, err := f.kv.Put(f.qk, f.ent.Bytes(), time.Time{}, false, abi.Condition{}); err != nil {
+		// Not acknowledged; the replay skips the empty position.
+		it.err = err
+		return
+	}
+	rec.seq = seq
+	f.enc.Reset()
+	encodeBuffered(&f.enc, kindOf(it.op), &rec)
+	if err := f.putRecord(f.key, f.enc.Bytes(), seq, prev.rev, exists); err != nil {
+		// The write is queued and will be replayed; only reading it
+		// back before then is lost.
+		sdk.Logf(abi.LevelWarn, "fallback buffer: keeping the buffered copy of a %s: %v", it.op, err)
+	}
+	switch it.op {
+	case abi.OpPutMetric:
+		it.metric = rec.metric
+	case abi.OpPutAlert:
+		it.alert = rec.alert
+	case abi.OpPutAgentState:
+		it.state = rec.state
+	}
+	it.err = nil
+}
+
+// expiry resolves a buffered write's TTL to the absolute expiry Redis
+// would keep (truncated to the millisecond, as appendTTL does).
+func expiry(ttl *abi.TTL, now time.Time, def time.Duration, prev time.Time, live bool) time.Time {
+	at := ttl.ExpiresAt(now, def, prev, live)
+	if at.IsZero() {
+		return at
+	}
+	return time.UnixMilli(at.UnixMilli()).UTC()
+}
+
+func notFound(it *item) error {
+	switch kindOf(it.op) {
+	case 'm':
+		return metricNotFound(&it.metric)
+	case 'a':
+		return fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+	}
+	return fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+}
+
+// encodeRequest appends the request of the write it, as decodeItem reads
+// it back.
+func encodeRequest(it *item, e *abi.Encoder) {
+	switch it.op {
+	case abi.OpPutMetric:
+		r := abi.PutMetric{Metric: it.metric, TTL: it.ttl}
+		r.Encode(e)
+	case abi.OpDeleteMetric:
+		k := it.metric.Key()
+		k.Encode(e)
+	case abi.OpPutAlert:
+		r := abi.PutAlert{Alert: it.alert, TTL: it.ttl}
+		r.Encode(e)
+	case abi.OpDeleteAlert:
+		e.String(it.alert.ID)
+	case abi.OpPutAgentState:
+		r := abi.PutAgentState{State: abi.AgentState{AgentID: it.state.AgentID, State: it.state.State}, TTL: it.ttl, Condition: it.cond}
+		r.Encode(e)
+	case abi.OpDeleteAgentState:
+		r := abi.DeleteAgentState{AgentID: it.state.AgentID, Condition: it.cond}
+		r.Encode(e)
+	}
+}
+
+// --- reads ---
+
+// bufferedRead answers the read it from its record's pending r/ entry,
+// reporting whether it did (an error of the kv store included).
+func (b *backend) bufferedRead(it *item) bool {
+	f := b.fb
+	f.key = appendRecordKey(f.key[:0], it)
+	var rec buffered
+	found, err := f.getRecord(it.op, f.key, &rec)
+	if err != nil {
+		it.err = err
+		return true
+	}
+	if !found {
+		return false
+	}
+	if rec.seq < f.head {
+		// Replayed already (its writer set it after the replay cleared
+		// the key): Redis has it, or something newer.
+		_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: rec.rev})
+		return false
+	}
+	kind := kindOf(it.op)
+	if rec.gone || rec.expired(kind, it.now) {
+		it.err = notFound(it)
+		return true
+	}
+	switch kind {
+	case 'm':
+		it.metric = rec.metric
+	case 'a':
+		it.alert = rec.alert
+	case 's':
+		it.state = rec.state
+	}
+	it.err = sdk.ErrStale
+	return true
+}
+
+// recordPending reports whether the record of it has buffered writes not
+// yet replayed.
+func (f *fallback) recordPending(it *item) (bool, error) {
+	f.key = appendRecordKey(f.key[:0], it)
+	var rec buffered
+	found, err := f.getRecord(it.op, f.key, &rec)
+	return found && rec.seq >= f.head, err
+}
+
+// --- the queue ---
+
+// readMeta reads the queue's head and tail.
+func (f *fallback) readMeta(now time.Time) error {
+	en, err := f.kv.Get(kvMeta)
+	switch {
+	case err == nil:
+		if len(en.Value) != 16 {
+			f.pending = true
+			return abi.Errorf(abi.StatusInternal, "fallback buffer: corrupt queue state (%d bytes)", len(en.Value))
+		}
+		f.head, f.tail, f.rev = binary.BigEndian.Uint64(en.Value), binary.BigEndian.Uint64(en.Value[8:]), en.Revision
+	case errors.Is(err, sdk.ErrNotFound):
+		f.head, f.tail, f.rev = 1, 0, 0
+	default:
+		f.pending = true
+		return err
+	}
+	f.pending = f.head <= f.tail
+	f.checkedAt = now
+	return nil
+}
+
+// writeMeta sets the queue's head and tail if it is still as last read.
+func (f *fallback) writeMeta(head, tail uint64) error {
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:], head)
+	binary.BigEndian.PutUint64(v[8:], tail)
+	cond := abi.Condition{Mode: abi.IfAbsent}
+	if f.rev != 0 {
+		cond = abi.Condition{Mode: abi.IfVersion, Version: f.rev}
+	}
+	rev, _, err := f.kv.Put(kvMeta, v[:], time.Time{}, false, cond)
+	if err != nil {
+		return err
+	}
+	f.head, f.tail, f.rev = head, tail, rev
+	f.pending = head <= tail
+	return nil
+}
+
+// alloc allocates the next queue position, refusing when the queue holds
+// max writes.
+func (f *fallback) alloc(now time.Time) (uint64, error) {
+	fresh := false
+	for range casAttempts {
+		if f.tail+1-f.head >= f.max {
+			if !fresh {
+				if err := f.readMeta(now); err != nil {
+					return 0, err
+				}
+				fresh = true
+				continue
+			}
+			return 0, abi.Errorf(abi.StatusUnavailable, "redis is unreachable or catching up, and the fallback buffer is full (%d writes)", f.max)
+		}
+		err := f.writeMeta(f.head, f.tail+1)
+		if err == nil {
+			return f.tail, nil
+		}
+		if !errors.Is(err, sdk.ErrConflict) {
+			return 0, err
+		}
+		if err := f.readMeta(now); err != nil {
+			return 0, err
+		}
+		fresh = true
+	}
+	return 0, abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
+}
+
+// advance moves head from from to to, reporting false when another
+// replayer moved it first.
+func (f *fallback) advance(from, to uint64, now time.Time) (bool, error) {
+	for range casAttempts {
+		if f.head != from {
+			return false, nil
+		}
+		err := f.writeMeta(to, f.tail)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sdk.ErrConflict) {
+			return false, err
+		}
+		if err := f.readMeta(now); err != nil {
+			return false, err
+		}
+	}
+	return false, abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
+}
+
+// appendQueueKey appends the kv key of queue position seq.
+func appendQueueKey(dst []byte, seq uint64) []byte {
+	const digits = "0123456789abcdef"
+	dst = append(dst, kvQueue...)
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, digits[seq>>uint(shift)&0xf])
+	}
+	return dst
+}
+
+func parseQueueKey(k []byte) (uint64, bool) {
+	if len(k) != len(kvQueue)+16 || !bytes.HasPrefix(k, kvQueue) {
+		return 0, false
+	}
+	var u uint64
+	for _, c := range k[len(kvQueue):] {
+		switch {
+		case c >= '0' && c <= '9':
+			u = u<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			u = u<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return u, true
+}
+
+func (f *fallback) decodeQueued(seq uint64, v []byte) (queued, error) {
+	d := &f.dec
+	d.Reset(v)
+	q := queued{seq: seq, op: abi.Op(d.Uvarint()), now: d.Time(), floor: d.Uvarint()}
+	q.payload = d.Rest()
+	return q, d.Finish()
+}
+
+// --- per-record entries ---
+
+// appendRecordKey appends the r/ key of the record of it.
+func appendRecordKey(dst []byte, it *item) []byte {
+	dst = append(dst, "r/"...)
+	switch kindOf(it.op) {
+	case 'm':
+		dst = append(dst, "m/"...)
+		dst = append(dst, it.metric.AgentID...)
+		dst = append(dst, 0)
+		dst = appendMember(dst, it.metric.Name, it.metric.Timestamp)
+	case 'a':
+		dst = append(dst, "a/"...)
+		dst = append(dst, it.alert.ID...)
+	case 's':
+		dst = append(dst, "s/"...)
+		dst = append(dst, it.state.AgentID...)
+	}
+	return dst
+}
+
+// getRecord reads the r/ entry at key into out.
+func (f *fallback) getRecord(op abi.Op, key []byte, out *buffered) (bool, error) {
+	en, err := f.kv.Get(key)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d := &f.dec
+	d.Reset(en.Value)
+	out.seq = d.Uvarint()
+	out.gone = d.U8() == 1
+	if out.gone {
+		out.state.Version = d.Uvarint()
+	} else {
+		switch kindOf(op) {
+		case 'm':
+			out.metric.Decode(d)
+		case 'a':
+			out.alert.Decode(d)
+		case 's':
+			out.state.Decode(d)
+		}
+	}
+	if err := d.Finish(); err != nil {
+		return false, abi.Errorf(abi.StatusInternal, "fallback buffer: corrupt entry %q: %v", key, err)
+	}
+	out.rev = en.Revision
+	return true, nil
+}
+
+func encodeBuffered(e *abi.Encoder, kind byte, r *buffered) {
+	e.Uvarint(r.seq)
+	if r.gone {
+		e.U8(1)
+		e.Uvarint(r.state.Version)
+		return
+	}
+	e.U8(0)
+	switch kind {
+	case 'm':
+		r.metric.Encode(e)
+	case 'a':
+		r.alert.Encode(e)
+	case 's':
+		r.state.Encode(e)
+	}
+}
+
+func (r *buffered) expired(kind byte, now time.Time) bool {
+	var at time.Time
+	switch kind {
+	case 'm':
+		at = r.metric.ExpiresAt
+	case 'a':
+		at = r.alert.ExpiresAt
+	case 's':
+		at = r.state.ExpiresAt
+	}
+	return !at.IsZero() && !now.Before(at)
+}
+
+// putRecord sets the r/ entry at key to value, the record after write
+// seq, unless it holds a later write. rev and found are what the caller
+// read there before.
+func (f *fallback) putRecord(key, value []byte, seq, rev uint64, found bool) error {
+	cond := abi.Condition{Mode: abi.IfAbsent}
+	if found {
+		cond = abi.Condition{Mode: abi.IfVersion, Version: rev}
+	}
+	for range casAttempts {
+		_, _, err := f.kv.Put(key, value, time.Time{}, false, cond)
+		if err == nil || !errors.Is(err, sdk.ErrConflict) {
+			return err
+		}
+		en, err := f.kv.Get(key)
+		switch {
+		case err == nil:
+			if s, n := binary.Uvarint(en.Value); n > 0 && s > seq {
+				return nil // a later write's copy
+			}
+			cond = abi.Condition{Mode: abi.IfVersion, Version: en.Revision}
+		case errors.Is(err, sdk.ErrNotFound):
+			cond = abi.Condition{Mode: abi.IfAbsent}
+		default:
+			return err
+		}
+	}
+	return abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
+}
+
+// --- replay ---
+
+// replay replays queued writes to Redis if no other instance is doing
+// so (or failed to, lately).
+func (b *backend) replay(now time.Time) {
+	f := b.fb
+	lock, _, err := f.kv.Put(kvLock, nil, now.Add(lockTTL), false, abi.Condition{Mode: abi.IfAbsent})
+	if err != nil {
+		return
+	}
+	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
+	// One command first: a cheap look at whether Redis is back, and a
+	// single command is what makes the bridge log in again (and make its
+	// ACL user again) after a Redis restart, which a pipeline does not.
+	_, err = b.redis.Do(cmdPing)
+	if err == nil && b.replaySteps(now, &held) {
+		_ = f.kv.Delete(kvLock, held)
+	} else {
+		// Keep the lock for the back-off: no instance retries before.
+		_, _, _ = f.kv.Put(kvLock, nil, sdk.Now().Add(retryBackoff), false, held)
+	}
+}
+
+// replaySteps replays up to replayBudget writes in chunks, holding the
+// lock held (renewed before each chunk). It reports false when the
+// replay failed and should be retried after the back-off.
+func (b *backend) replaySteps(now time.Time, held *abi.Condition) bool {
+	f := b.fb
+	for budget := replayBudget; budget > 0; {
+		if !f.pending {
+			f.dropOrphans()
+			return true
+		}
+		head := f.head
+		f.qk = appendQueueKey(f.qk[:0], head)
+		f.qe = appendQueueKey(f.qe[:0], f.tail+1)
+		ents, _, err := f.kv.Scan(f.qk, f.qe, min(replayChunk, budget))
+		if err != nil {
+			sdk.Logf(abi.LevelWarn, "fallback replay: %v", err)
+			return false
+		}
+		f.queued = f.queued[:0]
+		for i := range ents {
+			seq, ok := parseQueueKey(ents[i].Key)
+			if !ok || seq != head+uint64(i) {
+				break // a gap: the rest waits behind it
+			}
+			q, err := f.decodeQueued(seq, ents[i].Value)
+			if err != nil {
+				sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
+				q = queued{seq: seq} // op 0: refused as unknown, dropped
+			}
+			f.queued = append(f.queued, q)
+		}
+		if len(f.queued) == 0 {
+			if !f.skipGap(head, now) {
+				return true // its writer is about to put it
+			}
+			continue
+		}
+		f.gapSince = time.Time{}
+		rev, _, err := f.kv.Put(kvLock, nil, sdk.Now().Add(lockTTL), false, *held)
+		if err != nil {
+			return true // the lock expired and is another's now
+		}
+		held.Version = rev
+		done, ok := b.replayChunk(f.queued)
+		if done > 0 {
+			moved, err := f.advance(head, head+uint64(done), now)
+			if err != nil || !moved {
+				return true // another replayer took over
+			}
+			f.forget(f.queued[:done])
+		}
+		if !ok {
+			return false
+		}
+		budget -= done
+		if err := f.readMeta(now); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// skipGap handles a queue whose head position is allocated but not
+// written; it reports whether it skipped it.
+func (f *fallback) skipGap(head uint64, now time.Time) bool {
+	if f.gapSince.IsZero() || f.gapSeq != head {
+		f.gapSeq, f.gapSince = head, now
+		return false
+	}
+	if now.Sub(f.gapSince) < gapTimeout {
+		return false
+	}
+	sdk.Logf(abi.LevelWarn, "fallback replay: write %d was never queued (its writer failed before acknowledging it); skipping it", head)
+	f.gapSince = time.Time{}
+	moved, err := f.advance(head, head+1, now)
+	return err == nil && moved
+}
+
+// replayChunk sends the writes qs through the normal write path, each at
+// its acknowledgement time, in one round trip. It returns how many of
+// them, from the first, are done with (applied, or refused for good), and
+// false when it stopped at a failure to retry.
+func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
+	f := b.fb
+	if cap(f.items) < len(qs) {
+		f.items = make([]item, len(qs))
+	}
+	items := f.items[:len(qs)]
+	b.rq.reset()
+	for i := range qs {
+		it := &items[i]
+		*it = item{op: qs[i].op, now: qs[i].now}
+		b.decodeItem(it, qs[i].payload)
+		if it.err == nil {
+			it.floor = qs[i].floor
+			b.prepare(it)
+		}
+	}
+	var replies []abi.Reply
+	if b.rq.ncalls() > 0 {
+		var err error
+		if replies, err = b.send(); err != nil {
+			sdk.Logf(abi.LevelDebug, "fallback replay: %v", err)
+			return 0, false
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.err == nil {
+			b.finish(it, replies)
+		}
+		if it.err == nil || errors.Is(it.err, sdk.ErrNotFound) {
+			continue // a delete of a record already gone is done too
+		}
+		switch s, _ := statusOf(it.err); s {
+		case abi.StatusConflict, abi.StatusInvalid, abi.StatusUnsupported:
+			sdk.Logf(abi.LevelError, "fallback replay: Redis refused buffered write %d (%s), dropped: %v", qs[i].seq, it.op, it.err)
+			continue
+		}
+		sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) failed, retrying later: %v", qs[i].seq, it.op, it.err)
+		return i, false
+	}
+	return len(items), true
+}
+
+// forget deletes the replayed writes qs from the queue and clears the r/
+// entries they were the latest write of. The items of qs are in f.items.
+func (f *fallback) forget(qs []queued) {
+	for i := range qs {
+		f.qk = appendQueueKey(f.qk[:0], qs[i].seq)
+		_ = f.kv.Delete(f.qk, abi.Condition{})
+	}
+	seen := make(map[string]struct{}, len(qs))
+	for i := len(qs) - 1; i >= 0; i-- {
+		it := &f.items[i]
+		if kindOf(it.op) == 0 {
+			continue
+		}
+		f.key = appendRecordKey(f.key[:0], it)
+		if _, dup := seen[string(f.key)]; dup {
+			continue
+		}
+		seen[string(f.key)] = struct{}{}
+		en, err := f.kv.Get(f.key)
+		if err != nil {
+			continue
+		}
+		if s, n := binary.Uvarint(en.Value); n > 0 && s <= qs[i].seq {
+			_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: en.Revision})
+		}
+	}
+}
+
+// dropOrphans deletes queue entries below head: those a replayer that
+// failed after advancing head left behind.
+func (f *fallback) dropOrphans() {
+	f.qk = appendQueueKey(f.qk[:0], f.head)
+	ents, _, err := f.kv.Scan(kvQueue, f.qk, replayChunk)
+	if err != nil || len(ents) == 0 {
+		return
+	}
+	keys := make([][]byte, len(ents))
+	for i := range ents {
+		keys[i] = bytes.Clone(ents[i].Key)
+	}
+	for _, k := range keys {
+		_ = f.kv.Delete(k, abi.Condition{})
+	}
+}
