@@ -100,8 +100,10 @@ type Config struct {
 	// Capabilities are the host modules the plugin may import.
 	// Default: log, clock, kv.
 	Capabilities []abi.Capability
-	// Instances is the most plugin instances serving calls at once.
-	// Default: runtime.GOMAXPROCS(0).
+	// Instances is the most plugin instances serving calls at once. An
+	// instance is held for a whole call, Redis round trip included, so a
+	// backend with Redis gets more of them.
+	// Default: runtime.GOMAXPROCS(0); four times that with Redis set.
 	Instances int
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
@@ -228,6 +230,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Instances <= 0 {
 		out.Instances = runtime.GOMAXPROCS(0)
+		if out.Redis != nil {
+			out.Instances *= 4
+		}
 	}
 	out.Limits = out.Limits.withDefaults()
 	if out.WASM == nil && strings.HasPrefix(out.Plugin, BuiltinPrefix) {
