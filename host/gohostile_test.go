@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,31 +82,13 @@ func buildGoHostile() (map[string][]byte, error) {
 	return out, nil
 }
 
-// goHostileLogs collects log output written from several goroutines.
-type goHostileLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *goHostileLogs) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *goHostileLogs) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // openGoHostile opens cfg, which names a Go hostile plugin by its module,
 // and returns the store and its logs (host and plugin, debug and up).
 // Stores opened with one cache directory compile the module once: a Go
 // module takes seconds to compile under the race detector.
-func openGoHostile(t *testing.T, cfg host.Config, cache string) (*host.Store, *goHostileLogs) {
+func openGoHostile(t *testing.T, cfg host.Config, cache string) (*host.Store, *foreignLog) {
 	t.Helper()
-	logs := &goHostileLogs{}
+	logs := &foreignLog{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	st, err := host.Open(context.Background(), cfg, host.WithLogger(logger), host.WithCompilationCache(cache))
 	require.NoError(t, err)

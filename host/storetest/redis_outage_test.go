@@ -118,7 +118,7 @@ func waitDrained(t *testing.T, st *host.Store, agents []string, metrics []host.M
 
 func skipShort(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin and runs a redis-server; skipped with -short")
+		t.Skip("kills and restarts a redis-server; skipped with -short")
 	}
 }
 

@@ -45,7 +45,7 @@ func openRedisAt(t *testing.T, addrs []string, prefix string, options map[string
 
 func TestRedis(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	addrs := []string{redistest.Addr(t)}
 	storetest.Run(t, func(t *testing.T) *host.Store { return openRedis(t, addrs, nil) })
@@ -53,7 +53,7 @@ func TestRedis(t *testing.T) {
 
 func TestRedisDefaultTTLs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	addrs := []string{redistest.Addr(t)}
 	storetest.RunDefaultTTLs(t, func(t *testing.T, options map[string]string) *host.Store {
@@ -63,7 +63,7 @@ func TestRedisDefaultTTLs(t *testing.T) {
 
 func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin and starts a Redis Cluster; skipped with -short")
+		t.Skip("starts a Redis Cluster; skipped with -short")
 	}
 	addrs := redistest.Cluster(t)
 	storetest.Run(t, func(t *testing.T) *host.Store { return openRedis(t, addrs, nil) })
@@ -71,7 +71,7 @@ func TestRedisCluster(t *testing.T) {
 
 func TestRedisClusterDefaultTTLs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin and starts a Redis Cluster; skipped with -short")
+		t.Skip("starts a Redis Cluster; skipped with -short")
 	}
 	addrs := redistest.Cluster(t)
 	storetest.RunDefaultTTLs(t, func(t *testing.T, options map[string]string) *host.Store {
@@ -85,7 +85,7 @@ func TestRedisClusterDefaultTTLs(t *testing.T) {
 // for Redis once. Single operations take the same two.
 func TestRedisBatchIsOneCall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	addrs := []string{redistest.Addr(t)}
 	st := openRedisAt(t, addrs, redistest.Prefix(t, addrs...), nil, host.Limits{MaxHostCalls: 2})
@@ -160,7 +160,7 @@ func errsOfResults[T any](rs []host.Result[T]) []error {
 // in Redis rather than waiting.
 func TestRedisIndexesDoNotLeak(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	addrs := []string{redistest.Addr(t)}
 	prefix := redistest.Prefix(t, addrs...)
@@ -258,7 +258,7 @@ func TestRedisIndexesDoNotLeak(t *testing.T) {
 // TestRedisForeignCursor checks that a cursor is bound to its query.
 func TestRedisForeignCursor(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	st := openRedis(t, []string{redistest.Addr(t)}, nil)
 	ctx := t.Context()
@@ -284,7 +284,7 @@ func TestRedisForeignCursor(t *testing.T) {
 // for single operations and for every item of a batch.
 func TestRedisUnavailable(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	srv := redistest.NewServer(t)
 	addrs := []string{srv.Addr()}
@@ -309,7 +309,7 @@ func TestRedisUnavailable(t *testing.T) {
 // written.
 func TestRedisConditionalDeleteKeepsIndex(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a plugin; skipped with -short")
+		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	addrs := []string{redistest.Addr(t)}
 	prefix := redistest.Prefix(t, addrs...)
