@@ -62,7 +62,7 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			p.kv = localstore.New(s.now, time.Second)
 			(&exchange{p: p, name: c.Module(), serve: p.serveKV}).export(b)
 		case abi.CapabilityRedis:
-			if p.redis == nil {
+			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
 			(&exchange{p: p, name: c.Module(), serve: p.serveRedis}).export(b)
@@ -171,6 +171,10 @@ func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
 // serveRedis decodes a redis request and runs it through the bridge, with
 // the caller's context: its deadline bounds the Redis round trip.
 func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+	if p.redis == nil { // only while inspecting
+		abi.AppendError(e, abi.StatusUnavailable, "redis: no connection while the plugin is inspected")
+		return
+	}
 	var req abi.RedisRequest
 	d := abi.NewDecoder(reqBytes)
 	req.Decode(d)

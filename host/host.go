@@ -196,6 +196,10 @@ type settings struct {
 	logger   hclog.Logger
 	cacheDir string
 	now      func() time.Time
+	observer Observer
+	// inspect loads a plugin only as far as its metadata, with every
+	// capability stubbed in and no Redis (Inspect).
+	inspect bool
 }
 
 func defaultSettings() settings {

@@ -76,6 +76,8 @@ type plugin struct {
 	kv       *localstore.Store
 	redis    *redisbridge.Bridge
 	pool     pool
+	observer Observer
+	traps    atomic.Uint64
 
 	// instances maps each live instance's module to it, so that host
 	// functions (which see only the calling module) reach its call state;
@@ -103,7 +105,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, stop: make(chan struct{})}
+	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -156,6 +158,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err := checkCapabilities(p.compiled, p.meta.Capabilities, cfg.Capabilities); err != nil {
 		first.close(ctx)
 		return nil, err
+	}
+	if s.inspect {
+		first.close(ctx)
+		return p, nil
 	}
 	if p.name == "" {
 		p.name = p.meta.Name

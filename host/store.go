@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,11 @@ import (
 type Store struct {
 	p      *plugin
 	closed atomic.Bool
+	// calls is held for reading by every call in flight; Close takes it
+	// for writing, so it waits for them.
+	calls sync.RWMutex
+	// cutShort is set when Close stopped waiting for calls in flight.
+	cutShort atomic.Bool
 }
 
 // Name returns the backend's name.
@@ -23,14 +29,31 @@ func (s *Store) Name() string { return s.p.name }
 // Metadata returns what the plugin declared about itself.
 func (s *Store) Metadata() Metadata { return s.p.meta }
 
-// Close releases the plugin's instances and its runtime. Calls in flight
-// finish first on the instances they hold.
+// Close releases the plugin's instances and its runtime. New calls fail
+// with ErrClosed at once; calls in flight finish first, unless ctx ends
+// before they do, in which case they are cut short (and fail with
+// ErrClosed) and Close returns ctx's error.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.p.close(ctx)
-	return nil
+	drained := make(chan struct{})
+	go func() {
+		// Every call takes the read lock before it checks closed, so once
+		// the write lock is ours none is in flight and none will start.
+		s.calls.Lock()
+		s.calls.Unlock()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		s.cutShort.Store(true)
+		err = fmt.Errorf("backend %s: closed with calls in flight: %w", s.p.name, ctx.Err())
+	}
+	s.p.close(context.WithoutCancel(ctx))
+	return err
 }
 
 // WriteOption changes how a put or delete is applied.
@@ -95,6 +118,8 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 // take an instance, encode the request into it, call, decode the response
 // while the instance is still held, give the instance back.
 func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	s.calls.RLock()
+	defer s.calls.RUnlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -107,17 +132,26 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 	}
 	in.enc.Reset()
 	encode(&in.enc)
+	var started time.Time
+	if s.p.observer != nil {
+		started = time.Now()
+	}
 	body, err := in.call(ctx, op, in.enc.Bytes())
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
+	var trap errTrap
+	trapped := err != nil && !stale && errors.As(err, &trap)
+	if s.p.observer != nil {
+		s.p.observer.PluginCall(s.p.name, op, time.Since(started), err, trapped)
+	}
 	if err != nil && !stale {
-		var trap errTrap
-		if errors.As(err, &trap) {
+		if trapped {
+			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
-			if s.closed.Load() {
+			if s.cutShort.Load() {
 				return fmt.Errorf("backend %s: call cut short: %w", s.p.name, ErrClosed)
 			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)

@@ -1,42 +1,44 @@
-// Command storage-host runs the storage host daemon.
+// Command storage-host runs the storage host daemon and its tools.
 //
-//	storage-host serve [-listen ADDR]
+//	storage-host serve [-config FILE] [-listen ADDR]   serve the configured backends over HTTP
+//	storage-host validate FILE                         check a configuration file
+//	storage-host plugin inspect FILE.wasm|builtin:NAME describe a plugin
 //
-// With no configuration it serves the embedded memory backend on a
-// loopback address and prints where it listens. The HTTP API here is the
-// minimal one (agent states and health); the full daemon with config
-// files, every operation, auth and metrics is tracked separately.
+// With no configuration, serve runs the embedded memory backend on a
+// loopback address and prints where it listens. See README.md for the
+// configuration file and the HTTP API (host/httpapi/openapi.yaml).
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/storage-host/storage-host/host"
 )
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "storage-host:", err)
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "storage-host:", err)
+		}
 		os.Exit(1)
 	}
 }
 
-const usage = `usage: storage-host serve [-listen ADDR]
+// errReported is returned by commands that already told the user why they
+// failed.
+var errReported = errors.New("failed")
+
+const usage = `usage: storage-host <command> [arguments]
 
 Commands:
-  serve   serve the embedded memory backend over HTTP
+  serve [-config FILE] [-listen ADDR]   serve the configured backends over HTTP
+                                        (default: the embedded memory backend on 127.0.0.1:8474)
+  validate FILE                         check a configuration file without serving
+  plugin inspect FILE.wasm|builtin:NAME describe a plugin and whether this host can load it
+
+Run 'storage-host <command> -h' for a command's flags.
 `
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -47,55 +49,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(args, stdout, stderr)
+	case "validate":
+		return validate(args, stdout, stderr)
+	case "plugin":
+		if len(args) > 0 && args[0] == "inspect" {
+			return inspect(args[1:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, usage)
+		return errors.New("plugin: the only subcommand is inspect")
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
-}
-
-func serve(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8474", "address to listen on")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.LevelFromString(*logLevel), Output: stderr})
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	st, err := host.Open(ctx, host.Config{Name: "memory"}, host.WithLogger(logger))
-	if err != nil {
-		return err
-	}
-	defer st.Close(context.Background())
-
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           newHandler(st, logger),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	fmt.Fprintf(stdout, "storage-host: serving backend %q on http://%s\n", st.Name(), ln.Addr())
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

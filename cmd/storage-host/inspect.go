@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// inspectReport is what `plugin inspect -json` prints.
+type inspectReport struct {
+	File         string   `json:"file"`
+	SHA256       string   `json:"sha256"`
+	Name         string   `json:"name,omitempty"`
+	Version      string   `json:"version,omitempty"`
+	ABI          string   `json:"abi,omitempty"`
+	HostABI      string   `json:"host_abi"`
+	Features     []string `json:"features"`
+	Capabilities []string `json:"capabilities"`
+	Imports      []string `json:"imports"`
+	WASI         bool     `json:"wasi"`
+	Loadable     bool     `json:"loadable"`
+	Problem      string   `json:"problem,omitempty"`
+}
+
+// inspect describes a plugin module. It exits non-zero when this host
+// cannot load the module, so scripts can gate on it.
+func inspect(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("plugin inspect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: storage-host plugin inspect [-json] FILE.wasm|builtin:NAME")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errReported
+	}
+	file := fs.Arg(0)
+	var wasm []byte
+	var err error
+	if name, ok := strings.CutPrefix(file, host.BuiltinPrefix); ok {
+		wasm, err = host.BuiltinWASM(name)
+	} else {
+		wasm, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return err
+	}
+	info := host.Inspect(context.Background(), wasm)
+	r := inspectReport{
+		File:         file,
+		SHA256:       info.SHA256,
+		HostABI:      abi.Current.String(),
+		Features:     info.Metadata.Features.Names(),
+		Capabilities: capabilityNames(info.Metadata.Capabilities),
+		Imports:      capabilityNames(info.Imports),
+		WASI:         info.WASI,
+		Loadable:     info.Err == nil,
+	}
+	if info.Metadata.Name != "" || info.Metadata.ABI != (abi.Version{}) {
+		r.Name, r.Version, r.ABI = info.Metadata.Name, info.Metadata.Version, info.Metadata.ABI.String()
+	}
+	if info.Err != nil {
+		r.Problem = info.Err.Error()
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		w := func(k, v string) { fmt.Fprintf(stdout, "%-13s %s\n", k+":", v) }
+		w("file", r.File)
+		w("sha256", r.SHA256)
+		w("name", orDash(r.Name))
+		w("version", orDash(r.Version))
+		w("abi", fmt.Sprintf("%s (host speaks %s)", orDash(r.ABI), r.HostABI))
+		w("features", orDash(strings.Join(r.Features, ", ")))
+		w("capabilities", orDash(strings.Join(r.Capabilities, ", ")))
+		w("imports", orDash(strings.Join(r.Imports, ", "))+wasiNote(r.WASI))
+		if r.Loadable {
+			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")
+		} else {
+			w("loadable", "no: "+r.Problem)
+		}
+	}
+	if !r.Loadable {
+		return errReported
+	}
+	return nil
+}
+
+func capabilityNames(cs []abi.Capability) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func wasiNote(wasi bool) string {
+	if wasi {
+		return " (and WASI)"
+	}
+	return ""
+}

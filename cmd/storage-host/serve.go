@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/host/httpapi"
+	"github.com/storage-host/storage-host/host/manager"
+)
+
+// shutdownTimeout bounds a graceful shutdown: requests in flight get this
+// long to finish.
+const shutdownTimeout = 30 * time.Second
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (HCL, or JSON with a .json name); default: the embedded memory backend")
+	listen := fs.String("listen", "", `address to listen on (default: the file's "listen", else 127.0.0.1:8474)`)
+	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the file's, else info)")
+	logFormat := fs.String("log-format", "", "log format: text or json (default: the file's, else text)")
+	allowUnauth := fs.Bool("allow-unauthenticated", false, "serve a non-loopback address without tokens (the file's auth.allow_unauthenticated does the same)")
+	watch := fs.Bool("watch", true, "reload when the configuration file or a plugin file it names changes (SIGHUP always reloads)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+
+	f := config.Default()
+	if *configPath != "" {
+		var err error
+		if f, err = config.Load(*configPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return errReported
+		}
+	}
+	addr := firstOf(*listen, f.Listen, "127.0.0.1:8474")
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "storage-host",
+		Level:      hclog.LevelFromString(firstOf(*logLevel, f.Log.Level, "info")),
+		JSONFormat: firstOf(*logFormat, f.Log.Format, "text") == "json",
+		Output:     stderr,
+	})
+	if err := checkExposure(addr, f, *allowUnauth); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg})
+	if err != nil {
+		return err
+	}
+	closeManager := func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := m.Close(closeCtx); err != nil {
+			logger.Warn("closing backends", "error", err)
+		}
+	}
+	h, err := httpapi.New(httpapi.Options{Backends: m, Logger: logger, Tokens: tokens(f), Registry: reg})
+	if err != nil {
+		closeManager()
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		closeManager()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	fmt.Fprintf(stdout, "storage-host: serving %s on http://%s\n", describeRoutes(f), ln.Addr())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	r := &reloader{path: *configPath, m: m, h: h, log: logger.Named("reload"), listen: addr}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var changed <-chan struct{}
+	if *configPath != "" && *watch {
+		w, err := newWatcher(r.log, f)
+		if err != nil {
+			logger.Warn("not watching the configuration file; reload with SIGHUP", "error", err)
+		} else {
+			defer w.Close()
+			changed = w.changed
+			r.watcher = w
+		}
+	}
+
+	for {
+		select {
+		case err := <-errc:
+			closeManager()
+			return err
+		case <-hup:
+			r.reload(ctx, "SIGHUP")
+		case <-changed:
+			r.reload(ctx, "file change")
+		case <-ctx.Done():
+			logger.Info("shutting down: finishing requests in flight")
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			err := srv.Shutdown(shutdownCtx)
+			cancel()
+			closeManager()
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			logger.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// reloader applies a changed configuration file to a running daemon.
+type reloader struct {
+	path    string
+	listen  string
+	m       *manager.Manager
+	h       *httpapi.Handler
+	watcher *watcher
+	log     hclog.Logger
+}
+
+func (r *reloader) reload(ctx context.Context, why string) {
+	if r.path == "" {
+		r.log.Info("no configuration file to reload", "trigger", why)
+		return
+	}
+	f, ch, err := r.m.ReloadFile(ctx, r.path)
+	if err != nil {
+		r.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err)
+		return
+	}
+	r.h.SetTokens(tokens(f))
+	if r.watcher != nil {
+		r.watcher.follow(f)
+	}
+	if l := firstOf(f.Listen, "127.0.0.1:8474"); l != r.listen && f.Listen != "" {
+		r.log.Warn("listen address changed in the file; it takes a restart", "serving", r.listen, "file", l)
+	}
+	r.log.Info("configuration reloaded", "trigger", why,
+		"added", ch.Added, "replaced", ch.Replaced, "removed", ch.Removed, "kept", ch.Kept)
+}
+
+// checkExposure refuses to serve a non-loopback address without tokens,
+// unless explicitly allowed.
+func checkExposure(addr string, f *config.File, allow bool) error {
+	if len(f.Auth.Tokens) > 0 || allow || f.Auth.AllowUnauthenticated {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve %s without authentication: configure auth tokens, listen on a loopback address, or pass -allow-unauthenticated", addr)
+}
+
+func tokens(f *config.File) []httpapi.Token {
+	out := make([]httpapi.Token, len(f.Auth.Tokens))
+	for i, t := range f.Auth.Tokens {
+		scopes := make([]httpapi.Scope, len(t.Scopes))
+		for j, s := range t.Scopes {
+			scopes[j] = httpapi.Scope{Kind: s.Kind, Write: s.Write}
+		}
+		out[i] = httpapi.Token{Name: t.Name, Secret: t.Secret, Scopes: scopes}
+	}
+	return out
+}
+
+func describeRoutes(f *config.File) string {
+	if f.Routes.Metrics == f.Routes.Alerts && f.Routes.Alerts == f.Routes.AgentStates {
+		return fmt.Sprintf("backend %q", f.Routes.Metrics)
+	}
+	return strings.Join([]string{
+		"metrics→" + f.Routes.Metrics, "alerts→" + f.Routes.Alerts, "agent_states→" + f.Routes.AgentStates,
+	}, ", ")
+}
+
+func firstOf(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

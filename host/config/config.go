@@ -1,0 +1,190 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// File is a checked configuration.
+type File struct {
+	// Path is the file it was read from; "" for Default.
+	Path string
+	// Listen is the host:port the daemon serves; "" when unset.
+	Listen string
+	// Log configures the daemon's log.
+	Log Log
+	// Backends are the backends, in file order.
+	Backends []Backend
+	// Routes name the backend serving each record kind.
+	Routes Routes
+	// Auth says who may call the daemon.
+	Auth Auth
+}
+
+// Log configures the daemon's log.
+type Log struct {
+	// Level is trace, debug, info, warn or error.
+	// Default: info.
+	Level string
+	// Format is text or json.
+	// Default: text.
+	Format string
+}
+
+// Routes name the backend serving each record kind. Every name is one of
+// File.Backends.
+type Routes struct {
+	Metrics, Alerts, AgentStates string
+}
+
+// Backend is one backend of a File.
+type Backend struct {
+	// Name is the backend's name, the label of its block.
+	Name string
+	// Config is ready for host.Open: Name is the backend's name, Plugin an
+	// absolute path or "builtin:NAME", Capabilities the grant (without
+	// redis, which Redis grants), Limits complete (unset fields are
+	// host.DefaultLimits), secrets resolved.
+	Config host.Config
+	// Digest is the hex HMAC-SHA256 of everything that defines the backend:
+	// its Config, the plugin module's bytes and resolved secrets included.
+	// Two Files' backends with the same Digest are the same backend, so a
+	// reload keeps it running. Digests are keyed per process, so that one
+	// discloses nothing about a password it covers: compare them only
+	// within one process.
+	Digest string
+}
+
+// Backend returns the backend named name.
+func (f *File) Backend(name string) (Backend, bool) {
+	i := slices.IndexFunc(f.Backends, func(b Backend) bool { return b.Name == name })
+	if i < 0 {
+		return Backend{}, false
+	}
+	return f.Backends[i], true
+}
+
+// Auth says who may call the daemon.
+type Auth struct {
+	// Tokens are the bearer tokens accepted, in file order.
+	Tokens []Token
+	// AllowUnauthenticated permits serving a non-loopback address with no
+	// tokens.
+	// Default: false.
+	AllowUnauthenticated bool
+}
+
+// Token is a bearer token and what it may do.
+type Token struct {
+	// Name names the token in logs.
+	Name string
+	// Secret is the token itself, resolved from the file, the environment
+	// or a secret file; at least 16 bytes.
+	Secret string
+	// Scopes are the operations it allows.
+	Scopes []Scope
+}
+
+// Scope allows reading or writing one kind of record, or every kind.
+type Scope struct {
+	// Kind is "metrics", "alerts", "agent_states" or "*" (every kind).
+	Kind string
+	// Write allows writes, Write false allows reads. Neither implies the
+	// other.
+	Write bool
+}
+
+// The record kinds a Scope names.
+const (
+	kindMetrics     = "metrics"
+	kindAlerts      = "alerts"
+	kindAgentStates = "agent_states"
+	kindAny         = "*"
+)
+
+// Allows reports whether t may read (write false) or write records of
+// kind. A write scope does not allow reads.
+func (t Token) Allows(kind string, write bool) bool {
+	return slices.ContainsFunc(t.Scopes, func(s Scope) bool {
+		return (s.Kind == kindAny || s.Kind == kind) && s.Write == write
+	})
+}
+
+// Error is returned for an invalid file. Diagnostics holds every error
+// found, in file order, each with its source range.
+type Error struct {
+	Diagnostics hcl.Diagnostics
+}
+
+// Error prints each diagnostic on a line of its own, as
+// "file:line:col: summary; detail".
+func (e *Error) Error() string {
+	var b strings.Builder
+	for i, d := range e.Diagnostics {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString("; ")
+			b.WriteString(d.Detail)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the diagnostics, which are an error themselves.
+func (e *Error) Unwrap() error { return e.Diagnostics }
+
+// Load reads and checks the configuration file at path. An invalid file
+// is an *Error; a file that cannot be read is the error reading it.
+func Load(path string) (*File, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(src, path)
+}
+
+// Parse checks src as the configuration file named filename: relative
+// paths in it are relative to filename's directory, and a filename ending
+// in .json selects HCL's JSON syntax. An invalid src is an *Error.
+func Parse(src []byte, filename string) (*File, error) {
+	c := newChecker(filename)
+	f := c.file(src)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// defaultBackend is the name of Default's only backend.
+const defaultBackend = "memory"
+
+// Default is the configuration used without a file: one backend "memory"
+// (builtin:memory, default capabilities and limits) serving every kind,
+// no listen address and no auth.
+func Default() *File {
+	cfg := host.Config{
+		Name:         defaultBackend,
+		Plugin:       host.BuiltinPrefix + "memory",
+		Capabilities: slices.Clone(host.DefaultCapabilities),
+		Limits:       host.DefaultLimits,
+	}
+	// The memory plugin is embedded in every host binary.
+	wasm, _ := host.BuiltinWASM("memory")
+	return &File{
+		Log:      Log{Level: "info", Format: "text"},
+		Backends: []Backend{{Name: defaultBackend, Config: cfg, Digest: digest(&cfg, wasm)}},
+		Routes:   Routes{Metrics: defaultBackend, Alerts: defaultBackend, AgentStates: defaultBackend},
+	}
+}

@@ -1,0 +1,88 @@
+// Package config reads the storage-host daemon's configuration: the
+// backends it loads, which backend serves each record kind, and who may
+// call it. Operators describe the backends in one HCL file, or its JSON
+// form (a file whose name ends in .json); swapping a backend is editing
+// the file. Parsing is strict: unknown blocks and attributes, wrong types
+// and values that would only fail later (an unreadable plugin, an
+// ungranted capability, an unset secret) are errors, each reported with
+// the file, line and column of the offending attribute or block, all of
+// them at once.
+//
+// The file:
+//
+//	listen = "127.0.0.1:8474"          # optional: host:port the daemon serves
+//
+//	log {                               # optional
+//	  level  = "info"                   # trace|debug|info|warn|error; default info
+//	  format = "text"                   # text|json; default text
+//	}
+//
+//	backend "fast" {                    # one or more; the label names the backend ([a-z0-9_-]+, unique)
+//	  plugin    = "builtin:memory"      # required: builtin:memory | builtin:redis | path/to/plugin.wasm
+//	                                    # (a relative path is relative to the configuration file)
+//	  sha256    = "hex"                 # optional pin, checked against the plugin here
+//	  trusted   = false                 # optional; default false (built-in plugins are always trusted)
+//	  instances = 8                     # optional, > 0; default: the host's (host.Config.Instances)
+//	  capabilities = ["log", "clock", "kv"]   # optional; default host.DefaultCapabilities;
+//	                                    # log, clock, kv; a redis block grants redis
+//	  options = {                       # optional; strings, numbers or bools, passed to the
+//	    agent_state_ttl_seconds = 3600  # plugin as strings (numbers without exponent: "3600")
+//	    fallback = "buffer"
+//	  }
+//	  limits {                          # optional; each attribute optional, default host.DefaultLimits
+//	    memory_pages         = 1024
+//	    call_timeout         = "5s"     # a Go duration
+//	    max_response_bytes   = 16777216
+//	    max_host_calls       = 100000
+//	    log_lines_per_second = 100
+//	    max_log_line_bytes   = 4096
+//	  }
+//	  redis {                           # optional: connects the backend to Redis (redisbridge.Config)
+//	    url            = "redis://127.0.0.1:6379/0"   # or addrs; not both
+//	    addrs          = ["127.0.0.1:6379"]
+//	    cluster        = false
+//	    master_name    = ""
+//	    username       = ""
+//	    password       = "..."          # at most one of password, password_env, password_file
+//	    password_env   = "REDIS_PASSWORD"           # an environment variable, set and not empty
+//	    password_file  = "/run/secrets/redis"       # its content, trailing newline trimmed
+//	    db             = 0
+//	    tls            = false
+//	    pool_size      = 0
+//	    min_idle_conns = 0
+//	    dial_timeout   = "1s"
+//	    read_timeout   = "2s"
+//	    write_timeout  = "2s"
+//	    pool_timeout   = "1s"
+//	    max_retries    = 0
+//	    key_prefix     = "storage-host:"  # required
+//	    allow_commands = []
+//	    scripts        = true
+//	  }
+//	}
+//
+//	routes {                            # required with more than one backend; with one, it serves every kind
+//	  metrics      = "fast"             # all three required, each naming a backend
+//	  alerts       = "fast"
+//	  agent_states = "fast"
+//	}
+//
+//	auth {                              # optional
+//	  allow_unauthenticated = false     # serve a non-loopback address without tokens
+//	  token "fleet" {                   # the label names the token ([a-z0-9_-]+, unique)
+//	    secret_env = "STORAGE_HOST_TOKEN"   # exactly one of secret_env, secret_file, secret;
+//	    # secret_file = "/run/secrets/token" # at least 16 bytes
+//	    scopes = ["agent_states:read", "agent_states:write", "metrics:write", "*:read"]
+//	  }
+//	}
+//
+// Scopes are KIND:read or KIND:write, KIND one of metrics, alerts,
+// agent_states or * (every kind). Relative secret and password files, like
+// plugins, are relative to the configuration file.
+//
+// Checking a file reads every plugin it names and inspects it
+// (host.Inspect) for the capabilities it imports, so that a plugin this
+// host cannot load, or one needing a capability its backend does not
+// grant, is refused here rather than when the daemon starts. It connects
+// to nothing: a Redis backend checks without Redis.
+package config

@@ -1,0 +1,301 @@
+package config
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
+)
+
+// plugin resolves the plugin attribute of rb into cfg.Plugin and returns
+// the module, checked against the sha256 pin; nil after an error.
+func (c *checker) plugin(rb *rawBackend, cfg *host.Config) []byte {
+	if !c.require(rb.Plugin, "plugin", rb.DefRange) {
+		return nil
+	}
+	p, ok := c.str(rb.Plugin, "plugin")
+	if !ok {
+		return nil
+	}
+	rng := rb.Plugin.Range()
+	var wasm []byte
+	if name, builtin := strings.CutPrefix(p, host.BuiltinPrefix); builtin {
+		cfg.Plugin = p
+		var err error
+		if wasm, err = host.BuiltinWASM(name); err != nil {
+			c.errorf(rng, "Unknown built-in plugin", "This host has no built-in plugin %q.", name)
+		}
+	} else {
+		if p == "" {
+			c.errorf(rng, "Invalid plugin", `plugin is "builtin:NAME" or the path of a .wasm file.`)
+			return nil
+		}
+		cfg.Plugin = c.path(p)
+		var err error
+		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
+			c.errorf(rng, "Unreadable plugin", "%v.", err)
+		}
+	}
+	pin, ok := c.str(rb.SHA256, "sha256")
+	if !ok {
+		return wasm
+	}
+	if _, err := hex.DecodeString(pin); err != nil || len(pin) != 2*sha256.Size {
+		c.errorf(rb.SHA256.Range(), `Invalid value for "sha256"`, "sha256 is the 64 hexadecimal digits of the plugin module's SHA-256.")
+		return nil
+	}
+	cfg.SHA256 = strings.ToLower(pin)
+	if wasm == nil {
+		return nil
+	}
+	if sum := sha256.Sum256(wasm); hex.EncodeToString(sum[:]) != cfg.SHA256 {
+		c.errorf(rb.SHA256.Range(), "Plugin does not match its pin", "%s has sha256 %x; the configuration pins %s.", p, sum, cfg.SHA256)
+		return nil
+	}
+	return wasm
+}
+
+// path resolves a path of the file relative to its directory.
+func (c *checker) path(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// The largest plugin module and secret file read; nothing real comes
+// close, and a path to the wrong file is refused before it fills memory.
+const (
+	maxPluginSize = 256 << 20
+	maxSecretFile = 64 << 10
+)
+
+// readRegular reads the regular file at path, refusing one longer than limit
+// bytes. Devices and pipes are refused, as reading one may block or never
+// end.
+func readRegular(path string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is longer than %d bytes", path, limit)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// The size may have changed since Stat, and /proc files report none.
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is longer than %d bytes", path, limit)
+	}
+	return b, err
+}
+
+// secretSource is one attribute a secret may come from.
+type secretSource struct {
+	name string
+	expr hcl.Expression
+}
+
+// secret resolves a secret given by at most one of its sources: inline,
+// the name of an environment variable, the path of a file. rng is the
+// range of the source used, nil when none is set; ok is false after an
+// error.
+func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, ok bool) {
+	var given []secretSource
+	for _, s := range []secretSource{inline, env, file} {
+		if s.expr == nil {
+			continue
+		}
+		if _, set, _ := c.peek(s.expr); set {
+			given = append(given, s)
+		}
+	}
+	if len(given) == 0 {
+		return "", nil, true
+	}
+	for _, s := range given[1:] {
+		c.errorf(s.expr.Range(), "Conflicting secret sources", "%s and %s are both set; set only one of %s, %s and %s.",
+			given[0].name, s.name, inline.name, env.name, file.name)
+	}
+	s := given[0]
+	r := s.expr.Range()
+	v, ok := c.str(s.expr, s.name)
+	if !ok || len(given) > 1 {
+		return "", &r, false
+	}
+	switch s.name {
+	case env.name:
+		if v == "" {
+			c.errorf(r, "Invalid environment variable name", "%s names no variable.", s.name)
+			return "", &r, false
+		}
+		value = os.Getenv(v)
+		if value == "" {
+			c.errorf(r, "Unset secret", "The environment variable %s is unset or empty.", v)
+			return "", &r, false
+		}
+	case file.name:
+		b, err := readRegular(c.path(v), maxSecretFile)
+		if err != nil {
+			c.errorf(r, "Unreadable secret file", "%v.", err)
+			return "", &r, false
+		}
+		value = strings.TrimRight(string(b), "\r\n")
+		if value == "" {
+			c.errorf(r, "Empty secret file", "%s is empty.", c.path(v))
+			return "", &r, false
+		}
+	default:
+		value = v
+	}
+	return value, &r, true
+}
+
+// checkRedis checks rc as redisbridge.Open does, without connecting:
+// Open dials nothing unless Scripts or a minimum of idle connections,
+// set as a field or in the URL, asks it to.
+func checkRedis(rc *redisbridge.Config) error {
+	probe := *rc
+	probe.Scripts, probe.MinIdleConns = false, 0
+	if u, err := url.Parse(probe.URL); err == nil && u.Query().Has("min_idle_conns") {
+		q := u.Query()
+		q.Del("min_idle_conns")
+		u.RawQuery = q.Encode()
+		probe.URL = u.String()
+	}
+	b, err := redisbridge.Open(context.Background(), probe)
+	if err != nil {
+		return err
+	}
+	return b.Close()
+}
+
+// grant checks that the backend grants every capability the plugin
+// imports or declares, and that this host can load the plugin at all.
+func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, hasRedis bool, rng hcl.Range) {
+	if info.Err != nil {
+		c.errorf(rng, "Plugin cannot be loaded", "%v.", info.Err)
+		return
+	}
+	needed := slices.Clone(info.Imports)
+	for _, cp := range info.Metadata.Capabilities {
+		if !slices.Contains(needed, cp) {
+			needed = append(needed, cp)
+		}
+	}
+	for _, cp := range needed {
+		if slices.Contains(caps, cp) || cp == abi.CapabilityRedis && hasRedis {
+			continue
+		}
+		verb, hint := "declares", "add it to capabilities"
+		if slices.Contains(info.Imports, cp) {
+			verb = "imports"
+		}
+		if cp == abi.CapabilityRedis {
+			hint = "add a redis block"
+		}
+		c.errorf(rng, "Capability not granted", "plugin %s capability %q, which this backend does not grant (%s)", verb, cp, hint)
+	}
+}
+
+// inspections remembers host.Inspect's answer per module digest for the
+// life of the process: it depends only on the module and this host, and
+// compiling a module takes up to seconds.
+var inspections struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]*inspection
+}
+
+type inspection struct {
+	once sync.Once
+	info host.PluginInfo
+}
+
+func inspect(wasm []byte) host.PluginInfo {
+	key := sha256.Sum256(wasm)
+	inspections.Lock()
+	if inspections.m == nil {
+		inspections.m = make(map[[sha256.Size]byte]*inspection)
+	}
+	in := inspections.m[key]
+	if in == nil {
+		in = &inspection{}
+		inspections.m[key] = in
+	}
+	inspections.Unlock()
+	in.once.Do(func() { in.info = host.Inspect(context.Background(), wasm) })
+	if in.info.Err != nil && !errors.Is(in.info.Err, host.ErrIncompatible) {
+		// Not the module's fault (the compilation cache, say): ask again
+		// next time.
+		inspections.Lock()
+		if inspections.m[key] == in {
+			delete(inspections.m, key)
+		}
+		inspections.Unlock()
+	}
+	return in.info
+}
+
+// digestKey keys Backend.Digest, so that a digest covering a password
+// cannot be used to guess it.
+var digestKey = func() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}()
+
+// digest returns Backend.Digest for cfg and its plugin module.
+func digest(cfg *host.Config, wasm []byte) string {
+	var caps []string
+	if cfg.Capabilities != nil {
+		caps = make([]string, 0, len(cfg.Capabilities))
+		for _, cp := range cfg.Capabilities {
+			caps = append(caps, string(cp))
+		}
+		slices.Sort(caps) // the order of a grant means nothing
+	}
+	module := sha256.Sum256(wasm)
+	// JSON is canonical enough here: fields in declaration order, map keys
+	// sorted.
+	b, err := json.Marshal(struct {
+		Name, Plugin string
+		Module       []byte
+		Options      map[string]string
+		Capabilities []string
+		Instances    int
+		SHA256       string
+		Trusted      bool
+		Limits       host.Limits
+		Redis        *redisbridge.Config
+	}{cfg.Name, cfg.Plugin, module[:], cfg.Options, caps, cfg.Instances, cfg.SHA256, cfg.Trusted, cfg.Limits, cfg.Redis})
+	if err != nil {
+		panic("config: digest: " + err.Error()) // plain data: cannot fail
+	}
+	m := hmac.New(sha256.New, digestKey)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
+}

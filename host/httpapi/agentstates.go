@@ -1,0 +1,205 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+func (h *Handler) getAgentState(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	id := r.PathValue("agent_id")
+	var s host.AgentState
+	err := h.do(r, KindAgentStates, "get_agent_state", func(st *host.Store) (err error) {
+		s, err = st.GetAgentState(r.Context(), id)
+		return err
+	})
+	stale, err := readOutcome(err)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(s.Version))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && noneMatch(inm, s.Version) {
+		if stale {
+			w.Header().Set(staleHeader, "true")
+		}
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	return respond(w, http.StatusOK, agentStateOut(s), stale)
+}
+
+// putAgentState stores the request body, any JSON document, as the
+// agent's state.
+func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Values) error {
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var doc json.RawMessage
+	if err := decodeStrict(body, &doc); err != nil {
+		return err
+	}
+	opts, conditional, err := conditions(r)
+	if err != nil {
+		return err
+	}
+	ttl, err := parseTTL("ttl", q.Get("ttl"))
+	if err != nil {
+		return err
+	}
+	opts = append(opts, ttl...)
+	in := host.AgentState{AgentID: r.PathValue("agent_id"), State: body}
+	var s host.AgentState
+	err = h.do(r, KindAgentStates, "put_agent_state", func(st *host.Store) (err error) {
+		s, err = st.PutAgentState(r.Context(), in, opts...)
+		return err
+	})
+	if err != nil {
+		if conditional && errors.Is(err, host.ErrConflict) {
+			return preconditionFailed(err)
+		}
+		return err
+	}
+	w.Header().Set("ETag", etag(s.Version))
+	return respond(w, http.StatusOK, agentStateOut(s), false)
+}
+
+func (h *Handler) deleteAgentState(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	opts, conditional, err := conditions(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("agent_id")
+	err = h.do(r, KindAgentStates, "delete_agent_state", func(st *host.Store) error {
+		return st.DeleteAgentState(r.Context(), id, opts...)
+	})
+	if err != nil {
+		if conditional && errors.Is(err, host.ErrConflict) {
+			return preconditionFailed(err)
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) queryAgentStates(w http.ResponseWriter, r *http.Request, q url.Values) error {
+	var (
+		query host.AgentStateQuery
+		err   error
+	)
+	query.AgentIDPrefix = q.Get("prefix")
+	if query.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	if query.Cursor, err = parseCursor(q); err != nil {
+		return err
+	}
+	var p host.Page[host.AgentState]
+	err = h.do(r, KindAgentStates, "query_agent_states", func(st *host.Store) (err error) {
+		p, err = st.QueryAgentStates(r.Context(), query)
+		return err
+	})
+	stale, err := readOutcome(err)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, pageOut(p, agentStateOut), stale)
+}
+
+// agentIDsRequest is the body of batch-get and batch-delete.
+type agentIDsRequest struct {
+	AgentIDs []string `json:"agent_ids"`
+}
+
+func (h *Handler) getAgentStates(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req agentIDsRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
+		return err
+	}
+	var rs []host.Result[host.AgentState]
+	if len(req.AgentIDs) > 0 {
+		err := h.do(r, KindAgentStates, "get_agent_states", func(st *host.Store) (err error) {
+			rs, err = st.GetAgentStates(r.Context(), req.AgentIDs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	out, stale := resultsOut(rs, agentStateOut)
+	return respond(w, http.StatusOK, out, stale)
+}
+
+// agentStatesPutRequest is the body of batch-put.
+type agentStatesPutRequest struct {
+	Items []agentStateInput `json:"items"`
+	// TTL applies to every item, as the ttl parameter of a single PUT.
+	TTL string `json:"ttl"`
+	// Conditional makes each item's write conditional on its version (0
+	// or absent: create-only).
+	Conditional bool `json:"conditional"`
+}
+
+func (h *Handler) putAgentStates(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req agentStatesPutRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkItems("items", len(req.Items), req.Items != nil); err != nil {
+		return err
+	}
+	opts, err := parseTTL("request body: ttl", req.TTL)
+	if err != nil {
+		return err
+	}
+	states := make([]host.AgentState, len(req.Items))
+	for i := range req.Items {
+		if states[i], err = req.Items[i].state(itemPath("items", i), req.Conditional); err != nil {
+			return err
+		}
+	}
+	var rs []host.Result[host.AgentState]
+	if len(states) > 0 {
+		err = h.do(r, KindAgentStates, "put_agent_states", func(st *host.Store) (err error) {
+			if req.Conditional {
+				rs, err = st.PutAgentStatesIf(r.Context(), states, opts...)
+			} else {
+				rs, err = st.PutAgentStates(r.Context(), states, opts...)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	out, stale := resultsOut(rs, agentStateOut)
+	return respond(w, http.StatusOK, out, stale)
+}
+
+func (h *Handler) deleteAgentStates(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req agentIDsRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
+		return err
+	}
+	var errs []error
+	if len(req.AgentIDs) > 0 {
+		err := h.do(r, KindAgentStates, "delete_agent_states", func(st *host.Store) (err error) {
+			errs, err = st.DeleteAgentStates(r.Context(), req.AgentIDs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return respond(w, http.StatusOK, deletesOut(req.AgentIDs, errs, func(id string) agentIDJSON { return agentIDJSON{AgentID: id} }), false)
+}

@@ -1,0 +1,350 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// maxBulkItems bounds the items of one bulk request, as abi.MaxQueryLimit
+// bounds a page.
+const maxBulkItems = abi.MaxQueryLimit
+
+// readBody reads the whole request body, refusing one over the limit with
+// 413 and an empty one with 400.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
+		msg: fmt.Sprintf("request body is larger than %d bytes", h.maxBody)}
+	if r.ContentLength > h.maxBody {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge
+		}
+		return nil, invalid("read request body: " + err.Error())
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, invalid("request body is empty; want a JSON document")
+	}
+	return body, nil
+}
+
+// decodeBody reads the request body into v strictly: exactly one JSON
+// value, no unknown object members, within the size limit.
+func (h *Handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v)
+}
+
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid(fmt.Sprintf("request body: more than one JSON value (the first ends at byte %d)", dec.InputOffset()))
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a 400 that says what and where.
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return invalid(fmt.Sprintf("request body: malformed JSON at byte %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: ")))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("request body: JSON ends early")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return invalid(fmt.Sprintf("request body: want a JSON %s, got %s", jsonType(typ.Type), typ.Value))
+		}
+		return invalid(fmt.Sprintf("request body: field %q: want %s, got %s", typ.Field, jsonType(typ.Type), typ.Value))
+	}
+	msg := err.Error()
+	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return invalid("request body: unknown field " + field)
+	}
+	return invalid("request body: " + strings.TrimPrefix(msg, "json: "))
+}
+
+// jsonType names the JSON type a Go type decodes from.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "a JSON value"
+}
+
+// checkQuery parses the query string and refuses parameters the route
+// does not accept and single-valued ones given twice.
+func checkQuery(r *http.Request, accepted []queryParam) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, invalid("query string: " + err.Error())
+	}
+	for name, vs := range q {
+		i := -1
+		for j := range accepted {
+			if accepted[j].name == name {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			if len(accepted) == 0 {
+				return nil, invalid(fmt.Sprintf("unknown query parameter %q: this route takes none", name))
+			}
+			names := make([]string, len(accepted))
+			for j := range accepted {
+				names[j] = accepted[j].name
+			}
+			return nil, invalid(fmt.Sprintf("unknown query parameter %q; this route takes %s", name, strings.Join(names, ", ")))
+		}
+		if len(vs) > 1 && !accepted[i].repeatable {
+			return nil, invalid(fmt.Sprintf("query parameter %q is given %d times", name, len(vs)))
+		}
+	}
+	return q, nil
+}
+
+// parseTTL reads a TTL as the ttl parameter and bulk bodies give it: a Go
+// duration ("90s", "1h30m"), "persist" or "keep"; empty is the backend's
+// default.
+func parseTTL(what, s string) ([]host.WriteOption, error) {
+	switch s {
+	case "":
+		return nil, nil
+	case "persist":
+		return []host.WriteOption{host.WithPersist()}, nil
+	case "keep":
+		return []host.WriteOption{host.WithKeepTTL()}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, invalid(fmt.Sprintf("%s %q: want a duration such as 90s or 1h, \"persist\" or \"keep\"", what, s))
+	}
+	if d < time.Millisecond || d > abi.MaxTTL {
+		return nil, invalid(fmt.Sprintf("%s %q: a duration must be at least 1ms and at most %s", what, s, abi.MaxTTL))
+	}
+	return []host.WriteOption{host.WithTTL(d)}, nil
+}
+
+// parseTime reads an RFC 3339 time and checks it is representable by the
+// ABI (Unix nanoseconds, so years 1678 to 2262).
+func parseTime(what, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, invalid(fmt.Sprintf("%s %q is not an RFC 3339 time such as 2025-01-02T15:04:05.123456789Z", what, s))
+	}
+	if !time.Unix(0, t.UnixNano()).Equal(t) {
+		return time.Time{}, invalid(fmt.Sprintf("%s %q is out of range (years 1678 to 2262)", what, s))
+	}
+	return t, nil
+}
+
+// formatTime writes t in UTC, RFC 3339 with as many fractional digits as
+// it needs (up to nanoseconds).
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// optionalTime formats t, or "" for the zero time (omitted from JSON).
+func optionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return formatTime(t)
+}
+
+// parseVersion reads a version as JSON carries it: a decimal string.
+func parseVersion(what, s string) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, invalid(fmt.Sprintf("%s %q is not a version (a decimal string such as \"42\")", what, s))
+	}
+	return v, nil
+}
+
+func formatVersion(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// etag is the entity tag of a version: the version quoted.
+func etag(v uint64) string { return `"` + formatVersion(v) + `"` }
+
+// parseETag reads the single strong entity tag of an If-Match header.
+// The bare version, unquoted, is accepted too.
+func parseETag(header, s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "*":
+		return 0, invalid(header + ": * is not supported; give the version to match")
+	case strings.HasPrefix(s, "W/"):
+		return 0, invalid(header + ": weak entity tags cannot make a write conditional")
+	case strings.Contains(s, ","):
+		return 0, invalid(header + ": give one entity tag")
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, invalid(fmt.Sprintf("%s %q is not an entity tag this API issued (a quoted version such as \"42\")", header, s))
+	}
+	return v, nil
+}
+
+// noneMatch reports whether an If-None-Match header of a GET matches the
+// current version: * or any listed tag, weak or strong.
+func noneMatch(header string, v uint64) bool {
+	want := etag(v)
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == want {
+			return true
+		}
+	}
+	return false
+}
+
+// parseLimit reads the limit parameter: 1 to abi.MaxQueryLimit, absent
+// for the backend's default.
+func parseLimit(q url.Values) (uint32, error) {
+	s := q.Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n < 1 || n > abi.MaxQueryLimit {
+		return 0, invalid(fmt.Sprintf("limit %q: want a whole number from 1 to %d", s, abi.MaxQueryLimit))
+	}
+	return uint32(n), nil
+}
+
+// parseCursor reads the cursor parameter, the next_cursor of the previous
+// page: the backend's cursor bytes in unpadded base64url.
+func parseCursor(q url.Values) ([]byte, error) {
+	s := q.Get("cursor")
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return nil, invalid(fmt.Sprintf("cursor %q is not a cursor this API issued (copy next_cursor from the previous page)", s))
+	}
+	return b, nil
+}
+
+func formatCursor(next []byte) string { return base64.RawURLEncoding.EncodeToString(next) }
+
+// parseRange reads the from and to parameters: [from, to), either open.
+func parseRange(q url.Values) (from, to time.Time, err error) {
+	if s := q.Get("from"); s != "" {
+		if from, err = parseTime("from", s); err != nil {
+			return from, to, err
+		}
+	}
+	if s := q.Get("to"); s != "" {
+		if to, err = parseTime("to", s); err != nil {
+			return from, to, err
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return from, to, invalid(fmt.Sprintf("to %s is before from %s", formatTime(to), formatTime(from)))
+	}
+	return from, to, nil
+}
+
+// matcherOps are the label matcher operators, two-character ones first so
+// that "=~" is not read as "=" followed by "~".
+var matcherOps = []struct {
+	text string
+	op   abi.MatchOp
+}{
+	{"!=", abi.MatchNotEqual},
+	{"=~", abi.MatchRegexp},
+	{"!~", abi.MatchNotRegexp},
+	{"=", abi.MatchEqual},
+}
+
+// parseMatchers reads the label parameters, each "name=value",
+// "name!=value", "name=~regexp" or "name!~regexp" (the first operator in
+// the text splits it), and checks them as a backend would.
+func parseMatchers(q url.Values) ([]abi.Matcher, error) {
+	var ms []abi.Matcher
+	for _, s := range q["label"] {
+		m, ok := parseMatcher(s)
+		if !ok {
+			return nil, invalid(fmt.Sprintf("label %q: want name=value, name!=value, name=~regexp or name!~regexp", s))
+		}
+		if err := abi.CheckID("label name", m.Label); err != nil {
+			return nil, invalid(fmt.Sprintf("label %q: %s", s, message(err)))
+		}
+		if _, err := abi.CompileMatchers([]abi.Matcher{m}); err != nil {
+			return nil, invalid(fmt.Sprintf("label %q: %s", s, message(err)))
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+func parseMatcher(s string) (abi.Matcher, bool) {
+	for i := 0; i < len(s); i++ {
+		for _, o := range matcherOps {
+			if strings.HasPrefix(s[i:], o.text) {
+				if i == 0 {
+					return abi.Matcher{}, false
+				}
+				return abi.Matcher{Label: s[:i], Op: o.op, Value: s[i+len(o.text):]}, true
+			}
+		}
+	}
+	return abi.Matcher{}, false
+}
+
+// splitList reads a parameter that is a comma-separated list, possibly
+// given several times.
+func splitList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// itemPath names item i of the list name in the request body.
+func itemPath(name string, i int) string { return fmt.Sprintf("%s[%d]", name, i) }

@@ -1,0 +1,145 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// The error codes of the API, stable across versions; openapi.yaml lists
+// them with their HTTP statuses.
+const (
+	codeInvalid            = "invalid"             // 400
+	codeUnauthorized       = "unauthorized"        // 401
+	codeForbidden          = "forbidden"           // 403
+	codeNotFound           = "not_found"           // 404
+	codeMethodNotAllowed   = "method_not_allowed"  // 405
+	codeConflict           = "conflict"            // 409
+	codePreconditionFailed = "precondition_failed" // 412
+	codeTooLarge           = "too_large"           // 413
+	codeLimit              = "limit"               // 429
+	codeInternal           = "internal"            // 500
+	codeUnsupported        = "unsupported"         // 501
+	codeUnavailable        = "unavailable"         // 503
+	codeNotReady           = "not_ready"           // 503
+)
+
+// statusCodes maps the ABI statuses a store reports to the API's.
+var statusCodes = map[abi.Status]struct {
+	http int
+	code string
+}{
+	abi.StatusNotFound:    {http.StatusNotFound, codeNotFound},
+	abi.StatusConflict:    {http.StatusConflict, codeConflict},
+	abi.StatusInvalid:     {http.StatusBadRequest, codeInvalid},
+	abi.StatusUnavailable: {http.StatusServiceUnavailable, codeUnavailable},
+	abi.StatusUnsupported: {http.StatusNotImplemented, codeUnsupported},
+	abi.StatusInternal:    {http.StatusInternalServerError, codeInternal},
+	abi.StatusLimit:       {http.StatusTooManyRequests, codeLimit},
+}
+
+// apiError is an error whose HTTP status and code the handler decided
+// itself, rather than a store.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+	// authenticate is the WWW-Authenticate header of a 401 or 403.
+	authenticate string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// invalid returns a 400 error with message msg.
+func invalid(msg string) error {
+	return &apiError{status: http.StatusBadRequest, code: codeInvalid, msg: msg}
+}
+
+// errorBody is the "error" member of an error response and of a failed
+// bulk item.
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type errorResponse struct {
+	Error errorBody `json:"error"`
+}
+
+// classify returns the HTTP status, code and message for err, and whether
+// it is an internal failure worth logging.
+func classify(err error) (status int, body errorBody, internal bool) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status, errorBody{Code: ae.code, Message: ae.msg}, ae.status == http.StatusInternalServerError
+	}
+	var s abi.Status
+	if errors.As(err, &s) {
+		c, ok := statusCodes[s]
+		if !ok { // unknown statuses are internal, as the ABI says
+			c = statusCodes[abi.StatusInternal]
+		}
+		return c.http, errorBody{Code: c.code, Message: message(err)}, c.http == http.StatusInternalServerError
+	}
+	switch {
+	case errors.Is(err, host.ErrClosed):
+		return http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: err.Error()}, false
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: err.Error()}, false
+	}
+	return http.StatusInternalServerError, errorBody{Code: codeInternal, Message: "internal error"}, true
+}
+
+// message is the text of a store error: a bare *abi.Error's own message,
+// since the code already says its status, else the whole chain.
+func message(err error) string {
+	if ae, ok := err.(*abi.Error); ok && ae.Message != "" {
+		return ae.Message
+	}
+	return err.Error()
+}
+
+// fail answers err as a JSON error, logging internal failures.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, body, internal := classify(err)
+	if internal {
+		h.log.Error("request failed", "method", r.Method, "route", r.Pattern, "error", err)
+	}
+	var ae *apiError
+	if errors.As(err, &ae) && ae.authenticate != "" {
+		w.Header().Set("WWW-Authenticate", ae.authenticate)
+	}
+	writeError(w, status, body.Code, body.Message)
+}
+
+// itemError is the error of one bulk item.
+func itemError(err error) *errorBody {
+	_, body, _ := classify(err)
+	return &body
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorResponse{Error: errorBody{Code: code, Message: msg}})
+}
+
+// writeJSON encodes v before writing anything, so that an encoding
+// failure can still be answered with a 500.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(errorResponse{Error: errorBody{Code: codeInternal, Message: "encode response: " + err.Error()}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,305 @@
+// Package httpapi is the versioned HTTP/JSON API of the storage-host
+// daemon: agent states, metrics and alerts under /v1, with bulk routes,
+// cursor pagination, optimistic concurrency through ETags, bearer-token
+// scopes, health and readiness probes and Prometheus metrics.
+//
+// openapi.yaml in this directory is the API's contract; the Handler serves
+// it at /openapi.yaml, and the tests hold the handlers to it. Every route
+// is declared once, in the table in routes.go.
+//
+// The Handler never talks to a plugin itself: it asks Backends for the
+// store of a record kind and runs one store call inside Backends.Do.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// The record kinds Backends.Do is asked for and a Scope names.
+const (
+	KindMetrics     = "metrics"
+	KindAlerts      = "alerts"
+	KindAgentStates = "agent_states"
+	// KindAny in a Scope stands for every kind.
+	KindAny = "*"
+)
+
+// DefaultMaxBodyBytes is Options.MaxBodyBytes when it is zero.
+const DefaultMaxBodyBytes = 4 << 20
+
+// readyTimeout bounds one readiness check.
+const readyTimeout = 5 * time.Second
+
+// Backends gives the Handler the store serving each record kind. The
+// daemon's backend manager implements it.
+type Backends interface {
+	// Do calls fn with the store serving kind (KindMetrics, KindAlerts or
+	// KindAgentStates) and returns fn's error. When the store is swapped
+	// and closed under fn, Do may call fn again on the new store, so fn
+	// must only compute its result, never write a response.
+	Do(ctx context.Context, kind string, fn func(st *host.Store) error) error
+	// Ready returns nil when every routed backend answers, else an error
+	// naming the backends that do not.
+	Ready(ctx context.Context) error
+}
+
+// Token is a bearer token the API accepts and what it may do.
+type Token struct {
+	// Name names the token in logs and in 403 messages; never the secret.
+	Name string
+	// Secret is what a client sends as "Authorization: Bearer <secret>".
+	// It must not be empty.
+	Secret string
+	// Scopes are what the token may do; a token with none is refused
+	// everywhere but /metrics.
+	Scopes []Scope
+}
+
+// Scope allows reading or writing one record kind, or every kind.
+type Scope struct {
+	// Kind is KindMetrics, KindAlerts, KindAgentStates or KindAny.
+	Kind string
+	// Write allows the routes that change records (PUT, POST, DELETE,
+	// except batch-get); false allows the reads (GET and batch-get).
+	// Neither implies the other.
+	Write bool
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Backends serves the records. Required.
+	Backends Backends
+	// Logger receives internal errors (5xx other than those a backend
+	// reports as unavailable or unsupported) and token reloads.
+	// Default: a null logger.
+	Logger hclog.Logger
+	// Tokens are the bearer tokens accepted. When there are any, every
+	// /v1 route and /metrics needs one; /healthz, /readyz and
+	// /openapi.yaml stay open.
+	// Default: none, and no authentication.
+	Tokens []Token
+	// MaxBodyBytes bounds a request body; a bigger one is answered 413.
+	// Default: DefaultMaxBodyBytes (4 MiB).
+	MaxBodyBytes int64
+	// Registry, when set, receives the HTTP metrics
+	// (storage_host_http_requests_total,
+	// storage_host_http_request_duration_seconds,
+	// storage_host_operation_duration_seconds) and is served at /metrics.
+	// Default: none, and no /metrics route.
+	Registry *prometheus.Registry
+}
+
+// Handler serves the API. It is an http.Handler, safe for concurrent use.
+type Handler struct {
+	backends Backends
+	log      hclog.Logger
+	maxBody  int64
+	tokens   atomic.Pointer[[]token]
+	metrics  *metrics // nil without a Registry
+	mux      *http.ServeMux
+	patterns map[string]bool // the registered mux patterns, the only route labels
+	promhttp http.Handler
+}
+
+// New returns a Handler serving o.Backends. It fails for a missing
+// Backends, an invalid token or metrics that cannot be registered.
+func New(o Options) (*Handler, error) {
+	if o.Backends == nil {
+		return nil, errors.New("httpapi: Options.Backends is nil")
+	}
+	if o.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("httpapi: Options.MaxBodyBytes is negative (%d)", o.MaxBodyBytes)
+	}
+	h := &Handler{
+		backends: o.Backends,
+		log:      o.Logger,
+		maxBody:  o.MaxBodyBytes,
+		mux:      http.NewServeMux(),
+		patterns: make(map[string]bool, len(routes)),
+	}
+	if h.log == nil {
+		h.log = hclog.NewNullLogger()
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	ts, err := compileTokens(o.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	h.tokens.Store(&ts)
+	if o.Registry != nil {
+		if h.metrics, err = newMetrics(o.Registry); err != nil {
+			return nil, err
+		}
+		h.promhttp = promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})
+	}
+	for i := range routes {
+		rt := &routes[i]
+		if rt.needsRegistry && o.Registry == nil {
+			continue
+		}
+		p := rt.pattern()
+		h.mux.Handle(p, h.serveRoute(rt))
+		h.patterns[p] = true
+	}
+	return h, nil
+}
+
+// SetTokens atomically replaces the accepted tokens, for a configuration
+// reload; requests already authorised finish. An empty ts turns
+// authentication off, as in Options. Tokens New would refuse are not
+// applied: the previous ones stay and the error is logged.
+func (h *Handler) SetTokens(ts []Token) {
+	compiled, err := compileTokens(ts)
+	if err != nil {
+		h.log.Error("tokens not replaced; the previous ones stay", "error", err)
+		return
+	}
+	h.tokens.Store(&compiled)
+}
+
+// ServeHTTP serves one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", p)
+			if !sw.wrote {
+				writeError(sw, http.StatusInternalServerError, codeInternal, "internal error")
+			}
+		}
+		h.metrics.observeRequest(h.routeLabel(r), r.Method, sw.status(), time.Since(start))
+	}()
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		h.unmatched(sw, r)
+		return
+	}
+	h.mux.ServeHTTP(sw, r) // sets r.Pattern
+}
+
+// routeLabel is the route of r for metrics: its mux pattern, or
+// "unmatched"; never the raw path.
+func (h *Handler) routeLabel(r *http.Request) string {
+	if h.patterns[r.Pattern] {
+		return r.Pattern
+	}
+	return "unmatched"
+}
+
+// unmatched answers a request no route matches: 405 with Allow when the
+// path exists for other methods, else 404, in JSON like every error.
+func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
+	probe := &headerProbe{header: http.Header{}}
+	mh, _ := h.mux.Handler(r)
+	mh.ServeHTTP(probe, r)
+	if probe.code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here", r.Method))
+		return
+	}
+	writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+}
+
+// serveRoute wraps a route's handler: authorisation, then the query
+// parameters it accepts, then the handler; any error becomes the JSON
+// error response.
+func (h *Handler) serveRoute(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.authorize(r, rt.access); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		q, err := checkQuery(r, rt.query)
+		if err == nil && rt.access.write && !rt.conditional {
+			err = refuseConditions(r)
+		}
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if err := rt.serve(h, w, r, q); err != nil {
+			h.fail(w, r, err)
+		}
+	})
+}
+
+// do runs fn on the store of kind and times it as operation op.
+func (h *Handler) do(r *http.Request, kind, op string, fn func(st *host.Store) error) error {
+	return h.backends.Do(r.Context(), kind, func(st *host.Store) error {
+		start := time.Now()
+		err := fn(st)
+		h.metrics.observeOperation(op, st.Name(), time.Since(start))
+		return err
+	})
+}
+
+// statusWriter records the status code written, for the request metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// headerProbe is a ResponseWriter that keeps only the status and headers:
+// it learns what the mux would answer to an unmatched request.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+
+func (p *headerProbe) Write(b []byte) (int, error) {
+	if p.code == 0 {
+		p.code = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (p *headerProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+
+var _ http.Handler = (*Handler)(nil)

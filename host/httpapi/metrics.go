@@ -1,0 +1,208 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// putMetric stores one metric, replacing the sample with the same agent,
+// name and timestamp.
+func (h *Handler) putMetric(w http.ResponseWriter, r *http.Request, q url.Values) error {
+	var in metricInput
+	if err := h.decodeBody(w, r, &in); err != nil {
+		return err
+	}
+	m, err := in.metric("")
+	if err != nil {
+		return err
+	}
+	opts, err := parseTTL("ttl", q.Get("ttl"))
+	if err != nil {
+		return err
+	}
+	var out host.Metric
+	err = h.do(r, KindMetrics, "put_metric", func(st *host.Store) (err error) {
+		out, err = st.PutMetric(r.Context(), m, opts...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, metricOut(out), false)
+}
+
+// pathMetricKey reads the metric key of /v1/agents/{agent_id}/metrics/{name}/{timestamp}.
+func pathMetricKey(r *http.Request) (host.MetricKey, error) {
+	ts, err := parseTime("timestamp", r.PathValue("timestamp"))
+	if err != nil {
+		return host.MetricKey{}, err
+	}
+	return host.MetricKey{AgentID: r.PathValue("agent_id"), Name: r.PathValue("name"), Timestamp: ts}, nil
+}
+
+func (h *Handler) getMetric(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	k, err := pathMetricKey(r)
+	if err != nil {
+		return err
+	}
+	var m host.Metric
+	err = h.do(r, KindMetrics, "get_metric", func(st *host.Store) (err error) {
+		m, err = st.GetMetric(r.Context(), k)
+		return err
+	})
+	stale, err := readOutcome(err)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, metricOut(m), stale)
+}
+
+func (h *Handler) deleteMetric(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	k, err := pathMetricKey(r)
+	if err != nil {
+		return err
+	}
+	err = h.do(r, KindMetrics, "delete_metric", func(st *host.Store) error {
+		return st.DeleteMetric(r.Context(), k)
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) queryMetrics(w http.ResponseWriter, r *http.Request, q url.Values) error {
+	var (
+		query host.MetricQuery
+		err   error
+	)
+	query.AgentID, query.Name = q.Get("agent_id"), q.Get("name")
+	if query.From, query.To, err = parseRange(q); err != nil {
+		return err
+	}
+	if query.Labels, err = parseMatchers(q); err != nil {
+		return err
+	}
+	if query.Limit, err = parseLimit(q); err != nil {
+		return err
+	}
+	if query.Cursor, err = parseCursor(q); err != nil {
+		return err
+	}
+	var p host.Page[host.Metric]
+	err = h.do(r, KindMetrics, "query_metrics", func(st *host.Store) (err error) {
+		p, err = st.QueryMetrics(r.Context(), query)
+		return err
+	})
+	stale, err := readOutcome(err)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, pageOut(p, metricOut), stale)
+}
+
+// metricKeysRequest is the body of batch-get and batch-delete.
+type metricKeysRequest struct {
+	Keys []metricKeyInput `json:"keys"`
+}
+
+func (req *metricKeysRequest) keys() ([]host.MetricKey, error) {
+	if err := checkItems("keys", len(req.Keys), req.Keys != nil); err != nil {
+		return nil, err
+	}
+	keys := make([]host.MetricKey, len(req.Keys))
+	for i := range req.Keys {
+		var err error
+		if keys[i], err = req.Keys[i].key(itemPath("keys", i)); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+func (h *Handler) getMetrics(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req metricKeysRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	keys, err := req.keys()
+	if err != nil {
+		return err
+	}
+	var rs []host.Result[host.Metric]
+	if len(keys) > 0 {
+		err = h.do(r, KindMetrics, "get_metrics", func(st *host.Store) (err error) {
+			rs, err = st.GetMetrics(r.Context(), keys)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	out, stale := resultsOut(rs, metricOut)
+	return respond(w, http.StatusOK, out, stale)
+}
+
+// metricsPutRequest is the body of batch-put.
+type metricsPutRequest struct {
+	Items []metricInput `json:"items"`
+	// TTL applies to every item, as the ttl parameter of a single put.
+	TTL string `json:"ttl"`
+}
+
+func (h *Handler) putMetrics(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req metricsPutRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkItems("items", len(req.Items), req.Items != nil); err != nil {
+		return err
+	}
+	opts, err := parseTTL("request body: ttl", req.TTL)
+	if err != nil {
+		return err
+	}
+	ms := make([]host.Metric, len(req.Items))
+	for i := range req.Items {
+		if ms[i], err = req.Items[i].metric(itemPath("items", i)); err != nil {
+			return err
+		}
+	}
+	var rs []host.Result[host.Metric]
+	if len(ms) > 0 {
+		err = h.do(r, KindMetrics, "put_metrics", func(st *host.Store) (err error) {
+			rs, err = st.PutMetrics(r.Context(), ms, opts...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	out, stale := resultsOut(rs, metricOut)
+	return respond(w, http.StatusOK, out, stale)
+}
+
+func (h *Handler) deleteMetrics(w http.ResponseWriter, r *http.Request, _ url.Values) error {
+	var req metricKeysRequest
+	if err := h.decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	keys, err := req.keys()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if len(keys) > 0 {
+		err = h.do(r, KindMetrics, "delete_metrics", func(st *host.Store) (err error) {
+			errs, err = st.DeleteMetrics(r.Context(), keys)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return respond(w, http.StatusOK, deletesOut(keys, errs, metricKeyOut), false)
+}

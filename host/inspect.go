@@ -1,0 +1,76 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// PluginInfo is what Inspect learns about a plugin module.
+type PluginInfo struct {
+	// SHA256 is the hex digest of the module, the value Config.SHA256 pins.
+	SHA256 string
+	// Metadata is what the plugin declares about itself; zero when the
+	// module could not be loaded far enough to ask.
+	Metadata Metadata
+	// Imports are the capabilities whose host modules the module imports.
+	Imports []abi.Capability
+	// WASI reports whether the module imports WASI (as Go plugins do).
+	WASI bool
+	// Err says why this host cannot load the module; nil if it can, given
+	// the capabilities its metadata declares.
+	Err error
+}
+
+// Inspect loads wasm only as far as its metadata, with every capability
+// this host knows stubbed in and no Redis connection, and reports what it
+// is and whether this host can load it. The plugin's code runs (its
+// initialisation and metadata export) under the default limits.
+func Inspect(ctx context.Context, wasm []byte, opts ...Option) PluginInfo {
+	sum := sha256.Sum256(wasm)
+	info := PluginInfo{SHA256: hex.EncodeToString(sum[:])}
+	s := defaultSettings()
+	for _, o := range opts {
+		o(&s)
+	}
+	s.inspect = true
+	cfg := Config{
+		Name:         "inspect",
+		WASM:         wasm,
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
+		Instances:    1,
+	}
+	// The imports are listed from a module that only compiles, so that
+	// they are known even for one that cannot be loaded.
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		info.Err = fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
+		return info
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, _, _ := f.Import()
+		if mod == wasi_snapshot_preview1.ModuleName {
+			info.WASI = true
+		} else if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(info.Imports, abi.Capability(c)) {
+			info.Imports = append(info.Imports, abi.Capability(c))
+		}
+	}
+	p, err := load(ctx, cfg.withDefaults(), &s)
+	if err != nil {
+		info.Err = err
+		return info
+	}
+	info.Metadata = p.meta
+	p.close(ctx)
+	return info
+}

@@ -1,0 +1,101 @@
+package manager
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// metrics is the manager's Prometheus collector and the host.Observer of
+// every backend it opens. Pool and Redis figures are read from the
+// backends being served at each scrape.
+type metrics struct {
+	m *Manager
+
+	calls   *prometheus.HistogramVec
+	traps   *prometheus.CounterVec
+	reloads *prometheus.CounterVec
+
+	instances, inUse, maxInstances *prometheus.Desc
+	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
+}
+
+func newMetrics(m *Manager) *metrics {
+	backend := []string{"backend"}
+	return &metrics{
+		m: m,
+		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "storage_host_plugin_call_duration_seconds",
+			Help:    "Time a plugin spent on one call (pool wait excluded), by backend and ABI operation.",
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1},
+		}, []string{"backend", "op"}),
+		traps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "storage_host_plugin_traps_total",
+			Help: "Plugin instances discarded because a call trapped, overran a limit or was interrupted.",
+		}, backend),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "storage_host_reloads_total",
+			Help: "Configuration reloads, by result (ok, failed).",
+		}, []string{"result"}),
+		instances:     prometheus.NewDesc("storage_host_pool_instances", "Plugin instances alive.", backend, nil),
+		inUse:         prometheus.NewDesc("storage_host_pool_instances_in_use", "Plugin instances serving a call.", backend, nil),
+		maxInstances:  prometheus.NewDesc("storage_host_pool_instances_max", "Most plugin instances the backend may run.", backend, nil),
+		redisHits:     prometheus.NewDesc("storage_host_redis_pool_hits_total", "Times a free Redis connection was found in the pool.", backend, nil),
+		redisMisses:   prometheus.NewDesc("storage_host_redis_pool_misses_total", "Times no free Redis connection was in the pool.", backend, nil),
+		redisTimeouts: prometheus.NewDesc("storage_host_redis_pool_timeouts_total", "Times waiting for a Redis connection timed out.", backend, nil),
+		redisConns:    prometheus.NewDesc("storage_host_redis_pool_connections", "Redis connections, by state (total, idle, stale_closed).", []string{"backend", "state"}, nil),
+	}
+}
+
+// PluginCall implements host.Observer.
+func (x *metrics) PluginCall(backend string, op abi.Op, took time.Duration, _ error, trapped bool) {
+	x.calls.WithLabelValues(backend, op.String()).Observe(took.Seconds())
+	if trapped {
+		x.traps.WithLabelValues(backend).Inc()
+	}
+}
+
+func (x *metrics) reloaded(ok bool) {
+	if x == nil {
+		return
+	}
+	if ok {
+		x.reloads.WithLabelValues("ok").Inc()
+	} else {
+		x.reloads.WithLabelValues("failed").Inc()
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
+	x.calls.Describe(ch)
+	x.traps.Describe(ch)
+	x.reloads.Describe(ch)
+	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (x *metrics) Collect(ch chan<- prometheus.Metric) {
+	x.calls.Collect(ch)
+	x.traps.Collect(ch)
+	x.reloads.Collect(ch)
+	for _, b := range x.m.backends() {
+		name := b.def.Name
+		st := b.store.Stats()
+		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), name)
+		ch <- prometheus.MustNewConstMetric(x.inUse, prometheus.GaugeValue, float64(st.InUse), name)
+		ch <- prometheus.MustNewConstMetric(x.maxInstances, prometheus.GaugeValue, float64(st.MaxInstances), name)
+		if r := st.Redis; r != nil {
+			ch <- prometheus.MustNewConstMetric(x.redisHits, prometheus.CounterValue, float64(r.Hits), name)
+			ch <- prometheus.MustNewConstMetric(x.redisMisses, prometheus.CounterValue, float64(r.Misses), name)
+			ch <- prometheus.MustNewConstMetric(x.redisTimeouts, prometheus.CounterValue, float64(r.Timeouts), name)
+			ch <- prometheus.MustNewConstMetric(x.redisConns, prometheus.GaugeValue, float64(r.TotalConns), name, "total")
+			ch <- prometheus.MustNewConstMetric(x.redisConns, prometheus.GaugeValue, float64(r.IdleConns), name, "idle")
+			ch <- prometheus.MustNewConstMetric(x.redisConns, prometheus.GaugeValue, float64(r.StaleConns), name, "stale_closed")
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package host
+
+import (
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// Observer is told about every call into a plugin; the daemon turns these
+// into metrics. Its methods run on the caller's goroutine, so they must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// PluginCall reports one call into backend's plugin: the operation,
+	// how long the guest ran (pool wait excluded), and its error, nil on
+	// success. A trap is reported with trapped set.
+	PluginCall(backend string, op abi.Op, took time.Duration, err error, trapped bool)
+}
+
+// WithObserver sends every plugin call to o. Default: none.
+func WithObserver(o Observer) Option { return func(s *settings) { s.observer = o } }
+
+// Stats is a snapshot of a backend's pool and connections.
+type Stats struct {
+	// Instances is the plugin instances alive now; InUse of them are
+	// serving a call. MaxInstances is Config.Instances.
+	Instances, InUse, MaxInstances int
+	// Traps counts instances discarded because they trapped, overran a
+	// limit or were interrupted.
+	Traps uint64
+	// Redis is go-redis's connection pool statistics; nil without Redis.
+	Redis *redis.PoolStats
+}
+
+// Stats returns a snapshot of the backend's pool and connections.
+func (s *Store) Stats() Stats {
+	p := s.p
+	live, idle := len(p.pool.slots), len(p.pool.idle)
+	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: cap(p.pool.slots), Traps: p.traps.Load()}
+	if p.redis != nil {
+		st.Redis = p.redis.PoolStats()
+	}
+	return st
+}
