@@ -22,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/host"
-	"github.com/storage-host/storage-host/host/internal/redistest"
+	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 

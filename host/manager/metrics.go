@@ -18,7 +18,7 @@ type metrics struct {
 	traps   *prometheus.CounterVec
 	reloads *prometheus.CounterVec
 
-	instances, inUse, maxInstances *prometheus.Desc
+	instances, inUse, maxInstances                    *prometheus.Desc
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
 }
 

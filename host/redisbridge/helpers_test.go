@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
-	"github.com/storage-host/storage-host/host/internal/redistest"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 func TestMain(m *testing.M) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
-	"github.com/storage-host/storage-host/host/internal/redistest"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // transcode runs raw RESP through appendRaw and decodes the ABI reply.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
-	"github.com/storage-host/storage-host/host/internal/redistest"
+	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/storetest"
 )
