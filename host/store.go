@@ -177,6 +177,22 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.roundTrip(ctx, abi.OpPing, func(*abi.Encoder) {}, nil)
 }
 
+// Ready reports whether the backend can serve: its plugin answers a ping
+// and every connection the host holds for it (Redis) answers too. A
+// backend whose plugin falls back while Redis is away still serves, but
+// is not ready.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	if s.p.redis != nil {
+		if err := s.p.redis.Ping(ctx); err != nil {
+			return fmt.Errorf("backend %s: %w", s.p.name, err)
+		}
+	}
+	return nil
+}
+
 // PutMetric stores m, replacing the sample with the same key, and returns it
 // as stored (with its expiry).
 func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (Metric, error) {

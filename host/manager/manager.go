@@ -211,8 +211,8 @@ func (m *Manager) Do(ctx context.Context, kind string, fn func(st *host.Store) e
 	}
 }
 
-// Ready pings every routed backend and returns the first failure, naming
-// the backend.
+// Ready checks every routed backend (host.Store.Ready: its plugin and its
+// Redis answer) and returns the failures, each naming its backend.
 func (m *Manager) Ready(ctx context.Context) error {
 	g := m.current.Load()
 	if g == nil {
@@ -226,7 +226,7 @@ func (m *Manager) Ready(ctx context.Context) error {
 			continue
 		}
 		seen[b] = true
-		if err := b.store.Ping(ctx); err != nil {
+		if err := b.store.Ready(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("backend %s: %w", b.def.Name, err))
 		}
 	}

@@ -313,6 +313,21 @@ func fromURL(o *redis.UniversalOptions, raw string) error {
 	return nil
 }
 
+// Ping sends PING to Redis (every master of a cluster) and reports
+// UNAVAILABLE if one does not answer.
+func (b *Bridge) Ping(ctx context.Context) error {
+	var err error
+	if c, ok := b.client.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+	} else {
+		err = b.client.Ping(ctx).Err()
+	}
+	if err != nil {
+		return abi.Errorf(abi.StatusUnavailable, "redis: %v", err)
+	}
+	return nil
+}
+
 // PoolStats returns the connection pool's counters (all nodes summed on a
 // cluster).
 func (b *Bridge) PoolStats() *redis.PoolStats { return b.client.PoolStats() }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
-	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/storetest"
 )
 
