@@ -99,7 +99,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
-	r := &reloader{path: *configPath, m: m, h: h, log: logger.Named("reload"), listen: addr}
+	r := &reloader{path: *configPath, m: m, h: h, log: logger.Named("reload"), listen: addr, allowUnauth: *allowUnauth}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -147,6 +147,9 @@ type reloader struct {
 	h       *httpapi.Handler
 	watcher *watcher
 	log     hclog.Logger
+	// allowUnauth is the -allow-unauthenticated flag, which a reload
+	// cannot change.
+	allowUnauth bool
 }
 
 func (r *reloader) reload(ctx context.Context, why string) {
@@ -154,7 +157,10 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		r.log.Info("no configuration file to reload", "trigger", why)
 		return
 	}
-	f, ch, err := r.m.ReloadFile(ctx, r.path)
+	f, ch, err := r.m.ReloadFile(ctx, r.path, func(f *config.File) error {
+		// A reload must not open the listener it cannot move.
+		return checkExposure(r.listen, f, r.allowUnauth)
+	})
 	if err != nil {
 		r.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err)
 		return

@@ -16,10 +16,10 @@ func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values)
 		return err
 	}
 	id := r.PathValue("id")
-	if in.ID != "" && in.ID != id {
-		return invalid(fmt.Sprintf("request body: id %q differs from the path's %q", in.ID, id))
+	if in.ID != nil && *in.ID != id {
+		return invalid(fmt.Sprintf("request body: id %q differs from the path's %q", *in.ID, id))
 	}
-	in.ID = id
+	in.ID = &id
 	a, err := in.alert("")
 	if err != nil {
 		return err

@@ -77,7 +77,7 @@ func jsonError(err error) error {
 		return invalid("request body: JSON ends early")
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return invalid(fmt.Sprintf("request body: want a JSON %s, got %s", jsonType(typ.Type), typ.Value))
+			return invalid(fmt.Sprintf("request body: want %s, got %s", jsonType(typ.Type), typ.Value))
 		}
 		return invalid(fmt.Sprintf("request body: field %q: want %s, got %s", typ.Field, jsonType(typ.Type), typ.Value))
 	}

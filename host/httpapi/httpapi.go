@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,8 +82,8 @@ type Scope struct {
 type Options struct {
 	// Backends serves the records. Required.
 	Backends Backends
-	// Logger receives internal errors (5xx other than those a backend
-	// reports as unavailable or unsupported) and token reloads.
+	// Logger receives internal errors (500s), refused token reloads and,
+	// at debug level, failed readiness checks.
 	// Default: a null logger.
 	Logger hclog.Logger
 	// Tokens are the bearer tokens accepted. When there are any, every
@@ -186,11 +188,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.metrics.observeRequest(h.routeLabel(r), r.Method, sw.status(), time.Since(start))
 	}()
-	if _, pattern := h.mux.Handler(r); pattern == "" {
+	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
+	// path) are replaced by JSON errors; the API does not redirect.
+	switch _, pattern := h.mux.Handler(r); {
+	case !canonical(r.URL.EscapedPath()):
+		notFound(sw, r)
+	case !h.patterns[pattern]:
 		h.unmatched(sw, r)
-		return
+	default:
+		h.mux.ServeHTTP(sw, r) // sets r.Pattern
 	}
-	h.mux.ServeHTTP(sw, r) // sets r.Pattern
 }
 
 // routeLabel is the route of r for metrics: its mux pattern, or
@@ -203,7 +210,8 @@ func (h *Handler) routeLabel(r *http.Request) string {
 }
 
 // unmatched answers a request no route matches: 405 with Allow when the
-// path exists for other methods, else 404, in JSON like every error.
+// path exists for other methods, else 404, in JSON like every error. It
+// runs only the mux's own answer, into a probe, to learn which.
 func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
 	probe := &headerProbe{header: http.Header{}}
 	mh, _ := h.mux.Handler(r)
@@ -213,7 +221,25 @@ func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed here", r.Method))
 		return
 	}
+	notFound(w, r)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+}
+
+// canonical reports whether p is a clean path, one the mux would not
+// redirect: no empty, "." or ".." segments. Such a path is not found,
+// whatever its clean form would match.
+func canonical(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if c != "/" && strings.HasSuffix(p, "/") {
+		c += "/"
+	}
+	return c == p
 }
 
 // serveRoute wraps a route's handler: authorisation, then the query

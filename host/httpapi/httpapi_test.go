@@ -13,7 +13,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +42,9 @@ func TestMain(m *testing.M) {
 }
 
 // openStore opens a backend for one test and closes it after.
-func openStore(tb testing.TB, cfg host.Config) *host.Store {
+func openStore(tb testing.TB, cfg host.Config, opts ...host.Option) *host.Store {
 	tb.Helper()
-	st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(cacheDir))
+	st, err := host.Open(context.Background(), cfg, append([]host.Option{host.WithCompilationCache(cacheDir)}, opts...)...)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = st.Close(context.Background()) })
 	return st
@@ -134,6 +136,24 @@ func newEnv(t *testing.T, configure ...func(*httpapi.Options)) *env {
 	return newEnvWith(t, openStore(t, host.Config{Plugin: "builtin:memory"}), configure...)
 }
 
+// clock is a host clock the test moves by hand.
+type clock struct{ ns atomic.Int64 }
+
+func newClock(t time.Time) *clock {
+	c := &clock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// newEnvClock is newEnv with a memory backend on clock.
+func newEnvClock(t *testing.T, c *clock) *env {
+	t.Helper()
+	return newEnvWith(t, openStore(t, host.Config{Plugin: "builtin:memory"}, host.WithClock(c.now)))
+}
+
 func newEnvWith(t *testing.T, st *host.Store, configure ...func(*httpapi.Options)) *env {
 	t.Helper()
 	e := &env{t: t, be: newBackends(st), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
@@ -151,6 +171,13 @@ func newEnvWith(t *testing.T, st *host.Store, configure ...func(*httpapi.Options
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// in returns e for the subtest t.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 // response is a whole HTTP response.
@@ -392,11 +419,18 @@ func TestReadyz(t *testing.T) {
 
 func TestUnknownRoutes(t *testing.T) {
 	e := newEnv(t)
-	for _, path := range []string{"/", "/v1", "/v1/nothing", "/v2/agents/a/state", "/v1/agents/a/state/extra"} {
+	for _, path := range []string{"/", "/v1", "/v1/nothing", "/v2/agents/a/state", "/v1/agents/a/state/extra",
+		"/v1/agents//state", "/healthz/", "/v1/metrics/"} {
 		res := e.req("GET", path, nil)
 		msg := res.requireError(t, http.StatusNotFound, "not_found")
 		require.Contains(t, msg, "no route")
 	}
+
+	// A path the mux would redirect to its clean form is not found either.
+	rec := newRecorder()
+	e.h.ServeHTTP(rec, mustRequest(t, "GET", "/v1/../healthz", ""))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Contains(t, rec.Body.String(), `"not_found"`)
 
 	res := e.req("POST", "/v1/agents/a/state", `{}`)
 	res.requireError(t, http.StatusMethodNotAllowed, "method_not_allowed")
@@ -432,4 +466,54 @@ func TestUnsupportedByBackend(t *testing.T) {
 	res.requireError(t, http.StatusNotImplemented, "unsupported")
 	res = e.req("POST", "/v1/alerts/batch-get", map[string]any{"ids": []string{"a"}})
 	res.requireError(t, http.StatusNotImplemented, "unsupported")
+}
+
+func withMaxBody(n int64) func(*httpapi.Options) {
+	return func(o *httpapi.Options) { o.MaxBodyBytes = n }
+}
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+// mustRequest is a request to serve with ServeHTTP directly.
+func mustRequest(t *testing.T, method, path, body string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, "http://storage-host"+path, strings.NewReader(body))
+	require.NoError(t, err)
+	return r
+}
+
+// swapBackends is a store swapped under its callers: every call first
+// meets the old, closed store, then Do retries it on the new one, as the
+// daemon's manager does during a reload.
+type swapBackends struct{ old, new *host.Store }
+
+func (b *swapBackends) Do(_ context.Context, _ string, fn func(st *host.Store) error) error {
+	if err := fn(b.old); !errors.Is(err, host.ErrClosed) {
+		return err
+	}
+	return fn(b.new)
+}
+
+func (b *swapBackends) Ready(ctx context.Context) error { return b.new.Ping(ctx) }
+
+// TestRetriedOnSwap checks that handlers compute inside Do and answer
+// after it, so a call Do retries answers once, from the new store.
+func TestRetriedOnSwap(t *testing.T) {
+	old := openStore(t, host.Config{Name: "old", Plugin: "builtin:memory"})
+	require.NoError(t, old.Close(context.Background()))
+	st := openStore(t, host.Config{Name: "new", Plugin: "builtin:memory"})
+	e := newEnvWith(t, st, func(o *httpapi.Options) { o.Backends = &swapBackends{old: old, new: st} })
+
+	res := e.req("PUT", "/v1/agents/a/state", `{"n":1}`)
+	require.Equal(t, http.StatusOK, res.code, "%s", res)
+	res = e.req("POST", "/v1/alerts/batch-put", map[string]any{"items": []any{map[string]any{"id": "x", "agent_id": "a", "severity": "info"}}})
+	require.Equal(t, []string{""}, codes(results[map[string]any](t, res, 1)))
+	res = e.req("GET", "/v1/agents/a/state", nil)
+	require.Equal(t, http.StatusOK, res.code, "%s", res)
+
+	for _, backend := range []string{"old", "new"} {
+		ms := series(t, e.reg, "storage_host_operation_duration_seconds", map[string]string{"operation": "put_agent_state", "backend": backend})
+		require.Len(t, ms, 1, backend)
+		require.Equal(t, uint64(1), ms[0].GetHistogram().GetSampleCount(), "each attempt is timed on its own store")
+	}
 }

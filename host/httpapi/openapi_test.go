@@ -120,10 +120,12 @@ func checkExchange(t *testing.T, sent *http.Request, body []byte, res *response)
 	req, err := http.NewRequest(sent.Method, sent.URL.String(), bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header = sent.Header.Clone()
+	if res.code == http.StatusMethodNotAllowed || (res.code == http.StatusNotFound && bytes.Contains(res.body, []byte(`"no route for `))) {
+		return // no operation answered; the document describes these only in its introduction
+	}
 	route, params, err := router.FindRoute(req)
 	if err != nil {
-		require.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, res.code,
-			"%s %s is not in the document but was answered %s", sent.Method, sent.URL.Path, res)
+		require.Failf(t, "undocumented route", "%s %s is not in the document but was answered %s", sent.Method, sent.URL.Path, res)
 		return
 	}
 	opts := &openapi3filter.Options{

@@ -17,6 +17,11 @@ import (
 // versions are decimal strings; expires_at is omitted for a record that
 // never expires. Inputs are separate types: fields the backend sets
 // (versions, created_at, updated_at, expires_at) are not accepted.
+//
+// Converting an input checks what the backend cannot: that times parse,
+// that names of severities and statuses exist, that required values are
+// there. Identifiers are left to the backend's own check, so that a bad
+// one fails only its item in a bulk request.
 
 // agentStateJSON is an agent state as the API returns it. State is the
 // stored JSON document; a state that is not JSON (written through the Go
@@ -48,7 +53,7 @@ func agentStateOut(s host.AgentState) agentStateJSON {
 
 // agentStateInput is one item of an agent-state batch-put.
 type agentStateInput struct {
-	AgentID string          `json:"agent_id"`
+	AgentID *string         `json:"agent_id"`
 	State   json.RawMessage `json:"state"`
 	// Version is the version the stored state must have, for a
 	// conditional batch; "0" or absent means create-only.
@@ -56,16 +61,17 @@ type agentStateInput struct {
 }
 
 func (in *agentStateInput) state(at string, conditional bool) (host.AgentState, error) {
-	s := host.AgentState{AgentID: in.AgentID, State: in.State}
-	if in.AgentID == "" {
-		return s, invalid(at + ".agent_id is required")
+	s := host.AgentState{State: in.State}
+	var err error
+	if s.AgentID, err = required(at, "agent_id", in.AgentID); err != nil {
+		return s, err
 	}
 	if in.State == nil {
-		return s, invalid(at + ".state is required (any JSON document)")
+		return s, invalid("request body: " + at + ".state is required (any JSON document)")
 	}
 	if in.Version != "" {
 		if !conditional {
-			return s, invalid(at + `.version is given but the batch is not "conditional": true`)
+			return s, invalid("request body: " + at + `.version is given but the batch is not "conditional": true`)
 		}
 		v, err := parseVersion(at+".version", in.Version)
 		if err != nil {
@@ -99,10 +105,10 @@ func metricOut(m host.Metric) metricJSON {
 
 // metricInput is a metric to store.
 type metricInput struct {
-	AgentID   string            `json:"agent_id"`
-	Name      string            `json:"name"`
+	AgentID   *string           `json:"agent_id"`
+	Name      *string           `json:"name"`
 	Value     json.RawMessage   `json:"value"`
-	Timestamp string            `json:"timestamp"`
+	Timestamp *string           `json:"timestamp"`
 	Labels    map[string]string `json:"labels"`
 }
 
@@ -118,32 +124,37 @@ func (in *metricInput) metric(at string) (host.Metric, error) {
 	return host.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp, Value: v, Labels: in.Labels}, nil
 }
 
-// metricKeyInput identifies a metric sample in a bulk request, and is the
-// value of a deleted one in a bulk response.
+// metricKeyInput identifies a metric sample in a bulk request.
 type metricKeyInput struct {
+	AgentID   *string `json:"agent_id"`
+	Name      *string `json:"name"`
+	Timestamp *string `json:"timestamp"`
+}
+
+func (in metricKeyInput) key(at string) (k host.MetricKey, err error) {
+	if k.AgentID, err = required(at, "agent_id", in.AgentID); err != nil {
+		return k, err
+	}
+	if k.Name, err = required(at, "name", in.Name); err != nil {
+		return k, err
+	}
+	ts, err := required(at, "timestamp", in.Timestamp)
+	if err != nil {
+		return k, err
+	}
+	k.Timestamp, err = parseTime(field(at, "timestamp"), ts)
+	return k, err
+}
+
+// metricKeyJSON is the value of a deleted metric in a bulk response.
+type metricKeyJSON struct {
 	AgentID   string `json:"agent_id"`
 	Name      string `json:"name"`
 	Timestamp string `json:"timestamp"`
 }
 
-func (in metricKeyInput) key(at string) (host.MetricKey, error) {
-	switch {
-	case in.AgentID == "":
-		return host.MetricKey{}, invalid(field(at, "agent_id") + " is required")
-	case in.Name == "":
-		return host.MetricKey{}, invalid(field(at, "name") + " is required")
-	case in.Timestamp == "":
-		return host.MetricKey{}, invalid(field(at, "timestamp") + " is required")
-	}
-	ts, err := parseTime(field(at, "timestamp"), in.Timestamp)
-	if err != nil {
-		return host.MetricKey{}, err
-	}
-	return host.MetricKey{AgentID: in.AgentID, Name: in.Name, Timestamp: ts}, nil
-}
-
-func metricKeyOut(k host.MetricKey) metricKeyInput {
-	return metricKeyInput{AgentID: k.AgentID, Name: k.Name, Timestamp: formatTime(k.Timestamp)}
+func metricKeyOut(k host.MetricKey) metricKeyJSON {
+	return metricKeyJSON{AgentID: k.AgentID, Name: k.Name, Timestamp: formatTime(k.Timestamp)}
 }
 
 // alertJSON is an alert as the API returns it.
@@ -175,8 +186,8 @@ func alertOut(a host.Alert) alertJSON {
 
 // alertInput is an alert to store. Status defaults to firing.
 type alertInput struct {
-	ID       string            `json:"id"`
-	AgentID  string            `json:"agent_id"`
+	ID       *string           `json:"id"`
+	AgentID  *string           `json:"agent_id"`
 	Severity string            `json:"severity"`
 	Status   string            `json:"status"`
 	Message  string            `json:"message"`
@@ -184,14 +195,14 @@ type alertInput struct {
 }
 
 func (in *alertInput) alert(at string) (host.Alert, error) {
-	a := host.Alert{ID: in.ID, AgentID: in.AgentID, Message: in.Message, Labels: in.Labels, Status: abi.AlertFiring}
-	if in.ID == "" {
-		return a, invalid(field(at, "id") + " is required")
-	}
-	if in.AgentID == "" {
-		return a, invalid(field(at, "agent_id") + " is required")
-	}
+	a := host.Alert{Message: in.Message, Labels: in.Labels, Status: abi.AlertFiring}
 	var err error
+	if a.ID, err = required(at, "id", in.ID); err != nil {
+		return a, err
+	}
+	if a.AgentID, err = required(at, "agent_id", in.AgentID); err != nil {
+		return a, err
+	}
 	if a.Severity, err = parseSeverity(field(at, "severity"), in.Severity); err != nil {
 		return a, err
 	}
@@ -229,6 +240,15 @@ func labelsOut(l map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return l
+}
+
+// required returns the value of a required member, refusing an absent
+// one; an empty value is left to the backend to judge.
+func required(at, name string, v *string) (string, error) {
+	if v == nil {
+		return "", invalid(fmt.Sprintf("request body: %s is required", field(at, name)))
+	}
+	return *v, nil
 }
 
 // field joins a path inside the request body with a field name.

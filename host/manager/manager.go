@@ -328,11 +328,17 @@ func (m *Manager) backends() []*backend {
 	return out
 }
 
-// ReloadFile loads the configuration file at path and reloads with it. A
-// file that does not load is a failed reload like a backend that does not
-// open: counted, returned, and the old configuration keeps serving.
-func (m *Manager) ReloadFile(ctx context.Context, path string) (*config.File, Change, error) {
+// ReloadFile loads the configuration file at path and reloads with it.
+// check, when set, may refuse the loaded file before anything changes (the
+// daemon refuses one that would leave a network listener without auth). A
+// file that does not load or check is a failed reload like a backend that
+// does not open: counted, returned, and the old configuration keeps
+// serving.
+func (m *Manager) ReloadFile(ctx context.Context, path string, check func(*config.File) error) (*config.File, Change, error) {
 	f, err := config.Load(path)
+	if err == nil && check != nil {
+		err = check(f)
+	}
 	if err != nil {
 		m.metrics.reloaded(false)
 		return nil, Change{}, err

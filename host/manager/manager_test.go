@@ -118,7 +118,7 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	require.NoError(t, err, "the old backend keeps serving, with its data")
 	require.Equal(t, 1.0, testutil.ToFloat64(reloads(t, reg, "failed")))
 
-	_, _, err = m.ReloadFile(ctx, t.TempDir()+"/missing.hcl")
+	_, _, err = m.ReloadFile(ctx, t.TempDir()+"/missing.hcl", nil)
 	require.Error(t, err)
 	require.Equal(t, 2.0, testutil.ToFloat64(reloads(t, reg, "failed")))
 }
