@@ -48,9 +48,10 @@ func Inspect(ctx context.Context, wasm []byte, opts ...Option) PluginInfo {
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
 		Instances:    1,
 	}
-	// The imports are listed from a module that only compiles, so that
-	// they are known even for one that cannot be loaded.
-	rt := wazero.NewRuntime(ctx)
+	// The imports are listed from a module that only decodes (the
+	// interpreter compiles nothing worth caching), so that they are known
+	// even for one that cannot be loaded.
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	cm, err := rt.CompileModule(ctx, wasm)
 	if err != nil {

@@ -62,7 +62,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		File:         file,
 		SHA256:       info.SHA256,
 		HostABI:      abi.Current.String(),
-		Features:     info.Metadata.Features.Names(),
+		Features:     append([]string{}, info.Metadata.Features.Names()...),
 		Capabilities: capabilityNames(info.Metadata.Capabilities),
 		Imports:      capabilityNames(info.Imports),
 		WASI:         info.WASI,
@@ -103,7 +103,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 }
 
 func capabilityNames(cs []abi.Capability) []string {
-	out := make([]string, len(cs))
+	out := make([]string, len(cs)) // never nil: JSON shows []
 	for i, c := range cs {
 		out[i] = string(c)
 	}

@@ -43,6 +43,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 
+	// SIGHUP is caught from the start: loading backends takes a while,
+	// and a reload asked for meanwhile must not kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	f := config.Default()
 	if *configPath != "" {
 		var err error
@@ -60,6 +66,21 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	})
 	if err := checkExposure(addr, f, *allowUnauth); err != nil {
 		return err
+	}
+	r := &reloader{path: *configPath, log: logger.Named("reload"), root: logger, listen: addr,
+		allowUnauth: *allowUnauth, levelFlag: *logLevel, format: firstOf(*logFormat, f.Log.Format, "text")}
+	// The watcher starts before the backends load, so an edit made while
+	// they do is seen.
+	var changed <-chan struct{}
+	if *configPath != "" && *watch {
+		w, err := newWatcher(r.log, f)
+		if err != nil {
+			logger.Warn("not watching the configuration file; reload with SIGHUP", "error", err)
+		} else {
+			defer w.Close()
+			changed = w.changed
+			r.watcher = w
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -99,21 +120,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
-	r := &reloader{path: *configPath, m: m, h: h, log: logger.Named("reload"), listen: addr, allowUnauth: *allowUnauth}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var changed <-chan struct{}
-	if *configPath != "" && *watch {
-		w, err := newWatcher(r.log, f)
-		if err != nil {
-			logger.Warn("not watching the configuration file; reload with SIGHUP", "error", err)
-		} else {
-			defer w.Close()
-			changed = w.changed
-			r.watcher = w
-		}
-	}
+	r.m, r.h = m, h
 
 	for {
 		select {
@@ -125,7 +132,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		case <-changed:
 			r.reload(ctx, "file change")
 		case <-ctx.Done():
-			logger.Info("shutting down: finishing requests in flight")
+			// A second SIGINT or SIGTERM now gets the default action: it
+			// kills the process without waiting.
+			stop()
+			logger.Info("shutting down: finishing requests in flight (signal again to force)")
 			shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			err := srv.Shutdown(shutdownCtx)
 			cancel()
@@ -147,9 +157,12 @@ type reloader struct {
 	h       *httpapi.Handler
 	watcher *watcher
 	log     hclog.Logger
+	root    hclog.Logger // its level follows the file unless -log-level set it
 	// allowUnauth is the -allow-unauthenticated flag, which a reload
 	// cannot change.
 	allowUnauth bool
+	levelFlag   string
+	format      string // the log format in use, which takes a restart
 }
 
 func (r *reloader) reload(ctx context.Context, why string) {
@@ -169,8 +182,14 @@ func (r *reloader) reload(ctx context.Context, why string) {
 	if r.watcher != nil {
 		r.watcher.follow(f)
 	}
-	if l := firstOf(f.Listen, "127.0.0.1:8474"); l != r.listen && f.Listen != "" {
-		r.log.Warn("listen address changed in the file; it takes a restart", "serving", r.listen, "file", l)
+	if f.Listen != "" && f.Listen != r.listen {
+		r.log.Warn("listen address changed in the file; it takes a restart", "serving", r.listen, "file", f.Listen)
+	}
+	if r.levelFlag == "" {
+		r.root.SetLevel(hclog.LevelFromString(firstOf(f.Log.Level, "info")))
+	}
+	if format := firstOf(f.Log.Format, "text"); format != r.format {
+		r.log.Warn("log format changed in the file; it takes a restart", "serving", r.format, "file", format)
 	}
 	r.log.Info("configuration reloaded", "trigger", why,
 		"added", ch.Added, "replaced", ch.Replaced, "removed", ch.Removed, "kept", ch.Kept)

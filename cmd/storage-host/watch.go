@@ -1,7 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"maps"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,15 +25,20 @@ const debounce = 200 * time.Millisecond
 
 // watcher reports changes to the configuration file and to the plugin
 // files it names. It watches their directories, not the files, so that a
-// file replaced by rename (as editors and deploy tools do) is still seen.
+// file replaced by rename (as editors and deploy tools do) is still seen,
+// and after any event in one of them it compares the files' contents: a
+// Kubernetes ConfigMap, which swaps a "..data" symlink and never touches
+// the file's own name, is seen too, and an event that changed nothing of
+// interest reloads nothing.
 type watcher struct {
 	fsw     *fsnotify.Watcher
 	log     hclog.Logger
 	changed chan struct{}
 
 	mu    sync.Mutex
-	files map[string]bool // absolute paths of interest
+	files []string // absolute paths of interest
 	dirs  map[string]bool
+	last  [sha256.Size]byte // fingerprint of the files' contents
 }
 
 func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
@@ -56,8 +67,9 @@ func (w *watcher) follow(f *config.File) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.files = files
-	for p := range files {
+	w.files = slices.Sorted(maps.Keys(files))
+	w.last = fingerprint(w.files)
+	for _, p := range w.files {
 		dir := filepath.Dir(p)
 		if w.dirs[dir] {
 			continue
@@ -79,13 +91,7 @@ func (w *watcher) loop() {
 			if !ok {
 				return
 			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			w.mu.Lock()
-			interesting := w.files[filepath.Clean(ev.Name)]
-			w.mu.Unlock()
-			if interesting {
+			if ev.Op != fsnotify.Chmod {
 				timer.Reset(debounce)
 			}
 		case err, ok := <-w.fsw.Errors:
@@ -94,12 +100,43 @@ func (w *watcher) loop() {
 			}
 			w.log.Warn("watching files", "error", err)
 		case <-timer.C:
+			w.mu.Lock()
+			now := fingerprint(w.files)
+			same := now == w.last
+			w.last = now
+			w.mu.Unlock()
+			if same {
+				continue
+			}
 			select {
 			case w.changed <- struct{}{}:
 			default: // a reload is already pending
 			}
 		}
 	}
+}
+
+// fingerprint hashes the contents of files, following symlinks; a missing
+// or unreadable file counts as its error text (a reload will report it).
+func fingerprint(files []string) [sha256.Size]byte {
+	h := sha256.New()
+	for _, p := range files {
+		fmt.Fprintf(h, "%s\x00", p)
+		f, err := os.Open(p)
+		if err != nil {
+			fmt.Fprintf(h, "error: %v\x00", err)
+			continue
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(h, "error: %v\x00", err)
+		}
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // Close stops watching.

@@ -478,6 +478,9 @@ routes {
 		require.Equal(t, first.Digest, parse(t, src, name).Backends[0].Digest)
 		require.NoError(t, os.WriteFile(plugin, memory, 0o600))
 		second := parse(t, src, name).Backends[0]
+		require.Equal(t, agent, first.Config.WASM, "host.Open gets the bytes that were checked")
+		require.Equal(t, memory, second.Config.WASM)
+		first.Config.WASM, second.Config.WASM = nil, nil
 		require.Equal(t, first.Config, second.Config, "only the module changed")
 		require.NotEqual(t, first.Digest, second.Digest)
 	})

@@ -52,6 +52,10 @@ func (c *checker) plugin(rb *rawBackend, cfg *host.Config) []byte {
 		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
 			c.errorf(rng, "Unreadable plugin", "%v.", err)
 		}
+		// The bytes checked here (pin, capabilities, digest) are the bytes
+		// host.Open loads: the file is not read a second time, when it
+		// may have been replaced.
+		cfg.WASM = wasm
 	}
 	pin, ok := c.str(rb.SHA256, "sha256")
 	if !ok {

@@ -1,0 +1,220 @@
+package main_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// clusterEnv provides the secrets redis-cluster.hcl reads from the
+// environment, and returns a directory holding a copy of it beside the
+// secret file it reads (as host/config's tests do).
+func clusterEnv(t *testing.T) (dir string, env []string) {
+	t.Helper()
+	dir = t.TempDir()
+	src, err := os.ReadFile(repoFile("testdata", "config", "redis-cluster.hcl"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "redis-cluster.hcl"), src, 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "secrets"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secrets", "dashboard.token"), []byte("dashboard-token-0123456789\n"), 0o600))
+	return dir, []string{"REDIS_PASSWORD=redis-password", "STORAGE_HOST_FLEET_TOKEN=fleet-token-0123456789"}
+}
+
+// TestValidateExamples checks every example configuration the way an
+// operator would before deploying it.
+func TestValidateExamples(t *testing.T) {
+	t.Parallel()
+	clusterDir, clusterSecrets := clusterEnv(t)
+	for _, tc := range []struct {
+		file string
+		env  []string
+		want string // after "FILE: ok: "
+	}{
+		{repoFile("testdata", "config", "memory.hcl"), nil,
+			"backends memory; metrics → memory, alerts → memory, agent_states → memory; 0 token(s)"},
+		{repoFile("testdata", "config", "memory.json"), nil,
+			"backends memory; metrics → memory, alerts → memory, agent_states → memory; 0 token(s)"},
+		{repoFile("testdata", "config", "redis-fallback.hcl"), nil,
+			"backends redis, metrics; metrics → metrics, alerts → redis, agent_states → redis; 0 token(s)"},
+		{filepath.Join(clusterDir, "redis-cluster.hcl"), clusterSecrets,
+			"backends redis; metrics → redis, alerts → redis, agent_states → redis; 2 token(s)"},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, code := runCommand(t, tc.env, "validate", tc.file)
+			require.Equal(t, 0, code, "stderr: %s", stderr)
+			require.Equal(t, tc.file+": ok: "+tc.want+"\n", stdout)
+			require.Empty(t, stderr)
+		})
+	}
+	t.Run("redis-cluster.hcl without its secrets", func(t *testing.T) {
+		t.Parallel()
+		dir, _ := clusterEnv(t)
+		file := filepath.Join(dir, "redis-cluster.hcl")
+		require.NoError(t, os.Remove(filepath.Join(dir, "secrets", "dashboard.token")))
+		stdout, stderr, code := runCommand(t, []string{"REDIS_PASSWORD=", "STORAGE_HOST_FLEET_TOKEN="}, "validate", file)
+		require.Equal(t, 1, code)
+		require.Empty(t, stdout)
+		require.Equal(t, []string{
+			file + ":43:20: Unset secret; The environment variable REDIS_PASSWORD is unset or empty.",
+			file + ":65:18: Unset secret; The environment variable STORAGE_HOST_FLEET_TOKEN is unset or empty.",
+		}, strings.Split(strings.TrimSpace(stderr), "\n")[:2])
+		require.Contains(t, stderr, file+":73:19: Unreadable secret file; ")
+	})
+}
+
+// brokenDiagnostics is what checking testdata/config/broken.hcl reports:
+// every mistake, each at its file:line:col.
+var brokenDiagnostics = strings.Join([]string{
+	`testdata/config/broken.hcl:6:15: Invalid value for "instances"; instances must be a whole number from 1 to 2147483647.`,
+	`testdata/config/broken.hcl:7:3: Unsupported argument; An argument named "colour" is not expected here.`,
+	`testdata/config/broken.hcl:13:18: Unknown backend; No backend named "disk" is defined (defined: memory).`,
+}, "\n") + "\n"
+
+func TestValidateBrokenConfig(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, code := runCommand(t, nil, "validate", "testdata/config/broken.hcl")
+	require.Equal(t, 1, code)
+	require.Empty(t, stdout)
+	require.Equal(t, brokenDiagnostics, stderr)
+
+	_, stderr, code = runCommand(t, nil, "validate", "testdata/config/missing.hcl")
+	require.Equal(t, 1, code)
+	require.Equal(t, "config: open testdata/config/missing.hcl: no such file or directory\n", stderr)
+
+	_, stderr, code = runCommand(t, nil, "validate")
+	require.Equal(t, 1, code)
+	require.Equal(t, "usage: storage-host validate FILE\n", stderr)
+}
+
+// TestServeRefusesBrokenConfig: serve checks its file as validate does and
+// starts nothing when it is wrong.
+func TestServeRefusesBrokenConfig(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, code := runCommand(t, nil, "serve", "-config", "testdata/config/broken.hcl", "-listen", "127.0.0.1:0")
+	require.Equal(t, 1, code)
+	require.Empty(t, stdout, "no serving line")
+	require.Equal(t, brokenDiagnostics, stderr)
+}
+
+// inspection is the output of `plugin inspect -json`.
+type inspection struct {
+	File         string   `json:"file"`
+	SHA256       string   `json:"sha256"`
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	ABI          string   `json:"abi"`
+	HostABI      string   `json:"host_abi"`
+	Features     []string `json:"features"`
+	Capabilities []string `json:"capabilities"`
+	Imports      []string `json:"imports"`
+	WASI         bool     `json:"wasi"`
+	Loadable     bool     `json:"loadable"`
+	Problem      string   `json:"problem"`
+}
+
+func inspectJSON(t *testing.T, plugin string, wantCode int) inspection {
+	t.Helper()
+	stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", "-json", plugin)
+	require.Equal(t, wantCode, code, "stderr: %s", stderr)
+	var out inspection
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&out), "stdout: %s", stdout)
+	require.False(t, dec.More(), "one JSON document: %s", stdout)
+	return out
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestPluginInspect(t *testing.T) {
+	t.Parallel()
+	memory, err := host.BuiltinWASM("memory")
+	require.NoError(t, err)
+	agentstatePath := repoFile("testdata", "plugins", "agentstate.wasm")
+	agentstate, err := os.ReadFile(agentstatePath)
+	require.NoError(t, err)
+	oldabiPath := repoFile("testdata", "plugins", "oldabi.wasm")
+
+	t.Run("builtin:memory", func(t *testing.T) {
+		t.Parallel()
+		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", "builtin:memory")
+		require.Equal(t, 0, code, "stderr: %s", stderr)
+		require.Equal(t, []string{
+			"file:         builtin:memory",
+			"sha256:       " + sha256Hex(memory),
+			"name:         memory",
+			"version:      1.0.0",
+			"abi:          1.1 (host speaks 1.1)",
+			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency",
+			"capabilities: log, clock, kv",
+			"imports:      clock, kv (and WASI)",
+			"loadable:     yes (grant: log, clock, kv)",
+		}, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"))
+
+		got := inspectJSON(t, "builtin:memory", 0)
+		require.Equal(t, inspection{
+			File: "builtin:memory", SHA256: sha256Hex(memory), Name: "memory", Version: "1.0.0",
+			ABI: "1.1", HostABI: "1.1",
+			Features:     []string{"metrics", "alerts", "agent_states", "query", "batch", "ttl", "concurrency"},
+			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"clock", "kv"},
+			WASI: true, Loadable: true,
+		}, got)
+	})
+
+	t.Run("agentstate.wasm", func(t *testing.T) {
+		t.Parallel()
+		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", agentstatePath)
+		require.Equal(t, 0, code, "stderr: %s", stderr)
+		require.Contains(t, stdout, "name:         agentstate\n")
+		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.1)\n", "an older minor version loads")
+		require.Contains(t, stdout, "loadable:     yes (grant: log, clock, kv)\n")
+
+		got := inspectJSON(t, agentstatePath, 0)
+		require.Equal(t, inspection{
+			File: agentstatePath, SHA256: sha256Hex(agentstate), Name: "agentstate", Version: "1.0.0",
+			ABI: "1.0", HostABI: "1.1", Features: []string{"agent_states"},
+			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"log", "clock", "kv"},
+			Loadable: true,
+		}, got)
+	})
+
+	t.Run("oldabi.wasm", func(t *testing.T) {
+		t.Parallel()
+		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.1, plugin needs 2.0"
+		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", oldabiPath)
+		require.Equal(t, 1, code, "a plugin this host cannot load fails the command")
+		require.Empty(t, stderr)
+		require.Contains(t, stdout, "loadable:     no: "+problem+"\n")
+
+		got := inspectJSON(t, oldabiPath, 1)
+		require.False(t, got.Loadable)
+		require.Equal(t, problem, got.Problem)
+		require.Equal(t, "1.1", got.HostABI)
+		require.Len(t, got.SHA256, 64)
+	})
+
+	t.Run("mistakes", func(t *testing.T) {
+		t.Parallel()
+		_, stderr, code := runCommand(t, nil, "plugin", "inspect", "builtin:nope")
+		require.Equal(t, 1, code)
+		require.Equal(t, "storage-host: host: no built-in plugin \"nope\"\n", stderr)
+		_, stderr, code = runCommand(t, nil, "plugin", "inspect", "testdata/nope.wasm")
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "testdata/nope.wasm: no such file or directory")
+		_, stderr, code = runCommand(t, nil, "plugin", "list")
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "plugin: the only subcommand is inspect")
+	})
+}

@@ -1,0 +1,151 @@
+package main_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// memoryConfig is a configuration of one memory backend whose agent
+// states expire ttl seconds after their last write: the option a reload
+// test changes, and observes in every PUT's expires_at.
+func memoryConfig(ttl int) []byte {
+	return fmt.Appendf(nil, "backend \"memory\" {\n  plugin  = \"builtin:memory\"\n  options = { agent_state_ttl_seconds = %d }\n}\n", ttl)
+}
+
+// putTTL writes an agent state and returns how long it will live.
+func putTTL(t *testing.T, d *daemon, agent string) time.Duration {
+	t.Helper()
+	r := call(t, "PUT", d.url+"/v1/agents/"+agent+"/state", `{"agent":"`+agent+`"}`)
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	s, ok := r.object(t)["expires_at"].(string)
+	require.True(t, ok, "no expires_at: %s", r.body)
+	exp, err := time.Parse(time.RFC3339Nano, s)
+	require.NoError(t, err)
+	return time.Until(exp).Round(time.Minute)
+}
+
+var (
+	reloaded = regexp.MustCompile(`storage-host\.reload: configuration reloaded: `)
+	rejected = regexp.MustCompile(`storage-host\.reload: configuration rejected; the previous one keeps serving: `)
+)
+
+// TestReloadOnSIGHUP: SIGHUP rereads the file and what it refers to. The
+// watcher follows the configuration and plugin files, not secret files,
+// so a rotated token secret takes a SIGHUP: a bad one is rejected and the
+// old token keeps working; a good one replaces it, and the backend, which
+// did not change, keeps serving with its data.
+func TestReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	secret := filepath.Join(dir, "agent.token")
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "memory" {
+  plugin = "builtin:memory"
+}
+
+auth {
+  token "agent" {
+    secret_file = "agent.token"
+    scopes      = ["agent_states:read", "agent_states:write"]
+  }
+}
+`), 0o600))
+	const first, second = "first-secret-0123456789", "second-secret-0123456789"
+	require.NoError(t, os.WriteFile(secret, []byte(first+"\n"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitWatching(1) // and so SIGHUP is handled
+	url := d.url + "/v1/agents/a1/state"
+	r := call(t, "PUT", url, `{"v":1}`, bearer(first)...)
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	stored := r.object(t)
+	serves := func(token, after string) {
+		t.Helper()
+		r := call(t, "GET", url, "", bearer(token)...)
+		require.Equal(t, http.StatusOK, r.code, "after %s: %s", after, r.body)
+		require.Equal(t, stored, r.object(t), "after %s, the same backend serves", after)
+	}
+
+	// Nothing changed: everything is kept.
+	d.signal(syscall.SIGHUP)
+	require.Regexp(t, `trigger=SIGHUP added=\[\] replaced=\[\] removed=\[\] kept=\["memory"\]$`, d.waitLog(reloaded, 1)[0])
+	serves(first, "a reload that changes nothing")
+
+	// A rotation gone wrong: the file is refused, the old token stays.
+	replaceFile(t, secret, []byte("short\n"))
+	d.signal(syscall.SIGHUP)
+	require.Contains(t, d.waitLog(rejected, 1)[0], `trigger=SIGHUP error="`+cfg+`:7:19: Token secret too short;`)
+	serves(first, "a rejected rotation")
+	require.Equal(t, float64(1), d.metric(`storage_host_reloads_total{result="failed"}`, bearer(first)...))
+
+	// A good rotation: the new token in, the old one out, the data kept.
+	replaceFile(t, secret, []byte(second+"\n"))
+	d.signal(syscall.SIGHUP)
+	require.Regexp(t, `trigger=SIGHUP added=\[\] replaced=\[\] removed=\[\] kept=\["memory"\]$`, d.waitLog(reloaded, 2)[1])
+	require.Equal(t, http.StatusUnauthorized, call(t, "GET", url, "", bearer(first)...).code, "the old secret is refused")
+	serves(second, "a rotation")
+	require.Equal(t, float64(2), d.metric(`storage_host_reloads_total{result="ok"}`, bearer(second)...))
+	require.Equal(t, float64(1), d.metric(`storage_host_reloads_total{result="failed"}`, bearer(second)...))
+	require.Equal(t, 3, d.logCount(reloaded)+d.logCount(rejected), "only the signals reloaded: the watcher ignores secret files")
+
+	d.stop()
+}
+
+// TestReloadOnFileChange: with the watcher (the default), editing the
+// file is enough, whether the editor renames a new file over it or
+// rewrites it in place; a changed backend is replaced, and an edit that
+// does not load, or whose backend does not open, leaves the running
+// configuration serving.
+func TestReloadOnFileChange(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, memoryConfig(3600), 0o600))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitWatching(1)
+	require.Equal(t, time.Hour, putTTL(t, d, "a1"))
+
+	// A changed option: the backend is replaced by a new, empty one.
+	replaceFile(t, cfg, memoryConfig(7200))
+	require.Regexp(t, `trigger="file change" added=\[\] replaced=\["memory"\] removed=\[\] kept=\[\]$`, d.waitLog(reloaded, 1)[0])
+	require.Equal(t, http.StatusNotFound, call(t, "GET", d.url+"/v1/agents/a1/state", "").code,
+		"a replaced memory backend starts empty")
+	require.Equal(t, 2*time.Hour, putTTL(t, d, "a1"), "the new option applies")
+	require.Equal(t, float64(1), d.metric(`storage_host_reloads_total{result="ok"}`))
+	a1 := call(t, "GET", d.url+"/v1/agents/a1/state", "")
+	require.Equal(t, http.StatusOK, a1.code, "%s", a1.body)
+	serves := func(after string) {
+		t.Helper()
+		r := call(t, "GET", d.url+"/v1/agents/a1/state", "")
+		require.Equal(t, http.StatusOK, r.code, "after %s: %s", after, r.body)
+		require.Equal(t, a1.object(t), r.object(t), "after %s, the same backend serves", after)
+		require.Equal(t, 2*time.Hour, putTTL(t, d, "a2"), "after %s, the same options apply", after)
+	}
+
+	// An edit that does not load.
+	replaceFile(t, cfg, []byte("backend \"memory\" {\n  plugin = \"builtin:memory\"\n  colour = \"blue\"\n}\n"))
+	require.Contains(t, d.waitLog(rejected, 1)[0], `trigger="file change" error="`+cfg+`:3:3: Unsupported argument; An argument named \"colour\" is not expected here."`)
+	serves("a file that does not load")
+
+	// An edit that loads, with a backend that does not open: the plugin
+	// refuses the option.
+	replaceFile(t, cfg, []byte("backend \"memory\" {\n  plugin  = \"builtin:memory\"\n  options = { colour = \"blue\" }\n}\n"))
+	require.Contains(t, d.waitLog(rejected, 2)[1], `trigger="file change" error="backend memory: host: configure plugin memory: invalid: unknown option \"colour\""`)
+	serves("a backend that does not open")
+	require.Equal(t, float64(2), d.metric(`storage_host_reloads_total{result="failed"}`))
+
+	// Fixed in place (truncated and rewritten, as `cat > file` does).
+	require.NoError(t, os.WriteFile(cfg, memoryConfig(60), 0o600))
+	require.Regexp(t, `trigger="file change" added=\[\] replaced=\["memory"\] removed=\[\] kept=\[\]$`, d.waitLog(reloaded, 2)[1])
+	require.Equal(t, time.Minute, putTTL(t, d, "a3"))
+
+	require.Equal(t, float64(d.logCount(reloaded)), d.metric(`storage_host_reloads_total{result="ok"}`), "the log and the counter agree")
+	require.Equal(t, float64(d.logCount(rejected)), d.metric(`storage_host_reloads_total{result="failed"}`))
+	d.stop()
+}
