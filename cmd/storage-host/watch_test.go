@@ -1,0 +1,57 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/config"
+)
+
+// TestWatcherFollowsConfigMapSwap mounts a config the way Kubernetes does
+// (dir/app.hcl → ..data/app.hcl, ..data → a timestamped directory, updated
+// by swapping the ..data symlink) and checks that the swap is reported,
+// while an event that changes nothing of interest is not.
+func TestWatcherFollowsConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	writeVersion := func(name, body string) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name, "app.hcl"), []byte(body), 0o644))
+	}
+	writeVersion("..v1", `backend "memory" { plugin = "builtin:memory" }`)
+	require.NoError(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
+	require.NoError(t, os.Symlink("..data/app.hcl", filepath.Join(dir, "app.hcl")))
+
+	path := filepath.Join(dir, "app.hcl")
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	w, err := newWatcher(hclog.NewNullLogger(), f)
+	require.NoError(t, err)
+	defer w.Close()
+
+	// Noise: a file nobody follows.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "unrelated"), []byte("x"), 0o644))
+	select {
+	case <-w.changed:
+		t.Fatal("an unrelated file reported a change")
+	case <-time.After(5 * debounce):
+	}
+
+	// The swap, as kubelet does it: a new version, a new symlink renamed
+	// over ..data.
+	writeVersion("..v2", `backend "memory" {
+  plugin  = "builtin:memory"
+  options = { agent_state_ttl_seconds = 60 }
+}`)
+	require.NoError(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
+	require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	select {
+	case <-w.changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ..data swap was not reported")
+	}
+}
