@@ -627,3 +627,17 @@ func mustAbs(t testing.TB, p string) string {
 	require.NoError(t, err)
 	return abs
 }
+
+// TestReadmeExample keeps the configuration shown in README.md valid.
+func TestReadmeExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(readme), "```hcl\n")
+	require.True(t, ok, "README.md has an hcl example")
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	f, err := config.Parse([]byte(example), filepath.Join(t.TempDir(), "readme.hcl"))
+	require.NoError(t, err)
+	require.Equal(t, "memory", f.Routes.Metrics)
+	require.Equal(t, "redis", f.Routes.AgentStates)
+}
