@@ -200,6 +200,8 @@ type settings struct {
 	// inspect loads a plugin only as far as its metadata, with every
 	// capability stubbed in and no Redis (Inspect).
 	inspect bool
+	// checkOptions makes an inspecting load also configure the plugin.
+	checkOptions bool
 }
 
 func defaultSettings() settings {

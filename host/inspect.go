@@ -35,35 +35,50 @@ type PluginInfo struct {
 // is and whether this host can load it. The plugin's code runs (its
 // initialisation and metadata export) under the default limits.
 func Inspect(ctx context.Context, wasm []byte, opts ...Option) PluginInfo {
+	return inspect(ctx, wasm, nil, false, opts)
+}
+
+// CheckOptions loads wasm as Inspect does and configures it with options,
+// returning the plugin's verdict: nil, or its error (an option it refuses
+// matches ErrInvalid). Like Inspect it needs no Redis, and runs the
+// plugin's code.
+func CheckOptions(ctx context.Context, wasm []byte, options map[string]string, opts ...Option) error {
+	info := inspect(ctx, wasm, options, true, opts)
+	return info.Err
+}
+
+func inspect(ctx context.Context, wasm []byte, options map[string]string, configure bool, opts []Option) PluginInfo {
 	sum := sha256.Sum256(wasm)
 	info := PluginInfo{SHA256: hex.EncodeToString(sum[:])}
 	s := defaultSettings()
 	for _, o := range opts {
 		o(&s)
 	}
-	s.inspect = true
+	s.inspect, s.checkOptions = true, configure
 	cfg := Config{
-		Name:         "inspect",
 		WASM:         wasm,
+		Options:      options,
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
 		Instances:    1,
 	}
-	// The imports are listed from a module that only decodes (the
-	// interpreter compiles nothing worth caching), so that they are known
-	// even for one that cannot be loaded.
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-	defer rt.Close(ctx)
-	cm, err := rt.CompileModule(ctx, wasm)
-	if err != nil {
-		info.Err = fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
-		return info
-	}
-	for _, f := range cm.ImportedFunctions() {
-		mod, _, _ := f.Import()
-		if mod == wasi_snapshot_preview1.ModuleName {
-			info.WASI = true
-		} else if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(info.Imports, abi.Capability(c)) {
-			info.Imports = append(info.Imports, abi.Capability(c))
+	if !configure {
+		// The imports are listed from a module that only decodes (the
+		// interpreter compiles nothing worth caching), so that they are known
+		// even for one that cannot be loaded.
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		defer rt.Close(ctx)
+		cm, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			info.Err = fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
+			return info
+		}
+		for _, f := range cm.ImportedFunctions() {
+			mod, _, _ := f.Import()
+			if mod == wasi_snapshot_preview1.ModuleName {
+				info.WASI = true
+			} else if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(info.Imports, abi.Capability(c)) {
+				info.Imports = append(info.Imports, abi.Capability(c))
+			}
 		}
 	}
 	p, err := load(ctx, cfg.withDefaults(), &s)

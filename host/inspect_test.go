@@ -52,3 +52,13 @@ func TestInspect(t *testing.T) {
 		require.Empty(t, info.Metadata.Name)
 	})
 }
+
+func TestCheckOptions(t *testing.T) {
+	ctx := context.Background()
+	wasm, err := host.BuiltinWASM("redis")
+	require.NoError(t, err)
+	require.NoError(t, host.CheckOptions(ctx, wasm, map[string]string{"fallback": "buffer", "agent_state_ttl_seconds": "60"}), "needs no Redis")
+	err = host.CheckOptions(ctx, wasm, map[string]string{"fallback": "sometimes"})
+	require.ErrorIs(t, err, host.ErrInvalid)
+	require.Contains(t, err.Error(), "sometimes")
+}

@@ -159,14 +159,14 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		first.close(ctx)
 		return nil, err
 	}
-	if s.inspect {
-		first.close(ctx)
-		return p, nil
-	}
 	if p.name == "" {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)
 		limiter.log = p.log
+	}
+	if s.inspect && !s.checkOptions {
+		first.close(ctx)
+		return p, nil
 	}
 	var e abi.Encoder
 	abi.Options(cfg.Options).Encode(&e)
@@ -174,6 +174,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err := p.configure(ctx, first); err != nil {
 		first.close(ctx)
 		return nil, err
+	}
+	if s.inspect {
+		first.close(ctx)
+		return p, nil
 	}
 	p.pool.init(cfg.Instances, p.newInstance)
 	p.pool.put(first, true)

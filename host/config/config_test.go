@@ -208,28 +208,6 @@ func sha256File(t *testing.T, path string) string {
 	return host.Inspect(context.Background(), b).SHA256
 }
 
-func TestOptionValues(t *testing.T) {
-	f, err := config.Parse([]byte(`
-backend "m" {
-  plugin = "builtin:memory"
-  options = {
-    int     = 3600
-    big     = 1e20
-    frac    = 0.25
-    neg     = -7
-    yes     = true
-    text    = "buffer"
-    "a.b"   = "quoted key"
-  }
-}
-`), "o.hcl")
-	require.NoError(t, err)
-	require.Equal(t, map[string]string{
-		"int": "3600", "big": "100000000000000000000", "frac": "0.25", "neg": "-7",
-		"yes": "true", "text": "buffer", "a.b": "quoted key",
-	}, f.Backends[0].Config.Options)
-}
-
 // TestBadConfigs checks the position and message of each kind of error.
 func TestBadConfigs(t *testing.T) {
 	t.Setenv("CONFIG_TEST_SHORT", "short")
@@ -259,6 +237,8 @@ func TestBadConfigs(t *testing.T) {
 		{"instances zero", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  instances = 0\n}\n", "", "3:15", "instances must be a whole number from 1 to"},
 		{"instances negative", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  instances = -3\n}\n", "", "3:15", "instances must be a whole number from 1 to"},
 		{"instances fraction", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  instances = 1.5\n}\n", "", "3:15", "instances must be a whole number"},
+		{"option refused by the plugin", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  options = { colour = \"blue\" }\n}\n", "", "3:13", `Options refused by the plugin; host: configure plugin memory: invalid: unknown option "colour"`},
+		{"redis option refused", "backend \"r\" {\n  plugin = \"builtin:redis\"\n  options = { fallback = \"sometimes\" }\n  redis {\n    addrs = [\"127.0.0.1:1\"]\n    key_prefix = \"x:\"\n  }\n}\n", "", "3:13", `"sometimes" is neither fail nor buffer`},
 		{"unknown capability", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  capabilities = [\"log\", \"clock\", \"kv\", \"net\"]\n}\n", "", "3:41", `Unknown capability; "net" is not a capability`},
 		{"redis capability without block", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  capabilities = [\"log\", \"clock\", \"kv\", \"redis\"]\n}\n", "", "3:41", `Capability "redis" is granted by a redis block`},
 		{"option nested", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  options = { a = 1, b = [1] }\n}\n", "", "3:26", `Invalid option value; Option "b"`},

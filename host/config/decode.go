@@ -249,7 +249,15 @@ func (c *checker) backend(rb *rawBackend) Backend {
 		cfg.Redis = c.redis(rb.Redis)
 	}
 	if wasm != nil && capsOK {
-		c.grant(inspect(wasm), caps, rb.Redis != nil, rb.Plugin.Range())
+		info := inspect(wasm)
+		c.grant(info, caps, rb.Redis != nil, rb.Plugin.Range())
+		if info.Err == nil && len(cfg.Options) > 0 {
+			// The plugin judges its own options, so that validate catches
+			// what serve would refuse.
+			if err := checkOptions(wasm, cfg.Options); err != nil {
+				c.errorf(rb.Options.Range(), "Options refused by the plugin", "%v.", err)
+			}
+		}
 	}
 	b := Backend{Name: rb.Name, Config: cfg}
 	if wasm != nil {

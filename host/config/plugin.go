@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -262,6 +263,37 @@ func inspect(wasm []byte) host.PluginInfo {
 		inspections.Unlock()
 	}
 	return in.info
+}
+
+// optionChecks remembers host.CheckOptions's verdicts per module and
+// options, as inspections does; it is bounded, since options vary more.
+var optionChecks struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]error
+}
+
+func checkOptions(wasm []byte, options map[string]string) error {
+	h := sha256.New()
+	h.Write(wasm)
+	for _, k := range slices.Sorted(maps.Keys(options)) {
+		fmt.Fprintf(h, "\x00%q=%q", k, options[k])
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	optionChecks.Lock()
+	err, ok := optionChecks.m[key]
+	optionChecks.Unlock()
+	if ok {
+		return err
+	}
+	err = host.CheckOptions(context.Background(), wasm, options)
+	optionChecks.Lock()
+	if optionChecks.m == nil || len(optionChecks.m) >= 256 {
+		optionChecks.m = make(map[[sha256.Size]byte]error)
+	}
+	optionChecks.m[key] = err
+	optionChecks.Unlock()
+	return err
 }
 
 // digestKey keys Backend.Digest, so that a digest covering a password
