@@ -22,8 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/host"
-	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // BenchmarkRedis runs each workload through the redis plugin (host.Store
@@ -413,55 +413,74 @@ func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix, id strin
 // getState is GetAgentState: "rd" of the state hash's fields v u d, and
 // the reply decoded as the plugin decodes it.
 func (d *directRedis) getState(ctx context.Context, i int) error {
-	id := benchAgent(i)
+	_, err := d.readState(ctx, benchAgent(i))
+	return err
+}
+
+// readState is getState of one agent, returning the state; a missing one
+// is an error matching host.ErrNotFound.
+func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState, error) {
 	v, err := d.c.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "rd", "v", "u", "d").Slice()
 	if err != nil {
-		return err
+		return host.AgentState{}, err
 	}
 	if len(v) != 2 {
-		return fmt.Errorf("reply %v", v)
+		return host.AgentState{}, fmt.Errorf("reply %v", v)
 	}
 	f, ok := v[0].([]any)
 	if !ok || len(f) != 3 || f[0] == nil {
-		return fmt.Errorf("agent state %q: not found (%v)", id, v)
+		return host.AgentState{}, fmt.Errorf("agent state %q: %w (%v)", id, host.ErrNotFound, v)
 	}
 	version, err := strconv.ParseUint(f[0].(string), 10, 64)
 	if err != nil || version == 0 {
-		return fmt.Errorf("version %v", f[0])
+		return host.AgentState{}, fmt.Errorf("version %v", f[0])
 	}
 	updated, err := strconv.ParseInt(f[1].(string), 10, 64)
 	if err != nil {
-		return err
+		return host.AgentState{}, err
 	}
 	s := host.AgentState{AgentID: id, Version: version, UpdatedAt: time.Unix(0, updated).UTC(), State: []byte(f[2].(string))}
 	if e := v[1].(int64); e >= 0 {
 		s.ExpiresAt = time.UnixMilli(e).UTC()
 	}
-	return nil
+	return s, nil
 }
 
 // queuePutState queues PutAgentState without TTL or condition: "sput" on
 // the state hash (ttl "p", no condition, updated_at in ns, document), then
 // "ixadd" on the states index.
 func (d *directRedis) queuePutState(ctx context.Context, p redis.Pipeliner, id string, now time.Time) *redis.Cmd {
-	c := p.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), benchState)
+	return d.queuePutDoc(ctx, p, id, now, benchState)
+}
+
+// queuePutDoc is queuePutState with doc as the state.
+func (d *directRedis) queuePutDoc(ctx context.Context, p redis.Pipeliner, id string, now time.Time, doc []byte) *redis.Cmd {
+	c := p.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), doc)
 	d.ixadd(ctx, p, "{idx}:s", id)
 	return c
 }
 
 // putStateReply checks a "sput" reply {1, version, expiry}.
 func putStateReply(c *redis.Cmd) error {
+	_, _, err := sputReply(c)
+	return err
+}
+
+// sputReply reads a "sput" reply {1, version, expiry}: the new version
+// and the expiry in Unix milliseconds, negative for none.
+func sputReply(c *redis.Cmd) (version uint64, expiry int64, err error) {
 	v, err := c.Slice()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	if len(v) != 3 || v[0].(int64) != 1 {
-		return fmt.Errorf("sput replied %v", v)
+		return 0, 0, fmt.Errorf("sput replied %v", v)
 	}
-	if _, err := strconv.ParseUint(v[1].(string), 10, 64); err != nil {
-		return err
+	if version, err = strconv.ParseUint(v[1].(string), 10, 64); err != nil {
+		return 0, 0, err
 	}
-	return nil
+	expiry, _ = v[2].(int64)
+	return version, expiry, nil
 }
 
 // execChecked runs a pipeline and fails on any command's error.

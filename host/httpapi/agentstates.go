@@ -38,9 +38,14 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 	if err != nil {
 		return err
 	}
-	var doc json.RawMessage
-	if err := decodeStrict(body, &doc); err != nil {
-		return err
+	// One scan for the common case; the decoder, which scans twice, only
+	// to say what is wrong.
+	if !json.Valid(body) {
+		var doc json.RawMessage
+		if err := decodeStrict(body, &doc); err != nil {
+			return err
+		}
+		return invalid("request body: not a JSON document")
 	}
 	opts, conditional, err := conditions(r)
 	if err != nil {
