@@ -430,8 +430,9 @@ func testHostileLoop(t *testing.T, by *hostileBystander) {
 		require.Equal(t, 2*(hostileInstances+2), h.discarded(), "every interrupted instance is discarded")
 	})
 
-	// Close does not wait for a call that never returns: it closes the
-	// instance under it, and the call fails.
+	// Close waits for a call in flight only until its context ends: then
+	// it closes the instance under a call that never returns, and the
+	// call fails.
 	t.Run("close while spinning", func(t *testing.T) {
 		limits := hostileLoopLimits
 		limits.CallTimeout = time.Hour
@@ -446,8 +447,13 @@ func testHostileLoop(t *testing.T, by *hostileBystander) {
 		}()
 		require.Eventually(t, func() bool { return strings.Contains(log.String(), "loop: spinning in storage_call") },
 			hostileBound, time.Millisecond, "the plugin logs before it spins")
-		_, err = hostileBounded(t, hostileBound, "Close during a spinning call", st.Close)
-		require.NoError(t, err)
+		_, err = hostileBounded(t, hostileBound, "Close during a spinning call", func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			return st.Close(ctx)
+		})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorContains(t, err, "closed with calls in flight")
 		select {
 		case err := <-done:
 			t.Log(err)

@@ -31,8 +31,9 @@ func (s *Store) Metadata() Metadata { return s.p.meta }
 
 // Close releases the plugin's instances and its runtime. New calls fail
 // with ErrClosed at once; calls in flight finish first, unless ctx ends
-// before they do, in which case they are cut short (and fail with
-// ErrClosed) and Close returns ctx's error.
+// or Limits.CallTimeout (plus a second) passes before they do, in which
+// case they are cut short (and fail with ErrClosed) and Close returns an
+// error saying so.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -45,12 +46,19 @@ func (s *Store) Close(ctx context.Context) error {
 		s.calls.Unlock()
 		close(drained)
 	}()
+	// No call may legitimately run longer than the call timeout; a
+	// trusted plugin, which the watchdog does not stop, may.
+	limit := time.NewTimer(s.p.limits.CallTimeout + time.Second)
+	defer limit.Stop()
 	var err error
 	select {
 	case <-drained:
 	case <-ctx.Done():
 		s.cutShort.Store(true)
 		err = fmt.Errorf("backend %s: closed with calls in flight: %w", s.p.name, ctx.Err())
+	case <-limit.C:
+		s.cutShort.Store(true)
+		err = fmt.Errorf("backend %s: closed with calls in flight past the call timeout of %v", s.p.name, s.p.limits.CallTimeout)
 	}
 	s.p.close(context.WithoutCancel(ctx))
 	return err
