@@ -103,16 +103,9 @@ func (h *Handler) queryAgentStates(w http.ResponseWriter, r *http.Request, q url
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	var p host.Page[host.AgentState]
-	err = h.do(r, KindAgentStates, "query_agent_states", func(st *host.Store) (err error) {
-		p, err = st.QueryAgentStates(r.Context(), query)
-		return err
-	})
-	stale, err := readOutcome(err)
-	if err != nil {
-		return err
-	}
-	return respond(w, http.StatusOK, pageOut(p, agentStateOut), stale)
+	return servePage(h, w, r, KindAgentStates, "query_agent_states", func(st *host.Store) (host.Page[host.AgentState], error) {
+		return st.QueryAgentStates(r.Context(), query)
+	}, agentStateOut)
 }
 
 // agentIDsRequest is the body of batch-get and batch-delete.
@@ -128,18 +121,9 @@ func (h *Handler) getAgentStates(w http.ResponseWriter, r *http.Request, _ url.V
 	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
 		return err
 	}
-	var rs []host.Result[host.AgentState]
-	if len(req.AgentIDs) > 0 {
-		err := h.do(r, KindAgentStates, "get_agent_states", func(st *host.Store) (err error) {
-			rs, err = st.GetAgentStates(r.Context(), req.AgentIDs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	out, stale := resultsOut(rs, agentStateOut)
-	return respond(w, http.StatusOK, out, stale)
+	return serveResults(h, w, r, KindAgentStates, "get_agent_states", len(req.AgentIDs), func(st *host.Store) ([]host.Result[host.AgentState], error) {
+		return st.GetAgentStates(r.Context(), req.AgentIDs)
+	}, agentStateOut)
 }
 
 // agentStatesPutRequest is the body of batch-put.
@@ -170,22 +154,12 @@ func (h *Handler) putAgentStates(w http.ResponseWriter, r *http.Request, _ url.V
 			return err
 		}
 	}
-	var rs []host.Result[host.AgentState]
-	if len(states) > 0 {
-		err = h.do(r, KindAgentStates, "put_agent_states", func(st *host.Store) (err error) {
-			if req.Conditional {
-				rs, err = st.PutAgentStatesIf(r.Context(), states, opts...)
-			} else {
-				rs, err = st.PutAgentStates(r.Context(), states, opts...)
-			}
-			return err
-		})
-		if err != nil {
-			return err
+	return serveResults(h, w, r, KindAgentStates, "put_agent_states", len(states), func(st *host.Store) ([]host.Result[host.AgentState], error) {
+		if req.Conditional {
+			return st.PutAgentStatesIf(r.Context(), states, opts...)
 		}
-	}
-	out, stale := resultsOut(rs, agentStateOut)
-	return respond(w, http.StatusOK, out, stale)
+		return st.PutAgentStates(r.Context(), states, opts...)
+	}, agentStateOut)
 }
 
 func (h *Handler) deleteAgentStates(w http.ResponseWriter, r *http.Request, _ url.Values) error {

@@ -125,16 +125,9 @@ func (h *Handler) queryAlerts(w http.ResponseWriter, r *http.Request, q url.Valu
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	var p host.Page[host.Alert]
-	err = h.do(r, KindAlerts, "query_alerts", func(st *host.Store) (err error) {
-		p, err = st.QueryAlerts(r.Context(), query)
-		return err
-	})
-	stale, err := readOutcome(err)
-	if err != nil {
-		return err
-	}
-	return respond(w, http.StatusOK, pageOut(p, alertOut), stale)
+	return servePage(h, w, r, KindAlerts, "query_alerts", func(st *host.Store) (host.Page[host.Alert], error) {
+		return st.QueryAlerts(r.Context(), query)
+	}, alertOut)
 }
 
 // alertIDsRequest is the body of batch-get and batch-delete.
@@ -150,18 +143,9 @@ func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request, _ url.Values
 	if err := checkItems("ids", len(req.IDs), req.IDs != nil); err != nil {
 		return err
 	}
-	var rs []host.Result[host.Alert]
-	if len(req.IDs) > 0 {
-		err := h.do(r, KindAlerts, "get_alerts", func(st *host.Store) (err error) {
-			rs, err = st.GetAlerts(r.Context(), req.IDs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	out, stale := resultsOut(rs, alertOut)
-	return respond(w, http.StatusOK, out, stale)
+	return serveResults(h, w, r, KindAlerts, "get_alerts", len(req.IDs), func(st *host.Store) ([]host.Result[host.Alert], error) {
+		return st.GetAlerts(r.Context(), req.IDs)
+	}, alertOut)
 }
 
 // alertsPutRequest is the body of batch-put.
@@ -189,18 +173,9 @@ func (h *Handler) putAlerts(w http.ResponseWriter, r *http.Request, _ url.Values
 			return err
 		}
 	}
-	var rs []host.Result[host.Alert]
-	if len(as) > 0 {
-		err = h.do(r, KindAlerts, "put_alerts", func(st *host.Store) (err error) {
-			rs, err = st.PutAlerts(r.Context(), as, opts...)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	out, stale := resultsOut(rs, alertOut)
-	return respond(w, http.StatusOK, out, stale)
+	return serveResults(h, w, r, KindAlerts, "put_alerts", len(as), func(st *host.Store) ([]host.Result[host.Alert], error) {
+		return st.PutAlerts(r.Context(), as, opts...)
+	}, alertOut)
 }
 
 func (h *Handler) deleteAlerts(w http.ResponseWriter, r *http.Request, _ url.Values) error {

@@ -92,16 +92,9 @@ func (h *Handler) queryMetrics(w http.ResponseWriter, r *http.Request, q url.Val
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	var p host.Page[host.Metric]
-	err = h.do(r, KindMetrics, "query_metrics", func(st *host.Store) (err error) {
-		p, err = st.QueryMetrics(r.Context(), query)
-		return err
-	})
-	stale, err := readOutcome(err)
-	if err != nil {
-		return err
-	}
-	return respond(w, http.StatusOK, pageOut(p, metricOut), stale)
+	return servePage(h, w, r, KindMetrics, "query_metrics", func(st *host.Store) (host.Page[host.Metric], error) {
+		return st.QueryMetrics(r.Context(), query)
+	}, metricOut)
 }
 
 // metricKeysRequest is the body of batch-get and batch-delete.
@@ -132,18 +125,9 @@ func (h *Handler) getMetrics(w http.ResponseWriter, r *http.Request, _ url.Value
 	if err != nil {
 		return err
 	}
-	var rs []host.Result[host.Metric]
-	if len(keys) > 0 {
-		err = h.do(r, KindMetrics, "get_metrics", func(st *host.Store) (err error) {
-			rs, err = st.GetMetrics(r.Context(), keys)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	out, stale := resultsOut(rs, metricOut)
-	return respond(w, http.StatusOK, out, stale)
+	return serveResults(h, w, r, KindMetrics, "get_metrics", len(keys), func(st *host.Store) ([]host.Result[host.Metric], error) {
+		return st.GetMetrics(r.Context(), keys)
+	}, metricOut)
 }
 
 // metricsPutRequest is the body of batch-put.
@@ -171,18 +155,9 @@ func (h *Handler) putMetrics(w http.ResponseWriter, r *http.Request, _ url.Value
 			return err
 		}
 	}
-	var rs []host.Result[host.Metric]
-	if len(ms) > 0 {
-		err = h.do(r, KindMetrics, "put_metrics", func(st *host.Store) (err error) {
-			rs, err = st.PutMetrics(r.Context(), ms, opts...)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	out, stale := resultsOut(rs, metricOut)
-	return respond(w, http.StatusOK, out, stale)
+	return serveResults(h, w, r, KindMetrics, "put_metrics", len(ms), func(st *host.Store) ([]host.Result[host.Metric], error) {
+		return st.PutMetrics(r.Context(), ms, opts...)
+	}, metricOut)
 }
 
 func (h *Handler) deleteMetrics(w http.ResponseWriter, r *http.Request, _ url.Values) error {

@@ -158,3 +158,36 @@ func refuseConditions(r *http.Request) error {
 func preconditionFailed(err error) error {
 	return &apiError{status: http.StatusPreconditionFailed, code: codePreconditionFailed, msg: message(err)}
 }
+
+// servePage runs a query on the store serving kind and writes the page.
+func servePage[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string,
+	query func(*host.Store) (host.Page[T], error), conv func(T) J) error {
+	var p host.Page[T]
+	err := h.do(r, kind, op, func(st *host.Store) (err error) {
+		p, err = query(st)
+		return err
+	})
+	stale, err := readOutcome(err)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, pageOut(p, conv), stale)
+}
+
+// serveResults runs a bulk operation of n items on the store serving kind
+// (none for n = 0) and writes its per-item results.
+func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string, n int,
+	bulk func(*host.Store) ([]host.Result[T], error), conv func(T) J) error {
+	var rs []host.Result[T]
+	if n > 0 {
+		err := h.do(r, kind, op, func(st *host.Store) (err error) {
+			rs, err = bulk(st)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	out, stale := resultsOut(rs, conv)
+	return respond(w, http.StatusOK, out, stale)
+}
