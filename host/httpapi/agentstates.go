@@ -170,15 +170,7 @@ func (h *Handler) deleteAgentStates(w http.ResponseWriter, r *http.Request, _ ur
 	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
 		return err
 	}
-	var errs []error
-	if len(req.AgentIDs) > 0 {
-		err := h.do(r, KindAgentStates, "delete_agent_states", func(st *host.Store) (err error) {
-			errs, err = st.DeleteAgentStates(r.Context(), req.AgentIDs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return respond(w, http.StatusOK, deletesOut(req.AgentIDs, errs, func(id string) agentIDJSON { return agentIDJSON{AgentID: id} }), false)
+	return serveDeletes(h, w, r, KindAgentStates, "delete_agent_states", req.AgentIDs, func(st *host.Store) ([]error, error) {
+		return st.DeleteAgentStates(r.Context(), req.AgentIDs)
+	}, func(id string) agentIDJSON { return agentIDJSON{AgentID: id} })
 }

@@ -186,15 +186,7 @@ func (h *Handler) deleteAlerts(w http.ResponseWriter, r *http.Request, _ url.Val
 	if err := checkItems("ids", len(req.IDs), req.IDs != nil); err != nil {
 		return err
 	}
-	var errs []error
-	if len(req.IDs) > 0 {
-		err := h.do(r, KindAlerts, "delete_alerts", func(st *host.Store) (err error) {
-			errs, err = st.DeleteAlerts(r.Context(), req.IDs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return respond(w, http.StatusOK, deletesOut(req.IDs, errs, func(id string) alertIDJSON { return alertIDJSON{ID: id} }), false)
+	return serveDeletes(h, w, r, KindAlerts, "delete_alerts", req.IDs, func(st *host.Store) ([]error, error) {
+		return st.DeleteAlerts(r.Context(), req.IDs)
+	}, func(id string) alertIDJSON { return alertIDJSON{ID: id} })
 }

@@ -169,15 +169,7 @@ func (h *Handler) deleteMetrics(w http.ResponseWriter, r *http.Request, _ url.Va
 	if err != nil {
 		return err
 	}
-	var errs []error
-	if len(keys) > 0 {
-		err = h.do(r, KindMetrics, "delete_metrics", func(st *host.Store) (err error) {
-			errs, err = st.DeleteMetrics(r.Context(), keys)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return respond(w, http.StatusOK, deletesOut(keys, errs, metricKeyOut), false)
+	return serveDeletes(h, w, r, KindMetrics, "delete_metrics", keys, func(st *host.Store) ([]error, error) {
+		return st.DeleteMetrics(r.Context(), keys)
+	}, metricKeyOut)
 }

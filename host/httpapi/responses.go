@@ -191,3 +191,20 @@ func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 	out, stale := resultsOut(rs, conv)
 	return respond(w, http.StatusOK, out, stale)
 }
+
+// serveDeletes runs a bulk delete of keys on the store serving kind (none
+// for no keys) and writes an outcome per key.
+func serveDeletes[K, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string, keys []K,
+	del func(*host.Store) ([]error, error), conv func(K) J) error {
+	var errs []error
+	if len(keys) > 0 {
+		err := h.do(r, kind, op, func(st *host.Store) (err error) {
+			errs, err = del(st)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return respond(w, http.StatusOK, deletesOut(keys, errs, conv), false)
+}
