@@ -161,16 +161,18 @@ func TestSwapUnderLoad(t *testing.T) {
 		}()
 	}
 	for i := range 20 {
-		route, digest := "a", "1"
+		route := "a"
 		if i%2 == 0 {
 			route = "b"
 		}
-		// Alternate which backend is rebuilt, so the routed one is
-		// closed under load half the time.
-		digest = string(rune('2' + i))
+		// Both backends are rebuilt each time, and the route alternates,
+		// so the routed store is closed under load at every reload.
+		digest := string(rune('2' + i))
 		_, err := m.Reload(ctx, file(route, map[string]string{"a": digest, "b": digest}))
 		require.NoError(t, err)
-		time.Sleep(10 * time.Millisecond)
+		// Let the writers run on the new stores before the next swap.
+		before := ops.Load()
+		require.Eventually(t, func() bool { return ops.Load() >= before+50 }, 10*time.Second, time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
