@@ -1,0 +1,463 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+)
+
+// Options tune a Bus. Zero fields take the defaults.
+type Options struct {
+	// Retention is how many events the log keeps for subscribers to
+	// resume from (a Redis Stream trims to about this many).
+	// Default: 10 000 in-process, 100 000 in Redis.
+	Retention int
+	// Buffer is how many events each subscriber may have waiting; one
+	// more disconnects it with ErrSlowSubscriber.
+	// Default: 1024.
+	Buffer int
+	// Queue is how many events may wait to be appended to a Redis log
+	// (while Redis is slow or away); past it new events are dropped and
+	// counted. In-process logs append at once and have no queue.
+	// Default: 65 536.
+	Queue int
+}
+
+func (o Options) withDefaults(redisLog bool) Options {
+	if o.Retention <= 0 {
+		o.Retention = 10_000
+		if redisLog {
+			o.Retention = 100_000
+		}
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = 1024
+	}
+	if o.Queue <= 0 {
+		o.Queue = 65_536
+	}
+	return o
+}
+
+// ErrUnavailable ends the subscriptions of a Bus whose log cannot be read
+// (its Redis is away); they may resume once it can.
+var ErrUnavailable = errors.New("events: the event log cannot be read")
+
+// Stats counts what a Bus did.
+type Stats struct {
+	Published    uint64 // events appended to the log
+	Dropped      uint64 // events dropped: the append queue was full, or the log refused them
+	Disconnected uint64 // subscriptions ended with ErrSlowSubscriber
+	Subscribers  int    // subscriptions open now
+}
+
+// Bus is one backend's events: the log they are appended to and the
+// subscriptions reading it. Its methods are safe for concurrent use.
+type Bus struct {
+	log    eventLog
+	opts   Options
+	logger hclog.Logger
+
+	queue  chan Event // nil for a log that appends at once
+	closed atomic.Bool
+	quit   chan struct{} // closed by Close
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	subs    map[*Subscription]struct{} // live subscriptions
+	pos     id                         // the last event the fan-out delivered
+	fanning bool
+
+	published, dropped, disconnected atomic.Uint64
+}
+
+// eventLog is where a Bus keeps its events.
+type eventLog interface {
+	// append adds evs in order and sets their IDs.
+	append(ctx context.Context, evs []Event) error
+	// read returns up to n events after `after`, waiting up to wait for
+	// the first when there is none yet.
+	read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error)
+	// last returns the ID of the newest event, zero when there is none.
+	last(ctx context.Context) (id, error)
+	// retained reports whether every event after `after` is still kept.
+	retained(ctx context.Context, after id) (bool, error)
+	// async reports whether append is slow enough (a network round trip)
+	// that events go through the queue.
+	async() bool
+}
+
+// NewLocal returns a Bus whose log is in this process: for a backend
+// without Redis, whose records live in this process too.
+func NewLocal(opts Options, logger hclog.Logger) *Bus {
+	opts = opts.withDefaults(false)
+	return newBus(newMemLog(opts.Retention), opts, logger)
+}
+
+// NewRedis returns a Bus whose log is the Redis Stream at key, trimmed to
+// about Options.Retention events, shared by every host that uses it.
+func NewRedis(client redis.UniversalClient, key string, opts Options, logger hclog.Logger) *Bus {
+	opts = opts.withDefaults(true)
+	return newBus(&redisLog{client: client, key: key, retention: int64(opts.Retention)}, opts, logger)
+}
+
+func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	b := &Bus{log: l, opts: opts, logger: logger, quit: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if l.async() {
+		b.queue = make(chan Event, opts.Queue)
+		b.wg.Add(1)
+		go b.appendLoop()
+	}
+	return b
+}
+
+// Publish appends ev to the log without waiting for any subscriber. An
+// in-process log appends at once; a Redis log queues ev for the appender,
+// which keeps the order of Publish calls. A full queue drops ev (counted
+// in Stats.Dropped). Publish after Close does nothing.
+func (b *Bus) Publish(ev Event) {
+	if b.closed.Load() {
+		return
+	}
+	if b.queue == nil {
+		evs := [1]Event{ev}
+		if err := b.log.append(b.ctx, evs[:]); err != nil {
+			b.dropped.Add(1)
+			return
+		}
+		b.published.Add(1)
+		return
+	}
+	select {
+	case b.queue <- ev:
+	default:
+		if n := b.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
+			b.logger.Warn("event queue full: events dropped", "dropped", n)
+		}
+	}
+}
+
+// appendLoop appends queued events in batches, in order, retrying while
+// the log refuses them.
+func (b *Bus) appendLoop() {
+	defer b.wg.Done()
+	batch := make([]Event, 0, 512)
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case ev := <-b.queue:
+			batch = append(batch[:0], ev)
+		case <-b.quit:
+			return
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case ev := <-b.queue:
+				batch = append(batch, ev)
+			default:
+				break fill
+			}
+		}
+		for {
+			err := b.log.append(b.ctx, batch)
+			if err == nil {
+				b.published.Add(uint64(len(batch)))
+				backoff = 50 * time.Millisecond
+				break
+			}
+			if b.ctx.Err() != nil {
+				b.dropped.Add(uint64(len(batch)))
+				return
+			}
+			b.logger.Warn("cannot append events; retrying", "events", len(batch), "error", err)
+			select {
+			case <-time.After(backoff):
+			case <-b.ctx.Done():
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// Stats returns the Bus's counters.
+func (b *Bus) Stats() Stats {
+	b.mu.Lock()
+	n := len(b.subs)
+	b.mu.Unlock()
+	return Stats{Published: b.published.Load(), Dropped: b.dropped.Load(), Disconnected: b.disconnected.Load(), Subscribers: n}
+}
+
+// Close stops the Bus: queued events are appended first unless ctx ends
+// (the rest are dropped and counted), then every subscription ends with
+// ErrClosed.
+func (b *Bus) Close(ctx context.Context) error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	var err error
+	if b.queue != nil {
+		for len(b.queue) > 0 && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if n := len(b.queue); n > 0 {
+			b.dropped.Add(uint64(n))
+			err = fmt.Errorf("events: closed with %d events not appended: %w", n, ctx.Err())
+		}
+	}
+	close(b.quit)
+	b.cancel()
+	b.wg.Wait()
+	b.mu.Lock()
+	for s := range b.subs {
+		s.endLocked(ErrClosed)
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// Subscribe returns a subscription to the events f passes. from is where
+// to start: "" for the events appended from now on, an Event.ID to resume
+// after that event, Beginning for the oldest retained event. A position
+// whose successors the log no longer holds is ErrLost. The subscription
+// ends when ctx does, when it is closed, or on ErrSlowSubscriber,
+// ErrUnavailable or ErrClosed.
+func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscription, error) {
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
+	var after id
+	if from != "" {
+		var err error
+		if after, err = parseID(from); err != nil {
+			return nil, err
+		}
+		ok, err := b.log.retained(ctx, after)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if !ok {
+			return nil, ErrLost
+		}
+	}
+	if err := b.startFanOut(ctx); err != nil {
+		return nil, err
+	}
+	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: f, done: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if from == "" {
+		s.pos, s.live = b.pos, true
+		b.subs[s] = struct{}{}
+		b.mu.Unlock()
+	} else {
+		b.mu.Unlock()
+		s.pos = after
+		go s.catchUp(ctx)
+	}
+	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+	go func() {
+		<-s.done
+		stop()
+	}()
+	return s, nil
+}
+
+// startFanOut starts, on the first subscription, the goroutine that reads
+// the log and hands each event to the live subscriptions.
+func (b *Bus) startFanOut(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fanning {
+		return nil
+	}
+	last, err := b.log.last(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	b.pos, b.fanning = last, true
+	b.wg.Add(1)
+	go b.fanOut()
+	return nil
+}
+
+func (b *Bus) fanOut() {
+	defer b.wg.Done()
+	backoff := 50 * time.Millisecond
+	for b.ctx.Err() == nil {
+		evs, err := b.log.read(b.ctx, b.pos, 512, time.Second)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			b.logger.Warn("cannot read events; subscriptions end", "error", err)
+			b.mu.Lock()
+			for s := range b.subs {
+				s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			}
+			b.mu.Unlock()
+			select {
+			case <-time.After(backoff):
+			case <-b.ctx.Done():
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if len(evs) == 0 {
+			continue
+		}
+		b.mu.Lock()
+		for i := range evs {
+			ev := &evs[i]
+			evID, _ := parseID(ev.ID)
+			for s := range b.subs {
+				s.offer(ev, evID)
+			}
+			b.pos = evID
+		}
+		b.mu.Unlock()
+	}
+}
+
+// Subscription is a stream of events. Receive from Events until it is
+// closed, then Err says why.
+type Subscription struct {
+	b      *Bus
+	c      chan Event
+	filter Filter
+	done   chan struct{}
+	once   sync.Once
+	err    error
+
+	// Guarded by b.mu once live; owned by the catch-up goroutine before.
+	pos  id
+	live bool
+}
+
+// Events returns the channel the events arrive on, in log order. It is
+// closed when the subscription ends.
+func (s *Subscription) Events() <-chan Event { return s.c }
+
+// Err returns why the subscription ended, once Events is closed: the
+// context's error, ErrSlowSubscriber, ErrUnavailable, ErrClosed, or nil
+// after Close.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the subscription. Safe to call more than once.
+func (s *Subscription) Close() { s.end(nil) }
+
+// offer hands a live subscription one event, under b.mu, never waiting.
+func (s *Subscription) offer(ev *Event, evID id) {
+	if !s.pos.less(evID) {
+		return // already delivered while catching up
+	}
+	s.pos = evID
+	if !s.filter.Match(ev) {
+		return
+	}
+	select {
+	case s.c <- *ev:
+	default:
+		s.b.disconnected.Add(1)
+		s.endLocked(ErrSlowSubscriber)
+	}
+}
+
+func (s *Subscription) end(err error) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.endLocked(err)
+}
+
+// endLocked ends s under b.mu. A live subscription's channel is closed
+// here; one still catching up closes it from its own goroutine.
+func (s *Subscription) endLocked(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.done)
+		if s.live {
+			delete(s.b.subs, s)
+			close(s.c)
+		}
+	})
+}
+
+// catchUp delivers the retained events after s.pos, waiting for the
+// subscriber as long as it takes, then joins the live subscriptions.
+func (s *Subscription) catchUp(ctx context.Context) {
+	b := s.b
+	for {
+		evs, err := b.log.read(ctx, s.pos, 512, 0)
+		if err == nil && len(evs) == 0 {
+			// Caught up, perhaps: check again with the fan-out held, so no
+			// event can be handed out between this read and joining.
+			b.mu.Lock()
+			evs, err = b.log.read(ctx, s.pos, 512, 0)
+			if err == nil && len(evs) == 0 {
+				select {
+				case <-s.done:
+					b.mu.Unlock()
+					close(s.c)
+				default:
+					if b.closed.Load() {
+						b.mu.Unlock()
+						s.end(ErrClosed)
+						close(s.c)
+						return
+					}
+					// The fan-out may be behind s.pos: offer skips
+					// what s already has.
+					s.live = true
+					b.subs[s] = struct{}{}
+					b.mu.Unlock()
+				}
+				return
+			}
+			b.mu.Unlock()
+		}
+		if err != nil {
+			s.end(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			close(s.c)
+			return
+		}
+		for i := range evs {
+			ev := evs[i]
+			s.pos, _ = parseID(ev.ID)
+			if !s.filter.Match(&ev) {
+				continue
+			}
+			select {
+			case s.c <- ev:
+			case <-s.done:
+				close(s.c)
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,120 @@
+// Package events carries a backend's change notifications — every put,
+// delete, alert status change and expiry, and the events plugins publish —
+// to subscribers, in order, resumably.
+//
+// A Bus belongs to one backend. Its log is in-process for a backend
+// without Redis, and a Redis Stream in the backend's namespace for a Redis
+// backend, so that the events of every host sharing that Redis reach the
+// subscribers of every other one. A subscriber resumes after the ID of the
+// last event it saw and misses nothing the log still retains. Publishing
+// never waits for a subscriber: each has a bounded buffer, and one that
+// lets it fill is disconnected with ErrSlowSubscriber (and may resume).
+package events
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Record kinds, the Kind of the host's own events.
+const (
+	KindMetrics     = "metrics"
+	KindAlerts      = "alerts"
+	KindAgentStates = "agent_states"
+)
+
+// Ops of the host's own events.
+const (
+	OpPut    = "put"    // a record was created or replaced (restores included)
+	OpDelete = "delete" // a record was deleted
+	OpStatus = "status" // an alert's status was set
+	OpExpire = "expire" // a record's expiry passed
+)
+
+// Event is one change to a backend's records, or one event a plugin
+// published.
+type Event struct {
+	// ID is the event's position in the backend's log, assigned when it is
+	// appended: pass it to Subscribe to resume after it. IDs are opaque;
+	// within one log a later event has a greater ID.
+	ID string `json:"id"`
+	// Kind is the record kind (KindMetrics, KindAlerts, KindAgentStates),
+	// or a plugin's own kind.
+	Kind string `json:"kind"`
+	// Op is what happened (OpPut, OpDelete, OpStatus, OpExpire), or a
+	// plugin's own op.
+	Op string `json:"op"`
+	// AgentID is the agent the record belongs to.
+	AgentID string `json:"agent_id,omitempty"`
+	// Key identifies the record within its kind: the agent ID for agent
+	// states, the alert ID for alerts, name@timestamp (RFC 3339) for
+	// metrics.
+	Key string `json:"key"`
+	// Version is the record's version after the change: an agent state's
+	// version, an alert's updated_at in Unix nanoseconds; 0 for metrics,
+	// deletes and plugin events.
+	Version uint64 `json:"version,omitempty"`
+	// Time is when the change was made, on the host clock of the host that
+	// made it.
+	Time time.Time `json:"time"`
+	// Data is what a plugin attached to its own event; nil otherwise.
+	Data []byte `json:"data,omitempty"`
+}
+
+// Filter selects events: an event passes when each non-empty list holds
+// its field. The zero Filter passes everything.
+type Filter struct {
+	Kinds    []string
+	AgentIDs []string
+	Ops      []string
+}
+
+// Match reports whether ev passes f.
+func (f *Filter) Match(ev *Event) bool {
+	return in(f.Kinds, ev.Kind) && in(f.AgentIDs, ev.AgentID) && in(f.Ops, ev.Op)
+}
+
+func in(list []string, s string) bool { return len(list) == 0 || slices.Contains(list, s) }
+
+// Errors of a Bus and its subscriptions; test with errors.Is.
+var (
+	// ErrSlowSubscriber ends a subscription whose buffer was full when an
+	// event arrived. It may resume after the last event it received.
+	ErrSlowSubscriber = errors.New("events: subscriber too slow: its buffer filled, so it was disconnected")
+	// ErrLost is returned by Subscribe when events after the requested
+	// position are no longer retained (or the position is from another
+	// log): the subscriber has to resynchronise, then subscribe afresh.
+	ErrLost = errors.New("events: events after this position are no longer retained")
+	// ErrBadID is returned by Subscribe for a position that is not an
+	// event ID.
+	ErrBadID = errors.New("events: not an event ID")
+	// ErrClosed ends the subscriptions of a closed Bus.
+	ErrClosed = errors.New("events: the backend's events are closed")
+)
+
+// Beginning, passed to Subscribe, starts at the oldest retained event.
+const Beginning = "0-0"
+
+// id is an event ID: two unsigned numbers, "a-b", compared in order. A
+// Redis Stream's IDs have this form (milliseconds, sequence); an
+// in-process log uses (its start time in ms, sequence), so an ID from an
+// earlier process is recognisably foreign.
+type id struct{ hi, lo uint64 }
+
+func parseID(s string) (id, error) {
+	a, b, ok := strings.Cut(s, "-")
+	hi, err1 := strconv.ParseUint(a, 10, 64)
+	lo, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return id{}, fmt.Errorf("%w: %q", ErrBadID, s)
+	}
+	return id{hi, lo}, nil
+}
+
+func (i id) String() string { return strconv.FormatUint(i.hi, 10) + "-" + strconv.FormatUint(i.lo, 10) }
+
+func (i id) less(j id) bool { return i.hi < j.hi || i.hi == j.hi && i.lo < j.lo }

@@ -1,0 +1,267 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// logs runs fn against an in-process bus and against two buses sharing
+// one Redis Stream (two hosts): events published on pub reach sub.
+func logs(t *testing.T, opts events.Options, fn func(t *testing.T, pub, sub *events.Bus)) {
+	t.Run("local", func(t *testing.T) {
+		b := events.NewLocal(opts, nil)
+		t.Cleanup(func() { _ = b.Close(context.Background()) })
+		fn(t, b, b)
+	})
+	t.Run("redis", func(t *testing.T) {
+		addr := redistest.Addr(t)
+		key := redistest.Prefix(t) + "__host__:events"
+		open := func() *events.Bus {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			b := events.NewRedis(c, key, opts, nil)
+			t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
+			return b
+		}
+		fn(t, open(), open())
+	})
+}
+
+func ev(kind, op, agent, key string, v uint64) events.Event {
+	return events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: v, Time: time.Now().UTC()}
+}
+
+// next receives one event or fails after a while.
+func next(t *testing.T, s *events.Subscription) events.Event {
+	t.Helper()
+	select {
+	case e, ok := <-s.Events():
+		require.True(t, ok, "subscription ended: %v", s.Err())
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return events.Event{}
+	}
+}
+
+// quiet asserts that nothing arrives for a short while.
+func quiet(t *testing.T, s *events.Subscription) {
+	t.Helper()
+	select {
+	case e := <-s.Events():
+		t.Fatalf("unexpected event %+v", e)
+	case <-time.After(150 * time.Millisecond):
+	}
+}
+
+func TestOrderPerKey(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		defer s.Close()
+		// Four writers, each owning two keys, publish versions 1..50 in
+		// order; every key's versions must arrive in order, all of them.
+		done := make(chan struct{})
+		for w := range 4 {
+			go func() {
+				for v := uint64(1); v <= 50; v++ {
+					for k := range 2 {
+						pub.Publish(ev(events.KindAgentStates, events.OpPut, fmt.Sprintf("a%d-%d", w, k), fmt.Sprintf("a%d-%d", w, k), v))
+					}
+				}
+				done <- struct{}{}
+			}()
+		}
+		for range 4 {
+			<-done
+		}
+		seen := map[string]uint64{}
+		var lastID string
+		for range 400 {
+			e := next(t, s)
+			require.Equal(t, seen[e.Key]+1, e.Version, "key %s out of order", e.Key)
+			seen[e.Key] = e.Version
+			require.NotEqual(t, lastID, e.ID)
+			lastID = e.ID
+		}
+		assert.Len(t, seen, 8)
+		quiet(t, s)
+	})
+}
+
+func TestFilters(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		byAgent, err := sub.Subscribe(ctx, events.Filter{AgentIDs: []string{"a1"}}, "")
+		require.NoError(t, err)
+		byKindOp, err := sub.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAlerts}, Ops: []string{events.OpStatus, events.OpDelete}}, "")
+		require.NoError(t, err)
+		pub.Publish(ev(events.KindAgentStates, events.OpPut, "a2", "a2", 1))
+		pub.Publish(ev(events.KindAlerts, events.OpPut, "a1", "x", 2))
+		pub.Publish(ev(events.KindAlerts, events.OpStatus, "a2", "y", 3))
+		pub.Publish(ev(events.KindMetrics, events.OpPut, "a1", "cpu@t", 0))
+		pub.Publish(ev(events.KindAlerts, events.OpDelete, "a3", "z", 0))
+
+		e := next(t, byAgent)
+		assert.Equal(t, "x", e.Key)
+		assert.Equal(t, "cpu@t", next(t, byAgent).Key)
+		quiet(t, byAgent)
+
+		assert.Equal(t, "y", next(t, byKindOp).Key)
+		e = next(t, byKindOp)
+		assert.Equal(t, "z", e.Key)
+		assert.Equal(t, events.OpDelete, e.Op)
+		quiet(t, byKindOp)
+	})
+}
+
+func TestResume(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		for v := uint64(1); v <= 3; v++ {
+			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+		}
+		var got []events.Event
+		for range 3 {
+			got = append(got, next(t, s))
+		}
+		s.Close()
+		_, open := <-s.Events()
+		assert.False(t, open, "Close closes the channel")
+		assert.NoError(t, s.Err())
+
+		// While nobody listens, 1500 more events (more than one read page).
+		for v := uint64(4); v <= 1503; v++ {
+			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+		}
+		// Resume after the second event: the third and all the rest, in
+		// order, with the live feed joined without a gap or a repeat.
+		r, err := sub.Subscribe(ctx, events.Filter{}, got[1].ID)
+		require.NoError(t, err)
+		defer r.Close()
+		assert.Equal(t, got[2], next(t, r))
+		for v := uint64(4); v <= 1503; v++ {
+			require.Equal(t, v, next(t, r).Version)
+		}
+		pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", 1504))
+		assert.Equal(t, uint64(1504), next(t, r).Version)
+		quiet(t, r)
+
+		// From the beginning: everything retained.
+		all, err := sub.Subscribe(ctx, events.Filter{}, events.Beginning)
+		require.NoError(t, err)
+		defer all.Close()
+		assert.Equal(t, got[0], next(t, all))
+	})
+}
+
+func TestResumeTooOld(t *testing.T) {
+	logs(t, events.Options{Retention: 100}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		first := next(t, s)
+		s.Close()
+		// Far more than the retention (Redis trims approximately, by
+		// whole nodes of 100 entries, so go well past it).
+		for range 2000 {
+			pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		}
+		require.Eventually(t, func() bool {
+			_, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+			return err != nil
+		}, 5*time.Second, 20*time.Millisecond)
+		_, err = sub.Subscribe(ctx, events.Filter{}, first.ID)
+		assert.ErrorIs(t, err, events.ErrLost)
+
+		_, err = sub.Subscribe(ctx, events.Filter{}, "not-an-id")
+		assert.ErrorIs(t, err, events.ErrBadID)
+	})
+}
+
+func TestSlowSubscriberIsDisconnectedAndWritesGoOn(t *testing.T) {
+	logs(t, events.Options{Buffer: 8}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		slow, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		fast, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		defer fast.Close()
+		// Publishing never waits for the slow subscriber, which reads
+		// nothing; the fast one, which keeps up, gets every event.
+		for v := uint64(1); v <= 100; v++ {
+			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+			require.Equal(t, v, next(t, fast).Version)
+		}
+		// The slow one got its buffer's worth, then was disconnected.
+		var got []uint64
+		for e := range slow.Events() {
+			got = append(got, e.Version)
+		}
+		assert.Equal(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8}, got)
+		assert.ErrorIs(t, slow.Err(), events.ErrSlowSubscriber)
+		assert.Equal(t, uint64(1), sub.Stats().Disconnected)
+		assert.Equal(t, 1, sub.Stats().Subscribers)
+
+		// It resumes after the last event it got, and misses nothing.
+		again, err := sub.Subscribe(ctx, events.Filter{}, lastID(t, sub, 8))
+		require.NoError(t, err)
+		defer again.Close()
+		for v := uint64(9); v <= 100; v++ {
+			require.Equal(t, v, next(t, again).Version)
+		}
+	})
+}
+
+// lastID returns the ID of the event with version v, read from the start.
+func lastID(t *testing.T, b *events.Bus, v uint64) string {
+	s, err := b.Subscribe(context.Background(), events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer s.Close()
+	for {
+		if e := next(t, s); e.Version == v {
+			return e.ID
+		}
+	}
+}
+
+func TestCloseAndContextEndSubscriptions(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx, cancel := context.WithCancel(context.Background())
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		cancel()
+		for range s.Events() {
+		}
+		assert.ErrorIs(t, s.Err(), context.Canceled)
+
+		s2, err := sub.Subscribe(context.Background(), events.Filter{}, "")
+		require.NoError(t, err)
+		pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		next(t, s2)
+		require.NoError(t, sub.Close(context.Background()))
+		for range s2.Events() {
+		}
+		assert.ErrorIs(t, s2.Err(), events.ErrClosed)
+		_, err = sub.Subscribe(context.Background(), events.Filter{}, "")
+		assert.ErrorIs(t, err, events.ErrClosed)
+		if pub != sub {
+			// Published on another host before this one closed: appended.
+			assert.Equal(t, uint64(1), pub.Stats().Published)
+		}
+	})
+}

@@ -1,0 +1,226 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// memLog is an in-process log: a ring of the newest events. Its IDs are
+// (the log's start time in ms, sequence from 1).
+type memLog struct {
+	epoch uint64
+
+	mu   sync.Mutex
+	ring []Event
+	next uint64        // sequence of the next event
+	wake chan struct{} // closed and replaced on every append
+}
+
+func newMemLog(retention int) *memLog {
+	return &memLog{
+		epoch: uint64(time.Now().UnixMilli()),
+		ring:  make([]Event, retention),
+		next:  1,
+		wake:  make(chan struct{}),
+	}
+}
+
+func (l *memLog) async() bool { return false }
+
+func (l *memLog) append(_ context.Context, evs []Event) error {
+	l.mu.Lock()
+	for i := range evs {
+		evs[i].ID = id{l.epoch, l.next}.String()
+		l.ring[l.next%uint64(len(l.ring))] = evs[i]
+		l.next++
+	}
+	close(l.wake)
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+	return nil
+}
+
+// oldest returns the sequence of the oldest retained event; under mu.
+func (l *memLog) oldest() uint64 {
+	if n := uint64(len(l.ring)); l.next > n {
+		return l.next - n
+	}
+	return 1
+}
+
+// seqAfter maps a position to the sequence it ends at in this log: a
+// foreign position (another process's log) counts as the beginning.
+func (l *memLog) seqAfter(after id) uint64 {
+	if after.hi != l.epoch {
+		return 0
+	}
+	return after.lo
+}
+
+func (l *memLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
+	seq := l.seqAfter(after)
+	var timer <-chan time.Time
+	for {
+		l.mu.Lock()
+		from := max(seq+1, l.oldest())
+		if from < l.next {
+			count := min(uint64(n), l.next-from)
+			out := make([]Event, count)
+			for i := range out {
+				out[i] = l.ring[(from+uint64(i))%uint64(len(l.ring))]
+			}
+			l.mu.Unlock()
+			return out, nil
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		if wait <= 0 {
+			return nil, nil
+		}
+		if timer == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-wake:
+		case <-timer:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *memLog) last(context.Context) (id, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return id{l.epoch, l.next - 1}, nil
+}
+
+func (l *memLog) retained(_ context.Context, after id) (bool, error) {
+	if after == (id{}) {
+		return true, nil // Beginning
+	}
+	if after.hi != l.epoch {
+		return false, nil // another process's log
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return after.lo+1 >= l.oldest() && after.lo < l.next, nil
+}
+
+// redisLog is a Redis Stream. Each entry holds one event in short fields.
+type redisLog struct {
+	client    redis.UniversalClient
+	key       string
+	retention int64
+}
+
+func (l *redisLog) async() bool { return true }
+
+func (l *redisLog) append(ctx context.Context, evs []Event) error {
+	cmds := make([]*redis.StringCmd, len(evs))
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range evs {
+			ev := &evs[i]
+			values := []any{"k", ev.Kind, "o", ev.Op, "a", ev.AgentID, "y", ev.Key,
+				"v", ev.Version, "t", ev.Time.UnixNano()}
+			if len(ev.Data) > 0 {
+				values = append(values, "d", ev.Data)
+			}
+			cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, MaxLen: l.retention, Approx: true, Values: values})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, c := range cmds {
+		evs[i].ID = c.Val()
+	}
+	return nil
+}
+
+func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
+	var msgs []redis.XMessage
+	if wait > 0 {
+		streams, err := l.client.XRead(ctx, &redis.XReadArgs{Streams: []string{l.key, after.String()}, Count: int64(n), Block: wait}).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range streams {
+			msgs = append(msgs, s.Messages...)
+		}
+	} else {
+		var err error
+		msgs, err = l.client.XRangeN(ctx, l.key, "("+after.String(), "+", int64(n)).Result()
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Event, len(msgs))
+	for i, m := range msgs {
+		out[i] = fromMessage(m)
+	}
+	return out, nil
+}
+
+func fromMessage(m redis.XMessage) Event {
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	ev := Event{ID: m.ID, Kind: str("k"), Op: str("o"), AgentID: str("a"), Key: str("y")}
+	ev.Version, _ = strconv.ParseUint(str("v"), 10, 64)
+	if ns, err := strconv.ParseInt(str("t"), 10, 64); err == nil && ns != 0 {
+		ev.Time = time.Unix(0, ns).UTC()
+	}
+	if d := str("d"); d != "" {
+		ev.Data = []byte(d)
+	}
+	return ev
+}
+
+func (l *redisLog) last(ctx context.Context) (id, error) {
+	msgs, err := l.client.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return id{}, err
+	}
+	return parseID(msgs[0].ID)
+}
+
+func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
+	if after == (id{}) {
+		return true, nil
+	}
+	info, err := l.client.XInfoStream(ctx, l.key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return true, nil // nothing was ever trimmed
+		}
+		return false, err
+	}
+	if info.EntriesAdded == info.Length {
+		return true, nil // nothing was ever trimmed
+	}
+	// Trimming removes the oldest entries: what follows `after` is whole
+	// when `after` is at or past the oldest one left. (A subscriber whose
+	// last event was the very last one trimmed is told ErrLost too: the
+	// stream cannot tell whether anything came between.)
+	oldest := info.LastGeneratedID
+	if info.Length > 0 {
+		oldest = info.FirstEntry.ID
+	}
+	first, err := parseID(oldest)
+	if err != nil {
+		return false, err
+	}
+	return !after.less(first), nil
+}
