@@ -426,3 +426,17 @@ func unavailable(e *abi.Encoder, err error) {
 	}
 	abi.AppendError(e, abi.StatusUnavailable, "redisbridge: redis unavailable: "+strings.TrimPrefix(msg, "redis: "))
 }
+
+// HostKeyPrefix starts the keys of a backend's namespace that the host
+// keeps for itself (the event stream, HostKeyPrefix + "events"). Plugins
+// cannot name them: a command or script call that does is refused.
+const HostKeyPrefix = "__host__:"
+
+// Client returns the bridge's go-redis client, for the host's own use of
+// the backend's Redis (its event stream). Keys it names must start with
+// Key's result.
+func (b *Bridge) Client() redis.UniversalClient { return b.client }
+
+// Key returns the full Redis key of the host's own key name in the
+// backend's namespace: the prefix, HostKeyPrefix, then name.
+func (b *Bridge) Key(name string) string { return b.prefix + HostKeyPrefix + name }

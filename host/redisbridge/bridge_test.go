@@ -480,3 +480,20 @@ func TestConcurrentCallers(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, fmt.Sprint(callers*rounds), f.direct.Get(ctx, f.prefix+"n").Val())
 }
+
+// The host keeps keys of its own in each namespace (the event stream);
+// no command names them, at any key position.
+func TestHostKeysAreRefused(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, nil)
+	for _, c := range [][]string{
+		{"XADD", "__host__:events", "*", "k", "v"}, {"GET", "__host__:x"}, {"DEL", "a", "__host__:events"},
+		{"XREAD", "STREAMS", "__host__:events", "0"}, {"MGET", "a", "__host__:x"},
+	} {
+		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c...))
+		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c)
+		assert.Contains(t, err.Error(), "are the host's", "%v", c)
+	}
+	assert.Zero(t, f.direct.Exists(ctx, f.prefix+"sentinel").Val(), "nothing was sent")
+	assert.Equal(t, f.prefix+"__host__:events", f.b.Key("events"))
+}

@@ -282,7 +282,13 @@ func (c *command) args(in [][]byte, prefix string, out []any) ([]any, int, error
 	for _, a := range in[1:] {
 		out = append(out, a)
 	}
-	key := func(i int) { out[i] = prefix + string(in[i]) }
+	var reserved []byte
+	key := func(i int) {
+		if strings.HasPrefix(string(in[i]), HostKeyPrefix) {
+			reserved = in[i]
+		}
+		out[i] = prefix + string(in[i])
+	}
 	firstKey := 0
 	if c.first > 0 {
 		last := c.last
@@ -318,6 +324,9 @@ func (c *command) args(in [][]byte, prefix string, out []any) ([]any, int, error
 			key(i)
 		}
 		firstKey = from
+	}
+	if reserved != nil {
+		return nil, 0, fmt.Errorf("key %s: keys starting with %q are the host's", shown(reserved), HostKeyPrefix)
 	}
 	return out, firstKey, nil
 }

@@ -100,6 +100,10 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			args := make([]any, 0, 3+len(sc.Keys)+len(sc.Args))
 			args = append(args, "evalsha", sha, strconv.Itoa(len(sc.Keys)))
 			for _, k := range sc.Keys {
+				if strings.HasPrefix(string(k), HostKeyPrefix) {
+					invalid(e, "script call %d: key %s: keys starting with %q are the host's", i, shown(k), HostKeyPrefix)
+					return
+				}
 				args = append(args, b.prefix+string(k))
 			}
 			for _, a := range sc.Args {

@@ -287,3 +287,10 @@ func TestScriptsUserSurvivesARestartPipelined(t *testing.T) {
 	assert.Equal(t, abi.ReplyBulk, rs[1].Kind)
 	assert.Equal(t, "3", string(rs[1].Str))
 }
+
+func TestScriptsCannotNameHostKeys(t *testing.T) {
+	f := newFixture(t, nil, withScripts)
+	_, err := script(t, f.b, "return redis.call('GET', KEYS[1])", sc([]string{"k"}), sc([]string{"__host__:events"}))
+	require.ErrorIs(t, err, abi.StatusInvalid)
+	assert.Contains(t, err.Error(), "are the host's")
+}
