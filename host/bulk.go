@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // Result is the outcome of one item of a bulk operation, in request order.
@@ -87,7 +88,8 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 		req := abi.PutMetric{Metric: ms[i], TTL: o.ttl}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
-	return results(out, errs, err)
+	rs, err := results(out, errs, err)
+	return publishEach(rs, err, func(m *Metric) { s.publishMetric(events.OpPut, m) })
 }
 
 // GetMetrics returns the sample at each key; missing ones have an Err
@@ -101,7 +103,8 @@ func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metr
 
 // DeleteMetrics removes the sample at each key and returns an error per key.
 func (s *Store) DeleteMetrics(ctx context.Context, keys []MetricKey) ([]error, error) {
-	return s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
+	errs, err := s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
+	return publishDeleted(errs, err, func(i int) { s.publishMetricDelete(&keys[i]) })
 }
 
 // PutAlerts creates or replaces every alert in one batch; opts apply to
@@ -116,7 +119,8 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req := abi.PutAlert{Alert: as[i], TTL: o.ttl}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
-	return results(out, errs, err)
+	rs, err := results(out, errs, err)
+	return publishEach(rs, err, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
 
 // GetAlerts returns each alert; missing ones have an Err matching
@@ -130,7 +134,9 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 
 // DeleteAlerts removes each alert and returns an error per ID.
 func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
-	return s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
+	agents := s.alertAgents(ctx, ids)
+	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
+	return publishDeleted(errs, err, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
 
 // PutAgentStates stores every state in one batch; TTL options apply to
@@ -169,7 +175,8 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 		req := abi.PutAgentState{State: states[i], TTL: ttl, Condition: cond(i)}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
-	return results(out, errs, err)
+	rs, err := results(out, errs, err)
+	return publishEach(rs, err, s.publishState)
 }
 
 // GetAgentStates returns the state of each agent; missing ones have an Err
@@ -184,8 +191,9 @@ func (s *Store) GetAgentStates(ctx context.Context, agentIDs []string) ([]Result
 // DeleteAgentStates removes the state of each agent and returns an error
 // per ID.
 func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]error, error) {
-	return s.bulk(ctx, abi.OpDeleteAgentState, len(agentIDs), func(i int, e *abi.Encoder) {
+	errs, err := s.bulk(ctx, abi.OpDeleteAgentState, len(agentIDs), func(i int, e *abi.Encoder) {
 		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
 		req.Encode(e)
 	}, nil)
+	return publishDeleted(errs, err, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }

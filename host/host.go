@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -121,6 +122,14 @@ type Config struct {
 	// that capability; its KeyPrefix confines the backend.
 	// Default: none.
 	Redis *redisbridge.Config
+	// Events tunes the backend's change notifications (Store.Subscribe):
+	// in this process for a backend without Redis, a Redis Stream in the
+	// backend's namespace with Redis.
+	Events events.Options
+	// DisableEvents turns events off: writes publish nothing, Subscribe
+	// is ErrUnsupported, and with Redis no stream is written.
+	// Default: false.
+	DisableEvents bool
 }
 
 // Limits bound what one backend's plugin may use; a plugin that goes past
@@ -254,9 +263,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(&s)
 	}
-	p, err := load(ctx, cfg.withDefaults(), &s)
+	cfg = cfg.withDefaults()
+	p, err := load(ctx, cfg, &s)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{p: p}, nil
+	st := &Store{p: p, now: s.now}
+	st.openEvents(&cfg, &s)
+	return st, nil
 }

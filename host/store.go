@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // Store serves the storage operations of one backend. It is safe for
@@ -21,6 +22,10 @@ type Store struct {
 	calls sync.RWMutex
 	// cutShort is set when Close stopped waiting for calls in flight.
 	cutShort atomic.Bool
+
+	now    func() time.Time // the host clock
+	bus    *events.Bus      // nil with Config.DisableEvents
+	expiry *expiryWatch     // nil with Config.DisableEvents
 }
 
 // Name returns the backend's name.
@@ -60,6 +65,7 @@ func (s *Store) Close(ctx context.Context) error {
 		s.cutShort.Store(true)
 		err = fmt.Errorf("backend %s: closed with calls in flight past the call timeout of %v", s.p.name, s.p.limits.CallTimeout)
 	}
+	s.closeEvents(ctx)
 	s.p.close(context.WithoutCancel(ctx))
 	return err
 }
@@ -210,7 +216,9 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	}
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
-	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
+	if err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode); err == nil {
+		s.publishMetric(events.OpPut, &out)
+	}
 	return out, err
 }
 
@@ -223,7 +231,11 @@ func (s *Store) GetMetric(ctx context.Context, k MetricKey) (Metric, error) {
 
 // DeleteMetric removes the sample at k; a missing one is ErrNotFound.
 func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
-	return s.roundTrip(ctx, abi.OpDeleteMetric, k.Encode, nil)
+	err := s.roundTrip(ctx, abi.OpDeleteMetric, k.Encode, nil)
+	if err == nil {
+		s.publishMetricDelete(&k)
+	}
+	return err
 }
 
 // QueryMetrics returns one page of the metrics q selects.
@@ -242,7 +254,9 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	}
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
-	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
+	if err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode); err == nil {
+		s.publishAlert(events.OpPut, &out)
+	}
 	return out, err
 }
 
@@ -255,7 +269,12 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 
 // DeleteAlert removes the alert id; a missing one is ErrNotFound.
 func (s *Store) DeleteAlert(ctx context.Context, id string) error {
-	return s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
+	agent := s.alertAgents(ctx, []string{id})
+	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
+	if err == nil {
+		s.publishAlertDelete(id, agent[0])
+	}
+	return err
 }
 
 // SetAlertStatus moves the alert id to status, keeping its expiry. A
@@ -264,6 +283,9 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
+	if err == nil {
+		s.publishAlert(events.OpStatus, &out)
+	}
 	return out, err
 }
 
@@ -283,7 +305,9 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	}
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
-	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	if err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode); err == nil {
+		s.publishState(&out)
+	}
 	return out, err
 }
 
@@ -303,7 +327,10 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 		return err
 	}
 	req := abi.DeleteAgentState{AgentID: agentID, Condition: o.cond}
-	return s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil)
+	if err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil); err == nil {
+		s.publishStateDelete(agentID)
+	}
+	return err
 }
 
 // QueryAgentStates returns one page of the agent states q selects.

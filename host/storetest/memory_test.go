@@ -189,3 +189,7 @@ func TestMemoryOptions(t *testing.T) {
 		require.True(t, put.ExpiresAt.IsZero(), "ExpiresAt is %v, want zero", put.ExpiresAt)
 	})
 }
+
+func TestMemoryEvents(t *testing.T) {
+	storetest.RunEvents(t, func(t *testing.T) *host.Store { return openMemory(t, nil) })
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/storage-host/storage-host/host/storetest"
@@ -324,4 +325,36 @@ func TestRedisConditionalDeleteKeepsIndex(t *testing.T) {
 	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "k/"})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1, "a delete that did not happen unlisted the state")
+}
+
+func TestRedisEvents(t *testing.T) {
+	addrs := []string{redistest.Addr(t)}
+	storetest.RunEvents(t, func(t *testing.T) *host.Store { return openRedis(t, addrs, nil) })
+}
+
+// Two hosts sharing one Redis namespace see each other's events, in the
+// order of the writes, with the versions each write returned.
+func TestRedisEventsAcrossHosts(t *testing.T) {
+	addrs := []string{redistest.Addr(t)}
+	prefix := redistest.Prefix(t, addrs...)
+	writer := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	reader := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	sub, err := reader.Subscribe(t.Context(), events.Filter{Kinds: []string{events.KindAgentStates}}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	var versions []uint64
+	for i := range 20 {
+		s, err := writer.PutAgentState(t.Context(), host.AgentState{AgentID: "a1", State: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		versions = append(versions, s.Version)
+	}
+	for i, v := range versions {
+		select {
+		case e := <-sub.Events():
+			require.Equal(t, v, e.Version, "event %d", i)
+			require.Equal(t, "a1", e.Key)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d did not arrive: %v", i, sub.Err())
+		}
+	}
 }

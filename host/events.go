@@ -1,0 +1,328 @@
+package host
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// The store's side of events: every write that succeeds publishes one, and
+// the expiry watch publishes one when a record this host wrote expires.
+
+// Subscribe returns a subscription to the backend's events that f passes,
+// starting after from: "" for the events from now on, the ID of the last
+// event seen to resume (events.ErrLost when the log no longer holds what
+// followed it), or events.Beginning. With a Redis backend it carries the
+// events of every host sharing that Redis. Close it when done; it also
+// ends with ctx.
+func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*events.Subscription, error) {
+	if s.bus == nil {
+		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s: events are disabled", s.p.name)
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.bus.Subscribe(ctx, f, from)
+}
+
+// EventStats returns the counters of the backend's events (zero when they
+// are disabled) and how many expiries the host is watching.
+func (s *Store) EventStats() (stats events.Stats, watched int) {
+	if s.bus == nil {
+		return events.Stats{}, 0
+	}
+	return s.bus.Stats(), s.expiry.len()
+}
+
+func (s *Store) openEvents(cfg *Config, st *settings) {
+	if cfg.DisableEvents {
+		return
+	}
+	logger := st.logger.Named("events").Named(s.p.name)
+	if s.p.redis != nil {
+		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
+	} else {
+		s.bus = events.NewLocal(cfg.Events, logger)
+	}
+	s.expiry = newExpiryWatch(s)
+}
+
+func (s *Store) closeEvents(ctx context.Context) {
+	if s.bus == nil {
+		return
+	}
+	s.expiry.stop()
+	if err := s.bus.Close(ctx); err != nil {
+		s.p.log.Warn("events", "error", err)
+	}
+}
+
+func metricEventKey(name string, ts time.Time) string {
+	return name + "@" + ts.UTC().Format(time.RFC3339Nano)
+}
+
+// publish sends one event of a record this host changed, and keeps the
+// expiry watch in step: a write with an expiry is watched, anything else
+// on the key stops the watch.
+func (s *Store) publish(kind, op, agent, key string, version uint64, expires time.Time, mk *MetricKey) {
+	if s.bus == nil {
+		return
+	}
+	now := s.now()
+	s.bus.Publish(events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: version, Time: now})
+	s.expiry.set(kind, key, agent, version, expires, mk)
+}
+
+func (s *Store) publishMetric(op string, m *Metric) {
+	key := metricEventKey(m.Name, m.Timestamp)
+	mk := MetricKey{AgentID: m.AgentID, Name: m.Name, Timestamp: m.Timestamp}
+	s.publish(events.KindMetrics, op, m.AgentID, key, 0, m.ExpiresAt, &mk)
+}
+
+func (s *Store) publishMetricDelete(k *MetricKey) {
+	s.publish(events.KindMetrics, events.OpDelete, k.AgentID, metricEventKey(k.Name, k.Timestamp), 0, time.Time{}, nil)
+}
+
+func (s *Store) publishAlert(op string, a *Alert) {
+	s.publish(events.KindAlerts, op, a.AgentID, a.ID, uint64(a.UpdatedAt.UnixNano()), a.ExpiresAt, nil)
+}
+
+func (s *Store) publishAlertDelete(id, agent string) {
+	s.publish(events.KindAlerts, events.OpDelete, agent, id, 0, time.Time{}, nil)
+}
+
+// alertAgents returns the agent of each alert, for the events of deleting
+// them: a delete names only the alert, and subscribers filter by agent.
+// With events disabled, or for an alert it cannot read, the agent is "".
+func (s *Store) alertAgents(ctx context.Context, ids []string) []string {
+	agents := make([]string, len(ids))
+	if s.bus == nil {
+		return agents
+	}
+	if len(ids) == 1 {
+		if a, err := s.GetAlert(ctx, ids[0]); err == nil {
+			agents[0] = a.AgentID
+		}
+		return agents
+	}
+	rs, err := s.GetAlerts(ctx, ids)
+	if err != nil {
+		return agents
+	}
+	for i, r := range rs {
+		agents[i] = r.Value.AgentID
+	}
+	return agents
+}
+
+func (s *Store) publishState(st *AgentState) {
+	s.publish(events.KindAgentStates, events.OpPut, st.AgentID, st.AgentID, st.Version, st.ExpiresAt, nil)
+}
+
+func (s *Store) publishStateDelete(agent string) {
+	s.publish(events.KindAgentStates, events.OpDelete, agent, agent, 0, time.Time{}, nil)
+}
+
+// publishEach publishes the items of a bulk write that succeeded.
+func publishEach[T any](rs []Result[T], err error, publish func(*T)) ([]Result[T], error) {
+	if err == nil {
+		for i := range rs {
+			if rs[i].Err == nil {
+				publish(&rs[i].Value)
+			}
+		}
+	}
+	return rs, err
+}
+
+// publishDeleted publishes the deletes of a bulk delete that succeeded.
+func publishDeleted(errs []error, err error, publish func(i int)) ([]error, error) {
+	if err == nil {
+		for i, e := range errs {
+			if e == nil {
+				publish(i)
+			}
+		}
+	}
+	return errs, err
+}
+
+// expiryWatch publishes an expire event when a record this host wrote
+// with an expiry is gone once that expiry passed. It checks through the
+// plugin (a get answering NOT_FOUND), so it knows nothing of record
+// layouts, and it only knows of writes made by this host: on a Redis
+// backend shared by several hosts, each watches its own writes. A record
+// deleted by another host just before it expired is reported expired too.
+type expiryWatch struct {
+	s     *Store
+	mu    sync.Mutex
+	queue watchQueue
+	byKey map[watchKey]*watched
+	wake  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	dropped atomic.Uint64
+}
+
+// maxWatched bounds the expiries one store watches; writes past it are
+// not watched (and counted).
+const maxWatched = 1 << 20
+
+type watchKey struct{ kind, key string }
+
+type watched struct {
+	watchKey
+	agent   string
+	version uint64
+	at      time.Time
+	metric  MetricKey
+	index   int
+}
+
+type watchQueue []*watched
+
+func (q watchQueue) Len() int           { return len(q) }
+func (q watchQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q watchQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *watchQueue) Push(x any) {
+	w := x.(*watched)
+	w.index = len(*q)
+	*q = append(*q, w)
+}
+func (q *watchQueue) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return w
+}
+
+func newExpiryWatch(s *Store) *expiryWatch {
+	w := &expiryWatch{s: s, byKey: map[watchKey]*watched{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.wg.Add(1)
+	go w.loop()
+	return w
+}
+
+func (w *expiryWatch) stop() {
+	close(w.done)
+	w.wg.Wait()
+}
+
+func (w *expiryWatch) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
+}
+
+// set watches the record's expiry, replacing what was watched for its key;
+// a zero expiry stops the watch.
+func (w *expiryWatch) set(kind, key, agent string, version uint64, expires time.Time, mk *MetricKey) {
+	k := watchKey{kind, key}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	x, ok := w.byKey[k]
+	if expires.IsZero() {
+		if ok {
+			heap.Remove(&w.queue, x.index)
+			delete(w.byKey, k)
+		}
+		return
+	}
+	if !ok {
+		if len(w.queue) >= maxWatched {
+			w.dropped.Add(1)
+			return
+		}
+		x = &watched{watchKey: k}
+		w.byKey[k] = x
+		heap.Push(&w.queue, x)
+	}
+	x.agent, x.version, x.at = agent, version, expires
+	if mk != nil {
+		x.metric = *mk
+	}
+	heap.Fix(&w.queue, x.index)
+	if x.index == 0 {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// loop sleeps until the earliest expiry (at most a second, so a test clock
+// that jumps is followed), then checks the records that are due.
+func (w *expiryWatch) loop() {
+	defer w.wg.Done()
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+		for _, x := range w.due(256) {
+			w.check(x)
+		}
+		wait := time.Second
+		w.mu.Lock()
+		if len(w.queue) > 0 {
+			wait = min(wait, max(w.queue[0].at.Sub(w.s.now()), time.Millisecond))
+		}
+		w.mu.Unlock()
+		timer.Reset(wait)
+	}
+}
+
+// due removes and returns up to n records whose expiry has passed.
+func (w *expiryWatch) due(n int) []*watched {
+	now := w.s.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*watched
+	for len(w.queue) > 0 && len(out) < n && !w.queue[0].at.After(now) {
+		x := heap.Pop(&w.queue).(*watched)
+		delete(w.byKey, x.watchKey)
+		out = append(out, x)
+	}
+	if len(out) == n {
+		select { // more may be due
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	return out
+}
+
+// check publishes the expiry of x if its record is gone. A record still
+// there was written again (by another host) and is not this one's concern.
+func (w *expiryWatch) check(x *watched) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.p.limits.CallTimeout)
+	defer cancel()
+	var err error
+	switch x.kind {
+	case events.KindMetrics:
+		_, err = w.s.GetMetric(ctx, x.metric)
+	case events.KindAlerts:
+		_, err = w.s.GetAlert(ctx, x.key)
+	case events.KindAgentStates:
+		_, err = w.s.GetAgentState(ctx, x.key)
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return
+	}
+	w.s.bus.Publish(events.Event{Kind: x.kind, Op: events.OpExpire, AgentID: x.agent, Key: x.key, Version: x.version, Time: x.at})
+}
