@@ -31,15 +31,6 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 	return s.bus.Subscribe(ctx, f, from)
 }
 
-// EventStats returns the counters of the backend's events (zero when they
-// are disabled) and how many expiries the host is watching.
-func (s *Store) EventStats() (stats events.Stats, watched int) {
-	if s.bus == nil {
-		return events.Stats{}, 0
-	}
-	return s.bus.Stats(), s.expiry.len()
-}
-
 func (s *Store) openEvents(cfg *Config, st *settings) {
 	if cfg.DisableEvents {
 		return

@@ -6,6 +6,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // Observer is told about every call into a plugin; the daemon turns these
@@ -31,6 +32,11 @@ type Stats struct {
 	Traps uint64
 	// Redis is go-redis's connection pool statistics; nil without Redis.
 	Redis *redis.PoolStats
+	// Events counts the backend's events; zero when they are disabled.
+	Events events.Stats
+	// ExpiriesWatched is how many records this host wrote with an expiry
+	// it will publish (see Store.Subscribe).
+	ExpiriesWatched int
 }
 
 // Stats returns a snapshot of the backend's pool and connections.
@@ -40,6 +46,9 @@ func (s *Store) Stats() Stats {
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: cap(p.pool.slots), Traps: p.traps.Load()}
 	if p.redis != nil {
 		st.Redis = p.redis.PoolStats()
+	}
+	if s.bus != nil {
+		st.Events, st.ExpiriesWatched = s.bus.Stats(), s.expiry.len()
 	}
 	return st
 }

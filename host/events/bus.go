@@ -265,12 +265,12 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		return nil, ErrClosed
 	}
 	if from == "" {
-		s.pos, s.live = b.pos, true
+		s.pos, s.live, s.start = b.pos, true, b.pos.String()
 		b.subs[s] = struct{}{}
 		b.mu.Unlock()
 	} else {
 		b.mu.Unlock()
-		s.pos = after
+		s.pos, s.start = after, after.String()
 		go s.catchUp(ctx)
 	}
 	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
@@ -347,6 +347,7 @@ type Subscription struct {
 	done   chan struct{}
 	once   sync.Once
 	err    error
+	start  string
 
 	// Guarded by b.mu once live; owned by the catch-up goroutine before.
 	pos  id
@@ -368,6 +369,13 @@ func (s *Subscription) Err() error {
 		return nil
 	}
 }
+
+// Start returns the position the subscription started after: the ID
+// Subscribe was given, or the log's position at the time for "". Passed
+// back to Subscribe, it resumes with the first event this subscription
+// would deliver, which makes it the resume point of a subscriber that has
+// received nothing yet.
+func (s *Subscription) Start() string { return s.start }
 
 // Close ends the subscription. Safe to call more than once.
 func (s *Subscription) Close() { s.end(nil) }

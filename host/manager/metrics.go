@@ -20,6 +20,8 @@ type metrics struct {
 
 	instances, inUse, maxInstances                    *prometheus.Desc
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
+	eventsPublished, eventsDropped, subscribers       *prometheus.Desc
+	subscribersDropped, expiriesWatched               *prometheus.Desc
 }
 
 func newMetrics(m *Manager) *metrics {
@@ -46,6 +48,12 @@ func newMetrics(m *Manager) *metrics {
 		redisMisses:   prometheus.NewDesc("storage_host_redis_pool_misses_total", "Times no free Redis connection was in the pool.", backend, nil),
 		redisTimeouts: prometheus.NewDesc("storage_host_redis_pool_timeouts_total", "Times waiting for a Redis connection timed out.", backend, nil),
 		redisConns:    prometheus.NewDesc("storage_host_redis_pool_connections", "Redis connections, by state (total, idle, stale_closed).", []string{"backend", "state"}, nil),
+
+		eventsPublished:    prometheus.NewDesc("storage_host_events_published_total", "Events appended to the backend's event log by this host.", backend, nil),
+		eventsDropped:      prometheus.NewDesc("storage_host_events_dropped_total", "Events dropped: the append queue was full or the log refused them.", backend, nil),
+		subscribers:        prometheus.NewDesc("storage_host_event_subscribers", "Event subscriptions open on this host.", backend, nil),
+		subscribersDropped: prometheus.NewDesc("storage_host_event_subscribers_disconnected_total", "Subscriptions ended because their buffer filled (slow subscribers).", backend, nil),
+		expiriesWatched:    prometheus.NewDesc("storage_host_expiries_watched", "Records written by this host whose expiry it will publish as an event.", backend, nil),
 	}
 }
 
@@ -73,7 +81,8 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.calls.Describe(ch)
 	x.traps.Describe(ch)
 	x.reloads.Describe(ch)
-	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns} {
+	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
+		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched} {
 		ch <- d
 	}
 }
@@ -89,6 +98,11 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), name)
 		ch <- prometheus.MustNewConstMetric(x.inUse, prometheus.GaugeValue, float64(st.InUse), name)
 		ch <- prometheus.MustNewConstMetric(x.maxInstances, prometheus.GaugeValue, float64(st.MaxInstances), name)
+		ch <- prometheus.MustNewConstMetric(x.eventsPublished, prometheus.CounterValue, float64(st.Events.Published), name)
+		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Events.Dropped), name)
+		ch <- prometheus.MustNewConstMetric(x.subscribers, prometheus.GaugeValue, float64(st.Events.Subscribers), name)
+		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
+		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)
 		if r := st.Redis; r != nil {
 			ch <- prometheus.MustNewConstMetric(x.redisHits, prometheus.CounterValue, float64(r.Hits), name)
 			ch <- prometheus.MustNewConstMetric(x.redisMisses, prometheus.CounterValue, float64(r.Misses), name)

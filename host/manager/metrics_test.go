@@ -56,7 +56,11 @@ storage_host_pool_instances_in_use{backend="red"} 0
 # HELP storage_host_reloads_total Configuration reloads, by result (ok, failed).
 # TYPE storage_host_reloads_total counter
 storage_host_reloads_total{result="ok"} 1
-`), "storage_host_pool_instances_max", "storage_host_pool_instances_in_use", "storage_host_reloads_total"))
+# HELP storage_host_events_published_total Events appended to the backend's event log by this host.
+# TYPE storage_host_events_published_total counter
+storage_host_events_published_total{backend="mem"} 5
+storage_host_events_published_total{backend="red"} 0
+`), "storage_host_pool_instances_max", "storage_host_pool_instances_in_use", "storage_host_reloads_total", "storage_host_events_published_total"))
 
 	// Put calls: five on mem, observed in the histogram's count.
 	mfs, err := reg.Gather()

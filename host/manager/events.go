@@ -1,0 +1,172 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// ErrBadPosition is returned by Subscribe for a from that is not a
+// position its subscriptions issued.
+var ErrBadPosition = errors.New("manager: not an event position")
+
+// Subscribe subscribes to the events f passes from every backend routed
+// for the kinds f names (every routed backend when f names none, or names
+// a kind of a plugin's own). Events of one backend arrive in its log's
+// order; events of different backends interleave. Each event's ID is a
+// position covering every backend of the subscription,
+// "backend=id;backend=id": pass the last one received as from to resume.
+// A backend the position does not name starts from now. The subscription
+// ends when any backend's does (ErrSlowSubscriber, a reload that retired
+// the backend, ...), and Err says why.
+func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (*Subscription, error) {
+	g := m.current.Load()
+	if g == nil {
+		return nil, errors.New("manager: closed")
+	}
+	positions, err := parsePosition(from)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, kind := range Kinds {
+		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, kind) && !ownKinds(f.Kinds) {
+			continue
+		}
+		if name := g.routes[kind].def.Name; !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names))}
+	subs := make([]*events.Subscription, len(names))
+	for i, name := range names {
+		sub, err := g.backends[name].store.Subscribe(ctx, f, positions[name])
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("backend %s: %w", name, err)
+		}
+		subs[i] = sub
+		s.pos[i] = sub.Start()
+	}
+	var wg sync.WaitGroup
+	for i, sub := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.forward(ctx, i, sub)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(s.c)
+	}()
+	return s, nil
+}
+
+// ownKinds reports whether kinds names a kind that is not a record kind:
+// a plugin's own, which any backend may publish.
+func ownKinds(kinds []string) bool {
+	for _, k := range kinds {
+		if !slices.Contains(Kinds, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscription is a manager's merged subscription. Receive from Events
+// until it is closed; then Err says why.
+type Subscription struct {
+	c      chan events.Event
+	done   chan struct{}
+	once   sync.Once
+	err    error
+	cancel context.CancelFunc
+
+	mu    sync.Mutex // orders the sends, so positions only move forward
+	names []string
+	pos   []string // by names' index: the last position passed
+}
+
+// Events returns the channel the events arrive on; each one's ID is the
+// position to resume after it.
+func (s *Subscription) Events() <-chan events.Event { return s.c }
+
+// Err returns why the subscription ended, once Events is closed; nil after
+// Close.
+func (s *Subscription) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.end(nil) }
+
+func (s *Subscription) end(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.done)
+		s.cancel()
+	})
+}
+
+func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscription) {
+	for ev := range sub.Events() {
+		s.mu.Lock()
+		s.pos[i] = ev.ID
+		ev.ID = s.position()
+		select {
+		case s.c <- ev:
+			s.mu.Unlock()
+		case <-s.done:
+			s.mu.Unlock()
+			return
+		}
+	}
+	err := sub.Err()
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	s.end(fmt.Errorf("backend %s: %w", s.names[i], err))
+}
+
+// position encodes every backend's position; under mu.
+func (s *Subscription) position() string {
+	var b strings.Builder
+	for i, name := range s.names {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(s.pos[i])
+	}
+	return b.String()
+}
+
+// parsePosition decodes a position into each backend's event ID.
+func parsePosition(from string) (map[string]string, error) {
+	out := map[string]string{}
+	if from == "" {
+		return out, nil
+	}
+	for part := range strings.SplitSeq(from, ";") {
+		name, id, ok := strings.Cut(part, "=")
+		if !ok || name == "" || id == "" {
+			return nil, fmt.Errorf("%w: %q", ErrBadPosition, from)
+		}
+		out[name] = id
+	}
+	return out, nil
+}

@@ -1,0 +1,78 @@
+package manager_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/manager"
+)
+
+func receive(t *testing.T, s *manager.Subscription) events.Event {
+	t.Helper()
+	select {
+	case e, ok := <-s.Events():
+		require.True(t, ok, "ended: %v", s.Err())
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return events.Event{}
+	}
+}
+
+func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1", "b": "1"})
+	f.Routes.Metrics = "b"
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	put(t, m, "s1")
+	require.NoError(t, m.Do(ctx, manager.Metrics, func(st *host.Store) error {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
+		return err
+	}))
+	first, last := receive(t, sub), receive(t, sub)
+	assert.ElementsMatch(t, []string{events.KindAgentStates, events.KindMetrics}, []string{first.Kind, last.Kind})
+	// The later event's position covers both backends.
+	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, last.ID)
+	sub.Close()
+
+	// Only metrics: only backend b.
+	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{events.KindMetrics}}, "")
+	require.NoError(t, err)
+	defer onlyMetrics.Close()
+
+	// Missed while away, then resumed from a position: exactly what came
+	// after it.
+	put(t, m, "s2")
+	put(t, m, "s3")
+	again, err := m.Subscribe(ctx, events.Filter{}, last.ID)
+	require.NoError(t, err)
+	defer again.Close()
+	assert.Equal(t, "s2", receive(t, again).Key)
+	assert.Equal(t, "s3", receive(t, again).Key)
+
+	_, err = m.Subscribe(ctx, events.Filter{}, "garbage")
+	assert.ErrorIs(t, err, manager.ErrBadPosition)
+	_, err = m.Subscribe(ctx, events.Filter{}, "a=nonsense")
+	assert.ErrorIs(t, err, events.ErrBadID)
+
+	// A reload that retires a backend ends the subscriptions on it.
+	_, err = m.Reload(ctx, file("c", map[string]string{"c": "1"}))
+	require.NoError(t, err)
+	for range again.Events() {
+	}
+	assert.ErrorIs(t, again.Err(), events.ErrClosed)
+	for range onlyMetrics.Events() {
+	}
+	assert.ErrorIs(t, onlyMetrics.Err(), events.ErrClosed)
+}
