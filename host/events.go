@@ -36,6 +36,11 @@ func (s *Store) openEvents(cfg *Config, st *settings) {
 		return
 	}
 	logger := st.logger.Named("events").Named(s.p.name)
+	defer func() {
+		if cfg.Cache.Entries > 0 {
+			s.cache = newReadCache(s, cfg.Cache)
+		}
+	}()
 	if s.p.redis != nil {
 		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
 	} else {
@@ -49,6 +54,9 @@ func (s *Store) closeEvents(ctx context.Context) {
 		return
 	}
 	s.expiry.stop()
+	if s.cache != nil {
+		s.cache.stop()
+	}
 	if err := s.bus.Close(ctx); err != nil {
 		s.p.log.Warn("events", "error", err)
 	}
@@ -64,6 +72,11 @@ func metricEventKey(name string, ts time.Time) string {
 func (s *Store) publish(kind, op, agent, key string, version uint64, expires time.Time, mk *MetricKey) {
 	if s.bus == nil {
 		return
+	}
+	if s.cache != nil && kind != events.KindMetrics {
+		// This host's reads see its own writes at once, not only once the
+		// event has come back.
+		s.cache.invalidate(cacheKey{kind, key}, 0)
 	}
 	now := s.now()
 	s.bus.Publish(events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: version, Time: now})

@@ -127,9 +127,16 @@ type Config struct {
 	// backend's namespace with Redis.
 	Events events.Options
 	// DisableEvents turns events off: writes publish nothing, Subscribe
-	// is ErrUnsupported, and with Redis no stream is written.
+	// is ErrUnsupported, and with Redis no stream is written. It turns
+	// the read cache off too.
 	// Default: false.
 	DisableEvents bool
+	// Cache puts a read cache in front of GetAgentState and GetAlert,
+	// kept correct by the backend's events: once the event of a write
+	// (through any host sharing the backend) has arrived, no read returns
+	// what it replaced; this host's own writes are seen at once.
+	// Default: off.
+	Cache CacheOptions
 }
 
 // Limits bound what one backend's plugin may use; a plugin that goes past

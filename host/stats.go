@@ -37,6 +37,8 @@ type Stats struct {
 	// ExpiriesWatched is how many records this host wrote with an expiry
 	// it will publish (see Store.Subscribe).
 	ExpiriesWatched int
+	// Cache counts the read cache's work; zero without a cache.
+	Cache CacheStats
 }
 
 // Stats returns a snapshot of the backend's pool and connections.
@@ -49,6 +51,9 @@ func (s *Store) Stats() Stats {
 	}
 	if s.bus != nil {
 		st.Events, st.ExpiriesWatched = s.bus.Stats(), s.expiry.len()
+	}
+	if s.cache != nil {
+		st.Cache = s.cache.stats()
 	}
 	return st
 }

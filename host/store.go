@@ -26,6 +26,7 @@ type Store struct {
 	now    func() time.Time // the host clock
 	bus    *events.Bus      // nil with Config.DisableEvents
 	expiry *expiryWatch     // nil with Config.DisableEvents
+	cache  *readCache       // nil unless Config.Cache.Entries > 0
 }
 
 // Name returns the backend's name.
@@ -262,9 +263,15 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 
 // GetAlert returns the alert id, or an error matching ErrNotFound.
 func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
-	var out Alert
-	err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
-	return out, err
+	read := func() (Alert, error) {
+		var out Alert
+		err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+		return out, err
+	}
+	if s.cache != nil {
+		return s.cachedAlert(id, read)
+	}
+	return read()
 }
 
 // DeleteAlert removes the alert id; a missing one is ErrNotFound.
@@ -314,9 +321,15 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 // GetAgentState returns the state of agentID, or an error matching
 // ErrNotFound.
 func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, error) {
-	var out AgentState
-	err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, out.Decode)
-	return out, err
+	read := func() (AgentState, error) {
+		var out AgentState
+		err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, out.Decode)
+		return out, err
+	}
+	if s.cache != nil {
+		return s.cachedAgentState(agentID, read)
+	}
+	return read()
 }
 
 // DeleteAgentState removes the state of agentID; a missing one is

@@ -71,10 +71,12 @@ type Bus struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	subs    map[*Subscription]struct{} // live subscriptions
-	pos     id                         // the last event the fan-out delivered
-	fanning bool
+	mu        sync.Mutex
+	subs      map[*Subscription]struct{} // live subscriptions
+	observers []Observer
+	pos       id // the last event the fan-out delivered
+	fanning   bool
+	down      bool // the fan-out's last read failed
 
 	published, dropped, disconnected atomic.Uint64
 }
@@ -281,6 +283,43 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 	return s, nil
 }
 
+// Observer sees every event the Bus reads from its log, on the goroutine
+// that reads it and before any subscription is handed it, and is told
+// when that reading fails and recovers. Its methods must be quick and
+// must not call back into the Bus.
+type Observer interface {
+	// Event is called for each event, in log order.
+	Event(ev *Event)
+	// Down is called when the log cannot be read: events are delayed
+	// (and lost if the log trims them before it recovers).
+	Down(err error)
+	// Up is called when the log can be read again after Down (reading
+	// resumes after the last event seen), and by Observe when it can be
+	// read at once.
+	Up()
+}
+
+// Observe registers o for the Bus's life, starting the log reader if
+// needed, and calls o.Up or o.Down with the log's state. It fails when
+// the log reader cannot start now (Redis away).
+func (b *Bus) Observe(ctx context.Context, o Observer) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if err := b.startFanOut(ctx); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.observers = append(b.observers, o)
+	if b.down {
+		o.Down(ErrUnavailable)
+	} else {
+		o.Up()
+	}
+	return nil
+}
+
 // startFanOut starts, on the first subscription, the goroutine that reads
 // the log and hands each event to the live subscriptions.
 func (b *Bus) startFanOut(ctx context.Context) error {
@@ -313,6 +352,12 @@ func (b *Bus) fanOut() {
 			for s := range b.subs {
 				s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
 			}
+			if !b.down {
+				b.down = true
+				for _, o := range b.observers {
+					o.Down(err)
+				}
+			}
 			b.mu.Unlock()
 			select {
 			case <-time.After(backoff):
@@ -322,13 +367,22 @@ func (b *Bus) fanOut() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if len(evs) == 0 {
+		if len(evs) == 0 && !b.down {
 			continue
 		}
 		b.mu.Lock()
+		if b.down {
+			b.down = false
+			for _, o := range b.observers {
+				o.Up()
+			}
+		}
 		for i := range evs {
 			ev := &evs[i]
 			evID, _ := parseID(ev.ID)
+			for _, o := range b.observers {
+				o.Event(ev)
+			}
 			for s := range b.subs {
 				s.offer(ev, evID)
 			}

@@ -22,6 +22,8 @@ type metrics struct {
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
 	eventsPublished, eventsDropped, subscribers       *prometheus.Desc
 	subscribersDropped, expiriesWatched               *prometheus.Desc
+	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
+	cacheEntries                                      *prometheus.Desc
 }
 
 func newMetrics(m *Manager) *metrics {
@@ -54,6 +56,10 @@ func newMetrics(m *Manager) *metrics {
 		subscribers:        prometheus.NewDesc("storage_host_event_subscribers", "Event subscriptions open on this host.", backend, nil),
 		subscribersDropped: prometheus.NewDesc("storage_host_event_subscribers_disconnected_total", "Subscriptions ended because their buffer filled (slow subscribers).", backend, nil),
 		expiriesWatched:    prometheus.NewDesc("storage_host_expiries_watched", "Records written by this host whose expiry it will publish as an event.", backend, nil),
+		cacheHits:          prometheus.NewDesc("storage_host_cache_hits_total", "Agent-state and alert reads served by the read cache.", backend, nil),
+		cacheMisses:        prometheus.NewDesc("storage_host_cache_misses_total", "Agent-state and alert reads the read cache sent to the backend.", backend, nil),
+		cacheInvalidations: prometheus.NewDesc("storage_host_cache_invalidations_total", "Read-cache entries dropped by events of writes (on any host).", backend, nil),
+		cacheEntries:       prometheus.NewDesc("storage_host_cache_entries", "Records in the read cache.", backend, nil),
 	}
 }
 
@@ -82,7 +88,8 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.traps.Describe(ch)
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
-		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched} {
+		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched,
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries} {
 		ch <- d
 	}
 }
@@ -103,6 +110,12 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.subscribers, prometheus.GaugeValue, float64(st.Events.Subscribers), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)
+		if b.def.Config.Cache.Entries > 0 {
+			ch <- prometheus.MustNewConstMetric(x.cacheHits, prometheus.CounterValue, float64(st.Cache.Hits), name)
+			ch <- prometheus.MustNewConstMetric(x.cacheMisses, prometheus.CounterValue, float64(st.Cache.Misses), name)
+			ch <- prometheus.MustNewConstMetric(x.cacheInvalidations, prometheus.CounterValue, float64(st.Cache.Invalidations), name)
+			ch <- prometheus.MustNewConstMetric(x.cacheEntries, prometheus.GaugeValue, float64(st.Cache.Entries), name)
+		}
 		if r := st.Redis; r != nil {
 			ch <- prometheus.MustNewConstMetric(x.redisHits, prometheus.CounterValue, float64(r.Hits), name)
 			ch <- prometheus.MustNewConstMetric(x.redisMisses, prometheus.CounterValue, float64(r.Misses), name)

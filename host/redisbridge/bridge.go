@@ -184,6 +184,9 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		opts.CredentialsProvider, opts.CredentialsProviderContext = nil, nil
 	}
 	b.client = redis.NewUniversalClient(opts)
+	if b.user != nil {
+		b.client.AddHook(relogin{b.user})
+	}
 	if cc, ok := b.client.(*redis.ClusterClient); ok {
 		// Unavoidable branch: go-redis follows MOVED and ASK only for errors
 		// it sees, and raw replies carry theirs as data; each node lifts a
@@ -440,3 +443,31 @@ func (b *Bridge) Client() redis.UniversalClient { return b.client }
 // Key returns the full Redis key of the host's own key name in the
 // backend's namespace: the prefix, HostKeyPrefix, then name.
 func (b *Bridge) Key(name string) string { return b.prefix + HostKeyPrefix + name }
+
+// relogin makes the scripts user again when a command fails to log in
+// (Redis restarted without it), for every user of the client: the host's
+// own commands (Client) heal as the plugin's do (Do retries at once;
+// others on their next attempt).
+type relogin struct{ u *aclUser }
+
+func (relogin) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h relogin) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil && authFailure(err) {
+			_ = h.u.recreate(ctx)
+		}
+		return err
+	}
+}
+
+func (h relogin) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if err != nil && authFailure(err) {
+			_ = h.u.recreate(ctx)
+		}
+		return err
+	}
+}

@@ -1,0 +1,247 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/maphash"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// CacheOptions configure a Store's read cache for agent states and alerts.
+type CacheOptions struct {
+	// Entries is the most records the cache holds (least recently used
+	// go first). 0 disables the cache.
+	Entries int
+}
+
+// CacheStats counts what a Store's read cache did.
+type CacheStats struct {
+	Hits, Misses  uint64
+	Invalidations uint64 // entries dropped by events (any host's writes)
+	Flushes       uint64 // whole-cache drops: the event log could not be read
+	Entries       int
+	// Enabled is false while the cache is bypassed: its event
+	// subscription broke and is being re-established.
+	Enabled bool
+}
+
+// readCache keeps agent states and alerts this host read, and drops each
+// one when an event says its record changed, on this host or any other
+// sharing the backend. It observes the backend's event log (an
+// events.Observer), so an entry is dropped before any subscriber of this
+// host is handed the event: once a write's event has arrived, no read
+// returns what the write replaced. This host's own writes drop their
+// entry at once.
+//
+// A fill races with invalidations: a read that started before a write's
+// event arrived may return the old record after the event dropped the
+// entry. Each fill therefore carries the invalidation count of its key's
+// stripe from before the read, and is refused if that count moved. While
+// the log cannot be read the cache is flushed and bypassed, since
+// invalidations are not arriving; it comes back when they do.
+type readCache struct {
+	s       *Store
+	entries *lru.Cache[cacheKey, cacheEntry]
+	seed    maphash.Seed
+
+	mu      sync.Mutex // orders fills after invalidations
+	stripes [256]uint64
+	enabled atomic.Bool
+
+	hits, misses, invalidations, flushes atomic.Uint64
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type cacheKey struct {
+	kind string // events.KindAgentStates or events.KindAlerts
+	key  string
+}
+
+type cacheEntry struct {
+	state   AgentState
+	alert   Alert
+	expires time.Time
+}
+
+func newReadCache(s *Store, opts CacheOptions) *readCache {
+	entries, err := lru.New[cacheKey, cacheEntry](opts.Entries)
+	if err != nil { // only for a size <= 0, which the caller excludes
+		panic(err)
+	}
+	c := &readCache{s: s, entries: entries, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	var ctx context.Context
+	ctx, c.cancel = context.WithCancel(context.Background())
+	go c.observe(ctx)
+	return c
+}
+
+func (c *readCache) stop() {
+	c.cancel()
+	<-c.done
+}
+
+// observe registers the cache with the event log, retrying while the log
+// cannot be read (a Redis backend opened while Redis is away); until then
+// the cache is bypassed.
+func (c *readCache) observe(ctx context.Context) {
+	defer close(c.done)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := c.s.bus.Observe(ctx, c)
+		if err == nil || errors.Is(err, events.ErrClosed) {
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Event implements events.Observer.
+func (c *readCache) Event(ev *events.Event) {
+	if ev.Kind == events.KindAgentStates || ev.Kind == events.KindAlerts {
+		c.invalidate(cacheKey{ev.Kind, ev.Key}, ev.Version)
+	}
+}
+
+// Down implements events.Observer.
+func (c *readCache) Down(err error) {
+	c.enabled.Store(false)
+	c.flush()
+	c.flushes.Add(1)
+	c.s.p.log.Warn("read cache bypassed while the event log cannot be read", "error", err)
+}
+
+// Up implements events.Observer.
+func (c *readCache) Up() {
+	c.flush()
+	c.enabled.Store(true)
+}
+
+func (c *readCache) stripe(k cacheKey) *uint64 {
+	return &c.stripes[maphash.String(c.seed, k.key)%uint64(len(c.stripes))]
+}
+
+// invalidate drops k unless the cached record is the version the event
+// names (the event of the write that filled it).
+func (c *readCache) invalidate(k cacheKey, version uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	*c.stripe(k)++
+	if e, ok := c.entries.Peek(k); ok && version != 0 && e.version(k.kind) == version {
+		return
+	}
+	if c.entries.Remove(k) {
+		c.invalidations.Add(1)
+	}
+}
+
+func (c *readCache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.stripes {
+		c.stripes[i]++
+	}
+	c.entries.Purge()
+}
+
+// ticket returns what a fill of k must present: the stripe's count now.
+func (c *readCache) ticket(k cacheKey) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.stripe(k)
+}
+
+// fill caches e for k unless k was invalidated since ticket.
+func (c *readCache) fill(k cacheKey, ticket uint64, e cacheEntry) {
+	if !c.enabled.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *c.stripe(k) == ticket {
+		c.entries.Add(k, e)
+	}
+}
+
+// get returns the live cached record of k.
+func (c *readCache) get(k cacheKey) (cacheEntry, bool) {
+	if !c.enabled.Load() {
+		return cacheEntry{}, false
+	}
+	e, ok := c.entries.Get(k)
+	if ok && !e.expires.IsZero() && !c.s.now().Before(e.expires) {
+		ok = false
+	}
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return e, ok
+}
+
+func (e *cacheEntry) version(kind string) uint64 {
+	if kind == events.KindAgentStates {
+		return e.state.Version
+	}
+	return uint64(e.alert.UpdatedAt.UnixNano())
+}
+
+func (c *readCache) stats() CacheStats {
+	return CacheStats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Invalidations: c.invalidations.Load(),
+		Flushes: c.flushes.Load(), Entries: c.entries.Len(), Enabled: c.enabled.Load(),
+	}
+}
+
+// The cached forms are copies: callers may change what they are given.
+
+func cloneState(st AgentState) AgentState {
+	st.State = bytes.Clone(st.State)
+	return st
+}
+
+func cloneAlert(a Alert) Alert {
+	a.Labels = maps.Clone(a.Labels)
+	return a
+}
+
+// cachedAgentState serves GetAgentState through the cache.
+func (s *Store) cachedAgentState(agentID string, read func() (AgentState, error)) (AgentState, error) {
+	k := cacheKey{events.KindAgentStates, agentID}
+	if e, ok := s.cache.get(k); ok {
+		return cloneState(e.state), nil
+	}
+	ticket := s.cache.ticket(k)
+	st, err := read()
+	if err == nil {
+		s.cache.fill(k, ticket, cacheEntry{state: cloneState(st), expires: st.ExpiresAt})
+	}
+	return st, err
+}
+
+// cachedAlert serves GetAlert through the cache.
+func (s *Store) cachedAlert(id string, read func() (Alert, error)) (Alert, error) {
+	k := cacheKey{events.KindAlerts, id}
+	if e, ok := s.cache.get(k); ok {
+		return cloneAlert(e.alert), nil
+	}
+	ticket := s.cache.ticket(k)
+	a, err := read()
+	if err == nil {
+		s.cache.fill(k, ticket, cacheEntry{alert: cloneAlert(a), expires: a.ExpiresAt})
+	}
+	return a, err
+}

@@ -1,0 +1,148 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// openShared opens the redis plugin on addr's namespace prefix: two calls
+// with one prefix are two hosts sharing a backend.
+func openShared(t *testing.T, addr, prefix string, cache int) *host.Store {
+	t.Helper()
+	st, err := host.Open(t.Context(), host.Config{
+		Plugin: "builtin:redis",
+		Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true},
+		Cache:  host.CacheOptions{Entries: cache},
+	}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+func waitEvent(t *testing.T, sub *events.Subscription, key string, version uint64) {
+	t.Helper()
+	for {
+		select {
+		case e, ok := <-sub.Events():
+			require.True(t, ok, "subscription ended: %v", sub.Err())
+			if e.Key == key && e.Version == version {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the event of %s version %d did not arrive", key, version)
+		}
+	}
+}
+
+// A write through one host is never followed by a stale read through
+// another's cache once the write's event has arrived there.
+func TestCacheInvalidatedByAnotherHostsWrites(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	cached := openShared(t, addr, prefix, 1000)
+	writer := openShared(t, addr, prefix, 0)
+	sub, err := cached.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	for i := range 50 {
+		s, err := writer.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		waitEvent(t, sub, "a1", s.Version)
+		for range 3 { // a miss, then hits: all of them this version
+			got, err := cached.GetAgentState(ctx, "a1")
+			require.NoError(t, err)
+			require.Equal(t, s.Version, got.Version, "round %d: stale read after the event arrived", i)
+			require.Equal(t, fmt.Sprint(i), string(got.State))
+		}
+	}
+	st := cached.Stats().Cache
+	assert.True(t, st.Enabled)
+	assert.GreaterOrEqual(t, st.Hits, uint64(50), "two hits a round at least (a fill can lose a race with an event)")
+	assert.GreaterOrEqual(t, st.Invalidations, uint64(40))
+
+	// Alerts too: a status change elsewhere.
+	a, err := writer.PutAlert(ctx, host.Alert{ID: "al", AgentID: "a1", Severity: abi.SeverityWarning, Status: abi.AlertFiring})
+	require.NoError(t, err)
+	waitEvent(t, sub, "al", uint64(a.UpdatedAt.UnixNano()))
+	got, err := cached.GetAlert(ctx, "al")
+	require.NoError(t, err)
+	require.Equal(t, abi.AlertFiring, got.Status)
+	a, err = writer.SetAlertStatus(ctx, "al", abi.AlertResolved)
+	require.NoError(t, err)
+	waitEvent(t, sub, "al", uint64(a.UpdatedAt.UnixNano()))
+	got, err = cached.GetAlert(ctx, "al")
+	require.NoError(t, err)
+	assert.Equal(t, abi.AlertResolved, got.Status)
+
+	// A delete elsewhere: NOT_FOUND, not the cached alert.
+	require.NoError(t, writer.DeleteAlert(ctx, "al"))
+	waitEvent(t, sub, "al", 0)
+	_, err = cached.GetAlert(ctx, "al")
+	assert.ErrorIs(t, err, host.ErrNotFound)
+}
+
+// A host reads its own writes at once, without waiting for their events;
+// expired entries are never served; callers get copies.
+func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	st := openShared(t, addr, redistest.Prefix(t, addr), 1000)
+	for i := range 20 {
+		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		got, err := st.GetAgentState(ctx, "a")
+		require.NoError(t, err)
+		require.Equal(t, s.Version, got.Version)
+		got.State[0] = 'X' // the caller's copy
+		again, err := st.GetAgentState(ctx, "a")
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint(i), string(again.State))
+	}
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "short", State: []byte("x")}, host.WithTTL(150*time.Millisecond))
+	require.NoError(t, err)
+	for range 2 {
+		_, err = st.GetAgentState(ctx, "short")
+		require.NoError(t, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	_, err = st.GetAgentState(ctx, "short")
+	assert.ErrorIs(t, err, host.ErrNotFound)
+}
+
+// While the event log cannot be read, invalidations do not arrive: the
+// cache is flushed and bypassed, and comes back with Redis.
+func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	st := openShared(t, srv.Addr(), "cache-test:", 1000)
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+	require.NoError(t, err)
+	for range 2 {
+		_, err = st.GetAgentState(ctx, "a")
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, st.Stats().Cache.Entries)
+
+	srv.Stop()
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return !st.Stats().Cache.Enabled }, "the cache is bypassed")
+	assert.Zero(t, st.Stats().Cache.Entries, "flushed")
+	_, err = st.GetAgentState(ctx, "a")
+	assert.ErrorIs(t, err, host.ErrUnavailable, "served by Redis, which is away, not by the cache")
+
+	srv.Start()
+	redistest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool { return st.Stats().Cache.Enabled }, "the cache is back")
+	assert.Equal(t, uint64(1), st.Stats().Cache.Flushes)
+}
