@@ -85,13 +85,19 @@ func BenchmarkGetAgentState(b *testing.B) {
 	})
 }
 
+// BenchmarkPutAgentState writes with events on (the default: each write
+// appended to the in-process event log) and off.
 func BenchmarkPutAgentState(b *testing.B) {
-	st := openBench(b, host.Config{})
-	state := []byte(`{"step":1,"goal":"benchmark"}`)
-	callers(b, func(ctx context.Context, i int) error {
-		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-" + strconv.Itoa(i%benchAgents), State: state})
-		return err
-	})
+	for _, events := range []string{"on", "off"} {
+		b.Run("events="+events, func(b *testing.B) {
+			st := openBench(b, host.Config{DisableEvents: events == "off"})
+			state := []byte(`{"step":1,"goal":"benchmark"}`)
+			callers(b, func(ctx context.Context, i int) error {
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-" + strconv.Itoa(i%benchAgents), State: state})
+				return err
+			})
+		})
+	}
 }
 
 func BenchmarkPutMetric(b *testing.B) {

@@ -16,10 +16,11 @@ import (
 type memLog struct {
 	epoch uint64
 
-	mu   sync.Mutex
-	ring []Event
-	next uint64        // sequence of the next event
-	wake chan struct{} // closed and replaced on every append
+	mu      sync.Mutex
+	ring    []Event
+	next    uint64        // sequence of the next event
+	wake    chan struct{} // closed and replaced by an append when waiting
+	waiting bool          // a reader waits on wake
 }
 
 func newMemLog(retention int) *memLog {
@@ -40,8 +41,10 @@ func (l *memLog) append(_ context.Context, evs []Event) error {
 		l.ring[l.next%uint64(len(l.ring))] = evs[i]
 		l.next++
 	}
-	close(l.wake)
-	l.wake = make(chan struct{})
+	if l.waiting {
+		close(l.wake)
+		l.wake, l.waiting = make(chan struct{}), false
+	}
 	l.mu.Unlock()
 	return nil
 }
@@ -78,11 +81,13 @@ func (l *memLog) read(ctx context.Context, after id, n int, wait time.Duration) 
 			l.mu.Unlock()
 			return out, nil
 		}
-		wake := l.wake
-		l.mu.Unlock()
 		if wait <= 0 {
+			l.mu.Unlock()
 			return nil, nil
 		}
+		wake := l.wake
+		l.waiting = true
+		l.mu.Unlock()
 		if timer == nil {
 			t := time.NewTimer(wait)
 			defer t.Stop()
