@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ func TestNames(t *testing.T) {
 	assert.Equal(t, "storagehost_redis", abi.CapabilityRedis.Module())
 	assert.Equal(t, "call", abi.FuncRedisCall)
 	assert.Equal(t, "result", abi.FuncRedisResult)
+	assert.Equal(t, "storagehost_events", abi.CapabilityEvents.Module())
+	assert.Equal(t, "publish", abi.FuncEventsPublish)
 
 	assert.Equal(t, []abi.Level{1, 2, 3, 4, 5},
 		[]abi.Level{abi.LevelTrace, abi.LevelDebug, abi.LevelInfo, abi.LevelWarn, abi.LevelError})
@@ -40,7 +43,7 @@ func TestNames(t *testing.T) {
 func TestVersion(t *testing.T) {
 	// The one place that pins the version this package implements; the
 	// tests of README.md check the document against abi.Current.
-	assert.Equal(t, abi.Version{Major: 1, Minor: 1}, abi.Current)
+	assert.Equal(t, abi.Version{Major: 1, Minor: 2}, abi.Current)
 	assert.Equal(t, fmt.Sprintf("%d.%d", abi.Current.Major, abi.Current.Minor), abi.Current.String())
 	assert.Equal(t, uint32(abi.Current.Major)<<16|uint32(abi.Current.Minor), abi.Current.Packed())
 	assert.Equal(t, abi.Current, abi.UnpackVersion(abi.Current.Packed()))
@@ -51,6 +54,9 @@ func TestVersion(t *testing.T) {
 	v11 := abi.Version{Major: 1, Minor: 1}
 	assert.Equal(t, "1.1", v11.String())
 	assert.Equal(t, uint32(0x0001_0001), v11.Packed())
+	v12 := abi.Version{Major: 1, Minor: 2}
+	assert.Equal(t, "1.2", v12.String())
+	assert.Equal(t, uint32(0x0001_0002), v12.Packed())
 
 	v := abi.Version{Major: 0xfffe, Minor: 0x1234}
 	assert.Equal(t, uint32(0xfffe_1234), v.Packed())
@@ -78,6 +84,12 @@ func TestVersionCanLoad(t *testing.T) {
 		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 1}, true},
 		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}, false},
 		{abi.Version{Major: 1, Minor: 0}, abi.Version{Major: 1, Minor: 1}, false},
+		// ABI 1.2 added an op, a feature and a capability: a 1.2 host loads
+		// 1.0, 1.1 and 1.2 plugins, a 1.1 host refuses 1.2 plugins.
+		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 0}, true},
+		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 1}, true},
+		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 2}, true},
+		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}, false},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("host %s plugin %s", tt.host, tt.plugin), func(t *testing.T) {
@@ -547,16 +559,17 @@ func TestOps(t *testing.T) {
 		{abi.OpDeleteAgentState, 32, "delete_agent_state", s},
 		{abi.OpQueryAgentStates, 33, "query_agent_states", s | q},
 		{abi.OpBatch, 40, "batch", abi.FeatureBatch},
+		{abi.OpRestore, 50, "restore", abi.FeatureRestore},
 	}
 	every := abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
-		abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency
+		abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore
 	for _, tt := range tests {
 		assert.Equal(t, tt.code, uint32(tt.op))
 		assert.Equal(t, tt.name, tt.op.String())
 		assert.Equal(t, tt.requires, tt.op.Requires(), "%s", tt.op)
 		assert.True(t, every.Has(tt.op.Requires()))
 	}
-	for _, op := range []abi.Op{0, 3, 14, 41, math.MaxUint32} {
+	for _, op := range []abi.Op{0, 3, 14, 41, 51, math.MaxUint32} {
 		assert.False(t, every.Has(op.Requires()), "unknown op %d must not be served by any advertised feature set", op)
 	}
 	assert.Equal(t, "op_99", abi.Op(99).String())
@@ -575,6 +588,7 @@ func TestFeatures(t *testing.T) {
 		{abi.FeatureBatch, 4, "batch"},
 		{abi.FeatureTTL, 5, "ttl"},
 		{abi.FeatureConcurrency, 6, "concurrency"},
+		{abi.FeatureRestore, 7, "restore"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, abi.Feature(1)<<tt.bit, tt.f)
@@ -600,4 +614,163 @@ func TestParseStale(t *testing.T) {
 	body, err := abi.ParseResponse([]byte{8, 1, 2})
 	require.Equal(t, []byte{1, 2}, body, "the body holds the result")
 	require.ErrorIs(t, err, abi.StatusStale)
+}
+
+// TestMetadataMasksFeatures: bits this ABI does not define are dropped on
+// decode; the ones it defines, restore (1.2) included, are kept.
+func TestMetadataMasksFeatures(t *testing.T) {
+	msg := encoded(func(e *abi.Encoder) {
+		e.Uvarint(1)
+		e.Uvarint(2)
+		e.String("p")
+		e.String("1")
+		e.Uvarint(uint64(abi.FeatureRestore | abi.FeatureMetrics | 1<<8 | 1<<31))
+		e.Uvarint(0)
+	})
+	var m abi.Metadata
+	d := abi.NewDecoder(msg)
+	m.Decode(d)
+	require.NoError(t, d.Finish())
+	assert.Equal(t, abi.FeatureMetrics|abi.FeatureRestore, m.Features)
+}
+
+func TestRecordKindsAndRestoreModes(t *testing.T) {
+	for k, want := range map[abi.RecordKind]struct {
+		code uint8
+		name string
+		f    abi.Feature
+	}{
+		abi.KindMetric:     {1, "metric", abi.FeatureMetrics},
+		abi.KindAlert:      {2, "alert", abi.FeatureAlerts},
+		abi.KindAgentState: {3, "agent_state", abi.FeatureAgentStates},
+	} {
+		assert.Equal(t, want.code, uint8(k))
+		assert.True(t, k.Valid())
+		assert.Equal(t, want.name, k.String())
+		assert.Equal(t, want.f, k.Feature())
+	}
+	every := abi.Feature(math.MaxUint32 >> 1)
+	for _, k := range []abi.RecordKind{0, 4, 255} {
+		assert.False(t, k.Valid())
+		assert.False(t, every.Has(k.Feature()), "kind %d must need a feature no backend has", k)
+	}
+	assert.Equal(t, "record_kind(4)", abi.RecordKind(4).String())
+
+	for m, want := range map[abi.RestoreMode]struct {
+		code uint8
+		name string
+	}{abi.RestoreFail: {1, "fail"}, abi.RestoreSkip: {2, "skip"}, abi.RestoreOverwrite: {3, "overwrite"}} {
+		assert.Equal(t, want.code, uint8(m))
+		assert.True(t, m.Valid())
+		assert.Equal(t, want.name, m.String())
+		got, ok := abi.ParseRestoreMode(want.name)
+		assert.True(t, ok)
+		assert.Equal(t, m, got)
+	}
+	assert.False(t, abi.RestoreMode(0).Valid())
+	assert.False(t, abi.RestoreMode(4).Valid())
+	assert.Equal(t, "restore_mode(0)", abi.RestoreMode(0).String())
+	_, ok := abi.ParseRestoreMode("merge")
+	assert.False(t, ok)
+}
+
+func TestRestoreRequires(t *testing.T) {
+	r := abi.Restore{Kind: abi.KindAlert, Alert: fullAlert}
+	assert.Equal(t, abi.FeatureRestore|abi.FeatureAlerts|abi.FeatureTTL, r.Requires(), "an expiry needs ttl")
+	r.Alert.ExpiresAt = time.Time{}
+	assert.Equal(t, abi.FeatureRestore|abi.FeatureAlerts, r.Requires())
+	r = abi.Restore{Kind: abi.KindMetric}
+	assert.Equal(t, abi.FeatureRestore|abi.FeatureMetrics, r.Requires())
+	r = abi.Restore{Kind: abi.KindAgentState}
+	assert.Equal(t, abi.FeatureRestore|abi.FeatureAgentStates, r.Requires())
+	r = abi.Restore{Kind: 7}
+	every := abi.Feature(math.MaxUint32 >> 1)
+	assert.False(t, every.Has(r.Requires()))
+}
+
+func TestRestoreExpired(t *testing.T) {
+	now := t0
+	for _, tt := range []struct {
+		at   time.Time
+		want bool
+	}{{time.Time{}, false}, {now.Add(time.Nanosecond), false}, {now, true}, {now.Add(-time.Hour), true}} {
+		for _, r := range []abi.Restore{
+			{Kind: abi.KindMetric, Metric: abi.Metric{ExpiresAt: tt.at}},
+			{Kind: abi.KindAlert, Alert: abi.Alert{ExpiresAt: tt.at}},
+			{Kind: abi.KindAgentState, State: abi.AgentState{ExpiresAt: tt.at}},
+		} {
+			assert.Equal(t, tt.at, r.ExpiresAt())
+			assert.Equal(t, tt.want, r.Expired(now), "%s expiring at %v", r.Kind, tt.at)
+		}
+	}
+	r := abi.Restore{Kind: abi.KindAgentState, Metric: abi.Metric{ExpiresAt: now}}
+	assert.False(t, r.Expired(now), "only the record of the kind counts")
+}
+
+func TestRestoreCheck(t *testing.T) {
+	alert := fullAlert
+	state := abi.AgentState{AgentID: "a1", State: []byte("x"), Version: 1, UpdatedAt: t0}
+	valid := []abi.Restore{
+		{Kind: abi.KindMetric, Metric: fullMetric, Mode: abi.RestoreFail},
+		{Kind: abi.KindAlert, Alert: alert, Mode: abi.RestoreSkip},
+		{Kind: abi.KindAgentState, State: state, Mode: abi.RestoreOverwrite},
+		{Kind: abi.KindAgentState, State: fullState, Mode: abi.RestoreOverwrite},
+	}
+	for _, r := range valid {
+		assert.NoError(t, r.Check(), "%+v", r)
+	}
+	noCreated, noUpdated := alert, alert
+	noCreated.CreatedAt, noUpdated.UpdatedAt = time.Time{}, time.Time{}
+	badSeverity := alert
+	badSeverity.Severity = 0
+	version0, stateNoUpdated, stateNoID := state, state, state
+	version0.Version, stateNoUpdated.UpdatedAt, stateNoID.AgentID = 0, time.Time{}, ""
+	invalid := map[string]abi.Restore{
+		"unknown kind":             {Kind: 4, Mode: abi.RestoreFail},
+		"kind 0":                   {Mode: abi.RestoreFail},
+		"mode 0":                   {Kind: abi.KindMetric, Metric: fullMetric},
+		"mode 4":                   {Kind: abi.KindMetric, Metric: fullMetric, Mode: 4},
+		"metric without timestamp": {Kind: abi.KindMetric, Metric: abi.Metric{AgentID: "a", Name: "n"}, Mode: abi.RestoreFail},
+		"alert without created_at": {Kind: abi.KindAlert, Alert: noCreated, Mode: abi.RestoreFail},
+		"alert without updated_at": {Kind: abi.KindAlert, Alert: noUpdated, Mode: abi.RestoreFail},
+		"alert severity":           {Kind: abi.KindAlert, Alert: badSeverity, Mode: abi.RestoreFail},
+		"agent state version 0":    {Kind: abi.KindAgentState, State: version0, Mode: abi.RestoreFail},
+		"agent state updated_at":   {Kind: abi.KindAgentState, State: stateNoUpdated, Mode: abi.RestoreFail},
+		"agent state id":           {Kind: abi.KindAgentState, State: stateNoID, Mode: abi.RestoreFail},
+	}
+	for name, r := range invalid {
+		assert.ErrorIs(t, r.Check(), abi.StatusInvalid, name)
+	}
+}
+
+func TestPluginEventCheck(t *testing.T) {
+	ok := abi.PluginEvent{Kind: "workflow", Op: "step.done", AgentID: "agent-1", Key: "run-7", Data: make([]byte, abi.MaxEventData)}
+	require.NoError(t, ok.Check())
+	require.NoError(t, (&abi.PluginEvent{Kind: "a-b_c.9", Op: strings.Repeat("x", abi.MaxEventNameLength)}).Check(),
+		"agent and key may be empty")
+
+	bad := func(f func(ev *abi.PluginEvent)) abi.PluginEvent {
+		ev := ok
+		f(&ev)
+		return ev
+	}
+	for name, ev := range map[string]abi.PluginEvent{
+		"empty kind":        bad(func(ev *abi.PluginEvent) { ev.Kind = "" }),
+		"empty op":          bad(func(ev *abi.PluginEvent) { ev.Op = "" }),
+		"long kind":         bad(func(ev *abi.PluginEvent) { ev.Kind = strings.Repeat("k", abi.MaxEventNameLength+1) }),
+		"upper case":        bad(func(ev *abi.PluginEvent) { ev.Kind = "Workflow" }),
+		"space in op":       bad(func(ev *abi.PluginEvent) { ev.Op = "step done" }),
+		"non-ASCII":         bad(func(ev *abi.PluginEvent) { ev.Op = "étape" }),
+		"invalid UTF-8":     bad(func(ev *abi.PluginEvent) { ev.Kind = "\xff" }),
+		"reserved metrics":  bad(func(ev *abi.PluginEvent) { ev.Kind = "metrics" }),
+		"reserved alerts":   bad(func(ev *abi.PluginEvent) { ev.Kind = "alerts" }),
+		"reserved states":   bad(func(ev *abi.PluginEvent) { ev.Kind = "agent_states" }),
+		"agent with NUL":    bad(func(ev *abi.PluginEvent) { ev.AgentID = "a\x00b" }),
+		"key too long":      bad(func(ev *abi.PluginEvent) { ev.Key = strings.Repeat("k", abi.MaxIDLength+1) }),
+		"key invalid UTF-8": bad(func(ev *abi.PluginEvent) { ev.Key = "\xc3" }),
+	} {
+		assert.ErrorIs(t, ev.Check(), abi.StatusInvalid, name)
+	}
+	big := bad(func(ev *abi.PluginEvent) { ev.Data = make([]byte, abi.MaxEventData+1) })
+	assert.ErrorIs(t, big.Check(), abi.StatusLimit)
 }

@@ -215,18 +215,49 @@ func TestREADMECapabilities(t *testing.T) {
 	b, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	readme := string(b)
-	for _, c := range []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis} {
+	for _, c := range []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents} {
 		row := fmt.Sprintf("| `%s` | `%s` | ", c, c.Module())
 		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
 	}
-	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis")`))
+	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis", "events")`))
 	assert.True(t, strings.Contains(readme, "\n### 6.4 "+abi.CapabilityRedis.Module()+"\n"), "section 6.4")
+	assert.True(t, strings.Contains(readme, "\n### 6.5 "+abi.CapabilityEvents.Module()+"\n"), "section 6.5")
 	for _, sig := range []string{
 		abi.FuncRedisCall + "(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32",
 		abi.FuncRedisResult + "(out_ptr i32, out_cap i32) -> i32",
+		abi.FuncEventsPublish + "(ptr i32, len i32) -> i32",
 	} {
 		assert.True(t, strings.Contains(readme, sig), "README.md must contain %q", sig)
 	}
+	assert.True(t, strings.Contains(readme, fmt.Sprintf("1 to %d bytes", abi.MaxEventNameLength)), "event name length")
+	assert.True(t, strings.Contains(readme, fmt.Sprintf("at most %d %03d bytes", abi.MaxEventData/1000, abi.MaxEventData%1000)), "event data limit")
+}
+
+// TestREADMEFeaturesAndOps keeps the feature table and the op table of
+// README.md equal to the features and op numbers the package defines.
+func TestREADMEFeaturesAndOps(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	readme := string(b)
+	for bit := uint(0); bit < 32; bit++ {
+		f := abi.Feature(1) << bit
+		names := f.Names()
+		if len(names) == 0 {
+			continue
+		}
+		row := fmt.Sprintf("| %d | `0x%02x` | `%s` | ", bit, uint32(f), names[0])
+		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
+	}
+	for name, op := range map[string]abi.Op{
+		"OpPing": abi.OpPing, "OpConfigure": abi.OpConfigure,
+		"OpPutMetric": abi.OpPutMetric, "OpQueryMetrics": abi.OpQueryMetrics,
+		"OpSetAlertStatus": abi.OpSetAlertStatus, "OpQueryAgentStates": abi.OpQueryAgentStates,
+		"OpBatch": abi.OpBatch, "OpRestore": abi.OpRestore,
+	} {
+		row := fmt.Sprintf("| `%s` | %d | ", name, op)
+		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
+	}
+	assert.True(t, strings.Contains(readme, fmt.Sprintf("1 get · 2 put · 3 delete · 4 scan · %d restore", abi.KVRestore)))
 }
 
 // TestREADMEMetadataExample checks the metadata bytes shown in README.md.

@@ -66,7 +66,14 @@ var (
 	agentStateBody = recordCodec[abi.AgentState]()
 	metadataBody   = recordCodec[abi.Metadata]()
 	kvRequestBody  = recordCodec[abi.KVRequest]()
-	batchBody      = bodyCodec{
+	restoreBody    = recordCodec[abi.Restore]()
+	eventBody      = recordCodec[abi.PluginEvent]()
+	// boolBody is the body of an OpRestore response: written bool.
+	boolBody = bodyCodec{
+		decode: func(d *abi.Decoder) any { return d.Bool() },
+		encode: func(e *abi.Encoder, v any) { e.Bool(v.(bool)) },
+	}
+	batchBody = bodyCodec{
 		decode: func(d *abi.Decoder) any { return abi.DecodeBatch(d) },
 		encode: func(e *abi.Encoder, v any) { abi.EncodeBatch(e, v.([]abi.BatchItem)) },
 	}
@@ -108,6 +115,7 @@ var responseBodies = map[abi.Op]bodyCodec{
 	abi.OpDeleteAgentState: emptyBody,
 	abi.OpQueryAgentStates: pageBodyCodec[abi.AgentState](),
 	abi.OpBatch:            batchResultsBody,
+	abi.OpRestore:          boolBody,
 }
 
 // idBody is the body of the requests that carry one ID.
@@ -134,6 +142,7 @@ var requestBodies = map[abi.Op]bodyCodec{
 	abi.OpDeleteAgentState: recordCodec[abi.DeleteAgentState](),
 	abi.OpQueryAgentStates: recordCodec[abi.AgentStateQuery](),
 	abi.OpBatch:            batchBody,
+	abi.OpRestore:          restoreBody,
 }
 
 // checkRoundTrip decodes data with c and, if that succeeds cleanly, checks
@@ -386,8 +395,43 @@ func FuzzDecodeKVRequest(f *testing.F) {
 		abi.KVRequest{Op: abi.KVScan, Key: []byte("a"), End: []byte("b"), Limit: 50},
 		abi.KVRequest{Op: abi.KVScan},
 	)
-	seedRaw(f, nil, []byte{0, 0}, []byte{2, 0, 0, 0, 2, 0})
+	seed(f, kvRequestBody,
+		abi.KVRequest{Op: abi.KVRestore, Key: []byte("k"), Value: []byte("v"), Revision: 7, ExpiresAt: t1},
+		abi.KVRequest{Op: abi.KVRestore, Key: []byte("k"), Revision: 1, Condition: abi.Condition{Mode: abi.IfAbsent}},
+	)
+	seedRaw(f, nil, []byte{0, 0}, []byte{2, 0, 0, 0, 2, 0}, []byte{5, 0, 0, 0, 0, 3}, []byte{6, 0})
 	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, kvRequestBody) })
+}
+
+func FuzzDecodeRestore(f *testing.F) {
+	for _, m := range sampleMetrics {
+		seed(f, restoreBody, abi.Restore{Kind: abi.KindMetric, Metric: m, Mode: abi.RestoreFail})
+	}
+	for _, a := range sampleAlerts {
+		seed(f, restoreBody, abi.Restore{Kind: abi.KindAlert, Alert: a, Mode: abi.RestoreSkip})
+	}
+	for _, s := range sampleStates {
+		seed(f, restoreBody, abi.Restore{Kind: abi.KindAgentState, State: s, Mode: abi.RestoreOverwrite})
+	}
+	seedRaw(f, nil, []byte{0}, []byte{4, 0}, []byte{3, 0, 0, 0, 0, 0, 9})
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, restoreBody) })
+}
+
+func FuzzDecodePluginEvent(f *testing.F) {
+	seed(f, eventBody,
+		abi.PluginEvent{Kind: "workflow", Op: "step.done", AgentID: "agent-1", Key: "run-7", Data: []byte(`{"step":3}`)},
+		abi.PluginEvent{},
+	)
+	seedRaw(f, nil, []byte{0, 0, 0, 0, 0xff, 0xff, 0x03})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if checkRoundTrip(t, data, eventBody) {
+			var ev abi.PluginEvent
+			ev.Decode(abi.NewDecoder(data))
+			if err := ev.Check(); err != nil && !errors.Is(err, abi.StatusInvalid) && !errors.Is(err, abi.StatusLimit) {
+				t.Fatalf("Check returned %v, neither INVALID nor LIMIT", err)
+			}
+		}
+	})
 }
 
 func FuzzDecodeRedisRequest(f *testing.F) {
@@ -438,6 +482,8 @@ func FuzzDecodeResponse(f *testing.F) {
 	okResponse(abi.OpQueryAlerts, abi.Page[abi.Alert]{Items: sampleAlerts})
 	okResponse(abi.OpQueryAgentStates, abi.Page[abi.AgentState]{Items: []abi.AgentState{}})
 	okResponse(abi.OpBatch, []abi.BatchResult{{Status: abi.StatusOK}, {Status: abi.StatusConflict, Body: []byte("stale")}})
+	okResponse(abi.OpRestore, true)
+	okResponse(abi.OpRestore, false)
 	for s := abi.StatusNotFound; s <= abi.StatusLimit+1; s++ {
 		var e abi.Encoder
 		abi.AppendError(&e, s, "message for "+s.String())
@@ -504,6 +550,8 @@ func FuzzDecodeRequest(f *testing.F) {
 			op = abi.OpConfigure
 		case []abi.BatchItem:
 			op = abi.OpBatch
+		case abi.Restore:
+			op = abi.OpRestore
 		default:
 			continue
 		}

@@ -24,6 +24,13 @@ const (
 	// is unbounded), at most limit (capped at MaxQueryLimit). next is the
 	// key to resume from, empty at the end.
 	KVScan KVOp = 4
+	// KVRestore (ABI 1.2): key bytes, value bytes, revision uvarint,
+	// expires_at time, condition → revision uvarint, expires_at time, as
+	// KVPut. The entry gets exactly revision (at least 1), and the store's
+	// revision counter moves to at least revision, so later writes get
+	// larger ones. The condition is Unconditional or IfAbsent (IfVersion is
+	// StatusInvalid); StatusConflict when it fails.
+	KVRestore KVOp = 5
 )
 
 // KVRequest is the request of storagehost_kv.call: op u8, then the fields
@@ -33,10 +40,11 @@ type KVRequest struct {
 	Op        KVOp
 	Key       []byte // get, put, delete; start of a scan
 	End       []byte // scan
-	Value     []byte // put
+	Value     []byte // put, restore
+	Revision  uint64 // restore
 	ExpiresAt time.Time
 	KeepTTL   bool
-	Condition Condition // put, delete (IfVersion compares revisions)
+	Condition Condition // put, delete, restore (IfVersion compares revisions)
 	Limit     uint32    // scan
 }
 
@@ -55,6 +63,11 @@ func (r *KVRequest) Encode(e *Encoder) {
 	case KVScan:
 		e.BytesField(r.End)
 		e.Uvarint(uint64(r.Limit))
+	case KVRestore:
+		e.BytesField(r.Value)
+		e.Uvarint(r.Revision)
+		e.Time(r.ExpiresAt)
+		r.Condition.Encode(e)
 	}
 }
 
@@ -74,6 +87,11 @@ func (r *KVRequest) Decode(d *Decoder) {
 	case KVScan:
 		r.End = d.View()
 		r.Limit = d.Uint32()
+	case KVRestore:
+		r.Value = d.View()
+		r.Revision = d.Uvarint()
+		r.ExpiresAt = d.Time()
+		r.Condition.Decode(d)
 	default:
 		d.fail(ErrMalformed)
 	}

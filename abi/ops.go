@@ -31,6 +31,10 @@ const (
 	OpQueryAgentStates Op = 33 // AgentStateQuery → Page of AgentState
 
 	OpBatch Op = 40 // Batch → BatchResults; items may not be batches
+
+	// OpRestore (ABI 1.2) writes a record exactly as given, backend fields
+	// included: Restore → written bool. It may be a batch item.
+	OpRestore Op = 50
 )
 
 var opNames = map[Op]string{
@@ -38,7 +42,7 @@ var opNames = map[Op]string{
 	OpPutMetric: "put_metric", OpGetMetric: "get_metric", OpDeleteMetric: "delete_metric", OpQueryMetrics: "query_metrics",
 	OpPutAlert: "put_alert", OpGetAlert: "get_alert", OpDeleteAlert: "delete_alert", OpQueryAlerts: "query_alerts", OpSetAlertStatus: "set_alert_status",
 	OpPutAgentState: "put_agent_state", OpGetAgentState: "get_agent_state", OpDeleteAgentState: "delete_agent_state", OpQueryAgentStates: "query_agent_states",
-	OpBatch: "batch",
+	OpBatch: "batch", OpRestore: "restore",
 }
 
 // String names the op, as the host logs and metrics label it.
@@ -50,7 +54,9 @@ func (o Op) String() string {
 }
 
 // Requires returns the features a backend must advertise to serve o.
-// Ping and Configure require nothing; an unknown op requires FeatureUnknown.
+// Ping and Configure require nothing; an unknown op requires a feature no
+// backend can advertise. OpRestore requires FeatureRestore here and, per
+// request, the features Restore.Requires adds (the record kind's).
 func (o Op) Requires() Feature {
 	switch o {
 	case OpPing, OpConfigure:
@@ -69,6 +75,8 @@ func (o Op) Requires() Feature {
 		return FeatureAgentStates | FeatureQuery
 	case OpBatch:
 		return FeatureBatch
+	case OpRestore:
+		return FeatureRestore
 	}
 	return featureUnknown
 }
@@ -78,7 +86,7 @@ func (o Op) Requires() Feature {
 // a feature the backend does not advertise.
 type Feature uint32
 
-// Features of ABI 1.0.
+// Features of ABI 1.0, and FeatureRestore of 1.2. Bits are never reused.
 const (
 	FeatureMetrics     Feature = 1 << 0 // put/get/delete metrics
 	FeatureAlerts      Feature = 1 << 1 // put/get/delete alerts, status transitions
@@ -87,11 +95,12 @@ const (
 	FeatureBatch       Feature = 1 << 4 // OpBatch
 	FeatureTTL         Feature = 1 << 5 // TTL other than TTLDefault; expiry
 	FeatureConcurrency Feature = 1 << 6 // Conditions on agent-state writes
+	FeatureRestore     Feature = 1 << 7 // OpRestore (ABI 1.2)
 
 	featureUnknown Feature = 1 << 31
 
 	knownFeatures = FeatureMetrics | FeatureAlerts | FeatureAgentStates | FeatureQuery |
-		FeatureBatch | FeatureTTL | FeatureConcurrency
+		FeatureBatch | FeatureTTL | FeatureConcurrency | FeatureRestore
 )
 
 var featureNames = []struct {
@@ -100,6 +109,7 @@ var featureNames = []struct {
 }{
 	{FeatureMetrics, "metrics"}, {FeatureAlerts, "alerts"}, {FeatureAgentStates, "agent_states"},
 	{FeatureQuery, "query"}, {FeatureBatch, "batch"}, {FeatureTTL, "ttl"}, {FeatureConcurrency, "concurrency"},
+	{FeatureRestore, "restore"},
 }
 
 // Has reports whether every feature in want is in f.

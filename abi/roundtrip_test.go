@@ -247,6 +247,25 @@ func codecs() []codec {
 		kvEntryCodec("kv entry/with key", abi.KVEntry{Key: []byte("k"), Revision: 3, ExpiresAt: t1, Value: []byte("v")}, true),
 		kvEntryCodec("kv entry/without key", abi.KVEntry{Revision: 3, Value: []byte("v")}, false),
 		kvEntryCodec("kv entry/empty", abi.KVEntry{}, true),
+		msgCodec("kv restore/full", abi.KVRequest{
+			Op: abi.KVRestore, Key: []byte("k"), Value: []byte("v"), Revision: math.MaxUint64, ExpiresAt: tOld,
+			Condition: abi.Condition{Mode: abi.IfAbsent},
+		}),
+		msgCodec("kv restore/plain", abi.KVRequest{Op: abi.KVRestore, Key: []byte("k"), Revision: 1}),
+		msgCodec("kv restore/if version", abi.KVRequest{
+			Op: abi.KVRestore, Key: []byte("k"), Revision: 9, Condition: abi.Condition{Mode: abi.IfVersion, Version: 3},
+		}),
+
+		// ABI 1.2: restores and plugin events.
+		msgCodec("restore/metric", abi.Restore{Kind: abi.KindMetric, Metric: fullMetric, Mode: abi.RestoreFail}),
+		msgCodec("restore/alert", abi.Restore{Kind: abi.KindAlert, Alert: fullAlert, Mode: abi.RestoreSkip}),
+		msgCodec("restore/agent state", abi.Restore{Kind: abi.KindAgentState, State: fullState, Mode: abi.RestoreOverwrite}),
+		msgCodec("restore/zero metric", abi.Restore{Kind: abi.KindMetric}),
+		msgCodec("restore/unknown mode", abi.Restore{Kind: abi.KindAgentState, State: abi.AgentState{AgentID: "a", Version: 1}, Mode: 9}),
+		msgCodec("plugin event/full", abi.PluginEvent{
+			Kind: "workflow", Op: "step.done", AgentID: "agent-1", Key: "run-7", Data: []byte{0, 1, 0xff},
+		}),
+		msgCodec("plugin event/zero", abi.PluginEvent{}),
 	}, redisCodecs()...) // the redis capability (ABI 1.1), in redis_test.go
 }
 
@@ -378,6 +397,13 @@ func TestDecodeResets(t *testing.T) {
 	m.Decode(d)
 	require.NoError(t, d.Finish())
 	assert.Nil(t, m.Capabilities)
+
+	msg = encoded(func(e *abi.Encoder) { (&abi.Restore{Kind: abi.KindMetric, Metric: abi.Metric{AgentID: "a"}}).Encode(e) })
+	rs := abi.Restore{Kind: abi.KindAgentState, State: fullState, Alert: fullAlert, Mode: abi.RestoreSkip}
+	d = abi.NewDecoder(msg)
+	rs.Decode(d)
+	require.NoError(t, d.Finish())
+	assert.Equal(t, abi.Restore{Kind: abi.KindMetric, Metric: abi.Metric{AgentID: "a"}}, rs, "the other kinds' records are zero")
 
 	msg = encoded(func(e *abi.Encoder) { (&abi.TTL{Mode: abi.TTLPersist}).Encode(e) })
 	ttl := abi.TTL{Mode: abi.TTLDuration, Duration: time.Hour}
