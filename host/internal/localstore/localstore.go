@@ -133,6 +133,15 @@ func (s *Store) Do(req *abi.KVRequest, e *abi.Encoder) {
 		s.delete(req, e)
 	case abi.KVScan:
 		s.scan(req, e)
+	case abi.KVRestore:
+		switch {
+		case req.Condition.Mode == abi.IfVersion:
+			abi.AppendError(e, abi.StatusInvalid, "a restore is unconditional or create-only")
+		case req.Revision == 0:
+			abi.AppendError(e, abi.StatusInvalid, "a restored revision is at least 1")
+		default:
+			s.put(req, e)
+		}
 	default:
 		abi.AppendError(e, abi.StatusInvalid, "unknown kv op "+strconv.Itoa(int(req.Op)))
 	}
@@ -185,6 +194,8 @@ func check(c abi.Condition, old *entry, live bool) (abi.Status, string) {
 	return abi.StatusOK, ""
 }
 
+// put serves KVPut, and KVRestore, which gives the entry req.Revision
+// instead of the next revision and moves the counter up to it.
 func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 	if len(req.Key) == 0 {
 		abi.AppendError(e, abi.StatusInvalid, "empty key")
@@ -200,11 +211,17 @@ func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 		abi.AppendError(e, st, msg)
 		return
 	}
-	if req.KeepTTL && live {
-		exp = old.exp
+	en := entry{exp: exp}
+	if req.Op == abi.KVRestore {
+		en.rev = req.Revision
+		s.rev = max(s.rev, req.Revision)
+	} else {
+		if req.KeepTTL && live {
+			en.exp = old.exp
+		}
+		s.rev++
+		en.rev = s.rev
 	}
-	s.rev++
-	en := entry{rev: s.rev, exp: exp}
 	switch {
 	case en.expired(now):
 		// Expired on arrival: the write succeeds and leaves nothing to see.
@@ -226,7 +243,7 @@ func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(en.rev)
-	e.Time(expTime(exp))
+	e.Time(expTime(en.exp))
 }
 
 func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {

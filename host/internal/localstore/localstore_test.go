@@ -3,6 +3,7 @@ package localstore
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -759,4 +760,99 @@ func BenchmarkPut(b *testing.B) {
 			s.Do(&req, &e)
 		}
 	})
+}
+
+// restore runs a KVRestore and returns the revision and expiry answered,
+// or the status.
+func restore(t testing.TB, s *Store, key, value string, rev uint64, opts ...putOpt) (uint64, time.Time, abi.Status) {
+	t.Helper()
+	req := &abi.KVRequest{Op: abi.KVRestore, Key: []byte(key), Value: []byte(value), Revision: rev}
+	for _, o := range opts {
+		o(req)
+	}
+	d, st := do(t, s, req)
+	if st != abi.StatusOK {
+		return 0, time.Time{}, st
+	}
+	gotRev, exp := d.Uvarint(), d.Time()
+	require.NoError(t, d.Finish())
+	return gotRev, exp, st
+}
+
+func TestRestore(t *testing.T) {
+	c := newClock()
+	s := newStore(t, c, 0)
+	at := epoch.Add(time.Hour)
+
+	rev, exp, st := restore(t, s, "a", "one", 500, expiresAt(at))
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, uint64(500), rev, "the entry gets exactly the revision asked for")
+	assert.True(t, at.Equal(exp), "expiry %v, want %v", exp, at)
+	en, st := get(t, s, "a")
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, abi.KVEntry{Revision: 500, ExpiresAt: at, Value: []byte("one")},
+		abi.KVEntry{Revision: en.Revision, ExpiresAt: en.ExpiresAt.UTC(), Value: en.Value})
+
+	// The counter moved to the restored revision: the next write of any
+	// key gets a larger one, and IfVersion with the restored one holds.
+	assert.Equal(t, uint64(501), mustPut(t, s, "b", "x"))
+	assert.Equal(t, uint64(502), mustPut(t, s, "a", "two", ifVersion(500)))
+
+	// A restore below the counter keeps the counter where it is; the key
+	// gets the lower revision, one another key had (b had 501, a had 502).
+	rev, _, st = restore(t, s, "a", "three", 501)
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, uint64(501), rev)
+	en, _ = get(t, s, "a")
+	assert.Equal(t, uint64(501), en.Revision)
+	assert.True(t, en.ExpiresAt.IsZero(), "an unconditional restore replaces the expiry too")
+	assert.Equal(t, uint64(503), mustPut(t, s, "c", "x"), "later writes stay above every revision given")
+
+	// if_absent: a live entry is CONFLICT and unchanged; an expired one is
+	// absent.
+	_, _, st = restore(t, s, "a", "four", 9, ifAbsent)
+	assert.Equal(t, abi.StatusConflict, st)
+	en, _ = get(t, s, "a")
+	assert.Equal(t, "three", string(en.Value))
+	assert.Equal(t, uint64(501), en.Revision)
+	mustPut(t, s, "d", "short", expiresAt(c.Now().Add(time.Second)))
+	c.Advance(time.Second)
+	rev, _, st = restore(t, s, "d", "back", 7, ifAbsent)
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, uint64(7), rev)
+	assert.Equal(t, uint64(505), mustPut(t, s, "e", "x"), "a restore below the counter does not move it")
+
+	// A revision too large for the counter to pass is still exact.
+	rev, _, st = restore(t, s, "f", "x", math.MaxUint64-1)
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, uint64(math.MaxUint64-1), rev)
+	assert.Equal(t, uint64(math.MaxUint64), mustPut(t, s, "g", "x"))
+}
+
+func TestRestoreExpiredOnArrival(t *testing.T) {
+	c := newClock()
+	s := newStore(t, c, 0)
+	mustPut(t, s, "a", "live")
+	rev, _, st := restore(t, s, "a", "old", 40, expiresAt(c.Now()))
+	require.Equal(t, abi.StatusOK, st, "as a put: the write succeeds and leaves nothing")
+	assert.Equal(t, uint64(40), rev)
+	_, st = get(t, s, "a")
+	assert.Equal(t, abi.StatusNotFound, st)
+	assert.Equal(t, uint64(41), mustPut(t, s, "b", "x"), "the counter still moved")
+}
+
+func TestRestoreInvalid(t *testing.T) {
+	s := newStore(t, newClock(), 0)
+	mustPut(t, s, "a", "v")
+	_, _, st := restore(t, s, "a", "x", 1, ifVersion(1))
+	assert.Equal(t, abi.StatusInvalid, st, "if_version")
+	_, _, st = restore(t, s, "a", "x", 0)
+	assert.Equal(t, abi.StatusInvalid, st, "revision 0")
+	_, _, st = restore(t, s, "", "x", 3)
+	assert.Equal(t, abi.StatusInvalid, st, "empty key")
+	_, _, st = restore(t, s, "a", "x", 3, withCondition(abi.Condition{Mode: 7}))
+	assert.Equal(t, abi.StatusInvalid, st, "unknown condition mode")
+	en, _ := get(t, s, "a")
+	assert.Equal(t, "v", string(en.Value))
+	assert.Equal(t, uint64(2), mustPut(t, s, "b", "x"), "refused restores leave the counter alone")
 }
