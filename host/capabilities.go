@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
 )
 
@@ -28,7 +30,7 @@ import (
 
 func knownCapability(c abi.Capability) bool {
 	switch c {
-	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis:
+	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents:
 		return true
 	}
 	return false
@@ -66,6 +68,15 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
 			(&exchange{p: p, name: c.Module(), serve: p.serveRedis}).export(b)
+		case abi.CapabilityEvents:
+			// publish(ptr i32, len i32) -> i32
+			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
+			now := s.now
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
+				p.hostCall(mod)
+				msg := guestBytes(mod, stack[0], stack[1], "event")
+				stack[0] = uint64(p.publishPluginEvent(msg, lim, now))
+			}), []api.ValueType{i32, i32}, []api.ValueType{i32}).WithParameterNames("ptr", "len").Export(abi.FuncEventsPublish)
 		default:
 			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
 		}
@@ -183,6 +194,40 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 		return
 	}
 	p.redis.Do(ctx, &req, e)
+}
+
+// pluginEventsPerSecond rate-limits the events one backend's plugin
+// publishes, with bursts of as many; past it publish answers LIMIT.
+const pluginEventsPerSecond = 1000
+
+// publishPluginEvent decodes, checks and publishes an event a plugin sent
+// through storagehost_events.publish, and returns the status publish
+// answers. The bus is the store's, set once it is open: an instance
+// publishing while the store is still being opened (from its configure
+// call) is answered UNAVAILABLE.
+func (p *plugin) publishPluginEvent(msg []byte, lim *rate.Limiter, now func() time.Time) abi.Status {
+	var ev abi.PluginEvent
+	d := abi.NewDecoder(msg)
+	ev.Decode(d)
+	if err := d.Finish(); err != nil {
+		return abi.StatusInvalid
+	}
+	if err := ev.Check(); err != nil {
+		var ae *abi.Error
+		if errors.As(err, &ae) {
+			return ae.Status
+		}
+		return abi.StatusInvalid
+	}
+	bus := p.events.Load()
+	if bus == nil {
+		return abi.StatusUnavailable
+	}
+	if !lim.Allow() {
+		return abi.StatusLimit
+	}
+	bus.Publish(events.Event{Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: now(), Data: bytes.Clone(ev.Data)})
+	return abi.StatusOK
 }
 
 // serveKV decodes a kv request and runs it on the backend's store.

@@ -35,6 +35,7 @@ func (s *Store) openEvents(cfg *Config, st *settings) {
 	if cfg.DisableEvents {
 		return
 	}
+	defer func() { s.p.events.Store(s.bus) }()
 	logger := st.logger.Named("events").Named(s.p.name)
 	defer func() {
 		if cfg.Cache.Entries > 0 {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -271,6 +272,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		o(&s)
 	}
 	cfg = cfg.withDefaults()
+	if cfg.DisableEvents && slices.Contains(cfg.Capabilities, abi.CapabilityEvents) {
+		return nil, errors.New("host: capability events is granted but events are disabled (DisableEvents)")
+	}
 	p, err := load(ctx, cfg, &s)
 	if err != nil {
 		return nil, err

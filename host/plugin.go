@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
@@ -75,6 +76,7 @@ type plugin struct {
 	limits   Limits
 	kv       *localstore.Store
 	redis    *redisbridge.Bridge
+	events   atomic.Pointer[events.Bus] // the store's, once open
 	pool     pool
 	observer Observer
 	traps    atomic.Uint64
