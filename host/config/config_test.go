@@ -17,6 +17,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // examples is the directory of the example configurations.
@@ -108,6 +109,9 @@ func TestRedisFallbackExample(t *testing.T) {
 	require.NotNil(t, r.Config.Redis)
 	require.Equal(t, "redis://127.0.0.1:6379/0", r.Config.Redis.URL)
 	require.Nil(t, r.Config.Redis.Addrs)
+	require.Equal(t, events.Options{Retention: 200000, Buffer: 1024}, r.Config.Events)
+	require.False(t, r.Config.DisableEvents)
+	require.Equal(t, host.CacheOptions{Entries: 50000}, r.Config.Cache)
 	require.Equal(t, "storage-host:prod:", r.Config.Redis.KeyPrefix)
 	require.True(t, r.Config.Redis.Scripts)
 	require.Equal(t, time.Second, r.Config.Redis.DialTimeout)
@@ -224,6 +228,12 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax", "backend \"m\" {\n  plugin = \n}\n", "", "2:12", "Invalid expression"},
 		{"unknown attribute", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  colour = \"red\"\n}\n", "", "3:3", `Unsupported argument; An argument named "colour" is not expected here.`},
 		{"unknown block", mem + "cache {\n}\n", "", "2:1", `Unsupported block type; Blocks of type "cache" are not expected here.`},
+		{"cache without entries", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n  }\n}\n", "", "3:3", `Missing required argument; The argument "entries" is required`},
+		{"cache entries zero", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n    entries = 0\n  }\n}\n", "", "4:15", "entries must be a whole number from 1 to"},
+		{"cache without events", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    enabled = false\n  }\n  cache {\n    entries = 10\n  }\n}\n", "", "6:3", "Cache without events"},
+		{"events retention negative", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    retention = -1\n  }\n}\n", "", "4:17", "retention must be a whole number from 1 to"},
+		{"events unknown attribute", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    ttl = 3\n  }\n}\n", "", "4:5", `An argument named "ttl" is not expected here`},
+		{"events capability with events off", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  capabilities = [\"log\", \"events\"]\n  events {\n    enabled = false\n  }\n}\n", "", "3:18", "Capability without events"},
 		{"unknown top-level attribute", "port = 1\n" + mem, "", "1:1", `An argument named "port" is not expected here`},
 		{"no backend", "listen = \"127.0.0.1:1\"\n", "", "1:1", "Missing backend block"},
 		{"backend without label", "backend {\n  plugin = \"builtin:memory\"\n}\n", "", "1:9", "Missing name for backend"},
@@ -402,6 +412,19 @@ func TestDigest(t *testing.T) {
 		}
 		return m
 	}
+
+	t.Run("events and cache", func(t *testing.T) {
+		base := digests(parse(t, `backend "a" { plugin = "builtin:memory" }`, "a.hcl"))["a"]
+		for _, body := range []string{
+			"events {\n retention = 5\n }",
+			"events {\n enabled = false\n }",
+			"events {\n buffer = 8\n }",
+			"cache {\n entries = 10\n }",
+		} {
+			d := digests(parse(t, "backend \"a\" {\n plugin = \"builtin:memory\"\n "+body+"\n}\n", "a.hcl"))["a"]
+			require.NotEqual(t, base, d, "%s rebuilds the backend", body)
+		}
+	})
 
 	t.Run("options", func(t *testing.T) {
 		src := `

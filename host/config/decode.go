@@ -50,7 +50,20 @@ type (
 		Options      hcl.Expression `hcl:"options,optional"`
 		Limits       *rawLimits     `hcl:"limits,block"`
 		Redis        *rawRedis      `hcl:"redis,block"`
+		Events       *rawEvents     `hcl:"events,block"`
+		Cache        *rawCache      `hcl:"cache,block"`
 		DefRange     hcl.Range      `hcl:",def_range"`
+	}
+	rawEvents struct {
+		Enabled   hcl.Expression `hcl:"enabled,optional"`
+		Retention hcl.Expression `hcl:"retention,optional"`
+		Buffer    hcl.Expression `hcl:"buffer,optional"`
+		Queue     hcl.Expression `hcl:"queue,optional"`
+		DefRange  hcl.Range      `hcl:",def_range"`
+	}
+	rawCache struct {
+		Entries  hcl.Expression `hcl:"entries,optional"`
+		DefRange hcl.Range      `hcl:",def_range"`
 	}
 	rawLimits struct {
 		MemoryPages       hcl.Expression `hcl:"memory_pages,optional"`
@@ -248,6 +261,22 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if rb.Redis != nil {
 		cfg.Redis = c.redis(rb.Redis)
 	}
+	if rb.Events != nil {
+		c.events(rb.Events, &cfg)
+	}
+	if rb.Cache != nil {
+		if c.require(rb.Cache.Entries, "entries", rb.Cache.DefRange) {
+			if v, ok := c.integer(rb.Cache.Entries, "entries", 1, math.MaxInt32); ok {
+				cfg.Cache.Entries = int(v)
+			}
+		}
+		if cfg.DisableEvents {
+			c.errorf(rb.Cache.DefRange, "Cache without events", "The read cache is kept correct by the backend's events, which this backend disables.")
+		}
+	}
+	if cfg.DisableEvents && slices.Contains(caps, abi.CapabilityEvents) {
+		c.errorf(rb.Capabilities.Range(), "Capability without events", `Capability "events" lets the plugin publish events, which this backend disables.`)
+	}
 	if wasm != nil && capsOK {
 		info := inspect(wasm)
 		c.grant(info, caps, rb.Redis != nil, rb.Plugin.Range())
@@ -282,8 +311,8 @@ func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) (caps []abi.C
 		case cp == abi.CapabilityRedis:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis" is granted by a redis block, which this backend has not.`)
 			ok = false
-		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV:
-			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv and redis.", n)
+		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV && cp != abi.CapabilityEvents:
+			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis and events.", n)
 			ok = false
 		case slices.Contains(caps, cp):
 			c.errorf(ranges[i], "Duplicate capability", "%q is listed twice.", n)
@@ -385,6 +414,23 @@ func formatNumber(f *big.Float) (string, bool) {
 		return "", false
 	}
 	return strconv.FormatFloat(x, 'f', -1, 64), true
+}
+
+// events reads an events block: whether the backend publishes events and
+// the sizes of its log, subscriber buffers and append queue.
+func (c *checker) events(r *rawEvents, cfg *host.Config) {
+	if v, ok := c.boolean(r.Enabled, "enabled"); ok {
+		cfg.DisableEvents = !v
+	}
+	if v, ok := c.integer(r.Retention, "retention", 1, math.MaxInt32); ok {
+		cfg.Events.Retention = int(v)
+	}
+	if v, ok := c.integer(r.Buffer, "buffer", 1, math.MaxInt32); ok {
+		cfg.Events.Buffer = int(v)
+	}
+	if v, ok := c.integer(r.Queue, "queue", 1, math.MaxInt32); ok {
+		cfg.Events.Queue = int(v)
+	}
 }
 
 func (c *checker) limits(r *rawLimits, l *host.Limits) {

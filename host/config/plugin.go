@@ -22,6 +22,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -327,7 +328,11 @@ func digest(cfg *host.Config, wasm []byte) string {
 		Trusted      bool
 		Limits       host.Limits
 		Redis        *redisbridge.Config
-	}{cfg.Name, cfg.Plugin, module[:], cfg.Options, caps, cfg.Instances, cfg.SHA256, cfg.Trusted, cfg.Limits, cfg.Redis})
+		Events       events.Options
+		NoEvents     bool
+		Cache        host.CacheOptions
+	}{cfg.Name, cfg.Plugin, module[:], cfg.Options, caps, cfg.Instances, cfg.SHA256, cfg.Trusted, cfg.Limits, cfg.Redis,
+		cfg.Events, cfg.DisableEvents, cfg.Cache})
 	if err != nil {
 		panic("config: digest: " + err.Error()) // plain data: cannot fail
 	}

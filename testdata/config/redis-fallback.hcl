@@ -51,6 +51,24 @@ backend "redis" {
     # falls back to its buffer at once (this is the default, made explicit).
     dial_timeout = "1s"
   }
+
+  # Every write publishes an event (GET /v1/events), kept in a Redis
+  # Stream in the namespace so every host sharing this Redis sees it and a
+  # subscriber that reconnects resumes where it left off. Keep the last
+  # 200 000 events (the default is 100 000 with Redis); a subscriber that
+  # lets 1024 events pile up unread is disconnected (the default, made
+  # explicit) and resumes from its last event.
+  events {
+    retention = 200000
+    buffer    = 1024
+  }
+
+  # Agent states and alerts read through this host are kept in memory
+  # until an event says they changed (on any host), so repeated reads do
+  # not go to Redis. At most 50 000 records, least recently used out first.
+  cache {
+    entries = 50000
+  }
 }
 
 # Metrics are many, small and short-lived: memory is enough, and keeps
