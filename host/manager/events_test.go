@@ -2,9 +2,12 @@ package manager_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -75,4 +78,30 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	for range onlyMetrics.Events() {
 	}
 	assert.ErrorIs(t, onlyMetrics.Err(), events.ErrClosed)
+}
+
+func TestCacheMetrics(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1"})
+	f.Backends[0].Config.Cache = host.CacheOptions{Entries: 10}
+	reg := prometheus.NewRegistry()
+	m, err := manager.New(ctx, f, manager.Options{Registry: reg})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	put(t, m, "x")
+	for range 3 {
+		_, err := get(m, "x")
+		require.NoError(t, err)
+	}
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP storage_host_cache_hits_total Agent-state and alert reads served by the read cache.
+# TYPE storage_host_cache_hits_total counter
+storage_host_cache_hits_total{backend="a"} 2
+# HELP storage_host_cache_misses_total Agent-state and alert reads the read cache sent to the backend.
+# TYPE storage_host_cache_misses_total counter
+storage_host_cache_misses_total{backend="a"} 1
+# HELP storage_host_cache_entries Records in the read cache.
+# TYPE storage_host_cache_entries gauge
+storage_host_cache_entries{backend="a"} 1
+`), "storage_host_cache_hits_total", "storage_host_cache_misses_total", "storage_host_cache_entries"))
 }
