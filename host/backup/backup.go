@@ -1,0 +1,155 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// pageSize is the query limit used to read a backend: abi.MaxQueryLimit.
+const pageSize = 1000
+
+// Backup writes every record of st to w as a backup file and returns its
+// summary. It reads the backend with its queries, page by page (metrics,
+// then alerts, then agent states), so it needs the query feature for each
+// kind the backend stores. Records that expire while it reads are left
+// out.
+//
+// The backup is consistent per record, not per backend: every record is
+// whole, as one read returned it, but a write made while Backup runs may
+// or may not be in it. Pause writes for a point-in-time backup.
+func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
+	meta := st.Metadata()
+	if err := canList(st); err != nil {
+		return Summary{}, err
+	}
+	bw, err := NewWriter(w, Header{
+		Created: time.Now(), Backend: st.Name(),
+		Plugin: meta.Name, PluginVersion: meta.Version, ABI: meta.ABI,
+	})
+	if err != nil {
+		return Summary{}, fmt.Errorf("backup: %w", err)
+	}
+	err = scan(ctx, st, func(rec *Record, expired bool) error {
+		if expired {
+			return nil
+		}
+		return bw.Write(rec)
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	return bw.Close()
+}
+
+// canList checks that st can list every kind of record it stores.
+func canList(st *host.Store) error {
+	f := st.Metadata().Features
+	for _, k := range kinds {
+		if f.Has(k.Feature()) && !f.Has(abi.FeatureQuery) {
+			return fmt.Errorf("backup: backend %s stores %ss but cannot list them (its plugin has no query feature)", st.Name(), k)
+		}
+	}
+	return nil
+}
+
+// scan calls fn with every record st holds, kind by kind, with its TTL
+// left; expired is true for a record that expired after the query
+// returned it.
+func scan(ctx context.Context, st *host.Store, fn func(rec *Record, expired bool) error) error {
+	f := st.Metadata().Features
+	for _, k := range kinds {
+		if !f.Has(k.Feature()) {
+			continue
+		}
+		var cursor []byte
+		for {
+			recs, next, err := page(ctx, st, k, cursor)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			for i := range recs {
+				expired := recs[i].setTTL(now)
+				if err := fn(&recs[i], expired); err != nil {
+					return err
+				}
+			}
+			if len(next) == 0 {
+				break
+			}
+			cursor = next
+		}
+	}
+	return nil
+}
+
+// page reads one page of records of kind k from cursor on.
+func page(ctx context.Context, st *host.Store, k abi.RecordKind, cursor []byte) ([]Record, []byte, error) {
+	var (
+		out  []Record
+		next []byte
+	)
+	switch k {
+	case abi.KindMetric:
+		p, err := st.QueryMetrics(ctx, host.MetricQuery{Limit: pageSize, Cursor: cursor})
+		if err != nil {
+			return nil, nil, fmt.Errorf("backup: reading metrics of %s: %w", st.Name(), err)
+		}
+		out = make([]Record, len(p.Items))
+		for i := range p.Items {
+			out[i] = Record{Kind: k, Metric: p.Items[i]}
+		}
+		next = p.Next
+	case abi.KindAlert:
+		p, err := st.QueryAlerts(ctx, host.AlertQuery{Limit: pageSize, Cursor: cursor})
+		if err != nil {
+			return nil, nil, fmt.Errorf("backup: reading alerts of %s: %w", st.Name(), err)
+		}
+		out = make([]Record, len(p.Items))
+		for i := range p.Items {
+			out[i] = Record{Kind: k, Alert: p.Items[i]}
+		}
+		next = p.Next
+	case abi.KindAgentState:
+		p, err := st.QueryAgentStates(ctx, host.AgentStateQuery{Limit: pageSize, Cursor: cursor})
+		if err != nil {
+			return nil, nil, fmt.Errorf("backup: reading agent states of %s: %w", st.Name(), err)
+		}
+		out = make([]Record, len(p.Items))
+		for i := range p.Items {
+			out[i] = Record{Kind: k, State: p.Items[i]}
+		}
+		next = p.Next
+	}
+	return out, next, nil
+}
+
+// expiresAt returns the record's absolute expiry, zero for never.
+func (r *Record) expiresAt() time.Time {
+	switch r.Kind {
+	case abi.KindMetric:
+		return r.Metric.ExpiresAt
+	case abi.KindAlert:
+		return r.Alert.ExpiresAt
+	case abi.KindAgentState:
+		return r.State.ExpiresAt
+	}
+	return time.Time{}
+}
+
+// setTTL sets TTL from the record's expiry as of now and reports whether
+// it has already passed.
+func (r *Record) setTTL(now time.Time) (expired bool) {
+	at := r.expiresAt()
+	if at.IsZero() {
+		r.TTL = 0
+		return false
+	}
+	r.TTL = at.Sub(now)
+	return r.TTL <= 0
+}

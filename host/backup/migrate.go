@@ -1,0 +1,454 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// MigrateOptions change how Migrate copies.
+type MigrateOptions struct {
+	// Mode says what happens when the target holds a record with the key
+	// of one of the source's, and a different content: abi.RestoreFail
+	// refuses (a fresh migration checks every key before it writes
+	// anything), abi.RestoreSkip keeps the target's record,
+	// abi.RestoreOverwrite replaces it. A target record equal to the
+	// source's counts as copied in every mode, which is what makes a
+	// resumed or repeated migration safe.
+	// Default: abi.RestoreFail.
+	Mode abi.RestoreMode
+	// State is the checkpoint file. After each page copied, Migrate
+	// writes there (atomically) how far it got; given the same file
+	// again, it resumes after the last page recorded. It removes the file
+	// once the migration has finished. Empty: no checkpoint, and an
+	// interrupted migration starts over.
+	State string
+	// Progress, when set, is called as the migration advances: while it
+	// counts, after each page copied, and while it compares.
+	Progress func(MigrateProgress)
+}
+
+// Phases of a migration, as MigrateProgress.Phase names them.
+const (
+	PhaseCount   = "count"
+	PhaseCopy    = "copy"
+	PhaseCompare = "compare"
+)
+
+// MigrateProgress says how far a migration is.
+type MigrateProgress struct {
+	// Phase is PhaseCount, PhaseCopy or PhaseCompare.
+	Phase string
+	// Done counts the source records handled in this phase so far, Total
+	// the source's records (counted first; zero while counting).
+	Done, Total int64
+}
+
+// MigrateSummary says what a migration did.
+type MigrateSummary struct {
+	// Resumed is set when the migration went on from a checkpoint.
+	Resumed bool
+	// Total are the source's records, counted when the migration began.
+	Total Counts
+	// Copied are the records the target holds as the source does: written,
+	// or found equal there.
+	Copied Counts
+	// Skipped are the records whose key the target held with another
+	// content, which it kept (abi.RestoreSkip).
+	Skipped Counts
+	// Expired are the records whose TTL ran out during the migration.
+	Expired Counts
+	// Source and Target are the digests of both backends once the copy
+	// was over.
+	Source, Target Digests
+	// Took is how long the migration ran, the earlier runs of a resumed
+	// one excluded.
+	Took time.Duration
+}
+
+// ErrMismatch is returned by Migrate when, after the copy, the target's
+// records differ from the source's (counts or checksums).
+var ErrMismatch = errors.New("backup: the target's records differ from the source's")
+
+// checkpoint is the content of MigrateOptions.State.
+type checkpoint struct {
+	Format int    `json:"format"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Mode   string `json:"mode"`
+	// Kind is the kind being copied, Cursor the source's cursor of its
+	// next page; Done is set once every kind is copied.
+	Kind    abi.RecordKind `json:"kind"`
+	Cursor  []byte         `json:"cursor"`
+	Done    bool           `json:"done"`
+	Total   Counts         `json:"total"`
+	Copied  Counts         `json:"copied"`
+	Skipped Counts         `json:"skipped"`
+	Expired Counts         `json:"expired"`
+	Updated time.Time      `json:"updated"`
+}
+
+const checkpointFormat = 1
+
+// Migrate copies every record of from into to, page by page, keeping each
+// record's version, timestamps and expiry (the same instant: both
+// backends run on this host's clock), then reads both backends again and
+// compares their digests (DigestStore): counts and checksums per kind.
+// It returns ErrMismatch when they differ, which happens when the target
+// held records of its own, or when the source was written during the
+// migration.
+//
+// Interrupted (ctx ends, the process dies), it can resume: see
+// MigrateOptions.State. The page that was being copied is copied again;
+// records it had already written are found equal and counted once.
+func Migrate(ctx context.Context, from, to *host.Store, opts MigrateOptions) (MigrateSummary, error) {
+	started := time.Now()
+	if opts.Mode == 0 {
+		opts.Mode = abi.RestoreFail
+	}
+	if !opts.Mode.Valid() {
+		return MigrateSummary{}, fmt.Errorf("backup: unknown restore mode %d", opts.Mode)
+	}
+	if err := canList(from); err != nil {
+		return MigrateSummary{}, err
+	}
+	progress := func(phase string, done, total int64) {
+		if opts.Progress != nil {
+			opts.Progress(MigrateProgress{Phase: phase, Done: done, Total: total})
+		}
+	}
+	cp, resumed, err := loadCheckpoint(opts.State, from.Name(), to.Name(), opts.Mode)
+	if err != nil {
+		return MigrateSummary{}, err
+	}
+	if !resumed {
+		cp.Total, err = countAndCheck(ctx, from, to, opts.Mode, func(n int64) { progress(PhaseCount, n, 0) })
+		if err != nil {
+			return MigrateSummary{}, interrupted(ctx, err, "")
+		}
+		if err := saveCheckpoint(opts.State, cp); err != nil {
+			return MigrateSummary{}, err
+		}
+	} else if err := canRestore(to, cp.Total); err != nil {
+		return MigrateSummary{}, err
+	}
+	sum := func() MigrateSummary {
+		return MigrateSummary{Resumed: resumed, Total: cp.Total, Copied: cp.Copied, Skipped: cp.Skipped, Expired: cp.Expired, Took: time.Since(started)}
+	}
+	handled := func() int64 { return cp.Copied.Total() + cp.Skipped.Total() + cp.Expired.Total() }
+
+	fromFeatures := from.Metadata().Features
+	for !cp.Done {
+		if err := ctx.Err(); err != nil {
+			return sum(), interrupted(ctx, err, opts.State)
+		}
+		if !fromFeatures.Has(cp.Kind.Feature()) {
+			cp.nextKind()
+			continue
+		}
+		recs, next, err := page(ctx, from, cp.Kind, cp.Cursor)
+		if err != nil {
+			return sum(), interrupted(ctx, err, opts.State)
+		}
+		if err := copyPage(ctx, to, recs, opts.Mode, cp); err != nil {
+			return sum(), interrupted(ctx, err, opts.State)
+		}
+		if len(next) == 0 {
+			cp.nextKind()
+		} else {
+			cp.Cursor = next
+		}
+		if err := saveCheckpoint(opts.State, cp); err != nil {
+			return sum(), err
+		}
+		progress(PhaseCopy, handled(), cp.Total.Total())
+	}
+
+	out := sum()
+	progress(PhaseCompare, 0, cp.Total.Total())
+	if out.Source, err = DigestStore(ctx, from); err != nil {
+		return out, interrupted(ctx, err, opts.State)
+	}
+	progress(PhaseCompare, cp.Total.Total()/2, cp.Total.Total())
+	if out.Target, err = DigestStore(ctx, to); err != nil {
+		return out, interrupted(ctx, err, opts.State)
+	}
+	progress(PhaseCompare, cp.Total.Total(), cp.Total.Total())
+	out.Took = time.Since(started)
+	if opts.State != "" {
+		if err := os.Remove(opts.State); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return out, fmt.Errorf("backup: removing the checkpoint: %w", err)
+		}
+	}
+	if out.Source != out.Target {
+		return out, fmt.Errorf("%w: %s", ErrMismatch, diff(&out.Source, &out.Target))
+	}
+	return out, nil
+}
+
+// diff describes how two sets of digests differ.
+func diff(src, dst *Digests) string {
+	var msg string
+	for _, k := range kinds {
+		s, d := src.Of(k), dst.Of(k)
+		if *s == *d {
+			continue
+		}
+		if msg != "" {
+			msg += "; "
+		}
+		if s.Count != d.Count {
+			msg += fmt.Sprintf("%ss: the source holds %d, the target %d", k, s.Count, d.Count)
+		} else {
+			msg += fmt.Sprintf("%ss: %d on both sides, with different contents", k, s.Count)
+		}
+	}
+	return msg
+}
+
+// interrupted adds to an error how to resume, and the context's error
+// when it ended (a backend may report it as its own failure).
+func interrupted(ctx context.Context, err error, state string) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w: %v", cerr, err)
+	}
+	if state == "" {
+		return err
+	}
+	return fmt.Errorf("%w (the checkpoint in %s resumes the migration)", err, state)
+}
+
+func (cp *checkpoint) nextKind() {
+	cp.Cursor = nil
+	if cp.Kind == abi.KindAgentState {
+		cp.Done = true
+		return
+	}
+	cp.Kind++
+}
+
+// countAndCheck counts the source's records by kind, and, with mode fail,
+// checks that the target holds none of their keys with another content.
+func countAndCheck(ctx context.Context, from, to *host.Store, mode abi.RestoreMode, progress func(int64)) (Counts, error) {
+	var (
+		c         Counts
+		conflicts int64
+		first     string
+	)
+	f := from.Metadata().Features
+	for _, k := range kinds {
+		if !f.Has(k.Feature()) {
+			continue
+		}
+		// A target that cannot take the kind is refused below, if the
+		// source holds any.
+		check := mode == abi.RestoreFail && to.Metadata().Features.Has(k.Feature()|abi.FeatureBatch)
+		var cursor []byte
+		for {
+			recs, next, err := page(ctx, from, k, cursor)
+			if err != nil {
+				return c, err
+			}
+			c.add(k, int64(len(recs)))
+			if check && len(recs) > 0 {
+				ptrs := make([]*Record, len(recs))
+				for i := range recs {
+					ptrs[i] = &recs[i]
+				}
+				for i := 0; i < len(ptrs); i += chunkSize {
+					chunk := ptrs[i:min(i+chunkSize, len(ptrs))]
+					there, err := existing(ctx, to, chunk)
+					if err != nil {
+						return c, err
+					}
+					for j, t := range there {
+						if t != nil && !sameRecord(t, chunk[j]) {
+							if conflicts == 0 {
+								it := chunk[j].restore(time.Time{}, mode)
+								first = describe(&it)
+							}
+							conflicts++
+						}
+					}
+				}
+			}
+			progress(c.Total())
+			if len(next) == 0 {
+				break
+			}
+			cursor = next
+		}
+	}
+	if err := canRestore(to, c); err != nil {
+		return c, err
+	}
+	if conflicts > 0 {
+		return c, fmt.Errorf("%w: backend %s holds %d records with the keys of %s's and other contents (the first: %s); nothing was written; migrate with mode skip or overwrite to choose",
+			ErrExists, to.Name(), conflicts, from.Name(), first)
+	}
+	return c, nil
+}
+
+// copyPage restores one page of the source into to and counts it in cp.
+func copyPage(ctx context.Context, to *host.Store, recs []Record, mode abi.RestoreMode, cp *checkpoint) error {
+	now := time.Now()
+	var live []*Record
+	for i := range recs {
+		if at := recs[i].expiresAt(); !at.IsZero() && !at.After(now) {
+			cp.Expired.add(recs[i].Kind, 1)
+			continue
+		}
+		live = append(live, &recs[i])
+	}
+	// The counts change only once the whole page is in: a page that
+	// fails is copied again, whole, when the migration resumes.
+	var copied, skipped, expired Counts
+	for i := 0; i < len(live); i += chunkSize {
+		chunk := live[i:min(i+chunkSize, len(live))]
+		items := make([]host.Restore, len(chunk))
+		for j, r := range chunk {
+			items[j] = abi.Restore{Kind: r.Kind, Metric: r.Metric, Alert: r.Alert, State: r.State, Mode: mode}
+		}
+		res, err := to.Restore(ctx, items)
+		if err != nil {
+			return fmt.Errorf("backup: restoring into %s: %w", to.Name(), err)
+		}
+		after := time.Now()
+		var check []*Record // written false or conflict: equal or not?
+		for j, r := range res {
+			switch {
+			case r.Err == nil && r.Value:
+				copied.add(chunk[j].Kind, 1)
+			case r.Err == nil && items[j].Expired(after):
+				expired.add(chunk[j].Kind, 1)
+			case r.Err == nil, errors.Is(r.Err, host.ErrConflict) && mode == abi.RestoreFail:
+				check = append(check, chunk[j])
+			default:
+				return fmt.Errorf("backup: restoring %s into %s: %w", describe(&items[j]), to.Name(), r.Err)
+			}
+		}
+		if len(check) == 0 {
+			continue
+		}
+		there, err := existing(ctx, to, check)
+		if err != nil {
+			return err
+		}
+		for j, t := range there {
+			switch {
+			case t != nil && sameRecord(t, check[j]):
+				copied.add(check[j].Kind, 1)
+			case t == nil:
+				// Gone since: it expired, or someone deleted it.
+				expired.add(check[j].Kind, 1)
+			case mode == abi.RestoreSkip:
+				skipped.add(check[j].Kind, 1)
+			default:
+				it := check[j].restore(time.Time{}, mode)
+				return fmt.Errorf("%w: backend %s holds %s with another content", ErrExists, to.Name(), describe(&it))
+			}
+		}
+	}
+	for _, k := range kinds {
+		cp.Copied.add(k, copied.Of(k))
+		cp.Skipped.add(k, skipped.Of(k))
+		cp.Expired.add(k, expired.Of(k))
+	}
+	return nil
+}
+
+// loadCheckpoint reads the checkpoint at path, if there is one, and checks
+// it is for this migration; otherwise it returns a new one.
+func loadCheckpoint(path, from, to string, mode abi.RestoreMode) (*checkpoint, bool, error) {
+	fresh := &checkpoint{Format: checkpointFormat, From: from, To: to, Mode: mode.String(), Kind: abi.KindMetric}
+	if path == "" {
+		return fresh, false, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fresh, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("backup: checkpoint: %w", err)
+	}
+	var cp checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return nil, false, fmt.Errorf("backup: checkpoint %s: %w", path, err)
+	}
+	switch {
+	case cp.Format != checkpointFormat:
+		return nil, false, fmt.Errorf("backup: checkpoint %s: format %d, this host reads %d", path, cp.Format, checkpointFormat)
+	case cp.From != from || cp.To != to:
+		return nil, false, fmt.Errorf("backup: checkpoint %s is of a migration from %s to %s, not from %s to %s", path, cp.From, cp.To, from, to)
+	case cp.Mode != mode.String():
+		return nil, false, fmt.Errorf("backup: checkpoint %s is of a migration in mode %s, not %s", path, cp.Mode, mode)
+	case !cp.Done && !cp.Kind.Valid():
+		return nil, false, fmt.Errorf("backup: checkpoint %s: unknown record kind %d", path, cp.Kind)
+	}
+	return &cp, true, nil
+}
+
+// saveCheckpoint replaces the checkpoint at path, atomically: a crash
+// leaves the old one or the new one.
+func saveCheckpoint(path string, cp *checkpoint) error {
+	if path == "" {
+		return nil
+	}
+	cp.Updated = time.Now().UTC()
+	b, err := json.MarshalIndent(cp, "", "  ")
+	if err != nil {
+		return fmt.Errorf("backup: checkpoint: %w", err)
+	}
+	if err := WriteFileAtomic(path, func(f *os.File) error {
+		_, err := f.Write(append(b, '\n'))
+		return err
+	}); err != nil {
+		return fmt.Errorf("backup: checkpoint: %w", err)
+	}
+	return nil
+}
+
+// WriteFileAtomic creates path by writing a temporary file beside it
+// (path + ".tmp"), syncing it and renaming it over path: a reader sees
+// the old file or the whole new one, never a part. On error the
+// temporary file is removed and path is left as it was.
+func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err = write(f); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	// The rename is durable once the directory is synced; not every
+	// system can sync a directory, and the file is whole either way.
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,348 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// chunkSize is the most records sent to a backend in one Restore batch.
+const chunkSize = 500
+
+// RestoreOptions change how Restore writes.
+type RestoreOptions struct {
+	// Mode says what happens to a record of the backup whose key the
+	// backend already holds: abi.RestoreFail refuses the whole restore
+	// before anything is written (it checks every key first),
+	// abi.RestoreSkip keeps the backend's record, abi.RestoreOverwrite
+	// replaces it.
+	// Default: abi.RestoreFail.
+	Mode abi.RestoreMode
+	// Progress, when set, is called after each batch written.
+	Progress func(RestoreProgress)
+}
+
+// RestoreProgress says how far a restore is.
+type RestoreProgress struct {
+	// Done counts the records of the file handled so far (written,
+	// skipped or expired); Total those it holds.
+	Done, Total int64
+}
+
+// RestoreSummary says what a restore did.
+type RestoreSummary struct {
+	// File describes the backup restored.
+	File Summary
+	// Written are the records written.
+	Written Counts
+	// Skipped are the records left alone because the backend held a
+	// record with the same key (abi.RestoreSkip).
+	Skipped Counts
+	// Expired are the records whose TTL ran out before they were written.
+	Expired Counts
+}
+
+// ErrExists is returned by a restore in abi.RestoreFail mode when the
+// backend already holds records the backup has. It matches
+// host.ErrConflict.
+var ErrExists = fmt.Errorf("%w: the backend already holds records of the backup", host.ErrConflict)
+
+// RestoreFile restores the backup file at path into st; see Restore.
+func RestoreFile(ctx context.Context, st *host.Store, path string, opts RestoreOptions) (RestoreSummary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return RestoreSummary{}, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	return Restore(ctx, st, f, opts)
+}
+
+// Restore writes the records of the backup file src into st, each with
+// its version, timestamps and what was left of its TTL when the backup was
+// made (counted from now). It reads the whole file and checks it (Verify)
+// before it writes anything: a damaged file restores nothing. Records go
+// to the backend in batches of at most 500 (host.Store.Restore); an error
+// from the backend stops the restore, and what was written stays.
+//
+// The backend needs the restore and batch features and the feature of
+// every kind of record the file holds.
+func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts RestoreOptions) (RestoreSummary, error) {
+	if opts.Mode == 0 {
+		opts.Mode = abi.RestoreFail
+	}
+	if !opts.Mode.Valid() {
+		return RestoreSummary{}, fmt.Errorf("backup: unknown restore mode %d", opts.Mode)
+	}
+	start, err := src.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return RestoreSummary{}, fmt.Errorf("backup: %w", err)
+	}
+	file, err := Verify(src)
+	if err != nil {
+		return RestoreSummary{}, err
+	}
+	sum := RestoreSummary{File: file}
+	if err := canRestore(st, file.Counts); err != nil {
+		return sum, err
+	}
+	rewind := func() (*Reader, error) {
+		if _, err := src.Seek(start, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+		return NewReader(src)
+	}
+	if opts.Mode == abi.RestoreFail {
+		r, err := rewind()
+		if err != nil {
+			return sum, err
+		}
+		if err := checkAbsent(ctx, st, r); err != nil {
+			return sum, err
+		}
+	}
+	r, err := rewind()
+	if err != nil {
+		return sum, err
+	}
+	var (
+		chunk []*Record
+		done  int64
+	)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		res, err := restoreChunk(ctx, st, chunk, opts.Mode, time.Now())
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			switch r {
+			case restWritten:
+				sum.Written.add(chunk[i].Kind, 1)
+			case restExisted:
+				sum.Skipped.add(chunk[i].Kind, 1)
+			case restExpired:
+				sum.Expired.add(chunk[i].Kind, 1)
+			}
+		}
+		done += int64(len(chunk))
+		chunk = chunk[:0]
+		if opts.Progress != nil {
+			opts.Progress(RestoreProgress{Done: done, Total: file.Counts.Total()})
+		}
+		return nil
+	}
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// The file changed since it was verified.
+			return sum, err
+		}
+		chunk = append(chunk, rec)
+		if len(chunk) == chunkSize {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+		}
+	}
+	return sum, flush()
+}
+
+// canRestore checks that st can take the kinds of record c counts.
+func canRestore(st *host.Store, c Counts) error {
+	f := st.Metadata().Features
+	if !f.Has(abi.FeatureRestore | abi.FeatureBatch) {
+		return fmt.Errorf("backup: backend %s cannot restore records (its plugin %s %s lacks the restore or batch feature of ABI 1.2)",
+			st.Name(), st.Metadata().Name, st.Metadata().Version)
+	}
+	for _, k := range kinds {
+		if c.Of(k) > 0 && !f.Has(k.Feature()) {
+			return fmt.Errorf("backup: backend %s does not store %ss, and the backup holds %d", st.Name(), k, c.Of(k))
+		}
+	}
+	return nil
+}
+
+// What happened to one record of a restore.
+type restResult uint8
+
+const (
+	restWritten restResult = iota
+	restExisted            // a record with its key was there (skip mode)
+	restExpired            // its TTL ran out before it was written
+)
+
+// restoreChunk restores recs (at most chunkSize), expiring each its TTL
+// after now. An item error fails the chunk.
+func restoreChunk(ctx context.Context, st *host.Store, recs []*Record, mode abi.RestoreMode, now time.Time) ([]restResult, error) {
+	items := make([]host.Restore, len(recs))
+	for i, r := range recs {
+		items[i] = r.restore(now, mode)
+	}
+	return restoreItems(ctx, st, items)
+}
+
+func restoreItems(ctx context.Context, st *host.Store, items []host.Restore) ([]restResult, error) {
+	res, err := st.Restore(ctx, items)
+	if err != nil {
+		return nil, fmt.Errorf("backup: restoring into %s: %w", st.Name(), err)
+	}
+	after := time.Now()
+	out := make([]restResult, len(items))
+	for i, r := range res {
+		switch {
+		case r.Err != nil:
+			return nil, fmt.Errorf("backup: restoring %s into %s: %w", describe(&items[i]), st.Name(), r.Err)
+		case r.Value:
+			out[i] = restWritten
+		case items[i].Expired(after):
+			out[i] = restExpired
+		default:
+			out[i] = restExisted
+		}
+	}
+	return out, nil
+}
+
+// describe names the record of it for an error message.
+func describe(it *host.Restore) string {
+	switch it.Kind {
+	case abi.KindMetric:
+		return fmt.Sprintf("metric %s/%s@%s", it.Metric.AgentID, it.Metric.Name, it.Metric.Timestamp.UTC().Format(time.RFC3339Nano))
+	case abi.KindAlert:
+		return fmt.Sprintf("alert %s", it.Alert.ID)
+	case abi.KindAgentState:
+		return fmt.Sprintf("agent state %s", it.State.AgentID)
+	}
+	return it.Kind.String()
+}
+
+// checkAbsent returns ErrExists, with how many and the first, if st holds
+// a record with the key of one in r.
+func checkAbsent(ctx context.Context, st *host.Store, r *Reader) error {
+	var (
+		chunk []*Record
+		found int64
+		first string
+	)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		exist, err := existing(ctx, st, chunk)
+		if err != nil {
+			return err
+		}
+		for i, e := range exist {
+			if e != nil {
+				if found == 0 {
+					it := chunk[i].restore(time.Time{}, abi.RestoreFail)
+					first = describe(&it)
+				}
+				found++
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		chunk = append(chunk, rec)
+		if len(chunk) == chunkSize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if found > 0 {
+		return fmt.Errorf("%w: backend %s holds %d of its records (the first: %s); nothing was written; restore with mode skip or overwrite to choose", ErrExists, st.Name(), found, first)
+	}
+	return nil
+}
+
+// existing returns, for each of recs (all of one batch), the record st
+// holds with its key, or nil.
+func existing(ctx context.Context, st *host.Store, recs []*Record) ([]*Record, error) {
+	out := make([]*Record, len(recs))
+	for _, k := range kinds {
+		var idx []int
+		for i, r := range recs {
+			if r.Kind == k {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		var errs []error
+		switch k {
+		case abi.KindMetric:
+			keys := make([]host.MetricKey, len(idx))
+			for j, i := range idx {
+				keys[j] = recs[i].Metric.Key()
+			}
+			res, err := st.GetMetrics(ctx, keys)
+			if err != nil {
+				return nil, fmt.Errorf("backup: reading metrics of %s: %w", st.Name(), err)
+			}
+			for j, r := range res {
+				if errs = append(errs, r.Err); r.Err == nil {
+					out[idx[j]] = &Record{Kind: k, Metric: r.Value}
+				}
+			}
+		case abi.KindAlert:
+			ids := make([]string, len(idx))
+			for j, i := range idx {
+				ids[j] = recs[i].Alert.ID
+			}
+			res, err := st.GetAlerts(ctx, ids)
+			if err != nil {
+				return nil, fmt.Errorf("backup: reading alerts of %s: %w", st.Name(), err)
+			}
+			for j, r := range res {
+				if errs = append(errs, r.Err); r.Err == nil {
+					out[idx[j]] = &Record{Kind: k, Alert: r.Value}
+				}
+			}
+		case abi.KindAgentState:
+			ids := make([]string, len(idx))
+			for j, i := range idx {
+				ids[j] = recs[i].State.AgentID
+			}
+			res, err := st.GetAgentStates(ctx, ids)
+			if err != nil {
+				return nil, fmt.Errorf("backup: reading agent states of %s: %w", st.Name(), err)
+			}
+			for j, r := range res {
+				if errs = append(errs, r.Err); r.Err == nil {
+					out[idx[j]] = &Record{Kind: k, State: r.Value}
+				}
+			}
+		}
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, host.ErrNotFound) {
+				return nil, fmt.Errorf("backup: reading %ss of %s: %w", k, st.Name(), err)
+			}
+		}
+	}
+	return out, nil
+}
