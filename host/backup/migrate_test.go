@@ -49,7 +49,7 @@ func TestMigrate100k(t *testing.T) {
 	for _, hop := range []struct{ from, to *host.Store }{{mem, rds}, {rds, back}} {
 		var last backup.MigrateProgress
 		sum, err := backup.Migrate(ctx, hop.from, hop.to, backup.MigrateOptions{
-			State:    filepath.Join(t.TempDir(), "state.json"),
+			State: filepath.Join(t.TempDir(), "state.json"),
 			Progress: func(p backup.MigrateProgress) {
 				if p.Phase != last.Phase {
 					t.Logf("%s: phase %s at %s", hop.from.Name(), p.Phase, time.Now().Format("15:04:05.000"))
