@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -59,6 +60,32 @@ type Backend struct {
 	// discloses nothing about a password it covers: compare them only
 	// within one process.
 	Digest string
+	// Backup schedules backups of the backend in the daemon; nil when the
+	// backend's block has no backup block. It is not part of Digest:
+	// changing a schedule does not rebuild the backend (which would empty
+	// a memory one).
+	Backup *Backup
+}
+
+// Backup schedules backups of a backend in the daemon: one every
+// Interval, written to Directory as BACKEND-TIMESTAMP.shbk (the format of
+// package host/backup), the newest Keep kept.
+type Backup struct {
+	// Interval is the time between the start of one backup and the next;
+	// at least a second.
+	Interval time.Duration
+	// Directory holds the backups: an absolute path (a relative one in the
+	// file is relative to the file's directory). The daemon creates it.
+	Directory string
+	// Keep is how many backups of the backend are kept; older ones are
+	// removed after each backup.
+	// Default: 24.
+	Keep int
+	// RestoreOnStart restores the newest backup that verifies into the
+	// backend when the daemon starts, before it serves. Only for backends
+	// without Redis, whose records live in the daemon's memory.
+	// Default: false.
+	RestoreOnStart bool
 }
 
 // Backend returns the backend named name.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -52,7 +53,15 @@ type (
 		Redis        *rawRedis      `hcl:"redis,block"`
 		Events       *rawEvents     `hcl:"events,block"`
 		Cache        *rawCache      `hcl:"cache,block"`
+		Backup       *rawBackup     `hcl:"backup,block"`
 		DefRange     hcl.Range      `hcl:",def_range"`
+	}
+	rawBackup struct {
+		Interval       hcl.Expression `hcl:"interval,optional"`
+		Directory      hcl.Expression `hcl:"directory,optional"`
+		Keep           hcl.Expression `hcl:"keep,optional"`
+		RestoreOnStart hcl.Expression `hcl:"restore_on_start,optional"`
+		DefRange       hcl.Range      `hcl:",def_range"`
 	}
 	rawEvents struct {
 		Enabled   hcl.Expression `hcl:"enabled,optional"`
@@ -292,6 +301,9 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if wasm != nil {
 		b.Digest = digest(&cfg, wasm)
 	}
+	if rb.Backup != nil {
+		b.Backup = c.backup(rb.Backup, rb.Redis != nil)
+	}
 	return b
 }
 
@@ -497,6 +509,48 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 		}
 	}
 	return rc
+}
+
+// The bounds of a backup block.
+const (
+	minBackupInterval = time.Second
+	defaultBackupKeep = 24
+	maxBackupKeep     = 100_000
+)
+
+func (c *checker) backup(r *rawBackup, hasRedis bool) *Backup {
+	b := &Backup{Keep: defaultBackupKeep}
+	if c.require(r.Interval, "interval", r.DefRange) {
+		if d, ok := c.duration(r.Interval, "interval"); ok {
+			if d < minBackupInterval {
+				c.errorf(r.Interval.Range(), "Invalid duration", "interval must be at least %v.", minBackupInterval)
+			}
+			b.Interval = d
+		}
+	}
+	if c.require(r.Directory, "directory", r.DefRange) {
+		if dir, ok := c.str(r.Directory, "directory"); ok {
+			if dir == "" {
+				c.errorf(r.Directory.Range(), `Invalid value for "directory"`, "directory names the directory backups are written to.")
+			} else {
+				b.Directory = c.path(dir)
+				if fi, err := os.Stat(b.Directory); err == nil && !fi.IsDir() {
+					c.errorf(r.Directory.Range(), `Invalid value for "directory"`, "%s is not a directory.", b.Directory)
+				}
+			}
+		}
+	}
+	if v, ok := c.integer(r.Keep, "keep", 1, maxBackupKeep); ok {
+		b.Keep = int(v)
+	}
+	if v, ok := c.boolean(r.RestoreOnStart, "restore_on_start"); ok {
+		if v && hasRedis {
+			c.errorf(r.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
+				"restore_on_start is for a backend that keeps its records in the daemon's memory; this one keeps them in Redis, where they outlive the daemon.")
+		}
+		b.RestoreOnStart = v
+	}
+	return b
 }
 
 func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {

@@ -59,6 +59,13 @@
 //	    allow_commands = []
 //	    scripts        = true
 //	  }
+//	  backup {                          # optional: scheduled backups, written by the daemon
+//	    interval         = "1h"         # required: a Go duration, at least 1s
+//	    directory        = "backups"    # required: created if missing; relative to the configuration file
+//	    keep             = 24           # optional, 1 to 100000; default 24: older backups are removed
+//	    restore_on_start = false        # optional: restore the newest backup at daemon start
+//	                                    # (backends without a redis block only)
+//	  }
 //	}
 //
 //	routes {                            # required with more than one backend; with one, it serves every kind
