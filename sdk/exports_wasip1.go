@@ -84,6 +84,17 @@ func hostRedisCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outCap 
 //go:wasmimport storagehost_redis result
 func hostRedisResult(out unsafe.Pointer, outCap int32) int32
 
+// The linker keeps a wasmimport only when a reachable function calls it,
+// so a plugin that never calls Publish does not import storagehost_events,
+// as one that never uses Redis does not import storagehost_redis.
+//
+//go:wasmimport storagehost_events publish
+func hostEventsPublish(ptr unsafe.Pointer, n int32) int32
+
+func eventsPublish(ev []byte) int32 {
+	return hostEventsPublish(unsafe.Pointer(unsafe.SliceData(ev)), int32(len(ev)))
+}
+
 // redisOut receives redis responses; it grows when one does not fit.
 var redisOut = make([]byte, 16<<10)
 

@@ -78,6 +78,25 @@ func (kv *KV) Put(key, value []byte, expiresAt time.Time, keepTTL bool, cond abi
 	return revision, expiry, kv.finish()
 }
 
+// Restore (ABI 1.2) writes value at key with exactly revision (at least 1)
+// and the expiry expiresAt (zero: never), and returns what the store
+// answered, as Put does. The store's later writes get larger revisions.
+// With ifAbsent a live entry at key is an error matching ErrConflict;
+// otherwise the entry is replaced.
+func (kv *KV) Restore(key, value []byte, revision uint64, expiresAt time.Time, ifAbsent bool) (uint64, time.Time, error) {
+	kv.req = abi.KVRequest{Op: abi.KVRestore, Key: key, Value: value, Revision: revision, ExpiresAt: expiresAt}
+	if ifAbsent {
+		kv.req.Condition.Mode = abi.IfAbsent
+	}
+	d, err := kv.do()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	revision = d.Uvarint()
+	expiry := d.Time()
+	return revision, expiry, kv.finish()
+}
+
 // Delete removes key if cond holds. A missing key is ErrNotFound.
 func (kv *KV) Delete(key []byte, cond abi.Condition) error {
 	kv.req = abi.KVRequest{Op: abi.KVDelete, Key: key, Condition: cond}
@@ -104,4 +123,31 @@ func (kv *KV) Scan(start, end []byte, limit int) (entries []abi.KVEntry, next []
 	}
 	next = d.BytesField()
 	return entries, next, kv.finish()
+}
+
+// publishEnc encodes events for Publish; calls into an instance never
+// overlap, so one is enough.
+var publishEnc abi.Encoder
+
+// Publish (ABI 1.2) publishes ev on the backend's change feed through the
+// host's events capability. A plugin that uses it lists
+// abi.CapabilityEvents in Plugin.Capabilities; one that does not, and
+// never calls Publish, does not import the capability's module. An event
+// that fails abi.PluginEvent.Check is refused here, without a host call;
+// the host's refusals match ErrInvalid, ErrUnavailable or an
+// abi.StatusLimit error.
+func Publish(ev abi.PluginEvent) error {
+	if err := ev.Check(); err != nil {
+		return err
+	}
+	publishEnc.Reset()
+	ev.Encode(&publishEnc)
+	switch st := abi.Status(eventsPublish(publishEnc.Bytes())); {
+	case st == abi.StatusOK:
+		return nil
+	case !st.Known() || st == abi.StatusStale:
+		return abi.Errorf(abi.StatusInternal, "publish event: unknown status %d", st)
+	default:
+		return abi.Errorf(st, "publish event %s/%s", ev.Kind, ev.Op)
+	}
 }

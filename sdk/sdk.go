@@ -6,7 +6,8 @@
 //
 // The SDK provides the ABI exports, owns the guest memory the host writes
 // requests into, decodes requests, encodes responses and turns errors into
-// status codes. Host capabilities are wrapped by Log, Now and KV.
+// status codes. Host capabilities are wrapped by Log, Now, KV, Redis and
+// Publish.
 package sdk
 
 import (
@@ -63,6 +64,19 @@ type Batcher interface {
 	Batch(items []abi.BatchItem) []abi.BatchResult
 }
 
+// Restorer is implemented by a plugin that serves abi.OpRestore (ABI 1.2):
+// it writes a record exactly as given, backend fields included, for every
+// kind the plugin stores. The SDK has decoded r and checked it
+// (abi.Restore.Check) and that the plugin stores its kind (and advertises
+// TTL when it has an expiry); Restore applies r.Mode atomically and
+// answers written false, with no error, when r.Mode is abi.RestoreSkip and
+// a live record exists, or when the record's expiry has passed
+// (abi.Restore.Expired on the host clock). An existing live record under
+// abi.RestoreFail is an error matching ErrConflict.
+type Restorer interface {
+	Restore(r *abi.Restore) (written bool, err error)
+}
+
 // Plugin describes a backend. Nil stores are kinds the backend does not
 // support; the SDK advertises features from what is set.
 type Plugin struct {
@@ -79,6 +93,9 @@ type Plugin struct {
 	// Concurrency advertises abi.FeatureConcurrency: PutAgentState and
 	// DeleteAgentState honour their Condition.
 	Concurrency bool
+	// Restorer, when set, serves abi.OpRestore and advertises
+	// abi.FeatureRestore; the SDK advertises it for no other reason.
+	Restorer Restorer
 
 	// Capabilities lists the host modules the plugin imports. The SDK
 	// itself needs abi.CapabilityLog.
@@ -176,6 +193,9 @@ func newDispatcher(p Plugin) *dispatcher {
 	}
 	if p.Concurrency {
 		f |= abi.FeatureConcurrency
+	}
+	if p.Restorer != nil {
+		f |= abi.FeatureRestore
 	}
 	d.features = f
 	caps := p.Capabilities
@@ -425,6 +445,25 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		}
 		p, err := d.sq.QueryAgentStates(&q)
 		return encodePage(e, &p, err)
+
+	case abi.OpRestore:
+		var r abi.Restore
+		r.Decode(d.begin(req))
+		if err := d.end(); err != nil {
+			return err
+		}
+		if err := r.Check(); err != nil {
+			return err
+		}
+		if need := r.Requires(); !d.features.Has(need) {
+			return abi.Errorf(abi.StatusUnsupported, "plugin %s does not restore %s records (needs %s)", d.p.Name, r.Kind, need&^d.features)
+		}
+		written, err := d.p.Restorer.Restore(&r)
+		if err != nil {
+			return err
+		}
+		e.Bool(written)
+		return nil
 
 	case abi.OpBatch:
 		items := abi.DecodeBatch(d.begin(req))

@@ -51,6 +51,7 @@ func init() {
 		AgentStates:  (*states)(b),
 		TTL:          true,
 		Concurrency:  true,
+		Restorer:     b,
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV},
 		Configure:    b.configure,
 	})
@@ -398,6 +399,55 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 		rec, err := stateFromEntry(en)
 		return rec, true, err
 	})
+}
+
+// --- restore ---
+
+// Restore writes a record exactly as given (abi.OpRestore). Each kind's
+// stored value is what its put stores, with the given backend fields: a
+// metric's and an alert's value hold every field but the expiry, which is
+// the kv entry's; an agent state's version is the kv revision, so it is
+// restored with a kv restore of that revision. The modes map onto the
+// kv condition, so the check and the write are one kv call: fail and skip
+// write if absent, and tell a CONFLICT apart; overwrite writes
+// unconditionally.
+func (b *backend) Restore(r *abi.Restore) (bool, error) {
+	if r.Expired(sdk.Now()) {
+		return false, nil
+	}
+	ifAbsent := r.Mode != abi.RestoreOverwrite
+	cond := abi.Condition{}
+	if ifAbsent {
+		cond.Mode = abi.IfAbsent
+	}
+	var err error
+	switch r.Kind {
+	case abi.KindMetric:
+		rec := r.Metric
+		rec.ExpiresAt = time.Time{}
+		rec.Encode(b.scratch())
+		_, _, err = b.kv.Put(metricKey(rec.AgentID, rec.Name, rec.Timestamp), b.enc.Bytes(), r.Metric.ExpiresAt, false, cond)
+	case abi.KindAlert:
+		rec := r.Alert
+		rec.ExpiresAt = time.Time{}
+		rec.Encode(b.scratch())
+		_, _, err = b.kv.Put(alertKey(rec.ID), b.enc.Bytes(), r.Alert.ExpiresAt, false, cond)
+	case abi.KindAgentState:
+		rec := abi.AgentState{AgentID: r.State.AgentID, State: r.State.State, UpdatedAt: r.State.UpdatedAt}
+		rec.Encode(b.scratch())
+		_, _, err = b.kv.Restore(b.pointKey(statePrefix, rec.AgentID), b.enc.Bytes(), r.State.Version, r.State.ExpiresAt, ifAbsent)
+	default:
+		return false, abi.Errorf(abi.StatusInvalid, "unknown record kind %d", r.Kind)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sdk.ErrConflict) && r.Mode == abi.RestoreSkip:
+		return false, nil
+	case errors.Is(err, sdk.ErrConflict):
+		return false, fmt.Errorf("restore %s: a live record with its key exists: %w", r.Kind, sdk.ErrConflict)
+	}
+	return false, err
 }
 
 // --- queries ---

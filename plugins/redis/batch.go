@@ -50,7 +50,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 			continue
 		}
 		b.decodeItem(it, in[i].Payload)
-		if it.err == nil {
+		if it.err == nil && !it.served {
 			if b.fb != nil && b.fb.pending && b.fromBuffer(it) {
 				continue
 			}
@@ -110,6 +110,8 @@ func (b *backend) result(it *item, out *abi.BatchResult, body *span, start int) 
 			it.alert.Encode(&b.body)
 		case abi.OpPutAgentState, abi.OpGetAgentState:
 			it.state.Encode(&b.body)
+		case abi.OpRestore:
+			b.body.Bool(it.written)
 		}
 	}
 	*body = span{start, len(b.body.Bytes())}
@@ -231,6 +233,17 @@ func (b *backend) decodeItem(it *item, payload []byte) {
 			it.err = abi.Errorf(abi.StatusInvalid, "delete cannot be create-only")
 		}
 		it.state.AgentID, it.cond = r.AgentID, r.Condition
+
+	case abi.OpRestore:
+		var r abi.Restore
+		r.Decode(d)
+		if it.err = endDecode(d); it.err != nil {
+			return
+		}
+		if it.err = r.Check(); it.err != nil {
+			return
+		}
+		it.setRestore(&r)
 
 	default:
 		it.err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", it.op)

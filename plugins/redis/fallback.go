@@ -48,10 +48,12 @@ package main
 //
 // A delete of a record whose buffered copy is a tombstone or has expired
 // is NOT_FOUND; any other buffered delete is OK (whether Redis has the
-// record is not known). Conditional writes (IfVersion, IfAbsent) and
-// SetAlertStatus cannot be checked without Redis: during an outage they
-// are UNAVAILABLE, and while the record has buffered writes pending they
-// wait for them (UNAVAILABLE) even when Redis is back. An alert put must
+// record is not known). Conditional writes (IfVersion, IfAbsent),
+// SetAlertStatus and restores (OpRestore, whose mode is a condition and
+// whose exact version only Redis can keep) cannot be checked without
+// Redis: during an outage they are UNAVAILABLE, never buffered, and while
+// the record has buffered writes pending they wait for them (UNAVAILABLE)
+// even when Redis is back. An alert put must
 // be an allowed move from the alert's current status, which only Redis
 // knows, so it is buffered only when the buffer holds the alert (its
 // move is checked against the buffered copy) or when its status is
@@ -278,15 +280,24 @@ func bufferable(it *item) bool {
 	return false
 }
 
-// kindOf is the record kind an op is about: 'm', 'a', 's', or 0.
-func kindOf(op abi.Op) byte {
-	switch op {
+// kind is the kind of record the item is about: 'm', 'a', 's', or 0.
+func (it *item) kind() byte {
+	switch it.op {
 	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric:
 		return 'm'
 	case abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
 		return 'a'
 	case abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState:
 		return 's'
+	case abi.OpRestore:
+		switch it.restore {
+		case abi.KindMetric:
+			return 'm'
+		case abi.KindAlert:
+			return 'a'
+		case abi.KindAgentState:
+			return 's'
+		}
 	}
 	return 0
 }
@@ -301,7 +312,7 @@ func (b *backend) buffer(it *item) {
 	now := it.now
 	f.key = appendRecordKey(f.key[:0], it)
 	var prev buffered
-	exists, err := f.getRecord(it.op, f.key, &prev)
+	exists, err := f.getRecord(it.kind(), f.key, &prev)
 	if err != nil {
 		it.err = err
 		return
@@ -309,7 +320,7 @@ func (b *backend) buffer(it *item) {
 	// An entry of a write replayed already (left behind, see
 	// bufferedRead) says nothing about the record.
 	found := exists && prev.seq >= f.head
-	live := found && !prev.gone && !prev.expired(kindOf(it.op), now)
+	live := found && !prev.gone && !prev.expired(it.kind(), now)
 
 	var rec buffered
 	var floor uint64
@@ -377,7 +388,7 @@ func (b *backend) buffer(it *item) {
 	}
 	rec.seq = seq
 	f.enc.Reset()
-	encodeBuffered(&f.enc, kindOf(it.op), &rec)
+	encodeBuffered(&f.enc, it.kind(), &rec)
 	if err := f.putRecord(f.key, f.enc.Bytes(), seq, prev.rev, exists); err != nil {
 		// The write is queued and will be replayed; only reading it
 		// back before then is lost.
@@ -405,7 +416,7 @@ func expiry(ttl *abi.TTL, now time.Time, def time.Duration, prev time.Time, live
 }
 
 func notFound(it *item) error {
-	switch kindOf(it.op) {
+	switch it.kind() {
 	case 'm':
 		return metricNotFound(&it.metric)
 	case 'a':
@@ -446,7 +457,7 @@ func (b *backend) bufferedRead(it *item) bool {
 	f := b.fb
 	f.key = appendRecordKey(f.key[:0], it)
 	var rec buffered
-	found, err := f.getRecord(it.op, f.key, &rec)
+	found, err := f.getRecord(it.kind(), f.key, &rec)
 	if err != nil {
 		it.err = err
 		return true
@@ -460,7 +471,7 @@ func (b *backend) bufferedRead(it *item) bool {
 		_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: rec.rev})
 		return false
 	}
-	kind := kindOf(it.op)
+	kind := it.kind()
 	if rec.gone || rec.expired(kind, it.now) {
 		it.err = notFound(it)
 		return true
@@ -482,7 +493,7 @@ func (b *backend) bufferedRead(it *item) bool {
 func (f *fallback) recordPending(it *item) (bool, error) {
 	f.key = appendRecordKey(f.key[:0], it)
 	var rec buffered
-	found, err := f.getRecord(it.op, f.key, &rec)
+	found, err := f.getRecord(it.kind(), f.key, &rec)
 	return found && rec.seq >= f.head, err
 }
 
@@ -619,7 +630,7 @@ func (f *fallback) decodeQueued(seq uint64, v []byte) (queued, error) {
 // appendRecordKey appends the r/ key of the record of it.
 func appendRecordKey(dst []byte, it *item) []byte {
 	dst = append(dst, "r/"...)
-	switch kindOf(it.op) {
+	switch it.kind() {
 	case 'm':
 		dst = append(dst, "m/"...)
 		dst = append(dst, it.metric.AgentID...)
@@ -636,7 +647,7 @@ func appendRecordKey(dst []byte, it *item) []byte {
 }
 
 // getRecord reads the r/ entry at key into out.
-func (f *fallback) getRecord(op abi.Op, key []byte, out *buffered) (bool, error) {
+func (f *fallback) getRecord(kind byte, key []byte, out *buffered) (bool, error) {
 	en, err := f.kv.Get(key)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return false, nil
@@ -651,7 +662,7 @@ func (f *fallback) getRecord(op abi.Op, key []byte, out *buffered) (bool, error)
 	if out.gone {
 		out.state.Version = d.Uvarint()
 	} else {
-		switch kindOf(op) {
+		switch kind {
 		case 'm':
 			out.metric.Decode(d)
 		case 'a':
@@ -885,7 +896,7 @@ func (f *fallback) forget(qs []queued) {
 	seen := make(map[string]struct{}, len(qs))
 	for i := len(qs) - 1; i >= 0; i-- {
 		it := &f.items[i]
-		if kindOf(it.op) == 0 {
+		if it.kind() == 0 {
 			continue
 		}
 		f.key = appendRecordKey(f.key[:0], it)

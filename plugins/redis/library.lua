@@ -64,6 +64,45 @@ local function outlive(key, e, existed)
   end
 end
 
+-- mindex indexes a metric sample just written with expiry e (-1: none)
+-- in its agent's indexes: ix (lex), xx (expiry). The indexes live as long
+-- as their longest-lived sample; the expiry index holds exactly the
+-- expiring samples, with their expiry, and every write sweeps a few that
+-- have expired.
+local function mindex(ix, xx, member, e)
+  local had = call('EXISTS', ix)
+  call('ZADD', ix, 0, member)
+  outlive(ix, e, had)
+  if e == -1 then
+    call('ZREM', xx, member)
+  else
+    had = call('EXISTS', xx)
+    call('ZADD', xx, e, member)
+    outlive(xx, e, had)
+  end
+  local gone = call('ZRANGEBYSCORE', xx, '-inf', '(' .. fmt(nowms()), 'LIMIT', 0, 16)
+  if #gone > 0 then
+    call('ZREM', ix, unpack(gone))
+    call('ZREM', xx, unpack(gone))
+  end
+end
+
+-- restorable checks a restore of key (ARGV[2] its mode: 'f' fail, 's'
+-- skip, 'o' overwrite; ARGV[3] its expiry, 'p' or ms) before it writes:
+-- it answers nil when the restore may go on, else its reply: {2} when the
+-- expiry has passed (nothing to restore), {0} when a live record with the
+-- key exists and the mode is not overwrite. An overwrite deletes the
+-- record first, so nothing of it remains.
+local function restorable(key)
+  local spec = ARGV[3]
+  if spec ~= 'p' and tonumber(spec) <= nowms() then return {2} end
+  if call('EXISTS', key) == 1 then
+    if ARGV[2] ~= 'o' then return {0} end
+    call('DEL', key)
+  end
+  return nil
+end
+
 -- unindex removes ids from a global index.
 local function unindex(ids)
   if #ids > 0 then
@@ -108,25 +147,7 @@ elseif op == 'mput' then
       e = tonumber(spec)
     end
   end
-  -- The agent's indexes live as long as their longest-lived sample; the
-  -- expiry index holds exactly the expiring samples, with their expiry,
-  -- and every write sweeps a few that have expired.
-  local ix, xx, member = KEYS[2], KEYS[3], ARGV[3]
-  local had = call('EXISTS', ix)
-  call('ZADD', ix, 0, member)
-  outlive(ix, e, had)
-  if e == -1 then
-    call('ZREM', xx, member)
-  else
-    had = call('EXISTS', xx)
-    call('ZADD', xx, e, member)
-    outlive(xx, e, had)
-  end
-  local gone = call('ZRANGEBYSCORE', xx, '-inf', '(' .. fmt(nowms()), 'LIMIT', 0, 16)
-  if #gone > 0 then
-    call('ZREM', ix, unpack(gone))
-    call('ZREM', xx, unpack(gone))
-  end
+  mindex(KEYS[2], KEYS[3], ARGV[3], e)
   return e
 
 elseif op == 'mdel' then
@@ -211,6 +232,10 @@ elseif op == 'sput' then
   -- failover to a replica whose clock is behind. A store-wide counter
   -- would need a key outside the agent's slot, which a script may not
   -- touch on a cluster. Versions stay below 2^53, exact in Lua numbers.
+  -- A restore (srestore) sets a version as given, one another host's
+  -- clock or another backend's counter made: the next write is still
+  -- above it (old + 1), but a re-create after a delete starts again at
+  -- the clock, which may be below a restored version from a clock ahead.
   local k, c = KEYS[1], ARGV[3]
   local old = call('HGET', k, 'v')
   if c == 'a' then
@@ -231,6 +256,45 @@ elseif op == 'sput' then
   local vs = fmt(v)
   call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5])
   return {1, vs, expire(k, ARGV[2], old ~= false)}
+
+elseif op == 'mrestore' then
+  -- Restore a metric sample as given and index it as mput does.
+  -- KEYS: sample, index, expiry index. ARGV: op, mode, expiry ('p' or
+  -- ms), member, value. Answers {1, expiry}, or what restorable answers.
+  local k = KEYS[1]
+  local no = restorable(k)
+  if no then return no end
+  local e = -1
+  if ARGV[3] == 'p' then
+    call('SET', k, ARGV[5])
+  else
+    call('SET', k, ARGV[5], 'PXAT', ARGV[3])
+    e = tonumber(ARGV[3])
+  end
+  mindex(KEYS[2], KEYS[3], ARGV[4], e)
+  return {1, e}
+
+elseif op == 'arestore' then
+  -- Restore an alert as given: no transition is checked, created_at and
+  -- updated_at are the given ones. KEYS: alert. ARGV: op, mode, expiry,
+  -- agent, severity, status, message, labels, created_at, updated_at.
+  -- Answers {1, expiry}, or what restorable answers.
+  local k = KEYS[1]
+  local no = restorable(k)
+  if no then return no end
+  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10])
+  return {1, expire(k, ARGV[3], false)}
+
+elseif op == 'srestore' then
+  -- Restore an agent state with exactly its version (at most 2^53 - 2, so
+  -- that sput's next version, above it, is exact). KEYS: state. ARGV: op,
+  -- mode, expiry, version, updated_at, document. Answers {1, expiry}, or
+  -- what restorable answers.
+  local k = KEYS[1]
+  local no = restorable(k)
+  if no then return no end
+  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6])
+  return {1, expire(k, ARGV[3], false)}
 
 elseif op == 'sdel' then
   -- Delete an agent state if its condition holds. KEYS: state.

@@ -133,6 +133,7 @@ func init() {
 		AgentStates: (*states)(b),
 		TTL:         true,
 		Concurrency: true,
+		Restorer:    b,
 		// kv is the fallback buffer's (fallback=buffer); the host grants
 		// it by default.
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
@@ -340,6 +341,10 @@ var (
 	opIxdel  = []byte("ixdel")
 	opIxrng  = []byte("ixrange")
 	opIxtrim = []byte("ixtrim")
+
+	opMrestore = []byte("mrestore")
+	opArestore = []byte("arestore")
+	opSrestore = []byte("srestore")
 )
 
 // request builds the calls of one EvalMany in a reusable arena: every key

@@ -38,6 +38,11 @@ type item struct {
 	alert  abi.Alert
 	state  abi.AgentState
 	status abi.AlertStatus
+	// An OpRestore: the kind of its record (in metric, alert or state),
+	// its mode, and its result.
+	restore abi.RecordKind
+	mode    abi.RestoreMode
+	written bool
 }
 
 // allowedFrom[s] lists, as digits, the statuses an alert may move to s
@@ -179,8 +184,107 @@ func (b *backend) addCalls(it *item) {
 			b.unindex(ixStates, it.state.AgentID)
 		}
 
+	case abi.OpRestore:
+		b.addRestore(it)
+
 	default:
 		it.err = abi.Errorf(abi.StatusUnsupported, "%s cannot be pipelined", it.op)
+	}
+}
+
+// Restore modes as the library takes them.
+var restoreModes = [...]string{abi.RestoreFail: "f", abi.RestoreSkip: "s", abi.RestoreOverwrite: "o"}
+
+// addRestore adds the calls of an OpRestore: the record's own call, which
+// checks the mode and writes the record with its fields and absolute
+// expiry, then the same index calls a put of the record makes.
+func (b *backend) addRestore(it *item) {
+	r := &b.rq
+	var exp time.Time
+	switch it.restore {
+	case abi.KindMetric:
+		m := &it.metric
+		exp = m.ExpiresAt
+		r.call(opMrestore)
+		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
+		r.tagKey(metricIndex, m.AgentID)
+		r.tagKey(metricExpiry, m.AgentID)
+	case abi.KindAlert:
+		exp = it.alert.ExpiresAt
+		r.call(opArestore)
+		r.tagKey(alertKeyPrefix, it.alert.ID)
+	case abi.KindAgentState:
+		exp = it.state.ExpiresAt
+		r.call(opSrestore)
+		r.tagKey(stateKeyPrefix, it.state.AgentID)
+	}
+	r.argStr(restoreModes[it.mode])
+	start := r.mark()
+	var bound span
+	if exp.IsZero() {
+		r.arena = append(r.arena, 'p')
+	} else {
+		r.arena = strconv.AppendInt(r.arena, exp.UnixMilli(), 10)
+		bound = span{start, len(r.arena)}
+	}
+	r.endArg(start)
+	switch it.restore {
+	case abi.KindMetric:
+		m := &it.metric
+		start = r.mark()
+		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
+		r.endArg(start)
+		start = r.mark()
+		r.arena = appendMetricValue(r.arena, m)
+		r.endArg(start)
+		b.index(ixMetrics, m.AgentID, bound)
+	case abi.KindAlert:
+		a := &it.alert
+		r.argStr(a.AgentID)
+		r.argInt(int64(a.Severity))
+		r.argInt(int64(a.Status))
+		r.argStr(a.Message)
+		start = r.mark()
+		r.arena = appendLabels(r.arena, a.Labels)
+		r.endArg(start)
+		r.argInt(a.CreatedAt.UnixNano())
+		r.argInt(a.UpdatedAt.UnixNano())
+		b.index(ixAlerts, a.ID, bound)
+	case abi.KindAgentState:
+		s := &it.state
+		start = r.mark()
+		r.arena = strconv.AppendUint(r.arena, s.Version, 10)
+		r.endArg(start)
+		r.argInt(s.UpdatedAt.UnixNano())
+		r.arg(s.State)
+		b.index(ixStates, s.AgentID, bound)
+	}
+}
+
+// maxVersion is the largest agent-state version this backend keeps: the
+// library computes the next version as a Lua number, exact below 2^53.
+const maxVersion = 1<<53 - 2
+
+// setRestore fills it, of op OpRestore, from a decoded and checked r.
+// An item whose record has expired by now is served at once: it has
+// nothing to write.
+func (it *item) setRestore(r *abi.Restore) {
+	it.restore, it.mode = r.Kind, r.Mode
+	switch r.Kind {
+	case abi.KindMetric:
+		it.metric = r.Metric
+	case abi.KindAlert:
+		it.alert = r.Alert
+	case abi.KindAgentState:
+		it.state = r.State
+		if r.State.Version > maxVersion {
+			it.err = abi.Errorf(abi.StatusLimit, "agent state %q: version %d is above %d, the largest this backend keeps",
+				r.State.AgentID, r.State.Version, uint64(maxVersion))
+			return
+		}
+	}
+	if r.Expired(it.now) {
+		it.served = true
 	}
 }
 
@@ -355,6 +459,23 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
 		}
 		it.err = err
+
+	case abi.OpRestore:
+		// {1, expiry}: written; {0}: a live record exists; {2}: expired by
+		// Redis's clock, nothing written.
+		a, err := replyArray(r, 1)
+		switch {
+		case err != nil:
+			it.err = err
+		case a[0].Int == 0 && it.mode == abi.RestoreFail:
+			it.err = fmt.Errorf("restore %s: a live record with its key exists: %w", it.restore, sdk.ErrConflict)
+		case a[0].Int == 0 || a[0].Int == 2:
+			it.written = false
+		case a[0].Int == 1:
+			it.written = true
+		default:
+			it.err = badReply(r)
+		}
 	}
 }
 
@@ -605,6 +726,21 @@ func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
 		return abi.AgentState{}, it.err
 	}
 	return it.state, it.err
+}
+
+// Restore writes a record exactly as given (abi.OpRestore), in one script
+// call that checks the mode and writes the record, its fields and its
+// absolute expiry, and the index calls a put makes. While Redis cannot be
+// reached it is UNAVAILABLE: a restore is never buffered.
+func (b *backend) Restore(r *abi.Restore) (bool, error) {
+	it := b.begin(abi.OpRestore)
+	it.now = sdk.Now()
+	it.setRestore(r)
+	if it.err != nil || it.served {
+		return false, it.err
+	}
+	b.run(it)
+	return it.written, it.err
 }
 
 func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
