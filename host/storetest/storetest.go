@@ -32,6 +32,11 @@
 //   - Query: filters (agent, name, time range, label matchers, severity,
 //     status, creation time, ID prefix), result order, cursor pagination and
 //     the server-side page limits.
+//   - Restore: every field of a restored record is kept (an agent state's
+//     version, with later writes above it; an alert's creation and update
+//     times; the absolute expiry, to the millisecond), the modes fail, skip
+//     and overwrite, records already expired are not restored, and
+//     restored records are found by queries and expire.
 //   - Isolation: two stores from two Opener calls do not see each other.
 //   - Closed: every method of a closed store returns host.ErrClosed.
 //
@@ -109,6 +114,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("TTL", s.testTTL)
 	t.Run("Query", s.testQuery)
 	t.Run("Bulk", s.testBulk)
+	t.Run("Restore", s.testRestore)
 	t.Run("Isolation", s.testIsolation)
 	t.Run("Closed", s.testClosed)
 }
