@@ -508,3 +508,49 @@ func TestRedisFallbackOrder(t *testing.T) {
 	require.Greater(t, got.Version, second.Version, "Redis gives a version above the provisional one")
 	require.Equal(t, second.ExpiresAt, got.ExpiresAt)
 }
+
+// TestRedisFallbackRestore checks that a restore is never buffered: while
+// Redis is down it is UNAVAILABLE and leaves nothing to replay, and once
+// Redis is back it restores as ever.
+func TestRedisFallbackRestore(t *testing.T) {
+	skipShort(t)
+	srv := persistentServer(t)
+	addrs := []string{srv.Addr()}
+	st := openFallback(t, addrs, redistest.Prefix(t, addrs...), 2, nil)
+	ctx := t.Context()
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	items := []host.Restore{
+		{Kind: host.KindMetric, Mode: host.RestoreOverwrite, Metric: host.Metric{AgentID: "r", Name: "n", Value: 1, Timestamp: ts}},
+		{Kind: host.KindAlert, Mode: host.RestoreOverwrite, Alert: host.Alert{ID: "ra", AgentID: "r", Severity: abi.SeverityInfo,
+			Status: abi.AlertFiring, CreatedAt: ts, UpdatedAt: ts}},
+		{Kind: host.KindAgentState, Mode: host.RestoreOverwrite, State: host.AgentState{AgentID: "r", State: []byte("v"),
+			Version: 77, UpdatedAt: ts}},
+	}
+
+	srv.Stop()
+	rs, err := st.Restore(ctx, items)
+	require.NoError(t, err)
+	for i := range rs {
+		require.ErrorIs(t, rs[i].Err, host.ErrUnavailable, "item %d while Redis is down", i)
+	}
+	// A buffered write, so that the store has a replay to do.
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "other", State: []byte("x")})
+	require.NoError(t, err)
+
+	srv.Start()
+	waitReplayed(t, st, "other")
+	_, err = st.GetAgentState(ctx, "r")
+	require.ErrorIs(t, err, host.ErrNotFound, "a restore refused while Redis was down was replayed")
+	_, err = st.GetAlert(ctx, "ra")
+	require.ErrorIs(t, err, host.ErrNotFound)
+
+	rs, err = st.Restore(ctx, items)
+	require.NoError(t, err)
+	for i := range rs {
+		require.NoError(t, rs[i].Err, "item %d once Redis is back", i)
+		require.True(t, rs[i].Value)
+	}
+	got, err := st.GetAgentState(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, uint64(77), got.Version)
+}
