@@ -3,6 +3,10 @@
 //	storage-host serve [-config FILE] [-listen ADDR]   serve the configured backends over HTTP
 //	storage-host validate FILE                         check a configuration file
 //	storage-host plugin inspect FILE.wasm|builtin:NAME describe a plugin
+//	storage-host backup -config FILE -backend NAME -o FILE|-   back a backend up
+//	storage-host backup verify FILE                    check a backup file
+//	storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] FILE|-
+//	storage-host migrate -config FILE -from NAME -to NAME [-state FILE] [-mode ...]
 //
 // With no configuration, serve runs the embedded memory backend on a
 // loopback address and prints where it listens. See README.md for the
@@ -37,6 +41,13 @@ Commands:
                                         (default: the embedded memory backend on 127.0.0.1:8474)
   validate FILE                         check a configuration file without serving
   plugin inspect FILE.wasm|builtin:NAME describe a plugin and whether this host can load it
+  backup -config FILE -backend NAME -o FILE|-
+                                        write a backup of a backend ("-": to standard output)
+  backup verify FILE                    check a backup file and say what it holds
+  restore -config FILE -backend NAME [-mode fail|skip|overwrite] FILE|-
+                                        restore a backup into a backend (default mode: fail)
+  migrate -config FILE -from NAME -to NAME [-state FILE] [-mode fail|skip|overwrite]
+                                        copy every record of a backend into another; resumable
 
 Run 'storage-host <command> -h' for a command's flags.
 `
@@ -57,6 +68,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprint(stderr, usage)
 		return errors.New("plugin: the only subcommand is inspect")
+	case "backup":
+		return backupCmd(args, stdout, stderr)
+	case "restore":
+		return restoreCmd(args, stdout, stderr)
+	case "migrate":
+		return migrateCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

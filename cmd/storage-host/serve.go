@@ -92,13 +92,21 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sched := newScheduler(m, logger, reg)
 	closeManager := func() {
+		sched.stop()
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := m.Close(closeCtx); err != nil {
 			logger.Warn("closing backends", "error", err)
 		}
 	}
+	// Memory backends get their records back before anyone can read them.
+	if err := restoreOnStart(ctx, m, f, logger); err != nil {
+		closeManager()
+		return err
+	}
+	sched.update(f)
 	h, err := httpapi.New(httpapi.Options{Backends: m, Logger: logger, Tokens: tokens(f), Registry: reg})
 	if err != nil {
 		closeManager()
@@ -120,7 +128,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
-	r.m, r.h = m, h
+	r.m, r.h, r.sched = m, h, sched
 
 	for {
 		select {
@@ -156,6 +164,7 @@ type reloader struct {
 	m       *manager.Manager
 	h       *httpapi.Handler
 	watcher *watcher
+	sched   *scheduler
 	log     hclog.Logger
 	root    hclog.Logger // its level follows the file unless -log-level set it
 	// allowUnauth is the -allow-unauthenticated flag, which a reload
@@ -179,6 +188,7 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		return
 	}
 	r.h.SetTokens(tokens(f))
+	r.sched.update(f)
 	if r.watcher != nil {
 		r.watcher.follow(f)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -44,6 +45,19 @@ func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 	return bw.Close()
+}
+
+// BackupFile backs st up (Backup) into a new file at path, atomically:
+// it writes path + ".tmp", syncs it and renames it over path, so that
+// path holds a whole backup or is left as it was.
+func BackupFile(ctx context.Context, st *host.Store, path string) (Summary, error) {
+	var sum Summary
+	err := writeFileAtomic(path, func(f *os.File) error {
+		var err error
+		sum, err = Backup(ctx, st, f)
+		return err
+	})
+	return sum, err
 }
 
 // canList checks that st can list every kind of record it stores.

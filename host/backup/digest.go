@@ -73,7 +73,7 @@ func (d *Digests) Of(k abi.RecordKind) *Digest {
 }
 
 // Counts returns the record counts of d.
-func (d *Digests) Counts() Counts {
+func (d Digests) Counts() Counts {
 	return Counts{Metrics: d.Metrics.Count, Alerts: d.Alerts.Count, AgentStates: d.AgentStates.Count}
 }
 

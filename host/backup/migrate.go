@@ -407,7 +407,7 @@ func saveCheckpoint(path string, cp *checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("backup: checkpoint: %w", err)
 	}
-	if err := WriteFileAtomic(path, func(f *os.File) error {
+	if err := writeFileAtomic(path, func(f *os.File) error {
 		_, err := f.Write(append(b, '\n'))
 		return err
 	}); err != nil {
@@ -416,11 +416,11 @@ func saveCheckpoint(path string, cp *checkpoint) error {
 	return nil
 }
 
-// WriteFileAtomic creates path by writing a temporary file beside it
+// writeFileAtomic creates path by writing a temporary file beside it
 // (path + ".tmp"), syncing it and renaming it over path: a reader sees
 // the old file or the whole new one, never a part. On error the
 // temporary file is removed and path is left as it was.
-func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
+func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {

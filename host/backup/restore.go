@@ -26,6 +26,13 @@ type RestoreOptions struct {
 	Mode abi.RestoreMode
 	// Progress, when set, is called after each batch written.
 	Progress func(RestoreProgress)
+	// KeepExpiry counts each record's TTL from when the backup was made
+	// (Header.Created) rather than from the restore: a record expires
+	// when it would have had it stayed in the backend (a little earlier:
+	// by up to the time the backup took to read), and one whose time is
+	// up is not restored. For a backend brought back after a restart.
+	// Default: false, TTLs count from the restore.
+	KeepExpiry bool
 }
 
 // RestoreProgress says how far a restore is.
@@ -118,7 +125,11 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 		if len(chunk) == 0 {
 			return nil
 		}
-		res, err := restoreChunk(ctx, st, chunk, opts.Mode, time.Now())
+		from := time.Now()
+		if opts.KeepExpiry {
+			from = file.Header.Created
+		}
+		res, err := restoreChunk(ctx, st, chunk, opts.Mode, from)
 		if err != nil {
 			return err
 		}
@@ -183,11 +194,11 @@ const (
 )
 
 // restoreChunk restores recs (at most chunkSize), expiring each its TTL
-// after now. An item error fails the chunk.
-func restoreChunk(ctx context.Context, st *host.Store, recs []*Record, mode abi.RestoreMode, now time.Time) ([]restResult, error) {
+// after from. An item error fails the chunk.
+func restoreChunk(ctx context.Context, st *host.Store, recs []*Record, mode abi.RestoreMode, from time.Time) ([]restResult, error) {
 	items := make([]host.Restore, len(recs))
 	for i, r := range recs {
-		items[i] = r.restore(now, mode)
+		items[i] = r.restore(from, mode)
 	}
 	return restoreItems(ctx, st, items)
 }
