@@ -241,3 +241,30 @@ func TestRestoreRefusesBackendsThatCannot(t *testing.T) {
 	_, err = backup.Backup(ctx, st, &bytes.Buffer{})
 	require.EqualError(t, err, "backup: backend old stores agent_states but cannot list them (its plugin has no query feature)")
 }
+
+// TestRestoreKeepExpiry: with KeepExpiry, TTLs count from the backup's
+// creation, and a record whose time is up is not restored.
+func TestRestoreKeepExpiry(t *testing.T) {
+	ctx := context.Background()
+	created := time.Now().Add(-time.Hour)
+	var buf bytes.Buffer
+	w, err := backup.NewWriter(&buf, backup.Header{Created: created})
+	require.NoError(t, err)
+	for id, ttl := range map[string]time.Duration{"gone": 30 * time.Minute, "left": 2 * time.Hour, "never": 0} {
+		require.NoError(t, w.Write(&backup.Record{Kind: abi.KindAgentState, TTL: ttl,
+			State: abi.AgentState{AgentID: id, State: []byte(`1`), Version: 3, UpdatedAt: t0}}))
+	}
+	_, err = w.Close()
+	require.NoError(t, err)
+
+	dst := openNamed(t, "dst")
+	got, err := backup.Restore(ctx, dst, bytes.NewReader(buf.Bytes()), backup.RestoreOptions{KeepExpiry: true})
+	require.NoError(t, err)
+	require.Equal(t, backup.Counts{AgentStates: 2}, got.Written)
+	require.Equal(t, backup.Counts{AgentStates: 1}, got.Expired)
+	_, err = dst.GetAgentState(ctx, "gone")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	left, err := dst.GetAgentState(ctx, "left")
+	require.NoError(t, err)
+	require.WithinDuration(t, created.Add(2*time.Hour), left.ExpiresAt, time.Second)
+}
