@@ -75,31 +75,23 @@ func canList(st *host.Store) error {
 // left; expired is true for a record that expired after the query
 // returned it.
 func scan(ctx context.Context, st *host.Store, fn func(rec *Record, expired bool) error) error {
-	f := st.Metadata().Features
-	for _, k := range kinds {
-		if !f.Has(k.Feature()) {
-			continue
+	pg := newPager(ctx, st, position{kind: abi.KindMetric})
+	for {
+		f, ok := pg.next()
+		if !ok {
+			return nil
 		}
-		var cursor []byte
-		for {
-			recs, next, err := page(ctx, st, k, cursor)
-			if err != nil {
+		if f.err != nil {
+			return f.err
+		}
+		now := time.Now()
+		for i := range f.recs {
+			expired := f.recs[i].setTTL(now)
+			if err := fn(&f.recs[i], expired); err != nil {
 				return err
 			}
-			now := time.Now()
-			for i := range recs {
-				expired := recs[i].setTTL(now)
-				if err := fn(&recs[i], expired); err != nil {
-					return err
-				}
-			}
-			if len(next) == 0 {
-				break
-			}
-			cursor = next
 		}
 	}
-	return nil
 }
 
 // page reads one page of records of kind k from cursor on.

@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
@@ -145,40 +148,41 @@ func Migrate(ctx context.Context, from, to *host.Store, opts MigrateOptions) (Mi
 	}
 	handled := func() int64 { return cp.Copied.Total() + cp.Skipped.Total() + cp.Expired.Total() }
 
-	fromFeatures := from.Metadata().Features
-	for !cp.Done {
+	pg := newPager(ctx, from, position{kind: cp.Kind, cursor: cp.Cursor, done: cp.Done})
+	for {
 		if err := ctx.Err(); err != nil {
 			return sum(), interrupted(ctx, err, opts.State)
 		}
-		if !fromFeatures.Has(cp.Kind.Feature()) {
-			cp.nextKind()
-			continue
+		f, ok := pg.next()
+		if !ok {
+			break
 		}
-		recs, next, err := page(ctx, from, cp.Kind, cp.Cursor)
-		if err != nil {
+		if f.err != nil {
+			return sum(), interrupted(ctx, f.err, opts.State)
+		}
+		if err := copyPage(ctx, to, f.recs, opts.Mode, cp); err != nil {
 			return sum(), interrupted(ctx, err, opts.State)
 		}
-		if err := copyPage(ctx, to, recs, opts.Mode, cp); err != nil {
-			return sum(), interrupted(ctx, err, opts.State)
-		}
-		if len(next) == 0 {
-			cp.nextKind()
-		} else {
-			cp.Cursor = next
-		}
+		cp.Kind, cp.Cursor, cp.Done = f.after.kind, f.after.cursor, f.after.done
 		if err := saveCheckpoint(opts.State, cp); err != nil {
 			return sum(), err
 		}
 		progress(PhaseCopy, handled(), cp.Total.Total())
 	}
+	if !cp.Done {
+		// The source stores none of the kinds left.
+		cp.Done = true
+		if err := saveCheckpoint(opts.State, cp); err != nil {
+			return sum(), err
+		}
+	}
 
 	out := sum()
 	progress(PhaseCompare, 0, cp.Total.Total())
-	if out.Source, err = DigestStore(ctx, from); err != nil {
-		return out, interrupted(ctx, err, opts.State)
-	}
-	progress(PhaseCompare, cp.Total.Total()/2, cp.Total.Total())
-	if out.Target, err = DigestStore(ctx, to); err != nil {
+	var g errgroup.Group
+	g.Go(func() (err error) { out.Source, err = DigestStore(ctx, from); return err })
+	g.Go(func() (err error) { out.Target, err = DigestStore(ctx, to); return err })
+	if err := g.Wait(); err != nil {
 		return out, interrupted(ctx, err, opts.State)
 	}
 	progress(PhaseCompare, cp.Total.Total(), cp.Total.Total())
@@ -226,66 +230,51 @@ func interrupted(ctx context.Context, err error, state string) error {
 	return fmt.Errorf("%w (the checkpoint in %s resumes the migration)", err, state)
 }
 
-func (cp *checkpoint) nextKind() {
-	cp.Cursor = nil
-	if cp.Kind == abi.KindAgentState {
-		cp.Done = true
-		return
-	}
-	cp.Kind++
-}
-
 // countAndCheck counts the source's records by kind, and, with mode fail,
 // checks that the target holds none of their keys with another content.
 func countAndCheck(ctx context.Context, from, to *host.Store, mode abi.RestoreMode, progress func(int64)) (Counts, error) {
 	var (
 		c         Counts
+		mu        sync.Mutex
 		conflicts int64
 		first     string
 	)
-	f := from.Metadata().Features
-	for _, k := range kinds {
-		if !f.Has(k.Feature()) {
-			continue
+	pg := newPager(ctx, from, position{kind: abi.KindMetric})
+	for {
+		f, ok := pg.next()
+		if !ok {
+			break
 		}
+		if f.err != nil {
+			return c, f.err
+		}
+		c.add(f.kind, int64(len(f.recs)))
 		// A target that cannot take the kind is refused below, if the
 		// source holds any.
-		check := mode == abi.RestoreFail && to.Metadata().Features.Has(k.Feature()|abi.FeatureBatch)
-		var cursor []byte
-		for {
-			recs, next, err := page(ctx, from, k, cursor)
+		if mode == abi.RestoreFail && to.Metadata().Features.Has(f.kind.Feature()|abi.FeatureBatch) {
+			err := inChunks(ctx, f.recs, func(ctx context.Context, chunk []*Record) error {
+				there, err := existing(ctx, to, chunk)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for j, t := range there {
+					if t != nil && !sameRecord(t, chunk[j]) {
+						if conflicts == 0 {
+							it := chunk[j].restore(time.Time{}, mode)
+							first = describe(&it)
+						}
+						conflicts++
+					}
+				}
+				return nil
+			})
 			if err != nil {
 				return c, err
 			}
-			c.add(k, int64(len(recs)))
-			if check && len(recs) > 0 {
-				ptrs := make([]*Record, len(recs))
-				for i := range recs {
-					ptrs[i] = &recs[i]
-				}
-				for i := 0; i < len(ptrs); i += chunkSize {
-					chunk := ptrs[i:min(i+chunkSize, len(ptrs))]
-					there, err := existing(ctx, to, chunk)
-					if err != nil {
-						return c, err
-					}
-					for j, t := range there {
-						if t != nil && !sameRecord(t, chunk[j]) {
-							if conflicts == 0 {
-								it := chunk[j].restore(time.Time{}, mode)
-								first = describe(&it)
-							}
-							conflicts++
-						}
-					}
-				}
-			}
-			progress(c.Total())
-			if len(next) == 0 {
-				break
-			}
-			cursor = next
 		}
+		progress(c.Total())
 	}
 	if err := canRestore(to, c); err != nil {
 		return c, err
@@ -297,65 +286,55 @@ func countAndCheck(ctx context.Context, from, to *host.Store, mode abi.RestoreMo
 	return c, nil
 }
 
-// copyPage restores one page of the source into to and counts it in cp.
-func copyPage(ctx context.Context, to *host.Store, recs []Record, mode abi.RestoreMode, cp *checkpoint) error {
-	now := time.Now()
-	var live []*Record
+// writeChunk is the size of the batches a migration sends to the target,
+// and writers the most it has in flight: a Redis backend spends most of a
+// batch's time waiting for the server, and four batches at once copy
+// twice as fast as one.
+const (
+	writeChunk = 250
+	writers    = 4
+)
+
+// inChunks calls fn on recs in chunks of writeChunk, writers at a time,
+// and returns the first error.
+func inChunks(ctx context.Context, recs []Record, fn func(context.Context, []*Record) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(writers)
+	ptrs := make([]*Record, len(recs))
 	for i := range recs {
-		if at := recs[i].expiresAt(); !at.IsZero() && !at.After(now) {
-			cp.Expired.add(recs[i].Kind, 1)
-			continue
-		}
-		live = append(live, &recs[i])
+		ptrs[i] = &recs[i]
 	}
-	// The counts change only once the whole page is in: a page that
-	// fails is copied again, whole, when the migration resumes.
-	var copied, skipped, expired Counts
-	for i := 0; i < len(live); i += chunkSize {
-		chunk := live[i:min(i+chunkSize, len(live))]
-		items := make([]host.Restore, len(chunk))
-		for j, r := range chunk {
-			items[j] = abi.Restore{Kind: r.Kind, Metric: r.Metric, Alert: r.Alert, State: r.State, Mode: mode}
-		}
-		res, err := to.Restore(ctx, items)
-		if err != nil {
-			return fmt.Errorf("backup: restoring into %s: %w", to.Name(), err)
-		}
-		after := time.Now()
-		var check []*Record // written false or conflict: equal or not?
-		for j, r := range res {
-			switch {
-			case r.Err == nil && r.Value:
-				copied.add(chunk[j].Kind, 1)
-			case r.Err == nil && items[j].Expired(after):
-				expired.add(chunk[j].Kind, 1)
-			case r.Err == nil, errors.Is(r.Err, host.ErrConflict) && mode == abi.RestoreFail:
-				check = append(check, chunk[j])
-			default:
-				return fmt.Errorf("backup: restoring %s into %s: %w", describe(&items[j]), to.Name(), r.Err)
-			}
-		}
-		if len(check) == 0 {
-			continue
-		}
-		there, err := existing(ctx, to, check)
+	for i := 0; i < len(ptrs); i += writeChunk {
+		chunk := ptrs[i:min(i+writeChunk, len(ptrs))]
+		g.Go(func() error { return fn(ctx, chunk) })
+	}
+	return g.Wait()
+}
+
+// copyPage restores one page of the source into to and counts it in cp.
+// The counts change only once the whole page is in: a page that fails is
+// copied again, whole, when the migration resumes.
+func copyPage(ctx context.Context, to *host.Store, recs []Record, mode abi.RestoreMode, cp *checkpoint) error {
+	var (
+		mu                       sync.Mutex
+		copied, skipped, expired Counts
+	)
+	err := inChunks(ctx, recs, func(ctx context.Context, chunk []*Record) error {
+		c, s, e, err := copyChunk(ctx, to, chunk, mode)
 		if err != nil {
 			return err
 		}
-		for j, t := range there {
-			switch {
-			case t != nil && sameRecord(t, check[j]):
-				copied.add(check[j].Kind, 1)
-			case t == nil:
-				// Gone since: it expired, or someone deleted it.
-				expired.add(check[j].Kind, 1)
-			case mode == abi.RestoreSkip:
-				skipped.add(check[j].Kind, 1)
-			default:
-				it := check[j].restore(time.Time{}, mode)
-				return fmt.Errorf("%w: backend %s holds %s with another content", ErrExists, to.Name(), describe(&it))
-			}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range kinds {
+			copied.add(k, c.Of(k))
+			skipped.add(k, s.Of(k))
+			expired.add(k, e.Of(k))
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, k := range kinds {
 		cp.Copied.add(k, copied.Of(k))
@@ -363,6 +342,65 @@ func copyPage(ctx context.Context, to *host.Store, recs []Record, mode abi.Resto
 		cp.Expired.add(k, expired.Of(k))
 	}
 	return nil
+}
+
+// copyChunk restores recs into to, each with its own expiry, and counts
+// them: written or found equal, kept different (skip), expired.
+func copyChunk(ctx context.Context, to *host.Store, recs []*Record, mode abi.RestoreMode) (copied, skipped, expired Counts, err error) {
+	now := time.Now()
+	items := make([]host.Restore, 0, len(recs))
+	live := make([]*Record, 0, len(recs))
+	for _, r := range recs {
+		if at := r.expiresAt(); !at.IsZero() && !at.After(now) {
+			expired.add(r.Kind, 1)
+			continue
+		}
+		items = append(items, abi.Restore{Kind: r.Kind, Metric: r.Metric, Alert: r.Alert, State: r.State, Mode: mode})
+		live = append(live, r)
+	}
+	if len(items) == 0 {
+		return
+	}
+	res, err := to.Restore(ctx, items)
+	if err != nil {
+		return copied, skipped, expired, fmt.Errorf("backup: restoring into %s: %w", to.Name(), err)
+	}
+	after := time.Now()
+	var check []*Record // written false or conflict: equal or not?
+	for j, r := range res {
+		switch {
+		case r.Err == nil && r.Value:
+			copied.add(live[j].Kind, 1)
+		case r.Err == nil && items[j].Expired(after):
+			expired.add(live[j].Kind, 1)
+		case r.Err == nil, errors.Is(r.Err, host.ErrConflict) && mode == abi.RestoreFail:
+			check = append(check, live[j])
+		default:
+			return copied, skipped, expired, fmt.Errorf("backup: restoring %s into %s: %w", describe(&items[j]), to.Name(), r.Err)
+		}
+	}
+	if len(check) == 0 {
+		return
+	}
+	there, err := existing(ctx, to, check)
+	if err != nil {
+		return copied, skipped, expired, err
+	}
+	for j, t := range there {
+		switch {
+		case t != nil && sameRecord(t, check[j]):
+			copied.add(check[j].Kind, 1)
+		case t == nil:
+			// Gone since: it expired, or someone deleted it.
+			expired.add(check[j].Kind, 1)
+		case mode == abi.RestoreSkip:
+			skipped.add(check[j].Kind, 1)
+		default:
+			it := check[j].restore(time.Time{}, mode)
+			return copied, skipped, expired, fmt.Errorf("%w: backend %s holds %s with another content", ErrExists, to.Name(), describe(&it))
+		}
+	}
+	return
 }
 
 // loadCheckpoint reads the checkpoint at path, if there is one, and checks
