@@ -170,8 +170,11 @@ func (p *progress) update(phase string, done, total int64) {
 	}
 }
 
+// finish takes the bar off the terminal: a command's last words are
+// printed where it was.
 func (p *progress) finish() {
 	if p.bar != nil {
-		_ = p.bar.Finish()
+		_ = p.bar.Clear()
+		_ = p.bar.Exit()
 	}
 }

@@ -131,7 +131,9 @@ func (r *Record) encode(e *abi.Encoder) {
 
 // Counts are numbers of records by kind.
 type Counts struct {
-	Metrics, Alerts, AgentStates int64
+	Metrics     int64 `json:"metrics"`
+	Alerts      int64 `json:"alerts"`
+	AgentStates int64 `json:"agent_states"`
 }
 
 // Of returns the count of kind k.
