@@ -97,3 +97,20 @@ func TestBadBackupBlocks(t *testing.T) {
 		})
 	}
 }
+
+// TestReadmeBackupExample keeps README.md's backup block valid.
+func TestReadmeBackupExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	var example string
+	for _, block := range strings.Split(string(readme), "```hcl\n")[1:] {
+		if b, _, _ := strings.Cut(block, "```"); strings.Contains(b, "backup {") {
+			example = b
+		}
+	}
+	require.NotEmpty(t, example, "README.md has an hcl example with a backup block")
+	dir := t.TempDir()
+	f, err := config.Parse([]byte(example), filepath.Join(dir, "readme.hcl"))
+	require.NoError(t, err)
+	require.Equal(t, &config.Backup{Interval: time.Hour, Directory: filepath.Join(dir, "backups"), Keep: 24, RestoreOnStart: true}, f.Backends[0].Backup)
+}
