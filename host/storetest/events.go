@@ -27,7 +27,6 @@ func RunEvents(t *testing.T, open Opener) {
 	t.Run("Resume", func(t *testing.T) { s.eventsResume(t) })
 }
 
-
 // nextEvent receives one event or fails after a while.
 func nextEvent(t *testing.T, s *events.Subscription) events.Event {
 	t.Helper()
