@@ -88,7 +88,13 @@ func TestCacheMetrics(t *testing.T) {
 	m, err := manager.New(ctx, f, manager.Options{Registry: reg})
 	require.NoError(t, err)
 	defer m.Close(ctx)
+	// Wait for the put's own event: had it arrived during the first read,
+	// it would have refused that read's fill (correctly, and by chance).
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
 	put(t, m, "x")
+	receive(t, sub)
 	for range 3 {
 		_, err := get(m, "x")
 		require.NoError(t, err)
