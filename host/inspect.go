@@ -58,7 +58,7 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 	cfg := Config{
 		WASM:         wasm,
 		Options:      options,
-		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents},
 		Instances:    1,
 	}
 	if !configure {
