@@ -25,6 +25,37 @@ func RunEvents(t *testing.T, open Opener) {
 	t.Run("Writes", func(t *testing.T) { s.eventsOfWrites(t) })
 	t.Run("Expiry", func(t *testing.T) { s.eventsOfExpiry(t) })
 	t.Run("Resume", func(t *testing.T) { s.eventsResume(t) })
+	t.Run("Restore", func(t *testing.T) { s.eventsOfRestore(t) })
+}
+
+// eventsOfRestore: a restore is a write: each record it wrote is a put
+// event with the restored version; one it skipped is none.
+func (s *suite) eventsOfRestore(t *testing.T) {
+	ctx := context.Background()
+	st := s.openStore(t)
+	agent := s.prefix() + "agent"
+	sub, err := st.Subscribe(ctx, events.Filter{AgentIDs: []string{agent}}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	now := time.Now()
+	state := host.AgentState{AgentID: agent, State: []byte(`{}`), Version: 41, UpdatedAt: now}
+	rs, err := st.Restore(ctx, []host.Restore{
+		{Kind: host.KindAgentState, State: state, Mode: host.RestoreFail},
+		{Kind: host.KindAgentState, State: state, Mode: host.RestoreSkip},
+	})
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err)
+	require.True(t, rs[0].Value)
+	require.NoError(t, rs[1].Err)
+	require.False(t, rs[1].Value, "skipped")
+	e := nextEvent(t, sub)
+	assert.Equal(t, events.OpPut, e.Op)
+	assert.Equal(t, uint64(41), e.Version)
+	select {
+	case e := <-sub.Events():
+		t.Fatalf("unexpected event %+v", e)
+	case <-time.After(100 * time.Millisecond):
+	}
 }
 
 // nextEvent receives one event or fails after a while.
