@@ -123,6 +123,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// Event streams never finish by themselves: Shutdown would wait for
+	// them until its timeout. It ends them first (with an end event).
+	srv.RegisterOnShutdown(h.EndStreams)
 	fmt.Fprintf(stdout, "storage-host: serving %s on http://%s\n", describeRoutes(f), ln.Addr())
 
 	errc := make(chan error, 1)

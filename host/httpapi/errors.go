@@ -20,6 +20,7 @@ const (
 	codeNotFound           = "not_found"           // 404
 	codeMethodNotAllowed   = "method_not_allowed"  // 405
 	codeConflict           = "conflict"            // 409
+	codeEventsLost         = "events_lost"         // 410
 	codePreconditionFailed = "precondition_failed" // 412
 	codeTooLarge           = "too_large"           // 413
 	codeLimit              = "limit"               // 429

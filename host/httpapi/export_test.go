@@ -1,5 +1,7 @@
 package httpapi
 
+import "time"
+
 // RouteInfo is a route of the table, for the tests of the OpenAPI
 // document.
 type RouteInfo struct {
@@ -30,4 +32,11 @@ var OpenAPIDocument = openAPIDocument
 // ErrorCodes are the codes of the API's errors.
 var ErrorCodes = []string{codeInvalid, codeUnauthorized, codeForbidden, codeNotFound, codeMethodNotAllowed,
 	codeConflict, codePreconditionFailed, codeTooLarge, codeLimit, codeInternal, codeUnsupported,
-	codeUnavailable, codeNotReady}
+	codeUnavailable, codeNotReady, codeEventsLost}
+
+// EndCodes are the codes of an event stream's end event.
+var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endInternal}
+
+// SetKeepalive sets the interval of h's event-stream keepalives; call it
+// before h serves.
+func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -97,7 +98,8 @@ type Options struct {
 	// Registry, when set, receives the HTTP metrics
 	// (storage_host_http_requests_total,
 	// storage_host_http_request_duration_seconds,
-	// storage_host_operation_duration_seconds) and is served at /metrics.
+	// storage_host_operation_duration_seconds,
+	// storage_host_http_event_streams) and is served at /metrics.
 	// Default: none, and no /metrics route.
 	Registry *prometheus.Registry
 }
@@ -112,6 +114,10 @@ type Handler struct {
 	mux      *http.ServeMux
 	patterns map[string]bool // the registered mux patterns, the only route labels
 	promhttp http.Handler
+
+	keepalive    time.Duration // between the comments of an idle event stream
+	streamsEnded chan struct{} // closed by EndStreams
+	endStreams   sync.Once
 }
 
 // New returns a Handler serving o.Backends. It fails for a missing
@@ -129,6 +135,9 @@ func New(o Options) (*Handler, error) {
 		maxBody:  o.MaxBodyBytes,
 		mux:      http.NewServeMux(),
 		patterns: make(map[string]bool, len(routes)),
+
+		keepalive:    keepaliveInterval,
+		streamsEnded: make(chan struct{}),
 	}
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()

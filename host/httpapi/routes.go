@@ -70,6 +70,11 @@ var (
 	pLabel    = queryParam{name: "label", repeatable: true}
 	pSeverity = queryParam{name: "severity", repeatable: true}
 	pStatus   = queryParam{name: "status", repeatable: true}
+
+	pKinds       = queryParam{name: "kind", repeatable: true}
+	pAgentIDs    = queryParam{name: "agent_id", repeatable: true}
+	pOps         = queryParam{name: "op", repeatable: true}
+	pLastEventID = queryParam{name: "last_event_id"}
 )
 
 // routes is every route the Handler serves.
@@ -103,4 +108,8 @@ var routes = []route{
 	{method: "POST", path: "/v1/alerts/batch-get", access: readAlerts, serve: (*Handler).getAlerts},
 	{method: "POST", path: "/v1/alerts/batch-put", access: writeAlerts, serve: (*Handler).putAlerts},
 	{method: "POST", path: "/v1/alerts/batch-delete", access: writeAlerts, serve: (*Handler).deleteAlerts},
+
+	// The read scopes events need depend on the kinds asked for: the
+	// handler checks them.
+	{method: "GET", path: "/v1/events", access: anyKey, query: []queryParam{pKinds, pAgentIDs, pOps, pLastEventID}, serve: (*Handler).streamEvents},
 }

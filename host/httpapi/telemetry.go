@@ -19,6 +19,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	operation *prometheus.HistogramVec
+	streams   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time of one store call made for an HTTP request, by operation and backend.",
 			Buckets: durationBuckets,
 		}, []string{"operation", "backend"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "storage_host_http_event_streams",
+			Help: "Event streams (GET /v1/events) open now.",
+		}),
 	}
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
@@ -46,6 +51,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.operation, err = register(reg, m.operation); err != nil {
+		return nil, err
+	}
+	if m.streams, err = register(reg, m.streams); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -91,4 +99,16 @@ func (m *metrics) observeOperation(op, backend string, took time.Duration) {
 		return
 	}
 	m.operation.WithLabelValues(op, backend).Observe(took.Seconds())
+}
+
+func (m *metrics) streamOpened() {
+	if m != nil {
+		m.streams.Inc()
+	}
+}
+
+func (m *metrics) streamClosed() {
+	if m != nil {
+		m.streams.Dec()
+	}
 }

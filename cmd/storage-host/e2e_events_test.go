@@ -1,0 +1,230 @@
+package main_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// sseEvent is one event of a stream: its id and data lines, and its
+// type ("" for a change, "end" for the last).
+type sseEvent struct {
+	id, event, data string
+}
+
+// sseStream is an open GET /v1/events, read by its own goroutine.
+type sseStream struct {
+	t      *testing.T
+	resp   *http.Response
+	events chan sseEvent // closed when the stream ends
+}
+
+// openEvents opens the event stream of the daemon at url with the
+// parameters query ("" for none) and Last-Event-ID lastID ("" for none),
+// and returns once the stream has opened (its retry line is read).
+func openEvents(t *testing.T, url, query, lastID string) *sseStream {
+	t.Helper()
+	req, err := http.NewRequest("GET", url+"/v1/events"+query, nil)
+	require.NoError(t, err)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { resp.Body.Close() })
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	s := &sseStream{t: t, resp: resp, events: make(chan sseEvent, 1024)}
+	opened := make(chan string, 1)
+	go func() {
+		defer close(s.events)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			name, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch name {
+			case "retry":
+				opened <- value
+			case "id":
+				ev.id = value
+			case "event":
+				ev.event = value
+			case "data":
+				ev.data = value
+			}
+			if line == "" && ev.data != "" {
+				s.events <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	select {
+	case retry := <-opened:
+		require.Equal(t, "1000", retry)
+	case <-time.After(waitTimeout):
+		t.Fatal("the event stream did not open")
+	}
+	return s
+}
+
+// next returns the next event; ok is false when the stream ended first.
+func (s *sseStream) next() (ev sseEvent, ok bool) {
+	s.t.Helper()
+	select {
+	case ev, ok = <-s.events:
+		return ev, ok
+	case <-time.After(waitTimeout):
+		s.t.Fatalf("no event within %s", waitTimeout)
+		return sseEvent{}, false
+	}
+}
+
+// change is the data of a change event.
+type change struct {
+	ID, Kind, Op, Key, Version string
+	AgentID                    string `json:"agent_id"`
+}
+
+// change returns the next event, which must be a change.
+func (s *sseStream) change() change {
+	s.t.Helper()
+	ev, ok := s.next()
+	require.True(s.t, ok, "the stream ended")
+	require.Empty(s.t, ev.event, "want a change, got %q: %s", ev.event, ev.data)
+	var c change
+	require.NoError(s.t, json.Unmarshal([]byte(ev.data), &c), ev.data)
+	require.Equal(s.t, ev.id, c.ID)
+	return c
+}
+
+// putState writes an agent state through the daemon at url and returns
+// the version it answered.
+func putState(t *testing.T, url, id string) string {
+	t.Helper()
+	code, _, body := do(t, "PUT", url+"/v1/agents/"+id+"/state", `{"n":1}`)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	return body["version"].(string)
+}
+
+// TestEventsAcrossDaemons: two daemons share one Redis backend. A change
+// made through one reaches the event streams of the other, which resume
+// from Last-Event-ID with exactly what they missed, on either daemon; a
+// daemon shutting down ends its open streams at once, telling them so.
+func TestEventsAcrossDaemons(t *testing.T) {
+	t.Parallel()
+	redisAddr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, redisAddr)
+	cfg := sharedRedisConfig(t, redisAddr, prefix)
+	a := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	b := startDaemon(t, nil, "-config", cfg, "-watch=false")
+
+	// Written through A, seen on B, with the version A answered.
+	onB := openEvents(t, b.url, "?kind=agent_states", "")
+	version := putState(t, a.url, "e2e-1")
+	got := onB.change()
+	require.Equal(t, change{ID: got.ID, Kind: "agent_states", Op: "put", Key: "e2e-1", AgentID: "e2e-1", Version: version}, got)
+	require.Regexp(t, `^shared=\d+-\d+$`, got.ID)
+	require.NoError(t, onB.resp.Body.Close())
+
+	// Missed while away: a reconnection with Last-Event-ID gets exactly
+	// those, on B and on A alike (the position is the shared log's).
+	putState(t, a.url, "e2e-2")
+	putState(t, b.url, "e2e-3")
+	again := openEvents(t, b.url, "?kind=agent_states", got.ID)
+	onA := openEvents(t, a.url, "?kind=agent_states", got.ID)
+	putState(t, a.url, "e2e-4")
+	for name, s := range map[string]*sseStream{"B": again, "A": onA} {
+		var keys []string
+		for range 3 {
+			keys = append(keys, s.change().Key)
+		}
+		require.Equal(t, []string{"e2e-2", "e2e-3", "e2e-4"}, keys, "resumed on %s", name)
+	}
+	require.Equal(t, 1.0, b.metric("storage_host_http_event_streams"))
+
+	// B shuts down with a stream open: the stream ends with shutting_down
+	// and B exits promptly, far within its 30s shutdown bound.
+	start := time.Now()
+	b.signal(syscall.SIGTERM)
+	ev, ok := again.next()
+	require.True(t, ok, "the stream closed without an end event")
+	require.Equal(t, "end", ev.event)
+	require.JSONEq(t, `{"code": "shutting_down", "message": "the daemon is shutting down; reconnect with Last-Event-ID"}`, ev.data)
+	_, ok = again.next()
+	require.False(t, ok, "the stream goes on after its end event")
+	require.Equal(t, 0, b.wait())
+	require.Less(t, time.Since(start), 5*time.Second, "shutdown waited for the stream")
+	require.Contains(t, b.log.last(), "stopped")
+
+	// A still serves its stream.
+	putState(t, a.url, "e2e-5")
+	require.Equal(t, "e2e-5", onA.change().Key)
+}
+
+// sharedRedisConfig writes a configuration whose one backend, "shared",
+// keeps everything in the Redis at addr under prefix.
+func sharedRedisConfig(t *testing.T, addr, prefix string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
+  plugin = "builtin:redis"
+  redis {
+    addrs      = [%q]
+    key_prefix = %q
+    scripts    = true
+  }
+}
+routes {
+  metrics      = "shared"
+  alerts       = "shared"
+  agent_states = "shared"
+}
+`, addr, prefix), 0o600))
+	return cfg
+}
+
+// TestEventsEndWhenRedisGoesAway: a stream whose backend's Redis stops
+// answering ends with unavailable; once Redis is back, a reconnection
+// with Last-Event-ID resumes.
+func TestEventsEndWhenRedisGoesAway(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	d := startDaemon(t, nil, "-config", sharedRedisConfig(t, srv.Addr(), "events:"), "-watch=false")
+	s := openEvents(t, d.url, "", "")
+	putState(t, d.url, "before")
+	last := s.change()
+
+	srv.Stop()
+	ev, ok := s.next()
+	require.True(t, ok, "the stream closed without an end event")
+	require.Equal(t, "end", ev.event)
+	var end struct{ Code, Message string }
+	require.NoError(t, json.Unmarshal([]byte(ev.data), &end))
+	require.Equal(t, "unavailable", end.Code, end.Message)
+
+	srv.Start()
+	again := openEvents(t, d.url, "", last.ID)
+	putState(t, d.url, "after")
+	for {
+		// The write of "before" may be appended again: an append whose
+		// reply Redis's crash cut off is retried (at least once).
+		c := again.change()
+		if c.Key == "after" {
+			break
+		}
+		require.Equal(t, "before", c.Key)
+	}
+}

@@ -1,0 +1,331 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/manager"
+)
+
+// EventBackends are Backends that also deliver the backends' events, for
+// GET /v1/events; the daemon's manager is. A Handler whose Backends do
+// not answers that route 501.
+type EventBackends interface {
+	Backends
+	// Subscribe subscribes to the events f passes, after the position
+	// from ("" for the events from now on); see manager.Manager.Subscribe.
+	Subscribe(ctx context.Context, f events.Filter, from string) (*manager.Subscription, error)
+}
+
+// Stream timing. keepaliveInterval is the default of Handler.keepalive.
+const (
+	// keepaliveInterval spaces the comments that keep an idle stream's
+	// proxies and load balancers from closing it.
+	keepaliveInterval = 15 * time.Second
+	// streamWriteTimeout bounds one write to a stream: a client that
+	// stops reading has its stream ended instead of holding a goroutine.
+	streamWriteTimeout = 30 * time.Second
+	// retryMillis is the reconnection delay the stream asks clients for.
+	retryMillis = 1000
+	// flushEvery bounds how many events already waiting are written
+	// before a flush: a burst goes out in few packets, a trickle at once.
+	flushEvery = 64
+)
+
+// The codes of a stream's end event, stable across versions; openapi.yaml
+// lists them.
+const (
+	endSlowSubscriber = "slow_subscriber" // the subscriber's buffer filled
+	endBackendChanged = "backend_changed" // a reload retired a backend
+	endUnavailable    = "unavailable"     // a backend's event log cannot be read
+	endShuttingDown   = "shutting_down"   // the daemon is stopping
+	endInternal       = "internal"        // anything else; the daemon logs it
+)
+
+// EndStreams ends every open event stream, each with an end event of
+// code shutting_down, and refuses new ones (503). The daemon calls it as
+// its server shuts down (http.Server.RegisterOnShutdown): a graceful
+// shutdown waits for the requests in flight, and a stream never ends by
+// itself. Safe to call more than once.
+func (h *Handler) EndStreams() {
+	h.endStreams.Do(func() { close(h.streamsEnded) })
+}
+
+// streamEvents serves GET /v1/events: the backends' events as
+// Server-Sent Events, from the resume point in Last-Event-ID (or the
+// last_event_id parameter), until the client leaves or the subscription
+// ends.
+func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Values) error {
+	eb, ok := h.backends.(EventBackends)
+	if !ok {
+		return &apiError{status: http.StatusNotImplemented, code: codeUnsupported, msg: "this daemon's backends do not deliver events"}
+	}
+	f, err := parseEventFilter(q)
+	if err != nil {
+		return err
+	}
+	// A plugin's own kind may come from any backend, so it needs every
+	// record kind's read scope, as no kind does.
+	for _, kind := range coveredKinds(f.Kinds) {
+		if err := h.authorize(r, access{kind: kind}); err != nil {
+			return err
+		}
+	}
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = q.Get("last_event_id")
+	}
+	if h.streamsAreEnded() {
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the daemon is shutting down"}
+	}
+
+	sub, err := subscribe(r.Context(), eb, f, from)
+	if err != nil {
+		return subscribeError(err, from)
+	}
+	defer sub.Close()
+
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no") // nginx: do not hold the stream back
+	hd.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil // the answer a stream would have, without the stream
+	}
+	h.metrics.streamOpened()
+	defer h.metrics.streamClosed()
+
+	s := &stream{w: w, rc: http.NewResponseController(w)}
+	// The write deadline set for each write must not outlive the stream,
+	// on a kept-alive connection whose server has no WriteTimeout.
+	defer func() { _ = s.rc.SetWriteDeadline(time.Time{}) }()
+	if !s.write(fmt.Appendf(nil, "retry: %d\n\n", retryMillis)) || !s.flush() {
+		return nil
+	}
+	keepalive := time.NewTicker(h.keepalive)
+	defer keepalive.Stop()
+	pending := 0 // events written since the last flush
+	for {
+		if pending > 0 && (pending >= flushEvery || len(sub.Events()) == 0) {
+			if !s.flush() {
+				return nil
+			}
+			pending = 0
+		}
+		select {
+		case ev, ok := <-sub.Events():
+			// An event received once the subscription has ended is not
+			// sent: its position may count an event of another backend
+			// that was dropped when it ended.
+			if !ok || sub.Err() != nil {
+				h.endStream(s, r, sub.Err())
+				return nil
+			}
+			if !s.write(eventFrame(&ev)) {
+				return nil
+			}
+			pending++
+		case <-keepalive.C:
+			if !s.write([]byte(": keepalive\n\n")) || !s.flush() {
+				return nil
+			}
+			pending = 0
+		case <-h.streamsEnded:
+			h.endStream(s, r, nil)
+			return nil
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// subscribe subscribes through eb, again (twice at most) when a reload
+// closed a backend between the routes being read and its subscription.
+func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from string) (*manager.Subscription, error) {
+	for attempt := 0; ; attempt++ {
+		sub, err := eb.Subscribe(ctx, f, from)
+		if err != nil && attempt < 2 && (errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed)) {
+			continue
+		}
+		return sub, err
+	}
+}
+
+// subscribeError is the JSON error answering a failed subscription.
+func subscribeError(err error, from string) error {
+	switch {
+	case errors.Is(err, manager.ErrBadPosition), errors.Is(err, events.ErrBadID):
+		return invalid(fmt.Sprintf("Last-Event-ID (or last_event_id) %q is not an event ID this API issued", from))
+	case errors.Is(err, events.ErrLost):
+		return &apiError{status: http.StatusGone, code: codeEventsLost,
+			msg: fmt.Sprintf("events after %q are no longer retained: read the records again, then reconnect without Last-Event-ID", from)}
+	case errors.Is(err, events.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: err.Error()}
+	case errors.Is(err, events.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: err.Error()}
+	}
+	return err
+}
+
+// endStream sends the end event saying why the subscription ended (err,
+// or the daemon shutting down), unless the client left.
+func (h *Handler) endStream(s *stream, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
+	body := errorBody{Code: endShuttingDown, Message: "the daemon is shutting down; reconnect with Last-Event-ID"}
+	switch {
+	case h.streamsAreEnded():
+	case errors.Is(err, events.ErrSlowSubscriber):
+		body = errorBody{Code: endSlowSubscriber, Message: err.Error() + "; reconnect with Last-Event-ID"}
+	case errors.Is(err, events.ErrClosed), errors.Is(err, host.ErrClosed):
+		body = errorBody{Code: endBackendChanged, Message: err.Error() + " (a reload replaced or removed it); reconnect with Last-Event-ID"}
+	case errors.Is(err, events.ErrUnavailable):
+		body = errorBody{Code: endUnavailable, Message: err.Error() + "; reconnect with Last-Event-ID"}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return // the request's context: the client left
+	default:
+		h.log.Error("event stream ended", "route", r.Pattern, "error", err)
+		body = errorBody{Code: endInternal, Message: "internal error"}
+	}
+	data, _ := json.Marshal(body)
+	frame := append(append([]byte("event: end\ndata: "), data...), "\n\n"...)
+	if s.write(frame) {
+		s.flush()
+	}
+}
+
+func (h *Handler) streamsAreEnded() bool {
+	select {
+	case <-h.streamsEnded:
+		return true
+	default:
+		return false
+	}
+}
+
+// stream writes an event stream, each write within streamWriteTimeout.
+type stream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// write writes b and reports whether it could; a stream that cannot be
+// written to is done.
+func (s *stream) write(b []byte) bool {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	_, err := s.w.Write(b)
+	return err == nil
+}
+
+func (s *stream) flush() bool {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	return s.rc.Flush() == nil
+}
+
+// eventJSON is an event as the stream's data carries it: events.Event's
+// fields, with the API's conventions for versions (decimal strings) and
+// times (UTC).
+type eventJSON struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Op      string `json:"op"`
+	AgentID string `json:"agent_id,omitempty"`
+	Key     string `json:"key"`
+	Version string `json:"version,omitempty"`
+	Time    string `json:"time"`
+	Data    []byte `json:"data,omitempty"`
+}
+
+// eventFrame is one event of the stream: its ID, then its JSON on one
+// line (encoding/json escapes every line break inside strings).
+func eventFrame(ev *events.Event) []byte {
+	out := eventJSON{ID: ev.ID, Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: formatTime(ev.Time), Data: ev.Data}
+	if ev.Version != 0 {
+		out.Version = formatVersion(ev.Version)
+	}
+	var buf bytes.Buffer
+	buf.WriteString("id: ")
+	buf.WriteString(ev.ID)
+	buf.WriteString("\ndata: ")
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(out) // cannot fail: strings and bytes only; ends with "\n"
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
+
+// parseEventFilter reads the kind, agent_id and op parameters. kind and op
+// are comma-separated lists and may repeat; agent_id repeats, one ID
+// each, since an agent ID may hold a comma. Values are not checked
+// against the host's own kinds and ops: plugins publish their own.
+func parseEventFilter(q url.Values) (events.Filter, error) {
+	var f events.Filter
+	var err error
+	if f.Kinds, err = nonEmptyList("kind", q["kind"], true); err != nil {
+		return f, err
+	}
+	if f.AgentIDs, err = nonEmptyList("agent_id", q["agent_id"], false); err != nil {
+		return f, err
+	}
+	if f.Ops, err = nonEmptyList("op", q["op"], true); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// nonEmptyList reads a list parameter, refusing an empty value (or, with
+// split, an empty element of a comma-separated value).
+func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
+	var out []string
+	for _, v := range vs {
+		items := []string{v}
+		if split {
+			items = strings.Split(v, ",")
+		}
+		for _, s := range items {
+			if split {
+				s = strings.TrimSpace(s)
+			}
+			if strings.TrimSpace(s) == "" {
+				return nil, invalid(fmt.Sprintf("%s %q: empty value", name, v))
+			}
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+// recordKinds are the kinds a scope names, in the order 403s report them.
+var recordKinds = []string{KindAgentStates, KindAlerts, KindMetrics}
+
+// coveredKinds returns the record kinds a subscription to kinds may
+// deliver, whose read scope it needs: all of them when kinds is empty or
+// names a plugin's own kind.
+func coveredKinds(kinds []string) []string {
+	if len(kinds) == 0 {
+		return recordKinds
+	}
+	var out []string
+	for _, k := range kinds {
+		if !slices.Contains(recordKinds, k) {
+			return recordKinds
+		}
+		out = append(out, k)
+	}
+	return out
+}
