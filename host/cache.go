@@ -73,15 +73,22 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func newReadCache(s *Store, opts CacheOptions) *readCache {
+// newReadCache returns a cache that observes the store's event log: at
+// once when the log can be read now (ctx bounds that attempt), else from
+// a goroutine that retries, the cache being bypassed until then.
+func newReadCache(ctx context.Context, s *Store, opts CacheOptions) *readCache {
 	entries, err := lru.New[cacheKey, cacheEntry](opts.Entries)
 	if err != nil { // only for a size <= 0, which the caller excludes
 		panic(err)
 	}
 	c := &readCache{s: s, entries: entries, seed: maphash.MakeSeed(), done: make(chan struct{})}
-	var ctx context.Context
-	ctx, c.cancel = context.WithCancel(context.Background())
-	go c.observe(ctx)
+	var bg context.Context
+	bg, c.cancel = context.WithCancel(context.Background())
+	if err := s.bus.Observe(ctx, c); err == nil {
+		close(c.done)
+	} else {
+		go c.observe(bg)
+	}
 	return c
 }
 

@@ -128,8 +128,12 @@ func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.NewServer(t)
 	st := openShared(t, srv.Addr(), "cache-test:", 1000)
-	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
+	s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+	require.NoError(t, err)
+	// The put's own event, arriving during a read, would refuse its fill.
+	waitEvent(t, sub, "a", s.Version)
 	for range 2 {
 		_, err = st.GetAgentState(ctx, "a")
 		require.NoError(t, err)

@@ -31,7 +31,7 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 	return s.bus.Subscribe(ctx, f, from)
 }
 
-func (s *Store) openEvents(cfg *Config, st *settings) {
+func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) {
 	if cfg.DisableEvents {
 		return
 	}
@@ -39,7 +39,7 @@ func (s *Store) openEvents(cfg *Config, st *settings) {
 	logger := st.logger.Named("events").Named(s.p.name)
 	defer func() {
 		if cfg.Cache.Entries > 0 {
-			s.cache = newReadCache(s, cfg.Cache)
+			s.cache = newReadCache(ctx, s, cfg.Cache)
 		}
 	}()
 	if s.p.redis != nil {

@@ -280,6 +280,6 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	st := &Store{p: p, now: s.now}
-	st.openEvents(&cfg, &s)
+	st.openEvents(ctx, &cfg, &s)
 	return st, nil
 }
