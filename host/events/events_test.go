@@ -265,3 +265,35 @@ func TestCloseAndContextEndSubscriptions(t *testing.T) {
 		}
 	})
 }
+
+// A position from a stream that Redis lost (restarted without its data,
+// or the key deleted) is refused with ErrLost, never served as if nothing
+// had happened in between: before and after new events arrive.
+func TestResumeAfterRedisLostTheStream(t *testing.T) {
+	addr := redistest.Addr(t)
+	key := redistest.Prefix(t) + "__host__:events"
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	b := events.NewRedis(c, key, events.Options{}, nil)
+	defer b.Close(context.Background())
+	ctx := context.Background()
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	seen := next(t, s)
+	s.Close()
+
+	require.NoError(t, c.Del(ctx, key).Err())
+	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	assert.ErrorIs(t, err, events.ErrLost, "the stream is gone")
+
+	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	require.Eventually(t, func() bool { return c.XLen(ctx, key).Val() == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	assert.ErrorIs(t, err, events.ErrLost, "a new stream does not hold what followed an old position")
+
+	fresh, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer fresh.Close()
+	next(t, fresh)
+}

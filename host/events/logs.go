@@ -205,20 +205,20 @@ func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
 	}
+	// A position is an entry's ID (or zero, above). It is whole when it
+	// is at or past the oldest entry left: trimming removes the oldest
+	// first. One before it means either trimmed events followed it, or
+	// it is from another life of the stream (Redis lost its data): lost
+	// either way. (A subscriber whose last event was the very last one
+	// trimmed is told ErrLost too: the stream cannot tell whether anything
+	// came between.)
 	info, err := l.client.XInfoStream(ctx, l.key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
-			return true, nil // nothing was ever trimmed
+			return false, nil // a position in a stream that is not there
 		}
 		return false, err
 	}
-	if info.EntriesAdded == info.Length {
-		return true, nil // nothing was ever trimmed
-	}
-	// Trimming removes the oldest entries: what follows `after` is whole
-	// when `after` is at or past the oldest one left. (A subscriber whose
-	// last event was the very last one trimmed is told ErrLost too: the
-	// stream cannot tell whether anything came between.)
 	oldest := info.LastGeneratedID
 	if info.Length > 0 {
 		oldest = info.FirstEntry.ID

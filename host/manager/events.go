@@ -55,6 +55,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 		subs[i] = sub
 		s.pos[i] = sub.Start()
 	}
+	s.start = s.position()
 	var wg sync.WaitGroup
 	for i, sub := range subs {
 		wg.Add(1)
@@ -93,6 +94,7 @@ type Subscription struct {
 	mu    sync.Mutex // orders the sends, so positions only move forward
 	names []string
 	pos   []string // by names' index: the last position passed
+	start string
 }
 
 // Events returns the channel the events arrive on; each one's ID is the
@@ -110,6 +112,11 @@ func (s *Subscription) Err() error {
 	}
 }
 
+// Start returns the position the subscription started after, covering
+// every backend: the resume point of a subscriber that has received no
+// event yet.
+func (s *Subscription) Start() string { return s.start }
+
 // Close ends the subscription.
 func (s *Subscription) Close() { s.end(nil) }
 
@@ -124,12 +131,14 @@ func (s *Subscription) end(err error) {
 func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscription) {
 	for ev := range sub.Events() {
 		s.mu.Lock()
+		prev := s.pos[i]
 		s.pos[i] = ev.ID
 		ev.ID = s.position()
 		select {
 		case s.c <- ev:
 			s.mu.Unlock()
 		case <-s.done:
+			s.pos[i] = prev // not delivered: no later position may count it
 			s.mu.Unlock()
 			return
 		}

@@ -38,6 +38,8 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 
 	sub, err := m.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
+	start := sub.Start()
+	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, start)
 	put(t, m, "s1")
 	require.NoError(t, m.Do(ctx, manager.Metrics, func(st *host.Store) error {
 		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
@@ -48,6 +50,12 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	// The later event's position covers both backends.
 	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, last.ID)
 	sub.Close()
+
+	// From the start position: both events again.
+	fromStart, err := m.Subscribe(ctx, events.Filter{}, start)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{first.Kind, last.Kind}, []string{receive(t, fromStart).Kind, receive(t, fromStart).Kind})
+	fromStart.Close()
 
 	// Only metrics: only backend b.
 	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{events.KindMetrics}}, "")
