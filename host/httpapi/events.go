@@ -111,7 +111,10 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	// The write deadline set for each write must not outlive the stream,
 	// on a kept-alive connection whose server has no WriteTimeout.
 	defer func() { _ = s.rc.SetWriteDeadline(time.Time{}) }()
-	if !s.write(fmt.Appendf(nil, "retry: %d\n\n", retryMillis)) || !s.flush() {
+	// The opening frame carries no data, so EventSource dispatches no
+	// event, but its id sets the client's Last-Event-ID: a client that
+	// reconnects before its first event resumes from here, not from now.
+	if !s.write(fmt.Appendf(nil, "retry: %d\nid: %s\n\n", retryMillis, sub.Start())) || !s.flush() {
 		return nil
 	}
 	keepalive := time.NewTicker(h.keepalive)

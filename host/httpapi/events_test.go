@@ -136,6 +136,7 @@ type sse struct {
 	req    *http.Request
 	res    *http.Response
 	frames chan frame // closed when the stream ends
+	start  string     // the id of the opening frame
 
 	mu  sync.Mutex
 	raw []byte // the complete frames read so far
@@ -168,6 +169,9 @@ func (e *env) open(path string, header ...string) *sse {
 	select {
 	case f := <-s.frames:
 		require.Equal(t, "1000", f.retry, "the stream opens with retry: 1000")
+		require.NotEmpty(t, f.id, "and the position it starts after")
+		require.Empty(t, f.data, "which is no event")
+		s.start = f.id
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream does not open within 5s")
 	}
@@ -437,6 +441,14 @@ func TestEventsResume(t *testing.T) {
 	// A position of the merged stream resumes it.
 	s4 := e.open("/v1/events", "Last-Event-ID", first.ID)
 	assert.Equal(t, "s2", s4.event().Key)
+
+	// A client that received no event yet resumes from the opening
+	// frame's id, not from the time it reconnects.
+	idle := e.open("/v1/events?kind=agent_states")
+	idle.close()
+	e.putState("s5", `{}`)
+	back := e.open("/v1/events?kind=agent_states", "Last-Event-ID", idle.start)
+	assert.Equal(t, "s5", back.event().Key)
 }
 
 func TestEventsRefusals(t *testing.T) {
