@@ -197,8 +197,11 @@ routes {
 }
 
 // TestEventsEndWhenRedisGoesAway: a stream whose backend's Redis stops
-// answering ends with unavailable; once Redis is back, a reconnection
-// with Last-Event-ID resumes.
+// answering ends with unavailable. This Redis keeps nothing on disk, so
+// it comes back without the event stream: a reconnection with
+// Last-Event-ID is told the events are lost (410 events_lost), never
+// served as if nothing had happened, and one without a position follows
+// the new writes.
 func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewServer(t)
@@ -216,7 +219,19 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 	require.Equal(t, "unavailable", end.Code, end.Message)
 
 	srv.Start()
-	again := openEvents(t, d.url, "", last.ID)
+	req, err := http.NewRequest("GET", d.url+"/v1/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Last-Event-ID", last.ID)
+	var lost *http.Response
+	redistest.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		lost, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		lost.Body.Close()
+		return lost.StatusCode != http.StatusServiceUnavailable // Redis still coming back
+	}, "the daemon answers a resumption once Redis is back")
+	require.Equal(t, http.StatusGone, lost.StatusCode)
+
+	again := openEvents(t, d.url, "", "")
 	putState(t, d.url, "after")
 	for {
 		// The write of "before" may be appended again: an append whose
