@@ -19,8 +19,9 @@ import (
 //   - Get: GetAgentState over 1000 agents, read only, with the cache off
 //     and on (every read a hit once warm), and go-redis issuing the
 //     plugin's own EVALSHA directly (as BenchmarkRedis's "direct").
-//   - Get90Put10: nine reads to one write, the writes invalidating the
-//     entries they replace (through events, as any host's writes would).
+//   - Get90Put10: nine reads to one write over the same 1000 agents, the
+//     writes invalidating the entries they replace (through events, as
+//     any host's writes would).
 //   - Put: PutAgentState with events on (the default: one XADD per
 //     write, pipelined by the appender) and off (Config.DisableEvents).
 //
@@ -70,13 +71,15 @@ func BenchmarkCache(b *testing.B) {
 	}
 
 	mixed := func(st *host.Store) func(context.Context, int) error {
-		// Op i writes agent i/10 or reads one of the ten agents from it
-		// on: every agent is written, and read soon after.
+		// Op i reads, or one time in ten writes, an agent drawn from i by
+		// a multiplicative hash: every agent is read and written, in no
+		// order, about once per 1000 ops.
 		return func(ctx context.Context, i int) error {
+			agent := int(uint32(i) * 2654435761 >> 7)
 			if i%10 == 9 {
-				return pluginPutState(ctx, st, i/10)
+				return pluginPutState(ctx, st, agent)
 			}
-			return pluginGetState(ctx, st, i/10+i%10)
+			return pluginGetState(ctx, st, agent)
 		}
 	}
 	type variant struct {
