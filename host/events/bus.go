@@ -83,7 +83,7 @@ type Bus struct {
 
 // eventLog is where a Bus keeps its events.
 type eventLog interface {
-	// append adds evs in order and sets their IDs.
+	// append adds evs in order.
 	append(ctx context.Context, evs []Event) error
 	// read returns up to n events after `after`, waiting up to wait for
 	// the first when there is none yet.
