@@ -186,7 +186,9 @@ type watched struct {
 	watchKey
 	agent   string
 	version uint64
-	at      time.Time
+	at      time.Time // the record's expiry
+	due     time.Time // when to check: at, or later for a recheck
+	tries   int       // rechecks so far
 	metric  MetricKey
 	index   int
 }
@@ -194,7 +196,7 @@ type watched struct {
 type watchQueue []*watched
 
 func (q watchQueue) Len() int           { return len(q) }
-func (q watchQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q watchQueue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
 func (q watchQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].index, q[j].index = i, j
@@ -253,7 +255,7 @@ func (w *expiryWatch) set(kind, key, agent string, version uint64, expires time.
 		w.byKey[k] = x
 		heap.Push(&w.queue, x)
 	}
-	x.agent, x.version, x.at = agent, version, expires
+	x.agent, x.version, x.at, x.due, x.tries = agent, version, expires, expires, 0
 	if mk != nil {
 		x.metric = *mk
 	}
@@ -285,7 +287,7 @@ func (w *expiryWatch) loop() {
 		wait := time.Second
 		w.mu.Lock()
 		if len(w.queue) > 0 {
-			wait = min(wait, max(w.queue[0].at.Sub(w.s.now()), time.Millisecond))
+			wait = min(wait, max(w.queue[0].due.Sub(w.s.now()), time.Millisecond))
 		}
 		w.mu.Unlock()
 		timer.Reset(wait)
@@ -298,7 +300,7 @@ func (w *expiryWatch) due(n int) []*watched {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []*watched
-	for len(w.queue) > 0 && len(out) < n && !w.queue[0].at.After(now) {
+	for len(w.queue) > 0 && len(out) < n && !w.queue[0].due.After(now) {
 		x := heap.Pop(&w.queue).(*watched)
 		delete(w.byKey, x.watchKey)
 		out = append(out, x)
@@ -313,21 +315,58 @@ func (w *expiryWatch) due(n int) []*watched {
 }
 
 // check publishes the expiry of x if its record is gone. A record still
-// there was written again (by another host) and is not this one's concern.
+// there with the same expiry is looked at again a little later: the
+// backend's clock (Redis's, to the millisecond, keeping a key through the
+// millisecond of its expiry) may be behind the host's. A record there with
+// another expiry was written again (by another host) and is not this
+// watch's concern; nor is one that outlives its expiry by seconds.
 func (w *expiryWatch) check(x *watched) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.s.p.limits.CallTimeout)
 	defer cancel()
 	var err error
+	var expires time.Time
 	switch x.kind {
 	case events.KindMetrics:
-		_, err = w.s.GetMetric(ctx, x.metric)
+		var m Metric
+		m, err = w.s.GetMetric(ctx, x.metric)
+		expires = m.ExpiresAt
 	case events.KindAlerts:
-		_, err = w.s.GetAlert(ctx, x.key)
+		var a Alert
+		a, err = w.s.GetAlert(ctx, x.key)
+		expires = a.ExpiresAt
 	case events.KindAgentStates:
-		_, err = w.s.GetAgentState(ctx, x.key)
+		var st AgentState
+		st, err = w.s.GetAgentState(ctx, x.key)
+		expires = st.ExpiresAt
 	}
-	if !errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		w.s.bus.Publish(events.Event{Kind: x.kind, Op: events.OpExpire, AgentID: x.agent, Key: x.key, Version: x.version, Time: x.at})
+	case err == nil && expires.Equal(x.at) && x.tries < maxExpiryRechecks:
+		x.tries++
+		w.recheck(x, w.s.now().Add(time.Duration(x.tries)*20*time.Millisecond))
+	case err != nil && !errors.Is(err, ErrNotFound) && x.tries < maxExpiryRechecks:
+		// The backend could not answer (Redis away): ask again later.
+		x.tries++
+		w.recheck(x, w.s.now().Add(time.Duration(x.tries)*100*time.Millisecond))
+	}
+}
+
+// maxExpiryRechecks bounds how often check looks at a record again: with
+// its growing delays, about four seconds past the expiry for a record
+// still there, twenty for a backend that cannot answer.
+const maxExpiryRechecks = 20
+
+// recheck watches x again at `at`, unless a newer write of its key is
+// watched already.
+func (w *expiryWatch) recheck(x *watched, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, newer := w.byKey[x.watchKey]; newer || len(w.queue) >= maxWatched {
 		return
 	}
-	w.s.bus.Publish(events.Event{Kind: x.kind, Op: events.OpExpire, AgentID: x.agent, Key: x.key, Version: x.version, Time: x.at})
+	checkAt := *x
+	checkAt.due = at
+	w.byKey[x.watchKey] = &checkAt
+	heap.Push(&w.queue, &checkAt)
 }
