@@ -150,3 +150,27 @@ func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
 	redistest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool { return st.Stats().Cache.Enabled }, "the cache is back")
 	assert.Equal(t, uint64(1), st.Stats().Cache.Flushes)
 }
+
+// Closing a store whose events cannot be appended (Redis away, writes
+// acknowledged from the fallback buffer) does not wait for Redis: the
+// queued events are given the call timeout, then dropped and counted.
+func TestCloseDoesNotWaitForAnAbsentRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	st, err := host.Open(ctx, host.Config{
+		Plugin:  "builtin:redis",
+		Options: map[string]string{"fallback": "buffer"},
+		Limits:  host.Limits{CallTimeout: 300 * time.Millisecond},
+		Redis:   &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "close-test:", Scripts: true},
+	}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	srv.Stop()
+	for i := range 20 {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprint("a", i), State: []byte("1")})
+		require.NoError(t, err, "acknowledged from the fallback buffer")
+	}
+	start := time.Now()
+	require.NoError(t, st.Close(ctx))
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, uint64(20), st.Stats().Events.Dropped, "every queued event dropped and counted")
+}

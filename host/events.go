@@ -58,6 +58,10 @@ func (s *Store) closeEvents(ctx context.Context) {
 	if s.cache != nil {
 		s.cache.stop()
 	}
+	// Queued events are appended first, for as long as a call may take:
+	// with Redis away they would wait for ever.
+	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
+	defer cancel()
 	if err := s.bus.Close(ctx); err != nil {
 		s.p.log.Warn("events", "error", err)
 	}
