@@ -180,9 +180,10 @@ type expiryWatch struct {
 	dropped atomic.Uint64
 }
 
-// maxWatched bounds the expiries one store watches; writes past it are
-// not watched (and counted).
-const maxWatched = 1 << 20
+// maxWatched bounds the expiries one store watches (a few hundred bytes
+// each, so about 60 MB at most); writes past it are not watched, and
+// counted in Stats.ExpiriesUnwatched.
+const maxWatched = 1 << 18
 
 type watchKey struct{ kind, key string }
 

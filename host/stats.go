@@ -37,6 +37,10 @@ type Stats struct {
 	// ExpiriesWatched is how many records this host wrote with an expiry
 	// it will publish (see Store.Subscribe).
 	ExpiriesWatched int
+	// ExpiriesUnwatched counts the writes with an expiry this host could
+	// not watch (past its bound of 262 144): their expiry publishes no
+	// event.
+	ExpiriesUnwatched uint64
 	// Cache counts the read cache's work; zero without a cache.
 	Cache CacheStats
 }
@@ -51,6 +55,7 @@ func (s *Store) Stats() Stats {
 	}
 	if s.bus != nil {
 		st.Events, st.ExpiriesWatched = s.bus.Stats(), s.expiry.len()
+		st.ExpiriesUnwatched = s.expiry.dropped.Load()
 	}
 	if s.cache != nil {
 		st.Cache = s.cache.stats()

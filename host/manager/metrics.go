@@ -22,6 +22,7 @@ type metrics struct {
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
 	eventsPublished, eventsDropped, subscribers       *prometheus.Desc
 	subscribersDropped, expiriesWatched               *prometheus.Desc
+	expiriesUnwatched                                 *prometheus.Desc
 	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
 	cacheEntries                                      *prometheus.Desc
 }
@@ -56,6 +57,7 @@ func newMetrics(m *Manager) *metrics {
 		subscribers:        prometheus.NewDesc("storage_host_event_subscribers", "Event subscriptions open on this host.", backend, nil),
 		subscribersDropped: prometheus.NewDesc("storage_host_event_subscribers_disconnected_total", "Subscriptions ended because their buffer filled (slow subscribers).", backend, nil),
 		expiriesWatched:    prometheus.NewDesc("storage_host_expiries_watched", "Records written by this host whose expiry it will publish as an event.", backend, nil),
+		expiriesUnwatched:  prometheus.NewDesc("storage_host_expiries_unwatched_total", "Writes with an expiry past the watch's bound: their expiry publishes no event.", backend, nil),
 		cacheHits:          prometheus.NewDesc("storage_host_cache_hits_total", "Agent-state and alert reads served by the read cache.", backend, nil),
 		cacheMisses:        prometheus.NewDesc("storage_host_cache_misses_total", "Agent-state and alert reads the read cache sent to the backend.", backend, nil),
 		cacheInvalidations: prometheus.NewDesc("storage_host_cache_invalidations_total", "Read-cache entries dropped by events of writes (on any host).", backend, nil),
@@ -88,7 +90,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.traps.Describe(ch)
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
-		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched,
+		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
 		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries} {
 		ch <- d
 	}
@@ -110,6 +112,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.subscribers, prometheus.GaugeValue, float64(st.Events.Subscribers), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)
+		ch <- prometheus.MustNewConstMetric(x.expiriesUnwatched, prometheus.CounterValue, float64(st.ExpiriesUnwatched), name)
 		if b.def.Config.Cache.Entries > 0 {
 			ch <- prometheus.MustNewConstMetric(x.cacheHits, prometheus.CounterValue, float64(st.Cache.Hits), name)
 			ch <- prometheus.MustNewConstMetric(x.cacheMisses, prometheus.CounterValue, float64(st.Cache.Misses), name)
