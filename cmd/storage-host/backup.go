@@ -101,6 +101,14 @@ func describeBackup(w io.Writer, path string, sum backup.Summary) {
 	fmt.Fprintf(w, "  created:  %s\n", h.Created.UTC().Format("2006-01-02T15:04:05.000Z"))
 	fmt.Fprintf(w, "  backend:  %s (plugin %s %s, ABI %s)\n", h.Backend, h.Plugin, h.PluginVersion, h.ABI)
 	fmt.Fprintf(w, "  records:  %s\n", sum.Counts)
+	if sum.Overrides+sum.Tombstones > 0 {
+		fmt.Fprintf(w, "  redo:     %d overrides, %d tombstones (the last frame of a key wins)\n", sum.Overrides, sum.Tombstones)
+	}
+	if sum.Settled {
+		fmt.Fprintf(w, "  snapshot: settled, as of event %s\n", sum.Position)
+	} else {
+		fmt.Fprintf(w, "  snapshot: not settled (format version %d): consistent per record only\n", sum.Version)
+	}
 	fmt.Fprintf(w, "  bytes:    %d\n", sum.Bytes)
 	fmt.Fprintf(w, "  sha256:   %x\n", sum.SHA256)
 }

@@ -20,14 +20,25 @@ const pageSize = 1000
 // kind the backend stores. Records that expire while it reads are left
 // out.
 //
-// The backup is consistent per record, not per backend: every record is
-// whole, as one read returned it, but a write made while Backup runs may
-// or may not be in it. Pause writes for a point-in-time backup.
+// The backup is a snapshot of the backend as of its end: the scan is
+// fuzzy, but Backup then replays the backend's event log from where it
+// stood before the scan, re-reading every record written meanwhile and
+// appending its value (or its absence) until a round of the replay finds
+// no new writes; Summary.Settled and Summary.Position say so. When the
+// backend's events are disabled, or the log no longer holds the start of
+// the scan, or writes keep coming for five rounds, the backup is still
+// written, consistent per record only (every record whole, as one read
+// returned it), and Settled is false.
 func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
 	meta := st.Metadata()
 	if err := canList(st); err != nil {
 		return Summary{}, err
 	}
+	from, err := logPosition(ctx, st)
+	if err = noLog(err); err != nil {
+		return Summary{}, err
+	}
+	logged := from != ""
 	bw, err := NewWriter(w, Header{
 		Created: time.Now(), Backend: st.Name(),
 		Plugin: meta.Name, PluginVersion: meta.Version, ABI: meta.ABI,
@@ -43,6 +54,16 @@ func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
 	})
 	if err != nil {
 		return Summary{}, err
+	}
+	var pos string
+	if logged {
+		var settled bool
+		if pos, settled, err = redo(ctx, st, bw, from); err != nil {
+			return Summary{}, err
+		}
+		if settled {
+			bw.Settle(pos)
+		}
 	}
 	return bw.Close()
 }

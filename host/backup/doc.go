@@ -10,6 +10,8 @@
 // Every record keeps its version (a compare-and-swap with the version
 // read before the backup still works after the restore), its timestamps
 // and its remaining TTL. A file is verified whole before anything is
-// written. A backup of a backend being written is consistent per record,
-// not per backend: see FORMAT.md.
+// written. A backup of a backend being written is a snapshot as of its
+// end, made by replaying the backend's event log after a fuzzy scan
+// (Summary.Settled); without the log it is consistent per record only:
+// see FORMAT.md.
 package backup

@@ -26,13 +26,14 @@ func Example_format() {
 		n    int
 		what string
 	}{
-		{8, `magic "SHBACKUP"`}, {1, "format version 1"},
+		{8, `magic "SHBACKUP"`}, {1, "format version 2"},
 		{1, "header: 30 bytes"}, {9, "  created 2026-11-26T10:00:00Z (varint ns)"}, {7, `  backend "agents"`},
 		{6, `  plugin "redis"`}, {6, `  plugin version "1.0.0"`}, {2, "  ABI 1.2"},
 		{1, "frame: kind 3 (agent state)"}, {1, "  body: 26 bytes"}, {3, `  agent_id "a1"`}, {8, `  state {"x":1}`},
 		{1, "  version 7"}, {9, "  updated_at 2026-11-26T09:59:00Z"}, {1, "  expires_at 0 (the TTL says)"},
 		{4, "  ttl 3600000 ms"},
-		{1, "end of frames"}, {3, "counts: 0 metrics, 0 alerts, 1 agent state"}, {32, "sha256 of everything above"},
+		{1, "end of frames"}, {3, "counts: 0 metrics, 0 alerts, 1 agent state"},
+		{2, "0 overrides, 0 tombstones"}, {1, `position "" (not settled: no event log)`}, {32, "sha256 of everything above"},
 	}
 	for _, f := range fields {
 		shown := fmt.Sprintf("%x", b[:min(f.n, 12)])
@@ -45,7 +46,7 @@ func Example_format() {
 	fmt.Println(len(b) == 0, sum.Bytes)
 	// Output:
 	// 53484241434b5550             magic "SHBACKUP"
-	// 01                           format version 1
+	// 02                           format version 2
 	// 1e                           header: 30 bytes
 	// 8080babbd2ffc7eb31             created 2026-11-26T10:00:00Z (varint ns)
 	// 066167656e7473                 backend "agents"
@@ -62,6 +63,8 @@ func Example_format() {
 	// 80dddb01                       ttl 3600000 ms
 	// 00                           end of frames
 	// 000001                       counts: 0 metrics, 0 alerts, 1 agent state
-	// 10a47c8b5d83805c442fd986…    sha256 of everything above
-	// true 104
+	// 0000                         0 overrides, 0 tombstones
+	// 00                           position "" (not settled: no event log)
+	// 4040fe8c2b017770e51a5f04…    sha256 of everything above
+	// true 107
 }

@@ -18,19 +18,29 @@ import (
 const (
 	// Magic opens every backup file.
 	Magic = "SHBACKUP"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// Version is the format version this package writes. It reads
+	// version 1 files too (VersionOne).
+	Version = 2
+	// VersionOne is the first format: no redo frames, no settled flag.
+	VersionOne = 1
 	// Ext is the extension of backup files the daemon writes.
 	Ext = ".shbk"
 
 	// frameEnd is the kind byte that ends the frames.
 	frameEnd = 0
+	// frameOverride, or'ed with a record kind, marks a redo frame holding
+	// a record's value at the backup's end; frameTombstone marks a redo
+	// frame saying a record is absent from the snapshot (version 2).
+	frameOverride  = 0x80
+	frameTombstone = 4
 	// maxHeader bounds the header block, and maxFrame a frame's body: a
 	// record is at most a plugin's response (host.Limits.MaxResponseBytes
 	// caps it, 16 MiB by default; 4 GiB at most), and a damaged length
 	// must not make a reader allocate gigabytes.
 	maxHeader = 64 << 10
 	maxFrame  = 64 << 20
+	// maxPosition bounds the event log position in the trailer.
+	maxPosition = 256
 )
 
 // Errors of a file that is not a sound backup. Every damage — a
@@ -89,6 +99,71 @@ type Record struct {
 	// TTL is how long the record had left to live when it was read,
 	// rounded up to the millisecond; zero means it never expires.
 	TTL time.Duration
+	// Override marks a redo frame: the record as it was re-read after a
+	// write during the backup. It supersedes every earlier frame of its
+	// key (version 2).
+	Override bool
+	// Tombstone marks a redo frame saying that the record with this key
+	// is absent from the snapshot: only Kind and the key fields (a
+	// metric's AgentID, Name and Timestamp, an alert's ID, an agent
+	// state's AgentID) are set. It supersedes every earlier frame of its
+	// key (version 2).
+	Tombstone bool
+}
+
+// recKey identifies a record within a backup: its kind and key.
+type recKey struct {
+	kind abi.RecordKind
+	a, b string // agent ID and name of a metric; the ID of the others
+	ts   int64  // a metric's timestamp, Unix ns
+}
+
+// key returns r's kind and key.
+func (r *Record) key() recKey {
+	switch r.Kind {
+	case abi.KindMetric:
+		return recKey{kind: r.Kind, a: r.Metric.AgentID, b: r.Metric.Name, ts: r.Metric.Timestamp.UnixNano()}
+	case abi.KindAlert:
+		return recKey{kind: r.Kind, a: r.Alert.ID}
+	case abi.KindAgentState:
+		return recKey{kind: r.Kind, a: r.State.AgentID}
+	}
+	return recKey{kind: r.Kind}
+}
+
+// record returns a tombstone Record of k.
+func (k recKey) record() *Record {
+	r := &Record{Kind: k.kind, Tombstone: true}
+	switch k.kind {
+	case abi.KindMetric:
+		r.Metric = abi.Metric{AgentID: k.a, Name: k.b, Timestamp: time.Unix(0, k.ts).UTC()}
+	case abi.KindAlert:
+		r.Alert.ID = k.a
+	case abi.KindAgentState:
+		r.State.AgentID = k.a
+	}
+	return r
+}
+
+// encode appends a tombstone's body: its kind, then its key.
+func (k recKey) encode(e *abi.Encoder) {
+	e.Uvarint(uint64(k.kind))
+	e.String(k.a)
+	if k.kind == abi.KindMetric {
+		e.String(k.b)
+		e.Time(time.Unix(0, k.ts))
+	}
+}
+
+// check reports what is wrong with a tombstone's key.
+func (k recKey) check() error {
+	if !k.kind.Valid() {
+		return fmt.Errorf("unknown record kind %d", k.kind)
+	}
+	if k.a == "" || (k.kind == abi.KindMetric && (k.b == "" || k.ts == 0)) {
+		return fmt.Errorf("%s tombstone without its key", k.kind)
+	}
+	return nil
 }
 
 // restore returns r as an item of host.Store.Restore, expiring TTL after
@@ -180,6 +255,22 @@ type Summary struct {
 	Bytes int64
 	// SHA256 is the checksum of its trailer.
 	SHA256 [sha256.Size]byte
+	// Version is the file's format version.
+	Version int
+	// Overrides counts the override frames among the records Counts
+	// counts, and Tombstones the tombstone frames (version 2; 0 in
+	// version 1). Counts.Total() - Overrides is the number of records
+	// the scan found; the snapshot holds at most Counts.Total().
+	Overrides, Tombstones int64
+	// Settled says the backup is a snapshot consistent as of its end: the
+	// writes made while it ran were replayed until a round found none
+	// (FORMAT.md, "What consistent means"). False in version 1 files and
+	// when the backend's events were disabled, lost or did not settle in
+	// five rounds: the file is then consistent per record only.
+	Settled bool
+	// Position is the event log position (an events.Event ID) the
+	// snapshot is consistent as of when Settled; "" otherwise.
+	Position string
 }
 
 // Writer writes a backup file: NewWriter writes its header, Write each
@@ -191,18 +282,25 @@ type Writer struct {
 	enc    abi.Encoder
 	sum    Summary
 	closed bool
+	redo   bool // an override or tombstone frame was written
 	err    error
 }
 
 // NewWriter writes the opening of a backup described by h to w.
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
+	return newWriter(w, h, Version)
+}
+
+// newWriter writes the opening of a backup in format version v (tests
+// write version 1 files with it).
+func newWriter(w io.Writer, h Header, v byte) (*Writer, error) {
 	if !h.Created.IsZero() {
 		h.Created = time.Unix(0, h.Created.UnixNano()).UTC() // as a Reader returns it
 	}
-	bw := &Writer{h: sha256.New(), sum: Summary{Header: h}}
+	bw := &Writer{h: sha256.New(), sum: Summary{Header: h, Version: int(v)}}
 	bw.w = bufio.NewWriterSize(io.MultiWriter(w, bw.h), 256<<10)
 	bw.raw([]byte(Magic))
-	bw.raw([]byte{Version})
+	bw.raw([]byte{v})
 	var hdr abi.Encoder
 	h.encode(&hdr)
 	bw.bytes(hdr.Bytes())
@@ -226,12 +324,38 @@ func (w *Writer) bytes(b []byte) {
 }
 
 // Write appends one record. A record a backend could not restore (see
-// abi.Restore.Check) is refused.
+// abi.Restore.Check) is refused. Override and tombstone records (redo
+// frames) come after every plain record: a plain record after one is
+// refused.
 func (w *Writer) Write(r *Record) error {
 	if w.closed {
 		return errors.New("backup: write after Close")
 	}
 	if w.err != nil {
+		return w.err
+	}
+	if (r.Override || r.Tombstone) && w.sum.Version < 2 {
+		return fmt.Errorf("backup: format version %d has no redo frames", w.sum.Version)
+	}
+	if r.Override && r.Tombstone {
+		return errors.New("backup: a record is an override or a tombstone, not both")
+	}
+	if !r.Override && !r.Tombstone && w.redo {
+		return errors.New("backup: a plain record after a redo frame")
+	}
+	if r.Tombstone {
+		k := r.key()
+		if err := k.check(); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		w.enc.Reset()
+		k.encode(&w.enc)
+		w.raw([]byte{frameTombstone})
+		w.bytes(w.enc.Bytes())
+		if w.err == nil {
+			w.redo = true
+			w.sum.Tombstones++
+		}
 		return w.err
 	}
 	if r.TTL < 0 {
@@ -247,12 +371,29 @@ func (w *Writer) Write(r *Record) error {
 	if len(w.enc.Bytes()) > maxFrame {
 		return fmt.Errorf("backup: %s of %d bytes is larger than a frame may be (%d)", r.Kind, len(w.enc.Bytes()), maxFrame)
 	}
-	w.raw([]byte{byte(r.Kind)})
+	kind := byte(r.Kind)
+	if r.Override {
+		kind |= frameOverride
+	}
+	w.raw([]byte{kind})
 	w.bytes(w.enc.Bytes())
 	if w.err == nil {
 		w.sum.Counts.add(r.Kind, 1)
+		if r.Override {
+			w.redo = true
+			w.sum.Overrides++
+		}
 	}
 	return w.err
+}
+
+// Settle records in the trailer that the file is a snapshot settled as
+// of the event log position pos (see Summary.Settled). Call it before
+// Close; it has no effect on a version 1 file or with an empty pos.
+func (w *Writer) Settle(pos string) {
+	if w.sum.Version >= 2 && pos != "" && len(pos) <= maxPosition {
+		w.sum.Settled, w.sum.Position = true, pos
+	}
 }
 
 // ttlMillis rounds a remaining TTL up to whole milliseconds, so that a
@@ -275,6 +416,11 @@ func (w *Writer) Close() (Summary, error) {
 	w.uvarint(uint64(w.sum.Counts.Metrics))
 	w.uvarint(uint64(w.sum.Counts.Alerts))
 	w.uvarint(uint64(w.sum.Counts.AgentStates))
+	if w.sum.Version >= 2 {
+		w.uvarint(uint64(w.sum.Overrides))
+		w.uvarint(uint64(w.sum.Tombstones))
+		w.bytes([]byte(w.sum.Position))
+	}
 	if w.err == nil {
 		w.err = w.w.Flush() // the hash has seen everything before the checksum
 	}
@@ -297,9 +443,11 @@ type Reader struct {
 	h    hash.Hash
 	sum  Summary
 	read Counts // records returned so far
-	buf  []byte
-	done bool
-	err  error
+	// overrides and tombstones count the redo frames returned so far.
+	overrides, tombstones int64
+	buf                   []byte
+	done                  bool
+	err                   error
 }
 
 // NewReader reads the opening of a backup from r.
@@ -321,9 +469,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v != Version {
-		return nil, fmt.Errorf("%w %d (this host reads version %d)", ErrUnsupportedVersion, v, Version)
+	if v != Version && v != VersionOne {
+		return nil, fmt.Errorf("%w %d (this host reads versions %d and %d)", ErrUnsupportedVersion, v, VersionOne, Version)
 	}
+	br.sum.Version = int(v)
 	hdr, err := br.block(maxHeader, "header")
 	if err != nil {
 		return nil, err
@@ -432,15 +581,26 @@ func (r *Reader) next() (*Record, error) {
 	if kind == frameEnd {
 		return nil, r.trailer()
 	}
-	k := abi.RecordKind(kind)
+	v2 := r.sum.Version >= 2
+	if v2 && kind == frameTombstone {
+		return r.tombstone()
+	}
+	override := v2 && kind&frameOverride != 0
+	k := abi.RecordKind(kind &^ frameOverride)
+	if !override {
+		k = abi.RecordKind(kind)
+	}
 	if !k.Valid() {
-		return nil, r.corrupt("unknown record kind %d", kind)
+		return nil, r.corrupt("unknown frame kind %d", kind)
+	}
+	if !override && r.overrides+r.tombstones > 0 {
+		return nil, r.corrupt("a plain %s after a redo frame", k)
 	}
 	body, err := r.block(maxFrame, "record")
 	if err != nil {
 		return nil, err
 	}
-	rec := &Record{Kind: k}
+	rec := &Record{Kind: k, Override: override}
 	d := abi.NewDecoder(body)
 	switch k {
 	case abi.KindMetric:
@@ -463,7 +623,35 @@ func (r *Reader) next() (*Record, error) {
 		return nil, r.corrupt("%s cannot be restored: %v", k, err)
 	}
 	r.read.add(k, 1)
+	if override {
+		r.overrides++
+	}
 	return rec, nil
+}
+
+// tombstone reads the body of a tombstone frame.
+func (r *Reader) tombstone() (*Record, error) {
+	body, err := r.block(maxFrame, "tombstone")
+	if err != nil {
+		return nil, err
+	}
+	d := abi.NewDecoder(body)
+	k := recKey{kind: abi.RecordKind(min(d.Uvarint(), 255))}
+	k.a = d.String()
+	if k.kind == abi.KindMetric {
+		k.b = d.String()
+		if t := d.Time(); !t.IsZero() {
+			k.ts = t.UnixNano()
+		}
+	}
+	if err := d.Finish(); err != nil {
+		return nil, r.corrupt("tombstone: %v", err)
+	}
+	if err := k.check(); err != nil {
+		return nil, r.corrupt("%v", err)
+	}
+	r.tombstones++
+	return k.record(), nil
 }
 
 // trailer reads the counts and the checksum, and checks that nothing
@@ -480,6 +668,22 @@ func (r *Reader) trailer() error {
 		}
 		c.add(k, int64(n))
 	}
+	var overrides, tombstones uint64
+	var position string
+	if r.sum.Version >= 2 {
+		var err error
+		if overrides, err = r.uvarint(); err != nil {
+			return err
+		}
+		if tombstones, err = r.uvarint(); err != nil {
+			return err
+		}
+		p, err := r.block(maxPosition, "position")
+		if err != nil {
+			return err
+		}
+		position = string(p)
+	}
 	var want [sha256.Size]byte
 	r.h.Sum(want[:0])
 	got, err := r.full(sha256.Size)
@@ -492,6 +696,10 @@ func (r *Reader) trailer() error {
 	if c != r.read {
 		return r.corrupt("the trailer counts %s, the file holds %s", c, r.read)
 	}
+	if overrides != uint64(r.overrides) || tombstones != uint64(r.tombstones) {
+		return r.corrupt("the trailer counts %d overrides and %d tombstones, the file holds %d and %d",
+			overrides, tombstones, r.overrides, r.tombstones)
+	}
 	if _, err := r.r.ReadByte(); err == nil {
 		return r.corrupt("data after the trailer")
 	} else if !errors.Is(err, io.EOF) {
@@ -499,6 +707,8 @@ func (r *Reader) trailer() error {
 	}
 	copy(r.sum.SHA256[:], got)
 	r.sum.Counts = c
+	r.sum.Overrides, r.sum.Tombstones = r.overrides, r.tombstones
+	r.sum.Position, r.sum.Settled = position, position != ""
 	r.done = true
 	return io.EOF
 }
@@ -511,17 +721,52 @@ func (r *Reader) Summary() Summary { return r.sum }
 // every frame, the counts and the checksum; nothing may follow the
 // trailer. It returns what the file holds, or an error saying what is
 // wrong.
+//
+// In a version 2 file the last frame of a key wins: see Superseded.
 func Verify(r io.Reader) (Summary, error) {
+	sum, _, err := verify(r, false)
+	return sum, err
+}
+
+// lastFrames maps each key with a redo frame to the index (0-based, in
+// file order, tombstones included) of its last frame. Its size is the
+// number of keys written to during the backup, not the file's.
+type lastFrames map[recKey]int64
+
+// superseded reports whether frame i, holding rec, is not part of the
+// snapshot: a tombstone, or a frame a later one of its key replaces.
+func (l lastFrames) superseded(i int64, rec *Record) bool {
+	if rec.Tombstone {
+		return true
+	}
+	if len(l) == 0 {
+		return false
+	}
+	last, ok := l[rec.key()]
+	return ok && last != i
+}
+
+// verify is Verify; with track, it also returns the last frame of each
+// key that has a redo frame.
+func verify(r io.Reader, track bool) (Summary, lastFrames, error) {
 	br, err := NewReader(r)
 	if err != nil {
-		return Summary{}, err
+		return Summary{}, nil, err
 	}
-	for {
-		if _, err := br.Next(); err != nil {
+	var last lastFrames
+	for i := int64(0); ; i++ {
+		rec, err := br.Next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return br.Summary(), nil
+				return br.Summary(), last, nil
 			}
-			return br.Summary(), err
+			return br.Summary(), nil, err
+		}
+		if track && (rec.Override || rec.Tombstone) {
+			if last == nil {
+				last = lastFrames{}
+			}
+			last[rec.key()] = i
 		}
 	}
 }

@@ -152,10 +152,10 @@ func TestVerifyMessages(t *testing.T) {
 	_, err = backup.Verify(bytes.NewReader(file[:len(file)-10]))
 	require.EqualError(t, err, fmt.Sprintf("backup: file is corrupt: truncated after %d bytes", len(file)-10))
 
-	v2 := bytes.Clone(file)
-	v2[len(backup.Magic)] = 2
-	_, err = backup.Verify(bytes.NewReader(v2))
-	require.EqualError(t, err, "backup: unsupported format version 2 (this host reads version 1)")
+	v3 := bytes.Clone(file)
+	v3[len(backup.Magic)] = 3
+	_, err = backup.Verify(bytes.NewReader(v3))
+	require.EqualError(t, err, "backup: unsupported format version 3 (this host reads versions 1 and 2)")
 
 	_, err = backup.Verify(bytes.NewReader([]byte("hello, world")))
 	require.ErrorIs(t, err, backup.ErrNotBackup)

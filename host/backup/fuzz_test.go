@@ -6,13 +6,15 @@ import (
 	"io"
 	"testing"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/backup"
 )
 
 // FuzzVerify feeds arbitrary bytes to the reader a restore trusts: it
 // never panics, it either verifies the file or says why with ErrCorrupt
 // or ErrNotBackup or ErrUnsupportedVersion, and a file it verifies reads
-// back, record by record, to exactly the counts it reported.
+// back, record by record, to exactly the counts it reported, its
+// tombstones apart.
 func FuzzVerify(f *testing.F) {
 	for _, n := range []int{0, 1, 3} {
 		var buf bytes.Buffer
@@ -25,6 +27,17 @@ func FuzzVerify(f *testing.F) {
 			if err := w.Write(&recs[i]); err != nil {
 				f.Fatal(err)
 			}
+		}
+		if n == 3 {
+			over := recs[0]
+			over.Override = true
+			if err := w.Write(&over); err != nil {
+				f.Fatal(err)
+			}
+			if err := w.Write(&backup.Record{Kind: abi.KindAlert, Tombstone: true, Alert: abi.Alert{ID: "gone"}}); err != nil {
+				f.Fatal(err)
+			}
+			w.Settle("17-3")
 		}
 		if _, err := w.Close(); err != nil {
 			f.Fatal(err)
@@ -46,19 +59,23 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			t.Fatalf("verified, but NewReader: %v", err)
 		}
-		var n int64
+		var n, tombs int64
 		for {
-			_, err := r.Next()
+			rec, err := r.Next()
 			if err == io.EOF {
 				break
 			}
 			if err != nil {
 				t.Fatalf("verified, but record %d: %v", n, err)
 			}
-			n++
+			if rec.Tombstone {
+				tombs++
+			} else {
+				n++
+			}
 		}
-		if n != sum.Counts.Total() {
-			t.Fatalf("verified %d records, read %d", sum.Counts.Total(), n)
+		if n != sum.Counts.Total() || tombs != sum.Tombstones {
+			t.Fatalf("verified %d records and %d tombstones, read %d and %d", sum.Counts.Total(), sum.Tombstones, n, tombs)
 		}
 	})
 }

@@ -77,6 +77,13 @@ func RestoreFile(ctx context.Context, st *host.Store, path string, opts RestoreO
 // to the backend in batches of at most 500 (host.Store.Restore); an error
 // from the backend stops the restore, and what was written stays.
 //
+// Of a version 2 file it restores the snapshot: the last frame of a key
+// wins, and a key whose last frame is a tombstone is absent from the
+// snapshot, so Restore does not create it (it deletes nothing in st).
+// Verify's pass collects the keys of the redo frames and the index of
+// each one's last frame; the writing pass skips the frames they
+// supersede.
+//
 // The backend needs the restore and batch features and the feature of
 // every kind of record the file holds.
 func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts RestoreOptions) (RestoreSummary, error) {
@@ -90,7 +97,7 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 	if err != nil {
 		return RestoreSummary{}, fmt.Errorf("backup: %w", err)
 	}
-	file, err := Verify(src)
+	file, last, err := verify(src, true)
 	if err != nil {
 		return RestoreSummary{}, err
 	}
@@ -109,7 +116,7 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 		if err != nil {
 			return sum, err
 		}
-		if err := checkAbsent(ctx, st, r); err != nil {
+		if err := checkAbsent(ctx, st, r, last); err != nil {
 			return sum, err
 		}
 	}
@@ -120,18 +127,23 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 	var (
 		chunk []*Record
 		done  int64
+		dead  int64 // superseded frames since the last flush
+		frame int64 // index of the next frame
 	)
 	flush := func() error {
-		if len(chunk) == 0 {
+		if len(chunk) == 0 && dead == 0 {
 			return nil
 		}
 		from := time.Now()
 		if opts.KeepExpiry {
 			from = file.Header.Created
 		}
-		res, err := restoreChunk(ctx, st, chunk, opts.Mode, from)
-		if err != nil {
-			return err
+		var res []restResult
+		if len(chunk) > 0 {
+			var err error
+			if res, err = restoreChunk(ctx, st, chunk, opts.Mode, from); err != nil {
+				return err
+			}
 		}
 		for i, r := range res {
 			switch r {
@@ -143,8 +155,8 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 				sum.Expired.add(chunk[i].Kind, 1)
 			}
 		}
-		done += int64(len(chunk))
-		chunk = chunk[:0]
+		done += int64(len(chunk)) + dead
+		chunk, dead = chunk[:0], 0
 		if opts.Progress != nil {
 			opts.Progress(RestoreProgress{Done: done, Total: file.Counts.Total()})
 		}
@@ -158,6 +170,13 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 		if err != nil {
 			// The file changed since it was verified.
 			return sum, err
+		}
+		frame++
+		if last.superseded(frame-1, rec) {
+			if !rec.Tombstone {
+				dead++
+			}
+			continue
 		}
 		chunk = append(chunk, rec)
 		if len(chunk) == chunkSize {
@@ -240,11 +259,12 @@ func describe(it *host.Restore) string {
 
 // checkAbsent returns ErrExists, with how many and the first, if st holds
 // a record with the key of one in r.
-func checkAbsent(ctx context.Context, st *host.Store, r *Reader) error {
+func checkAbsent(ctx context.Context, st *host.Store, r *Reader, last lastFrames) error {
 	var (
 		chunk []*Record
 		found int64
 		first string
+		frame int64
 	)
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -273,6 +293,10 @@ func checkAbsent(ctx context.Context, st *host.Store, r *Reader) error {
 		}
 		if err != nil {
 			return err
+		}
+		frame++
+		if last.superseded(frame-1, rec) {
+			continue
 		}
 		chunk = append(chunk, rec)
 		if len(chunk) == chunkSize {
