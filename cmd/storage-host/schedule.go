@@ -131,7 +131,11 @@ func (s *scheduler) run(ctx context.Context, name string, cfg config.Backup) {
 			s.lastSuccess.WithLabelValues(name).SetToCurrentTime()
 			s.log.Info("backup written", "backend", name, "file", path, "metrics", sum.Counts.Metrics,
 				"alerts", sum.Counts.Alerts, "agent_states", sum.Counts.AgentStates, "bytes", sum.Bytes,
-				"took", time.Since(started).Round(time.Millisecond).String())
+				"settled", sum.Settled, "took", time.Since(started).Round(time.Millisecond).String())
+			if !sum.Settled {
+				s.log.Warn("backup is not a point-in-time snapshot: writes kept changing records while it ran, or events are off",
+					"backend", name, "file", path)
+			}
 		}
 	}
 }
