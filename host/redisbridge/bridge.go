@@ -435,6 +435,9 @@ func unavailable(e *abi.Encoder, err error) {
 // cannot name them: a command or script call that does is refused.
 const HostKeyPrefix = "__host__:"
 
+// hostKeyPrefix is HostKeyPrefix for the checks of every key argument.
+var hostKeyPrefix = []byte(HostKeyPrefix)
+
 // Client returns the bridge's go-redis client, for the host's own use of
 // the backend's Redis (its event stream). Keys it names must start with
 // Key's result.

@@ -1,6 +1,7 @@
 package redisbridge
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -284,7 +285,7 @@ func (c *command) args(in [][]byte, prefix string, out []any) ([]any, int, error
 	}
 	var reserved []byte
 	key := func(i int) {
-		if strings.HasPrefix(string(in[i]), HostKeyPrefix) {
+		if bytes.HasPrefix(in[i], hostKeyPrefix) {
 			reserved = in[i]
 		}
 		out[i] = prefix + string(in[i])

@@ -1,6 +1,7 @@
 package redisbridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -100,7 +101,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			args := make([]any, 0, 3+len(sc.Keys)+len(sc.Args))
 			args = append(args, "evalsha", sha, strconv.Itoa(len(sc.Keys)))
 			for _, k := range sc.Keys {
-				if strings.HasPrefix(string(k), HostKeyPrefix) {
+				if bytes.HasPrefix(k, hostKeyPrefix) {
 					invalid(e, "script call %d: key %s: keys starting with %q are the host's", i, shown(k), HostKeyPrefix)
 					return
 				}
