@@ -64,12 +64,13 @@ type Bus struct {
 	opts   Options
 	logger hclog.Logger
 
-	queue  chan Event // nil for a log that appends at once
-	closed atomic.Bool
-	quit   chan struct{} // closed by Close
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	queue    chan Event // nil for a log that appends at once
+	closed   atomic.Bool
+	quit     chan struct{} // closed by Close
+	appended chan struct{} // closed when appendLoop has returned
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex
 	subs      map[*Subscription]struct{} // live subscriptions
@@ -119,7 +120,7 @@ func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if l.async() {
 		b.queue = make(chan Event, opts.Queue)
-		b.wg.Add(1)
+		b.appended = make(chan struct{})
 		go b.appendLoop()
 	}
 	return b
@@ -152,9 +153,11 @@ func (b *Bus) Publish(ev Event) {
 }
 
 // appendLoop appends queued events in batches, in order, retrying while
-// the log refuses them.
+// the log refuses them. Once Close closes quit it appends what is still
+// queued, then returns; if Close cancels b.ctx first, what is left is
+// dropped and counted.
 func (b *Bus) appendLoop() {
-	defer b.wg.Done()
+	defer close(b.appended)
 	batch := make([]Event, 0, 512)
 	backoff := 50 * time.Millisecond
 	for {
@@ -162,7 +165,12 @@ func (b *Bus) appendLoop() {
 		case ev := <-b.queue:
 			batch = append(batch[:0], ev)
 		case <-b.quit:
-			return
+			select {
+			case ev := <-b.queue:
+				batch = append(batch[:0], ev)
+			default:
+				return // closing, and nothing is left
+			}
 		}
 	fill:
 		for len(batch) < cap(batch) {
@@ -181,7 +189,7 @@ func (b *Bus) appendLoop() {
 				break
 			}
 			if b.ctx.Err() != nil {
-				b.dropped.Add(uint64(len(batch)))
+				b.dropped.Add(uint64(len(batch) + len(b.queue)))
 				return
 			}
 			b.logger.Warn("cannot append events; retrying", "events", len(batch), "error", err)
@@ -209,20 +217,18 @@ func (b *Bus) Close(ctx context.Context) error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	close(b.quit)
 	var err error
 	if b.queue != nil {
-		for len(b.queue) > 0 && ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		if n := len(b.queue); n > 0 {
-			b.dropped.Add(uint64(n))
-			err = fmt.Errorf("events: closed with %d events not appended: %w", n, ctx.Err())
+		select {
+		case <-b.appended:
+		case <-ctx.Done():
+			before := b.dropped.Load()
+			b.cancel()
+			<-b.appended
+			err = fmt.Errorf("events: closed with %d events not appended: %w", b.dropped.Load()-before, ctx.Err())
 		}
 	}
-	close(b.quit)
 	b.cancel()
 	b.wg.Wait()
 	b.mu.Lock()
