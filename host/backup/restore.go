@@ -314,6 +314,30 @@ func checkAbsent(ctx context.Context, st *host.Store, r *Reader, last lastFrames
 	return nil
 }
 
+// readBack reads the records of recs at idx, all of one kind, with one
+// bulk get, and sets out at each index to the record found there; a
+// missing record leaves it nil.
+func readBack[K, V any](ctx context.Context, recs []*Record, idx []int, out []*Record,
+	get func(context.Context, []K) ([]host.Result[V], error), key func(*Record) K, found func(V) *Record) error {
+	keys := make([]K, len(idx))
+	for j, i := range idx {
+		keys[j] = key(recs[i])
+	}
+	res, err := get(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for j, r := range res {
+		switch {
+		case r.Err == nil:
+			out[idx[j]] = found(r.Value)
+		case !errors.Is(r.Err, host.ErrNotFound):
+			return r.Err
+		}
+	}
+	return nil
+}
+
 // existing returns, for each of recs (all of one batch), the record st
 // holds with its key, or nil.
 func existing(ctx context.Context, st *host.Store, recs []*Record) ([]*Record, error) {
@@ -328,55 +352,20 @@ func existing(ctx context.Context, st *host.Store, recs []*Record) ([]*Record, e
 		if len(idx) == 0 {
 			continue
 		}
-		var errs []error
+		var err error
 		switch k {
 		case abi.KindMetric:
-			keys := make([]host.MetricKey, len(idx))
-			for j, i := range idx {
-				keys[j] = recs[i].Metric.Key()
-			}
-			res, err := st.GetMetrics(ctx, keys)
-			if err != nil {
-				return nil, fmt.Errorf("backup: reading metrics of %s: %w", st.Name(), err)
-			}
-			for j, r := range res {
-				if errs = append(errs, r.Err); r.Err == nil {
-					out[idx[j]] = &Record{Kind: k, Metric: r.Value}
-				}
-			}
+			err = readBack(ctx, recs, idx, out, st.GetMetrics, func(r *Record) host.MetricKey { return r.Metric.Key() },
+				func(m host.Metric) *Record { return &Record{Kind: k, Metric: m} })
 		case abi.KindAlert:
-			ids := make([]string, len(idx))
-			for j, i := range idx {
-				ids[j] = recs[i].Alert.ID
-			}
-			res, err := st.GetAlerts(ctx, ids)
-			if err != nil {
-				return nil, fmt.Errorf("backup: reading alerts of %s: %w", st.Name(), err)
-			}
-			for j, r := range res {
-				if errs = append(errs, r.Err); r.Err == nil {
-					out[idx[j]] = &Record{Kind: k, Alert: r.Value}
-				}
-			}
+			err = readBack(ctx, recs, idx, out, st.GetAlerts, func(r *Record) string { return r.Alert.ID },
+				func(a host.Alert) *Record { return &Record{Kind: k, Alert: a} })
 		case abi.KindAgentState:
-			ids := make([]string, len(idx))
-			for j, i := range idx {
-				ids[j] = recs[i].State.AgentID
-			}
-			res, err := st.GetAgentStates(ctx, ids)
-			if err != nil {
-				return nil, fmt.Errorf("backup: reading agent states of %s: %w", st.Name(), err)
-			}
-			for j, r := range res {
-				if errs = append(errs, r.Err); r.Err == nil {
-					out[idx[j]] = &Record{Kind: k, State: r.Value}
-				}
-			}
+			err = readBack(ctx, recs, idx, out, st.GetAgentStates, func(r *Record) string { return r.State.AgentID },
+				func(v host.AgentState) *Record { return &Record{Kind: k, State: v} })
 		}
-		for _, err := range errs {
-			if err != nil && !errors.Is(err, host.ErrNotFound) {
-				return nil, fmt.Errorf("backup: reading %ss of %s: %w", k, st.Name(), err)
-			}
+		if err != nil {
+			return nil, fmt.Errorf("backup: reading %ss of %s: %w", k, st.Name(), err)
 		}
 	}
 	return out, nil
