@@ -297,3 +297,33 @@ func TestResumeAfterRedisLostTheStream(t *testing.T) {
 	defer fresh.Close()
 	next(t, fresh)
 }
+
+// A stream created again is numbered after every ID the host has known,
+// even when Redis's clock is behind them (another Redis, a clock step,
+// or the same millisecond): the old positions stay lost.
+func TestRecreatedStreamStartsAfterKnownPositions(t *testing.T) {
+	addr := redistest.Addr(t)
+	key := redistest.Prefix(t) + "__host__:events"
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	b := events.NewRedis(c, key, events.Options{}, nil)
+	defer b.Close(context.Background())
+	ctx := context.Background()
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	ahead := fmt.Sprintf("%d-0", time.Now().Add(time.Hour).UnixMilli())
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: ahead, Values: []any{"k", "metrics", "o", "put"}}).Err())
+	require.Equal(t, ahead, next(t, s).ID)
+
+	require.NoError(t, c.Del(ctx, key).Err())
+	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	e := next(t, s)
+	assert.NotEqual(t, ahead, e.ID)
+	_, err = b.Subscribe(ctx, events.Filter{}, ahead)
+	assert.ErrorIs(t, err, events.ErrLost)
+	resumed, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer resumed.Close()
+	assert.Equal(t, e.ID, next(t, resumed).ID)
+}

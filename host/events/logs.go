@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,11 +129,81 @@ type redisLog struct {
 	client    redis.UniversalClient
 	key       string
 	retention int64
+
+	// newest is the millisecond part of the newest ID this log has
+	// appended or read: a stream that has to be created again starts
+	// after it (see append).
+	newest atomic.Uint64
 }
 
 func (l *redisLog) async() bool { return true }
 
+// saw records an ID this log has appended or read.
+func (l *redisLog) saw(s string) {
+	i, err := parseID(s)
+	if err != nil {
+		return
+	}
+	for {
+		cur := l.newest.Load()
+		if i.hi <= cur || l.newest.CompareAndSwap(cur, i.hi) {
+			return
+		}
+	}
+}
+
+// append adds evs to the stream, never creating it with XADD's own IDs.
+// A stream that is gone (deleted, or Redis lost its data) is created
+// again starting at an explicit millisecond past every ID this log has
+// known: Redis would otherwise number the new stream from its clock, and
+// an entry added within the millisecond of an old position would reuse
+// that position's ID, so a subscriber resuming there would be served the
+// new stream as if it were the old one.
 func (l *redisLog) append(ctx context.Context, evs []Event) error {
+	if err := l.xadd(ctx, evs, ""); err != nil {
+		return err
+	}
+	// What is left has no ID: the stream is missing. (Had another host
+	// created it within the pipeline, the entries before that point come
+	// after it, still once each.) The first entry creates it at an
+	// explicit time, the rest follow with Redis's IDs. If that is refused
+	// (another host created it first, or a Redis before 7.0 that does not
+	// take "<ms>-*"), a plain append creates it.
+	missing := evs[:0:0]
+	for _, ev := range evs {
+		if ev.ID == "" {
+			missing = append(missing, ev)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	start := max(uint64(time.Now().UnixMilli()), l.newest.Load()+1)
+	if err := l.xadd(ctx, missing[:1], strconv.FormatUint(start, 10)+"-*"); err != nil {
+		if err = l.xadd(ctx, missing[:1], "*"); err != nil {
+			return err
+		}
+	}
+	if err := l.xadd(ctx, missing[1:], "*"); err != nil {
+		return err
+	}
+	j := 0
+	for i := range evs {
+		if evs[i].ID == "" {
+			evs[i].ID = missing[j].ID
+			j++
+		}
+	}
+	return nil
+}
+
+// xadd appends evs in one pipeline and stores their IDs in them. With
+// first == "" no entry creates a missing stream (their IDs stay empty);
+// otherwise the first entry gets that ID and any may create it.
+func (l *redisLog) xadd(ctx context.Context, evs []Event, first string) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	cmds := make([]*redis.StringCmd, len(evs))
 	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range evs {
@@ -142,15 +213,25 @@ func (l *redisLog) append(ctx context.Context, evs []Event) error {
 			if len(ev.Data) > 0 {
 				values = append(values, "d", ev.Data)
 			}
-			cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, MaxLen: l.retention, Approx: true, Values: values})
+			args := &redis.XAddArgs{Stream: l.key, MaxLen: l.retention, Approx: true, Values: values, NoMkStream: first == ""}
+			if i == 0 && first != "" {
+				args.ID = first
+			}
+			cmds[i] = p.XAdd(ctx, args)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
 	for i, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
 		evs[i].ID = c.Val()
+		if evs[i].ID != "" {
+			l.saw(evs[i].ID)
+		}
 	}
 	return nil
 }
@@ -179,6 +260,9 @@ func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration
 	for i, m := range msgs {
 		out[i] = fromMessage(m)
 	}
+	if len(msgs) > 0 {
+		l.saw(msgs[len(msgs)-1].ID)
+	}
 	return out, nil
 }
 
@@ -200,6 +284,7 @@ func (l *redisLog) last(ctx context.Context) (id, error) {
 	if err != nil || len(msgs) == 0 {
 		return id{}, err
 	}
+	l.saw(msgs[0].ID)
 	return parseID(msgs[0].ID)
 }
 
