@@ -5,7 +5,7 @@ GO ?= go
 WASM_FLAGS = -trimpath -buildvcs=false -buildmode=c-shared
 BUILTIN_SOURCES = $(shell find abi sdk -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all plugins test bench check
+.PHONY: all plugins testdata test bench check
 all: plugins test
 
 # The built-in plugins embedded in the host (TestBuiltinsMatchSource
