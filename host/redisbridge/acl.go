@@ -52,6 +52,7 @@ type aclUser struct {
 	name, password string
 	rules          []any // the ACL SETUSER command
 	admin          redis.UniversalClient
+	killer         redis.UniversalClient // SCRIPT KILL, with a read timeout that outlasts busy-reply-threshold
 
 	mu   sync.Mutex
 	last time.Time // of the last recreate
@@ -67,10 +68,17 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	adminOpts := *opts
 	adminOpts.PoolSize = 2
 	adminOpts.MinIdleConns = 0
+	// Database 0: ACL and SCRIPT KILL are server-wide, and SELECT, which
+	// Redis refuses while a script runs, would keep a kill from connecting.
+	adminOpts.DB = 0
+	killOpts := adminOpts
+	killOpts.PoolSize = 1
+	killOpts.ReadTimeout = killWait
 	u := &aclUser{
 		name:     userPrefix + prefix,
 		password: hex.EncodeToString(pw[:]),
 		admin:    redis.NewUniversalClient(&adminOpts),
+		killer:   redis.NewUniversalClient(&killOpts),
 	}
 	u.rules = []any{
 		"acl", "setuser", u.name, "on", ">" + u.password, "clearselectors",
@@ -86,6 +94,7 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	}
 	if err := u.apply(ctx, u.rules); err != nil {
 		_ = u.admin.Close()
+		_ = u.killer.Close()
 		if strings.Contains(err.Error(), "NOPERM") {
 			return nil, fmt.Errorf("redisbridge: scripts need a Redis user allowed to run ACL SETUSER, to create the backend's user confined to %q: %w", prefix, err)
 		}
@@ -126,5 +135,5 @@ func (u *aclUser) close(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("redisbridge: removing the password of %q: %w", u.name, err)
 	}
-	return errors.Join(err, u.admin.Close())
+	return errors.Join(err, u.admin.Close(), u.killer.Close())
 }

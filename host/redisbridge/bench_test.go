@@ -113,11 +113,18 @@ func BenchmarkOverhead(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cmds := newCmds(ctx, []call{{args: args, first: first}})
-		cmds[0].SetVal(raw)
+		if _, err := c.bounded(in); err != nil {
+			b.Fatal(err)
+		}
+		budget := new(replyBudget)
+		budget.left.Store(DefaultMaxReplyBytes)
+		cmds := newCmds(ctx, budget, []call{{args: args, first: first}})
+		if _, err := cmds[0].Write(raw); err != nil {
+			b.Fatal(err)
+		}
 		e.Reset()
 		e.U8(uint8(abi.StatusOK))
 		e.Uvarint(1)
-		appendRaw(&e, cmds[0].Val())
+		appendRaw(&e, cmds[0].buf)
 	}
 }
