@@ -309,7 +309,7 @@ func bitfield(in [][]byte) (int64, error) {
 			if err != nil {
 				return 0, err
 			}
-			if off > 8*maxGrowth || off*mult > 8*maxGrowth {
+			if op != "GET" && (off > 8*maxGrowth || off*mult > 8*maxGrowth) {
 				return 0, fmt.Errorf("bit offset %s is past the bridge's bound of %d bytes", shown(in[i+2]), maxGrowth)
 			}
 			if op != "GET" {
