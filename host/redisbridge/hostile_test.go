@@ -62,19 +62,19 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 	f := newFixture(t, nil, func(c *Config) { c.AllowCommands = []string{"setbit", "bitfield", "geosearch"} })
 	big := strings.Repeat("x", 11<<10)
 	for _, c := range [][]string{
-		{"LCS", "a", "b"},                         // quadratic: off the default allowlist
-		{"SINTER", "a", "b"},                      // product of collections
-		{"ZUNIONSTORE", "d", "2", "a", "b"},       // sum of collections, then sorted
-		{"SETRANGE", "k", "536870911", "x"},       // 26 bytes that allocate 512 MiB
-		{"SETBIT", "k", "4294967295", "1"},        // 512 MiB
+		{"LCS", "a", "b"},                   // quadratic: off the default allowlist
+		{"SINTER", "a", "b"},                // product of collections
+		{"ZUNIONSTORE", "d", "2", "a", "b"}, // sum of collections, then sorted
+		{"SETRANGE", "k", "536870911", "x"}, // 26 bytes that allocate 512 MiB
+		{"SETBIT", "k", "4294967295", "1"},  // 512 MiB
 		{"BITFIELD", "k", "SET", "u8", "#536870911", "1"},
 		{"BITFIELD", "k", "INCRBY", "i64", "4294967000", "1"},
-		{"SRANDMEMBER", "s", "-1000000000"},       // a billion replies from one member
+		{"SRANDMEMBER", "s", "-1000000000"}, // a billion replies from one member
 		{"HRANDFIELD", "h", "-1000000000"},
 		{"ZRANDMEMBER", "z", "-1000000000", "WITHSCORES"},
 		{"SPOP", "s", "1000000"},
 		{"LPOP", "l", "1000000"},
-		{"LRANGE", "l", "0", "-1"},                // as long as the list
+		{"LRANGE", "l", "0", "-1"}, // as long as the list
 		{"LRANGE", "l", "0", "99999"},
 		{"ZRANGE", "z", "0", "-1"},
 		{"ZRANGE", "z", "-inf", "+inf", "BYSCORE"}, // no LIMIT
@@ -82,7 +82,7 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"ZRANGEBYSCORE", "z", "-inf", "+inf"},
 		{"ZREVRANGEBYLEX", "z", "+", "-", "LIMIT", "99999999", "1"},
 		{"HSCAN", "h", "0", "COUNT", "100000000"},
-		{"LPOS", "l", "x", "COUNT", "0"},           // every match in the whole list
+		{"LPOS", "l", "x", "COUNT", "0"}, // every match in the whole list
 		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
 		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
 		{"XINFO", "STREAM", "x", "FULL", "COUNT", "0"},
