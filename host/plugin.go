@@ -114,7 +114,16 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}()
 	if cfg.Redis != nil {
-		if p.redis, err = redisbridge.Open(ctx, *cfg.Redis); err != nil {
+		rc := *cfg.Redis
+		// The bridge stops reading replies past what the plugin may be
+		// answered, and claims its prefix on that Redis for this backend.
+		if rc.MaxReplyBytes == 0 {
+			rc.MaxReplyBytes = int64(cfg.Limits.MaxResponseBytes)
+		}
+		if rc.Owner == "" {
+			rc.Owner = cfg.Name
+		}
+		if p.redis, err = redisbridge.Open(ctx, rc); err != nil {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
 		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)

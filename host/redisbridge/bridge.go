@@ -185,23 +185,7 @@ type Bridge struct {
 // Redis, so a backend can start while Redis is down, except with Scripts,
 // where it must create the ACL user first.
 func Open(ctx context.Context, cfg Config) (*Bridge, error) {
-	if err := checkPrefix(cfg.KeyPrefix); err != nil {
-		return nil, err
-	}
-	allowed := make(map[string]*command, len(commandTable))
-	for i := range commandTable {
-		if c := &commandTable[i]; c.data {
-			allowed[c.name] = c
-		}
-	}
-	for _, name := range cfg.AllowCommands {
-		c := lookup(commands, []byte(name))
-		if c == nil {
-			return nil, fmt.Errorf("redisbridge: AllowCommands: %q is not in the bridge's command table", name)
-		}
-		allowed[c.name] = c
-	}
-	opts, err := cfg.options()
+	allowed, opts, err := cfg.check()
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +224,43 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		cc.OnNewNode(func(node *redis.Client) { node.AddHook(liftErrors{}) })
 	}
 	return b, nil
+}
+
+// Check checks cfg as Open does, without creating a client or claiming
+// the prefix: for validating a configuration while the bridges it would
+// replace are open.
+func Check(cfg Config) error {
+	_, _, err := cfg.check()
+	return err
+}
+
+// check checks cfg and returns the backend's allowlist and the go-redis
+// options.
+func (cfg *Config) check() (map[string]*command, *redis.UniversalOptions, error) {
+	if err := checkPrefix(cfg.KeyPrefix); err != nil {
+		return nil, nil, err
+	}
+	if cfg.MaxCommands < 0 || cfg.MaxReplyBytes < 0 {
+		return nil, nil, errors.New("redisbridge: MaxCommands and MaxReplyBytes must not be negative")
+	}
+	allowed := make(map[string]*command, len(commandTable))
+	for i := range commandTable {
+		if c := &commandTable[i]; c.data {
+			allowed[c.name] = c
+		}
+	}
+	for _, name := range cfg.AllowCommands {
+		c := lookup(commands, []byte(name))
+		if c == nil {
+			return nil, nil, fmt.Errorf("redisbridge: AllowCommands: %q is not in the bridge's command table", name)
+		}
+		allowed[c.name] = c
+	}
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	return allowed, opts, nil
 }
 
 // checkPrefix enforces the rules of Config.KeyPrefix.

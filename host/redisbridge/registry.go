@@ -36,6 +36,16 @@ func redisID(o *redis.UniversalOptions) string {
 	return o.MasterName + "|" + strings.Join(addrs, ",") + "|" + strconv.Itoa(o.DB)
 }
 
+// Target names the Redis and database cfg connects to, as the registry of
+// open bridges tells them apart, or says why cfg is invalid.
+func Target(cfg Config) (string, error) {
+	_, opts, err := cfg.check()
+	if err != nil {
+		return "", err
+	}
+	return redisID(opts), nil
+}
+
 // Overlap reports whether two key prefixes overlap: one starts with the
 // other, so the keys of one are keys of the other.
 func Overlap(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
