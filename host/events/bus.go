@@ -90,7 +90,7 @@ type Bus struct {
 	down      bool // the fan-out's last read failed
 
 	published, dropped, disconnected, refused atomic.Uint64
-	refusal                               atomic.Pointer[error] // the last permanent append error; nil after a success
+	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
 }
 
 // eventLog is where a Bus keeps its events.
