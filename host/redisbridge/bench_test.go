@@ -128,3 +128,38 @@ func BenchmarkOverhead(b *testing.B) {
 		appendRaw(&e, cmds[0].buf)
 	}
 }
+
+// BenchmarkChecks is what the cost bounds add to checking and prefixing
+// one command (args), for a command without a bound (GET) and for the
+// bounded kinds: a count, an index range, a LIMIT, an allocation offset.
+func BenchmarkChecks(b *testing.B) {
+	for _, in := range [][][]byte{
+		cmd("GET", "k"),
+		cmd("SRANDMEMBER", "s", "-10"),
+		cmd("LRANGE", "l", "0", "99"),
+		cmd("ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"),
+		cmd("SETRANGE", "k", "1024", "v"),
+	} {
+		c := lookup(commands, in[0])
+		out := make([]any, 0, len(in))
+		b.Run(string(in[0])+"/args", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(in[0])+"/args+bounds", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.bounded(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -16,7 +16,16 @@
 //  3. When scripts are granted, a Redis ACL user per backend (acl.go),
 //     limited to ~KeyPrefix* and data commands, so that even redis.call
 //     in a script, which may build key names from ARGV, cannot reach a key
-//     outside the namespace (Redis answers NOPERM).
+//     outside the namespace (Redis answers NOPERM). The host's own keys
+//     (Key) are outside every namespace.
+//  4. Cost bounds (bounds.go): counts, ranges and allocating offsets are
+//     bounded, a request holds at most Config.MaxCommands commands, and
+//     replies are read through a budget of Config.MaxReplyBytes (do.go),
+//     so neither Redis's time nor the host's memory follows a plugin's
+//     whim. A script call that overruns its deadline has its script
+//     killed (kill.go).
+//  5. One Redis, disjoint prefixes: Open refuses a prefix that overlaps
+//     one of a bridge open in this process on the same Redis (registry.go).
 //
 // Replies are passed on as Redis gives them (see reply.go for the kinds);
 // the bridge rewrites none, so the few that name keys (XREAD,
