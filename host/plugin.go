@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -121,7 +122,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			rc.MaxReplyBytes = int64(cfg.Limits.MaxResponseBytes)
 		}
 		if rc.Owner == "" {
-			rc.Owner = cfg.Name
+			// One name (or, unnamed, one plugin) on one prefix is one
+			// backend: two hosts in a process may share it.
+			rc.Owner = cmp.Or(cfg.Name, cfg.Plugin)
 		}
 		if p.redis, err = redisbridge.Open(ctx, rc); err != nil {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)

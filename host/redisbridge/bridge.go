@@ -150,7 +150,8 @@ type Config struct {
 	// default: 16 MiB
 	MaxReplyBytes int64
 
-	// Owner names who opens the bridge (host.Open: the backend's name).
+	// Owner names who opens the bridge (host.Open: the backend's name, or
+	// its plugin when unnamed).
 	// Two bridges open at once on one Redis (same addresses and database)
 	// must have key prefixes that do not overlap (neither starts with the
 	// other), except equal prefixes of one non-empty Owner: a backend
