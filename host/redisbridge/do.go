@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,6 +211,31 @@ func (c *rawCmd) Write(p []byte) (int, error) {
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil
+}
+
+// ReadFrom reads the body of a bulk reply straight into buf, within the
+// budget; without it io.CopyN, which go-redis streams bodies with, would
+// allocate a 32 KiB buffer per reply.
+func (c *rawCmd) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if len(c.buf) == cap(c.buf) {
+			c.buf = slices.Grow(c.buf, 512)
+		}
+		n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
+		if c.budget.left.Add(-int64(n)) < 0 {
+			c.budget.exceeded.Store(true)
+			return total, errReplyTooLarge
+		}
+		c.buf = c.buf[:len(c.buf)+n]
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // reset forgets the reply read so far (a redirection, before the command
