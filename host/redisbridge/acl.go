@@ -24,8 +24,12 @@ import (
 //	    +ping +time +echo +multi +exec +discard
 //	    +eval +evalsha +eval_ro +evalsha_ro
 //	    +command +asking +cluster|slots +cluster|shards [+select]
+//	    [-lcs -sinter ... : the costly commands the backend is not allowed]
 //
-// Data commands only, keys under the prefix only, no channels; no
+// Data commands only, keys under the prefix only, no channels; not the
+// commands whose cost grows with whole collections (costly, bounds.go)
+// unless the backend's AllowCommands names them, so redis.call in a script
+// cannot run them either; no
 // keyspace-wide reads (KEYS is @dangerous; SCAN, RANDOMKEY and DBSIZE are
 // named), no moving keys to another database (MOVE, COPY). MULTI, EXEC and
 // DISCARD serve RedisTransaction mode (if MULTI were refused, go-redis
@@ -60,7 +64,7 @@ type aclUser struct {
 
 // createUser connects with opts, the configured rights, and creates the
 // confined user for prefix.
-func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string) (*aclUser, error) {
+func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string, allowed map[string]*command) (*aclUser, error) {
 	var pw [32]byte
 	if _, err := rand.Read(pw[:]); err != nil {
 		return nil, err
@@ -91,6 +95,11 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	}
 	if opts.DB != 0 {
 		u.rules = append(u.rules, "+select")
+	}
+	for _, name := range costly {
+		if allowed[name] == nil {
+			u.rules = append(u.rules, "-"+name)
+		}
 	}
 	if err := u.apply(ctx, u.rules); err != nil {
 		_ = u.admin.Close()

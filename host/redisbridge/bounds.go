@@ -30,6 +30,11 @@ import (
 // ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist; an
 // operator may add them with Config.AllowCommands, bounded as above.
 
+// costly are the commands off the default allowlist for their cost; the
+// scripts' ACL user is denied those the backend is not allowed.
+var costly = []string{"lcs", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "sintercard",
+	"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard"}
+
 const (
 	maxCount  = 10_000    // elements a count, a LIMIT or an index range may name
 	maxOffset = 1_000_000 // a LIMIT's offset: Redis walks past each skipped element

@@ -209,7 +209,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	orDefault(&b.maxReply, DefaultMaxReplyBytes)
 	if cfg.Scripts {
 		b.scripts = newScriptCache()
-		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix); err != nil {
+		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix, allowed); err != nil {
 			release()
 			return nil, err
 		}

@@ -248,3 +248,19 @@ func TestHostileOverlappingPrefixesAreRefused(t *testing.T) {
 		assert.Contains(t, err.Error(), "are the host's", prefix)
 	}
 }
+
+// A script cannot run the costly commands the backend is not allowed:
+// its ACL user is denied them.
+func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
+	f := newFixture(t, nil, func(c *Config) { c.Scripts = true })
+	for _, c := range []string{"LCS', KEYS[1], KEYS[1]", "SINTER', KEYS[1]", "ZUNIONSTORE', KEYS[1], 1, KEYS[1]"} {
+		rs, err := script(t, f.b, "return redis.call('"+c+")", sc([]string{"a"}))
+		require.NoError(t, err)
+		require.Equal(t, abi.ReplyError, rs[0].Kind, c)
+		assert.Contains(t, string(rs[0].Str), "can't run this command", c)
+	}
+	g := newFixture(t, nil, func(c *Config) { c.Scripts = true; c.AllowCommands = []string{"lcs"} })
+	rs, err := script(t, g.b, "return redis.call('LCS', KEYS[1], KEYS[1])", sc([]string{"a"}))
+	require.NoError(t, err)
+	assert.Equal(t, bulkR(""), rs[0], "allowed to this backend")
+}
