@@ -175,6 +175,29 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 	}
 }
 
+// Serve decodes the encoded RedisRequest reqBytes and runs it as Do does.
+// A request with more commands or script calls than the bridge takes is
+// refused (StatusLimit) from its count, before it is decoded: decoding the
+// million commands of a 6 MB request would allocate about 150 MiB.
+func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+	peek := abi.NewDecoder(reqBytes)
+	if mode := abi.RedisMode(peek.U8()); mode == abi.RedisScript {
+		peek.View()
+	}
+	if n := peek.Uvarint(); peek.Err() == nil && n > uint64(b.maxCommands) {
+		limit(e, "%d commands or script calls in one request, more than the %d allowed", n, b.maxCommands)
+		return
+	}
+	var req abi.RedisRequest
+	d := abi.NewDecoder(reqBytes)
+	req.Decode(d)
+	if err := d.Finish(); err != nil {
+		abi.AppendError(e, abi.StatusInvalid, "redis request: "+err.Error())
+		return
+	}
+	b.Do(ctx, &req, e)
+}
+
 // replyBudget is the raw reply bytes one run of a request may read, shared
 // by its commands (a cluster pipeline reads several nodes at once). The
 // ABI encoding of a reply is never longer than its RESP, so the response

@@ -136,6 +136,16 @@ func TestHostileCommandFloodIsRefusedCheaply(t *testing.T) {
 	require.ErrorIs(t, err, abi.StatusLimit)
 	assert.Less(t, alloc, uint64(64<<10), "bytes the refusal allocated")
 
+	// Encoded, as the plugin sends it (6 MB), it is refused from its count:
+	// decoding it would allocate about 150 MiB.
+	var enc abi.Encoder
+	req.Encode(&enc)
+	out.Reset()
+	alloc = allocated(func() { f.b.Serve(context.Background(), enc.Bytes(), &out) })
+	_, err = abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusLimit)
+	assert.Less(t, alloc, uint64(64<<10), "bytes the refusal of the encoded request allocated")
+
 	calls := make([]abi.ScriptCall, DefaultMaxCommands+1)
 	g := newFixture(t, nil, func(c *Config) { c.Scripts = true })
 	_, err = script(t, g.b, "return 1", calls...)
