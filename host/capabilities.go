@@ -186,14 +186,7 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 		abi.AppendError(e, abi.StatusUnavailable, "redis: no connection while the plugin is inspected")
 		return
 	}
-	var req abi.RedisRequest
-	d := abi.NewDecoder(reqBytes)
-	req.Decode(d)
-	if err := d.Finish(); err != nil {
-		abi.AppendError(e, abi.StatusInvalid, "redis request: "+err.Error())
-		return
-	}
-	p.redis.Do(ctx, &req, e)
+	p.redis.Serve(ctx, reqBytes, e)
 }
 
 // pluginEventsPerSecond rate-limits the events one backend's plugin

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -114,7 +115,18 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}()
 	if cfg.Redis != nil {
-		if p.redis, err = redisbridge.Open(ctx, *cfg.Redis); err != nil {
+		rc := *cfg.Redis
+		// The bridge stops reading replies past what the plugin may be
+		// answered, and claims its prefix on that Redis for this backend.
+		if rc.MaxReplyBytes == 0 {
+			rc.MaxReplyBytes = int64(cfg.Limits.MaxResponseBytes)
+		}
+		if rc.Owner == "" {
+			// One name (or, unnamed, one plugin) on one prefix is one
+			// backend: two hosts in a process may share it.
+			rc.Owner = cmp.Or(cfg.Name, cfg.Plugin)
+		}
+		if p.redis, err = redisbridge.Open(ctx, rc); err != nil {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
 		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)

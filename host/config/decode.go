@@ -227,14 +227,43 @@ func (c *checker) backends(raws []*rawBackend, file hcl.Range) []Backend {
 	}
 	seen := make(map[string]hcl.Range, len(raws))
 	out := make([]Backend, 0, len(raws))
+	var prefixes []keyPrefix
 	for _, rb := range raws {
 		// A misnamed backend is checked all the same, for its other errors.
 		named := c.name(rb.Name, "backend", rb.DefRange, seen)
-		if b := c.backend(rb); named {
+		before := len(c.diags)
+		b := c.backend(rb)
+		if named {
 			out = append(out, b)
+		}
+		if rc := b.Config.Redis; rc != nil && len(c.diags) == before {
+			if target, err := redisbridge.Target(*rc); err == nil {
+				prefixes = c.distinctPrefix(prefixes, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
+			}
 		}
 	}
 	return out
+}
+
+// keyPrefix is where a backend keeps its keys: the Redis and the prefix.
+type keyPrefix struct {
+	backend, prefix, target string
+	rng                     hcl.Range
+}
+
+// distinctPrefix refuses kp when its prefix overlaps (equals, starts, or
+// is the start of) the prefix of a backend before it on the same Redis:
+// the two would read, delete and forge each other's records and events.
+func (c *checker) distinctPrefix(seen []keyPrefix, kp keyPrefix) []keyPrefix {
+	for _, o := range seen {
+		if o.target == kp.target && redisbridge.Overlap(o.prefix, kp.prefix) {
+			c.errorf(kp.rng, "Overlapping key prefixes",
+				"Backend %q's key_prefix %q overlaps %q, backend %q's on the same Redis (at %s): each could read, delete and forge the other's records and events. Give each backend a prefix that does not start with another's, or a Redis (or db) of its own.",
+				kp.backend, kp.prefix, o.prefix, o.backend, o.rng)
+			return seen
+		}
+	}
+	return append(seen, kp)
 }
 
 // name checks the label of a backend or token block against validName

@@ -55,7 +55,7 @@
 //	    write_timeout  = "2s"
 //	    pool_timeout   = "1s"
 //	    max_retries    = 0
-//	    key_prefix     = "storage-host:"  # required
+//	    key_prefix     = "storage-host:"  # required; may not overlap (start, or be the start of) another backend's on the same Redis and db
 //	    allow_commands = []
 //	    scripts        = true
 //	  }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -181,23 +180,10 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 	return value, &r, true
 }
 
-// checkRedis checks rc as redisbridge.Open does, without connecting:
-// Open dials nothing unless Scripts or a minimum of idle connections,
-// set as a field or in the URL, asks it to.
+// checkRedis checks rc as redisbridge.Open does, without connecting or
+// claiming the prefix (the bridges a reload replaces are still open).
 func checkRedis(rc *redisbridge.Config) error {
-	probe := *rc
-	probe.Scripts, probe.MinIdleConns = false, 0
-	if u, err := url.Parse(probe.URL); err == nil && u.Query().Has("min_idle_conns") {
-		q := u.Query()
-		q.Del("min_idle_conns")
-		u.RawQuery = q.Encode()
-		probe.URL = u.String()
-	}
-	b, err := redisbridge.Open(context.Background(), probe)
-	if err != nil {
-		return err
-	}
-	return b.Close()
+	return redisbridge.Check(*rc)
 }
 
 // grant checks that the backend grants every capability the plugin

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,9 +54,18 @@ var ErrUnavailable = errors.New("events: the event log cannot be read")
 type Stats struct {
 	Published    uint64 // events appended to the log
 	Dropped      uint64 // events dropped: the append queue was full, or the log refused them
+	Refused      uint64 // of Dropped, events the log refused for good (an error reply of Redis's, not an outage)
 	Disconnected uint64 // subscriptions ended with ErrSlowSubscriber
 	Subscribers  int    // subscriptions open now
+
+	// AppendError is why the last append was refused for good, "" once an
+	// append has succeeded since (see Bus.Err).
+	AppendError string
 }
+
+// ErrRefused wraps the error of an append the log refused for good: the
+// events are dropped, not retried (see Bus.Err).
+var ErrRefused = errors.New("events: the event log refused the events")
 
 // Bus is one backend's events: the log they are appended to and the
 // subscriptions reading it. Its methods are safe for concurrent use.
@@ -79,7 +89,8 @@ type Bus struct {
 	fanning   bool
 	down      bool // the fan-out's last read failed
 
-	published, dropped, disconnected atomic.Uint64
+	published, dropped, disconnected, refused atomic.Uint64
+	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
 }
 
 // eventLog is where a Bus keeps its events.
@@ -185,12 +196,21 @@ func (b *Bus) appendLoop() {
 			err := b.log.append(b.ctx, batch)
 			if err == nil {
 				b.published.Add(uint64(len(batch)))
+				b.refusal.Store(nil)
 				backoff = 50 * time.Millisecond
 				break
 			}
 			if b.ctx.Err() != nil {
 				b.dropped.Add(uint64(len(batch) + len(b.queue)))
 				return
+			}
+			if permanent(err) {
+				// Retrying would be refused the same way for ever (a stream
+				// at the greatest ID, a key of another type, no permission,
+				// Redis out of memory) and hold up every later event: the
+				// batch is dropped, counted and the error kept for Err.
+				b.refuse(batch, err)
+				break
 			}
 			b.logger.Warn("cannot append events; retrying", "events", len(batch), "error", err)
 			select {
@@ -202,12 +222,64 @@ func (b *Bus) appendLoop() {
 	}
 }
 
+// refuse drops the events of batch that the log did not take, after an
+// append failed for good with err.
+func (b *Bus) refuse(batch []Event, err error) {
+	var took uint64
+	for i := range batch {
+		if batch[i].ID != "" {
+			took++ // appended by the pipeline before the refusal
+		}
+	}
+	n := uint64(len(batch)) - took
+	b.published.Add(took)
+	b.dropped.Add(n)
+	b.refused.Add(n)
+	wrapped := fmt.Errorf("%w: %w", ErrRefused, err)
+	b.refusal.Store(&wrapped)
+	b.logger.Error("the event log refused events; they are dropped", "events", n, "error", err)
+}
+
+// permanent reports whether err is an error reply of Redis's that the
+// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), as
+// opposed to a failure to reach Redis or a reply that means "not now".
+func permanent(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range transientReplies {
+		if strings.HasPrefix(msg, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// transientReplies are error replies that a later try may not get.
+var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "NOAUTH", "WRONGPASS", "ERR max number of clients"}
+
+// Err returns why the log refused the last append for good (wrapping
+// ErrRefused), or nil when the last append succeeded or none was refused:
+// while it is not nil, events are being dropped.
+func (b *Bus) Err() error {
+	if p := b.refusal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Stats returns the Bus's counters.
 func (b *Bus) Stats() Stats {
 	b.mu.Lock()
 	n := len(b.subs)
 	b.mu.Unlock()
-	return Stats{Published: b.published.Load(), Dropped: b.dropped.Load(), Disconnected: b.disconnected.Load(), Subscribers: n}
+	st := Stats{Published: b.published.Load(), Dropped: b.dropped.Load(), Refused: b.refused.Load(), Disconnected: b.disconnected.Load(), Subscribers: n}
+	if err := b.Err(); err != nil {
+		st.AppendError = err.Error()
+	}
+	return st
 }
 
 // Close stops the Bus: queued events are appended first unless ctx ends

@@ -24,8 +24,12 @@ import (
 //	    +ping +time +echo +multi +exec +discard
 //	    +eval +evalsha +eval_ro +evalsha_ro
 //	    +command +asking +cluster|slots +cluster|shards [+select]
+//	    [-lcs -sinter ... : the costly commands the backend is not allowed]
 //
-// Data commands only, keys under the prefix only, no channels; no
+// Data commands only, keys under the prefix only, no channels; not the
+// commands whose cost grows with whole collections (costly, bounds.go)
+// unless the backend's AllowCommands names them, so redis.call in a script
+// cannot run them either; no
 // keyspace-wide reads (KEYS is @dangerous; SCAN, RANDOMKEY and DBSIZE are
 // named), no moving keys to another database (MOVE, COPY). MULTI, EXEC and
 // DISCARD serve RedisTransaction mode (if MULTI were refused, go-redis
@@ -52,6 +56,7 @@ type aclUser struct {
 	name, password string
 	rules          []any // the ACL SETUSER command
 	admin          redis.UniversalClient
+	killer         redis.UniversalClient // SCRIPT KILL, with a read timeout that outlasts busy-reply-threshold
 
 	mu   sync.Mutex
 	last time.Time // of the last recreate
@@ -59,7 +64,7 @@ type aclUser struct {
 
 // createUser connects with opts, the configured rights, and creates the
 // confined user for prefix.
-func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string) (*aclUser, error) {
+func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string, allowed map[string]*command) (*aclUser, error) {
 	var pw [32]byte
 	if _, err := rand.Read(pw[:]); err != nil {
 		return nil, err
@@ -67,10 +72,17 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	adminOpts := *opts
 	adminOpts.PoolSize = 2
 	adminOpts.MinIdleConns = 0
+	// Database 0: ACL and SCRIPT KILL are server-wide, and SELECT, which
+	// Redis refuses while a script runs, would keep a kill from connecting.
+	adminOpts.DB = 0
+	killOpts := adminOpts
+	killOpts.PoolSize = 1
+	killOpts.ReadTimeout = killWait
 	u := &aclUser{
 		name:     userPrefix + prefix,
 		password: hex.EncodeToString(pw[:]),
 		admin:    redis.NewUniversalClient(&adminOpts),
+		killer:   redis.NewUniversalClient(&killOpts),
 	}
 	u.rules = []any{
 		"acl", "setuser", u.name, "on", ">" + u.password, "clearselectors",
@@ -84,8 +96,14 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	if opts.DB != 0 {
 		u.rules = append(u.rules, "+select")
 	}
+	for _, name := range costly {
+		if allowed[name] == nil {
+			u.rules = append(u.rules, "-"+name)
+		}
+	}
 	if err := u.apply(ctx, u.rules); err != nil {
 		_ = u.admin.Close()
+		_ = u.killer.Close()
 		if strings.Contains(err.Error(), "NOPERM") {
 			return nil, fmt.Errorf("redisbridge: scripts need a Redis user allowed to run ACL SETUSER, to create the backend's user confined to %q: %w", prefix, err)
 		}
@@ -126,5 +144,5 @@ func (u *aclUser) close(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("redisbridge: removing the password of %q: %w", u.name, err)
 	}
-	return errors.Join(err, u.admin.Close())
+	return errors.Join(err, u.admin.Close(), u.killer.Close())
 }

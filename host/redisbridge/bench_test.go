@@ -113,11 +113,53 @@ func BenchmarkOverhead(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cmds := newCmds(ctx, []call{{args: args, first: first}})
-		cmds[0].SetVal(raw)
+		if _, err := c.bounded(in); err != nil {
+			b.Fatal(err)
+		}
+		budget := new(replyBudget)
+		budget.left.Store(DefaultMaxReplyBytes)
+		cmds := newCmds(ctx, budget, []call{{args: args, first: first}})
+		if _, err := cmds[0].Write(raw); err != nil {
+			b.Fatal(err)
+		}
 		e.Reset()
 		e.U8(uint8(abi.StatusOK))
 		e.Uvarint(1)
-		appendRaw(&e, cmds[0].Val())
+		appendRaw(&e, cmds[0].buf)
+	}
+}
+
+// BenchmarkChecks is what the cost bounds add to checking and prefixing
+// one command (args), for a command without a bound (GET) and for the
+// bounded kinds: a count, an index range, a LIMIT, an allocation offset.
+func BenchmarkChecks(b *testing.B) {
+	for _, in := range [][][]byte{
+		cmd("GET", "k"),
+		cmd("SRANDMEMBER", "s", "-10"),
+		cmd("LRANGE", "l", "0", "99"),
+		cmd("ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"),
+		cmd("SETRANGE", "k", "1024", "v"),
+	} {
+		c := lookup(commands, in[0])
+		out := make([]any, 0, len(in))
+		b.Run(string(in[0])+"/args", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(in[0])+"/args+bounds", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.bounded(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

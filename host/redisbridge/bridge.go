@@ -16,7 +16,16 @@
 //  3. When scripts are granted, a Redis ACL user per backend (acl.go),
 //     limited to ~KeyPrefix* and data commands, so that even redis.call
 //     in a script, which may build key names from ARGV, cannot reach a key
-//     outside the namespace (Redis answers NOPERM).
+//     outside the namespace (Redis answers NOPERM). The host's own keys
+//     (Key) are outside every namespace.
+//  4. Cost bounds (bounds.go): counts, ranges and allocating offsets are
+//     bounded, a request holds at most Config.MaxCommands commands, and
+//     replies are read through a budget of Config.MaxReplyBytes (do.go),
+//     so neither Redis's time nor the host's memory follows a plugin's
+//     whim. A script call that overruns its deadline has its script
+//     killed (kill.go).
+//  5. One Redis, disjoint prefixes: Open refuses a prefix that overlaps
+//     one of a bridge open in this process on the same Redis (registry.go).
 //
 // Replies are passed on as Redis gives them (see reply.go for the kinds);
 // the bridge rewrites none, so the few that name keys (XREAD,
@@ -124,9 +133,30 @@ type Config struct {
 
 	// Scripts grants RedisScript mode (Lua through EVALSHA/EVAL). It needs
 	// a configured user allowed to run ACL SETUSER: Open creates a Redis
-	// user confined to KeyPrefix for the bridge's connections.
+	// user confined to KeyPrefix for the bridge's connections. A script
+	// call that overruns its deadline has its script killed (SCRIPT KILL).
 	// default: false
 	Scripts bool
+
+	// MaxCommands bounds the commands of a pipeline or transaction, and
+	// the calls of a script request; past it the request is refused
+	// (StatusLimit) and nothing is sent.
+	// default: 10 000
+	MaxCommands int
+
+	// MaxReplyBytes bounds the raw replies of one request, read as they
+	// arrive: past it the bridge stops reading, drops the connection and
+	// answers StatusLimit. host.Open sets it to Limits.MaxResponseBytes.
+	// default: 16 MiB
+	MaxReplyBytes int64
+
+	// Owner names who opens the bridge (host.Open: the backend's name, or
+	// its plugin when unnamed).
+	// Two bridges open at once on one Redis (same addresses and database)
+	// must have key prefixes that do not overlap (neither starts with the
+	// other), except equal prefixes of one non-empty Owner: a backend
+	// being replaced by a new generation of itself.
+	Owner string
 }
 
 // Defaults of Config's zero fields.
@@ -135,6 +165,9 @@ const (
 	DefaultReadTimeout  = 2 * time.Second
 	DefaultWriteTimeout = 2 * time.Second
 	DefaultPoolTimeout  = time.Second
+
+	DefaultMaxCommands   = 10_000
+	DefaultMaxReplyBytes = 16 << 20
 )
 
 // maxPrefixLen bounds KeyPrefix.
@@ -143,47 +176,53 @@ const maxPrefixLen = 128
 // Bridge runs one backend's Redis requests. It is safe for concurrent use.
 type Bridge struct {
 	client    redis.UniversalClient
+	host      redis.UniversalClient // the host's own keys: client, or one with the configured rights
 	isCluster bool
 	prefix    string
 	allowed   map[string]*command
 	scripts   *scriptCache // nil unless scripts are granted
 	user      *aclUser     // nil unless scripts are granted
+
+	maxCommands int
+	maxReply    int64
+	release     func() // gives the prefix back to the registry
+
+	kills   killer
+	closing chan struct{}
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
 // Redis, so a backend can start while Redis is down, except with Scripts,
 // where it must create the ACL user first.
 func Open(ctx context.Context, cfg Config) (*Bridge, error) {
-	if err := checkPrefix(cfg.KeyPrefix); err != nil {
-		return nil, err
-	}
-	allowed := make(map[string]*command, len(commandTable))
-	for i := range commandTable {
-		if c := &commandTable[i]; c.data {
-			allowed[c.name] = c
-		}
-	}
-	for _, name := range cfg.AllowCommands {
-		c := lookup(commands, []byte(name))
-		if c == nil {
-			return nil, fmt.Errorf("redisbridge: AllowCommands: %q is not in the bridge's command table", name)
-		}
-		allowed[c.name] = c
-	}
-	opts, err := cfg.options()
+	allowed, opts, err := cfg.check()
 	if err != nil {
 		return nil, err
 	}
-	b := &Bridge{prefix: cfg.KeyPrefix, allowed: allowed}
+	release, err := claimPrefix(opts, cfg.KeyPrefix, cfg.Owner)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{prefix: cfg.KeyPrefix, allowed: allowed, release: release, closing: make(chan struct{}),
+		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes}
+	orDefault(&b.maxCommands, DefaultMaxCommands)
+	orDefault(&b.maxReply, DefaultMaxReplyBytes)
 	if cfg.Scripts {
 		b.scripts = newScriptCache()
-		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix); err != nil {
+		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix, allowed); err != nil {
+			release()
 			return nil, err
 		}
+		// The host's keys are outside the user's ~prefix* pattern: the
+		// host reaches them with the configured rights.
+		b.host = redis.NewUniversalClient(opts)
 		opts.Username, opts.Password = b.user.name, b.user.password
 		opts.CredentialsProvider, opts.CredentialsProviderContext = nil, nil
 	}
 	b.client = redis.NewUniversalClient(opts)
+	if b.host == nil {
+		b.host = b.client
+	}
 	if b.user != nil {
 		b.client.AddHook(relogin{b.user})
 	}
@@ -195,6 +234,43 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		cc.OnNewNode(func(node *redis.Client) { node.AddHook(liftErrors{}) })
 	}
 	return b, nil
+}
+
+// Check checks cfg as Open does, without creating a client or claiming
+// the prefix: for validating a configuration while the bridges it would
+// replace are open.
+func Check(cfg Config) error {
+	_, _, err := cfg.check()
+	return err
+}
+
+// check checks cfg and returns the backend's allowlist and the go-redis
+// options.
+func (cfg *Config) check() (map[string]*command, *redis.UniversalOptions, error) {
+	if err := checkPrefix(cfg.KeyPrefix); err != nil {
+		return nil, nil, err
+	}
+	if cfg.MaxCommands < 0 || cfg.MaxReplyBytes < 0 {
+		return nil, nil, errors.New("redisbridge: MaxCommands and MaxReplyBytes must not be negative")
+	}
+	allowed := make(map[string]*command, len(commandTable))
+	for i := range commandTable {
+		if c := &commandTable[i]; c.data {
+			allowed[c.name] = c
+		}
+	}
+	for _, name := range cfg.AllowCommands {
+		c := lookup(commands, []byte(name))
+		if c == nil {
+			return nil, nil, fmt.Errorf("redisbridge: AllowCommands: %q is not in the bridge's command table", name)
+		}
+		allowed[c.name] = c
+	}
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	return allowed, opts, nil
 }
 
 // checkPrefix enforces the rules of Config.KeyPrefix.
@@ -214,6 +290,10 @@ func checkPrefix(p string) error {
 		case c == '*' || c == '?' || c == '[' || c == ']' || c == '\\':
 			return fmt.Errorf("redisbridge: KeyPrefix %q: no glob characters, it is the ACL key pattern", p)
 		}
+	}
+	if strings.HasPrefix(HostKeyPrefix, p) || strings.HasPrefix(p, HostKeyPrefix) {
+		// Such a prefix's ~prefix* pattern would cover the host's keys.
+		return fmt.Errorf("redisbridge: KeyPrefix %q: keys starting with %q are the host's", p, HostKeyPrefix)
 	}
 	return nil
 }
@@ -338,7 +418,18 @@ func (b *Bridge) PoolStats() *redis.PoolStats { return b.client.PoolStats() }
 // Close closes the connections and, with scripts, removes the bridge's
 // password from its ACL user (best effort: Redis may be down).
 func (b *Bridge) Close() error {
+	select {
+	case <-b.closing:
+		return nil
+	default:
+		close(b.closing)
+	}
+	b.kills.wg.Wait()
 	err := b.client.Close()
+	if b.host != b.client {
+		err = errors.Join(err, b.host.Close())
+	}
+	b.release()
 	if b.user != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -358,9 +449,12 @@ func (liftErrors) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		if err == nil {
-			if rc, ok := cmd.(*redis.RawCmd); ok {
-				if msg, ok := topError(rc.Val()); ok {
-					return replyError(string(msg))
+			if rc, ok := cmd.(*rawCmd); ok {
+				if msg, ok := topError(rc.buf); ok {
+					err := replyError(string(msg))
+					rc.reset()
+					rc.SetErr(err)
+					return err
 				}
 			}
 		}
@@ -430,22 +524,29 @@ func unavailable(e *abi.Encoder, err error) {
 	abi.AppendError(e, abi.StatusUnavailable, "redisbridge: redis unavailable: "+strings.TrimPrefix(msg, "redis: "))
 }
 
-// HostKeyPrefix starts the keys of a backend's namespace that the host
-// keeps for itself (the event stream, HostKeyPrefix + "events"). Plugins
-// cannot name them: a command or script call that does is refused.
+// HostKeyPrefix starts the keys the host keeps for itself, outside every
+// backend's namespace: a backend's are HostKeyPrefix + "{" + its key
+// prefix + "}:" + name (Key), which no ~prefix* ACL pattern covers, as a
+// prefix never contains "{" nor is a prefix of HostKeyPrefix. Plugins
+// cannot name keys starting with it either (the host kept its event stream
+// at prefix + HostKeyPrefix + "events" before): a command or script call
+// that does is refused.
 const HostKeyPrefix = "__host__:"
 
 // hostKeyPrefix is HostKeyPrefix for the checks of every key argument.
 var hostKeyPrefix = []byte(HostKeyPrefix)
 
-// Client returns the bridge's go-redis client, for the host's own use of
-// the backend's Redis (its event stream). Keys it names must start with
-// Key's result.
-func (b *Bridge) Client() redis.UniversalClient { return b.client }
+// Client returns the go-redis client for the host's own use of the
+// backend's Redis (its event stream), with the configured rights: the
+// confined scripts user cannot reach the host's keys. Keys it names are
+// Key's results.
+func (b *Bridge) Client() redis.UniversalClient { return b.host }
 
-// Key returns the full Redis key of the host's own key name in the
-// backend's namespace: the prefix, HostKeyPrefix, then name.
-func (b *Bridge) Key(name string) string { return b.prefix + HostKeyPrefix + name }
+// Key returns the full Redis key of the host's own key name for this
+// backend: HostKeyPrefix, the key prefix in braces, ":", then name, as in
+// "__host__:{app:}:events". It is outside the backend's namespace, so
+// neither the plugin's commands nor its scripts can reach it.
+func (b *Bridge) Key(name string) string { return HostKeyPrefix + "{" + b.prefix + "}:" + name }
 
 // relogin makes the scripts user again when a command fails to log in
 // (Redis restarted without it), for every user of the client: the host's

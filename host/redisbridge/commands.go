@@ -33,6 +33,10 @@ type command struct {
 	// keyed correctly, but a backend gets them only through
 	// Config.AllowCommands.
 	data bool
+
+	// check bounds the arguments that size the command's work or the
+	// memory it makes Redis allocate (bounds.go); nil: none do.
+	check check
 }
 
 // Abbreviations for the table.
@@ -79,7 +83,7 @@ var commandTable = []command{
 	{name: "getrange", arity: 4, first: 1, last: 1, step: 1, data: allow},
 	{name: "setrange", arity: 4, first: 1, last: 1, step: 1, data: allow},
 	{name: "substr", arity: 4, first: 1, last: 1, step: 1, data: allow},
-	{name: "lcs", arity: -3, first: 1, last: 2, step: 1, data: allow},
+	{name: "lcs", arity: -3, first: 1, last: 2, step: 1, data: extra},
 
 	// Keys: existence, type, TTL, rename. RENAME keeps both names inside
 	// the namespace, as both are keys.
@@ -128,13 +132,13 @@ var commandTable = []command{
 	{name: "spop", arity: -2, first: 1, last: 1, step: 1, data: allow},
 	{name: "srandmember", arity: -2, first: 1, last: 1, step: 1, data: allow},
 	{name: "smove", arity: 4, first: 1, last: 2, step: 1, data: allow},
-	{name: "sinter", arity: -2, first: 1, last: -1, step: 1, data: allow},
-	{name: "sunion", arity: -2, first: 1, last: -1, step: 1, data: allow},
-	{name: "sdiff", arity: -2, first: 1, last: -1, step: 1, data: allow},
-	{name: "sinterstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
-	{name: "sunionstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
-	{name: "sdiffstore", arity: -3, first: 1, last: -1, step: 1, data: allow},
-	{name: "sintercard", arity: -3, numkeys: 1, data: allow},
+	{name: "sinter", arity: -2, first: 1, last: -1, step: 1, data: extra},
+	{name: "sunion", arity: -2, first: 1, last: -1, step: 1, data: extra},
+	{name: "sdiff", arity: -2, first: 1, last: -1, step: 1, data: extra},
+	{name: "sinterstore", arity: -3, first: 1, last: -1, step: 1, data: extra},
+	{name: "sunionstore", arity: -3, first: 1, last: -1, step: 1, data: extra},
+	{name: "sdiffstore", arity: -3, first: 1, last: -1, step: 1, data: extra},
+	{name: "sintercard", arity: -3, numkeys: 1, data: extra},
 	{name: "sscan", arity: -3, first: 1, last: 1, step: 1, data: allow},
 
 	// Sorted sets.
@@ -162,13 +166,13 @@ var commandTable = []command{
 	{name: "zpopmax", arity: -2, first: 1, last: 1, step: 1, data: allow},
 	{name: "zrandmember", arity: -2, first: 1, last: 1, step: 1, data: allow},
 	{name: "zscan", arity: -3, first: 1, last: 1, step: 1, data: allow},
-	{name: "zunionstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
-	{name: "zinterstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
-	{name: "zdiffstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: allow},
-	{name: "zunion", arity: -3, numkeys: 1, data: allow},
-	{name: "zinter", arity: -3, numkeys: 1, data: allow},
-	{name: "zdiff", arity: -3, numkeys: 1, data: allow},
-	{name: "zintercard", arity: -3, numkeys: 1, data: allow},
+	{name: "zunionstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: extra},
+	{name: "zinterstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: extra},
+	{name: "zdiffstore", arity: -4, first: 1, last: 1, step: 1, numkeys: 2, data: extra},
+	{name: "zunion", arity: -3, numkeys: 1, data: extra},
+	{name: "zinter", arity: -3, numkeys: 1, data: extra},
+	{name: "zdiff", arity: -3, numkeys: 1, data: extra},
+	{name: "zintercard", arity: -3, numkeys: 1, data: extra},
 	{name: "zmpop", arity: -4, numkeys: 1, data: allow},
 
 	// Lists.

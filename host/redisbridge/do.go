@@ -5,9 +5,14 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -60,6 +65,11 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			invalid(e, "no commands")
 			return
 		}
+		if len(req.Commands) > b.maxCommands {
+			limit(e, "%d commands in one request, more than the %d allowed", len(req.Commands), b.maxCommands)
+			return
+		}
+		var growth int64
 		calls = make([]call, len(req.Commands))
 		for i, in := range req.Commands {
 			if len(in) == 0 {
@@ -76,6 +86,14 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				return
 			}
 			args, first, err := c.args(in, b.prefix, make([]any, 0, len(in)))
+			if err == nil {
+				var grows int64
+				if grows, err = c.bounded(in); err == nil {
+					if growth += grows; growth > maxGrowth {
+						err = fmt.Errorf("%s: the request's commands would make Redis allocate more than %d bytes at offsets they name", strings.ToUpper(c.name), maxGrowth)
+					}
+				}
+			}
 			if err != nil {
 				invalid(e, "command %d: %v", i, err)
 				return
@@ -93,6 +111,10 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 		if len(req.Calls) == 0 {
 			invalid(e, "no script calls")
+			return
+		}
+		if len(req.Calls) > b.maxCommands {
+			limit(e, "%d script calls in one request, more than the %d allowed", len(req.Calls), b.maxCommands)
 			return
 		}
 		sha := b.scripts.sha(req.Script)
@@ -120,17 +142,25 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		return
 	}
 
-	cmds := b.run(ctx, req, calls)
-	if failed, err := outcome(cmds); failed {
+	cmds, budget := b.run(ctx, req, calls)
+	if failed, err := outcome(cmds); failed && !budget.exceeded.Load() {
+		if req.Mode == abi.RedisScript && overran(ctx, err) {
+			b.killRunaway(calls)
+		}
 		if b.user != nil && authFailure(err) && b.user.recreate(ctx) == nil {
 			// Redis restarted without our ACL user: made again, retry once.
-			cmds = b.run(ctx, req, calls)
+			cmds, budget = b.run(ctx, req, calls)
 			failed, err = outcome(cmds)
 		}
-		if failed {
+		if failed && !budget.exceeded.Load() {
 			unavailable(e, err)
 			return
 		}
+	}
+	if budget.exceeded.Load() {
+		// The connection was dropped mid-reply; the commands ran.
+		limit(e, "the replies exceed %d bytes, the backend's response bound; the commands ran", b.maxReply)
+		return
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(uint64(len(cmds)))
@@ -145,18 +175,123 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 	}
 }
 
-// run sends calls as req's mode says and returns their commands.
-func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) []*redis.RawCmd {
-	cmds := newCmds(ctx, calls)
+// Serve decodes the encoded RedisRequest reqBytes and runs it as Do does.
+// A request with more commands or script calls than the bridge takes is
+// refused (StatusLimit) from its count, before it is decoded: decoding the
+// million commands of a 6 MB request would allocate about 150 MiB.
+func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+	peek := abi.NewDecoder(reqBytes)
+	if mode := abi.RedisMode(peek.U8()); mode == abi.RedisScript {
+		peek.View()
+	}
+	if n := peek.Uvarint(); peek.Err() == nil && n > uint64(b.maxCommands) {
+		limit(e, "%d commands or script calls in one request, more than the %d allowed", n, b.maxCommands)
+		return
+	}
+	var req abi.RedisRequest
+	d := abi.NewDecoder(reqBytes)
+	req.Decode(d)
+	if err := d.Finish(); err != nil {
+		abi.AppendError(e, abi.StatusInvalid, "redis request: "+err.Error())
+		return
+	}
+	b.Do(ctx, &req, e)
+}
+
+// replyBudget is the raw reply bytes one run of a request may read, shared
+// by its commands (a cluster pipeline reads several nodes at once). The
+// ABI encoding of a reply is never longer than its RESP, so the response
+// stays within the budget too.
+type replyBudget struct {
+	left     atomic.Int64
+	exceeded atomic.Bool
+}
+
+// errReplyTooLarge fails the read of a reply that would pass the budget;
+// go-redis then drops the connection, so the rest is never read.
+var errReplyTooLarge = errors.New("redisbridge: replies exceed the response bound")
+
+// rawCmd is a command whose raw reply go-redis streams into buf through
+// the request's budget: a reply is never held whole past the bound, and a
+// 64 MiB value costs the host at most the budget, not 64 MiB.
+type rawCmd struct {
+	*redis.RawWriteToCmd
+	buf    []byte
+	budget *replyBudget
+}
+
+func newRawCmd(ctx context.Context, budget *replyBudget, args ...any) *rawCmd {
+	c := &rawCmd{budget: budget}
+	c.RawWriteToCmd = redis.NewRawWriteToCmd(ctx, c, args...)
+	return c
+}
+
+// Write takes the next bytes of the reply, or refuses them past the budget.
+func (c *rawCmd) Write(p []byte) (int, error) {
+	if c.budget.left.Add(-int64(len(p))) < 0 {
+		c.budget.exceeded.Store(true)
+		return 0, errReplyTooLarge
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+// ReadFrom reads the body of a bulk reply straight into buf, within the
+// budget; without it io.CopyN, which go-redis streams bodies with, would
+// allocate a 32 KiB buffer per reply.
+func (c *rawCmd) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if len(c.buf) == cap(c.buf) {
+			c.buf = slices.Grow(c.buf, 512)
+		}
+		n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
+		if c.budget.left.Add(-int64(n)) < 0 {
+			c.budget.exceeded.Store(true)
+			return total, errReplyTooLarge
+		}
+		c.buf = c.buf[:len(c.buf)+n]
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// reset forgets the reply read so far (a redirection, before the command
+// is sent again) and gives its bytes back to the budget.
+func (c *rawCmd) reset() {
+	c.budget.left.Add(int64(len(c.buf)))
+	c.buf = c.buf[:0]
+}
+
+// Result returns the raw reply and the command's error.
+func (c *rawCmd) Result() ([]byte, error) { return c.buf, c.Err() }
+
+// limit appends a StatusLimit response.
+func limit(e *abi.Encoder, format string, args ...any) {
+	abi.AppendError(e, abi.StatusLimit, "redisbridge: "+fmt.Sprintf(format, args...))
+}
+
+// run sends calls as req's mode says and returns their commands and the
+// budget their replies were read through.
+func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) ([]*rawCmd, *replyBudget) {
+	budget := new(replyBudget)
+	budget.left.Store(b.maxReply)
+	cmds := newCmds(ctx, budget, calls)
 	tx := req.Mode == abi.RedisTransaction
 	b.exec(ctx, cmds, tx)
-	if req.Mode == abi.RedisScript {
-		var again []*redis.RawCmd
+	if req.Mode == abi.RedisScript && !budget.exceeded.Load() {
+		var again []*rawCmd
 		var at []int
 		for i, c := range cmds {
 			if msg, ok := errorOf(c); ok && strings.HasPrefix(msg, "NOSCRIPT ") {
+				c.reset()
 				args := append([]any{"eval", req.Script}, calls[i].args[2:]...)
-				again = append(again, newCmds(ctx, []call{{args: args, first: calls[i].first}})...)
+				again = append(again, newCmds(ctx, budget, []call{{args: args, first: calls[i].first}})...)
 				at = append(at, i)
 			}
 		}
@@ -167,13 +302,13 @@ func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) [
 			}
 		}
 	}
-	return cmds
+	return cmds, budget
 }
 
-func newCmds(ctx context.Context, calls []call) []*redis.RawCmd {
-	cmds := make([]*redis.RawCmd, len(calls))
+func newCmds(ctx context.Context, budget *replyBudget, calls []call) []*rawCmd {
+	cmds := make([]*rawCmd, len(calls))
 	for i, c := range calls {
-		cmds[i] = redis.NewRawCmd(ctx, c.args...)
+		cmds[i] = newRawCmd(ctx, budget, c.args...)
 		if 0 < c.first && c.first <= 127 {
 			cmds[i].SetFirstKeyPos(int8(c.first))
 		}
@@ -183,7 +318,7 @@ func newCmds(ctx context.Context, calls []call) []*redis.RawCmd {
 
 // exec sends cmds: one alone as a command, several as a pipeline, or as a
 // MULTI/EXEC transaction.
-func (b *Bridge) exec(ctx context.Context, cmds []*redis.RawCmd, tx bool) {
+func (b *Bridge) exec(ctx context.Context, cmds []*rawCmd, tx bool) {
 	if len(cmds) == 1 && !tx {
 		_ = b.client.Process(ctx, cmds[0])
 		return
@@ -202,7 +337,7 @@ func (b *Bridge) exec(ctx context.Context, cmds []*redis.RawCmd, tx bool) {
 		// refused login, say) onto the commands that never got a reply:
 		// do it, so outcome sees the failure and its cause.
 		for _, c := range cmds {
-			if c.Err() == nil && c.Val() == nil {
+			if c.Err() == nil && len(c.buf) == 0 {
 				c.SetErr(err)
 			}
 		}
@@ -213,6 +348,7 @@ func (b *Bridge) exec(ctx context.Context, cmds []*redis.RawCmd, tx bool) {
 		// alone, and the nodes' hook lets go-redis follow it.
 		for _, c := range cmds {
 			if msg, ok := errorOf(c); ok && redirection(msg) {
+				c.reset()
 				_ = b.client.Process(ctx, c)
 			}
 		}
@@ -225,7 +361,7 @@ func redirection(msg string) bool {
 
 // errorOf returns the error reply of c, whether it is in its raw value or
 // was lifted into its error.
-func errorOf(c *redis.RawCmd) (string, bool) {
+func errorOf(c *rawCmd) (string, bool) {
 	raw, err := c.Result()
 	if err != nil {
 		return err.Error(), isReply(err)
@@ -239,7 +375,7 @@ func errorOf(c *redis.RawCmd) (string, bool) {
 // outcome reports whether cmds failed as a whole, and why: a command that
 // could not be sent or answered, or an error reply that means Redis cannot
 // serve now.
-func outcome(cmds []*redis.RawCmd) (bool, error) {
+func outcome(cmds []*rawCmd) (bool, error) {
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && !isReply(err) {
 			return true, err

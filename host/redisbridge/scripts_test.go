@@ -244,9 +244,9 @@ func TestScriptsCloseRemovesItsPassword(t *testing.T) {
 	ctx := context.Background()
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t)
-	cfg := Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true}
+	cfg := Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true, Owner: "backend"}
 	a := openBridge(t, cfg)
-	b, err := Open(ctx, cfg) // a second bridge of the same prefix: a hot swap
+	b, err := Open(ctx, cfg) // a second bridge of the same prefix and owner: a hot swap
 	require.NoError(t, err)
 	direct := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
 	defer direct.Close()

@@ -92,24 +92,26 @@ func TestParseCount(t *testing.T) {
 }
 
 func TestOutcome(t *testing.T) {
-	raw := func(s string) *redis.RawCmd {
-		c := redis.NewRawCmd(context.Background(), "get", "k")
-		c.SetVal([]byte(s))
+	budget := new(replyBudget)
+	budget.left.Store(1 << 20)
+	raw := func(s string) *rawCmd {
+		c := newRawCmd(context.Background(), budget, "get", "k")
+		_, _ = c.Write([]byte(s))
 		return c
 	}
-	failed, _ := outcome([]*redis.RawCmd{raw("+OK\r\n"), raw("-WRONGTYPE x\r\n")})
+	failed, _ := outcome([]*rawCmd{raw("+OK\r\n"), raw("-WRONGTYPE x\r\n")})
 	assert.False(t, failed, "an error reply is a reply")
 	for _, msg := range []string{"CLUSTERDOWN The cluster is down", "LOADING Redis is loading", "MASTERDOWN Link down", "TRYAGAIN Multiple keys"} {
-		failed, err := outcome([]*redis.RawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")})
+		failed, err := outcome([]*rawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")})
 		assert.True(t, failed, msg)
 		assert.EqualError(t, err, msg)
 	}
 	c := raw("")
 	c.SetErr(replyError("WRONGPASS invalid username-password pair"))
-	failed, _ = outcome([]*redis.RawCmd{c})
+	failed, _ = outcome([]*rawCmd{c})
 	assert.True(t, failed, "a failed login is no reply")
 	c.SetErr(redis.ErrCrossSlot)
-	failed, _ = outcome([]*redis.RawCmd{c})
+	failed, _ = outcome([]*rawCmd{c})
 	assert.False(t, failed, "go-redis's CROSSSLOT stands for Redis's reply")
 }
 

@@ -1,0 +1,123 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// redishog (testdata/plugins/gohostile/redishog) attacks the Redis it
+// shares, through the ABI, the way a plugin author who read the spec
+// would. Each attack must be refused or defused, and the Redis must keep
+// serving everyone else.
+
+var redisHog struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+func redisHogPlugin(t *testing.T) []byte {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	redisHog.once.Do(func() {
+		dir, err := os.MkdirTemp("", "storage-host-redishog-")
+		if err != nil {
+			redisHog.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "redishog.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/redishog")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			redisHog.err = fmt.Errorf("build redishog: %w\n%s", err, b)
+			return
+		}
+		redisHog.wasm, redisHog.err = os.ReadFile(out)
+	})
+	require.NoError(t, redisHog.err)
+	return redisHog.wasm
+}
+
+func TestGoHostileRedisHog(t *testing.T) {
+	wasm := redisHogPlugin(t)
+	ctx := context.Background()
+	// A Redis of the test's own: the looping script stalls it for
+	// busy-reply-threshold (100 ms here, below the read timeout, as
+	// SECURITY.md advises).
+	srv := redistest.NewServer(t, "--busy-reply-threshold", "100")
+	const prefix = "hog:"
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2, DisableIdentity: true, ReadTimeout: 10 * time.Second})
+	defer direct.Close()
+	require.NoError(t, direct.Set(ctx, prefix+"big", strings.Repeat("v", 8<<20), 0).Err())
+
+	limits := host.DefaultLimits
+	limits.MaxResponseBytes = 1 << 20
+	st, _ := openGoHostile(t, host.Config{
+		Name: "hog", WASM: wasm, Instances: 1, Limits: limits,
+		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Scripts: true, ReadTimeout: 2 * time.Second},
+	}, t.TempDir())
+
+	for _, tc := range []struct {
+		attack string
+		want   error
+	}{
+		{"setrange", host.ErrInvalid},
+		{"srandmember", host.ErrInvalid},
+		{"flood", host.ErrLimit},
+		{"mget", host.ErrLimit},
+		{"forge", host.ErrInvalid}, // the script's NOPERM, as the plugin reports it
+		{"loop", host.ErrUnavailable},
+	} {
+		var err error
+		alloc := allocatedBy(func() { _, err = st.GetAgentState(ctx, tc.attack) })
+		require.ErrorIs(t, err, tc.want, tc.attack)
+		assert.NotContains(t, err.Error(), "let it through", tc.attack)
+		if tc.attack == "mget" {
+			assert.Less(t, alloc, uint64(16<<20), "host bytes allocated for 64 MiB of replies")
+		}
+		if tc.attack == "loop" {
+			failed := time.Now()
+			redistest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() bool { return direct.Ping(ctx).Err() == nil }, "Redis serves others again")
+			assert.Less(t, time.Since(failed), time.Second)
+		}
+	}
+	assert.Zero(t, direct.StrLen(ctx, prefix+"k").Val(), "SETRANGE never ran")
+	msgs, err := direct.XRange(ctx, "__host__:{"+prefix+"}:events", "-", "+").Result()
+	require.NoError(t, err)
+	for _, m := range msgs {
+		assert.NotEqual(t, "forged", m.Values["y"], "a forged event in the host's stream")
+	}
+	// The backend still serves.
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte(`{}`)})
+	require.NoError(t, err)
+}
+
+// allocatedBy returns the bytes the process allocated while f ran.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}

@@ -1,0 +1,332 @@
+package redisbridge
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Redis runs one command at a time, so a command whose cost is not
+// bounded by its own size stalls every client of the server: the other
+// backends, the host's event appender, other hosts. The default allowlist
+// therefore holds commands whose work is bounded by their arguments or by
+// the elements they name, and the checks below bound the arguments that
+// size the work or the memory:
+//
+//   - counts (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD, whose negative count
+//     repeats elements without limit; SPOP, LPOP, RPOP, ZPOPMIN, ZPOPMAX,
+//     LMPOP, ZMPOP, the SCAN family's COUNT, LPOS, the streams' COUNT) are
+//     at most maxCount;
+//   - index ranges (LRANGE, ZRANGE, ZREVRANGE, ZRANGESTORE) name at most
+//     maxCount elements, so a range whose end is counted from the other
+//     side than its start (0 -1) is refused; score and lex ranges need a
+//     LIMIT of at most maxCount, from an offset of at most maxOffset;
+//   - offsets that make Redis allocate (SETRANGE, SETBIT, BITFIELD) add
+//     up, over one request, to at most maxGrowth bytes.
+//
+// Commands whose cost grows with the product or the sum of whole
+// collections (LCS, SINTER, SUNION, SDIFF and their STORE and CARD forms,
+// ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist; an
+// operator may add them with Config.AllowCommands, bounded as above.
+
+// costly are the commands off the default allowlist for their cost; the
+// scripts' ACL user is denied those the backend is not allowed.
+var costly = []string{"lcs", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "sintercard",
+	"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard"}
+
+const (
+	maxCount  = 10_000    // elements a count, a LIMIT or an index range may name
+	maxOffset = 1_000_000 // a LIMIT's offset: Redis walks past each skipped element
+	maxGrowth = 16 << 20  // bytes the offsets of one request's commands may make Redis allocate
+)
+
+// check is a command's argument bound: it returns how many bytes the
+// command may make Redis allocate beyond its arguments, or why it is
+// refused.
+type check func(in [][]byte) (int64, error)
+
+var checks = map[string]check{
+	"srandmember": countAt(2), "zrandmember": countAt(2), "hrandfield": countAt(2),
+	"spop": countAt(2), "lpop": countAt(2), "rpop": countAt(2),
+	"zpopmin": countAt(2), "zpopmax": countAt(2),
+	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
+	"hscan": options(3, "COUNT"), "sscan": options(3, "COUNT"), "zscan": options(3, "COUNT"),
+	"xrange": options(4, "COUNT"), "xrevrange": options(4, "COUNT"),
+	"xread": options(1, "COUNT"), "xreadgroup": options(1, "COUNT"),
+	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
+	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
+	"lpos":      lpos,
+	"lrange":    indexRange(2),
+	"zrevrange": indexRange(2),
+	"zrange":    zrange(2), "zrangestore": zrange(3),
+	"zrangebyscore": limited(4), "zrevrangebyscore": limited(4),
+	"zrangebylex": limited(4), "zrevrangebylex": limited(4),
+	"setrange": setrange, "setbit": setbit, "bitfield": bitfield,
+}
+
+func init() {
+	for name, f := range checks {
+		commands[name].check = f
+	}
+}
+
+// bounded applies c's argument bounds to in.
+func (c *command) bounded(in [][]byte) (int64, error) {
+	if c.check == nil {
+		return 0, nil
+	}
+	n, err := c.check(in)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", strings.ToUpper(c.name), err)
+	}
+	return n, nil
+}
+
+func parseInt(b []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// count checks a count argument.
+func count(b []byte) error {
+	n, ok := parseInt(b)
+	if !ok {
+		return fmt.Errorf("count %s is not an integer", shown(b))
+	}
+	if abs(n) > maxCount {
+		return fmt.Errorf("count %d is past the bridge's bound of %d", n, maxCount)
+	}
+	return nil
+}
+
+// countAt bounds the optional count at position i.
+func countAt(i int) check {
+	return func(in [][]byte) (int64, error) {
+		if len(in) > i {
+			return 0, count(in[i])
+		}
+		return 0, nil
+	}
+}
+
+// options bounds the value after each of names (any case) from position
+// from on. Every argument is looked at, so an option Redis reads is never
+// missed; a key or value that reads like an option can only make the
+// check stricter.
+func options(from int, names ...string) check {
+	return func(in [][]byte) (int64, error) {
+		for i := from; i < len(in); i++ {
+			for _, name := range names {
+				if bytes.EqualFold(in[i], []byte(name)) && i+1 < len(in) {
+					if err := count(in[i+1]); err != nil {
+						return 0, err
+					}
+				}
+			}
+		}
+		return 0, nil
+	}
+}
+
+// xinfo refuses XINFO STREAM ... FULL COUNT 0 (the whole stream) and bounds
+// other counts.
+func xinfo(in [][]byte) (int64, error) {
+	for i := 2; i+1 < len(in); i++ {
+		if bytes.EqualFold(in[i], []byte("COUNT")) {
+			if n, ok := parseInt(in[i+1]); ok && n == 0 {
+				return 0, fmt.Errorf("COUNT 0 (every entry) is refused; give a count up to %d", maxCount)
+			}
+			if err := count(in[i+1]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return 0, nil
+}
+
+// xpending bounds the count of the extended form: key group [IDLE ms]
+// start end count [consumer].
+func xpending(in [][]byte) (int64, error) {
+	at := 5
+	if len(in) > 3 && bytes.EqualFold(in[3], []byte("IDLE")) {
+		at = 7
+	}
+	if len(in) > at {
+		return 0, count(in[at])
+	}
+	return 0, nil
+}
+
+// lpos needs its scan bounded: COUNT 0 (every match) only with a MAXLEN
+// of at most maxCount.
+func lpos(in [][]byte) (int64, error) {
+	all, maxlen := false, int64(0)
+	for i := 3; i+1 < len(in); i++ {
+		switch {
+		case bytes.EqualFold(in[i], []byte("COUNT")):
+			if err := count(in[i+1]); err != nil {
+				return 0, err
+			}
+			if n, _ := parseInt(in[i+1]); n == 0 {
+				all = true
+			}
+		case bytes.EqualFold(in[i], []byte("MAXLEN")):
+			if err := count(in[i+1]); err != nil {
+				return 0, err
+			}
+			maxlen, _ = parseInt(in[i+1])
+		}
+	}
+	if all && maxlen == 0 {
+		return 0, fmt.Errorf("COUNT 0 needs a MAXLEN of 1 to %d", maxCount)
+	}
+	return 0, nil
+}
+
+// rangeWidth checks an index range start..stop: at most maxCount
+// elements, whatever the collection's length.
+func rangeWidth(start, stop []byte) error {
+	a, ok1 := parseInt(start)
+	b, ok2 := parseInt(stop)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("range %s %s is not two integers", shown(start), shown(stop))
+	}
+	var width int64
+	switch {
+	case (a >= 0) == (b >= 0):
+		width = b - a + 1
+	case a < 0: // from near the end to a fixed index: at most b+1
+		width = b + 1
+	default: // from a fixed index to near the end: as long as the collection
+		return fmt.Errorf("range %d %d counts its end from the end: its width depends on the collection; give both indices one sign, at most %d apart", a, b, maxCount)
+	}
+	if width > maxCount {
+		return fmt.Errorf("range %d %d names %d elements, past the bridge's bound of %d", a, b, width, maxCount)
+	}
+	return nil
+}
+
+// indexRange bounds the index range at positions i, i+1.
+func indexRange(i int) check {
+	return func(in [][]byte) (int64, error) { return 0, rangeWidth(in[i], in[i+1]) }
+}
+
+// limit finds LIMIT offset count after position from and bounds it; a
+// missing LIMIT is refused.
+func limitOf(in [][]byte, from int) error {
+	for i := from; i+2 < len(in); i++ {
+		if bytes.EqualFold(in[i], []byte("LIMIT")) {
+			off, ok := parseInt(in[i+1])
+			if !ok || off < 0 || off > maxOffset {
+				return fmt.Errorf("LIMIT offset %s is not between 0 and %d", shown(in[i+1]), maxOffset)
+			}
+			n, ok := parseInt(in[i+2])
+			if !ok || n < 0 || n > maxCount {
+				return fmt.Errorf("LIMIT count %s is not between 0 and %d", shown(in[i+2]), maxCount)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("a score or lex range needs LIMIT offset count, count at most %d", maxCount)
+}
+
+// limited requires a bounded LIMIT from position from on.
+func limited(from int) check {
+	return func(in [][]byte) (int64, error) { return 0, limitOf(in, from) }
+}
+
+// zrange checks ZRANGE (min at i) and ZRANGESTORE (min at i = 3): a score
+// or lex range needs a LIMIT, an index range a bounded width.
+func zrange(i int) check {
+	return func(in [][]byte) (int64, error) {
+		for _, a := range in[i+2:] {
+			if bytes.EqualFold(a, []byte("BYSCORE")) || bytes.EqualFold(a, []byte("BYLEX")) {
+				return 0, limitOf(in, i+2)
+			}
+		}
+		return 0, rangeWidth(in[i], in[i+1])
+	}
+}
+
+// offset parses a non-negative offset.
+func offset(b []byte) (int64, error) {
+	n, ok := parseInt(b)
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("offset %s is not a non-negative integer", shown(b))
+	}
+	return n, nil
+}
+
+// setrange: the string grows to offset + len(value) bytes.
+func setrange(in [][]byte) (int64, error) {
+	off, err := offset(in[2])
+	if err != nil {
+		return 0, err
+	}
+	if off > maxGrowth {
+		return 0, fmt.Errorf("offset %d is past the bridge's bound of %d bytes", off, maxGrowth)
+	}
+	return off + int64(len(in[3])), nil
+}
+
+// setbit: the string grows to offset/8 + 1 bytes.
+func setbit(in [][]byte) (int64, error) {
+	off, err := offset(in[2])
+	if err != nil {
+		return 0, err
+	}
+	if off/8 > maxGrowth {
+		return 0, fmt.Errorf("bit offset %d is past the bridge's bound of %d bytes", off, maxGrowth)
+	}
+	return off/8 + 1, nil
+}
+
+// bitfield: each SET or INCRBY grows the string to its bit offset plus
+// the field's width; GET reads past the end as zeros and allocates nothing.
+func bitfield(in [][]byte) (int64, error) {
+	var grow int64
+	for i := 2; i < len(in); {
+		op := strings.ToUpper(string(in[i]))
+		switch op {
+		case "GET", "SET", "INCRBY":
+			if i+2 >= len(in) {
+				return 0, fmt.Errorf("%s needs a type and an offset", op)
+			}
+			t := in[i+1]
+			width, ok := parseInt(t[min(1, len(t)):])
+			if len(t) < 2 || !ok || width < 1 || width > 64 {
+				return 0, fmt.Errorf("type %s is not i1..i64 or u1..u63", shown(t))
+			}
+			o := in[i+2]
+			mult := int64(1)
+			if len(o) > 0 && o[0] == '#' {
+				o, mult = o[1:], width
+			}
+			off, err := offset(o)
+			if err != nil {
+				return 0, err
+			}
+			if op != "GET" && (off > 8*maxGrowth || off*mult > 8*maxGrowth) {
+				return 0, fmt.Errorf("bit offset %s is past the bridge's bound of %d bytes", shown(in[i+2]), maxGrowth)
+			}
+			if op != "GET" {
+				grow = max(grow, (off*mult+width+7)/8)
+				i++ // the value or increment
+			}
+			i += 3
+		case "OVERFLOW":
+			i += 2
+		default:
+			return 0, fmt.Errorf("unknown subcommand %s", shown(in[i]))
+		}
+	}
+	return grow, nil
+}

@@ -1,0 +1,276 @@
+package redisbridge
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// Attacks a plugin can make on a shared Redis through the bridge, each
+// driven with the hostile request itself.
+
+// A script that never returns makes Redis answer BUSY to everyone. The
+// call that sent it times out, and the bridge kills the script, so the
+// other clients are served again. The private server's
+// busy-reply-threshold is below the call timeout, as SECURITY.md advises.
+func TestHostileLoopingScriptIsKilled(t *testing.T) {
+	srv := redistest.NewServer(t, "--busy-reply-threshold", "100")
+	b := openBridge(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: "loop:", Scripts: true, ReadTimeout: 300 * time.Millisecond})
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2, DisableIdentity: true, ReadTimeout: 5 * time.Second})
+	defer other.Close()
+
+	_, err := script(t, b, "while true do end", sc([]string{"k"}))
+	require.ErrorIs(t, err, abi.StatusUnavailable, "the call times out")
+	failed := time.Now()
+	redistest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() bool {
+		return other.Ping(context.Background()).Err() == nil
+	}, "another client's PING is answered")
+	assert.Less(t, time.Since(failed), time.Second, "PING answered within a second of the timeout")
+	assert.Equal(t, uint64(1), b.Kills().Killed)
+
+	// The bridge serves again, scripts included.
+	rs, err := script(t, b, "return 1", sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, integer(1), rs[0])
+}
+
+// A script that is still within its deadline is not killed, and nor is
+// one when the call failed for another reason than its deadline.
+func TestScriptWithinItsDeadlineIsNotKilled(t *testing.T) {
+	srv := redistest.NewServer(t, "--busy-reply-threshold", "100")
+	b := openBridge(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: "slow:", Scripts: true, ReadTimeout: 2 * time.Second})
+	// Busy for 300 ms: past busy-reply-threshold but within the call's deadline.
+	rs, err := script(t, b, "local t = redis.call('TIME'); local s = t[1]*1e6 + t[2]; "+
+		"while true do local n = redis.call('TIME'); if n[1]*1e6 + n[2] - s > 300000 then return 1 end end", sc(nil))
+	require.NoError(t, err)
+	assert.Equal(t, integer(1), rs[0])
+	assert.Zero(t, b.Kills().Killed)
+}
+
+// Commands whose cost is not bounded by the request: refused before
+// anything is sent.
+func TestHostileCostlyCommandsAreRefused(t *testing.T) {
+	f := newFixture(t, nil, func(c *Config) { c.AllowCommands = []string{"setbit", "bitfield", "geosearch"} })
+	big := strings.Repeat("x", 11<<10)
+	for _, c := range [][]string{
+		{"LCS", "a", "b"},                   // quadratic: off the default allowlist
+		{"SINTER", "a", "b"},                // product of collections
+		{"ZUNIONSTORE", "d", "2", "a", "b"}, // sum of collections, then sorted
+		{"SETRANGE", "k", "536870911", "x"}, // 26 bytes that allocate 512 MiB
+		{"SETBIT", "k", "4294967295", "1"},  // 512 MiB
+		{"BITFIELD", "k", "SET", "u8", "#536870911", "1"},
+		{"BITFIELD", "k", "INCRBY", "i64", "4294967000", "1"},
+		{"SRANDMEMBER", "s", "-1000000000"}, // a billion replies from one member
+		{"HRANDFIELD", "h", "-1000000000"},
+		{"ZRANDMEMBER", "z", "-1000000000", "WITHSCORES"},
+		{"SPOP", "s", "1000000"},
+		{"LPOP", "l", "1000000"},
+		{"LRANGE", "l", "0", "-1"}, // as long as the list
+		{"LRANGE", "l", "0", "99999"},
+		{"ZRANGE", "z", "0", "-1"},
+		{"ZRANGE", "z", "-inf", "+inf", "BYSCORE"}, // no LIMIT
+		{"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "-1"},
+		{"ZRANGEBYSCORE", "z", "-inf", "+inf"},
+		{"ZREVRANGEBYLEX", "z", "+", "-", "LIMIT", "99999999", "1"},
+		{"HSCAN", "h", "0", "COUNT", "100000000"},
+		{"LPOS", "l", "x", "COUNT", "0"}, // every match in the whole list
+		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
+		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
+		{"XINFO", "STREAM", "x", "FULL", "COUNT", "0"},
+		{"GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km", "COUNT", "99999999"},
+	} {
+		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c...))
+		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c)
+	}
+	// Offsets add up over a request: 40 SETRANGEs of 1 MiB are 40 MiB.
+	var cmds [][][]byte
+	for i := range 40 {
+		cmds = append(cmds, cmd("SETRANGE", "k"+string(rune('a'+i%26))+string(rune('a'+i/26)), "1048576", "x"))
+	}
+	_, err := pipeline(t, f.b, cmds...)
+	require.ErrorIs(t, err, abi.StatusInvalid)
+	assert.Contains(t, err.Error(), "allocate more than")
+	// A transaction is checked the same way.
+	_, err = transaction(t, f.b, cmd("SET", "sentinel", "1"), cmd("SETRANGE", "k", "536870911", "x"))
+	require.ErrorIs(t, err, abi.StatusInvalid)
+	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"sentinel").Val(), "nothing was sent")
+
+	// The bounded forms pass.
+	for _, c := range [][]string{
+		{"SETRANGE", "k", "1024", "x"}, {"SETBIT", "k", "8192", "1"}, {"BITFIELD", "k", "SET", "u8", "#16", "1", "GET", "u8", "999999999"},
+		{"SRANDMEMBER", "s", "-100"}, {"LRANGE", "l", "0", "99"}, {"LRANGE", "l", "-100", "-1"},
+		{"ZRANGE", "z", "0", "9"}, {"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"},
+		{"HSCAN", "h", "0", "COUNT", "100"}, {"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
+		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"},
+	} {
+		_, err := pipeline(t, f.b, cmd(c...))
+		require.NoError(t, err, "%v", c)
+	}
+	// LCS stays available to an operator who allows it.
+	g := newFixture(t, nil, func(c *Config) { c.AllowCommands = []string{"lcs"} })
+	one(t, g.b, "SET", "a", big[:10])
+	assert.Equal(t, bulkR("xxxxxxxxxx"), one(t, g.b, "LCS", "a", "a"))
+}
+
+// The commands of one request are capped: a request of a million PINGs
+// is refused before the bridge builds anything for them.
+func TestHostileCommandFloodIsRefusedCheaply(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	ping := cmd("PING")
+	req := &abi.RedisRequest{Mode: abi.RedisPipeline, Commands: make([][][]byte, 1_000_000)}
+	for i := range req.Commands {
+		req.Commands[i] = ping
+	}
+	var out abi.Encoder
+	alloc := allocated(func() { f.b.Do(context.Background(), req, &out) })
+	_, err := abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusLimit)
+	assert.Less(t, alloc, uint64(64<<10), "bytes the refusal allocated")
+
+	// Encoded, as the plugin sends it (6 MB), it is refused from its count:
+	// decoding it would allocate about 150 MiB.
+	var enc abi.Encoder
+	req.Encode(&enc)
+	out.Reset()
+	alloc = allocated(func() { f.b.Serve(context.Background(), enc.Bytes(), &out) })
+	_, err = abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusLimit)
+	assert.Less(t, alloc, uint64(64<<10), "bytes the refusal of the encoded request allocated")
+
+	calls := make([]abi.ScriptCall, DefaultMaxCommands+1)
+	g := newFixture(t, nil, func(c *Config) { c.Scripts = true })
+	_, err = script(t, g.b, "return 1", calls...)
+	require.ErrorIs(t, err, abi.StatusLimit)
+}
+
+// Replies are read through the backend's bound: eight reads of a 16 MiB
+// value cost the host about the 1 MiB bound (and a fresh connection: the old one is dropped mid-reply), not 128 MiB. (The same holds
+// for 64 MiB values and the default 16 MiB bound; smaller sizes keep the
+// shared test Redis quick.)
+func TestHostileHugeRepliesAreBoundedAsRead(t *testing.T) {
+	ctx := context.Background()
+	const value = 16 << 20
+	f := newFixture(t, nil, func(c *Config) { c.MaxReplyBytes = 1 << 20; c.ReadTimeout = 10 * time.Second })
+	require.NoError(t, f.direct.Set(ctx, f.prefix+"big", strings.Repeat("v", value), 0).Err())
+	var cmds [][][]byte
+	for range 8 {
+		cmds = append(cmds, cmd("MGET", "big"))
+	}
+	for _, mode := range []abi.RedisMode{abi.RedisPipeline, abi.RedisTransaction} {
+		req := &abi.RedisRequest{Mode: mode, Commands: cmds}
+		var out abi.Encoder
+		alloc := allocated(func() { f.b.Do(ctx, req, &out) })
+		_, err := abi.ParseResponse(out.Bytes())
+		require.ErrorIs(t, err, abi.StatusLimit, "mode %d", mode)
+		assert.Less(t, alloc, uint64(8<<20), "bytes allocated for 128 MiB of replies, mode %d", mode)
+		assert.Less(t, len(out.Bytes()), 1<<10)
+	}
+	// A script's reply too.
+	g := newFixture(t, nil, func(c *Config) { c.Scripts = true; c.MaxReplyBytes = 1 << 20; c.ReadTimeout = 10 * time.Second })
+	require.NoError(t, g.direct.Set(ctx, g.prefix+"big", strings.Repeat("v", value), 0).Err())
+	req := &abi.RedisRequest{Mode: abi.RedisScript, Script: []byte("return redis.call('GET', KEYS[1])"),
+		Calls: []abi.ScriptCall{sc([]string{"big"}), sc([]string{"big"})}}
+	var out abi.Encoder
+	alloc := allocated(func() { g.b.Do(ctx, req, &out) })
+	_, err := abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusLimit)
+	assert.Less(t, alloc, uint64(8<<20))
+
+	// Within the bound, a reply passes whole, and the bridge still serves.
+	require.NoError(t, f.direct.Set(ctx, f.prefix+"small", strings.Repeat("v", 512<<10), 0).Err())
+	assert.Len(t, one(t, f.b, "GET", "small").Str, 512<<10)
+}
+
+// allocated returns the bytes the process allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A script learns its prefix from KEYS[1], but the host's keys are
+// outside the ~prefix* pattern of its ACL user: it can neither forge, trim
+// nor delete the event stream, nor move its ID forward.
+func TestHostileScriptCannotReachTheHostKeys(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, func(c *Config) { c.Scripts = true })
+	stream := f.b.Key("events")
+	require.NoError(t, f.b.Client().XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"k", "metrics"}}).Err(), "the host reaches it")
+	t.Cleanup(func() { f.direct.Del(ctx, stream) })
+	// The attacker knows where the host keeps the stream (it is
+	// documented) and learns its prefix from KEYS[1]: the name arrives
+	// as ARGV here, which is what such a script would build.
+	derive := "local s = ARGV[1]; "
+	for _, attack := range []string{
+		"return redis.call('XADD', s, '*', 'k', 'alerts', 'o', 'put')",
+		"return redis.call('XADD', s, '18446744073709551615-18446744073709551615', 'k', 'x')",
+		"return redis.call('DEL', s)",
+		"return redis.call('XTRIM', s, 'MAXLEN', 0)",
+		"return redis.call('XSETID', s, '18446744073709551615-0')",
+		"return redis.call('RENAME', s, KEYS[1])",
+	} {
+		rs, err := script(t, f.b, derive+attack, abi.ScriptCall{Keys: keys("x"), Args: [][]byte{[]byte(stream)}})
+		require.NoError(t, err)
+		require.Equal(t, abi.ReplyError, rs[0].Kind, attack)
+		assert.Contains(t, string(rs[0].Str), "can't access", attack) // Redis 7.0's words for NOPERM inside a script
+	}
+	assert.Equal(t, int64(1), f.direct.XLen(ctx, stream).Val(), "the stream is as the host left it")
+}
+
+// Prefixes that overlap on one Redis are refused while both are open;
+// one that covers the host's keys always is.
+func TestHostileOverlappingPrefixesAreRefused(t *testing.T) {
+	addr := redistest.Addr(t)
+	p := redistest.Prefix(t)
+	a := openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "app", Owner: "a"})
+	for _, c := range []Config{
+		{Addrs: []string{addr}, KeyPrefix: p + "app:billing:", Owner: "b"}, // nested
+		{Addrs: []string{addr}, KeyPrefix: p + "ap", Owner: "b"},           // covers it
+		{Addrs: []string{addr}, KeyPrefix: p + "app", Owner: "b"},          // equal, another backend
+		{Addrs: []string{addr}, KeyPrefix: p + "app"},                      // equal, unnamed
+	} {
+		_, err := Open(context.Background(), c)
+		require.Error(t, err, c.KeyPrefix)
+		assert.Contains(t, err.Error(), "overlaps", c.KeyPrefix)
+	}
+	// Another database, or a prefix beside it, is fine.
+	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "app:billing:", DB: 1})
+	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "other:"})
+	// The same backend, a new generation: fine.
+	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "app", Owner: "a"})
+	// Released on Close.
+	require.NoError(t, a.Close())
+	for _, prefix := range []string{"_", "__host", "__host__:", "__host__:x"} {
+		_, err := Open(context.Background(), Config{Addrs: []string{addr}, KeyPrefix: prefix})
+		require.Error(t, err, prefix)
+		assert.Contains(t, err.Error(), "are the host's", prefix)
+	}
+}
+
+// A script cannot run the costly commands the backend is not allowed:
+// its ACL user is denied them.
+func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
+	f := newFixture(t, nil, func(c *Config) { c.Scripts = true })
+	for _, c := range []string{"LCS', KEYS[1], KEYS[1]", "SINTER', KEYS[1]", "ZUNIONSTORE', KEYS[1], 1, KEYS[1]"} {
+		rs, err := script(t, f.b, "return redis.call('"+c+")", sc([]string{"a"}))
+		require.NoError(t, err)
+		require.Equal(t, abi.ReplyError, rs[0].Kind, c)
+		assert.Contains(t, string(rs[0].Str), "can't run this command", c)
+	}
+	g := newFixture(t, nil, func(c *Config) { c.Scripts = true; c.AllowCommands = []string{"lcs"} })
+	rs, err := script(t, g.b, "return redis.call('LCS', KEYS[1], KEYS[1])", sc([]string{"a"}))
+	require.NoError(t, err)
+	assert.Equal(t, bulkR(""), rs[0], "allowed to this backend")
+}

@@ -1,0 +1,89 @@
+package redisbridge
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Backends whose prefixes overlap on one Redis read, delete and forge each
+// other's records and events: "app" covers every key of "app:billing:",
+// and an ACL pattern ~app* lets the first one's scripts reach them. Open
+// therefore claims its prefix in a process-wide registry of the open
+// bridges, keyed by the Redis they use, and Close gives it back. The
+// registry sees this process only, and knows a Redis by how it is named:
+// two names of one server (localhost and 127.0.0.1, a Sentinel and the
+// master it names) are not told apart. Configuration validation refuses
+// overlapping prefixes in one file before anything opens.
+
+var registry = struct {
+	mu      sync.Mutex
+	claimed map[string][]*claim // by Redis (redisID)
+}{claimed: map[string][]*claim{}}
+
+type claim struct {
+	prefix, owner string
+}
+
+// redisID names the Redis (and database) opts connect to.
+func redisID(o *redis.UniversalOptions) string {
+	addrs := slices.Clone(o.Addrs)
+	slices.Sort(addrs)
+	return o.MasterName + "|" + strings.Join(addrs, ",") + "|" + strconv.Itoa(o.DB)
+}
+
+// Target names the Redis and database cfg connects to, as the registry of
+// open bridges tells them apart, or says why cfg is invalid.
+func Target(cfg Config) (string, error) {
+	_, opts, err := cfg.check()
+	if err != nil {
+		return "", err
+	}
+	return redisID(opts), nil
+}
+
+// Overlap reports whether two key prefixes overlap: one starts with the
+// other, so the keys of one are keys of the other.
+func Overlap(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
+
+// claimPrefix registers prefix on the Redis of opts, or says which open
+// bridge's prefix it overlaps. The function it returns releases it.
+func claimPrefix(opts *redis.UniversalOptions, prefix, owner string) (func(), error) {
+	id := redisID(opts)
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	for _, c := range registry.claimed[id] {
+		if c.prefix == prefix && owner != "" && c.owner == owner {
+			continue // the same backend, a new generation of it
+		}
+		if Overlap(c.prefix, prefix) {
+			return nil, fmt.Errorf("redisbridge: KeyPrefix %q overlaps %q, the prefix of a backend open on the same Redis (%s): their keys would mix", prefix, c.prefix, c.describe())
+		}
+	}
+	c := &claim{prefix: prefix, owner: owner}
+	registry.claimed[id] = append(registry.claimed[id], c)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			registry.mu.Lock()
+			defer registry.mu.Unlock()
+			list := slices.DeleteFunc(registry.claimed[id], func(x *claim) bool { return x == c })
+			if len(list) == 0 {
+				delete(registry.claimed, id)
+			} else {
+				registry.claimed[id] = list
+			}
+		})
+	}, nil
+}
+
+func (c *claim) describe() string {
+	if c.owner == "" {
+		return "unnamed"
+	}
+	return "backend " + c.owner
+}
