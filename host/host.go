@@ -174,7 +174,7 @@ type Limits struct {
 	// Default: 1 MiB.
 	MaxLogBytesPerCall uint32
 	// MaxKVBytes caps the backend's kv store (the kv capability): its keys
-	// and values plus 64 bytes per entry, expired entries not yet
+	// and values plus 128 bytes per entry, expired entries not yet
 	// reclaimed included. A put past it is refused with LIMIT.
 	// Default: 256 MiB.
 	MaxKVBytes uint64

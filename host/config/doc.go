@@ -37,7 +37,7 @@
 //	    log_lines_per_second = 100
 //	    max_log_line_bytes   = 4096
 //	    max_log_bytes_per_call = 1048576   # WASI stdout and stderr, per call
-//	    max_kv_bytes           = 268435456 # the kv store: keys, values, 64 per entry
+//	    max_kv_bytes           = 268435456 # the kv store: keys, values, 128 per entry
 //	    max_kv_entries         = 1048576
 //	    max_kv_scan_bytes      = 1048576   # one kv scan's entries
 //	    max_events_per_call    = 100
