@@ -144,10 +144,6 @@ type exchange struct {
 
 var exchangeEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
 
-// maxPooledEncoder bounds the buffer of an encoder put back in
-// exchangeEncoders.
-const maxPooledEncoder = 1 << 20
-
 func (x *exchange) export(b wazero.HostModuleBuilder) {
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(x.call),
 		[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
@@ -162,14 +158,8 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	req := guestBytes(mod, stack[0], stack[1], x.name+" request")
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := exchangeEncoders.Get().(*abi.Encoder)
+	defer exchangeEncoders.Put(e)
 	e.Reset()
-	defer func() {
-		// A large response's buffer is left to the collector, not kept
-		// for the life of the process by the pool.
-		if cap(e.Bytes()) <= maxPooledEncoder {
-			exchangeEncoders.Put(e)
-		}
-	}()
 	x.serve(ctx, req, e)
 	resp := e.Bytes()
 	if uint32(len(resp)) <= outCap {
