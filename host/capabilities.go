@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"golang.org/x/time/rate"
 
 	"github.com/storage-host/storage-host/abi"
@@ -61,7 +63,11 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				stack[0] = uint64(now().UnixNano())
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
-			p.kv = localstore.New(s.now, time.Second)
+			p.kv = localstore.New(s.now, time.Second, localstore.Quota{
+				MaxBytes:     p.limits.MaxKVBytes,
+				MaxEntries:   int(p.limits.MaxKVEntries),
+				MaxScanBytes: int(p.limits.MaxKVScanBytes),
+			})
 			(&exchange{p: p, name: c.Module(), serve: p.serveKV}).export(b)
 		case abi.CapabilityRedis:
 			if p.redis == nil && !s.inspect {
@@ -73,9 +79,9 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
 			now := s.now
 			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
-				p.hostCall(mod)
+				in := p.hostCall(mod)
 				msg := guestBytes(mod, stack[0], stack[1], "event")
-				stack[0] = uint64(p.publishPluginEvent(msg, lim, now))
+				stack[0] = uint64(p.publishPluginEvent(in, msg, lim, now))
 			}), []api.ValueType{i32, i32}, []api.ValueType{i32}).WithParameterNames("ptr", "len").Export(abi.FuncEventsPublish)
 		default:
 			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
@@ -85,6 +91,13 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 		}
 	}
 	return nil
+}
+
+// callBudget is what one call into an instance has used of the budgets
+// the host functions keep per call; instance.call resets it.
+type callBudget struct {
+	logBytes uint64 // read from guest memory by fd_write to stdout and stderr
+	events   uint32 // events published
 }
 
 // hostCall returns the calling instance after counting one more host
@@ -193,12 +206,22 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 // publishes, with bursts of as many; past it publish answers LIMIT.
 const pluginEventsPerSecond = 1000
 
+// maxPluginEventBytes is the longest encoded PluginEvent that can pass
+// Check: kind, op, agent ID, key and data at their longest, each with its
+// length prefix. A longer message is refused before it is decoded, so a
+// guest cannot make the host copy megabytes of a string it will refuse.
+const maxPluginEventBytes = 2*abi.MaxEventNameLength + 2*abi.MaxIDLength + abi.MaxEventData + 5*binary.MaxVarintLen32
+
 // publishPluginEvent decodes, checks and publishes an event a plugin sent
-// through storagehost_events.publish, and returns the status publish
-// answers. The bus is the store's, set once it is open: an instance
-// publishing while the store is still being opened (from its configure
-// call) is answered UNAVAILABLE.
-func (p *plugin) publishPluginEvent(msg []byte, lim *rate.Limiter, now func() time.Time) abi.Status {
+// through storagehost_events.publish from the calling instance in (nil
+// only during initialisation), and returns the status publish answers.
+// The bus is the store's, set once it is open: an instance publishing
+// while the store is still being opened (from its configure call) is
+// answered UNAVAILABLE.
+func (p *plugin) publishPluginEvent(in *instance, msg []byte, lim *rate.Limiter, now func() time.Time) abi.Status {
+	if len(msg) > maxPluginEventBytes {
+		return abi.StatusLimit
+	}
 	var ev abi.PluginEvent
 	d := abi.NewDecoder(msg)
 	ev.Decode(d)
@@ -216,8 +239,14 @@ func (p *plugin) publishPluginEvent(msg []byte, lim *rate.Limiter, now func() ti
 	if bus == nil {
 		return abi.StatusUnavailable
 	}
+	if in != nil && in.budget.events >= p.limits.MaxEventsPerCall {
+		return abi.StatusLimit
+	}
 	if !lim.Allow() {
 		return abi.StatusLimit
+	}
+	if in != nil {
+		in.budget.events++
 	}
 	bus.Publish(events.Event{Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: now(), Data: bytes.Clone(ev.Data)})
 	return abi.StatusOK
@@ -263,6 +292,132 @@ func (l *logLimiter) emit(level hclog.Level, msg string) {
 		l.log.Warn("plugin log lines dropped by the rate limit", "dropped", n)
 	}
 	l.log.Log(level, msg)
+}
+
+// WASI errno values fd_write answers (wasi_snapshot_preview1).
+const (
+	errnoBadf     = 8
+	errnoFault    = 21
+	errnoFbig     = 22
+	errnoTimedout = 73
+)
+
+// iovecCost is what each iovec costs the fd_write budget beyond its bytes:
+// the descriptor the host reads, so that a write of many empty iovecs is
+// bounded too.
+const iovecCost = 8
+
+// instantiateWASI instantiates WASI (wasi_snapshot_preview1) with an
+// fd_write of the host's own: stdout and stderr go to lim, one log line per
+// line, within the call's budget (Limits.MaxLogBytesPerCall) and deadline.
+// The other descriptors have nothing to write to (the module config mounts
+// no files).
+func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
+	b := p.runtime.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	out := lim.writer(hclog.Info, int(p.limits.MaxLogLineBytes))
+	errOut := lim.writer(hclog.Warn, int(p.limits.MaxLogLineBytes))
+	// fd_write(fd i32, iovs i32, iovs_len i32, result.nwritten i32) -> errno i32
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		var w io.Writer
+		switch uint32(stack[0]) {
+		case 1:
+			w = out
+		case 2:
+			w = errOut
+		default:
+			stack[0] = errnoBadf
+			return
+		}
+		stack[0] = p.fdWrite(ctx, mod, w, uint32(stack[1]), uint32(stack[2]), uint32(stack[3]))
+	}), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("fd", "iovs", "iovs_len", "result.nwritten").Export("fd_write")
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("host: wasi: %w", err)
+	}
+	return nil
+}
+
+// fdWrite writes the iovecs at iovs to w, as WASI's fd_write, until the
+// call's budget is spent or its deadline has passed: a write cut short
+// reports the bytes it took (a short write, which the guest's runtime
+// retries), and one that could take nothing fails with EFBIG or
+// ETIMEDOUT. So one fd_write of thousands of iovecs over a large region
+// costs the host at most the budget, not what the guest asked.
+func (p *plugin) fdWrite(ctx context.Context, mod api.Module, w io.Writer, iovs, n, resultPtr uint32) uint64 {
+	mem := mod.Memory()
+	if uint64(n)*8 > uint64(mem.Size()) {
+		return errnoFault
+	}
+	descs, ok := mem.Read(iovs, n*8)
+	if !ok {
+		return errnoFault
+	}
+	in := p.instanceOf(mod)
+	var spent *uint64
+	if in != nil {
+		spent = &in.budget.logBytes
+	} else {
+		spent = new(uint64) // not a pooled instance: this write alone
+	}
+	budget := uint64(p.limits.MaxLogBytesPerCall)
+	var written uint32
+	errno := uint64(0)
+	for i := range n {
+		if p.overdue(ctx, in) {
+			errno = errnoTimedout
+			break
+		}
+		ptr := binary.LittleEndian.Uint32(descs[8*i:])
+		size := binary.LittleEndian.Uint32(descs[8*i+4:])
+		if *spent+iovecCost > budget {
+			errno = errnoFbig
+			break
+		}
+		*spent += iovecCost
+		b, ok := mem.Read(ptr, size)
+		if !ok {
+			return errnoFault
+		}
+		take := min(uint64(len(b)), budget-*spent)
+		*spent += take
+		_, _ = w.Write(b[:take]) // lineWriter never fails
+		written += uint32(take)
+		if take < uint64(len(b)) {
+			break
+		}
+	}
+	if written == 0 && errno != 0 {
+		return errno
+	}
+	if !mem.WriteUint32Le(resultPtr, written) {
+		return errnoFault
+	}
+	return 0
+}
+
+// instanceOf returns the pooled instance of mod, or nil, without counting
+// a host call.
+func (p *plugin) instanceOf(mod api.Module) *instance {
+	if v, ok := p.instances.Load(mod); ok {
+		return v.(*instance)
+	}
+	return nil
+}
+
+// overdue reports whether the call in which a host function runs should
+// stop: its context has ended, or it has run past Limits.CallTimeout (which
+// the watchdog enforces in guest code only, and not at all for trusted
+// plugins).
+func (p *plugin) overdue(ctx context.Context, in *instance) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if in == nil {
+		return false
+	}
+	started := in.started.Load()
+	return in.timedOut.Load() || started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout)
 }
 
 // writer adapts the limiter to WASI stdout/stderr, one log line per line,

@@ -168,6 +168,31 @@ type Limits struct {
 	// MaxLogLineBytes truncates longer plugin log lines.
 	// Default: 4096.
 	MaxLogLineBytes uint32
+	// MaxLogBytesPerCall caps the bytes one call may write to WASI stdout
+	// and stderr together; past it, and past the call's timeout or its
+	// context's end, fd_write takes nothing more and fails with EFBIG.
+	// Default: 1 MiB.
+	MaxLogBytesPerCall uint32
+	// MaxKVBytes caps the backend's kv store (the kv capability): its keys
+	// and values plus 128 bytes per entry, expired entries not yet
+	// reclaimed included. A put past it is refused with LIMIT.
+	// Default: 256 MiB.
+	MaxKVBytes uint64
+	// MaxKVEntries caps the entries of the backend's kv store, expired
+	// entries not yet reclaimed included. A put of a new key past it is
+	// refused with LIMIT.
+	// Default: 1048576.
+	MaxKVEntries uint32
+	// MaxKVScanBytes caps the entries one kv scan returns by their size: a
+	// scan stops early and answers the key to resume from (it returns at
+	// least one entry).
+	// Default: 1 MiB.
+	MaxKVScanBytes uint32
+	// MaxEventsPerCall caps the events one call may publish through the
+	// events capability; publish answers LIMIT past it, as it does past
+	// the backend's rate of 1000 events a second.
+	// Default: 100.
+	MaxEventsPerCall uint32
 }
 
 // DefaultLimits are the limits of a backend whose Config sets none.
@@ -178,6 +203,12 @@ var DefaultLimits = Limits{
 	MaxHostCalls:      100_000,
 	LogLinesPerSecond: 100,
 	MaxLogLineBytes:   4096,
+
+	MaxLogBytesPerCall: 1 << 20,
+	MaxKVBytes:         256 << 20,
+	MaxKVEntries:       1 << 20,
+	MaxKVScanBytes:     1 << 20,
+	MaxEventsPerCall:   100,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -199,6 +230,21 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxLogLineBytes == 0 {
 		l.MaxLogLineBytes = d.MaxLogLineBytes
+	}
+	if l.MaxLogBytesPerCall == 0 {
+		l.MaxLogBytesPerCall = d.MaxLogBytesPerCall
+	}
+	if l.MaxKVBytes == 0 {
+		l.MaxKVBytes = d.MaxKVBytes
+	}
+	if l.MaxKVEntries == 0 {
+		l.MaxKVEntries = d.MaxKVEntries
+	}
+	if l.MaxKVScanBytes == 0 {
+		l.MaxKVScanBytes = d.MaxKVScanBytes
+	}
+	if l.MaxEventsPerCall == 0 {
+		l.MaxEventsPerCall = d.MaxEventsPerCall
 	}
 	return l
 }

@@ -138,10 +138,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	p.log = s.logger.Named("plugin").Named(cfg.Name)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.runtime); err != nil {
-		return nil, fmt.Errorf("host: wasi: %w", err)
-	}
 	limiter := newLogLimiter(p.log, cfg.Limits.LogLinesPerSecond)
+	if err := p.instantiateWASI(ctx, limiter); err != nil {
+		return nil, err
+	}
 	if err := p.instantiateCapabilities(ctx, cfg.Capabilities, s, limiter); err != nil {
 		return nil, err
 	}
@@ -150,9 +150,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		WithStartFunctions(). // _initialize is called by newInstance, so its failure is reported
 		WithSysWalltime().
 		WithSysNanotime().
-		WithRandSource(rand.Reader).
-		WithStdout(limiter.writer(hclog.Info, int(cfg.Limits.MaxLogLineBytes))).
-		WithStderr(limiter.writer(hclog.Warn, int(cfg.Limits.MaxLogLineBytes)))
+		WithRandSource(rand.Reader) // stdout and stderr: instantiateWASI
 
 	// The watchdog runs before the first instance exists: its metadata and
 	// configure calls are bounded by the call timeout like any other.
@@ -326,6 +324,7 @@ type instance struct {
 	timedOut  atomic.Bool  // set by the watchdog when it closed the module
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
+	budget    callBudget   // per-call budgets of host functions (capabilities.go)
 }
 
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
@@ -439,6 +438,7 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending = 0, nil
+	in.budget = callBudget{}
 	in.started.Store(time.Now().UnixNano())
 	defer in.started.Store(0)
 	n := uint32(len(req))

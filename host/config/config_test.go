@@ -187,6 +187,9 @@ backend "local" {
 	require.Equal(t, host.Limits{
 		MemoryPages: 16, CallTimeout: host.DefaultLimits.CallTimeout, MaxResponseBytes: 65536,
 		MaxHostCalls: 10, LogLinesPerSecond: 0.5, MaxLogLineBytes: 80,
+		MaxLogBytesPerCall: host.DefaultLimits.MaxLogBytesPerCall, MaxKVBytes: host.DefaultLimits.MaxKVBytes,
+		MaxKVEntries: host.DefaultLimits.MaxKVEntries, MaxKVScanBytes: host.DefaultLimits.MaxKVScanBytes,
+		MaxEventsPerCall: host.DefaultLimits.MaxEventsPerCall,
 	}, cfg.Limits)
 
 	// A capability list naming redis beside a redis block leaves it to

@@ -81,6 +81,12 @@ type (
 		MaxHostCalls      hcl.Expression `hcl:"max_host_calls,optional"`
 		LogLinesPerSecond hcl.Expression `hcl:"log_lines_per_second,optional"`
 		MaxLogLineBytes   hcl.Expression `hcl:"max_log_line_bytes,optional"`
+
+		MaxLogBytesPerCall hcl.Expression `hcl:"max_log_bytes_per_call,optional"`
+		MaxKVBytes         hcl.Expression `hcl:"max_kv_bytes,optional"`
+		MaxKVEntries       hcl.Expression `hcl:"max_kv_entries,optional"`
+		MaxKVScanBytes     hcl.Expression `hcl:"max_kv_scan_bytes,optional"`
+		MaxEventsPerCall   hcl.Expression `hcl:"max_events_per_call,optional"`
 	}
 	rawRedis struct {
 		URL           hcl.Expression `hcl:"url,optional"`
@@ -492,6 +498,27 @@ func (c *checker) limits(r *rawLimits, l *host.Limits) {
 	}
 	if v, ok := c.integer(r.MaxLogLineBytes, "max_log_line_bytes", 1, math.MaxUint32); ok {
 		l.MaxLogLineBytes = uint32(v)
+	}
+	c.budgets(r, l)
+}
+
+// budgets decodes the limits of what one call may make the host do and
+// hold through the capabilities.
+func (c *checker) budgets(r *rawLimits, l *host.Limits) {
+	if v, ok := c.integer(r.MaxLogBytesPerCall, "max_log_bytes_per_call", 1, math.MaxUint32); ok {
+		l.MaxLogBytesPerCall = uint32(v)
+	}
+	if v, ok := c.integer(r.MaxKVBytes, "max_kv_bytes", 1, math.MaxInt64); ok {
+		l.MaxKVBytes = uint64(v)
+	}
+	if v, ok := c.integer(r.MaxKVEntries, "max_kv_entries", 1, math.MaxUint32); ok {
+		l.MaxKVEntries = uint32(v)
+	}
+	if v, ok := c.integer(r.MaxKVScanBytes, "max_kv_scan_bytes", 1, math.MaxUint32); ok {
+		l.MaxKVScanBytes = uint32(v)
+	}
+	if v, ok := c.integer(r.MaxEventsPerCall, "max_events_per_call", 1, math.MaxUint32); ok {
+		l.MaxEventsPerCall = uint32(v)
 	}
 }
 

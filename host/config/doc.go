@@ -36,6 +36,11 @@
 //	    max_host_calls       = 100000
 //	    log_lines_per_second = 100
 //	    max_log_line_bytes   = 4096
+//	    max_log_bytes_per_call = 1048576   # WASI stdout and stderr, per call
+//	    max_kv_bytes           = 268435456 # the kv store: keys, values, 128 per entry
+//	    max_kv_entries         = 1048576
+//	    max_kv_scan_bytes      = 1048576   # one kv scan's entries
+//	    max_events_per_call    = 100
 //	  }
 //	  redis {                           # optional: connects the backend to Redis (redisbridge.Config)
 //	    url            = "redis://127.0.0.1:6379/0"   # or addrs; not both

@@ -11,6 +11,7 @@ package localstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +28,30 @@ const sweepBatch = 256
 // degree is the B-tree degree: a node holds up to 2*degree-1 entries.
 const degree = 32
 
+// EntryOverhead is what an entry costs the quota beyond its key and value
+// bytes, so that a flood of empty entries is paid for too: the entry in
+// its B-tree node is 64 bytes on 64-bit platforms (two slice headers,
+// revision, expiry), in nodes about two-thirds full, and its buffer is
+// rounded up to a size class. Measured: 130 to 140 bytes an entry beyond
+// key and value, for keys inserted in random order.
+const EntryOverhead = 128
+
+// Quota bounds a Store. A zero field is no bound.
+type Quota struct {
+	// MaxBytes caps the bytes the store holds: every entry's key and value
+	// buffers plus EntryOverhead, expired entries not yet reclaimed
+	// included. A put or restore that would go past it is LIMIT.
+	MaxBytes uint64
+	// MaxEntries caps the entries the store holds, expired entries not yet
+	// reclaimed included. A put or restore of a new key past it is LIMIT.
+	MaxEntries int
+	// MaxScanBytes caps the entries one scan returns by their size (key,
+	// value and the fields around them): a scan stops before the entry
+	// that would take it past, and answers that entry's key as next. It
+	// always returns at least one entry, so every scan makes progress.
+	MaxScanBytes int
+}
+
 // entry is one key and its state. Entries are stored by value in the tree;
 // key bytes never change once stored, value bytes change only under the
 // write lock.
@@ -38,6 +63,17 @@ type entry struct {
 }
 
 func (en *entry) expired(now int64) bool { return en.exp != 0 && now >= en.exp }
+
+// size is what the entry costs the quota. The key and value share one
+// buffer, or the value has a buffer of its own reused from an earlier
+// value: either way cap(value) is what the value holds.
+func (en *entry) size() uint64 {
+	return uint64(len(en.key)) + uint64(cap(en.value)) + EntryOverhead
+}
+
+// scanSize bounds the encoded size of the entry in a scan response: key and
+// value with their length prefixes, revision and expiry.
+func (en *entry) scanSize() int { return len(en.key) + len(en.value) + 4*binary.MaxVarintLen64 }
 
 func (en *entry) encode(e *abi.Encoder, withKey bool) {
 	kv := abi.KVEntry{Key: en.key, Revision: en.rev, ExpiresAt: expTime(en.exp), Value: en.value}
@@ -64,11 +100,13 @@ func expTime(n int64) time.Time {
 // Store is an ordered in-memory key-value store with revisions and expiry.
 // Its methods are safe for concurrent use. Create one with New.
 type Store struct {
-	now func() time.Time
+	now   func() time.Time
+	quota Quota
 
 	mu        sync.RWMutex
 	tree      *btree.BTreeG[entry]
 	rev       uint64  // last revision given; guarded by mu
+	bytes     uint64  // the entries' sizes (entry.size), summed; guarded by mu
 	sweepFrom []byte  // key the next sweep starts at, nil for the first; guarded by mu
 	dead      []entry // sweep scratch; guarded by mu
 
@@ -83,12 +121,12 @@ type Store struct {
 // entries visited per tick, resuming where it stopped, like Redis active
 // expiry) so memory of expired entries is reclaimed; 0 disables it, and
 // expired entries are then reclaimed only by writes that meet them.
-// Call Close to stop the sweeper.
-func New(now func() time.Time, sweepEvery time.Duration) *Store {
+// The store holds at most what q allows. Call Close to stop the sweeper.
+func New(now func() time.Time, sweepEvery time.Duration, q Quota) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{now: now, tree: btree.NewG(degree, less)}
+	s := &Store{now: now, quota: q, tree: btree.NewG(degree, less)}
 	if sweepEvery > 0 {
 		s.stop = make(chan struct{})
 		s.done = make(chan struct{})
@@ -114,6 +152,31 @@ func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.tree.Len()
+}
+
+// Bytes returns what the stored entries cost the quota (Quota.MaxBytes),
+// expired entries not yet reclaimed included.
+func (s *Store) Bytes() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.bytes
+}
+
+// insert stores en in place of old (which is in the tree when replaced is
+// true), keeping the byte count.
+func (s *Store) insert(en entry, old *entry, replaced bool) {
+	if replaced {
+		s.bytes -= old.size()
+	}
+	s.tree.ReplaceOrInsert(en)
+	s.bytes += en.size()
+}
+
+// remove deletes en from the tree, keeping the byte count.
+func (s *Store) remove(en entry) {
+	if _, ok := s.tree.Delete(en); ok {
+		s.bytes -= en.size()
+	}
 }
 
 // Do executes req and appends a whole response to e: the status byte and,
@@ -165,7 +228,7 @@ func (s *Store) get(key []byte, e *abi.Encoder) {
 func (s *Store) lookup(key []byte, now int64) (old entry, found, live bool) {
 	old, found = s.tree.Get(entry{key: key})
 	if found && old.expired(now) {
-		s.tree.Delete(old)
+		s.remove(old)
 		return old, true, false
 	}
 	return old, found, found
@@ -212,38 +275,77 @@ func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 		return
 	}
 	en := entry{exp: exp}
+	if req.Op != abi.KVRestore && req.KeepTTL && live {
+		en.exp = old.exp
+	}
+	gone := en.expired(now) // expired on arrival: nothing will be stored
+	// Same key, and the old value's buffer fits without wasting much: reuse
+	// it; else key and value share one new allocation.
+	reuse := found && cap(old.value) >= len(req.Value) && cap(old.value) <= 2*len(req.Value)+64
+	if !gone {
+		if msg := s.admit(req, &old, live, reuse, now); msg != "" {
+			abi.AppendError(e, abi.StatusLimit, msg)
+			return
+		}
+	}
 	if req.Op == abi.KVRestore {
 		en.rev = req.Revision
 		s.rev = max(s.rev, req.Revision)
 	} else {
-		if req.KeepTTL && live {
-			en.exp = old.exp
-		}
 		s.rev++
 		en.rev = s.rev
 	}
 	switch {
-	case en.expired(now):
-		// Expired on arrival: the write succeeds and leaves nothing to see.
+	case gone:
+		// The write succeeds and leaves nothing to see.
 		if live {
-			s.tree.Delete(old)
+			s.remove(old)
 		}
-	case found && cap(old.value) >= len(req.Value) && cap(old.value) <= 2*len(req.Value)+64:
-		// Same key, and the old value's buffer fits without wasting much.
+	case reuse:
 		en.key = old.key
 		en.value = append(old.value[:0], req.Value...)
-		s.tree.ReplaceOrInsert(en)
+		s.insert(en, &old, live)
 	default:
-		// Key and value share one allocation.
 		buf := make([]byte, len(req.Key)+len(req.Value))
 		n := copy(buf, req.Key)
 		copy(buf[n:], req.Value)
 		en.key, en.value = buf[:n:n], buf[n:]
-		s.tree.ReplaceOrInsert(en)
+		s.insert(en, &old, live)
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(en.rev)
 	e.Time(expTime(en.exp))
+}
+
+// admit checks that storing req in place of old (in the tree when live)
+// keeps the store within its quota, and returns why not, or "". Over the
+// quota it first reclaims a bounded batch of expired entries, which still
+// count until reclaimed.
+func (s *Store) admit(req *abi.KVRequest, old *entry, live, reuse bool, now int64) string {
+	size := uint64(len(req.Key)) + uint64(len(req.Value)) + EntryOverhead
+	if reuse {
+		size = uint64(len(old.key)) + uint64(cap(old.value)) + EntryOverhead
+	}
+	over := func() string {
+		kept := s.bytes
+		if live {
+			kept -= old.size()
+		}
+		if q := s.quota.MaxBytes; q > 0 && kept+size > q {
+			return "kv quota: the store would hold " + strconv.FormatUint(kept+size, 10) +
+				" bytes, over its limit of " + strconv.FormatUint(q, 10)
+		}
+		if q := s.quota.MaxEntries; q > 0 && !live && s.tree.Len() >= q {
+			return "kv quota: the store holds " + strconv.Itoa(s.tree.Len()) +
+				" entries, its limit"
+		}
+		return ""
+	}
+	msg := over()
+	if msg != "" && s.sweepLocked(now) > 0 {
+		msg = over()
+	}
+	return msg
 }
 
 func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {
@@ -259,7 +361,7 @@ func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {
 		abi.AppendError(e, abi.StatusNotFound, "no such key")
 		return
 	}
-	s.tree.Delete(old)
+	s.remove(old)
 	e.U8(uint8(abi.StatusOK))
 }
 
@@ -273,13 +375,19 @@ func (s *Store) scan(req *abi.KVRequest, e *abi.Encoder) {
 	page := (*pp)[:0]
 	var next []byte
 
+	budget := s.quota.MaxScanBytes
+	size := 0
+
 	s.mu.RLock()
 	now := s.now().UnixNano()
 	visit := func(en entry) bool {
 		if en.expired(now) {
 			return true
 		}
-		if len(page) == limit {
+		// The response is bounded while it is gathered: by count, and by
+		// size past the first entry.
+		size += en.scanSize()
+		if len(page) == limit || budget > 0 && size > budget && len(page) > 0 {
 			next = en.key
 			return false
 		}
@@ -326,6 +434,11 @@ func (s *Store) sweep() int {
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.sweepLocked(now)
+}
+
+// sweepLocked is sweep, with the write lock held.
+func (s *Store) sweepLocked(now int64) int {
 	visited := 0
 	var next []byte
 	s.tree.AscendGreaterOrEqual(entry{key: s.sweepFrom}, func(en entry) bool {
@@ -340,7 +453,7 @@ func (s *Store) sweep() int {
 		return true
 	})
 	for _, en := range s.dead {
-		s.tree.Delete(en)
+		s.remove(en)
 	}
 	n := len(s.dead)
 	clear(s.dead)
