@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,17 +53,21 @@ func (s *Store) checkAnswer(op abi.Op, err error, why func() string) error {
 	return err
 }
 
+// quote quotes a string for a refusal message. strconv.Quote copies it, so a
+// request's ID does not escape through the message: an ID a caller built
+// on its stack stays there when the answer is right.
+func quote(s string) string { return strconv.Quote(s) }
+
 func metricKeyMismatch(m *Metric, agent, name string, ts time.Time) string {
 	if m.AgentID != agent || m.Name != name || !m.Timestamp.Equal(ts) {
-		return fmt.Sprintf("asked for metric %q/%q@%s, answered %q/%q@%s",
-			agent, name, ts.UTC().Format(time.RFC3339Nano), m.AgentID, m.Name, m.Timestamp.UTC().Format(time.RFC3339Nano))
+		return fmt.Sprintf("asked for metric %s/%s@%s, answered %s/%s@%s", quote(agent), quote(name), ts.UTC().Format(time.RFC3339Nano), quote(m.AgentID), quote(m.Name), m.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	return ""
 }
 
 func alertMismatch(a *Alert, id string) string {
 	if a.ID != id {
-		return fmt.Sprintf("asked for alert %q, answered alert %q", id, a.ID)
+		return fmt.Sprintf("asked for alert %s, answered alert %s", quote(id), quote(a.ID))
 	}
 	return ""
 }
@@ -73,7 +78,7 @@ func putAlertMismatch(a *Alert, req *Alert) string {
 		return w
 	}
 	if a.AgentID != req.AgentID {
-		return fmt.Sprintf("alert %q was put for agent %q, answered for agent %q", req.ID, req.AgentID, a.AgentID)
+		return fmt.Sprintf("alert %s was put for agent %s, answered for agent %s", quote(req.ID), quote(req.AgentID), quote(a.AgentID))
 	}
 	return ""
 }
@@ -83,14 +88,14 @@ func statusMismatch(a *Alert, id string, status abi.AlertStatus) string {
 		return w
 	}
 	if a.Status != status {
-		return fmt.Sprintf("alert %q was set to status %d, answered status %d", id, status, a.Status)
+		return fmt.Sprintf("alert %s was set to status %d, answered status %d", quote(id), status, a.Status)
 	}
 	return ""
 }
 
 func stateMismatch(st *AgentState, agent string) string {
 	if st.AgentID != agent {
-		return fmt.Sprintf("asked for the state of agent %q, answered agent %q", agent, st.AgentID)
+		return fmt.Sprintf("asked for the state of agent %s, answered agent %s", quote(agent), quote(st.AgentID))
 	}
 	return ""
 }
@@ -106,9 +111,9 @@ func putStateMismatch(st *AgentState, agent string, cond abi.Condition) string {
 	}
 	switch {
 	case st.Version == 0:
-		return fmt.Sprintf("the state of agent %q was written, answered version 0", agent)
+		return fmt.Sprintf("the state of agent %s was written, answered version 0", quote(agent))
 	case cond.Mode == abi.IfVersion && st.Version <= cond.Version:
-		return fmt.Sprintf("the state of agent %q was written over version %d, answered version %d, which does not move forward", agent, cond.Version, st.Version)
+		return fmt.Sprintf("the state of agent %s was written over version %d, answered version %d, which does not move forward", quote(agent), cond.Version, st.Version)
 	}
 	return ""
 }
@@ -137,11 +142,11 @@ func metricsOutside(p *Page[Metric], q *MetricQuery) string {
 		m := &p.Items[i]
 		switch {
 		case q.AgentID != "" && m.AgentID != q.AgentID:
-			return fmt.Sprintf("query for agent %q answered a metric of agent %q", q.AgentID, m.AgentID)
+			return fmt.Sprintf("query for agent %s answered a metric of agent %s", quote(q.AgentID), quote(m.AgentID))
 		case q.Name != "" && m.Name != q.Name:
-			return fmt.Sprintf("query for metric name %q answered metric %q", q.Name, m.Name)
+			return fmt.Sprintf("query for metric name %s answered metric %s", quote(q.Name), quote(m.Name))
 		case !inRange(m.Timestamp, q.From, q.To):
-			return fmt.Sprintf("query answered metric %q/%q at %s, outside its time range", m.AgentID, m.Name, m.Timestamp.UTC().Format(time.RFC3339Nano))
+			return fmt.Sprintf("query answered metric %s/%s at %s, outside its time range", quote(m.AgentID), quote(m.Name), m.Timestamp.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	return ""
@@ -157,13 +162,13 @@ func alertsOutside(p *Page[Alert], q *AlertQuery) string {
 		a := &p.Items[i]
 		switch {
 		case q.AgentID != "" && a.AgentID != q.AgentID:
-			return fmt.Sprintf("query for agent %q answered alert %q of agent %q", q.AgentID, a.ID, a.AgentID)
+			return fmt.Sprintf("query for agent %s answered alert %s of agent %s", quote(q.AgentID), quote(a.ID), quote(a.AgentID))
 		case len(q.Severities) > 0 && !slices.Contains(q.Severities, a.Severity):
-			return fmt.Sprintf("query answered alert %q of severity %d, which it does not select", a.ID, a.Severity)
+			return fmt.Sprintf("query answered alert %s of severity %d, which it does not select", quote(a.ID), a.Severity)
 		case len(q.Statuses) > 0 && !slices.Contains(q.Statuses, a.Status):
-			return fmt.Sprintf("query answered alert %q in status %d, which it does not select", a.ID, a.Status)
+			return fmt.Sprintf("query answered alert %s in status %d, which it does not select", quote(a.ID), a.Status)
 		case !inRange(a.CreatedAt, q.From, q.To):
-			return fmt.Sprintf("query answered alert %q created at %s, outside its time range", a.ID, a.CreatedAt.UTC().Format(time.RFC3339Nano))
+			return fmt.Sprintf("query answered alert %s created at %s, outside its time range", quote(a.ID), a.CreatedAt.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	return ""
@@ -176,7 +181,7 @@ func statesOutside(p *Page[AgentState], q *AgentStateQuery) string {
 	}
 	for i := range p.Items {
 		if id := p.Items[i].AgentID; !strings.HasPrefix(id, q.AgentIDPrefix) {
-			return fmt.Sprintf("query for agents under %q answered agent %q", q.AgentIDPrefix, id)
+			return fmt.Sprintf("query for agents under %s answered agent %s", quote(q.AgentIDPrefix), quote(id))
 		}
 	}
 	return ""
