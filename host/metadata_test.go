@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -150,4 +151,17 @@ func TestMetadataMUSTs(t *testing.T) {
 			assert.ErrorIs(t, info.Err, host.ErrIncompatible, "plugin inspect says why too")
 		})
 	}
+}
+
+// TestHostileABIMismatch: the corpus's plugin whose storage_abi_version
+// (1.2) and metadata (1.0) disagree does not load, and plugin inspect
+// says why.
+func TestHostileABIMismatch(t *testing.T) {
+	wasm, err := os.ReadFile("../testdata/plugins/hostile/abimismatch.wasm")
+	require.NoError(t, err)
+	_, err = host.Open(context.Background(), host.Config{WASM: wasm}, host.WithCompilationCache(""))
+	require.ErrorIs(t, err, host.ErrIncompatible)
+	require.ErrorContains(t, err, "metadata: ABI version 1.0 differs from the 1.2 storage_abi_version returns (section 2: the two MUST be equal)")
+	info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
+	require.ErrorIs(t, info.Err, host.ErrIncompatible)
 }
