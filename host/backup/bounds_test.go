@@ -117,3 +117,16 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
 }
+
+// TestMigrateCursorLoop: a migration reads its source with the same pager,
+// so the same plugin stops it too.
+func TestMigrateCursorLoop(t *testing.T) {
+	from := openHostilePlugin(t, "cursorloop")
+	to := openNamed(t, "target")
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	_, err := backup.Migrate(ctx, from, to, backup.MigrateOptions{})
+	require.NoError(t, ctx.Err(), "the migration hung")
+	require.ErrorIs(t, err, host.ErrInternal)
+	assert.ErrorContains(t, err, "with a cursor it gave before")
+}
