@@ -152,7 +152,7 @@ func TestHostileAnswersRefused(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			v, err := c.call()
 			refused(t, err, c.want)
-			assert.Zero(t, deref(v), "nothing of a refused answer reaches the caller")
+			assert.Zero(t, v, "nothing of a refused answer reaches the caller")
 			assert.Equal(t, uint64(i+1), st.RefusedAnswers())
 		})
 	}
@@ -182,9 +182,6 @@ func TestHostileAnswersRefused(t *testing.T) {
 		assert.Equal(t, before, st.RefusedAnswers())
 	})
 }
-
-// deref returns what a Store method returned, for a zero check.
-func deref(v any) any { return v }
 
 // TestHostileAnswersBulk: each item of a batch is checked against its own
 // request item; the honest items of the batch succeed, the others fail
