@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
@@ -37,7 +38,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 		return nil, err
 	}
 	if len(results) != n {
-		return nil, abi.Errorf(abi.StatusInternal, "backend %s: batch answered %d of %d items", s.p.name, len(results), n)
+		return nil, s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", len(results), n))
 	}
 	errs = make([]error, n)
 	var d abi.Decoder
@@ -88,6 +89,9 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 		req := abi.PutMetric{Metric: ms[i], TTL: o.ttl}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpPutMetric, errs, err, func(i int) string {
+		return metricKeyMismatch(&out[i], ms[i].AgentID, ms[i].Name, ms[i].Timestamp)
+	})
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, func(m *Metric) { s.publishMetric(events.OpPut, m) })
 }
@@ -98,6 +102,9 @@ func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metr
 	out := make([]Metric, len(keys))
 	errs, err := s.bulk(ctx, abi.OpGetMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) },
 		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpGetMetric, errs, err, func(i int) string {
+		return metricKeyMismatch(&out[i], keys[i].AgentID, keys[i].Name, keys[i].Timestamp)
+	})
 	return results(out, errs, err)
 }
 
@@ -119,6 +126,7 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req := abi.PutAlert{Alert: as[i], TTL: o.ttl}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
@@ -129,6 +137,7 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 	out := make([]Alert, len(ids))
 	errs, err := s.bulk(ctx, abi.OpGetAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) },
 		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpGetAlert, errs, err, func(i int) string { return alertMismatch(&out[i], ids[i]) })
 	return results(out, errs, err)
 }
 
@@ -175,6 +184,9 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 		req := abi.PutAgentState{State: states[i], TTL: ttl, Condition: cond(i)}
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpPutAgentState, errs, err, func(i int) string {
+		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
+	})
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, s.publishState)
 }
@@ -185,6 +197,7 @@ func (s *Store) GetAgentStates(ctx context.Context, agentIDs []string) ([]Result
 	out := make([]AgentState, len(agentIDs))
 	errs, err := s.bulk(ctx, abi.OpGetAgentState, len(agentIDs), func(i int, e *abi.Encoder) { e.String(agentIDs[i]) },
 		func(i int, d *abi.Decoder) { out[i].Decode(d) })
+	s.checkItems(abi.OpGetAgentState, errs, err, func(i int) string { return stateMismatch(&out[i], agentIDs[i]) })
 	return results(out, errs, err)
 }
 

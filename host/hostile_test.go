@@ -580,11 +580,11 @@ func testHostileLeak(t *testing.T, by *hostileBystander) {
 	// a call, until 64 + 1 is refused.
 	for cycle := range hostileInstances + 1 {
 		for _, pages := range []uint64{17, 33, 49} {
-			got, _, err := h.get(t, "a")
+			got, _, err := h.get(t, "leak") // the agent it answers for
 			require.NoError(t, err)
 			require.Equal(t, pages, got.Version, "cycle %d: memory pages after this call", cycle)
 		}
-		_, _, err := h.get(t, "a")
+		_, _, err := h.get(t, "leak")
 		require.ErrorIs(t, err, host.ErrInternal, "cycle %d", cycle)
 		require.ErrorContains(t, err, "backend leak")
 		require.ErrorContains(t, err, "unreachable")
@@ -599,7 +599,7 @@ func testHostileLeak(t *testing.T, by *hostileBystander) {
 		wg.Go(func() {
 			for range 8 {
 				ctx, cancel := context.WithTimeout(context.Background(), hostileBound)
-				got, err := h.st.GetAgentState(ctx, "a")
+				got, err := h.st.GetAgentState(ctx, "leak")
 				cancel()
 				if err != nil {
 					failed.Add(1)
@@ -753,7 +753,7 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 		h := openHostile(t, by, "garbage", host.Config{})
 		got, _, err := h.get(t, "v")
 		require.NoError(t, err, "the well-formed answer")
-		require.Equal(t, "x", got.AgentID)
+		require.Equal(t, "v", got.AgentID)
 		for _, tc := range []struct {
 			id   string
 			says []string
@@ -774,7 +774,7 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 		}
 		got, _, err = h.get(t, "v")
 		require.NoError(t, err)
-		require.Equal(t, "x", got.AgentID)
+		require.Equal(t, "v", got.AgentID)
 	})
 }
 
@@ -808,7 +808,7 @@ func testHostileHostCalls(t *testing.T, by *hostileBystander) {
 	for range 2 * hostileInstances {
 		got, _, err := h.get(t, "g")
 		require.NoError(t, err)
-		require.Equal(t, "x", got.AgentID)
+		require.Equal(t, "g", got.AgentID)
 	}
 	require.Equal(t, before, h.discarded())
 }
@@ -827,7 +827,7 @@ func testHostileLogFlood(t *testing.T, by *hostileBystander) {
 		h := openHostile(t, by, "logflood", host.Config{Limits: limits})
 		got, _, err := h.get(t, id)
 		require.NoError(t, err, "a flood of log lines fails nothing")
-		require.Equal(t, "x", got.AgentID)
+		require.Equal(t, id, got.AgentID)
 		// The bucket starts full: the burst, then the rate since.
 		allowed := burst + int(limits.LogLinesPerSecond*time.Since(start).Seconds()) + 1
 		n := strings.Count(h.log.String(), line)

@@ -415,6 +415,25 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	if !abi.Current.CanLoad(m.ABI) {
 		return m, fmt.Errorf("%w: ABI version mismatch: host speaks %s, plugin metadata says %s", ErrIncompatible, abi.Current, m.ABI)
 	}
+	// The features as sent: the decoder drops the bits it does not know,
+	// which a plugin must not set.
+	d = abi.NewDecoder(b)
+	d.Uint16()
+	d.Uint16()
+	d.BytesField()
+	d.BytesField()
+	raw := d.Uint32()
+	// storage_abi_version answered once already (instantiate checked it);
+	// asked again, the metadata must agree with it.
+	in.started.Store(time.Now().UnixNano())
+	res, err = in.mod.ExportedFunction(abi.ExportABIVersion).Call(ctx)
+	in.started.Store(0)
+	if err != nil || len(res) != 1 {
+		return m, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportABIVersion, err)
+	}
+	if err := checkMetadata(&m, abi.UnpackVersion(uint32(res[0])), raw); err != nil {
+		return m, err
+	}
 	return m, nil
 }
 

@@ -27,6 +27,8 @@ type Store struct {
 	bus    *events.Bus      // nil with Config.DisableEvents
 	expiry *expiryWatch     // nil with Config.DisableEvents
 	cache  *readCache       // nil unless Config.Cache.Entries > 0
+
+	refused atomic.Uint64 // answers refused as not fitting the request (answers.go)
 }
 
 // Name returns the backend's name.
@@ -217,16 +219,21 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	}
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
-	if err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode); err == nil {
-		s.publishMetric(events.OpPut, &out)
+	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
+	if err = s.checkAnswer(abi.OpPutMetric, err, func() string { return metricKeyMismatch(&out, m.AgentID, m.Name, m.Timestamp) }); err != nil {
+		return Metric{}, err
 	}
-	return out, err
+	s.publishMetric(events.OpPut, &out)
+	return out, nil
 }
 
 // GetMetric returns the sample at k, or an error matching ErrNotFound.
 func (s *Store) GetMetric(ctx context.Context, k MetricKey) (Metric, error) {
 	var out Metric
 	err := s.roundTrip(ctx, abi.OpGetMetric, k.Encode, out.Decode)
+	if err = s.checkAnswer(abi.OpGetMetric, err, func() string { return metricKeyMismatch(&out, k.AgentID, k.Name, k.Timestamp) }); !answered(err) {
+		return Metric{}, err
+	}
 	return out, err
 }
 
@@ -243,7 +250,10 @@ func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
 func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], error) {
 	var out Page[Metric]
 	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Metric](d) })
-	return out, err
+	if err = s.checkAnswer(abi.OpQueryMetrics, err, func() string { return metricsOutside(&out, &q) }); err != nil {
+		return Page[Metric]{}, err
+	}
+	return out, nil
 }
 
 // PutAlert creates or replaces an alert and returns it as stored.
@@ -255,10 +265,12 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	}
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
-	if err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode); err == nil {
-		s.publishAlert(events.OpPut, &out)
+	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
+	if err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) }); err != nil {
+		return Alert{}, err
 	}
-	return out, err
+	s.publishAlert(events.OpPut, &out)
+	return out, nil
 }
 
 // GetAlert returns the alert id, or an error matching ErrNotFound.
@@ -266,6 +278,9 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 	read := func() (Alert, error) {
 		var out Alert
 		err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+		if err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) }); !answered(err) {
+			return Alert{}, err
+		}
 		return out, err
 	}
 	if s.cache != nil {
@@ -290,17 +305,21 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
-	if err == nil {
-		s.publishAlert(events.OpStatus, &out)
+	if err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) }); err != nil {
+		return Alert{}, err
 	}
-	return out, err
+	s.publishAlert(events.OpStatus, &out)
+	return out, nil
 }
 
 // QueryAlerts returns one page of the alerts q selects.
 func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], error) {
 	var out Page[Alert]
 	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Alert](d) })
-	return out, err
+	if err = s.checkAnswer(abi.OpQueryAlerts, err, func() string { return alertsOutside(&out, &q) }); err != nil {
+		return Page[Alert]{}, err
+	}
+	return out, nil
 }
 
 // PutAgentState stores st and returns it with its new version. With
@@ -312,10 +331,12 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	}
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
-	if err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode); err == nil {
-		s.publishState(&out)
+	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	if err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) }); err != nil {
+		return AgentState{}, err
 	}
-	return out, err
+	s.publishState(&out)
+	return out, nil
 }
 
 // GetAgentState returns the state of agentID, or an error matching
@@ -324,6 +345,9 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 	read := func() (AgentState, error) {
 		var out AgentState
 		err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, out.Decode)
+		if err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) }); !answered(err) {
+			return AgentState{}, err
+		}
 		return out, err
 	}
 	if s.cache != nil {
@@ -350,5 +374,8 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[AgentState], error) {
 	var out Page[AgentState]
 	err := s.roundTrip(ctx, abi.OpQueryAgentStates, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[AgentState](d) })
-	return out, err
+	if err = s.checkAnswer(abi.OpQueryAgentStates, err, func() string { return statesOutside(&out, &q) }); err != nil {
+		return Page[AgentState]{}, err
+	}
+	return out, nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/storage-host/storage-host/host/config"
 )
 
-const backupUsage = `usage: storage-host backup -config FILE -backend NAME -o FILE|-
+const backupUsage = `usage: storage-host backup -config FILE -backend NAME -o FILE|- [-max-bytes N] [-max-duration D]
        storage-host backup verify FILE
 `
 
@@ -34,6 +34,9 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "configuration file naming the backend (required)")
 	name := fs.String("backend", "", "the backend to back up (required)")
 	out := fs.String("o", "", `the backup file to write (required); "-" writes to standard output`)
+	var bounds backup.Options
+	fs.Int64Var(&bounds.MaxBytes, "max-bytes", backup.DefaultMaxBytes, "stop, with an error, a backup that would write more bytes than this; negative: no bound")
+	fs.DurationVar(&bounds.MaxDuration, "max-duration", backup.DefaultMaxDuration, "stop, with an error, a backup that runs longer than this; negative: no bound")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,9 +56,9 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	report := stdout
 	if *out == "-" {
 		report = stderr // stdout holds the backup
-		sum, err = backup.Backup(ctx, st, stdout)
+		sum, err = backup.BackupWith(ctx, st, stdout, bounds)
 	} else {
-		sum, err = backup.BackupFile(ctx, st, *out)
+		sum, err = backup.BackupFileWith(ctx, st, *out, bounds)
 	}
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,8 +15,38 @@ import (
 // pageSize is the query limit used to read a backend: abi.MaxQueryLimit.
 const pageSize = 1000
 
+// Options bound a backup. A backend's plugin decides how many pages its
+// queries take and what they hold; the bounds make sure a backup of one
+// that never ends (or that holds far more than expected) stops, with an
+// error matching host.ErrLimit, instead of filling the disk.
+type Options struct {
+	// MaxBytes bounds the backup file's size: a backup that would write
+	// more stops there, having written at most MaxBytes bytes. 0 means
+	// DefaultMaxBytes; a negative value, no bound.
+	MaxBytes int64
+	// MaxDuration bounds the backup's time, the replay of the event log
+	// included. 0 means DefaultMaxDuration; a negative value, no bound.
+	MaxDuration time.Duration
+}
+
+// The bounds Options take by default.
+const (
+	DefaultMaxBytes    = 16 << 30 // 16 GiB
+	DefaultMaxDuration = time.Hour
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxDuration == 0 {
+		o.MaxDuration = DefaultMaxDuration
+	}
+	return o
+}
+
 // Backup writes every record of st to w as a backup file and returns its
-// summary. It reads the backend with its queries, page by page (metrics,
+// summary, within the default Options. It reads the backend with its queries, page by page (metrics,
 // then alerts, then agent states), so it needs the query feature for each
 // kind the backend stores. Records that expire while it reads are left
 // out.
@@ -30,6 +61,55 @@ const pageSize = 1000
 // written, consistent per record only (every record whole, as one read
 // returned it), and Settled is false.
 func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
+	return BackupWith(ctx, st, w, Options{})
+}
+
+// errTooLong is the cause of a backup's context ending at MaxDuration.
+var errTooLong = errors.New("backup: past its time bound")
+
+// BackupWith is Backup within the bounds of o. A plugin whose query
+// answers a cursor it answered before in the same listing fails the
+// backup with an error matching host.ErrInternal.
+func BackupWith(ctx context.Context, st *host.Store, w io.Writer, o Options) (Summary, error) {
+	o = o.withDefaults()
+	if o.MaxDuration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.MaxDuration, errTooLong)
+		defer cancel()
+	}
+	if o.MaxBytes > 0 {
+		w = &boundedWriter{w: w, left: o.MaxBytes}
+	}
+	sum, err := backup(ctx, st, w)
+	switch {
+	case err == nil:
+	case errors.Is(err, errOverBound):
+		err = fmt.Errorf("backup: backend %s: the backup is over its bound of %d bytes (Options.MaxBytes): %w", st.Name(), o.MaxBytes, host.ErrLimit)
+	case errors.Is(context.Cause(ctx), errTooLong):
+		err = fmt.Errorf("backup: backend %s: the backup ran past its bound of %v (Options.MaxDuration): %w", st.Name(), o.MaxDuration, host.ErrLimit)
+	}
+	return sum, err
+}
+
+// errOverBound is what a boundedWriter answers past its bound.
+var errOverBound = errors.New("backup: over its size bound")
+
+// boundedWriter passes at most left bytes on to w.
+type boundedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > b.left {
+		return 0, errOverBound
+	}
+	n, err := b.w.Write(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
 	meta := st.Metadata()
 	if err := canList(st); err != nil {
 		return Summary{}, err
@@ -72,10 +152,16 @@ func Backup(ctx context.Context, st *host.Store, w io.Writer) (Summary, error) {
 // it writes path + ".tmp", syncs it and renames it over path, so that
 // path holds a whole backup or is left as it was.
 func BackupFile(ctx context.Context, st *host.Store, path string) (Summary, error) {
+	return BackupFileWith(ctx, st, path, Options{})
+}
+
+// BackupFileWith is BackupFile within the bounds of o; a backup stopped
+// by one leaves path as it was and removes what it wrote.
+func BackupFileWith(ctx context.Context, st *host.Store, path string, o Options) (Summary, error) {
 	var sum Summary
 	err := writeFileAtomic(path, func(f *os.File) error {
 		var err error
-		sum, err = Backup(ctx, st, f)
+		sum, err = BackupWith(ctx, st, f, o)
 		return err
 	})
 	return sum, err

@@ -2,6 +2,8 @@ package backup
 
 import (
 	"context"
+	"fmt"
+	"hash/maphash"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
@@ -46,12 +48,58 @@ type pager struct {
 	ctx   context.Context
 	st    *host.Store
 	ahead chan fetched // nil once done
+	walk  cursorWalk   // used by one fetch at a time
 }
 
 func newPager(ctx context.Context, st *host.Store, from position) *pager {
-	p := &pager{ctx: ctx, st: st}
-	p.fetch(from.settle(st))
+	p := &pager{ctx: ctx, st: st, walk: cursorWalk{seed: maphash.MakeSeed()}}
+	from = from.settle(st)
+	p.walk.start(from.kind, from.cursor)
+	p.fetch(from)
 	return p
+}
+
+// maxCursorsSeen bounds the cursors a walk of one kind remembers (8 bytes
+// each); past it, a repeat of the ones remembered, and of the last, is
+// still caught, and the backup's bounds of size and time (Options) catch
+// the rest.
+const maxCursorsSeen = 1 << 16
+
+// cursorWalk remembers the cursors of the pages read of one kind. A
+// backend that answers a cursor it gave before would send a client that
+// follows next round in a circle for ever (abi/README.md section 13.4:
+// the client follows next until it is empty).
+type cursorWalk struct {
+	seed  maphash.Seed
+	kind  abi.RecordKind
+	seen  map[uint64]struct{}
+	last  uint64
+	pages int
+}
+
+func (w *cursorWalk) start(k abi.RecordKind, cursor []byte) {
+	w.kind, w.pages, w.last = k, 0, 0
+	w.seen = make(map[uint64]struct{})
+	if len(cursor) > 0 {
+		w.last = maphash.Bytes(w.seed, cursor)
+		w.seen[w.last] = struct{}{}
+	}
+}
+
+// step checks the next cursor of a page of the walk's kind (non-empty:
+// there is another page).
+func (w *cursorWalk) step(st *host.Store, next []byte) error {
+	w.pages++
+	h := maphash.Bytes(w.seed, next)
+	if _, again := w.seen[h]; again || h == w.last {
+		return fmt.Errorf("backup: backend %s answered page %d of its %ss with a cursor it gave before; following it would never end: %w",
+			st.Name(), w.pages, w.kind, host.ErrInternal)
+	}
+	if len(w.seen) < maxCursorsSeen {
+		w.seen[h] = struct{}{}
+	}
+	w.last = h
+	return nil
 }
 
 func (p *pager) fetch(at position) {
@@ -64,8 +112,13 @@ func (p *pager) fetch(at position) {
 	go func() {
 		recs, next, err := page(p.ctx, p.st, at.kind, at.cursor)
 		after := position{kind: at.kind, cursor: next}
-		if len(next) == 0 {
+		switch {
+		case err != nil:
+		case len(next) == 0:
 			after = at.nextKind().settle(p.st)
+			p.walk.start(after.kind, nil)
+		default:
+			err = p.walk.step(p.st, next)
 		}
 		ch <- fetched{kind: at.kind, recs: recs, after: after, err: err}
 	}()

@@ -21,7 +21,7 @@
 ;;   's'  OK and nothing else: the AgentState is missing
 ;;   'n'  OK, then an agent_id whose length is 2^32 - 1
 ;;   'e'  an empty response (len 0): no status byte at all
-;;   'v'  OK, the valid AgentState {agent_id "x"}
+;;   'v'  OK, the valid AgentState {agent_id "v"}, the agent it asks for
 ;; Ping and configure are OK; any other op is unsupported.
 (module
   (import "storagehost_clock" "now" (func $clock_now (result i64)))
@@ -48,7 +48,7 @@
   (data (i32.const 0x160) "\00" "\01x\00\00\00\00" "\00")               ;; 't', 8 bytes
   (data (i32.const 0x170) "\00")                                       ;; 's', 1 byte
   (data (i32.const 0x180) "\00" "\ff\ff\ff\ff\0f")                     ;; 'n', 6 bytes
-  (data (i32.const 0x1a0) "\00" "\01x\00\00\00\00")                     ;; 'v', 7 bytes
+  (data (i32.const 0x1a0) "\00" "\01v\00\00\00\00")                     ;; 'v', 7 bytes
 
   (global $REQ_BASE i32 (i32.const 0x1000))
 

@@ -20,7 +20,7 @@
 ;;   'k'  storagehost_kv.call (a get) 1 000 000 times, then OK
 ;;   'f'  storagehost_clock.now forever
 ;;   'g'  storagehost_clock.now 900 times, then OK: under a limit of 1000
-;; A get that returns answers OK with the AgentState {agent_id "x"}.
+;; A get that returns answers OK with the AgentState of the agent it asked for (a one-byte ID).
 ;; Ping and configure are OK; any other op is unsupported.
 (module
   (import "storagehost_log" "write"
@@ -40,7 +40,7 @@
   (data (i32.const 0x000) "\01\00" "\09hostcalls" "\051.0.0" "\04" "\03" "\03log" "\05clock" "\02kv")
   ;; OK with an empty body.
   (data (i32.const 0x040) "\00")
-  ;; OK with the AgentState {agent_id "x"}, 7 bytes.
+  ;; OK with the AgentState {agent_id "x"}, 7 bytes; the ID is set to the one asked for.
   (data (i32.const 0x048) "\00" "\01x" "\00" "\00" "\00" "\00")
   ;; A kv get of key "k", 3 bytes: op 1, key.
   (data (i32.const 0x060) "\01" "\01k")
@@ -121,5 +121,7 @@
           (br $forever))))
     (if (i32.eq (local.get $sel) (i32.const 0x67)) ;; 'g'
       (then (call $clock_times (i32.const 900))))
+    ;; The answer is the state of the agent asked for: its one-byte ID.
+    (i32.store8 (i32.const 0x04a) (local.get $sel))
     (call $pack (i32.const 0x048) (i32.const 7)))
 )

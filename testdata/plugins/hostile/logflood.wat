@@ -14,7 +14,7 @@
 ;;   'T'  storagehost_log.write of one line of 10 000 'A'
 ;;   'U'  fd_write(stdout) of 10 000 'B' and a newline
 ;;   'V'  fd_write(stdout) of 10 000 'C' and no newline
-;; then answers OK with the AgentState {agent_id "x"}.
+;; then answers OK with the AgentState of the agent it asked for (a one-byte ID).
 ;; Ping logs "logflood: ping" through storagehost_log.write and is OK;
 ;; configure is OK; any other op is unsupported.
 (module
@@ -31,7 +31,7 @@
   (data (i32.const 0x000) "\01\00" "\08logflood" "\051.0.0" "\04" "\01" "\03log")
   ;; OK with an empty body.
   (data (i32.const 0x040) "\00")
-  ;; OK with the AgentState {agent_id "x"}, 7 bytes.
+  ;; OK with the AgentState {agent_id "x"}, 7 bytes; the ID is set to the one asked for.
   (data (i32.const 0x048) "\00" "\01x" "\00" "\00" "\00" "\00")
   ;; Unsupported, 15 bytes.
   (data (i32.const 0x060) "\05" "unsupported op")
@@ -120,5 +120,7 @@
       (then
         (memory.fill (global.get $LONG) (i32.const 0x43) (i32.const 10000))
         (call $stdout (global.get $LONG) (i32.const 10000))))
+    ;; The answer is the state of the agent asked for: its one-byte ID.
+    (i32.store8 (i32.const 0x04a) (local.get $sel))
     (call $pack (i32.const 0x048) (i32.const 7)))
 )

@@ -1,0 +1,75 @@
+package host
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// TestAnswerChecksBounds: the query checks hold the filters' edges as
+// abi/README.md section 13.4 defines them: [from, to), a limit of 0 is
+// 100, above 1000 is 1000.
+func TestAnswerChecksBounds(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	page := func(ts ...time.Time) *Page[Metric] {
+		p := &Page[Metric]{}
+		for _, x := range ts {
+			p.Items = append(p.Items, Metric{AgentID: "a", Name: "n", Timestamp: x})
+		}
+		return p
+	}
+	q := &MetricQuery{AgentID: "a", From: t0, To: t0.Add(time.Second)}
+	assert.Empty(t, metricsOutside(page(t0, t0.Add(time.Second-1)), q))
+	assert.Contains(t, metricsOutside(page(t0.Add(-1)), q), "outside its time range")
+	assert.Contains(t, metricsOutside(page(t0.Add(time.Second)), q), "outside its time range")
+
+	many := make([]time.Time, 101)
+	for i := range many {
+		many[i] = t0
+	}
+	assert.Contains(t, metricsOutside(page(many...), &MetricQuery{}), "page of 101 records for a limit of 100")
+	assert.Empty(t, metricsOutside(page(many...), &MetricQuery{Limit: 5000}))
+
+	assert.Empty(t, putStateMismatch(&AgentState{AgentID: "a", Version: 8}, "a", abi.Condition{Mode: abi.IfVersion, Version: 7}))
+	assert.NotEmpty(t, putStateMismatch(&AgentState{AgentID: "a", Version: 6}, "a", abi.Condition{Mode: abi.IfVersion, Version: 7}))
+	// A metric's timestamp is compared as an instant, whatever its zone.
+	assert.Empty(t, metricKeyMismatch(&Metric{AgentID: "a", Name: "n", Timestamp: t0.UTC()}, "a", "n", t0.In(time.FixedZone("x", 3600))))
+}
+
+// BenchmarkAnswerChecks is what the host adds to each call to check its
+// answer: one record's identity, and a full page of 100 metrics against
+// an agent, name and time filter.
+func BenchmarkAnswerChecks(b *testing.B) {
+	t0 := time.Unix(100, 0)
+	st := AgentState{AgentID: "agent-42", Version: 9}
+	m := Metric{AgentID: "agent-42", Name: "cpu", Timestamp: t0}
+	b.Run("state", func(b *testing.B) {
+		for b.Loop() {
+			if putStateMismatch(&st, "agent-42", abi.Condition{}) != "" {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("metric", func(b *testing.B) {
+		for b.Loop() {
+			if metricKeyMismatch(&m, "agent-42", "cpu", t0) != "" {
+				b.Fatal("refused")
+			}
+		}
+	})
+	p := &Page[Metric]{}
+	for i := range 100 {
+		p.Items = append(p.Items, Metric{AgentID: "agent-42", Name: "cpu", Timestamp: t0.Add(time.Duration(i) * time.Second)})
+	}
+	q := &MetricQuery{AgentID: "agent-42", Name: "cpu", From: t0, To: t0.Add(time.Hour), Limit: 100}
+	b.Run("page100", func(b *testing.B) {
+		for b.Loop() {
+			if w := metricsOutside(p, q); w != "" {
+				b.Fatal(w)
+			}
+		}
+	})
+}

@@ -1,0 +1,295 @@
+package host_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// The host checks every answer against its request (host/answers.go). The
+// Go plugin testdata/plugins/gohostile/wrongkey answers chosen requests
+// with another record; each test here would pass that record on (to the
+// caller, the event log, the cache) without the checks.
+
+var wrongkey struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+// wrongkeyPlugin builds testdata/plugins/gohostile/wrongkey once per test
+// binary; like the other Go hostile plugins it is skipped with -short.
+func wrongkeyPlugin(t *testing.T) []byte {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	wrongkey.once.Do(func() {
+		dir, err := os.MkdirTemp("", "storage-host-wrongkey-")
+		if err != nil {
+			wrongkey.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "wrongkey.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/wrongkey")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			wrongkey.err = &buildError{err, string(b)}
+			return
+		}
+		wrongkey.wasm, wrongkey.err = os.ReadFile(out)
+	})
+	require.NoError(t, wrongkey.err)
+	return wrongkey.wasm
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return "build wrongkey: " + e.err.Error() + "\n" + e.out }
+
+// wrongkeyCache is one compilation cache for every store of this file: a
+// Go module is slow to compile.
+var wrongkeyCache = sync.OnceValue(func() string {
+	dir, err := os.MkdirTemp("", "storage-host-wrongkey-cache-")
+	if err != nil {
+		panic(err)
+	}
+	return dir
+})
+
+func openWrongkey(t *testing.T, cfg host.Config) (*host.Store, *foreignLog) {
+	t.Helper()
+	cfg.WASM = wrongkeyPlugin(t)
+	cfg.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityClock}
+	return openGoHostile(t, cfg, wrongkeyCache())
+}
+
+// refused asserts err is the refusal of an answer that did not fit.
+func refused(t *testing.T, err error, want string) {
+	t.Helper()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, host.ErrInternal)
+	assert.ErrorContains(t, err, "answer refused")
+	assert.ErrorContains(t, err, want)
+}
+
+var ts = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+
+// TestHostileAnswersRefused: every single-record op answered with another
+// record, a record outside the query, a page over its limit or a version
+// that does not move forward fails with ErrInternal and returns nothing of
+// the answer; each refusal is counted and logged.
+func TestHostileAnswersRefused(t *testing.T) {
+	st, logs := openWrongkey(t, host.Config{Instances: 1})
+	ctx := context.Background()
+	cases := []struct {
+		name, want string
+		call       func() (any, error)
+	}{
+		{"put metric of another agent", `answered "victim-agent"`, func() (any, error) {
+			return st.PutMetric(ctx, host.Metric{AgentID: "wrong", Name: "cpu", Timestamp: ts, Value: 1})
+		}},
+		{"put metric at another time", "asked for metric", func() (any, error) {
+			return st.PutMetric(ctx, host.Metric{AgentID: "shifted", Name: "cpu", Timestamp: ts, Value: 1})
+		}},
+		{"get metric of another agent", `answered "victim-agent"`, func() (any, error) {
+			return st.GetMetric(ctx, host.MetricKey{AgentID: "wrong", Name: "cpu", Timestamp: ts})
+		}},
+		{"metric query outside its agent", `answered a metric of agent "victim-agent"`, func() (any, error) {
+			return st.QueryMetrics(ctx, host.MetricQuery{AgentID: "wrong"})
+		}},
+		{"put alert answered as another alert", `answered alert "victim-alert"`, func() (any, error) {
+			return st.PutAlert(ctx, host.Alert{ID: "wrong", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		}},
+		{"put alert answered for another agent", `answered for agent "victim-agent"`, func() (any, error) {
+			return st.PutAlert(ctx, host.Alert{ID: "wrong-agent", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		}},
+		{"get alert answered as another alert", `answered alert "victim-alert"`, func() (any, error) {
+			return st.GetAlert(ctx, "wrong")
+		}},
+		{"status change answered as another alert", `answered alert "victim-alert"`, func() (any, error) {
+			return st.SetAlertStatus(ctx, "wrong", abi.AlertAcknowledged)
+		}},
+		{"status change answered in another status", "answered status 1", func() (any, error) {
+			return st.SetAlertStatus(ctx, "wrong-status", abi.AlertResolved)
+		}},
+		{"alert query outside its agent", `of agent "victim-agent"`, func() (any, error) {
+			return st.QueryAlerts(ctx, host.AlertQuery{AgentID: "wrong"})
+		}},
+		{"put state of another agent", `answered agent "victim-agent"`, func() (any, error) {
+			return st.PutAgentState(ctx, host.AgentState{AgentID: "wrong", State: []byte("{}")})
+		}},
+		{"put state answered version 0", "answered version 0", func() (any, error) {
+			return st.PutAgentState(ctx, host.AgentState{AgentID: "zero-version", State: []byte("{}")})
+		}},
+		{"get state of another agent", `answered agent "victim-agent"`, func() (any, error) {
+			return st.GetAgentState(ctx, "wrong")
+		}},
+		{"state query outside its prefix", `answered agent "victim-agent"`, func() (any, error) {
+			return st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "wrong"})
+		}},
+		{"state page over its limit", "page of 6 records for a limit of 5", func() (any, error) {
+			return st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "many", Limit: 5})
+		}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := c.call()
+			refused(t, err, c.want)
+			assert.Zero(t, v, "nothing of a refused answer reaches the caller")
+			assert.Equal(t, uint64(i+1), st.RefusedAnswers())
+		})
+	}
+	assert.Contains(t, logs.String(), "plugin answer refused")
+
+	t.Run("version that does not move forward", func(t *testing.T) {
+		first, err := st.PutAgentState(ctx, host.AgentState{AgentID: "stuck", State: []byte("1")})
+		require.NoError(t, err)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "stuck", State: []byte("2")}, host.IfVersion(first.Version))
+		refused(t, err, "does not move forward")
+	})
+
+	t.Run("honest answers pass", func(t *testing.T) {
+		before := st.RefusedAnswers()
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "a1", Name: "cpu", Timestamp: ts, Value: 1})
+		require.NoError(t, err)
+		_, err = st.PutAlert(ctx, host.Alert{ID: "al1", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		require.NoError(t, err)
+		_, err = st.SetAlertStatus(ctx, "al1", abi.AlertAcknowledged)
+		require.NoError(t, err)
+		s1, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte("{}")})
+		require.NoError(t, err)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte("{}")}, host.IfVersion(s1.Version))
+		require.NoError(t, err)
+		_, err = st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "a", Limit: 5})
+		require.NoError(t, err)
+		assert.Equal(t, before, st.RefusedAnswers())
+	})
+}
+
+// TestHostileAnswersBulk: each item of a batch is checked against its own
+// request item; the honest items of the batch succeed, the others fail
+// with ErrInternal and carry no value.
+func TestHostileAnswersBulk(t *testing.T) {
+	st, _ := openWrongkey(t, host.Config{Instances: 1})
+	ctx := context.Background()
+
+	rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "b1", State: []byte("{}")}, {AgentID: "wrong", State: []byte("{}")}})
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err)
+	assert.Equal(t, "b1", rs[0].Value.AgentID)
+	refused(t, rs[1].Err, `item 1: asked for the state of agent "wrong"`)
+	assert.Zero(t, rs[1].Value)
+
+	gs, err := st.GetAgentStates(ctx, []string{"b1", "wrong"})
+	require.NoError(t, err)
+	require.NoError(t, gs[0].Err)
+	refused(t, gs[1].Err, "item 1")
+	assert.Zero(t, gs[1].Value)
+
+	ms, err := st.PutMetrics(ctx, []host.Metric{{AgentID: "wrong", Name: "cpu", Timestamp: ts}, {AgentID: "a1", Name: "cpu", Timestamp: ts}})
+	require.NoError(t, err)
+	refused(t, ms[0].Err, "item 0")
+	assert.Zero(t, ms[0].Value)
+	require.NoError(t, ms[1].Err)
+
+	gm, err := st.GetMetrics(ctx, []host.MetricKey{{AgentID: "shifted", Name: "cpu", Timestamp: ts}, {AgentID: "wrong", Name: "cpu", Timestamp: ts}})
+	require.NoError(t, err)
+	require.NoError(t, gm[0].Err)
+	refused(t, gm[1].Err, "item 1")
+
+	as, err := st.PutAlerts(ctx, []host.Alert{{ID: "wrong-agent", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring}})
+	require.NoError(t, err)
+	refused(t, as[0].Err, "item 0")
+
+	ga, err := st.GetAlerts(ctx, []string{"wrong", "fine"})
+	require.NoError(t, err)
+	refused(t, ga[0].Err, "item 0")
+	require.NoError(t, ga[1].Err)
+	assert.Equal(t, uint64(6), st.RefusedAnswers())
+}
+
+// TestHostileAnswersPublishNothing: a refused write publishes no event, for
+// the agent it named or the one the plugin answered with. The events of
+// one host are published in order, so once an honest write's event has
+// arrived every event before it has too.
+func TestHostileAnswersPublishNothing(t *testing.T) {
+	st, _ := openWrongkey(t, host.Config{Instances: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "wrong", State: []byte("{}")})
+	refused(t, err, "victim-agent")
+	_, err = st.PutMetric(ctx, host.Metric{AgentID: "wrong", Name: "cpu", Timestamp: ts})
+	refused(t, err, "victim-agent")
+	_, err = st.PutAlert(ctx, host.Alert{ID: "wrong-agent", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+	refused(t, err, "victim-agent")
+	_, err = st.SetAlertStatus(ctx, "wrong", abi.AlertAcknowledged)
+	refused(t, err, "victim-alert")
+	rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "wrong", State: []byte("{}")}})
+	require.NoError(t, err)
+	refused(t, rs[0].Err, "victim-agent")
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "sentinel", State: []byte("{}")})
+	require.NoError(t, err)
+	for {
+		select {
+		case ev := <-sub.Events():
+			require.Equal(t, "sentinel", ev.AgentID, "a refused answer published %+v", ev)
+			return
+		case <-ctx.Done():
+			t.Fatal("the sentinel's event never arrived")
+		}
+	}
+}
+
+// TestHostileAnswersCacheUntouched: a get answered with another agent's
+// record is not cached under the agent asked for, and a put answered with
+// another agent's record does not drop that agent's cached entry.
+func TestHostileAnswersCacheUntouched(t *testing.T) {
+	st, _ := openWrongkey(t, host.Config{Instances: 1, Cache: host.CacheOptions{Entries: 64}})
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return st.Stats().Cache.Enabled }, 10*time.Second, 10*time.Millisecond)
+
+	for range 2 {
+		_, err := st.GetAgentState(ctx, "wrong")
+		refused(t, err, "victim-agent")
+		_, err = st.GetAlert(ctx, "wrong")
+		refused(t, err, "victim-alert")
+	}
+	assert.Zero(t, st.Stats().Cache.Entries, "a refused answer was cached")
+
+	// The victim's own state, cached; a put of "wrong" answered with the
+	// victim's record must leave that entry alone.
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "victim-agent", State: []byte("mine")})
+	require.NoError(t, err)
+	_, err = st.GetAgentState(ctx, "victim-agent")
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Stats().Cache.Entries)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "wrong", State: []byte("{}")})
+	refused(t, err, "victim-agent")
+	hits := st.Stats().Cache.Hits
+	got, err := st.GetAgentState(ctx, "victim-agent")
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(got.State))
+	assert.Equal(t, hits+1, st.Stats().Cache.Hits, "the victim's cached entry was dropped")
+}

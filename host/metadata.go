@@ -1,0 +1,96 @@
+package host
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// The rules of abi/README.md a plugin's metadata can be checked against
+// at load. Each refusal is ErrIncompatible and names the rule it breaks;
+// the rules that cannot be checked at load are listed in SECURITY.md with
+// the reason.
+
+// maxMetadataName bounds the plugin's name and version, which the host
+// writes into logs, metrics labels and `plugin inspect`.
+const maxMetadataName = 64
+
+// knownFeatureBits are the feature bits ABI 1.2 defines (section 9).
+const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
+	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore)
+
+// sinceMinor is the ABI 1.x minor that added each capability and feature
+// a plugin may declare; a plugin that declares one MUST declare at least
+// that minor (section 2).
+var (
+	capabilitySince = map[abi.Capability]uint16{abi.CapabilityRedis: 1, abi.CapabilityEvents: 2}
+	featureSince    = []struct {
+		f     abi.Feature
+		minor uint16
+	}{{abi.FeatureRestore, 2}}
+)
+
+// checkMetadata checks m, as decoded (with its feature bits as sent in
+// rawFeatures, before the decoder masked them), against the version the
+// plugin's storage_abi_version export returned.
+func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: metadata: %s", ErrIncompatible, fmt.Sprintf(format, args...))
+	}
+	if m.ABI != exported {
+		return bad("ABI version %s differs from the %s storage_abi_version returns (section 2: the two MUST be equal)", m.ABI, exported)
+	}
+	if !validPluginName(m.Name) {
+		return bad("name %q is not 1 to %d bytes of [a-z0-9_-] (the form of a backend name, which it becomes when the configuration names none)", m.Name, maxMetadataName)
+	}
+	if !validPluginVersion(m.Version) {
+		return bad("version %q is not 1 to %d bytes of [A-Za-z0-9._+-]", m.Version, maxMetadataName)
+	}
+	if extra := rawFeatures &^ knownFeatureBits; extra != 0 {
+		return bad("features %#x set bits ABI %s does not define (section 9: a plugin MUST NOT set them)", extra, m.ABI)
+	}
+	for _, fs := range featureSince {
+		if m.Features.Has(fs.f) && m.ABI.Minor < fs.minor {
+			return bad("feature %s needs ABI 1.%d, but the plugin declares ABI %s (section 2: a plugin that uses an addition of a minor MUST declare at least that minor)", fs.f, fs.minor, m.ABI)
+		}
+	}
+	for i, c := range m.Capabilities {
+		if !knownCapability(c) {
+			return bad("capability %q is not one this host provides (section 6)", c)
+		}
+		if slices.Contains(m.Capabilities[:i], c) {
+			return bad("capability %q is declared twice", c)
+		}
+		if minor, ok := capabilitySince[c]; ok && m.ABI.Minor < minor {
+			return bad("capability %s needs ABI 1.%d, but the plugin declares ABI %s (section 2: a plugin that uses an addition of a minor MUST declare at least that minor)", c, minor, m.ABI)
+		}
+	}
+	return nil
+}
+
+func validPluginName(s string) bool {
+	if s == "" || len(s) > maxMetadataName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validPluginVersion(s string) bool {
+	if s == "" || len(s) > maxMetadataName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' || c == '+') {
+			return false
+		}
+	}
+	return true
+}

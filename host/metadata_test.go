@@ -1,0 +1,167 @@
+package host_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+)
+
+// metadataModule assembles a minimal plugin: storage_abi_version returns
+// version, storage_metadata returns meta as is, storage_call answers OK
+// with an empty body to everything. Only the metadata differs between
+// the cases below, so each refusal is for the rule it names.
+func metadataModule(version uint32, meta []byte) []byte {
+	var b []byte
+	uleb := func(b []byte, v uint64) []byte {
+		for {
+			c := byte(v & 0x7f)
+			v >>= 7
+			if v != 0 {
+				b = append(b, c|0x80)
+				continue
+			}
+			return append(b, c)
+		}
+	}
+	sleb := func(b []byte, v int64) []byte {
+		for {
+			c := byte(v & 0x7f)
+			v >>= 7
+			if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+				return append(b, c)
+			}
+			b = append(b, c|0x80)
+		}
+	}
+	name := func(b []byte, s string) []byte { return append(uleb(b, uint64(len(s))), s...) }
+	section := func(id byte, body []byte) {
+		b = append(b, id)
+		b = uleb(b, uint64(len(body)))
+		b = append(b, body...)
+	}
+	const i32, i64 = 0x7f, 0x7e
+	b = append(b, 0, 'a', 's', 'm', 1, 0, 0, 0)
+	// Types: () -> i32, () -> i64, (i32) -> i32, (i32 i32) -> i64.
+	section(1, []byte{4,
+		0x60, 0, 1, i32,
+		0x60, 0, 1, i64,
+		0x60, 1, i32, 1, i32,
+		0x60, 2, i32, i32, 1, i64})
+	section(3, []byte{4, 0, 1, 2, 3})
+	section(5, []byte{1, 0, 1}) // one memory, one page
+	var ex []byte
+	ex = append(ex, 5)
+	ex = append(name(ex, "memory"), 2, 0)
+	ex = append(name(ex, abi.ExportABIVersion), 0, 0)
+	ex = append(name(ex, abi.ExportMetadata), 0, 1)
+	ex = append(name(ex, abi.ExportReserve), 0, 2)
+	ex = append(name(ex, abi.ExportCall), 0, 3)
+	section(7, ex)
+	const metaAt, okAt = 0, 4096
+	body := func(expr ...byte) []byte {
+		f := append([]byte{0}, expr...) // no locals
+		f = append(f, 0x0b)
+		return append(uleb(nil, uint64(len(f))), f...)
+	}
+	code := []byte{4}
+	code = append(code, body(sleb([]byte{0x41}, int64(int32(version)))...)...)
+	code = append(code, body(sleb([]byte{0x42}, int64(metaAt)<<32|int64(len(meta)))...)...)
+	code = append(code, body(sleb([]byte{0x41}, 8192)...)...)
+	code = append(code, body(sleb([]byte{0x42}, int64(okAt)<<32|1)...)...)
+	section(10, code)
+	data := []byte{2}
+	data = append(sleb(append(data, 0, 0x41), metaAt), 0x0b)
+	data = append(uleb(data, uint64(len(meta))), meta...)
+	data = append(sleb(append(data, 0, 0x41), okAt), 0x0b)
+	data = append(uleb(data, 1), 0)
+	section(11, data)
+	return b
+}
+
+func encodeMetadata(m abi.Metadata) []byte {
+	var e abi.Encoder
+	m.Encode(&e)
+	return e.Bytes()
+}
+
+// TestMetadataMUSTs: every rule of abi/README.md on a plugin's metadata
+// that can be checked at load is, with ErrIncompatible naming it.
+func TestMetadataMUSTs(t *testing.T) {
+	v10, v11, v12 := abi.Version{Major: 1}, abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}
+	good := abi.Metadata{ABI: v12, Name: "fine", Version: "1.0.0", Features: abi.FeatureAgentStates}
+	with := func(f func(*abi.Metadata)) []byte {
+		m := good
+		f(&m)
+		return encodeMetadata(m)
+	}
+	// rawFeatures is good's metadata with the features field as given.
+	rawFeatures := func(f uint32) []byte {
+		var e abi.Encoder
+		e.Uvarint(1)
+		e.Uvarint(2)
+		e.String(good.Name)
+		e.String(good.Version)
+		e.Uvarint(uint64(f))
+		e.Uvarint(0)
+		return e.Bytes()
+	}
+	cases := []struct {
+		name    string
+		version abi.Version
+		meta    []byte
+		caps    []abi.Capability
+		want    string // "" loads
+	}{
+		{"consistent", v12, encodeMetadata(good), nil, ""},
+		{"consistent 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10 }), nil, ""},
+		{"metadata older than the export", v12, with(func(m *abi.Metadata) { m.ABI = v10 }), nil, "ABI version 1.0 differs from the 1.2 storage_abi_version returns"},
+		{"metadata newer than the export", v11, encodeMetadata(good), nil, "ABI version 1.2 differs from the 1.1"},
+		{"no name", v12, with(func(m *abi.Metadata) { m.Name = "" }), nil, `name "" is not`},
+		{"name outside the grammar", v12, with(func(m *abi.Metadata) { m.Name = "Fine Plugin" }), nil, `name "Fine Plugin" is not 1 to 64 bytes of [a-z0-9_-]`},
+		{"name with a control byte", v12, with(func(m *abi.Metadata) { m.Name = "fine\x1b[2J" }), nil, "is not 1 to 64 bytes"},
+		{"name too long", v12, with(func(m *abi.Metadata) { m.Name = string(make([]byte, 65)) }), nil, "is not 1 to 64 bytes"},
+		{"no version", v12, with(func(m *abi.Metadata) { m.Version = "" }), nil, `version "" is not`},
+		{"version with a newline", v12, with(func(m *abi.Metadata) { m.Version = "1.0\nlevel=error" }), nil, "version"},
+		{"undefined feature bit", v12, rawFeatures(uint32(abi.FeatureAgentStates) | 1<<9), nil, "features 0x200 set bits ABI 1.2 does not define"},
+		{"restore on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Features |= abi.FeatureRestore }), nil, "feature restore needs ABI 1.2, but the plugin declares ABI 1.1"},
+		{"redis on 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10; m.Capabilities = []abi.Capability{abi.CapabilityRedis} }), nil, "capability redis needs ABI 1.1, but the plugin declares ABI 1.0"},
+		{"events on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Capabilities = []abi.Capability{abi.CapabilityEvents} }), []abi.Capability{abi.CapabilityEvents}, "capability events needs ABI 1.2"},
+		{"capability twice", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityLog} }), []abi.Capability{abi.CapabilityLog}, `capability "log" is declared twice`},
+		{"unknown capability", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{"teleport"} }), nil, `capability "teleport" is not one this host provides`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			wasm := metadataModule(c.version.Packed(), c.meta)
+			st, err := host.Open(context.Background(), host.Config{Name: "m", WASM: wasm, Instances: 1, Capabilities: c.caps}, host.WithCompilationCache(""))
+			if c.want == "" {
+				require.NoError(t, err)
+				require.NoError(t, st.Ping(context.Background()))
+				require.NoError(t, st.Close(context.Background()))
+				return
+			}
+			require.ErrorIs(t, err, host.ErrIncompatible)
+			assert.ErrorContains(t, err, c.want)
+			info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
+			assert.ErrorIs(t, info.Err, host.ErrIncompatible, "plugin inspect says why too")
+		})
+	}
+}
+
+// TestHostileABIMismatch: the corpus's plugin whose storage_abi_version
+// (1.2) and metadata (1.0) disagree does not load, and plugin inspect
+// says why.
+func TestHostileABIMismatch(t *testing.T) {
+	wasm, err := os.ReadFile("../testdata/plugins/hostile/abimismatch.wasm")
+	require.NoError(t, err)
+	_, err = host.Open(context.Background(), host.Config{WASM: wasm}, host.WithCompilationCache(""))
+	require.ErrorIs(t, err, host.ErrIncompatible)
+	require.ErrorContains(t, err, "metadata: ABI version 1.0 differs from the 1.2 storage_abi_version returns (section 2: the two MUST be equal)")
+	info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
+	require.ErrorIs(t, info.Err, host.ErrIncompatible)
+}
