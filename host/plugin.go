@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -80,6 +81,13 @@ type plugin struct {
 	pool     pool
 	observer Observer
 	traps    atomic.Uint64
+	// trusted plugins have no interruption checks: their calls run on a
+	// worker goroutine per instance so the caller can be released at the
+	// deadline, abandoning the instance (instance.guest).
+	trusted bool
+	// abandoned counts instances whose caller was released while their
+	// guest call still runs; each is closed when its call returns.
+	abandoned atomic.Int64
 
 	// instances maps each live instance's module to it, so that host
 	// functions (which see only the calling module) reach its call state;
@@ -107,7 +115,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{})}
+	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -267,6 +275,9 @@ func (p *plugin) configure(ctx context.Context, in *instance) error {
 
 // newInstance is the pool's constructor: instantiate and configure.
 func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
+	if n := p.abandoned.Load(); n >= p.maxAbandoned() {
+		return nil, abi.Errorf(abi.StatusLimit, "backend %s: %d abandoned calls are still running (at most %d); no new instance until they return", p.name, n, p.maxAbandoned())
+	}
 	in, err := p.instantiate(ctx)
 	if err != nil {
 		return nil, err
@@ -314,6 +325,88 @@ type instance struct {
 	timedOut  atomic.Bool  // set by the watchdog when it closed the module
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
+
+	// Trusted plugins only (instance.guest): the worker runs each guest
+	// call; the caller waits for it, the deadline, its context or Close.
+	work     chan api.Function // caller → worker
+	done     chan error        // worker → caller
+	workCtx  context.Context   // the context of the call the worker runs
+	state    atomic.Int32      // guestIdle, guestRunning or guestAbandoned
+	deadline time.Time         // the current call's, from Limits.CallTimeout
+	timer    *time.Timer
+}
+
+// The states of a trusted instance's worker.
+const (
+	guestIdle int32 = iota
+	guestRunning
+	guestAbandoned
+)
+
+// errAbandoned is what guest returns when it released its caller while
+// the guest call still runs; why is the cause to report.
+type errAbandoned struct{ why error }
+
+func (e errAbandoned) Error() string { return e.why.Error() }
+func (e errAbandoned) Unwrap() error { return e.why }
+
+// maxAbandoned bounds the instances whose calls were abandoned but still
+// run: past it, new instances are refused (ErrLimit) rather than piling up
+// guests that each hold a CPU and up to Limits.MemoryPages of memory.
+func (p *plugin) maxAbandoned() int64 { return int64(max(cap(p.pool.slots), 1)) }
+
+// guest runs fn on the instance's stack. For an untrusted plugin it runs on
+// the caller's goroutine, and the watchdog or ctx interrupts it. A trusted
+// plugin has no interruption checks, so its worker goroutine runs fn and
+// the caller waits for the result, the call's deadline, ctx or the plugin
+// closing; on any of the last three the instance is abandoned: the caller
+// gets errAbandoned at once, and the worker closes the instance when the
+// guest finally returns. The guest keeps its CPU until then.
+func (in *instance) guest(ctx context.Context, fn api.Function) error {
+	if in.work == nil {
+		return fn.CallWithStack(ctx, in.stack[:])
+	}
+	in.workCtx = ctx
+	in.state.Store(guestRunning)
+	in.work <- fn
+	in.timer.Reset(time.Until(in.deadline))
+	var why error
+	select {
+	case err := <-in.done:
+		in.timer.Stop()
+		return err
+	case <-in.timer.C:
+		why = abi.Errorf(abi.StatusLimit, "ran past the call timeout of %v", in.p.limits.CallTimeout)
+	case <-ctx.Done():
+		in.timer.Stop()
+		why = ctx.Err()
+	case <-in.p.stop:
+		in.timer.Stop()
+		why = ErrClosed
+	}
+	if !in.state.CompareAndSwap(guestRunning, guestAbandoned) {
+		return <-in.done // it returned just now
+	}
+	in.p.abandoned.Add(1)
+	in.p.log.Warn("trusted plugin call abandoned; its instance is closed when the call returns", "cause", why)
+	return errAbandoned{why}
+}
+
+// worker runs a trusted instance's guest calls until the instance is
+// closed or a call is abandoned; then it closes the instance itself, once
+// the guest has returned.
+func (in *instance) worker() {
+	for fn := range in.work {
+		err := fn.CallWithStack(in.workCtx, in.stack[:])
+		if in.state.CompareAndSwap(guestRunning, guestIdle) {
+			in.done <- err
+			continue
+		}
+		in.workCtx = nil
+		_ = in.mod.Close(context.Background())
+		in.p.abandoned.Add(-1)
+		return
+	}
 }
 
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
@@ -363,11 +456,25 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	in.reserve = mod.ExportedFunction(abi.ExportReserve)
 	in.callFn = mod.ExportedFunction(abi.ExportCall)
+	if p.trusted {
+		in.work, in.done = make(chan api.Function), make(chan error, 1)
+		in.timer = time.NewTimer(time.Hour)
+		in.timer.Stop()
+		go in.worker()
+	}
 	return in, nil
 }
 
+// close closes the instance; an abandoned one is left to its worker, which
+// closes it when the guest returns.
 func (in *instance) close(ctx context.Context) {
 	in.p.instances.Delete(in.mod)
+	if in.work != nil {
+		if in.state.Load() == guestAbandoned {
+			return
+		}
+		close(in.work)
+	}
 	_ = in.mod.Close(ctx)
 }
 
@@ -427,12 +534,14 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending = 0, nil
-	in.started.Store(time.Now().UnixNano())
+	now := time.Now()
+	in.started.Store(now.UnixNano())
 	defer in.started.Store(0)
+	in.deadline = now.Add(in.p.limits.CallTimeout)
 	n := uint32(len(req))
 	if n > in.size || !in.hasRegion {
 		in.stack[0] = uint64(n)
-		if err := in.reserve.CallWithStack(ctx, in.stack[:]); err != nil {
+		if err := in.guest(ctx, in.reserve); err != nil {
 			return nil, in.failed(ctx, abi.ExportReserve, err)
 		}
 		in.region, in.size, in.hasRegion = uint32(in.stack[0]), n, true
@@ -441,7 +550,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 		return nil, trapped(fmt.Errorf("%s returned region [%d, +%d) outside memory", abi.ExportReserve, in.region, n))
 	}
 	in.stack[0], in.stack[1] = uint64(op), uint64(n)
-	if err := in.callFn.CallWithStack(ctx, in.stack[:]); err != nil || in.timedOut.Load() {
+	if err := in.guest(ctx, in.callFn); err != nil || in.timedOut.Load() {
 		// A call the watchdog closed just as it returned is treated as timed
 		// out too: the instance is closed and must not serve again.
 		return nil, in.failed(ctx, abi.ExportCall+"("+op.String()+")", err)
@@ -459,7 +568,12 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 // failed explains a call into the guest that returned an error: the
 // watchdog's timeout, the caller's context, or a trap.
 func (in *instance) failed(ctx context.Context, what string, err error) error {
+	var ab errAbandoned
 	switch {
+	case errors.As(err, &ab) && errors.Is(ab.why, abi.StatusLimit):
+		return errTrap{abi.StatusLimit, fmt.Errorf("%s %w", what, ab.why)}
+	case errors.As(err, &ab) && errors.Is(ab.why, ErrClosed):
+		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ab.why)}
 	case in.timedOut.Load():
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s ran past the call timeout of %v", what, in.p.limits.CallTimeout)}
 	case ctx.Err() != nil:
@@ -475,6 +589,7 @@ type pool struct {
 	idle   chan *instance
 	slots  chan struct{} // one token per live instance
 	create func(context.Context) (*instance, error)
+	done   chan struct{} // closed by close: waiters give up at once
 
 	mu     sync.Mutex
 	closed bool
@@ -484,6 +599,7 @@ func (p *pool) init(size int, create func(context.Context) (*instance, error)) {
 	p.idle = make(chan *instance, size)
 	p.slots = make(chan struct{}, size)
 	p.create = create
+	p.done = make(chan struct{})
 }
 
 // get returns an idle instance, a new one if the pool has room, or waits.
@@ -509,6 +625,8 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 		return in, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-p.done:
+		return nil, ErrClosed
 	}
 }
 
@@ -547,6 +665,9 @@ func (p *pool) close(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	p.mu.Unlock()
 	for {
