@@ -38,8 +38,8 @@ func TestQueryRegexpBounds(t *testing.T) {
 	for _, name := range builtinNames {
 		st := openBuiltin(t, name)
 		for pattern, bound := range map[string]string{
-			strings.Repeat("a", 600):         "over the limit of 512",
-			"(.*a){100}":                     "repetition count 100 is over the limit of 32",
+			strings.Repeat("a", 600):        "over the limit of 512",
+			"(.*a){100}":                    "repetition count 100 is over the limit of 32",
 			strings.Repeat("[a-z]{30}", 10): "over the limit of 256",
 		} {
 			q := host.MetricQuery{Labels: []host.Matcher{{Label: "h", Op: 3, Value: pattern}}}
