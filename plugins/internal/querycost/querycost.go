@@ -28,7 +28,7 @@ const (
 	// MatchBudget bounds the regular-expression work of one call: the sum,
 	// over every label value matched, of its length in bytes (plus one)
 	// times its matcher's program size.
-	MatchBudget = 4 << 20
+	MatchBudget = 1 << 20
 	// ScanBudget bounds the record bytes one call reads.
 	ScanBudget = 4 << 20
 )
