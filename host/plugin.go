@@ -88,6 +88,12 @@ type plugin struct {
 	// abandoned counts instances whose caller was released while their
 	// guest call still runs; each is closed when its call returns.
 	abandoned atomic.Int64
+	// running counts trusted guest calls under way; closing is set by
+	// close, and whichever of close and the last guest to return sees
+	// both settled releases the runtime (release).
+	running  atomic.Int64
+	closing  atomic.Bool
+	released sync.Once
 
 	// instances maps each live instance's module to it, so that host
 	// functions (which see only the calling module) reach its call state;
@@ -297,13 +303,26 @@ func (p *plugin) close(ctx context.Context) {
 	}
 	p.stopped.Wait()
 	p.pool.close(ctx)
-	if p.kv != nil {
-		p.kv.Close()
+	// A trusted guest still running (abandoned, or about to be) uses the
+	// runtime, the kv store and the Redis bridge until it returns; the
+	// last one to return releases them.
+	p.closing.Store(true)
+	if p.running.Load() == 0 {
+		p.release(ctx)
 	}
-	if p.redis != nil {
-		_ = p.redis.Close()
-	}
-	_ = p.runtime.Close(ctx)
+}
+
+// release frees what the plugin's guests use, once.
+func (p *plugin) release(ctx context.Context) {
+	p.released.Do(func() {
+		if p.kv != nil {
+			p.kv.Close()
+		}
+		if p.redis != nil {
+			_ = p.redis.Close()
+		}
+		_ = p.runtime.Close(ctx)
+	})
 }
 
 // instance is one instantiated plugin module. It is used by one caller at
@@ -368,6 +387,7 @@ func (in *instance) guest(ctx context.Context, fn api.Function) error {
 	}
 	in.workCtx = ctx
 	in.state.Store(guestRunning)
+	in.p.running.Add(1)
 	in.work <- fn
 	in.timer.Reset(time.Until(in.deadline))
 	var why error
@@ -396,16 +416,28 @@ func (in *instance) guest(ctx context.Context, fn api.Function) error {
 // closed or a call is abandoned; then it closes the instance itself, once
 // the guest has returned.
 func (in *instance) worker() {
+	p := in.p
 	for fn := range in.work {
 		err := fn.CallWithStack(in.workCtx, in.stack[:])
 		if in.state.CompareAndSwap(guestRunning, guestIdle) {
+			p.guestReturned()
 			in.done <- err
 			continue
 		}
 		in.workCtx = nil
+		p.instances.Delete(in.mod)
 		_ = in.mod.Close(context.Background())
-		in.p.abandoned.Add(-1)
+		p.abandoned.Add(-1)
+		p.guestReturned()
 		return
+	}
+}
+
+// guestReturned ends a trusted guest call; the last to end after close
+// releases the runtime.
+func (p *plugin) guestReturned() {
+	if p.running.Add(-1) == 0 && p.closing.Load() {
+		p.release(context.Background())
 	}
 }
 
