@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -81,6 +82,19 @@ type plugin struct {
 	pool     pool
 	observer Observer
 	traps    atomic.Uint64
+	// trusted plugins have no interruption checks: their calls run on a
+	// worker goroutine per instance so the caller can be released at the
+	// deadline, abandoning the instance (instance.guest).
+	trusted bool
+	// abandoned counts instances whose caller was released while their
+	// guest call still runs; each is closed when its call returns.
+	abandoned atomic.Int64
+	// running counts trusted guest calls under way; closing is set by
+	// close, and whichever of close and the last guest to return sees
+	// both settled releases the runtime (release).
+	running  atomic.Int64
+	closing  atomic.Bool
+	released sync.Once
 
 	// instances maps each live instance's module to it, so that host
 	// functions (which see only the calling module) reach its call state;
@@ -108,7 +122,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{})}
+	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -277,6 +291,9 @@ func (p *plugin) configure(ctx context.Context, in *instance) error {
 
 // newInstance is the pool's constructor: instantiate and configure.
 func (p *plugin) newInstance(ctx context.Context) (*instance, error) {
+	if n := p.abandoned.Load(); n >= p.maxAbandoned() {
+		return nil, abi.Errorf(abi.StatusLimit, "backend %s: %d abandoned calls are still running (at most %d); no new instance until they return", p.name, n, p.maxAbandoned())
+	}
 	in, err := p.instantiate(ctx)
 	if err != nil {
 		return nil, err
@@ -296,13 +313,26 @@ func (p *plugin) close(ctx context.Context) {
 	}
 	p.stopped.Wait()
 	p.pool.close(ctx)
-	if p.kv != nil {
-		p.kv.Close()
+	// A trusted guest still running (abandoned, or about to be) uses the
+	// runtime, the kv store and the Redis bridge until it returns; the
+	// last one to return releases them.
+	p.closing.Store(true)
+	if p.running.Load() == 0 {
+		p.release(ctx)
 	}
-	if p.redis != nil {
-		_ = p.redis.Close()
-	}
-	_ = p.runtime.Close(ctx)
+}
+
+// release frees what the plugin's guests use, once.
+func (p *plugin) release(ctx context.Context) {
+	p.released.Do(func() {
+		if p.kv != nil {
+			p.kv.Close()
+		}
+		if p.redis != nil {
+			_ = p.redis.Close()
+		}
+		_ = p.runtime.Close(ctx)
+	})
 }
 
 // instance is one instantiated plugin module. It is used by one caller at
@@ -325,6 +355,101 @@ type instance struct {
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
 	budget    callBudget   // per-call budgets of host functions (capabilities.go)
+
+	// Trusted plugins only (instance.guest): the worker runs each guest
+	// call; the caller waits for it, the deadline, its context or Close.
+	work     chan api.Function // caller → worker
+	done     chan error        // worker → caller
+	workCtx  context.Context   // the context of the call the worker runs
+	state    atomic.Int32      // guestIdle, guestRunning or guestAbandoned
+	deadline time.Time         // the current call's, from Limits.CallTimeout
+	timer    *time.Timer
+}
+
+// The states of a trusted instance's worker.
+const (
+	guestIdle int32 = iota
+	guestRunning
+	guestAbandoned
+)
+
+// errAbandoned is what guest returns when it released its caller while
+// the guest call still runs; why is the cause to report.
+type errAbandoned struct{ why error }
+
+func (e errAbandoned) Error() string { return e.why.Error() }
+func (e errAbandoned) Unwrap() error { return e.why }
+
+// maxAbandoned bounds the instances whose calls were abandoned but still
+// run: past it, new instances are refused (ErrLimit) rather than piling up
+// guests that each hold a CPU and up to Limits.MemoryPages of memory.
+func (p *plugin) maxAbandoned() int64 { return int64(max(cap(p.pool.slots), 1)) }
+
+// guest runs fn on the instance's stack. For an untrusted plugin it runs on
+// the caller's goroutine, and the watchdog or ctx interrupts it. A trusted
+// plugin has no interruption checks, so its worker goroutine runs fn and
+// the caller waits for the result, the call's deadline, ctx or the plugin
+// closing; on any of the last three the instance is abandoned: the caller
+// gets errAbandoned at once, and the worker closes the instance when the
+// guest finally returns. The guest keeps its CPU until then.
+func (in *instance) guest(ctx context.Context, fn api.Function) error {
+	if in.work == nil {
+		return fn.CallWithStack(ctx, in.stack[:])
+	}
+	in.workCtx = ctx
+	in.state.Store(guestRunning)
+	in.p.running.Add(1)
+	in.work <- fn
+	in.timer.Reset(time.Until(in.deadline))
+	var why error
+	select {
+	case err := <-in.done:
+		in.timer.Stop()
+		return err
+	case <-in.timer.C:
+		why = abi.Errorf(abi.StatusLimit, "ran past the call timeout of %v", in.p.limits.CallTimeout)
+	case <-ctx.Done():
+		in.timer.Stop()
+		why = ctx.Err()
+	case <-in.p.stop:
+		in.timer.Stop()
+		why = ErrClosed
+	}
+	if !in.state.CompareAndSwap(guestRunning, guestAbandoned) {
+		return <-in.done // it returned just now
+	}
+	in.p.abandoned.Add(1)
+	in.p.log.Warn("trusted plugin call abandoned; its instance is closed when the call returns", "cause", why)
+	return errAbandoned{why}
+}
+
+// worker runs a trusted instance's guest calls until the instance is
+// closed or a call is abandoned; then it closes the instance itself, once
+// the guest has returned.
+func (in *instance) worker() {
+	p := in.p
+	for fn := range in.work {
+		err := fn.CallWithStack(in.workCtx, in.stack[:])
+		if in.state.CompareAndSwap(guestRunning, guestIdle) {
+			p.guestReturned()
+			in.done <- err
+			continue
+		}
+		in.workCtx = nil
+		p.instances.Delete(in.mod)
+		_ = in.mod.Close(context.Background())
+		p.abandoned.Add(-1)
+		p.guestReturned()
+		return
+	}
+}
+
+// guestReturned ends a trusted guest call; the last to end after close
+// releases the runtime.
+func (p *plugin) guestReturned() {
+	if p.running.Add(-1) == 0 && p.closing.Load() {
+		p.release(context.Background())
+	}
 }
 
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
@@ -374,11 +499,25 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	in.reserve = mod.ExportedFunction(abi.ExportReserve)
 	in.callFn = mod.ExportedFunction(abi.ExportCall)
+	if p.trusted {
+		in.work, in.done = make(chan api.Function), make(chan error, 1)
+		in.timer = time.NewTimer(time.Hour)
+		in.timer.Stop()
+		go in.worker()
+	}
 	return in, nil
 }
 
+// close closes the instance; an abandoned one is left to its worker, which
+// closes it when the guest returns.
 func (in *instance) close(ctx context.Context) {
 	in.p.instances.Delete(in.mod)
+	if in.work != nil {
+		if in.state.Load() == guestAbandoned {
+			return
+		}
+		close(in.work)
+	}
 	_ = in.mod.Close(ctx)
 }
 
@@ -458,12 +597,14 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending = 0, nil
 	in.budget = callBudget{}
-	in.started.Store(time.Now().UnixNano())
+	now := time.Now()
+	in.started.Store(now.UnixNano())
 	defer in.started.Store(0)
+	in.deadline = now.Add(in.p.limits.CallTimeout)
 	n := uint32(len(req))
 	if n > in.size || !in.hasRegion {
 		in.stack[0] = uint64(n)
-		if err := in.reserve.CallWithStack(ctx, in.stack[:]); err != nil {
+		if err := in.guest(ctx, in.reserve); err != nil {
 			return nil, in.failed(ctx, abi.ExportReserve, err)
 		}
 		in.region, in.size, in.hasRegion = uint32(in.stack[0]), n, true
@@ -472,7 +613,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 		return nil, trapped(fmt.Errorf("%s returned region [%d, +%d) outside memory", abi.ExportReserve, in.region, n))
 	}
 	in.stack[0], in.stack[1] = uint64(op), uint64(n)
-	if err := in.callFn.CallWithStack(ctx, in.stack[:]); err != nil || in.timedOut.Load() {
+	if err := in.guest(ctx, in.callFn); err != nil || in.timedOut.Load() {
 		// A call the watchdog closed just as it returned is treated as timed
 		// out too: the instance is closed and must not serve again.
 		return nil, in.failed(ctx, abi.ExportCall+"("+op.String()+")", err)
@@ -490,7 +631,12 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 // failed explains a call into the guest that returned an error: the
 // watchdog's timeout, the caller's context, or a trap.
 func (in *instance) failed(ctx context.Context, what string, err error) error {
+	var ab errAbandoned
 	switch {
+	case errors.As(err, &ab) && errors.Is(ab.why, abi.StatusLimit):
+		return errTrap{abi.StatusLimit, fmt.Errorf("%s %w", what, ab.why)}
+	case errors.As(err, &ab) && errors.Is(ab.why, ErrClosed):
+		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ab.why)}
 	case in.timedOut.Load():
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s ran past the call timeout of %v", what, in.p.limits.CallTimeout)}
 	case ctx.Err() != nil:
@@ -506,6 +652,7 @@ type pool struct {
 	idle   chan *instance
 	slots  chan struct{} // one token per live instance
 	create func(context.Context) (*instance, error)
+	done   chan struct{} // closed by close: waiters give up at once
 
 	mu     sync.Mutex
 	closed bool
@@ -515,6 +662,7 @@ func (p *pool) init(size int, create func(context.Context) (*instance, error)) {
 	p.idle = make(chan *instance, size)
 	p.slots = make(chan struct{}, size)
 	p.create = create
+	p.done = make(chan struct{})
 }
 
 // get returns an idle instance, a new one if the pool has room, or waits.
@@ -540,6 +688,8 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 		return in, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-p.done:
+		return nil, ErrClosed
 	}
 }
 
@@ -578,6 +728,9 @@ func (p *pool) close(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	p.mu.Unlock()
 	for {

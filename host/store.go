@@ -17,9 +17,8 @@ import (
 type Store struct {
 	p      *plugin
 	closed atomic.Bool
-	// calls is held for reading by every call in flight; Close takes it
-	// for writing, so it waits for them.
-	calls sync.RWMutex
+	// calls counts the calls in flight; Close waits for it to drain.
+	calls callGate
 	// cutShort is set when Close stopped waiting for calls in flight.
 	cutShort atomic.Bool
 
@@ -37,25 +36,71 @@ func (s *Store) Name() string { return s.p.name }
 // Metadata returns what the plugin declared about itself.
 func (s *Store) Metadata() Metadata { return s.p.meta }
 
+// ErrOutcomeUnknown is returned, together with ErrClosed, for a call that
+// Close cut short after it had reached the plugin: it may or may not have
+// taken effect, so it must not be run again blindly. A call refused
+// because the store was already closed matches ErrClosed alone and never
+// reached the plugin.
+var ErrOutcomeUnknown = errors.New("host: call cut short by Close after it reached the plugin; its outcome is unknown")
+
+// callGate admits calls until it is closed and tells Close when the last
+// one admitted has left. Its lock is held only to count, never across a
+// call, so a call arriving after Close is refused at once.
+type callGate struct {
+	mu      sync.Mutex
+	closed  bool
+	n       int
+	drained chan struct{} // closed when closed and n is 0
+}
+
+// enter admits a call; false once the gate is closed.
+func (g *callGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+// leave ends a call enter admitted.
+func (g *callGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 && g.closed {
+		close(g.drained)
+	}
+}
+
+// close refuses new calls and returns a channel closed once none is in
+// flight.
+func (g *callGate) close() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		g.drained = make(chan struct{})
+		if g.n == 0 {
+			close(g.drained)
+		}
+	}
+	return g.drained
+}
+
 // Close releases the plugin's instances and its runtime. New calls fail
-// with ErrClosed at once; calls in flight finish first, unless ctx ends
-// or Limits.CallTimeout (plus a second) passes before they do, in which
-// case they are cut short (and fail with ErrClosed) and Close returns an
-// error saying so.
+// with ErrClosed at once, without waiting for anything; calls in flight
+// finish first, unless ctx ends or Limits.CallTimeout (plus a second)
+// passes before they do, in which case they are cut short (and fail with
+// ErrOutcomeUnknown and ErrClosed) and Close returns an error saying so.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	drained := make(chan struct{})
-	go func() {
-		// Every call takes the read lock before it checks closed, so once
-		// the write lock is ours none is in flight and none will start.
-		s.calls.Lock()
-		s.calls.Unlock()
-		close(drained)
-	}()
-	// No call may legitimately run longer than the call timeout; a
-	// trusted plugin, which the watchdog does not stop, may.
+	drained := s.calls.close()
+	// No call may legitimately run longer than the call timeout: the
+	// watchdog stops untrusted ones, and a trusted one's caller is released
+	// at the timeout (instance.callTrusted).
 	limit := time.NewTimer(s.p.limits.CallTimeout + time.Second)
 	defer limit.Stop()
 	var err error
@@ -135,11 +180,11 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 // take an instance, encode the request into it, call, decode the response
 // while the instance is still held, give the instance back.
 func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
-	s.calls.RLock()
-	defer s.calls.RUnlock()
-	if s.closed.Load() {
+	// Refused before anything runs: Manager.Do may run it elsewhere.
+	if !s.calls.enter() {
 		return ErrClosed
 	}
+	defer s.calls.leave()
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
@@ -169,7 +214,7 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
 			if s.cutShort.Load() {
-				return fmt.Errorf("backend %s: call cut short: %w", s.p.name, ErrClosed)
+				return fmt.Errorf("backend %s: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -72,12 +74,21 @@ type errorResponse struct {
 	Error errorBody `json:"error"`
 }
 
+// internalMessage is all a client is told of an internal failure: its
+// detail (a plugin's trap, a wasm stack trace, a decode error) is for the
+// log, under the request ID the message carries.
+const internalMessage = "internal error"
+
 // classify returns the HTTP status, code and message for err, and whether
-// it is an internal failure worth logging.
+// it is an internal failure worth logging. The message of an internal
+// failure is internalMessage, never err's text.
 func classify(err error) (status int, body errorBody, internal bool) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		return ae.status, errorBody{Code: ae.code, Message: ae.msg}, ae.status == http.StatusInternalServerError
+		if ae.status == http.StatusInternalServerError {
+			return ae.status, errorBody{Code: ae.code, Message: internalMessage}, true
+		}
+		return ae.status, errorBody{Code: ae.code, Message: ae.msg}, false
 	}
 	var s abi.Status
 	if errors.As(err, &s) {
@@ -85,7 +96,10 @@ func classify(err error) (status int, body errorBody, internal bool) {
 		if !ok { // unknown statuses are internal, as the ABI says
 			c = statusCodes[abi.StatusInternal]
 		}
-		return c.http, errorBody{Code: c.code, Message: message(err)}, c.http == http.StatusInternalServerError
+		if c.http == http.StatusInternalServerError {
+			return c.http, errorBody{Code: c.code, Message: internalMessage}, true
+		}
+		return c.http, errorBody{Code: c.code, Message: message(err)}, false
 	}
 	switch {
 	case errors.Is(err, host.ErrClosed):
@@ -93,8 +107,20 @@ func classify(err error) (status int, body errorBody, internal bool) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, errorBody{Code: codeUnavailable, Message: err.Error()}, false
 	}
-	return http.StatusInternalServerError, errorBody{Code: codeInternal, Message: "internal error"}, true
+	return http.StatusInternalServerError, errorBody{Code: codeInternal, Message: internalMessage}, true
 }
+
+// requestID names one failed request in the log and in its response, so
+// an operator can find the detail a client was not shown.
+func requestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// withRequestID is an internal failure's message: internalMessage and the
+// ID it is logged under.
+func withRequestID(id string) string { return internalMessage + " (request id " + id + ")" }
 
 // message is the text of a store error: a bare *abi.Error's own message,
 // since the code already says its status, else the whole chain.
@@ -109,7 +135,10 @@ func message(err error) string {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, body, internal := classify(err)
 	if internal {
-		h.log.Error("request failed", "method", r.Method, "route", r.Pattern, "error", err)
+		id := requestID()
+		h.log.Error("request failed", "method", r.Method, "route", r.Pattern, "request_id", id, "error", err)
+		body.Message = withRequestID(id)
+		w.Header().Set("X-Request-Id", id)
 	}
 	var ae *apiError
 	if errors.As(err, &ae) && ae.authenticate != "" {
@@ -118,9 +147,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, status, body.Code, body.Message)
 }
 
-// itemError is the error of one bulk item.
-func itemError(err error) *errorBody {
-	_, body, _ := classify(err)
+// itemError is the error of one bulk item; an internal one is logged, its
+// detail kept from the client like a request's.
+func (h *Handler) itemError(r *http.Request, err error) *errorBody {
+	_, body, internal := classify(err)
+	if internal {
+		id := requestID()
+		h.log.Error("bulk item failed", "method", r.Method, "route", r.Pattern, "request_id", id, "error", err)
+		body.Message = withRequestID(id)
+	}
 	return &body
 }
 
@@ -137,7 +172,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
 		buf.Reset()
-		_ = json.NewEncoder(&buf).Encode(errorResponse{Error: errorBody{Code: codeInternal, Message: "encode response: " + err.Error()}})
+		_ = json.NewEncoder(&buf).Encode(errorResponse{Error: errorBody{Code: codeInternal, Message: internalMessage}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -48,7 +48,7 @@ type resultsJSON struct {
 
 // resultsOut converts bulk results; stale reports whether any item was
 // served stale.
-func resultsOut[T, J any](rs []host.Result[T], conv func(T) J) (out resultsJSON, stale bool) {
+func resultsOut[T, J any](rs []host.Result[T], conv func(T) J, itemError func(error) *errorBody) (out resultsJSON, stale bool) {
 	out.Results = make([]resultJSON, len(rs))
 	for i, r := range rs {
 		switch {
@@ -66,7 +66,7 @@ func resultsOut[T, J any](rs []host.Result[T], conv func(T) J) (out resultsJSON,
 
 // deletesOut converts the errors of a bulk delete; a deleted item's value
 // is its key.
-func deletesOut[K, J any](keys []K, errs []error, conv func(K) J) resultsJSON {
+func deletesOut[K, J any](keys []K, errs []error, conv func(K) J, itemError func(error) *errorBody) resultsJSON {
 	out := resultsJSON{Results: make([]resultJSON, len(errs))}
 	for i, err := range errs {
 		if err != nil {
@@ -188,7 +188,7 @@ func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 			return err
 		}
 	}
-	out, stale := resultsOut(rs, conv)
+	out, stale := resultsOut(rs, conv, func(err error) *errorBody { return h.itemError(r, err) })
 	return respond(w, http.StatusOK, out, stale)
 }
 
@@ -206,5 +206,5 @@ func serveDeletes[K, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 			return err
 		}
 	}
-	return respond(w, http.StatusOK, deletesOut(keys, errs, conv), false)
+	return respond(w, http.StatusOK, deletesOut(keys, errs, conv, func(err error) *errorBody { return h.itemError(r, err) }), false)
 }

@@ -190,9 +190,13 @@ func (m *Manager) hostOptions() []host.Option {
 }
 
 // Do runs fn with the store serving kind. If a reload closed that store
-// before fn's call reached it (fn's error matches host.ErrClosed and the
-// routes have changed), fn runs again on the new store: the closed store
-// refused the call without running it.
+// before fn's call reached it (fn's error matches host.ErrClosed but not
+// host.ErrOutcomeUnknown, and the routes have changed), fn runs again on
+// the new store: the closed store refused the call without running it. A
+// call the closed store cut short after it had reached the plugin
+// (host.ErrOutcomeUnknown) is not run again: it may have taken effect,
+// and running it twice could apply a write twice or answer a spurious
+// conflict. Its error is returned for the caller to decide.
 func (m *Manager) Do(ctx context.Context, kind string, fn func(st *host.Store) error) error {
 	for {
 		g := m.current.Load()
@@ -204,7 +208,7 @@ func (m *Manager) Do(ctx context.Context, kind string, fn func(st *host.Store) e
 			return fmt.Errorf("%w %q", ErrUnknownKind, kind)
 		}
 		err := fn(b.store)
-		if err != nil && errors.Is(err, host.ErrClosed) && m.current.Load() != g {
+		if err != nil && errors.Is(err, host.ErrClosed) && !errors.Is(err, host.ErrOutcomeUnknown) && m.current.Load() != g {
 			continue
 		}
 		return err

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/plugins/internal/querycost"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -180,10 +181,15 @@ func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
 }
 
 func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
+	w, err := querycost.Check(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Metric]{}, err
+	}
 	lf, err := abi.CompileMatchers(q.Labels)
 	if err != nil {
 		return abi.Page[abi.Metric]{}, err
 	}
+	meter := querycost.NewMeter(w)
 	// Narrow the scan to what the query pins down: the agent, then the
 	// name, then the time range.
 	start, end := []byte(metricPrefix), prefixEnd([]byte(metricPrefix))
@@ -205,6 +211,9 @@ func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
 		var rec abi.Metric
 		rec.Decode(valueDecoder.begin(en.Value))
 		if err := valueDecoder.end(); err != nil {
+			return rec, false, err
+		}
+		if err := meter.Charge(len(en.Key)+len(en.Value), rec.Labels); err != nil {
 			return rec, false, err
 		}
 		rec.ExpiresAt = en.ExpiresAt
@@ -307,15 +316,23 @@ func (a *alerts) DeleteAlert(id string) error {
 }
 
 func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
+	w, err := querycost.Check(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Alert]{}, err
+	}
 	lf, err := abi.CompileMatchers(q.Labels)
 	if err != nil {
 		return abi.Page[abi.Alert]{}, err
 	}
+	meter := querycost.NewMeter(w)
 	start := []byte(alertPrefix)
 	return scanPage(&a.kv, start, prefixEnd(start), q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.Alert, bool, error) {
 		var rec abi.Alert
 		rec.Decode(valueDecoder.begin(en.Value))
 		if err := valueDecoder.end(); err != nil {
+			return rec, false, err
+		}
+		if err := meter.Charge(len(en.Key)+len(en.Value), rec.Labels); err != nil {
 			return rec, false, err
 		}
 		rec.ExpiresAt = en.ExpiresAt
@@ -395,7 +412,11 @@ func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
 
 func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
 	start := stateKey(q.AgentIDPrefix)
+	meter := querycost.NewMeter(querycost.Weights{})
 	return scanPage(&s.kv, start, prefixEnd(start), q.Cursor, q.Limit, func(en *abi.KVEntry) (abi.AgentState, bool, error) {
+		if err := meter.Charge(len(en.Key)+len(en.Value), nil); err != nil {
+			return abi.AgentState{}, false, err
+		}
 		rec, err := stateFromEntry(en)
 		return rec, true, err
 	})
@@ -453,7 +474,8 @@ func (b *backend) Restore(r *abi.Restore) (bool, error) {
 // --- queries ---
 
 // scanPage fills one page from the kv range [start, end), resuming at
-// cursor, keeping the records keep accepts. The cursor is the kv key to
+// cursor, keeping the records keep accepts. keep answering
+// querycost.ErrSpent ends the page early, before that entry. The cursor is the kv key to
 // resume from; one outside the range is refused.
 func scanPage[T any](kv *sdk.KV, start, end, cursor []byte, limit uint32, keep func(*abi.KVEntry) (T, bool, error)) (abi.Page[T], error) {
 	var page abi.Page[T]
@@ -464,17 +486,31 @@ func scanPage[T any](kv *sdk.KV, start, end, cursor []byte, limit uint32, keep f
 		start = cursor
 	}
 	want := abi.PageLimit(limit)
+	// The first scan reads one entry; later ones as many as fit the call's
+	// byte budget at the size of the biggest entry seen, so one kv result
+	// never holds many large records at once.
+	chunk, biggest := 1, 1
 	for {
-		entries, next, err := kv.Scan(start, end, want-len(page.Items)+1)
+		entries, next, err := kv.Scan(start, end, min(chunk, want-len(page.Items)+1))
 		if err != nil {
 			return page, err
 		}
+		for i := range entries {
+			biggest = max(biggest, len(entries[i].Key)+len(entries[i].Value))
+		}
+		chunk = max(1, querycost.ScanBudget/biggest)
 		for i := range entries {
 			if len(page.Items) == want {
 				page.Next = bytes.Clone(entries[i].Key)
 				return page, nil
 			}
 			rec, ok, err := keep(&entries[i])
+			if errors.Is(err, querycost.ErrSpent) {
+				// The call's budget is spent: the page ends here, and
+				// the next one starts at this entry.
+				page.Next = bytes.Clone(entries[i].Key)
+				return page, nil
+			}
 			if err != nil {
 				return page, err
 			}

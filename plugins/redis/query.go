@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/fnv"
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/plugins/internal/querycost"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -191,13 +194,23 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 	}
 	want := abi.PageLimit(q.Limit)
 	budget := scanBudget
+	// The page stops at querycost.ScanBudget bytes of documents (one
+	// document at least), so large states page instead of running the
+	// plugin out of memory.
+	meter := querycost.NewMeter(querycost.Weights{})
 	var trims []ixEntry
 	var now int64
+	var last string
+	// Documents may be megabytes each, and a round trip's replies and the
+	// page built from them share the plugin's memory: the first round trip
+	// reads one state, later ones as many as fit the byte budget at the
+	// size of the biggest document seen.
+	chunk, biggest := 1, 1
 	for {
 		var ents []ixEntry
 		var more bool
 		var err error
-		now, ents, more, err = b.ixList(ixStates, lo, hi, chunkSize(want-len(page.Items), false))
+		now, ents, more, err = b.ixList(ixStates, lo, hi, min(chunkSize(want-len(page.Items), false), chunk))
 		if err != nil || len(ents) == 0 {
 			b.ixTrim(ixStates, trims)
 			return page, err
@@ -215,18 +228,28 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 		if err != nil {
 			return page, err
 		}
-		var last string
 		for i := range ents {
-			last = ents[i].id
 			a, err := replyArray(&replies[i], 2)
 			if err != nil {
 				return page, err
 			}
 			var st abi.AgentState
-			found, err := decodeState(&st, last, &a[0], &a[1], true)
+			found, err := decodeState(&st, ents[i].id, &a[0], &a[1], false)
 			if err != nil {
 				return page, err
 			}
+			if found {
+				biggest = max(biggest, len(st.State))
+				if err := meter.Charge(len(st.State), nil); err != nil {
+					// Spent (the only error without matchers): the next
+					// page starts at this state.
+					page.Next = makeCursor('s', hash, last, "")
+					b.ixTrim(ixStates, trims)
+					return page, nil
+				}
+				st.State = bytes.Clone(st.State) // the next round trip reuses the reply
+			}
+			last = ents[i].id
 			if !found {
 				if ents[i].stale(now) {
 					trims = append(trims, ents[i])
@@ -242,6 +265,7 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 				return page, nil
 			}
 		}
+		chunk = max(1, querycost.ScanBudget/biggest)
 		budget -= len(ents)
 		if !more || budget <= 0 {
 			if more {
@@ -260,10 +284,15 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	b := (*backend)(a)
 	b.queryBegin()
 	var page abi.Page[abi.Alert]
+	w, err := querycost.Check(q.Labels)
+	if err != nil {
+		return page, err
+	}
 	lf, err := abi.CompileMatchers(q.Labels)
 	if err != nil {
 		return page, err
 	}
+	meter := querycost.NewMeter(w)
 	key := *q
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
@@ -283,6 +312,7 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	want := abi.PageLimit(q.Limit)
 	budget := scanBudget
 	var trims []ixEntry
+	var last string
 	for {
 		now, ents, more, err := b.ixList(ixAlerts, lo, hi, chunkSize(want-len(page.Items), filtered))
 		if err != nil || len(ents) == 0 {
@@ -302,18 +332,26 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 		if err != nil {
 			return page, err
 		}
-		var last string
 		for i := range ents {
-			last = ents[i].id
 			rs, err := replyArray(&replies[i], 2)
 			if err != nil {
 				return page, err
 			}
 			var al abi.Alert
-			found, err := decodeAlert(&al, last, &rs[0], &rs[1])
+			found, err := decodeAlert(&al, ents[i].id, &rs[0], &rs[1])
 			if err != nil {
 				return page, err
 			}
+			if found {
+				if err := meter.Charge(len(rs[0].Str), al.Labels); errors.Is(err, querycost.ErrSpent) {
+					page.Next = makeCursor('a', hash, last, "") // resume at this alert
+					b.ixTrim(ixAlerts, trims)
+					return page, nil
+				} else if err != nil {
+					return page, err
+				}
+			}
+			last = ents[i].id
 			if !found {
 				if ents[i].stale(now) {
 					trims = append(trims, ents[i])
@@ -350,6 +388,7 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 type metricScan struct {
 	q      *abi.MetricQuery
 	lf     abi.LabelFilter
+	meter  *querycost.Meter
 	hash   uint64
 	want   int
 	budget int
@@ -375,6 +414,10 @@ const endOfAgent = "\xff"
 func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
 	b := (*backend)(m)
 	b.queryBegin()
+	w, err := querycost.Check(q.Labels)
+	if err != nil {
+		return abi.Page[abi.Metric]{}, err
+	}
 	lf, err := abi.CompileMatchers(q.Labels)
 	if err != nil {
 		return abi.Page[abi.Metric]{}, err
@@ -383,7 +426,7 @@ func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	sc := &metricScan{q: q, lf: lf, hash: queryHash(b.enc.Bytes()), want: abi.PageLimit(q.Limit), budget: scanBudget}
+	sc := &metricScan{q: q, lf: lf, meter: querycost.NewMeter(w), hash: queryHash(b.enc.Bytes()), want: abi.PageLimit(q.Limit), budget: scanBudget}
 
 	// The member range: a name pins the range, and with a name the time
 	// range too; without one the plugin filters by time.
@@ -528,6 +571,7 @@ func (b *backend) scanAgent(sc *metricScan, agent, after string) (res int, last 
 			return 0, "", false, exists, err
 		}
 		for i, mb := range members {
+			prev := last
 			last = mb
 			e, err := replyInt(&vals[2*i+1])
 			if err != nil {
@@ -542,6 +586,11 @@ func (b *backend) scanAgent(sc *metricScan, agent, after string) (res int, last 
 			}
 			rec := abi.Metric{AgentID: agent, Name: name, Timestamp: ts, ExpiresAt: msTime(e)}
 			if err := decodeMetricValue(&rec, vals[2*i].Str); err != nil {
+				return 0, "", false, exists, err
+			}
+			if err := sc.meter.Charge(len(vals[2*i].Str), rec.Labels); errors.Is(err, querycost.ErrSpent) {
+				return agentBudget, prev, true, exists, nil // resume at this member
+			} else if err != nil {
 				return 0, "", false, exists, err
 			}
 			if !sc.q.Match(&rec, &sc.lf) {

@@ -1,0 +1,142 @@
+package host_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+var sluggish struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+// sluggishPlugin builds testdata/plugins/gohostile/sluggish once per test
+// binary: a plugin whose GetAgentState("spin-<ms>") computes for that
+// long. Loaded trusted, nothing interrupts it; it still reads the clock,
+// so a garbage collection can stop it (a guest that never calls out would
+// freeze the test binary at the next one: SECURITY.md).
+func sluggishPlugin(t *testing.T) []byte {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	sluggish.once.Do(func() {
+		dir, err := os.MkdirTemp("", "storage-host-sluggish-")
+		if err != nil {
+			sluggish.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "sluggish.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/sluggish")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			sluggish.err = err
+			sluggish.wasm = b
+			return
+		}
+		sluggish.wasm, sluggish.err = os.ReadFile(out)
+	})
+	require.NoError(t, sluggish.err, "%s", sluggish.wasm)
+	return sluggish.wasm
+}
+
+// openTrustedSluggish opens the sluggish plugin as a trusted plugin.
+func openTrustedSluggish(t *testing.T, timeout time.Duration, instances int) (*host.Store, *foreignLog) {
+	t.Helper()
+	logs := &foreignLog{}
+	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	st, err := host.Open(context.Background(), host.Config{
+		WASM: sluggishPlugin(t), Trusted: true, Instances: instances,
+		Limits: host.Limits{CallTimeout: timeout},
+	}, host.WithLogger(logger))
+	require.NoError(t, err)
+	return st, logs
+}
+
+// TestTrustedCallReleasedAtDeadline: a trusted plugin has no interruption
+// checks, yet its caller is released at Limits.CallTimeout with ErrLimit
+// while the guest still computes; the same store keeps answering (a
+// fresh instance replaces the abandoned one), at most Instances abandoned
+// calls may be outstanding before new instances are refused with
+// ErrLimit, Close does not wait for the abandoned guests, and once they
+// return every goroutine of theirs is gone.
+func TestTrustedCallReleasedAtDeadline(t *testing.T) {
+	const (
+		timeout = 300 * time.Millisecond
+		spin    = "spin-4000" // far past the timeout
+	)
+	ctx := context.Background()
+	st, logs := openTrustedSluggish(t, timeout, 2)
+	require.NoError(t, st.Ping(ctx))
+	base := runtime.NumGoroutine()
+
+	start := time.Now()
+	_, err := st.GetAgentState(ctx, spin)
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, host.ErrLimit)
+	require.Contains(t, err.Error(), "call timeout")
+	require.GreaterOrEqual(t, elapsed, timeout)
+	require.Less(t, elapsed, 3*time.Second, "the caller was released before the guest returned (it computes for 4 s)")
+	require.Contains(t, logs.String(), "trusted plugin call abandoned")
+
+	// While the abandoned guest computes, the store answers, and a garbage
+	// collection (which a /healthz handler would wait on) completes.
+	require.NoError(t, st.Ping(ctx))
+	got, err := st.GetAgentState(ctx, "plain")
+	require.NoError(t, err)
+	require.Equal(t, "plain", got.AgentID)
+	runtime.GC()
+
+	// A second abandoned call reaches the bound (Instances = 2): no new
+	// instance is made until one of them returns.
+	_, err = st.GetAgentState(ctx, spin)
+	require.ErrorIs(t, err, host.ErrLimit)
+	err = st.Ping(ctx)
+	require.ErrorIs(t, err, host.ErrLimit, "past the bound of abandoned calls, new instances are refused")
+	require.Contains(t, err.Error(), "abandoned calls are still running")
+
+	// Once the guests return, the store serves again and their goroutines
+	// have ended.
+	require.Eventually(t, func() bool { return st.Ping(ctx) == nil }, 15*time.Second, 50*time.Millisecond)
+
+	closed := make(chan error, 1)
+	go func() { closed <- st.Close(ctx) }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung")
+	}
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= base }, 10*time.Second, 20*time.Millisecond,
+		"goroutines: %d, %d before the first call", runtime.NumGoroutine(), base)
+}
+
+// TestTrustedCallReleasedByContext: the caller's context releases it from a
+// trusted call as it does from an untrusted one.
+func TestTrustedCallReleasedByContext(t *testing.T) {
+	st, _ := openTrustedSluggish(t, 10*time.Second, 2)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := st.GetAgentState(ctx, "spin-3000")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 2500*time.Millisecond, "released before the guest returned")
+	require.False(t, strings.Contains(err.Error(), "wasm"), "no guest internals: %v", err)
+	require.NoError(t, st.Ping(context.Background()))
+}
