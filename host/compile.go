@@ -76,13 +76,14 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.Compil
 			return nil, fmt.Errorf("%w: compiling the module took more than %v", ErrLimit, compileTimeout)
 		}
 	}
+	expired := cctx.Err() != nil // read before cancel sets it
 	cancel()
 	switch {
 	case r.err == nil:
 		return r.cm, nil
 	case ctx.Err() != nil: // wazero stopped because the context ended
 		r.err = fmt.Errorf("host: compile: %w", ctx.Err())
-	case cctx.Err() != nil:
+	case expired:
 		r.err = fmt.Errorf("%w: compiling the module took more than %v", ErrLimit, compileTimeout)
 	default:
 		r.err = fmt.Errorf("%w: compile: %v", ErrIncompatible, r.err)
