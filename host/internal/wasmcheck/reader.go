@@ -58,8 +58,7 @@ func (r *reader) u32() (uint32, error) {
 	return 0, fmt.Errorf("%w: LEB128 number too long at offset %d", ErrMalformed, r.off)
 }
 
-// signed skips a signed LEB128 number of at most bits bits, returning
-// whether it is negative and its value when it fits an int64.
+// signed reads a signed LEB128 number of at most bits bits (up to 64).
 func (r *reader) signed(bits int) (int64, error) {
 	var v int64
 	var shift int

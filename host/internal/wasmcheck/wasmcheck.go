@@ -444,7 +444,7 @@ func (c *checker) grown(fn, table uint32) error {
 		return fmt.Errorf("%w: function %d grows table %d of %d", ErrMalformed, fn, table, len(c.tableMax))
 	}
 	switch hi := c.tableMax[table]; {
-	case hi < 0:
+	case hi < 0 && c.l.TableElements < math.MaxUint32: // a table has at most 2^32-1 elements
 		return fmt.Errorf("%w: table %d declares no maximum size, and function %d uses table.grow on it, which could take it past %d elements", ErrBound, table, fn, c.l.TableElements)
 	case hi > int64(c.l.TableElements):
 		return fmt.Errorf("%w: table %d declares a maximum size of %d, and function %d uses table.grow on it, which could take it past %d elements", ErrBound, table, hi, fn, c.l.TableElements)
