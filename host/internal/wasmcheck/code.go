@@ -148,9 +148,14 @@ func (r *reader) prefixFC() (sub, imm uint32, err error) {
 	return sub, imm, err
 }
 
-// prefixFD reads the fixed-width SIMD instructions.
+// prefixFD reads the fixed-width SIMD instructions. Their opcode is read
+// as one byte, as wazero reads it: an opcode of 128 or more is encoded in
+// two, the second being 0x01, which wazero then decodes as a nop, and so
+// does this walk. Reading it as LEB128 instead would let a non-minimal
+// encoding (0x8c 0x00) mean v128.const here, skipping 16 bytes that wazero
+// decodes as instructions, blocks among them.
 func (r *reader) prefixFD() error {
-	sub, err := r.u32()
+	sub, err := r.byte()
 	if err != nil {
 		return err
 	}
@@ -169,10 +174,8 @@ func (r *reader) prefixFD() error {
 		}
 		_, err = r.byte()
 		return err
-	case sub <= 255:
-		return nil
 	}
-	return fmt.Errorf("%w: unsupported opcode 0xfd %d at offset %d", ErrMalformed, sub, r.off)
+	return nil
 }
 
 // prefixFE reads the threads proposal's atomic instructions.

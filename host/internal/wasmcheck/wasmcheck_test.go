@@ -76,6 +76,58 @@ func TestAtomics(t *testing.T) {
 	assert.Equal(t, uint32(1), s.Depth)
 }
 
+// TestVectorOpcodeIsOneByte: wazero reads a SIMD opcode as one byte. A
+// walk reading it as LEB128 would take 0xfd 0x8c 0x00 for v128.const and
+// skip the 16 bytes after it, where wazero finds 8 blocks opened and, in
+// a second such place, closed: nesting it would not see.
+func TestVectorOpcodeIsOneByte(t *testing.T) {
+	code := []byte{0x00, 0xfd, 0x8c, 0x00} // unreachable, i16x8.neg (0x8c), unreachable
+	for range 8 {
+		code = append(code, 0x02, 0x40) // block
+	}
+	code = append(code, 0x00, 0xfd, 0x8c, 0x00)
+	for range 8 {
+		code = append(code, 0x0b) // end
+	}
+	for range 8 {
+		code = append(code, 0x01) // nop
+	}
+	wasm := g.Functions(g.Body(nil, append(code, 0x0b)))
+
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
+	defer rt.Close(ctx)
+	_, err := rt.CompileModule(ctx, wasm)
+	require.NoError(t, err)
+	s, err := Check(wasm, Default)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(9), s.Depth)
+}
+
+// TestAgreesWithWazero changes each byte of the features module to a few
+// values: whatever wazero compiles, the walk must read too, or it would
+// be measuring something else.
+func TestAgreesWithWazero(t *testing.T) {
+	base := readFile(t, "testdata/features.wasm")
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	compiled := 0
+	for i := 8; i < len(base); i++ {
+		for _, v := range []byte{0x00, 0x01, 0x02, 0x0b, 0x40, 0x7f, 0x80, 0xff, base[i] + 1, base[i] - 1} {
+			m := append([]byte(nil), base...)
+			m[i] = v
+			if _, err := rt.CompileModule(ctx, m); err != nil {
+				continue
+			}
+			compiled++
+			_, err := Check(m, Unlimited)
+			assert.NoError(t, err, "byte %d set to %#x", i, v)
+		}
+	}
+	assert.Greater(t, compiled, 1000)
+}
+
 // TestDefaultFitsBuiltins measures the built-in Go plugins: every bound is
 // at least four times what they need.
 func TestDefaultFitsBuiltins(t *testing.T) {
