@@ -37,6 +37,11 @@ func hostileModules(t *testing.T) map[string]struct {
 	for i := range bodies {
 		bodies[i] = g.Body(nil, []byte{0x0b})
 	}
+	// Each function within the bound, 2*10^8 locals in 160 KB together.
+	spread := make([][]byte, 20_000)
+	for i := range spread {
+		spread[i] = g.Body([]g.Locals{{N: 10_000, Type: g.I32}}, []byte{0x0b})
+	}
 	return map[string]struct {
 		wasm []byte
 		want string
@@ -51,6 +56,8 @@ func hostileModules(t *testing.T) map[string]struct {
 		"growtable": {fixture("growtable"),
 			"table 0 declares no maximum size, and function 0 uses table.grow on it, which could take it past 262144 elements"},
 		"many functions": {g.Functions(bodies...), "module declares 100001 functions, more than 100000"},
+		"locals spread over functions": {g.Functions(spread...),
+			"functions up to 100 declare 1010000 locals together, more than 1000000"},
 	}
 }
 

@@ -50,10 +50,18 @@ type Limits struct {
 	// instance allocates, and, if any function uses table.grow, its
 	// maximum, which must then be declared: nothing else grows a table.
 	TableElements uint32
-	// ElementSegments and DataSegments bound those sections' entries.
-	ElementSegments, DataSegments uint32
-	// Locals bounds one function's locals, its parameters included.
-	Locals uint32
+	// ElementSegments and DataSegments bound those sections' entries;
+	// ElementEntries the entries of all element segments, each of which
+	// the runtime keeps as a constant expression of its own.
+	ElementSegments, DataSegments, ElementEntries uint32
+	// Names bounds the entries of the name section's function and local
+	// name maps together.
+	Names uint32
+	// Locals bounds one function's locals, its parameters included;
+	// ModuleLocals the sum over all functions, since the runtime expands
+	// every declaration into one entry per local.
+	Locals       uint32
+	ModuleLocals uint64
 	// BodyBytes bounds one function body's size, CodeBytes the code
 	// section's.
 	BodyBytes, CodeBytes uint32
@@ -80,8 +88,11 @@ var Default = Limits{
 	Tables:           4,
 	TableElements:    1 << 18,
 	ElementSegments:  10_000,
-	DataSegments:     1_000_000,
+	DataSegments:     200_000,
+	ElementEntries:   1 << 18,
+	Names:            1_000_000,
 	Locals:           10_000,
+	ModuleLocals:     1_000_000,
 	BodyBytes:        1 << 20,
 	CodeBytes:        32 << 20,
 	Depth:            10_000,
@@ -95,7 +106,8 @@ var Unlimited = Limits{
 	Functions: math.MaxUint32, Globals: math.MaxUint32, Exports: math.MaxUint32,
 	Tables: math.MaxUint32, TableElements: math.MaxUint32,
 	ElementSegments: math.MaxUint32, DataSegments: math.MaxUint32,
-	Locals: math.MaxUint32, BodyBytes: math.MaxUint32, CodeBytes: math.MaxUint32,
+	ElementEntries: math.MaxUint32, Names: math.MaxUint32,
+	Locals: math.MaxUint32, ModuleLocals: math.MaxUint64, BodyBytes: math.MaxUint32, CodeBytes: math.MaxUint32,
 	Depth: math.MaxUint32, LocalsTimesDepth: math.MaxUint64,
 }
 
@@ -105,7 +117,10 @@ type Shape struct {
 	Types, Imports, Functions, Globals, Exports uint32
 	Tables, TableElements                       uint32
 	ElementSegments, DataSegments               uint32
-	Locals, BodyBytes, CodeBytes, Depth         uint32
+	ElementEntries, Names                       uint32
+	Locals                                      uint32
+	ModuleLocals                                uint64
+	BodyBytes, CodeBytes, Depth                 uint32
 	LocalsTimesDepth                            uint64
 }
 
@@ -488,10 +503,11 @@ func (c *checker) elements(r *reader) error {
 				return err
 			}
 		}
-		m, err := c.count(r, "element segment entries", 0, math.MaxUint32)
+		m, err := c.count(r, "element segment entries", uint64(c.shape.ElementEntries), c.l.ElementEntries)
 		if err != nil {
 			return err
 		}
+		c.shape.ElementEntries += m
 		for j := uint32(0); j < m; j++ {
 			if exprs {
 				err = r.constExpr()
@@ -570,7 +586,7 @@ func (c *checker) custom(r *reader) error {
 		case 0:
 			err = sub.name()
 		case 1:
-			err = nameMap(&sub)
+			err = c.nameMap(&sub)
 		case 2:
 			var n uint32
 			if n, err = c.count(&sub, "local name maps", 0, math.MaxUint32); err != nil {
@@ -578,7 +594,7 @@ func (c *checker) custom(r *reader) error {
 			}
 			for i := uint32(0); i < n && err == nil; i++ {
 				if _, err = sub.u32(); err == nil {
-					err = nameMap(&sub)
+					err = c.nameMap(&sub)
 				}
 			}
 		default:
@@ -594,14 +610,13 @@ func (c *checker) custom(r *reader) error {
 	return nil
 }
 
-func nameMap(r *reader) error {
-	n, err := r.u32()
+// nameMap reads a name map, each of whose entries the runtime keeps.
+func (c *checker) nameMap(r *reader) error {
+	n, err := c.count(r, "names (name section)", uint64(c.shape.Names), c.l.Names)
 	if err != nil {
 		return err
 	}
-	if uint64(n) > uint64(r.len()) {
-		return fmt.Errorf("%w: %d names declared in %d bytes", ErrMalformed, n, r.len())
-	}
+	c.shape.Names += n
 	for i := uint32(0); i < n; i++ {
 		if _, err := r.u32(); err != nil {
 			return err
@@ -669,9 +684,16 @@ func (c *checker) body(idx, params uint32, r *reader) error {
 		locals += uint64(n)
 	}
 	if locals > uint64(c.l.Locals) {
+		if locals > math.MaxUint32 && c.l.Locals == math.MaxUint32 {
+			return fmt.Errorf("%w: function %d declares %d locals, more than a function may have", ErrMalformed, idx, locals)
+		}
 		return fmt.Errorf("%w: function %d declares %d locals, more than %d", ErrBound, idx, locals, c.l.Locals)
 	}
 	c.shape.Locals = max(c.shape.Locals, uint32(locals))
+	c.shape.ModuleLocals += locals
+	if c.shape.ModuleLocals > c.l.ModuleLocals {
+		return fmt.Errorf("%w: functions up to %d declare %d locals together, more than %d", ErrBound, idx, c.shape.ModuleLocals, c.l.ModuleLocals)
+	}
 	depth, err := c.instructions(idx, r)
 	if err != nil {
 		return err

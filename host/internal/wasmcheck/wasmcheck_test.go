@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -154,7 +155,10 @@ func TestDefaultFitsBuiltins(t *testing.T) {
 			{"table elements", uint64(s.TableElements), uint64(d.TableElements)},
 			{"element segments", uint64(s.ElementSegments), uint64(d.ElementSegments)},
 			{"data segments", uint64(s.DataSegments), uint64(d.DataSegments)},
+			{"element entries", uint64(s.ElementEntries), uint64(d.ElementEntries)},
+			{"names", uint64(s.Names), uint64(d.Names)},
 			{"locals", uint64(s.Locals), uint64(d.Locals)},
+			{"module locals", s.ModuleLocals, d.ModuleLocals},
 			{"body bytes", uint64(s.BodyBytes), uint64(d.BodyBytes)},
 			{"code bytes", uint64(s.CodeBytes), uint64(d.CodeBytes)},
 			{"depth", uint64(s.Depth), uint64(d.Depth)},
@@ -241,6 +245,8 @@ func TestBounds(t *testing.T) {
 		{"locals times depth", "function 0 has 1000 locals at nesting depth 301, 301000 together, more than 250000",
 			g.Functions(g.Body(locals(1000), readAll(1000, 300)))},
 		{"functions", "module declares 100001 functions, more than 100000", g.Functions(bodies...)},
+		{"module locals", "functions up to 100 declare 1010000 locals together, more than 1000000",
+			g.Functions(slices.Repeat([][]byte{g.Body(locals(10_000), []byte{0x0b})}, 101)...)},
 		{"body", "function 0 has a body of 1048578 bytes, more than 1048576",
 			g.Functions(g.Body(nil, nops))},
 		{"table", "table 0 declares 134217728 elements, more than 262144", table(1<<27, 1<<27, false)},
@@ -283,6 +289,8 @@ func TestCountBounds(t *testing.T) {
 		{"module declares 3 element segments, more than 2", func(l *Limits) { l.ElementSegments = 2 }},
 		{"module declares 2 data segments (data count section), more than 1", func(l *Limits) { l.DataSegments = 1 }},
 		{"function 1 declares 4 locals, more than 3", func(l *Limits) { l.Locals = 3 }},
+		{"functions up to 2 declare 6 locals together, more than 5", func(l *Limits) { l.ModuleLocals = 5 }},
+		{"module declares 5 element segment entries, more than 3", func(l *Limits) { l.ElementEntries = 3 }},
 		{"function 1 has a body of 219 bytes, more than 100", func(l *Limits) { l.BodyBytes = 100 }},
 		{"code section of", func(l *Limits) { l.CodeBytes = 100 }},
 		{"function 1 nests blocks 6 deep, more than 5", func(l *Limits) { l.Depth = 5 }},
@@ -294,6 +302,26 @@ func TestCountBounds(t *testing.T) {
 		require.ErrorIs(t, err, ErrBound, c.want)
 		assert.Contains(t, err.Error(), c.want)
 	}
+}
+
+// TestNameBound bounds the name section's entries, function and local
+// names together, each of which the runtime keeps.
+func TestNameBound(t *testing.T) {
+	entry := append(g.U32(0), g.Vec([]byte("f"))...) // index 0, name "f"
+	funcNames := g.Vec(entry, entry)
+	localNames := g.Vec(append(g.U32(0), g.Vec(entry, entry)...))
+	content := append(g.U32(4), "name"...)
+	content = append(append(append(content, 1), g.U32(uint32(len(funcNames)))...), funcNames...)
+	content = append(append(append(content, 2), g.U32(uint32(len(localNames)))...), localNames...)
+	wasm := g.Module(g.Section(0, content))
+	s, err := Check(wasm, Default)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(4), s.Names)
+	l := Default
+	l.Names = 3
+	_, err = Check(wasm, l)
+	require.ErrorIs(t, err, ErrBound)
+	assert.Contains(t, err.Error(), "module declares 4 names (name section), more than 3")
 }
 
 // TestDeclaredCounts gives vectors lengths of 2^32-1 with nothing behind
