@@ -12,10 +12,11 @@ import (
 )
 
 // checkModule refuses a module past the bounds of wasmcheck.Default before
-// wazero allocates what it declares (SECURITY.md, "Module loading").
+// wazero allocates what it declares (SECURITY.md, "Module loading"). Its
+// errors read as compilation's: the check is the first step of it.
 func checkModule(wasm []byte) error {
 	if _, err := wasmcheck.Check(wasm, wasmcheck.Default); err != nil {
-		return fmt.Errorf("%w: %w", ErrIncompatible, err)
+		return fmt.Errorf("%w: compile: %w", ErrIncompatible, err)
 	}
 	return nil
 }
