@@ -53,8 +53,9 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.Compil
 		err error
 	}
 	done := make(chan result, 1)
+	compileFn := compileModule
 	go func() {
-		cm, err := compileModule(cctx, rt, wasm)
+		cm, err := compileFn(cctx, rt, wasm)
 		done <- result{cm, err}
 	}()
 	var r result
