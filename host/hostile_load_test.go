@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ func hostileModules(t *testing.T) map[string]struct {
 		"many functions": {g.Functions(bodies...), "module declares 100001 functions, more than 100000"},
 		"locals spread over functions": {g.Functions(spread...),
 			"functions up to 100 declare 1010000 locals together, more than 1000000"},
+		// Each function within the bounds, and a second of compilation.
+		"deep functions": {g.Functions(slices.Repeat([][]byte{g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.ReadInLoops(1000, 248))}, 21)...),
+			"functions up to 20 have locals times nesting depth of 5229000 together, more than 5000000"},
 	}
 }
 

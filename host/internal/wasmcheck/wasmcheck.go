@@ -70,8 +70,9 @@ type Limits struct {
 	Depth uint32
 	// LocalsTimesDepth bounds one function's locals times its depth: a
 	// compiler keeps per-block state for the locals, so the two together
-	// cost more than either alone.
-	LocalsTimesDepth uint64
+	// cost more than either alone. ModuleLocalsTimesDepth bounds the sum
+	// over all functions, and so the compilation of the whole module.
+	LocalsTimesDepth, ModuleLocalsTimesDepth uint64
 }
 
 // Default are the bounds of a plugin module. They leave wide margins over
@@ -97,6 +98,8 @@ var Default = Limits{
 	CodeBytes:        32 << 20,
 	Depth:            10_000,
 	LocalsTimesDepth: 250_000,
+
+	ModuleLocalsTimesDepth: 5_000_000,
 }
 
 // Unlimited has every bound at its largest: Check with it only measures,
@@ -109,6 +112,7 @@ var Unlimited = Limits{
 	ElementEntries: math.MaxUint32, Names: math.MaxUint32,
 	Locals: math.MaxUint32, ModuleLocals: math.MaxUint64, BodyBytes: math.MaxUint32, CodeBytes: math.MaxUint32,
 	Depth: math.MaxUint32, LocalsTimesDepth: math.MaxUint64,
+	ModuleLocalsTimesDepth: math.MaxUint64,
 }
 
 // Shape is what Check measured of a module: the quantities the Limits
@@ -121,7 +125,7 @@ type Shape struct {
 	Locals                                      uint32
 	ModuleLocals                                uint64
 	BodyBytes, CodeBytes, Depth                 uint32
-	LocalsTimesDepth                            uint64
+	LocalsTimesDepth, ModuleLocalsTimesDepth    uint64
 }
 
 // Section IDs of the binary format.
@@ -699,10 +703,14 @@ func (c *checker) body(idx, params uint32, r *reader) error {
 		return err
 	}
 	c.shape.Depth = max(c.shape.Depth, depth)
-	if p := locals * uint64(depth); p > c.l.LocalsTimesDepth {
+	p := locals * uint64(depth)
+	if p > c.l.LocalsTimesDepth {
 		return fmt.Errorf("%w: function %d has %d locals at nesting depth %d, %d together, more than %d", ErrBound, idx, locals, depth, p, c.l.LocalsTimesDepth)
-	} else {
-		c.shape.LocalsTimesDepth = max(c.shape.LocalsTimesDepth, p)
+	}
+	c.shape.LocalsTimesDepth = max(c.shape.LocalsTimesDepth, p)
+	c.shape.ModuleLocalsTimesDepth += p
+	if c.shape.ModuleLocalsTimesDepth > c.l.ModuleLocalsTimesDepth {
+		return fmt.Errorf("%w: functions up to %d have locals times nesting depth of %d together, more than %d", ErrBound, idx, c.shape.ModuleLocalsTimesDepth, c.l.ModuleLocalsTimesDepth)
 	}
 	return nil
 }

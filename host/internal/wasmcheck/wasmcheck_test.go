@@ -163,6 +163,7 @@ func TestDefaultFitsBuiltins(t *testing.T) {
 			{"code bytes", uint64(s.CodeBytes), uint64(d.CodeBytes)},
 			{"depth", uint64(s.Depth), uint64(d.Depth)},
 			{"locals times depth", s.LocalsTimesDepth, d.LocalsTimesDepth},
+			{"module locals times depth", s.ModuleLocalsTimesDepth, d.ModuleLocalsTimesDepth},
 		} {
 			assert.LessOrEqual(t, 4*c.needs, c.bound, "%s: %s needs %d", path, c.name, c.needs)
 		}
@@ -175,21 +176,6 @@ func locals(n ...uint32) []g.Locals {
 		l[i] = g.Locals{N: n[i], Type: g.I32}
 	}
 	return l
-}
-
-// readAll returns code reading each of n locals, the body's end after it.
-func readAll(n uint32, depth int) []byte {
-	var code []byte
-	for range depth {
-		code = append(code, 0x03, 0x40) // loop
-	}
-	for i := range n {
-		code = append(append(append(code, 0x20), g.U32(i)...), 0x1a) // local.get i, drop
-	}
-	for range depth {
-		code = append(code, 0x0b)
-	}
-	return append(code, 0x0b)
 }
 
 // table returns a module with one table of min elements, and max if not
@@ -243,7 +229,9 @@ func TestBounds(t *testing.T) {
 		{"nesting", "function 0 nests blocks 10001 deep, more than 10000",
 			g.Functions(g.Body(nil, g.Nested(10_000)))},
 		{"locals times depth", "function 0 has 1000 locals at nesting depth 301, 301000 together, more than 250000",
-			g.Functions(g.Body(locals(1000), readAll(1000, 300)))},
+			g.Functions(g.Body(locals(1000), g.ReadInLoops(1000, 300)))},
+		{"locals times depth of the module", "functions up to 20 have locals times nesting depth of 5229000 together, more than 5000000",
+			g.Functions(slices.Repeat([][]byte{g.Body(locals(1000), g.ReadInLoops(1000, 248))}, 21)...)},
 		{"functions", "module declares 100001 functions, more than 100000", g.Functions(bodies...)},
 		{"module locals", "functions up to 100 declare 1010000 locals together, more than 1000000",
 			g.Functions(slices.Repeat([][]byte{g.Body(locals(10_000), []byte{0x0b})}, 101)...)},
@@ -295,6 +283,7 @@ func TestCountBounds(t *testing.T) {
 		{"code section of", func(l *Limits) { l.CodeBytes = 100 }},
 		{"function 1 nests blocks 6 deep, more than 5", func(l *Limits) { l.Depth = 5 }},
 		{"function 1 has 4 locals at nesting depth 6, 24 together, more than 23", func(l *Limits) { l.LocalsTimesDepth = 23 }},
+		{"functions up to 2 have locals times nesting depth of 26 together, more than 25", func(l *Limits) { l.ModuleLocalsTimesDepth = 25 }},
 	} {
 		l := Default
 		c.set(&l)

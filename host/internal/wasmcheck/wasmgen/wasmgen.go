@@ -92,3 +92,20 @@ func Nested(depth int) []byte {
 	}
 	return append(code, 0x0b)
 }
+
+// ReadInLoops returns code reading each of locals locals inside depth
+// nested loops, then the end of the body: the shape whose compilation
+// grows with locals times depth.
+func ReadInLoops(locals uint32, depth int) []byte {
+	var code []byte
+	for range depth {
+		code = append(code, 0x03, 0x40) // loop (empty type)
+	}
+	for i := range locals {
+		code = append(append(append(code, 0x20), U32(i)...), 0x1a) // local.get i, drop
+	}
+	for range depth {
+		code = append(code, 0x0b)
+	}
+	return append(code, 0x0b)
+}
