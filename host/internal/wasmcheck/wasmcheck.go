@@ -91,7 +91,7 @@ var Default = Limits{
 	ElementSegments:  10_000,
 	DataSegments:     200_000,
 	ElementEntries:   1 << 18,
-	Names:            1_000_000,
+	Names:            200_000,
 	Locals:           10_000,
 	ModuleLocals:     1_000_000,
 	BodyBytes:        1 << 20,
