@@ -55,6 +55,10 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 		o(&s)
 	}
 	s.inspect, s.checkOptions = true, configure
+	if err := checkModule(wasm); err != nil {
+		info.Err = err
+		return info
+	}
 	cfg := Config{
 		WASM:         wasm,
 		Options:      options,

@@ -109,6 +109,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The bounds are checked before wazero sizes anything by what the
+	// module declares (SECURITY.md, "Module loading").
+	if err := checkModule(wasm); err != nil {
+		return nil, err
+	}
 	// Close-on-context-done compiles interruption checks into the guest,
 	// which is what lets the watchdog or a cancelled context stop a runaway
 	// call; trusted plugins run without them, 3–4× faster (RATIONALE.md).
@@ -122,7 +127,15 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
-	p := &plugin{name: cfg.Name, runtime: wazero.NewRuntimeWithConfig(ctx, rc), limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
+	// Compiled first, and given up on when ctx ends or the compilation runs
+	// too long: compile closes the runtime then, once wazero is done with
+	// it, so the plugin closes it only once it has it.
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	compiled, err := compile(ctx, rt, wasm)
+	if err != nil {
+		return nil, err
+	}
+	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -144,9 +157,6 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
 		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)
-	}
-	if p.compiled, err = p.runtime.CompileModule(ctx, wasm); err != nil {
-		return nil, fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
 	}
 	if err := checkImports(p.compiled, cfg.Capabilities); err != nil {
 		return nil, err

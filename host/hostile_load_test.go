@@ -1,0 +1,108 @@
+package host_test
+
+import (
+	"context"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	g "github.com/storage-host/storage-host/host/internal/wasmcheck/wasmgen"
+)
+
+// hostileModules are modules that ask wazero for memory or time by what
+// they declare: the hostile/*.wat fixtures that the text format can
+// express, and byte-built ones for those it cannot (a declaration of 2^32-1
+// locals; 100 001 functions would take a 700 KB source). Each is paired
+// with the bound its refusal names.
+func hostileModules(t *testing.T) map[string]struct {
+	wasm []byte
+	want string
+} {
+	t.Helper()
+	fixture := func(name string) []byte {
+		b, err := os.ReadFile(hostilePath(name))
+		require.NoError(t, err)
+		return b
+	}
+	bomb := func(n uint32) []byte {
+		return g.Functions(g.Body([]g.Locals{{N: n, Type: g.I32}}, []byte{0x0b}))
+	}
+	bodies := make([][]byte, 100_001)
+	for i := range bodies {
+		bodies[i] = g.Body(nil, []byte{0x0b})
+	}
+	// Each function within the bound, 2*10^8 locals in 160 KB together.
+	spread := make([][]byte, 20_000)
+	for i := range spread {
+		spread[i] = g.Body([]g.Locals{{N: 10_000, Type: g.I32}}, []byte{0x0b})
+	}
+	return map[string]struct {
+		wasm []byte
+		want string
+	}{
+		// 201 bytes of this kind made wazero ask for 32 GiB; the Go runtime
+		// then ends the process.
+		"locals 2^32-1": {bomb(math.MaxUint32), "function 0 declares 4294967295 locals, more than 10000"},
+		"locals 10^8":   {bomb(100_000_000), "function 0 declares 100000000 locals, more than 10000"},
+		"deepnest": {fixture("deepnest"),
+			"function 0 has 1000 locals at nesting depth 1001, 1001000 together, more than 250000"},
+		"hugetable": {fixture("hugetable"), "table 0 declares 134217728 elements, more than 262144"},
+		"growtable": {fixture("growtable"),
+			"table 0 declares no maximum size, and function 0 uses table.grow on it, which could take it past 262144 elements"},
+		"many functions": {g.Functions(bodies...), "module declares 100001 functions, more than 100000"},
+		"locals spread over functions": {g.Functions(spread...),
+			"functions up to 100 declare 1010000 locals together, more than 1000000"},
+		// Each function within the bounds, and a second of compilation.
+		"deep functions": {g.Functions(slices.Repeat([][]byte{g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.ReadInLoops(1000, 248))}, 21)...),
+			"functions up to 20 have locals times nesting depth of 5229000 together, more than 5000000"},
+	}
+}
+
+// TestHostileLoadRefused opens each module that would have wazero allocate
+// by its declarations: Open refuses it with ErrIncompatible naming the
+// bound and the value, before compiling, so the process's memory barely
+// grows and the refusal is immediate.
+func TestHostileLoadRefused(t *testing.T) {
+	for name, m := range hostileModules(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard only
+			defer cancel()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			st, err := host.Open(ctx, host.Config{WASM: m.wasm, Limits: hostileLimits}, host.WithCompilationCache(""))
+			runtime.ReadMemStats(&after)
+			if st != nil {
+				_ = st.Close(ctx)
+			}
+			require.ErrorIs(t, err, host.ErrIncompatible)
+			assert.Contains(t, err.Error(), m.want)
+			// Sys never shrinks: it is the most the process ever had.
+			assert.Less(t, after.Sys-before.Sys, uint64(64<<20), "bytes obtained from the system")
+			assert.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(64<<20), "heap growth")
+		})
+	}
+}
+
+// TestHostileLoadInspect gives the same modules to Inspect and
+// CheckOptions, which compile too (storage-host validate and inspect, and
+// every configuration load, go through them).
+func TestHostileLoadInspect(t *testing.T) {
+	for name, m := range hostileModules(t) {
+		t.Run(name, func(t *testing.T) {
+			info := host.Inspect(t.Context(), m.wasm)
+			require.ErrorIs(t, info.Err, host.ErrIncompatible)
+			assert.Contains(t, info.Err.Error(), m.want)
+			err := host.CheckOptions(t.Context(), m.wasm, map[string]string{"x": "1"})
+			require.ErrorIs(t, err, host.ErrIncompatible)
+			assert.Contains(t, err.Error(), m.want)
+		})
+	}
+}
