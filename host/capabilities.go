@@ -416,8 +416,13 @@ func (p *plugin) overdue(ctx context.Context, in *instance) bool {
 	if in == nil {
 		return false
 	}
+	// An abandoned trusted call is past its deadline by definition, and its
+	// start time is cleared when its caller was released.
+	if in.timedOut.Load() || in.state.Load() == guestAbandoned {
+		return true
+	}
 	started := in.started.Load()
-	return in.timedOut.Load() || started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout)
+	return started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout)
 }
 
 // writer adapts the limiter to WASI stdout/stderr, one log line per line,

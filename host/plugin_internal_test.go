@@ -1,9 +1,11 @@
 package host
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
@@ -108,4 +110,21 @@ func TestPoolAccounting(t *testing.T) {
 	require.Equal(t, len(st.p.pool.idle), live, "and every live instance is back in the pool")
 	require.LessOrEqual(t, live, 3)
 	require.GreaterOrEqual(t, live, 1)
+}
+
+// A trusted call whose caller was released has its start time cleared,
+// yet the host functions it goes on calling (fd_write's loop) must still
+// see it as past its deadline.
+func TestAbandonedCallIsOverdue(t *testing.T) {
+	p := &plugin{limits: Limits{CallTimeout: time.Hour}}
+	in := &instance{p: p}
+	in.started.Store(time.Now().UnixNano())
+	if p.overdue(context.Background(), in) {
+		t.Fatal("a call within its timeout is not overdue")
+	}
+	in.started.Store(0)
+	in.state.Store(guestAbandoned)
+	if !p.overdue(context.Background(), in) {
+		t.Fatal("an abandoned call is overdue")
+	}
 }

@@ -239,8 +239,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.roundTrip(ctx, abi.OpPing, func(*abi.Encoder) {}, nil)
 }
 
-// Ready reports whether the backend can serve: its plugin answers a ping
-// and every connection the host holds for it (Redis) answers too. A
+// Ready reports whether the backend can serve: its plugin answers a ping,
+// every connection the host holds for it (Redis) answers too, and its
+// event log has not refused the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
 // is not ready.
 func (s *Store) Ready(ctx context.Context) error {
@@ -249,6 +250,13 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if s.p.redis != nil {
 		if err := s.p.redis.Ping(ctx); err != nil {
+			return fmt.Errorf("backend %s: %w", s.p.name, err)
+		}
+	}
+	// An event log that refuses appends for good (events.ErrRefused) leaves
+	// subscribers and other hosts' read caches behind every write.
+	if s.bus != nil {
+		if err := s.bus.Err(); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}

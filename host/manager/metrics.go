@@ -21,6 +21,7 @@ type metrics struct {
 	instances, inUse, maxInstances                    *prometheus.Desc
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
 	eventsPublished, eventsDropped, subscribers       *prometheus.Desc
+	eventsRefused                                     *prometheus.Desc
 	subscribersDropped, expiriesWatched               *prometheus.Desc
 	expiriesUnwatched                                 *prometheus.Desc
 	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
@@ -54,6 +55,7 @@ func newMetrics(m *Manager) *metrics {
 
 		eventsPublished:    prometheus.NewDesc("storage_host_events_published_total", "Events appended to the backend's event log by this host.", backend, nil),
 		eventsDropped:      prometheus.NewDesc("storage_host_events_dropped_total", "Events dropped: the append queue was full or the log refused them.", backend, nil),
+		eventsRefused:      prometheus.NewDesc("storage_host_events_refused_total", "Of the dropped events, those the log refused for good (an error reply of Redis's, not an outage).", backend, nil),
 		subscribers:        prometheus.NewDesc("storage_host_event_subscribers", "Event subscriptions open on this host.", backend, nil),
 		subscribersDropped: prometheus.NewDesc("storage_host_event_subscribers_disconnected_total", "Subscriptions ended because their buffer filled (slow subscribers).", backend, nil),
 		expiriesWatched:    prometheus.NewDesc("storage_host_expiries_watched", "Records written by this host whose expiry it will publish as an event.", backend, nil),
@@ -90,7 +92,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.traps.Describe(ch)
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
-		x.eventsPublished, x.eventsDropped, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
+		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
 		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries} {
 		ch <- d
 	}
@@ -109,6 +111,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.maxInstances, prometheus.GaugeValue, float64(st.MaxInstances), name)
 		ch <- prometheus.MustNewConstMetric(x.eventsPublished, prometheus.CounterValue, float64(st.Events.Published), name)
 		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Events.Dropped), name)
+		ch <- prometheus.MustNewConstMetric(x.eventsRefused, prometheus.CounterValue, float64(st.Events.Refused), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribers, prometheus.GaugeValue, float64(st.Events.Subscribers), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)

@@ -181,20 +181,22 @@ func Prefix(t testing.TB, addrs ...string) string {
 	return prefix
 }
 
-// DeletePrefix deletes every key that starts with prefix and every ACL
-// user whose name ends with it, on a single node (one address) or on a
-// cluster (several).
+// DeletePrefix deletes every key that starts with prefix, the host's keys
+// of the backend with that prefix ("__host__:{<prefix>}:…", kept outside
+// its namespace by host/redisbridge), and every ACL user whose name ends
+// with prefix, on a single node (one address) or on a cluster (several).
 func DeletePrefix(ctx context.Context, addrs []string, prefix string) error {
+	hostKeys := "__host__:{" + prefix + "}:"
 	if len(addrs) == 1 {
 		c := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2, DisableIdentity: true})
 		defer c.Close()
-		return errors.Join(deleteMatching(ctx, c, prefix, false), deleteUsers(ctx, c, prefix))
+		return errors.Join(deleteMatching(ctx, c, prefix, false), deleteMatching(ctx, c, hostKeys, false), deleteUsers(ctx, c, prefix))
 	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
 	defer c.Close()
 	return errors.Join(
 		c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return deleteMatching(ctx, node, prefix, true)
+			return errors.Join(deleteMatching(ctx, node, prefix, true), deleteMatching(ctx, node, hostKeys, true))
 		}),
 		c.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
 			return deleteUsers(ctx, node, prefix)

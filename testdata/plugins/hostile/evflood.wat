@@ -10,7 +10,7 @@
 ;; storage_call(get agent state), by the first byte of the agent ID:
 ;;   'p'  10 000 x publish {kind "k", op "o"}
 ;;   'L'  10 x publish of 32 MiB: a kind of 32 MiB of zeros
-;; then answers OK with the AgentState {agent_id "x", state: the last
+;; then answers OK with the AgentState {agent_id: the one asked for, state: the last
 ;; publish's status (u32 LE) then the count of publishes answered OK
 ;; (u32 LE)}.
 ;; Ping and configure are OK; any other op is unsupported.
@@ -79,5 +79,7 @@
       (then (call $flood (i32.const 0x100) (i32.const 7) (i32.const 10000))))
     (if (i32.eq (local.get $sel) (i32.const 0x4c)) ;; 'L'
       (then (call $flood (i32.const 0x20000) (i32.const 0x2000000) (i32.const 10))))
+    ;; The answer is the state of the agent asked for: its one-byte ID.
+    (i32.store8 (i32.const 0x082) (local.get $sel))
     (call $pack (i32.const 0x080) (i32.const 15)))
 )

@@ -12,7 +12,7 @@
 ;;   'e'  the same on stderr
 ;;   'z'  fd_write(stdout) of 1 000 000 empty iovecs
 ;;   'a'  'o' 1000 times over
-;; then answers OK with the AgentState {agent_id "x", state: the last
+;; then answers OK with the AgentState {agent_id: the one asked for, state: the last
 ;; fd_write's errno (u32 LE) then its count of bytes written (u32 LE)}.
 ;; Ping and configure are OK; any other op is unsupported.
 (module
@@ -101,5 +101,7 @@
           (call $write (i32.const 1) (global.get $IOVS) (i32.const 10000))
           (local.set $i (i32.sub (local.get $i) (i32.const 1)))
           (br_if $more (local.get $i)))))
+    ;; The answer is the state of the agent asked for: its one-byte ID.
+    (i32.store8 (i32.const 0x082) (local.get $sel))
     (call $pack (i32.const 0x080) (i32.const 15)))
 )

@@ -14,7 +14,7 @@
 ;;   'n'  the same with up to 1 000 000 puts of empty values
 ;;   'S'  a scan of the whole store, limit 1000, fetched with
 ;;        storagehost_kv.result when it fits in 2.3 MiB
-;; then answers OK with the AgentState {agent_id "x", state: the status
+;; then answers OK with the AgentState {agent_id: the one asked for, state: the status
 ;; of the last kv call (u32 LE; 255 for a put whose answer did not fit in
 ;; 256 bytes) then the count of puts that were OK, or the scan response's
 ;; length (u32 LE)}.
@@ -118,5 +118,7 @@
       (then (call $puts (i32.const 0x4000) (i32.const 10) (i32.const 1000000))))
     (if (i32.eq (local.get $sel) (i32.const 0x53)) ;; 'S'
       (then (call $scan)))
+    ;; The answer is the state of the agent asked for: its one-byte ID.
+    (i32.store8 (i32.const 0x082) (local.get $sel))
     (call $pack (i32.const 0x080) (i32.const 15)))
 )
