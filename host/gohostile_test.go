@@ -24,62 +24,47 @@ import (
 // or spin forever. They are built with the standard toolchain, once per
 // test binary, the first time a test asks for one.
 
-// goHostileNames are the plugins built from testdata/plugins/gohostile.
-var goHostileNames = []string{"panicky", "leaky", "spinner"}
+// goHostileBuilds holds, per plugin name, the build of
+// testdata/plugins/gohostile/<name>: each is built once per test binary,
+// the first time a test asks for it.
+var goHostileBuilds sync.Map // name → *goHostileBuild
 
-var goHostile struct {
+type goHostileBuild struct {
 	once sync.Once
-	wasm map[string][]byte
+	wasm []byte
 	err  error
 }
 
 // goHostilePlugin returns the module of the Go hostile plugin name,
-// building all of them on first use. Like TestSandbox, it skips with -short.
+// building it on first use. Like TestSandbox, it skips with -short.
 func goHostilePlugin(t *testing.T, name string) []byte {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds Go plugins; skipped with -short")
 	}
-	goHostile.once.Do(func() { goHostile.wasm, goHostile.err = buildGoHostile() })
-	require.NoError(t, goHostile.err)
-	wasm, ok := goHostile.wasm[name]
-	require.True(t, ok, "no Go hostile plugin %q", name)
-	return wasm
+	v, _ := goHostileBuilds.LoadOrStore(name, &goHostileBuild{})
+	b := v.(*goHostileBuild)
+	b.once.Do(func() { b.wasm, b.err = buildGoHostile(name) })
+	require.NoError(t, b.err)
+	return b.wasm
 }
 
-// buildGoHostile builds every Go hostile plugin, concurrently, and returns
-// their modules; the build directory is removed before it returns.
-func buildGoHostile() (map[string][]byte, error) {
+// buildGoHostile builds one Go hostile plugin and returns its module; the
+// build directory is removed before it returns.
+func buildGoHostile(name string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "storage-host-gohostile-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	errs := make([]error, len(goHostileNames))
-	var wg sync.WaitGroup
-	for i, name := range goHostileNames {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, name+".wasm"), "./testdata/plugins/gohostile/"+name)
-			cmd.Dir = ".."
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("build %s: %w\n%s", name, err, out)
-			}
-		}()
+	out := filepath.Join(dir, name+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/"+name)
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build %s: %w\n%s", name, err, b)
 	}
-	wg.Wait()
-	out := make(map[string][]byte, len(goHostileNames))
-	for i, name := range goHostileNames {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		if out[name], err = os.ReadFile(filepath.Join(dir, name+".wasm")); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return os.ReadFile(out)
 }
 
 // openGoHostile opens cfg, which names a Go hostile plugin by its module,

@@ -3,8 +3,6 @@ package host_test
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -22,47 +20,6 @@ import (
 // with another record; each test here would pass that record on (to the
 // caller, the event log, the cache) without the checks.
 
-var wrongkey struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-// wrongkeyPlugin builds testdata/plugins/gohostile/wrongkey once per test
-// binary; like the other Go hostile plugins it is skipped with -short.
-func wrongkeyPlugin(t *testing.T) []byte {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a Go plugin; skipped with -short")
-	}
-	wrongkey.once.Do(func() {
-		dir, err := os.MkdirTemp("", "storage-host-wrongkey-")
-		if err != nil {
-			wrongkey.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "wrongkey.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/wrongkey")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			wrongkey.err = &buildError{err, string(b)}
-			return
-		}
-		wrongkey.wasm, wrongkey.err = os.ReadFile(out)
-	})
-	require.NoError(t, wrongkey.err)
-	return wrongkey.wasm
-}
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return "build wrongkey: " + e.err.Error() + "\n" + e.out }
-
 // wrongkeyCache is one compilation cache for every store of this file: a
 // Go module is slow to compile.
 var wrongkeyCache = sync.OnceValue(func() string {
@@ -75,7 +32,7 @@ var wrongkeyCache = sync.OnceValue(func() string {
 
 func openWrongkey(t *testing.T, cfg host.Config) (*host.Store, *foreignLog) {
 	t.Helper()
-	cfg.WASM = wrongkeyPlugin(t)
+	cfg.WASM = goHostilePlugin(t, "wrongkey")
 	cfg.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityClock}
 	return openGoHostile(t, cfg, wrongkeyCache())
 }

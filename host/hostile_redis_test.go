@@ -2,13 +2,8 @@ package host_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,40 +21,8 @@ import (
 // would. Each attack must be refused or defused, and the Redis must keep
 // serving everyone else.
 
-var redisHog struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-func redisHogPlugin(t *testing.T) []byte {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a Go plugin; skipped with -short")
-	}
-	redisHog.once.Do(func() {
-		dir, err := os.MkdirTemp("", "storage-host-redishog-")
-		if err != nil {
-			redisHog.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "redishog.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/redishog")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			redisHog.err = fmt.Errorf("build redishog: %w\n%s", err, b)
-			return
-		}
-		redisHog.wasm, redisHog.err = os.ReadFile(out)
-	})
-	require.NoError(t, redisHog.err)
-	return redisHog.wasm
-}
-
 func TestGoHostileRedisHog(t *testing.T) {
-	wasm := redisHogPlugin(t)
+	wasm := goHostilePlugin(t, "redishog")
 	ctx := context.Background()
 	// A Redis of the test's own: the looping script stalls it for
 	// busy-reply-threshold (100 ms here, below the read timeout, as

@@ -2,12 +2,8 @@ package host_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,43 +13,11 @@ import (
 	"github.com/storage-host/storage-host/host"
 )
 
-var sluggish struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
-// sluggishPlugin builds testdata/plugins/gohostile/sluggish once per test
-// binary: a plugin whose GetAgentState("spin-<ms>") computes for that
-// long. Loaded trusted, nothing interrupts it; it still reads the clock,
-// so a garbage collection can stop it (a guest that never calls out would
-// freeze the test binary at the next one: SECURITY.md).
-func sluggishPlugin(t *testing.T) []byte {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a Go plugin; skipped with -short")
-	}
-	sluggish.once.Do(func() {
-		dir, err := os.MkdirTemp("", "storage-host-sluggish-")
-		if err != nil {
-			sluggish.err = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "sluggish.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/plugins/gohostile/sluggish")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			sluggish.err = err
-			sluggish.wasm = b
-			return
-		}
-		sluggish.wasm, sluggish.err = os.ReadFile(out)
-	})
-	require.NoError(t, sluggish.err, "%s", sluggish.wasm)
-	return sluggish.wasm
-}
+// The sluggish plugin (testdata/plugins/gohostile/sluggish): its
+// GetAgentState("spin-<ms>") computes for that long. Loaded trusted,
+// nothing interrupts it; it still reads the clock, so a garbage collection
+// can stop it (a guest that never calls out would freeze the test binary
+// at the next one: SECURITY.md).
 
 // openTrustedSluggish opens the sluggish plugin as a trusted plugin.
 func openTrustedSluggish(t *testing.T, timeout time.Duration, instances int) (*host.Store, *foreignLog) {
@@ -61,7 +25,7 @@ func openTrustedSluggish(t *testing.T, timeout time.Duration, instances int) (*h
 	logs := &foreignLog{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	st, err := host.Open(context.Background(), host.Config{
-		WASM: sluggishPlugin(t), Trusted: true, Instances: instances,
+		WASM: goHostilePlugin(t, "sluggish"), Trusted: true, Instances: instances,
 		Limits: host.Limits{CallTimeout: timeout},
 	}, host.WithLogger(logger))
 	require.NoError(t, err)
