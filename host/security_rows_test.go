@@ -41,3 +41,24 @@ func TestBackendsDoNotShareData(t *testing.T) {
 	require.NoError(t, err, "backend b's delete removed backend a's record")
 	require.JSONEq(t, `{"owner":"a"}`, string(got.State))
 }
+
+// TestImportedMemoryIsRefused: a module that imports its memory instead of
+// defining it, from a module the host provides or not, fails to load with
+// ErrIncompatible naming the import (SECURITY.md, "What a plugin is
+// given"): the host gives each instance a memory of its own, bounded by
+// Limits.MemoryPages, and shares none.
+func TestImportedMemoryIsRefused(t *testing.T) {
+	for _, from := range []string{"env", "storagehost_kv", "wasi_snapshot_preview1"} {
+		t.Run(from, func(t *testing.T) {
+			// (module (import from "memory" (memory 1)))
+			imp := []byte{1, byte(len(from))}
+			imp = append(imp, from...)
+			imp = append(imp, 6, 'm', 'e', 'm', 'o', 'r', 'y', 0x02, 0x00, 1)
+			wasm := append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0, 2, byte(len(imp))}, imp...)
+			st, err := host.Open(context.Background(), host.Config{WASM: wasm}, host.WithCompilationCache(""))
+			require.Nil(t, st)
+			require.ErrorIs(t, err, host.ErrIncompatible)
+			require.ErrorContains(t, err, "imports memory "+from+".memory")
+		})
+	}
+}
