@@ -416,11 +416,16 @@ func (b *Bus) startFanOut(ctx context.Context) error {
 	return nil
 }
 
+// readWait is how long one read of the log waits for new events. A
+// blocked XREAD does not see its context end, so Close waits for it: a
+// short wait keeps Close quick, at a few idle reads a second per Bus.
+const readWait = 200 * time.Millisecond
+
 func (b *Bus) fanOut() {
 	defer b.wg.Done()
 	backoff := 50 * time.Millisecond
 	for b.ctx.Err() == nil {
-		evs, err := b.log.read(b.ctx, b.pos, 512, time.Second)
+		evs, err := b.log.read(b.ctx, b.pos, 512, readWait)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return
