@@ -83,8 +83,8 @@ var (
 // "builtin:memory".
 const BuiltinPrefix = "builtin:"
 
-// Config describes one backend: the seed's StorageConfig, with a plugin in
-// place of the backend type.
+// Config describes one backend: the plugin that implements it, what it is
+// granted, its options and its limits.
 type Config struct {
 	// Name names the backend in logs and errors.
 	// Default: the plugin's own name.
