@@ -11,8 +11,9 @@
 //		})
 //	}
 //
-// Run checks the contract of DESIGN.md ("The contract every backend keeps")
-// for every feature the backend advertises in its Metadata, and checks that
+// Run checks the contract every backend keeps (abi/README.md; README.md,
+// "Write a plugin") for every feature the backend advertises in its
+// Metadata, and checks that
 // every feature it does not advertise is refused with host.ErrUnsupported:
 //
 //   - Metrics, Alerts, AgentStates: CRUD round trips with every field
