@@ -270,12 +270,7 @@ func TestCloseAndContextEndSubscriptions(t *testing.T) {
 // or the key deleted) is refused with ErrLost, never served as if nothing
 // had happened in between: before and after new events arrive.
 func TestResumeAfterRedisLostTheStream(t *testing.T) {
-	addr := redistest.Addr(t)
-	key := redistest.Prefix(t) + "__host__:events"
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	b := events.NewRedis(c, key, events.Options{}, nil)
-	defer b.Close(context.Background())
+	c, b, key := redisBus(t)
 	ctx := context.Background()
 	s, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
@@ -302,12 +297,7 @@ func TestResumeAfterRedisLostTheStream(t *testing.T) {
 // even when Redis's clock is behind them (another Redis, a clock step,
 // or the same millisecond): the old positions stay lost.
 func TestRecreatedStreamStartsAfterKnownPositions(t *testing.T) {
-	addr := redistest.Addr(t)
-	key := redistest.Prefix(t) + "__host__:events"
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	b := events.NewRedis(c, key, events.Options{}, nil)
-	defer b.Close(context.Background())
+	c, b, key := redisBus(t)
 	ctx := context.Background()
 	s, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
@@ -326,4 +316,14 @@ func TestRecreatedStreamStartsAfterKnownPositions(t *testing.T) {
 	require.NoError(t, err)
 	defer resumed.Close()
 	assert.Equal(t, e.ID, next(t, resumed).ID)
+}
+
+// redisBus returns a Bus on a stream of the test's own, the client it
+// uses and the stream's key; both are closed when the test ends.
+func redisBus(t *testing.T) (*redis.Client, *events.Bus, string) {
+	key := redistest.Prefix(t) + "__host__:events"
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	b := events.NewRedis(c, key, events.Options{}, nil)
+	t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
+	return c, b, key
 }
