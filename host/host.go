@@ -18,6 +18,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -90,7 +91,10 @@ type Config struct {
 	// Default: the plugin's own name.
 	Name string
 	// Plugin is "builtin:<name>" for an embedded plugin or the path of a
-	// .wasm file.
+	// .wasm file. The embedded plugins are "builtin:memory" (records in
+	// the kv capability, in memory unless DataDir is set), "builtin:local"
+	// (the same module, which requires DataDir: records on disk) and
+	// "builtin:redis".
 	// Default: "builtin:memory".
 	Plugin string
 	// WASM, when set, is the plugin module itself and Plugin is ignored.
@@ -118,6 +122,16 @@ type Config struct {
 	Trusted bool
 	// Limits bound what the plugin may use.
 	Limits Limits
+	// DataDir, when set, keeps the backend's kv store (the kv capability)
+	// on disk in this directory, created if missing: a write is fsynced
+	// before the plugin call that made it returns, so what a call
+	// acknowledged survives a crash, a restart and a rebuild of the
+	// backend. Stores opened in one process on the same directory share
+	// one kv store (a reload that rebuilds the backend keeps its data);
+	// another process using the directory makes Open fail.
+	// Default: none; the kv store is in memory and lives as long as the
+	// Store.
+	DataDir string
 	// Redis connects the backend to Redis, for plugins that import the
 	// redis capability (the built-in redis plugin does). Setting it grants
 	// that capability; its KeyPrefix confines the backend.
@@ -304,6 +318,9 @@ func (c *Config) withDefaults() Config {
 		}
 	}
 	out.Limits = out.Limits.withDefaults()
+	if out.DataDir != "" {
+		out.DataDir = filepath.Clean(out.DataDir)
+	}
 	if out.WASM == nil && strings.HasPrefix(out.Plugin, BuiltinPrefix) {
 		out.Trusted = true
 	}
@@ -318,6 +335,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		o(&s)
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Plugin == BuiltinPrefix+"local" && cfg.WASM == nil && cfg.DataDir == "" {
+		return nil, fmt.Errorf("%w: builtin:local keeps its records on disk: set Config.DataDir", ErrInvalid)
+	}
 	if cfg.DisableEvents && slices.Contains(cfg.Capabilities, abi.CapabilityEvents) {
 		return nil, errors.New("host: capability events is granted but events are disabled (DisableEvents)")
 	}

@@ -33,8 +33,13 @@ import (
 //go:embed builtin/*.wasm
 var builtins embed.FS
 
-// BuiltinWASM returns the module of the embedded plugin name ("memory").
+// BuiltinWASM returns the module of the embedded plugin name ("memory",
+// "local", "redis"). "local" is the memory plugin's module: what makes it
+// durable is the data directory it requires (Config.DataDir).
 func BuiltinWASM(name string) ([]byte, error) {
+	if name == "local" {
+		name = "memory"
+	}
 	b, err := builtins.ReadFile("builtin/" + name + ".wasm")
 	if err != nil {
 		return nil, fmt.Errorf("host: no built-in plugin %q", name)
