@@ -130,6 +130,11 @@ var (
 	// record marked as possibly behind: served from a fallback copy while
 	// the primary store is unreachable (ABI 1.1).
 	ErrStale error = abi.StatusStale
+	// ErrOutcomeUnknown (ABI 1.3), returned from a write, answers that the
+	// write may or may not have taken effect: it reached the primary
+	// store, or may have, and the answer was lost. The redis capability
+	// returns it for such a request; a store returns it only from writes.
+	ErrOutcomeUnknown error = abi.StatusUnknown
 )
 
 // statusOf maps an error from a store to a status and message.
