@@ -193,13 +193,20 @@ func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
 }
 
 // serveRedis decodes a redis request and runs it through the bridge, with
-// the caller's context: its deadline bounds the Redis round trip.
+// the caller's context: its deadline bounds the Redis round trip. A plugin
+// of ABI 1.2 or older does not know StatusUnknown: it is answered
+// UNAVAILABLE instead, which for it still means the outcome may be
+// unknown (ABI section 12.3).
 func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
 	if p.redis == nil { // only while inspecting
 		abi.AppendError(e, abi.StatusUnavailable, "redis: no connection while the plugin is inspected")
 		return
 	}
+	start := len(e.Bytes())
 	p.redis.Serve(ctx, reqBytes, e)
+	if resp := e.Bytes(); p.meta.ABI.Minor < unknownSince && len(resp) > start && resp[start] == byte(abi.StatusUnknown) {
+		resp[start] = byte(abi.StatusUnavailable)
+	}
 }
 
 // pluginEventsPerSecond rate-limits the events one backend's plugin

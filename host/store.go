@@ -36,12 +36,18 @@ func (s *Store) Name() string { return s.p.name }
 // Metadata returns what the plugin declared about itself.
 func (s *Store) Metadata() Metadata { return s.p.meta }
 
-// ErrOutcomeUnknown is returned, together with ErrClosed, for a call that
-// Close cut short after it had reached the plugin: it may or may not have
-// taken effect, so it must not be run again blindly. A call refused
-// because the store was already closed matches ErrClosed alone and never
-// reached the plugin.
-var ErrOutcomeUnknown = errors.New("host: call cut short by Close after it reached the plugin; its outcome is unknown")
+// ErrOutcomeUnknown matches a write whose outcome is unknown: it may or
+// may not have taken effect, so it must not be taken for "not applied"
+// nor run again blindly; read the record back, or repeat only a write
+// that is safe to repeat (an unconditional put of the same value, a
+// delete). It is abi.StatusUnknown, so errors.Is matches either:
+//   - the plugin answered StatusUnknown (a Redis backend sent the write
+//     and lost the reply: a timeout, a dropped connection), for the call
+//     or, in a bulk result, for the item;
+//   - Close cut the call short after it had reached the plugin; the error
+//     then matches ErrClosed too. A call refused because the store was
+//     already closed matches ErrClosed alone and never reached the plugin.
+var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
 // one admitted has left. Its lock is held only to count, never across a
@@ -199,6 +205,9 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 		started = time.Now()
 	}
 	body, err := in.call(ctx, op, in.enc.Bytes())
+	if err != nil && errors.Is(err, abi.StatusUnknown) {
+		err = s.p.unknownAnswer(op, err)
+	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
 	trapped := err != nil && !stale && errors.As(err, &trap)
@@ -214,7 +223,7 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
 			if s.cutShort.Load() {
-				return fmt.Errorf("backend %s: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
+				return fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
@@ -319,6 +328,7 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
+	s.unsure(events.KindAlerts, a.ID, err)
 	if err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) }); err != nil {
 		return Alert{}, err
 	}
@@ -346,6 +356,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 func (s *Store) DeleteAlert(ctx context.Context, id string) error {
 	agent := s.alertAgents(ctx, []string{id})
 	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
+	s.unsure(events.KindAlerts, id, err)
 	if err == nil {
 		s.publishAlertDelete(id, agent[0])
 	}
@@ -358,6 +369,7 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
+	s.unsure(events.KindAlerts, id, err)
 	if err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) }); err != nil {
 		return Alert{}, err
 	}
@@ -385,6 +397,7 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	s.unsure(events.KindAgentStates, st.AgentID, err)
 	if err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) }); err != nil {
 		return AgentState{}, err
 	}
@@ -420,6 +433,7 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 	if err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil); err == nil {
 		s.publishStateDelete(agentID)
 	}
+	s.unsure(events.KindAgentStates, agentID, err)
 	return err
 }
 

@@ -137,6 +137,16 @@ var (
 	ErrOutcomeUnknown error = abi.StatusUnknown
 )
 
+// readStatus is s, except that an op that changes nothing never answers
+// StatusUnknown (a read that met a lost reply): it answers
+// StatusUnavailable.
+func readStatus(op abi.Op, s abi.Status) abi.Status {
+	if s == abi.StatusUnknown && !op.Writes() {
+		return abi.StatusUnavailable
+	}
+	return s
+}
+
 // statusOf maps an error from a store to a status and message.
 func statusOf(err error) (abi.Status, string) {
 	var ae *abi.Error
@@ -238,7 +248,7 @@ func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
 		}
 		truncate(e, mark)
 		s, msg := statusOf(err)
-		abi.AppendError(e, s, msg)
+		abi.AppendError(e, readStatus(op, s), msg)
 	}
 }
 
@@ -510,6 +520,9 @@ func (d *dispatcher) batch(items []abi.BatchItem, e *abi.Encoder) error {
 		results := d.batcher.Batch(items)
 		if len(results) != len(items) {
 			return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
+		}
+		for i := range results {
+			results[i].Status = readStatus(items[i].Op, results[i].Status)
 		}
 		abi.EncodeBatchResults(e, results)
 		return nil
