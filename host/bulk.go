@@ -25,7 +25,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	}
 	var item abi.Encoder
 	var results []abi.BatchResult
-	err = s.roundTrip(ctx, abi.OpBatch, func(e *abi.Encoder) {
+	err = s.call(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
 		e.Uvarint(uint64(n))
 		for i := 0; i < n; i++ {
 			item.Reset()

@@ -73,7 +73,7 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
-			(&exchange{p: p, name: c.Module(), serve: p.serveRedis}).export(b)
+			(&exchange{p: p, name: c.Module(), serve: p.serveRedis, redis: true}).export(b)
 		case abi.CapabilityEvents:
 			// publish(ptr i32, len i32) -> i32
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
@@ -140,6 +140,9 @@ type exchange struct {
 	p     *plugin
 	name  string // the capability's module, for messages
 	serve func(ctx context.Context, req []byte, e *abi.Encoder)
+	// redis: the instance's redisBusy is set during the call, and a
+	// response other than INVALID or UNAVAILABLE sets its sentRedis.
+	redis bool
 }
 
 var exchangeEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
@@ -160,8 +163,19 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	e := exchangeEncoders.Get().(*abi.Encoder)
 	defer exchangeEncoders.Put(e)
 	e.Reset()
+	if x.redis && in != nil {
+		in.redisBusy.Store(true)
+	}
 	x.serve(ctx, req, e)
 	resp := e.Bytes()
+	if x.redis && in != nil {
+		if len(resp) > 0 {
+			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
+				in.sentRedis.Store(true)
+			}
+		}
+		in.redisBusy.Store(false)
+	}
 	if uint32(len(resp)) <= outCap {
 		if !mod.Memory().Write(outPtr, resp) {
 			panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))

@@ -369,6 +369,12 @@ type instance struct {
 	timedOut  atomic.Bool  // set by the watchdog when it closed the module
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
+	// sentRedis is set when a redis call of the current call may have
+	// changed data: the bridge answered it otherwise than INVALID or
+	// UNAVAILABLE, which both mean nothing of it was written. redisBusy is
+	// set while a redis call runs: a caller released at its deadline (a
+	// trusted call is abandoned, not stopped) may leave one running.
+	sentRedis, redisBusy atomic.Bool
 	budget    callBudget   // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
@@ -611,6 +617,8 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending = 0, nil
+	in.sentRedis.Store(false)
+	in.redisBusy.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())

@@ -186,6 +186,12 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 // take an instance, encode the request into it, call, decode the response
 // while the instance is still held, give the instance back.
 func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	return s.call(ctx, op, op.Writes(), encode, decode)
+}
+
+// call is roundTrip; writes says whether the request may change records
+// (for a batch, whether its items' op does).
+func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
 	// Refused before anything runs: Manager.Do may run it elsewhere.
 	if !s.calls.enter() {
 		return ErrClosed
@@ -219,6 +225,12 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
+			if writes && (in.sentRedis.Load() || in.redisBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
+				// Stopped or abandoned at its deadline once Redis had taken
+				// some of its commands, or while it waited for Redis: they
+				// may have written.
+				return fmt.Errorf("backend %s: %w: stopped after its Redis commands were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
