@@ -375,7 +375,7 @@ type instance struct {
 	// set while a redis call runs: a caller released at its deadline (a
 	// trusted call is abandoned, not stopped) may leave one running.
 	sentRedis, redisBusy atomic.Bool
-	budget    callBudget   // per-call budgets of host functions (capabilities.go)
+	budget               callBudget // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
