@@ -218,8 +218,15 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 	}
 	start := len(e.Bytes())
 	p.redis.Serve(ctx, reqBytes, e)
-	if resp := e.Bytes(); p.meta.ABI.Minor < unknownSince && len(resp) > start && resp[start] == byte(abi.StatusUnknown) {
-		resp[start] = byte(abi.StatusUnavailable)
+	p.redisStatusFor(e.Bytes()[start:])
+}
+
+// redisStatusFor rewrites the status of a redis response the plugin does
+// not know: StatusUnknown becomes StatusUnavailable for a plugin of ABI
+// 1.2 or older.
+func (p *plugin) redisStatusFor(resp []byte) {
+	if p.meta.ABI.Minor < unknownSince && len(resp) > 0 && resp[0] == byte(abi.StatusUnknown) {
+		resp[0] = byte(abi.StatusUnavailable)
 	}
 }
 
