@@ -82,6 +82,7 @@ type plugin struct {
 	log      hclog.Logger
 	limits   Limits
 	kv       *localstore.Store
+	dataDir  string // where kv keeps its data; "" for memory
 	redis    *redisbridge.Bridge
 	events   atomic.Pointer[events.Bus] // the store's, once open
 	pool     pool
@@ -141,6 +142,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
+	if !s.inspect {
+		// An inspected plugin gets an in-memory kv store: inspecting
+		// leaves the data directory alone.
+		p.dataDir = cfg.DataDir
+	}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -369,6 +375,7 @@ type instance struct {
 	timedOut  atomic.Bool  // set by the watchdog when it closed the module
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
+	usedKV    bool         // the current call used a durable kv store
 	budget    callBudget   // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
@@ -610,7 +617,7 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
-	in.hostCalls, in.pending = 0, nil
+	in.hostCalls, in.pending, in.usedKV = 0, nil, false
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())
@@ -639,6 +646,13 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 	resp, err := in.read(in.stack[0], "response")
 	if err != nil {
 		return nil, trapped(err)
+	}
+	if in.usedKV {
+		// What the call wrote, or read of another call's writes, is on
+		// disk before the call is answered.
+		if err := in.p.kv.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("backend %s: %w: %w", in.p.name, ErrOutcomeUnknown, err)
+		}
 	}
 	return abi.ParseResponse(resp)
 }
