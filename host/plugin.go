@@ -304,6 +304,9 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 
 func (p *plugin) configure(ctx context.Context, in *instance) error {
 	_, err := in.call(ctx, abi.OpConfigure, p.options)
+	if err == nil {
+		err = p.syncKV(ctx, in.usedKV)
+	}
 	if err != nil {
 		return fmt.Errorf("host: configure plugin %s: %w", p.name, err)
 	}
@@ -347,7 +350,9 @@ func (p *plugin) close(ctx context.Context) {
 func (p *plugin) release(ctx context.Context) {
 	p.released.Do(func() {
 		if p.kv != nil {
-			p.kv.Close()
+			if err := p.kv.Close(); err != nil {
+				p.log.Error("kv store: closing its data directory failed; writes answered before this were on disk", "error", err)
+			}
 		}
 		if p.redis != nil {
 			_ = p.redis.Close()
@@ -647,14 +652,21 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 	if err != nil {
 		return nil, trapped(err)
 	}
-	if in.usedKV {
-		// What the call wrote, or read of another call's writes, is on
-		// disk before the call is answered.
-		if err := in.p.kv.Sync(ctx); err != nil {
-			return nil, fmt.Errorf("backend %s: %w: %w", in.p.name, ErrOutcomeUnknown, err)
-		}
-	}
 	return abi.ParseResponse(resp)
+}
+
+// syncKV waits, when the instance's last call used a durable kv store,
+// until what it wrote, or read of other calls' writes, is on disk: only
+// then may the call be answered. The caller may have returned the
+// instance to the pool already; usedKV is read before that.
+func (p *plugin) syncKV(ctx context.Context, usedKV bool) error {
+	if !usedKV {
+		return nil
+	}
+	if err := p.kv.Sync(ctx); err != nil {
+		return fmt.Errorf("backend %s: %w: %w", p.name, ErrOutcomeUnknown, err)
+	}
+	return nil
 }
 
 // failed explains a call into the guest that returned an error: the

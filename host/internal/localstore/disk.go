@@ -355,3 +355,15 @@ func (j *journal) close() error {
 	}
 	return err
 }
+
+// Unsynced returns how many writes are applied but not yet on disk; 0 for
+// an in-memory Store.
+func (s *Store) Unsynced() uint64 {
+	if s.j == nil {
+		return 0
+	}
+	// synced is read first: appended only grows, so the difference is
+	// never negative.
+	synced := s.j.synced.Load()
+	return s.j.appended.Load() - synced
+}

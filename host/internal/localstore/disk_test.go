@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -277,5 +279,45 @@ func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 			require.Equal(t, strconv.Itoa(i), string(en.Value))
 		}
 		require.NoError(t, s.Close())
+	}
+}
+
+// BenchmarkSyncedPut is a put that waits for the disk, by concurrent
+// writers: in memory (Sync returns at once) and on disk, where writers
+// waiting at once share a commit.
+func BenchmarkSyncedPut(b *testing.B) {
+	val := make([]byte, 100)
+	for _, disk := range []bool{false, true} {
+		for _, writers := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("disk=%v/writers=%d", disk, writers), func(b *testing.B) {
+				s := New(nil, 0, Quota{})
+				if disk {
+					var err error
+					if s, err = Open(b.TempDir(), nil, 0, Quota{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.Cleanup(func() { _ = s.Close() })
+				b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+				var n atomic.Uint64
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					var e abi.Encoder
+					req := abi.KVRequest{Op: abi.KVPut, Value: val}
+					for pb.Next() {
+						req.Key = fmt.Appendf(req.Key[:0], "bench/%08d", n.Add(1)%10000)
+						e.Reset()
+						s.Do(&req, &e)
+						if err := s.Sync(context.Background()); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				if disk {
+					b.ReportMetric(float64(b.N)/float64(s.j.commits.Load()), "puts/commit")
+				}
+			})
+		}
 	}
 }
