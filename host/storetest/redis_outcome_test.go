@@ -22,13 +22,18 @@ func within(t *testing.T, d time.Duration, f func(ctx context.Context)) {
 // outcomeStore opens the redis plugin (fallback=fail) on a private
 // redis-server with the bridge's ReadTimeout, and warms a connection for
 // single commands and one for pipelines.
-func outcomeStore(t *testing.T, readTimeout time.Duration) (*redistest.Server, *host.Store, func(agent string) (string, bool)) {
+func outcomeStore(t *testing.T, readTimeout time.Duration, options ...map[string]string) (*redistest.Server, *host.Store, func(agent string) (string, bool)) {
 	t.Helper()
 	srv := redistest.NewServer(t)
 	addrs := []string{srv.Addr()}
 	prefix := redistest.Prefix(t, addrs...)
+	var opts map[string]string
+	if len(options) > 0 {
+		opts = options[0]
+	}
 	st, err := host.Open(t.Context(), host.Config{
-		Plugin: "builtin:redis",
+		Plugin:  "builtin:redis",
+		Options: opts,
 		Redis:  &redisbridge.Config{Addrs: addrs, KeyPrefix: prefix, Scripts: true, ReadTimeout: readTimeout},
 	}, host.WithCompilationCache(cacheDir))
 	require.NoError(t, err)
@@ -123,6 +128,26 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 				}, "the write whose outcome was unknown was applied")
 			})
 		}
+	})
+	t.Run("fallback=buffer", func(t *testing.T) {
+		// An unconditional write whose reply was lost is buffered and
+		// acknowledged (its replay rewrites the same record); a
+		// conditional one stays UNKNOWN (it may not even have been sent:
+		// its connection's set-up timed out, which counts as "may have").
+		srv, st, stored := outcomeStore(t, 200*time.Millisecond, map[string]string{"fallback": "buffer"})
+		pause(t, srv)
+		within(t, 2*time.Second, func(ctx context.Context) {
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "d1", State: []byte(`"buffered"`)})
+			require.NoError(t, err, "buffered")
+			_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "d2", State: []byte(`"cond"`)}, host.IfAbsent())
+			require.ErrorIs(t, err, host.ErrOutcomeUnknown, "a conditional write is not buffered")
+		})
+		srv.Resume()
+		redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
+			_, _ = st.GetAgentState(t.Context(), "d1") // drives the replay
+			d1, ok := stored("d1")
+			return ok && d1 == `"buffered"`
+		}, "the buffered write is in Redis")
 	})
 	t.Run("redis down", func(t *testing.T) {
 		srv, st, _ := outcomeStore(t, 0)
