@@ -34,7 +34,7 @@ func outcomeStore(t *testing.T, readTimeout time.Duration, options ...map[string
 	st, err := host.Open(t.Context(), host.Config{
 		Plugin:  "builtin:redis",
 		Options: opts,
-		Redis:  &redisbridge.Config{Addrs: addrs, KeyPrefix: prefix, Scripts: true, ReadTimeout: readTimeout},
+		Redis:   &redisbridge.Config{Addrs: addrs, KeyPrefix: prefix, Scripts: true, ReadTimeout: readTimeout},
 	}, host.WithCompilationCache(cacheDir))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
