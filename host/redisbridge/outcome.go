@@ -1,9 +1,13 @@
 package redisbridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -23,7 +27,8 @@ import (
 //
 //   - every connection it dials is a sentConn, which marks a write that
 //     failed before any byte of the request reached the kernel (errUnsent),
-//     and a dial that failed (errUnsent too);
+//     a read of a set-up exchange's replies that failed, and a dial that
+//     failed (errUnsent too);
 //   - errors go-redis returns only before it has a connection (pool
 //     timeout and exhaustion, a closed client, a context error: go-redis
 //     checks the context only while waiting for a connection, and a
@@ -33,9 +38,9 @@ import (
 //     while the reply was awaited, a write that failed part way, may have
 //     been sent.
 //
-// A connection set-up that fails once the dial succeeded (AUTH timing out,
-// say) is counted as possibly sent: it cannot be told from a command's own
-// reply timing out, and in doubt a write's outcome is unknown.
+// A connection whose set-up exchange (HELLO, AUTH, SELECT: go-redis sends
+// it before the first request) gets no reply has not sent the request
+// either: the sentConn recognises an exchange of set-up commands only.
 
 // errUnsent marks a failure that happened before any byte of the request
 // left the host.
@@ -59,33 +64,96 @@ var _ net.Error = errUnsent{}
 // have left the host: pending is set by a write that passed bytes to the
 // kernel, and cleared by every read. go-redis writes a whole request, then
 // reads its replies, one exchange at a time on a connection: the set-up of
-// a new connection (HELLO, AUTH) is an exchange of its own, so a read
-// between two writes ends one exchange and the next write starts another.
+// a new connection (HELLO, AUTH, SELECT) is an exchange of its own, so a
+// read between two writes ends one exchange and the next write starts
+// another. setup is set while the current exchange holds set-up commands
+// only: a failure to read its replies leaves the request unsent, since
+// go-redis writes the request only once the set-up has succeeded.
 type sentConn struct {
 	net.Conn
 	pending atomic.Bool
+	setup   atomic.Bool
 }
 
 // Write marks its error errUnsent when nothing of the request has been
 // written: not by this call (n is 0) nor by one before it since the last
 // read.
 func (c *sentConn) Write(p []byte) (int, error) {
+	if !c.pending.Load() {
+		c.setup.Store(setupOnly(p))
+	} else if c.setup.Load() && !setupOnly(p) {
+		c.setup.Store(false)
+	}
 	n, err := c.Conn.Write(p)
 	if n > 0 {
 		c.pending.Store(true)
 	}
 	if err != nil && n == 0 && !c.pending.Load() {
-		return 0, errUnsent{err}
+		return 0, unsentTwice(err)
 	}
 	return n, err
 }
 
+// unsentTwice marks err errUnsent in two layers: go-redis returns a
+// failure of a connection's set-up (the first write of a new connection is
+// its HELLO) with one layer unwrapped.
+func unsentTwice(err error) error { return errUnsent{errUnsent{err}} }
+
 // Read clears pending: the exchange that wrote it is over, answered or
-// not.
+// not. A failed read of a set-up exchange's replies is errUnsent.
 func (c *sentConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.pending.Store(false)
+	if err != nil && c.setup.Load() {
+		return n, unsentTwice(err)
+	}
 	return n, err
+}
+
+// setupCommands are the commands go-redis sends to set a connection up;
+// none of them is in the bridge's command table.
+var setupCommands = []string{"hello", "auth", "select", "client", "readonly"}
+
+// setupOnly reports whether p is whole RESP commands, each a set-up
+// command. Anything else, or anything it cannot parse, is not.
+func setupOnly(p []byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	for len(p) > 0 {
+		n, rest, ok := respHeader(p, '*')
+		if !ok || n < 1 {
+			return false
+		}
+		p = rest
+		for i := 0; i < n; i++ {
+			size, rest, ok := respHeader(p, '$')
+			if !ok || size < 0 || len(rest) < size+2 {
+				return false
+			}
+			if i == 0 && !slices.ContainsFunc(setupCommands, func(c string) bool { return strings.EqualFold(c, string(rest[:size])) }) {
+				return false
+			}
+			p = rest[size+2:]
+		}
+	}
+	return true
+}
+
+// respHeader parses a line "<kind><decimal>\r\n" at the start of p.
+func respHeader(p []byte, kind byte) (int, []byte, bool) {
+	if len(p) < 4 || p[0] != kind {
+		return 0, nil, false
+	}
+	end := bytes.Index(p, []byte("\r\n"))
+	if end < 2 || end > 12 {
+		return 0, nil, false
+	}
+	n, err := strconv.Atoi(string(p[1:end]))
+	if err != nil {
+		return 0, nil, false
+	}
+	return n, p[end+2:], true
 }
 
 // sentSysConn is a sentConn over a connection with a file descriptor (plain

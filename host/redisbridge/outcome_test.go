@@ -134,6 +134,23 @@ func TestWriteNotSentIsUnavailable(t *testing.T) {
 		err = run(t, b, time.Second, abi.RedisTransaction, cmd("SET", "k", "v"), cmd("INCR", "n"))
 		require.ErrorIs(t, err, abi.StatusUnavailable)
 	})
+	t.Run("hung before the connection was set up", func(t *testing.T) {
+		// The connection's own exchange (HELLO) gets no answer, so the
+		// command is never written.
+		s := redistest.NewServer(t)
+		b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "sht:outcome:"})
+		s.Pause()
+		t.Cleanup(s.Resume)
+		err := run(t, b, 150*time.Millisecond, abi.RedisPipeline, cmd("SET", "k", "v"))
+		require.ErrorIs(t, err, abi.StatusUnavailable)
+		err = run(t, b, 150*time.Millisecond, abi.RedisTransaction, cmd("SET", "k", "v"), cmd("INCR", "n"))
+		require.ErrorIs(t, err, abi.StatusUnavailable)
+		s.Resume()
+		direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+		defer direct.Close()
+		require.NoError(t, direct.Ping(context.Background()).Err())
+		assert.EqualValues(t, 0, direct.Exists(context.Background(), "sht:outcome:k", "sht:outcome:n").Val(), "not sent, not applied")
+	})
 	t.Run("deadline passed before sending", func(t *testing.T) {
 		f := newFixture(t, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)

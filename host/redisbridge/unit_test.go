@@ -184,16 +184,38 @@ type fakeConn struct {
 	writeN   int
 	writeErr error
 	readN    int
+	readErr  error
 }
 
 func (c *fakeConn) Write(p []byte) (int, error) { return min(c.writeN, len(p)), c.writeErr }
-func (c *fakeConn) Read(p []byte) (int, error)  { return min(c.readN, len(p)), nil }
+func (c *fakeConn) Read(p []byte) (int, error)  { return min(c.readN, len(p)), c.readErr }
+
+func TestSetupOnly(t *testing.T) {
+	for _, p := range []string{
+		"*2\r\n$5\r\nhello\r\n$1\r\n2\r\n",
+		"*5\r\n$5\r\nhello\r\n$1\r\n2\r\n$4\r\nauth\r\n$1\r\nu\r\n$2\r\np\n\r\n",
+		"*2\r\n$6\r\nselect\r\n$1\r\n1\r\n*3\r\n$6\r\nCLIENT\r\n$7\r\nsetname\r\n$1\r\nx\r\n",
+	} {
+		assert.True(t, setupOnly([]byte(p)), "%q", p)
+	}
+	for _, p := range []string{
+		"",
+		"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n",
+		"*2\r\n$5\r\nhello\r\n$1\r\n2\r\n*1\r\n$4\r\nping\r\n", // set-up, then a command
+		"*2\r\n$5\r\nhello\r\n$1\r\n2",                               // cut short
+		"*1\r\n$99\r\nhello\r\n",
+		"+OK\r\n",
+	} {
+		assert.False(t, setupOnly([]byte(p)), "%q", p)
+	}
+}
 
 func TestSentConnMarksWritesThatSentNothing(t *testing.T) {
 	fc := &fakeConn{writeErr: os.ErrDeadlineExceeded}
 	sc := tracked(fc)
 	_, err := sc.Write([]byte("*1\r\n$4\r\nPING\r\n"))
 	assert.True(t, unsent(err), "nothing left the host")
+	assert.True(t, unsent(errors.Unwrap(err)), "go-redis unwraps a set-up failure once")
 
 	fc.writeN, fc.writeErr = 5, nil
 	_, err = sc.Write([]byte("*3\r\n"))
@@ -210,6 +232,21 @@ func TestSentConnMarksWritesThatSentNothing(t *testing.T) {
 	fc.writeN = 2
 	_, err = sc.Write([]byte("*1\r\n"))
 	assert.False(t, unsent(err), "part of this write was sent")
+
+	// A read that fails: after a set-up exchange, nothing of the request
+	// was sent, even seen through one layer of unwrapping; after a
+	// command, it may have been.
+	fc.writeN, fc.writeErr, fc.readN, fc.readErr = 64, nil, 0, os.ErrDeadlineExceeded
+	_, err = sc.Read(make([]byte, 8)) // ends the exchange before
+	_, err = sc.Write([]byte("*2\r\n$5\r\nhello\r\n$1\r\n2\r\n"))
+	require.NoError(t, err)
+	_, err = sc.Read(make([]byte, 8))
+	assert.True(t, unsent(err), "the set-up got no reply")
+	assert.True(t, unsent(errors.Unwrap(err)), "go-redis unwraps a set-up failure once")
+	_, err = sc.Write([]byte("*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n"))
+	require.NoError(t, err)
+	_, err = sc.Read(make([]byte, 8))
+	assert.False(t, unsent(err), "the command was written")
 }
 
 func TestCommandTableIsConsistent(t *testing.T) {
