@@ -202,7 +202,7 @@ func TestSetupOnly(t *testing.T) {
 		"",
 		"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n",
 		"*2\r\n$5\r\nhello\r\n$1\r\n2\r\n*1\r\n$4\r\nping\r\n", // set-up, then a command
-		"*2\r\n$5\r\nhello\r\n$1\r\n2",                               // cut short
+		"*2\r\n$5\r\nhello\r\n$1\r\n2",                         // cut short
 		"*1\r\n$99\r\nhello\r\n",
 		"+OK\r\n",
 	} {
