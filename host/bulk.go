@@ -92,8 +92,9 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 	s.checkItems(abi.OpPutMetric, errs, err, func(i int) string {
 		return metricKeyMismatch(&out[i], ms[i].AgentID, ms[i].Name, ms[i].Timestamp)
 	})
+	buffered := s.acknowledgedItems(abi.OpPutMetric, errs, func(int) cacheKey { return cacheKey{} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, func(m *Metric) { s.publishMetric(events.OpPut, m) })
+	return publishEach(rs, err, buffered, func(m *Metric) { s.publishMetric(events.OpPut, m) })
 }
 
 // GetMetrics returns the sample at each key; missing ones have an Err
@@ -111,7 +112,8 @@ func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metr
 // DeleteMetrics removes the sample at each key and returns an error per key.
 func (s *Store) DeleteMetrics(ctx context.Context, keys []MetricKey) ([]error, error) {
 	errs, err := s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
-	return publishDeleted(errs, err, func(i int) { s.publishMetricDelete(&keys[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteMetric, errs, func(int) cacheKey { return cacheKey{} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishMetricDelete(&keys[i]) })
 }
 
 // PutAlerts creates or replaces every alert in one batch; opts apply to
@@ -127,8 +129,9 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
 	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
+	buffered := s.acknowledgedItems(abi.OpPutAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, as[i].ID} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, func(a *Alert) { s.publishAlert(events.OpPut, a) })
+	return publishEach(rs, err, buffered, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
 
 // GetAlerts returns each alert; missing ones have an Err matching
@@ -145,7 +148,8 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
 	agents := s.alertAgents(ctx, ids)
 	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
-	return publishDeleted(errs, err, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, ids[i]} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
 
 // PutAgentStates stores every state in one batch; TTL options apply to
@@ -187,8 +191,9 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 	s.checkItems(abi.OpPutAgentState, errs, err, func(i int) string {
 		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
 	})
+	buffered := s.acknowledgedItems(abi.OpPutAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, states[i].AgentID} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, s.publishState)
+	return publishEach(rs, err, buffered, s.publishState)
 }
 
 // GetAgentStates returns the state of each agent; missing ones have an Err
@@ -208,5 +213,6 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
 		req.Encode(e)
 	}, nil)
-	return publishDeleted(errs, err, func(i int) { s.publishStateDelete(agentIDs[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, agentIDs[i]} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }
