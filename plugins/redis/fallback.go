@@ -113,9 +113,10 @@ const (
 	// hintEvery is how long a read trusts an instance's last look at the
 	// queue that found it empty.
 	hintEvery = 100 * time.Millisecond
-	// lockTTL bounds how long a replayer that died keeps the lock; a live
-	// one renews it before every chunk.
-	lockTTL = 10 * time.Second
+	// lockTTL bounds how long a replayer that died keeps the lock (the kv
+	// store may keep it across a host restart); a live one renews it
+	// before every chunk.
+	lockTTL = time.Second
 	// retryBackoff is how long after a failed replay no instance tries
 	// again.
 	retryBackoff = 200 * time.Millisecond
@@ -124,9 +125,12 @@ const (
 	// right after allocating it.
 	gapTimeout = 5 * time.Second
 	// replayChunk is how many writes one round trip replays, and
-	// replayBudget how many one request replays at most.
-	replayChunk  = 256
-	replayBudget = 2048
+	// replayBudget how many one tick replays at most (all reported in its
+	// result), replayTime how long it replays at most before it answers
+	// with More set.
+	replayChunk  = 1024
+	replayBudget = abi.MaxTickWrites
+	replayTime   = time.Second
 	// casAttempts bounds the retries of a CAS on a kv key.
 	casAttempts = 1000
 )
@@ -162,7 +166,10 @@ type fallback struct {
 	gapSince time.Time
 
 	queued []queued
+	arena  []byte // the payloads of queued
 	items  []item
+	seen   map[string]struct{} // scratch of forget
+	ticked []abi.TickWrite     // the writes this tick replayed
 }
 
 // queued is one write of the queue.
@@ -185,9 +192,10 @@ type buffered struct {
 
 // --- routing ---
 
-// fallbackBegin starts a request at now: it looks at the queue (always
-// for a request that writes, else when the hint asks for it) and replays
-// what it holds.
+// fallbackBegin starts a request at now: it looks at the queue, always
+// for a request that writes (so that it goes behind the writes buffered
+// before it), else when the hint asks for it. Requests never replay: the
+// host's ticks do (tick).
 func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	f := b.fb
 	if !writes && !f.pending {
@@ -197,17 +205,6 @@ func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	}
 	if err := f.readMeta(now); err != nil {
 		sdk.Logf(abi.LevelWarn, "fallback buffer: %v", err)
-		return
-	}
-	if f.pending {
-		b.replay(now)
-	}
-}
-
-// queryBegin starts a query that is not part of a batch.
-func (b *backend) queryBegin() {
-	if b.fb != nil && !b.inBatch {
-		b.fallbackBegin(sdk.Now(), false)
 	}
 }
 
@@ -306,7 +303,8 @@ func (it *item) kind() byte {
 
 // buffer acknowledges the unconditional write it from the buffer: it
 // computes the record the write leaves (the answer), queues the request
-// and sets the record's r/ key.
+// and sets the record's r/ key. The write is answered STALE (sdk.ErrStale
+// with its result): acknowledged into the buffer.
 func (b *backend) buffer(it *item) {
 	f := b.fb
 	now := it.now
@@ -402,7 +400,9 @@ func (b *backend) buffer(it *item) {
 	case abi.OpPutAgentState:
 		it.state = rec.state
 	}
-	it.err = nil
+	// Acknowledged, not yet in Redis: the host publishes the write's
+	// event when a tick reports it replayed.
+	it.err = sdk.ErrStale
 }
 
 // expiry resolves a buffered write's TTL to the absolute expiry Redis
@@ -740,87 +740,137 @@ func (f *fallback) putRecord(key, value []byte, seq, rev uint64, found bool) err
 
 // --- replay ---
 
-// replay replays queued writes to Redis if no other instance is doing
-// so (or failed to, lately).
-func (b *backend) replay(now time.Time) {
+// tick is the plugin's Tick hook (abi.OpTick): with fallback=buffer it
+// replays what the queue holds, if Redis answers, and reports the writes
+// replayed. The host ticks about every 100 ms, and again at once while
+// the result has More set.
+func (b *backend) tick() (abi.TickResult, error) {
+	f := b.fb
+	if f == nil {
+		return abi.TickResult{}, nil
+	}
+	now := sdk.Now()
+	if err := f.readMeta(now); err != nil {
+		return abi.TickResult{}, err
+	}
+	f.ticked = f.ticked[:0]
+	more := false
+	if f.pending {
+		more = b.replay(now)
+	}
+	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
+}
+
+// length is how many queue positions are allocated and not yet replayed.
+func (f *fallback) length() uint64 {
+	if f.head > f.tail {
+		return 0
+	}
+	return f.tail + 1 - f.head
+}
+
+// replay replays queued writes to Redis if no other instance is doing so
+// (or failed to, lately). It reports whether it stopped at its budget
+// with more to replay.
+func (b *backend) replay(now time.Time) (more bool) {
 	f := b.fb
 	lock, _, err := f.kv.Put(kvLock, nil, now.Add(lockTTL), false, abi.Condition{Mode: abi.IfAbsent})
 	if err != nil {
-		return
+		return false
 	}
 	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
 	// One command first: a cheap look at whether Redis is back, and a
 	// single command is what makes the bridge log in again (and make its
 	// ACL user again) after a Redis restart, which a pipeline does not.
 	_, err = b.redis.Do(cmdPing)
-	if err == nil && b.replaySteps(now, &held) {
+	ok := false
+	if err == nil {
+		ok, more = b.replaySteps(now, &held)
+	}
+	if ok {
 		_ = f.kv.Delete(kvLock, held)
 	} else {
 		// Keep the lock for the back-off: no instance retries before.
 		_, _, _ = f.kv.Put(kvLock, nil, sdk.Now().Add(retryBackoff), false, held)
 	}
+	return more
 }
 
 // replaySteps replays up to replayBudget writes in chunks, holding the
-// lock held (renewed before each chunk). It reports false when the
-// replay failed and should be retried after the back-off.
-func (b *backend) replaySteps(now time.Time, held *abi.Condition) bool {
+// lock held (renewed before each chunk). It reports ok false when the
+// replay failed and should be retried after the back-off, and more when
+// it stopped at its budget with writes left.
+func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool) {
 	f := b.fb
-	for budget := replayBudget; budget > 0; {
+	start := sdk.Now()
+	for budget := replayBudget; ; {
 		if !f.pending {
 			f.dropOrphans()
-			return true
+			return true, false
+		}
+		if budget <= 0 || sdk.Now().Sub(start) >= replayTime {
+			return true, true
 		}
 		head := f.head
-		f.qk = appendQueueKey(f.qk[:0], head)
-		f.qe = appendQueueKey(f.qe[:0], f.tail+1)
-		ents, _, err := f.kv.Scan(f.qk, f.qe, min(replayChunk, budget))
-		if err != nil {
+		if err := f.readQueue(head, min(replayChunk, budget)); err != nil {
 			sdk.Logf(abi.LevelWarn, "fallback replay: %v", err)
-			return false
-		}
-		f.queued = f.queued[:0]
-		for i := range ents {
-			seq, ok := parseQueueKey(ents[i].Key)
-			if !ok || seq != head+uint64(i) {
-				break // a gap: the rest waits behind it
-			}
-			q, err := f.decodeQueued(seq, ents[i].Value)
-			if err != nil {
-				sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
-				q = queued{seq: seq} // op 0: refused as unknown, dropped
-			}
-			f.queued = append(f.queued, q)
+			return false, false
 		}
 		if len(f.queued) == 0 {
 			if !f.skipGap(head, now) {
-				return true // its writer is about to put it
+				return true, false // its writer is about to put it
 			}
 			continue
 		}
 		f.gapSince = time.Time{}
 		rev, _, err := f.kv.Put(kvLock, nil, sdk.Now().Add(lockTTL), false, *held)
 		if err != nil {
-			return true // the lock expired and is another's now
+			return true, false // the lock expired and is another's now
 		}
 		held.Version = rev
-		done, ok := b.replayChunk(f.queued)
+		done, chunkOK := b.replayChunk(f.queued)
 		if done > 0 {
 			moved, err := f.advance(head, head+uint64(done), now)
 			if err != nil || !moved {
-				return true // another replayer took over
+				return true, false // another replayer took over
 			}
 			f.forget(f.queued[:done])
 		}
-		if !ok {
-			return false
+		if !chunkOK {
+			return false, false
 		}
 		budget -= done
-		if err := f.readMeta(now); err != nil {
-			return false
-		}
 	}
-	return true
+}
+
+// readQueue reads up to n queued writes from position head into f.queued,
+// stopping at a gap (a position allocated by a writer that has not put its
+// entry yet): the rest waits behind it. The payloads are copied into
+// f.arena, since the kv calls that follow reuse the scan's buffer.
+func (f *fallback) readQueue(head uint64, n int) error {
+	f.qk = appendQueueKey(f.qk[:0], head)
+	f.qe = appendQueueKey(f.qe[:0], f.tail+1)
+	ents, _, err := f.kv.Scan(f.qk, f.qe, n)
+	if err != nil {
+		return err
+	}
+	f.queued = f.queued[:0]
+	f.arena = f.arena[:0]
+	for i := range ents {
+		seq, ok := parseQueueKey(ents[i].Key)
+		if !ok || seq != head+uint64(i) {
+			break
+		}
+		lo := len(f.arena)
+		f.arena = append(f.arena, ents[i].Value...)
+		q, err := f.decodeQueued(seq, f.arena[lo:len(f.arena):len(f.arena)])
+		if err != nil {
+			sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
+			q = queued{seq: seq} // op 0: refused as unknown, dropped
+		}
+		f.queued = append(f.queued, q)
+	}
+	return nil
 }
 
 // skipGap handles a queue whose head position is allocated but not
@@ -840,9 +890,10 @@ func (f *fallback) skipGap(head uint64, now time.Time) bool {
 }
 
 // replayChunk sends the writes qs through the normal write path, each at
-// its acknowledgement time, in one round trip. It returns how many of
-// them, from the first, are done with (applied, or refused for good), and
-// false when it stopped at a failure to retry.
+// its acknowledgement time, in one round trip, and adds those Redis
+// applied to f.ticked. It returns how many of them, from the first, are
+// done with (applied, or refused for good), and false when it stopped at
+// a failure to retry.
 func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	f := b.fb
 	if cap(f.items) < len(qs) {
@@ -872,7 +923,11 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 		if it.err == nil {
 			b.finish(it, replies)
 		}
-		if it.err == nil || errors.Is(it.err, sdk.ErrNotFound) {
+		if it.err == nil {
+			f.ticked = append(f.ticked, tickWrite(it))
+			continue
+		}
+		if errors.Is(it.err, sdk.ErrNotFound) {
 			continue // a delete of a record already gone is done too
 		}
 		switch s, _ := statusOf(it.err); s {
@@ -886,6 +941,26 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	return len(items), true
 }
 
+// tickWrite is the report of the replayed write it, as the host needs it
+// to publish the write's event. An agent state's document is left out:
+// events do not carry it.
+func tickWrite(it *item) abi.TickWrite {
+	w := abi.TickWrite{Op: it.op}
+	switch it.op {
+	case abi.OpPutMetric:
+		w.Metric = it.metric
+	case abi.OpDeleteMetric:
+		w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
+	case abi.OpPutAlert:
+		w.Alert = it.alert
+	case abi.OpDeleteAlert:
+		w.Alert.ID = it.alert.ID // its agent is not known here
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
+	}
+	return w
+}
+
 // forget deletes the replayed writes qs from the queue and clears the r/
 // entries they were the latest write of. The items of qs are in f.items.
 func (f *fallback) forget(qs []queued) {
@@ -893,17 +968,20 @@ func (f *fallback) forget(qs []queued) {
 		f.qk = appendQueueKey(f.qk[:0], qs[i].seq)
 		_ = f.kv.Delete(f.qk, abi.Condition{})
 	}
-	seen := make(map[string]struct{}, len(qs))
+	clear(f.seen)
+	if f.seen == nil {
+		f.seen = make(map[string]struct{}, len(qs))
+	}
 	for i := len(qs) - 1; i >= 0; i-- {
 		it := &f.items[i]
 		if it.kind() == 0 {
 			continue
 		}
 		f.key = appendRecordKey(f.key[:0], it)
-		if _, dup := seen[string(f.key)]; dup {
+		if _, dup := f.seen[string(f.key)]; dup {
 			continue
 		}
-		seen[string(f.key)] = struct{}{}
+		f.seen[string(f.key)] = struct{}{}
 		en, err := f.kv.Get(f.key)
 		if err != nil {
 			continue

@@ -640,7 +640,10 @@ func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	it := b.begin(abi.OpPutMetric)
 	it.metric, it.ttl = r.Metric, r.TTL
 	b.run(it)
-	return it.metric, it.err
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
+		return abi.Metric{}, it.err
+	}
+	return it.metric, it.err // nil, or ErrStale: buffered
 }
 
 func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
@@ -667,10 +670,10 @@ func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 	it := b.begin(abi.OpPutAlert)
 	it.alert, it.ttl = r.Alert, r.TTL
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.Alert{}, it.err
 	}
-	return it.alert, nil
+	return it.alert, it.err // nil, or ErrStale: buffered
 }
 
 func (a *alerts) GetAlert(id string) (abi.Alert, error) {
@@ -711,10 +714,10 @@ func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
 	it.ttl, it.cond = r.TTL, r.Condition
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.AgentState{}, it.err
 	}
-	return it.state, nil
+	return it.state, it.err // nil, or ErrStale: buffered
 }
 
 func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
