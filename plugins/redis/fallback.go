@@ -131,6 +131,10 @@ const (
 	replayChunk  = 1024
 	replayBudget = abi.MaxTickWrites
 	replayTime   = time.Second
+	// sweepBudget is how many kv entries one tick's sweep looks at, at
+	// most, in scans of sweepScan.
+	sweepBudget = 8192
+	sweepScan   = 1000
 	// casAttempts bounds the retries of a CAS on a kv key.
 	casAttempts = 1000
 )
@@ -140,6 +144,9 @@ var (
 	kvMeta  = []byte("c")
 	kvLock  = []byte("l")
 	kvQueue = []byte("q/")
+	// kvRecords to kvRecordsEnd are the r/ entries.
+	kvRecords    = []byte("r/")
+	kvRecordsEnd = []byte("r0")
 )
 
 // fallback is one instance's side of the buffer; the buffer itself is in
@@ -168,8 +175,18 @@ type fallback struct {
 	queued []queued
 	arena  []byte // the payloads of queued
 	items  []item
-	seen   map[string]struct{} // scratch of forget
+	ix     deferredIndex       // the index calls of a replayed chunk
+	// garbage is what sweep deletes next; sweepAt is where its scan of
+	// the r/ entries goes on from (empty: their start).
+	garbage []kvRef
+	sweepAt []byte
 	ticked []abi.TickWrite     // the writes this tick replayed
+}
+
+// kvRef is a kv entry's key and revision.
+type kvRef struct {
+	key []byte
+	rev uint64
 }
 
 // queued is one write of the queue.
@@ -758,6 +775,11 @@ func (b *backend) tick() (abi.TickResult, error) {
 	if f.pending {
 		more = b.replay(now)
 	}
+	if !more {
+		// What replayed writes left behind is deleted once the replay
+		// has nothing more to do now, not while it races to catch up.
+		more = f.sweep()
+	}
 	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
 }
 
@@ -805,7 +827,6 @@ func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool
 	start := sdk.Now()
 	for budget := replayBudget; ; {
 		if !f.pending {
-			f.dropOrphans()
 			return true, false
 		}
 		if budget <= 0 || sdk.Now().Sub(start) >= replayTime {
@@ -834,7 +855,6 @@ func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool
 			if err != nil || !moved {
 				return true, false // another replayer took over
 			}
-			f.forget(f.queued[:done])
 		}
 		if !chunkOK {
 			return false, false
@@ -901,6 +921,11 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	}
 	items := f.items[:len(qs)]
 	b.rq.reset()
+	if f.ix.bounds == nil {
+		f.ix.bounds = map[ixID]int64{}
+	}
+	f.ix.reset()
+	b.deferIx = &f.ix
 	for i := range qs {
 		it := &items[i]
 		*it = item{op: qs[i].op, now: qs[i].now}
@@ -910,11 +935,21 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 			b.prepare(it)
 		}
 	}
+	b.deferIx = nil
+	records := b.rq.ncalls()
+	f.ix.flush(&b.rq)
 	var replies []abi.Reply
 	if b.rq.ncalls() > 0 {
 		var err error
 		if replies, err = b.send(); err != nil {
 			sdk.Logf(abi.LevelDebug, "fallback replay: %v", err)
+			return 0, false
+		}
+	}
+	for i := records; i < len(replies); i++ {
+		if replies[i].Kind == abi.ReplyError {
+			// The chunk's writes are rewritten with the same values.
+			sdk.Logf(abi.LevelWarn, "fallback replay: indexing failed, retrying later: %v", replies[i].Err())
 			return 0, false
 		}
 	}
@@ -961,50 +996,61 @@ func tickWrite(it *item) abi.TickWrite {
 	return w
 }
 
-// forget deletes the replayed writes qs from the queue and clears the r/
-// entries they were the latest write of. The items of qs are in f.items.
-func (f *fallback) forget(qs []queued) {
-	for i := range qs {
-		f.qk = appendQueueKey(f.qk[:0], qs[i].seq)
-		_ = f.kv.Delete(f.qk, abi.Condition{})
-	}
-	clear(f.seen)
-	if f.seen == nil {
-		f.seen = make(map[string]struct{}, len(qs))
-	}
-	for i := len(qs) - 1; i >= 0; i-- {
-		it := &f.items[i]
-		if it.kind() == 0 {
-			continue
+// sweep deletes, up to sweepBudget entries, what replayed writes left in
+// kv: the queue entries below head, and the r/ entries whose write is
+// below head (kv IfVersion, so that one a newer write set is kept). None
+// of them is read as pending meanwhile (their seq is below head). It
+// reports whether it stopped at its budget with entries left to look at.
+func (f *fallback) sweep() (more bool) {
+	budget := sweepBudget
+	f.qk = appendQueueKey(f.qk[:0], f.head)
+	for budget > 0 {
+		ents, _, err := f.kv.Scan(kvQueue, f.qk, min(sweepScan, budget))
+		if err != nil || len(ents) == 0 {
+			break
 		}
-		f.key = appendRecordKey(f.key[:0], it)
-		if _, dup := f.seen[string(f.key)]; dup {
-			continue
+		f.keep(ents, false)
+		for _, g := range f.garbage {
+			_ = f.kv.Delete(g.key, abi.Condition{})
 		}
-		f.seen[string(f.key)] = struct{}{}
-		en, err := f.kv.Get(f.key)
+		budget -= len(ents)
+	}
+	for budget > 0 {
+		start := f.sweepAt
+		if len(start) == 0 {
+			start = kvRecords
+		}
+		ents, next, err := f.kv.Scan(start, kvRecordsEnd, min(sweepScan, budget))
 		if err != nil {
-			continue
+			break
 		}
-		if s, n := binary.Uvarint(en.Value); n > 0 && s <= qs[i].seq {
-			_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: en.Revision})
+		f.sweepAt = append(f.sweepAt[:0], next...)
+		f.keep(ents, true)
+		for _, g := range f.garbage {
+			_ = f.kv.Delete(g.key, abi.Condition{Mode: abi.IfVersion, Version: g.rev})
+		}
+		budget -= max(len(ents), 1)
+		if len(next) == 0 {
+			return false
 		}
 	}
+	return budget <= 0
 }
 
-// dropOrphans deletes queue entries below head: those a replayer that
-// failed after advancing head left behind.
-func (f *fallback) dropOrphans() {
-	f.qk = appendQueueKey(f.qk[:0], f.head)
-	ents, _, err := f.kv.Scan(kvQueue, f.qk, replayChunk)
-	if err != nil || len(ents) == 0 {
-		return
-	}
-	keys := make([][]byte, len(ents))
+// keep copies into f.garbage the entries of ents to delete: all of them,
+// or with records set only the r/ entries of writes below head. The
+// copies outlive the scan's buffer, which the deletes reuse.
+func (f *fallback) keep(ents []abi.KVEntry, records bool) {
+	f.garbage = f.garbage[:0]
+	f.arena = f.arena[:0]
 	for i := range ents {
-		keys[i] = bytes.Clone(ents[i].Key)
-	}
-	for _, k := range keys {
-		_ = f.kv.Delete(k, abi.Condition{})
+		if records {
+			if s, n := binary.Uvarint(ents[i].Value); n <= 0 || s >= f.head {
+				continue
+			}
+		}
+		lo := len(f.arena)
+		f.arena = append(f.arena, ents[i].Key...)
+		f.garbage = append(f.garbage, kvRef{key: f.arena[lo:len(f.arena):len(f.arena)], rev: ents[i].Revision})
 	}
 }

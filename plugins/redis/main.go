@@ -154,6 +154,9 @@ type backend struct {
 	metricTTL, alertTTL, stateTTL time.Duration
 	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
 	fb *fallback
+	// deferIx, while a replayed chunk is prepared, collects its index
+	// calls (deferredIndex); nil otherwise.
+	deferIx *deferredIndex
 }
 
 type (
