@@ -7,8 +7,11 @@ package main
 // the host's kv store (the kv capability: ordered, kept by the host,
 // shared by every instance of this backend) and replays them, in the order
 // it acknowledged them, when Redis is back. The buffer lives as long as
-// the host's Store: a write acknowledged from it survives a Redis outage,
-// not a host restart or the Store's Close.
+// the host's kv store: with host.Config.DataDir it is on disk, and a write
+// acknowledged from it (the kv store syncs before the call that made it
+// returns) survives a Redis outage, a host crash and a restart; without,
+// it is in memory and lives as long as the Store (whose Close replays it
+// first, if Redis answers).
 //
 // kv layout:
 //
@@ -24,15 +27,19 @@ package main
 //	r/m/<agent>\0<name>\0<ts>, r/a/<alert>, r/s/<agent>
 //	           the latest buffered value of one record (the write with the
 //	           highest seq; a delete is a tombstone), as it was answered:
-//	           seq, flag, record. It is pending while seq >= head.
-//	l          the replay lock: put IfAbsent with an expiry; its kv
-//	           revision identifies the holder.
+//	           seq, flag, record. It is pending while seq >= head; one
+//	           below head is left for the sweep (below) and read as absent.
+//	l          the replay lock: put IfAbsent with an expiry of lockTTL;
+//	           its kv revision identifies the holder.
 //
 // Writes. An unconditional put or delete of any kind that meets
 // UNAVAILABLE from Redis, or that arrives while the queue is not empty
 // (so that it stays behind the writes acknowledged before it), is
-// acknowledged once it is in the queue and its record's r/ key is set. A
-// write during an outage answers provisional results:
+// acknowledged once it is in the queue and its record's r/ key is set,
+// with STALE (ABI 1.3): a success whose event the host publishes only
+// when a tick reports the write replayed, so that no event announces a
+// value Redis does not hold yet. A buffered write answers provisional
+// results:
 //   - an agent state's version is the host clock in microseconds (above
 //     the buffered copy's, if any). At replay Redis gives the record a
 //     version of its own, always above the provisional one (the replay
@@ -47,7 +54,7 @@ package main
 //     now; at replay Redis keeps an existing alert's.
 //
 // A delete of a record whose buffered copy is a tombstone or has expired
-// is NOT_FOUND; any other buffered delete is OK (whether Redis has the
+// is NOT_FOUND; any other buffered delete is acknowledged (whether Redis has the
 // record is not known). Conditional writes (IfVersion, IfAbsent),
 // SetAlertStatus and restores (OpRestore, whose mode is a condition and
 // whose exact version only Redis can keep) cannot be checked without
@@ -69,32 +76,49 @@ package main
 // again. Queries read Redis only: during an outage they are UNAVAILABLE,
 // and until the replay is done they do not see buffered writes.
 //
-// Replay. The plugin has no thread: replay happens at the start of
-// requests (a Ping, answered by the SDK, does not count), so an idle
-// backend replays on its next request. An instance checks the queue (one
-// kv get of c) at the start of every write, so that no write goes
-// straight to Redis ahead of one another instance acknowledged from the
-// buffer before it started; and at the start of other requests when its
-// hint says the queue may hold writes or was last checked hintEvery ago,
-// so that reads cost no kv call while the buffer is empty (a read may
-// then miss, for up to hintEvery, a write another instance buffered while
-// Redis answered this one). When the queue holds writes it takes
-// the lock (if another instance holds it, it goes on without replaying),
-// sends a PING (is Redis back?), reads the queue from head in chunks of
-// replayChunk, at most replayBudget per request, stops at a gap (a number
-// allocated by a writer that has not put its entry yet; one missing for
-// gapTimeout is skipped: its writer failed before acknowledging), sends
-// each chunk through the normal write path (prepare, one pipelined
-// EvalMany, finish) with the acknowledgement time as the write's time,
-// advances head past what Redis acknowledged, then deletes those entries
-// and clears the r/ keys whose value was replayed (kv IfVersion, so a
-// newer buffered write is kept). A write Redis refuses for good
-// (CONFLICT, INVALID) is dropped with an error log; if Redis fails, the
-// replay stops, keeps the rest, and leaves the lock to expire after
-// retryBackoff so that instances do not all retry at once. Writes that
-// arrive meanwhile go to the end of the queue. A write replayed twice
-// (a replayer that fails between Redis and advancing head) is rewritten
-// with the same value.
+// Replay. The host ticks the plugin (abi.OpTick, the Tick hook): about
+// every 100 ms from a goroutine of its own, at once again while the last
+// tick answered More, and until the queue is empty (or a bound) when the
+// Store closes. Only ticks replay; requests never do, and the host makes
+// one tick at a time, so replay does not slow requests down and an idle
+// backend replays as soon as Redis answers. A write still reads the queue
+// (one kv get of c) when it starts, so that no write goes straight to
+// Redis ahead of one acknowledged from the buffer before it; a read does
+// when its hint says the queue may hold writes or was last checked
+// hintEvery ago, so that reads cost no kv call while the buffer is empty
+// (a read may then miss, for up to hintEvery, a write another instance
+// buffered while Redis answered this one).
+//
+// A tick reads c; when the queue holds writes it takes the lock (held by
+// another instance: it does nothing), sends a PING (is Redis back?), then
+// replays at most replayBudget writes (abi.MaxTickWrites) or for at most
+// replayTime, answering More when it stopped there with writes left. It
+// reads the queue from head in chunks of replayChunk, renewing the lock
+// before each, stops at a gap (a number allocated by a writer that has
+// not put its entry yet; one missing for gapTimeout is skipped: its
+// writer failed before acknowledging), sends each chunk through the
+// normal write path (prepare, one pipelined EvalMany, finish) with the
+// acknowledgement time as the write's time and the global index calls of
+// the chunk folded into one per index entry (deferredIndex), and advances
+// head past what Redis acknowledged: one kv CAS per chunk, so a chunk's
+// bookkeeping is a scan, a lock renewal and a CAS, which the kv store
+// syncs once, at the end of the tick. The writes Redis applied go into
+// the tick's result, with the records as Redis kept them, for the host to
+// publish their events. A write Redis refuses for good (CONFLICT,
+// INVALID) is dropped with an error log and reported nowhere; if Redis
+// fails, the replay stops, keeps the rest, and leaves the lock to expire
+// after retryBackoff. A replayer that dies holding the lock (a host
+// crash: the lock may be on disk) holds it for lockTTL at most, so a host
+// restarted on the same data directory resumes within about a second.
+// Writes that arrive meanwhile go to the end of the queue. A write
+// replayed twice (a replayer that fails between Redis and advancing head)
+// is rewritten with the same value, and reported twice.
+//
+// Once a tick has nothing more to replay now, it sweeps what replayed
+// writes left in kv, sweepBudget entries at most per tick: queue entries
+// below head, and r/ entries of writes below head (kv IfVersion, so a
+// newer buffered write's entry is kept). Deleting them during the replay
+// would double its kv calls; meanwhile they are read as absent.
 
 import (
 	"bytes"
@@ -175,12 +199,12 @@ type fallback struct {
 	queued []queued
 	arena  []byte // the payloads of queued
 	items  []item
-	ix     deferredIndex       // the index calls of a replayed chunk
+	ix     deferredIndex // the index calls of a replayed chunk
 	// garbage is what sweep deletes next; sweepAt is where its scan of
 	// the r/ entries goes on from (empty: their start).
 	garbage []kvRef
 	sweepAt []byte
-	ticked []abi.TickWrite     // the writes this tick replayed
+	ticked  []abi.TickWrite // the writes this tick replayed
 }
 
 // kvRef is a kv entry's key and revision.
