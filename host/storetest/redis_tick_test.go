@@ -105,6 +105,13 @@ func (p *cutProxy) Restore() {
 // namespace prefix, with a read cache when cache is set.
 func openTicked(t *testing.T, addr, prefix string, options map[string]string, cache bool, logger hclog.Logger) *host.Store {
 	t.Helper()
+	return openTickedIn(t, addr, prefix, "", options, cache, logger)
+}
+
+// openTickedIn is openTicked with the kv store (the buffer) in dataDir
+// (none: in memory).
+func openTickedIn(t *testing.T, addr, prefix, dataDir string, options map[string]string, cache bool, logger hclog.Logger) *host.Store {
+	t.Helper()
 	opts := map[string]string{"fallback": "buffer"}
 	for k, v := range options {
 		opts[k] = v
@@ -113,6 +120,7 @@ func openTicked(t *testing.T, addr, prefix string, options map[string]string, ca
 		Plugin:  "builtin:redis",
 		Options: opts,
 		Redis:   &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true},
+		DataDir: dataDir,
 	}
 	if cache {
 		cfg.Cache = host.CacheOptions{Entries: 100}
@@ -277,6 +285,37 @@ func TestRedisTickCloseFlushes(t *testing.T) {
 	}
 }
 
+// TestRedisTickResumesAfterRestart checks that with a data directory the
+// buffer outlives its Store, and that the next Store on the directory
+// replays it at once, with no request.
+func TestRedisTickResumesAfterRestart(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	dir := t.TempDir()
+	st := openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	proxy.Cut()
+	agents := bufferStates(t, st, "r", 100)
+	require.NoError(t, st.Close(t.Context()))
+	require.EqualValues(t, 100, st.Stats().BufferedWrites, "Redis away: left in the buffer, on disk")
+
+	proxy.Restore()
+	started := time.Now()
+	st = openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	rc := directClient(t, addr)
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		_, ok := storedState(t, rc, prefix, agents[len(agents)-1])
+		return ok
+	}, "the reopened store replays the buffer")
+	t.Logf("replayed %v after Open returned", time.Since(started).Round(time.Millisecond))
+	for _, a := range agents {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 }, "nothing pending")
+}
+
 // TestRedisTickCloseWithRedisAway checks that Close does not wait for a
 // Redis that does not answer, and says what it leaves behind.
 func TestRedisTickCloseWithRedisAway(t *testing.T) {
@@ -320,6 +359,11 @@ func (b *lockedBuffer) String() string {
 // made meanwhile are never refused.
 func TestRedisTickDrainTime(t *testing.T) {
 	skipShort(t)
+	t.Run("memory", func(t *testing.T) { drainTime(t, "") })
+	t.Run("disk", func(t *testing.T) { drainTime(t, t.TempDir()) })
+}
+
+func drainTime(t *testing.T, dataDir string) {
 	n := 100_000
 	if v := os.Getenv("STORAGE_HOST_DRAIN_WRITES"); v != "" {
 		var err error
@@ -329,7 +373,7 @@ func TestRedisTickDrainTime(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
 	proxy := newCutProxy(t, addr)
-	st := openTicked(t, proxy.Addr(), prefix, map[string]string{"fallback_buffer_entries": strconv.Itoa(2 * n)}, false, nil)
+	st := openTickedIn(t, proxy.Addr(), prefix, dataDir, map[string]string{"fallback_buffer_entries": strconv.Itoa(2 * n)}, false, nil)
 	ctx := t.Context()
 	base := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	ms := make([]host.Metric, 1000)
