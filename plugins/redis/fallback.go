@@ -114,11 +114,13 @@ package main
 // replayed twice (a replayer that fails between Redis and advancing head)
 // is rewritten with the same value, and reported twice.
 //
-// Once a tick has nothing more to replay now, it sweeps what replayed
-// writes left in kv, sweepBudget entries at most per tick: queue entries
-// below head, and r/ entries of writes below head (kv IfVersion, so a
-// newer buffered write's entry is kept). Deleting them during the replay
-// would double its kv calls; meanwhile they are read as absent.
+// Once a tick finds the queue empty, it sweeps what replayed writes left
+// in kv, sweepBudget entries at most per tick (answering More while there
+// may be more): queue entries below head, and r/ entries of writes below
+// head (kv IfVersion, so a newer buffered write's entry is kept).
+// Deleting them during the replay would double its kv calls; meanwhile
+// they are read as absent. While writes keep the queue from emptying they
+// stay, counted in the kv quota.
 
 import (
 	"bytes"
@@ -799,9 +801,10 @@ func (b *backend) tick() (abi.TickResult, error) {
 	if f.pending {
 		more = b.replay(now)
 	}
-	if !more {
-		// What replayed writes left behind is deleted once the replay
-		// has nothing more to do now, not while it races to catch up.
+	if !f.pending {
+		// What replayed writes left behind is deleted once the queue is
+		// empty, not while the replay races to catch up (nor while Redis
+		// is away, when every r/ entry is pending).
 		more = f.sweep()
 	}
 	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
