@@ -29,7 +29,8 @@ type TickResult struct {
 //	put_alert           Alert, as stored
 //	set_alert_status    Alert, as stored
 //	delete_alert        id string, agent_id string ("" when unknown)
-//	put_agent_state     AgentState, as stored (its version the store's)
+//	put_agent_state     AgentState, as stored (its version the store's;
+//	                    its State may be left empty: events do not carry it)
 //	delete_agent_state  agent_id string
 //
 // Any other op is malformed.
