@@ -90,7 +90,7 @@ func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
 	defer cancel()
 	var r abi.TickResult
-	err := s.call(ctx, abi.OpTick, func(*abi.Encoder) {}, r.Decode)
+	err := s.callPlugin(ctx, abi.OpTick, true, func(*abi.Encoder) {}, r.Decode) // a replay writes
 	if err != nil {
 		t.failed(err)
 		return abi.TickResult{}, err
