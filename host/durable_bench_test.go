@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/redistest"
@@ -15,6 +18,7 @@ import (
 // fallback buffer, in memory (no data directory) or on disk, by
 // concurrent callers sharing the disk's commits.
 func BenchmarkBufferedPut(b *testing.B) {
+	redis.SetLogger(&logging.VoidLogger{}) // every put's refused dial would be logged
 	for _, disk := range []bool{false, true} {
 		for _, n := range []int{1, 8, 64} {
 			b.Run("disk="+strconv.FormatBool(disk)+"/callers="+strconv.Itoa(n), func(b *testing.B) {

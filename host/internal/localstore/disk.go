@@ -203,7 +203,7 @@ type journal struct {
 	appended atomic.Uint64 // records appended; written under mu
 	synced   atomic.Uint64 // records on disk
 
-	kick    chan struct{} // wakes the committer; capacity 1
+	kick    chan struct{} // wakes the committer for a waiter; capacity 1
 	stop    chan struct{}
 	stopped chan struct{}
 	commits atomic.Uint64
@@ -252,20 +252,23 @@ func (j *journal) add(r record, storeRev uint64) {
 	j.rev = storeRev
 	j.appended.Add(1)
 	j.mu.Unlock()
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
 }
+
+// flushEvery is how long a write nobody waits for (the sweeper's) may
+// stay pending.
+const flushEvery = 100 * time.Millisecond
 
 // run commits what is pending, one batch at a time, until stop; then
 // commits what is left and returns.
 func (j *journal) run() {
 	defer close(j.stopped)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
 	var batch []record
 	for {
 		select {
 		case <-j.kick:
+		case <-t.C:
 		case <-j.stop:
 			j.commit(&batch)
 			return
@@ -317,6 +320,12 @@ func (j *journal) sync(ctx context.Context) error {
 	want := j.appended.Load()
 	if j.synced.Load() >= want {
 		return nil
+	}
+	// The committer starts when someone waits, not at every write: the
+	// several writes of one call then go to disk in one commit.
+	select {
+	case j.kick <- struct{}{}:
+	default:
 	}
 	for {
 		j.mu.Lock()
