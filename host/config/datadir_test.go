@@ -106,6 +106,14 @@ backend "b" {
   }
 }
 ` + routes, `bad.hcl:7:14: Shared data directory; Backend "b"'s data directory /srv/a/b lies inside backend "a"'s, /srv/a (at bad.hcl:3,14-22)`},
+		{"restore_on_start over records on disk", `backend "a" {
+  plugin = "builtin:local"
+  backup {
+    interval         = "1h"
+    directory        = "/srv/backups"
+    restore_on_start = true
+  }
+}`, `bad.hcl:6:24: Invalid value for "restore_on_start"; restore_on_start is for a backend that keeps its records in the daemon's memory (builtin:memory); this one keeps them on disk`},
 		{"holding another's default", `backend "a" { plugin = "builtin:local" }
 backend "b" {
   plugin   = "builtin:local"

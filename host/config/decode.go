@@ -362,6 +362,12 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	if rb.Backup != nil {
 		b.Backup = c.backup(rb.Backup, rb.Redis != nil)
+		if b.Backup.RestoreOnStart && rb.Redis == nil && cfg.DataDir != "" {
+			// Restoring over records kept on disk would undo every write
+			// made since the backup.
+			c.errorf(rb.Backup.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
+				"restore_on_start is for a backend that keeps its records in the daemon's memory (builtin:memory); this one keeps them on disk in %s, where they outlive the daemon, and restoring the newest backup at every start would undo the writes made since.", cfg.DataDir)
+		}
 	}
 	return b
 }
