@@ -70,7 +70,7 @@ func TestHotSwap(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, config("mem", mem), 0o600))
 
 	d := startDaemon(t, nil, "-config", cfg)
-	require.Equal(t, `storage-host: serving metrics→aux, alerts→aux, agent_states→mem on `+d.url, d.serving)
+	require.Regexp(t, `^storage-host: serving metrics→aux, alerts→aux, agent_states→mem \(data: \S+\) on `+regexp.QuoteMeta(d.url)+`$`, d.serving)
 	d.waitWatching(1)
 
 	// The agents.
