@@ -63,12 +63,21 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				stack[0] = uint64(now().UnixNano())
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
-			p.kv = localstore.New(s.now, time.Second, localstore.Quota{
+			q := localstore.Quota{
 				MaxBytes:     p.limits.MaxKVBytes,
 				MaxEntries:   int(p.limits.MaxKVEntries),
 				MaxScanBytes: int(p.limits.MaxKVScanBytes),
-			})
-			(&exchange{p: p, name: c.Module(), serve: p.serveKV}).export(b)
+			}
+			if p.dataDir == "" {
+				p.kv = localstore.New(s.now, time.Second, q)
+			} else {
+				kv, err := localstore.Open(p.dataDir, s.now, time.Second, q)
+				if err != nil {
+					return fmt.Errorf("host: backend %s: %w", p.name, err)
+				}
+				p.kv = kv
+			}
+			(&exchange{p: p, name: c.Module(), serve: p.serveKV, touches: p.kv.Durable()}).export(b)
 		case abi.CapabilityRedis:
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
@@ -140,6 +149,9 @@ type exchange struct {
 	p     *plugin
 	name  string // the capability's module, for messages
 	serve func(ctx context.Context, req []byte, e *abi.Encoder)
+	// touches marks the calling instance's call as one that used a
+	// durable kv store, which it must wait for before it returns.
+	touches bool
 }
 
 var exchangeEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
@@ -155,6 +167,9 @@ func (x *exchange) export(b wazero.HostModuleBuilder) {
 
 func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	in := x.p.hostCall(mod)
+	if x.touches && in != nil {
+		in.usedKV = true
+	}
 	req := guestBytes(mod, stack[0], stack[1], x.name+" request")
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := exchangeEncoders.Get().(*abi.Encoder)

@@ -82,6 +82,7 @@ type plugin struct {
 	log      hclog.Logger
 	limits   Limits
 	kv       *localstore.Store
+	dataDir  string // where kv keeps its data; "" for memory
 	redis    *redisbridge.Bridge
 	events   atomic.Pointer[events.Bus] // the store's, once open
 	pool     pool
@@ -141,6 +142,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
+	if !s.inspect {
+		// An inspected plugin gets an in-memory kv store: inspecting
+		// leaves the data directory alone.
+		p.dataDir = cfg.DataDir
+	}
 	defer func() {
 		if err != nil {
 			p.close(ctx)
@@ -298,6 +304,9 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 
 func (p *plugin) configure(ctx context.Context, in *instance) error {
 	_, err := in.call(ctx, abi.OpConfigure, p.options)
+	if err == nil {
+		err = p.syncKV(ctx, in.usedKV)
+	}
 	if err != nil {
 		return fmt.Errorf("host: configure plugin %s: %w", p.name, err)
 	}
@@ -341,7 +350,9 @@ func (p *plugin) close(ctx context.Context) {
 func (p *plugin) release(ctx context.Context) {
 	p.released.Do(func() {
 		if p.kv != nil {
-			p.kv.Close()
+			if err := p.kv.Close(); err != nil {
+				p.log.Error("kv store: closing its data directory failed; writes answered before this were on disk", "error", err)
+			}
 		}
 		if p.redis != nil {
 			_ = p.redis.Close()
@@ -369,6 +380,7 @@ type instance struct {
 	timedOut  atomic.Bool  // set by the watchdog when it closed the module
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
+	usedKV    bool         // the current call used a durable kv store
 	budget    callBudget   // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
@@ -610,7 +622,7 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
-	in.hostCalls, in.pending = 0, nil
+	in.hostCalls, in.pending, in.usedKV = 0, nil, false
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())
@@ -641,6 +653,20 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 		return nil, trapped(err)
 	}
 	return abi.ParseResponse(resp)
+}
+
+// syncKV waits, when the instance's last call used a durable kv store,
+// until what it wrote, or read of other calls' writes, is on disk: only
+// then may the call be answered. The caller may have returned the
+// instance to the pool already; usedKV is read before that.
+func (p *plugin) syncKV(ctx context.Context, usedKV bool) error {
+	if !usedKV {
+		return nil
+	}
+	if err := p.kv.Sync(ctx); err != nil {
+		return fmt.Errorf("backend %s: %w: %w", p.name, ErrOutcomeUnknown, err)
+	}
+	return nil
 }
 
 // failed explains a call into the guest that returned an error: the

@@ -218,7 +218,11 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
+		usedKV := in.usedKV
 		s.p.pool.put(in, false)
+		if serr := s.p.syncKV(ctx, usedKV); serr != nil {
+			return serr
+		}
 		return err
 	}
 	var decodeErr error
@@ -227,7 +231,13 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 		decode(&in.dec)
 		decodeErr = in.dec.Finish()
 	}
+	usedKV := in.usedKV
+	// The instance serves others while this call waits for the disk, so
+	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
+	if err := s.p.syncKV(ctx, usedKV); err != nil {
+		return err
+	}
 	if decodeErr != nil {
 		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}

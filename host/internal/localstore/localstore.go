@@ -1,6 +1,7 @@
 // Package localstore is the host side of the kv capability (abi.CapabilityKV):
-// an ordered in-memory key-value store with revisions and expiry, shared by
-// every instance of one backend.
+// an ordered key-value store with revisions and expiry, shared by every
+// instance of one backend: in memory (New), or in memory and on disk
+// (Open), where a write is durable once Sync returns.
 //
 // An expired entry is invisible to every operation from the instant it
 // expires, but its memory is reclaimed later: by the next write or delete
@@ -11,6 +12,7 @@ package localstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"strconv"
 	"sync"
@@ -113,6 +115,11 @@ type Store struct {
 	stop      chan struct{} // nil without a sweeper
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// Stores opened on a directory (Open) only.
+	j    *journal
+	dir  string
+	refs int // guarded by disks
 }
 
 // New returns a Store whose expiry follows now (the host clock; tests pass a
@@ -128,22 +135,59 @@ func New(now func() time.Time, sweepEvery time.Duration, q Quota) *Store {
 	}
 	s := &Store{now: now, quota: q, tree: btree.NewG(degree, less)}
 	if sweepEvery > 0 {
-		s.stop = make(chan struct{})
-		s.done = make(chan struct{})
-		go s.sweepLoop(sweepEvery)
+		s.startSweeper(sweepEvery)
 	}
 	return s
 }
 
-// Close stops the sweeper and waits for it to return. The Store stays
-// usable. Safe to call twice.
-func (s *Store) Close() {
+func (s *Store) startSweeper(every time.Duration) {
+	s.stop = make(chan struct{})
+	s.done = make(chan struct{})
+	go s.sweepLoop(every)
+}
+
+// Close stops the sweeper and waits for it to return; an in-memory Store
+// stays usable. A Store opened on a directory drops one reference, and
+// the last one writes what is pending and closes the file: its writes
+// then fail. Safe to call twice for an in-memory Store; a Store from
+// Open takes one Close per Open.
+func (s *Store) Close() error {
+	if s.j == nil {
+		s.stopSweeper()
+		return nil
+	}
+	disks.Lock()
+	defer disks.Unlock()
+	s.refs--
+	if s.refs > 0 {
+		return nil
+	}
+	delete(disks.open, s.dir)
+	s.stopSweeper()
+	return s.j.close()
+}
+
+func (s *Store) stopSweeper() {
 	s.closeOnce.Do(func() {
 		if s.stop != nil {
 			close(s.stop)
 			<-s.done
 		}
 	})
+}
+
+// Durable reports whether the Store keeps its entries on disk (Open).
+func (s *Store) Durable() bool { return s.j != nil }
+
+// Sync waits until every write applied before it is on disk; it returns
+// at once for an in-memory Store, or when nothing is waiting. An error
+// means a write may not be durable: the disk failed (the Store then takes
+// no more writes) or ctx ended first.
+func (s *Store) Sync(ctx context.Context) error {
+	if s.j == nil {
+		return nil
+	}
+	return s.j.sync(ctx)
 }
 
 // Len returns the number of stored entries, including expired entries not
@@ -170,6 +214,33 @@ func (s *Store) insert(en entry, old *entry, replaced bool) {
 	}
 	s.tree.ReplaceOrInsert(en)
 	s.bytes += en.size()
+}
+
+// journalPut and journalDelete carry a write applied to the tree to the
+// file, for a Store opened on a directory; the caller holds the write lock.
+func (s *Store) journalPut(en *entry) {
+	if s.j != nil {
+		s.j.put(en.key, en.rev, en.exp, en.value, s.rev)
+	}
+}
+
+func (s *Store) journalDelete(key []byte) {
+	if s.j != nil {
+		s.j.del(key, s.rev)
+	}
+}
+
+// refuseWrite returns why a write cannot be taken now, or "": a Store
+// whose file failed or that is closed takes none. The caller holds the
+// write lock.
+func (s *Store) refuseWrite() string {
+	if s.j == nil {
+		return ""
+	}
+	if err := s.j.failure(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // remove deletes en from the tree, keeping the byte count.
@@ -229,6 +300,7 @@ func (s *Store) lookup(key []byte, now int64) (old entry, found, live bool) {
 	old, found = s.tree.Get(entry{key: key})
 	if found && old.expired(now) {
 		s.remove(old)
+		s.journalDelete(old.key)
 		return old, true, false
 	}
 	return old, found, found
@@ -264,11 +336,19 @@ func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 		abi.AppendError(e, abi.StatusInvalid, "empty key")
 		return
 	}
+	if len(req.Key) > MaxKeyLength {
+		abi.AppendError(e, abi.StatusLimit, "key of "+strconv.Itoa(len(req.Key))+" bytes is over the limit of "+strconv.Itoa(MaxKeyLength))
+		return
+	}
 	now := s.now().UnixNano()
 	exp := expNanos(req.ExpiresAt)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if msg := s.refuseWrite(); msg != "" {
+		abi.AppendError(e, abi.StatusUnavailable, msg)
+		return
+	}
 	old, found, live := s.lookup(req.Key, now)
 	if st, msg := check(req.Condition, &old, live); st != abi.StatusOK {
 		abi.AppendError(e, st, msg)
@@ -300,17 +380,20 @@ func (s *Store) put(req *abi.KVRequest, e *abi.Encoder) {
 		// The write succeeds and leaves nothing to see.
 		if live {
 			s.remove(old)
+			s.journalDelete(old.key)
 		}
 	case reuse:
 		en.key = old.key
 		en.value = append(old.value[:0], req.Value...)
 		s.insert(en, &old, live)
+		s.journalPut(&en)
 	default:
 		buf := make([]byte, len(req.Key)+len(req.Value))
 		n := copy(buf, req.Key)
 		copy(buf[n:], req.Value)
 		en.key, en.value = buf[:n:n], buf[n:]
 		s.insert(en, &old, live)
+		s.journalPut(&en)
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(en.rev)
@@ -352,6 +435,10 @@ func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if msg := s.refuseWrite(); msg != "" {
+		abi.AppendError(e, abi.StatusUnavailable, msg)
+		return
+	}
 	old, _, live := s.lookup(req.Key, now)
 	if st, msg := check(req.Condition, &old, live); st != abi.StatusOK {
 		abi.AppendError(e, st, msg)
@@ -362,6 +449,7 @@ func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {
 		return
 	}
 	s.remove(old)
+	s.journalDelete(old.key)
 	e.U8(uint8(abi.StatusOK))
 }
 
@@ -454,6 +542,7 @@ func (s *Store) sweepLocked(now int64) int {
 	})
 	for _, en := range s.dead {
 		s.remove(en)
+		s.journalDelete(en.key)
 	}
 	n := len(s.dead)
 	clear(s.dead)

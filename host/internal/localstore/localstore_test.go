@@ -35,7 +35,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 func newStore(t *testing.T, c *fakeClock, sweepEvery time.Duration) *Store {
 	t.Helper()
 	s := New(c.Now, sweepEvery, Quota{})
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -656,7 +656,7 @@ func TestGetDoesNotAllocate(t *testing.T) {
 
 func benchStore(b *testing.B, n int) (*Store, [][]byte) {
 	s := New(nil, 0, Quota{})
-	b.Cleanup(s.Close)
+	b.Cleanup(func() { _ = s.Close() })
 	ks := make([][]byte, n)
 	val := make([]byte, 100)
 	var e abi.Encoder
@@ -746,7 +746,7 @@ func BenchmarkPut(b *testing.B) {
 	})
 	b.Run("insert", func(b *testing.B) {
 		s := New(nil, 0, Quota{})
-		b.Cleanup(s.Close)
+		b.Cleanup(func() { _ = s.Close() })
 		var e abi.Encoder
 		req := abi.KVRequest{Op: abi.KVPut, Value: val}
 		key := make([]byte, 0, 32)

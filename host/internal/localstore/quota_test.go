@@ -16,7 +16,7 @@ import (
 func newQuotaStore(t *testing.T, c *fakeClock, q Quota) *Store {
 	t.Helper()
 	s := New(c.Now, 0, q)
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 

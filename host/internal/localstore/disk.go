@@ -1,0 +1,369 @@
+package localstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// A Store opened with Open keeps its entries in a bbolt file as well as in
+// its B-tree. Reads never touch the file: the tree holds everything, and
+// the file is what the tree is rebuilt from at the next Open. Every write
+// applied to the tree is appended, in the same critical section, to the
+// journal's pending records; a committer goroutine writes what is pending
+// in one bbolt transaction (fsynced when it commits) while the next
+// writes accumulate, so concurrent writers share an fsync (group commit).
+// Sync waits until everything appended before it is on disk: the host
+// calls it before a plugin call that used the kv store returns, so a call
+// is acknowledged only once whatever it wrote, or could have read, is
+// durable.
+
+// ErrInUse is returned by Open for a directory another process holds.
+var ErrInUse = errors.New("kv store: data directory in use by another process")
+
+// FileName is the file a Store keeps in its directory.
+const FileName = "kv.db"
+
+// MaxKeyLength bounds a key, the same with or without a directory: it is
+// what the file format can hold.
+const MaxKeyLength = bbolt.MaxKeySize
+
+// fileFormat is the layout of the entries in the file, kept in the meta
+// bucket; a file of a later format is refused rather than misread.
+const fileFormat = 1
+
+var (
+	bucketEntries = []byte("entries")
+	bucketMeta    = []byte("meta")
+	metaFormat    = []byte("format")
+	metaRevision  = []byte("revision")
+)
+
+// lockWait is how long Open waits for another process's lock on the file.
+const lockWait = 500 * time.Millisecond
+
+// disks holds the Stores open in this process by directory, so that a
+// backend rebuilt on the same directory shares its data with the old one
+// instead of waiting for the file lock.
+var disks = struct {
+	sync.Mutex
+	open map[string]*Store
+}{open: map[string]*Store{}}
+
+// Open returns the Store kept in dir (created if missing, mode 0700),
+// loading what an earlier process left there. Opening a directory this
+// process already has open returns the same Store with one more
+// reference, and its quota replaced by q; Close drops a reference and
+// the last one closes the file. A directory another process holds is
+// ErrInUse.
+func Open(dir string, now func() time.Time, sweepEvery time.Duration, q Quota) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kv store: %w", err)
+	}
+	disks.Lock()
+	defer disks.Unlock()
+	if s, ok := disks.open[abs]; ok {
+		s.mu.Lock()
+		s.refs++
+		s.quota = q
+		s.mu.Unlock()
+		return s, nil
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("kv store: %w", err)
+	}
+	path := filepath.Join(abs, FileName)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: lockWait,
+		// The freelist is rebuilt by scanning at open instead of being
+		// written at every commit: one page less per commit.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv store: open %s: %w", path, err)
+	}
+	s := New(now, 0, q)
+	if err := s.load(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("kv store: load %s: %w", path, err)
+	}
+	s.j = newJournal(db, s.rev)
+	s.dir, s.refs = abs, 1
+	if sweepEvery > 0 {
+		s.startSweeper(sweepEvery)
+	}
+	disks.open[abs] = s
+	return s, nil
+}
+
+// load fills the empty tree from db, dropping the entries that expired
+// while the file was closed (from the file too).
+func (s *Store) load(db *bbolt.DB) error {
+	now := s.now().UnixNano()
+	return db.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if f := meta.Get(metaFormat); f == nil {
+			if err := meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, fileFormat)); err != nil {
+				return err
+			}
+		} else if len(f) != 8 || binary.BigEndian.Uint64(f) != fileFormat {
+			return fmt.Errorf("file format %x is not %d: written by another version of the host", f, fileFormat)
+		}
+		if r := meta.Get(metaRevision); len(r) == 8 {
+			s.rev = binary.BigEndian.Uint64(r)
+		}
+		entries, err := tx.CreateBucketIfNotExists(bucketEntries)
+		if err != nil {
+			return err
+		}
+		var expired [][]byte
+		err = entries.ForEach(func(k, v []byte) error {
+			rev, exp, value, err := decodeStored(v)
+			if err != nil {
+				return fmt.Errorf("entry %q: %w", k, err)
+			}
+			s.rev = max(s.rev, rev)
+			en := entry{rev: rev, exp: exp}
+			if en.expired(now) {
+				expired = append(expired, k)
+				return nil
+			}
+			buf := make([]byte, len(k)+len(value))
+			n := copy(buf, k)
+			copy(buf[n:], value)
+			en.key, en.value = buf[:n:n], buf[n:]
+			s.insert(en, nil, false)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := entries.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// appendStored encodes what the file keeps of an entry under its key.
+func appendStored(dst []byte, rev uint64, exp int64, value []byte) []byte {
+	dst = binary.AppendUvarint(dst, rev)
+	dst = binary.AppendVarint(dst, exp)
+	return append(dst, value...)
+}
+
+func decodeStored(b []byte) (rev uint64, exp int64, value []byte, err error) {
+	rev, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, 0, nil, errors.New("bad revision")
+	}
+	exp, m := binary.Varint(b[n:])
+	if m <= 0 {
+		return 0, 0, nil, errors.New("bad expiry")
+	}
+	return rev, exp, b[n+m:], nil
+}
+
+// record is one write waiting for the file: a put of its stored form, or
+// a delete when stored is nil. Both are copies, owned by the journal.
+type record struct {
+	key, stored []byte
+}
+
+// journal carries a Store's writes to its file, in the order they were
+// applied, one transaction per batch.
+type journal struct {
+	db *bbolt.DB
+
+	mu      sync.Mutex
+	pending []record
+	rev     uint64        // the store's revision counter at the last append
+	err     error         // the first commit that failed; the store takes no more writes
+	moved   chan struct{} // closed, and replaced, when synced moves or err is set
+	closed  bool
+
+	appended atomic.Uint64 // records appended; written under mu
+	synced   atomic.Uint64 // records on disk
+
+	kick    chan struct{} // wakes the committer; capacity 1
+	stop    chan struct{}
+	stopped chan struct{}
+	commits atomic.Uint64
+}
+
+func newJournal(db *bbolt.DB, rev uint64) *journal {
+	j := &journal{
+		db: db, rev: rev,
+		moved:   make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go j.run()
+	return j
+}
+
+// failure returns why the journal takes no more writes, or nil.
+func (j *journal) failure() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch {
+	case j.err != nil:
+		return j.err
+	case j.closed:
+		return errors.New("kv store: closed")
+	}
+	return nil
+}
+
+// put records a put of key; the caller holds the store's write lock.
+func (j *journal) put(key []byte, rev uint64, exp int64, value []byte, storeRev uint64) {
+	j.add(record{key: clone(key), stored: appendStored(make([]byte, 0, len(value)+2*binary.MaxVarintLen64), rev, exp, value)}, storeRev)
+}
+
+// del records a delete of key; the caller holds the store's write lock.
+func (j *journal) del(key []byte, storeRev uint64) {
+	j.add(record{key: clone(key)}, storeRev)
+}
+
+func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
+
+func (j *journal) add(r record, storeRev uint64) {
+	j.mu.Lock()
+	j.pending = append(j.pending, r)
+	j.rev = storeRev
+	j.appended.Add(1)
+	j.mu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run commits what is pending, one batch at a time, until stop; then
+// commits what is left and returns.
+func (j *journal) run() {
+	defer close(j.stopped)
+	var batch []record
+	for {
+		select {
+		case <-j.kick:
+		case <-j.stop:
+			j.commit(&batch)
+			return
+		}
+		j.commit(&batch)
+	}
+}
+
+// commit writes what is pending in one transaction. batch is scratch
+// reused between commits.
+func (j *journal) commit(batch *[]record) {
+	j.mu.Lock()
+	*batch, j.pending = j.pending, (*batch)[:0]
+	seq, rev, failed := j.appended.Load(), j.rev, j.err != nil
+	j.mu.Unlock()
+	if len(*batch) == 0 || failed {
+		return
+	}
+	err := j.db.Update(func(tx *bbolt.Tx) error {
+		entries := tx.Bucket(bucketEntries)
+		for _, r := range *batch {
+			var err error
+			if r.stored == nil {
+				err = entries.Delete(r.key)
+			} else {
+				err = entries.Put(r.key, r.stored)
+			}
+			if err != nil {
+				return fmt.Errorf("key %q: %w", r.key, err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaRevision, binary.BigEndian.AppendUint64(nil, rev))
+	})
+	clear(*batch)
+	j.commits.Add(1)
+	j.mu.Lock()
+	if err != nil {
+		j.err = fmt.Errorf("kv store: write to disk failed, no more writes are taken: %w", err)
+	} else {
+		j.synced.Store(seq)
+	}
+	close(j.moved)
+	j.moved = make(chan struct{})
+	j.mu.Unlock()
+}
+
+// sync waits until every record appended before it is on disk.
+func (j *journal) sync(ctx context.Context) error {
+	want := j.appended.Load()
+	if j.synced.Load() >= want {
+		return nil
+	}
+	for {
+		j.mu.Lock()
+		if j.err != nil {
+			err := j.err
+			j.mu.Unlock()
+			return err
+		}
+		if j.synced.Load() >= want {
+			j.mu.Unlock()
+			return nil
+		}
+		moved := j.moved
+		j.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return fmt.Errorf("kv store: waiting for the disk: %w", ctx.Err())
+		}
+	}
+}
+
+// close commits what is pending and closes the file.
+func (j *journal) close() error {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	close(j.stop)
+	<-j.stopped
+	err := j.failure()
+	if err != nil && j.err == nil {
+		err = nil // only closed
+	}
+	if cerr := j.db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Unsynced returns how many writes are applied but not yet on disk; 0 for
+// an in-memory Store.
+func (s *Store) Unsynced() uint64 {
+	if s.j == nil {
+		return 0
+	}
+	// synced is read first: appended only grows, so the difference is
+	// never negative.
+	synced := s.j.synced.Load()
+	return s.j.appended.Load() - synced
+}

@@ -1,0 +1,323 @@
+package localstore
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+func openStore(t testing.TB, dir string, c *fakeClock) *Store {
+	t.Helper()
+	s, err := Open(dir, c.Now, 0, Quota{})
+	require.NoError(t, err)
+	return s
+}
+
+// everything returns every live entry of s, in key order.
+func everything(t testing.TB, s *Store) []abi.KVEntry {
+	t.Helper()
+	var all []abi.KVEntry
+	start := ""
+	for {
+		page, next := scan(t, s, start, "", 0)
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		start = next
+	}
+}
+
+func TestReopenKeepsEntriesRevisionsAndExpiries(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	s := openStore(t, dir, c)
+	mustPut(t, s, "a", "1")
+	mustPut(t, s, "b", "2", expiresAt(epoch.Add(time.Hour)))
+	mustPut(t, s, "b", "22", keepTTL)                          // value replaced in place
+	mustPut(t, s, "c", "3")                                    // deleted below
+	mustPut(t, s, "d", "4", expiresAt(epoch.Add(time.Second))) // expires while closed
+	_, _, st := restore(t, s, "e", "5", 1000)
+	require.Equal(t, abi.StatusOK, st)
+	last := mustPut(t, s, "f", "6")
+	require.Equal(t, abi.StatusOK, del(t, s, "c"))
+	require.Equal(t, abi.StatusOK, del(t, s, "f")) // the highest revision is gone: the counter must still be kept
+	before := everything(t, s)
+	require.NoError(t, s.Sync(context.Background()))
+	require.NoError(t, s.Close())
+
+	c.Advance(2 * time.Second)
+	s = openStore(t, dir, c)
+	defer s.Close()
+	after := everything(t, s)
+	var want []abi.KVEntry
+	for _, en := range before {
+		if string(en.Key) != "d" {
+			want = append(want, en)
+		}
+	}
+	assert.Equal(t, want, after)
+	assert.Equal(t, 3, s.Len(), "the entry that expired while closed is not loaded")
+
+	// Revisions never repeat across a reopen, even past a deleted key's.
+	rev := mustPut(t, s, "g", "7")
+	assert.Greater(t, rev, last)
+	assert.Greater(t, rev, uint64(1000), "a restored revision moves the counter, across a reopen too")
+}
+
+func TestReopenMatchesAfterRandomWrites(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	s := openStore(t, dir, c)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 3000; i++ {
+		key := "k" + strconv.Itoa(r.IntN(300))
+		switch r.IntN(5) {
+		case 0:
+			del(t, s, key)
+		case 1:
+			put(t, s, key, strconv.Itoa(i), expiresAt(epoch.Add(time.Duration(r.IntN(100))*time.Second)))
+		case 2:
+			put(t, s, key, string(make([]byte, r.IntN(200))), keepTTL)
+		default:
+			put(t, s, key, strconv.Itoa(i))
+		}
+		if i%500 == 0 {
+			c.Advance(7 * time.Second) // some entries expire, and are met by later writes
+		}
+	}
+	before := everything(t, s)
+	require.NoError(t, s.Close())
+	s = openStore(t, dir, c)
+	defer s.Close()
+	assert.Equal(t, before, everything(t, s))
+}
+
+func TestOpenTwiceSharesOneStore(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	a := openStore(t, dir, c)
+	b := openStore(t, filepath.Join(dir, "."), c) // the same directory, spelled otherwise
+	require.Same(t, a, b)
+	mustPut(t, a, "k", "v")
+	require.NoError(t, a.Close())
+	// b still holds a reference: the store is open and writable.
+	mustPut(t, b, "k2", "v2")
+	en, st := get(t, b, "k")
+	require.Equal(t, abi.StatusOK, st)
+	assert.Equal(t, "v", string(en.Value))
+	require.NoError(t, b.Close())
+	// Closed for good: writes are refused, and the directory can be opened again.
+	_, _, st = put(t, b, "k3", "v3")
+	assert.Equal(t, abi.StatusUnavailable, st)
+	c2 := openStore(t, dir, c)
+	defer c2.Close()
+	assert.Len(t, everything(t, c2), 2)
+}
+
+func TestOpenRefusesADirectoryHeldElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	// bbolt's lock is an flock on the open file: a second open file
+	// description, as another process would have, is refused.
+	db, err := bbolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = Open(dir, time.Now, 0, Quota{})
+	require.ErrorIs(t, err, ErrInUse)
+}
+
+func TestOpenRefusesAnUnknownFormat(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bbolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put(metaFormat, []byte{0, 0, 0, 0, 0, 0, 0, 9})
+	}))
+	require.NoError(t, db.Close())
+	_, err = Open(dir, time.Now, 0, Quota{})
+	require.ErrorContains(t, err, "file format")
+}
+
+func TestOpenCreatesAPrivateDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s, err := Open(dir, time.Now, 0, Quota{})
+	require.NoError(t, err)
+	defer s.Close()
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	fi, err = os.Stat(filepath.Join(dir, FileName))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+}
+
+func TestKeysOverTheFileLimitAreRefused(t *testing.T) {
+	for _, s := range []*Store{New(time.Now, 0, Quota{}), openStore(t, t.TempDir(), newClock())} {
+		_, _, st := put(t, s, string(make([]byte, MaxKeyLength+1)), "v")
+		assert.Equal(t, abi.StatusLimit, st, "durable: %v", s.Durable())
+		_, _, st = put(t, s, string(make([]byte, MaxKeyLength)), "v")
+		assert.Equal(t, abi.StatusOK, st, "durable: %v", s.Durable())
+		require.NoError(t, s.Close())
+	}
+}
+
+func TestConcurrentWritersShareCommits(t *testing.T) {
+	s := openStore(t, t.TempDir(), newClock())
+	defer s.Close()
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				var e abi.Encoder
+				s.Do(&abi.KVRequest{Op: abi.KVPut, Key: fmt.Appendf(nil, "w%d/%d", w, i), Value: []byte("v")}, &e)
+				if err := s.Sync(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	commits := s.j.commits.Load()
+	t.Logf("%d synced writes in %d commits", writers*each, commits)
+	assert.Less(t, commits, uint64(writers*each), "writers waiting at once share a commit")
+	assert.Equal(t, writers*each, s.Len())
+}
+
+func TestSyncGivesUpWithItsContext(t *testing.T) {
+	s := openStore(t, t.TempDir(), newClock())
+	defer s.Close()
+	mustPut(t, s, "k", "v")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Sync(ctx)
+	// Either the commit was already done, or the wait gave up.
+	if err != nil {
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, s.Sync(context.Background()))
+}
+
+// crashChild is the process TestAcknowledgedWritesSurviveSIGKILL kills:
+// it writes keys one after another, syncs each, and prints the number of
+// every key once Sync returned — what the host would acknowledge.
+func crashChild(dir string) {
+	s, err := Open(dir, time.Now, 0, Quota{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for i := 0; ; i++ {
+		var e abi.Encoder
+		s.Do(&abi.KVRequest{Op: abi.KVPut, Key: []byte("k" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i))}, &e)
+		if _, err := abi.ParseResponse(e.Bytes()); err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+		if err := s.Sync(context.Background()); err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(out, i)
+		out.Flush()
+	}
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("LOCALSTORE_CRASH_CHILD"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "LOCALSTORE_CRASH_CHILD="+dir)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		lines := bufio.NewScanner(stdout)
+		acked := -1
+		for lines.Scan() && acked < 200*(round+1) {
+			n, err := strconv.Atoi(lines.Text())
+			require.NoError(t, err, "child: %s", lines.Text())
+			acked = n
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		require.GreaterOrEqual(t, acked, 0)
+
+		s := openStore(t, dir, newClock())
+		for i := 0; i <= acked; i++ {
+			en, st := get(t, s, "k"+strconv.Itoa(i))
+			require.Equal(t, abi.StatusOK, st, "round %d: acknowledged key k%d lost by SIGKILL (%d acknowledged)", round, i, acked+1)
+			require.Equal(t, strconv.Itoa(i), string(en.Value))
+		}
+		require.NoError(t, s.Close())
+	}
+}
+
+// BenchmarkSyncedPut is a put that waits for the disk, by concurrent
+// writers: in memory (Sync returns at once) and on disk, where writers
+// waiting at once share a commit.
+func BenchmarkSyncedPut(b *testing.B) {
+	val := make([]byte, 100)
+	for _, disk := range []bool{false, true} {
+		for _, writers := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("disk=%v/writers=%d", disk, writers), func(b *testing.B) {
+				s := New(nil, 0, Quota{})
+				if disk {
+					var err error
+					if s, err = Open(b.TempDir(), nil, 0, Quota{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.Cleanup(func() { _ = s.Close() })
+				b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+				var n atomic.Uint64
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					var e abi.Encoder
+					req := abi.KVRequest{Op: abi.KVPut, Value: val}
+					for pb.Next() {
+						req.Key = fmt.Appendf(req.Key[:0], "bench/%08d", n.Add(1)%10000)
+						e.Reset()
+						s.Do(&req, &e)
+						if err := s.Sync(context.Background()); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				if disk {
+					b.ReportMetric(float64(b.N)/float64(s.j.commits.Load()), "puts/commit")
+				}
+			})
+		}
+	}
+}
