@@ -367,9 +367,10 @@ func TestDurabilityRedisOutage(t *testing.T) {
 		s.redis.Stop()
 		l.outage.Store(true)
 		l.waitAcks(300, "during the outage")
+		// The writes acknowledged during the outage are in the buffer
+		// only (finish requires some): no request will replay them.
 		l.halt()
 		s.redis.Start()
-		require.Positive(t, s.missing(l), "Redis is back holding every write: nothing is left to replay")
 		s.finish("redis killed", l, d)
 	})
 
