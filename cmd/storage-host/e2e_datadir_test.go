@@ -10,14 +10,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestDataDirOneDaemon: a second daemon on a data directory another one
-// serves from refuses to start, saying which process holds it, and does
+// TestDataDirOneDaemon: a daemon warns about a data directory other users
+// may enter; a second daemon on a data directory another one serves from
+// refuses to start, saying which process holds it, and does
 // not disturb the first; once the first has stopped the directory is free.
 func TestDataDirOneDaemon(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
+	require.NoError(t, os.Chmod(data, 0o750))
 	first := startDaemon(t, nil, "-data-dir", data)
 	require.Contains(t, first.serving, "(data: "+data+")")
+	// A directory others may enter is used, with a warning.
+	first.waitLog(regexp.MustCompile(`\[WARN\]  storage-host: the data directory lets other users in; chmod 700 it: dir=`+regexp.QuoteMeta(data)+` mode=-rwxr-x---`), 1)
 	putState(t, first.url, "a1")
 
 	_, stderr, code := runCommand(t, nil, "serve", "-listen", "127.0.0.1:0", "-data-dir", data)

@@ -14,13 +14,14 @@ import (
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: storage-host validate [-data-dir DIR] FILE"); fs.PrintDefaults() }
+	const usage = "usage: storage-host validate [-data-dir DIR] FILE"
+	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
 	dataDirArg := dataDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
+		fmt.Fprintln(stderr, usage)
 		return errReported
 	}
 	// The data directory is only named: the backends' directories are
