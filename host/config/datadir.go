@@ -36,9 +36,9 @@ func collect(opts []Option) options {
 	return o
 }
 
-// BackendsDir is the directory, under the data directory, holding the
+// backendsDir is the directory, under the data directory, holding the
 // directory of each backend without a data_dir of its own.
-const BackendsDir = "backends"
+const backendsDir = "backends"
 
 // backendDataDir returns host.Config.DataDir for the backend rb, whose
 // plugin is plugin (as resolved; "" when invalid): "" for builtin:memory,
@@ -81,7 +81,7 @@ func (c *checker) backendDataDir(rb *rawBackend, plugin string) string {
 	case !validName.MatchString(rb.Name):
 		return "" // reported by name
 	}
-	return filepath.Join(c.dataDir, BackendsDir, rb.Name)
+	return filepath.Join(c.dataDir, backendsDir, rb.Name)
 }
 
 // dataDir is where a backend keeps its data, and the range naming it.

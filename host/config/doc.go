@@ -101,5 +101,7 @@
 // (host.Inspect) for the capabilities it imports, so that a plugin this
 // host cannot load, or one needing a capability its backend does not
 // grant, is refused here rather than when the daemon starts. It connects
-// to nothing: a Redis backend checks without Redis.
+// to nothing and creates nothing: a Redis backend checks without Redis,
+// and data directories (WithDataDir, data_dir) are computed and checked
+// against each other, not made.
 package config
