@@ -33,7 +33,7 @@ func defaultDataDir() string {
 // dataDirFlag defines -data-dir on fs.
 func dataDirFlag(fs *flag.FlagSet) *string {
 	return fs.String("data-dir", defaultDataDir(),
-		"directory the backends keep their data in, each in backends/NAME (default: $"+dataDirEnv+", else $XDG_DATA_HOME/storage-host, else ~/.local/share/storage-host)")
+		"directory the backends keep their data in, each in backends/NAME, locked by one daemon at a time; by default $"+dataDirEnv+", else $XDG_DATA_HOME/storage-host, else ~/.local/share/storage-host")
 }
 
 // checkDataDir returns dir absolute, or an error when it is unset.
