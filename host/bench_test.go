@@ -213,7 +213,6 @@ func BenchmarkInterruptible(b *testing.B) {
 // (builtin:memory) and on disk (builtin:local, fsynced before each put
 // returns), by concurrent callers: callers waiting at once share a commit.
 func BenchmarkDurablePut(b *testing.B) {
-	state := []byte(`{"step":1,"goal":"benchmark"}`)
 	for _, store := range []string{"memory", "local"} {
 		for _, n := range []int{1, 8, 64} {
 			b.Run("store="+store+"/callers="+strconv.Itoa(n), func(b *testing.B) {
@@ -221,21 +220,26 @@ func BenchmarkDurablePut(b *testing.B) {
 				if store == "local" {
 					cfg.DataDir = b.TempDir()
 				}
-				st := openBench(b, cfg)
-				b.ReportAllocs()
-				b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0)))
-				var next atomic.Int64
-				b.RunParallel(func(pb *testing.PB) {
-					ctx := context.Background()
-					for pb.Next() {
-						i := int(next.Add(1))
-						if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-" + strconv.Itoa(i%benchAgents), State: state}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+				putStatesBy(b, openBench(b, cfg), n)
 			})
 		}
 	}
+}
+
+// putStatesBy runs b.N agent-state puts on st from n concurrent callers.
+func putStatesBy(b *testing.B, st *host.Store, n int) {
+	state := []byte(`{"step":1,"goal":"benchmark"}`)
+	b.ReportAllocs()
+	b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0)))
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			i := int(next.Add(1))
+			if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-" + strconv.Itoa(i%benchAgents), State: state}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -1,10 +1,7 @@
 package host_test
 
 import (
-	"context"
-	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +15,6 @@ import (
 // fallback buffer, in memory (no data directory) or on disk, by
 // concurrent callers sharing the disk's commits.
 func BenchmarkBufferedPut(b *testing.B) {
-	state := []byte(`{"step":1,"goal":"benchmark"}`)
 	for _, disk := range []bool{false, true} {
 		for _, n := range []int{1, 8, 64} {
 			b.Run("disk="+strconv.FormatBool(disk)+"/callers="+strconv.Itoa(n), func(b *testing.B) {
@@ -35,19 +31,7 @@ func BenchmarkBufferedPut(b *testing.B) {
 				}
 				st := openBench(b, cfg)
 				srv.Stop()
-				b.ReportAllocs()
-				b.SetParallelism(max(1, n/runtime.GOMAXPROCS(0)))
-				var next atomic.Int64
-				b.RunParallel(func(pb *testing.PB) {
-					ctx := context.Background()
-					for pb.Next() {
-						i := int(next.Add(1))
-						if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-" + strconv.Itoa(i%benchAgents), State: state}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+				putStatesBy(b, st, n)
 			})
 		}
 	}
