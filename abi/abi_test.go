@@ -43,7 +43,7 @@ func TestNames(t *testing.T) {
 func TestVersion(t *testing.T) {
 	// The one place that pins the version this package implements; the
 	// tests of README.md check the document against abi.Current.
-	assert.Equal(t, abi.Version{Major: 1, Minor: 2}, abi.Current)
+	assert.Equal(t, abi.Version{Major: 1, Minor: 3}, abi.Current)
 	assert.Equal(t, fmt.Sprintf("%d.%d", abi.Current.Major, abi.Current.Minor), abi.Current.String())
 	assert.Equal(t, uint32(abi.Current.Major)<<16|uint32(abi.Current.Minor), abi.Current.Packed())
 	assert.Equal(t, abi.Current, abi.UnpackVersion(abi.Current.Packed()))
@@ -138,6 +138,7 @@ func TestStatus(t *testing.T) {
 		{abi.StatusInternal, 6, "internal"},
 		{abi.StatusLimit, 7, "limit exceeded"},
 		{abi.StatusStale, 8, "stale"},
+		{abi.StatusUnknown, 9, "outcome unknown"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.code, uint8(tt.s))
@@ -145,15 +146,15 @@ func TestStatus(t *testing.T) {
 		assert.Equal(t, tt.name, tt.s.String())
 		assert.Equal(t, tt.name, tt.s.Error())
 	}
-	assert.False(t, abi.Status(9).Known())
-	assert.Equal(t, "status 9", abi.Status(9).String())
+	assert.False(t, abi.Status(10).Known())
+	assert.Equal(t, "status 10", abi.Status(10).String())
 	assert.Equal(t, "status 255", abi.Status(255).String())
 }
 
 func TestStatusSentinels(t *testing.T) {
 	statuses := []abi.Status{
 		abi.StatusNotFound, abi.StatusConflict, abi.StatusInvalid, abi.StatusUnavailable,
-		abi.StatusUnsupported, abi.StatusInternal, abi.StatusLimit,
+		abi.StatusUnsupported, abi.StatusInternal, abi.StatusLimit, abi.StatusUnknown,
 	}
 	for _, s := range statuses {
 		t.Run(s.String(), func(t *testing.T) {
@@ -187,7 +188,8 @@ func TestParseResponse(t *testing.T) {
 		{"not found", []byte("\x01no such agent"), nil, &abi.Error{Status: abi.StatusNotFound, Message: "no such agent"}},
 		{"conflict without message", []byte{2}, nil, &abi.Error{Status: abi.StatusConflict}},
 		{"limit", []byte("\x07too big"), nil, &abi.Error{Status: abi.StatusLimit, Message: "too big"}},
-		{"unknown status", []byte("\x09boom"), nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 9: boom"}},
+		{"outcome unknown", []byte("\x09timed out"), nil, &abi.Error{Status: abi.StatusUnknown, Message: "timed out"}},
+		{"unknown status", []byte("\x0aboom"), nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 10: boom"}},
 		{"unknown status 255", []byte{255}, nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 255: "}},
 	}
 	for _, tt := range tests {

@@ -53,6 +53,18 @@ func (o Op) String() string {
 	return "op_" + strconv.FormatUint(uint64(o), 10)
 }
 
+// Writes reports whether o changes records: the puts, deletes, status
+// changes and restores. Only these, and batch items of these, may answer
+// StatusUnknown.
+func (o Op) Writes() bool {
+	switch o {
+	case OpPutMetric, OpDeleteMetric, OpPutAlert, OpDeleteAlert, OpSetAlertStatus,
+		OpPutAgentState, OpDeleteAgentState, OpRestore:
+		return true
+	}
+	return false
+}
+
 // Requires returns the features a backend must advertise to serve o.
 // Ping and Configure require nothing; an unknown op requires a feature no
 // backend can advertise. OpRestore requires FeatureRestore here and, per

@@ -41,6 +41,12 @@ const (
 	// that may be behind the primary store (a Redis backend buffering while
 	// Redis is unreachable). Only reads answer it.
 	StatusStale Status = 8
+	// StatusUnknown (ABI 1.3): the outcome is unknown. The request may or
+	// may not have taken effect: the backend sent a write to its store (a
+	// command to Redis, say) and lost the answer (a timeout or a dropped
+	// connection after sending). Only writes answer it. A caller reads the
+	// record back, or retries only a write that is safe to repeat.
+	StatusUnknown Status = 9
 )
 
 var statusNames = [...]string{
@@ -53,6 +59,7 @@ var statusNames = [...]string{
 	StatusInternal:    "internal",
 	StatusLimit:       "limit exceeded",
 	StatusStale:       "stale",
+	StatusUnknown:     "outcome unknown",
 }
 
 // Known reports whether s is a status code of this ABI version.

@@ -203,3 +203,32 @@ func (s *Store) checkItems(op abi.Op, errs []error, err error, why func(i int) s
 		}
 	}
 }
+
+// mayAnswerUnknown reports whether the plugin may answer op with
+// abi.StatusUnknown: only write ops do, and only a plugin of ABI 1.3 or
+// later knows the status.
+func (p *plugin) mayAnswerUnknown(op abi.Op) bool {
+	return op.Writes() && p.meta.ABI.Minor >= unknownSince
+}
+
+// unknownSince is the ABI 1.x minor that added abi.StatusUnknown.
+const unknownSince = 3
+
+// unknownAnswer returns err, a StatusUnknown answer to op, or, when the
+// plugin may not answer it there, the INTERNAL error of a status it does
+// not know: from a plugin of ABI 1.2 or older, as a 1.2 host would; from a
+// read, a query or a ping, which have no outcome to be unsure of.
+func (p *plugin) unknownAnswer(op abi.Op, err error) error {
+	if p.mayAnswerUnknown(op) {
+		return err
+	}
+	msg := err.Error()
+	var ae *abi.Error
+	if errors.As(err, &ae) {
+		msg = ae.Message
+	}
+	if !op.Writes() {
+		return abi.Errorf(abi.StatusInternal, "backend %s: %s answered status %d (%s), which only writes may answer: %s", p.name, op, abi.StatusUnknown, abi.StatusUnknown, msg)
+	}
+	return abi.Errorf(abi.StatusInternal, "unknown status %d: %s", abi.StatusUnknown, msg)
+}

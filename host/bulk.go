@@ -25,7 +25,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	}
 	var item abi.Encoder
 	var results []abi.BatchResult
-	err = s.roundTrip(ctx, abi.OpBatch, func(e *abi.Encoder) {
+	err = s.call(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
 		e.Uvarint(uint64(n))
 		for i := 0; i < n; i++ {
 			item.Reset()
@@ -46,6 +46,9 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 		switch {
 		case r.Status == abi.StatusStale:
 			errs[i] = &abi.Error{Status: r.Status, Message: "served from a fallback copy that may be behind"}
+		case r.Status == abi.StatusUnknown:
+			errs[i] = s.p.unknownAnswer(op, &abi.Error{Status: r.Status, Message: string(r.Body)})
+			continue
 		case r.Status != abi.StatusOK:
 			if !r.Status.Known() {
 				r.Status = abi.StatusInternal
@@ -127,6 +130,7 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
 	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
+	s.unsureItems(events.KindAlerts, errs, func(i int) string { return as[i].ID })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
@@ -145,6 +149,7 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
 	agents := s.alertAgents(ctx, ids)
 	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
+	s.unsureItems(events.KindAlerts, errs, func(i int) string { return ids[i] })
 	return publishDeleted(errs, err, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
 
@@ -187,6 +192,7 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 	s.checkItems(abi.OpPutAgentState, errs, err, func(i int) string {
 		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
 	})
+	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return states[i].AgentID })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, s.publishState)
 }
@@ -208,5 +214,6 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
 		req.Encode(e)
 	}, nil)
+	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return agentIDs[i] })
 	return publishDeleted(errs, err, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }

@@ -82,7 +82,7 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
-			(&exchange{p: p, name: c.Module(), serve: p.serveRedis}).export(b)
+			(&exchange{p: p, name: c.Module(), serve: p.serveRedis, redis: true}).export(b)
 		case abi.CapabilityEvents:
 			// publish(ptr i32, len i32) -> i32
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
@@ -149,6 +149,9 @@ type exchange struct {
 	p     *plugin
 	name  string // the capability's module, for messages
 	serve func(ctx context.Context, req []byte, e *abi.Encoder)
+	// redis: the instance's redisBusy is set during the call, and a
+	// response other than INVALID or UNAVAILABLE sets its sentRedis.
+	redis bool
 	// touches marks the calling instance's call as one that used a
 	// durable kv store, which it must wait for before it returns.
 	touches bool
@@ -175,8 +178,19 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	e := exchangeEncoders.Get().(*abi.Encoder)
 	defer exchangeEncoders.Put(e)
 	e.Reset()
+	if x.redis && in != nil {
+		in.redisBusy.Store(true)
+	}
 	x.serve(ctx, req, e)
 	resp := e.Bytes()
+	if x.redis && in != nil {
+		if len(resp) > 0 {
+			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
+				in.sentRedis.Store(true)
+			}
+		}
+		in.redisBusy.Store(false)
+	}
 	if uint32(len(resp)) <= outCap {
 		if !mod.Memory().Write(outPtr, resp) {
 			panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))
@@ -208,13 +222,27 @@ func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
 }
 
 // serveRedis decodes a redis request and runs it through the bridge, with
-// the caller's context: its deadline bounds the Redis round trip.
+// the caller's context: its deadline bounds the Redis round trip. A plugin
+// of ABI 1.2 or older does not know StatusUnknown: it is answered
+// UNAVAILABLE instead, which for it still means the outcome may be
+// unknown (ABI section 12.3).
 func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
 	if p.redis == nil { // only while inspecting
 		abi.AppendError(e, abi.StatusUnavailable, "redis: no connection while the plugin is inspected")
 		return
 	}
+	start := len(e.Bytes())
 	p.redis.Serve(ctx, reqBytes, e)
+	p.redisStatusFor(e.Bytes()[start:])
+}
+
+// redisStatusFor rewrites the status of a redis response the plugin does
+// not know: StatusUnknown becomes StatusUnavailable for a plugin of ABI
+// 1.2 or older.
+func (p *plugin) redisStatusFor(resp []byte) {
+	if p.meta.ABI.Minor < unknownSince && len(resp) > 0 && resp[0] == byte(abi.StatusUnknown) {
+		resp[0] = byte(abi.StatusUnavailable)
+	}
 }
 
 // pluginEventsPerSecond rate-limits the events one backend's plugin

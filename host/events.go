@@ -138,6 +138,22 @@ func (s *Store) publishStateDelete(agent string) {
 	s.publish(events.KindAgentStates, events.OpDelete, agent, agent, 0, time.Time{}, nil)
 }
 
+// unsure drops this host's cached copy of a record a write of unknown
+// outcome (ErrOutcomeUnknown) may have changed: no event says what it
+// left, so the next read goes to the backend.
+func (s *Store) unsure(kind, key string, err error) {
+	if s.cache != nil && err != nil && errors.Is(err, ErrOutcomeUnknown) {
+		s.cache.invalidate(cacheKey{kind, key}, 0)
+	}
+}
+
+// unsureItems is unsure for the items of a bulk write.
+func (s *Store) unsureItems(kind string, errs []error, key func(i int) string) {
+	for i, err := range errs {
+		s.unsure(kind, key(i), err)
+	}
+}
+
 // publishEach publishes the items of a bulk write that succeeded.
 func publishEach[T any](rs []Result[T], err error, publish func(*T)) ([]Result[T], error) {
 	if err == nil {

@@ -381,7 +381,13 @@ type instance struct {
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
 	usedKV    bool         // the current call used a durable kv store
-	budget    callBudget   // per-call budgets of host functions (capabilities.go)
+	// sentRedis is set when a redis call of the current call may have
+	// changed data: the bridge answered it otherwise than INVALID or
+	// UNAVAILABLE, which both mean nothing of it was written. redisBusy is
+	// set while a redis call runs: a caller released at its deadline (a
+	// trusted call is abandoned, not stopped) may leave one running.
+	sentRedis, redisBusy atomic.Bool
+	budget               callBudget // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
@@ -623,6 +629,8 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending, in.usedKV = 0, nil, false
+	in.sentRedis.Store(false)
+	in.redisBusy.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())

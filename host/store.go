@@ -36,12 +36,18 @@ func (s *Store) Name() string { return s.p.name }
 // Metadata returns what the plugin declared about itself.
 func (s *Store) Metadata() Metadata { return s.p.meta }
 
-// ErrOutcomeUnknown is returned, together with ErrClosed, for a call that
-// Close cut short after it had reached the plugin: it may or may not have
-// taken effect, so it must not be run again blindly. A call refused
-// because the store was already closed matches ErrClosed alone and never
-// reached the plugin.
-var ErrOutcomeUnknown = errors.New("host: call cut short by Close after it reached the plugin; its outcome is unknown")
+// ErrOutcomeUnknown matches a write whose outcome is unknown: it may or
+// may not have taken effect, so it must not be taken for "not applied"
+// nor run again blindly; read the record back, or repeat only a write
+// that is safe to repeat (an unconditional put of the same value, a
+// delete). It is abi.StatusUnknown, so errors.Is matches either:
+//   - the plugin answered StatusUnknown (a Redis backend sent the write
+//     and lost the reply: a timeout, a dropped connection), for the call
+//     or, in a bulk result, for the item;
+//   - Close cut the call short after it had reached the plugin; the error
+//     then matches ErrClosed too. A call refused because the store was
+//     already closed matches ErrClosed alone and never reached the plugin.
+var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
 // one admitted has left. Its lock is held only to count, never across a
@@ -180,6 +186,12 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 // take an instance, encode the request into it, call, decode the response
 // while the instance is still held, give the instance back.
 func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	return s.call(ctx, op, op.Writes(), encode, decode)
+}
+
+// call is roundTrip; writes says whether the request may change records
+// (for a batch, whether its items' op does).
+func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
 	// Refused before anything runs: Manager.Do may run it elsewhere.
 	if !s.calls.enter() {
 		return ErrClosed
@@ -199,6 +211,9 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 		started = time.Now()
 	}
 	body, err := in.call(ctx, op, in.enc.Bytes())
+	if err != nil && errors.Is(err, abi.StatusUnknown) {
+		err = s.p.unknownAnswer(op, err)
+	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
 	trapped := err != nil && !stale && errors.As(err, &trap)
@@ -210,11 +225,17 @@ func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encod
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
+			if writes && (in.sentRedis.Load() || in.redisBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
+				// Stopped or abandoned at its deadline once Redis had taken
+				// some of its commands, or while it waited for Redis: they
+				// may have written.
+				return fmt.Errorf("backend %s: %w: stopped after its Redis commands were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
 			if s.cutShort.Load() {
-				return fmt.Errorf("backend %s: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
+				return fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
 			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
@@ -329,6 +350,7 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
+	s.unsure(events.KindAlerts, a.ID, err)
 	if err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) }); err != nil {
 		return Alert{}, err
 	}
@@ -356,6 +378,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 func (s *Store) DeleteAlert(ctx context.Context, id string) error {
 	agent := s.alertAgents(ctx, []string{id})
 	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
+	s.unsure(events.KindAlerts, id, err)
 	if err == nil {
 		s.publishAlertDelete(id, agent[0])
 	}
@@ -368,6 +391,7 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
+	s.unsure(events.KindAlerts, id, err)
 	if err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) }); err != nil {
 		return Alert{}, err
 	}
@@ -395,6 +419,7 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	s.unsure(events.KindAgentStates, st.AgentID, err)
 	if err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) }); err != nil {
 		return AgentState{}, err
 	}
@@ -430,6 +455,7 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 	if err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil); err == nil {
 		s.publishStateDelete(agentID)
 	}
+	s.unsure(events.KindAgentStates, agentID, err)
 	return err
 }
 

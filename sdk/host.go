@@ -145,7 +145,7 @@ func Publish(ev abi.PluginEvent) error {
 	switch st := abi.Status(eventsPublish(publishEnc.Bytes())); {
 	case st == abi.StatusOK:
 		return nil
-	case !st.Known() || st == abi.StatusStale:
+	case !st.Known() || st == abi.StatusStale || st == abi.StatusUnknown:
 		return abi.Errorf(abi.StatusInternal, "publish event: unknown status %d", st)
 	default:
 		return abi.Errorf(st, "publish event %s/%s", ev.Kind, ev.Op)

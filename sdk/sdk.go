@@ -130,7 +130,22 @@ var (
 	// record marked as possibly behind: served from a fallback copy while
 	// the primary store is unreachable (ABI 1.1).
 	ErrStale error = abi.StatusStale
+	// ErrOutcomeUnknown (ABI 1.3), returned from a write, answers that the
+	// write may or may not have taken effect: it reached the primary
+	// store, or may have, and the answer was lost. The redis capability
+	// returns it for such a request; a store returns it only from writes.
+	ErrOutcomeUnknown error = abi.StatusUnknown
 )
+
+// readStatus is s, except that an op that changes nothing never answers
+// StatusUnknown (a read that met a lost reply): it answers
+// StatusUnavailable.
+func readStatus(op abi.Op, s abi.Status) abi.Status {
+	if s == abi.StatusUnknown && !op.Writes() {
+		return abi.StatusUnavailable
+	}
+	return s
+}
 
 // statusOf maps an error from a store to a status and message.
 func statusOf(err error) (abi.Status, string) {
@@ -233,7 +248,7 @@ func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
 		}
 		truncate(e, mark)
 		s, msg := statusOf(err)
-		abi.AppendError(e, s, msg)
+		abi.AppendError(e, readStatus(op, s), msg)
 	}
 }
 
@@ -505,6 +520,9 @@ func (d *dispatcher) batch(items []abi.BatchItem, e *abi.Encoder) error {
 		results := d.batcher.Batch(items)
 		if len(results) != len(items) {
 			return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
+		}
+		for i := range results {
+			results[i].Status = readStatus(items[i].Op, results[i].Status)
 		}
 		abi.EncodeBatchResults(e, results)
 		return nil

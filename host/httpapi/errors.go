@@ -30,6 +30,7 @@ const (
 	codeUnsupported        = "unsupported"         // 501
 	codeUnavailable        = "unavailable"         // 503
 	codeNotReady           = "not_ready"           // 503
+	codeOutcomeUnknown     = "outcome_unknown"     // 504
 )
 
 // statusCodes maps the ABI statuses a store reports to the API's.
@@ -44,6 +45,9 @@ var statusCodes = map[abi.Status]struct {
 	abi.StatusUnsupported: {http.StatusNotImplemented, codeUnsupported},
 	abi.StatusInternal:    {http.StatusInternalServerError, codeInternal},
 	abi.StatusLimit:       {http.StatusTooManyRequests, codeLimit},
+	// A write that may or may not have been applied: the backend's store
+	// took it, or may have, and did not answer in time (RATIONALE.md).
+	abi.StatusUnknown: {http.StatusGatewayTimeout, codeOutcomeUnknown},
 }
 
 // apiError is an error whose HTTP status and code the handler decided

@@ -32,7 +32,7 @@ var OpenAPIDocument = openAPIDocument
 // ErrorCodes are the codes of the API's errors.
 var ErrorCodes = []string{codeInvalid, codeUnauthorized, codeForbidden, codeNotFound, codeMethodNotAllowed,
 	codeConflict, codePreconditionFailed, codeTooLarge, codeLimit, codeInternal, codeUnsupported,
-	codeUnavailable, codeNotReady, codeEventsLost}
+	codeUnavailable, codeNotReady, codeEventsLost, codeOutcomeUnknown}
 
 // EndCodes are the codes of an event stream's end event.
 var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endInternal}

@@ -33,8 +33,10 @@
 //
 // Mechanism only: the bridge never retries a command that may have run
 // (Config.MaxRetries is 0 by default), never blocks (no blocking command
-// is in the table), and answers UNAVAILABLE as soon as go-redis gives up,
-// within the caller's deadline. What to do then is the plugin's policy.
+// is in the table), and answers as soon as go-redis gives up, within the
+// caller's deadline: UNAVAILABLE when none of the request's writes ran,
+// UNKNOWN when one was sent, or may have been, and its reply was lost
+// (outcome.go). What to do then is the plugin's policy.
 package redisbridge
 
 import (
@@ -42,6 +44,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -225,6 +228,9 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	if b.host == nil {
 		b.host = b.client
 	}
+	if _, ok := b.client.(*redis.ClusterClient); !ok {
+		b.client.AddHook(trackSends{})
+	}
 	if b.user != nil {
 		b.client.AddHook(relogin{b.user})
 	}
@@ -233,7 +239,10 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		// it sees, and raw replies carry theirs as data; each node lifts a
 		// top-level error reply into the command's error.
 		b.isCluster = true
-		cc.OnNewNode(func(node *redis.Client) { node.AddHook(liftErrors{}) })
+		cc.OnNewNode(func(node *redis.Client) {
+			node.AddHook(trackSends{})
+			node.AddHook(liftErrors{})
+		})
 	}
 	return b, nil
 }
@@ -524,6 +533,21 @@ func unavailable(e *abi.Encoder, err error) {
 		msg = "call deadline exceeded: " + msg
 	}
 	abi.AppendError(e, abi.StatusUnavailable, "redisbridge: redis unavailable: "+strings.TrimPrefix(msg, "redis: "))
+}
+
+// unknown appends a StatusUnknown response for err: a request holding a
+// write failed after it was, or may have been, sent.
+func unknown(e *abi.Encoder, err error) {
+	msg := strings.TrimPrefix(err.Error(), "redis: ")
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		msg = "no reply in time: " + msg
+	}
+	abi.AppendError(e, abi.StatusUnknown, "redisbridge: outcome unknown, the request may have run: "+msg)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // HostKeyPrefix starts the keys the host keeps for itself, outside every

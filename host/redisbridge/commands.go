@@ -37,6 +37,30 @@ type command struct {
 	// check bounds the arguments that size the command's work or the
 	// memory it makes Redis allocate (bounds.go); nil: none do.
 	check check
+
+	// readOnly: the command changes no data (readOnlyCommands), so a
+	// request of such commands alone that fails is UNAVAILABLE, never
+	// UNKNOWN.
+	readOnly bool
+}
+
+// readOnlyCommands are the commands of the table that change no data.
+// Every other one counts as a write: a request holding one whose outcome is
+// lost is UNKNOWN. TOUCH only updates access times; PFCOUNT may rewrite
+// its cached cardinality, so it counts as a write, as Redis flags it.
+var readOnlyCommands = []string{
+	"get", "mget", "strlen", "getrange", "substr", "lcs",
+	"exists", "touch", "type", "ttl", "pttl", "expiretime", "pexpiretime",
+	"hget", "hmget", "hexists", "hgetall", "hkeys", "hvals", "hlen", "hstrlen", "hrandfield", "hscan",
+	"smembers", "sismember", "smismember", "scard", "srandmember", "sinter", "sunion", "sdiff", "sintercard", "sscan",
+	"zcard", "zcount", "zlexcount", "zscore", "zmscore", "zrank", "zrevrank", "zrange", "zrangebyscore",
+	"zrevrangebyscore", "zrangebylex", "zrevrangebylex", "zrevrange", "zrandmember", "zscan",
+	"zunion", "zinter", "zdiff", "zintercard",
+	"llen", "lrange", "lindex", "lpos",
+	"xlen", "xrange", "xrevrange", "xpending", "xinfo", "xread",
+	"ping", "time", "echo",
+	"geopos", "geodist", "geohash", "geosearch",
+	"getbit", "bitcount", "bitpos", "bitfield_ro",
 }
 
 // Abbreviations for the table.
@@ -244,6 +268,13 @@ var commands = func() map[string]*command {
 			panic("redisbridge: bad command table entry " + c.name)
 		}
 		m[c.name] = c
+	}
+	for _, name := range readOnlyCommands {
+		c := m[name]
+		if c == nil {
+			panic("redisbridge: read-only command " + name + " is not in the table")
+		}
+		c.readOnly = true
 	}
 	return m
 }()

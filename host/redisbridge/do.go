@@ -24,6 +24,7 @@ import (
 type call struct {
 	args  []any
 	first int
+	write bool // the command may change data (a script call always may)
 }
 
 // Do runs req and appends a whole response to e: a status byte and, for
@@ -40,8 +41,13 @@ type call struct {
 //   - StatusUnavailable when Redis cannot be reached or answered for none
 //     of the commands (refused or timed-out connection, pool timeout,
 //     cancelled or expired ctx, a closed bridge) or answered CLUSTERDOWN,
-//     LOADING, MASTERDOWN or TRYAGAIN to any of them. Commands of the
-//     request may have run: the outcome is unknown;
+//     LOADING, MASTERDOWN or TRYAGAIN to any of them, and none of the
+//     request's writes ran or may have (outcome.go);
+//   - StatusUnknown in the same cases when one of them may have: a write
+//     command or script call was sent, or may have been, and its reply was
+//     lost (a read timeout, a reset or closed connection, the deadline
+//     passing after the request was written), or a write ran and another
+//     command failed. A request of read-only commands is never UNKNOWN;
 //   - StatusOK otherwise, with a Redis error reply to one command as a
 //     ReplyError at its position and the other replies intact.
 //
@@ -98,7 +104,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				invalid(e, "command %d: %v", i, err)
 				return
 			}
-			calls[i] = call{args: args, first: first}
+			calls[i] = call{args: args, first: first, write: !c.readOnly}
 		}
 	case abi.RedisScript:
 		if b.scripts == nil {
@@ -133,6 +139,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				args = append(args, a)
 			}
 			calls[i].args = args
+			calls[i].write = true // what the script does is unknown
 			if len(sc.Keys) > 0 {
 				calls[i].first = 3
 			}
@@ -142,18 +149,27 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		return
 	}
 
+	writes := make([]bool, len(calls))
+	for i := range calls {
+		writes[i] = calls[i].write
+	}
 	cmds, budget := b.run(ctx, req, calls)
-	if failed, err := outcome(cmds); failed && !budget.exceeded.Load() {
-		if req.Mode == abi.RedisScript && overran(ctx, err) {
+	if f, failed := outcome(cmds, writes); failed && !budget.exceeded.Load() {
+		if req.Mode == abi.RedisScript && overran(ctx, f.err) {
 			b.killRunaway(calls)
 		}
-		if b.user != nil && authFailure(err) && b.user.recreate(ctx) == nil {
-			// Redis restarted without our ACL user: made again, retry once.
+		if !f.unknown && b.user != nil && authFailure(f.err) && b.user.recreate(ctx) == nil {
+			// Redis restarted without our ACL user: made again, retry once
+			// (nothing ran: logging in failed).
 			cmds, budget = b.run(ctx, req, calls)
-			failed, err = outcome(cmds)
+			f, failed = outcome(cmds, writes)
 		}
 		if failed && !budget.exceeded.Load() {
-			unavailable(e, err)
+			if f.unknown {
+				unknown(e, f.err)
+			} else {
+				unavailable(e, f.err)
+			}
 			return
 		}
 	}
@@ -370,21 +386,6 @@ func errorOf(c *rawCmd) (string, bool) {
 		return string(msg), true
 	}
 	return "", false
-}
-
-// outcome reports whether cmds failed as a whole, and why: a command that
-// could not be sent or answered, or an error reply that means Redis cannot
-// serve now.
-func outcome(cmds []*rawCmd) (bool, error) {
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isReply(err) {
-			return true, err
-		}
-		if msg, ok := errorOf(c); ok && unavailableReply(msg) {
-			return true, replyError(msg)
-		}
-	}
-	return false, nil
 }
 
 // authFailure reports whether err is Redis refusing the bridge's

@@ -2,7 +2,13 @@ package redisbridge
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -99,20 +105,148 @@ func TestOutcome(t *testing.T) {
 		_, _ = c.Write([]byte(s))
 		return c
 	}
-	failed, _ := outcome([]*rawCmd{raw("+OK\r\n"), raw("-WRONGTYPE x\r\n")})
+	reads := []bool{false, false}
+	_, failed := outcome([]*rawCmd{raw("+OK\r\n"), raw("-WRONGTYPE x\r\n")}, reads)
 	assert.False(t, failed, "an error reply is a reply")
 	for _, msg := range []string{"CLUSTERDOWN The cluster is down", "LOADING Redis is loading", "MASTERDOWN Link down", "TRYAGAIN Multiple keys"} {
-		failed, err := outcome([]*rawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")})
+		f, failed := outcome([]*rawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")}, reads)
 		assert.True(t, failed, msg)
-		assert.EqualError(t, err, msg)
+		assert.EqualError(t, f.err, msg)
+		assert.False(t, f.unknown, "%s: refused, and no write ran", msg)
+		f, _ = outcome([]*rawCmd{raw("+OK\r\n"), raw("-" + msg + "\r\n")}, []bool{true, false})
+		assert.True(t, f.unknown, "%s: the write before it ran", msg)
 	}
 	c := raw("")
 	c.SetErr(replyError("WRONGPASS invalid username-password pair"))
-	failed, _ = outcome([]*rawCmd{c})
+	f, failed := outcome([]*rawCmd{c}, []bool{true})
 	assert.True(t, failed, "a failed login is no reply")
+	assert.False(t, f.unknown, "a failed login sent nothing")
 	c.SetErr(redis.ErrCrossSlot)
-	failed, _ = outcome([]*rawCmd{c})
+	_, failed = outcome([]*rawCmd{c}, []bool{true})
 	assert.False(t, failed, "go-redis's CROSSSLOT stands for Redis's reply")
+}
+
+// timeoutErr is a socket's deadline passing, as net.Conn reports it.
+var timeoutErr error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+
+func TestOutcomeClassifiesTransportFailures(t *testing.T) {
+	budget := new(replyBudget)
+	budget.left.Store(1 << 20)
+	failedWith := func(err error) *rawCmd {
+		c := newRawCmd(context.Background(), budget, "set", "k", "v")
+		c.SetErr(err)
+		return c
+	}
+	notSent := map[string]error{
+		"dial refused":                errUnsent{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}},
+		"dial error unmarked":         fmt.Errorf("redis: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}),
+		"write timed out, none sent":  errUnsent{&net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}},
+		"pool timeout":                redis.ErrPoolTimeout,
+		"pool exhausted":              redis.ErrPoolExhausted,
+		"client closed":               redis.ErrClosed,
+		"context ended before a conn": context.DeadlineExceeded,
+		"context cancelled":           fmt.Errorf("pool: %w", context.Canceled),
+		"login refused":               replyError("NOAUTH Authentication required."),
+	}
+	maybeSent := map[string]error{
+		"read timed out":               timeoutErr,
+		"reset while reading":          &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET},
+		"closed while reading":         io.EOF,
+		"unexpected EOF":               io.ErrUnexpectedEOF,
+		"write failed part way":        &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE},
+		"connection closed under us":   net.ErrClosed,
+		"context deadline in a socket": fmt.Errorf("%w (%w)", timeoutErr, context.DeadlineExceeded),
+		"anything else":                errors.New("redis: something new"),
+	}
+	for name, err := range notSent {
+		assert.True(t, unsent(err), name)
+		f, failed := outcome([]*rawCmd{failedWith(err)}, []bool{true})
+		assert.True(t, failed, name)
+		assert.False(t, f.unknown, "%s: not sent, so not applied", name)
+	}
+	for name, err := range maybeSent {
+		assert.False(t, unsent(err), name)
+		f, failed := outcome([]*rawCmd{failedWith(err)}, []bool{true})
+		assert.True(t, failed, name)
+		assert.True(t, f.unknown, "%s: a write may have run", name)
+		f, _ = outcome([]*rawCmd{failedWith(err)}, []bool{false})
+		assert.False(t, f.unknown, "%s: a read is never unknown", name)
+	}
+	// The marker survives go-redis's net.Error checks.
+	var ne net.Error
+	require.ErrorAs(t, errUnsent{timeoutErr}, &ne)
+	assert.True(t, ne.Timeout())
+}
+
+// fakeConn is a net.Conn whose writes and reads answer what it is told.
+type fakeConn struct {
+	net.Conn
+	writeN   int
+	writeErr error
+	readN    int
+	readErr  error
+}
+
+func (c *fakeConn) Write(p []byte) (int, error) { return min(c.writeN, len(p)), c.writeErr }
+func (c *fakeConn) Read(p []byte) (int, error)  { return min(c.readN, len(p)), c.readErr }
+
+func TestSetupOnly(t *testing.T) {
+	for _, p := range []string{
+		"*2\r\n$5\r\nhello\r\n$1\r\n2\r\n",
+		"*5\r\n$5\r\nhello\r\n$1\r\n2\r\n$4\r\nauth\r\n$1\r\nu\r\n$2\r\np\n\r\n",
+		"*2\r\n$6\r\nselect\r\n$1\r\n1\r\n*3\r\n$6\r\nCLIENT\r\n$7\r\nsetname\r\n$1\r\nx\r\n",
+	} {
+		assert.True(t, setupOnly([]byte(p)), "%q", p)
+	}
+	for _, p := range []string{
+		"",
+		"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n",
+		"*2\r\n$5\r\nhello\r\n$1\r\n2\r\n*1\r\n$4\r\nping\r\n", // set-up, then a command
+		"*2\r\n$5\r\nhello\r\n$1\r\n2",                         // cut short
+		"*1\r\n$99\r\nhello\r\n",
+		"+OK\r\n",
+	} {
+		assert.False(t, setupOnly([]byte(p)), "%q", p)
+	}
+}
+
+func TestSentConnMarksWritesThatSentNothing(t *testing.T) {
+	fc := &fakeConn{writeErr: os.ErrDeadlineExceeded}
+	sc := tracked(fc)
+	_, err := sc.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+	assert.True(t, unsent(err), "nothing left the host")
+	assert.True(t, unsent(errors.Unwrap(err)), "go-redis unwraps a set-up failure once")
+
+	fc.writeN, fc.writeErr = 5, nil
+	_, err = sc.Write([]byte("*3\r\n"))
+	require.NoError(t, err)
+	fc.writeN, fc.writeErr = 0, os.ErrDeadlineExceeded
+	_, err = sc.Write([]byte("$3\r\nset\r\n"))
+	assert.False(t, unsent(err), "an earlier part of the request was written")
+
+	fc.readN = 5
+	_, _ = sc.Read(make([]byte, 8))
+	_, err = sc.Write([]byte("*1\r\n"))
+	assert.True(t, unsent(err), "a reply came: the next request starts clean")
+
+	fc.writeN = 2
+	_, err = sc.Write([]byte("*1\r\n"))
+	assert.False(t, unsent(err), "part of this write was sent")
+
+	// A read that fails: after a set-up exchange, nothing of the request
+	// was sent, even seen through one layer of unwrapping; after a
+	// command, it may have been.
+	fc.writeN, fc.writeErr, fc.readN, fc.readErr = 64, nil, 0, os.ErrDeadlineExceeded
+	_, _ = sc.Read(make([]byte, 8)) // ends the exchange before
+	_, err = sc.Write([]byte("*2\r\n$5\r\nhello\r\n$1\r\n2\r\n"))
+	require.NoError(t, err)
+	_, err = sc.Read(make([]byte, 8))
+	assert.True(t, unsent(err), "the set-up got no reply")
+	assert.True(t, unsent(errors.Unwrap(err)), "go-redis unwraps a set-up failure once")
+	_, err = sc.Write([]byte("*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n"))
+	require.NoError(t, err)
+	_, err = sc.Read(make([]byte, 8))
+	assert.False(t, unsent(err), "the command was written")
 }
 
 func TestCommandTableIsConsistent(t *testing.T) {

@@ -78,9 +78,9 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 		it := &items[i]
 		if it.err == nil && !it.served {
 			if err != nil {
-				it.err = err
-				if b.fb != nil && errors.Is(err, sdk.ErrUnavailable) {
-					b.afterUnavailable(it) // in item order, so buffered writes keep it
+				it.err = failedWith(it, err)
+				if b.fb != nil {
+					b.fallBack(it) // in item order, so buffered writes keep it
 				}
 			} else {
 				b.finish(it, replies)

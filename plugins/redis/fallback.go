@@ -218,9 +218,7 @@ func (b *backend) runWithFallback(it *item) {
 		return
 	}
 	b.direct(it)
-	if errors.Is(it.err, sdk.ErrUnavailable) {
-		b.afterUnavailable(it)
-	}
+	b.fallBack(it)
 }
 
 // fromBuffer serves it while the queue holds writes, reporting whether it

@@ -623,7 +623,7 @@ func (b *backend) direct(it *item) {
 	}
 	replies, err := b.send()
 	if err != nil {
-		it.err = err
+		it.err = failedWith(it, err)
 		return
 	}
 	b.finish(it, replies)

@@ -1,0 +1,168 @@
+package storetest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// within runs f with a context that ends after d.
+func within(t *testing.T, d time.Duration, f func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	f(ctx)
+}
+
+// outcomeStore opens the redis plugin (fallback=fail) on a private
+// redis-server with the bridge's ReadTimeout, and warms a connection for
+// single commands and one for pipelines.
+func outcomeStore(t *testing.T, readTimeout time.Duration, options ...map[string]string) (*redistest.Server, *host.Store, func(agent string) (string, bool)) {
+	t.Helper()
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	prefix := redistest.Prefix(t, addrs...)
+	var opts map[string]string
+	if len(options) > 0 {
+		opts = options[0]
+	}
+	st, err := host.Open(t.Context(), host.Config{
+		Plugin:  "builtin:redis",
+		Options: opts,
+		Redis:   &redisbridge.Config{Addrs: addrs, KeyPrefix: prefix, Scripts: true, ReadTimeout: readTimeout},
+	}, host.WithCompilationCache(cacheDir))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	ctx := t.Context()
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a0", State: []byte(`0`)})
+	require.NoError(t, err)
+	_, err = st.GetAgentState(ctx, "a0")
+	require.NoError(t, err)
+	_, err = st.PutAgentStates(ctx, []host.AgentState{{AgentID: "a0", State: []byte(`0`)}, {AgentID: "b0", State: []byte(`0`)}})
+	require.NoError(t, err)
+	rc := directClient(t, srv.Addr())
+	return srv, st, func(agent string) (string, bool) { return storedState(t, rc, prefix, agent) }
+}
+
+// pause pauses srv (SIGSTOP) until the test, or resume, ends it.
+func pause(t *testing.T, srv *redistest.Server) {
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+}
+
+// A write the redis plugin sent to a Redis that then did not answer in
+// time (fallback=fail) fails with ErrOutcomeUnknown, not ErrUnavailable:
+// Redis applies it once it wakes. A read in the same plight is
+// ErrUnavailable, and so is a write to a Redis that is down.
+func TestRedisWriteOutcomeUnknown(t *testing.T) {
+	skipShort(t)
+	t.Run("the reply timed out", func(t *testing.T) {
+		// The bridge's ReadTimeout passes: the plugin answers UNKNOWN.
+		srv, st, stored := outcomeStore(t, 200*time.Millisecond)
+		pause(t, srv)
+		within(t, 2*time.Second, func(ctx context.Context) {
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`"one"`)})
+			require.ErrorIs(t, err, host.ErrOutcomeUnknown)
+			require.NotErrorIs(t, err, host.ErrUnavailable)
+			require.NotErrorIs(t, err, host.ErrClosed)
+
+			rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "b1", State: []byte(`1`)}, {AgentID: "b2", State: []byte(`2`)}})
+			require.NoError(t, err, "the batch was answered; its items were not")
+			for _, r := range rs {
+				require.ErrorIs(t, r.Err, host.ErrOutcomeUnknown)
+			}
+
+			_, err = st.GetAgentState(ctx, "a0")
+			require.ErrorIs(t, err, host.ErrUnavailable, "a read")
+			rs, err = st.GetAgentStates(ctx, []string{"a0", "b0"})
+			require.NoError(t, err)
+			for _, r := range rs {
+				require.ErrorIs(t, r.Err, host.ErrUnavailable, "a bulk read")
+			}
+		})
+		srv.Resume()
+		redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+			a1, ok1 := stored("a1")
+			b1, ok2 := stored("b1")
+			b2, ok3 := stored("b2")
+			return ok1 && ok2 && ok3 && a1 == `"one"` && b1 == `1` && b2 == `2`
+		}, "the writes whose outcome was unknown were applied")
+	})
+	t.Run("the caller's deadline passed", func(t *testing.T) {
+		// The caller is released at its deadline while the plugin waits
+		// for Redis: the host answers UNKNOWN for it, for a single write
+		// and for a whole batch of writes.
+		for name, write := range map[string]func(ctx context.Context, st *host.Store) error{
+			"single": func(ctx context.Context, st *host.Store) error {
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a2", State: []byte(`"two"`)})
+				return err
+			},
+			"batch": func(ctx context.Context, st *host.Store) error {
+				// Released at the deadline (the whole call fails), or
+				// answered just before it (the item fails): either is
+				// UNKNOWN.
+				rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "a2", State: []byte(`"two"`)}})
+				if err == nil {
+					err = rs[0].Err
+				}
+				return err
+			},
+		} {
+			t.Run(name, func(t *testing.T) {
+				srv, st, stored := outcomeStore(t, 2*time.Second)
+				pause(t, srv)
+				within(t, 200*time.Millisecond, func(ctx context.Context) {
+					err := write(ctx, st)
+					require.ErrorIs(t, err, host.ErrOutcomeUnknown)
+					require.NotErrorIs(t, err, host.ErrUnavailable)
+				})
+				srv.Resume()
+				redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+					doc, ok := stored("a2")
+					return ok && doc == `"two"`
+				}, "the write whose outcome was unknown was applied")
+			})
+		}
+	})
+	t.Run("fallback=buffer", func(t *testing.T) {
+		// An unconditional write whose reply was lost is buffered and
+		// acknowledged (its replay rewrites the same record); a
+		// conditional one stays UNKNOWN.
+		srv, st, stored := outcomeStore(t, 200*time.Millisecond, map[string]string{"fallback": "buffer"})
+		pause(t, srv)
+		within(t, 2*time.Second, func(ctx context.Context) {
+			// On the warm connection for pipelines: sent.
+			rs, err := st.PutAgentStatesIf(ctx, []host.AgentState{{AgentID: "d2", State: []byte(`2`)}, {AgentID: "d3", State: []byte(`3`)}})
+			require.NoError(t, err)
+			for _, r := range rs {
+				require.ErrorIs(t, r.Err, host.ErrOutcomeUnknown, "a conditional write is not buffered")
+			}
+			_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "d1", State: []byte(`"buffered"`)})
+			require.NoError(t, err, "buffered")
+		})
+		srv.Resume()
+		redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
+			_, _ = st.GetAgentState(t.Context(), "d1") // drives the replay
+			d1, ok := stored("d1")
+			return ok && d1 == `"buffered"`
+		}, "the buffered write is in Redis")
+	})
+	t.Run("redis down", func(t *testing.T) {
+		srv, st, _ := outcomeStore(t, 0)
+		srv.Stop()
+		within(t, 2*time.Second, func(ctx context.Context) {
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "c1", State: []byte(`1`)})
+			require.ErrorIs(t, err, host.ErrUnavailable)
+			require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
+			rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "c2", State: []byte(`2`)}})
+			require.NoError(t, err)
+			require.ErrorIs(t, rs[0].Err, host.ErrUnavailable)
+		})
+		srv.Start() // for the cleanup of the test's keys
+	})
+}
