@@ -90,6 +90,11 @@ func TestVersionCanLoad(t *testing.T) {
 		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 1}, true},
 		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 2}, true},
 		{abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}, false},
+		// ABI 1.3 added an op and a feature: a 1.3 host loads 1.0 to 1.3
+		// plugins, a 1.2 host refuses 1.3 plugins.
+		{abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 1}, true},
+		{abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 2}, true},
+		{abi.Version{Major: 1, Minor: 2}, abi.Version{Major: 1, Minor: 3}, false},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("host %s plugin %s", tt.host, tt.plugin), func(t *testing.T) {
@@ -626,14 +631,14 @@ func TestMetadataMasksFeatures(t *testing.T) {
 		e.Uvarint(2)
 		e.String("p")
 		e.String("1")
-		e.Uvarint(uint64(abi.FeatureRestore | abi.FeatureMetrics | 1<<8 | 1<<31))
+		e.Uvarint(uint64(abi.FeatureRestore | abi.FeatureMetrics | abi.FeatureTick | 1<<9 | 1<<31))
 		e.Uvarint(0)
 	})
 	var m abi.Metadata
 	d := abi.NewDecoder(msg)
 	m.Decode(d)
 	require.NoError(t, d.Finish())
-	assert.Equal(t, abi.FeatureMetrics|abi.FeatureRestore, m.Features)
+	assert.Equal(t, abi.FeatureMetrics|abi.FeatureRestore|abi.FeatureTick, m.Features)
 }
 
 func TestRecordKindsAndRestoreModes(t *testing.T) {

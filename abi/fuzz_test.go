@@ -116,7 +116,11 @@ var responseBodies = map[abi.Op]bodyCodec{
 	abi.OpQueryAgentStates: pageBodyCodec[abi.AgentState](),
 	abi.OpBatch:            batchResultsBody,
 	abi.OpRestore:          boolBody,
+	abi.OpTick:             tickBody,
 }
+
+// tickBody is the body of an OpTick response (ABI 1.3).
+var tickBody = recordCodec[abi.TickResult]()
 
 // idBody is the body of the requests that carry one ID.
 var idBody = bodyCodec{
@@ -143,6 +147,7 @@ var requestBodies = map[abi.Op]bodyCodec{
 	abi.OpQueryAgentStates: recordCodec[abi.AgentStateQuery](),
 	abi.OpBatch:            batchBody,
 	abi.OpRestore:          restoreBody,
+	abi.OpTick:             emptyBody,
 }
 
 // checkRoundTrip decodes data with c and, if that succeeds cleanly, checks
@@ -434,6 +439,20 @@ func FuzzDecodePluginEvent(f *testing.F) {
 	})
 }
 
+func FuzzDecodeTickResult(f *testing.F) {
+	seed(f, tickBody,
+		abi.TickResult{More: true, Pending: 9, Writes: []abi.TickWrite{
+			{Op: abi.OpPutMetric, Metric: fullMetric}, {Op: abi.OpDeleteMetric, Metric: abi.Metric{AgentID: "a", Name: "n", Timestamp: t0}},
+			{Op: abi.OpPutAlert, Alert: fullAlert}, {Op: abi.OpSetAlertStatus, Alert: fullAlert},
+			{Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "x", AgentID: "a"}},
+			{Op: abi.OpPutAgentState, State: fullState}, {Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "s"}},
+		}},
+		abi.TickResult{},
+	)
+	seedRaw(f, nil, []byte{0, 0, 0}, []byte{1, 5, 1, 11, 1, 'a'}, []byte{0, 0, 1, 32, 1, 'a'}, []byte{2, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) { checkRoundTrip(t, data, tickBody) })
+}
+
 func FuzzDecodeRedisRequest(f *testing.F) {
 	seed(f, redisRequestBody, samplePipeline, sampleTransaction, sampleScript)
 	for _, r := range emptyRedisRequests {
@@ -484,6 +503,11 @@ func FuzzDecodeResponse(f *testing.F) {
 	okResponse(abi.OpBatch, []abi.BatchResult{{Status: abi.StatusOK}, {Status: abi.StatusConflict, Body: []byte("stale")}})
 	okResponse(abi.OpRestore, true)
 	okResponse(abi.OpRestore, false)
+	okResponse(abi.OpTick, abi.TickResult{More: true, Pending: 3, Writes: []abi.TickWrite{
+		{Op: abi.OpPutMetric, Metric: fullMetric}, {Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "a"}},
+		{Op: abi.OpPutAgentState, State: fullState}, {Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "s"}},
+	}})
+	okResponse(abi.OpTick, abi.TickResult{})
 	for s := abi.StatusNotFound; s <= abi.StatusLimit+1; s++ {
 		var e abi.Encoder
 		abi.AppendError(&e, s, "message for "+s.String())

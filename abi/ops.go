@@ -13,6 +13,11 @@ type Op uint32
 const (
 	OpPing      Op = 1 // empty → empty
 	OpConfigure Op = 2 // Options → empty; sent once to every new instance
+	// OpTick (ABI 1.3): empty → TickResult. The host sends it on a
+	// timer of its own, only to a backend advertising FeatureTick, so
+	// that the plugin can do work no request asks for (replay a
+	// fallback buffer, say).
+	OpTick Op = 3
 
 	OpPutMetric    Op = 10 // PutMetric → Metric
 	OpGetMetric    Op = 11 // MetricKey → Metric
@@ -38,7 +43,7 @@ const (
 )
 
 var opNames = map[Op]string{
-	OpPing: "ping", OpConfigure: "configure",
+	OpPing: "ping", OpConfigure: "configure", OpTick: "tick",
 	OpPutMetric: "put_metric", OpGetMetric: "get_metric", OpDeleteMetric: "delete_metric", OpQueryMetrics: "query_metrics",
 	OpPutAlert: "put_alert", OpGetAlert: "get_alert", OpDeleteAlert: "delete_alert", OpQueryAlerts: "query_alerts", OpSetAlertStatus: "set_alert_status",
 	OpPutAgentState: "put_agent_state", OpGetAgentState: "get_agent_state", OpDeleteAgentState: "delete_agent_state", OpQueryAgentStates: "query_agent_states",
@@ -89,6 +94,8 @@ func (o Op) Requires() Feature {
 		return FeatureBatch
 	case OpRestore:
 		return FeatureRestore
+	case OpTick:
+		return FeatureTick
 	}
 	return featureUnknown
 }
@@ -98,7 +105,8 @@ func (o Op) Requires() Feature {
 // a feature the backend does not advertise.
 type Feature uint32
 
-// Features of ABI 1.0, and FeatureRestore of 1.2. Bits are never reused.
+// Features of ABI 1.0, FeatureRestore of 1.2 and FeatureTick of 1.3. Bits
+// are never reused.
 const (
 	FeatureMetrics     Feature = 1 << 0 // put/get/delete metrics
 	FeatureAlerts      Feature = 1 << 1 // put/get/delete alerts, status transitions
@@ -108,11 +116,12 @@ const (
 	FeatureTTL         Feature = 1 << 5 // TTL other than TTLDefault; expiry
 	FeatureConcurrency Feature = 1 << 6 // Conditions on agent-state writes
 	FeatureRestore     Feature = 1 << 7 // OpRestore (ABI 1.2)
+	FeatureTick        Feature = 1 << 8 // OpTick; writes may answer StatusStale (ABI 1.3)
 
 	featureUnknown Feature = 1 << 31
 
 	knownFeatures = FeatureMetrics | FeatureAlerts | FeatureAgentStates | FeatureQuery |
-		FeatureBatch | FeatureTTL | FeatureConcurrency | FeatureRestore
+		FeatureBatch | FeatureTTL | FeatureConcurrency | FeatureRestore | FeatureTick
 )
 
 var featureNames = []struct {
@@ -121,7 +130,7 @@ var featureNames = []struct {
 }{
 	{FeatureMetrics, "metrics"}, {FeatureAlerts, "alerts"}, {FeatureAgentStates, "agent_states"},
 	{FeatureQuery, "query"}, {FeatureBatch, "batch"}, {FeatureTTL, "ttl"}, {FeatureConcurrency, "concurrency"},
-	{FeatureRestore, "restore"},
+	{FeatureRestore, "restore"}, {FeatureTick, "tick"},
 }
 
 // Has reports whether every feature in want is in f.

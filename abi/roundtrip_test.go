@@ -266,6 +266,19 @@ func codecs() []codec {
 			Kind: "workflow", Op: "step.done", AgentID: "agent-1", Key: "run-7", Data: []byte{0, 1, 0xff},
 		}),
 		msgCodec("plugin event/zero", abi.PluginEvent{}),
+
+		// ABI 1.3: tick results.
+		msgCodec("tick result/full", abi.TickResult{More: true, Pending: 1 << 40, Writes: []abi.TickWrite{
+			{Op: abi.OpPutMetric, Metric: fullMetric},
+			{Op: abi.OpDeleteMetric, Metric: abi.Metric{AgentID: "agent-1", Name: "cpu.load", Timestamp: tOld}},
+			{Op: abi.OpPutAlert, Alert: fullAlert},
+			{Op: abi.OpSetAlertStatus, Alert: abi.Alert{ID: "x", Status: abi.AlertResolved}},
+			{Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "alert-42", AgentID: "agent-1"}},
+			{Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "alert-43"}},
+			{Op: abi.OpPutAgentState, State: fullState},
+			{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "agent-1"}},
+		}}),
+		msgCodec("tick result/idle", abi.TickResult{Writes: []abi.TickWrite{}}),
 	}, redisCodecs()...) // the redis capability (ABI 1.1), in redis_test.go
 }
 
@@ -371,6 +384,23 @@ func TestOversizedCounts(t *testing.T) {
 		{"batch", encoded(huge), func(d *abi.Decoder) { abi.DecodeBatch(d) }},
 		{"batch results", encoded(func(e *abi.Encoder) { e.Uvarint(2); e.Raw([]byte{0, 0, 0}) }),
 			func(d *abi.Decoder) { abi.DecodeBatchResults(d) }},
+		{"tick writes", encoded(func(e *abi.Encoder) { e.Bool(false); e.Uvarint(0); huge(e) }),
+			func(d *abi.Decoder) { (&abi.TickResult{}).Decode(d) }},
+		{"tick writes over MaxTickWrites", encoded(func(e *abi.Encoder) {
+			e.Bool(false)
+			e.Uvarint(0)
+			e.Uvarint(abi.MaxTickWrites + 1)
+			for range abi.MaxTickWrites + 1 {
+				(&abi.TickWrite{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "a"}}).Encode(e)
+			}
+		}), func(d *abi.Decoder) { (&abi.TickResult{}).Decode(d) }},
+		{"tick write of a read", encoded(func(e *abi.Encoder) {
+			e.Bool(false)
+			e.Uvarint(0)
+			e.Uvarint(1)
+			e.Uvarint(uint64(abi.OpGetAgentState))
+			e.String("a")
+		}), func(d *abi.Decoder) { (&abi.TickResult{}).Decode(d) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -95,8 +95,9 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 	s.checkItems(abi.OpPutMetric, errs, err, func(i int) string {
 		return metricKeyMismatch(&out[i], ms[i].AgentID, ms[i].Name, ms[i].Timestamp)
 	})
+	buffered := s.acknowledgedItems(abi.OpPutMetric, errs, func(int) cacheKey { return cacheKey{} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, func(m *Metric) { s.publishMetric(events.OpPut, m) })
+	return publishEach(rs, err, buffered, func(m *Metric) { s.publishMetric(events.OpPut, m) })
 }
 
 // GetMetrics returns the sample at each key; missing ones have an Err
@@ -114,7 +115,8 @@ func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metr
 // DeleteMetrics removes the sample at each key and returns an error per key.
 func (s *Store) DeleteMetrics(ctx context.Context, keys []MetricKey) ([]error, error) {
 	errs, err := s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
-	return publishDeleted(errs, err, func(i int) { s.publishMetricDelete(&keys[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteMetric, errs, func(int) cacheKey { return cacheKey{} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishMetricDelete(&keys[i]) })
 }
 
 // PutAlerts creates or replaces every alert in one batch; opts apply to
@@ -131,8 +133,9 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
 	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
 	s.unsureItems(events.KindAlerts, errs, func(i int) string { return as[i].ID })
+	buffered := s.acknowledgedItems(abi.OpPutAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, as[i].ID} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, func(a *Alert) { s.publishAlert(events.OpPut, a) })
+	return publishEach(rs, err, buffered, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
 
 // GetAlerts returns each alert; missing ones have an Err matching
@@ -150,7 +153,8 @@ func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error)
 	agents := s.alertAgents(ctx, ids)
 	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
 	s.unsureItems(events.KindAlerts, errs, func(i int) string { return ids[i] })
-	return publishDeleted(errs, err, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, ids[i]} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
 
 // PutAgentStates stores every state in one batch; TTL options apply to
@@ -193,8 +197,9 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
 	})
 	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return states[i].AgentID })
+	buffered := s.acknowledgedItems(abi.OpPutAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, states[i].AgentID} })
 	rs, err := results(out, errs, err)
-	return publishEach(rs, err, s.publishState)
+	return publishEach(rs, err, buffered, s.publishState)
 }
 
 // GetAgentStates returns the state of each agent; missing ones have an Err
@@ -215,5 +220,6 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req.Encode(e)
 	}, nil)
 	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return agentIDs[i] })
-	return publishDeleted(errs, err, func(i int) { s.publishStateDelete(agentIDs[i]) })
+	buffered := s.acknowledgedItems(abi.OpDeleteAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, agentIDs[i]} })
+	return publishDeleted(errs, err, buffered, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }

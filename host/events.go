@@ -154,11 +154,12 @@ func (s *Store) unsureItems(kind string, errs []error, key func(i int) string) {
 	}
 }
 
-// publishEach publishes the items of a bulk write that succeeded.
-func publishEach[T any](rs []Result[T], err error, publish func(*T)) ([]Result[T], error) {
+// publishEach publishes the items of a bulk write that succeeded, but
+// those buffered (see Store.acknowledgedItems; nil: none).
+func publishEach[T any](rs []Result[T], err error, buffered []bool, publish func(*T)) ([]Result[T], error) {
 	if err == nil {
 		for i := range rs {
-			if rs[i].Err == nil {
+			if rs[i].Err == nil && (buffered == nil || !buffered[i]) {
 				publish(&rs[i].Value)
 			}
 		}
@@ -166,11 +167,12 @@ func publishEach[T any](rs []Result[T], err error, publish func(*T)) ([]Result[T
 	return rs, err
 }
 
-// publishDeleted publishes the deletes of a bulk delete that succeeded.
-func publishDeleted(errs []error, err error, publish func(i int)) ([]error, error) {
+// publishDeleted publishes the deletes of a bulk delete that succeeded,
+// but those buffered.
+func publishDeleted(errs []error, err error, buffered []bool, publish func(i int)) ([]error, error) {
 	if err == nil {
 		for i, e := range errs {
-			if e == nil {
+			if e == nil && (buffered == nil || !buffered[i]) {
 				publish(i)
 			}
 		}

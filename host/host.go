@@ -68,8 +68,12 @@ var (
 	ErrUnsupported error = abi.StatusUnsupported
 	ErrInternal    error = abi.StatusInternal
 	ErrLimit       error = abi.StatusLimit
-	// ErrStale comes with a result: the value returned is valid but may be
-	// behind, served from a backend's fallback buffer (Redis unreachable).
+	// ErrStale comes with a read's result: the value returned is valid but
+	// may be behind, served from a backend's fallback buffer (Redis
+	// unreachable). A write is never answered ErrStale: one the backend
+	// acknowledged into its buffer succeeds (nil error), counts in
+	// Stats.BufferedWrites, and publishes its event once it has reached
+	// the backend's store.
 	ErrStale error = abi.StatusStale
 
 	// ErrClosed is returned by every method of a closed Store.
@@ -347,5 +351,6 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	}
 	st := &Store{p: p, now: s.now}
 	st.openEvents(ctx, &cfg, &s)
+	st.startTicker()
 	return st, nil
 }

@@ -130,6 +130,7 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"version with a newline", v12, with(func(m *abi.Metadata) { m.Version = "1.0\nlevel=error" }), nil, "version"},
 		{"undefined feature bit", v12, rawFeatures(uint32(abi.FeatureAgentStates) | 1<<9), nil, "features 0x200 set bits ABI 1.2 does not define"},
 		{"restore on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Features |= abi.FeatureRestore }), nil, "feature restore needs ABI 1.2, but the plugin declares ABI 1.1"},
+		{"tick on 1.2", v12, with(func(m *abi.Metadata) { m.Features |= abi.FeatureTick }), nil, "feature tick needs ABI 1.3, but the plugin declares ABI 1.2"},
 		{"redis on 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10; m.Capabilities = []abi.Capability{abi.CapabilityRedis} }), nil, "capability redis needs ABI 1.1, but the plugin declares ABI 1.0"},
 		{"events on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Capabilities = []abi.Capability{abi.CapabilityEvents} }), []abi.Capability{abi.CapabilityEvents}, "capability events needs ABI 1.2"},
 		{"capability twice", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityLog} }), []abi.Capability{abi.CapabilityLog}, `capability "log" is declared twice`},

@@ -101,3 +101,33 @@ func TestKVRecordsOutliveATrap(t *testing.T) {
 		assert.Equal(t, "kept", string(got.State))
 	}
 }
+
+// TestStaleWriteWithoutTickIsRefused: a put answered STALE (acknowledged
+// into a buffer) by a plugin that does not advertise the tick feature
+// fails with ErrInternal, counts as a refused answer and publishes no
+// event: no tick would ever report the write.
+func TestStaleWriteWithoutTickIsRefused(t *testing.T) {
+	st, _ := openKeeper(t, host.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "b", State: []byte("{}")})
+	assert.ErrorIs(t, err, host.ErrInternal)
+	assert.ErrorContains(t, err, "does not advertise tick")
+	assert.Equal(t, uint64(1), st.RefusedAnswers())
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "s", State: []byte("{}")})
+	require.NoError(t, err)
+	for {
+		select {
+		case ev := <-sub.Events():
+			require.Equal(t, "s", ev.AgentID, "a refused STALE write published %+v", ev)
+			return
+		case <-ctx.Done():
+			t.Fatal("the sentinel's event never arrived")
+		}
+	}
+}

@@ -43,6 +43,13 @@ type Stats struct {
 	ExpiriesUnwatched uint64
 	// Cache counts the read cache's work; zero without a cache.
 	Cache CacheStats
+	// BufferedWrites is how many writes the backend acknowledged into a
+	// buffer of its own (Redis unreachable) that have not yet reached its
+	// store, as its plugin last reported (abi.FeatureTick); 0 for a
+	// plugin without the feature.
+	BufferedWrites uint64
+	// TickFailures counts the ticks (abi.OpTick) that failed.
+	TickFailures uint64
 }
 
 // Stats returns a snapshot of the backend's pool and connections.
@@ -59,6 +66,9 @@ func (s *Store) Stats() Stats {
 	}
 	if s.cache != nil {
 		st.Cache = s.cache.stats()
+	}
+	if s.ticker != nil {
+		st.BufferedWrites, st.TickFailures = s.ticker.pending.Load(), s.ticker.failures.Load()
 	}
 	return st
 }

@@ -26,6 +26,7 @@ type Store struct {
 	bus    *events.Bus      // nil with Config.DisableEvents
 	expiry *expiryWatch     // nil with Config.DisableEvents
 	cache  *readCache       // nil unless Config.Cache.Entries > 0
+	ticker *ticker          // nil unless the plugin advertises abi.FeatureTick
 
 	refused atomic.Uint64 // answers refused as not fitting the request (answers.go)
 }
@@ -99,6 +100,11 @@ func (g *callGate) close() <-chan struct{} {
 // finish first, unless ctx ends or Limits.CallTimeout (plus a second)
 // passes before they do, in which case they are cut short (and fail with
 // ErrOutcomeUnknown and ErrClosed) and Close returns an error saying so.
+//
+// A backend whose plugin advertises abi.FeatureTick is then ticked until
+// it has no buffered write left (Stats.BufferedWrites), for at most five
+// seconds or until ctx ends, and a few ticks that change nothing (its
+// primary store away) end it sooner; what is left is logged.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -118,6 +124,15 @@ func (s *Store) Close(ctx context.Context) error {
 	case <-limit.C:
 		s.cutShort.Store(true)
 		err = fmt.Errorf("backend %s: closed with calls in flight past the call timeout of %v", s.p.name, s.p.limits.CallTimeout)
+	}
+	if s.ticker != nil {
+		flushCtx := ctx
+		if err != nil { // instances may still be busy: stop ticking at once
+			var cancel context.CancelFunc
+			flushCtx, cancel = context.WithCancel(ctx)
+			cancel()
+		}
+		s.ticker.close(flushCtx)
 	}
 	s.closeEvents(ctx)
 	s.p.close(context.WithoutCancel(ctx))
@@ -197,6 +212,12 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 		return ErrClosed
 	}
 	defer s.calls.leave()
+	return s.callPlugin(ctx, op, writes, encode, decode)
+}
+
+// callPlugin is call past the call gate: the ticker's calls, which Close
+// makes itself once the gate is closed.
+func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
@@ -304,10 +325,14 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
 	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
-	if err = s.checkAnswer(abi.OpPutMetric, err, func() string { return metricKeyMismatch(&out, m.AgentID, m.Name, m.Timestamp) }); err != nil {
+	err = s.checkAnswer(abi.OpPutMetric, err, func() string { return metricKeyMismatch(&out, m.AgentID, m.Name, m.Timestamp) })
+	publish, err := s.acknowledged(abi.OpPutMetric, err, cacheKey{})
+	if err != nil {
 		return Metric{}, err
 	}
-	s.publishMetric(events.OpPut, &out)
+	if publish {
+		s.publishMetric(events.OpPut, &out)
+	}
 	return out, nil
 }
 
@@ -324,7 +349,8 @@ func (s *Store) GetMetric(ctx context.Context, k MetricKey) (Metric, error) {
 // DeleteMetric removes the sample at k; a missing one is ErrNotFound.
 func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
 	err := s.roundTrip(ctx, abi.OpDeleteMetric, k.Encode, nil)
-	if err == nil {
+	publish, err := s.acknowledged(abi.OpDeleteMetric, err, cacheKey{})
+	if publish {
 		s.publishMetricDelete(&k)
 	}
 	return err
@@ -351,10 +377,14 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
 	s.unsure(events.KindAlerts, a.ID, err)
-	if err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) }); err != nil {
+	err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) })
+	publish, err := s.acknowledged(abi.OpPutAlert, err, cacheKey{events.KindAlerts, a.ID})
+	if err != nil {
 		return Alert{}, err
 	}
-	s.publishAlert(events.OpPut, &out)
+	if publish {
+		s.publishAlert(events.OpPut, &out)
+	}
 	return out, nil
 }
 
@@ -379,7 +409,8 @@ func (s *Store) DeleteAlert(ctx context.Context, id string) error {
 	agent := s.alertAgents(ctx, []string{id})
 	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
 	s.unsure(events.KindAlerts, id, err)
-	if err == nil {
+	publish, err := s.acknowledged(abi.OpDeleteAlert, err, cacheKey{events.KindAlerts, id})
+	if publish {
 		s.publishAlertDelete(id, agent[0])
 	}
 	return err
@@ -392,10 +423,14 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
 	s.unsure(events.KindAlerts, id, err)
-	if err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) }); err != nil {
+	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
+	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{events.KindAlerts, id})
+	if err != nil {
 		return Alert{}, err
 	}
-	s.publishAlert(events.OpStatus, &out)
+	if publish {
+		s.publishAlert(events.OpStatus, &out)
+	}
 	return out, nil
 }
 
@@ -420,10 +455,14 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
 	s.unsure(events.KindAgentStates, st.AgentID, err)
-	if err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) }); err != nil {
+	err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) })
+	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{events.KindAgentStates, st.AgentID})
+	if err != nil {
 		return AgentState{}, err
 	}
-	s.publishState(&out)
+	if publish {
+		s.publishState(&out)
+	}
 	return out, nil
 }
 
@@ -452,7 +491,9 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 		return err
 	}
 	req := abi.DeleteAgentState{AgentID: agentID, Condition: o.cond}
-	if err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil); err == nil {
+	err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil)
+	publish, err := s.acknowledged(abi.OpDeleteAgentState, err, cacheKey{events.KindAgentStates, agentID})
+	if publish {
 		s.publishStateDelete(agentID)
 	}
 	s.unsure(events.KindAgentStates, agentID, err)

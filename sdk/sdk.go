@@ -103,6 +103,18 @@ type Plugin struct {
 
 	// Configure, if set, receives the backend options before any request.
 	Configure func(abi.Options) error
+
+	// Tick, when set, advertises abi.FeatureTick (ABI 1.3): the host then
+	// calls it on a timer of its own (about every 100 ms, and again at
+	// once while the result has More set), from no caller's request, on
+	// any instance, and once more when the backend closes. It does work
+	// no request asks for, such as replaying writes a store acknowledged
+	// into a buffer: a write method may return its result with ErrStale
+	// to say the write was acknowledged but has not reached the primary
+	// store yet, and Tick MUST then report it in Writes once it has (see
+	// abi.TickResult). A Tick that fails is logged by the host, which
+	// ticks again later.
+	Tick func() (abi.TickResult, error)
 }
 
 var registered *dispatcher
@@ -128,7 +140,11 @@ var (
 	ErrUnsupported error = abi.StatusUnsupported
 	// ErrStale, returned with a record from a Get method, answers the
 	// record marked as possibly behind: served from a fallback copy while
-	// the primary store is unreachable (ABI 1.1).
+	// the primary store is unreachable (ABI 1.1). Returned from a write
+	// method (with its result, for a put) by a plugin with a Tick hook, it
+	// answers the write as acknowledged into a buffer, not yet in the
+	// primary store (ABI 1.3): a success, whose event the host publishes
+	// when Tick reports the write.
 	ErrStale error = abi.StatusStale
 	// ErrOutcomeUnknown (ABI 1.3), returned from a write, answers that the
 	// write may or may not have taken effect: it reached the primary
@@ -212,6 +228,9 @@ func newDispatcher(p Plugin) *dispatcher {
 	if p.Restorer != nil {
 		f |= abi.FeatureRestore
 	}
+	if p.Tick != nil {
+		f |= abi.FeatureTick
+	}
 	d.features = f
 	caps := p.Capabilities
 	if !containsCap(caps, abi.CapabilityLog) {
@@ -292,6 +311,17 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 	switch op {
 	case abi.OpPing:
 		return nil
+	case abi.OpTick:
+		d.begin(req)
+		if err := d.end(); err != nil {
+			return err
+		}
+		r, err := d.p.Tick()
+		if err != nil {
+			return err
+		}
+		r.Encode(e)
+		return nil
 	case abi.OpConfigure:
 		o := abi.DecodeOptions(d.begin(req))
 		if err := d.end(); err != nil {
@@ -312,11 +342,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.Metrics.PutMetric(&r)
-		if err != nil {
-			return err
+		if err != nil && !d.buffered(err) {
+			return d.write(err)
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpGetMetric:
 		var k abi.MetricKey
 		k.Decode(d.begin(req))
@@ -341,7 +371,7 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		if err := k.Check(); err != nil {
 			return err
 		}
-		return d.p.Metrics.DeleteMetric(&k)
+		return d.write(d.p.Metrics.DeleteMetric(&k))
 	case abi.OpQueryMetrics:
 		var q abi.MetricQuery
 		q.Decode(d.begin(req))
@@ -361,11 +391,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.Alerts.PutAlert(&r)
-		if err != nil {
-			return err
+		if err != nil && !d.buffered(err) {
+			return d.write(err)
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpGetAlert, abi.OpDeleteAlert:
 		id, err := d.decodeID(req)
 		if err != nil {
@@ -375,7 +405,7 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		if op == abi.OpDeleteAlert {
-			return d.p.Alerts.DeleteAlert(id)
+			return d.write(d.p.Alerts.DeleteAlert(id))
 		}
 		v, err := d.p.Alerts.GetAlert(id)
 		if err != nil && !errors.Is(err, ErrStale) {
@@ -396,11 +426,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
 		}
 		v, err := d.p.Alerts.SetAlertStatus(&r)
-		if err != nil {
-			return err
+		if err != nil && !d.buffered(err) {
+			return d.write(err)
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpQueryAlerts:
 		var q abi.AlertQuery
 		q.Decode(d.begin(req))
@@ -420,11 +450,11 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 			return err
 		}
 		v, err := d.p.AgentStates.PutAgentState(&r)
-		if err != nil {
-			return err
+		if err != nil && !d.buffered(err) {
+			return d.write(err)
 		}
 		v.Encode(e)
-		return nil
+		return err // nil, or ErrStale: handle marks the response stale
 	case abi.OpGetAgentState:
 		id, err := d.decodeID(req)
 		if err != nil {
@@ -451,7 +481,7 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		if r.Condition.Mode == abi.IfAbsent {
 			return abi.Errorf(abi.StatusInvalid, "delete cannot be create-only")
 		}
-		return d.p.AgentStates.DeleteAgentState(&r)
+		return d.write(d.p.AgentStates.DeleteAgentState(&r))
 	case abi.OpQueryAgentStates:
 		var q abi.AgentStateQuery
 		q.Decode(d.begin(req))
@@ -488,6 +518,22 @@ func (d *dispatcher) serve(op abi.Op, req []byte, e *abi.Encoder) error {
 		return d.batch(items, e)
 	}
 	return abi.Errorf(abi.StatusUnsupported, "unknown op %d", op)
+}
+
+// buffered reports whether err answers a write as acknowledged into a
+// buffer (ErrStale), which only a plugin with a Tick hook may answer.
+func (d *dispatcher) buffered(err error) bool {
+	return d.p.Tick != nil && errors.Is(err, ErrStale)
+}
+
+// write returns the error of a write that answers no body: ErrStale only
+// from a plugin with a Tick hook (handle marks the response stale), else
+// an INTERNAL error, as ErrStale from a write means nothing without one.
+func (d *dispatcher) write(err error) error {
+	if err != nil && errors.Is(err, ErrStale) && !d.buffered(err) {
+		return abi.Errorf(abi.StatusInternal, "plugin %s answered a write with ErrStale but has no Tick hook", d.p.Name)
+	}
+	return err
 }
 
 // endWrite ends decoding a write request and checks its TTL and condition

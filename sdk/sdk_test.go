@@ -158,3 +158,57 @@ func TestPublishChecksFirst(t *testing.T) {
 	}
 	assert.Panics(t, func() { _ = Publish(abi.PluginEvent{Kind: "wf", Op: "done"}) }, "a valid event goes to the host")
 }
+
+// bufferingStates answers every write as buffered (ErrStale).
+type bufferingStates struct{}
+
+func (bufferingStates) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
+	return abi.AgentState{AgentID: r.State.AgentID, Version: 9}, ErrStale
+}
+func (bufferingStates) GetAgentState(string) (abi.AgentState, error) { return abi.AgentState{}, nil }
+func (bufferingStates) DeleteAgentState(*abi.DeleteAgentState) error {
+	return fmt.Errorf("buffered: %w", ErrStale)
+}
+
+func TestTickDispatch(t *testing.T) {
+	d := newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}})
+	assert.False(t, d.meta.Features.Has(abi.FeatureTick), "no Tick hook, no tick feature")
+	st, _ := call(t, d, abi.OpTick, nil)
+	assert.Equal(t, abi.StatusUnsupported, st)
+
+	want := abi.TickResult{More: true, Pending: 3, Writes: []abi.TickWrite{{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "a"}}}}
+	ticks := 0
+	d = newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}, Tick: func() (abi.TickResult, error) {
+		ticks++
+		return want, nil
+	}})
+	assert.True(t, d.meta.Features.Has(abi.FeatureTick))
+	st, body := call(t, d, abi.OpTick, nil)
+	require.Equal(t, abi.StatusOK, st, "body %q", body)
+	assert.Equal(t, 1, ticks)
+	assert.Equal(t, encode(&want), body)
+
+	st, _ = call(t, d, abi.OpTick, []byte{0})
+	assert.Equal(t, abi.StatusInvalid, st, "a tick's request is empty")
+}
+
+func TestBufferedWrites(t *testing.T) {
+	tick := func() (abi.TickResult, error) { return abi.TickResult{}, nil }
+	put := abi.PutAgentState{State: abi.AgentState{AgentID: "a1"}}
+	del := abi.DeleteAgentState{AgentID: "a1"}
+
+	d := newDispatcher(Plugin{Name: "p", AgentStates: bufferingStates{}, Tick: tick})
+	st, body := call(t, d, abi.OpPutAgentState, encode(&put))
+	require.Equal(t, abi.StatusStale, st, "a buffered put is STALE, with its result")
+	assert.Equal(t, encode(&abi.AgentState{AgentID: "a1", Version: 9}), body)
+	st, body = call(t, d, abi.OpDeleteAgentState, encode(&del))
+	assert.Equal(t, abi.StatusStale, st)
+	assert.Empty(t, body)
+
+	// Without a Tick hook nothing would ever report the write.
+	d = newDispatcher(Plugin{Name: "p", AgentStates: bufferingStates{}})
+	st, _ = call(t, d, abi.OpPutAgentState, encode(&put))
+	assert.Equal(t, abi.StatusInternal, st)
+	st, _ = call(t, d, abi.OpDeleteAgentState, encode(&del))
+	assert.Equal(t, abi.StatusInternal, st)
+}

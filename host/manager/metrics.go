@@ -26,6 +26,7 @@ type metrics struct {
 	expiriesUnwatched                                 *prometheus.Desc
 	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
 	cacheEntries                                      *prometheus.Desc
+	bufferedWrites, tickFailures                      *prometheus.Desc
 }
 
 func newMetrics(m *Manager) *metrics {
@@ -64,6 +65,8 @@ func newMetrics(m *Manager) *metrics {
 		cacheMisses:        prometheus.NewDesc("storage_host_cache_misses_total", "Agent-state and alert reads the read cache sent to the backend.", backend, nil),
 		cacheInvalidations: prometheus.NewDesc("storage_host_cache_invalidations_total", "Read-cache entries dropped by events of writes (on any host).", backend, nil),
 		cacheEntries:       prometheus.NewDesc("storage_host_cache_entries", "Records in the read cache.", backend, nil),
+		bufferedWrites:     prometheus.NewDesc("storage_host_buffered_writes", "Writes the backend acknowledged into its fallback buffer that have not yet reached its store.", backend, nil),
+		tickFailures:       prometheus.NewDesc("storage_host_tick_failures_total", "Ticks (the host's background calls into a plugin) that failed.", backend, nil),
 	}
 }
 
@@ -93,7 +96,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
-		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries} {
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures} {
 		ch <- d
 	}
 }
@@ -116,6 +119,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesUnwatched, prometheus.CounterValue, float64(st.ExpiriesUnwatched), name)
+		if b.store.Metadata().Features.Has(abi.FeatureTick) {
+			ch <- prometheus.MustNewConstMetric(x.bufferedWrites, prometheus.GaugeValue, float64(st.BufferedWrites), name)
+			ch <- prometheus.MustNewConstMetric(x.tickFailures, prometheus.CounterValue, float64(st.TickFailures), name)
+		}
 		if b.def.Config.Cache.Entries > 0 {
 			ch <- prometheus.MustNewConstMetric(x.cacheHits, prometheus.CounterValue, float64(st.Cache.Hits), name)
 			ch <- prometheus.MustNewConstMetric(x.cacheMisses, prometheus.CounterValue, float64(st.Cache.Misses), name)

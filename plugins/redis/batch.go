@@ -28,11 +28,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	bodies := make([]span, len(in))
 	now := sdk.Now()
 	if b.fb != nil {
-		// Replay first (it uses b.rq), then serve the items in order;
-		// queries inside the batch do not start another replay.
 		b.fallbackBegin(now, true)
-		b.inBatch = true
-		defer func() { b.inBatch = false }()
 	}
 	b.body.Reset()
 	b.rq.reset()

@@ -7,8 +7,11 @@ package main
 // the host's kv store (the kv capability: ordered, kept by the host,
 // shared by every instance of this backend) and replays them, in the order
 // it acknowledged them, when Redis is back. The buffer lives as long as
-// the host's Store: a write acknowledged from it survives a Redis outage,
-// not a host restart or the Store's Close.
+// the host's kv store: with host.Config.DataDir it is on disk, and a write
+// acknowledged from it (the kv store syncs before the call that made it
+// returns) survives a Redis outage, a host crash and a restart; without,
+// it is in memory and lives as long as the Store (whose Close replays it
+// first, if Redis answers).
 //
 // kv layout:
 //
@@ -24,15 +27,19 @@ package main
 //	r/m/<agent>\0<name>\0<ts>, r/a/<alert>, r/s/<agent>
 //	           the latest buffered value of one record (the write with the
 //	           highest seq; a delete is a tombstone), as it was answered:
-//	           seq, flag, record. It is pending while seq >= head.
-//	l          the replay lock: put IfAbsent with an expiry; its kv
-//	           revision identifies the holder.
+//	           seq, flag, record. It is pending while seq >= head; one
+//	           below head is left for the sweep (below) and read as absent.
+//	l          the replay lock: put IfAbsent with an expiry of lockTTL;
+//	           its kv revision identifies the holder.
 //
 // Writes. An unconditional put or delete of any kind that meets
 // UNAVAILABLE from Redis, or that arrives while the queue is not empty
 // (so that it stays behind the writes acknowledged before it), is
-// acknowledged once it is in the queue and its record's r/ key is set. A
-// write during an outage answers provisional results:
+// acknowledged once it is in the queue and its record's r/ key is set,
+// with STALE (ABI 1.3): a success whose event the host publishes only
+// when a tick reports the write replayed, so that no event announces a
+// value Redis does not hold yet. A buffered write answers provisional
+// results:
 //   - an agent state's version is the host clock in microseconds (above
 //     the buffered copy's, if any). At replay Redis gives the record a
 //     version of its own, always above the provisional one (the replay
@@ -47,7 +54,7 @@ package main
 //     now; at replay Redis keeps an existing alert's.
 //
 // A delete of a record whose buffered copy is a tombstone or has expired
-// is NOT_FOUND; any other buffered delete is OK (whether Redis has the
+// is NOT_FOUND; any other buffered delete is acknowledged (whether Redis has the
 // record is not known). Conditional writes (IfVersion, IfAbsent),
 // SetAlertStatus and restores (OpRestore, whose mode is a condition and
 // whose exact version only Redis can keep) cannot be checked without
@@ -69,32 +76,51 @@ package main
 // again. Queries read Redis only: during an outage they are UNAVAILABLE,
 // and until the replay is done they do not see buffered writes.
 //
-// Replay. The plugin has no thread: replay happens at the start of
-// requests (a Ping, answered by the SDK, does not count), so an idle
-// backend replays on its next request. An instance checks the queue (one
-// kv get of c) at the start of every write, so that no write goes
-// straight to Redis ahead of one another instance acknowledged from the
-// buffer before it started; and at the start of other requests when its
-// hint says the queue may hold writes or was last checked hintEvery ago,
-// so that reads cost no kv call while the buffer is empty (a read may
-// then miss, for up to hintEvery, a write another instance buffered while
-// Redis answered this one). When the queue holds writes it takes
-// the lock (if another instance holds it, it goes on without replaying),
-// sends a PING (is Redis back?), reads the queue from head in chunks of
-// replayChunk, at most replayBudget per request, stops at a gap (a number
-// allocated by a writer that has not put its entry yet; one missing for
-// gapTimeout is skipped: its writer failed before acknowledging), sends
-// each chunk through the normal write path (prepare, one pipelined
-// EvalMany, finish) with the acknowledgement time as the write's time,
-// advances head past what Redis acknowledged, then deletes those entries
-// and clears the r/ keys whose value was replayed (kv IfVersion, so a
-// newer buffered write is kept). A write Redis refuses for good
-// (CONFLICT, INVALID) is dropped with an error log; if Redis fails, the
-// replay stops, keeps the rest, and leaves the lock to expire after
-// retryBackoff so that instances do not all retry at once. Writes that
-// arrive meanwhile go to the end of the queue. A write replayed twice
-// (a replayer that fails between Redis and advancing head) is rewritten
-// with the same value.
+// Replay. The host ticks the plugin (abi.OpTick, the Tick hook): about
+// every 100 ms from a goroutine of its own, at once again while the last
+// tick answered More, and until the queue is empty (or a bound) when the
+// Store closes. Only ticks replay; requests never do, and the host makes
+// one tick at a time, so replay does not slow requests down and an idle
+// backend replays as soon as Redis answers. A write still reads the queue
+// (one kv get of c) when it starts, so that no write goes straight to
+// Redis ahead of one acknowledged from the buffer before it; a read does
+// when its hint says the queue may hold writes or was last checked
+// hintEvery ago, so that reads cost no kv call while the buffer is empty
+// (a read may then miss, for up to hintEvery, a write another instance
+// buffered while Redis answered this one).
+//
+// A tick reads c; when the queue holds writes it takes the lock (held by
+// another instance: it does nothing), sends a PING (is Redis back?), then
+// replays at most replayBudget writes (abi.MaxTickWrites) or for at most
+// replayTime, answering More when it stopped there with writes left. It
+// reads the queue from head in chunks of replayChunk, renewing the lock
+// before each, stops at a gap (a number allocated by a writer that has
+// not put its entry yet; one missing for gapTimeout is skipped: its
+// writer failed before acknowledging), sends each chunk through the
+// normal write path (prepare, one pipelined EvalMany, finish) with the
+// acknowledgement time as the write's time and the global index calls of
+// the chunk folded into one per index entry (deferredIndex), and advances
+// head past what Redis acknowledged: one kv CAS per chunk, so a chunk's
+// bookkeeping is a scan, a lock renewal and a CAS, which the kv store
+// syncs once, at the end of the tick. The writes Redis applied go into
+// the tick's result, with the records as Redis kept them, for the host to
+// publish their events. A write Redis refuses for good (CONFLICT,
+// INVALID) is dropped with an error log and reported nowhere; if Redis
+// fails, the replay stops, keeps the rest, and leaves the lock to expire
+// after retryBackoff. A replayer that dies holding the lock (a host
+// crash: the lock may be on disk) holds it for lockTTL at most, so a host
+// restarted on the same data directory resumes within about a second.
+// Writes that arrive meanwhile go to the end of the queue. A write
+// replayed twice (a replayer that fails between Redis and advancing head)
+// is rewritten with the same value, and reported twice.
+//
+// Once a tick finds the queue empty, it sweeps what replayed writes left
+// in kv, sweepBudget entries at most per tick (answering More while there
+// may be more): queue entries below head, and r/ entries of writes below
+// head (kv IfVersion, so a newer buffered write's entry is kept).
+// Deleting them during the replay would double its kv calls; meanwhile
+// they are read as absent. While writes keep the queue from emptying they
+// stay, counted in the kv quota.
 
 import (
 	"bytes"
@@ -113,9 +139,10 @@ const (
 	// hintEvery is how long a read trusts an instance's last look at the
 	// queue that found it empty.
 	hintEvery = 100 * time.Millisecond
-	// lockTTL bounds how long a replayer that died keeps the lock; a live
-	// one renews it before every chunk.
-	lockTTL = 10 * time.Second
+	// lockTTL bounds how long a replayer that died keeps the lock (the kv
+	// store may keep it across a host restart); a live one renews it
+	// before every chunk.
+	lockTTL = time.Second
 	// retryBackoff is how long after a failed replay no instance tries
 	// again.
 	retryBackoff = 200 * time.Millisecond
@@ -124,9 +151,16 @@ const (
 	// right after allocating it.
 	gapTimeout = 5 * time.Second
 	// replayChunk is how many writes one round trip replays, and
-	// replayBudget how many one request replays at most.
-	replayChunk  = 256
-	replayBudget = 2048
+	// replayBudget how many one tick replays at most (all reported in its
+	// result), replayTime how long it replays at most before it answers
+	// with More set.
+	replayChunk  = 1024
+	replayBudget = abi.MaxTickWrites
+	replayTime   = time.Second
+	// sweepBudget is how many kv entries one tick's sweep looks at, at
+	// most, in scans of sweepScan.
+	sweepBudget = 8192
+	sweepScan   = 1000
 	// casAttempts bounds the retries of a CAS on a kv key.
 	casAttempts = 1000
 )
@@ -136,6 +170,9 @@ var (
 	kvMeta  = []byte("c")
 	kvLock  = []byte("l")
 	kvQueue = []byte("q/")
+	// kvRecords to kvRecordsEnd are the r/ entries.
+	kvRecords    = []byte("r/")
+	kvRecordsEnd = []byte("r0")
 )
 
 // fallback is one instance's side of the buffer; the buffer itself is in
@@ -162,7 +199,20 @@ type fallback struct {
 	gapSince time.Time
 
 	queued []queued
+	arena  []byte // the payloads of queued
 	items  []item
+	ix     deferredIndex // the index calls of a replayed chunk
+	// garbage is what sweep deletes next; sweepAt is where its scan of
+	// the r/ entries goes on from (empty: their start).
+	garbage []kvRef
+	sweepAt []byte
+	ticked  []abi.TickWrite // the writes this tick replayed
+}
+
+// kvRef is a kv entry's key and revision.
+type kvRef struct {
+	key []byte
+	rev uint64
 }
 
 // queued is one write of the queue.
@@ -185,9 +235,10 @@ type buffered struct {
 
 // --- routing ---
 
-// fallbackBegin starts a request at now: it looks at the queue (always
-// for a request that writes, else when the hint asks for it) and replays
-// what it holds.
+// fallbackBegin starts a request at now: it looks at the queue, always
+// for a request that writes (so that it goes behind the writes buffered
+// before it), else when the hint asks for it. Requests never replay: the
+// host's ticks do (tick).
 func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	f := b.fb
 	if !writes && !f.pending {
@@ -197,17 +248,6 @@ func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	}
 	if err := f.readMeta(now); err != nil {
 		sdk.Logf(abi.LevelWarn, "fallback buffer: %v", err)
-		return
-	}
-	if f.pending {
-		b.replay(now)
-	}
-}
-
-// queryBegin starts a query that is not part of a batch.
-func (b *backend) queryBegin() {
-	if b.fb != nil && !b.inBatch {
-		b.fallbackBegin(sdk.Now(), false)
 	}
 }
 
@@ -304,7 +344,8 @@ func (it *item) kind() byte {
 
 // buffer acknowledges the unconditional write it from the buffer: it
 // computes the record the write leaves (the answer), queues the request
-// and sets the record's r/ key.
+// and sets the record's r/ key. The write is answered STALE (sdk.ErrStale
+// with its result): acknowledged into the buffer.
 func (b *backend) buffer(it *item) {
 	f := b.fb
 	now := it.now
@@ -400,7 +441,9 @@ func (b *backend) buffer(it *item) {
 	case abi.OpPutAgentState:
 		it.state = rec.state
 	}
-	it.err = nil
+	// Acknowledged, not yet in Redis: the host publishes the write's
+	// event when a tick reports it replayed.
+	it.err = sdk.ErrStale
 }
 
 // expiry resolves a buffered write's TTL to the absolute expiry Redis
@@ -738,87 +781,141 @@ func (f *fallback) putRecord(key, value []byte, seq, rev uint64, found bool) err
 
 // --- replay ---
 
-// replay replays queued writes to Redis if no other instance is doing
-// so (or failed to, lately).
-func (b *backend) replay(now time.Time) {
+// tick is the plugin's Tick hook (abi.OpTick): with fallback=buffer it
+// replays what the queue holds, if Redis answers, and reports the writes
+// replayed. The host ticks about every 100 ms, and again at once while
+// the result has More set.
+func (b *backend) tick() (abi.TickResult, error) {
+	f := b.fb
+	if f == nil {
+		return abi.TickResult{}, nil
+	}
+	now := sdk.Now()
+	if err := f.readMeta(now); err != nil {
+		return abi.TickResult{}, err
+	}
+	f.ticked = f.ticked[:0]
+	more := false
+	if f.pending {
+		more = b.replay(now)
+	}
+	if !f.pending {
+		// What replayed writes left behind is deleted once the queue is
+		// empty, not while the replay races to catch up (nor while Redis
+		// is away, when every r/ entry is pending).
+		more = f.sweep()
+	}
+	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
+}
+
+// length is how many queue positions are allocated and not yet replayed.
+func (f *fallback) length() uint64 {
+	if f.head > f.tail {
+		return 0
+	}
+	return f.tail + 1 - f.head
+}
+
+// replay replays queued writes to Redis if no other instance is doing so
+// (or failed to, lately). It reports whether it stopped at its budget
+// with more to replay.
+func (b *backend) replay(now time.Time) (more bool) {
 	f := b.fb
 	lock, _, err := f.kv.Put(kvLock, nil, now.Add(lockTTL), false, abi.Condition{Mode: abi.IfAbsent})
 	if err != nil {
-		return
+		return false
 	}
 	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
 	// One command first: a cheap look at whether Redis is back, and a
 	// single command is what makes the bridge log in again (and make its
 	// ACL user again) after a Redis restart, which a pipeline does not.
 	_, err = b.redis.Do(cmdPing)
-	if err == nil && b.replaySteps(now, &held) {
+	ok := false
+	if err == nil {
+		ok, more = b.replaySteps(now, &held)
+	}
+	if ok {
 		_ = f.kv.Delete(kvLock, held)
 	} else {
 		// Keep the lock for the back-off: no instance retries before.
 		_, _, _ = f.kv.Put(kvLock, nil, sdk.Now().Add(retryBackoff), false, held)
 	}
+	return more
 }
 
 // replaySteps replays up to replayBudget writes in chunks, holding the
-// lock held (renewed before each chunk). It reports false when the
-// replay failed and should be retried after the back-off.
-func (b *backend) replaySteps(now time.Time, held *abi.Condition) bool {
+// lock held (renewed before each chunk). It reports ok false when the
+// replay failed and should be retried after the back-off, and more when
+// it stopped at its budget with writes left.
+func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool) {
 	f := b.fb
-	for budget := replayBudget; budget > 0; {
+	start := sdk.Now()
+	for budget := replayBudget; ; {
 		if !f.pending {
-			f.dropOrphans()
-			return true
+			return true, false
+		}
+		if budget <= 0 || sdk.Now().Sub(start) >= replayTime {
+			return true, true
 		}
 		head := f.head
-		f.qk = appendQueueKey(f.qk[:0], head)
-		f.qe = appendQueueKey(f.qe[:0], f.tail+1)
-		ents, _, err := f.kv.Scan(f.qk, f.qe, min(replayChunk, budget))
-		if err != nil {
+		if err := f.readQueue(head, min(replayChunk, budget)); err != nil {
 			sdk.Logf(abi.LevelWarn, "fallback replay: %v", err)
-			return false
-		}
-		f.queued = f.queued[:0]
-		for i := range ents {
-			seq, ok := parseQueueKey(ents[i].Key)
-			if !ok || seq != head+uint64(i) {
-				break // a gap: the rest waits behind it
-			}
-			q, err := f.decodeQueued(seq, ents[i].Value)
-			if err != nil {
-				sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
-				q = queued{seq: seq} // op 0: refused as unknown, dropped
-			}
-			f.queued = append(f.queued, q)
+			return false, false
 		}
 		if len(f.queued) == 0 {
 			if !f.skipGap(head, now) {
-				return true // its writer is about to put it
+				return true, false // its writer is about to put it
 			}
 			continue
 		}
 		f.gapSince = time.Time{}
 		rev, _, err := f.kv.Put(kvLock, nil, sdk.Now().Add(lockTTL), false, *held)
 		if err != nil {
-			return true // the lock expired and is another's now
+			return true, false // the lock expired and is another's now
 		}
 		held.Version = rev
-		done, ok := b.replayChunk(f.queued)
+		done, chunkOK := b.replayChunk(f.queued)
 		if done > 0 {
 			moved, err := f.advance(head, head+uint64(done), now)
 			if err != nil || !moved {
-				return true // another replayer took over
+				return true, false // another replayer took over
 			}
-			f.forget(f.queued[:done])
 		}
-		if !ok {
-			return false
+		if !chunkOK {
+			return false, false
 		}
 		budget -= done
-		if err := f.readMeta(now); err != nil {
-			return false
-		}
 	}
-	return true
+}
+
+// readQueue reads up to n queued writes from position head into f.queued,
+// stopping at a gap (a position allocated by a writer that has not put its
+// entry yet): the rest waits behind it. The payloads are copied into
+// f.arena, since the kv calls that follow reuse the scan's buffer.
+func (f *fallback) readQueue(head uint64, n int) error {
+	f.qk = appendQueueKey(f.qk[:0], head)
+	f.qe = appendQueueKey(f.qe[:0], f.tail+1)
+	ents, _, err := f.kv.Scan(f.qk, f.qe, n)
+	if err != nil {
+		return err
+	}
+	f.queued = f.queued[:0]
+	f.arena = f.arena[:0]
+	for i := range ents {
+		seq, ok := parseQueueKey(ents[i].Key)
+		if !ok || seq != head+uint64(i) {
+			break
+		}
+		lo := len(f.arena)
+		f.arena = append(f.arena, ents[i].Value...)
+		q, err := f.decodeQueued(seq, f.arena[lo:len(f.arena):len(f.arena)])
+		if err != nil {
+			sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
+			q = queued{seq: seq} // op 0: refused as unknown, dropped
+		}
+		f.queued = append(f.queued, q)
+	}
+	return nil
 }
 
 // skipGap handles a queue whose head position is allocated but not
@@ -838,9 +935,10 @@ func (f *fallback) skipGap(head uint64, now time.Time) bool {
 }
 
 // replayChunk sends the writes qs through the normal write path, each at
-// its acknowledgement time, in one round trip. It returns how many of
-// them, from the first, are done with (applied, or refused for good), and
-// false when it stopped at a failure to retry.
+// its acknowledgement time, in one round trip, and adds those Redis
+// applied to f.ticked. It returns how many of them, from the first, are
+// done with (applied, or refused for good), and false when it stopped at
+// a failure to retry.
 func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	f := b.fb
 	if cap(f.items) < len(qs) {
@@ -848,6 +946,11 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	}
 	items := f.items[:len(qs)]
 	b.rq.reset()
+	if f.ix.bounds == nil {
+		f.ix.bounds = map[ixID]int64{}
+	}
+	f.ix.reset()
+	b.deferIx = &f.ix
 	for i := range qs {
 		it := &items[i]
 		*it = item{op: qs[i].op, now: qs[i].now}
@@ -857,6 +960,9 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 			b.prepare(it)
 		}
 	}
+	b.deferIx = nil
+	records := b.rq.ncalls()
+	f.ix.flush(&b.rq)
 	var replies []abi.Reply
 	if b.rq.ncalls() > 0 {
 		var err error
@@ -865,12 +971,23 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 			return 0, false
 		}
 	}
+	for i := records; i < len(replies); i++ {
+		if replies[i].Kind == abi.ReplyError {
+			// The chunk's writes are rewritten with the same values.
+			sdk.Logf(abi.LevelWarn, "fallback replay: indexing failed, retrying later: %v", replies[i].Err())
+			return 0, false
+		}
+	}
 	for i := range items {
 		it := &items[i]
 		if it.err == nil {
 			b.finish(it, replies)
 		}
-		if it.err == nil || errors.Is(it.err, sdk.ErrNotFound) {
+		if it.err == nil {
+			f.ticked = append(f.ticked, tickWrite(it))
+			continue
+		}
+		if errors.Is(it.err, sdk.ErrNotFound) {
 			continue // a delete of a record already gone is done too
 		}
 		switch s, _ := statusOf(it.err); s {
@@ -884,47 +1001,81 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	return len(items), true
 }
 
-// forget deletes the replayed writes qs from the queue and clears the r/
-// entries they were the latest write of. The items of qs are in f.items.
-func (f *fallback) forget(qs []queued) {
-	for i := range qs {
-		f.qk = appendQueueKey(f.qk[:0], qs[i].seq)
-		_ = f.kv.Delete(f.qk, abi.Condition{})
+// tickWrite is the report of the replayed write it, as the host needs it
+// to publish the write's event. An agent state's document is left out:
+// events do not carry it.
+func tickWrite(it *item) abi.TickWrite {
+	w := abi.TickWrite{Op: it.op}
+	switch it.op {
+	case abi.OpPutMetric:
+		w.Metric = it.metric
+	case abi.OpDeleteMetric:
+		w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
+	case abi.OpPutAlert:
+		w.Alert = it.alert
+	case abi.OpDeleteAlert:
+		w.Alert.ID = it.alert.ID // its agent is not known here
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
 	}
-	seen := make(map[string]struct{}, len(qs))
-	for i := len(qs) - 1; i >= 0; i-- {
-		it := &f.items[i]
-		if it.kind() == 0 {
-			continue
-		}
-		f.key = appendRecordKey(f.key[:0], it)
-		if _, dup := seen[string(f.key)]; dup {
-			continue
-		}
-		seen[string(f.key)] = struct{}{}
-		en, err := f.kv.Get(f.key)
-		if err != nil {
-			continue
-		}
-		if s, n := binary.Uvarint(en.Value); n > 0 && s <= qs[i].seq {
-			_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: en.Revision})
-		}
-	}
+	return w
 }
 
-// dropOrphans deletes queue entries below head: those a replayer that
-// failed after advancing head left behind.
-func (f *fallback) dropOrphans() {
+// sweep deletes, up to sweepBudget entries, what replayed writes left in
+// kv: the queue entries below head, and the r/ entries whose write is
+// below head (kv IfVersion, so that one a newer write set is kept). None
+// of them is read as pending meanwhile (their seq is below head). It
+// reports whether it stopped at its budget with entries left to look at.
+func (f *fallback) sweep() (more bool) {
+	budget := sweepBudget
 	f.qk = appendQueueKey(f.qk[:0], f.head)
-	ents, _, err := f.kv.Scan(kvQueue, f.qk, replayChunk)
-	if err != nil || len(ents) == 0 {
-		return
+	for budget > 0 {
+		ents, _, err := f.kv.Scan(kvQueue, f.qk, min(sweepScan, budget))
+		if err != nil || len(ents) == 0 {
+			break
+		}
+		f.keep(ents, false)
+		for _, g := range f.garbage {
+			_ = f.kv.Delete(g.key, abi.Condition{})
+		}
+		budget -= len(ents)
 	}
-	keys := make([][]byte, len(ents))
+	for budget > 0 {
+		start := f.sweepAt
+		if len(start) == 0 {
+			start = kvRecords
+		}
+		ents, next, err := f.kv.Scan(start, kvRecordsEnd, min(sweepScan, budget))
+		if err != nil {
+			break
+		}
+		f.sweepAt = append(f.sweepAt[:0], next...)
+		f.keep(ents, true)
+		for _, g := range f.garbage {
+			_ = f.kv.Delete(g.key, abi.Condition{Mode: abi.IfVersion, Version: g.rev})
+		}
+		budget -= max(len(ents), 1)
+		if len(next) == 0 {
+			return false
+		}
+	}
+	return budget <= 0
+}
+
+// keep copies into f.garbage the entries of ents to delete: all of them,
+// or with records set only the r/ entries of writes below head. The
+// copies outlive the scan's buffer, which the deletes reuse.
+func (f *fallback) keep(ents []abi.KVEntry, records bool) {
+	f.garbage = f.garbage[:0]
+	f.arena = f.arena[:0]
 	for i := range ents {
-		keys[i] = bytes.Clone(ents[i].Key)
-	}
-	for _, k := range keys {
-		_ = f.kv.Delete(k, abi.Condition{})
+		if records {
+			if s, n := binary.Uvarint(ents[i].Value); n <= 0 || s >= f.head {
+				continue
+			}
+		}
+		lo := len(f.arena)
+		f.arena = append(f.arena, ents[i].Key...)
+		f.garbage = append(f.garbage, kvRef{key: f.arena[lo:len(f.arena):len(f.arena)], rev: ents[i].Revision})
 	}
 }

@@ -138,6 +138,8 @@ func init() {
 		// it by default.
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
 		Configure:    b.configure,
+		// Ticks replay the fallback buffer (fallback.go).
+		Tick: b.tick,
 	})
 }
 
@@ -152,9 +154,9 @@ type backend struct {
 	metricTTL, alertTTL, stateTTL time.Duration
 	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
 	fb *fallback
-	// inBatch is set while a batch is served: its queries do not start
-	// a replay of their own.
-	inBatch bool
+	// deferIx, while a replayed chunk is prepared, collects its index
+	// calls (deferredIndex); nil otherwise.
+	deferIx *deferredIndex
 }
 
 type (

@@ -39,7 +39,7 @@ func (b *backend) fallBack(it *item) {
 	case errors.Is(it.err, sdk.ErrOutcomeUnknown) && bufferable(it):
 		lost := it.err
 		b.afterUnavailable(it)
-		if it.err != nil {
+		if it.err != nil && !errors.Is(it.err, sdk.ErrStale) { // STALE: buffered
 			it.err = lost
 		}
 	}

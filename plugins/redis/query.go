@@ -173,7 +173,6 @@ func queryHash(encoded []byte) uint64 {
 
 func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
 	b := (*backend)(s)
-	b.queryBegin()
 	var page abi.Page[abi.AgentState]
 	key := *q
 	key.Limit, key.Cursor = 0, nil
@@ -282,7 +281,6 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 
 func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	b := (*backend)(a)
-	b.queryBegin()
 	var page abi.Page[abi.Alert]
 	w, err := querycost.Check(q.Labels)
 	if err != nil {
@@ -413,7 +411,6 @@ const endOfAgent = "\xff"
 
 func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
 	b := (*backend)(m)
-	b.queryBegin()
 	w, err := querycost.Check(q.Labels)
 	if err != nil {
 		return abi.Page[abi.Metric]{}, err

@@ -305,6 +305,10 @@ func appendCondition(r *request, c abi.Condition) {
 // appendTTL).
 func (b *backend) index(ix int, id string, bound span) {
 	r := &b.rq
+	if b.deferIx != nil {
+		b.deferIx.add(ix, id, r.arena[bound.lo:bound.hi])
+		return
+	}
 	r.call(opIxadd)
 	r.ixKeys(ix)
 	r.argStr(id)
@@ -318,9 +322,73 @@ func (b *backend) index(ix int, id string, bound span) {
 	r.argInt(sweepSlack)
 }
 
+// ixID names one entry of a global index.
+type ixID struct {
+	ix int
+	id string
+}
+
+// deferredIndex collects the index calls of a replayed chunk, one per
+// entry: a chunk of many writes of few agents makes few index calls. Each
+// entry keeps the greatest bound of its writes (-1: no expiry).
+type deferredIndex struct {
+	bounds map[ixID]int64
+	order  []ixID
+}
+
+func (d *deferredIndex) reset() {
+	clear(d.bounds)
+	d.order = d.order[:0]
+}
+
+func (d *deferredIndex) add(ix int, id string, bound []byte) {
+	v := int64(-1)
+	if len(bound) > 0 {
+		v, _ = parseInt(bound)
+	}
+	k := ixID{ix, id}
+	cur, ok := d.bounds[k]
+	switch {
+	case !ok:
+		d.order = append(d.order, k)
+		d.bounds[k] = v
+	case cur == -1 || v == -1:
+		d.bounds[k] = -1
+	default:
+		d.bounds[k] = max(cur, v)
+	}
+}
+
+// flush adds the collected index calls to r, after every record call of
+// the chunk, and returns how many it added.
+func (d *deferredIndex) flush(r *request) int {
+	n := 0
+	for _, k := range d.order {
+		v, ok := d.bounds[k]
+		if !ok {
+			continue // unindexed by a later delete
+		}
+		delete(d.bounds, k) // once, if k is in order twice
+		r.call(opIxadd)
+		r.ixKeys(k.ix)
+		r.argStr(k.id)
+		if v < 0 {
+			r.argStr("inf")
+		} else {
+			r.argInt(v)
+		}
+		r.argInt(sweepSlack)
+		n++
+	}
+	return n
+}
+
 // unindex adds the call that unindexes a deleted record.
 func (b *backend) unindex(ix int, id string) {
 	r := &b.rq
+	if b.deferIx != nil {
+		delete(b.deferIx.bounds, ixID{ix, id})
+	}
 	r.call(opIxdel)
 	r.ixKeys(ix)
 	r.argStr(id)
@@ -640,7 +708,10 @@ func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	it := b.begin(abi.OpPutMetric)
 	it.metric, it.ttl = r.Metric, r.TTL
 	b.run(it)
-	return it.metric, it.err
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
+		return abi.Metric{}, it.err
+	}
+	return it.metric, it.err // nil, or ErrStale: buffered
 }
 
 func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
@@ -667,10 +738,10 @@ func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 	it := b.begin(abi.OpPutAlert)
 	it.alert, it.ttl = r.Alert, r.TTL
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.Alert{}, it.err
 	}
-	return it.alert, nil
+	return it.alert, it.err // nil, or ErrStale: buffered
 }
 
 func (a *alerts) GetAlert(id string) (abi.Alert, error) {
@@ -711,10 +782,10 @@ func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
 	it.ttl, it.cond = r.TTL, r.Condition
 	b.run(it)
-	if it.err != nil {
+	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
 		return abi.AgentState{}, it.err
 	}
-	return it.state, nil
+	return it.state, it.err // nil, or ErrStale: buffered
 }
 
 func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {

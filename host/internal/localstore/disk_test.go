@@ -301,6 +301,7 @@ func BenchmarkSyncedPut(b *testing.B) {
 				b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
 				var n atomic.Uint64
 				b.ReportAllocs()
+				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					var e abi.Encoder
 					req := abi.KVRequest{Op: abi.KVPut, Value: val}

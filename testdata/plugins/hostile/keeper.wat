@@ -10,6 +10,9 @@
 ;;   'w'  OK, the AgentState {agent_id "w", version 1}, then one trailing
 ;;        byte: malformed
 ;;   's'  OK, the AgentState {agent_id "s", version 1}
+;;   'b'  STALE, the AgentState {agent_id "b", version 1}: acknowledged
+;;        into a buffer, which a plugin without the tick feature (this
+;;        one, ABI 1.0) may not answer
 ;; storage_call(get agent state), by the first byte of the agent ID:
 ;;   'w'  OK, the AgentState {agent_id "w", state "old", version 1}
 ;;   'p'  kv put of "row" = "kept", then OK, the AgentState {agent_id "p"};
@@ -35,6 +38,7 @@
   ;; Answers.
   (data (i32.const 0x200) "\00" "\01w" "\00" "\01" "\00" "\00" "\00")    ;; put 'w', 8 bytes
   (data (i32.const 0x210) "\00" "\01s" "\00" "\01" "\00" "\00")          ;; put 's', 7 bytes
+  (data (i32.const 0x218) "\08" "\01b" "\00" "\01" "\00" "\00")          ;; put 'b', STALE, 7 bytes
   (data (i32.const 0x220) "\00" "\01w" "\03old" "\01" "\00" "\00")       ;; get 'w', 10 bytes
   (data (i32.const 0x240) "\00" "\01p" "\00" "\00" "\00" "\00")          ;; get 'p', 7 bytes
   (data (i32.const 0x250) "\00" "\01r" "\04kept" "\00" "\00" "\00")      ;; get 'r', 11 bytes
@@ -76,7 +80,9 @@
         (if (i32.eq (local.get $sel) (i32.const 0x77)) ;; 'w'
           (then (return (call $pack (i32.const 0x200) (i32.const 8)))))
         (if (i32.eq (local.get $sel) (i32.const 0x73)) ;; 's'
-          (then (return (call $pack (i32.const 0x210) (i32.const 7)))))))
+          (then (return (call $pack (i32.const 0x210) (i32.const 7)))))
+        (if (i32.eq (local.get $sel) (i32.const 0x62)) ;; 'b'
+          (then (return (call $pack (i32.const 0x218) (i32.const 7)))))))
     ;; OpGetAgentState (31)
     (if (i32.eq (local.get $op) (i32.const 31))
       (then

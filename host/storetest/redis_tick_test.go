@@ -1,0 +1,457 @@
+package storetest_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// The redis plugin's replay of its fallback buffer, driven by the host's
+// ticks (abi.OpTick). One store reaches Redis through a proxy the test
+// cuts, so that Redis is away for it alone: another store on the same
+// Redis (and event stream) keeps working.
+
+// cutProxy forwards TCP connections to a Redis until Cut, which closes
+// them all and closes every new one at once, until Restore.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]struct{}
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { _ = ln.Close(); p.Cut() })
+	go p.serve()
+	return p
+}
+
+func (p *cutProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(c)
+	}
+}
+
+func (p *cutProxy) forward(c net.Conn) {
+	p.mu.Lock()
+	if p.cut {
+		p.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.cut {
+		p.mu.Unlock()
+		_ = c.Close()
+		_ = up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+	_, _ = io.Copy(c, up)
+	_ = c.Close()
+}
+
+// Cut closes every connection and refuses new ones.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+// Restore lets connections through again.
+func (p *cutProxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// openTicked opens the redis plugin with fallback=buffer on addr, in the
+// namespace prefix, with a read cache when cache is set.
+func openTicked(t *testing.T, addr, prefix string, options map[string]string, cache bool, logger hclog.Logger) *host.Store {
+	t.Helper()
+	return openTickedIn(t, addr, prefix, "", options, cache, logger)
+}
+
+// openTickedIn is openTicked with the kv store (the buffer) in dataDir
+// (none: in memory).
+func openTickedIn(t *testing.T, addr, prefix, dataDir string, options map[string]string, cache bool, logger hclog.Logger) *host.Store {
+	t.Helper()
+	opts := map[string]string{"fallback": "buffer"}
+	for k, v := range options {
+		opts[k] = v
+	}
+	cfg := host.Config{
+		Plugin:  "builtin:redis",
+		Options: opts,
+		Redis:   &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true},
+		DataDir: dataDir,
+	}
+	if cache {
+		cfg.Cache = host.CacheOptions{Entries: 100}
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(cacheDir), host.WithLogger(logger))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+// bufferStates writes n agent states through st while its Redis is cut
+// and checks that each was acknowledged (a nil error: buffered).
+func bufferStates(t *testing.T, st *host.Store, prefix string, n int) []string {
+	t.Helper()
+	agents := make([]string, n)
+	states := make([]host.AgentState, n)
+	for i := range agents {
+		agents[i] = fmt.Sprintf("%s%d", prefix, i)
+		states[i] = host.AgentState{AgentID: agents[i], State: []byte("doc-" + agents[i])}
+	}
+	for i := 0; i < n; i += 1000 {
+		rs, err := st.PutAgentStates(t.Context(), states[i:min(i+1000, n)])
+		require.NoError(t, err)
+		for _, r := range rs {
+			require.NoError(t, r.Err, "a buffered write is a success")
+		}
+	}
+	return agents
+}
+
+// TestRedisTickDrainsWithoutRequests checks that the host's ticks replay
+// the buffer once Redis answers again, with no request arriving.
+func TestRedisTickDrainsWithoutRequests(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	st := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	ctx := t.Context()
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
+	require.NoError(t, err)
+
+	proxy.Cut()
+	agents := bufferStates(t, st, "d", 50)
+	require.NoError(t, st.DeleteAgentState(ctx, "warm"), "a buffered delete")
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 51 },
+		"a tick reports the 51 buffered writes as pending; last %d", st.Stats().BufferedWrites)
+	time.Sleep(300 * time.Millisecond) // ticks go on while Redis is away
+	require.EqualValues(t, 51, st.Stats().BufferedWrites, "nothing is replayed while Redis is away")
+
+	proxy.Restore()
+	// No request from here on: only ticks can replay.
+	rc := directClient(t, addr)
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
+		"the buffer drains with no request; %d left", st.Stats().BufferedWrites)
+	for _, a := range agents {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+	_, ok := storedState(t, rc, prefix, "warm")
+	require.False(t, ok, "the buffered delete was replayed")
+}
+
+// TestRedisTickEventsAfterReplay checks that a buffered write publishes
+// its event once replayed, with the version Redis gave it, and that
+// another host's read cache then stops serving the value it replaced.
+func TestRedisTickEventsAfterReplay(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	a := openTicked(t, proxy.Addr(), prefix, nil, false, nil) // the writer, cut off from Redis
+	b := openTicked(t, addr, prefix, nil, true, nil)          // another host, Redis always up
+	ctx := t.Context()
+	rc := directClient(t, addr)
+	storedVersion := func(agent string) uint64 {
+		v, err := rc.HGet(ctx, prefix+"s:{"+agent+"}", "v").Uint64()
+		require.NoError(t, err)
+		return v
+	}
+
+	sub, err := b.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAgentStates}, AgentIDs: []string{"s"}}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	v1, err := a.PutAgentState(ctx, host.AgentState{AgentID: "s", State: []byte("v1")})
+	require.NoError(t, err)
+	select {
+	case ev := <-sub.Events():
+		require.Equal(t, v1.Version, ev.Version, "the event of the direct write")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no event of the direct write: %v", sub.Err())
+	}
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+		got, err := b.GetAgentState(ctx, "s")
+		return err == nil && string(got.State) == "v1"
+	}, "host b reads v1")
+	hits := b.Stats().Cache.Hits
+	got, err := b.GetAgentState(ctx, "s")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(got.State))
+	require.Greater(t, b.Stats().Cache.Hits, hits, "host b serves v1 from its cache")
+
+	proxy.Cut()
+	published := a.Stats().Events.Published
+	v2, err := a.PutAgentState(ctx, host.AgentState{AgentID: "s", State: []byte("v2")})
+	require.NoError(t, err, "acknowledged into the buffer: a success")
+	require.Greater(t, v2.Version, v1.Version)
+	mine, err := a.GetAgentState(ctx, "s")
+	require.ErrorIs(t, err, host.ErrStale, "host a reads its own buffered write")
+	require.Equal(t, "v2", string(mine.State))
+	got, err = b.GetAgentState(ctx, "s")
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(got.State), "Redis still holds v1")
+
+	proxy.Restore()
+	var ev events.Event
+	select {
+	case ev = <-sub.Events():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no event of the buffered write: %v", sub.Err())
+	}
+	require.Equal(t, events.OpPut, ev.Op)
+	require.Equal(t, "s", ev.Key)
+	stored := storedVersion("s")
+	require.Equal(t, stored, ev.Version, "the event carries the version Redis gave the replayed write")
+	require.Greater(t, stored, v2.Version, "Redis's version is above the provisional one")
+	v, _ := storedState(t, rc, prefix, "s")
+	require.Equal(t, "v2", v, "the event follows the write into Redis")
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return a.Stats().Events.Published == published+1 },
+		"host a counts the one event it appended; %d", a.Stats().Events.Published-published)
+
+	// The event reached host b before its subscriber: its cache dropped v1.
+	got, err = b.GetAgentState(ctx, "s")
+	require.NoError(t, err)
+	require.Equal(t, "v2", string(got.State), "host b's cache no longer serves the replaced value")
+	require.Equal(t, stored, got.Version)
+	select {
+	case ev := <-sub.Events():
+		t.Fatalf("a second event for one write: %+v", ev)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.Equal(t, published+1, a.Stats().Events.Published, "one event for the buffered write, none at acknowledgement")
+}
+
+// TestRedisTickCloseFlushes checks that Close replays what the buffer
+// holds before it returns, when Redis answers.
+func TestRedisTickCloseFlushes(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	st := openTicked(t, proxy.Addr(), prefix, map[string]string{"fallback_buffer_entries": "100000"}, false, nil)
+	proxy.Cut()
+	agents := bufferStates(t, st, "c", 10000) // more than one tick replays
+	proxy.Restore()
+	require.NoError(t, st.Close(t.Context()))
+	require.Zero(t, st.Stats().BufferedWrites, "Close emptied the buffer")
+	rc := directClient(t, addr)
+	for _, a := range []string{agents[0], agents[len(agents)/2], agents[len(agents)-1]} {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed by Close", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+}
+
+// TestRedisTickResumesAfterRestart checks that with a data directory the
+// buffer outlives its Store, and that the next Store on the directory
+// replays it at once, with no request.
+func TestRedisTickResumesAfterRestart(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	dir := t.TempDir()
+	st := openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	proxy.Cut()
+	agents := bufferStates(t, st, "r", 100)
+	require.NoError(t, st.Close(t.Context()))
+	require.EqualValues(t, 100, st.Stats().BufferedWrites, "Redis away: left in the buffer, on disk")
+
+	proxy.Restore()
+	started := time.Now()
+	st = openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	rc := directClient(t, addr)
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		_, ok := storedState(t, rc, prefix, agents[len(agents)-1])
+		return ok
+	}, "the reopened store replays the buffer")
+	t.Logf("replayed %v after Open returned", time.Since(started).Round(time.Millisecond))
+	for _, a := range agents {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 }, "nothing pending")
+}
+
+// TestRedisTickCloseWithRedisAway checks that Close does not wait for a
+// Redis that does not answer, and says what it leaves behind.
+func TestRedisTickCloseWithRedisAway(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	var logs lockedBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	st := openTicked(t, proxy.Addr(), prefix, nil, false, logger)
+	proxy.Cut()
+	bufferStates(t, st, "w", 10)
+	started := time.Now()
+	require.NoError(t, st.Close(t.Context()))
+	require.Less(t, time.Since(started), 3*time.Second, "Close gives up on a Redis that does not answer")
+	require.EqualValues(t, 10, st.Stats().BufferedWrites)
+	require.Contains(t, logs.String(), "closed with buffered writes not yet applied")
+	require.Contains(t, logs.String(), "pending=10")
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// TestRedisTickDrainTime measures how long the ticks take to replay
+// 100 000 buffered metric writes once Redis answers (set
+// STORAGE_HOST_DRAIN_WRITES to change the count), and checks that writes
+// made meanwhile are never refused.
+func TestRedisTickDrainTime(t *testing.T) {
+	skipShort(t)
+	t.Run("memory", func(t *testing.T) { drainTime(t, "") })
+	t.Run("disk", func(t *testing.T) { drainTime(t, t.TempDir()) })
+}
+
+func drainTime(t *testing.T, dataDir string) {
+	n := 100_000
+	if v := os.Getenv("STORAGE_HOST_DRAIN_WRITES"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err)
+	}
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	st := openTickedIn(t, proxy.Addr(), prefix, dataDir, map[string]string{"fallback_buffer_entries": strconv.Itoa(2 * n)}, false, nil)
+	ctx := t.Context()
+	base := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	ms := make([]host.Metric, 1000)
+
+	// For comparison: the same writes straight to Redis, in batches of
+	// 1000, on other agents.
+	directStart := time.Now()
+	for i := 0; i < n; i += len(ms) {
+		for j := range ms {
+			ms[j] = host.Metric{AgentID: fmt.Sprintf("direct-%d", (i+j)%100), Name: "cpu", Value: float64(i + j),
+				Timestamp: base.Add(time.Duration(i+j) * time.Millisecond)}
+		}
+		rs, err := st.PutMetrics(ctx, ms[:min(len(ms), n-i)])
+		require.NoError(t, err)
+		for _, r := range rs {
+			require.NoError(t, r.Err)
+		}
+	}
+	direct := time.Since(directStart)
+
+	proxy.Cut()
+	bufferStart := time.Now()
+	for i := 0; i < n; i += len(ms) {
+		for j := range ms {
+			ms[j] = host.Metric{AgentID: fmt.Sprintf("agent-%d", (i+j)%100), Name: "cpu", Value: float64(i + j),
+				Timestamp: base.Add(time.Duration(i+j) * time.Millisecond)}
+		}
+		rs, err := st.PutMetrics(ctx, ms[:min(len(ms), n-i)])
+		require.NoError(t, err)
+		for _, r := range rs {
+			require.NoError(t, r.Err)
+		}
+	}
+	buffered := time.Since(bufferStart)
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == uint64(n) },
+		"a tick reports every write pending; last %d", st.Stats().BufferedWrites)
+
+	start := time.Now()
+	proxy.Restore()
+	// Writes go on while the buffer drains: they queue behind it, and are
+	// never refused as "catching up" while Redis answers.
+	stop := make(chan struct{})
+	var refused error
+	var during int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "during", State: []byte(strconv.Itoa(i))})
+			if err != nil && refused == nil {
+				refused = err
+			}
+			during++
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	redistest.WaitFor(t, 60*time.Second, 5*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
+		"the buffer drains; %d left", st.Stats().BufferedWrites)
+	took := time.Since(start)
+	close(stop)
+	<-done
+	require.NoError(t, refused, "a write while the buffer drains")
+	rc := directClient(t, addr)
+	var samples int64
+	for a := range 100 {
+		c, err := rc.ZCard(ctx, fmt.Sprintf("%smi:{agent-%d}", prefix, a)).Result()
+		require.NoError(t, err)
+		samples += c
+	}
+	require.EqualValues(t, n, samples, "every buffered metric is in Redis")
+	t.Logf("direct: %d writes in %v (%.0f writes/s); buffered them in %v; drained in %v (%.0f writes/s), %d writes made meanwhile",
+		n, direct.Round(time.Millisecond), float64(n)/direct.Seconds(), buffered.Round(time.Millisecond),
+		took.Round(time.Millisecond), float64(n)/took.Seconds(), during)
+}

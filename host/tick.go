@@ -1,0 +1,245 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// The host ticks a backend whose plugin advertises abi.FeatureTick: one
+// goroutine per Store sends abi.OpTick every tickInterval, and again at
+// once while the plugin says it has more to do. A tick is an ordinary
+// plugin call (an instance from the pool, Limits.CallTimeout), made by no
+// caller. Its result carries the writes the plugin acknowledged earlier
+// with STALE (into a buffer of its own) that have now taken effect; the
+// host publishes their events then, and not when they were acknowledged.
+
+const (
+	// tickInterval is how often an idle backend is ticked.
+	tickInterval = 100 * time.Millisecond
+	// closeFlush bounds how long Close ticks to empty the plugin's
+	// buffer (less when Close's context ends first).
+	closeFlush = 5 * time.Second
+	// closeIdleTicks is how many ticks in a row that change nothing make
+	// Close give up on emptying the buffer: the primary store is away,
+	// or another host is replaying it.
+	closeIdleTicks = 3
+	// tickLogEvery rate-limits the log of failed ticks.
+	tickLogEvery = 10 * time.Second
+)
+
+// ticker drives a Store's ticks.
+type ticker struct {
+	s    *Store
+	stop chan struct{}
+	done chan struct{}
+
+	pending  atomic.Uint64 // as the last tick reported
+	failures atomic.Uint64
+
+	mu         sync.Mutex // guards the failure log's rate limit
+	lastLog    time.Time
+	suppressed uint64
+}
+
+// startTicker starts ticking s if its plugin advertises the tick feature.
+func (s *Store) startTicker() {
+	if !s.p.meta.Features.Has(abi.FeatureTick) {
+		return
+	}
+	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{})}
+	s.ticker = t
+	go t.loop()
+}
+
+func (t *ticker) loop() {
+	defer close(t.done)
+	timer := time.NewTimer(tickInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-timer.C:
+		}
+		for {
+			r, err := t.tick(context.Background())
+			if err != nil || !r.More {
+				break
+			}
+			select {
+			case <-t.stop:
+				return
+			default:
+			}
+		}
+		timer.Reset(tickInterval)
+	}
+}
+
+// tick makes one tick call and publishes the events of the writes it
+// reports.
+func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
+	s := t.s
+	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
+	defer cancel()
+	var r abi.TickResult
+	err := s.callPlugin(ctx, abi.OpTick, true, func(*abi.Encoder) {}, r.Decode) // a replay writes
+	if err != nil {
+		t.failed(err)
+		return abi.TickResult{}, err
+	}
+	t.pending.Store(r.Pending)
+	for i := range r.Writes {
+		if err := s.publishTicked(&r.Writes[i]); err != nil {
+			t.failed(err)
+		}
+	}
+	return r, nil
+}
+
+// failed counts a failed tick and logs it, at most once per tickLogEvery.
+func (t *ticker) failed(err error) {
+	t.failures.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if !t.lastLog.IsZero() && now.Sub(t.lastLog) < tickLogEvery {
+		t.suppressed++
+		return
+	}
+	t.s.p.log.Warn("tick failed", "error", err, "suppressed", t.suppressed)
+	t.lastLog, t.suppressed = now, 0
+}
+
+// close stops the background ticks, waits for the one under way, then
+// ticks until the plugin has nothing pending, Close's ctx ends,
+// closeFlush passes, or closeIdleTicks ticks in a row change nothing; it
+// logs what is left. It runs once no caller's call is in flight.
+func (t *ticker) close(ctx context.Context) {
+	close(t.stop)
+	<-t.done
+	if ctx.Err() != nil {
+		t.report()
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, closeFlush)
+	defer cancel()
+	idle := 0
+	for ctx.Err() == nil {
+		before := t.pending.Load()
+		r, err := t.tick(ctx)
+		if err == nil && r.Pending == 0 && !r.More {
+			return
+		}
+		if err == nil && (r.More || len(r.Writes) > 0 || r.Pending < before) {
+			idle = 0
+			continue
+		}
+		if idle++; idle >= closeIdleTicks {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(tickInterval):
+		}
+	}
+	t.report()
+}
+
+func (t *ticker) report() {
+	if n := t.pending.Load(); n > 0 {
+		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed when a host opens it again, if its buffer survives", "pending", n)
+	}
+}
+
+// publishTicked publishes the event of a write a tick reports, as the
+// write's own call would have had the plugin answered it OK.
+func (s *Store) publishTicked(w *abi.TickWrite) error {
+	var err error
+	switch w.Op {
+	case abi.OpPutMetric:
+		if err = w.Metric.Check(); err == nil {
+			s.publishMetric(events.OpPut, &w.Metric)
+		}
+	case abi.OpDeleteMetric:
+		k := w.Metric.Key()
+		if err = k.Check(); err == nil {
+			s.publishMetricDelete(&k)
+		}
+	case abi.OpPutAlert, abi.OpSetAlertStatus:
+		if err = w.Alert.Check(); err == nil {
+			op := events.OpPut
+			if w.Op == abi.OpSetAlertStatus {
+				op = events.OpStatus
+			}
+			s.publishAlert(op, &w.Alert)
+		}
+	case abi.OpDeleteAlert:
+		if err = abi.CheckID("alert id", w.Alert.ID); err == nil && w.Alert.AgentID != "" {
+			err = abi.CheckID("agent id", w.Alert.AgentID)
+		}
+		if err == nil {
+			s.publishAlertDelete(w.Alert.ID, w.Alert.AgentID)
+		}
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		if err = w.State.Check(); err == nil {
+			if w.Op == abi.OpPutAgentState {
+				s.publishState(&w.State)
+			} else {
+				s.publishStateDelete(w.State.AgentID)
+			}
+		}
+	default:
+		err = fmt.Errorf("unknown op %s", w.Op)
+	}
+	if err != nil {
+		return s.refuse(abi.OpTick, fmt.Sprintf("reported a %s write that is not valid: %v", w.Op, err))
+	}
+	return nil
+}
+
+// acknowledged turns the answer of a single write into its caller's error
+// and says whether its event is due now. A write answered STALE was
+// acknowledged into the plugin's buffer: a success for the caller, whose
+// event a tick publishes once it has taken effect. This host's read cache
+// drops the record at once all the same, so that its reads see the write.
+func (s *Store) acknowledged(op abi.Op, err error, k cacheKey) (publish bool, _ error) {
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, abi.StatusStale) {
+		return false, err
+	}
+	if !s.p.meta.Features.Has(abi.FeatureTick) {
+		return false, s.refuse(op, "a write answered STALE by a plugin that does not advertise tick")
+	}
+	if s.cache != nil && k.kind != events.KindMetrics && k.kind != "" {
+		s.cache.invalidate(k, 0)
+	}
+	return false, nil
+}
+
+// acknowledgedItems does what acknowledged does for the items of a bulk
+// write, in place: an item answered STALE becomes a success. It returns
+// which items were buffered (nil when none was), whose events are not due.
+func (s *Store) acknowledgedItems(op abi.Op, errs []error, key func(i int) cacheKey) []bool {
+	var buffered []bool
+	for i, e := range errs {
+		if e == nil || !errors.Is(e, abi.StatusStale) {
+			continue
+		}
+		if buffered == nil {
+			buffered = make([]bool, len(errs))
+		}
+		publish, err := s.acknowledged(op, e, key(i))
+		errs[i], buffered[i] = err, !publish
+	}
+	return buffered
+}

@@ -1,0 +1,110 @@
+package host_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// The host's ticks (abi.OpTick), through testdata/plugins/gohostile/ticker,
+// whose puts are acknowledged STALE and reported by a later tick. The
+// redis plugin's replay is tested against Redis in host/storetest.
+
+func openTicker(t *testing.T, mode string) (*host.Store, *foreignLog) {
+	t.Helper()
+	wasm := goHostilePlugin(t, "ticker")
+	return openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Options: map[string]string{"mode": mode}}, t.TempDir())
+}
+
+func nextTickEvent(t *testing.T, sub *events.Subscription) events.Event {
+	t.Helper()
+	select {
+	case ev := <-sub.Events():
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no event: %v", sub.Err())
+	}
+	return events.Event{}
+}
+
+// TestTickPublishesBufferedWrites: a write answered STALE succeeds with no
+// event; the tick that reports it publishes its event, with the version
+// the plugin reports.
+func TestTickPublishesBufferedWrites(t *testing.T) {
+	st, _ := openTicker(t, "")
+	require.True(t, st.Metadata().Features.Has(abi.FeatureTick))
+	ctx := context.Background()
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	acked, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+	require.NoError(t, err, "a buffered write is a success")
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 1 },
+		"a tick reports the write pending")
+	select {
+	case ev := <-sub.Events():
+		t.Fatalf("an event for a write still buffered: %+v", ev)
+	case <-time.After(300 * time.Millisecond): // three ticks
+	}
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "release", State: []byte("go")})
+	require.NoError(t, err)
+	require.Equal(t, "release", nextTickEvent(t, sub).Key, "a write answered OK publishes at once")
+	ev := nextTickEvent(t, sub)
+	require.Equal(t, "a", ev.Key, "the tick reports the buffered write")
+	require.Equal(t, events.OpPut, ev.Op)
+	require.Greater(t, ev.Version, acked.Version, "with the version the store kept, not the acknowledged one")
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 }, "nothing pending")
+	require.Zero(t, st.Stats().TickFailures)
+}
+
+// TestTickRefusesInvalidWrites: a write a tick reports with an invalid ID
+// publishes nothing and counts as a refused answer; ticking goes on.
+func TestTickRefusesInvalidWrites(t *testing.T) {
+	st, logs := openTicker(t, "invalid")
+	ctx := context.Background()
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.RefusedAnswers() >= 2 }, "refused, tick after tick")
+	require.Contains(t, logs.String(), "reported a put_agent_state write that is not valid")
+	select {
+	case ev := <-sub.Events():
+		t.Fatalf("an event for an invalid write: %+v", ev)
+	default:
+	}
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "release", State: []byte("go")})
+	require.NoError(t, err, "the store serves on")
+}
+
+// TestTickFailuresAreCountedAndLogged: a tick that fails is counted and
+// logged, at most once per ten seconds, and changes nothing else.
+func TestTickFailuresAreCountedAndLogged(t *testing.T) {
+	st, logs := openTicker(t, "fail")
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().TickFailures >= 3 }, "ticks fail")
+	require.Equal(t, 1, strings.Count(logs.String(), "tick failed"), "rate-limited")
+	require.Contains(t, logs.String(), "ticker: this tick fails")
+	_, err := st.PutAgentState(context.Background(), host.AgentState{AgentID: "release", State: []byte("go")})
+	require.NoError(t, err)
+}
+
+// TestNoTickWithoutTheFeature: a plugin without the tick feature is never
+// ticked, and its stats show nothing buffered.
+func TestNoTickWithoutTheFeature(t *testing.T) {
+	st, err := host.Open(context.Background(), host.Config{}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	defer st.Close(context.Background())
+	require.False(t, st.Metadata().Features.Has(abi.FeatureTick))
+	time.Sleep(250 * time.Millisecond)
+	require.Zero(t, st.Stats().TickFailures)
+	require.Zero(t, st.Stats().BufferedWrites)
+}
