@@ -121,7 +121,11 @@ func describeBackup(w io.Writer, path string, sum backup.Summary) {
 // records live in the memory of the daemon serving it, which another
 // process cannot reach.
 func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer) (*host.Store, error) {
-	f, err := config.Load(path)
+	var opts []config.Option
+	if dir := defaultDataDir(); dir != "" {
+		opts = append(opts, config.WithDataDir(dir))
+	}
+	f, err := config.Load(path, opts...)
 	if err != nil {
 		var cerr *config.Error
 		if errors.As(err, &cerr) {
@@ -143,6 +147,10 @@ func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer)
 			"give it a backup block in %s, and the daemon backs it up on schedule (and restores the newest backup at start with restore_on_start = true)", verb, name, path)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.Warn, Output: stderr})
+	// Not the daemon's data directory, which the daemon serving the
+	// backend holds: a tool never buffers a write (restores are not
+	// buffered), so its Redis backend needs no fallback buffer on disk.
+	def.Config.DataDir = ""
 	st, err := host.Open(ctx, def.Config, host.WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)

@@ -127,7 +127,7 @@ func TestBackupRestore(t *testing.T) {
 
 	// To standard output: the same records.
 	cmd := exec.Command(binary, "backup", "-config", cfg, "-backend", "a", "-o", "-")
-	cmd.Env = environ()
+	cmd.Env = environ(dataEnv(t))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	require.NoError(t, cmd.Run(), errOut.String())
@@ -230,7 +230,7 @@ func TestMigrateInterrupted(t *testing.T) {
 	// Interrupted once it has copied a page or more.
 	out, log := newLines(), newLines()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = environ()
+	cmd.Env = environ(dataEnv(t))
 	cmd.Stdout, cmd.Stderr = out, log
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)

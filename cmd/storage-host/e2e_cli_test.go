@@ -92,7 +92,7 @@ func TestValidateBrokenConfig(t *testing.T) {
 
 	_, stderr, code = runCommand(t, nil, "validate")
 	require.Equal(t, 1, code)
-	require.Equal(t, "usage: storage-host validate FILE\n", stderr)
+	require.Equal(t, "usage: storage-host validate [-data-dir DIR] FILE\n", stderr)
 }
 
 // TestServeRefusesBrokenConfig: serve checks its file as validate does and

@@ -3,6 +3,7 @@ package main_test
 import (
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -13,14 +14,20 @@ import (
 )
 
 // TestFirstRun is a new user's first session: storage-host with no
-// command and no configuration serves the embedded memory backend on
-// loopback; an agent state goes in, comes back and goes away.
+// command and no configuration serves the embedded local backend, its
+// records on disk in the data directory, on loopback; an agent state goes
+// in, comes back and goes away.
 func TestFirstRun(t *testing.T) {
 	t.Parallel()
 	// No command means serve; only the port is chosen here, since the
-	// default 127.0.0.1:8474 may be taken.
-	d := launch(t, nil, "-listen", "127.0.0.1:0")
-	require.Regexp(t, `^storage-host: serving backend "memory" on http://127\.0\.0\.1:\d+$`, d.serving)
+	// default 127.0.0.1:8474 may be taken. The data directory is the
+	// environment's (as $STORAGE_HOST_DATA_DIR); the daemon creates it.
+	data := filepath.Join(t.TempDir(), "data")
+	d := launch(t, []string{"STORAGE_HOST_DATA_DIR=" + data}, "-listen", "127.0.0.1:0")
+	require.Regexp(t, `^storage-host: serving backend "local" \(data: `+regexp.QuoteMeta(data)+`\) on http://127\.0\.0\.1:\d+$`, d.serving)
+	fi, err := os.Stat(data)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "the data directory is the user's only")
 
 	require.Equal(t, http.StatusNoContent, call(t, "GET", d.url+"/healthz", "").code)
 	require.Equal(t, http.StatusNoContent, call(t, "GET", d.url+"/readyz", "").code)
@@ -86,7 +93,7 @@ func TestFirstRun(t *testing.T) {
 	// The daemon's own telemetry and contract.
 	require.Equal(t, float64(1), d.metric(`storage_host_http_requests_total{code="204",method="DELETE",route="DELETE /v1/agents/{agent_id}/state"}`))
 	require.Equal(t, float64(2), d.metric(`storage_host_http_requests_total{code="404",method="GET",route="GET /v1/agents/{agent_id}/state"}`))
-	require.Positive(t, d.metric(`storage_host_plugin_call_duration_seconds_count{backend="memory",op="put_agent_state"}`))
+	require.Positive(t, d.metric(`storage_host_plugin_call_duration_seconds_count{backend="local",op="put_agent_state"}`))
 	r = call(t, "GET", d.url+"/openapi.yaml", "")
 	require.Equal(t, http.StatusOK, r.code)
 	require.Equal(t, "application/yaml", r.header.Get("Content-Type"))

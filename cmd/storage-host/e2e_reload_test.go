@@ -133,13 +133,14 @@ func TestReloadOnFileChange(t *testing.T) {
 	require.Contains(t, d.waitLog(rejected, 1)[0], `trigger="file change" error="`+cfg+`:3:3: Unsupported argument; An argument named \"colour\" is not expected here."`)
 	serves("a file that does not load")
 
-	// An edit that loads, with a backend that does not open: a Redis
-	// backend with scripts must create its ACL user, and nothing listens
-	// on port 1. (Configuration checks never connect, so only opening
-	// finds out.)
-	replaceFile(t, cfg, []byte("backend \"memory\" {\n  plugin = \"builtin:redis\"\n  redis {\n    addrs      = [\"127.0.0.1:1\"]\n    key_prefix = \"e2e:\"\n    scripts    = true\n  }\n}\n"))
+	// An edit that loads, with a backend that does not open: its data
+	// directory cannot be made, under a regular file. (Configuration
+	// checks create nothing, so only opening finds out.)
+	blocker := filepath.Join(filepath.Dir(cfg), "blocker")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	replaceFile(t, cfg, fmt.Appendf(nil, "backend \"memory\" {\n  plugin   = \"builtin:local\"\n  data_dir = %q\n}\n", filepath.Join(blocker, "kv")))
 	require.Contains(t, d.waitLog(rejected, 2)[1], `trigger="file change" error="backend memory: `)
-	require.Contains(t, d.waitLog(rejected, 2)[1], `127.0.0.1:1`)
+	require.Contains(t, d.waitLog(rejected, 2)[1], `not a directory`)
 	serves("a backend that does not open")
 	require.Equal(t, float64(2), d.metric(`storage_host_reloads_total{result="failed"}`))
 

@@ -1,15 +1,16 @@
 // Command storage-host runs the storage host daemon and its tools.
 //
-//	storage-host serve [-config FILE] [-listen ADDR]   serve the configured backends over HTTP
-//	storage-host validate FILE                         check a configuration file
+//	storage-host serve [-config FILE] [-listen ADDR] [-data-dir DIR]   serve the configured backends over HTTP
+//	storage-host validate [-data-dir DIR] FILE         check a configuration file
 //	storage-host plugin inspect FILE.wasm|builtin:NAME describe a plugin
 //	storage-host backup -config FILE -backend NAME -o FILE|-   back a backend up
 //	storage-host backup verify FILE                    check a backup file
 //	storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] FILE|-
 //	storage-host migrate -config FILE -from NAME -to NAME [-state FILE] [-mode ...]
 //
-// With no configuration, serve runs the embedded memory backend on a
-// loopback address and prints where it listens. See README.md for the
+// With no configuration, serve runs the embedded local backend
+// (builtin:local: records on disk in the data directory) on a loopback
+// address and prints where it listens. See README.md for the
 // configuration file and the HTTP API (host/httpapi/openapi.yaml).
 package main
 
@@ -37,9 +38,11 @@ var errReported = errors.New("failed")
 const usage = `usage: storage-host <command> [arguments]
 
 Commands:
-  serve [-config FILE] [-listen ADDR]   serve the configured backends over HTTP
-                                        (default: the embedded memory backend on 127.0.0.1:8474)
-  validate FILE                         check a configuration file without serving
+  serve [-config FILE] [-listen ADDR] [-data-dir DIR]
+                                        serve the configured backends over HTTP (default: the
+                                        embedded local backend, records on disk in the data
+                                        directory, on 127.0.0.1:8474)
+  validate [-data-dir DIR] FILE         check a configuration file without serving
   plugin inspect FILE.wasm|builtin:NAME describe a plugin and whether this host can load it
   backup -config FILE -backend NAME -o FILE|-
                                         write a backup of a backend ("-": to standard output)

@@ -60,6 +60,7 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "storage-host")
 	cacheDir = filepath.Join(dir, "cache")
+	dataHome = filepath.Join(dir, "data-home")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		os.RemoveAll(dir)
@@ -70,10 +71,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// environ is the environment of a storage-host process: the test's, the
-// shared compilation cache, then extra ("KEY=value", later ones win).
+// environ is the environment of a storage-host process: the test's
+// (without STORAGE_HOST_DATA_DIR), the shared compilation cache, a data
+// home of the package's own, so that no process writes to the user's, then
+// extra ("KEY=value", later ones win).
 func environ(extra ...string) []string {
-	return append(append(os.Environ(), "XDG_CACHE_HOME="+cacheDir), extra...)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "STORAGE_HOST_DATA_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	return append(append(env, "XDG_CACHE_HOME="+cacheDir, "XDG_DATA_HOME="+dataHome), extra...)
+}
+
+// dataHome is the XDG_DATA_HOME of every process the tests start. None
+// should use it: each gets a data directory of its own (dataEnv).
+var dataHome string
+
+// dataEnv is the environment naming a new data directory of t's own: every
+// process the tests start gets one, unless the test names another.
+func dataEnv(t *testing.T) string {
+	return "STORAGE_HOST_DATA_DIR=" + t.TempDir()
 }
 
 // runCommand runs storage-host with args to completion and returns what it
@@ -83,7 +102,7 @@ func runCommand(t *testing.T, env []string, args ...string) (stdout, stderr stri
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = environ(env...)
+	cmd.Env = environ(append([]string{dataEnv(t)}, env...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -131,7 +150,7 @@ func launch(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, out: newLines(), log: newLines(), exited: make(chan struct{})}
 	d.cmd = exec.Command(binary, args...)
-	d.cmd.Env = environ(env...)
+	d.cmd.Env = environ(append([]string{dataEnv(t)}, env...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.log
 	require.NoError(t, d.cmd.Start())
 	go func() {
@@ -162,8 +181,9 @@ func launch(t *testing.T, env []string, args ...string) *daemon {
 	return d
 }
 
-// servingLine is what serve prints on stdout once it listens.
-var servingLine = regexp.MustCompile(`^storage-host: serving .+ on http://(\S+)$`)
+// servingLine is what serve prints on stdout once it listens: what it
+// serves, its data directory and its address.
+var servingLine = regexp.MustCompile(`^storage-host: serving .+ \(data: .+\) on http://(\S+)$`)
 
 func containsFlag(args []string, name string) bool {
 	for _, a := range args {

@@ -30,17 +30,22 @@ const shutdownTimeout = 30 * time.Second
 func serve(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (HCL, or JSON with a .json name); default: the embedded memory backend")
+	configPath := fs.String("config", "", "configuration file (HCL, or JSON with a .json name); default: the embedded local backend (builtin:local) in the data directory")
 	listen := fs.String("listen", "", `address to listen on (default: the file's "listen", else 127.0.0.1:8474)`)
 	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the file's, else info)")
 	logFormat := fs.String("log-format", "", "log format: text or json (default: the file's, else text)")
 	allowUnauth := fs.Bool("allow-unauthenticated", false, "serve a non-loopback address without tokens (the file's auth.allow_unauthenticated does the same)")
 	watch := fs.Bool("watch", true, "reload when the configuration file or a plugin file it names changes (SIGHUP always reloads)")
+	dataDirArg := dataDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	dataDir, err := checkDataDir(*dataDirArg)
+	if err != nil {
+		return err
 	}
 
 	// SIGHUP is caught from the start: loading backends takes a while,
@@ -49,10 +54,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	f := config.Default()
+	f := config.Default(config.WithDataDir(dataDir))
 	if *configPath != "" {
-		var err error
-		if f, err = config.Load(*configPath); err != nil {
+		if f, err = config.Load(*configPath, config.WithDataDir(dataDir)); err != nil {
 			fmt.Fprintln(stderr, err)
 			return errReported
 		}
@@ -66,6 +70,18 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	})
 	if err := checkExposure(addr, f, *allowUnauth); err != nil {
 		return err
+	}
+	// One daemon per data directory: a second one would share the
+	// backends' files. The lock is released when the process ends,
+	// however it ends.
+	release, err := lockDataDir(dataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "storage-host:", err)
+		return errReported
+	}
+	defer release()
+	if mode, open := openDataDirMode(dataDir); open {
+		logger.Warn("the data directory lets other users in; chmod 700 it", "dir", dataDir, "mode", mode)
 	}
 	r := &reloader{path: *configPath, log: logger.Named("reload"), root: logger, listen: addr,
 		allowUnauth: *allowUnauth, levelFlag: *logLevel, format: firstOf(*logFormat, f.Log.Format, "text")}
@@ -126,7 +142,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// Event streams never finish by themselves: Shutdown would wait for
 	// them until its timeout. It ends them first (with an end event).
 	srv.RegisterOnShutdown(h.EndStreams)
-	fmt.Fprintf(stdout, "storage-host: serving %s on http://%s\n", describeRoutes(f), ln.Addr())
+	fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), dataDir, ln.Addr())
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

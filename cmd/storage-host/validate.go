@@ -10,19 +10,27 @@ import (
 )
 
 // validate checks a configuration file as serve would load it, without
-// opening any backend or connecting to Redis.
+// opening any backend, connecting to Redis or creating a data directory.
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: storage-host validate FILE") }
+	const usage = "usage: storage-host validate [-data-dir DIR] FILE"
+	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
+	dataDirArg := dataDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
+		fmt.Fprintln(stderr, usage)
 		return errReported
 	}
-	f, err := config.Load(fs.Arg(0))
+	// The data directory is only named: the backends' directories are
+	// checked against each other, and nothing is created.
+	dataDir, err := checkDataDir(*dataDirArg)
+	if err != nil {
+		return err
+	}
+	f, err := config.Load(fs.Arg(0), config.WithDataDir(dataDir))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,9 @@ import (
 type File struct {
 	// Path is the file it was read from; "" for Default.
 	Path string
+	// DataDir is the data directory it was read with (WithDataDir),
+	// absolute; "" for none.
+	DataDir string
 	// Listen is the host:port the daemon serves; "" when unset.
 	Listen string
 	// Log configures the daemon's log.
@@ -174,19 +178,19 @@ func (e *Error) Unwrap() error { return e.Diagnostics }
 
 // Load reads and checks the configuration file at path. An invalid file
 // is an *Error; a file that cannot be read is the error reading it.
-func Load(path string) (*File, error) {
+func Load(path string, opts ...Option) (*File, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(src, path)
+	return Parse(src, path, opts...)
 }
 
 // Parse checks src as the configuration file named filename: relative
 // paths in it are relative to filename's directory, and a filename ending
 // in .json selects HCL's JSON syntax. An invalid src is an *Error.
-func Parse(src []byte, filename string) (*File, error) {
-	c := newChecker(filename)
+func Parse(src []byte, filename string, opts ...Option) (*File, error) {
+	c := newChecker(filename, collect(opts))
 	f := c.file(src)
 	if err := c.err(); err != nil {
 		return nil, err
@@ -194,24 +198,33 @@ func Parse(src []byte, filename string) (*File, error) {
 	return f, nil
 }
 
-// defaultBackend is the name of Default's only backend.
-const defaultBackend = "memory"
-
-// Default is the configuration used without a file: one backend "memory"
-// (builtin:memory, default capabilities and limits) serving every kind,
-// no listen address and no auth.
-func Default() *File {
+// Default is the configuration used without a file: one backend serving
+// every kind, with default capabilities and limits, no listen address and
+// no auth. With a data directory (WithDataDir) the backend is "local",
+// builtin:local keeping its records in DIR/backends/local; without one it
+// is "memory", builtin:memory.
+func Default(opts ...Option) *File {
+	o := collect(opts)
+	name, dataDir := "memory", ""
+	if o.dataDir != "" {
+		name = "local"
+		o.dataDir = absPath(o.dataDir)
+		dataDir = filepath.Join(o.dataDir, backendsDir, name)
+	}
 	cfg := host.Config{
-		Name:         defaultBackend,
-		Plugin:       host.BuiltinPrefix + "memory",
+		Name:         name,
+		Plugin:       host.BuiltinPrefix + name,
 		Capabilities: slices.Clone(host.DefaultCapabilities),
 		Limits:       host.DefaultLimits,
+		DataDir:      dataDir,
 	}
-	// The memory plugin is embedded in every host binary.
-	wasm, _ := host.BuiltinWASM("memory")
+	// The memory plugin (builtin:local is the same module) is embedded in
+	// every host binary.
+	wasm, _ := host.BuiltinWASM(name)
 	return &File{
+		DataDir:  o.dataDir,
 		Log:      Log{Level: "info", Format: "text"},
-		Backends: []Backend{{Name: defaultBackend, Config: cfg, Digest: digest(&cfg, wasm)}},
-		Routes:   Routes{Metrics: defaultBackend, Alerts: defaultBackend, AgentStates: defaultBackend},
+		Backends: []Backend{{Name: name, Config: cfg, Digest: digest(&cfg, wasm)}},
+		Routes:   Routes{Metrics: name, Alerts: name, AgentStates: name},
 	}
 }

@@ -54,6 +54,7 @@ type (
 		Events       *rawEvents     `hcl:"events,block"`
 		Cache        *rawCache      `hcl:"cache,block"`
 		Backup       *rawBackup     `hcl:"backup,block"`
+		DataDir      hcl.Expression `hcl:"data_dir,optional"`
 		DefRange     hcl.Range      `hcl:",def_range"`
 	}
 	rawBackup struct {
@@ -141,15 +142,29 @@ var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 type checker struct {
 	filename string
 	dir      string // absolute directory relative paths start from
+	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
 }
 
-func newChecker(filename string) *checker {
+func newChecker(filename string, o options) *checker {
 	dir := filepath.Dir(filename)
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	return &checker{filename: filename, dir: dir}
+	c := &checker{filename: filename, dir: dir}
+	if o.dataDir != "" {
+		c.dataDir = absPath(o.dataDir)
+	}
+	return c
+}
+
+// absPath returns p absolute and clean (as is when the working directory
+// is unknown).
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
 }
 
 func (c *checker) file(src []byte) *File {
@@ -168,7 +183,7 @@ func (c *checker) file(src []byte) *File {
 	}
 	var raw rawFile
 	c.diags = append(c.diags, gohcl.DecodeBody(hf.Body, nil, &raw)...)
-	f := &File{Path: c.filename}
+	f := &File{Path: c.filename, DataDir: c.dataDir}
 	if listen, ok := c.str(raw.Listen, "listen"); ok {
 		if _, _, err := net.SplitHostPort(listen); err != nil {
 			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "listen must be host:port: %v.", err)
@@ -234,6 +249,7 @@ func (c *checker) backends(raws []*rawBackend, file hcl.Range) []Backend {
 	seen := make(map[string]hcl.Range, len(raws))
 	out := make([]Backend, 0, len(raws))
 	var prefixes []keyPrefix
+	var dirs []dataDir
 	for _, rb := range raws {
 		// A misnamed backend is checked all the same, for its other errors.
 		named := c.name(rb.Name, "backend", rb.DefRange, seen)
@@ -241,6 +257,13 @@ func (c *checker) backends(raws []*rawBackend, file hcl.Range) []Backend {
 		b := c.backend(rb)
 		if named {
 			out = append(out, b)
+			if b.Config.DataDir != "" {
+				rng := rb.DefRange
+				if _, set, _ := c.peek(rb.DataDir); set {
+					rng = rb.DataDir.Range()
+				}
+				dirs = c.distinctDataDir(dirs, dataDir{rb.Name, b.Config.DataDir, rng})
+			}
 		}
 		if rc := b.Config.Redis; rc != nil && len(c.diags) == before {
 			if target, err := redisbridge.Target(*rc); err == nil {
@@ -290,6 +313,7 @@ func (c *checker) name(name, what string, def hcl.Range, seen map[string]hcl.Ran
 func (c *checker) backend(rb *rawBackend) Backend {
 	cfg := host.Config{Name: rb.Name, Limits: host.DefaultLimits}
 	wasm := c.plugin(rb, &cfg)
+	cfg.DataDir = c.backendDataDir(rb, cfg.Plugin)
 	if v, ok := c.boolean(rb.Trusted, "trusted"); ok {
 		cfg.Trusted = v
 	}
@@ -338,6 +362,12 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	if rb.Backup != nil {
 		b.Backup = c.backup(rb.Backup, rb.Redis != nil)
+		if b.Backup.RestoreOnStart && rb.Redis == nil && cfg.DataDir != "" {
+			// Restoring over records kept on disk would undo every write
+			// made since the backup.
+			c.errorf(rb.Backup.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
+				"restore_on_start is for a backend that keeps its records in the daemon's memory (builtin:memory); this one keeps them on disk in %s, where they outlive the daemon, and restoring the newest backup at every start would undo the writes made since.", cfg.DataDir)
+		}
 	}
 	return b
 }

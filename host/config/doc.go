@@ -18,8 +18,13 @@
 //	}
 //
 //	backend "fast" {                    # one or more; the label names the backend ([a-z0-9_-]+, unique)
-//	  plugin    = "builtin:memory"      # required: builtin:memory | builtin:redis | path/to/plugin.wasm
+//	  plugin    = "builtin:local"       # required: builtin:local | builtin:memory | builtin:redis | path/to/plugin.wasm
 //	                                    # (a relative path is relative to the configuration file)
+//	  data_dir  = "/var/lib/fast"       # optional: where the backend's kv store lives, on disk
+//	                                    # (builtin:local's records, builtin:redis's fallback buffer);
+//	                                    # default DATA_DIR/backends/NAME (the daemon's -data-dir);
+//	                                    # refused on builtin:memory, which keeps everything in memory;
+//	                                    # relative to the configuration file; no two backends share one
 //	  sha256    = "hex"                 # optional pin, checked against the plugin here
 //	  trusted   = false                 # optional; default false (built-in plugins are always trusted)
 //	  instances = 8                     # optional, > 0; default: the host's (host.Config.Instances)
@@ -69,7 +74,7 @@
 //	    directory        = "backups"    # required: created if missing; relative to the configuration file
 //	    keep             = 24           # optional, 1 to 100000; default 24: older backups are removed
 //	    restore_on_start = false        # optional: restore the newest backup at daemon start
-//	                                    # (backends without a redis block only)
+//	                                    # (builtin:memory and other backends without Redis or data directory)
 //	  }
 //	}
 //
@@ -96,5 +101,7 @@
 // (host.Inspect) for the capabilities it imports, so that a plugin this
 // host cannot load, or one needing a capability its backend does not
 // grant, is refused here rather than when the daemon starts. It connects
-// to nothing: a Redis backend checks without Redis.
+// to nothing and creates nothing: a Redis backend checks without Redis,
+// and data directories (WithDataDir, data_dir) are computed and checked
+// against each other, not made.
 package config

@@ -21,7 +21,7 @@ func TestOptionValues(t *testing.T) {
     "a.b"   = "quoted key"
   }`), "o.hcl", hcl.InitialPos)
 	require.False(t, diags.HasErrors(), diags.Error())
-	c := newChecker("o.hcl")
+	c := newChecker("o.hcl", options{})
 	got := c.options(expr)
 	require.False(t, c.diags.HasErrors(), c.diags.Error())
 	require.Equal(t, map[string]string{

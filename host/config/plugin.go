@@ -317,8 +317,9 @@ func digest(cfg *host.Config, wasm []byte) string {
 		Events       events.Options
 		NoEvents     bool
 		Cache        host.CacheOptions
+		DataDir      string
 	}{cfg.Name, cfg.Plugin, module[:], cfg.Options, caps, cfg.Instances, cfg.SHA256, cfg.Trusted, cfg.Limits, cfg.Redis,
-		cfg.Events, cfg.DisableEvents, cfg.Cache})
+		cfg.Events, cfg.DisableEvents, cfg.Cache, cfg.DataDir})
 	if err != nil {
 		panic("config: digest: " + err.Error()) // plain data: cannot fail
 	}

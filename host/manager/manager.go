@@ -332,14 +332,19 @@ func (m *Manager) backends() []*backend {
 	return out
 }
 
-// ReloadFile loads the configuration file at path and reloads with it.
-// check, when set, may refuse the loaded file before anything changes (the
+// ReloadFile loads the configuration file at path, with the data
+// directory of the configuration being served (config.WithDataDir), and
+// reloads with it. check, when set, may refuse the loaded file before anything changes (the
 // daemon refuses one that would leave a network listener without auth). A
 // file that does not load or check is a failed reload like a backend that
 // does not open: counted, returned, and the old configuration keeps
 // serving.
 func (m *Manager) ReloadFile(ctx context.Context, path string, check func(*config.File) error) (*config.File, Change, error) {
-	f, err := config.Load(path)
+	var opts []config.Option
+	if g := m.current.Load(); g != nil && g.file.DataDir != "" {
+		opts = append(opts, config.WithDataDir(g.file.DataDir))
+	}
+	f, err := config.Load(path, opts...)
 	if err == nil && check != nil {
 		err = check(f)
 	}

@@ -63,7 +63,9 @@ type aclUser struct {
 }
 
 // createUser connects with opts, the configured rights, and creates the
-// confined user for prefix.
+// confined user for prefix; if Redis cannot be reached, the user is
+// created at the first login that fails. A refusal by Redis (NOPERM, a
+// wrong password) is an error.
 func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string, allowed map[string]*command) (*aclUser, error) {
 	var pw [32]byte
 	if _, err := rand.Read(pw[:]); err != nil {
@@ -102,6 +104,14 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 		}
 	}
 	if err := u.apply(ctx, u.rules); err != nil {
+		var reply redis.Error
+		if !errors.As(err, &reply) {
+			// Redis cannot be reached (no reply at all): the user is made
+			// once it can, at the first command that fails to log in, as
+			// after a restart of Redis that forgot it (relogin). A backend
+			// with a fallback starts, or is rebuilt, during an outage.
+			return u, nil
+		}
 		_ = u.admin.Close()
 		_ = u.killer.Close()
 		if strings.Contains(err.Error(), "NOPERM") {

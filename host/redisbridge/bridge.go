@@ -195,8 +195,10 @@ type Bridge struct {
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
-// Redis, so a backend can start while Redis is down, except with Scripts,
-// where it must create the ACL user first.
+// Redis, so a backend can start while Redis is down. With Scripts it
+// creates the backend's ACL user first; while Redis cannot be reached
+// the user is created at the first command that fails to log in, and a
+// Redis that refuses to create it (NOPERM) fails Open.
 func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	allowed, opts, err := cfg.check()
 	if err != nil {

@@ -213,10 +213,29 @@ func TestScriptsNeedACLRights(t *testing.T) {
 	assert.Equal(t, status("OK"), one(t, b, "SET", "k", "v"), "without scripts that user is enough")
 }
 
-func TestScriptsOpenFailsWhenRedisIsDown(t *testing.T) {
-	_, err := Open(context.Background(), Config{Addrs: []string{"127.0.0.1:1"}, KeyPrefix: "p:", Scripts: true})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "creating the scripts user")
+// A bridge with scripts opens while Redis is down (a daemon restarting
+// during an outage, a backend rebuilt by a reload); its user is made once
+// Redis answers, at the first login that fails.
+func TestScriptsOpenWhileRedisIsDown(t *testing.T) {
+	s := redistest.NewServer(t)
+	s.Stop()
+	b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "sht:down:", Scripts: true, DialTimeout: 200 * time.Millisecond})
+	_, err := script(t, b, "return 1", sc(nil))
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	s.Start()
+	redistest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() bool {
+		_, err := script(t, b, "return 1", sc(nil))
+		return err == nil
+	}, "the bridge makes its user and logs in once Redis is up")
+	rs, err := script(t, b, "return redis.call('INCR', KEYS[1])", sc([]string{"n"}))
+	require.NoError(t, err)
+	assert.Equal(t, integer(1), rs[0])
+	// The user is still confined to the prefix.
+	rs, err = script(t, b, "return redis.call('GET', 'elsewhere')", sc(nil))
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	assert.Equal(t, abi.ReplyError, rs[0].Kind, "%v", rs[0])
+	assert.True(t, refusedByRedis(string(rs[0].Str)), "%s", rs[0].Str)
 }
 
 // Redis restarted without an ACL file forgets the user: the bridge makes

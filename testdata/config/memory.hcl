@@ -1,5 +1,7 @@
-# memory.hcl — the configuration the daemon uses without a file, made
-# explicit, with record TTLs. Check it with:
+# memory.hcl — one backend that keeps everything in memory, with record
+# TTLs: for tests and scratch work. The daemon without a file serves
+# builtin:local instead, the same plugin with its records on disk in the
+# data directory (-data-dir), which survive restarts. Check it with:
 #   storage-host validate testdata/config/memory.hcl
 
 # Loopback only: with no auth block, the daemon refuses a non-loopback
@@ -17,7 +19,9 @@ log {
 # block is needed.
 backend "memory" {
   # The memory plugin is built into the host: nothing to install, and
-  # everything is lost on restart. Built-in plugins are always trusted.
+  # everything is lost on restart, on a crash and on a reload that
+  # rebuilds the backend (it takes no data_dir). builtin:local keeps the
+  # same records on disk. Built-in plugins are always trusted.
   plugin = "builtin:memory"
 
   # capabilities is left out: the default grant (log, clock, kv) is

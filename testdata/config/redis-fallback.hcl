@@ -22,6 +22,9 @@ backend "redis" {
     # Redis down: keep writes in the host's kv store and replay them, in
     # order, when Redis is back, instead of failing them ("fail", the
     # default). Reads meanwhile are served from the buffer and marked stale.
+    # The daemon keeps that store on disk, in DATA_DIR/backends/redis
+    # (or a data_dir attribute of this block): a buffered write survives a
+    # restart, a crash or a reload of the daemon.
     fallback = "buffer"
     # At most this many buffered writes (the plugin's default, made
     # explicit); past it writes fail as UNAVAILABLE, never silently.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// dataDirEnv names the environment variable that sets the default data
+// directory.
+const dataDirEnv = "STORAGE_HOST_DATA_DIR"
+
+// defaultDataDir is where the daemon keeps its data without -data-dir:
+// $STORAGE_HOST_DATA_DIR, else $XDG_DATA_HOME/storage-host, else
+// ~/.local/share/storage-host. "" when none can be found (no home).
+func defaultDataDir() string {
+	if d := os.Getenv(dataDirEnv); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "storage-host")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "storage-host")
+	}
+	return ""
+}
+
+// dataDirFlag defines -data-dir on fs.
+func dataDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("data-dir", defaultDataDir(),
+		"directory the backends keep their data in, each in backends/NAME, locked by one daemon at a time; by default $"+dataDirEnv+", else $XDG_DATA_HOME/storage-host, else ~/.local/share/storage-host")
+}
+
+// checkDataDir returns dir absolute, or an error when it is unset.
+func checkDataDir(dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("no data directory: set -data-dir or $%s (no home directory to default to)", dataDirEnv)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	return abs, nil
+}
+
+// lockFile is the file, in the data directory, a serving daemon holds
+// locked.
+const lockFile = "storage-host.lock"
+
+// errDataDirInUse is returned by lockDataDir when another process holds
+// the data directory.
+var errDataDirInUse = errors.New("data directory in use")
+
+// lockDataDir creates dir (0700) if missing and locks it for this
+// process: a second daemon on the same directory gets errDataDirInUse.
+// The lock holds until release, or until the process exits, however it
+// exits. The file records the holder's pid, for the message.
+func lockDataDir(dir string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if busy, err := tryLock(f); busy || err != nil {
+		defer f.Close()
+		if busy {
+			holder := "another process"
+			if b, _ := os.ReadFile(path); len(b) > 0 {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					holder = fmt.Sprintf("another storage-host (pid %d)", pid)
+				}
+			}
+			return nil, fmt.Errorf("%w: %s is used by %s; give each daemon a -data-dir of its own", errDataDirInUse, dir, holder)
+		}
+		return nil, fmt.Errorf("data directory: locking %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}
+
+// openDataDirMode reports whether dir lets users other than its owner in.
+func openDataDirMode(dir string) (os.FileMode, bool) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return 0, false
+	}
+	return fi.Mode().Perm(), fi.Mode().Perm()&0o077 != 0
+}

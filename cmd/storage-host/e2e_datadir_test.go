@@ -1,0 +1,82 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDataDirOneDaemon: a daemon warns about a data directory other users
+// may enter; a second daemon on a data directory another one serves from
+// refuses to start, saying which process holds it, and does
+// not disturb the first; once the first has stopped the directory is free.
+func TestDataDirOneDaemon(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	require.NoError(t, os.Chmod(data, 0o750))
+	first := startDaemon(t, nil, "-data-dir", data)
+	require.Contains(t, first.serving, "(data: "+data+")")
+	// A directory others may enter is used, with a warning.
+	first.waitLog(regexp.MustCompile(`\[WARN\]  storage-host: the data directory lets other users in; chmod 700 it: dir=`+regexp.QuoteMeta(data)+` mode=-rwxr-x---`), 1)
+	putState(t, first.url, "a1")
+
+	_, stderr, code := runCommand(t, nil, "serve", "-listen", "127.0.0.1:0", "-data-dir", data)
+	require.Equal(t, 1, code, "stderr: %s", stderr)
+	require.Equal(t, fmt.Sprintf("storage-host: data directory in use: %s is used by another storage-host (pid %d); give each daemon a -data-dir of its own\n",
+		data, first.cmd.Process.Pid), stderr)
+
+	// The first one still serves what it had.
+	require.Equal(t, 200, call(t, "GET", first.url+"/v1/agents/a1/state", "").code)
+	first.stop()
+	again := startDaemon(t, nil, "-data-dir", data)
+	again.stop()
+}
+
+// TestDataDirValidate: validate refuses backends that would share a data
+// directory, and builtin:memory with one, at the attribute, and creates
+// nothing on disk; serve refuses the same file before creating anything.
+func TestDataDirValidate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data") // not created
+	cfg := filepath.Join(dir, "shared.hcl")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "a" { plugin = "builtin:local" }
+backend "b" {
+  plugin   = "builtin:local"
+  data_dir = %q
+}
+backend "m" {
+  plugin   = "builtin:memory"
+  data_dir = "m"
+}
+routes {
+  metrics      = "a"
+  alerts       = "b"
+  agent_states = "m"
+}
+`, filepath.Join(data, "backends", "a")), 0o600))
+
+	for _, args := range [][]string{
+		{"validate", "-data-dir", data, cfg},
+		{"serve", "-listen", "127.0.0.1:0", "-data-dir", data, "-config", cfg},
+	} {
+		_, stderr, code := runCommand(t, nil, args...)
+		require.Equal(t, 1, code, "%v: %s", args, stderr)
+		require.Regexp(t, regexp.QuoteMeta(cfg)+`:4:14: Shared data directory; Backend "b"'s data directory \S+ is backend "a"'s`, stderr, args)
+		require.Contains(t, stderr, cfg+`:8:14: Invalid value for "data_dir"; builtin:memory keeps its records in memory only`, args)
+		_, err := os.Stat(data)
+		require.ErrorIs(t, err, os.ErrNotExist, "%v created the data directory", args)
+	}
+
+	// Fixed, it validates, still without creating anything.
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "a" { plugin = "builtin:local" }`), 0o600))
+	stdout, stderr, code := runCommand(t, nil, "validate", "-data-dir", data, cfg)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, ": ok: backends a;")
+	_, err := os.Stat(data)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
