@@ -118,8 +118,8 @@ func describeBackup(w io.Writer, path string, sum backup.Summary) {
 
 // openBackend opens the backend name of the configuration file at path
 // for a tool to "verb" it. A backend without Redis is refused: its
-// records live in the memory of the daemon serving it, which another
-// process cannot reach.
+// records live in the daemon serving it (its memory, or its data
+// directory, which that daemon holds), out of another process's reach.
 func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer) (*host.Store, error) {
 	var opts []config.Option
 	if dir := defaultDataDir(); dir != "" {
@@ -143,7 +143,7 @@ func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer)
 		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", path, name, strings.Join(names, ", "))
 	}
 	if def.Config.Redis == nil {
-		return nil, fmt.Errorf("cannot %s backend %q from this command: it has no redis block, so its records live in the memory of the daemon serving it, which this process cannot see; "+
+		return nil, fmt.Errorf("cannot %s backend %q from this command: it has no redis block, so its records live in the daemon serving it (in its memory, or in its data directory, which that daemon holds), out of this process's reach; "+
 			"give it a backup block in %s, and the daemon backs it up on schedule (and restores the newest backup at start with restore_on_start = true)", verb, name, path)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.Warn, Output: stderr})
