@@ -196,6 +196,10 @@ func checkEchoResponse(t *testing.T, resp []byte, got any, err error, decode fun
 		require.ErrorIs(t, err, host.ErrInternal, "a record other than the one asked for")
 		require.ErrorContains(t, err, "answer refused")
 		require.Zero(t, got)
+	case resp[0] == uint8(abi.StatusUnknown):
+		// Only writes may answer an unknown outcome; these are reads.
+		require.ErrorIs(t, err, host.ErrInternal, "a read answering UNKNOWN")
+		require.ErrorContains(t, err, "only writes may answer")
 	case abi.Status(resp[0]).Known():
 		var ae *abi.Error
 		require.True(t, errors.As(err, &ae), "error %v is not the plugin's *abi.Error", err)
