@@ -48,8 +48,9 @@ type Stats struct {
 	// store, as its plugin last reported (abi.FeatureTick); 0 for a
 	// plugin without the feature.
 	BufferedWrites uint64
-	// TickFailures counts the ticks (abi.OpTick) that failed.
-	TickFailures uint64
+	// Ticks counts the ticks (abi.OpTick) made, and TickFailures those
+	// that failed.
+	Ticks, TickFailures uint64
 }
 
 // Stats returns a snapshot of the backend's pool and connections.
@@ -68,7 +69,7 @@ func (s *Store) Stats() Stats {
 		st.Cache = s.cache.stats()
 	}
 	if s.ticker != nil {
-		st.BufferedWrites, st.TickFailures = s.ticker.pending.Load(), s.ticker.failures.Load()
+		st.BufferedWrites, st.Ticks, st.TickFailures = s.ticker.pending.Load(), s.ticker.ticks.Load(), s.ticker.failures.Load()
 	}
 	return st
 }

@@ -42,6 +42,7 @@ type ticker struct {
 
 	pending  atomic.Uint64 // as the last tick reported
 	failures atomic.Uint64
+	ticks    atomic.Uint64 // tick calls made, failed or not
 
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
@@ -91,6 +92,7 @@ func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
 	defer cancel()
 	var r abi.TickResult
 	err := s.callPlugin(ctx, abi.OpTick, true, func(*abi.Encoder) {}, r.Decode) // a replay writes
+	t.ticks.Add(1)
 	if err != nil {
 		t.failed(err)
 		return abi.TickResult{}, err

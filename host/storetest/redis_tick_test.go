@@ -170,7 +170,9 @@ func TestRedisTickDrainsWithoutRequests(t *testing.T) {
 	require.NoError(t, st.DeleteAgentState(ctx, "warm"), "a buffered delete")
 	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 51 },
 		"a tick reports the 51 buffered writes as pending; last %d", st.Stats().BufferedWrites)
-	time.Sleep(300 * time.Millisecond) // ticks go on while Redis is away
+	ticks := st.Stats().Ticks
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().Ticks >= ticks+3 },
+		"ticks go on while Redis is away")
 	require.EqualValues(t, 51, st.Stats().BufferedWrites, "nothing is replayed while Redis is away")
 
 	proxy.Restore()
