@@ -183,6 +183,7 @@ func canList(st *host.Store) error {
 // returned it.
 func scan(ctx context.Context, st *host.Store, fn func(rec *Record, expired bool) error) error {
 	pg := newPager(ctx, st, position{kind: abi.KindMetric})
+	defer pg.close()
 	for {
 		f, ok := pg.next()
 		if !ok {

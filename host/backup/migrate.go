@@ -149,6 +149,7 @@ func Migrate(ctx context.Context, from, to *host.Store, opts MigrateOptions) (Mi
 	handled := func() int64 { return cp.Copied.Total() + cp.Skipped.Total() + cp.Expired.Total() }
 
 	pg := newPager(ctx, from, position{kind: cp.Kind, cursor: cp.Cursor, done: cp.Done})
+	defer pg.close()
 	for {
 		if err := ctx.Err(); err != nil {
 			return sum(), interrupted(ctx, err, opts.State)
@@ -240,6 +241,7 @@ func countAndCheck(ctx context.Context, from, to *host.Store, mode abi.RestoreMo
 		first     string
 	)
 	pg := newPager(ctx, from, position{kind: abi.KindMetric})
+	defer pg.close()
 	for {
 		f, ok := pg.next()
 		if !ok {

@@ -46,13 +46,16 @@ type fetched struct {
 // current one.
 type pager struct {
 	ctx   context.Context
+	stop  context.CancelFunc
 	st    *host.Store
 	ahead chan fetched // nil once done
 	walk  cursorWalk   // used by one fetch at a time
 }
 
+// newPager starts reading st from a position on; close ends it.
 func newPager(ctx context.Context, st *host.Store, from position) *pager {
-	p := &pager{ctx: ctx, st: st, walk: cursorWalk{seed: maphash.MakeSeed()}}
+	ctx, stop := context.WithCancel(ctx)
+	p := &pager{ctx: ctx, stop: stop, st: st, walk: cursorWalk{seed: maphash.MakeSeed()}}
 	from = from.settle(st)
 	p.walk.start(from.kind, from.cursor)
 	p.fetch(from)
@@ -107,7 +110,7 @@ func (p *pager) fetch(at position) {
 		p.ahead = nil
 		return
 	}
-	ch := make(chan fetched, 1) // never blocks: an abandoned fetch ends by itself
+	ch := make(chan fetched, 1)
 	p.ahead = ch
 	go func() {
 		recs, next, err := page(p.ctx, p.st, at.kind, at.cursor)
@@ -137,4 +140,15 @@ func (p *pager) next() (f fetched, ok bool) {
 	}
 	p.fetch(f.after)
 	return f, true
+}
+
+// close stops the page on its way, if any, and waits for it: nothing of
+// the scan runs once close returns, so the caller's last word is the
+// last thing it prints and its stores close with no call in flight.
+func (p *pager) close() {
+	p.stop()
+	if p.ahead != nil {
+		<-p.ahead
+		p.ahead = nil
+	}
 }
