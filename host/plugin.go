@@ -108,6 +108,10 @@ type plugin struct {
 	instances sync.Map // api.Module → *instance
 	stop      chan struct{}
 	stopped   sync.WaitGroup
+	// cutAll is set when the plugin closes; every trusted instance's cut
+	// channel is closed then, or at its creation after.
+	cutMu  sync.Mutex
+	cutAll bool
 }
 
 func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
@@ -335,6 +339,7 @@ func (p *plugin) close(ctx context.Context) {
 	default:
 		close(p.stop)
 	}
+	p.cutTrusted()
 	p.stopped.Wait()
 	p.pool.close(ctx)
 	// A trusted guest still running (abandoned, or about to be) uses the
@@ -343,6 +348,29 @@ func (p *plugin) close(ctx context.Context) {
 	p.closing.Store(true)
 	if p.running.Load() == 0 {
 		p.release(ctx)
+	}
+}
+
+// cutTrusted releases every caller waiting for a trusted guest call: the
+// plugin is closing.
+func (p *plugin) cutTrusted() {
+	if !p.trusted {
+		return
+	}
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
+	p.cutAll = true
+	p.instances.Range(func(_, v any) bool {
+		v.(*instance).cutOnce()
+		return true
+	})
+}
+
+// cutOnce closes the instance's cut channel; plugin.cutMu is held.
+func (in *instance) cutOnce() {
+	if !in.cutClosed {
+		in.cutClosed = true
+		close(in.cut)
 	}
 }
 
@@ -391,12 +419,17 @@ type instance struct {
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
-	work     chan api.Function // caller → worker
-	done     chan error        // worker → caller
-	workCtx  context.Context   // the context of the call the worker runs
-	state    atomic.Int32      // guestIdle, guestRunning or guestAbandoned
-	deadline time.Time         // the current call's, from Limits.CallTimeout
-	timer    *time.Timer
+	work    chan api.Function // caller → worker
+	done    chan error        // worker → caller
+	workCtx context.Context   // the context of the call the worker runs
+	state   atomic.Int32      // guestIdle, guestRunning or guestAbandoned
+	// cut is closed when the plugin closes (plugin.cutTrusted): the
+	// caller stops waiting. It is the instance's own, so that callers of
+	// different instances do not contend for one channel's lock.
+	cut       chan struct{}
+	cutClosed bool      // guarded by plugin.cutMu
+	deadline  time.Time // the current call's, from Limits.CallTimeout
+	timer     *time.Timer
 }
 
 // The states of a trusted instance's worker.
@@ -416,7 +449,7 @@ func (e errAbandoned) Unwrap() error { return e.why }
 // maxAbandoned bounds the instances whose calls were abandoned but still
 // run: past it, new instances are refused (ErrLimit) rather than piling up
 // guests that each hold a CPU and up to Limits.MemoryPages of memory.
-func (p *plugin) maxAbandoned() int64 { return int64(max(cap(p.pool.slots), 1)) }
+func (p *plugin) maxAbandoned() int64 { return int64(max(p.pool.size, 1)) }
 
 // guest runs fn on the instance's stack. For an untrusted plugin it runs on
 // the caller's goroutine, and the watchdog or ctx interrupts it. A trusted
@@ -444,7 +477,7 @@ func (in *instance) guest(ctx context.Context, fn api.Function) error {
 	case <-ctx.Done():
 		in.timer.Stop()
 		why = ctx.Err()
-	case <-in.p.stop:
+	case <-in.cut:
 		in.timer.Stop()
 		why = ErrClosed
 	}
@@ -495,7 +528,17 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
 	}
 	in := &instance{p: p, mod: mod, mem: mod.Memory()}
+	if p.trusted {
+		in.cut = make(chan struct{})
+	}
 	p.instances.Store(mod, in)
+	if p.trusted {
+		p.cutMu.Lock()
+		if p.cutAll {
+			in.cutOnce()
+		}
+		p.cutMu.Unlock()
+	}
 	fail := func(format string, args ...any) (*instance, error) {
 		p.instances.Delete(mod)
 		_ = mod.Close(ctx)
@@ -697,72 +740,155 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 // pool hands out instances so that calls into one never overlap. It grows
 // on demand up to its size; instances that trap are discarded and their
 // slot freed, so the next caller creates a fresh one.
+//
+// Idle instances are a stack: the instance put back last is handed out
+// first, so a hot instance keeps serving with its caches warm while the
+// others stay idle (RATIONALE.md, "Why a LIFO pool?"). Callers that find
+// no idle instance and no room wait in arrival order; put hands an
+// instance straight to the first of them. One mutex guards it all: the
+// channels it replaces were locked by every caller at once.
 type pool struct {
-	idle   chan *instance
-	slots  chan struct{} // one token per live instance
 	create func(context.Context) (*instance, error)
 	done   chan struct{} // closed by close: waiters give up at once
+	size   int
 
-	mu     sync.Mutex
-	closed bool
+	mu      sync.Mutex
+	idle    []*instance // LIFO
+	live    int         // instances alive or being created, at most size
+	waiters []chan *instance
+	closed  bool
 }
 
+// grantSlot is what a waiter receives when it is given room to create an
+// instance of its own rather than an idle one.
+var grantSlot = (*instance)(nil)
+
+// waiterChans recycles the one-shot channels of waiting callers.
+var waiterChans = sync.Pool{New: func() any { return make(chan *instance, 1) }}
+
 func (p *pool) init(size int, create func(context.Context) (*instance, error)) {
-	p.idle = make(chan *instance, size)
-	p.slots = make(chan struct{}, size)
+	p.size = max(size, 1)
+	p.idle = make([]*instance, 0, p.size)
 	p.create = create
 	p.done = make(chan struct{})
 }
 
 // get returns an idle instance, a new one if the pool has room, or waits.
 func (p *pool) get(ctx context.Context) (*instance, error) {
-	select {
-	case in := <-p.idle:
-		return in, nil
-	default:
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
 	}
-	select {
-	case in := <-p.idle:
+	if n := len(p.idle); n > 0 {
+		in := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
 		return in, nil
-	case p.slots <- struct{}{}:
-		if p.isClosed() {
-			<-p.slots
-			return nil, ErrClosed
-		}
-		in, err := p.create(ctx)
-		if err != nil {
-			<-p.slots
-			return nil, err
+	}
+	if p.live < p.size {
+		p.live++
+		p.mu.Unlock()
+		return p.createInSlot(ctx)
+	}
+	w := waiterChans.Get().(chan *instance)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	select {
+	case in := <-w:
+		waiterChans.Put(w)
+		if in == grantSlot {
+			return p.createInSlot(ctx)
 		}
 		return in, nil
 	case <-ctx.Done():
+		p.leave(w)
 		return nil, ctx.Err()
 	case <-p.done:
+		p.leave(w)
 		return nil, ErrClosed
 	}
+}
+
+// createInSlot creates an instance in a slot already counted in live.
+func (p *pool) createInSlot(ctx context.Context) (*instance, error) {
+	if p.isClosed() {
+		p.freeSlot()
+		return nil, ErrClosed
+	}
+	in, err := p.create(ctx)
+	if err != nil {
+		p.freeSlot()
+		return nil, err
+	}
+	return in, nil
+}
+
+// leave takes a waiter that gave up out of the queue; if it was granted
+// something meanwhile, that goes back to the pool.
+func (p *pool) leave(w chan *instance) {
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			waiterChans.Put(w)
+			return
+		}
+	}
+	p.mu.Unlock()
+	// Already granted: the grant is in w (sent under the lock).
+	in := <-w
+	waiterChans.Put(w)
+	if in == grantSlot {
+		p.freeSlot()
+		return
+	}
+	p.put(in, false)
 }
 
 // put returns an instance to the pool; fresh is true for an instance that
 // has not taken a slot yet.
 func (p *pool) put(in *instance, fresh bool) {
-	if fresh {
-		p.slots <- struct{}{}
-	}
 	p.mu.Lock()
-	closed := p.closed
-	if !closed {
-		p.idle <- in // never blocks: idle has room for every slot
+	if fresh {
+		p.live++
 	}
-	p.mu.Unlock()
-	if closed {
+	if p.closed {
+		p.mu.Unlock()
 		p.discard(context.Background(), in)
+		return
 	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w <- in // never blocks: each waiter's channel holds one grant
+		p.mu.Unlock()
+		return
+	}
+	p.idle = append(p.idle, in)
+	p.mu.Unlock()
 }
 
 // discard closes an instance and frees its slot.
 func (p *pool) discard(ctx context.Context, in *instance) {
 	in.close(ctx)
-	<-p.slots
+	p.freeSlot()
+}
+
+// freeSlot gives up a slot: to the first waiter, which creates an
+// instance in it, or back to the pool.
+func (p *pool) freeSlot() {
+	p.mu.Lock()
+	if !p.closed && len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w <- grantSlot
+	} else {
+		p.live--
+	}
+	p.mu.Unlock()
 }
 
 func (p *pool) isClosed() bool {
@@ -771,23 +897,29 @@ func (p *pool) isClosed() bool {
 	return p.closed
 }
 
+// counts returns the live and idle instances and the pool's size.
+func (p *pool) counts() (live, idle, size int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.live, len(p.idle), p.size
+}
+
 // close discards idle instances; busy ones are discarded when put back.
 func (p *pool) close(ctx context.Context) {
-	if p.idle == nil {
+	if p.done == nil {
 		return
 	}
 	p.mu.Lock()
-	if !p.closed {
-		close(p.done)
+	if p.closed {
+		p.mu.Unlock()
+		return
 	}
 	p.closed = true
+	close(p.done)
+	idle := p.idle
+	p.idle = nil
 	p.mu.Unlock()
-	for {
-		select {
-		case in := <-p.idle:
-			p.discard(ctx, in)
-		default:
-			return
-		}
+	for _, in := range idle {
+		p.discard(ctx, in)
 	}
 }

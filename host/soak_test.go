@@ -13,16 +13,13 @@ import (
 
 // guestPages returns the linear-memory size of every idle instance.
 func guestPages(p *plugin) []uint32 {
+	p.pool.mu.Lock()
+	defer p.pool.mu.Unlock()
 	var sizes []uint32
-	for {
-		select {
-		case in := <-p.pool.idle:
-			defer func() { p.pool.idle <- in }()
-			sizes = append(sizes, in.mem.Size()/65536)
-		default:
-			return sizes
-		}
+	for _, in := range p.pool.idle {
+		sizes = append(sizes, in.mem.Size()/65536)
 	}
+	return sizes
 }
 
 func hostHeap() uint64 {

@@ -56,8 +56,8 @@ type Stats struct {
 // Stats returns a snapshot of the backend's pool and connections.
 func (s *Store) Stats() Stats {
 	p := s.p
-	live, idle := len(p.pool.slots), len(p.pool.idle)
-	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: cap(p.pool.slots), Traps: p.traps.Load()}
+	live, idle, size := p.pool.counts()
+	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load()}
 	if p.redis != nil {
 		st.Redis = p.redis.PoolStats()
 	}
