@@ -430,6 +430,7 @@ type instance struct {
 	cutClosed bool      // guarded by plugin.cutMu
 	deadline  time.Time // the current call's, from Limits.CallTimeout
 	timer     *time.Timer
+	timerAt   time.Time // when timer fires; zero when it is not armed
 }
 
 // The states of a trusted instance's worker.
@@ -466,20 +467,33 @@ func (in *instance) guest(ctx context.Context, fn api.Function) error {
 	in.state.Store(guestRunning)
 	in.p.running.Add(1)
 	in.work <- fn
-	in.timer.Reset(time.Until(in.deadline))
+	// The timer is left armed between calls: deadlines only move later,
+	// so it fires at or before this call's deadline, and is re-armed only
+	// when it fires early (about once per CallTimeout), not on every call.
+	if in.timerAt.IsZero() {
+		in.timer.Reset(time.Until(in.deadline))
+		in.timerAt = in.deadline
+	}
 	var why error
-	select {
-	case err := <-in.done:
-		in.timer.Stop()
-		return err
-	case <-in.timer.C:
-		why = abi.Errorf(abi.StatusLimit, "ran past the call timeout of %v", in.p.limits.CallTimeout)
-	case <-ctx.Done():
-		in.timer.Stop()
-		why = ctx.Err()
-	case <-in.cut:
-		in.timer.Stop()
-		why = ErrClosed
+wait:
+	for {
+		select {
+		case err := <-in.done:
+			return err
+		case <-in.timer.C:
+			in.timerAt = time.Time{}
+			if left := time.Until(in.deadline); left > 0 {
+				in.timer.Reset(left)
+				in.timerAt = in.deadline
+				continue
+			}
+			why = abi.Errorf(abi.StatusLimit, "ran past the call timeout of %v", in.p.limits.CallTimeout)
+		case <-ctx.Done():
+			why = ctx.Err()
+		case <-in.cut:
+			why = ErrClosed
+		}
+		break wait
 	}
 	if !in.state.CompareAndSwap(guestRunning, guestAbandoned) {
 		return <-in.done // it returned just now
