@@ -1,0 +1,103 @@
+package host
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// newTestPool returns a pool of size whose instances are bare structs,
+// counting how many it made.
+func newTestPool(size int) (*pool, *int) {
+	var p pool
+	made := new(int)
+	p.init(size, func(context.Context) (*instance, error) {
+		*made++
+		return &instance{}, nil
+	})
+	return &p, made
+}
+
+// TestPoolIsLIFO: the instance put back last is handed out first, so one
+// hot instance serves a lone caller while the others stay idle.
+func TestPoolIsLIFO(t *testing.T) {
+	ctx := t.Context()
+	p, _ := newTestPool(3)
+	a, err := p.get(ctx)
+	require.NoError(t, err)
+	b, err := p.get(ctx)
+	require.NoError(t, err)
+	p.put(a, false)
+	p.put(b, false)
+	for range 3 {
+		got, err := p.get(ctx)
+		require.NoError(t, err)
+		require.Same(t, b, got, "the instance put back last comes out first")
+		p.put(got, false)
+	}
+}
+
+// TestPoolHandsOffToWaiters: with every slot taken, callers wait in
+// arrival order and a put hands its instance to the first of them; a freed
+// slot lets a waiter create an instance; a waiter whose context ends leaves
+// the queue without taking a slot; close releases the rest.
+func TestPoolHandsOffToWaiters(t *testing.T) {
+	ctx := t.Context()
+	p, made := newTestPool(1)
+	held, err := p.get(ctx)
+	require.NoError(t, err)
+
+	type result struct {
+		in  *instance
+		err error
+	}
+	wait := func(ctx context.Context) chan result {
+		r := make(chan result, 1)
+		go func() {
+			in, err := p.get(ctx)
+			r <- result{in, err}
+		}()
+		return r
+	}
+	waiting := func(n int) {
+		require.Eventually(t, func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return len(p.waiters) == n
+		}, 5*time.Second, time.Millisecond)
+	}
+
+	first := wait(ctx)
+	waiting(1)
+	cancelled, cancel := context.WithCancel(ctx)
+	second := wait(cancelled)
+	waiting(2)
+	third := wait(ctx)
+	waiting(3)
+
+	p.put(held, false)
+	r := <-first
+	require.NoError(t, r.err)
+	require.Same(t, held, r.in, "the first waiter gets the instance put back")
+
+	cancel()
+	require.ErrorIs(t, (<-second).err, context.Canceled)
+	waiting(1)
+
+	p.freeSlot() // the first waiter's instance is discarded
+	r = <-third
+	require.NoError(t, r.err)
+	require.NotSame(t, held, r.in, "a freed slot lets the waiter create its own")
+	require.Equal(t, 2, *made)
+
+	fourth := wait(ctx)
+	waiting(1)
+	p.close(ctx)
+	require.ErrorIs(t, (<-fourth).err, ErrClosed)
+	live, idle, size := p.counts()
+	require.Equal(t, 1, live, "the instance still out holds the only slot")
+	require.Zero(t, idle)
+	require.Equal(t, 1, size)
+}
