@@ -173,7 +173,10 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	if x.touches && in != nil {
 		in.usedKV = true
 	}
-	req := guestBytes(mod, stack[0], stack[1], x.name+" request")
+	req, ok := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
+	if !ok { // the message is built only here: a kv call must not allocate
+		panic(fmt.Errorf("%s request region [%d, +%d) is outside the plugin's memory", x.name, uint32(stack[0]), uint32(stack[1])))
+	}
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := exchangeEncoders.Get().(*abi.Encoder)
 	defer exchangeEncoders.Put(e)

@@ -874,9 +874,7 @@ func (p *pool) put(in *instance, fresh bool) {
 		p.discard(context.Background(), in)
 		return
 	}
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if w := p.firstWaiter(); w != nil {
 		w <- in // never blocks: each waiter's channel holds one grant
 		p.mu.Unlock()
 		return
@@ -895,14 +893,30 @@ func (p *pool) discard(ctx context.Context, in *instance) {
 // instance in it, or back to the pool.
 func (p *pool) freeSlot() {
 	p.mu.Lock()
-	if !p.closed && len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	var w chan *instance
+	if !p.closed {
+		w = p.firstWaiter()
+	}
+	if w != nil {
 		w <- grantSlot
 	} else {
 		p.live--
 	}
 	p.mu.Unlock()
+}
+
+// firstWaiter takes the longest-waiting caller out of the queue, or
+// returns nil; p.mu is held. The queue is shifted in place, so that it
+// keeps its backing array rather than allocating as it moves.
+func (p *pool) firstWaiter() chan *instance {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	w := p.waiters[0]
+	n := copy(p.waiters, p.waiters[1:])
+	p.waiters[n] = nil
+	p.waiters = p.waiters[:n]
+	return w
 }
 
 func (p *pool) isClosed() bool {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // newTestPool returns a pool of size whose instances are bare structs,
@@ -100,4 +102,27 @@ func TestPoolHandsOffToWaiters(t *testing.T) {
 	require.Equal(t, 1, live, "the instance still out holds the only slot")
 	require.Zero(t, idle)
 	require.Equal(t, 1, size)
+}
+
+// TestDecodeAgentStateMatchesABI: the store's decoder of answered agent
+// states reads what abi.AgentState.Decode reads, reusing the asked ID.
+func TestDecodeAgentStateMatchesABI(t *testing.T) {
+	in := abi.AgentState{AgentID: "agent-7", State: []byte(`{"a":1}`), Version: 9, UpdatedAt: time.Unix(5, 6).UTC(), ExpiresAt: time.Unix(7, 8).UTC()}
+	var e abi.Encoder
+	in.Encode(&e)
+	for _, asked := range []string{"agent-7", "other"} {
+		var want, got AgentState
+		d := abi.NewDecoder(e.Bytes())
+		want.Decode(d)
+		require.NoError(t, d.Finish())
+		d = abi.NewDecoder(e.Bytes())
+		decodeAgentState(d, &got, asked)
+		require.NoError(t, d.Finish())
+		require.Equal(t, want, got)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		var got AgentState
+		decodeAgentState(abi.NewDecoder(e.Bytes()), &got, "agent-7")
+	})
+	require.Equal(t, 1.0, allocs, "only the state document is copied")
 }

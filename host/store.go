@@ -237,7 +237,10 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
-	trapped := err != nil && !stale && errors.As(err, &trap)
+	var trapped bool
+	if err != nil && !stale {
+		trap, trapped = asTrap(err)
+	}
 	if s.p.observer != nil {
 		s.p.observer.PluginCall(s.p.name, op, time.Since(started), err, trapped)
 	}
@@ -284,6 +287,14 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}
 	return err // nil, or ErrStale with the result decoded
+}
+
+// asTrap returns the errTrap in err's chain. It is a function of its own
+// so that the errTrap errors.As fills is allocated only for a failed call.
+func asTrap(err error) (errTrap, bool) {
+	var trap errTrap
+	ok := errors.As(err, &trap)
+	return trap, ok
 }
 
 // Ping makes a trivial round trip through the plugin.
@@ -453,7 +464,7 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	}
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
-	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, out.Decode)
+	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, func(d *abi.Decoder) { decodeAgentState(d, &out, st.AgentID) })
 	s.unsure(events.KindAgentStates, st.AgentID, err)
 	err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) })
 	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{events.KindAgentStates, st.AgentID})
@@ -466,12 +477,27 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	return out, nil
 }
 
+// decodeAgentState decodes an answered agent state as AgentState.Decode
+// does, except that an agent ID equal to asked (the caller's) is not
+// copied: the caller's string is used.
+func decodeAgentState(d *abi.Decoder, out *AgentState, asked string) {
+	if id := d.View(); string(id) == asked {
+		out.AgentID = asked
+	} else {
+		out.AgentID = string(id)
+	}
+	out.State = d.BytesField()
+	out.Version = d.Uvarint()
+	out.UpdatedAt = d.Time()
+	out.ExpiresAt = d.Time()
+}
+
 // GetAgentState returns the state of agentID, or an error matching
 // ErrNotFound.
 func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, error) {
 	read := func() (AgentState, error) {
 		var out AgentState
-		err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, out.Decode)
+		err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
 		if err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) }); !answered(err) {
 			return AgentState{}, err
 		}
