@@ -104,3 +104,29 @@ func TestTrustedCallReleasedByContext(t *testing.T) {
 	require.False(t, strings.Contains(err.Error(), "wasm"), "no guest internals: %v", err)
 	require.NoError(t, st.Ping(context.Background()))
 }
+
+// TestTrustedDeadlineIsEachCallsOwn: a trusted instance's deadline timer
+// stays armed from an earlier call; when it fires during a later call that
+// is still within its own timeout, that call goes on and succeeds, and a
+// call that does overrun is still released at its own deadline.
+func TestTrustedDeadlineIsEachCallsOwn(t *testing.T) {
+	const timeout = time.Second
+	ctx := context.Background()
+	st, _ := openTrustedSluggish(t, timeout, 1)
+	t.Cleanup(func() { _ = st.Close(ctx) })
+	require.NoError(t, st.Ping(ctx)) // arms the timer for about now + 1 s
+
+	// Half the timeout later, a call computing 700 ms: the timer armed by
+	// the ping fires in its middle, 500 ms before its own deadline.
+	time.Sleep(timeout / 2)
+	got, err := st.GetAgentState(ctx, "spin-700")
+	require.NoError(t, err, "the earlier call's deadline does not cut this one")
+	require.Equal(t, "spin-700", got.AgentID)
+
+	// Past its own deadline, a call is released there, not earlier.
+	start := time.Now()
+	_, err = st.GetAgentState(ctx, "spin-4000")
+	require.ErrorIs(t, err, host.ErrLimit)
+	require.GreaterOrEqual(t, time.Since(start), timeout)
+	require.Less(t, time.Since(start), 3*time.Second)
+}
