@@ -235,12 +235,13 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	return p, nil
 }
 
-// fuelRefill is the fuel refuel grants: the loop iterations, function
-// entries and 64-byte units of bulk memory an untrusted guest runs between
-// two checks of its call's deadline, context and plugin (RATIONALE.md,
+// fuelRefill is the fuel refuel grants: about the loop iterations and
+// calls (one unit, plus one per 64 bytes of their code) and 64-byte units
+// of bulk memory an untrusted guest runs between two checks of its call's
+// deadline, context and plugin (RATIONALE.md,
 // "Why instrument untrusted modules instead of wazero's
 // close-on-context-done?").
-const fuelRefill = 100_000
+const fuelRefill = 10_000
 
 // errTimedOut is the panic with which refuel ends a call past
 // Limits.CallTimeout; wazero unwinds the guest and returns it wrapped.

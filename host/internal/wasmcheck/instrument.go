@@ -13,6 +13,13 @@ const (
 	FuelFunc   = "refuel"
 )
 
+// CodeShift sets what a loop iteration and a function call cost: one unit
+// of fuel, plus one per 2^CodeShift bytes of the loop's body or of the
+// function's. Only a loop jumps back, so between two charges a guest runs
+// at most the code it was charged for, and straight-line functions of at
+// most 2^CodeShift bytes that make no calls, which are not charged.
+const CodeShift = 6
+
 // BulkShift sets what a bulk memory or table instruction (memory.fill,
 // memory.copy, memory.init, table.fill, table.copy, table.init) costs: one
 // unit of fuel, as a loop iteration does, plus one per 2^BulkShift bytes or
@@ -398,8 +405,23 @@ func (w *instrumenter) code(r *reader) error {
 	w.sec = binary.AppendUvarint(w.sec, uint64(n))
 	var code []byte // the current body's instructions, instrumented
 	var calls, bulk bool
+	// at is the offset in the body of the instruction visited; open holds,
+	// for each block open there, where its loop's charge is in code, or -1
+	// for a block or if, and starts where each loop's body starts.
+	var at int
+	var open, starts []int
 	walk.visit = func(in instr) error {
+		defer func() { at += len(in.raw) }()
 		switch {
+		case in.op == 0x02 || in.op == 0x04: // block, if
+			open = append(open, -1)
+			starts = append(starts, 0)
+		case in.op == 0x0b && len(open) > 0: // end of a block
+			pos, start := open[len(open)-1], starts[len(starts)-1]
+			open, starts = open[:len(open)-1], starts[:len(starts)-1]
+			if pos >= 0 {
+				putCost(code[pos:pos+5], loopCost(at-start))
+			}
 		case in.op == 0x10 || in.op == 0xd2: // call, ref.func
 			calls = calls || in.op == 0x10
 			code = append(code, in.op)
@@ -411,9 +433,11 @@ func (w *instrumenter) code(r *reader) error {
 			if err := w.global(in.imm); err != nil {
 				return err
 			}
-		case in.op == 0x03: // loop
+		case in.op == 0x03: // loop: charged by its size, set at its end
 			code = append(code, in.raw...)
-			code = w.charge(code, 1)
+			open = append(open, len(code)+len(w.getCounter(nil))+1)
+			starts = append(starts, at+len(in.raw))
+			code = w.charge(code, 0)
 			return nil
 		case in.op == 0xfc && (in.sub == 8 || in.sub == 10 || in.sub == 11 || in.sub == 12 || in.sub == 14 || in.sub == 17):
 			// memory.init, memory.copy, memory.fill, table.init,
@@ -438,6 +462,7 @@ func (w *instrumenter) code(r *reader) error {
 			return err
 		}
 		code, calls, bulk = code[:0], false, false
+		at, open, starts = 0, open[:0], starts[:0]
 		if err := walk.body(idx, w.c.params[w.c.funcs[i]], &body); err != nil {
 			return err
 		}
@@ -452,8 +477,8 @@ func (w *instrumenter) code(r *reader) error {
 		if bulk {
 			w.body = append(w.body, 1, 0x7f)
 		}
-		if calls {
-			w.body = w.charge(w.body, 1)
+		if calls || size > 1<<CodeShift {
+			w.body = w.charge(w.body, loopCost(int(size)))
 		}
 		w.body = append(w.body, code...)
 		w.sec = binary.AppendUvarint(w.sec, uint64(len(w.body)))
@@ -462,12 +487,24 @@ func (w *instrumenter) code(r *reader) error {
 	return nil
 }
 
+// loopCost is the fuel a loop iteration or a function entry takes for
+// size bytes of code.
+func loopCost(size int) uint32 { return 1 + uint32(size)>>CodeShift }
+
+// putCost writes cost as a signed LEB128 number padded to five bytes.
+func putCost(b []byte, cost uint32) {
+	for i := range 4 {
+		b[i] = byte(cost>>(7*i))&0x7f | 0x80
+	}
+	b[4] = byte(cost>>28) & 0x7f
+}
+
 // charge appends code taking cost from the counter and refuelling when it
-// goes below zero.
-func (w *instrumenter) charge(b []byte, cost int64) []byte {
+// goes below zero; the cost is padded to five bytes, for putCost.
+func (w *instrumenter) charge(b []byte, cost uint32) []byte {
 	b = w.getCounter(b)
-	b = append(b, 0x41) // i32.const cost
-	b = appendSigned(b, cost)
+	b = append(b, 0x41, 0, 0, 0, 0, 0) // i32.const cost
+	putCost(b[len(b)-5:], cost)
 	b = append(b, 0x6b) // i32.sub
 	return w.setAndCheck(b)
 }
@@ -499,16 +536,4 @@ func (w *instrumenter) setAndCheck(b []byte) []byte {
 	b = append(b, 0x24) // global.set
 	b = binary.AppendUvarint(b, uint64(w.globals))
 	return append(b, 0x0b) // end
-}
-
-// appendSigned appends v as a signed LEB128 number.
-func appendSigned(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
 }

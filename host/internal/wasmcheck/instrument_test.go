@@ -2,6 +2,7 @@ package wasmcheck
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -191,7 +192,8 @@ func TestInstrumentRefuses(t *testing.T) {
 
 // fuelModule exports spin(n), a loop of n iterations; fib(n), a doubly
 // recursive function without loops; fill(n, times), times fills of n
-// bytes; and recurse(), which never returns.
+// bytes; recurse(), which never returns; and bigspin(n), a loop of n
+// iterations whose body is 640 nops.
 func fuelModule() []byte {
 	types := g.Section(g.SecType, g.Vec(
 		[]byte{0x60, 1, 0x7f, 0},       // (i32) -> ()
@@ -199,12 +201,17 @@ func fuelModule() []byte {
 		[]byte{0x60, 2, 0x7f, 0x7f, 0}, // (i32, i32) -> ()
 		[]byte{0x60, 0, 0},             // () -> ()
 	))
-	funcs := g.Section(g.SecFunction, g.Vec([]byte{0}, []byte{1}, []byte{2}, []byte{3}))
+	funcs := g.Section(g.SecFunction, g.Vec([]byte{0}, []byte{1}, []byte{2}, []byte{3}, []byte{0}))
 	memory := g.Section(5, g.Vec([]byte{0, 2}))
 	exports := g.Section(g.SecExport, g.Vec(
 		cat(name("spin"), []byte{0, 0}), cat(name("fib"), []byte{0, 1}),
 		cat(name("fill"), []byte{0, 2}), cat(name("recurse"), []byte{0, 3}),
+		cat(name("bigspin"), []byte{0, 4}),
 	))
+	nops := make([]byte, 640)
+	for i := range nops {
+		nops[i] = 0x01
+	}
 	code := g.Section(g.SecCode, g.Vec(
 		// loop: n -= 1; br_if n != 0
 		g.Body(nil, []byte{0x03, 0x40, 0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b, 0x0b}),
@@ -215,6 +222,7 @@ func fuelModule() []byte {
 		g.Body(nil, []byte{0x03, 0x40, 0x41, 0, 0x41, 0, 0x20, 0, 0xfc, 11, 0,
 			0x20, 1, 0x41, 1, 0x6b, 0x22, 1, 0x0d, 0, 0x0b, 0x0b}),
 		g.Body(nil, []byte{0x10, 3, 0x0b}),
+		g.Body(nil, cat([]byte{0x03, 0x40}, nops, []byte{0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b, 0x0b})),
 	))
 	return g.Module(types, funcs, memory, exports, code)
 }
@@ -235,6 +243,7 @@ func TestInstrumentFuel(t *testing.T) {
 		{"fib", []uint64{20}, 21, 23},             // one unit per call: fib(20) makes 21891
 		{"fill", []uint64{1 << 16, 100}, 99, 101}, // 1 + 65536>>6 per fill: one refuel each
 		{"fill", []uint64{0, 100_000}, 199, 201},  // 2 per fill of nothing (the loop and the fill)
+		{"bigspin", []uint64{1000}, 10, 12},       // 1 + 650>>6 per iteration
 	} {
 		var refuels int
 		rt := fuelRuntime(t, refill, &refuels)
@@ -259,4 +268,32 @@ func TestRecursionTraps(t *testing.T) {
 	require.NoError(t, err)
 	_, err = mod.ExportedFunction("recurse").Call(ctx)
 	require.ErrorContains(t, err, "stack overflow")
+}
+
+// BenchmarkFuelLoop runs a loop of a million iterations, as compiled and
+// instrumented with refills of several sizes: the cost of the checks and
+// of the refuels, which is what the host's refill size trades against how
+// late a timeout is noticed (a refill's worth of iterations at most).
+func BenchmarkFuelLoop(b *testing.B) {
+	ctx := context.Background()
+	wasm := fuelModule()
+	out, err := Instrument(wasm, Default)
+	require.NoError(b, err)
+	run := func(b *testing.B, module []byte, refill uint32) {
+		var refuels int
+		mod, err := fuelRuntime(b, refill, &refuels).Instantiate(ctx, module)
+		require.NoError(b, err)
+		spin := mod.ExportedFunction("spin")
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := spin.Call(ctx, 1_000_000); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+	}
+	b.Run("original", func(b *testing.B) { run(b, wasm, 0) })
+	for _, refill := range []uint32{1_000, 10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("refill=%d", refill), func(b *testing.B) { run(b, out, refill) })
+	}
 }
