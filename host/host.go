@@ -118,9 +118,11 @@ type Config struct {
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
 	SHA256 string
-	// Trusted runs the plugin without interruption checks: calls run 3–4×
-	// faster, but Limits.CallTimeout and a cancelled context can no longer
-	// stop a call that never returns. Only for plugins you build yourself.
+	// Trusted runs the plugin without fuel checks (its module is compiled
+	// as it is): guest code runs without their cost (BENCHMARKS.md, "The
+	// cost of interruptible calls"), but Limits.CallTimeout and a cancelled
+	// context can no longer stop a call that never returns; its caller is
+	// released instead. Only for plugins you build yourself.
 	// Built-in plugins, part of the host binary, are always trusted.
 	// Default: false.
 	Trusted bool

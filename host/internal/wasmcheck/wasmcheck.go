@@ -21,6 +21,9 @@
 // depth is measured, not judged: whether a module may use a feature is the
 // runtime's decision. Opcodes outside those are refused, so the walk never
 // guesses at an immediate's length.
+//
+// Instrument uses the same walk to rewrite a module with fuel checks, so
+// that a host can interrupt it without the runtime's help.
 package wasmcheck
 
 import (
