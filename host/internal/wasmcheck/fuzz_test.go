@@ -61,7 +61,8 @@ func FuzzInstrument(f *testing.F) {
 		}
 	}
 	f.Add(indexModule())
-	f.Add(fuelModule())
+	f.Add(fuelModule(0))
+	f.Add(fuelModule(200))
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
 	f.Cleanup(func() { _ = rt.Close(ctx) })

@@ -435,7 +435,7 @@ func (w *instrumenter) code(r *reader) error {
 			}
 		case in.op == 0x03: // loop: charged by its size, set at its end
 			code = append(code, in.raw...)
-			open = append(open, len(code)+len(w.getCounter(nil))+1)
+			open = append(open, len(code)+1+uvarintLen(w.globals)+1) // global.get, i32.const
 			starts = append(starts, at+len(in.raw))
 			code = w.charge(code, 0)
 			return nil
@@ -536,4 +536,13 @@ func (w *instrumenter) setAndCheck(b []byte) []byte {
 	b = append(b, 0x24) // global.set
 	b = binary.AppendUvarint(b, uint64(w.globals))
 	return append(b, 0x0b) // end
+}
+
+// uvarintLen is the length of v encoded as unsigned LEB128.
+func uvarintLen(v uint32) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }

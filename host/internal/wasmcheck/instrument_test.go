@@ -193,8 +193,9 @@ func TestInstrumentRefuses(t *testing.T) {
 // fuelModule exports spin(n), a loop of n iterations; fib(n), a doubly
 // recursive function without loops; fill(n, times), times fills of n
 // bytes; recurse(), which never returns; and bigspin(n), a loop of n
-// iterations whose body is 640 nops.
-func fuelModule() []byte {
+// iterations whose body is 640 nops. It has globals globals of its own, so
+// that the counter's index takes one LEB128 byte or more.
+func fuelModule(globals int) []byte {
 	types := g.Section(g.SecType, g.Vec(
 		[]byte{0x60, 1, 0x7f, 0},       // (i32) -> ()
 		[]byte{0x60, 1, 0x7f, 1, 0x7f}, // (i32) -> i32
@@ -224,15 +225,25 @@ func fuelModule() []byte {
 		g.Body(nil, []byte{0x10, 3, 0x0b}),
 		g.Body(nil, cat([]byte{0x03, 0x40}, nops, []byte{0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b, 0x0b})),
 	))
-	return g.Module(types, funcs, memory, exports, code)
+	own := make([][]byte, globals)
+	for i := range own {
+		own[i] = []byte{0x7f, 0, 0x41, 0, 0x0b}
+	}
+	return g.Module(types, funcs, memory, g.Section(secGlobalID, g.Vec(own...)), exports, code)
 }
 
 // TestInstrumentFuel counts the refuels of instrumented code: loops,
 // calls and bulk memory instructions each take fuel.
 func TestInstrumentFuel(t *testing.T) {
+	for _, globals := range []int{0, 200} {
+		out, err := Instrument(fuelModule(globals), Default)
+		require.NoError(t, err)
+		testFuel(t, out)
+	}
+}
+
+func testFuel(t *testing.T, out []byte) {
 	ctx := context.Background()
-	out, err := Instrument(fuelModule(), Default)
-	require.NoError(t, err)
 	const refill = 1000
 	for _, tc := range []struct {
 		fn       string
@@ -261,7 +272,7 @@ func TestInstrumentFuel(t *testing.T) {
 // depth (fib above), not for this.
 func TestRecursionTraps(t *testing.T) {
 	ctx := context.Background()
-	out, err := Instrument(fuelModule(), Default)
+	out, err := Instrument(fuelModule(0), Default)
 	require.NoError(t, err)
 	var refuels int
 	mod, err := fuelRuntime(t, 1<<30, &refuels).Instantiate(ctx, out)
@@ -276,7 +287,7 @@ func TestRecursionTraps(t *testing.T) {
 // late a timeout is noticed (a refill's worth of iterations at most).
 func BenchmarkFuelLoop(b *testing.B) {
 	ctx := context.Background()
-	wasm := fuelModule()
+	wasm := fuelModule(0)
 	out, err := Instrument(wasm, Default)
 	require.NoError(b, err)
 	run := func(b *testing.B, module []byte, refill uint32) {
