@@ -38,3 +38,16 @@ func TestInterruptedByClose(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), goHostileDiscarded) }, 5*time.Second, time.Millisecond)
 }
+
+// TestFuelImportRefused: a module may not import the host's fuel function
+// itself, trusted or not.
+func TestFuelImportRefused(t *testing.T) {
+	wasm := []byte("\x00asm\x01\x00\x00\x00" +
+		"\x01\x05\x01\x60\x00\x01\x7f" + // type () -> i32
+		"\x02\x1b\x01\x10storagehost_fuel\x06refuel\x00\x00") // import it
+	for _, trusted := range []bool{false, true} {
+		_, err := host.Open(context.Background(), host.Config{WASM: wasm, Trusted: trusted})
+		require.ErrorIs(t, err, host.ErrIncompatible, "trusted: %v", trusted)
+		require.ErrorContains(t, err, "storagehost_fuel", "trusted: %v", trusted)
+	}
+}
