@@ -108,3 +108,16 @@ func BenchmarkModuleCheck(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInstrument instruments the built-in redis plugin, as Open does
+// before compiling an untrusted module.
+func BenchmarkInstrument(b *testing.B) {
+	wasm := readFile(b, "../../builtin/redis.wasm")
+	b.SetBytes(int64(len(wasm)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Instrument(wasm, Default); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
