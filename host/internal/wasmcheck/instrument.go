@@ -3,6 +3,7 @@ package wasmcheck
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // FuelModule and FuelFunc name the function Instrument imports: () -> i32,
@@ -93,7 +94,9 @@ func (w *instrumenter) module(wasm []byte) ([]byte, error) {
 		}
 		switch id {
 		case secType, secImport, secGlobal, secExport, secStart, secElement, secCode, secCustom:
-			w.sec = w.sec[:0]
+			// The instrumented section is about as long as the original:
+			// sized so, its buffer grows rarely.
+			w.sec = slices.Grow(w.sec[:0], len(body.b)+len(body.b)/8+64)
 			keep, err := w.section(id, &body)
 			if err != nil {
 				return nil, err
