@@ -3,7 +3,6 @@ package host_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -58,7 +57,7 @@ func BenchmarkRedis(b *testing.B) {
 	ctx := context.Background()
 
 	pluginDefault := openRedisBench(b, addrs, 0)
-	direct := newDirectRedis(b, addrs, false)
+	direct := newDirectRedis(b, addrs)
 	plain := newPlainRedis(b, addrs)
 
 	seedStates := func(put func(context.Context, int) error) {
@@ -313,11 +312,8 @@ type directRedis struct {
 	sha    string
 }
 
-// newDirectRedis returns a direct client in a namespace of its own. With
-// acl it logs in as a Redis user confined as the bridge confines its
-// scripts (the rules of redisbridge's acl.go), so that the Redis side's
-// cost of that wall can be told from the plugin's.
-func newDirectRedis(b *testing.B, addrs []string, acl bool) *directRedis {
+// newDirectRedis returns a direct client in a namespace of its own.
+func newDirectRedis(b *testing.B, addrs []string) *directRedis {
 	b.Helper()
 	src, err := os.ReadFile("../plugins/redis/library.lua")
 	if err != nil {
@@ -336,24 +332,6 @@ func newDirectRedis(b *testing.B, addrs []string, acl bool) *directRedis {
 	sum := sha1.Sum(compactLua(string(src)))
 	prefix := redistest.Prefix(b, addrs...)
 	opts := &redis.UniversalOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true}
-	if acl {
-		// redistest.Prefix deletes the users whose names end with prefix.
-		var pw [16]byte
-		_, _ = rand.Read(pw[:])
-		opts.Username, opts.Password = "bench:"+prefix, hex.EncodeToString(pw[:])
-		admin := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
-		err := admin.Do(context.Background(), "acl", "setuser", opts.Username, "on", ">"+opts.Password, "clearselectors",
-			"resetkeys", "~"+prefix+"*", "resetchannels",
-			"-@all", "+@read", "+@write", "-@dangerous",
-			"-scan", "-randomkey", "-dbsize", "-move", "-copy",
-			"+ping", "+time", "+echo", "+multi", "+exec", "+discard",
-			"+eval", "+evalsha", "+eval_ro", "+evalsha_ro",
-			"+command", "+asking", "+cluster|slots", "+cluster|shards").Err()
-		admin.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
 	c := redis.NewUniversalClient(opts)
 	b.Cleanup(func() { c.Close() })
 	return &directRedis{c: c, prefix: prefix, sha: hex.EncodeToString(sum[:])}
