@@ -89,9 +89,9 @@ var (
 const BuiltinPrefix = "builtin:"
 
 // redisInstancesPerCPU sizes the default instance pool of a backend with
-// Redis (RATIONALE.md, "Why sixteen instances per CPU for Redis
+// Redis (RATIONALE.md, "Why eight instances per CPU for Redis
 // backends?").
-const redisInstancesPerCPU = 16
+const redisInstancesPerCPU = 8
 
 // Config describes one backend: the plugin that implements it, what it is
 // granted, its options and its limits.
@@ -119,7 +119,7 @@ type Config struct {
 	// instance is held for a whole call, Redis round trip included, so a
 	// backend with Redis gets more of them: the calls in flight are what
 	// the bridge can pipeline together. The pool grows on demand.
-	// Default: runtime.GOMAXPROCS(0); sixteen times that with Redis set.
+	// Default: runtime.GOMAXPROCS(0); eight times that with Redis set.
 	Instances int
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
