@@ -19,9 +19,11 @@ import (
 // then again while more wait. So a lone caller pays no hand-off, and under
 // load the requests of one round trip travel together.
 //
-// Only pipelines and script calls share: a transaction keeps its own
-// connection (MULTI/EXEC), and no blocking or connection-state command is
-// in the command table. A cluster client keeps per-request pipelines.
+// Only pipelines and script calls of at most maxSharedRequest commands
+// share: a transaction keeps its own connection (MULTI/EXEC), a bulk
+// request is a pipeline of its own, and no blocking or connection-state
+// command is in the command table. A cluster client keeps per-request
+// pipelines.
 //
 // Outcomes stay per request. A shared pipeline that fails before any byte
 // is written fails every command unsent (UNAVAILABLE); one that fails after
@@ -30,6 +32,11 @@ import (
 // context ends leaves the queue untouched by Redis (UNAVAILABLE) if no
 // flusher has taken it yet, and is answered as possibly sent (UNKNOWN with
 // a write) if one has.
+
+// maxSharedRequest is the most commands of a request that shares
+// pipelines: a larger one (a bulk write) already amortises its round trip,
+// and queueing it would hold small requests behind it.
+const maxSharedRequest = 16
 
 // defaultMaxInFlight is how many pipelines a bridge keeps on the wire at
 // once (BENCHMARKS.md, Redis: auto-pipelining).

@@ -348,11 +348,12 @@ func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) (
 	return cmds, budget, answered
 }
 
-// send sends cmds: a transaction, or any request on a cluster, on a
-// connection of its own (exec); anything else through the coalescer,
+// send sends cmds: a transaction, a request that is a pipeline of its own
+// (more than maxSharedRequest commands), or any request on a cluster, on
+// a connection of its own (exec); anything else through the coalescer,
 // which may share a pipeline with concurrent requests.
 func (b *Bridge) send(ctx context.Context, cmds []*rawCmd, tx bool) sendResult {
-	if tx || b.pipes == nil {
+	if tx || b.pipes == nil || len(cmds) > maxSharedRequest {
 		b.exec(ctx, cmds, tx)
 		return answered
 	}
