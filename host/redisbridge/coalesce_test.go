@@ -135,3 +135,24 @@ func TestQueuedRequestOwnsItsBytes(t *testing.T) {
 	copy(arg, "XXXXX")
 	assert.Equal(t, []byte("value"), c.Args()[2])
 }
+
+// A request of more than maxSharedRequest commands does not wait for a
+// pipeline slot: it is sent at once on a connection of its own (so, on a
+// paused Redis, its writes time out possibly sent, where a queued request
+// would have been abandoned unsent).
+func TestLargeRequestKeepsItsOwnPipeline(t *testing.T) {
+	s, b, _ := privateServer(t, Config{})
+	s.Pause()
+	t.Cleanup(s.Resume)
+	held := occupy(t, b, 5*time.Second)
+
+	cmds := make([][][]byte, maxSharedRequest+1)
+	for i := range cmds {
+		cmds[i] = cmd("INCR", "bulk")
+	}
+	err := run(t, b, 200*time.Millisecond, abi.RedisPipeline, cmds...)
+	require.ErrorIs(t, err, abi.StatusUnknown, "sent, not queued")
+	assert.Zero(t, b.pipes.queuedCount())
+	s.Resume()
+	held()
+}
