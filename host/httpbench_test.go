@@ -65,7 +65,7 @@ func BenchmarkHTTP(b *testing.B) {
 		Plugin: "builtin:redis",
 		Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(b, addr), Scripts: true},
 	})
-	dr := newDirectRedis(b, []string{addr}, false)
+	dr := newDirectRedis(b, []string{addr})
 	direct := newHTTPServer(b, "direct", newDirectHTTP(dr))
 	variants := []*httpServer{memory, daemonRedis, direct}
 
