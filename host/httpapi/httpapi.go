@@ -203,9 +203,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
 	// path) are replaced by JSON errors; the API does not redirect. A
-	// path the mux would redirect is not clean, so it is answered here;
-	// any other request the routes do not match reaches unmatched, at "/".
-	if !canonical(r.URL.EscapedPath()) || (r.URL.RawPath != "" && !canonical(r.URL.Path)) {
+	// path the mux would redirect is not clean (the mux cleans the escaped
+	// path), so it is answered here; any other request the routes do not
+	// match reaches unmatched, at "/".
+	if !canonical(r.URL.EscapedPath()) {
 		notFound(sw, r)
 		return
 	}
