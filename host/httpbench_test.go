@@ -389,8 +389,6 @@ func newDirectHTTP(d *directRedis) http.Handler {
 	return mux
 }
 
-// plainTTL is the expiry the plain server sets on every write.
-const plainTTL = 24 * time.Hour
 
 // newPlainHTTP is the plainest server: an agent state is the JSON answer
 // itself, stored with SET key json EX ttl and read with GET key, through
