@@ -181,7 +181,7 @@ func BenchmarkOpen(b *testing.B) {
 }
 
 // BenchmarkInterruptible compares the memory plugin loaded as a
-// third-party module (interruption checks compiled in, so the call timeout
+// third-party module (fuel checks written in at load, so the call timeout
 // and context cancellation can stop it) with the same module trusted.
 func BenchmarkInterruptible(b *testing.B) {
 	wasm, err := host.BuiltinWASM("memory")

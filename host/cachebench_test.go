@@ -45,7 +45,7 @@ func BenchmarkCache(b *testing.B) {
 	off := open(host.Config{})
 	on := open(host.Config{Cache: host.CacheOptions{Entries: 10_000}})
 	noEvents := open(host.Config{DisableEvents: true})
-	direct := newDirectRedis(b, addrs, false)
+	direct := newDirectRedis(b, addrs)
 	for i := range benchAgents {
 		for _, st := range []*host.Store{off, on, noEvents} {
 			if err := pluginPutState(ctx, st, i); err != nil {

@@ -453,7 +453,7 @@ func (p *plugin) instanceOf(mod api.Module) *instance {
 
 // overdue reports whether the call in which a host function runs should
 // stop: its context has ended, or it has run past Limits.CallTimeout (which
-// the watchdog enforces in guest code only, and not at all for trusted
+// refuel enforces in untrusted guest code only, and not at all in trusted
 // plugins).
 func (p *plugin) overdue(ctx context.Context, in *instance) bool {
 	if ctx.Err() != nil {

@@ -21,6 +21,16 @@ func checkModule(wasm []byte) error {
 	return nil
 }
 
+// instrumentModule is checkModule for an untrusted module, returning it
+// with fuel checks added (wasmcheck.Instrument).
+func instrumentModule(wasm []byte) ([]byte, error) {
+	out, err := wasmcheck.Instrument(wasm, wasmcheck.Default)
+	if err != nil {
+		return nil, fmt.Errorf("%w: compile: %w", ErrIncompatible, err)
+	}
+	return out, nil
+}
+
 // compileTimeout bounds the wait for one module's compilation. The built-in
 // plugins take seconds; the race detector multiplies that.
 var compileTimeout = 5 * time.Minute

@@ -88,6 +88,11 @@ var (
 // "builtin:memory".
 const BuiltinPrefix = "builtin:"
 
+// redisInstancesPerCPU sizes the default instance pool of a backend with
+// Redis (RATIONALE.md, "Why eight instances per CPU for Redis
+// backends?").
+const redisInstancesPerCPU = 8
+
 // Config describes one backend: the plugin that implements it, what it is
 // granted, its options and its limits.
 type Config struct {
@@ -112,15 +117,18 @@ type Config struct {
 	Capabilities []abi.Capability
 	// Instances is the most plugin instances serving calls at once. An
 	// instance is held for a whole call, Redis round trip included, so a
-	// backend with Redis gets more of them.
-	// Default: runtime.GOMAXPROCS(0); four times that with Redis set.
+	// backend with Redis gets more of them: the calls in flight are what
+	// the bridge can pipeline together. The pool grows on demand.
+	// Default: runtime.GOMAXPROCS(0); eight times that with Redis set.
 	Instances int
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
 	SHA256 string
-	// Trusted runs the plugin without interruption checks: calls run 3–4×
-	// faster, but Limits.CallTimeout and a cancelled context can no longer
-	// stop a call that never returns. Only for plugins you build yourself.
+	// Trusted runs the plugin without fuel checks (its module is compiled
+	// as it is): guest code runs without their cost (BENCHMARKS.md, "The
+	// cost of interruptible calls"), but Limits.CallTimeout and a cancelled
+	// context can no longer stop a call that never returns; its caller is
+	// released instead. Only for plugins you build yourself.
 	// Built-in plugins, part of the host binary, are always trusted.
 	// Default: false.
 	Trusted bool
@@ -318,7 +326,7 @@ func (c *Config) withDefaults() Config {
 	if out.Instances <= 0 {
 		out.Instances = runtime.GOMAXPROCS(0)
 		if out.Redis != nil {
-			out.Instances *= 4
+			out.Instances *= redisInstancesPerCPU
 		}
 	}
 	out.Limits = out.Limits.withDefaults()

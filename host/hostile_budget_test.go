@@ -102,7 +102,7 @@ func testBudgetFDWrite(t *testing.T, by *hostileBystander) {
 
 	t.Run("deadline", func(t *testing.T) {
 		// A budget too large to stop anything (4 GiB: seconds of work), and
-		// a trusted plugin, so that no watchdog interrupts the guest: only
+		// a trusted plugin, so that no fuel check interrupts the guest: only
 		// fd_write's own check of the deadline stops it, and the plugin
 		// reports how far the write got.
 		limits := limits

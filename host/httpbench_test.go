@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
@@ -35,11 +36,17 @@ import (
 //   - "memory": the daemon's handler (httpapi over a manager, with a
 //     Prometheus registry as `storage-host serve` has) on builtin:memory;
 //   - "redis": the same on builtin:redis, default pool;
+//   - "plain": the plainest net/http + go-redis server one would write:
+//     GET key, JSON decoded and encoded again; PUT as SET key json EX ttl,
+//     a version from the clock, no script, no index (newPlainHTTP);
 //   - "direct": a minimal net/http server (http.ServeMux, same paths,
 //     same JSON response with version and ETag, same status codes) whose
 //     handlers send with go-redis the commands the redis plugin sends
 //     (directRedis: EVALSHA of the plugin's library.lua): what one would
 //     write without the plugin host.
+//
+// The sub-benchmarks are named server=<variant>, so that benchstat -col
+// /server compares the servers of one run.
 //
 // Each caller is a goroutine with one request in flight; every client's
 // transport keeps an idle connection per caller. Every response is
@@ -65,9 +72,10 @@ func BenchmarkHTTP(b *testing.B) {
 		Plugin: "builtin:redis",
 		Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(b, addr), Scripts: true},
 	})
-	dr := newDirectRedis(b, []string{addr}, false)
+	dr := newDirectRedis(b, []string{addr})
 	direct := newHTTPServer(b, "direct", newDirectHTTP(dr))
-	variants := []*httpServer{memory, daemonRedis, direct}
+	plain := newHTTPServer(b, "plain", newPlainHTTP(redistest.Prefix(b, addr), dr.c))
+	variants := []*httpServer{memory, daemonRedis, direct, plain}
 
 	seed := func(s *httpServer) {
 		for i := range benchAgents {
@@ -84,7 +92,9 @@ func BenchmarkHTTP(b *testing.B) {
 		b.Fatalf("the plugin's script is not loaded under the direct side's SHA-1 %s (%v)", dr.sha, err)
 	}
 	seed(direct)
+	seed(plain)
 	checkSameShape(b, daemonRedis, direct)
+	checkSameShape(b, daemonRedis, plain)
 
 	// Open a connection per caller before measuring.
 	for _, s := range variants {
@@ -113,7 +123,7 @@ func BenchmarkHTTP(b *testing.B) {
 			for _, callers := range callerCounts {
 				b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
 					for _, s := range variants {
-						b.Run(s.name, func(b *testing.B) {
+						b.Run("server="+s.name, func(b *testing.B) {
 							sum[o.name+"/"+strconv.Itoa(callers)+"/"+s.name] = measureCallers(b, dr.c, callers, func(ctx context.Context, i int) error { return o.op(s, ctx, i) })
 						})
 					}
@@ -375,6 +385,69 @@ func newDirectHTTP(d *directRedis) http.Handler {
 			s.ExpiresAt = time.UnixMilli(expiry)
 		}
 		respond(w, s)
+	})
+	return mux
+}
+
+
+// newPlainHTTP is the plainest server: an agent state is the JSON answer
+// itself, stored with SET key json EX ttl and read with GET key, through
+// encoding/json both ways. Its version is the clock's, and it has no
+// index, no conditions, and no expires_at in its answer (the daemon's
+// answer has none without a TTL either): the floor of a Redis-backed JSON
+// API.
+func newPlainHTTP(prefix string, rc redis.UniversalClient) http.Handler {
+	writeJSON := func(w http.ResponseWriter, status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+	}
+	fail := func(w http.ResponseWriter, status int, code, msg string) {
+		writeJSON(w, status, map[string]map[string]string{"error": {"code": code, "message": msg}})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/agents/{agent_id}/state", func(w http.ResponseWriter, r *http.Request) {
+		val, err := rc.Get(r.Context(), prefix+"state:"+r.PathValue("agent_id")).Bytes()
+		if errors.Is(err, redis.Nil) {
+			fail(w, http.StatusNotFound, "not_found", "no such agent state")
+			return
+		}
+		var doc directStateJSON
+		if err == nil {
+			err = json.Unmarshal(val, &doc)
+		}
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "internal", "internal error")
+			return
+		}
+		w.Header().Set("ETag", `"`+doc.Version+`"`)
+		writeJSON(w, http.StatusOK, doc)
+	})
+	mux.HandleFunc("PUT /v1/agents/{agent_id}/state", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, httpapi.DefaultMaxBodyBytes))
+		if err != nil || !json.Valid(body) {
+			fail(w, http.StatusBadRequest, "invalid", "request body is not a JSON document")
+			return
+		}
+		now := time.Now()
+		doc := directStateJSON{
+			AgentID:   r.PathValue("agent_id"),
+			State:     body,
+			Version:   strconv.FormatInt(now.UnixNano(), 10),
+			UpdatedAt: now.UTC().Format(time.RFC3339Nano),
+		}
+		val, err := json.Marshal(doc)
+		if err == nil {
+			err = rc.Set(r.Context(), prefix+"state:"+doc.AgentID, val, plainTTL).Err()
+		}
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "internal", "internal error")
+			return
+		}
+		w.Header().Set("ETag", `"`+doc.Version+`"`)
+		writeJSON(w, http.StatusOK, doc)
 	})
 	return mux
 }

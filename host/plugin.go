@@ -24,6 +24,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
+	"github.com/storage-host/storage-host/host/internal/wasmcheck"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -90,7 +91,9 @@ type plugin struct {
 	traps    atomic.Uint64
 	// trusted plugins have no interruption checks: their calls run on a
 	// worker goroutine per instance so the caller can be released at the
-	// deadline, abandoning the instance (instance.guest).
+	// deadline, abandoning the instance (instance.guest). An untrusted
+	// plugin's module is instrumented instead (wasmcheck.Instrument): its
+	// guest calls refuel, which stops the call once it is overdue.
 	trusted bool
 	// abandoned counts instances whose caller was released while their
 	// guest call still runs; each is closed when its call returns.
@@ -103,11 +106,9 @@ type plugin struct {
 	released sync.Once
 
 	// instances maps each live instance's module to it, so that host
-	// functions (which see only the calling module) reach its call state;
-	// the watchdog walks it.
+	// functions (which see only the calling module) reach its call state.
 	instances sync.Map // api.Module → *instance
 	stop      chan struct{}
-	stopped   sync.WaitGroup
 	// cutAll is set when the plugin closes; every trusted instance's cut
 	// channel is closed then, or at its creation after.
 	cutMu  sync.Mutex
@@ -120,16 +121,20 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	// The bounds are checked before wazero sizes anything by what the
-	// module declares (SECURITY.md, "Module loading").
-	if err := checkModule(wasm); err != nil {
+	// module declares (SECURITY.md, "Module loading"). An untrusted module
+	// is instrumented with fuel checks in the same walk: they are what
+	// stops its runaway calls (refuel; RATIONALE.md, "Why instrument
+	// untrusted modules instead of wazero's close-on-context-done?").
+	if cfg.Trusted {
+		err = checkModule(wasm)
+	} else {
+		wasm, err = instrumentModule(wasm)
+	}
+	if err != nil {
 		return nil, err
 	}
-	// Close-on-context-done compiles interruption checks into the guest,
-	// which is what lets the watchdog or a cancelled context stop a runaway
-	// call; trusted plugins run without them, 3–4× faster (RATIONALE.md).
 	rc := wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(cfg.Limits.MemoryPages).
-		WithCloseOnContextDone(!cfg.Trusted)
+		WithMemoryLimitPages(cfg.Limits.MemoryPages)
 	if s.cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(s.cacheDir)
 		if err != nil {
@@ -173,8 +178,13 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)
 	}
-	if err := checkImports(p.compiled, cfg.Capabilities); err != nil {
+	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
+	}
+	if !cfg.Trusted {
+		if err := p.instantiateFuel(ctx); err != nil {
+			return nil, err
+		}
 	}
 	p.log = s.logger.Named("plugin").Named(cfg.Name)
 	limiter := newLogLimiter(p.log, cfg.Limits.LogLinesPerSecond)
@@ -191,12 +201,6 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		WithSysNanotime().
 		WithRandSource(rand.Reader) // stdout and stderr: instantiateWASI
 
-	// The watchdog runs before the first instance exists: its metadata and
-	// configure calls are bounded by the call timeout like any other.
-	if !cfg.Trusted {
-		p.stopped.Add(1)
-		go p.watchdog()
-	}
 	// The first instance performs the handshake and reads the metadata.
 	first, err := p.instantiate(ctx)
 	if err != nil {
@@ -206,7 +210,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		first.close(ctx)
 		return nil, err
 	}
-	if err := checkCapabilities(p.compiled, p.meta.Capabilities, cfg.Capabilities); err != nil {
+	if err := checkCapabilities(p.compiled, p.meta.Capabilities, cfg.Capabilities, !cfg.Trusted); err != nil {
 		first.close(ctx)
 		return nil, err
 	}
@@ -235,45 +239,65 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	return p, nil
 }
 
-// watchdog interrupts calls that overrun Limits.CallTimeout: it closes the
-// instance's module, which the guest's compiled-in checks notice at the
-// next loop back-edge or function entry; the caller then discards the
-// instance. Calls pay only two atomic stores for it.
-func (p *plugin) watchdog() {
-	defer p.stopped.Done()
-	period := min(max(p.limits.CallTimeout/10, time.Millisecond), 100*time.Millisecond)
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case now := <-tick.C:
-			deadline := now.Add(-p.limits.CallTimeout).UnixNano()
-			p.instances.Range(func(_, v any) bool {
-				in := v.(*instance)
-				if started := in.started.Load(); started != 0 && started < deadline && !in.timedOut.Swap(true) {
-					_ = in.mod.CloseWithExitCode(context.Background(), exitCodeTimeout)
-				}
-				return true
-			})
-		}
+// fuelRefill is the fuel refuel grants: about the loop iterations and
+// calls (one unit, plus one per 64 bytes of their code) and 64-byte units
+// of bulk memory an untrusted guest runs between two checks of its call's
+// deadline, context and plugin (RATIONALE.md,
+// "Why instrument untrusted modules instead of wazero's
+// close-on-context-done?").
+const fuelRefill = 10_000
+
+// errTimedOut is the panic with which refuel ends a call past
+// Limits.CallTimeout; wazero unwinds the guest and returns it wrapped.
+var errTimedOut = errors.New("host: call timeout")
+
+// instantiateFuel provides the import wasmcheck.Instrument adds to an
+// untrusted module.
+func (p *plugin) instantiateFuel(ctx context.Context) error {
+	_, err := p.runtime.NewHostModuleBuilder(wasmcheck.FuelModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(p.refuel), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(wasmcheck.FuelFunc).Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("host: fuel module: %w", err)
 	}
+	return nil
 }
 
-// exitCodeTimeout is the exit code of a module closed by the watchdog.
-const exitCodeTimeout = 0x7e57
+// refuel is called by an instrumented guest whose fuel ran out. It ends the
+// call, by panicking, once the call has run past Limits.CallTimeout (which
+// sets timedOut), its context has ended, or the plugin is closing;
+// instance.failed turns each into the call's error and the instance is
+// discarded. Otherwise it refills the fuel.
+func (p *plugin) refuel(ctx context.Context, mod api.Module, stack []uint64) {
+	if in := p.instanceOf(mod); in != nil {
+		if started := in.started.Load(); started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout) {
+			in.timedOut.Store(true)
+			panic(errTimedOut)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		panic(err)
+	}
+	select {
+	case <-p.stop:
+		panic(ErrClosed)
+	default:
+	}
+	stack[0] = fuelRefill
+}
 
 // checkImports refuses a module importing anything but WASI and the
 // granted capability modules.
-func checkImports(cm wazero.CompiledModule, granted []abi.Capability) error {
+// instrumented is true for a module wasmcheck.Instrument rewrote, whose
+// fuel import the host provides.
+func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrumented bool) error {
 	for _, m := range cm.ImportedMemories() {
 		mod, name, _ := m.Import()
 		return fmt.Errorf("%w: imports memory %s.%s; a plugin must define its own memory", ErrIncompatible, mod, name)
 	}
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		if mod == wasi_snapshot_preview1.ModuleName {
+		if mod == wasi_snapshot_preview1.ModuleName || (instrumented && mod == wasmcheck.FuelModule) {
 			continue
 		}
 		c, ok := strings.CutPrefix(mod, abi.ModulePrefix)
@@ -288,7 +312,7 @@ func checkImports(cm wazero.CompiledModule, granted []abi.Capability) error {
 }
 
 // checkCapabilities checks the metadata against the grant and the imports.
-func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capability) error {
+func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capability, instrumented bool) error {
 	for _, c := range declared {
 		if !knownCapability(c) {
 			return fmt.Errorf("%w: declares capability %q, which this host does not provide", ErrIncompatible, c)
@@ -299,6 +323,9 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 	}
 	for _, f := range cm.ImportedFunctions() {
 		mod, _, _ := f.Import()
+		if instrumented && mod == wasmcheck.FuelModule {
+			continue
+		}
 		if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(declared, abi.Capability(c)) {
 			return fmt.Errorf("%w: imports %s but does not declare capability %q in its metadata", ErrIncompatible, mod, c)
 		}
@@ -340,7 +367,6 @@ func (p *plugin) close(ctx context.Context) {
 		close(p.stop)
 	}
 	p.cutTrusted()
-	p.stopped.Wait()
 	p.pool.close(ctx)
 	// A trusted guest still running (abandoned, or about to be) uses the
 	// runtime, the kv store and the Redis bridge until it returns; the
@@ -405,7 +431,7 @@ type instance struct {
 	dec       abi.Decoder
 
 	started   atomic.Int64 // Unix ns the current call began; 0 between calls
-	timedOut  atomic.Bool  // set by the watchdog when it closed the module
+	timedOut  atomic.Bool  // set by refuel when it ended a call past its timeout
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
 	usedKV    bool         // the current call used a durable kv store
@@ -453,7 +479,7 @@ func (e errAbandoned) Unwrap() error { return e.why }
 func (p *plugin) maxAbandoned() int64 { return int64(max(p.pool.size, 1)) }
 
 // guest runs fn on the instance's stack. For an untrusted plugin it runs on
-// the caller's goroutine, and the watchdog or ctx interrupts it. A trusted
+// the caller's goroutine, and refuel interrupts it. A trusted
 // plugin has no interruption checks, so its worker goroutine runs fn and
 // the caller waits for the result, the call's deadline, ctx or the plugin
 // closing; on any of the last three the instance is abandoned: the caller
@@ -706,8 +732,8 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 	}
 	in.stack[0], in.stack[1] = uint64(op), uint64(n)
 	if err := in.guest(ctx, in.callFn); err != nil || in.timedOut.Load() {
-		// A call the watchdog closed just as it returned is treated as timed
-		// out too: the instance is closed and must not serve again.
+		// A call refuel ended is discarded even if the error was lost: the
+		// instance must not serve again.
 		return nil, in.failed(ctx, abi.ExportCall+"("+op.String()+")", err)
 	}
 	if _, size := abi.UnpackRegion(in.stack[0]); size > in.p.limits.MaxResponseBytes {
@@ -735,7 +761,8 @@ func (p *plugin) syncKV(ctx context.Context, usedKV bool) error {
 }
 
 // failed explains a call into the guest that returned an error: the
-// watchdog's timeout, the caller's context, or a trap.
+// call timeout, the caller's context, the plugin closing (refuel, or the
+// caller released from a trusted call), or a trap.
 func (in *instance) failed(ctx context.Context, what string, err error) error {
 	var ab errAbandoned
 	switch {
@@ -747,6 +774,8 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s ran past the call timeout of %v", what, in.p.limits.CallTimeout)}
 	case ctx.Err() != nil:
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s interrupted: %w", what, ctx.Err())}
+	case errors.Is(err, ErrClosed):
+		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ErrClosed)}
 	}
 	return trapped(fmt.Errorf("%s: %w", what, err))
 }

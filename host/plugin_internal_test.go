@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
+	"github.com/tetratelabs/wazero/api"
 	"golang.org/x/time/rate"
 )
 
@@ -127,5 +128,25 @@ func TestAbandonedCallIsOverdue(t *testing.T) {
 	in.state.Store(guestAbandoned)
 	if !p.overdue(context.Background(), in) {
 		t.Fatal("an abandoned call is overdue")
+	}
+}
+
+// BenchmarkRefuel measures the host side of one refuel of a call within
+// its deadline: what each refill of fuel costs an untrusted guest, beside
+// wazero's exit to Go and back.
+func BenchmarkRefuel(b *testing.B) {
+	p := &plugin{stop: make(chan struct{}), limits: Limits{CallTimeout: time.Hour}}
+	in := &instance{p: p}
+	in.started.Store(time.Now().UnixNano())
+	var mod api.Module
+	p.instances.Store(mod, in)
+	ctx := context.Background()
+	stack := make([]uint64, 1)
+	b.ResetTimer()
+	for b.Loop() {
+		p.refuel(ctx, mod, stack)
+	}
+	if stack[0] != fuelRefill {
+		b.Fatal("no refill")
 	}
 }

@@ -3,7 +3,6 @@ package host_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -35,20 +34,22 @@ import (
 // pipelined as the bridge pipelines them. Each side has a key namespace
 // of its own (redistest.Prefix), seeded alike.
 //
-// Variants: "plugin" is the default pool (Config.Instances = GOMAXPROCS);
-// at 64 callers "plugin-instances=64" is the same plugin with a pool of 64
-// instances; "direct" is go-redis as an application would use it;
-// "direct-acl" is the same logged in as a Redis user confined like the
-// bridge's scripts user (ACL key checks on every redis.call). Every
-// go-redis client (the bridges' and the direct ones) has go-redis's
-// default pool of 10 connections per CPU.
+// Variants: "plugin" is the default pool (Config.Instances unset);
+// "direct" sends the plugin's own commands with go-redis (above);
+// "plain" is the plainest go-redis code an application would write for
+// the same data: GET key (the document's bytes), SET key json EX ttl, and
+// a pipeline of 100 SET EX for the bulk put (PutMetric has no plain
+// counterpart). Every go-redis client (the bridge's and the benchmark's)
+// has go-redis's default pool of 10 connections per CPU, and every
+// response is checked.
 //
 // Metrics: ops/s (wall clock), p50-µs and p99-µs of the per-call latency,
 // and the CPU time per op of this process (host-cpu-µs/op: caller, host,
 // plugin and go-redis) and of the Redis server (redis-cpu-µs/op, from
 // INFO cpu, so only meaningful on an otherwise idle Redis). An op of
 // BulkPut100 is a batch of 100 states. At the end it prints a summary
-// whose ratio column is each variant's ops/s over direct's.
+// whose ratio columns are each variant's ops/s over plain's and over
+// direct's.
 //
 //	go test ./host -run '^$' -bench Redis -benchtime 3s
 func BenchmarkRedis(b *testing.B) {
@@ -56,9 +57,8 @@ func BenchmarkRedis(b *testing.B) {
 	ctx := context.Background()
 
 	pluginDefault := openRedisBench(b, addrs, 0)
-	plugin64 := openRedisBench(b, addrs, 64)
-	direct := newDirectRedis(b, addrs, false)
-	directACL := newDirectRedis(b, addrs, true)
+	direct := newDirectRedis(b, addrs)
+	plain := newPlainRedis(b, addrs)
 
 	seedStates := func(put func(context.Context, int) error) {
 		for i := range benchAgents {
@@ -67,9 +67,7 @@ func BenchmarkRedis(b *testing.B) {
 			}
 		}
 	}
-	for _, st := range []*host.Store{pluginDefault, plugin64} {
-		seedStates(func(ctx context.Context, i int) error { return pluginPutState(ctx, st, i) })
-	}
+	seedStates(func(ctx context.Context, i int) error { return pluginPutState(ctx, pluginDefault, i) })
 	// The plugin has loaded its script by now; the direct side runs it by
 	// the same SHA-1 (newDirectRedis checked that the embedded plugin
 	// holds this library.lua).
@@ -77,7 +75,7 @@ func BenchmarkRedis(b *testing.B) {
 		b.Fatalf("the plugin's script is not loaded under the direct side's SHA-1 %s (%v)", direct.sha, err)
 	}
 	seedStates(direct.putState)
-	seedStates(directACL.putState)
+	seedStates(plain.putState)
 
 	// Warm the pools: 64 plugin instances and every connection.
 	warm := func(op func(context.Context, int) error) {
@@ -91,10 +89,9 @@ func BenchmarkRedis(b *testing.B) {
 		}
 		wg.Wait()
 	}
-	warm(func(ctx context.Context, i int) error { return pluginGetState(ctx, plugin64, i) })
 	warm(func(ctx context.Context, i int) error { return pluginGetState(ctx, pluginDefault, i) })
 	warm(direct.getState)
-	warm(directACL.getState)
+	warm(plain.getState)
 
 	bulk := make([]host.AgentState, 100)
 	for i := range bulk {
@@ -104,10 +101,11 @@ func BenchmarkRedis(b *testing.B) {
 		name   string
 		plugin func(ctx context.Context, st *host.Store, i int) error
 		direct func(d *directRedis, ctx context.Context, i int) error
+		plain  func(p *plainRedis, ctx context.Context, i int) error // nil: none
 	}{
-		{"GetAgentState", pluginGetState, (*directRedis).getState},
-		{"PutAgentState", pluginPutState, (*directRedis).putState},
-		{"PutMetric", pluginPutMetric, (*directRedis).putMetric},
+		{"GetAgentState", pluginGetState, (*directRedis).getState, (*plainRedis).getState},
+		{"PutAgentState", pluginPutState, (*directRedis).putState, (*plainRedis).putState},
+		{"PutMetric", pluginPutMetric, (*directRedis).putMetric, nil},
 		{"BulkPut100", func(ctx context.Context, st *host.Store, _ int) error {
 			res, err := st.PutAgentStates(ctx, bulk)
 			if err != nil {
@@ -119,7 +117,7 @@ func BenchmarkRedis(b *testing.B) {
 				}
 			}
 			return nil
-		}, (*directRedis).bulkPut100},
+		}, (*directRedis).bulkPut100, (*plainRedis).bulkPut100},
 	}
 
 	sum := make(map[string]latencyResult)
@@ -131,38 +129,37 @@ func BenchmarkRedis(b *testing.B) {
 					b.Run("plugin", func(b *testing.B) {
 						sum[key+"plugin"] = measureCallers(b, direct.c, callers, func(ctx context.Context, i int) error { return w.plugin(ctx, pluginDefault, i) })
 					})
-					if callers > 1 {
-						b.Run("plugin-instances=64", func(b *testing.B) {
-							sum[key+"plugin64"] = measureCallers(b, direct.c, callers, func(ctx context.Context, i int) error { return w.plugin(ctx, plugin64, i) })
-						})
-					}
 					b.Run("direct", func(b *testing.B) {
 						sum[key+"direct"] = measureCallers(b, direct.c, callers, func(ctx context.Context, i int) error { return w.direct(direct, ctx, i) })
 					})
-					b.Run("direct-acl", func(b *testing.B) {
-						sum[key+"direct-acl"] = measureCallers(b, direct.c, callers, func(ctx context.Context, i int) error { return w.direct(directACL, ctx, i) })
-					})
+					if w.plain != nil {
+						b.Run("plain", func(b *testing.B) {
+							sum[key+"plain"] = measureCallers(b, direct.c, callers, func(ctx context.Context, i int) error { return w.plain(plain, ctx, i) })
+						})
+					}
 				})
 			}
 		})
 	}
 
-	// The summary: ratio = plugin ops/s / direct ops/s.
+	// The summary: ratios of ops/s over plain's and over direct's.
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%-14s %7s %-10s %10s %9s %9s %7s %9s %9s", "workload", "callers", "variant", "ops/s", "p50-µs", "p99-µs", "ratio", "host-cpu", "redis-cpu")
+	fmt.Fprintf(&t, "\n%-14s %7s %-8s %10s %9s %9s %9s %9s %9s %9s", "workload", "callers", "variant", "ops/s", "p50-µs", "p99-µs", "/plain", "/direct", "host-cpu", "redis-cpu")
 	for _, w := range workloads {
 		for _, callers := range []int{1, 64} {
 			key := w.name + "/" + strconv.Itoa(callers) + "/"
-			d, ok := sum[key+"direct"]
-			if !ok {
-				continue
-			}
-			for _, v := range []string{"direct", "direct-acl", "plugin", "plugin64"} {
+			for _, v := range []string{"plain", "direct", "plugin"} {
 				r, ok := sum[key+v]
 				if !ok {
 					continue
 				}
-				fmt.Fprintf(&t, "\n%-14s %7d %-10s %10.0f %9.1f %9.1f %7.2f %9.1f %9.1f", w.name, callers, v, r.opsPerSec, r.p50, r.p99, r.opsPerSec/d.opsPerSec, r.hostCPU, r.redisCPU)
+				ratio := func(base string) string {
+					if d, ok := sum[key+base]; ok {
+						return strconv.FormatFloat(r.opsPerSec/d.opsPerSec, 'f', 2, 64)
+					}
+					return "-"
+				}
+				fmt.Fprintf(&t, "\n%-14s %7d %-8s %10.0f %9.1f %9.1f %9s %9s %9.1f %9.1f", w.name, callers, v, r.opsPerSec, r.p50, r.p99, ratio("plain"), ratio("direct"), r.hostCPU, r.redisCPU)
 			}
 		}
 	}
@@ -315,11 +312,8 @@ type directRedis struct {
 	sha    string
 }
 
-// newDirectRedis returns a direct client in a namespace of its own. With
-// acl it logs in as a Redis user confined as the bridge confines its
-// scripts (the rules of redisbridge's acl.go), so that the Redis side's
-// cost of that wall can be told from the plugin's.
-func newDirectRedis(b *testing.B, addrs []string, acl bool) *directRedis {
+// newDirectRedis returns a direct client in a namespace of its own.
+func newDirectRedis(b *testing.B, addrs []string) *directRedis {
 	b.Helper()
 	src, err := os.ReadFile("../plugins/redis/library.lua")
 	if err != nil {
@@ -338,24 +332,6 @@ func newDirectRedis(b *testing.B, addrs []string, acl bool) *directRedis {
 	sum := sha1.Sum(compactLua(string(src)))
 	prefix := redistest.Prefix(b, addrs...)
 	opts := &redis.UniversalOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true}
-	if acl {
-		// redistest.Prefix deletes the users whose names end with prefix.
-		var pw [16]byte
-		_, _ = rand.Read(pw[:])
-		opts.Username, opts.Password = "bench:"+prefix, hex.EncodeToString(pw[:])
-		admin := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
-		err := admin.Do(context.Background(), "acl", "setuser", opts.Username, "on", ">"+opts.Password, "clearselectors",
-			"resetkeys", "~"+prefix+"*", "resetchannels",
-			"-@all", "+@read", "+@write", "-@dangerous",
-			"-scan", "-randomkey", "-dbsize", "-move", "-copy",
-			"+ping", "+time", "+echo", "+multi", "+exec", "+discard",
-			"+eval", "+evalsha", "+eval_ro", "+evalsha_ro",
-			"+command", "+asking", "+cluster|slots", "+cluster|shards").Err()
-		admin.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
 	c := redis.NewUniversalClient(opts)
 	b.Cleanup(func() { c.Close() })
 	return &directRedis{c: c, prefix: prefix, sha: hex.EncodeToString(sum[:])}
@@ -580,4 +556,60 @@ func appendMetricValue(dst []byte, v float64, labels map[string]string) []byte {
 		dst = append(dst, v...)
 	}
 	return dst
+}
+
+// plainRedis is the plainest go-redis code for the benchmark's data: a
+// state is a string key holding the JSON document with an expiry.
+type plainRedis struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+// plainTTL is the expiry of every plain SET EX (the Redis benchmark's and
+// the plain HTTP server's).
+const plainTTL = time.Hour
+
+func newPlainRedis(b *testing.B, addrs []string) *plainRedis {
+	b.Helper()
+	prefix := redistest.Prefix(b, addrs...)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
+	b.Cleanup(func() { c.Close() })
+	return &plainRedis{c: c, prefix: prefix}
+}
+
+func (p *plainRedis) key(i int) string { return p.prefix + "state:" + benchAgent(i) }
+
+func (p *plainRedis) getState(ctx context.Context, i int) error {
+	v, err := p.c.Get(ctx, p.key(i)).Bytes()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(v, benchState) {
+		return fmt.Errorf("GET %s: %q", p.key(i), v)
+	}
+	return nil
+}
+
+func (p *plainRedis) putState(ctx context.Context, i int) error {
+	if s, err := p.c.Set(ctx, p.key(i), benchState, plainTTL).Result(); err != nil || s != "OK" {
+		return fmt.Errorf("SET %s: %q, %w", p.key(i), s, err)
+	}
+	return nil
+}
+
+func (p *plainRedis) bulkPut100(ctx context.Context, _ int) error {
+	pipe := p.c.Pipeline()
+	var cmds [100]*redis.StatusCmd
+	for i := range cmds {
+		cmds[i] = pipe.Set(ctx, p.key(i), benchState, plainTTL)
+	}
+	if err := execChecked(ctx, pipe); err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if c.Val() != "OK" {
+			return fmt.Errorf("SET: %q", c.Val())
+		}
+	}
+	return nil
 }

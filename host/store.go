@@ -111,7 +111,7 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	drained := s.calls.close()
 	// No call may legitimately run longer than the call timeout: the
-	// watchdog stops untrusted ones, and a trusted one's caller is released
+	// fuel checks stop untrusted ones, and a trusted one's caller is released
 	// at the timeout (instance.callTrusted).
 	limit := time.NewTimer(s.p.limits.CallTimeout + time.Second)
 	defer limit.Stop()

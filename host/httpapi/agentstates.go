@@ -23,12 +23,13 @@ func (h *Handler) getAgentState(w http.ResponseWriter, r *http.Request, _ url.Va
 	w.Header().Set("ETag", etag(s.Version))
 	if inm := r.Header.Get("If-None-Match"); inm != "" && noneMatch(inm, s.Version) {
 		if stale {
-			w.Header().Set(staleHeader, "true")
+			w.Header()[staleHeader] = trueValue
 		}
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	return respond(w, http.StatusOK, agentStateOut(s), stale)
+	writeAgentState(w, s, stale)
+	return nil
 }
 
 // putAgentState stores the request body, any JSON document, as the
@@ -69,7 +70,8 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 		return err
 	}
 	w.Header().Set("ETag", etag(s.Version))
-	return respond(w, http.StatusOK, agentStateOut(s), false)
+	writeAgentState(w, s, false)
+	return nil
 }
 
 func (h *Handler) deleteAgentState(w http.ResponseWriter, r *http.Request, _ url.Values) error {

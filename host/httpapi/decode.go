@@ -25,16 +25,14 @@ const maxBulkItems = abi.MaxQueryLimit
 // readBody reads the whole request body, refusing one over the limit with
 // 413 and an empty one with 400.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
-		msg: fmt.Sprintf("request body is larger than %d bytes", h.maxBody)}
 	if r.ContentLength > h.maxBody {
-		return nil, tooLarge
+		return nil, h.tooLarge()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge
+			return nil, h.tooLarge()
 		}
 		return nil, invalid("read request body: " + err.Error())
 	}
@@ -42,6 +40,36 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, invalid("request body is empty; want a JSON document")
 	}
 	return body, nil
+}
+
+func (h *Handler) tooLarge() error {
+	return &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
+		msg: fmt.Sprintf("request body is larger than %d bytes", h.maxBody)}
+}
+
+// readAll is io.ReadAll into a buffer sized for a body of the declared
+// length (when it is declared), so that a body is read in one allocation
+// rather than grown from 512 bytes.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > 1<<20 {
+		return io.ReadAll(r)
+	}
+	// One byte more than declared, so that the read ends with io.EOF
+	// without growing the buffer.
+	b := make([]byte, 0, declared+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow as io.ReadAll does
+		}
+	}
 }
 
 // decodeBody reads the request body into v strictly: exactly one JSON
@@ -112,6 +140,9 @@ func jsonType(t reflect.Type) string {
 // checkQuery parses the query string and refuses parameters the route
 // does not accept and single-valued ones given twice.
 func checkQuery(r *http.Request, accepted []queryParam) (url.Values, error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, invalid("query string: " + err.Error())

@@ -111,9 +111,12 @@ type Handler struct {
 	maxBody  int64
 	tokens   atomic.Pointer[[]token]
 	metrics  *metrics // nil without a Registry
-	mux      *http.ServeMux
-	patterns map[string]bool // the registered mux patterns, the only route labels
-	promhttp http.Handler
+	// mux serves the routes and, at "/", what none of them matches;
+	// routesOnly has the routes alone, to learn what the mux's own answer
+	// to an unmatched request would be.
+	mux        *http.ServeMux
+	routesOnly *http.ServeMux
+	promhttp   http.Handler
 
 	keepalive    time.Duration // between the comments of an idle event stream
 	streamsEnded chan struct{} // closed by EndStreams
@@ -130,11 +133,11 @@ func New(o Options) (*Handler, error) {
 		return nil, fmt.Errorf("httpapi: Options.MaxBodyBytes is negative (%d)", o.MaxBodyBytes)
 	}
 	h := &Handler{
-		backends: o.Backends,
-		log:      o.Logger,
-		maxBody:  o.MaxBodyBytes,
-		mux:      http.NewServeMux(),
-		patterns: make(map[string]bool, len(routes)),
+		backends:   o.Backends,
+		log:        o.Logger,
+		maxBody:    o.MaxBodyBytes,
+		mux:        http.NewServeMux(),
+		routesOnly: http.NewServeMux(),
 
 		keepalive:    keepaliveInterval,
 		streamsEnded: make(chan struct{}),
@@ -162,9 +165,10 @@ func New(o Options) (*Handler, error) {
 			continue
 		}
 		p := rt.pattern()
-		h.mux.Handle(p, h.serveRoute(rt))
-		h.patterns[p] = true
+		h.mux.Handle(p, h.serveRoute(i, rt))
+		h.routesOnly.Handle(p, http.NotFoundHandler())
 	}
+	h.mux.HandleFunc("/", h.unmatched)
 	return h, nil
 }
 
@@ -184,7 +188,7 @@ func (h *Handler) SetTokens(ts []Token) {
 // ServeHTTP serves one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, route: -1}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -195,27 +199,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeError(sw, http.StatusInternalServerError, codeInternal, "internal error")
 			}
 		}
-		h.metrics.observeRequest(h.routeLabel(r), r.Method, sw.status(), time.Since(start))
+		h.metrics.observeRequest(sw.route, r.Method, sw.status(), time.Since(start))
 	}()
 	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
-	// path) are replaced by JSON errors; the API does not redirect.
-	switch _, pattern := h.mux.Handler(r); {
-	case !canonical(r.URL.EscapedPath()):
+	// path) are replaced by JSON errors; the API does not redirect. A
+	// path the mux would redirect is not clean (the mux cleans the escaped
+	// path), so it is answered here; any other request the routes do not
+	// match reaches unmatched, at "/".
+	if !canonical(r.URL.EscapedPath()) {
 		notFound(sw, r)
-	case !h.patterns[pattern]:
-		h.unmatched(sw, r)
-	default:
-		h.mux.ServeHTTP(sw, r) // sets r.Pattern
+		return
 	}
-}
-
-// routeLabel is the route of r for metrics: its mux pattern, or
-// "unmatched"; never the raw path.
-func (h *Handler) routeLabel(r *http.Request) string {
-	if h.patterns[r.Pattern] {
-		return r.Pattern
-	}
-	return "unmatched"
+	h.mux.ServeHTTP(sw, r) // sets r.Pattern
 }
 
 // unmatched answers a request no route matches: 405 with Allow when the
@@ -223,7 +218,7 @@ func (h *Handler) routeLabel(r *http.Request) string {
 // runs only the mux's own answer, into a probe, to learn which.
 func (h *Handler) unmatched(w http.ResponseWriter, r *http.Request) {
 	probe := &headerProbe{header: http.Header{}}
-	mh, _ := h.mux.Handler(r)
+	mh, _ := h.routesOnly.Handler(r)
 	mh.ServeHTTP(probe, r)
 	if probe.code == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", probe.header.Get("Allow"))
@@ -254,8 +249,11 @@ func canonical(p string) bool {
 // serveRoute wraps a route's handler: authorisation, then the query
 // parameters it accepts, then the handler; any error becomes the JSON
 // error response.
-func (h *Handler) serveRoute(rt *route) http.Handler {
+func (h *Handler) serveRoute(index int, rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sw, ok := w.(*statusWriter); ok {
+			sw.route = index
+		}
 		if err := h.authorize(r, rt.access); err != nil {
 			h.fail(w, r, err)
 			return
@@ -289,6 +287,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	// route is the index in routes of the route serving the request, -1
+	// for none.
+	route int
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -431,6 +431,12 @@ func TestUnknownRoutes(t *testing.T) {
 	e.h.ServeHTTP(rec, mustRequest(t, "GET", "/v1/../healthz", ""))
 	require.Equal(t, http.StatusNotFound, rec.Code)
 	require.Contains(t, rec.Body.String(), `"not_found"`)
+	// An escaped slash is part of a wildcard, not a path to clean: the
+	// route answers, not a redirect.
+	rec = newRecorder()
+	e.h.ServeHTTP(rec, mustRequest(t, "GET", "/v1/agents/a%2F..%2F..%2Fhealthz/state", ""))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Contains(t, rec.Body.String(), `agent state \"a/../../healthz\"`)
 
 	res := e.req("POST", "/v1/agents/a/state", `{}`)
 	res.requireError(t, http.StatusMethodNotAllowed, "method_not_allowed")

@@ -91,7 +91,7 @@ type alertIDJSON struct {
 // value may be behind.
 func respond(w http.ResponseWriter, status int, v any, stale bool) error {
 	if stale {
-		w.Header().Set(staleHeader, "true")
+		w.Header()[staleHeader] = trueValue
 	}
 	writeJSON(w, status, v)
 	return nil

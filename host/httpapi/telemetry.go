@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,11 +16,61 @@ var durationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .0
 
 // metrics are the Handler's Prometheus collectors. A nil *metrics records
 // nothing.
+//
+// The series of the routes and operations are looked up once and kept
+// (routes, operations), so that a request does not hash its labels; they
+// are still created on first use, so /metrics lists the same series.
 type metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	operation *prometheus.HistogramVec
 	streams   prometheus.Gauge
+
+	routes     []routeSeries              // by route index
+	operations map[string]*operationCache // by operation; read-only after newMetrics
+}
+
+// routeSeries caches the series of one route: its duration and its
+// request counts for the route's own method, by status (codeSlot).
+type routeSeries struct {
+	method   string
+	label    string
+	duration atomic.Pointer[prometheus.Observer]
+	requests [len(cachedCodes)]atomic.Pointer[prometheus.Counter]
+}
+
+// cachedCodes are the statuses whose request counters a route caches:
+// the ones the API answers. Others are looked up per request.
+var cachedCodes = [...]int{200, 204, 304, 400, 401, 403, 404, 405, 409, 410, 412, 413, 429, 500, 501, 503, 504}
+
+// codeSlot is the index of code in cachedCodes, or -1.
+func codeSlot(code int) int {
+	for i, c := range cachedCodes {
+		if c == code {
+			return i
+		}
+	}
+	return -1
+}
+
+// operationCache keeps the duration series of one operation on the
+// backend it last ran on (a backend's name changes only on a reload).
+type operationCache struct {
+	last atomic.Pointer[operationSeries]
+}
+
+type operationSeries struct {
+	backend  string
+	observer prometheus.Observer
+}
+
+// operationNames are the operations whose series are cached: every
+// operation the handlers run.
+var operationNames = []string{
+	"get_agent_state", "put_agent_state", "delete_agent_state", "query_agent_states",
+	"get_agent_states", "put_agent_states", "delete_agent_states",
+	"put_metric", "get_metric", "delete_metric", "query_metrics", "get_metrics", "put_metrics", "delete_metrics",
+	"put_alert", "get_alert", "delete_alert", "set_alert_status", "query_alerts", "get_alerts", "put_alerts", "delete_alerts",
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,6 +107,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.streams, err = register(reg, m.streams); err != nil {
 		return nil, err
 	}
+	m.routes = make([]routeSeries, len(routes))
+	for i := range routes {
+		m.routes[i].method, m.routes[i].label = routes[i].method, routes[i].pattern()
+	}
+	m.operations = make(map[string]*operationCache, len(operationNames))
+	for _, op := range operationNames {
+		m.operations[op] = &operationCache{}
+	}
 	return m, nil
 }
 
@@ -83,22 +142,69 @@ var knownMethods = map[string]bool{
 	http.MethodOptions: true, http.MethodTrace: true,
 }
 
-func (m *metrics) observeRequest(route, method string, code int, took time.Duration) {
+// observeRequest counts a request of route (an index in routes, -1 for
+// none matched) and records its duration.
+func (m *metrics) observeRequest(route int, method string, code int, took time.Duration) {
 	if m == nil {
 		return
 	}
-	if !knownMethods[method] {
-		method = "other"
+	if route < 0 {
+		m.observeUnmatched(method, code, took)
+		return
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route).Observe(took.Seconds())
+	rs := &m.routes[route]
+	if slot := codeSlot(code); slot >= 0 && method == rs.method {
+		c := rs.requests[slot].Load()
+		if c == nil {
+			counter := m.requests.WithLabelValues(rs.label, method, strconv.Itoa(code))
+			c = &counter
+			rs.requests[slot].Store(c)
+		}
+		(*c).Inc()
+	} else {
+		m.requests.WithLabelValues(rs.label, methodLabel(method), strconv.Itoa(code)).Inc()
+	}
+	d := rs.duration.Load()
+	if d == nil {
+		observer := m.duration.WithLabelValues(rs.label)
+		d = &observer
+		rs.duration.Store(d)
+	}
+	(*d).Observe(took.Seconds())
+}
+
+// unmatchedRoute is the route label of a request no route matched.
+const unmatchedRoute = "unmatched"
+
+func (m *metrics) observeUnmatched(method string, code int, took time.Duration) {
+	m.requests.WithLabelValues(unmatchedRoute, methodLabel(method), strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(unmatchedRoute).Observe(took.Seconds())
+}
+
+// methodLabel bounds the method label: any method but the standard ones
+// is "other".
+func methodLabel(method string) string {
+	if !knownMethods[method] {
+		return "other"
+	}
+	return method
 }
 
 func (m *metrics) observeOperation(op, backend string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.operation.WithLabelValues(op, backend).Observe(took.Seconds())
+	c := m.operations[op]
+	if c == nil {
+		m.operation.WithLabelValues(op, backend).Observe(took.Seconds())
+		return
+	}
+	s := c.last.Load()
+	if s == nil || s.backend != backend {
+		s = &operationSeries{backend: backend, observer: m.operation.WithLabelValues(op, backend)}
+		c.last.Store(s)
+	}
+	s.observer.Observe(took.Seconds())
 }
 
 func (m *metrics) streamOpened() {

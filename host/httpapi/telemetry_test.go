@@ -111,3 +111,23 @@ func TestSharedRegistry(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "storage_host_http_requests_total"), "%v", err)
 }
+
+// TestOperationMetricsFollowTheBackend checks that the cached series of an
+// operation follow the backend it runs on, as after a reload, and that a
+// HEAD on a GET route is counted under its own method.
+func TestOperationMetricsFollowTheBackend(t *testing.T) {
+	e := newEnv(t)
+	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a1/state", `{}`).code)
+	other := openStore(t, host.Config{Name: "other", Plugin: "builtin:memory"})
+	e.be.stores[httpapi.KindAgentStates] = other
+	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a1/state", `{}`).code)
+	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a2/state", `{}`).code)
+
+	count := func(backend string) uint64 {
+		ms := series(t, e.reg, "storage_host_operation_duration_seconds", map[string]string{"operation": "put_agent_state", "backend": backend})
+		require.Len(t, ms, 1, backend)
+		return ms[0].GetHistogram().GetSampleCount()
+	}
+	require.Equal(t, uint64(1), count("memory"))
+	require.Equal(t, uint64(2), count("other"))
+}

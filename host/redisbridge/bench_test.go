@@ -3,6 +3,7 @@ package redisbridge
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"runtime"
 	"testing"
 
@@ -162,4 +163,25 @@ func BenchmarkChecks(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkScriptSHA is the per-call cost of finding the SHA-1 of a 4.9 KB
+// script the guest sends with every request (a cache lookup), against
+// computing it.
+//
+//	go test ./host/redisbridge -run '^$' -bench ScriptSHA
+func BenchmarkScriptSHA(b *testing.B) {
+	script := bytes.Repeat([]byte("local x = redis.call('get', KEYS[1])\n"), 4900/37)
+	b.Run("cached", func(b *testing.B) {
+		c := newScriptCache()
+		c.sha(script)
+		for b.Loop() {
+			_ = c.sha(script)
+		}
+	})
+	b.Run("sha1", func(b *testing.B) {
+		for b.Loop() {
+			_ = sha1.Sum(script)
+		}
+	})
 }

@@ -184,6 +184,7 @@ type Bridge struct {
 	prefix    string
 	allowed   map[string]*command
 	scripts   *scriptCache // nil unless scripts are granted
+	pipes     *coalescer   // shared pipelines; nil on a cluster
 	user      *aclUser     // nil unless scripts are granted
 
 	maxCommands int
@@ -243,6 +244,9 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 			node.AddHook(trackSends{})
 			node.AddHook(liftErrors{})
 		})
+	} else {
+		b.pipes = &coalescer{maxInFlight: defaultMaxInFlight, maxCommands: b.maxCommands,
+			send: func(ctx context.Context, cmds []*rawCmd) { b.exec(ctx, cmds, false) }}
 	}
 	return b, nil
 }

@@ -153,7 +153,21 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 	for i := range calls {
 		writes[i] = calls[i].write
 	}
-	cmds, budget := b.run(ctx, req, calls)
+	cmds, budget, sent := b.run(ctx, req, calls)
+	if sent != answered {
+		// The caller's context ended while the request was queued for a
+		// shared pipeline; its commands are the flusher's now.
+		err := ctx.Err()
+		if sent == abandonedSent && slices.Contains(writes, true) {
+			if req.Mode == abi.RedisScript {
+				b.killRunaway(calls)
+			}
+			unknown(e, err)
+		} else {
+			unavailable(e, err)
+		}
+		return
+	}
 	if f, failed := outcome(cmds, writes); failed && !budget.exceeded.Load() {
 		if req.Mode == abi.RedisScript && overran(ctx, f.err) {
 			b.killRunaway(calls)
@@ -161,7 +175,15 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		if !f.unknown && b.user != nil && authFailure(f.err) && b.user.recreate(ctx) == nil {
 			// Redis restarted without our ACL user: made again, retry once
 			// (nothing ran: logging in failed).
-			cmds, budget = b.run(ctx, req, calls)
+			cmds, budget, sent = b.run(ctx, req, calls)
+			if sent != answered {
+				if sent == abandonedSent {
+					unknown(e, ctx.Err())
+				} else {
+					unavailable(e, ctx.Err())
+				}
+				return
+			}
 			f, failed = outcome(cmds, writes)
 		}
 		if failed && !budget.exceeded.Load() {
@@ -292,14 +314,17 @@ func limit(e *abi.Encoder, format string, args ...any) {
 	abi.AppendError(e, abi.StatusLimit, "redisbridge: "+fmt.Sprintf(format, args...))
 }
 
-// run sends calls as req's mode says and returns their commands and the
-// budget their replies were read through.
-func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) ([]*rawCmd, *replyBudget) {
+// run sends calls as req's mode says and returns their commands, the
+// budget their replies were read through, and whether they were answered
+// (coalesce.go); unless they were, the commands must not be read.
+func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) ([]*rawCmd, *replyBudget, sendResult) {
 	budget := new(replyBudget)
 	budget.left.Store(b.maxReply)
 	cmds := newCmds(ctx, budget, calls)
 	tx := req.Mode == abi.RedisTransaction
-	b.exec(ctx, cmds, tx)
+	if sent := b.send(ctx, cmds, tx); sent != answered {
+		return nil, budget, sent
+	}
 	if req.Mode == abi.RedisScript && !budget.exceeded.Load() {
 		var again []*rawCmd
 		var at []int
@@ -312,13 +337,27 @@ func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) (
 			}
 		}
 		if len(again) > 0 {
-			b.exec(ctx, again, false)
+			if sent := b.send(ctx, again, false); sent != answered {
+				return nil, budget, sent
+			}
 			for j, i := range at {
 				cmds[i] = again[j]
 			}
 		}
 	}
-	return cmds, budget
+	return cmds, budget, answered
+}
+
+// send sends cmds: a transaction, a request that is a pipeline of its own
+// (more than maxSharedRequest commands), or any request on a cluster, on
+// a connection of its own (exec); anything else through the coalescer,
+// which may share a pipeline with concurrent requests.
+func (b *Bridge) send(ctx context.Context, cmds []*rawCmd, tx bool) sendResult {
+	if tx || b.pipes == nil || len(cmds) > maxSharedRequest {
+		b.exec(ctx, cmds, tx)
+		return answered
+	}
+	return b.pipes.do(ctx, cmds)
 }
 
 func newCmds(ctx context.Context, budget *replyBudget, calls []call) []*rawCmd {

@@ -5,6 +5,8 @@ import "fmt"
 // instructions decodes a function body after its locals, returning the
 // deepest nesting of blocks it reaches (the body itself is depth 1). The
 // body must end with the end of its outermost block, on its last byte.
+// When c.visit is set, it is called with every instruction decoded (see
+// visitor): one walk serves both the check and Instrument.
 func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 	depth, deepest := uint32(1), uint32(1)
 	fail := func(err error) (uint32, error) {
@@ -14,6 +16,7 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 		at := r.off
 		op, _ := r.byte()
 		var err error
+		var sub, imm uint32
 		switch {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
 			err = r.blocktype()
@@ -30,6 +33,11 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 				if r.len() != 0 {
 					return fail(fmt.Errorf("%w: %d bytes after the body's end", ErrMalformed, r.len()))
 				}
+				if c.visit != nil {
+					if err := c.visit(instr{op: op, raw: r.b[at:r.off]}); err != nil {
+						return fail(err)
+					}
+				}
 				return deepest, nil
 			}
 		case noImmediate(op):
@@ -37,7 +45,7 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 			op == 0x10 || // call
 			(op >= 0x20 && op <= 0x26) || // local.*, global.*, table.get, table.set
 			op == 0xd2: // ref.func
-			_, err = r.u32()
+			imm, err = r.u32()
 		case op == 0x0e: // br_table
 			var n uint32
 			if n, err = r.u32(); err == nil {
@@ -69,7 +77,6 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 		case op == 0xd0: // ref.null
 			err = r.reftype()
 		case op == 0xfc:
-			var sub, imm uint32
 			if sub, imm, err = r.prefixFC(); err == nil && sub == 15 { // table.grow
 				err = c.grown(idx, imm)
 			}
@@ -80,11 +87,23 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 		default:
 			return fail(fmt.Errorf("%w: unsupported opcode %#x at offset %d", ErrMalformed, op, at))
 		}
+		if err == nil && c.visit != nil {
+			err = c.visit(instr{op: op, sub: sub, imm: imm, raw: r.b[at:r.off]})
+		}
 		if err != nil {
 			return fail(err)
 		}
 	}
 	return fail(fmt.Errorf("%w: body does not end with end", ErrMalformed))
+}
+
+// instr is one decoded instruction: its opcode, the sub-opcode of a 0xfc
+// instruction, the first immediate of call, ref.func, local.*, global.*,
+// table.get/set and 0xfc instructions, and its bytes as encoded.
+type instr struct {
+	op       byte
+	sub, imm uint32
+	raw      []byte
 }
 
 // noImmediate reports whether op is an instruction without immediates.

@@ -1,9 +1,12 @@
 package wasmcheck
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
 )
 
 // FuzzCheck walks arbitrary bytes, seeded with every WebAssembly text
@@ -42,6 +45,57 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
+// FuzzInstrument instruments what Check accepts, seeded like FuzzCheck and
+// with the modules of the instrumentation tests: Instrument never panics,
+// refuses only with ErrMalformed, and its output is a module Check
+// accepts; under 64 KiB, one that wazero compiles whenever it compiles the
+// input.
+func FuzzInstrument(f *testing.F) {
+	for _, pattern := range []string{"testdata/*.wasm", "../../../testdata/plugins/*.wasm", "../../../testdata/plugins/*/*.wasm"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, path := range m {
+			f.Add(readFile(f, path))
+		}
+	}
+	f.Add(indexModule())
+	f.Add(fuelModule(0))
+	f.Add(fuelModule(200))
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	f.Cleanup(func() { _ = rt.Close(ctx) })
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		if _, err := Check(wasm, Default); err != nil {
+			return
+		}
+		out, err := Instrument(wasm, Default)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("refused with neither kind of error: %v", err)
+			}
+			return
+		}
+		if _, err := Check(out, Unlimited); err != nil {
+			t.Fatalf("instrumented module is malformed: %v", err)
+		}
+		if len(wasm) > 64<<10 {
+			return
+		}
+		cm, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			return
+		}
+		_ = cm.Close(ctx)
+		cm, err = rt.CompileModule(ctx, out)
+		if err != nil {
+			t.Fatalf("wazero compiles the module but not its instrumented form: %v", err)
+		}
+		_ = cm.Close(ctx)
+	})
+}
+
 // BenchmarkModuleCheck walks the built-in redis plugin, as Open does before
 // compiling it.
 func BenchmarkModuleCheck(b *testing.B) {
@@ -50,6 +104,19 @@ func BenchmarkModuleCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Check(wasm, Default); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInstrument instruments the built-in redis plugin, as Open does
+// before compiling an untrusted module.
+func BenchmarkInstrument(b *testing.B) {
+	wasm := readFile(b, "../../builtin/redis.wasm")
+	b.SetBytes(int64(len(wasm)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Instrument(wasm, Default); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -171,14 +171,23 @@ func (r *reader) limits() (min uint32, max int64, err error) {
 }
 
 // constExpr reads a constant expression up to its end.
-func (r *reader) constExpr() error {
+func (r *reader) constExpr() error { return r.constExprVisit(nil) }
+
+// constExprVisit reads a constant expression up to its end, calling visit,
+// if set, with each instruction, its end included.
+func (r *reader) constExprVisit(visit func(instr) error) error {
 	for {
+		at := r.off
 		op, err := r.byte()
 		if err != nil {
 			return err
 		}
+		var imm uint32
 		switch op {
 		case 0x0b: // end
+			if visit != nil {
+				return visit(instr{op: op, raw: r.b[at:r.off]})
+			}
 			return nil
 		case 0x41: // i32.const
 			_, err = r.signed(32)
@@ -189,7 +198,7 @@ func (r *reader) constExpr() error {
 		case 0x44: // f64.const
 			_, err = r.take(8)
 		case 0x23, 0xd2: // global.get, ref.func
-			_, err = r.u32()
+			imm, err = r.u32()
 		case 0xd0: // ref.null
 			err = r.reftype()
 		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // extended-const arithmetic
@@ -203,6 +212,9 @@ func (r *reader) constExpr() error {
 			}
 		default:
 			return fmt.Errorf("%w: opcode %#x in a constant expression at offset %d", ErrMalformed, op, r.off-1)
+		}
+		if err == nil && visit != nil {
+			err = visit(instr{op: op, imm: imm, raw: r.b[at:r.off]})
 		}
 		if err != nil {
 			return err

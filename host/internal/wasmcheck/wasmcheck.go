@@ -21,6 +21,9 @@
 // depth is measured, not judged: whether a module may use a feature is the
 // runtime's decision. Opcodes outside those are refused, so the walk never
 // guesses at an immediate's length.
+//
+// Instrument uses the same walk to rewrite a module with fuel checks, so
+// that a host can interrupt it without the runtime's help.
 package wasmcheck
 
 import (
@@ -156,7 +159,7 @@ var order = [...]int{
 // Check walks wasm and returns its shape, or an error matching ErrBound
 // that names the bound and the value past it, or one matching ErrMalformed.
 func Check(wasm []byte, l Limits) (Shape, error) {
-	c := checker{l: l}
+	c := checker{l: l, fuelType: -1}
 	err := c.module(wasm)
 	return c.shape, err
 }
@@ -173,6 +176,14 @@ type checker struct {
 	sawFunctions bool
 	// tableMax holds each table's maximum, -1 if it has none.
 	tableMax []int64
+	// fuelType is the index of the first type () -> i32, -1 if none.
+	fuelType int64
+	// visit, when set, sees every instruction of every body walked;
+	// bodyLocals and bodyCode are the last body's locals (parameters
+	// included) and the offset of its first instruction.
+	visit      func(instr) error
+	bodyLocals uint64
+	bodyCode   int
 }
 
 // over returns the error of a module declaring value of what, if that is
@@ -351,8 +362,13 @@ func (c *checker) types(r *reader) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.valtypes(); err != nil {
+		at := r.off
+		results, err := r.valtypes()
+		if err != nil {
 			return err
+		}
+		if c.fuelType < 0 && params == 0 && results == 1 && r.b[at+1] == 0x7f {
+			c.fuelType = int64(i)
 		}
 		c.params = append(c.params, params)
 	}
@@ -698,6 +714,7 @@ func (c *checker) body(idx, params uint32, r *reader) error {
 	if c.shape.ModuleLocals > c.l.ModuleLocals {
 		return fmt.Errorf("%w: functions up to %d declare %d locals together, more than %d", ErrBound, idx, c.shape.ModuleLocals, c.l.ModuleLocals)
 	}
+	c.bodyLocals, c.bodyCode = locals, r.off
 	depth, err := c.instructions(idx, r)
 	if err != nil {
 		return err

@@ -1,0 +1,158 @@
+package redisbridge
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// queuedCount is how many requests wait for a shared pipeline.
+func (c *coalescer) queuedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// occupy sends, in the background, as many single-write requests as the
+// bridge keeps pipelines in flight, each with the given timeout, on a
+// paused server, so that every pipeline slot is taken; it returns their
+// errors once they end.
+func occupy(t *testing.T, b *Bridge, timeout time.Duration) func() []error {
+	t.Helper()
+	n := b.pipes.maxInFlight
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = run(t, b, timeout, abi.RedisPipeline, cmd("SET", "held"+strconv.Itoa(i), "1")) })
+	}
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool {
+		b.pipes.mu.Lock()
+		defer b.pipes.mu.Unlock()
+		return b.pipes.inFlight == n
+	}, "the pipeline slots are taken")
+	return func() []error { wg.Wait(); return errs }
+}
+
+// Concurrent requests beyond the pipelines in flight wait and then travel
+// together in one pipeline on one connection, each with its own replies.
+func TestConcurrentRequestsSharePipelines(t *testing.T) {
+	s, b, direct := privateServer(t, Config{})
+	before := b.PoolStats().TotalConns
+	s.Pause()
+	t.Cleanup(s.Resume)
+	held := occupy(t, b, 5*time.Second)
+
+	const n = 40
+	replies := make([][]abi.Reply, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			k := "k" + strconv.Itoa(i)
+			replies[i], errs[i] = callCtx(t, context.Background(), b, &abi.RedisRequest{Mode: abi.RedisPipeline,
+				Commands: [][][]byte{cmd("SET", k, strconv.Itoa(i)), cmd("GET", k)}})
+		})
+	}
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == n },
+		"every request beyond the slots queues")
+	s.Resume()
+	wg.Wait()
+	for _, err := range held() {
+		require.NoError(t, err)
+	}
+	for i := range n {
+		require.NoError(t, errs[i], "request %d", i)
+		assert.Equal(t, []abi.Reply{status("OK"), bulkR(strconv.Itoa(i))}, replies[i], "request %d", i)
+		assert.Equal(t, strconv.Itoa(i), direct.Get(context.Background(), "sht:outcome:k"+strconv.Itoa(i)).Val())
+	}
+	// The slots' connections and one for the shared pipelines, not one per
+	// request.
+	assert.LessOrEqual(t, b.PoolStats().TotalConns, before+uint32(b.pipes.maxInFlight)+1)
+}
+
+// A queued request whose context ends before a pipeline takes it was never
+// sent: UNAVAILABLE, and its write never runs.
+func TestQueuedRequestAbandonedIsUnavailable(t *testing.T) {
+	s, b, direct := privateServer(t, Config{})
+	s.Pause()
+	t.Cleanup(s.Resume)
+	held := occupy(t, b, 2*time.Second)
+
+	err := run(t, b, 100*time.Millisecond, abi.RedisPipeline, cmd("SET", "queued", "v"))
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	assert.Zero(t, b.pipes.queuedCount(), "the abandoned request left the queue")
+	s.Resume()
+	held()
+	_, err = pipeline(t, b, cmd("PING"))
+	require.NoError(t, err)
+	assert.Zero(t, direct.Exists(context.Background(), "sht:outcome:queued").Val(), "the abandoned write never ran")
+}
+
+// When a shared pipeline fails after it was written, each of its requests
+// is judged alone: one with a write is UNKNOWN, a read-only one
+// UNAVAILABLE; and a caller that gives up while its request is in a shared
+// pipeline is answered as possibly sent.
+func TestSharedPipelineFailureIsJudgedPerRequest(t *testing.T) {
+	s, b, _ := privateServer(t, Config{})
+	s.Pause()
+	t.Cleanup(s.Resume)
+	// Slots that free themselves soon, leaving the queue to a flusher.
+	held := occupy(t, b, 300*time.Millisecond)
+
+	write, read, gaveUp := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { write <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("INCR", "n")) }()
+	go func() { read <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("GET", "n")) }()
+	go func() { gaveUp <- run(t, b, time.Second, abi.RedisPipeline, cmd("INCR", "m")) }()
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == 3 }, "three requests queue")
+	for _, err := range held() {
+		require.Error(t, err) // UNAVAILABLE on a connection still setting up
+	}
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == 0 }, "a flusher takes the queue")
+
+	err := <-gaveUp // its second passes while Redis is paused
+	require.ErrorIs(t, err, abi.StatusUnknown)
+	s.Stop()
+	require.ErrorIs(t, <-write, abi.StatusUnknown)
+	err = <-read
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	require.NotErrorIs(t, err, abi.StatusUnknown)
+}
+
+// A queued request owns its byte arguments: the caller's buffers (the
+// plugin's memory) may change once it has been answered.
+func TestQueuedRequestOwnsItsBytes(t *testing.T) {
+	arg := []byte("value")
+	c := newRawCmd(context.Background(), new(replyBudget), "set", "k", arg)
+	own([]*rawCmd{c})
+	copy(arg, "XXXXX")
+	assert.Equal(t, []byte("value"), c.Args()[2])
+}
+
+// A request of more than maxSharedRequest commands does not wait for a
+// pipeline slot: it is sent at once on a connection of its own (so, on a
+// paused Redis, its writes time out possibly sent, where a queued request
+// would have been abandoned unsent).
+func TestLargeRequestKeepsItsOwnPipeline(t *testing.T) {
+	s, b, _ := privateServer(t, Config{})
+	s.Pause()
+	t.Cleanup(s.Resume)
+	held := occupy(t, b, 5*time.Second)
+
+	cmds := make([][][]byte, maxSharedRequest+1)
+	for i := range cmds {
+		cmds[i] = cmd("INCR", "bulk")
+	}
+	err := run(t, b, 200*time.Millisecond, abi.RedisPipeline, cmds...)
+	require.ErrorIs(t, err, abi.StatusUnknown, "sent, not queued")
+	assert.Zero(t, b.pipes.queuedCount())
+	s.Resume()
+	held()
+}
