@@ -5,7 +5,7 @@ GO ?= go
 WASM_FLAGS = -trimpath -buildvcs=false -buildmode=c-shared
 BUILTIN_SOURCES = $(shell find abi sdk -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all plugins testdata test bench check
+.PHONY: all plugins testdata test bench bench-boundary check
 all: plugins test
 
 # The built-in plugins embedded in the host (TestBuiltinsMatchSource
@@ -25,6 +25,11 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./host/
+
+# What the plugin boundary costs against the plainest code without it, as
+# one table of ratios (needs Redis: host/redistest finds or starts one).
+bench-boundary:
+	$(GO) test -run '^$$' -bench '^BenchmarkBoundary$$' -benchtime 2s ./host/
 
 check:
 	gofmt -l . | (! grep .)

@@ -389,7 +389,6 @@ func newDirectHTTP(d *directRedis) http.Handler {
 	return mux
 }
 
-
 // newPlainHTTP is the plainest server: an agent state is the JSON answer
 // itself, stored with SET key json EX ttl and read with GET key, through
 // encoding/json both ways. Its version is the clock's, and it has no
