@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -124,12 +123,14 @@ type Config struct {
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
 	SHA256 string
-	// Trusted runs the plugin without fuel checks (its module is compiled
-	// as it is): guest code runs without their cost (BENCHMARKS.md, "The
-	// cost of interruptible calls"), but Limits.CallTimeout and a cancelled
-	// context can no longer stop a call that never returns; its caller is
-	// released instead. Only for plugins you build yourself.
-	// Built-in plugins, part of the host binary, are always trusted.
+	// Trusted runs the plugin's module as it is, without the fuel checks
+	// the host writes into every other module, built-in ones included, so
+	// Limits.CallTimeout and a cancelled context can no longer stop a call
+	// that never returns: each call runs on a worker goroutine of its
+	// instance and its caller is released at the deadline instead. That
+	// hand-off costs more than the checks save on the built-in plugins
+	// (BENCHMARKS.md, "The cost of interruptible calls"); it is for
+	// modules the checks would slow down, that you build yourself.
 	// Default: false.
 	Trusted bool
 	// Limits bound what the plugin may use.
@@ -332,9 +333,6 @@ func (c *Config) withDefaults() Config {
 	out.Limits = out.Limits.withDefaults()
 	if out.DataDir != "" {
 		out.DataDir = filepath.Clean(out.DataDir)
-	}
-	if out.WASM == nil && strings.HasPrefix(out.Plugin, BuiltinPrefix) {
-		out.Trusted = true
 	}
 	return out
 }

@@ -125,9 +125,12 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	// is instrumented with fuel checks in the same walk: they are what
 	// stops its runaway calls (refuel; RATIONALE.md, "Why instrument
 	// untrusted modules instead of wazero's close-on-context-done?").
-	if cfg.Trusted {
+	switch {
+	case cfg.Trusted:
 		err = checkModule(wasm)
-	} else {
+	case cfg.WASM == nil && strings.HasPrefix(cfg.Plugin, BuiltinPrefix):
+		wasm, err = instrumentBuiltin(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix), wasm)
+	default:
 		wasm, err = instrumentModule(wasm)
 	}
 	if err != nil {

@@ -26,7 +26,7 @@
 //	                                    # refused on builtin:memory, which keeps everything in memory;
 //	                                    # relative to the configuration file; no two backends share one
 //	  sha256    = "hex"                 # optional pin, checked against the plugin here
-//	  trusted   = false                 # optional; default false (built-in plugins are always trusted)
+//	  trusted   = false                 # optional; default false: fuel checks, built-in plugins included
 //	  instances = 8                     # optional, > 0; default: the host's (host.Config.Instances)
 //	  capabilities = ["log", "clock", "kv"]   # optional; default host.DefaultCapabilities;
 //	                                    # log, clock, kv; a redis block grants redis

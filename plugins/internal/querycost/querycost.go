@@ -1,7 +1,8 @@
 // Package querycost bounds what one query may cost a built-in plugin. The
-// built-in plugins run trusted, without interruption checks, so nothing
-// stops a call that computes for long; and while one does, it holds up the
-// host's garbage collector. So their queries bound their own work: label
+// host stops a call that runs past its timeout, but a client chooses what a
+// query costs, and a call that computes for long holds an instance and a
+// CPU until then, and may be stopped only to be sent again. So the
+// built-in plugins' queries bound their own work: label
 // regular expressions are checked for size and shape before they are
 // used, and a Meter counts the bytes a call scans and the regular
 // expression work it does, so a scan ends its page early (with a cursor
