@@ -86,22 +86,6 @@ func BenchmarkBoundary(b *testing.B) {
 	}
 	checkSameShape(b, daemon, web)
 
-	bulk := make([]host.AgentState, 100)
-	for i := range bulk {
-		bulk[i] = host.AgentState{AgentID: benchAgent(i), State: benchState}
-	}
-	bulkPut := func(ctx context.Context, _ int) error {
-		res, err := redisPlugin.PutAgentStates(ctx, bulk)
-		if err != nil {
-			return err
-		}
-		for i := range res {
-			if res[i].Err != nil {
-				return res[i].Err
-			}
-		}
-		return nil
-	}
 	on := func(st *host.Store, op func(context.Context, *host.Store, int) error) func(context.Context, int) error {
 		return func(ctx context.Context, i int) error { return op(ctx, st, i) }
 	}
@@ -110,7 +94,7 @@ func BenchmarkBoundary(b *testing.B) {
 		{"redis get / GET", 64, 1.0, on(redisPlugin, pluginGetState), plain.getState},
 		{"redis put / SET EX", 1, 0.8, on(redisPlugin, pluginPutState), plain.putState},
 		{"redis put / SET EX", 64, 1.0, on(redisPlugin, pluginPutState), plain.putState},
-		{"redis bulk put 100 / pipeline", 1, 0.9, bulkPut, plain.bulkPut100},
+		{"redis bulk put 100 / pipeline", 1, 0.9, on(redisPlugin, pluginBulkPut100), plain.bulkPut100},
 		{"interruptible / trusted get", 1, 0.75, on(interruptible, pluginGetState), on(trusted, pluginGetState)},
 		{"interruptible / trusted get", 8, 0.75, on(interruptible, pluginGetState), on(trusted, pluginGetState)},
 		{"memory get, gets/s", 8, 1e6, on(memory, pluginGetState), nil},

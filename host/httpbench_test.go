@@ -313,16 +313,19 @@ type directStateJSON struct {
 	ExpiresAt string          `json:"expires_at,omitempty"`
 }
 
+// writeJSON answers v as the minimal servers do: encoding/json, HTML
+// characters as they are.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
 // newDirectHTTP is the minimal server: GET and PUT of an agent state
 // straight to Redis with d, JSON through encoding/json.
 func newDirectHTTP(d *directRedis) http.Handler {
-	writeJSON := func(w http.ResponseWriter, status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(v)
-	}
 	fail := func(w http.ResponseWriter, status int, code, msg string) {
 		type errorBody struct {
 			Code    string `json:"code"`
@@ -396,13 +399,6 @@ func newDirectHTTP(d *directRedis) http.Handler {
 // answer has none without a TTL either): the floor of a Redis-backed JSON
 // API.
 func newPlainHTTP(prefix string, rc redis.UniversalClient) http.Handler {
-	writeJSON := func(w http.ResponseWriter, status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(v)
-	}
 	fail := func(w http.ResponseWriter, status int, code, msg string) {
 		writeJSON(w, status, map[string]map[string]string{"error": {"code": code, "message": msg}})
 	}
