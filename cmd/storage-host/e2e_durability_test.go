@@ -420,8 +420,12 @@ func TestDurabilityRedisOutage(t *testing.T) {
 		s.finish("reload during the outage", l, d)
 	})
 
-	// (d) A reload right after Redis is back, while the buffer may still
-	// be replaying.
+	// (d) A reload after Redis is back that raises fallback_buffer_entries,
+	// while the buffer holds writes: Redis answers but takes no write
+	// (CLIENT PAUSE WRITE) until the backend the reload replaced has given
+	// up emptying the buffer as it closed. The writes stop before the
+	// reload, so that none overwrites what was buffered: only the rebuilt
+	// backend can replay it, which it does if it kept the buffer.
 	t.Run("reload after the outage", func(t *testing.T) {
 		t.Parallel()
 		s := newDurRedis(t, 10000)
@@ -433,30 +437,45 @@ func TestDurabilityRedisOutage(t *testing.T) {
 		l.waitAcks(600, "during the outage")
 		l.outage.Store(false)
 		s.redis.Start()
+		require.NoError(t, s.rdb.Do(t.Context(), "CLIENT", "PAUSE", time.Minute.Milliseconds(), "WRITE").Err())
+		l.waitAcks(100, "Redis back, its writes paused")
+		buffered := `storage_host_buffered_writes{backend="redis"}`
+		redistest.WaitFor(t, waitTimeout, 20*time.Millisecond, func() bool { return d.metric(buffered) > 0 },
+			"the buffer holds writes while Redis takes none")
+		l.halt()
 		s.writeConfig(20000)
 		s.reload(d, 1)
-		l.waitAcks(300, "after the outage and the reload")
+		d.waitLog(regexp.MustCompile(`storage-host\.plugin\.redis: closed with buffered writes not yet applied.* pending=[1-9]`), 1)
+		require.NoError(t, s.rdb.Do(t.Context(), "CLIENT", "UNPAUSE").Err())
 		s.finish("reload after the outage", l, d)
 	})
 }
 
-// TestDurabilityFirstRun: the daemon without a configuration file keeps
-// its records on disk: killed (SIGKILL) under load and restarted on its
-// data directory, it serves every write it acknowledged.
+// TestDurabilityFirstRun: the daemon without a configuration file and
+// without -data-dir keeps its records on disk in its default data
+// directory (~/.local/share/storage-host here: no $STORAGE_HOST_DATA_DIR,
+// no $XDG_DATA_HOME), which its startup line names: killed (SIGKILL) under
+// load and restarted the same way, it serves every write it acknowledged.
 func TestDurabilityFirstRun(t *testing.T) {
 	t.Parallel()
-	data := t.TempDir()
-	d := startDaemon(t, nil, "-data-dir", data)
+	home := t.TempDir()
+	env := []string{"STORAGE_HOST_DATA_DIR=", "XDG_DATA_HOME=", "HOME=" + home}
+	data := filepath.Join(home, ".local", "share", "storage-host")
+	d := startDaemon(t, env)
+	require.Contains(t, d.serving, "(data: "+data+")", "the startup line names the default data directory")
 	l := startDurLoad(t, d.url)
 	l.waitAcks(1000, "before the kill")
 	require.NoError(t, d.cmd.Process.Kill())
 	d.wait()
 	l.halt()
+	_, err := os.Stat(filepath.Join(data, "backends"))
+	require.NoError(t, err, "the records are in the default data directory")
 
-	d = startDaemon(t, nil, "-data-dir", data)
+	d = startDaemon(t, env)
 	checked, lost := l.verify(d.url)
 	t.Logf("zero-config, SIGKILL: %d writes acknowledged, %d of unknown outcome; %d keys checked after the restart: %d lost",
 		l.acks.Load(), l.unknown.Load(), checked, lost)
+	require.Positive(t, checked)
 	require.Zero(t, lost)
 	d.stop()
 }
