@@ -289,6 +289,47 @@ func TestRedisTickCloseFlushes(t *testing.T) {
 	}
 }
 
+// TestRedisTickCloseFlushIsBounded checks that Close, with Redis
+// answering, stops emptying the buffer when its context ends, logs and
+// counts what it left, and that what it left is replayed by the next Store
+// on the data directory.
+func TestRedisTickCloseFlushIsBounded(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newCutProxy(t, addr)
+	dir := t.TempDir()
+	var logs lockedBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	st := openTickedIn(t, proxy.Addr(), prefix, dir, map[string]string{"fallback_buffer_entries": "100000"}, false, logger)
+	proxy.Cut()
+	agents := bufferStates(t, st, "b", 20000)
+	proxy.Restore()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	started := time.Now()
+	require.NoError(t, st.Close(ctx))
+	took := time.Since(started)
+	left := st.Stats().BufferedWrites
+	t.Logf("Close returned after %v with %d buffered writes left", took.Round(time.Millisecond), left)
+	// The tick under way when the context ended may replay for up to a
+	// second before it stops.
+	require.Less(t, took, 3*time.Second, "Close stops flushing when its context ends")
+	require.Positive(t, left, "20 000 writes are not replayed in 50 ms: some are left")
+	require.Contains(t, logs.String(), "closed with buffered writes not yet applied")
+	require.Contains(t, logs.String(), fmt.Sprintf("pending=%d", left))
+
+	st = openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	redistest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() bool {
+		return st.Stats().Ticks > 0 && st.Stats().BufferedWrites == 0
+	}, "the next store replays what Close left; %d left", st.Stats().BufferedWrites)
+	rc := directClient(t, addr)
+	for _, a := range agents {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+}
+
 // TestRedisTickResumesAfterRestart checks that with a data directory the
 // buffer outlives its Store, and that the next Store on the directory
 // replays it at once, with no request.
