@@ -158,3 +158,32 @@ func TestScanBytes(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 }
+
+// A Store reopened on its directory counts what it loaded against its
+// quota: the entries and bytes an earlier process left there.
+func TestQuotaCountsWhatReopenLoaded(t *testing.T) {
+	const size = 1 + 100 + EntryOverhead
+	v := strings.Repeat("v", 100)
+	dir := t.TempDir()
+	c := newClock()
+	q := Quota{MaxEntries: 3, MaxBytes: 3 * size}
+	s, err := Open(dir, c.Now, 0, q)
+	require.NoError(t, err)
+	for _, k := range []string{"a", "b", "c"} {
+		mustPut(t, s, k, v)
+	}
+	require.NoError(t, s.Sync(t.Context()))
+	require.NoError(t, s.Close())
+
+	s, err = Open(dir, c.Now, 0, q)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	assert.Equal(t, 3, s.Len())
+	assert.Equal(t, uint64(3*size), s.Bytes())
+	_, _, st := put(t, s, "d", "")
+	require.Equal(t, abi.StatusLimit, st, "a new key past the quota, after a reopen")
+	_, _, st = put(t, s, "a", v+"more")
+	require.Equal(t, abi.StatusLimit, st, "a larger value past the quota, after a reopen")
+	mustPut(t, s, "a", strings.Repeat("w", 100))
+	assert.Equal(t, counted(s), s.Bytes())
+}
