@@ -95,7 +95,7 @@ func (s *sseStream) next() (ev sseEvent, ok bool) {
 
 // change is the data of a change event.
 type change struct {
-	ID, Kind, Op, Key, Version string
+	ID, Kind, Op, Key, Version, Time string
 	AgentID                    string `json:"agent_id"`
 }
 
@@ -136,7 +136,7 @@ func TestEventsAcrossDaemons(t *testing.T) {
 	onB := openEvents(t, b.url, "?kind=agent_states", "")
 	version := putState(t, a.url, "e2e-1")
 	got := onB.change()
-	require.Equal(t, change{ID: got.ID, Kind: "agent_states", Op: "put", Key: "e2e-1", AgentID: "e2e-1", Version: version}, got)
+	require.Equal(t, change{ID: got.ID, Kind: "agent_states", Op: "put", Key: "e2e-1", AgentID: "e2e-1", Version: version, Time: got.Time}, got)
 	require.Regexp(t, `^shared=\d+-\d+$`, got.ID)
 	require.NoError(t, onB.resp.Body.Close())
 
@@ -239,11 +239,13 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 	putState(t, d.url, "after")
 	for {
 		// The write of "before" may be appended again: an append whose
-		// reply Redis's crash cut off is retried (at least once).
+		// reply Redis's crash cut off is retried (at least once). The
+		// repeat has an ID of its own, and every other field the same,
+		// which is what a consumer de-duplicates on.
 		c := again.change()
 		if c.Key == "after" {
 			break
 		}
-		require.Equal(t, "before", c.Key)
+		require.Equal(t, change{ID: c.ID, Kind: last.Kind, Op: last.Op, Key: "before", AgentID: last.AgentID, Version: last.Version, Time: last.Time}, c)
 	}
 }
