@@ -294,6 +294,7 @@ func TestRedisTickCloseFlushes(t *testing.T) {
 // counts what it left, and that what it left is replayed by the next Store
 // on the data directory.
 func TestRedisTickCloseFlushIsBounded(t *testing.T) {
+	skipShort(t)
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
 	proxy := newCutProxy(t, addr)
