@@ -437,7 +437,9 @@ func TestDurabilityRedisOutage(t *testing.T) {
 		l.waitAcks(600, "during the outage")
 		l.outage.Store(false)
 		s.redis.Start()
-		require.NoError(t, s.rdb.Do(t.Context(), "CLIENT", "PAUSE", time.Minute.Milliseconds(), "WRITE").Err())
+		redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+			return s.rdb.Do(t.Context(), "CLIENT", "PAUSE", time.Minute.Milliseconds(), "WRITE").Err() == nil
+		}, "CLIENT PAUSE is refused")
 		l.waitAcks(100, "Redis back, its writes paused")
 		buffered := `storage_host_buffered_writes{backend="redis"}`
 		redistest.WaitFor(t, waitTimeout, 20*time.Millisecond, func() bool { return d.metric(buffered) > 0 },

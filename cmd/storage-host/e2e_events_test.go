@@ -96,7 +96,7 @@ func (s *sseStream) next() (ev sseEvent, ok bool) {
 // change is the data of a change event.
 type change struct {
 	ID, Kind, Op, Key, Version, Time string
-	AgentID                    string `json:"agent_id"`
+	AgentID                          string `json:"agent_id"`
 }
 
 // change returns the next event, which must be a change.
