@@ -30,8 +30,9 @@ import (
 // side by side in one run. The direct side sends exactly the commands the
 // plugin sends for the operation (see directRedis): EVALSHA of the
 // plugin's own library.lua (the same text, so the same SHA-1), with the
-// same keys and arguments, one call per record plus one per index update,
-// pipelined as the bridge pipelines them. Each side has a key namespace
+// same keys and arguments, one call per record plus an index call (one
+// per write, one for a whole batch), pipelined as the bridge pipelines
+// them. Each side has a key namespace
 // of its own (redistest.Prefix), seeded alike.
 //
 // Variants: "plugin" is the default pool (Config.Instances unset);
@@ -389,10 +390,14 @@ const (
 	directNoBound    = "inf" // a record without expiry
 )
 
-// ixadd queues the global-index call of a write: "ixadd" id bound slack
-// on the kind's three index keys.
-func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix, id string) {
-	p.EvalSha(ctx, d.sha, []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}, "ixadd", id, directNoBound, directSweepSlack)
+// ixadd queues the global-index call of writes: "ixadd" slack, then id
+// and bound for each record, on the kind's three index keys.
+func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix string, ids ...string) {
+	args := []any{"ixadd", directSweepSlack}
+	for _, id := range ids {
+		args = append(args, id, directNoBound)
+	}
+	p.EvalSha(ctx, d.sha, []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}, args...)
 }
 
 // getState is GetAgentState: "rd" of the state hash's fields v u d, and
@@ -440,9 +445,14 @@ func (d *directRedis) queuePutState(ctx context.Context, p redis.Pipeliner, id s
 
 // queuePutDoc is queuePutState with doc as the state.
 func (d *directRedis) queuePutDoc(ctx context.Context, p redis.Pipeliner, id string, now time.Time, doc []byte) *redis.Cmd {
-	c := p.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), doc)
+	c := d.queueRecord(ctx, p, id, now, doc)
 	d.ixadd(ctx, p, "{idx}:s", id)
 	return c
+}
+
+// queueRecord queues the "sput" of a state write, without its index call.
+func (d *directRedis) queueRecord(ctx context.Context, p redis.Pipeliner, id string, now time.Time, doc []byte) *redis.Cmd {
+	return p.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), doc)
 }
 
 // putStateReply checks a "sput" reply {1, version, expiry}.
@@ -511,15 +521,19 @@ func (d *directRedis) putMetric(ctx context.Context, i int) error {
 	return nil
 }
 
-// bulkPut100 is PutAgentStates of agents 0..99: the 200 calls of the
-// items in one pipeline, one clock reading for the batch.
+// bulkPut100 is PutAgentStates of agents 0..99: the 100 record calls and
+// one index call for all of them in one pipeline, one clock reading for
+// the batch.
 func (d *directRedis) bulkPut100(ctx context.Context, _ int) error {
 	now := time.Now()
 	p := d.c.Pipeline()
 	var cs [100]*redis.Cmd
+	ids := make([]string, len(cs))
 	for i := range cs {
-		cs[i] = d.queuePutState(ctx, p, "agent-"+strconv.Itoa(i), now)
+		ids[i] = "agent-" + strconv.Itoa(i)
+		cs[i] = d.queueRecord(ctx, p, ids[i], now, benchState)
 	}
+	d.ixadd(ctx, p, "{idx}:s", ids...)
 	if err := execChecked(ctx, p); err != nil {
 		return err
 	}

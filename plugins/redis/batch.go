@@ -11,8 +11,10 @@ import (
 // Batch serves a whole OpBatch (the SDK finds it on the metric store; it
 // serves every kind): every record operation of the batch goes into one
 // EvalMany, one bridge call and one round trip, and each item gets its own
-// result, in request order. A query (or ping) inside a batch is served in
-// its place: the record operations before it are sent first, so each item
+// result, in request order. The index entries of its writes are added
+// after the record calls, one index call per index for the whole batch
+// (deferredIndex). A query (or ping) inside a batch is served in its
+// place: the record operations before it are sent first, so each item
 // sees the effects of the items before it.
 func (m *metrics) Batch(in []abi.BatchItem) []abi.BatchResult { return (*backend)(m).batch(in) }
 
@@ -32,6 +34,9 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	}
 	b.body.Reset()
 	b.rq.reset()
+	b.bix.reset()
+	b.deferIx = &b.bix
+	defer func() { b.deferIx = nil }()
 	seg := 0 // first item of the record operations not yet sent
 	for i := range in {
 		it := &items[i]
@@ -64,12 +69,22 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 // flush sends the calls of items (prepared into b.rq), finishes them and
 // encodes their results.
 func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
+	records := b.rq.ncalls()
+	b.bix.flush(&b.rq)
 	var replies []abi.Reply
 	var err error
 	if b.rq.ncalls() > 0 {
 		replies, err = b.send()
 	}
 	b.rq.reset()
+	// A refused index call fails the writes it indexed, as the index call
+	// of a single write does (finish).
+	var ixErr error
+	for i := records; i < len(replies) && ixErr == nil; i++ {
+		if replies[i].Kind == abi.ReplyError {
+			ixErr = replies[i].Err()
+		}
+	}
 	for i := range items {
 		it := &items[i]
 		if it.err == nil && !it.served {
@@ -80,6 +95,9 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 				}
 			} else {
 				b.finish(it, replies)
+				if it.err == nil && it.indexed && ixErr != nil {
+					it.err = ixErr
+				}
 			}
 		}
 		b.result(it, &out[i], &bodies[i], len(b.body.Bytes()))

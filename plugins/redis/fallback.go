@@ -946,9 +946,6 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	}
 	items := f.items[:len(qs)]
 	b.rq.reset()
-	if f.ix.bounds == nil {
-		f.ix.bounds = map[ixID]int64{}
-	}
 	f.ix.reset()
 	b.deferIx = &f.ix
 	for i := range qs {

@@ -311,16 +311,24 @@ elseif op == 'del' then
   return call('DEL', KEYS[1])
 
 elseif op == 'ixadd' then
-  -- Index a record just written. KEYS: L, X, T. ARGV: op, id, bound of
-  -- its expiry ('inf' or ms), sweep slack (ms).
-  local now = nowms()
-  call('ZADD', KEYS[1], 0, ARGV[2])
-  call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[2])
-  call('HSET', KEYS[3], ARGV[2], fmt(now))
+  -- Index records just written. KEYS: L, X, T. ARGV: op, sweep slack
+  -- (ms), then for each record its id and the bound of its expiry ('inf'
+  -- or ms): a batch indexes all its records in one call.
+  local now = fmt(nowms())
+  local l, x, t = {}, {}, {}
+  for i = 3, #ARGV, 2 do
+    local id = ARGV[i]
+    l[#l + 1], l[#l + 2] = 0, id
+    x[#x + 1], x[#x + 2] = ARGV[i + 1], id
+    t[#t + 1], t[#t + 2] = id, now
+  end
+  call('ZADD', KEYS[1], unpack(l))
+  call('ZADD', KEYS[2], 'GT', unpack(x))
+  call('HSET', KEYS[3], unpack(t))
   -- Sweep a few entries whose records have certainly expired (the slack
   -- covers clock differences between cluster nodes).
-  unindex(call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. fmt(now - tonumber(ARGV[4])), 'LIMIT', 0, 16))
-  return 1
+  unindex(call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. fmt(tonumber(now) - tonumber(ARGV[2])), 'LIMIT', 0, 16))
+  return #l / 2
 
 elseif op == 'ixdel' then
   -- Unindex a record just deleted, unless a write indexed it within the

@@ -154,9 +154,10 @@ type backend struct {
 	metricTTL, alertTTL, stateTTL time.Duration
 	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
 	fb *fallback
-	// deferIx, while a replayed chunk is prepared, collects its index
-	// calls (deferredIndex); nil otherwise.
+	// deferIx, while a batch or a replayed chunk is prepared, collects
+	// its index entries (deferredIndex); nil otherwise.
 	deferIx *deferredIndex
+	bix     deferredIndex // the index entries of a batch's writes
 }
 
 type (

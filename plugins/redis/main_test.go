@@ -198,3 +198,41 @@ func TestCompactLibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredIndexFlush: the index entries of a batch go out as one call
+// per index, at most maxIndexIDs records each, in order of first write,
+// each record once with the greatest bound of its writes, and none for a
+// record deleted after its writes.
+func TestDeferredIndexFlush(t *testing.T) {
+	var d deferredIndex
+	d.add(ixStates, "a", []byte("100"))
+	d.add(ixAlerts, "x", nil)
+	d.add(ixStates, "b", []byte("50"))
+	d.add(ixStates, "a", []byte("200"))
+	d.add(ixStates, "c", []byte("10"))
+	delete(d.bounds, ixID{ixStates, "c"}) // as unindex does
+	d.add(ixStates, "b", nil)
+	for i := range maxIndexIDs + 1 {
+		d.add(ixMetrics, strconv.Itoa(i), []byte("7"))
+	}
+	var r request
+	if n := d.flush(&r); n != 4 {
+		t.Fatalf("flush added %d calls, want 4 (2 metrics, 1 alerts, 1 states)", n)
+	}
+	calls := r.build()
+	if got := len(calls[0].Args); got != 2+2*maxIndexIDs {
+		t.Fatalf("first metrics call has %d args, want %d", got, 2+2*maxIndexIDs)
+	}
+	if got := joined(calls[1].Args); got != "ixadd 60000 1024 7" {
+		t.Fatalf("second metrics call %q", got)
+	}
+	if got := joined(calls[2].Keys) + " | " + joined(calls[2].Args); got != "{idx}:a {idx}:a:x {idx}:a:t | ixadd 60000 x inf" {
+		t.Fatalf("alerts call %q", got)
+	}
+	if got := joined(calls[3].Args); got != "ixadd 60000 a 200 b inf" {
+		t.Fatalf("states call %q", got)
+	}
+	if len(d.bounds) != 0 || len(d.order) != 0 {
+		t.Fatalf("flush left %d bounds, %d in order", len(d.bounds), len(d.order))
+	}
+}

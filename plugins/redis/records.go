@@ -29,6 +29,9 @@ type item struct {
 	// give: the replay of a buffered put passes the provisional version
 	// it answered plus one.
 	floor uint64
+	// indexed is set when the item's index entry waits in b.deferIx: the
+	// index call's error, if Redis refuses it, is the item's too.
+	indexed bool
 
 	// Requests and results; which are used depends on op. metric holds a
 	// metric key's fields too, alert.ID and state.AgentID the IDs.
@@ -69,8 +72,13 @@ var (
 // prepare adds the item's calls to b.rq. The item was validated.
 func (b *backend) prepare(it *item) {
 	it.first = b.rq.ncalls()
+	adds := 0
+	if b.deferIx != nil {
+		adds = b.deferIx.adds
+	}
 	b.addCalls(it)
 	it.n = b.rq.ncalls() - it.first
+	it.indexed = b.deferIx != nil && b.deferIx.adds != adds
 }
 
 func (b *backend) addCalls(it *item) {
@@ -311,6 +319,7 @@ func (b *backend) index(ix int, id string, bound span) {
 	}
 	r.call(opIxadd)
 	r.ixKeys(ix)
+	r.argInt(sweepSlack)
 	r.argStr(id)
 	start := r.mark()
 	if bound.hi > bound.lo {
@@ -319,7 +328,6 @@ func (b *backend) index(ix int, id string, bound span) {
 		r.arena = append(r.arena, "inf"...)
 	}
 	r.endArg(start)
-	r.argInt(sweepSlack)
 }
 
 // ixID names one entry of a global index.
@@ -328,13 +336,20 @@ type ixID struct {
 	id string
 }
 
-// deferredIndex collects the index calls of a replayed chunk, one per
-// entry: a chunk of many writes of few agents makes few index calls. Each
-// entry keeps the greatest bound of its writes (-1: no expiry).
+// deferredIndex collects the index calls of a batch or a replayed chunk,
+// one entry per record: they are sent after every record call, as one
+// index call per index (of at most maxIndexIDs records), instead of one
+// call per record. Each entry keeps the greatest bound of its writes (-1:
+// no expiry).
 type deferredIndex struct {
 	bounds map[ixID]int64
 	order  []ixID
+	adds   int // entries added since the value was last read (see prepare)
 }
+
+// maxIndexIDs is the most records one index call indexes: a script's
+// arguments are unpacked onto the Lua stack, which holds about 8 000.
+const maxIndexIDs = 1024
 
 func (d *deferredIndex) reset() {
 	clear(d.bounds)
@@ -342,6 +357,10 @@ func (d *deferredIndex) reset() {
 }
 
 func (d *deferredIndex) add(ix int, id string, bound []byte) {
+	if d.bounds == nil {
+		d.bounds = map[ixID]int64{}
+	}
+	d.adds++
 	v := int64(-1)
 	if len(bound) > 0 {
 		v, _ = parseInt(bound)
@@ -360,27 +379,38 @@ func (d *deferredIndex) add(ix int, id string, bound []byte) {
 }
 
 // flush adds the collected index calls to r, after every record call of
-// the chunk, and returns how many it added.
+// the batch, one per index and per maxIndexIDs records in order of first
+// write, and returns how many it added.
 func (d *deferredIndex) flush(r *request) int {
-	n := 0
-	for _, k := range d.order {
-		v, ok := d.bounds[k]
-		if !ok {
-			continue // unindexed by a later delete
+	calls := 0
+	for ix := range ixKeys {
+		n := 0
+		for _, k := range d.order {
+			if k.ix != ix {
+				continue
+			}
+			v, ok := d.bounds[k]
+			if !ok {
+				continue // unindexed by a later delete, or already added
+			}
+			delete(d.bounds, k) // once, if k is in order twice
+			if n%maxIndexIDs == 0 {
+				r.call(opIxadd)
+				r.ixKeys(ix)
+				r.argInt(sweepSlack)
+				calls++
+			}
+			n++
+			r.argStr(k.id)
+			if v < 0 {
+				r.argStr("inf")
+			} else {
+				r.argInt(v)
+			}
 		}
-		delete(d.bounds, k) // once, if k is in order twice
-		r.call(opIxadd)
-		r.ixKeys(k.ix)
-		r.argStr(k.id)
-		if v < 0 {
-			r.argStr("inf")
-		} else {
-			r.argInt(v)
-		}
-		r.argInt(sweepSlack)
-		n++
 	}
-	return n
+	d.order = d.order[:0]
+	return calls
 }
 
 // unindex adds the call that unindexes a deleted record.
