@@ -3,6 +3,7 @@
 //	storage-host serve [-config FILE] [-listen ADDR] [-data-dir DIR]   serve the configured backends over HTTP
 //	storage-host validate [-data-dir DIR] FILE         check a configuration file
 //	storage-host plugin inspect FILE.wasm|builtin:NAME describe a plugin
+//	storage-host plugin test [-option K=V] [-redis ADDR] [-json] FILE.wasm|builtin:NAME   run the conformance suite on a plugin
 //	storage-host backup -config FILE -backend NAME -o FILE|-   back a backend up
 //	storage-host backup verify FILE                    check a backup file
 //	storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] FILE|-
@@ -44,6 +45,8 @@ Commands:
                                         directory, on 127.0.0.1:8474)
   validate [-data-dir DIR] FILE         check a configuration file without serving
   plugin inspect FILE.wasm|builtin:NAME describe a plugin and whether this host can load it
+  plugin test [-option K=V] [-redis ADDR] [-json] FILE.wasm|builtin:NAME
+                                        run the conformance suite on a plugin; exit 1 if a rule fails
   backup -config FILE -backend NAME -o FILE|-
                                         write a backup of a backend ("-": to standard output)
   backup verify FILE                    check a backup file and say what it holds
@@ -69,8 +72,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if len(args) > 0 && args[0] == "inspect" {
 			return inspect(args[1:], stdout, stderr)
 		}
+		if len(args) > 0 && args[0] == "test" {
+			return pluginTest(args[1:], stdout, stderr)
+		}
 		fmt.Fprint(stderr, usage)
-		return errors.New("plugin: the only subcommand is inspect")
+		return errors.New("plugin: the subcommands are inspect and test")
 	case "backup":
 		return backupCmd(args, stdout, stderr)
 	case "restore":

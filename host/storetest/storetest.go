@@ -38,6 +38,11 @@
 //     times; the absolute expiry, to the millisecond), the modes fail, skip
 //     and overwrite, records already expired are not restored, and
 //     restored records are found by queries and expire.
+//   - Protocol: requests the typed API never sends, sent to the plugin as
+//     given: malformed bodies (trailing bytes, cut short), invalid IDs and
+//     out-of-range modes, ops of features not advertised and unknown op
+//     numbers, alone and as batch items, are refused with the status the
+//     ABI names, and leave the plugin serving (protocol.go).
 //   - Isolation: two stores from two Opener calls do not see each other.
 //   - Closed: every method of a closed store returns host.ErrClosed.
 //
@@ -116,6 +121,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Query", s.testQuery)
 	t.Run("Bulk", s.testBulk)
 	t.Run("Restore", s.testRestore)
+	t.Run("Protocol", s.testProtocol)
 	t.Run("Isolation", s.testIsolation)
 	t.Run("Closed", s.testClosed)
 }

@@ -1,0 +1,97 @@
+package main_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// TestPluginTestPasses: `storage-host plugin test` runs the conformance
+// suite on the built-in plugins, the redis one on a real Redis, and on the
+// hand-written WAT plugin, and each passes with exit 0.
+func TestPluginTestPasses(t *testing.T) {
+	wat := filepath.Join("..", "..", "testdata", "plugins", "agentstate.wasm")
+	for name, args := range map[string][]string{
+		"memory":     {"builtin:memory"},
+		"redis":      {"-redis", redistest.Addr(t), "builtin:redis"},
+		"agentstate": {wat},
+	} {
+		t.Run(name, func(t *testing.T) {
+			stdout, stderr, code := runCommand(t, nil, append([]string{"plugin", "test"}, args...)...)
+			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			require.Regexp(t, `(?m)^ok: [1-9][0-9]* rules passed, 0 failed`, stdout)
+		})
+	}
+}
+
+// TestPluginTestFailsALaxPlugin: a plugin that answers every request OK
+// without reading it (testdata/plugins/lax.wat) fails, exit 1, with the
+// rules it breaks named and each failure kept short; -json says the same
+// for a CI, and -run picks rules.
+func TestPluginTestFailsALaxPlugin(t *testing.T) {
+	lax := filepath.Join("..", "..", "testdata", "plugins", "lax.wasm")
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", lax)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	for _, want := range []string{
+		"plugin lax 1.0.0, advertising [agent_states]",
+		"FAIL Protocol/Malformed",
+		"PutAgentState/TrailingByte (op 30",
+		"answered OK \"\", want INVALID",
+		"FAIL Protocol/Unadvertised",
+		"FAIL AgentStates/RoundTrip",
+		"FAILED: ",
+	} {
+		require.Contains(t, stdout, want)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		require.LessOrEqual(t, len(line), 400, "a report line is cut short")
+	}
+
+	stdout, stderr, code = runCommand(t, nil, "plugin", "test", "-json", "-run", "Protocol", lax)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	var rep struct {
+		Plugin string
+		Passed int
+		Failed int
+		Rules  []struct {
+			Name   string
+			Result string
+			Output []string
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+	require.Equal(t, "lax 1.0.0", rep.Plugin)
+	got := map[string]string{}
+	for _, r := range rep.Rules {
+		got[r.Name] = r.Result
+		require.True(t, strings.HasPrefix(r.Name, "Protocol/"), "-run Protocol ran %s", r.Name)
+	}
+	require.Equal(t, map[string]string{
+		"Protocol/Malformed":        "fail",
+		"Protocol/InvalidWrites":    "fail",
+		"Protocol/Unadvertised":     "fail",
+		"Protocol/ServesAfterwards": "pass",
+	}, got)
+	require.Equal(t, 3, rep.Failed)
+}
+
+// TestPluginTestUsage: a plugin that does not load is one line and exit
+// 1; bad flags and a -run matching nothing are errors too.
+func TestPluginTestUsage(t *testing.T) {
+	_, stderr, code := runCommand(t, nil, "plugin", "test", filepath.Join("..", "..", "testdata", "plugins", "noexports.wasm"))
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "plugin test: the plugin does not load")
+
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-run", "NoSuchRule", "builtin:memory")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `no rule matches -run "NoSuchRule"`)
+
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "novalue", "builtin:memory")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, stderr, `want key=value, got "novalue"`)
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/storetest"
+)
+
+const pluginTestUsage = `usage: storage-host plugin test [flags] FILE.wasm|builtin:NAME
+       storage-host plugin test [flags] -config FILE -backend NAME
+
+Runs the conformance suite (package host/storetest) against a plugin: every
+rule of the contract for each feature the plugin advertises, that every
+feature it does not advertise is refused, and the Protocol rules: malformed
+requests, invalid fields, unknown ops and ops of features not advertised,
+sent to the plugin as given, are refused with the status the ABI names.
+It prints one line per failed rule with what went wrong (-v: every rule),
+and exits 1 if any rule failed.
+
+Flags:
+`
+
+// pluginTestFlags are the flags of plugin test.
+type pluginTestFlags struct {
+	options    map[string]string
+	redisAddr  string
+	configPath string
+	backend    string
+	run        string
+	asJSON     bool
+	verbose    bool
+	timeout    time.Duration
+	plugin     string // FILE.wasm or builtin:NAME; empty with -config
+}
+
+// optionFlags collects repeated -option key=value flags.
+type optionFlags map[string]string
+
+func (o optionFlags) String() string { return "" }
+
+func (o optionFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	o[k] = val
+	return nil
+}
+
+func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, error) {
+	f := &pluginTestFlags{options: map[string]string{}}
+	fs := flag.NewFlagSet("plugin test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, pluginTestUsage); fs.PrintDefaults() }
+	fs.Var(optionFlags(f.options), "option", "a plugin option, key=value (repeatable)")
+	fs.StringVar(&f.redisAddr, "redis", "", "grant the redis capability (scripts included) on the Redis at this host:port; each store the suite opens gets a key prefix of its own, removed afterwards")
+	fs.StringVar(&f.configPath, "config", "", "take the plugin, its options and capabilities from a backend block of this configuration file")
+	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config)")
+	fs.StringVar(&f.run, "run", "", "run only the rules matching this regular expression (as go test -run, below the suite: Protocol, AgentStates/Versions)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&f.verbose, "v", false, "list every rule, not only those that failed")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "fail the run if it takes longer than this")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.configPath != "" && (f.backend == "" || fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != ""):
+		fmt.Fprintln(stderr, "plugin test: -config takes -backend, and no plugin file, -option or -redis (the backend block has them)")
+		fs.Usage()
+		return nil, errReported
+	case f.configPath == "" && fs.NArg() != 1:
+		fs.Usage()
+		return nil, errReported
+	}
+	f.plugin = fs.Arg(0)
+	if f.run != "" {
+		if _, err := regexp.Compile(f.run); err != nil {
+			return nil, fmt.Errorf("plugin test: -run: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// baseConfig is the host.Config of the plugin under test, from the flags
+// or the configuration file's backend block.
+func (f *pluginTestFlags) baseConfig() (host.Config, error) {
+	if f.configPath == "" {
+		c := host.Config{Name: "plugin-test", Plugin: f.plugin, Options: f.options}
+		if f.redisAddr != "" {
+			c.Redis = &redisbridge.Config{Addrs: []string{f.redisAddr}, KeyPrefix: "storage-host-plugin-test:", Scripts: true}
+		}
+		return c, nil
+	}
+	file, err := config.Load(f.configPath)
+	if err != nil {
+		return host.Config{}, err
+	}
+	def, ok := file.Backend(f.backend)
+	if !ok {
+		return host.Config{}, fmt.Errorf("%s has no backend %q", f.configPath, f.backend)
+	}
+	c := def.Config
+	// The suite's stores keep nothing beyond the run: no data directory,
+	// no fallback buffer on disk, no schedule.
+	c.DataDir = ""
+	return c, nil
+}
+
+// pluginTestChild marks the process that runs the suite: the command
+// re-runs itself with it set, and reads the suite's report from it.
+const pluginTestChild = "STORAGE_HOST_PLUGIN_TEST_CHILD"
+
+// pluginTest is `storage-host plugin test`.
+func pluginTest(args []string, stdout, stderr io.Writer) error {
+	f, err := parsePluginTestFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	base, err := f.baseConfig()
+	if err != nil {
+		return err
+	}
+	if os.Getenv(pluginTestChild) != "" {
+		runSuite(f, base) // exits
+	}
+
+	// Open the plugin once here, so that one that cannot load says why
+	// in one line instead of as a failure of every rule.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	st, err := host.Open(ctx, namespaced(base, "probe"))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("plugin test: the plugin does not load: %w", err)
+	}
+	meta := st.Metadata()
+	_ = st.Close(context.Background())
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.Command(exe, append([]string{"plugin", "test"}, args...)...)
+	child.Env = append(os.Environ(), pluginTestChild+"=1")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var childErr strings.Builder
+	child.Stderr = &childErr
+	if err := child.Start(); err != nil {
+		return err
+	}
+	rep := readSuite(out)
+	waitErr := child.Wait()
+	rep.Plugin = fmt.Sprintf("%s %s", meta.Name, meta.Version)
+	rep.Features = meta.Features.String()
+	if waitErr != nil && rep.Failed == 0 {
+		// The suite stopped without a failed rule to show: a panic, or
+		// the timeout. Its last words say which.
+		rep.Failed++
+		rep.Rules = append(rep.Rules, ruleResult{Name: "(suite)", Result: "fail",
+			Output: lastLines(rep.Unattributed+childErr.String(), 30)})
+	}
+	rep.Unattributed = ""
+	if len(rep.Rules) == 0 {
+		return fmt.Errorf("plugin test: no rule matches -run %q", f.run)
+	}
+	if f.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.print(stdout, f.verbose)
+	}
+	if rep.Failed > 0 {
+		return errReported
+	}
+	return nil
+}
+
+// namespaced returns c on a namespace of its own: a Redis key prefix and
+// a backend name with a random part, so that the suite's stores neither
+// see each other nor anything else on a shared Redis.
+func namespaced(c host.Config, tag string) host.Config {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	c.Name = "plugin-test-" + tag + "-" + id
+	if c.Redis != nil {
+		r := *c.Redis
+		r.KeyPrefix += id + ":"
+		c.Redis = &r
+	}
+	return c
+}
+
+// runSuite runs the conformance suite with package testing's runner and
+// exits with its verdict. Its -v output goes to standard output, where the
+// parent reads it.
+func runSuite(f *pluginTestFlags, base host.Config) {
+	open := func(t *testing.T) *host.Store {
+		c := namespaced(base, "run")
+		st, err := host.Open(t.Context(), c)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		if c.Redis != nil {
+			t.Cleanup(func() { removePrefix(c.Redis) })
+		}
+		return st
+	}
+	pattern := "^Conformance$"
+	if f.run != "" {
+		pattern += "/" + f.run
+	}
+	os.Args = []string{os.Args[0], "-test.v", "-test.run", pattern, "-test.timeout", f.timeout.String()}
+	testing.Main(func(pat, s string) (bool, error) { return regexp.MatchString(pat, s) },
+		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) { storetest.Run(t, open) }}},
+		nil, nil)
+}
+
+// removePrefix deletes the keys a store of the suite left under its
+// prefix, and its event stream (kept outside the prefix).
+func removePrefix(c *redisbridge.Config) {
+	var opts redis.UniversalOptions
+	switch {
+	case c.URL != "":
+		o, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return // a cluster URL: its keys stay, under a prefix of their own
+		}
+		opts = redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
+	case len(c.Addrs) > 0:
+		opts = redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName, DB: c.DB}
+	default:
+		return
+	}
+	rc := redis.NewUniversalClient(&opts)
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, pattern := range []string{c.KeyPrefix + "*", "__host__:{" + c.KeyPrefix + "}*"} {
+		iter := rc.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			rc.Del(ctx, iter.Val())
+		}
+	}
+}
+
+// suiteReport is what plugin test prints (as JSON with -json).
+type suiteReport struct {
+	Plugin   string       `json:"plugin"`
+	Features string       `json:"features"`
+	Passed   int          `json:"passed"`
+	Failed   int          `json:"failed"`
+	Skipped  int          `json:"skipped"`
+	Rules    []ruleResult `json:"rules"`
+	// Unattributed is output of the suite outside any rule.
+	Unattributed string `json:"-"`
+}
+
+// ruleResult is one rule: a subtest of the suite with no subtests.
+type ruleResult struct {
+	Name   string   `json:"name"`
+	Result string   `json:"result"` // pass, fail or skip
+	Output []string `json:"output,omitempty"`
+}
+
+// Limits of what a report shows of a failed rule: a check that printed
+// a whole record set, or a diff of two, is cut to what a reader can use.
+const (
+	maxRuleLines = 24
+	maxLineBytes = 300
+)
+
+var (
+	runLine    = regexp.MustCompile(`^=== (?:RUN|CONT|NAME|PAUSE)\s+(\S+)`)
+	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(`)
+)
+
+// readSuite reads the -test.v output of runSuite: which rules ran, how
+// each ended, and what each printed.
+func readSuite(r io.Reader) suiteReport {
+	var rep suiteReport
+	output := map[string][]string{}
+	parents := map[string]bool{}
+	results := map[string]string{}
+	var order []string
+	current := ""
+	var un strings.Builder
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := runLine.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			if _, seen := results[current]; !seen {
+				results[current] = ""
+				order = append(order, current)
+			}
+			if i := strings.LastIndexByte(current, '/'); i > 0 {
+				parents[current[:i]] = true
+			}
+			continue
+		}
+		if m := resultLine.FindStringSubmatch(line); m != nil {
+			results[m[2]] = strings.ToLower(m[1])
+			continue
+		}
+		if line == "PASS" || line == "FAIL" || strings.HasPrefix(line, "ok ") || current == "" {
+			un.WriteString(line + "\n")
+			continue
+		}
+		output[current] = append(output[current], line)
+	}
+	for _, name := range order {
+		if parents[name] || name == "Conformance" {
+			continue // a group: its rules report for it
+		}
+		res := results[name]
+		if res == "" {
+			res = "fail" // started and never ended: the suite stopped in it
+		}
+		rr := ruleResult{Name: strings.TrimPrefix(name, "Conformance/"), Result: res}
+		switch res {
+		case "pass":
+			rep.Passed++
+		case "skip":
+			rep.Skipped++
+			rr.Output = cutLines(output[name])
+		default:
+			rep.Failed++
+			rr.Output = cutLines(output[name])
+		}
+		rep.Rules = append(rep.Rules, rr)
+	}
+	// Output of the suite itself (its opening line: what the plugin
+	// advertises, the run's ID prefix) is kept for the case where no rule
+	// explains a failure.
+	for _, l := range output["Conformance"] {
+		un.WriteString(l + "\n")
+	}
+	rep.Unattributed = un.String()
+	return rep
+}
+
+// cutLines trims the indentation of a rule's output, and cuts long lines
+// and long outputs.
+func cutLines(lines []string) []string {
+	var out []string
+	for i, l := range lines {
+		if i == maxRuleLines {
+			out = append(out, fmt.Sprintf("… %d more lines", len(lines)-i))
+			break
+		}
+		l = strings.TrimPrefix(l, "    ")
+		if len(l) > maxLineBytes {
+			l = l[:maxLineBytes] + fmt.Sprintf("… (%d bytes)", len(l))
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) []string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return cutLines(lines)
+}
+
+func (rep *suiteReport) print(w io.Writer, verbose bool) {
+	fmt.Fprintf(w, "plugin %s, advertising [%s]\n", rep.Plugin, rep.Features)
+	for _, r := range rep.Rules {
+		if r.Result == "pass" && !verbose {
+			continue
+		}
+		fmt.Fprintf(w, "%-4s %s\n", strings.ToUpper(r.Result), r.Name)
+		for _, l := range r.Output {
+			fmt.Fprintf(w, "       %s\n", l)
+		}
+	}
+	verdict := "ok"
+	if rep.Failed > 0 {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "%s: %d rules passed, %d failed, %d skipped\n", verdict, rep.Passed, rep.Failed, rep.Skipped)
+}
