@@ -59,7 +59,8 @@ type AgentStateQuerier interface {
 
 // Batcher may be implemented by any store of a Plugin to serve a whole
 // batch at once (a Redis backend pipelines it, say). Without one, the SDK
-// runs the items one by one, still inside a single call from the host.
+// runs the items one by one, still inside a single call from the host:
+// the SDK advertises abi.FeatureBatch for every plugin either way.
 type Batcher interface {
 	Batch(items []abi.BatchItem) []abi.BatchResult
 }
@@ -97,8 +98,9 @@ type Plugin struct {
 	// abi.FeatureRestore; the SDK advertises it for no other reason.
 	Restorer Restorer
 
-	// Capabilities lists the host modules the plugin imports. The SDK
-	// itself needs abi.CapabilityLog.
+	// Capabilities lists the host modules the plugin imports, besides
+	// abi.CapabilityLog: the SDK imports that one itself and adds it to
+	// the metadata when it is not listed.
 	Capabilities []abi.Capability
 
 	// Configure, if set, receives the backend options before any request.
