@@ -278,6 +278,8 @@ func TestBadConfigs(t *testing.T) {
 		{"not wasm", "backend \"o\" {\n  plugin = \"memory.hcl\"\n}\n", inExamples, "2:12", "Plugin cannot be loaded; host: incompatible plugin: compile"},
 		{"missing routes", mem + "backend \"n\" {\n  plugin = \"builtin:memory\"\n}\n", "", "2:1", "Missing routes block"},
 		{"undefined route target", mem + "routes {\n  metrics = \"m\"\n  alerts = \"m\"\n  agent_states = \"redis\"\n}\n", "", "5:18", `Unknown backend; No backend named "redis" is defined (defined: m).`},
+		{"route to a backend that does not serve the kind", mem + "backend \"s\" {\n  plugin = \"../plugins/agentstate.wasm\"\n}\nroutes {\n  metrics = \"s\"\n  alerts = \"m\"\n  agent_states = \"s\"\n}\n", inExamples, "6:13",
+			`Backend does not serve metrics; Backend "s" runs plugin agentstate 1.0.0, which does not serve metrics (it advertises [agent_states]); every metrics request would be refused.`},
 		{"incomplete routes", mem + "routes {\n  metrics = \"m\"\n  alerts = \"m\"\n}\n", "", "2:1", `The argument "agent_states" is required.`},
 		{"bad log level", "log {\n  level = \"verbose\"\n}\n" + mem, "", "2:11", `"verbose" is not one of trace, debug, info, warn, error`},
 		{"bad log format", "log {\n  format = \"xml\"\n}\n" + mem, "", "2:12", `"xml" is not one of text, json`},

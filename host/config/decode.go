@@ -144,6 +144,15 @@ type checker struct {
 	dir      string // absolute directory relative paths start from
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
+	// served is what the plugin of each backend advertises, for the
+	// backends whose plugin could be inspected.
+	served map[string]served
+}
+
+// served is what a backend's plugin serves, as its metadata says.
+type served struct {
+	plugin   string // name and version
+	features abi.Feature
 }
 
 func newChecker(filename string, o options) *checker {
@@ -348,6 +357,12 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if wasm != nil && capsOK {
 		info := inspect(wasm)
 		c.grant(info, caps, rb.Redis != nil, rb.Plugin.Range())
+		if info.Err == nil {
+			if c.served == nil {
+				c.served = map[string]served{}
+			}
+			c.served[rb.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
+		}
 		if info.Err == nil && len(cfg.Options) > 0 {
 			// The plugin judges its own options, so that validate catches
 			// what serve would refuse.
@@ -666,6 +681,14 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 			c.errorf(expr.Range(), "Unknown backend", "No backend named %q is defined (defined: %s).", name, strings.Join(names, ", "))
 			return ""
 		}
+		// A route to a backend whose plugin does not serve the kind would
+		// answer every request of it 501.
+		if sv, known := c.served[name]; known && !sv.features.Has(kindFeature[kind]) {
+			c.errorf(expr.Range(), "Backend does not serve "+kind,
+				"Backend %q runs plugin %s, which does not serve %s (it advertises [%s]); every %s request would be refused. Route %s to a backend that serves them.",
+				name, sv.plugin, kind, sv.features, kind, kind)
+			return ""
+		}
 		return name
 	}
 	return Routes{
@@ -875,4 +898,11 @@ func (c *checker) list(expr hcl.Expression, name string) (strs []string, ranges 
 		ranges = append(ranges, rng)
 	}
 	return strs, ranges, true, ok
+}
+
+// kindFeature is the plugin feature each record kind needs.
+var kindFeature = map[string]abi.Feature{
+	kindMetrics:     abi.FeatureMetrics,
+	kindAlerts:      abi.FeatureAlerts,
+	kindAgentStates: abi.FeatureAgentStates,
 }

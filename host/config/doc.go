@@ -79,7 +79,7 @@
 //	}
 //
 //	routes {                            # required with more than one backend; with one, it serves every kind
-//	  metrics      = "fast"             # all three required, each naming a backend
+//	  metrics      = "fast"             # all three required, each naming a backend whose plugin serves the kind
 //	  alerts       = "fast"
 //	  agent_states = "fast"
 //	}
