@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/httpapi"
 	"github.com/storage-host/storage-host/host/manager"
 )
@@ -123,7 +124,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sched.update(f)
-	h, err := httpapi.New(httpapi.Options{Backends: m, Logger: logger, Tokens: tokens(f), Registry: reg})
+	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: tokens(f), Registry: reg})
 	if err != nil {
 		closeManager()
 		return err
@@ -271,4 +272,17 @@ func firstOf(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// managerBackends serves the HTTP API from the manager: its routed
+// backends, and their events (httpapi.EventBackends).
+type managerBackends struct{ *manager.Manager }
+
+// Subscribe is manager.Manager.Subscribe, as httpapi takes it.
+func (b managerBackends) Subscribe(ctx context.Context, f events.Filter, from string) (httpapi.Subscription, error) {
+	sub, err := b.Manager.Subscribe(ctx, f, from)
+	if err != nil {
+		return nil, err // not a nil *manager.Subscription in an interface
+	}
+	return sub, nil
 }
