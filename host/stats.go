@@ -3,8 +3,6 @@ package host
 import (
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 )
@@ -30,8 +28,8 @@ type Stats struct {
 	// Traps counts instances discarded because they trapped, overran a
 	// limit or were interrupted.
 	Traps uint64
-	// Redis is go-redis's connection pool statistics; nil without Redis.
-	Redis *redis.PoolStats
+	// Redis is the Redis connection pool's statistics; nil without Redis.
+	Redis *RedisPoolStats
 	// Events counts the backend's events; zero when they are disabled.
 	Events events.Stats
 	// ExpiriesWatched is how many records this host wrote with an expiry
@@ -53,13 +51,29 @@ type Stats struct {
 	Ticks, TickFailures uint64
 }
 
+// RedisPoolStats is a snapshot of a backend's Redis connection pool.
+type RedisPoolStats struct {
+	// Hits and Misses count the times a free connection was, or was not,
+	// found in the pool; Timeouts the waits for one that timed out.
+	Hits, Misses, Timeouts uint64
+	// TotalConns and IdleConns are the connections open now, and how many
+	// of them are idle.
+	TotalConns, IdleConns int
+	// StaleConns counts the connections closed as stale.
+	StaleConns uint64
+}
+
 // Stats returns a snapshot of the backend's pool and connections.
 func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load()}
 	if p.redis != nil {
-		st.Redis = p.redis.PoolStats()
+		r := p.redis.PoolStats()
+		st.Redis = &RedisPoolStats{
+			Hits: uint64(r.Hits), Misses: uint64(r.Misses), Timeouts: uint64(r.Timeouts),
+			TotalConns: int(r.TotalConns), IdleConns: int(r.IdleConns), StaleConns: uint64(r.StaleConns),
+		}
 	}
 	if s.bus != nil {
 		st.Events, st.ExpiriesWatched = s.bus.Stats(), s.expiry.len()
