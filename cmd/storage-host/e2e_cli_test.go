@@ -5,12 +5,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -91,7 +95,7 @@ func TestValidateBrokenConfig(t *testing.T) {
 	require.Equal(t, "config: open testdata/config/missing.hcl: no such file or directory\n", stderr)
 
 	_, stderr, code = runCommand(t, nil, "validate")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code, "a usage error")
 	require.Equal(t, "usage: storage-host validate [-data-dir DIR] FILE\n", stderr)
 }
 
@@ -214,7 +218,80 @@ func TestPluginInspect(t *testing.T) {
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "testdata/nope.wasm: no such file or directory")
 		_, stderr, code = runCommand(t, nil, "plugin", "list")
-		require.Equal(t, 1, code)
+		require.Equal(t, 2, code, "a usage error")
 		require.Contains(t, stderr, "plugin: the only subcommand is inspect")
 	})
+}
+
+// TestCommandLine: help lists the commands, version says what was built,
+// and the exit status tells a script what went wrong: 0 success, 1 a
+// failure, 2 a mistake in the command line.
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	commands := []string{"serve", "validate", "plugin inspect", "backup", "restore", "migrate", "version", "help"}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}} {
+		stdout, stderr, code := runCommand(t, nil, args...)
+		require.Equal(t, 0, code, "%v", args)
+		require.Empty(t, stderr, "%v", args)
+		require.True(t, strings.HasPrefix(stdout, "usage: storage-host [command] [arguments]\n"), "%v: %s", args, stdout)
+		for _, c := range commands {
+			require.Regexp(t, `(?m)^  `+regexp.QuoteMeta(c)+` +\S`, stdout, "%v: one line for %s", args, c)
+		}
+		require.NotContains(t, stdout, "-listen", "%v: the commands, not serve's flags", args)
+		require.Contains(t, stdout, "0 success, 1 failure, 2 usage error")
+	}
+
+	// A command's flags: asked for, on standard output, status 0.
+	stdout, _, code := runCommand(t, nil, "help", "serve")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "-listen")
+	_, stderr, code := runCommand(t, nil, "serve", "-h")
+	require.Equal(t, 0, code)
+	require.Contains(t, stderr, "-listen")
+
+	// version: the module version the go command recorded in the binary.
+	out, err := exec.Command("go", "version", "-m", binary).Output()
+	require.NoError(t, err)
+	mod := regexp.MustCompile(`(?m)^\tmod\tgithub.com/storage-host/storage-host\t(\S+)`).FindSubmatch(out)
+	require.NotNil(t, mod, "go version -m: %s", out)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		stdout, stderr, code = runCommand(t, nil, args...)
+		require.Equal(t, 0, code, "%v: %s", args, stderr)
+		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+		require.Equal(t, "storage-host "+string(mod[1]), lines[0])
+		require.Contains(t, lines, "go:     "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
+		require.Contains(t, lines, "abi:    "+abi.Current.String())
+	}
+
+	// Usage errors: 2, with the reason on standard error.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `storage-host: unknown command "frobnicate"`},
+		{[]string{"serve", "-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"serve", "extra"}, `storage-host: serve: unexpected argument "extra"`},
+		{[]string{"validate"}, "usage: storage-host validate"},
+		{[]string{"validate", "-nope", "x.hcl"}, "flag provided but not defined: -nope"},
+		{[]string{"plugin", "list"}, "plugin: the only subcommand is inspect"},
+		{[]string{"plugin", "inspect"}, "usage: storage-host plugin inspect"},
+		{[]string{"backup", "-config", "x.hcl"}, "usage: storage-host backup"},
+		{[]string{"backup", "verify"}, "usage: storage-host backup verify FILE"},
+		{[]string{"restore", "-config", "x.hcl", "-backend", "b", "-mode", "bogus", "f.shbk"}, `restore: -mode "bogus" is not fail, skip or overwrite`},
+		{[]string{"migrate", "-config", "x.hcl", "-from", "a", "-to", "a"}, `migrate: -from and -to both name backend "a"`},
+		{[]string{"version", "extra"}, "usage: storage-host version"},
+		{[]string{"help", "frobnicate"}, `storage-host: help: unknown command "frobnicate"`},
+	} {
+		stdout, stderr, code := runCommand(t, nil, tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Empty(t, stdout, "%v", tc.args)
+		require.Contains(t, stderr, tc.want, "%v", tc.args)
+	}
+
+	// Failures while running: 1.
+	_, _, code = runCommand(t, nil, "validate", "testdata/config/broken.hcl")
+	require.Equal(t, 1, code)
+	_, _, code = runCommand(t, nil, "backup", "verify", "testdata/config/missing.shbk")
+	require.Equal(t, 1, code)
 }

@@ -17,12 +17,12 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	const usage = "usage: storage-host validate [-data-dir DIR] FILE"
 	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
 	dataDirArg := dataDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, usage)
-		return errReported
+		return errUsage
 	}
 	// The data directory is only named: the backends' directories are
 	// checked against each other, and nothing is created.
