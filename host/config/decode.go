@@ -347,7 +347,8 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	if wasm != nil && capsOK {
 		info := inspect(wasm)
-		c.grant(info, caps, rb.Redis != nil, rb.Plugin.Range())
+		c.defaultScripts(rb, &cfg, info)
+		c.grant(info, caps, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
 		if info.Err == nil && len(cfg.Options) > 0 {
 			// The plugin judges its own options, so that validate catches
 			// what serve would refuse.
@@ -388,8 +389,11 @@ func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) (caps []abi.C
 		case cp == abi.CapabilityRedis:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis" is granted by a redis block, which this backend has not.`)
 			ok = false
+		case cp == abi.CapabilityRedisScripts:
+			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis_scripts" is granted by scripts = true in the backend's redis block, not in capabilities.`)
+			ok = false
 		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV && cp != abi.CapabilityEvents:
-			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis and events.", n)
+			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis, redis_scripts and events.", n)
 			ok = false
 		case slices.Contains(caps, cp):
 			c.errorf(ranges[i], "Duplicate capability", "%q is listed twice.", n)

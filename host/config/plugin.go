@@ -186,11 +186,19 @@ func checkRedis(rc *redisbridge.Config) error {
 	return redisbridge.Check(*rc)
 }
 
+// grantRange is where a backend's grants are, for grant's errors.
+type grantRange struct {
+	plugin hcl.Range           // the plugin attribute
+	raw    *rawRedis           // the redis block; nil without one
+	redis  *redisbridge.Config // as decoded; nil without a redis block
+}
+
 // grant checks that the backend grants every capability the plugin
 // imports or declares, and that this host can load the plugin at all.
-func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, hasRedis bool, rng hcl.Range) {
+// redis is granted by a redis block, redis_scripts by its scripts.
+func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, g grantRange) {
 	if info.Err != nil {
-		c.errorf(rng, "Plugin cannot be loaded", "%v.", info.Err)
+		c.errorf(g.plugin, "Plugin cannot be loaded", "%v.", info.Err)
 		return
 	}
 	needed := slices.Clone(info.Imports)
@@ -200,17 +208,43 @@ func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, hasRedis bo
 		}
 	}
 	for _, cp := range needed {
-		if slices.Contains(caps, cp) || cp == abi.CapabilityRedis && hasRedis {
+		switch {
+		case slices.Contains(caps, cp),
+			cp == abi.CapabilityRedis && g.redis != nil,
+			cp == abi.CapabilityRedisScripts && g.redis != nil && g.redis.Scripts:
 			continue
 		}
-		verb, hint := "declares", "add it to capabilities"
+		verb, hint, rng := "declares", "add it to capabilities", g.plugin
 		if slices.Contains(info.Imports, cp) {
 			verb = "imports"
 		}
-		if cp == abi.CapabilityRedis {
+		switch cp {
+		case abi.CapabilityRedis:
 			hint = "add a redis block"
+		case abi.CapabilityRedisScripts:
+			hint = "set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does"
+			if g.raw == nil {
+				hint = "add a redis block with scripts = true: the plugin runs Lua scripts on Redis"
+			} else if _, set, _ := c.peek(g.raw.Scripts); set {
+				rng = g.raw.Scripts.Range()
+			}
 		}
 		c.errorf(rng, "Capability not granted", "plugin %s capability %q, which this backend does not grant (%s)", verb, cp, hint)
+	}
+}
+
+// defaultScripts grants scripts to a built-in plugin that declares it
+// runs them (builtin:redis) when its redis block leaves scripts unset: it
+// cannot serve a request without them. Any other plugin is granted
+// scripts only by scripts = true, so that a module a configuration names
+// by path runs no Lua on Redis unless its operator said so.
+func (c *checker) defaultScripts(rb *rawBackend, cfg *host.Config, info host.PluginInfo) {
+	if rb.Redis == nil || cfg.Redis == nil || !strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix) ||
+		!slices.Contains(info.Metadata.Capabilities, abi.CapabilityRedisScripts) {
+		return
+	}
+	if _, set, _ := c.peek(rb.Redis.Scripts); !set {
+		cfg.Redis.Scripts = true
 	}
 }
 
