@@ -35,7 +35,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the file's, else info)")
 	logFormat := fs.String("log-format", "", "log format: text or json (default: the file's, else text)")
 	allowUnauth := fs.Bool("allow-unauthenticated", false, "serve a non-loopback address without tokens (the file's auth.allow_unauthenticated does the same)")
-	watch := fs.Bool("watch", true, "reload when the configuration file or a plugin file it names changes (SIGHUP always reloads)")
+	watch := fs.Bool("watch", true, "reload when the configuration file, or a plugin or secret file it names, changes (SIGHUP always reloads)")
 	dataDirArg := dataDirFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -144,6 +144,7 @@ type checker struct {
 	dir      string // absolute directory relative paths start from
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
+	files    []string // File.Files
 }
 
 func newChecker(filename string, o options) *checker {
@@ -152,10 +153,18 @@ func newChecker(filename string, o options) *checker {
 		dir = abs
 	}
 	c := &checker{filename: filename, dir: dir}
+	c.read(absPath(filename))
 	if o.dataDir != "" {
 		c.dataDir = absPath(o.dataDir)
 	}
 	return c
+}
+
+// read records that the configuration reads the file at path (absolute).
+func (c *checker) read(path string) {
+	if !slices.Contains(c.files, path) {
+		c.files = append(c.files, path)
+	}
 }
 
 // absPath returns p absolute and clean (as is when the working directory
@@ -184,6 +193,7 @@ func (c *checker) file(src []byte) *File {
 	var raw rawFile
 	c.diags = append(c.diags, gohcl.DecodeBody(hf.Body, nil, &raw)...)
 	f := &File{Path: c.filename, DataDir: c.dataDir}
+	defer func() { f.Files = c.files }()
 	if listen, ok := c.str(raw.Listen, "listen"); ok {
 		if _, _, err := net.SplitHostPort(listen); err != nil {
 			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "listen must be host:port: %v.", err)

@@ -49,6 +49,7 @@ func (c *checker) plugin(rb *rawBackend, cfg *host.Config) []byte {
 			return nil
 		}
 		cfg.Plugin = c.path(p)
+		c.read(cfg.Plugin)
 		var err error
 		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
 			c.errorf(rng, "Unreadable plugin", "%v.", err)
@@ -164,6 +165,7 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 			return "", &r, false
 		}
 	case file.name:
+		c.read(c.path(v))
 		b, err := readRegular(c.path(v), maxSecretFile)
 		if err != nil {
 			c.errorf(r, "Unreadable secret file", "%v.", err)
