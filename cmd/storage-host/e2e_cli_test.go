@@ -75,6 +75,93 @@ func TestValidateExamples(t *testing.T) {
 	})
 }
 
+// TestValidateShippedExamplesOffline is what CI runs: every example
+// configuration the repository ships validates with -offline, without
+// any of the secrets it names (environment variables unset, secret files
+// absent), its plugins loaded and checked all the same.
+func TestValidateShippedExamplesOffline(t *testing.T) {
+	t.Parallel()
+	var examples []string
+	for _, pattern := range []string{"*.hcl", "*.json"} {
+		m, err := filepath.Glob(repoFile("testdata", "config", pattern))
+		require.NoError(t, err)
+		examples = append(examples, m...)
+	}
+	require.GreaterOrEqual(t, len(examples), 4)
+	noSecrets := []string{"REDIS_PASSWORD=", "STORAGE_HOST_FLEET_TOKEN="}
+	sawSecrets := false
+	for _, file := range examples {
+		stdout, stderr, code := runCommand(t, noSecrets, "validate", "-offline", file)
+		require.Equal(t, 0, code, "%s: %s", file, stderr)
+		require.Empty(t, stderr, file)
+		require.True(t, strings.HasPrefix(stdout, file+": ok (offline: secrets not read): backends "), "%s: %s", file, stdout)
+		if _, _, code := runCommand(t, noSecrets, "validate", file); code != 0 {
+			sawSecrets = true // this one needs its secrets online
+		}
+	}
+	require.True(t, sawSecrets, "an example needs secrets: -offline is what lets CI check it")
+}
+
+// TestValidateOffline: -offline names secrets without reading them, and
+// checks everything else as validate does.
+func TestValidateOffline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "app.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "m" {
+  plugin = "builtin:memory"
+}
+auth {
+  token "file" {
+    secret_file = "secrets/missing.token"
+    scopes      = ["*:read"]
+  }
+  token "env" {
+    secret_env = "VALIDATE_OFFLINE_UNSET"
+    scopes     = ["*:read"]
+  }
+}
+`), 0o600))
+	stdout, stderr, code := runCommand(t, []string{"VALIDATE_OFFLINE_UNSET="}, "validate", "-offline", cfg)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Equal(t, cfg+": ok (offline: secrets not read): backends m; metrics → m, alerts → m, agent_states → m; 2 token(s)\n", stdout)
+	_, stderr, code = runCommand(t, []string{"VALIDATE_OFFLINE_UNSET="}, "validate", cfg)
+	require.Equal(t, 1, code, "online, the secrets are read")
+	require.Contains(t, stderr, cfg+":6:19: Unreadable secret file; ")
+	require.Contains(t, stderr, cfg+":10:18: Unset secret; The environment variable VALIDATE_OFFLINE_UNSET is unset or empty.")
+
+	// What the file says is still checked: a broken file, two sources of
+	// one secret, an empty name, a plugin that cannot be granted.
+	stdout, stderr, code = runCommand(t, nil, "validate", "-offline", "testdata/config/broken.hcl")
+	require.Equal(t, 1, code)
+	require.Empty(t, stdout)
+	require.Equal(t, brokenDiagnostics, stderr)
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "r" {
+  plugin = "builtin:redis"
+  redis {
+    addrs        = ["127.0.0.1:6379"]
+    key_prefix   = "offline:"
+    password_env = ""
+    scripts      = false
+  }
+}
+auth {
+  token "both" {
+    secret_env  = "A"
+    secret_file = "a.token"
+    scopes      = ["*:read"]
+  }
+}
+`), 0o600))
+	_, stderr, code = runCommand(t, nil, "validate", "-offline", cfg)
+	require.Equal(t, 1, code)
+	require.Equal(t, []string{
+		cfg + ":6:20: Invalid environment variable name; password_env names no variable.",
+		cfg + ":7:20: Capability not granted; plugin declares capability \"redis_scripts\", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)",
+		cfg + ":13:19: Conflicting secret sources; secret_env and secret_file are both set; set only one of secret, secret_env and secret_file.",
+	}, strings.Split(strings.TrimSpace(stderr), "\n"))
+}
+
 // brokenDiagnostics is what checking testdata/config/broken.hcl reports:
 // every mistake, each at its file:line:col.
 var brokenDiagnostics = strings.Join([]string{
@@ -96,7 +183,7 @@ func TestValidateBrokenConfig(t *testing.T) {
 
 	_, stderr, code = runCommand(t, nil, "validate")
 	require.Equal(t, 2, code, "a usage error")
-	require.Equal(t, "usage: storage-host validate [-data-dir DIR] FILE\n", stderr)
+	require.Equal(t, "usage: storage-host validate [-offline] [-data-dir DIR] FILE\n", stderr)
 }
 
 // TestServeRefusesBrokenConfig: serve checks its file as validate does and

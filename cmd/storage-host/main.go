@@ -102,7 +102,7 @@ const usage = `usage: storage-host [command] [arguments]
 
 Commands:
   serve           serve the configured backends over HTTP (the default command)
-  validate        check a configuration file without serving
+  validate        check a configuration file without serving (-offline: without its secrets)
   plugin inspect  describe a plugin module and whether this host can load it
   backup          write a backup of a backend; "backup verify" checks a backup file
   restore         restore a backup into a backend

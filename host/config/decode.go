@@ -145,6 +145,7 @@ type checker struct {
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
 	files    []string // File.Files
+	offline  bool     // Offline: secrets are named, not read
 }
 
 func newChecker(filename string, o options) *checker {
@@ -152,7 +153,7 @@ func newChecker(filename string, o options) *checker {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	c := &checker{filename: filename, dir: dir}
+	c := &checker{filename: filename, dir: dir, offline: o.offline}
 	c.read(absPath(filename))
 	if o.dataDir != "" {
 		c.dataDir = absPath(o.dataDir)
@@ -574,7 +575,7 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 	rc.Cluster, _ = c.boolean(r.Cluster, "cluster")
 	rc.MasterName, _ = c.str(r.MasterName, "master_name")
 	rc.Username, _ = c.str(r.Username, "username")
-	rc.Password, _, _ = c.secret(
+	rc.Password, _, _, _ = c.secret(
 		secretSource{"password", r.Password},
 		secretSource{"password_env", r.PasswordEnv},
 		secretSource{"password_file", r.PasswordFile},
@@ -700,7 +701,7 @@ func (c *checker) auth(r *rawAuth) Auth {
 	for _, rt := range r.Tokens {
 		named := c.name(rt.Name, "token", rt.DefRange, seen)
 		t := Token{Name: rt.Name}
-		secret, rng, ok := c.secret(
+		secret, rng, resolved, ok := c.secret(
 			secretSource{"secret", rt.Secret},
 			secretSource{"secret_env", rt.SecretEnv},
 			secretSource{"secret_file", rt.SecretFile},
@@ -709,6 +710,8 @@ func (c *checker) auth(r *rawAuth) Auth {
 		case !ok:
 		case rng == nil:
 			c.errorf(rt.DefRange, "Missing token secret", "A token needs one of secret_env, secret_file or secret.")
+		case !resolved:
+			// Offline: the secret is named, not read.
 		case len(secret) < minTokenSecret:
 			// Never print the secret itself.
 			c.errorf(*rng, "Token secret too short", "Token %q has a secret of %d bytes; at least %d are required.", rt.Name, len(secret), minTokenSecret)

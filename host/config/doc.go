@@ -107,5 +107,6 @@
 // the daemon starts or at its first request. It connects
 // to nothing and creates nothing: a Redis backend checks without Redis,
 // and data directories (WithDataDir, data_dir) are computed and checked
-// against each other, not made.
+// against each other, not made. With Offline it reads no secret either,
+// so a file checks where its secrets are not (CI).
 package config

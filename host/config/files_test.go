@@ -64,3 +64,48 @@ auth {
 	require.Equal(t, []string{cfg, plugin, password, token}, f.Files)
 	require.Empty(t, config.Default().Files)
 }
+
+// TestOffline: Offline names secrets without reading them; an inline
+// secret, which the file holds, is still checked, and so is everything
+// else.
+func TestOffline(t *testing.T) {
+	t.Setenv("CONFIG_TEST_UNSET", "")
+	src := []byte(`backend "m" { plugin = "builtin:memory" }
+auth {
+  token "env" {
+    secret_env = "CONFIG_TEST_UNSET"
+    scopes     = ["*:read"]
+  }
+  token "file" {
+    secret_file = "no/such/token"
+    scopes      = ["*:read"]
+  }
+}
+`)
+	_, err := config.Parse(src, "offline.hcl")
+	require.Error(t, err, "online, the secrets are read")
+	f, err := config.Parse(src, "offline.hcl", config.Offline())
+	require.NoError(t, err)
+	require.Len(t, f.Auth.Tokens, 2)
+	for _, tok := range f.Auth.Tokens {
+		require.Empty(t, tok.Secret, "offline, no secret is read")
+	}
+	require.Contains(t, f.Files, filepath.Join(absDir(t), "no", "such", "token"), "the secret file is still followed")
+
+	_, err = config.Parse([]byte(`backend "m" { plugin = "builtin:memory" }
+auth {
+  token "short" {
+    secret = "0123"
+    scopes = ["*:read"]
+  }
+}
+`), "offline.hcl", config.Offline())
+	require.ErrorContains(t, err, "offline.hcl:4:14: Token secret too short")
+}
+
+func absDir(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	return wd
+}

@@ -128,9 +128,10 @@ type secretSource struct {
 
 // secret resolves a secret given by at most one of its sources: inline,
 // the name of an environment variable, the path of a file. rng is the
-// range of the source used, nil when none is set; ok is false after an
-// error.
-func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, ok bool) {
+// range of the source used, nil when none is set; resolved is false when
+// the secret was not read (Offline, from the environment or a file); ok
+// is false after an error.
+func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, resolved, ok bool) {
 	var given []secretSource
 	for _, s := range []secretSource{inline, env, file} {
 		if s.expr == nil {
@@ -141,7 +142,7 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 		}
 	}
 	if len(given) == 0 {
-		return "", nil, true
+		return "", nil, true, true
 	}
 	for _, s := range given[1:] {
 		c.errorf(s.expr.Range(), "Conflicting secret sources", "%s and %s are both set; set only one of %s, %s and %s.",
@@ -151,35 +152,45 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 	r := s.expr.Range()
 	v, ok := c.str(s.expr, s.name)
 	if !ok || len(given) > 1 {
-		return "", &r, false
+		return "", &r, false, false
 	}
 	switch s.name {
 	case env.name:
 		if v == "" {
 			c.errorf(r, "Invalid environment variable name", "%s names no variable.", s.name)
-			return "", &r, false
+			return "", &r, false, false
+		}
+		if c.offline {
+			return "", &r, false, true
 		}
 		value = os.Getenv(v)
 		if value == "" {
 			c.errorf(r, "Unset secret", "The environment variable %s is unset or empty.", v)
-			return "", &r, false
+			return "", &r, false, false
 		}
 	case file.name:
+		if v == "" {
+			c.errorf(r, "Invalid secret file name", "%s names no file.", s.name)
+			return "", &r, false, false
+		}
 		c.read(c.path(v))
+		if c.offline {
+			return "", &r, false, true
+		}
 		b, err := readRegular(c.path(v), maxSecretFile)
 		if err != nil {
 			c.errorf(r, "Unreadable secret file", "%v.", err)
-			return "", &r, false
+			return "", &r, false, false
 		}
 		value = strings.TrimRight(string(b), "\r\n")
 		if value == "" {
 			c.errorf(r, "Empty secret file", "%s is empty.", c.path(v))
-			return "", &r, false
+			return "", &r, false, false
 		}
 	default:
 		value = v
 	}
-	return value, &r, true
+	return value, &r, true, true
 }
 
 // checkRedis checks rc as redisbridge.Open does, without connecting or
