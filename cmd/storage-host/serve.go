@@ -36,13 +36,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the file's, else info)")
 	logFormat := fs.String("log-format", "", "log format: text or json (default: the file's, else text)")
 	allowUnauth := fs.Bool("allow-unauthenticated", false, "serve a non-loopback address without tokens (the file's auth.allow_unauthenticated does the same)")
-	watch := fs.Bool("watch", true, "reload when the configuration file or a plugin file it names changes (SIGHUP always reloads)")
+	watch := fs.Bool("watch", true, "reload when the configuration file, or a plugin or secret file it names, changes (SIGHUP always reloads)")
 	dataDirArg := dataDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return usagef("serve: unexpected argument %q", fs.Arg(0))
 	}
 	dataDir, err := checkDataDir(*dataDirArg)
 	if err != nil {

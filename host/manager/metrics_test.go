@@ -102,7 +102,7 @@ func TestReadyFollowsRedis(t *testing.T) {
 	f := &config.File{Routes: config.Routes{Metrics: "red", Alerts: "red", AgentStates: "red"}}
 	f.Backends = []config.Backend{{Name: "red", Digest: "1", Config: host.Config{
 		Name: "red", Plugin: "builtin:redis",
-		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "ready:"},
+		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "ready:", Scripts: true},
 	}}}
 	m, err := manager.New(ctx, f, manager.Options{})
 	require.NoError(t, err)

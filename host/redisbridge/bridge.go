@@ -520,6 +520,22 @@ var unavailablePrefixes = []string{"CLUSTERDOWN ", "LOADING ", "MASTERDOWN ", "T
 
 func unavailableReply(msg string) bool { return hasPrefix(msg, unavailablePrefixes) }
 
+// ErrNotGranted is the error Do and Serve return for a request they
+// refused for lack of a grant of the backend's configuration: a script
+// without Config.Scripts, a command outside Config.AllowCommands. The
+// plugin is answered StatusInvalid, as for any refused request; the error
+// tells the host that the configuration is at fault, not the request the
+// plugin was serving.
+var ErrNotGranted = errors.New("redisbridge: not granted to this backend")
+
+// notGranted appends the StatusInvalid response of a request refused for
+// lack of a grant and returns its error, wrapping ErrNotGranted.
+func notGranted(e *abi.Encoder, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	invalid(e, "%s", msg)
+	return fmt.Errorf("%w: %s", ErrNotGranted, msg)
+}
+
 // invalid appends a StatusInvalid response.
 func invalid(e *abi.Encoder, format string, args ...any) {
 	abi.AppendError(e, abi.StatusInvalid, "redisbridge: "+fmt.Sprintf(format, args...))
