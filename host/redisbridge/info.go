@@ -76,7 +76,9 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 func (b *Bridge) readInfo(ctx context.Context) []NodeInfo {
 	cc, ok := b.host.(*redis.ClusterClient)
 	if !ok {
-		return []NodeInfo{readNode(ctx, b.host, b.addr())}
+		n := readNode(ctx, b.host, "")
+		n.Addr = b.addr() // after the reading: a Sentinel setup's client may have dialled a new master
+		return []NodeInfo{n}
 	}
 	var (
 		mu    sync.Mutex
