@@ -233,7 +233,10 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		b.host = b.client
 	}
 	if b.masterName = opts.MasterName; b.masterName != "" {
-		b.host.AddHook(masterDials{&b.info})
+		b.client.AddHook(masterDials{&b.info})
+		if b.host != b.client {
+			b.host.AddHook(masterDials{&b.info})
+		}
 	}
 	if _, ok := b.client.(*redis.ClusterClient); !ok {
 		b.client.AddHook(trackSends{})
