@@ -1,10 +1,12 @@
 package host
 
 import (
+	"context"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
 // Observer is told about every call into a plugin; the daemon turns these
@@ -86,4 +88,15 @@ func (s *Store) Stats() Stats {
 		st.BufferedWrites, st.Ticks, st.TickFailures = s.ticker.pending.Load(), s.ticker.ticks.Load(), s.ticker.failures.Load()
 	}
 	return st
+}
+
+// RedisInfo returns what the backend's Redis servers say of themselves
+// (INFO and SLOWLOG LEN of every node, read at most a second ago on the
+// connection of the configured rights: redisbridge.Bridge.ServerInfo); nil
+// for a backend without Redis.
+func (s *Store) RedisInfo(ctx context.Context) []redisbridge.NodeInfo {
+	if s.p.redis == nil {
+		return nil
+	}
+	return s.p.redis.ServerInfo(ctx)
 }

@@ -307,8 +307,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Ready reports whether the backend can serve: its plugin answers a ping,
-// every connection the host holds for it (Redis) answers too, and its
-// event log has not refused the last append (events.ErrRefused). A
+// every connection the host holds for it (Redis) answers too, Redis is
+// not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
+// and its event log has not refused the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
 // is not ready.
 func (s *Store) Ready(ctx context.Context) error {
@@ -316,7 +317,7 @@ func (s *Store) Ready(ctx context.Context) error {
 		return err
 	}
 	if s.p.redis != nil {
-		if err := s.p.redis.Ping(ctx); err != nil {
+		if err := s.p.redis.Ready(ctx); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}

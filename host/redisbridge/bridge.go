@@ -193,6 +193,9 @@ type Bridge struct {
 
 	kills   killer
 	closing chan struct{}
+
+	masterName string    // of a Sentinel setup
+	info       infoCache // ServerInfo's last reading
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
@@ -228,6 +231,12 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	b.client = redis.NewUniversalClient(opts)
 	if b.host == nil {
 		b.host = b.client
+	}
+	if b.masterName = opts.MasterName; b.masterName != "" {
+		b.client.AddHook(masterDials{&b.info})
+		if b.host != b.client {
+			b.host.AddHook(masterDials{&b.info})
+		}
 	}
 	if _, ok := b.client.(*redis.ClusterClient); !ok {
 		b.client.AddHook(trackSends{})
@@ -408,21 +417,6 @@ func fromURL(o *redis.UniversalOptions, raw string) error {
 	o.Addrs, o.Username, o.Password, o.DB, o.TLSConfig = []string{s.Addr}, s.Username, s.Password, s.DB, s.TLSConfig
 	o.PoolSize, o.MinIdleConns, o.MaxRetries = s.PoolSize, s.MinIdleConns, s.MaxRetries
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = s.DialTimeout, s.ReadTimeout, s.WriteTimeout, s.PoolTimeout
-	return nil
-}
-
-// Ping sends PING to Redis (every master of a cluster) and reports
-// UNAVAILABLE if one does not answer.
-func (b *Bridge) Ping(ctx context.Context) error {
-	var err error
-	if c, ok := b.client.(*redis.ClusterClient); ok {
-		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
-	} else {
-		err = b.client.Ping(ctx).Err()
-	}
-	if err != nil {
-		return abi.Errorf(abi.StatusUnavailable, "redis: %v", err)
-	}
 	return nil
 }
 
