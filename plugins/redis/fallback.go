@@ -16,25 +16,29 @@ package main
 // kv layout:
 //
 //	c          the queue: head (the sequence number of the next write to
-//	           replay) and tail (the last one allocated), 8 bytes
-//	           big-endian each; absent: empty, head 1. Writers allocate
-//	           a number by a CAS (IfVersion) on it, so a full queue is
-//	           refused exactly and numbers follow acknowledgement order
-//	           across all instances.
+//	           replay), tail (the last one allocated) and settled (the
+//	           head when the last tick began: the writes below it are
+//	           replayed and the host has published their events), 8 bytes
+//	           big-endian each; absent: empty, head and settled 1 (a
+//	           16-byte value, from an older plugin, has settled = head).
+//	           Writers allocate a number by a CAS (IfVersion) on it, so a
+//	           full queue is refused exactly and numbers follow
+//	           acknowledgement order across all instances.
 //	q/<seq>    one buffered write, seq in 16 hex digits (keys sort in
 //	           queue order): op, acknowledgement time, version floor, and
 //	           the request as the client sent it.
 //	r/m/<agent>\0<name>\0<ts>, r/a/<alert>, r/s/<agent>
 //	           the latest buffered value of one record (the write with the
 //	           highest seq; a delete is a tombstone), as it was answered:
-//	           seq, flag, record. It is pending while seq >= head; one
-//	           below head is left for the sweep (below) and read as absent.
+//	           seq, flag, record. It is pending while seq >= head, and
+//	           unsettled while seq >= settled; a settled one is left for
+//	           the sweep (below) and read as absent.
 //	l          the replay lock: put IfAbsent with an expiry of lockTTL;
 //	           its kv revision identifies the holder.
 //
 // Writes. An unconditional put or delete of any kind that meets
-// UNAVAILABLE from Redis, or that arrives while the queue is not empty
-// (so that it stays behind the writes acknowledged before it), is
+// UNAVAILABLE from Redis, or that arrives while its record has unsettled
+// buffered writes (so that it stays behind them), is
 // acknowledged once it is in the queue and its record's r/ key is set,
 // with STALE (ABI 1.3): a success whose event the host publishes only
 // when a tick reports the write replayed, so that no event announces a
@@ -59,14 +63,37 @@ package main
 // SetAlertStatus and restores (OpRestore, whose mode is a condition and
 // whose exact version only Redis can keep) cannot be checked without
 // Redis: during an outage they are UNAVAILABLE, never buffered, and while
-// the record has buffered writes pending they wait for them (UNAVAILABLE)
-// even when Redis is back. An alert put must
+// the record has unsettled buffered writes they wait for them
+// (UNAVAILABLE) even when Redis is back. An alert put must
 // be an allowed move from the alert's current status, which only Redis
 // knows, so it is buffered only when the buffer holds the alert (its
 // move is checked against the buffered copy) or when its status is
 // resolved (allowed from every status); otherwise it is UNAVAILABLE. A
-// full queue (fallback_buffer_entries) is UNAVAILABLE, never a silent
-// loss.
+// full queue is UNAVAILABLE, never a silent loss.
+//
+// Catching up. While the queue holds unsettled writes, a write of a
+// record with nothing unsettled in the buffer (conditional or not) goes
+// to Redis, as it would with the queue empty (during an outage it meets
+// UNAVAILABLE there, and is buffered then): only the writes of records
+// the buffer holds join the queue. So the order of
+// each record's writes is kept, in Redis and in the events (a record is
+// unsettled until the tick after the one that replayed its last buffered
+// write, that is until the host has published that write's event), while
+// writes of other records are neither held up nor counted in the queue.
+// Across records the order is not kept during a catch-up: a write of a
+// record the buffer does not hold reaches Redis, and its event is
+// published, before buffered writes of other records acknowledged
+// earlier. The queue's limit (fallback_buffer_entries) bounds an outage:
+// a write that Redis has just failed, or that arrives while Redis does
+// not answer a PING, is refused when the queue holds that many. While
+// Redis answers, the queue may hold up to catchUpFactor times as many:
+// only writes of buffered records join it then, and the replay, which
+// runs as fast as Redis takes writes, outpaces them, so that once Redis
+// is back no write is refused as "catching up" unless writes of buffered
+// records alone outrun the replay by a whole buffer. A write whose queue
+// entry was put but whose r/ entry was not (a kv error) is answered
+// UNKNOWN: it will be replayed, but nothing keeps a later write of its
+// record from going to Redis first.
 //
 // Reads. While the queue may hold writes, a get first looks at the
 // record's r/ key: a pending copy is answered with STALE (a tombstone,
@@ -82,14 +109,17 @@ package main
 // Store closes. Only ticks replay; requests never do, and the host makes
 // one tick at a time, so replay does not slow requests down and an idle
 // backend replays as soon as Redis answers. A write still reads the queue
-// (one kv get of c) when it starts, so that no write goes straight to
-// Redis ahead of one acknowledged from the buffer before it; a read does
+// (one kv get of c) when it starts, and while it holds unsettled writes
+// the record's r/ key, so that no write goes straight to Redis ahead of
+// one of its record acknowledged from the buffer before it; a read does
 // when its hint says the queue may hold writes or was last checked
 // hintEvery ago, so that reads cost no kv call while the buffer is empty
 // (a read may then miss, for up to hintEvery, a write another instance
 // buffered while Redis answered this one).
 //
-// A tick reads c; when the queue holds writes it takes the lock (held by
+// A tick reads c and settles what the tick before replayed (settled =
+// head: the host published that tick's events before it sent this one);
+// when the queue holds writes it takes the lock (held by
 // another instance: it does nothing), sends a PING (is Redis back?), then
 // replays at most replayBudget writes (abi.MaxTickWrites) or for at most
 // replayTime, answering More when it stopped there with writes left. It
@@ -104,7 +134,9 @@ package main
 // bookkeeping is a scan, a lock renewal and a CAS, which the kv store
 // syncs once, at the end of the tick. The writes Redis applied go into
 // the tick's result, with the records as Redis kept them, for the host to
-// publish their events. A write Redis refuses for good (CONFLICT,
+// publish their events; a tick that moved head answers More, so that the
+// next one, which settles its writes, follows at once. A write Redis
+// refuses for good (CONFLICT,
 // INVALID) is dropped with an error log and reported nowhere; if Redis
 // fails, the replay stops, keeps the rest, and leaves the lock to expire
 // after retryBackoff. A replayer that dies holding the lock (a host
@@ -116,8 +148,8 @@ package main
 //
 // Once a tick finds the queue empty, it sweeps what replayed writes left
 // in kv, sweepBudget entries at most per tick (answering More while there
-// may be more): queue entries below head, and r/ entries of writes below
-// head (kv IfVersion, so a newer buffered write's entry is kept).
+// may be more): queue entries below head, and r/ entries of settled
+// writes (kv IfVersion, so a newer buffered write's entry is kept).
 // Deleting them during the replay would double its kv calls; meanwhile
 // they are read as absent. While writes keep the queue from emptying they
 // stay, counted in the kv quota.
@@ -1114,8 +1146,9 @@ func tickWrite(it *item) abi.TickWrite {
 
 // sweep deletes, up to sweepBudget entries, what replayed writes left in
 // kv: the queue entries below head, and the r/ entries whose write is
-// below head (kv IfVersion, so that one a newer write set is kept). None
-// of them is read as pending meanwhile (their seq is below head). It
+// settled (below settled; kv IfVersion, so that one a newer write set is
+// kept). None of them is read as pending meanwhile (their seq is below
+// head). It
 // reports whether it stopped at its budget with entries left to look at.
 func (f *fallback) sweep() (more bool) {
 	budget := sweepBudget
@@ -1154,7 +1187,7 @@ func (f *fallback) sweep() (more bool) {
 }
 
 // keep copies into f.garbage the entries of ents to delete: all of them,
-// or with records set only the r/ entries of writes below head. The
+// or with records set only the r/ entries of settled writes. The
 // copies outlive the scan's buffer, which the deletes reuse.
 func (f *fallback) keep(ents []abi.KVEntry, records bool) {
 	f.garbage = f.garbage[:0]
