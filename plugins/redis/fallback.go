@@ -970,14 +970,22 @@ func (b *backend) replay(now time.Time) (more bool) {
 // lock held (renewed before each chunk). It reports ok false when the
 // replay failed and should be retried after the back-off, and more when
 // it stopped at its budget with writes left.
+//
+// It replays no further than the queue's end as this tick found it:
+// writes queued meanwhile wait for the next tick, which the host sends at
+// once (more), after publishing this one's events. A tick that chased
+// writers arriving as fast as it replays would never end, so the writes
+// it replayed would never settle, and writes to their records would go on
+// queueing behind them.
 func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool) {
 	f := b.fb
 	start := sdk.Now()
+	end := f.tail
 	for budget := replayBudget; ; {
 		if !f.replaying() {
 			return true, false
 		}
-		if budget <= 0 || sdk.Now().Sub(start) >= replayTime {
+		if budget <= 0 || sdk.Now().Sub(start) >= replayTime || f.head > end {
 			return true, true
 		}
 		head := f.head
