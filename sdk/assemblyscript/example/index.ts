@@ -1,30 +1,41 @@
-// The example plugin: agent states only, kept in the host's kv store, the
-// AssemblyScript twin of sdk/example/tiny. Each state is stored in the ABI
-// encoding under its agent ID; its version is the kv revision, which
-// changes on every write.
+// The example plugin: agent states kept in the host's kv store, with
+// TTLs and conditional writes; the AssemblyScript counterpart of
+// sdk/example/tiny. Each state is stored in the ABI encoding under its
+// agent ID; its version is the kv revision, which changes on every write,
+// and its expiry is the kv entry's, so the kv store applies both
+// atomically with the write.
 //
 // Build: npm run build  (writes build/example.wasm)
 // Test:  go run ./cmd/storage-host plugin test sdk/assemblyscript/build/example.wasm
 
 import {
-  AgentState, AgentStateStore, Condition, DeleteAgentState, Decoder, Encoder, Failure, KV, Plugin,
-  PutAgentState, Result, fail, now, ok, register, utf8,
+  AgentState, AgentStateStore, DeleteAgentState, Decoder, Encoder, Failure, KV, Options, Plugin,
+  PutAgentState, Result, Status, TTLMode, fail, now, ok, register, utf8,
 } from "../assembly/index";
 
 // The ABI exports; every plugin's entry file has this line.
 export * from "../assembly/exports";
 
+/** The default TTL of agent states, in nanoseconds (0: none), from the
+ *  agent_state_ttl_seconds option. */
+let defaultTTL: i64 = 0;
+
 class States extends AgentStateStore {
   put(r: PutAgentState): Result<AgentState> {
     const st = r.state;
-    st.updatedAt = now(); // the backend sets these, never the caller
+    const t = now();
+    st.updatedAt = t; // the backend sets these, never the caller
     st.expiresAt = 0;
     st.version = 0;
     const e = new Encoder(64 + st.state.length);
     st.encode(e);
-    const w = KV.put(utf8(st.agentID), e.bytes(), 0, false, new Condition());
-    if (!w.ok) return fail<AgentState>(w.status, w.message);
+    // keep: the kv store keeps a live entry's expiry in the same step;
+    // a new entry gets the default, as for mode 0.
+    const keep = r.ttl.mode == TTLMode.Keep;
+    const w = KV.put(utf8(st.agentID), e.bytes(), r.ttl.expiresAt(t, defaultTTL, 0, false), keep, r.condition);
+    if (!w.ok) return fail<AgentState>(w.status, w.message); // CONFLICT when the condition fails
     st.version = w.value!.revision;
+    st.expiresAt = w.value!.expiresAt;
     return ok(st);
   }
 
@@ -33,15 +44,37 @@ class States extends AgentStateStore {
     if (!en.ok) return fail<AgentState>(en.status, en.message); // NOT_FOUND when missing
     const st = AgentState.decode(new Decoder(en.value!.value));
     st.version = en.value!.revision;
+    st.expiresAt = en.value!.expiresAt;
     return ok(st);
   }
 
   del(r: DeleteAgentState): Failure | null {
-    return KV.del(utf8(r.agentID), new Condition());
+    return KV.del(utf8(r.agentID), r.condition);
   }
 }
 
-const p = new Plugin("as-example", "0.1.0");
+class Example extends Plugin {
+  configure(o: Options): Failure | null {
+    for (let i = 0; i < o.names.length; i++) {
+      const name = o.names[i];
+      if (name != "agent_state_ttl_seconds") return new Failure(Status.Invalid, "unknown option " + name);
+      const v = o.values[i];
+      let secs: i64 = 0;
+      for (let k = 0; k < v.length; k++) {
+        const c = v.charCodeAt(k);
+        if (c < 48 || c > 57 || k >= 12) return new Failure(Status.Invalid, name + ": want a whole number of seconds, got " + v);
+        secs = secs * 10 + <i64>(c - 48);
+      }
+      if (v.length == 0) return new Failure(Status.Invalid, name + ": empty");
+      defaultTTL = secs * 1000000000;
+    }
+    return null;
+  }
+}
+
+const p = new Example("as-example", "0.1.0");
 p.agentStates = new States();
+p.ttl = true;
+p.concurrency = true;
 p.capabilities = ["clock", "kv"];
 register(p);
