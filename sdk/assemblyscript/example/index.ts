@@ -1,6 +1,6 @@
 // The example plugin: agent states kept in the host's kv store, with
-// TTLs and conditional writes; the AssemblyScript counterpart of
-// sdk/example/tiny. Each state is stored in the ABI encoding under its
+// TTLs, conditional writes and prefix queries; the AssemblyScript
+// counterpart of sdk/example/tiny. Each state is stored in the ABI encoding under its
 // agent ID; its version is the kv revision, which changes on every write,
 // and its expiry is the kv entry's, so the kv store applies both
 // atomically with the write.
@@ -9,8 +9,8 @@
 // Test:  go run ./cmd/storage-host plugin test sdk/assemblyscript/build/example.wasm
 
 import {
-  AgentState, AgentStateStore, DeleteAgentState, Decoder, Encoder, Failure, KV, Options, Plugin,
-  PutAgentState, Result, Status, TTLMode, fail, now, ok, register, utf8,
+  AgentState, AgentStateQuery, AgentStateStore, DeleteAgentState, Decoder, Encoder, Failure, KV, Options, Plugin,
+  Page, PutAgentState, Result, Status, TTLMode, fail, now, ok, pageLimit, register, utf8,
 } from "../assembly/index";
 
 // The ABI exports; every plugin's entry file has this line.
@@ -51,6 +51,60 @@ class States extends AgentStateStore {
   del(r: DeleteAgentState): Failure | null {
     return KV.del(utf8(r.agentID), r.condition);
   }
+
+  servesQueries(): bool {
+    return true;
+  }
+
+  // Agent states by ID prefix, in ID order: a kv scan of the keys from
+  // the prefix to the first key past it. The cursor is "s" then the key
+  // to resume from, which has to lie in the query's range.
+  query(q: AgentStateQuery): Result<Page<AgentState>> {
+    const prefix = utf8(q.agentIDPrefix);
+    let start = prefix;
+    if (q.cursor.length > 0) {
+      const c = q.cursor;
+      if (c[0] != 0x73 || c.length < 2 || !hasPrefix(c.subarray(1), prefix)) {
+        return fail<Page<AgentState>>(Status.Invalid, "a cursor this backend did not issue for this query");
+      }
+      start = c.slice(1);
+    }
+    const r = KV.scan(start, prefixEnd(prefix), <u32>pageLimit(q.limit));
+    if (!r.ok) return fail<Page<AgentState>>(r.status, r.message);
+    const scan = r.value!;
+    const p = new Page<AgentState>();
+    for (let i = 0; i < scan.entries.length; i++) {
+      const en = scan.entries[i];
+      const st = AgentState.decode(new Decoder(en.value));
+      st.version = en.revision;
+      st.expiresAt = en.expiresAt;
+      p.items.push(st);
+    }
+    if (scan.next.length > 0) {
+      const next = new Uint8Array(scan.next.length + 1);
+      next[0] = 0x73;
+      next.set(scan.next, 1);
+      p.next = next;
+    }
+    return ok(p);
+  }
+}
+
+function hasPrefix(b: Uint8Array, prefix: Uint8Array): bool {
+  if (b.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[i] != prefix[i]) return false;
+  return true;
+}
+
+/** The first key after every key with this prefix; empty (unbounded)
+ *  when there is none. */
+function prefixEnd(prefix: Uint8Array): Uint8Array {
+  let n = prefix.length;
+  while (n > 0 && prefix[n - 1] == 0xff) n--;
+  if (n == 0) return new Uint8Array(0);
+  const end = prefix.slice(0, n);
+  end[n - 1]++;
+  return end;
 }
 
 class Example extends Plugin {
