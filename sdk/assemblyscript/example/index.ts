@@ -1,9 +1,9 @@
 // The example plugin: agent states kept in the host's kv store, with
 // TTLs, conditional writes and prefix queries; the AssemblyScript
-// counterpart of sdk/example/tiny. Each state is stored in the ABI encoding under its
-// agent ID; its version is the kv revision, which changes on every write,
-// and its expiry is the kv entry's, so the kv store applies both
-// atomically with the write.
+// counterpart of sdk/example/tiny. Each state is stored in the ABI
+// encoding under its agent ID; its version is the kv revision, which
+// changes on every write, and its expiry is the kv entry's, so the kv
+// store applies both atomically with the write.
 //
 // Build: npm run build  (writes build/example.wasm)
 // Test:  go run ./cmd/storage-host plugin test sdk/assemblyscript/build/example.wasm
