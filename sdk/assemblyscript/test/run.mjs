@@ -2,7 +2,8 @@
 // encoders made (abi/testdata/vectors.json): every valid vector decodes
 // whole, to the fields the Go decoder read, and encodes back to the same
 // bytes (its canonical form when it is padded); every invalid vector is
-// refused the way the Go reader refuses it.
+// refused the way the Go reader refuses it. Then: the module imports only
+// storagehost_ modules, and its abort handler logs and traps.
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { instantiate } from "../build/test.js";
@@ -63,5 +64,20 @@ for (const v of vectors.invalid) {
   if (how !== v.error) { fail(v, `refused as "${how}", want "${v.error}"`); continue; }
   passed++;
 }
-console.log(`${failed ? "FAILED" : "ok"}: ${passed} vectors passed, ${failed} failed`);
+// The abort handler: no env.abort import, a log line, then a trap.
+const imports = WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`);
+if (imports.some((i) => !i.startsWith("storagehost_"))) {
+  fail({ type: "module", name: "imports" }, `imports ${imports.join(", ")}; want only storagehost_ modules`);
+} else passed++;
+logs.length = 0;
+try {
+  sdk.abortForTest();
+  fail({ type: "abort", name: "assert(false)" }, "returned; want a trap");
+} catch (e) {
+  if (!(e instanceof WebAssembly.RuntimeError) || !/^plugin aborted: boom at test\/vectors\.ts:\d+:\d+$/.test(logs.join("|"))) {
+    fail({ type: "abort", name: "assert(false)" }, `threw ${e}; logged ${JSON.stringify(logs)}`);
+  } else passed++;
+}
+
+console.log(`${failed ? "FAILED" : "ok"}: ${passed} checks passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

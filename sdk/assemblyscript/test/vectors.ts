@@ -321,3 +321,9 @@ export function describe(typ: string, input: Uint8Array): string {
 export function reencode(typ: string, input: Uint8Array): Uint8Array {
   return decodeAs(typ, new Decoder(input)).bytes;
 }
+
+/** Fails an assertion, as a plugin might: the handler the modules are
+ *  built with logs the message and traps. */
+export function abortForTest(): void {
+  assert(false, "boom");
+}
