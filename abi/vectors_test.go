@@ -281,6 +281,25 @@ var vectorTypes = map[string]func(d *abi.Decoder) (fields any, check error){
 		}
 		return map[string]any{"abi_major": major, "abi_minor": minor, "name": name, "version": version, "features": features, "capabilities": caps}, nil
 	},
+	"Restore": func(d *abi.Decoder) (any, error) {
+		var r abi.Restore
+		r.Decode(d)
+		var rec any
+		switch r.Kind {
+		case abi.KindMetric:
+			rec = metricFields(&r.Metric)
+		case abi.KindAlert:
+			rec = alertFields(&r.Alert)
+		case abi.KindAgentState:
+			rec = stateFields(&r.State)
+		}
+		return map[string]any{"kind": r.Kind, "record": rec, "mode": r.Mode}, nil
+	},
+	"PluginEvent": func(d *abi.Decoder) (any, error) {
+		var ev abi.PluginEvent
+		ev.Decode(d)
+		return map[string]any{"kind": ev.Kind, "op": ev.Op, "agent_id": ev.AgentID, "key": ev.Key, "data": hx(ev.Data)}, nil
+	},
 	"KVRequest": func(d *abi.Decoder) (any, error) {
 		var r abi.KVRequest
 		r.Decode(d)
@@ -422,6 +441,12 @@ func buildVectors(t *testing.T) vectorFile {
 	valid("metadata of section 10.9", "Metadata", metaBytes)
 	valid("metadata, every feature", "Metadata", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "x", Version: "1", Features: 0x1ff, Capabilities: []abi.Capability{"log", "kv", "events"}}).Encode))
 
+	// Restore (ABI 1.2) and plugin events.
+	valid("restore metric", "Restore", enc((&abi.Restore{Kind: abi.KindMetric, Metric: metric, Mode: abi.RestoreFail}).Encode))
+	valid("restore alert", "Restore", enc((&abi.Restore{Kind: abi.KindAlert, Alert: alert, Mode: abi.RestoreSkip}).Encode))
+	valid("restore agent state", "Restore", enc((&abi.Restore{Kind: abi.KindAgentState, State: state, Mode: abi.RestoreOverwrite}).Encode))
+	valid("plugin event", "PluginEvent", enc((&abi.PluginEvent{Kind: "cache.flush", Op: "done", AgentID: "a1", Data: []byte{0, 255}}).Encode))
+
 	// The kv capability's messages.
 	for _, r := range []abi.KVRequest{
 		{Op: abi.KVGet, Key: []byte("k")},
@@ -529,6 +554,8 @@ func buildVectors(t *testing.T) vectorFile {
 		e.Uvarint(1 << 32)
 		e.Uvarint(0)
 	}))
+	invalid("restore kind 4", "Restore", []byte{4, 1})
+	invalid("restore without mode", "Restore", append([]byte{byte(abi.KindAgentState)}, enc((&abi.AgentState{AgentID: "a"}).Encode)...))
 	invalid("kv request op 6", "KVRequest", []byte{6, 0})
 	invalid("kv put keep_ttl 2", "KVRequest", []byte{2, 1, 'k', 0, 0, 2, 0})
 	invalid("kv entry trailing byte", "KVEntry", append(enc(func(e *abi.Encoder) { entry.Encode(e, false) }), 0))

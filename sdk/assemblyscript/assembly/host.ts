@@ -5,7 +5,7 @@
 // SDK's abort handler logs through it.
 
 import { Decoder, Encoder, WireError, text } from "./wire";
-import { Condition, Failure, KVEntry, KVOp, KVRequest, KVScan, Status } from "./messages";
+import { Condition, Failure, KVEntry, KVOp, KVRequest, KVScan, PluginEvent, Status } from "./messages";
 
 @external("storagehost_log", "write")
 declare function hostLogWrite(level: i32, ptr: usize, len: i32): void;
@@ -182,14 +182,11 @@ export namespace KV {
 }
 
 /** Publishes a plugin event (section 6.5; the "events" capability, ABI
- *  1.2) and returns the host's status: OK, INVALID, UNAVAILABLE or LIMIT. */
-export function publish(kind: string, op: string, agentID: string, key: string, data: Uint8Array): Status {
-  const e = new Encoder(64 + data.length);
-  e.str(kind);
-  e.str(op);
-  e.str(agentID);
-  e.str(key);
-  e.bytesField(data);
+ *  1.2) and returns the host's status: OK, INVALID, UNAVAILABLE or LIMIT.
+ *  A refused event is dropped; the request goes on. */
+export function publish(ev: PluginEvent): Status {
+  const e = new Encoder(64 + ev.data.length);
+  ev.encode(e);
   const s = hostEventsPublish(e.dataStart, e.len);
   return s >= 0 && s <= <i32>Status.Unknown ? <Status>s : Status.Internal;
 }

@@ -934,3 +934,73 @@ export function idFailure(what: string, id: string): Failure | null {
   const m = checkID(what, id);
   return m === null ? null : new Failure(Status.Invalid, m);
 }
+
+// ---------------------------------------------------------------- restore, events
+
+/** Record kinds, as OpRestore numbers them. */
+export namespace RecordKind {
+  export const Metric: u8 = 1;
+  export const Alert: u8 = 2;
+  export const AgentState: u8 = 3;
+}
+
+/** The body of OpRestore (ABI 1.2, section 10.10): a record of one kind,
+ *  written exactly as given, and the mode (1 fail, 2 skip, 3 overwrite).
+ *  The dispatcher does not serve it; the type is here for tools. */
+export class Restore {
+  kind: u8 = 0;
+  metric: Metric | null = null;
+  alert: Alert | null = null;
+  state: AgentState | null = null;
+  mode: u8 = 0;
+
+  encode(e: Encoder): void {
+    e.u8(this.kind);
+    if (this.kind == RecordKind.Metric) this.metric!.encode(e);
+    else if (this.kind == RecordKind.Alert) this.alert!.encode(e);
+    else if (this.kind == RecordKind.AgentState) this.state!.encode(e);
+    e.u8(this.mode);
+  }
+
+  static decode(d: Decoder): Restore {
+    const r = new Restore();
+    r.kind = d.u8();
+    if (r.kind == RecordKind.Metric) r.metric = Metric.decode(d);
+    else if (r.kind == RecordKind.Alert) r.alert = Alert.decode(d);
+    else if (r.kind == RecordKind.AgentState) r.state = AgentState.decode(d);
+    else {
+      d.fail(WireError.Malformed);
+      return r;
+    }
+    r.mode = d.u8();
+    return r;
+  }
+}
+
+/** An event of the plugin's own (section 6.5), as storagehost_events
+ *  publish takes it. */
+export class PluginEvent {
+  kind: string = "";
+  op: string = "";
+  agentID: string = "";
+  key: string = "";
+  data: Uint8Array = new Uint8Array(0);
+
+  encode(e: Encoder): void {
+    e.str(this.kind);
+    e.str(this.op);
+    e.str(this.agentID);
+    e.str(this.key);
+    e.bytesField(this.data);
+  }
+
+  static decode(d: Decoder): PluginEvent {
+    const ev = new PluginEvent();
+    ev.kind = d.str();
+    ev.op = d.str();
+    ev.agentID = d.str();
+    ev.key = d.str();
+    ev.data = d.bytesField();
+    return ev;
+  }
+}

@@ -4,10 +4,10 @@
 
 import {
   AgentState, AgentStateQuery, Alert, AlertQuery, Condition, ConditionMode, DeleteAgentState, Decoder,
-  Encoder, KVEntry, KVRequest, Labels, Matcher, Metadata, Metric, MetricKey, MetricQuery, Options, Page,
+  Encoder, KVEntry, KVRequest, Labels, Matcher, Metadata, Metric, MetricKey, MetricQuery, Options,
   PutAgentState, PutAlert, PutMetric, SetAlertStatus, TTL, WireError, checkAlertEnums, checkMetricTimestamp,
   decodeAgentStatePage, decodeAlertPage, decodeBatch, decodeBatchResults, decodeMetricPage, encodeBatch,
-  encodeBatchResults,
+  encodeBatchResults, PluginEvent, Restore,
 } from "../assembly/index";
 
 // ------------------------------------------------------------ rendering
@@ -292,6 +292,19 @@ function decodeAs(typ: string, d: Decoder): Decoded {
     const v = KVEntry.decode(d, withKey);
     r.fields = entry(v);
     v.encode(e, withKey);
+  } else if (typ == "Restore") {
+    const v = Restore.decode(d);
+    let rec = "null";
+    const m = v.metric, a = v.alert, st = v.state;
+    if (m !== null) rec = metric(m);
+    else if (a !== null) rec = alert(a);
+    else if (st !== null) rec = state(st);
+    r.fields = obj(["kind", v.kind.toString(), "record", rec, "mode", v.mode.toString()]);
+    if (!d.failed) v.encode(e);
+  } else if (typ == "PluginEvent") {
+    const v = PluginEvent.decode(d);
+    r.fields = obj(["kind", q(v.kind), "op", q(v.op), "agent_id", q(v.agentID), "key", q(v.key), "data", hx(v.data)]);
+    v.encode(e);
   } else {
     r.fields = "unknown type " + typ;
   }
