@@ -17,7 +17,7 @@ type Version struct {
 }
 
 // Current is the ABI version this package implements.
-var Current = Version{Major: 1, Minor: 3}
+var Current = Version{Major: 1, Minor: 4}
 
 // String formats v as "major.minor".
 func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
@@ -71,8 +71,9 @@ func UnpackRegion(r uint64) (ptr, length uint32) { return uint32(r >> 32), uint3
 // granted ones. The import module name is "storagehost_" + the capability.
 type Capability string
 
-// The host capabilities of ABI 1.0; 1.1 adds CapabilityRedis (redis.go)
-// and 1.2 CapabilityEvents (events.go).
+// The host capabilities of ABI 1.0; 1.1 adds CapabilityRedis (redis.go),
+// 1.2 CapabilityEvents (events.go) and 1.4 CapabilityRedisScripts
+// (redis.go), a grant without a module of its own.
 const (
 	// CapabilityLog is the "storagehost_log" module:
 	//   write(level i32, ptr i32, len i32)

@@ -219,7 +219,8 @@ func TestREADMECapabilities(t *testing.T) {
 		row := fmt.Sprintf("| `%s` | `%s` | ", c, c.Module())
 		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
 	}
-	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis", "events")`))
+	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis", "events", "redis_scripts")`))
+	assert.True(t, strings.Contains(readme, fmt.Sprintf("| `%s` | none: a grant, never imported | ", abi.CapabilityRedisScripts)))
 	assert.True(t, strings.Contains(readme, "\n### 6.4 "+abi.CapabilityRedis.Module()+"\n"), "section 6.4")
 	assert.True(t, strings.Contains(readme, "\n### 6.5 "+abi.CapabilityEvents.Module()+"\n"), "section 6.5")
 	for _, sig := range []string{

@@ -21,6 +21,15 @@ package abi
 // Redis Cluster; the prefix never contains braces.
 const CapabilityRedis Capability = "redis"
 
+// CapabilityRedisScripts (ABI 1.4) is the grant to run Lua scripts
+// (RedisScript requests) through CapabilityRedis. It has no module: a
+// plugin never imports it, it declares it in its Metadata, beside
+// CapabilityRedis, and a host loads the plugin only where the backend's
+// configuration grants scripts. A plugin that runs scripts SHOULD declare
+// it, so that a backend that would refuse every script is refused at load
+// rather than at its first request.
+const CapabilityRedisScripts Capability = "redis_scripts"
+
 // Function names of the redis capability module.
 const (
 	FuncRedisCall   = "call"
@@ -40,7 +49,8 @@ const (
 	RedisTransaction RedisMode = 2
 	// RedisScript runs one Lua script once per entry of Calls, each with
 	// its own keys and args (EVALSHA, falling back to EVAL), pipelined in
-	// one round trip; one reply per call. Needs the backend's scripts grant.
+	// one round trip; one reply per call. Needs the backend's scripts grant
+	// (CapabilityRedisScripts).
 	RedisScript RedisMode = 3
 )
 

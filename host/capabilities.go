@@ -32,16 +32,30 @@ import (
 
 func knownCapability(c abi.Capability) bool {
 	switch c {
-	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents:
+	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents,
+		abi.CapabilityRedisScripts:
 		return true
 	}
 	return false
+}
+
+// moduleCapability reports whether c is a known capability with a module
+// a plugin may import; redis_scripts is a grant only.
+func moduleCapability(c abi.Capability) bool {
+	return knownCapability(c) && c != abi.CapabilityRedisScripts
 }
 
 const i32, i64 = api.ValueTypeI32, api.ValueTypeI64
 
 func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capability, s *settings, lim *logLimiter) error {
 	for _, c := range granted {
+		if c == abi.CapabilityRedisScripts {
+			// A grant, without a module: the bridge runs the scripts.
+			if !p.redisScripts && !s.inspect {
+				return fmt.Errorf("%w: capability redis_scripts is granted but the backend's Redis configuration does not grant scripts", ErrIncompatible)
+			}
+			continue
+		}
 		b := p.runtime.NewHostModuleBuilder(c.Module())
 		switch c {
 		case abi.CapabilityLog:
@@ -77,7 +91,8 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				}
 				p.kv = kv
 			}
-			(&exchange{p: p, name: c.Module(), serve: p.serveKV, touches: p.kv.Durable()}).export(b)
+			serve := func(ctx context.Context, req []byte, e *abi.Encoder) error { p.serveKV(ctx, req, e); return nil }
+			(&exchange{p: p, name: c.Module(), serve: serve, touches: p.kv.Durable()}).export(b)
 		case abi.CapabilityRedis:
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
@@ -146,9 +161,12 @@ func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
 // whole response (status byte and body) to e. A response that does not fit
 // in out_cap is kept as the instance's pending result for result.
 type exchange struct {
-	p     *plugin
-	name  string // the capability's module, for messages
-	serve func(ctx context.Context, req []byte, e *abi.Encoder)
+	p    *plugin
+	name string // the capability's module, for messages
+	// serve's error is the request's refusal for lack of a grant of the
+	// backend's configuration (redisbridge.ErrNotGranted); the response
+	// in e says it to the plugin.
+	serve func(ctx context.Context, req []byte, e *abi.Encoder) error
 	// redis: the instance's redisBusy is set during the call, and a
 	// response other than INVALID or UNAVAILABLE sets its sentRedis.
 	redis bool
@@ -184,7 +202,9 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	if x.redis && in != nil {
 		in.redisBusy.Store(true)
 	}
-	x.serve(ctx, req, e)
+	if err := x.serve(ctx, req, e); err != nil && in != nil && in.notGranted == nil {
+		in.notGranted = err
+	}
 	resp := e.Bytes()
 	if x.redis && in != nil {
 		if len(resp) > 0 {
@@ -229,14 +249,21 @@ func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
 // of ABI 1.2 or older does not know StatusUnknown: it is answered
 // UNAVAILABLE instead, which for it still means the outcome may be
 // unknown (ABI section 12.3).
-func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+//
+// Its error is the bridge's refusal of a request the backend's
+// configuration does not grant (a script without scripts, a command
+// outside allow_commands), which the plugin is answered INVALID like any
+// refused request: Store.callPlugin makes the call's INVALID answers
+// ErrInternal, so that the caller is not told its request was at fault.
+func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder) error {
 	if p.redis == nil { // only while inspecting
 		abi.AppendError(e, abi.StatusUnavailable, "redis: no connection while the plugin is inspected")
-		return
+		return nil
 	}
 	start := len(e.Bytes())
-	p.redis.Serve(ctx, reqBytes, e)
+	err := p.redis.Serve(ctx, reqBytes, e)
 	p.redisStatusFor(e.Bytes()[start:])
+	return err
 }
 
 // redisStatusFor rewrites the status of a redis response the plugin does

@@ -47,6 +47,11 @@ func CheckOptions(ctx context.Context, wasm []byte, options map[string]string, o
 	return info.Err
 }
 
+// everyCapability is the grant of an inspection: every capability this
+// host knows.
+var everyCapability = []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis,
+	abi.CapabilityEvents, abi.CapabilityRedisScripts}
+
 func inspect(ctx context.Context, wasm []byte, options map[string]string, configure bool, opts []Option) PluginInfo {
 	sum := sha256.Sum256(wasm)
 	info := PluginInfo{SHA256: hex.EncodeToString(sum[:])}
@@ -62,7 +67,7 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 	cfg := Config{
 		WASM:         wasm,
 		Options:      options,
-		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents},
+		Capabilities: everyCapability,
 		Instances:    1,
 	}
 	if !configure {

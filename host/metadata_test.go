@@ -94,6 +94,7 @@ func encodeMetadata(m abi.Metadata) []byte {
 // that can be checked at load is, with ErrIncompatible naming it.
 func TestMetadataMUSTs(t *testing.T) {
 	v10, v11, v12 := abi.Version{Major: 1}, abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}
+	v13, v14 := abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 4}
 	good := abi.Metadata{ABI: v12, Name: "fine", Version: "1.0.0", Features: abi.FeatureAgentStates}
 	with := func(f func(*abi.Metadata)) []byte {
 		m := good
@@ -132,6 +133,7 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"restore on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Features |= abi.FeatureRestore }), nil, "feature restore needs ABI 1.2, but the plugin declares ABI 1.1"},
 		{"tick on 1.2", v12, with(func(m *abi.Metadata) { m.Features |= abi.FeatureTick }), nil, "feature tick needs ABI 1.3, but the plugin declares ABI 1.2"},
 		{"redis on 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10; m.Capabilities = []abi.Capability{abi.CapabilityRedis} }), nil, "capability redis needs ABI 1.1, but the plugin declares ABI 1.0"},
+		{"redis_scripts on 1.3", v13, with(func(m *abi.Metadata) { m.ABI = v13; m.Capabilities = []abi.Capability{abi.CapabilityRedisScripts} }), nil, "capability redis_scripts needs ABI 1.4, but the plugin declares ABI 1.3"},
 		{"events on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Capabilities = []abi.Capability{abi.CapabilityEvents} }), []abi.Capability{abi.CapabilityEvents}, "capability events needs ABI 1.2"},
 		{"capability twice", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityLog} }), []abi.Capability{abi.CapabilityLog}, `capability "log" is declared twice`},
 		{"unknown capability", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{"teleport"} }), nil, `capability "teleport" is not one this host provides`},
@@ -152,6 +154,14 @@ func TestMetadataMUSTs(t *testing.T) {
 			assert.ErrorIs(t, info.Err, host.ErrIncompatible, "plugin inspect says why too")
 		})
 	}
+
+	// redis_scripts is granted by a Redis configuration with Scripts only;
+	// plugin inspect, which grants every capability, loads it.
+	wasm := metadataModule(v14.Packed(), with(func(m *abi.Metadata) { m.ABI = v14; m.Capabilities = []abi.Capability{abi.CapabilityRedisScripts} }))
+	_, err := host.Open(context.Background(), host.Config{Name: "m", WASM: wasm, Instances: 1}, host.WithCompilationCache(""))
+	require.ErrorIs(t, err, host.ErrIncompatible)
+	assert.ErrorContains(t, err, `needs capability "redis_scripts", which the configuration does not grant`)
+	assert.NoError(t, host.Inspect(context.Background(), wasm, host.WithCompilationCache("")).Err)
 }
 
 // TestHostileABIMismatch: the corpus's plugin whose storage_abi_version

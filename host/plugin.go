@@ -89,6 +89,9 @@ type plugin struct {
 	pool     pool
 	observer Observer
 	traps    atomic.Uint64
+	// redisScripts: the backend's Redis configuration grants scripts
+	// (abi.CapabilityRedisScripts).
+	redisScripts bool
 	// trusted plugins have no interruption checks: their calls run on a
 	// worker goroutine per instance so the caller can be released at the
 	// deadline, abandoning the instance (instance.guest). An untrusted
@@ -180,6 +183,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
 		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)
+		if rc.Scripts {
+			p.redisScripts = true
+			cfg.Capabilities = append(cfg.Capabilities, abi.CapabilityRedisScripts)
+		}
 	}
 	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
@@ -304,7 +311,7 @@ func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrument
 			continue
 		}
 		c, ok := strings.CutPrefix(mod, abi.ModulePrefix)
-		if !ok || !knownCapability(abi.Capability(c)) {
+		if !ok || !moduleCapability(abi.Capability(c)) {
 			return fmt.Errorf("%w: imports %s.%s, which this host does not provide", ErrIncompatible, mod, name)
 		}
 		if !slices.Contains(granted, abi.Capability(c)) {
@@ -438,6 +445,10 @@ type instance struct {
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
 	usedKV    bool         // the current call used a durable kv store
+	// notGranted is the first refusal, in the current call, of a redis
+	// request the backend's configuration does not grant
+	// (redisbridge.ErrNotGranted).
+	notGranted error
 	// sentRedis is set when a redis call of the current call may have
 	// changed data: the bridge answered it otherwise than INVALID or
 	// UNAVAILABLE, which both mean nothing of it was written. redisBusy is
@@ -714,7 +725,7 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
-	in.hostCalls, in.pending, in.usedKV = 0, nil, false
+	in.hostCalls, in.pending, in.usedKV, in.notGranted = 0, nil, false, nil
 	in.sentRedis.Store(false)
 	in.redisBusy.Store(false)
 	in.budget = callBudget{}

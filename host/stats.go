@@ -1,12 +1,12 @@
 package host
 
 import (
+	"context"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
 // Observer is told about every call into a plugin; the daemon turns these
@@ -30,8 +30,8 @@ type Stats struct {
 	// Traps counts instances discarded because they trapped, overran a
 	// limit or were interrupted.
 	Traps uint64
-	// Redis is go-redis's connection pool statistics; nil without Redis.
-	Redis *redis.PoolStats
+	// Redis is the Redis connection pool's statistics; nil without Redis.
+	Redis *RedisPoolStats
 	// Events counts the backend's events; zero when they are disabled.
 	Events events.Stats
 	// ExpiriesWatched is how many records this host wrote with an expiry
@@ -53,13 +53,29 @@ type Stats struct {
 	Ticks, TickFailures uint64
 }
 
+// RedisPoolStats is a snapshot of a backend's Redis connection pool.
+type RedisPoolStats struct {
+	// Hits and Misses count the times a free connection was, or was not,
+	// found in the pool; Timeouts the waits for one that timed out.
+	Hits, Misses, Timeouts uint64
+	// TotalConns and IdleConns are the connections open now, and how many
+	// of them are idle.
+	TotalConns, IdleConns int
+	// StaleConns counts the connections closed as stale.
+	StaleConns uint64
+}
+
 // Stats returns a snapshot of the backend's pool and connections.
 func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load()}
 	if p.redis != nil {
-		st.Redis = p.redis.PoolStats()
+		r := p.redis.PoolStats()
+		st.Redis = &RedisPoolStats{
+			Hits: uint64(r.Hits), Misses: uint64(r.Misses), Timeouts: uint64(r.Timeouts),
+			TotalConns: int(r.TotalConns), IdleConns: int(r.IdleConns), StaleConns: uint64(r.StaleConns),
+		}
 	}
 	if s.bus != nil {
 		st.Events, st.ExpiriesWatched = s.bus.Stats(), s.expiry.len()
@@ -72,4 +88,15 @@ func (s *Store) Stats() Stats {
 		st.BufferedWrites, st.Ticks, st.TickFailures = s.ticker.pending.Load(), s.ticker.ticks.Load(), s.ticker.failures.Load()
 	}
 	return st
+}
+
+// RedisInfo returns what the backend's Redis servers say of themselves
+// (INFO and SLOWLOG LEN of every node, read at most a second ago on the
+// connection of the configured rights: redisbridge.Bridge.ServerInfo); nil
+// for a backend without Redis.
+func (s *Store) RedisInfo(ctx context.Context) []redisbridge.NodeInfo {
+	if s.p.redis == nil {
+		return nil
+	}
+	return s.p.redis.ServerInfo(ctx)
 }

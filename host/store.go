@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,6 +236,9 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)
 	}
+	if in.notGranted != nil {
+		body, err = s.p.notGrantedAnswer(op, body, err, in.notGranted)
+	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
 	var trapped bool
@@ -303,8 +307,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Ready reports whether the backend can serve: its plugin answers a ping,
-// every connection the host holds for it (Redis) answers too, and its
-// event log has not refused the last append (events.ErrRefused). A
+// every connection the host holds for it (Redis) answers too, Redis is
+// not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
+// and its event log has not refused the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
 // is not ready.
 func (s *Store) Ready(ctx context.Context) error {
@@ -312,7 +317,7 @@ func (s *Store) Ready(ctx context.Context) error {
 		return err
 	}
 	if s.p.redis != nil {
-		if err := s.p.redis.Ping(ctx); err != nil {
+		if err := s.p.redis.Ready(ctx); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}
@@ -534,4 +539,49 @@ func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[A
 		return Page[AgentState]{}, err
 	}
 	return out, nil
+}
+
+// notGrantedAnswer rewrites the answer of a call in which the Redis bridge
+// refused a request for what the backend's configuration does not grant
+// (why): the INVALID the plugin was told is its own answer too, most
+// likely, but the fault is the configuration's, not the caller's. The
+// call's INVALID, or each INVALID item of a batch, becomes ErrInternal,
+// naming the grant. Any INVALID of such a call is taken for the grant's:
+// the host cannot tell which of a batch's items met the refusal.
+func (p *plugin) notGrantedAnswer(op abi.Op, body []byte, err error, why error) ([]byte, error) {
+	internal := func(msg string) string {
+		return fmt.Sprintf("backend %s: the backend's configuration does not grant what the plugin asked of Redis (%v); the plugin answered: %s", p.name, why, msg)
+	}
+	if err != nil {
+		if errors.Is(err, abi.StatusInvalid) {
+			return body, fmt.Errorf("%w: %s", ErrInternal, internal(message(err)))
+		}
+		return body, err
+	}
+	if op != abi.OpBatch {
+		return body, nil
+	}
+	d := abi.NewDecoder(body)
+	results := abi.DecodeBatchResults(d)
+	if d.Finish() != nil || !slices.ContainsFunc(results, func(r abi.BatchResult) bool { return r.Status == abi.StatusInvalid }) {
+		return body, nil // a malformed answer is refused as such by the caller
+	}
+	for i := range results {
+		if results[i].Status == abi.StatusInvalid {
+			results[i] = abi.BatchResult{Status: abi.StatusInternal, Body: []byte(internal(string(results[i].Body)))}
+		}
+	}
+	var e abi.Encoder
+	abi.EncodeBatchResults(&e, results)
+	return e.Bytes(), nil
+}
+
+// message is the text of an error from a plugin: an *abi.Error's own
+// message, else the whole error.
+func message(err error) string {
+	var ae *abi.Error
+	if errors.As(err, &ae) && ae.Message != "" {
+		return ae.Message
+	}
+	return err.Error()
 }

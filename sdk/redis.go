@@ -8,7 +8,10 @@ import (
 // backend's Redis through the host's connection pool, confined to the
 // backend's key namespace (the host prefixes every key). A plugin that
 // uses it lists abi.CapabilityRedis in Plugin.Capabilities, and the
-// backend's configuration must grant it (and grant scripts for Eval).
+// backend's configuration must grant it. A plugin that calls Eval or
+// EvalMany lists abi.CapabilityRedisScripts too: a backend whose
+// configuration does not grant scripts is then refused at load, instead
+// of refusing every script at run time.
 //
 // Replies alias the client's buffer and are valid until its next call;
 // copy what you keep. The zero Redis is ready to use; like KV, one per

@@ -37,12 +37,12 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	var bounds backup.Options
 	fs.Int64Var(&bounds.MaxBytes, "max-bytes", backup.DefaultMaxBytes, "stop, with an error, a backup that would write more bytes than this; negative: no bound")
 	fs.DurationVar(&bounds.MaxDuration, "max-duration", backup.DefaultMaxDuration, "stop, with an error, a backup that runs longer than this; negative: no bound")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *configPath == "" || *name == "" || *out == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return errReported
+		return errUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -77,12 +77,12 @@ func verifyCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, "usage: storage-host backup verify FILE\n") }
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errReported
+		return errUsage
 	}
 	path := fs.Arg(0)
 	f, err := os.Open(path)

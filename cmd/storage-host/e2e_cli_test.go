@@ -5,12 +5,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -71,6 +75,93 @@ func TestValidateExamples(t *testing.T) {
 	})
 }
 
+// TestValidateShippedExamplesOffline is what CI runs: every example
+// configuration the repository ships validates with -offline, without
+// any of the secrets it names (environment variables unset, secret files
+// absent), its plugins loaded and checked all the same.
+func TestValidateShippedExamplesOffline(t *testing.T) {
+	t.Parallel()
+	var examples []string
+	for _, pattern := range []string{"*.hcl", "*.json"} {
+		m, err := filepath.Glob(repoFile("testdata", "config", pattern))
+		require.NoError(t, err)
+		examples = append(examples, m...)
+	}
+	require.GreaterOrEqual(t, len(examples), 4)
+	noSecrets := []string{"REDIS_PASSWORD=", "STORAGE_HOST_FLEET_TOKEN="}
+	sawSecrets := false
+	for _, file := range examples {
+		stdout, stderr, code := runCommand(t, noSecrets, "validate", "-offline", file)
+		require.Equal(t, 0, code, "%s: %s", file, stderr)
+		require.Empty(t, stderr, file)
+		require.True(t, strings.HasPrefix(stdout, file+": ok (offline: secrets not read): backends "), "%s: %s", file, stdout)
+		if _, _, code := runCommand(t, noSecrets, "validate", file); code != 0 {
+			sawSecrets = true // this one needs its secrets online
+		}
+	}
+	require.True(t, sawSecrets, "an example needs secrets: -offline is what lets CI check it")
+}
+
+// TestValidateOffline: -offline names secrets without reading them, and
+// checks everything else as validate does.
+func TestValidateOffline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "app.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "m" {
+  plugin = "builtin:memory"
+}
+auth {
+  token "file" {
+    secret_file = "secrets/missing.token"
+    scopes      = ["*:read"]
+  }
+  token "env" {
+    secret_env = "VALIDATE_OFFLINE_UNSET"
+    scopes     = ["*:read"]
+  }
+}
+`), 0o600))
+	stdout, stderr, code := runCommand(t, []string{"VALIDATE_OFFLINE_UNSET="}, "validate", "-offline", cfg)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Equal(t, cfg+": ok (offline: secrets not read): backends m; metrics → m, alerts → m, agent_states → m; 2 token(s)\n", stdout)
+	_, stderr, code = runCommand(t, []string{"VALIDATE_OFFLINE_UNSET="}, "validate", cfg)
+	require.Equal(t, 1, code, "online, the secrets are read")
+	require.Contains(t, stderr, cfg+":6:19: Unreadable secret file; ")
+	require.Contains(t, stderr, cfg+":10:18: Unset secret; The environment variable VALIDATE_OFFLINE_UNSET is unset or empty.")
+
+	// What the file says is still checked: a broken file, two sources of
+	// one secret, an empty name, a plugin that cannot be granted.
+	stdout, stderr, code = runCommand(t, nil, "validate", "-offline", "testdata/config/broken.hcl")
+	require.Equal(t, 1, code)
+	require.Empty(t, stdout)
+	require.Equal(t, brokenDiagnostics, stderr)
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "r" {
+  plugin = "builtin:redis"
+  redis {
+    addrs        = ["127.0.0.1:6379"]
+    key_prefix   = "offline:"
+    password_env = ""
+    scripts      = false
+  }
+}
+auth {
+  token "both" {
+    secret_env  = "A"
+    secret_file = "a.token"
+    scopes      = ["*:read"]
+  }
+}
+`), 0o600))
+	_, stderr, code = runCommand(t, nil, "validate", "-offline", cfg)
+	require.Equal(t, 1, code)
+	require.Equal(t, []string{
+		cfg + ":6:20: Invalid environment variable name; password_env names no variable.",
+		cfg + ":7:20: Capability not granted; plugin declares capability \"redis_scripts\", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)",
+		cfg + ":13:19: Conflicting secret sources; secret_env and secret_file are both set; set only one of secret, secret_env and secret_file.",
+	}, strings.Split(strings.TrimSpace(stderr), "\n"))
+}
+
 // brokenDiagnostics is what checking testdata/config/broken.hcl reports:
 // every mistake, each at its file:line:col.
 var brokenDiagnostics = strings.Join([]string{
@@ -91,8 +182,8 @@ func TestValidateBrokenConfig(t *testing.T) {
 	require.Equal(t, "config: open testdata/config/missing.hcl: no such file or directory\n", stderr)
 
 	_, stderr, code = runCommand(t, nil, "validate")
-	require.Equal(t, 1, code)
-	require.Equal(t, "usage: storage-host validate [-data-dir DIR] FILE\n", stderr)
+	require.Equal(t, 2, code, "a usage error")
+	require.Equal(t, "usage: storage-host validate [-offline] [-data-dir DIR] FILE\n", stderr)
 }
 
 // TestServeRefusesBrokenConfig: serve checks its file as validate does and
@@ -156,7 +247,7 @@ func TestPluginInspect(t *testing.T) {
 			"sha256:       " + sha256Hex(memory),
 			"name:         memory",
 			"version:      1.0.0",
-			"abi:          1.3 (host speaks 1.3)",
+			"abi:          1.4 (host speaks 1.4)",
 			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency, restore",
 			"capabilities: log, clock, kv",
 			"imports:      clock, kv (and WASI)",
@@ -166,7 +257,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, "builtin:memory", 0)
 		require.Equal(t, inspection{
 			File: "builtin:memory", SHA256: sha256Hex(memory), Name: "memory", Version: "1.0.0",
-			ABI: "1.3", HostABI: "1.3",
+			ABI: "1.4", HostABI: "1.4",
 			Features:     []string{"metrics", "alerts", "agent_states", "query", "batch", "ttl", "concurrency", "restore"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"clock", "kv"},
 			WASI: true, Loadable: true,
@@ -178,13 +269,13 @@ func TestPluginInspect(t *testing.T) {
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", agentstatePath)
 		require.Equal(t, 0, code, "stderr: %s", stderr)
 		require.Contains(t, stdout, "name:         agentstate\n")
-		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.3)\n", "an older minor version loads")
+		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.4)\n", "an older minor version loads")
 		require.Contains(t, stdout, "loadable:     yes (grant: log, clock, kv)\n")
 
 		got := inspectJSON(t, agentstatePath, 0)
 		require.Equal(t, inspection{
 			File: agentstatePath, SHA256: sha256Hex(agentstate), Name: "agentstate", Version: "1.0.0",
-			ABI: "1.0", HostABI: "1.3", Features: []string{"agent_states"},
+			ABI: "1.0", HostABI: "1.4", Features: []string{"agent_states"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"log", "clock", "kv"},
 			Loadable: true,
 		}, got)
@@ -192,7 +283,7 @@ func TestPluginInspect(t *testing.T) {
 
 	t.Run("oldabi.wasm", func(t *testing.T) {
 		t.Parallel()
-		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.3, plugin needs 2.0"
+		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.4, plugin needs 2.0"
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", oldabiPath)
 		require.Equal(t, 1, code, "a plugin this host cannot load fails the command")
 		require.Empty(t, stderr)
@@ -201,7 +292,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, oldabiPath, 1)
 		require.False(t, got.Loadable)
 		require.Equal(t, problem, got.Problem)
-		require.Equal(t, "1.3", got.HostABI)
+		require.Equal(t, "1.4", got.HostABI)
 		require.Len(t, got.SHA256, 64)
 	})
 
@@ -214,7 +305,80 @@ func TestPluginInspect(t *testing.T) {
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "testdata/nope.wasm: no such file or directory")
 		_, stderr, code = runCommand(t, nil, "plugin", "list")
-		require.Equal(t, 1, code)
+		require.Equal(t, 2, code, "a usage error")
 		require.Contains(t, stderr, "plugin: the only subcommand is inspect")
 	})
+}
+
+// TestCommandLine: help lists the commands, version says what was built,
+// and the exit status tells a script what went wrong: 0 success, 1 a
+// failure, 2 a mistake in the command line.
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	commands := []string{"serve", "validate", "plugin inspect", "backup", "restore", "migrate", "version", "help"}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}} {
+		stdout, stderr, code := runCommand(t, nil, args...)
+		require.Equal(t, 0, code, "%v", args)
+		require.Empty(t, stderr, "%v", args)
+		require.True(t, strings.HasPrefix(stdout, "usage: storage-host [command] [arguments]\n"), "%v: %s", args, stdout)
+		for _, c := range commands {
+			require.Regexp(t, `(?m)^  `+regexp.QuoteMeta(c)+` +\S`, stdout, "%v: one line for %s", args, c)
+		}
+		require.NotContains(t, stdout, "-listen", "%v: the commands, not serve's flags", args)
+		require.Contains(t, stdout, "0 success, 1 failure, 2 usage error")
+	}
+
+	// A command's flags: asked for, on standard output, status 0.
+	stdout, _, code := runCommand(t, nil, "help", "serve")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "-listen")
+	_, stderr, code := runCommand(t, nil, "serve", "-h")
+	require.Equal(t, 0, code)
+	require.Contains(t, stderr, "-listen")
+
+	// version: the module version the go command recorded in the binary.
+	out, err := exec.Command("go", "version", "-m", binary).Output()
+	require.NoError(t, err)
+	mod := regexp.MustCompile(`(?m)^\tmod\tgithub.com/storage-host/storage-host\t(\S+)`).FindSubmatch(out)
+	require.NotNil(t, mod, "go version -m: %s", out)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		stdout, stderr, code = runCommand(t, nil, args...)
+		require.Equal(t, 0, code, "%v: %s", args, stderr)
+		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+		require.Equal(t, "storage-host "+string(mod[1]), lines[0])
+		require.Contains(t, lines, "go:     "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
+		require.Contains(t, lines, "abi:    "+abi.Current.String())
+	}
+
+	// Usage errors: 2, with the reason on standard error.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `storage-host: unknown command "frobnicate"`},
+		{[]string{"serve", "-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"serve", "extra"}, `storage-host: serve: unexpected argument "extra"`},
+		{[]string{"validate"}, "usage: storage-host validate"},
+		{[]string{"validate", "-nope", "x.hcl"}, "flag provided but not defined: -nope"},
+		{[]string{"plugin", "list"}, "plugin: the only subcommand is inspect"},
+		{[]string{"plugin", "inspect"}, "usage: storage-host plugin inspect"},
+		{[]string{"backup", "-config", "x.hcl"}, "usage: storage-host backup"},
+		{[]string{"backup", "verify"}, "usage: storage-host backup verify FILE"},
+		{[]string{"restore", "-config", "x.hcl", "-backend", "b", "-mode", "bogus", "f.shbk"}, `restore: -mode "bogus" is not fail, skip or overwrite`},
+		{[]string{"migrate", "-config", "x.hcl", "-from", "a", "-to", "a"}, `migrate: -from and -to both name backend "a"`},
+		{[]string{"version", "extra"}, "usage: storage-host version"},
+		{[]string{"help", "frobnicate"}, `storage-host: help: unknown command "frobnicate"`},
+	} {
+		stdout, stderr, code := runCommand(t, nil, tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Empty(t, stdout, "%v", tc.args)
+		require.Contains(t, stderr, tc.want, "%v", tc.args)
+	}
+
+	// Failures while running: 1.
+	_, _, code = runCommand(t, nil, "validate", "testdata/config/broken.hcl")
+	require.Equal(t, 1, code)
+	_, _, code = runCommand(t, nil, "backup", "verify", "testdata/config/missing.shbk")
+	require.Equal(t, 1, code)
 }

@@ -37,11 +37,10 @@ var (
 	rejected = regexp.MustCompile(`storage-host\.reload: configuration rejected; the previous one keeps serving: `)
 )
 
-// TestReloadOnSIGHUP: SIGHUP rereads the file and what it refers to. The
-// watcher follows the configuration and plugin files, not secret files,
-// so a rotated token secret takes a SIGHUP: a bad one is rejected and the
-// old token keeps working; a good one replaces it, and the backend, which
-// did not change, keeps serving with its data.
+// TestReloadOnSIGHUP: SIGHUP rereads the file and what it refers to, the
+// watcher off: a rotated token secret that is bad is rejected and the old
+// token keeps working; a good one replaces it, and the backend, which did
+// not change, keeps serving with its data.
 func TestReloadOnSIGHUP(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -60,8 +59,7 @@ auth {
 `), 0o600))
 	const first, second = "first-secret-0123456789", "second-secret-0123456789"
 	require.NoError(t, os.WriteFile(secret, []byte(first+"\n"), 0o600))
-	d := startDaemon(t, nil, "-config", cfg)
-	d.waitWatching(1) // and so SIGHUP is handled
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false") // SIGHUP is handled before it serves
 	url := d.url + "/v1/agents/a1/state"
 	r := call(t, "PUT", url, `{"v":1}`, bearer(first)...)
 	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
@@ -93,7 +91,7 @@ auth {
 	serves(second, "a rotation")
 	require.Equal(t, float64(2), d.metric(`storage_host_reloads_total{result="ok"}`, bearer(second)...))
 	require.Equal(t, float64(1), d.metric(`storage_host_reloads_total{result="failed"}`, bearer(second)...))
-	require.Equal(t, 3, d.logCount(reloaded)+d.logCount(rejected), "only the signals reloaded: the watcher ignores secret files")
+	require.Equal(t, 3, d.logCount(reloaded)+d.logCount(rejected), "only the signals reloaded")
 
 	d.stop()
 }
@@ -151,5 +149,107 @@ func TestReloadOnFileChange(t *testing.T) {
 
 	require.Equal(t, float64(d.logCount(reloaded)), d.metric(`storage_host_reloads_total{result="ok"}`), "the log and the counter agree")
 	require.Equal(t, float64(d.logCount(rejected)), d.metric(`storage_host_reloads_total{result="failed"}`))
+	d.stop()
+}
+
+// TestReloadBesideABusyFile: a log written beside the configuration every
+// 50 ms, four times within the watcher's debounce, neither reloads
+// anything nor holds an edit off: each of ten edits, renamed over the file
+// or written in place, is applied.
+func TestReloadBesideABusyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, memoryConfig(60), 0o600))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitWatching(1)
+
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-tick.C:
+				if _, err := fmt.Fprintf(f, "line %d\n", i); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		require.NoError(t, <-done)
+	}()
+
+	time.Sleep(500 * time.Millisecond) // the log alone reloads nothing
+	require.Zero(t, d.logCount(reloaded)+d.logCount(rejected))
+	for i := 1; i <= 10; i++ {
+		content := memoryConfig(60 * (i + 1))
+		if i%2 == 0 {
+			require.NoError(t, os.WriteFile(cfg, content, 0o600))
+		} else {
+			replaceFile(t, cfg, content)
+		}
+		require.Contains(t, d.waitLog(reloaded, i)[i-1], `trigger="file change"`, "edit %d", i)
+		require.Equal(t, time.Duration(i+1)*time.Minute, putTTL(t, d, fmt.Sprintf("a%d", i)), "edit %d applies", i)
+	}
+	require.Zero(t, d.logCount(rejected))
+	require.Equal(t, 10, d.logCount(reloaded), "one reload per edit, none for the log")
+}
+
+// TestReloadOnSecretRotation: the watcher follows the secret files the
+// configuration names, so a token rotated in its file, by rename or in
+// place, takes effect without SIGHUP: the new secret is accepted, the old
+// one refused, and the backend kept.
+func TestReloadOnSecretRotation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "secrets"), 0o700))
+	secret := filepath.Join(dir, "secrets", "agent.token")
+	require.NoError(t, os.WriteFile(cfg, []byte(`backend "memory" {
+  plugin = "builtin:memory"
+}
+
+auth {
+  token "agent" {
+    secret_file = "secrets/agent.token"
+    scopes      = ["agent_states:read", "agent_states:write"]
+  }
+}
+`), 0o600))
+	secrets := []string{"first-secret-0123456789", "second-secret-0123456789", "third-secret-0123456789"}
+	require.NoError(t, os.WriteFile(secret, []byte(secrets[0]+"\n"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitWatching(2) // the configuration's directory and the secret's
+	url := d.url + "/v1/agents/a1/state"
+	r := call(t, "PUT", url, `{"v":1}`, bearer(secrets[0])...)
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	stored := r.object(t)
+
+	for i, rotate := range []func(content []byte){
+		func(content []byte) { replaceFile(t, secret, content) },
+		func(content []byte) { require.NoError(t, os.WriteFile(secret, content, 0o600)) },
+	} {
+		old, current := secrets[i], secrets[i+1]
+		rotate([]byte(current + "\n"))
+		require.Regexp(t, `trigger="file change" added=\[\] replaced=\[\] removed=\[\] kept=\["memory"\]$`, d.waitLog(reloaded, i+1)[i])
+		require.Equal(t, http.StatusUnauthorized, call(t, "GET", url, "", bearer(old)...).code, "the old secret is refused")
+		r := call(t, "GET", url, "", bearer(current)...)
+		require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+		require.Equal(t, stored, r.object(t), "the backend is kept")
+	}
 	d.stop()
 }

@@ -39,12 +39,12 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: storage-host plugin inspect [-json] FILE.wasm|builtin:NAME")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errReported
+		return errUsage
 	}
 	file := fs.Arg(0)
 	var wasm []byte

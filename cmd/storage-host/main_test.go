@@ -460,15 +460,3 @@ func replaceFile(t *testing.T, path string, content []byte) {
 func repoFile(parts ...string) string {
 	return filepath.Join(append([]string{"..", ".."}, parts...)...)
 }
-
-func TestUnknownCommand(t *testing.T) {
-	t.Parallel()
-	_, stderr, code := runCommand(t, nil, "frobnicate")
-	require.Equal(t, 1, code)
-	require.Contains(t, stderr, `unknown command "frobnicate"`)
-	require.Contains(t, stderr, "usage: storage-host <command>", "the usage follows")
-
-	stdout, _, code := runCommand(t, nil, "help")
-	require.Equal(t, 0, code)
-	require.Contains(t, stdout, "serve [-config FILE] [-listen ADDR]")
-}

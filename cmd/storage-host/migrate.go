@@ -31,19 +31,19 @@ func migrateCmd(args []string, stdout, stderr io.Writer) error {
 	toName := fs.String("to", "", "the backend to copy into (required)")
 	state := fs.String("state", "", "checkpoint file: the same one resumes an interrupted migration (default: storage-host-migrate-FROM-TO.json in the current directory)")
 	modeName := fs.String("mode", "fail", "when the target holds a record of the source's key with another content: fail (checked before anything is written), skip (keep the target's), overwrite")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *configPath == "" || *fromName == "" || *toName == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return errReported
+		return errUsage
 	}
 	if *fromName == *toName {
-		return fmt.Errorf("migrate: -from and -to both name backend %q", *fromName)
+		return usagef("migrate: -from and -to both name backend %q", *fromName)
 	}
 	mode, ok := abi.ParseRestoreMode(*modeName)
 	if !ok {
-		return fmt.Errorf("migrate: -mode %q is not fail, skip or overwrite", *modeName)
+		return usagef("migrate: -mode %q is not fail, skip or overwrite", *modeName)
 	}
 	if *state == "" {
 		*state = fmt.Sprintf("storage-host-migrate-%s-%s.json", *fromName, *toName)

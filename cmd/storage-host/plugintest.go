@@ -78,22 +78,21 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.verbose, "v", false, "list every rule, not only those that failed")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "fail the run if it takes longer than this")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	switch {
 	case f.configPath != "" && (f.backend == "" || fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != ""):
-		fmt.Fprintln(stderr, "plugin test: -config takes -backend, and no plugin file, -option or -redis (the backend block has them)")
 		fs.Usage()
-		return nil, errReported
+		return nil, usagef("plugin test: -config takes -backend, and no plugin file, -option or -redis (the backend block has them)")
 	case f.configPath == "" && fs.NArg() != 1:
 		fs.Usage()
-		return nil, errReported
+		return nil, errUsage
 	}
 	f.plugin = fs.Arg(0)
 	if f.run != "" {
 		if _, err := regexp.Compile(f.run); err != nil {
-			return nil, fmt.Errorf("plugin test: -run: %w", err)
+			return nil, usagef("plugin test: -run: %v", err)
 		}
 	}
 	return f, nil

@@ -24,16 +24,16 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "configuration file naming the backend (required)")
 	name := fs.String("backend", "", "the backend to restore into (required)")
 	modeName := fs.String("mode", "fail", "when the backend holds a record of the backup: fail (write nothing), skip (keep the backend's), overwrite")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *configPath == "" || *name == "" || fs.NArg() != 1 {
 		fs.Usage()
-		return errReported
+		return errUsage
 	}
 	mode, ok := abi.ParseRestoreMode(*modeName)
 	if !ok {
-		return fmt.Errorf("restore: -mode %q is not fail, skip or overwrite", *modeName)
+		return usagef("restore: -mode %q is not fail, skip or overwrite", *modeName)
 	}
 	path := fs.Arg(0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/httpapi"
 	"github.com/storage-host/storage-host/host/manager"
 )
@@ -35,13 +36,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "", "log level: trace, debug, info, warn, error (default: the file's, else info)")
 	logFormat := fs.String("log-format", "", "log format: text or json (default: the file's, else text)")
 	allowUnauth := fs.Bool("allow-unauthenticated", false, "serve a non-loopback address without tokens (the file's auth.allow_unauthenticated does the same)")
-	watch := fs.Bool("watch", true, "reload when the configuration file or a plugin file it names changes (SIGHUP always reloads)")
+	watch := fs.Bool("watch", true, "reload when the configuration file, or a plugin or secret file it names, changes (SIGHUP always reloads)")
 	dataDirArg := dataDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return usagef("serve: unexpected argument %q", fs.Arg(0))
 	}
 	dataDir, err := checkDataDir(*dataDirArg)
 	if err != nil {
@@ -123,7 +124,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sched.update(f)
-	h, err := httpapi.New(httpapi.Options{Backends: m, Logger: logger, Tokens: tokens(f), Registry: reg})
+	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: tokens(f), Registry: reg})
 	if err != nil {
 		closeManager()
 		return err
@@ -271,4 +272,17 @@ func firstOf(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// managerBackends serves the HTTP API from the manager: its routed
+// backends, and their events (httpapi.EventBackends).
+type managerBackends struct{ *manager.Manager }
+
+// Subscribe is manager.Manager.Subscribe, as httpapi takes it.
+func (b managerBackends) Subscribe(ctx context.Context, f events.Filter, from string) (httpapi.Subscription, error) {
+	sub, err := b.Manager.Subscribe(ctx, f, from)
+	if err != nil {
+		return nil, err // not a nil *manager.Subscription in an interface
+	}
+	return sub, nil
 }

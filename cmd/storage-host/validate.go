@@ -11,18 +11,21 @@ import (
 
 // validate checks a configuration file as serve would load it, without
 // opening any backend, connecting to Redis or creating a data directory.
+// With -offline it does not read the secrets either (config.Offline): the
+// check a CI job can run on the repository, where the secrets are not.
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	const usage = "usage: storage-host validate [-data-dir DIR] FILE"
+	const usage = "usage: storage-host validate [-offline] [-data-dir DIR] FILE"
 	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
+	offline := fs.Bool("offline", false, "check everything but the secrets: environment variables and secret files are named, not read (for CI, where the secrets are not)")
 	dataDirArg := dataDirFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, usage)
-		return errReported
+		return errUsage
 	}
 	// The data directory is only named: the backends' directories are
 	// checked against each other, and nothing is created.
@@ -30,7 +33,11 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := config.Load(fs.Arg(0), config.WithDataDir(dataDir))
+	opts := []config.Option{config.WithDataDir(dataDir)}
+	if *offline {
+		opts = append(opts, config.Offline())
+	}
+	f, err := config.Load(fs.Arg(0), opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported
@@ -39,7 +46,11 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	for i, b := range f.Backends {
 		names[i] = b.Name
 	}
-	fmt.Fprintf(stdout, "%s: ok: backends %s; metrics → %s, alerts → %s, agent_states → %s; %d token(s)\n",
-		f.Path, strings.Join(names, ", "), f.Routes.Metrics, f.Routes.Alerts, f.Routes.AgentStates, len(f.Auth.Tokens))
+	var note string
+	if *offline {
+		note = " (offline: secrets not read)"
+	}
+	fmt.Fprintf(stdout, "%s: ok%s: backends %s; metrics → %s, alerts → %s, agent_states → %s; %d token(s)\n",
+		f.Path, note, strings.Join(names, ", "), f.Routes.Metrics, f.Routes.Alerts, f.Routes.AgentStates, len(f.Auth.Tokens))
 	return nil
 }

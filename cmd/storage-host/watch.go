@@ -15,7 +15,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 )
 
@@ -23,21 +22,29 @@ import (
 // reports: editors write a file in several steps.
 const debounce = 200 * time.Millisecond
 
-// watcher reports changes to the configuration file and to the plugin
+// maxLinks bounds the symbolic links followed resolving one path.
+const maxLinks = 40
+
+// watcher reports changes to the files a configuration reads
+// (config.File.Files): the file itself, the plugin files and the secret
 // files it names. It watches their directories, not the files, so that a
 // file replaced by rename (as editors and deploy tools do) is still seen,
-// and after any event in one of them it compares the files' contents: a
-// Kubernetes ConfigMap, which swaps a "..data" symlink and never touches
-// the file's own name, is seen too, and an event that changed nothing of
-// interest reloads nothing.
+// but it heeds only the events of the names that decide those files'
+// contents: each file's own name, every symbolic link met resolving it
+// and the file it ends at. A Kubernetes ConfigMap or Secret, which swaps a
+// "..data" symlink and never touches the file's own name, is seen; a log
+// written beside the configuration every few milliseconds is not, and
+// cannot hold the debounce off for ever. After the debounce it compares
+// the files' contents: an event that changed nothing reloads nothing.
 type watcher struct {
 	fsw     *fsnotify.Watcher
 	log     hclog.Logger
 	changed chan struct{}
 
 	mu    sync.Mutex
-	files []string // absolute paths of interest
-	dirs  map[string]bool
+	files []string          // absolute paths of interest
+	names map[string]bool   // the paths whose events count (resolve)
+	dirs  map[string]bool   // the directories watched
 	last  [sha256.Size]byte // fingerprint of the files' contents
 }
 
@@ -52,25 +59,42 @@ func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
 	return w, nil
 }
 
-// follow makes the watcher track the files f refers to.
+// follow makes the watcher track the files f reads.
 func (w *watcher) follow(f *config.File) {
 	files := map[string]bool{}
-	if p, err := filepath.Abs(f.Path); err == nil {
-		files[p] = true
-	}
-	for _, b := range f.Backends {
-		if p := b.Config.Plugin; p != "" && !strings.HasPrefix(p, host.BuiltinPrefix) {
-			if abs, err := filepath.Abs(p); err == nil {
-				files[abs] = true
-			}
+	for _, p := range f.Files {
+		if abs, err := filepath.Abs(p); err == nil {
+			files[abs] = true
 		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.files = slices.Sorted(maps.Keys(files))
 	w.last = fingerprint(w.files)
+	w.watchNames()
+}
+
+// watchNames recomputes the names whose events count and watches their
+// directories, dropping the directories no longer needed (a ConfigMap's
+// previous version, say). w.mu is held.
+func (w *watcher) watchNames() {
+	w.names = map[string]bool{}
 	for _, p := range w.files {
-		dir := filepath.Dir(p)
+		for _, n := range resolve(p) {
+			w.names[n] = true
+		}
+	}
+	want := map[string]bool{}
+	for n := range w.names {
+		want[filepath.Dir(n)] = true
+	}
+	for dir := range w.dirs {
+		if !want[dir] {
+			_ = w.fsw.Remove(dir) // gone with the directory, maybe
+			delete(w.dirs, dir)
+		}
+	}
+	for dir := range want {
 		if w.dirs[dir] {
 			continue
 		}
@@ -82,6 +106,67 @@ func (w *watcher) follow(f *config.File) {
 	}
 }
 
+// resolve returns p and the paths that decide what p's contents are: each
+// symbolic link met resolving it, component by component, and the path it
+// ends at. A component that does not exist (yet) ends the resolution: its
+// creation is an event of the last path returned, or of its directory's
+// own link.
+func resolve(p string) []string {
+	out := []string{p}
+	rest := filepath.Clean(p)
+	for range maxLinks {
+		link, target, ok := firstLink(rest)
+		if !ok {
+			break
+		}
+		out = append(out, link)
+		rest = target
+		if !slices.Contains(out, rest) {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+// firstLink finds the first component of the absolute path p that is a
+// symbolic link, and returns it and p with that component replaced by the
+// link's target.
+func firstLink(p string) (link, resolved string, ok bool) {
+	vol := filepath.VolumeName(p)
+	parts := splitPath(p[len(vol):])
+	cur := vol + string(filepath.Separator)
+	for i, part := range parts {
+		next := filepath.Join(cur, part)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", "", false
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(next)
+			if err != nil {
+				return "", "", false
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(cur, target)
+			}
+			return next, filepath.Join(append([]string{target}, parts[i+1:]...)...), true
+		}
+		cur = next
+	}
+	return "", "", false
+}
+
+// splitPath returns the non-empty components of p.
+func splitPath(p string) []string {
+	var parts []string
+	for _, s := range strings.Split(filepath.ToSlash(p), "/") {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	return parts
+}
+
 func (w *watcher) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -91,7 +176,13 @@ func (w *watcher) loop() {
 			if !ok {
 				return
 			}
-			if ev.Op != fsnotify.Chmod {
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			w.mu.Lock()
+			ours := w.names[filepath.Clean(ev.Name)]
+			w.mu.Unlock()
+			if ours {
 				timer.Reset(debounce)
 			}
 		case err, ok := <-w.fsw.Errors:
@@ -104,6 +195,8 @@ func (w *watcher) loop() {
 			now := fingerprint(w.files)
 			same := now == w.last
 			w.last = now
+			// A swapped link points elsewhere now: follow it there.
+			w.watchNames()
 			w.mu.Unlock()
 			if same {
 				continue

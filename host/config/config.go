@@ -30,6 +30,11 @@ type File struct {
 	Routes Routes
 	// Auth says who may call the daemon.
 	Auth Auth
+	// Files are the files the configuration was read from: the file
+	// itself, the plugin modules it names by path and the secret files of
+	// its tokens and Redis passwords, absolute, each once. A change to any
+	// of them may change the configuration; nothing else does.
+	Files []string
 }
 
 // Log configures the daemon's log.

@@ -15,6 +15,19 @@ type Option func(*options)
 
 type options struct {
 	dataDir string
+	offline bool
+}
+
+// Offline checks a file without resolving its secrets: secret_env and
+// password_env must name a variable, secret_file and password_file a
+// file, but neither is read, so a file checks on a machine that has none
+// of its secrets (a CI job). Everything else is checked as without it:
+// syntax, schema, references, plugins read, pinned, inspected and
+// granted, options judged by their plugin. The File has no secrets
+// (Token.Secret and the Redis password are empty): it is a report, not a
+// configuration to serve.
+func Offline() Option {
+	return func(o *options) { o.offline = true }
 }
 
 // WithDataDir sets the directory the daemon keeps its data in. Every

@@ -144,6 +144,8 @@ type checker struct {
 	dir      string // absolute directory relative paths start from
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
+	files    []string // File.Files
+	offline  bool     // Offline: secrets are named, not read
 	// served is what the plugin of each backend advertises, for the
 	// backends whose plugin could be inspected.
 	served map[string]served
@@ -160,11 +162,19 @@ func newChecker(filename string, o options) *checker {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	c := &checker{filename: filename, dir: dir}
+	c := &checker{filename: filename, dir: dir, offline: o.offline}
+	c.read(absPath(filename))
 	if o.dataDir != "" {
 		c.dataDir = absPath(o.dataDir)
 	}
 	return c
+}
+
+// read records that the configuration reads the file at path (absolute).
+func (c *checker) read(path string) {
+	if !slices.Contains(c.files, path) {
+		c.files = append(c.files, path)
+	}
 }
 
 // absPath returns p absolute and clean (as is when the working directory
@@ -193,6 +203,7 @@ func (c *checker) file(src []byte) *File {
 	var raw rawFile
 	c.diags = append(c.diags, gohcl.DecodeBody(hf.Body, nil, &raw)...)
 	f := &File{Path: c.filename, DataDir: c.dataDir}
+	defer func() { f.Files = c.files }()
 	if listen, ok := c.str(raw.Listen, "listen"); ok {
 		if _, _, err := net.SplitHostPort(listen); err != nil {
 			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "listen must be host:port: %v.", err)
@@ -356,7 +367,8 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	if wasm != nil && capsOK {
 		info := inspect(wasm)
-		c.grant(info, caps, rb.Redis != nil, rb.Plugin.Range())
+		c.defaultScripts(rb, &cfg, info)
+		c.grant(info, caps, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
 		if info.Err == nil {
 			if c.served == nil {
 				c.served = map[string]served{}
@@ -403,8 +415,11 @@ func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) (caps []abi.C
 		case cp == abi.CapabilityRedis:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis" is granted by a redis block, which this backend has not.`)
 			ok = false
+		case cp == abi.CapabilityRedisScripts:
+			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis_scripts" is granted by scripts = true in the backend's redis block, not in capabilities.`)
+			ok = false
 		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV && cp != abi.CapabilityEvents:
-			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis and events.", n)
+			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis, redis_scripts and events.", n)
 			ok = false
 		case slices.Contains(caps, cp):
 			c.errorf(ranges[i], "Duplicate capability", "%q is listed twice.", n)
@@ -575,7 +590,7 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 	rc.Cluster, _ = c.boolean(r.Cluster, "cluster")
 	rc.MasterName, _ = c.str(r.MasterName, "master_name")
 	rc.Username, _ = c.str(r.Username, "username")
-	rc.Password, _, _ = c.secret(
+	rc.Password, _, _, _ = c.secret(
 		secretSource{"password", r.Password},
 		secretSource{"password_env", r.PasswordEnv},
 		secretSource{"password_file", r.PasswordFile},
@@ -709,7 +724,7 @@ func (c *checker) auth(r *rawAuth) Auth {
 	for _, rt := range r.Tokens {
 		named := c.name(rt.Name, "token", rt.DefRange, seen)
 		t := Token{Name: rt.Name}
-		secret, rng, ok := c.secret(
+		secret, rng, resolved, ok := c.secret(
 			secretSource{"secret", rt.Secret},
 			secretSource{"secret_env", rt.SecretEnv},
 			secretSource{"secret_file", rt.SecretFile},
@@ -718,6 +733,8 @@ func (c *checker) auth(r *rawAuth) Auth {
 		case !ok:
 		case rng == nil:
 			c.errorf(rt.DefRange, "Missing token secret", "A token needs one of secret_env, secret_file or secret.")
+		case !resolved:
+			// Offline: the secret is named, not read.
 		case len(secret) < minTokenSecret:
 			// Never print the secret itself.
 			c.errorf(*rng, "Token secret too short", "Token %q has a secret of %d bytes; at least %d are required.", rt.Name, len(secret), minTokenSecret)

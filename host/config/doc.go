@@ -67,7 +67,9 @@
 //	    max_retries    = 0
 //	    key_prefix     = "storage-host:"  # required; may not overlap (start, or be the start of) another backend's on the same Redis and db
 //	    allow_commands = []
-//	    scripts        = true
+//	    scripts        = true           # Lua scripts (the redis_scripts capability); default: true for a
+//	                                    # built-in plugin that declares it runs them (builtin:redis, which
+//	                                    # cannot serve without), false for any other plugin
 //	  }
 //	  backup {                          # optional: scheduled backups, written by the daemon
 //	    interval         = "1h"         # required: a Go duration, at least 1s
@@ -98,10 +100,13 @@
 // plugins, are relative to the configuration file.
 //
 // Checking a file reads every plugin it names and inspects it
-// (host.Inspect) for the capabilities it imports, so that a plugin this
-// host cannot load, or one needing a capability its backend does not
-// grant, is refused here rather than when the daemon starts. It connects
+// (host.Inspect) for the capabilities it imports or declares, so that a
+// plugin this host cannot load, or one needing a capability its backend
+// does not grant (redis_scripts, say, of a plugin that runs Lua scripts
+// in a backend without scripts = true), is refused here rather than when
+// the daemon starts or at its first request. It connects
 // to nothing and creates nothing: a Redis backend checks without Redis,
 // and data directories (WithDataDir, data_dir) are computed and checked
-// against each other, not made.
+// against each other, not made. With Offline it reads no secret either,
+// so a file checks where its secrets are not (CI).
 package config

@@ -49,6 +49,7 @@ func (c *checker) plugin(rb *rawBackend, cfg *host.Config) []byte {
 			return nil
 		}
 		cfg.Plugin = c.path(p)
+		c.read(cfg.Plugin)
 		var err error
 		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
 			c.errorf(rng, "Unreadable plugin", "%v.", err)
@@ -127,9 +128,10 @@ type secretSource struct {
 
 // secret resolves a secret given by at most one of its sources: inline,
 // the name of an environment variable, the path of a file. rng is the
-// range of the source used, nil when none is set; ok is false after an
-// error.
-func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, ok bool) {
+// range of the source used, nil when none is set; resolved is false when
+// the secret was not read (Offline, from the environment or a file); ok
+// is false after an error.
+func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, resolved, ok bool) {
 	var given []secretSource
 	for _, s := range []secretSource{inline, env, file} {
 		if s.expr == nil {
@@ -140,7 +142,7 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 		}
 	}
 	if len(given) == 0 {
-		return "", nil, true
+		return "", nil, true, true
 	}
 	for _, s := range given[1:] {
 		c.errorf(s.expr.Range(), "Conflicting secret sources", "%s and %s are both set; set only one of %s, %s and %s.",
@@ -150,34 +152,45 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 	r := s.expr.Range()
 	v, ok := c.str(s.expr, s.name)
 	if !ok || len(given) > 1 {
-		return "", &r, false
+		return "", &r, false, false
 	}
 	switch s.name {
 	case env.name:
 		if v == "" {
 			c.errorf(r, "Invalid environment variable name", "%s names no variable.", s.name)
-			return "", &r, false
+			return "", &r, false, false
+		}
+		if c.offline {
+			return "", &r, false, true
 		}
 		value = os.Getenv(v)
 		if value == "" {
 			c.errorf(r, "Unset secret", "The environment variable %s is unset or empty.", v)
-			return "", &r, false
+			return "", &r, false, false
 		}
 	case file.name:
+		if v == "" {
+			c.errorf(r, "Invalid secret file name", "%s names no file.", s.name)
+			return "", &r, false, false
+		}
+		c.read(c.path(v))
+		if c.offline {
+			return "", &r, false, true
+		}
 		b, err := readRegular(c.path(v), maxSecretFile)
 		if err != nil {
 			c.errorf(r, "Unreadable secret file", "%v.", err)
-			return "", &r, false
+			return "", &r, false, false
 		}
 		value = strings.TrimRight(string(b), "\r\n")
 		if value == "" {
 			c.errorf(r, "Empty secret file", "%s is empty.", c.path(v))
-			return "", &r, false
+			return "", &r, false, false
 		}
 	default:
 		value = v
 	}
-	return value, &r, true
+	return value, &r, true, true
 }
 
 // checkRedis checks rc as redisbridge.Open does, without connecting or
@@ -186,11 +199,19 @@ func checkRedis(rc *redisbridge.Config) error {
 	return redisbridge.Check(*rc)
 }
 
+// grantRange is where a backend's grants are, for grant's errors.
+type grantRange struct {
+	plugin hcl.Range           // the plugin attribute
+	raw    *rawRedis           // the redis block; nil without one
+	redis  *redisbridge.Config // as decoded; nil without a redis block
+}
+
 // grant checks that the backend grants every capability the plugin
 // imports or declares, and that this host can load the plugin at all.
-func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, hasRedis bool, rng hcl.Range) {
+// redis is granted by a redis block, redis_scripts by its scripts.
+func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, g grantRange) {
 	if info.Err != nil {
-		c.errorf(rng, "Plugin cannot be loaded", "%v.", info.Err)
+		c.errorf(g.plugin, "Plugin cannot be loaded", "%v.", info.Err)
 		return
 	}
 	needed := slices.Clone(info.Imports)
@@ -200,17 +221,43 @@ func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, hasRedis bo
 		}
 	}
 	for _, cp := range needed {
-		if slices.Contains(caps, cp) || cp == abi.CapabilityRedis && hasRedis {
+		switch {
+		case slices.Contains(caps, cp),
+			cp == abi.CapabilityRedis && g.redis != nil,
+			cp == abi.CapabilityRedisScripts && g.redis != nil && g.redis.Scripts:
 			continue
 		}
-		verb, hint := "declares", "add it to capabilities"
+		verb, hint, rng := "declares", "add it to capabilities", g.plugin
 		if slices.Contains(info.Imports, cp) {
 			verb = "imports"
 		}
-		if cp == abi.CapabilityRedis {
+		switch cp {
+		case abi.CapabilityRedis:
 			hint = "add a redis block"
+		case abi.CapabilityRedisScripts:
+			hint = "set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does"
+			if g.raw == nil {
+				hint = "add a redis block with scripts = true: the plugin runs Lua scripts on Redis"
+			} else if _, set, _ := c.peek(g.raw.Scripts); set {
+				rng = g.raw.Scripts.Range()
+			}
 		}
 		c.errorf(rng, "Capability not granted", "plugin %s capability %q, which this backend does not grant (%s)", verb, cp, hint)
+	}
+}
+
+// defaultScripts grants scripts to a built-in plugin that declares it
+// runs them (builtin:redis) when its redis block leaves scripts unset: it
+// cannot serve a request without them. Any other plugin is granted
+// scripts only by scripts = true, so that a module a configuration names
+// by path runs no Lua on Redis unless its operator said so.
+func (c *checker) defaultScripts(rb *rawBackend, cfg *host.Config, info host.PluginInfo) {
+	if rb.Redis == nil || cfg.Redis == nil || !strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix) ||
+		!slices.Contains(info.Metadata.Capabilities, abi.CapabilityRedisScripts) {
+		return
+	}
+	if _, set, _ := c.peek(rb.Redis.Scripts); !set {
+		cfg.Redis.Scripts = true
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
-	"github.com/storage-host/storage-host/host/manager"
 )
 
 // EventBackends are Backends that also deliver the backends' events, for
@@ -23,8 +22,23 @@ import (
 type EventBackends interface {
 	Backends
 	// Subscribe subscribes to the events f passes, after the position
-	// from ("" for the events from now on); see manager.Manager.Subscribe.
-	Subscribe(ctx context.Context, f events.Filter, from string) (*manager.Subscription, error)
+	// from ("" for the events from now on). A from this API did not issue
+	// is an error wrapping events.ErrBadID.
+	Subscribe(ctx context.Context, f events.Filter, from string) (Subscription, error)
+}
+
+// Subscription is a subscription EventBackends.Subscribe made.
+type Subscription interface {
+	// Events delivers the events, and is closed when the subscription
+	// ends.
+	Events() <-chan events.Event
+	// Err returns why the subscription ended, once Events is closed.
+	Err() error
+	// Start is the position the subscription starts after: the first
+	// ID a stream announces.
+	Start() string
+	// Close ends the subscription.
+	Close()
 }
 
 // Stream timing. keepaliveInterval is the default of Handler.keepalive.
@@ -156,7 +170,7 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 
 // subscribe subscribes through eb, again (twice at most) when a reload
 // closed a backend between the routes being read and its subscription.
-func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from string) (*manager.Subscription, error) {
+func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from string) (Subscription, error) {
 	for attempt := 0; ; attempt++ {
 		sub, err := eb.Subscribe(ctx, f, from)
 		if err != nil && attempt < 2 && (errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed)) {
@@ -169,7 +183,7 @@ func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from stri
 // subscribeError is the JSON error answering a failed subscription.
 func subscribeError(err error, from string) error {
 	switch {
-	case errors.Is(err, manager.ErrBadPosition), errors.Is(err, events.ErrBadID):
+	case errors.Is(err, events.ErrBadID):
 		return invalid(fmt.Sprintf("Last-Event-ID (or last_event_id) %q is not an event ID this API issued", from))
 	case errors.Is(err, events.ErrLost):
 		return &apiError{status: http.StatusGone, code: codeEventsLost,

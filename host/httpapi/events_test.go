@@ -308,7 +308,7 @@ func newEventsEnv(t *testing.T, f *config.File, configure ...func(*httpapi.Optio
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	e := &env{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	o := httpapi.Options{
-		Backends: m,
+		Backends: managerEvents{m},
 		Registry: e.reg,
 		Logger:   hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Info}),
 	}
@@ -727,4 +727,16 @@ func TestEventsStreamsGauge(t *testing.T) {
 	// A refused stream is never counted.
 	e.req("GET", "/v1/events?kind=", nil).requireError(t, http.StatusBadRequest, "invalid")
 	require.Equal(t, 0.0, gauge())
+}
+
+// managerEvents is a manager as httpapi.EventBackends, as the daemon
+// passes it.
+type managerEvents struct{ *manager.Manager }
+
+func (m managerEvents) Subscribe(ctx context.Context, f events.Filter, from string) (httpapi.Subscription, error) {
+	sub, err := m.Manager.Subscribe(ctx, f, from)
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
 }

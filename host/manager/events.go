@@ -12,8 +12,8 @@ import (
 )
 
 // ErrBadPosition is returned by Subscribe for a from that is not a
-// position its subscriptions issued.
-var ErrBadPosition = errors.New("manager: not an event position")
+// position its subscriptions issued. It wraps events.ErrBadID.
+var ErrBadPosition = fmt.Errorf("manager: not an event position (%w)", events.ErrBadID)
 
 // Subscribe subscribes to the events f passes from every backend routed
 // for the kinds f names (every routed backend when f names none, or names

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,7 +232,10 @@ func (m *Manager) Ready(ctx context.Context) error {
 		}
 		seen[b] = true
 		if err := b.store.Ready(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("backend %s: %w", b.def.Name, err))
+			if !strings.HasPrefix(err.Error(), "backend "+b.def.Name+": ") {
+				err = fmt.Errorf("backend %s: %w", b.def.Name, err)
+			}
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -27,12 +27,15 @@ type metrics struct {
 	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
 	cacheEntries                                      *prometheus.Desc
 	bufferedWrites, tickFailures                      *prometheus.Desc
+
+	redis *redisInfo // the Redis servers' own figures
 }
 
 func newMetrics(m *Manager) *metrics {
 	backend := []string{"backend"}
 	return &metrics{
-		m: m,
+		m:     m,
+		redis: newRedisInfo(),
 		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "storage_host_plugin_call_duration_seconds",
 			Help:    "Time a plugin spent on one call (pool wait excluded), by backend and ABI operation.",
@@ -99,6 +102,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures} {
 		ch <- d
 	}
+	x.redis.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -106,7 +110,9 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	x.calls.Collect(ch)
 	x.traps.Collect(ch)
 	x.reloads.Collect(ch)
-	for _, b := range x.m.backends() {
+	bs := x.m.backends()
+	x.redis.collect(ch, bs)
+	for _, b := range bs {
 		name := b.def.Name
 		st := b.store.Stats()
 		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), name)

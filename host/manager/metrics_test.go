@@ -43,6 +43,11 @@ func TestMetrics(t *testing.T) {
 	count, err := testutil.GatherAndCount(reg, "storage_host_plugin_call_duration_seconds")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, count, 3, "series for put_agent_state on mem and ping on both backends")
+	for _, name := range []string{"redis_up", "redis_instance_info", "redis_memory_used_bytes", "redis_commands_processed_total"} {
+		count, err = testutil.GatherAndCount(reg, name)
+		require.NoError(t, err)
+		require.Equal(t, 1, count, "%s: one series, the Redis of backend red", name)
+	}
 
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP storage_host_pool_instances_max Most plugin instances the backend may run.
@@ -102,7 +107,7 @@ func TestReadyFollowsRedis(t *testing.T) {
 	f := &config.File{Routes: config.Routes{Metrics: "red", Alerts: "red", AgentStates: "red"}}
 	f.Backends = []config.Backend{{Name: "red", Digest: "1", Config: host.Config{
 		Name: "red", Plugin: "builtin:redis",
-		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "ready:"},
+		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "ready:", Scripts: true},
 	}}}
 	m, err := manager.New(ctx, f, manager.Options{})
 	require.NoError(t, err)

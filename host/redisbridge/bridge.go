@@ -193,6 +193,9 @@ type Bridge struct {
 
 	kills   killer
 	closing chan struct{}
+
+	masterName string    // of a Sentinel setup
+	info       infoCache // ServerInfo's last reading
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
@@ -228,6 +231,12 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	b.client = redis.NewUniversalClient(opts)
 	if b.host == nil {
 		b.host = b.client
+	}
+	if b.masterName = opts.MasterName; b.masterName != "" {
+		b.client.AddHook(masterDials{&b.info})
+		if b.host != b.client {
+			b.host.AddHook(masterDials{&b.info})
+		}
 	}
 	if _, ok := b.client.(*redis.ClusterClient); !ok {
 		b.client.AddHook(trackSends{})
@@ -411,21 +420,6 @@ func fromURL(o *redis.UniversalOptions, raw string) error {
 	return nil
 }
 
-// Ping sends PING to Redis (every master of a cluster) and reports
-// UNAVAILABLE if one does not answer.
-func (b *Bridge) Ping(ctx context.Context) error {
-	var err error
-	if c, ok := b.client.(*redis.ClusterClient); ok {
-		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
-	} else {
-		err = b.client.Ping(ctx).Err()
-	}
-	if err != nil {
-		return abi.Errorf(abi.StatusUnavailable, "redis: %v", err)
-	}
-	return nil
-}
-
 // PoolStats returns the connection pool's counters (all nodes summed on a
 // cluster).
 func (b *Bridge) PoolStats() *redis.PoolStats { return b.client.PoolStats() }
@@ -519,6 +513,22 @@ func hasPrefix(s string, prefixes []string) bool {
 var unavailablePrefixes = []string{"CLUSTERDOWN ", "LOADING ", "MASTERDOWN ", "TRYAGAIN "}
 
 func unavailableReply(msg string) bool { return hasPrefix(msg, unavailablePrefixes) }
+
+// ErrNotGranted is the error Do and Serve return for a request they
+// refused for lack of a grant of the backend's configuration: a script
+// without Config.Scripts, a command outside Config.AllowCommands. The
+// plugin is answered StatusInvalid, as for any refused request; the error
+// tells the host that the configuration is at fault, not the request the
+// plugin was serving.
+var ErrNotGranted = errors.New("redisbridge: not granted to this backend")
+
+// notGranted appends the StatusInvalid response of a request refused for
+// lack of a grant and returns its error, wrapping ErrNotGranted.
+func notGranted(e *abi.Encoder, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	invalid(e, "%s", msg)
+	return fmt.Errorf("%w: %s", ErrNotGranted, msg)
+}
 
 // invalid appends a StatusInvalid response.
 func invalid(e *abi.Encoder, format string, args ...any) {

@@ -63,33 +63,37 @@ type call struct {
 //
 // A script request runs EVALSHA per call, pipelined; calls that Redis
 // answers NOSCRIPT run again as EVAL, which loads the script on that node.
-func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) {
+//
+// Do returns an error wrapping ErrNotGranted when it refused the request
+// for lack of a grant of the backend's configuration (a script without
+// Config.Scripts, a command outside Config.AllowCommands), nil otherwise:
+// the response says how the request went.
+func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) error {
 	var calls []call
 	switch req.Mode {
 	case abi.RedisPipeline, abi.RedisTransaction:
 		if len(req.Commands) == 0 {
 			invalid(e, "no commands")
-			return
+			return nil
 		}
 		if len(req.Commands) > b.maxCommands {
 			limit(e, "%d commands in one request, more than the %d allowed", len(req.Commands), b.maxCommands)
-			return
+			return nil
 		}
 		var growth int64
 		calls = make([]call, len(req.Commands))
 		for i, in := range req.Commands {
 			if len(in) == 0 {
 				invalid(e, "command %d is empty", i)
-				return
+				return nil
 			}
 			c := lookup(b.allowed, in[0])
 			if c == nil {
 				if lookup(commands, in[0]) != nil {
-					invalid(e, "command %s is not allowed for this backend (not in AllowCommands)", shown(in[0]))
-				} else {
-					invalid(e, "command %s is not allowed", shown(in[0]))
+					return notGranted(e, "command %s is not allowed for this backend (not in AllowCommands)", shown(in[0]))
 				}
-				return
+				invalid(e, "command %s is not allowed", shown(in[0]))
+				return nil
 			}
 			args, first, err := c.args(in, b.prefix, make([]any, 0, len(in)))
 			if err == nil {
@@ -102,26 +106,25 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			}
 			if err != nil {
 				invalid(e, "command %d: %v", i, err)
-				return
+				return nil
 			}
 			calls[i] = call{args: args, first: first, write: !c.readOnly}
 		}
 	case abi.RedisScript:
 		if b.scripts == nil {
-			invalid(e, "scripts are not granted to this backend")
-			return
+			return notGranted(e, "scripts are not granted to this backend")
 		}
 		if len(req.Script) == 0 {
 			invalid(e, "empty script")
-			return
+			return nil
 		}
 		if len(req.Calls) == 0 {
 			invalid(e, "no script calls")
-			return
+			return nil
 		}
 		if len(req.Calls) > b.maxCommands {
 			limit(e, "%d script calls in one request, more than the %d allowed", len(req.Calls), b.maxCommands)
-			return
+			return nil
 		}
 		sha := b.scripts.sha(req.Script)
 		calls = make([]call, len(req.Calls))
@@ -131,7 +134,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			for _, k := range sc.Keys {
 				if bytes.HasPrefix(k, hostKeyPrefix) {
 					invalid(e, "script call %d: key %s: keys starting with %q are the host's", i, shown(k), HostKeyPrefix)
-					return
+					return nil
 				}
 				args = append(args, b.prefix+string(k))
 			}
@@ -146,7 +149,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 	default:
 		invalid(e, "unknown mode %d", req.Mode)
-		return
+		return nil
 	}
 
 	writes := make([]bool, len(calls))
@@ -166,7 +169,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		} else {
 			unavailable(e, err)
 		}
-		return
+		return nil
 	}
 	if f, failed := outcome(cmds, writes); failed && !budget.exceeded.Load() {
 		if req.Mode == abi.RedisScript && overran(ctx, f.err) {
@@ -182,7 +185,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				} else {
 					unavailable(e, ctx.Err())
 				}
-				return
+				return nil
 			}
 			f, failed = outcome(cmds, writes)
 		}
@@ -192,13 +195,13 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			} else {
 				unavailable(e, f.err)
 			}
-			return
+			return nil
 		}
 	}
 	if budget.exceeded.Load() {
 		// The connection was dropped mid-reply; the commands ran.
 		limit(e, "the replies exceed %d bytes, the backend's response bound; the commands ran", b.maxReply)
-		return
+		return nil
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(uint64(len(cmds)))
@@ -211,29 +214,31 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 		appendRaw(e, raw)
 	}
+	return nil
 }
 
 // Serve decodes the encoded RedisRequest reqBytes and runs it as Do does.
 // A request with more commands or script calls than the bridge takes is
 // refused (StatusLimit) from its count, before it is decoded: decoding the
 // million commands of a 6 MB request would allocate about 150 MiB.
-func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
+// Its error is Do's.
+func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) error {
 	peek := abi.NewDecoder(reqBytes)
 	if mode := abi.RedisMode(peek.U8()); mode == abi.RedisScript {
 		peek.View()
 	}
 	if n := peek.Uvarint(); peek.Err() == nil && n > uint64(b.maxCommands) {
 		limit(e, "%d commands or script calls in one request, more than the %d allowed", n, b.maxCommands)
-		return
+		return nil
 	}
 	var req abi.RedisRequest
 	d := abi.NewDecoder(reqBytes)
 	req.Decode(d)
 	if err := d.Finish(); err != nil {
 		abi.AppendError(e, abi.StatusInvalid, "redis request: "+err.Error())
-		return
+		return nil
 	}
-	b.Do(ctx, &req, e)
+	return b.Do(ctx, &req, e)
 }
 
 // replyBudget is the raw reply bytes one run of a request may read, shared

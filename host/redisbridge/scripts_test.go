@@ -27,6 +27,19 @@ func TestScriptsNotGranted(t *testing.T) {
 	_, err := script(t, f.b, "return 1", sc(nil))
 	require.ErrorIs(t, err, abi.StatusInvalid)
 	assert.Contains(t, err.Error(), "not granted")
+
+	// Do tells its caller the refusal is the configuration's.
+	var e abi.Encoder
+	err = f.b.Do(context.Background(), &abi.RedisRequest{Mode: abi.RedisScript, Script: []byte("return 1"), Calls: []abi.ScriptCall{sc(nil)}}, &e)
+	require.ErrorIs(t, err, ErrNotGranted)
+	assert.Equal(t, byte(abi.StatusInvalid), e.Bytes()[0], "the plugin is answered INVALID")
+	e.Reset()
+	require.ErrorIs(t, f.b.Do(context.Background(), &abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("GEOADD", "g", "0", "0", "m")}}, &e), ErrNotGranted,
+		"a command outside AllowCommands")
+	e.Reset()
+	require.NoError(t, f.b.Do(context.Background(), &abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("NOSUCHCOMMAND")}}, &e),
+		"a command of no table is not a grant's")
+	assert.Equal(t, byte(abi.StatusInvalid), e.Bytes()[0])
 }
 
 func TestScripts(t *testing.T) {

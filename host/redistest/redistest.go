@@ -300,6 +300,7 @@ type process struct {
 	dir   string
 	port  int
 	extra []string
+	conf  string // a Sentinel's configuration file; set, the server runs as a Sentinel
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -323,12 +324,18 @@ func freePort() (int, error) {
 // when another process takes it first) with extra arguments; extra may
 // hold %PORT% style placeholders filled by the caller beforehand.
 func startProcess(dir string, port int, extra func(port int) []string) (*process, error) {
+	return startConf(dir, "", port, extra)
+}
+
+// startConf is startProcess with a Sentinel's configuration file, conf,
+// unless conf is empty.
+func startConf(dir, conf string, port int, extra func(port int) []string) (*process, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("redis-server is not on PATH: %w", err)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		p := &process{dir: dir, port: port}
+		p := &process{dir: dir, port: port, conf: conf}
 		if p.port == 0 {
 			var err error
 			if p.port, err = freePort(); err != nil {
@@ -350,12 +357,16 @@ func startProcess(dir string, port int, extra func(port int) []string) (*process
 
 // start runs redis-server and waits until it answers PING.
 func (p *process) start() error {
-	args := []string{
+	var args []string
+	if p.conf != "" {
+		args = append(args, p.conf, "--sentinel") // the file comes first
+	}
+	args = append(args,
 		"--port", fmt.Sprint(p.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no",
 		"--dir", p.dir, "--logfile", "redis.log",
 		"--daemonize", "no",
-	}
+	)
 	args = append(args, p.extra...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = p.dir

@@ -245,3 +245,15 @@ func TestNewClusterIsPrivate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, clusterNodes, strings.Count(nodes, "master"))
 }
+
+func TestNewSentinels(t *testing.T) {
+	s := NewSentinels(t)
+	require.Len(t, s.Addrs, 3)
+	addr, err := s.MasterAddr(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, s.Master.Addr(), addr)
+	require.NoError(t, client(t, s.Master.Addr()).Set(context.Background(), "k", "v", 0).Err())
+	WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
+		return client(t, s.Replica.Addr()).Get(context.Background(), "k").Val() == "v"
+	}, "the replica follows the master")
+}

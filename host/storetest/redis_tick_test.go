@@ -459,8 +459,8 @@ func drainTime(t *testing.T, dataDir string) {
 
 	start := time.Now()
 	proxy.Restore()
-	// Writes go on while the buffer drains: they queue behind it, and are
-	// never refused as "catching up" while Redis answers.
+	// Writes go on while the buffer drains: their record is not buffered,
+	// so they go to Redis, and are never refused as "catching up".
 	stop := make(chan struct{})
 	var refused error
 	var during int

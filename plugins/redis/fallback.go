@@ -16,25 +16,29 @@ package main
 // kv layout:
 //
 //	c          the queue: head (the sequence number of the next write to
-//	           replay) and tail (the last one allocated), 8 bytes
-//	           big-endian each; absent: empty, head 1. Writers allocate
-//	           a number by a CAS (IfVersion) on it, so a full queue is
-//	           refused exactly and numbers follow acknowledgement order
-//	           across all instances.
+//	           replay), tail (the last one allocated) and settled (the
+//	           head when the last tick began: the writes below it are
+//	           replayed and the host has published their events), 8 bytes
+//	           big-endian each; absent: empty, head and settled 1 (a
+//	           16-byte value, from an older plugin, has settled = head).
+//	           Writers allocate a number by a CAS (IfVersion) on it, so a
+//	           full queue is refused exactly and numbers follow
+//	           acknowledgement order across all instances.
 //	q/<seq>    one buffered write, seq in 16 hex digits (keys sort in
 //	           queue order): op, acknowledgement time, version floor, and
 //	           the request as the client sent it.
 //	r/m/<agent>\0<name>\0<ts>, r/a/<alert>, r/s/<agent>
 //	           the latest buffered value of one record (the write with the
 //	           highest seq; a delete is a tombstone), as it was answered:
-//	           seq, flag, record. It is pending while seq >= head; one
-//	           below head is left for the sweep (below) and read as absent.
+//	           seq, flag, record. It is pending while seq >= head, and
+//	           unsettled while seq >= settled; a settled one is left for
+//	           the sweep (below) and read as absent.
 //	l          the replay lock: put IfAbsent with an expiry of lockTTL;
 //	           its kv revision identifies the holder.
 //
 // Writes. An unconditional put or delete of any kind that meets
-// UNAVAILABLE from Redis, or that arrives while the queue is not empty
-// (so that it stays behind the writes acknowledged before it), is
+// UNAVAILABLE from Redis, or that arrives while its record has unsettled
+// buffered writes (so that it stays behind them), is
 // acknowledged once it is in the queue and its record's r/ key is set,
 // with STALE (ABI 1.3): a success whose event the host publishes only
 // when a tick reports the write replayed, so that no event announces a
@@ -59,14 +63,37 @@ package main
 // SetAlertStatus and restores (OpRestore, whose mode is a condition and
 // whose exact version only Redis can keep) cannot be checked without
 // Redis: during an outage they are UNAVAILABLE, never buffered, and while
-// the record has buffered writes pending they wait for them (UNAVAILABLE)
-// even when Redis is back. An alert put must
+// the record has unsettled buffered writes they wait for them
+// (UNAVAILABLE) even when Redis is back. An alert put must
 // be an allowed move from the alert's current status, which only Redis
 // knows, so it is buffered only when the buffer holds the alert (its
 // move is checked against the buffered copy) or when its status is
 // resolved (allowed from every status); otherwise it is UNAVAILABLE. A
-// full queue (fallback_buffer_entries) is UNAVAILABLE, never a silent
-// loss.
+// full queue is UNAVAILABLE, never a silent loss.
+//
+// Catching up. While the queue holds unsettled writes, a write of a
+// record with nothing unsettled in the buffer (conditional or not) goes
+// to Redis, as it would with the queue empty (during an outage it meets
+// UNAVAILABLE there, and is buffered then): only the writes of records
+// the buffer holds join the queue. So the order of
+// each record's writes is kept, in Redis and in the events (a record is
+// unsettled until the tick after the one that replayed its last buffered
+// write, that is until the host has published that write's event), while
+// writes of other records are neither held up nor counted in the queue.
+// Across records the order is not kept during a catch-up: a write of a
+// record the buffer does not hold reaches Redis, and its event is
+// published, before buffered writes of other records acknowledged
+// earlier. The queue's limit (fallback_buffer_entries) bounds an outage:
+// a write that Redis has just failed, or that arrives while Redis does
+// not answer a PING, is refused when the queue holds that many. While
+// Redis answers, the queue may hold up to catchUpFactor times as many:
+// only writes of buffered records join it then, and the replay, which
+// runs as fast as Redis takes writes, outpaces them, so that once Redis
+// is back no write is refused as "catching up" unless writes of buffered
+// records alone outrun the replay by a whole buffer. A write whose queue
+// entry was put but whose r/ entry was not (a kv error) is answered
+// UNKNOWN: it will be replayed, but nothing keeps a later write of its
+// record from going to Redis first.
 //
 // Reads. While the queue may hold writes, a get first looks at the
 // record's r/ key: a pending copy is answered with STALE (a tombstone,
@@ -82,14 +109,17 @@ package main
 // Store closes. Only ticks replay; requests never do, and the host makes
 // one tick at a time, so replay does not slow requests down and an idle
 // backend replays as soon as Redis answers. A write still reads the queue
-// (one kv get of c) when it starts, so that no write goes straight to
-// Redis ahead of one acknowledged from the buffer before it; a read does
+// (one kv get of c) when it starts, and while it holds unsettled writes
+// the record's r/ key, so that no write goes straight to Redis ahead of
+// one of its record acknowledged from the buffer before it; a read does
 // when its hint says the queue may hold writes or was last checked
 // hintEvery ago, so that reads cost no kv call while the buffer is empty
 // (a read may then miss, for up to hintEvery, a write another instance
 // buffered while Redis answered this one).
 //
-// A tick reads c; when the queue holds writes it takes the lock (held by
+// A tick reads c and settles what the tick before replayed (settled =
+// head: the host published that tick's events before it sent this one);
+// when the queue holds writes it takes the lock (held by
 // another instance: it does nothing), sends a PING (is Redis back?), then
 // replays at most replayBudget writes (abi.MaxTickWrites) or for at most
 // replayTime, answering More when it stopped there with writes left. It
@@ -104,7 +134,9 @@ package main
 // bookkeeping is a scan, a lock renewal and a CAS, which the kv store
 // syncs once, at the end of the tick. The writes Redis applied go into
 // the tick's result, with the records as Redis kept them, for the host to
-// publish their events. A write Redis refuses for good (CONFLICT,
+// publish their events; a tick that moved head answers More, so that the
+// next one, which settles its writes, follows at once. A write Redis
+// refuses for good (CONFLICT,
 // INVALID) is dropped with an error log and reported nowhere; if Redis
 // fails, the replay stops, keeps the rest, and leaves the lock to expire
 // after retryBackoff. A replayer that dies holding the lock (a host
@@ -116,8 +148,8 @@ package main
 //
 // Once a tick finds the queue empty, it sweeps what replayed writes left
 // in kv, sweepBudget entries at most per tick (answering More while there
-// may be more): queue entries below head, and r/ entries of writes below
-// head (kv IfVersion, so a newer buffered write's entry is kept).
+// may be more): queue entries below head, and r/ entries of settled
+// writes (kv IfVersion, so a newer buffered write's entry is kept).
 // Deleting them during the replay would double its kv calls; meanwhile
 // they are read as absent. While writes keep the queue from emptying they
 // stay, counted in the kv quota.
@@ -163,7 +195,15 @@ const (
 	sweepScan   = 1000
 	// casAttempts bounds the retries of a CAS on a kv key.
 	casAttempts = 1000
+	// catchUpFactor times fallback_buffer_entries is how many writes the
+	// queue may hold while Redis answers: during a catch-up only the
+	// writes of records with unsettled buffered writes join it.
+	catchUpFactor = 2
 )
+
+// errBufferFull is alloc's answer when the queue holds its limit; the
+// caller says why.
+var errBufferFull = errors.New("fallback buffer full")
 
 var (
 	cmdPing = []byte("PING")
@@ -189,10 +229,13 @@ type fallback struct {
 
 	// The queue as last read (or written) by this instance, at checkedAt;
 	// rev is the kv revision of c, 0 when absent. pending is the hint:
-	// the queue may hold writes.
-	head, tail, rev uint64
-	pending         bool
-	checkedAt       time.Time
+	// the queue may hold writes not yet settled (settled <= tail).
+	head, tail, settled, rev uint64
+	pending                  bool
+	checkedAt                time.Time
+	// answeredAt is when Redis last answered this instance's PING (see
+	// redisAnswers).
+	answeredAt time.Time
 
 	// A gap at gapSeq seen since gapSince (zero: none).
 	gapSeq   uint64
@@ -261,27 +304,30 @@ func (b *backend) runWithFallback(it *item) {
 	b.fallBack(it)
 }
 
-// fromBuffer serves it while the queue holds writes, reporting whether it
-// did: it buffers an unconditional write, answers a read whose record is
-// buffered, and refuses a conditional write to a record with buffered
-// writes. Otherwise the item goes to Redis.
+// fromBuffer serves it while the queue holds writes not yet settled,
+// reporting whether it did: it answers a read whose record is buffered,
+// queues an unconditional write to a record with unsettled buffered
+// writes, and refuses a conditional write to such a record. Otherwise the
+// item goes to Redis (and a write that meets UNAVAILABLE there is
+// buffered then: fallBack).
 func (b *backend) fromBuffer(it *item) bool {
-	switch {
-	case bufferable(it):
-		b.buffer(it)
-	case isRead(it.op):
+	if isRead(it.op) {
 		if !b.bufferedRead(it) {
 			return false
 		}
-	default:
-		pending, err := b.fb.recordPending(it)
-		if err == nil && !pending {
-			return false
-		}
-		if err == nil {
-			err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
-		}
+		it.served = true
+		return true
+	}
+	pending, err := b.fb.recordPending(it)
+	switch {
+	case err != nil:
 		it.err = err
+	case !pending:
+		return false
+	case bufferable(it):
+		b.buffer(it, false)
+	default:
+		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
 	}
 	it.served = true
 	return true
@@ -295,7 +341,7 @@ func (b *backend) afterUnavailable(it *item) {
 	switch {
 	case bufferable(it):
 		it.err = nil
-		b.buffer(it)
+		b.buffer(it, true)
 	case isRead(it.op):
 		if err := f.readMeta(it.now); err == nil && f.pending {
 			b.bufferedRead(it) // else it stays UNAVAILABLE
@@ -345,8 +391,11 @@ func (it *item) kind() byte {
 // buffer acknowledges the unconditional write it from the buffer: it
 // computes the record the write leaves (the answer), queues the request
 // and sets the record's r/ key. The write is answered STALE (sdk.ErrStale
-// with its result): acknowledged into the buffer.
-func (b *backend) buffer(it *item) {
+// with its result): acknowledged into the buffer. redisFailed says that
+// Redis has just failed the write; otherwise a queue holding
+// fallback_buffer_entries writes may grow past them if Redis answers (a
+// catch-up, not an outage: see alloc).
+func (b *backend) buffer(it *item, redisFailed bool) {
 	f := b.fb
 	now := it.now
 	f.key = appendRecordKey(f.key[:0], it)
@@ -356,9 +405,10 @@ func (b *backend) buffer(it *item) {
 		it.err = err
 		return
 	}
-	// An entry of a write replayed already (left behind, see
-	// bufferedRead) says nothing about the record.
-	found := exists && prev.seq >= f.head
+	// An entry of a settled write (left behind, see bufferedRead) says
+	// nothing about the record: writes may have gone to Redis since. One
+	// replayed but not settled is what Redis holds.
+	found := exists && prev.seq >= f.settled
 	live := found && !prev.gone && !prev.expired(it.kind(), now)
 
 	var rec buffered
@@ -409,8 +459,20 @@ func (b *backend) buffer(it *item) {
 		rec.state.Version = prev.state.Version
 	}
 
-	seq, err := f.alloc(now)
-	if err != nil {
+	limit := f.max
+	seq, err := f.alloc(now, limit)
+	if errors.Is(err, errBufferFull) && !redisFailed && b.redisAnswers(now) {
+		limit = catchUpFactor * f.max
+		seq, err = f.alloc(now, limit)
+	}
+	switch {
+	case errors.Is(err, errBufferFull) && limit == f.max:
+		it.err = abi.Errorf(abi.StatusUnavailable, "redis is unreachable and the fallback buffer is full (%d writes)", f.max)
+		return
+	case errors.Is(err, errBufferFull):
+		it.err = abi.Errorf(abi.StatusUnavailable, "the fallback buffer is full (%d writes, twice fallback_buffer_entries while Redis answers): the writes of the records it holds outpace its replay", limit)
+		return
+	case err != nil:
 		it.err = err
 		return
 	}
@@ -429,9 +491,13 @@ func (b *backend) buffer(it *item) {
 	f.enc.Reset()
 	encodeBuffered(&f.enc, it.kind(), &rec)
 	if err := f.putRecord(f.key, f.enc.Bytes(), seq, prev.rev, exists); err != nil {
-		// The write is queued and will be replayed; only reading it
-		// back before then is lost.
+		// The write is queued and will be replayed, but without its
+		// record's copy nothing keeps a later write of the record from
+		// going to Redis ahead of it: not acknowledged, its outcome is
+		// unknown.
 		sdk.Logf(abi.LevelWarn, "fallback buffer: keeping the buffered copy of a %s: %v", it.op, err)
+		it.err = abi.Errorf(abi.StatusUnknown, "%s queued for replay, but its record's buffered copy could not be kept: %v", it.op, err)
+		return
 	}
 	switch it.op {
 	case abi.OpPutMetric:
@@ -507,9 +573,11 @@ func (b *backend) bufferedRead(it *item) bool {
 		return false
 	}
 	if rec.seq < f.head {
-		// Replayed already (its writer set it after the replay cleared
-		// the key): Redis has it, or something newer.
-		_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: rec.rev})
+		// Replayed already: Redis has it, or something newer. Once
+		// settled, the entry is left for the sweep; delete it now.
+		if rec.seq < f.settled {
+			_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: rec.rev})
+		}
 		return false
 	}
 	kind := it.kind()
@@ -530,42 +598,51 @@ func (b *backend) bufferedRead(it *item) bool {
 }
 
 // recordPending reports whether the record of it has buffered writes not
-// yet replayed.
+// yet settled: not replayed, or replayed by a tick whose events the host
+// may not have published yet.
 func (f *fallback) recordPending(it *item) (bool, error) {
 	f.key = appendRecordKey(f.key[:0], it)
 	var rec buffered
 	found, err := f.getRecord(it.kind(), f.key, &rec)
-	return found && rec.seq >= f.head, err
+	return found && rec.seq >= f.settled, err
 }
 
 // --- the queue ---
 
-// readMeta reads the queue's head and tail.
+// readMeta reads the queue's head, tail and settled.
 func (f *fallback) readMeta(now time.Time) error {
 	en, err := f.kv.Get(kvMeta)
 	switch {
 	case err == nil:
-		if len(en.Value) != 16 {
+		if len(en.Value) != 16 && len(en.Value) != 24 {
 			f.pending = true
 			return abi.Errorf(abi.StatusInternal, "fallback buffer: corrupt queue state (%d bytes)", len(en.Value))
 		}
 		f.head, f.tail, f.rev = binary.BigEndian.Uint64(en.Value), binary.BigEndian.Uint64(en.Value[8:]), en.Revision
+		// Without settled (a buffer an older plugin left), no event of a
+		// write below head is still to come.
+		f.settled = f.head
+		if len(en.Value) == 24 {
+			f.settled = binary.BigEndian.Uint64(en.Value[16:])
+		}
 	case errors.Is(err, sdk.ErrNotFound):
-		f.head, f.tail, f.rev = 1, 0, 0
+		f.head, f.tail, f.settled, f.rev = 1, 0, 1, 0
 	default:
 		f.pending = true
 		return err
 	}
-	f.pending = f.head <= f.tail
+	f.pending = f.settled <= f.tail
 	f.checkedAt = now
 	return nil
 }
 
-// writeMeta sets the queue's head and tail if it is still as last read.
-func (f *fallback) writeMeta(head, tail uint64) error {
-	var v [16]byte
+// writeMeta sets the queue's head, tail and settled if it is still as
+// last read.
+func (f *fallback) writeMeta(head, tail, settled uint64) error {
+	var v [24]byte
 	binary.BigEndian.PutUint64(v[:], head)
 	binary.BigEndian.PutUint64(v[8:], tail)
+	binary.BigEndian.PutUint64(v[16:], settled)
 	cond := abi.Condition{Mode: abi.IfAbsent}
 	if f.rev != 0 {
 		cond = abi.Condition{Mode: abi.IfVersion, Version: f.rev}
@@ -574,17 +651,17 @@ func (f *fallback) writeMeta(head, tail uint64) error {
 	if err != nil {
 		return err
 	}
-	f.head, f.tail, f.rev = head, tail, rev
-	f.pending = head <= tail
+	f.head, f.tail, f.settled, f.rev = head, tail, settled, rev
+	f.pending = settled <= tail
 	return nil
 }
 
-// alloc allocates the next queue position, refusing when the queue holds
-// max writes.
-func (f *fallback) alloc(now time.Time) (uint64, error) {
+// alloc allocates the next queue position, answering errBufferFull when
+// the queue holds limit writes.
+func (f *fallback) alloc(now time.Time, limit uint64) (uint64, error) {
 	fresh := false
 	for range casAttempts {
-		if f.tail+1-f.head >= f.max {
+		if f.tail+1-f.head >= limit {
 			if !fresh {
 				if err := f.readMeta(now); err != nil {
 					return 0, err
@@ -592,9 +669,9 @@ func (f *fallback) alloc(now time.Time) (uint64, error) {
 				fresh = true
 				continue
 			}
-			return 0, abi.Errorf(abi.StatusUnavailable, "redis is unreachable or catching up, and the fallback buffer is full (%d writes)", f.max)
+			return 0, errBufferFull
 		}
-		err := f.writeMeta(f.head, f.tail+1)
+		err := f.writeMeta(f.head, f.tail+1, f.settled)
 		if err == nil {
 			return f.tail, nil
 		}
@@ -609,6 +686,41 @@ func (f *fallback) alloc(now time.Time) (uint64, error) {
 	return 0, abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
 }
 
+// redisAnswers reports whether Redis answers a PING, or answered one
+// from this instance less than hintEvery ago.
+func (b *backend) redisAnswers(now time.Time) bool {
+	f := b.fb
+	if d := now.Sub(f.answeredAt); !f.answeredAt.IsZero() && d >= 0 && d < hintEvery {
+		return true
+	}
+	if _, err := b.redis.Do(cmdPing); err != nil {
+		return false
+	}
+	f.answeredAt = now
+	return true
+}
+
+// settle moves settled up to head: the tick that replayed the writes
+// below head has returned, and the host has published their events.
+func (f *fallback) settle(now time.Time) error {
+	for range casAttempts {
+		if f.settled >= f.head {
+			return nil
+		}
+		err := f.writeMeta(f.head, f.tail, f.head)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sdk.ErrConflict) {
+			return err
+		}
+		if err := f.readMeta(now); err != nil {
+			return err
+		}
+	}
+	return abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
+}
+
 // advance moves head from from to to, reporting false when another
 // replayer moved it first.
 func (f *fallback) advance(from, to uint64, now time.Time) (bool, error) {
@@ -616,7 +728,7 @@ func (f *fallback) advance(from, to uint64, now time.Time) (bool, error) {
 		if f.head != from {
 			return false, nil
 		}
-		err := f.writeMeta(to, f.tail)
+		err := f.writeMeta(to, f.tail, f.settled)
 		if err == nil {
 			return true, nil
 		}
@@ -795,18 +907,29 @@ func (b *backend) tick() (abi.TickResult, error) {
 		return abi.TickResult{}, err
 	}
 	f.ticked = f.ticked[:0]
+	// The host published the events of the writes the last tick replayed
+	// before it sent this one: they are settled.
+	if err := f.settle(now); err != nil {
+		return abi.TickResult{}, err
+	}
 	more := false
-	if f.pending {
+	if f.replaying() {
 		more = b.replay(now)
 	}
-	if !f.pending {
+	if !f.replaying() {
 		// What replayed writes left behind is deleted once the queue is
 		// empty, not while the replay races to catch up (nor while Redis
 		// is away, when every r/ entry is pending).
 		more = f.sweep()
 	}
+	// What this tick replayed is settled by the next, which the host
+	// sends at once when More is set, after publishing this one's events.
+	more = more || f.settled < f.head
 	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
 }
+
+// replaying reports whether the queue holds writes not yet replayed.
+func (f *fallback) replaying() bool { return f.head <= f.tail }
 
 // length is how many queue positions are allocated and not yet replayed.
 func (f *fallback) length() uint64 {
@@ -851,7 +974,7 @@ func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool
 	f := b.fb
 	start := sdk.Now()
 	for budget := replayBudget; ; {
-		if !f.pending {
+		if !f.replaying() {
 			return true, false
 		}
 		if budget <= 0 || sdk.Now().Sub(start) >= replayTime {
@@ -1020,8 +1143,9 @@ func tickWrite(it *item) abi.TickWrite {
 
 // sweep deletes, up to sweepBudget entries, what replayed writes left in
 // kv: the queue entries below head, and the r/ entries whose write is
-// below head (kv IfVersion, so that one a newer write set is kept). None
-// of them is read as pending meanwhile (their seq is below head). It
+// settled (below settled; kv IfVersion, so that one a newer write set is
+// kept). None of them is read as pending meanwhile (their seq is below
+// head). It
 // reports whether it stopped at its budget with entries left to look at.
 func (f *fallback) sweep() (more bool) {
 	budget := sweepBudget
@@ -1060,14 +1184,14 @@ func (f *fallback) sweep() (more bool) {
 }
 
 // keep copies into f.garbage the entries of ents to delete: all of them,
-// or with records set only the r/ entries of writes below head. The
+// or with records set only the r/ entries of settled writes. The
 // copies outlive the scan's buffer, which the deletes reuse.
 func (f *fallback) keep(ents []abi.KVEntry, records bool) {
 	f.garbage = f.garbage[:0]
 	f.arena = f.arena[:0]
 	for i := range ents {
 		if records {
-			if s, n := binary.Uvarint(ents[i].Value); n <= 0 || s >= f.head {
+			if s, n := binary.Uvarint(ents[i].Value); n <= 0 || s >= f.settled {
 				continue
 			}
 		}

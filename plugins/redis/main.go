@@ -136,8 +136,9 @@ func init() {
 		Restorer:    b,
 		// kv is the fallback buffer's (fallback=buffer); the host grants
 		// it by default.
-		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis},
-		Configure:    b.configure,
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis,
+			abi.CapabilityRedisScripts}, // every request runs library.lua
+		Configure: b.configure,
 		// Ticks replay the fallback buffer (fallback.go).
 		Tick: b.tick,
 	})

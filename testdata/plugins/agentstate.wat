@@ -4,8 +4,8 @@
 ;;
 ;; It is the reference example for authors writing plugins in languages other
 ;; than Go: everything the Go SDK does for a plugin is spelled out here, with
-;; no runtime, no allocator library and no WASI. The Go source of package abi
-;; (abi/*.go) is the authoritative specification; the names below follow it.
+;; no runtime, no allocator library and no WASI. abi/README.md is the
+;; specification; the names below follow it.
 ;;
 ;; What the plugin does
 ;;   Features:      agent_states only (no query, batch, ttl, concurrency).
@@ -31,7 +31,7 @@
 ;;   byte, then the op's result (StatusOK) or a UTF-8 error message. The
 ;;   response must stay readable until the next export call.
 ;;
-;; Encoding (abi/wire.go)
+;; Encoding (abi/README.md, section 7)
 ;;   u8       one byte
 ;;   uvarint  unsigned LEB128, at most 10 bytes
 ;;   varint   zig-zag, then uvarint; times are varint Unix ns, 0 = unset
@@ -47,7 +47,7 @@
 ;;   Memory grows on demand; if it cannot grow the plugin traps, and the host
 ;;   discards this instance and answers StatusInternal.
 ;;
-;; Status codes used (abi/status.go)
+;; Status codes used (abi/README.md, section 8)
 ;;   0 ok, 1 not found, 3 invalid, 5 unsupported, 6 internal.
 
 (module

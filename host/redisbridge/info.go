@@ -1,0 +1,251 @@
+package redisbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// The server's own figures (INFO, SLOWLOG LEN) are read on the host's
+// connection of the configured rights (Client), never the scripts user's:
+// that one is confined to data commands, and INFO and SLOWLOG are not.
+// Every node is read: the master of a single node or Sentinel setup, every
+// master and replica of a cluster. Readings are cached for InfoMaxAge, so
+// however often metrics are scraped or readiness probed, each node sees at
+// most one INFO and one SLOWLOG LEN a second from each bridge, each bound
+// by InfoTimeout.
+
+// InfoMaxAge is how long ServerInfo's reading is reused.
+const InfoMaxAge = time.Second
+
+// InfoTimeout bounds one reading of every node's INFO.
+const InfoTimeout = time.Second
+
+// NodeInfo is what one Redis server says of itself.
+type NodeInfo struct {
+	// Addr is the node's host:port.
+	Addr string
+	// Fields are INFO's fields by name, from every default section
+	// (server, clients, memory, stats, replication, keyspace, ...); nil
+	// when Err is set.
+	Fields map[string]string
+	// SlowlogLen is SLOWLOG LEN's answer, or -1 when the configured user
+	// may not run it.
+	SlowlogLen int64
+	// Err is why the node could not be read (unreachable, LOADING is not
+	// one: Redis answers INFO while loading).
+	Err error
+}
+
+// infoCache holds a bridge's last reading.
+type infoCache struct {
+	mu    sync.Mutex // held while reading, so concurrent callers share one reading
+	at    time.Time
+	nodes []NodeInfo
+
+	master atomic.Pointer[string] // a Sentinel setup's master, as last dialled
+}
+
+// ServerInfo returns every node's INFO, read at most InfoMaxAge ago. A
+// node that cannot be read has Err set; so does a single placeholder
+// entry when not even a cluster's nodes are known.
+func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
+	c := &b.info
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes != nil && time.Since(c.at) < InfoMaxAge {
+		return c.nodes
+	}
+	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
+	defer cancel()
+	c.nodes, c.at = b.readInfo(ctx), time.Now()
+	return c.nodes
+}
+
+func (b *Bridge) readInfo(ctx context.Context) []NodeInfo {
+	cc, ok := b.host.(*redis.ClusterClient)
+	if !ok {
+		n := readNode(ctx, b.host, "")
+		n.Addr = b.addr() // after the reading: a Sentinel setup's client may have dialled a new master
+		return []NodeInfo{n}
+	}
+	var (
+		mu    sync.Mutex
+		nodes []NodeInfo
+	)
+	err := cc.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+		ni := readNode(ctx, n, n.Options().Addr)
+		mu.Lock()
+		nodes = append(nodes, ni)
+		mu.Unlock()
+		return nil
+	})
+	if len(nodes) == 0 && err != nil {
+		return []NodeInfo{{Addr: strings.Join(cc.Options().Addrs, ","), SlowlogLen: -1, Err: err}}
+	}
+	return nodes
+}
+
+// readNode reads one node's INFO and SLOWLOG LEN.
+func readNode(ctx context.Context, c redis.UniversalClient, addr string) NodeInfo {
+	ni := NodeInfo{Addr: addr, SlowlogLen: -1}
+	text, err := c.Info(ctx).Result()
+	if err != nil {
+		ni.Err = err
+		return ni
+	}
+	ni.Fields = parseInfo(text)
+	if n, err := c.Do(ctx, "slowlog", "len").Int64(); err == nil {
+		ni.SlowlogLen = n
+	}
+	return ni
+}
+
+// parseInfo splits INFO's "name:value" lines; section headers and blank
+// lines are skipped.
+func parseInfo(text string) map[string]string {
+	m := make(map[string]string, 256)
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// addr names the node of a single-node or Sentinel client: the configured
+// address, or the master a Sentinel setup last dialled.
+func (b *Bridge) addr() string {
+	o := b.host.(*redis.Client).Options()
+	if b.masterName == "" {
+		return o.Addr
+	}
+	if a := b.info.master.Load(); a != nil {
+		return *a
+	}
+	return "sentinel master " + b.masterName
+}
+
+// masterDials is the hook of a Sentinel setup's host client that remembers
+// the address of the master it last connected to.
+type masterDials struct{ c *infoCache }
+
+func (h masterDials) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			a := conn.RemoteAddr().String()
+			h.c.master.Store(&a)
+		}
+		return conn, err
+	}
+}
+
+func (masterDials) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (masterDials) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// Ready reports whether Redis can take the backend's writes: every node
+// the backend writes to answers PING (Ping), is not loading its dataset,
+// and, with maxmemory-policy noeviction, has room under maxmemory (else
+// it answers OOM to every write). The error is UNAVAILABLE and names the
+// node: "redis 127.0.0.1:6379: connection refused".
+func (b *Bridge) Ready(ctx context.Context) error {
+	if err := b.Ping(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range b.ServerInfo(ctx) {
+		if reason := unready(n.Fields); reason != "" {
+			errs = append(errs, fmt.Errorf("redis %s: %s", n.Addr, reason))
+		}
+	}
+	if len(errs) > 0 {
+		return abi.Errorf(abi.StatusUnavailable, "%v", errors.Join(errs...))
+	}
+	return nil
+}
+
+// unready says why a node whose INFO is f cannot take writes, or "".
+func unready(f map[string]string) string {
+	if f == nil || f["role"] == "slave" {
+		return ""
+	}
+	if f["loading"] == "1" {
+		return "LOADING Redis is loading the dataset in memory"
+	}
+	limit := infoInt(f, "maxmemory")
+	if limit > 0 && f["maxmemory_policy"] == "noeviction" {
+		if used := infoInt(f, "used_memory") - infoInt(f, "mem_not_counted_for_evict"); used > limit {
+			return fmt.Sprintf("OOM: used memory %d bytes over maxmemory %d with maxmemory-policy noeviction: writes are refused", used, limit)
+		}
+	}
+	return ""
+}
+
+func infoInt(f map[string]string, name string) int64 {
+	n, _ := strconv.ParseInt(f[name], 10, 64)
+	return n
+}
+
+// Ping sends PING to Redis (every master of a cluster) and reports
+// UNAVAILABLE, naming the node, if one does not answer.
+func (b *Bridge) Ping(ctx context.Context) error {
+	var err error
+	if c, ok := b.client.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var errs []error
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			if err := n.Ping(ctx).Err(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("redis %s: %s", n.Options().Addr, cause(err)))
+				mu.Unlock()
+			}
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("redis %s: %s", strings.Join(c.Options().Addrs, ","), cause(err))
+		} else {
+			err = errors.Join(errs...)
+		}
+	} else if err = b.client.Ping(ctx).Err(); err != nil {
+		err = fmt.Errorf("redis %s: %s", b.addr(), cause(err))
+	}
+	if err != nil {
+		return abi.Errorf(abi.StatusUnavailable, "%v", err)
+	}
+	return nil
+}
+
+// cause is err's text without what the node's address already says: a
+// socket's error is its system call's ("connection refused", "i/o
+// timeout"), an error reply is Redis's ("LOADING Redis is loading ...").
+func cause(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		inner := oe.Err
+		var se *os.SyscallError
+		if errors.As(inner, &se) {
+			inner = se.Err
+		}
+		return inner.Error()
+	}
+	return strings.TrimPrefix(err.Error(), "redis: ")
+}

@@ -1,0 +1,81 @@
+package redisbridge
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// The server's figures are read with the configured rights even when the
+// plugin's connections log in as the confined scripts user (who may not
+// run INFO), cached for InfoMaxAge; readiness names the node and why it
+// cannot take writes: out of memory, unreachable.
+func TestServerInfoAndReady(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.NewServer(t)
+	b, err := Open(ctx, Config{Addrs: []string{s.Addr()}, KeyPrefix: "info:", Scripts: true})
+	require.NoError(t, err)
+	defer b.Close() // fails: Redis is stopped by then
+	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+
+	require.Error(t, b.client.Info(ctx).Err(), "the scripts user may not run INFO")
+	nodes := b.ServerInfo(ctx)
+	require.Len(t, nodes, 1)
+	n := nodes[0]
+	require.NoError(t, n.Err)
+	require.Equal(t, s.Addr(), n.Addr)
+	require.Equal(t, "master", n.Fields["role"])
+	require.NotEmpty(t, n.Fields["used_memory"])
+	require.GreaterOrEqual(t, n.SlowlogLen, int64(0))
+	commands, err := strconv.Atoi(n.Fields["total_commands_processed"])
+	require.NoError(t, err)
+
+	for range 5 {
+		require.Equal(t, n.Fields["total_commands_processed"], b.ServerInfo(ctx)[0].Fields["total_commands_processed"], "read again within InfoMaxAge")
+	}
+	time.Sleep(InfoMaxAge)
+	again, err := strconv.Atoi(b.ServerInfo(ctx)[0].Fields["total_commands_processed"])
+	require.NoError(t, err)
+	require.Greater(t, again, commands)
+
+	require.NoError(t, b.Ready(ctx))
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "1").Err())
+	var ready error
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { ready = b.Ready(ctx); return ready != nil }, "not ready once out of memory")
+	require.ErrorIs(t, ready, abi.StatusUnavailable)
+	require.ErrorContains(t, ready, "redis "+s.Addr()+": OOM")
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.Ready(ctx) == nil }, "ready again")
+
+	s.Stop()
+	ready = b.Ready(ctx)
+	require.ErrorIs(t, ready, abi.StatusUnavailable)
+	require.ErrorContains(t, ready, "redis "+s.Addr()+": connection refused")
+	time.Sleep(InfoMaxAge)
+	n = b.ServerInfo(ctx)[0]
+	require.Error(t, n.Err)
+	require.Nil(t, n.Fields)
+}
+
+// On a cluster every node is read, each under its own address.
+func TestServerInfoOfEveryClusterNode(t *testing.T) {
+	addrs := redistest.Cluster(t)
+	f := newFixture(t, addrs, func(c *Config) { c.Scripts = true })
+	var got []string
+	for _, n := range f.b.ServerInfo(context.Background()) {
+		require.NoError(t, n.Err, n.Addr)
+		require.Equal(t, "master", n.Fields["role"], n.Addr)
+		got = append(got, n.Addr)
+	}
+	require.ElementsMatch(t, nodes(t, addrs), got)
+	require.NoError(t, f.b.Ready(context.Background()))
+}
