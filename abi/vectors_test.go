@@ -332,20 +332,20 @@ func refusal(typ string, b []byte) (fields any, how string) {
 	return fields, ""
 }
 
-func enc(f func(e *abi.Encoder)) []byte {
+func vecEnc(f func(e *abi.Encoder)) []byte {
 	var e abi.Encoder
 	f(&e)
 	return append([]byte(nil), e.Bytes()...)
 }
 
-func at(s int64) time.Time { return time.Unix(0, s).UTC() }
+func vecAt(s int64) time.Time { return time.Unix(0, s).UTC() }
 
 // buildVectors makes the vectors from the Go encoders.
 func buildVectors(t *testing.T) vectorFile {
 	t.Helper()
-	metric := abi.Metric{AgentID: "agent-1", Name: "cpu.load", Value: 1.5, Timestamp: at(1_700_000_000_123_456_789), Labels: map[string]string{"zone": "eu-1", "host": "h\x00\xff", "b": ""}, ExpiresAt: at(1_700_000_060_000_000_000)}
-	alert := abi.Alert{ID: "alert-7", AgentID: "agent-1", Severity: abi.SeverityCritical, Status: abi.AlertAcknowledged, Message: "disk \xff full", Labels: map[string]string{"team": "ops"}, CreatedAt: at(1_000_000_000), UpdatedAt: at(2_000_000_000)}
-	state := abi.AgentState{AgentID: "héllo", State: []byte(`{"x":1}`), Version: 1 << 40, UpdatedAt: at(-1), ExpiresAt: at(math.MaxInt64)}
+	metric := abi.Metric{AgentID: "agent-1", Name: "cpu.load", Value: 1.5, Timestamp: vecAt(1_700_000_000_123_456_789), Labels: map[string]string{"zone": "eu-1", "host": "h\x00\xff", "b": ""}, ExpiresAt: vecAt(1_700_000_060_000_000_000)}
+	alert := abi.Alert{ID: "alert-7", AgentID: "agent-1", Severity: abi.SeverityCritical, Status: abi.AlertAcknowledged, Message: "disk \xff full", Labels: map[string]string{"team": "ops"}, CreatedAt: vecAt(1_000_000_000), UpdatedAt: vecAt(2_000_000_000)}
+	state := abi.AgentState{AgentID: "héllo", State: []byte(`{"x":1}`), Version: 1 << 40, UpdatedAt: vecAt(-1), ExpiresAt: vecAt(math.MaxInt64)}
 	ttl1 := abi.TTL{Mode: abi.TTLDuration, Duration: 90 * time.Second}
 	ifv := abi.Condition{Mode: abi.IfVersion, Version: 300}
 
@@ -368,98 +368,98 @@ func buildVectors(t *testing.T) vectorFile {
 
 	// Primitives: the examples of section 7.1 and the edges.
 	for _, v := range []uint64{0, 1, 127, 128, 300, math.MaxUint32, math.MaxUint64} {
-		valid("uvarint "+strconv.FormatUint(v, 10), "uvarint", enc(func(e *abi.Encoder) { e.Uvarint(v) }))
+		valid("uvarint "+strconv.FormatUint(v, 10), "uvarint", vecEnc(func(e *abi.Encoder) { e.Uvarint(v) }))
 	}
 	padded("uvarint 1 padded", "uvarint", []byte{0x81, 0x80, 0x80, 0x00}, []byte{1})
 	padded("uvarint 0 padded to 10 bytes", "uvarint", []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, []byte{0})
 	for _, v := range []int64{0, -1, 1, 64, -65, math.MinInt64, math.MaxInt64} {
-		valid("varint "+strconv.FormatInt(v, 10), "varint", enc(func(e *abi.Encoder) { e.Varint(v) }))
+		valid("varint "+strconv.FormatInt(v, 10), "varint", vecEnc(func(e *abi.Encoder) { e.Varint(v) }))
 	}
 	for _, v := range []float64{1.5, math.Copysign(0, -1), math.Inf(-1), math.Float64frombits(0x7ff8_0000_dead_beef)} {
-		valid("f64 "+f64hex(v), "f64", enc(func(e *abi.Encoder) { e.F64(v) }))
+		valid("f64 "+f64hex(v), "f64", vecEnc(func(e *abi.Encoder) { e.F64(v) }))
 	}
 	valid("bool false", "bool", []byte{0})
 	valid("bool true", "bool", []byte{1})
 	valid("u8 255", "u8", []byte{255})
-	valid("string héllo", "bytes", enc(func(e *abi.Encoder) { e.String("héllo") }))
+	valid("string héllo", "bytes", vecEnc(func(e *abi.Encoder) { e.String("héllo") }))
 	valid("bytes empty", "bytes", []byte{0})
-	valid("time 1s", "time", enc(func(e *abi.Encoder) { e.Time(at(1_000_000_000)) }))
-	valid("time unset", "time", enc(func(e *abi.Encoder) { e.Time(time.Time{}) }))
-	valid("time before 1970", "time", enc(func(e *abi.Encoder) { e.Time(at(-5)) }))
-	valid("id of 512 bytes", "ID", enc(func(e *abi.Encoder) { e.String(strings.Repeat("é", 256)) }))
-	valid("id of 4-byte UTF-8", "ID", enc(func(e *abi.Encoder) { e.String("a\U0010FFFF😀") }))
+	valid("time 1s", "time", vecEnc(func(e *abi.Encoder) { e.Time(vecAt(1_000_000_000)) }))
+	valid("time unset", "time", vecEnc(func(e *abi.Encoder) { e.Time(time.Time{}) }))
+	valid("time before 1970", "time", vecEnc(func(e *abi.Encoder) { e.Time(vecAt(-5)) }))
+	valid("id of 512 bytes", "ID", vecEnc(func(e *abi.Encoder) { e.String(strings.Repeat("é", 256)) }))
+	valid("id of 4-byte UTF-8", "ID", vecEnc(func(e *abi.Encoder) { e.String("a\U0010FFFF😀") }))
 
 	// Composite fields and records.
 	for _, tt := range []abi.TTL{{}, ttl1, {Mode: abi.TTLPersist}, {Mode: abi.TTLKeep}} {
-		valid(fmt.Sprintf("ttl mode %d", tt.Mode), "TTL", enc(tt.Encode))
+		valid(fmt.Sprintf("ttl mode %d", tt.Mode), "TTL", vecEnc(tt.Encode))
 	}
 	for _, c := range []abi.Condition{{}, ifv, {Mode: abi.IfAbsent}} {
-		valid(fmt.Sprintf("condition mode %d", c.Mode), "Condition", enc(c.Encode))
+		valid(fmt.Sprintf("condition mode %d", c.Mode), "Condition", vecEnc(c.Encode))
 	}
-	valid("metric", "Metric", enc(metric.Encode))
+	valid("metric", "Metric", vecEnc(metric.Encode))
 	mk := metric.Key()
-	valid("metric key", "MetricKey", enc(mk.Encode))
-	valid("alert", "Alert", enc(alert.Encode))
-	valid("agent state", "AgentState", enc(state.Encode))
-	valid("agent state empty", "AgentState", enc((&abi.AgentState{AgentID: "a"}).Encode))
+	valid("metric key", "MetricKey", vecEnc(mk.Encode))
+	valid("alert", "Alert", vecEnc(alert.Encode))
+	valid("agent state", "AgentState", vecEnc(state.Encode))
+	valid("agent state empty", "AgentState", vecEnc((&abi.AgentState{AgentID: "a"}).Encode))
 
 	// Requests.
-	valid("put metric", "PutMetric", enc((&abi.PutMetric{Metric: metric, TTL: ttl1}).Encode))
-	valid("put alert", "PutAlert", enc((&abi.PutAlert{Alert: alert, TTL: abi.TTL{Mode: abi.TTLKeep}}).Encode))
-	valid("put agent state", "PutAgentState", enc((&abi.PutAgentState{State: state, TTL: ttl1, Condition: ifv}).Encode))
-	valid("put agent state if absent", "PutAgentState", enc((&abi.PutAgentState{State: state, Condition: abi.Condition{Mode: abi.IfAbsent}}).Encode))
-	valid("delete agent state", "DeleteAgentState", enc((&abi.DeleteAgentState{AgentID: "a1", Condition: ifv}).Encode))
-	valid("set alert status", "SetAlertStatus", enc((&abi.SetAlertStatus{ID: "alert-7", Status: abi.AlertResolved}).Encode))
-	valid("options", "Options", enc(abi.Options{"agent_state_ttl_seconds": "3600", "a": ""}.Encode))
-	valid("options empty", "Options", enc(abi.Options{}.Encode))
-	valid("metric query", "MetricQuery", enc((&abi.MetricQuery{AgentID: "a1", Name: "cpu", From: at(10), To: at(20), Labels: []abi.Matcher{{Label: "zone", Op: abi.MatchRegexp, Value: "eu-.*"}, {Label: "x", Op: abi.MatchNotEqual}}, Limit: 1000, Cursor: []byte{1, 2, 0}}).Encode))
-	valid("alert query", "AlertQuery", enc((&abi.AlertQuery{AgentID: "a1", Severities: []abi.Severity{1, 3}, Statuses: []abi.AlertStatus{2}, Labels: []abi.Matcher{{Label: "team", Op: abi.MatchEqual, Value: "ops"}}, From: at(5), Limit: 7}).Encode))
-	valid("agent state query", "AgentStateQuery", enc((&abi.AgentStateQuery{AgentIDPrefix: "web-", Limit: math.MaxUint32, Cursor: []byte("c")}).Encode))
+	valid("put metric", "PutMetric", vecEnc((&abi.PutMetric{Metric: metric, TTL: ttl1}).Encode))
+	valid("put alert", "PutAlert", vecEnc((&abi.PutAlert{Alert: alert, TTL: abi.TTL{Mode: abi.TTLKeep}}).Encode))
+	valid("put agent state", "PutAgentState", vecEnc((&abi.PutAgentState{State: state, TTL: ttl1, Condition: ifv}).Encode))
+	valid("put agent state if absent", "PutAgentState", vecEnc((&abi.PutAgentState{State: state, Condition: abi.Condition{Mode: abi.IfAbsent}}).Encode))
+	valid("delete agent state", "DeleteAgentState", vecEnc((&abi.DeleteAgentState{AgentID: "a1", Condition: ifv}).Encode))
+	valid("set alert status", "SetAlertStatus", vecEnc((&abi.SetAlertStatus{ID: "alert-7", Status: abi.AlertResolved}).Encode))
+	valid("options", "Options", vecEnc(abi.Options{"agent_state_ttl_seconds": "3600", "a": ""}.Encode))
+	valid("options empty", "Options", vecEnc(abi.Options{}.Encode))
+	valid("metric query", "MetricQuery", vecEnc((&abi.MetricQuery{AgentID: "a1", Name: "cpu", From: vecAt(10), To: vecAt(20), Labels: []abi.Matcher{{Label: "zone", Op: abi.MatchRegexp, Value: "eu-.*"}, {Label: "x", Op: abi.MatchNotEqual}}, Limit: 1000, Cursor: []byte{1, 2, 0}}).Encode))
+	valid("alert query", "AlertQuery", vecEnc((&abi.AlertQuery{AgentID: "a1", Severities: []abi.Severity{1, 3}, Statuses: []abi.AlertStatus{2}, Labels: []abi.Matcher{{Label: "team", Op: abi.MatchEqual, Value: "ops"}}, From: vecAt(5), Limit: 7}).Encode))
+	valid("agent state query", "AgentStateQuery", vecEnc((&abi.AgentStateQuery{AgentIDPrefix: "web-", Limit: math.MaxUint32, Cursor: []byte("c")}).Encode))
 
 	// Responses and batches.
-	valid("metric page", "MetricPage", enc(func(e *abi.Encoder) {
-		abi.EncodePage(e, &abi.Page[abi.Metric]{Items: []abi.Metric{metric, {AgentID: "b", Name: "n", Timestamp: at(1)}}, Next: []byte("next")})
+	valid("metric page", "MetricPage", vecEnc(func(e *abi.Encoder) {
+		abi.EncodePage(e, &abi.Page[abi.Metric]{Items: []abi.Metric{metric, {AgentID: "b", Name: "n", Timestamp: vecAt(1)}}, Next: []byte("next")})
 	}))
-	valid("alert page", "AlertPage", enc(func(e *abi.Encoder) { abi.EncodePage(e, &abi.Page[abi.Alert]{Items: []abi.Alert{alert}}) }))
-	valid("agent state page empty", "AgentStatePage", enc(func(e *abi.Encoder) { abi.EncodePage(e, &abi.Page[abi.AgentState]{}) }))
-	valid("agent state page", "AgentStatePage", enc(func(e *abi.Encoder) {
+	valid("alert page", "AlertPage", vecEnc(func(e *abi.Encoder) { abi.EncodePage(e, &abi.Page[abi.Alert]{Items: []abi.Alert{alert}}) }))
+	valid("agent state page empty", "AgentStatePage", vecEnc(func(e *abi.Encoder) { abi.EncodePage(e, &abi.Page[abi.AgentState]{}) }))
+	valid("agent state page", "AgentStatePage", vecEnc(func(e *abi.Encoder) {
 		abi.EncodePage(e, &abi.Page[abi.AgentState]{Items: []abi.AgentState{state, {AgentID: "z"}}})
 	}))
-	getA1 := enc(func(e *abi.Encoder) { e.String("a1") })
-	valid("batch", "Batch", enc(func(e *abi.Encoder) {
+	getA1 := vecEnc(func(e *abi.Encoder) { e.String("a1") })
+	valid("batch", "Batch", vecEnc(func(e *abi.Encoder) {
 		abi.EncodeBatch(e, []abi.BatchItem{{Op: abi.OpGetAgentState, Payload: getA1}, {Op: abi.OpPing}, {Op: 1 << 31}})
 	}))
-	valid("batch results", "BatchResults", enc(func(e *abi.Encoder) {
-		abi.EncodeBatchResults(e, []abi.BatchResult{{Status: abi.StatusOK, Body: enc(state.Encode)}, {Status: abi.StatusNotFound, Body: []byte("no such agent")}})
+	valid("batch results", "BatchResults", vecEnc(func(e *abi.Encoder) {
+		abi.EncodeBatchResults(e, []abi.BatchResult{{Status: abi.StatusOK, Body: vecEnc(state.Encode)}, {Status: abi.StatusNotFound, Body: []byte("no such agent")}})
 	}))
 	meta := abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "memory", Version: "0.1.0", Features: abi.FeatureAgentStates, Capabilities: []abi.Capability{abi.CapabilityClock}}
-	metaBytes := enc(meta.Encode)
+	metaBytes := vecEnc(meta.Encode)
 	// The example of section 10.9, byte for byte.
 	want, err := hex.DecodeString(strings.ReplaceAll("01 03 06 6d 65 6d 6f 72 79 05 30 2e 31 2e 30 04 01 05 63 6c 6f 63 6b", " ", ""))
 	require.NoError(t, err)
 	require.Equal(t, want, metaBytes)
 	valid("metadata of section 10.9", "Metadata", metaBytes)
-	valid("metadata, every feature", "Metadata", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "x", Version: "1", Features: 0x1ff, Capabilities: []abi.Capability{"log", "kv", "events"}}).Encode))
+	valid("metadata, every feature", "Metadata", vecEnc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "x", Version: "1", Features: 0x1ff, Capabilities: []abi.Capability{"log", "kv", "events"}}).Encode))
 
 	// Restore (ABI 1.2) and plugin events.
-	valid("restore metric", "Restore", enc((&abi.Restore{Kind: abi.KindMetric, Metric: metric, Mode: abi.RestoreFail}).Encode))
-	valid("restore alert", "Restore", enc((&abi.Restore{Kind: abi.KindAlert, Alert: alert, Mode: abi.RestoreSkip}).Encode))
-	valid("restore agent state", "Restore", enc((&abi.Restore{Kind: abi.KindAgentState, State: state, Mode: abi.RestoreOverwrite}).Encode))
-	valid("plugin event", "PluginEvent", enc((&abi.PluginEvent{Kind: "cache.flush", Op: "done", AgentID: "a1", Data: []byte{0, 255}}).Encode))
+	valid("restore metric", "Restore", vecEnc((&abi.Restore{Kind: abi.KindMetric, Metric: metric, Mode: abi.RestoreFail}).Encode))
+	valid("restore alert", "Restore", vecEnc((&abi.Restore{Kind: abi.KindAlert, Alert: alert, Mode: abi.RestoreSkip}).Encode))
+	valid("restore agent state", "Restore", vecEnc((&abi.Restore{Kind: abi.KindAgentState, State: state, Mode: abi.RestoreOverwrite}).Encode))
+	valid("plugin event", "PluginEvent", vecEnc((&abi.PluginEvent{Kind: "cache.flush", Op: "done", AgentID: "a1", Data: []byte{0, 255}}).Encode))
 
 	// The kv capability's messages.
 	for _, r := range []abi.KVRequest{
 		{Op: abi.KVGet, Key: []byte("k")},
-		{Op: abi.KVPut, Key: []byte("k"), Value: []byte{0, 1}, ExpiresAt: at(99), KeepTTL: true, Condition: ifv},
+		{Op: abi.KVPut, Key: []byte("k"), Value: []byte{0, 1}, ExpiresAt: vecAt(99), KeepTTL: true, Condition: ifv},
 		{Op: abi.KVDelete, Key: []byte("k"), Condition: abi.Condition{Mode: abi.IfVersion, Version: 1}},
 		{Op: abi.KVScan, Key: []byte("a"), End: []byte("b"), Limit: 50},
 		{Op: abi.KVRestore, Key: []byte("k"), Value: []byte("v"), Revision: 12, Condition: abi.Condition{Mode: abi.IfAbsent}},
 	} {
-		valid(fmt.Sprintf("kv request op %d", r.Op), "KVRequest", enc(r.Encode))
+		valid(fmt.Sprintf("kv request op %d", r.Op), "KVRequest", vecEnc(r.Encode))
 	}
-	entry := abi.KVEntry{Key: []byte("key"), Revision: 42, ExpiresAt: at(77), Value: []byte("value")}
-	valid("kv entry", "KVEntry", enc(func(e *abi.Encoder) { entry.Encode(e, false) }))
-	valid("kv entry with key", "KVEntryWithKey", enc(func(e *abi.Encoder) { entry.Encode(e, true) }))
+	entry := abi.KVEntry{Key: []byte("key"), Revision: 42, ExpiresAt: vecAt(77), Value: []byte("value")}
+	valid("kv entry", "KVEntry", vecEnc(func(e *abi.Encoder) { entry.Encode(e, false) }))
+	valid("kv entry with key", "KVEntryWithKey", vecEnc(func(e *abi.Encoder) { entry.Encode(e, true) }))
 
 	// Refused: the reader rules of sections 7 and 10.2.
 	invalid("uvarint truncated", "uvarint", []byte{0x80})
@@ -474,56 +474,56 @@ func buildVectors(t *testing.T) vectorFile {
 	invalid("bytes cut short", "bytes", []byte{5, 'a', 'b'})
 	invalid("bytes length overlong", "bytes", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	invalid("id empty", "ID", []byte{0})
-	invalid("id of 513 bytes", "ID", enc(func(e *abi.Encoder) { e.String(strings.Repeat("a", 513)) }))
-	invalid("id not UTF-8", "ID", enc(func(e *abi.Encoder) { e.String("a\xffb") }))
-	invalid("id of a surrogate", "ID", enc(func(e *abi.Encoder) { e.String("\xed\xa0\x80") }))
-	invalid("id overlong UTF-8", "ID", enc(func(e *abi.Encoder) { e.String("\xc0\xaf") }))
-	invalid("id cut UTF-8", "ID", enc(func(e *abi.Encoder) { e.String("ab\xe2\x82") }))
-	invalid("id with NUL", "ID", enc(func(e *abi.Encoder) { e.String("a\x00b") }))
+	invalid("id of 513 bytes", "ID", vecEnc(func(e *abi.Encoder) { e.String(strings.Repeat("a", 513)) }))
+	invalid("id not UTF-8", "ID", vecEnc(func(e *abi.Encoder) { e.String("a\xffb") }))
+	invalid("id of a surrogate", "ID", vecEnc(func(e *abi.Encoder) { e.String("\xed\xa0\x80") }))
+	invalid("id overlong UTF-8", "ID", vecEnc(func(e *abi.Encoder) { e.String("\xc0\xaf") }))
+	invalid("id cut UTF-8", "ID", vecEnc(func(e *abi.Encoder) { e.String("ab\xe2\x82") }))
+	invalid("id with NUL", "ID", vecEnc(func(e *abi.Encoder) { e.String("a\x00b") }))
 	invalid("ttl mode 4", "TTL", []byte{4})
 	invalid("ttl duration 0", "TTL", []byte{1, 0})
-	invalid("ttl duration over int64 ns", "TTL", enc(func(e *abi.Encoder) { e.U8(1); e.Uvarint(math.MaxInt64/1_000_000 + 1) }))
-	invalid("ttl duration over 100 years", "TTL", enc(func(e *abi.Encoder) { e.U8(1); e.Uvarint(uint64(abi.MaxTTL/time.Millisecond) + 1) }))
+	invalid("ttl duration over int64 ns", "TTL", vecEnc(func(e *abi.Encoder) { e.U8(1); e.Uvarint(math.MaxInt64/1_000_000 + 1) }))
+	invalid("ttl duration over 100 years", "TTL", vecEnc(func(e *abi.Encoder) { e.U8(1); e.Uvarint(uint64(abi.MaxTTL/time.Millisecond) + 1) }))
 	invalid("condition mode 3", "Condition", []byte{3})
 	invalid("condition version cut", "Condition", []byte{1})
 
-	metricBytes := enc(metric.Encode)
+	metricBytes := vecEnc(metric.Encode)
 	invalid("metric truncated", "Metric", metricBytes[:len(metricBytes)-1])
 	invalid("metric trailing byte", "Metric", append(append([]byte(nil), metricBytes...), 0))
-	invalid("metric timestamp unset", "Metric", enc((&abi.Metric{AgentID: "a", Name: "n"}).Encode))
-	invalid("metric empty label name", "Metric", enc((&abi.Metric{AgentID: "a", Name: "n", Timestamp: at(1), Labels: map[string]string{"": "v"}}).Encode))
-	invalid("metric label count over the bytes left", "Metric", enc(func(e *abi.Encoder) {
+	invalid("metric timestamp unset", "Metric", vecEnc((&abi.Metric{AgentID: "a", Name: "n"}).Encode))
+	invalid("metric empty label name", "Metric", vecEnc((&abi.Metric{AgentID: "a", Name: "n", Timestamp: vecAt(1), Labels: map[string]string{"": "v"}}).Encode))
+	invalid("metric label count over the bytes left", "Metric", vecEnc(func(e *abi.Encoder) {
 		e.String("a")
 		e.String("n")
 		e.F64(0)
-		e.Time(at(1))
+		e.Time(vecAt(1))
 		e.Uvarint(3)
 		e.String("k")
 		e.String("v")
 		e.Time(time.Time{})
 	}))
-	invalid("metric label count over 2^24", "Metric", enc(func(e *abi.Encoder) {
+	invalid("metric label count over 2^24", "Metric", vecEnc(func(e *abi.Encoder) {
 		e.String("a")
 		e.String("n")
 		e.F64(0)
-		e.Time(at(1))
+		e.Time(vecAt(1))
 		e.Uvarint(1<<24 + 1)
 	}))
-	invalid("metric key empty name", "MetricKey", enc((&abi.MetricKey{AgentID: "a", Timestamp: at(1)}).Encode))
-	invalid("alert severity 0", "Alert", enc((&abi.Alert{ID: "x", AgentID: "a", Status: 1}).Encode))
-	invalid("alert status 4", "Alert", enc((&abi.Alert{ID: "x", AgentID: "a", Severity: 1, Status: 4}).Encode))
-	invalid("alert id not UTF-8", "Alert", enc((&abi.Alert{ID: "\xff", AgentID: "a", Severity: 1, Status: 1}).Encode))
-	invalid("agent state id with NUL", "AgentState", enc((&abi.AgentState{AgentID: "a\x00"}).Encode))
-	invalid("agent state id of 513 bytes", "AgentState", enc((&abi.AgentState{AgentID: strings.Repeat("x", 513)}).Encode))
-	invalid("put agent state condition mode 3", "PutAgentState", append(enc((&abi.PutAgentState{State: abi.AgentState{AgentID: "a"}}).Encode)[:len(enc((&abi.PutAgentState{State: abi.AgentState{AgentID: "a"}}).Encode))-1], 3))
-	invalid("put agent state empty id", "PutAgentState", enc((&abi.PutAgentState{}).Encode))
-	invalid("put metric ttl mode 9", "PutMetric", append(enc(metric.Encode), 9))
-	invalid("put alert truncated ttl", "PutAlert", append(enc(alert.Encode), 1))
-	invalid("delete agent state if absent", "DeleteAgentState", enc((&abi.DeleteAgentState{AgentID: "a", Condition: abi.Condition{Mode: abi.IfAbsent}}).Encode))
-	invalid("delete agent state empty id", "DeleteAgentState", enc((&abi.DeleteAgentState{}).Encode))
-	invalid("set alert status 0", "SetAlertStatus", enc((&abi.SetAlertStatus{ID: "x"}).Encode))
+	invalid("metric key empty name", "MetricKey", vecEnc((&abi.MetricKey{AgentID: "a", Timestamp: vecAt(1)}).Encode))
+	invalid("alert severity 0", "Alert", vecEnc((&abi.Alert{ID: "x", AgentID: "a", Status: 1}).Encode))
+	invalid("alert status 4", "Alert", vecEnc((&abi.Alert{ID: "x", AgentID: "a", Severity: 1, Status: 4}).Encode))
+	invalid("alert id not UTF-8", "Alert", vecEnc((&abi.Alert{ID: "\xff", AgentID: "a", Severity: 1, Status: 1}).Encode))
+	invalid("agent state id with NUL", "AgentState", vecEnc((&abi.AgentState{AgentID: "a\x00"}).Encode))
+	invalid("agent state id of 513 bytes", "AgentState", vecEnc((&abi.AgentState{AgentID: strings.Repeat("x", 513)}).Encode))
+	invalid("put agent state condition mode 3", "PutAgentState", append(vecEnc((&abi.PutAgentState{State: abi.AgentState{AgentID: "a"}}).Encode)[:len(vecEnc((&abi.PutAgentState{State: abi.AgentState{AgentID: "a"}}).Encode))-1], 3))
+	invalid("put agent state empty id", "PutAgentState", vecEnc((&abi.PutAgentState{}).Encode))
+	invalid("put metric ttl mode 9", "PutMetric", append(vecEnc(metric.Encode), 9))
+	invalid("put alert truncated ttl", "PutAlert", append(vecEnc(alert.Encode), 1))
+	invalid("delete agent state if absent", "DeleteAgentState", vecEnc((&abi.DeleteAgentState{AgentID: "a", Condition: abi.Condition{Mode: abi.IfAbsent}}).Encode))
+	invalid("delete agent state empty id", "DeleteAgentState", vecEnc((&abi.DeleteAgentState{}).Encode))
+	invalid("set alert status 0", "SetAlertStatus", vecEnc((&abi.SetAlertStatus{ID: "x"}).Encode))
 	invalid("options truncated", "Options", []byte{1, 1, 'a'})
-	invalid("metric query limit over 32 bits", "MetricQuery", enc(func(e *abi.Encoder) {
+	invalid("metric query limit over 32 bits", "MetricQuery", vecEnc(func(e *abi.Encoder) {
 		e.String("")
 		e.String("")
 		e.Time(time.Time{})
@@ -535,10 +535,10 @@ func buildVectors(t *testing.T) vectorFile {
 	invalid("alert query severities over the bytes left", "AlertQuery", []byte{0, 5, 1})
 	invalid("agent state query trailing byte", "AgentStateQuery", []byte{0, 0, 0, 0})
 	invalid("metric page count over the bytes left", "MetricPage", []byte{2, 0, 0, 0, 0})
-	invalid("batch op over 32 bits", "Batch", enc(func(e *abi.Encoder) { e.Uvarint(1); e.Uvarint(1 << 32); e.BytesField(nil) }))
+	invalid("batch op over 32 bits", "Batch", vecEnc(func(e *abi.Encoder) { e.Uvarint(1); e.Uvarint(1 << 32); e.BytesField(nil) }))
 	invalid("batch truncated", "Batch", []byte{2, 1, 0})
 	invalid("batch results truncated", "BatchResults", []byte{1, 0, 3, 'a'})
-	invalid("metadata major over 16 bits", "Metadata", enc(func(e *abi.Encoder) {
+	invalid("metadata major over 16 bits", "Metadata", vecEnc(func(e *abi.Encoder) {
 		e.Uvarint(1 << 16)
 		e.Uvarint(3)
 		e.String("x")
@@ -546,7 +546,7 @@ func buildVectors(t *testing.T) vectorFile {
 		e.Uvarint(0)
 		e.Uvarint(0)
 	}))
-	invalid("metadata features over 32 bits", "Metadata", enc(func(e *abi.Encoder) {
+	invalid("metadata features over 32 bits", "Metadata", vecEnc(func(e *abi.Encoder) {
 		e.Uvarint(1)
 		e.Uvarint(3)
 		e.String("x")
@@ -555,10 +555,10 @@ func buildVectors(t *testing.T) vectorFile {
 		e.Uvarint(0)
 	}))
 	invalid("restore kind 4", "Restore", []byte{4, 1})
-	invalid("restore without mode", "Restore", append([]byte{byte(abi.KindAgentState)}, enc((&abi.AgentState{AgentID: "a"}).Encode)...))
+	invalid("restore without mode", "Restore", append([]byte{byte(abi.KindAgentState)}, vecEnc((&abi.AgentState{AgentID: "a"}).Encode)...))
 	invalid("kv request op 6", "KVRequest", []byte{6, 0})
 	invalid("kv put keep_ttl 2", "KVRequest", []byte{2, 1, 'k', 0, 0, 2, 0})
-	invalid("kv entry trailing byte", "KVEntry", append(enc(func(e *abi.Encoder) { entry.Encode(e, false) }), 0))
+	invalid("kv entry trailing byte", "KVEntry", append(vecEnc(func(e *abi.Encoder) { entry.Encode(e, false) }), 0))
 	return vf
 }
 
