@@ -306,7 +306,7 @@ func TestPluginInspect(t *testing.T) {
 		require.Contains(t, stderr, "testdata/nope.wasm: no such file or directory")
 		_, stderr, code = runCommand(t, nil, "plugin", "list")
 		require.Equal(t, 2, code, "a usage error")
-		require.Contains(t, stderr, "plugin: the only subcommand is inspect")
+		require.Contains(t, stderr, "plugin: the subcommands are inspect and test")
 	})
 }
 
@@ -361,7 +361,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "extra"}, `storage-host: serve: unexpected argument "extra"`},
 		{[]string{"validate"}, "usage: storage-host validate"},
 		{[]string{"validate", "-nope", "x.hcl"}, "flag provided but not defined: -nope"},
-		{[]string{"plugin", "list"}, "plugin: the only subcommand is inspect"},
+		{[]string{"plugin", "list"}, "plugin: the subcommands are inspect and test"},
 		{[]string{"plugin", "inspect"}, "usage: storage-host plugin inspect"},
 		{[]string{"backup", "-config", "x.hcl"}, "usage: storage-host backup"},
 		{[]string{"backup", "verify"}, "usage: storage-host backup verify FILE"},
