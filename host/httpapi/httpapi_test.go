@@ -197,14 +197,6 @@ func (r *response) decode(t *testing.T, v any) {
 	require.NoError(t, json.Unmarshal(r.body, v), "body: %s", r.body)
 }
 
-// object returns the body as a JSON object.
-func (r *response) object(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.decode(t, &m)
-	return m
-}
-
 // errorCode checks the error body and returns its code and message.
 func (r *response) errorCode(t *testing.T) (code, message string) {
 	t.Helper()
