@@ -143,20 +143,31 @@ func findAddr(env, dflt string) (string, error) {
 
 // Main runs the tests of a package, then stops every server this package
 // started for the whole binary, removes their directories, and, when the
-// tests passed, fails the binary if a goroutine outlived them
-// (goleak.VerifyTestMain; opts name the known long-lived ones to ignore).
-// Call it from TestMain:
+// tests passed, fails the binary if a goroutine outlived them (goleak;
+// opts name the known long-lived ones to ignore). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { redistest.Main(m) }
 func Main(m *testing.M, opts ...goleak.Option) {
-	goleak.VerifyTestMain(stopping{m}, opts...)
+	os.Exit(Run(m, opts...))
 }
 
-// stopping runs the tests, then stops the shared servers.
-type stopping struct{ m *testing.M }
+// Run is Main returning the exit code instead of exiting, for a TestMain
+// with more to clean up after the tests.
+func Run(m *testing.M, opts ...goleak.Option) int {
+	code := m.Run()
+	stopShared()
+	if code == 0 {
+		if err := goleak.Find(opts...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines outlived the tests: %v\n", err)
+			code = 1
+		}
+	}
+	return code
+}
 
-func (s stopping) Run() int {
-	code := s.m.Run()
+// stopShared stops the servers shared by the binary's tests and the
+// goroutine that started them.
+func stopShared() {
 	shared.mu.Lock()
 	procs := shared.procs
 	shared.procs = nil
@@ -166,7 +177,6 @@ func (s stopping) Run() int {
 		_ = os.RemoveAll(p.dir)
 	}
 	stopSpawner()
-	return code
 }
 
 // Prefix returns a key prefix of the test's own, "sht:<random hex>:", and
