@@ -23,6 +23,7 @@ import (
 
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/httpapi"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // cacheDir is the wazero compilation cache every store of this package
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cacheDir = dir
-	code := m.Run()
+	code := redistest.Run(m) // stops the Redis servers, checks for goroutine leaks
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
