@@ -5,7 +5,7 @@ GO ?= go
 WASM_FLAGS = -trimpath -buildvcs=false -buildmode=c-shared
 BUILTIN_SOURCES = $(shell find abi sdk -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all plugins testdata test bench bench-boundary check
+.PHONY: all plugins testdata test bench bench-boundary check lint
 all: plugins test
 
 # The built-in plugins embedded in the host (TestBuiltinsMatchSource
@@ -35,3 +35,7 @@ check:
 	gofmt -l . | (! grep .)
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+
+# staticcheck at the release CI pins, on this platform and on wasip1.
+lint:
+	bash .ci/staticcheck

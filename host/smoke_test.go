@@ -5,8 +5,13 @@ import (
 	"testing"
 
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redistest"
 	"github.com/stretchr/testify/require"
 )
+
+// TestMain stops the Redis servers the tests started and fails the binary
+// if a goroutine outlives the tests.
+func TestMain(m *testing.M) { redistest.Main(m) }
 
 func TestSmoke(t *testing.T) {
 	ctx := context.Background()

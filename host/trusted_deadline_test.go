@@ -19,16 +19,31 @@ import (
 // can stop it (a guest that never calls out would freeze the test binary
 // at the next one: SECURITY.md).
 
-// openTrustedSluggish opens the sluggish plugin as a trusted plugin.
+// openTrustedSluggish opens the sluggish plugin as a trusted plugin. Once
+// the test and its other cleanups are done, it closes the store and waits
+// for the guests the test abandoned to return: Close does not wait for
+// them, and their goroutines would outlive the test (TestMain's leak check).
 func openTrustedSluggish(t *testing.T, timeout time.Duration, instances int) (*host.Store, *foreignLog) {
 	t.Helper()
 	logs := &foreignLog{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	wasm := goHostilePlugin(t, "sluggish")
+	base := runtime.NumGoroutine()
 	st, err := host.Open(context.Background(), host.Config{
-		WASM: goHostilePlugin(t, "sluggish"), Trusted: true, Instances: instances,
+		WASM: wasm, Trusted: true, Instances: instances,
 		Limits: host.Limits{CallTimeout: timeout},
 	}, host.WithLogger(logger))
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = st.Close(context.Background())
+		deadline := time.Now().Add(15 * time.Second)
+		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > base {
+			t.Errorf("the abandoned guests did not return: %d goroutines, %d before Open", n, base)
+		}
+	})
 	return st, logs
 }
 

@@ -18,9 +18,11 @@ var (
 	metadata []byte
 )
 
+//lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
 //go:wasmexport storage_abi_version
 func exportABIVersion() int32 { return int32(abi.Current.Packed()) }
 
+//lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
 //go:wasmexport storage_metadata
 func exportMetadata() int64 {
 	if registered == nil {
@@ -34,6 +36,7 @@ func exportMetadata() int64 {
 	return int64(abi.PackRegion(ptrOf(metadata), uint32(len(metadata))))
 }
 
+//lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
 //go:wasmexport storage_reserve
 func exportReserve(size int32) int32 {
 	if size < 0 {
@@ -45,6 +48,7 @@ func exportReserve(size int32) int32 {
 	return int32(ptrOf(reserved[:1]))
 }
 
+//lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
 //go:wasmexport storage_call
 func exportCall(op int32, n int32) int64 {
 	response.Reset()

@@ -195,15 +195,6 @@ func containsFlag(args []string, name string) bool {
 	return false
 }
 
-// start runs `storage-host serve` on a free loopback port, as a user
-// would, and returns the process and its base URL once it has printed
-// where it listens.
-func start(t *testing.T, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	d := startDaemon(t, nil, args...)
-	return d.cmd, d.url
-}
-
 // waitLog waits until the log holds at least n lines matching re and
 // returns the matching lines. It fails the test when the daemon exits or
 // waitTimeout passes first.

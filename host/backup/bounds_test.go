@@ -36,8 +36,8 @@ func openHostilePlugin(t *testing.T, name string) *host.Store {
 }
 
 // backupBounded runs a backup into a file in a fresh directory and returns
-// its error and the directory's entries afterwards.
-func backupBounded(t *testing.T, st *host.Store, o backup.Options) (error, []os.DirEntry) {
+// the directory's entries afterwards and the backup's error.
+func backupBounded(t *testing.T, st *host.Store, o backup.Options) ([]os.DirEntry, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
@@ -46,7 +46,7 @@ func backupBounded(t *testing.T, st *host.Store, o backup.Options) (error, []os.
 	require.NoError(t, ctx.Err(), "the backup hung")
 	left, rerr := os.ReadDir(dir)
 	require.NoError(t, rerr)
-	return err, left
+	return left, err
 }
 
 // TestBackupCursorLoop: a plugin whose cursors come round again ("c0",
@@ -54,7 +54,7 @@ func backupBounded(t *testing.T, st *host.Store, o backup.Options) (error, []os.
 // switched off, so only the cursor check can stop it.
 func TestBackupCursorLoop(t *testing.T) {
 	st := openHostilePlugin(t, "cursorloop")
-	err, left := backupBounded(t, st, backup.Options{MaxBytes: -1, MaxDuration: -1})
+	left, err := backupBounded(t, st, backup.Options{MaxBytes: -1, MaxDuration: -1})
 	require.ErrorIs(t, err, host.ErrInternal)
 	assert.ErrorContains(t, err, "answered page 4 of its metrics with a cursor it gave before")
 	assert.Empty(t, left, "a failed backup leaves nothing behind")
@@ -76,7 +76,7 @@ func TestBackupMaxBytes(t *testing.T) {
 	assert.LessOrEqual(t, out.n, int64(bound))
 	assert.Greater(t, out.n, int64(bound/2), "the backup wrote up to its bound")
 
-	err, left := backupBounded(t, st, backup.Options{MaxBytes: bound, MaxDuration: -1})
+	left, err := backupBounded(t, st, backup.Options{MaxBytes: bound, MaxDuration: -1})
 	require.ErrorIs(t, err, host.ErrLimit)
 	assert.Empty(t, left, "the partial file is removed")
 }
@@ -85,7 +85,7 @@ func TestBackupMaxBytes(t *testing.T) {
 // stopped at MaxDuration.
 func TestBackupMaxDuration(t *testing.T) {
 	st := openHostilePlugin(t, "cursorwalk")
-	err, left := backupBounded(t, st, backup.Options{MaxBytes: -1, MaxDuration: 300 * time.Millisecond})
+	left, err := backupBounded(t, st, backup.Options{MaxBytes: -1, MaxDuration: 300 * time.Millisecond})
 	require.ErrorIs(t, err, host.ErrLimit)
 	assert.ErrorContains(t, err, "ran past its bound of 300ms (Options.MaxDuration)")
 	assert.Empty(t, left)

@@ -144,14 +144,6 @@ const (
 	kindAny         = "*"
 )
 
-// Allows reports whether t may read (write false) or write records of
-// kind. A write scope does not allow reads.
-func (t Token) Allows(kind string, write bool) bool {
-	return slices.ContainsFunc(t.Scopes, func(s Scope) bool {
-		return (s.Kind == kindAny || s.Kind == kind) && s.Write == write
-	})
-}
-
 // Error is returned for an invalid file. Diagnostics holds every error
 // found, in file order, each with its source range.
 type Error struct {

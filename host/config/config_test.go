@@ -516,37 +516,6 @@ backend "r" {
 	})
 }
 
-func TestTokenAllows(t *testing.T) {
-	fleet := config.Token{Name: "fleet", Scopes: []config.Scope{
-		{Kind: "agent_states"}, {Kind: "agent_states", Write: true}, {Kind: "metrics", Write: true},
-	}}
-	reader := config.Token{Name: "reader", Scopes: []config.Scope{{Kind: "*"}}}
-	writer := config.Token{Name: "writer", Scopes: []config.Scope{{Kind: "*", Write: true}}}
-	none := config.Token{Name: "none"}
-	for _, tc := range []struct {
-		tok   config.Token
-		kind  string
-		write bool
-		want  bool
-	}{
-		{fleet, "agent_states", false, true},
-		{fleet, "agent_states", true, true},
-		{fleet, "metrics", true, true},
-		{fleet, "metrics", false, false}, // write does not imply read
-		{fleet, "alerts", false, false},
-		{fleet, "alerts", true, false},
-		{reader, "metrics", false, true},
-		{reader, "alerts", false, true},
-		{reader, "agent_states", false, true},
-		{reader, "alerts", true, false},
-		{writer, "alerts", true, true},
-		{writer, "alerts", false, false},
-		{none, "metrics", false, false},
-	} {
-		require.Equal(t, tc.want, tc.tok.Allows(tc.kind, tc.write), "%s %s write=%v", tc.tok.Name, tc.kind, tc.write)
-	}
-}
-
 // TestParseDoesNotConnect checks that a redis block is checked without
 // any connection to Redis, even with scripts and idle connections asked
 // for.

@@ -269,8 +269,7 @@ func TestAgentStateBulk(t *testing.T) {
 	}).requireError(t, http.StatusBadRequest, "invalid")
 
 	del := e.req("POST", "/v1/agent-states/batch-delete", map[string]any{"agent_ids": []string{"a", "zz", "c"}})
-	var dr []bulkResult[map[string]string]
-	dr = results[map[string]string](t, del, 3)
+	dr := results[map[string]string](t, del, 3)
 	require.Equal(t, []string{"", "not_found", ""}, codes(dr))
 	require.Equal(t, map[string]string{"agent_id": "a"}, *dr[0].Value)
 	got := results[agentState](t, e.req("POST", "/v1/agent-states/batch-get", map[string]any{"agent_ids": []string{"a", "b", "c", "d"}}), 4)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/httpapi"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // cacheDir is the wazero compilation cache every store of this package
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cacheDir = dir
-	code := m.Run()
+	code := redistest.Run(m) // stops the Redis servers, checks for goroutine leaks
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -195,14 +196,6 @@ func (r *response) String() string {
 func (r *response) decode(t *testing.T, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.body, v), "body: %s", r.body)
-}
-
-// object returns the body as a JSON object.
-func (r *response) object(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.decode(t, &m)
-	return m
 }
 
 // errorCode checks the error body and returns its code and message.

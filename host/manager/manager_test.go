@@ -16,7 +16,12 @@ import (
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 	"github.com/storage-host/storage-host/host/manager"
+	"github.com/storage-host/storage-host/host/redistest"
 )
+
+// TestMain stops the Redis servers the tests started and fails the binary
+// if a goroutine outlives the tests.
+func TestMain(m *testing.M) { redistest.Main(m) }
 
 // file builds a configuration by hand: every kind routed to route, each
 // backend a memory plugin whose digest is given.

@@ -484,8 +484,8 @@ func TestConcurrentCallers(t *testing.T) {
 }
 
 // The host keeps keys of its own outside each namespace (the event
-// stream); no command names them, nor the namespace's keys where the
-// stream used to be, at any key position.
+// stream); no command names them, nor the namespace's own `__host__:`
+// keys, at any key position.
 func TestHostKeysAreRefused(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil, nil)

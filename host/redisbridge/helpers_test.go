@@ -2,6 +2,8 @@ package redisbridge
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,18 +69,26 @@ func nodes(t testing.TB, addrs []string) []string {
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
 	defer c.Close()
 	var out []string
-	slots, err := c.ClusterSlots(context.Background()).Result()
+	shards, err := c.ClusterShards(context.Background()).Result()
 	require.NoError(t, err)
-	seen := map[string]bool{}
-	for _, s := range slots {
+	for _, s := range shards {
 		for _, n := range s.Nodes {
-			if !seen[n.Addr] {
-				seen[n.Addr] = true
-				out = append(out, n.Addr)
-			}
+			out = append(out, net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10)))
 		}
 	}
 	return out
+}
+
+// primary returns the master among a shard's nodes.
+func primary(t testing.TB, s redis.ClusterShard) redis.Node {
+	t.Helper()
+	for _, n := range s.Nodes {
+		if n.Role == "master" {
+			return n
+		}
+	}
+	require.Failf(t, "no master", "shard %+v", s)
+	return redis.Node{}
 }
 
 // cmd makes a command from strings.

@@ -16,7 +16,8 @@
 //
 // Servers this package starts die with the test binary (Linux parent-death
 // signal); a package that wants them stopped and their directories removed
-// explicitly calls Main from its TestMain.
+// explicitly, and its goroutines checked for leaks, calls Main from its
+// TestMain.
 package redistest
 
 import (
@@ -39,6 +40,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // EnvAddr names the environment variable that points tests at a Redis.
@@ -139,13 +141,33 @@ func findAddr(env, dflt string) (string, error) {
 	return p.addr(), nil
 }
 
-// Main runs the tests of a package and then stops every server this
-// package started for the whole binary and removes their directories.
-// Call it from TestMain:
+// Main runs the tests of a package, then stops every server this package
+// started for the whole binary, removes their directories, and, when the
+// tests passed, fails the binary if a goroutine outlived them (goleak;
+// opts name the known long-lived ones to ignore). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { redistest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, opts ...goleak.Option) {
+	os.Exit(Run(m, opts...))
+}
+
+// Run is Main returning the exit code instead of exiting, for a TestMain
+// with more to clean up after the tests.
+func Run(m *testing.M, opts ...goleak.Option) int {
 	code := m.Run()
+	stopShared()
+	if code == 0 {
+		if err := goleak.Find(opts...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines outlived the tests: %v\n", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// stopShared stops the servers shared by the binary's tests and the
+// goroutine that started them.
+func stopShared() {
 	shared.mu.Lock()
 	procs := shared.procs
 	shared.procs = nil
@@ -154,7 +176,7 @@ func Main(m *testing.M) {
 		p.kill()
 		_ = os.RemoveAll(p.dir)
 	}
-	os.Exit(code)
+	stopSpawner()
 }
 
 // Prefix returns a key prefix of the test's own, "sht:<random hex>:", and
@@ -398,11 +420,11 @@ var errExited = errors.New("redis-server exited")
 
 // The parent-death signal goes to a child when the thread that started it
 // exits, not only the process. Children are started from one goroutine
-// locked to its thread for the life of the test binary, so no Go runtime
-// thread recycling can kill a server in the middle of a test.
+// locked to its thread until Main has stopped every server, so no Go
+// runtime thread recycling can kill a server in the middle of a test.
 var (
-	spawnOnce sync.Once
-	spawns    chan spawnRequest
+	spawnMu sync.Mutex // held for a whole spawn: one start at a time
+	spawns  chan spawnRequest
 )
 
 type spawnRequest struct {
@@ -411,18 +433,32 @@ type spawnRequest struct {
 }
 
 func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
+	spawnMu.Lock()
+	defer spawnMu.Unlock()
+	if spawns == nil {
 		spawns = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the binary
-			for r := range spawns {
+		go func(rs <-chan spawnRequest) {
+			// Never unlocked: the thread ends with the goroutine, when
+			// Main has stopped the servers and no child is left to kill.
+			runtime.LockOSThread()
+			for r := range rs {
 				r.done <- r.cmd.Start()
 			}
-		}()
-	})
+		}(spawns)
+	}
 	done := make(chan error, 1)
 	spawns <- spawnRequest{cmd: cmd, done: done}
 	return <-done
+}
+
+// stopSpawner ends the spawning goroutine; a later spawn starts another.
+func stopSpawner() {
+	spawnMu.Lock()
+	defer spawnMu.Unlock()
+	if spawns != nil {
+		close(spawns)
+		spawns = nil
+	}
 }
 
 // kill ends the server at once (SIGKILL) and waits for it to exit.

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/bbolt"
+	"go.uber.org/goleak"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -245,12 +246,14 @@ func crashChild(dir string) {
 	}
 }
 
+// TestMain runs the crash test's child when asked to, else the tests,
+// failing the binary if a goroutine outlives them.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("LOCALSTORE_CRASH_CHILD"); dir != "" {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
