@@ -20,6 +20,8 @@ func TestPluginTestPasses(t *testing.T) {
 		"memory":     {"builtin:memory"},
 		"redis":      {"-redis", redistest.Addr(t), "builtin:redis"},
 		"agentstate": {wat},
+		// A retention policy, declared.
+		"retention": {"-option", "max_samples_per_series=30", "-max-samples-per-series", "30", "builtin:memory"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			stdout, stderr, code := runCommand(t, nil, append([]string{"plugin", "test"}, args...)...)
@@ -90,6 +92,15 @@ func TestPluginTestUsage(t *testing.T) {
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-run", "NoSuchRule", "builtin:memory")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `no rule matches -run "NoSuchRule"`)
+
+	// The same retention, undeclared: the paging rules fail.
+	stdout, _, code := runCommand(t, nil, "plugin", "test", "-option", "max_samples_per_series=30", "builtin:memory")
+	require.Equal(t, 1, code)
+	require.Contains(t, stdout, "FAIL Query/Pagination/DefaultLimit")
+
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-max-samples-per-series", "5", "builtin:memory")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "-max-samples-per-series 5 is below 20")
 
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "novalue", "builtin:memory")
 	require.NotEqual(t, 0, code)

@@ -32,8 +32,11 @@ rule of the contract for each feature the plugin advertises, that every
 feature it does not advertise is refused, and the Protocol rules: malformed
 requests, invalid fields, unknown ops and ops of features not advertised,
 sent to the plugin as given, are refused with the status the ABI names.
-It prints one line per failed rule with what went wrong (-v: every rule),
-and exits 1 if any rule failed.
+A plugin with a legitimate policy that changes what the suite may expect
+declares it with a flag (-max-samples-per-series: a retention policy), and
+the suite checks the policy instead of failing the plugin for it. It prints
+one line per failed rule with what went wrong (-v: every rule), and exits 1
+if any rule failed.
 
 Flags:
 `
@@ -48,6 +51,7 @@ type pluginTestFlags struct {
 	asJSON     bool
 	verbose    bool
 	timeout    time.Duration
+	policy     storetest.Policy
 	plugin     string // FILE.wasm or builtin:NAME; empty with -config
 }
 
@@ -78,6 +82,7 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.verbose, "v", false, "list every rule, not only those that failed")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "fail the run if it takes longer than this")
+	fs.IntVar(&f.policy.MaxSamplesPerSeries, "max-samples-per-series", 0, fmt.Sprintf("the plugin's retention policy: it keeps the newest N samples of each series (N at least %d); the suite checks it and keeps within it", storetest.MinSamplesPerSeries))
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -90,6 +95,9 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 		return nil, errUsage
 	}
 	f.plugin = fs.Arg(0)
+	if n := f.policy.MaxSamplesPerSeries; n != 0 && n < storetest.MinSamplesPerSeries {
+		return nil, usagef("plugin test: -max-samples-per-series %d is below %d, the most samples one series of the suite holds", n, storetest.MinSamplesPerSeries)
+	}
 	if f.run != "" {
 		if _, err := regexp.Compile(f.run); err != nil {
 			return nil, usagef("plugin test: -run: %v", err)
@@ -234,7 +242,7 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 	}
 	os.Args = []string{os.Args[0], "-test.v", "-test.run", pattern, "-test.timeout", f.timeout.String()}
 	testing.Main(func(pat, s string) (bool, error) { return regexp.MatchString(pat, s) },
-		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) { storetest.Run(t, open) }}},
+		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) { storetest.RunWithPolicy(t, open, f.policy) }}},
 		nil, nil)
 }
 

@@ -408,14 +408,19 @@ func (s *suite) testQueryAgentStates(t *testing.T) {
 func (s *suite) testPagination(t *testing.T) {
 	ctx := t.Context()
 	st := s.st
-	// putMetrics writes n samples of one agent and name and returns them in
-	// result order.
+	// putMetrics writes n samples of one agent and returns them in result
+	// order: of one name, or of names n000, n001, ... each holding at most
+	// the samples a backend's retention policy keeps.
 	putMetrics := func(t *testing.T, agent string, n int, labels func(i int) map[string]string) []host.Metric {
 		t.Helper()
 		base := time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC)
 		out := make([]host.Metric, n)
 		for i := range n {
-			m := host.Metric{AgentID: agent, Name: "n", Value: float64(i), Timestamp: base.Add(time.Duration(i) * time.Second)}
+			name := "n"
+			if keep := s.policy.MaxSamplesPerSeries; keep > 0 {
+				name = fmt.Sprintf("n%03d", i/keep)
+			}
+			m := host.Metric{AgentID: agent, Name: name, Value: float64(i), Timestamp: base.Add(time.Duration(i) * time.Second)}
 			if labels != nil {
 				m.Labels = labels(i)
 			}

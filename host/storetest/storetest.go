@@ -106,8 +106,32 @@ const tolerance = time.Second
 // Run checks every feature the backend advertises (st.Metadata().Features),
 // and checks that every feature it does not advertise is refused with
 // host.ErrUnsupported.
-func Run(t *testing.T, open Opener) {
-	s := &suite{open: open, run: newRunPrefix()}
+func Run(t *testing.T, open Opener) { RunWithPolicy(t, open, Policy{}) }
+
+// Policy is what a backend declares of a legitimate policy of its own
+// that changes what the suite may expect of it. The suite then checks the
+// policy (the Policy rules) instead of failing the backend for it, and
+// keeps its other checks within it.
+type Policy struct {
+	// MaxSamplesPerSeries, when not 0, is the most samples of one series
+	// (an agent's metric of one name) the backend keeps: the newest by
+	// timestamp, the older ones dropped as newer ones are written. The
+	// other checks then write at most that many samples to one series
+	// (the paging checks spread theirs over several), so it must be at
+	// least MinSamplesPerSeries.
+	MaxSamplesPerSeries int
+}
+
+// MinSamplesPerSeries is the least Policy.MaxSamplesPerSeries the suite
+// can work within: a bulk check writes 20 samples to one series.
+const MinSamplesPerSeries = 20
+
+// RunWithPolicy is Run for a backend with the policy p.
+func RunWithPolicy(t *testing.T, open Opener, p Policy) {
+	if p.MaxSamplesPerSeries != 0 && p.MaxSamplesPerSeries < MinSamplesPerSeries {
+		t.Fatalf("Policy.MaxSamplesPerSeries %d is below %d, the most samples one series of the suite holds", p.MaxSamplesPerSeries, MinSamplesPerSeries)
+	}
+	s := &suite{open: open, run: newRunPrefix(), policy: p}
 	s.st = s.openStore(t)
 	s.features = s.st.Metadata().Features
 	t.Logf("backend %s %s advertises [%s]; record IDs of this run start with %q",
@@ -122,6 +146,9 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Bulk", s.testBulk)
 	t.Run("Restore", s.testRestore)
 	t.Run("Protocol", s.testProtocol)
+	if p != (Policy{}) {
+		t.Run("Policy", s.testPolicy)
+	}
 	t.Run("Isolation", s.testIsolation)
 	t.Run("Closed", s.testClosed)
 }
@@ -132,6 +159,7 @@ type suite struct {
 	st       *host.Store
 	features abi.Feature
 	open     Opener
+	policy   Policy
 	run      string
 	seq      atomic.Uint64
 }

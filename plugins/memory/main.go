@@ -5,6 +5,13 @@
 // losing data. The plugin owns the policy: key layout, TTLs, filters,
 // status transitions and optimistic concurrency.
 //
+// Options: metric_ttl_seconds, alert_ttl_seconds and
+// agent_state_ttl_seconds (the kinds' default TTLs), and
+// max_samples_per_series, a retention policy: each series (an agent's
+// metric of one name) keeps its newest samples by timestamp, at most this
+// many; every put of a sample scans its series to drop the oldest, so it
+// costs time in proportion to the limit.
+//
 // Build:
 //
 //	GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o memory.wasm .
@@ -64,6 +71,9 @@ type backend struct {
 	key []byte // scratch for point keys; see pointKey
 	// Default TTLs per kind, from the options; 0 = never expire.
 	metricTTL, alertTTL, stateTTL time.Duration
+	// maxSamples is the most samples of one series kept (the newest by
+	// timestamp), from max_samples_per_series; 0 = every sample.
+	maxSamples int
 }
 
 type (
@@ -88,9 +98,16 @@ func (b *backend) configure(o abi.Options) error {
 		}
 		*dst = time.Duration(secs) * time.Second
 	}
+	if v, ok := o["max_samples_per_series"]; ok {
+		n, err := strconv.ParseUint(v, 10, 31)
+		if err != nil || n == 0 {
+			return abi.Errorf(abi.StatusInvalid, "option max_samples_per_series: %q is not a positive whole number", v)
+		}
+		b.maxSamples = int(n)
+	}
 	for name := range o {
 		switch name {
-		case "metric_ttl_seconds", "alert_ttl_seconds", "agent_state_ttl_seconds":
+		case "metric_ttl_seconds", "alert_ttl_seconds", "agent_state_ttl_seconds", "max_samples_per_series":
 		default:
 			return abi.Errorf(abi.StatusInvalid, "unknown option %q", name)
 		}
@@ -160,7 +177,27 @@ func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	rec.Encode(b.scratch())
 	_, exp, err := b.put(metricKey(rec.AgentID, rec.Name, rec.Timestamp), b.enc.Bytes(), &r.TTL, b.metricTTL, sdk.Now(), abi.Condition{})
 	rec.ExpiresAt = exp
+	if err == nil && b.maxSamples > 0 {
+		err = b.trimSeries(rec.AgentID, rec.Name)
+	}
 	return rec, err
+}
+
+// trimSeries drops the oldest samples of a series past maxSamples. The
+// series is trimmed at every put, so it holds at most one sample too many,
+// unless the option was lowered: then each put drops the excess too.
+func (b *backend) trimSeries(agent, name string) error {
+	start := append(append(append(append([]byte(metricPrefix), agent...), 0), name...), 0)
+	end := prefixEnd(start)
+	for {
+		ents, _, err := b.kv.Scan(start, end, b.maxSamples+1)
+		if err != nil || len(ents) <= b.maxSamples {
+			return err
+		}
+		if err := b.kv.Delete(bytes.Clone(ents[0].Key), abi.Condition{}); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+			return err
+		}
+	}
 }
 
 func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
