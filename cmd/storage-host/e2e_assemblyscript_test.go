@@ -43,6 +43,6 @@ func TestPluginTestAssemblyScriptExample(t *testing.T) {
 
 	stdout, stderr, code := runCommand(t, nil, "plugin", "test", wasm)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
-	require.Contains(t, stdout, "plugin as-example 0.1.0, advertising [agent_states,query,batch,ttl,concurrency]")
+	require.Contains(t, stdout, "plugin as-example 0.1.0, advertising [agent_states,query,batch,ttl,concurrency,restore]")
 	require.Regexp(t, `(?m)^ok: [1-9][0-9]* rules passed, 0 failed`, stdout)
 }

@@ -153,6 +153,26 @@ export namespace KV {
     return kvFinish<KVWritten>(d, new KVWritten(rev, exp));
   }
 
+  /** Writes value at key with exactly revision (at least 1) and moves
+   *  the store's revision counter past it (ABI 1.2): for a restore, which
+   *  keeps a record's version. ifAbsent makes it CONFLICT when a live
+   *  entry has the key; otherwise it replaces one. */
+  export function restore(key: Uint8Array, value: Uint8Array, revision: u64, expiresAt: i64, ifAbsent: bool): Result<KVWritten> {
+    const q = new KVRequest();
+    q.op = KVOp.Restore;
+    q.key = key;
+    q.value = value;
+    q.revision = revision;
+    q.expiresAt = expiresAt;
+    q.condition = ifAbsent ? Condition.ifAbsent() : new Condition();
+    const r = kvDo(q);
+    if (!r.ok) return fail<KVWritten>(r.status, r.message);
+    const d = r.value!;
+    const rev = d.uvarint();
+    const exp = d.time();
+    return kvFinish<KVWritten>(d, new KVWritten(rev, exp));
+  }
+
   /** Deletes key if cond holds: null when deleted, else NOT_FOUND or
    *  CONFLICT (or another failure). */
   export function del(key: Uint8Array, cond: Condition): Failure | null {

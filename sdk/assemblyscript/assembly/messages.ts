@@ -944,9 +944,16 @@ export namespace RecordKind {
   export const AgentState: u8 = 3;
 }
 
+/** Restore modes: what a restore does when a live record has its key. */
+export namespace RestoreMode {
+  export const Fail: u8 = 1;
+  export const Skip: u8 = 2;
+  export const Overwrite: u8 = 3;
+}
+
 /** The body of OpRestore (ABI 1.2, section 10.10): a record of one kind,
- *  written exactly as given, and the mode (1 fail, 2 skip, 3 overwrite).
- *  The dispatcher does not serve it; the type is here for tools. */
+ *  written exactly as given, and the mode. A plugin serves it with a
+ *  Restorer (Plugin.restorer). */
 export class Restore {
   kind: u8 = 0;
   metric: Metric | null = null;
@@ -974,6 +981,58 @@ export class Restore {
     }
     r.mode = d.u8();
     return r;
+  }
+
+  /** Why the restore is invalid (abi.Restore.Check), or null: a mode out
+   *  of 1 to 3, a metric without timestamp, an alert with a severity or
+   *  status out of range or without created_at and updated_at, an agent
+   *  state with version 0 or without updated_at. IDs were checked when
+   *  the request decoded. */
+  check(): Failure | null {
+    if (this.mode < RestoreMode.Fail || this.mode > RestoreMode.Overwrite) {
+      return new Failure(Status.Invalid, "unknown restore mode " + this.mode.toString());
+    }
+    if (this.kind == RecordKind.Metric) return checkMetricTimestamp(this.metric!.timestamp);
+    if (this.kind == RecordKind.Alert) {
+      const a = this.alert!;
+      const f = checkAlertEnums(a);
+      if (f !== null) return f;
+      if (a.createdAt == 0 || a.updatedAt == 0) {
+        return new Failure(Status.Invalid, "alert " + a.id + ": a restored alert needs its created_at and updated_at");
+      }
+      return null;
+    }
+    const st = this.state!;
+    if (st.version == 0) return new Failure(Status.Invalid, "agent state " + st.agentID + ": a restored version is at least 1");
+    if (st.updatedAt == 0) return new Failure(Status.Invalid, "agent state " + st.agentID + ": a restored state needs its updated_at");
+    return null;
+  }
+
+  /** The record's expiry (0: never). */
+  expiresAt(): i64 {
+    if (this.kind == RecordKind.Metric) return this.metric!.expiresAt;
+    if (this.kind == RecordKind.Alert) return this.alert!.expiresAt;
+    return this.state!.expiresAt;
+  }
+
+  /** The features serving the restore needs: restore, the kind's, and
+   *  ttl when the record expires. */
+  requires(): u32 {
+    let f: u32 = Feature.Restore;
+    if (this.kind == RecordKind.Metric) f |= Feature.Metrics;
+    else if (this.kind == RecordKind.Alert) f |= Feature.Alerts;
+    else f |= Feature.AgentStates;
+    if (this.expiresAt() != 0) f |= Feature.TTL;
+    return f;
+  }
+}
+
+/** What OpRestore answers: whether the record was written. */
+export class Restored {
+  constructor(public written: bool) {}
+
+  encode(e: Encoder): void {
+    e.bool(this.written);
   }
 }
 

@@ -8,7 +8,7 @@ import {
   ABI_MAJOR, ABI_MINOR, Alert, AlertQuery, AgentState, AgentStateQuery, ConditionMode, DeleteAgentState,
   Failure, Feature, Metadata, Metric, MetricKey, MetricQuery, Op, Options, Page, PutAgentState, PutAlert,
   PutMetric, SetAlertStatus, Status, TTL, TTLMode, Condition, checkAlertEnums, checkMetricTimestamp,
-  Matcher, decodeBatch, decodeFailure, opRequires, opWrites,
+  Matcher, Restore, Restored, decodeBatch, decodeFailure, opRequires, opWrites,
 } from "./messages";
 
 /** Stores metrics. Override the methods; returned records carry expiresAt.
@@ -74,6 +74,19 @@ export class AgentStateStore {
   }
 }
 
+/** Serves OpRestore (ABI 1.2): writes a record exactly as given, backend
+ *  fields included (an agent state's version, an alert's created_at and
+ *  updated_at, the absolute expiry), for every kind the plugin stores. The
+ *  SDK has checked the request (Restore.check) and that the plugin serves
+ *  its kind (and ttl, for a record that expires). It answers whether the
+ *  record was written: false for a record already expired, or for a live
+ *  one with the key in mode skip; mode fail makes that CONFLICT. */
+export class Restorer {
+  restore(r: Restore): Result<Restored> {
+    return fail<Restored>(Status.Unsupported, "restore is not implemented");
+  }
+}
+
 /** A backend. Null stores are kinds it does not support; the SDK
  *  advertises features from what is set. Subclass it to override
  *  configure. */
@@ -86,6 +99,8 @@ export class Plugin {
   /** Advertises the concurrency feature: agent-state puts and deletes
    *  honour their condition. */
   concurrency: bool = false;
+  /** When set, serves OpRestore and advertises the restore feature. */
+  restorer: Restorer | null = null;
   /** The host modules the plugin imports besides "log", which the SDK
    *  always imports and lists: "clock", "kv", "events". */
   capabilities: string[] = [];
@@ -129,6 +144,7 @@ export class Dispatcher {
     if (query && (ms !== null || as !== null || ss !== null)) f |= Feature.Query;
     if (p.ttl) f |= Feature.TTL;
     if (p.concurrency) f |= Feature.Concurrency;
+    if (p.restorer !== null) f |= Feature.Restore;
     this.features = f;
     const m = new Metadata();
     m.abiMajor = ABI_MAJOR;
@@ -290,6 +306,18 @@ export class Dispatcher {
         const q = AgentStateQuery.decode(d);
         if ((f = decodeFailure(d)) !== null) return f;
         const v = this.p.agentStates!.query(q);
+        return answer(v, e);
+      }
+      case Op.Restore: {
+        const d = this.begin(req);
+        const r = Restore.decode(d);
+        if ((f = decodeFailure(d)) !== null) return f;
+        if ((f = r.check()) !== null) return f;
+        const need = r.requires();
+        if ((this.features & need) != need) {
+          return new Failure(Status.Unsupported, "plugin " + this.p.name + " does not restore this record (needs features " + (need & ~this.features).toString() + ")");
+        }
+        const v = this.p.restorer!.restore(r);
         return answer(v, e);
       }
       case Op.Batch: {

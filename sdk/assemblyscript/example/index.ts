@@ -10,7 +10,8 @@
 
 import {
   AgentState, AgentStateQuery, AgentStateStore, DeleteAgentState, Decoder, Encoder, Failure, KV, Options, Plugin,
-  Page, PutAgentState, Result, Status, TTLMode, fail, now, ok, pageLimit, register, utf8,
+  Page, PutAgentState, Restore, Restored, Restorer, RestoreMode, Result, Status, TTLMode, fail, now, ok, pageLimit,
+  register, utf8,
 } from "../assembly/index";
 
 // The ABI exports; every plugin's entry file has this line.
@@ -107,6 +108,29 @@ function prefixEnd(prefix: Uint8Array): Uint8Array {
   return end;
 }
 
+// Restores write a state exactly as given: its version becomes the kv
+// revision (the kv store's restore keeps it, and later writes go above
+// it), its expiry the kv entry's. Only agent states reach here: the SDK
+// refuses the kinds this plugin does not store.
+class StateRestorer extends Restorer {
+  restore(r: Restore): Result<Restored> {
+    const st = r.state!;
+    const exp = st.expiresAt;
+    if (exp != 0 && exp <= now()) return ok(new Restored(false)); // expired: nothing to restore
+    const rec = new AgentState();
+    rec.agentID = st.agentID;
+    rec.state = st.state;
+    rec.updatedAt = st.updatedAt;
+    const e = new Encoder(64 + rec.state.length);
+    rec.encode(e);
+    const w = KV.restore(utf8(st.agentID), e.bytes(), st.version, exp, r.mode != RestoreMode.Overwrite);
+    if (w.ok) return ok(new Restored(true));
+    if (w.status == Status.Conflict && r.mode == RestoreMode.Skip) return ok(new Restored(false));
+    if (w.status == Status.Conflict) return fail<Restored>(Status.Conflict, "restore: a live agent state " + st.agentID + " exists");
+    return fail<Restored>(w.status, w.message);
+  }
+}
+
 class Example extends Plugin {
   configure(o: Options): Failure | null {
     for (let i = 0; i < o.names.length; i++) {
@@ -130,5 +154,6 @@ const p = new Example("as-example", "0.1.0");
 p.agentStates = new States();
 p.ttl = true;
 p.concurrency = true;
+p.restorer = new StateRestorer();
 p.capabilities = ["clock", "kv"];
 register(p);
