@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,4 +106,41 @@ func TestPluginTestUsage(t *testing.T) {
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "novalue", "builtin:memory")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, stderr, `want key=value, got "novalue"`)
+}
+
+// TestPluginTestFromConfig: the plugin, its options and capabilities come
+// from a backend block of a configuration file; here a Redis backend,
+// whose stores the suite opens under key prefixes of their own.
+func TestPluginTestFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage.hcl")
+	prefix := redistest.Prefix(t, redistest.Addr(t))
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+backend "mem" {
+  plugin  = "builtin:memory"
+  options = { max_samples_per_series = 40 }
+}
+backend "r" {
+  plugin = "builtin:redis"
+  redis {
+    addrs      = ["`+redistest.Addr(t)+`"]
+    key_prefix = "`+prefix+`"
+  }
+}
+routes {
+  metrics      = "mem"
+  alerts       = "r"
+  agent_states = "r"
+}
+`), 0o600))
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-config", cfg, "-backend", "mem", "-max-samples-per-series", "40", "-run", "Query|Policy")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "plugin memory ")
+	stdout, stderr, code = runCommand(t, nil, "plugin", "test", "-config", cfg, "-backend", "r", "-run", "AgentStates|Protocol")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "plugin redis ")
+
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-config", cfg, "-backend", "nosuch")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `has no backend "nosuch"`)
 }
