@@ -37,6 +37,20 @@ type (
 	}
 )
 
+// loadSchema reads messages.json.
+func loadSchema(t *testing.T) *messageSchema {
+	t.Helper()
+	raw, err := os.ReadFile("messages.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s messageSchema
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("messages.json: %v", err)
+	}
+	return &s
+}
+
 // schemaReader decodes bytes with the description alone, as a generated
 // decoder would: every field it reads is named, so the values can be
 // compared with what the Go encoder was given.
@@ -340,21 +354,14 @@ func checkNamed(t *testing.T, where string, v any) {
 // in every layout, with messages.json alone: each decodes to its last
 // byte, with every field in its place.
 func TestMessagesMatchEncoders(t *testing.T) {
-	raw, err := os.ReadFile("messages.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s messageSchema
-	if err := json.Unmarshal(raw, &s); err != nil {
-		t.Fatalf("messages.json: %v", err)
-	}
+	s := loadSchema(t)
 	if s.ABI != abi.Current.String() {
 		t.Errorf("messages.json describes ABI %s; this package speaks %s", s.ABI, abi.Current)
 	}
 	described := map[string]bool{}
 	for _, smp := range messageSamples() {
 		described[smp.msg] = true
-		r := &schemaReader{s: &s, buf: smp.b}
+		r := &schemaReader{s: s, buf: smp.b}
 		v, err := r.named(smp.msg)
 		if err != nil {
 			t.Errorf("%s (%s): %v", smp.msg, smp.variant, err)
@@ -379,14 +386,7 @@ func TestMessagesMatchEncoders(t *testing.T) {
 // TestMessagesRefuseWhatTheDecodersRefuse: the "values" of a field are
 // the ones the Go decoders accept.
 func TestMessagesRefuseWhatTheDecodersRefuse(t *testing.T) {
-	raw, err := os.ReadFile("messages.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s messageSchema
-	if err := json.Unmarshal(raw, &s); err != nil {
-		t.Fatal(err)
-	}
+	s := loadSchema(t)
 	for _, c := range []struct {
 		msg    string
 		b      []byte
@@ -402,7 +402,7 @@ func TestMessagesRefuseWhatTheDecodersRefuse(t *testing.T) {
 		if d.Finish() == nil {
 			t.Errorf("%s % x: the Go decoder accepts it", c.msg, c.b)
 		}
-		r := &schemaReader{s: &s, buf: c.b}
+		r := &schemaReader{s: s, buf: c.b}
 		if _, err := r.named(c.msg); err == nil {
 			t.Errorf("%s % x: messages.json accepts it", c.msg, c.b)
 		}
@@ -483,14 +483,7 @@ func joinWith(parts []string, sep string) string {
 // abi/README.md is the one messages.json gives (STORAGE_HOST_UPDATE=1
 // rewrites it).
 func TestReadmeFieldTable(t *testing.T) {
-	raw, err := os.ReadFile("messages.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s messageSchema
-	if err := json.Unmarshal(raw, &s); err != nil {
-		t.Fatal(err)
-	}
+	s := loadSchema(t)
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -500,7 +493,7 @@ func TestReadmeFieldTable(t *testing.T) {
 	if i < 0 || j < i {
 		t.Fatalf("README.md has no %q ... %q section", begin, end)
 	}
-	want := fieldTable(&s)
+	want := fieldTable(s)
 	if got := string(readme[i+len(begin) : j]); got != want {
 		if os.Getenv("STORAGE_HOST_UPDATE") != "" {
 			out := append(append(bytes.Clone(readme[:i+len(begin)]), want...), readme[j:]...)
