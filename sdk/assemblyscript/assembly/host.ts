@@ -113,6 +113,16 @@ function kvDo(req: KVRequest): Result<Decoder> {
   return new Result<Decoder>(r.status, "", new Decoder(r.value!));
 }
 
+/** Sends a put or restore and reads the revision and expiry it gave. */
+function kvWrite(q: KVRequest): Result<KVWritten> {
+  const r = kvDo(q);
+  if (!r.ok) return fail<KVWritten>(r.status, r.message);
+  const d = r.value!;
+  const rev = d.uvarint();
+  const exp = d.time();
+  return kvFinish<KVWritten>(d, new KVWritten(rev, exp));
+}
+
 function kvFinish<T>(d: Decoder, v: T): Result<T> {
   if (d.finish() != WireError.None) return fail<T>(Status.Internal, "kv response does not decode");
   return ok<T>(v);
@@ -145,12 +155,7 @@ export namespace KV {
     q.expiresAt = expiresAt;
     q.keepTTL = keepTTL;
     q.condition = cond;
-    const r = kvDo(q);
-    if (!r.ok) return fail<KVWritten>(r.status, r.message);
-    const d = r.value!;
-    const rev = d.uvarint();
-    const exp = d.time();
-    return kvFinish<KVWritten>(d, new KVWritten(rev, exp));
+    return kvWrite(q);
   }
 
   /** Writes value at key with exactly revision (at least 1) and moves
@@ -165,12 +170,7 @@ export namespace KV {
     q.revision = revision;
     q.expiresAt = expiresAt;
     q.condition = ifAbsent ? Condition.ifAbsent() : new Condition();
-    const r = kvDo(q);
-    if (!r.ok) return fail<KVWritten>(r.status, r.message);
-    const d = r.value!;
-    const rev = d.uvarint();
-    const exp = d.time();
-    return kvFinish<KVWritten>(d, new KVWritten(rev, exp));
+    return kvWrite(q);
   }
 
   /** Deletes key if cond holds: null when deleted, else NOT_FOUND or
