@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/host/redistest"
@@ -28,6 +29,19 @@ func TestPluginTestPasses(t *testing.T) {
 			stdout, stderr, code := runCommand(t, nil, append([]string{"plugin", "test"}, args...)...)
 			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 			require.Regexp(t, `(?m)^ok: [1-9][0-9]* rules passed, 0 failed`, stdout)
+			if name == "redis" {
+				// Nothing of the suite's stores is left on the Redis.
+				rc := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+				defer rc.Close()
+				keys, err := rc.Keys(t.Context(), "storage-host-plugin-test:*").Result()
+				require.NoError(t, err)
+				require.Empty(t, keys)
+				users, err := rc.Do(t.Context(), "ACL", "USERS").StringSlice()
+				require.NoError(t, err)
+				for _, u := range users {
+					require.NotContains(t, u, "storage-host-plugin-test:", "an ACL user of the suite's stores is left")
+				}
+			}
 		})
 	}
 }

@@ -152,8 +152,12 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	// Open the plugin once here, so that one that cannot load says why
 	// in one line instead of as a failure of every rule.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	st, err := host.Open(ctx, namespaced(base, "probe"))
+	probe := namespaced(base, "probe")
+	st, err := host.Open(ctx, probe)
 	cancel()
+	if probe.Redis != nil {
+		defer removePrefix(probe.Redis)
+	}
 	if err != nil {
 		return fmt.Errorf("plugin test: the plugin does not load: %w", err)
 	}
@@ -247,7 +251,8 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 }
 
 // removePrefix deletes the keys a store of the suite left under its
-// prefix, and its event stream (kept outside the prefix).
+// prefix, its event stream (kept outside the prefix) and the prefix's ACL
+// user.
 func removePrefix(c *redisbridge.Config) {
 	var opts redis.UniversalOptions
 	switch {
@@ -272,6 +277,7 @@ func removePrefix(c *redisbridge.Config) {
 			rc.Del(ctx, iter.Val())
 		}
 	}
+	rc.Do(ctx, "ACL", "DELUSER", redisbridge.ACLUser(c.KeyPrefix))
 }
 
 // suiteReport is what plugin test prints (as JSON with -json).

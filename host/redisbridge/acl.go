@@ -51,6 +51,12 @@ import (
 // userPrefix starts the name of every ACL user the bridge creates.
 const userPrefix = "storage-host:"
 
+// ACLUser is the name of the Redis ACL user a bridge granted scripts makes
+// for the key prefix prefix. Close leaves the user, without the bridge's
+// password, for other bridges of the prefix; a tool that drops a prefix
+// for good deletes it (ACL DELUSER).
+func ACLUser(prefix string) string { return userPrefix + prefix }
+
 // aclUser is a backend's Redis user and the client that manages it.
 type aclUser struct {
 	name, password string
@@ -81,7 +87,7 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 	killOpts.PoolSize = 1
 	killOpts.ReadTimeout = killWait
 	u := &aclUser{
-		name:     userPrefix + prefix,
+		name:     ACLUser(prefix),
 		password: hex.EncodeToString(pw[:]),
 		admin:    redis.NewUniversalClient(&adminOpts),
 		killer:   redis.NewUniversalClient(&killOpts),
