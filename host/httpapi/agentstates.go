@@ -143,18 +143,11 @@ func (h *Handler) putAgentStates(w http.ResponseWriter, r *http.Request, _ url.V
 	if err := h.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkItems("items", len(req.Items), req.Items != nil); err != nil {
-		return err
-	}
-	opts, err := parseTTL("request body: ttl", req.TTL)
+	states, opts, err := putItems(req.Items, req.TTL, func(in *agentStateInput, at string) (host.AgentState, error) {
+		return in.state(at, req.Conditional)
+	})
 	if err != nil {
 		return err
-	}
-	states := make([]host.AgentState, len(req.Items))
-	for i := range req.Items {
-		if states[i], err = req.Items[i].state(itemPath("items", i), req.Conditional); err != nil {
-			return err
-		}
 	}
 	return serveResults(h, w, r, KindAgentStates, "put_agent_states", len(states), func(st *host.Store) ([]host.Result[host.AgentState], error) {
 		if req.Conditional {

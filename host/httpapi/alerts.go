@@ -160,18 +160,9 @@ func (h *Handler) putAlerts(w http.ResponseWriter, r *http.Request, _ url.Values
 	if err := h.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkItems("items", len(req.Items), req.Items != nil); err != nil {
-		return err
-	}
-	opts, err := parseTTL("request body: ttl", req.TTL)
+	as, opts, err := putItems(req.Items, req.TTL, (*alertInput).alert)
 	if err != nil {
 		return err
-	}
-	as := make([]host.Alert, len(req.Items))
-	for i := range req.Items {
-		if as[i], err = req.Items[i].alert(itemPath("items", i)); err != nil {
-			return err
-		}
 	}
 	return serveResults(h, w, r, KindAlerts, "put_alerts", len(as), func(st *host.Store) ([]host.Result[host.Alert], error) {
 		return st.PutAlerts(r.Context(), as, opts...)

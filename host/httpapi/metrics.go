@@ -142,18 +142,9 @@ func (h *Handler) putMetrics(w http.ResponseWriter, r *http.Request, _ url.Value
 	if err := h.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkItems("items", len(req.Items), req.Items != nil); err != nil {
-		return err
-	}
-	opts, err := parseTTL("request body: ttl", req.TTL)
+	ms, opts, err := putItems(req.Items, req.TTL, (*metricInput).metric)
 	if err != nil {
 		return err
-	}
-	ms := make([]host.Metric, len(req.Items))
-	for i := range req.Items {
-		if ms[i], err = req.Items[i].metric(itemPath("items", i)); err != nil {
-			return err
-		}
 	}
 	return serveResults(h, w, r, KindMetrics, "put_metrics", len(ms), func(st *host.Store) ([]host.Result[host.Metric], error) {
 		return st.PutMetrics(r.Context(), ms, opts...)

@@ -118,6 +118,26 @@ func checkItems(name string, n int, present bool) error {
 	return nil
 }
 
+// putItems reads the items and ttl of a batch-put body: it bounds the
+// items (checkItems), parses the ttl, then converts each item with
+// convert, which is given the item's path for its errors.
+func putItems[In, Out any](items []In, ttl string, convert func(*In, string) (Out, error)) ([]Out, []host.WriteOption, error) {
+	if err := checkItems("items", len(items), items != nil); err != nil {
+		return nil, nil, err
+	}
+	opts, err := parseTTL("request body: ttl", ttl)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Out, len(items))
+	for i := range items {
+		if out[i], err = convert(&items[i], itemPath("items", i)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, opts, nil
+}
+
 // conditions reads If-Match and If-None-Match on a single agent-state
 // write: If-Match with an ETag makes the write or delete conditional on
 // that version, If-None-Match: * makes a PUT create-only.

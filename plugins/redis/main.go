@@ -139,7 +139,7 @@ func init() {
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis,
 			abi.CapabilityRedisScripts}, // every request runs library.lua
 		Configure: b.configure,
-		// Ticks replay the fallback buffer (fallback.go).
+		// Ticks replay the fallback buffer (fallback_replay.go).
 		Tick: b.tick,
 	})
 }

@@ -169,7 +169,105 @@ func queryHash(encoded []byte) uint64 {
 	return h.Sum64()
 }
 
-// --- agent states ---
+// --- agent states and alerts: one global index each ---
+
+// ixQuery is a query of a global index (agent states, alerts) being
+// served by walkIndex.
+type ixQuery struct {
+	ix     int
+	kind   byte     // the cursor's
+	prefix string   // the records' key prefix
+	fields []string // the record fields read
+	hash   uint64
+	lo, hi string // where to start, ZRANGE BYLEX bounds
+	want   int
+	// filtered: take may leave records out of the page, so a chunk
+	// lists filteredChunk entries at least. sized: chunks are sized by
+	// the records' documents (see QueryAgentStates).
+	filtered, sized bool
+}
+
+// walkIndex fills page from the global index of q, chunk by chunk. take
+// decodes the record of entry id from its two reply fields, charges it to
+// the page's byte budget and answers it, whether it exists, whether it
+// joins the page, and its document's size; an error querycost.ErrSpent
+// ends the page before that record. Entries found without a record are
+// trimmed, when stale, as the page is answered.
+func walkIndex[T any](b *backend, q *ixQuery, page *abi.Page[T], take func(id string, rs []abi.Reply) (v T, found, keep bool, size int, err error)) error {
+	budget := scanBudget
+	var trims []ixEntry
+	var last string
+	lo := q.lo
+	chunk, biggest := abi.MaxQueryLimit, 1
+	if q.sized {
+		chunk = 1
+	}
+	for {
+		now, ents, more, err := b.ixList(q.ix, lo, q.hi, min(chunkSize(q.want-len(page.Items), q.filtered), chunk))
+		if err != nil || len(ents) == 0 {
+			b.ixTrim(q.ix, trims)
+			return err
+		}
+		r := &b.rq
+		r.reset()
+		for i := range ents {
+			r.call(opRd)
+			r.tagKey(q.prefix, ents[i].id)
+			for _, f := range q.fields {
+				r.argStr(f)
+			}
+		}
+		replies, err := b.send()
+		if err != nil {
+			return err
+		}
+		for i := range ents {
+			rs, err := replyArray(&replies[i], 2)
+			if err != nil {
+				return err
+			}
+			v, found, keep, size, err := take(ents[i].id, rs)
+			if errors.Is(err, querycost.ErrSpent) {
+				page.Next = makeCursor(q.kind, q.hash, last, "") // resume at this record
+				b.ixTrim(q.ix, trims)
+				return nil
+			} else if err != nil {
+				return err
+			}
+			biggest = max(biggest, size)
+			last = ents[i].id
+			if !found {
+				if ents[i].stale(now) {
+					trims = append(trims, ents[i])
+				}
+				continue
+			}
+			if !keep {
+				continue
+			}
+			page.Items = append(page.Items, v)
+			if len(page.Items) == q.want {
+				if more || i+1 < len(ents) {
+					page.Next = makeCursor(q.kind, q.hash, last, "")
+				}
+				b.ixTrim(q.ix, trims)
+				return nil
+			}
+		}
+		if q.sized {
+			chunk = max(1, querycost.ScanBudget/biggest)
+		}
+		budget -= len(ents)
+		if !more || budget <= 0 {
+			if more {
+				page.Next = makeCursor(q.kind, q.hash, last, "")
+			}
+			b.ixTrim(q.ix, trims)
+			return nil
+		}
+		lo = "(" + last
+	}
+}
 
 func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
 	b := (*backend)(s)
@@ -178,106 +276,43 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	hash := queryHash(b.enc.Bytes())
+	ixq := ixQuery{ix: ixStates, kind: 's', prefix: stateKeyPrefix, fields: stateFields[:], hash: queryHash(b.enc.Bytes()),
+		want: abi.PageLimit(q.Limit)}
 
-	lo, hi := lexRange(q.AgentIDPrefix)
+	ixq.lo, ixq.hi = lexRange(q.AgentIDPrefix)
 	if len(q.Cursor) > 0 {
-		last, _, err := openCursor(q.Cursor, 's', hash)
+		last, _, err := openCursor(q.Cursor, 's', ixq.hash)
 		if err != nil {
 			return page, err
 		}
 		if !strings.HasPrefix(last, q.AgentIDPrefix) {
 			return page, abi.Errorf(abi.StatusInvalid, "cursor does not belong to this query")
 		}
-		lo = "(" + last
+		ixq.lo = "(" + last
 	}
-	want := abi.PageLimit(q.Limit)
-	budget := scanBudget
 	// The page stops at querycost.ScanBudget bytes of documents (one
 	// document at least), so large states page instead of running the
-	// plugin out of memory.
+	// plugin out of memory. Documents may be megabytes each, and a round
+	// trip's replies and the page built from them share the plugin's
+	// memory: the first round trip reads one state, later ones as many as
+	// fit the byte budget at the size of the biggest document seen.
+	ixq.sized = true
 	meter := querycost.NewMeter(querycost.Weights{})
-	var trims []ixEntry
-	var now int64
-	var last string
-	// Documents may be megabytes each, and a round trip's replies and the
-	// page built from them share the plugin's memory: the first round trip
-	// reads one state, later ones as many as fit the byte budget at the
-	// size of the biggest document seen.
-	chunk, biggest := 1, 1
-	for {
-		var ents []ixEntry
-		var more bool
-		var err error
-		now, ents, more, err = b.ixList(ixStates, lo, hi, min(chunkSize(want-len(page.Items), false), chunk))
-		if err != nil || len(ents) == 0 {
-			b.ixTrim(ixStates, trims)
-			return page, err
+	err := walkIndex(b, &ixq, &page, func(id string, rs []abi.Reply) (st abi.AgentState, found, keep bool, size int, err error) {
+		found, err = decodeState(&st, id, &rs[0], &rs[1], false)
+		if err != nil || !found {
+			return st, found, found, 0, err
 		}
-		r := &b.rq
-		r.reset()
-		for i := range ents {
-			r.call(opRd)
-			r.tagKey(stateKeyPrefix, ents[i].id)
-			for _, f := range stateFields {
-				r.argStr(f)
-			}
+		// Spent is the only error without matchers.
+		if err := meter.Charge(len(st.State), nil); err != nil {
+			return st, found, false, 0, err
 		}
-		replies, err := b.send()
-		if err != nil {
-			return page, err
-		}
-		for i := range ents {
-			a, err := replyArray(&replies[i], 2)
-			if err != nil {
-				return page, err
-			}
-			var st abi.AgentState
-			found, err := decodeState(&st, ents[i].id, &a[0], &a[1], false)
-			if err != nil {
-				return page, err
-			}
-			if found {
-				biggest = max(biggest, len(st.State))
-				if err := meter.Charge(len(st.State), nil); err != nil {
-					// Spent (the only error without matchers): the next
-					// page starts at this state.
-					page.Next = makeCursor('s', hash, last, "")
-					b.ixTrim(ixStates, trims)
-					return page, nil
-				}
-				st.State = bytes.Clone(st.State) // the next round trip reuses the reply
-			}
-			last = ents[i].id
-			if !found {
-				if ents[i].stale(now) {
-					trims = append(trims, ents[i])
-				}
-				continue
-			}
-			page.Items = append(page.Items, st)
-			if len(page.Items) == want {
-				if more || i+1 < len(ents) {
-					page.Next = makeCursor('s', hash, last, "")
-				}
-				b.ixTrim(ixStates, trims)
-				return page, nil
-			}
-		}
-		chunk = max(1, querycost.ScanBudget/biggest)
-		budget -= len(ents)
-		if !more || budget <= 0 {
-			if more {
-				page.Next = makeCursor('s', hash, last, "")
-			}
-			b.ixTrim(ixStates, trims)
-			return page, nil
-		}
-		lo = "(" + last
-	}
+		size = len(st.State)
+		st.State = bytes.Clone(st.State) // the next round trip reuses the reply
+		return st, true, true, size, nil
+	})
+	return page, err
 }
-
-// --- alerts ---
 
 func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	b := (*backend)(a)
@@ -295,89 +330,29 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	hash := queryHash(b.enc.Bytes())
+	ixq := ixQuery{ix: ixAlerts, kind: 'a', prefix: alertKeyPrefix, fields: alertFields[:], hash: queryHash(b.enc.Bytes()),
+		lo: "-", hi: "+", want: abi.PageLimit(q.Limit)}
 
-	lo, hi := "-", "+"
 	if len(q.Cursor) > 0 {
-		last, _, err := openCursor(q.Cursor, 'a', hash)
+		last, _, err := openCursor(q.Cursor, 'a', ixq.hash)
 		if err != nil {
 			return page, err
 		}
-		lo = "(" + last
+		ixq.lo = "(" + last
 	}
-	filtered := q.AgentID != "" || len(q.Severities) > 0 || len(q.Statuses) > 0 || len(q.Labels) > 0 ||
+	ixq.filtered = q.AgentID != "" || len(q.Severities) > 0 || len(q.Statuses) > 0 || len(q.Labels) > 0 ||
 		!q.From.IsZero() || !q.To.IsZero()
-	want := abi.PageLimit(q.Limit)
-	budget := scanBudget
-	var trims []ixEntry
-	var last string
-	for {
-		now, ents, more, err := b.ixList(ixAlerts, lo, hi, chunkSize(want-len(page.Items), filtered))
-		if err != nil || len(ents) == 0 {
-			b.ixTrim(ixAlerts, trims)
-			return page, err
+	err = walkIndex(b, &ixq, &page, func(id string, rs []abi.Reply) (al abi.Alert, found, keep bool, size int, err error) {
+		found, err = decodeAlert(&al, id, &rs[0], &rs[1])
+		if err != nil || !found {
+			return al, found, false, 0, err
 		}
-		r := &b.rq
-		r.reset()
-		for i := range ents {
-			r.call(opRd)
-			r.tagKey(alertKeyPrefix, ents[i].id)
-			for _, f := range alertFields {
-				r.argStr(f)
-			}
+		if err := meter.Charge(len(rs[0].Str), al.Labels); err != nil {
+			return al, found, false, 0, err
 		}
-		replies, err := b.send()
-		if err != nil {
-			return page, err
-		}
-		for i := range ents {
-			rs, err := replyArray(&replies[i], 2)
-			if err != nil {
-				return page, err
-			}
-			var al abi.Alert
-			found, err := decodeAlert(&al, ents[i].id, &rs[0], &rs[1])
-			if err != nil {
-				return page, err
-			}
-			if found {
-				if err := meter.Charge(len(rs[0].Str), al.Labels); errors.Is(err, querycost.ErrSpent) {
-					page.Next = makeCursor('a', hash, last, "") // resume at this alert
-					b.ixTrim(ixAlerts, trims)
-					return page, nil
-				} else if err != nil {
-					return page, err
-				}
-			}
-			last = ents[i].id
-			if !found {
-				if ents[i].stale(now) {
-					trims = append(trims, ents[i])
-				}
-				continue
-			}
-			if !q.Match(&al, &lf) {
-				continue
-			}
-			page.Items = append(page.Items, al)
-			if len(page.Items) == want {
-				if more || i+1 < len(ents) {
-					page.Next = makeCursor('a', hash, last, "")
-				}
-				b.ixTrim(ixAlerts, trims)
-				return page, nil
-			}
-		}
-		budget -= len(ents)
-		if !more || budget <= 0 {
-			if more {
-				page.Next = makeCursor('a', hash, last, "")
-			}
-			b.ixTrim(ixAlerts, trims)
-			return page, nil
-		}
-		lo = "(" + last
-	}
+		return al, true, q.Match(&al, &lf), len(rs[0].Str), nil
+	})
+	return page, err
 }
 
 // --- metrics ---

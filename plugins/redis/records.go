@@ -23,7 +23,7 @@ type item struct {
 	first, n int
 	now      time.Time
 	// served is set when the fallback buffer answered the item (see
-	// fallback.go): it has no calls, its result or error is final.
+	// fallback_serve.go): it has no calls, its result or error is final.
 	served bool
 	// floor, when not 0, is the least version an agent-state put may
 	// give: the replay of a buffered put passes the provisional version
@@ -702,7 +702,7 @@ func decodeState(s *abi.AgentState, id string, fields, exp *abi.Reply, copyDoc b
 // --- single-record operations ---
 
 // run serves one item: in one round trip, or through the fallback
-// buffer when the backend has one (fallback.go).
+// buffer when the backend has one (fallback_serve.go).
 func (b *backend) run(it *item) {
 	it.now = sdk.Now()
 	if b.fb != nil {

@@ -1,0 +1,269 @@
+package main
+
+// Fallback, the replay: the Tick hook, which settles what the last tick
+// replayed and replays the queue into Redis chunk by chunk. See
+// fallback.go for the design.
+
+import (
+	"errors"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// tick is the plugin's Tick hook (abi.OpTick): with fallback=buffer it
+// replays what the queue holds, if Redis answers, and reports the writes
+// replayed. The host ticks about every 100 ms, and again at once while
+// the result has More set.
+func (b *backend) tick() (abi.TickResult, error) {
+	f := b.fb
+	if f == nil {
+		return abi.TickResult{}, nil
+	}
+	now := sdk.Now()
+	if err := f.readMeta(now); err != nil {
+		return abi.TickResult{}, err
+	}
+	f.ticked = f.ticked[:0]
+	// The host published the events of the writes the last tick replayed
+	// before it sent this one: they are settled.
+	if err := f.settle(now); err != nil {
+		return abi.TickResult{}, err
+	}
+	more := false
+	if f.replaying() {
+		more = b.replay(now)
+	}
+	if !f.replaying() {
+		// What replayed writes left behind is deleted once the queue is
+		// empty, not while the replay races to catch up (nor while Redis
+		// is away, when every r/ entry is pending).
+		more = f.sweep()
+	}
+	// What this tick replayed is settled by the next, which the host
+	// sends at once when More is set, after publishing this one's events.
+	more = more || f.settled < f.head
+	return abi.TickResult{More: more, Pending: f.length(), Writes: f.ticked}, nil
+}
+
+// replaying reports whether the queue holds writes not yet replayed.
+func (f *fallback) replaying() bool { return f.head <= f.tail }
+
+// length is how many queue positions are allocated and not yet replayed.
+func (f *fallback) length() uint64 {
+	if f.head > f.tail {
+		return 0
+	}
+	return f.tail + 1 - f.head
+}
+
+// replay replays queued writes to Redis if no other instance is doing so
+// (or failed to, lately). It reports whether it stopped at its budget
+// with more to replay.
+func (b *backend) replay(now time.Time) (more bool) {
+	f := b.fb
+	lock, _, err := f.kv.Put(kvLock, nil, now.Add(lockTTL), false, abi.Condition{Mode: abi.IfAbsent})
+	if err != nil {
+		return false
+	}
+	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
+	// One command first: a cheap look at whether Redis is back, and a
+	// single command is what makes the bridge log in again (and make its
+	// ACL user again) after a Redis restart, which a pipeline does not.
+	_, err = b.redis.Do(cmdPing)
+	ok := false
+	if err == nil {
+		ok, more = b.replaySteps(now, &held)
+	}
+	if ok {
+		_ = f.kv.Delete(kvLock, held)
+	} else {
+		// Keep the lock for the back-off: no instance retries before.
+		_, _, _ = f.kv.Put(kvLock, nil, sdk.Now().Add(retryBackoff), false, held)
+	}
+	return more
+}
+
+// replaySteps replays up to replayBudget writes in chunks, holding the
+// lock held (renewed before each chunk). It reports ok false when the
+// replay failed and should be retried after the back-off, and more when
+// it stopped at its budget with writes left.
+//
+// It replays no further than the queue's end as this tick found it:
+// writes queued meanwhile wait for the next tick, which the host sends at
+// once (more), after publishing this one's events. A tick that chased
+// writers arriving as fast as it replays would never end, so the writes
+// it replayed would never settle, and writes to their records would go on
+// queueing behind them.
+func (b *backend) replaySteps(now time.Time, held *abi.Condition) (ok, more bool) {
+	f := b.fb
+	start := sdk.Now()
+	end := f.tail
+	for budget := replayBudget; ; {
+		if !f.replaying() {
+			return true, false
+		}
+		if budget <= 0 || sdk.Now().Sub(start) >= replayTime || f.head > end {
+			return true, true
+		}
+		head := f.head
+		if err := f.readQueue(head, min(replayChunk, budget)); err != nil {
+			sdk.Logf(abi.LevelWarn, "fallback replay: %v", err)
+			return false, false
+		}
+		if len(f.queued) == 0 {
+			if !f.skipGap(head, now) {
+				return true, false // its writer is about to put it
+			}
+			continue
+		}
+		f.gapSince = time.Time{}
+		rev, _, err := f.kv.Put(kvLock, nil, sdk.Now().Add(lockTTL), false, *held)
+		if err != nil {
+			return true, false // the lock expired and is another's now
+		}
+		held.Version = rev
+		done, chunkOK := b.replayChunk(f.queued)
+		if done > 0 {
+			moved, err := f.advance(head, head+uint64(done), now)
+			if err != nil || !moved {
+				return true, false // another replayer took over
+			}
+		}
+		if !chunkOK {
+			return false, false
+		}
+		budget -= done
+	}
+}
+
+// readQueue reads up to n queued writes from position head into f.queued,
+// stopping at a gap (a position allocated by a writer that has not put its
+// entry yet): the rest waits behind it. The payloads are copied into
+// f.arena, since the kv calls that follow reuse the scan's buffer.
+func (f *fallback) readQueue(head uint64, n int) error {
+	f.qk = appendQueueKey(f.qk[:0], head)
+	f.qe = appendQueueKey(f.qe[:0], f.tail+1)
+	ents, _, err := f.kv.Scan(f.qk, f.qe, n)
+	if err != nil {
+		return err
+	}
+	f.queued = f.queued[:0]
+	f.arena = f.arena[:0]
+	for i := range ents {
+		seq, ok := parseQueueKey(ents[i].Key)
+		if !ok || seq != head+uint64(i) {
+			break
+		}
+		lo := len(f.arena)
+		f.arena = append(f.arena, ents[i].Value...)
+		q, err := f.decodeQueued(seq, f.arena[lo:len(f.arena):len(f.arena)])
+		if err != nil {
+			sdk.Logf(abi.LevelError, "fallback replay: dropping corrupt write %d: %v", seq, err)
+			q = queued{seq: seq} // op 0: refused as unknown, dropped
+		}
+		f.queued = append(f.queued, q)
+	}
+	return nil
+}
+
+// skipGap handles a queue whose head position is allocated but not
+// written; it reports whether it skipped it.
+func (f *fallback) skipGap(head uint64, now time.Time) bool {
+	if f.gapSince.IsZero() || f.gapSeq != head {
+		f.gapSeq, f.gapSince = head, now
+		return false
+	}
+	if now.Sub(f.gapSince) < gapTimeout {
+		return false
+	}
+	sdk.Logf(abi.LevelWarn, "fallback replay: write %d was never queued (its writer failed before acknowledging it); skipping it", head)
+	f.gapSince = time.Time{}
+	moved, err := f.advance(head, head+1, now)
+	return err == nil && moved
+}
+
+// replayChunk sends the writes qs through the normal write path, each at
+// its acknowledgement time, in one round trip, and adds those Redis
+// applied to f.ticked. It returns how many of them, from the first, are
+// done with (applied, or refused for good), and false when it stopped at
+// a failure to retry.
+func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
+	f := b.fb
+	if cap(f.items) < len(qs) {
+		f.items = make([]item, len(qs))
+	}
+	items := f.items[:len(qs)]
+	b.rq.reset()
+	f.ix.reset()
+	b.deferIx = &f.ix
+	for i := range qs {
+		it := &items[i]
+		*it = item{op: qs[i].op, now: qs[i].now}
+		b.decodeItem(it, qs[i].payload)
+		if it.err == nil {
+			it.floor = qs[i].floor
+			b.prepare(it)
+		}
+	}
+	b.deferIx = nil
+	records := b.rq.ncalls()
+	f.ix.flush(&b.rq)
+	var replies []abi.Reply
+	if b.rq.ncalls() > 0 {
+		var err error
+		if replies, err = b.send(); err != nil {
+			sdk.Logf(abi.LevelDebug, "fallback replay: %v", err)
+			return 0, false
+		}
+	}
+	for i := records; i < len(replies); i++ {
+		if replies[i].Kind == abi.ReplyError {
+			// The chunk's writes are rewritten with the same values.
+			sdk.Logf(abi.LevelWarn, "fallback replay: indexing failed, retrying later: %v", replies[i].Err())
+			return 0, false
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.err == nil {
+			b.finish(it, replies)
+		}
+		if it.err == nil {
+			f.ticked = append(f.ticked, tickWrite(it))
+			continue
+		}
+		if errors.Is(it.err, sdk.ErrNotFound) {
+			continue // a delete of a record already gone is done too
+		}
+		switch s, _ := statusOf(it.err); s {
+		case abi.StatusConflict, abi.StatusInvalid, abi.StatusUnsupported:
+			sdk.Logf(abi.LevelError, "fallback replay: Redis refused buffered write %d (%s), dropped: %v", qs[i].seq, it.op, it.err)
+			continue
+		}
+		sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) failed, retrying later: %v", qs[i].seq, it.op, it.err)
+		return i, false
+	}
+	return len(items), true
+}
+
+// tickWrite is the report of the replayed write it, as the host needs it
+// to publish the write's event. An agent state's document is left out:
+// events do not carry it.
+func tickWrite(it *item) abi.TickWrite {
+	w := abi.TickWrite{Op: it.op}
+	switch it.op {
+	case abi.OpPutMetric:
+		w.Metric = it.metric
+	case abi.OpDeleteMetric:
+		w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
+	case abi.OpPutAlert:
+		w.Alert = it.alert
+	case abi.OpDeleteAlert:
+		w.Alert.ID = it.alert.ID // its agent is not known here
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
+	}
+	return w
+}

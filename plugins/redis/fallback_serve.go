@@ -1,0 +1,345 @@
+package main
+
+// Fallback, serving requests: routing a request between Redis and the
+// buffer, acknowledging writes into the buffer, and answering reads from
+// it. See fallback.go for the design.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// --- routing ---
+
+// fallbackBegin starts a request at now: it looks at the queue, always
+// for a request that writes (so that it goes behind the writes buffered
+// before it), else when the hint asks for it. Requests never replay: the
+// host's ticks do (tick).
+func (b *backend) fallbackBegin(now time.Time, writes bool) {
+	f := b.fb
+	if !writes && !f.pending {
+		if d := now.Sub(f.checkedAt); d >= 0 && d < hintEvery {
+			return
+		}
+	}
+	if err := f.readMeta(now); err != nil {
+		sdk.Logf(abi.LevelWarn, "fallback buffer: %v", err)
+	}
+}
+
+// runWithFallback serves a single-record request with fallback=buffer.
+func (b *backend) runWithFallback(it *item) {
+	b.fallbackBegin(it.now, !isRead(it.op))
+	if b.fb.pending && b.fromBuffer(it) {
+		return
+	}
+	b.direct(it)
+	b.fallBack(it)
+}
+
+// fromBuffer serves it while the queue holds writes not yet settled,
+// reporting whether it did: it answers a read whose record is buffered,
+// queues an unconditional write to a record with unsettled buffered
+// writes, and refuses a conditional write to such a record. Otherwise the
+// item goes to Redis (and a write that meets UNAVAILABLE there is
+// buffered then: fallBack).
+func (b *backend) fromBuffer(it *item) bool {
+	if isRead(it.op) {
+		if !b.bufferedRead(it) {
+			return false
+		}
+		it.served = true
+		return true
+	}
+	pending, err := b.fb.recordPending(it)
+	switch {
+	case err != nil:
+		it.err = err
+	case !pending:
+		return false
+	case bufferable(it):
+		b.buffer(it, false)
+	default:
+		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
+	}
+	it.served = true
+	return true
+}
+
+// afterUnavailable serves it, which Redis answered UNAVAILABLE, from the
+// buffer where it can: an unconditional write is buffered, a read whose
+// record is buffered answered from it.
+func (b *backend) afterUnavailable(it *item) {
+	f := b.fb
+	switch {
+	case bufferable(it):
+		it.err = nil
+		b.buffer(it, true)
+	case isRead(it.op):
+		if err := f.readMeta(it.now); err == nil && f.pending {
+			b.bufferedRead(it) // else it stays UNAVAILABLE
+		}
+	}
+}
+
+func isRead(op abi.Op) bool {
+	return op == abi.OpGetMetric || op == abi.OpGetAlert || op == abi.OpGetAgentState
+}
+
+// bufferable reports whether it is a write the buffer may take.
+func bufferable(it *item) bool {
+	switch it.op {
+	case abi.OpPutMetric, abi.OpDeleteMetric, abi.OpPutAlert, abi.OpDeleteAlert:
+		return true
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		return it.cond.Mode == abi.Unconditional
+	}
+	return false
+}
+
+// kind is the kind of record the item is about: 'm', 'a', 's', or 0.
+func (it *item) kind() byte {
+	switch it.op {
+	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric:
+		return 'm'
+	case abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
+		return 'a'
+	case abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState:
+		return 's'
+	case abi.OpRestore:
+		switch it.restore {
+		case abi.KindMetric:
+			return 'm'
+		case abi.KindAlert:
+			return 'a'
+		case abi.KindAgentState:
+			return 's'
+		}
+	}
+	return 0
+}
+
+// --- writes ---
+
+// buffer acknowledges the unconditional write it from the buffer: it
+// computes the record the write leaves (the answer), queues the request
+// and sets the record's r/ key. The write is answered STALE (sdk.ErrStale
+// with its result): acknowledged into the buffer. redisFailed says that
+// Redis has just failed the write; otherwise a queue holding
+// fallback_buffer_entries writes may grow past them if Redis answers (a
+// catch-up, not an outage: see alloc).
+func (b *backend) buffer(it *item, redisFailed bool) {
+	f := b.fb
+	now := it.now
+	f.key = appendRecordKey(f.key[:0], it)
+	var prev buffered
+	exists, err := f.getRecord(it.kind(), f.key, &prev)
+	if err != nil {
+		it.err = err
+		return
+	}
+	// An entry of a settled write (left behind, see bufferedRead) says
+	// nothing about the record: writes may have gone to Redis since. One
+	// replayed but not settled is what Redis holds.
+	found := exists && prev.seq >= f.settled
+	live := found && !prev.gone && !prev.expired(it.kind(), now)
+
+	var rec buffered
+	var floor uint64
+	switch it.op {
+	case abi.OpPutMetric:
+		rec.metric = it.metric
+		rec.metric.Timestamp = rec.metric.Timestamp.UTC()
+		rec.metric.ExpiresAt = expiry(&it.ttl, now, b.metricTTL, prev.metric.ExpiresAt, live)
+	case abi.OpPutAlert:
+		a := it.alert
+		switch {
+		case live:
+			if !prev.alert.Status.CanTransition(a.Status) {
+				it.err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", a.ID, prev.alert.Status, a.Status, sdk.ErrConflict)
+				return
+			}
+		case found: // deleted or expired in the buffer: a create
+		case a.Status == abi.AlertResolved: // allowed from every status
+		default:
+			it.err = abi.Errorf(abi.StatusUnavailable,
+				"redis is unreachable and alert %q is not in the fallback buffer: its move to %s cannot be checked", a.ID, a.Status)
+			return
+		}
+		if live {
+			a.CreatedAt = prev.alert.CreatedAt
+		} else if a.CreatedAt.IsZero() {
+			a.CreatedAt = now
+		}
+		a.UpdatedAt = now
+		a.ExpiresAt = expiry(&it.ttl, now, b.alertTTL, prev.alert.ExpiresAt, live)
+		rec.alert = a
+	case abi.OpPutAgentState:
+		s := abi.AgentState{AgentID: it.state.AgentID, State: it.state.State, UpdatedAt: now}
+		s.Version = uint64(now.UnixMicro())
+		if exists && prev.state.Version >= s.Version {
+			s.Version = prev.state.Version + 1
+		}
+		s.ExpiresAt = expiry(&it.ttl, now, b.stateTTL, prev.state.ExpiresAt, live)
+		rec.state = s
+		floor = s.Version + 1
+	default: // a delete
+		if found && !live {
+			it.err = notFound(it)
+			return
+		}
+		rec.gone = true
+		rec.state.Version = prev.state.Version
+	}
+
+	limit := f.max
+	seq, err := f.alloc(now, limit)
+	if errors.Is(err, errBufferFull) && !redisFailed && b.redisAnswers(now) {
+		limit = catchUpFactor * f.max
+		seq, err = f.alloc(now, limit)
+	}
+	switch {
+	case errors.Is(err, errBufferFull) && limit == f.max:
+		it.err = abi.Errorf(abi.StatusUnavailable, "redis is unreachable and the fallback buffer is full (%d writes)", f.max)
+		return
+	case errors.Is(err, errBufferFull):
+		it.err = abi.Errorf(abi.StatusUnavailable, "the fallback buffer is full (%d writes, twice fallback_buffer_entries while Redis answers): the writes of the records it holds outpace its replay", limit)
+		return
+	case err != nil:
+		it.err = err
+		return
+	}
+	f.ent.Reset()
+	f.ent.Uvarint(uint64(it.op))
+	f.ent.Time(now)
+	f.ent.Uvarint(floor)
+	encodeRequest(it, &f.ent)
+	f.qk = appendQueueKey(f.qk[:0], seq)
+	if _, _, err := f.kv.Put(f.qk, f.ent.Bytes(), time.Time{}, false, abi.Condition{}); err != nil {
+		// Not acknowledged; the replay skips the empty position.
+		it.err = err
+		return
+	}
+	rec.seq = seq
+	f.enc.Reset()
+	encodeBuffered(&f.enc, it.kind(), &rec)
+	if err := f.putRecord(f.key, f.enc.Bytes(), seq, prev.rev, exists); err != nil {
+		// The write is queued and will be replayed, but without its
+		// record's copy nothing keeps a later write of the record from
+		// going to Redis ahead of it: not acknowledged, its outcome is
+		// unknown.
+		sdk.Logf(abi.LevelWarn, "fallback buffer: keeping the buffered copy of a %s: %v", it.op, err)
+		it.err = abi.Errorf(abi.StatusUnknown, "%s queued for replay, but its record's buffered copy could not be kept: %v", it.op, err)
+		return
+	}
+	switch it.op {
+	case abi.OpPutMetric:
+		it.metric = rec.metric
+	case abi.OpPutAlert:
+		it.alert = rec.alert
+	case abi.OpPutAgentState:
+		it.state = rec.state
+	}
+	// Acknowledged, not yet in Redis: the host publishes the write's
+	// event when a tick reports it replayed.
+	it.err = sdk.ErrStale
+}
+
+// expiry resolves a buffered write's TTL to the absolute expiry Redis
+// would keep (truncated to the millisecond, as appendTTL does).
+func expiry(ttl *abi.TTL, now time.Time, def time.Duration, prev time.Time, live bool) time.Time {
+	at := ttl.ExpiresAt(now, def, prev, live)
+	if at.IsZero() {
+		return at
+	}
+	return time.UnixMilli(at.UnixMilli()).UTC()
+}
+
+func notFound(it *item) error {
+	switch it.kind() {
+	case 'm':
+		return metricNotFound(&it.metric)
+	case 'a':
+		return fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+	}
+	return fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+}
+
+// encodeRequest appends the request of the write it, as decodeItem reads
+// it back.
+func encodeRequest(it *item, e *abi.Encoder) {
+	switch it.op {
+	case abi.OpPutMetric:
+		r := abi.PutMetric{Metric: it.metric, TTL: it.ttl}
+		r.Encode(e)
+	case abi.OpDeleteMetric:
+		k := it.metric.Key()
+		k.Encode(e)
+	case abi.OpPutAlert:
+		r := abi.PutAlert{Alert: it.alert, TTL: it.ttl}
+		r.Encode(e)
+	case abi.OpDeleteAlert:
+		e.String(it.alert.ID)
+	case abi.OpPutAgentState:
+		r := abi.PutAgentState{State: abi.AgentState{AgentID: it.state.AgentID, State: it.state.State}, TTL: it.ttl, Condition: it.cond}
+		r.Encode(e)
+	case abi.OpDeleteAgentState:
+		r := abi.DeleteAgentState{AgentID: it.state.AgentID, Condition: it.cond}
+		r.Encode(e)
+	}
+}
+
+// --- reads ---
+
+// bufferedRead answers the read it from its record's pending r/ entry,
+// reporting whether it did (an error of the kv store included).
+func (b *backend) bufferedRead(it *item) bool {
+	f := b.fb
+	f.key = appendRecordKey(f.key[:0], it)
+	var rec buffered
+	found, err := f.getRecord(it.kind(), f.key, &rec)
+	if err != nil {
+		it.err = err
+		return true
+	}
+	if !found {
+		return false
+	}
+	if rec.seq < f.head {
+		// Replayed already: Redis has it, or something newer. Once
+		// settled, the entry is left for the sweep; delete it now.
+		if rec.seq < f.settled {
+			_ = f.kv.Delete(f.key, abi.Condition{Mode: abi.IfVersion, Version: rec.rev})
+		}
+		return false
+	}
+	kind := it.kind()
+	if rec.gone || rec.expired(kind, it.now) {
+		it.err = notFound(it)
+		return true
+	}
+	switch kind {
+	case 'm':
+		it.metric = rec.metric
+	case 'a':
+		it.alert = rec.alert
+	case 's':
+		it.state = rec.state
+	}
+	it.err = sdk.ErrStale
+	return true
+}
+
+// recordPending reports whether the record of it has buffered writes not
+// yet settled: not replayed, or replayed by a tick whose events the host
+// may not have published yet.
+func (f *fallback) recordPending(it *item) (bool, error) {
+	f.key = appendRecordKey(f.key[:0], it)
+	var rec buffered
+	found, err := f.getRecord(it.kind(), f.key, &rec)
+	return found && rec.seq >= f.settled, err
+}
