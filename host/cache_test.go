@@ -107,7 +107,7 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 	ctx := context.Background()
 	addr := redistest.Addr(t)
 	clock := newForeignClock()
-	clock.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano()) // Redis keeps expiries to the millisecond
+	clock.ns.Store(time.Now().UnixNano())
 	st := openShared(t, addr, redistest.Prefix(t, addr), 1000, host.WithClock(clock.Now))
 	for i := range 20 {
 		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Appendf(nil, "%d", i)})
@@ -123,7 +123,10 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 	sub, err := st.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
 	defer sub.Close()
-	const ttl = 2 * time.Second // Redis holds the key this long: the first read must reach it before
+	const ttl = 3 * time.Second // Redis holds the key this long: the first read must reach it before
+	// The clock set to the real time (to Redis's millisecond), which Redis
+	// compares the expiry with.
+	clock.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())
 	put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "short", State: []byte("x")}, host.WithTTL(ttl))
 	require.NoError(t, err)
 	require.Equal(t, clock.Now().Add(ttl), put.ExpiresAt)
@@ -142,7 +145,7 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 		_, err := st.GetAgentState(ctx, "short")
 		after := st.Stats().Cache
 		require.Equal(t, before.Hits, after.Hits, "an expired entry served by the cache")
-		require.Equal(t, before.Misses+1, after.Misses)
+		require.Greater(t, after.Misses, before.Misses)
 		if errors.Is(err, host.ErrNotFound) {
 			return true
 		}
