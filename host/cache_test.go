@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -18,13 +19,13 @@ import (
 
 // openShared opens the redis plugin on addr's namespace prefix: two calls
 // with one prefix are two hosts sharing a backend.
-func openShared(t *testing.T, addr, prefix string, cache int) *host.Store {
+func openShared(t *testing.T, addr, prefix string, cache int, opts ...host.Option) *host.Store {
 	t.Helper()
 	st, err := host.Open(t.Context(), host.Config{
 		Plugin: "builtin:redis",
 		Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true},
 		Cache:  host.CacheOptions{Entries: cache},
-	}, host.WithCompilationCache(benchCache))
+	}, append([]host.Option{host.WithCompilationCache(benchCache)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	return st
@@ -96,10 +97,18 @@ func TestCacheInvalidatedByAnotherHostsWrites(t *testing.T) {
 
 // A host reads its own writes at once, without waiting for their events;
 // expired entries are never served; callers get copies.
+//
+// The store's clock is the test's: it stands still while the entry is
+// live, so the reads before the expiry are the cache's whatever the
+// machine's load, and it is moved past the expiry at once. Redis expires
+// the key at the same instant (PXAT, from the same clock), on its own
+// clock: that wait is polled, bounded.
 func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 	ctx := context.Background()
 	addr := redistest.Addr(t)
-	st := openShared(t, addr, redistest.Prefix(t, addr), 1000)
+	clock := newForeignClock()
+	clock.ns.Store(time.Now().UnixNano())
+	st := openShared(t, addr, redistest.Prefix(t, addr), 1000, host.WithClock(clock.Now))
 	for i := range 20 {
 		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Appendf(nil, "%d", i)})
 		require.NoError(t, err)
@@ -111,15 +120,38 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, fmt.Sprint(i), string(again.State))
 	}
-	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "short", State: []byte("x")}, host.WithTTL(150*time.Millisecond))
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
-	for range 2 {
-		_, err = st.GetAgentState(ctx, "short")
-		require.NoError(t, err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	defer sub.Close()
+	const ttl = 3 * time.Second // Redis holds the key this long: the first read must reach it before
+	// The clock set to the real time (to Redis's millisecond), which Redis
+	// compares the expiry with.
+	clock.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())
+	put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "short", State: []byte("x")}, host.WithTTL(ttl))
+	require.NoError(t, err)
+	require.Equal(t, clock.Now().Add(ttl), put.ExpiresAt)
+	// The put's own event, arriving during a read, would refuse its fill.
+	waitEvent(t, sub, "short", put.Version)
+	_, err = st.GetAgentState(ctx, "short") // from Redis, into the cache
+	require.NoError(t, err)
+	hits := st.Stats().Cache.Hits
 	_, err = st.GetAgentState(ctx, "short")
-	assert.ErrorIs(t, err, host.ErrNotFound)
+	require.NoError(t, err)
+	require.Equal(t, hits+1, st.Stats().Cache.Hits, "the live entry is served by the cache")
+
+	clock.Advance(ttl) // the entry's expiry is now
+	redistest.WaitFor(t, ttl+10*time.Second, 20*time.Millisecond, func() bool {
+		before := st.Stats().Cache
+		_, err := st.GetAgentState(ctx, "short")
+		after := st.Stats().Cache
+		require.Equal(t, before.Hits, after.Hits, "an expired entry served by the cache")
+		require.Greater(t, after.Misses, before.Misses)
+		if errors.Is(err, host.ErrNotFound) {
+			return true
+		}
+		require.NoError(t, err, "read from Redis, which has not expired it yet")
+		return false
+	}, "Redis did not expire the key")
 }
 
 // While the event log cannot be read, invalidations do not arrive: the

@@ -343,13 +343,19 @@ func TestScheduledBackups(t *testing.T) {
 	r = call(t, "PUT", d2.url+"/v1/agents/sched-0/state", `{"i":"cas"}`, "If-Match", versions[0])
 	require.Equal(t, http.StatusOK, r.code, "a CAS with the version from before the restart: %s", r.body)
 
-	// Removing the block stops the backups.
+	// Removing the block stops the backups. The same reload adds a
+	// backend "tick" backed up every second: two of its backups after the
+	// stop are an interval on the daemon's own clock, in which mem, had it
+	// kept its schedule, would have been backed up.
 	d2.waitWatching(1)
-	replaceFile(t, cfg, []byte("backend \"mem\" {\n  plugin = \"builtin:memory\"\n}\n"))
+	replaceFile(t, cfg, []byte("backend \"mem\" {\n  plugin = \"builtin:memory\"\n}\n"+
+		"backend \"tick\" {\n  plugin = \"builtin:memory\"\n  backup {\n    interval  = \"1s\"\n    directory = \"ticks\"\n    keep      = 1\n  }\n}\n"+
+		"routes {\n  metrics      = \"mem\"\n  alerts       = \"mem\"\n  agent_states = \"mem\"\n}\n"))
 	d2.waitLog(regexp.MustCompile(`scheduled backups stopped: backend=mem`), 1)
 	n = d2.logCount(backupWritten)
-	time.Sleep(1500 * time.Millisecond) // over an interval: nothing more may be written
-	require.Equal(t, n, d2.logCount(backupWritten))
+	ticked := regexp.MustCompile(`storage-host\.backup: backup written: backend=tick `)
+	d2.waitLog(ticked, d2.logCount(ticked)+2)
+	require.Equal(t, n, d2.logCount(backupWritten), "mem backed up after its schedule was removed")
 	d2.stop()
 }
 

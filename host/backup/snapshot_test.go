@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/backup"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // contents returns every record of st by key, encoded without its
@@ -108,32 +111,89 @@ func changedSince(t *testing.T, st *host.Store, from string) map[string]bool {
 	return nil
 }
 
-// TestBackupSnapshotUnderWrites backs up a backend that a writer keeps
-// updating and deleting, and checks that the restored backup holds
-// exactly the backend's records as of the backup's position: every record
-// and version, both ways, but those written after it. With the memory
-// backend, and with Redis, whose event log is a stream.
+// TestBackupSnapshotUnderWrites backs up a backend that a writer updates
+// and deletes in while the backup reads it, and checks that the restored
+// backup holds exactly the backend's records as of the backup's position:
+// every record and version, both ways, but those written after it. With
+// the memory backend, and with Redis, whose event log is a stream.
+//
+// The writes are placed by the backup's own reads, not by time: the
+// backup's first query answer holds the scan until the writer has written
+// a burst, after the backup's start position and over records both read
+// and not yet read; then the writer stops, so the replay settles.
 func TestBackupSnapshotUnderWrites(t *testing.T) {
-	t.Run("memory", func(t *testing.T) { testSnapshotUnderWrites(t, openNamed(t, "src")) })
-	t.Run("redis", func(t *testing.T) { testSnapshotUnderWrites(t, openRedis(t, "src")) })
+	t.Run("memory", func(t *testing.T) {
+		g := newScanGate()
+		testSnapshotUnderWrites(t, openGated(t, "src", host.Config{Plugin: "builtin:memory"}, g), g)
+	})
+	t.Run("redis", func(t *testing.T) {
+		g := newScanGate()
+		addr := redistest.Addr(t)
+		testSnapshotUnderWrites(t, openGated(t, "src", host.Config{Plugin: "builtin:redis", Redis: &redisbridge.Config{
+			Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr), Scripts: true,
+		}}, g), g)
+	})
 }
 
-func testSnapshotUnderWrites(t *testing.T, src *host.Store) {
+// scanGate is a host.Observer that, once armed, holds the first query
+// call it sees (the caller's goroutine waits in PluginCall) until the
+// burst it announces on reached is over.
+type scanGate struct {
+	armed   atomic.Bool
+	reached chan struct{} // closed at the held query
+	done    chan struct{} // closed by the writer after its burst
+}
+
+func newScanGate() *scanGate {
+	return &scanGate{reached: make(chan struct{}), done: make(chan struct{})}
+}
+
+// PluginCall implements host.Observer.
+func (g *scanGate) PluginCall(_ string, op abi.Op, _ time.Duration, _ error, _ bool) {
+	switch op {
+	case abi.OpQueryMetrics, abi.OpQueryAlerts, abi.OpQueryAgentStates:
+	default:
+		return
+	}
+	if !g.armed.CompareAndSwap(true, false) {
+		return
+	}
+	close(g.reached)
+	select {
+	case <-g.done:
+	case <-time.After(time.Minute): // the test fails on its own
+	}
+}
+
+// openGated opens cfg, named name, with g observing it and instances to
+// spare for the writer while g holds one.
+func openGated(t *testing.T, name string, cfg host.Config, g *scanGate) *host.Store {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Name, cfg.Instances = name, 4
+	st, err := host.Open(ctx, cfg, host.WithObserver(g))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(ctx) })
+	return st
+}
+
+func testSnapshotUnderWrites(t *testing.T, src *host.Store, gate *scanGate) {
 	ctx := context.Background()
 	fill(t, src, 3000, 200, 3000)
 
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(gate.done)
+		select {
+		case <-gate.reached:
+		case <-time.After(time.Minute):
+			t.Error("writer: the backup never queried the backend")
+			return
+		}
 		rng := rand.New(rand.NewPCG(1, 2))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for i := range 600 {
 			j := rng.IntN(3000)
 			var err error
 			switch i % 6 {
@@ -154,37 +214,22 @@ func testSnapshotUnderWrites(t *testing.T, src *host.Store) {
 				t.Errorf("writer: %v", err)
 				return
 			}
-			// Bursts of writes with quiet gaps: a backup settles when a
-			// round of its replay falls in a gap, which rounds of a few
-			// re-reads do even under the race detector.
-			if i%20 == 19 {
-				time.Sleep(40 * time.Millisecond)
-			}
 		}
 	}()
 
-	var (
-		buf bytes.Buffer
-		sum backup.Summary
-	)
-	// Until a backup both overlapped writes and settled: the writer's
-	// quiet gaps may hold a whole backup of the fast memory backend.
-	for try := 0; try < 30 && !(sum.Settled && sum.Overrides+sum.Tombstones > 0); try++ {
-		buf.Reset()
-		var err error
-		sum, err = backup.Backup(ctx, src, &buf)
-		require.NoError(t, err)
-	}
-	close(stop)
+	var buf bytes.Buffer
+	gate.armed.Store(true)
+	sum, err := backup.Backup(ctx, src, &buf)
+	require.NoError(t, err)
 	wg.Wait()
-	require.True(t, sum.Settled, "no backup settled in 30 tries")
+	require.True(t, sum.Settled, "the writes stopped during the backup: its replay settles")
 	require.NotEmpty(t, sum.Position)
 	require.Positive(t, sum.Overrides+sum.Tombstones, "the writer wrote nothing during the backup")
 	t.Logf("%s, %d overrides, %d tombstones", sum.Counts, sum.Overrides, sum.Tombstones)
 
 	later := changedSince(t, src, sum.Position)
 	dst := openNamed(t, "dst")
-	_, err := backup.Restore(ctx, dst, bytes.NewReader(buf.Bytes()), backup.RestoreOptions{})
+	_, err = backup.Restore(ctx, dst, bytes.NewReader(buf.Bytes()), backup.RestoreOptions{})
 	require.NoError(t, err)
 
 	want, got := contents(t, src), contents(t, dst)
