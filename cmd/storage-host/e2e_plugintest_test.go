@@ -26,20 +26,20 @@ func TestPluginTestPasses(t *testing.T) {
 		"retention": {"-option", "max_samples_per_series=30", "-max-samples-per-series", "30", "builtin:memory"},
 	} {
 		t.Run(name, func(t *testing.T) {
+			before := suiteUsers(t)
 			stdout, stderr, code := runCommand(t, nil, append([]string{"plugin", "test"}, args...)...)
 			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 			require.Regexp(t, `(?m)^ok: [1-9][0-9]* rules passed, 0 failed`, stdout)
 			if name == "redis" {
-				// Nothing of the suite's stores is left on the Redis.
+				// Nothing of the suite's stores is left on the Redis: no
+				// key under their prefixes, no ACL user made for them.
 				rc := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
 				defer rc.Close()
 				keys, err := rc.Keys(t.Context(), "storage-host-plugin-test:*").Result()
 				require.NoError(t, err)
 				require.Empty(t, keys)
-				users, err := rc.Do(t.Context(), "ACL", "USERS").StringSlice()
-				require.NoError(t, err)
-				for _, u := range users {
-					require.NotContains(t, u, "storage-host-plugin-test:", "an ACL user of the suite's stores is left")
+				for u := range suiteUsers(t) {
+					require.Contains(t, before, u, "the ACL user of a store of the suite is left")
 				}
 			}
 		})
@@ -157,4 +157,21 @@ routes {
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-config", cfg, "-backend", "nosuch")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `has no backend "nosuch"`)
+}
+
+// suiteUsers returns the Redis ACL users made for the key prefixes of
+// plugin test's stores: the Redis is shared, so a test compares the set
+// before and after its run.
+func suiteUsers(t *testing.T) map[string]bool {
+	rc := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	defer rc.Close()
+	users, err := rc.Do(t.Context(), "ACL", "USERS").StringSlice()
+	require.NoError(t, err)
+	out := map[string]bool{}
+	for _, u := range users {
+		if strings.Contains(u, "storage-host-plugin-test:") {
+			out[u] = true
+		}
+	}
+	return out
 }
