@@ -42,7 +42,7 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	start := sub.Start()
 	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, start)
 	put(t, m, "s1")
-	require.NoError(t, m.Do(ctx, manager.Metrics, func(st *host.Store) error {
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
 		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
 		return err
 	}))
