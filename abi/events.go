@@ -23,10 +23,6 @@ const (
 	MaxEventData = 16 << 10
 )
 
-// reservedEventKinds are the kinds of the events the host publishes for
-// the writes it serves; a plugin may not publish them.
-var reservedEventKinds = [...]string{"metrics", "alerts", "agent_states"}
-
 // PluginEvent is what storagehost_events.publish takes: kind string, op
 // string, agent_id string, key string, data bytes. Kind and Op name the
 // event; AgentID and Key, either of which may be empty, say what it is
@@ -69,10 +65,9 @@ func (ev *PluginEvent) Check() error {
 	if err := checkEventName("event op", ev.Op); err != nil {
 		return err
 	}
-	for _, k := range reservedEventKinds {
-		if ev.Kind == k {
-			return Errorf(StatusInvalid, "event kind %q is reserved for the host's own events", ev.Kind)
-		}
+	// The host's own events are of the record kinds, by Name.
+	if _, reserved := ParseRecordKind(ev.Kind); reserved {
+		return Errorf(StatusInvalid, "event kind %q is reserved for the host's own events", ev.Kind)
 	}
 	if ev.AgentID != "" {
 		if err := CheckID("event agent id", ev.AgentID); err != nil {

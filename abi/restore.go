@@ -5,43 +5,6 @@ import (
 	"time"
 )
 
-// RecordKind names one of the three kinds of record.
-type RecordKind uint8
-
-// Record kinds, as OpRestore numbers them.
-const (
-	KindMetric     RecordKind = 1
-	KindAlert      RecordKind = 2
-	KindAgentState RecordKind = 3
-)
-
-var recordKindNames = [...]string{KindMetric: "metric", KindAlert: "alert", KindAgentState: "agent_state"}
-
-// Valid reports whether k is a known record kind.
-func (k RecordKind) Valid() bool { return k >= KindMetric && k <= KindAgentState }
-
-// String names the kind ("metric", "alert", "agent_state").
-func (k RecordKind) String() string {
-	if k.Valid() {
-		return recordKindNames[k]
-	}
-	return "record_kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// Feature returns the feature a backend advertises to store records of
-// kind k, or a feature no backend can advertise for an unknown kind.
-func (k RecordKind) Feature() Feature {
-	switch k {
-	case KindMetric:
-		return FeatureMetrics
-	case KindAlert:
-		return FeatureAlerts
-	case KindAgentState:
-		return FeatureAgentStates
-	}
-	return featureUnknown
-}
-
 // RestoreMode says what a restore does when a live record with the same
 // key exists.
 type RestoreMode uint8

@@ -132,8 +132,8 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
 	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
-	s.unsureItems(events.KindAlerts, errs, func(i int) string { return as[i].ID })
-	buffered := s.acknowledgedItems(abi.OpPutAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, as[i].ID} })
+	s.unsureItems(abi.KindAlert, errs, func(i int) string { return as[i].ID })
+	buffered := s.acknowledgedItems(abi.OpPutAlert, errs, func(i int) cacheKey { return cacheKey{abi.KindAlert, as[i].ID} })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, buffered, func(a *Alert) { s.publishAlert(events.OpPut, a) })
 }
@@ -152,8 +152,8 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
 	agents := s.alertAgents(ctx, ids)
 	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
-	s.unsureItems(events.KindAlerts, errs, func(i int) string { return ids[i] })
-	buffered := s.acknowledgedItems(abi.OpDeleteAlert, errs, func(i int) cacheKey { return cacheKey{events.KindAlerts, ids[i]} })
+	s.unsureItems(abi.KindAlert, errs, func(i int) string { return ids[i] })
+	buffered := s.acknowledgedItems(abi.OpDeleteAlert, errs, func(i int) cacheKey { return cacheKey{abi.KindAlert, ids[i]} })
 	return publishDeleted(errs, err, buffered, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
 
@@ -196,8 +196,8 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 	s.checkItems(abi.OpPutAgentState, errs, err, func(i int) string {
 		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
 	})
-	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return states[i].AgentID })
-	buffered := s.acknowledgedItems(abi.OpPutAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, states[i].AgentID} })
+	s.unsureItems(abi.KindAgentState, errs, func(i int) string { return states[i].AgentID })
+	buffered := s.acknowledgedItems(abi.OpPutAgentState, errs, func(i int) cacheKey { return cacheKey{abi.KindAgentState, states[i].AgentID} })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, buffered, s.publishState)
 }
@@ -219,7 +219,7 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
 		req.Encode(e)
 	}, nil)
-	s.unsureItems(events.KindAgentStates, errs, func(i int) string { return agentIDs[i] })
-	buffered := s.acknowledgedItems(abi.OpDeleteAgentState, errs, func(i int) cacheKey { return cacheKey{events.KindAgentStates, agentIDs[i]} })
+	s.unsureItems(abi.KindAgentState, errs, func(i int) string { return agentIDs[i] })
+	buffered := s.acknowledgedItems(abi.OpDeleteAgentState, errs, func(i int) cacheKey { return cacheKey{abi.KindAgentState, agentIDs[i]} })
 	return publishDeleted(errs, err, buffered, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }

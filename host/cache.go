@@ -12,6 +12,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 )
 
@@ -63,7 +64,7 @@ type readCache struct {
 }
 
 type cacheKey struct {
-	kind string // events.KindAgentStates or events.KindAlerts
+	kind abi.RecordKind // abi.KindAgentState or abi.KindAlert
 	key  string
 }
 
@@ -117,8 +118,8 @@ func (c *readCache) observe(ctx context.Context) {
 
 // Event implements events.Observer.
 func (c *readCache) Event(ev *events.Event) {
-	if ev.Kind == events.KindAgentStates || ev.Kind == events.KindAlerts {
-		c.invalidate(cacheKey{ev.Kind, ev.Key}, ev.Version)
+	if k, _ := abi.ParseRecordKind(ev.Kind); k == abi.KindAgentState || k == abi.KindAlert {
+		c.invalidate(cacheKey{k, ev.Key}, ev.Version)
 	}
 }
 
@@ -199,8 +200,8 @@ func (c *readCache) get(k cacheKey) (cacheEntry, bool) {
 	return e, ok
 }
 
-func (e *cacheEntry) version(kind string) uint64 {
-	if kind == events.KindAgentStates {
+func (e *cacheEntry) version(kind abi.RecordKind) uint64 {
+	if kind == abi.KindAgentState {
 		return e.state.Version
 	}
 	return uint64(e.alert.UpdatedAt.UnixNano())
@@ -227,7 +228,7 @@ func cloneAlert(a Alert) Alert {
 
 // cachedAgentState serves GetAgentState through the cache.
 func (s *Store) cachedAgentState(agentID string, read func() (AgentState, error)) (AgentState, error) {
-	k := cacheKey{events.KindAgentStates, agentID}
+	k := cacheKey{abi.KindAgentState, agentID}
 	if e, ok := s.cache.get(k); ok {
 		return cloneState(e.state), nil
 	}
@@ -241,7 +242,7 @@ func (s *Store) cachedAgentState(agentID string, read func() (AgentState, error)
 
 // cachedAlert serves GetAlert through the cache.
 func (s *Store) cachedAlert(id string, read func() (Alert, error)) (Alert, error) {
-	k := cacheKey{events.KindAlerts, id}
+	k := cacheKey{abi.KindAlert, id}
 	if e, ok := s.cache.get(k); ok {
 		return cloneAlert(e.alert), nil
 	}

@@ -74,36 +74,36 @@ func metricEventKey(name string, ts time.Time) string {
 // publish sends one event of a record this host changed, and keeps the
 // expiry watch in step: a write with an expiry is watched, anything else
 // on the key stops the watch.
-func (s *Store) publish(kind, op, agent, key string, version uint64, expires time.Time, mk *MetricKey) {
+func (s *Store) publish(kind abi.RecordKind, op, agent, key string, version uint64, expires time.Time, mk *MetricKey) {
 	if s.bus == nil {
 		return
 	}
-	if s.cache != nil && kind != events.KindMetrics {
+	if s.cache != nil && kind != abi.KindMetric {
 		// This host's reads see its own writes at once, not only once the
 		// event has come back.
 		s.cache.invalidate(cacheKey{kind, key}, 0)
 	}
 	now := s.now()
-	s.bus.Publish(events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: version, Time: now})
+	s.bus.Publish(events.Event{Kind: kind.Name(), Op: op, AgentID: agent, Key: key, Version: version, Time: now})
 	s.expiry.set(kind, key, agent, version, expires, mk)
 }
 
 func (s *Store) publishMetric(op string, m *Metric) {
 	key := metricEventKey(m.Name, m.Timestamp)
 	mk := MetricKey{AgentID: m.AgentID, Name: m.Name, Timestamp: m.Timestamp}
-	s.publish(events.KindMetrics, op, m.AgentID, key, 0, m.ExpiresAt, &mk)
+	s.publish(abi.KindMetric, op, m.AgentID, key, 0, m.ExpiresAt, &mk)
 }
 
 func (s *Store) publishMetricDelete(k *MetricKey) {
-	s.publish(events.KindMetrics, events.OpDelete, k.AgentID, metricEventKey(k.Name, k.Timestamp), 0, time.Time{}, nil)
+	s.publish(abi.KindMetric, events.OpDelete, k.AgentID, metricEventKey(k.Name, k.Timestamp), 0, time.Time{}, nil)
 }
 
 func (s *Store) publishAlert(op string, a *Alert) {
-	s.publish(events.KindAlerts, op, a.AgentID, a.ID, uint64(a.UpdatedAt.UnixNano()), a.ExpiresAt, nil)
+	s.publish(abi.KindAlert, op, a.AgentID, a.ID, uint64(a.UpdatedAt.UnixNano()), a.ExpiresAt, nil)
 }
 
 func (s *Store) publishAlertDelete(id, agent string) {
-	s.publish(events.KindAlerts, events.OpDelete, agent, id, 0, time.Time{}, nil)
+	s.publish(abi.KindAlert, events.OpDelete, agent, id, 0, time.Time{}, nil)
 }
 
 // alertAgents returns the agent of each alert, for the events of deleting
@@ -131,24 +131,24 @@ func (s *Store) alertAgents(ctx context.Context, ids []string) []string {
 }
 
 func (s *Store) publishState(st *AgentState) {
-	s.publish(events.KindAgentStates, events.OpPut, st.AgentID, st.AgentID, st.Version, st.ExpiresAt, nil)
+	s.publish(abi.KindAgentState, events.OpPut, st.AgentID, st.AgentID, st.Version, st.ExpiresAt, nil)
 }
 
 func (s *Store) publishStateDelete(agent string) {
-	s.publish(events.KindAgentStates, events.OpDelete, agent, agent, 0, time.Time{}, nil)
+	s.publish(abi.KindAgentState, events.OpDelete, agent, agent, 0, time.Time{}, nil)
 }
 
 // unsure drops this host's cached copy of a record a write of unknown
 // outcome (ErrOutcomeUnknown) may have changed: no event says what it
 // left, so the next read goes to the backend.
-func (s *Store) unsure(kind, key string, err error) {
+func (s *Store) unsure(kind abi.RecordKind, key string, err error) {
 	if s.cache != nil && err != nil && errors.Is(err, ErrOutcomeUnknown) {
 		s.cache.invalidate(cacheKey{kind, key}, 0)
 	}
 }
 
 // unsureItems is unsure for the items of a bulk write.
-func (s *Store) unsureItems(kind string, errs []error, key func(i int) string) {
+func (s *Store) unsureItems(kind abi.RecordKind, errs []error, key func(i int) string) {
 	for i, err := range errs {
 		s.unsure(kind, key(i), err)
 	}
@@ -203,7 +203,10 @@ type expiryWatch struct {
 // counted in Stats.ExpiriesUnwatched.
 const maxWatched = 1 << 18
 
-type watchKey struct{ kind, key string }
+type watchKey struct {
+	kind abi.RecordKind
+	key  string
+}
 
 type watched struct {
 	watchKey
@@ -257,7 +260,7 @@ func (w *expiryWatch) len() int {
 
 // set watches the record's expiry, replacing what was watched for its key;
 // a zero expiry stops the watch.
-func (w *expiryWatch) set(kind, key, agent string, version uint64, expires time.Time, mk *MetricKey) {
+func (w *expiryWatch) set(kind abi.RecordKind, key, agent string, version uint64, expires time.Time, mk *MetricKey) {
 	k := watchKey{kind, key}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -349,22 +352,22 @@ func (w *expiryWatch) check(x *watched) {
 	var err error
 	var expires time.Time
 	switch x.kind {
-	case events.KindMetrics:
+	case abi.KindMetric:
 		var m Metric
 		m, err = w.s.GetMetric(ctx, x.metric)
 		expires = m.ExpiresAt
-	case events.KindAlerts:
+	case abi.KindAlert:
 		var a Alert
 		a, err = w.s.GetAlert(ctx, x.key)
 		expires = a.ExpiresAt
-	case events.KindAgentStates:
+	case abi.KindAgentState:
 		var st AgentState
 		st, err = w.s.GetAgentState(ctx, x.key)
 		expires = st.ExpiresAt
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
-		w.s.bus.Publish(events.Event{Kind: x.kind, Op: events.OpExpire, AgentID: x.agent, Key: x.key, Version: x.version, Time: x.at})
+		w.s.bus.Publish(events.Event{Kind: x.kind.Name(), Op: events.OpExpire, AgentID: x.agent, Key: x.key, Version: x.version, Time: x.at})
 	case err == nil && expires.Equal(x.at) && x.tries < maxExpiryRechecks:
 		x.tries++
 		w.recheck(x, w.s.now().Add(time.Duration(x.tries)*20*time.Millisecond))

@@ -392,9 +392,9 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
-	s.unsure(events.KindAlerts, a.ID, err)
+	s.unsure(abi.KindAlert, a.ID, err)
 	err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) })
-	publish, err := s.acknowledged(abi.OpPutAlert, err, cacheKey{events.KindAlerts, a.ID})
+	publish, err := s.acknowledged(abi.OpPutAlert, err, cacheKey{abi.KindAlert, a.ID})
 	if err != nil {
 		return Alert{}, err
 	}
@@ -424,8 +424,8 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 func (s *Store) DeleteAlert(ctx context.Context, id string) error {
 	agent := s.alertAgents(ctx, []string{id})
 	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
-	s.unsure(events.KindAlerts, id, err)
-	publish, err := s.acknowledged(abi.OpDeleteAlert, err, cacheKey{events.KindAlerts, id})
+	s.unsure(abi.KindAlert, id, err)
+	publish, err := s.acknowledged(abi.OpDeleteAlert, err, cacheKey{abi.KindAlert, id})
 	if publish {
 		s.publishAlertDelete(id, agent[0])
 	}
@@ -438,9 +438,9 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
-	s.unsure(events.KindAlerts, id, err)
+	s.unsure(abi.KindAlert, id, err)
 	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
-	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{events.KindAlerts, id})
+	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{abi.KindAlert, id})
 	if err != nil {
 		return Alert{}, err
 	}
@@ -470,9 +470,9 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, func(d *abi.Decoder) { decodeAgentState(d, &out, st.AgentID) })
-	s.unsure(events.KindAgentStates, st.AgentID, err)
+	s.unsure(abi.KindAgentState, st.AgentID, err)
 	err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) })
-	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{events.KindAgentStates, st.AgentID})
+	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{abi.KindAgentState, st.AgentID})
 	if err != nil {
 		return AgentState{}, err
 	}
@@ -523,11 +523,11 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 	}
 	req := abi.DeleteAgentState{AgentID: agentID, Condition: o.cond}
 	err = s.roundTrip(ctx, abi.OpDeleteAgentState, req.Encode, nil)
-	publish, err := s.acknowledged(abi.OpDeleteAgentState, err, cacheKey{events.KindAgentStates, agentID})
+	publish, err := s.acknowledged(abi.OpDeleteAgentState, err, cacheKey{abi.KindAgentState, agentID})
 	if publish {
 		s.publishStateDelete(agentID)
 	}
-	s.unsure(events.KindAgentStates, agentID, err)
+	s.unsure(abi.KindAgentState, agentID, err)
 	return err
 }
 

@@ -222,7 +222,7 @@ func (s *Store) acknowledged(op abi.Op, err error, k cacheKey) (publish bool, _ 
 	if !s.p.meta.Features.Has(abi.FeatureTick) {
 		return false, s.refuse(op, "a write answered STALE by a plugin that does not advertise tick")
 	}
-	if s.cache != nil && k.kind != events.KindMetrics && k.kind != "" {
+	if s.cache != nil && k.kind != abi.KindMetric && k.kind != 0 {
 		s.cache.invalidate(k, 0)
 	}
 	return false, nil

@@ -101,7 +101,7 @@ func printMigrated(w io.Writer, from, to string, sum *backup.MigrateSummary) {
 	fmt.Fprintf(w, "%s %s → %s: copied %s; skipped %d; expired %d; in %s (%.0f records/s)\n",
 		how, from, to, sum.Copied, sum.Skipped.Total(), sum.Expired.Total(), sum.Took.Round(time.Millisecond),
 		float64(sum.Copied.Total())/max(sum.Took.Seconds(), 1e-9))
-	for _, k := range []abi.RecordKind{abi.KindMetric, abi.KindAlert, abi.KindAgentState} {
+	for _, k := range abi.RecordKinds() {
 		s, d := sum.Source.Of(k), sum.Target.Of(k)
 		verdict := "equal"
 		if *s != *d {

@@ -124,7 +124,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sched.update(f)
-	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: tokens(f), Registry: reg})
+	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg})
 	if err != nil {
 		closeManager()
 		return err
@@ -207,7 +207,7 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		r.log.Error("configuration rejected; the previous one keeps serving", "trigger", why, "error", err)
 		return
 	}
-	r.h.SetTokens(tokens(f))
+	r.h.SetTokens(f.Auth.Tokens)
 	r.sched.update(f)
 	if r.watcher != nil {
 		r.watcher.follow(f)
@@ -242,18 +242,6 @@ func checkExposure(addr string, f *config.File, allow bool) error {
 		return nil
 	}
 	return fmt.Errorf("refusing to serve %s without authentication: configure auth tokens, listen on a loopback address, or pass -allow-unauthenticated", addr)
-}
-
-func tokens(f *config.File) []httpapi.Token {
-	out := make([]httpapi.Token, len(f.Auth.Tokens))
-	for i, t := range f.Auth.Tokens {
-		scopes := make([]httpapi.Scope, len(t.Scopes))
-		for j, s := range t.Scopes {
-			scopes[j] = httpapi.Scope{Kind: s.Kind, Write: s.Write}
-		}
-		out[i] = httpapi.Token{Name: t.Name, Secret: t.Secret, Scopes: scopes}
-	}
-	return out
 }
 
 func describeRoutes(f *config.File) string {

@@ -114,11 +114,11 @@ func changed(ctx context.Context, st *host.Store, from, to string) ([]recKey, er
 // event.
 func eventKey(ev *events.Event) (recKey, bool) {
 	switch ev.Kind {
-	case events.KindAlerts:
+	case abi.KindAlert.Name():
 		return recKey{kind: abi.KindAlert, a: ev.Key}, ev.Key != ""
-	case events.KindAgentStates:
+	case abi.KindAgentState.Name():
 		return recKey{kind: abi.KindAgentState, a: ev.Key}, ev.Key != ""
-	case events.KindMetrics:
+	case abi.KindMetric.Name():
 		// The key is name@timestamp; a name may hold '@', a timestamp not.
 		i := strings.LastIndexByte(ev.Key, '@')
 		if i < 0 {

@@ -73,7 +73,7 @@ func changedSince(t *testing.T, st *host.Store, from string) map[string]bool {
 	defer cancel()
 	// The log's reader may lag the writes (a Redis stream): write a
 	// marker and wait for its event, which follows every earlier write.
-	tail, err := st.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAgentStates}}, "")
+	tail, err := st.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAgentState.Name()}}, "")
 	require.NoError(t, err)
 	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "marker", State: []byte(`{}`)})
 	require.NoError(t, err)
@@ -92,15 +92,15 @@ func changedSince(t *testing.T, st *host.Store, from string) map[string]bool {
 	defer sub.Close()
 	for ev := range sub.Events() {
 		switch ev.Kind {
-		case events.KindMetrics:
+		case abi.KindMetric.Name():
 			i := strings.LastIndexByte(ev.Key, '@')
 			require.Positive(t, i, ev.Key)
 			ts, err := time.Parse(time.RFC3339Nano, ev.Key[i+1:])
 			require.NoError(t, err)
 			out[fmt.Sprintf("m/%s/%s/%d", ev.AgentID, ev.Key[:i], ts.UnixNano())] = true
-		case events.KindAlerts:
+		case abi.KindAlert.Name():
 			out["a/"+ev.Key] = true
-		case events.KindAgentStates:
+		case abi.KindAgentState.Name():
 			out["s/"+ev.Key] = true
 		}
 		if ev.ID == to {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/httpapi"
 )
 
 // File is a checked configuration.
@@ -108,41 +109,17 @@ func (f *File) Backend(name string) (Backend, bool) {
 
 // Auth says who may call the daemon.
 type Auth struct {
-	// Tokens are the bearer tokens accepted, in file order.
-	Tokens []Token
+	// Tokens are the bearer tokens accepted, in file order, as the HTTP
+	// API takes them.
+	Tokens []httpapi.Token
 	// AllowUnauthenticated permits serving a non-loopback address with no
 	// tokens.
 	// Default: false.
 	AllowUnauthenticated bool
 }
 
-// Token is a bearer token and what it may do.
-type Token struct {
-	// Name names the token in logs.
-	Name string
-	// Secret is the token itself, resolved from the file, the environment
-	// or a secret file; at least 16 bytes.
-	Secret string
-	// Scopes are the operations it allows.
-	Scopes []Scope
-}
-
-// Scope allows reading or writing one kind of record, or every kind.
-type Scope struct {
-	// Kind is "metrics", "alerts", "agent_states" or "*" (every kind).
-	Kind string
-	// Write allows writes, Write false allows reads. Neither implies the
-	// other.
-	Write bool
-}
-
-// The record kinds a Scope names.
-const (
-	kindMetrics     = "metrics"
-	kindAlerts      = "alerts"
-	kindAgentStates = "agent_states"
-	kindAny         = "*"
-)
+// anyKind is the KIND of a scope allowing every record kind.
+const anyKind = "*"
 
 // Error is returned for an invalid file. Diagnostics holds every error
 // found, in file order, each with its source range.

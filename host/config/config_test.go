@@ -18,6 +18,7 @@ import (
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/httpapi"
 )
 
 // examples is the directory of the example configurations.
@@ -148,13 +149,13 @@ func TestRedisClusterExample(t *testing.T) {
 	require.Equal(t, "fail", f.Backends[0].Config.Options["fallback"])
 
 	require.False(t, f.Auth.AllowUnauthenticated)
-	require.Equal(t, []config.Token{
-		{Name: "fleet", Secret: "fleet-token-0123456789", Scopes: []config.Scope{
-			{Kind: "metrics", Write: true}, {Kind: "alerts", Write: true},
-			{Kind: "agent_states"}, {Kind: "agent_states", Write: true},
+	require.Equal(t, []httpapi.Token{
+		{Name: "fleet", Secret: "fleet-token-0123456789", Scopes: []httpapi.Scope{
+			{Kind: abi.KindMetric, Write: true}, {Kind: abi.KindAlert, Write: true},
+			{Kind: abi.KindAgentState}, {Kind: abi.KindAgentState, Write: true},
 		}},
 		// The file's trailing newline is trimmed.
-		{Name: "dashboard", Secret: "dashboard-token-0123456789", Scopes: []config.Scope{{Kind: "*"}}},
+		{Name: "dashboard", Secret: "dashboard-token-0123456789", Scopes: []httpapi.Scope{{AllKinds: true}}},
 	}, f.Auth.Tokens)
 }
 

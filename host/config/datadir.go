@@ -24,7 +24,7 @@ type options struct {
 // of its secrets (a CI job). Everything else is checked as without it:
 // syntax, schema, references, plugins read, pinned, inspected and
 // granted, options judged by their plugin. The File has no secrets
-// (Token.Secret and the Redis password are empty): it is a report, not a
+// (the tokens' secrets and the Redis password are empty): it is a report, not a
 // configuration to serve.
 func Offline() Option {
 	return func(o *options) { o.offline = true }

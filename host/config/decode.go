@@ -22,6 +22,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/httpapi"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -687,7 +688,8 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 		}
 		return Routes{}
 	}
-	route := func(expr hcl.Expression, kind string) string {
+	route := func(expr hcl.Expression, k abi.RecordKind) string {
+		kind := k.Name()
 		if !c.require(expr, kind, r.DefRange) {
 			return ""
 		}
@@ -698,7 +700,7 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 		}
 		// A route to a backend whose plugin does not serve the kind would
 		// answer every request of it 501.
-		if sv, known := c.served[name]; known && !sv.features.Has(kindFeature[kind]) {
+		if sv, known := c.served[name]; known && !sv.features.Has(k.Feature()) {
 			c.errorf(expr.Range(), "Backend does not serve "+kind,
 				"Backend %q runs plugin %s, which does not serve %s (it advertises [%s]); every %s request would be refused. Route %s to a backend that serves them.",
 				name, sv.plugin, kind, sv.features, kind, kind)
@@ -707,9 +709,9 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 		return name
 	}
 	return Routes{
-		Metrics:     route(r.Metrics, kindMetrics),
-		Alerts:      route(r.Alerts, kindAlerts),
-		AgentStates: route(r.AgentStates, kindAgentStates),
+		Metrics:     route(r.Metrics, abi.KindMetric),
+		Alerts:      route(r.Alerts, abi.KindAlert),
+		AgentStates: route(r.AgentStates, abi.KindAgentState),
 	}
 }
 
@@ -723,7 +725,7 @@ func (c *checker) auth(r *rawAuth) Auth {
 	secrets := make(map[string]string, len(r.Tokens)) // secret → token name
 	for _, rt := range r.Tokens {
 		named := c.name(rt.Name, "token", rt.DefRange, seen)
-		t := Token{Name: rt.Name}
+		t := httpapi.Token{Name: rt.Name}
 		secret, rng, resolved, ok := c.secret(
 			secretSource{"secret", rt.Secret},
 			secretSource{"secret_env", rt.SecretEnv},
@@ -754,20 +756,20 @@ func (c *checker) auth(r *rawAuth) Auth {
 	return a
 }
 
-func (c *checker) scopes(expr hcl.Expression) []Scope {
+func (c *checker) scopes(expr hcl.Expression) []httpapi.Scope {
 	strs, ranges, set, ok := c.list(expr, "scopes")
 	if set && ok && len(strs) == 0 {
 		c.errorf(expr.Range(), "No scopes", "A token needs at least one scope.")
 	}
-	var out []Scope
+	var out []httpapi.Scope
 	for i, s := range strs {
-		kind, access, _ := strings.Cut(s, ":")
+		name, access, _ := strings.Cut(s, ":")
+		kind, known := abi.ParseRecordKind(name)
 		switch {
-		case kind != kindMetrics && kind != kindAlerts && kind != kindAgentStates && kind != kindAny,
-			access != "read" && access != "write":
+		case !known && name != anyKind, access != "read" && access != "write":
 			c.errorf(ranges[i], "Invalid scope", "%q: a scope is KIND:read or KIND:write, KIND one of metrics, alerts, agent_states or *.", s)
 		default:
-			out = append(out, Scope{Kind: kind, Write: access == "write"})
+			out = append(out, httpapi.Scope{Kind: kind, AllKinds: !known, Write: access == "write"})
 		}
 	}
 	return out
@@ -915,11 +917,4 @@ func (c *checker) list(expr hcl.Expression, name string) (strs []string, ranges 
 		ranges = append(ranges, rng)
 	}
 	return strs, ranges, true, ok
-}
-
-// kindFeature is the plugin feature each record kind needs.
-var kindFeature = map[string]abi.Feature{
-	kindMetrics:     abi.FeatureMetrics,
-	kindAlerts:      abi.FeatureAlerts,
-	kindAgentStates: abi.FeatureAgentStates,
 }

@@ -20,13 +20,6 @@ import (
 	"time"
 )
 
-// Record kinds, the Kind of the host's own events.
-const (
-	KindMetrics     = "metrics"
-	KindAlerts      = "alerts"
-	KindAgentStates = "agent_states"
-)
-
 // Ops of the host's own events.
 const (
 	OpPut    = "put"    // a record was created or replaced (restores included)
@@ -42,8 +35,9 @@ type Event struct {
 	// appended: pass it to Subscribe to resume after it. IDs are opaque;
 	// within one log a later event has a greater ID.
 	ID string `json:"id"`
-	// Kind is the record kind (KindMetrics, KindAlerts, KindAgentStates),
-	// or a plugin's own kind.
+	// Kind is the record kind's name (abi.RecordKind.Name: "metrics",
+	// "alerts", "agent_states") for the host's own events, or a plugin's
+	// own kind.
 	Kind string `json:"kind"`
 	// Op is what happened (OpPut, OpDelete, OpStatus, OpExpire), or a
 	// plugin's own op.

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redistest"
 )
@@ -77,7 +78,7 @@ func TestOrderPerKey(t *testing.T) {
 			go func() {
 				for v := uint64(1); v <= 50; v++ {
 					for k := range 2 {
-						pub.Publish(ev(events.KindAgentStates, events.OpPut, fmt.Sprintf("a%d-%d", w, k), fmt.Sprintf("a%d-%d", w, k), v))
+						pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, fmt.Sprintf("a%d-%d", w, k), fmt.Sprintf("a%d-%d", w, k), v))
 					}
 				}
 				done <- struct{}{}
@@ -105,13 +106,13 @@ func TestFilters(t *testing.T) {
 		ctx := context.Background()
 		byAgent, err := sub.Subscribe(ctx, events.Filter{AgentIDs: []string{"a1"}}, "")
 		require.NoError(t, err)
-		byKindOp, err := sub.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAlerts}, Ops: []string{events.OpStatus, events.OpDelete}}, "")
+		byKindOp, err := sub.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAlert.Name()}, Ops: []string{events.OpStatus, events.OpDelete}}, "")
 		require.NoError(t, err)
-		pub.Publish(ev(events.KindAgentStates, events.OpPut, "a2", "a2", 1))
-		pub.Publish(ev(events.KindAlerts, events.OpPut, "a1", "x", 2))
-		pub.Publish(ev(events.KindAlerts, events.OpStatus, "a2", "y", 3))
-		pub.Publish(ev(events.KindMetrics, events.OpPut, "a1", "cpu@t", 0))
-		pub.Publish(ev(events.KindAlerts, events.OpDelete, "a3", "z", 0))
+		pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a2", "a2", 1))
+		pub.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a1", "x", 2))
+		pub.Publish(ev(abi.KindAlert.Name(), events.OpStatus, "a2", "y", 3))
+		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a1", "cpu@t", 0))
+		pub.Publish(ev(abi.KindAlert.Name(), events.OpDelete, "a3", "z", 0))
 
 		e := next(t, byAgent)
 		assert.Equal(t, "x", e.Key)
@@ -132,7 +133,7 @@ func TestResume(t *testing.T) {
 		s, err := sub.Subscribe(ctx, events.Filter{}, "")
 		require.NoError(t, err)
 		for v := uint64(1); v <= 3; v++ {
-			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+			pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", v))
 		}
 		var got []events.Event
 		for range 3 {
@@ -145,7 +146,7 @@ func TestResume(t *testing.T) {
 
 		// While nobody listens, 1500 more events (more than one read page).
 		for v := uint64(4); v <= 1503; v++ {
-			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+			pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", v))
 		}
 		// Resume after the second event: the third and all the rest, in
 		// order, with the live feed joined without a gap or a repeat.
@@ -156,7 +157,7 @@ func TestResume(t *testing.T) {
 		for v := uint64(4); v <= 1503; v++ {
 			require.Equal(t, v, next(t, r).Version)
 		}
-		pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", 1504))
+		pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", 1504))
 		assert.Equal(t, uint64(1504), next(t, r).Version)
 		quiet(t, r)
 
@@ -173,13 +174,13 @@ func TestResumeTooOld(t *testing.T) {
 		ctx := context.Background()
 		s, err := sub.Subscribe(ctx, events.Filter{}, "")
 		require.NoError(t, err)
-		pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		first := next(t, s)
 		s.Close()
 		// Far more than the retention (Redis trims approximately, by
 		// whole nodes of 100 entries, so go well past it).
 		for range 2000 {
-			pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+			pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		}
 		require.Eventually(t, func() bool {
 			_, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
@@ -204,7 +205,7 @@ func TestSlowSubscriberIsDisconnectedAndWritesGoOn(t *testing.T) {
 		// Publishing never waits for the slow subscriber, which reads
 		// nothing; the fast one, which keeps up, gets every event.
 		for v := uint64(1); v <= 100; v++ {
-			pub.Publish(ev(events.KindAgentStates, events.OpPut, "a", "a", v))
+			pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", v))
 			require.Equal(t, v, next(t, fast).Version)
 		}
 		// The slow one got its buffer's worth, then was disconnected.
@@ -251,7 +252,7 @@ func TestCloseAndContextEndSubscriptions(t *testing.T) {
 
 		s2, err := sub.Subscribe(context.Background(), events.Filter{}, "")
 		require.NoError(t, err)
-		pub.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		next(t, s2)
 		require.NoError(t, sub.Close(context.Background()))
 		for range s2.Events() {
@@ -274,7 +275,7 @@ func TestResumeAfterRedisLostTheStream(t *testing.T) {
 	ctx := context.Background()
 	s, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
-	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 	seen := next(t, s)
 	s.Close()
 
@@ -282,7 +283,7 @@ func TestResumeAfterRedisLostTheStream(t *testing.T) {
 	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
 	assert.ErrorIs(t, err, events.ErrLost, "the stream is gone")
 
-	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 	require.Eventually(t, func() bool { return c.XLen(ctx, key).Val() == 1 }, 5*time.Second, 10*time.Millisecond)
 	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
 	assert.ErrorIs(t, err, events.ErrLost, "a new stream does not hold what followed an old position")
@@ -307,7 +308,7 @@ func TestRecreatedStreamStartsAfterKnownPositions(t *testing.T) {
 	require.Equal(t, ahead, next(t, s).ID)
 
 	require.NoError(t, c.Del(ctx, key).Err())
-	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 	e := next(t, s)
 	assert.NotEqual(t, ahead, e.ID)
 	_, err = b.Subscribe(ctx, events.Filter{}, ahead)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redistest"
 )
@@ -37,14 +38,14 @@ func TestRefusedAppendsAreDroppedNotRetried(t *testing.T) {
 	} {
 		before := b.Stats()
 		poison()
-		b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return b.Stats().Refused == before.Refused+1 }, "the event is refused")
 		require.ErrorIs(t, b.Err(), events.ErrRefused)
 		assert.NotEmpty(t, b.Stats().AppendError)
 		assert.Equal(t, before.Dropped+1, b.Stats().Dropped, "refused events are dropped events")
 
 		require.NoError(t, c.Del(ctx, key).Err())
-		b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 1))
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 1))
 		redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return c.XLen(ctx, key).Val() == 1 }, "the next event is appended")
 		redistest.WaitFor(t, time.Second, 10*time.Millisecond, func() bool { return b.Err() == nil }, "a success clears Err")
 		assert.Equal(t, before.Published+1, b.Stats().Published)
@@ -62,7 +63,7 @@ func TestUnreachableRedisIsRetried(t *testing.T) {
 	b := events.NewRedis(c, "events", events.Options{}, nil)
 	defer b.Close(ctx)
 	srv.Stop()
-	b.Publish(ev(events.KindMetrics, events.OpPut, "a", "m", 0))
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 	time.Sleep(300 * time.Millisecond)
 	assert.Zero(t, b.Stats().Refused)
 	assert.NoError(t, b.Err())

@@ -6,13 +6,14 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
 func (h *Handler) getAgentState(w http.ResponseWriter, r *http.Request, _ url.Values) error {
 	id := r.PathValue("agent_id")
 	var s host.AgentState
-	err := h.do(r, KindAgentStates, "get_agent_state", func(st *host.Store) (err error) {
+	err := h.do(r, abi.KindAgentState, "get_agent_state", func(st *host.Store) (err error) {
 		s, err = st.GetAgentState(r.Context(), id)
 		return err
 	})
@@ -59,7 +60,7 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 	opts = append(opts, ttl...)
 	in := host.AgentState{AgentID: r.PathValue("agent_id"), State: body}
 	var s host.AgentState
-	err = h.do(r, KindAgentStates, "put_agent_state", func(st *host.Store) (err error) {
+	err = h.do(r, abi.KindAgentState, "put_agent_state", func(st *host.Store) (err error) {
 		s, err = st.PutAgentState(r.Context(), in, opts...)
 		return err
 	})
@@ -80,7 +81,7 @@ func (h *Handler) deleteAgentState(w http.ResponseWriter, r *http.Request, _ url
 		return err
 	}
 	id := r.PathValue("agent_id")
-	err = h.do(r, KindAgentStates, "delete_agent_state", func(st *host.Store) error {
+	err = h.do(r, abi.KindAgentState, "delete_agent_state", func(st *host.Store) error {
 		return st.DeleteAgentState(r.Context(), id, opts...)
 	})
 	if err != nil {
@@ -105,7 +106,7 @@ func (h *Handler) queryAgentStates(w http.ResponseWriter, r *http.Request, q url
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	return servePage(h, w, r, KindAgentStates, "query_agent_states", func(st *host.Store) (host.Page[host.AgentState], error) {
+	return servePage(h, w, r, abi.KindAgentState, "query_agent_states", func(st *host.Store) (host.Page[host.AgentState], error) {
 		return st.QueryAgentStates(r.Context(), query)
 	}, agentStateOut)
 }
@@ -123,7 +124,7 @@ func (h *Handler) getAgentStates(w http.ResponseWriter, r *http.Request, _ url.V
 	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindAgentStates, "get_agent_states", len(req.AgentIDs), func(st *host.Store) ([]host.Result[host.AgentState], error) {
+	return serveResults(h, w, r, abi.KindAgentState, "get_agent_states", len(req.AgentIDs), func(st *host.Store) ([]host.Result[host.AgentState], error) {
 		return st.GetAgentStates(r.Context(), req.AgentIDs)
 	}, agentStateOut)
 }
@@ -149,7 +150,7 @@ func (h *Handler) putAgentStates(w http.ResponseWriter, r *http.Request, _ url.V
 	if err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindAgentStates, "put_agent_states", len(states), func(st *host.Store) ([]host.Result[host.AgentState], error) {
+	return serveResults(h, w, r, abi.KindAgentState, "put_agent_states", len(states), func(st *host.Store) ([]host.Result[host.AgentState], error) {
 		if req.Conditional {
 			return st.PutAgentStatesIf(r.Context(), states, opts...)
 		}
@@ -165,7 +166,7 @@ func (h *Handler) deleteAgentStates(w http.ResponseWriter, r *http.Request, _ ur
 	if err := checkItems("agent_ids", len(req.AgentIDs), req.AgentIDs != nil); err != nil {
 		return err
 	}
-	return serveDeletes(h, w, r, KindAgentStates, "delete_agent_states", req.AgentIDs, func(st *host.Store) ([]error, error) {
+	return serveDeletes(h, w, r, abi.KindAgentState, "delete_agent_states", req.AgentIDs, func(st *host.Store) ([]error, error) {
 		return st.DeleteAgentStates(r.Context(), req.AgentIDs)
 	}, func(id string) agentIDJSON { return agentIDJSON{AgentID: id} })
 }

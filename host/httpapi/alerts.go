@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -29,7 +30,7 @@ func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values)
 		return err
 	}
 	var out host.Alert
-	err = h.do(r, KindAlerts, "put_alert", func(st *host.Store) (err error) {
+	err = h.do(r, abi.KindAlert, "put_alert", func(st *host.Store) (err error) {
 		out, err = st.PutAlert(r.Context(), a, opts...)
 		return err
 	})
@@ -42,7 +43,7 @@ func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values)
 func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request, _ url.Values) error {
 	id := r.PathValue("id")
 	var a host.Alert
-	err := h.do(r, KindAlerts, "get_alert", func(st *host.Store) (err error) {
+	err := h.do(r, abi.KindAlert, "get_alert", func(st *host.Store) (err error) {
 		a, err = st.GetAlert(r.Context(), id)
 		return err
 	})
@@ -55,7 +56,7 @@ func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request, _ url.Values)
 
 func (h *Handler) deleteAlert(w http.ResponseWriter, r *http.Request, _ url.Values) error {
 	id := r.PathValue("id")
-	err := h.do(r, KindAlerts, "delete_alert", func(st *host.Store) error {
+	err := h.do(r, abi.KindAlert, "delete_alert", func(st *host.Store) error {
 		return st.DeleteAlert(r.Context(), id)
 	})
 	if err != nil {
@@ -83,7 +84,7 @@ func (h *Handler) setAlertStatus(w http.ResponseWriter, r *http.Request, _ url.V
 	}
 	id := r.PathValue("id")
 	var a host.Alert
-	err = h.do(r, KindAlerts, "set_alert_status", func(st *host.Store) (err error) {
+	err = h.do(r, abi.KindAlert, "set_alert_status", func(st *host.Store) (err error) {
 		a, err = st.SetAlertStatus(r.Context(), id, status)
 		return err
 	})
@@ -125,7 +126,7 @@ func (h *Handler) queryAlerts(w http.ResponseWriter, r *http.Request, q url.Valu
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	return servePage(h, w, r, KindAlerts, "query_alerts", func(st *host.Store) (host.Page[host.Alert], error) {
+	return servePage(h, w, r, abi.KindAlert, "query_alerts", func(st *host.Store) (host.Page[host.Alert], error) {
 		return st.QueryAlerts(r.Context(), query)
 	}, alertOut)
 }
@@ -143,7 +144,7 @@ func (h *Handler) getAlerts(w http.ResponseWriter, r *http.Request, _ url.Values
 	if err := checkItems("ids", len(req.IDs), req.IDs != nil); err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindAlerts, "get_alerts", len(req.IDs), func(st *host.Store) ([]host.Result[host.Alert], error) {
+	return serveResults(h, w, r, abi.KindAlert, "get_alerts", len(req.IDs), func(st *host.Store) ([]host.Result[host.Alert], error) {
 		return st.GetAlerts(r.Context(), req.IDs)
 	}, alertOut)
 }
@@ -164,7 +165,7 @@ func (h *Handler) putAlerts(w http.ResponseWriter, r *http.Request, _ url.Values
 	if err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindAlerts, "put_alerts", len(as), func(st *host.Store) ([]host.Result[host.Alert], error) {
+	return serveResults(h, w, r, abi.KindAlert, "put_alerts", len(as), func(st *host.Store) ([]host.Result[host.Alert], error) {
 		return st.PutAlerts(r.Context(), as, opts...)
 	}, alertOut)
 }
@@ -177,7 +178,7 @@ func (h *Handler) deleteAlerts(w http.ResponseWriter, r *http.Request, _ url.Val
 	if err := checkItems("ids", len(req.IDs), req.IDs != nil); err != nil {
 		return err
 	}
-	return serveDeletes(h, w, r, KindAlerts, "delete_alerts", req.IDs, func(st *host.Store) ([]error, error) {
+	return serveDeletes(h, w, r, abi.KindAlert, "delete_alerts", req.IDs, func(st *host.Store) ([]error, error) {
 		return st.DeleteAlerts(r.Context(), req.IDs)
 	}, func(id string) alertIDJSON { return alertIDJSON{ID: id} })
 }

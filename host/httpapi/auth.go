@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // token is a Token ready for comparison: only the digest of its secret is
@@ -26,11 +28,11 @@ func compileTokens(ts []Token) ([]token, error) {
 			return nil, fmt.Errorf("httpapi: token %q: empty secret", t.Name)
 		}
 		for _, s := range t.Scopes {
-			switch s.Kind {
-			case KindMetrics, KindAlerts, KindAgentStates, KindAny:
-			default:
-				return nil, fmt.Errorf("httpapi: token %q: scope kind %q is not %s, %s, %s or %s",
-					t.Name, s.Kind, KindMetrics, KindAlerts, KindAgentStates, KindAny)
+			switch {
+			case s.AllKinds && s.Kind != 0:
+				return nil, fmt.Errorf("httpapi: token %q: a scope names both %s and every kind", t.Name, s.Kind)
+			case !s.AllKinds && !s.Kind.Valid():
+				return nil, fmt.Errorf("httpapi: token %q: scope kind %s is not a record kind", t.Name, s.Kind)
 			}
 		}
 		d := sha256.Sum256([]byte(t.Secret))
@@ -45,9 +47,9 @@ func compileTokens(ts []Token) ([]token, error) {
 
 // allows reports whether t may read (write false) or write records of
 // kind. A write scope does not allow reads, nor the reverse.
-func (t *token) allows(kind string, write bool) bool {
+func (t *token) allows(kind abi.RecordKind, write bool) bool {
 	for _, s := range t.scopes {
-		if (s.Kind == KindAny || s.Kind == kind) && s.Write == write {
+		if (s.AllKinds || s.Kind == kind) && s.Write == write {
 			return true
 		}
 	}
@@ -81,7 +83,7 @@ func (h *Handler) authorize(r *http.Request, a access) error {
 			authenticate: `Bearer realm="storage-host", error="invalid_token"`}
 	}
 	t := &ts[match]
-	if a.kind == "" || t.allows(a.kind, a.write) {
+	if a.kind == 0 || t.allows(a.kind, a.write) {
 		return nil
 	}
 	verb := "read"
@@ -89,8 +91,8 @@ func (h *Handler) authorize(r *http.Request, a access) error {
 		verb = "write"
 	}
 	return &apiError{status: http.StatusForbidden, code: codeForbidden,
-		msg:          fmt.Sprintf("token %q may not %s %s", t.name, verb, a.kind),
-		authenticate: fmt.Sprintf(`Bearer realm="storage-host", error="insufficient_scope", scope="%s:%s"`, a.kind, verb)}
+		msg:          fmt.Sprintf("token %q may not %s %s", t.name, verb, a.kind.Name()),
+		authenticate: fmt.Sprintf(`Bearer realm="storage-host", error="insufficient_scope", scope="%s:%s"`, a.kind.Name(), verb)}
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header;

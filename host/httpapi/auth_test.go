@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/httpapi"
 )
 
@@ -19,10 +20,10 @@ const (
 )
 
 var testTokens = []httpapi.Token{
-	{Name: "admin", Secret: adminSecret, Scopes: []httpapi.Scope{{Kind: "*"}, {Kind: "*", Write: true}}},
-	{Name: "states-reader", Secret: readerSecret, Scopes: []httpapi.Scope{{Kind: "agent_states"}}},
-	{Name: "states-writer", Secret: writerSecret, Scopes: []httpapi.Scope{{Kind: "agent_states", Write: true}}},
-	{Name: "metrics-rw", Secret: metricsSecret, Scopes: []httpapi.Scope{{Kind: "metrics"}, {Kind: "metrics", Write: true}}},
+	{Name: "admin", Secret: adminSecret, Scopes: []httpapi.Scope{{AllKinds: true}, {AllKinds: true, Write: true}}},
+	{Name: "states-reader", Secret: readerSecret, Scopes: []httpapi.Scope{{Kind: abi.KindAgentState}}},
+	{Name: "states-writer", Secret: writerSecret, Scopes: []httpapi.Scope{{Kind: abi.KindAgentState, Write: true}}},
+	{Name: "metrics-rw", Secret: metricsSecret, Scopes: []httpapi.Scope{{Kind: abi.KindMetric}, {Kind: abi.KindMetric, Write: true}}},
 	{Name: "bare", Secret: bareSecret},
 }
 
@@ -136,7 +137,7 @@ func TestSetTokens(t *testing.T) {
 	admin := bearer(adminSecret)
 	require.Equal(t, http.StatusNotFound, e.req("GET", "/v1/agents/a/state", nil, admin...).code)
 
-	e.h.SetTokens([]httpapi.Token{{Name: "new", Secret: "new-secret-0123456789", Scopes: []httpapi.Scope{{Kind: "agent_states"}}}})
+	e.h.SetTokens([]httpapi.Token{{Name: "new", Secret: "new-secret-0123456789", Scopes: []httpapi.Scope{{Kind: abi.KindAgentState}}}})
 	e.req("GET", "/v1/agents/a/state", nil, admin...).requireError(t, http.StatusUnauthorized, "unauthorized")
 	require.Equal(t, http.StatusNotFound, e.req("GET", "/v1/agents/a/state", nil, bearer("new-secret-0123456789")...).code)
 

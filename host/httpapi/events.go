@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 )
@@ -328,18 +329,19 @@ func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 }
 
 // recordKinds are the kinds a scope names, in the order 403s report them.
-var recordKinds = []string{KindAgentStates, KindAlerts, KindMetrics}
+var recordKinds = []abi.RecordKind{abi.KindAgentState, abi.KindAlert, abi.KindMetric}
 
 // coveredKinds returns the record kinds a subscription to kinds may
 // deliver, whose read scope it needs: all of them when kinds is empty or
 // names a plugin's own kind.
-func coveredKinds(kinds []string) []string {
+func coveredKinds(kinds []string) []abi.RecordKind {
 	if len(kinds) == 0 {
 		return recordKinds
 	}
-	var out []string
-	for _, k := range kinds {
-		if !slices.Contains(recordKinds, k) {
+	var out []abi.RecordKind
+	for _, name := range kinds {
+		k, ok := abi.ParseRecordKind(name)
+		if !ok {
 			return recordKinds
 		}
 		out = append(out, k)

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 	"github.com/storage-host/storage-host/host/events"
@@ -496,8 +497,8 @@ func TestEventsRefusals(t *testing.T) {
 func TestEventsAuth(t *testing.T) {
 	tokens := append(append([]httpapi.Token(nil), testTokens...),
 		httpapi.Token{Name: "three-readers", Secret: "three-readers-0123456789", Scopes: []httpapi.Scope{
-			{Kind: "agent_states"}, {Kind: "alerts"}, {Kind: "metrics"}}},
-		httpapi.Token{Name: "writer", Secret: "all-writer-0123456789", Scopes: []httpapi.Scope{{Kind: "*", Write: true}}},
+			{Kind: abi.KindAgentState}, {Kind: abi.KindAlert}, {Kind: abi.KindMetric}}},
+		httpapi.Token{Name: "writer", Secret: "all-writer-0123456789", Scopes: []httpapi.Scope{{AllKinds: true, Write: true}}},
 	)
 	e := newEventsEnv(t, memoryFile(0, 0, "memory"), withTokens(tokens))
 	for name, c := range map[string]struct {

@@ -17,7 +17,7 @@ type RouteInfo struct {
 func RouteTable() []RouteInfo {
 	out := make([]RouteInfo, len(routes))
 	for i, rt := range routes {
-		out[i] = RouteInfo{Method: rt.method, Path: rt.path, Public: rt.access.public, Kind: rt.access.kind,
+		out[i] = RouteInfo{Method: rt.method, Path: rt.path, Public: rt.access.public, Kind: rt.access.kind.Name(),
 			Write: rt.access.write, NeedsRegistry: rt.needsRegistry}
 		for _, q := range rt.query {
 			out[i].Query = append(out[i].Query, q.name)

@@ -26,16 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
-)
-
-// The record kinds Backends.Do is asked for and a Scope names.
-const (
-	KindMetrics     = "metrics"
-	KindAlerts      = "alerts"
-	KindAgentStates = "agent_states"
-	// KindAny in a Scope stands for every kind.
-	KindAny = "*"
 )
 
 // DefaultMaxBodyBytes is Options.MaxBodyBytes when it is zero.
@@ -47,11 +39,10 @@ const readyTimeout = 5 * time.Second
 // Backends gives the Handler the store serving each record kind. The
 // daemon's backend manager implements it.
 type Backends interface {
-	// Do calls fn with the store serving kind (KindMetrics, KindAlerts or
-	// KindAgentStates) and returns fn's error. When the store is swapped
+	// Do calls fn with the store serving kind and returns fn's error. When the store is swapped
 	// and closed under fn, Do may call fn again on the new store, so fn
 	// must only compute its result, never write a response.
-	Do(ctx context.Context, kind string, fn func(st *host.Store) error) error
+	Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.Store) error) error
 	// Ready returns nil when every routed backend answers, else an error
 	// naming the backends that do not.
 	Ready(ctx context.Context) error
@@ -69,10 +60,14 @@ type Token struct {
 	Scopes []Scope
 }
 
-// Scope allows reading or writing one record kind, or every kind.
+// Scope allows reading or writing one record kind, or every kind. A
+// Scope naming no valid kind, the zero Scope among them, is refused.
 type Scope struct {
-	// Kind is KindMetrics, KindAlerts, KindAgentStates or KindAny.
-	Kind string
+	// Kind is the record kind allowed, unless AllKinds.
+	Kind abi.RecordKind
+	// AllKinds allows every record kind ("*" in a configuration file);
+	// Kind must then be zero.
+	AllKinds bool
 	// Write allows the routes that change records (PUT, POST, DELETE,
 	// except batch-get); false allows the reads (GET and batch-get).
 	// Neither implies the other.
@@ -273,7 +268,7 @@ func (h *Handler) serveRoute(index int, rt *route) http.Handler {
 }
 
 // do runs fn on the store of kind and times it as operation op.
-func (h *Handler) do(r *http.Request, kind, op string, fn func(st *host.Store) error) error {
+func (h *Handler) do(r *http.Request, kind abi.RecordKind, op string, fn func(st *host.Store) error) error {
 	return h.backends.Do(r.Context(), kind, func(st *host.Store) error {
 		start := time.Now()
 		err := fn(st)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/httpapi"
 	"github.com/storage-host/storage-host/host/redistest"
@@ -54,7 +55,7 @@ func openStore(tb testing.TB, cfg host.Config, opts ...host.Option) *host.Store 
 // testBackends serves each kind from a fixed store, the way the daemon's
 // manager does without the swapping.
 type testBackends struct {
-	stores map[string]*host.Store
+	stores map[abi.RecordKind]*host.Store
 
 	mu       sync.Mutex
 	notReady error // Ready's answer when set
@@ -62,12 +63,12 @@ type testBackends struct {
 }
 
 func newBackends(st *host.Store) *testBackends {
-	return &testBackends{stores: map[string]*host.Store{
-		httpapi.KindMetrics: st, httpapi.KindAlerts: st, httpapi.KindAgentStates: st,
+	return &testBackends{stores: map[abi.RecordKind]*host.Store{
+		abi.KindMetric: st, abi.KindAlert: st, abi.KindAgentState: st,
 	}}
 }
 
-func (b *testBackends) Do(_ context.Context, kind string, fn func(st *host.Store) error) error {
+func (b *testBackends) Do(_ context.Context, kind abi.RecordKind, fn func(st *host.Store) error) error {
 	b.mu.Lock()
 	fail := b.failDo
 	b.mu.Unlock()
@@ -370,7 +371,9 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		"no backends":     {},
 		"negative limit":  {Backends: be, MaxBodyBytes: -1},
 		"empty secret":    {Backends: be, Tokens: []httpapi.Token{{Name: "a"}}},
-		"unknown kind":    {Backends: be, Tokens: []httpapi.Token{{Name: "a", Secret: "s", Scopes: []httpapi.Scope{{Kind: "logs"}}}}},
+		"unknown kind":    {Backends: be, Tokens: []httpapi.Token{{Name: "a", Secret: "s", Scopes: []httpapi.Scope{{Kind: 9}}}}},
+		"zero scope":      {Backends: be, Tokens: []httpapi.Token{{Name: "a", Secret: "s", Scopes: []httpapi.Scope{{}}}}},
+		"kind and all":    {Backends: be, Tokens: []httpapi.Token{{Name: "a", Secret: "s", Scopes: []httpapi.Scope{{Kind: abi.KindMetric, AllKinds: true}}}}},
 		"duplicate token": {Backends: be, Tokens: []httpapi.Token{{Name: "a", Secret: "s"}, {Name: "b", Secret: "s"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -404,7 +407,7 @@ func TestReadyz(t *testing.T) {
 
 	// The store itself closed: Ready's ping fails and names the backend.
 	e.be.set(nil, nil)
-	require.NoError(t, e.be.stores[httpapi.KindMetrics].Close(context.Background()))
+	require.NoError(t, e.be.stores[abi.KindMetric].Close(context.Background()))
 	res = e.req("GET", "/readyz", nil)
 	msg = res.requireError(t, http.StatusServiceUnavailable, "not_ready")
 	require.Contains(t, msg, "backend memory")
@@ -486,7 +489,7 @@ func mustRequest(t *testing.T, method, path, body string) *http.Request {
 // daemon's manager does during a reload.
 type swapBackends struct{ old, new *host.Store }
 
-func (b *swapBackends) Do(_ context.Context, _ string, fn func(st *host.Store) error) error {
+func (b *swapBackends) Do(_ context.Context, _ abi.RecordKind, fn func(st *host.Store) error) error {
 	if err := fn(b.old); !errors.Is(err, host.ErrClosed) {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -23,7 +24,7 @@ func (h *Handler) putMetric(w http.ResponseWriter, r *http.Request, q url.Values
 		return err
 	}
 	var out host.Metric
-	err = h.do(r, KindMetrics, "put_metric", func(st *host.Store) (err error) {
+	err = h.do(r, abi.KindMetric, "put_metric", func(st *host.Store) (err error) {
 		out, err = st.PutMetric(r.Context(), m, opts...)
 		return err
 	})
@@ -48,7 +49,7 @@ func (h *Handler) getMetric(w http.ResponseWriter, r *http.Request, _ url.Values
 		return err
 	}
 	var m host.Metric
-	err = h.do(r, KindMetrics, "get_metric", func(st *host.Store) (err error) {
+	err = h.do(r, abi.KindMetric, "get_metric", func(st *host.Store) (err error) {
 		m, err = st.GetMetric(r.Context(), k)
 		return err
 	})
@@ -64,7 +65,7 @@ func (h *Handler) deleteMetric(w http.ResponseWriter, r *http.Request, _ url.Val
 	if err != nil {
 		return err
 	}
-	err = h.do(r, KindMetrics, "delete_metric", func(st *host.Store) error {
+	err = h.do(r, abi.KindMetric, "delete_metric", func(st *host.Store) error {
 		return st.DeleteMetric(r.Context(), k)
 	})
 	if err != nil {
@@ -92,7 +93,7 @@ func (h *Handler) queryMetrics(w http.ResponseWriter, r *http.Request, q url.Val
 	if query.Cursor, err = parseCursor(q); err != nil {
 		return err
 	}
-	return servePage(h, w, r, KindMetrics, "query_metrics", func(st *host.Store) (host.Page[host.Metric], error) {
+	return servePage(h, w, r, abi.KindMetric, "query_metrics", func(st *host.Store) (host.Page[host.Metric], error) {
 		return st.QueryMetrics(r.Context(), query)
 	}, metricOut)
 }
@@ -125,7 +126,7 @@ func (h *Handler) getMetrics(w http.ResponseWriter, r *http.Request, _ url.Value
 	if err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindMetrics, "get_metrics", len(keys), func(st *host.Store) ([]host.Result[host.Metric], error) {
+	return serveResults(h, w, r, abi.KindMetric, "get_metrics", len(keys), func(st *host.Store) ([]host.Result[host.Metric], error) {
 		return st.GetMetrics(r.Context(), keys)
 	}, metricOut)
 }
@@ -146,7 +147,7 @@ func (h *Handler) putMetrics(w http.ResponseWriter, r *http.Request, _ url.Value
 	if err != nil {
 		return err
 	}
-	return serveResults(h, w, r, KindMetrics, "put_metrics", len(ms), func(st *host.Store) ([]host.Result[host.Metric], error) {
+	return serveResults(h, w, r, abi.KindMetric, "put_metrics", len(ms), func(st *host.Store) ([]host.Result[host.Metric], error) {
 		return st.PutMetrics(r.Context(), ms, opts...)
 	}, metricOut)
 }
@@ -160,7 +161,7 @@ func (h *Handler) deleteMetrics(w http.ResponseWriter, r *http.Request, _ url.Va
 	if err != nil {
 		return err
 	}
-	return serveDeletes(h, w, r, KindMetrics, "delete_metrics", keys, func(st *host.Store) ([]error, error) {
+	return serveDeletes(h, w, r, abi.KindMetric, "delete_metrics", keys, func(st *host.Store) ([]error, error) {
 		return st.DeleteMetrics(r.Context(), keys)
 	}, metricKeyOut)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -180,7 +181,7 @@ func preconditionFailed(err error) error {
 }
 
 // servePage runs a query on the store serving kind and writes the page.
-func servePage[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string,
+func servePage[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind abi.RecordKind, op string,
 	query func(*host.Store) (host.Page[T], error), conv func(T) J) error {
 	var p host.Page[T]
 	err := h.do(r, kind, op, func(st *host.Store) (err error) {
@@ -196,7 +197,7 @@ func servePage[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kin
 
 // serveResults runs a bulk operation of n items on the store serving kind
 // (none for n = 0) and writes its per-item results.
-func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string, n int,
+func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind abi.RecordKind, op string, n int,
 	bulk func(*host.Store) ([]host.Result[T], error), conv func(T) J) error {
 	var rs []host.Result[T]
 	if n > 0 {
@@ -214,7 +215,7 @@ func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 
 // serveDeletes runs a bulk delete of keys on the store serving kind (none
 // for no keys) and writes an outcome per key.
-func serveDeletes[K, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind, op string, keys []K,
+func serveDeletes[K, J any](h *Handler, w http.ResponseWriter, r *http.Request, kind abi.RecordKind, op string, keys []K,
 	del func(*host.Store) ([]error, error), conv func(K) J) error {
 	var errs []error
 	if len(keys) > 0 {

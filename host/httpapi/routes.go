@@ -3,6 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // route is one operation of the API. The table below registers the mux
@@ -30,9 +32,9 @@ type route struct {
 type access struct {
 	// public routes need no token.
 	public bool
-	// kind is the record kind a scope must name; "" with public false
+	// kind is the record kind a scope must name; 0 with public false
 	// means any valid token will do.
-	kind string
+	kind abi.RecordKind
 	// write routes need a write scope, others a read scope.
 	write bool
 }
@@ -50,12 +52,12 @@ var (
 	public = access{public: true}
 	anyKey = access{}
 
-	readStates   = access{kind: KindAgentStates}
-	writeStates  = access{kind: KindAgentStates, write: true}
-	readMetrics  = access{kind: KindMetrics}
-	writeMetrics = access{kind: KindMetrics, write: true}
-	readAlerts   = access{kind: KindAlerts}
-	writeAlerts  = access{kind: KindAlerts, write: true}
+	readStates   = access{kind: abi.KindAgentState}
+	writeStates  = access{kind: abi.KindAgentState, write: true}
+	readMetrics  = access{kind: abi.KindMetric}
+	writeMetrics = access{kind: abi.KindMetric, write: true}
+	readAlerts   = access{kind: abi.KindAlert}
+	writeAlerts  = access{kind: abi.KindAlert, write: true}
 )
 
 var (

@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/httpapi"
 )
@@ -119,7 +120,7 @@ func TestOperationMetricsFollowTheBackend(t *testing.T) {
 	e := newEnv(t)
 	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a1/state", `{}`).code)
 	other := openStore(t, host.Config{Name: "other", Plugin: "builtin:memory"})
-	e.be.stores[httpapi.KindAgentStates] = other
+	e.be.stores[abi.KindAgentState] = other
 	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a1/state", `{}`).code)
 	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a2/state", `{}`).code)
 

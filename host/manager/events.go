@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 )
 
@@ -34,8 +35,8 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 		return nil, err
 	}
 	var names []string
-	for _, kind := range Kinds {
-		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, kind) && !ownKinds(f.Kinds) {
+	for _, kind := range abi.RecordKinds() {
+		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, kind.Name()) && !ownKinds(f.Kinds) {
 			continue
 		}
 		if name := g.routes[kind].def.Name; !slices.Contains(names, name) {
@@ -75,7 +76,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 // a plugin's own, which any backend may publish.
 func ownKinds(kinds []string) bool {
 	for _, k := range kinds {
-		if !slices.Contains(Kinds, k) {
+		if _, ok := abi.ParseRecordKind(k); !ok {
 			return true
 		}
 	}

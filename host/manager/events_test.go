@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/manager"
@@ -41,12 +42,12 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	start := sub.Start()
 	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, start)
 	put(t, m, "s1")
-	require.NoError(t, m.Do(ctx, manager.Metrics, func(st *host.Store) error {
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
 		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
 		return err
 	}))
 	first, last := receive(t, sub), receive(t, sub)
-	assert.ElementsMatch(t, []string{events.KindAgentStates, events.KindMetrics}, []string{first.Kind, last.Kind})
+	assert.ElementsMatch(t, []string{abi.KindAgentState.Name(), abi.KindMetric.Name()}, []string{first.Kind, last.Kind})
 	// The later event's position covers both backends.
 	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, last.ID)
 	sub.Close()
@@ -58,7 +59,7 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	fromStart.Close()
 
 	// Only metrics: only backend b.
-	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{events.KindMetrics}}, "")
+	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "")
 	require.NoError(t, err)
 	defer onlyMetrics.Close()
 

@@ -22,22 +22,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 )
 
-// The record kinds a backend is routed for, as configuration files and
-// the HTTP API name them.
-const (
-	Metrics     = "metrics"
-	Alerts      = "alerts"
-	AgentStates = "agent_states"
-)
-
-// Kinds lists every record kind.
-var Kinds = []string{Metrics, Alerts, AgentStates}
-
-// ErrUnknownKind is returned by Do for a kind that is not one of Kinds.
+// ErrUnknownKind is returned by Do for a kind that is not one of
+// abi.RecordKinds.
 var ErrUnknownKind = errors.New("manager: unknown record kind")
 
 // Options change how a Manager runs its backends.
@@ -74,7 +65,7 @@ type Manager struct {
 type generation struct {
 	file     *config.File
 	backends map[string]*backend
-	routes   map[string]*backend // by kind
+	routes   map[abi.RecordKind]*backend
 }
 
 type backend struct {
@@ -116,7 +107,7 @@ func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 // build opens the backends of f that old does not already serve with the
 // same definition. On error it closes what it opened.
 func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*generation, Change, error) {
-	g := &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[string]*backend, len(Kinds))}
+	g := &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
 	var ch Change
 	var opened []*backend
 	for _, def := range f.Backends {
@@ -149,14 +140,14 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 		}
 		slices.Sort(ch.Removed)
 	}
-	for _, kind := range Kinds {
+	for _, kind := range abi.RecordKinds() {
 		name := route(f, kind)
 		b, ok := g.backends[name]
 		if !ok {
 			for _, b := range opened {
 				_ = b.store.Close(context.WithoutCancel(ctx))
 			}
-			return nil, Change{}, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind, name)
+			return nil, Change{}, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind.Name(), name)
 		}
 		g.routes[kind] = b
 	}
@@ -164,11 +155,11 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 }
 
 // route returns the name of the backend f routes kind to.
-func route(f *config.File, kind string) string {
+func route(f *config.File, kind abi.RecordKind) string {
 	switch kind {
-	case Metrics:
+	case abi.KindMetric:
 		return f.Routes.Metrics
-	case Alerts:
+	case abi.KindAlert:
 		return f.Routes.Alerts
 	}
 	return f.Routes.AgentStates
@@ -198,7 +189,7 @@ func (m *Manager) hostOptions() []host.Option {
 // (host.ErrOutcomeUnknown) is not run again: it may have taken effect,
 // and running it twice could apply a write twice or answer a spurious
 // conflict. Its error is returned for the caller to decide.
-func (m *Manager) Do(ctx context.Context, kind string, fn func(st *host.Store) error) error {
+func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.Store) error) error {
 	for {
 		g := m.current.Load()
 		if g == nil {
@@ -225,7 +216,7 @@ func (m *Manager) Ready(ctx context.Context) error {
 	}
 	var errs []error
 	seen := make(map[*backend]bool, len(g.routes))
-	for _, kind := range Kinds {
+	for _, kind := range abi.RecordKinds() {
 		b := g.routes[kind]
 		if seen[b] {
 			continue

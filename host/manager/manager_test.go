@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/config"
 	"github.com/storage-host/storage-host/host/manager"
@@ -39,7 +40,7 @@ func file(route string, backends map[string]string) *config.File {
 
 func put(t *testing.T, m *manager.Manager, id string) {
 	t.Helper()
-	err := m.Do(context.Background(), manager.AgentStates, func(st *host.Store) error {
+	err := m.Do(context.Background(), abi.KindAgentState, func(st *host.Store) error {
 		_, err := st.PutAgentState(context.Background(), host.AgentState{AgentID: id, State: []byte(`{}`)})
 		return err
 	})
@@ -47,7 +48,7 @@ func put(t *testing.T, m *manager.Manager, id string) {
 }
 
 func get(m *manager.Manager, id string) (backend string, err error) {
-	err = m.Do(context.Background(), manager.AgentStates, func(st *host.Store) error {
+	err = m.Do(context.Background(), abi.KindAgentState, func(st *host.Store) error {
 		backend = st.Name()
 		_, err := st.GetAgentState(context.Background(), id)
 		return err
@@ -153,7 +154,7 @@ func TestSwapUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				err := m.Do(ctx, manager.AgentStates, func(st *host.Store) error {
+				err := m.Do(ctx, abi.KindAgentState, func(st *host.Store) error {
 					_, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{"n":1}`)})
 					return err
 				})
@@ -199,7 +200,7 @@ func TestRetryOnRetiredStore(t *testing.T) {
 	var runs atomic.Int32
 	done := make(chan error)
 	go func() {
-		done <- m.Do(ctx, manager.AgentStates, func(st *host.Store) error {
+		done <- m.Do(ctx, abi.KindAgentState, func(st *host.Store) error {
 			runs.Add(1)
 			once.Do(func() { close(picked) })
 			<-release
@@ -217,7 +218,7 @@ func TestRetryOnRetiredStore(t *testing.T) {
 	_, err = get(m, "late")
 	require.NoError(t, err)
 	require.NoError(t, m.Close(ctx))
-	require.ErrorIs(t, m.Do(ctx, manager.AgentStates, func(*host.Store) error { return nil }), host.ErrClosed)
+	require.ErrorIs(t, m.Do(ctx, abi.KindAgentState, func(*host.Store) error { return nil }), host.ErrClosed)
 }
 
 func TestReady(t *testing.T) {

@@ -38,7 +38,7 @@ func TestDoRunsACallCutShortOnce(t *testing.T) {
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- m.Do(ctx, manager.AgentStates, func(st *host.Store) error {
+		done <- m.Do(ctx, abi.KindAgentState, func(st *host.Store) error {
 			if runs.Add(1) == 1 {
 				close(started)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redistest"
@@ -41,7 +42,7 @@ func TestRedisBufferFullCatchUp(t *testing.T) {
 	for i := range buffered {
 		buffered[i] = fmt.Sprintf("k%d", i)
 	}
-	sub, err := watcher.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAgentStates}, AgentIDs: buffered}, "")
+	sub, err := watcher.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAgentState.Name()}, AgentIDs: buffered}, "")
 	require.NoError(t, err)
 	defer sub.Close()
 	var evMu sync.Mutex

@@ -339,7 +339,7 @@ func TestRedisEventsAcrossHosts(t *testing.T) {
 	prefix := redistest.Prefix(t, addrs...)
 	writer := openRedisAt(t, addrs, prefix, nil, host.Limits{})
 	reader := openRedisAt(t, addrs, prefix, nil, host.Limits{})
-	sub, err := reader.Subscribe(t.Context(), events.Filter{Kinds: []string{events.KindAgentStates}}, "")
+	sub, err := reader.Subscribe(t.Context(), events.Filter{Kinds: []string{abi.KindAgentState.Name()}}, "")
 	require.NoError(t, err)
 	defer sub.Close()
 	var versions []uint64

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redisbridge"
@@ -206,7 +207,7 @@ func TestRedisTickEventsAfterReplay(t *testing.T) {
 		return v
 	}
 
-	sub, err := b.Subscribe(ctx, events.Filter{Kinds: []string{events.KindAgentStates}, AgentIDs: []string{"s"}}, "")
+	sub, err := b.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAgentState.Name()}, AgentIDs: []string{"s"}}, "")
 	require.NoError(t, err)
 	defer sub.Close()
 	v1, err := a.PutAgentState(ctx, host.AgentState{AgentID: "s", State: []byte("v1")})
