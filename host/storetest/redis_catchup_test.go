@@ -129,7 +129,24 @@ func TestRedisBufferFullCatchUp(t *testing.T) {
 		require.True(t, ok, "agent %s is in Redis", a)
 		require.Equal(t, v, got, "agent %s: the last write acknowledged is the value", a)
 	}
-	time.Sleep(300 * time.Millisecond) // the last events reach the watcher
+	// The watcher has the event of each buffered agent's last write: the
+	// version Redis holds now.
+	final := map[string]uint64{}
+	for _, a := range buffered {
+		got, err := watcher.GetAgentState(ctx, a)
+		require.NoError(t, err)
+		final[a] = got.Version
+	}
+	redistest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() bool {
+		evMu.Lock()
+		defer evMu.Unlock()
+		for a, v := range final {
+			if vs := versions[a]; len(vs) == 0 || vs[len(vs)-1] != v {
+				return false
+			}
+		}
+		return true
+	}, "the watcher has the event of every buffered agent's last write")
 	evMu.Lock()
 	defer evMu.Unlock()
 	require.NotEmpty(t, versions, "the watcher saw the events")
