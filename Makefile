@@ -24,12 +24,12 @@ test:
 	$(GO) test ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./host/
+	$(GO) test -run '^$$' -bench . -benchmem ./host/ ./cmd/storage-host/internal/bench
 
 # What the plugin boundary costs against the plainest code without it, as
 # one table of ratios (needs Redis: host/redistest finds or starts one).
 bench-boundary:
-	$(GO) test -run '^$$' -bench '^BenchmarkBoundary$$' -benchtime 2s ./host/
+	$(GO) test -run '^$$' -bench '^BenchmarkBoundary$$' -benchtime 2s ./cmd/storage-host/internal/bench
 
 check:
 	gofmt -l . | (! grep .)

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/storage-host/storage-host/host"
@@ -12,6 +13,16 @@ import (
 // TestMain stops the Redis servers the tests started and fails the binary
 // if a goroutine outlives the tests.
 func TestMain(m *testing.M) { redistest.Main(m) }
+
+// benchCache is one compilation cache for the tests and benchmarks
+// that do not measure compilation.
+var benchCache = func() string {
+	dir, err := os.MkdirTemp("", "storage-host-bench-")
+	if err != nil {
+		panic(err)
+	}
+	return dir
+}()
 
 func TestSmoke(t *testing.T) {
 	ctx := context.Background()

@@ -13,9 +13,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/backup"
-	"github.com/storage-host/storage-host/host/config"
 )
 
 const backupUsage = `usage: storage-host backup -config FILE -backend NAME -o FILE|- [-max-bytes N] [-max-duration D]

@@ -20,7 +20,7 @@ import (
 
 // clusterEnv provides the secrets redis-cluster.hcl reads from the
 // environment, and returns a directory holding a copy of it beside the
-// secret file it reads (as host/config's tests do).
+// secret file it reads (as cmd/storage-host/internal/config's tests do).
 func clusterEnv(t *testing.T) (dir string, env []string) {
 	t.Helper()
 	dir = t.TempDir()

@@ -14,7 +14,7 @@
 // With no arguments, serve runs the embedded local backend
 // (builtin:local: records on disk in the data directory) on a loopback
 // address and prints where it listens. See README.md for the
-// configuration file and the HTTP API (host/httpapi/openapi.yaml).
+// configuration file and the HTTP API (cmd/storage-host/internal/httpapi/openapi.yaml).
 //
 // Exit status: 0 success, 1 a failure while running (an invalid
 // configuration, an unreachable backend, a damaged backup), 2 a mistake

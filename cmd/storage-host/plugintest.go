@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
-	"github.com/storage-host/storage-host/host/config"
 	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/storetest"
 )

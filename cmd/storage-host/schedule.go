@@ -15,10 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/backup"
-	"github.com/storage-host/storage-host/host/config"
-	"github.com/storage-host/storage-host/host/manager"
 )
 
 // scheduler runs the scheduled backups of the daemon's backends: one job

@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host/events"
-	"github.com/storage-host/storage-host/host/httpapi"
-	"github.com/storage-host/storage-host/host/manager"
 )
 
 // shutdownTimeout bounds a graceful shutdown: requests in flight get this

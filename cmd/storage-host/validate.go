@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
 // validate checks a configuration file as serve would load it, without

@@ -15,7 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
 // debounce is how long the watcher waits after the last change before it

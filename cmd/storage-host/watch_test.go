@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/storage-host/storage-host/host/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
 // TestWatcherFollowsConfigMapSwap mounts a config the way Kubernetes does

@@ -1,0 +1,37 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+)
+
+// TestPluginTrapDetailStaysInTheLog: a plugin that traps (the leak plugin
+// runs out of its one page of memory and executes unreachable) is answered
+// 500 with a generic message and a request ID; the trap, its wasm stack
+// trace and the plugin's name are logged under that ID, never sent.
+func TestPluginTrapDetailStaysInTheLog(t *testing.T) {
+	limits := host.DefaultLimits
+	limits.MemoryPages = 1
+	st := openStore(t, host.Config{Name: "leaky-backend", Plugin: "../../../../testdata/plugins/hostile/leak.wasm", Limits: limits})
+	e := newEnvWith(t, st)
+
+	res := e.req("GET", "/v1/agents/a/state", nil)
+	msg := res.requireError(t, http.StatusInternalServerError, "internal")
+	body := string(res.body)
+	for _, detail := range []string{"wasm", "stack", "unreachable", "leaky-backend", "plugin failed"} {
+		require.NotContains(t, body, detail, "internal detail in the response")
+	}
+	id := res.header.Get("X-Request-Id")
+	require.NotEmpty(t, id)
+	require.Equal(t, "internal error (request id "+id+")", msg)
+
+	logs := e.logs.String()
+	at := strings.Index(logs, "request_id="+id)
+	require.GreaterOrEqual(t, at, 0, "the failure is logged under the request ID")
+	require.Contains(t, logs[at:], "wasm stack trace", "with its detail")
+}

@@ -1,0 +1,122 @@
+package manager_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+func receive(t *testing.T, s *manager.Subscription) events.Event {
+	t.Helper()
+	select {
+	case e, ok := <-s.Events():
+		require.True(t, ok, "ended: %v", s.Err())
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return events.Event{}
+	}
+}
+
+func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1", "b": "1"})
+	f.Routes.Metrics = "b"
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	start := sub.Start()
+	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, start)
+	put(t, m, "s1")
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
+		return err
+	}))
+	first, last := receive(t, sub), receive(t, sub)
+	assert.ElementsMatch(t, []string{abi.KindAgentState.Name(), abi.KindMetric.Name()}, []string{first.Kind, last.Kind})
+	// The later event's position covers both backends.
+	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, last.ID)
+	sub.Close()
+
+	// From the start position: both events again.
+	fromStart, err := m.Subscribe(ctx, events.Filter{}, start)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{first.Kind, last.Kind}, []string{receive(t, fromStart).Kind, receive(t, fromStart).Kind})
+	fromStart.Close()
+
+	// Only metrics: only backend b.
+	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "")
+	require.NoError(t, err)
+	defer onlyMetrics.Close()
+
+	// Missed while away, then resumed from a position: exactly what came
+	// after it.
+	put(t, m, "s2")
+	put(t, m, "s3")
+	again, err := m.Subscribe(ctx, events.Filter{}, last.ID)
+	require.NoError(t, err)
+	defer again.Close()
+	assert.Equal(t, "s2", receive(t, again).Key)
+	assert.Equal(t, "s3", receive(t, again).Key)
+
+	_, err = m.Subscribe(ctx, events.Filter{}, "garbage")
+	assert.ErrorIs(t, err, manager.ErrBadPosition)
+	_, err = m.Subscribe(ctx, events.Filter{}, "a=nonsense")
+	assert.ErrorIs(t, err, events.ErrBadID)
+
+	// A reload that retires a backend ends the subscriptions on it.
+	_, err = m.Reload(ctx, file("c", map[string]string{"c": "1"}))
+	require.NoError(t, err)
+	for range again.Events() {
+	}
+	assert.ErrorIs(t, again.Err(), events.ErrClosed)
+	for range onlyMetrics.Events() {
+	}
+	assert.ErrorIs(t, onlyMetrics.Err(), events.ErrClosed)
+}
+
+func TestCacheMetrics(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1"})
+	f.Backends[0].Config.Cache = host.CacheOptions{Entries: 10}
+	reg := prometheus.NewRegistry()
+	m, err := manager.New(ctx, f, manager.Options{Registry: reg})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	// Wait for the put's own event: had it arrived during the first read,
+	// it would have refused that read's fill (correctly, and by chance).
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	put(t, m, "x")
+	receive(t, sub)
+	for range 3 {
+		_, err := get(m, "x")
+		require.NoError(t, err)
+	}
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP storage_host_cache_hits_total Agent-state and alert reads served by the read cache.
+# TYPE storage_host_cache_hits_total counter
+storage_host_cache_hits_total{backend="a"} 2
+# HELP storage_host_cache_misses_total Agent-state and alert reads the read cache sent to the backend.
+# TYPE storage_host_cache_misses_total counter
+storage_host_cache_misses_total{backend="a"} 1
+# HELP storage_host_cache_entries Records in the read cache.
+# TYPE storage_host_cache_entries gauge
+storage_host_cache_entries{backend="a"} 1
+`), "storage_host_cache_hits_total", "storage_host_cache_misses_total", "storage_host_cache_entries"))
+}

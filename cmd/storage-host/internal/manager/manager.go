@@ -1,0 +1,352 @@
+// Package manager runs the backends a configuration file describes: it
+// opens each one, routes every record kind to its backend, and swaps
+// backends on reload while requests keep flowing.
+//
+// A reload rebuilds only the backends whose definition changed (their
+// config.Backend.Digest, which covers the plugin's bytes and resolved
+// secrets) and keeps the others, with their data and connections. The new
+// routes take effect at once for new calls; calls in flight finish on the
+// store they started on, which is closed once they have.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/host"
+)
+
+// ErrUnknownKind is returned by Do for a kind that is not one of
+// abi.RecordKinds.
+var ErrUnknownKind = errors.New("manager: unknown record kind")
+
+// Options change how a Manager runs its backends.
+type Options struct {
+	// Logger receives the manager's and the backends' logs; each backend's
+	// plugin logs under plugin.<backend>. Default: a null logger.
+	Logger hclog.Logger
+	// Registry, when set, receives the manager's metrics: plugin call
+	// durations, traps, pool sizes, reloads and Redis pool statistics.
+	Registry prometheus.Registerer
+	// Host are extra options for every host.Open (compilation cache,
+	// clock). The manager adds its logger and observer.
+	Host []host.Option
+	// DrainTimeout bounds how long a replaced backend waits for its calls
+	// in flight before it is closed under them.
+	// Default: 30s.
+	DrainTimeout time.Duration
+}
+
+// Manager serves the backends of one configuration at a time.
+type Manager struct {
+	opts    Options
+	log     hclog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex // serialises Reload and Close
+	current atomic.Pointer[generation]
+	closing sync.WaitGroup // replaced backends still draining
+	closed  bool
+}
+
+// generation is one configuration's backends and routes. It is never
+// changed once published; a reload publishes a new one.
+type generation struct {
+	file     *config.File
+	backends map[string]*backend
+	routes   map[abi.RecordKind]*backend
+}
+
+type backend struct {
+	def   config.Backend
+	store *host.Store
+}
+
+// Change says what a reload did, by backend name.
+type Change struct {
+	Added, Replaced, Removed, Kept []string
+}
+
+// New opens every backend of f. On error nothing stays open.
+func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	m := &Manager{opts: opts, log: opts.Logger.Named("manager")}
+	if opts.Registry != nil {
+		m.metrics = newMetrics(m)
+		if err := opts.Registry.Register(m.metrics); err != nil {
+			return nil, fmt.Errorf("manager: metrics: %w", err)
+		}
+	}
+	g, _, err := m.build(ctx, f, nil)
+	if err != nil {
+		if m.metrics != nil {
+			opts.Registry.Unregister(m.metrics)
+		}
+		return nil, err
+	}
+	m.current.Store(g)
+	return m, nil
+}
+
+// build opens the backends of f that old does not already serve with the
+// same definition. On error it closes what it opened.
+func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*generation, Change, error) {
+	g := &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
+	var ch Change
+	var opened []*backend
+	for _, def := range f.Backends {
+		if prev, ok := old.backend(def.Name); ok && prev.def.Digest == def.Digest {
+			g.backends[def.Name] = prev
+			ch.Kept = append(ch.Kept, def.Name)
+			continue
+		}
+		st, err := host.Open(ctx, def.Config, m.hostOptions()...)
+		if err != nil {
+			for _, b := range opened {
+				_ = b.store.Close(context.WithoutCancel(ctx))
+			}
+			return nil, Change{}, fmt.Errorf("backend %s: %w", def.Name, err)
+		}
+		b := &backend{def: def, store: st}
+		opened = append(opened, b)
+		g.backends[def.Name] = b
+		if _, ok := old.backend(def.Name); ok {
+			ch.Replaced = append(ch.Replaced, def.Name)
+		} else {
+			ch.Added = append(ch.Added, def.Name)
+		}
+	}
+	if old != nil {
+		for name := range old.backends {
+			if _, ok := g.backends[name]; !ok {
+				ch.Removed = append(ch.Removed, name)
+			}
+		}
+		slices.Sort(ch.Removed)
+	}
+	for _, kind := range abi.RecordKinds() {
+		name := route(f, kind)
+		b, ok := g.backends[name]
+		if !ok {
+			for _, b := range opened {
+				_ = b.store.Close(context.WithoutCancel(ctx))
+			}
+			return nil, Change{}, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind.Name(), name)
+		}
+		g.routes[kind] = b
+	}
+	return g, ch, nil
+}
+
+// route returns the name of the backend f routes kind to.
+func route(f *config.File, kind abi.RecordKind) string {
+	switch kind {
+	case abi.KindMetric:
+		return f.Routes.Metrics
+	case abi.KindAlert:
+		return f.Routes.Alerts
+	}
+	return f.Routes.AgentStates
+}
+
+func (g *generation) backend(name string) (*backend, bool) {
+	if g == nil {
+		return nil, false
+	}
+	b, ok := g.backends[name]
+	return b, ok
+}
+
+func (m *Manager) hostOptions() []host.Option {
+	opts := append(slices.Clip(m.opts.Host), host.WithLogger(m.opts.Logger))
+	if m.metrics != nil {
+		opts = append(opts, host.WithObserver(m.metrics))
+	}
+	return opts
+}
+
+// Do runs fn with the store serving kind. If a reload closed that store
+// before fn's call reached it (fn's error matches host.ErrClosed but not
+// host.ErrOutcomeUnknown, and the routes have changed), fn runs again on
+// the new store: the closed store refused the call without running it. A
+// call the closed store cut short after it had reached the plugin
+// (host.ErrOutcomeUnknown) is not run again: it may have taken effect,
+// and running it twice could apply a write twice or answer a spurious
+// conflict. Its error is returned for the caller to decide.
+func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.Store) error) error {
+	for {
+		g := m.current.Load()
+		if g == nil {
+			return host.ErrClosed
+		}
+		b, ok := g.routes[kind]
+		if !ok {
+			return fmt.Errorf("%w %q", ErrUnknownKind, kind)
+		}
+		err := fn(b.store)
+		if err != nil && errors.Is(err, host.ErrClosed) && !errors.Is(err, host.ErrOutcomeUnknown) && m.current.Load() != g {
+			continue
+		}
+		return err
+	}
+}
+
+// Ready checks every routed backend (host.Store.Ready: its plugin and its
+// Redis answer) and returns the failures, each naming its backend.
+func (m *Manager) Ready(ctx context.Context) error {
+	g := m.current.Load()
+	if g == nil {
+		return host.ErrClosed
+	}
+	var errs []error
+	seen := make(map[*backend]bool, len(g.routes))
+	for _, kind := range abi.RecordKinds() {
+		b := g.routes[kind]
+		if seen[b] {
+			continue
+		}
+		seen[b] = true
+		if err := b.store.Ready(ctx); err != nil {
+			if !strings.HasPrefix(err.Error(), "backend "+b.def.Name+": ") {
+				err = fmt.Errorf("backend %s: %w", b.def.Name, err)
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Config returns the configuration being served.
+func (m *Manager) Config() *config.File {
+	if g := m.current.Load(); g != nil {
+		return g.file
+	}
+	return nil
+}
+
+// Store returns the store of the backend name, for tools (backup,
+// inspection) that work on one backend.
+func (m *Manager) Store(name string) (*host.Store, bool) {
+	b, ok := m.current.Load().backend(name)
+	if !ok {
+		return nil, false
+	}
+	return b.store, true
+}
+
+// Reload makes f the configuration being served: backends that are new or
+// whose definition changed are opened, and only once all of them are open
+// are the routes switched; then backends no longer used are closed after
+// their calls in flight finish. If any backend fails to open, nothing
+// changes and the old configuration keeps serving.
+func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Change{}, host.ErrClosed
+	}
+	old := m.current.Load()
+	g, ch, err := m.build(ctx, f, old)
+	if err != nil {
+		m.metrics.reloaded(false)
+		return Change{}, err
+	}
+	m.current.Store(g)
+	m.metrics.reloaded(true)
+	for _, name := range append(slices.Clone(ch.Replaced), ch.Removed...) {
+		m.retire(old.backends[name])
+	}
+	return ch, nil
+}
+
+// retire closes a backend that is no longer routed once its calls in
+// flight finish (bounded by DrainTimeout).
+func (m *Manager) retire(b *backend) {
+	m.closing.Add(1)
+	go func() {
+		defer m.closing.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
+		defer cancel()
+		if err := b.store.Close(ctx); err != nil {
+			m.log.Warn("retired backend closed with calls in flight", "backend", b.def.Name, "error", err)
+			return
+		}
+		m.log.Debug("retired backend closed", "backend", b.def.Name)
+	}()
+}
+
+// Close closes every backend after its calls in flight finish, or when ctx
+// ends.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	g := m.current.Swap(nil)
+	var errs []error
+	for _, b := range g.backends {
+		if err := b.store.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.closing.Wait()
+	if m.metrics != nil && m.opts.Registry != nil {
+		m.opts.Registry.Unregister(m.metrics)
+	}
+	return errors.Join(errs...)
+}
+
+// backends returns the backends being served, for the metrics collector.
+func (m *Manager) backends() []*backend {
+	g := m.current.Load()
+	if g == nil {
+		return nil
+	}
+	out := make([]*backend, 0, len(g.backends))
+	for _, b := range g.backends {
+		out = append(out, b)
+	}
+	return out
+}
+
+// ReloadFile loads the configuration file at path, with the data
+// directory of the configuration being served (config.WithDataDir), and
+// reloads with it. check, when set, may refuse the loaded file before anything changes (the
+// daemon refuses one that would leave a network listener without auth). A
+// file that does not load or check is a failed reload like a backend that
+// does not open: counted, returned, and the old configuration keeps
+// serving.
+func (m *Manager) ReloadFile(ctx context.Context, path string, check func(*config.File) error) (*config.File, Change, error) {
+	var opts []config.Option
+	if g := m.current.Load(); g != nil && g.file.DataDir != "" {
+		opts = append(opts, config.WithDataDir(g.file.DataDir))
+	}
+	f, err := config.Load(path, opts...)
+	if err == nil && check != nil {
+		err = check(f)
+	}
+	if err != nil {
+		m.metrics.reloaded(false)
+		return nil, Change{}, err
+	}
+	ch, err := m.Reload(ctx, f)
+	return f, ch, err
+}
