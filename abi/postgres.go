@@ -156,9 +156,14 @@ func (r *PGRequest) Decode(d *Decoder) {
 	}
 }
 
-// PGResult is the outcome of one statement: ok bool; when true rows
-// affected uvarint, columns uvarint, rows uvarint and rows × columns
-// PGValue, row by row; when false the SQLSTATE and message strings.
+// MaxPGColumns bounds the columns of a PGResult: PostgreSQL's own limit
+// on the columns of a result.
+const MaxPGColumns = 1664
+
+// PGResult is the outcome of one statement: ok u8 (1 or 0); when 1
+// rows affected uvarint, columns uvarint, then count and each PGValue,
+// row after row (count is rows × columns); when 0 the SQLSTATE and
+// message strings.
 type PGResult struct {
 	OK bool
 	// RowsAffected is the command tag's count (rows inserted, updated,
@@ -199,7 +204,7 @@ type PGError struct {
 
 func (e *PGError) Error() string { return "postgres: " + e.SQLState + ": " + e.Message }
 
-// Encode appends r. A result with rows has Columns > 0 and
+// Encode appends r. A result with values has Columns > 0 and
 // len(Values) a multiple of it.
 func (r *PGResult) Encode(e *Encoder) {
 	e.Bool(r.OK)
@@ -210,13 +215,14 @@ func (r *PGResult) Encode(e *Encoder) {
 	}
 	e.Uvarint(r.RowsAffected)
 	e.Uvarint(uint64(r.Columns))
-	e.Uvarint(uint64(r.Rows()))
+	e.Uvarint(uint64(len(r.Values)))
 	for i := range r.Values {
 		r.Values[i].Encode(e)
 	}
 }
 
-// Decode reads what Encode wrote. Values alias the decoder's input.
+// Decode reads what Encode wrote. Values alias the decoder's input. A
+// count of values that is not a multiple of the columns is malformed.
 func (r *PGResult) Decode(d *Decoder) {
 	*r = PGResult{OK: d.Bool()}
 	if !r.OK {
@@ -225,27 +231,23 @@ func (r *PGResult) Decode(d *Decoder) {
 		return
 	}
 	r.RowsAffected = d.Uvarint()
-	cols := d.Count(0)
+	c := d.Uvarint()
 	if d.err != nil {
 		return
 	}
-	r.Columns = cols
-	rows := d.Uvarint()
-	if d.err != nil {
-		return
-	}
-	if cols == 0 {
-		if rows != 0 {
-			d.fail(ErrMalformed)
-		}
-		return
-	}
-	// Each value takes at least one byte.
-	if rows > maxCount || rows*uint64(cols) > uint64(d.Len()) {
+	if c > MaxPGColumns {
 		d.fail(ErrMalformed)
 		return
 	}
-	n := int(rows) * cols
+	r.Columns = int(c)
+	n := d.Count(1)
+	if d.err != nil {
+		return
+	}
+	if (r.Columns == 0 && n != 0) || (r.Columns != 0 && n%r.Columns != 0) {
+		d.fail(ErrMalformed)
+		return
+	}
 	r.Values = prealloc[PGValue](n)
 	for i := 0; i < n && d.err == nil; i++ {
 		var v PGValue

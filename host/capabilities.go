@@ -33,7 +33,7 @@ import (
 func knownCapability(c abi.Capability) bool {
 	switch c {
 	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents,
-		abi.CapabilityRedisScripts:
+		abi.CapabilityRedisScripts, abi.CapabilityPostgres:
 		return true
 	}
 	return false
@@ -98,6 +98,11 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
 			(&exchange{p: p, name: c.Module(), serve: p.serveRedis, redis: true}).export(b)
+		case abi.CapabilityPostgres:
+			if p.pg == nil && !s.inspect {
+				return fmt.Errorf("%w: capability postgres is granted but the backend has no PostgreSQL configuration", ErrIncompatible)
+			}
+			(&exchange{p: p, name: c.Module(), serve: p.servePostgres}).export(b)
 		case abi.CapabilityEvents:
 			// publish(ptr i32, len i32) -> i32
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
@@ -264,6 +269,18 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 	err := p.redis.Serve(ctx, reqBytes, e)
 	p.redisStatusFor(e.Bytes()[start:])
 	return err
+}
+
+// servePostgres runs a postgres request through the bridge, with the
+// caller's context: its deadline becomes the statements' timeout in the
+// server, and its end cancels them there.
+func (p *plugin) servePostgres(ctx context.Context, reqBytes []byte, e *abi.Encoder) error {
+	if p.pg == nil { // only while inspecting
+		abi.AppendError(e, abi.StatusUnavailable, "postgres: no connection while the plugin is inspected")
+		return nil
+	}
+	p.pg.Serve(ctx, reqBytes, e)
+	return nil
 }
 
 // redisStatusFor rewrites the status of a redis response the plugin does

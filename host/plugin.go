@@ -25,6 +25,7 @@ import (
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
 	"github.com/storage-host/storage-host/host/internal/wasmcheck"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -85,6 +86,7 @@ type plugin struct {
 	kv       *localstore.Store
 	dataDir  string // where kv keeps its data; "" for memory
 	redis    *redisbridge.Bridge
+	pg       *pgbridge.Bridge
 	events   atomic.Pointer[events.Bus] // the store's, once open
 	pool     pool
 	observer Observer
@@ -188,6 +190,14 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			cfg.Capabilities = append(cfg.Capabilities, abi.CapabilityRedisScripts)
 		}
 	}
+	if cfg.Postgres != nil && !s.inspect {
+		if p.pg, err = openPostgres(ctx, cfg.Postgres, cfg.Limits); err != nil {
+			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
+		}
+	}
+	if cfg.Postgres != nil {
+		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityPostgres)
+	}
 	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
 	}
@@ -232,6 +242,12 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if s.inspect && !s.checkOptions {
 		first.close(ctx)
 		return p, nil
+	}
+	if p.pg != nil && slices.Contains(p.meta.Capabilities, abi.CapabilityPostgres) {
+		if err := first.migrate(ctx); err != nil {
+			first.close(ctx)
+			return nil, err
+		}
 	}
 	var e abi.Encoder
 	abi.Options(cfg.Options).Encode(&e)
@@ -420,6 +436,9 @@ func (p *plugin) release(ctx context.Context) {
 		}
 		if p.redis != nil {
 			_ = p.redis.Close()
+		}
+		if p.pg != nil {
+			p.pg.Close()
 		}
 		_ = p.runtime.Close(ctx)
 	})

@@ -307,7 +307,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Ready reports whether the backend can serve: its plugin answers a ping,
-// every connection the host holds for it (Redis) answers too, Redis is
+// every connection the host holds for it (Redis, PostgreSQL) answers too, Redis is
 // not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
 // and its event log has not refused the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
@@ -318,6 +318,11 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if s.p.redis != nil {
 		if err := s.p.redis.Ready(ctx); err != nil {
+			return fmt.Errorf("backend %s: %w", s.p.name, err)
+		}
+	}
+	if s.p.pg != nil {
+		if err := s.p.pg.Ready(ctx); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}

@@ -29,7 +29,7 @@ func open(t *testing.T, cfg Config) *Bridge {
 	return b
 }
 
-func text(s string) abi.PGValue { return abi.PGValue{Kind: abi.PGText, Bytes: []byte(s)} }
+func text(s string) abi.PGValue   { return abi.PGValue{Kind: abi.PGText, Bytes: []byte(s)} }
 func integer(n int64) abi.PGValue { return abi.PGValue{Kind: abi.PGInt, Int: n} }
 
 func stmt(sql string, params ...abi.PGValue) abi.PGStatement {
@@ -209,14 +209,14 @@ func TestCancelledCallStopsInTheServer(t *testing.T) {
 	b := open(t, Config{StatementTimeout: time.Minute})
 	adm := admin(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	type answer struct {
+		rs  []abi.PGResult
+		err error
+	}
+	done := make(chan answer, 1)
 	go func() {
-		var e abi.Encoder
-		(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{stmt("SELECT pg_sleep(60)")}}).Encode(&e)
-		var out abi.Encoder
-		b.Serve(ctx, e.Bytes(), &out)
-		_, err := abi.ParseResponse(out.Bytes())
-		done <- err
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_sleep(60)"))
+		done <- answer{rs, err}
 	}()
 	running := func() bool {
 		var n int
@@ -226,7 +226,12 @@ func TestCancelledCallStopsInTheServer(t *testing.T) {
 	}
 	require.Eventually(t, running, 10*time.Second, 10*time.Millisecond, "the statement never started")
 	cancel()
-	<-done
+	a := <-done
+	// Cancelled by a cancel request on a live connection, which the
+	// statement's result reports, rather than by tearing the connection
+	// down, which would leave the outcome unknown.
+	require.NoError(t, a.err)
+	require.Equal(t, "57014", sqlState(t, a.rs[0]))
 	require.Eventually(t, func() bool { return !running() }, 10*time.Second, 10*time.Millisecond,
 		"the statement still runs in the server after its call ended")
 }

@@ -26,7 +26,7 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (uint64, error)
 	if err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)
 	}
-	defer b.release(ctx, conn)
+	defer conn.Release()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -54,7 +53,9 @@ func (b *Bridge) Do(ctx context.Context, req *abi.PGRequest, e *abi.Encoder) {
 		abi.AppendError(e, abi.StatusUnavailable, "postgres: "+err.Error())
 		return
 	}
-	defer b.release(ctx, conn)
+	// pgxpool closes, rather than reuses, a connection a plugin's own
+	// BEGIN left inside a transaction.
+	defer conn.Release()
 	results, sent, err := b.run(ctx, conn.Conn().PgConn(), req, timeout)
 	if err != nil {
 		// The connection is in an unknown state: it is not reused.
@@ -72,17 +73,6 @@ func (b *Bridge) Do(ctx context.Context, req *abi.PGRequest, e *abi.Encoder) {
 	}
 	e.U8(uint8(abi.StatusOK))
 	abi.EncodePGResults(e, results)
-}
-
-// release returns conn to the pool, or closes it when a statement left it
-// inside a transaction (a plugin's own BEGIN), so that no call runs in
-// another call's transaction.
-func (b *Bridge) release(ctx context.Context, conn *pgxpool.Conn) {
-	pc := conn.Conn().PgConn()
-	if !pc.IsClosed() && pc.TxStatus() != 'I' {
-		_ = pc.Close(context.WithoutCancel(ctx))
-	}
-	conn.Release()
 }
 
 // Parameter OIDs: ints, floats, bools and byteas are typed; text is
