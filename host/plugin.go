@@ -24,8 +24,8 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
-	"github.com/storage-host/storage-host/host/internal/wasmcheck"
 	"github.com/storage-host/storage-host/host/internal/pgbridge"
+	"github.com/storage-host/storage-host/host/internal/wasmcheck"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
