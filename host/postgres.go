@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,8 @@ type PostgresConfig struct {
 	// MaxConns bounds the backend's connections. Default: 4.
 	MaxConns int32
 	// StatementTimeout bounds the statements of a call that has no
-	// deadline, and the migrations at load. Default: 30 s.
+	// deadline, and the migrations at load. Default: the backend's
+	// Limits.CallTimeout.
 	StatementTimeout time.Duration
 }
 
@@ -44,7 +46,7 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge
 		AdminURL:         c.URL,
 		Schema:           c.Schema,
 		MaxConns:         c.MaxConns,
-		StatementTimeout: c.StatementTimeout,
+		StatementTimeout: cmp.Or(c.StatementTimeout, lim.CallTimeout),
 		MaxResultBytes:   int64(lim.MaxResponseBytes),
 	})
 	if err != nil {
