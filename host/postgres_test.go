@@ -85,6 +85,18 @@ func TestPostgresPluginRoundTrip(t *testing.T) {
 	_, err = again.GetAgentState(ctx, "nobody")
 	require.ErrorIs(t, err, host.ErrNotFound)
 	require.NoError(t, again.Ready(ctx))
+
+	// A response longer than the SDK's 16 KiB buffer comes through the
+	// capability's result function.
+	big := make([]byte, 100<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	_, err = again.PutAgentState(ctx, host.AgentState{AgentID: "big", State: big})
+	require.NoError(t, err)
+	got, err = again.GetAgentState(ctx, "big")
+	require.NoError(t, err)
+	require.Equal(t, big, got.State)
 }
 
 func TestPostgresPluginNotGranted(t *testing.T) {
