@@ -468,13 +468,14 @@ type instance struct {
 	// request the backend's configuration does not grant
 	// (redisbridge.ErrNotGranted).
 	notGranted error
-	// sentRedis is set when a redis call of the current call may have
-	// changed data: the bridge answered it otherwise than INVALID or
-	// UNAVAILABLE, which both mean nothing of it was written. redisBusy is
-	// set while a redis call runs: a caller released at its deadline (a
-	// trusted call is abandoned, not stopped) may leave one running.
-	sentRedis, redisBusy atomic.Bool
-	budget               callBudget // per-call budgets of host functions (capabilities.go)
+	// sentRemote is set when a redis or postgres call of the current call
+	// may have changed data: the bridge answered it otherwise than INVALID
+	// or UNAVAILABLE, which both mean nothing of it was written.
+	// remoteBusy is set while such a call runs: a caller released at its
+	// deadline (a trusted call is abandoned, not stopped) may leave one
+	// running.
+	sentRemote, remoteBusy atomic.Bool
+	budget                 callBudget // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
@@ -745,8 +746,8 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending, in.usedKV, in.notGranted = 0, nil, false, nil
-	in.sentRedis.Store(false)
-	in.redisBusy.Store(false)
+	in.sentRemote.Store(false)
+	in.remoteBusy.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())

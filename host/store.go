@@ -253,11 +253,11 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
-			if writes && (in.sentRedis.Load() || in.redisBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
-				// Stopped or abandoned at its deadline once Redis had taken
-				// some of its commands, or while it waited for Redis: they
-				// may have written.
-				return fmt.Errorf("backend %s: %w: stopped after its Redis commands were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+			if writes && (in.sentRemote.Load() || in.remoteBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
+				// Stopped or abandoned at its deadline once Redis or
+				// PostgreSQL had taken some of its requests, or while it
+				// waited for them: they may have written.
+				return fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
