@@ -181,10 +181,18 @@ func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, passwor
 	stmts = append(stmts,
 		"CREATE SCHEMA IF NOT EXISTS "+s+" AUTHORIZATION "+r,
 		"ALTER ROLE "+r+" SET search_path = "+s,
-		// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones
-		// do, which would let the role create objects every backend sees.
-		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
 	)
+	// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones do,
+	// which would let the role create objects every backend sees. Revoked
+	// only where granted: from 15 on, an admin that does not own the
+	// database need not be able to.
+	var publicCreate bool
+	if err := tx.QueryRow(ctx, "SELECT coalesce(has_schema_privilege('public', 'public', 'CREATE'), false)").Scan(&publicCreate); err != nil {
+		return fmt.Errorf("pgbridge: provisioning: %w", err)
+	}
+	if publicCreate {
+		stmts = append(stmts, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("pgbridge: provisioning role %s and schema %s: %w", role, schema, err)
