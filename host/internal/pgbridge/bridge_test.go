@@ -15,7 +15,7 @@ import (
 	"github.com/storage-host/storage-host/host/pgtest"
 )
 
-func open(t *testing.T, cfg Config) *Bridge {
+func open(t testing.TB, cfg Config) *Bridge {
 	t.Helper()
 	if cfg.AdminURL == "" {
 		cfg.AdminURL = pgtest.URL(t)
@@ -394,4 +394,15 @@ func TestMigrationVersionsChecked(t *testing.T) {
 	b := open(t, Config{})
 	_, err := b.Migrate(context.Background(), abi.Migrations{{Version: 2, SQL: "SELECT 1"}})
 	require.ErrorIs(t, err, abi.StatusInvalid)
+}
+
+func TestTimeoutStep(t *testing.T) {
+	prev := int64(0)
+	for ms := int64(1); ms < 100_000; ms += 7 {
+		step := timeoutStep(time.Duration(ms) * time.Millisecond)
+		require.LessOrEqual(t, step, ms, "a step past the time left")
+		require.GreaterOrEqual(t, float64(step)*1.25+1, float64(ms), "a step more than a fifth early at %d ms", ms)
+		require.GreaterOrEqual(t, step, prev)
+		prev = step
+	}
 }

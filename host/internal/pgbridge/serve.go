@@ -147,9 +147,12 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 			err = cerr
 		}
 	}()
-	ms := max(timeout.Milliseconds(), 1)
-	p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{[]byte(strconv.FormatInt(ms, 10))}, []uint32{oidText}, nil, nil)
-	p.SendPipelineSync()
+	ms := timeoutStep(timeout)
+	setTimeout := pc.CustomData()[timeoutKey] != ms
+	if setTimeout {
+		p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{[]byte(strconv.FormatInt(ms, 10))}, []uint32{oidText}, nil, nil)
+		p.SendPipelineSync()
+	}
 	for i := range req.Statements {
 		s := &req.Statements[i]
 		values, oids, formats := params(s.Params)
@@ -165,12 +168,14 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 		return nil, false, err
 	}
 	sent = true
-	// The timeout statement and its sync.
-	if _, err := b.next(p, nil); err != nil {
-		return nil, sent, err
-	}
-	if err := expectSync(p); err != nil {
-		return nil, sent, err
+	if setTimeout {
+		if _, err := b.next(p, nil); err != nil {
+			return nil, sent, err
+		}
+		if err := expectSync(p); err != nil {
+			return nil, sent, err
+		}
+		pc.CustomData()[timeoutKey] = ms
 	}
 	results = make([]abi.PGResult, len(req.Statements))
 	budget := b.maxBytes
@@ -214,6 +219,33 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 		return nil, sent, nil
 	}
 	return results, sent, nil
+}
+
+// timeoutKey holds, in a connection's CustomData, the statement_timeout
+// in milliseconds the bridge last set on it.
+const timeoutKey = "storagehost.statement_timeout"
+
+// timeoutStep rounds the time left to a call down to a step of a
+// geometric series (each step 1.25 times the one before), in
+// milliseconds, at least 1. Calls whose deadlines are about as far share
+// a step, so the bridge sets statement_timeout on a connection only when
+// the step changes, not on every call (a statement of its own costs about
+// as much as a small query); a statement may be stopped in the server at
+// most a fifth of its time early, and the cancel request sent when the
+// call's context ends stops it at the deadline itself. A plugin that sets
+// statement_timeout itself changes it for its own calls only, and the
+// cancel request still applies.
+func timeoutStep(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if ms <= 1 {
+		return 1
+	}
+	k := math.Floor(math.Log(float64(ms)) / math.Log(1.25))
+	step := int64(math.Pow(1.25, k))
+	for step > ms { // floating-point rounding
+		step = int64(float64(step) / 1.25)
+	}
+	return max(step, 1)
 }
 
 func expectSync(p *pgconn.Pipeline) error {
