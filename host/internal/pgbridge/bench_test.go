@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
@@ -31,6 +32,14 @@ func BenchmarkGet(b *testing.B) {
 			d := abi.NewDecoder(body)
 			if rs := abi.DecodePGResults(d); len(rs) != 1 || rs[0].Rows() != 1 {
 				b.Fatal("no row")
+			}
+		}
+	})
+	b.Run("pgx-exec", func(b *testing.B) {
+		var v []byte
+		for b.Loop() {
+			if err := br.pool.QueryRow(ctx, q, pgx.QueryExecModeExec, "a").Scan(&v); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
