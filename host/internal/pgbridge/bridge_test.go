@@ -406,3 +406,41 @@ func TestTimeoutStep(t *testing.T) {
 		prev = step
 	}
 }
+
+// Statements are prepared once per connection and text and parameter
+// types: the same text bound with other types, again and again, in
+// batches and transactions, answers as if parsed each time.
+func TestPreparedStatementsReused(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	for range 3 {
+		for _, c := range []struct {
+			param abi.PGValue
+			want  abi.PGValue
+		}{
+			{integer(41), text("41")},
+			{text("x"), text("x")},
+			{abi.PGValue{Kind: abi.PGNull}, text("null")},
+			{abi.PGValue{Kind: abi.PGBool, Bool: true}, text("true")},
+		} {
+			for _, mode := range []abi.PGMode{abi.PGBatch, abi.PGTransaction} {
+				rs, err := do(t, ctx, b, mode, stmt("SELECT coalesce($1::text, 'null')", c.param), stmt("SELECT coalesce($1::text, 'null')", c.param))
+				require.NoError(t, err)
+				mustOK(t, rs)
+				require.Equal(t, c.want, rs[0].Row(0)[0])
+				require.Equal(t, c.want, rs[1].Row(0)[0])
+			}
+		}
+	}
+	// A plugin that drops the prepared statements costs itself one failed
+	// statement, not the connection.
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("DEALLOCATE ALL"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	_, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce($1::text, 'null')", integer(1)))
+	require.NoError(t, err)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce($1::text, 'null')", integer(1)))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, text("1"), rs[0].Row(0)[0])
+}

@@ -153,10 +153,27 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 		p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{[]byte(strconv.FormatInt(ms, 10))}, []uint32{oidText}, nil, nil)
 		p.SendPipelineSync()
 	}
+	cache := statements(pc)
+	// prepared[i]: statement i is prepared in this request, and its
+	// description comes before its result.
+	prepared := make([]string, len(req.Statements))
+	names := make([]string, len(req.Statements))
 	for i := range req.Statements {
 		s := &req.Statements[i]
 		values, oids, formats := params(s.Params)
-		p.SendQueryParams(s.SQL, values, oids, formats, binaryFormat)
+		key := statementKey(s.SQL, oids)
+		switch sd, ok := cache.byKey[key]; {
+		case ok:
+			p.SendQueryStatement(sd, values, formats, binaryFormat)
+		case len(cache.byKey)+countPrepared(prepared) < maxPrepared:
+			cache.next++
+			name := "storagehost_" + strconv.FormatUint(cache.next, 10)
+			prepared[i], names[i] = key, name
+			p.SendPrepare(name, s.SQL, oids)
+			p.SendQueryPrepared(name, values, formats, binaryFormat)
+		default:
+			p.SendQueryParams(s.SQL, values, oids, formats, binaryFormat)
+		}
 		if req.Mode == abi.PGBatch {
 			p.SendPipelineSync()
 		}
@@ -185,8 +202,32 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 			results[i] = errNotRun
 			continue
 		}
-		r, err := b.next(p, &budget)
+		var r abi.PGResult
+		var err error
+		if prepared[i] != "" {
+			var got any
+			if got, err = p.GetResults(); err == nil {
+				sd, ok := got.(*pgconn.StatementDescription)
+				if !ok {
+					return nil, sent, fmt.Errorf("pgbridge: expected a statement's description, got %T", got)
+				}
+				// pgconn leaves the name and text of a description it
+				// read in a pipeline empty.
+				sd.Name, sd.SQL = names[i], req.Statements[i].SQL
+				cache.byKey[prepared[i]] = sd
+			}
+		}
+		if err == nil {
+			r, err = b.next(p, &budget)
+		}
 		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "26000" || pgErr.Code == "0A000") {
+			// A statement of the plugin's (DEALLOCATE, DISCARD) dropped
+			// the connection's prepared statements, or DDL changed what
+			// one returns ("cached plan must not change result type"):
+			// they are prepared again from the next call on.
+			clear(cache.byKey)
+		}
 		switch {
 		case errors.As(err, &pgErr):
 			results[i] = abi.PGResult{SQLState: pgErr.Code, Message: pgErr.Message}
@@ -219,6 +260,49 @@ func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *abi.PGRequest,
 		return nil, sent, nil
 	}
 	return results, sent, nil
+}
+
+// maxPrepared bounds the statements the bridge keeps prepared on one
+// connection; past it, statements are parsed on every call.
+const maxPrepared = 256
+
+// statementCache is a connection's prepared statements, by statementKey.
+type statementCache struct {
+	byKey map[string]*pgconn.StatementDescription
+	next  uint64 // the number in the last statement's name
+}
+
+const cacheKey = "storagehost.statements"
+
+func statements(pc *pgconn.PgConn) *statementCache {
+	c, ok := pc.CustomData()[cacheKey].(*statementCache)
+	if !ok {
+		c = &statementCache{byKey: map[string]*pgconn.StatementDescription{}}
+		pc.CustomData()[cacheKey] = c
+	}
+	return c
+}
+
+// statementKey names a statement by its text and its parameters' types:
+// one text bound with other types is another prepared statement.
+func statementKey(sql string, oids []uint32) string {
+	b := make([]byte, 0, len(sql)+1+4*len(oids))
+	b = append(b, sql...)
+	b = append(b, 0)
+	for _, o := range oids {
+		b = binary.BigEndian.AppendUint32(b, o)
+	}
+	return string(b)
+}
+
+func countPrepared(keys []string) int {
+	n := 0
+	for _, k := range keys {
+		if k != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // timeoutKey holds, in a connection's CustomData, the statement_timeout
