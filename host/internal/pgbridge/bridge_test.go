@@ -444,3 +444,18 @@ func TestPreparedStatementsReused(t *testing.T) {
 	mustOK(t, rs)
 	require.Equal(t, text("1"), rs[0].Row(0)[0])
 }
+
+// The statement timeout the server enforces is the time left to the
+// call, never more, and at most a fifth less.
+func TestDeadlineSetsTheStatementTimeout(t *testing.T) {
+	b := open(t, Config{StatementTimeout: time.Hour})
+	for _, left := range []time.Duration{10 * time.Second, 700 * time.Millisecond, 10 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'"))
+		cancel()
+		require.NoError(t, err)
+		ms := rs[0].Row(0)[0].Int
+		require.LessOrEqual(t, ms, left.Milliseconds())
+		require.GreaterOrEqual(t, float64(ms), 0.75*float64(left.Milliseconds()), "left %v", left)
+	}
+}
