@@ -21,7 +21,8 @@ type PostgresConfig struct {
 	// URL is a postgres:// URL (or libpq key=value string) of a role that
 	// may create roles and schemas: CREATEROLE and CREATE on the database,
 	// or a superuser. The backend's role logs in on the same server and
-	// database with a password the host derives from URL. Required.
+	// database with a password the host derives from URL, and with the
+	// URL's TLS settings (sslmode, sslrootcert …). Required.
 	URL string
 	// Schema is the backend's schema, created when missing; the backend's
 	// role is "storagehost_" + Schema. Lower-case letters, digits and
