@@ -89,7 +89,7 @@ func URL(t testing.TB) string {
 			found = DefaultURL
 			return
 		}
-		found, foundErr = start()
+		found, _, foundErr = start()
 	})
 	if foundErr != nil {
 		unavailable(t, "no PostgreSQL at %s and none could be started: %v", DefaultURL, foundErr)
@@ -114,73 +114,87 @@ func binary(name string) (string, error) {
 // start runs initdb into a temporary directory and a postgres server on
 // it, as nobody when the tests run as root (PostgreSQL refuses to run as
 // root). The server has the parent-death signal set: it dies with the
-// test binary.
-func start() (string, error) {
+// test binary, or when stop is called, which also removes the directory.
+func start() (url string, stop func(), err error) {
 	initdb, err := binary("initdb")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	_, err = binary("pg_ctl") // a server installation, not a client alone
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	postgres, err := binary("postgres")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("nobody")
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("initdb: %v: %s", err, out)
+		return "", nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	srv := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
 	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
-		return "", fmt.Errorf("postgres: %w", err)
+		return "", nil, fmt.Errorf("postgres: %w", err)
 	}
+	stop = func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		_ = os.RemoveAll(dir)
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/", port)
 	deadline := time.Now().Add(startTimeout)
 	for answers(base+"postgres?sslmode=disable") != nil {
 		if time.Now().After(deadline) {
-			_ = srv.Process.Kill()
-			return "", fmt.Errorf("postgres on port %d did not answer in %v", port, startTimeout)
+			return "", nil, fmt.Errorf("postgres on port %d did not answer in %v", port, startTimeout)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a starting server: no event to wait on
 	}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, base+"postgres?sslmode=disable")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE test"); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return base + "test?sslmode=disable", nil
+	return base + "test?sslmode=disable", stop, nil
 }
 
 // Schema returns a fresh schema name for t, and drops that schema and the

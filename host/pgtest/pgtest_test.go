@@ -16,10 +16,11 @@ func TestStartsAServer(t *testing.T) {
 	if _, err := binary("initdb"); err != nil {
 		unavailable(t, "%v", err)
 	}
-	url, err := start()
+	url, stop, err := start()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer stop()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
