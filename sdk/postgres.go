@@ -87,7 +87,7 @@ func (p *Postgres) Tx(statements []abi.PGStatement) ([]abi.PGResult, error) {
 	return results, nil
 }
 
-// Null, Int, Float, Text, Bytea and Bool make statement parameters.
+// Null is a NULL parameter, untyped: PostgreSQL types it by its place.
 func Null() abi.PGValue { return abi.PGValue{Kind: abi.PGNull} }
 
 // Int is a bigint parameter (and a timestamp, as Unix nanoseconds).
