@@ -17,7 +17,7 @@ type Version struct {
 }
 
 // Current is the ABI version this package implements.
-var Current = Version{Major: 1, Minor: 4}
+var Current = Version{Major: 1, Minor: 5}
 
 // String formats v as "major.minor".
 func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
@@ -72,8 +72,9 @@ func UnpackRegion(r uint64) (ptr, length uint32) { return uint32(r >> 32), uint3
 type Capability string
 
 // The host capabilities of ABI 1.0; 1.1 adds CapabilityRedis (redis.go),
-// 1.2 CapabilityEvents (events.go) and 1.4 CapabilityRedisScripts
-// (redis.go), a grant without a module of its own.
+// 1.2 CapabilityEvents (events.go), 1.4 CapabilityRedisScripts
+// (redis.go), a grant without a module of its own, and 1.5
+// CapabilityPostgres (postgres.go).
 const (
 	// CapabilityLog is the "storagehost_log" module:
 	//   write(level i32, ptr i32, len i32)

@@ -36,6 +36,8 @@ func TestNames(t *testing.T) {
 	assert.Equal(t, "storagehost_events", abi.CapabilityEvents.Module())
 	assert.Equal(t, "publish", abi.FuncEventsPublish)
 	assert.Equal(t, abi.Capability("redis_scripts"), abi.CapabilityRedisScripts)
+	assert.Equal(t, "storagehost_postgres", abi.CapabilityPostgres.Module())
+	assert.Equal(t, "storage_migrations", abi.ExportMigrations)
 
 	assert.Equal(t, []abi.Level{1, 2, 3, 4, 5},
 		[]abi.Level{abi.LevelTrace, abi.LevelDebug, abi.LevelInfo, abi.LevelWarn, abi.LevelError})
@@ -44,7 +46,7 @@ func TestNames(t *testing.T) {
 func TestVersion(t *testing.T) {
 	// The one place that pins the version this package implements; the
 	// tests of README.md check the document against abi.Current.
-	assert.Equal(t, abi.Version{Major: 1, Minor: 4}, abi.Current)
+	assert.Equal(t, abi.Version{Major: 1, Minor: 5}, abi.Current)
 	assert.Equal(t, fmt.Sprintf("%d.%d", abi.Current.Major, abi.Current.Minor), abi.Current.String())
 	assert.Equal(t, uint32(abi.Current.Major)<<16|uint32(abi.Current.Minor), abi.Current.Packed())
 	assert.Equal(t, abi.Current, abi.UnpackVersion(abi.Current.Packed()))

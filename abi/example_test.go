@@ -215,14 +215,16 @@ func TestREADMECapabilities(t *testing.T) {
 	b, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	readme := string(b)
-	for _, c := range []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents} {
+	for _, c := range []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents, abi.CapabilityPostgres} {
 		row := fmt.Sprintf("| `%s` | `%s` | ", c, c.Module())
 		assert.True(t, strings.Contains(readme, row), "README.md must contain the row %q", row)
 	}
-	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis", "events", "redis_scripts")`))
+	assert.True(t, strings.Contains(readme, `count × string ("log", "clock", "kv", "redis", "events", "redis_scripts", "postgres")`))
 	assert.True(t, strings.Contains(readme, fmt.Sprintf("| `%s` | none: a grant, never imported | ", abi.CapabilityRedisScripts)))
 	assert.True(t, strings.Contains(readme, "\n### 6.4 "+abi.CapabilityRedis.Module()+"\n"), "section 6.4")
 	assert.True(t, strings.Contains(readme, "\n### 6.5 "+abi.CapabilityEvents.Module()+"\n"), "section 6.5")
+	assert.True(t, strings.Contains(readme, "\n### 6.6 "+abi.CapabilityPostgres.Module()+"\n"), "section 6.6")
+	assert.True(t, strings.Contains(readme, "\n"+abi.ExportMigrations+"() -> i64\n"), "the migrations export")
 	for _, sig := range []string{
 		abi.FuncRedisCall + "(req_ptr i32, req_len i32, out_ptr i32, out_cap i32) -> i32",
 		abi.FuncRedisResult + "(out_ptr i32, out_cap i32) -> i32",

@@ -205,16 +205,17 @@ func (r *schemaReader) named(name string) (any, error) {
 var (
 	sampleTimes = map[string]int64{
 		"timestamp": 1001e9, "created_at": 1002e9, "updated_at": 1003e9,
-		"expires_at": 1004e9, "from": 1005e9, "to": 1006e9,
+		"expires_at": 1004e9, "from": 1005e9, "to": 1006e9, "int": -1007,
 	}
 	sampleNumbers = map[string]any{
 		"value": 1.5, "severity": uint64(2), "status": uint64(3), "version": uint64(77),
 		"duration_ms": uint64(60000), "limit": uint64(42), "abi_major": uint64(1),
 		"abi_minor": uint64(3), "features": uint64(5), "revision": uint64(88),
 		"pending": uint64(9), "more": true, "keep_ttl": true, "written": true,
+		"float": 2.5, "bool": true, "rows_affected": uint64(3), "columns": uint64(2),
 	}
 	// Fields that select a layout: each sample sets them as its case needs.
-	selectors = []string{"mode", "op", "kind"}
+	selectors = []string{"mode", "op", "kind", "ok"}
 )
 
 func at(name string) time.Time { return time.Unix(0, sampleTimes[name]) }
@@ -308,6 +309,18 @@ func messageSamples() []struct {
 	} {
 		add("KVRequest", fmt.Sprint("op ", r.Op), enc(r.Encode))
 	}
+	pgValues := []abi.PGValue{{Kind: abi.PGNull}, {Kind: abi.PGInt, Int: sampleTimes["int"]}, {Kind: abi.PGFloat, Float: 2.5},
+		{Kind: abi.PGText, Bytes: []byte("text")}, {Kind: abi.PGBytea, Bytes: []byte("bytea")}, {Kind: abi.PGBool, Bool: true}}
+	for _, mode := range []abi.PGMode{abi.PGBatch, abi.PGTransaction} {
+		add("PGRequest", fmt.Sprint("mode ", mode), enc((&abi.PGRequest{Mode: mode, Statements: []abi.PGStatement{{SQL: "sql", Params: pgValues}}}).Encode))
+	}
+	add("PGResults", "", enc(func(e *abi.Encoder) {
+		abi.EncodePGResults(e, []abi.PGResult{
+			{OK: true, RowsAffected: 3, Columns: 2, Values: append(pgValues[:2:2], pgValues[2:]...)},
+			{SQLState: "sqlstate", Message: "message"},
+		})
+	}))
+	add("Migrations", "", enc(abi.Migrations{{Version: 77, SQL: "sql"}}.Encode))
 	return out
 }
 
@@ -374,7 +387,8 @@ func TestMessagesMatchEncoders(t *testing.T) {
 	}
 	for name := range s.Messages {
 		switch name {
-		case "Label", "Labels", "Matcher", "Matchers", "BatchItem", "BatchResult", "DeletedAlert":
+		case "Label", "Labels", "Matcher", "Matchers", "BatchItem", "BatchResult", "DeletedAlert",
+			"PGValue", "PGStatement", "PGResult", "Migration":
 			continue // parts of the messages sampled
 		}
 		if !described[name] {

@@ -33,7 +33,7 @@ import (
 func knownCapability(c abi.Capability) bool {
 	switch c {
 	case abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis, abi.CapabilityEvents,
-		abi.CapabilityRedisScripts:
+		abi.CapabilityRedisScripts, abi.CapabilityPostgres:
 		return true
 	}
 	return false
@@ -97,7 +97,12 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
 			}
-			(&exchange{p: p, name: c.Module(), serve: p.serveRedis, redis: true}).export(b)
+			(&exchange{p: p, name: c.Module(), serve: p.serveRedis, remote: true}).export(b)
+		case abi.CapabilityPostgres:
+			if p.pg == nil && !s.inspect {
+				return fmt.Errorf("%w: capability postgres is granted but the backend has no PostgreSQL configuration", ErrIncompatible)
+			}
+			(&exchange{p: p, name: c.Module(), serve: p.servePostgres, remote: true}).export(b)
 		case abi.CapabilityEvents:
 			// publish(ptr i32, len i32) -> i32
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
@@ -167,9 +172,10 @@ type exchange struct {
 	// backend's configuration (redisbridge.ErrNotGranted); the response
 	// in e says it to the plugin.
 	serve func(ctx context.Context, req []byte, e *abi.Encoder) error
-	// redis: the instance's redisBusy is set during the call, and a
-	// response other than INVALID or UNAVAILABLE sets its sentRedis.
-	redis bool
+	// remote (redis, postgres): the instance's remoteBusy is set during
+	// the call, and a response other than INVALID or UNAVAILABLE sets its
+	// sentRemote.
+	remote bool
 	// touches marks the calling instance's call as one that used a
 	// durable kv store, which it must wait for before it returns.
 	touches bool
@@ -199,20 +205,20 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	e := exchangeEncoders.Get().(*abi.Encoder)
 	defer exchangeEncoders.Put(e)
 	e.Reset()
-	if x.redis && in != nil {
-		in.redisBusy.Store(true)
+	if x.remote && in != nil {
+		in.remoteBusy.Store(true)
 	}
 	if err := x.serve(ctx, req, e); err != nil && in != nil && in.notGranted == nil {
 		in.notGranted = err
 	}
 	resp := e.Bytes()
-	if x.redis && in != nil {
+	if x.remote && in != nil {
 		if len(resp) > 0 {
 			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
-				in.sentRedis.Store(true)
+				in.sentRemote.Store(true)
 			}
 		}
-		in.redisBusy.Store(false)
+		in.remoteBusy.Store(false)
 	}
 	if uint32(len(resp)) <= outCap {
 		if !mod.Memory().Write(outPtr, resp) {
@@ -264,6 +270,18 @@ func (p *plugin) serveRedis(ctx context.Context, reqBytes []byte, e *abi.Encoder
 	err := p.redis.Serve(ctx, reqBytes, e)
 	p.redisStatusFor(e.Bytes()[start:])
 	return err
+}
+
+// servePostgres runs a postgres request through the bridge, with the
+// caller's context: its deadline becomes the statements' timeout in the
+// server, and its end cancels them there.
+func (p *plugin) servePostgres(ctx context.Context, reqBytes []byte, e *abi.Encoder) error {
+	if p.pg == nil { // only while inspecting
+		abi.AppendError(e, abi.StatusUnavailable, "postgres: no connection while the plugin is inspected")
+		return nil
+	}
+	p.pg.Serve(ctx, reqBytes, e)
+	return nil
 }
 
 // redisStatusFor rewrites the status of a redis response the plugin does

@@ -150,6 +150,11 @@ type Config struct {
 	// that capability; its KeyPrefix confines the backend.
 	// Default: none.
 	Redis *redisbridge.Config
+	// Postgres connects the backend to PostgreSQL, for plugins that
+	// import the postgres capability. Setting it grants that capability;
+	// the backend's schema and role confine the plugin.
+	// Default: none.
+	Postgres *PostgresConfig
 	// Events tunes the backend's change notifications (Store.Subscribe):
 	// in this process for a backend without Redis, a Redis Stream in the
 	// backend's namespace with Redis.

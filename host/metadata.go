@@ -16,7 +16,7 @@ import (
 // writes into logs, metrics labels and `plugin inspect`.
 const maxMetadataName = 64
 
-// knownFeatureBits are the feature bits ABI 1.4 defines (section 9).
+// knownFeatureBits are the feature bits ABI 1.5 defines (1.5 added none) (section 9).
 const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
 	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore | abi.FeatureTick)
 
@@ -24,7 +24,7 @@ const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.Fea
 // a plugin may declare; a plugin that declares one MUST declare at least
 // that minor (section 2).
 var (
-	capabilitySince = map[abi.Capability]uint16{abi.CapabilityRedis: 1, abi.CapabilityEvents: 2, abi.CapabilityRedisScripts: 4}
+	capabilitySince = map[abi.Capability]uint16{abi.CapabilityRedis: 1, abi.CapabilityEvents: 2, abi.CapabilityRedisScripts: 4, abi.CapabilityPostgres: 5}
 	featureSince    = []struct {
 		f     abi.Feature
 		minor uint16

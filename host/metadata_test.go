@@ -134,6 +134,7 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"tick on 1.2", v12, with(func(m *abi.Metadata) { m.Features |= abi.FeatureTick }), nil, "feature tick needs ABI 1.3, but the plugin declares ABI 1.2"},
 		{"redis on 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10; m.Capabilities = []abi.Capability{abi.CapabilityRedis} }), nil, "capability redis needs ABI 1.1, but the plugin declares ABI 1.0"},
 		{"redis_scripts on 1.3", v13, with(func(m *abi.Metadata) { m.ABI = v13; m.Capabilities = []abi.Capability{abi.CapabilityRedisScripts} }), nil, "capability redis_scripts needs ABI 1.4, but the plugin declares ABI 1.3"},
+		{"postgres on 1.4", v14, with(func(m *abi.Metadata) { m.ABI = v14; m.Capabilities = []abi.Capability{abi.CapabilityPostgres} }), nil, "capability postgres needs ABI 1.5, but the plugin declares ABI 1.4"},
 		{"events on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Capabilities = []abi.Capability{abi.CapabilityEvents} }), []abi.Capability{abi.CapabilityEvents}, "capability events needs ABI 1.2"},
 		{"capability twice", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityLog} }), []abi.Capability{abi.CapabilityLog}, `capability "log" is declared twice`},
 		{"unknown capability", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{"teleport"} }), nil, `capability "teleport" is not one this host provides`},

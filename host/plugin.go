@@ -24,6 +24,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
 	"github.com/storage-host/storage-host/host/internal/wasmcheck"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
@@ -85,6 +86,7 @@ type plugin struct {
 	kv       *localstore.Store
 	dataDir  string // where kv keeps its data; "" for memory
 	redis    *redisbridge.Bridge
+	pg       *pgbridge.Bridge
 	events   atomic.Pointer[events.Bus] // the store's, once open
 	pool     pool
 	observer Observer
@@ -188,6 +190,14 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			cfg.Capabilities = append(cfg.Capabilities, abi.CapabilityRedisScripts)
 		}
 	}
+	if cfg.Postgres != nil && !s.inspect {
+		if p.pg, err = openPostgres(ctx, cfg.Postgres, cfg.Limits); err != nil {
+			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
+		}
+	}
+	if cfg.Postgres != nil {
+		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityPostgres)
+	}
 	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
 	}
@@ -232,6 +242,12 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if s.inspect && !s.checkOptions {
 		first.close(ctx)
 		return p, nil
+	}
+	if p.pg != nil && slices.Contains(p.meta.Capabilities, abi.CapabilityPostgres) {
+		if err := first.migrate(ctx); err != nil {
+			first.close(ctx)
+			return nil, err
+		}
 	}
 	var e abi.Encoder
 	abi.Options(cfg.Options).Encode(&e)
@@ -421,6 +437,9 @@ func (p *plugin) release(ctx context.Context) {
 		if p.redis != nil {
 			_ = p.redis.Close()
 		}
+		if p.pg != nil {
+			p.pg.Close()
+		}
 		_ = p.runtime.Close(ctx)
 	})
 }
@@ -449,13 +468,14 @@ type instance struct {
 	// request the backend's configuration does not grant
 	// (redisbridge.ErrNotGranted).
 	notGranted error
-	// sentRedis is set when a redis call of the current call may have
-	// changed data: the bridge answered it otherwise than INVALID or
-	// UNAVAILABLE, which both mean nothing of it was written. redisBusy is
-	// set while a redis call runs: a caller released at its deadline (a
-	// trusted call is abandoned, not stopped) may leave one running.
-	sentRedis, redisBusy atomic.Bool
-	budget               callBudget // per-call budgets of host functions (capabilities.go)
+	// sentRemote is set when a redis or postgres call of the current call
+	// may have changed data: the bridge answered it otherwise than INVALID
+	// or UNAVAILABLE, which both mean nothing of it was written.
+	// remoteBusy is set while such a call runs: a caller released at its
+	// deadline (a trusted call is abandoned, not stopped) may leave one
+	// running.
+	sentRemote, remoteBusy atomic.Bool
+	budget                 callBudget // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
@@ -726,8 +746,8 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
 	in.hostCalls, in.pending, in.usedKV, in.notGranted = 0, nil, false, nil
-	in.sentRedis.Store(false)
-	in.redisBusy.Store(false)
+	in.sentRemote.Store(false)
+	in.remoteBusy.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(now.UnixNano())

@@ -253,11 +253,11 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
-			if writes && (in.sentRedis.Load() || in.redisBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
-				// Stopped or abandoned at its deadline once Redis had taken
-				// some of its commands, or while it waited for Redis: they
-				// may have written.
-				return fmt.Errorf("backend %s: %w: stopped after its Redis commands were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+			if writes && (in.sentRemote.Load() || in.remoteBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
+				// Stopped or abandoned at its deadline once Redis or
+				// PostgreSQL had taken some of its requests, or while it
+				// waited for them: they may have written.
+				return fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
@@ -307,7 +307,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Ready reports whether the backend can serve: its plugin answers a ping,
-// every connection the host holds for it (Redis) answers too, Redis is
+// every connection the host holds for it (Redis, PostgreSQL) answers too, Redis is
 // not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
 // and its event log has not refused the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
@@ -318,6 +318,11 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if s.p.redis != nil {
 		if err := s.p.redis.Ready(ctx); err != nil {
+			return fmt.Errorf("backend %s: %w", s.p.name, err)
+		}
+	}
+	if s.p.pg != nil {
+		if err := s.p.pg.Ready(ctx); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}

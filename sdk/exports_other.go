@@ -15,6 +15,8 @@ func kvCall([]byte) []byte { panic(errNoHost) }
 
 func redisCall([]byte) []byte { panic(errNoHost) }
 
+func postgresCall([]byte) []byte { panic(errNoHost) }
+
 func eventsPublish([]byte) int32 { panic(errNoHost) }
 
 const errNoHost = "sdk: host functions exist only inside a GOOS=wasip1 plugin"

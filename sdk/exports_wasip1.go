@@ -36,6 +36,22 @@ func exportMetadata() int64 {
 	return int64(abi.PackRegion(ptrOf(metadata), uint32(len(metadata))))
 }
 
+var migrations []byte
+
+//lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
+//go:wasmexport storage_migrations
+func exportMigrations() int64 {
+	if registered == nil {
+		return 0
+	}
+	if migrations == nil {
+		var e abi.Encoder
+		registered.p.Migrations.Encode(&e)
+		migrations = e.Bytes()
+	}
+	return int64(abi.PackRegion(ptrOf(migrations), uint32(len(migrations))))
+}
+
 //lint:ignore U1000 the host calls it: staticcheck does not count go:wasmexport as a use
 //go:wasmexport storage_reserve
 func exportReserve(size int32) int32 {
@@ -97,6 +113,24 @@ func hostEventsPublish(ptr unsafe.Pointer, n int32) int32
 
 func eventsPublish(ev []byte) int32 {
 	return hostEventsPublish(unsafe.Pointer(unsafe.SliceData(ev)), int32(len(ev)))
+}
+
+//go:wasmimport storagehost_postgres call
+func hostPostgresCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outCap int32) int32
+
+//go:wasmimport storagehost_postgres result
+func hostPostgresResult(out unsafe.Pointer, outCap int32) int32
+
+// postgresOut receives postgres responses; it grows when one does not fit.
+var postgresOut = make([]byte, 16<<10)
+
+func postgresCall(req []byte) []byte {
+	n := hostPostgresCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(postgresOut)), int32(len(postgresOut)))
+	if int(n) > len(postgresOut) {
+		postgresOut = make([]byte, n)
+		n = hostPostgresResult(unsafe.Pointer(unsafe.SliceData(postgresOut)), int32(len(postgresOut)))
+	}
+	return postgresOut[:n]
 }
 
 // redisOut receives redis responses; it grows when one does not fit.

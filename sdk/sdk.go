@@ -117,6 +117,14 @@ type Plugin struct {
 	// abi.TickResult). A Tick that fails is logged by the host, which
 	// ticks again later.
 	Tick func() (abi.TickResult, error)
+
+	// Migrations (ABI 1.5) is the versioned DDL of a plugin that lists
+	// abi.CapabilityPostgres: versions 1, 2, 3 … in order, each one SQL
+	// text that may hold several statements. The host applies those the
+	// backend's schema lacks when it loads the plugin, once, and refuses to
+	// load a plugin that knows fewer versions than the schema has. Never
+	// change a released migration: add the next version.
+	Migrations abi.Migrations
 }
 
 var registered *dispatcher

@@ -1,0 +1,238 @@
+// Package pgbridge runs the SQL statements of a plugin's postgres
+// capability (abi.CapabilityPostgres) on PostgreSQL, confined by
+// PostgreSQL itself: each backend has a schema of its own and a role of
+// its own that owns that schema and nothing else, and every connection of
+// the bridge's pool logs in as that role, so no statement a plugin sends
+// can act with more than the role's privileges (RATIONALE.md, "Why
+// confine a PostgreSQL backend to a schema and a role of its own?").
+package pgbridge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config is what the bridge needs to reach PostgreSQL for one backend.
+type Config struct {
+	// AdminURL connects as a role that may create roles and schemas
+	// (CREATEROLE and CREATE on the database, or a superuser). The bridge
+	// uses it only while it opens, to create or check the backend's role
+	// and schema; no plugin statement ever runs on it.
+	AdminURL string
+	// Schema is the backend's schema, created if missing; its role is
+	// RolePrefix + Schema. Lower-case letters, digits and underscores,
+	// starting with a letter, at most 40 bytes.
+	Schema string
+	// MaxConns bounds the pool's connections; 0 means 4.
+	MaxConns int32
+	// StatementTimeout bounds a call without a deadline; 0 means 30 s. A
+	// call with a deadline gets the time left to it.
+	StatementTimeout time.Duration
+	// MaxResultBytes bounds the encoded results of one call; 0 means
+	// 1 MiB. Past it the call answers LIMIT.
+	MaxResultBytes int64
+	// MaxStatements bounds the statements of one request; 0 means 1024.
+	MaxStatements int
+}
+
+// RolePrefix starts the name of every role the bridge creates.
+const RolePrefix = "storagehost_"
+
+// Errors of Open and Migrate.
+var (
+	// ErrConfig: the configuration is unusable (a bad schema name, an
+	// unparsable URL).
+	ErrConfig = errors.New("pgbridge: bad configuration")
+	// ErrUnsafeRole: the backend's role or schema exists but is not what
+	// the bridge would have created (a role with more privileges, a member
+	// of another role, a schema owned by another role); the bridge does
+	// not use it.
+	ErrUnsafeRole = errors.New("pgbridge: the backend's role or schema is not confined")
+	// ErrSchemaNewer: the backend's schema has migrations the plugin does
+	// not know, applied by a newer plugin.
+	ErrSchemaNewer = errors.New("pgbridge: the backend's schema is newer than the plugin")
+)
+
+var schemaName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// Bridge is one backend's connection pool, logged in as its role.
+type Bridge struct {
+	pool       *pgxpool.Pool
+	schema     string
+	role       string
+	timeout    time.Duration
+	maxBytes   int64
+	maxStmts   int
+	cancelWait time.Duration
+}
+
+// Open creates (or checks) the backend's role and schema through
+// cfg.AdminURL and opens a pool that logs in as the role.
+func Open(ctx context.Context, cfg Config) (*Bridge, error) {
+	if !schemaName.MatchString(cfg.Schema) {
+		return nil, fmt.Errorf("%w: schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", ErrConfig, cfg.Schema)
+	}
+	admin, err := pgx.ParseConfig(cfg.AdminURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres url: %v", ErrConfig, err)
+	}
+	b := &Bridge{
+		schema:     cfg.Schema,
+		role:       RolePrefix + cfg.Schema,
+		timeout:    cfg.StatementTimeout,
+		maxBytes:   cfg.MaxResultBytes,
+		maxStmts:   cfg.MaxStatements,
+		cancelWait: time.Second,
+	}
+	if b.timeout <= 0 {
+		b.timeout = 30 * time.Second
+	}
+	if b.maxBytes <= 0 {
+		b.maxBytes = 1 << 20
+	}
+	if b.maxStmts <= 0 {
+		b.maxStmts = 1024
+	}
+	password := rolePassword(cfg.AdminURL, b.role)
+	if err := provision(ctx, admin, b.schema, b.role, password); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.AdminURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres url: %v", ErrConfig, err)
+	}
+	pc.ConnConfig.User = b.role
+	pc.ConnConfig.Password = password
+	pc.ConnConfig.RuntimeParams["search_path"] = b.schema
+	pc.ConnConfig.RuntimeParams["application_name"] = "storage-host " + b.schema
+	// A call whose context ends is cancelled in the server at once, not
+	// only abandoned by the client.
+	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: b.cancelWait}
+	}
+	pc.MaxConns = cfg.MaxConns
+	if pc.MaxConns <= 0 {
+		pc.MaxConns = 4
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgbridge: pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
+	}
+	b.pool = pool
+	return b, nil
+}
+
+// rolePassword derives the role's password from the admin URL, so that
+// every host given the same URL computes the same password and none
+// resets it under another's pool, and nobody without the URL knows it.
+func rolePassword(adminURL, role string) string {
+	m := hmac.New(sha256.New, []byte(adminURL))
+	m.Write([]byte("storage-host role password\x00" + role))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// provision creates the backend's role and schema, or checks the ones
+// that exist, under an advisory lock (hosts opening the same backend at
+// once), in one transaction on an admin connection.
+func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, password string) error {
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("pgbridge: admin connection: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgbridge: admin connection: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "storage-host provision "+schema); err != nil {
+		return fmt.Errorf("pgbridge: provisioning lock: %w", err)
+	}
+	r := pgx.Identifier{role}.Sanitize()
+	s := pgx.Identifier{schema}.Sanitize()
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		return fmt.Errorf("pgbridge: provisioning: %w", err)
+	}
+	// The password is a hex digest: no quoting issue, and it cannot be
+	// a parameter of a utility statement.
+	attrs := " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD '" + password + "'"
+	stmts := []string{}
+	if !exists {
+		stmts = append(stmts, "CREATE ROLE "+r+attrs)
+	} else {
+		stmts = append(stmts, "ALTER ROLE "+r+attrs)
+	}
+	stmts = append(stmts,
+		"CREATE SCHEMA IF NOT EXISTS "+s+" AUTHORIZATION "+r,
+		"ALTER ROLE "+r+" SET search_path = "+s,
+	)
+	// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones do,
+	// which would let the role create objects every backend sees. Revoked
+	// only where granted: from 15 on, an admin that does not own the
+	// database need not be able to.
+	var publicCreate bool
+	if err := tx.QueryRow(ctx, "SELECT coalesce(has_schema_privilege('public', 'public', 'CREATE'), false)").Scan(&publicCreate); err != nil {
+		return fmt.Errorf("pgbridge: provisioning: %w", err)
+	}
+	if publicCreate {
+		stmts = append(stmts, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	}
+	for _, q := range stmts {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("pgbridge: provisioning role %s and schema %s: %w", role, schema, err)
+		}
+	}
+	var super, createRole, createDB, bypass, repl, member, foreignOwner bool
+	err = tx.QueryRow(ctx, `SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
+		EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid),
+		EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = $2 AND n.nspowner <> r.oid)
+		FROM pg_roles r WHERE r.rolname = $1`, role, schema).Scan(&super, &createRole, &createDB, &bypass, &repl, &member, &foreignOwner)
+	if err != nil {
+		return fmt.Errorf("pgbridge: checking role %s: %w", role, err)
+	}
+	switch {
+	case super || createRole || createDB || bypass || repl:
+		return fmt.Errorf("%w: role %s keeps a privileged attribute", ErrUnsafeRole, role)
+	case member:
+		return fmt.Errorf("%w: role %s is a member of another role", ErrUnsafeRole, role)
+	case foreignOwner:
+		return fmt.Errorf("%w: schema %s is owned by another role than %s", ErrUnsafeRole, schema, role)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("pgbridge: provisioning: %w", err)
+	}
+	return nil
+}
+
+// Schema returns the backend's schema.
+func (b *Bridge) Schema() string { return b.schema }
+
+// Role returns the backend's role, the user of every pooled connection.
+func (b *Bridge) Role() string { return b.role }
+
+// Ready reports whether PostgreSQL answers, as the backend's role.
+func (b *Bridge) Ready(ctx context.Context) error {
+	if err := b.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgbridge: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool.
+func (b *Bridge) Close() { b.pool.Close() }

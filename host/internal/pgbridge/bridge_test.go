@@ -1,0 +1,461 @@
+package pgbridge
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/pgtest"
+)
+
+func open(t testing.TB, cfg Config) *Bridge {
+	t.Helper()
+	if cfg.AdminURL == "" {
+		cfg.AdminURL = pgtest.URL(t)
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = pgtest.Schema(t, RolePrefix)
+	}
+	b, err := Open(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return b
+}
+
+func text(s string) abi.PGValue   { return abi.PGValue{Kind: abi.PGText, Bytes: []byte(s)} }
+func integer(n int64) abi.PGValue { return abi.PGValue{Kind: abi.PGInt, Int: n} }
+
+func stmt(sql string, params ...abi.PGValue) abi.PGStatement {
+	return abi.PGStatement{SQL: sql, Params: params}
+}
+
+// do runs the statements through Serve, from their encoding, and decodes
+// the response.
+func do(t *testing.T, ctx context.Context, b *Bridge, mode abi.PGMode, stmts ...abi.PGStatement) ([]abi.PGResult, error) {
+	t.Helper()
+	var e abi.Encoder
+	(&abi.PGRequest{Mode: mode, Statements: stmts}).Encode(&e)
+	var out abi.Encoder
+	b.Serve(ctx, e.Bytes(), &out)
+	body, err := abi.ParseResponse(out.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	d := abi.NewDecoder(body)
+	rs := abi.DecodePGResults(d)
+	require.NoError(t, d.Finish())
+	require.Len(t, rs, len(stmts))
+	return rs, nil
+}
+
+func mustOK(t *testing.T, rs []abi.PGResult) {
+	t.Helper()
+	for i, r := range rs {
+		require.NoError(t, r.Err(), "statement %d", i)
+	}
+}
+
+func sqlState(t *testing.T, r abi.PGResult) string {
+	t.Helper()
+	require.False(t, r.OK, "the statement ran")
+	return r.SQLState
+}
+
+func TestRoundTripTypedValues(t *testing.T) {
+	b := open(t, Config{})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: `CREATE TABLE t (i bigint, f double precision, s text, b bytea, ok boolean, at timestamptz, n integer);`}})
+	require.NoError(t, err)
+	at := time.Date(2026, 12, 2, 20, 0, 0, 123456000, time.UTC)
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("INSERT INTO t VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint / 1e9), $7)",
+			integer(-7), abi.PGValue{Kind: abi.PGFloat, Float: 2.5}, text("héllo"), abi.PGValue{Kind: abi.PGBytea, Bytes: []byte{0, 1, 255}},
+			abi.PGValue{Kind: abi.PGBool, Bool: true}, integer(at.UnixNano()), abi.PGValue{Kind: abi.PGNull}),
+		stmt("SELECT i, f, s, b, ok, at, n, 1.5::numeric FROM t"),
+	)
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.EqualValues(t, 1, rs[0].RowsAffected)
+	require.Equal(t, 8, rs[1].Columns)
+	require.Equal(t, 1, rs[1].Rows())
+	row := rs[1].Row(0)
+	require.Equal(t, integer(-7), row[0])
+	require.Equal(t, abi.PGValue{Kind: abi.PGFloat, Float: 2.5}, row[1])
+	require.Equal(t, text("héllo"), row[2])
+	require.Equal(t, abi.PGValue{Kind: abi.PGBytea, Bytes: []byte{0, 1, 255}}, row[3])
+	require.Equal(t, abi.PGValue{Kind: abi.PGBool, Bool: true}, row[4])
+	// to_timestamp keeps microseconds.
+	require.Equal(t, integer(at.Truncate(time.Microsecond).UnixNano()), row[5])
+	require.Equal(t, abi.PGValue{Kind: abi.PGNull}, row[6])
+	require.Equal(t, text("1.5"), row[7])
+}
+
+func TestBatchStatementsRunEachOnItsOwn(t *testing.T) {
+	b := open(t, Config{})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE k (id text PRIMARY KEY)"}})
+	require.NoError(t, err)
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("INSERT INTO k VALUES ($1)", text("a")),
+		stmt("INSERT INTO k VALUES ($1)", text("a")),
+		stmt("INSERT INTO k VALUES ($1)", text("b")),
+		stmt("SELECT count(*) FROM k"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, "23505", sqlState(t, rs[1]))
+	require.NoError(t, rs[2].Err())
+	require.Equal(t, integer(2), rs[3].Row(0)[0])
+}
+
+func TestTransactionRollsBackOnAnyError(t *testing.T) {
+	b := open(t, Config{})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE k (id text PRIMARY KEY)"}})
+	require.NoError(t, err)
+	rs, err := do(t, ctx, b, abi.PGTransaction,
+		stmt("INSERT INTO k VALUES ($1)", text("a")),
+		stmt("INSERT INTO k VALUES ($1)", text("a")),
+		stmt("INSERT INTO k VALUES ($1)", text("b")),
+	)
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err())
+	require.Equal(t, "23505", sqlState(t, rs[1]))
+	require.Equal(t, "25P02", sqlState(t, rs[2]))
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT count(*) FROM k"))
+	require.NoError(t, err)
+	require.Equal(t, integer(0), rs[0].Row(0)[0], "the first insert was rolled back")
+
+	rs, err = do(t, ctx, b, abi.PGTransaction, stmt("INSERT INTO k VALUES ($1)", text("a")), stmt("INSERT INTO k VALUES ($1)", text("b")))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT count(*) FROM k"))
+	require.NoError(t, err)
+	require.Equal(t, integer(2), rs[0].Row(0)[0])
+}
+
+// The extended protocol, which every statement goes through, refuses a
+// string of several statements: one cannot be smuggled after another.
+func TestMultiStatementStringsRefused(t *testing.T) {
+	b := open(t, Config{})
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt("SELECT 1; SELECT 2"))
+	require.NoError(t, err)
+	require.Equal(t, "42601", sqlState(t, rs[0]))
+	require.Contains(t, rs[0].Message, "multiple commands")
+}
+
+// A plugin's own BEGIN does not leave a pooled connection inside its
+// transaction for the next call.
+func TestOpenTransactionNotReused(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("BEGIN"), stmt("SELECT set_config('storagehost.left', 'open', true)"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce(current_setting('storagehost.left', true), '')"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	// A setting local to the open transaction would still read "open".
+	require.Equal(t, text(""), rs[0].Row(0)[0])
+}
+
+func TestResultsPastTheBoundAreRefused(t *testing.T) {
+	b := open(t, Config{MaxResultBytes: 64 << 10})
+	ctx := context.Background()
+	var e abi.Encoder
+	(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{stmt("SELECT repeat('x', 1000) FROM generate_series(1, 1000)")}}).Encode(&e)
+	var out abi.Encoder
+	b.Serve(ctx, e.Bytes(), &out)
+	_, err := abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusLimit)
+	require.Less(t, len(out.Bytes()), 1024)
+	// The connection serves the next call.
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT repeat('x', 1000) FROM generate_series(1, 10)"))
+	require.NoError(t, err)
+	require.Equal(t, 10, rs[0].Rows())
+}
+
+func TestTooManyStatementsRefused(t *testing.T) {
+	b := open(t, Config{MaxStatements: 2})
+	_, err := do(t, context.Background(), b, abi.PGBatch, stmt("SELECT 1"), stmt("SELECT 1"), stmt("SELECT 1"))
+	require.ErrorIs(t, err, abi.StatusLimit)
+}
+
+func TestMalformedRequestInvalid(t *testing.T) {
+	b := open(t, Config{})
+	var out abi.Encoder
+	b.Serve(context.Background(), []byte{3, 0}, &out)
+	_, err := abi.ParseResponse(out.Bytes())
+	require.ErrorIs(t, err, abi.StatusInvalid)
+}
+
+func admin(t *testing.T) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), pgtest.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// A call whose context ends is cancelled in the server, not only
+// abandoned: the statement no longer runs in pg_stat_activity.
+func TestCancelledCallStopsInTheServer(t *testing.T) {
+	b := open(t, Config{StatementTimeout: time.Minute})
+	adm := admin(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	type answer struct {
+		rs  []abi.PGResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_sleep(60)"))
+		done <- answer{rs, err}
+	}()
+	running := func() bool {
+		var n int
+		require.NoError(t, adm.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state = 'active' AND query LIKE '%pg_sleep(60)%'", b.Role()).Scan(&n))
+		return n > 0
+	}
+	require.Eventually(t, running, 10*time.Second, 10*time.Millisecond, "the statement never started")
+	cancel()
+	a := <-done
+	// Cancelled by a cancel request on a live connection, which the
+	// statement's result reports, rather than by tearing the connection
+	// down, which would leave the outcome unknown.
+	require.NoError(t, a.err)
+	require.Equal(t, "57014", sqlState(t, a.rs[0]))
+	require.Eventually(t, func() bool { return !running() }, 10*time.Second, 10*time.Millisecond,
+		"the statement still runs in the server after its call ended")
+}
+
+// A call's deadline becomes the statement timeout: past it, the server
+// itself stops the statement.
+func TestDeadlineIsTheStatementTimeout(t *testing.T) {
+	b := open(t, Config{})
+	b.cancelWait = time.Hour // the client does not cancel: the server must
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_sleep(30)"))
+	if err != nil {
+		// The client's cancel request raced the server's timeout.
+		require.True(t, errors.Is(err, abi.StatusUnknown) || errors.Is(err, abi.StatusUnavailable), "%v", err)
+		return
+	}
+	require.Equal(t, "57014", sqlState(t, rs[0]))
+}
+
+// hostile runs sql as the backend's role and requires PostgreSQL to
+// refuse it.
+func hostile(t *testing.T, b *Bridge, sql string) abi.PGResult {
+	t.Helper()
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt(sql))
+	require.NoError(t, err)
+	require.False(t, rs[0].OK, "%s ran", sql)
+	return rs[0]
+}
+
+func TestHostileStatementsConfined(t *testing.T) {
+	url := pgtest.URL(t)
+	victim := open(t, Config{AdminURL: url})
+	_, err := victim.Migrate(context.Background(), abi.Migrations{{Version: 1, SQL: "CREATE TABLE secrets (s text); INSERT INTO secrets VALUES ('x')"}})
+	require.NoError(t, err)
+	b := open(t, Config{AdminURL: url})
+	other := pgx.Identifier{victim.Schema(), "secrets"}.Sanitize()
+
+	for _, c := range []struct{ name, sql, state string }{
+		{"read another backend's table", "SELECT * FROM " + other, "42501"},
+		{"write another backend's table", "INSERT INTO " + other + " VALUES ('y')", "42501"},
+		{"create in public", "CREATE TABLE public.leak (x int)", "42501"},
+		{"create a schema", "CREATE SCHEMA mine", "42501"},
+		{"copy to a program", "COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'", "42501"},
+		{"copy from a file", "COPY " + pgx.Identifier{VersionTable}.Sanitize() + " FROM '/etc/passwd'", "42501"},
+		{"read a server file", "SELECT pg_read_file('/etc/passwd')", "42501"},
+		{"list the server's files", "SELECT pg_ls_dir('.')", "42501"},
+		{"set role", "SET ROLE postgres", "42501"},
+		{"set session authorization", "SET SESSION AUTHORIZATION postgres", "42501"},
+		{"become superuser", "ALTER ROLE " + b.Role() + " SUPERUSER", "42501"},
+		{"create roles", "ALTER ROLE " + b.Role() + " CREATEROLE", "42501"},
+		{"create an extension", "CREATE EXTENSION IF NOT EXISTS dblink", "42501"},
+		{"load a library", "LOAD 'dblink'", "42501"},
+		{"terminate another backend", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'postgres' AND pid <> pg_backend_pid() LIMIT 1", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.state == "" {
+				// pg_terminate_backend answers false for another role's
+				// session rather than failing; either way, it is not done.
+				rs, err := do(t, context.Background(), b, abi.PGBatch, stmt(c.sql))
+				require.NoError(t, err)
+				if rs[0].OK && rs[0].Rows() > 0 {
+					require.NotEqual(t, abi.PGValue{Kind: abi.PGBool, Bool: true}, rs[0].Row(0)[0])
+				}
+				return
+			}
+			r := hostile(t, b, c.sql)
+			// dblink may not be installed at all; refused either way.
+			if strings.Contains(c.sql, "dblink") && (r.SQLState == "58P01" || r.SQLState == "0A000") {
+				return
+			}
+			require.Equal(t, c.state, r.SQLState, r.Message)
+		})
+	}
+
+	// RESET ROLE and RESET SESSION AUTHORIZATION go back to the role the
+	// connection logged in as: the backend's own.
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt("RESET ROLE"), stmt("RESET SESSION AUTHORIZATION"), stmt("SELECT current_user, session_user"))
+	require.NoError(t, err)
+	require.Equal(t, []abi.PGValue{text(b.Role()), text(b.Role())}, rs[2].Row(0))
+
+	// dblink, were it installed by an administrator, would still need a
+	// password to connect as another role; the role cannot even call it.
+	rs, err = do(t, context.Background(), b, abi.PGBatch, stmt("SELECT count(*) FROM pg_extension WHERE extname = 'dblink'"))
+	require.NoError(t, err)
+	if rs[0].Row(0)[0].Int > 0 {
+		hostile(t, b, "SELECT * FROM dblink('dbname=test user=postgres', 'SELECT 1') AS t(x int)")
+	}
+}
+
+func TestUnsafeRoleRefused(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, RolePrefix)
+	adm := admin(t)
+	_, err := adm.Exec(context.Background(), "CREATE ROLE "+RolePrefix+schema+" LOGIN")
+	require.NoError(t, err)
+	_, err = adm.Exec(context.Background(), "GRANT pg_read_server_files TO "+RolePrefix+schema)
+	require.NoError(t, err)
+	_, err = Open(context.Background(), Config{AdminURL: url, Schema: schema})
+	require.ErrorIs(t, err, ErrUnsafeRole)
+}
+
+func TestBadSchemaNameRefused(t *testing.T) {
+	for _, s := range []string{"", "Public", "a;drop", "1a", strings.Repeat("a", 41)} {
+		_, err := Open(context.Background(), Config{AdminURL: "postgres://x@127.0.0.1/x", Schema: s})
+		require.ErrorIs(t, err, ErrConfig, s)
+	}
+}
+
+func TestMigrationsOnceUnderConcurrentOpens(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, RolePrefix)
+	ms := abi.Migrations{
+		{Version: 1, SQL: "CREATE TABLE a (x int)"},
+		{Version: 2, SQL: "ALTER TABLE a ADD COLUMN y int; CREATE TABLE b (z int)"},
+	}
+	const hosts = 6
+	var wg sync.WaitGroup
+	errs := make([]error, hosts)
+	for i := range hosts {
+		wg.Go(func() {
+			b, err := Open(context.Background(), Config{AdminURL: url, Schema: schema})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer b.Close()
+			_, errs[i] = b.Migrate(context.Background(), ms)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "host %d", i)
+	}
+	var versions []int64
+	rows, err := admin(t).Query(context.Background(), "SELECT version FROM "+pgx.Identifier{schema, VersionTable}.Sanitize()+" ORDER BY version")
+	require.NoError(t, err)
+	versions, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2}, versions)
+
+	// A plugin that knows only version 1 is refused that schema.
+	b := open(t, Config{AdminURL: url, Schema: schema})
+	_, err = b.Migrate(context.Background(), ms[:1])
+	require.ErrorIs(t, err, ErrSchemaNewer)
+	// One that knows a third applies only the third.
+	v, err := b.Migrate(context.Background(), append(ms, abi.Migration{Version: 3, SQL: "CREATE TABLE c (w int)"}))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, v)
+}
+
+func TestMigrationRunsAsTheRole(t *testing.T) {
+	b := open(t, Config{})
+	_, err := b.Migrate(context.Background(), abi.Migrations{{Version: 1, SQL: "CREATE TABLE public.escape (x int)"}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "permission denied")
+}
+
+func TestMigrationVersionsChecked(t *testing.T) {
+	b := open(t, Config{})
+	_, err := b.Migrate(context.Background(), abi.Migrations{{Version: 2, SQL: "SELECT 1"}})
+	require.ErrorIs(t, err, abi.StatusInvalid)
+}
+
+func TestTimeoutStep(t *testing.T) {
+	prev := int64(0)
+	for ms := int64(1); ms < 100_000; ms += 7 {
+		step := timeoutStep(time.Duration(ms) * time.Millisecond)
+		require.LessOrEqual(t, step, ms, "a step past the time left")
+		require.GreaterOrEqual(t, float64(step)*1.25+1, float64(ms), "a step more than a fifth early at %d ms", ms)
+		require.GreaterOrEqual(t, step, prev)
+		prev = step
+	}
+}
+
+// Statements are prepared once per connection and text and parameter
+// types: the same text bound with other types, again and again, in
+// batches and transactions, answers as if parsed each time.
+func TestPreparedStatementsReused(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	for range 3 {
+		for _, c := range []struct {
+			param abi.PGValue
+			want  abi.PGValue
+		}{
+			{integer(41), text("41")},
+			{text("x"), text("x")},
+			{abi.PGValue{Kind: abi.PGNull}, text("null")},
+			{abi.PGValue{Kind: abi.PGBool, Bool: true}, text("true")},
+		} {
+			for _, mode := range []abi.PGMode{abi.PGBatch, abi.PGTransaction} {
+				rs, err := do(t, ctx, b, mode, stmt("SELECT coalesce($1::text, 'null')", c.param), stmt("SELECT coalesce($1::text, 'null')", c.param))
+				require.NoError(t, err)
+				mustOK(t, rs)
+				require.Equal(t, c.want, rs[0].Row(0)[0])
+				require.Equal(t, c.want, rs[1].Row(0)[0])
+			}
+		}
+	}
+	// A plugin that drops the prepared statements costs itself one failed
+	// statement, not the connection.
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("DEALLOCATE ALL"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	_, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce($1::text, 'null')", integer(1)))
+	require.NoError(t, err)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce($1::text, 'null')", integer(1)))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, text("1"), rs[0].Row(0)[0])
+}
+
+// The statement timeout the server enforces is the time left to the
+// call, never more, and at most a fifth less.
+func TestDeadlineSetsTheStatementTimeout(t *testing.T) {
+	b := open(t, Config{StatementTimeout: time.Hour})
+	for _, left := range []time.Duration{10 * time.Second, 700 * time.Millisecond, 10 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'"))
+		cancel()
+		require.NoError(t, err)
+		ms := rs[0].Row(0)[0].Int
+		require.LessOrEqual(t, ms, left.Milliseconds())
+		require.GreaterOrEqual(t, float64(ms), 0.75*float64(left.Milliseconds()), "left %v", left)
+	}
+}

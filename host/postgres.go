@@ -1,0 +1,100 @@
+package host
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
+)
+
+// PostgresConfig connects a backend to PostgreSQL (Config.Postgres), for
+// plugins that import the postgres capability. The host creates, from the
+// admin connection of URL, a role and a schema for the backend, and every
+// statement of the plugin runs as that role, which owns that schema and
+// nothing else (RATIONALE.md, "Why confine a PostgreSQL backend to a
+// schema and a role of its own?").
+type PostgresConfig struct {
+	// URL is a postgres:// URL (or libpq key=value string) of a role that
+	// may create roles and schemas: CREATEROLE and CREATE on the database,
+	// or a superuser. The backend's role logs in on the same server and
+	// database with a password the host derives from URL, and with the
+	// URL's TLS settings (sslmode, sslrootcert …). Required.
+	URL string
+	// Schema is the backend's schema, created when missing; the backend's
+	// role is "storagehost_" + Schema. Lower-case letters, digits and
+	// underscores, starting with a letter, at most 40 bytes. Two backends
+	// with one schema share their data. Required.
+	Schema string
+	// MaxConns bounds the backend's connections. Default: 4.
+	MaxConns int32
+	// StatementTimeout bounds the statements of a call that has no
+	// deadline, and the migrations at load. Default: the backend's
+	// Limits.CallTimeout.
+	StatementTimeout time.Duration
+}
+
+// ErrSchemaNewer is the error of Open for a backend whose PostgreSQL
+// schema has migrations the plugin does not know: a newer plugin has
+// migrated it.
+var ErrSchemaNewer = pgbridge.ErrSchemaNewer
+
+func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge.Bridge, error) {
+	b, err := pgbridge.Open(ctx, pgbridge.Config{
+		AdminURL:         c.URL,
+		Schema:           c.Schema,
+		MaxConns:         c.MaxConns,
+		StatementTimeout: cmp.Or(c.StatementTimeout, lim.CallTimeout),
+		MaxResultBytes:   int64(lim.MaxResponseBytes),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return b, nil
+}
+
+// migrate reads the plugin's migrations from its storage_migrations
+// export, if it has one, and applies those the backend's schema lacks.
+func (in *instance) migrate(ctx context.Context) error {
+	fn := in.mod.ExportedFunction(abi.ExportMigrations)
+	if fn == nil {
+		return nil
+	}
+	in.started.Store(time.Now().UnixNano())
+	res, err := fn.Call(ctx)
+	in.started.Store(0)
+	if err != nil {
+		if in.timedOut.Load() {
+			return abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportMigrations, in.p.limits.CallTimeout)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMigrations, err)
+	}
+	if len(res) != 1 {
+		return fmt.Errorf("%w: %s returns no region", ErrIncompatible, abi.ExportMigrations)
+	}
+	b, err := in.read(res[0], "migrations")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrIncompatible, err)
+	}
+	var ms abi.Migrations
+	d := abi.NewDecoder(b)
+	ms.Decode(d)
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)
+	}
+	if err := ms.Check(); err != nil {
+		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)
+	}
+	version, err := in.p.pg.Migrate(ctx, ms)
+	if err != nil {
+		if errors.Is(err, pgbridge.ErrSchemaNewer) {
+			return fmt.Errorf("%w: backend %s: %w", ErrIncompatible, in.p.name, err)
+		}
+		return fmt.Errorf("host: backend %s: %w", in.p.name, err)
+	}
+	in.p.log.Debug("postgres schema migrated", "schema", in.p.pg.Schema(), "version", version)
+	return nil
+}

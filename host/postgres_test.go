@@ -1,0 +1,142 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/pgtest"
+)
+
+var pgStates struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+// pgStatesPlugin builds sdk/example/pgstates once per test binary.
+func pgStatesPlugin(t *testing.T) []byte {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	pgStates.once.Do(func() {
+		dir, err := os.MkdirTemp("", "storage-host-pgstates-")
+		if err != nil {
+			pgStates.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "pgstates.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./sdk/example/pgstates")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			pgStates.err = fmt.Errorf("build pgstates: %w\n%s", err, b)
+			return
+		}
+		pgStates.wasm, pgStates.err = os.ReadFile(out)
+	})
+	require.NoError(t, pgStates.err)
+	return pgStates.wasm
+}
+
+func openPG(t *testing.T, wasm []byte, pg *host.PostgresConfig) (*host.Store, error) {
+	t.Helper()
+	st, err := host.Open(context.Background(), host.Config{Name: "pg", WASM: wasm, Postgres: pg}, host.WithCompilationCache(pgCache))
+	if err == nil {
+		t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	}
+	return st, err
+}
+
+var pgCache = filepath.Join(os.TempDir(), "storage-host-pgstates-cache")
+
+// A plugin on the SDK's Postgres client round-trips agent states through
+// a real host and a real PostgreSQL, and what it wrote outlives the store.
+func TestPostgresPluginRoundTrip(t *testing.T) {
+	wasm := pgStatesPlugin(t)
+	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+	ctx := context.Background()
+	st, err := openPG(t, wasm, cfg)
+	require.NoError(t, err)
+	a, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte("one")})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, a.Version)
+	a, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte("two")})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, a.Version)
+	require.NoError(t, st.Close(ctx))
+
+	again, err := openPG(t, wasm, cfg)
+	require.NoError(t, err)
+	got, err := again.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	require.Equal(t, "two", string(got.State))
+	require.EqualValues(t, 2, got.Version)
+	_, err = again.GetAgentState(ctx, "nobody")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	require.NoError(t, again.Ready(ctx))
+
+	// A response longer than the SDK's 16 KiB buffer comes through the
+	// capability's result function.
+	big := make([]byte, 100<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	_, err = again.PutAgentState(ctx, host.AgentState{AgentID: "big", State: big})
+	require.NoError(t, err)
+	got, err = again.GetAgentState(ctx, "big")
+	require.NoError(t, err)
+	require.Equal(t, big, got.State)
+}
+
+func TestPostgresPluginNotGranted(t *testing.T) {
+	_, err := openPG(t, pgStatesPlugin(t), nil)
+	require.ErrorIs(t, err, host.ErrIncompatible)
+	require.Contains(t, err.Error(), "postgres")
+}
+
+// Hosts opening one backend at once migrate its schema once.
+func TestPostgresConcurrentOpensMigrateOnce(t *testing.T) {
+	wasm := pgStatesPlugin(t)
+	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			st, err := host.Open(context.Background(), host.Config{Name: "pg", WASM: wasm, Postgres: cfg}, host.WithCompilationCache(pgCache))
+			if err == nil {
+				err = st.Close(context.Background())
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	conn, err := pgx.Connect(context.Background(), cfg.URL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), "SELECT version FROM "+pgx.Identifier{cfg.Schema, "storagehost_migrations"}.Sanitize()+" ORDER BY version")
+	require.NoError(t, err)
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2}, versions)
+
+	// A schema a newer plugin migrated further refuses this one.
+	_, err = conn.Exec(context.Background(), "INSERT INTO "+pgx.Identifier{cfg.Schema, "storagehost_migrations"}.Sanitize()+" (version) VALUES (3)")
+	require.NoError(t, err)
+	_, err = openPG(t, wasm, cfg)
+	require.ErrorIs(t, err, host.ErrSchemaNewer)
+	require.ErrorIs(t, err, host.ErrIncompatible)
+}
