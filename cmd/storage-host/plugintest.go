@@ -117,6 +117,9 @@ func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 		return c, nil
 	}
 	file, err := config.Load(f.configPath)
+	if err == nil {
+		err = file.Check(context.Background())
+	}
 	if err != nil {
 		return host.Config{}, err
 	}

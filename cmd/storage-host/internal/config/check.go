@@ -141,11 +141,9 @@ func (c *checker) directory(expr hcl.Expression, dir, name string) {
 func (c *checker) checkRedis(rb *rawBackend, rc *redisbridge.Config, offline bool, seen []keyPrefix) []keyPrefix {
 	ref, _ := c.secretRef(rb.Redis.password())
 	if ref.source != secretInline && !offline {
-		v, ok := c.resolve(ref)
-		if !ok {
-			return seen
-		}
-		rc.Password = v
+		// An unresolved password is reported; the rest is checked all
+		// the same.
+		rc.Password, _ = c.resolve(ref)
 	}
 	if err := redisbridge.Check(*rc); err != nil {
 		c.errorf(rb.Redis.DefRange, "Invalid redis block", "%v.", err)

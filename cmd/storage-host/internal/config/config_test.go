@@ -528,10 +528,10 @@ backend "r" {
 	})
 }
 
-// TestParseDoesNotConnect checks that a redis block is checked without
-// any connection to Redis, even with scripts and idle connections asked
-// for.
-func TestParseDoesNotConnect(t *testing.T) {
+// TestCheckDoesNotConnect checks that a redis block is parsed and
+// checked without any connection to Redis, even with scripts and idle
+// connections asked for.
+func TestCheckDoesNotConnect(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -560,13 +560,13 @@ routes {
 }
 `), "r.hcl")
 	require.NoError(t, err)
-	// Any dial Parse started would be accepted within this bound.
+	// Any dial Parse or Check started would be accepted within this bound.
 	require.NoError(t, ln.(*net.TCPListener).SetDeadline(time.Now().Add(200*time.Millisecond)))
 	conn, err := ln.Accept()
 	if conn != nil {
 		conn.Close()
 	}
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "Parse connected to Redis")
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "Parse or Check connected to Redis")
 }
 
 // FuzzParse checks that Parse never panics and that every error it
