@@ -97,7 +97,7 @@ func TestFirstRun(t *testing.T) {
 	r = call(t, "GET", d.url+"/openapi.yaml", "")
 	require.Equal(t, http.StatusOK, r.code)
 	require.Equal(t, "application/yaml", r.header.Get("Content-Type"))
-	doc, err := os.ReadFile(repoFile("host", "httpapi", "openapi.yaml"))
+	doc, err := os.ReadFile(repoFile("cmd", "storage-host", "internal", "httpapi", "openapi.yaml"))
 	require.NoError(t, err)
 	require.Equal(t, string(doc), string(r.body), "/openapi.yaml is the API's contract")
 	require.True(t, strings.HasPrefix(string(r.body), "openapi: 3."))
