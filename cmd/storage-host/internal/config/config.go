@@ -32,10 +32,11 @@ type File struct {
 	Routes Routes
 	// Auth says who may call the daemon.
 	Auth Auth
-	// Files are the files the configuration was read from: the file
-	// itself, the plugin modules it names by path and the secret files of
-	// its tokens and Redis passwords, absolute, each once. A change to any
-	// of them may change the configuration; nothing else does.
+	// Files are the files the configuration is read from: the file
+	// itself (read by Load), the plugin modules it names by path and the
+	// secret files of its tokens and Redis passwords (read by Check),
+	// absolute, each once. A change to any of them may change the
+	// configuration; nothing else does.
 	Files []string
 
 	source  *source // what Check needs of the text; nil for Default
@@ -67,10 +68,12 @@ type Routes struct {
 type Backend struct {
 	// Name is the backend's name, the label of its block.
 	Name string
-	// Config is ready for host.Open: Name is the backend's name, Plugin an
-	// absolute path or "builtin:NAME", Capabilities the grant (without
-	// redis, which Redis grants), Limits complete (unset fields are
-	// host.DefaultLimits), secrets resolved.
+	// Config is ready for host.Open once the File is checked: Name is the
+	// backend's name, Plugin an absolute path or "builtin:NAME",
+	// Capabilities the grant (without redis, which Redis grants), Limits
+	// complete (unset fields are host.DefaultLimits). Check adds the
+	// plugin file's module (WASM), the secrets read from the environment
+	// or files, and Redis.Scripts's default for a built-in plugin.
 	Config host.Config
 	// Digest is the hex HMAC-SHA256 of everything that defines the backend
 	// ("" until Check):
