@@ -397,7 +397,7 @@ func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix string, i
 	for _, id := range ids {
 		args = append(args, id, directNoBound)
 	}
-	p.EvalSha(ctx, d.sha, []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}, args...)
+	p.EvalSha(ctx, d.sha, d.ixKeys(ix), args...)
 }
 
 // getState is GetAgentState: "rd" of the state hash's fields v u d, and
@@ -436,18 +436,23 @@ func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState
 	return s, nil
 }
 
-// queuePutState queues PutAgentState without TTL or condition: "sput" on
-// the state hash (ttl "p", no condition, updated_at in ns, document), then
-// "ixadd" on the states index.
+// queuePutState queues PutAgentState without TTL or condition as the
+// plugin sends it to a single node: one "+sput" call that writes the
+// state hash (ttl "p", no condition, updated_at in ns, document) and
+// indexes it, the states index's keys and arguments after the record's.
 func (d *directRedis) queuePutState(ctx context.Context, p redis.Pipeliner, id string, now time.Time) *redis.Cmd {
 	return d.queuePutDoc(ctx, p, id, now, benchState)
 }
 
 // queuePutDoc is queuePutState with doc as the state.
 func (d *directRedis) queuePutDoc(ctx context.Context, p redis.Pipeliner, id string, now time.Time, doc []byte) *redis.Cmd {
-	c := d.queueRecord(ctx, p, id, now, doc)
-	d.ixadd(ctx, p, "{idx}:s", id)
-	return c
+	keys := append([]string{d.tagKey("s:", id)}, d.ixKeys("{idx}:s")...)
+	return p.EvalSha(ctx, d.sha, keys, "+sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), doc, directSweepSlack, id, directNoBound)
+}
+
+// ixKeys are the three keys of a global index.
+func (d *directRedis) ixKeys(ix string) []string {
+	return []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}
 }
 
 // queueRecord queues the "sput" of a state write, without its index call.
@@ -501,20 +506,16 @@ func (d *directRedis) putState(ctx context.Context, i int) error {
 	return putStateReply(c)
 }
 
-// putMetric is PutMetric without TTL: "mput" on the sample's key, the
-// agent's index and expiry index (ttl "p", member name\0ts, the value
-// f64 LE + labels), then "ixadd" on the metrics index with the agent.
+// putMetric is PutMetric without TTL as the plugin sends it to a single
+// node: one "+mput" on the sample's key, the agent's index and expiry
+// index (ttl "p", member name\0ts, the value f64 LE + labels), then the
+// metrics index's keys, and its arguments for the agent.
 func (d *directRedis) putMetric(ctx context.Context, i int) error {
 	agent, ts := benchAgent(i), benchTS(i)
 	member := appendMetricMember(nil, "cpu", ts)
 	value := appendMetricValue(nil, 0.5, benchLabels)
-	p := d.c.Pipeline()
-	c := p.EvalSha(ctx, d.sha, []string{d.tagKey("m:", agent) + string(member), d.tagKey("mi:", agent), d.tagKey("mx:", agent)}, "mput", "p", member, value)
-	d.ixadd(ctx, p, "{idx}:m", agent)
-	if err := execChecked(ctx, p); err != nil {
-		return err
-	}
-	e, err := c.Int64()
+	keys := append([]string{d.tagKey("m:", agent) + string(member), d.tagKey("mi:", agent), d.tagKey("mx:", agent)}, d.ixKeys("{idx}:m")...)
+	e, err := d.c.EvalSha(ctx, d.sha, keys, "+mput", "p", member, value, directSweepSlack, agent, directNoBound).Int64()
 	if err != nil || e != -1 {
 		return fmt.Errorf("mput replied %d, %v", e, err)
 	}

@@ -311,14 +311,24 @@ func appendCondition(r *request, c abi.Condition) {
 // record's own call: on a single node it then runs after the write. bound
 // is where the arena holds the bound of the record's expiry (see
 // appendTTL).
+//
+// A single put on a single node indexes in the record's own call
+// (joinIx): the library's +sput, +mput and +aput take the index's keys
+// after the record's and its arguments after the record's, one script
+// call per write instead of two.
 func (b *backend) index(ix int, id string, bound span) {
 	r := &b.rq
 	if b.deferIx != nil {
 		b.deferIx.add(ix, id, r.arena[bound.lo:bound.hi])
 		return
 	}
-	r.call(opIxadd)
-	r.ixKeys(ix)
+	c := &r.calls[len(r.calls)-1]
+	if op := indexingOp(c.op); b.joinIx && op != nil {
+		c.op, c.ix = op, ix+1
+	} else {
+		r.call(opIxadd)
+		r.ixKeys(ix)
+	}
 	r.argInt(sweepSlack)
 	r.argStr(id)
 	start := r.mark()
@@ -712,19 +722,38 @@ func (b *backend) run(it *item) {
 	b.direct(it)
 }
 
-// direct serves one item on Redis in one round trip.
+// direct serves one item on Redis in one round trip. A put indexes its
+// record in the same script call unless Redis refused that once as
+// CROSSSLOT (a cluster, where the record and the {idx} keys are in
+// different slots; Redis refuses such a call before running it).
 func (b *backend) direct(it *item) {
-	b.rq.reset()
-	b.prepare(it)
-	if it.err != nil {
+	for {
+		b.rq.reset()
+		b.joinIx = !b.split
+		b.prepare(it)
+		b.joinIx = false
+		if it.err != nil {
+			return
+		}
+		joined := b.rq.calls[it.first].ix > 0
+		replies, err := b.send()
+		if err != nil {
+			it.err = failedWith(it, err)
+			return
+		}
+		if joined && crossSlot(&replies[it.first]) {
+			b.split = true
+			continue
+		}
+		b.finish(it, replies)
 		return
 	}
-	replies, err := b.send()
-	if err != nil {
-		it.err = failedWith(it, err)
-		return
-	}
-	b.finish(it, replies)
+}
+
+// crossSlot reports whether r is Redis's refusal of a call whose keys
+// are in different hash slots.
+func crossSlot(r *abi.Reply) bool {
+	return r.Kind == abi.ReplyError && bytes.HasPrefix(r.Str, []byte("CROSSSLOT"))
 }
 
 // begin returns the backend's single item, reset for op.
