@@ -28,10 +28,11 @@ import (
 // BenchmarkRedis runs each workload through the redis plugin (host.Store
 // on builtin:redis) and issued directly with go-redis on the same Redis,
 // side by side in one run. The direct side sends exactly the commands the
-// plugin sends for the operation (see directRedis): EVALSHA of the
-// plugin's own library.lua (the same text, so the same SHA-1), with the
-// same keys and arguments, one call per record plus an index call (one
-// per write, one for a whole batch), pipelined as the bridge pipelines
+// plugin sends for the operation (see directRedis): for a get one HMGET,
+// for a write EVALSHA of the plugin's own library.lua (the same text, so
+// the same SHA-1), with the same keys and arguments, one call per record
+// (a single put indexes its record in the same call; a batch adds one
+// index call for all its records), pipelined as the bridge pipelines
 // them. Each side has a key namespace
 // of its own (redistest.Prefix), seeded alike.
 //
@@ -400,8 +401,9 @@ func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix string, i
 	p.EvalSha(ctx, d.sha, d.ixKeys(ix), args...)
 }
 
-// getState is GetAgentState: "rd" of the state hash's fields v u d, and
-// the reply decoded as the plugin decodes it.
+// getState is GetAgentState as the plugin sends it: one HMGET of the
+// state hash's fields v u d and the expiry e stored beside them, the
+// reply decoded as the plugin decodes it.
 func (d *directRedis) getState(ctx context.Context, i int) error {
 	_, err := d.readState(ctx, benchAgent(i))
 	return err
@@ -410,16 +412,12 @@ func (d *directRedis) getState(ctx context.Context, i int) error {
 // readState is getState of one agent, returning the state; a missing one
 // is an error matching host.ErrNotFound.
 func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState, error) {
-	v, err := d.c.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "rd", "v", "u", "d").Slice()
+	f, err := d.c.HMGet(ctx, d.tagKey("s:", id), "v", "u", "d", "e").Result()
 	if err != nil {
 		return host.AgentState{}, err
 	}
-	if len(v) != 2 {
-		return host.AgentState{}, fmt.Errorf("reply %v", v)
-	}
-	f, ok := v[0].([]any)
-	if !ok || len(f) != 3 || f[0] == nil {
-		return host.AgentState{}, fmt.Errorf("agent state %q: %w (%v)", id, host.ErrNotFound, v)
+	if len(f) != 4 || f[0] == nil || f[3] == nil {
+		return host.AgentState{}, fmt.Errorf("agent state %q: %w (%v)", id, host.ErrNotFound, f)
 	}
 	version, err := strconv.ParseUint(f[0].(string), 10, 64)
 	if err != nil || version == 0 {
@@ -429,8 +427,12 @@ func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState
 	if err != nil {
 		return host.AgentState{}, err
 	}
+	e, err := strconv.ParseInt(f[3].(string), 10, 64)
+	if err != nil {
+		return host.AgentState{}, err
+	}
 	s := host.AgentState{AgentID: id, Version: version, UpdatedAt: time.Unix(0, updated).UTC(), State: []byte(f[2].(string))}
-	if e := v[1].(int64); e >= 0 {
+	if e >= 0 {
 		s.ExpiresAt = time.UnixMilli(e).UTC()
 	}
 	return s, nil

@@ -52,6 +52,28 @@ local function expire(key, spec, existed)
   return tonumber(spec)
 end
 
+-- expiryOf is the expiry, in Unix ms (-1: none), that spec gives key,
+-- which existed or not, before it is written; kept is true when spec
+-- keeps an existing key's expiry (setExpiry then leaves it alone).
+local function expiryOf(key, spec, existed)
+  if string.sub(spec, 1, 1) == 'k' then
+    if existed then return call('PEXPIRETIME', key), true end
+    spec = string.sub(spec, 2)
+    if spec == '' then spec = 'p' end
+  end
+  if spec == 'p' then return -1, false end
+  return tonumber(spec), false
+end
+-- setExpiry gives key, just written by HSET (which keeps an existing
+-- key's expiry), the expiry e that expiryOf answered.
+local function setExpiry(key, e, kept, existed)
+  if kept then return end
+  if e == -1 then
+    if existed then call('PERSIST', key) end
+  else
+    call('PEXPIREAT', key, e)
+  end
+end
 -- outlive makes key (an index) live at least until e (-1 = forever).
 local function outlive(key, e, existed)
   if e == -1 then
@@ -275,8 +297,10 @@ elseif op == 'sput' then
     if f > v then v = f end
   end
   local vs = fmt(v)
-  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5])
-  return {1, vs, expire(k, ARGV[2], old ~= false)}
+  local e, kept = expiryOf(k, ARGV[2], old ~= false)
+  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5], 'e', fmt(e))
+  setExpiry(k, e, kept, old ~= false)
+  return {1, vs, e}
 
 elseif op == 'mrestore' then
   -- Restore a metric sample as given and index it as mput does.
@@ -314,8 +338,11 @@ elseif op == 'srestore' then
   local k = KEYS[1]
   local no = restorable(k)
   if no then return no end
-  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6])
-  return {1, expire(k, ARGV[3], false)}
+  local e = -1
+  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
+  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6], 'e', fmt(e))
+  setExpiry(k, e, false, false)
+  return {1, e}
 
 elseif op == 'sdel' then
   -- Delete an agent state if its condition holds. KEYS: state.

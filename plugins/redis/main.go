@@ -25,7 +25,10 @@
 //	                       members), scored by their expiry in ms
 //	a:{alert}              hash: g agent, s severity, t status, m message,
 //	                       l labels, c created_at ns, u updated_at ns
-//	s:{agent}              hash: v version, u updated_at ns, d document
+//	s:{agent}              hash: v version, u updated_at ns, d document,
+//	                       e expiry in Unix ms (-1: none), written with the
+//	                       record so that a get is one HMGET (a record
+//	                       written before e was kept is read by script)
 //	{idx}:m, {idx}:a, {idx}:s
 //	                       global indexes (lex zsets of agent IDs with
 //	                       metrics, alert IDs, agent IDs with a state), each
@@ -158,6 +161,8 @@ type backend struct {
 	// deferIx, while a batch or a replayed chunk is prepared, collects
 	// its index entries (deferredIndex); nil otherwise.
 	deferIx *deferredIndex
+	// stateGet is the command of a single agent-state get (getState).
+	stateGet [1][][]byte
 	// joinIx is set while a single put is prepared to index its record
 	// in its own call (index); split once Redis answered such a call
 	// CROSSSLOT (a cluster), after which every index call goes apart.

@@ -691,6 +691,12 @@ func decodeState(s *abi.AgentState, id string, fields, exp *abi.Reply, copyDoc b
 	if err != nil {
 		return false, err
 	}
+	return decodeStateFields(s, id, f, e, copyDoc)
+}
+
+// decodeStateFields is decodeState of fields f (stateFields first) and
+// the expiry e in Unix ms (-1: none).
+func decodeStateFields(s *abi.AgentState, id string, f []abi.Reply, e int64, copyDoc bool) (found bool, err error) {
 	if f[0].Kind != abi.ReplyBulk {
 		return false, nil
 	}
@@ -727,6 +733,9 @@ func (b *backend) run(it *item) {
 // CROSSSLOT (a cluster, where the record and the {idx} keys are in
 // different slots; Redis refuses such a call before running it).
 func (b *backend) direct(it *item) {
+	if it.op == abi.OpGetAgentState && b.getState(it) {
+		return
+	}
 	for {
 		b.rq.reset()
 		b.joinIx = !b.split
@@ -748,6 +757,63 @@ func (b *backend) direct(it *item) {
 		b.finish(it, replies)
 		return
 	}
+}
+
+// Arguments of getState's HMGET.
+var (
+	cmdHmget        = []byte("HMGET")
+	stateFieldsE    = [...][]byte{[]byte("v"), []byte("u"), []byte("d"), []byte("e")}
+	stateGetCommand = len(stateFieldsE) + 2
+)
+
+// getState serves a single agent-state get with one plain HMGET of the
+// state's fields and its stored expiry (e), atomic as one command is and
+// without a script call, reporting whether it did: a state written
+// before e was kept has none, and is read by the library's "rd" instead
+// (direct goes on to it).
+func (b *backend) getState(it *item) bool {
+	r := &b.rq
+	r.reset()
+	r.arena = append(r.arena, stateKeyPrefix...)
+	r.arena = appendTag(r.arena, it.state.AgentID)
+	r.arena = append(r.arena, '}')
+	cmd := b.stateGet[0][:0]
+	if cap(cmd) < stateGetCommand {
+		cmd = make([][]byte, 0, stateGetCommand)
+	}
+	cmd = append(cmd, cmdHmget, r.arena[:len(r.arena):len(r.arena)])
+	cmd = append(cmd, stateFieldsE[:]...)
+	b.stateGet[0] = cmd
+	replies, err := b.redis.Pipeline(b.stateGet[:])
+	if err != nil {
+		it.err = failedWith(it, err)
+		return true
+	}
+	if len(replies) != 1 {
+		it.err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
+		return true
+	}
+	f, err := replyArray(&replies[0], len(stateFieldsE))
+	switch {
+	case err != nil:
+		it.err = err
+	case f[0].Kind != abi.ReplyBulk:
+		it.err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+	case f[3].Kind != abi.ReplyBulk:
+		return false // written before e was kept
+	default:
+		e, ok := parseInt(f[3].Str)
+		if !ok {
+			it.err = abi.Errorf(abi.StatusInternal, "corrupt agent state %q: expiry %q", it.state.AgentID, f[3].Str)
+			return true
+		}
+		var found bool
+		found, it.err = decodeStateFields(&it.state, it.state.AgentID, f, e, false)
+		if it.err == nil && !found {
+			it.err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+		}
+	}
+	return true
 }
 
 // crossSlot reports whether r is Redis's refusal of a call whose keys
