@@ -359,11 +359,12 @@ func TestRedisEventsAcrossHosts(t *testing.T) {
 	}
 }
 
-// TestRedisGetReadsTheStoredExpiry: a single agent-state get is one HMGET
-// that reads the expiry the write stored beside the record (field e), not
-// a script asking Redis for the key's; a state without e (as written
-// before e was kept) is read by script, with the key's own expiry. The
-// test makes e disagree with the key's expiry to tell the two apart.
+// TestRedisGetReadsTheStoredExpiry: a single agent-state or alert get is
+// one HMGET that reads the expiry the write stored beside the record
+// (field e of a state, x of an alert), not a script asking Redis for the
+// key's; a record without it (as written before it was kept) is read by
+// script, with the key's own expiry. The test makes the stored expiry
+// disagree with the key's to tell the two apart.
 func TestRedisGetReadsTheStoredExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs against a real Redis; skipped with -short")
@@ -397,5 +398,24 @@ func TestRedisGetReadsTheStoredExpiry(t *testing.T) {
 	require.Equal(t, put.Version, got.Version)
 
 	_, err = st.GetAgentState(ctx, "missing")
+	require.ErrorIs(t, err, host.ErrNotFound)
+
+	// An alert keeps its expiry beside it as x, and is read the same way.
+	alert, err := st.PutAlert(ctx, host.Alert{ID: "al1", AgentID: "a1", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "disk"}, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	akey := prefix + "a:{al1}"
+	x, err := rc.HGet(ctx, akey, "x").Int64()
+	require.NoError(t, err, "the put stores its expiry beside the alert")
+	require.Equal(t, alert.ExpiresAt.UnixMilli(), x)
+	require.NoError(t, rc.HSet(ctx, akey, "x", "-1").Err())
+	gotAlert, err := st.GetAlert(ctx, "al1")
+	require.NoError(t, err)
+	require.True(t, gotAlert.ExpiresAt.IsZero(), "the get answers the stored expiry, not the key's")
+	require.Equal(t, "disk", gotAlert.Message)
+	require.NoError(t, rc.HDel(ctx, akey, "x").Err())
+	gotAlert, err = st.GetAlert(ctx, "al1")
+	require.NoError(t, err)
+	require.True(t, gotAlert.ExpiresAt.Equal(alert.ExpiresAt), "an alert without x is read with the key's expiry: %v", gotAlert.ExpiresAt)
+	_, err = st.GetAlert(ctx, "missing")
 	require.ErrorIs(t, err, host.ErrNotFound)
 }

@@ -36,22 +36,6 @@ end
 
 local function fmt(n) return string.format('%.0f', n) end
 
--- expire applies spec to key, just written by HSET (which keeps an
--- existing key's expiry); existed says whether key existed before.
-local function expire(key, spec, existed)
-  if string.sub(spec, 1, 1) == 'k' then
-    if existed then return call('PEXPIRETIME', key) end
-    spec = string.sub(spec, 2)
-    if spec == '' then spec = 'p' end
-  end
-  if spec == 'p' then
-    call('PERSIST', key)
-    return -1
-  end
-  call('PEXPIREAT', key, spec)
-  return tonumber(spec)
-end
-
 -- expiryOf is the expiry, in Unix ms (-1: none), that spec gives key,
 -- which existed or not, before it is written; kept is true when spec
 -- keeps an existing key's expiry (setExpiry then leaves it alone).
@@ -241,8 +225,10 @@ elseif op == 'aput' then
     if not string.find(ARGV[4], cur[1], 1, true) then return {0, cur[1]} end
     existed, created = true, cur[2] or created
   end
-  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5])
-  return {1, created, expire(k, ARGV[2], existed)}
+  local e, kept = expiryOf(k, ARGV[2], existed)
+  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5], 'x', fmt(e))
+  setExpiry(k, e, kept, existed)
+  return {1, created, e}
 
 elseif op == 'astat' then
   -- Move an alert to a status, keeping its expiry. KEYS: alert.
@@ -327,8 +313,11 @@ elseif op == 'arestore' then
   local k = KEYS[1]
   local no = restorable(k)
   if no then return no end
-  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10])
-  return {1, expire(k, ARGV[3], false)}
+  local e = -1
+  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
+  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10], 'x', fmt(e))
+  setExpiry(k, e, false, false)
+  return {1, e}
 
 elseif op == 'srestore' then
   -- Restore an agent state with exactly its version (at most 2^53 - 2, so

@@ -24,7 +24,8 @@
 //	mx:{agent}             zset: the agent's expiring samples (same
 //	                       members), scored by their expiry in ms
 //	a:{alert}              hash: g agent, s severity, t status, m message,
-//	                       l labels, c created_at ns, u updated_at ns
+//	                       l labels, c created_at ns, u updated_at ns,
+//	                       x expiry in Unix ms (-1: none), as e of a state
 //	s:{agent}              hash: v version, u updated_at ns, d document,
 //	                       e expiry in Unix ms (-1: none), written with the
 //	                       record so that a get is one HMGET (a record
@@ -161,8 +162,8 @@ type backend struct {
 	// deferIx, while a batch or a replayed chunk is prepared, collects
 	// its index entries (deferredIndex); nil otherwise.
 	deferIx *deferredIndex
-	// stateGet is the command of a single agent-state get (getState).
-	stateGet [1][][]byte
+	// getCmd is the command of a single get (hmget).
+	getCmd [1][][]byte
 	// joinIx is set while a single put is prepared to index its record
 	// in its own call (index); split once Redis answered such a call
 	// CROSSSLOT (a cluster), after which every index call goes apart.

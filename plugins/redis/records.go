@@ -658,6 +658,12 @@ func decodeAlert(a *abi.Alert, id string, fields, exp *abi.Reply) (found bool, e
 	if err != nil {
 		return false, err
 	}
+	return decodeAlertFields(a, id, f, e)
+}
+
+// decodeAlertFields is decodeAlert of fields f (alertFields first) and
+// the expiry e in Unix ms (-1: none).
+func decodeAlertFields(a *abi.Alert, id string, f []abi.Reply, e int64) (found bool, err error) {
 	if f[2].Kind != abi.ReplyBulk {
 		return false, nil
 	}
@@ -733,7 +739,9 @@ func (b *backend) run(it *item) {
 // CROSSSLOT (a cluster, where the record and the {idx} keys are in
 // different slots; Redis refuses such a call before running it).
 func (b *backend) direct(it *item) {
-	if it.op == abi.OpGetAgentState && b.getState(it) {
+	switch {
+	case it.op == abi.OpGetAgentState && b.getState(it),
+		it.op == abi.OpGetAlert && b.getAlert(it):
 		return
 	}
 	for {
@@ -759,12 +767,52 @@ func (b *backend) direct(it *item) {
 	}
 }
 
-// Arguments of getState's HMGET.
+// The fields of a single get's HMGET: the record's fields as "rd" reads
+// them (stateFields, alertFields), then the expiry its write stored.
 var (
-	cmdHmget        = []byte("HMGET")
-	stateFieldsE    = [...][]byte{[]byte("v"), []byte("u"), []byte("d"), []byte("e")}
-	stateGetCommand = len(stateFieldsE) + 2
+	cmdHmget     = []byte("HMGET")
+	stateFieldsE = [...][]byte{[]byte("v"), []byte("u"), []byte("d"), []byte("e")}
+	alertFieldsE = [...][]byte{[]byte("g"), []byte("s"), []byte("t"), []byte("m"), []byte("l"), []byte("c"), []byte("u"), []byte("x")}
 )
+
+// hmget sends one HMGET of the hash prefix + tag(id) + "}" and fields,
+// and returns the fields' replies, or nil with it.err set.
+func (b *backend) hmget(it *item, prefix, id string, fields [][]byte) []abi.Reply {
+	r := &b.rq
+	r.reset()
+	r.arena = append(r.arena, prefix...)
+	r.arena = appendTag(r.arena, id)
+	r.arena = append(r.arena, '}')
+	cmd := append(b.getCmd[0][:0], cmdHmget, r.arena[:len(r.arena):len(r.arena)])
+	cmd = append(cmd, fields...)
+	b.getCmd[0] = cmd
+	replies, err := b.redis.Pipeline(b.getCmd[:])
+	if err != nil {
+		it.err = failedWith(it, err)
+		return nil
+	}
+	if len(replies) != 1 {
+		it.err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
+		return nil
+	}
+	f, err := replyArray(&replies[0], len(fields))
+	it.err = err
+	return f
+}
+
+// storedExpiry reads the expiry a write stored beside its record, in Unix
+// ms (-1: none); ok is false when the record has none (written before
+// the field was kept).
+func storedExpiry(r *abi.Reply) (e int64, ok bool, err error) {
+	if r.Kind != abi.ReplyBulk {
+		return 0, false, nil
+	}
+	e, ok = parseInt(r.Str)
+	if !ok {
+		return 0, false, abi.Errorf(abi.StatusInternal, "corrupt record: expiry %q", r.Str)
+	}
+	return e, true, nil
+}
 
 // getState serves a single agent-state get with one plain HMGET of the
 // state's fields and its stored expiry (e), atomic as one command is and
@@ -772,47 +820,50 @@ var (
 // before e was kept has none, and is read by the library's "rd" instead
 // (direct goes on to it).
 func (b *backend) getState(it *item) bool {
-	r := &b.rq
-	r.reset()
-	r.arena = append(r.arena, stateKeyPrefix...)
-	r.arena = appendTag(r.arena, it.state.AgentID)
-	r.arena = append(r.arena, '}')
-	cmd := b.stateGet[0][:0]
-	if cap(cmd) < stateGetCommand {
-		cmd = make([][]byte, 0, stateGetCommand)
-	}
-	cmd = append(cmd, cmdHmget, r.arena[:len(r.arena):len(r.arena)])
-	cmd = append(cmd, stateFieldsE[:]...)
-	b.stateGet[0] = cmd
-	replies, err := b.redis.Pipeline(b.stateGet[:])
-	if err != nil {
-		it.err = failedWith(it, err)
+	id := it.state.AgentID
+	f := b.hmget(it, stateKeyPrefix, id, stateFieldsE[:])
+	if it.err != nil {
 		return true
 	}
-	if len(replies) != 1 {
-		it.err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
+	if f[0].Kind != abi.ReplyBulk {
+		it.err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
 		return true
 	}
-	f, err := replyArray(&replies[0], len(stateFieldsE))
-	switch {
-	case err != nil:
+	e, ok, err := storedExpiry(&f[len(f)-1])
+	if err != nil || !ok {
 		it.err = err
-	case f[0].Kind != abi.ReplyBulk:
-		it.err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
-	case f[3].Kind != abi.ReplyBulk:
-		return false // written before e was kept
-	default:
-		e, ok := parseInt(f[3].Str)
-		if !ok {
-			it.err = abi.Errorf(abi.StatusInternal, "corrupt agent state %q: expiry %q", it.state.AgentID, f[3].Str)
-			return true
-		}
-		var found bool
-		found, it.err = decodeStateFields(&it.state, it.state.AgentID, f, e, false)
-		if it.err == nil && !found {
-			it.err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
-		}
+		return err != nil
 	}
+	found, err := decodeStateFields(&it.state, id, f, e, false)
+	if err == nil && !found {
+		err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
+	}
+	it.err = err
+	return true
+}
+
+// getAlert is getState for an alert: one HMGET of its fields and its
+// stored expiry (x).
+func (b *backend) getAlert(it *item) bool {
+	id := it.alert.ID
+	f := b.hmget(it, alertKeyPrefix, id, alertFieldsE[:])
+	if it.err != nil {
+		return true
+	}
+	if f[2].Kind != abi.ReplyBulk {
+		it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+		return true
+	}
+	e, ok, err := storedExpiry(&f[len(f)-1])
+	if err != nil || !ok {
+		it.err = err
+		return err != nil
+	}
+	found, err := decodeAlertFields(&it.alert, id, f, e)
+	if err == nil && !found {
+		err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+	}
+	it.err = err
 	return true
 }
 
