@@ -78,11 +78,11 @@ type backend struct {
 	// Default TTLs per kind, from the options; 0 = never expire.
 	metricTTL, alertTTL, stateTTL time.Duration
 
-	one    [1]item // the item of a single operation
-	items  []item  // the items of a batch
-	stmts  []abi.PGStatement
-	enc    abi.Encoder   // scratch: labels, cursors, query hashes
-	body   abi.Encoder   // a batch's response bodies
+	one   [1]item // the item of a single operation
+	items []item  // the items of a batch
+	stmts []abi.PGStatement
+	enc   abi.Encoder // scratch: labels, cursors, query hashes
+	body  abi.Encoder // a batch's response bodies
 
 	// lastSweep is the host time of this instance's last expiry sweep.
 	lastSweep time.Time
