@@ -2,10 +2,15 @@ package storetest_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/host/storetest"
@@ -15,28 +20,174 @@ import (
 // in a schema of its own that is dropped when t ends.
 func openPostgres(t *testing.T, options map[string]string) *host.Store {
 	t.Helper()
-	st, err := host.Open(t.Context(), host.Config{
-		Plugin:   "builtin:postgres", // embedded; TestBuiltinsMatchSource keeps it current
-		Options:  options,
-		Postgres: &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")},
-	}, host.WithCompilationCache(cacheDir))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	st, _ := openPostgresWith(t, host.Config{Options: options})
 	return st
 }
 
-func TestPostgres(t *testing.T) {
+// openPostgresWith opens the postgres plugin with cfg, in a schema of its
+// own, which it returns.
+func openPostgresWith(t *testing.T, cfg host.Config, opts ...host.Option) (*host.Store, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs against a real PostgreSQL; skipped with -short")
 	}
+	schema := pgtest.Schema(t, "storagehost_")
+	cfg.Plugin = "builtin:postgres" // embedded; TestBuiltinsMatchSource keeps it current
+	cfg.Postgres = &host.PostgresConfig{URL: pgtest.URL(t), Schema: schema}
+	st, err := host.Open(t.Context(), cfg, append([]host.Option{host.WithCompilationCache(cacheDir)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st, schema
+}
+
+func TestPostgres(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) *host.Store { return openPostgres(t, nil) })
 }
 
 func TestPostgresDefaultTTLs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs against a real PostgreSQL; skipped with -short")
-	}
 	storetest.RunDefaultTTLs(t, func(t *testing.T, options map[string]string) *host.Store {
 		return openPostgres(t, options)
 	})
+}
+
+func TestPostgresEvents(t *testing.T) {
+	storetest.RunEvents(t, func(t *testing.T) *host.Store { return openPostgres(t, nil) })
+}
+
+// TestPostgresBatchIsOneCall checks that a batch is one request of the
+// postgres capability: with two host calls allowed per request (the
+// clock, then PostgreSQL), batches of a hundred items of every kind
+// succeed.
+func TestPostgresBatchIsOneCall(t *testing.T) {
+	st, _ := openPostgresWith(t, host.Config{Limits: host.Limits{MaxHostCalls: 2}})
+	ctx := t.Context()
+	const n = 100
+	states := make([]host.AgentState, n)
+	ids := make([]string, n)
+	metrics := make([]host.Metric, n)
+	keys := make([]host.MetricKey, n)
+	alerts := make([]host.Alert, n)
+	alertIDs := make([]string, n)
+	restores := make([]host.Restore, n)
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		ids[i] = fmt.Sprintf("agent-%d", i)
+		states[i] = host.AgentState{AgentID: ids[i], State: []byte("x")}
+		metrics[i] = host.Metric{AgentID: ids[i%7], Name: "n", Value: float64(i), Timestamp: ts.Add(time.Duration(i)), Labels: map[string]string{"i": fmt.Sprint(i)}}
+		keys[i] = metrics[i].Key()
+		alertIDs[i] = fmt.Sprintf("alert-%d", i)
+		alerts[i] = host.Alert{ID: alertIDs[i], AgentID: ids[i%3], Severity: abi.SeverityInfo, Status: abi.AlertFiring}
+		restores[i] = host.Restore{Kind: abi.KindAgentState, Mode: abi.RestoreOverwrite,
+			State: host.AgentState{AgentID: fmt.Sprintf("restored-%d", i), State: []byte("r"), Version: 7, UpdatedAt: ts}}
+	}
+	requireAll := func(what string, errs []error, err error) {
+		t.Helper()
+		require.NoError(t, err, what)
+		for i, e := range errs {
+			require.NoError(t, e, "%s: item %d", what, i)
+		}
+	}
+	put, err := st.PutAgentStates(ctx, states, host.WithTTL(time.Hour))
+	requireAll("PutAgentStates", errsOfResults(put), err)
+	cas := make([]host.AgentState, n)
+	for i := range cas {
+		cas[i] = host.AgentState{AgentID: ids[i], State: []byte("y"), Version: put[i].Value.Version}
+	}
+	got, err := st.PutAgentStatesIf(ctx, cas)
+	requireAll("PutAgentStatesIf", errsOfResults(got), err)
+	read, err := st.GetAgentStates(ctx, ids)
+	requireAll("GetAgentStates", errsOfResults(read), err)
+	require.Equal(t, "y", string(read[n-1].Value.State))
+	pm, err := st.PutMetrics(ctx, metrics)
+	requireAll("PutMetrics", errsOfResults(pm), err)
+	gm, err := st.GetMetrics(ctx, keys)
+	requireAll("GetMetrics", errsOfResults(gm), err)
+	require.Equal(t, metrics[n-1].Labels, gm[n-1].Value.Labels)
+	pa, err := st.PutAlerts(ctx, alerts)
+	requireAll("PutAlerts", errsOfResults(pa), err)
+	ga, err := st.GetAlerts(ctx, alertIDs)
+	requireAll("GetAlerts", errsOfResults(ga), err)
+	rs, err := st.Restore(ctx, restores)
+	requireAll("Restore", errsOfResults(rs), err)
+	errs, err := st.DeleteMetrics(ctx, keys)
+	requireAll("DeleteMetrics", errs, err)
+	errs, err = st.DeleteAlerts(ctx, alertIDs)
+	requireAll("DeleteAlerts", errs, err)
+	errs, err = st.DeleteAgentStates(ctx, ids)
+	requireAll("DeleteAgentStates", errs, err)
+}
+
+// TestPostgresSweepsExpiredRows checks that expiry goes by the host's
+// clock, not PostgreSQL's: once the host's clock passes a record's
+// expiry the record is gone for every read, and the tick's sweep then
+// deletes its rows.
+func TestPostgresSweepsExpiredRows(t *testing.T) {
+	var ahead atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	st, schema := openPostgresWith(t, host.Config{}, host.WithClock(clock))
+	ctx := t.Context()
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := host.Metric{AgentID: "a", Name: "n", Value: 1, Timestamp: ts}
+	_, err := st.PutMetric(ctx, m, host.WithTTL(time.Minute))
+	require.NoError(t, err)
+	_, err = st.PutAlert(ctx, host.Alert{ID: "x", AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring}, host.WithTTL(time.Minute))
+	require.NoError(t, err)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("s")}, host.WithTTL(time.Minute))
+	require.NoError(t, err)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "kept", State: []byte("s")})
+	require.NoError(t, err)
+
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows := func() int {
+		var n int
+		q := "SELECT (SELECT count(*) FROM " + pgx.Identifier{schema, "metrics"}.Sanitize() + ") + (SELECT count(*) FROM " +
+			pgx.Identifier{schema, "alerts"}.Sanitize() + ") + (SELECT count(*) FROM " + pgx.Identifier{schema, "agent_states"}.Sanitize() + ")"
+		require.NoError(t, conn.QueryRow(ctx, q).Scan(&n))
+		return n
+	}
+	require.Equal(t, 4, rows())
+
+	ahead.Store(int64(2 * time.Minute))
+	_, err = st.GetMetric(ctx, m.Key())
+	require.ErrorIs(t, err, host.ErrNotFound)
+	_, err = st.GetAlert(ctx, "x")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	_, err = st.GetAgentState(ctx, "a")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	require.Eventually(t, func() bool { return rows() == 1 }, 10*time.Second, 20*time.Millisecond, "the sweep deletes the expired rows")
+	_, err = st.GetAgentState(ctx, "kept")
+	require.NoError(t, err)
+}
+
+// TestPostgresLabelValuesAreBytes checks label values that PostgreSQL
+// text cannot hold (not UTF-8, or with a NUL): they are stored and
+// returned unchanged, and the matchers on them, which the plugin runs,
+// select them as they select text values, which SQL narrows.
+func TestPostgresLabelValuesAreBytes(t *testing.T) {
+	st, _ := openPostgresWith(t, host.Config{})
+	ctx := t.Context()
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	values := []string{"prod", "\xff\xfe", "a\x00b", ""}
+	for i, v := range values {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "a", Name: "n", Value: float64(i), Timestamp: ts.Add(time.Duration(i)), Labels: map[string]string{"env": v, "k": "v"}})
+		require.NoError(t, err)
+		_, err = st.PutAlert(ctx, host.Alert{ID: fmt.Sprint("alert-", i), AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring, Message: v, Labels: map[string]string{"env": v}})
+		require.NoError(t, err)
+	}
+	for i, v := range values {
+		page, err := st.QueryMetrics(ctx, host.MetricQuery{Labels: []abi.Matcher{{Label: "env", Op: abi.MatchEqual, Value: v}, {Label: "k", Op: abi.MatchEqual, Value: "v"}}})
+		require.NoError(t, err)
+		require.Len(t, page.Items, 1, "env = %q", v)
+		require.Equal(t, float64(i), page.Items[0].Value)
+		require.Equal(t, v, page.Items[0].Labels["env"])
+		alerts, err := st.QueryAlerts(ctx, host.AlertQuery{Labels: []abi.Matcher{{Label: "env", Op: abi.MatchEqual, Value: v}}})
+		require.NoError(t, err)
+		require.Len(t, alerts.Items, 1, "env = %q", v)
+		require.Equal(t, v, alerts.Items[0].Message)
+	}
+	page, err := st.QueryMetrics(ctx, host.MetricQuery{Labels: []abi.Matcher{{Label: "env", Op: abi.MatchRegexp, Value: `a\x00.|pro.`}}})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 2)
 }
