@@ -304,7 +304,7 @@ func (b *backend) run(items []item) {
 		}
 		return
 	}
-	results, err := b.pg.Batch(b.stmts)
+	results, err := b.send(b.stmts)
 	b.stmts = b.stmts[:0]
 	for i := range items {
 		it := &items[i]
@@ -317,6 +317,28 @@ func (b *backend) run(items []item) {
 		}
 		b.finish(it, &results[it.stmt])
 	}
+}
+
+// send runs statements in one round trip. Several go in one transaction,
+// so that PostgreSQL commits (and flushes its log) once for all of them
+// rather than once per statement; the statements check their own
+// conditions and do not fail when one does not hold, so a transaction
+// fails only when a statement meets an error (a deadlock with another
+// batch, a timeout …). Then nothing of it took effect, and the
+// statements are sent again as a batch, each in its own transaction, so
+// that the failure of one does not fail the others (an OpBatch is not
+// atomic). RATIONALE.md, "Why does the postgres plugin send a batch as
+// one transaction?"
+func (b *backend) send(stmts []abi.PGStatement) ([]abi.PGResult, error) {
+	if len(stmts) == 1 {
+		return b.pg.Batch(stmts)
+	}
+	results, err := b.pg.Tx(stmts)
+	var pe *abi.PGError
+	if errors.As(err, &pe) {
+		return b.pg.Batch(stmts)
+	}
+	return results, err
 }
 
 // single serves one record operation.
