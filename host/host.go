@@ -88,7 +88,8 @@ var (
 const BuiltinPrefix = "builtin:"
 
 // redisInstancesPerCPU sizes the default instance pool of a backend with
-// Redis (RATIONALE.md, "Why eight instances per CPU for Redis
+// Redis or PostgreSQL, whose calls hold their instance for a network
+// round trip (RATIONALE.md, "Why eight instances per CPU for Redis
 // backends?").
 const redisInstancesPerCPU = 8
 
@@ -118,7 +119,7 @@ type Config struct {
 	// instance is held for a whole call, Redis round trip included, so a
 	// backend with Redis gets more of them: the calls in flight are what
 	// the bridge can pipeline together. The pool grows on demand.
-	// Default: runtime.GOMAXPROCS(0); eight times that with Redis set.
+	// Default: runtime.GOMAXPROCS(0); eight times that with Redis or Postgres set.
 	Instances int
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
@@ -331,7 +332,7 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Instances <= 0 {
 		out.Instances = runtime.GOMAXPROCS(0)
-		if out.Redis != nil {
+		if out.Redis != nil || out.Postgres != nil {
 			out.Instances *= redisInstancesPerCPU
 		}
 	}
