@@ -102,8 +102,9 @@ type Config struct {
 	// Plugin is "builtin:<name>" for an embedded plugin or the path of a
 	// .wasm file. The embedded plugins are "builtin:memory" (records in
 	// the kv capability, in memory unless DataDir is set), "builtin:local"
-	// (the same module, which requires DataDir: records on disk) and
-	// "builtin:redis".
+	// (the same module, which requires DataDir: records on disk),
+	// "builtin:redis" (needs Redis) and "builtin:postgres" (needs
+	// Postgres).
 	// Default: "builtin:memory".
 	Plugin string
 	// WASM, when set, is the plugin module itself and Plugin is ignored.

@@ -191,3 +191,39 @@ func TestPostgresLabelValuesAreBytes(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, page.Items, 2)
 }
+
+// TestPostgresHostileStrings writes and finds records whose IDs, labels
+// and matchers are written as SQL and JSON: they are data, every one a
+// parameter, and the tables are still there.
+func TestPostgresHostileStrings(t *testing.T) {
+	st, _ := openPostgresWith(t, host.Config{})
+	ctx := t.Context()
+	ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	hostile := []string{`'; DROP TABLE metrics; --`, `a"b\c`, `{"x":1}`, `$1`, "x') OR ('1'='1"}
+	for i, s := range hostile {
+		labels := map[string]string{s: s}
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: s, Name: s, Value: float64(i), Timestamp: ts, Labels: labels})
+		require.NoError(t, err)
+		_, err = st.PutAlert(ctx, host.Alert{ID: s, AgentID: s, Severity: abi.SeverityInfo, Status: abi.AlertFiring, Message: s, Labels: labels})
+		require.NoError(t, err)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: s, State: []byte(s)})
+		require.NoError(t, err)
+	}
+	for i, s := range hostile {
+		m := []abi.Matcher{{Label: s, Op: abi.MatchEqual, Value: s}}
+		metrics, err := st.QueryMetrics(ctx, host.MetricQuery{AgentID: s, Name: s, Labels: m})
+		require.NoError(t, err)
+		require.Len(t, metrics.Items, 1, s)
+		require.Equal(t, float64(i), metrics.Items[0].Value)
+		alerts, err := st.QueryAlerts(ctx, host.AlertQuery{AgentID: s, Labels: m})
+		require.NoError(t, err)
+		require.Len(t, alerts.Items, 1, s)
+		states, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: s})
+		require.NoError(t, err)
+		require.NotEmpty(t, states.Items, s)
+		require.Equal(t, s, states.Items[0].AgentID)
+	}
+	all, err := st.QueryMetrics(ctx, host.MetricQuery{})
+	require.NoError(t, err)
+	require.Len(t, all.Items, len(hostile))
+}
