@@ -227,3 +227,35 @@ func TestPostgresHostileStrings(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, all.Items, len(hostile))
 }
+
+// TestPostgresPagesShrinkToFitResponses checks that a page whose rows
+// would not fit in a response is read again with fewer rows: with
+// responses bounded to 64 KiB, a query of forty 10 KiB states comes back
+// whole over short pages, instead of failing with LIMIT.
+func TestPostgresPagesShrinkToFitResponses(t *testing.T) {
+	st, _ := openPostgresWith(t, host.Config{Limits: host.Limits{MaxResponseBytes: 64 << 10}})
+	ctx := t.Context()
+	doc := make([]byte, 10<<10)
+	const n = 40
+	for i := range n {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("big-%02d", i), State: doc})
+		require.NoError(t, err)
+	}
+	var got []string
+	q := host.AgentStateQuery{AgentIDPrefix: "big-"}
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, n, "every page makes progress")
+		page, err := st.QueryAgentStates(ctx, q)
+		require.NoError(t, err)
+		for _, s := range page.Items {
+			got = append(got, s.AgentID)
+		}
+		if len(page.Next) == 0 {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	require.Len(t, got, n)
+	require.Equal(t, "big-00", got[0])
+	require.Equal(t, fmt.Sprintf("big-%02d", n-1), got[n-1])
+}

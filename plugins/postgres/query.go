@@ -77,20 +77,19 @@ func rowsToRead(limit int, pluginOnly bool) int {
 	return limit + 1
 }
 
-// read runs a page's SELECT, finished by " LIMIT n", reading fewer rows
+// read runs a page's SELECT, finished by a LIMIT of n rows (a parameter,
+// so that every limit shares one prepared statement), reading fewer rows
 // while the result is too large for a response.
 func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
-	base := q.sql.Len()
+	q.sql.WriteString(" LIMIT ")
+	q.sql.WriteString(q.param(sdk.Int(int64(n))))
+	sql := q.sql.String()
 	for {
-		q.sql.WriteString(" LIMIT ")
-		q.sql.WriteString(strconv.Itoa(n))
-		res, err := b.pg.Exec(q.sql.String(), q.params...)
+		q.params[len(q.params)-1] = sdk.Int(int64(n))
+		res, err := b.pg.Exec(sql, q.params...)
 		var ae *abi.Error
 		if err != nil && errors.As(err, &ae) && ae.Status == abi.StatusLimit && n > 1 {
 			n /= 2
-			s := q.sql.String()[:base]
-			q.sql.Reset()
-			q.sql.WriteString(s)
 			continue
 		}
 		if err != nil {
