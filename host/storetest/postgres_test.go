@@ -259,3 +259,33 @@ func TestPostgresPagesShrinkToFitResponses(t *testing.T) {
 	require.Equal(t, "big-00", got[0])
 	require.Equal(t, fmt.Sprintf("big-%02d", n-1), got[n-1])
 }
+
+// TestPostgresBatchItemsFailAlone checks that a batch, sent as one
+// transaction, still gives each item its own outcome: when a statement
+// fails (here a CHECK constraint the test adds to the table), the items
+// around it are written all the same.
+func TestPostgresBatchItemsFailAlone(t *testing.T) {
+	st, schema := openPostgresWith(t, host.Config{})
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "ALTER TABLE "+pgx.Identifier{schema, "agent_states"}.Sanitize()+" ADD CONSTRAINT no_bad CHECK (agent_id <> 'bad')")
+	require.NoError(t, err)
+
+	res, err := st.PutAgentStates(ctx, []host.AgentState{
+		{AgentID: "ok-1", State: []byte("1")},
+		{AgentID: "bad", State: []byte("2")},
+		{AgentID: "ok-2", State: []byte("3")},
+	})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	require.Error(t, res[1].Err)
+	require.NoError(t, res[2].Err)
+	for _, id := range []string{"ok-1", "ok-2"} {
+		_, err := st.GetAgentState(ctx, id)
+		require.NoError(t, err, id)
+	}
+	_, err = st.GetAgentState(ctx, "bad")
+	require.ErrorIs(t, err, host.ErrNotFound)
+}

@@ -10,12 +10,11 @@ import (
 
 // Batch serves a whole OpBatch (the SDK finds it on the metric store; it
 // serves every kind): the statements of every record operation go in one
-// request of the postgres capability, a batch in one round trip, each
-// statement in its own implicit transaction, run in order on one
-// connection, so each item sees the effects of the items before it and
-// the failure of one neither stops nor undoes the others. A query (or
-// ping) inside a batch is served in its place: the statements before it
-// are sent first.
+// request of the postgres capability, in one round trip, run in order on
+// one connection, so each item sees the effects of the items before it;
+// the failure of one neither stops nor undoes the others (send). A query
+// (or ping) inside a batch is served in its place: the statements before
+// it are sent first.
 func (m *metrics) Batch(in []abi.BatchItem) []abi.BatchResult { return (*backend)(m).batch(in) }
 
 // batchDecoder decodes batch items; calls into an instance never overlap.

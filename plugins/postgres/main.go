@@ -8,10 +8,11 @@
 // condition, a status transition or a TTL's keep is checked by the
 // statement that writes (INSERT … ON CONFLICT … WHERE, UPDATE … WHERE),
 // never by a read before it. A single operation is one statement in one
-// round trip; a whole batch is one pipelined request of a statement per
-// item, each in its own implicit transaction, so each item sees the items
-// before it and a failed item undoes nothing else (an OpBatch is not
-// atomic). A query is one statement per page.
+// round trip; a whole batch is one request of a statement per item, in
+// one transaction (one commit), sent again with each statement in a
+// transaction of its own if one of them fails, so that a failed item
+// undoes nothing else (an OpBatch is not atomic; see records.go, send).
+// A query is one statement per page.
 //
 // # Tables
 //
