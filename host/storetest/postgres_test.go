@@ -289,3 +289,40 @@ func TestPostgresBatchItemsFailAlone(t *testing.T) {
 	_, err = st.GetAgentState(ctx, "bad")
 	require.ErrorIs(t, err, host.ErrNotFound)
 }
+
+// TestPostgresSharedAcrossStores opens two stores on one schema, as two
+// hosts would, and a third after both closed: each sees what the others
+// wrote, versions and expiries included, and a stale version is refused
+// across them.
+func TestPostgresSharedAcrossStores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real PostgreSQL; skipped with -short")
+	}
+	ctx := t.Context()
+	cfg := host.Config{Plugin: "builtin:postgres", Postgres: &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}}
+	open := func() *host.Store {
+		st, err := host.Open(ctx, cfg, host.WithCompilationCache(cacheDir))
+		require.NoError(t, err)
+		return st
+	}
+	one, two := open(), open()
+	put, err := one.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")}, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	got, err := two.GetAgentState(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, put.Version, got.Version)
+	require.True(t, put.ExpiresAt.Equal(got.ExpiresAt))
+	next, err := two.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("2")}, host.IfVersion(got.Version))
+	require.NoError(t, err)
+	_, err = one.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("3")}, host.IfVersion(put.Version))
+	require.ErrorIs(t, err, host.ErrConflict, "the version two replaced is stale for one")
+	require.NoError(t, one.Close(ctx))
+	require.NoError(t, two.Close(ctx))
+
+	three := open()
+	t.Cleanup(func() { _ = three.Close(context.Background()) })
+	got, err = three.GetAgentState(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, "2", string(got.State))
+	require.Equal(t, next.Version, got.Version)
+}
