@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/pgbridge"
 )
 
@@ -54,6 +55,27 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return b, nil
+}
+
+// pgSQL runs the host's own statements (the event table's) through the
+// backend's bridge, as the backend's role: never on the admin connection,
+// whose privileges a table in a schema the plugin owns could borrow
+// (through a trigger, say).
+func pgSQL(b *pgbridge.Bridge) events.SQL {
+	return func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
+		var e abi.Encoder
+		b.Do(ctx, req, &e)
+		body, err := abi.ParseResponse(e.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		d := abi.NewDecoder(body)
+		rs := abi.DecodePGResults(d)
+		if err := d.Finish(); err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return rs, nil
+	}
 }
 
 // migrate reads the plugin's migrations from its storage_migrations

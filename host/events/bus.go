@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // Options tune a Bus. Zero fields take the defaults.
@@ -241,9 +243,21 @@ func (b *Bus) refuse(batch []Event, err error) {
 }
 
 // permanent reports whether err is an error reply of Redis's that the
-// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), as
-// opposed to a failure to reach Redis or a reply that means "not now".
+// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), or a
+// statement PostgreSQL refused for a reason that stays (bad data, no
+// privilege), as opposed to a failure to reach either or a reply that
+// means "not now".
 func permanent(err error) bool {
+	var pe *abi.PGError
+	if errors.As(err, &pe) {
+		switch pe.SQLState[:min(2, len(pe.SQLState))] {
+		case "08", "40", "53", "55", "57", "58", "XX":
+			// connection, rollback (serialization, deadlock), resources,
+			// lock not available, cancelled or shutting down, system, internal
+			return false
+		}
+		return true
+	}
 	var re redis.Error
 	if !errors.As(err, &re) {
 		return false
@@ -303,6 +317,9 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	b.cancel()
 	b.wg.Wait()
+	if c, ok := b.log.(interface{ close() }); ok {
+		c.close()
+	}
 	b.mu.Lock()
 	for s := range b.subs {
 		s.endLocked(ErrClosed)

@@ -12,13 +12,16 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
+	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 // logs runs fn against an in-process bus and against two buses sharing
-// one Redis Stream (two hosts): events published on pub reach sub.
+// one Redis Stream, and two sharing one PostgreSQL schema (two hosts):
+// events published on pub reach sub.
 func logs(t *testing.T, opts events.Options, fn func(t *testing.T, pub, sub *events.Bus)) {
 	t.Run("local", func(t *testing.T) {
 		b := events.NewLocal(opts, nil)
@@ -35,6 +38,11 @@ func logs(t *testing.T, opts events.Options, fn func(t *testing.T, pub, sub *eve
 			return b
 		}
 		fn(t, open(), open())
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.URL(t)
+		schema := pgtest.Schema(t, pgbridge.RolePrefix)
+		fn(t, pgBus(t, url, schema, opts), pgBus(t, url, schema, opts))
 	})
 }
 
@@ -178,7 +186,8 @@ func TestResumeTooOld(t *testing.T) {
 		first := next(t, s)
 		s.Close()
 		// Far more than the retention (Redis trims approximately, by
-		// whole nodes of 100 entries, so go well past it).
+		// whole nodes of 100 entries, so go well past it; PostgreSQL
+		// exactly).
 		for range 2000 {
 			pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		}
