@@ -126,6 +126,9 @@ func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer)
 		opts = append(opts, config.WithDataDir(dir))
 	}
 	f, err := config.Load(path, opts...)
+	if err == nil {
+		err = f.Check(ctx)
+	}
 	if err != nil {
 		var cerr *config.Error
 		if errors.As(err, &cerr) {

@@ -157,8 +157,17 @@ auth {
 	require.Equal(t, 1, code)
 	require.Equal(t, []string{
 		cfg + ":6:20: Invalid environment variable name; password_env names no variable.",
-		cfg + ":7:20: Capability not granted; plugin declares capability \"redis_scripts\", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)",
 		cfg + ":13:19: Conflicting secret sources; secret_env and secret_file are both set; set only one of secret, secret_env and secret_file.",
+	}, strings.Split(strings.TrimSpace(stderr), "\n"), "the text's errors first, before any plugin runs")
+	// With the text right, the plugin's needs are checked, offline too.
+	src, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	src = []byte(strings.NewReplacer(`password_env = ""`, `password_env = "A"`, `    secret_file = "a.token"`+"\n", "").Replace(string(src)))
+	require.NoError(t, os.WriteFile(cfg, src, 0o600))
+	_, stderr, code = runCommand(t, nil, "validate", "-offline", cfg)
+	require.Equal(t, 1, code)
+	require.Equal(t, []string{
+		cfg + ":7:20: Capability not granted; plugin declares capability \"redis_scripts\", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)",
 	}, strings.Split(strings.TrimSpace(stderr), "\n"))
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -117,6 +118,9 @@ func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 		return c, nil
 	}
 	file, err := config.Load(f.configPath)
+	if err == nil {
+		err = file.Check(context.Background())
+	}
 	if err != nil {
 		return host.Config{}, err
 	}
@@ -254,20 +258,11 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 // prefix, its event stream (kept outside the prefix) and the prefix's ACL
 // user.
 func removePrefix(c *redisbridge.Config) {
-	var opts redis.UniversalOptions
-	switch {
-	case c.URL != "":
-		o, err := redis.ParseURL(c.URL)
-		if err != nil {
-			return // a cluster URL: its keys stay, under a prefix of their own
-		}
-		opts = redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}
-	case len(c.Addrs) > 0:
-		opts = redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName, DB: c.DB}
-	default:
-		return
+	opts, err := cleanupOptions(c)
+	if err != nil {
+		return // a URL go-redis does not read: its keys stay, under a prefix of their own
 	}
-	rc := redis.NewUniversalClient(&opts)
+	rc := redis.NewUniversalClient(opts)
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -278,6 +273,41 @@ func removePrefix(c *redisbridge.Config) {
 		}
 	}
 	rc.Do(ctx, "ACL", "DELUSER", redisbridge.ACLUser(c.KeyPrefix))
+}
+
+// cleanupOptions returns go-redis options reaching the Redis and
+// database c names, with its credentials, as the bridge reads c: a URL
+// through go-redis's own parser (ParseClusterURL for a cluster), then the
+// block's fields over it.
+func cleanupOptions(c *redisbridge.Config) (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{Addrs: c.Addrs, MasterName: c.MasterName, IsClusterMode: c.Cluster}
+	switch {
+	case c.URL != "" && c.Cluster:
+		u, err := redis.ParseClusterURL(c.URL)
+		if err != nil {
+			return nil, err
+		}
+		o.Addrs, o.Username, o.Password, o.TLSConfig = u.Addrs, u.Username, u.Password, u.TLSConfig
+	case c.URL != "":
+		u, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, err
+		}
+		o.Addrs, o.Username, o.Password, o.DB, o.TLSConfig = []string{u.Addr}, u.Username, u.Password, u.DB, u.TLSConfig
+	}
+	if c.Username != "" {
+		o.Username = c.Username
+	}
+	if c.Password != "" {
+		o.Password = c.Password
+	}
+	if c.DB != 0 {
+		o.DB = c.DB
+	}
+	if c.TLS && o.TLSConfig == nil {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return o, nil
 }
 
 // suiteReport is what plugin test prints (as JSON with -json).

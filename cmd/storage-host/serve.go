@@ -55,9 +55,16 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// The plugins inspected here are not inspected again at each reload,
+	// unless they change.
+	plugins := new(config.PluginCache)
 	f := config.Default(config.WithDataDir(dataDir))
 	if *configPath != "" {
-		if f, err = config.Load(*configPath, config.WithDataDir(dataDir)); err != nil {
+		f, err = config.Load(*configPath, config.WithDataDir(dataDir))
+		if err == nil {
+			err = f.Check(context.Background(), config.WithPluginCache(plugins))
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return errReported
 		}
@@ -105,7 +112,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg})
+	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins})
 	if err != nil {
 		return err
 	}

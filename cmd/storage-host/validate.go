@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -9,10 +10,11 @@ import (
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
-// validate checks a configuration file as serve would load it, without
-// opening any backend, connecting to Redis or creating a data directory.
-// With -offline it does not read the secrets either (config.Offline): the
-// check a CI job can run on the repository, where the secrets are not.
+// validate parses a configuration file and checks it (config.File.Check)
+// as serve does, without opening any backend, connecting to Redis or
+// creating a data directory. With -offline it does not read the secrets
+// either (config.Offline): the check a CI job can run on the repository,
+// where the secrets are not.
 func validate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -33,11 +35,14 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := []config.Option{config.WithDataDir(dataDir)}
-	if *offline {
-		opts = append(opts, config.Offline())
+	f, err := config.Load(fs.Arg(0), config.WithDataDir(dataDir))
+	if err == nil {
+		var opts []config.CheckOption
+		if *offline {
+			opts = append(opts, config.Offline())
+		}
+		err = f.Check(context.Background(), opts...)
 	}
-	f, err := config.Load(fs.Arg(0), opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported

@@ -15,7 +15,7 @@ import (
 func TestBackupBlock(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "b.hcl")
-	f, err := config.Parse([]byte(`
+	f, err := parseChecked([]byte(`
 backend "mem" {
   plugin = "builtin:memory"
   backup {
@@ -49,12 +49,12 @@ routes {
 
 	// A schedule does not define the backend: changing it keeps the
 	// backend (and a memory backend's records) across a reload.
-	without, err := config.Parse([]byte(`backend "mem" { plugin = "builtin:memory" }`), name)
+	without, err := parseChecked([]byte(`backend "mem" { plugin = "builtin:memory" }`), name)
 	require.NoError(t, err)
 	require.Equal(t, without.Backends[0].Digest, mem.Digest)
 
 	// JSON, too.
-	j, err := config.Parse([]byte(`{"backend": {"m": {"plugin": "builtin:memory", "backup": {"interval": "2m", "directory": "bk"}}}}`), filepath.Join(dir, "b.json"))
+	j, err := parseChecked([]byte(`{"backend": {"m": {"plugin": "builtin:memory", "backup": {"interval": "2m", "directory": "bk"}}}}`), filepath.Join(dir, "b.json"))
 	require.NoError(t, err)
 	require.Equal(t, &config.Backup{Interval: 2 * time.Minute, Directory: filepath.Join(dir, "bk"), Keep: 24}, j.Backends[0].Backup)
 }
@@ -84,7 +84,7 @@ func TestBadBackupBlocks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			filename := filepath.Join(dir, "bad.hcl")
-			_, err := config.Parse([]byte(tc.src), filename)
+			_, err := parseChecked([]byte(tc.src), filename)
 			var cerr *config.Error
 			require.ErrorAs(t, err, &cerr)
 			prefix := filename + ":" + tc.pos + ": "
@@ -110,7 +110,7 @@ func TestReadmeBackupExample(t *testing.T) {
 	}
 	require.NotEmpty(t, example, "README.md has an hcl example with a backup block")
 	dir := t.TempDir()
-	f, err := config.Parse([]byte(example), filepath.Join(dir, "readme.hcl"))
+	f, err := parseChecked([]byte(example), filepath.Join(dir, "readme.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, &config.Backup{Interval: time.Hour, Directory: filepath.Join(dir, "backups"), Keep: 24, RestoreOnStart: true}, f.Backends[0].Backup)
 }

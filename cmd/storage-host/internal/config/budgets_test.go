@@ -5,7 +5,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -13,7 +12,7 @@ import (
 // capabilities are read from the limits block; unset ones keep the
 // defaults.
 func TestBudgetLimits(t *testing.T) {
-	f, err := config.Parse([]byte(`
+	f, err := parseChecked([]byte(`
 backend "m" {
   plugin = "builtin:memory"
   limits {
@@ -44,7 +43,7 @@ routes {
 	require.Equal(t, host.DefaultLimits, f.Backends[1].Config.Limits)
 
 	for _, attr := range []string{"max_log_bytes_per_call", "max_kv_bytes", "max_kv_entries", "max_kv_scan_bytes", "max_events_per_call"} {
-		_, err := config.Parse([]byte("backend \"m\" {\n  plugin = \"builtin:memory\"\n  limits {\n    "+attr+" = 0\n  }\n}\n"), "zero.hcl")
+		_, err := parseChecked([]byte("backend \"m\" {\n  plugin = \"builtin:memory\"\n  limits {\n    "+attr+" = 0\n  }\n}\n"), "zero.hcl")
 		require.ErrorContains(t, err, attr+" must be a whole number from 1", attr)
 	}
 }

@@ -14,7 +14,8 @@ import (
 	"github.com/storage-host/storage-host/host"
 )
 
-// File is a checked configuration.
+// File is a configuration: parsed (Parse, Load), then checked (Check)
+// before it is served.
 type File struct {
 	// Path is the file it was read from; "" for Default.
 	Path string
@@ -31,12 +32,21 @@ type File struct {
 	Routes Routes
 	// Auth says who may call the daemon.
 	Auth Auth
-	// Files are the files the configuration was read from: the file
-	// itself, the plugin modules it names by path and the secret files of
-	// its tokens and Redis passwords, absolute, each once. A change to any
-	// of them may change the configuration; nothing else does.
+	// Files are the files the configuration is read from: the file
+	// itself (read by Load), the plugin modules it names by path and the
+	// secret files of its tokens and Redis passwords (read by Check),
+	// absolute, each once. A change to any of them may change the
+	// configuration; nothing else does.
 	Files []string
+
+	source  *source // what Check needs of the text; nil for Default
+	checked bool    // Check succeeded, secrets read
 }
+
+// Checked reports whether f may be served: Check succeeded on it, with
+// its secrets read (not Offline), or f is Default's. Only then do its
+// backends carry their Digest and secrets.
+func (f *File) Checked() bool { return f.checked }
 
 // Log configures the daemon's log.
 type Log struct {
@@ -58,12 +68,15 @@ type Routes struct {
 type Backend struct {
 	// Name is the backend's name, the label of its block.
 	Name string
-	// Config is ready for host.Open: Name is the backend's name, Plugin an
-	// absolute path or "builtin:NAME", Capabilities the grant (without
-	// redis, which Redis grants), Limits complete (unset fields are
-	// host.DefaultLimits), secrets resolved.
+	// Config is ready for host.Open once the File is checked: Name is the
+	// backend's name, Plugin an absolute path or "builtin:NAME",
+	// Capabilities the grant (without redis, which Redis grants), Limits
+	// complete (unset fields are host.DefaultLimits). Check adds the
+	// plugin file's module (WASM), the secrets read from the environment
+	// or files, and Redis.Scripts's default for a built-in plugin.
 	Config host.Config
-	// Digest is the hex HMAC-SHA256 of everything that defines the backend:
+	// Digest is the hex HMAC-SHA256 of everything that defines the backend
+	// ("" until Check):
 	// its Config, the plugin module's bytes and resolved secrets included.
 	// Two Files' backends with the same Digest are the same backend, so a
 	// reload keeps it running. Digests are keyed per process, so that one
@@ -150,8 +163,9 @@ func (e *Error) Error() string {
 // Unwrap returns the diagnostics, which are an error themselves.
 func (e *Error) Unwrap() error { return e.Diagnostics }
 
-// Load reads and checks the configuration file at path. An invalid file
-// is an *Error; a file that cannot be read is the error reading it.
+// Load reads the configuration file at path and parses it (Parse). An
+// invalid file is an *Error; a file that cannot be read is the error
+// reading it. The File is not checked: see Check.
 func Load(path string, opts ...Option) (*File, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -160,9 +174,14 @@ func Load(path string, opts ...Option) (*File, error) {
 	return Parse(src, path, opts...)
 }
 
-// Parse checks src as the configuration file named filename: relative
+// Parse parses src as the configuration file named filename: relative
 // paths in it are relative to filename's directory, and a filename ending
-// in .json selects HCL's JSON syntax. An invalid src is an *Error.
+// in .json selects HCL's JSON syntax. It checks syntax, schema, types and
+// values, the references between blocks (routes, names, data
+// directories) and the secrets written in the file, and reads nothing
+// else: no plugin, no secret file, no environment variable, no directory.
+// An invalid src is an *Error. The File is not checked: Check reads and
+// runs what it names, and completes it for serving.
 func Parse(src []byte, filename string, opts ...Option) (*File, error) {
 	c := newChecker(filename, collect(opts))
 	f := c.file(src)
@@ -200,5 +219,6 @@ func Default(opts ...Option) *File {
 		Log:      Log{Level: "info", Format: "text"},
 		Backends: []Backend{{Name: name, Config: cfg, Digest: digest(&cfg, wasm)}},
 		Routes:   Routes{Metrics: name, Alerts: name, AgentStates: name},
+		checked:  true,
 	}
 }

@@ -43,7 +43,7 @@ func setClusterEnv(t testing.TB, setenv func(k, v string)) (dir string) {
 }
 
 func TestMemoryExample(t *testing.T) {
-	f, err := config.Load(filepath.Join(examples, "memory.hcl"))
+	f, err := loadChecked(filepath.Join(examples, "memory.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(examples, "memory.hcl"), f.Path)
 	require.Equal(t, "127.0.0.1:8474", f.Listen)
@@ -66,7 +66,7 @@ func TestMemoryExample(t *testing.T) {
 	require.Empty(t, f.Auth.Tokens)
 
 	// The JSON form is the same configuration.
-	j, err := config.Load(filepath.Join(examples, "memory.json"))
+	j, err := loadChecked(filepath.Join(examples, "memory.json"))
 	require.NoError(t, err)
 	require.Equal(t, f.Listen, j.Listen)
 	require.Equal(t, f.Log, j.Log)
@@ -86,7 +86,7 @@ func TestMemoryExample(t *testing.T) {
 }
 
 func TestRedisFallbackExample(t *testing.T) {
-	f, err := config.Load(filepath.Join(examples, "redis-fallback.hcl"))
+	f, err := loadChecked(filepath.Join(examples, "redis-fallback.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, config.Routes{Metrics: "metrics", Alerts: "redis", AgentStates: "redis"}, f.Routes)
 	require.Len(t, f.Backends, 2)
@@ -129,7 +129,7 @@ func TestRedisFallbackExample(t *testing.T) {
 
 func TestRedisClusterExample(t *testing.T) {
 	dir := setClusterEnv(t, t.Setenv)
-	f, err := config.Load(filepath.Join(dir, "redis-cluster.hcl"))
+	f, err := loadChecked(filepath.Join(dir, "redis-cluster.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, "0.0.0.0:8474", f.Listen)
 	require.Equal(t, config.Log{Level: "info", Format: "json"}, f.Log)
@@ -162,7 +162,7 @@ func TestRedisClusterExample(t *testing.T) {
 func TestRelativePluginPath(t *testing.T) {
 	// The file need not exist: paths are relative to its directory.
 	name := filepath.Join(examples, "inline.hcl")
-	f, err := config.Parse([]byte(`
+	f, err := parseChecked([]byte(`
 backend "local" {
   plugin = "../plugins/agentstate.wasm"
   sha256 = "`+sha256File(t, filepath.Join(plugins, "agentstate.wasm"))+`"
@@ -195,7 +195,7 @@ backend "local" {
 
 	// A capability list naming redis beside a redis block leaves it to
 	// the block, so that host.Open grants it once.
-	f, err = config.Parse([]byte(`
+	f, err = parseChecked([]byte(`
 backend "r" {
   plugin = "builtin:redis"
   capabilities = ["log", "clock", "kv", "redis"]
@@ -320,7 +320,7 @@ func TestBadConfigs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			filename := cmpOr(tc.filename, "bad.hcl")
-			_, err := config.Parse([]byte(tc.src), filename)
+			_, err := parseChecked([]byte(tc.src), filename)
 			require.Error(t, err)
 			var cerr *config.Error
 			require.ErrorAs(t, err, &cerr)
@@ -342,7 +342,8 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// TestAllErrors checks that one Parse reports every error, in file order.
+// TestAllErrors checks that Parse reports every error of the text, and
+// Check every error of what it names, each in file order.
 func TestAllErrors(t *testing.T) {
 	src := `backend "a" {
   plugin    = "builtin:memory"
@@ -357,25 +358,35 @@ routes {
   agent_states = "b"
 }
 `
-	_, err := config.Parse([]byte(src), "all.hcl")
-	var cerr *config.Error
-	require.ErrorAs(t, err, &cerr)
-	var got []string
-	for _, d := range cerr.Diagnostics {
-		got = append(got, d.Subject.String()+" "+d.Summary)
+	summaries := func(err error) []string {
+		var cerr *config.Error
+		require.ErrorAs(t, err, &cerr)
+		var got []string
+		for _, d := range cerr.Diagnostics {
+			got = append(got, d.Subject.String()+" "+d.Summary)
+		}
+		return got
 	}
+	_, err := config.Parse([]byte(src), "all.hcl")
 	require.Equal(t, []string{
 		"all.hcl:3,15-16 Invalid value for \"instances\"",
-		"all.hcl:6,12-23 Unreadable plugin",
 		"all.hcl:10,18-21 Unknown backend",
-	}, got)
+	}, summaries(err))
 	lines := strings.Split(err.Error(), "\n")
-	require.Len(t, lines, 3)
-	require.Equal(t, `all.hcl:10:18: Unknown backend; No backend named "c" is defined (defined: a, b).`, lines[2])
+	require.Len(t, lines, 2)
+	require.Equal(t, `all.hcl:10:18: Unknown backend; No backend named "c" is defined (defined: a, b).`, lines[1])
 	// The diagnostics themselves are reachable too.
 	var diags hcl.Diagnostics
 	require.ErrorAs(t, err, &diags)
-	require.Len(t, diags, 3)
+	require.Len(t, diags, 2)
+
+	src = strings.NewReplacer("instances = 0", "instances = 1", `"c"`, `"a"`, "builtin:memory", "builtin:nope").Replace(src)
+	f, err := config.Parse([]byte(src), "all.hcl")
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"all.hcl:2,15-29 Unknown built-in plugin",
+		"all.hcl:6,12-23 Unreadable plugin",
+	}, summaries(f.Check(t.Context())))
 }
 
 func TestLoadMissingFile(t *testing.T) {
@@ -398,7 +409,7 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, "builtin:memory", b.Config.Plugin)
 
 	// It is the smallest file spelled out: same backend, same Digest.
-	f, err := config.Parse([]byte(`backend "memory" { plugin = "builtin:memory" }`), "min.hcl")
+	f, err := parseChecked([]byte(`backend "memory" { plugin = "builtin:memory" }`), "min.hcl")
 	require.NoError(t, err)
 	require.Equal(t, d.Backends, f.Backends)
 	require.Equal(t, d.Routes, f.Routes)
@@ -407,7 +418,7 @@ func TestDefault(t *testing.T) {
 func TestDigest(t *testing.T) {
 	parse := func(t *testing.T, src, filename string) *config.File {
 		t.Helper()
-		f, err := config.Parse([]byte(src), filename)
+		f, err := parseChecked([]byte(src), filename)
 		require.NoError(t, err)
 		return f
 	}
@@ -517,14 +528,14 @@ backend "r" {
 	})
 }
 
-// TestParseDoesNotConnect checks that a redis block is checked without
-// any connection to Redis, even with scripts and idle connections asked
-// for.
-func TestParseDoesNotConnect(t *testing.T) {
+// TestCheckDoesNotConnect checks that a redis block is parsed and
+// checked without any connection to Redis, even with scripts and idle
+// connections asked for.
+func TestCheckDoesNotConnect(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	_, err = config.Parse([]byte(`
+	_, err = parseChecked([]byte(`
 backend "r" {
   plugin = "builtin:redis"
   redis {
@@ -549,17 +560,18 @@ routes {
 }
 `), "r.hcl")
 	require.NoError(t, err)
-	// Any dial Parse started would be accepted within this bound.
+	// Any dial Parse or Check started would be accepted within this bound.
 	require.NoError(t, ln.(*net.TCPListener).SetDeadline(time.Now().Add(200*time.Millisecond)))
 	conn, err := ln.Accept()
 	if conn != nil {
 		conn.Close()
 	}
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "Parse connected to Redis")
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "Parse or Check connected to Redis")
 }
 
 // FuzzParse checks that Parse never panics and that every error it
-// returns is an *Error whose diagnostics all point into the file.
+// returns is an *Error whose diagnostics all point into the file. Parse
+// runs no plugin (Check does), so each input costs the parse alone.
 func FuzzParse(f *testing.F) {
 	dir := setClusterEnv(f, f.Setenv)
 	for _, name := range []string{"memory.hcl", "memory.json", "redis-fallback.hcl", "redis-cluster.hcl"} {
@@ -579,7 +591,7 @@ func FuzzParse(f *testing.F) {
 			require.NotEmpty(t, file.Backends)
 			for _, b := range file.Backends {
 				require.Equal(t, b.Name, b.Config.Name)
-				require.Len(t, b.Digest, 64)
+				require.Empty(t, b.Digest, "a digest covers the plugin module, which Parse does not read")
 			}
 			for _, r := range []string{file.Routes.Metrics, file.Routes.Alerts, file.Routes.AgentStates} {
 				_, ok := file.Backend(r)
@@ -614,7 +626,7 @@ func TestReadmeExample(t *testing.T) {
 	require.True(t, ok, "README.md has an hcl example")
 	example, _, ok := strings.Cut(rest, "```")
 	require.True(t, ok)
-	f, err := config.Parse([]byte(example), filepath.Join(t.TempDir(), "readme.hcl"))
+	f, err := parseChecked([]byte(example), filepath.Join(t.TempDir(), "readme.hcl"))
 	require.NoError(t, err)
 	require.Equal(t, "memory", f.Routes.Metrics)
 	require.Equal(t, "redis", f.Routes.AgentStates)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -15,19 +14,6 @@ type Option func(*options)
 
 type options struct {
 	dataDir string
-	offline bool
-}
-
-// Offline checks a file without resolving its secrets: secret_env and
-// password_env must name a variable, secret_file and password_file a
-// file, but neither is read, so a file checks on a machine that has none
-// of its secrets (a CI job). Everything else is checked as without it:
-// syntax, schema, references, plugins read, pinned, inspected and
-// granted, options judged by their plugin. The File has no secrets
-// (the tokens' secrets and the Redis password are empty): it is a report, not a
-// configuration to serve.
-func Offline() Option {
-	return func(o *options) { o.offline = true }
 }
 
 // WithDataDir sets the directory the daemon keeps its data in. Every
@@ -76,9 +62,6 @@ func (c *checker) backendDataDir(rb *rawBackend, plugin string) string {
 			c.errorf(rb.DataDir.Range(), `Invalid value for "data_dir"`,
 				"%s holds the daemon's data directory %s, which holds the directory of every backend without a data_dir; choose a directory of the backend's own.", dir, c.dataDir)
 			return ""
-		}
-		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-			c.errorf(rb.DataDir.Range(), `Invalid value for "data_dir"`, "%s is not a directory.", dir)
 		}
 		return dir
 	}

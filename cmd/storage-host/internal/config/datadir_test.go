@@ -36,7 +36,7 @@ routes {
   agent_states = "local"
 }
 `
-	f, err := config.Parse([]byte(src), "/etc/storage-host/daemon.hcl", config.WithDataDir(data))
+	f, err := parseChecked([]byte(src), "/etc/storage-host/daemon.hcl", config.WithDataDir(data))
 	require.NoError(t, err)
 	require.Equal(t, data, f.DataDir)
 	dirs := map[string]string{}
@@ -52,10 +52,10 @@ routes {
 
 	// Without a data directory: builtin:local must name one; the others
 	// keep their kv store in memory.
-	_, err = config.Parse([]byte(src), "/etc/storage-host/daemon.hcl")
+	_, err = parseChecked([]byte(src), "/etc/storage-host/daemon.hcl")
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "daemon.hcl:2:28: Missing data directory")
-	f, err = config.Parse([]byte(`backend "r" { 
+	f, err = parseChecked([]byte(`backend "r" { 
   plugin = "builtin:local"
   data_dir = "/var/lib/r"
 }`), "x.hcl")
@@ -122,7 +122,7 @@ backend "b" {
 ` + routes, `bad.hcl:4:14: Shared data directory; Backend "b"'s data directory ` + filepath.Join(data, "backends") + ` holds backend "a"'s`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.src), "bad.hcl", config.WithDataDir(data))
+			_, err := parseChecked([]byte(tc.src), "bad.hcl", config.WithDataDir(data))
 			require.Error(t, err)
 			var cerr *config.Error
 			require.ErrorAs(t, err, &cerr)
@@ -139,11 +139,11 @@ backend "b" {
 // moves it rebuilds the backend.
 func TestDataDirInDigest(t *testing.T) {
 	src := []byte(`backend "a" { plugin = "builtin:local" }`)
-	one, err := config.Parse(src, "a.hcl", config.WithDataDir(t.TempDir()))
+	one, err := parseChecked(src, "a.hcl", config.WithDataDir(t.TempDir()))
 	require.NoError(t, err)
-	two, err := config.Parse(src, "a.hcl", config.WithDataDir(t.TempDir()))
+	two, err := parseChecked(src, "a.hcl", config.WithDataDir(t.TempDir()))
 	require.NoError(t, err)
-	again, err := config.Parse(src, "a.hcl", config.WithDataDir(one.DataDir))
+	again, err := parseChecked(src, "a.hcl", config.WithDataDir(one.DataDir))
 	require.NoError(t, err)
 	require.NotEqual(t, one.Backends[0].Digest, two.Backends[0].Digest)
 	require.Equal(t, one.Backends[0].Digest, again.Backends[0].Digest)
@@ -161,7 +161,7 @@ func TestDefaultWithDataDir(t *testing.T) {
 	require.Equal(t, "builtin:local", b.Config.Plugin)
 	require.Equal(t, filepath.Join(data, "backends", "local"), b.Config.DataDir)
 
-	f, err := config.Parse([]byte(`backend "local" { plugin = "builtin:local" }`), "min.hcl", config.WithDataDir(data))
+	f, err := parseChecked([]byte(`backend "local" { plugin = "builtin:local" }`), "min.hcl", config.WithDataDir(data))
 	require.NoError(t, err)
 	require.Equal(t, d.Backends, f.Backends)
 }

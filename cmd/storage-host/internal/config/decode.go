@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -139,23 +138,23 @@ const minTokenSecret = 16
 // validName is the form of backend and token names.
 var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
-// checker turns one file into a File, collecting diagnostics.
+// checker turns one file into a File (Parse), or checks a parsed File
+// (Check), collecting diagnostics.
 type checker struct {
 	filename string
 	dir      string // absolute directory relative paths start from
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
 	files    []string // File.Files
-	offline  bool     // Offline: secrets are named, not read
-	// served is what the plugin of each backend advertises, for the
-	// backends whose plugin could be inspected.
-	served map[string]served
 }
 
-// served is what a backend's plugin serves, as its metadata says.
-type served struct {
-	plugin   string // name and version
-	features abi.Feature
+// source is what Check needs of the file a File was parsed from: the
+// decoded blocks, whose ranges its errors point to.
+type source struct {
+	filename, dir string
+	backends      []*rawBackend // one per File.Backends, in the same order
+	routes        *rawRoutes    // nil without a routes block
+	tokens        []*rawToken   // one per File.Auth.Tokens, in the same order
 }
 
 func newChecker(filename string, o options) *checker {
@@ -163,7 +162,7 @@ func newChecker(filename string, o options) *checker {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	c := &checker{filename: filename, dir: dir, offline: o.offline}
+	c := &checker{filename: filename, dir: dir}
 	c.read(absPath(filename))
 	if o.dataDir != "" {
 		c.dataDir = absPath(o.dataDir)
@@ -203,7 +202,7 @@ func (c *checker) file(src []byte) *File {
 	}
 	var raw rawFile
 	c.diags = append(c.diags, gohcl.DecodeBody(hf.Body, nil, &raw)...)
-	f := &File{Path: c.filename, DataDir: c.dataDir}
+	f := &File{Path: c.filename, DataDir: c.dataDir, source: &source{filename: c.filename, dir: c.dir, routes: raw.Routes}}
 	defer func() { f.Files = c.files }()
 	if listen, ok := c.str(raw.Listen, "listen"); ok {
 		if _, _, err := net.SplitHostPort(listen); err != nil {
@@ -212,9 +211,9 @@ func (c *checker) file(src []byte) *File {
 		f.Listen = listen
 	}
 	f.Log = c.log(raw.Log)
-	f.Backends = c.backends(raw.Backends, hf.Body.MissingItemRange())
+	f.Backends, f.source.backends = c.backends(raw.Backends, hf.Body.MissingItemRange())
 	f.Routes = c.routes(raw.Routes, raw.Backends)
-	f.Auth = c.auth(raw.Auth)
+	f.Auth, f.source.tokens = c.auth(raw.Auth)
 	return f
 }
 
@@ -262,22 +261,23 @@ func (c *checker) log(r *rawLog) Log {
 	return l
 }
 
-func (c *checker) backends(raws []*rawBackend, file hcl.Range) []Backend {
+// backends returns the backends of the file and the block of each.
+func (c *checker) backends(raws []*rawBackend, file hcl.Range) ([]Backend, []*rawBackend) {
 	if len(raws) == 0 {
 		c.errorf(file, "Missing backend block", `A configuration needs at least one backend "NAME" block.`)
-		return nil
+		return nil, nil
 	}
 	seen := make(map[string]hcl.Range, len(raws))
 	out := make([]Backend, 0, len(raws))
-	var prefixes []keyPrefix
+	blocks := make([]*rawBackend, 0, len(raws))
 	var dirs []dataDir
 	for _, rb := range raws {
 		// A misnamed backend is checked all the same, for its other errors.
 		named := c.name(rb.Name, "backend", rb.DefRange, seen)
-		before := len(c.diags)
 		b := c.backend(rb)
 		if named {
 			out = append(out, b)
+			blocks = append(blocks, rb)
 			if b.Config.DataDir != "" {
 				rng := rb.DefRange
 				if _, set, _ := c.peek(rb.DataDir); set {
@@ -286,13 +286,8 @@ func (c *checker) backends(raws []*rawBackend, file hcl.Range) []Backend {
 				dirs = c.distinctDataDir(dirs, dataDir{rb.Name, b.Config.DataDir, rng})
 			}
 		}
-		if rc := b.Config.Redis; rc != nil && len(c.diags) == before {
-			if target, err := redisbridge.Target(*rc); err == nil {
-				prefixes = c.distinctPrefix(prefixes, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
-			}
-		}
 	}
-	return out
+	return out, blocks
 }
 
 // keyPrefix is where a backend keeps its keys: the Redis and the prefix.
@@ -333,7 +328,7 @@ func (c *checker) name(name, what string, def hcl.Range, seen map[string]hcl.Ran
 
 func (c *checker) backend(rb *rawBackend) Backend {
 	cfg := host.Config{Name: rb.Name, Limits: host.DefaultLimits}
-	wasm := c.plugin(rb, &cfg)
+	c.plugin(rb, &cfg)
 	cfg.DataDir = c.backendDataDir(rb, cfg.Plugin)
 	if v, ok := c.boolean(rb.Trusted, "trusted"); ok {
 		cfg.Trusted = v
@@ -341,7 +336,7 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if v, ok := c.integer(rb.Instances, "instances", 1, math.MaxInt32); ok {
 		cfg.Instances = int(v)
 	}
-	caps, capsOK := c.capabilities(rb.Capabilities, rb.Redis != nil)
+	caps := c.capabilities(rb.Capabilities, rb.Redis != nil)
 	cfg.Capabilities = caps
 	cfg.Options = c.options(rb.Options)
 	if rb.Limits != nil {
@@ -366,28 +361,7 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if cfg.DisableEvents && slices.Contains(caps, abi.CapabilityEvents) {
 		c.errorf(rb.Capabilities.Range(), "Capability without events", `Capability "events" lets the plugin publish events, which this backend disables.`)
 	}
-	if wasm != nil && capsOK {
-		info := inspect(wasm)
-		c.defaultScripts(rb, &cfg, info)
-		c.grant(info, caps, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
-		if info.Err == nil {
-			if c.served == nil {
-				c.served = map[string]served{}
-			}
-			c.served[rb.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
-		}
-		if info.Err == nil && len(cfg.Options) > 0 {
-			// The plugin judges its own options, so that validate catches
-			// what serve would refuse.
-			if err := checkOptions(wasm, cfg.Options); err != nil {
-				c.errorf(rb.Options.Range(), "Options refused by the plugin", "%v.", err)
-			}
-		}
-	}
 	b := Backend{Name: rb.Name, Config: cfg}
-	if wasm != nil {
-		b.Digest = digest(&cfg, wasm)
-	}
 	if rb.Backup != nil {
 		b.Backup = c.backup(rb.Backup, rb.Redis != nil)
 		if b.Backup.RestoreOnStart && rb.Redis == nil && cfg.DataDir != "" {
@@ -401,34 +375,30 @@ func (c *checker) backend(rb *rawBackend) Backend {
 }
 
 // capabilities returns the grant: the default one when expr is absent,
-// without redis, which a redis block grants. ok is false when expr is
-// invalid.
-func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) (caps []abi.Capability, ok bool) {
-	names, ranges, set, ok := c.list(expr, "capabilities")
+// without redis, which a redis block grants.
+func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) []abi.Capability {
+	names, ranges, set, _ := c.list(expr, "capabilities")
 	if !set {
-		return slices.Clone(host.DefaultCapabilities), ok
+		return slices.Clone(host.DefaultCapabilities)
 	}
-	caps = []abi.Capability{}
+	caps := []abi.Capability{}
 	for i, n := range names {
 		switch cp := abi.Capability(n); {
 		case cp == abi.CapabilityRedis && hasRedis:
 			// Granted by the redis block (host.Config.Redis).
 		case cp == abi.CapabilityRedis:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis" is granted by a redis block, which this backend has not.`)
-			ok = false
 		case cp == abi.CapabilityRedisScripts:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis_scripts" is granted by scripts = true in the backend's redis block, not in capabilities.`)
-			ok = false
 		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV && cp != abi.CapabilityEvents:
 			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis, redis_scripts and events.", n)
-			ok = false
 		case slices.Contains(caps, cp):
 			c.errorf(ranges[i], "Duplicate capability", "%q is listed twice.", n)
 		default:
 			caps = append(caps, cp)
 		}
 	}
-	return caps, ok
+	return caps
 }
 
 // options returns the options as the plugin receives them, nil when
@@ -583,19 +553,19 @@ func (c *checker) budgets(r *rawLimits, l *host.Limits) {
 	}
 }
 
+// redis decodes a redis block. The password is set when the file holds
+// it (password); Check reads it from the environment or a file. Whether
+// the bridge accepts the block is also Check's to ask.
 func (c *checker) redis(r *rawRedis) *redisbridge.Config {
-	before := len(c.diags)
 	rc := &redisbridge.Config{}
 	rc.URL, _ = c.str(r.URL, "url")
 	rc.Addrs, _, _, _ = c.list(r.Addrs, "addrs")
 	rc.Cluster, _ = c.boolean(r.Cluster, "cluster")
 	rc.MasterName, _ = c.str(r.MasterName, "master_name")
 	rc.Username, _ = c.str(r.Username, "username")
-	rc.Password, _, _, _ = c.secret(
-		secretSource{"password", r.Password},
-		secretSource{"password_env", r.PasswordEnv},
-		secretSource{"password_file", r.PasswordFile},
-	)
+	if ref, ok := c.secretRef(r.password()); ok && ref.source == secretInline {
+		rc.Password = ref.value
+	}
 	db, _ := c.integer(r.DB, "db", 0, math.MaxInt32)
 	rc.DB = int(db)
 	rc.TLS, _ = c.boolean(r.TLS, "tls")
@@ -619,11 +589,6 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 	}
 	if len(rc.AllowCommands) == 0 {
 		rc.AllowCommands = nil
-	}
-	if len(c.diags) == before {
-		if err := checkRedis(rc); err != nil {
-			c.errorf(r.DefRange, "Invalid redis block", "%v.", err)
-		}
 	}
 	return rc
 }
@@ -651,9 +616,6 @@ func (c *checker) backup(r *rawBackup, hasRedis bool) *Backup {
 				c.errorf(r.Directory.Range(), `Invalid value for "directory"`, "directory names the directory backups are written to.")
 			} else {
 				b.Directory = c.path(dir)
-				if fi, err := os.Stat(b.Directory); err == nil && !fi.IsDir() {
-					c.errorf(r.Directory.Range(), `Invalid value for "directory"`, "%s is not a directory.", b.Directory)
-				}
 			}
 		}
 	}
@@ -698,14 +660,6 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 			c.errorf(expr.Range(), "Unknown backend", "No backend named %q is defined (defined: %s).", name, strings.Join(names, ", "))
 			return ""
 		}
-		// A route to a backend whose plugin does not serve the kind would
-		// answer every request of it 501.
-		if sv, known := c.served[name]; known && !sv.features.Has(k.Feature()) {
-			c.errorf(expr.Range(), "Backend does not serve "+kind,
-				"Backend %q runs plugin %s, which does not serve %s (it advertises [%s]); every %s request would be refused. Route %s to a backend that serves them.",
-				name, sv.plugin, kind, sv.features, kind, kind)
-			return ""
-		}
 		return name
 	}
 	return Routes{
@@ -715,45 +669,49 @@ func (c *checker) routes(r *rawRoutes, backends []*rawBackend) Routes {
 	}
 }
 
-func (c *checker) auth(r *rawAuth) Auth {
+// auth returns the auth block and the block of each of its tokens. A
+// token's secret is set when the file holds it (secret); Check reads the
+// others and compares them all.
+func (c *checker) auth(r *rawAuth) (Auth, []*rawToken) {
 	var a Auth
 	if r == nil {
-		return a
+		return a, nil
 	}
 	a.AllowUnauthenticated, _ = c.boolean(r.AllowUnauthenticated, "allow_unauthenticated")
 	seen := make(map[string]hcl.Range, len(r.Tokens))
-	secrets := make(map[string]string, len(r.Tokens)) // secret → token name
+	var blocks []*rawToken
 	for _, rt := range r.Tokens {
 		named := c.name(rt.Name, "token", rt.DefRange, seen)
 		t := httpapi.Token{Name: rt.Name}
-		secret, rng, resolved, ok := c.secret(
-			secretSource{"secret", rt.Secret},
-			secretSource{"secret_env", rt.SecretEnv},
-			secretSource{"secret_file", rt.SecretFile},
-		)
+		ref, ok := c.secretRef(rt.secret())
 		switch {
 		case !ok:
-		case rng == nil:
+		case ref.rng == nil:
 			c.errorf(rt.DefRange, "Missing token secret", "A token needs one of secret_env, secret_file or secret.")
-		case !resolved:
-			// Offline: the secret is named, not read.
-		case len(secret) < minTokenSecret:
-			// Never print the secret itself.
-			c.errorf(*rng, "Token secret too short", "Token %q has a secret of %d bytes; at least %d are required.", rt.Name, len(secret), minTokenSecret)
-		case secrets[secret] != "":
-			c.errorf(*rng, "Duplicate token secret", "Token %q has the same secret as token %q.", rt.Name, secrets[secret])
-		default:
-			secrets[secret] = rt.Name
-			t.Secret = secret
+		case ref.source == secretInline:
+			if c.tokenSecret(rt.Name, ref) {
+				t.Secret = ref.value
+			}
 		}
 		if c.require(rt.Scopes, "scopes", rt.DefRange) {
 			t.Scopes = c.scopes(rt.Scopes)
 		}
 		if named {
 			a.Tokens = append(a.Tokens, t)
+			blocks = append(blocks, rt)
 		}
 	}
-	return a
+	return a, blocks
+}
+
+// tokenSecret checks the length of the secret of the token name.
+func (c *checker) tokenSecret(name string, ref secretRef) bool {
+	if len(ref.value) < minTokenSecret {
+		// Never print the secret itself.
+		c.errorf(*ref.rng, "Token secret too short", "Token %q has a secret of %d bytes; at least %d are required.", name, len(ref.value), minTokenSecret)
+		return false
+	}
+	return true
 }
 
 func (c *checker) scopes(expr hcl.Expression) []httpapi.Scope {

@@ -59,7 +59,7 @@ auth {
   }
 }
 `)
-	f, err := config.Load(cfg)
+	f, err := loadChecked(cfg)
 	require.NoError(t, err)
 	require.Equal(t, []string{cfg, plugin, password, token}, f.Files)
 	require.Empty(t, config.Default().Files)
@@ -82,10 +82,11 @@ auth {
   }
 }
 `)
-	_, err := config.Parse(src, "offline.hcl")
-	require.Error(t, err, "online, the secrets are read")
-	f, err := config.Parse(src, "offline.hcl", config.Offline())
+	f, err := config.Parse(src, "offline.hcl")
 	require.NoError(t, err)
+	require.Error(t, f.Check(t.Context()), "online, the secrets are read")
+	require.NoError(t, f.Check(t.Context(), config.Offline()))
+	require.False(t, f.Checked(), "an offline check is a report, not a file to serve")
 	require.Len(t, f.Auth.Tokens, 2)
 	for _, tok := range f.Auth.Tokens {
 		require.Empty(t, tok.Secret, "offline, no secret is read")
@@ -99,8 +100,8 @@ auth {
     scopes = ["*:read"]
   }
 }
-`), "offline.hcl", config.Offline())
-	require.ErrorContains(t, err, "offline.hcl:4:14: Token secret too short")
+`), "offline.hcl")
+	require.ErrorContains(t, err, "offline.hcl:4:14: Token secret too short", "an inline secret is the file's: Parse checks it")
 }
 
 func absDir(t *testing.T) string {

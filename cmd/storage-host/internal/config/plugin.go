@@ -1,21 +1,17 @@
 package config
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -25,54 +21,65 @@ import (
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
-// plugin resolves the plugin attribute of rb into cfg.Plugin and returns
-// the module, checked against the sha256 pin; nil after an error.
-func (c *checker) plugin(rb *rawBackend, cfg *host.Config) []byte {
+// plugin resolves the plugin attribute of rb into cfg.Plugin ("builtin:NAME"
+// or an absolute path) and its sha256 pin into cfg.SHA256. It reads
+// nothing: Check reads the module (module) and compares it with the pin.
+func (c *checker) plugin(rb *rawBackend, cfg *host.Config) {
 	if !c.require(rb.Plugin, "plugin", rb.DefRange) {
-		return nil
+		return
 	}
 	p, ok := c.str(rb.Plugin, "plugin")
 	if !ok {
-		return nil
+		return
 	}
-	rng := rb.Plugin.Range()
-	var wasm []byte
-	if name, builtin := strings.CutPrefix(p, host.BuiltinPrefix); builtin {
+	switch {
+	case strings.HasPrefix(p, host.BuiltinPrefix):
 		cfg.Plugin = p
-		var err error
-		if wasm, err = host.BuiltinWASM(name); err != nil {
-			c.errorf(rng, "Unknown built-in plugin", "This host has no built-in plugin %q.", name)
-		}
-	} else {
-		if p == "" {
-			c.errorf(rng, "Invalid plugin", `plugin is "builtin:NAME" or the path of a .wasm file.`)
-			return nil
-		}
+	case p == "":
+		c.errorf(rb.Plugin.Range(), "Invalid plugin", `plugin is "builtin:NAME" or the path of a .wasm file.`)
+		return
+	default:
 		cfg.Plugin = c.path(p)
 		c.read(cfg.Plugin)
-		var err error
-		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
-			c.errorf(rng, "Unreadable plugin", "%v.", err)
-		}
-		// The bytes checked here (pin, capabilities, digest) are the bytes
-		// host.Open loads: the file is not read a second time, when it
-		// may have been replaced.
-		cfg.WASM = wasm
 	}
 	pin, ok := c.str(rb.SHA256, "sha256")
 	if !ok {
-		return wasm
+		return
 	}
 	if _, err := hex.DecodeString(pin); err != nil || len(pin) != 2*sha256.Size {
 		c.errorf(rb.SHA256.Range(), `Invalid value for "sha256"`, "sha256 is the 64 hexadecimal digits of the plugin module's SHA-256.")
-		return nil
+		return
 	}
 	cfg.SHA256 = strings.ToLower(pin)
-	if wasm == nil {
-		return nil
+}
+
+// module returns the plugin module of the backend rb, cfg as Parse left
+// it: a built-in plugin's, or the file's, which it keeps in cfg.WASM
+// so that the bytes checked here (pin, capabilities, digest) are the
+// bytes host.Open loads, and not a file replaced since. nil after an
+// error.
+func (c *checker) module(rb *rawBackend, cfg *host.Config) []byte {
+	rng := rb.Plugin.Range()
+	var wasm []byte
+	if name, builtin := strings.CutPrefix(cfg.Plugin, host.BuiltinPrefix); builtin {
+		var err error
+		if wasm, err = host.BuiltinWASM(name); err != nil {
+			c.errorf(rng, "Unknown built-in plugin", "This host has no built-in plugin %q.", name)
+			return nil
+		}
+	} else {
+		var err error
+		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
+			c.errorf(rng, "Unreadable plugin", "%v.", err)
+			return nil
+		}
+		cfg.WASM = wasm
+	}
+	if cfg.SHA256 == "" {
+		return wasm
 	}
 	if sum := sha256.Sum256(wasm); hex.EncodeToString(sum[:]) != cfg.SHA256 {
-		c.errorf(rb.SHA256.Range(), "Plugin does not match its pin", "%s has sha256 %x; the configuration pins %s.", p, sum, cfg.SHA256)
+		c.errorf(rb.SHA256.Range(), "Plugin does not match its pin", "%s has sha256 %x; the configuration pins %s.", cfg.Plugin, sum, cfg.SHA256)
 		return nil
 	}
 	return wasm
@@ -126,12 +133,36 @@ type secretSource struct {
 	expr hcl.Expression
 }
 
-// secret resolves a secret given by at most one of its sources: inline,
-// the name of an environment variable, the path of a file. rng is the
-// range of the source used, nil when none is set; resolved is false when
-// the secret was not read (Offline, from the environment or a file); ok
-// is false after an error.
-func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl.Range, resolved, ok bool) {
+// Where a secret is: in the file, in an environment variable, in a file
+// of its own.
+const (
+	secretInline = iota
+	secretEnv
+	secretFile
+)
+
+// secretRef is where a secret is.
+type secretRef struct {
+	source int        // secretInline, secretEnv or secretFile
+	value  string     // the secret (inline), the variable's name, the file's absolute path
+	rng    *hcl.Range // of the attribute naming it; nil when no source is set
+}
+
+// password returns the sources of the Redis password.
+func (r *rawRedis) password() (inline, env, file secretSource) {
+	return secretSource{"password", r.Password}, secretSource{"password_env", r.PasswordEnv}, secretSource{"password_file", r.PasswordFile}
+}
+
+// secret returns the sources of a token's secret.
+func (r *rawToken) secret() (inline, env, file secretSource) {
+	return secretSource{"secret", r.Secret}, secretSource{"secret_env", r.SecretEnv}, secretSource{"secret_file", r.SecretFile}
+}
+
+// secretRef returns where a secret given by at most one of its sources
+// is: inline, the name of an environment variable, the path of a file.
+// It reads neither (resolve does). ref.rng is nil when no source is set;
+// ok is false after an error.
+func (c *checker) secretRef(inline, env, file secretSource) (ref secretRef, ok bool) {
 	var given []secretSource
 	for _, s := range []secretSource{inline, env, file} {
 		if s.expr == nil {
@@ -142,7 +173,7 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 		}
 	}
 	if len(given) == 0 {
-		return "", nil, true, true
+		return secretRef{}, true
 	}
 	for _, s := range given[1:] {
 		c.errorf(s.expr.Range(), "Conflicting secret sources", "%s and %s are both set; set only one of %s, %s and %s.",
@@ -150,53 +181,56 @@ func (c *checker) secret(inline, env, file secretSource) (value string, rng *hcl
 	}
 	s := given[0]
 	r := s.expr.Range()
+	ref.rng = &r
 	v, ok := c.str(s.expr, s.name)
 	if !ok || len(given) > 1 {
-		return "", &r, false, false
+		return ref, false
 	}
 	switch s.name {
 	case env.name:
 		if v == "" {
 			c.errorf(r, "Invalid environment variable name", "%s names no variable.", s.name)
-			return "", &r, false, false
+			return ref, false
 		}
-		if c.offline {
-			return "", &r, false, true
-		}
-		value = os.Getenv(v)
-		if value == "" {
-			c.errorf(r, "Unset secret", "The environment variable %s is unset or empty.", v)
-			return "", &r, false, false
-		}
+		ref.source, ref.value = secretEnv, v
 	case file.name:
 		if v == "" {
 			c.errorf(r, "Invalid secret file name", "%s names no file.", s.name)
-			return "", &r, false, false
+			return ref, false
 		}
-		c.read(c.path(v))
-		if c.offline {
-			return "", &r, false, true
-		}
-		b, err := readRegular(c.path(v), maxSecretFile)
-		if err != nil {
-			c.errorf(r, "Unreadable secret file", "%v.", err)
-			return "", &r, false, false
-		}
-		value = strings.TrimRight(string(b), "\r\n")
-		if value == "" {
-			c.errorf(r, "Empty secret file", "%s is empty.", c.path(v))
-			return "", &r, false, false
-		}
+		ref.source, ref.value = secretFile, c.path(v)
+		c.read(ref.value)
 	default:
-		value = v
+		ref.source, ref.value = secretInline, v
 	}
-	return value, &r, true, true
+	return ref, true
 }
 
-// checkRedis checks rc as redisbridge.Open does, without connecting or
-// claiming the prefix (the bridges a reload replaces are still open).
-func checkRedis(rc *redisbridge.Config) error {
-	return redisbridge.Check(*rc)
+// resolve reads the secret ref names: the variable's value, the file's
+// content without its trailing newline. ok is false after an error.
+func (c *checker) resolve(ref secretRef) (string, bool) {
+	switch ref.source {
+	case secretEnv:
+		v := os.Getenv(ref.value)
+		if v == "" {
+			c.errorf(*ref.rng, "Unset secret", "The environment variable %s is unset or empty.", ref.value)
+			return "", false
+		}
+		return v, true
+	case secretFile:
+		b, err := readRegular(ref.value, maxSecretFile)
+		if err != nil {
+			c.errorf(*ref.rng, "Unreadable secret file", "%v.", err)
+			return "", false
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			c.errorf(*ref.rng, "Empty secret file", "%s is empty.", ref.value)
+			return "", false
+		}
+		return v, true
+	}
+	return ref.value, true
 }
 
 // grantRange is where a backend's grants are, for grant's errors.
@@ -259,75 +293,6 @@ func (c *checker) defaultScripts(rb *rawBackend, cfg *host.Config, info host.Plu
 	if _, set, _ := c.peek(rb.Redis.Scripts); !set {
 		cfg.Redis.Scripts = true
 	}
-}
-
-// inspections remembers host.Inspect's answer per module digest for the
-// life of the process: it depends only on the module and this host, and
-// compiling a module takes up to seconds.
-var inspections struct {
-	sync.Mutex
-	m map[[sha256.Size]byte]*inspection
-}
-
-type inspection struct {
-	once sync.Once
-	info host.PluginInfo
-}
-
-func inspect(wasm []byte) host.PluginInfo {
-	key := sha256.Sum256(wasm)
-	inspections.Lock()
-	if inspections.m == nil {
-		inspections.m = make(map[[sha256.Size]byte]*inspection)
-	}
-	in := inspections.m[key]
-	if in == nil {
-		in = &inspection{}
-		inspections.m[key] = in
-	}
-	inspections.Unlock()
-	in.once.Do(func() { in.info = host.Inspect(context.Background(), wasm) })
-	if in.info.Err != nil && !errors.Is(in.info.Err, host.ErrIncompatible) {
-		// Not the module's fault (the compilation cache, say): ask again
-		// next time.
-		inspections.Lock()
-		if inspections.m[key] == in {
-			delete(inspections.m, key)
-		}
-		inspections.Unlock()
-	}
-	return in.info
-}
-
-// optionChecks remembers host.CheckOptions's verdicts per module and
-// options, as inspections does; it is bounded, since options vary more.
-var optionChecks struct {
-	sync.Mutex
-	m map[[sha256.Size]byte]error
-}
-
-func checkOptions(wasm []byte, options map[string]string) error {
-	h := sha256.New()
-	h.Write(wasm)
-	for _, k := range slices.Sorted(maps.Keys(options)) {
-		fmt.Fprintf(h, "\x00%q=%q", k, options[k])
-	}
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	optionChecks.Lock()
-	err, ok := optionChecks.m[key]
-	optionChecks.Unlock()
-	if ok {
-		return err
-	}
-	err = host.CheckOptions(context.Background(), wasm, options)
-	optionChecks.Lock()
-	if optionChecks.m == nil || len(optionChecks.m) >= 256 {
-		optionChecks.m = make(map[[sha256.Size]byte]error)
-	}
-	optionChecks.m[key] = err
-	optionChecks.Unlock()
-	return err
 }
 
 // digestKey keys Backend.Digest, so that a digest covering a password

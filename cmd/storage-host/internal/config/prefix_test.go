@@ -27,8 +27,8 @@ func TestOverlappingKeyPrefixesAreRefused(t *testing.T) {
 		{"app:billing:", "app"}, // covering
 		{"app:", "app:"},        // equal
 	} {
-		src := redisBackend("a", addr, 0, tc.first) + redisBackend("b", addr, 0, tc.second)
-		_, err := config.Parse([]byte(src), "bad.hcl")
+		src := redisBackend("a", addr, 0, tc.first) + redisBackend("b", addr, 0, tc.second) + "routes {\n  metrics = \"a\"\n  alerts = \"a\"\n  agent_states = \"b\"\n}\n"
+		_, err := parseChecked([]byte(src), "bad.hcl")
 		require.Error(t, err, "%v", tc)
 		var cerr *config.Error
 		require.ErrorAs(t, err, &cerr)
@@ -42,14 +42,14 @@ func TestOverlappingKeyPrefixesAreRefused(t *testing.T) {
 		redisBackend("a", addr, 0, "app:") + redisBackend("b", "127.0.0.1:6380", 0, "app:"),
 	} {
 		src += "routes {\n  metrics = \"a\"\n  alerts = \"a\"\n  agent_states = \"b\"\n}\n"
-		_, err := config.Parse([]byte(src), "ok.hcl")
+		_, err := parseChecked([]byte(src), "ok.hcl")
 		assert.NoError(t, err, src)
 	}
 }
 
 // A prefix that covers the host's own keys is refused.
 func TestHostKeyPrefixIsRefused(t *testing.T) {
-	_, err := config.Parse([]byte(redisBackend("a", "127.0.0.1:6379", 0, "__host")), "bad.hcl")
+	_, err := parseChecked([]byte(redisBackend("a", "127.0.0.1:6379", 0, "__host")), "bad.hcl")
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "are the host's"), "%v", err)
 }

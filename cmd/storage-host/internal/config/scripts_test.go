@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -24,15 +23,15 @@ func TestRedisScriptsGrant(t *testing.T) {
 		return "backend \"r\" {\n  plugin = \"" + plugin + "\"\n" + fmtBlock(redisBlock, scripts) + "}\n"
 	}
 
-	f, err := config.Parse([]byte(backend("builtin:redis", "")), "scripts.hcl")
+	f, err := parseChecked([]byte(backend("builtin:redis", "")), "scripts.hcl")
 	require.NoError(t, err)
 	require.True(t, f.Backends[0].Config.Redis.Scripts, "builtin:redis is granted the scripts it needs")
 
-	f, err = config.Parse([]byte(backend("builtin:redis", "    scripts    = true\n")), "scripts.hcl")
+	f, err = parseChecked([]byte(backend("builtin:redis", "    scripts    = true\n")), "scripts.hcl")
 	require.NoError(t, err)
 	require.True(t, f.Backends[0].Config.Redis.Scripts)
 
-	_, err = config.Parse([]byte(backend("builtin:redis", "    scripts    = false\n")), "scripts.hcl")
+	_, err = parseChecked([]byte(backend("builtin:redis", "    scripts    = false\n")), "scripts.hcl")
 	require.EqualError(t, err, `scripts.hcl:6:18: Capability not granted; plugin declares capability "redis_scripts", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)`)
 
 	// The same module, named by path: nothing is granted by default.
@@ -41,14 +40,14 @@ func TestRedisScriptsGrant(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "thirdparty.wasm"), wasm, 0o600))
 	file := filepath.Join(dir, "scripts.hcl")
-	_, err = config.Parse([]byte(backend("thirdparty.wasm", "")), file)
+	_, err = parseChecked([]byte(backend("thirdparty.wasm", "")), file)
 	require.EqualError(t, err, file+`:2:12: Capability not granted; plugin declares capability "redis_scripts", which this backend does not grant (set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does)`)
-	f, err = config.Parse([]byte(backend("thirdparty.wasm", "    scripts    = true\n")), file)
+	f, err = parseChecked([]byte(backend("thirdparty.wasm", "    scripts    = true\n")), file)
 	require.NoError(t, err)
 	require.True(t, f.Backends[0].Config.Redis.Scripts)
 
 	// The grant is scripts = true, not a capability name.
-	_, err = config.Parse([]byte("backend \"r\" {\n  plugin = \"builtin:redis\"\n  capabilities = [\"log\", \"clock\", \"kv\", \"redis_scripts\"]\n"+fmtBlock(redisBlock, "")+"}\n"), "scripts.hcl")
+	_, err = parseChecked([]byte("backend \"r\" {\n  plugin = \"builtin:redis\"\n  capabilities = [\"log\", \"clock\", \"kv\", \"redis_scripts\"]\n"+fmtBlock(redisBlock, "")+"}\n"), "scripts.hcl")
 	require.ErrorContains(t, err, `scripts.hcl:3:41: Capability without its configuration; Capability "redis_scripts" is granted by scripts = true in the backend's redis block`)
 }
 

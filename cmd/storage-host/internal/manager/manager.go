@@ -46,6 +46,9 @@ type Options struct {
 	// in flight before it is closed under them.
 	// Default: 30s.
 	DrainTimeout time.Duration
+	// Plugins remembers the plugins ReloadFile's checks inspect, across
+	// reloads. Default: none; each reload inspects every plugin again.
+	Plugins *config.PluginCache
 }
 
 // Manager serves the backends of one configuration at a time.
@@ -110,6 +113,13 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 	g := &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
 	var ch Change
 	var opened []*backend
+	for _, def := range f.Backends {
+		if def.Digest == "" {
+			// A parsed file's backends have no digest, and would all be
+			// kept by a reload as the same backend.
+			return nil, Change{}, fmt.Errorf("manager: backend %s has no digest: the configuration was parsed, not checked (config.File.Check)", def.Name)
+		}
+	}
 	for _, def := range f.Backends {
 		if prev, ok := old.backend(def.Name); ok && prev.def.Digest == def.Digest {
 			g.backends[def.Name] = prev
@@ -328,18 +338,22 @@ func (m *Manager) backends() []*backend {
 }
 
 // ReloadFile loads the configuration file at path, with the data
-// directory of the configuration being served (config.WithDataDir), and
-// reloads with it. check, when set, may refuse the loaded file before anything changes (the
-// daemon refuses one that would leave a network listener without auth). A
-// file that does not load or check is a failed reload like a backend that
-// does not open: counted, returned, and the old configuration keeps
-// serving.
+// directory of the configuration being served (config.WithDataDir),
+// checks it (config.File.Check, with Options.Plugins) and reloads with it.
+// check, when set, may refuse the checked file before anything changes
+// (the daemon refuses one that would leave a network listener without
+// auth). A file that does not load or check is a failed reload like a
+// backend that does not open: counted, returned, and the old
+// configuration keeps serving.
 func (m *Manager) ReloadFile(ctx context.Context, path string, check func(*config.File) error) (*config.File, Change, error) {
 	var opts []config.Option
 	if g := m.current.Load(); g != nil && g.file.DataDir != "" {
 		opts = append(opts, config.WithDataDir(g.file.DataDir))
 	}
 	f, err := config.Load(path, opts...)
+	if err == nil {
+		err = f.Check(ctx, config.WithPluginCache(m.opts.Plugins))
+	}
 	if err == nil && check != nil {
 		err = check(f)
 	}

@@ -1,0 +1,213 @@
+package config
+
+import (
+	"context"
+	"os"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
+	"github.com/storage-host/storage-host/host/redisbridge"
+)
+
+// A CheckOption changes how Check checks a File.
+type CheckOption func(*checkOptions)
+
+type checkOptions struct {
+	offline bool
+	plugins *PluginCache
+}
+
+// Offline checks a file without resolving its secrets: secret_env and
+// password_env name a variable, secret_file and password_file a file, but
+// neither is read, so a file checks on a machine that has none of its
+// secrets (a CI job). Everything else is checked as without it: plugins
+// read, pinned, inspected and granted, options judged by their plugin,
+// Redis blocks judged by the bridge. The File keeps no secret but those
+// written in it, and is not Checked: it is a report, not a configuration
+// to serve.
+func Offline() CheckOption {
+	return func(o *checkOptions) { o.offline = true }
+}
+
+// WithPluginCache makes Check remember what it learns by running plugins
+// in pc, and use what pc remembers.
+func WithPluginCache(pc *PluginCache) CheckOption {
+	return func(o *checkOptions) { o.plugins = pc }
+}
+
+// Check checks what a parsed File names outside its own text, and
+// completes the File for serving. For each backend it reads the plugin
+// module (a file's, or the built-in one), compares it with its sha256
+// pin, inspects it (host.Inspect, which compiles and runs it) for the
+// capabilities it imports or declares and the record kinds it serves, and
+// has it judge its options (host.CheckOptions); it has the Redis bridge
+// judge the redis block and refuses key prefixes that overlap on one
+// Redis; it resolves the secrets (unless Offline) and refuses short or
+// shared token secrets; it refuses a data_dir or backup directory that
+// exists and is not a directory. It connects to nothing and creates
+// nothing. The errors, all of them, are an *Error whose diagnostics point
+// to the attributes concerned, as Parse's do.
+//
+// On success the backends' Config carry their plugin module (WASM, for a
+// plugin file) and resolved secrets, Redis.Scripts its default, and each
+// Backend its Digest; on error f is unchanged. Check reads the files
+// again each time: after a secret or plugin file changed, a new Check
+// sees the change.
+func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
+	if f.source == nil {
+		return nil // Default: nothing outside the binary to check
+	}
+	var o checkOptions
+	for _, fn := range opts {
+		fn(&o)
+	}
+	src := f.source
+	c := &checker{filename: src.filename, dir: src.dir}
+	backends := slices.Clone(f.Backends)
+	plugins := make(map[string]served, len(backends))
+	var prefixes []keyPrefix
+	for i := range backends {
+		b, rb := &backends[i], src.backends[i]
+		cfg := &b.Config
+		cfg.WASM = nil
+		if cfg.Redis != nil {
+			rc := *cfg.Redis
+			cfg.Redis = &rc
+		}
+		wasm := c.module(rb, cfg)
+		c.directory(rb.DataDir, cfg.DataDir, "data_dir")
+		if b.Backup != nil {
+			c.directory(rb.Backup.Directory, b.Backup.Directory, "directory")
+		}
+		if cfg.Redis != nil {
+			prefixes = c.checkRedis(rb, cfg.Redis, o.offline, prefixes)
+		}
+		if wasm == nil {
+			b.Digest = ""
+			continue
+		}
+		info := o.plugins.inspect(ctx, wasm)
+		c.defaultScripts(rb, cfg, info)
+		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
+		if info.Err == nil {
+			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
+			if len(cfg.Options) > 0 {
+				// The plugin judges its own options, so that validate
+				// catches what serve would refuse.
+				if err := o.plugins.checkOptions(ctx, wasm, cfg.Options); err != nil {
+					c.errorf(rb.Options.Range(), "Options refused by the plugin", "%v.", err)
+				}
+			}
+		}
+		b.Digest = digest(cfg, wasm)
+	}
+	c.servedRoutes(src.routes, plugins)
+	tokens := c.checkTokens(f.Auth, src.tokens, o.offline)
+	if err := c.err(); err != nil {
+		return err
+	}
+	f.Backends, f.Auth.Tokens = backends, tokens
+	f.checked = !o.offline
+	return nil
+}
+
+// served is what a backend's plugin serves, as its metadata says.
+type served struct {
+	plugin   string // name and version
+	features abi.Feature
+}
+
+// directory refuses the directory dir, named by the attribute expr, when
+// it exists and is not a directory.
+func (c *checker) directory(expr hcl.Expression, dir, name string) {
+	if dir == "" {
+		return
+	}
+	if _, set, _ := c.peek(expr); !set {
+		return // the daemon's own directory for the backend
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		c.errorf(expr.Range(), `Invalid value for "`+name+`"`, "%s is not a directory.", dir)
+	}
+}
+
+// checkRedis resolves the password of the redis block of rb into rc, has
+// the bridge judge rc as redisbridge.Open would (without connecting or
+// claiming the prefix: the bridges a reload replaces are still open),
+// and refuses a key prefix overlapping one of seen on the same Redis.
+func (c *checker) checkRedis(rb *rawBackend, rc *redisbridge.Config, offline bool, seen []keyPrefix) []keyPrefix {
+	ref, _ := c.secretRef(rb.Redis.password())
+	if ref.source != secretInline && !offline {
+		// An unresolved password is reported; the rest is checked all
+		// the same.
+		rc.Password, _ = c.resolve(ref)
+	}
+	if err := redisbridge.Check(*rc); err != nil {
+		c.errorf(rb.Redis.DefRange, "Invalid redis block", "%v.", err)
+		return seen
+	}
+	target, err := redisbridge.Target(*rc)
+	if err != nil {
+		c.errorf(rb.Redis.DefRange, "Invalid redis block", "%v.", err)
+		return seen
+	}
+	return c.distinctPrefix(seen, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
+}
+
+// servedRoutes refuses a route to a backend whose plugin does not serve
+// the kind: it would answer every request of it 501.
+func (c *checker) servedRoutes(r *rawRoutes, served map[string]served) {
+	if r == nil {
+		return
+	}
+	for _, route := range []struct {
+		expr hcl.Expression
+		kind abi.RecordKind
+	}{{r.Metrics, abi.KindMetric}, {r.Alerts, abi.KindAlert}, {r.AgentStates, abi.KindAgentState}} {
+		name, _ := c.str(route.expr, route.kind.Name())
+		sv, known := served[name]
+		if !known || sv.features.Has(route.kind.Feature()) {
+			continue
+		}
+		kind := route.kind.Name()
+		c.errorf(route.expr.Range(), "Backend does not serve "+kind,
+			"Backend %q runs plugin %s, which does not serve %s (it advertises [%s]); every %s request would be refused. Route %s to a backend that serves them.",
+			name, sv.plugin, kind, sv.features, kind, kind)
+	}
+}
+
+// checkTokens returns the tokens of a with their secrets resolved
+// (unless offline), refusing a secret too short or the same as another
+// token's.
+func (c *checker) checkTokens(a Auth, blocks []*rawToken, offline bool) []httpapi.Token {
+	tokens := slices.Clone(a.Tokens)
+	owners := make(map[string]string, len(tokens)) // secret → token name
+	for i := range tokens {
+		t, rt := &tokens[i], blocks[i]
+		ref, _ := c.secretRef(rt.secret())
+		if ref.source != secretInline {
+			t.Secret = ""
+			if offline {
+				continue
+			}
+			v, ok := c.resolve(ref)
+			if !ok {
+				continue
+			}
+			ref.value = v
+			if !c.tokenSecret(t.Name, ref) {
+				continue
+			}
+			t.Secret = v
+		}
+		if owner := owners[t.Secret]; owner != "" {
+			c.errorf(*ref.rng, "Duplicate token secret", "Token %q has the same secret as token %q.", t.Name, owner)
+			continue
+		}
+		owners[t.Secret] = t.Name
+	}
+	return tokens
+}

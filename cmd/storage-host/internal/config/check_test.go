@@ -1,0 +1,135 @@
+package config_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+)
+
+// checkedFile names, outside its own text, a plugin file that does not
+// exist, one that is not a plugin this host loads, a built-in plugin it
+// has not, a pin its module does not match, options its plugin refuses,
+// secrets that are not there, a Redis block the bridge refuses, two key
+// prefixes that overlap, and directories that are files. Each comment is
+// the position and summary Check reports.
+const checkedFile = `backend "missing" {
+  plugin = "missing.wasm"                             # 2:12 Unreadable plugin
+}
+backend "broken" {
+  plugin = "broken.wasm"                              # 5:12 Plugin cannot be loaded
+}
+backend "nope" {
+  plugin = "builtin:nope"                             # 8:12 Unknown built-in plugin
+}
+backend "pinned" {
+  plugin = "builtin:memory"
+  sha256 = "0000000000000000000000000000000000000000000000000000000000000000" # 12:12 Plugin does not match its pin
+}
+backend "opts" {
+  plugin  = "builtin:memory"
+  options = { colour = "blue" }                       # 16:13 Options refused by the plugin
+}
+backend "r1" {
+  plugin   = "builtin:redis"
+  data_dir = "a-file"                                 # 20:14 Invalid value for "data_dir"
+  redis {
+    addrs         = ["127.0.0.1:6379"]
+    key_prefix    = "app:"
+    password_file = "no/such/password"                # 24:21 Unreadable secret file
+  }
+  backup {
+    interval  = "1h"
+    directory = "a-file"                              # 28:17 Invalid value for "directory"
+  }
+}
+backend "r2" {
+  plugin = "builtin:redis"
+  redis {
+    addrs      = ["127.0.0.1:6379"]
+    key_prefix = "app:billing:"                       # 35:18 Overlapping key prefixes
+  }
+}
+backend "r3" {
+  plugin = "builtin:redis"
+  redis {                                             # 40:3 Invalid redis block
+    addrs          = ["127.0.0.1:6379"]
+    key_prefix     = "r3:"
+    allow_commands = ["NOSUCHCOMMAND"]
+  }
+}
+routes {
+  metrics      = "opts"
+  alerts       = "opts"
+  agent_states = "opts"
+}
+auth {
+  token "env" {
+    secret_env = "CONFIG_TEST_UNSET_TOKEN"             # 53:18 Unset secret
+    scopes     = ["*:read"]
+  }
+}
+`
+
+// TestParseReadsOnlyTheText: Parse accepts a file whose every plugin,
+// secret and directory is missing or wrong, since it reads none of them;
+// Check reads them and reports each at the attribute naming it, all at
+// once, and leaves the File as it was.
+func TestParseReadsOnlyTheText(t *testing.T) {
+	t.Setenv("CONFIG_TEST_UNSET_TOKEN", "")
+	dir := t.TempDir()
+	name := filepath.Join(dir, "daemon.hcl")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.wasm"), []byte("\x00asm\x01\x00\x00\x00garbage"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a-file"), nil, 0o600))
+
+	f, err := config.Parse([]byte(checkedFile), name)
+	require.NoError(t, err, "Parse reads nothing but the text")
+	require.False(t, f.Checked())
+	require.Contains(t, f.Files, filepath.Join(dir, "missing.wasm"), "a plugin file is followed, though not read")
+	parsed := *f
+	parsed.Backends = append([]config.Backend(nil), f.Backends...)
+
+	err = f.Check(t.Context(), config.WithPluginCache(&pluginCache))
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	var got []string
+	for _, d := range cerr.Diagnostics {
+		require.Equal(t, name, d.Subject.Filename)
+		got = append(got, fmt.Sprintf("%d:%d %s", d.Subject.Start.Line, d.Subject.Start.Column, d.Summary))
+	}
+	var want []string
+	for _, line := range strings.Split(checkedFile, "\n") {
+		if _, c, ok := strings.Cut(line, "# "); ok {
+			want = append(want, c)
+		}
+	}
+	require.Equal(t, want, got)
+	require.Equal(t, parsed.Backends, f.Backends, "a failed Check leaves the File as it was")
+	require.False(t, f.Checked())
+}
+
+// TestCheckReadsAgain: a File that failed Check passes once what it names
+// is fixed, without being parsed again; and Check's results (the module
+// read, the digest) are there only after it.
+func TestCheckReadsAgain(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "daemon.hcl")
+	f, err := config.Parse([]byte("backend \"p\" {\n  plugin = \"agentstate.wasm\"\n}\n"), name)
+	require.NoError(t, err)
+	require.Empty(t, f.Backends[0].Digest)
+	require.Nil(t, f.Backends[0].Config.WASM)
+	require.ErrorContains(t, f.Check(t.Context()), name+":2:12: Unreadable plugin")
+
+	wasm, err := os.ReadFile(filepath.Join(plugins, "agentstate.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "agentstate.wasm"), wasm, 0o600))
+	require.NoError(t, f.Check(t.Context()))
+	require.True(t, f.Checked())
+	require.Len(t, f.Backends[0].Digest, 64)
+	require.Equal(t, wasm, f.Backends[0].Config.WASM)
+}
