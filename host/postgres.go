@@ -38,6 +38,10 @@ type PostgresConfig struct {
 	StatementTimeout time.Duration
 }
 
+// PostgresRole returns the name of the role the host creates for a
+// backend whose schema is schema.
+func PostgresRole(schema string) string { return pgbridge.RolePrefix + schema }
+
 // ErrSchemaNewer is the error of Open for a backend whose PostgreSQL
 // schema has migrations the plugin does not know: a newer plugin has
 // migrated it.

@@ -1,0 +1,87 @@
+package main_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/pgtest"
+)
+
+var pgPlugin struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// postgresPlugin names the postgres plugin the daemon's tests run:
+// builtin:postgres once it is built in, else sdk/example/pgstates (agent
+// states only), built once into a directory of the test binary's own.
+// The second result says whether it is the built-in one.
+func postgresPlugin(t *testing.T) (plugin string, builtin bool) {
+	t.Helper()
+	if _, err := host.BuiltinWASM("postgres"); err == nil {
+		return "builtin:postgres", true
+	}
+	pgPlugin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "storage-host-e2e-pgstates-")
+		if err != nil {
+			pgPlugin.err = err
+			return
+		}
+		pgPlugin.path = filepath.Join(dir, "pgstates.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", pgPlugin.path, "./sdk/example/pgstates")
+		cmd.Dir = filepath.Join("..", "..")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		pgPlugin.out, pgPlugin.err = cmd.CombinedOutput()
+	})
+	require.NoError(t, pgPlugin.err, "building sdk/example/pgstates:\n%s", pgPlugin.out)
+	return pgPlugin.path, false
+}
+
+// leftSchemas returns the schemas and roles on the PostgreSQL at url
+// whose names start as plugin test's do.
+func leftSchemas(t *testing.T, url string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'plugin\_test\_%'
+		UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'storagehost\_plugin\_test\_%'`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+// TestPluginTestPostgres: `plugin test -postgres URL` runs the suite on a
+// postgres plugin, each store on a schema and a role of its own, and
+// leaves none of them behind. (The pgstates example keeps agent states
+// only, with a default expiry: the run is limited to those rules.)
+func TestPluginTestPostgres(t *testing.T) {
+	url := pgtest.URL(t)
+	plugin, builtin := postgresPlugin(t)
+	before := leftSchemas(t, url)
+	args := []string{"plugin", "test", "-postgres", url, plugin}
+	if !builtin {
+		args = []string{"plugin", "test", "-postgres", url, "-run", "AgentStates|Protocol|Closed", plugin}
+	}
+	stdout, stderr, code := runCommand(t, nil, args...)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Regexp(t, `(?m)^ok: [1-9][0-9]* rules passed, 0 failed`, stdout)
+	require.ElementsMatch(t, before, leftSchemas(t, url), "a schema or role of the suite's stores is left")
+
+	// Without the capability granted, the plugin does not load, and says why.
+	_, stderr, code = runCommand(t, nil, "plugin", "test", plugin)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, stderr, "postgres")
+}
