@@ -9,6 +9,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
+	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -77,6 +78,11 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 			rc := *cfg.Redis
 			cfg.Redis = &rc
 		}
+		if cfg.Postgres != nil {
+			pc := *cfg.Postgres
+			cfg.Postgres = &pc
+			c.checkPostgres(rb, cfg.Postgres, o.offline)
+		}
 		wasm := c.module(rb, cfg)
 		c.directory(rb.DataDir, cfg.DataDir, "data_dir")
 		if b.Backup != nil {
@@ -91,7 +97,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		}
 		info := o.plugins.inspect(ctx, wasm)
 		c.defaultScripts(rb, cfg, info)
-		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
+		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
 			if len(cfg.Options) > 0 {
@@ -155,6 +161,31 @@ func (c *checker) checkRedis(rb *rawBackend, rc *redisbridge.Config, offline boo
 		return seen
 	}
 	return c.distinctPrefix(seen, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
+}
+
+// checkPostgres resolves the URL of the postgres block of rb into pc
+// (unless offline) and has it judged as the bridge would read it,
+// without connecting: the host connects, and creates the backend's role
+// and schema, when it opens the backend.
+func (c *checker) checkPostgres(rb *rawBackend, pc *host.PostgresConfig, offline bool) {
+	ref, _ := c.secretRef(rb.Postgres.url())
+	if ref.rng == nil {
+		return // reported by Parse
+	}
+	if ref.source != secretInline {
+		if offline {
+			pc.URL = ""
+			return
+		}
+		v, ok := c.resolve(ref)
+		if !ok {
+			return
+		}
+		pc.URL = v
+	}
+	if err := host.CheckPostgres(*pc); err != nil {
+		c.errorf(*ref.rng, "Invalid postgres block", "%v.", err)
+	}
 }
 
 // servedRoutes refuses a route to a backend whose plugin does not serve
