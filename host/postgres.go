@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
@@ -37,6 +40,30 @@ type PostgresConfig struct {
 	// Limits.CallTimeout.
 	StatementTimeout time.Duration
 }
+
+// CheckPostgres reports what Open would refuse in c before connecting: no
+// URL, one pgx cannot parse, a schema name out of form. It reads the
+// files a URL points pgx to (a password or service file), and connects
+// to nothing.
+func CheckPostgres(c PostgresConfig) error {
+	switch {
+	case c.URL == "":
+		return fmt.Errorf("%w: postgres: no URL", ErrInvalid)
+	case !postgresSchema.MatchString(c.Schema):
+		return fmt.Errorf("%w: postgres: schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", ErrInvalid, c.Schema)
+	case c.MaxConns < 0 || c.StatementTimeout < 0:
+		return fmt.Errorf("%w: postgres: a negative max_conns or statement timeout", ErrInvalid)
+	}
+	if _, err := pgx.ParseConfig(c.URL); err != nil {
+		// pgx's message quotes the URL with its password masked.
+		return fmt.Errorf("%w: postgres: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// postgresSchema is the form of PostgresConfig.Schema, which the bridge
+// checks again when it opens.
+var postgresSchema = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // PostgresRole returns the name of the role the host creates for a
 // backend whose schema is schema.
