@@ -18,16 +18,18 @@ import (
 // Options tune a Bus. Zero fields take the defaults.
 type Options struct {
 	// Retention is how many events the log keeps for subscribers to
-	// resume from (a Redis Stream trims to about this many).
-	// Default: 10 000 in-process, 100 000 in Redis.
+	// resume from (a Redis Stream trims to about this many, a PostgreSQL
+	// table to exactly this many).
+	// Default: 10 000 in-process, 100 000 in Redis or PostgreSQL.
 	Retention int
 	// Buffer is how many events each subscriber may have waiting; one
 	// more disconnects it with ErrSlowSubscriber.
 	// Default: 1024.
 	Buffer int
-	// Queue is how many events may wait to be appended to a Redis log
-	// (while Redis is slow or away); past it new events are dropped and
-	// counted. In-process logs append at once and have no queue.
+	// Queue is how many events may wait to be appended to a Redis or
+	// PostgreSQL log (while it is slow or away); past it new events are
+	// dropped and counted. In-process logs append at once and have no
+	// queue.
 	// Default: 65 536.
 	Queue int
 }
@@ -56,7 +58,7 @@ var ErrUnavailable = errors.New("events: the event log cannot be read")
 type Stats struct {
 	Published    uint64 // events appended to the log
 	Dropped      uint64 // events dropped: the append queue was full, or the log refused them
-	Refused      uint64 // of Dropped, events the log refused for good (an error reply of Redis's, not an outage)
+	Refused      uint64 // of Dropped, events the log refused for good (an error reply of Redis's or PostgreSQL's, not an outage)
 	Disconnected uint64 // subscriptions ended with ErrSlowSubscriber
 	Subscribers  int    // subscriptions open now
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,7 +182,11 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 // pgRead selects up to $3 events after the position ($1 the table's OID,
 // $2 the sequence number) and the table's OID, in one row at least: a
 // position in another table counts as the beginning.
-const pgRead = `SELECT t.epoch, e.seq, left(e.kind, 64), left(e.op, 64), left(e.agent, 4096), left(e.key, 4096), e.version, e.at, substring(e.data for 16384)
+//
+// Each field is cut to a bound (the names to abi.MaxEventNameLength, the
+// data to abi.MaxEventData): the backend's role can write the table too.
+var pgRead = `SELECT t.epoch, e.seq, left(e.kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(e.op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
+	left(e.agent, 4096), left(e.key, 4096), e.version, e.at, substring(e.data for ` + strconv.Itoa(abi.MaxEventData) + `)
 FROM (SELECT '` + PostgresTable + `'::regclass::oid::bigint AS epoch) t
 LEFT JOIN LATERAL (
 	SELECT * FROM ` + PostgresTable + `
