@@ -2,10 +2,12 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
@@ -70,6 +72,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	backends := slices.Clone(f.Backends)
 	plugins := make(map[string]served, len(backends))
 	var prefixes []keyPrefix
+	var schemas []pgSchema
 	for i := range backends {
 		b, rb := &backends[i], src.backends[i]
 		cfg := &b.Config
@@ -81,7 +84,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		if cfg.Postgres != nil {
 			pc := *cfg.Postgres
 			cfg.Postgres = &pc
-			c.checkPostgres(rb, cfg.Postgres, o.offline)
+			schemas = c.checkPostgres(rb, cfg.Postgres, o.offline, schemas)
 		}
 		wasm := c.module(rb, cfg)
 		c.directory(rb.DataDir, cfg.DataDir, "data_dir")
@@ -163,29 +166,53 @@ func (c *checker) checkRedis(rb *rawBackend, rc *redisbridge.Config, offline boo
 	return c.distinctPrefix(seen, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
 }
 
+// pgSchema is where a backend keeps its tables: the database and the
+// schema.
+type pgSchema struct {
+	backend, schema, target string
+	rng                     hcl.Range
+}
+
 // checkPostgres resolves the URL of the postgres block of rb into pc
-// (unless offline) and has it judged as the bridge would read it,
-// without connecting: the host connects, and creates the backend's role
-// and schema, when it opens the backend.
-func (c *checker) checkPostgres(rb *rawBackend, pc *host.PostgresConfig, offline bool) {
+// (unless offline), has it judged as the bridge would read it, and
+// refuses a schema another backend of seen has on the same database:
+// the two would share one role and every table. It connects to nothing:
+// the host connects, and creates the backend's role and schema, when it
+// opens the backend.
+func (c *checker) checkPostgres(rb *rawBackend, pc *host.PostgresConfig, offline bool, seen []pgSchema) []pgSchema {
 	ref, _ := c.secretRef(rb.Postgres.url())
 	if ref.rng == nil {
-		return // reported by Parse
+		return seen // reported by Parse
 	}
 	if ref.source != secretInline {
 		if offline {
 			pc.URL = ""
-			return
+			return seen
 		}
 		v, ok := c.resolve(ref)
 		if !ok {
-			return
+			return seen
 		}
 		pc.URL = v
 	}
 	if err := host.CheckPostgres(*pc); err != nil {
 		c.errorf(*ref.rng, "Invalid postgres block", "%v.", err)
+		return seen
 	}
+	pg, err := pgx.ParseConfig(pc.URL)
+	if err != nil {
+		return seen // refused by CheckPostgres
+	}
+	s := pgSchema{rb.Name, pc.Schema, fmt.Sprintf("%s:%d/%s", pg.Host, pg.Port, pg.Database), rb.Postgres.Schema.Range()}
+	for _, o := range seen {
+		if o.target == s.target && o.schema == s.schema {
+			c.errorf(s.rng, "Shared schema",
+				"Backend %q's schema %q is backend %q's on the same database (%s, at %s): the two would share one role and every table, each reading, deleting and forging the other's records and events. Give each backend a schema of its own.",
+				s.backend, s.schema, o.backend, s.target, o.rng)
+			return seen
+		}
+	}
+	return append(seen, s)
 }
 
 // servedRoutes refuses a route to a backend whose plugin does not serve

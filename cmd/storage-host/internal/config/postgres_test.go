@@ -104,6 +104,7 @@ func TestBadPostgresBlocks(t *testing.T) {
 		{"unset url env", pg("    url_env = \"CONFIG_TEST_UNSET\"\n    schema = \"a\"\n"), "4:15", "Unset secret; The environment variable CONFIG_TEST_UNSET is unset or empty."},
 		{"unreadable url file", pg("    url_file = \"no/such/file\"\n    schema = \"a\"\n"), "4:16", "Unreadable secret file"},
 		{"restore on start", "backend \"p\" {\n  plugin = \"builtin:memory\"\n  postgres {\n" + url + "    schema = \"a\"\n  }\n  backup {\n    interval = \"1h\"\n    directory = \"b\"\n    restore_on_start = true\n  }\n}\n", "10:24", "this one keeps them in PostgreSQL"},
+		{"shared schema", pg(url+"    schema = \"a\"\n") + "backend \"q\" {\n  plugin = \"builtin:memory\"\n  postgres {\n    url = \"postgres://other@127.0.0.1:5432/x\"\n    schema = \"a\"\n  }\n}\nroutes {\n  metrics = \"p\"\n  alerts = \"p\"\n  agent_states = \"q\"\n}\n", "12:14", `Shared schema; Backend "q"'s schema "a" is backend "p"'s on the same database (127.0.0.1:5432/x, at bad.hcl:5,14-17)`},
 		{"capability without block", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  capabilities = [\"log\", \"clock\", \"kv\", \"postgres\"]\n}\n", "3:41", `Capability "postgres" is granted by a postgres block`},
 		{"two postgres blocks", pg(url + "    schema = \"a\"\n")[:len(pg(url+"    schema = \"a\"\n"))-2] + "  postgres {\n  }\n}\n", "7:3", "Duplicate postgres block"},
 	} {
