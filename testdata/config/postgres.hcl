@@ -43,8 +43,9 @@ backend "pg" {
     # takes it inline), like a Redis password. TLS settings go in the URL
     # (sslmode=verify-full&sslrootcert=...).
     url_env = "STORAGE_HOST_POSTGRES_URL"
-    # Required: the backend's schema, created when missing. Two backends,
-    # or two daemons, with one schema on one database share their records.
+    # Required: the backend's schema, created when missing. Daemons given
+    # one schema on one database share its records (and their events);
+    # two backends of one file may not have the same.
     schema = "agents"
     # At most 8 connections (the default is 4).
     max_conns = 8

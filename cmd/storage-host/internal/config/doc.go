@@ -90,7 +90,8 @@
 //	    url_env   = "STORAGE_HOST_POSTGRES_URL"     # an environment variable, set and not empty
 //	    url_file  = "/run/secrets/postgres-url"     # its content, trailing newline trimmed
 //	    schema    = "agents"            # required: [a-z][a-z0-9_]*, at most 40 bytes; created if missing;
-//	                                    # its role is storagehost_SCHEMA; backends with one schema share records
+//	                                    # its role is storagehost_SCHEMA; daemons given one schema share its
+//	                                    # records; two backends of a file may not have one on one database
 //	    max_conns = 4                   # optional, > 0; default 4
 //	    statement_timeout = "5s"        # optional: a call without a deadline, and migrations; default call_timeout
 //	  }
