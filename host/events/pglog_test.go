@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -167,4 +168,42 @@ func TestPostgresDataAndRetention(t *testing.T) {
 	require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize()).Scan(&n))
 	assert.LessOrEqual(t, n, 10)
 	assert.Positive(t, n)
+}
+
+// An append PostgreSQL refuses for good (the table altered under the
+// host: a column renamed) is dropped, counted and surfaced by Err, as a
+// Redis refusal is, not retried for ever; once the table is right again,
+// the events after it are appended.
+func TestPostgresRefusedAppendsAreDroppedNotRetried(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN kind TO k")
+	require.NoError(t, err)
+	t.Cleanup(func() { // the table put right even when the test fails: Close appends what is queued
+		if c, err := pgx.Connect(ctx, url); err == nil {
+			_, _ = c.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN k TO kind")
+			_ = c.Close(ctx)
+		}
+	})
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "lost", 0))
+	require.Eventually(t, func() bool { return b.Err() != nil }, 10*time.Second, 10*time.Millisecond)
+	assert.ErrorIs(t, b.Err(), events.ErrRefused)
+	assert.Equal(t, uint64(1), b.Stats().Refused)
+	assert.Contains(t, b.Stats().AppendError, "42703") // undefined_column
+
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN k TO kind")
+	require.NoError(t, err)
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "kept", 0))
+	assert.Equal(t, "kept", next(t, s).Key)
+	assert.NoError(t, b.Err())
 }
