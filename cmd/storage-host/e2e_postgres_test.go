@@ -147,3 +147,35 @@ func TestDurabilityPostgresKilled(t *testing.T) {
 		require.Positive(t, metrics, "builtin:postgres acknowledged no metric write")
 	}
 }
+
+// TestPostgresEventsAcrossDaemons: two daemons on one PostgreSQL schema.
+// A change made through one reaches the event stream of the other; a
+// stream of the first, closed and reopened from its Last-Event-ID, gets
+// exactly what it missed, written through the second.
+func TestPostgresEventsAcrossDaemons(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, host.PostgresRole(""))
+	plugin, _ := postgresPlugin(t)
+	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
+	replaceFile(t, cfg, fmt.Appendf(nil, "backend \"shared\" {\n  plugin = %q\n  postgres {\n    url = %q\n    schema = %q\n  }\n}\n", plugin, url, schema))
+	a := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	b := startDaemon(t, nil, "-config", cfg, "-watch=false")
+
+	onB := openEvents(t, b.url, "?kind=agent_states", "")
+	version := putState(t, a.url, "pg-1")
+	got := onB.change()
+	require.Equal(t, change{ID: got.ID, Kind: "agent_states", Op: "put", Key: "pg-1", AgentID: "pg-1", Version: version, Time: got.Time}, got)
+	require.Regexp(t, `^shared=\d+-\d+$`, got.ID)
+
+	onA := openEvents(t, a.url, "?kind=agent_states", "")
+	putState(t, b.url, "pg-2")
+	last := onA.change()
+	require.Equal(t, "pg-2", last.Key)
+	require.NoError(t, onA.resp.Body.Close())
+	v3 := putState(t, b.url, "pg-3")
+	v4 := putState(t, a.url, "pg-4")
+	again := openEvents(t, a.url, "?kind=agent_states", last.ID)
+	c3, c4 := again.change(), again.change()
+	require.Equal(t, []string{"pg-3", v3, "pg-4", v4}, []string{c3.Key, c3.Version, c4.Key, c4.Version})
+}
