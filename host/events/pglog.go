@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,8 +74,6 @@ type pgLog struct {
 	retention int64
 	logger    hclog.Logger
 
-	epoch atomic.Uint64 // the table's OID, as of the last append or ensure
-
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced on each notification
 
@@ -98,17 +95,15 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 )`
 
 // ensure creates the table if it is missing, under the append lock (hosts
-// starting at once), and learns its OID.
+// starting at once).
 func (l *pgLog) ensure(ctx context.Context) error {
-	rs, err := l.exec(ctx, abi.PGTransaction,
+	_, err := l.exec(ctx, abi.PGTransaction,
 		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text(l.lockKey)}},
 		abi.PGStatement{SQL: pgTableDDL},
-		abi.PGStatement{SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint"},
 	)
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)
 	}
-	l.epoch.Store(uint64(rs[2].Values[0].Int))
 	return nil
 }
 
@@ -171,10 +166,18 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 	if err != nil {
 		return err
 	}
+	// The backend's role can alter the table (a trigger that skips the
+	// insert): what came back is checked before it is read.
+	if v := rs[len(rs)-1].Values; len(v) != 2 {
+		return errors.New("events: the notify statement returned no OID")
+	}
 	epoch := uint64(rs[len(rs)-1].Values[1].Int)
-	l.epoch.Store(epoch)
 	for i := range evs {
-		evs[i].ID = id{epoch, uint64(rs[1+i].Values[0].Int)}.String()
+		v := rs[1+i].Values
+		if len(v) != 1 {
+			return fmt.Errorf("events: an insert into %s returned %d values, not its sequence number", PostgresTable, len(v))
+		}
+		evs[i].ID = id{epoch, uint64(v[0].Int)}.String()
 	}
 	return nil
 }

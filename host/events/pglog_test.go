@@ -207,3 +207,33 @@ func TestPostgresRefusedAppendsAreDroppedNotRetried(t *testing.T) {
 	assert.Equal(t, "kept", next(t, s).Key)
 	assert.NoError(t, b.Err())
 }
+
+// A trigger on the event table that skips every insert (the backend's
+// role may create one) does not crash the host: the append is retried,
+// and succeeds once the trigger is gone.
+func TestPostgresInsertSkippedByATrigger(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	skip := pgx.Identifier{schema, "skip"}.Sanitize()
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+	for _, q := range []string{
+		"CREATE FUNCTION " + skip + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+		"CREATE TRIGGER skip BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " + skip + "()",
+	} {
+		_, err := admin.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "late", 0))
+	quiet(t, s)
+	_, err = admin.Exec(ctx, "DROP TRIGGER skip ON "+table)
+	require.NoError(t, err)
+	assert.Equal(t, "late", next(t, s).Key)
+}
