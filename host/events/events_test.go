@@ -192,7 +192,10 @@ func TestResumeTooOld(t *testing.T) {
 			pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		}
 		require.Eventually(t, func() bool {
-			_, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+			s, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+			if err == nil {
+				s.Close() // not trimmed yet
+			}
 			return err != nil
 		}, 5*time.Second, 20*time.Millisecond)
 		_, err = sub.Subscribe(ctx, events.Filter{}, first.ID)
