@@ -88,6 +88,7 @@ type Bus struct {
 
 	mu        sync.Mutex
 	subs      map[*Subscription]struct{} // live subscriptions
+	catching  map[*Subscription]struct{} // subscriptions catching up, not live yet
 	observers []Observer
 	pos       id // the last event the fan-out delivered
 	fanning   bool
@@ -131,7 +132,7 @@ func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	b := &Bus{log: l, opts: opts, logger: logger, quit: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	b := &Bus{log: l, opts: opts, logger: logger, quit: make(chan struct{}), subs: map[*Subscription]struct{}{}, catching: map[*Subscription]struct{}{}}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if l.async() {
 		b.queue = make(chan Event, opts.Queue)
@@ -326,6 +327,9 @@ func (b *Bus) Close(ctx context.Context) error {
 	for s := range b.subs {
 		s.endLocked(ErrClosed)
 	}
+	for s := range b.catching {
+		s.endLocked(ErrClosed)
+	}
 	b.mu.Unlock()
 	return err
 }
@@ -368,8 +372,9 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		b.subs[s] = struct{}{}
 		b.mu.Unlock()
 	} else {
-		b.mu.Unlock()
 		s.pos, s.start = after, after.String()
+		b.catching[s] = struct{}{}
+		b.mu.Unlock()
 		go s.catchUp(ctx)
 	}
 	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
@@ -565,6 +570,7 @@ func (s *Subscription) endLocked(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.done)
+		delete(s.b.catching, s)
 		if s.live {
 			delete(s.b.subs, s)
 			close(s.c)
@@ -598,6 +604,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 					// The fan-out may be behind s.pos: offer skips
 					// what s already has.
 					s.live = true
+					delete(b.catching, s)
 					b.subs[s] = struct{}{}
 					b.mu.Unlock()
 				}

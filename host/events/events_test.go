@@ -340,3 +340,27 @@ func redisBus(t *testing.T) (*redis.Client, *events.Bus, string) {
 	t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
 	return c, b, key
 }
+
+// Close ends every subscription, those still catching up on retained
+// events included (one whose reader stopped reading mid-way).
+func TestCloseEndsSubscriptionsCatchingUp(t *testing.T) {
+	logs(t, events.Options{Buffer: 1}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		for v := uint64(1); v <= 10; v++ {
+			pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", v))
+		}
+		first := next(t, s)
+		s.Close()
+		behind, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+		require.NoError(t, err)
+		require.Equal(t, uint64(2), next(t, behind).Version)
+		// behind is blocked on its full buffer, far from caught up: Close
+		// ends it at once, not when (if ever) its reader drains it.
+		require.NoError(t, sub.Close(ctx))
+		assert.ErrorIs(t, behind.Err(), events.ErrClosed)
+		for range behind.Events() {
+		}
+	})
+}
