@@ -10,7 +10,7 @@ all: plugins test
 
 # The built-in plugins embedded in the host (TestBuiltinsMatchSource
 # checks they are current).
-plugins: host/builtin/memory.wasm host/builtin/redis.wasm
+plugins: host/builtin/memory.wasm host/builtin/redis.wasm host/builtin/postgres.wasm
 
 host/builtin/%.wasm: $(BUILTIN_SOURCES) $(shell find plugins -type f -not -name '*_test.go')
 	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $@ ./plugins/$*

@@ -590,3 +590,33 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReplyBuffer: a ReplyBuffer decodes what DecodeReplies decodes, and
+// fails where it fails, also when it reuses the storage of the response
+// before (each input is decoded twice with one buffer, kept across
+// inputs).
+func FuzzReplyBuffer(f *testing.F) {
+	seed(f, repliesBody,
+		sampleReplies,
+		[]abi.Reply{},
+		[]abi.Reply{replyMixed, replyNoPerm},
+		[]abi.Reply{nestedReply(abi.MaxReplyDepth, replyEmptyBulk), nestedReply(abi.MaxReplyDepth-1, replyEmptyArray)},
+	)
+	seedRaw(f, nil, []byte{1, 6}, []byte{1, 5, 0xff, 0xff, 0x03}, []byte{1, 4, 0}, []byte{1, 0, 0})
+	var buf abi.ReplyBuffer
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := abi.NewDecoder(data)
+		want := abi.DecodeReplies(d)
+		wantErr := d.Finish()
+		for range 2 {
+			d := abi.NewDecoder(data)
+			got := buf.Decode(d)
+			if err := d.Finish(); !errors.Is(err, wantErr) && err != wantErr {
+				t.Fatalf("error %v, DecodeReplies %v", err, wantErr)
+			}
+			if wantErr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("decoded %#v, DecodeReplies %#v", got, want)
+			}
+		}
+	})
+}

@@ -174,9 +174,9 @@ func (r *Reply) Encode(e *Encoder) {
 }
 
 // Decode reads what Encode wrote. Strings alias the decoder's input.
-func (r *Reply) Decode(d *Decoder) { r.decode(d, 0) }
+func (r *Reply) Decode(d *Decoder) { r.decode(d, 0, nil) }
 
-func (r *Reply) decode(d *Decoder, depth int) {
+func (r *Reply) decode(d *Decoder, depth int, buf *ReplyBuffer) {
 	*r = Reply{Kind: ReplyKind(d.U8())}
 	switch r.Kind {
 	case ReplyNil:
@@ -193,11 +193,12 @@ func (r *Reply) decode(d *Decoder, depth int) {
 			return
 		}
 		n := d.Count(1)
-		r.Array = prealloc[Reply](n)
+		r.Array = buf.take(n)
 		for i := 0; i < n && d.err == nil; i++ {
-			var item Reply
-			item.decode(d, depth+1)
-			r.Array = append(r.Array, item)
+			// Decoded in place: a Reply of its own would escape (decode
+			// recurses), an allocation per element.
+			r.Array = append(r.Array, Reply{})
+			r.Array[i].decode(d, depth+1, buf)
 		}
 	default:
 		d.fail(ErrMalformed)
@@ -222,13 +223,49 @@ func EncodeReplies(e *Encoder, rs []Reply) {
 }
 
 // DecodeReplies reads what EncodeReplies wrote.
-func DecodeReplies(d *Decoder) []Reply {
+func DecodeReplies(d *Decoder) []Reply { return decodeReplies(d, nil) }
+
+func decodeReplies(d *Decoder, buf *ReplyBuffer) []Reply {
 	n := d.Count(1)
-	rs := prealloc[Reply](n)
+	rs := buf.take(n)
 	for i := 0; i < n && d.err == nil; i++ {
-		var r Reply
-		r.Decode(d)
-		rs = append(rs, r)
+		rs = append(rs, Reply{})
+		rs[i].decode(d, 0, buf)
 	}
 	return rs
+}
+
+// ReplyBuffer decodes replies into storage it keeps from one call to the
+// next, so that a client decoding a response per request (a Go guest, for
+// which each allocation is dear) allocates nothing once it has seen its
+// largest response. The zero ReplyBuffer is ready to use.
+type ReplyBuffer struct {
+	slab []Reply
+}
+
+// maxReplyBuffer is the most replies a ReplyBuffer keeps: arrays beyond
+// it are allocated as DecodeReplies allocates them, so that one large
+// response does not stay in memory for good.
+const maxReplyBuffer = 4096
+
+// Decode reads what EncodeReplies wrote, like DecodeReplies. The replies,
+// arrays included, are valid until the next Decode.
+func (b *ReplyBuffer) Decode(d *Decoder) []Reply {
+	b.slab = b.slab[:0]
+	return decodeReplies(d, b)
+}
+
+// take returns an empty slice of capacity n for an array of n replies:
+// carved from the slab when it fits, else allocated. A slab that grows
+// leaves the arrays carved before it in the old one, still valid.
+func (b *ReplyBuffer) take(n int) []Reply {
+	if b == nil || n == 0 || len(b.slab)+n > maxReplyBuffer {
+		return prealloc[Reply](n)
+	}
+	l := len(b.slab)
+	if l+n > cap(b.slab) {
+		b.slab = make([]Reply, l, min(maxReplyBuffer, max(2*cap(b.slab), l+n, 64)))
+	}
+	b.slab = b.slab[:l+n]
+	return b.slab[l : l : l+n]
 }

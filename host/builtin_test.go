@@ -31,7 +31,7 @@ func TestBuiltinsMatchSource(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	for _, name := range []string{"memory", "redis"} {
+	for _, name := range []string{"memory", "redis", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), name+".wasm")
 			cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-buildmode=c-shared", "-o", out, "./plugins/"+name)

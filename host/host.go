@@ -88,7 +88,8 @@ var (
 const BuiltinPrefix = "builtin:"
 
 // redisInstancesPerCPU sizes the default instance pool of a backend with
-// Redis (RATIONALE.md, "Why eight instances per CPU for Redis
+// Redis or PostgreSQL, whose calls hold their instance for a network
+// round trip (RATIONALE.md, "Why eight instances per CPU for Redis
 // backends?").
 const redisInstancesPerCPU = 8
 
@@ -101,8 +102,9 @@ type Config struct {
 	// Plugin is "builtin:<name>" for an embedded plugin or the path of a
 	// .wasm file. The embedded plugins are "builtin:memory" (records in
 	// the kv capability, in memory unless DataDir is set), "builtin:local"
-	// (the same module, which requires DataDir: records on disk) and
-	// "builtin:redis".
+	// (the same module, which requires DataDir: records on disk),
+	// "builtin:redis" (needs Redis) and "builtin:postgres" (needs
+	// Postgres).
 	// Default: "builtin:memory".
 	Plugin string
 	// WASM, when set, is the plugin module itself and Plugin is ignored.
@@ -118,7 +120,7 @@ type Config struct {
 	// instance is held for a whole call, Redis round trip included, so a
 	// backend with Redis gets more of them: the calls in flight are what
 	// the bridge can pipeline together. The pool grows on demand.
-	// Default: runtime.GOMAXPROCS(0); eight times that with Redis set.
+	// Default: runtime.GOMAXPROCS(0); eight times that with Redis or Postgres set.
 	Instances int
 	// SHA256, when set, pins the plugin module: the hex SHA-256 of the
 	// .wasm file. A module with another digest is refused.
@@ -332,7 +334,7 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Instances <= 0 {
 		out.Instances = runtime.GOMAXPROCS(0)
-		if out.Redis != nil {
+		if out.Redis != nil || out.Postgres != nil {
 			out.Instances *= redisInstancesPerCPU
 		}
 	}

@@ -36,7 +36,7 @@ import (
 var builtins embed.FS
 
 // BuiltinWASM returns the module of the embedded plugin name ("memory",
-// "local", "redis"). "local" is the memory plugin's module: what makes it
+// "local", "redis", "postgres"). "local" is the memory plugin's module: what makes it
 // durable is the data directory it requires (Config.DataDir).
 func BuiltinWASM(name string) ([]byte, error) {
 	if name == "local" {

@@ -47,8 +47,9 @@ func TestOutcomeUnknownOnlyFromWrites(t *testing.T) {
 // batchResults runs items as one batch and decodes the results.
 func (d *dispatcher) batchResults(t *testing.T, items []abi.BatchItem) []abi.BatchResult {
 	t.Helper()
-	var e abi.Encoder
-	require.NoError(t, d.batch(items, &e))
+	var req, e abi.Encoder
+	abi.EncodeBatch(&req, items)
+	require.NoError(t, d.batch(req.Bytes(), &e))
 	dec := abi.NewDecoder(e.Bytes())
 	out := abi.DecodeBatchResults(dec)
 	require.NoError(t, dec.Finish())

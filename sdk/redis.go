@@ -17,11 +17,12 @@ import (
 // copy what you keep. The zero Redis is ready to use; like KV, one per
 // plugin is enough, as calls into an instance never overlap.
 type Redis struct {
-	enc   abi.Encoder
-	dec   abi.Decoder
-	req   abi.RedisRequest
-	one   [1][][]byte
-	calls [1]abi.ScriptCall
+	enc     abi.Encoder
+	dec     abi.Decoder
+	replies abi.ReplyBuffer
+	req     abi.RedisRequest
+	one     [1][][]byte
+	calls   [1]abi.ScriptCall
 }
 
 func (r *Redis) send() ([]abi.Reply, error) {
@@ -32,7 +33,7 @@ func (r *Redis) send() ([]abi.Reply, error) {
 		return nil, err
 	}
 	r.dec.Reset(body)
-	replies := abi.DecodeReplies(&r.dec)
+	replies := r.replies.Decode(&r.dec)
 	if err := r.dec.Finish(); err != nil {
 		return nil, abi.Errorf(abi.StatusInternal, "redis response: %v", err)
 	}

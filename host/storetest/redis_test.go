@@ -358,3 +358,64 @@ func TestRedisEventsAcrossHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisGetReadsTheStoredExpiry: a single agent-state or alert get is
+// one HMGET that reads the expiry the write stored beside the record
+// (field e of a state, x of an alert), not a script asking Redis for the
+// key's; a record without it (as written before it was kept) is read by
+// script, with the key's own expiry. The test makes the stored expiry
+// disagree with the key's to tell the two apart.
+func TestRedisGetReadsTheStoredExpiry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real Redis; skipped with -short")
+	}
+	addrs := []string{redistest.Addr(t)}
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	rc := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = rc.Close() })
+	ctx := t.Context()
+
+	put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"step":1}`)}, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	require.False(t, put.ExpiresAt.IsZero())
+	key := prefix + "s:{a1}"
+	e, err := rc.HGet(ctx, key, "e").Int64()
+	require.NoError(t, err, "the put stores its expiry beside the record")
+	require.Equal(t, put.ExpiresAt.UnixMilli(), e)
+
+	require.NoError(t, rc.HSet(ctx, key, "e", "-1").Err())
+	got, err := st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	require.True(t, got.ExpiresAt.IsZero(), "the get answers the stored expiry (-1: none), not the key's")
+	require.Equal(t, put.Version, got.Version)
+	require.Equal(t, `{"step":1}`, string(got.State))
+
+	require.NoError(t, rc.HDel(ctx, key, "e").Err())
+	got, err = st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	require.True(t, got.ExpiresAt.Equal(put.ExpiresAt), "a state without e is read with the key's expiry: %v", got.ExpiresAt)
+	require.Equal(t, put.Version, got.Version)
+
+	_, err = st.GetAgentState(ctx, "missing")
+	require.ErrorIs(t, err, host.ErrNotFound)
+
+	// An alert keeps its expiry beside it as x, and is read the same way.
+	alert, err := st.PutAlert(ctx, host.Alert{ID: "al1", AgentID: "a1", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "disk"}, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	akey := prefix + "a:{al1}"
+	x, err := rc.HGet(ctx, akey, "x").Int64()
+	require.NoError(t, err, "the put stores its expiry beside the alert")
+	require.Equal(t, alert.ExpiresAt.UnixMilli(), x)
+	require.NoError(t, rc.HSet(ctx, akey, "x", "-1").Err())
+	gotAlert, err := st.GetAlert(ctx, "al1")
+	require.NoError(t, err)
+	require.True(t, gotAlert.ExpiresAt.IsZero(), "the get answers the stored expiry, not the key's")
+	require.Equal(t, "disk", gotAlert.Message)
+	require.NoError(t, rc.HDel(ctx, akey, "x").Err())
+	gotAlert, err = st.GetAlert(ctx, "al1")
+	require.NoError(t, err)
+	require.True(t, gotAlert.ExpiresAt.Equal(alert.ExpiresAt), "an alert without x is read with the key's expiry: %v", gotAlert.ExpiresAt)
+	_, err = st.GetAlert(ctx, "missing")
+	require.ErrorIs(t, err, host.ErrNotFound)
+}

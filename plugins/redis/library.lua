@@ -27,7 +27,6 @@
 --      no write touched it for a grace period, since the record and index
 --      calls of one write may run in either order on a cluster.
 
-local op = ARGV[1]
 local call = redis.call
 
 local function nowms()
@@ -37,22 +36,28 @@ end
 
 local function fmt(n) return string.format('%.0f', n) end
 
--- expire applies spec to key, just written by HSET (which keeps an
--- existing key's expiry); existed says whether key existed before.
-local function expire(key, spec, existed)
+-- expiryOf is the expiry, in Unix ms (-1: none), that spec gives key,
+-- which existed or not, before it is written; kept is true when spec
+-- keeps an existing key's expiry (setExpiry then leaves it alone).
+local function expiryOf(key, spec, existed)
   if string.sub(spec, 1, 1) == 'k' then
-    if existed then return call('PEXPIRETIME', key) end
+    if existed then return call('PEXPIRETIME', key), true end
     spec = string.sub(spec, 2)
     if spec == '' then spec = 'p' end
   end
-  if spec == 'p' then
-    call('PERSIST', key)
-    return -1
-  end
-  call('PEXPIREAT', key, spec)
-  return tonumber(spec)
+  if spec == 'p' then return -1, false end
+  return tonumber(spec), false
 end
-
+-- setExpiry gives key, just written by HSET (which keeps an existing
+-- key's expiry), the expiry e that expiryOf answered.
+local function setExpiry(key, e, kept, existed)
+  if kept then return end
+  if e == -1 then
+    if existed then call('PERSIST', key) end
+  else
+    call('PEXPIREAT', key, e)
+  end
+end
 -- outlive makes key (an index) live at least until e (-1 = forever).
 local function outlive(key, e, existed)
   if e == -1 then
@@ -103,14 +108,36 @@ local function restorable(key)
   return nil
 end
 
--- unindex removes ids from a global index.
-local function unindex(ids)
+-- unindex removes ids from the global index of keys kl, kx, kt.
+local function unindex(kl, kx, kt, ids)
   if #ids > 0 then
-    call('ZREM', KEYS[1], unpack(ids))
-    call('ZREM', KEYS[2], unpack(ids))
-    call('HDEL', KEYS[3], unpack(ids))
+    call('ZREM', kl, unpack(ids))
+    call('ZREM', kx, unpack(ids))
+    call('HDEL', kt, unpack(ids))
   end
 end
+-- ixadd indexes records just written in the global index of keys kl
+-- (L), kx (X), kt (T), sweeping entries whose bound is slack ms past: a[i],
+-- a[i + 1] for i = from, from + 2, ... are each record's id and the bound
+-- of its expiry ('inf' or ms). Answers how many records it indexed.
+local function ixadd(kl, kx, kt, slack, a, from)
+  local now = fmt(nowms())
+  local l, x, t = {}, {}, {}
+  for i = from, #a, 2 do
+    local id = a[i]
+    l[#l + 1], l[#l + 2] = 0, id
+    x[#x + 1], x[#x + 2] = a[i + 1], id
+    t[#t + 1], t[#t + 2] = id, now
+  end
+  call('ZADD', kl, unpack(l))
+  call('ZADD', kx, 'GT', unpack(x))
+  call('HSET', kt, unpack(t))
+  -- Sweep a few entries whose records have certainly expired (the slack
+  -- covers clock differences between cluster nodes).
+  unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. fmt(tonumber(now) - tonumber(slack)), 'LIMIT', 0, 16))
+  return #l / 2
+end
+local function serve(op)
 
 if op == 'rd' then
   -- Read one record and its expiry, atomically.
@@ -198,8 +225,10 @@ elseif op == 'aput' then
     if not string.find(ARGV[4], cur[1], 1, true) then return {0, cur[1]} end
     existed, created = true, cur[2] or created
   end
-  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5])
-  return {1, created, expire(k, ARGV[2], existed)}
+  local e, kept = expiryOf(k, ARGV[2], existed)
+  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5], 'x', fmt(e))
+  setExpiry(k, e, kept, existed)
+  return {1, created, e}
 
 elseif op == 'astat' then
   -- Move an alert to a status, keeping its expiry. KEYS: alert.
@@ -254,8 +283,10 @@ elseif op == 'sput' then
     if f > v then v = f end
   end
   local vs = fmt(v)
-  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5])
-  return {1, vs, expire(k, ARGV[2], old ~= false)}
+  local e, kept = expiryOf(k, ARGV[2], old ~= false)
+  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5], 'e', fmt(e))
+  setExpiry(k, e, kept, old ~= false)
+  return {1, vs, e}
 
 elseif op == 'mrestore' then
   -- Restore a metric sample as given and index it as mput does.
@@ -282,8 +313,11 @@ elseif op == 'arestore' then
   local k = KEYS[1]
   local no = restorable(k)
   if no then return no end
-  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10])
-  return {1, expire(k, ARGV[3], false)}
+  local e = -1
+  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
+  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10], 'x', fmt(e))
+  setExpiry(k, e, false, false)
+  return {1, e}
 
 elseif op == 'srestore' then
   -- Restore an agent state with exactly its version (at most 2^53 - 2, so
@@ -293,8 +327,11 @@ elseif op == 'srestore' then
   local k = KEYS[1]
   local no = restorable(k)
   if no then return no end
-  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6])
-  return {1, expire(k, ARGV[3], false)}
+  local e = -1
+  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
+  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6], 'e', fmt(e))
+  setExpiry(k, e, false, false)
+  return {1, e}
 
 elseif op == 'sdel' then
   -- Delete an agent state if its condition holds. KEYS: state.
@@ -314,21 +351,7 @@ elseif op == 'ixadd' then
   -- Index records just written. KEYS: L, X, T. ARGV: op, sweep slack
   -- (ms), then for each record its id and the bound of its expiry ('inf'
   -- or ms): a batch indexes all its records in one call.
-  local now = fmt(nowms())
-  local l, x, t = {}, {}, {}
-  for i = 3, #ARGV, 2 do
-    local id = ARGV[i]
-    l[#l + 1], l[#l + 2] = 0, id
-    x[#x + 1], x[#x + 2] = ARGV[i + 1], id
-    t[#t + 1], t[#t + 2] = id, now
-  end
-  call('ZADD', KEYS[1], unpack(l))
-  call('ZADD', KEYS[2], 'GT', unpack(x))
-  call('HSET', KEYS[3], unpack(t))
-  -- Sweep a few entries whose records have certainly expired (the slack
-  -- covers clock differences between cluster nodes).
-  unindex(call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. fmt(tonumber(now) - tonumber(ARGV[2])), 'LIMIT', 0, 16))
-  return #l / 2
+  return ixadd(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV, 3)
 
 elseif op == 'ixdel' then
   -- Unindex a record just deleted, unless a write indexed it within the
@@ -337,7 +360,7 @@ elseif op == 'ixdel' then
   -- KEYS: L, X, T. ARGV: op, id, grace (ms).
   local t = call('HGET', KEYS[3], ARGV[2])
   if t and tonumber(t) >= nowms() - tonumber(ARGV[3]) then return 0 end
-  unindex({ARGV[2]})
+  unindex(KEYS[1], KEYS[2], KEYS[3], {ARGV[2]})
   return 1
 
 elseif op == 'ixrange' then
@@ -362,8 +385,27 @@ elseif op == 'ixtrim' then
   for i = 2, #ARGV, 2 do
     if (call('HGET', KEYS[3], ARGV[i]) or '') == ARGV[i + 1] then ids[#ids + 1] = ARGV[i] end
   end
-  unindex(ids)
+  unindex(KEYS[1], KEYS[2], KEYS[3], ids)
   return #ids
 end
-
 return redis.error_reply('storage-host redis library: unknown operation ' .. tostring(op))
+end
+
+-- A write whose operation is led by '+' (+sput, +mput, +aput) indexes its
+-- record in the same call, where the deployment lets one script touch the
+-- record's slot and the {idx} slot (a single node; a cluster answers
+-- CROSSSLOT and the plugin sends the index call apart): the last three
+-- KEYS are the global index's L, X, T, the last three ARGV its sweep
+-- slack, the record's id and its bound. The record is indexed after it
+-- is written, and not when the write answers {0} (a failed condition or
+-- transition: nothing was written).
+local op = ARGV[1]
+if string.byte(op, 1) ~= 43 then return serve(op) end
+local nk, na = #KEYS, #ARGV
+local ix = {KEYS[nk - 2], KEYS[nk - 1], KEYS[nk], ARGV[na - 2], ARGV[na - 1], ARGV[na]}
+KEYS[nk], KEYS[nk - 1], KEYS[nk - 2] = nil, nil, nil
+ARGV[na], ARGV[na - 1], ARGV[na - 2] = nil, nil, nil
+local r = serve(string.sub(op, 2))
+if type(r) == 'table' and (r.err or r[1] == 0) then return r end
+ixadd(ix[1], ix[2], ix[3], ix[4], ix, 5)
+return r

@@ -24,8 +24,12 @@
 //	mx:{agent}             zset: the agent's expiring samples (same
 //	                       members), scored by their expiry in ms
 //	a:{alert}              hash: g agent, s severity, t status, m message,
-//	                       l labels, c created_at ns, u updated_at ns
-//	s:{agent}              hash: v version, u updated_at ns, d document
+//	                       l labels, c created_at ns, u updated_at ns,
+//	                       x expiry in Unix ms (-1: none), as e of a state
+//	s:{agent}              hash: v version, u updated_at ns, d document,
+//	                       e expiry in Unix ms (-1: none), written with the
+//	                       record so that a get is one HMGET (a record
+//	                       written before e was kept is read by script)
 //	{idx}:m, {idx}:a, {idx}:s
 //	                       global indexes (lex zsets of agent IDs with
 //	                       metrics, alert IDs, agent IDs with a state), each
@@ -158,7 +162,13 @@ type backend struct {
 	// deferIx, while a batch or a replayed chunk is prepared, collects
 	// its index entries (deferredIndex); nil otherwise.
 	deferIx *deferredIndex
-	bix     deferredIndex // the index entries of a batch's writes
+	// getCmd is the command of a single get (hmget).
+	getCmd [1][][]byte
+	// joinIx is set while a single put is prepared to index its record
+	// in its own call (index); split once Redis answered such a call
+	// CROSSSLOT (a cluster), after which every index call goes apart.
+	joinIx, split bool
+	bix           deferredIndex // the index entries of a batch's writes
 }
 
 type (
@@ -349,7 +359,36 @@ var (
 	opMrestore = []byte("mrestore")
 	opArestore = []byte("arestore")
 	opSrestore = []byte("srestore")
+
+	// The puts that index their record in the same call (see index).
+	opMputIx = []byte("+mput")
+	opAputIx = []byte("+aput")
+	opSputIx = []byte("+sput")
 )
+
+// indexingOp returns the operation that writes like op and indexes its
+// record in the same call, or nil when op has none.
+func indexingOp(op []byte) []byte {
+	switch string(op) {
+	case "mput":
+		return opMputIx
+	case "aput":
+		return opAputIx
+	case "sput":
+		return opSputIx
+	}
+	return nil
+}
+
+// ixKeyViews are ixKeys as the byte slices of a script call.
+var ixKeyViews = func() (v [len(ixKeys)][len(ixKeys[0])][]byte) {
+	for ix := range ixKeys {
+		for i, k := range ixKeys[ix] {
+			v[ix][i] = []byte(k)
+		}
+	}
+	return v
+}()
 
 // request builds the calls of one EvalMany in a reusable arena: every key
 // and argument is a span of arena, turned into slices only when the
@@ -366,10 +405,12 @@ type span struct{ lo, hi int }
 
 // callSpan is one call of the library's operation op: parts
 // spans[first:first+n], the first keys of them keys, the rest arguments
-// after op.
+// after op. ix, when not 0, is 1 + the global index whose keys follow
+// the call's own (an indexing put, see index).
 type callSpan struct {
 	op             []byte
 	first, keys, n int
+	ix             int
 }
 
 func (r *request) reset() {
@@ -471,6 +512,9 @@ func (r *request) build() []abi.ScriptCall {
 		for _, s := range r.spans[c.first : c.first+c.keys] {
 			r.views = append(r.views, r.arena[s.lo:s.hi:s.hi])
 		}
+		if c.ix > 0 {
+			r.views = append(r.views, ixKeyViews[c.ix-1][:]...)
+		}
 		r.views = append(r.views, c.op)
 		for _, s := range r.spans[c.first+c.keys : c.first+c.n] {
 			r.views = append(r.views, r.arena[s.lo:s.hi:s.hi])
@@ -479,11 +523,16 @@ func (r *request) build() []abi.ScriptCall {
 	r.sc = r.sc[:0]
 	at := 0
 	for _, c := range r.calls {
+		keys := c.keys
+		if c.ix > 0 {
+			keys += len(ixKeyViews[0])
+		}
+		end := at + keys + c.n - c.keys + 1
 		r.sc = append(r.sc, abi.ScriptCall{
-			Keys: r.views[at : at+c.keys : at+c.keys],
-			Args: r.views[at+c.keys : at+c.n+1 : at+c.n+1],
+			Keys: r.views[at : at+keys : at+keys],
+			Args: r.views[at+keys : end : end],
 		})
-		at += c.n + 1
+		at = end
 	}
 	return r.sc
 }

@@ -177,6 +177,40 @@ func TestRequestBuild(t *testing.T) {
 	}
 }
 
+// TestPutIndexesInItsOwnCall: a single put is one script call that
+// writes and indexes its record (+sput with the index's keys after the
+// record's and its arguments after the record's), and, once Redis
+// answered CROSSSLOT, two calls, the index call apart.
+func TestPutIndexesInItsOwnCall(t *testing.T) {
+	var b backend
+	put := func() []abi.ScriptCall {
+		it := item{op: abi.OpPutAgentState, now: time.Unix(1, 0), state: abi.AgentState{AgentID: "a1", State: []byte("{}")}}
+		b.rq.reset()
+		b.joinIx = !b.split
+		b.prepare(&it)
+		b.joinIx = false
+		return b.rq.build()
+	}
+	calls := put()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls on a single node, want 1", len(calls))
+	}
+	if got := joined(calls[0].Keys); got != "s:{a1} {idx}:s {idx}:s:x {idx}:s:t" {
+		t.Fatalf("keys %q", got)
+	}
+	if got := joined(calls[0].Args); got != "+sput p  1000000000 {} 60000 a1 inf" {
+		t.Fatalf("args %q", got)
+	}
+	b.split = true
+	calls = put()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls after CROSSSLOT, want 2", len(calls))
+	}
+	if got := joined(calls[0].Args) + " | " + joined(calls[1].Args); got != "sput p  1000000000 {} | ixadd 60000 a1 inf" {
+		t.Fatalf("args %q", got)
+	}
+}
+
 func joined(parts [][]byte) string {
 	s := make([]string, len(parts))
 	for i, p := range parts {

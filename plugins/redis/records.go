@@ -311,14 +311,24 @@ func appendCondition(r *request, c abi.Condition) {
 // record's own call: on a single node it then runs after the write. bound
 // is where the arena holds the bound of the record's expiry (see
 // appendTTL).
+//
+// A single put on a single node indexes in the record's own call
+// (joinIx): the library's +sput, +mput and +aput take the index's keys
+// after the record's and its arguments after the record's, one script
+// call per write instead of two.
 func (b *backend) index(ix int, id string, bound span) {
 	r := &b.rq
 	if b.deferIx != nil {
 		b.deferIx.add(ix, id, r.arena[bound.lo:bound.hi])
 		return
 	}
-	r.call(opIxadd)
-	r.ixKeys(ix)
+	c := &r.calls[len(r.calls)-1]
+	if op := indexingOp(c.op); b.joinIx && op != nil {
+		c.op, c.ix = op, ix+1
+	} else {
+		r.call(opIxadd)
+		r.ixKeys(ix)
+	}
 	r.argInt(sweepSlack)
 	r.argStr(id)
 	start := r.mark()
@@ -648,6 +658,12 @@ func decodeAlert(a *abi.Alert, id string, fields, exp *abi.Reply) (found bool, e
 	if err != nil {
 		return false, err
 	}
+	return decodeAlertFields(a, id, f, e)
+}
+
+// decodeAlertFields is decodeAlert of fields f (alertFields first) and
+// the expiry e in Unix ms (-1: none).
+func decodeAlertFields(a *abi.Alert, id string, f []abi.Reply, e int64) (found bool, err error) {
 	if f[2].Kind != abi.ReplyBulk {
 		return false, nil
 	}
@@ -681,6 +697,12 @@ func decodeState(s *abi.AgentState, id string, fields, exp *abi.Reply, copyDoc b
 	if err != nil {
 		return false, err
 	}
+	return decodeStateFields(s, id, f, e, copyDoc)
+}
+
+// decodeStateFields is decodeState of fields f (stateFields first) and
+// the expiry e in Unix ms (-1: none).
+func decodeStateFields(s *abi.AgentState, id string, f []abi.Reply, e int64, copyDoc bool) (found bool, err error) {
 	if f[0].Kind != abi.ReplyBulk {
 		return false, nil
 	}
@@ -712,19 +734,143 @@ func (b *backend) run(it *item) {
 	b.direct(it)
 }
 
-// direct serves one item on Redis in one round trip.
+// direct serves one item on Redis in one round trip. A put indexes its
+// record in the same script call unless Redis refused that once as
+// CROSSSLOT (a cluster, where the record and the {idx} keys are in
+// different slots; Redis refuses such a call before running it).
 func (b *backend) direct(it *item) {
-	b.rq.reset()
-	b.prepare(it)
-	if it.err != nil {
+	switch {
+	case it.op == abi.OpGetAgentState && b.getState(it),
+		it.op == abi.OpGetAlert && b.getAlert(it):
 		return
 	}
-	replies, err := b.send()
+	for {
+		b.rq.reset()
+		b.joinIx = !b.split
+		b.prepare(it)
+		b.joinIx = false
+		if it.err != nil {
+			return
+		}
+		joined := b.rq.calls[it.first].ix > 0
+		replies, err := b.send()
+		if err != nil {
+			it.err = failedWith(it, err)
+			return
+		}
+		if joined && crossSlot(&replies[it.first]) {
+			b.split = true
+			continue
+		}
+		b.finish(it, replies)
+		return
+	}
+}
+
+// The fields of a single get's HMGET: the record's fields as "rd" reads
+// them (stateFields, alertFields), then the expiry its write stored.
+var (
+	cmdHmget     = []byte("HMGET")
+	stateFieldsE = [...][]byte{[]byte("v"), []byte("u"), []byte("d"), []byte("e")}
+	alertFieldsE = [...][]byte{[]byte("g"), []byte("s"), []byte("t"), []byte("m"), []byte("l"), []byte("c"), []byte("u"), []byte("x")}
+)
+
+// hmget sends one HMGET of the hash prefix + tag(id) + "}" and fields,
+// and returns the fields' replies, or nil with it.err set.
+func (b *backend) hmget(it *item, prefix, id string, fields [][]byte) []abi.Reply {
+	r := &b.rq
+	r.reset()
+	r.arena = append(r.arena, prefix...)
+	r.arena = appendTag(r.arena, id)
+	r.arena = append(r.arena, '}')
+	cmd := append(b.getCmd[0][:0], cmdHmget, r.arena[:len(r.arena):len(r.arena)])
+	cmd = append(cmd, fields...)
+	b.getCmd[0] = cmd
+	replies, err := b.redis.Pipeline(b.getCmd[:])
 	if err != nil {
 		it.err = failedWith(it, err)
-		return
+		return nil
 	}
-	b.finish(it, replies)
+	if len(replies) != 1 {
+		it.err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
+		return nil
+	}
+	f, err := replyArray(&replies[0], len(fields))
+	it.err = err
+	return f
+}
+
+// storedExpiry reads the expiry a write stored beside its record, in Unix
+// ms (-1: none); ok is false when the record has none (written before
+// the field was kept).
+func storedExpiry(r *abi.Reply) (e int64, ok bool, err error) {
+	if r.Kind != abi.ReplyBulk {
+		return 0, false, nil
+	}
+	e, ok = parseInt(r.Str)
+	if !ok {
+		return 0, false, abi.Errorf(abi.StatusInternal, "corrupt record: expiry %q", r.Str)
+	}
+	return e, true, nil
+}
+
+// getState serves a single agent-state get with one plain HMGET of the
+// state's fields and its stored expiry (e), atomic as one command is and
+// without a script call, reporting whether it did: a state written
+// before e was kept has none, and is read by the library's "rd" instead
+// (direct goes on to it).
+func (b *backend) getState(it *item) bool {
+	id := it.state.AgentID
+	f := b.hmget(it, stateKeyPrefix, id, stateFieldsE[:])
+	if it.err != nil {
+		return true
+	}
+	if f[0].Kind != abi.ReplyBulk {
+		it.err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
+		return true
+	}
+	e, ok, err := storedExpiry(&f[len(f)-1])
+	if err != nil || !ok {
+		it.err = err
+		return err != nil
+	}
+	found, err := decodeStateFields(&it.state, id, f, e, false)
+	if err == nil && !found {
+		err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
+	}
+	it.err = err
+	return true
+}
+
+// getAlert is getState for an alert: one HMGET of its fields and its
+// stored expiry (x).
+func (b *backend) getAlert(it *item) bool {
+	id := it.alert.ID
+	f := b.hmget(it, alertKeyPrefix, id, alertFieldsE[:])
+	if it.err != nil {
+		return true
+	}
+	if f[2].Kind != abi.ReplyBulk {
+		it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+		return true
+	}
+	e, ok, err := storedExpiry(&f[len(f)-1])
+	if err != nil || !ok {
+		it.err = err
+		return err != nil
+	}
+	found, err := decodeAlertFields(&it.alert, id, f, e)
+	if err == nil && !found {
+		err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+	}
+	it.err = err
+	return true
+}
+
+// crossSlot reports whether r is Redis's refusal of a call whose keys
+// are in different hash slots.
+func crossSlot(r *abi.Reply) bool {
+	return r.Kind == abi.ReplyError && bytes.HasPrefix(r.Str, []byte("CROSSSLOT"))
 }
 
 // begin returns the backend's single item, reset for op.

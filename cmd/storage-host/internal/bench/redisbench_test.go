@@ -28,10 +28,11 @@ import (
 // BenchmarkRedis runs each workload through the redis plugin (host.Store
 // on builtin:redis) and issued directly with go-redis on the same Redis,
 // side by side in one run. The direct side sends exactly the commands the
-// plugin sends for the operation (see directRedis): EVALSHA of the
-// plugin's own library.lua (the same text, so the same SHA-1), with the
-// same keys and arguments, one call per record plus an index call (one
-// per write, one for a whole batch), pipelined as the bridge pipelines
+// plugin sends for the operation (see directRedis): for a get one HMGET,
+// for a write EVALSHA of the plugin's own library.lua (the same text, so
+// the same SHA-1), with the same keys and arguments, one call per record
+// (a single put indexes its record in the same call; a batch adds one
+// index call for all its records), pipelined as the bridge pipelines
 // them. Each side has a key namespace
 // of its own (redistest.Prefix), seeded alike.
 //
@@ -397,11 +398,12 @@ func (d *directRedis) ixadd(ctx context.Context, p redis.Pipeliner, ix string, i
 	for _, id := range ids {
 		args = append(args, id, directNoBound)
 	}
-	p.EvalSha(ctx, d.sha, []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}, args...)
+	p.EvalSha(ctx, d.sha, d.ixKeys(ix), args...)
 }
 
-// getState is GetAgentState: "rd" of the state hash's fields v u d, and
-// the reply decoded as the plugin decodes it.
+// getState is GetAgentState as the plugin sends it: one HMGET of the
+// state hash's fields v u d and the expiry e stored beside them, the
+// reply decoded as the plugin decodes it.
 func (d *directRedis) getState(ctx context.Context, i int) error {
 	_, err := d.readState(ctx, benchAgent(i))
 	return err
@@ -410,16 +412,12 @@ func (d *directRedis) getState(ctx context.Context, i int) error {
 // readState is getState of one agent, returning the state; a missing one
 // is an error matching host.ErrNotFound.
 func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState, error) {
-	v, err := d.c.EvalSha(ctx, d.sha, []string{d.tagKey("s:", id)}, "rd", "v", "u", "d").Slice()
+	f, err := d.c.HMGet(ctx, d.tagKey("s:", id), "v", "u", "d", "e").Result()
 	if err != nil {
 		return host.AgentState{}, err
 	}
-	if len(v) != 2 {
-		return host.AgentState{}, fmt.Errorf("reply %v", v)
-	}
-	f, ok := v[0].([]any)
-	if !ok || len(f) != 3 || f[0] == nil {
-		return host.AgentState{}, fmt.Errorf("agent state %q: %w (%v)", id, host.ErrNotFound, v)
+	if len(f) != 4 || f[0] == nil || f[3] == nil {
+		return host.AgentState{}, fmt.Errorf("agent state %q: %w (%v)", id, host.ErrNotFound, f)
 	}
 	version, err := strconv.ParseUint(f[0].(string), 10, 64)
 	if err != nil || version == 0 {
@@ -429,25 +427,34 @@ func (d *directRedis) readState(ctx context.Context, id string) (host.AgentState
 	if err != nil {
 		return host.AgentState{}, err
 	}
+	e, err := strconv.ParseInt(f[3].(string), 10, 64)
+	if err != nil {
+		return host.AgentState{}, err
+	}
 	s := host.AgentState{AgentID: id, Version: version, UpdatedAt: time.Unix(0, updated).UTC(), State: []byte(f[2].(string))}
-	if e := v[1].(int64); e >= 0 {
+	if e >= 0 {
 		s.ExpiresAt = time.UnixMilli(e).UTC()
 	}
 	return s, nil
 }
 
-// queuePutState queues PutAgentState without TTL or condition: "sput" on
-// the state hash (ttl "p", no condition, updated_at in ns, document), then
-// "ixadd" on the states index.
+// queuePutState queues PutAgentState without TTL or condition as the
+// plugin sends it to a single node: one "+sput" call that writes the
+// state hash (ttl "p", no condition, updated_at in ns, document) and
+// indexes it, the states index's keys and arguments after the record's.
 func (d *directRedis) queuePutState(ctx context.Context, p redis.Pipeliner, id string, now time.Time) *redis.Cmd {
 	return d.queuePutDoc(ctx, p, id, now, benchState)
 }
 
 // queuePutDoc is queuePutState with doc as the state.
 func (d *directRedis) queuePutDoc(ctx context.Context, p redis.Pipeliner, id string, now time.Time, doc []byte) *redis.Cmd {
-	c := d.queueRecord(ctx, p, id, now, doc)
-	d.ixadd(ctx, p, "{idx}:s", id)
-	return c
+	keys := append([]string{d.tagKey("s:", id)}, d.ixKeys("{idx}:s")...)
+	return p.EvalSha(ctx, d.sha, keys, "+sput", "p", "", strconv.FormatInt(now.UnixNano(), 10), doc, directSweepSlack, id, directNoBound)
+}
+
+// ixKeys are the three keys of a global index.
+func (d *directRedis) ixKeys(ix string) []string {
+	return []string{d.prefix + ix, d.prefix + ix + ":x", d.prefix + ix + ":t"}
 }
 
 // queueRecord queues the "sput" of a state write, without its index call.
@@ -501,20 +508,16 @@ func (d *directRedis) putState(ctx context.Context, i int) error {
 	return putStateReply(c)
 }
 
-// putMetric is PutMetric without TTL: "mput" on the sample's key, the
-// agent's index and expiry index (ttl "p", member name\0ts, the value
-// f64 LE + labels), then "ixadd" on the metrics index with the agent.
+// putMetric is PutMetric without TTL as the plugin sends it to a single
+// node: one "+mput" on the sample's key, the agent's index and expiry
+// index (ttl "p", member name\0ts, the value f64 LE + labels), then the
+// metrics index's keys, and its arguments for the agent.
 func (d *directRedis) putMetric(ctx context.Context, i int) error {
 	agent, ts := benchAgent(i), benchTS(i)
 	member := appendMetricMember(nil, "cpu", ts)
 	value := appendMetricValue(nil, 0.5, benchLabels)
-	p := d.c.Pipeline()
-	c := p.EvalSha(ctx, d.sha, []string{d.tagKey("m:", agent) + string(member), d.tagKey("mi:", agent), d.tagKey("mx:", agent)}, "mput", "p", member, value)
-	d.ixadd(ctx, p, "{idx}:m", agent)
-	if err := execChecked(ctx, p); err != nil {
-		return err
-	}
-	e, err := c.Int64()
+	keys := append([]string{d.tagKey("m:", agent) + string(member), d.tagKey("mi:", agent), d.tagKey("mx:", agent)}, d.ixKeys("{idx}:m")...)
+	e, err := d.c.EvalSha(ctx, d.sha, keys, "+mput", "p", member, value, directSweepSlack, agent, directNoBound).Int64()
 	if err != nil || e != -1 {
 		return fmt.Errorf("mput replied %d, %v", e, err)
 	}

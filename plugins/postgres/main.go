@@ -1,0 +1,134 @@
+// Command postgres is the PostgreSQL storage backend. The host owns the
+// connections, the schema and the role the backend runs as (the postgres
+// capability); this plugin owns the policy: the tables and their indexes
+// (Migrations), TTLs, filters, status transitions, optimistic concurrency
+// and pagination.
+//
+// Every record operation is one SQL statement, atomic on its own: a
+// condition, a status transition or a TTL's keep is checked by the
+// statement that writes (INSERT … ON CONFLICT … WHERE, UPDATE … WHERE),
+// never by a read before it. A single operation is one statement in one
+// round trip; a whole batch is one request of a statement per item, in
+// one transaction (one commit), sent again with each statement in a
+// transaction of its own if one of them fails, so that a failed item
+// undoes nothing else (an OpBatch is not atomic; see records.go, send).
+// A query is one statement per page.
+//
+// # Tables
+//
+// Times are bigint Unix nanoseconds of the host clock, never the
+// server's now(): a record whose expires_at (0: never) is not after the
+// host's clock is expired, and every statement filters it out. Strings that
+// identify records are text COLLATE "C", so that ORDER BY and the
+// cursors compare bytes as the ABI orders them. Label values and alert
+// messages are bytes, not text (the ABI does not require UTF-8): labels
+// are kept in the ABI's encoding (labels bytea), and again as jsonb
+// (label_set) holding those values that are text, for the equality
+// matchers a GIN index serves (see query.go).
+//
+//	metrics       (agent_id, name, ts) primary key; index (name, agent_id, ts)
+//	alerts        id primary key; index (agent_id, id)
+//	agent_states  agent_id primary key; version from the state_versions sequence
+//
+// Each table has a GIN index on label_set (metrics, alerts) and a partial
+// index on expires_at for the expiry sweep (tick.go).
+//
+// # Options
+//
+// metric_ttl_seconds, alert_ttl_seconds and agent_state_ttl_seconds are
+// the kinds' default TTLs in whole seconds (0 or absent: none), as for the
+// other built-in backends. Any other option, or a malformed value, is
+// INVALID.
+//
+// Build:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -trimpath -buildmode=c-shared -o postgres.wasm .
+package main
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+func main() {}
+
+func init() {
+	b := &backend{}
+	sdk.Register(sdk.Plugin{
+		Name:         "postgres",
+		Version:      "1.0.0",
+		Metrics:      (*metrics)(b),
+		Alerts:       (*alerts)(b),
+		AgentStates:  (*states)(b),
+		TTL:          true,
+		Concurrency:  true,
+		Restorer:     b,
+		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityPostgres},
+		Configure:    b.configure,
+		// Ticks sweep expired rows (tick.go).
+		Tick:       b.tick,
+		Migrations: migrations,
+	})
+}
+
+type backend struct {
+	pg sdk.Postgres
+	// Default TTLs per kind, from the options; 0 = never expire.
+	metricTTL, alertTTL, stateTTL time.Duration
+
+	one   [1]item // the item of a single operation
+	items []item  // the items of a batch
+	stmts []abi.PGStatement
+	enc   abi.Encoder // scratch: labels, cursors, query hashes
+	body  abi.Encoder // a batch's response bodies
+
+	// lastSweep is the host time of this instance's last expiry sweep.
+	lastSweep time.Time
+}
+
+type (
+	metrics backend
+	alerts  backend
+	states  backend
+)
+
+func (b *backend) configure(o abi.Options) error {
+	for name, v := range o {
+		var dst *time.Duration
+		switch name {
+		case "metric_ttl_seconds":
+			dst = &b.metricTTL
+		case "alert_ttl_seconds":
+			dst = &b.alertTTL
+		case "agent_state_ttl_seconds":
+			dst = &b.stateTTL
+		default:
+			return abi.Errorf(abi.StatusInvalid, "unknown option %q", name)
+		}
+		secs, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
+		}
+		*dst = time.Duration(secs) * time.Second
+	}
+	return nil
+}
+
+// ns is t in Unix nanoseconds, 0 for the zero time (never, or unset).
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNS is the inverse of ns.
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
+)
+
+// item is one record operation: decoded, then prepared into one
+// statement (or answered without one), then finished from its result.
+type item struct {
+	op  abi.Op
+	now time.Time
+	err error
+	// stmt is the index of the item's statement in backend.stmts; -1
+	// when it has none (it failed before, or needs no statement).
+	stmt int
+
+	metric  abi.Metric
+	alert   abi.Alert
+	state   abi.AgentState
+	ttl     abi.TTL
+	cond    abi.Condition
+	status  abi.AlertStatus
+	restore abi.Restore
+	written bool
+}
+
+// add appends a statement and returns its index.
+func (b *backend) add(sql string, params ...abi.PGValue) int {
+	b.stmts = append(b.stmts, abi.PGStatement{SQL: sql, Params: params})
+	return len(b.stmts) - 1
+}
+
+func text(s string) abi.PGValue { return sdk.Text(s) }
+
+// prepare adds the item's statement, unless it failed already or needs
+// none.
+func (b *backend) prepare(it *item) {
+	it.stmt = -1
+	if it.err != nil {
+		return
+	}
+	now := ns(it.now)
+	switch it.op {
+	case abi.OpPutMetric:
+		m := &it.metric
+		exp := it.ttl.ExpiresAt(it.now, b.metricTTL, time.Time{}, false)
+		it.stmt = b.add(sqlPutMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
+			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep), sdk.Int(now))
+	case abi.OpGetMetric:
+		m := &it.metric
+		it.stmt = b.add(sqlGetMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
+	case abi.OpDeleteMetric:
+		m := &it.metric
+		it.stmt = b.add(sqlDeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
+
+	case abi.OpPutAlert:
+		a := &it.alert
+		if a.CreatedAt.IsZero() {
+			a.CreatedAt = it.now
+		}
+		a.UpdatedAt = it.now
+		exp := it.ttl.ExpiresAt(it.now, b.alertTTL, time.Time{}, false)
+		it.stmt = b.add(sqlPutAlert, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
+			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
+			sdk.Int(ns(a.CreatedAt)), sdk.Int(now), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep))
+	case abi.OpGetAlert:
+		it.stmt = b.add(sqlGetAlert, text(it.alert.ID), sdk.Int(now))
+	case abi.OpDeleteAlert:
+		it.stmt = b.add(sqlDeleteAlert, text(it.alert.ID), sdk.Int(now))
+	case abi.OpSetAlertStatus:
+		it.stmt = b.add(sqlSetAlertStatus, text(it.alert.ID), sdk.Int(int64(it.status)), sdk.Int(now))
+
+	case abi.OpPutAgentState:
+		s := &it.state
+		s.UpdatedAt = it.now
+		exp := it.ttl.ExpiresAt(it.now, b.stateTTL, time.Time{}, false)
+		keep := sdk.Bool(it.ttl.Mode == abi.TTLKeep)
+		switch it.cond.Mode {
+		case abi.IfVersion:
+			if it.cond.Version > math.MaxInt64 {
+				it.err = stateConflict(s.AgentID, it.cond) // no version is that large
+				return
+			}
+			it.stmt = b.add(sqlPutStateIfVersion, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep,
+				sdk.Int(int64(it.cond.Version)))
+		case abi.IfAbsent:
+			it.stmt = b.add(sqlPutStateIfAbsent, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
+		default:
+			it.stmt = b.add(sqlPutStateAny, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
+		}
+	case abi.OpGetAgentState:
+		it.stmt = b.add(sqlGetState, text(it.state.AgentID), sdk.Int(now))
+	case abi.OpDeleteAgentState:
+		if it.cond.Mode == abi.IfVersion {
+			if it.cond.Version > math.MaxInt64 {
+				it.err = stateConflict(it.state.AgentID, it.cond)
+				return
+			}
+			it.stmt = b.add(sqlDeleteStateIfVersion, text(it.state.AgentID), sdk.Int(now), sdk.Int(int64(it.cond.Version)))
+			return
+		}
+		it.stmt = b.add(sqlDeleteState, text(it.state.AgentID), sdk.Int(now))
+
+	case abi.OpRestore:
+		b.prepareRestore(it)
+	default:
+		it.err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", it.op)
+	}
+}
+
+func (b *backend) prepareRestore(it *item) {
+	r := &it.restore
+	if r.Expired(it.now) {
+		return // nothing to restore: written false
+	}
+	ifAbsent := r.Mode != abi.RestoreOverwrite
+	now := sdk.Int(ns(it.now))
+	switch r.Kind {
+	case abi.KindMetric:
+		m := &r.Metric
+		p := []abi.PGValue{text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
+			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(m.ExpiresAt))}
+		if ifAbsent {
+			it.stmt = b.add(sqlRestoreMetricIfAbsent, append(p, now)...)
+		} else {
+			it.stmt = b.add(sqlRestoreMetric, p...)
+		}
+	case abi.KindAlert:
+		a := &r.Alert
+		p := []abi.PGValue{text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
+			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
+			sdk.Int(ns(a.CreatedAt)), sdk.Int(ns(a.UpdatedAt)), sdk.Int(ns(a.ExpiresAt))}
+		if ifAbsent {
+			it.stmt = b.add(sqlRestoreAlertIfAbsent, append(p, now)...)
+		} else {
+			it.stmt = b.add(sqlRestoreAlert, p...)
+		}
+	case abi.KindAgentState:
+		s := &r.State
+		if s.Version > math.MaxInt64 {
+			it.err = abi.Errorf(abi.StatusInvalid, "agent state %q: version %d is over the largest this backend keeps, %d", s.AgentID, s.Version, int64(math.MaxInt64))
+			return
+		}
+		p := []abi.PGValue{text(s.AgentID), sdk.Bytea(s.State), sdk.Int(int64(s.Version)), sdk.Int(ns(s.UpdatedAt)), sdk.Int(ns(s.ExpiresAt))}
+		if ifAbsent {
+			it.stmt = b.add(sqlRestoreStateIfAbsent, append(p, now)...)
+		} else {
+			it.stmt = b.add(sqlRestoreState, p...)
+		}
+	default:
+		it.err = abi.Errorf(abi.StatusInvalid, "unknown record kind %d", r.Kind)
+	}
+}
+
+// finish sets the item's record or error from its statement's result.
+func (b *backend) finish(it *item, res *abi.PGResult) {
+	if err := res.Err(); err != nil {
+		it.err = statementError(err)
+		return
+	}
+	var err error
+	switch it.op {
+	case abi.OpPutMetric:
+		it.metric.ExpiresAt = fromNS(res.Row(0)[0].Int)
+	case abi.OpGetMetric:
+		if res.Rows() == 0 {
+			err = metricNotFound(&it.metric)
+			break
+		}
+		row := res.Row(0)
+		it.metric.Value = row[0].Float
+		it.metric.Labels, err = decodeLabels(row[1].Bytes)
+		it.metric.ExpiresAt = fromNS(row[2].Int)
+	case abi.OpDeleteMetric:
+		if res.Rows() == 0 || !res.Row(0)[0].Bool {
+			err = metricNotFound(&it.metric)
+		}
+
+	case abi.OpPutAlert:
+		if res.Rows() == 0 {
+			err = fmt.Errorf("alert %q: the status it has cannot go to %s: %w", it.alert.ID, it.alert.Status, sdk.ErrConflict)
+			break
+		}
+		row := res.Row(0)
+		it.alert.CreatedAt, it.alert.ExpiresAt = fromNS(row[0].Int), fromNS(row[1].Int)
+	case abi.OpGetAlert:
+		if res.Rows() == 0 {
+			err = alertNotFound(it.alert.ID)
+			break
+		}
+		err = decodeAlert(&it.alert, res.Row(0))
+	case abi.OpDeleteAlert:
+		if res.Rows() == 0 || !res.Row(0)[0].Bool {
+			err = alertNotFound(it.alert.ID)
+		}
+	case abi.OpSetAlertStatus:
+		if res.Rows() == 0 {
+			err = alertNotFound(it.alert.ID)
+			break
+		}
+		row := res.Row(0)
+		if row[1].Kind == abi.PGNull {
+			err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", it.alert.ID, abi.AlertStatus(row[0].Int), it.status, sdk.ErrConflict)
+			break
+		}
+		a := &it.alert
+		a.AgentID, a.Severity, a.Status, a.Message = string(row[1].Bytes), abi.Severity(row[2].Int), it.status, string(row[3].Bytes)
+		a.Labels, err = decodeLabels(row[4].Bytes)
+		a.CreatedAt, a.UpdatedAt, a.ExpiresAt = fromNS(row[5].Int), it.now, fromNS(row[6].Int)
+
+	case abi.OpPutAgentState:
+		if res.Rows() == 0 {
+			err = stateConflict(it.state.AgentID, it.cond)
+			break
+		}
+		row := res.Row(0)
+		it.state.Version, it.state.ExpiresAt = uint64(row[0].Int), fromNS(row[1].Int)
+	case abi.OpGetAgentState:
+		if res.Rows() == 0 {
+			err = stateNotFound(it.state.AgentID)
+			break
+		}
+		row := res.Row(0)
+		s := &it.state
+		s.State = append([]byte{}, row[0].Bytes...)
+		s.Version, s.UpdatedAt, s.ExpiresAt = uint64(row[1].Int), fromNS(row[2].Int), fromNS(row[3].Int)
+	case abi.OpDeleteAgentState:
+		switch {
+		case it.cond.Mode == abi.IfVersion && res.RowsAffected == 0:
+			err = stateConflict(it.state.AgentID, it.cond)
+		case it.cond.Mode != abi.IfVersion && (res.Rows() == 0 || !res.Row(0)[0].Bool):
+			err = stateNotFound(it.state.AgentID)
+		}
+
+	case abi.OpRestore:
+		it.written = res.RowsAffected > 0
+		if !it.written && it.restore.Mode == abi.RestoreFail {
+			err = fmt.Errorf("restore %s: a live record has its key: %w", it.restore.Kind, sdk.ErrConflict)
+		}
+	}
+	it.err = err
+}
+
+// decodeAlert reads the columns of sqlGetAlert (and of an alert query
+// after its id) into a.
+func decodeAlert(a *abi.Alert, row []abi.PGValue) error {
+	a.AgentID, a.Severity, a.Status, a.Message = string(row[0].Bytes), abi.Severity(row[1].Int), abi.AlertStatus(row[2].Int), string(row[3].Bytes)
+	var err error
+	a.Labels, err = decodeLabels(row[4].Bytes)
+	a.CreatedAt, a.UpdatedAt, a.ExpiresAt = fromNS(row[5].Int), fromNS(row[6].Int), fromNS(row[7].Int)
+	return err
+}
+
+func metricNotFound(m *abi.Metric) error {
+	return fmt.Errorf("metric %q of agent %q at %s: %w", m.Name, m.AgentID, m.Timestamp.Format(time.RFC3339Nano), sdk.ErrNotFound)
+}
+
+func alertNotFound(id string) error { return fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound) }
+
+func stateNotFound(id string) error { return fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound) }
+
+func stateConflict(id string, c abi.Condition) error {
+	if c.Mode == abi.IfAbsent {
+		return fmt.Errorf("agent state %q exists: %w", id, sdk.ErrConflict)
+	}
+	return fmt.Errorf("agent state %q: version %d is not current: %w", id, c.Version, sdk.ErrConflict)
+}
+
+// statementError maps a statement PostgreSQL refused to the status a
+// caller can act on: UNAVAILABLE for what may pass when asked again (a
+// timeout, a serialization failure, a server short of resources), LIMIT
+// for a program limit, INTERNAL otherwise. A refused statement did not
+// take effect: its implicit transaction rolled back.
+func statementError(err error) error {
+	var pe *abi.PGError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch s := pe.SQLState; {
+	case s == "57014" || s == "40001" || s == "40P01" || s == "55P03" ||
+		strings.HasPrefix(s, "53") || strings.HasPrefix(s, "57P") || strings.HasPrefix(s, "08"):
+		return abi.Errorf(abi.StatusUnavailable, "%v", err)
+	case strings.HasPrefix(s, "54"):
+		return abi.Errorf(abi.StatusLimit, "%v", err)
+	}
+	return abi.Errorf(abi.StatusInternal, "%v", err)
+}
+
+// run sends the prepared statements of items in one request (one round
+// trip), and finishes each item from its result.
+func (b *backend) run(items []item) {
+	if len(b.stmts) == 0 {
+		for i := range items {
+			if items[i].err == nil && items[i].op == abi.OpRestore {
+				items[i].written = false
+			}
+		}
+		return
+	}
+	results, err := b.send(b.stmts)
+	b.stmts = b.stmts[:0]
+	for i := range items {
+		it := &items[i]
+		if it.err != nil || it.stmt < 0 {
+			continue
+		}
+		if err != nil {
+			it.err = err
+			continue
+		}
+		b.finish(it, &results[it.stmt])
+	}
+}
+
+// send runs statements in one round trip. Several go in one transaction,
+// so that PostgreSQL commits (and flushes its log) once for all of them
+// rather than once per statement; the statements check their own
+// conditions and do not fail when one does not hold, so a transaction
+// fails only when a statement meets an error (a deadlock with another
+// batch, a timeout …). Then nothing of it took effect, and the
+// statements are sent again as a batch, each in its own transaction, so
+// that the failure of one does not fail the others (an OpBatch is not
+// atomic). RATIONALE.md, "Why does the postgres plugin send a batch as
+// one transaction?"
+func (b *backend) send(stmts []abi.PGStatement) ([]abi.PGResult, error) {
+	if len(stmts) == 1 {
+		return b.pg.Batch(stmts)
+	}
+	results, err := b.pg.Tx(stmts)
+	var pe *abi.PGError
+	if errors.As(err, &pe) {
+		return b.pg.Batch(stmts)
+	}
+	return results, err
+}
+
+// single serves one record operation.
+func (b *backend) single(it *item) error {
+	b.stmts = b.stmts[:0]
+	b.prepare(it)
+	b.run(b.one[:])
+	return it.err
+}
+
+// begin returns the item of a single operation, reset for op.
+func (b *backend) begin(op abi.Op) *item {
+	b.one[0] = item{op: op, now: sdk.Now()}
+	return &b.one[0]
+}
+
+func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
+	b := (*backend)(m)
+	it := b.begin(abi.OpPutMetric)
+	it.metric, it.ttl = r.Metric, r.TTL
+	err := b.single(it)
+	return it.metric, err
+}
+
+func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
+	b := (*backend)(m)
+	it := b.begin(abi.OpGetMetric)
+	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
+	err := b.single(it)
+	return it.metric, err
+}
+
+func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
+	b := (*backend)(m)
+	it := b.begin(abi.OpDeleteMetric)
+	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
+	return b.single(it)
+}
+
+func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpPutAlert)
+	it.alert, it.ttl = r.Alert, r.TTL
+	err := b.single(it)
+	return it.alert, err
+}
+
+func (a *alerts) GetAlert(id string) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpGetAlert)
+	it.alert.ID = id
+	err := b.single(it)
+	return it.alert, err
+}
+
+func (a *alerts) DeleteAlert(id string) error {
+	b := (*backend)(a)
+	it := b.begin(abi.OpDeleteAlert)
+	it.alert.ID = id
+	return b.single(it)
+}
+
+func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
+	b := (*backend)(a)
+	it := b.begin(abi.OpSetAlertStatus)
+	it.alert.ID, it.status = r.ID, r.Status
+	err := b.single(it)
+	return it.alert, err
+}
+
+func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
+	b := (*backend)(s)
+	it := b.begin(abi.OpPutAgentState)
+	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
+	it.ttl, it.cond = r.TTL, r.Condition
+	err := b.single(it)
+	return it.state, err
+}
+
+func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
+	b := (*backend)(s)
+	it := b.begin(abi.OpGetAgentState)
+	it.state.AgentID = agentID
+	err := b.single(it)
+	return it.state, err
+}
+
+func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
+	b := (*backend)(s)
+	it := b.begin(abi.OpDeleteAgentState)
+	it.state.AgentID, it.cond = r.AgentID, r.Condition
+	return b.single(it)
+}
+
+// Restore writes a record exactly as given (abi.OpRestore), its mode
+// checked by the statement that writes.
+func (b *backend) Restore(r *abi.Restore) (bool, error) {
+	it := b.begin(abi.OpRestore)
+	it.restore = *r
+	err := b.single(it)
+	return it.written, err
+}

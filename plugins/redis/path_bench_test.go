@@ -1,0 +1,111 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// BenchmarkGuestPath runs the plugin's own work for one request natively,
+// everything but the host call: the item prepared, the script calls built
+// and encoded as sdk.Redis encodes them, a recorded reply decoded as
+// sdk.Redis decodes it, the item finished and its record encoded as the
+// SDK answers it. What it allocates is what the guest allocates on the
+// same path.
+func BenchmarkGuestPath(b *testing.B) {
+	for _, c := range guestPathCases() {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var be backend
+			var req, out abi.Encoder
+			var dec abi.Decoder
+			var replies abi.ReplyBuffer
+			for b.Loop() {
+				be.guestPath(c.it, c.reply, &req, &out, &dec, &replies)
+			}
+		})
+	}
+}
+
+type guestPathCase struct {
+	name  string
+	it    item
+	reply []byte // the body of the redis capability's OK response
+}
+
+func guestPathCases() []guestPathCase {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	bulk := func(s string) abi.Reply { return abi.Reply{Kind: abi.ReplyBulk, Str: []byte(s)} }
+	arr := func(rs ...abi.Reply) abi.Reply { return abi.Reply{Kind: abi.ReplyArray, Array: rs} }
+	num := func(n int64) abi.Reply { return abi.Reply{Kind: abi.ReplyInt, Int: n} }
+	replies := func(rs ...abi.Reply) []byte {
+		var e abi.Encoder
+		abi.EncodeReplies(&e, rs)
+		return e.Bytes()
+	}
+	doc := `{"step":1,"goal":"benchmark"}`
+	return []guestPathCase{
+		{"GetAgentState", item{op: abi.OpGetAgentState, now: now, state: abi.AgentState{AgentID: "agent-1"}},
+			replies(arr(arr(bulk("1796244962248139"), bulk("1796244962248139000"), bulk(doc)), num(-1)))},
+		{"PutAgentState", item{op: abi.OpPutAgentState, now: now, state: abi.AgentState{AgentID: "agent-1", State: []byte(doc)}},
+			replies(arr(num(1), bulk("1796244962248139"), num(-1)))},
+		{"GetMetric", item{op: abi.OpGetMetric, now: now, metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Timestamp: now}},
+			replies(arr(bulk(string(appendMetricValue(nil, &abi.Metric{Value: 0.5, Labels: map[string]string{"host": "h1", "region": "eu"}}))), num(-1)))},
+		{"PutMetric", item{op: abi.OpPutMetric, now: now, metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Value: 0.5, Timestamp: now,
+			Labels: map[string]string{"host": "h1", "region": "eu"}}},
+			replies(num(-1))},
+		{"PutAlert", item{op: abi.OpPutAlert, now: now, alert: abi.Alert{ID: "al-1", AgentID: "agent-1", Severity: abi.SeverityWarning,
+			Status: abi.AlertFiring, Message: "disk", Labels: map[string]string{"host": "h1"}}},
+			replies(arr(num(1), bulk("1796244962248139000"), num(-1)))},
+	}
+}
+
+// guestPath is one request's guest work, as direct and sdk.Redis do it.
+func (b *backend) guestPath(it item, reply []byte, req, out *abi.Encoder, dec *abi.Decoder, rb *abi.ReplyBuffer) {
+	b.rq.reset()
+	b.joinIx = true
+	b.prepare(&it)
+	b.joinIx = false
+	calls := b.rq.build()
+	rr := abi.RedisRequest{Mode: abi.RedisScript, Script: library, Calls: calls}
+	req.Reset()
+	rr.Encode(req)
+	dec.Reset(reply)
+	replies := rb.Decode(dec)
+	if err := dec.Finish(); err != nil || len(replies) != len(calls) {
+		panic("bad recorded reply")
+	}
+	b.finish(&it, replies)
+	if it.err != nil {
+		panic(it.err)
+	}
+	out.Reset()
+	switch it.op {
+	case abi.OpGetAgentState, abi.OpPutAgentState:
+		it.state.Encode(out)
+	case abi.OpGetMetric, abi.OpPutMetric:
+		it.metric.Encode(out)
+	case abi.OpPutAlert:
+		it.alert.Encode(out)
+	}
+}
+
+// TestGuestPathAllocations: the single-record paths of agent states and
+// alerts, and metric puts, allocate nothing in the plugin once warm (a
+// metric read allocates its labels and strings, which the record keeps).
+func TestGuestPathAllocations(t *testing.T) {
+	var be backend
+	var req, out abi.Encoder
+	var dec abi.Decoder
+	var replies abi.ReplyBuffer
+	for _, c := range guestPathCases() {
+		if c.it.op == abi.OpGetMetric {
+			continue
+		}
+		be.guestPath(c.it, c.reply, &req, &out, &dec, &replies)
+		if n := testing.AllocsPerRun(100, func() { be.guestPath(c.it, c.reply, &req, &out, &dec, &replies) }); n != 0 {
+			t.Errorf("%s: %.0f allocations, want none", c.name, n)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package sdk
+
+import "github.com/storage-host/storage-host/abi"
+
+// The ops that are not about one record kind: configuration, the tick,
+// restores and batches.
+
+func (d *dispatcher) configure(req []byte, _ *abi.Encoder) error {
+	o := abi.DecodeOptions(d.begin(req))
+	if err := d.end(); err != nil {
+		return err
+	}
+	if d.p.Configure != nil {
+		return d.p.Configure(o)
+	}
+	return nil
+}
+
+func (d *dispatcher) tick(req []byte, e *abi.Encoder) error {
+	d.begin(req)
+	if err := d.end(); err != nil {
+		return err
+	}
+	r, err := d.p.Tick()
+	if err != nil {
+		return err
+	}
+	r.Encode(e)
+	return nil
+}
+
+func (d *dispatcher) restore(req []byte, e *abi.Encoder) error {
+	r := &d.req.restore
+	*r = abi.Restore{}
+	r.Decode(d.begin(req))
+	if err := d.end(); err != nil {
+		return err
+	}
+	if err := r.Check(); err != nil {
+		return err
+	}
+	if need := r.Requires(); !d.features.Has(need) {
+		return abi.Errorf(abi.StatusUnsupported, "plugin %s does not restore %s records (needs %s)", d.p.Name, r.Kind, need&^d.features)
+	}
+	written, err := d.p.Restorer.Restore(r)
+	if err != nil {
+		return err
+	}
+	e.Bool(written)
+	return nil
+}
+
+// batch serves an OpBatch: through the plugin's Batcher when it has one,
+// else item by item, each response going straight into the batch
+// response as abi.EncodeBatchResults lays it out.
+func (d *dispatcher) batch(req []byte, e *abi.Encoder) error {
+	items := abi.DecodeBatch(d.begin(req))
+	if err := d.end(); err != nil {
+		return err
+	}
+	for i := range items {
+		if items[i].Op == abi.OpBatch || items[i].Op == abi.OpConfigure {
+			return abi.Errorf(abi.StatusInvalid, "batch item %d: %s cannot be batched", i, items[i].Op)
+		}
+	}
+	if d.batcher != nil {
+		results := d.batcher.Batch(items)
+		if len(results) != len(items) {
+			return abi.Errorf(abi.StatusInternal, "batch returned %d results for %d items", len(results), len(items))
+		}
+		for i := range results {
+			results[i].Status = readStatus(items[i].Op, results[i].Status)
+		}
+		abi.EncodeBatchResults(e, results)
+		return nil
+	}
+	e.Uvarint(uint64(len(items)))
+	for i := range items {
+		d.sub.Reset()
+		d.handle(items[i].Op, items[i].Payload, &d.sub)
+		resp := d.sub.Bytes()
+		e.U8(resp[0])
+		e.BytesField(resp[1:])
+	}
+	return nil
+}
