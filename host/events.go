@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,23 +32,32 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 	return s.bus.Subscribe(ctx, f, from)
 }
 
-func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) {
+// openEvents opens the backend's event log: the Redis Stream of a
+// backend with Redis, else the event table of one with PostgreSQL, else
+// a log in this process.
+func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error {
 	if cfg.DisableEvents {
-		return
+		return nil
 	}
-	defer func() { s.p.events.Store(s.bus) }()
 	logger := st.logger.Named("events").Named(s.p.name)
-	defer func() {
-		if cfg.Cache.Entries > 0 {
-			s.cache = newReadCache(ctx, s, cfg.Cache)
-		}
-	}()
-	if s.p.redis != nil {
+	switch {
+	case s.p.redis != nil:
 		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
-	} else {
+	case s.p.pg != nil:
+		bus, err := events.NewPostgres(ctx, pgSQL(s.p.pg), s.p.pg.Schema(), cfg.Postgres.URL, cfg.Events, logger)
+		if err != nil {
+			return fmt.Errorf("host: backend %s: %w", s.p.name, err)
+		}
+		s.bus = bus
+	default:
 		s.bus = events.NewLocal(cfg.Events, logger)
 	}
 	s.expiry = newExpiryWatch(s)
+	s.p.events.Store(s.bus)
+	if cfg.Cache.Entries > 0 {
+		s.cache = newReadCache(ctx, s, cfg.Cache)
+	}
+	return nil
 }
 
 func (s *Store) closeEvents(ctx context.Context) {

@@ -158,8 +158,9 @@ type Config struct {
 	// Default: none.
 	Postgres *PostgresConfig
 	// Events tunes the backend's change notifications (Store.Subscribe):
-	// in this process for a backend without Redis, a Redis Stream in the
-	// backend's namespace with Redis.
+	// a Redis Stream in the backend's namespace with Redis, else a table
+	// in the backend's schema with Postgres (events.PostgresTable), else
+	// in this process.
 	Events events.Options
 	// DisableEvents turns events off: writes publish nothing, Subscribe
 	// is ErrUnsupported, and with Redis no stream is written. It turns
@@ -363,7 +364,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	st := &Store{p: p, now: s.now}
-	st.openEvents(ctx, &cfg, &s)
+	if err := st.openEvents(ctx, &cfg, &s); err != nil {
+		p.close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	st.startTicker()
 	return st, nil
 }

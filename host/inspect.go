@@ -50,7 +50,7 @@ func CheckOptions(ctx context.Context, wasm []byte, options map[string]string, o
 // everyCapability is the grant of an inspection: every capability this
 // host knows.
 var everyCapability = []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV, abi.CapabilityRedis,
-	abi.CapabilityEvents, abi.CapabilityRedisScripts}
+	abi.CapabilityEvents, abi.CapabilityRedisScripts, abi.CapabilityPostgres}
 
 func inspect(ctx context.Context, wasm []byte, options map[string]string, configure bool, opts []Option) PluginInfo {
 	sum := sha256.Sum256(wasm)

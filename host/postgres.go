@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/pgbridge"
 )
 
@@ -37,6 +41,34 @@ type PostgresConfig struct {
 	StatementTimeout time.Duration
 }
 
+// CheckPostgres reports what Open would refuse in c before connecting: no
+// URL, one pgx cannot parse, a schema name out of form. It reads the
+// files a URL points pgx to (a password or service file), and connects
+// to nothing.
+func CheckPostgres(c PostgresConfig) error {
+	switch {
+	case c.URL == "":
+		return fmt.Errorf("%w: postgres: no URL", ErrInvalid)
+	case !postgresSchema.MatchString(c.Schema):
+		return fmt.Errorf("%w: postgres: schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", ErrInvalid, c.Schema)
+	case c.MaxConns < 0 || c.StatementTimeout < 0:
+		return fmt.Errorf("%w: postgres: a negative max_conns or statement timeout", ErrInvalid)
+	}
+	if _, err := pgx.ParseConfig(c.URL); err != nil {
+		// pgx's message quotes the URL with its password masked.
+		return fmt.Errorf("%w: postgres: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// postgresSchema is the form of PostgresConfig.Schema, which the bridge
+// checks again when it opens.
+var postgresSchema = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// PostgresRole returns the name of the role the host creates for a
+// backend whose schema is schema.
+func PostgresRole(schema string) string { return pgbridge.RolePrefix + schema }
+
 // ErrSchemaNewer is the error of Open for a backend whose PostgreSQL
 // schema has migrations the plugin does not know: a newer plugin has
 // migrated it.
@@ -54,6 +86,27 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return b, nil
+}
+
+// pgSQL runs the host's own statements (the event table's) through the
+// backend's bridge, as the backend's role: never on the admin connection,
+// whose privileges a table in a schema the plugin owns could borrow
+// (through a trigger, say).
+func pgSQL(b *pgbridge.Bridge) events.SQL {
+	return func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
+		var e abi.Encoder
+		b.Do(ctx, req, &e)
+		body, err := abi.ParseResponse(e.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		d := abi.NewDecoder(body)
+		rs := abi.DecodePGResults(d)
+		if err := d.Finish(); err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return rs, nil
+	}
 }
 
 // migrate reads the plugin's migrations from its storage_migrations

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
@@ -46,6 +47,7 @@ Flags:
 type pluginTestFlags struct {
 	options    map[string]string
 	redisAddr  string
+	pgURL      string
 	configPath string
 	backend    string
 	run        string
@@ -77,6 +79,7 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.Usage = func() { fmt.Fprint(stderr, pluginTestUsage); fs.PrintDefaults() }
 	fs.Var(optionFlags(f.options), "option", "a plugin option, key=value (repeatable)")
 	fs.StringVar(&f.redisAddr, "redis", "", "grant the redis capability (scripts included) on the Redis at this host:port; each store the suite opens gets a key prefix of its own, removed afterwards")
+	fs.StringVar(&f.pgURL, "postgres", "", "grant the postgres capability on the PostgreSQL at this postgres:// URL, of a role that may create roles and schemas; each store the suite opens gets a schema and a role of its own, dropped afterwards")
 	fs.StringVar(&f.configPath, "config", "", "take the plugin, its options and capabilities from a backend block of this configuration file")
 	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config)")
 	fs.StringVar(&f.run, "run", "", "run only the rules matching this regular expression (as go test -run, below the suite: Protocol, AgentStates/Versions)")
@@ -88,9 +91,9 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 		return nil, err
 	}
 	switch {
-	case f.configPath != "" && (f.backend == "" || fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != ""):
+	case f.configPath != "" && (f.backend == "" || fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != "" || f.pgURL != ""):
 		fs.Usage()
-		return nil, usagef("plugin test: -config takes -backend, and no plugin file, -option or -redis (the backend block has them)")
+		return nil, usagef("plugin test: -config takes -backend, and no plugin file, -option, -redis or -postgres (the backend block has them)")
 	case f.configPath == "" && fs.NArg() != 1:
 		fs.Usage()
 		return nil, errUsage
@@ -114,6 +117,9 @@ func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 		c := host.Config{Name: "plugin-test", Plugin: f.plugin, Options: f.options}
 		if f.redisAddr != "" {
 			c.Redis = &redisbridge.Config{Addrs: []string{f.redisAddr}, KeyPrefix: "storage-host-plugin-test:", Scripts: true}
+		}
+		if f.pgURL != "" {
+			c.Postgres = &host.PostgresConfig{URL: f.pgURL, Schema: "plugin_test"}
 		}
 		return c, nil
 	}
@@ -161,6 +167,9 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	if probe.Redis != nil {
 		defer removePrefix(probe.Redis)
+	}
+	if probe.Postgres != nil {
+		defer dropSchema(probe.Postgres)
 	}
 	if err != nil {
 		return fmt.Errorf("plugin test: the plugin does not load: %w", err)
@@ -213,9 +222,10 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// namespaced returns c on a namespace of its own: a Redis key prefix and
-// a backend name with a random part, so that the suite's stores neither
-// see each other nor anything else on a shared Redis.
+// namespaced returns c on a namespace of its own: a Redis key prefix, a
+// PostgreSQL schema and a backend name with a random part, so that the
+// suite's stores neither see each other nor anything else on a shared
+// Redis or PostgreSQL.
 func namespaced(c host.Config, tag string) host.Config {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -226,8 +236,16 @@ func namespaced(c host.Config, tag string) host.Config {
 		r.KeyPrefix += id + ":"
 		c.Redis = &r
 	}
+	if c.Postgres != nil {
+		pg := *c.Postgres
+		pg.Schema = pg.Schema[:min(len(pg.Schema), maxSchemaBytes-1-len(id))] + "_" + id
+		c.Postgres = &pg
+	}
 	return c
 }
+
+// maxSchemaBytes is the longest schema name host.PostgresConfig takes.
+const maxSchemaBytes = 40
 
 // runSuite runs the conformance suite with package testing's runner and
 // exits with its verdict. Its -v output goes to standard output, where the
@@ -241,6 +259,11 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 		}
 		if c.Redis != nil {
 			t.Cleanup(func() { removePrefix(c.Redis) })
+		}
+		if c.Postgres != nil {
+			// Registered after the store's own clean-up, so it runs
+			// before it: the role's sessions are ended first.
+			t.Cleanup(func() { dropSchema(c.Postgres) })
 		}
 		return st
 	}
@@ -308,6 +331,31 @@ func cleanupOptions(c *redisbridge.Config) (*redis.UniversalOptions, error) {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return o, nil
+}
+
+// dropSchema drops the schema a store of the suite used, with what it
+// holds, and its role, through the admin URL.
+func dropSchema(c *host.PostgresConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		return // the run's schemas stay, under names of their own
+	}
+	defer conn.Close(ctx)
+	role := host.PostgresRole(c.Schema)
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role); err != nil {
+		return
+	}
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{c.Schema}.Sanitize()+" CASCADE"); err != nil {
+		return
+	}
+	var exists bool
+	if conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists) != nil || !exists {
+		return
+	}
+	_, _ = conn.Exec(ctx, "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
+	_, _ = conn.Exec(ctx, "DROP ROLE "+pgx.Identifier{role}.Sanitize())
 }
 
 // suiteReport is what plugin test prints (as JSON with -json).

@@ -11,21 +11,25 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // Options tune a Bus. Zero fields take the defaults.
 type Options struct {
 	// Retention is how many events the log keeps for subscribers to
-	// resume from (a Redis Stream trims to about this many).
-	// Default: 10 000 in-process, 100 000 in Redis.
+	// resume from (a Redis Stream trims to about this many, a PostgreSQL
+	// table to exactly this many).
+	// Default: 10 000 in-process, 100 000 in Redis or PostgreSQL.
 	Retention int
 	// Buffer is how many events each subscriber may have waiting; one
 	// more disconnects it with ErrSlowSubscriber.
 	// Default: 1024.
 	Buffer int
-	// Queue is how many events may wait to be appended to a Redis log
-	// (while Redis is slow or away); past it new events are dropped and
-	// counted. In-process logs append at once and have no queue.
+	// Queue is how many events may wait to be appended to a Redis or
+	// PostgreSQL log (while it is slow or away); past it new events are
+	// dropped and counted. In-process logs append at once and have no
+	// queue.
 	// Default: 65 536.
 	Queue int
 }
@@ -54,7 +58,7 @@ var ErrUnavailable = errors.New("events: the event log cannot be read")
 type Stats struct {
 	Published    uint64 // events appended to the log
 	Dropped      uint64 // events dropped: the append queue was full, or the log refused them
-	Refused      uint64 // of Dropped, events the log refused for good (an error reply of Redis's, not an outage)
+	Refused      uint64 // of Dropped, events the log refused for good (an error reply of Redis's or PostgreSQL's, not an outage)
 	Disconnected uint64 // subscriptions ended with ErrSlowSubscriber
 	Subscribers  int    // subscriptions open now
 
@@ -84,6 +88,7 @@ type Bus struct {
 
 	mu        sync.Mutex
 	subs      map[*Subscription]struct{} // live subscriptions
+	catching  map[*Subscription]struct{} // subscriptions catching up, not live yet
 	observers []Observer
 	pos       id // the last event the fan-out delivered
 	fanning   bool
@@ -127,7 +132,7 @@ func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	b := &Bus{log: l, opts: opts, logger: logger, quit: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	b := &Bus{log: l, opts: opts, logger: logger, quit: make(chan struct{}), subs: map[*Subscription]struct{}{}, catching: map[*Subscription]struct{}{}}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if l.async() {
 		b.queue = make(chan Event, opts.Queue)
@@ -241,9 +246,21 @@ func (b *Bus) refuse(batch []Event, err error) {
 }
 
 // permanent reports whether err is an error reply of Redis's that the
-// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), as
-// opposed to a failure to reach Redis or a reply that means "not now".
+// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), or a
+// statement PostgreSQL refused for a reason that stays (bad data, no
+// privilege), as opposed to a failure to reach either or a reply that
+// means "not now".
 func permanent(err error) bool {
+	var pe *abi.PGError
+	if errors.As(err, &pe) {
+		switch pe.SQLState[:min(2, len(pe.SQLState))] {
+		case "08", "40", "53", "55", "57", "58", "XX":
+			// connection, rollback (serialization, deadlock), resources,
+			// lock not available, cancelled or shutting down, system, internal
+			return false
+		}
+		return true
+	}
 	var re redis.Error
 	if !errors.As(err, &re) {
 		return false
@@ -303,8 +320,14 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	b.cancel()
 	b.wg.Wait()
+	if c, ok := b.log.(interface{ close() }); ok {
+		c.close()
+	}
 	b.mu.Lock()
 	for s := range b.subs {
+		s.endLocked(ErrClosed)
+	}
+	for s := range b.catching {
 		s.endLocked(ErrClosed)
 	}
 	b.mu.Unlock()
@@ -349,8 +372,9 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		b.subs[s] = struct{}{}
 		b.mu.Unlock()
 	} else {
-		b.mu.Unlock()
 		s.pos, s.start = after, after.String()
+		b.catching[s] = struct{}{}
+		b.mu.Unlock()
 		go s.catchUp(ctx)
 	}
 	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
@@ -546,6 +570,7 @@ func (s *Subscription) endLocked(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.done)
+		delete(s.b.catching, s)
 		if s.live {
 			delete(s.b.subs, s)
 			close(s.c)
@@ -579,6 +604,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 					// The fan-out may be behind s.pos: offer skips
 					// what s already has.
 					s.live = true
+					delete(b.catching, s)
 					b.subs[s] = struct{}{}
 					b.mu.Unlock()
 				}

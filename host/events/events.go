@@ -2,10 +2,11 @@
 // delete, alert status change and expiry, and the events plugins publish —
 // to subscribers, in order, resumably.
 //
-// A Bus belongs to one backend. Its log is in-process for a backend
-// without Redis, and a Redis Stream in the backend's namespace for a Redis
-// backend, so that the events of every host sharing that Redis reach the
-// subscribers of every other one. A subscriber resumes after the ID of the
+// A Bus belongs to one backend. Its log is a Redis Stream in the
+// backend's namespace for a Redis backend, a table in the backend's schema
+// for a PostgreSQL one (NewPostgres), so that the events of every host
+// sharing that Redis or that schema reach the subscribers of every other
+// one, and in-process for any other backend. A subscriber resumes after the ID of the
 // last event it saw and misses nothing the log still retains. Publishing
 // never waits for a subscriber: each has a bounded buffer, and one that
 // lets it fill is disconnected with ErrSlowSubscriber (and may resume).

@@ -12,13 +12,16 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
+	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 // logs runs fn against an in-process bus and against two buses sharing
-// one Redis Stream (two hosts): events published on pub reach sub.
+// one Redis Stream, and two sharing one PostgreSQL schema (two hosts):
+// events published on pub reach sub.
 func logs(t *testing.T, opts events.Options, fn func(t *testing.T, pub, sub *events.Bus)) {
 	t.Run("local", func(t *testing.T) {
 		b := events.NewLocal(opts, nil)
@@ -35,6 +38,11 @@ func logs(t *testing.T, opts events.Options, fn func(t *testing.T, pub, sub *eve
 			return b
 		}
 		fn(t, open(), open())
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.URL(t)
+		schema := pgtest.Schema(t, pgbridge.RolePrefix)
+		fn(t, pgBus(t, url, schema, opts), pgBus(t, url, schema, opts))
 	})
 }
 
@@ -178,12 +186,16 @@ func TestResumeTooOld(t *testing.T) {
 		first := next(t, s)
 		s.Close()
 		// Far more than the retention (Redis trims approximately, by
-		// whole nodes of 100 entries, so go well past it).
+		// whole nodes of 100 entries, so go well past it; PostgreSQL
+		// exactly).
 		for range 2000 {
 			pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
 		}
 		require.Eventually(t, func() bool {
-			_, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+			s, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+			if err == nil {
+				s.Close() // not trimmed yet
+			}
 			return err != nil
 		}, 5*time.Second, 20*time.Millisecond)
 		_, err = sub.Subscribe(ctx, events.Filter{}, first.ID)
@@ -327,4 +339,28 @@ func redisBus(t *testing.T) (*redis.Client, *events.Bus, string) {
 	b := events.NewRedis(c, key, events.Options{}, nil)
 	t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
 	return c, b, key
+}
+
+// Close ends every subscription, those still catching up on retained
+// events included (one whose reader stopped reading mid-way).
+func TestCloseEndsSubscriptionsCatchingUp(t *testing.T) {
+	logs(t, events.Options{Buffer: 1}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		for v := uint64(1); v <= 10; v++ {
+			pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "a", v))
+		}
+		first := next(t, s)
+		s.Close()
+		behind, err := sub.Subscribe(ctx, events.Filter{}, first.ID)
+		require.NoError(t, err)
+		require.Equal(t, uint64(2), next(t, behind).Version)
+		// behind is blocked on its full buffer, far from caught up: Close
+		// ends it at once, not when (if ever) its reader drains it.
+		require.NoError(t, sub.Close(ctx))
+		assert.ErrorIs(t, behind.Err(), events.ErrClosed)
+		for range behind.Events() {
+		}
+	})
 }

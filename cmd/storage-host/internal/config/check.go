@@ -2,13 +2,16 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
+	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -69,6 +72,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	backends := slices.Clone(f.Backends)
 	plugins := make(map[string]served, len(backends))
 	var prefixes []keyPrefix
+	var schemas []pgSchema
 	for i := range backends {
 		b, rb := &backends[i], src.backends[i]
 		cfg := &b.Config
@@ -76,6 +80,11 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		if cfg.Redis != nil {
 			rc := *cfg.Redis
 			cfg.Redis = &rc
+		}
+		if cfg.Postgres != nil {
+			pc := *cfg.Postgres
+			cfg.Postgres = &pc
+			schemas = c.checkPostgres(rb, cfg.Postgres, o.offline, schemas)
 		}
 		wasm := c.module(rb, cfg)
 		c.directory(rb.DataDir, cfg.DataDir, "data_dir")
@@ -91,7 +100,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		}
 		info := o.plugins.inspect(ctx, wasm)
 		c.defaultScripts(rb, cfg, info)
-		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis})
+		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
 			if len(cfg.Options) > 0 {
@@ -155,6 +164,55 @@ func (c *checker) checkRedis(rb *rawBackend, rc *redisbridge.Config, offline boo
 		return seen
 	}
 	return c.distinctPrefix(seen, keyPrefix{rb.Name, rc.KeyPrefix, target, rb.Redis.KeyPrefix.Range()})
+}
+
+// pgSchema is where a backend keeps its tables: the database and the
+// schema.
+type pgSchema struct {
+	backend, schema, target string
+	rng                     hcl.Range
+}
+
+// checkPostgres resolves the URL of the postgres block of rb into pc
+// (unless offline), has it judged as the bridge would read it, and
+// refuses a schema another backend of seen has on the same database:
+// the two would share one role and every table. It connects to nothing:
+// the host connects, and creates the backend's role and schema, when it
+// opens the backend.
+func (c *checker) checkPostgres(rb *rawBackend, pc *host.PostgresConfig, offline bool, seen []pgSchema) []pgSchema {
+	ref, _ := c.secretRef(rb.Postgres.url())
+	if ref.rng == nil {
+		return seen // reported by Parse
+	}
+	if ref.source != secretInline {
+		if offline {
+			pc.URL = ""
+			return seen
+		}
+		v, ok := c.resolve(ref)
+		if !ok {
+			return seen
+		}
+		pc.URL = v
+	}
+	if err := host.CheckPostgres(*pc); err != nil {
+		c.errorf(*ref.rng, "Invalid postgres block", "%v.", err)
+		return seen
+	}
+	pg, err := pgx.ParseConfig(pc.URL)
+	if err != nil {
+		return seen // refused by CheckPostgres
+	}
+	s := pgSchema{rb.Name, pc.Schema, fmt.Sprintf("%s:%d/%s", pg.Host, pg.Port, pg.Database), rb.Postgres.Schema.Range()}
+	for _, o := range seen {
+		if o.target == s.target && o.schema == s.schema {
+			c.errorf(s.rng, "Shared schema",
+				"Backend %q's schema %q is backend %q's on the same database (%s, at %s): the two would share one role and every table, each reading, deleting and forging the other's records and events. Give each backend a schema of its own.",
+				s.backend, s.schema, o.backend, s.target, o.rng)
+			return seen
+		}
+	}
+	return append(seen, s)
 }
 
 // servedRoutes refuses a route to a backend whose plugin does not serve

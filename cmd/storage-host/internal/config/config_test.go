@@ -268,7 +268,7 @@ func TestBadConfigs(t *testing.T) {
 		{"unreadable plugin", "backend \"m\" {\n  plugin = \"missing.wasm\"\n}\n", "", "2:12", "Unreadable plugin; stat "},
 		{"plugin is a directory", "backend \"m\" {\n  plugin = \"../plugins\"\n}\n", inExamples, "2:12", "is not a regular file"},
 		{"empty plugin", "backend \"m\" {\n  plugin = \"\"\n}\n", "", "2:12", "Invalid plugin"},
-		{"unknown builtin", "backend \"m\" {\n  plugin = \"builtin:mongodb\"\n}\n", "", "2:12", `This host has no built-in plugin "mongodb".`},
+		{"unknown builtin", "backend \"m\" {\n  plugin = \"builtin:nosuch\"\n}\n", "", "2:12", `This host has no built-in plugin "nosuch".`},
 		{"sha256 mismatch", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  sha256 = \"" + strings.Repeat("0", 64) + "\"\n}\n", "", "3:12", "Plugin does not match its pin; builtin:memory has sha256 "},
 		{"sha256 malformed", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  sha256 = \"abc\"\n}\n", "", "3:12", "64 hexadecimal digits"},
 		{"ungranted redis", "backend \"r\" {\n  plugin = \"builtin:redis\"\n}\n", "", "2:12", `Capability not granted; plugin imports capability "redis", which this backend does not grant (add a redis block)`},

@@ -51,6 +51,7 @@ type (
 		Options      hcl.Expression `hcl:"options,optional"`
 		Limits       *rawLimits     `hcl:"limits,block"`
 		Redis        *rawRedis      `hcl:"redis,block"`
+		Postgres     *rawPostgres   `hcl:"postgres,block"`
 		Events       *rawEvents     `hcl:"events,block"`
 		Cache        *rawCache      `hcl:"cache,block"`
 		Backup       *rawBackup     `hcl:"backup,block"`
@@ -111,6 +112,15 @@ type (
 		AllowCommands hcl.Expression `hcl:"allow_commands,optional"`
 		Scripts       hcl.Expression `hcl:"scripts,optional"`
 		DefRange      hcl.Range      `hcl:",def_range"`
+	}
+	rawPostgres struct {
+		URL              hcl.Expression `hcl:"url,optional"`
+		URLEnv           hcl.Expression `hcl:"url_env,optional"`
+		URLFile          hcl.Expression `hcl:"url_file,optional"`
+		Schema           hcl.Expression `hcl:"schema,optional"`
+		MaxConns         hcl.Expression `hcl:"max_conns,optional"`
+		StatementTimeout hcl.Expression `hcl:"statement_timeout,optional"`
+		DefRange         hcl.Range      `hcl:",def_range"`
 	}
 	rawRoutes struct {
 		Metrics     hcl.Expression `hcl:"metrics,optional"`
@@ -336,7 +346,7 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	if v, ok := c.integer(rb.Instances, "instances", 1, math.MaxInt32); ok {
 		cfg.Instances = int(v)
 	}
-	caps := c.capabilities(rb.Capabilities, rb.Redis != nil)
+	caps := c.capabilities(rb.Capabilities, rb.Redis != nil, rb.Postgres != nil)
 	cfg.Capabilities = caps
 	cfg.Options = c.options(rb.Options)
 	if rb.Limits != nil {
@@ -344,6 +354,9 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	if rb.Redis != nil {
 		cfg.Redis = c.redis(rb.Redis)
+	}
+	if rb.Postgres != nil {
+		cfg.Postgres = c.postgres(rb.Postgres)
 	}
 	if rb.Events != nil {
 		c.events(rb.Events, &cfg)
@@ -363,8 +376,8 @@ func (c *checker) backend(rb *rawBackend) Backend {
 	}
 	b := Backend{Name: rb.Name, Config: cfg}
 	if rb.Backup != nil {
-		b.Backup = c.backup(rb.Backup, rb.Redis != nil)
-		if b.Backup.RestoreOnStart && rb.Redis == nil && cfg.DataDir != "" {
+		b.Backup = c.backup(rb.Backup, rb.Redis != nil, rb.Postgres != nil)
+		if b.Backup.RestoreOnStart && rb.Redis == nil && rb.Postgres == nil && cfg.DataDir != "" {
 			// Restoring over records kept on disk would undo every write
 			// made since the backup.
 			c.errorf(rb.Backup.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
@@ -375,8 +388,8 @@ func (c *checker) backend(rb *rawBackend) Backend {
 }
 
 // capabilities returns the grant: the default one when expr is absent,
-// without redis, which a redis block grants.
-func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) []abi.Capability {
+// without redis and postgres, which a redis and a postgres block grant.
+func (c *checker) capabilities(expr hcl.Expression, hasRedis, hasPostgres bool) []abi.Capability {
 	names, ranges, set, _ := c.list(expr, "capabilities")
 	if !set {
 		return slices.Clone(host.DefaultCapabilities)
@@ -390,8 +403,12 @@ func (c *checker) capabilities(expr hcl.Expression, hasRedis bool) []abi.Capabil
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis" is granted by a redis block, which this backend has not.`)
 		case cp == abi.CapabilityRedisScripts:
 			c.errorf(ranges[i], "Capability without its configuration", `Capability "redis_scripts" is granted by scripts = true in the backend's redis block, not in capabilities.`)
+		case cp == abi.CapabilityPostgres && hasPostgres:
+			// Granted by the postgres block (host.Config.Postgres).
+		case cp == abi.CapabilityPostgres:
+			c.errorf(ranges[i], "Capability without its configuration", `Capability "postgres" is granted by a postgres block, which this backend has not.`)
 		case cp != abi.CapabilityLog && cp != abi.CapabilityClock && cp != abi.CapabilityKV && cp != abi.CapabilityEvents:
-			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis, redis_scripts and events.", n)
+			c.errorf(ranges[i], "Unknown capability", "%q is not a capability; the capabilities are log, clock, kv, redis, redis_scripts, postgres and events.", n)
 		case slices.Contains(caps, cp):
 			c.errorf(ranges[i], "Duplicate capability", "%q is listed twice.", n)
 		default:
@@ -593,6 +610,38 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 	return rc
 }
 
+// postgresSchema is the form of a backend's schema name, as
+// host.PostgresConfig takes it.
+var postgresSchema = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// postgres decodes a postgres block. The URL is set when the file holds
+// it (url); Check reads it from the environment or a file (url_env,
+// url_file), and has it parsed: a URL may carry a password, and pgx
+// reads password and service files to parse one.
+func (c *checker) postgres(r *rawPostgres) *host.PostgresConfig {
+	pc := &host.PostgresConfig{}
+	ref, ok := c.secretRef(r.url())
+	switch {
+	case ok && ref.rng == nil:
+		c.errorf(r.DefRange, "Missing required argument", "One of url, url_env and url_file is required: the postgres:// URL of a role that may create roles and schemas.")
+	case ok && ref.source == secretInline:
+		pc.URL = ref.value
+	}
+	if c.require(r.Schema, "schema", r.DefRange) {
+		if s, ok := c.str(r.Schema, "schema"); ok {
+			if !postgresSchema.MatchString(s) {
+				c.errorf(r.Schema.Range(), `Invalid value for "schema"`, "%q: a schema name here is lower-case letters, digits and underscores, starting with a letter, at most 40 bytes.", s)
+			}
+			pc.Schema = s
+		}
+	}
+	if n, ok := c.integer(r.MaxConns, "max_conns", 1, math.MaxInt32); ok {
+		pc.MaxConns = int32(n)
+	}
+	pc.StatementTimeout, _ = c.duration(r.StatementTimeout, "statement_timeout")
+	return pc
+}
+
 // The bounds of a backup block.
 const (
 	minBackupInterval = time.Second
@@ -600,7 +649,7 @@ const (
 	maxBackupKeep     = 100_000
 )
 
-func (c *checker) backup(r *rawBackup, hasRedis bool) *Backup {
+func (c *checker) backup(r *rawBackup, hasRedis, hasPostgres bool) *Backup {
 	b := &Backup{Keep: defaultBackupKeep}
 	if c.require(r.Interval, "interval", r.DefRange) {
 		if d, ok := c.duration(r.Interval, "interval"); ok {
@@ -623,6 +672,10 @@ func (c *checker) backup(r *rawBackup, hasRedis bool) *Backup {
 		b.Keep = int(v)
 	}
 	if v, ok := c.boolean(r.RestoreOnStart, "restore_on_start"); ok {
+		if v && hasPostgres {
+			c.errorf(r.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
+				"restore_on_start is for a backend that keeps its records in the daemon's memory; this one keeps them in PostgreSQL, where they outlive the daemon.")
+		}
 		if v && hasRedis {
 			c.errorf(r.RestoreOnStart.Range(), `Invalid value for "restore_on_start"`,
 				"restore_on_start is for a backend that keeps its records in the daemon's memory; this one keeps them in Redis, where they outlive the daemon.")

@@ -10,13 +10,14 @@
 //     schema (unknown blocks and attributes are errors), types and values,
 //     names, routes and the other references between blocks, data
 //     directories against each other, token scopes, and the secrets the
-//     file holds itself (secret, password). It runs no plugin and reads no
+//     file holds itself (secret, password, a postgres url). It runs no plugin and reads no
 //     plugin, secret file, environment variable or directory, so it is
 //     cheap, deterministic and safe on any input.
 //   - File.Check reads and judges what the text names: values that would
 //     only fail later (an unreadable plugin, an ungranted capability, an
-//     option the plugin refuses, a Redis block the bridge refuses, an unset
-//     secret) are errors there. Only a checked File is served.
+//     option the plugin refuses, a Redis block the bridge refuses, a
+//     PostgreSQL URL that cannot be parsed, an unset secret) are errors
+//     there. Only a checked File is served.
 //
 // The file:
 //
@@ -28,7 +29,7 @@
 //	}
 //
 //	backend "fast" {                    # one or more; the label names the backend ([a-z0-9_-]+, unique)
-//	  plugin    = "builtin:local"       # required: builtin:local | builtin:memory | builtin:redis | path/to/plugin.wasm
+//	  plugin    = "builtin:local"       # required: builtin:local | builtin:memory | builtin:redis | builtin:postgres | path/to/plugin.wasm
 //	                                    # (a relative path is relative to the configuration file)
 //	  data_dir  = "/var/lib/fast"       # optional: where the backend's kv store lives, on disk
 //	                                    # (builtin:local's records, builtin:redis's fallback buffer);
@@ -39,7 +40,7 @@
 //	  trusted   = false                 # optional; default false: fuel checks, built-in plugins included
 //	  instances = 8                     # optional, > 0; default: the host's (host.Config.Instances)
 //	  capabilities = ["log", "clock", "kv"]   # optional; default host.DefaultCapabilities;
-//	                                    # log, clock, kv; a redis block grants redis
+//	                                    # log, clock, kv, events; a redis block grants redis, a postgres block postgres
 //	  options = {                       # optional; strings, numbers or bools, passed to the
 //	    agent_state_ttl_seconds = 3600  # plugin as strings (numbers without exponent: "3600")
 //	    fallback = "buffer"
@@ -81,12 +82,25 @@
 //	                                    # built-in plugin that declares it runs them (builtin:redis, which
 //	                                    # cannot serve without), false for any other plugin
 //	  }
+//	  postgres {                        # optional: connects the backend to PostgreSQL (host.PostgresConfig)
+//	    url       = "postgres://admin:...@db:5432/fleet?sslmode=verify-full"
+//	                                    # exactly one of url, url_env, url_file: a role that may create roles
+//	                                    # and schemas; the host creates the schema and a role owning only it,
+//	                                    # and runs every plugin statement as that role. TLS settings in the URL
+//	    url_env   = "STORAGE_HOST_POSTGRES_URL"     # an environment variable, set and not empty
+//	    url_file  = "/run/secrets/postgres-url"     # its content, trailing newline trimmed
+//	    schema    = "agents"            # required: [a-z][a-z0-9_]*, at most 40 bytes; created if missing;
+//	                                    # its role is storagehost_SCHEMA; daemons given one schema share its
+//	                                    # records; two backends of a file may not have one on one database
+//	    max_conns = 4                   # optional, > 0; default 4
+//	    statement_timeout = "5s"        # optional: a call without a deadline, and migrations; default call_timeout
+//	  }
 //	  backup {                          # optional: scheduled backups, written by the daemon
 //	    interval         = "1h"         # required: a Go duration, at least 1s
 //	    directory        = "backups"    # required: created if missing; relative to the configuration file
 //	    keep             = 24           # optional, 1 to 100000; default 24: older backups are removed
 //	    restore_on_start = false        # optional: restore the newest backup at daemon start
-//	                                    # (builtin:memory and other backends without Redis or data directory)
+//	                                    # (builtin:memory and other backends without Redis, PostgreSQL or data directory)
 //	  }
 //	}
 //
@@ -106,8 +120,8 @@
 //	}
 //
 // Scopes are KIND:read or KIND:write, KIND one of metrics, alerts,
-// agent_states or * (every kind). Relative secret and password files, like
-// plugins, are relative to the configuration file.
+// agent_states or * (every kind). Relative secret, password and URL
+// files, like plugins, are relative to the configuration file.
 //
 // Check reads every plugin a file names and inspects it (host.Inspect,
 // which compiles and runs it) for the capabilities it imports or
@@ -116,7 +130,9 @@
 // (redis_scripts, say, of a plugin that runs Lua scripts in a backend
 // without scripts = true), is refused here rather than when the daemon
 // starts or at its first request. It connects to nothing and creates
-// nothing: a Redis backend checks without Redis, and data directories
+// nothing: a Redis backend checks without Redis, a PostgreSQL one without
+// PostgreSQL (the host creates its role and schema when it opens the
+// backend), and data directories
 // (WithDataDir, data_dir) are computed and checked against each other by
 // Parse, not made. With Offline, Check reads no secret either, so a file
 // checks where its secrets are not (CI). A daemon checking its file again

@@ -153,6 +153,12 @@ func (r *rawRedis) password() (inline, env, file secretSource) {
 	return secretSource{"password", r.Password}, secretSource{"password_env", r.PasswordEnv}, secretSource{"password_file", r.PasswordFile}
 }
 
+// url returns the sources of the PostgreSQL URL, which may hold a
+// password.
+func (r *rawPostgres) url() (inline, env, file secretSource) {
+	return secretSource{"url", r.URL}, secretSource{"url_env", r.URLEnv}, secretSource{"url_file", r.URLFile}
+}
+
 // secret returns the sources of a token's secret.
 func (r *rawToken) secret() (inline, env, file secretSource) {
 	return secretSource{"secret", r.Secret}, secretSource{"secret_env", r.SecretEnv}, secretSource{"secret_file", r.SecretFile}
@@ -235,9 +241,10 @@ func (c *checker) resolve(ref secretRef) (string, bool) {
 
 // grantRange is where a backend's grants are, for grant's errors.
 type grantRange struct {
-	plugin hcl.Range           // the plugin attribute
-	raw    *rawRedis           // the redis block; nil without one
-	redis  *redisbridge.Config // as decoded; nil without a redis block
+	plugin   hcl.Range           // the plugin attribute
+	raw      *rawRedis           // the redis block; nil without one
+	redis    *redisbridge.Config // as decoded; nil without a redis block
+	postgres bool                // the backend has a postgres block
 }
 
 // grant checks that the backend grants every capability the plugin
@@ -258,6 +265,7 @@ func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, g grantRang
 		switch {
 		case slices.Contains(caps, cp),
 			cp == abi.CapabilityRedis && g.redis != nil,
+			cp == abi.CapabilityPostgres && g.postgres,
 			cp == abi.CapabilityRedisScripts && g.redis != nil && g.redis.Scripts:
 			continue
 		}
@@ -268,6 +276,8 @@ func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, g grantRang
 		switch cp {
 		case abi.CapabilityRedis:
 			hint = "add a redis block"
+		case abi.CapabilityPostgres:
+			hint = "add a postgres block"
 		case abi.CapabilityRedisScripts:
 			hint = "set scripts = true in its redis block: the plugin runs Lua scripts on Redis, and would fail every request that does"
 			if g.raw == nil {
@@ -326,12 +336,13 @@ func digest(cfg *host.Config, wasm []byte) string {
 		Trusted      bool
 		Limits       host.Limits
 		Redis        *redisbridge.Config
+		Postgres     *host.PostgresConfig
 		Events       events.Options
 		NoEvents     bool
 		Cache        host.CacheOptions
 		DataDir      string
 	}{cfg.Name, cfg.Plugin, module[:], cfg.Options, caps, cfg.Instances, cfg.SHA256, cfg.Trusted, cfg.Limits, cfg.Redis,
-		cfg.Events, cfg.DisableEvents, cfg.Cache, cfg.DataDir})
+		cfg.Postgres, cfg.Events, cfg.DisableEvents, cfg.Cache, cfg.DataDir})
 	if err != nil {
 		panic("config: digest: " + err.Error()) // plain data: cannot fail
 	}

@@ -1,0 +1,244 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
+	"github.com/storage-host/storage-host/host/pgtest"
+)
+
+// pgBus returns a Postgres bus on schema as one host would open it: its
+// statements through a bridge of its own, logged in as the backend's
+// role, and LISTENing through url. Both close when the test ends.
+func pgBus(t *testing.T, url, schema string, opts events.Options) *events.Bus {
+	t.Helper()
+	ctx := context.Background()
+	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
+	require.NoError(t, err)
+	b, err := events.NewPostgres(ctx, bridgeSQL(br), schema, url, opts, nil)
+	if err != nil {
+		br.Close()
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { _ = b.Close(ctx); br.Close() })
+	return b
+}
+
+func bridgeSQL(br *pgbridge.Bridge) events.SQL {
+	return func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
+		var e abi.Encoder
+		br.Do(ctx, req, &e)
+		body, err := abi.ParseResponse(e.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		d := abi.NewDecoder(body)
+		rs := abi.DecodePGResults(d)
+		return rs, d.Finish()
+	}
+}
+
+// Hosts appending at once, each in order: a subscriber on a third host
+// gets every event once, each host's in its order. Appends serialise on
+// an advisory lock; without it, a transaction that drew a lower sequence
+// number could commit after a reader had passed it, and be skipped.
+func TestPostgresHostsAppendingAtOnceLoseNothing(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	sub := pgBus(t, url, schema, events.Options{Buffer: 4 * 500})
+	s, err := sub.Subscribe(context.Background(), events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	const hosts, each = 4, 500
+	var wg sync.WaitGroup
+	for h := range hosts {
+		pub := pgBus(t, url, schema, events.Options{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := uint64(1); v <= each; v++ {
+				pub.Publish(ev(abi.KindAgentState.Name(), events.OpPut, fmt.Sprint(h), fmt.Sprint(h), v))
+			}
+		}()
+	}
+	seen := map[string]uint64{}
+	for range hosts * each {
+		e := next(t, s)
+		require.Equal(t, seen[e.Key]+1, e.Version, "host %s", e.Key)
+		seen[e.Key] = e.Version
+	}
+	wg.Wait()
+	quiet(t, s)
+}
+
+// A host that restarts resumes after the last event it saw, from the
+// events the table kept while it was down, then live.
+func TestPostgresResumeAfterRestart(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	other := pgBus(t, url, schema, events.Options{})
+
+	first := pgBus(t, url, schema, events.Options{})
+	s, err := first.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	other.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a", "x", 1))
+	seen := next(t, s)
+	require.NoError(t, first.Close(ctx))
+
+	for v := uint64(2); v <= 5; v++ {
+		other.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a", "x", v))
+	}
+	again := pgBus(t, url, schema, events.Options{})
+	r, err := again.Subscribe(ctx, events.Filter{}, seen.ID)
+	require.NoError(t, err)
+	defer r.Close()
+	for v := uint64(2); v <= 5; v++ {
+		e := next(t, r)
+		require.Equal(t, v, e.Version)
+		assert.Equal(t, "x", e.Key)
+		assert.Equal(t, events.OpPut, e.Op)
+		assert.Equal(t, "a", e.AgentID)
+		assert.False(t, e.Time.IsZero())
+	}
+	other.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a", "x", 6))
+	assert.Equal(t, uint64(6), next(t, r).Version)
+}
+
+// The event table dropped (by hand, or the schema restored from a dump):
+// a position in the old table is ErrLost, before and after the table is
+// created again by the next append, never served as if nothing had
+// happened in between.
+func TestPostgresResumeAfterTheTableWasDropped(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	seen := next(t, s)
+
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, "DROP TABLE "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+	require.NoError(t, err)
+	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	assert.Error(t, err, "the table is gone")
+
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m2", 0))
+	e := next(t, s) // the live subscription follows the new table
+	assert.Equal(t, "m2", e.Key)
+	assert.NotEqual(t, seen.ID, e.ID)
+	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	assert.ErrorIs(t, err, events.ErrLost, "a new table does not hold what followed an old position")
+}
+
+// Events carry a plugin's data, NUL bytes included, and the table stays
+// within its retention.
+func TestPostgresDataAndRetention(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{Retention: 10})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 50 {
+		e := ev("custom", "thing", "a", fmt.Sprint(i), 0)
+		e.Data = []byte{0, byte(i), 0xff}
+		b.Publish(e)
+		require.Equal(t, e.Data, next(t, s).Data) // within the retention
+	}
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	var n int
+	require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize()).Scan(&n))
+	assert.LessOrEqual(t, n, 10)
+	assert.Positive(t, n)
+}
+
+// An append PostgreSQL refuses for good (the table altered under the
+// host: a column renamed) is dropped, counted and surfaced by Err, as a
+// Redis refusal is, not retried for ever; once the table is right again,
+// the events after it are appended.
+func TestPostgresRefusedAppendsAreDroppedNotRetried(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN kind TO k")
+	require.NoError(t, err)
+	t.Cleanup(func() { // the table put right even when the test fails: Close appends what is queued
+		if c, err := pgx.Connect(ctx, url); err == nil {
+			_, _ = c.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN k TO kind")
+			_ = c.Close(ctx)
+		}
+	})
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "lost", 0))
+	require.Eventually(t, func() bool { return b.Err() != nil }, 10*time.Second, 10*time.Millisecond)
+	assert.ErrorIs(t, b.Err(), events.ErrRefused)
+	assert.Equal(t, uint64(1), b.Stats().Refused)
+	assert.Contains(t, b.Stats().AppendError, "42703") // undefined_column
+
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" RENAME COLUMN k TO kind")
+	require.NoError(t, err)
+	// Subscriptions reading meanwhile may have ended (ErrUnavailable: the
+	// table could not be read either); a new one gets what follows.
+	s, err = b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "kept", 0))
+	assert.Equal(t, "kept", next(t, s).Key)
+	assert.NoError(t, b.Err())
+}
+
+// A trigger on the event table that skips every insert (the backend's
+// role may create one) does not crash the host: the append is retried,
+// and succeeds once the trigger is gone.
+func TestPostgresInsertSkippedByATrigger(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	skip := pgx.Identifier{schema, "skip"}.Sanitize()
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+	for _, q := range []string{
+		"CREATE FUNCTION " + skip + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+		"CREATE TRIGGER skip BEFORE INSERT ON " + table + " FOR EACH ROW EXECUTE FUNCTION " + skip + "()",
+	} {
+		_, err := admin.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "late", 0))
+	quiet(t, s)
+	_, err = admin.Exec(ctx, "DROP TRIGGER skip ON "+table)
+	require.NoError(t, err)
+	assert.Equal(t, "late", next(t, s).Key)
+}

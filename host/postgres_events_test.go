@@ -1,0 +1,129 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/pgtest"
+)
+
+// postgresPlugin is the plugin the PostgreSQL tests of the host run:
+// builtin:postgres once it is built in, else sdk/example/pgstates (agent
+// states only) built by the test.
+func postgresPlugin(t *testing.T) host.Config {
+	t.Helper()
+	if _, err := host.BuiltinWASM("postgres"); err == nil {
+		return host.Config{Plugin: "builtin:postgres"}
+	}
+	return host.Config{WASM: pgStatesPlugin(t)}
+}
+
+// recv returns the subscription's next event, failing t if none comes
+// within ten seconds.
+func recv(t *testing.T, sub *events.Subscription) events.Event {
+	t.Helper()
+	select {
+	case e, ok := <-sub.Events():
+		require.True(t, ok, "subscription ended: %v", sub.Err())
+		return e
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10s")
+		return events.Event{}
+	}
+}
+
+// openPGShared opens the postgres plugin on schema: two calls with one
+// schema are two hosts sharing a backend.
+func openPGShared(t *testing.T, url, schema string, cache int) *host.Store {
+	t.Helper()
+	cfg := postgresPlugin(t)
+	cfg.Name = "pg"
+	cfg.Postgres = &host.PostgresConfig{URL: url, Schema: schema}
+	cfg.Cache = host.CacheOptions{Entries: cache}
+	st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+// Two hosts on one PostgreSQL schema see each other's writes as events,
+// in order, and a cached read on one never returns what a write through
+// the other replaced once that write's event has arrived.
+func TestPostgresEventsAcrossHosts(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	cached := openPGShared(t, url, schema, 1000)
+	writer := openPGShared(t, url, schema, 0)
+	sub, err := cached.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	back, err := writer.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer back.Close()
+
+	for i := range 20 {
+		s, err := writer.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		e := recv(t, sub) // the next event is this write's: nothing else writes
+		require.Equal(t, events.Event{ID: e.ID, Kind: abi.KindAgentState.Name(), Op: events.OpPut, AgentID: "a1", Key: "a1", Version: s.Version, Time: e.Time}, e)
+		for range 2 {
+			got, err := cached.GetAgentState(ctx, "a1")
+			require.NoError(t, err)
+			require.Equal(t, s.Version, got.Version, "round %d: stale read after the event arrived", i)
+		}
+	}
+	assert.GreaterOrEqual(t, cached.Stats().Cache.Hits, uint64(10))
+
+	// The other way round: a write through the cached host reaches the writer.
+	s, err := cached.PutAgentState(ctx, host.AgentState{AgentID: "b", State: []byte("x")})
+	require.NoError(t, err)
+	waitEvent(t, back, "b", s.Version)
+	require.NoError(t, writer.DeleteAgentState(ctx, "b"))
+	waitEvent(t, sub, "b", 0)
+	_, err = cached.GetAgentState(ctx, "b")
+	assert.ErrorIs(t, err, host.ErrNotFound)
+}
+
+// A subscriber resumes after a restart of its host from the position it
+// had reached, and gets the events written meanwhile by another host; a
+// position the table no longer holds is events.ErrLost.
+func TestPostgresEventsResumeAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	writer := openPGShared(t, url, schema, 0)
+	first := openPGShared(t, url, schema, 0)
+	sub, err := first.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	s, err := writer.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("first")})
+	require.NoError(t, err)
+	seen := recv(t, sub)
+	require.Equal(t, s.Version, seen.Version)
+	require.NoError(t, first.Close(ctx))
+
+	var versions []uint64
+	for i := range 3 {
+		s, err := writer.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Appendf(nil, "%d", i)})
+		require.NoError(t, err)
+		versions = append(versions, s.Version)
+	}
+	again := openPGShared(t, url, schema, 0)
+	r, err := again.Subscribe(ctx, events.Filter{}, seen.ID)
+	require.NoError(t, err)
+	defer r.Close()
+	for _, v := range versions {
+		require.Equal(t, v, recv(t, r).Version)
+	}
+
+	_, err = again.Subscribe(ctx, events.Filter{}, "1-1") // another table's position
+	assert.ErrorIs(t, err, events.ErrLost)
+}
