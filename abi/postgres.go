@@ -1,5 +1,7 @@
 package abi
 
+import "strings"
+
 // CapabilityPostgres is the "storagehost_postgres" module (ABI 1.5): SQL
 // statements run on the backend's PostgreSQL through the host's
 // connection pool, as the backend's own role, in the backend's own schema.
@@ -308,11 +310,20 @@ func (m *Migrations) Decode(d *Decoder) {
 	}
 }
 
-// Check reports whether the versions of m run 1, 2, 3 … with no gap.
+// PGReservedPrefix starts the names of the objects the host keeps in a
+// backend's schema (its migrations table, its event log): a migration
+// that names one is refused.
+const PGReservedPrefix = "storagehost_"
+
+// Check reports whether the versions of m run 1, 2, 3 … with no gap, and
+// whether any migration names an object of the host's (PGReservedPrefix).
 func (m Migrations) Check() error {
 	for i, s := range m {
 		if s.Version != uint64(i)+1 {
 			return Errorf(StatusInvalid, "migration %d has version %d, want %d: versions run from 1 without a gap", i, s.Version, i+1)
+		}
+		if at := strings.Index(strings.ToLower(s.SQL), PGReservedPrefix); at >= 0 {
+			return Errorf(StatusInvalid, "migration %d names %q: names starting with %q are the host's", s.Version, s.SQL[at:min(len(s.SQL), at+40)], PGReservedPrefix)
 		}
 	}
 	return nil

@@ -62,6 +62,15 @@ func TestPGRoundTrip(t *testing.T) {
 	require.NoError(t, ms.Check())
 	require.ErrorIs(t, abi.Migrations{{Version: 2}}.Check(), abi.StatusInvalid)
 	require.ErrorIs(t, abi.Migrations{{Version: 1}, {Version: 1}}.Check(), abi.StatusInvalid)
+	// The host's own tables are not a plugin's to create or change.
+	for _, sql := range []string{
+		"CREATE TABLE storagehost_events (x int)",
+		"CREATE TABLE t (x int); ALTER TABLE StorageHost_Migrations ADD COLUMN y int",
+	} {
+		err := abi.Migrations{{Version: 1, SQL: sql}}.Check()
+		require.ErrorIs(t, err, abi.StatusInvalid, sql)
+		require.ErrorContains(t, err, "are the host's")
+	}
 }
 
 func TestPGMalformed(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,8 +48,8 @@ func CheckPostgres(c PostgresConfig) error {
 	switch {
 	case c.URL == "":
 		return fmt.Errorf("%w: postgres: no URL", ErrInvalid)
-	case !postgresSchema.MatchString(c.Schema):
-		return fmt.Errorf("%w: postgres: schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", ErrInvalid, c.Schema)
+	case CheckPostgresSchema(c.Schema) != nil:
+		return fmt.Errorf("%w: postgres: %w", ErrInvalid, CheckPostgresSchema(c.Schema))
 	case c.MaxConns < 0 || c.StatementTimeout < 0:
 		return fmt.Errorf("%w: postgres: a negative max_conns or statement timeout", ErrInvalid)
 	}
@@ -61,9 +60,12 @@ func CheckPostgres(c PostgresConfig) error {
 	return nil
 }
 
-// postgresSchema is the form of PostgresConfig.Schema, which the bridge
-// checks again when it opens.
-var postgresSchema = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+// CheckPostgresSchema reports whether schema may be PostgresConfig.Schema:
+// lower-case letters, digits and underscores, starting with a letter, at
+// most 40 bytes. Its message says so.
+func CheckPostgresSchema(schema string) error {
+	return pgbridge.CheckSchema(schema)
+}
 
 // PostgresRole returns the name of the role the host creates for a
 // backend whose schema is schema.

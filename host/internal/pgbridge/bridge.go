@@ -66,6 +66,17 @@ var (
 
 var schemaName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
+// CheckSchema reports whether name may be a backend's schema: lower-case
+// letters, digits and underscores, starting with a letter, at most 40
+// bytes (so that the role's name, RolePrefix + name, stays within
+// PostgreSQL's 63).
+func CheckSchema(name string) error {
+	if !schemaName.MatchString(name) {
+		return fmt.Errorf("schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", name)
+	}
+	return nil
+}
+
 // Bridge is one backend's connection pool, logged in as its role.
 type Bridge struct {
 	pool       *pgxpool.Pool
@@ -80,8 +91,8 @@ type Bridge struct {
 // Open creates (or checks) the backend's role and schema through
 // cfg.AdminURL and opens a pool that logs in as the role.
 func Open(ctx context.Context, cfg Config) (*Bridge, error) {
-	if !schemaName.MatchString(cfg.Schema) {
-		return nil, fmt.Errorf("%w: schema %q: want lower-case letters, digits and underscores, starting with a letter, at most 40 bytes", ErrConfig, cfg.Schema)
+	if err := CheckSchema(cfg.Schema); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	admin, err := pgx.ParseConfig(cfg.AdminURL)
 	if err != nil {
@@ -169,19 +180,46 @@ func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, passwor
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 		return fmt.Errorf("pgbridge: provisioning: %w", err)
 	}
+	var adminIsSuper bool
+	if err := tx.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&adminIsSuper); err != nil {
+		return fmt.Errorf("pgbridge: provisioning: %w", err)
+	}
 	// The password is a hex digest: no quoting issue, and it cannot be
 	// a parameter of a utility statement.
-	attrs := " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD '" + password + "'"
+	attrs := " LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '" + password + "'"
+	if !exists || adminIsSuper {
+		// Only a superuser may alter these three: an admin that is not
+		// one leaves them, and the check below refuses a role that has
+		// any of them.
+		attrs = " NOSUPERUSER NOREPLICATION NOBYPASSRLS" + attrs
+	}
 	stmts := []string{}
 	if !exists {
 		stmts = append(stmts, "CREATE ROLE "+r+attrs)
 	} else {
 		stmts = append(stmts, "ALTER ROLE "+r+attrs)
 	}
+	// An admin that is not a superuser may give a schema to a role only
+	// while it may act as that role (PostgreSQL 15: be a member of it;
+	// 16 on: with the SET option): it grants itself the role for the
+	// transaction, and revokes the grant before it commits.
+	lend := !adminIsSuper
+	if lend && exists {
+		if err := tx.QueryRow(ctx, `SELECT NOT pg_has_role(current_user, $1,
+			CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END)`, role).Scan(&lend); err != nil {
+			return fmt.Errorf("pgbridge: provisioning: %w", err)
+		}
+	}
+	if lend {
+		stmts = append(stmts, "GRANT "+r+" TO CURRENT_USER")
+	}
 	stmts = append(stmts,
 		"CREATE SCHEMA IF NOT EXISTS "+s+" AUTHORIZATION "+r,
 		"ALTER ROLE "+r+" SET search_path = "+s,
 	)
+	if lend {
+		stmts = append(stmts, "REVOKE "+r+" FROM CURRENT_USER")
+	}
 	// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones do,
 	// which would let the role create objects every backend sees. Revoked
 	// only where granted: from 15 on, an admin that does not own the

@@ -3,6 +3,7 @@ package pgbridge
 import (
 	"context"
 	"errors"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -458,4 +459,55 @@ func TestDeadlineSetsTheStatementTimeout(t *testing.T) {
 		require.LessOrEqual(t, ms, left.Milliseconds())
 		require.GreaterOrEqual(t, float64(ms), 0.75*float64(left.Milliseconds()), "left %v", left)
 	}
+}
+
+// TestAdminWithCreateRoleOnly opens a backend through an admin that is no
+// superuser: CREATEROLE, and CREATE on the database, as the documentation
+// asks. Such an admin must be a member of a role to give it a schema.
+func TestAdminWithCreateRoleOnly(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	var database string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_database()").Scan(&database))
+	admin := pgtest.Schema(t, "") + "_admin"
+	ident := pgx.Identifier{admin}.Sanitize()
+	_, err = conn.Exec(ctx, "CREATE ROLE "+ident+" LOGIN CREATEROLE")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, q := range []string{"DROP OWNED BY " + ident, "DROP ROLE " + ident} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+	})
+	_, err = conn.Exec(ctx, "GRANT CREATE ON DATABASE "+pgx.Identifier{database}.Sanitize()+" TO "+ident)
+	require.NoError(t, err)
+
+	// libpq takes the last of a repeated key; a URL gets its user replaced.
+	adminURL := url + " user=" + admin
+	if u, err := neturl.Parse(url); err == nil && u.Scheme != "" {
+		u.User = neturl.User(admin)
+		adminURL = u.String()
+	}
+	schema := pgtest.Schema(t, RolePrefix)
+	b := open(t, Config{AdminURL: adminURL, Schema: schema})
+	_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (x int)"}})
+	require.NoError(t, err)
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("INSERT INTO t VALUES (1)"), stmt("SELECT count(*) FROM t"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	// Opening it again (a restart, another host) checks what exists.
+	again, err := Open(ctx, Config{AdminURL: adminURL, Schema: schema})
+	require.NoError(t, err)
+	again.Close()
+
+	// The admin lends the backend's role nothing, and keeps no membership
+	// of it past provisioning.
+	var member bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'USAGE')", admin, b.Role()).Scan(&member))
+	require.False(t, member, "the admin is left a member of the backend's role")
 }

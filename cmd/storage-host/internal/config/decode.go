@@ -610,10 +610,6 @@ func (c *checker) redis(r *rawRedis) *redisbridge.Config {
 	return rc
 }
 
-// postgresSchema is the form of a backend's schema name, as
-// host.PostgresConfig takes it.
-var postgresSchema = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
-
 // postgres decodes a postgres block. The URL is set when the file holds
 // it (url); Check reads it from the environment or a file (url_env,
 // url_file), and has it parsed: a URL may carry a password, and pgx
@@ -629,8 +625,8 @@ func (c *checker) postgres(r *rawPostgres) *host.PostgresConfig {
 	}
 	if c.require(r.Schema, "schema", r.DefRange) {
 		if s, ok := c.str(r.Schema, "schema"); ok {
-			if !postgresSchema.MatchString(s) {
-				c.errorf(r.Schema.Range(), `Invalid value for "schema"`, "%q: a schema name here is lower-case letters, digits and underscores, starting with a letter, at most 40 bytes.", s)
+			if err := host.CheckPostgresSchema(s); err != nil {
+				c.errorf(r.Schema.Range(), `Invalid value for "schema"`, "%v.", err)
 			}
 			pc.Schema = s
 		}

@@ -93,7 +93,7 @@ func TestBadPostgresBlocks(t *testing.T) {
 	}{
 		{"no url", pg("    schema = \"a\"\n"), "3:3", "One of url, url_env and url_file is required"},
 		{"no schema", pg(url), "3:3", `The argument "schema" is required.`},
-		{"bad schema", pg(url + "    schema = \"Agents\"\n"), "5:14", `Invalid value for "schema"; "Agents": a schema name here is lower-case letters`},
+		{"bad schema", pg(url + "    schema = \"Agents\"\n"), "5:14", `Invalid value for "schema"; schema "Agents": want lower-case letters`},
 		{"long schema", pg(url + "    schema = \"" + strings.Repeat("a", 41) + "\"\n"), "5:14", `Invalid value for "schema"`},
 		{"two url sources", pg(url + "    url_env = \"X\"\n    schema = \"a\"\n"), "5:15", "Conflicting secret sources; url and url_env are both set"},
 		{"max_conns zero", pg(url + "    schema = \"a\"\n    max_conns = 0\n"), "6:17", "max_conns must be a whole number from 1 to"},
