@@ -44,7 +44,7 @@ func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error
 	case s.p.redis != nil:
 		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
 	case s.p.pg != nil:
-		bus, err := events.NewPostgres(ctx, pgSQL(s.p.pg), s.p.pg.Schema(), cfg.Postgres.URL, cfg.Events, logger)
+		bus, err := events.NewPostgres(ctx, pgSQL(s.p.pg), s.p.pg.Schema(), s.p.pg.ConnConfig(), cfg.Events, logger)
 		if err != nil {
 			return fmt.Errorf("host: backend %s: %w", s.p.name, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -126,4 +127,24 @@ func TestPostgresEventsResumeAfterRestart(t *testing.T) {
 
 	_, err = again.Subscribe(ctx, events.Filter{}, "1-1") // another table's position
 	assert.ErrorIs(t, err, events.ErrLost)
+}
+
+// The connection that LISTENs for event notifications holds the backend's
+// role, not the admin's: it stays open as long as the backend does.
+func TestPostgresEventListenerIsTheBackendsRole(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	openPGShared(t, url, schema, 0)
+	conn, err := pgx.Connect(t.Context(), url)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var users []string
+	require.Eventually(t, func() bool {
+		rows, err := conn.Query(t.Context(), "SELECT usename FROM pg_stat_activity WHERE application_name = $1", "storage-host events "+schema)
+		require.NoError(t, err)
+		users, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return len(users) > 0
+	}, 10*time.Second, 20*time.Millisecond, "no listener connection")
+	require.Equal(t, []string{host.PostgresRole(schema)}, users)
 }

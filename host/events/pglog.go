@@ -29,11 +29,12 @@ const PostgresTable = "storagehost_events"
 // Options.Retention events and shared by every host that uses that
 // schema (RATIONALE.md, "Why a log table for PostgreSQL events, and
 // NOTIFY only to wake readers?"). Statements run through run, as the
-// backend's role. listenURL, when not "", is a connection string on
-// which the bus LISTENs for the NOTIFY each append sends, so readers wake
-// at once; that connection runs nothing else. Without it, or while it is
-// down, readers look at the table every 200 ms.
-func NewPostgres(ctx context.Context, run SQL, schema, listenURL string, opts Options, logger hclog.Logger) (*Bus, error) {
+// backend's role. listen, when not nil, is the connection on which the
+// bus LISTENs for the NOTIFY each append sends, so readers wake at once
+// (the host passes the backend role's: LISTEN needs no privilege); that
+// connection runs nothing else. Without it, or while it is down, readers
+// look at the table every 200 ms.
+func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnConfig, opts Options, logger hclog.Logger) (*Bus, error) {
 	opts = opts.withDefaults(true)
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -50,9 +51,14 @@ func NewPostgres(ctx context.Context, run SQL, schema, listenURL string, opts Op
 	if err := l.ensure(ctx); err != nil {
 		return nil, err
 	}
-	if listenURL != "" {
+	if listen != nil {
+		cfg := listen.Copy()
+		// This connection runs LISTEN and nothing else; with an empty
+		// search_path no name it could resolve is one a plugin controls.
+		cfg.RuntimeParams["search_path"] = ""
+		cfg.RuntimeParams["application_name"] = "storage-host events " + schema
 		l.wg.Add(1)
-		go l.listen(listenURL)
+		go l.listen(cfg)
 	}
 	return newBus(l, opts, logger), nil
 }
@@ -310,7 +316,7 @@ func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 // listen keeps a connection LISTENing on the log's channel, waking the
 // readers on each notification, until close; it connects again after a
 // failure. The notification's payload is not read: it only says "look".
-func (l *pgLog) listen(url string) {
+func (l *pgLog) listen(cfg *pgx.ConnConfig) {
 	defer l.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -320,7 +326,7 @@ func (l *pgLog) listen(url string) {
 	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := l.listenOnce(ctx, url)
+		err := l.listenOnce(ctx, cfg)
 		if ctx.Err() != nil {
 			return
 		}
@@ -333,16 +339,7 @@ func (l *pgLog) listen(url string) {
 	}
 }
 
-func (l *pgLog) listenOnce(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return err
-	}
-	// This connection runs LISTEN and nothing else; with an empty
-	// search_path no name it could resolve is one the backend's role
-	// controls.
-	cfg.RuntimeParams["search_path"] = ""
-	cfg.RuntimeParams["application_name"] = "storage-host events"
+func (l *pgLog) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err

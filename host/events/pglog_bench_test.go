@@ -129,7 +129,7 @@ func benchBus(b *testing.B, url, schema string) *events.Bus {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bus, err := events.NewPostgres(ctx, bridgeSQL(br), schema, url, events.Options{Buffer: 1 << 20, Queue: 1 << 20}, nil)
+	bus, err := events.NewPostgres(ctx, bridgeSQL(br), schema, br.ConnConfig(), events.Options{Buffer: 1 << 20, Queue: 1 << 20}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,13 +19,13 @@ import (
 
 // pgBus returns a Postgres bus on schema as one host would open it: its
 // statements through a bridge of its own, logged in as the backend's
-// role, and LISTENing through url. Both close when the test ends.
+// role, and LISTENing as that role. Both close when the test ends.
 func pgBus(t *testing.T, url, schema string, opts events.Options) *events.Bus {
 	t.Helper()
 	ctx := context.Background()
 	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
 	require.NoError(t, err)
-	b, err := events.NewPostgres(ctx, bridgeSQL(br), schema, url, opts, nil)
+	b, err := events.NewPostgres(ctx, bridgeSQL(br), schema, br.ConnConfig(), opts, nil)
 	if err != nil {
 		br.Close()
 		require.NoError(t, err)

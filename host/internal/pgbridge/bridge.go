@@ -272,5 +272,11 @@ func (b *Bridge) Ready(ctx context.Context) error {
 	return nil
 }
 
+// ConnConfig returns a copy of what the bridge's connections log in
+// with: the backend's role and password, its search_path, the admin URL's
+// server and TLS settings. For a connection of the host's own that
+// must not hold the admin's privileges (the event log's LISTEN).
+func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
+
 // Close closes the pool.
 func (b *Bridge) Close() { b.pool.Close() }
