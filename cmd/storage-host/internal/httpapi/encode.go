@@ -22,6 +22,10 @@ var (
 	trueValue       = []string{"true"}
 )
 
+// etagHeader is "ETag" in its canonical form, to assign the header
+// without Header.Set's canonicalisation.
+const etagHeader = "Etag"
+
 // encoder is a response buffer and the JSON encoder writing into it,
 // pooled so that a response allocates neither.
 type encoder struct {
@@ -95,10 +99,17 @@ func appendAgentState(buf *bytes.Buffer, s host.AgentState) {
 	buf.Write(appendJSONString(buf.AvailableBuffer(), s.AgentID))
 	// The state is a JSON document, written compacted, or, when it is
 	// not one (a backend's bytes are not trusted), its bytes in base64.
-	// Compact checks the document as it copies it and leaves buf as it
-	// was when it is not valid.
+	// appendCompactJSON checks the document as it copies it.
 	buf.WriteString(`,"state":`)
-	if len(s.State) == 0 || json.Compact(buf, s.State) != nil {
+	ok := false
+	if len(s.State) > 0 {
+		buf.Grow(len(s.State))
+		var b []byte
+		if b, ok = appendCompactJSON(buf.AvailableBuffer(), s.State); ok {
+			buf.Write(b)
+		}
+	}
+	if !ok {
 		buf.Truncate(buf.Len() - len(`"state":`))
 		buf.WriteString(`"state_base64":"`)
 		n := base64.StdEncoding.EncodedLen(len(s.State))
