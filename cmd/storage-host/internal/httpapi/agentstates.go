@@ -42,7 +42,7 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 	}
 	// One scan for the common case; the decoder, which scans twice, only
 	// to say what is wrong.
-	if !validJSON(body) {
+	if !json.Valid(body) {
 		var doc json.RawMessage
 		if err := decodeStrict(body, &doc); err != nil {
 			return err

@@ -99,17 +99,10 @@ func appendAgentState(buf *bytes.Buffer, s host.AgentState) {
 	buf.Write(appendJSONString(buf.AvailableBuffer(), s.AgentID))
 	// The state is a JSON document, written compacted, or, when it is
 	// not one (a backend's bytes are not trusted), its bytes in base64.
-	// appendCompactJSON checks the document as it copies it.
+	// Compact checks the document as it copies it and leaves buf as it
+	// was when it is not valid.
 	buf.WriteString(`,"state":`)
-	ok := false
-	if len(s.State) > 0 {
-		buf.Grow(len(s.State))
-		var b []byte
-		if b, ok = appendCompactJSON(buf.AvailableBuffer(), s.State); ok {
-			buf.Write(b)
-		}
-	}
-	if !ok {
+	if len(s.State) == 0 || json.Compact(buf, s.State) != nil {
 		buf.Truncate(buf.Len() - len(`"state":`))
 		buf.WriteString(`"state_base64":"`)
 		n := base64.StdEncoding.EncodedLen(len(s.State))

@@ -42,7 +42,7 @@ func agentStateOut(s host.AgentState) agentStateJSON {
 		UpdatedAt: formatTime(s.UpdatedAt),
 		ExpiresAt: optionalTime(s.ExpiresAt),
 	}
-	if len(s.State) > 0 && validJSON(s.State) {
+	if len(s.State) > 0 && json.Valid(s.State) {
 		out.State = s.State
 	} else {
 		b64 := base64.StdEncoding.EncodeToString(s.State)
