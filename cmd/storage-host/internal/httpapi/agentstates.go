@@ -21,7 +21,7 @@ func (h *Handler) getAgentState(w http.ResponseWriter, r *http.Request, _ url.Va
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(s.Version))
+	w.Header()[etagHeader] = []string{etag(s.Version)}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && noneMatch(inm, s.Version) {
 		if stale {
 			w.Header()[staleHeader] = trueValue
@@ -70,7 +70,7 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 		}
 		return err
 	}
-	w.Header().Set("ETag", etag(s.Version))
+	w.Header()[etagHeader] = []string{etag(s.Version)}
 	writeAgentState(w, s, false)
 	return nil
 }

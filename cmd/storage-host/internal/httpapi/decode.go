@@ -28,7 +28,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if r.ContentLength > h.maxBody {
 		return nil, h.tooLarge()
 	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength)
+	// A body of declared length ends there (the server reads no more), so
+	// only a body of unknown length needs a reader that counts.
+	var src io.Reader = r.Body
+	if r.ContentLength <= 0 {
+		src = http.MaxBytesReader(w, r.Body, h.maxBody)
+	}
+	body, err := readAll(src, r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -22,6 +22,10 @@ var (
 	trueValue       = []string{"true"}
 )
 
+// etagHeader is "ETag" in its canonical form, to assign the header
+// without Header.Set's canonicalisation.
+const etagHeader = "Etag"
+
 // encoder is a response buffer and the JSON encoder writing into it,
 // pooled so that a response allocates neither.
 type encoder struct {

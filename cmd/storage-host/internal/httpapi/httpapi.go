@@ -183,7 +183,8 @@ func (h *Handler) SetTokens(ts []Token) {
 // ServeHTTP serves one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, route: -1}
+	sw := statusWriters.Get().(*statusWriter)
+	*sw = statusWriter{ResponseWriter: w, route: -1}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -195,6 +196,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		h.metrics.observeRequest(sw.route, r.Method, sw.status(), time.Since(start))
+		*sw = statusWriter{}
+		statusWriters.Put(sw)
 	}()
 	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
 	// path) are replaced by JSON errors; the API does not redirect. A
@@ -234,6 +237,11 @@ func canonical(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false
 	}
+	// Every empty, "." or ".." segment but a final empty one starts with
+	// "//" or "/.": a path with neither is clean, as path.Clean would say.
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return true
+	}
 	c := path.Clean(p)
 	if c != "/" && strings.HasSuffix(p, "/") {
 		c += "/"
@@ -269,13 +277,40 @@ func (h *Handler) serveRoute(index int, rt *route) http.Handler {
 
 // do runs fn on the store of kind and times it as operation op.
 func (h *Handler) do(r *http.Request, kind abi.RecordKind, op string, fn func(st *host.Store) error) error {
-	return h.backends.Do(r.Context(), kind, func(st *host.Store) error {
-		start := time.Now()
-		err := fn(st)
-		h.metrics.observeOperation(op, st.Name(), time.Since(start))
-		return err
-	})
+	c := storeCalls.Get().(*storeCall)
+	c.metrics, c.op, c.fn = h.metrics, op, fn
+	err := h.backends.Do(r.Context(), kind, c.timed)
+	c.metrics, c.op, c.fn = nil, "", nil
+	storeCalls.Put(c)
+	return err
 }
+
+// storeCall is one call of Handler.do: fn, timed as operation op. The
+// calls are pooled, with their method value timed bound once, so that a
+// request does not allocate the closure that times its store call.
+type storeCall struct {
+	metrics *metrics
+	op      string
+	fn      func(st *host.Store) error
+	timed   func(st *host.Store) error // run
+}
+
+var storeCalls = sync.Pool{New: func() any {
+	c := &storeCall{}
+	c.timed = c.run
+	return c
+}}
+
+func (c *storeCall) run(st *host.Store) error {
+	start := time.Now()
+	err := c.fn(st)
+	c.metrics.observeOperation(c.op, st.Name(), time.Since(start))
+	return err
+}
+
+// statusWriters pools the statusWriters of ServeHTTP: no handler keeps
+// its ResponseWriter once it has returned.
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 
 // statusWriter records the status code written, for the request metrics.
 type statusWriter struct {
