@@ -878,8 +878,8 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	p.mu.Unlock()
 	// Everything a waiter waits for arrives on w, close's grantClosed
 	// too, so a caller whose context cannot end waits with a plain
-	// receive rather than a select (RATIONALE.md, "Why does a waiting
-	// caller receive from one channel?").
+	// receive rather than a select (RATIONALE.md, "Why a LIFO pool under
+	// one mutex…").
 	var in *instance
 	if done := ctx.Done(); done == nil {
 		in = <-w

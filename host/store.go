@@ -54,7 +54,8 @@ var ErrOutcomeUnknown error = abi.StatusUnknown
 // callGate admits calls until it is closed and tells Close when the last
 // one admitted has left. It is one atomic counter, so that concurrent
 // calls on different CPUs do not queue on a lock to be counted
-// (RATIONALE.md, "Why is the call gate an atomic counter?"); a call
+// (RATIONALE.md, "Why is `Store.Close` a counter of calls, not a
+// lock?"); a call
 // arriving after Close is refused at once.
 type callGate struct {
 	// state is the calls in flight, plus gateClosed once closed. A call
