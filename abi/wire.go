@@ -97,8 +97,13 @@ func (e *Encoder) Raw(b []byte) { e.buf = append(e.buf, b...) }
 // Decoder reads fields from a message. The first error sticks: every later
 // read returns a zero value, and Err reports it. Decoded strings and byte
 // slices are copies, never aliases of the input.
+//
+// It reads at an offset into its input rather than reslicing it: a read
+// stores one integer, not a slice, which in a Go guest is one store and
+// no GC write barrier.
 type Decoder struct {
 	buf []byte
+	off int // bytes of buf read
 	err error
 }
 
@@ -106,17 +111,17 @@ type Decoder struct {
 func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 
 // Reset points d at b and clears its error.
-func (d *Decoder) Reset(b []byte) { d.buf, d.err = b, nil }
+func (d *Decoder) Reset(b []byte) { d.buf, d.off, d.err = b, 0, nil }
 
 // Err returns the first error met, if any.
 func (d *Decoder) Err() error { return d.err }
 
 // Len returns the number of bytes not yet read.
-func (d *Decoder) Len() int { return len(d.buf) }
+func (d *Decoder) Len() int { return len(d.buf) - d.off }
 
 // Finish returns the first error met, or ErrMalformed when input remains.
 func (d *Decoder) Finish() error {
-	if d.err == nil && len(d.buf) != 0 {
+	if d.err == nil && d.off != len(d.buf) {
 		d.err = ErrMalformed
 	}
 	return d.err
@@ -126,17 +131,17 @@ func (d *Decoder) fail(err error) {
 	if d.err == nil {
 		d.err = err
 	}
-	d.buf = nil
+	d.off = len(d.buf)
 }
 
 // U8 reads one byte.
 func (d *Decoder) U8() uint8 {
-	if len(d.buf) < 1 {
+	if d.off >= len(d.buf) {
 		d.fail(ErrTruncated)
 		return 0
 	}
-	v := d.buf[0]
-	d.buf = d.buf[1:]
+	v := d.buf[d.off]
+	d.off++
 	return v
 }
 
@@ -155,7 +160,12 @@ func (d *Decoder) Bool() bool {
 
 // Uvarint reads an unsigned LEB128 integer.
 func (d *Decoder) Uvarint() uint64 {
-	v, n := binary.Uvarint(d.buf)
+	if d.off < len(d.buf) && d.buf[d.off] < 0x80 { // one byte: most lengths, counts, versions
+		v := d.buf[d.off]
+		d.off++
+		return uint64(v)
+	}
+	v, n := binary.Uvarint(d.buf[d.off:])
 	if n <= 0 {
 		if n == 0 {
 			d.fail(ErrTruncated)
@@ -164,7 +174,7 @@ func (d *Decoder) Uvarint() uint64 {
 		}
 		return 0
 	}
-	d.buf = d.buf[n:]
+	d.off += n
 	return v
 }
 
@@ -190,7 +200,12 @@ func (d *Decoder) Uint16() uint16 {
 
 // Varint reads a zig-zag signed LEB128 integer.
 func (d *Decoder) Varint() int64 {
-	v, n := binary.Varint(d.buf)
+	if d.off < len(d.buf) && d.buf[d.off] < 0x80 { // one byte, zig-zag: -64..63
+		b := d.buf[d.off]
+		d.off++
+		return int64(b>>1) ^ -int64(b&1)
+	}
+	v, n := binary.Varint(d.buf[d.off:])
 	if n <= 0 {
 		if n == 0 {
 			d.fail(ErrTruncated)
@@ -199,7 +214,7 @@ func (d *Decoder) Varint() int64 {
 		}
 		return 0
 	}
-	d.buf = d.buf[n:]
+	d.off += n
 	return v
 }
 
@@ -213,7 +228,7 @@ func (d *Decoder) Count(minSize int) int {
 	if minSize < 1 {
 		minSize = 1
 	}
-	if n > maxCount || n*uint64(minSize) > uint64(len(d.buf)) {
+	if n > maxCount || n*uint64(minSize) > uint64(d.Len()) {
 		d.fail(ErrMalformed)
 		return 0
 	}
@@ -222,12 +237,12 @@ func (d *Decoder) Count(minSize int) int {
 
 // F64 reads an IEEE 754 double, little-endian.
 func (d *Decoder) F64() float64 {
-	if len(d.buf) < 8 {
+	if d.Len() < 8 {
 		d.fail(ErrTruncated)
 		return 0
 	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf))
-	d.buf = d.buf[8:]
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.buf[d.off:]))
+	d.off += 8
 	return v
 }
 
@@ -236,12 +251,12 @@ func (d *Decoder) field() []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.buf)) {
+	if n > uint64(d.Len()) {
 		d.fail(ErrTruncated)
 		return nil
 	}
-	b := d.buf[:n]
-	d.buf = d.buf[n:]
+	b := d.buf[d.off : d.off+int(n)]
+	d.off += int(n)
 	return b
 }
 
@@ -282,7 +297,7 @@ func (d *Decoder) Time() time.Time {
 
 // Rest returns a copy of the unread input and consumes it.
 func (d *Decoder) Rest() []byte {
-	b := append([]byte(nil), d.buf...)
-	d.buf = nil
+	b := append([]byte(nil), d.buf[d.off:]...)
+	d.off = len(d.buf)
 	return b
 }

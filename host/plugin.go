@@ -826,7 +826,7 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 // channels it replaces were locked by every caller at once.
 type pool struct {
 	create func(context.Context) (*instance, error)
-	done   chan struct{} // closed by close: waiters give up at once
+	done   chan struct{} // closed by close
 	size   int
 
 	mu      sync.Mutex
@@ -837,8 +837,12 @@ type pool struct {
 }
 
 // grantSlot is what a waiter receives when it is given room to create an
-// instance of its own rather than an idle one.
-var grantSlot = (*instance)(nil)
+// instance of its own rather than an idle one; grantClosed, when the pool
+// closed while it waited.
+var (
+	grantSlot   = (*instance)(nil)
+	grantClosed = new(instance)
+)
 
 // waiterChans recycles the one-shot channels of waiting callers.
 var waiterChans = sync.Pool{New: func() any { return make(chan *instance, 1) }}
@@ -872,20 +876,29 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	w := waiterChans.Get().(chan *instance)
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
-	select {
-	case in := <-w:
-		waiterChans.Put(w)
-		if in == grantSlot {
-			return p.createInSlot(ctx)
+	// Everything a waiter waits for arrives on w, close's grantClosed
+	// too, so a caller whose context cannot end waits with a plain
+	// receive rather than a select (RATIONALE.md, "Why a LIFO pool under
+	// one mutex…").
+	var in *instance
+	if done := ctx.Done(); done == nil {
+		in = <-w
+	} else {
+		select {
+		case in = <-w:
+		case <-done:
+			p.leave(w)
+			return nil, ctx.Err()
 		}
-		return in, nil
-	case <-ctx.Done():
-		p.leave(w)
-		return nil, ctx.Err()
-	case <-p.done:
-		p.leave(w)
+	}
+	waiterChans.Put(w)
+	switch in {
+	case grantSlot:
+		return p.createInSlot(ctx)
+	case grantClosed:
 		return nil, ErrClosed
 	}
+	return in, nil
 }
 
 // createInSlot creates an instance in a slot already counted in live.
@@ -918,11 +931,13 @@ func (p *pool) leave(w chan *instance) {
 	// Already granted: the grant is in w (sent under the lock).
 	in := <-w
 	waiterChans.Put(w)
-	if in == grantSlot {
+	switch in {
+	case grantSlot:
 		p.freeSlot()
-		return
+	case grantClosed:
+	default:
+		p.put(in, false)
 	}
-	p.put(in, false)
 }
 
 // put returns an instance to the pool; fresh is true for an instance that
@@ -1009,6 +1024,10 @@ func (p *pool) close(ctx context.Context) {
 	close(p.done)
 	idle := p.idle
 	p.idle = nil
+	for _, w := range p.waiters {
+		w <- grantClosed // never blocks: each waiter's channel holds one grant
+	}
+	p.waiters = nil
 	p.mu.Unlock()
 	for _, in := range idle {
 		p.discard(ctx, in)

@@ -52,45 +52,51 @@ func (s *Store) Metadata() Metadata { return s.p.meta }
 var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
-// one admitted has left. Its lock is held only to count, never across a
-// call, so a call arriving after Close is refused at once.
+// one admitted has left. It is one atomic counter, so that concurrent
+// calls on different CPUs do not queue on a lock to be counted
+// (RATIONALE.md, "Why is `Store.Close` a counter of calls, not a
+// lock?"); a call
+// arriving after Close is refused at once.
 type callGate struct {
-	mu      sync.Mutex
-	closed  bool
-	n       int
-	drained chan struct{} // closed when closed and n is 0
+	// state is the calls in flight, plus gateClosed once closed. A call
+	// refused after close counts itself in and out again.
+	state   atomic.Int64
+	mu      sync.Mutex // serialises close
+	drained chan struct{}
+	once    sync.Once // closes drained
 }
+
+// gateClosed is the bit of callGate.state that close sets.
+const gateClosed = 1 << 62
 
 // enter admits a call; false once the gate is closed.
 func (g *callGate) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
+	if g.state.Add(1)&gateClosed != 0 {
+		g.leave()
 		return false
 	}
-	g.n++
 	return true
 }
 
-// leave ends a call enter admitted.
+// leave ends a call enter admitted (or refused).
 func (g *callGate) leave() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.n--; g.n == 0 && g.closed {
-		close(g.drained)
+	if g.state.Add(-1) == gateClosed {
+		g.drain()
 	}
 }
+
+// drain closes drained, once; drained is set before the closed bit.
+func (g *callGate) drain() { g.once.Do(func() { close(g.drained) }) }
 
 // close refuses new calls and returns a channel closed once none is in
 // flight.
 func (g *callGate) close() <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.closed {
-		g.closed = true
+	if g.drained == nil {
 		g.drained = make(chan struct{})
-		if g.n == 0 {
-			close(g.drained)
+		if g.state.Add(gateClosed) == gateClosed {
+			g.drain()
 		}
 	}
 	return g.drained

@@ -35,6 +35,11 @@ type KV struct {
 func (kv *KV) do() (*abi.Decoder, error) {
 	kv.enc.Reset()
 	kv.req.Encode(&kv.enc)
+	return kv.send()
+}
+
+// send makes the kv call encoded in kv.enc.
+func (kv *KV) send() (*abi.Decoder, error) {
 	body, err := abi.ParseResponse(kvCall(kv.enc.Bytes()))
 	if err != nil {
 		return nil, err
@@ -52,9 +57,14 @@ func (kv *KV) finish() error {
 
 // Get returns the live entry at key, or an error matching ErrNotFound.
 // The returned Value is valid until the next call on kv; copy it to keep it.
+//
+// The request is encoded as abi.KVRequest.Encode encodes a get, without
+// filling kv.req: a Go guest pays for clearing that struct on every read.
 func (kv *KV) Get(key []byte) (abi.KVEntry, error) {
-	kv.req = abi.KVRequest{Op: abi.KVGet, Key: key}
-	d, err := kv.do()
+	kv.enc.Reset()
+	kv.enc.U8(uint8(abi.KVGet))
+	kv.enc.BytesField(key)
+	d, err := kv.send()
 	if err != nil {
 		return abi.KVEntry{}, err
 	}
