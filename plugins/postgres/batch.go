@@ -29,7 +29,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	bodies := make([][2]int, len(in))
 	now := sdk.Now()
 	b.body.Reset()
-	b.stmts = b.stmts[:0]
+	b.reset()
 	seg := 0 // first item whose statement is not yet sent
 	for i := range in {
 		it := &items[i]
