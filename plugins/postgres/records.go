@@ -243,7 +243,10 @@ func (b *backend) finish(it *item, res *abi.PGResult) {
 		}
 		row := res.Row(0)
 		s := &it.state
-		s.State = append([]byte{}, row[0].Bytes...)
+		// The state aliases the response, valid until the next
+		// statement is sent: a single get's record is encoded as soon
+		// as it returns, and a batch's items before the next request.
+		s.State = row[0].Bytes
 		s.Version, s.UpdatedAt, s.ExpiresAt = uint64(row[1].Int), fromNS(row[2].Int), fromNS(row[3].Int)
 	case abi.OpDeleteAgentState:
 		switch {
