@@ -128,6 +128,7 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 	pc := conn.Conn().PgConn()
 	start := len(e.Bytes())
 	kept, sent, err := b.run(ctx, pc, req, timeout, e)
+	clear(state(pc).values) // they alias the request
 	if err != nil {
 		e.Truncate(start)
 		// The connection is in an unknown state: it is not reused.
