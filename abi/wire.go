@@ -47,6 +47,10 @@ func (e *Encoder) Bytes() []byte { return e.buf }
 // Reset empties the Encoder and keeps its buffer.
 func (e *Encoder) Reset() { e.buf = e.buf[:0] }
 
+// Truncate drops what was appended after the first n bytes, keeping the
+// buffer: n is a length Bytes had before.
+func (e *Encoder) Truncate(n int) { e.buf = e.buf[:n] }
+
 // U8 appends one byte.
 func (e *Encoder) U8(v uint8) { e.buf = append(e.buf, v) }
 

@@ -25,6 +25,7 @@ type Postgres struct {
 	dec abi.Decoder
 	req abi.PGRequest
 	one [1]abi.PGStatement
+	buf abi.PGResultBuffer
 }
 
 func (p *Postgres) send() ([]abi.PGResult, error) {
@@ -35,7 +36,7 @@ func (p *Postgres) send() ([]abi.PGResult, error) {
 		return nil, err
 	}
 	p.dec.Reset(body)
-	results := abi.DecodePGResults(&p.dec)
+	results := p.buf.Decode(&p.dec)
 	if err := p.dec.Finish(); err != nil {
 		return nil, abi.Errorf(abi.StatusInternal, "postgres response: %v", err)
 	}

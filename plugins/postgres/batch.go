@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"strings"
+	"unsafe"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/sdk"
@@ -29,7 +30,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	bodies := make([][2]int, len(in))
 	now := sdk.Now()
 	b.body.Reset()
-	b.stmts = b.stmts[:0]
+	b.reset()
 	seg := 0 // first item whose statement is not yet sent
 	for i := range in {
 		it := &items[i]
@@ -169,8 +170,19 @@ func decodeItem(it *item, payload []byte) {
 		it.alert.ID, it.status = r.ID, r.Status
 
 	case abi.OpPutAgentState:
+		// As abi.PutAgentState.Decode, but the agent ID and the state
+		// alias the payload instead of being copied: the payload (the
+		// SDK's request) lasts as long as the batch call, and the item's
+		// record is encoded into the response before the call returns.
 		var r abi.PutAgentState
-		r.Decode(d)
+		id := d.View()
+		r.State.AgentID = unsafe.String(unsafe.SliceData(id), len(id))
+		r.State.State = d.View()
+		r.State.Version = d.Uvarint()
+		r.State.UpdatedAt = d.Time()
+		r.State.ExpiresAt = d.Time()
+		r.TTL.Decode(d)
+		r.Condition.Decode(d)
 		if it.err = endDecode(d); it.err != nil {
 			return
 		}

@@ -82,8 +82,11 @@ type backend struct {
 	one   [1]item // the item of a single operation
 	items []item  // the items of a batch
 	stmts []abi.PGStatement
-	enc   abi.Encoder // scratch: labels, cursors, query hashes
-	body  abi.Encoder // a batch's response bodies
+	// params holds the parameters of stmts, one statement's after
+	// another's (add).
+	params []abi.PGValue
+	enc    abi.Encoder // scratch: labels, cursors, query hashes
+	body   abi.Encoder // a batch's response bodies
 
 	// lastSweep is the host time of this instance's last expiry sweep.
 	lastSweep time.Time

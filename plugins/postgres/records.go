@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/sdk"
@@ -31,13 +32,26 @@ type item struct {
 	written bool
 }
 
-// add appends a statement and returns its index.
+// add appends a statement and returns its index. Its parameters are
+// copied into b.params, which the statements share until they are sent.
 func (b *backend) add(sql string, params ...abi.PGValue) int {
-	b.stmts = append(b.stmts, abi.PGStatement{SQL: sql, Params: params})
+	p0 := len(b.params)
+	b.params = append(b.params, params...)
+	b.stmts = append(b.stmts, abi.PGStatement{SQL: sql, Params: b.params[p0:len(b.params):len(b.params)]})
 	return len(b.stmts) - 1
 }
 
-func text(s string) abi.PGValue { return sdk.Text(s) }
+// reset drops the statements added.
+func (b *backend) reset() {
+	clear(b.params) // no reference to a record's bytes outlives the call
+	b.stmts, b.params = b.stmts[:0], b.params[:0]
+}
+
+// text is a text parameter that aliases s rather than copying it, as
+// sdk.Text does: a parameter is only read, when its request is encoded.
+func text(s string) abi.PGValue {
+	return abi.PGValue{Kind: abi.PGText, Bytes: unsafe.Slice(unsafe.StringData(s), len(s))}
+}
 
 // prepare adds the item's statement, unless it failed already or needs
 // none.
@@ -229,7 +243,10 @@ func (b *backend) finish(it *item, res *abi.PGResult) {
 		}
 		row := res.Row(0)
 		s := &it.state
-		s.State = append([]byte{}, row[0].Bytes...)
+		// The state aliases the response, valid until the next
+		// statement is sent: a single get's record is encoded as soon
+		// as it returns, and a batch's items before the next request.
+		s.State = row[0].Bytes
 		s.Version, s.UpdatedAt, s.ExpiresAt = uint64(row[1].Int), fromNS(row[2].Int), fromNS(row[3].Int)
 	case abi.OpDeleteAgentState:
 		switch {
@@ -305,7 +322,7 @@ func (b *backend) run(items []item) {
 		return
 	}
 	results, err := b.send(b.stmts)
-	b.stmts = b.stmts[:0]
+	b.reset()
 	for i := range items {
 		it := &items[i]
 		if it.err != nil || it.stmt < 0 {
@@ -343,7 +360,7 @@ func (b *backend) send(stmts []abi.PGStatement) ([]abi.PGResult, error) {
 
 // single serves one record operation.
 func (b *backend) single(it *item) error {
-	b.stmts = b.stmts[:0]
+	b.reset()
 	b.prepare(it)
 	b.run(b.one[:])
 	return it.err

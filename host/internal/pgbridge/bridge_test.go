@@ -511,3 +511,30 @@ func TestAdminWithCreateRoleOnly(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'USAGE')", admin, b.Role()).Scan(&member))
 	require.False(t, member, "the admin is left a member of the backend's role")
 }
+
+// A keyed read on a warm connection allocates next to nothing in the
+// bridge: the request is read in place, the parameters and the result's
+// values go through the connection's buffers, and the result is encoded
+// straight into the response.
+func TestServeAllocations(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE kv (k text PRIMARY KEY, v bytea, n bigint); INSERT INTO kv VALUES ('a', repeat('x', 200)::bytea, 7)"}})
+	require.NoError(t, err)
+	var req, out abi.Encoder
+	(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{stmt("SELECT v, n FROM kv WHERE k = $1 AND n > $2", text("a"), integer(1))}}).Encode(&req)
+	serve := func() {
+		out.Reset()
+		b.Serve(ctx, req.Bytes(), &out)
+	}
+	serve()
+	serve()
+	n := testing.AllocsPerRun(50, serve)
+	body, err := abi.ParseResponse(out.Bytes())
+	require.NoError(t, err)
+	d := abi.NewDecoder(body)
+	rs := abi.DecodePGResults(d)
+	require.NoError(t, d.Finish())
+	require.Equal(t, 1, rs[0].Rows())
+	require.LessOrEqual(t, n, 3.0, "allocations per call")
+}
