@@ -10,8 +10,9 @@ import (
 
 // Batch serves a whole OpBatch (the SDK finds it on the metric store; it
 // serves every kind): every record operation of the batch goes into one
-// EvalMany, one bridge call and one round trip, and each item gets its own
-// result, in request order. The index entries of its writes are added
+// EvalMany, one bridge call and one round trip (on a single node one
+// script call, see sendPacked), and each item gets its own result, in
+// request order. The index entries of its writes are added
 // after the record calls, one index call per index for the whole batch
 // (deferredIndex). A query (or ping) inside a batch is served in its
 // place: the record operations before it are sent first, so each item
@@ -74,7 +75,7 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 	var replies []abi.Reply
 	var err error
 	if b.rq.ncalls() > 0 {
-		replies, err = b.send()
+		replies, err = b.sendPacked()
 	}
 	b.rq.reset()
 	// A refused index call fails the writes it indexed, as the index call
