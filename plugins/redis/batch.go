@@ -27,9 +27,12 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 		b.items = make([]item, len(in))
 	}
 	items := b.items[:len(in)]
-	out := make([]abi.BatchResult, len(in))
-	bodies := make([]span, len(in))
-	now := sdk.Now()
+	// The results are encoded before the next call: kept for reuse.
+	if cap(b.out) < len(in) {
+		b.out, b.bodies = make([]abi.BatchResult, len(in)), make([]span, len(in))
+	}
+	out, bodies := b.out[:len(in)], b.bodies[:len(in)]
+	now := clock()
 	if b.fb != nil {
 		b.fallbackBegin(now, true)
 	}
@@ -215,8 +218,10 @@ func (b *backend) decodeItem(it *item, payload []byte) {
 		it.alert.ID, it.status = r.ID, r.Status
 
 	case abi.OpPutAgentState:
+		// The document is written and answered within the call, while
+		// the payload holds still: no copy of it.
 		var r abi.PutAgentState
-		r.Decode(d)
+		r.DecodeView(d)
 		if it.err = endDecode(d); it.err != nil {
 			return
 		}
