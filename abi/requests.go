@@ -181,6 +181,18 @@ func (r *PutAgentState) Decode(d *Decoder) {
 	r.Condition.Decode(d)
 }
 
+// DecodeView is Decode with the document aliasing d's input instead of
+// a copy of it: for a caller done with r before the input changes.
+func (r *PutAgentState) DecodeView(d *Decoder) {
+	r.State.AgentID = d.String()
+	r.State.State = d.View()
+	r.State.Version = d.Uvarint()
+	r.State.UpdatedAt = d.Time()
+	r.State.ExpiresAt = d.Time()
+	r.TTL.Decode(d)
+	r.Condition.Decode(d)
+}
+
 // DeleteAgentState is the body of OpDeleteAgentState: agent_id, condition
 // (Unconditional or IfVersion).
 type DeleteAgentState struct {

@@ -20,8 +20,8 @@ func within(t *testing.T, d time.Duration, f func(ctx context.Context)) {
 }
 
 // outcomeStore opens the redis plugin (fallback=fail) on a private
-// redis-server with the bridge's ReadTimeout, and warms a connection for
-// single commands and one for pipelines.
+// redis-server with the bridge's ReadTimeout, and warms a connection (a
+// single write, a read and a batch, each one command on a single node).
 func outcomeStore(t *testing.T, readTimeout time.Duration, options ...map[string]string) (*redistest.Server, *host.Store, func(agent string) (string, bool)) {
 	t.Helper()
 	srv := redistest.NewServer(t)
@@ -70,7 +70,14 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 			require.ErrorIs(t, err, host.ErrOutcomeUnknown)
 			require.NotErrorIs(t, err, host.ErrUnavailable)
 			require.NotErrorIs(t, err, host.ErrClosed)
-
+		})
+		// The timed-out connection is gone; a batch on a single node is
+		// one script call, as the put was: warm another one.
+		srv.Resume()
+		_, err := st.GetAgentState(t.Context(), "a0")
+		require.NoError(t, err)
+		pause(t, srv)
+		within(t, 2*time.Second, func(ctx context.Context) {
 			rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "b1", State: []byte(`1`)}, {AgentID: "b2", State: []byte(`2`)}})
 			require.NoError(t, err, "the batch was answered; its items were not")
 			for _, r := range rs {
@@ -136,7 +143,7 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 		srv, st, stored := outcomeStore(t, 200*time.Millisecond, map[string]string{"fallback": "buffer"})
 		pause(t, srv)
 		within(t, 2*time.Second, func(ctx context.Context) {
-			// On the warm connection for pipelines: sent.
+			// On the warm connection: sent.
 			rs, err := st.PutAgentStatesIf(ctx, []host.AgentState{{AgentID: "d2", State: []byte(`2`)}, {AgentID: "d3", State: []byte(`3`)}})
 			require.NoError(t, err)
 			for _, r := range rs {

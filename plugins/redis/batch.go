@@ -10,8 +10,9 @@ import (
 
 // Batch serves a whole OpBatch (the SDK finds it on the metric store; it
 // serves every kind): every record operation of the batch goes into one
-// EvalMany, one bridge call and one round trip, and each item gets its own
-// result, in request order. The index entries of its writes are added
+// EvalMany, one bridge call and one round trip (on a single node one
+// script call, see sendPacked), and each item gets its own result, in
+// request order. The index entries of its writes are added
 // after the record calls, one index call per index for the whole batch
 // (deferredIndex). A query (or ping) inside a batch is served in its
 // place: the record operations before it are sent first, so each item
@@ -26,9 +27,12 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 		b.items = make([]item, len(in))
 	}
 	items := b.items[:len(in)]
-	out := make([]abi.BatchResult, len(in))
-	bodies := make([]span, len(in))
-	now := sdk.Now()
+	// The results are encoded before the next call: kept for reuse.
+	if cap(b.out) < len(in) {
+		b.out, b.bodies = make([]abi.BatchResult, len(in)), make([]span, len(in))
+	}
+	out, bodies := b.out[:len(in)], b.bodies[:len(in)]
+	now := clock()
 	if b.fb != nil {
 		b.fallbackBegin(now, true)
 	}
@@ -74,7 +78,7 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 	var replies []abi.Reply
 	var err error
 	if b.rq.ncalls() > 0 {
-		replies, err = b.send()
+		replies, err = b.sendPacked()
 	}
 	b.rq.reset()
 	// A refused index call fails the writes it indexed, as the index call
@@ -214,8 +218,10 @@ func (b *backend) decodeItem(it *item, payload []byte) {
 		it.alert.ID, it.status = r.ID, r.Status
 
 	case abi.OpPutAgentState:
+		// The document is written and answered within the call, while
+		// the payload holds still: no copy of it.
 		var r abi.PutAgentState
-		r.Decode(d)
+		r.DecodeView(d)
 		if it.err = endDecode(d); it.err != nil {
 			return
 		}

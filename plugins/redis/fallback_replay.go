@@ -213,7 +213,7 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	var replies []abi.Reply
 	if b.rq.ncalls() > 0 {
 		var err error
-		if replies, err = b.send(); err != nil {
+		if replies, err = b.sendPacked(); err != nil {
 			sdk.Logf(abi.LevelDebug, "fallback replay: %v", err)
 			return 0, false
 		}

@@ -1,13 +1,15 @@
 -- The part of the redis plugin's policy that must run inside Redis to be
 -- atomic. It is one script: every request the plugin sends is an EvalMany
--- of it (one call per record touched, all pipelined in one round trip),
+-- of it (one call per record touched, all pipelined in one round trip;
+-- on a single node the calls of a batch are packed into one, see '*'),
 -- and each call names its operation in ARGV[1].
 --
 -- Rules every operation keeps:
 --   * it touches only the keys in KEYS (the host prefixes them with the
 --     backend's namespace, and its Redis user reaches nothing else);
 --   * the keys of one call share a hash slot (one agent's {tag}, one
---     alert's, or the {idx} slot of the global indexes);
+--     alert's, or the {idx} slot of the global indexes), but for the '+'
+--     and '*' forms, which a cluster refuses (CROSSSLOT, before running);
 --   * a record's expiry is set in the same call as the record, never later.
 --
 -- Expiry specs (the "ttl" argument): 'p' = no expiry; '<ms>' = expire at
@@ -98,7 +100,7 @@ end
 -- expiry has passed (nothing to restore), {0} when a live record with the
 -- key exists and the mode is not overwrite. An overwrite deletes the
 -- record first, so nothing of it remains.
-local function restorable(key)
+local function restorable(key, ARGV)
   local spec = ARGV[3]
   if spec ~= 'p' and tonumber(spec) <= nowms() then return {2} end
   if call('EXISTS', key) == 1 then
@@ -119,9 +121,10 @@ end
 -- ixadd indexes records just written in the global index of keys kl
 -- (L), kx (X), kt (T), sweeping entries whose bound is slack ms past: a[i],
 -- a[i + 1] for i = from, from + 2, ... are each record's id and the bound
--- of its expiry ('inf' or ms). Answers how many records it indexed.
-local function ixadd(kl, kx, kt, slack, a, from)
-  local now = fmt(nowms())
+-- of its expiry ('inf' or ms); now is the time in ms, nil to read it.
+-- Answers how many records it indexed.
+local function ixadd(kl, kx, kt, slack, a, from, now)
+  now = fmt(now or nowms())
   local l, x, t = {}, {}, {}
   for i = from, #a, 2 do
     local id = a[i]
@@ -137,7 +140,11 @@ local function ixadd(kl, kx, kt, slack, a, from)
   unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. fmt(tonumber(now) - tonumber(slack)), 'LIMIT', 0, 16))
   return #l / 2
 end
-local function serve(op)
+-- serve runs the operation op of one call of keys KEYS and arguments
+-- ARGV (op first). A write may answer two more values for the '+' form
+-- below: the Redis time of the write in ms, and true when the record
+-- existed and its index entry needs nothing but to be there (see light).
+local function serve(op, KEYS, ARGV)
 
 if op == 'rd' then
   -- Read one record and its expiry, atomically.
@@ -265,8 +272,13 @@ elseif op == 'sput' then
   -- clock or another backend's counter made: the next write is still
   -- above it (old + 1), but a re-create after a delete starts again at
   -- the clock, which may be below a restored version from a clock ahead.
+  --
+  -- A write stores the expiry it gives beside the record ('e'), so a
+  -- record written without one needs no PERSIST when it is written again
+  -- without one.
   local k, c = KEYS[1], ARGV[3]
-  local old = call('HGET', k, 'v')
+  local cur = call('HMGET', k, 'v', 'e')
+  local old = cur[1]
   if c == 'a' then
     if old then return {0} end
   elseif c ~= '' then
@@ -285,15 +297,16 @@ elseif op == 'sput' then
   local vs = fmt(v)
   local e, kept = expiryOf(k, ARGV[2], old ~= false)
   call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5], 'e', fmt(e))
-  setExpiry(k, e, kept, old ~= false)
-  return {1, vs, e}
+  local same = e == -1 and cur[2] == '-1'
+  if not same then setExpiry(k, e, kept, old ~= false) end
+  return {1, vs, e}, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), same
 
 elseif op == 'mrestore' then
   -- Restore a metric sample as given and index it as mput does.
   -- KEYS: sample, index, expiry index. ARGV: op, mode, expiry ('p' or
   -- ms), member, value. Answers {1, expiry}, or what restorable answers.
   local k = KEYS[1]
-  local no = restorable(k)
+  local no = restorable(k, ARGV)
   if no then return no end
   local e = -1
   if ARGV[3] == 'p' then
@@ -311,7 +324,7 @@ elseif op == 'arestore' then
   -- agent, severity, status, message, labels, created_at, updated_at.
   -- Answers {1, expiry}, or what restorable answers.
   local k = KEYS[1]
-  local no = restorable(k)
+  local no = restorable(k, ARGV)
   if no then return no end
   local e = -1
   if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
@@ -325,7 +338,7 @@ elseif op == 'srestore' then
   -- mode, expiry, version, updated_at, document. Answers {1, expiry}, or
   -- what restorable answers.
   local k = KEYS[1]
-  local no = restorable(k)
+  local no = restorable(k, ARGV)
   if no then return no end
   local e = -1
   if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
@@ -391,21 +404,63 @@ end
 return redis.error_reply('storage-host redis library: unknown operation ' .. tostring(op))
 end
 
--- A write whose operation is led by '+' (+sput, +mput, +aput) indexes its
--- record in the same call, where the deployment lets one script touch the
--- record's slot and the {idx} slot (a single node; a cluster answers
--- CROSSSLOT and the plugin sends the index call apart): the last three
--- KEYS are the global index's L, X, T, the last three ARGV its sweep
--- slack, the record's id and its bound. The record is indexed after it
--- is written, and not when the write answers {0} (a failed condition or
--- transition: nothing was written).
-local op = ARGV[1]
-if string.byte(op, 1) ~= 43 then return serve(op) end
-local nk, na = #KEYS, #ARGV
-local ix = {KEYS[nk - 2], KEYS[nk - 1], KEYS[nk], ARGV[na - 2], ARGV[na - 1], ARGV[na]}
-KEYS[nk], KEYS[nk - 1], KEYS[nk - 2] = nil, nil, nil
-ARGV[na], ARGV[na - 1], ARGV[na - 2] = nil, nil, nil
-local r = serve(string.sub(op, 2))
-if type(r) == 'table' and (r.err or r[1] == 0) then return r end
-ixadd(ix[1], ix[2], ix[3], ix[4], ix, 5)
-return r
+-- run serves one call. A write whose operation is led by '+' (+sput,
+-- +mput, +aput) indexes its record in the same call, where the deployment
+-- lets one script touch the record's slot and the {idx} slot (a single
+-- node; a cluster answers CROSSSLOT and the plugin sends the index call
+-- apart): the last three KEYS are the global index's L, X, T, the last
+-- three ARGV its sweep slack, the record's id and its bound. The record
+-- is indexed after it is written, and not when the write answers {0} (a
+-- failed condition or transition: nothing was written).
+--
+-- An agent state rewritten without expiry over one without expiry keeps
+-- an index entry that needs nothing but to be there (light): its bound
+-- stays inf, and its write time in T matters only to a delete or a trim
+-- racing a re-create, which takes the full path. Its entry is added
+-- again (a record written before its index call ran keeps one), and one
+-- such write in 16 sweeps, as every other write does.
+local function run(KEYS, ARGV)
+  local op = ARGV[1]
+  if string.byte(op, 1) ~= 43 then return serve(op, KEYS, ARGV) end
+  local nk, na = #KEYS, #ARGV
+  local ix = {KEYS[nk - 2], KEYS[nk - 1], KEYS[nk], ARGV[na - 2], ARGV[na - 1], ARGV[na]}
+  KEYS[nk], KEYS[nk - 1], KEYS[nk - 2] = nil, nil, nil
+  ARGV[na], ARGV[na - 1], ARGV[na - 2] = nil, nil, nil
+  local r, now, light = serve(string.sub(op, 2), KEYS, ARGV)
+  if type(r) == 'table' and (r.err or r[1] == 0) then return r end
+  if light then
+    call('ZADD', ix[1], 0, ix[5])
+    if now % 16 == 0 then
+      unindex(ix[1], ix[2], ix[3], call('ZRANGEBYSCORE', ix[2], '-inf', '(' .. fmt(now - tonumber(ix[4])), 'LIMIT', 0, 16))
+    end
+    return r
+  end
+  ixadd(ix[1], ix[2], ix[3], ix[4], ix, 5, now)
+  return r
+end
+
+-- '*' runs many calls in one (the plugin packs a batch's calls this way
+-- on a single node, where one script may touch every slot): ARGV[2] is
+-- the number of calls n, ARGV[3 .. 2 + 2n] each call's number of keys
+-- and of arguments (its operation included), then come the calls'
+-- arguments one call after the other, as KEYS holds their keys. Answers
+-- an array of each call's reply, in order; a call that fails answers its
+-- error there and the calls after it still run, as in a pipeline.
+if ARGV[1] ~= '*' then return run(KEYS, ARGV) end
+local n = tonumber(ARGV[2])
+local out, k, a = {}, 1, 3 + 2 * n
+for i = 1, n do
+  local nk, na = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local K, A = {}, {}
+  for j = 1, nk do K[j] = KEYS[k + j - 1] end
+  for j = 1, na do A[j] = ARGV[a + j - 1] end
+  k, a = k + nk, a + na
+  local ok, r = pcall(run, K, A)
+  if not ok then
+    if type(r) ~= 'table' or not r.err then r = redis.error_reply(tostring(r)) end
+  elseif r == nil then
+    r = false
+  end
+  out[i] = r
+end
+return out

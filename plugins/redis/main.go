@@ -6,7 +6,9 @@
 //
 // Every request it sends is one EvalMany of library.lua, one call per
 // record touched, pipelined in one round trip: a single operation is one
-// round trip, and so is a whole batch. Queries take a round trip to list
+// round trip, and so is a whole batch. On a single node a put is one call
+// that also indexes its record, and the calls of a batch, or of an
+// operation of several calls, are packed into one (sendPacked). Queries take a round trip to list
 // an index and one to read the records of each page chunk.
 //
 // # Key layout
@@ -72,6 +74,7 @@
 package main
 
 import (
+	"bytes"
 	_ "embed"
 	"strconv"
 	"strings"
@@ -153,8 +156,11 @@ type backend struct {
 	rq    request
 	one   item   // the item of a single-record operation
 	items []item // the items of a batch
-	body  abi.Encoder
-	enc   abi.Encoder // scratch: record values, cursor hashes
+	// A batch's results and the spans of their bodies in body.
+	out    []abi.BatchResult
+	bodies []span
+	body   abi.Encoder
+	enc    abi.Encoder // scratch: record values, cursor hashes
 	// Default TTLs per kind, from the options; 0 = never expire.
 	metricTTL, alertTTL, stateTTL time.Duration
 	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
@@ -168,7 +174,11 @@ type backend struct {
 	// in its own call (index); split once Redis answered such a call
 	// CROSSSLOT (a cluster), after which every index call goes apart.
 	joinIx, split bool
-	bix           deferredIndex // the index entries of a batch's writes
+	// packs is set once a packed call of keys of more than one hash tag
+	// ran (sendPacked); unpacked holds the replies of packed calls.
+	packs    bool
+	unpacked []abi.Reply
+	bix      deferredIndex // the index entries of a batch's writes
 }
 
 type (
@@ -399,6 +409,11 @@ type request struct {
 	calls []callSpan
 	views [][]byte
 	sc    []abi.ScriptCall
+	// Packed calls (pack): their counts, views and calls.
+	nums   []byte
+	pviews [][]byte
+	pspans []span
+	packed []abi.ScriptCall
 }
 
 type span struct{ lo, hi int }
@@ -540,11 +555,15 @@ func (r *request) build() []abi.ScriptCall {
 // send runs the request built in b.rq and returns one reply per call.
 // The replies alias the Redis client's buffer: valid until its next call.
 func (b *backend) send() ([]abi.Reply, error) {
-	calls := b.rq.build()
+	return b.eval(b.rq.build())
+}
+
+// eval runs calls, one reply per call.
+func (b *backend) eval(calls []abi.ScriptCall) ([]abi.Reply, error) {
 	if len(calls) == 0 {
 		return nil, nil
 	}
-	replies, err := b.redis.EvalMany(library, calls)
+	replies, err := evalMany(&b.redis, library, calls)
 	if err != nil {
 		return nil, err
 	}
@@ -552,6 +571,137 @@ func (b *backend) send() ([]abi.Reply, error) {
 		return nil, abi.Errorf(abi.StatusInternal, "redis: %d replies to %d calls", len(replies), len(calls))
 	}
 	return replies, nil
+}
+
+// evalMany runs script calls through the host's redis capability; the
+// guest-path benchmarks answer from a recording instead.
+var evalMany = (*sdk.Redis).EvalMany
+
+// clock is the host's clock, which a batch reads once for all its items;
+// the guest-path benchmarks read a fixed time.
+var clock = sdk.Now
+
+// sendPacked is send for the calls of writes: on a single node, where one
+// script may touch keys of every slot, the calls go as one script call
+// of the library's '*' per maxPacked calls instead of one each (each
+// script call costs Redis the library's run and the call's own set-up),
+// and their replies are unpacked, one per call as send answers them.
+//
+// A cluster refuses such a call as CROSSSLOT before running any of it;
+// the calls are then sent one by one, and never packed again (split). A
+// request of more than maxPacked calls is packed only once a packed call
+// with keys of two hash tags ran (packs): had a later pack of it run
+// where an earlier one was refused, its calls would run before the
+// earlier ones they follow.
+func (b *backend) sendPacked() ([]abi.Reply, error) {
+	calls := b.rq.build()
+	if len(calls) < 2 || b.split || (len(calls) > maxPacked && !b.packs) {
+		return b.eval(calls)
+	}
+	packed, tags := b.rq.pack(calls)
+	replies, err := b.eval(packed)
+	if err != nil {
+		return nil, err
+	}
+	if crossSlot(&replies[0]) {
+		b.split = true
+		return b.eval(calls)
+	}
+	b.packs = b.packs || tags
+	b.unpacked = b.unpacked[:0]
+	for i := range packed {
+		n := min(maxPacked, len(calls)-i*maxPacked)
+		r := &replies[i]
+		switch {
+		case r.Kind == abi.ReplyArray && len(r.Array) == n:
+			b.unpacked = append(b.unpacked, r.Array...)
+		case r.Kind == abi.ReplyError:
+			// Refused as a whole (out of memory, say): so is each call.
+			for range n {
+				b.unpacked = append(b.unpacked, *r)
+			}
+		default:
+			return nil, abi.Errorf(abi.StatusInternal, "redis: packed calls answered %s", badReply(r))
+		}
+	}
+	return b.unpacked, nil
+}
+
+// maxPacked is the most calls one packed script call carries: Redis runs
+// one script at a time, and a few hundred writes keep it under a
+// millisecond or two.
+const maxPacked = 256
+
+// opPack is the library's operation that runs many calls (see library.lua).
+var opPack = []byte("*")
+
+// pack packs calls into script calls of the library's '*', maxPacked
+// calls each, and reports whether their keys have more than one hash tag.
+// The slices alias the request's storage, valid until the next pack.
+func (r *request) pack(calls []abi.ScriptCall) (packed []abi.ScriptCall, tags bool) {
+	// The counts first: the arena must not move once sliced.
+	r.nums = r.nums[:0]
+	for lo := 0; lo < len(calls); lo += maxPacked {
+		hi := min(lo+maxPacked, len(calls))
+		r.nums = strconv.AppendInt(r.nums, int64(hi-lo), 10)
+		r.nums = append(r.nums, ' ')
+		for _, c := range calls[lo:hi] {
+			r.nums = strconv.AppendInt(r.nums, int64(len(c.Keys)), 10)
+			r.nums = append(r.nums, ' ')
+			r.nums = strconv.AppendInt(r.nums, int64(len(c.Args)), 10)
+			r.nums = append(r.nums, ' ')
+		}
+	}
+	var first []byte
+	r.pviews, r.pspans = r.pviews[:0], r.pspans[:0]
+	nums := r.nums
+	for lo := 0; lo < len(calls); lo += maxPacked {
+		hi := min(lo+maxPacked, len(calls))
+		k := len(r.pviews)
+		for _, c := range calls[lo:hi] {
+			for _, key := range c.Keys {
+				t := hashTag(key)
+				if first == nil {
+					first = t
+				} else if !tags && !bytes.Equal(t, first) {
+					tags = true
+				}
+			}
+			r.pviews = append(r.pviews, c.Keys...)
+		}
+		a := len(r.pviews)
+		r.pviews = append(r.pviews, opPack)
+		for range 1 + 2*(hi-lo) {
+			i := bytes.IndexByte(nums, ' ')
+			r.pviews = append(r.pviews, nums[:i:i])
+			nums = nums[i+1:]
+		}
+		for _, c := range calls[lo:hi] {
+			r.pviews = append(r.pviews, c.Args...)
+		}
+		r.pspans = append(r.pspans, span{k, a})
+	}
+	r.packed = r.packed[:0]
+	for i, s := range r.pspans {
+		end := len(r.pviews)
+		if i+1 < len(r.pspans) {
+			end = r.pspans[i+1].lo
+		}
+		r.packed = append(r.packed, abi.ScriptCall{Keys: r.pviews[s.lo:s.hi:s.hi], Args: r.pviews[s.hi:end:end]})
+	}
+	return r.packed, tags
+}
+
+// hashTag returns the hash tag of key as Redis Cluster finds it: what is
+// between its first '{' and the first '}' after it, if not empty, else
+// the whole key.
+func hashTag(key []byte) []byte {
+	if i := bytes.IndexByte(key, '{'); i >= 0 {
+		if j := bytes.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 // --- replies ---

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -268,5 +269,46 @@ func TestDeferredIndexFlush(t *testing.T) {
 	}
 	if len(d.bounds) != 0 || len(d.order) != 0 {
 		t.Fatalf("flush left %d bounds, %d in order", len(d.bounds), len(d.order))
+	}
+}
+
+// TestRequestPack: calls pack into script calls of the library's '*',
+// maxPacked calls each: the calls' keys in order, then the count of
+// calls, each call's count of keys and of arguments, and every call's
+// arguments in order; tags reports keys of more than one hash tag.
+func TestRequestPack(t *testing.T) {
+	var r request
+	r.call(opSput)
+	r.tagKey(stateKeyPrefix, "a1")
+	r.argStr("p")
+	r.call(opSput)
+	r.tagKey(stateKeyPrefix, "a1")
+	r.argStr("k")
+	packed, tags := r.pack(r.build())
+	if len(packed) != 1 || tags {
+		t.Fatalf("%d packed calls, tags %v; want 1, false", len(packed), tags)
+	}
+	if got := joined(packed[0].Keys) + " | " + joined(packed[0].Args); got != "s:{a1} s:{a1} | * 2 1 2 1 2 sput p sput k" {
+		t.Fatalf("packed %q", got)
+	}
+
+	r.reset()
+	for i := range maxPacked + 1 {
+		r.call(opSput)
+		r.tagKey(stateKeyPrefix, strconv.Itoa(i))
+		r.argStr("p")
+	}
+	r.call(opIxadd)
+	r.ixKeys(ixStates)
+	r.argInt(sweepSlack)
+	packed, tags = r.pack(r.build())
+	if len(packed) != 2 || !tags {
+		t.Fatalf("%d packed calls, tags %v; want 2, true", len(packed), tags)
+	}
+	if n := len(packed[0].Keys); n != maxPacked {
+		t.Fatalf("first pack has %d keys, want %d", n, maxPacked)
+	}
+	if got := joined(packed[1].Keys) + " | " + joined(packed[1].Args); got != fmt.Sprintf("s:{%d} {idx}:s {idx}:s:x {idx}:s:t | * 2 1 2 3 2 sput p ixadd 60000", maxPacked) {
+		t.Fatalf("second pack %q", got)
 	}
 }

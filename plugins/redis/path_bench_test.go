@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
 )
 
 // BenchmarkGuestPath runs the plugin's own work for one request natively,
@@ -107,5 +109,56 @@ func TestGuestPathAllocations(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { be.guestPath(c.it, c.reply, &req, &out, &dec, &replies) }); n != 0 {
 			t.Errorf("%s: %.0f allocations, want none", c.name, n)
 		}
+	}
+}
+
+// BenchmarkGuestBatch runs the plugin's own work for a batch of 100
+// agent-state puts natively: the items decoded and prepared, the calls
+// built, packed and encoded as sdk.Redis encodes them, a recorded reply
+// decoded, unpacked and finished, and each item's result encoded. The
+// host call is the only part missing.
+func BenchmarkGuestBatch(b *testing.B) {
+	const n = 100
+	doc := []byte(`{"step":1,"goal":"benchmark"}`)
+	in := make([]abi.BatchItem, n)
+	for i := range in {
+		var e abi.Encoder
+		r := abi.PutAgentState{State: abi.AgentState{AgentID: "agent-" + strconv.Itoa(i), State: doc}}
+		r.Encode(&e)
+		in[i] = abi.BatchItem{Op: abi.OpPutAgentState, Payload: e.Bytes()}
+	}
+	item := abi.Reply{Kind: abi.ReplyArray, Array: []abi.Reply{{Kind: abi.ReplyInt, Int: 1},
+		{Kind: abi.ReplyBulk, Str: []byte("1796244962248139")}, {Kind: abi.ReplyInt, Int: -1}}}
+	all := make([]abi.Reply, 0, n+1)
+	for range n {
+		all = append(all, item)
+	}
+	all = append(all, abi.Reply{Kind: abi.ReplyInt, Int: n})
+	var rec abi.Encoder
+	abi.EncodeReplies(&rec, []abi.Reply{{Kind: abi.ReplyArray, Array: all}})
+	var req abi.Encoder
+	var dec abi.Decoder
+	var replies abi.ReplyBuffer
+	defer func(f func(*sdk.Redis, []byte, []abi.ScriptCall) ([]abi.Reply, error)) { evalMany = f }(evalMany)
+	evalMany = func(_ *sdk.Redis, script []byte, calls []abi.ScriptCall) ([]abi.Reply, error) {
+		rr := abi.RedisRequest{Mode: abi.RedisScript, Script: script, Calls: calls}
+		req.Reset()
+		rr.Encode(&req)
+		dec.Reset(rec.Bytes())
+		rs := replies.Decode(&dec)
+		return rs, dec.Finish()
+	}
+	defer func(f func() time.Time) { clock = f }(clock)
+	clock = func() time.Time { return time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC) }
+	var be backend
+	var out abi.Encoder
+	b.ReportAllocs()
+	for b.Loop() {
+		res := be.batch(in)
+		if res[0].Status != abi.StatusOK || res[n-1].Status != abi.StatusOK {
+			b.Fatalf("status %v", res[0].Status)
+		}
+		out.Reset()
+		abi.EncodeBatchResults(&out, res)
 	}
 }

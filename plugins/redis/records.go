@@ -743,7 +743,9 @@ func (b *backend) run(it *item) {
 // direct serves one item on Redis in one round trip. A put indexes its
 // record in the same script call unless Redis refused that once as
 // CROSSSLOT (a cluster, where the record and the {idx} keys are in
-// different slots; Redis refuses such a call before running it).
+// different slots; Redis refuses such a call before running it). An
+// operation of several calls (a delete and its unindexing) packs them into
+// one on a single node (sendPacked).
 func (b *backend) direct(it *item) {
 	switch {
 	case it.op == abi.OpGetAgentState && b.getState(it),
@@ -759,7 +761,7 @@ func (b *backend) direct(it *item) {
 			return
 		}
 		joined := b.rq.calls[it.first].ix > 0
-		replies, err := b.send()
+		replies, err := b.sendPacked()
 		if err != nil {
 			it.err = failedWith(it, err)
 			return

@@ -1,0 +1,118 @@
+package storetest_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// commandCalls reads the calls Redis counted per command (INFO
+// commandstats), by lower-case command name.
+func commandCalls(t *testing.T, rc *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rc.Info(t.Context(), "commandstats").Result()
+	require.NoError(t, err)
+	calls := map[string]int{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		calls[name], err = strconv.Atoi(n)
+		require.NoError(t, err)
+	}
+	return calls
+}
+
+// TestRedisBatchIsOneScriptCall: on a single node a batch of writes is
+// one script call for all its records and their index, each item still
+// answered on its own: a failed condition fails its item alone, a record
+// Redis refuses to write (a key of another type) fails alone, and every
+// other item gets its own version.
+func TestRedisBatchIsOneScriptCall(t *testing.T) {
+	skipShort(t)
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	rc := directClient(t, srv.Addr())
+	ctx := t.Context()
+
+	const n = 100
+	states := make([]host.AgentState, n)
+	for i := range states {
+		states[i] = host.AgentState{AgentID: fmt.Sprintf("agent-%d", i), State: []byte(strconv.Itoa(i))}
+	}
+	put, err := st.PutAgentStates(ctx, states)
+	require.NoError(t, err)
+	for i := range put {
+		require.NoError(t, put[i].Err)
+	}
+	require.NoError(t, rc.Set(ctx, prefix+"s:{agent-7}", "not a hash", 0).Err())
+	for i := range states {
+		states[i].Version = put[i].Value.Version
+	}
+	states[3].Version++ // not current
+
+	before := commandCalls(t, rc)
+	got, err := st.PutAgentStatesIf(ctx, states)
+	require.NoError(t, err)
+	after := commandCalls(t, rc)
+	scripts := after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"]
+	require.Equal(t, 1, scripts, "script calls for a batch of %d writes", n)
+
+	for i := range got {
+		switch i {
+		case 3:
+			require.ErrorIs(t, got[i].Err, host.ErrConflict, "item %d", i)
+		case 7:
+			require.ErrorContains(t, got[i].Err, "WRONGTYPE", "item %d", i)
+		default:
+			require.NoError(t, got[i].Err, "item %d", i)
+			require.Greater(t, got[i].Value.Version, put[i].Value.Version, "item %d", i)
+			doc, ok := storedState(t, rc, prefix, states[i].AgentID)
+			require.True(t, ok)
+			require.Equal(t, strconv.Itoa(i), doc)
+		}
+	}
+	require.NoError(t, rc.Del(ctx, prefix+"s:{agent-7}").Err())
+	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{Limit: 2 * n})
+	require.NoError(t, err)
+	require.Len(t, page.Items, n-1, "every state but the foreign key's is listed")
+}
+
+// TestRedisOverwriteWithoutExpiry: rewriting an agent state that has no
+// expiry, without one, neither clears an expiry it does not have nor
+// rewrites its index's bound and write time: one HSET, no PERSIST, and
+// its entry is still listed.
+func TestRedisOverwriteWithoutExpiry(t *testing.T) {
+	skipShort(t)
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	st := openRedisAt(t, addrs, redistest.Prefix(t, addrs...), nil, host.Limits{})
+	rc := directClient(t, srv.Addr())
+	ctx := t.Context()
+
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`1`)})
+	require.NoError(t, err)
+	before := commandCalls(t, rc)
+	const n = 10
+	for range n {
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`2`)})
+		require.NoError(t, err)
+	}
+	after := commandCalls(t, rc)
+	require.Equal(t, n, after["hset"]-before["hset"], "HSETs for %d rewrites", n)
+	require.Zero(t, after["persist"]-before["persist"], "PERSISTs")
+	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+}
