@@ -49,7 +49,8 @@ func TestOutcomeUnknownFromRedis(t *testing.T) {
 			ReadTimeout: 200 * time.Millisecond},
 	})
 	e := newEnvWith(t, st)
-	// Warm connections, for single commands and for pipelines.
+	// Warm a connection (a single write, a read and a batch are one
+	// command each on a single node).
 	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a0/state", map[string]any{"n": 0}).code)
 	require.Equal(t, http.StatusOK, e.req("GET", "/v1/agents/a0/state", nil).code)
 	results[agentState](t, e.req("POST", "/v1/agent-states/batch-put", map[string]any{
@@ -59,6 +60,13 @@ func TestOutcomeUnknownFromRedis(t *testing.T) {
 	srv.Pause()
 	t.Cleanup(srv.Resume)
 	e.req("PUT", "/v1/agents/a1/state", map[string]any{"n": 1}).requireError(t, http.StatusGatewayTimeout, "outcome_unknown")
+	// The timed-out connection is gone, and a new one cannot be made to
+	// a paused Redis (the batch would be unavailable, not sent): warm
+	// another before the batch, which on a single node is one script
+	// call, as the put was.
+	srv.Resume()
+	require.Equal(t, http.StatusOK, e.req("GET", "/v1/agents/a0/state", nil).code)
+	srv.Pause()
 	rs := results[agentState](t, e.req("POST", "/v1/agent-states/batch-put", map[string]any{
 		"items": []map[string]any{{"agent_id": "b1", "state": 1}, {"agent_id": "b2", "state": 2}},
 	}), 2)
