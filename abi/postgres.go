@@ -225,9 +225,7 @@ func (r *PGResult) Encode(e *Encoder) {
 
 // Decode reads what Encode wrote. Values alias the decoder's input. A
 // count of values that is not a multiple of the columns is malformed.
-func (r *PGResult) Decode(d *Decoder) { r.decode(d, nil) }
-
-func (r *PGResult) decode(d *Decoder, buf *PGResultBuffer) {
+func (r *PGResult) Decode(d *Decoder) {
 	*r = PGResult{OK: d.Bool()}
 	if !r.OK {
 		r.SQLState = d.String()
@@ -252,7 +250,7 @@ func (r *PGResult) decode(d *Decoder, buf *PGResultBuffer) {
 		d.fail(ErrMalformed)
 		return
 	}
-	r.Values = buf.take(n)
+	r.Values = prealloc[PGValue](n)
 	for i := 0; i < n && d.err == nil; i++ {
 		r.Values = append(r.Values, PGValue{})
 		r.Values[i].Decode(d)
@@ -278,53 +276,6 @@ func DecodePGResults(d *Decoder) []PGResult {
 		rs = append(rs, r)
 	}
 	return rs
-}
-
-// PGResultBuffer decodes results into storage it keeps from one call to
-// the next, so that a client decoding a response per request (a Go guest,
-// for which each allocation is dear) allocates nothing once it has seen
-// its largest response. The zero PGResultBuffer is ready to use.
-type PGResultBuffer struct {
-	results []PGResult
-	values  []PGValue
-}
-
-// maxPGResultBuffer is the most results, and the most values, a
-// PGResultBuffer keeps: past it they are allocated as DecodePGResults
-// allocates them, so that one large response does not stay in memory for
-// good.
-const maxPGResultBuffer = 4096
-
-// Decode reads what EncodePGResults wrote, like DecodePGResults. The
-// results and their values are valid until the next Decode.
-func (b *PGResultBuffer) Decode(d *Decoder) []PGResult {
-	n := d.Count(1)
-	rs := b.results[:0]
-	if n > maxPGResultBuffer {
-		rs = prealloc[PGResult](n)
-	}
-	b.values = b.values[:0]
-	for i := 0; i < n && d.err == nil; i++ {
-		rs = append(rs, PGResult{})
-		rs[i].decode(d, b)
-	}
-	if cap(rs) <= maxPGResultBuffer {
-		b.results = rs[:0]
-	}
-	return rs
-}
-
-// take returns an empty slice with room for n values.
-func (b *PGResultBuffer) take(n int) []PGValue {
-	if b == nil || n == 0 || len(b.values)+n > maxPGResultBuffer {
-		return prealloc[PGValue](n)
-	}
-	l := len(b.values)
-	if l+n > cap(b.values) {
-		b.values = make([]PGValue, l, min(maxPGResultBuffer, max(2*cap(b.values), l+n, 64)))
-	}
-	b.values = b.values[:l+n]
-	return b.values[l : l : l+n]
 }
 
 // Migration is one step of a plugin's schema: version uvarint (from 1,

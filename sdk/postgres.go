@@ -25,7 +25,6 @@ type Postgres struct {
 	dec abi.Decoder
 	req abi.PGRequest
 	one [1]abi.PGStatement
-	buf abi.PGResultBuffer
 }
 
 func (p *Postgres) send() ([]abi.PGResult, error) {
@@ -36,7 +35,7 @@ func (p *Postgres) send() ([]abi.PGResult, error) {
 		return nil, err
 	}
 	p.dec.Reset(body)
-	results := p.buf.Decode(&p.dec)
+	results := abi.DecodePGResults(&p.dec)
 	if err := p.dec.Finish(); err != nil {
 		return nil, abi.Errorf(abi.StatusInternal, "postgres response: %v", err)
 	}
