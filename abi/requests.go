@@ -4,6 +4,7 @@ import (
 	"math"
 	"regexp"
 	"time"
+	"unsafe"
 )
 
 // TTLMode says how a write sets the record's expiry.
@@ -181,10 +182,13 @@ func (r *PutAgentState) Decode(d *Decoder) {
 	r.Condition.Decode(d)
 }
 
-// DecodeView is Decode with the document aliasing d's input instead of
-// a copy of it: for a caller done with r before the input changes.
+// DecodeView is Decode with the agent ID and the document aliasing d's
+// input instead of copies of it: for a caller done with them before the
+// input changes (one that keeps the agent ID longer copies it with
+// strings.Clone).
 func (r *PutAgentState) DecodeView(d *Decoder) {
-	r.State.AgentID = d.String()
+	id := d.View()
+	r.State.AgentID = unsafe.String(unsafe.SliceData(id), len(id))
 	r.State.State = d.View()
 	r.State.Version = d.Uvarint()
 	r.State.UpdatedAt = d.Time()

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"strings"
-	"unsafe"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/sdk"
@@ -170,19 +169,12 @@ func decodeItem(it *item, payload []byte) {
 		it.alert.ID, it.status = r.ID, r.Status
 
 	case abi.OpPutAgentState:
-		// As abi.PutAgentState.Decode, but the agent ID and the state
-		// alias the payload instead of being copied: the payload (the
-		// SDK's request) lasts as long as the batch call, and the item's
-		// record is encoded into the response before the call returns.
+		// The agent ID and the state alias the payload instead of being
+		// copied: the payload (the SDK's request) lasts as long as the
+		// batch call, and the item's record is encoded into the response
+		// before the call returns.
 		var r abi.PutAgentState
-		id := d.View()
-		r.State.AgentID = unsafe.String(unsafe.SliceData(id), len(id))
-		r.State.State = d.View()
-		r.State.Version = d.Uvarint()
-		r.State.UpdatedAt = d.Time()
-		r.State.ExpiresAt = d.Time()
-		r.TTL.Decode(d)
-		r.Condition.Decode(d)
+		r.DecodeView(d)
 		if it.err = endDecode(d); it.err != nil {
 			return
 		}

@@ -229,7 +229,8 @@ func (b *backend) decodeItem(it *item, payload []byte) {
 			return
 		}
 		it.err = r.State.Check()
-		it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
+		// The agent ID is kept (the fallback buffer may hold it): a copy.
+		it.state = abi.AgentState{AgentID: strings.Clone(r.State.AgentID), State: r.State.State}
 		it.ttl, it.cond = r.TTL, r.Condition
 
 	case abi.OpGetAgentState:
