@@ -86,6 +86,7 @@ type Bridge struct {
 	maxBytes   int64
 	maxStmts   int
 	cancelWait time.Duration
+	pipes      *coalescer
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -145,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
 	b.pool = pool
+	b.pipes = &coalescer{b: b, slots: int(pc.MaxConns)}
 	return b, nil
 }
 

@@ -109,14 +109,27 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 		abi.EncodePGResults(e, nil)
 		return
 	}
+	timeout, ok := b.timeLeft(ctx)
+	if !ok {
+		abi.AppendError(e, abi.StatusUnavailable, "postgres: the call's deadline has passed")
+		return
+	}
+	b.pipes.do(ctx, req, timeout, e)
+}
+
+// timeLeft is how long the statements of a call may run: the time to its
+// deadline, or the bridge's statement timeout for a call without one;
+// false once the deadline has passed.
+func (b *Bridge) timeLeft(ctx context.Context) (time.Duration, bool) {
 	timeout := b.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	if timeout <= 0 {
-		abi.AppendError(e, abi.StatusUnavailable, "postgres: the call's deadline has passed")
-		return
-	}
+	return timeout, timeout > 0
+}
+
+// alone runs req on a connection of its own.
+func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration, e *abi.Encoder) {
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		abi.AppendError(e, abi.StatusUnavailable, "postgres: "+err.Error())
@@ -126,23 +139,54 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 	// BEGIN left inside a transaction.
 	defer conn.Release()
 	pc := conn.Conn().PgConn()
-	start := len(e.Bytes())
-	kept, sent, err := b.run(ctx, pc, req, timeout, e)
+	x := part{req: req, ms: timeoutStep(timeout), e: e, start: len(e.Bytes())}
+	err = b.run(ctx, pc, &x)
 	clear(state(pc).values) // they alias the request
 	if err != nil {
-		e.Truncate(start)
 		// The connection is in an unknown state: it is not reused.
 		_ = pc.Close(context.WithoutCancel(ctx))
+	}
+	x.answer(err, b.maxBytes)
+}
+
+// part is one request's share of a pipeline, and its answer.
+type part struct {
+	req *request
+	ms  int64 // its statement timeout, timeoutStep of the time left to it
+	e   *abi.Encoder
+
+	start      int   // the length of e before the answer: set by who makes the part
+	budget     int64 // what is left of the result bound
+	plan       []planned
+	setTimeout bool // statement_timeout is set before its statements
+	sent       bool // its statements were written to the server
+	read       bool // its results are read and encoded
+	// inOpenTx: it ran inside a transaction that a statement of an
+	// earlier request in the pipeline opened and did not end.
+	inOpenTx bool
+}
+
+// answer finishes x's response: the results read, or the error that
+// stopped the pipeline before they were, which is the connection's.
+func (x *part) answer(err error, maxBytes int64) {
+	switch {
+	case x.read && x.inOpenTx:
+		x.e.Truncate(x.start)
+		abi.AppendError(x.e, abi.StatusUnknown, "postgres: the statements ran inside a transaction that an earlier call on the connection left open; it was rolled back unless they ended it")
+	case x.read && x.budget < 0:
+		x.e.Truncate(x.start)
+		abi.AppendError(x.e, abi.StatusLimit, fmt.Sprintf("postgres: results longer than %d bytes; the statements ran, their results are dropped", maxBytes))
+	case x.read:
+	default:
+		if err == nil {
+			err = errors.New("pgbridge: the pipeline ended before the request's results")
+		}
+		x.e.Truncate(x.start)
 		st := abi.StatusUnknown
-		if !sent || pgconn.SafeToRetry(err) {
+		if !x.sent || pgconn.SafeToRetry(err) {
 			st = abi.StatusUnavailable
 		}
-		abi.AppendError(e, st, "postgres: "+err.Error())
-		return
-	}
-	if !kept {
-		e.Truncate(start)
-		abi.AppendError(e, abi.StatusLimit, fmt.Sprintf("postgres: results longer than %d bytes; the statements ran, their results are dropped", b.maxBytes))
+		abi.AppendError(x.e, st, "postgres: "+err.Error())
 	}
 }
 
@@ -222,64 +266,109 @@ func (c *connState) word(v uint64) []byte {
 // Encoded results that are not a row's values.
 var errNotRun = abi.PGResult{SQLState: "25P02", Message: "not run: an earlier statement of the transaction failed"}
 
-// run sends the statements and appends the OK response to e. It reports
-// kept false when the results passed maxBytes (what it appended is then
-// to be dropped), and sent whether any of the request may have reached
-// the server.
+// run runs the one request of x on pc and appends its results to x.e;
+// x.answer then finishes the response. An error is the connection's.
 //
 // A single statement already prepared on the connection, when the
 // statement timeout is the one set, goes alone with its sync, as
-// pgconn's ExecStatement sends it; anything else goes in one pipeline:
-// first the statement timeout, then, in a batch, each statement followed
-// by a sync (its own implicit transaction), or, in a transaction, all of
-// them before one sync (one implicit transaction, which the first error
-// rolls back).
-func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, req *request, timeout time.Duration, e *abi.Encoder) (kept, sent bool, err error) {
+// pgconn's ExecStatement sends it; anything else goes in a pipeline.
+func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, x *part) error {
 	c := state(pc)
-	ms := timeoutStep(timeout)
-	e.U8(uint8(abi.StatusOK))
-	e.Uvarint(uint64(len(req.stmts)))
-	budget := b.maxBytes
-	if len(req.stmts) == 1 && c.timeoutMS == ms {
+	if req := x.req; len(req.stmts) == 1 && c.timeoutMS == x.ms {
 		s := &req.stmts[0]
 		c.params(req.params[s.p0:s.p1])
 		if sd := c.lookup(s.sql, c.oids); sd != nil {
+			x.begin(b.maxBytes)
+			x.sent = true
 			rr := pc.ExecStatement(ctx, sd, c.values, c.formats, binaryFormat)
-			if err := c.result(rr, &budget, e); err != nil && !errors.Is(err, errStatementFailed) {
-				return false, true, err
+			if err := c.result(rr, &x.budget, x.e); err != nil && !errors.Is(err, errStatementFailed) {
+				return err
 			}
-			return budget >= 0, true, nil
+			x.read = true
+			return nil
 		}
 	}
-	return b.pipeline(ctx, pc, c, req, ms, &budget, e)
+	one := [1]*part{x}
+	return b.pipeline(ctx, pc, c, one[:])
 }
 
-func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, req *request, ms int64, budget *int64, e *abi.Encoder) (kept, sent bool, err error) {
+// begin starts x's OK response.
+func (x *part) begin(maxBytes int64) {
+	x.budget = maxBytes
+	x.e.U8(uint8(abi.StatusOK))
+	x.e.Uvarint(uint64(len(x.req.stmts)))
+}
+
+// pipeline sends the requests of parts in one pipeline, in one round
+// trip, and reads their results in order. Each request is first given
+// its statement timeout, when it is not the one the connection has;
+// then, in a batch, each statement goes followed by a sync (its own
+// implicit transaction), or, in a transaction, all of them before one
+// sync (one implicit transaction, which the first error rolls back). So
+// requests sharing the pipeline share no transaction, and a statement of
+// one that fails does not touch another's, unless a request's own BEGIN
+// leaves a transaction open: the requests after it are then answered
+// UNKNOWN (part.inOpenTx), and the connection is not reused.
+//
+// An error is the connection's; the parts not read by then are
+// unanswered.
+func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, parts []*part) (err error) {
 	p := pc.StartPipeline(ctx)
 	defer func() {
 		if cerr := p.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	setTimeout := c.timeoutMS != ms
-	if setTimeout {
-		p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{strconv.AppendInt(nil, ms, 10)}, []uint32{oidText}, nil, nil)
-		p.SendPipelineSync()
+	n := 0
+	for _, x := range parts {
+		n += len(x.req.stmts)
 	}
 	// plan[i]: what statement i sends; a statement prepared in this
-	// request has its description come before its result.
-	c.plan = slices.Grow(c.plan[:0], len(req.stmts))[:len(req.stmts)]
+	// pipeline has its description come before its result.
+	c.plan = slices.Grow(c.plan[:0], n)[:n]
+	plans := c.plan
+	timeoutMS := c.timeoutMS
 	fresh := 0
+	for _, x := range parts {
+		x.plan, plans = plans[:len(x.req.stmts):len(x.req.stmts)], plans[len(x.req.stmts):]
+		x.setTimeout = timeoutMS != x.ms
+		timeoutMS = x.ms
+		c.send(p, x, &fresh)
+	}
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	inOpenTx := false
+	for _, x := range parts {
+		x.sent = true
+		x.inOpenTx = inOpenTx
+		x.begin(b.maxBytes)
+		if err := c.receive(p, x); err != nil {
+			return err
+		}
+		x.read = true
+		inOpenTx = pc.TxStatus() != 'I'
+	}
+	return nil
+}
+
+// send queues the statements of x in p.
+func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
+	if x.setTimeout {
+		p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{strconv.AppendInt(nil, x.ms, 10)}, []uint32{oidText}, nil, nil)
+		p.SendPipelineSync()
+	}
+	req := x.req
 	for i := range req.stmts {
 		s := &req.stmts[i]
 		c.params(req.params[s.p0:s.p1])
-		pl := &c.plan[i]
+		pl := &x.plan[i]
 		*pl = planned{}
 		switch sd := c.lookup(s.sql, c.oids); {
 		case sd != nil:
 			p.SendQueryStatement(sd, c.values, c.formats, binaryFormat)
-		case c.count+fresh < maxPrepared:
-			fresh++
+		case c.count+*fresh < maxPrepared:
+			*fresh++
 			c.next++
 			pl.name = "storagehost_" + strconv.FormatUint(c.next, 10)
 			pl.oids = slices.Clone(c.oids)
@@ -295,19 +384,21 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	if req.mode == abi.PGTransaction {
 		p.SendPipelineSync()
 	}
-	if err := p.Flush(); err != nil {
-		return false, false, err
-	}
-	sent = true
-	if setTimeout {
+}
+
+// receive reads the results of x's statements from p and encodes them in
+// x.e, charging x.budget.
+func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
+	if x.setTimeout {
 		if err := drain(p); err != nil {
-			return false, sent, err
+			return err
 		}
 		if err := expectSync(p); err != nil {
-			return false, sent, err
+			return err
 		}
-		c.timeoutMS = ms
+		c.timeoutMS = x.ms
 	}
+	req, e, budget := x.req, x.e, &x.budget
 	failed := false
 	for i := range req.stmts {
 		if failed {
@@ -317,12 +408,12 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 			continue
 		}
 		var err error
-		if pl := &c.plan[i]; pl.name != "" {
+		if pl := &x.plan[i]; pl.name != "" {
 			var got any
 			if got, err = p.GetResults(); err == nil {
 				sd, ok := got.(*pgconn.StatementDescription)
 				if !ok {
-					return false, sent, fmt.Errorf("pgbridge: expected a statement's description, got %T", got)
+					return fmt.Errorf("pgbridge: expected a statement's description, got %T", got)
 				}
 				// pgconn leaves the name and text of a description it
 				// read in a pipeline empty.
@@ -335,7 +426,7 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 			if got, err = p.GetResults(); err == nil {
 				rr, ok := got.(*pgconn.ResultReader)
 				if !ok {
-					return false, sent, fmt.Errorf("pgbridge: expected a statement's result, got %T", got)
+					return fmt.Errorf("pgbridge: expected a statement's result, got %T", got)
 				}
 				err = c.result(rr, budget, e)
 			}
@@ -353,22 +444,22 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 		case errors.Is(err, errStatementFailed):
 			failed = req.mode == abi.PGTransaction
 		case err != nil:
-			return false, sent, err
+			return err
 		}
 		if req.mode == abi.PGBatch {
 			// After an error the server skipped to the sync, which
 			// GetResults returns next.
 			if err := expectSync(p); err != nil {
-				return false, sent, err
+				return err
 			}
 		}
 	}
 	if req.mode == abi.PGTransaction {
 		if err := expectSync(p); err != nil {
-			return false, sent, err
+			return err
 		}
 	}
-	return *budget >= 0, sent, nil
+	return nil
 }
 
 // errStatementFailed is result's report of a statement PostgreSQL
