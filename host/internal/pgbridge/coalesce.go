@@ -14,7 +14,7 @@ import (
 // backend, and concurrent small ones share a connection's round trip
 // instead of each waiting for a connection of its own (as the Redis
 // bridge does for its commands; RATIONALE.md, "Why do concurrent
-// PostgreSQL requests share pipelines?").
+// PostgreSQL reads share pipelines, and writes not?").
 //
 // A request takes a slot, one per pool connection, and runs alone on
 // the caller's goroutine when one is free, as if there were no
