@@ -338,9 +338,11 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	inOpenTx := false
 	for _, x := range parts {
 		x.sent = true
+	}
+	inOpenTx := false
+	for _, x := range parts {
 		x.inOpenTx = inOpenTx
 		x.begin(b.maxBytes)
 		if err := c.receive(p, x); err != nil {
