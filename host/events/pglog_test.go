@@ -242,3 +242,78 @@ func TestPostgresInsertSkippedByATrigger(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "late", next(t, s).Key)
 }
+
+// The trim each append runs is planned as a scan of the key's index, not
+// of the table: at a full retention a sequential scan cost an append
+// milliseconds, every append (RATIONALE.md, "Why does an append trim the
+// PostgreSQL event table from where it trimmed last?").
+func TestPostgresTrimScansTheIndex(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
+	require.NoError(t, err)
+	defer br.Close()
+	var mu sync.Mutex
+	var trims []abi.PGStatement
+	run := func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
+		for _, s := range req.Statements {
+			if len(s.SQL) > 6 && s.SQL[:6] == "DELETE" {
+				mu.Lock()
+				trims = append(trims, s)
+				mu.Unlock()
+			}
+		}
+		return bridgeSQL(br)(ctx, req)
+	}
+	const retention = 1000
+	b, err := events.NewPostgres(ctx, run, schema, br.ConnConfig(), events.Options{Retention: retention}, nil)
+	require.NoError(t, err)
+	defer b.Close(ctx)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+	_, err = admin.Exec(ctx, "INSERT INTO "+table+" (kind, op, agent, key, version, at) SELECT 'metric', 'put', 'a', 'k', 0, 0 FROM generate_series(1, 50000)")
+	require.NoError(t, err)
+	// As the table of a busy backend: no fresh statistics (which a
+	// sequential scan then relies on).
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_enabled = false)")
+	require.NoError(t, err)
+
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 3 {
+		b.Publish(ev("custom", "thing", "a", fmt.Sprint(i), 0))
+		next(t, s)
+	}
+	var n int
+	require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
+	assert.Equal(t, retention, n)
+
+	mu.Lock()
+	defer mu.Unlock()
+	// The first trim of a host starts from the beginning of the table;
+	// the later ones from where it ended.
+	require.GreaterOrEqual(t, len(trims), 3)
+	trims = trims[1:]
+	_, err = admin.Exec(ctx, "SET search_path = "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+	for _, trim := range trims {
+		args := make([]any, len(trim.Params))
+		for i, p := range trim.Params {
+			args[i] = p.Int
+		}
+		var lines []string
+		rows, err := admin.Query(ctx, "EXPLAIN (FORMAT TEXT) "+trim.SQL, args...)
+		require.NoError(t, err)
+		for rows.Next() {
+			var l string
+			require.NoError(t, rows.Scan(&l))
+			lines = append(lines, l)
+		}
+		require.NoError(t, rows.Err())
+		assert.NotContains(t, fmt.Sprint(lines), "Seq Scan", "%s with %v", trim.SQL, args)
+	}
+}
