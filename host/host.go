@@ -230,6 +230,18 @@ type Limits struct {
 	MaxEventsPerCall uint32
 }
 
+// replyBytes bounds what one capability call answers into an instance
+// (a redis call's replies, a postgres call's results, a kv scan): the
+// response bound, and at most an eighth of the instance's memory. A guest
+// holds the reply, the records it decodes from it and the response it
+// encodes from them at once, besides what its garbage collector has not
+// yet reclaimed; a Go guest of 64 MiB given replies of the whole 16 MiB
+// response bound ran out of memory and trapped. Past the bound a call
+// answers LIMIT, and a plugin reads fewer records at a time.
+func (l Limits) replyBytes() int64 {
+	return min(int64(l.MaxResponseBytes), int64(l.MemoryPages)*65536/8)
+}
+
 // DefaultLimits are the limits of a backend whose Config sets none.
 var DefaultLimits = Limits{
 	MemoryPages:       1024,
