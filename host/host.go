@@ -188,7 +188,10 @@ type Limits struct {
 	// Not enforced for trusted plugins (Config.Trusted).
 	// Default: 5s.
 	CallTimeout time.Duration
-	// MaxResponseBytes caps a response read from the plugin.
+	// MaxResponseBytes caps a response read from the plugin, and what
+	// one call of the redis or postgres capability answers into it, which
+	// is also at most an eighth of MemoryPages: past it that call answers
+	// LIMIT.
 	// Default: 16 MiB.
 	MaxResponseBytes uint32
 	// MaxHostCalls caps the host-function calls (log, clock, kv) one
@@ -220,7 +223,7 @@ type Limits struct {
 	MaxKVEntries uint32
 	// MaxKVScanBytes caps the entries one kv scan returns by their size: a
 	// scan stops early and answers the key to resume from (it returns at
-	// least one entry).
+	// least one entry). A scan also stops at an eighth of MemoryPages.
 	// Default: 1 MiB.
 	MaxKVScanBytes uint32
 	// MaxEventsPerCall caps the events one call may publish through the
