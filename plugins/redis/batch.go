@@ -85,7 +85,7 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 	if isLimit(err) && readsOnly(items) {
 		// Reads change nothing: asked again in parts, each within the
 		// bound.
-		b.readApart(items, out, bodies, err)
+		b.readApart(items, out, bodies, err, len(b.body.Bytes()))
 		return
 	}
 	// A refused index call fails the writes it indexed, as the index call
@@ -134,10 +134,11 @@ func readsOnly(items []item) bool {
 // bound: a record whose reply alone passes it answers LIMIT (tooLarge),
 // and the others their records. Each part's results are encoded before
 // the next part is sent, which reuses the reply buffer their documents
-// alias. Once the batch's answer holds querycost.ScanBudget bytes, the
-// reads left answer LIMIT without being sent: the answer must fit in the
-// plugin's memory too, and a caller reads them in another batch.
-func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, limit error) {
+// alias. Once the records read apart hold querycost.ScanBudget bytes of
+// the batch's answer (from start), the reads left answer LIMIT without
+// being sent: the answer must fit in the plugin's memory too, and a
+// caller reads them in another batch.
+func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, limit error, start int) {
 	n := 0
 	for i := range items {
 		if items[i].pending() {
@@ -156,11 +157,11 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 	half := len(items) / 2
 	for _, p := range [2][2]int{{0, half}, {half, len(items)}} {
 		part, pout, pbodies := items[p[0]:p[1]], out[p[0]:p[1]], bodies[p[0]:p[1]]
-		if len(b.body.Bytes()) >= querycost.ScanBudget {
+		if held := len(b.body.Bytes()) - start; held >= querycost.ScanBudget {
 			for i := range part {
 				if part[i].pending() {
-					part[i].err = abi.Errorf(abi.StatusLimit, "%s: the batch's answer is at its bound (%d bytes of %d items); read it in another batch",
-						part[i].record(), len(b.body.Bytes()), len(items))
+					part[i].err = abi.Errorf(abi.StatusLimit, "%s: the batch's answer holds %d bytes of records, its bound; read it in another batch",
+						part[i].record(), held)
 				}
 				b.result(&part[i], &pout[i], &pbodies[i], len(b.body.Bytes()))
 			}
@@ -179,7 +180,7 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 		}
 		b.rq.reset()
 		if isLimit(err) {
-			b.readApart(part, pout, pbodies, err)
+			b.readApart(part, pout, pbodies, err, start)
 			continue
 		}
 		for i := range part {
