@@ -101,7 +101,10 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 }
 
 // GetMetrics returns the sample at each key; missing ones have an Err
-// matching ErrNotFound.
+// matching ErrNotFound. Records too large for one
+// answer beside the others may have an Err matching ErrLimit (builtin:redis
+// answers as many as fit in 4 MiB once their replies pass the backend's
+// reply bound): read those in another call.
 func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metric], error) {
 	out := make([]Metric, len(keys))
 	errs, err := s.bulk(ctx, abi.OpGetMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) },
@@ -139,7 +142,10 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 }
 
 // GetAlerts returns each alert; missing ones have an Err matching
-// ErrNotFound.
+// ErrNotFound. Records too large for one
+// answer beside the others may have an Err matching ErrLimit (builtin:redis
+// answers as many as fit in 4 MiB once their replies pass the backend's
+// reply bound): read those in another call.
 func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], error) {
 	out := make([]Alert, len(ids))
 	errs, err := s.bulk(ctx, abi.OpGetAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) },
@@ -203,7 +209,10 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 }
 
 // GetAgentStates returns the state of each agent; missing ones have an Err
-// matching ErrNotFound.
+// matching ErrNotFound. Records too large for one
+// answer beside the others may have an Err matching ErrLimit (builtin:redis
+// answers as many as fit in 4 MiB once their replies pass the backend's
+// reply bound): read those in another call.
 func (s *Store) GetAgentStates(ctx context.Context, agentIDs []string) ([]Result[AgentState], error) {
 	out := make([]AgentState, len(agentIDs))
 	errs, err := s.bulk(ctx, abi.OpGetAgentState, len(agentIDs), func(i int, e *abi.Encoder) { e.String(agentIDs[i]) },

@@ -78,9 +78,11 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
 			q := localstore.Quota{
-				MaxBytes:     p.limits.MaxKVBytes,
-				MaxEntries:   int(p.limits.MaxKVEntries),
-				MaxScanBytes: int(p.limits.MaxKVScanBytes),
+				MaxBytes:   p.limits.MaxKVBytes,
+				MaxEntries: int(p.limits.MaxKVEntries),
+				// A scan answers at most what a reply may hold; a get's
+				// one entry is what the guest wrote from its own memory.
+				MaxScanBytes: int(min(int64(p.limits.MaxKVScanBytes), p.limits.replyBytes())),
 			}
 			if p.dataDir == "" {
 				p.kv = localstore.New(s.now, time.Second, q)

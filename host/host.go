@@ -188,7 +188,10 @@ type Limits struct {
 	// Not enforced for trusted plugins (Config.Trusted).
 	// Default: 5s.
 	CallTimeout time.Duration
-	// MaxResponseBytes caps a response read from the plugin.
+	// MaxResponseBytes caps a response read from the plugin, and what
+	// one call of the redis or postgres capability answers into it, which
+	// is also at most an eighth of MemoryPages: past it that call answers
+	// LIMIT.
 	// Default: 16 MiB.
 	MaxResponseBytes uint32
 	// MaxHostCalls caps the host-function calls (log, clock, kv) one
@@ -220,7 +223,7 @@ type Limits struct {
 	MaxKVEntries uint32
 	// MaxKVScanBytes caps the entries one kv scan returns by their size: a
 	// scan stops early and answers the key to resume from (it returns at
-	// least one entry).
+	// least one entry). A scan also stops at an eighth of MemoryPages.
 	// Default: 1 MiB.
 	MaxKVScanBytes uint32
 	// MaxEventsPerCall caps the events one call may publish through the
@@ -228,6 +231,18 @@ type Limits struct {
 	// the backend's rate of 1000 events a second.
 	// Default: 100.
 	MaxEventsPerCall uint32
+}
+
+// replyBytes bounds what one capability call answers into an instance
+// (a redis call's replies, a postgres call's results, a kv scan): the
+// response bound, and at most an eighth of the instance's memory. A guest
+// holds the reply, the records it decodes from it and the response it
+// encodes from them at once, besides what its garbage collector has not
+// yet reclaimed; a Go guest of 64 MiB given replies of the whole 16 MiB
+// response bound ran out of memory and trapped. Past the bound a call
+// answers LIMIT, and a plugin reads fewer records at a time.
+func (l Limits) replyBytes() int64 {
+	return min(int64(l.MaxResponseBytes), int64(l.MemoryPages)*65536/8)
 }
 
 // DefaultLimits are the limits of a backend whose Config sets none.

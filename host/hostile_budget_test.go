@@ -191,7 +191,10 @@ func testBudgetKV(t *testing.T, by *hostileBystander) {
 		allocated, retained := heapDuring(func() { st, n = budgetGet(t, h, "S") })
 		t.Logf("a scan of 26 MiB: a response of %d bytes, %d bytes allocated, %d retained", n, allocated, retained)
 		require.Equal(t, uint32(abi.StatusOK), st, "the scan is served")
-		scanBudget := host.DefaultLimits.MaxKVScanBytes
+		// The scan budget, at most the reply bound: an eighth of the
+		// instance's memory (512 KiB of 4 MiB here).
+		scanBudget := min(host.DefaultLimits.MaxKVScanBytes, limits.MemoryPages*65536/8)
+		require.Equal(t, uint32(512<<10), scanBudget)
 		require.LessOrEqual(t, n, scanBudget+entry, "the response stops at the scan budget")
 		require.Greater(t, n, scanBudget/2, "the response takes most of the budget")
 		require.Less(t, allocated, uint64(16<<20), "the host allocates about the scan budget")

@@ -172,9 +172,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if cfg.Redis != nil {
 		rc := *cfg.Redis
 		// The bridge stops reading replies past what the plugin may be
-		// answered, and claims its prefix on that Redis for this backend.
-		if rc.MaxReplyBytes == 0 {
-			rc.MaxReplyBytes = int64(cfg.Limits.MaxResponseBytes)
+		// answered (a configured bound only lowers it), and claims its
+		// prefix on that Redis for this backend.
+		if bound := cfg.Limits.replyBytes(); rc.MaxReplyBytes == 0 || rc.MaxReplyBytes > bound {
+			rc.MaxReplyBytes = bound
 		}
 		if rc.Owner == "" {
 			// One name (or, unnamed, one plugin) on one prefix is one

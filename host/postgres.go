@@ -82,23 +82,12 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge
 		Schema:           c.Schema,
 		MaxConns:         c.MaxConns,
 		StatementTimeout: cmp.Or(c.StatementTimeout, lim.CallTimeout),
-		MaxResultBytes:   postgresResultBytes(lim),
+		MaxResultBytes:   lim.replyBytes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return b, nil
-}
-
-// postgresResultBytes bounds the results of one postgres call: the
-// response cap, and at most an eighth of the instance's memory. A guest
-// holds a page's results, the records it decodes from them and the page
-// it encodes at once, besides what its garbage collector has not yet
-// reclaimed; with the whole 16 MiB response cap in a 64 MiB instance, a
-// Go guest reading pages of large records ran out of memory. A plugin
-// reads fewer rows when a result passes the bound (LIMIT).
-func postgresResultBytes(lim Limits) int64 {
-	return min(int64(lim.MaxResponseBytes), int64(lim.MemoryPages)*65536/8)
 }
 
 // pgSQL runs the host's own statements (the event table's) through the

@@ -297,8 +297,9 @@ const (
 	writers    = 4
 )
 
-// inChunks calls fn on recs in chunks of writeChunk, writers at a time,
-// and returns the first error.
+// inChunks calls fn on recs in chunks of writeChunk records, or fewer
+// once they hold chunkBytes, writers at a time, and returns the first
+// error.
 func inChunks(ctx context.Context, recs []Record, fn func(context.Context, []*Record) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(writers)
@@ -306,9 +307,15 @@ func inChunks(ctx context.Context, recs []Record, fn func(context.Context, []*Re
 	for i := range recs {
 		ptrs[i] = &recs[i]
 	}
-	for i := 0; i < len(ptrs); i += writeChunk {
-		chunk := ptrs[i:min(i+writeChunk, len(ptrs))]
+	for lo := 0; lo < len(ptrs); {
+		hi, size := lo, 0
+		for hi < len(ptrs) && hi-lo < writeChunk && size < chunkBytes {
+			size += ptrs[hi].size()
+			hi++
+		}
+		chunk := ptrs[lo:hi]
 		g.Go(func() error { return fn(ctx, chunk) })
+		lo = hi
 	}
 	return g.Wait()
 }

@@ -15,6 +15,55 @@ import (
 // chunkSize is the most records sent to a backend in one Restore batch.
 const chunkSize = 500
 
+// chunkBytes is about the most record bytes one Restore batch carries
+// (a batch holds one record at least): a batch is one request, which
+// the backend's plugin holds in its memory with what it makes of it (the
+// redis plugin: the script call built from it), and keeps buffers of its
+// size for later calls, beside which it reads pages of records. 500
+// agent states of 1 MiB would not fit in a 64 MiB instance; batches of
+// 4 MiB left a redis plugin's instance too full to answer a page of
+// them afterwards (TestMigrateLargeRecords).
+const chunkBytes = 1 << 20
+
+// size is about what r adds to a batch: its IDs, document, message and
+// labels.
+func (r *Record) size() int {
+	n := 64
+	switch r.Kind {
+	case abi.KindMetric:
+		n += len(r.Metric.AgentID) + len(r.Metric.Name) + labelsSize(r.Metric.Labels)
+	case abi.KindAlert:
+		n += len(r.Alert.ID) + len(r.Alert.AgentID) + len(r.Alert.Message) + labelsSize(r.Alert.Labels)
+	case abi.KindAgentState:
+		n += len(r.State.AgentID) + len(r.State.State)
+	}
+	return n
+}
+
+func labelsSize(l map[string]string) int {
+	n := 0
+	for k, v := range l {
+		n += len(k) + len(v) + 2
+	}
+	return n
+}
+
+// chunker collects records into batches of chunkSize records, or fewer
+// once they hold chunkBytes.
+type chunker struct {
+	recs  []*Record
+	bytes int
+}
+
+// add adds r and reports whether the batch is full.
+func (c *chunker) add(r *Record) bool {
+	c.recs = append(c.recs, r)
+	c.bytes += r.size()
+	return len(c.recs) == chunkSize || c.bytes >= chunkBytes
+}
+
+func (c *chunker) reset() { c.recs, c.bytes = c.recs[:0], 0 }
+
 // RestoreOptions change how Restore writes.
 type RestoreOptions struct {
 	// Mode says what happens to a record of the backup whose key the
@@ -125,13 +174,13 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 		return sum, err
 	}
 	var (
-		chunk []*Record
+		chunk chunker
 		done  int64
 		dead  int64 // superseded frames since the last flush
 		frame int64 // index of the next frame
 	)
 	flush := func() error {
-		if len(chunk) == 0 && dead == 0 {
+		if len(chunk.recs) == 0 && dead == 0 {
 			return nil
 		}
 		from := time.Now()
@@ -139,24 +188,25 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 			from = file.Header.Created
 		}
 		var res []restResult
-		if len(chunk) > 0 {
+		if len(chunk.recs) > 0 {
 			var err error
-			if res, err = restoreChunk(ctx, st, chunk, opts.Mode, from); err != nil {
+			if res, err = restoreChunk(ctx, st, chunk.recs, opts.Mode, from); err != nil {
 				return err
 			}
 		}
 		for i, r := range res {
 			switch r {
 			case restWritten:
-				sum.Written.add(chunk[i].Kind, 1)
+				sum.Written.add(chunk.recs[i].Kind, 1)
 			case restExisted:
-				sum.Skipped.add(chunk[i].Kind, 1)
+				sum.Skipped.add(chunk.recs[i].Kind, 1)
 			case restExpired:
-				sum.Expired.add(chunk[i].Kind, 1)
+				sum.Expired.add(chunk.recs[i].Kind, 1)
 			}
 		}
-		done += int64(len(chunk)) + dead
-		chunk, dead = chunk[:0], 0
+		done += int64(len(chunk.recs)) + dead
+		chunk.reset()
+		dead = 0
 		if opts.Progress != nil {
 			opts.Progress(RestoreProgress{Done: done, Total: file.Counts.Total()})
 		}
@@ -178,8 +228,7 @@ func Restore(ctx context.Context, st *host.Store, src io.ReadSeeker, opts Restor
 			}
 			continue
 		}
-		chunk = append(chunk, rec)
-		if len(chunk) == chunkSize {
+		if chunk.add(rec) {
 			if err := flush(); err != nil {
 				return sum, err
 			}
@@ -261,29 +310,29 @@ func describe(it *host.Restore) string {
 // a record with the key of one in r.
 func checkAbsent(ctx context.Context, st *host.Store, r *Reader, last lastFrames) error {
 	var (
-		chunk []*Record
+		chunk chunker
 		found int64
 		first string
 		frame int64
 	)
 	flush := func() error {
-		if len(chunk) == 0 {
+		if len(chunk.recs) == 0 {
 			return nil
 		}
-		exist, err := existing(ctx, st, chunk)
+		exist, err := existing(ctx, st, chunk.recs)
 		if err != nil {
 			return err
 		}
 		for i, e := range exist {
 			if e != nil {
 				if found == 0 {
-					it := chunk[i].restore(time.Time{}, abi.RestoreFail)
+					it := chunk.recs[i].restore(time.Time{}, abi.RestoreFail)
 					first = describe(&it)
 				}
 				found++
 			}
 		}
-		chunk = chunk[:0]
+		chunk.reset()
 		return nil
 	}
 	for {
@@ -298,8 +347,7 @@ func checkAbsent(ctx context.Context, st *host.Store, r *Reader, last lastFrames
 		if last.superseded(frame-1, rec) {
 			continue
 		}
-		chunk = append(chunk, rec)
-		if len(chunk) == chunkSize {
+		if chunk.add(rec) {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -327,15 +375,32 @@ func readBack[K, V any](ctx context.Context, recs []*Record, idx []int, out []*R
 	if err != nil {
 		return err
 	}
+	// Items a backend answers LIMIT in a batch of several (their records
+	// would not fit in its answer beside the others: the redis plugin's)
+	// are read again in another batch, or two halves when none of the
+	// batch was answered; a record alone answers its own.
+	var again []int
 	for j, r := range res {
 		switch {
 		case r.Err == nil:
 			out[idx[j]] = found(r.Value)
+		case errors.Is(r.Err, host.ErrLimit) && len(idx) > 1:
+			again = append(again, idx[j])
 		case !errors.Is(r.Err, host.ErrNotFound):
 			return r.Err
 		}
 	}
-	return nil
+	if len(again) == 0 {
+		return nil
+	}
+	if len(again) < len(idx) {
+		return readBack(ctx, recs, again, out, get, key, found)
+	}
+	half := len(again) / 2
+	if err := readBack(ctx, recs, again[:half], out, get, key, found); err != nil {
+		return err
+	}
+	return readBack(ctx, recs, again[half:], out, get, key, found)
 }
 
 // existing returns, for each of recs (all of one batch), the record st

@@ -149,7 +149,9 @@ type Config struct {
 
 	// MaxReplyBytes bounds the raw replies of one request, read as they
 	// arrive: past it the bridge stops reading, drops the connection and
-	// answers StatusLimit. host.Open sets it to Limits.MaxResponseBytes.
+	// answers StatusLimit. host.Open sets it, and lowers a larger one, to
+	// the backend's reply bound: Limits.MaxResponseBytes, at most an
+	// eighth of an instance's memory.
 	// default: 16 MiB
 	MaxReplyBytes int64
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/plugins/internal/querycost"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -81,6 +82,12 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 		replies, err = b.sendPacked()
 	}
 	b.rq.reset()
+	if isLimit(err) && readsOnly(items) {
+		// Reads change nothing: asked again in parts, each within the
+		// bound.
+		b.readApart(items, out, bodies, err, len(b.body.Bytes()))
+		return
+	}
 	// A refused index call fails the writes it indexed, as the index call
 	// of a single write does (finish).
 	var ixErr error
@@ -105,6 +112,91 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 			}
 		}
 		b.result(it, &out[i], &bodies[i], len(b.body.Bytes()))
+	}
+}
+
+// pending reports whether the item still has calls to send.
+func (it *item) pending() bool { return it.err == nil && !it.served }
+
+// readsOnly reports whether every item with calls to send is a read.
+func readsOnly(items []item) bool {
+	for i := range items {
+		if items[i].pending() && !isRead(items[i].op) {
+			return false
+		}
+	}
+	return true
+}
+
+// readApart serves the reads of items, whose replies together passed the
+// backend's reply bound (limit, the bridge's LIMIT), in two halves sent
+// one after the other, each halved again while its replies pass the
+// bound: a record whose reply alone passes it answers LIMIT (tooLarge),
+// and the others their records. Each part's results are encoded before
+// the next part is sent, which reuses the reply buffer their documents
+// alias. Once the records read apart hold querycost.ScanBudget bytes of
+// the batch's answer (from start), the reads left answer LIMIT without
+// being sent: the answer must fit in the plugin's memory too, and a
+// caller reads them in another batch.
+func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, limit error, start int) {
+	n := 0
+	for i := range items {
+		if items[i].pending() {
+			n++
+		}
+	}
+	if n == 1 {
+		for i := range items {
+			if items[i].pending() {
+				items[i].err = tooLarge(&items[i], limit)
+			}
+			b.result(&items[i], &out[i], &bodies[i], len(b.body.Bytes()))
+		}
+		return
+	}
+	half := len(items) / 2
+	for _, p := range [2][2]int{{0, half}, {half, len(items)}} {
+		part, pout, pbodies := items[p[0]:p[1]], out[p[0]:p[1]], bodies[p[0]:p[1]]
+		if held := len(b.body.Bytes()) - start; held >= querycost.ScanBudget {
+			for i := range part {
+				if part[i].pending() {
+					part[i].err = abi.Errorf(abi.StatusLimit, "%s: the batch's answer holds %d bytes of records, its bound; read it in another batch",
+						part[i].record(), held)
+				}
+				b.result(&part[i], &pout[i], &pbodies[i], len(b.body.Bytes()))
+			}
+			continue
+		}
+		b.rq.reset()
+		for i := range part {
+			if part[i].pending() {
+				b.prepare(&part[i])
+			}
+		}
+		var replies []abi.Reply
+		var err error
+		if b.rq.ncalls() > 0 {
+			replies, err = b.sendPacked()
+		}
+		b.rq.reset()
+		if isLimit(err) {
+			b.readApart(part, pout, pbodies, err, start)
+			continue
+		}
+		for i := range part {
+			it := &part[i]
+			if it.pending() {
+				if err != nil {
+					it.err = failedWith(it, err)
+					if b.fb != nil {
+						b.fallBack(it)
+					}
+				} else {
+					b.finish(it, replies)
+				}
+			}
+			b.result(it, &pout[i], &pbodies[i], len(b.body.Bytes()))
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/sdk"
@@ -43,4 +45,42 @@ func (b *backend) fallBack(it *item) {
 			it.err = lost
 		}
 	}
+}
+
+// isLimit reports whether err is the host's LIMIT for a request whose
+// replies passed the backend's reply bound (the response bound, at most
+// an eighth of the instance's memory): the commands ran, their replies
+// were dropped. A read then asks for fewer records at a time.
+func isLimit(err error) bool {
+	var ae *abi.Error
+	return errors.As(err, &ae) && ae.Status == abi.StatusLimit
+}
+
+// tooLarge is the error of a read of one record whose reply alone passed
+// the backend's reply bound (err): LIMIT, naming the record. Asking again
+// gets the same answer.
+func tooLarge(it *item, err error) error {
+	return abi.Errorf(abi.StatusLimit, "%s is larger than one read may answer: %s", it.record(), limitMessage(err))
+}
+
+// limitMessage is the message of the host's LIMIT err.
+func limitMessage(err error) string {
+	var ae *abi.Error
+	if errors.As(err, &ae) {
+		return ae.Message
+	}
+	return err.Error()
+}
+
+// record names the item's record.
+func (it *item) record() string {
+	switch it.kind() {
+	case 'm':
+		return fmt.Sprintf("metric %q/%q at %s", it.metric.AgentID, it.metric.Name, it.metric.Timestamp.UTC().Format(time.RFC3339Nano))
+	case 'a':
+		return fmt.Sprintf("alert %q", it.alert.ID)
+	case 's':
+		return fmt.Sprintf("agent state %q", it.state.AgentID)
+	}
+	return it.op.String()
 }

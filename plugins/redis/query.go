@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/plugins/internal/querycost"
@@ -175,6 +176,7 @@ func queryHash(encoded []byte) uint64 {
 // served by walkIndex.
 type ixQuery struct {
 	ix     int
+	what   string   // the records' kind, for messages
 	kind   byte     // the cursor's
 	prefix string   // the records' key prefix
 	fields []string // the record fields read
@@ -198,12 +200,17 @@ func walkIndex[T any](b *backend, q *ixQuery, page *abi.Page[T], take func(id st
 	var trims []ixEntry
 	var last string
 	lo := q.lo
-	chunk, biggest := abi.MaxQueryLimit, 1
+	// chunk is how many records a round trip reads: sized by the
+	// documents seen (q.sized), and at most most, which halves while the
+	// replies pass the backend's reply bound (LIMIT). Once they have, a
+	// page holds at most what one round trip of most records does: the
+	// page and the replies it is built from share the plugin's memory.
+	chunk, biggest, most, docs := abi.MaxQueryLimit, 1, abi.MaxQueryLimit, 0
 	if q.sized {
 		chunk = 1
 	}
 	for {
-		now, ents, more, err := b.ixList(q.ix, lo, q.hi, min(chunkSize(q.want-len(page.Items), q.filtered), chunk))
+		now, ents, more, err := b.ixList(q.ix, lo, q.hi, min(chunkSize(q.want-len(page.Items), q.filtered), chunk, most))
 		if err != nil || len(ents) == 0 {
 			b.ixTrim(q.ix, trims)
 			return err
@@ -218,7 +225,19 @@ func walkIndex[T any](b *backend, q *ixQuery, page *abi.Page[T], take func(id st
 			}
 		}
 		replies, err := b.send()
-		if err != nil {
+		switch {
+		case isLimit(err) && len(ents) > 1:
+			most = len(ents) / 2 // the same entries, fewer at a time
+			continue
+		case isLimit(err) && len(page.Items) > 0:
+			// One record alone passes the bound: the page ends before
+			// it, and the next page starts with it (and answers LIMIT).
+			page.Next = makeCursor(q.kind, q.hash, last, "")
+			b.ixTrim(q.ix, trims)
+			return nil
+		case isLimit(err):
+			return abi.Errorf(abi.StatusLimit, "%s %q is larger than one read may answer: %s", q.what, ents[0].id, limitMessage(err))
+		case err != nil:
 			return err
 		}
 		for i := range ents {
@@ -234,6 +253,12 @@ func walkIndex[T any](b *backend, q *ixQuery, page *abi.Page[T], take func(id st
 			} else if err != nil {
 				return err
 			}
+			if most < abi.MaxQueryLimit && len(page.Items) > 0 && docs+size > most*max(biggest, size) {
+				page.Next = makeCursor(q.kind, q.hash, last, "") // resume at this record
+				b.ixTrim(q.ix, trims)
+				return nil
+			}
+			docs += size
 			biggest = max(biggest, size)
 			last = ents[i].id
 			if !found {
@@ -276,7 +301,7 @@ func (s *states) QueryAgentStates(q *abi.AgentStateQuery) (abi.Page[abi.AgentSta
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	ixq := ixQuery{ix: ixStates, kind: 's', prefix: stateKeyPrefix, fields: stateFields[:], hash: queryHash(b.enc.Bytes()),
+	ixq := ixQuery{ix: ixStates, what: "agent state", kind: 's', prefix: stateKeyPrefix, fields: stateFields[:], hash: queryHash(b.enc.Bytes()),
 		want: abi.PageLimit(q.Limit)}
 
 	ixq.lo, ixq.hi = lexRange(q.AgentIDPrefix)
@@ -330,7 +355,7 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	ixq := ixQuery{ix: ixAlerts, kind: 'a', prefix: alertKeyPrefix, fields: alertFields[:], hash: queryHash(b.enc.Bytes()),
+	ixq := ixQuery{ix: ixAlerts, what: "alert", kind: 'a', prefix: alertKeyPrefix, fields: alertFields[:], hash: queryHash(b.enc.Bytes()),
 		lo: "-", hi: "+", want: abi.PageLimit(q.Limit)}
 
 	if len(q.Cursor) > 0 {
@@ -347,12 +372,22 @@ func (a *alerts) QueryAlerts(q *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 		if err != nil || !found {
 			return al, found, false, 0, err
 		}
-		if err := meter.Charge(len(rs[0].Str), al.Labels); err != nil {
+		size = fieldsSize(&rs[0])
+		if err := meter.Charge(size, al.Labels); err != nil {
 			return al, found, false, 0, err
 		}
-		return al, true, q.Match(&al, &lf), len(rs[0].Str), nil
+		return al, true, q.Match(&al, &lf), size, nil
 	})
 	return page, err
+}
+
+// fieldsSize is the bytes of the fields in r, an array reply.
+func fieldsSize(r *abi.Reply) int {
+	n := 0
+	for i := range r.Array {
+		n += len(r.Array[i].Str)
+	}
+	return n
 }
 
 // --- metrics ---
@@ -365,6 +400,9 @@ type metricScan struct {
 	hash   uint64
 	want   int
 	budget int
+	// most is the most samples a round trip reads: it halves while
+	// their replies pass the backend's reply bound (LIMIT).
+	most int
 	// filtered: the plugin filters what the member range lets through.
 	filtered bool
 	// lo and hi bound the members of the query in every agent; loRaw is
@@ -398,7 +436,7 @@ func (m *metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
 	key.Limit, key.Cursor = 0, nil
 	b.enc.Reset()
 	key.Encode(&b.enc)
-	sc := &metricScan{q: q, lf: lf, meter: querycost.NewMeter(w), hash: queryHash(b.enc.Bytes()), want: abi.PageLimit(q.Limit), budget: scanBudget}
+	sc := &metricScan{q: q, lf: lf, meter: querycost.NewMeter(w), hash: queryHash(b.enc.Bytes()), want: abi.PageLimit(q.Limit), budget: scanBudget, most: abi.MaxQueryLimit}
 
 	// The member range: a name pins the range, and with a name the time
 	// range too; without one the plugin filters by time.
@@ -498,7 +536,7 @@ func (b *backend) scanAgent(sc *metricScan, agent, after string) (res int, last 
 	r := &b.rq
 	members := make([]string, 0, 16)
 	for {
-		chunk := chunkSize(sc.want-len(sc.page.Items), sc.filtered)
+		chunk := min(chunkSize(sc.want-len(sc.page.Items), sc.filtered), sc.most)
 		r.reset()
 		r.call(opMrange)
 		r.tagKey(metricIndex, agent)
@@ -535,7 +573,20 @@ func (b *backend) scanAgent(sc *metricScan, agent, after string) (res int, last 
 		for _, mb := range members {
 			r.argStr(mb)
 		}
-		if replies, err = b.send(); err != nil {
+		replies, err = b.send()
+		switch {
+		case isLimit(err) && len(members) > 1:
+			sc.most = len(members) / 2 // the same members, fewer at a time
+			continue
+		case isLimit(err) && len(sc.page.Items) > 0:
+			// One sample alone passes the bound: the page ends before
+			// it, and the next page starts with it (and answers LIMIT).
+			return agentBudget, last, true, exists, nil
+		case isLimit(err):
+			name, ts, _ := parseMember([]byte(members[0]))
+			return 0, "", false, exists, abi.Errorf(abi.StatusLimit, "metric %q/%q at %s is larger than one read may answer: %s",
+				agent, name, ts.UTC().Format(time.RFC3339Nano), limitMessage(err))
+		case err != nil:
 			return 0, "", false, exists, err
 		}
 		vals, err := replyArray(&replies[0], 2*len(members))

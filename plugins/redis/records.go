@@ -763,7 +763,7 @@ func (b *backend) direct(it *item) {
 		joined := b.rq.calls[it.first].ix > 0
 		replies, err := b.sendPacked()
 		if err != nil {
-			it.err = failedWith(it, err)
+			it.err = readFailed(it, err)
 			return
 		}
 		if joined && crossSlot(&replies[it.first]) {
@@ -773,6 +773,16 @@ func (b *backend) direct(it *item) {
 		b.finish(it, replies)
 		return
 	}
+}
+
+// readFailed is failedWith for an item sent alone: a read whose reply
+// passed the backend's reply bound is a record too large to read
+// (tooLarge).
+func readFailed(it *item, err error) error {
+	if isRead(it.op) && isLimit(err) {
+		return tooLarge(it, err)
+	}
+	return failedWith(it, err)
 }
 
 // The fields of a single get's HMGET: the record's fields as "rd" reads
@@ -796,7 +806,7 @@ func (b *backend) hmget(it *item, prefix, id string, fields [][]byte) []abi.Repl
 	b.getCmd[0] = cmd
 	replies, err := b.redis.Pipeline(b.getCmd[:])
 	if err != nil {
-		it.err = failedWith(it, err)
+		it.err = readFailed(it, err)
 		return nil
 	}
 	if len(replies) != 1 {
