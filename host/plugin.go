@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -261,9 +262,17 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		first.close(ctx)
 		return p, nil
 	}
-	p.pool.init(cfg.Instances, p.newInstance)
+	p.pool.init(cfg.Instances, retireAt(cfg.Limits), p.newInstance)
 	p.pool.put(first, true)
 	return p, nil
+}
+
+// retireAt is the size past which an instance's memory, after a call,
+// retires it: half of what it may grow to (RATIONALE.md, "Why are
+// instances whose memory passed half of the limit closed after their
+// call?").
+func retireAt(l Limits) uint32 {
+	return uint32(min(uint64(l.MemoryPages)*65536/2, math.MaxUint32))
 }
 
 // fuelRefill is the fuel refuel grants: about the loop iterations and
@@ -829,6 +838,10 @@ type pool struct {
 	create func(context.Context) (*instance, error)
 	done   chan struct{} // closed by close
 	size   int
+	// retireAt: an instance whose memory is larger after a call is closed
+	// rather than reused (0: never). Retired counts them.
+	retireAt uint32
+	retired  atomic.Uint64
 
 	mu      sync.Mutex
 	idle    []*instance // LIFO
@@ -848,8 +861,9 @@ var (
 // waiterChans recycles the one-shot channels of waiting callers.
 var waiterChans = sync.Pool{New: func() any { return make(chan *instance, 1) }}
 
-func (p *pool) init(size int, create func(context.Context) (*instance, error)) {
+func (p *pool) init(size int, retireAt uint32, create func(context.Context) (*instance, error)) {
 	p.size = max(size, 1)
+	p.retireAt = retireAt
 	p.idle = make([]*instance, 0, p.size)
 	p.create = create
 	p.done = make(chan struct{})
@@ -944,6 +958,14 @@ func (p *pool) leave(w chan *instance) {
 // put returns an instance to the pool; fresh is true for an instance that
 // has not taken a slot yet.
 func (p *pool) put(in *instance, fresh bool) {
+	if !fresh && p.retireAt > 0 && in.mem.Size() > p.retireAt {
+		// A linear memory never shrinks: a guest whose heap grew this
+		// far (large pages, or a heap that fragments, as Go's does) would
+		// run out of it a few calls later. A new instance starts small.
+		p.retired.Add(1)
+		p.discard(context.Background(), in)
+		return
+	}
 	p.mu.Lock()
 	if fresh {
 		p.live++

@@ -15,7 +15,7 @@ import (
 func newTestPool(size int) (*pool, *int) {
 	var p pool
 	made := new(int)
-	p.init(size, func(context.Context) (*instance, error) {
+	p.init(size, 0, func(context.Context) (*instance, error) {
 		*made++
 		return &instance{}, nil
 	})

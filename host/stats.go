@@ -30,6 +30,10 @@ type Stats struct {
 	// Traps counts instances discarded because they trapped, overran a
 	// limit or were interrupted.
 	Traps uint64
+	// Retired counts instances closed after a call because their memory
+	// had grown past half of Limits.MemoryPages; new ones replace them
+	// as calls need.
+	Retired uint64
 	// Redis is the Redis connection pool's statistics; nil without Redis.
 	Redis *RedisPoolStats
 	// Events counts the backend's events; zero when they are disabled.
@@ -69,7 +73,7 @@ type RedisPoolStats struct {
 func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
-	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load()}
+	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load()}
 	if p.redis != nil {
 		r := p.redis.PoolStats()
 		st.Redis = &RedisPoolStats{
