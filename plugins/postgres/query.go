@@ -118,7 +118,7 @@ func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
 	sql := q.finish(n)
 	for {
 		q.params[len(q.params)-1] = sdk.Int(int64(n))
-		res, err := b.exec(q.statements(sql))
+		res, err := b.exec(q, sql)
 		var ae *abi.Error
 		if err != nil && errors.As(err, &ae) && ae.Status == abi.StatusLimit && n > 1 {
 			n /= 2
@@ -131,13 +131,13 @@ func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
 	}
 }
 
-// exec runs a page's statements, one alone or several in a transaction,
-// and returns the last one's result.
-func (b *backend) exec(stmts []abi.PGStatement) (abi.PGResult, error) {
-	if len(stmts) == 1 {
-		return b.pg.Exec(stmts[0].SQL, stmts[0].Params...)
+// exec runs a page's statements (statements): the SELECT alone, or in a
+// transaction after sqlPlanWithValues. It returns the SELECT's result.
+func (b *backend) exec(q *query, sql string) (abi.PGResult, error) {
+	if !q.withValues {
+		return b.pg.Exec(sql, q.params...)
 	}
-	results, err := b.pg.Tx(stmts)
+	results, err := b.pg.Tx(q.statements(sql))
 	if err != nil {
 		return abi.PGResult{}, err
 	}
