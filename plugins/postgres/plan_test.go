@@ -40,16 +40,18 @@ func (n *planNode) walk(f func(*planNode)) {
 }
 
 // Every page's statement, as the plugin sends it, reads its rows through
-// an index that fits the query, and reads few more rows than it answers,
+// an index that fits the query, and reads few more rows than it answers
+// (and an expiry sweep reads only expired rows),
 // even on a connection where PostgreSQL runs prepared statements with
 // their generic plan (which it settles on after five executions whose
 // plans cost more than the generic one's estimate): a generic plan
 // cannot tell a label that most rows have from one that few have, and
 // walks the primary key through the whole table for the rare one.
 //
-// Tables of 50 000 metrics over 1 000 agents and 20 000 alerts; the
-// statements run as the bridge runs a page's: prepared, in one pipeline
-// ending with one sync (an implicit transaction).
+// Tables of 50 000 metrics over 1 000 agents and 20 000 alerts, vacuumed
+// and analyzed as autovacuum would have them; the statements run as the
+// bridge runs a page's: prepared, in one pipeline ending with one sync
+// (an implicit transaction).
 func TestQueryPlans(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs against a real PostgreSQL; skipped with -short")
@@ -111,6 +113,8 @@ FROM generate_series(0, 19999) i`, t0.UnixNano(), t0.AddDate(1, 0, 0).UnixNano()
 		name string
 		mq   *abi.MetricQuery
 		aq   *abi.AlertQuery
+		// sweep: an expiry sweep's statement (tick.go), when no query.
+		sweep string
 		// indexes: one of them must be scanned; maxRead bounds the rows
 		// the scans read (returned or filtered out).
 		indexes []string
@@ -150,6 +154,9 @@ FROM generate_series(0, 19999) i`, t0.UnixNano(), t0.AddDate(1, 0, 0).UnixNano()
 		{name: "alerts by a label, severity and status", aq: &abi.AlertQuery{Labels: eq("alertname", "alert-7"), Severities: []abi.Severity{abi.SeverityWarning}, Statuses: []abi.AlertStatus{abi.AlertFiring, abi.AlertAcknowledged}},
 			indexes: []string{aByLabel}, maxRead: 200},
 		{name: "alerts by a rare label after a cursor", aq: &abi.AlertQuery{Labels: eq("page", "oncall"), Cursor: ac.make(&enc, "8")}, indexes: []string{aByLabel}, maxRead: 20},
+		// Nothing has expired yet: a sweep reads no row.
+		{name: "metrics' expiry sweep", sweep: sweeps[0], indexes: []string{"metrics_by_expiry"}, maxRead: 0},
+		{name: "alerts' expiry sweep", sweep: sweeps[1], indexes: []string{"alerts_by_expiry"}, maxRead: 0},
 	}
 	for i, s := range shapes {
 		t.Run(s.name, func(t *testing.T) {
@@ -159,17 +166,23 @@ FROM generate_series(0, 19999) i`, t0.UnixNano(), t0.AddDate(1, 0, 0).UnixNano()
 				err        error
 				limit      int
 			)
-			if s.mq != nil {
+			var stmts []abi.PGStatement
+			switch {
+			case s.mq != nil:
 				q, pluginOnly, err = metricQuery(s.mq, now, mc)
 				limit = abi.PageLimit(s.mq.Limit)
-			} else {
+			case s.aq != nil:
 				q, pluginOnly, err = alertQuery(s.aq, now, ac)
 				limit = abi.PageLimit(s.aq.Limit)
+			default:
+				stmts = []abi.PGStatement{{SQL: s.sweep, Params: []abi.PGValue{{Kind: abi.PGInt, Int: now}}}}
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			stmts := q.statements(q.finish(rowsToRead(limit, pluginOnly)))
+			if q != nil {
+				stmts = q.statements(q.finish(rowsToRead(limit, pluginOnly)))
+			}
 			last := stmts[len(stmts)-1]
 			name := "page_" + strconv.Itoa(i)
 			if _, err := conn.Exec(ctx, "PREPARE "+name+" AS "+last.SQL); err != nil {
