@@ -16,14 +16,23 @@ import (
 // Queries. Each page is one SELECT in key order, served by an index:
 // the primary key of each table, metrics_by_name for a metric query
 // with a name and no agent, alerts_by_agent for an alert query with an
-// agent. Filters on columns run in SQL; of the label matchers, the
-// equalities to a non-empty text value run in SQL too, as one
-// label_set @> {…} the GIN index can serve, and every matcher runs again
-// in the plugin on the exact labels (the SQL one only narrows the rows).
-// Regular expressions, inequalities and equalities to "" (which an
-// absent label matches) run in the plugin only: PostgreSQL's regular
-// expressions are not RE2, and a label a record lacks has no row to
-// match. RATIONALE.md, "Why do some label matchers run in the plugin?"
+// agent, the GIN index on label_set for a query by labels that few rows
+// have, alerts_by_created for alerts created in a short time. Filters on
+// columns run in SQL; of the label matchers, the equalities to a
+// non-empty text value run in SQL too, as one label_set @> {…} the GIN
+// index can serve, and every matcher runs again in the plugin on the
+// exact labels (the SQL one only narrows the rows). Regular expressions,
+// inequalities and equalities to "" (which an absent label matches) run
+// in the plugin only: PostgreSQL's regular expressions are not RE2, and
+// a label a record lacks has no row to match. RATIONALE.md, "Why do some
+// label matchers run in the plugin?"
+//
+// Whether a page is best read in key order, filtering rows until it is
+// full, or from the index of its labels or creation times, sorting what
+// matched, depends on how many rows match, which a prepared statement's
+// generic plan cannot see: a page with labels in SQL, or alerts by
+// creation time, is planned with its values (sqlPlanWithValues).
+// RATIONALE.md, "Why are label queries planned with their values?"
 //
 // A page reads at most limit+1 rows when SQL applies every filter, so the
 // extra row says whether there is a next page; with matchers left to the
@@ -37,6 +46,9 @@ import (
 type query struct {
 	sql    strings.Builder
 	params []abi.PGValue
+	// withValues: the statement is planned with its parameters' values
+	// (statements).
+	withValues bool
 }
 
 // param adds v and returns its placeholder.
@@ -77,16 +89,36 @@ func rowsToRead(limit int, pluginOnly bool) int {
 	return limit + 1
 }
 
-// read runs a page's SELECT, finished by a LIMIT of n rows (a parameter,
-// so that every limit shares one prepared statement), reading fewer rows
-// while the result is too large for a response.
-func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
+// sqlPlanWithValues makes the next statement of its transaction planned
+// with its parameters' values. RATIONALE.md, "Why are label queries
+// planned with their values?"
+const sqlPlanWithValues = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
+
+// finish ends q with its LIMIT of n rows, a parameter, so that every limit
+// shares one prepared statement, and returns the statement's text.
+func (q *query) finish(n int) string {
 	q.sql.WriteString(" LIMIT ")
 	q.sql.WriteString(q.param(sdk.Int(int64(n))))
-	sql := q.sql.String()
+	return q.sql.String()
+}
+
+// statements returns what a page sends: its SELECT, preceded, in one
+// transaction, by sqlPlanWithValues when its plan depends on values a
+// generic plan cannot see.
+func (q *query) statements(sql string) []abi.PGStatement {
+	if !q.withValues {
+		return []abi.PGStatement{{SQL: sql, Params: q.params}}
+	}
+	return []abi.PGStatement{{SQL: sqlPlanWithValues}, {SQL: sql, Params: q.params}}
+}
+
+// read runs a page's SELECT, finished by a LIMIT of n rows, reading fewer
+// rows while the result is too large for a response.
+func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
+	sql := q.finish(n)
 	for {
 		q.params[len(q.params)-1] = sdk.Int(int64(n))
-		res, err := b.pg.Exec(sql, q.params...)
+		res, err := b.exec(q, sql)
 		var ae *abi.Error
 		if err != nil && errors.As(err, &ae) && ae.Status == abi.StatusLimit && n > 1 {
 			n /= 2
@@ -97,6 +129,19 @@ func (b *backend) read(q *query, n int) (abi.PGResult, int, error) {
 		}
 		return res, n, nil
 	}
+}
+
+// exec runs a page's statements (statements): the SELECT alone, or in a
+// transaction after sqlPlanWithValues. It returns the SELECT's result.
+func (b *backend) exec(q *query, sql string) (abi.PGResult, error) {
+	if !q.withValues {
+		return b.pg.Exec(sql, q.params...)
+	}
+	results, err := b.pg.Tx(q.statements(sql))
+	if err != nil {
+		return abi.PGResult{}, err
+	}
+	return results[len(results)-1], nil
 }
 
 // --- cursors ---
@@ -218,50 +263,12 @@ func (m *metrics) QueryMetrics(mq *abi.MetricQuery) (abi.Page[abi.Metric], error
 	b.enc.Reset()
 	key.Encode(&b.enc)
 	cur := cursor{kind: 'm', hash: hashQuery(b.enc.Bytes())}
-	var q query
-	q.sql.WriteString("SELECT agent_id, name, ts, value, labels, expires_at")
-	liveWhere(&q, "metrics", ns(sdk.Now()))
-	if mq.AgentID != "" {
-		q.where("agent_id = %s", text(mq.AgentID))
-	}
-	if mq.Name != "" {
-		q.where("name = %s", text(mq.Name))
-	}
-	if !mq.From.IsZero() {
-		q.where("ts >= %s", sdk.Int(ns(mq.From)))
-	}
-	if !mq.To.IsZero() {
-		q.where("ts < %s", sdk.Int(ns(mq.To)))
-	}
-	set, pluginOnly := sqlLabels(mq.Labels)
-	if set != "" {
-		q.where("label_set @> %s::jsonb", text(set))
-	}
-	if len(mq.Cursor) > 0 {
-		var agent, name string
-		var ts int64
-		if err := cur.open(mq.Cursor, &agent, &name, &ts); err != nil {
-			return out, err
-		}
-		// The form of the comparison the query's index serves.
-		switch {
-		case mq.AgentID != "" && mq.Name != "":
-			q.where("ts > %s", sdk.Int(ts))
-		case mq.AgentID != "":
-			q.sql.WriteString(" AND (name, ts) > (" + q.param(text(name)) + ", " + q.param(sdk.Int(ts)) + ")")
-		case mq.Name != "":
-			q.sql.WriteString(" AND (agent_id, ts) > (" + q.param(text(agent)) + ", " + q.param(sdk.Int(ts)) + ")")
-		default:
-			q.sql.WriteString(" AND (agent_id, name, ts) > (" + q.param(text(agent)) + ", " + q.param(text(name)) + ", " + q.param(sdk.Int(ts)) + ")")
-		}
-	}
-	if mq.Name != "" {
-		q.sql.WriteString(" ORDER BY agent_id, ts")
-	} else {
-		q.sql.WriteString(" ORDER BY agent_id, name, ts")
+	q, pluginOnly, err := metricQuery(mq, ns(sdk.Now()), cur)
+	if err != nil {
+		return out, err
 	}
 	limit := abi.PageLimit(mq.Limit)
-	res, n, err := b.read(&q, rowsToRead(limit, pluginOnly))
+	res, n, err := b.read(q, rowsToRead(limit, pluginOnly))
 	if err != nil {
 		return out, err
 	}
@@ -308,38 +315,12 @@ func (a *alerts) QueryAlerts(aq *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 	b.enc.Reset()
 	key.Encode(&b.enc)
 	cur := cursor{kind: 'a', hash: hashQuery(b.enc.Bytes())}
-	var q query
-	q.sql.WriteString("SELECT id, agent_id, severity, status, message, labels, created_at, updated_at, expires_at")
-	liveWhere(&q, "alerts", ns(sdk.Now()))
-	if aq.AgentID != "" {
-		q.where("agent_id = %s", text(aq.AgentID))
+	q, pluginOnly, err := alertQuery(aq, ns(sdk.Now()), cur)
+	if err != nil {
+		return out, err
 	}
-	if len(aq.Severities) > 0 {
-		q.where("severity = ANY(%s::smallint[])", text(intArray(aq.Severities)))
-	}
-	if len(aq.Statuses) > 0 {
-		q.where("status = ANY(%s::smallint[])", text(intArray(aq.Statuses)))
-	}
-	if !aq.From.IsZero() {
-		q.where("created_at >= %s", sdk.Int(ns(aq.From)))
-	}
-	if !aq.To.IsZero() {
-		q.where("created_at < %s", sdk.Int(ns(aq.To)))
-	}
-	set, pluginOnly := sqlLabels(aq.Labels)
-	if set != "" {
-		q.where("label_set @> %s::jsonb", text(set))
-	}
-	if len(aq.Cursor) > 0 {
-		var id string
-		if err := cur.open(aq.Cursor, &id); err != nil {
-			return out, err
-		}
-		q.where("id > %s", text(id))
-	}
-	q.sql.WriteString(" ORDER BY id")
 	limit := abi.PageLimit(aq.Limit)
-	res, n, err := b.read(&q, rowsToRead(limit, pluginOnly))
+	res, n, err := b.read(q, rowsToRead(limit, pluginOnly))
 	if err != nil {
 		return out, err
 	}
@@ -365,6 +346,94 @@ func (a *alerts) QueryAlerts(aq *abi.AlertQuery) (abi.Page[abi.Alert], error) {
 		out.Next = cur.make(&b.enc, string(res.Row(p.last)[0].Bytes))
 	}
 	return out, nil
+}
+
+// metricQuery builds the SELECT of a metric query's page at now, all but
+// its LIMIT, and reports whether matchers are left to the plugin.
+func metricQuery(mq *abi.MetricQuery, now int64, cur cursor) (*query, bool, error) {
+	q := new(query)
+	q.sql.WriteString("SELECT agent_id, name, ts, value, labels, expires_at")
+	liveWhere(q, "metrics", now)
+	if mq.AgentID != "" {
+		q.where("agent_id = %s", text(mq.AgentID))
+	}
+	if mq.Name != "" {
+		q.where("name = %s", text(mq.Name))
+	}
+	if !mq.From.IsZero() {
+		q.where("ts >= %s", sdk.Int(ns(mq.From)))
+	}
+	if !mq.To.IsZero() {
+		q.where("ts < %s", sdk.Int(ns(mq.To)))
+	}
+	set, pluginOnly := sqlLabels(mq.Labels)
+	if set != "" {
+		q.where("label_set @> %s::jsonb", text(set))
+		q.withValues = true
+	}
+	if len(mq.Cursor) > 0 {
+		var agent, name string
+		var ts int64
+		if err := cur.open(mq.Cursor, &agent, &name, &ts); err != nil {
+			return nil, false, err
+		}
+		// The form of the comparison the query's index serves.
+		switch {
+		case mq.AgentID != "" && mq.Name != "":
+			q.where("ts > %s", sdk.Int(ts))
+		case mq.AgentID != "":
+			q.sql.WriteString(" AND (name, ts) > (" + q.param(text(name)) + ", " + q.param(sdk.Int(ts)) + ")")
+		case mq.Name != "":
+			q.sql.WriteString(" AND (agent_id, ts) > (" + q.param(text(agent)) + ", " + q.param(sdk.Int(ts)) + ")")
+		default:
+			q.sql.WriteString(" AND (agent_id, name, ts) > (" + q.param(text(agent)) + ", " + q.param(text(name)) + ", " + q.param(sdk.Int(ts)) + ")")
+		}
+	}
+	if mq.Name != "" {
+		q.sql.WriteString(" ORDER BY agent_id, ts")
+	} else {
+		q.sql.WriteString(" ORDER BY agent_id, name, ts")
+	}
+	return q, pluginOnly, nil
+}
+
+// alertQuery builds the SELECT of an alert query's page at now, all but
+// its LIMIT, and reports whether matchers are left to the plugin.
+func alertQuery(aq *abi.AlertQuery, now int64, cur cursor) (*query, bool, error) {
+	q := new(query)
+	q.sql.WriteString("SELECT id, agent_id, severity, status, message, labels, created_at, updated_at, expires_at")
+	liveWhere(q, "alerts", now)
+	if aq.AgentID != "" {
+		q.where("agent_id = %s", text(aq.AgentID))
+	}
+	if len(aq.Severities) > 0 {
+		q.where("severity = ANY(%s::smallint[])", text(intArray(aq.Severities)))
+	}
+	if len(aq.Statuses) > 0 {
+		q.where("status = ANY(%s::smallint[])", text(intArray(aq.Statuses)))
+	}
+	if !aq.From.IsZero() {
+		q.where("created_at >= %s", sdk.Int(ns(aq.From)))
+		q.withValues = true
+	}
+	if !aq.To.IsZero() {
+		q.where("created_at < %s", sdk.Int(ns(aq.To)))
+		q.withValues = true
+	}
+	set, pluginOnly := sqlLabels(aq.Labels)
+	if set != "" {
+		q.where("label_set @> %s::jsonb", text(set))
+		q.withValues = true
+	}
+	if len(aq.Cursor) > 0 {
+		var id string
+		if err := cur.open(aq.Cursor, &id); err != nil {
+			return nil, false, err
+		}
+		q.where("id > %s", text(id))
+	}
+	q.sql.WriteString(" ORDER BY id")
+	return q, pluginOnly, nil
 }
 
 // intArray is the PostgreSQL array text of vs, as {1,3}.

@@ -35,6 +35,13 @@ import (
 // and a pgx.Batch of 100 of those for the bulk put. Each side has a
 // schema of its own, seeded alike; every response is checked.
 //
+// The metric and alert workloads (pgrecords_bench_test.go) go the same
+// way: PutMetric, QueryMetrics (an agent's series in a time range),
+// PutAlert and QueryAlerts (by one label, no agent); direct sends the
+// plugin's statements and reads its columns, decoding the labels as the
+// plugin does, and plain has tables of its own with labels as jsonb
+// (plainRecordTables).
+//
 // Metrics: ops/s (wall clock), p50-µs and p99-µs of the per-call latency
 // and the CPU time per op of this process (host-cpu-µs/op). An op of
 // BulkPut100 is a batch of 100 states. At the end it prints a summary
@@ -54,6 +61,9 @@ func BenchmarkPostgres(b *testing.B) {
 	if _, err := plain.Exec(ctx, `CREATE TABLE plain_states (agent_id text PRIMARY KEY, state bytea NOT NULL)`); err != nil {
 		b.Fatal(err)
 	}
+	if _, err := plain.Exec(ctx, plainRecordTables); err != nil {
+		b.Fatal(err)
+	}
 	for i := range benchAgents {
 		for _, put := range []func(context.Context, int) error{
 			func(ctx context.Context, i int) error { return pluginPutState(ctx, st, i) },
@@ -64,6 +74,10 @@ func BenchmarkPostgres(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+
+	if err := seedPGRecords(ctx, st, direct, plain); err != nil {
+		b.Fatal(err)
 	}
 
 	// Warm the pools: 64 plugin instances and every connection.
@@ -92,6 +106,10 @@ func BenchmarkPostgres(b *testing.B) {
 		{"GetAgentState", pluginGetState, directPGGet, plainPGGet},
 		{"PutAgentState", pluginPutState, directPGPut, plainPGPut},
 		{"BulkPut100", pluginBulkPut100, directPGBulk, plainPGBulk},
+		{"PutMetric", pluginPutMetric, directPGPutMetric, plainPGPutMetric},
+		{"QueryMetrics", pluginQueryMetrics, directPGQueryMetrics, plainPGQueryMetrics},
+		{"PutAlert", pluginPutAlert, directPGPutAlert, plainPGPutAlert},
+		{"QueryAlerts", pluginQueryAlerts, directPGQueryAlerts, plainPGQueryAlerts},
 	}
 	sum := make(map[string]latencyResult)
 	for _, w := range workloads {
