@@ -186,7 +186,7 @@ type Bridge struct {
 	prefix    string
 	allowed   map[string]*command
 	scripts   *scriptCache // nil unless scripts are granted
-	pipes     *coalescer   // shared pipelines; nil on a cluster
+	pipes     *pipes       // shared pipelines; nil on a cluster
 	user      *aclUser     // nil unless scripts are granted
 
 	maxCommands int
@@ -256,8 +256,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 			node.AddHook(liftErrors{})
 		})
 	} else {
-		b.pipes = &coalescer{maxInFlight: defaultMaxInFlight, maxCommands: b.maxCommands,
-			send: func(ctx context.Context, cmds []*rawCmd) { b.exec(ctx, cmds, false) }}
+		b.pipes = newPipes(b.maxCommands, func(ctx context.Context, cmds []*rawCmd) { b.exec(ctx, cmds, false) })
 	}
 	return b, nil
 }

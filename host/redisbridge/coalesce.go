@@ -2,22 +2,20 @@ package redisbridge
 
 import (
 	"context"
-	"slices"
-	"sync"
-	"time"
+
+	"github.com/storage-host/storage-host/host/internal/coalesce"
 )
 
-// Auto-pipelining: the bridge sees the requests of every instance of its
-// backend, and concurrent ones share pipelines instead of taking a
-// connection and a round trip each (as rueidis does for its callers).
+// Auto-pipelining (package coalesce): the bridge sees the requests of
+// every instance of its backend, and concurrent ones share pipelines
+// instead of taking a connection and a round trip each.
 //
-// At most maxInFlight pipelines are on the wire at once. A request that
-// finds one free sends its commands at once on the caller's goroutine, as
-// if alone. Otherwise it queues; when a pipeline comes back and requests
-// are waiting, a flusher goroutine takes all of them (up to maxCommands
-// commands) and sends their commands as one pipeline on one connection,
-// then again while more wait. So a lone caller pays no hand-off, and under
-// load the requests of one round trip travel together.
+// At most defaultMaxInFlight pipelines are on the wire at once. A request
+// that finds one free sends its commands at once on the caller's
+// goroutine, as if alone. Otherwise it queues; when a pipeline comes back
+// and requests are waiting, a flusher goroutine takes them (up to
+// maxCommands commands) and sends their commands as one pipeline on one
+// connection, then again while more wait.
 //
 // Only pipelines and script calls of at most maxSharedRequest commands
 // share: a transaction keeps its own connection (MULTI/EXEC), a bulk
@@ -42,25 +40,6 @@ const maxSharedRequest = 16
 // once (BENCHMARKS.md, Redis: auto-pipelining).
 const defaultMaxInFlight = 2
 
-// coalescer queues the requests that find every pipeline in flight.
-type coalescer struct {
-	send        func(ctx context.Context, cmds []*rawCmd) // one pipeline (Bridge.exec)
-	maxInFlight int
-	maxCommands int // of one shared pipeline
-
-	mu       sync.Mutex
-	inFlight int
-	queue    []*queued
-}
-
-// queued is a request waiting for a flusher.
-type queued struct {
-	ctx   context.Context
-	cmds  []*rawCmd
-	done  chan struct{} // closed once its commands have their replies
-	taken bool          // under mu: a flusher holds it
-}
-
 // sendResult is how a request sent through the coalescer ended.
 type sendResult uint8
 
@@ -70,116 +49,42 @@ const (
 	abandonedSent                    // it ended once a flusher held the commands: possibly sent
 )
 
-// do sends cmds, sharing a pipeline with concurrent requests when every
-// pipeline is in flight. Unless it returns answered, the commands belong
-// to the flusher and the caller must not read them.
-func (c *coalescer) do(ctx context.Context, cmds []*rawCmd) sendResult {
-	c.mu.Lock()
-	if c.inFlight < c.maxInFlight {
-		c.inFlight++
-		c.mu.Unlock()
-		c.send(ctx, cmds)
-		c.next()
+// pipes is the bridge's coalescer of shared pipelines: at most
+// defaultMaxInFlight on the wire, maxCommands commands each.
+type pipes = coalesce.Coalescer[[]*rawCmd]
+
+func newPipes(maxCommands int, exec func(ctx context.Context, cmds []*rawCmd)) *pipes {
+	return coalesce.New(defaultMaxInFlight, maxCommands, func(cmds []*rawCmd) int { return len(cmds) },
+		func(ctx context.Context, batch []*coalesce.Entry[[]*rawCmd]) {
+			var cmds []*rawCmd
+			for _, e := range batch {
+				cmds = append(cmds, e.Item...)
+			}
+			exec(ctx, cmds)
+		})
+}
+
+// share sends cmds, sharing a pipeline with concurrent requests when
+// every pipeline is in flight. Unless it returns answered, the commands
+// belong to the flusher and the caller must not read them.
+func (b *Bridge) share(ctx context.Context, cmds []*rawCmd) sendResult {
+	if b.pipes.TryStart() {
+		b.exec(ctx, cmds, false)
+		b.pipes.Finish()
 		return answered
 	}
 	// The request's byte arguments alias the plugin's memory, which is the
 	// plugin's again once the bridge answers: a request that may be
 	// answered before a flusher writes it must own its bytes.
 	own(cmds)
-	q := &queued{ctx: ctx, cmds: cmds, done: make(chan struct{})}
-	c.queue = append(c.queue, q)
-	c.mu.Unlock()
-	select {
-	case <-q.done:
+	switch b.pipes.Wait(ctx, cmds) {
+	case coalesce.Answered:
 		return answered
-	case <-ctx.Done():
+	case coalesce.Unsent:
+		return abandonedQueue
+	default:
+		return abandonedSent
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if q.taken {
-		select {
-		case <-q.done:
-			return answered
-		default:
-			return abandonedSent
-		}
-	}
-	if i := slices.Index(c.queue, q); i >= 0 {
-		c.queue = slices.Delete(c.queue, i, i+1)
-	}
-	return abandonedQueue
-}
-
-// next hands the caller's pipeline slot to a flusher of the queued
-// requests, or frees it.
-func (c *coalescer) next() {
-	c.mu.Lock()
-	batch := c.take()
-	if batch == nil {
-		c.inFlight--
-		c.mu.Unlock()
-		return
-	}
-	c.mu.Unlock()
-	go c.flush(batch)
-}
-
-// take removes the first queued requests, up to maxCommands commands (at
-// least one request), from the queue; nil when it is empty. The caller
-// holds mu.
-func (c *coalescer) take() []*queued {
-	if len(c.queue) == 0 {
-		return nil
-	}
-	n, cmds := 0, 0
-	for n < len(c.queue) && (n == 0 || cmds+len(c.queue[n].cmds) <= c.maxCommands) {
-		cmds += len(c.queue[n].cmds)
-		c.queue[n].taken = true
-		n++
-	}
-	batch := slices.Clone(c.queue[:n])
-	c.queue = slices.Delete(c.queue, 0, n)
-	return batch
-}
-
-// flush sends batches of queued requests until none waits, then frees its
-// pipeline slot.
-func (c *coalescer) flush(batch []*queued) {
-	for batch != nil {
-		var cmds []*rawCmd
-		for _, q := range batch {
-			cmds = append(cmds, q.cmds...)
-		}
-		ctx, cancel := batchContext(batch)
-		c.send(ctx, cmds)
-		cancel()
-		for _, q := range batch {
-			close(q.done)
-		}
-		c.mu.Lock()
-		if batch = c.take(); batch == nil {
-			c.inFlight--
-		}
-		c.mu.Unlock()
-	}
-}
-
-// batchContext is the context of a shared pipeline: not cancelled by any
-// one caller (a caller that gives up is answered without it), with the
-// latest deadline of the batch, or none if one caller has none (then the
-// bridge's read and write timeouts bound it).
-func batchContext(batch []*queued) (context.Context, context.CancelFunc) {
-	var latest time.Time
-	for _, q := range batch {
-		d, ok := q.ctx.Deadline()
-		if !ok {
-			return context.WithCancel(context.WithoutCancel(batch[0].ctx))
-		}
-		if d.After(latest) {
-			latest = d
-		}
-	}
-	return context.WithDeadline(context.WithoutCancel(batch[0].ctx), latest)
 }
 
 // own replaces the byte arguments of cmds with one copy of them all.

@@ -14,30 +14,19 @@ import (
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
-// queuedCount is how many requests wait for a shared pipeline.
-func (c *coalescer) queuedCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
-}
-
 // occupy sends, in the background, as many single-write requests as the
 // bridge keeps pipelines in flight, each with the given timeout, on a
 // paused server, so that every pipeline slot is taken; it returns their
 // errors once they end.
 func occupy(t *testing.T, b *Bridge, timeout time.Duration) func() []error {
 	t.Helper()
-	n := b.pipes.maxInFlight
+	n := b.pipes.Slots()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { errs[i] = run(t, b, timeout, abi.RedisPipeline, cmd("SET", "held"+strconv.Itoa(i), "1")) })
 	}
-	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool {
-		b.pipes.mu.Lock()
-		defer b.pipes.mu.Unlock()
-		return b.pipes.inFlight == n
-	}, "the pipeline slots are taken")
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Running() == n }, "the pipeline slots are taken")
 	return func() []error { wg.Wait(); return errs }
 }
 
@@ -61,7 +50,7 @@ func TestConcurrentRequestsSharePipelines(t *testing.T) {
 				Commands: [][][]byte{cmd("SET", k, strconv.Itoa(i)), cmd("GET", k)}})
 		})
 	}
-	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == n },
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == n },
 		"every request beyond the slots queues")
 	s.Resume()
 	wg.Wait()
@@ -75,7 +64,7 @@ func TestConcurrentRequestsSharePipelines(t *testing.T) {
 	}
 	// The slots' connections and one for the shared pipelines, not one per
 	// request.
-	assert.LessOrEqual(t, b.PoolStats().TotalConns, before+uint32(b.pipes.maxInFlight)+1)
+	assert.LessOrEqual(t, b.PoolStats().TotalConns, before+uint32(b.pipes.Slots())+1)
 }
 
 // A queued request whose context ends before a pipeline takes it was never
@@ -88,7 +77,7 @@ func TestQueuedRequestAbandonedIsUnavailable(t *testing.T) {
 
 	err := run(t, b, 100*time.Millisecond, abi.RedisPipeline, cmd("SET", "queued", "v"))
 	require.ErrorIs(t, err, abi.StatusUnavailable)
-	assert.Zero(t, b.pipes.queuedCount(), "the abandoned request left the queue")
+	assert.Zero(t, b.pipes.Queued(), "the abandoned request left the queue")
 	s.Resume()
 	held()
 	_, err = pipeline(t, b, cmd("PING"))
@@ -111,11 +100,11 @@ func TestSharedPipelineFailureIsJudgedPerRequest(t *testing.T) {
 	go func() { write <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("INCR", "n")) }()
 	go func() { read <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("GET", "n")) }()
 	go func() { gaveUp <- run(t, b, time.Second, abi.RedisPipeline, cmd("INCR", "m")) }()
-	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == 3 }, "three requests queue")
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == 3 }, "three requests queue")
 	for _, err := range held() {
 		require.Error(t, err) // UNAVAILABLE on a connection still setting up
 	}
-	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.queuedCount() == 0 }, "a flusher takes the queue")
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == 0 }, "a flusher takes the queue")
 
 	err := <-gaveUp // its second passes while Redis is paused
 	require.ErrorIs(t, err, abi.StatusUnknown)
@@ -152,7 +141,7 @@ func TestLargeRequestKeepsItsOwnPipeline(t *testing.T) {
 	}
 	err := run(t, b, 200*time.Millisecond, abi.RedisPipeline, cmds...)
 	require.ErrorIs(t, err, abi.StatusUnknown, "sent, not queued")
-	assert.Zero(t, b.pipes.queuedCount())
+	assert.Zero(t, b.pipes.Queued())
 	s.Resume()
 	held()
 }

@@ -362,7 +362,7 @@ func (b *Bridge) send(ctx context.Context, cmds []*rawCmd, tx bool) sendResult {
 		b.exec(ctx, cmds, tx)
 		return answered
 	}
-	return b.pipes.do(ctx, cmds)
+	return b.share(ctx, cmds)
 }
 
 func newCmds(ctx context.Context, budget *replyBudget, calls []call) []*rawCmd {

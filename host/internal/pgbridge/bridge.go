@@ -86,7 +86,7 @@ type Bridge struct {
 	maxBytes   int64
 	maxStmts   int
 	cancelWait time.Duration
-	pipes      *coalescer
+	pipes      *pipes
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -146,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
 	b.pool = pool
-	b.pipes = &coalescer{b: b, slots: int(pc.MaxConns)}
+	b.pipes = b.newPipes(int(pc.MaxConns))
 	return b, nil
 }
 

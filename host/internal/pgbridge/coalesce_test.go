@@ -39,7 +39,7 @@ func call(ctx context.Context, b *Bridge, mode abi.PGMode, stmts ...abi.PGStatem
 // behind it number want.
 func occupy(t *testing.T, b *Bridge) (release func(), queued func(want int)) {
 	t.Helper()
-	require.Equal(t, 1, b.pipes.slots, "the test needs a bridge of one connection")
+	require.Equal(t, 1, b.pipes.Slots(), "the test needs a bridge of one connection")
 	adm := admin(t)
 	_, err := adm.Exec(context.Background(), "SELECT pg_advisory_lock(hashtext($1))", b.Schema())
 	require.NoError(t, err)
@@ -54,22 +54,14 @@ func occupy(t *testing.T, b *Bridge) (release func(), queued func(want int)) {
 			t.Error(err)
 		}
 	}()
-	require.Eventually(t, func() bool {
-		b.pipes.mu.Lock()
-		defer b.pipes.mu.Unlock()
-		return b.pipes.running == 1
-	}, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return b.pipes.Running() == 1 }, 10*time.Second, time.Millisecond)
 	release = func() {
 		_, err := adm.Exec(context.Background(), "SELECT pg_advisory_unlock(hashtext($1))", b.Schema())
 		require.NoError(t, err)
 		<-done
 	}
 	queued = func(want int) {
-		require.Eventually(t, func() bool {
-			b.pipes.mu.Lock()
-			defer b.pipes.mu.Unlock()
-			return len(b.pipes.queue) == want
-		}, 10*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return b.pipes.Queued() == want }, 10*time.Second, time.Millisecond)
 	}
 	return release, queued
 }
@@ -115,19 +107,15 @@ func TestQueuedReadsShareOnePipeline(t *testing.T) {
 	wg.Go(func() {
 		write.rs, write.err = call(ctx, b, abi.PGBatch, stmt("INSERT INTO t VALUES ('written')"))
 	})
-	require.Eventually(t, func() bool {
-		b.pipes.mu.Lock()
-		defer b.pipes.mu.Unlock()
-		return b.pipes.running == 2 // the write, over the count
-	}, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return b.pipes.Running() == 2 }, 10*time.Second, time.Millisecond, "the write runs, over the count")
 	queued(len(reqs))
-	before := b.pipes.stats()
+	before := b.pipes.Stats()
 	release()
 	wg.Wait()
 
-	got := b.pipes.stats()
-	require.Equal(t, uint64(1), got.pipelines-before.pipelines, "one shared pipeline")
-	require.Equal(t, uint64(len(reqs)), got.requests-before.requests, "every queued read in it")
+	got := b.pipes.Stats()
+	require.Equal(t, uint64(1), got.Batches-before.Batches, "one shared pipeline")
+	require.Equal(t, uint64(len(reqs)), got.Requests-before.Requests, "every queued read in it")
 	var pid abi.PGValue
 	for i := range readers {
 		a := answers[i]

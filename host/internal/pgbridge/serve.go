@@ -114,7 +114,7 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 		abi.AppendError(e, abi.StatusUnavailable, "postgres: the call's deadline has passed")
 		return
 	}
-	b.pipes.do(ctx, req, timeout, e)
+	b.share(ctx, req, timeout, e)
 }
 
 // timeLeft is how long the statements of a call may run: the time to its
