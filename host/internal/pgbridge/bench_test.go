@@ -2,6 +2,7 @@ package pgbridge
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -20,18 +21,11 @@ func BenchmarkGet(b *testing.B) {
 	require.NoError(b, err)
 	const q = "SELECT v FROM kv WHERE k = $1"
 	b.Run("bridge", func(b *testing.B) {
-		var req, out abi.Encoder
-		(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{{SQL: q, Params: []abi.PGValue{{Kind: abi.PGText, Bytes: []byte("a")}}}}}).Encode(&req)
+		req := keyedRead(q)
+		var out abi.Encoder
 		for b.Loop() {
-			out.Reset()
-			br.Serve(ctx, req.Bytes(), &out)
-			body, err := abi.ParseResponse(out.Bytes())
-			if err != nil {
+			if err := serveRead(ctx, br, req, &out); err != nil {
 				b.Fatal(err)
-			}
-			d := abi.NewDecoder(body)
-			if rs := abi.DecodePGResults(d); len(rs) != 1 || rs[0].Rows() != 1 {
-				b.Fatal("no row")
 			}
 		}
 	})
@@ -64,24 +58,23 @@ func BenchmarkGetParallel(b *testing.B) {
 	const q = "SELECT v FROM kv WHERE k = $1"
 	b.Run("bridge", func(b *testing.B) {
 		b.SetParallelism(32) // 64 goroutines on 2 CPUs
+		before := br.pipes.Stats()
 		b.RunParallel(func(pb *testing.PB) {
-			var req, out abi.Encoder
-			(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{{SQL: q, Params: []abi.PGValue{{Kind: abi.PGText, Bytes: []byte("a")}}}}}).Encode(&req)
+			req := keyedRead(q)
+			var out abi.Encoder
 			for pb.Next() {
-				out.Reset()
-				br.Serve(ctx, req.Bytes(), &out)
-				body, err := abi.ParseResponse(out.Bytes())
-				if err != nil {
+				if err := serveRead(ctx, br, req, &out); err != nil {
 					b.Error(err)
-					return
-				}
-				d := abi.NewDecoder(body)
-				if rs := abi.DecodePGResults(d); len(rs) != 1 || rs[0].Rows() != 1 {
-					b.Error("no row")
 					return
 				}
 			}
 		})
+		st := br.pipes.Stats()
+		if n := st.Batches - before.Batches; n > 0 {
+			shared := st.Requests - before.Requests
+			b.ReportMetric(float64(shared)/float64(n), "reads/pipeline")
+			b.ReportMetric(float64(shared)/float64(b.N), "shared/read")
+		}
 	})
 	b.Run("pgx", func(b *testing.B) {
 		b.SetParallelism(32)
@@ -95,4 +88,25 @@ func BenchmarkGetParallel(b *testing.B) {
 			}
 		})
 	})
+}
+
+// keyedRead encodes the request of q with the key "a".
+func keyedRead(q string) []byte {
+	var req abi.Encoder
+	(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{{SQL: q, Params: []abi.PGValue{{Kind: abi.PGText, Bytes: []byte("a")}}}}}).Encode(&req)
+	return req.Bytes()
+}
+
+// serveRead serves req into out and checks that it read one row.
+func serveRead(ctx context.Context, br *Bridge, req []byte, out *abi.Encoder) error {
+	out.Reset()
+	br.Serve(ctx, req, out)
+	body, err := abi.ParseResponse(out.Bytes())
+	if err != nil {
+		return err
+	}
+	if rs := abi.DecodePGResults(abi.NewDecoder(body)); len(rs) != 1 || rs[0].Rows() != 1 {
+		return errors.New("no row")
+	}
+	return nil
 }

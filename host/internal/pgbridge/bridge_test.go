@@ -38,22 +38,10 @@ func stmt(sql string, params ...abi.PGValue) abi.PGStatement {
 }
 
 // do runs the statements through Serve, from their encoding, and decodes
-// the response.
+// the response (call, for a test).
 func do(t *testing.T, ctx context.Context, b *Bridge, mode abi.PGMode, stmts ...abi.PGStatement) ([]abi.PGResult, error) {
 	t.Helper()
-	var e abi.Encoder
-	(&abi.PGRequest{Mode: mode, Statements: stmts}).Encode(&e)
-	var out abi.Encoder
-	b.Serve(ctx, e.Bytes(), &out)
-	body, err := abi.ParseResponse(out.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	d := abi.NewDecoder(body)
-	rs := abi.DecodePGResults(d)
-	require.NoError(t, d.Finish())
-	require.Len(t, rs, len(stmts))
-	return rs, nil
+	return call(ctx, b, mode, stmts...)
 }
 
 func mustOK(t *testing.T, rs []abi.PGResult) {

@@ -2,7 +2,7 @@ package pgbridge
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +12,9 @@ import (
 	"github.com/storage-host/storage-host/abi"
 )
 
-// call runs stmts through Serve and decodes the answer; safe to use from
-// any goroutine.
+// call runs stmts through Serve, from their encoding, and decodes the
+// answer: a refusal of the bridge as the error, a malformed answer too.
+// Safe to use from any goroutine.
 func call(ctx context.Context, b *Bridge, mode abi.PGMode, stmts ...abi.PGStatement) ([]abi.PGResult, error) {
 	var e abi.Encoder
 	(&abi.PGRequest{Mode: mode, Statements: stmts}).Encode(&e)
@@ -29,7 +30,7 @@ func call(ctx context.Context, b *Bridge, mode abi.PGMode, stmts ...abi.PGStatem
 		return nil, err
 	}
 	if len(rs) != len(stmts) {
-		return nil, errors.New("wrong number of results")
+		return nil, fmt.Errorf("%d results for %d statements", len(rs), len(stmts))
 	}
 	return rs, nil
 }
