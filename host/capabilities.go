@@ -515,7 +515,7 @@ func (p *plugin) overdue(ctx context.Context, in *instance) bool {
 		return true
 	}
 	started := in.started.Load()
-	return started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout)
+	return started != 0 && monoNow()-started > int64(p.limits.CallTimeout)
 }
 
 // writer adapts the limiter to WASI stdout/stderr, one log line per line,

@@ -166,57 +166,45 @@ func isGoHostilePanic(err error, want string) bool {
 	return errors.Is(err, host.ErrInternal) && strings.Contains(err.Error(), "panic") && strings.Contains(err.Error(), want)
 }
 
-// TestGoHostileLeaky: a plugin that leaks until its memory limit is
-// reached fails the call that hits it, with ErrInternal (the Go runtime
-// dies of "out of memory"); the host discards that instance and serves
-// the next calls from a fresh one, cycle after cycle, while another
-// backend in the same process never notices.
+// TestGoHostileLeaky: a plugin that leaks a MiB on every put never
+// reaches its memory limit: the host closes an instance whose memory grew
+// half way to Limits.MemoryPages once its call returns, and serves the
+// next calls from a fresh one, holding nothing, cycle after cycle; no call
+// fails, and another backend in the same process never notices.
 func TestGoHostileLeaky(t *testing.T) {
 	wasm := goHostilePlugin(t, "leaky")
 	ctx := context.Background()
-	// 16 MiB: the leak (1 MiB a put) reaches it within a few calls.
+	// 16 MiB: the leak (1 MiB a put) would reach it within a few calls.
 	st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Limits: host.Limits{MemoryPages: 256}}, t.TempDir())
 	mem, err := host.Open(ctx, host.Config{}, host.WithCompilationCache(t.TempDir()))
 	require.NoError(t, err)
 	defer mem.Close(ctx)
 
-	const maxCalls = 64 // 64 MiB leaked: far past the limit
+	const puts = 64 // 64 MiB leaked in all: far past the limit
 	var memIDs []string
-	leakUntilFailure := func(cycle int) (calls int, failure error) {
-		for calls < maxCalls && failure == nil {
-			calls++
-			_, failure = st.PutAgentState(ctx, host.AgentState{AgentID: "leak", State: []byte(`{}`)})
-			// The other backend keeps serving throughout.
-			id := fmt.Sprintf("cycle-%d-call-%d", cycle, calls)
-			_, err := mem.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)})
-			require.NoError(t, err)
-			memIDs = append(memIDs, id)
+	cycles, most := 0, uint64(0)
+	var last uint64
+	for i := range puts {
+		got, err := st.PutAgentState(ctx, host.AgentState{AgentID: "leak", State: []byte(`{}`)})
+		require.NoError(t, err, "put %d", i)
+		if got.Version <= last {
+			cycles++ // a fresh instance: its hoard started again
 		}
-		return calls, failure
+		last, most = got.Version, max(most, got.Version)
+		// The other backend keeps serving throughout.
+		id := fmt.Sprintf("call-%d", i)
+		_, err = mem.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)})
+		require.NoError(t, err)
+		memIDs = append(memIDs, id)
 	}
-
-	var first int
-	for cycle := range 3 {
-		calls, failure := leakUntilFailure(cycle)
-		t.Logf("cycle %d: put %d failed: %v", cycle, calls, failure)
-		require.Error(t, failure, "cycle %d: %d MiB leaked into a 16 MiB instance and no call failed", cycle, calls)
-		require.ErrorIs(t, failure, host.ErrInternal, "cycle %d", cycle)
-		require.Greater(t, calls, 2, "cycle %d: the first puts fit in 16 MiB", cycle)
-		if cycle == 0 {
-			first = calls
-		} else {
-			require.InDelta(t, first, calls, 2, "every cycle starts from an empty instance, so each leaks about as much")
-		}
-
-		// A fresh instance, holding nothing, serves the next calls.
-		got, err := st.GetAgentState(ctx, "leak")
-		require.NoError(t, err, "cycle %d: the pool replaced the instance", cycle)
-		require.Zero(t, got.Version, "cycle %d: the new instance's hoard is empty", cycle)
-		require.NoError(t, st.Ping(ctx))
-		require.NoError(t, mem.Ping(ctx))
-	}
-	require.Contains(t, logs.String(), "out of memory", "the Go runtime says why it died, on stderr, which goes to the log")
-	require.Equal(t, 3, strings.Count(logs.String(), goHostileDiscarded), "one instance discarded per cycle; logs:\n%s", logs.String())
+	t.Logf("%d puts: %d fresh instances, at most %d MiB hoarded by one", puts, cycles, most)
+	require.GreaterOrEqual(t, cycles, 3, "instances were replaced")
+	require.Less(t, most, uint64(16), "no instance hoarded up to its 16 MiB")
+	stats := st.Stats()
+	require.GreaterOrEqual(t, stats.Retired, uint64(cycles))
+	require.Zero(t, stats.Traps)
+	require.NotContains(t, logs.String(), goHostileDiscarded)
+	require.NoError(t, st.Ping(ctx))
 	for _, id := range memIDs {
 		_, err := mem.GetAgentState(ctx, id)
 		require.NoError(t, err, "the memory backend lost %s", id)

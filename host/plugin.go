@@ -262,17 +262,18 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		first.close(ctx)
 		return p, nil
 	}
-	p.pool.init(cfg.Instances, retireAt(cfg.Limits), p.newInstance)
+	p.pool.init(cfg.Instances, retireAt(cfg.Limits, first.mem.Size()), p.newInstance)
 	p.pool.put(first, true)
 	return p, nil
 }
 
 // retireAt is the size past which an instance's memory, after a call,
-// retires it: half of what it may grow to (RATIONALE.md, "Why are
-// instances whose memory passed half of the limit closed after their
-// call?").
-func retireAt(l Limits) uint32 {
-	return uint32(min(uint64(l.MemoryPages)*65536/2, math.MaxUint32))
+// retires it: half way from what a new instance has (start) to what it
+// may grow to (RATIONALE.md, "Why are instances whose memory grew half
+// way to the limit closed after their call?").
+func retireAt(l Limits, start uint32) uint32 {
+	limit := min(uint64(l.MemoryPages)*65536, math.MaxUint32)
+	return uint32(max(limit, uint64(start))/2 + uint64(start)/2)
 }
 
 // fuelRefill is the fuel refuel grants: about the loop iterations and
@@ -299,6 +300,14 @@ func (p *plugin) instantiateFuel(ctx context.Context) error {
 	return nil
 }
 
+// processStart is what monoNow counts from.
+var processStart = time.Now()
+
+// monoNow is the monotonic time in nanoseconds since the process started,
+// never 0: what a call's start and its timeout are measured in, so that a
+// change of the wall clock neither ends a call early nor lets it run on.
+func monoNow() int64 { return int64(time.Since(processStart)) + 1 }
+
 // refuel is called by an instrumented guest whose fuel ran out. It ends the
 // call, by panicking, once the call has run past Limits.CallTimeout (which
 // sets timedOut), its context has ended, or the plugin is closing;
@@ -306,7 +315,7 @@ func (p *plugin) instantiateFuel(ctx context.Context) error {
 // discarded. Otherwise it refills the fuel.
 func (p *plugin) refuel(ctx context.Context, mod api.Module, stack []uint64) {
 	if in := p.instanceOf(mod); in != nil {
-		if started := in.started.Load(); started != 0 && time.Now().UnixNano()-started > int64(p.limits.CallTimeout) {
+		if started := in.started.Load(); started != 0 && monoNow()-started > int64(p.limits.CallTimeout) {
 			in.timedOut.Store(true)
 			panic(errTimedOut)
 		}
@@ -469,7 +478,7 @@ type instance struct {
 	enc       abi.Encoder // request scratch
 	dec       abi.Decoder
 
-	started   atomic.Int64 // Unix ns the current call began; 0 between calls
+	started   atomic.Int64 // monoNow when the current call began; 0 between calls
 	timedOut  atomic.Bool  // set by refuel when it ended a call past its timeout
 	hostCalls uint32       // host-function calls made by the current call
 	pending   []byte       // a kv result waiting for storagehost_kv.result
@@ -693,7 +702,7 @@ func (in *instance) read(packed uint64, what string) ([]byte, error) {
 
 func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	var m abi.Metadata
-	in.started.Store(time.Now().UnixNano())
+	in.started.Store(monoNow())
 	res, err := in.mod.ExportedFunction(abi.ExportMetadata).Call(ctx)
 	in.started.Store(0)
 	if err != nil {
@@ -724,7 +733,7 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	raw := d.Uint32()
 	// storage_abi_version answered once already (instantiate checked it);
 	// asked again, the metadata must agree with it.
-	in.started.Store(time.Now().UnixNano())
+	in.started.Store(monoNow())
 	res, err = in.mod.ExportedFunction(abi.ExportABIVersion).Call(ctx)
 	in.started.Store(0)
 	if err != nil || len(res) != 1 {
@@ -760,7 +769,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, er
 	in.remoteBusy.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
-	in.started.Store(now.UnixNano())
+	in.started.Store(monoNow())
 	defer in.started.Store(0)
 	in.deadline = now.Add(in.p.limits.CallTimeout)
 	n := uint32(len(req))

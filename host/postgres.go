@@ -118,7 +118,7 @@ func (in *instance) migrate(ctx context.Context) error {
 	if fn == nil {
 		return nil
 	}
-	in.started.Store(time.Now().UnixNano())
+	in.started.Store(monoNow())
 	res, err := fn.Call(ctx)
 	in.started.Store(0)
 	if err != nil {

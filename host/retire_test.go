@@ -10,7 +10,7 @@ import (
 	"github.com/storage-host/storage-host/host"
 )
 
-// An instance whose memory grew past half of its limit is closed after
+// An instance whose memory grew half way to its limit is closed after
 // its call, before its heap — which a linear memory never gives back —
 // runs out: pages of 1 MiB agent states read again and again through a
 // 32 MiB redis plugin ran the same instance out of memory on the

@@ -31,8 +31,8 @@ type Stats struct {
 	// limit or were interrupted.
 	Traps uint64
 	// Retired counts instances closed after a call because their memory
-	// had grown past half of Limits.MemoryPages; new ones replace them
-	// as calls need.
+	// had grown more than half way from a new instance's size to
+	// Limits.MemoryPages; new ones replace them as calls need.
 	Retired uint64
 	// Redis is the Redis connection pool's statistics; nil without Redis.
 	Redis *RedisPoolStats

@@ -1,8 +1,8 @@
 // Command leaky is a test plugin that leaks: every PutAgentState keeps
 // another MiB in a global slice, so an instance under a small
-// Limits.MemoryPages soon cannot grow its memory and the Go runtime dies
-// of "out of memory". host/gohostile_test.go checks that only that call
-// fails and that the pool serves the next ones from a fresh instance.
+// Limits.MemoryPages would soon be unable to grow its memory.
+// host/gohostile_test.go checks that the host replaces such an instance
+// before then, and that no call fails.
 //
 // Built by the test itself: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
 package main
