@@ -68,16 +68,14 @@ func newPipes(maxCommands int, exec func(ctx context.Context, cmds []*rawCmd)) *
 // every pipeline is in flight. Unless it returns answered, the commands
 // belong to the flusher and the caller must not read them.
 func (b *Bridge) share(ctx context.Context, cmds []*rawCmd) sendResult {
-	if b.pipes.TryStart() {
-		b.exec(ctx, cmds, false)
-		b.pipes.Finish()
-		return answered
-	}
-	// The request's byte arguments alias the plugin's memory, which is the
-	// plugin's again once the bridge answers: a request that may be
-	// answered before a flusher writes it must own its bytes.
-	own(cmds)
-	switch b.pipes.Wait(ctx, cmds) {
+	res := b.pipes.Do(ctx, func() { b.exec(ctx, cmds, false) }, func() []*rawCmd {
+		// The request's byte arguments alias the plugin's memory, which is
+		// the plugin's again once the bridge answers: a request that may
+		// be answered before a flusher writes it must own its bytes.
+		own(cmds)
+		return cmds
+	})
+	switch res {
 	case coalesce.Answered:
 		return answered
 	case coalesce.Unsent:

@@ -5,8 +5,8 @@
 //
 // A Coalescer has a number of slots (pipelines on the wire, or
 // connections). A request that finds one free runs at once on its
-// caller's goroutine, as if there were no Coalescer (TryStart … Finish),
-// so a lone caller pays no hand-off. One that finds none queues (Wait);
+// caller's goroutine, as if there were no Coalescer, so a lone caller
+// pays no hand-off. One that finds none queues (both: Do);
 // when a request finishes and others wait, a flusher goroutine takes the
 // queue (up to a weight) and sends it as one batch, then again while more
 // wait, and frees its slot once the queue is empty.
@@ -71,18 +71,6 @@ func New[T any](slots, maxWeight int, weight func(T) int, flush func(ctx context
 	return &Coalescer[T]{slots: max(slots, 1), maxWeight: maxWeight, weight: weight, flush: flush}
 }
 
-// TryStart takes a free slot, if there is one, for a request its caller
-// runs at once; it then calls Finish.
-func (c *Coalescer[T]) TryStart() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.running < c.slots {
-		c.running++
-		return true
-	}
-	return false
-}
-
 // Start takes a slot even when none is free, for a request that must not
 // queue; its caller then calls Finish.
 func (c *Coalescer[T]) Start() {
@@ -105,13 +93,25 @@ func (c *Coalescer[T]) Finish() {
 	go c.flusher(batch)
 }
 
-// Wait queues item until a flusher has sent it, or ctx ends. Unless it
-// returns Answered, item belongs to the flusher that may hold it: its
-// caller must not read it, and anything of the caller's it references
-// may be read after Wait returns.
-func (c *Coalescer[T]) Wait(ctx context.Context, item T) Result {
-	e := &Entry[T]{Ctx: ctx, Item: item, done: make(chan struct{})}
+// Do runs a request. When a slot is free it takes it and calls run on
+// the caller's goroutine; otherwise it queues the item enqueue makes
+// (called once, under the Coalescer's lock, so keep it short) and waits
+// until a flusher has sent it, or ctx ends. Unless it returns Answered,
+// the queued item belongs to the flusher that may hold it: its caller
+// must not read it, and anything of the caller's it references may be
+// read after Do returns. The check for a free slot and the queueing are
+// one step: a request that finds none is queued before any other may
+// finish and find the queue empty.
+func (c *Coalescer[T]) Do(ctx context.Context, run func(), enqueue func() T) Result {
 	c.mu.Lock()
+	if c.running < c.slots {
+		c.running++
+		c.mu.Unlock()
+		run()
+		c.Finish()
+		return Answered
+	}
+	e := &Entry[T]{Ctx: ctx, Item: enqueue(), done: make(chan struct{})}
 	c.queue = append(c.queue, e)
 	c.mu.Unlock()
 	select {

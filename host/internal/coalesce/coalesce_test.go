@@ -36,6 +36,26 @@ func (f *flushes) flush(ctx context.Context, batch []*Entry[int]) {
 	f.mu.Unlock()
 }
 
+// occupy takes every slot of c with requests that run until release is
+// called.
+func occupy[T any](t *testing.T, c *Coalescer[T], zero T) (release func()) {
+	t.Helper()
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	for range c.Slots() {
+		wg.Go(func() {
+			c.Do(context.Background(), func() { <-hold }, func() T { return zero })
+		})
+	}
+	waitFor(t, func() bool { return c.Running() == c.Slots() })
+	return func() { close(hold); wg.Wait() }
+}
+
+// wait queues item behind occupied slots; it returns how Do ended.
+func wait[T any](ctx context.Context, c *Coalescer[T], item T) Result {
+	return c.Do(ctx, func() { panic("ran alone though every slot was taken") }, func() T { return item })
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 5*time.Second, time.Millisecond)
@@ -46,16 +66,15 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestQueuedRequestsGoTogether(t *testing.T) {
 	var f flushes
 	c := New(1, 5, func(n int) int { return n }, f.flush)
-	require.True(t, c.TryStart())
-	require.False(t, c.TryStart(), "one slot")
+	release := occupy(t, c, 0)
 
 	results := make([]Result, 4)
 	var wg sync.WaitGroup
 	for i, w := range []int{2, 2, 3, 1} {
-		wg.Go(func() { results[i] = c.Wait(context.Background(), w) })
+		wg.Go(func() { results[i] = wait(context.Background(), c, w) })
 		waitFor(t, func() bool { return c.Queued() == i+1 })
 	}
-	c.Finish()
+	release()
 	wg.Wait()
 	require.Equal(t, []Result{Answered, Answered, Answered, Answered}, results)
 	require.Equal(t, [][]int{{2, 2}, {3, 1}}, f.batches, "at most a weight of 5 a batch")
@@ -67,27 +86,31 @@ func TestQueuedRequestsGoTogether(t *testing.T) {
 func TestHeavyRequestGoesAlone(t *testing.T) {
 	var f flushes
 	c := New(1, 5, func(n int) int { return n }, f.flush)
-	require.True(t, c.TryStart())
+	release := occupy(t, c, 0)
 	done := make(chan Result)
-	go func() { done <- c.Wait(context.Background(), 9) }()
+	go func() { done <- wait(context.Background(), c, 9) }()
 	waitFor(t, func() bool { return c.Queued() == 1 })
-	c.Finish()
+	release()
 	require.Equal(t, Answered, <-done)
 	require.Equal(t, [][]int{{9}}, f.batches)
 }
 
-// Start takes a slot past the count, and Finish gives it back.
+// Start takes a slot past the count, and Finish gives it back; a request
+// finding a slot free runs alone, on the caller's goroutine.
 func TestStartPastTheCount(t *testing.T) {
 	var f flushes
 	c := New(1, 5, func(n int) int { return n }, f.flush)
-	require.True(t, c.TryStart())
+	release := occupy(t, c, 0)
 	c.Start()
 	require.Equal(t, 2, c.Running())
 	c.Finish()
-	c.Finish()
+	release()
+	waitFor(t, func() bool { return c.Running() == 0 })
+	ran := false
+	require.Equal(t, Answered, c.Do(context.Background(), func() { ran = true }, func() int { panic("queued though a slot was free") }))
+	require.True(t, ran)
 	require.Zero(t, c.Running())
-	require.True(t, c.TryStart())
-	c.Finish()
+	require.Empty(t, f.batches)
 }
 
 // A queued request whose context ends before a flusher takes it leaves
@@ -96,11 +119,11 @@ func TestStartPastTheCount(t *testing.T) {
 func TestAbandonedRequests(t *testing.T) {
 	f := flushes{hold: make(chan struct{}), started: make(chan struct{}, 1)}
 	c := New(1, 10, func(int) int { return 1 }, f.flush)
-	require.True(t, c.TryStart())
+	release := occupy(t, c, 0)
 
 	early, cancelEarly := context.WithCancel(context.Background())
 	unsent := make(chan Result)
-	go func() { unsent <- c.Wait(early, 1) }()
+	go func() { unsent <- wait(early, c, 1) }()
 	waitFor(t, func() bool { return c.Queued() == 1 })
 	cancelEarly()
 	require.Equal(t, Unsent, <-unsent)
@@ -109,11 +132,11 @@ func TestAbandonedRequests(t *testing.T) {
 	late, cancelLate := context.WithCancel(context.Background())
 	maybe := make(chan Result)
 	other := make(chan Result)
-	go func() { maybe <- c.Wait(late, 2) }()
+	go func() { maybe <- wait(late, c, 2) }()
 	waitFor(t, func() bool { return c.Queued() == 1 })
-	go func() { other <- c.Wait(context.Background(), 3) }()
+	go func() { other <- wait(context.Background(), c, 3) }()
 	waitFor(t, func() bool { return c.Queued() == 2 })
-	c.Finish()
+	go release()
 	<-f.started
 	cancelLate()
 	require.Equal(t, MaybeSent, <-maybe)
@@ -145,4 +168,43 @@ func TestBatchContext(t *testing.T) {
 	_, ok = ctx.Deadline()
 	require.False(t, ok, "one caller without a deadline")
 	require.NoError(t, ctx.Err(), "not ended by the first caller's cancellation")
+}
+
+// Bursts of callers on few slots: every request is answered, none is left
+// in the queue with no one to send it once the burst is over (the check
+// for a free slot and the queueing are one step).
+func TestNoRequestIsStranded(t *testing.T) {
+	var sent sync.Map
+	c := New(2, 8, func(int) int { return 1 }, func(_ context.Context, batch []*Entry[int]) {
+		for _, e := range batch {
+			sent.Store(e.Item, true)
+		}
+	})
+	const bursts, callers = 500, 8
+	for b := range bursts {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var wg sync.WaitGroup
+			for g := range callers {
+				wg.Go(func() {
+					n := b*callers + g
+					run := func() { time.Sleep(100 * time.Microsecond); sent.Store(n, true) } // a round trip
+					if r := c.Do(context.Background(), run, func() int { return n }); r != Answered {
+						t.Errorf("request %d: %v", n, r)
+					}
+				})
+			}
+			wg.Wait()
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("burst %d: requests stranded: %d queued, %d slots running", b, c.Queued(), c.Running())
+		}
+	}
+	count := 0
+	sent.Range(func(any, any) bool { count++; return true })
+	require.Equal(t, bursts*callers, count)
+	waitFor(t, func() bool { return c.Running() == 0 })
 }

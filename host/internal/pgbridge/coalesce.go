@@ -81,27 +81,25 @@ func (b *Bridge) newPipes(slots int) *pipes {
 // share runs req and appends its response to e, in a pipeline shared with
 // concurrent reads when every slot is taken and req reads.
 func (b *Bridge) share(ctx context.Context, req *request, timeout time.Duration, e *abi.Encoder) {
-	if !b.pipes.TryStart() {
-		if reads(req) {
-			b.wait(ctx, req, e)
-			return
-		}
+	if !reads(req) {
 		b.pipes.Start()
+		b.alone(ctx, req, timeout, e)
+		b.pipes.Finish()
+		return
 	}
-	b.alone(ctx, req, timeout, e)
-	b.pipes.Finish()
-}
-
-// wait queues req for a shared pipeline and appends its response to e.
-func (b *Bridge) wait(ctx context.Context, req *request, e *abi.Encoder) {
-	// req aliases the caller's memory (the plugin's, for Serve), which is
-	// the caller's again once it is answered: a queued request may
-	// outlive the call.
-	q := &queued{req: req.clone()}
-	switch b.pipes.Wait(ctx, q) {
-	case coalesce.Answered:
+	var q *queued
+	res := b.pipes.Do(ctx, func() { b.alone(ctx, req, timeout, e) }, func() *queued {
+		// req aliases the caller's memory (the plugin's, for Serve), which
+		// is the caller's again once it is answered: a queued request may
+		// outlive the call.
+		q = &queued{req: req.clone()}
+		return q
+	})
+	switch {
+	case res == coalesce.Answered && q != nil:
 		e.Raw(q.out.Bytes())
-	case coalesce.Unsent:
+	case res == coalesce.Answered: // it ran alone
+	case res == coalesce.Unsent:
 		abi.AppendError(e, abi.StatusUnavailable, "postgres: the call ended before its statements were sent: "+context.Cause(ctx).Error())
 	default:
 		abi.AppendError(e, abi.StatusUnknown, "postgres: the call ended while its statements were on the way to the server: "+context.Cause(ctx).Error())
