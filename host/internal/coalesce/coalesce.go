@@ -6,9 +6,9 @@
 // A Coalescer has a number of slots (pipelines on the wire, or
 // connections). A request that finds one free runs at once on its
 // caller's goroutine, as if there were no Coalescer, so a lone caller
-// pays no hand-off. One that finds none queues (both: Do);
-// when a request finishes and others wait, a flusher goroutine takes the
-// queue (up to a weight) and sends it as one batch, then again while more
+// pays no hand-off; one that finds none queues (both in Do). When a
+// request finishes and others wait, a flusher goroutine takes the queue
+// (up to a weight) and sends it as one batch, then again while more
 // wait, and frees its slot once the queue is empty.
 //
 // A queued request whose context ends is Unsent if no flusher has taken
@@ -23,11 +23,11 @@ import (
 	"time"
 )
 
-// Result is how a queued request ended.
+// Result is how a request ended.
 type Result uint8
 
 const (
-	// Answered: a flusher sent it and is done with it.
+	// Answered: it ran alone, or a flusher sent it and is done with it.
 	Answered Result = iota
 	// Unsent: its context ended before any flusher took it.
 	Unsent
