@@ -105,8 +105,8 @@ func (o Op) Requires() Feature {
 // a feature the backend does not advertise.
 type Feature uint32
 
-// Features of ABI 1.0, FeatureRestore of 1.2 and FeatureTick of 1.3. Bits
-// are never reused.
+// Features of ABI 1.0, FeatureRestore of 1.2, FeatureTick of 1.3 and
+// FeatureWriteEvents of 1.6. Bits are never reused.
 const (
 	FeatureMetrics     Feature = 1 << 0 // put/get/delete metrics
 	FeatureAlerts      Feature = 1 << 1 // put/get/delete alerts, status transitions
@@ -117,11 +117,15 @@ const (
 	FeatureConcurrency Feature = 1 << 6 // Conditions on agent-state writes
 	FeatureRestore     Feature = 1 << 7 // OpRestore (ABI 1.2)
 	FeatureTick        Feature = 1 << 8 // OpTick; writes may answer StatusStale (ABI 1.3)
+	// FeatureWriteEvents (ABI 1.6): the backend writes the event of each
+	// record write itself, in the write's own PostgreSQL transaction
+	// (PGEventsTable); the host then publishes none for its writes.
+	FeatureWriteEvents Feature = 1 << 9
 
 	featureUnknown Feature = 1 << 31
 
 	knownFeatures = FeatureMetrics | FeatureAlerts | FeatureAgentStates | FeatureQuery |
-		FeatureBatch | FeatureTTL | FeatureConcurrency | FeatureRestore | FeatureTick
+		FeatureBatch | FeatureTTL | FeatureConcurrency | FeatureRestore | FeatureTick | FeatureWriteEvents
 )
 
 var featureNames = []struct {
@@ -130,7 +134,7 @@ var featureNames = []struct {
 }{
 	{FeatureMetrics, "metrics"}, {FeatureAlerts, "alerts"}, {FeatureAgentStates, "agent_states"},
 	{FeatureQuery, "query"}, {FeatureBatch, "batch"}, {FeatureTTL, "ttl"}, {FeatureConcurrency, "concurrency"},
-	{FeatureRestore, "restore"}, {FeatureTick, "tick"},
+	{FeatureRestore, "restore"}, {FeatureTick, "tick"}, {FeatureWriteEvents, "write_events"},
 }
 
 // Has reports whether every feature in want is in f.

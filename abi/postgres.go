@@ -1,6 +1,9 @@
 package abi
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // CapabilityPostgres is the "storagehost_postgres" module (ABI 1.5): SQL
 // statements run on the backend's PostgreSQL through the host's
@@ -30,6 +33,34 @@ const (
 // storage_configure, and applies the migrations the backend's schema does
 // not have yet. A plugin without it has no migrations.
 const ExportMigrations = "storage_migrations"
+
+// PGEventsTable is the event log the host keeps in a postgres backend's
+// schema. A backend that advertises FeatureWriteEvents (ABI 1.6) inserts
+// the event of each record write it serves into it, in the statement or
+// transaction of the write, and only while the session setting
+// PGEventsSetting is "on":
+//
+//	INSERT INTO storagehost_events (kind, op, agent, key, version, at)
+//	SELECT … WHERE current_setting('storagehost.events', true) = 'on'
+//
+// kind is the RecordKind's Name; op "put" (restores too), "delete" or
+// "status"; agent the record's agent; key the agent ID of an agent state,
+// the ID of an alert, or MetricEventKey of a metric; version the agent
+// state's new version, the alert's updated_at in Unix nanoseconds, 0 for a
+// metric and for any delete; at the host time of the request in Unix
+// nanoseconds. A delete writes one only when it removed a live record.
+// The host fills the table's other columns (abi/README.md, section 16.6).
+const PGEventsTable = "storagehost_events"
+
+// PGEventsSetting is the PostgreSQL session setting that is "on" on every
+// connection of a backend whose events are enabled (ABI 1.6).
+const PGEventsSetting = "storagehost.events"
+
+// MetricEventKey is the key of a metric's events: its name, "@" and its
+// timestamp in RFC 3339 with nanoseconds, in UTC.
+func MetricEventKey(name string, ts time.Time) string {
+	return name + "@" + ts.UTC().Format(time.RFC3339Nano)
+}
 
 // PGMode says how the statements of a PGRequest run.
 type PGMode uint8

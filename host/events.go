@@ -77,9 +77,7 @@ func (s *Store) closeEvents(ctx context.Context) {
 	}
 }
 
-func metricEventKey(name string, ts time.Time) string {
-	return name + "@" + ts.UTC().Format(time.RFC3339Nano)
-}
+func metricEventKey(name string, ts time.Time) string { return abi.MetricEventKey(name, ts) }
 
 // publish sends one event of a record this host changed, and keeps the
 // expiry watch in step: a write with an expiry is watched, anything else

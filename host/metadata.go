@@ -16,9 +16,9 @@ import (
 // writes into logs, metrics labels and `plugin inspect`.
 const maxMetadataName = 64
 
-// knownFeatureBits are the feature bits ABI 1.5 defines (1.5 added none) (section 9).
+// knownFeatureBits are the feature bits ABI 1.6 defines (section 9).
 const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
-	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore | abi.FeatureTick)
+	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore | abi.FeatureTick | abi.FeatureWriteEvents)
 
 // sinceMinor is the ABI 1.x minor that added each capability and feature
 // a plugin may declare; a plugin that declares one MUST declare at least
@@ -28,7 +28,7 @@ var (
 	featureSince    = []struct {
 		f     abi.Feature
 		minor uint16
-	}{{abi.FeatureRestore, 2}, {abi.FeatureTick, 3}}
+	}{{abi.FeatureRestore, 2}, {abi.FeatureTick, 3}, {abi.FeatureWriteEvents, 6}}
 )
 
 // checkMetadata checks m, as decoded (with its feature bits as sent in

@@ -117,6 +117,9 @@ func newDispatcher(p Plugin) *dispatcher {
 	if p.Tick != nil {
 		f |= abi.FeatureTick
 	}
+	if p.WriteEvents {
+		f |= abi.FeatureWriteEvents
+	}
 	d.features = f
 	caps := p.Capabilities
 	if !containsCap(caps, abi.CapabilityLog) {

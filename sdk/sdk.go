@@ -122,6 +122,13 @@ type Plugin struct {
 	// ticks again later.
 	Tick func() (abi.TickResult, error)
 
+	// WriteEvents advertises abi.FeatureWriteEvents (ABI 1.6): every
+	// record write of the plugin, a postgres one, inserts its event into
+	// abi.PGEventsTable in the write's own statement or transaction, so
+	// the event commits with the write and costs no commit of its own;
+	// the host then publishes none for the plugin's writes.
+	WriteEvents bool
+
 	// Migrations (ABI 1.5) is the versioned DDL of a plugin that lists
 	// abi.CapabilityPostgres: versions 1, 2, 3 … in order, each one SQL
 	// text that may hold several statements. The host applies those the
