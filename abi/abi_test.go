@@ -46,7 +46,7 @@ func TestNames(t *testing.T) {
 func TestVersion(t *testing.T) {
 	// The one place that pins the version this package implements; the
 	// tests of README.md check the document against abi.Current.
-	assert.Equal(t, abi.Version{Major: 1, Minor: 5}, abi.Current)
+	assert.Equal(t, abi.Version{Major: 1, Minor: 6}, abi.Current)
 	assert.Equal(t, fmt.Sprintf("%d.%d", abi.Current.Major, abi.Current.Minor), abi.Current.String())
 	assert.Equal(t, uint32(abi.Current.Major)<<16|uint32(abi.Current.Minor), abi.Current.Packed())
 	assert.Equal(t, abi.Current, abi.UnpackVersion(abi.Current.Packed()))
@@ -634,14 +634,14 @@ func TestMetadataMasksFeatures(t *testing.T) {
 		e.Uvarint(2)
 		e.String("p")
 		e.String("1")
-		e.Uvarint(uint64(abi.FeatureRestore | abi.FeatureMetrics | abi.FeatureTick | 1<<9 | 1<<31))
+		e.Uvarint(uint64(abi.FeatureRestore | abi.FeatureMetrics | abi.FeatureTick | abi.FeatureWriteEvents | 1<<10 | 1<<31))
 		e.Uvarint(0)
 	})
 	var m abi.Metadata
 	d := abi.NewDecoder(msg)
 	m.Decode(d)
 	require.NoError(t, d.Finish())
-	assert.Equal(t, abi.FeatureMetrics|abi.FeatureRestore|abi.FeatureTick, m.Features)
+	assert.Equal(t, abi.FeatureMetrics|abi.FeatureRestore|abi.FeatureTick|abi.FeatureWriteEvents, m.Features)
 }
 
 func TestRecordKindsAndRestoreModes(t *testing.T) {
