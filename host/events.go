@@ -37,6 +37,13 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 // a log in this process.
 func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error {
 	if cfg.DisableEvents {
+		if s.p.pg != nil && s.p.writesEvents {
+			// The plugin's writes name the table, and insert nothing into
+			// it while events are off (openPostgres).
+			if err := events.EnsurePostgresTable(ctx, pgSQL(s.p.pg), s.p.pg.Schema()); err != nil {
+				return fmt.Errorf("host: backend %s: %w", s.p.name, err)
+			}
+		}
 		return nil
 	}
 	logger := st.logger.Named("events").Named(s.p.name)
@@ -79,7 +86,8 @@ func (s *Store) closeEvents(ctx context.Context) {
 
 func metricEventKey(name string, ts time.Time) string { return abi.MetricEventKey(name, ts) }
 
-// publish sends one event of a record this host changed, and keeps the
+// publish sends one event of a record this host changed (or, when the
+// plugin inserted it with the write, has it announced), and keeps the
 // expiry watch in step: a write with an expiry is watched, anything else
 // on the key stops the watch.
 func (s *Store) publish(kind abi.RecordKind, op, agent, key string, version uint64, expires time.Time, mk *MetricKey) {
@@ -91,8 +99,11 @@ func (s *Store) publish(kind abi.RecordKind, op, agent, key string, version uint
 		// event has come back.
 		s.cache.invalidate(cacheKey{kind, key}, 0)
 	}
-	now := s.now()
-	s.bus.Publish(events.Event{Kind: kind.Name(), Op: op, AgentID: agent, Key: key, Version: version, Time: now})
+	if s.p.writesEvents {
+		s.bus.Written() // the plugin inserted the event with the write
+	} else {
+		s.bus.Publish(events.Event{Kind: kind.Name(), Op: op, AgentID: agent, Key: key, Version: version, Time: s.now()})
+	}
 	s.expiry.set(kind, key, agent, version, expires, mk)
 }
 
@@ -119,8 +130,8 @@ func (s *Store) publishAlertDelete(id, agent string) {
 // With events disabled, or for an alert it cannot read, the agent is "".
 func (s *Store) alertAgents(ctx context.Context, ids []string) []string {
 	agents := make([]string, len(ids))
-	if s.bus == nil {
-		return agents
+	if s.bus == nil || s.p.writesEvents {
+		return agents // no event to publish, or the plugin writes it
 	}
 	if len(ids) == 1 {
 		if a, err := s.GetAlert(ctx, ids[0]); err == nil {

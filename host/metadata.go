@@ -55,6 +55,9 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 			return bad("feature %s needs ABI 1.%d, but the plugin declares ABI %s (section 2: a plugin that uses an addition of a minor MUST declare at least that minor)", fs.f, fs.minor, m.ABI)
 		}
 	}
+	if m.Features.Has(abi.FeatureWriteEvents) && !slices.Contains(m.Capabilities, abi.CapabilityPostgres) {
+		return bad("feature write_events needs the postgres capability (section 16.6: the events go into the backend's PostgreSQL table)")
+	}
 	for i, c := range m.Capabilities {
 		if !knownCapability(c) {
 			return bad("capability %q is not one this host provides (section 6)", c)

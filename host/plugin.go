@@ -95,6 +95,9 @@ type plugin struct {
 	// redisScripts: the backend's Redis configuration grants scripts
 	// (abi.CapabilityRedisScripts).
 	redisScripts bool
+	// writesEvents: the plugin inserts the event of each write into the
+	// backend's PostgreSQL event table itself (abi.FeatureWriteEvents).
+	writesEvents bool
 	// trusted plugins have no interruption checks: their calls run on a
 	// worker goroutine per instance so the caller can be released at the
 	// deadline, abandoning the instance (instance.guest). An untrusted
@@ -193,7 +196,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}
 	if cfg.Postgres != nil && !s.inspect {
-		if p.pg, err = openPostgres(ctx, cfg.Postgres, cfg.Limits); err != nil {
+		if p.pg, err = openPostgres(ctx, cfg.Postgres, cfg.Limits, !cfg.DisableEvents); err != nil {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
 	}
@@ -236,6 +239,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		first.close(ctx)
 		return nil, err
 	}
+	p.writesEvents = p.meta.Features.Has(abi.FeatureWriteEvents)
 	if p.name == "" {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)

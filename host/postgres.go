@@ -76,13 +76,21 @@ func PostgresRole(schema string) string { return pgbridge.RolePrefix + schema }
 // migrated it.
 var ErrSchemaNewer = pgbridge.ErrSchemaNewer
 
-func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits) (*pgbridge.Bridge, error) {
+// openPostgres opens the backend's bridge. With events on, every session
+// has abi.PGEventsSetting on, so that a write_events plugin's writes
+// insert their events (abi/README.md, section 16.6).
+func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events bool) (*pgbridge.Bridge, error) {
+	settings := map[string]string{abi.PGEventsSetting: "off"}
+	if events {
+		settings[abi.PGEventsSetting] = "on"
+	}
 	b, err := pgbridge.Open(ctx, pgbridge.Config{
 		AdminURL:         c.URL,
 		Schema:           c.Schema,
 		MaxConns:         c.MaxConns,
 		StatementTimeout: cmp.Or(c.StatementTimeout, lim.CallTimeout),
 		MaxResultBytes:   lim.replyBytes(),
+		Settings:         settings,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)

@@ -168,6 +168,17 @@ func (b *Bus) Publish(ev Event) {
 	}
 }
 
+// Written tells the bus that events reached its log other than through
+// Publish: a write_events plugin's writes inserted them into a
+// PostgreSQL log (abi/README.md, section 16.6). This host's subscribers
+// look at the log at once, and other hosts' are notified. It does
+// nothing for another log.
+func (b *Bus) Written() {
+	if w, ok := b.log.(interface{ appended() }); ok && !b.closed.Load() {
+		w.appended()
+	}
+}
+
 // appendLoop appends queued events in batches, in order, retrying while
 // the log refuses them. Once Close closes quit it appends what is still
 // queued, then returns; if Close cancels b.ctx first, what is left is

@@ -25,15 +25,19 @@ type SQL func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error)
 const PostgresTable = "storagehost_events"
 
 // NewPostgres returns a Bus whose log is the table PostgresTable in the
-// backend's schema, which it creates when missing, trimmed to
-// Options.Retention events and shared by every host that uses that
-// schema (RATIONALE.md, "Why a log table for PostgreSQL events, and
-// NOTIFY only to wake readers?"). Statements run through run, as the
+// backend's schema, which it creates when missing (EnsurePostgresTable),
+// trimmed to about Options.Retention events and shared by every host that
+// uses that schema (RATIONALE.md, "Why a log table for PostgreSQL events,
+// and NOTIFY only to wake readers?"). Statements run through run, as the
 // backend's role. listen, when not nil, is the connection on which the
-// bus LISTENs for the NOTIFY each append sends, so readers wake at once
+// bus LISTENs for the NOTIFY sent after appends, so readers wake at once
 // (the host passes the backend role's: LISTEN needs no privilege); that
 // connection runs nothing else. Without it, or while it is down, readers
 // look at the table every 200 ms.
+//
+// Besides the events published to the Bus, the table takes those a
+// write_events plugin inserts in its writes' own transactions (abi/README.md,
+// section 16.6); Bus.Written tells the bus that some were.
 func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnConfig, opts Options, logger hclog.Logger) (*Bus, error) {
 	opts = opts.withDefaults(true)
 	if logger == nil {
@@ -41,16 +45,19 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 	}
 	l := &pgLog{
 		run:       run,
+		schema:    schema,
 		channel:   "storagehost_events_" + schema,
-		lockKey:   "storage-host events " + schema,
 		retention: int64(opts.Retention),
 		wake:      make(chan struct{}),
+		written:   make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		logger:    logger,
 	}
-	if err := l.ensure(ctx); err != nil {
+	if err := EnsurePostgresTable(ctx, run, schema); err != nil {
 		return nil, err
 	}
+	l.wg.Add(1)
+	go l.announce()
 	if listen != nil {
 		cfg := listen.Copy()
 		// This connection runs LISTEN and nothing else; with an empty
@@ -63,37 +70,43 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 	return newBus(l, opts, logger), nil
 }
 
-// pgLog is a table of events. Its IDs are (the table's OID, its row's
-// sequence number): a table created again has another OID, so a position
-// in the one before is recognisably foreign, as a Redis Stream's that
-// Redis lost.
+// pgLog is a table of events, read in the order of the transactions that
+// inserted them. Its IDs are (the inserting transaction's ID, the row's
+// sequence number).
 //
-// Appends take a transaction-scoped advisory lock before they draw their
-// sequence numbers, so the rows of one append commit before the next
-// append draws any: a reader that has seen sequence n never sees a row
-// below n appear later. (Without the lock, two hosts' transactions could
-// commit out of sequence order and a reader skip the earlier one.)
+// Sequence numbers alone do not order the log: two transactions draw
+// theirs and commit in either order, and a reader that had seen the later
+// number would skip the earlier row when it appeared. A transaction ID
+// below the oldest one still running (pg_snapshot_xmin) belongs to a
+// transaction that has ended, so the rows of those transactions are all
+// there is of them, for good: readers take only those, in (transaction,
+// sequence) order, and a row they have passed never appears behind them.
+// No append waits for another, so a write_events plugin's writes insert
+// their events in their own transactions with nothing serialised
+// (RATIONALE.md, "Why are PostgreSQL events ordered by transaction ID?").
 type pgLog struct {
 	run       SQL
+	schema    string
 	channel   string
-	lockKey   string
 	retention int64
 	logger    hclog.Logger
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced on each notification
 
-	stop chan struct{} // closed by close
-	wg   sync.WaitGroup
+	written chan struct{} // events were appended: notify the other hosts, trim
+	stop    chan struct{} // closed by close
+	wg      sync.WaitGroup
 
-	// Of append, which only the Bus's appender calls, one at a time: the
-	// table (its OID) and the sequence number up to which this host has
-	// trimmed it, the lower bound of its next trim.
-	trimEpoch, trimmed uint64
+	// Of announce's trims: the sequence number up to which this host
+	// has trimmed the table, the lower bound of its next trim.
+	trimmed int64
 }
 
 func (l *pgLog) async() bool { return true }
 
+// The table of events. xid is the inserting transaction's ID (its 64-bit
+// form, which never wraps), by which readers order the log.
 const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 	seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	kind text NOT NULL,
@@ -102,15 +115,28 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 	key text NOT NULL,
 	version bigint NOT NULL,
 	at bigint NOT NULL,
-	data bytea
+	data bytea,
+	xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
 )`
 
-// ensure creates the table if it is missing, under the append lock (hosts
-// starting at once).
-func (l *pgLog) ensure(ctx context.Context) error {
+// The table as an older host created it lacks xid: its rows get the ID of
+// the transaction that adds the column, after any position read from it.
+const (
+	pgAddXID   = `ALTER TABLE ` + PostgresTable + ` ADD COLUMN IF NOT EXISTS xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint`
+	pgXIDIndex = `CREATE INDEX IF NOT EXISTS ` + PostgresTable + `_xid ON ` + PostgresTable + ` (xid, seq)`
+)
+
+// EnsurePostgresTable creates the event table PostgresTable in the
+// backend's schema if it is missing, under an advisory lock (hosts
+// starting at once). The host calls it for a postgres backend even with
+// events off, since a write_events plugin's statements name the table.
+func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
+	l := &pgLog{run: run}
 	_, err := l.exec(ctx, abi.PGTransaction,
-		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text(l.lockKey)}},
+		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
 		abi.PGStatement{SQL: pgTableDDL},
+		abi.PGStatement{SQL: pgAddXID},
+		abi.PGStatement{SQL: pgXIDIndex},
 	)
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)
@@ -140,14 +166,12 @@ func text(s string) abi.PGValue { return abi.PGValue{Kind: abi.PGText, Bytes: []
 
 func integer(n int64) abi.PGValue { return abi.PGValue{Kind: abi.PGInt, Int: n} }
 
-const pgInsert = "INSERT INTO " + PostgresTable + " (kind, op, agent, key, version, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq"
+const pgInsert = "INSERT INTO " + PostgresTable + " (kind, op, agent, key, version, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING xid, seq"
 
-// append inserts evs in one transaction, in one round trip, then trims
-// the table to the retention and wakes the readers of every host. A table
-// that is gone (dropped by hand) is created again, with a new OID.
+// append inserts evs in one transaction, in one round trip, then has the
+// other hosts' readers woken (announce).
 func (l *pgLog) append(ctx context.Context, evs []Event) error {
-	stmts := make([]abi.PGStatement, 0, len(evs)+3)
-	stmts = append(stmts, abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text(l.lockKey)}})
+	stmts := make([]abi.PGStatement, 0, len(evs))
 	for i := range evs {
 		ev := &evs[i]
 		data := abi.PGValue{Kind: abi.PGNull}
@@ -159,75 +183,122 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 			integer(int64(ev.Version)), integer(ev.Time.UnixNano()), data,
 		}})
 	}
-	stmts = append(stmts,
-		// Trimmed to the newest sequence number less the retention, in
-		// the same transaction: the table never holds more. The range has
-		// a lower bound, where this host trimmed to last, so that the plan
-		// is a scan of the key's index from there, not of the table: with
-		// an upper bound alone, which only the subquery knows, PostgreSQL
-		// estimates a third of the rows and scans them all (9 ms an
-		// append at 100 000 events, against 0.4 ms; RATIONALE.md).
-		abi.PGStatement{SQL: pgTrim, Params: []abi.PGValue{integer(int64(l.trimmed)), integer(l.retention)}},
-		// Delivered when the transaction commits, to every host listening.
-		abi.PGStatement{SQL: "SELECT pg_notify($1, ''), '" + PostgresTable + "'::regclass::oid::bigint", Params: []abi.PGValue{text(l.channel)}},
-	)
-	rs, err := l.exec(ctx, abi.PGTransaction, stmts...)
+	mode := abi.PGTransaction
+	if len(stmts) == 1 {
+		mode = abi.PGBatch // one statement is its own transaction
+	}
+	rs, err := l.exec(ctx, mode, stmts...)
 	var pe *abi.PGError
-	if errors.As(err, &pe) && pe.SQLState == "42P01" { // undefined_table
-		if err := l.ensure(ctx); err != nil {
+	if errors.As(err, &pe) && pe.SQLState == "42P01" { // undefined_table: dropped by hand
+		if err := EnsurePostgresTable(ctx, l.run, l.schema); err != nil {
 			return err
 		}
-		rs, err = l.exec(ctx, abi.PGTransaction, stmts...)
+		rs, err = l.exec(ctx, mode, stmts...)
 	}
 	if err != nil {
 		return err
 	}
 	// The backend's role can alter the table (a trigger that skips the
 	// insert): what came back is checked before it is read.
-	if v := rs[len(rs)-1].Values; len(v) != 2 {
-		return errors.New("events: the notify statement returned no OID")
-	}
-	epoch := uint64(rs[len(rs)-1].Values[1].Int)
-	var newest uint64
 	for i := range evs {
-		v := rs[1+i].Values
-		if len(v) != 1 {
-			return fmt.Errorf("events: an insert into %s returned %d values, not its sequence number", PostgresTable, len(v))
+		v := rs[i].Values
+		if len(v) != 2 {
+			return fmt.Errorf("events: an insert into %s returned %d values, not its transaction and sequence number", PostgresTable, len(v))
 		}
-		newest = uint64(v[0].Int)
-		evs[i].ID = id{epoch, newest}.String()
+		evs[i].ID = id{uint64(v[0].Int), uint64(v[1].Int)}.String()
 	}
-	// Under the append lock the newest row is this append's last, so the
-	// trim removed every row up to newest less the retention. In a table
-	// created again (another OID) the next trim starts from its beginning.
-	if epoch != l.trimEpoch && l.trimmed != 0 {
-		// This trim started from a position in another table.
-		l.trimEpoch, l.trimmed = epoch, 0
-		return nil
+	l.appended()
+	return nil
+}
+
+// appended wakes this host's readers at once and has announce notify the
+// other hosts' and trim the table.
+func (l *pgLog) appended() {
+	l.notify()
+	select {
+	case l.written <- struct{}{}:
+	default: // an announcement is already due; it covers these events
 	}
-	l.trimEpoch = epoch
-	if newest > uint64(l.retention) {
-		l.trimmed = max(l.trimmed, newest-uint64(l.retention))
+}
+
+// announce sends a NOTIFY after appends, at most one at a time, so that
+// every host's readers look at the table at once, and trims the table
+// after appends, at most once a second. The NOTIFY is a statement of its
+// own, never in a transaction that writes: PostgreSQL serialises the
+// commits of transactions that notify.
+func (l *pgLog) announce() {
+	defer l.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-l.stop
+		cancel()
+	}()
+	var lastTrim time.Time
+	var trimDue <-chan time.Time // set while a trim waits for its second
+	trim := func() {
+		trimDue, lastTrim = nil, time.Now()
+		if err := l.trim(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("cannot trim the event table", "error", err)
+		}
+	}
+	for {
+		select {
+		case <-l.written:
+			if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}}); err != nil && ctx.Err() == nil {
+				l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
+			}
+			if trimDue == nil {
+				if wait := time.Second - time.Since(lastTrim); wait > 0 {
+					trimDue = time.After(wait)
+				} else {
+					trim()
+				}
+			}
+		case <-trimDue:
+			trim()
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// pgTrim deletes the events more than $2 sequence numbers below the
+// newest, from $1 up (where this host trimmed to last), and returns the
+// highest it deleted. The range has a lower bound so that the plan is a
+// scan of the key's index from there, not of the table: with an upper
+// bound alone, which only the subquery knows, PostgreSQL estimates a third
+// of the rows and scans them all (9 ms at 100 000 events, against 0.4 ms;
+// RATIONALE.md).
+const pgTrim = `WITH d AS (DELETE FROM ` + PostgresTable + ` WHERE seq > $1 AND seq <= (SELECT max(seq) FROM ` + PostgresTable + `) - $2 RETURNING seq)
+SELECT max(seq) FROM d`
+
+// trim keeps about the newest retention events.
+func (l *pgLog) trim(ctx context.Context) error {
+	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgTrim, Params: []abi.PGValue{integer(l.trimmed), integer(l.retention)}})
+	if err != nil {
+		return err
+	}
+	if v := rs[0].Values; len(v) == 1 && v[0].Kind == abi.PGInt {
+		l.trimmed = max(l.trimmed, v[0].Int)
 	}
 	return nil
 }
 
-const pgTrim = "DELETE FROM " + PostgresTable + " WHERE seq > $1 AND seq <= (SELECT max(seq) FROM " + PostgresTable + ") - $2"
+// pgHorizon is the oldest transaction still running: every transaction
+// below it has ended, so the rows it inserted are final.
+const pgHorizon = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
 
-// pgRead selects up to $3 events after the position ($1 the table's OID,
-// $2 the sequence number) and the table's OID, in one row at least: a
-// position in another table counts as the beginning.
+// pgRead selects up to $3 events after the position ($1 the transaction,
+// $2 the sequence number), of ended transactions only, in log order.
 //
 // Each field is cut to a bound (the names to abi.MaxEventNameLength, the
 // data to abi.MaxEventData): the backend's role can write the table too.
-var pgRead = `SELECT t.epoch, e.seq, left(e.kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(e.op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
-	left(e.agent, 4096), left(e.key, 4096), e.version, e.at, substring(e.data for ` + strconv.Itoa(abi.MaxEventData) + `)
-FROM (SELECT '` + PostgresTable + `'::regclass::oid::bigint AS epoch) t
-LEFT JOIN LATERAL (
-	SELECT * FROM ` + PostgresTable + `
-	WHERE seq > CASE WHEN t.epoch = $1 THEN $2 ELSE 0 END
-	ORDER BY seq LIMIT $3
-) e ON true`
+var pgRead = `SELECT xid, seq, left(kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
+	left(agent, 4096), left(key, 4096), version, at, substring(data for ` + strconv.Itoa(abi.MaxEventData) + `)
+FROM ` + PostgresTable + `
+WHERE (xid, seq) > ($1, $2) AND xid < ` + pgHorizon + `
+ORDER BY xid, seq LIMIT $3`
 
 func (l *pgLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
 	var timer <-chan time.Time
@@ -280,9 +351,6 @@ func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
 	out := make([]Event, 0, r.Rows())
 	for i := range r.Rows() {
 		row := r.Row(i)
-		if row[1].Kind == abi.PGNull {
-			break // no event: the row only carries the OID
-		}
 		ev := Event{
 			ID:      id{uint64(row[0].Int), uint64(row[1].Int)}.String(),
 			Kind:    string(row[2].Bytes),
@@ -302,41 +370,45 @@ func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
 	return out, nil
 }
 
+// last is the newest event of an ended transaction: every event after it
+// is one readers have not been given yet.
 func (l *pgLog) last(ctx context.Context) (id, error) {
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, max(seq) FROM " + PostgresTable,
+		SQL: "SELECT xid, seq FROM " + PostgresTable + " WHERE xid < " + pgHorizon + " ORDER BY xid DESC, seq DESC LIMIT 1",
 	})
 	if err != nil {
 		return id{}, err
 	}
-	row := rs[0].Row(0)
-	if row[1].Kind == abi.PGNull {
-		return id{}, nil // empty: as a Redis Stream without entries
+	if rs[0].Rows() == 0 {
+		return id{}, nil // none yet: as a Redis Stream without entries
 	}
+	row := rs[0].Row(0)
 	return id{uint64(row[0].Int), uint64(row[1].Int)}, nil
 }
 
-// retained reports whether the position is at or past the oldest event
-// left in the same table, as the Redis log does: trimming removes the
-// oldest first.
+// retained reports whether the position is within the events kept, from
+// the oldest to the newest, as the Redis log does: trimming removes the
+// oldest first. A position from before the table was dropped and created
+// again is below its oldest event (transaction IDs only grow).
 func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
 	}
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, min(seq), max(seq) FROM " + PostgresTable,
+		SQL: "SELECT o.xid, o.seq, n.xid, n.seq FROM " +
+			"(SELECT xid, seq FROM " + PostgresTable + " ORDER BY xid, seq LIMIT 1) o, " +
+			"(SELECT xid, seq FROM " + PostgresTable + " ORDER BY xid DESC, seq DESC LIMIT 1) n",
 	})
 	if err != nil {
 		return false, err
 	}
+	if rs[0].Rows() == 0 {
+		return false, nil // empty: whatever followed the position is gone
+	}
 	row := rs[0].Row(0)
-	if uint64(row[0].Int) != after.hi {
-		return false, nil // another table's position
-	}
-	if row[1].Kind == abi.PGNull {
-		return after.lo == 0, nil
-	}
-	return after.lo >= uint64(row[1].Int) && after.lo <= uint64(row[2].Int), nil
+	oldest := id{uint64(row[0].Int), uint64(row[1].Int)}
+	newest := id{uint64(row[2].Int), uint64(row[3].Int)}
+	return !after.less(oldest) && !newest.less(after), nil
 }
 
 // listen keeps a connection LISTENing on the log's channel, waking the

@@ -44,6 +44,9 @@ type Config struct {
 	MaxResultBytes int64
 	// MaxStatements bounds the statements of one request; 0 means 1024.
 	MaxStatements int
+	// Settings are session settings (name → value) of every connection
+	// of the backend's pool, such as abi.PGEventsSetting.
+	Settings map[string]string
 }
 
 // RolePrefix starts the name of every role the bridge creates.
@@ -126,6 +129,9 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	}
 	pc.ConnConfig.User = b.role
 	pc.ConnConfig.Password = password
+	for name, value := range cfg.Settings {
+		pc.ConnConfig.RuntimeParams[name] = value
+	}
 	pc.ConnConfig.RuntimeParams["search_path"] = b.schema
 	pc.ConnConfig.RuntimeParams["application_name"] = "storage-host " + b.schema
 	// A call whose context ends is cancelled in the server at once, not
