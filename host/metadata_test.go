@@ -95,6 +95,7 @@ func encodeMetadata(m abi.Metadata) []byte {
 func TestMetadataMUSTs(t *testing.T) {
 	v10, v11, v12 := abi.Version{Major: 1}, abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}
 	v13, v14 := abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 4}
+	v15, v16 := abi.Version{Major: 1, Minor: 5}, abi.Version{Major: 1, Minor: 6}
 	good := abi.Metadata{ABI: v12, Name: "fine", Version: "1.0.0", Features: abi.FeatureAgentStates}
 	with := func(f func(*abi.Metadata)) []byte {
 		m := good
@@ -129,9 +130,15 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"name too long", v12, with(func(m *abi.Metadata) { m.Name = string(make([]byte, 65)) }), nil, "is not 1 to 64 bytes"},
 		{"no version", v12, with(func(m *abi.Metadata) { m.Version = "" }), nil, `version "" is not`},
 		{"version with a newline", v12, with(func(m *abi.Metadata) { m.Version = "1.0\nlevel=error" }), nil, "version"},
-		{"undefined feature bit", v12, rawFeatures(uint32(abi.FeatureAgentStates) | 1<<9), nil, "features 0x200 set bits ABI 1.2 does not define"},
+		{"undefined feature bit", v12, rawFeatures(uint32(abi.FeatureAgentStates) | 1<<10), nil, "features 0x400 set bits ABI 1.2 does not define"},
 		{"restore on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Features |= abi.FeatureRestore }), nil, "feature restore needs ABI 1.2, but the plugin declares ABI 1.1"},
 		{"tick on 1.2", v12, with(func(m *abi.Metadata) { m.Features |= abi.FeatureTick }), nil, "feature tick needs ABI 1.3, but the plugin declares ABI 1.2"},
+		{"write_events on 1.5", v15, with(func(m *abi.Metadata) {
+			m.ABI = v15
+			m.Features |= abi.FeatureWriteEvents
+			m.Capabilities = []abi.Capability{abi.CapabilityPostgres}
+		}), nil, "feature write_events needs ABI 1.6, but the plugin declares ABI 1.5"},
+		{"write_events without postgres", v16, with(func(m *abi.Metadata) { m.ABI = v16; m.Features |= abi.FeatureWriteEvents }), nil, "feature write_events needs the postgres capability"},
 		{"redis on 1.0", v10, with(func(m *abi.Metadata) { m.ABI = v10; m.Capabilities = []abi.Capability{abi.CapabilityRedis} }), nil, "capability redis needs ABI 1.1, but the plugin declares ABI 1.0"},
 		{"redis_scripts on 1.3", v13, with(func(m *abi.Metadata) { m.ABI = v13; m.Capabilities = []abi.Capability{abi.CapabilityRedisScripts} }), nil, "capability redis_scripts needs ABI 1.4, but the plugin declares ABI 1.3"},
 		{"postgres on 1.4", v14, with(func(m *abi.Metadata) { m.ABI = v14; m.Capabilities = []abi.Capability{abi.CapabilityPostgres} }), nil, "capability postgres needs ABI 1.5, but the plugin declares ABI 1.4"},
