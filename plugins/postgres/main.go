@@ -7,11 +7,16 @@
 // Every record operation is one SQL statement, atomic on its own: a
 // condition, a status transition or a TTL's keep is checked by the
 // statement that writes (INSERT … ON CONFLICT … WHERE, UPDATE … WHERE),
-// never by a read before it. A single operation is one statement in one
-// round trip; a whole batch is one request of a statement per item, in
-// one transaction (one commit), sent again with each statement in a
-// transaction of its own if one of them fails, so that a failed item
-// undoes nothing else (an OpBatch is not atomic; see records.go, send).
+// never by a read before it. The statement of a write also inserts the
+// write's event into storagehost_events, while the session's
+// storagehost.events is on (the write_events feature, abi/README.md
+// section 16.6; statements.go), so the event commits with the write and
+// costs neither another statement nor a commit. A single operation is
+// one statement in one round trip; a whole batch is one request of a
+// statement per item, in one transaction (one commit), sent again with
+// each statement in a transaction of its own if one of them fails, so
+// that a failed item undoes nothing else (an OpBatch is not atomic; see
+// records.go, send).
 // A query is one statement per page.
 //
 // # Tables
@@ -71,6 +76,8 @@ func init() {
 		// Ticks sweep expired rows (tick.go).
 		Tick:       b.tick,
 		Migrations: migrations,
+		// Each write's statement inserts its event (statements.go).
+		WriteEvents: true,
 	})
 }
 

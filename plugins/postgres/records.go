@@ -66,13 +66,15 @@ func (b *backend) prepare(it *item) {
 		m := &it.metric
 		exp := it.ttl.ExpiresAt(it.now, b.metricTTL, time.Time{}, false)
 		it.stmt = b.add(sqlPutMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
-			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep), sdk.Int(now))
+			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep), sdk.Int(now),
+			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 	case abi.OpGetMetric:
 		m := &it.metric
 		it.stmt = b.add(sqlGetMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
 	case abi.OpDeleteMetric:
 		m := &it.metric
-		it.stmt = b.add(sqlDeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
+		it.stmt = b.add(sqlDeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now),
+			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 
 	case abi.OpPutAlert:
 		a := &it.alert
@@ -139,35 +141,33 @@ func (b *backend) prepareRestore(it *item) {
 	switch r.Kind {
 	case abi.KindMetric:
 		m := &r.Metric
-		p := []abi.PGValue{text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
-			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(m.ExpiresAt))}
+		sql := sqlRestoreMetric
 		if ifAbsent {
-			it.stmt = b.add(sqlRestoreMetricIfAbsent, append(p, now)...)
-		} else {
-			it.stmt = b.add(sqlRestoreMetric, p...)
+			sql = sqlRestoreMetricIfAbsent
 		}
+		it.stmt = b.add(sql, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
+			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(m.ExpiresAt)), now,
+			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 	case abi.KindAlert:
 		a := &r.Alert
-		p := []abi.PGValue{text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
-			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
-			sdk.Int(ns(a.CreatedAt)), sdk.Int(ns(a.UpdatedAt)), sdk.Int(ns(a.ExpiresAt))}
+		sql := sqlRestoreAlert
 		if ifAbsent {
-			it.stmt = b.add(sqlRestoreAlertIfAbsent, append(p, now)...)
-		} else {
-			it.stmt = b.add(sqlRestoreAlert, p...)
+			sql = sqlRestoreAlertIfAbsent
 		}
+		it.stmt = b.add(sql, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
+			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
+			sdk.Int(ns(a.CreatedAt)), sdk.Int(ns(a.UpdatedAt)), sdk.Int(ns(a.ExpiresAt)), now)
 	case abi.KindAgentState:
 		s := &r.State
 		if s.Version > math.MaxInt64 {
 			it.err = abi.Errorf(abi.StatusInvalid, "agent state %q: version %d is over the largest this backend keeps, %d", s.AgentID, s.Version, int64(math.MaxInt64))
 			return
 		}
-		p := []abi.PGValue{text(s.AgentID), sdk.Bytea(s.State), sdk.Int(int64(s.Version)), sdk.Int(ns(s.UpdatedAt)), sdk.Int(ns(s.ExpiresAt))}
+		sql := sqlRestoreState
 		if ifAbsent {
-			it.stmt = b.add(sqlRestoreStateIfAbsent, append(p, now)...)
-		} else {
-			it.stmt = b.add(sqlRestoreState, p...)
+			sql = sqlRestoreStateIfAbsent
 		}
+		it.stmt = b.add(sql, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(int64(s.Version)), sdk.Int(ns(s.UpdatedAt)), sdk.Int(ns(s.ExpiresAt)), now)
 	default:
 		it.err = abi.Errorf(abi.StatusInvalid, "unknown record kind %d", r.Kind)
 	}

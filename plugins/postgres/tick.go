@@ -30,7 +30,8 @@ WHERE expires_at <> 0 AND expires_at <= $1 LIMIT ` + strconv.Itoa(sweepRows) + `
 }
 
 // tick sweeps expired rows. It reports no writes: the backend answers
-// every write OK once it is in PostgreSQL, and an expiry is no write.
+// every write OK once it is in PostgreSQL, and an expiry is no write, so
+// the sweep inserts no event either (the host publishes expiries).
 func (b *backend) tick() (abi.TickResult, error) {
 	now := sdk.Now()
 	if now.Sub(b.lastSweep) < sweepInterval {
