@@ -33,8 +33,8 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 }
 
 // openEvents opens the backend's event log: the Redis Stream of a
-// backend with Redis, else the event table of one with PostgreSQL, else
-// a log in this process.
+// backend with Redis, else the event table of one with PostgreSQL (of a
+// write_events plugin, always), else a log in this process.
 func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error {
 	if cfg.DisableEvents {
 		if s.p.pg != nil && s.p.writesEvents {
@@ -47,10 +47,13 @@ func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error
 		return nil
 	}
 	logger := st.logger.Named("events").Named(s.p.name)
+	// A write_events plugin inserts its writes' events into the
+	// PostgreSQL table, which is then the log even beside a Redis.
+	pgLog := s.p.pg != nil && (s.p.redis == nil || s.p.writesEvents)
 	switch {
-	case s.p.redis != nil:
+	case s.p.redis != nil && !pgLog:
 		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
-	case s.p.pg != nil:
+	case pgLog:
 		bus, err := events.NewPostgres(ctx, pgSQL(s.p.pg), s.p.pg.Schema(), s.p.pg.ConnConfig(), cfg.Events, logger)
 		if err != nil {
 			return fmt.Errorf("host: backend %s: %w", s.p.name, err)

@@ -145,8 +145,22 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 }
 
 // exec runs statements and returns their results, or the first failed
-// statement's error (an *abi.PGError).
+// statement's error (an *abi.PGError). A table that is gone (dropped by
+// hand) is created again, and the statements run once more: a
+// write_events plugin's writes fail until it is back.
 func (l *pgLog) exec(ctx context.Context, mode abi.PGMode, stmts ...abi.PGStatement) ([]abi.PGResult, error) {
+	rs, err := l.execOnce(ctx, mode, stmts...)
+	var pe *abi.PGError
+	if l.schema != "" && errors.As(err, &pe) && pe.SQLState == "42P01" { // undefined_table
+		if err := EnsurePostgresTable(ctx, l.run, l.schema); err != nil {
+			return nil, err
+		}
+		rs, err = l.execOnce(ctx, mode, stmts...)
+	}
+	return rs, err
+}
+
+func (l *pgLog) execOnce(ctx context.Context, mode abi.PGMode, stmts ...abi.PGStatement) ([]abi.PGResult, error) {
 	rs, err := l.run(ctx, &abi.PGRequest{Mode: mode, Statements: stmts})
 	if err != nil {
 		return nil, err
@@ -188,13 +202,6 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 		mode = abi.PGBatch // one statement is its own transaction
 	}
 	rs, err := l.exec(ctx, mode, stmts...)
-	var pe *abi.PGError
-	if errors.As(err, &pe) && pe.SQLState == "42P01" { // undefined_table: dropped by hand
-		if err := EnsurePostgresTable(ctx, l.run, l.schema); err != nil {
-			return err
-		}
-		rs, err = l.exec(ctx, mode, stmts...)
-	}
 	if err != nil {
 		return err
 	}
