@@ -148,3 +148,56 @@ func TestPostgresEventListenerIsTheBackendsRole(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "no listener connection")
 	require.Equal(t, []string{host.PostgresRole(schema)}, users)
 }
+
+// A write through the postgres plugin (write_events) has its event in the
+// log when it is acknowledged, not only once an appender has caught up:
+// the statement that wrote it inserted it, so a host that died right
+// after answering would lose neither. One that did not write (a stale
+// version) has no event, and a write with events off inserts none.
+func TestPostgresWriteCommitsItsEvent(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	count := func(schema, key string) int {
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize()+" WHERE key = $1", key).Scan(&n))
+		return n
+	}
+
+	schema := pgtest.Schema(t, "storagehost_")
+	st := openPGShared(t, url, schema, 0)
+	require.True(t, st.Metadata().Features.Has(abi.FeatureWriteEvents))
+	for i := range 20 {
+		key := fmt.Sprint("a", i)
+		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: key, State: []byte("x")})
+		require.NoError(t, err)
+		require.Equal(t, 1, count(schema, key), "the event of the acknowledged write of %s", key)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: key, State: []byte("y")}, host.IfVersion(s.Version+100))
+		require.ErrorIs(t, err, host.ErrConflict)
+		require.Equal(t, 1, count(schema, key), "a write that did not happen has no event")
+	}
+
+	// An alert's delete names only the alert; its event carries the agent
+	// all the same (the delete returned it).
+	_, err = st.PutAlert(ctx, host.Alert{ID: "al", AgentID: "agent-7", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "m"})
+	require.NoError(t, err)
+	require.NoError(t, st.DeleteAlert(ctx, "al"))
+	var op, agent string
+	require.NoError(t, admin.QueryRow(ctx, "SELECT op, agent FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize()+" WHERE key = 'al' ORDER BY seq DESC LIMIT 1").Scan(&op, &agent))
+	assert.Equal(t, [2]string{events.OpDelete, "agent-7"}, [2]string{op, agent})
+
+	// Events off: the writes work, and insert nothing.
+	quiet := pgtest.Schema(t, "storagehost_")
+	cfg := postgresPlugin(t)
+	cfg.Postgres = &host.PostgresConfig{URL: url, Schema: quiet}
+	cfg.DisableEvents = true
+	off, err := host.Open(ctx, cfg, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	defer off.Close(ctx)
+	_, err = off.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("x")})
+	require.NoError(t, err)
+	require.NoError(t, off.DeleteAgentState(ctx, "a"))
+	assert.Zero(t, count(quiet, "a"))
+}
