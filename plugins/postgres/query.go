@@ -10,6 +10,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/plugins/internal/querycost"
+	"github.com/storage-host/storage-host/plugins/postgres/statements"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -244,7 +245,7 @@ func liveWhere(q *query, table string, now int64) {
 	q.sql.WriteString(" FROM ")
 	q.sql.WriteString(table)
 	q.sql.WriteString(" WHERE ")
-	q.sql.WriteString(strings.Replace(live, "$%d", q.param(sdk.Int(now)), 1))
+	q.sql.WriteString(strings.Replace(statements.Live, "$%d", q.param(sdk.Int(now)), 1))
 }
 
 func (m *metrics) QueryMetrics(mq *abi.MetricQuery) (abi.Page[abi.Metric], error) {

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/plugins/postgres/statements"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -65,15 +66,15 @@ func (b *backend) prepare(it *item) {
 	case abi.OpPutMetric:
 		m := &it.metric
 		exp := it.ttl.ExpiresAt(it.now, b.metricTTL, time.Time{}, false)
-		it.stmt = b.add(sqlPutMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
+		it.stmt = b.add(statements.PutMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
 			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep), sdk.Int(now),
 			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 	case abi.OpGetMetric:
 		m := &it.metric
-		it.stmt = b.add(sqlGetMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
+		it.stmt = b.add(statements.GetMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
 	case abi.OpDeleteMetric:
 		m := &it.metric
-		it.stmt = b.add(sqlDeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now),
+		it.stmt = b.add(statements.DeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now),
 			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 
 	case abi.OpPutAlert:
@@ -83,15 +84,15 @@ func (b *backend) prepare(it *item) {
 		}
 		a.UpdatedAt = it.now
 		exp := it.ttl.ExpiresAt(it.now, b.alertTTL, time.Time{}, false)
-		it.stmt = b.add(sqlPutAlert, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
+		it.stmt = b.add(statements.PutAlert, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
 			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
 			sdk.Int(ns(a.CreatedAt)), sdk.Int(now), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep))
 	case abi.OpGetAlert:
-		it.stmt = b.add(sqlGetAlert, text(it.alert.ID), sdk.Int(now))
+		it.stmt = b.add(statements.GetAlert, text(it.alert.ID), sdk.Int(now))
 	case abi.OpDeleteAlert:
-		it.stmt = b.add(sqlDeleteAlert, text(it.alert.ID), sdk.Int(now))
+		it.stmt = b.add(statements.DeleteAlert, text(it.alert.ID), sdk.Int(now))
 	case abi.OpSetAlertStatus:
-		it.stmt = b.add(sqlSetAlertStatus, text(it.alert.ID), sdk.Int(int64(it.status)), sdk.Int(now))
+		it.stmt = b.add(statements.SetAlertStatus, text(it.alert.ID), sdk.Int(int64(it.status)), sdk.Int(now))
 
 	case abi.OpPutAgentState:
 		s := &it.state
@@ -104,25 +105,25 @@ func (b *backend) prepare(it *item) {
 				it.err = stateConflict(s.AgentID, it.cond) // no version is that large
 				return
 			}
-			it.stmt = b.add(sqlPutStateIfVersion, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep,
+			it.stmt = b.add(statements.PutStateIfVersion, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep,
 				sdk.Int(int64(it.cond.Version)))
 		case abi.IfAbsent:
-			it.stmt = b.add(sqlPutStateIfAbsent, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
+			it.stmt = b.add(statements.PutStateIfAbsent, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
 		default:
-			it.stmt = b.add(sqlPutStateAny, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
+			it.stmt = b.add(statements.PutStateAny, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
 		}
 	case abi.OpGetAgentState:
-		it.stmt = b.add(sqlGetState, text(it.state.AgentID), sdk.Int(now))
+		it.stmt = b.add(statements.GetState, text(it.state.AgentID), sdk.Int(now))
 	case abi.OpDeleteAgentState:
 		if it.cond.Mode == abi.IfVersion {
 			if it.cond.Version > math.MaxInt64 {
 				it.err = stateConflict(it.state.AgentID, it.cond)
 				return
 			}
-			it.stmt = b.add(sqlDeleteStateIfVersion, text(it.state.AgentID), sdk.Int(now), sdk.Int(int64(it.cond.Version)))
+			it.stmt = b.add(statements.DeleteStateIfVersion, text(it.state.AgentID), sdk.Int(now), sdk.Int(int64(it.cond.Version)))
 			return
 		}
-		it.stmt = b.add(sqlDeleteState, text(it.state.AgentID), sdk.Int(now))
+		it.stmt = b.add(statements.DeleteState, text(it.state.AgentID), sdk.Int(now))
 
 	case abi.OpRestore:
 		b.prepareRestore(it)
@@ -141,18 +142,18 @@ func (b *backend) prepareRestore(it *item) {
 	switch r.Kind {
 	case abi.KindMetric:
 		m := &r.Metric
-		sql := sqlRestoreMetric
+		sql := statements.RestoreMetric
 		if ifAbsent {
-			sql = sqlRestoreMetricIfAbsent
+			sql = statements.RestoreMetricIfAbsent
 		}
 		it.stmt = b.add(sql, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
 			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(m.ExpiresAt)), now,
 			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 	case abi.KindAlert:
 		a := &r.Alert
-		sql := sqlRestoreAlert
+		sql := statements.RestoreAlert
 		if ifAbsent {
-			sql = sqlRestoreAlertIfAbsent
+			sql = statements.RestoreAlertIfAbsent
 		}
 		it.stmt = b.add(sql, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
 			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
@@ -163,9 +164,9 @@ func (b *backend) prepareRestore(it *item) {
 			it.err = abi.Errorf(abi.StatusInvalid, "agent state %q: version %d is over the largest this backend keeps, %d", s.AgentID, s.Version, int64(math.MaxInt64))
 			return
 		}
-		sql := sqlRestoreState
+		sql := statements.RestoreState
 		if ifAbsent {
-			sql = sqlRestoreStateIfAbsent
+			sql = statements.RestoreStateIfAbsent
 		}
 		it.stmt = b.add(sql, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(int64(s.Version)), sdk.Int(ns(s.UpdatedAt)), sdk.Int(ns(s.ExpiresAt)), now)
 	default:
@@ -265,7 +266,7 @@ func (b *backend) finish(it *item, res *abi.PGResult) {
 	it.err = err
 }
 
-// decodeAlert reads the columns of sqlGetAlert (and of an alert query
+// decodeAlert reads the columns of statements.GetAlert (and of an alert query
 // after its id) into a.
 func decodeAlert(a *abi.Alert, row []abi.PGValue) error {
 	a.AgentID, a.Severity, a.Status, a.Message = string(row[0].Bytes), abi.Severity(row[1].Int), abi.AlertStatus(row[2].Int), string(row[3].Bytes)

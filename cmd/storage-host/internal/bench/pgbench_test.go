@@ -15,8 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/pgtest"
+	"github.com/storage-host/storage-host/plugins/postgres/statements"
 )
 
 // BenchmarkPostgres runs each workload through the postgres plugin
@@ -27,7 +29,7 @@ import (
 // PostgresConfig.MaxConns unset: 8 instances per CPU, 4 connections);
 // "direct" sends, with a pgxpool of the same 4 connections, the
 // statements the plugin sends for the operation (plugins/postgres
-// statements.go: pgStateGet, pgStatePut below are copies), a bulk put
+// statements.go: statements.GetState, statements.PutStateAny below are copies), a bulk put
 // being the 100 statements in one transaction, in one round trip, as the
 // plugin sends a batch; "plain" is the plainest pgx code an application
 // would write: one table (agent_id text PRIMARY KEY, state bytea),
@@ -171,7 +173,9 @@ func openPostgresBench(b *testing.B, url string) (*host.Store, string) {
 }
 
 // newPGPool returns a pool of 4 connections (the plugin's default) whose
-// search_path is schema.
+// search_path is schema, with events on as the host sets them: the
+// plugin's write statements, sent by direct, insert their events as they
+// do through the plugin.
 func newPGPool(b *testing.B, url, schema string) *pgxpool.Pool {
 	b.Helper()
 	cfg, err := pgxpool.ParseConfig(url)
@@ -180,6 +184,7 @@ func newPGPool(b *testing.B, url, schema string) *pgxpool.Pool {
 	}
 	cfg.MaxConns = 4
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.ConnConfig.RuntimeParams[abi.PGEventsSetting] = "on"
 	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -190,23 +195,10 @@ func newPGPool(b *testing.B, url, schema string) *pgxpool.Pool {
 
 func plainSchema(p *pgxpool.Pool) string { return p.Config().ConnConfig.RuntimeParams["search_path"] }
 
-// The plugin's statements (plugins/postgres statements.go, sqlGetState
-// and sqlPutStateAny).
-const (
-	pgStateGet = `SELECT state, version, updated_at, expires_at FROM agent_states
-WHERE agent_id = $1 AND (expires_at = 0 OR expires_at > $2)`
-	pgStatePut = `INSERT INTO agent_states AS s (agent_id, state, version, updated_at, expires_at)
-VALUES ($1, $2, nextval('state_versions'), $3, $4)
-ON CONFLICT (agent_id) DO UPDATE SET state = excluded.state, version = GREATEST(s.version + 1, excluded.version),
-updated_at = excluded.updated_at,
-expires_at = CASE WHEN $5 AND (s.expires_at = 0 OR s.expires_at > $3) THEN s.expires_at ELSE excluded.expires_at END
-RETURNING version, expires_at`
-)
-
 func directPGGet(ctx context.Context, p *pgxpool.Pool, i int) error {
 	var state []byte
 	var version, updated, expires int64
-	if err := p.QueryRow(ctx, pgStateGet, benchAgent(i), time.Now().UnixNano()).Scan(&state, &version, &updated, &expires); err != nil {
+	if err := p.QueryRow(ctx, statements.GetState, benchAgent(i), time.Now().UnixNano()).Scan(&state, &version, &updated, &expires); err != nil {
 		return err
 	}
 	if version == 0 {
@@ -217,14 +209,14 @@ func directPGGet(ctx context.Context, p *pgxpool.Pool, i int) error {
 
 func directPGPut(ctx context.Context, p *pgxpool.Pool, i int) error {
 	var version, expires int64
-	return p.QueryRow(ctx, pgStatePut, benchAgent(i), benchState, time.Now().UnixNano(), int64(0), false).Scan(&version, &expires)
+	return p.QueryRow(ctx, statements.PutStateAny, benchAgent(i), benchState, time.Now().UnixNano(), int64(0), false).Scan(&version, &expires)
 }
 
 func directPGBulk(ctx context.Context, p *pgxpool.Pool, _ int) error {
 	now := time.Now().UnixNano()
 	var batch pgx.Batch
 	for i := range 100 {
-		batch.Queue(pgStatePut, benchAgent(i), benchState, now, int64(0), false)
+		batch.Queue(statements.PutStateAny, benchAgent(i), benchState, now, int64(0), false)
 	}
 	return sendAll(ctx, p, &batch)
 }

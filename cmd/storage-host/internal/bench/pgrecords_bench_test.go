@@ -12,6 +12,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/plugins/postgres/statements"
 )
 
 // The metric and alert workloads of BenchmarkPostgres. Seeded alike on
@@ -204,24 +205,11 @@ func checkAlerts(name string, n int, next bool, item func(int) (string, map[stri
 
 // --- direct: the plugin's statements ---
 
-// The plugin's statements (plugins/postgres statements.go sqlPutMetric
-// and sqlPutAlert; query.go builds the SELECTs and sqlPlanWithValues).
+// The plugin's queries (query.go builds the SELECTs and
+// sqlPlanWithValues); its writes are statements.PutMetric and
+// statements.PutAlert.
 const (
-	pgMetricPut = `INSERT INTO metrics AS m (agent_id, name, ts, value, labels, label_set, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
-ON CONFLICT (agent_id, name, ts) DO UPDATE SET value = excluded.value, labels = excluded.labels, label_set = excluded.label_set,
-expires_at = CASE WHEN $8 AND (m.expires_at = 0 OR m.expires_at > $9) THEN m.expires_at ELSE excluded.expires_at END
-RETURNING expires_at`
-	pgMetricSeries = `SELECT agent_id, name, ts, value, labels, expires_at FROM metrics WHERE (expires_at = 0 OR expires_at > $1) AND agent_id = $2 AND name = $3 AND ts >= $4 AND ts < $5 ORDER BY agent_id, ts LIMIT $6`
-	pgAlertPut     = `INSERT INTO alerts AS a (id, agent_id, severity, status, message, labels, label_set, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
-ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, severity = excluded.severity, status = excluded.status,
-message = excluded.message, labels = excluded.labels, label_set = excluded.label_set,
-created_at = CASE WHEN a.expires_at = 0 OR a.expires_at > $9 THEN a.created_at ELSE excluded.created_at END,
-updated_at = excluded.updated_at,
-expires_at = CASE WHEN $11 AND (a.expires_at = 0 OR a.expires_at > $9) THEN a.expires_at ELSE excluded.expires_at END
-WHERE (a.expires_at <> 0 AND a.expires_at <= $9) OR NOT ((a.status = 2 AND excluded.status = 1) OR (a.status = 3 AND excluded.status = 2))
-RETURNING created_at, expires_at`
+	pgMetricSeries   = `SELECT agent_id, name, ts, value, labels, expires_at FROM metrics WHERE (expires_at = 0 OR expires_at > $1) AND agent_id = $2 AND name = $3 AND ts >= $4 AND ts < $5 ORDER BY agent_id, ts LIMIT $6`
 	pgPlanWithValues = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
 	pgAlertsByLabels = `SELECT id, agent_id, severity, status, message, labels, created_at, updated_at, expires_at FROM alerts WHERE (expires_at = 0 OR expires_at > $1) AND label_set @> $2::jsonb ORDER BY id LIMIT $3`
 )
@@ -271,8 +259,8 @@ func decodeLabels(v []byte) (map[string]string, error) {
 
 func directPGPutMetric(ctx context.Context, p *pgxpool.Pool, i int) error {
 	var expires int64
-	return p.QueryRow(ctx, pgMetricPut, benchAgent(i), "cpu", benchTS(i).UnixNano(), 0.5, encodeLabels(benchLabels), labelSet(benchLabels),
-		int64(0), false, time.Now().UnixNano()).Scan(&expires)
+	return p.QueryRow(ctx, statements.PutMetric, benchAgent(i), "cpu", benchTS(i).UnixNano(), 0.5, encodeLabels(benchLabels), labelSet(benchLabels),
+		int64(0), false, time.Now().UnixNano(), abi.MetricEventKey("cpu", benchTS(i))).Scan(&expires)
 }
 
 func directPGQueryMetrics(ctx context.Context, p *pgxpool.Pool, i int) error {
@@ -311,7 +299,7 @@ func directPGPutAlert(ctx context.Context, p *pgxpool.Pool, i int) error {
 	a := pgPutAlert(i)
 	now := time.Now().UnixNano()
 	var created, expires int64
-	if err := p.QueryRow(ctx, pgAlertPut, a.ID, a.AgentID, int64(a.Severity), int64(a.Status), []byte(a.Message), encodeLabels(a.Labels), labelSet(a.Labels),
+	if err := p.QueryRow(ctx, statements.PutAlert, a.ID, a.AgentID, int64(a.Severity), int64(a.Status), []byte(a.Message), encodeLabels(a.Labels), labelSet(a.Labels),
 		now, now, int64(0), false).Scan(&created, &expires); err != nil {
 		return err
 	}

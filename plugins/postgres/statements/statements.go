@@ -1,5 +1,7 @@
-package main
-
+// Package statements is the SQL of the record operations of the
+// postgres plugin (builtin:postgres), apart so that what measures the
+// plugin against pgx sends exactly its statements.
+//
 // The statements of the record operations. Parameters named in the
 // comments; "now" is the host clock in Unix nanoseconds, and a row is
 // live while its expires_at is 0 or after now. Each one is a single
@@ -17,10 +19,11 @@ package main
 // was without the event: the columns it selects from w, or none, when
 // only the number of rows written is read (RowsAffected, the SELECT's
 // count).
+package statements
 
-// live is the condition on a row of any table (alias-free) that has not
+// Live is the condition on a row of any table (alias-free) that has not
 // expired at the parameter now.
-const live = `(expires_at = 0 OR expires_at > $%d)`
+const Live = `(expires_at = 0 OR expires_at > $%d)`
 
 // insertEvent opens e, the WITH item that inserts the event: a SELECT
 // of its values from w follows, whose WHERE holds eventsOn, the
@@ -34,7 +37,7 @@ const (
 	// $1 agent, $2 name, $3 ts, $4 value, $5 labels, $6 label_set,
 	// $7 expiry for a new row, $8 keep, $9 now, $10 the event's key
 	// (abi.MetricEventKey).
-	sqlPutMetric = `WITH w AS (INSERT INTO metrics AS m (agent_id, name, ts, value, labels, label_set, expires_at)
+	PutMetric = `WITH w AS (INSERT INTO metrics AS m (agent_id, name, ts, value, labels, label_set, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
 ON CONFLICT (agent_id, name, ts) DO UPDATE SET value = excluded.value, labels = excluded.labels, label_set = excluded.label_set,
 expires_at = CASE WHEN $8 AND (m.expires_at = 0 OR m.expires_at > $9) THEN m.expires_at ELSE excluded.expires_at END
@@ -43,12 +46,12 @@ RETURNING expires_at),
 SELECT 'metrics', 'put', $1, $10, 0, $9 FROM w WHERE ` + eventsOn + `)
 SELECT expires_at FROM w`
 	// $1 agent, $2 name, $3 ts, $4 now.
-	sqlGetMetric = `SELECT value, labels, expires_at FROM metrics
+	GetMetric = `SELECT value, labels, expires_at FROM metrics
 WHERE agent_id = $1 AND name = $2 AND ts = $3 AND (expires_at = 0 OR expires_at > $4)`
 	// $1 agent, $2 name, $3 ts, $4 now, $5 the event's key
 	// (abi.MetricEventKey). Answers whether the row deleted was live (an
 	// expired one goes too, answered NOT_FOUND, with no event).
-	sqlDeleteMetric = `WITH w AS (DELETE FROM metrics WHERE agent_id = $1 AND name = $2 AND ts = $3
+	DeleteMetric = `WITH w AS (DELETE FROM metrics WHERE agent_id = $1 AND name = $2 AND ts = $3
 RETURNING expires_at = 0 OR expires_at > $4 AS live),
 ` + insertEvent + `
 SELECT 'metrics', 'delete', $1, $5, 0, $4 FROM w WHERE w.live AND ` + eventsOn + `)
@@ -60,7 +63,7 @@ SELECT live FROM w`
 	// (and no event) when the status transition is not allowed
 	// (abi.AlertStatus.CanTransition): 2 → 1 and 3 → 2 are the ones
 	// refused.
-	sqlPutAlert = `WITH w AS (INSERT INTO alerts AS a (id, agent_id, severity, status, message, labels, label_set, created_at, updated_at, expires_at)
+	PutAlert = `WITH w AS (INSERT INTO alerts AS a (id, agent_id, severity, status, message, labels, label_set, created_at, updated_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
 ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, severity = excluded.severity, status = excluded.status,
 message = excluded.message, labels = excluded.labels, label_set = excluded.label_set,
@@ -73,10 +76,10 @@ RETURNING created_at, expires_at),
 SELECT 'alerts', 'put', $2, $1, $9, $9 FROM w WHERE ` + eventsOn + `)
 SELECT created_at, expires_at FROM w`
 	// $1 id, $2 now.
-	sqlGetAlert = `SELECT agent_id, severity, status, message, labels, created_at, updated_at, expires_at FROM alerts
+	GetAlert = `SELECT agent_id, severity, status, message, labels, created_at, updated_at, expires_at FROM alerts
 WHERE id = $1 AND (expires_at = 0 OR expires_at > $2)`
 	// $1 id, $2 now. The event's agent is the deleted row's.
-	sqlDeleteAlert = `WITH w AS (DELETE FROM alerts WHERE id = $1 RETURNING agent_id, expires_at = 0 OR expires_at > $2 AS live),
+	DeleteAlert = `WITH w AS (DELETE FROM alerts WHERE id = $1 RETURNING agent_id, expires_at = 0 OR expires_at > $2 AS live),
 ` + insertEvent + `
 SELECT 'alerts', 'delete', agent_id, $1, 0, $2 FROM w WHERE w.live AND ` + eventsOn + `)
 SELECT live FROM w`
@@ -84,7 +87,7 @@ SELECT live FROM w`
 	// row: no live alert; a row whose columns after the first are NULL:
 	// the transition from the first, the status the alert has, is not
 	// allowed (no event: upd returned no row).
-	sqlSetAlertStatus = `WITH old AS (SELECT id, status FROM alerts WHERE id = $1 AND (expires_at = 0 OR expires_at > $3) FOR UPDATE),
+	SetAlertStatus = `WITH old AS (SELECT id, status FROM alerts WHERE id = $1 AND (expires_at = 0 OR expires_at > $3) FOR UPDATE),
 upd AS (UPDATE alerts a SET status = $2, updated_at = $3 FROM old
 WHERE a.id = old.id AND NOT ((old.status = 2 AND $2 = 1) OR (old.status = 3 AND $2 = 2))
 RETURNING a.agent_id, a.severity, a.message, a.labels, a.created_at, a.expires_at),
@@ -109,25 +112,26 @@ RETURNING version, expires_at),
 ` + insertEvent + `
 SELECT 'agent_states', 'put', $1, $1, version, $3 FROM w WHERE ` + eventsOn + `)
 SELECT version, expires_at FROM w`
-	// putState for if_absent: an expired state is absent.
-	sqlPutStateIfAbsent = `WITH w AS (` + putState + `
+	// PutStateIfAbsent is putState for if_absent: an expired state is absent.
+	PutStateIfAbsent = `WITH w AS (` + putState + `
 WHERE s.expires_at <> 0 AND s.expires_at <= $3` + stateWritten
-	sqlPutStateAny = `WITH w AS (` + putState + stateWritten
+	// PutStateAny is putState unconditional.
+	PutStateAny = `WITH w AS (` + putState + stateWritten
 	// As putState, and $6 the version the live state must have.
-	sqlPutStateIfVersion = `WITH w AS (UPDATE agent_states s SET state = $2, version = GREATEST(s.version + 1, nextval('state_versions')), updated_at = $3,
+	PutStateIfVersion = `WITH w AS (UPDATE agent_states s SET state = $2, version = GREATEST(s.version + 1, nextval('state_versions')), updated_at = $3,
 expires_at = CASE WHEN $5 THEN s.expires_at ELSE $4 END
 WHERE agent_id = $1 AND version = $6 AND (expires_at = 0 OR expires_at > $3)` + stateWritten
 	// $1 agent, $2 now.
-	sqlGetState = `SELECT state, version, updated_at, expires_at FROM agent_states
+	GetState = `SELECT state, version, updated_at, expires_at FROM agent_states
 WHERE agent_id = $1 AND (expires_at = 0 OR expires_at > $2)`
 	// $1 agent, $2 now. Answers whether the row deleted was live.
-	sqlDeleteState = `WITH w AS (DELETE FROM agent_states WHERE agent_id = $1 RETURNING expires_at = 0 OR expires_at > $2 AS live),
+	DeleteState = `WITH w AS (DELETE FROM agent_states WHERE agent_id = $1 RETURNING expires_at = 0 OR expires_at > $2 AS live),
 ` + insertEvent + `
 SELECT 'agent_states', 'delete', $1, $1, 0, $2 FROM w WHERE w.live AND ` + eventsOn + `)
 SELECT live FROM w`
 	// $1 agent, $2 now, $3 the version. No columns: a row per state
 	// deleted (RowsAffected).
-	sqlDeleteStateIfVersion = `WITH w AS (DELETE FROM agent_states WHERE agent_id = $1 AND version = $3 AND (expires_at = 0 OR expires_at > $2)
+	DeleteStateIfVersion = `WITH w AS (DELETE FROM agent_states WHERE agent_id = $1 AND version = $3 AND (expires_at = 0 OR expires_at > $2)
 RETURNING 1),
 ` + insertEvent + `
 SELECT 'agent_states', 'delete', $1, $1, 0, $2 FROM w WHERE ` + eventsOn + `)
@@ -151,8 +155,9 @@ RETURNING 1),
 ` + insertEvent + `
 SELECT 'metrics', 'put', $1, $9, 0, $8 FROM w WHERE ` + eventsOn + `)
 SELECT FROM w`
-	sqlRestoreMetric         = restoreMetric + metricRestored
-	sqlRestoreMetricIfAbsent = restoreMetric + `
+	// RestoreMetric overwrites; RestoreMetricIfAbsent replaces only an expired row.
+	RestoreMetric         = restoreMetric + metricRestored
+	RestoreMetricIfAbsent = restoreMetric + `
 WHERE m.expires_at <> 0 AND m.expires_at <= $8` + metricRestored
 
 	// $1 id, $2 agent, $3 severity, $4 status, $5 message, $6 labels,
@@ -168,8 +173,9 @@ RETURNING 1),
 ` + insertEvent + `
 SELECT 'alerts', 'put', $2, $1, $9, $11 FROM w WHERE ` + eventsOn + `)
 SELECT FROM w`
-	sqlRestoreAlert         = restoreAlert + alertRestored
-	sqlRestoreAlertIfAbsent = restoreAlert + `
+	// RestoreAlert overwrites; RestoreAlertIfAbsent replaces only an expired row.
+	RestoreAlert         = restoreAlert + alertRestored
+	RestoreAlertIfAbsent = restoreAlert + `
 WHERE a.expires_at <> 0 AND a.expires_at <= $11` + alertRestored
 
 	// $1 agent, $2 state, $3 version (the event's), $4 updated_at,
@@ -183,7 +189,8 @@ RETURNING 1),
 ` + insertEvent + `
 SELECT 'agent_states', 'put', $1, $1, $3, $6 FROM w WHERE ` + eventsOn + `)
 SELECT FROM w`
-	sqlRestoreState         = restoreState + stateRestored
-	sqlRestoreStateIfAbsent = restoreState + `
+	// RestoreState overwrites; RestoreStateIfAbsent replaces only an expired row.
+	RestoreState         = restoreState + stateRestored
+	RestoreStateIfAbsent = restoreState + `
 WHERE s.expires_at <> 0 AND s.expires_at <= $6` + stateRestored
 )
