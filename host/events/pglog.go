@@ -228,11 +228,18 @@ func (l *pgLog) appended() {
 	}
 }
 
-// announce sends a NOTIFY after appends, at most one at a time, so that
-// every host's readers look at the table at once, and trims the table
-// after appends, at most once a second. The NOTIFY is a statement of its
-// own, never in a transaction that writes: PostgreSQL serialises the
-// commits of transactions that notify.
+// notifyGap is the least time between two NOTIFYs of one host: the
+// appends in between share the next one. Every write of a write_events
+// plugin appends, and a NOTIFY each would cost a statement on the
+// backend's pool and a wake-up of every listening host per write.
+const notifyGap = 5 * time.Millisecond
+
+// announce sends a NOTIFY after appends, at most one every notifyGap, so
+// that every host's readers look at the table soon (this host's were
+// woken at once), and trims the table after appends, at most once a
+// second. The NOTIFY is a statement of its own, never in a transaction
+// that writes: PostgreSQL serialises the commits of transactions that
+// notify.
 func (l *pgLog) announce() {
 	defer l.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,6 +261,11 @@ func (l *pgLog) announce() {
 		case <-l.written:
 			if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}}); err != nil && ctx.Err() == nil {
 				l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
+			}
+			select {
+			case <-time.After(notifyGap):
+			case <-l.stop:
+				return
 			}
 			if trimDue == nil {
 				if wait := time.Second - time.Since(lastTrim); wait > 0 {
