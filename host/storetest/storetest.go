@@ -81,6 +81,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -90,6 +91,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // Opener opens a store on the backend under test. Run may call it more
@@ -105,7 +107,9 @@ const tolerance = time.Second
 
 // Run checks every feature the backend advertises (st.Metadata().Features),
 // and checks that every feature it does not advertise is refused with
-// host.ErrUnsupported.
+// host.ErrUnsupported. A write_events backend (abi.FeatureWriteEvents)
+// writes its writes' events itself: their events are checked too
+// (RunEvents), when the store has events enabled.
 func Run(t *testing.T, open Opener) { RunWithPolicy(t, open, Policy{}) }
 
 // Policy is what a backend declares of a legitimate policy of its own
@@ -150,6 +154,23 @@ func RunWithPolicy(t *testing.T, open Opener, p Policy) {
 		t.Run("Policy", s.testPolicy)
 	}
 	t.Run("Isolation", s.testIsolation)
+	if s.features.Has(abi.FeatureWriteEvents) {
+		// The plugin, not the host, writes its writes' events.
+		t.Run("Events", func(t *testing.T) {
+			const needs = abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureTTL |
+				abi.FeatureBatch | abi.FeatureConcurrency | abi.FeatureRestore
+			if !s.features.Has(needs) {
+				t.Skipf("the events of a write_events plugin are checked for one that advertises [%s]", needs)
+			}
+			sub, err := s.st.Subscribe(t.Context(), events.Filter{}, "")
+			if errors.Is(err, host.ErrUnsupported) {
+				t.Skip("the store's events are off")
+			}
+			require.NoError(t, err)
+			sub.Close()
+			RunEvents(t, open)
+		})
+	}
 	t.Run("Closed", s.testClosed)
 }
 
