@@ -119,12 +119,19 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 	xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
 )`
 
-// The table as an older host created it lacks xid: its rows get the ID of
-// the transaction that adds the column, after any position read from it.
-const (
-	pgAddXID   = `ALTER TABLE ` + PostgresTable + ` ADD COLUMN IF NOT EXISTS xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint`
-	pgXIDIndex = `CREATE INDEX IF NOT EXISTS ` + PostgresTable + `_xid ON ` + PostgresTable + ` (xid, seq)`
-)
+// pgAddXID gives xid and its index to the table as an older host created
+// it (its rows get the ID of the transaction that adds the column, after
+// any position read from it). Each step runs only when missing: an ALTER
+// TABLE locks the table even when it has nothing to do, and hosts start
+// while others write.
+const pgAddXID = `DO $$BEGIN
+IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + PostgresTable + `'::regclass AND attname = 'xid' AND NOT attisdropped) THEN
+	ALTER TABLE ` + PostgresTable + ` ADD COLUMN xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint;
+END IF;
+IF to_regclass('` + PostgresTable + `_xid') IS NULL THEN
+	CREATE INDEX ` + PostgresTable + `_xid ON ` + PostgresTable + ` (xid, seq);
+END IF;
+END$$`
 
 // EnsurePostgresTable creates the event table PostgresTable in the
 // backend's schema if it is missing, under an advisory lock (hosts
@@ -136,7 +143,6 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
 		abi.PGStatement{SQL: pgTableDDL},
 		abi.PGStatement{SQL: pgAddXID},
-		abi.PGStatement{SQL: pgXIDIndex},
 	)
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)

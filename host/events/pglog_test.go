@@ -126,6 +126,47 @@ func TestPostgresReadersWaitForTransactionsStillRunning(t *testing.T) {
 	}
 }
 
+// A table an older host created, without the transaction column: the
+// column and its index are added when a host opens it, its rows are
+// read from the beginning in the order they were inserted, and events
+// flow after them.
+func TestPostgresTableOfAnOlderHost(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
+	require.NoError(t, err)
+	defer br.Close()
+	run := bridgeSQL(br)
+	old := []abi.PGStatement{
+		{SQL: `CREATE TABLE ` + events.PostgresTable + ` (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			kind text NOT NULL, op text NOT NULL, agent text NOT NULL, key text NOT NULL,
+			version bigint NOT NULL, at bigint NOT NULL, data bytea)`},
+		{SQL: `INSERT INTO ` + events.PostgresTable + ` (kind, op, agent, key, version, at) VALUES ('alerts', 'put', 'a', 'old1', 1, 1), ('alerts', 'put', 'a', 'old2', 2, 2)`},
+	}
+	rs, err := run(ctx, &abi.PGRequest{Mode: abi.PGTransaction, Statements: old})
+	require.NoError(t, err)
+	for _, r := range rs {
+		require.NoError(t, r.Err())
+	}
+
+	b, err := events.NewPostgres(ctx, run, schema, br.ConnConfig(), events.Options{}, nil)
+	require.NoError(t, err)
+	defer b.Close(ctx)
+	s, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, "old1", next(t, s).Key)
+	assert.Equal(t, "old2", next(t, s).Key)
+	b.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a", "new", 3))
+	assert.Equal(t, "new", next(t, s).Key)
+
+	// Opening it again changes nothing.
+	again, err := events.NewPostgres(ctx, run, schema, nil, events.Options{}, nil)
+	require.NoError(t, err)
+	require.NoError(t, again.Close(ctx))
+}
+
 // A host that restarts resumes after the last event it saw, from the
 // events the table kept while it was down, then live.
 func TestPostgresResumeAfterRestart(t *testing.T) {
