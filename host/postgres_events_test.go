@@ -201,3 +201,24 @@ func TestPostgresWriteCommitsItsEvent(t *testing.T) {
 	require.NoError(t, off.DeleteAgentState(ctx, "a"))
 	assert.Zero(t, count(quiet, "a"))
 }
+
+// The event table dropped by hand under a write_events backend: its
+// writes fail (they insert into it) until the host has created it again,
+// which it does by itself, with no event or subscriber to prompt it.
+func TestPostgresWritesComeBackAfterTheEventTableWasDropped(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	st := openPGShared(t, url, schema, 0)
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("x")})
+	require.NoError(t, err)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, "DROP TABLE "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("y")})
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond)
+}

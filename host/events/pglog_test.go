@@ -167,6 +167,48 @@ func TestPostgresTableOfAnOlderHost(t *testing.T) {
 	require.NoError(t, again.Close(ctx))
 }
 
+// Trims delete only events readers could have read: while a transaction
+// holds the log back, the events after it stay, however many, and reach
+// the subscriber once it ends; the trim meanwhile removes the oldest
+// events of ended transactions, down to the retention.
+func TestPostgresTrimKeepsWhatReadersCannotReadYet(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{Retention: 10})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 20 {
+		b.Publish(ev("custom", "thing", "a", fmt.Sprint("before-", i), 0))
+		next(t, s)
+	}
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	tx, err := admin.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SELECT pg_current_xact_id()") // holds the log back
+	require.NoError(t, err)
+	for i := range 50 {
+		b.Publish(ev("custom", "thing", "a", fmt.Sprint("held-", i), 0))
+	}
+	// The trim ran: of the 20 events before the hold, the oldest 10 went.
+	other, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, other.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
+		return n == 10+50
+	}, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, tx.Rollback(ctx))
+	for i := range 50 {
+		assert.Equal(t, fmt.Sprint("held-", i), next(t, s).Key)
+	}
+}
+
 // A host that restarts resumes after the last event it saw, from the
 // events the table kept while it was down, then live.
 func TestPostgresResumeAfterRestart(t *testing.T) {
