@@ -270,15 +270,29 @@ func (l *pgLog) announce() {
 			l.logger.Warn("cannot trim the event table", "error", err)
 		}
 	}
+	notify := func(ctx context.Context) {
+		if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}}); err != nil && ctx.Err() == nil {
+			l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
+		}
+	}
+	// The last appends, made while the bus closed, are announced too.
+	last := func() {
+		select {
+		case <-l.written:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			notify(ctx)
+		default:
+		}
+	}
 	for {
 		select {
 		case <-l.written:
-			if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}}); err != nil && ctx.Err() == nil {
-				l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
-			}
+			notify(ctx)
 			select {
 			case <-time.After(notifyGap):
 			case <-l.stop:
+				last()
 				return
 			}
 			if trimDue == nil {
@@ -295,6 +309,7 @@ func (l *pgLog) announce() {
 				l.logger.Debug("cannot look for the event table", "error", err)
 			}
 		case <-l.stop:
+			last()
 			return
 		}
 	}
