@@ -28,15 +28,16 @@ func postgresPlugin(t *testing.T) host.Config {
 }
 
 // recv returns the subscription's next event, failing t if none comes
-// within ten seconds.
+// within 30 seconds (a PostgreSQL log's events wait for every older write
+// transaction on the server, other tests' included).
 func recv(t *testing.T, sub *events.Subscription) events.Event {
 	t.Helper()
 	select {
 	case e, ok := <-sub.Events():
 		require.True(t, ok, "subscription ended: %v", sub.Err())
 		return e
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
 		return events.Event{}
 	}
 }

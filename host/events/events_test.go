@@ -50,15 +50,17 @@ func ev(kind, op, agent, key string, v uint64) events.Event {
 	return events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: v, Time: time.Now().UTC()}
 }
 
-// next receives one event or fails after a while.
+// next receives one event or fails after a while: a long while, since
+// a PostgreSQL log's events wait for every older write transaction on
+// the server, those of tests running beside this one included.
 func next(t *testing.T, s *events.Subscription) events.Event {
 	t.Helper()
 	select {
 	case e, ok := <-s.Events():
 		require.True(t, ok, "subscription ended: %v", s.Err())
 		return e
-	case <-time.After(5 * time.Second):
-		t.Fatal("no event within 5s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
 		return events.Event{}
 	}
 }

@@ -202,7 +202,7 @@ func TestPostgresTrimKeepsWhatReadersCannotReadYet(t *testing.T) {
 		var n int
 		require.NoError(t, other.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
 		return n == 10+50
-	}, 10*time.Second, 50*time.Millisecond)
+	}, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, tx.Rollback(ctx))
 	for i := range 50 {
 		assert.Equal(t, fmt.Sprint("held-", i), next(t, s).Key)
@@ -299,7 +299,7 @@ func TestPostgresDataAndRetention(t *testing.T) {
 		require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize()).Scan(&n))
 		return n
 	}
-	require.Eventually(t, func() bool { return count() <= 10 }, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return count() <= 10 }, 30*time.Second, 50*time.Millisecond)
 	assert.Positive(t, count())
 }
 
@@ -428,7 +428,7 @@ func TestPostgresTrimScansTheIndex(t *testing.T) {
 		var n int
 		require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
 		return len(trims) >= 2 && n == retention
-	}, 10*time.Second, 50*time.Millisecond)
+	}, 30*time.Second, 50*time.Millisecond)
 
 	mu.Lock()
 	defer mu.Unlock()

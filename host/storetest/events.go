@@ -58,15 +58,17 @@ func (s *suite) eventsOfRestore(t *testing.T) {
 	}
 }
 
-// nextEvent receives one event or fails after a while.
+// nextEvent receives one event or fails after a while: a long while,
+// since a PostgreSQL log's events wait for every older write transaction
+// on the server.
 func nextEvent(t *testing.T, s *events.Subscription) events.Event {
 	t.Helper()
 	select {
 	case e, ok := <-s.Events():
 		require.True(t, ok, "subscription ended: %v", s.Err())
 		return e
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event within 30s")
 		return events.Event{}
 	}
 }
