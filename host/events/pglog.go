@@ -70,20 +70,24 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 	return newBus(l, opts, logger), nil
 }
 
-// pgLog is a table of events, read in the order of the transactions that
-// inserted them. Its IDs are (the inserting transaction's ID, the row's
-// sequence number).
+// pgLog is a table of events. Writers insert rows without a position;
+// a sequencer gives the rows of committed transactions their positions,
+// in one transaction at a time per table, and readers take only rows
+// with a position, in position order. Its IDs are (the table's OID, the
+// row's position): a table created again has another OID, so a position
+// in the one before is recognisably foreign, as a Redis Stream's that
+// Redis lost.
 //
-// Sequence numbers alone do not order the log: two transactions draw
-// theirs and commit in either order, and a reader that had seen the later
-// number would skip the earlier row when it appeared. A transaction ID
-// below the oldest one still running (pg_snapshot_xmin) belongs to a
-// transaction that has ended, so the rows of those transactions are all
-// there is of them, for good: readers take only those, in (transaction,
-// sequence) order, and a row they have passed never appears behind them.
-// No append waits for another, so a write_events plugin's writes insert
-// their events in their own transactions with nothing serialised
-// (RATIONALE.md, "Why are PostgreSQL events ordered by transaction ID?").
+// Sequence numbers drawn at insert do not order the log: two
+// transactions draw theirs and commit in either order, and a reader that
+// had seen the later number would skip the earlier row when it appeared.
+// A sequencer run sees only committed rows and gives them positions after
+// every position given before; a row committed later gets a later one. So
+// a reader never finds a row behind a position it has passed, while no
+// writer waits for another (a write_events plugin's writes insert their
+// events in their own transactions, nothing serialised), and a
+// transaction that stays open holds back only its own rows (RATIONALE.md,
+// "Why does a sequencer order the PostgreSQL event log?").
 type pgLog struct {
 	run       SQL
 	schema    string
@@ -94,19 +98,20 @@ type pgLog struct {
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced on each notification
 
-	written chan struct{} // events were appended: notify the other hosts, trim
+	written chan struct{} // events were appended: sequence them, notify, trim
 	stop    chan struct{} // closed by close
 	wg      sync.WaitGroup
 
-	// Of announce's trims: the position up to which this host has
-	// trimmed the table, the lower bound of its next trim.
-	trimmed id
+	// Of announce's trims: the table (its OID) and the position up to
+	// which this host has trimmed it, the lower bound of its next trim.
+	trimEpoch, trimmed uint64
+	warned             time.Time // when announce last logged a failure
 }
 
 func (l *pgLog) async() bool { return true }
 
-// The table of events. xid is the inserting transaction's ID (its 64-bit
-// form, which never wraps), by which readers order the log.
+// The table of events. seq is drawn at insert; pos, the position readers
+// see, is given by the sequencer (NULL until then).
 const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 	seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	kind text NOT NULL,
@@ -116,20 +121,24 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 	version bigint NOT NULL,
 	at bigint NOT NULL,
 	data bytea,
-	xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
+	pos bigint
 )`
 
-// pgAddXID gives xid and its index to the table as an older host created
-// it (its rows get the ID of the transaction that adds the column, after
-// any position read from it). Each step runs only when missing: an ALTER
-// TABLE locks the table even when it has nothing to do, and hosts start
-// while others write.
-const pgAddXID = `DO $$BEGIN
-IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + PostgresTable + `'::regclass AND attname = 'xid' AND NOT attisdropped) THEN
-	ALTER TABLE ` + PostgresTable + ` ADD COLUMN xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint;
+// pgAddPos gives pos and its indexes to the table as an older host
+// created it: its rows, appended under a lock in sequence order, keep
+// their sequence numbers as positions, so positions held from then stay
+// valid. Each step runs only when missing: an ALTER TABLE locks the table
+// even when it has nothing to do, and hosts start while others write.
+const pgAddPos = `DO $$BEGIN
+IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + PostgresTable + `'::regclass AND attname = 'pos' AND NOT attisdropped) THEN
+	ALTER TABLE ` + PostgresTable + ` ADD COLUMN pos bigint;
+	UPDATE ` + PostgresTable + ` SET pos = seq;
 END IF;
-IF to_regclass('` + PostgresTable + `_xid') IS NULL THEN
-	CREATE INDEX ` + PostgresTable + `_xid ON ` + PostgresTable + ` (xid, seq);
+IF to_regclass('` + PostgresTable + `_pos') IS NULL THEN
+	CREATE UNIQUE INDEX ` + PostgresTable + `_pos ON ` + PostgresTable + ` (pos);
+END IF;
+IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
+	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
 END$$`
 
@@ -142,7 +151,7 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 	_, err := l.exec(ctx, abi.PGTransaction,
 		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
 		abi.PGStatement{SQL: pgTableDDL},
-		abi.PGStatement{SQL: pgAddXID},
+		abi.PGStatement{SQL: pgAddPos},
 	)
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)
@@ -186,10 +195,10 @@ func text(s string) abi.PGValue { return abi.PGValue{Kind: abi.PGText, Bytes: []
 
 func integer(n int64) abi.PGValue { return abi.PGValue{Kind: abi.PGInt, Int: n} }
 
-const pgInsert = "INSERT INTO " + PostgresTable + " (kind, op, agent, key, version, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING xid, seq"
+const pgInsert = "INSERT INTO " + PostgresTable + " (kind, op, agent, key, version, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq"
 
-// append inserts evs in one transaction, in one round trip, then has the
-// other hosts' readers woken (announce).
+// append inserts evs in one transaction, in one round trip, and has them
+// sequenced (announce). Their IDs are given then, not here.
 func (l *pgLog) append(ctx context.Context, evs []Event) error {
 	stmts := make([]abi.PGStatement, 0, len(evs))
 	for i := range evs {
@@ -212,43 +221,42 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 		return err
 	}
 	// The backend's role can alter the table (a trigger that skips the
-	// insert): what came back is checked before it is read.
+	// insert): what came back is checked.
 	for i := range evs {
-		v := rs[i].Values
-		if len(v) != 2 {
-			return fmt.Errorf("events: an insert into %s returned %d values, not its transaction and sequence number", PostgresTable, len(v))
+		if v := rs[i].Values; len(v) != 1 {
+			return fmt.Errorf("events: an insert into %s returned %d values, not its sequence number", PostgresTable, len(v))
 		}
-		evs[i].ID = id{uint64(v[0].Int), uint64(v[1].Int)}.String()
 	}
 	l.appended()
 	return nil
 }
 
-// appended wakes this host's readers at once and has announce notify the
-// other hosts' and trim the table.
+// appended has announce sequence the events appended, wake this host's
+// readers and notify the other hosts'.
 func (l *pgLog) appended() {
-	l.notify()
 	select {
 	case l.written <- struct{}{}:
 	default: // an announcement is already due; it covers these events
 	}
 }
 
-// notifyGap is the least time between two NOTIFYs of one host: the
-// appends in between share the next one. Every write of a write_events
-// plugin appends, and a NOTIFY each would cost a statement on the
-// backend's pool and a wake-up of every listening host per write.
+// notifyGap is the least time between two announcements of one host: the
+// appends in between share the next. Every write of a write_events plugin
+// appends, and a sequencer run and a NOTIFY each would cost two
+// statements on the backend's pool and a wake-up of every listening host
+// per write.
 const notifyGap = 5 * time.Millisecond
 
-// tableCheck is how often a host makes sure the event table exists.
+// tableCheck is how often a host makes sure the event table exists, and
+// sequences rows that a host which died after its writes left behind.
 const tableCheck = 2 * time.Second
 
-// announce sends a NOTIFY after appends, at most one every notifyGap, so
-// that every host's readers look at the table soon (this host's were
-// woken at once), and trims the table after appends, at most once a
-// second. The NOTIFY is a statement of its own, never in a transaction
-// that writes: PostgreSQL serialises the commits of transactions that
-// notify.
+// announce sequences the events appended, then sends a NOTIFY, at most
+// once every notifyGap, so that every host's readers look at the table
+// (this host's are woken at once), and trims the table after appends, at
+// most once a second. The NOTIFY is a statement of its own, never in a
+// transaction that writes: PostgreSQL serialises the commits of
+// transactions that notify.
 func (l *pgLog) announce() {
 	defer l.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -259,19 +267,28 @@ func (l *pgLog) announce() {
 	}()
 	var lastTrim time.Time
 	var trimDue <-chan time.Time // set while a trim waits for its second
-	// A table dropped by hand fails a write_events plugin's writes, which
-	// then append nothing that would create it again: it is looked for
-	// every tableCheck.
 	check := time.NewTicker(tableCheck)
 	defer check.Stop()
 	trim := func() {
 		trimDue, lastTrim = nil, time.Now()
-		if err := l.trim(ctx); err != nil && ctx.Err() == nil {
-			l.logger.Warn("cannot trim the event table", "error", err)
-		}
+		l.warn(ctx, "cannot trim the event table", l.trim(ctx))
 	}
-	notify := func(ctx context.Context) {
-		if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}}); err != nil && ctx.Err() == nil {
+	// sequence gives the events appended their positions and wakes this
+	// host's readers; announce also notifies the other hosts'.
+	sequence := func(ctx context.Context) bool {
+		err := l.sequence(ctx)
+		l.warn(ctx, "cannot sequence events", err)
+		if err == nil {
+			l.notify()
+		}
+		return err == nil
+	}
+	announce := func(ctx context.Context) {
+		if !sequence(ctx) {
+			return
+		}
+		_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}})
+		if err != nil && ctx.Err() == nil {
 			l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
 		}
 	}
@@ -281,14 +298,14 @@ func (l *pgLog) announce() {
 		case <-l.written:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			notify(ctx)
+			announce(ctx)
 		default:
 		}
 	}
 	for {
 		select {
 		case <-l.written:
-			notify(ctx)
+			announce(ctx)
 			select {
 			case <-time.After(notifyGap):
 			case <-l.stop:
@@ -305,9 +322,12 @@ func (l *pgLog) announce() {
 		case <-trimDue:
 			trim()
 		case <-check.C:
-			if _, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT FROM " + PostgresTable + " LIMIT 0"}); err != nil && ctx.Err() == nil {
-				l.logger.Debug("cannot look for the event table", "error", err)
-			}
+			// A table dropped by hand fails a write_events plugin's
+			// writes, which then append nothing that would create it
+			// again; the sequencer's statement creates it. Rows a host
+			// left unsequenced (it died after its writes) get their
+			// positions, and readers find them at their next look.
+			sequence(ctx)
 		case <-l.stop:
 			last()
 			return
@@ -315,53 +335,84 @@ func (l *pgLog) announce() {
 	}
 }
 
-// pgTrim deletes, in log order, the events older than the newest $3 of
-// ended transactions, from after ($1, $2) (where this host trimmed to
-// last) up, and returns the newest it deleted. Only ended transactions'
-// rows count and go: a row a reader cannot take yet (an older
-// transaction still runs) is never deleted before it could be read, and
-// what is deleted is always a beginning of the log as readers see it, so
-// retained is exact. The lower bound makes the plan a scan of the
-// (xid, seq) index from there, not of the table, whose dead rows an
-// earlier trim left (9 ms at 100 000 events, against 0.4 ms; RATIONALE.md).
-const pgTrim = `WITH b AS (SELECT xid, seq FROM ` + PostgresTable + ` WHERE xid < ` + pgHorizon + `
-	ORDER BY xid DESC, seq DESC OFFSET $3 LIMIT 1),
-d AS (DELETE FROM ` + PostgresTable + ` e USING b WHERE (e.xid, e.seq) > ($1, $2) AND (e.xid, e.seq) <= (b.xid, b.seq)
-	RETURNING e.xid, e.seq)
-SELECT xid, seq FROM d ORDER BY xid DESC, seq DESC LIMIT 1`
+// warn logs err, at most once every ten seconds.
+func (l *pgLog) warn(ctx context.Context, msg string, err error) {
+	if err == nil || ctx.Err() != nil || time.Since(l.warned) < 10*time.Second {
+		return
+	}
+	l.warned = time.Now()
+	l.logger.Warn(msg, "error", err)
+}
 
-// trim keeps about the newest retention events of ended transactions,
-// and every event of those still running.
+// pgSequence gives the rows without a position, in the order of their
+// sequence numbers, the positions after the highest given. It runs under
+// a lock of the table that only sequencer runs take (SHARE UPDATE
+// EXCLUSIVE: writers are not held up, and no other backend's role may
+// lock this table), so one run at a time, across hosts, and a run sees the
+// positions of the one before. A row whose transaction has not committed
+// is not seen, and gets its position in a later run. It is a DO block
+// because LOCK TABLE needs a transaction block, which a request's
+// implicit transaction is not.
+const pgSequence = `DO $$BEGIN
+LOCK TABLE ` + PostgresTable + ` IN SHARE UPDATE EXCLUSIVE MODE;
+WITH n AS (SELECT seq, row_number() OVER (ORDER BY seq) AS r FROM ` + PostgresTable + ` WHERE pos IS NULL),
+b AS (SELECT coalesce(max(pos), 0) AS base FROM ` + PostgresTable + `)
+UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq;
+END$$`
+
+// sequence runs the sequencer.
+func (l *pgLog) sequence(ctx context.Context) error {
+	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgSequence})
+	return err
+}
+
+// pgTrim deletes the events more than $2 positions below the newest,
+// from $1 up (where this host trimmed to last), and returns the highest
+// it deleted and the table's OID. Rows not yet sequenced are kept. The
+// range has a lower bound so that the plan is a scan of the positions'
+// index from there, not of the table: with an upper bound alone, which
+// only the subquery knows, PostgreSQL estimates a third of the rows and
+// scans them all (9 ms at 100 000 events, against 0.4 ms; RATIONALE.md).
+const pgTrim = `WITH d AS (DELETE FROM ` + PostgresTable + ` WHERE pos > $1 AND pos <= (SELECT max(pos) FROM ` + PostgresTable + `) - $2 RETURNING pos)
+SELECT (SELECT max(pos) FROM d), '` + PostgresTable + `'::regclass::oid::bigint`
+
+// trim keeps about the newest retention events.
 func (l *pgLog) trim(ctx context.Context) error {
-	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgTrim, Params: []abi.PGValue{
-		integer(int64(l.trimmed.hi)), integer(int64(l.trimmed.lo)), integer(l.retention),
-	}})
+	from := l.trimmed
+	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgTrim, Params: []abi.PGValue{integer(int64(from)), integer(l.retention)}})
 	if err != nil {
 		return err
 	}
-	if rs[0].Rows() == 1 {
-		// Transaction IDs only grow, so in a table dropped and created
-		// again every row is after this bound too.
-		row := rs[0].Row(0)
-		l.trimmed = id{uint64(row[0].Int), uint64(row[1].Int)}
+	v := rs[0].Values
+	if len(v) != 2 {
+		return fmt.Errorf("events: a trim returned %d values", len(v))
+	}
+	if epoch := uint64(v[1].Int); epoch != l.trimEpoch {
+		// The table was created again: its next trim starts from its
+		// beginning.
+		l.trimEpoch, l.trimmed = epoch, 0
+		return nil
+	}
+	if v[0].Kind == abi.PGInt {
+		l.trimmed = max(l.trimmed, uint64(v[0].Int))
 	}
 	return nil
 }
 
-// pgHorizon is the oldest transaction still running: every transaction
-// below it has ended, so the rows it inserted are final.
-const pgHorizon = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
-
-// pgRead selects up to $3 events after the position ($1 the transaction,
-// $2 the sequence number), of ended transactions only, in log order.
+// pgRead selects up to $3 events after the position ($1 the table's OID,
+// $2 the position) and the table's OID, in one row at least: a position
+// in another table counts as the beginning.
 //
 // Each field is cut to a bound (the names to abi.MaxEventNameLength, the
 // data to abi.MaxEventData): the backend's role can write the table too.
-var pgRead = `SELECT xid, seq, left(kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
-	left(agent, 4096), left(key, 4096), version, at, substring(data for ` + strconv.Itoa(abi.MaxEventData) + `)
-FROM ` + PostgresTable + `
-WHERE (xid, seq) > ($1, $2) AND xid < ` + pgHorizon + `
-ORDER BY xid, seq LIMIT $3`
+var pgRead = `SELECT t.epoch, e.pos, left(e.kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(e.op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
+	left(e.agent, 4096), left(e.key, 4096), e.version, e.at, substring(e.data for ` + strconv.Itoa(abi.MaxEventData) + `)
+FROM (SELECT '` + PostgresTable + `'::regclass::oid::bigint AS epoch) t
+LEFT JOIN LATERAL (
+	SELECT * FROM ` + PostgresTable + `
+	WHERE pos > CASE WHEN t.epoch = $1 THEN $2 ELSE 0 END
+	ORDER BY pos LIMIT $3
+) e ON true`
 
 func (l *pgLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
 	var timer <-chan time.Time
@@ -414,6 +465,9 @@ func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
 	out := make([]Event, 0, r.Rows())
 	for i := range r.Rows() {
 		row := r.Row(i)
+		if row[1].Kind == abi.PGNull {
+			break // no event: the row only carries the OID
+		}
 		ev := Event{
 			ID:      id{uint64(row[0].Int), uint64(row[1].Int)}.String(),
 			Kind:    string(row[2].Bytes),
@@ -433,45 +487,43 @@ func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
 	return out, nil
 }
 
-// last is the newest event of an ended transaction: every event after it
-// is one readers have not been given yet.
+// last is the newest event with a position: every event after it is one
+// readers have not been given yet.
 func (l *pgLog) last(ctx context.Context) (id, error) {
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT xid, seq FROM " + PostgresTable + " WHERE xid < " + pgHorizon + " ORDER BY xid DESC, seq DESC LIMIT 1",
+		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, max(pos) FROM " + PostgresTable,
 	})
 	if err != nil {
 		return id{}, err
 	}
-	if rs[0].Rows() == 0 {
-		return id{}, nil // none yet: as a Redis Stream without entries
-	}
 	row := rs[0].Row(0)
+	if row[1].Kind == abi.PGNull {
+		return id{}, nil // empty: as a Redis Stream without entries
+	}
 	return id{uint64(row[0].Int), uint64(row[1].Int)}, nil
 }
 
-// retained reports whether the position is within the events kept, from
-// the oldest to the newest, as the Redis log does: trimming removes the
-// oldest first. A position from before the table was dropped and created
-// again is below its oldest event (transaction IDs only grow).
+// retained reports whether the position is at or past the oldest event
+// left in the same table, as the Redis log does: trimming removes the
+// oldest first.
 func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
 	}
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT o.xid, o.seq, n.xid, n.seq FROM " +
-			"(SELECT xid, seq FROM " + PostgresTable + " ORDER BY xid, seq LIMIT 1) o, " +
-			"(SELECT xid, seq FROM " + PostgresTable + " ORDER BY xid DESC, seq DESC LIMIT 1) n",
+		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, min(pos), max(pos) FROM " + PostgresTable,
 	})
 	if err != nil {
 		return false, err
 	}
-	if rs[0].Rows() == 0 {
-		return false, nil // empty: whatever followed the position is gone
-	}
 	row := rs[0].Row(0)
-	oldest := id{uint64(row[0].Int), uint64(row[1].Int)}
-	newest := id{uint64(row[2].Int), uint64(row[3].Int)}
-	return !after.less(oldest) && !newest.less(after), nil
+	if uint64(row[0].Int) != after.hi {
+		return false, nil // another table's position
+	}
+	if row[1].Kind == abi.PGNull {
+		return after.lo == 0, nil
+	}
+	return after.lo >= uint64(row[1].Int) && after.lo <= uint64(row[2].Int), nil
 }
 
 // listen keeps a connection LISTENing on the log's channel, waking the

@@ -52,8 +52,8 @@ func bridgeSQL(br *pgbridge.Bridge) events.SQL {
 // Hosts appending at once, each in order: a subscriber on a third host
 // gets every event once, each host's in its order. Appends do not wait
 // for each other: a transaction that drew a lower sequence number may
-// commit after another, and readers order the log by transaction, taking
-// only ended ones (TestPostgresReadersWaitForTransactionsStillRunning).
+// commit after another, and the sequencer gives positions in commit order
+// (TestPostgresTransactionStillRunningHoldsBackOnlyItsOwnEvents).
 func TestPostgresHostsAppendingAtOnceLoseNothing(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
@@ -85,10 +85,10 @@ func TestPostgresHostsAppendingAtOnceLoseNothing(t *testing.T) {
 
 // An event inserted by a transaction still running, which drew its
 // sequence number before events that committed since (a write_events
-// plugin's write, say), is not skipped: readers hold back the events of
-// every later transaction until it ends, then get its event first. One
-// rolled back holds them back no longer.
-func TestPostgresReadersWaitForTransactionsStillRunning(t *testing.T) {
+// plugin's write, say), is neither skipped nor in anyone's way: the
+// events after it arrive at once, and it arrives once its transaction
+// commits, after them; rolled back, it never does.
+func TestPostgresTransactionStillRunningHoldsBackOnlyItsOwnEvents(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
 	ctx := context.Background()
@@ -110,26 +110,27 @@ func TestPostgresReadersWaitForTransactionsStillRunning(t *testing.T) {
 		require.NoError(t, tx.QueryRow(ctx, insert, key).Scan(&slowSeq))
 
 		b.Publish(ev(abi.KindAgentState.Name(), events.OpPut, "a", "fast", 1))
-		b.Written()
-		quiet(t, s) // the fast event waits for the slow transaction
+		require.Equal(t, "fast", next(t, s).Key, "the later event is not held back")
 
 		if commit {
 			require.NoError(t, tx.Commit(ctx))
-			slow := next(t, s)
-			assert.Equal(t, key, slow.Key, "the event of the transaction that began first comes first")
-			assert.True(t, strings.HasSuffix(slow.ID, fmt.Sprint("-", slowSeq)))
+			b.Written()
+			assert.Equal(t, key, next(t, s).Key, "the event of the transaction that began first is not skipped")
+			var fastSeq int64
+			require.NoError(t, admin.QueryRow(ctx, "SELECT max(seq) FROM "+table+" WHERE key = 'fast'").Scan(&fastSeq))
+			assert.Less(t, slowSeq, fastSeq, "it drew the lower sequence number")
 		} else {
 			require.NoError(t, tx.Rollback(ctx))
+			b.Written()
 		}
-		assert.Equal(t, "fast", next(t, s).Key)
 		quiet(t, s)
 	}
 }
 
-// A table an older host created, without the transaction column: the
-// column and its index are added when a host opens it, its rows are
-// read from the beginning in the order they were inserted, and events
-// flow after them.
+// A table an older host created, without positions: the column and its
+// indexes are added when a host opens it, its rows keep their sequence
+// numbers as positions (a position an older host handed out resumes
+// where it was), and events flow after them.
 func TestPostgresTableOfAnOlderHost(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
@@ -161,16 +162,24 @@ func TestPostgresTableOfAnOlderHost(t *testing.T) {
 	b.Publish(ev(abi.KindAlert.Name(), events.OpPut, "a", "new", 3))
 	assert.Equal(t, "new", next(t, s).Key)
 
+	rs, err = run(ctx, &abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{{SQL: "SELECT '" + events.PostgresTable + "'::regclass::oid::bigint"}}})
+	require.NoError(t, err)
+	held := fmt.Sprint(rs[0].Values[0].Int, "-1") // old1's, as an older host handed it out
+	r, err := b.Subscribe(ctx, events.Filter{}, held)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.Equal(t, "old2", next(t, r).Key)
+	assert.Equal(t, "new", next(t, r).Key)
+
 	// Opening it again changes nothing.
 	again, err := events.NewPostgres(ctx, run, schema, nil, events.Options{}, nil)
 	require.NoError(t, err)
 	require.NoError(t, again.Close(ctx))
 }
 
-// Trims delete only events readers could have read: while a transaction
-// holds the log back, the events after it stay, however many, and reach
-// the subscriber once it ends; the trim meanwhile removes the oldest
-// events of ended transactions, down to the retention.
+// A transaction that inserted an event and stays open across trims: the
+// events after it come and are trimmed as usual, and its own still
+// arrives once it commits.
 func TestPostgresTrimKeepsWhatReadersCannotReadYet(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
@@ -179,34 +188,29 @@ func TestPostgresTrimKeepsWhatReadersCannotReadYet(t *testing.T) {
 	s, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
 	defer s.Close()
-	for i := range 20 {
-		b.Publish(ev("custom", "thing", "a", fmt.Sprint("before-", i), 0))
-		next(t, s)
-	}
 	admin, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer admin.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
 	tx, err := admin.Begin(ctx)
 	require.NoError(t, err)
-	_, err = tx.Exec(ctx, "SELECT pg_current_xact_id()") // holds the log back
+	_, err = tx.Exec(ctx, "INSERT INTO "+table+" (kind, op, agent, key, version, at) VALUES ('custom', 'thing', 'a', 'held', 0, 1)")
 	require.NoError(t, err)
 	for i := range 50 {
-		b.Publish(ev("custom", "thing", "a", fmt.Sprint("held-", i), 0))
+		b.Publish(ev("custom", "thing", "a", fmt.Sprint("after-", i), 0))
+		assert.Equal(t, fmt.Sprint("after-", i), next(t, s).Key)
 	}
-	// The trim ran: of the 20 events before the hold, the oldest 10 went.
 	other, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer other.Close(ctx)
-	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
-	require.Eventually(t, func() bool {
+	require.Eventually(t, func() bool { // trimmed to the retention
 		var n int
 		require.NoError(t, other.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n))
-		return n == 10+50
+		return n == 10
 	}, 30*time.Second, 50*time.Millisecond)
-	require.NoError(t, tx.Rollback(ctx))
-	for i := range 50 {
-		assert.Equal(t, fmt.Sprint("held-", i), next(t, s).Key)
-	}
+	require.NoError(t, tx.Commit(ctx))
+	b.Written()
+	assert.Equal(t, "held", next(t, s).Key)
 }
 
 // A host that restarts resumes after the last event it saw, from the
