@@ -28,8 +28,8 @@ func postgresPlugin(t *testing.T) host.Config {
 }
 
 // recv returns the subscription's next event, failing t if none comes
-// within 30 seconds (a PostgreSQL log's events wait for every older write
-// transaction on the server, other tests' included).
+// within 30 seconds (a CI machine runs other packages' tests beside this
+// one).
 func recv(t *testing.T, sub *events.Subscription) events.Event {
 	t.Helper()
 	select {

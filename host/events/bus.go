@@ -19,8 +19,8 @@ import (
 type Options struct {
 	// Retention is how many events the log keeps for subscribers to
 	// resume from (a Redis Stream trims to about this many; a PostgreSQL
-	// table, at most once a second, to this many of ended transactions,
-	// beside those of transactions still running).
+	// table, at most once a second, to this many, beside events not
+	// sequenced yet).
 	// Default: 10 000 in-process, 100 000 in Redis or PostgreSQL.
 	Retention int
 	// Buffer is how many events each subscriber may have waiting; one

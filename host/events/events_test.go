@@ -50,9 +50,8 @@ func ev(kind, op, agent, key string, v uint64) events.Event {
 	return events.Event{Kind: kind, Op: op, AgentID: agent, Key: key, Version: v, Time: time.Now().UTC()}
 }
 
-// next receives one event or fails after a while: a long while, since
-// a PostgreSQL log's events wait for every older write transaction on
-// the server, those of tests running beside this one included.
+// next receives one event or fails after a while: a long while, for a
+// CI machine running other packages' tests beside this one.
 func next(t *testing.T, s *events.Subscription) events.Event {
 	t.Helper()
 	select {

@@ -58,9 +58,8 @@ func (s *suite) eventsOfRestore(t *testing.T) {
 	}
 }
 
-// nextEvent receives one event or fails after a while: a long while,
-// since a PostgreSQL log's events wait for every older write transaction
-// on the server.
+// nextEvent receives one event or fails after a while: a long while, for
+// a loaded machine.
 func nextEvent(t *testing.T, s *events.Subscription) events.Event {
 	t.Helper()
 	select {
