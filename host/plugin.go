@@ -124,6 +124,16 @@ type plugin struct {
 	cutAll bool
 }
 
+// wazeroReady makes wazero look up its own version once, before any two
+// stores are opened at once: wazero v1.12 caches it in a variable it
+// writes unguarded on first use (in NewCompilationCacheWithDir and every
+// new runtime), a data race when two runtimes are made concurrently the
+// first time (the race detector found it in CI).
+var wazeroReady = sync.OnceFunc(func() {
+	ctx := context.Background()
+	_ = wazero.NewRuntime(ctx).Close(ctx)
+})
+
 func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	wasm, err := readPlugin(&cfg)
 	if err != nil {
@@ -147,6 +157,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(cfg.Limits.MemoryPages)
+	wazeroReady()
 	if s.cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(s.cacheDir)
 		if err != nil {
