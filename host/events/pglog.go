@@ -128,8 +128,13 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 // created it: its rows, appended under a lock in sequence order, keep
 // their sequence numbers as positions, so positions held from then stay
 // valid. Each step runs only when missing: an ALTER TABLE locks the table
-// even when it has nothing to do, and hosts start while others write.
+// even when it has nothing to do, and hosts start while others write. It
+// also creates the sequencer's table and its row.
 const pgAddPos = `DO $$BEGIN
+IF to_regclass('` + pgSequencerTable + `') IS NULL THEN
+	CREATE TABLE ` + pgSequencerTable + ` (one boolean PRIMARY KEY DEFAULT true CHECK (one));
+	INSERT INTO ` + pgSequencerTable + ` DEFAULT VALUES;
+END IF;
 IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + PostgresTable + `'::regclass AND attname = 'pos' AND NOT attisdropped) THEN
 	ALTER TABLE ` + PostgresTable + ` ADD COLUMN pos bigint;
 	UPDATE ` + PostgresTable + ` SET pos = seq;
@@ -344,25 +349,31 @@ func (l *pgLog) warn(ctx context.Context, msg string, err error) {
 	l.logger.Warn(msg, "error", err)
 }
 
-// pgSequence gives the rows without a position, in the order of their
-// sequence numbers, the positions after the highest given. It runs under
-// a lock of the table that only sequencer runs take (SHARE UPDATE
-// EXCLUSIVE: writers are not held up, and no other backend's role may
-// lock this table), so one run at a time, across hosts, and a run sees the
-// positions of the one before. A row whose transaction has not committed
-// is not seen, and gets its position in a later run. It is a DO block
-// because LOCK TABLE needs a transaction block, which a request's
-// implicit transaction is not.
-const pgSequence = `DO $$BEGIN
-LOCK TABLE ` + PostgresTable + ` IN SHARE UPDATE EXCLUSIVE MODE;
-WITH n AS (SELECT seq, row_number() OVER (ORDER BY seq) AS r FROM ` + PostgresTable + ` WHERE pos IS NULL),
-b AS (SELECT coalesce(max(pos), 0) AS base FROM ` + PostgresTable + `)
-UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq;
-END$$`
+// pgSequencerTable holds one row, which a sequencer run locks (FOR
+// UPDATE) for its transaction: runs are one at a time, across hosts, and
+// each sees the positions of the one before. A row lock rather than a lock
+// of the event table: the one mode that would not hold up writers (SHARE
+// UPDATE EXCLUSIVE) is VACUUM's too, and would make runs wait for the
+// table's autovacuum (or cancel it). Only the backend's role may lock it:
+// no other backend's plugin can stall this one's sequencer, as with an
+// advisory lock, which any role may take under any key.
+const pgSequencerTable = PostgresTable + "_sequencer"
 
-// sequence runs the sequencer.
+// pgSequence gives the rows without a position, in the order of their
+// sequence numbers, the positions after the highest given. A row whose
+// transaction has not committed is not seen, and gets its position in a
+// later run.
+const pgSequence = `WITH n AS (SELECT seq, row_number() OVER (ORDER BY seq) AS r FROM ` + PostgresTable + ` WHERE pos IS NULL),
+b AS (SELECT coalesce(max(pos), 0) AS base FROM ` + PostgresTable + `)
+UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq`
+
+// sequence runs the sequencer: the lock, then the numbering, whose
+// snapshot is taken once the lock is held.
 func (l *pgLog) sequence(ctx context.Context) error {
-	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgSequence})
+	_, err := l.exec(ctx, abi.PGTransaction,
+		abi.PGStatement{SQL: "SELECT FROM " + pgSequencerTable + " FOR UPDATE"},
+		abi.PGStatement{SQL: pgSequence},
+	)
 	return err
 }
 
