@@ -264,12 +264,8 @@ const tableCheck = 2 * time.Second
 // transactions that notify.
 func (l *pgLog) announce() {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := l.untilClosed()
 	defer cancel()
-	go func() {
-		<-l.stop
-		cancel()
-	}()
 	var lastTrim time.Time
 	var trimDue <-chan time.Time // set while a trim waits for its second
 	check := time.NewTicker(tableCheck)
@@ -542,12 +538,8 @@ func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 // failure. The notification's payload is not read: it only says "look".
 func (l *pgLog) listen(cfg *pgx.ConnConfig) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := l.untilClosed()
 	defer cancel()
-	go func() {
-		<-l.stop
-		cancel()
-	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := l.listenOnce(ctx, cfg)
@@ -579,6 +571,20 @@ func (l *pgLog) listenOnce(ctx context.Context, cfg *pgx.ConnConfig) error {
 		}
 		l.notify()
 	}
+}
+
+// untilClosed returns a context that ends when the log closes, or when
+// cancel is called.
+func (l *pgLog) untilClosed() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // notify wakes every reader waiting for events.

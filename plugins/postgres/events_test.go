@@ -13,25 +13,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/sdk"
 )
-
-// eventsDDL is the host's event table (host/events/pglog.go, pgTableDDL),
-// with the transaction ID column xid the host adds.
-const eventsDDL = `CREATE TABLE IF NOT EXISTS ` + abi.PGEventsTable + ` (
-	seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	kind text NOT NULL,
-	op text NOT NULL,
-	agent text NOT NULL,
-	key text NOT NULL,
-	version bigint NOT NULL,
-	at bigint NOT NULL,
-	data bytea,
-	xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
-)`
 
 // event is a row of the event table, without the host's columns.
 type event struct {
@@ -73,7 +61,6 @@ func newEventSession(t *testing.T, setting string) *eventSession {
 	for _, m := range migrations {
 		setup = append(setup, m.SQL)
 	}
-	setup = append(setup, eventsDDL)
 	if setting != "" {
 		setup = append(setup, "SET "+abi.PGEventsSetting+" = "+setting)
 	}
@@ -82,7 +69,19 @@ func newEventSession(t *testing.T, setting string) *eventSession {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	return &eventSession{t: t, conn: conn}
+	s := &eventSession{t: t, conn: conn}
+	// The host's own event table, made as the host makes it.
+	run := func(_ context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
+		var rs []abi.PGResult
+		for _, st := range req.Statements {
+			rs = append(rs, s.exec(st))
+		}
+		return rs, nil
+	}
+	if err := events.EnsurePostgresTable(ctx, run, schema); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // exec runs one statement as the bridge does, in its own implicit
@@ -148,8 +147,12 @@ func decodeValue(t *testing.T, oid uint32, raw []byte) abi.PGValue {
 	case 25:
 		return abi.PGValue{Kind: abi.PGText, Bytes: slices.Clone(raw)}
 	}
-	t.Fatalf("a result column of type %d", oid)
-	return abi.PGValue{}
+	// Any other type as text, as the bridge reads it (void, say).
+	var text string
+	if err := pgtype.NewMap().Scan(oid, pgx.BinaryFormatCode, raw, &text); err != nil {
+		t.Fatalf("a result column of type %d: %v", oid, err)
+	}
+	return abi.PGValue{Kind: abi.PGText, Bytes: []byte(text)}
 }
 
 // do prepares it, checks it is one statement, runs that and finishes it
@@ -197,10 +200,10 @@ func (s *eventSession) tx(items []item) {
 }
 
 // events returns the rows of the event table inserted since the last
-// call, checking that each has the ID of the transaction that inserted it.
+// call, checking that each leaves its position and data to the host.
 func (s *eventSession) events() []event {
 	s.t.Helper()
-	rows, err := s.conn.Query(s.t.Context(), `SELECT seq, kind, op, agent, key, version, at, xid > 0, data IS NULL
+	rows, err := s.conn.Query(s.t.Context(), `SELECT seq, kind, op, agent, key, version, at, pos IS NULL, data IS NULL
 FROM `+abi.PGEventsTable+` WHERE seq > $1 ORDER BY seq`, s.seen)
 	if err != nil {
 		s.t.Fatal(err)
@@ -208,12 +211,12 @@ FROM `+abi.PGEventsTable+` WHERE seq > $1 ORDER BY seq`, s.seen)
 	var evs []event
 	for rows.Next() {
 		var e event
-		var xid, noData bool
-		if err := rows.Scan(&s.seen, &e.kind, &e.op, &e.agent, &e.key, &e.version, &e.at, &xid, &noData); err != nil {
+		var noPos, noData bool
+		if err := rows.Scan(&s.seen, &e.kind, &e.op, &e.agent, &e.key, &e.version, &e.at, &noPos, &noData); err != nil {
 			s.t.Fatal(err)
 		}
-		if !xid || !noData {
-			s.t.Errorf("event %s: xid set %v, data NULL %v; want both", &e, xid, noData)
+		if !noPos || !noData {
+			s.t.Errorf("event %s: position NULL %v, data NULL %v; want both", &e, noPos, noData)
 		}
 		evs = append(evs, e)
 	}
