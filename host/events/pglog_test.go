@@ -458,3 +458,29 @@ func TestPostgresTrimScansTheIndex(t *testing.T) {
 		assert.NotContains(t, fmt.Sprint(lines), "Seq Scan", "%s with %v", trim.SQL, args)
 	}
 }
+
+// A host vacuums the event table after its sequencer numbered rows: each
+// number leaves a dead row version and a dead entry in the index the
+// sequencer reads, which autovacuum would leave for a minute or more.
+func TestPostgresSequencedRowsAreVacuumed(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 20 {
+		b.Publish(ev("custom", "thing", "a", fmt.Sprint("k-", i), 0))
+		assert.Equal(t, fmt.Sprint("k-", i), next(t, s).Key)
+	}
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	require.Eventually(t, func() bool {
+		var n int64
+		require.NoError(t, admin.QueryRow(ctx, "SELECT coalesce((SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2), 0)",
+			schema, events.PostgresTable).Scan(&n))
+		return n > 0
+	}, 30*time.Second, 100*time.Millisecond, "no VACUUM of the event table")
+}
