@@ -109,8 +109,8 @@ if op == 'sput' then
   -- re-created within one packed call still gets a version above the
   -- one it had, and a packed call that drew more than one waits, before
   -- it answers, until the real clock has reached the last (see '*'; it
-  -- never has to on this machine, as each write costs more than a
-  -- microsecond). A store-wide counter would need a key outside the
+  -- never has to where each write costs more than a microsecond, as
+  -- all measured did). A store-wide counter would need a key outside the
   -- agent's slot, which a script may not touch on a cluster. Versions
   -- stay below 2^53, exact in Lua numbers, in a redis.call argument
   -- (%.17g) and in the integer reply that answers them.
