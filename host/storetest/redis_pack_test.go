@@ -5,10 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redistest"
 )
@@ -92,12 +94,14 @@ func TestRedisBatchIsOneScriptCall(t *testing.T) {
 // TestRedisOverwriteWithoutExpiry: rewriting an agent state that has no
 // expiry, without one, neither clears an expiry it does not have nor
 // rewrites its index's bound and write time: one HSET, no PERSIST, and
-// its entry is still listed.
+// its entry is still listed. Rewriting an alert that has no expiry runs
+// no PERSIST either, and one that had one loses it.
 func TestRedisOverwriteWithoutExpiry(t *testing.T) {
 	skipShort(t)
 	srv := redistest.NewServer(t)
 	addrs := []string{srv.Addr()}
-	st := openRedisAt(t, addrs, redistest.Prefix(t, addrs...), nil, host.Limits{})
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
 	rc := directClient(t, srv.Addr())
 	ctx := t.Context()
 
@@ -115,4 +119,24 @@ func TestRedisOverwriteWithoutExpiry(t *testing.T) {
 	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)
+
+	alert := host.Alert{ID: "al1", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring}
+	_, err = st.PutAlert(ctx, alert)
+	require.NoError(t, err)
+	before = commandCalls(t, rc)
+	for range n {
+		_, err = st.PutAlert(ctx, alert)
+		require.NoError(t, err)
+	}
+	after = commandCalls(t, rc)
+	require.Zero(t, after["persist"]-before["persist"], "PERSISTs of alert rewrites")
+	_, err = st.PutAlert(ctx, alert, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	a, err := st.PutAlert(ctx, alert)
+	require.NoError(t, err)
+	require.True(t, a.ExpiresAt.IsZero(), "an alert rewritten without expiry keeps %v", a.ExpiresAt)
+	a, err = st.GetAlert(ctx, alert.ID)
+	require.NoError(t, err)
+	require.True(t, a.ExpiresAt.IsZero(), "an alert rewritten without expiry reads %v", a.ExpiresAt)
+	require.Equal(t, time.Duration(-1), rc.PTTL(ctx, prefix+"a:{al1}").Val(), "the alert's TTL in Redis")
 }

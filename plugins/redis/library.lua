@@ -29,88 +29,25 @@
 --      no write touched it for a grace period, since the record and index
 --      calls of one write may run in either order on a cluster.
 
-local call = redis.call
+local call, KEYS, ARGV, tonumber, floor = redis.call, KEYS, ARGV, tonumber, math.floor
 
-local function nowms()
-  local t = call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- clock answers the Redis time in microseconds, read once per script
+-- call (TIME costs a redis.call and a table) at its first use. Times in
+-- ms are floor(clock() / 1000), below 1e14: exact through tostring
+-- (%.14g) and concatenation, as in a redis.call argument (%.17g), while
+-- microseconds (16 digits) are exact only in the latter. ticks counts
+-- the versions sput drew from the clock in this script call (see sput).
+local now, ticks = nil, 0
+local function clock()
+  if not now then
+    local t = call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return now
 end
 
-local function fmt(n) return string.format('%.0f', n) end
-
--- expiryOf is the expiry, in Unix ms (-1: none), that spec gives key,
--- which existed or not, before it is written; kept is true when spec
--- keeps an existing key's expiry (setExpiry then leaves it alone).
-local function expiryOf(key, spec, existed)
-  if string.sub(spec, 1, 1) == 'k' then
-    if existed then return call('PEXPIRETIME', key), true end
-    spec = string.sub(spec, 2)
-    if spec == '' then spec = 'p' end
-  end
-  if spec == 'p' then return -1, false end
-  return tonumber(spec), false
-end
--- setExpiry gives key, just written by HSET (which keeps an existing
--- key's expiry), the expiry e that expiryOf answered.
-local function setExpiry(key, e, kept, existed)
-  if kept then return end
-  if e == -1 then
-    if existed then call('PERSIST', key) end
-  else
-    call('PEXPIREAT', key, e)
-  end
-end
--- outlive makes key (an index) live at least until e (-1 = forever).
-local function outlive(key, e, existed)
-  if e == -1 then
-    call('PERSIST', key)
-  elseif existed == 0 then
-    call('PEXPIREAT', key, e)
-  else
-    call('PEXPIREAT', key, e, 'GT') -- GT leaves a key without expiry alone
-  end
-end
-
--- mindex indexes a metric sample just written with expiry e (-1: none)
--- in its agent's indexes: ix (lex), xx (expiry). The indexes live as long
--- as their longest-lived sample; the expiry index holds exactly the
--- expiring samples, with their expiry, and every write sweeps a few that
--- have expired.
-local function mindex(ix, xx, member, e)
-  local had = call('EXISTS', ix)
-  call('ZADD', ix, 0, member)
-  outlive(ix, e, had)
-  if e == -1 then
-    call('ZREM', xx, member)
-  else
-    had = call('EXISTS', xx)
-    call('ZADD', xx, e, member)
-    outlive(xx, e, had)
-  end
-  local gone = call('ZRANGEBYSCORE', xx, '-inf', '(' .. fmt(nowms()), 'LIMIT', 0, 16)
-  if #gone > 0 then
-    call('ZREM', ix, unpack(gone))
-    call('ZREM', xx, unpack(gone))
-  end
-end
-
--- restorable checks a restore of key (ARGV[2] its mode: 'f' fail, 's'
--- skip, 'o' overwrite; ARGV[3] its expiry, 'p' or ms) before it writes:
--- it answers nil when the restore may go on, else its reply: {2} when the
--- expiry has passed (nothing to restore), {0} when a live record with the
--- key exists and the mode is not overwrite. An overwrite deletes the
--- record first, so nothing of it remains.
-local function restorable(key, ARGV)
-  local spec = ARGV[3]
-  if spec ~= 'p' and tonumber(spec) <= nowms() then return {2} end
-  if call('EXISTS', key) == 1 then
-    if ARGV[2] ~= 'o' then return {0} end
-    call('DEL', key)
-  end
-  return nil
-end
-
--- unindex removes ids from the global index of keys kl, kx, kt.
+-- unindex removes the members of ids from the global index of keys kl,
+-- kx, kt.
 local function unindex(kl, kx, kt, ids)
   if #ids > 0 then
     call('ZREM', kl, unpack(ids))
@@ -119,84 +56,278 @@ local function unindex(kl, kx, kt, ids)
   end
 end
 -- ixadd indexes records just written in the global index of keys kl
--- (L), kx (X), kt (T), sweeping entries whose bound is slack ms past: a[i],
--- a[i + 1] for i = from, from + 2, ... are each record's id and the bound
--- of its expiry ('inf' or ms); now is the time in ms, nil to read it.
--- Answers how many records it indexed.
-local function ixadd(kl, kx, kt, slack, a, from, now)
-  now = fmt(now or nowms())
-  local l, x, t = {}, {}, {}
-  for i = from, #a, 2 do
-    local id = a[i]
-    l[#l + 1], l[#l + 2] = 0, id
-    x[#x + 1], x[#x + 2] = a[i + 1], id
-    t[#t + 1], t[#t + 2] = id, now
+-- (L), kx (X), kt (T), sweeping entries whose bound is slack ms past:
+-- ARGV[i], ARGV[i + 1] for i = from, from + 2, ... up to to are each
+-- record's id and the bound of its expiry ('inf' or ms). Answers how
+-- many records it indexed.
+local function ixadd(kl, kx, kt, slack, from, to)
+  local ms = floor(clock() / 1000)
+  local l, x, t, j = {}, {}, {}, 0
+  for i = from, to, 2 do
+    local id = ARGV[i]
+    l[j + 1], l[j + 2] = 0, id
+    x[j + 1], x[j + 2] = ARGV[i + 1], id
+    t[j + 1], t[j + 2] = id, ms
+    j = j + 2
   end
   call('ZADD', kl, unpack(l))
   call('ZADD', kx, 'GT', unpack(x))
   call('HSET', kt, unpack(t))
   -- Sweep a few entries whose records have certainly expired (the slack
   -- covers clock differences between cluster nodes).
-  unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. fmt(tonumber(now) - tonumber(slack)), 'LIMIT', 0, 16))
-  return #l / 2
+  unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. (ms - tonumber(slack)), 'LIMIT', 0, 16))
+  return j / 2
 end
--- serve runs the operation op of one call of keys KEYS and arguments
--- ARGV (op first). A write may answer two more values for the '+' form
--- below: the Redis time of the write in ms, and true when the record
--- existed and its index entry needs nothing but to be there (see light).
-local function serve(op, KEYS, ARGV)
 
-if op == 'rd' then
-  -- Read one record and its expiry, atomically.
-  -- KEYS: record. ARGV: op[, hash fields...] (none: a string record).
-  local v
-  if #ARGV == 1 then
-    v = call('GET', KEYS[1])
-  else
-    v = call('HMGET', KEYS[1], unpack(ARGV, 2))
+-- serve runs the operation op of one call whose keys are KEYS[k + 1 ..
+-- k + nk] and arguments ARGV[a + 1 .. a + na], op first (a call reads
+-- its key i as KEYS[k + i] and its argument i as ARGV[a + i], and tells
+-- an argument left out by na, since what follows may be another call's).
+-- A write may answer one more value for the '+' form below: true when
+-- the record existed and its index entry needs nothing but to be there
+-- (see light).
+local function serve(op, k, a, nk, na)
+
+if op == 'sput' then
+  -- Write an agent state if its condition holds. KEYS: state.
+  -- ARGV: op, ttl, condition ('' none, 'a' absent, else the version it
+  -- must have), updated_at, document[, floor: the least version to give,
+  -- sent by the replay of a buffered write, see fallback.go].
+  -- Answers {1, version, expiry} or {0} when the condition fails.
+  --
+  -- The version is max(old + 1, the clock in microseconds). It changes
+  -- on every write (it is always above the old one), and it never
+  -- repeats across a delete and a re-create, which a per-key counter
+  -- would (a deleted key forgets its counter, and a stale client's
+  -- IfVersion would then match the new record): a new record starts at
+  -- the clock, which has moved past every version issued before, as each
+  -- of those was at most the clock when its script call ended (a key
+  -- cannot be written more than once a microsecond) -- unless the clock
+  -- steps back, e.g. a failover to a replica whose clock is behind. The
+  -- clock is read once per script call: the i-th version a call draws
+  -- from it (i from 0) is clock() + i, so that a key deleted and
+  -- re-created within one packed call still gets a version above the
+  -- one it had, and a packed call that drew more than one waits, before
+  -- it answers, until the real clock has reached the last (see '*'; it
+  -- never has to where each write costs more than a microsecond, as
+  -- all measured did). A store-wide counter would need a key outside the
+  -- agent's slot, which a script may not touch on a cluster. Versions
+  -- stay below 2^53, exact in Lua numbers, in a redis.call argument
+  -- (%.17g) and in the integer reply that answers them.
+  -- A restore (srestore) sets a version as given, one another host's
+  -- clock or another backend's counter made: the next write is still
+  -- above it (old + 1), but a re-create after a delete starts again at
+  -- the clock, which may be below a restored version from a clock ahead.
+  --
+  -- A write stores the expiry it gives beside the record ('e'), so a
+  -- record written without one needs no PERSIST when it is written again
+  -- without one.
+  local key, c = KEYS[k + 1], ARGV[a + 3]
+  local cur = call('HMGET', key, 'v', 'e')
+  local old = cur[1]
+  if c == 'a' then
+    if old then return {0} end
+  elseif c ~= '' then
+    if old ~= c then return {0} end
   end
-  return {v, call('PEXPIRETIME', KEYS[1])}
-
-elseif op == 'mput' then
-  -- Write a metric sample and index it in its agent's indexes.
-  -- KEYS: sample, name/time index (lex), expiry index (score = expiry ms).
-  -- ARGV: op, ttl, member, value.
-  local k, spec = KEYS[1], ARGV[2]
-  local e
-  if string.sub(spec, 1, 1) == 'k' then
-    if call('EXISTS', k) == 1 then
-      call('SET', k, ARGV[4], 'KEEPTTL')
-      e = call('PEXPIRETIME', k)
+  local v = clock() + ticks
+  ticks = ticks + 1
+  if old then
+    local o = tonumber(old) + 1
+    if o > v then v = o end
+  end
+  if na >= 6 then
+    local f = tonumber(ARGV[a + 6])
+    if f > v then v = f end
+  end
+  -- The expiry spec: 'p' none, '<ms>', 'k' or 'k<ms>' keep an existing
+  -- record's, else none or <ms>.
+  local spec, e, kept = ARGV[a + 2], -1, false
+  if string.byte(spec, 1) == 107 then
+    if old then
+      e, kept = call('PEXPIRETIME', key), true
     else
       spec = string.sub(spec, 2)
       if spec == '' then spec = 'p' end
     end
   end
-  if not e then
+  if not kept and spec ~= 'p' then e = tonumber(spec) end
+  call('HSET', key, 'v', v, 'u', ARGV[a + 4], 'd', ARGV[a + 5], 'e', e)
+  local same = e == -1 and cur[2] == '-1'
+  if not (same or kept) then
+    if e ~= -1 then
+      call('PEXPIREAT', key, e)
+    elseif old then
+      call('PERSIST', key)
+    end
+  end
+  return {1, v, e}, same
+
+elseif op == 'aput' then
+  -- Create or replace an alert; a replace must be an allowed transition
+  -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
+  -- may be reached from, updated_at, created_at (for a new alert), agent,
+  -- severity, message, labels.
+  -- Answers {1, created_at, expiry} or {0, current status}. As sput
+  -- does, it skips the PERSIST of an alert whose stored expiry ('x') is
+  -- already none.
+  local key = KEYS[k + 1]
+  local cur = call('HMGET', key, 't', 'c', 'x')
+  local existed, created = false, ARGV[a + 6]
+  if cur[1] then
+    if not string.find(ARGV[a + 4], cur[1], 1, true) then return {0, cur[1]} end
+    existed, created = true, cur[2] or created
+  end
+  local spec, e, kept = ARGV[a + 2], -1, false
+  if string.byte(spec, 1) == 107 then
+    if existed then
+      e, kept = call('PEXPIRETIME', key), true
+    else
+      spec = string.sub(spec, 2)
+      if spec == '' then spec = 'p' end
+    end
+  end
+  if not kept and spec ~= 'p' then e = tonumber(spec) end
+  call('HSET', key, 'g', ARGV[a + 7], 's', ARGV[a + 8], 't', ARGV[a + 3], 'm', ARGV[a + 9], 'l', ARGV[a + 10], 'c', created, 'u', ARGV[a + 5], 'x', e)
+  if not kept then
+    if e ~= -1 then
+      call('PEXPIREAT', key, e)
+    elseif existed and cur[3] ~= '-1' then
+      call('PERSIST', key)
+    end
+  end
+  return {1, created, e}
+
+elseif op == 'mput' or op == 'mrestore' then
+  -- mput: write a metric sample and index it in its agent's indexes.
+  -- KEYS: sample, name/time index (lex), expiry index (score = expiry
+  -- ms). ARGV: op, ttl, member, value. Answers its expiry.
+  -- mrestore: restore a metric sample as given and index it as mput
+  -- does. KEYS: the same. ARGV: op, mode ('f' fail, 's' skip, 'o'
+  -- overwrite), expiry ('p' or ms), member, value. Answers {1, expiry},
+  -- {2} when the expiry has passed (nothing to restore), {0} when a live
+  -- sample exists and the mode is not overwrite (an overwrite deletes the
+  -- sample first, so nothing of it remains).
+  local key, e, member = KEYS[k + 1]
+  if op == 'mput' then
+    local spec, value = ARGV[a + 2], ARGV[a + 4]
+    member = ARGV[a + 3]
+    if string.byte(spec, 1) == 107 then
+      if call('EXISTS', key) == 1 then
+        call('SET', key, value, 'KEEPTTL')
+        e = call('PEXPIRETIME', key)
+      else
+        spec = string.sub(spec, 2)
+        if spec == '' then spec = 'p' end
+      end
+    end
+    if not e then
+      if spec == 'p' then
+        call('SET', key, value)
+        e = -1
+      else
+        call('SET', key, value, 'PXAT', spec)
+        e = tonumber(spec)
+      end
+    end
+  else
+    local spec, value = ARGV[a + 3], ARGV[a + 5]
+    member = ARGV[a + 4]
+    if spec ~= 'p' and tonumber(spec) <= floor(clock() / 1000) then return {2} end
+    if call('EXISTS', key) == 1 then
+      if ARGV[a + 2] ~= 'o' then return {0} end
+      call('DEL', key)
+    end
     if spec == 'p' then
-      call('SET', k, ARGV[4])
+      call('SET', key, value)
       e = -1
     else
-      call('SET', k, ARGV[4], 'PXAT', spec)
+      call('SET', key, value, 'PXAT', spec)
       e = tonumber(spec)
     end
   end
-  mindex(KEYS[2], KEYS[3], ARGV[3], e)
-  return e
+  -- Index the sample: ix (lex), xx (expiry). The indexes live as long as
+  -- their longest-lived sample; the expiry index holds exactly the
+  -- expiring samples, with their expiry, and every write sweeps a few
+  -- that have expired.
+  local ix, xx = KEYS[k + 2], KEYS[k + 3]
+  local had = call('EXISTS', ix)
+  call('ZADD', ix, 0, member)
+  if e == -1 then
+    call('PERSIST', ix)
+    call('ZREM', xx, member)
+  else
+    -- GT leaves a key without expiry alone: the index outlives e.
+    if had == 0 then call('PEXPIREAT', ix, e) else call('PEXPIREAT', ix, e, 'GT') end
+    had = call('EXISTS', xx)
+    call('ZADD', xx, e, member)
+    if had == 0 then call('PEXPIREAT', xx, e) else call('PEXPIREAT', xx, e, 'GT') end
+  end
+  local gone = call('ZRANGEBYSCORE', xx, '-inf', '(' .. floor(clock() / 1000), 'LIMIT', 0, 16)
+  if #gone > 0 then
+    call('ZREM', ix, unpack(gone))
+    call('ZREM', xx, unpack(gone))
+  end
+  if op == 'mput' then return e end
+  return {1, e}
+
+elseif op == 'del' then
+  -- Delete a record. KEYS: record. Answers 1, or 0 when there was none.
+  return call('DEL', KEYS[k + 1])
+
+elseif op == 'sdel' then
+  -- Delete an agent state if its condition holds. KEYS: state.
+  -- ARGV: op, condition ('' or the version it must have).
+  -- Answers 1, 0 when the condition fails, -1 when there is no state.
+  local old = call('HGET', KEYS[k + 1], 'v')
+  if not old then return -1 end
+  if ARGV[a + 2] ~= '' and old ~= ARGV[a + 2] then return 0 end
+  call('DEL', KEYS[k + 1])
+  return 1
 
 elseif op == 'mdel' then
   -- Delete a metric sample. KEYS: sample, index, expiry index.
   -- ARGV: op, member. Answers 1, or 0 when there was no sample.
-  local n = call('DEL', KEYS[1])
-  call('ZREM', KEYS[2], ARGV[2])
-  call('ZREM', KEYS[3], ARGV[2])
+  local n = call('DEL', KEYS[k + 1])
+  call('ZREM', KEYS[k + 2], ARGV[a + 2])
+  call('ZREM', KEYS[k + 3], ARGV[a + 2])
   return n
+
+elseif op == 'ixadd' then
+  -- Index records just written. KEYS: L, X, T. ARGV: op, sweep slack
+  -- (ms), then for each record its id and the bound of its expiry ('inf'
+  -- or ms): a batch indexes all its records in one call.
+  return ixadd(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 2], a + 3, a + na)
+
+elseif op == 'rd' then
+  -- Read one record and its expiry, atomically.
+  -- KEYS: record. ARGV: op[, hash fields...] (none: a string record).
+  local key, v = KEYS[k + 1]
+  if na == 1 then
+    v = call('GET', key)
+  else
+    v = call('HMGET', key, unpack(ARGV, a + 2, a + na))
+  end
+  return {v, call('PEXPIRETIME', key)}
+
+elseif op == 'astat' then
+  -- Move an alert to a status, keeping its expiry. KEYS: alert.
+  -- ARGV: op, status, statuses it may be reached from, updated_at.
+  -- Answers {1, {fields g s t m l c u}, expiry}, {0, current status} or
+  -- {-1} when there is no alert.
+  local key = KEYS[k + 1]
+  local f = call('HMGET', key, 'g', 's', 't', 'm', 'l', 'c', 'u')
+  if not f[3] then return {-1} end
+  if not string.find(ARGV[a + 3], f[3], 1, true) then return {0, f[3]} end
+  call('HSET', key, 't', ARGV[a + 2], 'u', ARGV[a + 4])
+  f[3], f[7] = ARGV[a + 2], ARGV[a + 4]
+  return {1, f, call('PEXPIRETIME', key)}
 
 elseif op == 'mrange' then
   -- List an agent's index. KEYS: index. ARGV: op, min, max, count.
   -- Answers {exists, member...}.
-  local out = call('ZRANGE', KEYS[1], ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', 0, ARGV[4])
-  table.insert(out, 1, call('EXISTS', KEYS[1]))
+  local out = call('ZRANGE', KEYS[k + 1], ARGV[a + 2], ARGV[a + 3], 'BYLEX', 'LIMIT', 0, ARGV[a + 4])
+  table.insert(out, 1, call('EXISTS', KEYS[k + 1]))
   return out
 
 elseif op == 'mget' then
@@ -206,183 +337,61 @@ elseif op == 'mget' then
   -- sample). Answers {value, expiry, value, expiry, ...}; a missing
   -- sample is {nil, -2}.
   local out = {}
-  for i = 3, #KEYS do
-    local e = call('PEXPIRETIME', KEYS[i])
+  for i = 3, nk do
+    local e = call('PEXPIRETIME', KEYS[k + i])
     if e == -2 then
-      call('ZREM', KEYS[1], ARGV[i - 1])
-      call('ZREM', KEYS[2], ARGV[i - 1])
+      call('ZREM', KEYS[k + 1], ARGV[a + i - 1])
+      call('ZREM', KEYS[k + 2], ARGV[a + i - 1])
       out[#out + 1] = false
     else
-      out[#out + 1] = call('GET', KEYS[i])
+      out[#out + 1] = call('GET', KEYS[k + i])
     end
     out[#out + 1] = e
   end
   return out
 
-elseif op == 'aput' then
-  -- Create or replace an alert; a replace must be an allowed transition
-  -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
-  -- may be reached from, updated_at, created_at (for a new alert), agent,
-  -- severity, message, labels.
-  -- Answers {1, created_at, expiry} or {0, current status}.
-  local k = KEYS[1]
-  local cur = call('HMGET', k, 't', 'c')
-  local existed, created = false, ARGV[6]
-  if cur[1] then
-    if not string.find(ARGV[4], cur[1], 1, true) then return {0, cur[1]} end
-    existed, created = true, cur[2] or created
+elseif op == 'arestore' or op == 'srestore' then
+  -- arestore: restore an alert as given: no transition is checked,
+  -- created_at and updated_at are the given ones. KEYS: alert. ARGV: op,
+  -- mode, expiry, agent, severity, status, message, labels, created_at,
+  -- updated_at.
+  -- srestore: restore an agent state with exactly its version (at most
+  -- 2^53 - 2, so that sput's next version, above it, is exact). KEYS:
+  -- state. ARGV: op, mode, expiry, version, updated_at, document.
+  -- Both answer {1, expiry}, or {2} or {0} as mrestore does.
+  local key, spec = KEYS[k + 1], ARGV[a + 3]
+  if spec ~= 'p' and tonumber(spec) <= floor(clock() / 1000) then return {2} end
+  if call('EXISTS', key) == 1 then
+    if ARGV[a + 2] ~= 'o' then return {0} end
+    call('DEL', key)
   end
-  local e, kept = expiryOf(k, ARGV[2], existed)
-  call('HSET', k, 'g', ARGV[7], 's', ARGV[8], 't', ARGV[3], 'm', ARGV[9], 'l', ARGV[10], 'c', created, 'u', ARGV[5], 'x', fmt(e))
-  setExpiry(k, e, kept, existed)
-  return {1, created, e}
-
-elseif op == 'astat' then
-  -- Move an alert to a status, keeping its expiry. KEYS: alert.
-  -- ARGV: op, status, statuses it may be reached from, updated_at.
-  -- Answers {1, {fields g s t m l c u}, expiry}, {0, current status} or
-  -- {-1} when there is no alert.
-  local k = KEYS[1]
-  local f = call('HMGET', k, 'g', 's', 't', 'm', 'l', 'c', 'u')
-  if not f[3] then return {-1} end
-  if not string.find(ARGV[3], f[3], 1, true) then return {0, f[3]} end
-  call('HSET', k, 't', ARGV[2], 'u', ARGV[4])
-  f[3], f[7] = ARGV[2], ARGV[4]
-  return {1, f, call('PEXPIRETIME', k)}
-
-elseif op == 'sput' then
-  -- Write an agent state if its condition holds. KEYS: state.
-  -- ARGV: op, ttl, condition ('' none, 'a' absent, else the version it
-  -- must have), updated_at, document[, floor: the least version to give,
-  -- sent by the replay of a buffered write, see fallback.go].
-  -- Answers {1, version, expiry} or {0} when the condition fails.
-  --
-  -- The version is max(old + 1, the Redis clock in microseconds). It
-  -- changes on every write (it is always above the old one), and it never
-  -- repeats across a delete and a re-create, which a per-key counter
-  -- would (a deleted key forgets its counter, and a stale client's
-  -- IfVersion would then match the new record): a new record starts at
-  -- the clock, which has moved past every version issued before, as each
-  -- of those was at most the clock of its write (a key cannot be written
-  -- more than once a microsecond) -- unless the clock steps back, e.g. a
-  -- failover to a replica whose clock is behind. A store-wide counter
-  -- would need a key outside the agent's slot, which a script may not
-  -- touch on a cluster. Versions stay below 2^53, exact in Lua numbers.
-  -- A restore (srestore) sets a version as given, one another host's
-  -- clock or another backend's counter made: the next write is still
-  -- above it (old + 1), but a re-create after a delete starts again at
-  -- the clock, which may be below a restored version from a clock ahead.
-  --
-  -- A write stores the expiry it gives beside the record ('e'), so a
-  -- record written without one needs no PERSIST when it is written again
-  -- without one.
-  local k, c = KEYS[1], ARGV[3]
-  local cur = call('HMGET', k, 'v', 'e')
-  local old = cur[1]
-  if c == 'a' then
-    if old then return {0} end
-  elseif c ~= '' then
-    if old ~= c then return {0} end
-  end
-  local t = call('TIME')
-  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if old then
-    local o = tonumber(old) + 1
-    if o > v then v = o end
-  end
-  if ARGV[6] then
-    local f = tonumber(ARGV[6])
-    if f > v then v = f end
-  end
-  local vs = fmt(v)
-  local e, kept = expiryOf(k, ARGV[2], old ~= false)
-  call('HSET', k, 'v', vs, 'u', ARGV[4], 'd', ARGV[5], 'e', fmt(e))
-  local same = e == -1 and cur[2] == '-1'
-  if not same then setExpiry(k, e, kept, old ~= false) end
-  return {1, vs, e}, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), same
-
-elseif op == 'mrestore' then
-  -- Restore a metric sample as given and index it as mput does.
-  -- KEYS: sample, index, expiry index. ARGV: op, mode, expiry ('p' or
-  -- ms), member, value. Answers {1, expiry}, or what restorable answers.
-  local k = KEYS[1]
-  local no = restorable(k, ARGV)
-  if no then return no end
   local e = -1
-  if ARGV[3] == 'p' then
-    call('SET', k, ARGV[5])
+  if spec ~= 'p' then e = tonumber(spec) end
+  if op == 'arestore' then
+    call('HSET', key, 'g', ARGV[a + 4], 's', ARGV[a + 5], 't', ARGV[a + 6], 'm', ARGV[a + 7], 'l', ARGV[a + 8], 'c', ARGV[a + 9], 'u', ARGV[a + 10], 'x', e)
   else
-    call('SET', k, ARGV[5], 'PXAT', ARGV[3])
-    e = tonumber(ARGV[3])
+    call('HSET', key, 'v', ARGV[a + 4], 'u', ARGV[a + 5], 'd', ARGV[a + 6], 'e', e)
   end
-  mindex(KEYS[2], KEYS[3], ARGV[4], e)
+  if e ~= -1 then call('PEXPIREAT', key, e) end
   return {1, e}
-
-elseif op == 'arestore' then
-  -- Restore an alert as given: no transition is checked, created_at and
-  -- updated_at are the given ones. KEYS: alert. ARGV: op, mode, expiry,
-  -- agent, severity, status, message, labels, created_at, updated_at.
-  -- Answers {1, expiry}, or what restorable answers.
-  local k = KEYS[1]
-  local no = restorable(k, ARGV)
-  if no then return no end
-  local e = -1
-  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
-  call('HSET', k, 'g', ARGV[4], 's', ARGV[5], 't', ARGV[6], 'm', ARGV[7], 'l', ARGV[8], 'c', ARGV[9], 'u', ARGV[10], 'x', fmt(e))
-  setExpiry(k, e, false, false)
-  return {1, e}
-
-elseif op == 'srestore' then
-  -- Restore an agent state with exactly its version (at most 2^53 - 2, so
-  -- that sput's next version, above it, is exact). KEYS: state. ARGV: op,
-  -- mode, expiry, version, updated_at, document. Answers {1, expiry}, or
-  -- what restorable answers.
-  local k = KEYS[1]
-  local no = restorable(k, ARGV)
-  if no then return no end
-  local e = -1
-  if ARGV[3] ~= 'p' then e = tonumber(ARGV[3]) end
-  call('HSET', k, 'v', ARGV[4], 'u', ARGV[5], 'd', ARGV[6], 'e', fmt(e))
-  setExpiry(k, e, false, false)
-  return {1, e}
-
-elseif op == 'sdel' then
-  -- Delete an agent state if its condition holds. KEYS: state.
-  -- ARGV: op, condition ('' or the version it must have).
-  -- Answers 1, 0 when the condition fails, -1 when there is no state.
-  local old = call('HGET', KEYS[1], 'v')
-  if not old then return -1 end
-  if ARGV[2] ~= '' and old ~= ARGV[2] then return 0 end
-  call('DEL', KEYS[1])
-  return 1
-
-elseif op == 'del' then
-  -- Delete a record. KEYS: record. Answers 1, or 0 when there was none.
-  return call('DEL', KEYS[1])
-
-elseif op == 'ixadd' then
-  -- Index records just written. KEYS: L, X, T. ARGV: op, sweep slack
-  -- (ms), then for each record its id and the bound of its expiry ('inf'
-  -- or ms): a batch indexes all its records in one call.
-  return ixadd(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV, 3)
 
 elseif op == 'ixdel' then
   -- Unindex a record just deleted, unless a write indexed it within the
   -- grace period (it may be a re-create racing the delete; readers trim
   -- the entry later if its record stays missing).
   -- KEYS: L, X, T. ARGV: op, id, grace (ms).
-  local t = call('HGET', KEYS[3], ARGV[2])
-  if t and tonumber(t) >= nowms() - tonumber(ARGV[3]) then return 0 end
-  unindex(KEYS[1], KEYS[2], KEYS[3], {ARGV[2]})
+  local t = call('HGET', KEYS[k + 3], ARGV[a + 2])
+  if t and tonumber(t) >= floor(clock() / 1000) - tonumber(ARGV[a + 3]) then return 0 end
+  unindex(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], {ARGV[a + 2]})
   return 1
 
 elseif op == 'ixrange' then
   -- List a global index. KEYS: L, T. ARGV: op, min, max, count.
   -- Answers {now ms, id, touched ms, id, touched ms, ...}.
-  local ids = call('ZRANGE', KEYS[1], ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', 0, ARGV[4])
-  local out = {nowms()}
+  local ids = call('ZRANGE', KEYS[k + 1], ARGV[a + 2], ARGV[a + 3], 'BYLEX', 'LIMIT', 0, ARGV[a + 4])
+  local out = {floor(clock() / 1000)}
   if #ids > 0 then
-    local ts = call('HMGET', KEYS[2], unpack(ids))
+    local ts = call('HMGET', KEYS[k + 2], unpack(ids))
     for i = 1, #ids do
       out[#out + 1] = ids[i]
       out[#out + 1] = ts[i]
@@ -395,47 +404,46 @@ elseif op == 'ixtrim' then
   -- touched it since the reader listed it. KEYS: L, X, T.
   -- ARGV: op, id, touched ms ('' for none), id, touched ms, ...
   local ids = {}
-  for i = 2, #ARGV, 2 do
-    if (call('HGET', KEYS[3], ARGV[i]) or '') == ARGV[i + 1] then ids[#ids + 1] = ARGV[i] end
+  for i = a + 2, a + na, 2 do
+    if (call('HGET', KEYS[k + 3], ARGV[i]) or '') == ARGV[i + 1] then ids[#ids + 1] = ARGV[i] end
   end
-  unindex(KEYS[1], KEYS[2], KEYS[3], ids)
+  unindex(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ids)
   return #ids
 end
 return redis.error_reply('storage-host redis library: unknown operation ' .. tostring(op))
 end
 
--- run serves one call. A write whose operation is led by '+' (+sput,
+-- run serves one call, of keys KEYS[k + 1 .. k + nk] and arguments
+-- ARGV[a + 1 .. a + na]. A write whose operation is led by '+' (+sput,
 -- +mput, +aput) indexes its record in the same call, where the deployment
 -- lets one script touch the record's slot and the {idx} slot (a single
 -- node; a cluster answers CROSSSLOT and the plugin sends the index call
--- apart): the last three KEYS are the global index's L, X, T, the last
--- three ARGV its sweep slack, the record's id and its bound. The record
--- is indexed after it is written, and not when the write answers {0} (a
--- failed condition or transition: nothing was written).
+-- apart): the last three keys are the global index's L, X, T, the last
+-- three arguments its sweep slack, the record's id and its bound. The
+-- record is indexed after it is written, and not when the write answers
+-- {0} (a failed condition or transition: nothing was written).
 --
 -- An agent state rewritten without expiry over one without expiry keeps
 -- an index entry that needs nothing but to be there (light): its bound
 -- stays inf, and its write time in T matters only to a delete or a trim
 -- racing a re-create, which takes the full path. Its entry is added
 -- again (a record written before its index call ran keeps one), and one
--- such write in 16 sweeps, as every other write does.
-local function run(KEYS, ARGV)
-  local op = ARGV[1]
-  if string.byte(op, 1) ~= 43 then return serve(op, KEYS, ARGV) end
-  local nk, na = #KEYS, #ARGV
-  local ix = {KEYS[nk - 2], KEYS[nk - 1], KEYS[nk], ARGV[na - 2], ARGV[na - 1], ARGV[na]}
-  KEYS[nk], KEYS[nk - 1], KEYS[nk - 2] = nil, nil, nil
-  ARGV[na], ARGV[na - 1], ARGV[na - 2] = nil, nil, nil
-  local r, now, light = serve(string.sub(op, 2), KEYS, ARGV)
+-- such write in 16 (by the time in ms) sweeps, as every other write does.
+local function run(k, a, nk, na)
+  local op = ARGV[a + 1]
+  if string.byte(op, 1) ~= 43 then return serve(op, k, a, nk, na) end
+  local r, light = serve(string.sub(op, 2), k, a, nk - 3, na - 3)
   if type(r) == 'table' and (r.err or r[1] == 0) then return r end
+  local kl, kx, kt, slack = KEYS[k + nk - 2], KEYS[k + nk - 1], KEYS[k + nk], ARGV[a + na - 2]
   if light then
-    call('ZADD', ix[1], 0, ix[5])
-    if now % 16 == 0 then
-      unindex(ix[1], ix[2], ix[3], call('ZRANGEBYSCORE', ix[2], '-inf', '(' .. fmt(now - tonumber(ix[4])), 'LIMIT', 0, 16))
+    call('ZADD', kl, 0, ARGV[a + na - 1])
+    local ms = floor(clock() / 1000)
+    if ms % 16 == 0 then
+      unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. (ms - tonumber(slack)), 'LIMIT', 0, 16))
     end
     return r
   end
-  ixadd(ix[1], ix[2], ix[3], ix[4], ix, 5, now)
+  ixadd(kl, kx, kt, slack, a + na - 1, a + na)
   return r
 end
 
@@ -446,21 +454,29 @@ end
 -- arguments one call after the other, as KEYS holds their keys. Answers
 -- an array of each call's reply, in order; a call that fails answers its
 -- error there and the calls after it still run, as in a pipeline.
-if ARGV[1] ~= '*' then return run(KEYS, ARGV) end
+if ARGV[1] ~= '*' then return run(0, 0, #KEYS, #ARGV) end
 local n = tonumber(ARGV[2])
-local out, k, a = {}, 1, 3 + 2 * n
+local out, k, a = {}, 0, 2 + 2 * n
 for i = 1, n do
   local nk, na = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  local K, A = {}, {}
-  for j = 1, nk do K[j] = KEYS[k + j - 1] end
-  for j = 1, na do A[j] = ARGV[a + j - 1] end
-  k, a = k + nk, a + na
-  local ok, r = pcall(run, K, A)
+  local ok, r = pcall(run, k, a, nk, na)
   if not ok then
     if type(r) ~= 'table' or not r.err then r = redis.error_reply(tostring(r)) end
   elseif r == nil then
     r = false
   end
   out[i] = r
+  k, a = k + nk, a + na
+end
+-- The versions drawn from the clock must not be ahead of it once the
+-- call ends (see sput); a clock that stepped back below the call's
+-- reading is not waited for.
+if ticks > 1 then
+  local last = now + ticks - 1
+  local t, u
+  repeat
+    t = call('TIME')
+    u = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  until u >= last or u < now
 end
 return out

@@ -536,9 +536,11 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			}
 			return
 		}
-		v, ok := parseInt(a[1].Str)
-		if !ok {
-			it.err = abi.Errorf(abi.StatusInternal, "redis: version %q", a[1].Str)
+		// The version is an integer reply: the library's Lua number, exact
+		// below 2^53 (see maxVersion), answers as one without a conversion.
+		v, err := replyInt(&a[1])
+		if err != nil {
+			it.err = err
 			return
 		}
 		e, err := replyInt(&a[2])
