@@ -470,13 +470,16 @@ for i = 1, n do
 end
 -- The versions drawn from the clock must not be ahead of it once the
 -- call ends (see sput); a clock that stepped back below the call's
--- reading is not waited for.
+-- reading is not waited for, nor one that does not move (a script must
+-- never spin in Redis): at most 64 readings, far more than the few
+-- microseconds a call of many writes can be ahead.
 if ticks > 1 then
   local last = now + ticks - 1
-  local t, u
+  local t, u, tries = nil, nil, 0
   repeat
     t = call('TIME')
     u = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  until u >= last or u < now
+    tries = tries + 1
+  until u >= last or u < now or tries >= 64
 end
 return out
