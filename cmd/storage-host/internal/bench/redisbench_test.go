@@ -478,9 +478,11 @@ func sputReply(c *redis.Cmd) (version uint64, expiry int64, err error) {
 	if len(v) != 3 || v[0].(int64) != 1 {
 		return 0, 0, fmt.Errorf("sput replied %v", v)
 	}
-	if version, err = strconv.ParseUint(v[1].(string), 10, 64); err != nil {
-		return 0, 0, err
+	n, ok := v[1].(int64)
+	if !ok || n <= 0 {
+		return 0, 0, fmt.Errorf("sput replied version %#v", v[1])
 	}
+	version = uint64(n)
 	expiry, _ = v[2].(int64)
 	return version, expiry, nil
 }
