@@ -11,10 +11,22 @@ import (
 
 // packedCall runs calls as one script call of the library's '*', each
 // call its keys and its arguments (operation first), on rc.
-func packedCall(t *testing.T, rc *redis.Client, calls ...[2][]string) []any {
+func packedCall(t testing.TB, rc *redis.Client, calls ...[2][]string) []any {
 	t.Helper()
-	var keys []string
-	args := []any{"*", len(calls)}
+	keys, args := packed(calls)
+	r, err := rc.Eval(t.Context(), string(library), keys, args...).Slice()
+	if err != nil {
+		t.Fatalf("packed call: %v", err)
+	}
+	if len(r) != len(calls) {
+		t.Fatalf("%d replies to %d calls", len(r), len(calls))
+	}
+	return r
+}
+
+// packed returns the keys and arguments of calls as one call of '*'.
+func packed(calls [][2][]string) (keys []string, args []any) {
+	args = []any{"*", len(calls)}
 	for _, c := range calls {
 		keys = append(keys, c[0]...)
 		args = append(args, len(c[0]), len(c[1]))
@@ -24,14 +36,7 @@ func packedCall(t *testing.T, rc *redis.Client, calls ...[2][]string) []any {
 			args = append(args, a)
 		}
 	}
-	r, err := rc.Eval(t.Context(), string(library), keys, args...).Slice()
-	if err != nil {
-		t.Fatalf("packed call: %v", err)
-	}
-	if len(r) != len(calls) {
-		t.Fatalf("%d replies to %d calls", len(r), len(calls))
-	}
-	return r
+	return keys, args
 }
 
 // TestLibraryClockOncePerCall: the library reads the clock once per
