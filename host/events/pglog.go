@@ -378,7 +378,10 @@ UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.
 // testdata/sequencer_scan.sql).
 func (l *pgLog) sequence(ctx context.Context) error {
 	rs, err := l.exec(ctx, abi.PGTransaction,
-		abi.PGStatement{SQL: "SET LOCAL enable_bitmapscan = off"},
+		// set_config, not SET LOCAL: the bridge sends a transaction as
+		// one pipeline, which PostgreSQL does not count as a transaction
+		// block, so SET LOCAL would log a WARNING at every run.
+		abi.PGStatement{SQL: "SELECT set_config('enable_bitmapscan', 'off', true)"},
 		abi.PGStatement{SQL: "SELECT FROM " + pgSequencerTable + " FOR UPDATE"},
 		abi.PGStatement{SQL: pgSequence},
 	)
@@ -398,7 +401,10 @@ func (l *pgLog) vacuum(ctx context.Context) error {
 		return nil
 	}
 	l.sequenced = false
-	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "VACUUM (SKIP_LOCKED) " + PostgresTable})
+	// TRUNCATE false: giving back the table's empty end pages takes an
+	// ACCESS EXCLUSIVE lock, which would stop every write for its moment;
+	// autovacuum still does it now and then.
+	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "VACUUM (SKIP_LOCKED, TRUNCATE false) " + PostgresTable})
 	return err
 }
 

@@ -168,11 +168,11 @@ elseif op == 'aput' then
   -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
   -- may be reached from, updated_at, created_at (for a new alert), agent,
   -- severity, message, labels.
-  -- Answers {1, created_at, expiry} or {0, current status}. As sput
-  -- does, it skips the PERSIST of an alert whose stored expiry ('x') is
-  -- already none.
+  -- Answers {1, created_at, expiry} or {0, current status}. Unlike
+  -- sput, it does not trust the stored expiry ('x') to skip a PERSIST:
+  -- hosts from before 'x' was written set an alert's expiry without it.
   local key = KEYS[k + 1]
-  local cur = call('HMGET', key, 't', 'c', 'x')
+  local cur = call('HMGET', key, 't', 'c')
   local existed, created = false, ARGV[a + 6]
   if cur[1] then
     if not string.find(ARGV[a + 4], cur[1], 1, true) then return {0, cur[1]} end
@@ -192,7 +192,7 @@ elseif op == 'aput' then
   if not kept then
     if e ~= -1 then
       call('PEXPIREAT', key, e)
-    elseif existed and cur[3] ~= '-1' then
+    elseif existed then
       call('PERSIST', key)
     end
   end
