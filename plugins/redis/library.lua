@@ -46,6 +46,31 @@ local function clock()
   return now
 end
 
+-- expiryOf answers the expiry (Unix ms, -1 for none) that spec gives
+-- key, which existed or not, and true when spec keeps the existing
+-- key's: 'p' none, '<ms>', 'k' or 'k<ms>' keep an existing record's,
+-- else none or <ms>.
+local function expiryOf(key, spec, existed)
+  if string.byte(spec, 1) == 107 then
+    if existed then return call('PEXPIRETIME', key), true end
+    spec = string.sub(spec, 2)
+    if spec == '' then return -1, false end
+  end
+  if spec == 'p' then return -1, false end
+  return tonumber(spec), false
+end
+-- setExpiry gives key, just written by HSET (which keeps a key's
+-- expiry), the expiry e that expiryOf answered; had: the key may have
+-- an expiry to clear.
+local function setExpiry(key, e, kept, had)
+  if kept then return end
+  if e ~= -1 then
+    call('PEXPIREAT', key, e)
+  elseif had then
+    call('PERSIST', key)
+  end
+end
+
 -- unindex removes the members of ids from the global index of keys kl,
 -- kx, kt.
 local function unindex(kl, kx, kt, ids)
@@ -140,27 +165,10 @@ if op == 'sput' then
     local f = tonumber(ARGV[a + 6])
     if f > v then v = f end
   end
-  -- The expiry spec: 'p' none, '<ms>', 'k' or 'k<ms>' keep an existing
-  -- record's, else none or <ms>.
-  local spec, e, kept = ARGV[a + 2], -1, false
-  if string.byte(spec, 1) == 107 then
-    if old then
-      e, kept = call('PEXPIRETIME', key), true
-    else
-      spec = string.sub(spec, 2)
-      if spec == '' then spec = 'p' end
-    end
-  end
-  if not kept and spec ~= 'p' then e = tonumber(spec) end
+  local e, kept = expiryOf(key, ARGV[a + 2], old)
   call('HSET', key, 'v', v, 'u', ARGV[a + 4], 'd', ARGV[a + 5], 'e', e)
   local same = e == -1 and cur[2] == '-1'
-  if not (same or kept) then
-    if e ~= -1 then
-      call('PEXPIREAT', key, e)
-    elseif old then
-      call('PERSIST', key)
-    end
-  end
+  setExpiry(key, e, kept, old and not same)
   return {1, v, e}, same
 
 elseif op == 'aput' then
@@ -178,24 +186,9 @@ elseif op == 'aput' then
     if not string.find(ARGV[a + 4], cur[1], 1, true) then return {0, cur[1]} end
     existed, created = true, cur[2] or created
   end
-  local spec, e, kept = ARGV[a + 2], -1, false
-  if string.byte(spec, 1) == 107 then
-    if existed then
-      e, kept = call('PEXPIRETIME', key), true
-    else
-      spec = string.sub(spec, 2)
-      if spec == '' then spec = 'p' end
-    end
-  end
-  if not kept and spec ~= 'p' then e = tonumber(spec) end
+  local e, kept = expiryOf(key, ARGV[a + 2], existed)
   call('HSET', key, 'g', ARGV[a + 7], 's', ARGV[a + 8], 't', ARGV[a + 3], 'm', ARGV[a + 9], 'l', ARGV[a + 10], 'c', created, 'u', ARGV[a + 5], 'x', e)
-  if not kept then
-    if e ~= -1 then
-      call('PEXPIREAT', key, e)
-    elseif existed then
-      call('PERSIST', key)
-    end
-  end
+  setExpiry(key, e, kept, existed)
   return {1, created, e}
 
 elseif op == 'mput' or op == 'mrestore' then
@@ -365,14 +358,13 @@ elseif op == 'arestore' or op == 'srestore' then
     if ARGV[a + 2] ~= 'o' then return {0} end
     call('DEL', key)
   end
-  local e = -1
-  if spec ~= 'p' then e = tonumber(spec) end
+  local e = expiryOf(key, spec, false)
   if op == 'arestore' then
     call('HSET', key, 'g', ARGV[a + 4], 's', ARGV[a + 5], 't', ARGV[a + 6], 'm', ARGV[a + 7], 'l', ARGV[a + 8], 'c', ARGV[a + 9], 'u', ARGV[a + 10], 'x', e)
   else
     call('HSET', key, 'v', ARGV[a + 4], 'u', ARGV[a + 5], 'd', ARGV[a + 6], 'e', e)
   end
-  if e ~= -1 then call('PEXPIREAT', key, e) end
+  setExpiry(key, e, false, false)
   return {1, e}
 
 elseif op == 'ixdel' then
