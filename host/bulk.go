@@ -43,17 +43,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	errs = make([]error, n)
 	var d abi.Decoder
 	for i, r := range results {
-		switch {
-		case r.Status == abi.StatusStale:
-			errs[i] = &abi.Error{Status: r.Status, Message: "served from a fallback copy that may be behind"}
-		case r.Status == abi.StatusUnknown:
-			errs[i] = s.p.unknownAnswer(op, &abi.Error{Status: r.Status, Message: string(r.Body)})
-			continue
-		case r.Status != abi.StatusOK:
-			if !r.Status.Known() {
-				r.Status = abi.StatusInternal
-			}
-			errs[i] = &abi.Error{Status: r.Status, Message: string(r.Body)}
+		if errs[i] = s.itemAnswer(op, r); !answered(errs[i]) {
 			continue
 		}
 		if decodeItem != nil {

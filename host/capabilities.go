@@ -142,8 +142,8 @@ func (p *plugin) hostCall(mod api.Module) *instance {
 	}
 	in := v.(*instance)
 	in.hostCalls++
-	if in.hostCalls > p.limits.MaxHostCalls {
-		panic(fmt.Errorf("more than %d host calls in one request", p.limits.MaxHostCalls))
+	if in.hostCalls > p.limits.MaxHostCalls*max(in.shares, 1) {
+		panic(fmt.Errorf("more than %d host calls in one request", p.limits.MaxHostCalls*max(in.shares, 1)))
 	}
 	return in
 }
@@ -332,7 +332,7 @@ func (p *plugin) publishPluginEvent(in *instance, msg []byte, lim *rate.Limiter,
 	if bus == nil {
 		return abi.StatusUnavailable
 	}
-	if in != nil && in.budget.events >= p.limits.MaxEventsPerCall {
+	if in != nil && in.budget.events >= p.limits.MaxEventsPerCall*max(in.shares, 1) {
 		return abi.StatusLimit
 	}
 	if !lim.Allow() {
@@ -448,12 +448,13 @@ func (p *plugin) fdWrite(ctx context.Context, mod api.Module, w io.Writer, iovs,
 	}
 	in := p.instanceOf(mod)
 	var spent *uint64
+	budget := uint64(p.limits.MaxLogBytesPerCall)
 	if in != nil {
 		spent = &in.budget.logBytes
+		budget *= uint64(max(in.shares, 1))
 	} else {
 		spent = new(uint64) // not a pooled instance: this write alone
 	}
-	budget := uint64(p.limits.MaxLogBytesPerCall)
 	var written uint32
 	errno := uint64(0)
 	for i := range n {

@@ -379,6 +379,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	st := &Store{p: p, now: s.now}
+	st.shared = st.newSharing()
 	if err := st.openEvents(ctx, &cfg, &s); err != nil {
 		p.close(context.WithoutCancel(ctx))
 		return nil, err

@@ -496,8 +496,11 @@ type instance struct {
 	started   atomic.Int64 // monoNow when the current call began; 0 between calls
 	timedOut  atomic.Bool  // set by refuel when it ended a call past its timeout
 	hostCalls uint32       // host-function calls made by the current call
-	pending   []byte       // a kv result waiting for storagehost_kv.result
-	usedKV    bool         // the current call used a durable kv store
+	// shares is the calls the current call carries (a shared batch's
+	// items, else 1): the per-call budgets are that many times Limits'.
+	shares  uint32
+	pending []byte // a kv result waiting for storagehost_kv.result
+	usedKV  bool   // the current call used a durable kv store
 	// notGranted is the first refusal, in the current call, of a redis
 	// request the backend's configuration does not grant
 	// (redisbridge.ErrNotGranted).
@@ -629,10 +632,15 @@ func (p *plugin) guestReturned() {
 func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	// The call timeout bounds initialisation too: wazero closes the module
 	// when this context ends, even inside a runaway _initialize.
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, p.limits.CallTimeout)
 	defer cancel()
 	mod, err := p.runtime.InstantiateModule(ctx, p.compiled, p.modCfg)
 	if err != nil {
+		if caller.Err() != nil {
+			// The caller gave up: nothing is wrong with the plugin.
+			return nil, fmt.Errorf("backend %s: creating an instance: %w", p.name, caller.Err())
+		}
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
 	}
 	in := &instance{p: p, mod: mod, mem: mod.Memory()}
@@ -650,6 +658,9 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	fail := func(format string, args ...any) (*instance, error) {
 		p.instances.Delete(mod)
 		_ = mod.Close(ctx)
+		if caller.Err() != nil {
+			return nil, fmt.Errorf("backend %s: creating an instance: %w", p.name, caller.Err())
+		}
 		return nil, fmt.Errorf("%w: %s", ErrIncompatible, fmt.Sprintf(format, args...))
 	}
 	if in.mem == nil {
@@ -657,7 +668,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		if _, err := init.Call(ctx); err != nil {
-			if ctx.Err() == context.DeadlineExceeded {
+			if ctx.Err() == context.DeadlineExceeded && caller.Err() == nil {
 				p.instances.Delete(mod)
 				_ = mod.Close(ctx)
 				return nil, abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportInitialize, p.limits.CallTimeout)

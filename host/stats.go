@@ -55,6 +55,10 @@ type Stats struct {
 	// Ticks counts the ticks (abi.OpTick) made, and TickFailures those
 	// that failed.
 	Ticks, TickFailures uint64
+	// SharedBatches counts the batches that carried the single operations
+	// of callers who found every instance busy (one call or batch runs per
+	// CPU), and SharedCalls the operations they carried.
+	SharedBatches, SharedCalls uint64
 }
 
 // RedisPoolStats is a snapshot of a backend's Redis connection pool.
@@ -74,6 +78,10 @@ func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load()}
+	if s.shared != nil {
+		c := s.shared.Stats()
+		st.SharedBatches, st.SharedCalls = c.Batches, c.Requests
+	}
 	if p.redis != nil {
 		r := p.redis.PoolStats()
 		st.Redis = &RedisPoolStats{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/coalesce"
 )
 
 // Store serves the storage operations of one backend. It is safe for
@@ -28,6 +29,13 @@ type Store struct {
 	expiry *expiryWatch     // nil with Config.DisableEvents
 	cache  *readCache       // nil unless Config.Cache.Entries > 0
 	ticker *ticker          // nil unless the plugin advertises abi.FeatureTick
+	// shared queues the single operations that find every instance
+	// busy, to travel as one batch (shared.go); nil for a backend that
+	// does not serve batches.
+	shared *coalesce.Coalescer[*sharedCall]
+	// shareEvery sends every sharable call as a batch of its own, for
+	// tests of the batch path (set before the first call).
+	shareEvery bool
 
 	refused atomic.Uint64 // answers refused as not fitting the request (answers.go)
 }
@@ -77,6 +85,10 @@ func (g *callGate) enter() bool {
 	}
 	return true
 }
+
+// hold counts in a call that serves calls admitted already (a shared
+// batch's flush), even once the gate is closed: Close waits for it too.
+func (g *callGate) hold() { g.state.Add(1) }
 
 // leave ends a call enter admitted (or refused).
 func (g *callGate) leave() {
@@ -219,26 +231,42 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 		return ErrClosed
 	}
 	defer s.calls.leave()
+	if s.shared != nil && sharable(op) {
+		return s.callShared(ctx, op, encode, decode)
+	}
 	return s.callPlugin(ctx, op, writes, encode, decode)
 }
 
 // callPlugin is call past the call gate: the ticker's calls, which Close
 // makes itself once the gate is closed.
 func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	took, trapped, err := s.invoke(ctx, op, writes, 1, encode, decode)
+	if s.p.observer != nil && took >= 0 {
+		s.p.observer.PluginCall(s.p.name, op, took, err, trapped)
+	}
+	return err
+}
+
+// invoke runs one request on an instance of the pool: the call itself
+// took (-1 if it never reached the plugin), and whether the plugin trapped.
+// shares is the calls the request carries (a shared batch's, see
+// shared.go): the budgets Limits sets per call are that many times
+// theirs.
+func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint32, encode func(*abi.Encoder), decode func(*abi.Decoder)) (took time.Duration, trapped bool, err error) {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
-		return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
+		return -1, false, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
 	in, err := s.p.pool.get(ctx)
 	if err != nil {
-		return err
+		return -1, false, err
 	}
 	in.enc.Reset()
 	encode(&in.enc)
-	var started time.Time
-	if s.p.observer != nil {
-		started = time.Now()
-	}
+	in.shares = shares
+	started := time.Now()
 	body, err := in.call(ctx, op, in.enc.Bytes())
+	took = time.Since(started)
+	in.shares = 1
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)
 	}
@@ -247,12 +275,8 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
-	var trapped bool
 	if err != nil && !stale {
 		trap, trapped = asTrap(err)
-	}
-	if s.p.observer != nil {
-		s.p.observer.PluginCall(s.p.name, op, time.Since(started), err, trapped)
 	}
 	if err != nil && !stale {
 		if trapped {
@@ -263,22 +287,22 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 				// Stopped or abandoned at its deadline once Redis or
 				// PostgreSQL had taken some of its requests, or while it
 				// waited for them: they may have written.
-				return fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+				return took, true, fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
-				return fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
+				return took, true, fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
 			}
 			if s.cutShort.Load() {
-				return fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
+				return took, true, fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
-			return abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
+			return took, true, abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
 		}
 		usedKV := in.usedKV
 		s.p.pool.put(in, false)
 		if serr := s.p.syncKV(ctx, usedKV); serr != nil {
-			return serr
+			return took, false, serr
 		}
-		return err
+		return took, false, err
 	}
 	var decodeErr error
 	if decode != nil {
@@ -291,12 +315,12 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
 	if err := s.p.syncKV(ctx, usedKV); err != nil {
-		return err
+		return took, false, err
 	}
 	if decodeErr != nil {
-		return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
+		return took, false, abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}
-	return err // nil, or ErrStale with the result decoded
+	return took, false, err // nil, or ErrStale with the result decoded
 }
 
 // asTrap returns the errTrap in err's chain. It is a function of its own

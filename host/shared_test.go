@@ -1,0 +1,186 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/pgtest"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+	"github.com/storage-host/storage-host/host/storetest"
+)
+
+// openSharing opens a built-in backend with cfg that sends every single
+// record operation through the shared-batch path.
+func openSharing(t *testing.T, cfg host.Config) *host.Store {
+	t.Helper()
+	st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	host.ShareEveryCall(st)
+	return st
+}
+
+// redisConfig is the built-in Redis backend on addr, under a key prefix
+// of the test's own.
+func redisConfig(t *testing.T) host.Config {
+	addr := redistest.Addr(t)
+	return host.Config{Plugin: "builtin:redis", Redis: &redisbridge.Config{
+		Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr), Scripts: true,
+	}}
+}
+
+// postgresConfig is the built-in PostgreSQL backend in a schema of the
+// test's own.
+func postgresConfig(t *testing.T) host.Config {
+	return host.Config{Plugin: "builtin:postgres", Postgres: &host.PostgresConfig{
+		URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_"),
+	}}
+}
+
+// TestSharedBatchesKeepTheContract runs the conformance suite with every
+// single record operation sent as a batch item, as calls that find every
+// instance busy travel: each built-in backend must answer it exactly as
+// it answers the operation alone.
+func TestSharedBatchesKeepTheContract(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, host.Config{}) })
+	})
+	if testing.Short() {
+		return
+	}
+	t.Run("redis", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, redisConfig(t)) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, postgresConfig(t)) })
+	})
+}
+
+// TestConcurrentCallsShareBatches has many callers put, read back and
+// delete agent states of their own at once on a backend of two
+// instances: calls that find both busy travel together, and every caller
+// still gets its own answers.
+func TestConcurrentCallsShareBatches(t *testing.T) {
+	backends := map[string]func(t *testing.T) host.Config{
+		"memory": func(*testing.T) host.Config { return host.Config{} },
+		"redis":  redisConfig,
+	}
+	for name, config := range backends {
+		t.Run(name, func(t *testing.T) {
+			if name != "memory" && testing.Short() {
+				t.Skip("runs against a real Redis; skipped with -short")
+			}
+			cfg := config(t)
+			cfg.Instances = 2
+			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			ctx := t.Context()
+			const callers, rounds = 48, 40
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for c := range callers {
+				wg.Go(func() {
+					id := fmt.Sprintf("agent-%d", c)
+					var version uint64
+					for r := range rounds {
+						doc := fmt.Appendf(nil, `{"caller":%d,"round":%d}`, c, r)
+						cond := host.IfVersion(version)
+						if r == 0 {
+							cond = host.IfAbsent()
+						}
+						put, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: doc}, cond)
+						if err != nil {
+							errs <- fmt.Errorf("%s round %d: put: %w", id, r, err)
+							return
+						}
+						got, err := st.GetAgentState(ctx, id)
+						switch {
+						case err != nil:
+							errs <- fmt.Errorf("%s round %d: get: %w", id, r, err)
+							return
+						case got.AgentID != id || string(got.State) != string(doc) || got.Version != put.Version || put.Version <= version:
+							errs <- fmt.Errorf("%s round %d: put answered version %d after %d, get answered %s %s version %d", id, r, put.Version, version, got.AgentID, got.State, got.Version)
+							return
+						}
+						version = put.Version
+					}
+					if err := st.DeleteAgentState(ctx, id, host.IfVersion(version)); err != nil {
+						errs <- fmt.Errorf("%s: delete: %w", id, err)
+						return
+					}
+					if _, err := st.GetAgentState(ctx, id); !errors.Is(err, host.ErrNotFound) {
+						errs <- fmt.Errorf("%s: get after delete: %v", id, err)
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			s := st.Stats()
+			t.Logf("%d shared batches carried %d calls of %d", s.SharedBatches, s.SharedCalls, callers*(2*rounds+2))
+			require.Positive(t, s.SharedBatches, "no call found both instances busy")
+			require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
+		})
+	}
+}
+
+// TestSharedCallGivenUpIsAnswered checks what a queued caller that gives
+// up gets: its context's error, which for a write whose batch may have
+// been sent also matches ErrOutcomeUnknown; the calls beside it are
+// unharmed.
+func TestSharedCallGivenUpIsAnswered(t *testing.T) {
+	st, err := host.Open(t.Context(), host.Config{Instances: 1}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	ctx := context.Background()
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "quick", State: []byte(`{}`)})
+	require.NoError(t, err, "the instance exists before the short calls")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	// Keep the one instance busy so that the calls below queue.
+	for c := range 4 {
+		wg.Go(func() {
+			id := fmt.Sprintf("busy-%d", c)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)}); err != nil {
+					t.Errorf("%s: %v", id, err)
+					return
+				}
+			}
+		})
+	}
+	unknown, failed := 0, 0
+	for i := range 400 {
+		short, cancel := context.WithTimeout(ctx, time.Duration(i%20)*time.Microsecond)
+		_, err := st.PutAgentState(short, host.AgentState{AgentID: "quick", State: []byte(`{}`)})
+		cancel()
+		if err != nil {
+			failed++
+			require.ErrorIs(t, err, context.DeadlineExceeded, "a write given up must say why")
+			if errors.Is(err, host.ErrOutcomeUnknown) {
+				unknown++
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d of 400 short writes gave up, %d of them after their batch was taken", failed, unknown)
+	_, err = st.GetAgentState(ctx, "quick")
+	require.NoError(t, err)
+}
