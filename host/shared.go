@@ -97,13 +97,14 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 	return s.sharedAnswer(ctx, c, encode, decode)
 }
 
-// sharedAnswer is the outcome of a call its batch answered. A read whose
-// batch failed as a whole (a trap, say, which may have been another
-// call's doing, or an answer larger than one call may make) runs again
-// alone; a write cannot, and keeps the batch's error.
+// sharedAnswer is the outcome of a call its batch answered. A read that
+// its batch failed as a whole (a trap, say, which may have been another
+// call's doing), or that the plugin answered LIMIT in it (a batch's reads
+// share one reply bound), runs again alone; a write cannot, and keeps its
+// batch's answer.
 func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
 	op := c.op
-	if c.whole && !op.Writes() && ctx.Err() == nil && !errors.Is(c.err, ErrClosed) {
+	if !op.Writes() && ctx.Err() == nil && (c.whole && !errors.Is(c.err, ErrClosed) || errors.Is(c.err, ErrLimit)) {
 		return s.callPlugin(ctx, op, false, encode, decode)
 	}
 	if !answered(c.err) {

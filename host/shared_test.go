@@ -184,3 +184,55 @@ func TestSharedCallGivenUpIsAnswered(t *testing.T) {
 	_, err = st.GetAgentState(ctx, "quick")
 	require.NoError(t, err)
 }
+
+// TestSharedLargeReadsAreAnswered has callers read records so large that a
+// batch of them passes what one call may answer: each read still gets its
+// record (a read its batch could not answer runs again alone).
+func TestSharedLargeReadsAreAnswered(t *testing.T) {
+	backends := map[string]func(t *testing.T) host.Config{
+		"memory": func(*testing.T) host.Config { return host.Config{} },
+		"redis":  redisConfig,
+	}
+	for name, config := range backends {
+		t.Run(name, func(t *testing.T) {
+			if name != "memory" && testing.Short() {
+				t.Skip("runs against a real Redis; skipped with -short")
+			}
+			cfg := config(t)
+			cfg.Instances = 2
+			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			ctx := t.Context()
+			const records, callers = 6, 12
+			doc := make([]byte, 3<<20)
+			for i := range doc {
+				doc[i] = 'a' + byte(i%26)
+			}
+			for i := range records {
+				copy(doc, fmt.Sprintf(`"%d"`, i))
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprint("big-", i), State: doc})
+				require.NoError(t, err)
+			}
+			var wg sync.WaitGroup
+			for c := range callers {
+				wg.Go(func() {
+					for r := range 4 {
+						id := fmt.Sprint("big-", (c+r)%records)
+						got, err := st.GetAgentState(ctx, id)
+						if err != nil {
+							t.Errorf("%s: %v", id, err)
+							return
+						}
+						if len(got.State) != len(doc) || string(got.State[:3]) != fmt.Sprintf(`"%d"`, (c+r)%records) {
+							t.Errorf("%s: got %d bytes starting %q", id, len(got.State), got.State[:3])
+						}
+					}
+				})
+			}
+			wg.Wait()
+			s := st.Stats()
+			t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
+		})
+	}
+}

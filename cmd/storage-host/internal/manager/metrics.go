@@ -27,6 +27,7 @@ type metrics struct {
 	cacheHits, cacheMisses, cacheInvalidations        *prometheus.Desc
 	cacheEntries                                      *prometheus.Desc
 	bufferedWrites, tickFailures                      *prometheus.Desc
+	sharedBatches, sharedCalls                        *prometheus.Desc
 
 	redis *redisInfo // the Redis servers' own figures
 }
@@ -70,6 +71,8 @@ func newMetrics(m *Manager) *metrics {
 		cacheEntries:       prometheus.NewDesc("storage_host_cache_entries", "Records in the read cache.", backend, nil),
 		bufferedWrites:     prometheus.NewDesc("storage_host_buffered_writes", "Writes the backend acknowledged into its fallback buffer that have not yet reached its store.", backend, nil),
 		tickFailures:       prometheus.NewDesc("storage_host_tick_failures_total", "Ticks (the host's background calls into a plugin) that failed.", backend, nil),
+		sharedBatches:      prometheus.NewDesc("storage_host_shared_batches_total", "Batches that carried the single operations of callers who found every instance busy.", backend, nil),
+		sharedCalls:        prometheus.NewDesc("storage_host_shared_calls_total", "Single operations carried by shared batches.", backend, nil),
 	}
 }
 
@@ -99,7 +102,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
-		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures} {
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls} {
 		ch <- d
 	}
 	x.redis.describe(ch)
@@ -125,6 +128,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesWatched, prometheus.GaugeValue, float64(st.ExpiriesWatched), name)
 		ch <- prometheus.MustNewConstMetric(x.expiriesUnwatched, prometheus.CounterValue, float64(st.ExpiriesUnwatched), name)
+		if b.store.Metadata().Features.Has(abi.FeatureBatch) {
+			ch <- prometheus.MustNewConstMetric(x.sharedBatches, prometheus.CounterValue, float64(st.SharedBatches), name)
+			ch <- prometheus.MustNewConstMetric(x.sharedCalls, prometheus.CounterValue, float64(st.SharedCalls), name)
+		}
 		if b.store.Metadata().Features.Has(abi.FeatureTick) {
 			ch <- prometheus.MustNewConstMetric(x.bufferedWrites, prometheus.GaugeValue, float64(st.BufferedWrites), name)
 			ch <- prometheus.MustNewConstMetric(x.tickFailures, prometheus.CounterValue, float64(st.TickFailures), name)
