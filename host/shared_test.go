@@ -236,3 +236,41 @@ func TestSharedLargeReadsAreAnswered(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedHostileAnswersRefused has callers share batches with a plugin
+// that answers chosen requests with another record: each wrong answer is
+// refused to its own caller, and the honest callers beside it in the same
+// batches get their own records.
+func TestSharedHostileAnswersRefused(t *testing.T) {
+	st, _ := openWrongkey(t, host.Config{Instances: 1})
+	ctx := context.Background()
+	for c := range 8 {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprint("honest-", c), State: fmt.Appendf(nil, "%d", c)})
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Go(func() {
+			for range 50 {
+				if c%2 == 1 {
+					_, err := st.GetAgentState(ctx, "wrong")
+					if !errors.Is(err, host.ErrInternal) {
+						t.Errorf("a wrong answer reached its caller: %v", err)
+						return
+					}
+					continue
+				}
+				id := fmt.Sprint("honest-", c/2)
+				got, err := st.GetAgentState(ctx, id)
+				if err != nil || got.AgentID != id || string(got.State) != fmt.Sprint(c/2) {
+					t.Errorf("%s: got %q %q, %v", id, got.AgentID, got.State, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := st.Stats()
+	t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
+	require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
+}
