@@ -142,8 +142,8 @@ func (p *plugin) hostCall(mod api.Module) *instance {
 	}
 	in := v.(*instance)
 	in.hostCalls++
-	if in.hostCalls > p.limits.MaxHostCalls*max(in.shares, 1) {
-		panic(fmt.Errorf("more than %d host calls in one request", p.limits.MaxHostCalls*max(in.shares, 1)))
+	if limit := uint64(p.limits.MaxHostCalls) * uint64(in.shares); uint64(in.hostCalls) > limit {
+		panic(fmt.Errorf("more than %d host calls in one request", limit))
 	}
 	return in
 }
@@ -332,7 +332,7 @@ func (p *plugin) publishPluginEvent(in *instance, msg []byte, lim *rate.Limiter,
 	if bus == nil {
 		return abi.StatusUnavailable
 	}
-	if in != nil && in.budget.events >= p.limits.MaxEventsPerCall*max(in.shares, 1) {
+	if in != nil && uint64(in.budget.events) >= uint64(p.limits.MaxEventsPerCall)*uint64(in.shares) {
 		return abi.StatusLimit
 	}
 	if !lim.Allow() {
@@ -451,7 +451,7 @@ func (p *plugin) fdWrite(ctx context.Context, mod api.Module, w io.Writer, iovs,
 	budget := uint64(p.limits.MaxLogBytesPerCall)
 	if in != nil {
 		spent = &in.budget.logBytes
-		budget *= uint64(max(in.shares, 1))
+		budget *= uint64(in.shares)
 	} else {
 		spent = new(uint64) // not a pooled instance: this write alone
 	}

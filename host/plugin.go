@@ -394,7 +394,7 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 }
 
 func (p *plugin) configure(ctx context.Context, in *instance) error {
-	_, err := in.call(ctx, abi.OpConfigure, p.options)
+	_, err := in.call(ctx, abi.OpConfigure, p.options, 1)
 	if err == nil {
 		err = p.syncKV(ctx, in.usedKV)
 	}
@@ -498,6 +498,7 @@ type instance struct {
 	hostCalls uint32       // host-function calls made by the current call
 	// shares is the calls the current call carries (a shared batch's
 	// items, else 1): the per-call budgets are that many times Limits'.
+	// Set by call, before the guest runs.
 	shares  uint32
 	pending []byte // a kv result waiting for storagehost_kv.result
 	usedKV  bool   // the current call used a durable kv store
@@ -643,7 +644,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		}
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
 	}
-	in := &instance{p: p, mod: mod, mem: mod.Memory()}
+	in := &instance{p: p, mod: mod, mem: mod.Memory(), shares: 1}
 	if p.trusted {
 		in.cut = make(chan struct{})
 	}
@@ -789,8 +790,10 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // call sends one request and returns the response body, which aliases guest
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
-func (in *instance) call(ctx context.Context, op abi.Op, req []byte) ([]byte, error) {
+// shares is the calls the request carries (instance.shares).
+func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint32) ([]byte, error) {
 	in.hostCalls, in.pending, in.usedKV, in.notGranted = 0, nil, false, nil
+	in.shares = max(shares, 1)
 	in.sentRemote.Store(false)
 	in.remoteBusy.Store(false)
 	in.budget = callBudget{}

@@ -29,7 +29,7 @@ func rawCall(ctx context.Context, store any, op abi.Op, req []byte) (abi.Status,
 	if err != nil {
 		return 0, nil, err
 	}
-	body, err := in.call(ctx, op, req)
+	body, err := in.call(ctx, op, req, 1)
 	if trap, trapped := asTrap(err); err != nil && trapped {
 		s.p.traps.Add(1)
 		s.p.pool.discard(context.WithoutCancel(ctx), in)

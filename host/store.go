@@ -29,9 +29,9 @@ type Store struct {
 	expiry *expiryWatch     // nil with Config.DisableEvents
 	cache  *readCache       // nil unless Config.Cache.Entries > 0
 	ticker *ticker          // nil unless the plugin advertises abi.FeatureTick
-	// shared queues the single operations that find every instance
-	// busy, to travel as one batch (shared.go); nil for a backend that
-	// does not serve batches.
+	// shared queues the single operations that find every slot taken
+	// (one call or batch per CPU), to travel as one batch (shared.go);
+	// nil for a backend that does not serve batches.
 	shared *coalesce.Coalescer[*sharedCall]
 	// shareEvery sends every sharable call as a batch of its own, for
 	// tests of the batch path (set before the first call).
@@ -262,11 +262,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	}
 	in.enc.Reset()
 	encode(&in.enc)
-	in.shares = shares
 	started := time.Now()
-	body, err := in.call(ctx, op, in.enc.Bytes())
+	body, err := in.call(ctx, op, in.enc.Bytes(), shares)
 	took = time.Since(started)
-	in.shares = 1
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)
 	}
