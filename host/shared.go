@@ -1,10 +1,13 @@
 package host
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/internal/coalesce"
@@ -33,6 +36,7 @@ const (
 type sharedCall struct {
 	op   abi.Op
 	req  []byte // the encoded request, the caller's copy
+	key  []byte // the record's kind and key in req (recordKey)
 	body []byte // the answer's body (a copy), with err nil or ErrStale
 	err  error
 	// whole is set when err is the batch's as a whole, not the item's
@@ -75,6 +79,7 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 		var e abi.Encoder
 		encode(&e)
 		c = &sharedCall{op: op, req: e.Bytes()}
+		c.key = recordKey(op, c.req)
 		return c
 	}
 	if s.shareEvery {
@@ -131,6 +136,12 @@ func (s *Store) flushShared(ctx context.Context, batch []*coalesce.Entry[*shared
 	for _, e := range batch {
 		writes = writes || e.Item.op.Writes()
 	}
+	// Two batches run at once (one per CPU) and a backend may send each
+	// as one transaction: taking the records of every batch in one order
+	// keeps two from each waiting for a row the other holds (a deadlock,
+	// which PostgreSQL breaks only after a second). Callers' operations
+	// are concurrent: any order among them is one they could have had.
+	slices.SortStableFunc(batch, func(a, b *coalesce.Entry[*sharedCall]) int { return bytes.Compare(a.Item.key, b.Item.key) })
 	var results []abi.BatchResult
 	took, trapped, err := s.invoke(ctx, abi.OpBatch, writes, uint32(len(batch)), func(enc *abi.Encoder) {
 		enc.Uvarint(uint64(len(batch)))
@@ -162,6 +173,44 @@ func (s *Store) flushShared(ctx context.Context, batch []*coalesce.Entry[*shared
 			s.p.observer.PluginCall(s.p.name, c.op, took, c.err, trapped)
 		}
 	}
+}
+
+// recordKey returns the kind of the record op names and its key as they
+// are encoded in req (the agent ID of an agent state, the ID of an alert,
+// a metric's agent, name and time), one byte string that two requests
+// share exactly when they name the same record; nil for a request that
+// does not decode (the plugin refuses it).
+func recordKey(op abi.Op, req []byte) []byte {
+	var d abi.Decoder
+	d.Reset(req)
+	key := make([]byte, 0, 64)
+	switch op {
+	case abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState:
+		key = append(key, 's')
+		key = appendField(key, d.View())
+	case abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
+		key = append(key, 'a')
+		key = appendField(key, d.View())
+	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric:
+		key = append(key, 'm')
+		key = appendField(key, d.View())
+		key = appendField(key, d.View())
+		if op == abi.OpPutMetric {
+			d.F64() // the value comes before the time in a metric
+		}
+		key = binary.BigEndian.AppendUint64(key, uint64(d.Time().UnixNano()))
+	}
+	if d.Err() != nil {
+		return nil
+	}
+	return key
+}
+
+// appendField appends b to key, its length first, so that no key is the
+// prefix of another's fields.
+func appendField(key, b []byte) []byte {
+	key = binary.AppendUvarint(key, uint64(len(b)))
+	return append(key, b...)
 }
 
 // itemAnswer is the error a batch item's answer stands for: nil, ErrStale

@@ -2,12 +2,16 @@ package host_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/host"
@@ -273,4 +277,68 @@ func TestSharedHostileAnswersRefused(t *testing.T) {
 	s := st.Stats()
 	t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
 	require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
+}
+
+// TestSharedPostgresWritesTakeRowsInOneOrder has many callers write a few
+// hot agent states at once on PostgreSQL, whose plugin sends a batch as
+// one transaction: two shared batches running at once must not each wait
+// for a row the other holds (PostgreSQL would break the deadlock only
+// after a second, every caller of both batches waiting). The test runs in
+// a database of its own, whose deadlock count it reads.
+func TestSharedPostgresWritesTakeRowsInOneOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real PostgreSQL; skipped with -short")
+	}
+	admin := pgtest.URL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	db, schema := "storagehost_order_"+hex.EncodeToString(suffix[:]), "t_"+hex.EncodeToString(suffix[:])
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+db)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), admin)
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		require.NoError(t, err)
+		_, err = conn.Exec(context.Background(), "DROP ROLE IF EXISTS storagehost_"+schema)
+		require.NoError(t, err)
+	})
+	u, err := url.Parse(admin)
+	require.NoError(t, err)
+	u.Path = "/" + db
+	st, err := host.Open(ctx, host.Config{
+		Plugin:   "builtin:postgres",
+		Postgres: &host.PostgresConfig{URL: u.String(), Schema: schema},
+	}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for c := range 64 {
+		wg.Go(func() {
+			for i := range 60 {
+				id := fmt.Sprint("hot-", (c*7+i)%6)
+				if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	shared := st.Stats()
+	require.NoError(t, st.Close(ctx))
+	require.Greater(t, shared.SharedCalls, shared.SharedBatches, "no batch carried more than one call")
+	// A session reports its deadlocks when it ends at the latest.
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		var n int
+		return conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db).Scan(&n) == nil && n == 0
+	}, "sessions of %s still open", db)
+	var deadlocks int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT deadlocks FROM pg_stat_database WHERE datname = $1", db).Scan(&deadlocks))
+	require.Zero(t, deadlocks, "shared batches deadlocked")
 }
