@@ -63,6 +63,13 @@ func TestSharedBatchesKeepTheContract(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, redisConfig(t)) })
 	})
+	t.Run("redis fallback=buffer", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) *host.Store {
+			cfg := redisConfig(t)
+			cfg.Options = map[string]string{"fallback": "buffer"}
+			return openSharing(t, cfg)
+		})
+	})
 	t.Run("postgres", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, postgresConfig(t)) })
 	})
