@@ -40,8 +40,9 @@ type sharedCall struct {
 	body []byte // the answer's body (a copy), with err nil or ErrStale
 	err  error
 	// whole is set when err is the batch's as a whole, not the item's
-	// own answer.
-	whole bool
+	// own answer; unrun when the plugin refused the batch as a whole for
+	// its shape (INVALID, UNSUPPORTED), so that none of it ran.
+	whole, unrun bool
 }
 
 // sharable reports whether op may travel in a shared batch: a single
@@ -102,15 +103,16 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 	return s.sharedAnswer(ctx, c, encode, decode)
 }
 
-// sharedAnswer is the outcome of a call its batch answered. A read that
-// its batch failed as a whole (a trap, say, which may have been another
-// call's doing), or that the plugin answered LIMIT in it (a batch's reads
-// share one reply bound), runs again alone; a write cannot, and keeps its
+// sharedAnswer is the outcome of a call its batch answered. A call whose
+// batch the plugin refused for its shape runs alone. So does a read that
+// its batch failed as a whole otherwise (a trap, say, which may have been
+// another call's doing), or that the plugin answered LIMIT in it (a
+// batch's reads share one reply bound); a write cannot, and keeps its
 // batch's answer.
 func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
 	op := c.op
-	if !op.Writes() && ctx.Err() == nil && (c.whole && !errors.Is(c.err, ErrClosed) || errors.Is(c.err, ErrLimit)) {
-		return s.callPlugin(ctx, op, false, encode, decode)
+	if c.unrun || !op.Writes() && ctx.Err() == nil && (c.whole && !errors.Is(c.err, ErrClosed) || errors.Is(c.err, ErrLimit)) {
+		return s.callPlugin(ctx, op, op.Writes(), encode, decode)
 	}
 	if !answered(c.err) {
 		return c.err
@@ -166,6 +168,10 @@ func (s *Store) flushShared(ctx context.Context, batch []*coalesce.Entry[*shared
 			c.whole = true
 		case err != nil:
 			c.err, c.whole = err, true
+			// A batch refused for its shape ran none of its items (ABI
+			// §10.7): a plugin whose batches serve less than its single
+			// operations do still serves each alone.
+			c.unrun = !failed && (errors.Is(err, abi.StatusInvalid) || errors.Is(err, abi.StatusUnsupported))
 		default:
 			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
 		}

@@ -1,12 +1,14 @@
 package host_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/host/redisbridge"
@@ -348,4 +351,48 @@ func TestSharedPostgresWritesTakeRowsInOneOrder(t *testing.T) {
 	var deadlocks int64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT deadlocks FROM pg_stat_database WHERE datname = $1", db).Scan(&deadlocks))
 	require.Zero(t, deadlocks, "shared batches deadlocked")
+}
+
+// TestSharedBatchRefusedAsAWhole loads the hand-written agentstate plugin
+// patched to advertise batches it then refuses as a whole (UNSUPPORTED, as
+// it answers any op it does not serve): concurrent callers' operations that
+// met such a refusal ran nowhere, and each runs alone instead.
+func TestSharedBatchRefusedAsAWhole(t *testing.T) {
+	wasm, err := os.ReadFile(foreignPath("agentstate"))
+	require.NoError(t, err)
+	// The metadata's features byte, after the version string: agent
+	// states (4) becomes agent states and batch (4 | 16).
+	before, after := []byte("\x051.0.0\x04\x03\x03log"), []byte("\x051.0.0\x14\x03\x03log")
+	require.Equal(t, 1, bytes.Count(wasm, before), "agentstate.wasm's metadata moved")
+	wasm = bytes.Replace(wasm, before, after, 1)
+	st, err := host.Open(t.Context(), host.Config{WASM: wasm, Instances: 1}, host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	require.True(t, st.Metadata().Features.Has(abi.FeatureBatch))
+	_, err = st.PutAgentStates(t.Context(), []host.AgentState{{AgentID: "x", State: []byte(`{}`)}})
+	require.ErrorIs(t, err, host.ErrUnsupported, "the patched plugin refuses batches")
+
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Go(func() {
+			id := fmt.Sprint("agent-", c)
+			for r := range 200 {
+				doc := fmt.Appendf(nil, `{"round":%d}`, r)
+				if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: doc}); err != nil {
+					t.Errorf("%s: put: %v", id, err)
+					return
+				}
+				got, err := st.GetAgentState(ctx, id)
+				if err != nil || string(got.State) != string(doc) {
+					t.Errorf("%s: get: %s, %v", id, got.State, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := st.Stats()
+	t.Logf("%d shared batches refused, carrying %d calls", s.SharedBatches, s.SharedCalls)
+	require.Positive(t, s.SharedBatches, "no call found the instance busy")
 }
