@@ -4,3 +4,20 @@ package host
 // of its own, the path calls that find every instance busy take, so that
 // a test can run the conformance suite through it.
 func ShareEveryCall(st *Store) { st.shareEvery = true }
+
+// HoldSharedSlots takes every slot of st's shared calls, so that the
+// single operations made until release queue; release hands the slots
+// to flushers, which send the queued operations as shared batches.
+func HoldSharedSlots(st *Store) (release func()) {
+	for range st.shared.Slots() {
+		st.shared.Start()
+	}
+	return func() {
+		for range st.shared.Slots() {
+			st.shared.Finish()
+		}
+	}
+}
+
+// SharedQueued is how many of st's single operations wait for a slot.
+func SharedQueued(st *Store) int { return st.shared.Queued() }

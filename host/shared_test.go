@@ -52,6 +52,20 @@ func postgresConfig(t *testing.T) host.Config {
 	}}
 }
 
+// holdSlots takes every shared slot of st; releaseAt(n) waits until n
+// single operations are queued, then frees the slots, so that those travel
+// in shared batches however the callers happen to be scheduled (callers
+// that only compute, with the CPUs busy elsewhere, may otherwise never
+// overlap).
+func holdSlots(t *testing.T, st *host.Store) (releaseAt func(n int)) {
+	release := host.HoldSharedSlots(st)
+	return func(n int) {
+		redistest.WaitFor(t, 30*time.Second, time.Millisecond, func() bool { return host.SharedQueued(st) >= n },
+			"fewer than %d calls queued", n)
+		release()
+	}
+}
+
 // TestSharedBatchesKeepTheContract runs the conformance suite with every
 // single record operation sent as a batch item, as calls that find every
 // instance busy travel: each built-in backend must answer it exactly as
@@ -101,6 +115,7 @@ func TestConcurrentCallsShareBatches(t *testing.T) {
 			const callers, rounds = 48, 40
 			var wg sync.WaitGroup
 			errs := make(chan error, callers)
+			releaseAt := holdSlots(t, st)
 			for c := range callers {
 				wg.Go(func() {
 					id := fmt.Sprintf("agent-%d", c)
@@ -136,6 +151,7 @@ func TestConcurrentCallsShareBatches(t *testing.T) {
 					}
 				})
 			}
+			releaseAt(callers)
 			wg.Wait()
 			close(errs)
 			for err := range errs {
@@ -229,6 +245,7 @@ func TestSharedLargeReadsAreAnswered(t *testing.T) {
 				require.NoError(t, err)
 			}
 			var wg sync.WaitGroup
+			releaseAt := holdSlots(t, st)
 			for c := range callers {
 				wg.Go(func() {
 					for r := range 4 {
@@ -244,6 +261,7 @@ func TestSharedLargeReadsAreAnswered(t *testing.T) {
 					}
 				})
 			}
+			releaseAt(callers)
 			wg.Wait()
 			s := st.Stats()
 			t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
@@ -263,6 +281,7 @@ func TestSharedHostileAnswersRefused(t *testing.T) {
 		require.NoError(t, err)
 	}
 	var wg sync.WaitGroup
+	releaseAt := holdSlots(t, st)
 	for c := range 16 {
 		wg.Go(func() {
 			for range 50 {
@@ -283,6 +302,7 @@ func TestSharedHostileAnswersRefused(t *testing.T) {
 			}
 		})
 	}
+	releaseAt(16)
 	wg.Wait()
 	s := st.Stats()
 	t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
@@ -328,6 +348,7 @@ func TestSharedPostgresWritesTakeRowsInOneOrder(t *testing.T) {
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
+	releaseAt := holdSlots(t, st)
 	for c := range 64 {
 		wg.Go(func() {
 			for i := range 60 {
@@ -339,6 +360,7 @@ func TestSharedPostgresWritesTakeRowsInOneOrder(t *testing.T) {
 			}
 		})
 	}
+	releaseAt(64)
 	wg.Wait()
 	shared := st.Stats()
 	require.NoError(t, st.Close(ctx))
@@ -374,6 +396,7 @@ func TestSharedBatchRefusedAsAWhole(t *testing.T) {
 
 	ctx := t.Context()
 	var wg sync.WaitGroup
+	releaseAt := holdSlots(t, st)
 	for c := range 32 {
 		wg.Go(func() {
 			id := fmt.Sprint("agent-", c)
@@ -391,6 +414,7 @@ func TestSharedBatchRefusedAsAWhole(t *testing.T) {
 			}
 		})
 	}
+	releaseAt(32)
 	wg.Wait()
 	s := st.Stats()
 	t.Logf("%d shared batches refused, carrying %d calls", s.SharedBatches, s.SharedCalls)
