@@ -14,12 +14,13 @@ import (
 )
 
 // Shared calls: single record operations of different callers that find
-// every instance of their backend busy wait in a queue, and travel
-// together as one OpBatch into the next instance that comes free (the
-// plugin pipelines the batch to Redis or PostgreSQL in one round trip,
-// and enters its guest code once for all of them). A call that finds an
-// instance free runs alone, as if there were no queue; a lone caller pays
-// nothing. RATIONALE.md, "Why do concurrent calls share a batch?".
+// every slot of their backend taken (one call or batch per CPU runs at a
+// time) wait in a queue, and travel together as one OpBatch into the
+// next instance (the plugin sends the batch to Redis or PostgreSQL in one
+// round trip, and enters its guest code once for all of them). A call
+// that finds a slot free runs alone, as if there were no queue; a lone
+// caller pays nothing. RATIONALE.md, "Why do concurrent calls share a
+// batch?".
 
 // sharedBatchMax is the most single operations one shared batch carries,
 // and sharedItemBytes the request bytes that count as one of them: a
@@ -176,7 +177,8 @@ func (s *Store) flushShared(ctx context.Context, batch []*coalesce.Entry[*shared
 			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
 		}
 		if s.p.observer != nil && took >= 0 {
-			s.p.observer.PluginCall(s.p.name, c.op, took, c.err, trapped)
+			// Each call is observed; the batch's one trap once.
+			s.p.observer.PluginCall(s.p.name, c.op, took, c.err, trapped && i == 0)
 		}
 	}
 }
