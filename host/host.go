@@ -195,7 +195,9 @@ type Limits struct {
 	// Default: 16 MiB.
 	MaxResponseBytes uint32
 	// MaxHostCalls caps the host-function calls (log, clock, kv) one
-	// request may make; the call past it traps.
+	// request may make; the call past it traps. This budget, and the other
+	// per-call ones below (MaxLogBytesPerCall, MaxEventsPerCall), are
+	// multiplied by the callers' operations a shared batch carries.
 	// Default: 100000.
 	MaxHostCalls uint32
 	// LogLinesPerSecond rate-limits plugin log lines, WASI stdout and

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/internal/coalesce"
@@ -70,38 +71,52 @@ func (s *Store) newSharing() *coalesce.Coalescer[*sharedCall] {
 		return nil
 	}
 	weight := func(c *sharedCall) int { return 1 + len(c.req)/sharedItemBytes }
-	return coalesce.New(min(runtime.GOMAXPROCS(0), s.p.pool.size), sharedBatchMax, weight, s.flushShared)
+	c := coalesce.New(min(runtime.GOMAXPROCS(0), s.p.pool.size), sharedBatchMax, weight, s.flushShared)
+	// A flusher is a call in flight for Close from before the call that
+	// starts it leaves the gate: its callers may all have given up.
+	c.Track(s.calls.hold, s.calls.leave)
+	return c
 }
 
+// requests holds the encoders of shared calls' requests between calls.
+var requests = sync.Pool{New: func() any { return new(abi.Encoder) }}
+
 // callShared is call for a sharable op on a backend that shares calls.
+// The request is encoded before the call may queue, so that nothing
+// longer than a few field reads (recordKey) runs under the queue's lock.
 func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	e := requests.Get().(*abi.Encoder)
+	e.Reset()
+	encode(e)
+	req := e.Bytes()
 	var err error
 	var c *sharedCall
 	queue := func() *sharedCall {
-		var e abi.Encoder
-		encode(&e)
-		c = &sharedCall{op: op, req: e.Bytes()}
-		c.key = recordKey(op, c.req)
+		c = &sharedCall{op: op, req: req, key: recordKey(op, req)}
 		return c
 	}
 	if s.shareEvery {
+		defer requests.Put(e)
 		s.flushShared(ctx, []*coalesce.Entry[*sharedCall]{{Ctx: ctx, Item: queue()}})
-		return s.sharedAnswer(ctx, c, encode, decode)
+		return s.sharedAnswer(ctx, c, decode)
 	}
-	alone := func() { err = s.callPlugin(ctx, op, op.Writes(), encode, decode) }
+	alone := func() { err = s.callPlugin(ctx, op, op.Writes(), func(in *abi.Encoder) { in.Raw(req) }, decode) }
 	switch s.shared.Do(ctx, alone, queue) {
 	case coalesce.Unsent:
+		requests.Put(e)
 		return ctx.Err()
 	case coalesce.MaybeSent:
+		// A flusher may still read req: e is not reused.
 		if op.Writes() {
 			return fmt.Errorf("backend %s: %w: its batch was sent before the caller gave up: %w", s.p.name, ErrOutcomeUnknown, ctx.Err())
 		}
 		return ctx.Err()
 	}
+	defer requests.Put(e)
 	if c == nil {
 		return err // ran alone
 	}
-	return s.sharedAnswer(ctx, c, encode, decode)
+	return s.sharedAnswer(ctx, c, decode)
 }
 
 // sharedAnswer is the outcome of a call its batch answered. A call whose
@@ -110,10 +125,10 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 // another call's doing), or that the plugin answered LIMIT in it (a
 // batch's reads share one reply bound); a write cannot, and keeps its
 // batch's answer.
-func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*abi.Decoder)) error {
 	op := c.op
 	if c.unrun || !op.Writes() && ctx.Err() == nil && (c.whole && !errors.Is(c.err, ErrClosed) || errors.Is(c.err, ErrLimit)) {
-		return s.callPlugin(ctx, op, op.Writes(), encode, decode)
+		return s.callPlugin(ctx, op, op.Writes(), func(in *abi.Encoder) { in.Raw(c.req) }, decode)
 	}
 	if !answered(c.err) {
 		return c.err
@@ -129,53 +144,78 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, encode func(*ab
 	return c.err
 }
 
-// flushShared sends a batch of queued calls as one OpBatch and answers
-// each. It runs on a flusher goroutine, counted as a call in flight so
-// that Close waits for it as for its callers.
+// flushShared sends the calls of a batch the queue took, its writes and
+// its reads each as one OpBatch (writes first), and answers each call.
+// Apart, a write's answer never shares a reply bound with other callers'
+// reads, which may pass it and fail the items beside them: a read so
+// failed runs again alone, a write could not.
 func (s *Store) flushShared(ctx context.Context, batch []*coalesce.Entry[*sharedCall]) {
-	s.calls.hold()
-	defer s.calls.leave()
-	writes := false
-	for _, e := range batch {
-		writes = writes || e.Item.op.Writes()
-	}
-	// Two batches run at once (one per CPU) and a backend may send each
+	// Up to one batch per CPU runs at once, and a backend may send each
 	// as one transaction: taking the records of every batch in one order
 	// keeps two from each waiting for a row the other holds (a deadlock,
 	// which PostgreSQL breaks only after a second). Callers' operations
 	// are concurrent: any order among them is one they could have had.
-	slices.SortStableFunc(batch, func(a, b *coalesce.Entry[*sharedCall]) int { return bytes.Compare(a.Item.key, b.Item.key) })
+	slices.SortStableFunc(batch, func(a, b *coalesce.Entry[*sharedCall]) int {
+		if aw, bw := a.Item.op.Writes(), b.Item.op.Writes(); aw != bw {
+			if aw {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(a.Item.key, b.Item.key)
+	})
+	reads := slices.IndexFunc(batch, func(e *coalesce.Entry[*sharedCall]) bool { return !e.Item.op.Writes() })
+	if reads < 0 {
+		reads = len(batch)
+	}
+	s.sendShared(ctx, batch[:reads], true)
+	s.sendShared(ctx, batch[reads:], false)
+}
+
+// sendShared sends calls, all writes or all reads, as one OpBatch and
+// answers each.
+func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedCall], writes bool) {
+	if len(calls) == 0 {
+		return
+	}
 	var results []abi.BatchResult
-	took, trapped, err := s.invoke(ctx, abi.OpBatch, writes, uint32(len(batch)), func(enc *abi.Encoder) {
-		enc.Uvarint(uint64(len(batch)))
-		for _, e := range batch {
+	decoded := false
+	took, trapped, err := s.invoke(ctx, abi.OpBatch, writes, uint32(len(calls)), func(enc *abi.Encoder) {
+		enc.Uvarint(uint64(len(calls)))
+		for _, e := range calls {
 			enc.Uvarint(uint64(e.Item.op))
 			enc.BytesField(e.Item.req)
 		}
-	}, func(d *abi.Decoder) { results = abi.DecodeBatchResults(d) })
-	failed := trapped // after it reached the plugin: writes may have been made
-	if err == nil && len(results) != len(batch) {
-		err, failed = s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", len(results), len(batch))), true
+	}, func(d *abi.Decoder) { results, decoded = abi.DecodeBatchResults(d), true })
+	// The plugin answered a status for the batch as a whole: its claim,
+	// as a single call's status is. Any other failure once the batch
+	// reached the plugin (a trap, an answer that does not decode or does
+	// not fit the request, the disk sync after it) may have come after
+	// some of its writes were made.
+	status := took >= 0 && !trapped && !decoded
+	failed := took >= 0 && !status
+	if err == nil && len(results) != len(calls) {
+		err, failed = s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", len(results), len(calls))), true
 	}
-	for i, e := range batch {
+	for i, e := range calls {
 		c := e.Item
 		switch {
-		case err != nil && c.op.Writes() && failed && !errors.Is(err, ErrOutcomeUnknown):
-			// The batch may have written it before it failed.
+		case err == nil:
+			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
+		case writes && failed && !errors.Is(err, ErrOutcomeUnknown):
 			c.err = fmt.Errorf("backend %s: %w: the batch carrying this write failed once it reached the plugin: %w", s.p.name, ErrOutcomeUnknown, err)
-			c.whole = true
-		case err != nil && !c.op.Writes() && errors.Is(err, ErrOutcomeUnknown):
+		case !writes && errors.Is(err, ErrClosed):
+			c.err = fmt.Errorf("backend %s: the batch carrying this read was cut short: %w", s.p.name, ErrClosed)
+		case !writes && errors.Is(err, ErrOutcomeUnknown):
 			c.err = abi.Errorf(abi.StatusUnavailable, "backend %s: the batch carrying this read failed: %v", s.p.name, err)
-			c.whole = true
-		case err != nil:
-			c.err, c.whole = err, true
+		default:
+			c.err = err
 			// A batch refused for its shape ran none of its items (ABI
 			// §10.7): a plugin whose batches serve less than its single
 			// operations do still serves each alone.
-			c.unrun = !failed && (errors.Is(err, abi.StatusInvalid) || errors.Is(err, abi.StatusUnsupported))
-		default:
-			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
+			c.unrun = status && (errors.Is(err, abi.StatusInvalid) || errors.Is(err, abi.StatusUnsupported))
 		}
+		c.whole = err != nil
 		if s.p.observer != nil && took >= 0 {
 			// Each call is observed; the batch's one trap once.
 			s.p.observer.PluginCall(s.p.name, c.op, took, c.err, trapped && i == 0)
@@ -206,7 +246,9 @@ func recordKey(op abi.Op, req []byte) []byte {
 		if op == abi.OpPutMetric {
 			d.F64() // the value comes before the time in a metric
 		}
-		key = binary.BigEndian.AppendUint64(key, uint64(d.Time().UnixNano()))
+		t := d.Time()
+		key = binary.BigEndian.AppendUint64(key, uint64(t.Unix())^1<<63) // signed order
+		key = binary.BigEndian.AppendUint32(key, uint32(t.Nanosecond()))
 	}
 	if d.Err() != nil {
 		return nil

@@ -217,7 +217,9 @@ func TestSharedCallGivenUpIsAnswered(t *testing.T) {
 
 // TestSharedLargeReadsAreAnswered has callers read records so large that a
 // batch of them passes what one call may answer: each read still gets its
-// record (a read its batch could not answer runs again alone).
+// record (a read its batch could not answer runs again alone), and a write
+// queued with them is not failed by their answers (writes and reads go in
+// batches of their own).
 func TestSharedLargeReadsAreAnswered(t *testing.T) {
 	backends := map[string]func(t *testing.T) host.Config{
 		"memory": func(*testing.T) host.Config { return host.Config{} },
@@ -261,7 +263,14 @@ func TestSharedLargeReadsAreAnswered(t *testing.T) {
 					}
 				})
 			}
-			releaseAt(callers)
+			// A write queued with them is answered as alone: once, and
+			// not failed by the reads' answers.
+			wg.Go(func() {
+				if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "writer", State: []byte(`{}`)}, host.IfAbsent()); err != nil {
+					t.Errorf("a write beside large reads: %v", err)
+				}
+			})
+			releaseAt(callers + 1)
 			wg.Wait()
 			s := st.Stats()
 			t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)

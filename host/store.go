@@ -231,7 +231,7 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 		return ErrClosed
 	}
 	defer s.calls.leave()
-	if s.shared != nil && sharable(op) {
+	if s.shared != nil && sharable(op) && s.p.meta.Features.Has(op.Requires()) {
 		return s.callShared(ctx, op, encode, decode)
 	}
 	return s.callPlugin(ctx, op, writes, encode, decode)

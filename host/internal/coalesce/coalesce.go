@@ -52,6 +52,9 @@ type Coalescer[T any] struct {
 	weight    func(T) int
 	flush     func(ctx context.Context, batch []*Entry[T])
 
+	// enter and leave, when set (Track), bracket each flusher.
+	enter, leave func()
+
 	mu      sync.Mutex
 	running int // slots taken, by callers or flushers
 	queue   []*Entry[T]
@@ -70,6 +73,12 @@ type Stats struct {
 func New[T any](slots, maxWeight int, weight func(T) int, flush func(ctx context.Context, batch []*Entry[T])) *Coalescer[T] {
 	return &Coalescer[T]{slots: max(slots, 1), maxWeight: maxWeight, weight: weight, flush: flush}
 }
+
+// Track makes each flusher count as work in flight from before the call
+// that starts it returns: Finish calls enter on its caller's goroutine
+// before it starts a flusher, and the flusher calls leave once it has
+// freed its slot. Call it before the first request.
+func (c *Coalescer[T]) Track(enter, leave func()) { c.enter, c.leave = enter, leave }
 
 // Start takes a slot even when none is free, for a request that must not
 // queue; its caller then calls Finish.
@@ -90,6 +99,9 @@ func (c *Coalescer[T]) Finish() {
 		return
 	}
 	c.mu.Unlock()
+	if c.enter != nil {
+		c.enter()
+	}
 	go c.flusher(batch)
 }
 
@@ -169,6 +181,9 @@ func (c *Coalescer[T]) flusher(batch []*Entry[T]) {
 			c.running--
 		}
 		c.mu.Unlock()
+	}
+	if c.leave != nil {
+		c.leave()
 	}
 }
 

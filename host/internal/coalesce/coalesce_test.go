@@ -3,6 +3,7 @@ package coalesce
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +208,26 @@ func TestNoRequestIsStranded(t *testing.T) {
 	sent.Range(func(any, any) bool { count++; return true })
 	require.Equal(t, bursts*callers, count)
 	waitFor(t, func() bool { return c.Running() == 0 })
+}
+
+// TestTrackedFlusherCountsFromFinish: a tracked flusher is counted before
+// the Finish that starts it returns, and until it has freed its slot, so
+// that work in flight never looks drained between a caller leaving and
+// its flusher starting.
+func TestTrackedFlusherCountsFromFinish(t *testing.T) {
+	f := &flushes{hold: make(chan struct{})}
+	c := New(1, 5, func(n int) int { return n }, f.flush)
+	var inFlight atomic.Int64
+	c.Track(func() { inFlight.Add(1) }, func() { inFlight.Add(-1) })
+	c.Start() // the slot, as a request running alone holds it
+	answered := make(chan Result)
+	go func() {
+		answered <- c.Do(context.Background(), func() { t.Error("ran alone") }, func() int { return 1 })
+	}()
+	waitFor(t, func() bool { return c.Queued() == 1 })
+	c.Finish() // hands the slot to a flusher, which waits in its flush
+	require.Equal(t, int64(1), inFlight.Load(), "the flusher is counted once Finish returns")
+	close(f.hold)
+	require.Equal(t, Answered, <-answered)
+	waitFor(t, func() bool { return inFlight.Load() == 0 && c.Running() == 0 })
 }
