@@ -429,3 +429,59 @@ func TestSharedBatchRefusedAsAWhole(t *testing.T) {
 	t.Logf("%d shared batches refused, carrying %d calls", s.SharedBatches, s.SharedCalls)
 	require.Positive(t, s.SharedBatches, "no call found the instance busy")
 }
+
+// TestSharedBatchBudgets: a shared batch of n calls may make n times the
+// host calls Limits allows one call. The memory backend gets the fewest
+// host calls per call with which a put and a get succeed alone; many
+// callers' puts and gets then travel in batches and must succeed too.
+func TestSharedBatchBudgets(t *testing.T) {
+	ctx := t.Context()
+	open := func(maxHostCalls uint32) *host.Store {
+		st, err := host.Open(ctx, host.Config{Instances: 2, Limits: host.Limits{MaxHostCalls: maxHostCalls}}, host.WithCompilationCache(benchCache))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close(context.Background()) })
+		return st
+	}
+	var st *host.Store
+	var least uint32
+	for n := uint32(1); n <= 64 && st == nil; n++ {
+		s := open(n)
+		if _, err := s.PutAgentState(ctx, host.AgentState{AgentID: "probe", State: []byte(`{}`)}); err != nil {
+			continue
+		}
+		if _, err := s.GetAgentState(ctx, "probe"); err != nil {
+			continue
+		}
+		st, least = s, n
+	}
+	require.NotNil(t, st, "no budget up to 64 host calls serves a put and a get")
+	t.Logf("a put and a get each make at most %d host calls", least)
+
+	var wg sync.WaitGroup
+	const callers = 16
+	releaseAt := holdSlots(t, st)
+	for c := range callers {
+		wg.Go(func() {
+			id := fmt.Sprint("agent-", c)
+			if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{}`)}); err != nil {
+				t.Errorf("%s: put: %v", id, err)
+			}
+		})
+	}
+	releaseAt(callers)
+	wg.Wait()
+	releaseAt = holdSlots(t, st)
+	for c := range callers {
+		wg.Go(func() {
+			id := fmt.Sprint("agent-", c)
+			if _, err := st.GetAgentState(ctx, id); err != nil {
+				t.Errorf("%s: get: %v", id, err)
+			}
+		})
+	}
+	releaseAt(callers)
+	wg.Wait()
+	s := st.Stats()
+	require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
+	require.Zero(t, s.Traps, "a shared batch ran out of host calls")
+}
