@@ -56,8 +56,8 @@ type Stats struct {
 	// that failed.
 	Ticks, TickFailures uint64
 	// SharedBatches counts the batches that carried the single operations
-	// of callers who found every instance busy (one call or batch runs per
-	// CPU), and SharedCalls the operations they carried.
+	// of callers who found every slot taken (one call or batch runs per
+	// CPU at a time), and SharedCalls the operations they carried.
 	SharedBatches, SharedCalls uint64
 }
 

@@ -71,7 +71,7 @@ func newMetrics(m *Manager) *metrics {
 		cacheEntries:       prometheus.NewDesc("storage_host_cache_entries", "Records in the read cache.", backend, nil),
 		bufferedWrites:     prometheus.NewDesc("storage_host_buffered_writes", "Writes the backend acknowledged into its fallback buffer that have not yet reached its store.", backend, nil),
 		tickFailures:       prometheus.NewDesc("storage_host_tick_failures_total", "Ticks (the host's background calls into a plugin) that failed.", backend, nil),
-		sharedBatches:      prometheus.NewDesc("storage_host_shared_batches_total", "Batches that carried the single operations of callers who found every instance busy.", backend, nil),
+		sharedBatches:      prometheus.NewDesc("storage_host_shared_batches_total", "Batches that carried the single operations of callers who found every slot taken (one call or batch runs per CPU).", backend, nil),
 		sharedCalls:        prometheus.NewDesc("storage_host_shared_calls_total", "Single operations carried by shared batches.", backend, nil),
 	}
 }
