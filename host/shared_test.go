@@ -35,8 +35,8 @@ func openSharing(t *testing.T, cfg host.Config) *host.Store {
 	return st
 }
 
-// redisConfig is the built-in Redis backend on addr, under a key prefix
-// of the test's own.
+// redisConfig is the built-in Redis backend on the test Redis, under a
+// key prefix of the test's own.
 func redisConfig(t *testing.T) host.Config {
 	addr := redistest.Addr(t)
 	return host.Config{Plugin: "builtin:redis", Redis: &redisbridge.Config{
@@ -68,8 +68,8 @@ func holdSlots(t *testing.T, st *host.Store) (releaseAt func(n int)) {
 
 // TestSharedBatchesKeepTheContract runs the conformance suite with every
 // single record operation sent as a batch item, as calls that find every
-// instance busy travel: each built-in backend must answer it exactly as
-// it answers the operation alone.
+// slot taken travel: each built-in backend must answer it exactly as it
+// answers the operation alone.
 func TestSharedBatchesKeepTheContract(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) *host.Store { return openSharing(t, host.Config{}) })
@@ -159,7 +159,7 @@ func TestConcurrentCallsShareBatches(t *testing.T) {
 			}
 			s := st.Stats()
 			t.Logf("%d shared batches carried %d calls of %d", s.SharedBatches, s.SharedCalls, callers*(2*rounds+2))
-			require.Positive(t, s.SharedBatches, "no call found both instances busy")
+			require.Positive(t, s.SharedBatches, "no call found every slot taken")
 			require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
 		})
 	}
@@ -427,7 +427,7 @@ func TestSharedBatchRefusedAsAWhole(t *testing.T) {
 	wg.Wait()
 	s := st.Stats()
 	t.Logf("%d shared batches refused, carrying %d calls", s.SharedBatches, s.SharedCalls)
-	require.Positive(t, s.SharedBatches, "no call found the instance busy")
+	require.Positive(t, s.SharedBatches, "no call found the slot taken")
 }
 
 // TestSharedBatchBudgets: a shared batch of n calls may make n times the
