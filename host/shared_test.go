@@ -66,6 +66,28 @@ func holdSlots(t *testing.T, st *host.Store) (releaseAt func(n int)) {
 	}
 }
 
+// onMemoryAndRedis runs f on the built-in memory and Redis backends, each
+// of two instances.
+func onMemoryAndRedis(t *testing.T, f func(t *testing.T, st *host.Store)) {
+	backends := map[string]func(t *testing.T) host.Config{
+		"memory": func(*testing.T) host.Config { return host.Config{} },
+		"redis":  redisConfig,
+	}
+	for name, config := range backends {
+		t.Run(name, func(t *testing.T) {
+			if name != "memory" && testing.Short() {
+				t.Skip("runs against a real Redis; skipped with -short")
+			}
+			cfg := config(t)
+			cfg.Instances = 2
+			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			f(t, st)
+		})
+	}
+}
+
 // TestSharedBatchesKeepTheContract runs the conformance suite with every
 // single record operation sent as a batch item, as calls that find every
 // slot taken travel: each built-in backend must answer it exactly as it
@@ -97,72 +119,58 @@ func TestSharedBatchesKeepTheContract(t *testing.T) {
 // instances: calls that find both busy travel together, and every caller
 // still gets its own answers.
 func TestConcurrentCallsShareBatches(t *testing.T) {
-	backends := map[string]func(t *testing.T) host.Config{
-		"memory": func(*testing.T) host.Config { return host.Config{} },
-		"redis":  redisConfig,
-	}
-	for name, config := range backends {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("runs against a real Redis; skipped with -short")
-			}
-			cfg := config(t)
-			cfg.Instances = 2
-			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close(context.Background()) })
-			ctx := t.Context()
-			const callers, rounds = 48, 40
-			var wg sync.WaitGroup
-			errs := make(chan error, callers)
-			releaseAt := holdSlots(t, st)
-			for c := range callers {
-				wg.Go(func() {
-					id := fmt.Sprintf("agent-%d", c)
-					var version uint64
-					for r := range rounds {
-						doc := fmt.Appendf(nil, `{"caller":%d,"round":%d}`, c, r)
-						cond := host.IfVersion(version)
-						if r == 0 {
-							cond = host.IfAbsent()
-						}
-						put, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: doc}, cond)
-						if err != nil {
-							errs <- fmt.Errorf("%s round %d: put: %w", id, r, err)
-							return
-						}
-						got, err := st.GetAgentState(ctx, id)
-						switch {
-						case err != nil:
-							errs <- fmt.Errorf("%s round %d: get: %w", id, r, err)
-							return
-						case got.AgentID != id || string(got.State) != string(doc) || got.Version != put.Version || put.Version <= version:
-							errs <- fmt.Errorf("%s round %d: put answered version %d after %d, get answered %s %s version %d", id, r, put.Version, version, got.AgentID, got.State, got.Version)
-							return
-						}
-						version = put.Version
+	onMemoryAndRedis(t, func(t *testing.T, st *host.Store) {
+		ctx := t.Context()
+		const callers, rounds = 48, 40
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		releaseAt := holdSlots(t, st)
+		for c := range callers {
+			wg.Go(func() {
+				id := fmt.Sprintf("agent-%d", c)
+				var version uint64
+				for r := range rounds {
+					doc := fmt.Appendf(nil, `{"caller":%d,"round":%d}`, c, r)
+					cond := host.IfVersion(version)
+					if r == 0 {
+						cond = host.IfAbsent()
 					}
-					if err := st.DeleteAgentState(ctx, id, host.IfVersion(version)); err != nil {
-						errs <- fmt.Errorf("%s: delete: %w", id, err)
+					put, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: doc}, cond)
+					if err != nil {
+						errs <- fmt.Errorf("%s round %d: put: %w", id, r, err)
 						return
 					}
-					if _, err := st.GetAgentState(ctx, id); !errors.Is(err, host.ErrNotFound) {
-						errs <- fmt.Errorf("%s: get after delete: %v", id, err)
+					got, err := st.GetAgentState(ctx, id)
+					switch {
+					case err != nil:
+						errs <- fmt.Errorf("%s round %d: get: %w", id, r, err)
+						return
+					case got.AgentID != id || string(got.State) != string(doc) || got.Version != put.Version || put.Version <= version:
+						errs <- fmt.Errorf("%s round %d: put answered version %d after %d, get answered %s %s version %d", id, r, put.Version, version, got.AgentID, got.State, got.Version)
+						return
 					}
-				})
-			}
-			releaseAt(callers)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			s := st.Stats()
-			t.Logf("%d shared batches carried %d calls of %d", s.SharedBatches, s.SharedCalls, callers*(2*rounds+2))
-			require.Positive(t, s.SharedBatches, "no call found every slot taken")
-			require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
-		})
-	}
+					version = put.Version
+				}
+				if err := st.DeleteAgentState(ctx, id, host.IfVersion(version)); err != nil {
+					errs <- fmt.Errorf("%s: delete: %w", id, err)
+					return
+				}
+				if _, err := st.GetAgentState(ctx, id); !errors.Is(err, host.ErrNotFound) {
+					errs <- fmt.Errorf("%s: get after delete: %v", id, err)
+				}
+			})
+		}
+		releaseAt(callers)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		s := st.Stats()
+		t.Logf("%d shared batches carried %d calls of %d", s.SharedBatches, s.SharedCalls, callers*(2*rounds+2))
+		require.Positive(t, s.SharedBatches, "no call found every slot taken")
+		require.Greater(t, s.SharedCalls, s.SharedBatches, "no batch carried more than one call")
+	})
 }
 
 // TestSharedCallGivenUpIsAnswered checks what a queued caller that gives
@@ -221,61 +229,47 @@ func TestSharedCallGivenUpIsAnswered(t *testing.T) {
 // queued with them is not failed by their answers (writes and reads go in
 // batches of their own).
 func TestSharedLargeReadsAreAnswered(t *testing.T) {
-	backends := map[string]func(t *testing.T) host.Config{
-		"memory": func(*testing.T) host.Config { return host.Config{} },
-		"redis":  redisConfig,
-	}
-	for name, config := range backends {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("runs against a real Redis; skipped with -short")
-			}
-			cfg := config(t)
-			cfg.Instances = 2
-			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
+	onMemoryAndRedis(t, func(t *testing.T, st *host.Store) {
+		ctx := t.Context()
+		const records, callers = 6, 12
+		doc := make([]byte, 3<<20)
+		for i := range doc {
+			doc[i] = 'a' + byte(i%26)
+		}
+		for i := range records {
+			copy(doc, fmt.Sprintf(`"%d"`, i))
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprint("big-", i), State: doc})
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close(context.Background()) })
-			ctx := t.Context()
-			const records, callers = 6, 12
-			doc := make([]byte, 3<<20)
-			for i := range doc {
-				doc[i] = 'a' + byte(i%26)
-			}
-			for i := range records {
-				copy(doc, fmt.Sprintf(`"%d"`, i))
-				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprint("big-", i), State: doc})
-				require.NoError(t, err)
-			}
-			var wg sync.WaitGroup
-			releaseAt := holdSlots(t, st)
-			for c := range callers {
-				wg.Go(func() {
-					for r := range 4 {
-						id := fmt.Sprint("big-", (c+r)%records)
-						got, err := st.GetAgentState(ctx, id)
-						if err != nil {
-							t.Errorf("%s: %v", id, err)
-							return
-						}
-						if len(got.State) != len(doc) || string(got.State[:3]) != fmt.Sprintf(`"%d"`, (c+r)%records) {
-							t.Errorf("%s: got %d bytes starting %q", id, len(got.State), got.State[:3])
-						}
-					}
-				})
-			}
-			// A write queued with them is answered as alone: once, and
-			// not failed by the reads' answers.
+		}
+		var wg sync.WaitGroup
+		releaseAt := holdSlots(t, st)
+		for c := range callers {
 			wg.Go(func() {
-				if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "writer", State: []byte(`{}`)}, host.IfAbsent()); err != nil {
-					t.Errorf("a write beside large reads: %v", err)
+				for r := range 4 {
+					id := fmt.Sprint("big-", (c+r)%records)
+					got, err := st.GetAgentState(ctx, id)
+					if err != nil {
+						t.Errorf("%s: %v", id, err)
+						return
+					}
+					if len(got.State) != len(doc) || string(got.State[:3]) != fmt.Sprintf(`"%d"`, (c+r)%records) {
+						t.Errorf("%s: got %d bytes starting %q", id, len(got.State), got.State[:3])
+					}
 				}
 			})
-			releaseAt(callers + 1)
-			wg.Wait()
-			s := st.Stats()
-			t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
+		}
+		// A write queued with them is answered as alone: once, and
+		// not failed by the reads' answers.
+		wg.Go(func() {
+			if _, err := st.PutAgentState(ctx, host.AgentState{AgentID: "writer", State: []byte(`{}`)}, host.IfAbsent()); err != nil {
+				t.Errorf("a write beside large reads: %v", err)
+			}
 		})
-	}
+		releaseAt(callers + 1)
+		wg.Wait()
+		s := st.Stats()
+		t.Logf("%d shared batches carried %d calls", s.SharedBatches, s.SharedCalls)
+	})
 }
 
 // TestSharedHostileAnswersRefused has callers share batches with a plugin
