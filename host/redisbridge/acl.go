@@ -36,7 +36,9 @@ import (
 // would still send the queued commands, each on its own). COMMAND, ASKING
 // and CLUSTER SLOTS|SHARDS are what go-redis needs to route on a cluster;
 // SELECT only when Config.DB is not 0 (go-redis selects it on connect; a
-// script may then SELECT too, still held to the prefix). A redis.call
+// script may then SELECT too, still held to the prefix, which is why a
+// prefix is the backend's in every database of the Redis: registry.go).
+// A redis.call
 // outside these walls fails with NOPERM.
 //
 // Open runs the command with the configured connection's rights, on every

@@ -240,14 +240,15 @@ func TestHostileOverlappingPrefixesAreRefused(t *testing.T) {
 		{Addrs: []string{addr}, KeyPrefix: p + "ap", Owner: "b"},           // covers it
 		{Addrs: []string{addr}, KeyPrefix: p + "app", Owner: "b"},          // equal, another backend
 		{Addrs: []string{addr}, KeyPrefix: p + "app"},                      // equal, unnamed
+		{Addrs: []string{addr}, KeyPrefix: p + "app:billing:", DB: 1},      // another database
 	} {
 		_, err := Open(context.Background(), c)
 		require.Error(t, err, c.KeyPrefix)
 		assert.Contains(t, err.Error(), "overlaps", c.KeyPrefix)
 	}
-	// Another database, or a prefix beside it, is fine.
-	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "app:billing:", DB: 1})
+	// A prefix beside it is fine, in any database.
 	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "other:"})
+	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "more:", DB: 1})
 	// The same backend, a new generation: fine.
 	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "app", Owner: "a"})
 	// Released on Close.

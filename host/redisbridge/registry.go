@@ -3,7 +3,6 @@ package redisbridge
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -19,6 +18,12 @@ import (
 // two names of one server (localhost and 127.0.0.1, a Sentinel and the
 // master it names) are not told apart. Configuration validation refuses
 // overlapping prefixes in one file before anything opens.
+//
+// Databases of one Redis do not set prefixes apart: a backend granted
+// scripts on a database other than 0 has SELECT (go-redis selects on
+// connect), and its ACL user's key pattern holds in every database, so a
+// script of "app" in database 1 reaches "app" in database 0. A prefix is
+// claimed on the server, whatever the database.
 
 var registry = struct {
 	mu      sync.Mutex
@@ -29,15 +34,16 @@ type claim struct {
 	prefix, owner string
 }
 
-// redisID names the Redis (and database) opts connect to.
+// redisID names the Redis server opts connect to, whatever its database.
 func redisID(o *redis.UniversalOptions) string {
 	addrs := slices.Clone(o.Addrs)
 	slices.Sort(addrs)
-	return o.MasterName + "|" + strings.Join(addrs, ",") + "|" + strconv.Itoa(o.DB)
+	return o.MasterName + "|" + strings.Join(addrs, ",")
 }
 
-// Target names the Redis and database cfg connects to, as the registry of
-// open bridges tells them apart, or says why cfg is invalid.
+// Target names the Redis server cfg connects to, as the registry of open
+// bridges tells them apart (its databases are one target: see above), or
+// says why cfg is invalid.
 func Target(cfg Config) (string, error) {
 	_, opts, err := cfg.check()
 	if err != nil {
@@ -61,7 +67,7 @@ func claimPrefix(opts *redis.UniversalOptions, prefix, owner string) (func(), er
 			continue // the same backend, a new generation of it
 		}
 		if Overlap(c.prefix, prefix) {
-			return nil, fmt.Errorf("redisbridge: KeyPrefix %q overlaps %q, the prefix of a backend open on the same Redis (%s): their keys would mix", prefix, c.prefix, c.describe())
+			return nil, fmt.Errorf("redisbridge: KeyPrefix %q overlaps %q, the prefix of a backend open on the same Redis (%s; databases do not set prefixes apart): their keys would mix", prefix, c.prefix, c.describe())
 		}
 	}
 	c := &claim{prefix: prefix, owner: owner}

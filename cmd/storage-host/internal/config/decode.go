@@ -313,7 +313,7 @@ func (c *checker) distinctPrefix(seen []keyPrefix, kp keyPrefix) []keyPrefix {
 	for _, o := range seen {
 		if o.target == kp.target && redisbridge.Overlap(o.prefix, kp.prefix) {
 			c.errorf(kp.rng, "Overlapping key prefixes",
-				"Backend %q's key_prefix %q overlaps %q, backend %q's on the same Redis (at %s): each could read, delete and forge the other's records and events. Give each backend a prefix that does not start with another's, or a Redis (or db) of its own.",
+				"Backend %q's key_prefix %q overlaps %q, backend %q's on the same Redis (at %s): each could read, delete and forge the other's records and events. Give each backend a prefix that does not start with another's, or a Redis of its own (another db of the same Redis does not separate them: a backend's scripts reach its prefix in every db).",
 				kp.backend, kp.prefix, o.prefix, o.backend, o.rng)
 			return seen
 		}

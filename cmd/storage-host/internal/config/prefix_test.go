@@ -35,10 +35,17 @@ func TestOverlappingKeyPrefixesAreRefused(t *testing.T) {
 		assert.Contains(t, err.Error(), "bad.hcl:14:18: Overlapping key prefixes", "%v", tc)
 		assert.Contains(t, err.Error(), `Backend "b"'s key_prefix`, "%v", tc)
 	}
-	// Apart, on another database or on another Redis: fine.
+	// Another database of the same Redis does not set them apart: a
+	// backend's scripts reach its prefix in every database.
+	src := redisBackend("a", addr, 0, "app:") + redisBackend("b", addr, 1, "app:") + "routes {\n  metrics = \"a\"\n  alerts = \"a\"\n  agent_states = \"b\"\n}\n"
+	_, err := parseChecked([]byte(src), "db.hcl")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "db.hcl:14:18: Overlapping key prefixes")
+	assert.Contains(t, err.Error(), "every db")
+	// Apart, or on another Redis: fine.
 	for _, src := range []string{
 		redisBackend("a", addr, 0, "app:") + redisBackend("b", addr, 0, "billing:"),
-		redisBackend("a", addr, 0, "app:") + redisBackend("b", addr, 1, "app:"),
+		redisBackend("a", addr, 0, "app:") + redisBackend("b", addr, 1, "billing:"),
 		redisBackend("a", addr, 0, "app:") + redisBackend("b", "127.0.0.1:6380", 0, "app:"),
 	} {
 		src += "routes {\n  metrics = \"a\"\n  alerts = \"a\"\n  agent_states = \"b\"\n}\n"
