@@ -21,7 +21,8 @@ import (
 //   - index ranges (LRANGE, ZRANGE, ZREVRANGE, ZRANGESTORE) name at most
 //     maxCount elements, so a range whose end is counted from the other
 //     side than its start (0 -1) is refused; score and lex ranges need a
-//     LIMIT of at most maxCount, from an offset of at most maxOffset;
+//     LIMIT of at most maxCount, from an offset of at most maxOffset (each
+//     LIMIT given: Redis obeys the last);
 //   - offsets that make Redis allocate (SETRANGE, SETBIT, BITFIELD) add
 //     up, over one request, to at most maxGrowth bytes.
 //
@@ -88,20 +89,13 @@ func parseInt(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
-func abs(n int64) int64 {
-	if n < 0 {
-		return -n
-	}
-	return n
-}
-
 // count checks a count argument.
 func count(b []byte) error {
 	n, ok := parseInt(b)
 	if !ok {
 		return fmt.Errorf("count %s is not an integer", shown(b))
 	}
-	if abs(n) > maxCount {
+	if n < -maxCount || n > maxCount { // not abs(n): -(-2⁶³) is -2⁶³
 		return fmt.Errorf("count %d is past the bridge's bound of %d", n, maxCount)
 	}
 	return nil
@@ -192,24 +186,27 @@ func lpos(in [][]byte) (int64, error) {
 }
 
 // rangeWidth checks an index range start..stop: at most maxCount
-// elements, whatever the collection's length.
+// elements, whatever the collection's length. Widths are compared, never
+// computed: stop - start + 1 overflows for indices near ±2⁶³, which Redis
+// clamps to the collection.
 func rangeWidth(start, stop []byte) error {
 	a, ok1 := parseInt(start)
 	b, ok2 := parseInt(stop)
 	if !ok1 || !ok2 {
 		return fmt.Errorf("range %s %s is not two integers", shown(start), shown(stop))
 	}
-	var width int64
+	var wide bool
 	switch {
 	case (a >= 0) == (b >= 0):
-		width = b - a + 1
+		// b - a, as unsigned, is exact when b >= a (one sign).
+		wide = b >= a && uint64(b)-uint64(a) >= maxCount
 	case a < 0: // from near the end to a fixed index: at most b+1
-		width = b + 1
+		wide = b >= maxCount
 	default: // from a fixed index to near the end: as long as the collection
 		return fmt.Errorf("range %d %d counts its end from the end: its width depends on the collection; give both indices one sign, at most %d apart", a, b, maxCount)
 	}
-	if width > maxCount {
-		return fmt.Errorf("range %d %d names %d elements, past the bridge's bound of %d", a, b, width, maxCount)
+	if wide {
+		return fmt.Errorf("range %d %d names more than %d elements, the bridge's bound", a, b, maxCount)
 	}
 	return nil
 }
@@ -219,23 +216,31 @@ func indexRange(i int) check {
 	return func(in [][]byte) (int64, error) { return 0, rangeWidth(in[i], in[i+1]) }
 }
 
-// limit finds LIMIT offset count after position from and bounds it; a
-// missing LIMIT is refused.
+// limitOf finds every LIMIT offset count after position from and bounds
+// each (Redis obeys the last one given); a missing LIMIT is refused.
 func limitOf(in [][]byte, from int) error {
-	for i := from; i+2 < len(in); i++ {
-		if bytes.EqualFold(in[i], []byte("LIMIT")) {
-			off, ok := parseInt(in[i+1])
-			if !ok || off < 0 || off > maxOffset {
-				return fmt.Errorf("LIMIT offset %s is not between 0 and %d", shown(in[i+1]), maxOffset)
-			}
-			n, ok := parseInt(in[i+2])
-			if !ok || n < 0 || n > maxCount {
-				return fmt.Errorf("LIMIT count %s is not between 0 and %d", shown(in[i+2]), maxCount)
-			}
-			return nil
+	found := false
+	for i := from; i < len(in); i++ {
+		if !bytes.EqualFold(in[i], []byte("LIMIT")) {
+			continue
 		}
+		if i+2 >= len(in) {
+			return fmt.Errorf("LIMIT needs an offset and a count")
+		}
+		off, ok := parseInt(in[i+1])
+		if !ok || off < 0 || off > maxOffset {
+			return fmt.Errorf("LIMIT offset %s is not between 0 and %d", shown(in[i+1]), maxOffset)
+		}
+		n, ok := parseInt(in[i+2])
+		if !ok || n < 0 || n > maxCount {
+			return fmt.Errorf("LIMIT count %s is not between 0 and %d", shown(in[i+2]), maxCount)
+		}
+		found = true
 	}
-	return fmt.Errorf("a score or lex range needs LIMIT offset count, count at most %d", maxCount)
+	if !found {
+		return fmt.Errorf("a score or lex range needs LIMIT offset count, count at most %d", maxCount)
+	}
+	return nil
 }
 
 // limited requires a bounded LIMIT from position from on.

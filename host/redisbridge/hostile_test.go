@@ -87,6 +87,23 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
 		{"XINFO", "STREAM", "x", "FULL", "COUNT", "0"},
 		{"GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km", "COUNT", "99999999"},
+		// Widths that overflow int64, which Redis clamps to the whole
+		// collection.
+		{"LRANGE", "l", "0", "9223372036854775807"},
+		{"LRANGE", "l", "-9223372036854775808", "-1"},
+		{"LRANGE", "l", "-9223372036854775808", "9223372036854775807"},
+		{"ZRANGE", "z", "0", "9223372036854775807"},
+		{"ZREVRANGE", "z", "0", "9223372036854775807"},
+		{"ZRANGESTORE", "d", "z", "0", "9223372036854775807"},
+		{"SRANDMEMBER", "s", "-9223372036854775808"},
+		{"HRANDFIELD", "h", "-9223372036854775808"},
+		// Redis obeys the last LIMIT: every one is bounded.
+		{"ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "0", "10", "LIMIT", "0", "-1"},
+		{"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "10", "LIMIT", "0", "-1"},
+		{"ZRANGEBYLEX", "z", "-", "+", "LIMIT", "0", "5", "LIMIT", "0", "-1"},
+		{"ZRANGESTORE", "d", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "10", "LIMIT", "0", "-1"},
+		{"ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "0", "10", "LIMIT"},
+		{"ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "0", "-1", "LIMIT", "0", "10"}, // simpler: each one
 	} {
 		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c...))
 		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c)
@@ -108,6 +125,7 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 	for _, c := range [][]string{
 		{"SETRANGE", "k", "1024", "x"}, {"SETBIT", "k", "8192", "1"}, {"BITFIELD", "k", "SET", "u8", "#16", "1", "GET", "u8", "999999999"},
 		{"SRANDMEMBER", "s", "-100"}, {"LRANGE", "l", "0", "99"}, {"LRANGE", "l", "-100", "-1"},
+		{"LRANGE", "l", "0", "9999"}, {"LRANGE", "l", "-10000", "-1"}, {"LRANGE", "l", "-5", "9999"}, {"LRANGE", "l", "9", "0"},
 		{"ZRANGE", "z", "0", "9"}, {"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"},
 		{"HSCAN", "h", "0", "COUNT", "100"}, {"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
 		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"},
