@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 
@@ -138,6 +139,15 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	// only abandoned by the client.
 	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: b.cancelWait}
+	}
+	// pgconn reads a whole message before handing out its row: a row of
+	// a gigabyte would be a gigabyte in this process, whatever the result
+	// bound. Past the bound (and room for a row's framing) the read
+	// fails, the connection is closed, and the call answers LIMIT.
+	maxBody := int(min(b.maxBytes+1<<16, math.MaxInt32))
+	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		c.PgConn().Frontend().SetMaxBodyLen(maxBody)
+		return nil
 	}
 	pc.MaxConns = cfg.MaxConns
 	if pc.MaxConns <= 0 {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	neturl "net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
@@ -168,6 +170,35 @@ func TestResultsPastTheBoundAreRefused(t *testing.T) {
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT repeat('x', 1000) FROM generate_series(1, 10)"))
 	require.NoError(t, err)
 	require.Equal(t, 10, rs[0].Rows())
+}
+
+// One row longer than the result bound is refused before the host holds
+// it: pgconn would read the whole message (a SELECT of repeat('x', 2e8)
+// had 381 MiB allocated for a call bound to 8 MiB), and a value past
+// what is left of the bound is not copied.
+func TestRowPastTheBoundIsNotRead(t *testing.T) {
+	b := open(t, Config{MaxResultBytes: 64 << 10})
+	ctx := context.Background()
+	for _, sql := range []string{
+		"SELECT repeat('x', 8000000)",                          // one row past the bound and its framing
+		"SELECT repeat('x', 40000), repeat('y', 40000)",        // within the framing, past the bound at its second value
+		"SELECT 1, repeat('x', 70000) UNION ALL SELECT 2, 'y'", // a value past what is left
+	} {
+		var e abi.Encoder
+		(&abi.PGRequest{Mode: abi.PGBatch, Statements: []abi.PGStatement{stmt(sql)}}).Encode(&e)
+		var out abi.Encoder
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.Serve(ctx, e.Bytes(), &out)
+		runtime.ReadMemStats(&after)
+		_, err := abi.ParseResponse(out.Bytes())
+		require.ErrorIs(t, err, abi.StatusLimit, sql)
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "%s: bytes allocated", sql)
+		// The next call is served.
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT repeat('x', 1000) FROM generate_series(1, 10)"))
+		require.NoError(t, err, sql)
+		require.Equal(t, 10, rs[0].Rows())
+	}
 }
 
 func TestTooManyStatementsRefused(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/storage-host/storage-host/abi"
@@ -182,6 +183,11 @@ func (x *part) answer(err error, maxBytes int64) {
 			err = errors.New("pgbridge: the pipeline ended before the request's results")
 		}
 		x.e.Truncate(x.start)
+		var tooLong *pgproto3.ExceededMaxBodyLenErr
+		if errors.As(err, &tooLong) {
+			abi.AppendError(x.e, abi.StatusLimit, fmt.Sprintf("postgres: a row of %d bytes is longer than the results may be (%d bytes); the statements ran, and the connection reading them was closed", tooLong.ActualBodyLen, maxBytes))
+			return
+		}
 		st := abi.StatusUnknown
 		if !x.sent || pgconn.SafeToRetry(err) {
 			st = abi.StatusUnavailable
@@ -484,6 +490,10 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 			continue // drained, not kept
 		}
 		for j, raw := range rr.Values() {
+			if int64(len(raw)) > *budget {
+				*budget = -1 // not copied: one value past the bound
+				break
+			}
 			charge, err := appendValue(vals, fields[j].DataTypeOID, raw)
 			if err != nil {
 				convErr = fmt.Errorf("column %q: %w", fields[j].Name, err)
