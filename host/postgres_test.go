@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -139,4 +140,31 @@ func TestPostgresConcurrentOpensMigrateOnce(t *testing.T) {
 	_, err = openPG(t, wasm, cfg)
 	require.ErrorIs(t, err, host.ErrSchemaNewer)
 	require.ErrorIs(t, err, host.ErrIncompatible)
+}
+
+// Any role may take any advisory lock, and the keys of the host's are
+// known (they name the schema): a session holding the locks of another
+// backend's provisioning, migrations and event table, as another
+// backend's plugin can, delays that backend's opening by at most
+// pgbridge.LockWait each, and does not stop it.
+func TestPostgresOpensPastHeldAdvisoryLocks(t *testing.T) {
+	ctx := context.Background()
+	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+	squatter, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer squatter.Close(ctx)
+	for _, what := range []string{"provision", "migrate", "events"} {
+		_, err := squatter.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", "storage-host "+what+" "+cfg.Schema)
+		require.NoError(t, err)
+	}
+	start := time.Now()
+	st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg}, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	t.Logf("opened in %v past three held locks", time.Since(start).Round(time.Millisecond))
+	a, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"n":1}`)})
+	require.NoError(t, err)
+	got, err := st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	require.Equal(t, a.Version, got.Version)
 }

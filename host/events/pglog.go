@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/pgbridge"
 )
 
 // SQL runs the statements of req on a backend's PostgreSQL as the
@@ -150,15 +151,29 @@ END$$`
 
 // EnsurePostgresTable creates the event table PostgresTable in the
 // backend's schema if it is missing, under an advisory lock (hosts
-// starting at once). The host calls it for a postgres backend even with
-// events off, since a write_events plugin's statements name the table.
+// starting at once) waited for at most pgbridge.LockWait: any role may
+// take it, so past that the statements run without it, and again while
+// they meet a host that made the same objects first (pgbridge.RunAgain).
+// The host calls it for a postgres backend even with events off, since a
+// write_events plugin's statements name the table.
 func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 	l := &pgLog{run: run}
-	_, err := l.exec(ctx, abi.PGTransaction,
-		abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
-		abi.PGStatement{SQL: pgTableDDL},
-		abi.PGStatement{SQL: pgAddPos},
-	)
+	var err error
+	for attempt := range 4 {
+		var stmts []abi.PGStatement
+		if attempt == 0 {
+			stmts = append(stmts,
+				abi.PGStatement{SQL: "SELECT set_config('lock_timeout', $1, true)", Params: []abi.PGValue{text(strconv.FormatInt(pgbridge.LockWait.Milliseconds(), 10))}},
+				abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
+			)
+		}
+		stmts = append(stmts, abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos})
+		_, err = l.exec(ctx, abi.PGTransaction, stmts...)
+		var pe *abi.PGError
+		if err == nil || !errors.As(err, &pe) || !pgbridge.RunAgain(pe.SQLState) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,21 +178,101 @@ func rolePassword(adminURL, role string) string {
 
 // provision creates the backend's role and schema, or checks the ones
 // that exist, under an advisory lock (hosts opening the same backend at
-// once), in one transaction on an admin connection.
+// once), in one transaction on an admin connection (see lockedTx).
 func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, password string) error {
 	conn, err := pgx.ConnectConfig(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("pgbridge: admin connection: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("pgbridge: admin connection: %w", err)
+	return lockedTx(ctx, conn, "provisioning", "storage-host provision "+schema, func(tx pgx.Tx) error {
+		return provisionTx(ctx, tx, schema, role, password)
+	})
+}
+
+// LockWait bounds how long a host waits for one of its advisory locks
+// (provisioning a backend, migrating its schema, creating its event
+// table). Any role may take any advisory lock, so another backend's
+// plugin could hold one of this backend's for good: past LockWait the
+// work runs without it, which it may, since it is one transaction whose
+// conflicts with a host doing the same (a role, a schema, a migration's
+// version made first) abort it, and it runs again (up to lockAttempts
+// times) to find them made. Short enough to fit in a call's statement
+// timeout (5 s by default), as the event table's creation must.
+const LockWait = 2 * time.Second
+
+const lockAttempts = 4
+
+// lockedTx runs f in a transaction on conn, the first time under the
+// advisory lock key, waited for at most LockWait, then without it while
+// it fails for a reason running again may cure (RunAgain). what names the
+// work in its errors.
+func lockedTx(ctx context.Context, conn *pgx.Conn, what, key string, f func(pgx.Tx) error) error {
+	var err error
+	for attempt := range lockAttempts {
+		err = func() error {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				return fmt.Errorf("pgbridge: %s: %w", what, err)
+			}
+			defer tx.Rollback(context.WithoutCancel(ctx))
+			if attempt == 0 {
+				if err := advisoryLock(ctx, tx, key); err != nil {
+					return fmt.Errorf("pgbridge: %s lock: %w", what, err)
+				}
+			}
+			if err := f(tx); err != nil {
+				return err
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return fmt.Errorf("pgbridge: %s: %w", what, err)
+			}
+			return nil
+		}()
+		var pe *pgconn.PgError
+		if err == nil || !errors.As(err, &pe) || !RunAgain(pe.Code) {
+			return err
+		}
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "storage-host provision "+schema); err != nil {
-		return fmt.Errorf("pgbridge: provisioning lock: %w", err)
+	return err
+}
+
+// advisoryLock takes the advisory lock key for tx, waiting at most
+// LockWait (lock_timeout, then set back for the rest of tx).
+func advisoryLock(ctx context.Context, tx pgx.Tx, key string) error {
+	var was string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&was); err != nil {
+		return err
 	}
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(LockWait.Milliseconds(), 10)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", key); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", was)
+	return err
+}
+
+// RunAgain reports whether a transaction of the host's that failed with
+// SQLSTATE code may succeed when run again: its lock was held past
+// LockWait, or a host beside it made the same object first.
+func RunAgain(code string) bool {
+	switch code {
+	case "55P03", // lock_not_available
+		"23505", // unique_violation (a catalog row made at once)
+		"42710", // duplicate_object
+		"42P06", // duplicate_schema
+		"42P07", // duplicate_table
+		"42701", // duplicate_column
+		"40001", // serialization_failure
+		"40P01": // deadlock_detected
+		return true
+	}
+	return false
+}
+
+func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string) error {
 	r := pgx.Identifier{role}.Sanitize()
 	s := pgx.Identifier{schema}.Sanitize()
 	var exists bool
@@ -255,7 +336,7 @@ func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, passwor
 		}
 	}
 	var super, createRole, createDB, bypass, repl, member, foreignOwner bool
-	err = tx.QueryRow(ctx, `SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
+	err := tx.QueryRow(ctx, `SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
 		EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid),
 		EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = $2 AND n.nspowner <> r.oid)
 		FROM pg_roles r WHERE r.rolname = $1`, role, schema).Scan(&super, &createRole, &createDB, &bypass, &repl, &member, &foreignOwner)
@@ -269,9 +350,6 @@ func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, passwor
 		return fmt.Errorf("%w: role %s is a member of another role", ErrUnsafeRole, role)
 	case foreignOwner:
 		return fmt.Errorf("%w: schema %s is owned by another role than %s", ErrUnsafeRole, schema, role)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgbridge: provisioning: %w", err)
 	}
 	return nil
 }
