@@ -54,7 +54,7 @@ var checks = map[string]check{
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
 	"hscan": options(3, "COUNT"), "sscan": options(3, "COUNT"), "zscan": options(3, "COUNT"),
 	"xrange": options(4, "COUNT"), "xrevrange": options(4, "COUNT"),
-	"xread": options(1, "COUNT"), "xreadgroup": options(1, "COUNT"),
+	"xread": positive(1, "COUNT"), "xreadgroup": positive(1, "COUNT"),
 	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
 	"lpos":      lpos,
@@ -127,6 +127,22 @@ func options(from int, names ...string) check {
 			}
 		}
 		return 0, nil
+	}
+}
+
+// positive is options for counts where Redis reads 0 or less as no
+// limit at all (XREAD's COUNT): each must be 1 to maxCount.
+func positive(from int, names ...string) check {
+	bounded := options(from, names...)
+	return func(in [][]byte) (int64, error) {
+		for i := from; i+1 < len(in); i++ {
+			for _, name := range names {
+				if n, ok := parseInt(in[i+1]); bytes.EqualFold(in[i], []byte(name)) && ok && n < 1 {
+					return 0, fmt.Errorf("%s %d reads without limit; give 1 to %d", name, n, maxCount)
+				}
+			}
+		}
+		return bounded(in)
 	}
 }
 

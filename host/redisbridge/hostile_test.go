@@ -85,6 +85,10 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"LPOS", "l", "x", "COUNT", "0"}, // every match in the whole list
 		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
 		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
+		{"XREAD", "COUNT", "-1", "STREAMS", "x", "0"}, // 0 or less: the whole stream
+		{"XREAD", "COUNT", "0", "STREAMS", "x", "0"},
+		{"XREAD", "COUNT", "-9223372036854775808", "STREAMS", "x", "0"},
+		{"XREADGROUP", "GROUP", "g", "c", "COUNT", "0", "STREAMS", "x", ">"},
 		{"XINFO", "STREAM", "x", "FULL", "COUNT", "0"},
 		{"GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km", "COUNT", "99999999"},
 		// Widths that overflow int64, which Redis clamps to the whole
@@ -128,7 +132,7 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"LRANGE", "l", "0", "9999"}, {"LRANGE", "l", "-10000", "-1"}, {"LRANGE", "l", "-5", "9999"}, {"LRANGE", "l", "9", "0"},
 		{"ZRANGE", "z", "0", "9"}, {"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"},
 		{"HSCAN", "h", "0", "COUNT", "100"}, {"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
-		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"},
+		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"}, {"XREAD", "COUNT", "100", "STREAMS", "x", "0"},
 	} {
 		_, err := pipeline(t, f.b, cmd(c...))
 		require.NoError(t, err, "%v", c)
