@@ -1,14 +1,19 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -185,11 +190,14 @@ func TestAgentStateBadBodies(t *testing.T) {
 		"not JSON":       `hello`,
 		"two values":     `{} {}`,
 		"trailing comma": `{"a":1,}`,
+		"not UTF-8":      "{\"x\":\"\xff\xfe\"}", // json.Valid takes it; served back, it would not parse
 	} {
 		t.Run(name, func(t *testing.T) {
 			e.in(t).req("PUT", "/v1/agents/bad/state", body).requireError(t, http.StatusBadRequest, "invalid")
 		})
 	}
+	e.req("POST", "/v1/agent-states/batch-put", "{\"items\":[{\"agent_id\":\"bad\",\"state\":{\"x\":\"\xff\"}}]}").
+		requireError(t, http.StatusBadRequest, "invalid")
 	res := e.req("PUT", "/v1/agents/bad/state", fmt.Sprintf(`{"pad":%q}`, make([]byte, 100)))
 	msg := res.requireError(t, http.StatusRequestEntityTooLarge, "too_large")
 	require.Contains(t, msg, "64 bytes")
@@ -329,4 +337,22 @@ func TestAgentStateUnsupportedOptions(t *testing.T) {
 	e.req("GET", "/v1/agent-states", nil).requireError(t, http.StatusNotImplemented, "unsupported")
 	e.req("POST", "/v1/agent-states/batch-get", map[string]any{"agent_ids": []string{"a"}}).
 		requireError(t, http.StatusNotImplemented, "unsupported")
+}
+
+// A client that sends its headers and then part of the body holds the
+// connection no longer than the body read timeout: 408.
+func TestSlowBodyTimesOut(t *testing.T) {
+	httpapi.SetBodyReadTimeout(t, 300*time.Millisecond)
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "PUT /v1/agents/slow/state HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, http.StatusRequestTimeout, res.StatusCode)
+	e.req("GET", "/v1/agents/slow/state", nil).requireError(t, http.StatusNotFound, "not_found")
 }

@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
@@ -22,12 +24,24 @@ import (
 // bounds a page.
 const maxBulkItems = abi.MaxQueryLimit
 
+// bodyReadTimeout bounds the reading of one request body: a client that
+// sends its headers and then a trickle (or nothing) holds a connection
+// and a goroutine no longer than this. The server's own ReadTimeout would
+// also end streams of events, which read nothing once started.
+var bodyReadTimeout = time.Minute
+
 // readBody reads the whole request body, refusing one over the limit with
-// 413 and an empty one with 400.
+// 413, an empty one or one that is not UTF-8 (as JSON text must be: RFC
+// 8259; a state document is stored and served back as sent) with 400,
+// and one not read within bodyReadTimeout with 408.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > h.maxBody {
 		return nil, h.tooLarge()
 	}
+	// Set back once the body is read; left, when reading it failed, for
+	// the server to give up on the connection rather than wait on it.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil
 	// A body of declared length ends there (the server reads no more), so
 	// only a body of unknown length needs a reader that counts.
 	var src io.Reader = r.Body
@@ -35,15 +49,25 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		src = http.MaxBytesReader(w, r.Body, h.maxBody)
 	}
 	body, err := readAll(src, r.ContentLength)
+	if err == nil && deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, h.tooLarge()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &apiError{status: http.StatusRequestTimeout, code: codeInvalid,
+				msg: fmt.Sprintf("request body not read within %v", bodyReadTimeout)}
+		}
 		return nil, invalid("read request body: " + err.Error())
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, invalid("request body is empty; want a JSON document")
+	}
+	if !utf8.Valid(body) {
+		return nil, invalid("request body is not valid UTF-8, as JSON text must be")
 	}
 	return body, nil
 }

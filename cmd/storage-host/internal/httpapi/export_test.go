@@ -40,3 +40,11 @@ var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, en
 // SetKeepalive sets the interval of h's event-stream keepalives; call it
 // before h serves.
 func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }
+
+// SetBodyReadTimeout sets how long a request body may take to arrive,
+// until the test ends.
+func SetBodyReadTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
+	was := bodyReadTimeout
+	bodyReadTimeout = d
+	t.Cleanup(func() { bodyReadTimeout = was })
+}
