@@ -1,5 +1,10 @@
 package abi
 
+import (
+	"bytes"
+	"slices"
+)
+
 // CapabilityRedis is the "storagehost_redis" module (ABI 1.1): Redis
 // commands run through the host's connection pool for this backend.
 //
@@ -205,14 +210,27 @@ func (r *Reply) decode(d *Decoder, depth int, buf *ReplyBuffer) {
 	}
 }
 
-// Err returns the error a ReplyError carries, as an *Error with
-// StatusInternal, or nil for any other kind.
+// Err returns the error a ReplyError carries, as an *Error, or nil for
+// any other kind. Its status is StatusUnavailable when Redis refused the
+// command for its own state, so that it did nothing and the same command
+// may succeed later (see refusedCodes: out of memory, loading, a busy
+// script, a read-only replica, a cluster or master down, a failing save),
+// else StatusInternal.
 func (r *Reply) Err() error {
 	if r.Kind != ReplyError {
 		return nil
 	}
-	return &Error{Status: StatusInternal, Message: "redis: " + string(r.Str)}
+	st := StatusInternal
+	code, _, _ := bytes.Cut(r.Str, []byte(" "))
+	if slices.Contains(refusedCodes, string(code)) {
+		st = StatusUnavailable
+	}
+	return &Error{Status: st, Message: "redis: " + string(r.Str)}
 }
+
+// refusedCodes are the error codes with which Redis refuses a command,
+// before running it, for a state of its own that passes.
+var refusedCodes = []string{"OOM", "LOADING", "BUSY", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MISCONF", "NOREPLICAS"}
 
 // EncodeReplies appends a redis call's OK body: count, then each reply.
 func EncodeReplies(e *Encoder, rs []Reply) {

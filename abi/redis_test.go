@@ -409,6 +409,15 @@ func TestReplyErr(t *testing.T) {
 	for _, r := range []abi.Reply{replyNil, replyOK, replyEmptyBulk, replyEmptyArray, {Kind: abi.ReplyInt, Int: 1}, replyMixed} {
 		assert.NoError(t, r.Err(), "kind %d", r.Kind)
 	}
+	// Refused by Redis for its own state: did nothing, may be asked again.
+	for _, msg := range []string{"OOM command not allowed when used memory > 'maxmemory'.", "LOADING Redis is loading the dataset in memory",
+		"BUSY Redis is busy running a script.", "READONLY You can't write against a read only replica.", "MISCONF Redis is configured to save RDB snapshots"} {
+		r := abi.Reply{Kind: abi.ReplyError, Str: []byte(msg)}
+		assert.ErrorIs(t, r.Err(), abi.StatusUnavailable, msg)
+		assert.ErrorContains(t, r.Err(), msg)
+	}
+	r := abi.Reply{Kind: abi.ReplyError, Str: []byte("OOMPH not a refusal")}
+	assert.ErrorIs(t, r.Err(), abi.StatusInternal)
 }
 
 // redisExample renders the example of README.md section 12.7: a pipeline

@@ -508,8 +508,23 @@ func EncodePage[T any, P Record[T]](e *Encoder, p *Page[T]) {
 
 // DecodePage reads what EncodePage wrote.
 func DecodePage[T any, P Record[T]](d *Decoder) Page[T] {
+	p, _ := DecodePageAtMost[T, P](d, maxCount)
+	return p
+}
+
+// DecodePageAtMost is DecodePage for a reader that takes at most most
+// records (a query's PageLimit), and returns how many the page claims. A
+// page that claims more is not decoded: it is returned empty, the rest of
+// the message skipped, for the reader to refuse by that count. A record
+// may take a few bytes on the wire and a hundred in memory, so a reader
+// that checked the count after decoding would have paid for it already.
+func DecodePageAtMost[T any, P Record[T]](d *Decoder, most int) (Page[T], int) {
 	var p Page[T]
 	n := d.Count(4)
+	if n > most {
+		d.off = len(d.buf)
+		return p, n
+	}
 	p.Items = prealloc[T](n)
 	for i := 0; i < n && d.err == nil; i++ {
 		var item T
@@ -517,7 +532,7 @@ func DecodePage[T any, P Record[T]](d *Decoder) Page[T] {
 		p.Items = append(p.Items, item)
 	}
 	p.Next = d.BytesField()
-	return p
+	return p, n
 }
 
 // Options is the body of OpConfigure: count, then key string, value string
@@ -617,11 +632,24 @@ func EncodeBatchResults(e *Encoder, rs []BatchResult) {
 
 // DecodeBatchResults reads what EncodeBatchResults wrote.
 func DecodeBatchResults(d *Decoder) []BatchResult {
+	rs, _ := DecodeBatchResultsAtMost(d, maxCount)
+	return rs
+}
+
+// DecodeBatchResultsAtMost is DecodeBatchResults for a reader that sent
+// most items, and returns how many results the answer claims: one that
+// claims more is not decoded (nil, the rest of the message skipped), for
+// the reader to refuse by that count.
+func DecodeBatchResultsAtMost(d *Decoder, most int) ([]BatchResult, int) {
 	n := d.Count(2)
+	if n > most {
+		d.off = len(d.buf)
+		return nil, n
+	}
 	rs := prealloc[BatchResult](n)
 	for i := 0; i < n && d.err == nil; i++ {
 		status := Status(d.U8())
 		rs = append(rs, BatchResult{Status: status, Body: d.BytesField()})
 	}
-	return rs
+	return rs, n
 }

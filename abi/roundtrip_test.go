@@ -411,6 +411,47 @@ func TestOversizedCounts(t *testing.T) {
 	}
 }
 
+// TestDecodeAtMost: a page or batch answer that claims more than its
+// reader asked for is not decoded (a 5-byte agent state is a 96-byte
+// record in memory), only its count reported, for the reader to refuse.
+func TestDecodeAtMost(t *testing.T) {
+	page := encoded(func(e *abi.Encoder) {
+		p := abi.Page[abi.AgentState]{Items: make([]abi.AgentState, 11)}
+		abi.EncodePage(e, &p)
+	})
+	d := abi.NewDecoder(page)
+	p, claimed := abi.DecodePageAtMost[abi.AgentState](d, 10)
+	require.NoError(t, d.Finish())
+	assert.Equal(t, 11, claimed)
+	assert.Nil(t, p.Items)
+	d = abi.NewDecoder(page)
+	p, claimed = abi.DecodePageAtMost[abi.AgentState](d, 11)
+	require.NoError(t, d.Finish())
+	assert.Equal(t, 11, claimed)
+	assert.Len(t, p.Items, 11)
+
+	batch := encoded(func(e *abi.Encoder) { abi.EncodeBatchResults(e, make([]abi.BatchResult, 3)) })
+	d = abi.NewDecoder(batch)
+	rs, claimed := abi.DecodeBatchResultsAtMost(d, 2)
+	require.NoError(t, d.Finish())
+	assert.Equal(t, 3, claimed)
+	assert.Nil(t, rs)
+
+	// Three million minimal records in 16 MiB: nothing is allocated for them.
+	huge := encoded(func(e *abi.Encoder) {
+		e.Uvarint(3 << 20)
+		e.Raw(make([]byte, 5*(3<<20)))
+		e.BytesField(nil)
+	})
+	allocs := testing.AllocsPerRun(3, func() {
+		_, n := abi.DecodePageAtMost[abi.AgentState](abi.NewDecoder(huge), 1000)
+		if n != 3<<20 {
+			t.Fatal(n)
+		}
+	})
+	assert.LessOrEqual(t, allocs, 1.0)
+}
+
 // TestDecodeResets checks that decoding into a used value leaves nothing of
 // the old value behind.
 func TestDecodeResets(t *testing.T) {

@@ -25,6 +25,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	}
 	var item abi.Encoder
 	var results []abi.BatchResult
+	claimed := 0 // results the answer claims; more than n are not decoded
 	err = s.call(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
 		e.Uvarint(uint64(n))
 		for i := 0; i < n; i++ {
@@ -33,12 +34,12 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			e.Uvarint(uint64(op))
 			e.BytesField(item.Bytes())
 		}
-	}, func(d *abi.Decoder) { results = abi.DecodeBatchResults(d) })
+	}, func(d *abi.Decoder) { results, claimed = abi.DecodeBatchResultsAtMost(d, n) })
 	if err != nil {
 		return nil, err
 	}
-	if len(results) != n {
-		return nil, s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", len(results), n))
+	if claimed != n {
+		return nil, s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", claimed, n))
 	}
 	errs = make([]error, n)
 	var d abi.Decoder

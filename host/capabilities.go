@@ -196,9 +196,6 @@ func (x *exchange) export(b wazero.HostModuleBuilder) {
 
 func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	in := x.p.hostCall(mod)
-	if x.touches && in != nil {
-		in.usedKV = true
-	}
 	req, ok := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
 	if !ok { // the message is built only here: a kv call must not allocate
 		panic(fmt.Errorf("%s request region [%d, +%d) is outside the plugin's memory", x.name, uint32(stack[0]), uint32(stack[1])))
@@ -214,6 +211,11 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		in.notGranted = err
 	}
 	resp := e.Bytes()
+	// A kv request answered UNAVAILABLE was refused (a failing disk): it
+	// applied and read nothing the call must wait to be durable.
+	if x.touches && in != nil && (len(resp) == 0 || abi.Status(resp[0]) != abi.StatusUnavailable) {
+		in.usedKV = true
+	}
 	if x.remote && in != nil {
 		if len(resp) > 0 {
 			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {

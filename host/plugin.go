@@ -396,7 +396,7 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 func (p *plugin) configure(ctx context.Context, in *instance) error {
 	_, err := in.call(ctx, abi.OpConfigure, p.options, 1)
 	if err == nil {
-		err = p.syncKV(ctx, in.usedKV)
+		err = p.syncKV(ctx, in.usedKV, true)
 	}
 	if err != nil {
 		return fmt.Errorf("host: configure plugin %s: %w", p.name, err)
@@ -831,12 +831,17 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 // syncKV waits, when the instance's last call used a durable kv store,
 // until what it wrote, or read of other calls' writes, is on disk: only
 // then may the call be answered. The caller may have returned the
-// instance to the pool already; usedKV is read before that.
-func (p *plugin) syncKV(ctx context.Context, usedKV bool) error {
+// instance to the pool already; usedKV is read before that. A call that
+// may have written (writes: its op writes) and could not be made durable
+// has an unknown outcome; a read is only unavailable.
+func (p *plugin) syncKV(ctx context.Context, usedKV, writes bool) error {
 	if !usedKV {
 		return nil
 	}
 	if err := p.kv.Sync(ctx); err != nil {
+		if !writes {
+			return fmt.Errorf("backend %s: %w: %w", p.name, ErrUnavailable, err)
+		}
 		return fmt.Errorf("backend %s: %w: %w", p.name, ErrOutcomeUnknown, err)
 	}
 	return nil

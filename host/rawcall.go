@@ -38,7 +38,7 @@ func rawCall(ctx context.Context, store any, op abi.Op, req []byte) (abi.Status,
 	body = bytes.Clone(body)
 	usedKV := in.usedKV
 	s.p.pool.put(in, false)
-	if err := s.p.syncKV(ctx, usedKV); err != nil {
+	if err := s.p.syncKV(ctx, usedKV, true); err != nil {
 		return 0, nil, err
 	}
 	var ae *abi.Error

@@ -179,6 +179,7 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 		return
 	}
 	var results []abi.BatchResult
+	claimed := 0 // results the answer claims; more than were sent are not decoded
 	decoded := false
 	took, trapped, err := s.invoke(ctx, abi.OpBatch, writes, uint32(len(calls)), func(enc *abi.Encoder) {
 		enc.Uvarint(uint64(len(calls)))
@@ -186,7 +187,10 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 			enc.Uvarint(uint64(e.Item.op))
 			enc.BytesField(e.Item.req)
 		}
-	}, func(d *abi.Decoder) { results, decoded = abi.DecodeBatchResults(d), true })
+	}, func(d *abi.Decoder) {
+		results, claimed = abi.DecodeBatchResultsAtMost(d, len(calls))
+		decoded = true
+	})
 	// The plugin answered a status for the batch as a whole: its claim,
 	// as a single call's status is. Any other failure once the batch
 	// reached the plugin (a trap, an answer that does not decode or does
@@ -194,8 +198,8 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 	// some of its writes were made.
 	status := took >= 0 && !trapped && !decoded
 	failed := took >= 0 && !status
-	if err == nil && len(results) != len(calls) {
-		err, failed = s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", len(results), len(calls))), true
+	if err == nil && claimed != len(calls) {
+		err, failed = s.refuse(abi.OpBatch, fmt.Sprintf("batch answered %d of %d items", claimed, len(calls))), true
 	}
 	for i, e := range calls {
 		c := e.Item

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -269,7 +270,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		err = s.p.unknownAnswer(op, err)
 	}
 	if in.notGranted != nil {
-		body, err = s.p.notGrantedAnswer(op, body, err, in.notGranted)
+		body, err = s.p.notGrantedAnswer(op, in.enc.Bytes(), body, err, in.notGranted)
 	}
 	stale := err != nil && body != nil && errors.Is(err, abi.StatusStale)
 	var trap errTrap
@@ -297,7 +298,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		}
 		usedKV := in.usedKV
 		s.p.pool.put(in, false)
-		if serr := s.p.syncKV(ctx, usedKV); serr != nil {
+		if serr := s.p.syncKV(ctx, usedKV, op.Writes()); serr != nil {
 			return took, false, serr
 		}
 		return took, false, err
@@ -312,7 +313,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	// The instance serves others while this call waits for the disk, so
 	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
-	if err := s.p.syncKV(ctx, usedKV); err != nil {
+	if err := s.p.syncKV(ctx, usedKV, op.Writes()); err != nil {
 		return took, false, err
 	}
 	if decodeErr != nil {
@@ -337,7 +338,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // Ready reports whether the backend can serve: its plugin answers a ping,
 // every connection the host holds for it (Redis, PostgreSQL) answers too, Redis is
 // not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
-// and its event log has not refused the last append (events.ErrRefused). A
+// its local data's disk is not failing, and its event log has not refused
+// the last append (events.ErrRefused). A
 // backend whose plugin falls back while Redis is away still serves, but
 // is not ready.
 func (s *Store) Ready(ctx context.Context) error {
@@ -351,6 +353,13 @@ func (s *Store) Ready(ctx context.Context) error {
 	}
 	if s.p.pg != nil {
 		if err := s.p.pg.Ready(ctx); err != nil {
+			return fmt.Errorf("backend %s: %w", s.p.name, err)
+		}
+	}
+	// A local store whose disk failed refuses writes until a commit
+	// succeeds again.
+	if s.p.kv != nil {
+		if err := s.p.kv.Err(); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}
@@ -408,8 +417,9 @@ func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
 // QueryMetrics returns one page of the metrics q selects.
 func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], error) {
 	var out Page[Metric]
-	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Metric](d) })
-	if err = s.checkAnswer(abi.OpQueryMetrics, err, func() string { return metricsOutside(&out, &q) }); err != nil {
+	var claimed int // records the page claims; more than the limit are not decoded
+	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Metric](d, abi.PageLimit(q.Limit)) })
+	if err = s.checkAnswer(abi.OpQueryMetrics, err, func() string { return cmp.Or(pageOverLimit(claimed, q.Limit), metricsOutside(&out, &q)) }); err != nil {
 		return Page[Metric]{}, err
 	}
 	return out, nil
@@ -486,8 +496,9 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 // QueryAlerts returns one page of the alerts q selects.
 func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], error) {
 	var out Page[Alert]
-	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[Alert](d) })
-	if err = s.checkAnswer(abi.OpQueryAlerts, err, func() string { return alertsOutside(&out, &q) }); err != nil {
+	var claimed int // records the page claims; more than the limit are not decoded
+	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Alert](d, abi.PageLimit(q.Limit)) })
+	if err = s.checkAnswer(abi.OpQueryAlerts, err, func() string { return cmp.Or(pageOverLimit(claimed, q.Limit), alertsOutside(&out, &q)) }); err != nil {
 		return Page[Alert]{}, err
 	}
 	return out, nil
@@ -567,8 +578,9 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 // QueryAgentStates returns one page of the agent states q selects.
 func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[AgentState], error) {
 	var out Page[AgentState]
-	err := s.roundTrip(ctx, abi.OpQueryAgentStates, q.Encode, func(d *abi.Decoder) { out = abi.DecodePage[AgentState](d) })
-	if err = s.checkAnswer(abi.OpQueryAgentStates, err, func() string { return statesOutside(&out, &q) }); err != nil {
+	var claimed int // records the page claims; more than the limit are not decoded
+	err := s.roundTrip(ctx, abi.OpQueryAgentStates, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[AgentState](d, abi.PageLimit(q.Limit)) })
+	if err = s.checkAnswer(abi.OpQueryAgentStates, err, func() string { return cmp.Or(pageOverLimit(claimed, q.Limit), statesOutside(&out, &q)) }); err != nil {
 		return Page[AgentState]{}, err
 	}
 	return out, nil
@@ -581,7 +593,10 @@ func (s *Store) QueryAgentStates(ctx context.Context, q AgentStateQuery) (Page[A
 // call's INVALID, or each INVALID item of a batch, becomes ErrInternal,
 // naming the grant. Any INVALID of such a call is taken for the grant's:
 // the host cannot tell which of a batch's items met the refusal.
-func (p *plugin) notGrantedAnswer(op abi.Op, body []byte, err error, why error) ([]byte, error) {
+//
+// req is the call's request: a batch's starts with its item count, the
+// most results its answer may have.
+func (p *plugin) notGrantedAnswer(op abi.Op, req, body []byte, err error, why error) ([]byte, error) {
 	internal := func(msg string) string {
 		return fmt.Sprintf("backend %s: the backend's configuration does not grant what the plugin asked of Redis (%v); the plugin answered: %s", p.name, why, msg)
 	}
@@ -594,9 +609,10 @@ func (p *plugin) notGrantedAnswer(op abi.Op, body []byte, err error, why error) 
 	if op != abi.OpBatch {
 		return body, nil
 	}
+	sent := int(min(abi.NewDecoder(req).Uvarint(), 1<<24))
 	d := abi.NewDecoder(body)
-	results := abi.DecodeBatchResults(d)
-	if d.Finish() != nil || !slices.ContainsFunc(results, func(r abi.BatchResult) bool { return r.Status == abi.StatusInvalid }) {
+	results, claimed := abi.DecodeBatchResultsAtMost(d, sent)
+	if d.Finish() != nil || claimed > sent || !slices.ContainsFunc(results, func(r abi.BatchResult) bool { return r.Status == abi.StatusInvalid }) {
 		return body, nil // a malformed answer is refused as such by the caller
 	}
 	for i := range results {

@@ -192,12 +192,13 @@ type record struct {
 // journal carries a Store's writes to its file, in the order they were
 // applied, one transaction per batch.
 type journal struct {
-	db *bbolt.DB
+	db     *bbolt.DB
+	update func(func(*bbolt.Tx) error) error // db.Update, or a test's failing disk; under mu
 
 	mu      sync.Mutex
 	pending []record
 	rev     uint64        // the store's revision counter at the last append
-	err     error         // the first commit that failed; the store takes no more writes
+	err     error         // why the last commit failed, until one succeeds; the store takes no writes meanwhile
 	moved   chan struct{} // closed, and replaced, when synced moves or err is set
 	closed  bool
 
@@ -212,7 +213,7 @@ type journal struct {
 
 func newJournal(db *bbolt.DB, rev uint64) *journal {
 	j := &journal{
-		db: db, rev: rev,
+		db: db, update: db.Update, rev: rev,
 		moved:   make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -222,7 +223,7 @@ func newJournal(db *bbolt.DB, rev uint64) *journal {
 	return j
 }
 
-// failure returns why the journal takes no more writes, or nil.
+// failure returns why the journal takes no writes now, or nil.
 func (j *journal) failure() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -280,15 +281,22 @@ func (j *journal) run() {
 
 // commit writes what is pending in one transaction. batch is scratch
 // reused between commits.
+//
+// A commit that fails (a full disk, an I/O error) leaves its records
+// pending, ahead of any that follow, and the store refuses writes
+// (UNAVAILABLE) until a later commit, tried at every tick, succeeds: the
+// disk may have room again. The writes of the failed commit were applied
+// in memory and their callers told the outcome is unknown; they reach
+// the file with that later commit, or are lost with the process.
 func (j *journal) commit(batch *[]record) {
 	j.mu.Lock()
 	*batch, j.pending = j.pending, (*batch)[:0]
-	seq, rev, failed := j.appended.Load(), j.rev, j.err != nil
+	seq, rev, update := j.appended.Load(), j.rev, j.update
 	j.mu.Unlock()
-	if len(*batch) == 0 || failed {
+	if len(*batch) == 0 {
 		return
 	}
-	err := j.db.Update(func(tx *bbolt.Tx) error {
+	err := update(func(tx *bbolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
 		for _, r := range *batch {
 			var err error
@@ -303,12 +311,15 @@ func (j *journal) commit(batch *[]record) {
 		}
 		return tx.Bucket(bucketMeta).Put(metaRevision, binary.BigEndian.AppendUint64(nil, rev))
 	})
-	clear(*batch)
 	j.commits.Add(1)
 	j.mu.Lock()
 	if err != nil {
-		j.err = fmt.Errorf("kv store: write to disk failed, no more writes are taken: %w", err)
+		j.err = fmt.Errorf("kv store: write to disk failed; writes are refused until a commit, tried every %v, succeeds: %w", flushEvery, err)
+		j.pending = append(*batch, j.pending...)
+		*batch = nil // its array is pending's now
 	} else {
+		clear(*batch)
+		j.err = nil
 		j.synced.Store(seq)
 	}
 	close(j.moved)

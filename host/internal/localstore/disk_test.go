@@ -220,6 +220,53 @@ func TestSyncGivesUpWithItsContext(t *testing.T) {
 	require.NoError(t, s.Sync(context.Background()))
 }
 
+// A commit that fails (a full disk) makes the store refuse writes and
+// its Sync fail, until a later commit, tried at the next tick, succeeds:
+// then it takes writes again, without a restart, and what was applied
+// before the failure reaches the file.
+func TestFailedCommitRecovers(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, newClock())
+	mustPut(t, s, "k1", "v1")
+	require.NoError(t, s.Sync(context.Background()))
+
+	var full atomic.Bool
+	full.Store(true)
+	s.j.mu.Lock()
+	update := s.j.update
+	s.j.update = func(fn func(*bbolt.Tx) error) error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return update(fn)
+	}
+	s.j.mu.Unlock()
+	mustPut(t, s, "k2", "v2")
+	err := s.Sync(context.Background())
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.ErrorIs(t, s.Err(), syscall.ENOSPC)
+	_, _, st := put(t, s, "k3", "v3")
+	assert.Equal(t, abi.StatusUnavailable, st, "refused while the disk fails")
+	time.Sleep(3 * flushEvery)
+	require.Error(t, s.Err(), "still failing: retried, not given up")
+
+	full.Store(false)
+	require.Eventually(t, func() bool { return s.Err() == nil }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, s.Sync(context.Background()))
+	mustPut(t, s, "k4", "v4")
+	require.NoError(t, s.Sync(context.Background()))
+	require.NoError(t, s.Close())
+
+	s = openStore(t, dir, newClock())
+	defer s.Close()
+	for _, k := range []string{"k1", "k2", "k4"} {
+		_, st := get(t, s, k)
+		assert.Equal(t, abi.StatusOK, st, k)
+	}
+	_, st = get(t, s, "k3")
+	assert.Equal(t, abi.StatusNotFound, st, "the refused write")
+}
+
 // crashChild is the process TestAcknowledgedWritesSurviveSIGKILL kills:
 // it writes keys one after another, syncs each, and prints the number of
 // every key once Sync returned — what the host would acknowledge.

@@ -182,12 +182,21 @@ func (s *Store) Durable() bool { return s.j != nil }
 // Sync waits until every write applied before it is on disk; it returns
 // at once for an in-memory Store, or when nothing is waiting. An error
 // means a write may not be durable: the disk failed (the Store then takes
-// no more writes) or ctx ended first.
+// no writes until a commit succeeds again) or ctx ended first.
 func (s *Store) Sync(ctx context.Context) error {
 	if s.j == nil {
 		return nil
 	}
 	return s.j.sync(ctx)
+}
+
+// Err returns why the Store refuses writes now (its file failed a
+// commit, not yet retried with success; or it is closed), or nil.
+func (s *Store) Err() error {
+	if s.j == nil {
+		return nil
+	}
+	return s.j.failure()
 }
 
 // Len returns the number of stored entries, including expired entries not
