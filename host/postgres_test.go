@@ -168,3 +168,47 @@ func TestPostgresOpensPastHeldAdvisoryLocks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, a.Version, got.Version)
 }
+
+// A table locked in PostgreSQL stalls every write to it: the callers, who
+// set no deadline, are all answered within about two call timeouts — the
+// queue behind busy instances waits no longer than one call may run —
+// not one timeout per batch queued ahead of them.
+func TestPostgresStallAnswersWithinTheCallTimeout(t *testing.T) {
+	ctx := context.Background()
+	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+	const timeout = time.Second
+	st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg,
+		Limits: host.Limits{CallTimeout: timeout}}, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte(`{}`)})
+	require.NoError(t, err)
+
+	locker, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{cfg.Schema, "agent_states"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	const callers = 24
+	took := make(chan time.Duration, callers)
+	for i := range callers {
+		go func() {
+			start := time.Now()
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("a%d", i), State: []byte(`{}`)})
+			if err == nil {
+				t.Errorf("a write to a locked table succeeded")
+			}
+			took <- time.Since(start)
+		}()
+	}
+	var longest time.Duration
+	for range callers {
+		longest = max(longest, <-took)
+	}
+	t.Logf("%d writes to a locked table answered within %v", callers, longest)
+	require.Less(t, longest, 3*timeout+time.Second)
+}

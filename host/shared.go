@@ -75,6 +75,11 @@ func (s *Store) newSharing() *coalesce.Coalescer[*sharedCall] {
 	// A flusher is a call in flight for Close from before the call that
 	// starts it leaves the gate: its callers may all have given up.
 	c.Track(s.calls.hold, s.calls.leave)
+	// A caller without a deadline waits behind busy instances no longer
+	// than one call may run: a stalled store (a table locked in
+	// PostgreSQL) answers every caller within about two call timeouts,
+	// not one timeout per batch queued ahead of it.
+	c.Bound(s.p.limits.CallTimeout)
 	return c
 }
 
@@ -104,11 +109,21 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 	switch s.shared.Do(ctx, alone, queue) {
 	case coalesce.Unsent:
 		requests.Put(e)
+		if ctx.Err() == nil { // the queue's bound, not the caller's
+			return abi.Errorf(abi.StatusUnavailable, "backend %s: every instance stayed busy for the call timeout of %v; the call was not sent", s.p.name, s.p.limits.CallTimeout)
+		}
 		return ctx.Err()
 	case coalesce.MaybeSent:
 		// A flusher may still read req: e is not reused.
+		why := ctx.Err()
+		if why == nil {
+			why = fmt.Errorf("its batch ran past the call timeout of %v", s.p.limits.CallTimeout)
+		}
 		if op.Writes() {
-			return fmt.Errorf("backend %s: %w: its batch was sent before the caller gave up: %w", s.p.name, ErrOutcomeUnknown, ctx.Err())
+			return fmt.Errorf("backend %s: %w: its batch was sent before the caller gave up: %w", s.p.name, ErrOutcomeUnknown, why)
+		}
+		if ctx.Err() == nil {
+			return abi.Errorf(abi.StatusUnavailable, "backend %s: %v", s.p.name, why)
 		}
 		return ctx.Err()
 	}

@@ -49,6 +49,7 @@ type Entry[T any] struct {
 type Coalescer[T any] struct {
 	slots     int
 	maxWeight int
+	maxWait   time.Duration // Bound; 0: a queued request waits as long as its context
 	weight    func(T) int
 	flush     func(ctx context.Context, batch []*Entry[T])
 
@@ -79,6 +80,12 @@ func New[T any](slots, maxWeight int, weight func(T) int, flush func(ctx context
 // before it starts a flusher, and the flusher calls leave once it has
 // freed its slot. Call it before the first request.
 func (c *Coalescer[T]) Track(enter, leave func()) { c.enter, c.leave = enter, leave }
+
+// Bound makes a request that queues wait at most d from then, in the
+// queue and in the batch that carries it, even when its context has no
+// deadline or a later one: past it, Do returns Unsent or MaybeSent with
+// the caller's context still alive. Call it before the first request.
+func (c *Coalescer[T]) Bound(d time.Duration) { c.maxWait = d }
 
 // Start takes a slot even when none is free, for a request that must not
 // queue; its caller then calls Finish.
@@ -122,6 +129,14 @@ func (c *Coalescer[T]) Do(ctx context.Context, run func(), enqueue func() T) Res
 		run()
 		c.Finish()
 		return Answered
+	}
+	if c.maxWait > 0 {
+		limit := time.Now().Add(c.maxWait)
+		if d, ok := ctx.Deadline(); !ok || d.After(limit) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, limit)
+			defer cancel()
+		}
 	}
 	e := &Entry[T]{Ctx: ctx, Item: enqueue(), done: make(chan struct{})}
 	c.queue = append(c.queue, e)

@@ -231,3 +231,29 @@ func TestTrackedFlusherCountsFromFinish(t *testing.T) {
 	require.Equal(t, Answered, <-answered)
 	waitFor(t, func() bool { return inFlight.Load() == 0 && c.Running() == 0 })
 }
+
+// Bound: a request whose context has no deadline waits no longer than the
+// bound behind busy slots (Unsent, its context still alive), and its
+// batch gets the bound as its deadline.
+func TestBoundedWait(t *testing.T) {
+	var f flushes
+	var deadline atomic.Bool
+	c := New(1, 10, func(int) int { return 1 }, func(ctx context.Context, b []*Entry[int]) {
+		_, ok := ctx.Deadline()
+		deadline.Store(ok)
+		f.flush(ctx, b)
+	})
+	c.Bound(100 * time.Millisecond)
+	release := occupy(t, c, 0)
+	start := time.Now()
+	require.Equal(t, Unsent, wait(context.Background(), c, 1))
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+	// A request taken before its bound ends is answered, with a deadline.
+	done := make(chan Result, 1)
+	go func() { done <- wait(context.Background(), c, 2) }()
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.queue) == 1 })
+	release()
+	require.Equal(t, Answered, <-done)
+	require.True(t, deadline.Load(), "the batch of a request without a deadline has the bound's")
+}
