@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -33,8 +34,46 @@ func (s *Store) RefusedAnswers() uint64 { return s.refused.Load() }
 // returns the error the caller gets.
 func (s *Store) refuse(op abi.Op, why string) error {
 	s.refused.Add(1)
-	s.p.log.Error("plugin answer refused", "op", op.String(), "reason", why)
+	if ok, dropped := s.refusals.allow(time.Now()); ok {
+		if dropped > 0 {
+			s.p.log.Warn("plugin answer refusals not logged, past the rate limit", "dropped", dropped)
+		}
+		s.p.log.Error("plugin answer refused", "op", op.String(), "reason", why)
+	}
 	return abi.Errorf(abi.StatusInternal, "backend %s: %s answer refused: %s", s.p.name, op, why)
+}
+
+// refusalsLoggedPerSecond bounds the log of refused answers: a plugin
+// answers ticks with no caller to slow it (4 096 refused writes a tick,
+// ticked again at once, were half a million log lines in 3 s). Every
+// refusal still counts in Stats.
+const refusalsLoggedPerSecond = 10
+
+// refusalLog rate-limits the log of refused answers, one second at a
+// time; its zero value is ready.
+type refusalLog struct {
+	mu      sync.Mutex
+	second  time.Time // the start of the current second
+	logged  int       // lines in it
+	dropped int       // lines not logged since the last one that was
+}
+
+// allow reports whether a refusal at now may be logged, and how many
+// were not since the last that was.
+func (r *refusalLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.second) >= time.Second {
+		r.second, r.logged = now, 0
+	}
+	if r.logged >= refusalsLoggedPerSecond {
+		r.dropped++
+		return false, 0
+	}
+	r.logged++
+	dropped := r.dropped
+	r.dropped = 0
+	return true, dropped
 }
 
 // answered reports whether err leaves a result to check: none, or

@@ -73,3 +73,20 @@ func BenchmarkAnswerChecks(b *testing.B) {
 		}
 	})
 }
+
+// The log of refused answers takes refusalsLoggedPerSecond lines a
+// second, and says how many it left out.
+func TestRefusalLogRateLimit(t *testing.T) {
+	var r refusalLog
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	for i := range 100 {
+		ok, dropped := r.allow(t0.Add(time.Duration(i) * time.Millisecond))
+		if ok != (i < refusalsLoggedPerSecond) || dropped != 0 {
+			t.Fatalf("refusal %d: allowed %v, dropped %d", i, ok, dropped)
+		}
+	}
+	ok, dropped := r.allow(t0.Add(time.Second))
+	if !ok || dropped != 100-refusalsLoggedPerSecond {
+		t.Fatalf("next second: allowed %v, dropped %d", ok, dropped)
+	}
+}

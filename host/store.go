@@ -38,7 +38,8 @@ type Store struct {
 	// tests of the batch path (set before the first call).
 	shareEvery bool
 
-	refused atomic.Uint64 // answers refused as not fitting the request (answers.go)
+	refused  atomic.Uint64 // answers refused as not fitting the request (answers.go)
+	refusals refusalLog    // their log's rate limit
 }
 
 // Name returns the backend's name.
