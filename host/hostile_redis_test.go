@@ -84,3 +84,50 @@ func allocatedBy(f func()) uint64 {
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
 }
+
+// A Redis out of memory refuses writes before running them: the built-in
+// plugin answers UNAVAILABLE with Redis's message (503 over HTTP: not
+// applied, retry), not INTERNAL; reads still serve; with
+// fallback=buffer a single write goes to the buffer and reaches Redis
+// once it has room.
+func TestRedisOutOfMemoryIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	open := func(prefix string, opts map[string]string) *host.Store {
+		st, err := host.Open(ctx, host.Config{Plugin: "builtin:redis", Options: opts,
+			Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, Scripts: true}})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+		return st
+	}
+	fail := open("fail:", nil)
+	buffer := open("buffer:", map[string]string{"fallback": "buffer"})
+	for _, st := range []*host.Store{fail, buffer} {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "before", State: []byte(`1`)})
+		require.NoError(t, err)
+	}
+	require.NoError(t, admin.ConfigSet(ctx, "maxmemory", "1").Err())
+	t.Cleanup(func() { admin.ConfigSet(context.Background(), "maxmemory", "0") })
+
+	_, err := fail.PutAgentState(ctx, host.AgentState{AgentID: "during", State: []byte(`2`)})
+	require.ErrorIs(t, err, host.ErrUnavailable)
+	assert.ErrorContains(t, err, "OOM")
+	_, err = fail.GetAgentState(ctx, "during")
+	assert.ErrorIs(t, err, host.ErrNotFound, "not applied")
+	_, err = fail.GetAgentState(ctx, "before")
+	assert.NoError(t, err, "reads still serve")
+
+	_, err = buffer.PutAgentState(ctx, host.AgentState{AgentID: "during", State: []byte(`2`)})
+	require.NoError(t, err, "acknowledged into the buffer")
+	_, err = buffer.GetAgentState(ctx, "during")
+	assert.ErrorIs(t, err, host.ErrStale, "served from the buffer")
+
+	require.NoError(t, admin.ConfigSet(ctx, "maxmemory", "0").Err())
+	_, err = fail.PutAgentState(ctx, host.AgentState{AgentID: "during", State: []byte(`2`)})
+	require.NoError(t, err)
+	redistest.WaitFor(t, 30*time.Second, 50*time.Millisecond, func() bool {
+		return admin.Exists(ctx, "buffer:s:{during}").Val() == 1
+	}, "the buffered write reaches Redis")
+}

@@ -133,16 +133,21 @@ func options(from int, names ...string) check {
 // positive is options for counts where Redis reads 0 or less as no
 // limit at all (XREAD's COUNT): each must be 1 to maxCount.
 func positive(from int, names ...string) check {
-	bounded := options(from, names...)
 	return func(in [][]byte) (int64, error) {
 		for i := from; i+1 < len(in); i++ {
 			for _, name := range names {
-				if n, ok := parseInt(in[i+1]); bytes.EqualFold(in[i], []byte(name)) && ok && n < 1 {
+				if !bytes.EqualFold(in[i], []byte(name)) {
+					continue
+				}
+				if n, ok := parseInt(in[i+1]); ok && n < 1 {
 					return 0, fmt.Errorf("%s %d reads without limit; give 1 to %d", name, n, maxCount)
+				}
+				if err := count(in[i+1]); err != nil {
+					return 0, err
 				}
 			}
 		}
-		return bounded(in)
+		return 0, nil
 	}
 }
 
