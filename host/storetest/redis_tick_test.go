@@ -210,6 +210,7 @@ func TestRedisTickEventsAfterReplay(t *testing.T) {
 	sub, err := b.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAgentState.Name()}, AgentIDs: []string{"s"}}, "")
 	require.NoError(t, err)
 	defer sub.Close()
+	before := a.Stats().Events.Published
 	v1, err := a.PutAgentState(ctx, host.AgentState{AgentID: "s", State: []byte("v1")})
 	require.NoError(t, err)
 	select {
@@ -218,6 +219,10 @@ func TestRedisTickEventsAfterReplay(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no event of the direct write: %v", sub.Err())
 	}
+	// Host b can see the event before host a's append loop has counted it:
+	// wait for the count, or it lands after the snapshot below.
+	redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return a.Stats().Events.Published == before+1 },
+		"host a counts the direct write's event; %d", a.Stats().Events.Published-before)
 	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool {
 		got, err := b.GetAgentState(ctx, "s")
 		return err == nil && string(got.State) == "v1"
