@@ -184,3 +184,27 @@ func TestHostileABIMismatch(t *testing.T) {
 	info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
 	require.ErrorIs(t, info.Err, host.ErrIncompatible)
 }
+
+// TestLoadErrorsNameTheMistake: the common mistakes of a plugin's
+// author are refused at load with what to do about them: a memory not
+// exported (the ABI requires it, though the host could reach it), a
+// module built as a WASI command rather than a reactor, and metadata of
+// no bytes (a Go plugin that never called sdk.Register).
+func TestLoadErrorsNameTheMistake(t *testing.T) {
+	for fixture, want := range map[string]string{
+		"hiddenmemory": `plugin exports no memory: its linear memory must be exported as "memory"`,
+		"command":      "built as a WASI command (it exports _start and no _initialize, so its runtime is never initialised): build it as a reactor, in Go with -buildmode=c-shared",
+		"nometadata":   "storage_metadata returned no bytes: the plugin describes nothing (Go SDK: call sdk.Register from an init function)",
+	} {
+		t.Run(fixture, func(t *testing.T) {
+			wasm, err := os.ReadFile("../testdata/plugins/hostile/" + fixture + ".wasm")
+			require.NoError(t, err)
+			_, err = host.Open(context.Background(), host.Config{WASM: wasm}, host.WithCompilationCache(""))
+			require.ErrorIs(t, err, host.ErrIncompatible)
+			require.ErrorContains(t, err, want)
+			info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
+			require.ErrorIs(t, info.Err, host.ErrIncompatible)
+			require.ErrorContains(t, info.Err, want)
+		})
+	}
+}

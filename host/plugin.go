@@ -644,7 +644,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		}
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
 	}
-	in := &instance{p: p, mod: mod, mem: mod.Memory(), shares: 1}
+	in := &instance{p: p, mod: mod, mem: mod.ExportedMemory(abi.ExportMemory), shares: 1}
 	if p.trusted {
 		in.cut = make(chan struct{})
 	}
@@ -665,7 +665,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%w: %s", ErrIncompatible, fmt.Sprintf(format, args...))
 	}
 	if in.mem == nil {
-		return fail("plugin exports no memory")
+		return fail("plugin exports no memory: its linear memory must be exported as %q (abi/README.md, section 4)", abi.ExportMemory)
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		if _, err := init.Call(ctx); err != nil {
@@ -683,6 +683,9 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	res, err := version.Call(ctx)
 	if err != nil || len(res) != 1 {
+		if mod.ExportedFunction(abi.ExportInitialize) == nil && mod.ExportedFunction("_start") != nil {
+			return fail("%s failed in a module built as a WASI command (it exports _start and no %s, so its runtime is never initialised): build it as a reactor, in Go with -buildmode=c-shared: %v", abi.ExportABIVersion, abi.ExportInitialize, err)
+		}
 		return fail("%s: %v", abi.ExportABIVersion, err)
 	}
 	if v := abi.UnpackVersion(uint32(res[0])); !abi.Current.CanLoad(v) {
@@ -741,6 +744,9 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	b, err := in.read(res[0], "metadata")
 	if err != nil {
 		return m, fmt.Errorf("%w: %v", ErrIncompatible, err)
+	}
+	if len(b) == 0 {
+		return m, fmt.Errorf("%w: metadata: %s returned no bytes: the plugin describes nothing (Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata)
 	}
 	d := abi.NewDecoder(b)
 	m.Decode(d)

@@ -122,6 +122,24 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Contains(t, stderr, `want key=value, got "novalue"`)
 }
 
+// TestPluginTestRunAlternatives: every alternative of -run picks rules
+// below the suite, as the README's "Protocol|AgentStates" means (package
+// testing splits a pattern at "|" before it splits it at "/").
+func TestPluginTestRunAlternatives(t *testing.T) {
+	for _, run := range []string{"Protocol|AgentStates", "AgentStates|Protocol", "(Protocol|AgentStates)"} {
+		stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-v", "-run", run, "builtin:memory")
+		require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+		require.Contains(t, stdout, "PASS Protocol/", run)
+		require.Contains(t, stdout, "PASS AgentStates/", run)
+		require.NotContains(t, stdout, "PASS Metrics/", run)
+	}
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-v", "-run", "Protocol/Malformed|AgentStates/Versions", "builtin:memory")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "PASS Protocol/Malformed")
+	require.Contains(t, stdout, "PASS AgentStates/Versions")
+	require.NotContains(t, stdout, "PASS Protocol/BatchItems")
+}
+
 // TestPluginTestFromConfig: the plugin, its options and capabilities come
 // from a backend block of a configuration file; here a Redis backend,
 // whose stores the suite opens under key prefixes of their own.

@@ -269,12 +269,49 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 	}
 	pattern := "^Conformance$"
 	if f.run != "" {
-		pattern += "/" + f.run
+		pattern = belowSuite(f.run)
 	}
 	os.Args = []string{os.Args[0], "-test.v", "-test.run", pattern, "-test.timeout", f.timeout.String()}
 	testing.Main(func(pat, s string) (bool, error) { return regexp.MatchString(pat, s) },
 		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) { storetest.RunWithPolicy(t, open, f.policy) }}},
 		nil, nil)
+}
+
+// belowSuite returns the -test.run pattern that matches what run matches
+// below the suite's top-level test. Package testing splits a pattern
+// into alternatives at each "|" outside brackets and parentheses before
+// it splits them at "/", so each alternative gets the prefix of its own:
+// "Protocol|AgentStates" would otherwise match Protocol below the suite
+// and AgentStates at the top, where no rule is.
+func belowSuite(run string) string {
+	var b strings.Builder
+	depth, start := 0, 0
+	alternative := func(end int) {
+		if b.Len() > 0 {
+			b.WriteByte('|')
+		}
+		b.WriteString("^Conformance$/")
+		b.WriteString(run[start:end])
+	}
+	for i := 0; i < len(run); i++ {
+		switch run[i] {
+		case '\\':
+			i++ // an escaped character is never structure
+		case '(', '[':
+			depth++
+		case ')', ']':
+			if depth > 0 {
+				depth--
+			}
+		case '|':
+			if depth == 0 {
+				alternative(i)
+				start = i + 1
+			}
+		}
+	}
+	alternative(len(run))
+	return b.String()
 }
 
 // removePrefix deletes the keys a store of the suite left under its
