@@ -83,6 +83,9 @@ func Open(dir string, now func() time.Time, sweepEvery time.Duration, q Quota) (
 		return nil, fmt.Errorf("kv store: %w", err)
 	}
 	path := filepath.Join(abs, FileName)
+	if err := checkLength(path); err != nil {
+		return nil, fmt.Errorf("kv store: open: %w", err)
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout: lockWait,
 		// The freelist is rebuilt by scanning at open instead of being

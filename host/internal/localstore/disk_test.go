@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -155,6 +156,38 @@ func TestOpenRefusesAnUnknownFormat(t *testing.T) {
 	require.NoError(t, db.Close())
 	_, err = Open(dir, time.Now, 0, Quota{})
 	require.ErrorContains(t, err, "file format")
+}
+
+// TestOpenRefusesACutFile: a file cut short (a failed copy, a full disk)
+// is refused with its path named and left as it is, never read past its
+// end (bbolt would panic or fault on a goroutine of its own, ending the
+// process). The whole file opens again, with every entry.
+func TestOpenRefusesACutFile(t *testing.T) {
+	dir, c := t.TempDir(), newClock()
+	s := openStore(t, dir, c)
+	value := strings.Repeat("v", 1000)
+	for i := range 2000 {
+		mustPut(t, s, fmt.Sprintf("k%04d", i), value)
+	}
+	require.NoError(t, s.Sync(context.Background()))
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, FileName)
+	whole, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(whole), 1<<20)
+	for _, size := range []int{8192, 65536, 98304, len(whole) / 2} {
+		require.NoError(t, os.WriteFile(path, whole[:size], 0o600))
+		_, err := Open(dir, c.Now, 0, Quota{})
+		require.ErrorContains(t, err, path, "cut to %d bytes", size)
+		require.ErrorContains(t, err, "cut short")
+		info, err := os.Stat(path)
+		require.NoError(t, err)
+		require.EqualValues(t, size, info.Size(), "the file is left as it is")
+	}
+	require.NoError(t, os.WriteFile(path, whole, 0o600))
+	s = openStore(t, dir, c)
+	defer s.Close()
+	require.Equal(t, 2000, s.Len())
 }
 
 func TestOpenCreatesAPrivateDirectory(t *testing.T) {
