@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redisbridge"
@@ -521,6 +523,9 @@ func lastLines(s string, n int) []string {
 
 func (rep *suiteReport) print(w io.Writer, verbose bool) {
 	fmt.Fprintf(w, "plugin %s, advertising [%s]\n", rep.Plugin, rep.Features)
+	if !slices.Contains(strings.Split(rep.Features, ","), abi.FeatureBatch.String()) {
+		fmt.Fprintln(w, "note: without batch the host serves no bulk call (ErrUnsupported; the daemon's batch-* endpoints answer 501)")
+	}
 	for _, r := range rep.Rules {
 		if r.Result == "pass" && !verbose {
 			continue
