@@ -123,6 +123,10 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "-max-samples-per-series 5 is below 20")
 
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "builtin:memory", "-option", "fallback=fail")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `storage-host plugin test: flag -option after "builtin:memory": flags go before it`)
+
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "novalue", "builtin:memory")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, stderr, `want key=value, got "novalue"`)

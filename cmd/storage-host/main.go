@@ -96,6 +96,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return errUsage
 	}
+	// Package flag stops at the first argument that is not a flag: one
+	// typed after the file would otherwise be taken for another file.
+	for i, a := range fs.Args() {
+		if i > 0 && len(a) > 1 && a[0] == '-' {
+			fmt.Fprintf(fs.Output(), "storage-host %s: flag %s after %q: flags go before it\n", fs.Name(), a, fs.Arg(i-1))
+			return errUsage
+		}
+	}
 	return nil
 }
 
