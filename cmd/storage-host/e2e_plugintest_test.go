@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,12 +111,22 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "plugin test: the plugin does not load")
 
+	// A Redis that does not answer: one line, not a failure of every rule.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-redis", closed, "builtin:redis")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "plugin test: the backend is not ready, so no rule could pass")
+	require.NotContains(t, stdout, "FAIL")
+
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-run", "NoSuchRule", "builtin:memory")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `no rule matches -run "NoSuchRule"`)
 
 	// The same retention, undeclared: the paging rules fail.
-	stdout, _, code := runCommand(t, nil, "plugin", "test", "-option", "max_samples_per_series=30", "builtin:memory")
+	stdout, _, code = runCommand(t, nil, "plugin", "test", "-option", "max_samples_per_series=30", "builtin:memory")
 	require.Equal(t, 1, code)
 	require.Contains(t, stdout, "FAIL Query/Pagination/DefaultLimit")
 

@@ -177,7 +177,14 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("plugin test: the plugin does not load: %w", err)
 	}
 	meta := st.Metadata()
+	// A store the suite cannot reach would fail every rule, one by one.
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	ready := st.Ready(ctx)
+	cancel()
 	_ = st.Close(context.Background())
+	if ready != nil {
+		return fmt.Errorf("plugin test: the backend is not ready, so no rule could pass: %w", ready)
+	}
 
 	exe, err := os.Executable()
 	if err != nil {
