@@ -75,6 +75,10 @@ func TestPluginTestFailsALaxPlugin(t *testing.T) {
 	for _, line := range strings.Split(stdout, "\n") {
 		require.LessOrEqual(t, len(line), 400, "a report line is cut short")
 	}
+	// What failed, not where in the suite's own source.
+	require.Contains(t, stdout, "Error:")
+	require.NotContains(t, stdout, "Error Trace:")
+	require.NotContains(t, stdout, "host/storetest/")
 
 	stdout, stderr, code = runCommand(t, nil, "plugin", "test", "-json", "-run", "Protocol", lax)
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)

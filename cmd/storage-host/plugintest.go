@@ -504,6 +504,7 @@ func readSuite(r io.Reader) suiteReport {
 // cutLines trims the indentation of a rule's output, and cuts long lines
 // and long outputs.
 func cutLines(lines []string) []string {
+	lines = withoutTrace(lines)
 	var out []string
 	for i, l := range lines {
 		if i == maxRuleLines {
@@ -514,6 +515,31 @@ func cutLines(lines []string) []string {
 		if len(l) > maxLineBytes {
 			l = l[:maxLineBytes] + fmt.Sprintf("… (%d bytes)", len(l))
 		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// withoutTrace drops what testify's failure messages say of the suite's
+// own source, which tells a plugin's author nothing: the "Error Trace"
+// entry (paths in this repository, one per line) and the "Test" entry
+// (the rule's name, printed already).
+func withoutTrace(lines []string) []string {
+	var out []string
+	inTrace := false
+	for _, l := range lines {
+		field := strings.TrimLeft(l, " \t")
+		switch {
+		case strings.HasPrefix(field, "Error Trace:"):
+			inTrace = true
+			continue
+		case inTrace && !strings.Contains(field, ":\t") && strings.Contains(field, ".go:"):
+			continue // a further frame of the trace
+		case strings.HasPrefix(field, "Test:"):
+			inTrace = false
+			continue
+		}
+		inTrace = false
 		out = append(out, l)
 	}
 	return out
