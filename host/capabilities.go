@@ -61,8 +61,8 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 		case abi.CapabilityLog:
 			// write(level i32, ptr i32, len i32)
 			maxLine := uint64(p.limits.MaxLogLineBytes)
-			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
-				p.hostCall(mod)
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+				p.hostCall(ctx, mod)
 				msg := guestBytes(mod, stack[1], stack[2], "log message")
 				if uint64(len(msg)) > maxLine {
 					msg = msg[:maxLine]
@@ -72,8 +72,8 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 		case abi.CapabilityClock:
 			// now() -> i64
 			now := s.now
-			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
-				p.hostCall(mod)
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+				p.hostCall(ctx, mod)
 				stack[0] = uint64(now().UnixNano())
 			}), nil, []api.ValueType{i64}).Export(abi.FuncClockNow)
 		case abi.CapabilityKV:
@@ -109,8 +109,8 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			// publish(ptr i32, len i32) -> i32
 			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
 			now := s.now
-			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, mod api.Module, stack []uint64) {
-				in := p.hostCall(mod)
+			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+				in := p.hostCall(ctx, mod)
 				msg := guestBytes(mod, stack[0], stack[1], "event")
 				stack[0] = uint64(p.publishPluginEvent(in, msg, lim, now))
 			}), []api.ValueType{i32, i32}, []api.ValueType{i32}).WithParameterNames("ptr", "len").Export(abi.FuncEventsPublish)
@@ -132,15 +132,20 @@ type callBudget struct {
 }
 
 // hostCall returns the calling instance after counting one more host
-// call against Limits.MaxHostCalls; past the limit it traps the call.
-func (p *plugin) hostCall(mod api.Module) *instance {
+// call against Limits.MaxHostCalls; past the limit it traps the call. It
+// ends the call as refuel does (interrupt) once the call is overdue, so a
+// guest looping on host calls, each costly to serve, stops at its
+// deadline rather than at its next fuel check thousands of calls later.
+func (p *plugin) hostCall(ctx context.Context, mod api.Module) *instance {
 	v, ok := p.instances.Load(mod)
 	if !ok {
 		// Not an instance of this plugin's pool (never expected): nothing
 		// to count against.
+		p.interrupt(ctx, nil)
 		return nil
 	}
 	in := v.(*instance)
+	p.interrupt(ctx, in)
 	in.hostCalls++
 	if limit := uint64(p.limits.MaxHostCalls) * uint64(in.shares); uint64(in.hostCalls) > limit {
 		panic(fmt.Errorf("more than %d host calls in one request", limit))
@@ -195,14 +200,18 @@ func (x *exchange) export(b wazero.HostModuleBuilder) {
 }
 
 func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
-	in := x.p.hostCall(mod)
+	in := x.p.hostCall(ctx, mod)
 	req, ok := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
 	if !ok { // the message is built only here: a kv call must not allocate
 		panic(fmt.Errorf("%s request region [%d, +%d) is outside the plugin's memory", x.name, uint32(stack[0]), uint32(stack[1])))
 	}
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := exchangeEncoders.Get().(*abi.Encoder)
-	defer exchangeEncoders.Put(e)
+	defer func() {
+		if e != nil {
+			exchangeEncoders.Put(e)
+		}
+	}()
 	e.Reset()
 	if x.remote && in != nil {
 		in.remoteBusy.Store(true)
@@ -232,13 +241,17 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		if in == nil {
 			panic(fmt.Errorf("%s result of %d bytes does not fit in %d during initialisation", x.name, len(resp), outCap))
 		}
-		in.pending = bytes.Clone(resp)
+		// The encoder becomes the instance's, and the one it held goes
+		// back to the pool: a large result (a kv value of many MiB) is
+		// not copied again, even by a guest asking for it in a loop.
+		in.pending = resp
+		e, in.held = in.held, e
 	}
 	stack[0] = uint64(len(resp))
 }
 
-func (x *exchange) result(_ context.Context, mod api.Module, stack []uint64) {
-	in := x.p.hostCall(mod)
+func (x *exchange) result(ctx context.Context, mod api.Module, stack []uint64) {
+	in := x.p.hostCall(ctx, mod)
 	if in == nil || in.pending == nil {
 		panic(fmt.Errorf("%s.result called with no pending result", x.name))
 	}

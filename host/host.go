@@ -215,7 +215,10 @@ type Limits struct {
 	MaxLogBytesPerCall uint32
 	// MaxKVBytes caps the backend's kv store (the kv capability): its keys
 	// and values plus 128 bytes per entry, expired entries not yet
-	// reclaimed included. A put past it is refused with LIMIT.
+	// reclaimed included. A put past it is refused with LIMIT. With a
+	// DataDir it also bounds the writes waiting for the disk (at least
+	// 4 MiB): past it a write is refused with UNAVAILABLE until they are
+	// committed.
 	// Default: 256 MiB.
 	MaxKVBytes uint64
 	// MaxKVEntries caps the entries of the backend's kv store, expired
@@ -225,7 +228,9 @@ type Limits struct {
 	MaxKVEntries uint32
 	// MaxKVScanBytes caps the entries one kv scan returns by their size: a
 	// scan stops early and answers the key to resume from (it returns at
-	// least one entry). A scan also stops at an eighth of MemoryPages.
+	// least one entry). A scan also stops at an eighth of MemoryPages,
+	// and after stepping over 4096 expired entries not yet reclaimed
+	// (even with no entry).
 	// Default: 1 MiB.
 	MaxKVScanBytes uint32
 	// MaxEventsPerCall caps the events one call may publish through the

@@ -329,9 +329,22 @@ func monoNow() int64 { return int64(time.Since(processStart)) + 1 }
 // instance.failed turns each into the call's error and the instance is
 // discarded. Otherwise it refills the fuel.
 func (p *plugin) refuel(ctx context.Context, mod api.Module, stack []uint64) {
-	if in := p.instanceOf(mod); in != nil {
+	p.interrupt(ctx, p.instanceOf(mod))
+	stack[0] = fuelRefill
+}
+
+// interrupt ends the call the calling instance in (nil during
+// initialisation) is making, by panicking, once it has run past
+// Limits.CallTimeout (which sets timedOut), its caller was released from
+// it (a trusted call abandoned), its context has ended, or the plugin is
+// closing. refuel and every capability host function (hostCall) call it.
+func (p *plugin) interrupt(ctx context.Context, in *instance) {
+	if in != nil {
 		if started := in.started.Load(); started != 0 && monoNow()-started > int64(p.limits.CallTimeout) {
 			in.timedOut.Store(true)
+			panic(errTimedOut)
+		}
+		if in.state.Load() == guestAbandoned {
 			panic(errTimedOut)
 		}
 	}
@@ -343,7 +356,6 @@ func (p *plugin) refuel(ctx context.Context, mod api.Module, stack []uint64) {
 		panic(ErrClosed)
 	default:
 	}
-	stack[0] = fuelRefill
 }
 
 // checkImports refuses a module importing anything but WASI and the
@@ -501,7 +513,10 @@ type instance struct {
 	// Set by call, before the guest runs.
 	shares  uint32
 	pending []byte // a kv result waiting for storagehost_kv.result
-	usedKV  bool   // the current call used a durable kv store
+	// held is the encoder whose buffer pending is, kept by the instance
+	// for the rest of its call instead of copying the result out of it.
+	held   *abi.Encoder
+	usedKV bool // the current call used a durable kv store
 	// notGranted is the first refusal, in the current call, of a redis
 	// request the backend's configuration does not grant
 	// (redisbridge.ErrNotGranted).
@@ -798,7 +813,7 @@ func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
 // shares is the calls the request carries (instance.shares).
 func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint32) ([]byte, error) {
-	in.hostCalls, in.pending, in.usedKV, in.notGranted = 0, nil, false, nil
+	in.hostCalls, in.pending, in.held, in.usedKV, in.notGranted = 0, nil, nil, false, nil
 	in.shares = max(shares, 1)
 	in.sentRemote.Store(false)
 	in.remoteBusy.Store(false)

@@ -200,10 +200,14 @@ type journal struct {
 
 	mu      sync.Mutex
 	pending []record
-	rev     uint64        // the store's revision counter at the last append
-	err     error         // why the last commit failed, until one succeeds; the store takes no writes meanwhile
-	moved   chan struct{} // closed, and replaced, when synced moves or err is set
-	closed  bool
+	// unsynced is the bytes of the records not on disk yet: pending, and
+	// the batch being committed. The store refuses writes past its bound
+	// (Store.refuseWrite).
+	unsynced uint64
+	rev      uint64        // the store's revision counter at the last append
+	err      error         // why the last commit failed, until one succeeds; the store takes no writes meanwhile
+	moved    chan struct{} // closed, and replaced, when synced moves or err is set
+	closed   bool
 
 	appended atomic.Uint64 // records appended; written under mu
 	synced   atomic.Uint64 // records on disk
@@ -256,7 +260,52 @@ func (j *journal) add(r record, storeRev uint64) {
 	j.pending = append(j.pending, r)
 	j.rev = storeRev
 	j.appended.Add(1)
+	j.unsynced += r.size()
 	j.mu.Unlock()
+}
+
+// size is what a record holds in memory until it is committed.
+func (r *record) size() uint64 { return uint64(len(r.key)) + uint64(len(r.stored)) }
+
+// minJournalBytes is the least journalBound allows, whatever the quota,
+// so that a small store still takes a burst of writes between commits;
+// unquotedJournalBytes is the bound of a store without a byte quota.
+const (
+	minJournalBytes      = 4 << 20
+	unquotedJournalBytes = 256 << 20
+)
+
+// journalBound is the bytes of writes the journal may hold before they
+// are on disk: the store's byte quota, at least minJournalBytes. A write
+// to a store holding that much is refused (UNAVAILABLE) until a commit
+// frees it, and the committer starts once half of it waits, so a loop
+// of large writes cannot hold more than the quota again in memory, while
+// the disk falls behind. The caller holds the store's lock.
+func (s *Store) journalBound() uint64 {
+	if s.quota.MaxBytes == 0 {
+		return unquotedJournalBytes
+	}
+	return max(s.quota.MaxBytes, minJournalBytes)
+}
+
+// backlog returns why the journal takes no write now because it holds
+// bound bytes not yet on disk, or nil; past half of it, it starts the
+// committer.
+func (j *journal) backlog(bound uint64) error {
+	j.mu.Lock()
+	unsynced := j.unsynced
+	j.mu.Unlock()
+	if unsynced < bound/2 {
+		return nil
+	}
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+	if unsynced < bound {
+		return nil
+	}
+	return fmt.Errorf("kv store: %d bytes of writes wait for the disk, the most it holds (the kv quota); retry", unsynced)
 }
 
 // flushEvery is how long a write nobody waits for (the sweeper's) may
@@ -321,6 +370,9 @@ func (j *journal) commit(batch *[]record) {
 		j.pending = append(*batch, j.pending...)
 		*batch = nil // its array is pending's now
 	} else {
+		for i := range *batch {
+			j.unsynced -= (*batch)[i].size()
+		}
 		clear(*batch)
 		j.err = nil
 		j.synced.Store(seq)

@@ -407,3 +407,42 @@ func BenchmarkSyncedPut(b *testing.B) {
 		}
 	}
 }
+
+func TestJournalHoldsAtMostTheQuotaOfWritesNotOnDisk(t *testing.T) {
+	const quota = 8 << 20
+	s, err := Open(t.TempDir(), newClock().Now, 0, Quota{MaxBytes: quota})
+	require.NoError(t, err)
+	defer s.Close()
+	value := strings.Repeat("v", 1<<20)
+	var before, m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var peak, waiting uint64
+	statuses := map[abi.Status]int{}
+	// The same key rewritten: the store holds one value, but each write
+	// waits in the journal until the committer takes it.
+	for range 300 {
+		_, _, st := put(t, s, "big", value)
+		statuses[st]++
+		waiting = max(waiting, s.Unsynced())
+		runtime.ReadMemStats(&m)
+		peak = max(peak, m.HeapInuse)
+	}
+	grown := int64(peak) - int64(before.HeapInuse)
+	t.Logf("answers %v; at most %d writes waited for the disk; heap in use grew by %d MiB at most", statuses, waiting, grown>>20)
+	require.LessOrEqual(t, waiting, uint64(quota/len(value)+1), "the journal holds the quota of writes, and one more")
+	require.Less(t, grown, int64(16*quota), "the heap holds a few times the quota")
+	require.Subset(t, []abi.Status{abi.StatusOK, abi.StatusUnavailable}, mapKeys(statuses))
+	require.NotZero(t, statuses[abi.StatusOK])
+	require.NoError(t, s.Sync(context.Background()))
+	_, _, st := put(t, s, "big", "last")
+	require.Equal(t, abi.StatusOK, st, "a write is taken again once the journal is on disk")
+}
+
+func mapKeys[K comparable, V any](m map[K]V) []K {
+	var ks []K
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}

@@ -240,13 +240,17 @@ func (s *Store) journalDelete(key []byte) {
 }
 
 // refuseWrite returns why a write cannot be taken now, or "": a Store
-// whose file failed or that is closed takes none. The caller holds the
-// write lock.
+// whose file failed or that is closed takes none, nor one whose journal
+// holds its bound of writes not yet on disk (journalBound). The caller
+// holds the write lock.
 func (s *Store) refuseWrite() string {
 	if s.j == nil {
 		return ""
 	}
 	if err := s.j.failure(); err != nil {
+		return err.Error()
+	}
+	if err := s.j.backlog(s.journalBound()); err != nil {
 		return err.Error()
 	}
 	return ""
@@ -462,6 +466,11 @@ func (s *Store) delete(req *abi.KVRequest, e *abi.Encoder) {
 	e.U8(uint8(abi.StatusOK))
 }
 
+// MaxScanSkips is how many expired entries, not yet reclaimed, one scan
+// steps over before it stops early with a cursor (next) at the next one:
+// the work of a scan is bounded whatever expired entries lie in its range.
+const MaxScanSkips = 4096
+
 // pages recycles scan scratch, so a scan allocates little beyond its
 // response.
 var pages = sync.Pool{New: func() any { return new([]entry) }}
@@ -475,10 +484,19 @@ func (s *Store) scan(req *abi.KVRequest, e *abi.Encoder) {
 	budget := s.quota.MaxScanBytes
 	size := 0
 
+	skipped := 0
+
 	s.mu.RLock()
 	now := s.now().UnixNano()
 	visit := func(en entry) bool {
 		if en.expired(now) {
+			// Expired entries not yet reclaimed cost a visit each: past
+			// MaxScanSkips the scan stops, with what it has (maybe
+			// nothing), to resume at this one.
+			if skipped++; skipped > MaxScanSkips {
+				next = en.key
+				return false
+			}
 			return true
 		}
 		// The response is bounded while it is gathered: by count, and by

@@ -856,3 +856,33 @@ func TestRestoreInvalid(t *testing.T) {
 	assert.Equal(t, "v", string(en.Value))
 	assert.Equal(t, uint64(2), mustPut(t, s, "b", "x"), "refused restores leave the counter alone")
 }
+
+func TestScanStepsOverABoundedRunOfExpiredEntries(t *testing.T) {
+	c := newClock()
+	s := newStore(t, c, 0)
+	soon := epoch.Add(time.Second)
+	for i := range 3 * MaxScanSkips {
+		mustPut(t, s, fmt.Sprintf("e%06d", i), "", expiresAt(soon))
+	}
+	mustPut(t, s, "z", "")
+	c.Set(soon)
+
+	// The first page stops after MaxScanSkips expired entries, empty, with
+	// a cursor at the next one; following the cursors reaches the live key.
+	ens, next := scan(t, s, "", "", 10)
+	assert.Empty(t, ens)
+	assert.Equal(t, fmt.Sprintf("e%06d", MaxScanSkips), next)
+	pages := 0
+	var all []string
+	for start := ""; ; {
+		ens, next := scan(t, s, start, "", 10)
+		pages++
+		all = append(all, keys(ens)...)
+		if next == "" {
+			break
+		}
+		start = next
+	}
+	assert.Equal(t, []string{"z"}, all)
+	assert.Equal(t, 3, pages)
+}
