@@ -52,6 +52,15 @@ func TestRedisFailModeReplaysBufferLeftByBufferMode(t *testing.T) {
 	require.ErrorIs(t, err, host.ErrUnavailable, "a write of the buffered record does not overtake it")
 	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "other", State: []byte("x")})
 	require.ErrorIs(t, err, host.ErrUnavailable, "fallback=fail buffers no new write")
+	rs, err := b.PutAgentStates(ctx, []host.AgentState{{AgentID: "s", State: []byte("early")}, {AgentID: "other", State: []byte("x")}})
+	require.NoError(t, err)
+	for _, r := range rs {
+		require.ErrorIs(t, r.Err, host.ErrUnavailable, "nor does a bulk write")
+	}
+	gs, err := b.GetAgentStates(ctx, []string{"s"})
+	require.NoError(t, err)
+	require.ErrorIs(t, gs[0].Err, host.ErrStale)
+	require.Equal(t, "v2", string(gs[0].Value.State), "a bulk read of the buffered record reads the buffer")
 	require.EqualValues(t, 1, b.Stats().BufferedWrites)
 
 	proxy.Restore()
