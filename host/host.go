@@ -391,6 +391,6 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	st.startTicker()
+	st.startTicker(&cfg)
 	return st, nil
 }

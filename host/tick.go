@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,10 @@ type ticker struct {
 	pending  atomic.Uint64 // as the last tick reported
 	failures atomic.Uint64
 	ticks    atomic.Uint64 // tick calls made, failed or not
+	// target names where the plugin's buffer is replayed to (log
+	// attributes); announced is set once a tick has answered.
+	target    []any
+	announced atomic.Bool
 
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
@@ -50,11 +55,15 @@ type ticker struct {
 }
 
 // startTicker starts ticking s if its plugin advertises the tick feature.
-func (s *Store) startTicker() {
+// cfg names the store its buffer is replayed to, for the log.
+func (s *Store) startTicker(cfg *Config) {
 	if !s.p.meta.Features.Has(abi.FeatureTick) {
 		return
 	}
 	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.Redis != nil {
+		t.target = []any{"redis", strings.Join(cfg.Redis.Addrs, ","), "key_prefix", cfg.Redis.KeyPrefix}
+	}
 	s.ticker = t
 	go t.loop()
 }
@@ -98,6 +107,15 @@ func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
 		return abi.TickResult{}, err
 	}
 	t.pending.Store(r.Pending)
+	if r.Pending > 0 && !t.announced.Swap(true) {
+		// Most likely left by an earlier run or configuration (the
+		// buffer is the data directory's): it goes to the store as
+		// configured now, whatever it was buffered for.
+		t.s.p.log.Warn("opened with buffered writes pending; they are replayed to the backend's store as configured now",
+			append([]any{"pending", r.Pending}, t.target...)...)
+	} else if r.Pending == 0 {
+		t.announced.Store(true)
+	}
 	for i := range r.Writes {
 		if err := s.publishTicked(&r.Writes[i]); err != nil {
 			t.failed(err)
@@ -157,7 +175,7 @@ func (t *ticker) close(ctx context.Context) {
 
 func (t *ticker) report() {
 	if n := t.pending.Load(); n > 0 {
-		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed when a host opens it again, if its buffer survives", "pending", n)
+		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed by the next store opened on its data directory, whatever its options, to the backend's store as that one is configured", "pending", n)
 	}
 }
 

@@ -34,9 +34,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	}
 	out, bodies := b.out[:len(in)], b.bodies[:len(in)]
 	now := clock()
-	if b.fb != nil {
-		b.fallbackBegin(now, true)
-	}
+	b.fallbackBegin(now, true)
 	b.body.Reset()
 	b.rq.reset()
 	b.bix.reset()
@@ -57,7 +55,7 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 		}
 		b.decodeItem(it, in[i].Payload)
 		if it.err == nil && !it.served {
-			if b.fb != nil && b.fb.pending && b.fromBuffer(it) {
+			if b.fb.pending && b.fromBuffer(it) {
 				continue
 			}
 			b.prepare(it)
@@ -101,9 +99,7 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 		if it.err == nil && !it.served {
 			if err != nil {
 				it.err = failedWith(it, err)
-				if b.fb != nil {
-					b.fallBack(it) // in item order, so buffered writes keep it
-				}
+				b.fallBack(it) // in item order, so buffered writes keep it
 			} else {
 				b.finish(it, replies)
 				if it.err == nil && it.indexed && ixErr != nil {
@@ -188,9 +184,7 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 			if it.pending() {
 				if err != nil {
 					it.err = failedWith(it, err)
-					if b.fb != nil {
-						b.fallBack(it)
-					}
+					b.fallBack(it)
 				} else {
 					b.finish(it, replies)
 				}

@@ -154,6 +154,25 @@ package main
 // they are read as absent. While writes keep the queue from emptying they
 // stay, counted in the kv quota.
 //
+// A changed configuration. The buffer is the kv store's, not the
+// options': an instance configured with fallback=fail may find writes
+// that fallback=buffer acknowledged (the option changed by a reload or a
+// restart while Redis was away). It acknowledges no write into the
+// buffer, but honours what is there until it is empty: ticks replay it
+// and report it pending, and requests route as during a catch-up, except
+// that a write of a record with unsettled buffered writes is UNAVAILABLE
+// instead of queued. Having nothing to add to the queue, an instance
+// reads c when it is configured, and then in requests only while it found
+// writes there (and in the ticks it serves), so that an empty buffer
+// costs fail mode's requests nothing. Only a replaced backend's last
+// calls, still under fallback=buffer, can add writes meanwhile: its Close
+// replays them if Redis answers, else this backend's ticks do, but an
+// instance that found the queue empty before does not route around them
+// in its requests. Buffered writes are requests:
+// they are replayed to the Redis and key prefix the host connects this
+// backend to at replay, whatever it was when they were buffered (the host
+// logs a warning when a backend opens with writes pending).
+//
 // The code: fallback_serve.go routes requests and serves them from the
 // buffer, fallback_queue.go keeps the queue and the r/ entries in kv,
 // fallback_replay.go replays (tick), fallback_sweep.go sweeps.
@@ -220,13 +239,17 @@ var (
 // kv, shared by every instance.
 type fallback struct {
 	max uint64 // fallback_buffer_entries
-	kv  sdk.KV
-	enc abi.Encoder // r/ values
-	ent abi.Encoder // q/ values
-	dec abi.Decoder
-	key []byte // scratch: r/ keys
-	qk  []byte // scratch: q/ keys
-	qe  []byte // scratch: the end of a queue scan
+	// accept is fallback=buffer: writes may be acknowledged into the
+	// buffer. With fallback=fail none is, but what the buffer holds is
+	// replayed and honoured as during a catch-up (see fallback.go).
+	accept bool
+	kv     sdk.KV
+	enc    abi.Encoder // r/ values
+	ent    abi.Encoder // q/ values
+	dec    abi.Decoder
+	key    []byte // scratch: r/ keys
+	qk     []byte // scratch: q/ keys
+	qe     []byte // scratch: the end of a queue scan
 
 	// The queue as last read (or written) by this instance, at checkedAt;
 	// rev is the kv revision of c, 0 when absent. pending is the hint:

@@ -12,15 +12,14 @@ import (
 	"github.com/storage-host/storage-host/sdk"
 )
 
-// tick is the plugin's Tick hook (abi.OpTick): with fallback=buffer it
-// replays what the queue holds, if Redis answers, and reports the writes
-// replayed. The host ticks about every 100 ms, and again at once while
+// tick is the plugin's Tick hook (abi.OpTick): it replays what the queue
+// holds, if Redis answers, and reports the writes replayed. It does so
+// with fallback=fail too, which buffers nothing but replays what
+// fallback=buffer left in kv (a configuration changed with writes still
+// buffered). The host ticks about every 100 ms, and again at once while
 // the result has More set.
 func (b *backend) tick() (abi.TickResult, error) {
 	f := b.fb
-	if f == nil {
-		return abi.TickResult{}, nil
-	}
 	now := sdk.Now()
 	if err := f.readMeta(now); err != nil {
 		return abi.TickResult{}, err

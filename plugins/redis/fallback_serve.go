@@ -16,12 +16,18 @@ import (
 // --- routing ---
 
 // fallbackBegin starts a request at now: it looks at the queue, always
-// for a request that writes (so that it goes behind the writes buffered
-// before it), else when the hint asks for it. Requests never replay: the
-// host's ticks do (tick).
+// for a request that writes with fallback=buffer (so that it goes behind
+// the writes buffered before it), else when the hint asks for it. With
+// fallback=fail nothing joins the queue: the instance looked at it when
+// configured, and looks again only while it found writes there (ticks
+// look too). Requests never replay: the host's ticks do (tick).
 func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	f := b.fb
-	if !writes && !f.pending {
+	switch {
+	case f.pending || writes && f.accept:
+	case !f.accept:
+		return
+	default:
 		if d := now.Sub(f.checkedAt); d >= 0 && d < hintEvery {
 			return
 		}
@@ -31,7 +37,7 @@ func (b *backend) fallbackBegin(now time.Time, writes bool) {
 	}
 }
 
-// runWithFallback serves a single-record request with fallback=buffer.
+// runWithFallback serves a single-record request.
 func (b *backend) runWithFallback(it *item) {
 	b.fallbackBegin(it.now, !isRead(it.op))
 	if b.fb.pending && b.fromBuffer(it) {
@@ -44,7 +50,8 @@ func (b *backend) runWithFallback(it *item) {
 // fromBuffer serves it while the queue holds writes not yet settled,
 // reporting whether it did: it answers a read whose record is buffered,
 // queues an unconditional write to a record with unsettled buffered
-// writes, and refuses a conditional write to such a record. Otherwise the
+// writes (refuses it with fallback=fail, which acknowledges nothing into
+// the buffer), and refuses a conditional write to such a record. Otherwise the
 // item goes to Redis (and a write that meets UNAVAILABLE there is
 // buffered then: fallBack).
 func (b *backend) fromBuffer(it *item) bool {
@@ -61,8 +68,10 @@ func (b *backend) fromBuffer(it *item) bool {
 		it.err = err
 	case !pending:
 		return false
-	case bufferable(it):
+	case bufferable(it) && b.fb.accept:
 		b.buffer(it, false)
+	case bufferable(it):
+		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the writes of its record that the fallback buffer kept (fallback was buffer) are replayed to Redis", it.op)
 	default:
 		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
 	}
@@ -71,15 +80,18 @@ func (b *backend) fromBuffer(it *item) bool {
 }
 
 // afterUnavailable serves it, which Redis answered UNAVAILABLE, from the
-// buffer where it can: an unconditional write is buffered, a read whose
-// record is buffered answered from it.
+// buffer where it can: an unconditional write is buffered (with
+// fallback=buffer), a read whose record is buffered answered from it.
 func (b *backend) afterUnavailable(it *item) {
 	f := b.fb
 	switch {
-	case bufferable(it):
+	case bufferable(it) && f.accept:
 		it.err = nil
 		b.buffer(it, true)
 	case isRead(it.op):
+		if it.now.IsZero() { // a direct read of fallback=fail
+			it.now = sdk.Now()
+		}
 		if err := f.readMeta(it.now); err == nil && f.pending {
 			b.bufferedRead(it) // else it stays UNAVAILABLE
 		}

@@ -53,7 +53,8 @@
 // the memory backend. fallback says what happens when Redis cannot be
 // reached: "fail" (the default) answers UNAVAILABLE; "buffer" keeps
 // writes in the host's kv store and replays them in order when Redis
-// returns (see fallback.go). fallback_buffer_entries bounds that buffer
+// returns (see fallback.go); a buffer left in kv is replayed with "fail"
+// too. fallback_buffer_entries bounds that buffer
 // (default 10000 writes). Any other option, or a malformed value, is
 // INVALID.
 //
@@ -131,7 +132,7 @@ const (
 func main() {}
 
 func init() {
-	b := &backend{}
+	b := &backend{fb: &fallback{max: defaultBufferEntries}} // fallback=fail until configured
 	sdk.Register(sdk.Plugin{
 		Name:        "redis",
 		Version:     "1.0.0",
@@ -163,7 +164,9 @@ type backend struct {
 	enc    abi.Encoder // scratch: record values, cursor hashes
 	// Default TTLs per kind, from the options; 0 = never expire.
 	metricTTL, alertTTL, stateTTL time.Duration
-	// fb is the fallback buffer (fallback=buffer), nil for fallback=fail.
+	// fb is the fallback buffer. With fallback=fail it acknowledges no
+	// write, but a buffer left in kv by fallback=buffer is still replayed
+	// and honoured until it is empty (see fallback.go).
 	fb *fallback
 	// deferIx, while a batch or a replayed chunk is prepared, collects
 	// its index entries (deferredIndex); nil otherwise.
@@ -220,9 +223,12 @@ func (b *backend) configure(o abi.Options) error {
 		}
 		*dst = time.Duration(secs) * time.Second
 	}
-	b.fb = nil
-	if mode == "buffer" {
-		b.fb = &fallback{max: entries}
+	b.fb = &fallback{max: entries, accept: mode == "buffer"}
+	// A look at the queue, which an earlier configuration may have left
+	// holding writes: with fallback=fail requests look again only while
+	// it does (fallbackBegin).
+	if err := b.fb.readMeta(time.Time{}); err != nil {
+		sdk.Logf(abi.LevelWarn, "fallback buffer: %v", err)
 	}
 	return nil
 }

@@ -725,21 +725,17 @@ func decodeStateFields(s *abi.AgentState, id string, f []abi.Reply, e int64, cop
 
 // --- single-record operations ---
 
-// run serves one item: in one round trip, or through the fallback
-// buffer when the backend has one (fallback_serve.go).
+// run serves one item through the fallback buffer (fallback_serve.go):
+// in one round trip unless the buffer holds writes.
 //
-// A read served directly needs no clock (Redis expires records itself),
-// so it makes no clock call: each host call is a crossing out of the
-// guest and back.
+// A read served directly with fallback=fail needs no clock (Redis
+// expires records itself), so it makes no clock call: each host call is
+// a crossing out of the guest and back.
 func (b *backend) run(it *item) {
-	if b.fb != nil || !isRead(it.op) {
+	if f := b.fb; f.accept || f.pending || !isRead(it.op) {
 		it.now = sdk.Now()
 	}
-	if b.fb != nil {
-		b.runWithFallback(it)
-		return
-	}
-	b.direct(it)
+	b.runWithFallback(it)
 }
 
 // direct serves one item on Redis in one round trip. A put indexes its
