@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -148,4 +149,31 @@ func TestEchoedInputIsCut(t *testing.T) {
 	res = e.req("GET", query("/v1/metrics", "cursor", name), nil)
 	require.Less(t, len(res.body), 1024, "%.200s", res.body)
 	res.requireError(t, http.StatusBadRequest, "invalid")
+}
+
+// TestBodiesDecodedAtOnceAreBounded: a request whose body is read waits
+// for a turn to decode it while others hold every turn, and is served
+// once one is given back.
+func TestBodiesDecodedAtOnceAreBounded(t *testing.T) {
+	e := newEnv(t)
+	release := httpapi.HoldDecoding(e.h)
+	done := make(chan *response, 1)
+	go func() {
+		req := httptest.NewRequest("POST", "/v1/agent-states/batch-get", strings.NewReader(`{"agent_ids":["a"]}`))
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, req)
+		done <- &response{code: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	}()
+	require.Never(t, func() bool { return len(done) > 0 }, 300*time.Millisecond, 10*time.Millisecond, "decoded while every turn was held")
+	release()
+	var res *response
+	require.Eventually(t, func() bool {
+		select {
+		case res = <-done:
+			return true
+		default:
+			return false
+		}
+	}, 30*time.Second, 10*time.Millisecond)
+	require.Equal(t, http.StatusOK, res.code, "%s", res)
 }
