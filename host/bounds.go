@@ -14,8 +14,9 @@ const (
 	// MaxLabels bounds the labels of one metric or alert.
 	MaxLabels = 64
 	// MaxLabelBytes bounds the names and values of one record's labels,
-	// all together.
-	MaxLabelBytes = 16 << 10
+	// all together: large values are data, as an alert's message is, but
+	// a record's labels stay a small part of a plugin's memory.
+	MaxLabelBytes = 1 << 20
 	// MaxMatchers bounds the label matchers of one query.
 	MaxMatchers = 128
 	// MaxMatcherBytes bounds the label names and values (or regular

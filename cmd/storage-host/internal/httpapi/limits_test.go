@@ -93,7 +93,7 @@ func TestLabelBoundsRefusedOverHTTP(t *testing.T) {
 	}{
 		{labels(host.MaxLabels+1, 1), "at most 64 per record"},
 		{labels(50_000, 1), "at most 64 per record"},
-		{labels(2, host.MaxLabelBytes/2), "at most 16384 per record"},
+		{labels(2, host.MaxLabelBytes/2), "at most 1048576 per record"},
 	} {
 		m := map[string]any{"agent_id": "a", "name": "cpu", "value": 1, "timestamp": ts, "labels": c.labels}
 		res := e.req("POST", "/v1/metrics", m)
