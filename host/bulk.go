@@ -58,6 +58,20 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	return errs, nil
 }
 
+// itemLabels checks the labels of item i of a batch (CheckLabels): a
+// batch with one item over the bounds is refused whole, before the
+// plugin is called.
+func itemLabels(i int, labels map[string]string) error {
+	if err := CheckLabels(labels); err != nil {
+		var ae *abi.Error
+		if errors.As(err, &ae) {
+			return abi.Errorf(ae.Status, "item %d: %s", i, ae.Message)
+		}
+		return err
+	}
+	return nil
+}
+
 func results[T any](values []T, errs []error, err error) ([]Result[T], error) {
 	if err != nil {
 		return nil, err
@@ -77,6 +91,11 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 	o, err := s.writeOptions(opts, false)
 	if err != nil {
 		return nil, err
+	}
+	for i := range ms {
+		if err := itemLabels(i, ms[i].Labels); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]Metric, len(ms))
 	errs, err := s.bulk(ctx, abi.OpPutMetric, len(ms), func(i int, e *abi.Encoder) {
@@ -119,6 +138,11 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 	o, err := s.writeOptions(opts, false)
 	if err != nil {
 		return nil, err
+	}
+	for i := range as {
+		if err := itemLabels(i, as[i].Labels); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]Alert, len(as))
 	errs, err := s.bulk(ctx, abi.OpPutAlert, len(as), func(i int, e *abi.Encoder) {

@@ -381,6 +381,9 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	if err != nil {
 		return Metric{}, err
 	}
+	if err := CheckLabels(m.Labels); err != nil {
+		return Metric{}, err
+	}
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
 	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
@@ -417,6 +420,9 @@ func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
 
 // QueryMetrics returns one page of the metrics q selects.
 func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], error) {
+	if err := CheckMatchers(q.Labels); err != nil {
+		return Page[Metric]{}, err
+	}
 	var out Page[Metric]
 	var claimed int // records the page claims; more than the limit are not decoded
 	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Metric](d, abi.PageLimit(q.Limit)) })
@@ -431,6 +437,9 @@ func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], 
 func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Alert, error) {
 	o, err := s.writeOptions(opts, false)
 	if err != nil {
+		return Alert{}, err
+	}
+	if err := CheckLabels(a.Labels); err != nil {
 		return Alert{}, err
 	}
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
@@ -496,6 +505,9 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 
 // QueryAlerts returns one page of the alerts q selects.
 func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], error) {
+	if err := CheckMatchers(q.Labels); err != nil {
+		return Page[Alert]{}, err
+	}
 	var out Page[Alert]
 	var claimed int // records the page claims; more than the limit are not decoded
 	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Alert](d, abi.PageLimit(q.Limit)) })

@@ -18,7 +18,7 @@ func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values)
 	}
 	id := r.PathValue("id")
 	if in.ID != nil && *in.ID != id {
-		return invalid(fmt.Sprintf("request body: id %q differs from the path's %q", *in.ID, id))
+		return invalid(fmt.Sprintf("request body: id %s differs from the path's %s", quoted(*in.ID), quoted(id)))
 	}
 	in.ID = &id
 	a, err := in.alert("")

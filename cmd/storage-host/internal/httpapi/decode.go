@@ -102,17 +102,36 @@ func readAll(r io.Reader, declared int64) ([]byte, error) {
 	}
 }
 
+// maxDecoding bounds the request bodies decoded at once. Decoding
+// builds values several times the size of their JSON text, so the
+// bodies decoded together, not those read, set the memory a burst of
+// requests takes; a request waits for its turn after reading its body.
+const maxDecoding = 4
+
 // decodeBody reads the request body into v strictly: exactly one JSON
-// value, no unknown object members, within the size limit.
+// value, no unknown object members, within the size limit. At most
+// maxDecoding bodies are decoded at once.
 func (h *Handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := h.readBody(w, r)
 	if err != nil {
 		return err
 	}
+	select {
+	case h.decoding <- struct{}{}:
+	case <-r.Context().Done():
+		return r.Context().Err()
+	}
+	defer func() { <-h.decoding }()
 	return decodeStrict(body, v)
 }
 
+// decodeStrict decodes body into v. A list of the top-level object over
+// maxBulkItems is refused before anything is decoded, so that a refused
+// body costs no more than its text.
 func decodeStrict(body []byte, v any) error {
+	if name, ok := overlongList(body); !ok {
+		return invalid(fmt.Sprintf("request body: %s has more than %d items; at most %d per request", quoted(name), maxBulkItems, maxBulkItems))
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -122,6 +141,59 @@ func decodeStrict(body []byte, v any) error {
 		return invalid(fmt.Sprintf("request body: more than one JSON value (the first ends at byte %d)", dec.InputOffset()))
 	}
 	return nil
+}
+
+// overlongList scans body, without decoding it, for an array member of
+// the top-level object with more than maxBulkItems elements, and returns
+// its name and false if it finds one. It allocates nothing until then;
+// malformed JSON is left for the decoder to report.
+func overlongList(body []byte) (name string, ok bool) {
+	var (
+		depth    int  // containers open around the current byte
+		inString bool // between the quotes of a string
+		escaped  bool // after a backslash in a string
+		inList   bool // in an array member of the top-level object
+		commas   int  // separators of that array seen so far
+		key      [2]int
+	)
+	for i, c := range body {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+				if depth == 1 {
+					key[1] = i // a member name, or a value followed by one
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+			if depth == 1 {
+				key[0] = i + 1
+			}
+		case '{', '[':
+			depth++
+			if depth == 2 {
+				inList, commas = c == '[', 0
+			}
+		case '}', ']':
+			depth--
+		case ',':
+			// n separators, n+1 elements.
+			if inList && depth == 2 {
+				if commas++; commas >= maxBulkItems {
+					return string(body[key[0]:key[1]]), false
+				}
+			}
+		}
+	}
+	return "", true
 }
 
 // jsonError turns a decoding error into a 400 that says what and where.
@@ -187,16 +259,16 @@ func checkQuery(r *http.Request, accepted []queryParam) (url.Values, error) {
 		}
 		if i < 0 {
 			if len(accepted) == 0 {
-				return nil, invalid(fmt.Sprintf("unknown query parameter %q: this route takes none", name))
+				return nil, invalid(fmt.Sprintf("unknown query parameter %s: this route takes none", quoted(name)))
 			}
 			names := make([]string, len(accepted))
 			for j := range accepted {
 				names[j] = accepted[j].name
 			}
-			return nil, invalid(fmt.Sprintf("unknown query parameter %q; this route takes %s", name, strings.Join(names, ", ")))
+			return nil, invalid(fmt.Sprintf("unknown query parameter %s; this route takes %s", quoted(name), strings.Join(names, ", ")))
 		}
 		if len(vs) > 1 && !accepted[i].repeatable {
-			return nil, invalid(fmt.Sprintf("query parameter %q is given %d times", name, len(vs)))
+			return nil, invalid(fmt.Sprintf("query parameter %s is given %d times", quoted(name), len(vs)))
 		}
 	}
 	return q, nil
@@ -216,10 +288,10 @@ func parseTTL(what, s string) ([]host.WriteOption, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, invalid(fmt.Sprintf("%s %q: want a duration such as 90s or 1h, \"persist\" or \"keep\"", what, s))
+		return nil, invalid(fmt.Sprintf("%s %s: want a duration such as 90s or 1h, \"persist\" or \"keep\"", what, quoted(s)))
 	}
 	if d < time.Millisecond || d > abi.MaxTTL {
-		return nil, invalid(fmt.Sprintf("%s %q: a duration must be at least 1ms and at most %s", what, s, abi.MaxTTL))
+		return nil, invalid(fmt.Sprintf("%s %s: a duration must be at least 1ms and at most %s", what, quoted(s), abi.MaxTTL))
 	}
 	return []host.WriteOption{host.WithTTL(d)}, nil
 }
@@ -229,10 +301,10 @@ func parseTTL(what, s string) ([]host.WriteOption, error) {
 func parseTime(what, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, invalid(fmt.Sprintf("%s %q is not an RFC 3339 time such as 2025-01-02T15:04:05.123456789Z", what, s))
+		return time.Time{}, invalid(fmt.Sprintf("%s %s is not an RFC 3339 time such as 2025-01-02T15:04:05.123456789Z", what, quoted(s)))
 	}
 	if !time.Unix(0, t.UnixNano()).Equal(t) {
-		return time.Time{}, invalid(fmt.Sprintf("%s %q is out of range (years 1678 to 2262)", what, s))
+		return time.Time{}, invalid(fmt.Sprintf("%s %s is out of range (years 1678 to 2262)", what, quoted(s)))
 	}
 	return t, nil
 }
@@ -253,7 +325,7 @@ func optionalTime(t time.Time) string {
 func parseVersion(what, s string) (uint64, error) {
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, invalid(fmt.Sprintf("%s %q is not a version (a decimal string such as \"42\")", what, s))
+		return 0, invalid(fmt.Sprintf("%s %s is not a version (a decimal string such as \"42\")", what, quoted(s)))
 	}
 	return v, nil
 }
@@ -280,7 +352,7 @@ func parseETag(header, s string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, invalid(fmt.Sprintf("%s %q is not an entity tag this API issued (a quoted version such as \"42\")", header, s))
+		return 0, invalid(fmt.Sprintf("%s %s is not an entity tag this API issued (a quoted version such as \"42\")", header, quoted(s)))
 	}
 	return v, nil
 }
@@ -307,7 +379,7 @@ func parseLimit(q url.Values) (uint32, error) {
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n < 1 || n > abi.MaxQueryLimit {
-		return 0, invalid(fmt.Sprintf("limit %q: want a whole number from 1 to %d", s, abi.MaxQueryLimit))
+		return 0, invalid(fmt.Sprintf("limit %s: want a whole number from 1 to %d", quoted(s), abi.MaxQueryLimit))
 	}
 	return uint32(n), nil
 }
@@ -321,7 +393,7 @@ func parseCursor(q url.Values) ([]byte, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) == 0 {
-		return nil, invalid(fmt.Sprintf("cursor %q is not a cursor this API issued (copy next_cursor from the previous page)", s))
+		return nil, invalid(fmt.Sprintf("cursor %s is not a cursor this API issued (copy next_cursor from the previous page)", quoted(s)))
 	}
 	return b, nil
 }
@@ -362,19 +434,28 @@ var matcherOps = []struct {
 // "name!=value", "name=~regexp" or "name!~regexp" (the first operator in
 // the text splits it), and checks them as a backend would.
 func parseMatchers(q url.Values) ([]abi.Matcher, error) {
+	labels := q["label"]
+	if len(labels) > host.MaxMatchers {
+		return nil, invalid(fmt.Sprintf("label is given %d times; at most %d label matchers per query", len(labels), host.MaxMatchers))
+	}
 	var ms []abi.Matcher
-	for _, s := range q["label"] {
+	for _, s := range labels {
 		m, ok := parseMatcher(s)
 		if !ok {
-			return nil, invalid(fmt.Sprintf("label %q: want name=value, name!=value, name=~regexp or name!~regexp", s))
-		}
-		if err := abi.CheckID("label name", m.Label); err != nil {
-			return nil, invalid(fmt.Sprintf("label %q: %s", s, message(err)))
-		}
-		if _, err := abi.CompileMatchers([]abi.Matcher{m}); err != nil {
-			return nil, invalid(fmt.Sprintf("label %q: %s", s, message(err)))
+			return nil, invalid(fmt.Sprintf("label %s: want name=value, name!=value, name=~regexp or name!~regexp", quoted(s)))
 		}
 		ms = append(ms, m)
+	}
+	if err := host.CheckMatchers(ms); err != nil {
+		return nil, invalid(message(err))
+	}
+	for i, m := range ms {
+		if err := abi.CheckID("label name", m.Label); err != nil {
+			return nil, invalid(fmt.Sprintf("label %s: %s", quoted(labels[i]), message(err)))
+		}
+		if _, err := abi.CompileMatchers([]abi.Matcher{m}); err != nil {
+			return nil, invalid(fmt.Sprintf("label %s: %s", quoted(labels[i]), message(err)))
+		}
 	}
 	return ms, nil
 }
@@ -405,6 +486,23 @@ func splitList(vs []string) []string {
 		}
 	}
 	return out
+}
+
+// maxEcho bounds the bytes of a client's input an error message quotes.
+const maxEcho = 64
+
+// quoted quotes s for an error message, cut to maxEcho bytes (at a rune
+// boundary) and marked as cut: a message need not carry back a megabyte
+// the client sent.
+func quoted(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:cut], len(s))
 }
 
 // itemPath names item i of the list name in the request body.

@@ -185,10 +185,10 @@ func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from stri
 func subscribeError(err error, from string) error {
 	switch {
 	case errors.Is(err, events.ErrBadID):
-		return invalid(fmt.Sprintf("Last-Event-ID (or last_event_id) %q is not an event ID this API issued", from))
+		return invalid(fmt.Sprintf("Last-Event-ID (or last_event_id) %s is not an event ID this API issued", quoted(from)))
 	case errors.Is(err, events.ErrLost):
 		return &apiError{status: http.StatusGone, code: codeEventsLost,
-			msg: fmt.Sprintf("events after %q are no longer retained: read the records again, then reconnect without Last-Event-ID", from)}
+			msg: fmt.Sprintf("events after %s are no longer retained: read the records again, then reconnect without Last-Event-ID", quoted(from))}
 	case errors.Is(err, events.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: err.Error()}
 	case errors.Is(err, events.ErrClosed):
@@ -318,7 +318,7 @@ func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 				s = strings.TrimSpace(s)
 			}
 			if strings.TrimSpace(s) == "" {
-				return nil, invalid(fmt.Sprintf("%s %q: empty value", name, v))
+				return nil, invalid(fmt.Sprintf("%s %s: empty value", name, quoted(v)))
 			}
 			if !slices.Contains(out, s) {
 				out = append(out, s)

@@ -48,3 +48,12 @@ func SetBodyReadTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
 	bodyReadTimeout = d
 	t.Cleanup(func() { bodyReadTimeout = was })
 }
+
+// HoldDecoding takes every turn to decode a request body of h until the
+// returned function gives one back.
+func HoldDecoding(h *Handler) (release func()) {
+	for range cap(h.decoding) {
+		h.decoding <- struct{}{}
+	}
+	return func() { <-h.decoding }
+}

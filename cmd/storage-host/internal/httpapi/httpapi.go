@@ -113,6 +113,8 @@ type Handler struct {
 	routesOnly *http.ServeMux
 	promhttp   http.Handler
 
+	decoding chan struct{} // a token per body being decoded (decodeBody)
+
 	keepalive    time.Duration // between the comments of an idle event stream
 	streamsEnded chan struct{} // closed by EndStreams
 	endStreams   sync.Once
@@ -133,6 +135,7 @@ func New(o Options) (*Handler, error) {
 		maxBody:    o.MaxBodyBytes,
 		mux:        http.NewServeMux(),
 		routesOnly: http.NewServeMux(),
+		decoding:   make(chan struct{}, maxDecoding),
 
 		keepalive:    keepaliveInterval,
 		streamsEnded: make(chan struct{}),

@@ -221,7 +221,7 @@ func parseSeverity(what, s string) (abi.Severity, error) {
 	if s == "" {
 		return 0, invalid(what + ` is required: "info", "warning" or "critical"`)
 	}
-	return 0, invalid(fmt.Sprintf(`%s %q: want "info", "warning" or "critical"`, what, s))
+	return 0, invalid(fmt.Sprintf(`%s %s: want "info", "warning" or "critical"`, what, quoted(s)))
 }
 
 func parseAlertStatus(what, s string) (abi.AlertStatus, error) {
@@ -231,7 +231,7 @@ func parseAlertStatus(what, s string) (abi.AlertStatus, error) {
 	if s == "" {
 		return 0, invalid(what + ` is required: "firing", "acknowledged" or "resolved"`)
 	}
-	return 0, invalid(fmt.Sprintf(`%s %q: want "firing", "acknowledged" or "resolved"`, what, s))
+	return 0, invalid(fmt.Sprintf(`%s %s: want "firing", "acknowledged" or "resolved"`, what, quoted(s)))
 }
 
 // labelsOut makes a record's labels an object even when there are none.
