@@ -116,7 +116,7 @@ func (t *ticker) failed(err error) {
 		t.suppressed++
 		return
 	}
-	t.s.p.log.Warn("tick failed", "error", err, "suppressed", t.suppressed)
+	t.s.p.log.Warn("tick failed", "error", logText(err.Error()), "suppressed", t.suppressed)
 	t.lastLog, t.suppressed = now, 0
 }
 
