@@ -25,7 +25,8 @@ import (
 // No caller paces ticks, so the host does. The ticks that follow one at
 // once because it answered More are a round, of at most moreTicks ticks
 // and moreBusy of ticking (waits for the events bucket aside), after
-// which the loop rests tickInterval. The events of the writes ticks
+// which the loop waits for the next interval, tickInterval after the
+// round began. The events of the writes ticks
 // report are published at most tickEventsPerSecond, with bursts of
 // tickEventsBurst: a tick whose writes find the bucket short waits for it
 // before it publishes them, and the next tick waits too.
@@ -110,7 +111,9 @@ func (t *ticker) loop() {
 			default:
 			}
 		}
-		timer.Reset(tickInterval)
+		// The next round is on the next interval: a round of long ticks
+		// rests no more than a plugin whose every tick is long would.
+		timer.Reset(max(tickInterval-time.Since(start), 0))
 	}
 }
 
