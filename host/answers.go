@@ -33,6 +33,7 @@ func (s *Store) RefusedAnswers() uint64 { return s.refused.Load() }
 // refuse counts and logs an answer that does not fit its request and
 // returns the error the caller gets.
 func (s *Store) refuse(op abi.Op, why string) error {
+	why = logText(why) // it may quote what the plugin answered
 	s.refused.Add(1)
 	if ok, dropped := s.refusals.allow(time.Now()); ok {
 		if dropped > 0 {

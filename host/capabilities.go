@@ -399,7 +399,7 @@ func (l *logLimiter) emit(level hclog.Level, msg string) {
 	if n := l.dropped.Swap(0); n > 0 {
 		l.log.Warn("plugin log lines dropped by the rate limit", "dropped", n)
 	}
-	l.log.Log(level, msg)
+	l.log.Log(level, logText(msg))
 }
 
 // WASI errno values fd_write answers (wasi_snapshot_preview1).

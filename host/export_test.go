@@ -21,3 +21,13 @@ func HoldSharedSlots(st *Store) (release func()) {
 
 // SharedQueued is how many of st's single operations wait for a slot.
 func SharedQueued(st *Store) int { return st.shared.Queued() }
+
+// The pacing of ticks (tick.go): the ticks of one round, the tick
+// interval, and the bound on the events of the writes ticks report.
+const (
+	MoreTicks           = moreTicks
+	TickInterval        = tickInterval
+	TickEventsPerSecond = tickEventsPerSecond
+	TickEventsBurst     = tickEventsBurst
+	CloseFlush          = closeFlush
+)

@@ -846,7 +846,12 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	if err != nil {
 		return nil, trapped(err)
 	}
-	return abi.ParseResponse(resp)
+	body, err := abi.ParseResponse(resp)
+	if ae, ok := err.(*abi.Error); ok {
+		// The plugin's error message reaches callers and logs.
+		ae.Message = logText(ae.Message)
+	}
+	return body, err
 }
 
 // syncKV waits, when the instance's last call used a durable kv store,

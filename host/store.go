@@ -282,12 +282,13 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		if trapped {
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
-			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", trap.err)
+			why := logText(trap.err.Error()) // a trap's stack names the plugin's functions
+			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", why)
 			if writes && (in.sentRemote.Load() || in.remoteBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
 				// Stopped or abandoned at its deadline once Redis or
 				// PostgreSQL had taken some of its requests, or while it
 				// waited for them: they may have written.
-				return took, true, fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%v)", s.p.name, ErrOutcomeUnknown, trap)
+				return took, true, fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%s)", s.p.name, ErrOutcomeUnknown, why)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return took, true, fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
@@ -295,7 +296,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			if s.cutShort.Load() {
 				return took, true, fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
-			return took, true, abi.Errorf(trap.status, "backend %s: plugin failed: %v", s.p.name, trap.err)
+			return took, true, abi.Errorf(trap.status, "backend %s: plugin failed: %s", s.p.name, why)
 		}
 		usedKV := in.usedKV
 		s.p.pool.put(in, false)

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 )
@@ -20,6 +22,15 @@ import (
 // caller. Its result carries the writes the plugin acknowledged earlier
 // with STALE (into a buffer of its own) that have now taken effect; the
 // host publishes their events then, and not when they were acknowledged.
+//
+// No caller paces ticks, so the host does. The ticks that follow one at
+// once because it answered More are a round, of at most moreTicks ticks
+// and moreBusy of ticking (waits for the events bucket aside), after
+// which the loop waits for the next interval, tickInterval after the
+// round began. The events of the writes ticks
+// report are published at most tickEventsPerSecond, with bursts of
+// tickEventsBurst: a tick whose writes find the bucket short waits for it
+// before it publishes them, and the next tick waits too.
 
 const (
 	// tickInterval is how often an idle backend is ticked.
@@ -33,6 +44,20 @@ const (
 	closeIdleTicks = 3
 	// tickLogEvery rate-limits the log of failed ticks.
 	tickLogEvery = 10 * time.Second
+	// moreTicks bounds the ticks of one round: the tick on the interval
+	// and those sent at once because the last one answered More.
+	moreTicks = 8
+	// moreBusy bounds the time one round ticks before it rests.
+	moreBusy = tickInterval / 2
+	// tickEventsPerSecond and tickEventsBurst bound the events of the
+	// writes ticks report, per backend: a replay of the Redis backend's
+	// default buffer (10 000 writes, abi.MaxTickWrites a tick) is within
+	// the burst, a larger one goes on at about the pace Redis replays
+	// (20 000–30 000 writes a second, BENCHMARKS.md), and a plugin
+	// reporting writes it never received publishes six ticks' worth a
+	// second.
+	tickEventsPerSecond = 6 * abi.MaxTickWrites
+	tickEventsBurst     = 8 * abi.MaxTickWrites
 )
 
 // ticker drives a Store's ticks.
@@ -49,6 +74,9 @@ type ticker struct {
 	target    []any
 	announced atomic.Bool
 
+	events *rate.Limiter // the events of reported writes
+	waited time.Duration // for events, by the loop, then by close
+
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
 	suppressed uint64
@@ -60,7 +88,8 @@ func (s *Store) startTicker(cfg *Config) {
 	if !s.p.meta.Features.Has(abi.FeatureTick) {
 		return
 	}
-	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{})}
+	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{}),
+		events: rate.NewLimiter(tickEventsPerSecond, tickEventsBurst)}
 	if cfg.Redis != nil {
 		t.target = []any{"redis", strings.Join(cfg.Redis.Addrs, ","), "key_prefix", cfg.Redis.KeyPrefix}
 	}
@@ -78,9 +107,11 @@ func (t *ticker) loop() {
 			return
 		case <-timer.C:
 		}
-		for {
-			r, err := t.tick(context.Background())
-			if err != nil || !r.More {
+		start, waited := time.Now(), t.waited
+		for n := 1; ; n++ {
+			r, err := t.tick(context.Background(), t.stop)
+			busy := time.Since(start) - (t.waited - waited)
+			if err != nil || !r.More || n >= moreTicks || busy >= moreBusy {
 				break
 			}
 			select {
@@ -89,13 +120,17 @@ func (t *ticker) loop() {
 			default:
 			}
 		}
-		timer.Reset(tickInterval)
+		// The next round is on the next interval: a round of long ticks
+		// rests no more than a plugin whose every tick is long would.
+		timer.Reset(max(tickInterval-time.Since(start), 0))
 	}
 }
 
 // tick makes one tick call and publishes the events of the writes it
-// reports.
-func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
+// reports once the events bucket holds them: it waits for that, until
+// stop is closed or ctx ends (then it publishes them at once: one tick's
+// writes past the bound, so that no event is lost).
+func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult, error) {
 	s := t.s
 	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
 	defer cancel()
@@ -116,12 +151,34 @@ func (t *ticker) tick(ctx context.Context) (abi.TickResult, error) {
 	} else if r.Pending == 0 {
 		t.announced.Store(true)
 	}
+	t.pace(ctx, stop, len(r.Writes))
 	for i := range r.Writes {
 		if err := s.publishTicked(&r.Writes[i]); err != nil {
 			t.failed(err)
 		}
 	}
 	return r, nil
+}
+
+// pace waits until the events bucket holds n events (at most
+// abi.MaxTickWrites, within its burst), stop is closed or ctx ends.
+func (t *ticker) pace(ctx context.Context, stop <-chan struct{}, n int) {
+	if n == 0 {
+		return
+	}
+	d := t.events.ReserveN(time.Now(), n).Delay()
+	if d == 0 {
+		return
+	}
+	start := time.Now()
+	defer func() { t.waited += time.Since(start) }()
+	wait := time.NewTimer(d)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-stop:
+	case <-ctx.Done():
+	}
 }
 
 // failed counts a failed tick and logs it, at most once per tickLogEvery.
@@ -134,13 +191,15 @@ func (t *ticker) failed(err error) {
 		t.suppressed++
 		return
 	}
-	t.s.p.log.Warn("tick failed", "error", err, "suppressed", t.suppressed)
+	t.s.p.log.Warn("tick failed", "error", logText(err.Error()), "suppressed", t.suppressed)
 	t.lastLog, t.suppressed = now, 0
 }
 
 // close stops the background ticks, waits for the one under way, then
 // ticks until the plugin has nothing pending, Close's ctx ends,
-// closeFlush passes, or closeIdleTicks ticks in a row change nothing; it
+// closeFlush passes, or closeIdleTicks ticks in a row leave no fewer
+// writes pending (More alone, or writes reported, is no progress: a
+// plugin that always says More does not hold Close for closeFlush); it
 // logs what is left. It runs once no caller's call is in flight.
 func (t *ticker) close(ctx context.Context) {
 	close(t.stop)
@@ -154,16 +213,19 @@ func (t *ticker) close(ctx context.Context) {
 	idle := 0
 	for ctx.Err() == nil {
 		before := t.pending.Load()
-		r, err := t.tick(ctx)
+		r, err := t.tick(ctx, nil)
 		if err == nil && r.Pending == 0 && !r.More {
 			return
 		}
-		if err == nil && (r.More || len(r.Writes) > 0 || r.Pending < before) {
+		if err == nil && r.Pending < before {
 			idle = 0
 			continue
 		}
 		if idle++; idle >= closeIdleTicks {
 			break
+		}
+		if err == nil && r.More {
+			continue // at once, but only while the buffer empties
 		}
 		select {
 		case <-ctx.Done():

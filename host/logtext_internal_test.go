@@ -1,0 +1,43 @@
+package host
+
+import (
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestLogTextIsOnePrintableLine: what a plugin says becomes one line of
+// printable UTF-8, each character that is not printable escaped as Go
+// quotes it; printable text is kept as it is.
+func TestLogTextIsOnePrintableLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, with \"quotes\" and \\ and é ü 日本": "plain text, with \"quotes\" and \\ and é ü 日本",
+		"":                         "",
+		"a\nb":                     `a\nb`,
+		"a\r\nb":                   `a\r\nb`,
+		"a\x1b[31mred\x1b[0m":      `a\x1b[31mred\x1b[0m`,
+		"nul\x00":                  `nul\x00`,
+		"del\x7f":                  `del\x7f`,
+		"tab\tv\vf\f":              `tab\tv\vf\f`,
+		"bad \xff\xfe utf8":        `bad \xff\xfe utf8`,
+		"cut \xe2\x80":             `cut \xe2\x80`,
+		"c1 \u0085 \u009b":         `c1 \u0085 \u009b`,
+		"ls \u2028 ps \u2029":      `ls \u2028 ps \u2029`,
+		"bidi \u202e \u2066":       `bidi \u202e \u2066`,
+		"nbsp\u00a0zwsp\u200b":     `nbsp\u00a0zwsp\u200b`,
+		"bom \ufeff":               `bom \ufeff`,
+		"encoded error \uFFFD ok":  "encoded error \uFFFD ok",
+		"surrogate \xed\xa0\x80 x": `surrogate \xed\xa0\x80 x`,
+	} {
+		got := logText(in)
+		assert.Equal(t, want, got, "%q", in)
+		assert.True(t, utf8.ValidString(got), "%q", got)
+		for _, r := range got {
+			assert.True(t, r == ' ' || unicode.IsGraphic(r) && !unicode.IsSpace(r), "%q keeps %U", got, r)
+		}
+	}
+	s := "nothing to escape"
+	assert.Equal(t, 0.0, testing.AllocsPerRun(10, func() { s = logText(s) }), "printable text is not copied")
+}

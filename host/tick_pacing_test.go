@@ -1,0 +1,69 @@
+package host_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// Plugins whose ticks always answer More, through
+// testdata/plugins/hostile/tickspin (no write) and tickflood (4096 writes
+// it never received, each tick). Nobody calls the backend.
+
+func openTickHostile(t *testing.T, name string) (*host.Store, time.Time) {
+	t.Helper()
+	st, err := host.Open(context.Background(), host.Config{Plugin: hostilePath(name)}, host.WithCompilationCache(""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st, time.Now() // the first tick is a tick interval away
+
+}
+
+// requireClosesSoon requires Close to return well before its flush's
+// bound: ticks that answer More but leave no fewer writes pending are no
+// progress.
+func requireClosesSoon(t *testing.T, st *host.Store) {
+	t.Helper()
+	start := time.Now()
+	require.NoError(t, st.Close(context.Background()))
+	require.Less(t, time.Since(start), host.CloseFlush*7/10, "Close does not flush for its whole bound")
+}
+
+// TestTickMoreIsPaced: ticks answered More follow at once only a few
+// times a tick interval, not as fast as the plugin answers.
+func TestTickMoreIsPaced(t *testing.T) {
+	st, started := openTickHostile(t, "tickspin")
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		return st.Stats().Ticks >= 2*host.MoreTicks && time.Since(started) >= time.Second
+	}, "ticking for a second; %d ticks", st.Stats().Ticks)
+	ticks := st.Stats().Ticks
+	elapsed := time.Since(started)
+	rounds := uint64(elapsed/host.TickInterval) + 2
+	t.Logf("%d ticks in %v", ticks, elapsed.Round(time.Millisecond))
+	require.LessOrEqual(t, ticks, host.MoreTicks*rounds, "at most %d ticks a round, a round a tick interval", host.MoreTicks)
+	requireClosesSoon(t, st)
+}
+
+// TestTickEventsAreRateLimited: the events of the writes ticks report are
+// published at most at the bucket's rate after its burst, however many
+// writes the ticks report; the ticks wait for them.
+func TestTickEventsAreRateLimited(t *testing.T) {
+	st, started := openTickHostile(t, "tickflood")
+	want := uint64(host.TickEventsBurst + 12*abi.MaxTickWrites)
+	redistest.WaitFor(t, 30*time.Second, 10*time.Millisecond, func() bool { return st.Stats().Events.Published >= want },
+		"events past the burst are published; %d", st.Stats().Events.Published)
+	s := st.Stats()
+	elapsed := time.Since(started)
+	published := s.Events.Published + s.Events.Dropped
+	allowed := uint64(host.TickEventsBurst + host.TickEventsPerSecond*elapsed.Seconds() + abi.MaxTickWrites)
+	t.Logf("%d events in %d ticks in %v", published, s.Ticks, elapsed.Round(time.Millisecond))
+	require.LessOrEqual(t, published, allowed, "at most the burst and the rate")
+	require.LessOrEqual(t, s.Ticks, allowed/abi.MaxTickWrites+1, "a tick waits for its events before the next")
+	requireClosesSoon(t, st)
+}
