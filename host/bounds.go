@@ -24,10 +24,10 @@ const (
 	MaxMatcherBytes = 32 << 10
 )
 
-// CheckLabels returns an error matching ErrInvalid unless labels are within the
+// checkLabels returns an error matching ErrInvalid unless labels are within the
 // bounds: at most MaxLabels of them, with names and values of at most
 // MaxLabelBytes together. (The plugin checks each name: abi.Metric.Check.)
-func CheckLabels(labels map[string]string) error {
+func checkLabels(labels map[string]string) error {
 	if len(labels) > MaxLabels {
 		return abi.Errorf(abi.StatusInvalid, "%d labels; at most %d per record", len(labels), MaxLabels)
 	}

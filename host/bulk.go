@@ -58,11 +58,11 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	return errs, nil
 }
 
-// itemLabels checks the labels of item i of a batch (CheckLabels): a
+// itemLabels checks the labels of item i of a batch (checkLabels): a
 // batch with one item over the bounds is refused whole, before the
 // plugin is called.
 func itemLabels(i int, labels map[string]string) error {
-	if err := CheckLabels(labels); err != nil {
+	if err := checkLabels(labels); err != nil {
 		var ae *abi.Error
 		if errors.As(err, &ae) {
 			return abi.Errorf(ae.Status, "item %d: %s", i, ae.Message)

@@ -382,7 +382,7 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	if err != nil {
 		return Metric{}, err
 	}
-	if err := CheckLabels(m.Labels); err != nil {
+	if err := checkLabels(m.Labels); err != nil {
 		return Metric{}, err
 	}
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
@@ -440,7 +440,7 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	if err != nil {
 		return Alert{}, err
 	}
-	if err := CheckLabels(a.Labels); err != nil {
+	if err := checkLabels(a.Labels); err != nil {
 		return Alert{}, err
 	}
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
