@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -369,5 +371,33 @@ func TestCloseEndsSubscriptionsCatchingUp(t *testing.T) {
 		assert.ErrorIs(t, behind.Err(), events.ErrClosed)
 		for range behind.Events() {
 		}
+	})
+}
+
+// A position past the newest event the log has issued (a forged or
+// mistyped ID, or one from a longer life of the log) is ErrLost in every
+// log, never a subscription that waits for the log to catch up with it.
+func TestResumePastTheNewestEventIsLost(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		defer s.Close()
+		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+		newest := next(t, s).ID
+		hi, lo, _ := strings.Cut(newest, "-")
+		n, err := strconv.ParseUint(lo, 10, 64)
+		require.NoError(t, err)
+		for _, from := range []string{
+			hi + "-" + strconv.FormatUint(n+1000, 10),
+			"99999999999999-0",
+			"18446744073709551615-18446744073709551615",
+		} {
+			_, err := sub.Subscribe(ctx, events.Filter{}, from)
+			assert.ErrorIs(t, err, events.ErrLost, from)
+		}
+		at, err := sub.Subscribe(ctx, events.Filter{}, newest)
+		require.NoError(t, err, "the newest event itself is a position to resume after")
+		at.Close()
 	})
 }

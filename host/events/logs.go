@@ -293,12 +293,12 @@ func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
 		return true, nil
 	}
 	// A position is an entry's ID (or zero, above). It is whole when it
-	// is at or past the oldest entry left: trimming removes the oldest
-	// first. One before it means either trimmed events followed it, or
-	// it is from another life of the stream (Redis lost its data): lost
-	// either way. (A subscriber whose last event was the very last one
-	// trimmed is told ErrLost too: the stream cannot tell whether anything
-	// came between.)
+	// is at or past the oldest entry left (and not past the newest,
+	// below): trimming removes the oldest first. One before it means
+	// either trimmed events followed it, or it is from another life of
+	// the stream (Redis lost its data): lost either way. (A subscriber
+	// whose last event was the very last one trimmed is told ErrLost
+	// too: the stream cannot tell whether anything came between.)
 	info, err := l.client.XInfoStream(ctx, l.key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
@@ -314,5 +314,13 @@ func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return !after.less(first), nil
+	// A position past the last ID the stream has issued was never one of
+	// its entries (or is from another life that got further): lost too,
+	// as in the other logs, rather than a stream that delivers nothing
+	// until the log catches up with it.
+	newest, err := parseID(info.LastGeneratedID)
+	if err != nil {
+		return false, err
+	}
+	return !after.less(first) && !newest.less(after), nil
 }
