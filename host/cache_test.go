@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -181,6 +182,38 @@ func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
 	srv.Start()
 	redistest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool { return st.Stats().Cache.Enabled }, "the cache is back")
 	assert.Equal(t, uint64(1), st.Stats().Cache.Flushes)
+}
+
+// When Redis loses its data without the connection failing (FLUSHDB,
+// FLUSHALL, a failover to an empty replica), the records it lost stop
+// being served from the cache: the event log's reader notices its stream
+// is gone and the cache is flushed, as when the log cannot be read.
+func TestCacheFlushedWhenRedisLosesItsData(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	st := openShared(t, srv.Addr(), "cache-test:", 1000)
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+	require.NoError(t, err)
+	// The put's own event, arriving during a read, would refuse its fill.
+	waitEvent(t, sub, "a", s.Version)
+	for range 2 {
+		_, err = st.GetAgentState(ctx, "a")
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, st.Stats().Cache.Entries)
+
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	require.NoError(t, c.FlushAll(ctx).Err())
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		_, err := st.GetAgentState(ctx, "a")
+		return errors.Is(err, host.ErrNotFound)
+	}, "the record Redis lost is still served")
+	assert.Equal(t, uint64(1), st.Stats().Cache.Flushes)
+	assert.True(t, st.Stats().Cache.Enabled)
 }
 
 // Closing a store whose writes were acknowledged from the fallback buffer

@@ -462,6 +462,10 @@ func (b *Bus) fanOut() {
 	backoff := 50 * time.Millisecond
 	for b.ctx.Err() == nil {
 		evs, err := b.log.read(b.ctx, b.pos, 512, readWait)
+		if lost := (*lostError)(nil); errors.As(err, &lost) {
+			b.lost(lost)
+			continue
+		}
 		if err != nil {
 			if b.ctx.Err() != nil {
 				return
@@ -509,6 +513,31 @@ func (b *Bus) fanOut() {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// lost handles a log that lost events without failing to be read (Redis
+// lost its data, or trimmed events before they were read): observers are
+// told Down then Up at once (a read cache flushes what those events would
+// have invalidated), and subscriptions end with ErrUnavailable, so that
+// resuming tells them ErrLost. Reading goes on from err.resume.
+func (b *Bus) lost(err *lostError) {
+	b.logger.Warn("the event log lost events; subscriptions end and caches are flushed", "error", err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
+	for s := range b.catching {
+		s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
+	for _, o := range b.observers {
+		if !b.down {
+			o.Down(err)
+		}
+		o.Up()
+	}
+	b.down = false
+	b.pos = err.resume
 }
 
 // Subscription is a stream of events. Receive from Events until it is

@@ -3,6 +3,9 @@ package events_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +64,23 @@ func next(t *testing.T, s *events.Subscription) events.Event {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no event within 30s")
 		return events.Event{}
+	}
+}
+
+// ended drains s until it ends, or fails after a long while, and
+// returns why it ended.
+func ended(t *testing.T, s *events.Subscription) error {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case _, ok := <-s.Events():
+			if !ok {
+				return s.Err()
+			}
+		case <-timeout:
+			t.Fatal("the subscription did not end within 30s")
+		}
 	}
 }
 
@@ -324,14 +344,14 @@ func TestRecreatedStreamStartsAfterKnownPositions(t *testing.T) {
 
 	require.NoError(t, c.Del(ctx, key).Err())
 	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
-	e := next(t, s)
-	assert.NotEqual(t, ahead, e.ID)
+	assert.ErrorIs(t, ended(t, s), events.ErrUnavailable, "the live subscription ends: its stream was lost")
+	require.Eventually(t, func() bool { return c.XLen(ctx, key).Val() == 1 }, 5*time.Second, 10*time.Millisecond)
 	_, err = b.Subscribe(ctx, events.Filter{}, ahead)
 	assert.ErrorIs(t, err, events.ErrLost)
 	resumed, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
 	require.NoError(t, err)
 	defer resumed.Close()
-	assert.Equal(t, e.ID, next(t, resumed).ID)
+	assert.NotEqual(t, ahead, next(t, resumed).ID)
 }
 
 // redisBus returns a Bus on a stream of the test's own, the client it
@@ -370,4 +390,88 @@ func TestCloseEndsSubscriptionsCatchingUp(t *testing.T) {
 		for range behind.Events() {
 		}
 	})
+}
+
+// A position past the newest event the log has issued (a forged or
+// mistyped ID, or one from a longer life of the log) is ErrLost in every
+// log, never a subscription that waits for the log to catch up with it.
+func TestResumePastTheNewestEventIsLost(t *testing.T) {
+	logs(t, events.Options{}, func(t *testing.T, pub, sub *events.Bus) {
+		ctx := context.Background()
+		s, err := sub.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		defer s.Close()
+		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+		newest := next(t, s).ID
+		hi, lo, _ := strings.Cut(newest, "-")
+		n, err := strconv.ParseUint(lo, 10, 64)
+		require.NoError(t, err)
+		for _, from := range []string{
+			hi + "-" + strconv.FormatUint(n+1000, 10),
+			"99999999999999-0",
+			"18446744073709551615-18446744073709551615",
+		} {
+			_, err := sub.Subscribe(ctx, events.Filter{}, from)
+			assert.ErrorIs(t, err, events.ErrLost, from)
+		}
+		at, err := sub.Subscribe(ctx, events.Filter{}, newest)
+		require.NoError(t, err, "the newest event itself is a position to resume after")
+		at.Close()
+	})
+}
+
+// downs counts the Down calls of an events.Observer.
+type downs struct{ n atomic.Int32 }
+
+func (d *downs) Event(*events.Event) {}
+func (d *downs) Down(error)          { d.n.Add(1) }
+func (d *downs) Up()                 {}
+
+// The reader of a Redis log notices when Redis lost the stream it reads
+// without the connection failing (FLUSHALL, FLUSHDB, the key deleted),
+// whether or not a new stream was created since and whatever its IDs:
+// observers are told Down (a read cache flushes), live subscriptions end
+// with ErrUnavailable, and events of the new stream are delivered after.
+func TestReaderNoticesTheStreamWasLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		id   string // of the new stream's entry; "" for none
+	}{
+		{"deleted", ""},
+		{"created again after", fmt.Sprintf("%d-0", time.Now().Add(time.Hour).UnixMilli())},
+		{"created again before", "1-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, b, key := redisBus(t)
+			ctx := context.Background()
+			var d downs
+			require.NoError(t, b.Observe(ctx, &d))
+			s, err := b.Subscribe(ctx, events.Filter{}, "")
+			require.NoError(t, err)
+			defer s.Close()
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+			next(t, s)
+
+			// Deleted and created again in one transaction: the reader
+			// cannot see the gap between.
+			_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Del(ctx, key)
+				if tc.id != "" {
+					p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: tc.id, Values: []any{"k", "metrics", "o", "put"}})
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return d.n.Load() > 0 }, "the observer was told")
+			assert.ErrorIs(t, ended(t, s), events.ErrUnavailable)
+
+			fresh, err := b.Subscribe(ctx, events.Filter{}, "")
+			require.NoError(t, err)
+			defer fresh.Close()
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "after", 0))
+			for e := next(t, fresh); e.Key != "after"; e = next(t, fresh) {
+			}
+			assert.Equal(t, int32(1), d.n.Load(), "told once")
+		})
+	}
 }

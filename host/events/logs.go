@@ -134,6 +134,26 @@ type redisLog struct {
 	// appended or read: a stream that has to be created again starts
 	// after it (see append).
 	newest atomic.Uint64
+
+	// added is the stream's count of entries ever added, as the fan-out's
+	// last read saw it (Redis 7 and later; 0 before): it only grows in
+	// one life of the stream. Owned by the fan-out (see checkLife).
+	added int64
+}
+
+// lostError is what the fan-out's read returns when the stream is not
+// the one it was reading: Redis lost its data (FLUSHALL, FLUSHDB, a
+// failover to an empty replica, the key deleted) with or without a new
+// stream created since, or entries after the read position were trimmed
+// before they were read. Either way events were missed without the
+// connection failing. Reading goes on after resume.
+type lostError struct {
+	resume id
+	why    string
+}
+
+func (e *lostError) Error() string {
+	return "events: the event log lost events (" + e.why + ")"
 }
 
 func (l *redisLog) async() bool { return true }
@@ -236,18 +256,20 @@ func (l *redisLog) xadd(ctx context.Context, evs []Event, first string) error {
 	return nil
 }
 
+// read reads with XREAD when it may wait (the fan-out's reads, which
+// also check the stream's life: see checkLife), with XRANGE when not.
 func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
 	var msgs []redis.XMessage
 	if wait > 0 {
 		streams, err := l.client.XRead(ctx, &redis.XReadArgs{Streams: []string{l.key, after.String()}, Count: int64(n), Block: wait}).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil, nil
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
 		for _, s := range streams {
 			msgs = append(msgs, s.Messages...)
+		}
+		if err := l.checkLife(ctx, after, len(msgs) > 0); err != nil {
+			return nil, err
 		}
 	} else {
 		var err error
@@ -264,6 +286,51 @@ func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration
 		l.saw(msgs[len(msgs)-1].ID)
 	}
 	return out, nil
+}
+
+// checkLife returns a *lostError when the stream, just after a read
+// after `after`, cannot be the one that position was read from with
+// nothing missed since: it is gone, it starts past the position (trimmed
+// past it, or created again), its IDs or its count of entries added went
+// backwards. XREAD itself says none of this: on a missing key it waits,
+// and on a new stream it returns the entries past the position as if
+// they followed it.
+func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
+	info, err := l.client.XInfoStream(ctx, l.key).Result()
+	if err != nil {
+		if !strings.Contains(err.Error(), "no such key") {
+			return err
+		}
+		l.added = 0
+		if after == (id{}) && !read {
+			return nil // no stream yet, and none was read
+		}
+		return &lostError{why: "the stream is gone"}
+	}
+	newest, err := parseID(info.LastGeneratedID)
+	if err != nil {
+		return err
+	}
+	oldest := newest
+	if info.Length > 0 {
+		if oldest, err = parseID(info.FirstEntry.ID); err != nil {
+			return err
+		}
+	}
+	added := l.added
+	l.added = info.EntriesAdded
+	var why string
+	switch {
+	case after != (id{}) && after.less(oldest):
+		why = "the stream starts after the read position"
+	case newest.less(after):
+		why = "the stream's IDs went backwards"
+	case info.EntriesAdded < added:
+		why = "the stream's count of entries added went backwards"
+	default:
+		return nil
+	}
+	return &lostError{resume: newest, why: why}
 }
 
 func fromMessage(m redis.XMessage) Event {
@@ -293,12 +360,12 @@ func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
 		return true, nil
 	}
 	// A position is an entry's ID (or zero, above). It is whole when it
-	// is at or past the oldest entry left: trimming removes the oldest
-	// first. One before it means either trimmed events followed it, or
-	// it is from another life of the stream (Redis lost its data): lost
-	// either way. (A subscriber whose last event was the very last one
-	// trimmed is told ErrLost too: the stream cannot tell whether anything
-	// came between.)
+	// is at or past the oldest entry left (and not past the newest,
+	// below): trimming removes the oldest first. One before it means
+	// either trimmed events followed it, or it is from another life of
+	// the stream (Redis lost its data): lost either way. (A subscriber
+	// whose last event was the very last one trimmed is told ErrLost
+	// too: the stream cannot tell whether anything came between.)
 	info, err := l.client.XInfoStream(ctx, l.key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
@@ -314,5 +381,13 @@ func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return !after.less(first), nil
+	// A position past the last ID the stream has issued was never one of
+	// its entries (or is from another life that got further): lost too,
+	// as in the other logs, rather than a stream that delivers nothing
+	// until the log catches up with it.
+	newest, err := parseID(info.LastGeneratedID)
+	if err != nil {
+		return false, err
+	}
+	return !after.less(first) && !newest.less(after), nil
 }

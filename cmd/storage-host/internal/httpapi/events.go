@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ const (
 	streamWriteTimeout = 30 * time.Second
 	// retryMillis is the reconnection delay the stream asks clients for.
 	retryMillis = 1000
+	// streamsFullRetry is the Retry-After, in seconds, of a stream
+	// refused because Options.MaxEventStreams are open.
+	streamsFullRetry = 5
 	// flushEvery bounds how many events already waiting are written
 	// before a flush: a burst goes out in few packets, a trickle at once.
 	flushEvery = 64
@@ -102,6 +106,14 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	}
 	if h.streamsAreEnded() {
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the daemon is shutting down"}
+	}
+	select {
+	case h.streamSlots <- struct{}{}:
+		defer func() { <-h.streamSlots }()
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(streamsFullRetry))
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			msg: fmt.Sprintf("too many event streams are open (%d); retry later", cap(h.streamSlots))}
 	}
 
 	sub, err := subscribe(r.Context(), eb, f, from)

@@ -745,3 +745,27 @@ func (m managerEvents) Subscribe(ctx context.Context, f events.Filter, from stri
 	}
 	return sub, nil
 }
+
+// The event streams open at once are bounded: one more is answered 503
+// with Retry-After, and a slot freed by a stream's end is taken again.
+func TestEventsStreamsBounded(t *testing.T) {
+	e := newEventsEnv(t, memoryFile(0, 0, "memory"), func(o *httpapi.Options) { o.MaxEventStreams = 2 })
+	a, b := e.open("/v1/events"), e.open("/v1/events?kind=metrics")
+	res := e.reqRaw("GET", "/v1/events", nil)
+	res.requireError(t, http.StatusServiceUnavailable, "unavailable")
+	assert.Equal(t, "5", res.header.Get("Retry-After"))
+	assert.Contains(t, res.String(), "too many event streams")
+	// Other routes are not concerned.
+	require.Equal(t, http.StatusOK, e.req("PUT", "/v1/agents/a/state", `{}`).code)
+	a.close()
+	waitFor(t, func() bool {
+		res := e.reqRaw("HEAD", "/v1/events", nil)
+		return res.code == http.StatusOK
+	}, "a closed stream's slot is not freed")
+	c := e.open("/v1/events")
+	c.close()
+	b.close()
+
+	_, err := httpapi.New(httpapi.Options{Backends: managerEvents{e.m}, MaxEventStreams: -1})
+	assert.Error(t, err)
+}

@@ -97,7 +97,17 @@ type Options struct {
 	// storage_host_http_event_streams) and is served at /metrics.
 	// Default: none, and no /metrics route.
 	Registry *prometheus.Registry
+	// MaxEventStreams bounds the event streams (GET /v1/events) open at
+	// once; one more is answered 503 with Retry-After. Each holds a
+	// connection, a file descriptor and buffers for as long as its client
+	// keeps it.
+	// Default: DefaultMaxEventStreams, lowered to a quarter of the
+	// process's limit on open files when that is smaller.
+	MaxEventStreams int
 }
+
+// DefaultMaxEventStreams is the default of Options.MaxEventStreams.
+const DefaultMaxEventStreams = 1024
 
 // Handler serves the API. It is an http.Handler, safe for concurrent use.
 type Handler struct {
@@ -116,6 +126,7 @@ type Handler struct {
 	decoding chan struct{} // a token per body being decoded (decodeBody)
 
 	keepalive    time.Duration // between the comments of an idle event stream
+	streamSlots  chan struct{} // one element per open event stream
 	streamsEnded chan struct{} // closed by EndStreams
 	endStreams   sync.Once
 }
@@ -129,6 +140,15 @@ func New(o Options) (*Handler, error) {
 	if o.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("httpapi: Options.MaxBodyBytes is negative (%d)", o.MaxBodyBytes)
 	}
+	if o.MaxEventStreams < 0 {
+		return nil, fmt.Errorf("httpapi: Options.MaxEventStreams is negative (%d)", o.MaxEventStreams)
+	}
+	if o.MaxEventStreams == 0 {
+		o.MaxEventStreams = DefaultMaxEventStreams
+		if n := fdLimit() / 4; n > 0 && n < uint64(o.MaxEventStreams) {
+			o.MaxEventStreams = int(n)
+		}
+	}
 	h := &Handler{
 		backends:   o.Backends,
 		log:        o.Logger,
@@ -138,6 +158,7 @@ func New(o Options) (*Handler, error) {
 		decoding:   make(chan struct{}, maxDecoding),
 
 		keepalive:    keepaliveInterval,
+		streamSlots:  make(chan struct{}, o.MaxEventStreams),
 		streamsEnded: make(chan struct{}),
 	}
 	if h.log == nil {
