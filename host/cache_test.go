@@ -157,12 +157,14 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 
 // While the event log cannot be read, invalidations do not arrive: the
 // cache is flushed and bypassed, and comes back with Redis.
-func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
+// cachedRecord opens a store with a read cache on the Redis at addr, and
+// leaves agent "a"'s state in its cache.
+func cachedRecord(t *testing.T, addr string) *host.Store {
 	ctx := context.Background()
-	srv := redistest.NewServer(t)
-	st := openShared(t, srv.Addr(), "cache-test:", 1000)
+	st := openShared(t, addr, "cache-test:", 1000)
 	sub, err := st.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
+	defer sub.Close()
 	s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
 	require.NoError(t, err)
 	// The put's own event, arriving during a read, would refuse its fill.
@@ -172,11 +174,18 @@ func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, 1, st.Stats().Cache.Entries)
+	return st
+}
+
+func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	st := cachedRecord(t, srv.Addr())
 
 	srv.Stop()
 	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return !st.Stats().Cache.Enabled }, "the cache is bypassed")
 	assert.Zero(t, st.Stats().Cache.Entries, "flushed")
-	_, err = st.GetAgentState(ctx, "a")
+	_, err := st.GetAgentState(ctx, "a")
 	assert.ErrorIs(t, err, host.ErrUnavailable, "served by Redis, which is away, not by the cache")
 
 	srv.Start()
@@ -191,19 +200,7 @@ func TestCacheBypassedWhileEventsAreDown(t *testing.T) {
 func TestCacheFlushedWhenRedisLosesItsData(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.NewServer(t)
-	st := openShared(t, srv.Addr(), "cache-test:", 1000)
-	sub, err := st.Subscribe(ctx, events.Filter{}, "")
-	require.NoError(t, err)
-	defer sub.Close()
-	s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
-	require.NoError(t, err)
-	// The put's own event, arriving during a read, would refuse its fill.
-	waitEvent(t, sub, "a", s.Version)
-	for range 2 {
-		_, err = st.GetAgentState(ctx, "a")
-		require.NoError(t, err)
-	}
-	require.Equal(t, 1, st.Stats().Cache.Entries)
+	st := cachedRecord(t, srv.Addr())
 
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
