@@ -145,16 +145,24 @@ func TestRedisBufferFullCatchUp(t *testing.T) {
 		require.NoError(t, err)
 		final[a] = got.Version
 	}
-	redistest.WaitFor(t, 10*time.Second, 5*time.Millisecond, func() bool {
+	missing := func() int {
 		evMu.Lock()
 		defer evMu.Unlock()
+		n := 0
 		for a, v := range final {
 			if vs := versions[a]; len(vs) == 0 || vs[len(vs)-1] != v {
-				return false
+				n++
 			}
 		}
-		return true
-	}, "the watcher has the event of every buffered agent's last write")
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); missing() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := missing(); n > 0 {
+		t.Fatalf("the watcher lacks the event of %d buffered agents' last write after 30s; subscription error %v, writer's events %+v",
+			n, sub.Err(), st.Stats().Events)
+	}
 	evMu.Lock()
 	defer evMu.Unlock()
 	require.NotEmpty(t, versions, "the watcher saw the events")

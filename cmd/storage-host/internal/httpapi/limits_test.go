@@ -60,7 +60,10 @@ func TestBulkOverItemBoundRefusedBeforeDecoding(t *testing.T) {
 		msg := res.requireError(t, http.StatusBadRequest, "invalid")
 		require.Contains(t, msg, "at most 1000 per request", c.path)
 		alloc := after.TotalAlloc - before.TotalAlloc
-		require.Less(t, alloc, 3*uint64(len(c.body)), "%s: a body of %d bytes refused for its item count allocated %d bytes", c.path, len(c.body), alloc)
+		// Reading the body takes a few times its size, and the process's
+		// other goroutines allocate meanwhile; decoding 4 MiB of items took
+		// about 100 times it.
+		require.Less(t, alloc, 10*uint64(len(c.body)), "%s: a body of %d bytes refused for its item count allocated %d bytes", c.path, len(c.body), alloc)
 	}
 
 	// 1000 items are accepted, and the bound counts elements, not commas
