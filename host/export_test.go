@@ -31,3 +31,7 @@ const (
 	TickEventsBurst     = tickEventsBurst
 	CloseFlush          = closeFlush
 )
+
+// LogText is logText, for tests outside the package that compare a
+// plugin's message as callers receive it.
+var LogText = logText

@@ -204,7 +204,7 @@ func checkEchoResponse(t *testing.T, resp []byte, got any, err error, decode fun
 		var ae *abi.Error
 		require.True(t, errors.As(err, &ae), "error %v is not the plugin's *abi.Error", err)
 		require.Equal(t, abi.Status(resp[0]), ae.Status)
-		require.Equal(t, string(resp[1:]), ae.Message, "the plugin's message, unchanged")
+		require.Equal(t, host.LogText(string(resp[1:])), ae.Message, "the plugin's message, its non-printable characters escaped")
 	default:
 		require.ErrorIs(t, err, host.ErrInternal, "an unknown status")
 		require.ErrorContains(t, err, "unknown status")
