@@ -224,20 +224,34 @@ func (l *redisLog) xadd(ctx context.Context, evs []Event, first string) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	// Each entry's arguments point into evs, times and one []any for
+	// the whole pipeline: a pointer goes into an interface without an
+	// allocation, where each string or number would take one.
+	const fixed, fields = 7, 14 // XADD key [NOMKSTREAM] MAXLEN ~ n id, then k o a y v t d
 	cmds := make([]*redis.StringCmd, len(evs))
+	times := make([]int64, len(evs))
+	all := make([]any, 0, len(evs)*(fixed+fields))
 	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range evs {
 			ev := &evs[i]
-			values := []any{"k", ev.Kind, "o", ev.Op, "a", ev.AgentID, "y", ev.Key,
-				"v", ev.Version, "t", ev.Time.UnixNano()}
-			if len(ev.Data) > 0 {
-				values = append(values, "d", ev.Data)
+			times[i] = ev.Time.UnixNano()
+			start := len(all)
+			all = append(all, "xadd", &l.key)
+			if first == "" {
+				all = append(all, "nomkstream")
 			}
-			args := &redis.XAddArgs{Stream: l.key, MaxLen: l.retention, Approx: true, Values: values, NoMkStream: first == ""}
+			all = append(all, "maxlen", "~", &l.retention)
 			if i == 0 && first != "" {
-				args.ID = first
+				all = append(all, &first)
+			} else {
+				all = append(all, "*")
 			}
-			cmds[i] = p.XAdd(ctx, args)
+			all = append(all, "k", &ev.Kind, "o", &ev.Op, "a", &ev.AgentID, "y", &ev.Key, "v", &ev.Version, "t", &times[i])
+			if len(ev.Data) > 0 {
+				all = append(all, "d", ev.Data)
+			}
+			cmds[i] = redis.NewStringCmd(ctx, all[start:len(all):len(all)]...)
+			_ = p.Process(ctx, cmds[i])
 		}
 		return nil
 	})

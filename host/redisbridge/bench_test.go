@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,7 +111,8 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 		in := req.Commands[0]
 		c := lookup(bridge.allowed, in[0])
-		args, first, err := c.args(in, bridge.prefix, make([]any, 0, len(in)))
+		arena := newArgArena(len(in), 64, len(in))
+		args, first, err := c.args(in, bridge.prefix, &arena)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -142,11 +144,11 @@ func BenchmarkChecks(b *testing.B) {
 		cmd("SETRANGE", "k", "1024", "v"),
 	} {
 		c := lookup(commands, in[0])
-		out := make([]any, 0, len(in))
 		b.Run(string(in[0])+"/args", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+				arena := newArgArena(len(in), 64, len(in))
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", &arena); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -154,7 +156,8 @@ func BenchmarkChecks(b *testing.B) {
 		b.Run(string(in[0])+"/args+bounds", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := c.args(in, "sht:0123456789abcdef:", out); err != nil {
+				arena := newArgArena(len(in), 64, len(in))
+				if _, _, err := c.args(in, "sht:0123456789abcdef:", &arena); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := c.bounded(in); err != nil {
@@ -184,4 +187,31 @@ func BenchmarkScriptSHA(b *testing.B) {
 			_ = sha1.Sum(script)
 		}
 	})
+}
+
+// BenchmarkDoScript is a script request as the redis plugin sends its
+// writes: one call of four keys and six arguments (a put), and 100 such
+// calls in one request (a bulk put), each through the bridge, with its
+// allocations (the round trip included).
+func BenchmarkDoScript(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b, nil, withScripts)
+	put := sc([]string{"s:{a0}", "{idx}:s", "{idx}:s:x", "{idx}:s:t"}, "sput", "p", "", "1764000000000000000", `{"step":1,"goal":"benchmark"}`, "60000")
+	for _, n := range []int{1, 100} {
+		calls := make([]abi.ScriptCall, n)
+		for i := range calls {
+			calls[i] = put
+		}
+		req := &abi.RedisRequest{Mode: abi.RedisScript, Script: []byte("return #KEYS + #ARGV"), Calls: calls}
+		b.Run("calls="+strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			var e abi.Encoder
+			for b.Loop() {
+				e.Reset()
+				if err := f.b.Do(ctx, req, &e); err != nil || e.Bytes()[0] != byte(abi.StatusOK) {
+					b.Fatalf("%v %q", err, e.Bytes())
+				}
+			}
+		})
+	}
 }

@@ -85,13 +85,19 @@ func (b *Bridge) share(ctx context.Context, cmds []*rawCmd) sendResult {
 	}
 }
 
-// own replaces the byte arguments of cmds with one copy of them all.
+// own replaces the byte arguments of cmds that alias the plugin's memory
+// with one copy of them all.
 func own(cmds []*rawCmd) {
 	size := 0
 	for _, c := range cmds {
 		for _, a := range c.Args() {
-			if b, ok := a.([]byte); ok {
-				size += len(b)
+			switch a := a.(type) {
+			case []byte:
+				size += len(a)
+			case *byteArg:
+				if !a.owned {
+					size += len(a.b)
+				}
 			}
 		}
 	}
@@ -99,10 +105,17 @@ func own(cmds []*rawCmd) {
 	for _, c := range cmds {
 		args := c.Args()
 		for i, a := range args {
-			if b, ok := a.([]byte); ok {
+			switch a := a.(type) {
+			case []byte:
 				start := len(arena)
-				arena = append(arena, b...)
+				arena = append(arena, a...)
 				args[i] = arena[start:len(arena):len(arena)]
+			case *byteArg:
+				if !a.owned {
+					start := len(arena)
+					arena = append(arena, a.b...)
+					a.b, a.owned = arena[start:len(arena):len(arena)], true
+				}
 			}
 		}
 	}

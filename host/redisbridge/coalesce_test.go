@@ -123,6 +123,16 @@ func TestQueuedRequestOwnsItsBytes(t *testing.T) {
 	own([]*rawCmd{c})
 	copy(arg, "XXXXX")
 	assert.Equal(t, []byte("value"), c.Args()[2])
+
+	// As the bridge builds arguments (argArena): a key of the bridge's
+	// own bytes, and a value aliasing the plugin's.
+	arg = []byte("value")
+	arena := newArgArena(2, 16, 3)
+	c = newRawCmd(context.Background(), new(replyBudget), append(arena.list(3), "set", arena.key("p:", []byte("k")), arena.bytes(arg))...)
+	own([]*rawCmd{c})
+	copy(arg, "XXXXX")
+	assert.Equal(t, "p:k", c.Args()[1].(*byteArg).String())
+	assert.Equal(t, "value", c.Args()[2].(*byteArg).String())
 }
 
 // A request of more than maxSharedRequest commands does not wait for a

@@ -308,22 +308,23 @@ func shown(b []byte) string {
 // args builds the arguments of c from the plugin's, with every key
 // prefixed, into out (reused). It returns them and the position of the
 // first key (0: none), or an error saying why the command is refused.
-// Key arguments are new strings; the others alias the request.
-func (c *command) args(in [][]byte, prefix string, out []any) ([]any, int, error) {
+// Key arguments are bytes of their own; the others alias the request.
+// Both come from arena.
+func (c *command) args(in [][]byte, prefix string, arena *argArena) ([]any, int, error) {
 	n := len(in)
 	if c.arity > 0 && n != c.arity || c.arity < 0 && n < -c.arity {
 		return nil, 0, fmt.Errorf("wrong number of arguments for %s (%d)", strings.ToUpper(c.name), n-1)
 	}
-	out = append(out[:0], c.name)
+	out := append(arena.list(n), c.name)
 	for _, a := range in[1:] {
-		out = append(out, a)
+		out = append(out, arena.bytes(a))
 	}
 	var reserved []byte
 	key := func(i int) {
 		if bytes.HasPrefix(in[i], hostKeyPrefix) {
 			reserved = in[i]
 		}
-		out[i] = prefix + string(in[i])
+		arena.setKey(out[i].(*byteArg), prefix, in[i])
 	}
 	firstKey := 0
 	if c.first > 0 {

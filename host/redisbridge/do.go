@@ -82,6 +82,16 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 		var growth int64
 		calls = make([]call, len(req.Commands))
+		// Room for every argument to be a key: a command's keys are known
+		// only once it is looked up.
+		nargs, size := 0, 0
+		for _, in := range req.Commands {
+			nargs += len(in)
+			for _, a := range in[min(1, len(in)):] {
+				size += len(b.prefix) + len(a)
+			}
+		}
+		arena := newArgArena(nargs, size, nargs)
 		for i, in := range req.Commands {
 			if len(in) == 0 {
 				invalid(e, "command %d is empty", i)
@@ -95,7 +105,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				invalid(e, "command %s is not allowed", shown(in[0]))
 				return nil
 			}
-			args, first, err := c.args(in, b.prefix, make([]any, 0, len(in)))
+			args, first, err := c.args(in, b.prefix, &arena)
 			if err == nil {
 				var grows int64
 				if grows, err = c.bounded(in); err == nil {
@@ -128,18 +138,26 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 		sha := b.scripts.sha(req.Script)
 		calls = make([]call, len(req.Calls))
+		nargs, size := 0, 0
+		for _, sc := range req.Calls {
+			nargs += len(sc.Keys) + len(sc.Args)
+			for _, k := range sc.Keys {
+				size += len(b.prefix) + len(k)
+			}
+		}
+		arena := newArgArena(nargs, size, nargs+3*len(req.Calls))
 		for i, sc := range req.Calls {
-			args := make([]any, 0, 3+len(sc.Keys)+len(sc.Args))
-			args = append(args, "evalsha", sha, strconv.Itoa(len(sc.Keys)))
+			args := arena.list(3 + len(sc.Keys) + len(sc.Args))
+			args = append(args, "evalsha", sha, numkeys(len(sc.Keys)))
 			for _, k := range sc.Keys {
 				if bytes.HasPrefix(k, hostKeyPrefix) {
 					invalid(e, "script call %d: key %s: keys starting with %q are the host's", i, shown(k), HostKeyPrefix)
 					return nil
 				}
-				args = append(args, b.prefix+string(k))
+				args = append(args, arena.key(b.prefix, k))
 			}
 			for _, a := range sc.Args {
-				args = append(args, a)
+				args = append(args, arena.bytes(a))
 			}
 			calls[i].args = args
 			calls[i].write = true // what the script does is unknown
@@ -442,15 +460,17 @@ func authFailure(err error) bool {
 // scriptCache remembers the SHA-1 of the scripts a backend runs.
 type scriptCache struct {
 	mu sync.RWMutex
-	m  map[string]string
+	m  map[string]any // script -> its SHA1 in hex, a string
 }
 
 // maxScripts bounds a scriptCache; a backend uses a handful of scripts.
 const maxScripts = 256
 
-func newScriptCache() *scriptCache { return &scriptCache{m: make(map[string]string)} }
+func newScriptCache() *scriptCache { return &scriptCache{m: make(map[string]any)} }
 
-func (c *scriptCache) sha(script []byte) string {
+// sha returns the SHA1 of script in hex, as a string in an interface: an
+// EVALSHA argument, boxed once per script rather than once per call.
+func (c *scriptCache) sha(script []byte) any {
 	c.mu.RLock()
 	s, ok := c.m[string(script)]
 	c.mu.RUnlock()
@@ -466,4 +486,20 @@ func (c *scriptCache) sha(script []byte) string {
 	c.m[string(script)] = s
 	c.mu.Unlock()
 	return s
+}
+
+// smallCounts are the numkeys arguments of up to 16 keys, boxed once.
+var smallCounts = func() (n [17]any) {
+	for i := range n {
+		n[i] = strconv.Itoa(i)
+	}
+	return n
+}()
+
+// numkeys returns n as an EVALSHA numkeys argument.
+func numkeys(n int) any {
+	if n < len(smallCounts) {
+		return smallCounts[n]
+	}
+	return strconv.Itoa(n)
 }

@@ -73,7 +73,9 @@ func (b *Bridge) killRunaway(calls []call) {
 	var key string
 	for _, c := range calls {
 		if c.first > 0 {
-			key, _ = c.args[c.first].(string)
+			if k, ok := c.args[c.first].(*byteArg); ok {
+				key = k.String()
+			}
 			break
 		}
 	}

@@ -83,7 +83,7 @@ func TestScriptsFallBackToEVAL(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil, withScripts)
 	src := "return 'v" + f.prefix + "'" // a script no other test loaded
-	sha := newScriptCache().sha([]byte(src))
+	sha := newScriptCache().sha([]byte(src)).(string)
 	assert.False(t, f.direct.ScriptExists(ctx, sha).Val()[0])
 
 	rs, err := script(t, f.b, src, sc(nil), sc(nil))
