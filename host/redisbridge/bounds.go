@@ -24,7 +24,11 @@ import (
 //     LIMIT of at most maxCount, from an offset of at most maxOffset (each
 //     LIMIT given: Redis obeys the last);
 //   - offsets that make Redis allocate (SETRANGE, SETBIT, BITFIELD) add
-//     up, over one request, to at most maxGrowth bytes.
+//     up, over one request, to at most maxGrowth bytes;
+//   - a SCAN family MATCH pattern has at most maxPatternTail bytes from
+//     its first '*' on: Redis matches a glob in time about the element's
+//     length times the pattern's past a '*' ("*aaa…ab" against a long
+//     member), so a long pattern and long members stall it for minutes.
 //
 // Commands whose cost grows with the product or the sum of whole
 // collections (LCS, SINTER, SUNION, SDIFF and their STORE and CARD forms,
@@ -40,6 +44,11 @@ const (
 	maxCount  = 10_000    // elements a count, a LIMIT or an index range may name
 	maxOffset = 1_000_000 // a LIMIT's offset: Redis walks past each skipped element
 	maxGrowth = 16 << 20  // bytes the offsets of one request's commands may make Redis allocate
+
+	// maxPatternTail bounds a MATCH pattern from its first '*' on, so
+	// that matching costs Redis at most this many times reading the
+	// element, whatever the pattern's length.
+	maxPatternTail = 64
 )
 
 // check is a command's argument bound: it returns how many bytes the
@@ -52,7 +61,7 @@ var checks = map[string]check{
 	"spop": countAt(2), "lpop": countAt(2), "rpop": countAt(2),
 	"zpopmin": countAt(2), "zpopmax": countAt(2),
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
-	"hscan": options(3, "COUNT"), "sscan": options(3, "COUNT"), "zscan": options(3, "COUNT"),
+	"hscan": scan, "sscan": scan, "zscan": scan,
 	"xrange": options(4, "COUNT"), "xrevrange": options(4, "COUNT"),
 	"xread": positive(1, "COUNT"), "xreadgroup": positive(1, "COUNT"),
 	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
@@ -128,6 +137,27 @@ func options(from int, names ...string) check {
 		}
 		return 0, nil
 	}
+}
+
+// scan bounds HSCAN, SSCAN and ZSCAN key cursor [MATCH pattern] [COUNT
+// count]: each COUNT, and each MATCH pattern from its first '*' on (a
+// pattern without one, or ending in its only one, is matched in time of
+// its length). Every argument is looked at, as options does: Redis obeys
+// the last MATCH.
+func scan(in [][]byte) (int64, error) {
+	if _, err := options(3, "COUNT")(in); err != nil {
+		return 0, err
+	}
+	for i := 3; i+1 < len(in); i++ {
+		if !bytes.EqualFold(in[i], []byte("MATCH")) {
+			continue
+		}
+		p := in[i+1]
+		if star := bytes.IndexByte(p, '*'); star >= 0 && len(p)-star > maxPatternTail {
+			return 0, fmt.Errorf("MATCH pattern of %d bytes after its first '*' is past the bridge's bound of %d", len(p)-star, maxPatternTail)
+		}
+	}
+	return 0, nil
 }
 
 // positive is options for counts where Redis reads 0 or less as no

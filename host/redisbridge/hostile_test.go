@@ -82,6 +82,13 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"ZRANGEBYSCORE", "z", "-inf", "+inf"},
 		{"ZREVRANGEBYLEX", "z", "+", "-", "LIMIT", "99999999", "1"},
 		{"HSCAN", "h", "0", "COUNT", "100000000"},
+		// Glob matching costs the member's length times the pattern's
+		// past a '*': a 10 KB pattern against a 40 KB member stalled
+		// Redis 0.4 s, a 300 KB one against a 300 KB member 90 s.
+		{"SSCAN", "s", "0", "MATCH", "*" + strings.Repeat("a", 100) + "b"},
+		{"HSCAN", "h", "0", "MATCH", "x*" + strings.Repeat("a", 64)},
+		{"ZSCAN", "z", "0", "MATCH", "*", "MATCH", "*" + strings.Repeat("a*", 40)}, // Redis obeys the last
+		{"SSCAN", "s", "0", "match", "a*" + strings.Repeat("?", 70), "COUNT", "10"},
 		{"LPOS", "l", "x", "COUNT", "0"}, // every match in the whole list
 		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
 		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
@@ -131,7 +138,9 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"SRANDMEMBER", "s", "-100"}, {"LRANGE", "l", "0", "99"}, {"LRANGE", "l", "-100", "-1"},
 		{"LRANGE", "l", "0", "9999"}, {"LRANGE", "l", "-10000", "-1"}, {"LRANGE", "l", "-5", "9999"}, {"LRANGE", "l", "9", "0"},
 		{"ZRANGE", "z", "0", "9"}, {"ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "100"},
-		{"HSCAN", "h", "0", "COUNT", "100"}, {"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
+		{"HSCAN", "h", "0", "COUNT", "100"}, {"SSCAN", "s", "0", "MATCH", big + "*", "COUNT", "100"},
+		{"ZSCAN", "z", "0", "MATCH", "agent:*:" + strings.Repeat("x", 55)}, {"HSCAN", "h", "0", "MATCH", big},
+		{"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
 		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"}, {"XREAD", "COUNT", "100", "STREAMS", "x", "0"},
 	} {
 		_, err := pipeline(t, f.b, cmd(c...))

@@ -484,12 +484,23 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 	vals := &c.vals
 	vals.Reset()
 	n := 0
-	var convErr error
+	var convErr, shapeErr error
 	for rr.NextRow() {
-		if *budget < 0 || convErr != nil {
+		if *budget < 0 || convErr != nil || shapeErr != nil {
 			continue // drained, not kept
 		}
-		for j, raw := range rr.Values() {
+		row := rr.Values()
+		if len(row) != len(fields) {
+			// The description is the one the bridge read when it
+			// prepared the statement; the row is what the server runs
+			// under that name now. The plugin's own SQL may have
+			// replaced the statement (DEALLOCATE and PREPARE, hidden in
+			// PL/pgSQL), so nothing of this connection's prepared
+			// statements is to be trusted any more.
+			shapeErr = fmt.Errorf("pgbridge: a row of %d values for a statement described with %d columns: the connection's prepared statement was replaced; the connection is closed", len(row), len(fields))
+			continue
+		}
+		for j, raw := range row {
 			if int64(len(raw)) > *budget {
 				*budget = -1 // not copied: one value past the bound
 				break
@@ -514,6 +525,9 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 	}
 	if err != nil {
 		return err
+	}
+	if shapeErr != nil {
+		return shapeErr // the connection's: it is not reused
 	}
 	if *budget < 0 {
 		return nil

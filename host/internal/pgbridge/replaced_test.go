@@ -1,0 +1,83 @@
+package pgbridge
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// replacePrepared has the plugin's own SQL swap the statement the bridge
+// prepared for the text SELECT 1 on the connection for one of three
+// columns, under the same name: the name is read from
+// pg_prepared_statements, and PL/pgSQL's EXECUTE hides the PREPARE from
+// the command tags the bridge sees.
+func replacePrepared(t *testing.T, b *Bridge) {
+	t.Helper()
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt(`DO $$ DECLARE n text; BEGIN
+		SELECT name INTO n FROM pg_prepared_statements WHERE statement = 'SELECT 1';
+		EXECUTE format('DEALLOCATE %I', n);
+		EXECUTE format('PREPARE %I AS SELECT 1, 2, 3', n);
+	END $$`))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}
+
+// A statement the bridge prepared and a plugin replaced behind its back
+// returns rows of another shape than the description the bridge holds:
+// the call fails, the connection is dropped, and the next call works.
+// Before, the bridge indexed the description by the row's values and
+// panicked: a trap of the calling instance that leaked the call's slot.
+func TestReplacedPreparedStatementFailsItsCall(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	replacePrepared(t, b)
+
+	_, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.ErrorIs(t, err, abi.StatusUnknown)
+	require.ErrorContains(t, err, "3 values")
+	require.Zero(t, b.pipes.Running(), "the call's slot is free again")
+
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, []abi.PGValue{integer(1)}, rs[0].Row(0))
+}
+
+// The same in a pipeline of queued reads, which a flusher goroutine of
+// the bridge sends: before, the panic there ended the whole process.
+func TestReplacedPreparedStatementInASharedPipeline(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	replacePrepared(t, b)
+
+	release, queued := occupy(t, b)
+	var poisoned, other answer
+	var wg sync.WaitGroup
+	wg.Go(func() { poisoned.rs, poisoned.err = call(ctx, b, abi.PGBatch, stmt("SELECT 1")) })
+	queued(1)
+	wg.Go(func() { other.rs, other.err = call(ctx, b, abi.PGBatch, stmt("SELECT 2")) })
+	queued(2)
+	release()
+	wg.Wait()
+	require.ErrorIs(t, poisoned.err, abi.StatusUnknown)
+	// The read behind it in the pipeline lost its connection: a failure
+	// of the same backend's call, never a crash.
+	if other.err != nil {
+		require.ErrorIs(t, other.err, abi.StatusUnknown)
+	}
+
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, []abi.PGValue{integer(1)}, rs[0].Row(0))
+}
