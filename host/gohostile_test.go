@@ -111,6 +111,7 @@ func TestGoHostilePanicky(t *testing.T) {
 				require.ErrorIs(t, err, host.ErrInternal, "round %d, %s", round, p.id)
 				require.ErrorContains(t, err, "panic")
 				require.ErrorContains(t, err, p.want)
+				require.Regexp(t, `at .*panicky/main\.go:\d+ \(main\.\(\*states\)\.GetAgentState\)`, err.Error(), "the SDK names where it panicked")
 
 				got, err := st.GetAgentState(ctx, "keep")
 				require.NoError(t, err, "after %s the instance still holds the state put before", p.id)

@@ -3,6 +3,8 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -145,7 +147,7 @@ func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
 	defer func() {
 		if r := recover(); r != nil {
 			truncate(e, mark)
-			abi.AppendError(e, abi.StatusInternal, fmt.Sprintf("plugin panic: %v", r))
+			abi.AppendError(e, abi.StatusInternal, fmt.Sprintf("plugin panic: %v%s", r, panicSite()))
 		}
 	}()
 	e.U8(uint8(abi.StatusOK))
@@ -157,6 +159,29 @@ func (d *dispatcher) handle(op abi.Op, req []byte, e *abi.Encoder) {
 		truncate(e, mark)
 		s, msg := statusOf(err)
 		abi.AppendError(e, readStatus(op, s), msg)
+	}
+}
+
+// panicSite returns where the panic being recovered was raised, as
+// " at file:line (function)": the first frame below the runtime's panic
+// machinery that is not the runtime's own (an index out of range, a nil
+// map), or "" when the stack does not tell. Called from the deferred
+// function that recovered.
+func panicSite() string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs[:])])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(f.Function, "runtime."):
+			return fmt.Sprintf(" at %s:%d (%s)", f.File, f.Line, f.Function)
+		}
+		if !more {
+			return ""
+		}
 	}
 }
 

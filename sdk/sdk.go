@@ -159,6 +159,10 @@ var (
 	ErrInvalid     error = abi.StatusInvalid
 	ErrUnavailable error = abi.StatusUnavailable
 	ErrUnsupported error = abi.StatusUnsupported
+	// ErrLimit answers that the request is past a limit of the
+	// backend's own (a document larger than it keeps, say), which the
+	// message should name: the same request fails the same way again.
+	ErrLimit error = abi.StatusLimit
 	// ErrStale, returned with a record from a Get method, answers the
 	// record marked as possibly behind: served from a fallback copy while
 	// the primary store is unreachable (ABI 1.1). Returned from a write

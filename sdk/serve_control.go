@@ -1,6 +1,10 @@
 package sdk
 
-import "github.com/storage-host/storage-host/abi"
+import (
+	"errors"
+
+	"github.com/storage-host/storage-host/abi"
+)
 
 // The ops that are not about one record kind: configuration, the tick,
 // restores and batches.
@@ -11,9 +15,23 @@ func (d *dispatcher) configure(req []byte, _ *abi.Encoder) error {
 		return err
 	}
 	if d.p.Configure != nil {
-		return d.p.Configure(o)
+		return configureError(d.p.Configure(o))
 	}
 	return nil
+}
+
+// configureError is the answer to a configuration the plugin's Configure
+// refused: INVALID, as abi/README.md asks of a plugin refusing an option
+// (section 10.6), unless the error carries a status of its own. The
+// options are the operator's input; INTERNAL would say the plugin broke.
+func configureError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if s, _ := statusOf(err); s != abi.StatusInternal || errors.Is(err, abi.StatusInternal) {
+		return err
+	}
+	return abi.Errorf(abi.StatusInvalid, "%v", err)
 }
 
 func (d *dispatcher) tick(req []byte, e *abi.Encoder) error {
