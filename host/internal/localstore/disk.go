@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,23 +87,10 @@ func Open(dir string, now func() time.Time, sweepEvery time.Duration, q Quota) (
 	if err := checkLength(path); err != nil {
 		return nil, fmt.Errorf("kv store: open: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout: lockWait,
-		// The freelist is rebuilt by scanning at open instead of being
-		// written at every commit: one page less per commit.
-		NoFreelistSync: true,
-		FreelistType:   bbolt.FreelistMapType,
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s", ErrInUse, path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kv store: open %s: %w", path, err)
-	}
 	s := New(now, 0, q)
-	if err := s.load(db); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("kv store: load %s: %w", path, err)
+	db, err := s.openFile(path)
+	if err != nil {
+		return nil, err
 	}
 	s.j = newJournal(db, s.rev)
 	s.dir, s.refs = abs, 1
@@ -111,6 +99,67 @@ func Open(dir string, now func() time.Time, sweepEvery time.Duration, q Quota) (
 	}
 	disks.open[abs] = s
 	return s, nil
+}
+
+// ErrDamaged is returned by Open for a file bbolt cannot read (a page
+// overwritten, a file mixed from two copies), and by the writes of a
+// Store whose file turns out damaged as it commits: bbolt panics on such
+// a file, or the read of its mapping faults, which would end the process.
+var ErrDamaged = errors.New("kv store: the file is damaged")
+
+// damaged is the error for path, which bbolt panicked or faulted on with p.
+func damaged(path string, p any) error {
+	return fmt.Errorf("%w: %s (%v); restore it from a backup, or move it aside to start with an empty store", ErrDamaged, path, p)
+}
+
+// openFile opens the bbolt file at path and loads its entries into s. A
+// damaged file is refused with ErrDamaged and its lock released, so that
+// the file, left as it is, can be opened again once it is restored.
+func (s *Store) openFile(path string) (db *bbolt.DB, err error) {
+	var file *os.File // bbolt's, to release its lock should bbolt panic
+	defer func() {
+		if p := recover(); p != nil {
+			if db == nil || closeSafely(db) != nil {
+				_ = file.Close() // the lock is the file's: released with it
+			}
+			db, err = nil, damaged(path, p)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: lockWait,
+		// The freelist is rebuilt by scanning at open instead of being
+		// written at every commit: one page less per commit.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv store: open %s: %w", path, err)
+	}
+	if err := s.load(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("kv store: load %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// closeSafely closes db; closing a database whose file is damaged may
+// panic too, which it returns as ErrDamaged.
+func closeSafely(db *bbolt.DB) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = damaged(db.Path(), p)
+		}
+	}()
+	return db.Close()
 }
 
 // load fills the empty tree from db, dropping the entries that expired
@@ -316,6 +365,9 @@ const flushEvery = 100 * time.Millisecond
 // commits what is left and returns.
 func (j *journal) run() {
 	defer close(j.stopped)
+	// A damaged file faults when bbolt reads its mapping: a panic commit
+	// recovers, not the end of the process.
+	debug.SetPanicOnFault(true)
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	var batch []record
@@ -348,7 +400,7 @@ func (j *journal) commit(batch *[]record) {
 	if len(*batch) == 0 {
 		return
 	}
-	err := update(func(tx *bbolt.Tx) error {
+	err := j.safely(update, func(tx *bbolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
 		for _, r := range *batch {
 			var err error
@@ -380,6 +432,18 @@ func (j *journal) commit(batch *[]record) {
 	close(j.moved)
 	j.moved = make(chan struct{})
 	j.mu.Unlock()
+}
+
+// safely runs update(fn), turning a panic of bbolt's on a damaged file
+// (its transaction rolled back) into ErrDamaged: the commit fails as on a
+// failing disk, and the store refuses writes while the file stays so.
+func (j *journal) safely(update func(func(*bbolt.Tx) error) error, fn func(*bbolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = damaged(j.db.Path(), p)
+		}
+	}()
+	return update(fn)
 }
 
 // sync waits until every record appended before it is on disk.
@@ -426,7 +490,7 @@ func (j *journal) close() error {
 	if err != nil && j.err == nil {
 		err = nil // only closed
 	}
-	if cerr := j.db.Close(); cerr != nil && err == nil {
+	if cerr := closeSafely(j.db); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
