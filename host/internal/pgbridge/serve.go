@@ -408,8 +408,17 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		pl := &x.plan[i]
 		*pl = planned{}
 		switch sd := c.lookup(s.sql, c.oids); {
-		case sd != nil:
+		case sd != nil && (i == 0 || req.mode == abi.PGBatch || x.last):
 			p.SendQueryStatement(sd, c.values, c.formats, binaryFormat)
+		case sd != nil:
+			// pgconn keeps the description of each statement sent by its
+			// description, to read its result with, and does not drop
+			// the description of one the server skips (an earlier
+			// statement of its transaction failed): the next request's
+			// statement sent so would be read with it, wrong types and
+			// all. One that may be skipped, with requests after it in
+			// the pipeline, has the server describe its result instead.
+			p.SendQueryPrepared(sd.Name, c.values, c.formats, binaryFormat)
 		case c.count+*fresh < maxPrepared:
 			*fresh++
 			c.next++
