@@ -298,7 +298,9 @@ func (x *part) begin(maxBytes int64) {
 // requests sharing the pipeline share no transaction, and a statement of
 // one that fails does not touch another's, unless a request's own BEGIN
 // leaves a transaction open: the requests after it are then answered
-// UNKNOWN (part.inOpenTx), and the connection is not reused.
+// UNKNOWN (part.inOpenTx), and the connection is not reused. The last
+// statement is followed by UNLISTEN * (see unlisten), and, when the
+// server skipped it, the pipeline sends it again in a second round trip.
 //
 // An error is the connection's; the parts not read by then are
 // unanswered.
@@ -369,7 +371,8 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 //
 // It goes after the last statement, before its sync, in its implicit
 // transaction: a sync of its own would cost the server another flush and
-// the host another read, two thirds of a keyed read's time (BENCHMARKS.md).
+// the host another read, four times the UNLISTEN's own 2 µs of the
+// server's CPU (BENCHMARKS.md).
 // When that statement fails, the server skips it, and the pipeline sends
 // it again alone. It is parsed on every call, as the unnamed statement:
 // a prepared one, a plugin could deallocate or replace.
