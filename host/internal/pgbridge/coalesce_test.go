@@ -180,6 +180,40 @@ func TestPipelineAfterOpenTransactionIsUnknown(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A transaction of reads that fails leaves the statements after it
+// unrun, and the reads behind it in the pipeline their own results. Before,
+// pgconn kept the description of each skipped statement sent by its
+// description, and read the next request's result with it: a bigint 42
+// came back as the 8 bytes of its binary form, as text.
+func TestFailedTransactionInASharedPipelineLeavesItsNeighboursResults(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	failing := []abi.PGStatement{stmt("SELECT 1 / $1::int", integer(0)), stmt("SELECT 'skipped'::text")}
+	neighbour := stmt("SELECT 42::bigint")
+	// Every statement prepared first: they go by their descriptions.
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1 / $1::int", integer(1)), failing[1], neighbour)
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	release, queued := occupy(t, b)
+	before := b.pipes.Stats().Batches
+	var tx, other answer
+	var wg sync.WaitGroup
+	wg.Go(func() { tx.rs, tx.err = call(ctx, b, abi.PGTransaction, failing...) })
+	queued(1)
+	wg.Go(func() { other.rs, other.err = call(ctx, b, abi.PGBatch, neighbour) })
+	queued(2)
+	release()
+	wg.Wait()
+	require.Equal(t, before+1, b.pipes.Stats().Batches, "the two shared a pipeline")
+	require.NoError(t, tx.err)
+	require.Equal(t, "22012", sqlState(t, tx.rs[0]))
+	require.Equal(t, "25P02", sqlState(t, tx.rs[1]))
+	require.NoError(t, other.err)
+	mustOK(t, other.rs)
+	require.Equal(t, []abi.PGValue{integer(42)}, other.rs[0].Row(0))
+}
+
 // A queued call whose context ends before a flusher takes it is answered
 // UNAVAILABLE, and its statements never run.
 func TestQueuedCallEndedIsNotSent(t *testing.T) {

@@ -27,7 +27,11 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (uint64, error)
 	if err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)
 	}
-	defer conn.Release()
+	// The plugin's migrations run in this connection's session, and what
+	// they leave there would outlive them in the pool: a LISTEN (see
+	// unlisten), a setting, a temporary table, a session's advisory lock.
+	// The connection is closed, not reused.
+	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
 	table := pgx.Identifier{b.schema, VersionTable}.Sanitize()
 	var current uint64
 	err = lockedTx(ctx, conn.Conn(), "migrations of schema "+b.schema, "storage-host migrate "+b.schema, func(tx pgx.Tx) error {

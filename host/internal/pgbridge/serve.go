@@ -165,6 +165,9 @@ type part struct {
 	// inOpenTx: it ran inside a transaction that a statement of an
 	// earlier request in the pipeline opened and did not end.
 	inOpenTx bool
+	// last: the last request of its pipeline, which ends with the
+	// UNLISTEN; unlistened: that UNLISTEN ran, after its last statement.
+	last, unlistened bool
 }
 
 // answer finishes x's response: the results read, or the error that
@@ -274,28 +277,9 @@ var errNotRun = abi.PGResult{SQLState: "25P02", Message: "not run: an earlier st
 
 // run runs the one request of x on pc and appends its results to x.e;
 // x.answer then finishes the response. An error is the connection's.
-//
-// A single statement already prepared on the connection, when the
-// statement timeout is the one set, goes alone with its sync, as
-// pgconn's ExecStatement sends it; anything else goes in a pipeline.
 func (b *Bridge) run(ctx context.Context, pc *pgconn.PgConn, x *part) error {
-	c := state(pc)
-	if req := x.req; len(req.stmts) == 1 && c.timeoutMS == x.ms {
-		s := &req.stmts[0]
-		c.params(req.params[s.p0:s.p1])
-		if sd := c.lookup(s.sql, c.oids); sd != nil {
-			x.begin(b.maxBytes)
-			x.sent = true
-			rr := pc.ExecStatement(ctx, sd, c.values, c.formats, binaryFormat)
-			if err := c.result(rr, &x.budget, x.e); err != nil && !errors.Is(err, errStatementFailed) {
-				return err
-			}
-			x.read = true
-			return nil
-		}
-	}
 	one := [1]*part{x}
-	return b.pipeline(ctx, pc, c, one[:])
+	return b.pipeline(ctx, pc, state(pc), one[:])
 }
 
 // begin starts x's OK response.
@@ -314,7 +298,9 @@ func (x *part) begin(maxBytes int64) {
 // requests sharing the pipeline share no transaction, and a statement of
 // one that fails does not touch another's, unless a request's own BEGIN
 // leaves a transaction open: the requests after it are then answered
-// UNKNOWN (part.inOpenTx), and the connection is not reused.
+// UNKNOWN (part.inOpenTx), and the connection is not reused. The last
+// statement is followed by UNLISTEN * (see unlisten), and, when the
+// server skipped it, the pipeline sends it again in a second round trip.
 //
 // An error is the connection's; the parts not read by then are
 // unanswered.
@@ -335,10 +321,11 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	plans := c.plan
 	timeoutMS := c.timeoutMS
 	fresh := 0
-	for _, x := range parts {
+	for i, x := range parts {
 		x.plan, plans = plans[:len(x.req.stmts):len(x.req.stmts)], plans[len(x.req.stmts):]
 		x.setTimeout = timeoutMS != x.ms
 		timeoutMS = x.ms
+		x.last = i == len(parts)-1
 		c.send(p, x, &fresh)
 	}
 	if err := p.Flush(); err != nil {
@@ -357,6 +344,57 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 		x.read = true
 		inOpenTx = pc.TxStatus() != 'I'
 	}
+	if parts[len(parts)-1].unlistened {
+		return nil
+	}
+	// The last statement failed, and the server skipped the UNLISTEN
+	// behind it: once more, alone.
+	p.SendQueryParams(unlisten, nil, nil, nil, nil)
+	p.SendPipelineSync()
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	if err := receiveUnlisten(p); err != nil {
+		return err
+	}
+	return expectSync(p)
+}
+
+// unlisten ends every pipeline the bridge sends: a LISTEN of a plugin's
+// (however hidden: PL/pgSQL's EXECUTE, a function, a DO block that
+// commits and then fails) ends with its call. Nobody reads a pooled
+// connection's notifications while it idles, so a listener left there
+// would hold PostgreSQL's notification queue, which is the whole
+// server's, at its position: the queue would fill (8 GB) with what any
+// session notified since, and from then on every NOTIFY of every database
+// would fail (RATIONALE.md, "Why does every call end with UNLISTEN *?").
+//
+// It goes after the last statement, before its sync, in its implicit
+// transaction: a sync of its own would cost the server another flush and
+// the host another read, four times the UNLISTEN's own 2 µs of the
+// server's CPU (BENCHMARKS.md).
+// When that statement fails, the server skips it, and the pipeline sends
+// it again alone. It is parsed on every call, as the unnamed statement:
+// a prepared one, a plugin could deallocate or replace.
+const unlisten = "UNLISTEN *"
+
+// receiveUnlisten reads the result of the UNLISTEN. Any error is the
+// connection's, which may still listen and is closed; PostgreSQL's
+// refusal (a statement timeout the plugin set, the call's cancel request)
+// also rolled back the statements of its implicit transaction, whose
+// results said they succeeded: the call is answered UNKNOWN.
+func receiveUnlisten(p *pgconn.Pipeline) error {
+	got, err := p.GetResults()
+	if err != nil {
+		return fmt.Errorf("pgbridge: %s after the last statement: %w", unlisten, err)
+	}
+	rr, ok := got.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("pgbridge: expected the result of %s, got %T", unlisten, got)
+	}
+	if _, err := rr.Close(); err != nil {
+		return fmt.Errorf("pgbridge: %s after the last statement: %w", unlisten, err)
+	}
 	return nil
 }
 
@@ -373,8 +411,17 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		pl := &x.plan[i]
 		*pl = planned{}
 		switch sd := c.lookup(s.sql, c.oids); {
-		case sd != nil:
+		case sd != nil && (i == 0 || req.mode == abi.PGBatch || x.last):
 			p.SendQueryStatement(sd, c.values, c.formats, binaryFormat)
+		case sd != nil:
+			// pgconn keeps the description of each statement sent by its
+			// description, to read its result with, and does not drop
+			// the description of one the server skips (an earlier
+			// statement of its transaction failed): the next request's
+			// statement sent so would be read with it, wrong types and
+			// all. One that may be skipped, with requests after it in
+			// the pipeline, has the server describe its result instead.
+			p.SendQueryPrepared(sd.Name, c.values, c.formats, binaryFormat)
 		case c.count+*fresh < maxPrepared:
 			*fresh++
 			c.next++
@@ -386,10 +433,16 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			p.SendQueryParams(string(s.sql), c.values, c.oids, c.formats, binaryFormat)
 		}
 		if req.mode == abi.PGBatch {
+			if x.last && i == len(req.stmts)-1 {
+				p.SendQueryParams(unlisten, nil, nil, nil, nil)
+			}
 			p.SendPipelineSync()
 		}
 	}
 	if req.mode == abi.PGTransaction {
+		if x.last {
+			p.SendQueryParams(unlisten, nil, nil, nil, nil)
+		}
 		p.SendPipelineSync()
 	}
 }
@@ -407,6 +460,8 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 		c.timeoutMS = x.ms
 	}
 	req, e, budget := x.req, x.e, &x.budget
+	// failed: a statement of the implicit transaction failed, and the
+	// server skips what follows it to the sync.
 	failed := false
 	for i := range req.stmts {
 		if failed {
@@ -439,22 +494,31 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 				err = c.result(rr, budget, e)
 			}
 		}
-		var pgErr *pgconn.PgError
-		switch {
-		case errors.As(err, &pgErr):
-			// Only a description's error gets here; a result's is
-			// encoded by result.
-			c.failed(pgErr)
-			if *budget >= 0 {
-				(&abi.PGResult{SQLState: pgErr.Code, Message: pgErr.Message}).Encode(e)
+		if err != nil {
+			var pgErr *pgconn.PgError // declared here: it escapes
+			switch {
+			case errors.As(err, &pgErr):
+				// Only a description's error gets here; a result's is
+				// encoded by result.
+				c.failed(pgErr)
+				if *budget >= 0 {
+					(&abi.PGResult{SQLState: pgErr.Code, Message: pgErr.Message}).Encode(e)
+				}
+				failed = true
+			case errors.Is(err, errStatementFailed):
+				failed = true
+			default:
+				return err
 			}
-			failed = req.mode == abi.PGTransaction
-		case errors.Is(err, errStatementFailed):
-			failed = req.mode == abi.PGTransaction
-		case err != nil:
-			return err
+		}
+		if x.last && i == len(req.stmts)-1 && !failed {
+			if err := receiveUnlisten(p); err != nil {
+				return err
+			}
+			x.unlistened = true
 		}
 		if req.mode == abi.PGBatch {
+			failed = false
 			// After an error the server skipped to the sync, which
 			// GetResults returns next.
 			if err := expectSync(p); err != nil {
@@ -515,15 +579,15 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 		}
 	}
 	tag, err := rr.Close()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		c.failed(pgErr)
-		if *budget >= 0 {
-			(&abi.PGResult{SQLState: pgErr.Code, Message: pgErr.Message}).Encode(e)
-		}
-		return errStatementFailed
-	}
 	if err != nil {
+		var pgErr *pgconn.PgError // declared here: it escapes
+		if errors.As(err, &pgErr) {
+			c.failed(pgErr)
+			if *budget >= 0 {
+				(&abi.PGResult{SQLState: pgErr.Code, Message: pgErr.Message}).Encode(e)
+			}
+			return errStatementFailed
+		}
 		return err
 	}
 	if shapeErr != nil {

@@ -1,0 +1,134 @@
+package pgbridge
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+)
+
+// listening returns the channels the bridge's connection listens on,
+// through a call of its own: on a bridge of one connection, the
+// connection every call before it ran on.
+func listening(t *testing.T, b *Bridge) []string {
+	t.Helper()
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt("SELECT pg_listening_channels()::text"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	var chans []string
+	for i := range rs[0].Rows() {
+		chans = append(chans, string(rs[0].Row(i)[0].Bytes))
+	}
+	return chans
+}
+
+// A plugin's LISTEN ends with its call, however it is sent: nobody reads
+// a pooled connection's notifications while it idles, so a listener left
+// there would hold PostgreSQL's notification queue, which is the whole
+// server's, until it filled and every NOTIFY of every database failed.
+func TestListenEndsWithTheCall(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: `CREATE FUNCTION listen(ch text) RETURNS int
+		LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('LISTEN %I', ch); RETURN 1; END $$`}})
+	require.NoError(t, err)
+	require.Empty(t, listening(t, b))
+
+	for _, c := range []struct {
+		name  string
+		mode  abi.PGMode
+		stmts []abi.PGStatement
+	}{
+		{"listen", abi.PGBatch, []abi.PGStatement{stmt("LISTEN plain")}},
+		{"hidden in a DO block", abi.PGBatch, []abi.PGStatement{stmt("DO $$ BEGIN EXECUTE 'LIS' || 'TEN hidden'; END $$")}},
+		{"in a transaction", abi.PGTransaction, []abi.PGStatement{stmt("LISTEN tx"), stmt("SELECT 1")}},
+		{"before a failed statement", abi.PGBatch, []abi.PGStatement{stmt("LISTEN early"), stmt("SELECT 1/0")}},
+		{"committed before a failed statement of a transaction", abi.PGTransaction, []abi.PGStatement{stmt("LISTEN committed"), stmt("COMMIT"), stmt("SELECT 1/0")}},
+		{"committed by a DO block that then fails", abi.PGBatch, []abi.PGStatement{stmt("DO $$ BEGIN EXECUTE 'LISTEN doomed'; COMMIT; RAISE 'no'; END $$")}},
+		{"through a function", abi.PGBatch, []abi.PGStatement{stmt("SELECT listen($1)", text("function"))}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Twice: the second time each statement is prepared already,
+			// and a single one goes alone, not in a pipeline.
+			for range 2 {
+				_, err := do(t, ctx, b, c.mode, c.stmts...)
+				require.NoError(t, err)
+				require.Empty(t, listening(t, b))
+			}
+		})
+	}
+
+	t.Run("in a shared pipeline", func(t *testing.T) {
+		before := b.pipes.Stats().Batches
+		release, queued := occupy(t, b)
+		var wg sync.WaitGroup
+		for i, ch := range []string{"shared1", "shared2"} {
+			wg.Go(func() {
+				rs, err := call(ctx, b, abi.PGBatch, stmt("SELECT listen($1)", text(ch)))
+				if err == nil {
+					err = rs[0].Err()
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+			queued(i + 1)
+		}
+		release()
+		wg.Wait()
+		require.Equal(t, before+1, b.pipes.Stats().Batches, "the two reads shared a pipeline")
+		require.Empty(t, listening(t, b))
+	})
+}
+
+// What the LISTEN above would cost: notifications sent to a channel a
+// pooled connection listens on, while it idles, stay in the server's
+// queue, which no NOTIFY anywhere frees (it is cleaned up to the slowest
+// listener). The queue is the server's, and other tests may be
+// notifying; 48 MB queued is far past what a reading listener leaves
+// behind, and past what the idle connection's socket buffers hold.
+func TestIdleListenerHoldsNoNotifications(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	ch := b.Schema()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_notify($1, 'x')", text(ch)), stmt("LISTEN "+ch))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	adm := admin(t)
+	// 6000 notifications of 8000 bytes (each its own: a transaction
+	// sends equal ones once), then a few more on another channel, each
+	// in a transaction of its own: a notifying transaction is what moves
+	// the queue's tail up to the slowest listener.
+	_, err = adm.Exec(ctx, "SELECT pg_notify($1, lpad(i::text, 7999, 'x')) FROM generate_series(1, 6000) i", ch)
+	require.NoError(t, err)
+	usage := func() float64 {
+		for i := range 8 {
+			_, err := adm.Exec(ctx, "SELECT pg_notify($1, lpad($2::int::text, 7999, 'y'))", ch+"_nudge", i)
+			require.NoError(t, err)
+		}
+		var u float64
+		require.NoError(t, adm.QueryRow(ctx, "SELECT pg_notification_queue_usage()").Scan(&u))
+		return u
+	}
+	// 48 MB of the queue's 8 GB is 0.0056; 8 MB is 0.001.
+	require.Eventually(t, func() bool { return usage() < 0.001 }, 30*time.Second, 100*time.Millisecond,
+		"the queue holds %.4f of its size", usage())
+}
+
+// A plugin's migrations run in a session of the pool's too: what they
+// leave there (a LISTEN, a setting) ends with them.
+func TestMigrationsLeaveNothingInThePool(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (x int); LISTEN migrated; SET search_path = pg_catalog"}})
+	require.NoError(t, err)
+	require.Empty(t, listening(t, b))
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT count(*) FROM t"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}
