@@ -80,7 +80,7 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 // rewritten, so a position in the table as it was before is
 // recognisably foreign, as a Redis Stream's that Redis lost. Positions
 // are never given twice in one storage: the sequencer's row keeps the
-// highest it gave, rows deleted by hand included.
+// highest deleted, by trims and by hand.
 //
 // Sequence numbers drawn at insert do not order the log: two
 // transactions draw theirs and commit in either order, and a reader that
@@ -144,8 +144,9 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 // their sequence numbers as positions, so positions held from then stay
 // valid. Each step runs only when missing: an ALTER TABLE locks the table
 // even when it has nothing to do, and hosts start while others write. It
-// also creates the sequencer's table and its row, and gives the table of
-// an older host the column of the highest position given.
+// also creates the sequencer's table and its row, gives the table of an
+// older host the column of the highest position deleted, and creates the
+// trigger that keeps it (pgDeleting).
 const pgAddPos = `DO $$BEGIN
 IF to_regclass('` + pgSequencerTable + `') IS NULL THEN
 	CREATE TABLE ` + pgSequencerTable + ` (one boolean PRIMARY KEY DEFAULT true CHECK (one), high bigint NOT NULL DEFAULT 0);
@@ -164,7 +165,26 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
+IF to_regproc('` + pgDeleting + `') IS NULL THEN
+	CREATE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
+		UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
+		RETURN NULL;
+	END$f$;
+END IF;
+IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '` + PostgresTable + `'::regclass AND tgname = '` + pgDeleting + `') THEN
+	CREATE TRIGGER ` + pgDeleting + ` BEFORE DELETE ON ` + PostgresTable + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + pgDeleting + `();
+END IF;
 END$$`
+
+// pgDeleting is the trigger, and its function, that records in the
+// sequencer's row the highest position given before any DELETE of events
+// (the host's trims, once a second at most, and rows deleted by hand), so
+// that the sequencer never gives a deleted event's position again. It
+// runs once a statement, before the rows go: a sequencer run pays nothing
+// for it. (A TRUNCATE does not run it, and needs not: the table's storage
+// changes, and with it every ID.) It takes the sequencer's row lock, as a
+// run does first too, so a DELETE and a run never deadlock.
+const pgDeleting = PostgresTable + "_deleting"
 
 // EnsurePostgresTable creates the event table PostgresTable in the
 // backend's schema if it is missing, under an advisory lock (hosts
@@ -393,20 +413,19 @@ func (l *pgLog) warn(ctx context.Context, msg string, err error) {
 // table's autovacuum (or cancel it). Only the backend's role may lock it:
 // no other backend's plugin can stall this one's sequencer, as with an
 // advisory lock, which any role may take under any key. The row also
-// keeps the highest position given (high), so that positions are not
-// given again after rows were deleted.
+// keeps the highest position of the events deleted (high: pgDeleting and
+// pgSkip), so that positions are not given again after rows were
+// deleted.
 const pgSequencerTable = PostgresTable + "_sequencer"
 
 // pgSequence gives the rows without a position, in the order of their
-// sequence numbers, the positions after the highest given (the table's,
-// or the sequencer's when rows were deleted), and records the highest;
-// it returns how many it numbered. A row whose transaction has not
-// committed is not seen, and gets its position in a later run.
+// sequence numbers, the positions after the highest given: the table's,
+// or the sequencer's when the newest rows were deleted. A row whose
+// transaction has not committed is not seen, and gets its position in a
+// later run.
 const pgSequence = `WITH n AS (SELECT seq, row_number() OVER (ORDER BY seq) AS r FROM ` + PostgresTable + ` WHERE pos IS NULL),
-b AS (SELECT greatest(coalesce(max(pos), 0), (SELECT coalesce(max(high), 0) FROM ` + pgSequencerTable + `)) AS base FROM ` + PostgresTable + `),
-u AS (UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq RETURNING e.pos),
-h AS (UPDATE ` + pgSequencerTable + ` SET high = (SELECT max(pos) FROM u) WHERE EXISTS (SELECT FROM u))
-SELECT count(*) FROM u`
+b AS (SELECT greatest(coalesce(max(pos), 0), (SELECT coalesce(max(high), 0) FROM ` + pgSequencerTable + `)) AS base FROM ` + PostgresTable + `)
+UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq`
 
 // sequence runs the sequencer: the lock, then the numbering, whose
 // snapshot is taken once the lock is held.
@@ -431,7 +450,7 @@ func (l *pgLog) sequence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if v := rs[2].Values; len(v) == 1 && v[0].Int > 0 {
+	if rs[2].RowsAffected > 0 {
 		l.sequenced = true
 	}
 	return nil
