@@ -420,3 +420,67 @@ func txExec(t *testing.T, tx pgx.Tx, sql string, args ...any) {
 	_, err := tx.Exec(t.Context(), sql, args...)
 	require.NoError(t, err, sql)
 }
+
+// A plugin may delete its own backend's events (the table is in its
+// schema) as fast as the reader reads them: every time is a loss, the
+// cache is flushed and subscriptions end, but the host warns of it only
+// now and then, not at every read.
+func TestPostgresEventsDeletedOverAndOverWarnSeldom(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	logs := &foreignLog{}
+	cfg := postgresPlugin(t)
+	cfg.Name = "pg"
+	cfg.Postgres = &host.PostgresConfig{URL: url, Schema: schema}
+	cfg.Cache = host.CacheOptions{Entries: 1000}
+	start := time.Now()
+	st, err := host.Open(ctx, cfg, host.WithCompilationCache(pgCache), host.WithLogger(logs.logger()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+
+	const losses = 8
+	for i := range losses {
+		sub, err := st.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Append(nil, i)})
+		require.NoError(t, err)
+		waitEvent(t, sub, "a", s.Version) // the reader is at it
+		// As the plugin's role would.
+		tx, err := admin.Begin(ctx)
+		require.NoError(t, err)
+		txExec(t, tx, "SET LOCAL ROLE "+pgx.Identifier{host.PostgresRole(schema)}.Sanitize())
+		txExec(t, tx, "DELETE FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+		require.NoError(t, tx.Commit(ctx))
+		for timeout := time.After(30 * time.Second); ; {
+			select {
+			case _, ok := <-sub.Events():
+				if ok {
+					continue
+				}
+			case <-timeout:
+				t.Fatalf("loss %d: the subscription did not end", i)
+			}
+			break
+		}
+		require.ErrorIs(t, sub.Err(), events.ErrUnavailable, "loss %d", i)
+	}
+	assert.GreaterOrEqual(t, st.Stats().Cache.Flushes, uint64(losses))
+	// One warning from the bus and one from the cache every 10 s at most.
+	most := 1 + int(time.Since(start)/(10*time.Second))
+	out := logs.String()
+	warnings := func(about string) (n int) {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "[WARN]") && strings.Contains(line, about) {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Positive(t, warnings("PostgreSQL schema "+schema), "the warning names the schema")
+	assert.LessOrEqual(t, warnings("pg: the event log lost events;"), most, out)
+	assert.LessOrEqual(t, warnings("pg: read cache"), most, out)
+}
