@@ -165,7 +165,7 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
-IF to_regproc('` + pgDeleting + `') IS NULL THEN
+IF to_regprocedure('` + pgDeleting + `()') IS NULL THEN
 	CREATE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
 		UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
 		RETURN NULL;
