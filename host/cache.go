@@ -58,6 +58,7 @@ type readCache struct {
 	enabled atomic.Bool
 
 	hits, misses, invalidations, flushes atomic.Uint64
+	warned                               time.Time // when Down last warned; Down's own
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -123,13 +124,23 @@ func (c *readCache) Event(ev *events.Event) {
 	}
 }
 
-// Down implements events.Observer.
+// Down implements events.Observer. It warns at most every cacheWarnGap:
+// a plugin can make its PostgreSQL backend's log lose events at every
+// read (by deleting them), and each loss is a Down.
 func (c *readCache) Down(err error) {
 	c.enabled.Store(false)
 	c.flush()
 	c.flushes.Add(1)
-	c.s.p.log.Warn("read cache bypassed while the event log cannot be read", "error", err)
+	if time.Since(c.warned) < cacheWarnGap {
+		c.s.p.log.Debug("read cache flushed", "error", err)
+		return
+	}
+	c.warned = time.Now()
+	c.s.p.log.Warn("read cache flushed, and bypassed until the event log can be read", "error", err)
 }
+
+// cacheWarnGap is the least time between two warnings of a flushed cache.
+const cacheWarnGap = 10 * time.Second
 
 // Up implements events.Observer.
 func (c *readCache) Up() {

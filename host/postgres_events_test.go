@@ -2,7 +2,9 @@ package host_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +224,263 @@ func TestPostgresWritesComeBackAfterTheEventTableWasDropped(t *testing.T) {
 		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("y")})
 		return err == nil
 	}, 20*time.Second, 100*time.Millisecond)
+}
+
+// When PostgreSQL loses a backend's data without any statement failing
+// (tables truncated, the schema created again, an older state restored
+// in place), a host with a read cache stops serving the records it lost:
+// its event log's reader notices, and the cache is flushed, as when the
+// log cannot be read (TestCacheFlushedWhenRedisLosesItsData for Redis).
+// Subscriptions end (unavailable) when the event table lost events, and
+// go on when only the record tables lost rows.
+func TestCacheFlushedWhenPostgresLosesItsData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// lose runs as the admin, in one transaction; old is the schema
+		// holding the tables as they were after the first write (or ""
+		// for none), and the state a read must come back to.
+		lose func(t *testing.T, tx pgx.Tx, schema, old string)
+		want string // the state read once the loss is noticed; "" for none
+		ends bool   // the event table lost events: subscriptions end
+	}{
+		{"every table truncated", func(t *testing.T, tx pgx.Tx, schema, _ string) {
+			txExec(t, tx, "TRUNCATE "+strings.Join(qualified(schema, tables(t, tx, schema)), ", "))
+		}, "", true},
+		{"record tables truncated", func(t *testing.T, tx pgx.Tx, schema, _ string) {
+			var records []string
+			for _, table := range tables(t, tx, schema) {
+				if !strings.HasPrefix(table, "storagehost_") {
+					records = append(records, table)
+				}
+			}
+			txExec(t, tx, "TRUNCATE "+strings.Join(qualified(schema, records), ", "))
+		}, "", false},
+		{"older state restored in place", func(t *testing.T, tx pgx.Tx, schema, old string) {
+			for _, table := range tables(t, tx, schema) {
+				txExec(t, tx, "DELETE FROM "+pgx.Identifier{schema, table}.Sanitize())
+				txExec(t, tx, "INSERT INTO "+pgx.Identifier{schema, table}.Sanitize()+" OVERRIDING SYSTEM VALUE SELECT * FROM "+pgx.Identifier{old, table}.Sanitize())
+			}
+			rows, err := tx.Query(t.Context(), "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = $1 AND last_value IS NOT NULL", old)
+			require.NoError(t, err)
+			type seq struct {
+				Name string
+				Last int64
+			}
+			seqs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[seq])
+			require.NoError(t, err)
+			for _, s := range seqs {
+				txExec(t, tx, "SELECT setval($1, $2)", pgx.Identifier{schema, s.Name}.Sanitize(), s.Last)
+			}
+		}, "first", true},
+		{"schema created again", func(t *testing.T, tx pgx.Tx, schema, _ string) {
+			// As a restore of an empty backend's dump in one transaction:
+			// the same tables, the host's own rows, no records.
+			gone := schema + "_gone"
+			role := pgx.Identifier{host.PostgresRole(schema)}.Sanitize()
+			txExec(t, tx, "ALTER SCHEMA "+pgx.Identifier{schema}.Sanitize()+" RENAME TO "+pgx.Identifier{gone}.Sanitize())
+			txExec(t, tx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()+" AUTHORIZATION "+role)
+			txExec(t, tx, "SET LOCAL ROLE "+role)
+			rows, err := tx.Query(t.Context(), `SELECT relname FROM pg_class c WHERE relkind = 'S' AND relnamespace = $1::regnamespace
+				AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))`, gone)
+			require.NoError(t, err)
+			seqs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			for _, s := range seqs {
+				txExec(t, tx, "CREATE SEQUENCE "+pgx.Identifier{schema, s}.Sanitize())
+			}
+			for _, table := range tables(t, tx, gone) {
+				txExec(t, tx, "CREATE TABLE "+pgx.Identifier{schema, table}.Sanitize()+" (LIKE "+pgx.Identifier{gone, table}.Sanitize()+" INCLUDING ALL)")
+				if strings.HasPrefix(table, "storagehost_") && table != events.PostgresTable {
+					txExec(t, tx, "INSERT INTO "+pgx.Identifier{schema, table}.Sanitize()+" SELECT * FROM "+pgx.Identifier{gone, table}.Sanitize())
+				}
+			}
+			txExec(t, tx, "RESET ROLE")
+			txExec(t, tx, "DROP SCHEMA "+pgx.Identifier{gone}.Sanitize()+" CASCADE")
+		}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			url := pgtest.URL(t)
+			schema := pgtest.Schema(t, "storagehost_")
+			cached := openPGShared(t, url, schema, 1000)
+			writer := openPGShared(t, url, schema, 0)
+			sub, err := cached.Subscribe(ctx, events.Filter{}, "")
+			require.NoError(t, err)
+			defer sub.Close()
+			admin, err := pgx.Connect(ctx, url)
+			require.NoError(t, err)
+			defer admin.Close(ctx)
+
+			s, err := writer.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("first")})
+			require.NoError(t, err)
+			waitEvent(t, sub, "a", s.Version)
+			// The tables as they are now, in a schema of the test's.
+			old := schema + "_old"
+			t.Cleanup(func() {
+				_, _ = admin.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{old}.Sanitize()+" CASCADE")
+			})
+			_, err = admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{old}.Sanitize())
+			require.NoError(t, err)
+			for _, table := range tables(t, admin, schema) {
+				_, err := admin.Exec(ctx, "CREATE TABLE "+pgx.Identifier{old, table}.Sanitize()+" AS SELECT * FROM "+pgx.Identifier{schema, table}.Sanitize())
+				require.NoError(t, err)
+			}
+			for _, q := range []string{"SELECT sequencename FROM pg_sequences WHERE schemaname = $1"} {
+				rows, err := admin.Query(ctx, q, schema)
+				require.NoError(t, err)
+				seqs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				require.NoError(t, err)
+				for _, name := range seqs {
+					_, err := admin.Exec(ctx, "CREATE SEQUENCE "+pgx.Identifier{old, name}.Sanitize())
+					require.NoError(t, err)
+					_, err = admin.Exec(ctx, "SELECT setval($1, (SELECT last_value FROM "+pgx.Identifier{schema, name}.Sanitize()+"))", pgx.Identifier{old, name}.Sanitize())
+					require.NoError(t, err)
+				}
+			}
+
+			s, err = writer.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("second")})
+			require.NoError(t, err)
+			waitEvent(t, sub, "a", s.Version)
+			for range 2 {
+				got, err := cached.GetAgentState(ctx, "a")
+				require.NoError(t, err)
+				require.Equal(t, "second", string(got.State))
+			}
+			require.Equal(t, 1, cached.Stats().Cache.Entries)
+			flushes := cached.Stats().Cache.Flushes
+
+			tx, err := admin.Begin(ctx)
+			require.NoError(t, err)
+			tc.lose(t, tx, schema, old)
+			require.NoError(t, tx.Commit(ctx))
+
+			var last string
+			require.Eventually(t, func() bool {
+				got, err := cached.GetAgentState(ctx, "a")
+				switch {
+				case tc.want == "" && errors.Is(err, host.ErrNotFound):
+					return true
+				case err != nil:
+					last = err.Error()
+				default:
+					last = string(got.State)
+				}
+				return tc.want != "" && last == tc.want
+			}, 30*time.Second, 20*time.Millisecond, "what PostgreSQL lost is still served")
+			assert.Greater(t, cached.Stats().Cache.Flushes, flushes)
+			assert.True(t, cached.Stats().Cache.Enabled)
+
+			s, err = writer.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("third")})
+			require.NoError(t, err)
+			if !tc.ends {
+				waitEvent(t, sub, "a", s.Version)
+				return
+			}
+			for timeout := time.After(30 * time.Second); ; {
+				select {
+				case _, ok := <-sub.Events():
+					if ok {
+						continue
+					}
+				case <-timeout:
+					t.Fatal("the subscription did not end")
+				}
+				break
+			}
+			assert.ErrorIs(t, sub.Err(), events.ErrUnavailable)
+		})
+	}
+}
+
+// querier is what tables needs of a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// tables lists the tables of schema.
+func tables(t *testing.T, q querier, schema string) []string {
+	t.Helper()
+	rows, err := q.Query(t.Context(), "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", schema)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+func qualified(schema string, tables []string) []string {
+	out := make([]string, len(tables))
+	for i, table := range tables {
+		out[i] = pgx.Identifier{schema, table}.Sanitize()
+	}
+	return out
+}
+
+func txExec(t *testing.T, tx pgx.Tx, sql string, args ...any) {
+	t.Helper()
+	_, err := tx.Exec(t.Context(), sql, args...)
+	require.NoError(t, err, sql)
+}
+
+// A plugin may delete its own backend's events (the table is in its
+// schema) as fast as the reader reads them: every time is a loss, the
+// cache is flushed and subscriptions end, but the host warns of it only
+// now and then, not at every read.
+func TestPostgresEventsDeletedOverAndOverWarnSeldom(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	logs := &foreignLog{}
+	cfg := postgresPlugin(t)
+	cfg.Name = "pg"
+	cfg.Postgres = &host.PostgresConfig{URL: url, Schema: schema}
+	cfg.Cache = host.CacheOptions{Entries: 1000}
+	start := time.Now()
+	st, err := host.Open(ctx, cfg, host.WithCompilationCache(pgCache), host.WithLogger(logs.logger()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+
+	const losses = 8
+	for i := range losses {
+		sub, err := st.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: fmt.Append(nil, i)})
+		require.NoError(t, err)
+		waitEvent(t, sub, "a", s.Version) // the reader is at it
+		// As the plugin's role would.
+		tx, err := admin.Begin(ctx)
+		require.NoError(t, err)
+		txExec(t, tx, "SET LOCAL ROLE "+pgx.Identifier{host.PostgresRole(schema)}.Sanitize())
+		txExec(t, tx, "DELETE FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+		require.NoError(t, tx.Commit(ctx))
+		for timeout := time.After(30 * time.Second); ; {
+			select {
+			case _, ok := <-sub.Events():
+				if ok {
+					continue
+				}
+			case <-timeout:
+				t.Fatalf("loss %d: the subscription did not end", i)
+			}
+			break
+		}
+		require.ErrorIs(t, sub.Err(), events.ErrUnavailable, "loss %d", i)
+	}
+	assert.GreaterOrEqual(t, st.Stats().Cache.Flushes, uint64(losses))
+	// One warning from the bus and one from the cache every 10 s at most.
+	most := 1 + int(time.Since(start)/(10*time.Second))
+	out := logs.String()
+	warnings := func(about string) (n int) {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "[WARN]") && strings.Contains(line, about) {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Positive(t, warnings("PostgreSQL schema "+schema), "the warning names the schema")
+	assert.LessOrEqual(t, warnings("pg: the event log lost events;"), most, out)
+	assert.LessOrEqual(t, warnings("pg: read cache"), most, out)
 }

@@ -95,6 +95,11 @@ type Bus struct {
 	fanning   bool
 	down      bool // the fan-out's last read failed
 
+	// Of lost, on the fan-out's goroutine: when it last warned, and the
+	// losses it did not warn of since.
+	lostWarned   time.Time
+	lostUnlogged int
+
 	published, dropped, disconnected, refused atomic.Uint64
 	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
 }
@@ -452,6 +457,9 @@ func (b *Bus) startFanOut(ctx context.Context) error {
 	return nil
 }
 
+// lostWarnGap is the least time between two warnings of lost events.
+const lostWarnGap = 10 * time.Second
+
 // readWait is how long one read of the log waits for new events. A
 // blocked XREAD does not see its context end, so Close waits for it: a
 // short wait keeps Close quick, at a few idle reads a second per Bus.
@@ -516,19 +524,39 @@ func (b *Bus) fanOut() {
 }
 
 // lost handles a log that lost events without failing to be read (Redis
-// lost its data, or trimmed events before they were read): observers are
-// told Down then Up at once (a read cache flushes what those events would
-// have invalidated), and subscriptions end with ErrUnavailable, so that
-// resuming tells them ErrLost. Reading goes on from err.resume.
+// lost its data, PostgreSQL's event table was emptied or restored, or
+// events were trimmed before they were read): observers are told Down
+// then Up at once (a read cache flushes what those events would have
+// invalidated), and subscriptions end with ErrUnavailable, so that
+// resuming tells them ErrLost. Reading goes on from err.resume. For
+// records lost with the log whole, only observers are told.
+//
+// It warns at most once every lostWarnGap, counting the losses between:
+// a plugin may delete its PostgreSQL backend's events at every read.
 func (b *Bus) lost(err *lostError) {
-	b.logger.Warn("the event log lost events; subscriptions end and caches are flushed", "error", err)
+	if time.Since(b.lostWarned) >= lostWarnGap {
+		msg := "the event log lost events; subscriptions end and caches are flushed"
+		if err.records {
+			msg = "the backend's records were lost without events; caches are flushed"
+		}
+		args := []any{"error", err}
+		if b.lostUnlogged > 0 {
+			args = append(args, "losses_since_last_warning", b.lostUnlogged)
+		}
+		b.logger.Warn(msg, args...)
+		b.lostWarned, b.lostUnlogged = time.Now(), 0
+	} else {
+		b.lostUnlogged++
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for s := range b.subs {
-		s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
-	}
-	for s := range b.catching {
-		s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	if !err.records {
+		for s := range b.subs {
+			s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+		for s := range b.catching {
+			s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
 	}
 	for _, o := range b.observers {
 		if !b.down {

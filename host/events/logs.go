@@ -141,18 +141,27 @@ type redisLog struct {
 	added int64
 }
 
-// lostError is what the fan-out's read returns when the stream is not
-// the one it was reading: Redis lost its data (FLUSHALL, FLUSHDB, a
-// failover to an empty replica, the key deleted) with or without a new
-// stream created since, or entries after the read position were trimmed
-// before they were read. Either way events were missed without the
-// connection failing. Reading goes on after resume.
+// lostError is what the fan-out's read returns when the log is not the
+// one it was reading: Redis lost its data (FLUSHALL, FLUSHDB, a failover
+// to an empty replica, the key deleted) with or without a new stream
+// created since, PostgreSQL's event table was truncated, created again or
+// restored (pgLog.checkLife), or entries after the read position were
+// trimmed before they were read. Either way events were missed without
+// the connection failing. Reading goes on after resume.
+//
+// With records, the log is whole but the backend's records were lost
+// without events (a PostgreSQL record table truncated): only observers
+// are told.
 type lostError struct {
-	resume id
-	why    string
+	resume  id
+	why     string
+	records bool
 }
 
 func (e *lostError) Error() string {
+	if e.records {
+		return "events: the backend's records were lost without events (" + e.why + ")"
+	}
 	return "events: the event log lost events (" + e.why + ")"
 }
 

@@ -74,10 +74,13 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 // pgLog is a table of events. Writers insert rows without a position;
 // a sequencer gives the rows of committed transactions their positions,
 // in one transaction at a time per table, and readers take only rows
-// with a position, in position order. Its IDs are (the table's OID, the
-// row's position): a table created again has another OID, so a position
-// in the one before is recognisably foreign, as a Redis Stream's that
-// Redis lost.
+// with a position, in position order. Its IDs are (the table's storage,
+// the row's position): the storage is the table's file node, which
+// PostgreSQL gives anew when the table is created, truncated or
+// rewritten, so a position in the table as it was before is
+// recognisably foreign, as a Redis Stream's that Redis lost. Positions
+// are never given twice in one storage: the sequencer's row keeps the
+// highest deleted, by trims and by hand.
 //
 // Sequence numbers drawn at insert do not order the log: two
 // transactions draw theirs and commit in either order, and a reader that
@@ -108,6 +111,16 @@ type pgLog struct {
 	trimEpoch, trimmed uint64
 	warned             time.Time // when announce last logged a failure
 	sequenced          bool      // the sequencer numbered rows since the last vacuum
+
+	// Of the fan-out's reads (read with a wait), owned by them: see
+	// checkLife.
+	fan struct {
+		epoch   uint64 // the table's storage at the last read
+		at      id     // the position of the row below
+		seq, ns int64  // that row's sequence number and time
+		tables  string // the record tables' storage at the last look
+		looked  time.Time
+	}
 }
 
 func (l *pgLog) async() bool { return true }
@@ -131,11 +144,16 @@ const pgTableDDL = `CREATE TABLE IF NOT EXISTS ` + PostgresTable + ` (
 // their sequence numbers as positions, so positions held from then stay
 // valid. Each step runs only when missing: an ALTER TABLE locks the table
 // even when it has nothing to do, and hosts start while others write. It
-// also creates the sequencer's table and its row.
+// also creates the sequencer's table and its row, gives the table of an
+// older host the column of the highest position deleted, and creates the
+// trigger that keeps it (pgDeleting).
 const pgAddPos = `DO $$BEGIN
 IF to_regclass('` + pgSequencerTable + `') IS NULL THEN
-	CREATE TABLE ` + pgSequencerTable + ` (one boolean PRIMARY KEY DEFAULT true CHECK (one));
+	CREATE TABLE ` + pgSequencerTable + ` (one boolean PRIMARY KEY DEFAULT true CHECK (one), high bigint NOT NULL DEFAULT 0);
 	INSERT INTO ` + pgSequencerTable + ` DEFAULT VALUES;
+END IF;
+IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + pgSequencerTable + `'::regclass AND attname = 'high' AND NOT attisdropped) THEN
+	ALTER TABLE ` + pgSequencerTable + ` ADD COLUMN high bigint NOT NULL DEFAULT 0;
 END IF;
 IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '` + PostgresTable + `'::regclass AND attname = 'pos' AND NOT attisdropped) THEN
 	ALTER TABLE ` + PostgresTable + ` ADD COLUMN pos bigint;
@@ -147,7 +165,26 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
+IF to_regprocedure('` + pgDeleting + `()') IS NULL THEN
+	CREATE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
+		UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
+		RETURN NULL;
+	END$f$;
+END IF;
+IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '` + PostgresTable + `'::regclass AND tgname = '` + pgDeleting + `') THEN
+	CREATE TRIGGER ` + pgDeleting + ` BEFORE DELETE ON ` + PostgresTable + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + pgDeleting + `();
+END IF;
 END$$`
+
+// pgDeleting is the trigger, and its function, that records in the
+// sequencer's row the highest position given before any DELETE of events
+// (the host's trims, once a second at most, and rows deleted by hand), so
+// that the sequencer never gives a deleted event's position again. It
+// runs once a statement, before the rows go: a sequencer run pays nothing
+// for it. (A TRUNCATE does not run it, and needs not: the table's storage
+// changes, and with it every ID.) It takes the sequencer's row lock, as a
+// run does first too, so a DELETE and a run never deadlock.
+const pgDeleting = PostgresTable + "_deleting"
 
 // EnsurePostgresTable creates the event table PostgresTable in the
 // backend's schema if it is missing, under an advisory lock (hosts
@@ -343,7 +380,13 @@ func (l *pgLog) announce() {
 			// writes, which then append nothing that would create it
 			// again; the sequencer's statement creates it. Rows a host
 			// left unsequenced (it died after its writes) get their
-			// positions, and readers find them at their next look.
+			// positions, and readers find them at their next look. The
+			// sequencer's row, if it was deleted (every table of the
+			// schema truncated), is put back first: without it runs
+			// would not be one at a time, and a unique violation would
+			// fail some of them until then.
+			_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "INSERT INTO " + pgSequencerTable + " DEFAULT VALUES ON CONFLICT DO NOTHING"})
+			l.warn(ctx, "cannot check the sequencer's row", err)
 			sequence(ctx)
 			l.warn(ctx, "cannot vacuum the event table", l.vacuum(ctx))
 		case <-l.stop:
@@ -369,15 +412,19 @@ func (l *pgLog) warn(ctx context.Context, msg string, err error) {
 // UPDATE EXCLUSIVE) is VACUUM's too, and would make runs wait for the
 // table's autovacuum (or cancel it). Only the backend's role may lock it:
 // no other backend's plugin can stall this one's sequencer, as with an
-// advisory lock, which any role may take under any key.
+// advisory lock, which any role may take under any key. The row also
+// keeps the highest position of the events deleted (high: pgDeleting and
+// pgSkip), so that positions are not given again after rows were
+// deleted.
 const pgSequencerTable = PostgresTable + "_sequencer"
 
 // pgSequence gives the rows without a position, in the order of their
-// sequence numbers, the positions after the highest given. A row whose
+// sequence numbers, the positions after the highest given: the table's,
+// or the sequencer's when the newest rows were deleted. A row whose
 // transaction has not committed is not seen, and gets its position in a
 // later run.
 const pgSequence = `WITH n AS (SELECT seq, row_number() OVER (ORDER BY seq) AS r FROM ` + PostgresTable + ` WHERE pos IS NULL),
-b AS (SELECT coalesce(max(pos), 0) AS base FROM ` + PostgresTable + `)
+b AS (SELECT greatest(coalesce(max(pos), 0), (SELECT coalesce(max(high), 0) FROM ` + pgSequencerTable + `)) AS base FROM ` + PostgresTable + `)
 UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.seq`
 
 // sequence runs the sequencer: the lock, then the numbering, whose
@@ -400,10 +447,13 @@ func (l *pgLog) sequence(ctx context.Context) error {
 		abi.PGStatement{SQL: "SELECT FROM " + pgSequencerTable + " FOR UPDATE"},
 		abi.PGStatement{SQL: pgSequence},
 	)
-	if err == nil && rs[2].RowsAffected > 0 {
+	if err != nil {
+		return err
+	}
+	if rs[2].RowsAffected > 0 {
 		l.sequenced = true
 	}
-	return err
+	return nil
 }
 
 // vacuum runs VACUUM on the event table if this host's sequencer
@@ -425,13 +475,14 @@ func (l *pgLog) vacuum(ctx context.Context) error {
 
 // pgTrim deletes the events more than $2 positions below the newest,
 // from $1 up (where this host trimmed to last), and returns the highest
-// it deleted and the table's OID. Rows not yet sequenced are kept. The
-// range has a lower bound so that the plan is a scan of the positions'
-// index from there, not of the table: with an upper bound alone, which
-// only the subquery knows, PostgreSQL estimates a third of the rows and
-// scans them all (9 ms at 100 000 events, against 0.4 ms; RATIONALE.md).
+// it deleted and the table's storage (pgEpoch). Rows not yet sequenced
+// are kept. The range has a lower bound so that the plan is a scan of the
+// positions' index from there, not of the table: with an upper bound
+// alone, which only the subquery knows, PostgreSQL estimates a third of
+// the rows and scans them all (9 ms at 100 000 events, against 0.4 ms;
+// RATIONALE.md).
 const pgTrim = `WITH d AS (DELETE FROM ` + PostgresTable + ` WHERE pos > $1 AND pos <= (SELECT max(pos) FROM ` + PostgresTable + `) - $2 RETURNING pos)
-SELECT (SELECT max(pos) FROM d), '` + PostgresTable + `'::regclass::oid::bigint`
+SELECT (SELECT max(pos) FROM d), ` + pgEpoch
 
 // trim keeps about the newest retention events.
 func (l *pgLog) trim(ctx context.Context) error {
@@ -445,8 +496,8 @@ func (l *pgLog) trim(ctx context.Context) error {
 		return fmt.Errorf("events: a trim returned %d values", len(v))
 	}
 	if epoch := uint64(v[1].Int); epoch != l.trimEpoch {
-		// The table was created again: its next trim starts from its
-		// beginning.
+		// The table was created again, truncated or rewritten: its next
+		// trim starts from its beginning.
 		l.trimEpoch, l.trimmed = epoch, 0
 		return nil
 	}
@@ -456,20 +507,36 @@ func (l *pgLog) trim(ctx context.Context) error {
 	return nil
 }
 
-// pgRead selects up to $3 events after the position ($1 the table's OID,
-// $2 the position) and the table's OID, in one row at least: a position
-// in another table counts as the beginning.
+// pgEpoch is the table's storage, the first part of its IDs: its file
+// node, which PostgreSQL gives anew when the table is created, emptied by
+// TRUNCATE or rewritten (VACUUM FULL, CLUSTER, an ALTER TABLE that
+// rewrites it). A table never rewritten has its OID as its file node, the
+// first part of the IDs older hosts handed out, which stay valid.
+const pgEpoch = "pg_relation_filenode('" + PostgresTable + "')::bigint"
+
+// pgRead selects up to $3 events after the position minus $4 ($1 the
+// table's storage, $2 the position) and the table's storage, in one row at
+// least: a position in another storage counts as the beginning. With $4
+// 1, the first row is the event at the position itself, when it is still
+// there, read in the same index scan (see checkLife).
 //
 // Each field is cut to a bound (the names to abi.MaxEventNameLength, the
 // data to abi.MaxEventData): the backend's role can write the table too.
-var pgRead = `SELECT t.epoch, e.pos, left(e.kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(e.op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
+var pgRead = `SELECT t.epoch, e.pos, e.seq, left(e.kind, ` + strconv.Itoa(abi.MaxEventNameLength) + `), left(e.op, ` + strconv.Itoa(abi.MaxEventNameLength) + `),
 	left(e.agent, 4096), left(e.key, 4096), e.version, e.at, substring(e.data for ` + strconv.Itoa(abi.MaxEventData) + `)
-FROM (SELECT '` + PostgresTable + `'::regclass::oid::bigint AS epoch) t
+FROM (SELECT ` + pgEpoch + ` AS epoch) t
 LEFT JOIN LATERAL (
 	SELECT * FROM ` + PostgresTable + `
-	WHERE pos > CASE WHEN t.epoch = $1 THEN $2 ELSE 0 END
+	WHERE pos > CASE WHEN t.epoch = $1 THEN $2::bigint - $4::bigint ELSE 0 END
 	ORDER BY pos LIMIT $3
 ) e ON true`
+
+// pgTables is the storage of the backend's record tables (every table of
+// its schema, $1, but the host's own), in OID order: a table truncated,
+// created, dropped or rewritten changes it.
+const pgTables = `SELECT coalesce(string_agg(c.oid::text || '/' || c.relfilenode::text, ',' ORDER BY c.oid), '')
+FROM pg_class c
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND c.relkind = 'r' AND c.relname NOT LIKE 'storagehost\_%'`
 
 func (l *pgLog) read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error) {
 	var timer <-chan time.Time
@@ -478,7 +545,7 @@ func (l *pgLog) read(ctx context.Context, after id, n int, wait time.Duration) (
 		l.mu.Lock()
 		wake := l.wake
 		l.mu.Unlock()
-		evs, err := l.query(ctx, after, n)
+		evs, err := l.query(ctx, after, n, wait > 0)
 		if err != nil || len(evs) > 0 || wait <= 0 {
 			return evs, err
 		}
@@ -497,17 +564,27 @@ func (l *pgLog) read(ctx context.Context, after id, n int, wait time.Duration) (
 	}
 }
 
-// query reads up to n events after `after`. Results too large for the
+// query reads up to n events after `after`; the fan-out's reads (check)
+// also check the log's life (checkLife). Results too large for the
 // bridge's cap (big plugin events; the backend's role can write the
 // table too) are read again in smaller pages: a row is cut to a few
 // tens of kilobytes, so a page of one fits any usable cap.
-func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
+func (l *pgLog) query(ctx context.Context, after id, n int, check bool) ([]Event, error) {
+	look := check && time.Since(l.fan.looked) >= tableCheck
+	var back int64 // 1: the event at the position is read too
+	if check && after.lo > 0 {
+		back = 1
+	}
 	var rs []abi.PGResult
 	var err error
 	for {
-		rs, err = l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgRead, Params: []abi.PGValue{
-			integer(int64(after.hi)), integer(int64(after.lo)), integer(int64(n)),
-		}})
+		stmts := []abi.PGStatement{{SQL: pgRead, Params: []abi.PGValue{
+			integer(int64(after.hi)), integer(int64(after.lo)), integer(int64(n) + back), integer(back),
+		}}}
+		if look {
+			stmts = append(stmts, abi.PGStatement{SQL: pgTables, Params: []abi.PGValue{text(l.schema)}})
+		}
+		rs, err = l.exec(ctx, abi.PGBatch, stmts...)
 		var ae *abi.Error
 		if n > 1 && errors.As(err, &ae) && ae.Status == abi.StatusLimit {
 			n /= 2
@@ -519,36 +596,153 @@ func (l *pgLog) query(ctx context.Context, after id, n int) ([]Event, error) {
 		break
 	}
 	r := &rs[0]
-	out := make([]Event, 0, r.Rows())
-	for i := range r.Rows() {
+	if r.Rows() == 0 || r.Columns != 10 {
+		return nil, fmt.Errorf("events: a read of %s returned %d rows of %d values", PostgresTable, r.Rows(), r.Columns)
+	}
+	epoch := uint64(r.Row(0)[0].Int)
+	rows := r.Rows()
+	var held bool     // the event at the position is there
+	var seq, ns int64 // its sequence number and time
+	out := make([]Event, 0, rows)
+	for i := range rows {
 		row := r.Row(i)
 		if row[1].Kind == abi.PGNull {
-			break // no event: the row only carries the OID
+			break // no event: the row only carries the storage
+		}
+		if i == 0 && back == 1 && epoch == after.hi && uint64(row[1].Int) == after.lo {
+			held, seq, ns = true, row[2].Int, row[8].Int
+			continue
 		}
 		ev := Event{
-			ID:      id{uint64(row[0].Int), uint64(row[1].Int)}.String(),
-			Kind:    string(row[2].Bytes),
-			Op:      string(row[3].Bytes),
-			AgentID: string(row[4].Bytes),
-			Key:     string(row[5].Bytes),
-			Version: uint64(row[6].Int),
+			ID:      id{epoch, uint64(row[1].Int)}.String(),
+			Kind:    string(row[3].Bytes),
+			Op:      string(row[4].Bytes),
+			AgentID: string(row[5].Bytes),
+			Key:     string(row[6].Bytes),
+			Version: uint64(row[7].Int),
 		}
-		if ns := row[7].Int; ns != 0 {
+		if ns := row[8].Int; ns != 0 {
 			ev.Time = time.Unix(0, ns).UTC()
 		}
-		if row[8].Kind == abi.PGBytea {
-			ev.Data = row[8].Bytes
+		if row[9].Kind == abi.PGBytea {
+			ev.Data = row[9].Bytes
 		}
 		out = append(out, ev)
 	}
+	if !check {
+		return out, nil
+	}
+	var tables *string
+	if look {
+		if v := rs[1].Values; len(v) == 1 {
+			s := string(v[0].Bytes)
+			tables = &s
+		}
+	}
+	if err := l.checkLife(ctx, after, epoch, held, seq, ns, tables); err != nil {
+		return nil, err
+	}
+	if len(out) > 0 {
+		i := len(out) - 1
+		if held {
+			i++ // the row of the event at the position came first
+		}
+		last := r.Row(i)
+		l.fan.at = id{epoch, uint64(last[1].Int)}
+		l.fan.seq, l.fan.ns = last[2].Int, last[8].Int
+	}
 	return out, nil
 }
+
+// checkLife returns a *lostError when the table, just read after `after`
+// by the fan-out, cannot be the one that position was read from with
+// nothing missed since, and when the record tables lost their rows
+// without an event. No statement fails in either case: a reader that did
+// not look would go on serving read caches what PostgreSQL no longer
+// holds, and subscribers would miss events, or be handed the events of a
+// new table as if they followed the old ones. Lost are:
+//
+//   - a table of another storage than the one read before: dropped and
+//     created again (a schema restored from a dump), truncated, or
+//     rewritten (VACUUM FULL, which loses nothing, cannot be told from a
+//     TRUNCATE);
+//   - a table without the event at the read position (its rows deleted,
+//     or trimmed before they were read), or with another event there (an
+//     older state of the table restored in place, the sequencer's row
+//     with it): the row read last is remembered by its sequence number
+//     and time;
+//   - record tables of another storage than at the last look, once every
+//     tableCheck (truncated, created again or rewritten): the events are
+//     whole, so subscriptions go on and only observers (read caches) are
+//     told.
+//
+// held says whether the event at the position is there, seq and ns are
+// its sequence number and time; tables is the record tables' storage
+// when they were looked at.
+func (l *pgLog) checkLife(ctx context.Context, after id, epoch uint64, held bool, seq, ns int64, tables *string) error {
+	known := after.hi
+	if known == 0 {
+		known = l.fan.epoch // the table was empty when the fan-out started
+	}
+	var why string
+	switch {
+	case known != 0 && known != epoch:
+		why = "the event table was created again, truncated or rewritten"
+	case after.lo > 0 && !held:
+		why = "the event read last is gone: the table's rows were deleted, or trimmed before they were read"
+	case after.lo > 0 && l.fan.at == after && (seq != l.fan.seq || ns != l.fan.ns):
+		why = "another event is at the position read last: an older state of the table was restored"
+	}
+	if why != "" {
+		if known == epoch && after.lo > 0 {
+			// Positions went back (rows deleted, the sequencer's row
+			// restored with them): the ones this host has handed out are
+			// not given again (those numbered since the loss, before this
+			// read, aside), so a subscriber resuming at one is told.
+			_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgSkip, Params: []abi.PGValue{integer(int64(after.lo))}})
+			if err != nil {
+				return err
+			}
+		}
+		resume, err := l.last(ctx)
+		if err != nil {
+			return err
+		}
+		// The record tables are looked at afresh, not compared: their
+		// loss, if any, is told with this one.
+		l.fan.epoch, l.fan.at, l.fan.looked = resume.hi, id{}, time.Time{}
+		if resume.hi == 0 {
+			l.fan.epoch = epoch
+		}
+		return &lostError{resume: resume, why: "PostgreSQL schema " + l.schema + ": " + why}
+	}
+	l.fan.epoch = epoch
+	if l.fan.at != after {
+		// A position the fan-out did not read (the newest when it
+		// started, or where it resumed): the event there is remembered.
+		l.fan.at, l.fan.seq, l.fan.ns = after, seq, ns
+	}
+	if tables == nil {
+		return nil
+	}
+	before, looked := l.fan.tables, !l.fan.looked.IsZero()
+	l.fan.tables, l.fan.looked = *tables, time.Now()
+	if looked && before != *tables {
+		return &lostError{resume: after, records: true,
+			why: "PostgreSQL schema " + l.schema + ": a record table was truncated, created, dropped or rewritten"}
+	}
+	return nil
+}
+
+// pgSkip has the sequencer give positions after $1 from now on.
+const pgSkip = `INSERT INTO ` + pgSequencerTable + ` (high) VALUES ($1)
+ON CONFLICT (one) DO UPDATE SET high = greatest(` + pgSequencerTable + `.high, excluded.high)`
 
 // last is the newest event with a position: every event after it is one
 // readers have not been given yet.
 func (l *pgLog) last(ctx context.Context) (id, error) {
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, max(pos) FROM " + PostgresTable,
+		SQL: "SELECT " + pgEpoch + ", max(pos) FROM " + PostgresTable,
 	})
 	if err != nil {
 		return id{}, err
@@ -560,27 +754,32 @@ func (l *pgLog) last(ctx context.Context) (id, error) {
 	return id{uint64(row[0].Int), uint64(row[1].Int)}, nil
 }
 
-// retained reports whether the position is at or past the oldest event
-// left in the same table, as the Redis log does: trimming removes the
-// oldest first.
+// retained reports whether the event at the position is still in the
+// same storage: trimming removes the oldest first, so every event after
+// it is too. A position of a storage emptied or rewritten since is not,
+// nor one whose row was deleted, or trimmed (as with the Redis log, a
+// subscriber whose last event was the last one trimmed is told ErrLost
+// too), nor one past the newest: positions are not given again
+// (pgSequence, pgSkip). Position 0 is the beginning of an empty table.
 func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
 	}
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL: "SELECT '" + PostgresTable + "'::regclass::oid::bigint, min(pos), max(pos) FROM " + PostgresTable,
+		SQL:    "SELECT " + pgEpoch + ", EXISTS (SELECT FROM " + PostgresTable + " WHERE pos = $1), NOT EXISTS (SELECT FROM " + PostgresTable + " WHERE pos IS NOT NULL)",
+		Params: []abi.PGValue{integer(int64(after.lo))},
 	})
 	if err != nil {
 		return false, err
 	}
 	row := rs[0].Row(0)
 	if uint64(row[0].Int) != after.hi {
-		return false, nil // another table's position
+		return false, nil // another storage's position
 	}
-	if row[1].Kind == abi.PGNull {
-		return after.lo == 0, nil
+	if after.lo == 0 {
+		return row[2].Bool, nil
 	}
-	return after.lo >= uint64(row[1].Int) && after.lo <= uint64(row[2].Int), nil
+	return row[1].Bool, nil
 }
 
 // listen keeps a connection LISTENing on the log's channel, waking the

@@ -250,7 +250,8 @@ func TestPostgresResumeAfterRestart(t *testing.T) {
 // The event table dropped (by hand, or the schema restored from a dump):
 // a position in the old table is ErrLost, before and after the table is
 // created again by the next append, never served as if nothing had
-// happened in between.
+// happened in between; the live subscription ends, and a new one gets the
+// new table's events.
 func TestPostgresResumeAfterTheTableWasDropped(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
@@ -270,11 +271,15 @@ func TestPostgresResumeAfterTheTableWasDropped(t *testing.T) {
 	assert.Error(t, err, "the table is gone")
 
 	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m2", 0))
-	e := next(t, s) // the live subscription follows the new table
-	assert.Equal(t, "m2", e.Key)
-	assert.NotEqual(t, seen.ID, e.ID)
+	assert.ErrorIs(t, ended(t, s), events.ErrUnavailable, "the live subscription ends: its table was lost")
 	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
 	assert.ErrorIs(t, err, events.ErrLost, "a new table does not hold what followed an old position")
+	s, err = b.Subscribe(ctx, events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer s.Close()
+	e := next(t, s)
+	assert.Equal(t, "m2", e.Key)
+	assert.NotEqual(t, seen.ID, e.ID)
 }
 
 // Events carry a plugin's data, NUL bytes included, and the table stays
@@ -483,4 +488,178 @@ func TestPostgresSequencedRowsAreVacuumed(t *testing.T) {
 			schema, events.PostgresTable).Scan(&n))
 		return n > 0
 	}, 30*time.Second, 100*time.Millisecond, "no VACUUM of the event table")
+}
+
+// The reader of a PostgreSQL log notices when the table lost what it had
+// read without any statement failing: truncated (its identity restarted
+// or not, with the sequencer's table or not), its rows deleted, dropped
+// and created again in one transaction, or an older state of it restored
+// in place. Observers are told Down (a read cache flushes), live
+// subscriptions end with ErrUnavailable, positions read before the loss
+// are ErrLost (but for one a restored state still holds, and one another
+// event took before the reader looked), and the events appended after
+// are delivered to a new subscription.
+func TestPostgresReaderNoticesTheLogWasLost(t *testing.T) {
+	const (
+		first = 1 << iota // the position of the event before the snapshot
+		seen              // the position of the one after, read last
+	)
+	restore := []string{
+		"DELETE FROM " + events.PostgresTable,
+		"INSERT INTO " + events.PostgresTable + " OVERRIDING SYSTEM VALUE SELECT * FROM snap_events",
+		"DELETE FROM " + events.PostgresTable + "_sequencer",
+		"INSERT INTO " + events.PostgresTable + "_sequencer SELECT * FROM snap_sequencer",
+		"SELECT setval(pg_get_serial_sequence('" + events.PostgresTable + "', 'seq'), (SELECT max(seq) FROM snap_events))",
+	}
+	for _, tc := range []struct {
+		name string
+		// lose runs in one transaction of the admin's, as the backend's
+		// role, in its schema; snap_events and snap_sequencer hold copies
+		// of the event table and the sequencer's taken after the first
+		// event.
+		lose []string
+		// lost are the positions resuming at which is ErrLost.
+		lost int
+		// quiet: nothing is appended until the reader has noticed (an
+		// event appended before would take the position read last).
+		quiet bool
+	}{
+		{"truncated", []string{"TRUNCATE " + events.PostgresTable}, first | seen, false},
+		{"truncated, identity restarted", []string{"TRUNCATE " + events.PostgresTable + " RESTART IDENTITY"}, first | seen, false},
+		{"every table truncated", []string{"TRUNCATE " + events.PostgresTable + ", " + events.PostgresTable + "_sequencer RESTART IDENTITY"}, first | seen, false},
+		{"rows deleted", []string{"DELETE FROM " + events.PostgresTable}, first | seen, false},
+		{"created again", []string{
+			"ALTER TABLE " + events.PostgresTable + " RENAME TO old_events",
+			"CREATE TABLE " + events.PostgresTable + " (LIKE old_events INCLUDING ALL)",
+			"DROP TABLE old_events",
+		}, first | seen, false},
+		{"older state restored", restore, seen, true},
+		{"older state restored, another event at the position read", append(restore,
+			"INSERT INTO "+events.PostgresTable+" (kind, op, agent, key, version, at, pos) VALUES ('custom', 'thing', 'a', 'other', 0, 1, 2)",
+			"UPDATE "+events.PostgresTable+"_sequencer SET high = 2",
+		), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := pgtest.URL(t)
+			schema := pgtest.Schema(t, pgbridge.RolePrefix)
+			ctx := context.Background()
+			b := pgBus(t, url, schema, events.Options{})
+			var d downs
+			require.NoError(t, b.Observe(ctx, &d))
+			s, err := b.Subscribe(ctx, events.Filter{}, "")
+			require.NoError(t, err)
+			defer s.Close()
+			admin, err := pgx.Connect(ctx, url)
+			require.NoError(t, err)
+			defer admin.Close(ctx)
+			inSchema := func(stmts ...string) {
+				t.Helper()
+				tx, err := admin.Begin(ctx)
+				require.NoError(t, err)
+				defer tx.Rollback(ctx)
+				for _, q := range append([]string{
+					"SET LOCAL ROLE " + pgx.Identifier{pgbridge.RolePrefix + schema}.Sanitize(),
+					"SET LOCAL search_path = " + pgx.Identifier{schema}.Sanitize(),
+				}, stmts...) {
+					_, err := tx.Exec(ctx, q)
+					require.NoError(t, err, q)
+				}
+				require.NoError(t, tx.Commit(ctx))
+			}
+
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m1", 0))
+			ids := map[int]string{first: next(t, s).ID}
+			inSchema("CREATE TABLE snap_events AS SELECT * FROM "+events.PostgresTable,
+				"CREATE TABLE snap_sequencer AS SELECT * FROM "+events.PostgresTable+"_sequencer")
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m2", 0))
+			e := next(t, s)
+			require.Equal(t, "m2", e.Key)
+			ids[seen] = e.ID
+
+			inSchema(tc.lose...)
+			if !tc.quiet {
+				// Appended after the loss, before the reader looks.
+				b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "after", 0))
+			}
+			require.Eventually(t, func() bool { return d.n.Load() > 0 }, 20*time.Second, 10*time.Millisecond, "the observer was not told")
+			assert.ErrorIs(t, ended(t, s), events.ErrUnavailable)
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "later", 0))
+			fresh, err := b.Subscribe(ctx, events.Filter{}, "")
+			require.NoError(t, err)
+			defer fresh.Close()
+			for e := next(t, fresh); e.Key != "later"; e = next(t, fresh) {
+			}
+
+			for _, at := range []int{first, seen} {
+				r, err := b.Subscribe(ctx, events.Filter{}, ids[at])
+				if tc.lost&at != 0 {
+					assert.ErrorIs(t, err, events.ErrLost, "resuming after %s, read before the loss", ids[at])
+					continue
+				}
+				if at == first {
+					// The restored state holds it: what follows it now follows.
+					require.NoError(t, err)
+					for e := next(t, r); e.Key != "later"; e = next(t, r) {
+						assert.NotEqual(t, "m2", e.Key)
+					}
+				}
+				if err == nil {
+					r.Close()
+				}
+			}
+			assert.Equal(t, int32(1), d.n.Load(), "told once")
+		})
+	}
+}
+
+// Positions are not given again after the event table's rows were
+// deleted, even with no reader to notice: a subscriber resuming at one
+// read before is told ErrLost, not handed the events that took it. The
+// sequencer's row, which keeps the highest position given and makes runs
+// one at a time, is put back when it was deleted.
+func TestPostgresPositionsAreNotGivenAgain(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{schema, events.PostgresTable}.Sanitize()
+	sequencer := pgx.Identifier{schema, events.PostgresTable + "_sequencer"}.Sanitize()
+	count := func(q string) int {
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, q).Scan(&n))
+		return n
+	}
+
+	reader := pgBus(t, url, schema, events.Options{})
+	s, err := reader.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	pub := pgBus(t, url, schema, events.Options{}) // never read: no reader of its own looks
+	var ids []string
+	for i := range 3 {
+		pub.Publish(ev("custom", "thing", "a", fmt.Sprint("before-", i), 0))
+		ids = append(ids, next(t, s).ID)
+	}
+	s.Close()
+	require.NoError(t, reader.Close(ctx))
+
+	_, err = admin.Exec(ctx, "DELETE FROM "+table)
+	require.NoError(t, err)
+	for i := range 3 {
+		pub.Publish(ev("custom", "thing", "a", fmt.Sprint("after-", i), 0))
+	}
+	require.Eventually(t, func() bool {
+		return count("SELECT count(*) FROM "+table+" WHERE pos IS NOT NULL") == 3
+	}, 20*time.Second, 10*time.Millisecond)
+	later := pgBus(t, url, schema, events.Options{})
+	for _, id := range ids {
+		_, err := later.Subscribe(ctx, events.Filter{}, id)
+		assert.ErrorIs(t, err, events.ErrLost, "resuming after %s, whose event was deleted", id)
+	}
+
+	_, err = admin.Exec(ctx, "DELETE FROM "+sequencer)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return count("SELECT count(*) FROM "+sequencer) == 1 },
+		20*time.Second, 10*time.Millisecond, "the sequencer's row is not back")
 }
