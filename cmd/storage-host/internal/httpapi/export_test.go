@@ -35,11 +35,15 @@ var ErrorCodes = []string{codeInvalid, codeUnauthorized, codeForbidden, codeNotF
 	codeUnavailable, codeNotReady, codeEventsLost, codeOutcomeUnknown}
 
 // EndCodes are the codes of an event stream's end event.
-var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endInternal}
+var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endTooMany, endInternal}
 
 // SetKeepalive sets the interval of h's event-stream keepalives; call it
 // before h serves.
 func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }
+
+// SetStreamTimeout sets how long h's event streams wait for their client
+// to take what they send; call it before h serves.
+func SetStreamTimeout(h *Handler, d time.Duration) { h.streamTimeout = d }
 
 // SetBodyReadTimeout sets how long a request body may take to arrive,
 // until the test ends.

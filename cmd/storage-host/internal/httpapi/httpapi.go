@@ -98,9 +98,11 @@ type Options struct {
 	// Default: none, and no /metrics route.
 	Registry *prometheus.Registry
 	// MaxEventStreams bounds the event streams (GET /v1/events) open at
-	// once; one more is answered 503 with Retry-After. Each holds a
-	// connection, a file descriptor and buffers for as long as its client
-	// keeps it.
+	// once. Each holds a connection, a file descriptor and buffers for as
+	// long as its client keeps it. When they are all open, a client whose
+	// address holds at least two fewer than the address holding the most
+	// takes the place of that address's newest stream, which ends with
+	// too_many_streams; any other is answered 503 with Retry-After.
 	// Default: DefaultMaxEventStreams, lowered to a quarter of the
 	// process's limit on open files when that is smaller.
 	MaxEventStreams int
@@ -125,10 +127,11 @@ type Handler struct {
 
 	decoding chan struct{} // a token per body being decoded (decodeBody)
 
-	keepalive    time.Duration // between the comments of an idle event stream
-	streamSlots  chan struct{} // one element per open event stream
-	streamsEnded chan struct{} // closed by EndStreams
-	endStreams   sync.Once
+	keepalive     time.Duration // between the comments of an idle event stream
+	streamTimeout time.Duration // for a stream's client to take what it is sent
+	streams       *streamSlots
+	streamsEnded  chan struct{} // closed by EndStreams
+	endStreams    sync.Once
 }
 
 // New returns a Handler serving o.Backends. It fails for a missing
@@ -143,12 +146,6 @@ func New(o Options) (*Handler, error) {
 	if o.MaxEventStreams < 0 {
 		return nil, fmt.Errorf("httpapi: Options.MaxEventStreams is negative (%d)", o.MaxEventStreams)
 	}
-	if o.MaxEventStreams == 0 {
-		o.MaxEventStreams = DefaultMaxEventStreams
-		if n := fdLimit() / 4; n > 0 && n < uint64(o.MaxEventStreams) {
-			o.MaxEventStreams = int(n)
-		}
-	}
 	h := &Handler{
 		backends:   o.Backends,
 		log:        o.Logger,
@@ -157,9 +154,10 @@ func New(o Options) (*Handler, error) {
 		routesOnly: http.NewServeMux(),
 		decoding:   make(chan struct{}, maxDecoding),
 
-		keepalive:    keepaliveInterval,
-		streamSlots:  make(chan struct{}, o.MaxEventStreams),
-		streamsEnded: make(chan struct{}),
+		keepalive:     keepaliveInterval,
+		streamTimeout: streamWriteTimeout,
+		streams:       newStreamSlots(maxEventStreams(o.MaxEventStreams)),
+		streamsEnded:  make(chan struct{}),
 	}
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()
@@ -202,6 +200,30 @@ func (h *Handler) SetTokens(ts []Token) {
 		return
 	}
 	h.tokens.Store(&compiled)
+}
+
+// SetMaxEventStreams changes Options.MaxEventStreams, for a configuration
+// reload; 0 is the default. Streams open past a lowered bound go on until
+// they end or are displaced. A negative n is not applied: the bound stays
+// and the error is logged.
+func (h *Handler) SetMaxEventStreams(n int) {
+	if n < 0 {
+		h.log.Error("event stream bound not changed; the previous one stays", "max_event_streams", n)
+		return
+	}
+	h.streams.setMax(maxEventStreams(n))
+}
+
+// maxEventStreams is Options.MaxEventStreams n with its default.
+func maxEventStreams(n int) int {
+	if n > 0 {
+		return n
+	}
+	n = DefaultMaxEventStreams
+	if lim := fdLimit() / 4; lim > 0 && lim < uint64(n) {
+		n = int(lim)
+	}
+	return n
 }
 
 // ServeHTTP serves one request.
