@@ -1,11 +1,16 @@
 package main_test
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,4 +94,40 @@ func TestDaemonBoundsRequests(t *testing.T) {
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the daemon kept a connection with unfinished headers open for %s", time.Since(sent).Round(time.Second))
 	t.Logf("connection with unfinished headers closed after %s (err %v)", time.Since(sent).Round(100*time.Millisecond), err)
+}
+
+// TestDaemonEventStreamsBound: the configuration's max_event_streams
+// bounds the daemon's event streams, and a reload changes the bound.
+func TestDaemonEventStreamsBound(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	file := func(n int) []byte {
+		return fmt.Appendf(nil, "max_event_streams = %d\nbackend \"memory\" {\n  plugin = \"builtin:memory\"\n}\n", n)
+	}
+	require.NoError(t, os.WriteFile(cfg, file(1), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	host := strings.TrimPrefix(d.url, "http://")
+	open := func() string {
+		c, err := net.Dial("tcp", host)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = io.WriteString(c, "GET /v1/events HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+		status, err := bufio.NewReader(c).ReadString('\n')
+		require.NoError(t, err)
+		return strings.TrimSpace(status)
+	}
+	require.Equal(t, "HTTP/1.1 200 OK", open())
+	r := call(t, "GET", d.url+"/v1/events", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+	assert.Contains(t, string(r.body), "too many event streams are open (1)")
+
+	replaceFile(t, cfg, file(2))
+	d.signal(syscall.SIGHUP)
+	d.waitLog(reloaded, 1)
+	require.Equal(t, "HTTP/1.1 200 OK", open())
+	r = call(t, "GET", d.url+"/v1/events", "")
+	assert.Contains(t, string(r.body), "too many event streams are open (2)")
 }

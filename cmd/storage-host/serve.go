@@ -131,7 +131,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sched.update(f)
-	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg})
+	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg,
+		MaxEventStreams: f.MaxEventStreams})
 	if err != nil {
 		closeManager()
 		return err
@@ -215,6 +216,7 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		return
 	}
 	r.h.SetTokens(f.Auth.Tokens)
+	r.h.SetMaxEventStreams(f.MaxEventStreams)
 	r.sched.update(f)
 	if r.watcher != nil {
 		r.watcher.follow(f)

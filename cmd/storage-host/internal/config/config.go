@@ -24,6 +24,10 @@ type File struct {
 	DataDir string
 	// Listen is the host:port the daemon serves; "" when unset.
 	Listen string
+	// MaxEventStreams bounds the event streams the daemon serves at once
+	// (httpapi.Options.MaxEventStreams); 0 when unset, for the default.
+	// A reload applies it to new streams.
+	MaxEventStreams int
 	// Log configures the daemon's log.
 	Log Log
 	// Backends are the backends, in file order.

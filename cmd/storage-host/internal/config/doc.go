@@ -22,6 +22,9 @@
 // The file:
 //
 //	listen = "127.0.0.1:8474"          # optional: host:port the daemon serves
+//	max_event_streams = 1024            # optional, 1 to 1048576: event streams (GET /v1/events) open at once,
+//	                                    # shared among client addresses; default 1024, or a quarter of the
+//	                                    # process's limit on open files when lower; a reload applies it
 //
 //	log {                               # optional
 //	  level  = "info"                   # trace|debug|info|warn|error; default info
