@@ -77,16 +77,21 @@ func (h *Handler) tooLarge() error {
 		msg: fmt.Sprintf("request body is larger than %d bytes", h.maxBody)}
 }
 
-// readAll is io.ReadAll into a buffer sized for a body of the declared
-// length (when it is declared), so that a body is read in one allocation
-// rather than grown from 512 bytes.
+// firstRead is the most readAll allocates for a body before any of it
+// has arrived.
+const firstRead = 32 << 10
+
+// readAll is io.ReadAll for a body of the declared length (when it is
+// declared): its buffer grows from firstRead by doubling up to that
+// length (and one byte, so that the read ends with io.EOF without
+// growing it), so that a body is read in few allocations, and a client
+// that declares a megabyte and sends nothing makes the daemon hold no
+// more than firstRead for it.
 func readAll(r io.Reader, declared int64) ([]byte, error) {
 	if declared <= 0 || declared > 1<<20 {
 		return io.ReadAll(r)
 	}
-	// One byte more than declared, so that the read ends with io.EOF
-	// without growing the buffer.
-	b := make([]byte, 0, declared+1)
+	b := make([]byte, 0, min(declared+1, firstRead))
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -97,7 +102,15 @@ func readAll(r io.Reader, declared int64) ([]byte, error) {
 			return b, err
 		}
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow as io.ReadAll does
+			if c := int64(cap(b)); c <= declared {
+				next := 2 * c
+				if next >= declared {
+					next = declared + 1
+				}
+				b = append(make([]byte, 0, next), b...)
+			} else {
+				b = append(b, 0)[:len(b)] // past the declared length: as io.ReadAll grows
+			}
 		}
 	}
 }
