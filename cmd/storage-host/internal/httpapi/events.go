@@ -138,22 +138,17 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Accel-Buffering", "no") // nginx: do not hold the stream back
 	hd.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
 		return nil // the answer a stream would have, without the stream
 	}
-	// A stream's connection is not kept alive after it: the write
-	// deadline that bounds its end must not outlive it, and a client
-	// reconnects rarely.
-	hd.Set("Connection", "close")
-	w.WriteHeader(http.StatusOK)
 	h.metrics.streamOpened()
 	defer h.metrics.streamClosed()
 
 	s := &stream{w: w, rc: http.NewResponseController(w), timeout: h.streamTimeout}
 	// Deferred calls run last first: the place is given back before the
 	// deadline of the server's last writes is set, so that no displacing
-	// client sets it after.
+	// client sets it after. The server clears it once they are done.
 	defer s.finish()
 	if !h.streams.attach(slot, s) {
 		h.endStream(s, r, errDisplaced)

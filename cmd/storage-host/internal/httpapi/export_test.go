@@ -41,6 +41,10 @@ var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, en
 // before h serves.
 func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }
 
+// SetResponseTimeout sets how long h's responses may take to be written
+// from their first byte; call it before h serves.
+func SetResponseTimeout(h *Handler, d time.Duration) { h.responseTimeout = d }
+
 // SetStreamTimeout sets how long h's event streams wait for their client
 // to take what they send; call it before h serves.
 func SetStreamTimeout(h *Handler, d time.Duration) { h.streamTimeout = d }

@@ -216,8 +216,8 @@ func (s *stream) displace() {
 }
 
 // finish bounds what the server still writes after the handler (the end
-// of the chunked body) by the stream's timeout. The connection is not
-// kept alive after a stream, so the deadline does not outlive it.
+// of the chunked body) by the stream's timeout; the server clears the
+// deadline once it has written it, before the connection serves again.
 func (s *stream) finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -213,4 +214,64 @@ func (e *env) sendWith(c *http.Client, method, path string) *response {
 	body, err := io.ReadAll(res.Body)
 	require.NoError(e.t, err)
 	return &response{code: res.StatusCode, header: res.Header, body: body}
+}
+
+// TestResponseToAClientThatStopsReadingEnds: a response its client does
+// not take within the response timeout of its first byte ends, and the
+// handler with it, instead of holding its goroutine, its connection and
+// the encoded response for good; the connection is closed. A later
+// request on a kept-alive connection gets its own deadline.
+func TestResponseToAClientThatStopsReadingEnds(t *testing.T) {
+	e := newEnv(t)
+	httpapi.SetResponseTimeout(e.h, time.Second)
+	var shrink atomic.Bool
+	shrink.Store(true)
+	e.restart(func(l net.Listener) net.Listener { return smallBuffers{l, &shrink} })
+	big := `{"pad":"` + strings.Repeat("x", 512<<10) + `"}`
+	for i := range 4 {
+		e.putState(fmt.Sprintf("big-%d", i), big)
+	}
+	served := func() float64 {
+		var n float64
+		for _, m := range series(t, e.reg, "storage_host_http_requests_total", map[string]string{"route": "GET /v1/agent-states"}) {
+			n += m.GetCounter().GetValue()
+		}
+		return n
+	}
+
+	c, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = io.WriteString(c, "GET /v1/agent-states?limit=10 HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return served() == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the handler of a response its client does not read has not returned")
+	require.True(t, closedByServer(c), "the server keeps the connection open")
+
+	// A kept-alive connection whose last response is long done serves
+	// again, a body sent after 100-continue included.
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+	defer client.CloseIdleConnections()
+	put := func() {
+		t.Helper()
+		var continued, reused bool
+		trace := &httptrace.ClientTrace{
+			GotConn:        func(i httptrace.GotConnInfo) { reused = i.Reused },
+			Got100Continue: func() { continued = true },
+		}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
+			"PUT", e.srv.URL+"/v1/agents/a/state", strings.NewReader(`{"v":1}`))
+		require.NoError(t, err)
+		req.Header.Set("Expect", "100-continue")
+		res, err := client.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.True(t, continued, "no 100 Continue (reused connection: %v)", reused)
+	}
+	put()
+	time.Sleep(1500 * time.Millisecond) // past the first response's deadline
+	put()
 }
