@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -331,9 +330,12 @@ func parseEventFilter(q url.Values) (events.Filter, error) {
 }
 
 // nonEmptyList reads a list parameter, refusing an empty value (or, with
-// split, an empty element of a comma-separated value).
+// split, an empty element of a comma-separated value), each value once.
+// A query may give thousands: they are told apart by a set, not by
+// scanning the list for each.
 func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 	var out []string
+	seen := map[string]struct{}{}
 	for _, v := range vs {
 		items := []string{v}
 		if split {
@@ -346,7 +348,8 @@ func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 			if strings.TrimSpace(s) == "" {
 				return nil, invalid(fmt.Sprintf("%s %s: empty value", name, quoted(v)))
 			}
-			if !slices.Contains(out, s) {
+			if _, dup := seen[s]; !dup {
+				seen[s] = struct{}{}
 				out = append(out, s)
 			}
 		}
