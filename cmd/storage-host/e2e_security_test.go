@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,4 +131,37 @@ func TestDaemonEventStreamsBound(t *testing.T) {
 	require.Equal(t, "HTTP/1.1 200 OK", open())
 	r = call(t, "GET", d.url+"/v1/events", "")
 	assert.Contains(t, string(r.body), "too many event streams are open (2)")
+}
+
+// TestDaemonBoundsConnections: a client opening hundreds of connections
+// that send nothing does not make the daemon hold more than its
+// max_connections (it held every one, up to its limit on open files,
+// before), and another client is served meanwhile.
+func TestDaemonBoundsConnections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte("max_connections = 32\nbackend \"memory\" {\n  plugin = \"builtin:memory\"\n}\n"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	host := strings.TrimPrefix(d.url, "http://")
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid))
+		if err != nil {
+			t.Skipf("cannot count the daemon's file descriptors: %v", err)
+		}
+		return len(entries)
+	}
+	before := fds()
+	for range 300 {
+		c, err := net.Dial("tcp", host)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+	}
+	// The daemon accepts them all, closing the oldest as it goes.
+	r := call(t, "GET", d.url+"/healthz", "")
+	require.Equal(t, http.StatusNoContent, r.code)
+	held := fds() - before
+	t.Logf("300 silent connections: the daemon holds %d more file descriptors", held)
+	assert.LessOrEqual(t, held, 32+4, "file descriptors past max_connections")
+	d.waitLog(regexp.MustCompile(`connections at their bound`), 1)
 }

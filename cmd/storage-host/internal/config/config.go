@@ -28,6 +28,10 @@ type File struct {
 	// (httpapi.Options.MaxEventStreams); 0 when unset, for the default.
 	// A reload applies it to new streams.
 	MaxEventStreams int
+	// MaxConnections bounds the connections the daemon holds open
+	// (httpapi.NewConnLimit); 0 when unset, for the default. A reload
+	// applies it.
+	MaxConnections int
 	// Log configures the daemon's log.
 	Log Log
 	// Backends are the backends, in file order.

@@ -33,6 +33,7 @@ type (
 	rawFile struct {
 		Listen          hcl.Expression `hcl:"listen,optional"`
 		MaxEventStreams hcl.Expression `hcl:"max_event_streams,optional"`
+		MaxConnections  hcl.Expression `hcl:"max_connections,optional"`
 		Log             *rawLog        `hcl:"log,block"`
 		Backends        []*rawBackend  `hcl:"backend,block"`
 		Routes          *rawRoutes     `hcl:"routes,block"`
@@ -143,10 +144,14 @@ type (
 	}
 )
 
-// maxEventStreams is the largest max_event_streams accepted: far more
-// than a process's file descriptors allow, and small enough that a typo
-// of a few digits too many is caught.
-const maxEventStreams = 1 << 20
+// maxEventStreams and maxConnections are the largest max_event_streams
+// and max_connections accepted: far more than a process's file
+// descriptors allow, and small enough that a typo of a few digits too
+// many is caught.
+const (
+	maxEventStreams = 1 << 20
+	maxConnections  = 1 << 20
+)
 
 // minTokenSecret is the shortest token secret accepted, in bytes.
 const minTokenSecret = 16
@@ -228,6 +233,9 @@ func (c *checker) file(src []byte) *File {
 	}
 	if v, ok := c.integer(raw.MaxEventStreams, "max_event_streams", 1, maxEventStreams); ok {
 		f.MaxEventStreams = int(v)
+	}
+	if v, ok := c.integer(raw.MaxConnections, "max_connections", 1, maxConnections); ok {
+		f.MaxConnections = int(v)
 	}
 	f.Log = c.log(raw.Log)
 	f.Backends, f.source.backends = c.backends(raw.Backends, hf.Body.MissingItemRange())

@@ -41,6 +41,19 @@ var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, en
 // before h serves.
 func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }
 
+// ConnsBusy returns the connections of l serving a request.
+func ConnsBusy(l *ConnLimit) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.conns {
+		if e.busy {
+			n++
+		}
+	}
+	return n
+}
+
 // SetResponseTimeout sets how long h's responses may take to be written
 // from their first byte; call it before h serves.
 func SetResponseTimeout(h *Handler, d time.Duration) { h.responseTimeout = d }
