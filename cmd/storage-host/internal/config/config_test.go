@@ -289,6 +289,7 @@ func TestBadConfigs(t *testing.T) {
 		{"max_event_streams fraction", mem + "max_event_streams = 2.5\n", "", "2:21", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"max_event_streams too many", "max_event_streams = 100000000\n" + mem, "", "1:21", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"max_event_streams string", "max_event_streams = \"many\"\n" + mem, "", "1:21", `Inappropriate value for attribute "max_event_streams": a number is required.`},
+		{"max_event_streams not under max_connections", "max_connections = 10\nmax_event_streams = 10\n" + mem, "", "2:21", "max_event_streams (10) must be less than max_connections (10)"},
 		{"max_connections zero", "max_connections = 0\n" + mem, "", "1:19", "max_connections must be a whole number from 1 to 1048576"},
 		{"json max_event_streams", "{\n  \"backend\": {\"m\": {\"plugin\": \"builtin:memory\"}},\n  \"max_event_streams\": -1\n}\n", "bad.json", "3:24", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"redis two password sources", "backend \"r\" {\n  plugin = \"builtin:redis\"\n  redis {\n    addrs = [\"127.0.0.1:6379\"]\n    key_prefix = \"r:\"\n    password = \"x\"\n    password_env = \"REDIS_PASSWORD\"\n  }\n}\n", "", "7:20", "Conflicting secret sources; password and password_env are both set"},

@@ -237,6 +237,11 @@ func (c *checker) file(src []byte) *File {
 	if v, ok := c.integer(raw.MaxConnections, "max_connections", 1, maxConnections); ok {
 		f.MaxConnections = int(v)
 	}
+	if f.MaxEventStreams > 0 && f.MaxConnections > 0 && f.MaxEventStreams >= f.MaxConnections {
+		c.errorf(raw.MaxEventStreams.Range(), `Invalid value for "max_event_streams"`,
+			"max_event_streams (%d) must be less than max_connections (%d): each stream holds a connection, and streams at the bound would leave none for other requests.",
+			f.MaxEventStreams, f.MaxConnections)
+	}
 	f.Log = c.log(raw.Log)
 	f.Backends, f.source.backends = c.backends(raw.Backends, hf.Body.MissingItemRange())
 	f.Routes = c.routes(raw.Routes, raw.Backends)
