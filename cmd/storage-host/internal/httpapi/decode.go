@@ -78,8 +78,9 @@ func (h *Handler) tooLarge() error {
 }
 
 // firstRead is the most readAll allocates for a body before any of it
-// has arrived.
-const firstRead = 32 << 10
+// has arrived: with every connection of the daemon reading a body that
+// does not come (ConnLimit), 64 MiB at the default bound.
+const firstRead = 4 << 10
 
 // readAll is io.ReadAll for a body of the declared length (when it is
 // declared): its buffer grows from firstRead by doubling up to that
