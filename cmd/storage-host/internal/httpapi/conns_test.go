@@ -84,6 +84,8 @@ func TestConnLimit(t *testing.T) {
 		hog = append(hog, c)
 	}
 	require.Equal(t, 4, l.Open())
+	// The server marks a connection idle just after its answer is sent.
+	require.Eventually(t, func() bool { return httpapi.ConnsBusy(l) == 0 }, 10*time.Second, 10*time.Millisecond)
 	newcomer := dialFrom(t, srv, "127.0.0.3")
 	require.Equal(t, "204 No Content", get(t, newcomer))
 	require.True(t, isClosed(hog[0]), "the hog's longest idle connection is open")
