@@ -1,11 +1,17 @@
 package main_test
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,4 +95,73 @@ func TestDaemonBoundsRequests(t *testing.T) {
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the daemon kept a connection with unfinished headers open for %s", time.Since(sent).Round(time.Second))
 	t.Logf("connection with unfinished headers closed after %s (err %v)", time.Since(sent).Round(100*time.Millisecond), err)
+}
+
+// TestDaemonEventStreamsBound: the configuration's max_event_streams
+// bounds the daemon's event streams, and a reload changes the bound.
+func TestDaemonEventStreamsBound(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	file := func(n int) []byte {
+		return fmt.Appendf(nil, "max_event_streams = %d\nbackend \"memory\" {\n  plugin = \"builtin:memory\"\n}\n", n)
+	}
+	require.NoError(t, os.WriteFile(cfg, file(1), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	host := strings.TrimPrefix(d.url, "http://")
+	open := func() string {
+		c, err := net.Dial("tcp", host)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = io.WriteString(c, "GET /v1/events HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+		status, err := bufio.NewReader(c).ReadString('\n')
+		require.NoError(t, err)
+		return strings.TrimSpace(status)
+	}
+	require.Equal(t, "HTTP/1.1 200 OK", open())
+	r := call(t, "GET", d.url+"/v1/events", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+	assert.Contains(t, string(r.body), "too many event streams are open (1)")
+
+	replaceFile(t, cfg, file(2))
+	d.signal(syscall.SIGHUP)
+	d.waitLog(reloaded, 1)
+	require.Equal(t, "HTTP/1.1 200 OK", open())
+	r = call(t, "GET", d.url+"/v1/events", "")
+	assert.Contains(t, string(r.body), "too many event streams are open (2)")
+}
+
+// TestDaemonBoundsConnections: a client opening hundreds of connections
+// that send nothing does not make the daemon hold more than its
+// max_connections (it held every one, up to its limit on open files,
+// before), and another client is served meanwhile.
+func TestDaemonBoundsConnections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte("max_connections = 32\nbackend \"memory\" {\n  plugin = \"builtin:memory\"\n}\n"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	host := strings.TrimPrefix(d.url, "http://")
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid))
+		if err != nil {
+			t.Skipf("cannot count the daemon's file descriptors: %v", err)
+		}
+		return len(entries)
+	}
+	before := fds()
+	for range 300 {
+		c, err := net.Dial("tcp", host)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+	}
+	// The daemon accepts them all, closing the oldest as it goes.
+	r := call(t, "GET", d.url+"/healthz", "")
+	require.Equal(t, http.StatusNoContent, r.code)
+	held := fds() - before
+	t.Logf("300 silent connections: the daemon holds %d more file descriptors", held)
+	assert.LessOrEqual(t, held, 32+4, "file descriptors past max_connections")
+	d.waitLog(regexp.MustCompile(`connections at their bound`), 1)
 }

@@ -131,7 +131,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sched.update(f)
-	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg})
+	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg,
+		MaxEventStreams: f.MaxEventStreams})
 	if err != nil {
 		closeManager()
 		return err
@@ -141,10 +142,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		closeManager()
 		return err
 	}
+	conns := httpapi.NewConnLimit(f.MaxConnections, logger.Named("http"))
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ConnState:         conns.ConnState,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	// Event streams never finish by themselves: Shutdown would wait for
@@ -153,9 +156,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), dataDir, ln.Addr())
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(conns.Listener(ln)) }()
 
-	r.m, r.h, r.sched = m, h, sched
+	r.m, r.h, r.sched, r.conns = m, h, sched, conns
 
 	for {
 		select {
@@ -190,6 +193,7 @@ type reloader struct {
 	listen  string
 	m       *manager.Manager
 	h       *httpapi.Handler
+	conns   *httpapi.ConnLimit
 	watcher *watcher
 	sched   *scheduler
 	log     hclog.Logger
@@ -215,6 +219,8 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		return
 	}
 	r.h.SetTokens(f.Auth.Tokens)
+	r.h.SetMaxEventStreams(f.MaxEventStreams)
+	r.conns.SetMax(f.MaxConnections)
 	r.sched.update(f)
 	if r.watcher != nil {
 		r.watcher.follow(f)

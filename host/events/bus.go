@@ -378,7 +378,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 	if err := b.startFanOut(ctx); err != nil {
 		return nil, err
 	}
-	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: f, done: make(chan struct{})}
+	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: compile(f), done: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
@@ -573,7 +573,7 @@ func (b *Bus) lost(err *lostError) {
 type Subscription struct {
 	b      *Bus
 	c      chan Event
-	filter Filter
+	filter matcher
 	done   chan struct{}
 	once   sync.Once
 	err    error
@@ -616,7 +616,7 @@ func (s *Subscription) offer(ev *Event, evID id) {
 		return // already delivered while catching up
 	}
 	s.pos = evID
-	if !s.filter.Match(ev) {
+	if !s.filter.match(ev) {
 		return
 	}
 	select {
@@ -689,7 +689,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 		for i := range evs {
 			ev := evs[i]
 			s.pos, _ = parseID(ev.ID)
-			if !s.filter.Match(&ev) {
+			if !s.filter.match(&ev) {
 				continue
 			}
 			select {

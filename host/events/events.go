@@ -75,6 +75,51 @@ func (f *Filter) Match(ev *Event) bool {
 
 func in(list []string, s string) bool { return len(list) == 0 || slices.Contains(list, s) }
 
+// shortList is the longest list of a Filter a subscription scans; a
+// longer one is looked up in a set, so that a subscriber naming
+// thousands of agents costs the fan-out, which matches every event
+// against every subscription under the bus's lock, no more per event
+// than one naming a few.
+const shortList = 8
+
+// matcher is a Filter compiled for the fan-out.
+type matcher struct {
+	kinds, agents, ops set
+}
+
+func compile(f Filter) matcher {
+	return matcher{kinds: newSet(f.Kinds), agents: newSet(f.AgentIDs), ops: newSet(f.Ops)}
+}
+
+func (m *matcher) match(ev *Event) bool {
+	return m.kinds.has(ev.Kind) && m.agents.has(ev.AgentID) && m.ops.has(ev.Op)
+}
+
+// set is a list of a Filter: empty passes everything.
+type set struct {
+	list []string            // when short
+	m    map[string]struct{} // when longer
+}
+
+func newSet(list []string) set {
+	if len(list) <= shortList {
+		return set{list: list}
+	}
+	m := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		m[s] = struct{}{}
+	}
+	return set{m: m}
+}
+
+func (s *set) has(v string) bool {
+	if s.m != nil {
+		_, ok := s.m[v]
+		return ok
+	}
+	return in(s.list, v)
+}
+
 // Errors of a Bus and its subscriptions; test with errors.Is.
 var (
 	// ErrSlowSubscriber ends a subscription whose buffer was full when an

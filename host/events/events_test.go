@@ -475,3 +475,35 @@ func TestReaderNoticesTheStreamWasLost(t *testing.T) {
 		})
 	}
 }
+
+// TestLongFiltersDoNotSlowTheFanOut: subscriptions filtering on 10 000
+// agent IDs each cost the fan-out a lookup per event, not a scan of the
+// list: 2 000 events reach another subscriber in well under a second.
+// Scanning the lists, 400 such subscriptions made the fan-out compare
+// 4 million strings an event, under the bus's lock, for every subscriber
+// of the backend: 19 s for the 2 000 events.
+func TestLongFiltersDoNotSlowTheFanOut(t *testing.T) {
+	b := events.NewLocal(events.Options{Buffer: 16}, nil)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx := context.Background()
+	agents := make([]string, 10_000)
+	for i := range agents {
+		agents[i] = fmt.Sprintf("agent-%06d", i)
+	}
+	for range 400 {
+		s, err := b.Subscribe(ctx, events.Filter{AgentIDs: agents}, "")
+		require.NoError(t, err)
+		t.Cleanup(s.Close)
+	}
+	watch, err := b.Subscribe(ctx, events.Filter{AgentIDs: []string{"agent-zzzzzz"}}, "")
+	require.NoError(t, err)
+	defer watch.Close()
+	const n = 2000
+	start := time.Now()
+	for i := range n {
+		b.Publish(ev("agent_states", "put", "agent-zzzzzz", "k", uint64(i+1)))
+		next(t, watch)
+	}
+	t.Logf("%d events through 400 subscriptions of 10 000 agent IDs in %s", n, time.Since(start))
+	require.Less(t, time.Since(start), 5*time.Second)
+}

@@ -24,6 +24,14 @@ type File struct {
 	DataDir string
 	// Listen is the host:port the daemon serves; "" when unset.
 	Listen string
+	// MaxEventStreams bounds the event streams the daemon serves at once
+	// (httpapi.Options.MaxEventStreams); 0 when unset, for the default.
+	// A reload applies it to new streams.
+	MaxEventStreams int
+	// MaxConnections bounds the connections the daemon holds open
+	// (httpapi.NewConnLimit); 0 when unset, for the default. A reload
+	// applies it.
+	MaxConnections int
 	// Log configures the daemon's log.
 	Log Log
 	// Backends are the backends, in file order.

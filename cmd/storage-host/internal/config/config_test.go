@@ -285,6 +285,13 @@ func TestBadConfigs(t *testing.T) {
 		{"bad log level", "log {\n  level = \"verbose\"\n}\n" + mem, "", "2:11", `"verbose" is not one of trace, debug, info, warn, error`},
 		{"bad log format", "log {\n  format = \"xml\"\n}\n" + mem, "", "2:12", `"xml" is not one of text, json`},
 		{"bad listen", "listen = \"8474\"\n" + mem, "", "1:10", "listen must be host:port"},
+		{"max_event_streams zero", "max_event_streams = 0\n" + mem, "", "1:21", "max_event_streams must be a whole number from 1 to 1048576"},
+		{"max_event_streams fraction", mem + "max_event_streams = 2.5\n", "", "2:21", "max_event_streams must be a whole number from 1 to 1048576"},
+		{"max_event_streams too many", "max_event_streams = 100000000\n" + mem, "", "1:21", "max_event_streams must be a whole number from 1 to 1048576"},
+		{"max_event_streams string", "max_event_streams = \"many\"\n" + mem, "", "1:21", `Inappropriate value for attribute "max_event_streams": a number is required.`},
+		{"max_event_streams not under max_connections", "max_connections = 10\nmax_event_streams = 10\n" + mem, "", "2:21", "max_event_streams (10) must be less than max_connections (10)"},
+		{"max_connections zero", "max_connections = 0\n" + mem, "", "1:19", "max_connections must be a whole number from 1 to 1048576"},
+		{"json max_event_streams", "{\n  \"backend\": {\"m\": {\"plugin\": \"builtin:memory\"}},\n  \"max_event_streams\": -1\n}\n", "bad.json", "3:24", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"redis two password sources", "backend \"r\" {\n  plugin = \"builtin:redis\"\n  redis {\n    addrs = [\"127.0.0.1:6379\"]\n    key_prefix = \"r:\"\n    password = \"x\"\n    password_env = \"REDIS_PASSWORD\"\n  }\n}\n", "", "7:20", "Conflicting secret sources; password and password_env are both set"},
 		{"redis unset password env", "backend \"r\" {\n  plugin = \"builtin:redis\"\n  redis {\n    addrs = [\"127.0.0.1:6379\"]\n    key_prefix = \"r:\"\n    password_env = \"CONFIG_TEST_UNSET\"\n  }\n}\n", "", "6:20", "Unset secret; The environment variable CONFIG_TEST_UNSET is unset or empty."},
 		{"redis unreadable password file", "backend \"r\" {\n  plugin = \"builtin:redis\"\n  redis {\n    addrs = [\"127.0.0.1:6379\"]\n    key_prefix = \"r:\"\n    password_file = \"no/such/file\"\n  }\n}\n", "", "6:21", "Unreadable secret file"},
@@ -630,4 +637,22 @@ func TestReadmeExample(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "memory", f.Routes.Metrics)
 	require.Equal(t, "redis", f.Routes.AgentStates)
+}
+
+// TestDaemonBounds: max_event_streams and max_connections are read at
+// the top level, in HCL and JSON; absent, they are 0, for the defaults.
+func TestDaemonBounds(t *testing.T) {
+	mem := `backend "m" { plugin = "builtin:memory" }` + "\n"
+	f, err := config.Parse([]byte("max_event_streams = 64\nmax_connections = 128\n"+mem), "streams.hcl")
+	require.NoError(t, err)
+	require.Equal(t, 64, f.MaxEventStreams)
+	require.Equal(t, 128, f.MaxConnections)
+	f, err = config.Parse([]byte(`{"max_event_streams": 1, "backend": {"m": {"plugin": "builtin:memory"}}}`), "streams.json")
+	require.NoError(t, err)
+	require.Equal(t, 1, f.MaxEventStreams)
+	f, err = config.Parse([]byte(mem), "streams.hcl")
+	require.NoError(t, err)
+	require.Zero(t, f.MaxEventStreams)
+	require.Zero(t, f.MaxConnections)
+	require.Zero(t, config.Default().MaxEventStreams)
 }

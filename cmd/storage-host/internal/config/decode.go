@@ -31,11 +31,13 @@ import (
 // at the block's MissingItemRange.
 type (
 	rawFile struct {
-		Listen   hcl.Expression `hcl:"listen,optional"`
-		Log      *rawLog        `hcl:"log,block"`
-		Backends []*rawBackend  `hcl:"backend,block"`
-		Routes   *rawRoutes     `hcl:"routes,block"`
-		Auth     *rawAuth       `hcl:"auth,block"`
+		Listen          hcl.Expression `hcl:"listen,optional"`
+		MaxEventStreams hcl.Expression `hcl:"max_event_streams,optional"`
+		MaxConnections  hcl.Expression `hcl:"max_connections,optional"`
+		Log             *rawLog        `hcl:"log,block"`
+		Backends        []*rawBackend  `hcl:"backend,block"`
+		Routes          *rawRoutes     `hcl:"routes,block"`
+		Auth            *rawAuth       `hcl:"auth,block"`
 	}
 	rawLog struct {
 		Level  hcl.Expression `hcl:"level,optional"`
@@ -142,6 +144,15 @@ type (
 	}
 )
 
+// maxEventStreams and maxConnections are the largest max_event_streams
+// and max_connections accepted: far more than a process's file
+// descriptors allow, and small enough that a typo of a few digits too
+// many is caught.
+const (
+	maxEventStreams = 1 << 20
+	maxConnections  = 1 << 20
+)
+
 // minTokenSecret is the shortest token secret accepted, in bytes.
 const minTokenSecret = 16
 
@@ -219,6 +230,17 @@ func (c *checker) file(src []byte) *File {
 			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "listen must be host:port: %v.", err)
 		}
 		f.Listen = listen
+	}
+	if v, ok := c.integer(raw.MaxEventStreams, "max_event_streams", 1, maxEventStreams); ok {
+		f.MaxEventStreams = int(v)
+	}
+	if v, ok := c.integer(raw.MaxConnections, "max_connections", 1, maxConnections); ok {
+		f.MaxConnections = int(v)
+	}
+	if f.MaxEventStreams > 0 && f.MaxConnections > 0 && f.MaxEventStreams >= f.MaxConnections {
+		c.errorf(raw.MaxEventStreams.Range(), `Invalid value for "max_event_streams"`,
+			"max_event_streams (%d) must be less than max_connections (%d): each stream holds a connection, and streams at the bound would leave none for other requests.",
+			f.MaxEventStreams, f.MaxConnections)
 	}
 	f.Log = c.log(raw.Log)
 	f.Backends, f.source.backends = c.backends(raw.Backends, hf.Body.MissingItemRange())

@@ -22,6 +22,13 @@
 // The file:
 //
 //	listen = "127.0.0.1:8474"          # optional: host:port the daemon serves
+//	max_event_streams = 1024            # optional, 1 to 1048576: event streams (GET /v1/events) open at once,
+//	                                    # shared among client addresses; default 1024, or a quarter of the
+//	                                    # process's limit on open files when lower; a reload applies it
+//	max_connections = 16384             # optional, 1 to 1048576: connections held open; at the bound a new one
+//	                                    # takes the place of an idle one (or one yet to send a request) of the
+//	                                    # client address holding the most, else is closed; default 16384, or half
+//	                                    # the process's limit on open files when lower; a reload applies it
 //
 //	log {                               # optional
 //	  level  = "info"                   # trace|debug|info|warn|error; default info

@@ -13,7 +13,7 @@ import (
 // allowed status transition (409 if not).
 func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values) error {
 	var in alertInput
-	if err := h.decodeBody(w, r, &in); err != nil {
+	if err := h.decodeRecords(w, r, &in, false); err != nil {
 		return err
 	}
 	id := r.PathValue("id")
@@ -158,7 +158,7 @@ type alertsPutRequest struct {
 
 func (h *Handler) putAlerts(w http.ResponseWriter, r *http.Request, _ url.Values) error {
 	var req alertsPutRequest
-	if err := h.decodeBody(w, r, &req); err != nil {
+	if err := h.decodeRecords(w, r, &req, true); err != nil {
 		return err
 	}
 	as, opts, err := putItems(req.Items, req.TTL, (*alertInput).alert)

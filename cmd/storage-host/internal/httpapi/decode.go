@@ -77,16 +77,22 @@ func (h *Handler) tooLarge() error {
 		msg: fmt.Sprintf("request body is larger than %d bytes", h.maxBody)}
 }
 
-// readAll is io.ReadAll into a buffer sized for a body of the declared
-// length (when it is declared), so that a body is read in one allocation
-// rather than grown from 512 bytes.
+// firstRead is the most readAll allocates for a body before any of it
+// has arrived: with every connection of the daemon reading a body that
+// does not come (ConnLimit), 64 MiB at the default bound.
+const firstRead = 4 << 10
+
+// readAll is io.ReadAll for a body of the declared length (when it is
+// declared): its buffer grows from firstRead by doubling up to that
+// length (and one byte, so that the read ends with io.EOF without
+// growing it), so that a body is read in few allocations, and a client
+// that declares a megabyte and sends nothing makes the daemon hold no
+// more than firstRead for it.
 func readAll(r io.Reader, declared int64) ([]byte, error) {
 	if declared <= 0 || declared > 1<<20 {
 		return io.ReadAll(r)
 	}
-	// One byte more than declared, so that the read ends with io.EOF
-	// without growing the buffer.
-	b := make([]byte, 0, declared+1)
+	b := make([]byte, 0, min(declared+1, firstRead))
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -97,7 +103,15 @@ func readAll(r io.Reader, declared int64) ([]byte, error) {
 			return b, err
 		}
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow as io.ReadAll does
+			if c := int64(cap(b)); c <= declared {
+				next := 2 * c
+				if next >= declared {
+					next = declared + 1
+				}
+				b = append(make([]byte, 0, next), b...)
+			} else {
+				b = append(b, 0)[:len(b)] // past the declared length: as io.ReadAll grows
+			}
 		}
 	}
 }
@@ -112,9 +126,36 @@ const maxDecoding = 4
 // value, no unknown object members, within the size limit. At most
 // maxDecoding bodies are decoded at once.
 func (h *Handler) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return h.decodeBodyChecked(w, r, v, nil)
+}
+
+// decodeRecords is decodeBody for the body of a metric or alert put
+// (batch: of a batch-put): a record with more labels than host.MaxLabels
+// is refused, as the store would refuse it, before it is decoded.
+func (h *Handler) decodeRecords(w http.ResponseWriter, r *http.Request, v any, batch bool) error {
+	return h.decodeBodyChecked(w, r, v, func(body []byte) error {
+		item, n := overLabels(body, batch)
+		switch {
+		case n == 0:
+			return nil
+		case item < 0:
+			return invalid(fmt.Sprintf("%d labels; at most %d per record", n, host.MaxLabels))
+		}
+		return invalid(fmt.Sprintf("item %d: %d labels; at most %d per record", item, n, host.MaxLabels))
+	})
+}
+
+// decodeBodyChecked is decodeBody, with check run on the body before it
+// is decoded.
+func (h *Handler) decodeBodyChecked(w http.ResponseWriter, r *http.Request, v any, check func([]byte) error) error {
 	body, err := h.readBody(w, r)
 	if err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(body); err != nil {
+			return err
+		}
 	}
 	select {
 	case h.decoding <- struct{}{}:
@@ -194,6 +235,146 @@ func overlongList(body []byte) (name string, ok bool) {
 		}
 	}
 	return "", true
+}
+
+// The roles of the containers overLabels follows.
+const (
+	rolePlain   = iota
+	roleTop     // a batch-put's top-level object
+	roleItems   // its "items" array
+	roleRecord  // a record: a single put's top-level object, or an element of items
+	roleLabels  // a record's "labels" object
+	roleDepths  = 6
+	maxNameScan = 64 // the longest member name compared: "labels" escaped is 36 bytes
+)
+
+var (
+	labelsName = []byte("labels")
+	itemsName  = []byte("items")
+)
+
+// overLabels scans the body of a metric or alert put (batch: of a
+// batch-put, whose records are its top-level "items"), without decoding
+// it, for a record with more labels than host.MaxLabels. It returns the
+// record's index in items (-1 for a single put) and its number of labels,
+// or n 0 when every record is within the bound. A record's labels are the
+// members of its "labels" objects as written: a repeated name counts each
+// time, and repeated labels members, which decoding merges, count
+// together. Member names match as encoding/json matches them to fields,
+// case-insensitively and after escapes. It allocates nothing but for an
+// escaped name; malformed JSON is left for the decoder to report, which
+// reads the whole value before it decodes any of it.
+func overLabels(body []byte, batch bool) (item, n int) {
+	var (
+		depth    int
+		role     [roleDepths]uint8 // of the container open at each depth
+		inString bool
+		escaped  bool   // after a backslash in a string
+		str      [2]int // the last string's bytes, quotes excluded
+		pending  uint8  // the role of the value after the member name just read
+		elem     int    // elements of items before the current one
+		count    int    // labels of the current record
+	)
+	item = -1
+	roleAt := func(d int) uint8 {
+		if d < roleDepths {
+			return role[d]
+		}
+		return rolePlain
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+				str[1] = i
+			default:
+				// Most of a body is the text of strings: on to the next
+				// quote or backslash.
+				j := bytes.IndexAny(body[i:], `"\`)
+				if j < 0 {
+					return -1, 0
+				}
+				i += j - 1
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString, pending = true, rolePlain
+			str[0] = i + 1
+		case ':':
+			pending = rolePlain
+			switch roleAt(depth) {
+			case roleLabels:
+				count++
+			case roleRecord:
+				if memberIs(body, str, labelsName) {
+					pending = roleLabels
+				}
+			case roleTop:
+				if memberIs(body, str, itemsName) {
+					pending = roleItems
+				}
+			}
+		case '{', '[':
+			r := uint8(rolePlain)
+			switch {
+			case depth == 0 && c == '{' && batch:
+				r = roleTop
+			case depth == 0 && c == '{':
+				r = roleRecord
+			case pending == roleLabels && c == '{', pending == roleItems && c == '[':
+				r = pending
+				if r == roleItems {
+					elem = 0
+				}
+			case roleAt(depth) == roleItems && c == '{':
+				r, item, count = roleRecord, elem, 0
+			}
+			depth++
+			if depth < roleDepths {
+				role[depth] = r
+			}
+			pending = rolePlain
+		case '}', ']':
+			if roleAt(depth) == roleRecord && count > host.MaxLabels {
+				return item, count
+			}
+			if depth > 0 {
+				depth--
+			}
+			pending = rolePlain
+		case ',':
+			if roleAt(depth) == roleItems {
+				elem++
+			}
+			pending = rolePlain
+		}
+	}
+	return -1, 0
+}
+
+// memberIs reports whether the member name at str in body is want, as
+// encoding/json matches a name to a field.
+func memberIs(body []byte, str [2]int, want []byte) bool {
+	raw := body[str[0]:str[1]]
+	if len(raw) > maxNameScan {
+		return false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return bytes.EqualFold(raw, want)
+	}
+	var name string
+	if json.Unmarshal(body[str[0]-1:str[1]+1], &name) != nil {
+		return false
+	}
+	return strings.EqualFold(name, string(want))
 }
 
 // jsonError turns a decoding error into a 400 that says what and where.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +47,15 @@ const (
 	// keepaliveInterval spaces the comments that keep an idle stream's
 	// proxies and load balancers from closing it.
 	keepaliveInterval = 15 * time.Second
-	// streamWriteTimeout bounds one write to a stream: a client that
-	// stops reading has its stream ended instead of holding a goroutine.
-	streamWriteTimeout = 30 * time.Second
+	// streamWriteTimeout is the default of Handler.streamTimeout: what
+	// a stream writes between two flushes (a burst of events, at most
+	// flushEvery, or a keepalive), and that flush, must be taken by the
+	// client within it, or the stream ends. A client that stops reading
+	// holds its stream's goroutine, connection and buffers no longer.
+	streamWriteTimeout = 10 * time.Second
+	// displacedGrace bounds the writes of a stream whose place another
+	// client took (its end event among them).
+	displacedGrace = time.Second
 	// retryMillis is the reconnection delay the stream asks clients for.
 	retryMillis = 1000
 	// streamsFullRetry is the Retry-After, in seconds, of a stream
@@ -64,11 +69,12 @@ const (
 // The codes of a stream's end event, stable across versions; openapi.yaml
 // lists them.
 const (
-	endSlowSubscriber = "slow_subscriber" // the subscriber's buffer filled
-	endBackendChanged = "backend_changed" // a reload retired a backend
-	endUnavailable    = "unavailable"     // a backend's event log cannot be read
-	endShuttingDown   = "shutting_down"   // the daemon is stopping
-	endInternal       = "internal"        // anything else; the daemon logs it
+	endSlowSubscriber = "slow_subscriber"  // the subscriber's buffer filled
+	endBackendChanged = "backend_changed"  // a reload retired a backend
+	endUnavailable    = "unavailable"      // a backend's event log cannot be read
+	endShuttingDown   = "shutting_down"    // the daemon is stopping
+	endTooMany        = "too_many_streams" // another client's stream took its place
+	endInternal       = "internal"         // anything else; the daemon logs it
 )
 
 // EndStreams ends every open event stream, each with an end event of
@@ -107,14 +113,18 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	if h.streamsAreEnded() {
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the daemon is shutting down"}
 	}
-	select {
-	case h.streamSlots <- struct{}{}:
-		defer func() { <-h.streamSlots }()
-	default:
-		w.Header().Set("Retry-After", strconv.Itoa(streamsFullRetry))
-		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
-			msg: fmt.Sprintf("too many event streams are open (%d); retry later", cap(h.streamSlots))}
+	// HEAD answers as GET would, without taking a place: it displaces
+	// no stream.
+	client := clientKey(r.RemoteAddr)
+	var slot *streamSlot
+	if r.Method == http.MethodHead {
+		if !h.streams.available(client) {
+			return h.streamsFull(w)
+		}
+	} else if slot = h.streams.take(client); slot == nil {
+		return h.streamsFull(w)
 	}
+	defer h.streams.release(slot)
 
 	sub, err := subscribe(r.Context(), eb, f, from)
 	if err != nil {
@@ -134,10 +144,16 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	h.metrics.streamOpened()
 	defer h.metrics.streamClosed()
 
-	s := &stream{w: w, rc: http.NewResponseController(w)}
-	// The write deadline set for each write must not outlive the stream,
-	// on a kept-alive connection whose server has no WriteTimeout.
-	defer func() { _ = s.rc.SetWriteDeadline(time.Time{}) }()
+	s := &stream{w: w, rc: http.NewResponseController(w), timeout: h.streamTimeout}
+	// Deferred calls run last first: the place is given back before the
+	// deadline of the server's last writes is set, so that no displacing
+	// client sets it after. The server clears it once they are done.
+	defer s.finish()
+	if !h.streams.attach(slot, s) {
+		h.endStream(s, r, errDisplaced)
+		return nil
+	}
+	defer h.streams.release(slot)
 	// The opening frame carries no data, so EventSource dispatches no
 	// event, but its id sets the client's Last-Event-ID: a client that
 	// reconnects before its first event resumes from here, not from now.
@@ -175,10 +191,21 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 		case <-h.streamsEnded:
 			h.endStream(s, r, nil)
 			return nil
+		case <-slot.displaced:
+			h.endStream(s, r, errDisplaced)
+			return nil
 		case <-r.Context().Done():
 			return nil
 		}
 	}
+}
+
+// streamsFull is the error answering a stream for which there is no
+// place.
+func (h *Handler) streamsFull(w http.ResponseWriter) error {
+	w.Header().Set("Retry-After", strconv.Itoa(streamsFullRetry))
+	return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+		msg: fmt.Sprintf("too many event streams are open (%d), and this client's address holds about as many as any other; retry later", h.streams.limit())}
 }
 
 // subscribe subscribes through eb, again (twice at most) when a reload
@@ -218,6 +245,8 @@ func (h *Handler) endStream(s *stream, r *http.Request, err error) {
 	body := errorBody{Code: endShuttingDown, Message: "the daemon is shutting down; reconnect with Last-Event-ID"}
 	switch {
 	case h.streamsAreEnded():
+	case errors.Is(err, errDisplaced):
+		body = errorBody{Code: endTooMany, Message: fmt.Sprintf("%d event streams are open, the most of them from this client's address, and another client's stream took this one's place; reconnect with Last-Event-ID later", h.streams.limit())}
 	case errors.Is(err, events.ErrSlowSubscriber):
 		body = errorBody{Code: endSlowSubscriber, Message: err.Error() + "; reconnect with Last-Event-ID"}
 	case errors.Is(err, events.ErrClosed), errors.Is(err, host.ErrClosed):
@@ -246,24 +275,8 @@ func (h *Handler) streamsAreEnded() bool {
 	}
 }
 
-// stream writes an event stream, each write within streamWriteTimeout.
-type stream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-// write writes b and reports whether it could; a stream that cannot be
-// written to is done.
-func (s *stream) write(b []byte) bool {
-	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-	_, err := s.w.Write(b)
-	return err == nil
-}
-
-func (s *stream) flush() bool {
-	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-	return s.rc.Flush() == nil
-}
+// errDisplaced ends a stream whose place another client's stream took.
+var errDisplaced = errors.New("displaced by another client's stream")
 
 // eventJSON is an event as the stream's data carries it: events.Event's
 // fields, with the API's conventions for versions (decimal strings) and
@@ -317,9 +330,12 @@ func parseEventFilter(q url.Values) (events.Filter, error) {
 }
 
 // nonEmptyList reads a list parameter, refusing an empty value (or, with
-// split, an empty element of a comma-separated value).
+// split, an empty element of a comma-separated value), each value once.
+// A query may give thousands: they are told apart by a set, not by
+// scanning the list for each.
 func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 	var out []string
+	seen := map[string]struct{}{}
 	for _, v := range vs {
 		items := []string{v}
 		if split {
@@ -332,7 +348,8 @@ func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 			if strings.TrimSpace(s) == "" {
 				return nil, invalid(fmt.Sprintf("%s %s: empty value", name, quoted(v)))
 			}
-			if !slices.Contains(out, s) {
+			if _, dup := seen[s]; !dup {
+				seen[s] = struct{}{}
 				out = append(out, s)
 			}
 		}

@@ -157,7 +157,11 @@ func (e *env) open(path string, header ...string) *sse {
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	res, err := e.srv.Client().Do(req)
+	client := e.srv.Client()
+	if e.client != nil {
+		client = e.client
+	}
+	res, err := client.Do(req)
 	require.NoError(t, err)
 	if res.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(res.Body)
@@ -602,6 +606,9 @@ func TestEventsSlowSubscriber(t *testing.T) {
 
 func testSlowSubscriber(t *testing.T, buffer int) {
 	e := newEventsEnv(t, memoryFile(buffer, 0, "memory"))
+	// The stalled client's stream is ended by its buffer of events
+	// filling, not by its writes waiting: however long the writes take.
+	httpapi.SetStreamTimeout(e.h, time.Hour)
 	// The stalled stream's connection, and only it, has small buffers at
 	// both ends.
 	var shrink atomic.Bool

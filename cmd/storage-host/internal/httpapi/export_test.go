@@ -35,11 +35,32 @@ var ErrorCodes = []string{codeInvalid, codeUnauthorized, codeForbidden, codeNotF
 	codeUnavailable, codeNotReady, codeEventsLost, codeOutcomeUnknown}
 
 // EndCodes are the codes of an event stream's end event.
-var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endInternal}
+var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endTooMany, endInternal}
 
 // SetKeepalive sets the interval of h's event-stream keepalives; call it
 // before h serves.
 func SetKeepalive(h *Handler, d time.Duration) { h.keepalive = d }
+
+// ConnsBusy returns the connections of l serving a request.
+func ConnsBusy(l *ConnLimit) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.conns {
+		if e.busy {
+			n++
+		}
+	}
+	return n
+}
+
+// SetResponseTimeout sets how long h's responses may take to be written
+// from their first byte; call it before h serves.
+func SetResponseTimeout(h *Handler, d time.Duration) { h.responseTimeout = d }
+
+// SetStreamTimeout sets how long h's event streams wait for their client
+// to take what they send; call it before h serves.
+func SetStreamTimeout(h *Handler, d time.Duration) { h.streamTimeout = d }
 
 // SetBodyReadTimeout sets how long a request body may take to arrive,
 // until the test ends.

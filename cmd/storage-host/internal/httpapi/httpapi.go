@@ -36,6 +36,13 @@ const DefaultMaxBodyBytes = 4 << 20
 // readyTimeout bounds one readiness check.
 const readyTimeout = 5 * time.Second
 
+// responseWriteTimeout is the default of Handler.responseTimeout: a
+// response must be taken by its client within it from its first byte,
+// or its connection is closed. Without it, a client that never reads a
+// large page held the handler's goroutine, its connection and the
+// encoded page for good. Event streams set their own deadlines.
+const responseWriteTimeout = time.Minute
+
 // Backends gives the Handler the store serving each record kind. The
 // daemon's backend manager implements it.
 type Backends interface {
@@ -98,9 +105,11 @@ type Options struct {
 	// Default: none, and no /metrics route.
 	Registry *prometheus.Registry
 	// MaxEventStreams bounds the event streams (GET /v1/events) open at
-	// once; one more is answered 503 with Retry-After. Each holds a
-	// connection, a file descriptor and buffers for as long as its client
-	// keeps it.
+	// once. Each holds a connection, a file descriptor and buffers for as
+	// long as its client keeps it. When they are all open, a client whose
+	// address holds at least two fewer than the address holding the most
+	// takes the place of that address's newest stream, which ends with
+	// too_many_streams; any other is answered 503 with Retry-After.
 	// Default: DefaultMaxEventStreams, lowered to a quarter of the
 	// process's limit on open files when that is smaller.
 	MaxEventStreams int
@@ -125,10 +134,12 @@ type Handler struct {
 
 	decoding chan struct{} // a token per body being decoded (decodeBody)
 
-	keepalive    time.Duration // between the comments of an idle event stream
-	streamSlots  chan struct{} // one element per open event stream
-	streamsEnded chan struct{} // closed by EndStreams
-	endStreams   sync.Once
+	responseTimeout time.Duration // for a client to take a response, from its first byte
+	keepalive       time.Duration // between the comments of an idle event stream
+	streamTimeout   time.Duration // for a stream's client to take what it is sent
+	streams         *streamSlots
+	streamsEnded    chan struct{} // closed by EndStreams
+	endStreams      sync.Once
 }
 
 // New returns a Handler serving o.Backends. It fails for a missing
@@ -143,12 +154,6 @@ func New(o Options) (*Handler, error) {
 	if o.MaxEventStreams < 0 {
 		return nil, fmt.Errorf("httpapi: Options.MaxEventStreams is negative (%d)", o.MaxEventStreams)
 	}
-	if o.MaxEventStreams == 0 {
-		o.MaxEventStreams = DefaultMaxEventStreams
-		if n := fdLimit() / 4; n > 0 && n < uint64(o.MaxEventStreams) {
-			o.MaxEventStreams = int(n)
-		}
-	}
 	h := &Handler{
 		backends:   o.Backends,
 		log:        o.Logger,
@@ -157,9 +162,11 @@ func New(o Options) (*Handler, error) {
 		routesOnly: http.NewServeMux(),
 		decoding:   make(chan struct{}, maxDecoding),
 
-		keepalive:    keepaliveInterval,
-		streamSlots:  make(chan struct{}, o.MaxEventStreams),
-		streamsEnded: make(chan struct{}),
+		responseTimeout: responseWriteTimeout,
+		keepalive:       keepaliveInterval,
+		streamTimeout:   streamWriteTimeout,
+		streams:         newStreamSlots(maxEventStreams(o.MaxEventStreams)),
+		streamsEnded:    make(chan struct{}),
 	}
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()
@@ -204,11 +211,37 @@ func (h *Handler) SetTokens(ts []Token) {
 	h.tokens.Store(&compiled)
 }
 
+// SetMaxEventStreams changes Options.MaxEventStreams, for a configuration
+// reload; 0 is the default. Streams open past a lowered bound go on until
+// they end or are displaced. A negative n is not applied: the bound stays
+// and the error is logged.
+func (h *Handler) SetMaxEventStreams(n int) {
+	if n < 0 {
+		h.log.Error("event stream bound not changed; the previous one stays", "max_event_streams", n)
+		return
+	}
+	h.streams.setMax(maxEventStreams(n))
+}
+
+// maxEventStreams is Options.MaxEventStreams n with its default.
+func maxEventStreams(n int) int {
+	if n > 0 {
+		return n
+	}
+	n = DefaultMaxEventStreams
+	if lim := fdLimit() / 4; lim > 0 && lim < uint64(n) {
+		n = int(lim)
+	}
+	return n
+}
+
 // ServeHTTP serves one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// The server clears the deadline once it has finished a response.
+	dl, _ := w.(writeDeadliner)
 	sw := statusWriters.Get().(*statusWriter)
-	*sw = statusWriter{ResponseWriter: w, route: -1}
+	*sw = statusWriter{ResponseWriter: w, route: -1, deadline: dl, timeout: h.responseTimeout}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -336,7 +369,14 @@ func (c *storeCall) run(st *host.Store) error {
 // its ResponseWriter once it has returned.
 var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 
-// statusWriter records the status code written, for the request metrics.
+// writeDeadliner is the server's ResponseWriter, whose connection's
+// write deadline http.ResponseController sets.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// statusWriter records the status code written, for the request
+// metrics, and sets the response's write deadline when it starts.
 type statusWriter struct {
 	http.ResponseWriter
 	code  int
@@ -344,18 +384,31 @@ type statusWriter struct {
 	// route is the index in routes of the route serving the request, -1
 	// for none.
 	route int
+	// deadline, when the writer has one, is given timeout from the
+	// response's first byte: the server's writes after the handler
+	// returns are bounded by it too, until the server clears it.
+	deadline writeDeadliner
+	timeout  time.Duration
+}
+
+// started records the status of a response starting now.
+func (w *statusWriter) started(code int) {
+	w.code, w.wrote = code, true
+	if w.deadline != nil {
+		_ = w.deadline.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
-		w.code, w.wrote = code, true
+		w.started(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
-		w.code, w.wrote = http.StatusOK, true
+		w.started(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }

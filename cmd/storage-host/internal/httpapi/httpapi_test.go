@@ -131,6 +131,8 @@ type env struct {
 	reg   *prometheus.Registry
 	logs  *syncBuffer
 	token string // sent as the bearer token unless a request sets Authorization
+	// client, when set, opens event streams instead of srv's own.
+	client *http.Client
 }
 
 func newEnv(t *testing.T, configure ...func(*httpapi.Options)) *env {

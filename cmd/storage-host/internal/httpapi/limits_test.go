@@ -180,3 +180,68 @@ func TestBodiesDecodedAtOnceAreBounded(t *testing.T) {
 	}, 30*time.Second, 10*time.Millisecond)
 	require.Equal(t, http.StatusOK, res.code, "%s", res)
 }
+
+// labelsBody returns a metric or alert body (batch: a batch-put whose
+// second item has the labels) with about size bytes of labels, n of them.
+func labelsBody(prefix string, batch bool, size int) (body []byte, n int) {
+	var b bytes.Buffer
+	if batch {
+		b.WriteString(`{"items":[` + prefix + `"labels":{"x":"y"}},` + prefix + `"Labels":{`)
+	} else {
+		b.WriteString(prefix + `"labels":{`)
+	}
+	for b.Len() < size-64 {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"%x":""`, n)
+		n++
+	}
+	b.WriteString(`}}`)
+	if batch {
+		b.WriteString(`]}`)
+	}
+	return b.Bytes(), n
+}
+
+// TestLabelCountRefusedBeforeDecoding: a metric or alert with more labels
+// than host.MaxLabels is refused, with the store's message, before its
+// labels are decoded: a 4 MiB body of labels costs about its size, not
+// the 18 times it cost decoded into a map (72 MB).
+func TestLabelCountRefusedBeforeDecoding(t *testing.T) {
+	e := newEnv(t)
+	size := httpapi.DefaultMaxBodyBytes - 64
+	ts := t0.Format(time.RFC3339)
+	metric := `{"agent_id":"a","name":"cpu","value":1,"timestamp":"` + ts + `",`
+	alert := `{"id":"x","agent_id":"a","severity":"info","status":"firing",`
+	for _, c := range []struct {
+		method, path string
+		prefix       string
+		batch        bool
+	}{
+		{"POST", "/v1/metrics", metric, false},
+		{"POST", "/v1/metrics/batch-put", metric, true},
+		{"PUT", "/v1/alerts/x", alert, false},
+		{"POST", "/v1/alerts/batch-put", alert, true},
+	} {
+		body, n := labelsBody(c.prefix, c.batch, size)
+		want := fmt.Sprintf("%d labels; at most 64 per record", n)
+		if c.batch {
+			want = "item 1: " + want
+		}
+		req := httptest.NewRequest(c.method, c.path, bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		e.h.ServeHTTP(rec, req)
+		runtime.ReadMemStats(&after)
+		res := &response{code: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+		require.Equal(t, want, res.requireError(t, http.StatusBadRequest, "invalid"), c.path)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d labels in %d bytes refused, %d bytes allocated", c.path, n, len(body), alloc)
+		require.Less(t, alloc, 8*uint64(len(body)), "%s: a body of %d bytes refused for its labels allocated %d bytes", c.path, len(body), alloc)
+	}
+	res := e.req("GET", "/v1/alerts/x", nil)
+	res.requireError(t, http.StatusNotFound, "not_found")
+}

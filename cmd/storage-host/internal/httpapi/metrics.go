@@ -12,7 +12,7 @@ import (
 // name and timestamp.
 func (h *Handler) putMetric(w http.ResponseWriter, r *http.Request, q url.Values) error {
 	var in metricInput
-	if err := h.decodeBody(w, r, &in); err != nil {
+	if err := h.decodeRecords(w, r, &in, false); err != nil {
 		return err
 	}
 	m, err := in.metric("")
@@ -140,7 +140,7 @@ type metricsPutRequest struct {
 
 func (h *Handler) putMetrics(w http.ResponseWriter, r *http.Request, _ url.Values) error {
 	var req metricsPutRequest
-	if err := h.decodeBody(w, r, &req); err != nil {
+	if err := h.decodeRecords(w, r, &req, true); err != nil {
 		return err
 	}
 	ms, opts, err := putItems(req.Items, req.TTL, (*metricInput).metric)

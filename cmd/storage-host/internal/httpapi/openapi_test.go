@@ -163,3 +163,18 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 	slices.Sort(want)
 	require.Equal(t, want, documented)
 }
+
+// TestOpenAPIEndCodes keeps the document's list of the codes of a
+// stream's end event equal to the codes the handler can send.
+func TestOpenAPIEndCodes(t *testing.T) {
+	doc, err := loadDocument()
+	require.NoError(t, err)
+	var documented []string
+	for _, v := range doc.Components.Schemas["StreamEnd"].Value.Properties["code"].Value.Enum {
+		documented = append(documented, v.(string))
+	}
+	want := slices.Clone(httpapi.EndCodes)
+	slices.Sort(documented)
+	slices.Sort(want)
+	require.Equal(t, want, documented)
+}

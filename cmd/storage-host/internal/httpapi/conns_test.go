@@ -1,0 +1,134 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
+)
+
+// limitedServer serves e's handler behind a ConnLimit of max.
+func limitedServer(t *testing.T, e *env, max int) (*httptest.Server, *httpapi.ConnLimit) {
+	l := httpapi.NewConnLimit(max, nil)
+	srv := httptest.NewUnstartedServer(e.h)
+	srv.Listener = l.Listener(srv.Listener)
+	srv.Config.ConnState = l.ConnState
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, l
+}
+
+// dialFrom connects to srv from local address ip.
+func dialFrom(t *testing.T, srv *httptest.Server, ip string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// get sends a GET of /healthz on c and reads the answer's status line,
+// leaving c open (kept alive, idle).
+func get(t *testing.T, c net.Conn) string {
+	t.Helper()
+	_, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	return res.Status
+}
+
+// isClosed reports whether the server closed c, waiting up to 30s.
+func isClosed(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return !(err != nil && errorsAs(err, &ne) && ne.Timeout()) && err != nil
+}
+
+func errorsAs(err error, target *net.Error) bool {
+	ne, ok := err.(net.Error)
+	if ok {
+		*target = ne
+	}
+	return ok
+}
+
+// TestConnLimit: past its bound, a new connection takes the place of an
+// idle one, or of one that has sent nothing, of the address holding the
+// most; when every connection is serving a request it is refused; the
+// connections open never pass the bound.
+func TestConnLimit(t *testing.T) {
+	e := newEnv(t)
+	srv, l := limitedServer(t, e, 4)
+
+	// 127.0.0.2's idle connection is the oldest, but 127.0.0.1 holds more.
+	other := dialFrom(t, srv, "127.0.0.2")
+	require.Equal(t, "204 No Content", get(t, other))
+	var hog []net.Conn
+	for range 3 {
+		c := dialFrom(t, srv, "127.0.0.1")
+		require.Equal(t, "204 No Content", get(t, c))
+		hog = append(hog, c)
+	}
+	require.Equal(t, 4, l.Open())
+	// The server marks a connection idle just after its answer is sent.
+	require.Eventually(t, func() bool { return httpapi.ConnsBusy(l) == 0 }, 10*time.Second, 10*time.Millisecond)
+	newcomer := dialFrom(t, srv, "127.0.0.3")
+	require.Equal(t, "204 No Content", get(t, newcomer))
+	require.True(t, isClosed(hog[0]), "the hog's longest idle connection is open")
+	require.Equal(t, "204 No Content", get(t, other), "the other address's connection was closed")
+	require.Equal(t, 4, l.Open())
+
+	// Connections that send nothing make way too, the oldest first.
+	var silent []net.Conn
+	for range 10 {
+		silent = append(silent, dialFrom(t, srv, "127.0.0.1"))
+	}
+	require.Eventually(t, func() bool { return l.Open() <= 4 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, "204 No Content", get(t, dialFrom(t, srv, "127.0.0.4")))
+	assert.True(t, isClosed(silent[0]))
+	assert.LessOrEqual(t, l.Open(), 4)
+
+	// Every connection busy with a request (a body that does not come):
+	// a new one is refused, and served once one is free.
+	httpapi.SetBodyReadTimeout(t, 2*time.Second)
+	for i := range 4 {
+		c := dialFrom(t, srv, "127.0.0.1")
+		_, err := io.WriteString(c, "PUT /v1/agents/a/state HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return httpapi.ConnsBusy(l) == i+1 }, 10*time.Second, 10*time.Millisecond)
+	}
+	require.Equal(t, 4, l.Open())
+	refused := dialFrom(t, srv, "127.0.0.5")
+	require.True(t, isClosed(refused), "a connection past the bound, every other busy, is open")
+	assert.LessOrEqual(t, l.Open(), 4)
+	// The slow bodies time out (408), and the connections serve again.
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+		status, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(status, "HTTP/1.1 204")
+	}, 20*time.Second, 50*time.Millisecond)
+
+	l.SetMax(0) // the default, lowered to half the limit on open files
+	assert.Positive(t, l.Max())
+	assert.LessOrEqual(t, l.Max(), httpapi.DefaultMaxConnections)
+}
