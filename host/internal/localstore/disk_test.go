@@ -159,12 +159,11 @@ func TestOpenRefusesAnUnknownFormat(t *testing.T) {
 	require.ErrorContains(t, err, "file format")
 }
 
-// TestOpenRefusesACutFile: a file cut short (a failed copy, a full disk)
-// is refused with its path named and left as it is, never read past its
-// end (bbolt would panic or fault on a goroutine of its own, ending the
-// process). The whole file opens again, with every entry.
-func TestOpenRefusesACutFile(t *testing.T) {
-	dir, c := t.TempDir(), newClock()
+// closedStoreOf2000 writes 2 000 entries of 1 000 bytes to a store in a
+// new directory and closes it; it returns the directory, the store's
+// clock, its file and the file's bytes.
+func closedStoreOf2000(t *testing.T) (dir string, c *fakeClock, path string, whole []byte) {
+	dir, c = t.TempDir(), newClock()
 	s := openStore(t, dir, c)
 	value := strings.Repeat("v", 1000)
 	for i := range 2000 {
@@ -172,9 +171,18 @@ func TestOpenRefusesACutFile(t *testing.T) {
 	}
 	require.NoError(t, s.Sync(context.Background()))
 	require.NoError(t, s.Close())
-	path := filepath.Join(dir, FileName)
+	path = filepath.Join(dir, FileName)
 	whole, err := os.ReadFile(path)
 	require.NoError(t, err)
+	return dir, c, path, whole
+}
+
+// TestOpenRefusesACutFile: a file cut short (a failed copy, a full disk)
+// is refused with its path named and left as it is, never read past its
+// end (bbolt would panic or fault on a goroutine of its own, ending the
+// process). The whole file opens again, with every entry.
+func TestOpenRefusesACutFile(t *testing.T) {
+	dir, c, path, whole := closedStoreOf2000(t)
 	require.Greater(t, len(whole), 1<<20)
 	for _, size := range []int{8192, 65536, 98304, len(whole) / 2} {
 		require.NoError(t, os.WriteFile(path, whole[:size], 0o600))
@@ -186,7 +194,7 @@ func TestOpenRefusesACutFile(t *testing.T) {
 		require.EqualValues(t, size, info.Size(), "the file is left as it is")
 	}
 	require.NoError(t, os.WriteFile(path, whole, 0o600))
-	s = openStore(t, dir, c)
+	s := openStore(t, dir, c)
 	defer s.Close()
 	require.Equal(t, 2000, s.Len())
 }
@@ -454,17 +462,7 @@ func mapKeys[K comparable, V any](m map[K]V) []K {
 // on the goroutine that opens: the daemon would crash at start). The file
 // is left as it is, and its lock released: restored, it opens again.
 func TestOpenRefusesADamagedFile(t *testing.T) {
-	dir, c := t.TempDir(), newClock()
-	s := openStore(t, dir, c)
-	value := strings.Repeat("v", 1000)
-	for i := range 2000 {
-		mustPut(t, s, fmt.Sprintf("k%04d", i), value)
-	}
-	require.NoError(t, s.Sync(context.Background()))
-	require.NoError(t, s.Close())
-	path := filepath.Join(dir, FileName)
-	whole, err := os.ReadFile(path)
-	require.NoError(t, err)
+	dir, c, path, whole := closedStoreOf2000(t)
 	pages := len(whole) / 4096
 	r := rand.New(rand.NewPCG(1, 2))
 	refused := 0
