@@ -127,6 +127,8 @@ func TestConnLimit(t *testing.T) {
 		status, _ := bufio.NewReader(c).ReadString('\n')
 		return strings.HasPrefix(status, "HTTP/1.1 204")
 	}, 20*time.Second, 50*time.Millisecond)
+	// Every handler has read its body timeout before the test sets it back.
+	require.Eventually(t, func() bool { return httpapi.ConnsBusy(l) == 0 }, 20*time.Second, 10*time.Millisecond)
 
 	l.SetMax(0) // the default, lowered to half the limit on open files
 	assert.Positive(t, l.Max())
