@@ -551,7 +551,15 @@ func TestServeAllocations(t *testing.T) {
 	}
 	serve()
 	serve()
+	// The fewest of a few rounds: testing.AllocsPerRun counts every
+	// goroutine's allocations, and on a loaded machine a round can take in
+	// a pool's background work or an extra read of a reply that arrived in
+	// pieces; a regression in the bridge's own code shows in every round.
 	n := testing.AllocsPerRun(50, serve)
+	for range 4 {
+		n = min(n, testing.AllocsPerRun(50, serve))
+	}
+	t.Logf("%.0f allocations per call", n)
 	body, err := abi.ParseResponse(out.Bytes())
 	require.NoError(t, err)
 	d := abi.NewDecoder(body)
