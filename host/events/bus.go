@@ -185,24 +185,47 @@ func (b *Bus) Written() {
 	}
 }
 
+// appendLinger is how long the appender holds an event that arrived
+// alone, so that the events of the writes after it go in the same append
+// (RATIONALE.md, "Why does the appender hold a lone event for a
+// millisecond?").
+const appendLinger = time.Millisecond
+
 // appendLoop appends queued events in batches, in order, retrying while
-// the log refuses them. Once Close closes quit it appends what is still
-// queued, then returns; if Close cancels b.ctx first, what is left is
-// dropped and counted.
+// the log refuses them. An event that finds the queue otherwise empty is
+// held for appendLinger first. Once Close closes quit it appends what is
+// still queued at once, then returns; if Close cancels b.ctx first, what
+// is left is dropped and counted.
 func (b *Bus) appendLoop() {
 	defer close(b.appended)
 	batch := make([]Event, 0, 512)
 	backoff := 50 * time.Millisecond
+	linger := time.NewTimer(appendLinger)
+	linger.Stop()
+	closing := false
 	for {
 		select {
 		case ev := <-b.queue:
 			batch = append(batch[:0], ev)
 		case <-b.quit:
+			closing = true
 			select {
 			case ev := <-b.queue:
 				batch = append(batch[:0], ev)
 			default:
 				return // closing, and nothing is left
+			}
+		}
+		if len(b.queue) == 0 && !closing {
+			// A lone event: let the writes that follow it share its
+			// append. The appender sleeps rather than wait on the queue,
+			// so those events are queued without waking it.
+			linger.Reset(appendLinger)
+			select {
+			case <-linger.C:
+			case <-b.quit:
+				closing = true
+				linger.Stop()
 			}
 		}
 	fill:
