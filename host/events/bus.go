@@ -33,6 +33,8 @@ type Options struct {
 	// queue.
 	// Default: 65 536.
 	Queue int
+
+	linger time.Duration // appendLinger; tests set it longer
 }
 
 func (o Options) withDefaults(redisLog bool) Options {
@@ -47,6 +49,9 @@ func (o Options) withDefaults(redisLog bool) Options {
 	}
 	if o.Queue <= 0 {
 		o.Queue = 65_536
+	}
+	if o.linger <= 0 {
+		o.linger = appendLinger
 	}
 	return o
 }
@@ -200,7 +205,7 @@ func (b *Bus) appendLoop() {
 	defer close(b.appended)
 	batch := make([]Event, 0, 512)
 	backoff := 50 * time.Millisecond
-	linger := time.NewTimer(appendLinger)
+	linger := time.NewTimer(b.opts.linger)
 	linger.Stop()
 	closing := false
 	for {
@@ -220,7 +225,7 @@ func (b *Bus) appendLoop() {
 			// A lone event: let the writes that follow it share its
 			// append. The appender sleeps rather than wait on the queue,
 			// so those events are queued without waking it.
-			linger.Reset(appendLinger)
+			linger.Reset(b.opts.linger)
 			select {
 			case <-linger.C:
 			case <-b.quit:
