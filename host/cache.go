@@ -21,7 +21,16 @@ type CacheOptions struct {
 	// Entries is the most records the cache holds (least recently used
 	// go first). 0 disables the cache.
 	Entries int
+	// MaxAge is the longest an entry is served before the record is read
+	// from the backend again, whatever the events say. It bounds how long
+	// a change that wrote no event is missed: a host that crashed between
+	// a write and its event's append, a key deleted by hand.
+	// Default: one minute.
+	MaxAge time.Duration
 }
+
+// defaultCacheMaxAge is CacheOptions.MaxAge's default.
+const defaultCacheMaxAge = time.Minute
 
 // CacheStats counts what a Store's read cache did.
 type CacheStats struct {
@@ -50,6 +59,7 @@ type CacheStats struct {
 // invalidations are not arriving; it comes back when they do.
 type readCache struct {
 	s       *Store
+	maxAge  time.Duration
 	entries *lru.Cache[cacheKey, cacheEntry]
 	seed    maphash.Seed
 
@@ -83,7 +93,10 @@ func newReadCache(ctx context.Context, s *Store, opts CacheOptions) *readCache {
 	if err != nil { // only for a size <= 0, which the caller excludes
 		panic(err)
 	}
-	c := &readCache{s: s, entries: entries, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	c := &readCache{s: s, maxAge: opts.MaxAge, entries: entries, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	if c.maxAge <= 0 {
+		c.maxAge = defaultCacheMaxAge
+	}
 	var bg context.Context
 	bg, c.cancel = context.WithCancel(context.Background())
 	if err := s.bus.Observe(ctx, c); err == nil {
@@ -182,10 +195,14 @@ func (c *readCache) ticket(k cacheKey) uint64 {
 	return *c.stripe(k)
 }
 
-// fill caches e for k unless k was invalidated since ticket.
+// fill caches e for k unless k was invalidated since ticket, until the
+// record expires or for maxAge, whichever comes first.
 func (c *readCache) fill(k cacheKey, ticket uint64, e cacheEntry) {
 	if !c.enabled.Load() {
 		return
+	}
+	if limit := c.s.now().Add(c.maxAge); e.expires.IsZero() || limit.Before(e.expires) {
+		e.expires = limit
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

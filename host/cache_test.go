@@ -155,6 +155,52 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 	}, "Redis did not expire the key")
 }
 
+// A change that wrote no event (here a host with events disabled; in
+// life a host that crashed before its event's append, a key deleted by
+// hand) is served from the cache for CacheOptions.MaxAge at most.
+func TestCacheEntriesAreReadAgainAfterMaxAge(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	clock := newForeignClock()
+	clock.ns.Store(time.Now().UnixNano())
+	const maxAge = 10 * time.Second
+	open := func(cfg host.Config, opts ...host.Option) *host.Store {
+		cfg.Plugin = "builtin:redis"
+		cfg.Redis = &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true}
+		st, err := host.Open(ctx, cfg, append([]host.Option{host.WithCompilationCache(benchCache)}, opts...)...)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close(context.Background()) })
+		return st
+	}
+	cached := open(host.Config{Cache: host.CacheOptions{Entries: 100, MaxAge: maxAge}}, host.WithClock(clock.Now))
+	silent := open(host.Config{DisableEvents: true})
+	sub, err := cached.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	old, err := cached.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("old")})
+	require.NoError(t, err)
+	waitEvent(t, sub, "a", old.Version) // its own event, arriving during a read, would refuse the fill
+	_, err = cached.GetAgentState(ctx, "a")
+	require.NoError(t, err)
+	_, err = silent.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("new")})
+	require.NoError(t, err)
+
+	clock.Advance(maxAge - time.Millisecond)
+	got, err := cached.GetAgentState(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(got.State), "served from the cache: no event said the record changed")
+	hits := cached.Stats().Cache.Hits
+	assert.NotZero(t, hits)
+
+	clock.Advance(time.Millisecond)
+	got, err = cached.GetAgentState(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(got.State), "read again once the entry is MaxAge old")
+	assert.Equal(t, hits, cached.Stats().Cache.Hits)
+}
+
 // While the event log cannot be read, invalidations do not arrive: the
 // cache is flushed and bypassed, and comes back with Redis.
 // cachedRecord opens a store with a read cache on the Redis at addr, and

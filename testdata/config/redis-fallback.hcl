@@ -68,9 +68,12 @@ backend "redis" {
 
   # Agent states and alerts read through this host are kept in memory
   # until an event says they changed (on any host), so repeated reads do
-  # not go to Redis. At most 50 000 records, least recently used out first.
+  # not go to Redis. At most 50 000 records, least recently used out first,
+  # each read from Redis again after 5 minutes whatever the events said
+  # (a change whose event was lost is missed that long at most).
   cache {
     entries = 50000
+    max_age = "5m"
   }
 }
 

@@ -234,6 +234,8 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown block", mem + "cache {\n}\n", "", "2:1", `Unsupported block type; Blocks of type "cache" are not expected here.`},
 		{"cache without entries", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n  }\n}\n", "", "3:3", `Missing required argument; The argument "entries" is required`},
 		{"cache entries zero", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n    entries = 0\n  }\n}\n", "", "4:15", "entries must be a whole number from 1 to"},
+		{"cache max_age not a duration", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n    entries = 10\n    max_age = \"a minute\"\n  }\n}\n", "", "5:15", `max_age: "a minute" is not a duration`},
+		{"cache max_age zero", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  cache {\n    entries = 10\n    max_age = \"0s\"\n  }\n}\n", "", "5:15", "max_age must be positive"},
 		{"cache without events", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    enabled = false\n  }\n  cache {\n    entries = 10\n  }\n}\n", "", "6:3", "Cache without events"},
 		{"events retention negative", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    retention = -1\n  }\n}\n", "", "4:17", "retention must be a whole number from 1 to"},
 		{"events unknown attribute", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  events {\n    ttl = 3\n  }\n}\n", "", "4:5", `An argument named "ttl" is not expected here`},
@@ -444,10 +446,15 @@ func TestDigest(t *testing.T) {
 			"events {\n enabled = false\n }",
 			"events {\n buffer = 8\n }",
 			"cache {\n entries = 10\n }",
+			"cache {\n entries = 10\n max_age = \"30s\"\n }",
 		} {
 			d := digests(parse(t, "backend \"a\" {\n plugin = \"builtin:memory\"\n "+body+"\n}\n", "a.hcl"))["a"]
 			require.NotEqual(t, base, d, "%s rebuilds the backend", body)
 		}
+		cached := parse(t, "backend \"a\" {\n plugin = \"builtin:memory\"\n cache {\n entries = 10\n }\n}\n", "a.hcl")
+		aged := parse(t, "backend \"a\" {\n plugin = \"builtin:memory\"\n cache {\n entries = 10\n max_age = \"30s\"\n }\n}\n", "a.hcl")
+		require.Equal(t, 30*time.Second, aged.Backends[0].Config.Cache.MaxAge)
+		require.NotEqual(t, digests(cached)["a"], digests(aged)["a"], "max_age rebuilds the backend")
 	})
 
 	t.Run("options", func(t *testing.T) {

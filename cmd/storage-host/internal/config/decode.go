@@ -76,6 +76,7 @@ type (
 	}
 	rawCache struct {
 		Entries  hcl.Expression `hcl:"entries,optional"`
+		MaxAge   hcl.Expression `hcl:"max_age,optional"`
 		DefRange hcl.Range      `hcl:",def_range"`
 	}
 	rawLimits struct {
@@ -389,6 +390,7 @@ func (c *checker) backend(rb *rawBackend) Backend {
 				cfg.Cache.Entries = int(v)
 			}
 		}
+		cfg.Cache.MaxAge, _ = c.duration(rb.Cache.MaxAge, "max_age")
 		if cfg.DisableEvents {
 			c.errorf(rb.Cache.DefRange, "Cache without events", "The read cache is kept correct by the backend's events, which this backend disables.")
 		}
