@@ -184,39 +184,69 @@ func decodeStrict(body []byte, v any) error {
 	return nil
 }
 
+// jsonTokens walks the structure of a JSON text without decoding it: it
+// yields the brackets, colons and commas outside strings, and the end of
+// each string, whose bytes it keeps. It allocates nothing; malformed JSON
+// is walked as far as it goes and left for the decoder to report.
+type jsonTokens struct {
+	body []byte
+	i    int
+	str  [2]int // the last string's bytes, quotes excluded
+}
+
+// next returns the next structural byte ('{', '}', '[', ']', ':', ',',
+// or '"' at the end of a string) and true, or false at the end of the
+// text or in a string it does not close.
+func (t *jsonTokens) next() (byte, bool) {
+	for t.i < len(t.body) {
+		c := t.body[t.i]
+		t.i++
+		switch c {
+		case '{', '}', '[', ']', ':', ',':
+			return c, true
+		case '"':
+			return t.string()
+		}
+	}
+	return 0, false
+}
+
+// string reads on to the quote that closes the string just opened.
+func (t *jsonTokens) string() (byte, bool) {
+	t.str[0] = t.i
+	for ; t.i < len(t.body); t.i++ {
+		switch t.body[t.i] {
+		case '"':
+			t.str[1] = t.i
+			t.i++
+			return '"', true
+		case '\\':
+			t.i++ // the escaped byte
+		}
+	}
+	return 0, false
+}
+
 // overlongList scans body, without decoding it, for an array member of
 // the top-level object with more than maxBulkItems elements, and returns
-// its name and false if it finds one. It allocates nothing until then;
-// malformed JSON is left for the decoder to report.
+// its name and false if it finds one.
 func overlongList(body []byte) (name string, ok bool) {
 	var (
-		depth    int  // containers open around the current byte
-		inString bool // between the quotes of a string
-		escaped  bool // after a backslash in a string
-		inList   bool // in an array member of the top-level object
-		commas   int  // separators of that array seen so far
-		key      [2]int
+		t      = jsonTokens{body: body}
+		depth  int  // containers open around the current token
+		inList bool // in an array member of the top-level object
+		commas int  // separators of that array seen so far
+		key    [2]int
 	)
-	for i, c := range body {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				if depth == 1 {
-					key[1] = i // a member name, or a value followed by one
-				}
-			}
-			continue
+	for {
+		c, more := t.next()
+		if !more {
+			return "", true
 		}
 		switch c {
 		case '"':
-			inString = true
 			if depth == 1 {
-				key[0] = i + 1
+				key = t.str // a member name, or a value followed by one
 			}
 		case '{', '[':
 			depth++
@@ -234,7 +264,6 @@ func overlongList(body []byte) (name string, ok bool) {
 			}
 		}
 	}
-	return "", true
 }
 
 // The roles of the containers overLabels follows.
@@ -266,14 +295,12 @@ var (
 // reads the whole value before it decodes any of it.
 func overLabels(body []byte, batch bool) (item, n int) {
 	var (
-		depth    int
-		role     [roleDepths]uint8 // of the container open at each depth
-		inString bool
-		escaped  bool   // after a backslash in a string
-		str      [2]int // the last string's bytes, quotes excluded
-		pending  uint8  // the role of the value after the member name just read
-		elem     int    // elements of items before the current one
-		count    int    // labels of the current record
+		t       = jsonTokens{body: body}
+		depth   int
+		role    [roleDepths]uint8 // of the container open at each depth
+		pending uint8             // the role of the value after the member name just read
+		elem    int               // elements of items before the current one
+		count   int               // labels of the current record
 	)
 	item = -1
 	roleAt := func(d int) uint8 {
@@ -282,43 +309,25 @@ func overLabels(body []byte, batch bool) (item, n int) {
 		}
 		return rolePlain
 	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				str[1] = i
-			default:
-				// Most of a body is the text of strings: on to the next
-				// quote or backslash.
-				j := bytes.IndexAny(body[i:], `"\`)
-				if j < 0 {
-					return -1, 0
-				}
-				i += j - 1
-			}
-			continue
+	for {
+		c, more := t.next()
+		if !more {
+			return -1, 0
 		}
 		switch c {
 		case '"':
-			inString, pending = true, rolePlain
-			str[0] = i + 1
+			pending = rolePlain
 		case ':':
 			pending = rolePlain
 			switch roleAt(depth) {
 			case roleLabels:
 				count++
 			case roleRecord:
-				if memberIs(body, str, labelsName) {
+				if memberIs(body, t.str, labelsName) {
 					pending = roleLabels
 				}
 			case roleTop:
-				if memberIs(body, str, itemsName) {
+				if memberIs(body, t.str, itemsName) {
 					pending = roleItems
 				}
 			}
@@ -357,7 +366,6 @@ func overLabels(body []byte, batch bool) (item, n int) {
 			pending = rolePlain
 		}
 	}
-	return -1, 0
 }
 
 // memberIs reports whether the member name at str in body is want, as

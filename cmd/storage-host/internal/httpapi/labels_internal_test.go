@@ -97,3 +97,29 @@ func FuzzOverLabels(f *testing.F) {
 		}
 	})
 }
+
+// TestOverlongList: the scan counts the elements of the top-level
+// object's array members as the decoder would read them, and nothing
+// else.
+func TestOverlongList(t *testing.T) {
+	list := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat(`{"a":"x,\",[]"},`, n), ",") + "]" }
+	for _, c := range []struct {
+		body string
+		name string // "" when the body passes
+	}{
+		{`{"items":` + list(maxBulkItems) + `}`, ""},
+		{`{"items":` + list(maxBulkItems+1) + `}`, "items"},
+		{`{"ttl":"1h", "ids" : ` + list(maxBulkItems+1) + `}`, "ids"},
+		{`{"i\"d":` + list(maxBulkItems+1) + `}`, `i\"d`},
+		{`{"x":{"items":` + list(maxBulkItems+1) + `}}`, ""},              // not a member of the top-level object
+		{`{"items":[` + list(maxBulkItems+1) + `]}`, ""},                  // one element, a list
+		{`{"s":"` + strings.Repeat(`,`, maxBulkItems+1) + `"}`, ""},       // commas in a string
+		{`{"items":` + list(maxBulkItems) + `,"more":[1,2]}`, ""},         // each list counted alone
+		{`{"items":[1,2,3` + strings.Repeat(`,4`, maxBulkItems), "items"}, // malformed, but already too long
+		{`{"items":"` + strings.Repeat(`\\`, 3), ""},                      // a string left open
+	} {
+		name, ok := overlongList([]byte(c.body))
+		assert.Equal(t, c.name == "", ok, "%.80s", c.body)
+		assert.Equal(t, c.name, name, "%.80s", c.body)
+	}
+}
