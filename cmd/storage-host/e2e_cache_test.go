@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -61,4 +62,59 @@ routes {
 	}
 	require.GreaterOrEqual(t, b.metric(`storage_host_cache_hits_total{backend="shared"}`), 20.0)
 	require.GreaterOrEqual(t, b.metric(`storage_host_cache_invalidations_total{backend="shared"}`), 15.0)
+}
+
+// TestReadCacheMaxAgeAcrossDaemons: a change that reaches Redis without
+// an event (here through a daemon whose events are off; in an outage, a
+// daemon killed between a write and its event's append) is served by
+// another daemon's cache for its max_age at most, then read again.
+func TestReadCacheMaxAgeAcrossDaemons(t *testing.T) {
+	t.Parallel()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	config := func(name, extra string) string {
+		cfg := filepath.Join(t.TempDir(), name)
+		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
+  plugin = "builtin:redis"
+  redis {
+    addrs      = [%q]
+    key_prefix = %q
+    scripts    = true
+  }
+  %s
+}
+routes {
+  metrics      = "shared"
+  alerts       = "shared"
+  agent_states = "shared"
+}
+`, addr, prefix, extra), 0o600))
+		return cfg
+	}
+	cached := startDaemon(t, nil, "-config", config("cached.hcl", "cache {\n    entries = 100\n    max_age = \"2s\"\n  }"), "-watch=false")
+	silent := startDaemon(t, nil, "-config", config("silent.hcl", "events {\n    enabled = false\n  }"), "-watch=false")
+	onCached := openEvents(t, cached.url, "?kind=agent_states", "")
+
+	get := func() string {
+		t.Helper()
+		code, _, body := do(t, "GET", cached.url+"/v1/agents/a/state", "")
+		require.Equal(t, http.StatusOK, code, "%v", body)
+		return body["version"].(string)
+	}
+	old := putState(t, cached.url, "a")
+	for c := onCached.change(); c.Key != "a" || c.Version != old; c = onCached.change() {
+	}
+	require.Equal(t, old, get())
+	hits := cached.metric(`storage_host_cache_hits_total{backend="shared"}`)
+	require.Equal(t, old, get())
+	require.Greater(t, cached.metric(`storage_host_cache_hits_total{backend="shared"}`), hits, "served by the cache")
+
+	silently := putState(t, silent.url, "a")
+	require.NotEqual(t, old, silently)
+	deadline := time.Now().Add(15 * time.Second) // max_age, and a margin for a loaded machine
+	for v := get(); v != silently; v = get() {
+		require.Equal(t, old, v)
+		require.True(t, time.Now().Before(deadline), "the cache still serves the version the silent write replaced")
+		time.Sleep(50 * time.Millisecond)
+	}
 }
