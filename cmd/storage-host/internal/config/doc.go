@@ -102,6 +102,18 @@
 //	    max_conns = 4                   # optional, > 0; default 4
 //	    statement_timeout = "5s"        # optional: a call without a deadline, and migrations; default call_timeout
 //	  }
+//	  events {                          # optional: the backend's events (host.Config.Events)
+//	    enabled   = true                # false turns them off; a cache or the events capability is then refused
+//	    retention = 100000              # 1 to 2147483647: events kept to resume from; default 10000
+//	                                    # in this process, 100000 in Redis or PostgreSQL
+//	    buffer    = 1024                # 1 to 2147483647: events one subscriber may have waiting
+//	    queue     = 65536               # 1 to 2147483647: events waiting for a Redis or PostgreSQL log
+//	  }
+//	  cache {                           # optional: a read cache of agent states and alerts (host.Config.Cache)
+//	    entries = 50000                 # required, 1 to 2147483647: records held, least recently used out first
+//	    max_age = "1m"                  # optional, a Go duration: an entry is read from the backend again
+//	                                    # once this old, whatever the events said; default 1m
+//	  }
 //	  backup {                          # optional: scheduled backups, written by the daemon
 //	    interval         = "1h"         # required: a Go duration, at least 1s
 //	    directory        = "backups"    # required: created if missing; relative to the configuration file
