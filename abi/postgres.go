@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -256,36 +257,48 @@ func (r *PGResult) Encode(e *Encoder) {
 
 // Decode reads what Encode wrote. Values alias the decoder's input. A
 // count of values that is not a multiple of the columns is malformed.
-func (r *PGResult) Decode(d *Decoder) {
+func (r *PGResult) Decode(d *Decoder) { r.decode(d, nil) }
+
+// decode is Decode with the values appended to vs, which it returns;
+// r.Values is the part of the returned slice they take, its capacity cut
+// to its length. With vs nil, r.Values is a slice of its own.
+func (r *PGResult) decode(d *Decoder, vs []PGValue) []PGValue {
 	*r = PGResult{OK: d.Bool()}
 	if !r.OK {
 		r.SQLState = d.String()
 		r.Message = d.String()
-		return
+		return vs
 	}
 	r.RowsAffected = d.Uvarint()
 	c := d.Uvarint()
 	if d.err != nil {
-		return
+		return vs
 	}
 	if c > MaxPGColumns {
 		d.fail(ErrMalformed)
-		return
+		return vs
 	}
 	r.Columns = int(c)
 	n := d.Count(1)
 	if d.err != nil {
-		return
+		return vs
 	}
 	if (r.Columns == 0 && n != 0) || (r.Columns != 0 && n%r.Columns != 0) {
 		d.fail(ErrMalformed)
-		return
+		return vs
 	}
-	r.Values = prealloc[PGValue](n)
+	if vs == nil {
+		vs = prealloc[PGValue](n)
+	} else if cap(vs)-len(vs) < n {
+		vs = slices.Grow(vs, min(n, maxKeptPGValues))
+	}
+	start := len(vs)
 	for i := 0; i < n && d.err == nil; i++ {
-		r.Values = append(r.Values, PGValue{})
-		r.Values[i].Decode(d)
+		vs = append(vs, PGValue{})
+		vs[start+i].Decode(d)
 	}
+	r.Values = vs[start:len(vs):len(vs)]
+	return vs
 }
 
 // EncodePGResults appends a postgres call's OK body: count, then each
@@ -306,6 +319,64 @@ func DecodePGResults(d *Decoder) []PGResult {
 		r.Decode(d)
 		rs = append(rs, r)
 	}
+	return rs
+}
+
+// PGResultsBuffer decodes postgres call responses into storage it keeps
+// from one response to the next, so that a client decoding many small
+// responses allocates nothing for their results and values. The zero
+// PGResultsBuffer is ready to use; it is not safe for concurrent use.
+//
+// Storage past 1024 results or 8192 values is not kept for the next
+// response: a large one (a page of a thousand rows) is decoded into
+// storage of its own, which is garbage once the next response's results
+// replace it, rather than held for as long as the buffer lives.
+type PGResultsBuffer struct {
+	results []PGResult
+	values  []PGValue
+}
+
+// Bounds on the storage a PGResultsBuffer keeps from one response to the
+// next: 80 KiB of results and 448 KiB of values as the sizes of the
+// types go on a 64-bit platform (wasm included).
+const (
+	maxKeptPGResults = 1024
+	maxKeptPGValues  = 8192
+)
+
+// Decode reads what EncodePGResults wrote, as DecodePGResults does, into
+// b's storage. The results and their values are valid until the next
+// Decode of b, which overwrites them: copy what is kept longer. Text and
+// bytea values alias d's input, as with DecodePGResults.
+func (b *PGResultsBuffer) Decode(d *Decoder) []PGResult {
+	// Storage past the bounds is dropped. Of what is kept, the entries
+	// this response does not overwrite are cleared after it is decoded,
+	// so that nothing of an earlier response (the input its values
+	// alias) stays reachable from them.
+	rs, vs := b.results, b.values
+	keptR, keptV := len(rs), len(vs)
+	if cap(rs) > maxKeptPGResults {
+		rs, keptR = nil, 0
+	}
+	if cap(vs) > maxKeptPGValues || vs == nil {
+		vs, keptV = []PGValue{}, 0 // not nil: decode appends to it
+	}
+	rs, vs = rs[:0], vs[:0]
+	n := d.Count(1)
+	if cap(rs) < n {
+		rs = slices.Grow(rs, min(n, maxKeptPGResults))
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		rs = append(rs, PGResult{})
+		vs = rs[i].decode(d, vs)
+	}
+	if len(rs) < keptR {
+		clear(rs[len(rs):keptR])
+	}
+	if len(vs) < keptV {
+		clear(vs[len(vs):keptV])
+	}
+	b.results, b.values = rs, vs
 	return rs
 }
 

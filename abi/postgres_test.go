@@ -98,6 +98,118 @@ func TestPGMalformed(t *testing.T) {
 	}
 }
 
+// TestPGResultsBufferDecodes: a PGResultsBuffer decodes response after
+// response as DecodePGResults does, malformed ones included.
+func TestPGResultsBufferDecodes(t *testing.T) {
+	var buf abi.PGResultsBuffer
+	for _, rs := range [][]abi.PGResult{pgResults, {pgNoRows}, {}, pgResults, {pgResults[2]}, pgResults} {
+		b := pgResultsBytes(rs)
+		d := abi.NewDecoder(b)
+		got := buf.Decode(d)
+		require.NoError(t, d.Finish())
+		require.Equal(t, abi.DecodePGResults(abi.NewDecoder(b)), got)
+		require.Equal(t, b, pgResultsBytes(got))
+	}
+	for _, b := range [][]byte{{1, 1, 0, 0, 1}, {1, 1, 0, 2, 9, 0, 0}, {1, 1, 0, 2, 1, 0}} {
+		d := abi.NewDecoder(b)
+		buf.Decode(d)
+		require.Error(t, d.Finish())
+	}
+}
+
+// pgRows is a response of one result of rows rows of cols text values.
+func pgRows(rows, cols int) []byte {
+	vs := make([]abi.PGValue, rows*cols)
+	for i := range vs {
+		vs[i] = abi.PGValue{Kind: abi.PGText, Bytes: []byte(fmt.Sprintf("value %d", i))}
+	}
+	return pgResultsBytes([]abi.PGResult{{OK: true, RowsAffected: uint64(rows), Columns: cols, Values: vs}})
+}
+
+// minAllocs is the least of a few rounds of testing.AllocsPerRun: other
+// goroutines' allocations count too.
+func minAllocs(f func()) float64 {
+	least := math.Inf(1)
+	for range 5 {
+		least = min(least, testing.AllocsPerRun(100, f))
+	}
+	return least
+}
+
+// TestPGResultsBufferReuses: once warm, decoding a response allocates
+// nothing, where DecodePGResults allocates the results and each one's
+// values. (A failed statement's SQLSTATE and message are strings of
+// their own.)
+func TestPGResultsBufferReuses(t *testing.T) {
+	puts := make([]abi.PGResult, 100)
+	for i := range puts {
+		puts[i] = abi.PGResult{OK: true, RowsAffected: 1, Columns: 2, Values: []abi.PGValue{{Kind: abi.PGInt, Int: int64(i)}, {Kind: abi.PGInt}}}
+	}
+	for name, b := range map[string][]byte{"one row": pgRows(1, 4), "100 results": pgResultsBytes(puts), "mixed": pgResultsBytes([]abi.PGResult{pgResults[0], pgNoRows, pgResults[2]})} {
+		var buf abi.PGResultsBuffer
+		var d abi.Decoder
+		decode := func() {
+			d.Reset(b)
+			buf.Decode(&d)
+			if d.Finish() != nil {
+				panic("malformed")
+			}
+		}
+		decode()
+		assert.Zero(t, minAllocs(decode), "%s: allocations with a buffer", name)
+		assert.NotZero(t, minAllocs(func() { abi.DecodePGResults(abi.NewDecoder(b)) }), "%s: allocations without", name)
+	}
+}
+
+// TestPGResultsBufferKeepsNoLargeResult: after a large response the
+// buffer does not keep its storage (the withdrawn kept-storage decoder
+// kept what the largest response needed for as long as the plugin
+// lived), and what it keeps refers to nothing of an earlier response.
+func TestPGResultsBufferKeepsNoLargeResult(t *testing.T) {
+	var buf abi.PGResultsBuffer
+	var d abi.Decoder
+	decode := func(b []byte) []abi.PGResult {
+		d.Reset(b)
+		rs := buf.Decode(&d)
+		require.NoError(t, d.Finish())
+		return rs
+	}
+	many := make([]abi.PGResult, 3000)
+	for i := range many {
+		many[i] = abi.PGResult{OK: true, RowsAffected: 1}
+	}
+	decode(pgRows(2, 3))
+	rs, vs := abi.KeptPGStorage(&buf)
+	small := [2]int{cap(rs), cap(vs)}
+
+	for _, large := range [][]byte{pgRows(10_000, 5), pgResultsBytes(many)} {
+		rs := decode(large)
+		require.NotEmpty(t, rs)
+		got := decode(pgRows(2, 3))
+		require.Len(t, got, 1)
+		require.Equal(t, "value 5", string(got[0].Row(1)[2].Bytes))
+		// The large response's storage is dropped by the decode after it.
+		decode(pgRows(2, 3))
+		rs, vs := abi.KeptPGStorage(&buf)
+		assert.LessOrEqual(t, cap(rs), abi.MaxKeptPGResults)
+		assert.LessOrEqual(t, cap(vs), abi.MaxKeptPGValues)
+		assert.LessOrEqual(t, cap(rs), 4*small[0], "results kept after a small response")
+		assert.LessOrEqual(t, cap(vs), 4*small[1], "values kept after a small response")
+	}
+
+	// Entries past the last response's are cleared: a response of three
+	// results, then one of one, leaves no value or message of the first.
+	decode(pgResultsBytes(append([]abi.PGResult{pgResults[0]}, pgResults...)))
+	decode(pgRows(1, 1))
+	rs, vs = abi.KeptPGStorage(&buf)
+	for i := 1; i < len(rs); i++ {
+		require.Zero(t, rs[i], "result %d", i)
+	}
+	for i := 1; i < len(vs); i++ {
+		require.Zero(t, vs[i], "value %d", i)
+	}
+}
+
 var (
 	pgRequestBody = recordCodec[abi.PGRequest]()
 	pgResultsBody = bodyCodec{

@@ -121,10 +121,19 @@ func hostPostgresCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outC
 //go:wasmimport storagehost_postgres result
 func hostPostgresResult(out unsafe.Pointer, outCap int32) int32
 
-// postgresOut receives postgres responses; it grows when one does not fit.
+// postgresOut receives postgres responses; it grows when one does not
+// fit. One grown past maxKeptPostgresOut is replaced by the next call
+// (the previous response is the client's only until then), so that one
+// large result, up to the host's reply bound of an eighth of the
+// instance's memory, is not held for as long as the instance lives.
 var postgresOut = make([]byte, 16<<10)
 
+const maxKeptPostgresOut = 1 << 20
+
 func postgresCall(req []byte) []byte {
+	if len(postgresOut) > maxKeptPostgresOut {
+		postgresOut = make([]byte, 16<<10)
+	}
 	n := hostPostgresCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(postgresOut)), int32(len(postgresOut)))
 	if int(n) > len(postgresOut) {
 		postgresOut = make([]byte, n)

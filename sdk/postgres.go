@@ -17,12 +17,17 @@ import (
 // nanoseconds: bind it as to_timestamp($1::bigint / 1e9) or compare
 // bigint columns, and read timestamp columns back as PGInt.
 //
-// Results alias the client's buffer and are valid until its next call;
-// copy what you keep. The zero Postgres is ready to use; one per plugin
-// is enough, as calls into an instance never overlap.
+// Results and their values are the client's, reused by its next call
+// (Exec, Batch or Tx), which overwrites them; the bytes of text and bytea
+// values alias the buffer the plugin receives every response in, which
+// the next call of any Postgres overwrites. Both are valid until then:
+// what is kept longer (in a cache, in a record served after another
+// query) must be copied. The zero Postgres is ready to use; one per
+// plugin is enough, as calls into an instance never overlap.
 type Postgres struct {
 	enc abi.Encoder
 	dec abi.Decoder
+	res abi.PGResultsBuffer
 	req abi.PGRequest
 	one [1]abi.PGStatement
 }
@@ -35,7 +40,7 @@ func (p *Postgres) send() ([]abi.PGResult, error) {
 		return nil, err
 	}
 	p.dec.Reset(body)
-	results := abi.DecodePGResults(&p.dec)
+	results := p.res.Decode(&p.dec)
 	if err := p.dec.Finish(); err != nil {
 		return nil, abi.Errorf(abi.StatusInternal, "postgres response: %v", err)
 	}

@@ -52,6 +52,10 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 		lo, hi := bodies[i][0], bodies[i][1]
 		out[i].Body = all[lo:hi:hi]
 	}
+	// The items are encoded: none of them is to keep a response of the
+	// postgres client's (a got state aliases it) or the request reachable
+	// after the call, when b.items is kept for the next batch.
+	clear(items)
 	return out
 }
 

@@ -26,15 +26,21 @@ func BenchmarkGuestPath(b *testing.B) {
 	}
 }
 
-// TestGuestPathAllocations: once warm, a single get or put allocates only
-// the decoded response (its results and their values), and a batch of
-// puts those and its results, nothing per item but its result's values.
+// TestGuestPathAllocations: once warm, a single get or put allocates
+// nothing (the decoded response's results and values are the client's,
+// reused), and a batch of puts only its results and their bodies' bounds,
+// nothing per item. The least of a few rounds: other goroutines'
+// allocations count too.
 func TestGuestPathAllocations(t *testing.T) {
 	for _, c := range guestPathCases() {
 		var g guestPath
 		g.run(c)
-		want := map[string]float64{"GetAgentState": 2, "PutAgentState": 2, "BulkPut100": 104}[c.name]
-		if n := testing.AllocsPerRun(50, func() { g.run(c) }); n > want {
+		want := map[string]float64{"GetAgentState": 0, "PutAgentState": 0, "BulkPut100": 2}[c.name]
+		n := testing.AllocsPerRun(50, func() { g.run(c) })
+		for range 4 {
+			n = min(n, testing.AllocsPerRun(50, func() { g.run(c) }))
+		}
+		if n > want {
 			t.Errorf("%s: %.0f allocations, want at most %.0f", c.name, n, want)
 		}
 	}
@@ -90,6 +96,7 @@ type guestPath struct {
 	req abi.PGRequest
 	enc abi.Encoder
 	dec abi.Decoder
+	res abi.PGResultsBuffer
 	rs  []abi.PGResult
 	out abi.Encoder
 }
@@ -136,6 +143,9 @@ func (g *guestPath) run(c guestPathCase) {
 			panic(items[i].err)
 		}
 	}
+	if c.op == abi.OpBatch {
+		clear(items) // as batch does
+	}
 	b.reset()
 }
 
@@ -146,7 +156,7 @@ func (g *guestPath) send(mode abi.PGMode, resp []byte) {
 	g.enc.Reset()
 	g.req.Encode(&g.enc)
 	g.dec.Reset(resp)
-	g.rs = abi.DecodePGResults(&g.dec)
+	g.rs = g.res.Decode(&g.dec)
 	if err := g.dec.Finish(); err != nil || len(g.rs) != len(g.be.stmts) {
 		panic("bad recorded response")
 	}
