@@ -1,10 +1,7 @@
 package main_test
 
 import (
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,24 +18,7 @@ import (
 func TestReadCacheAcrossDaemons(t *testing.T) {
 	t.Parallel()
 	addr := redistest.Addr(t)
-	cfg := filepath.Join(t.TempDir(), "cache.hcl")
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
-  plugin = "builtin:redis"
-  redis {
-    addrs      = [%q]
-    key_prefix = %q
-    scripts    = true
-  }
-  cache {
-    entries = 1000
-  }
-}
-routes {
-  metrics      = "shared"
-  alerts       = "shared"
-  agent_states = "shared"
-}
-`, addr, redistest.Prefix(t, addr)), 0o600))
+	cfg := sharedRedisConfig(t, addr, redistest.Prefix(t, addr), "cache {\n    entries = 1000\n  }")
 	a := startDaemon(t, nil, "-config", cfg, "-watch=false")
 	b := startDaemon(t, nil, "-config", cfg, "-watch=false")
 	onB := openEvents(t, b.url, "?kind=agent_states", "")
@@ -72,27 +52,8 @@ func TestReadCacheMaxAgeAcrossDaemons(t *testing.T) {
 	t.Parallel()
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	config := func(name, extra string) string {
-		cfg := filepath.Join(t.TempDir(), name)
-		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
-  plugin = "builtin:redis"
-  redis {
-    addrs      = [%q]
-    key_prefix = %q
-    scripts    = true
-  }
-  %s
-}
-routes {
-  metrics      = "shared"
-  alerts       = "shared"
-  agent_states = "shared"
-}
-`, addr, prefix, extra), 0o600))
-		return cfg
-	}
-	cached := startDaemon(t, nil, "-config", config("cached.hcl", "cache {\n    entries = 100\n    max_age = \"2s\"\n  }"), "-watch=false")
-	silent := startDaemon(t, nil, "-config", config("silent.hcl", "events {\n    enabled = false\n  }"), "-watch=false")
+	cached := startDaemon(t, nil, "-config", sharedRedisConfig(t, addr, prefix, "cache {\n    entries = 100\n    max_age = \"2s\"\n  }"), "-watch=false")
+	silent := startDaemon(t, nil, "-config", sharedRedisConfig(t, addr, prefix, "events {\n    enabled = false\n  }"), "-watch=false")
 	onCached := openEvents(t, cached.url, "?kind=agent_states", "")
 
 	get := func() string {

@@ -183,8 +183,9 @@ func TestEventsAcrossDaemons(t *testing.T) {
 }
 
 // sharedRedisConfig writes a configuration whose one backend, "shared",
-// keeps everything in the Redis at addr under prefix.
-func sharedRedisConfig(t *testing.T, addr, prefix string) string {
+// keeps everything in the Redis at addr under prefix; blocks are more of
+// the backend's blocks ("cache { ... }").
+func sharedRedisConfig(t *testing.T, addr, prefix string, blocks ...string) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
@@ -194,13 +195,14 @@ func sharedRedisConfig(t *testing.T, addr, prefix string) string {
     key_prefix = %q
     scripts    = true
   }
+  %s
 }
 routes {
   metrics      = "shared"
   alerts       = "shared"
   agent_states = "shared"
 }
-`, addr, prefix), 0o600))
+`, addr, prefix, strings.Join(blocks, "\n  ")), 0o600))
 	return cfg
 }
 
