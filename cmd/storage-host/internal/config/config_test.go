@@ -112,7 +112,7 @@ func TestRedisFallbackExample(t *testing.T) {
 	require.Nil(t, r.Config.Redis.Addrs)
 	require.Equal(t, events.Options{Retention: 200000, Buffer: 1024}, r.Config.Events)
 	require.False(t, r.Config.DisableEvents)
-	require.Equal(t, host.CacheOptions{Entries: 50000}, r.Config.Cache)
+	require.Equal(t, host.CacheOptions{Entries: 50000, MaxAge: 5 * time.Minute}, r.Config.Cache)
 	require.Equal(t, "storage-host:prod:", r.Config.Redis.KeyPrefix)
 	require.True(t, r.Config.Redis.Scripts)
 	require.Equal(t, time.Second, r.Config.Redis.DialTimeout)
