@@ -121,38 +121,39 @@ func hostPostgresCall(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outC
 //go:wasmimport storagehost_postgres result
 func hostPostgresResult(out unsafe.Pointer, outCap int32) int32
 
-// postgresOut receives postgres responses; it grows when one does not
-// fit. One grown past maxKeptPostgresOut is replaced by the next call
-// (the previous response is the client's only until then), so that one
-// large result, up to the host's reply bound of an eighth of the
-// instance's memory, is not held for as long as the instance lives.
-var postgresOut = make([]byte, 16<<10)
+// inbox receives one capability's responses (a host call writes them
+// into it): it grows when a response does not fit, and one grown past
+// maxKeptInbox is replaced at the next call, so that one large response,
+// up to the host's reply bound of an eighth of the instance's memory, is
+// not held for as long as the instance lives. A response is the caller's
+// until the next call through the same inbox.
+type inbox []byte
 
-const maxKeptPostgresOut = 1 << 20
+const maxKeptInbox = 1 << 20
+
+// call sends req through hostCall and returns the response, fetching it
+// with hostResult when it did not fit.
+func (in *inbox) call(req []byte, hostCall func(req unsafe.Pointer, reqLen int32, out unsafe.Pointer, outCap int32) int32, hostResult func(out unsafe.Pointer, outCap int32) int32) []byte {
+	if len(*in) == 0 || len(*in) > maxKeptInbox {
+		*in = make([]byte, 16<<10)
+	}
+	n := hostCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(*in)), int32(len(*in)))
+	if int(n) > len(*in) {
+		*in = make([]byte, n)
+		n = hostResult(unsafe.Pointer(unsafe.SliceData(*in)), int32(len(*in)))
+	}
+	return (*in)[:n]
+}
+
+var postgresIn, redisIn, kvIn inbox
 
 func postgresCall(req []byte) []byte {
-	if len(postgresOut) > maxKeptPostgresOut {
-		postgresOut = make([]byte, 16<<10)
-	}
-	n := hostPostgresCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(postgresOut)), int32(len(postgresOut)))
-	if int(n) > len(postgresOut) {
-		postgresOut = make([]byte, n)
-		n = hostPostgresResult(unsafe.Pointer(unsafe.SliceData(postgresOut)), int32(len(postgresOut)))
-	}
-	return postgresOut[:n]
+	return postgresIn.call(req, hostPostgresCall, hostPostgresResult)
 }
 
-// redisOut receives redis responses; it grows when one does not fit.
-var redisOut = make([]byte, 16<<10)
+func redisCall(req []byte) []byte { return redisIn.call(req, hostRedisCall, hostRedisResult) }
 
-func redisCall(req []byte) []byte {
-	n := hostRedisCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(redisOut)), int32(len(redisOut)))
-	if int(n) > len(redisOut) {
-		redisOut = make([]byte, n)
-		n = hostRedisResult(unsafe.Pointer(unsafe.SliceData(redisOut)), int32(len(redisOut)))
-	}
-	return redisOut[:n]
-}
+func kvCall(req []byte) []byte { return kvIn.call(req, hostKVCall, hostKVResult) }
 
 func logWrite(level abi.Level, msg string) {
 	if len(msg) == 0 {
@@ -162,15 +163,3 @@ func logWrite(level abi.Level, msg string) {
 }
 
 func clockNow() int64 { return hostClockNow() }
-
-// kvOut receives kv responses; it grows when a response does not fit.
-var kvOut = make([]byte, 16<<10)
-
-func kvCall(req []byte) []byte {
-	n := hostKVCall(unsafe.Pointer(unsafe.SliceData(req)), int32(len(req)), unsafe.Pointer(unsafe.SliceData(kvOut)), int32(len(kvOut)))
-	if int(n) > len(kvOut) {
-		kvOut = make([]byte, n)
-		n = hostKVResult(unsafe.Pointer(unsafe.SliceData(kvOut)), int32(len(kvOut)))
-	}
-	return kvOut[:n]
-}
