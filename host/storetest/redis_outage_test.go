@@ -450,7 +450,13 @@ func TestRedisFallbackConditional(t *testing.T) {
 	require.NoError(t, err)
 	srv.Start()
 	waitReplayed(t, st, "c")
-	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "c", State: []byte("v3")}, host.IfVersion(saved.Version))
+	// Reads leave the buffer once its writes are replayed; conditional
+	// writes wait until the tick after that settles them (their events
+	// published), UNAVAILABLE meanwhile.
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "c", State: []byte("v3")}, host.IfVersion(saved.Version))
+		return !errors.Is(err, host.ErrUnavailable)
+	}, "the replayed record settles")
 	require.ErrorIs(t, err, host.ErrConflict)
 	a, err := st.GetAlert(ctx, "al")
 	require.NoError(t, err)
