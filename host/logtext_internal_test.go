@@ -1,6 +1,7 @@
 package host
 
 import (
+	"math"
 	"testing"
 	"unicode"
 	"unicode/utf8"
@@ -39,5 +40,11 @@ func TestLogTextIsOnePrintableLine(t *testing.T) {
 		}
 	}
 	s := "nothing to escape"
-	assert.Equal(t, 0.0, testing.AllocsPerRun(10, func() { s = logText(s) }), "printable text is not copied")
+	// The fewest of five rounds: AllocsPerRun counts every goroutine's
+	// allocations.
+	n := math.Inf(1)
+	for range 5 {
+		n = min(n, testing.AllocsPerRun(10, func() { s = logText(s) }))
+	}
+	assert.Equal(t, 0.0, n, "printable text is not copied")
 }

@@ -646,11 +646,14 @@ func TestGetDoesNotAllocate(t *testing.T) {
 	mustPut(t, s, "k", "value", expiresAt(epoch.Add(time.Hour)))
 	req := &abi.KVRequest{Op: abi.KVGet, Key: []byte("k")}
 	var e abi.Encoder
-	s.Do(req, &e) // grow the buffer once
-	allocs := testing.AllocsPerRun(1000, func() {
-		e.Reset()
-		s.Do(req, &e)
-	})
+	s.Do(req, &e)         // grow the buffer once
+	allocs := math.Inf(1) // the fewest of five rounds: every goroutine's allocations count
+	for range 5 {
+		allocs = min(allocs, testing.AllocsPerRun(1000, func() {
+			e.Reset()
+			s.Do(req, &e)
+		}))
+	}
 	assert.Zero(t, allocs)
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -67,10 +68,16 @@ func TestAgentStateEncodingAllocates(t *testing.T) {
 	s := encodingCases[1]
 	var buf bytes.Buffer
 	appendAgentState(&buf, s)
-	if n := testing.AllocsPerRun(100, func() {
-		buf.Reset()
-		appendAgentState(&buf, s)
-	}); n != 0 {
+	// The fewest of five rounds: AllocsPerRun counts every goroutine's
+	// allocations, the package's parallel tests' too.
+	n := math.Inf(1)
+	for range 5 {
+		n = min(n, testing.AllocsPerRun(100, func() {
+			buf.Reset()
+			appendAgentState(&buf, s)
+		}))
+	}
+	if n != 0 {
 		t.Errorf("appendAgentState allocates %v times; want 0", n)
 	}
 }
