@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
@@ -23,12 +22,7 @@ func TestReadCacheAcrossDaemons(t *testing.T) {
 	b := startDaemon(t, nil, "-config", cfg, "-watch=false")
 	onB := openEvents(t, b.url, "?kind=agent_states", "")
 
-	get := func() string {
-		t.Helper()
-		code, _, body := do(t, "GET", b.url+"/v1/agents/cached/state", "")
-		require.Equal(t, http.StatusOK, code, "%v", body)
-		return body["version"].(string)
-	}
+	get := func() string { return stateVersion(t, b.url, "cached") }
 	for round := range 20 {
 		version := putState(t, a.url, "cached")
 		for {
@@ -56,12 +50,7 @@ func TestReadCacheMaxAgeAcrossDaemons(t *testing.T) {
 	silent := startDaemon(t, nil, "-config", sharedRedisConfig(t, addr, prefix, "events {\n    enabled = false\n  }"), "-watch=false")
 	onCached := openEvents(t, cached.url, "?kind=agent_states", "")
 
-	get := func() string {
-		t.Helper()
-		code, _, body := do(t, "GET", cached.url+"/v1/agents/a/state", "")
-		require.Equal(t, http.StatusOK, code, "%v", body)
-		return body["version"].(string)
-	}
+	get := func() string { return stateVersion(t, cached.url, "a") }
 	old := putState(t, cached.url, "a")
 	for c := onCached.change(); c.Key != "a" || c.Version != old; c = onCached.change() {
 	}

@@ -113,6 +113,15 @@ func (s *sseStream) change() change {
 
 // putState writes an agent state through the daemon at url and returns
 // the version it answered.
+// stateVersion reads agent id's state through the daemon at url and
+// returns its version.
+func stateVersion(t *testing.T, url, id string) string {
+	t.Helper()
+	code, _, body := do(t, "GET", url+"/v1/agents/"+id+"/state", "")
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	return body["version"].(string)
+}
+
 func putState(t *testing.T, url, id string) string {
 	t.Helper()
 	code, _, body := do(t, "PUT", url+"/v1/agents/"+id+"/state", `{"n":1}`)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // batchLog is an in-process log that goes through the append queue, as a
@@ -41,23 +43,16 @@ func lingeringBus(t *testing.T, linger time.Duration) (*Bus, *batchLog) {
 	return b, l
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		require.True(t, time.Now().Before(deadline), what)
-	}
-}
-
 // An event that finds the queue empty waits for the events of the next
 // writes and goes in one append with them.
 func TestLoneEventSharesItsAppend(t *testing.T) {
 	b, l := lingeringBus(t, 300*time.Millisecond)
 	b.Publish(Event{Kind: "metrics", Op: OpPut, Key: "m0"})
-	waitFor(t, "the appender takes the first event", func() bool { return len(b.queue) == 0 })
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return len(b.queue) == 0 }, "the appender takes the first event")
 	for i := 1; i < 5; i++ {
 		b.Publish(Event{Kind: "metrics", Op: OpPut, Key: "m"})
 	}
-	waitFor(t, "five events appended", func() bool { return b.Stats().Published == 5 })
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.Stats().Published == 5 }, "five events appended")
 	assert.Equal(t, []int{5}, l.sizes(), "the events held for the first one's append")
 }
 
@@ -65,7 +60,7 @@ func TestLoneEventSharesItsAppend(t *testing.T) {
 func TestCloseDoesNotWaitForTheLinger(t *testing.T) {
 	b, l := lingeringBus(t, time.Hour)
 	b.Publish(Event{Kind: "metrics", Op: OpPut, Key: "m"})
-	waitFor(t, "the appender takes the event", func() bool { return len(b.queue) == 0 })
+	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return len(b.queue) == 0 }, "the appender takes the event")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, b.Close(ctx), "Close appended what was queued before its deadline")
