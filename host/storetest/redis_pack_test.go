@@ -133,3 +133,76 @@ func TestRedisOverwriteWithoutExpiry(t *testing.T) {
 	require.True(t, a.ExpiresAt.IsZero(), "an alert rewritten without expiry reads %v", a.ExpiresAt)
 	require.Equal(t, time.Duration(-1), rc.PTTL(ctx, prefix+"a:{al1}").Val(), "the alert's TTL in Redis")
 }
+
+// TestRedisBatchRewriteWithoutExpiry: in a batch, as in a single put, an
+// agent state rewritten without expiry over one without expiry is only
+// listed: its bound in the expiry index and its write time are left, and
+// a batch of nothing else adds no bound and no write time at all. A
+// record the batch creates, one it writes twice and one it gives an
+// expiry take the full path (their write times move).
+func TestRedisBatchRewriteWithoutExpiry(t *testing.T) {
+	skipShort(t)
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	prefix := redistest.Prefix(t, addrs...)
+	st := openRedisAt(t, addrs, prefix, nil, host.Limits{})
+	rc := directClient(t, srv.Addr())
+	ctx := t.Context()
+	bounds, times := prefix+"{idx}:s:x", prefix+"{idx}:s:t"
+
+	const n = 20
+	states := make([]host.AgentState, n)
+	for i := range states {
+		states[i] = host.AgentState{AgentID: fmt.Sprintf("agent-%d", i), State: []byte(`1`)}
+	}
+	putAll := func(states []host.AgentState, opts ...host.WriteOption) {
+		t.Helper()
+		got, err := st.PutAgentStates(ctx, states, opts...)
+		require.NoError(t, err)
+		for i := range got {
+			require.NoError(t, got[i].Err, "item %d", i)
+		}
+	}
+	putAll(states)
+	written := rc.HGetAll(ctx, times).Val()
+	require.Len(t, written, n)
+
+	// Only rewrites: one HSET a record, one ZADD (the listing).
+	time.Sleep(5 * time.Millisecond) // a write time taken now differs
+	before := commandCalls(t, rc)
+	putAll(states)
+	after := commandCalls(t, rc)
+	require.Equal(t, n, after["hset"]-before["hset"], "HSETs for %d rewrites", n)
+	require.Equal(t, 1, after["zadd"]-before["zadd"], "ZADDs for %d rewrites", n)
+	require.Equal(t, written, rc.HGetAll(ctx, times).Val(), "write times of rewrites")
+
+	// Rewrites beside a new record and a record written twice.
+	time.Sleep(5 * time.Millisecond)
+	mixed := append(append([]host.AgentState{}, states...),
+		host.AgentState{AgentID: "fresh", State: []byte(`1`)},
+		host.AgentState{AgentID: "agent-5", State: []byte(`2`)})
+	putAll(mixed)
+	now := rc.HGetAll(ctx, times).Val()
+	require.Len(t, now, n+1)
+	require.NotEmpty(t, now["fresh"], "the new record's write time")
+	require.NotEqual(t, written["agent-5"], now["agent-5"], "the write time of a record written twice")
+	for i := range n {
+		if i != 5 {
+			id := states[i].AgentID
+			require.Equal(t, written[id], now[id], "write time of %s", id)
+		}
+	}
+	require.Equal(t, []string{"fresh"}, rc.ZRangeByScore(ctx, bounds, &redis.ZRangeBy{Min: "-inf", Max: "+inf"}).Val()[n:],
+		"the new record is in the expiry index")
+
+	// A rewrite that gives an expiry takes the full path.
+	time.Sleep(5 * time.Millisecond)
+	putAll(states[:3], host.WithTTL(time.Hour))
+	later := rc.HGetAll(ctx, times).Val()
+	for _, s := range states[:3] {
+		require.NotEqual(t, now[s.AgentID], later[s.AgentID], "write time of %s", s.AgentID)
+	}
+	page, err := st.QueryAgentStates(ctx, host.AgentStateQuery{Limit: 2 * n})
+	require.NoError(t, err)
+	require.Len(t, page.Items, n+1, "every state is listed")
+}

@@ -38,6 +38,10 @@ local call, KEYS, ARGV, tonumber, floor = redis.call, KEYS, ARGV, tonumber, math
 -- microseconds (16 digits) are exact only in the latter. ticks counts
 -- the versions sput drew from the clock in this script call (see sput).
 local now, ticks = nil, 0
+-- light[i] is true when the i-th call of this script call's '*' wrote a
+-- record whose index entry needs nothing but to be there (see run and
+-- ixaddl).
+local light = {}
 local function clock()
   if not now then
     local t = call('TIME')
@@ -82,22 +86,31 @@ local function unindex(kl, kx, kt, ids)
 end
 -- ixadd indexes records just written in the global index of keys kl
 -- (L), kx (X), kt (T), sweeping entries whose bound is slack ms past:
--- ARGV[i], ARGV[i + 1] for i = from, from + 2, ... up to to are each
--- record's id and the bound of its expiry ('inf' or ms). Answers how
--- many records it indexed.
-local function ixadd(kl, kx, kt, slack, from, to)
+-- ARGV[i], ARGV[i + 1] for i = from, from + step, ... up to to are each
+-- record's id and the bound of its expiry ('inf' or ms); with step 3,
+-- ARGV[i + 2] is the number, in this script call's '*', of the call
+-- that wrote the record ('0' for none known), and a record that call
+-- wrote light gets only its entry in L. Answers how many records it
+-- indexed.
+local function ixadd(kl, kx, kt, slack, from, to, step)
   local ms = floor(clock() / 1000)
-  local l, x, t, j = {}, {}, {}, 0
-  for i = from, to, 2 do
+  local mss = tostring(ms) -- a string: HSET formats no number per entry
+  local l, x, t, j, m = {}, {}, {}, 0, 0
+  for i = from, to, step do
     local id = ARGV[i]
     l[j + 1], l[j + 2] = 0, id
-    x[j + 1], x[j + 2] = ARGV[i + 1], id
-    t[j + 1], t[j + 2] = id, ms
     j = j + 2
+    if step == 2 or not light[tonumber(ARGV[i + 2])] then
+      x[m + 1], x[m + 2] = ARGV[i + 1], id
+      t[m + 1], t[m + 2] = id, mss
+      m = m + 2
+    end
   end
   call('ZADD', kl, unpack(l))
-  call('ZADD', kx, 'GT', unpack(x))
-  call('HSET', kt, unpack(t))
+  if m > 0 then
+    call('ZADD', kx, 'GT', unpack(x))
+    call('HSET', kt, unpack(t))
+  end
   -- Sweep a few entries whose records have certainly expired (the slack
   -- covers clock differences between cluster nodes).
   unindex(kl, kx, kt, call('ZRANGEBYSCORE', kx, '-inf', '(' .. (ms - tonumber(slack)), 'LIMIT', 0, 16))
@@ -290,7 +303,15 @@ elseif op == 'ixadd' then
   -- Index records just written. KEYS: L, X, T. ARGV: op, sweep slack
   -- (ms), then for each record its id and the bound of its expiry ('inf'
   -- or ms): a batch indexes all its records in one call.
-  return ixadd(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 2], a + 3, a + na)
+  return ixadd(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 2], a + 3, a + na, 2)
+
+elseif op == 'ixaddl' then
+  -- ixadd, each record also given the number of the call of this
+  -- script call's '*' that wrote it, or 0: a record that call wrote
+  -- light (see run) is only listed, as a single +sput does. A batch on
+  -- a single node sends it packed after its writes; alone, no call of
+  -- it is known and every record takes the full path.
+  return ixadd(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 2], a + 3, a + na, 3)
 
 elseif op == 'rd' then
   -- Read one record and its expiry, atomically.
@@ -435,7 +456,7 @@ local function run(k, a, nk, na)
     end
     return r
   end
-  ixadd(kl, kx, kt, slack, a + na - 1, a + na)
+  ixadd(kl, kx, kt, slack, a + na - 1, a + na, 2)
   return r
 end
 
@@ -445,13 +466,15 @@ end
 -- and of arguments (its operation included), then come the calls'
 -- arguments one call after the other, as KEYS holds their keys. Answers
 -- an array of each call's reply, in order; a call that fails answers its
--- error there and the calls after it still run, as in a pipeline.
+-- error there and the calls after it still run, as in a pipeline. A call
+-- that wrote light (see run) is noted in light, for the batch's ixaddl.
 if ARGV[1] ~= '*' then return run(0, 0, #KEYS, #ARGV) end
 local n = tonumber(ARGV[2])
 local out, k, a = {}, 0, 2 + 2 * n
 for i = 1, n do
   local nk, na = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  local ok, r = pcall(run, k, a, nk, na)
+  local ok, r, lt = pcall(run, k, a, nk, na)
+  if lt == true then light[i] = true end
   if not ok then
     if type(r) ~= 'table' or not r.err then r = redis.error_reply(tostring(r)) end
   elseif r == nil then

@@ -17,8 +17,9 @@ import (
 // EVALSHA at a time, and reports Redis's own time per call (redis-µs/op,
 // the evalsha usec of INFO commandstats, which counts the script and the
 // commands it runs): a bulk put of 100 agent states (a '*' of 100 sput
-// and one ixadd), one indexed agent-state put ('+sput') and a delete of
-// a missing key. Every put rewrites a state written before. Other
+// and one ixaddl), one indexed agent-state put ('+sput') and a delete of
+// a missing key. Every put rewrites a state written before, without
+// expiry (the bulk's index call lists them and no more). Other
 // clients' EVALSHAs on the same Redis count too: run it on a quiet one.
 //
 //	go test ./plugins/redis -run '^$' -bench Library -benchtime 2000x -count 5
@@ -37,11 +38,11 @@ func BenchmarkLibrary(b *testing.B) {
 		return [2][]string{{prefix + "s:{" + id + "}"}, {"sput", "p", "", "1764000000000000000", `{"step":1,"goal":"benchmark"}`}}
 	}
 	var bulk [][2][]string
-	index := [2][]string{ix, {"ixadd", "60000"}}
+	index := [2][]string{ix, {"ixaddl", "60000"}}
 	for i := range 100 {
 		id := "a" + strconv.Itoa(i)
 		bulk = append(bulk, put(id))
-		index[1] = append(index[1], id, "inf")
+		index[1] = append(index[1], id, "inf", strconv.Itoa(i+1))
 	}
 	bulk = append(bulk, index)
 	single := put("a0")

@@ -368,6 +368,7 @@ var (
 	opSdel   = []byte("sdel")
 	opDel    = []byte("del")
 	opIxadd  = []byte("ixadd")
+	opIxaddl = []byte("ixaddl")
 	opIxdel  = []byte("ixdel")
 	opIxrng  = []byte("ixrange")
 	opIxtrim = []byte("ixtrim")

@@ -227,7 +227,7 @@ func TestCompactLibrary(t *testing.T) {
 	if len(library) > len(librarySource)/2 {
 		t.Logf("library: %d bytes of %d", len(library), len(librarySource))
 	}
-	for _, op := range [][]byte{opRd, opMput, opMdel, opMrange, opMget, opAput, opAstat, opSput, opSdel, opDel, opIxadd, opIxdel, opIxrng, opIxtrim} {
+	for _, op := range [][]byte{opRd, opMput, opMdel, opMrange, opMget, opAput, opAstat, opSput, opSdel, opDel, opIxadd, opIxaddl, opIxdel, opIxrng, opIxtrim} {
 		if !bytes.Contains(library, []byte("op == '"+string(op)+"'")) {
 			t.Fatalf("the library has no operation %q", op)
 		}
@@ -237,38 +237,58 @@ func TestCompactLibrary(t *testing.T) {
 // TestDeferredIndexFlush: the index entries of a batch go out as one call
 // per index, at most maxIndexIDs records each, in order of first write,
 // each record once with the greatest bound of its writes, and none for a
-// record deleted after its writes.
+// record deleted after its writes. A record written once carries the
+// number of its write's call in the index call's pack; one written twice,
+// or whose write is in another pack, carries 0.
 func TestDeferredIndexFlush(t *testing.T) {
 	var d deferredIndex
-	d.add(ixStates, "a", []byte("100"))
-	d.add(ixAlerts, "x", nil)
-	d.add(ixStates, "b", []byte("50"))
-	d.add(ixStates, "a", []byte("200"))
-	d.add(ixStates, "c", []byte("10"))
-	delete(d.bounds, ixID{ixStates, "c"}) // as unindex does
-	d.add(ixStates, "b", nil)
+	d.add(ixStates, "a", []byte("100"), 0)
+	d.add(ixAlerts, "x", nil, 1)
+	d.add(ixStates, "b", []byte("50"), 2)
+	d.add(ixStates, "a", []byte("200"), 3)
+	d.add(ixStates, "c", []byte("10"), 4)
+	d.drop(ixStates, "c") // as unindex does
+	d.add(ixStates, "d", nil, 5)
+	d.add(ixStates, "e", nil, maxPacked+6)
 	for i := range maxIndexIDs + 1 {
-		d.add(ixMetrics, strconv.Itoa(i), []byte("7"))
+		d.add(ixMetrics, strconv.Itoa(i), []byte("7"), 7+i)
 	}
 	var r request
+	for range 2*maxPacked + 8 {
+		r.call(opSput) // the record calls the numbers above name
+	}
 	if n := d.flush(&r); n != 4 {
 		t.Fatalf("flush added %d calls, want 4 (2 metrics, 1 alerts, 1 states)", n)
 	}
-	calls := r.build()
-	if got := len(calls[0].Args); got != 2+2*maxIndexIDs {
-		t.Fatalf("first metrics call has %d args, want %d", got, 2+2*maxIndexIDs)
+	calls := r.build()[2*maxPacked+8:]
+	if got := len(calls[0].Args); got != 2+3*maxIndexIDs {
+		t.Fatalf("first metrics call has %d args, want %d", got, 2+3*maxIndexIDs)
 	}
-	if got := joined(calls[1].Args); got != "ixadd 60000 1024 7" {
+	// Calls 0 to 511 are two packs; the index calls are in the third.
+	if got := joined(calls[1].Args); got != "ixaddl 60000 1024 7 0" {
 		t.Fatalf("second metrics call %q", got)
 	}
-	if got := joined(calls[2].Keys) + " | " + joined(calls[2].Args); got != "{idx}:a {idx}:a:x {idx}:a:t | ixadd 60000 x inf" {
+	if got := joined(calls[2].Keys) + " | " + joined(calls[2].Args); got != "{idx}:a {idx}:a:x {idx}:a:t | ixaddl 60000 x inf 0" {
 		t.Fatalf("alerts call %q", got)
 	}
-	if got := joined(calls[3].Args); got != "ixadd 60000 a 200 b inf" {
+	if got := joined(calls[3].Args); got != "ixaddl 60000 a 200 0 b 50 0 d inf 0 e inf 0" {
 		t.Fatalf("states call %q", got)
 	}
-	if len(d.bounds) != 0 || len(d.order) != 0 {
-		t.Fatalf("flush left %d bounds, %d in order", len(d.bounds), len(d.order))
+	if len(d.entries) != 0 || len(d.order) != 0 {
+		t.Fatalf("flush left %d entries, %d in order", len(d.entries), len(d.order))
+	}
+
+	// In one pack: the call's number in it, counted from 1.
+	d.add(ixStates, "a", nil, 0)
+	d.add(ixStates, "b", nil, 1)
+	d.add(ixStates, "a", nil, 2)
+	r.reset()
+	for range 3 {
+		r.call(opSput)
+	}
+	d.flush(&r)
+	if got := joined(r.build()[3].Args); got != "ixaddl 60000 a inf 0 b inf 2" {
+		t.Fatalf("states call in one pack %q", got)
 	}
 }
 

@@ -319,7 +319,7 @@ func appendCondition(r *request, c abi.Condition) {
 func (b *backend) index(ix int, id string, bound span) {
 	r := &b.rq
 	if b.deferIx != nil {
-		b.deferIx.add(ix, id, r.arena[bound.lo:bound.hi])
+		b.deferIx.add(ix, id, r.arena[bound.lo:bound.hi], len(r.calls)-1)
 		return
 	}
 	c := &r.calls[len(r.calls)-1]
@@ -349,12 +349,21 @@ type ixID struct {
 // deferredIndex collects the index calls of a batch or a replayed chunk,
 // one entry per record: they are sent after every record call, as one
 // index call per index (of at most maxIndexIDs records), instead of one
-// call per record. Each entry keeps the greatest bound of its writes (-1:
-// no expiry).
+// call per record. Each entry keeps the greatest bound of its writes and,
+// for a record written once, the request's call that wrote it: packed in
+// one script call with it, the library lists a record that call rewrote
+// without expiry and leaves its bound and write time (library.lua,
+// ixaddl), as a single put does.
 type deferredIndex struct {
-	bounds map[ixID]int64
-	order  []ixID
-	adds   int // entries added since the value was last read (see prepare)
+	entries map[ixID]deferredEntry
+	order   []ixID
+	adds    int // entries added since the value was last read (see prepare)
+}
+
+// deferredEntry is a deferredIndex's entry for one record.
+type deferredEntry struct {
+	bound int64 // the greatest bound of its writes; -1: no expiry
+	call  int   // the request's call that wrote it; -1: more than one
 }
 
 // maxIndexIDs is the most records one index call indexes: a script's
@@ -362,13 +371,15 @@ type deferredIndex struct {
 const maxIndexIDs = 1024
 
 func (d *deferredIndex) reset() {
-	clear(d.bounds)
+	clear(d.entries)
 	d.order = d.order[:0]
 }
 
-func (d *deferredIndex) add(ix int, id string, bound []byte) {
-	if d.bounds == nil {
-		d.bounds = map[ixID]int64{}
+// add records that the request's call number call wrote id, indexed in
+// index ix with bound (empty: no expiry).
+func (d *deferredIndex) add(ix int, id string, bound []byte, call int) {
+	if d.entries == nil {
+		d.entries = map[ixID]deferredEntry{}
 	}
 	d.adds++
 	v := int64(-1)
@@ -376,47 +387,60 @@ func (d *deferredIndex) add(ix int, id string, bound []byte) {
 		v, _ = parseInt(bound)
 	}
 	k := ixID{ix, id}
-	cur, ok := d.bounds[k]
+	cur, ok := d.entries[k]
 	switch {
 	case !ok:
 		d.order = append(d.order, k)
-		d.bounds[k] = v
-	case cur == -1 || v == -1:
-		d.bounds[k] = -1
+		d.entries[k] = deferredEntry{v, call}
+	case cur.bound == -1 || v == -1:
+		d.entries[k] = deferredEntry{-1, -1}
 	default:
-		d.bounds[k] = max(cur, v)
+		d.entries[k] = deferredEntry{max(cur.bound, v), -1}
 	}
 }
 
+// drop forgets id's entry in index ix (its record was deleted after its
+// writes).
+func (d *deferredIndex) drop(ix int, id string) { delete(d.entries, ixID{ix, id}) }
+
 // flush adds the collected index calls to r, after every record call of
 // the batch, one per index and per maxIndexIDs records in order of first
-// write, and returns how many it added.
+// write, and returns how many it added. Each record carries the number,
+// within the script call of '*' that will hold the index call (packs of
+// maxPacked calls, see pack), of the call that wrote it, or 0 when that
+// call is in another pack or unknown.
 func (d *deferredIndex) flush(r *request) int {
-	calls := 0
+	calls, at := 0, 0
 	for ix := range ixKeys {
 		n := 0
 		for _, k := range d.order {
 			if k.ix != ix {
 				continue
 			}
-			v, ok := d.bounds[k]
+			e, ok := d.entries[k]
 			if !ok {
 				continue // unindexed by a later delete, or already added
 			}
-			delete(d.bounds, k) // once, if k is in order twice
+			delete(d.entries, k) // once, if k is in order twice
 			if n%maxIndexIDs == 0 {
-				r.call(opIxadd)
+				at = r.ncalls()
+				r.call(opIxaddl)
 				r.ixKeys(ix)
 				r.argInt(sweepSlack)
 				calls++
 			}
 			n++
 			r.argStr(k.id)
-			if v < 0 {
+			if e.bound < 0 {
 				r.argStr("inf")
 			} else {
-				r.argInt(v)
+				r.argInt(e.bound)
 			}
+			pos := 0
+			if e.call >= 0 && e.call/maxPacked == at/maxPacked {
+				pos = e.call%maxPacked + 1
+			}
+			r.argInt(int64(pos))
 		}
 	}
 	d.order = d.order[:0]
@@ -427,7 +451,7 @@ func (d *deferredIndex) flush(r *request) int {
 func (b *backend) unindex(ix int, id string) {
 	r := &b.rq
 	if b.deferIx != nil {
-		delete(b.deferIx.bounds, ixID{ix, id})
+		b.deferIx.drop(ix, id)
 	}
 	r.call(opIxdel)
 	r.ixKeys(ix)
