@@ -104,6 +104,9 @@ type plugin struct {
 	// plugin's module is instrumented instead (wasmcheck.Instrument): its
 	// guest calls refuel, which stops the call once it is overdue.
 	trusted bool
+	// refill is the fuel refuel grants an untrusted guest (fuelRefill,
+	// or builtinFuelRefill for a built-in plugin).
+	refill int32
 	// abandoned counts instances whose caller was released while their
 	// guest call still runs; each is closed when its call returns.
 	abandoned atomic.Int64
@@ -144,11 +147,13 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	// is instrumented with fuel checks in the same walk: they are what
 	// stops its runaway calls (refuel; RATIONALE.md, "Why instrument
 	// untrusted modules instead of wazero's close-on-context-done?").
+	refill := int32(fuelRefill)
 	switch {
 	case cfg.Trusted:
 		err = checkModule(wasm)
 	case cfg.WASM == nil && strings.HasPrefix(cfg.Plugin, BuiltinPrefix):
 		wasm, err = instrumentBuiltin(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix), wasm)
+		refill = builtinFuelRefill
 	default:
 		wasm, err = instrumentModule(wasm)
 	}
@@ -173,7 +178,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted}
+	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill}
 	if !s.inspect {
 		// An inspected plugin gets an in-memory kv store: inspecting
 		// leaves the data directory alone.
@@ -299,6 +304,15 @@ func retireAt(l Limits, start uint32) uint32 {
 // close-on-context-done?").
 const fuelRefill = 10_000
 
+// builtinFuelRefill is the refill of the built-in plugins. Their code is
+// this repository's, with no loop of instructions that cost far more than
+// their bytes, so what bounds the time between two checks is their
+// ordinary code, whose Go-compiled functions are charged by their size:
+// about 30 µs of it at this refill, where fuelRefill is about 3 µs and
+// its refuels took a tenth of a bulk put's CPU (RATIONALE.md, "Why do the
+// built-in plugins get a larger refill of fuel?").
+const builtinFuelRefill = 100_000
+
 // errTimedOut is the panic with which refuel ends a call past
 // Limits.CallTimeout; wazero unwinds the guest and returns it wrapped.
 var errTimedOut = errors.New("host: call timeout")
@@ -330,7 +344,7 @@ func monoNow() int64 { return int64(time.Since(processStart)) + 1 }
 // discarded. Otherwise it refills the fuel.
 func (p *plugin) refuel(ctx context.Context, mod api.Module, stack []uint64) {
 	p.interrupt(ctx, p.instanceOf(mod))
-	stack[0] = fuelRefill
+	stack[0] = uint64(p.refill)
 }
 
 // interrupt ends the call the calling instance in (nil during

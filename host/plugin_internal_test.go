@@ -135,7 +135,7 @@ func TestAbandonedCallIsOverdue(t *testing.T) {
 // its deadline: what each refill of fuel costs an untrusted guest, beside
 // wazero's exit to Go and back.
 func BenchmarkRefuel(b *testing.B) {
-	p := &plugin{stop: make(chan struct{}), limits: Limits{CallTimeout: time.Hour}}
+	p := &plugin{stop: make(chan struct{}), limits: Limits{CallTimeout: time.Hour}, refill: fuelRefill}
 	in := &instance{p: p}
 	in.started.Store(time.Now().UnixNano())
 	var mod api.Module
@@ -148,5 +148,36 @@ func BenchmarkRefuel(b *testing.B) {
 	}
 	if stack[0] != fuelRefill {
 		b.Fatal("no refill")
+	}
+}
+
+// TestBuiltinsGetTheLargerRefill: a built-in plugin's guest is refilled
+// builtinFuelRefill units of fuel, a module from outside fuelRefill, the
+// same module's bytes included; a trusted module has no fuel checks.
+func TestBuiltinsGetTheLargerRefill(t *testing.T) {
+	ctx := t.Context()
+	memory, err := BuiltinWASM("memory")
+	require.NoError(t, err)
+	cache := WithCompilationCache(t.TempDir())
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		refill int32
+	}{
+		{"builtin", Config{Plugin: "builtin:memory"}, builtinFuelRefill},
+		{"outside", Config{WASM: memory}, fuelRefill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := Open(ctx, tc.cfg, cache)
+			require.NoError(t, err)
+			defer st.Close(ctx)
+			require.Equal(t, tc.refill, st.p.refill)
+			in, err := st.p.newInstance(ctx)
+			require.NoError(t, err)
+			defer in.close(ctx)
+			stack := make([]uint64, 1)
+			st.p.refuel(ctx, in.mod, stack)
+			require.Equal(t, uint64(tc.refill), stack[0], "refuel's refill")
+		})
 	}
 }
