@@ -153,7 +153,7 @@ func BenchmarkRefuel(b *testing.B) {
 
 // TestBuiltinsGetTheLargerRefill: a built-in plugin's guest is refilled
 // builtinFuelRefill units of fuel, a module from outside fuelRefill, the
-// same module's bytes included; a trusted module has no fuel checks.
+// same module's bytes included.
 func TestBuiltinsGetTheLargerRefill(t *testing.T) {
 	ctx := t.Context()
 	memory, err := BuiltinWASM("memory")
