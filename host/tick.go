@@ -141,7 +141,6 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 		t.failed(err)
 		return abi.TickResult{}, err
 	}
-	t.pending.Store(r.Pending)
 	if r.Pending > 0 && !t.announced.Swap(true) {
 		// Most likely left by an earlier run or configuration (the
 		// buffer is the data directory's): it goes to the store as
@@ -151,6 +150,9 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	} else if r.Pending == 0 {
 		t.announced.Store(true)
 	}
+	// Published after the warning: whoever sees a pending write in
+	// Stats can also find where it goes in the log.
+	t.pending.Store(r.Pending)
 	t.pace(ctx, stop, len(r.Writes))
 	for i := range r.Writes {
 		if err := s.publishTicked(&r.Writes[i]); err != nil {
