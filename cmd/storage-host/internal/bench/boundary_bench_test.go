@@ -145,19 +145,18 @@ func BenchmarkBoundary(b *testing.B) {
 			continue // not run (a -bench filter)
 		}
 		got, base, target := r.product, "", fmt.Sprintf("%.2f", f.target)
-		if f.baseline != nil {
-			got = r.product / r.baseline
-			base = fmt.Sprintf("%.0f", r.baseline)
-		} else {
+		ratio, verdict := "-", "met"
+		switch {
+		case f.baseline == nil:
 			target = fmt.Sprintf("%.0fk", f.target/1e3)
+		case r.baseline == 0:
+			base, verdict = "-", "no baseline run" // a -bench filter left it out
+		default:
+			got = r.product / r.baseline
+			base, ratio = fmt.Sprintf("%.0f", r.baseline), fmt.Sprintf("%.2f", got)
 		}
-		verdict := "met"
-		if got < f.target {
+		if verdict == "met" && got < f.target {
 			verdict = "MISSED"
-		}
-		ratio := fmt.Sprintf("%.2f", got)
-		if f.baseline == nil {
-			ratio = "-"
 		}
 		fmt.Fprintf(&t, "\n%-40s %7d %12.0f %12s %7s %7s  %s", f.name, f.callers, r.product, base, ratio, target, verdict)
 	}
