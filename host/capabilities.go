@@ -94,7 +94,7 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				p.kv = kv
 			}
 			serve := func(ctx context.Context, req []byte, e *abi.Encoder) error { p.serveKV(ctx, req, e); return nil }
-			(&exchange{p: p, name: c.Module(), serve: serve, touches: p.kv.Durable()}).export(b)
+			(&exchange{p: p, name: c.Module(), serve: serve, touches: p.kv.Durable(), kv: true}).export(b)
 		case abi.CapabilityRedis:
 			if p.redis == nil && !s.inspect {
 				return fmt.Errorf("%w: capability redis is granted but the backend has no Redis configuration", ErrIncompatible)
@@ -186,6 +186,9 @@ type exchange struct {
 	// touches marks the calling instance's call as one that used a
 	// durable kv store, which it must wait for before it returns.
 	touches bool
+	// kv (the kv capability): a put, delete or restore answered OK sets
+	// the instance's wroteKV.
+	kv bool
 }
 
 var exchangeEncoders = sync.Pool{New: func() any { return new(abi.Encoder) }}
@@ -224,6 +227,12 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	// applied and read nothing the call must wait to be durable.
 	if x.touches && in != nil && (len(resp) == 0 || abi.Status(resp[0]) != abi.StatusUnavailable) {
 		in.usedKV = true
+	}
+	if x.kv && in != nil && len(req) > 0 && len(resp) > 0 && abi.Status(resp[0]) == abi.StatusOK {
+		switch abi.KVOp(req[0]) {
+		case abi.KVPut, abi.KVDelete, abi.KVRestore:
+			in.wroteKV.Store(true)
+		}
 	}
 	if x.remote && in != nil {
 		if len(resp) > 0 {

@@ -250,3 +250,58 @@ func TestGoHostileSpinner(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "a", saved.AgentID)
 }
+
+// TestGoHostileWriteThenFail: a write whose plugin fails after it wrote to
+// its store (a panic the SDK recovers, a trap, a call stopped at its
+// deadline) is ErrOutcomeUnknown, besides its own status, and this host's
+// read cache forgets the record, so the next read shows what the write
+// left; a write that fails before it wrote, and a read, keep their own
+// status alone.
+func TestGoHostileWriteThenFail(t *testing.T) {
+	wasm := goHostilePlugin(t, "halfwrite")
+	ctx := context.Background()
+	st, _ := openGoHostile(t, host.Config{
+		WASM:   wasm,
+		Cache:  host.CacheOptions{Entries: 16},
+		Limits: host.Limits{CallTimeout: 300 * time.Millisecond},
+	}, t.TempDir())
+
+	for _, c := range []struct {
+		doc    string
+		status error // besides ErrOutcomeUnknown
+	}{
+		{"panic", host.ErrInternal},
+		{"exit", host.ErrInternal},
+		{"spin", nil},
+	} {
+		t.Run(c.doc, func(t *testing.T) {
+			id := "agent-" + c.doc
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte("before")})
+			require.NoError(t, err)
+			got, err := st.GetAgentState(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, "before", string(got.State), "read, and cached")
+
+			_, err = st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(c.doc)})
+			require.ErrorIs(t, err, host.ErrOutcomeUnknown, "it failed after its kv put")
+			if c.status != nil {
+				require.ErrorIs(t, err, c.status)
+			}
+			got, err = st.GetAgentState(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, c.doc, string(got.State), "the cache forgot the record: the read shows what the write left")
+		})
+	}
+
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "agent-early", State: []byte("panic-before")})
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "it failed before it wrote anything")
+	_, err = st.GetAgentState(ctx, "agent-early")
+	require.ErrorIs(t, err, host.ErrNotFound)
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "panic-read", State: []byte("x")})
+	require.NoError(t, err)
+	_, err = st.GetAgentState(ctx, "panic-read")
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "a read changes nothing")
+}

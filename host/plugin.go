@@ -543,7 +543,10 @@ type instance struct {
 	// deadline (a trusted call is abandoned, not stopped) may leave one
 	// running.
 	sentRemote, remoteBusy atomic.Bool
-	budget                 callBudget // per-call budgets of host functions (capabilities.go)
+	// wroteKV is set when a kv put, delete or restore of the current call
+	// was applied.
+	wroteKV atomic.Bool
+	budget  callBudget // per-call budgets of host functions (capabilities.go)
 
 	// Trusted plugins only (instance.guest): the worker runs each guest
 	// call; the caller waits for it, the deadline, its context or Close.
@@ -823,6 +826,13 @@ func (e errTrap) Unwrap() []error { return []error{e.status, e.err} }
 
 func trapped(err error) errTrap { return errTrap{abi.StatusInternal, err} }
 
+// reachedStore reports whether the current call may have changed its
+// backend's store: it wrote to the kv store, or sent Redis or PostgreSQL
+// requests (or is still waiting for one).
+func (in *instance) reachedStore() bool {
+	return in.wroteKV.Load() || in.sentRemote.Load() || in.remoteBusy.Load()
+}
+
 // call sends one request and returns the response body, which aliases guest
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.
@@ -832,6 +842,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.shares = max(shares, 1)
 	in.sentRemote.Store(false)
 	in.remoteBusy.Store(false)
+	in.wroteKV.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
 	in.started.Store(monoNow())

@@ -58,7 +58,12 @@ func (s *Store) Metadata() Metadata { return s.p.meta }
 //     or, in a bulk result, for the item;
 //   - Close cut the call short after it had reached the plugin; the error
 //     then matches ErrClosed too. A call refused because the store was
-//     already closed matches ErrClosed alone and never reached the plugin.
+//     already closed matches ErrClosed alone and never reached the plugin;
+//   - the plugin failed (trapped, ran past its deadline, or answered
+//     StatusInternal, as the SDK does for a panic it recovered) after its
+//     call had written to the kv store or sent Redis or PostgreSQL
+//     requests; the error matches the failure's status too (ErrInternal,
+//     ErrLimit).
 var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
@@ -284,11 +289,13 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			why := logText(trap.err.Error()) // a trap's stack names the plugin's functions
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", why)
-			if writes && (in.sentRemote.Load() || in.remoteBusy.Load()) && (ctx.Err() != nil || in.timedOut.Load()) {
-				// Stopped or abandoned at its deadline once Redis or
-				// PostgreSQL had taken some of its requests, or while it
-				// waited for them: they may have written.
-				return took, true, fmt.Errorf("backend %s: %w: stopped after its Redis or PostgreSQL requests were sent (%s)", s.p.name, ErrOutcomeUnknown, why)
+			reached := writes && in.reachedStore()
+			if reached && (ctx.Err() != nil || in.timedOut.Load()) {
+				// Stopped or abandoned at its deadline once it had written
+				// to the kv store, or Redis or PostgreSQL had taken some of
+				// its requests, or while it waited for them: they may have
+				// written.
+				return took, true, fmt.Errorf("backend %s: %w: stopped after it wrote to its store or sent it requests (%s)", s.p.name, ErrOutcomeUnknown, why)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && trap.status == abi.StatusUnavailable {
 				return took, true, fmt.Errorf("backend %s: %w", s.p.name, ctxErr)
@@ -296,7 +303,14 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			if s.cutShort.Load() {
 				return took, true, fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
-			return took, true, abi.Errorf(trap.status, "backend %s: plugin failed: %s", s.p.name, why)
+			failure := abi.Errorf(trap.status, "backend %s: plugin failed: %s", s.p.name, why)
+			if reached {
+				return took, true, mayHaveWritten(s.p.name, failure)
+			}
+			return took, true, failure
+		}
+		if writes && errors.Is(err, abi.StatusInternal) && in.reachedStore() {
+			err = mayHaveWritten(s.p.name, err)
 		}
 		usedKV := in.usedKV
 		s.p.pool.put(in, false)
@@ -322,6 +336,15 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		return took, false, abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}
 	return took, false, err // nil, or ErrStale with the result decoded
+}
+
+// mayHaveWritten is the error of a write that failed (a trap, or an
+// INTERNAL answer: what the SDK answers for a panic it recovered) after
+// its call had written to the kv store or sent Redis or PostgreSQL
+// requests: what it left in the store is unknown, so the caller is told
+// ErrOutcomeUnknown, and err's status still matches.
+func mayHaveWritten(backend string, err error) error {
+	return fmt.Errorf("backend %s: %w: the plugin failed after it wrote to its store or sent it requests: %w", backend, ErrOutcomeUnknown, err)
 }
 
 // asTrap returns the errTrap in err's chain. It is a function of its own

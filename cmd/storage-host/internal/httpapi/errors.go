@@ -98,7 +98,10 @@ func classify(err error) (status int, body errorBody, internal bool) {
 		if !ok { // unknown statuses are internal, as the ABI says
 			c = statusCodes[abi.StatusInternal]
 		}
-		if c.http == http.StatusInternalServerError {
+		// A write whose plugin failed after it reached the store is
+		// outcome_unknown, and its failure's detail is kept from the
+		// client as an internal one's is.
+		if c.http == http.StatusInternalServerError || errors.Is(err, abi.StatusInternal) {
 			return c.http, errorBody{Code: c.code, Message: internalMessage}, true
 		}
 		return c.http, errorBody{Code: c.code, Message: message(err)}, false
