@@ -23,10 +23,15 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
+	if !s.calls.enter() {
+		return nil, ErrClosed
+	}
+	defer s.calls.leave()
 	var item abi.Encoder
 	var results []abi.BatchResult
 	claimed := 0 // results the answer claims; more than n are not decoded
-	err = s.call(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
+	reached := false
+	err = s.callPluginReached(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
 		e.Uvarint(uint64(n))
 		for i := 0; i < n; i++ {
 			item.Reset()
@@ -34,7 +39,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			e.Uvarint(uint64(op))
 			e.BytesField(item.Bytes())
 		}
-	}, func(d *abi.Decoder) { results, claimed = abi.DecodeBatchResultsAtMost(d, n) })
+	}, func(d *abi.Decoder) { results, claimed = abi.DecodeBatchResultsAtMost(d, n) }, &reached)
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +60,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			}
 		}
 	}
+	s.failedItems(reached, errs)
 	return errs, nil
 }
 

@@ -256,7 +256,8 @@ func TestGoHostileSpinner(t *testing.T) {
 // deadline) is ErrOutcomeUnknown, besides its own status, and this host's
 // read cache forgets the record, so the next read shows what the write
 // left; a write that fails before it wrote, and a read, keep their own
-// status alone.
+// status alone. So do an item of a bulk write and a single write sent in
+// a shared batch that the plugin answers INTERNAL.
 func TestGoHostileWriteThenFail(t *testing.T) {
 	wasm := goHostilePlugin(t, "halfwrite")
 	ctx := context.Background()
@@ -298,6 +299,31 @@ func TestGoHostileWriteThenFail(t *testing.T) {
 	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "it failed before it wrote anything")
 	_, err = st.GetAgentState(ctx, "agent-early")
 	require.ErrorIs(t, err, host.ErrNotFound)
+
+	// In a bulk write the SDK answers a panic for its item alone; which
+	// item wrote is unknown, so an item that failed in a batch that wrote
+	// is ErrOutcomeUnknown, and one in a batch that wrote nothing is not.
+	rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "bulk-ok", State: []byte("fine")}, {AgentID: "bulk-failed", State: []byte("panic")}})
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err)
+	require.ErrorIs(t, rs[1].Err, host.ErrOutcomeUnknown)
+	require.ErrorIs(t, rs[1].Err, host.ErrInternal)
+	got, err := st.GetAgentState(ctx, "bulk-failed")
+	require.NoError(t, err)
+	require.Equal(t, "panic", string(got.State), "what the failed item's write left")
+	rs, err = st.PutAgentStates(ctx, []host.AgentState{{AgentID: "bulk-early", State: []byte("panic-before")}})
+	require.NoError(t, err)
+	require.ErrorIs(t, rs[0].Err, host.ErrInternal)
+	require.NotErrorIs(t, rs[0].Err, host.ErrOutcomeUnknown, "the batch wrote nothing")
+
+	// A single write sent as an item of a shared batch is answered the same.
+	host.ShareEveryCall(st)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "shared", State: []byte("panic")})
+	require.ErrorIs(t, err, host.ErrOutcomeUnknown)
+	require.ErrorIs(t, err, host.ErrInternal)
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "shared-early", State: []byte("panic-before")})
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
 
 	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "panic-read", State: []byte("x")})
 	require.NoError(t, err)

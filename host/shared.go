@@ -196,6 +196,7 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 	var results []abi.BatchResult
 	claimed := 0 // results the answer claims; more than were sent are not decoded
 	decoded := false
+	reached := false
 	took, trapped, err := s.invoke(ctx, abi.OpBatch, writes, uint32(len(calls)), func(enc *abi.Encoder) {
 		enc.Uvarint(uint64(len(calls)))
 		for _, e := range calls {
@@ -205,7 +206,7 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 	}, func(d *abi.Decoder) {
 		results, claimed = abi.DecodeBatchResultsAtMost(d, len(calls))
 		decoded = true
-	})
+	}, &reached)
 	// The plugin answered a status for the batch as a whole: its claim,
 	// as a single call's status is. Any other failure once the batch
 	// reached the plugin (a trap, an answer that does not decode or does
@@ -221,6 +222,9 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 		switch {
 		case err == nil:
 			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
+			if reached && c.err != nil && errors.Is(c.err, abi.StatusInternal) {
+				c.err = mayHaveWritten(s.p.name, c.err) // as failedItems
+			}
 		case writes && failed && !errors.Is(err, ErrOutcomeUnknown):
 			c.err = fmt.Errorf("backend %s: %w: the batch carrying this write failed once it reached the plugin: %w", s.p.name, ErrOutcomeUnknown, err)
 		case !writes && errors.Is(err, ErrClosed):

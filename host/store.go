@@ -63,7 +63,8 @@ func (s *Store) Metadata() Metadata { return s.p.meta }
 //     StatusInternal, as the SDK does for a panic it recovered) after its
 //     call had written to the kv store or sent Redis or PostgreSQL
 //     requests; the error matches the failure's status too (ErrInternal,
-//     ErrLimit).
+//     ErrLimit). In a bulk result, an item answered StatusInternal in a
+//     batch whose call did either.
 var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
@@ -247,7 +248,12 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 // callPlugin is call past the call gate: the ticker's calls, which Close
 // makes itself once the gate is closed.
 func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
-	took, trapped, err := s.invoke(ctx, op, writes, 1, encode, decode)
+	return s.callPluginReached(ctx, op, writes, encode, decode, nil)
+}
+
+// callPluginReached is callPlugin, setting reached as invoke does.
+func (s *Store) callPluginReached(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder), reached *bool) error {
+	took, trapped, err := s.invoke(ctx, op, writes, 1, encode, decode, reached)
 	if s.p.observer != nil && took >= 0 {
 		s.p.observer.PluginCall(s.p.name, op, took, err, trapped)
 	}
@@ -258,8 +264,10 @@ func (s *Store) callPlugin(ctx context.Context, op abi.Op, writes bool, encode f
 // took (-1 if it never reached the plugin), and whether the plugin trapped.
 // shares is the calls the request carries (a shared batch's, see
 // shared.go): the budgets Limits sets per call are that many times
-// theirs.
-func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint32, encode func(*abi.Encoder), decode func(*abi.Decoder)) (took time.Duration, trapped bool, err error) {
+// theirs. For a write whose answer was decoded, reached, when not nil, is
+// set to whether the call wrote to its store or sent it requests (see
+// failedItems).
+func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint32, encode func(*abi.Encoder), decode func(*abi.Decoder), reached *bool) (took time.Duration, trapped bool, err error) {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return -1, false, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
@@ -326,6 +334,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		decodeErr = in.dec.Finish()
 	}
 	usedKV := in.usedKV
+	if reached != nil {
+		*reached = writes && in.reachedStore()
+	}
 	// The instance serves others while this call waits for the disk, so
 	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
@@ -336,6 +347,21 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		return took, false, abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
 	}
 	return took, false, err // nil, or ErrStale with the result decoded
+}
+
+// failedItems marks the items of a batch of writes that the plugin
+// answered INTERNAL (a panic the SDK recovered in one item, say) as
+// ErrOutcomeUnknown too, when the batch's call wrote to its store or sent
+// it requests (reached): which item did is not known.
+func (s *Store) failedItems(reached bool, errs []error) {
+	if !reached {
+		return
+	}
+	for i, err := range errs {
+		if err != nil && errors.Is(err, abi.StatusInternal) {
+			errs[i] = mayHaveWritten(s.p.name, err)
+		}
+	}
 }
 
 // mayHaveWritten is the error of a write that failed (a trap, or an
