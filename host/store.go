@@ -297,8 +297,8 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			why := logText(trap.err.Error()) // a trap's stack names the plugin's functions
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", why)
-			reached := writes && in.reachedStore()
-			if reached && (ctx.Err() != nil || in.timedOut.Load()) {
+			wrote := writes && in.reachedStore()
+			if wrote && (ctx.Err() != nil || in.timedOut.Load()) {
 				// Stopped or abandoned at its deadline once it had written
 				// to the kv store, or Redis or PostgreSQL had taken some of
 				// its requests, or while it waited for them: they may have
@@ -312,7 +312,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 				return took, true, fmt.Errorf("backend %s: call cut short by Close after it reached the plugin: %w: %w", s.p.name, ErrOutcomeUnknown, ErrClosed)
 			}
 			failure := abi.Errorf(trap.status, "backend %s: plugin failed: %s", s.p.name, why)
-			if reached {
+			if wrote {
 				return took, true, mayHaveWritten(s.p.name, failure)
 			}
 			return took, true, failure
