@@ -62,9 +62,10 @@ func (s *Store) Metadata() Metadata { return s.p.meta }
 //   - the plugin failed (trapped, ran past its deadline, or answered
 //     StatusInternal, as the SDK does for a panic it recovered) after its
 //     call had written to the kv store or sent Redis or PostgreSQL
-//     requests; the error matches the failure's status too (ErrInternal,
-//     ErrLimit). In a bulk result, an item answered StatusInternal in a
-//     batch whose call did either.
+//     requests; a panic's or a trap's error matches its status too
+//     (ErrInternal), one stopped at its deadline or by ctx does not. In a
+//     bulk result, an item answered StatusInternal in a batch whose call
+//     did either.
 var ErrOutcomeUnknown error = abi.StatusUnknown
 
 // callGate admits calls until it is closed and tells Close when the last
