@@ -264,7 +264,7 @@ func TestGoHostileWriteThenFail(t *testing.T) {
 	st, _ := openGoHostile(t, host.Config{
 		WASM:   wasm,
 		Cache:  host.CacheOptions{Entries: 16},
-		Limits: host.Limits{CallTimeout: 300 * time.Millisecond},
+		Limits: host.Limits{CallTimeout: time.Second}, // the spin case runs to it
 	}, t.TempDir())
 
 	for _, c := range []struct {
