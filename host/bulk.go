@@ -23,15 +23,11 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
 	}
-	if !s.calls.enter() {
-		return nil, ErrClosed
-	}
-	defer s.calls.leave()
 	var item abi.Encoder
 	var results []abi.BatchResult
 	claimed := 0 // results the answer claims; more than n are not decoded
 	reached := false
-	err = s.callPluginReached(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
+	err = s.call(ctx, abi.OpBatch, op.Writes(), func(e *abi.Encoder) {
 		e.Uvarint(uint64(n))
 		for i := 0; i < n; i++ {
 			item.Reset()
@@ -60,7 +56,9 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			}
 		}
 	}
-	s.failedItems(reached, errs)
+	for i := range errs {
+		errs[i] = s.afterReaching(reached, errs[i])
+	}
 	return errs, nil
 }
 

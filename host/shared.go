@@ -221,10 +221,7 @@ func (s *Store) sendShared(ctx context.Context, calls []*coalesce.Entry[*sharedC
 		c := e.Item
 		switch {
 		case err == nil:
-			c.body, c.err = results[i].Body, s.itemAnswer(c.op, results[i])
-			if reached && c.err != nil && errors.Is(c.err, abi.StatusInternal) {
-				c.err = mayHaveWritten(s.p.name, c.err) // as failedItems
-			}
+			c.body, c.err = results[i].Body, s.afterReaching(reached, s.itemAnswer(c.op, results[i]))
 		case writes && failed && !errors.Is(err, ErrOutcomeUnknown):
 			c.err = fmt.Errorf("backend %s: %w: the batch carrying this write failed once it reached the plugin: %w", s.p.name, ErrOutcomeUnknown, err)
 		case !writes && errors.Is(err, ErrClosed):

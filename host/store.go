@@ -229,12 +229,13 @@ func (s *Store) writeOptions(opts []WriteOption, conditional bool) (writeOptions
 // take an instance, encode the request into it, call, decode the response
 // while the instance is still held, give the instance back.
 func (s *Store) roundTrip(ctx context.Context, op abi.Op, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
-	return s.call(ctx, op, op.Writes(), encode, decode)
+	return s.call(ctx, op, op.Writes(), encode, decode, nil)
 }
 
 // call is roundTrip; writes says whether the request may change records
-// (for a batch, whether its items' op does).
-func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+// (for a batch, whether its items' op does). reached is set as invoke
+// sets it, for a call that does not share a batch.
+func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*abi.Encoder), decode func(*abi.Decoder), reached *bool) error {
 	// Refused before anything runs: Manager.Do may run it elsewhere.
 	if !s.calls.enter() {
 		return ErrClosed
@@ -243,7 +244,7 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 	if s.shared != nil && sharable(op) && s.p.meta.Features.Has(op.Requires()) {
 		return s.callShared(ctx, op, encode, decode)
 	}
-	return s.callPlugin(ctx, op, writes, encode, decode)
+	return s.callPluginReached(ctx, op, writes, encode, decode, reached)
 }
 
 // callPlugin is call past the call gate: the ticker's calls, which Close
@@ -267,7 +268,7 @@ func (s *Store) callPluginReached(ctx context.Context, op abi.Op, writes bool, e
 // shared.go): the budgets Limits sets per call are that many times
 // theirs. For a write whose answer was decoded, reached, when not nil, is
 // set to whether the call wrote to its store or sent it requests (see
-// failedItems).
+// afterReaching).
 func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint32, encode func(*abi.Encoder), decode func(*abi.Decoder), reached *bool) (took time.Duration, trapped bool, err error) {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
 		return -1, false, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
@@ -318,9 +319,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			}
 			return took, true, failure
 		}
-		if writes && errors.Is(err, abi.StatusInternal) && in.reachedStore() {
-			err = mayHaveWritten(s.p.name, err)
-		}
+		err = s.afterReaching(writes && in.reachedStore(), err)
 		usedKV := in.usedKV
 		s.p.pool.put(in, false)
 		if serr := s.p.syncKV(ctx, usedKV, op.Writes()); serr != nil {
@@ -350,26 +349,22 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	return took, false, err // nil, or ErrStale with the result decoded
 }
 
-// failedItems marks the items of a batch of writes that the plugin
-// answered INTERNAL (a panic the SDK recovered in one item, say) as
-// ErrOutcomeUnknown too, when the batch's call wrote to its store or sent
-// it requests (reached): which item did is not known.
-func (s *Store) failedItems(reached bool, errs []error) {
-	if !reached {
-		return
+// afterReaching returns err, an INTERNAL answer (what the SDK answers for
+// a panic it recovered) to a write or to an item of a batch of writes, as
+// mayHaveWritten when the call had written to its store or sent it
+// requests (reached); in a batch, which item did is not known. Any other
+// err is returned as it is.
+func (s *Store) afterReaching(reached bool, err error) error {
+	if reached && err != nil && errors.Is(err, abi.StatusInternal) {
+		return mayHaveWritten(s.p.name, err)
 	}
-	for i, err := range errs {
-		if err != nil && errors.Is(err, abi.StatusInternal) {
-			errs[i] = mayHaveWritten(s.p.name, err)
-		}
-	}
+	return err
 }
 
 // mayHaveWritten is the error of a write that failed (a trap, or an
-// INTERNAL answer: what the SDK answers for a panic it recovered) after
-// its call had written to the kv store or sent Redis or PostgreSQL
-// requests: what it left in the store is unknown, so the caller is told
-// ErrOutcomeUnknown, and err's status still matches.
+// INTERNAL answer) after its call had written to the kv store or sent
+// Redis or PostgreSQL requests: what it left in the store is unknown, so
+// the caller is told ErrOutcomeUnknown, and err's status still matches.
 func mayHaveWritten(backend string, err error) error {
 	return fmt.Errorf("backend %s: %w: the plugin failed after it wrote to its store or sent it requests: %w", backend, ErrOutcomeUnknown, err)
 }
