@@ -15,19 +15,26 @@ import (
 )
 
 // occupy sends, in the background, as many single-write requests as the
-// bridge keeps pipelines in flight, each with the given timeout, on a
-// paused server, so that every pipeline slot is taken; it returns their
-// errors once they end.
-func occupy(t *testing.T, b *Bridge, timeout time.Duration) func() []error {
+// bridge keeps pipelines in flight, on a paused server, so that every
+// pipeline slot is taken. They wait until the server answers, a minute
+// passes, or the test calls stop; wait returns their errors once they
+// end. The test ends them itself: a timer of their own could free the
+// slots before a loaded machine has queued what the test queues behind
+// them.
+func occupy(t *testing.T, b *Bridge) (stop func(), wait func() []error) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
 	n := b.pipes.Slots()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = run(t, b, timeout, abi.RedisPipeline, cmd("SET", "held"+strconv.Itoa(i), "1")) })
+		wg.Go(func() {
+			_, errs[i] = callCtx(t, ctx, b, &abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("SET", "held"+strconv.Itoa(i), "1")}})
+		})
 	}
 	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Running() == n }, "the pipeline slots are taken")
-	return func() []error { wg.Wait(); return errs }
+	return cancel, func() []error { wg.Wait(); return errs }
 }
 
 // Concurrent requests beyond the pipelines in flight wait and then travel
@@ -37,7 +44,7 @@ func TestConcurrentRequestsSharePipelines(t *testing.T) {
 	before := b.PoolStats().TotalConns
 	s.Pause()
 	t.Cleanup(s.Resume)
-	held := occupy(t, b, 5*time.Second)
+	_, held := occupy(t, b)
 
 	const n = 40
 	replies := make([][]abi.Reply, n)
@@ -73,7 +80,7 @@ func TestQueuedRequestAbandonedIsUnavailable(t *testing.T) {
 	s, b, direct := privateServer(t, Config{})
 	s.Pause()
 	t.Cleanup(s.Resume)
-	held := occupy(t, b, 2*time.Second)
+	_, held := occupy(t, b)
 
 	err := run(t, b, 100*time.Millisecond, abi.RedisPipeline, cmd("SET", "queued", "v"))
 	require.ErrorIs(t, err, abi.StatusUnavailable)
@@ -93,20 +100,27 @@ func TestSharedPipelineFailureIsJudgedPerRequest(t *testing.T) {
 	s, b, _ := privateServer(t, Config{})
 	s.Pause()
 	t.Cleanup(s.Resume)
-	// Slots that free themselves soon, leaving the queue to a flusher.
-	held := occupy(t, b, 300*time.Millisecond)
+	stop, held := occupy(t, b)
 
 	write, read, gaveUp := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	giveUp, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() { write <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("INCR", "n")) }()
 	go func() { read <- run(t, b, 10*time.Second, abi.RedisPipeline, cmd("GET", "n")) }()
-	go func() { gaveUp <- run(t, b, time.Second, abi.RedisPipeline, cmd("INCR", "m")) }()
+	go func() {
+		_, err := callCtx(t, giveUp, b, &abi.RedisRequest{Mode: abi.RedisPipeline, Commands: [][][]byte{cmd("INCR", "m")}})
+		gaveUp <- err
+	}()
 	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == 3 }, "three requests queue")
+	// The slots' requests end, leaving the queue to a flusher.
+	stop()
 	for _, err := range held() {
 		require.Error(t, err) // UNAVAILABLE on a connection still setting up
 	}
 	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == 0 }, "a flusher takes the queue")
 
-	err := <-gaveUp // its second passes while Redis is paused
+	cancel() // while Redis is paused, its request in the flusher's pipeline
+	err := <-gaveUp
 	require.ErrorIs(t, err, abi.StatusUnknown)
 	s.Stop()
 	require.ErrorIs(t, <-write, abi.StatusUnknown)
@@ -143,13 +157,13 @@ func TestLargeRequestKeepsItsOwnPipeline(t *testing.T) {
 	s, b, _ := privateServer(t, Config{})
 	s.Pause()
 	t.Cleanup(s.Resume)
-	held := occupy(t, b, 5*time.Second)
+	_, held := occupy(t, b)
 
 	cmds := make([][][]byte, maxSharedRequest+1)
 	for i := range cmds {
 		cmds[i] = cmd("INCR", "bulk")
 	}
-	err := run(t, b, 200*time.Millisecond, abi.RedisPipeline, cmds...)
+	err := run(t, b, time.Second, abi.RedisPipeline, cmds...)
 	require.ErrorIs(t, err, abi.StatusUnknown, "sent, not queued")
 	assert.Zero(t, b.pipes.Queued())
 	s.Resume()

@@ -71,7 +71,7 @@ func TestWriteTimedOutAfterSendIsUnknown(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b, direct, resume := pausedServer(t, Config{})
-			err := run(t, b, 150*time.Millisecond, tc.mode, tc.cmds...)
+			err := run(t, b, time.Second, tc.mode, tc.cmds...)
 			require.ErrorIs(t, err, abi.StatusUnknown)
 			require.NotErrorIs(t, err, abi.StatusUnavailable)
 			assert.Contains(t, err.Error(), "may have run")
@@ -86,9 +86,9 @@ func TestWriteTimedOutAfterSendIsUnknown(t *testing.T) {
 		// a held write whose connection the host closed at its timeout is
 		// dropped. Either way the host cannot know: UNKNOWN.
 		_, b, direct := privateServer(t, Config{})
-		require.NoError(t, direct.Do(ctx, "client", "pause", "1500", "write").Err())
+		require.NoError(t, direct.Do(ctx, "client", "pause", "10000", "write").Err())
 		t.Cleanup(func() { _ = direct.Do(context.Background(), "client", "unpause").Err() })
-		err := run(t, b, 150*time.Millisecond, abi.RedisPipeline, cmd("GET", "k"), cmd("SET", "k", "v"))
+		err := run(t, b, time.Second, abi.RedisPipeline, cmd("GET", "k"), cmd("SET", "k", "v"))
 		require.ErrorIs(t, err, abi.StatusUnknown)
 		_, err = pipeline(t, b, cmd("GET", "k"))
 		require.NoError(t, err, "reads are served during the pause")
@@ -106,13 +106,13 @@ func TestReadTimedOutIsUnavailable(t *testing.T) {
 // A write that never left the host is UNAVAILABLE, and is not applied.
 func TestWriteNotSentIsUnavailable(t *testing.T) {
 	t.Run("pool timeout", func(t *testing.T) {
-		b, direct, resume := pausedServer(t, Config{PoolSize: 1, PoolTimeout: 100 * time.Millisecond, ReadTimeout: 2 * time.Second})
+		b, direct, resume := pausedServer(t, Config{PoolSize: 1, PoolTimeout: 100 * time.Millisecond, ReadTimeout: 30 * time.Second})
 		busy := make(chan error, 1)
 		go func() { // holds the only connection while Redis sleeps
 			_, err := pipeline(t, b, cmd("SET", "first", "1"))
 			busy <- err
 		}()
-		redistest.WaitFor(t, time.Second, time.Millisecond, func() bool {
+		redistest.WaitFor(t, 10*time.Second, time.Millisecond, func() bool {
 			st := b.PoolStats()
 			return st.IdleConns == 0 && st.TotalConns == 1
 		}, "the first call takes the connection")
