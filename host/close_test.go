@@ -16,7 +16,9 @@ import (
 // refused with ErrClosed.
 func TestCloseDrainsCallsInFlight(t *testing.T) {
 	limits := host.DefaultLimits
-	limits.CallTimeout = 300 * time.Millisecond
+	// Long enough that the call is still running when Close starts, on a
+	// loaded machine too.
+	limits.CallTimeout = 2 * time.Second
 	st, err := host.Open(context.Background(), host.Config{Plugin: hostilePath("loop"), Limits: limits, Instances: 1})
 	require.NoError(t, err)
 

@@ -218,7 +218,9 @@ func TestGoHostileLeaky(t *testing.T) {
 func TestGoHostileSpinner(t *testing.T) {
 	wasm := goHostilePlugin(t, "spinner")
 	ctx := context.Background()
-	const timeout = 300 * time.Millisecond
+	// A fresh Go instance (its runtime's start included) must start and
+	// answer a ping within it, on a loaded machine too.
+	const timeout = time.Second
 	st, logs := openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Limits: host.Limits{CallTimeout: timeout}}, t.TempDir())
 	require.NoError(t, st.Ping(ctx))
 

@@ -57,7 +57,9 @@ func openTrustedSluggish(t *testing.T, timeout time.Duration, instances int) (*h
 func TestTrustedCallReleasedAtDeadline(t *testing.T) {
 	const (
 		timeout = 300 * time.Millisecond
-		spin    = "spin-4000" // far past the timeout
+		// Far past the timeout, and past what the test does while the
+		// guest computes, on a loaded machine too.
+		spin = "spin-8000"
 	)
 	ctx := context.Background()
 	st, logs := openTrustedSluggish(t, timeout, 2)
@@ -70,7 +72,7 @@ func TestTrustedCallReleasedAtDeadline(t *testing.T) {
 	require.ErrorIs(t, err, host.ErrLimit)
 	require.Contains(t, err.Error(), "call timeout")
 	require.GreaterOrEqual(t, elapsed, timeout)
-	require.Less(t, elapsed, 3*time.Second, "the caller was released before the guest returned (it computes for 4 s)")
+	require.Less(t, elapsed, 3*time.Second, "the caller was released before the guest returned (it computes for 8 s)")
 	require.Contains(t, logs.String(), "trusted plugin call abandoned")
 
 	// While the abandoned guest computes, the store answers, and a garbage
@@ -91,7 +93,7 @@ func TestTrustedCallReleasedAtDeadline(t *testing.T) {
 
 	// Once the guests return, the store serves again and their goroutines
 	// have ended.
-	require.Eventually(t, func() bool { return st.Ping(ctx) == nil }, 15*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return st.Ping(ctx) == nil }, 30*time.Second, 50*time.Millisecond)
 
 	closed := make(chan error, 1)
 	go func() { closed <- st.Close(ctx) }()
@@ -125,23 +127,24 @@ func TestTrustedCallReleasedByContext(t *testing.T) {
 // is still within its own timeout, that call goes on and succeeds, and a
 // call that does overrun is still released at its own deadline.
 func TestTrustedDeadlineIsEachCallsOwn(t *testing.T) {
-	const timeout = time.Second
+	const timeout = 3 * time.Second
 	ctx := context.Background()
 	st, _ := openTrustedSluggish(t, timeout, 1)
 	t.Cleanup(func() { _ = st.Close(ctx) })
-	require.NoError(t, st.Ping(ctx)) // arms the timer for about now + 1 s
+	require.NoError(t, st.Ping(ctx)) // arms the timer for about now + 3 s
 
-	// Half the timeout later, a call computing 700 ms: the timer armed by
-	// the ping fires in its middle, 500 ms before its own deadline.
+	// Half the timeout later, a call computing 2 s: the timer armed by the
+	// ping fires in its middle, 1.5 s before its own deadline (a margin
+	// of 1 s for a loaded machine).
 	time.Sleep(timeout / 2)
-	got, err := st.GetAgentState(ctx, "spin-700")
+	got, err := st.GetAgentState(ctx, "spin-2000")
 	require.NoError(t, err, "the earlier call's deadline does not cut this one")
-	require.Equal(t, "spin-700", got.AgentID)
+	require.Equal(t, "spin-2000", got.AgentID)
 
 	// Past its own deadline, a call is released there, not earlier.
 	start := time.Now()
-	_, err = st.GetAgentState(ctx, "spin-4000")
+	_, err = st.GetAgentState(ctx, "spin-5000")
 	require.ErrorIs(t, err, host.ErrLimit)
 	require.GreaterOrEqual(t, time.Since(start), timeout)
-	require.Less(t, time.Since(start), 3*time.Second)
+	require.Less(t, time.Since(start), 6*time.Second)
 }

@@ -63,9 +63,9 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 	skipShort(t)
 	t.Run("the reply timed out", func(t *testing.T) {
 		// The bridge's ReadTimeout passes: the plugin answers UNKNOWN.
-		srv, st, stored := outcomeStore(t, 200*time.Millisecond)
+		srv, st, stored := outcomeStore(t, 500*time.Millisecond)
 		pause(t, srv)
-		within(t, 2*time.Second, func(ctx context.Context) {
+		within(t, 5*time.Second, func(ctx context.Context) {
 			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`"one"`)})
 			require.ErrorIs(t, err, host.ErrOutcomeUnknown)
 			require.NotErrorIs(t, err, host.ErrUnavailable)
@@ -77,7 +77,7 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 		_, err := st.GetAgentState(t.Context(), "a0")
 		require.NoError(t, err)
 		pause(t, srv)
-		within(t, 2*time.Second, func(ctx context.Context) {
+		within(t, 5*time.Second, func(ctx context.Context) {
 			rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "b1", State: []byte(`1`)}, {AgentID: "b2", State: []byte(`2`)}})
 			require.NoError(t, err, "the batch was answered; its items were not")
 			for _, r := range rs {
@@ -121,9 +121,9 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 			},
 		} {
 			t.Run(name, func(t *testing.T) {
-				srv, st, stored := outcomeStore(t, 2*time.Second)
+				srv, st, stored := outcomeStore(t, 5*time.Second)
 				pause(t, srv)
-				within(t, 200*time.Millisecond, func(ctx context.Context) {
+				within(t, time.Second, func(ctx context.Context) {
 					err := write(ctx, st)
 					require.ErrorIs(t, err, host.ErrOutcomeUnknown)
 					require.NotErrorIs(t, err, host.ErrUnavailable)
@@ -140,9 +140,9 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 		// An unconditional write whose reply was lost is buffered and
 		// acknowledged (its replay rewrites the same record); a
 		// conditional one stays UNKNOWN.
-		srv, st, stored := outcomeStore(t, 200*time.Millisecond, map[string]string{"fallback": "buffer"})
+		srv, st, stored := outcomeStore(t, 500*time.Millisecond, map[string]string{"fallback": "buffer"})
 		pause(t, srv)
-		within(t, 2*time.Second, func(ctx context.Context) {
+		within(t, 5*time.Second, func(ctx context.Context) {
 			// On the warm connection: sent.
 			rs, err := st.PutAgentStatesIf(ctx, []host.AgentState{{AgentID: "d2", State: []byte(`2`)}, {AgentID: "d3", State: []byte(`3`)}})
 			require.NoError(t, err)
@@ -162,7 +162,7 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 	t.Run("redis down", func(t *testing.T) {
 		srv, st, _ := outcomeStore(t, 0)
 		srv.Stop()
-		within(t, 2*time.Second, func(ctx context.Context) {
+		within(t, 5*time.Second, func(ctx context.Context) {
 			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "c1", State: []byte(`1`)})
 			require.ErrorIs(t, err, host.ErrUnavailable)
 			require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
