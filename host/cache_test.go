@@ -124,7 +124,7 @@ func TestCacheOwnWritesExpiryAndCopies(t *testing.T) {
 	sub, err := st.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
 	defer sub.Close()
-	const ttl = 3 * time.Second // Redis holds the key this long: the first read must reach it before
+	const ttl = 5 * time.Second // Redis holds the key this long: the first read must reach it before
 	// The clock set to the real time (to Redis's millisecond), which Redis
 	// compares the expiry with.
 	clock.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())

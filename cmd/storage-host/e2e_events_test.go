@@ -183,7 +183,7 @@ func TestEventsAcrossDaemons(t *testing.T) {
 	_, ok = again.next()
 	require.False(t, ok, "the stream goes on after its end event")
 	require.Equal(t, 0, b.wait())
-	require.Less(t, time.Since(start), 5*time.Second, "shutdown waited for the stream")
+	require.Less(t, time.Since(start), 15*time.Second, "shutdown waited for the stream (30 s)")
 	require.Contains(t, b.log.last(), "stopped")
 
 	// A still serves its stream.

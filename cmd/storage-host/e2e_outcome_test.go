@@ -27,7 +27,7 @@ func TestWriteOutcomeUnknownOverHTTP(t *testing.T) {
     addrs        = [%q]
     key_prefix   = "outcome:"
     scripts      = true
-    read_timeout = "300ms"
+    read_timeout = "1s"
   }
 }
 routes {

@@ -33,7 +33,7 @@ func sample(n int) []backup.Record {
 			}},
 			backup.Record{Kind: abi.KindAgentState, State: abi.AgentState{
 				AgentID: fmt.Sprintf("s%d", i), State: []byte(`{"step":` + fmt.Sprint(i) + `}`), Version: uint64(i + 7), UpdatedAt: t0,
-			}, TTL: 1500 * time.Millisecond},
+			}, TTL: 90 * time.Second}, // alive through any test that reads it back
 		)
 	}
 	return out

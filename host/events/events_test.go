@@ -505,5 +505,5 @@ func TestLongFiltersDoNotSlowTheFanOut(t *testing.T) {
 		next(t, watch)
 	}
 	t.Logf("%d events through 400 subscriptions of 10 000 agent IDs in %s", n, time.Since(start))
-	require.Less(t, time.Since(start), 5*time.Second)
+	require.Less(t, time.Since(start), 12*time.Second, "the regression this guards took 19 s")
 }

@@ -649,7 +649,7 @@ func testSlowSubscriber(t *testing.T, buffer int) {
 		before := time.Now()
 		res := e.reqRaw("POST", "/v1/agent-states/batch-put", map[string]any{"items": items})
 		require.Equal(t, http.StatusOK, res.code)
-		require.Less(t, time.Since(before), 5*time.Second, "a batch of writes waited")
+		require.Less(t, time.Since(before), 15*time.Second, "a batch of writes waited")
 	}
 	t.Logf("%d writes in %s with a stalled subscriber", batches*perBatch, time.Since(start))
 
