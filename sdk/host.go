@@ -57,6 +57,9 @@ func (kv *KV) finish() error {
 
 // Get returns the live entry at key, or an error matching ErrNotFound.
 // The returned Value is valid until the next call on kv; copy it to keep it.
+// A store method may return a record whose bytes alias it (an agent
+// state's State, say): the SDK encodes the answer before the plugin's next
+// kv call, so only what the plugin keeps beyond the call needs a copy.
 //
 // The request is encoded as abi.KVRequest.Encode encodes a get, without
 // filling kv.req: a Go guest pays for clearing that struct on every read.

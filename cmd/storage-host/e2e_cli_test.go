@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,18 @@ func TestValidateExamples(t *testing.T) {
 			require.Empty(t, stderr)
 		})
 	}
+	t.Run("a lone backend that stores one kind", func(t *testing.T) {
+		t.Parallel()
+		file := filepath.Join(t.TempDir(), "states.hcl")
+		plugin, err := filepath.Abs(repoFile("testdata", "plugins", "agentstate.wasm"))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(file, fmt.Appendf(nil, "backend \"states\" {\n  plugin = %q\n}\n", plugin), 0o600))
+		stdout, stderr, code := runCommand(t, nil, "validate", "-data-dir", t.TempDir(), file)
+		require.Equal(t, 0, code, "stderr: %s", stderr)
+		const notServed = " (not served by its plugin: requests answer 501)"
+		require.Equal(t, file+": ok: backends states; metrics → states"+notServed+", alerts → states"+notServed+
+			", agent_states → states; 0 token(s)\n", stdout)
+	})
 	t.Run("redis-cluster.hcl without its secrets", func(t *testing.T) {
 		t.Parallel()
 		dir, _ := clusterEnv(t)

@@ -25,6 +25,9 @@ func TestPluginTestPasses(t *testing.T) {
 		"agentstate": {wat},
 		// A retention policy, declared.
 		"retention": {"-option", "max_samples_per_series=30", "-max-samples-per-series", "30", "builtin:memory"},
+		// A default TTL given: the rules that expect none run without it,
+		// and the DefaultTTLs rules check the plugin's defaults.
+		"default ttl": {"-v", "-option", "agent_state_ttl_seconds=60", "builtin:memory"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := suiteUsers(t)
@@ -36,6 +39,12 @@ func TestPluginTestPasses(t *testing.T) {
 				require.Contains(t, stdout, "note: without batch the host serves no bulk call")
 			} else {
 				require.NotContains(t, stdout, "note: without batch")
+			}
+			if name == "default ttl" {
+				require.Contains(t, stdout, "PASS DefaultTTLs/AgentState/Default")
+				require.Contains(t, stdout, "PASS TTL/DefaultIsNone")
+			} else {
+				require.NotContains(t, stdout, "DefaultTTLs/")
 			}
 			if name == "redis" {
 				// Nothing of the suite's stores is left on the Redis: no

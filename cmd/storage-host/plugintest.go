@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
@@ -38,7 +39,10 @@ requests, invalid fields, unknown ops and ops of features not advertised,
 sent to the plugin as given, are refused with the status the ABI names.
 A plugin with a legitimate policy that changes what the suite may expect
 declares it with a flag (-max-samples-per-series: a retention policy), and
-the suite checks the policy instead of failing the plugin for it. It prints
+the suite checks the policy instead of failing the plugin for it. The
+rules expect no default TTLs: a default TTL option given (-option
+agent_state_ttl_seconds=N, and the metric and alert ones) is left out of
+them, and the DefaultTTLs rules check the defaults instead. It prints
 one line per failed rule with what went wrong (-v: every rule), and exits 1
 if any rule failed.
 
@@ -260,8 +264,19 @@ const maxSchemaBytes = 40
 // exits with its verdict. Its -v output goes to standard output, where the
 // parent reads it.
 func runSuite(f *pluginTestFlags, base host.Config) {
-	open := func(t *testing.T) *host.Store {
+	// The rules expect stores without default TTLs; a plugin given some is
+	// checked against them by the DefaultTTLs rules, which set their own.
+	var defaultTTLs bool
+	base.Options, defaultTTLs = withoutDefaultTTLs(base.Options)
+	openWith := func(t *testing.T, options map[string]string) *host.Store {
 		c := namespaced(base, "run")
+		if len(options) > 0 {
+			c.Options = maps.Clone(base.Options)
+			if c.Options == nil {
+				c.Options = map[string]string{}
+			}
+			maps.Copy(c.Options, options)
+		}
 		st, err := host.Open(t.Context(), c)
 		if err != nil {
 			t.Fatalf("open: %v", err)
@@ -276,14 +291,38 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 		}
 		return st
 	}
+	open := func(t *testing.T) *host.Store { return openWith(t, nil) }
 	pattern := "^Conformance$"
 	if f.run != "" {
 		pattern = belowSuite(f.run)
 	}
 	os.Args = []string{os.Args[0], "-test.v", "-test.run", pattern, "-test.timeout", f.timeout.String()}
 	testing.Main(func(pat, s string) (bool, error) { return regexp.MatchString(pat, s) },
-		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) { storetest.RunWithPolicy(t, open, f.policy) }}},
+		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) {
+			storetest.RunWithPolicy(t, open, f.policy)
+			if defaultTTLs {
+				t.Run("DefaultTTLs", func(t *testing.T) { storetest.RunDefaultTTLs(t, openWith) })
+			}
+		}}},
 		nil, nil)
+}
+
+// withoutDefaultTTLs returns options without the per-kind default TTL
+// options, and whether one of them set a default (a value other than 0).
+func withoutDefaultTTLs(options map[string]string) (map[string]string, bool) {
+	var rest map[string]string
+	set := false
+	for k, v := range options {
+		if storetest.IsDefaultTTLOption(k) {
+			set = set || strings.TrimLeft(v, "0") != ""
+			continue
+		}
+		if rest == nil {
+			rest = map[string]string{}
+		}
+		rest[k] = v
+	}
+	return rest, set
 }
 
 // belowSuite returns the -test.run pattern that matches what run matches

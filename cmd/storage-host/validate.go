@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
@@ -56,6 +57,19 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		note = " (offline: secrets not read)"
 	}
 	fmt.Fprintf(stdout, "%s: ok%s: backends %s; metrics → %s, alerts → %s, agent_states → %s; %d token(s)\n",
-		f.Path, note, strings.Join(names, ", "), f.Routes.Metrics, f.Routes.Alerts, f.Routes.AgentStates, len(f.Auth.Tokens))
+		f.Path, note, strings.Join(names, ", "), route(f, f.Routes.Metrics, abi.KindMetric),
+		route(f, f.Routes.Alerts, abi.KindAlert), route(f, f.Routes.AgentStates, abi.KindAgentState), len(f.Auth.Tokens))
 	return nil
+}
+
+// route names the backend serving kind, and says when its plugin does
+// not serve it: a lone backend serves every kind's routes without a
+// routes block (a routes block naming it is refused), and its requests
+// of a kind it does not store answer 501.
+func route(f *config.File, backend string, kind abi.RecordKind) string {
+	b, ok := f.Backend(backend)
+	if !ok || b.Features == 0 || b.Features.Has(kind.Feature()) {
+		return backend
+	}
+	return backend + " (not served by its plugin: requests answer 501)"
 }

@@ -32,7 +32,7 @@ func (s *suite) testTTL(t *testing.T) {
 		if s.has(abi.FeatureMetrics) {
 			m, err := st.PutMetric(ctx, host.Metric{AgentID: p + "agent", Name: "n", Value: 1, Timestamp: kindMetricTime, ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, m.ExpiresAt.IsZero(), "metric: ExpiresAt is %v; want zero: does the Opener set default TTLs?", m.ExpiresAt)
+			require.True(t, m.ExpiresAt.IsZero(), "metric: ExpiresAt is %v; want zero: the store was opened with a default TTL (option metric_ttl_seconds), which these rules expect none of", m.ExpiresAt)
 			m, err = st.GetMetric(ctx, m.Key())
 			require.NoError(t, err)
 			require.True(t, m.ExpiresAt.IsZero(), "metric: get returns ExpiresAt %v; want zero", m.ExpiresAt)
@@ -41,7 +41,7 @@ func (s *suite) testTTL(t *testing.T) {
 			a, err := st.PutAlert(ctx, host.Alert{ID: p + "alert", AgentID: p + "agent", Severity: abi.SeverityInfo,
 				Status: abi.AlertFiring, ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, a.ExpiresAt.IsZero(), "alert: ExpiresAt is %v; want zero: does the Opener set default TTLs?", a.ExpiresAt)
+			require.True(t, a.ExpiresAt.IsZero(), "alert: ExpiresAt is %v; want zero: the store was opened with a default TTL (option alert_ttl_seconds), which these rules expect none of", a.ExpiresAt)
 			a, err = st.GetAlert(ctx, a.ID)
 			require.NoError(t, err)
 			require.True(t, a.ExpiresAt.IsZero(), "alert: get returns ExpiresAt %v; want zero", a.ExpiresAt)
@@ -49,7 +49,7 @@ func (s *suite) testTTL(t *testing.T) {
 		if s.has(abi.FeatureAgentStates) {
 			a, err := st.PutAgentState(ctx, host.AgentState{AgentID: p + "agent", State: []byte("x"), ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, a.ExpiresAt.IsZero(), "agent state: ExpiresAt is %v; want zero: does the Opener set default TTLs?", a.ExpiresAt)
+			require.True(t, a.ExpiresAt.IsZero(), "agent state: ExpiresAt is %v; want zero: the store was opened with a default TTL (option agent_state_ttl_seconds), which these rules expect none of", a.ExpiresAt)
 			a, err = st.GetAgentState(ctx, a.AgentID)
 			require.NoError(t, err)
 			require.True(t, a.ExpiresAt.IsZero(), "agent state: get returns ExpiresAt %v; want zero", a.ExpiresAt)
@@ -271,6 +271,19 @@ var defaultTTLs = []struct {
 	{abi.FeatureMetrics, "metric_ttl_seconds", time.Hour},
 	{abi.FeatureAlerts, "alert_ttl_seconds", 2 * time.Hour},
 	{abi.FeatureAgentStates, "agent_state_ttl_seconds", 3 * time.Hour},
+}
+
+// IsDefaultTTLOption reports whether name is one of the per-kind default
+// TTL options that abi.TTLDefault names (metric_ttl_seconds,
+// alert_ttl_seconds, agent_state_ttl_seconds). Run expects stores without
+// them; RunDefaultTTLs sets them itself.
+func IsDefaultTTLOption(name string) bool {
+	for _, d := range defaultTTLs {
+		if d.option == name {
+			return true
+		}
+	}
+	return false
 }
 
 // RunDefaultTTLs checks the per-kind default TTLs a backend takes from its

@@ -103,6 +103,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
+			b.Features = info.Metadata.Features
 			if len(cfg.Options) > 0 {
 				// The plugin judges its own options, so that validate
 				// catches what serve would refuse.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/host"
 )
@@ -91,6 +92,9 @@ type Backend struct {
 	// discloses nothing about a password it covers: compare them only
 	// within one process.
 	Digest string
+	// Features is what the backend's plugin advertises (its record kinds
+	// among them); 0 until Check.
+	Features abi.Feature
 	// Backup schedules backups of the backend in the daemon; nil when the
 	// backend's block has no backup block. It is not part of Digest:
 	// changing a schedule does not rebuild the backend (which would empty

@@ -123,7 +123,8 @@
 //	  }
 //	}
 //
-//	routes {                            # required with more than one backend; with one, it serves every kind
+//	routes {                            # required with more than one backend; with one, every kind goes to it
+//	                                    # (a kind its plugin does not store answers 501; validate says so)
 //	  metrics      = "fast"             # all three required, each naming a backend whose plugin serves the kind
 //	  alerts       = "fast"
 //	  agent_states = "fast"
