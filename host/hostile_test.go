@@ -722,12 +722,12 @@ func testHostileBadRegion(t *testing.T, by *hostileBystander) {
 func testHostileGarbage(t *testing.T, by *hostileBystander) {
 	t.Run("metadata", func(t *testing.T) {
 		for at, says := range map[int64]string{
-			-1: "metadata: abi: malformed message",             // an overlong uvarint
-			-2: "metadata: abi: truncated message",             // cut in the name
-			-3: "metadata: abi: malformed message",             // a trailing byte
-			-4: "metadata: abi: malformed message",             // 2^32 - 1 capabilities
-			-5: "metadata: abi: malformed message",             // abi major 70000
-			-6: "metadata: storage_metadata returned no bytes", // empty
+			-1: "metadata: abi: malformed message reading abi_major at byte 0 of 11",                                    // an overlong uvarint
+			-2: "metadata: abi: truncated message reading version at byte 10 of 10",                                     // cut after the name
+			-3: "metadata: abi: malformed message: 1 byte after the last field (the capabilities end at byte 24 of 25)", // a trailing byte
+			-4: "metadata: abi: malformed message reading the capability count at byte 17 of 22",                        // 2^32 - 1 capabilities
+			-5: "metadata: abi: malformed message reading abi_major at byte 0 of 20",                                    // abi major 70000
+			-6: "metadata: storage_metadata returned no bytes",                                                          // empty
 		} {
 			clock := newForeignClock()
 			clock.ns.Store(at)
