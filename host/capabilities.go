@@ -218,6 +218,9 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	e.Reset()
 	if x.remote && in != nil {
 		in.remoteBusy.Store(true)
+		var cancel context.CancelFunc
+		ctx, cancel = in.boundedByCall(ctx)
+		defer cancel()
 	}
 	if err := x.serve(ctx, req, e); err != nil && in != nil && in.notGranted == nil {
 		in.notGranted = err

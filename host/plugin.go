@@ -833,6 +833,19 @@ func (in *instance) reachedStore() bool {
 	return in.wroteKV.Load() || in.sentRemote.Load() || in.remoteBusy.Load()
 }
 
+// boundedByCall returns ctx ending at the current call's deadline too,
+// when ctx ends later or never. A Redis or PostgreSQL request the call
+// waits on ends with the call: a server that stopped answering (a process
+// stopped, a network dropping every packet) answers neither the request
+// nor the cancellation its own timeout would need, and the guest, waiting
+// in the host function, reaches no fuel check until the request returns.
+func (in *instance) boundedByCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); in.deadline.IsZero() || ok && !d.After(in.deadline) {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, in.deadline)
+}
+
 // call sends one request and returns the response body, which aliases guest
 // memory until the next call into this instance. A non-OK status is
 // returned as an *abi.Error; a trap or protocol violation as errTrap.

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
@@ -76,6 +77,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		JSONFormat: firstOf(*logFormat, f.Log.Format, "text") == "json",
 		Output:     stderr,
 	})
+	redis.SetLogger(redisLog{logger.Named("redis")})
 	if err := checkExposure(addr, f, *allowUnauth); err != nil {
 		return err
 	}
@@ -286,4 +288,16 @@ func (b managerBackends) Subscribe(ctx context.Context, f events.Filter, from st
 		return nil, err // not a nil *manager.Subscription in an interface
 	}
 	return sub, nil
+}
+
+// redisLog takes go-redis's own log lines (a refused dial, a connection
+// pool's retry) into the daemon's log, which go-redis would otherwise
+// write to stderr itself, unformatted, in the middle of a JSON log. They
+// are debug lines: what they mean reaches the log and the API already (a
+// backend not ready, a request answered unavailable), and a Redis outage
+// makes one a refused dial.
+type redisLog struct{ log hclog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }

@@ -82,6 +82,13 @@ func CheckSchema(name string) error {
 	return nil
 }
 
+// cancelWait is how long a call whose context ended waits for the server
+// to act on its cancel request before the connection gives the call up
+// (and is closed): a server that stopped answering answers neither. It
+// keeps a call within half a second of its deadline, inside the second
+// past the call timeout that host.Store.Close waits for calls in flight.
+const cancelWait = 500 * time.Millisecond
+
 // Bridge is one backend's connection pool, logged in as its role.
 type Bridge struct {
 	pool       *pgxpool.Pool
@@ -110,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		timeout:    cfg.StatementTimeout,
 		maxBytes:   cfg.MaxResultBytes,
 		maxStmts:   cfg.MaxStatements,
-		cancelWait: time.Second,
+		cancelWait: cancelWait,
 	}
 	if b.timeout <= 0 {
 		b.timeout = 30 * time.Second
@@ -374,5 +381,25 @@ func (b *Bridge) Ready(ctx context.Context) error {
 // must not hold the admin's privileges (the event log's LISTEN).
 func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
 
-// Close closes the pool.
-func (b *Bridge) Close() { b.pool.Close() }
+// closeWait bounds how long Close waits for the pool's connections to
+// close.
+const closeWait = 2 * time.Second
+
+// Close closes the pool. A connection whose server stopped answering
+// takes pgconn up to 15 s to close (a cancel request, then Terminate,
+// each waiting for the server), so Close waits for them at most
+// closeWait: those still closing then finish in the background, within
+// pgconn's own bound.
+func (b *Bridge) Close() {
+	done := make(chan struct{})
+	go func() {
+		b.pool.Close()
+		close(done)
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
