@@ -568,3 +568,9 @@ func TestServeAllocations(t *testing.T) {
 	require.Equal(t, 1, rs[0].Rows())
 	require.LessOrEqual(t, n, 17.0, "allocations per call")
 }
+
+// An error of pgconn's on several lines reaches the plugin on one.
+func TestErrorsOnOneLine(t *testing.T) {
+	err := errors.New("failed to connect to `user=u database=d`:\n\t127.0.0.1:5439 (127.0.0.1): dial error: connection refused\n\t[::1]:5439: refused")
+	assert.Equal(t, "failed to connect to `user=u database=d`: 127.0.0.1:5439 (127.0.0.1): dial error: connection refused [::1]:5439: refused", oneLine(err))
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,7 +134,7 @@ func (b *Bridge) timeLeft(ctx context.Context) (time.Duration, bool) {
 func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration, e *abi.Encoder) {
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
-		abi.AppendError(e, abi.StatusUnavailable, "postgres: "+err.Error())
+		abi.AppendError(e, abi.StatusUnavailable, "postgres: "+oneLine(err))
 		return
 	}
 	// pgxpool closes, rather than reuses, a connection a plugin's own
@@ -195,8 +196,17 @@ func (x *part) answer(err error, maxBytes int64) {
 		if !x.sent || pgconn.SafeToRetry(err) {
 			st = abi.StatusUnavailable
 		}
-		abi.AppendError(x.e, st, "postgres: "+err.Error())
+		abi.AppendError(x.e, st, "postgres: "+oneLine(err))
 	}
+}
+
+// oneLine is err's message on one line, its runs of white space single
+// spaces: pgconn puts a connection failure's details on lines of their
+// own ("failed to connect to `user=… database=…`:\n\t127.0.0.1:5432 …"),
+// which the host would pass on escaped, as it does every control
+// character of a plugin's message.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // Parameter OIDs: ints, floats, bools and byteas are typed; text is
