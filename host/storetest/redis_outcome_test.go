@@ -173,3 +173,38 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 		srv.Start() // for the cleanup of the test's keys
 	})
 }
+
+// TestRedisFrozenAnswersAtTheCallTimeout: with a read timeout longer than
+// the call timeout, a call waiting on a Redis that stopped answering ends
+// at its call timeout, not at the read timeout: a write sent is
+// ErrOutcomeUnknown, a read fails (ErrUnavailable, or ErrLimit when the
+// plugin itself is stopped at the timeout) and is not.
+func TestRedisFrozenAnswersAtTheCallTimeout(t *testing.T) {
+	skipShort(t)
+	const timeout = time.Second
+	srv := redistest.NewServer(t)
+	addrs := []string{srv.Addr()}
+	st, err := host.Open(t.Context(), host.Config{
+		Plugin: "builtin:redis",
+		Redis:  &redisbridge.Config{Addrs: addrs, KeyPrefix: redistest.Prefix(t, addrs...), Scripts: true, ReadTimeout: time.Minute},
+		Limits: host.Limits{CallTimeout: timeout},
+	}, host.WithCompilationCache(cacheDir))
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Resume(); _ = st.Close(context.Background()) })
+	ctx := context.Background()
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte(`1`)})
+	require.NoError(t, err)
+	_, err = st.GetAgentState(ctx, "warm")
+	require.NoError(t, err)
+
+	pause(t, srv)
+	start := time.Now()
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "frozen", State: []byte(`2`)})
+	require.ErrorIs(t, err, host.ErrOutcomeUnknown)
+	require.Less(t, time.Since(start), timeout+10*time.Second, "the write waited for the read timeout")
+	start = time.Now()
+	_, err = st.GetAgentState(ctx, "warm")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "a read has no outcome to be unsure of")
+	require.Less(t, time.Since(start), timeout+10*time.Second, "the read waited for the read timeout")
+}
