@@ -67,8 +67,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 // routes block (a routes block naming it is refused), and its requests
 // of a kind it does not store answer 501.
 func route(f *config.File, backend string, kind abi.RecordKind) string {
-	b, ok := f.Backend(backend)
-	if !ok || b.Features == 0 || b.Features.Has(kind.Feature()) {
+	if serves, known := f.Serves(backend, kind); serves || !known {
 		return backend
 	}
 	return backend + " (not served by its plugin: requests answer 501)"

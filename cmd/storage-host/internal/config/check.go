@@ -103,7 +103,6 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
-			b.Features = info.Metadata.Features
 			if len(cfg.Options) > 0 {
 				// The plugin judges its own options, so that validate
 				// catches what serve would refuse.
@@ -121,6 +120,10 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	}
 	f.Backends, f.Auth.Tokens = backends, tokens
 	f.checked = !o.offline
+	f.features = make(map[string]abi.Feature, len(plugins))
+	for name, sv := range plugins {
+		f.features[name] = sv.features
+	}
 	return nil
 }
 

@@ -50,12 +50,24 @@ type File struct {
 
 	source  *source // what Check needs of the text; nil for Default
 	checked bool    // Check succeeded, secrets read
+	// features is what each backend's plugin advertises, by backend
+	// name, once Check has inspected it.
+	features map[string]abi.Feature
 }
 
 // Checked reports whether f may be served: Check succeeded on it, with
 // its secrets read (not Offline), or f is Default's. Only then do its
 // backends carry their Digest and secrets.
 func (f *File) Checked() bool { return f.checked }
+
+// Serves reports whether the plugin of the backend named backend stores
+// records of kind, and whether that is known: Check inspects each
+// plugin, and a File not checked, or a plugin that could not be
+// inspected, leaves it unknown.
+func (f *File) Serves(backend string, kind abi.RecordKind) (serves, known bool) {
+	features, known := f.features[backend]
+	return features.Has(kind.Feature()), known
+}
 
 // Log configures the daemon's log.
 type Log struct {
@@ -92,9 +104,6 @@ type Backend struct {
 	// discloses nothing about a password it covers: compare them only
 	// within one process.
 	Digest string
-	// Features is what the backend's plugin advertises (its record kinds
-	// among them); 0 until Check.
-	Features abi.Feature
 	// Backup schedules backups of the backend in the daemon; nil when the
 	// backend's block has no backup block. It is not part of Digest:
 	// changing a schedule does not rebuild the backend (which would empty
