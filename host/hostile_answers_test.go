@@ -240,8 +240,8 @@ func TestHostileAnswersCacheUntouched(t *testing.T) {
 	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "victim-agent", State: []byte("mine")})
 	require.NoError(t, err)
 	// The put's own event arrives when it will, and may keep the read
-	// below from filling the cache: the check is tried a few times, and a
-	// refused answer that drops the entry fails every try.
+	// below from filling the cache: the check is tried for up to five
+	// seconds, and a refused answer that drops the entry fails every try.
 	kept := false
 	for try := 0; try < 100 && !kept; try++ {
 		_, err = st.GetAgentState(ctx, "victim-agent")
