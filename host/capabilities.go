@@ -238,6 +238,11 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		}
 	}
 	if x.remote && in != nil {
+		// Ended by the deadline, or by a timeout of the bridge's own that
+		// came as late (a dial's): the store did not answer in time.
+		if ctx.Err() != nil || !in.deadline.IsZero() && !time.Now().Before(in.deadline) {
+			in.remoteLate.Store(true)
+		}
 		if len(resp) > 0 {
 			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
 				in.sentRemote.Store(true)

@@ -543,6 +543,10 @@ type instance struct {
 	// deadline (a trusted call is abandoned, not stopped) may leave one
 	// running.
 	sentRemote, remoteBusy atomic.Bool
+	// remoteLate is set when a redis or postgres call of the current call
+	// ended at or past the call's deadline: its store did not answer in
+	// time.
+	remoteLate atomic.Bool
 	// wroteKV is set when a kv put, delete or restore of the current call
 	// was applied.
 	wroteKV atomic.Bool
@@ -855,6 +859,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.shares = max(shares, 1)
 	in.sentRemote.Store(false)
 	in.remoteBusy.Store(false)
+	in.remoteLate.Store(false)
 	in.wroteKV.Store(false)
 	in.budget = callBudget{}
 	now := time.Now()
@@ -922,6 +927,10 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s %w", what, ab.why)}
 	case errors.As(err, &ab) && errors.Is(ab.why, ErrClosed):
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ab.why)}
+	case in.timedOut.Load() && in.remoteLate.Load():
+		// Its Redis or PostgreSQL did not answer within the call: the
+		// store is what is missing, not the plugin's time.
+		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s ran past the call timeout of %v: its store did not answer in time", what, in.p.limits.CallTimeout)}
 	case in.timedOut.Load():
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s ran past the call timeout of %v", what, in.p.limits.CallTimeout)}
 	case ctx.Err() != nil:

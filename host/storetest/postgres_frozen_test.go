@@ -106,9 +106,10 @@ func (p *freezeProxy) Thaw() {
 // answers neither a statement nor the cancel request its statement
 // timeout would need; the call still ends at its call timeout, for a
 // caller without a deadline of its own: a write is ErrOutcomeUnknown if it
-// was sent (ErrUnavailable, and not applied, if not), a read is not
-// ErrOutcomeUnknown, and each comes back within seconds of the timeout,
-// not when the server wakes. Once it does, the store serves.
+// was sent (ErrUnavailable, and not applied, if not), a read
+// ErrUnavailable (not ErrLimit: the store is what is missing), and each
+// comes back within seconds of the timeout, not when the server wakes.
+// Once it does, the store serves.
 func TestPostgresFrozenServerAnswersAtTheCallTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs against a real PostgreSQL; skipped with -short")
@@ -164,7 +165,7 @@ func TestPostgresFrozenServerAnswersAtTheCallTimeout(t *testing.T) {
 		_, err := st.GetAgentState(ctx, "warm")
 		return err
 	})
-	require.Error(t, err)
+	require.ErrorIs(t, err, host.ErrUnavailable, "a read of a server that did not answer")
 	require.False(t, errors.Is(err, host.ErrOutcomeUnknown), "a read has no outcome to be unsure of: %v", err)
 
 	proxy.Thaw()
