@@ -32,7 +32,7 @@ func (s *suite) testTTL(t *testing.T) {
 		if s.has(abi.FeatureMetrics) {
 			m, err := st.PutMetric(ctx, host.Metric{AgentID: p + "agent", Name: "n", Value: 1, Timestamp: kindMetricTime, ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, m.ExpiresAt.IsZero(), "metric: ExpiresAt is %v; want zero: the store was opened with a default TTL (option metric_ttl_seconds), which these rules expect none of", m.ExpiresAt)
+			require.True(t, m.ExpiresAt.IsZero(), "metric: ExpiresAt is %v; want zero: a write without a TTL option got an expiry (these rules expect no default TTL: is option metric_ttl_seconds set?)", m.ExpiresAt)
 			m, err = st.GetMetric(ctx, m.Key())
 			require.NoError(t, err)
 			require.True(t, m.ExpiresAt.IsZero(), "metric: get returns ExpiresAt %v; want zero", m.ExpiresAt)
@@ -41,7 +41,7 @@ func (s *suite) testTTL(t *testing.T) {
 			a, err := st.PutAlert(ctx, host.Alert{ID: p + "alert", AgentID: p + "agent", Severity: abi.SeverityInfo,
 				Status: abi.AlertFiring, ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, a.ExpiresAt.IsZero(), "alert: ExpiresAt is %v; want zero: the store was opened with a default TTL (option alert_ttl_seconds), which these rules expect none of", a.ExpiresAt)
+			require.True(t, a.ExpiresAt.IsZero(), "alert: ExpiresAt is %v; want zero: a write without a TTL option got an expiry (these rules expect no default TTL: is option alert_ttl_seconds set?)", a.ExpiresAt)
 			a, err = st.GetAlert(ctx, a.ID)
 			require.NoError(t, err)
 			require.True(t, a.ExpiresAt.IsZero(), "alert: get returns ExpiresAt %v; want zero", a.ExpiresAt)
@@ -49,7 +49,7 @@ func (s *suite) testTTL(t *testing.T) {
 		if s.has(abi.FeatureAgentStates) {
 			a, err := st.PutAgentState(ctx, host.AgentState{AgentID: p + "agent", State: []byte("x"), ExpiresAt: later})
 			require.NoError(t, err)
-			require.True(t, a.ExpiresAt.IsZero(), "agent state: ExpiresAt is %v; want zero: the store was opened with a default TTL (option agent_state_ttl_seconds), which these rules expect none of", a.ExpiresAt)
+			require.True(t, a.ExpiresAt.IsZero(), "agent state: ExpiresAt is %v; want zero: a write without a TTL option got an expiry (these rules expect no default TTL: is option agent_state_ttl_seconds set?)", a.ExpiresAt)
 			a, err = st.GetAgentState(ctx, a.AgentID)
 			require.NoError(t, err)
 			require.True(t, a.ExpiresAt.IsZero(), "agent state: get returns ExpiresAt %v; want zero", a.ExpiresAt)
