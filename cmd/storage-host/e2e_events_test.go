@@ -3,10 +3,7 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -196,8 +193,7 @@ func TestEventsAcrossDaemons(t *testing.T) {
 // the backend's blocks ("cache { ... }").
 func sharedRedisConfig(t *testing.T, addr, prefix string, blocks ...string) string {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "shared" {
+	cfg := configFile(t, `backend "shared" {
   plugin = "builtin:redis"
   redis {
     addrs      = [%q]
@@ -211,7 +207,7 @@ routes {
   alerts       = "shared"
   agent_states = "shared"
 }
-`, addr, prefix, strings.Join(blocks, "\n  ")), 0o600))
+`, addr, prefix, strings.Join(blocks, "\n  "))
 	return cfg
 }
 

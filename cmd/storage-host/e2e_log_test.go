@@ -2,10 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,15 +18,14 @@ import (
 func TestJSONLogStaysJSON(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewServer(t)
-	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "r" {
+	cfg := configFile(t, `backend "r" {
   plugin = "builtin:redis"
   redis {
     addrs      = [%q]
     key_prefix = "jsonlog:"
   }
 }
-`, srv.Addr()), 0o600))
+`, srv.Addr())
 	d := startDaemon(t, nil, "-config", cfg, "-watch=false", "-log-format", "json", "-log-level", "debug")
 	putState(t, d.url, "before")
 	srv.Stop()

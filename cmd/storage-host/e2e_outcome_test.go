@@ -1,10 +1,7 @@
 package main_test
 
 import (
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,8 +17,7 @@ import (
 func TestWriteOutcomeUnknownOverHTTP(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewServer(t)
-	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "r" {
+	cfg := configFile(t, `backend "r" {
   plugin = "builtin:redis"
   redis {
     addrs        = [%q]
@@ -35,7 +31,7 @@ routes {
   alerts       = "r"
   agent_states = "r"
 }
-`, srv.Addr()), 0o600))
+`, srv.Addr())
 	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
 	putState(t, d.url, "warm") // a pooled connection
 	code, _, body := do(t, "GET", d.url+"/v1/agents/warm/state", "")

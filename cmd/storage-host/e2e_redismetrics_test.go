@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,8 +60,7 @@ func infoField(t *testing.T, c *redis.Client, name string) string {
 func TestRedisServerMetricsAndReadiness(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewServer(t)
-	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
-	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "r" {
+	cfg := configFile(t, `backend "r" {
   plugin = "builtin:redis"
   redis {
     addrs      = [%q]
@@ -76,7 +73,7 @@ routes {
   alerts       = "r"
   agent_states = "r"
 }
-`, srv.Addr()), 0o600))
+`, srv.Addr())
 	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
 	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer direct.Close()

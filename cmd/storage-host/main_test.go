@@ -131,6 +131,15 @@ type daemon struct {
 	exitErr error         // cmd.Wait's result, set before exited is closed
 }
 
+// configFile writes fmt.Sprintf(format, args...) as a configuration file
+// in a directory of t's and returns its path.
+func configFile(t *testing.T, format string, args ...any) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "storage-host.hcl")
+	require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, format, args...), 0o600))
+	return path
+}
+
 // startDaemon runs `storage-host serve args...` (and -listen 127.0.0.1:0
 // unless args set -listen) with env added to the environment, and returns
 // once it prints where it listens. The process is killed when the test
