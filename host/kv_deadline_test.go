@@ -43,8 +43,12 @@ func requireTimedOut(t *testing.T, h *hostileStore, id string) {
 	})
 	t.Logf("get %q: returned after %v, allocated %d MiB", id, elapsed, allocated>>20)
 	require.Less(t, elapsed, kvSlowLimits.CallTimeout+budgetMargin, "get %q returned at its call timeout", id)
-	// A few copies of the 16 MiB value, not one per host call.
-	require.Less(t, allocated, uint64(256<<20), "get %q allocated on the host's heap", id)
+	// Some copies of the 16 MiB value, not one per host call (a loop of
+	// host calls makes thousands a second: 160 GiB in the regression this
+	// guards). The process's other allocations count too (the bystander
+	// backend's, the race detector's): a clean-clone CI run under -race
+	// saw 288 MiB, so the bound is 1 GiB.
+	require.Less(t, allocated, uint64(1<<30), "get %q allocated on the host's heap", id)
 	h.requireServes(t)
 }
 
