@@ -32,6 +32,15 @@ const (
 	CloseFlush          = closeFlush
 )
 
+// HaltTicks stops st's background ticks, waits for the one under way, and
+// returns how many ticks st has made: what Close ticks after it is the
+// flush's own.
+func HaltTicks(st *Store) uint64 {
+	st.ticker.halt()
+	<-st.ticker.done
+	return st.ticker.ticks.Load()
+}
+
 // LogText is logText, for tests outside the package that compare a
 // plugin's message as callers receive it.
 var LogText = logText

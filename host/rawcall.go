@@ -30,6 +30,7 @@ func rawCall(ctx context.Context, store any, op abi.Op, req []byte) (abi.Status,
 		return 0, nil, err
 	}
 	body, err := in.call(ctx, op, req, 1)
+	s.ticker.called(op, op.Writes())
 	if trap, trapped := asTrap(err); err != nil && trapped {
 		s.p.traps.Add(1)
 		s.p.pool.discard(context.WithoutCancel(ctx), in)

@@ -137,6 +137,9 @@ func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	if s.ticker != nil {
+		s.ticker.halt()
+	}
 	drained := s.calls.close()
 	// No call may legitimately run longer than the call timeout: the
 	// fuel checks stop untrusted ones, and a trusted one's caller is released
@@ -282,6 +285,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	started := time.Now()
 	body, err := in.call(ctx, op, in.enc.Bytes(), shares)
 	took = time.Since(started)
+	s.ticker.called(op, writes)
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)
 	}

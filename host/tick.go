@@ -62,9 +62,16 @@ const (
 
 // ticker drives a Store's ticks.
 type ticker struct {
-	s    *Store
-	stop chan struct{}
-	done chan struct{}
+	s        *Store
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	// writes counts the calls that may write to the store (not ticks);
+	// cleanAt is its value when the last tick that found nothing to do
+	// began, or -1 (the loop's own; Close reads it once the loop is done).
+	writes  atomic.Int64
+	cleanAt int64
 
 	pending  atomic.Uint64 // as the last tick reported
 	failures atomic.Uint64
@@ -88,7 +95,7 @@ func (s *Store) startTicker(cfg *Config) {
 	if !s.p.meta.Features.Has(abi.FeatureTick) {
 		return
 	}
-	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{}),
+	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{}), cleanAt: -1,
 		events: rate.NewLimiter(tickEventsPerSecond, tickEventsBurst)}
 	if cfg.Redis != nil {
 		t.target = []any{"redis", strings.Join(cfg.Redis.Addrs, ","), "key_prefix", cfg.Redis.KeyPrefix}
@@ -109,7 +116,14 @@ func (t *ticker) loop() {
 		}
 		start, waited := time.Now(), t.waited
 		for n := 1; ; n++ {
+			writes := t.writes.Load()
 			r, err := t.tick(context.Background(), t.stop)
+			if err == nil {
+				t.cleanAt = -1
+				if r.Pending == 0 && !r.More {
+					t.cleanAt = writes
+				}
+			}
 			busy := time.Since(start) - (t.waited - waited)
 			if err != nil || !r.More || n >= moreTicks || busy >= moreBusy {
 				break
@@ -197,17 +211,37 @@ func (t *ticker) failed(err error) {
 	t.lastLog, t.suppressed = now, 0
 }
 
-// close stops the background ticks, waits for the one under way, then
+// called counts a call to the plugin that has ended, if it may have
+// written (a tick after it sees what it buffered). t may be nil.
+func (t *ticker) called(op abi.Op, writes bool) {
+	if t != nil && writes && op != abi.OpTick {
+		t.writes.Add(1)
+	}
+}
+
+// halt stops the background ticks: none starts after it (the one under
+// way finishes). Close halts them first, so that none begins while it
+// waits for the calls in flight: with the store not answering, each would
+// hold Close for a call timeout.
+func (t *ticker) halt() { t.stopOnce.Do(func() { close(t.stop) }) }
+
+// close halts the background ticks, waits for the one under way, then
 // ticks until the plugin has nothing pending, Close's ctx ends,
-// closeFlush passes, or closeIdleTicks ticks in a row leave no fewer
-// writes pending (More alone, or writes reported, is no progress: a
+// closeFlush passes, a tick fails UNAVAILABLE (the store is away: nothing
+// empties the buffer now), or closeIdleTicks ticks in a row leave no
+// fewer writes pending (More alone, or writes reported, is no progress: a
 // plugin that always says More does not hold Close for closeFlush); it
-// logs what is left. It runs once no caller's call is in flight.
+// logs what is left. It does not tick at all when the last tick found
+// nothing pending and no write has been made since it began. It runs once
+// no caller's call is in flight.
 func (t *ticker) close(ctx context.Context) {
-	close(t.stop)
+	t.halt()
 	<-t.done
 	if ctx.Err() != nil {
 		t.report()
+		return
+	}
+	if t.cleanAt >= 0 && t.cleanAt == t.writes.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, closeFlush)
@@ -218,6 +252,9 @@ func (t *ticker) close(ctx context.Context) {
 		r, err := t.tick(ctx, nil)
 		if err == nil && r.Pending == 0 && !r.More {
 			return
+		}
+		if errors.Is(err, abi.StatusUnavailable) {
+			break
 		}
 		if err == nil && r.Pending < before {
 			idle = 0

@@ -108,3 +108,39 @@ func TestNoTickWithoutTheFeature(t *testing.T) {
 	require.Zero(t, st.Stats().TickFailures)
 	require.Zero(t, st.Stats().BufferedWrites)
 }
+
+// TestCloseFlushTicks: Close ticks to empty the plugin's buffer only when
+// something may be in it, and stops at a tick that says the store is
+// away. host.HaltTicks stops the background ticks first, so that what
+// Close ticks is counted alone.
+func TestCloseFlushTicks(t *testing.T) {
+	ctx := context.Background()
+	ticked := func(t *testing.T, st *host.Store, n uint64) {
+		redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().Ticks >= n }, "ticks")
+	}
+	t.Run("nothing written", func(t *testing.T) {
+		st, _ := openTicker(t, "")
+		ticked(t, st, 2)
+		n := host.HaltTicks(st)
+		require.NoError(t, st.Close(ctx))
+		require.Equal(t, n, st.Stats().Ticks, "the last tick found nothing pending and nothing was written since: Close does not tick")
+	})
+	t.Run("written since", func(t *testing.T) {
+		st, _ := openTicker(t, "")
+		ticked(t, st, 2)
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+		require.NoError(t, err, "buffered")
+		n := host.HaltTicks(st)
+		require.NoError(t, st.Close(ctx))
+		require.Greater(t, st.Stats().Ticks, n, "a write since the last tick: Close ticks to flush it")
+	})
+	t.Run("store away", func(t *testing.T) {
+		st, _ := openTicker(t, "away")
+		ticked(t, st, 2)
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+		require.NoError(t, err, "buffered")
+		n := host.HaltTicks(st)
+		require.NoError(t, st.Close(ctx))
+		require.Equal(t, n+1, st.Stats().Ticks, "a tick that finds the store away ends the flush")
+	})
+}

@@ -302,7 +302,9 @@ func (m *Manager) retire(b *backend) {
 }
 
 // Close closes every backend after its calls in flight finish, or when ctx
-// ends.
+// ends. The backends close at once, each in its own time: a store that
+// stopped answering holds only its own backends' Close, which each bound
+// by their call timeout.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -311,12 +313,21 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	g := m.current.Swap(nil)
-	var errs []error
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, b := range g.backends {
-		if err := b.store.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Go(func() {
+			if err := b.store.Close(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	m.closing.Wait()
 	if m.metrics != nil && m.opts.Registry != nil {
 		m.opts.Registry.Unregister(m.metrics)

@@ -3,8 +3,9 @@
 // tick, as a fallback buffer's would be; a put of the agent "release" is
 // written at once (OK) and lets the next tick report what is held. Its
 // option mode makes the ticks misbehave: "invalid" reports a write with
-// an empty agent ID, "fail" fails every tick. host/tick_test.go checks
-// what the host makes of each.
+// an empty agent ID, "fail" fails every tick, "away" fails every tick
+// UNAVAILABLE, as a buffer whose store is away would. host/tick_test.go
+// checks what the host makes of each.
 //
 // Built by the test itself: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
 package main
@@ -46,6 +47,8 @@ func tick() (abi.TickResult, error) {
 	switch mode {
 	case "fail":
 		return abi.TickResult{}, errors.New("ticker: this tick fails")
+	case "away":
+		return abi.TickResult{}, abi.Errorf(abi.StatusUnavailable, "ticker: the store is away")
 	case "invalid":
 		return abi.TickResult{Writes: []abi.TickWrite{{Op: abi.OpPutAgentState, State: abi.AgentState{Version: 1}}}}, nil
 	}
