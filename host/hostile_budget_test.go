@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"runtime"
 	"testing"
@@ -108,9 +109,19 @@ func testBudgetFDWrite(t *testing.T, by *hostileBystander) {
 		limits := limits
 		limits.MaxLogBytesPerCall = math.MaxUint32
 		limits.CallTimeout = 10 * time.Millisecond
-		st, err := host.Open(context.Background(), host.Config{
-			Plugin: hostilePath("fdwrite"), Trusted: true, Instances: 1, Limits: limits,
-		}, host.WithCompilationCache(""))
+		// The timeout must be short (the 4 GiB write takes under 100 ms
+		// here), and it bounds the instance's creation too: on a loaded
+		// machine that may miss it, which Open answers ErrLimit. Tried again.
+		var st *host.Store
+		var err error
+		for range 20 {
+			st, err = host.Open(context.Background(), host.Config{
+				Plugin: hostilePath("fdwrite"), Trusted: true, Instances: 1, Limits: limits,
+			}, host.WithCompilationCache(""))
+			if !errors.Is(err, host.ErrLimit) {
+				break
+			}
+		}
 		require.NoError(t, err)
 		h := &hostileStore{st: st, log: &foreignLog{}, by: by, limits: limits}
 		t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
@@ -135,7 +146,13 @@ func testBudgetFDWrite(t *testing.T, by *hostileBystander) {
 				"the abandoned write stops at the deadline")
 			t.Logf("the abandoned guest returned within %v", time.Since(released))
 		}
-		h.requireServes(t)
+		// Serves again: pings, each of which a loaded machine may hold past
+		// 10 ms, succeed within the margin.
+		for i := range 3 {
+			require.Eventually(t, func() bool { return st.Ping(context.Background()) == nil }, budgetMargin, 5*time.Millisecond,
+				"ping %d after the write", i)
+		}
+		by.check(t)
 	})
 }
 
