@@ -3,10 +3,7 @@ package storetest_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,91 +12,6 @@ import (
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/pgtest"
 )
-
-// freezeProxy forwards TCP connections to a server until Freeze, which
-// makes the server look frozen (a process stopped, a network that drops
-// every packet): no byte goes either way and new connections are held,
-// until Thaw, when everything held goes on.
-type freezeProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	thawed *sync.Cond
-	frozen bool
-}
-
-func newFreezeProxy(t *testing.T, target string) *freezeProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &freezeProxy{ln: ln, target: target}
-	p.thawed = sync.NewCond(&p.mu)
-	t.Cleanup(func() { p.Thaw(); _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.forward(c)
-		}
-	}()
-	return p
-}
-
-func (p *freezeProxy) Addr() string { return p.ln.Addr().String() }
-
-// wait blocks while the proxy is frozen.
-func (p *freezeProxy) wait() {
-	p.mu.Lock()
-	for p.frozen {
-		p.thawed.Wait()
-	}
-	p.mu.Unlock()
-}
-
-func (p *freezeProxy) forward(c net.Conn) {
-	defer c.Close()
-	p.wait()
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go func() { p.copy(up, c); _ = up.Close() }()
-	p.copy(c, up)
-}
-
-// copy copies src to dst, holding what it read while the proxy is frozen.
-func (p *freezeProxy) copy(dst io.Writer, src io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		p.wait()
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Freeze stops every byte and connection until Thaw.
-func (p *freezeProxy) Freeze() {
-	p.mu.Lock()
-	p.frozen = true
-	p.mu.Unlock()
-}
-
-// Thaw lets everything held go on.
-func (p *freezeProxy) Thaw() {
-	p.mu.Lock()
-	p.frozen = false
-	p.thawed.Broadcast()
-	p.mu.Unlock()
-}
 
 // TestPostgresFrozenServerAnswersAtTheCallTimeout: a PostgreSQL that
 // stops answering (stopped, or behind a network that drops everything)
@@ -116,7 +28,7 @@ func TestPostgresFrozenServerAnswersAtTheCallTimeout(t *testing.T) {
 	}
 	u, err := url.Parse(pgtest.URL(t))
 	require.NoError(t, err)
-	proxy := newFreezeProxy(t, u.Host)
+	proxy := newFaultProxy(t, u.Host)
 	u.Host = proxy.Addr()
 	const timeout = time.Second
 	schema := pgtest.Schema(t, "storagehost_")

@@ -33,7 +33,7 @@ func TestRedisBufferFullCatchUp(t *testing.T) {
 	)
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	st := openTicked(t, proxy.Addr(), prefix, map[string]string{"fallback_buffer_entries": strconv.Itoa(limit)}, false, nil)
 	watcher := openTicked(t, addr, prefix, nil, false, nil) // another host, Redis always up
 	ctx := t.Context()

@@ -23,7 +23,7 @@ import (
 func TestRedisFailModeReplaysBufferLeftByBufferMode(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	dir := t.TempDir()
 	ctx := t.Context()
 	rc := directClient(t, addr)

@@ -3,8 +3,6 @@ package storetest_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -25,82 +23,6 @@ import (
 // ticks (abi.OpTick). One store reaches Redis through a proxy the test
 // cuts, so that Redis is away for it alone: another store on the same
 // Redis (and event stream) keeps working.
-
-// cutProxy forwards TCP connections to a Redis until Cut, which closes
-// them all and closes every new one at once, until Restore.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]struct{}
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { _ = ln.Close(); p.Cut() })
-	go p.serve()
-	return p
-}
-
-func (p *cutProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *cutProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.forward(c)
-	}
-}
-
-func (p *cutProxy) forward(c net.Conn) {
-	p.mu.Lock()
-	if p.cut {
-		p.mu.Unlock()
-		_ = c.Close()
-		return
-	}
-	p.mu.Unlock()
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.cut {
-		p.mu.Unlock()
-		_ = c.Close()
-		_ = up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-	_, _ = io.Copy(c, up)
-	_ = c.Close()
-}
-
-// Cut closes every connection and refuses new ones.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-// Restore lets connections through again.
-func (p *cutProxy) Restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
-}
 
 // openTicked opens the redis plugin with fallback=buffer on addr, in the
 // namespace prefix, with a read cache when cache is set.
@@ -160,7 +82,7 @@ func bufferStates(t *testing.T, st *host.Store, prefix string, n int) []string {
 func TestRedisTickDrainsWithoutRequests(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	st := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
 	ctx := t.Context()
 	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
@@ -196,7 +118,7 @@ func TestRedisTickDrainsWithoutRequests(t *testing.T) {
 func TestRedisTickEventsAfterReplay(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	a := openTicked(t, proxy.Addr(), prefix, nil, false, nil) // the writer, cut off from Redis
 	b := openTicked(t, addr, prefix, nil, true, nil)          // another host, Redis always up
 	ctx := t.Context()
@@ -280,7 +202,7 @@ func TestRedisTickEventsAfterReplay(t *testing.T) {
 func TestRedisTickCloseFlushes(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	st := openTicked(t, proxy.Addr(), prefix, map[string]string{"fallback_buffer_entries": "100000"}, false, nil)
 	proxy.Cut()
 	agents := bufferStates(t, st, "c", 10000) // more than one tick replays
@@ -303,7 +225,7 @@ func TestRedisTickCloseFlushIsBounded(t *testing.T) {
 	skipShort(t)
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	dir := t.TempDir()
 	var logs lockedBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
@@ -343,7 +265,7 @@ func TestRedisTickCloseFlushIsBounded(t *testing.T) {
 func TestRedisTickResumesAfterRestart(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	dir := t.TempDir()
 	st := openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
 	proxy.Cut()
@@ -373,7 +295,7 @@ func TestRedisTickResumesAfterRestart(t *testing.T) {
 func TestRedisTickCloseWithRedisAway(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	var logs lockedBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
 	st := openTicked(t, proxy.Addr(), prefix, nil, false, logger)
@@ -424,7 +346,7 @@ func drainTime(t *testing.T, dataDir string) {
 	}
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	proxy := newCutProxy(t, addr)
+	proxy := newFaultProxy(t, addr)
 	st := openTickedIn(t, proxy.Addr(), prefix, dataDir, map[string]string{"fallback_buffer_entries": strconv.Itoa(2 * n)}, false, nil)
 	ctx := t.Context()
 	base := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)

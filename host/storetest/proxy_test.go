@@ -1,0 +1,130 @@
+package storetest_test
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// faultProxy forwards TCP connections to a server and fails as a network
+// can, for one store alone while others reach the same server directly:
+// Cut closes every connection and each new one at once, until Restore;
+// Freeze makes the server look frozen (a process stopped, a network that
+// drops every packet): no byte goes either way and new connections are
+// held, until Thaw, when everything held goes on.
+type faultProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	thawed *sync.Cond
+	cut    bool
+	frozen bool
+	conns  map[net.Conn]struct{}
+}
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.thawed = sync.NewCond(&p.mu)
+	t.Cleanup(func() { p.Thaw(); _ = ln.Close(); p.Cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.forward(c)
+		}
+	}()
+	return p
+}
+
+func (p *faultProxy) Addr() string { return p.ln.Addr().String() }
+
+// open waits while the proxy is frozen and reports whether connections
+// go through (not cut).
+func (p *faultProxy) open() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.frozen {
+		p.thawed.Wait()
+	}
+	return !p.cut
+}
+
+func (p *faultProxy) forward(c net.Conn) {
+	defer c.Close()
+	if !p.open() {
+		return
+	}
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	p.mu.Lock()
+	if p.cut {
+		p.mu.Unlock()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { p.copy(up, c); _ = up.Close() }()
+	p.copy(c, up)
+}
+
+// copy copies src to dst, holding what it read while the proxy is frozen.
+func (p *faultProxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if !p.open() {
+			return
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Cut closes every connection and refuses new ones until Restore.
+func (p *faultProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+// Restore lets connections through again.
+func (p *faultProxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// Freeze stops every byte and connection until Thaw.
+func (p *faultProxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
+}
+
+// Thaw lets everything held go on.
+func (p *faultProxy) Thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = false
+	p.thawed.Broadcast()
+}
