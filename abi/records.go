@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -161,7 +162,44 @@ func (e *Encoder) labels(l map[string]string) {
 	}
 }
 
+// MaxLabels and MaxLabelBytes bound a record's labels (a metric's or an
+// alert's): at most MaxLabels of them, with names and values of at most
+// MaxLabelBytes together. A record past them is malformed wherever it is
+// decoded: in a request, a plugin's answer, a tick's report or a backup
+// file. The bound on the wire is what keeps the decoder's memory in
+// proportion to the message: a label is two bytes on the wire at the
+// least and well over a hundred decoded, so a 16 MiB answer of labels
+// alone would cost its reader gigabytes.
+const (
+	MaxLabels     = 64
+	MaxLabelBytes = 1 << 20
+)
+
+// labels reads a record's labels, within MaxLabels and MaxLabelBytes.
 func (d *Decoder) labels() map[string]string {
+	n := d.Count(2)
+	if n == 0 {
+		return nil
+	}
+	if n > MaxLabels {
+		d.fail(fmt.Errorf("%w: %d labels; at most %d per record", ErrMalformed, n, MaxLabels))
+		return nil
+	}
+	l := make(map[string]string, n)
+	size := 0
+	for i := 0; i < n && d.err == nil; i++ {
+		k, v := d.String(), d.String()
+		if size += len(k) + len(v); size > MaxLabelBytes {
+			d.fail(fmt.Errorf("%w: labels of more than %d bytes (names and values) in one record", ErrMalformed, MaxLabelBytes))
+			return nil
+		}
+		l[k] = v
+	}
+	return l
+}
+
+// pairs reads what Encoder.labels wrote, with no bound but the message's.
+func (d *Decoder) pairs() map[string]string {
 	n := d.Count(2)
 	if n == 0 {
 		return nil

@@ -543,7 +543,7 @@ type Options map[string]string
 func (o Options) Encode(e *Encoder) { e.labels(o) }
 
 // DecodeOptions reads what Options.Encode wrote.
-func DecodeOptions(d *Decoder) Options { return d.labels() }
+func DecodeOptions(d *Decoder) Options { return d.pairs() }
 
 // Metadata describes a plugin; storage_metadata returns it encoded as:
 // abi major u16 (uvarint), abi minor (uvarint), name string, version

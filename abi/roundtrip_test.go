@@ -509,3 +509,72 @@ func TestNaNMetricRoundTrip(t *testing.T) {
 	require.NoError(t, d.Finish())
 	assert.Equal(t, uint64(0x7ff8_0000_dead_beef), math.Float64bits(m.Value), "NaN payload survives")
 }
+
+// TestRecordLabelsBounded: a metric or alert with more than MaxLabels
+// labels, or labels of more than MaxLabelBytes, is malformed when decoded,
+// and the decoder stops before it builds the map; at the bounds it
+// decodes. Options, with the same layout, are not bounded.
+func TestRecordLabelsBounded(t *testing.T) {
+	labels := func(n, size int) map[string]string {
+		l := make(map[string]string, n)
+		for i := range n {
+			l[string(rune('a'+i/26))+string(rune('a'+i%26))] = string(make([]byte, size))
+		}
+		return l
+	}
+	decodeMetric := func(l map[string]string) (abi.Metric, error) {
+		msg := encoded(func(e *abi.Encoder) { (&abi.Metric{AgentID: "a", Name: "n", Labels: l}).Encode(e) })
+		var m abi.Metric
+		d := abi.NewDecoder(msg)
+		m.Decode(d)
+		return m, d.Finish()
+	}
+	decodeAlert := func(l map[string]string) error {
+		msg := encoded(func(e *abi.Encoder) { (&abi.Alert{ID: "x", AgentID: "a", Labels: l}).Encode(e) })
+		var a abi.Alert
+		d := abi.NewDecoder(msg)
+		a.Decode(d)
+		return d.Finish()
+	}
+
+	m, err := decodeMetric(labels(abi.MaxLabels, abi.MaxLabelBytes/abi.MaxLabels-2))
+	require.NoError(t, err, "at the bounds")
+	assert.Len(t, m.Labels, abi.MaxLabels)
+
+	_, err = decodeMetric(labels(abi.MaxLabels+1, 0))
+	require.ErrorIs(t, err, abi.ErrMalformed)
+	assert.ErrorContains(t, err, "65 labels; at most 64 per record")
+	require.ErrorIs(t, decodeAlert(labels(500, 0)), abi.ErrMalformed)
+
+	_, err = decodeMetric(labels(2, abi.MaxLabelBytes/2))
+	require.ErrorIs(t, err, abi.ErrMalformed)
+	assert.ErrorContains(t, err, "labels of more than 1048576 bytes")
+
+	// A count far past the bound is refused before anything is allocated
+	// for it (the message holds 100 000 labels: 200 000 bytes at least).
+	msg := encoded(func(e *abi.Encoder) {
+		e.String("a")
+		e.String("n")
+		e.F64(1)
+		e.Time(time.Unix(1, 0))
+		e.Uvarint(100_000)
+		for range 100_000 {
+			e.String("")
+			e.String("")
+		}
+		e.Time(time.Time{})
+	})
+	allocs := testing.AllocsPerRun(10, func() {
+		var m abi.Metric
+		m.Decode(abi.NewDecoder(msg))
+	})
+	assert.LessOrEqual(t, allocs, float64(5), "the map is not built")
+
+	o := make(abi.Options, 200)
+	for k := range labels(200, 1) {
+		o[k] = "v"
+	}
+	d := abi.NewDecoder(encoded(o.Encode))
+	require.Len(t, abi.DecodeOptions(d), 200)
+	require.NoError(t, d.Finish(), "options are not labels")
+}

@@ -8,15 +8,16 @@ import "github.com/storage-host/storage-host/abi"
 // generous for real use (Prometheus-style series carry a handful of
 // labels; a query selects by a few) and keep one record or query far
 // inside a plugin instance's memory: a plugin copies, encodes and
-// compiles every label and matcher it is given. Restore is not bounded,
-// so that a backup written before them still restores.
+// compiles every label and matcher it is given. A record's bounds are
+// the ABI's (abi.MaxLabels): a plugin's answer, a tick's report or a
+// backup file with a record past them is malformed.
 const (
 	// MaxLabels bounds the labels of one metric or alert.
-	MaxLabels = 64
+	MaxLabels = abi.MaxLabels
 	// MaxLabelBytes bounds the names and values of one record's labels,
 	// all together: large values are data, as an alert's message is, but
 	// a record's labels stay a small part of a plugin's memory.
-	MaxLabelBytes = 1 << 20
+	MaxLabelBytes = abi.MaxLabelBytes
 	// MaxMatchers bounds the label matchers of one query.
 	MaxMatchers = 128
 	// MaxMatcherBytes bounds the label names and values (or regular

@@ -260,3 +260,20 @@ func TestHostileAnswersCacheUntouched(t *testing.T) {
 	}
 	assert.True(t, kept, "the victim's cached entry was dropped")
 }
+
+// TestHostileAnswerOfManyLabels: a metric answered with 100 000 labels
+// (about 700 KB on the wire, tens of MB once decoded; the same answer
+// grown to 16 MiB took a daemon from 165 MB to 3.8 GB at eight requests
+// at once) is refused as malformed, as a record past abi.MaxLabels is
+// wherever it is decoded (that the decoder stops before it builds the map
+// is abi's TestRecordLabelsBounded; here the guest's own growth for its
+// map would hide it in the host's heap figures).
+func TestHostileAnswerOfManyLabels(t *testing.T) {
+	st, _ := openWrongkey(t, host.Config{Instances: 1})
+	ctx := context.Background()
+	_, err := st.QueryMetrics(ctx, host.MetricQuery{AgentID: "labels"})
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.ErrorContains(t, err, "100000 labels; at most 64 per record")
+	_, err = st.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1"})
+	require.NoError(t, err, "the store serves on")
+}

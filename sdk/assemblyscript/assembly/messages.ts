@@ -144,6 +144,10 @@ export function decodeFailure(d: Decoder): Failure | null {
 
 // ---------------------------------------------------------------- labels
 
+/** The bounds on a record's labels (section 7.3). */
+export const MAX_LABELS = 64;
+export const MAX_LABEL_BYTES = 1 << 20;
+
 /** One label: a name (an identifier) and a value (bytes). */
 export class Label {
   constructor(public name: string, public value: Uint8Array) {}
@@ -202,13 +206,27 @@ export class Labels {
     }
   }
 
-  /** Reads labels; names are checked as identifiers when checkNames. */
+  /** Reads a record's labels, at most MAX_LABELS of them with names and
+   *  values of at most MAX_LABEL_BYTES together (section 7.3: a record
+   *  past either is malformed); names are checked as identifiers when
+   *  checkNames. */
   static decode(d: Decoder, checkNames: bool): Labels {
     const l = new Labels();
     const n = d.count(2);
+    if (n > MAX_LABELS) {
+      d.fail(WireError.Malformed);
+      return l;
+    }
+    let size = 0;
     for (let i = 0; i < n && !d.failed; i++) {
       const k = checkNames ? d.id("label name") : d.str();
-      l.set(k, d.bytesField());
+      const v = d.bytesField();
+      size += String.UTF8.byteLength(k) + v.length;
+      if (size > MAX_LABEL_BYTES) {
+        d.fail(WireError.Malformed);
+        return l;
+      }
+      l.set(k, v);
     }
     return l;
   }

@@ -16,11 +16,13 @@
 //	alert "wrong-agent"   a put answers the alert for agent "victim-agent"
 //	alert "wrong-status"  a status change answers status firing
 //	agent "wrong" (alert  query) answers an alert of agent "victim-agent"
+//	agent "labels"        a metric query answers a metric of 100 000 labels
 //
 // Built by the test itself: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
 package main
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,9 @@ import (
 )
 
 const victim = "victim-agent"
+
+// manyLabels is the labels of the metric agent "labels" is answered.
+const manyLabels = 100_000
 
 type states struct {
 	m       map[string]abi.AgentState
@@ -129,8 +134,15 @@ func (metrics) DeleteMetric(*abi.MetricKey) error { return nil }
 
 func (metrics) QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error) {
 	var p abi.Page[abi.Metric]
-	if q.AgentID == "wrong" {
+	switch q.AgentID {
+	case "wrong":
 		p.Items = []abi.Metric{{AgentID: victim, Name: "cpu", Timestamp: time.Unix(1, 0), Value: 1}}
+	case "labels":
+		m := abi.Metric{AgentID: "labels", Name: "cpu", Timestamp: time.Unix(1, 0), Value: 1, Labels: make(map[string]string, manyLabels)}
+		for i := range manyLabels {
+			m.Labels["l"+strconv.Itoa(i)] = ""
+		}
+		p.Items = []abi.Metric{m}
 	}
 	return p, nil
 }
