@@ -86,9 +86,25 @@ func TestEventsStreamOfAClientThatStopsReadingEnds(t *testing.T) {
 	require.Equal(t, 2.0, e.streamsOpen())
 
 	// Writes until the stalled stream is over: its client's buffer and the
-	// server's fill, then its writes wait.
+	// server's fill, then its writes wait. Each batch waits until the
+	// reading client has taken the last one's events, so that on a loaded
+	// machine it is never the one left behind by the stream timeout.
 	items := make([]any, 500)
 	start := time.Now()
+	n := 0
+	take := func(want int) {
+		for n < want {
+			select {
+			case f, open := <-reading.frames:
+				require.True(t, open, "the reading client's stream ended")
+				if f.data != "" {
+					n++
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the reading client took %d events of %d", n, want)
+			}
+		}
+	}
 	for batch := 0; e.streamsOpen() > 1; batch++ {
 		require.Less(t, time.Since(start), 20*time.Second, "the stalled stream is still open")
 		for i := range items {
@@ -96,12 +112,12 @@ func TestEventsStreamOfAClientThatStopsReadingEnds(t *testing.T) {
 		}
 		res := e.reqRaw("POST", "/v1/agent-states/batch-put", map[string]any{"items": items})
 		require.Equal(t, http.StatusOK, res.code, "%s", res)
+		take(batch * len(items)) // the batch before this one's
 	}
 	t.Logf("the stalled stream ended %s after the writes began", time.Since(start).Round(time.Millisecond))
 	require.True(t, closedByServer(c), "the server keeps the stalled stream's connection open")
 
 	// The client that reads has every event and goes on.
-	n := 0
 	for ok := true; ok; {
 		select {
 		case f, open := <-reading.frames:
