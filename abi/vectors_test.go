@@ -492,6 +492,12 @@ func buildVectors(t *testing.T) vectorFile {
 	invalid("metric trailing byte", "Metric", append(append([]byte(nil), metricBytes...), 0))
 	invalid("metric timestamp unset", "Metric", vecEnc((&abi.Metric{AgentID: "a", Name: "n"}).Encode))
 	invalid("metric empty label name", "Metric", vecEnc((&abi.Metric{AgentID: "a", Name: "n", Timestamp: vecAt(1), Labels: map[string]string{"": "v"}}).Encode))
+	manyLabels := make(map[string]string, abi.MaxLabels+1)
+	for i := range abi.MaxLabels + 1 {
+		manyLabels[fmt.Sprintf("l%02d", i)] = ""
+	}
+	invalid("metric of 65 labels", "Metric", vecEnc((&abi.Metric{AgentID: "a", Name: "n", Timestamp: vecAt(1), Labels: manyLabels}).Encode))
+	invalid("alert of 65 labels", "Alert", vecEnc((&abi.Alert{ID: "x", AgentID: "a", Severity: abi.SeverityInfo, Status: abi.AlertFiring, Labels: manyLabels}).Encode))
 	invalid("metric label count over the bytes left", "Metric", vecEnc(func(e *abi.Encoder) {
 		e.String("a")
 		e.String("n")
