@@ -344,8 +344,13 @@ func (b *Bus) Stats() Stats {
 	return st
 }
 
+// closeGrace is how long Close waits, once its context has ended, for an
+// append under way to give up.
+const closeGrace = time.Second
+
 // Close stops the Bus: queued events are appended first unless ctx ends
-// (the rest are dropped and counted), then every subscription ends with
+// (the rest are dropped and counted; an append the log does not answer is
+// waited for closeGrace more), then every subscription ends with
 // ErrClosed.
 func (b *Bus) Close(ctx context.Context) error {
 	if b.closed.Swap(true) {
@@ -359,8 +364,16 @@ func (b *Bus) Close(ctx context.Context) error {
 		case <-ctx.Done():
 			before := b.dropped.Load()
 			b.cancel()
-			<-b.appended
-			err = fmt.Errorf("events: closed with %d events not appended: %w", b.dropped.Load()-before, ctx.Err())
+			select {
+			case <-b.appended:
+				err = fmt.Errorf("events: closed with %d events not appended: %w", b.dropped.Load()-before, ctx.Err())
+			case <-time.After(closeGrace):
+				// An append blocked on a log that does not answer, which
+				// a cancel does not reach (a Redis read waits for its read
+				// timeout): it ends when the log's connections close,
+				// which the bus's owner does next.
+				err = fmt.Errorf("events: closed with an append the log has not answered; it and the events queued behind it are dropped: %w", ctx.Err())
+			}
 		}
 	}
 	b.cancel()

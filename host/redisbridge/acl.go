@@ -65,6 +65,8 @@ type aclUser struct {
 	rules          []any // the ACL SETUSER command
 	admin          redis.UniversalClient
 	killer         redis.UniversalClient // SCRIPT KILL, with a read timeout that outlasts busy-reply-threshold
+	killerClosed   sync.Once
+	killerErr      error
 
 	mu   sync.Mutex
 	last time.Time // of the last recreate
@@ -162,5 +164,13 @@ func (u *aclUser) close(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("redisbridge: removing the password of %q: %w", u.name, err)
 	}
-	return errors.Join(err, u.admin.Close(), u.killer.Close())
+	return errors.Join(err, u.admin.Close(), u.closeKiller())
+}
+
+// closeKiller closes the killer's connections, once: a round of SCRIPT
+// KILL waiting on a Redis that does not answer returns then, which a
+// cancelled context does not make it do.
+func (u *aclUser) closeKiller() error {
+	u.killerClosed.Do(func() { u.killerErr = u.killer.Close() })
+	return u.killerErr
 }

@@ -434,7 +434,7 @@ func (b *Bridge) Close() error {
 	default:
 		close(b.closing)
 	}
-	b.kills.wg.Wait()
+	b.kills.wait(b.user)
 	err := b.client.Close()
 	if b.host != b.client {
 		err = errors.Join(err, b.host.Close())

@@ -35,12 +35,33 @@ import (
 // once the script has run past busy-reply-threshold (5 s by default).
 const killWait = 10 * time.Second
 
+// killCloseWait bounds how long Close lets a round of kills go on: one
+// that Redis does not answer (frozen, or a network that drops everything)
+// would hold it for killWait.
+const killCloseWait = 2 * time.Second
+
 // killer sends the kills of one bridge, one round at a time.
 type killer struct {
 	running    atomic.Bool
 	wg         sync.WaitGroup
 	killed     atomic.Uint64
 	unkillable atomic.Uint64
+}
+
+// wait waits for the round under way, if any: killCloseWait at most, then
+// its connections are closed, which ends it.
+func (k *killer) wait(u *aclUser) {
+	if u == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { k.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(killCloseWait):
+		_ = u.closeKiller()
+		<-done
+	}
 }
 
 // KillStats counts the scripts a bridge killed after its calls overran.

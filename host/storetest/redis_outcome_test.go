@@ -208,4 +208,14 @@ func TestRedisFrozenAnswersAtTheCallTimeout(t *testing.T) {
 	require.ErrorIs(t, err, host.ErrUnavailable, "not ErrLimit: the store is what is missing")
 	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "a read has no outcome to be unsure of")
 	require.Less(t, time.Since(start), timeout+10*time.Second, "the read waited for the read timeout")
+
+	// Closed while Redis is still frozen: the event log's append is given
+	// up at the call timeout and a second (it waited for the read timeout,
+	// a minute), the bridge's round of SCRIPT KILL for the write's overrun
+	// script call after 2 s (it held Close for its 10 s bound), the ACL
+	// user's cleanup after 2 s: about 6 s here.
+	start = time.Now()
+	require.NoError(t, st.Close(context.Background()))
+	t.Logf("Close took %v", time.Since(start).Round(time.Millisecond))
+	require.Less(t, time.Since(start), 9*time.Second, "Close waited for the frozen Redis")
 }
