@@ -98,7 +98,7 @@ func (s *Store) startTicker(cfg *Config) {
 	t := &ticker{s: s, stop: make(chan struct{}), done: make(chan struct{}), cleanAt: -1,
 		events: rate.NewLimiter(tickEventsPerSecond, tickEventsBurst)}
 	if cfg.Redis != nil {
-		t.target = []any{"redis", strings.Join(cfg.Redis.Addrs, ","), "key_prefix", cfg.Redis.KeyPrefix}
+		t.target = []any{"redis", strings.Join(cfg.Redis.Servers(), ","), "key_prefix", cfg.Redis.KeyPrefix}
 	}
 	s.ticker = t
 	go t.loop()

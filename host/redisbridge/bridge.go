@@ -323,6 +323,19 @@ func checkPrefix(p string) error {
 	return nil
 }
 
+// Servers returns the addresses cfg reaches, from Addrs or the URL (its
+// host, with no credentials), for logs; nil if the URL does not parse.
+func (cfg *Config) Servers() []string {
+	if cfg.URL == "" {
+		return cfg.Addrs
+	}
+	o := &redis.UniversalOptions{}
+	if fromURL(o, cfg.URL) != nil {
+		return nil
+	}
+	return o.Addrs
+}
+
 // options translates cfg into go-redis's UniversalOptions.
 func (cfg *Config) options() (*redis.UniversalOptions, error) {
 	o := &redis.UniversalOptions{}

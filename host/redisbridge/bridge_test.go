@@ -316,6 +316,12 @@ func TestOptions(t *testing.T) {
 	assert.Equal(t, []string{"h:1", "h:2", "h:3"}, o.Addrs)
 	assert.True(t, o.IsClusterMode)
 
+	// Servers names the addresses for logs, from the URL too, without
+	// its credentials.
+	assert.Equal(t, []string{"h:7"}, (&Config{URL: "rediss://u:pw@h:7/3"}).Servers())
+	assert.Equal(t, []string{"h:1", "h:2"}, (&Config{URL: "redis://h:1?addr=h:2"}).Servers())
+	assert.Equal(t, []string{"s:1"}, (&Config{Addrs: []string{"s:1"}}).Servers())
+
 	o, err = (&Config{Addrs: []string{"s:1", "s:2"}, MasterName: "m", DB: 1, TLS: true, KeyPrefix: "p:"}).options()
 	require.NoError(t, err)
 	assert.Equal(t, "m", o.MasterName)
