@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,4 +41,29 @@ func TestJSONLogStaysJSON(t *testing.T) {
 		require.True(t, json.Valid([]byte(line)), "a log line that is not JSON: %s", line)
 	}
 	require.Contains(t, log, `"@module":"storage-host.redis"`, "go-redis's lines reach the daemon's log")
+}
+
+// TestJSONLogFailureIsJSON: a daemon with a JSON log that cannot start
+// (its port taken, its data directory another daemon's) says why in a
+// JSON line, as its log, not in a plain line after it.
+func TestJSONLogFailureIsJSON(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	_, stderr, code := runCommand(t, nil, "serve", "-listen", taken.Addr().String(), "-log-format", "json")
+	require.Equal(t, 1, code, "stderr: %s", stderr)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, line := range lines {
+		require.True(t, json.Valid([]byte(line)), "a line that is not JSON: %s", line)
+	}
+	require.Contains(t, lines[len(lines)-1], "address already in use")
+
+	data := t.TempDir()
+	first := startDaemon(t, nil, "-data-dir", data)
+	_, stderr, code = runCommand(t, nil, "serve", "-listen", "127.0.0.1:0", "-data-dir", data, "-log-format", "json")
+	require.Equal(t, 1, code, "stderr: %s", stderr)
+	require.True(t, json.Valid([]byte(strings.TrimSpace(stderr))), "not one JSON line: %s", stderr)
+	require.Contains(t, stderr, "give each daemon a -data-dir of its own")
+	first.stop()
 }

@@ -29,7 +29,7 @@ import (
 // long to finish.
 const shutdownTimeout = 30 * time.Second
 
-func serve(args []string, stdout, stderr io.Writer) error {
+func serve(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file (HCL, or JSON with a .json name); default: the embedded local backend (builtin:local) in the data directory")
@@ -71,13 +71,22 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	addr := firstOf(*listen, f.Listen, "127.0.0.1:8474")
+	jsonLog := firstOf(*logFormat, f.Log.Format, "text") == "json"
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "storage-host",
 		Level:      hclog.LevelFromString(firstOf(*logLevel, f.Log.Level, "info")),
-		JSONFormat: firstOf(*logFormat, f.Log.Format, "text") == "json",
+		JSONFormat: jsonLog,
 		Output:     stderr,
 	})
 	redis.SetLogger(redisLog{logger.Named("redis")})
+	// With a JSON log, the daemon's last word is a JSON line too (with a
+	// text log, the plain "storage-host: …" line as before the log).
+	defer func() {
+		if jsonLog && err != nil && !errors.Is(err, errReported) {
+			logger.Error("stopped", "error", err)
+			err = errReported
+		}
+	}()
 	if err := checkExposure(addr, f, *allowUnauth); err != nil {
 		return err
 	}
@@ -86,8 +95,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// however it ends.
 	release, err := lockDataDir(dataDir)
 	if err != nil {
-		fmt.Fprintln(stderr, "storage-host:", err)
-		return errReported
+		return err // printed as "storage-host: …" (main.go) as before
 	}
 	defer release()
 	if mode, open := openDataDirMode(dataDir); open {
