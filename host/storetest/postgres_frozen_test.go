@@ -79,6 +79,14 @@ func TestPostgresFrozenServerAnswersAtTheCallTimeout(t *testing.T) {
 	})
 	require.ErrorIs(t, err, host.ErrUnavailable, "a read of a server that did not answer")
 	require.False(t, errors.Is(err, host.ErrOutcomeUnknown), "a read has no outcome to be unsure of: %v", err)
+	// A readiness check (the daemon's /readyz gives it 2 s) is not ready
+	// once its context ends, not when the server wakes.
+	err = bounded("a readiness check", 5*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return st.Ready(ctx)
+	})
+	require.Error(t, err, "ready with the server frozen")
 
 	proxy.Thaw()
 	require.Eventually(t, func() bool {

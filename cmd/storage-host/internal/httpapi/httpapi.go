@@ -33,8 +33,10 @@ import (
 // DefaultMaxBodyBytes is Options.MaxBodyBytes when it is zero.
 const DefaultMaxBodyBytes = 4 << 20
 
-// readyTimeout bounds one readiness check.
-const readyTimeout = 5 * time.Second
+// readyTimeout bounds one readiness check: a store that has not answered
+// a ping by then is not ready, and the probe gets its 503 well within the
+// usual probe timeouts (a frozen PostgreSQL held it 5.0–5.6 s at 5 s).
+const readyTimeout = 2 * time.Second
 
 // responseWriteTimeout is the default of Handler.responseTimeout: a
 // response must be taken by its client within it from its first byte,

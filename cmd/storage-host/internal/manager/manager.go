@@ -218,27 +218,31 @@ func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.
 }
 
 // Ready checks every routed backend (host.Store.Ready: its plugin and its
-// Redis answer) and returns the failures, each naming its backend.
+// Redis answer), all at once, and returns the failures, each naming its
+// backend, in the order of the kinds they serve.
 func (m *Manager) Ready(ctx context.Context) error {
 	g := m.current.Load()
 	if g == nil {
 		return host.ErrClosed
 	}
-	var errs []error
-	seen := make(map[*backend]bool, len(g.routes))
+	var checked []*backend
 	for _, kind := range abi.RecordKinds() {
-		b := g.routes[kind]
-		if seen[b] {
-			continue
-		}
-		seen[b] = true
-		if err := b.store.Ready(ctx); err != nil {
-			if !strings.HasPrefix(err.Error(), "backend "+b.def.Name+": ") {
-				err = fmt.Errorf("backend %s: %w", b.def.Name, err)
-			}
-			errs = append(errs, err)
+		if b := g.routes[kind]; !slices.Contains(checked, b) {
+			checked = append(checked, b)
 		}
 	}
+	errs := make([]error, len(checked))
+	var wg sync.WaitGroup
+	for i, b := range checked {
+		wg.Go(func() {
+			err := b.store.Ready(ctx)
+			if err != nil && !strings.HasPrefix(err.Error(), "backend "+b.def.Name+": ") {
+				err = fmt.Errorf("backend %s: %w", b.def.Name, err)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
