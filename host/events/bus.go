@@ -256,9 +256,9 @@ func (b *Bus) appendLoop() {
 			}
 			if permanent(err) {
 				// Retrying would be refused the same way for ever (a stream
-				// at the greatest ID, a key of another type, no permission,
-				// Redis out of memory) and hold up every later event: the
-				// batch is dropped, counted and the error kept for Err.
+				// at the greatest ID, a key of another type, no permission)
+				// and hold up every later event: the batch is dropped,
+				// counted and the error kept for Err.
 				b.refuse(batch, err)
 				break
 			}
@@ -291,7 +291,7 @@ func (b *Bus) refuse(batch []Event, err error) {
 }
 
 // permanent reports whether err is an error reply of Redis's that the
-// same append would get again (ERR, WRONGTYPE, NOPERM, OOM ...), or a
+// same append would get again (ERR, WRONGTYPE, NOPERM ...), or a
 // statement PostgreSQL refused for a reason that stays (bad data, no
 // privilege), as opposed to a failure to reach either or a reply that
 // means "not now".
@@ -319,8 +319,12 @@ func permanent(err error) bool {
 	return true
 }
 
-// transientReplies are error replies that a later try may not get.
-var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "NOAUTH", "WRONGPASS", "ERR max number of clients"}
+// transientReplies are error replies that a later try may not get. OOM
+// is one: Redis at maxmemory under noeviction refuses an XADD until memory
+// is freed (a delete, whose event it refused, frees some), and the writes
+// it still took meanwhile must not lose their events (a 10 s stretch at
+// maxmemory dropped the events of writes answered 200).
+var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "NOAUTH", "WRONGPASS", "ERR max number of clients", "OOM"}
 
 // Err returns why the log refused the last append for good (wrapping
 // ErrRefused), or nil when the last append succeeded or none was refused:

@@ -71,3 +71,28 @@ func TestUnreachableRedisIsRetried(t *testing.T) {
 	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return b.Stats().Published == 1 }, "appended once Redis is back")
 	assert.Equal(t, int64(1), c.XLen(ctx, "events").Val())
 }
+
+// A Redis at maxmemory under noeviction (OOM) refuses appends only until
+// memory is freed: the events wait, in order, and are appended then, not
+// dropped.
+func TestOutOfMemoryRedisIsRetried(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	b := events.NewRedis(c, "events", events.Options{}, nil)
+	defer b.Close(ctx)
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory", "1").Err())
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 1))
+	time.Sleep(300 * time.Millisecond)
+	assert.Zero(t, b.Stats().Refused, "OOM is not a refusal")
+	assert.Zero(t, b.Stats().Dropped)
+	assert.Zero(t, c.XLen(ctx, "events").Val())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory", "0").Err())
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return b.Stats().Published == 2 }, "appended once Redis has room")
+	msgs, err := c.XRange(ctx, "events", "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, 2)
+}
