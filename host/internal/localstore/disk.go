@@ -452,6 +452,12 @@ func (j *journal) sync(ctx context.Context) error {
 	if j.synced.Load() >= want {
 		return nil
 	}
+	// A call whose time ran out before it came to wait (on a Redis that
+	// did not answer, say) is told so, not that the disk was slow.
+	waited := "waiting for the disk"
+	if ctx.Err() != nil {
+		waited = "the call's time ran out before its writes were synced"
+	}
 	// The committer starts when someone waits, not at every write: the
 	// several writes of one call then go to disk in one commit.
 	select {
@@ -474,7 +480,7 @@ func (j *journal) sync(ctx context.Context) error {
 		select {
 		case <-moved:
 		case <-ctx.Done():
-			return fmt.Errorf("kv store: waiting for the disk: %w", ctx.Err())
+			return fmt.Errorf("kv store: %s: %w", waited, ctx.Err())
 		}
 	}
 }
