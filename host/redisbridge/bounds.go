@@ -35,6 +35,65 @@ import (
 // ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist; an
 // operator may add them with Config.AllowCommands, bounded as above.
 
+// maxRepeats bounds how many times one request's reads may name the same
+// key, and one read the same other argument: Redis builds every reply
+// whole in the client's output buffer, so a read of a value repeated is
+// that value repeated in Redis's memory, whatever the bridge then reads
+// of it (one MGET naming a 1 MiB value 400 times, a 3 KB request, made
+// Redis allocate 410 MB). Reads of distinct keys cost at most what the
+// plugin stored.
+const maxRepeats = 8
+
+// repeats counts the keys one request's reads name.
+type repeats struct {
+	first [maxRepeats][]byte // the first names: none can be repeated too often yet
+	n     int
+	count map[string]int // past them, every name's count
+}
+
+// read counts the keys of the read command in, whose arguments as built
+// are args (its keys the prefixed ones, args.go), and its other arguments'
+// repeats, and says which passes maxRepeats.
+func (r *repeats) read(in [][]byte, args []any) error {
+	others := 0
+	for i, a := range args[1:] {
+		if k, ok := a.(*byteArg); !ok || !k.owned {
+			others++
+			continue
+		}
+		name := in[i+1]
+		if r.count == nil {
+			if r.n < maxRepeats {
+				r.first[r.n] = name
+				r.n++
+				continue
+			}
+			r.count = make(map[string]int, 4*maxRepeats)
+			for _, k := range r.first {
+				r.count[string(k)]++
+			}
+		}
+		if r.count[string(name)]++; r.count[string(name)] > maxRepeats {
+			return fmt.Errorf("key %s is read more than %d times in one request", shown(name), maxRepeats)
+		}
+	}
+	if others <= maxRepeats {
+		return nil
+	}
+	// A long read (HMGET's fields): its other arguments, each at most
+	// maxRepeats times.
+	seen := make(map[string]int, others)
+	for i, a := range args[1:] {
+		if k, ok := a.(*byteArg); ok && k.owned {
+			continue
+		}
+		if seen[string(in[i+1])]++; seen[string(in[i+1])] > maxRepeats {
+			return fmt.Errorf("%s names %s more than %d times", strings.ToUpper(string(in[0])), shown(in[i+1]), maxRepeats)
+		}
+	}
+	return nil
+}
+
 // costly are the commands off the default allowlist for their cost; the
 // scripts' ACL user is denied those the backend is not allowed.
 var costly = []string{"lcs", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "sintercard",

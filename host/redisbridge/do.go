@@ -81,6 +81,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			return nil
 		}
 		var growth int64
+		var reads repeats
 		calls = make([]call, len(req.Commands))
 		// Room for every argument to be a key: a command's keys are known
 		// only once it is looked up.
@@ -117,6 +118,12 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			if err != nil {
 				invalid(e, "command %d: %v", i, err)
 				return nil
+			}
+			if c.readOnly {
+				if err := reads.read(in, args); err != nil {
+					limit(e, "command %d: %v", i, err)
+					return nil
+				}
 			}
 			calls[i] = call{args: args, first: first, write: !c.readOnly}
 		}

@@ -2,6 +2,7 @@ package redisbridge
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -305,4 +306,63 @@ func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
 	rs, err := script(t, g.b, "return redis.call('LCS', KEYS[1], KEYS[1])", sc([]string{"a"}))
 	require.NoError(t, err)
 	assert.Equal(t, bulkR(""), rs[0], "allowed to this backend")
+}
+
+// A request's reads name one key at most maxRepeats times, and one read
+// (HMGET's fields) another argument at most maxRepeats times: Redis builds
+// each reply whole in its output buffer, so repeats multiply a value in
+// Redis's memory (one MGET of a 1 MiB value 400 times, 3 KB asked, made
+// Redis allocate 410 MB). Distinct keys, writes and a key read within the
+// bound pass; nothing of a refused request is sent.
+func TestHostileRepeatedReadsAreRefused(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	repeat := func(n int, args ...string) []string {
+		var out []string
+		for range n {
+			out = append(out, args...)
+		}
+		return out
+	}
+	gets := func(n int, key string) [][][]byte {
+		var cmds [][][]byte
+		for range n {
+			cmds = append(cmds, cmd("GET", key))
+		}
+		return cmds
+	}
+	for name, cmds := range map[string][][][]byte{
+		"MGET of one key 9 times":     {cmd(append([]string{"MGET"}, repeat(maxRepeats+1, "big")...)...)},
+		"9 GETs of one key":           gets(maxRepeats+1, "big"),
+		"MGET then GETs of one key":   append([][][]byte{cmd("MGET", "big", "big", "a", "b")}, gets(maxRepeats-1, "big")...),
+		"HMGET of one field 9 times":  {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats+1, "f")...)...)},
+		"a write then 9 reads of it":  append([][][]byte{cmd("SET", "sentinel", "1")}, gets(maxRepeats+1, "big")...),
+		"10 000 GETs of one key":      gets(10_000, "big"),
+		"HGETALL of one hash 9 times": {cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h")},
+	} {
+		_, err := pipeline(t, f.b, cmds...)
+		require.ErrorIs(t, err, abi.StatusLimit, name)
+		assert.ErrorContains(t, err, "more than 8 times", name)
+	}
+	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"sentinel").Val(), "nothing was sent")
+
+	// Within the bound, distinct keys, and writes pass.
+	var distinct [][][]byte
+	for i := range 1000 {
+		distinct = append(distinct, cmd("GET", fmt.Sprintf("k%d", i)))
+	}
+	var writes [][][]byte
+	for range 100 {
+		writes = append(writes, cmd("INCR", "counter"))
+	}
+	for name, cmds := range map[string][][][]byte{
+		"8 GETs of one key":          gets(maxRepeats, "big"),
+		"MGET of one key 8 times":    {cmd(append([]string{"MGET"}, repeat(maxRepeats, "big")...)...)},
+		"HMGET of 8 fields, 8 times": {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
+		"1000 GETs of distinct keys": distinct,
+		"100 INCRs of one key":       writes,
+		"HMGETs of the same fields":  {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
+	} {
+		_, err := pipeline(t, f.b, cmds...)
+		require.NoError(t, err, name)
+	}
 }
