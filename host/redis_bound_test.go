@@ -208,3 +208,30 @@ func TestRedisRecordPastTheReplyBound(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, p.Items, 1)
 }
+
+// TestRedisBatchOfOneRecordManyTimes: a batch get naming one agent state
+// 20 times, more often than the bridge lets one request's commands read
+// a key (8), is answered whole, each item the record. (On a single node
+// the plugin reads a batch in one script call, which that bound does not
+// count; on a cluster it sends commands, and reads a batch the bridge
+// answers LIMIT in parts, as for the reply bound.)
+func TestRedisBatchOfOneRecordManyTimes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real Redis; skipped with -short")
+	}
+	ctx := context.Background()
+	st := openBounded(t, 0)
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "same", State: []byte(`{"n":1}`)})
+	require.NoError(t, err)
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = "same"
+	}
+	rs, err := st.GetAgentStates(ctx, ids)
+	require.NoError(t, err)
+	require.Len(t, rs, len(ids))
+	for i, r := range rs {
+		require.NoError(t, r.Err, "item %d", i)
+		require.Equal(t, `{"n":1}`, string(r.Value.State), "item %d", i)
+	}
+}
