@@ -154,9 +154,14 @@ func (u *aclUser) recreate(ctx context.Context) error {
 	return u.apply(ctx, u.rules)
 }
 
-// close removes the bridge's password from the user and closes the
-// admin client.
-func (u *aclUser) close(ctx context.Context) error {
+// close closes the admin client and the killer.
+func (u *aclUser) close() error {
+	return errors.Join(u.admin.Close(), u.closeKiller())
+}
+
+// removePassword removes the bridge's password from the user (best
+// effort: Redis may be down).
+func (u *aclUser) removePassword(ctx context.Context) error {
 	err := u.apply(ctx, []any{"acl", "setuser", u.name, "<" + u.password})
 	if err != nil && strings.Contains(err.Error(), "does not exist") {
 		err = nil // Redis restarted and forgot it
@@ -164,7 +169,7 @@ func (u *aclUser) close(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("redisbridge: removing the password of %q: %w", u.name, err)
 	}
-	return errors.Join(err, u.admin.Close(), u.closeKiller())
+	return err
 }
 
 // closeKiller closes the killer's connections, once: a round of SCRIPT

@@ -447,16 +447,27 @@ func (b *Bridge) Close() error {
 	default:
 		close(b.closing)
 	}
+	// The password's removal and the round of kills under way go at once:
+	// with Redis not answering, each waits its own bound (2 s).
+	var userErr error
+	removed := make(chan struct{})
+	go func() {
+		defer close(removed)
+		if b.user != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			userErr = b.user.removePassword(ctx)
+		}
+	}()
 	b.kills.wait(b.user)
+	<-removed
 	err := b.client.Close()
 	if b.host != b.client {
 		err = errors.Join(err, b.host.Close())
 	}
 	b.release()
 	if b.user != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		err = errors.Join(err, b.user.close(ctx))
+		err = errors.Join(err, userErr, b.user.close())
 	}
 	return err
 }

@@ -211,9 +211,9 @@ func TestRedisFrozenAnswersAtTheCallTimeout(t *testing.T) {
 
 	// Closed while Redis is still frozen: the event log's append is given
 	// up at the call timeout and a second (it waited for the read timeout,
-	// a minute), the bridge's round of SCRIPT KILL for the write's overrun
-	// script call after 2 s (it held Close for its 10 s bound), the ACL
-	// user's cleanup after 2 s: about 6 s here.
+	// a minute), then the bridge's round of SCRIPT KILL for the write's
+	// overrun script call (it held Close for its 10 s bound) and the ACL
+	// user's cleanup, at once, after 2 s: about 4 s here.
 	start = time.Now()
 	require.NoError(t, st.Close(context.Background()))
 	t.Logf("Close took %v", time.Since(start).Round(time.Millisecond))
