@@ -115,32 +115,31 @@ func TestNoTickWithoutTheFeature(t *testing.T) {
 // Close ticks is counted alone.
 func TestCloseFlushTicks(t *testing.T) {
 	ctx := context.Background()
-	ticked := func(t *testing.T, st *host.Store, n uint64) {
-		redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().Ticks >= n }, "ticks")
+	for _, c := range []struct {
+		name, mode string
+		write      bool // a buffered write after the ticks so far
+		flush      func(t *testing.T, ticks uint64)
+	}{
+		{"nothing written", "", false, func(t *testing.T, ticks uint64) {
+			require.Zero(t, ticks, "the last tick found nothing pending and nothing was written since: Close does not tick")
+		}},
+		{"written since", "", true, func(t *testing.T, ticks uint64) {
+			require.Positive(t, ticks, "a write since the last tick: Close ticks to flush it")
+		}},
+		{"store away", "away", true, func(t *testing.T, ticks uint64) {
+			require.Equal(t, uint64(1), ticks, "a tick that finds the store away ends the flush")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, _ := openTicker(t, c.mode)
+			redistest.WaitFor(t, 5*time.Second, 5*time.Millisecond, func() bool { return st.Stats().Ticks >= 2 }, "ticks")
+			if c.write {
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
+				require.NoError(t, err, "buffered")
+			}
+			n := host.HaltTicks(st)
+			require.NoError(t, st.Close(ctx))
+			c.flush(t, st.Stats().Ticks-n)
+		})
 	}
-	t.Run("nothing written", func(t *testing.T) {
-		st, _ := openTicker(t, "")
-		ticked(t, st, 2)
-		n := host.HaltTicks(st)
-		require.NoError(t, st.Close(ctx))
-		require.Equal(t, n, st.Stats().Ticks, "the last tick found nothing pending and nothing was written since: Close does not tick")
-	})
-	t.Run("written since", func(t *testing.T) {
-		st, _ := openTicker(t, "")
-		ticked(t, st, 2)
-		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
-		require.NoError(t, err, "buffered")
-		n := host.HaltTicks(st)
-		require.NoError(t, st.Close(ctx))
-		require.Greater(t, st.Stats().Ticks, n, "a write since the last tick: Close ticks to flush it")
-	})
-	t.Run("store away", func(t *testing.T) {
-		st, _ := openTicker(t, "away")
-		ticked(t, st, 2)
-		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("1")})
-		require.NoError(t, err, "buffered")
-		n := host.HaltTicks(st)
-		require.NoError(t, st.Close(ctx))
-		require.Equal(t, n+1, st.Stats().Ticks, "a tick that finds the store away ends the flush")
-	})
 }
