@@ -228,6 +228,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}
 	p.log = s.logger.Named("plugin").Named(cfg.Name)
+	if p.pg != nil && p.pg.TempFileLimitKB() < 0 {
+		s.logger.Warn("the backend's PostgreSQL role may fill the server's disk with temporary files: its temp_file_limit is unbounded and only a superuser may set it (SECURITY.md, \"Sharing a PostgreSQL between backends\")",
+			"backend", cfg.Name, "role", PostgresRole(cfg.Postgres.Schema))
+	}
 	limiter := newLogLimiter(p.log, cfg.Limits.LogLinesPerSecond)
 	if err := p.instantiateWASI(ctx, limiter); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,7 +39,20 @@ type PostgresConfig struct {
 	// deadline, and the migrations at load. Default: the backend's
 	// Limits.CallTimeout.
 	StatementTimeout time.Duration
+	// TempFileLimitMB bounds the temporary files (sorts and hashes
+	// spilled to disk, temporary tables) one of the role's sessions holds
+	// at once, in MiB: the role's temp_file_limit, set at Open when URL's
+	// role is a superuser (only one may set it; the role cannot raise
+	// it). -1 leaves the role's setting as it is. Default: 1024.
+	TempFileLimitMB int64
 }
+
+// maxTempFileLimitMB is the largest temp_file_limit PostgreSQL takes
+// (2^31 - 1 kB), in MiB.
+const maxTempFileLimitMB = math.MaxInt32 / 1024
+
+// defaultTempFileLimitMB is PostgresConfig.TempFileLimitMB's default.
+const defaultTempFileLimitMB = 1024
 
 // CheckPostgres reports what Open would refuse in c before connecting: no
 // URL, one pgx cannot parse, a schema name out of form. It reads the
@@ -52,6 +66,8 @@ func CheckPostgres(c PostgresConfig) error {
 		return fmt.Errorf("%w: postgres: %w", ErrInvalid, CheckPostgresSchema(c.Schema))
 	case c.MaxConns < 0 || c.StatementTimeout < 0:
 		return fmt.Errorf("%w: postgres: a negative max_conns or statement timeout", ErrInvalid)
+	case c.TempFileLimitMB < -1 || c.TempFileLimitMB > maxTempFileLimitMB:
+		return fmt.Errorf("%w: postgres: temp_file_limit_mb %d is outside -1 to %d", ErrInvalid, c.TempFileLimitMB, maxTempFileLimitMB)
 	}
 	if _, err := pgx.ParseConfig(c.URL); err != nil {
 		// pgx's message quotes the URL with its password masked.
@@ -91,11 +107,24 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events boo
 		StatementTimeout: cmp.Or(c.StatementTimeout, lim.CallTimeout),
 		MaxResultBytes:   lim.replyBytes(),
 		Settings:         settings,
+		TempFileLimitKB:  tempFileLimitKB(c.TempFileLimitMB),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return b, nil
+}
+
+// tempFileLimitKB is the role's temp_file_limit for limitMB
+// (PostgresConfig.TempFileLimitMB): 0 for none to set.
+func tempFileLimitKB(limitMB int64) int64 {
+	switch {
+	case limitMB < 0:
+		return 0
+	case limitMB == 0:
+		return defaultTempFileLimitMB * 1024
+	}
+	return limitMB * 1024
 }
 
 // pgSQL runs the host's own statements (the event table's) through the

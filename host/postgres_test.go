@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/host"
@@ -98,6 +101,45 @@ func TestPostgresPluginRoundTrip(t *testing.T) {
 	got, err = again.GetAgentState(ctx, "big")
 	require.NoError(t, err)
 	require.Equal(t, big, got.State)
+}
+
+// A backend's role gets the default bound on its temporary files when
+// the admin may set it (a superuser), and the host says so in its log
+// when nobody bounded them.
+func TestPostgresTempFilesBoundedByDefault(t *testing.T) {
+	wasm := pgStatesPlugin(t)
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	var super bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super))
+	if !super {
+		t.Skip("the test server's admin is not a superuser")
+	}
+	roleSetting := func(schema string) string {
+		var s string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce((SELECT s FROM pg_db_role_setting d, unnest(d.setconfig) s
+			WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s LIKE 'temp_file_limit=%'), '')`, host.PostgresRole(schema)).Scan(&s))
+		return s
+	}
+	open := func(pg *host.PostgresConfig) string {
+		var log strings.Builder
+		st, err := host.Open(ctx, host.Config{Name: "pg", WASM: wasm, Postgres: pg}, host.WithCompilationCache(pgCache),
+			host.WithLogger(hclog.New(&hclog.LoggerOptions{Output: &log, Mutex: &sync.Mutex{}})))
+		require.NoError(t, err)
+		require.NoError(t, st.Close(ctx))
+		return log.String()
+	}
+
+	bounded := &host.PostgresConfig{URL: url, Schema: pgtest.Schema(t, "storagehost_")}
+	assert.NotContains(t, open(bounded), "temp_file_limit")
+	assert.Equal(t, "temp_file_limit=1048576", roleSetting(bounded.Schema))
+
+	unbounded := &host.PostgresConfig{URL: url, Schema: pgtest.Schema(t, "storagehost_"), TempFileLimitMB: -1}
+	assert.Contains(t, open(unbounded), "its temp_file_limit is unbounded")
+	assert.Empty(t, roleSetting(unbounded.Schema))
 }
 
 func TestPostgresPluginNotGranted(t *testing.T) {

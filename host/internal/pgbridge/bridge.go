@@ -49,6 +49,12 @@ type Config struct {
 	// Settings are session settings (name → value) of every connection
 	// of the backend's pool, such as abi.PGEventsSetting.
 	Settings map[string]string
+	// TempFileLimitKB, when above 0, is the role's temp_file_limit in
+	// kB (ALTER ROLE … SET): the temporary files one session may hold at
+	// once. Only a superuser may set it, and the role cannot change it;
+	// an admin that is not one leaves the role's setting as it is
+	// (Bridge.TempFileLimitKB tells what the role has).
+	TempFileLimitKB int64
 }
 
 // RolePrefix starts the name of every role the bridge creates.
@@ -99,6 +105,7 @@ type Bridge struct {
 	maxStmts   int
 	cancelWait time.Duration
 	pipes      *pipes
+	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -129,7 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		b.maxStmts = 1024
 	}
 	password := rolePassword(cfg.AdminURL, b.role)
-	if err := provision(ctx, admin, b.schema, b.role, password); err != nil {
+	if err := provision(ctx, admin, b.schema, b.role, password, cfg.TempFileLimitKB); err != nil {
 		return nil, err
 	}
 	pc, err := pgxpool.ParseConfig(cfg.AdminURL)
@@ -165,7 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgbridge: pool: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	// The role's own session says what bounds its temporary files,
+	// whoever set it; and a failed query here is a failed connection.
+	if err := pool.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'temp_file_limit'").Scan(&b.tempFiles); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
@@ -173,6 +182,10 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	b.pipes = b.newPipes(int(pc.MaxConns))
 	return b, nil
 }
+
+// TempFileLimitKB returns the temp_file_limit of the backend's role as
+// its sessions see it, in kB: -1 when its temporary files are unbounded.
+func (b *Bridge) TempFileLimitKB() int64 { return b.tempFiles }
 
 // rolePassword derives the role's password from the admin URL, so that
 // every host given the same URL computes the same password and none
@@ -186,14 +199,14 @@ func rolePassword(adminURL, role string) string {
 // provision creates the backend's role and schema, or checks the ones
 // that exist, under an advisory lock (hosts opening the same backend at
 // once), in one transaction on an admin connection (see lockedTx).
-func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, password string) error {
+func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, password string, tempFileLimitKB int64) error {
 	conn, err := pgx.ConnectConfig(ctx, admin)
 	if err != nil {
 		return fmt.Errorf("pgbridge: admin connection: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	return lockedTx(ctx, conn, "provisioning", "storage-host provision "+schema, func(tx pgx.Tx) error {
-		return provisionTx(ctx, tx, schema, role, password)
+		return provisionTx(ctx, tx, schema, role, password, tempFileLimitKB)
 	})
 }
 
@@ -279,7 +292,7 @@ func RunAgain(code string) bool {
 	return false
 }
 
-func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string) error {
+func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, tempFileLimitKB int64) error {
 	r := pgx.Identifier{role}.Sanitize()
 	s := pgx.Identifier{schema}.Sanitize()
 	var exists bool
@@ -323,6 +336,9 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string) 
 		"CREATE SCHEMA IF NOT EXISTS "+s+" AUTHORIZATION "+r,
 		"ALTER ROLE "+r+" SET search_path = "+s,
 	)
+	if tempFileLimitKB > 0 && adminIsSuper {
+		stmts = append(stmts, "ALTER ROLE "+r+" SET temp_file_limit = "+strconv.FormatInt(min(tempFileLimitKB, math.MaxInt32), 10))
+	}
 	if lend {
 		stmts = append(stmts, "REVOKE "+r+" FROM CURRENT_USER")
 	}

@@ -512,7 +512,12 @@ func TestAdminWithCreateRoleOnly(t *testing.T) {
 		adminURL = u.String()
 	}
 	schema := pgtest.Schema(t, RolePrefix)
-	b := open(t, Config{AdminURL: adminURL, Schema: schema})
+	b := open(t, Config{AdminURL: adminURL, Schema: schema, TempFileLimitKB: 1024})
+	// Only a superuser may bound the role's temporary files: this admin
+	// leaves the server's setting, and the bridge says what it is.
+	var serverTempFiles int64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT boot_val::bigint FROM pg_settings WHERE name = 'temp_file_limit'").Scan(&serverTempFiles))
+	require.Equal(t, serverTempFiles, b.TempFileLimitKB())
 	_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (x int)"}})
 	require.NoError(t, err)
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("INSERT INTO t VALUES (1)"), stmt("SELECT count(*) FROM t"))
@@ -529,6 +534,44 @@ func TestAdminWithCreateRoleOnly(t *testing.T) {
 	var member bool
 	require.NoError(t, conn.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'USAGE')", admin, b.Role()).Scan(&member))
 	require.False(t, member, "the admin is left a member of the backend's role")
+}
+
+// An admin that is a superuser bounds the temporary files of the
+// backend's role: a sort that spills past the bound fails in the server,
+// and the role cannot lift the bound.
+func TestTempFilesOfTheRoleBounded(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	var super bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super))
+	if !super {
+		t.Skip("the test server's admin is not a superuser (TestAdminWithCreateRoleOnly covers that case)")
+	}
+	b := open(t, Config{TempFileLimitKB: 1024})
+	require.Equal(t, int64(1024), b.TempFileLimitKB())
+
+	spill := stmt("SELECT count(*) FROM (SELECT g FROM generate_series(1, 500000) g ORDER BY g DESC OFFSET 0) s")
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('work_mem', '64kB', false)"), spill)
+	require.NoError(t, err)
+	require.Len(t, rs, 2)
+	require.NoError(t, rs[0].Err())
+	assert.Equal(t, "53400", sqlState(t, rs[1]), "a sort of 500 000 rows in 64 kB of memory spills past 1 MiB")
+
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('temp_file_limit', '-1', false)"))
+	require.NoError(t, err)
+	assert.Equal(t, "42501", sqlState(t, rs[0]), "the role lifted its bound")
+
+	// Opening again without a bound leaves the one set.
+	again, err := Open(ctx, Config{AdminURL: url, Schema: b.schema})
+	require.NoError(t, err)
+	again.Close()
+	var setting string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce((SELECT s FROM pg_db_role_setting d, unnest(d.setconfig) s
+		WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s LIKE 'temp_file_limit=%'), '')`, b.Role()).Scan(&setting))
+	assert.Equal(t, "temp_file_limit=1024", setting)
 }
 
 // A keyed read on a warm connection allocates nothing in the bridge's

@@ -123,6 +123,7 @@ type (
 		Schema           hcl.Expression `hcl:"schema,optional"`
 		MaxConns         hcl.Expression `hcl:"max_conns,optional"`
 		StatementTimeout hcl.Expression `hcl:"statement_timeout,optional"`
+		TempFileLimitMB  hcl.Expression `hcl:"temp_file_limit_mb,optional"`
 		DefRange         hcl.Range      `hcl:",def_range"`
 	}
 	rawRoutes struct {
@@ -659,6 +660,11 @@ func (c *checker) postgres(r *rawPostgres) *host.PostgresConfig {
 		pc.MaxConns = int32(n)
 	}
 	pc.StatementTimeout, _ = c.duration(r.StatementTimeout, "statement_timeout")
+	if n, ok := c.integer(r.TempFileLimitMB, "temp_file_limit_mb", -1, math.MaxInt32/1024); ok && n != 0 {
+		pc.TempFileLimitMB = n
+	} else if ok {
+		c.errorf(r.TempFileLimitMB.Range(), `Invalid value for "temp_file_limit_mb"`, "0 would forbid every temporary file: give a size in MiB, or -1 to leave the role's setting as it is.")
+	}
 	return pc
 }
 

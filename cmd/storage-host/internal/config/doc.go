@@ -101,6 +101,8 @@
 //	                                    # records; two backends of a file may not have one on one database
 //	    max_conns = 4                   # optional, > 0; default 4
 //	    statement_timeout = "5s"        # optional: a call without a deadline, and migrations; default call_timeout
+//	    temp_file_limit_mb = 1024       # optional, -1 or 1 to 2097151: the role's temporary files at once, set when
+//	                                    # url's role is a superuser; -1 leaves the role's setting; default 1024
 //	  }
 //	  events {                          # optional: the backend's events (host.Config.Events)
 //	    enabled   = true                # false turns them off; a cache or the events capability is then refused

@@ -27,12 +27,13 @@ func TestPostgresBlock(t *testing.T) {
     schema            = "agents"
     max_conns         = 8
     statement_timeout = "5s"
+    temp_file_limit_mb = 256
   }
 }
 `)
 	}
 	const url = "postgres://admin:s3cret@db.example:5432/fleet?sslmode=verify-full"
-	want := host.PostgresConfig{URL: url, Schema: "agents", MaxConns: 8, StatementTimeout: 5 * time.Second}
+	want := host.PostgresConfig{URL: url, Schema: "agents", MaxConns: 8, StatementTimeout: 5 * time.Second, TempFileLimitMB: 256}
 
 	f, err := parseChecked(block(`url = "`+url+`"`), "pg.hcl")
 	require.NoError(t, err)
@@ -97,6 +98,8 @@ func TestBadPostgresBlocks(t *testing.T) {
 		{"long schema", pg(url + "    schema = \"" + strings.Repeat("a", 41) + "\"\n"), "5:14", `Invalid value for "schema"`},
 		{"two url sources", pg(url + "    url_env = \"X\"\n    schema = \"a\"\n"), "5:15", "Conflicting secret sources; url and url_env are both set"},
 		{"max_conns zero", pg(url + "    schema = \"a\"\n    max_conns = 0\n"), "6:17", "max_conns must be a whole number from 1 to"},
+		{"temp files zero", pg(url + "    schema = \"a\"\n    temp_file_limit_mb = 0\n"), "6:26", "0 would forbid every temporary file"},
+		{"temp files past int32 kB", pg(url + "    schema = \"a\"\n    temp_file_limit_mb = 2097152\n"), "6:26", "temp_file_limit_mb must be a whole number from -1 to 2097151"},
 		{"bad timeout", pg(url + "    schema = \"a\"\n    statement_timeout = \"5\"\n"), "6:25", `statement_timeout: "5" is not a duration`},
 		{"unknown attribute", pg(url + "    schema = \"a\"\n    password = \"x\"\n"), "6:5", `An argument named "password" is not expected here`},
 		{"bad url", pg("    url = \"postgres://a:s3cret@[::1/x\"\n    schema = \"a\"\n"), "4:11", "Invalid postgres block; "},
