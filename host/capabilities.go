@@ -450,6 +450,9 @@ func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
 			w = out
 		case 2:
 			w = errOut
+			if in := p.instanceOf(mod); in != nil && in.initOut != nil {
+				w = io.MultiWriter(errOut, in.initOut)
+			}
 		default:
 			stack[0] = errnoBadf
 			return
@@ -556,6 +559,38 @@ func (p *plugin) overdue(ctx context.Context, in *instance) bool {
 func (l *logLimiter) writer(level hclog.Level, maxLine int) io.Writer {
 	return &lineWriter{max: maxLine, emit: func(line string) { l.emit(level, line) }}
 }
+
+// firstLine keeps the first line of text written to it that is not
+// blank, up to maxFirstLine bytes: what a failed _initialize said on
+// stderr (Go prints "panic: …" there first, then the goroutines).
+type firstLine struct {
+	buf  []byte
+	done bool
+}
+
+const maxFirstLine = 512
+
+func (f *firstLine) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && !f.done {
+		if len(f.buf) == 0 {
+			p = bytes.TrimLeft(p, "\r\n")
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			i = len(p)
+		} else {
+			f.done = len(f.buf)+i > 0
+		}
+		f.buf = append(f.buf, p[:min(i, maxFirstLine-len(f.buf))]...)
+		f.done = f.done || len(f.buf) == maxFirstLine
+		p = p[i:]
+	}
+	return n, nil
+}
+
+// said returns the line, made fit for one line of a log (logText).
+func (f *firstLine) said() string { return logText(string(bytes.TrimSpace(f.buf))) }
 
 // lineWriter splits writes into lines. A line reaching max bytes is
 // emitted at once, cut there, and the rest of it dropped up to the next

@@ -81,6 +81,17 @@ func openGoHostile(t *testing.T, cfg host.Config, cache string) (*host.Store, *f
 	return st, logs
 }
 
+// TestGoHostileInitPanic: a Go plugin that panics while it initialises
+// (here the SDK refusing a plugin that serves queries of one kind and
+// not the other) is refused at Open with what it wrote on stderr, not
+// only the trap's stack.
+func TestGoHostileInitPanic(t *testing.T) {
+	wasm := goHostilePlugin(t, "halfquery")
+	_, err := host.Open(context.Background(), host.Config{WASM: wasm}, host.WithCompilationCache(t.TempDir()))
+	require.ErrorIs(t, err, host.ErrIncompatible)
+	require.ErrorContains(t, err, "_initialize failed, and wrote on stderr: panic: sdk: queries are served for agent states (QueryAgentStates) but not for alerts (QueryAlerts)")
+}
+
 // goHostileDiscarded is what the host logs when it throws an instance away.
 const goHostileDiscarded = "plugin instance discarded"
 

@@ -536,6 +536,10 @@ type instance struct {
 	// for the rest of its call instead of copying the result out of it.
 	held   *abi.Encoder
 	usedKV bool // the current call used a durable kv store
+	// initOut holds what the guest writes to stderr while its
+	// _initialize runs (a Go plugin's panic in init), for the error
+	// that reports its failure; nil after.
+	initOut *firstLine
 	// notGranted is the first refusal, in the current call, of a redis
 	// request the backend's configuration does not grant
 	// (redisbridge.ErrNotGranted).
@@ -709,11 +713,18 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		return fail("plugin exports no memory: its linear memory must be exported as %q (abi/README.md, section 4)", abi.ExportMemory)
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		if _, err := init.Call(ctx); err != nil {
+		in.initOut = new(firstLine)
+		_, err := init.Call(ctx)
+		said := in.initOut.said()
+		in.initOut = nil
+		if err != nil {
 			if ctx.Err() == context.DeadlineExceeded && caller.Err() == nil {
 				p.instances.Delete(mod)
 				_ = mod.Close(ctx)
 				return nil, abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportInitialize, p.limits.CallTimeout)
+			}
+			if said != "" {
+				return fail("%s failed, and wrote on stderr: %s; %v", abi.ExportInitialize, said, err)
 			}
 			return fail("%s: %v", abi.ExportInitialize, err)
 		}

@@ -78,6 +78,27 @@ func init() {
 	}
 }
 
+// queriers says which of p's stores serve queries and which do not.
+func queriers(p Plugin, d *dispatcher) string {
+	var serve, not []string
+	for _, k := range []struct {
+		name          string
+		store, querer bool
+	}{
+		{"metrics (QueryMetrics)", p.Metrics != nil, d.mq != nil},
+		{"alerts (QueryAlerts)", p.Alerts != nil, d.aq != nil},
+		{"agent states (QueryAgentStates)", p.AgentStates != nil, d.sq != nil},
+	} {
+		switch {
+		case k.querer:
+			serve = append(serve, k.name)
+		case k.store:
+			not = append(not, k.name)
+		}
+	}
+	return "queries are served for " + strings.Join(serve, " and ") + " but not for " + strings.Join(not, " and ")
+}
+
 func newDispatcher(p Plugin) *dispatcher {
 	d := &dispatcher{p: p}
 	var f abi.Feature = abi.FeatureBatch
@@ -106,6 +127,12 @@ func newDispatcher(p Plugin) *dispatcher {
 	}
 	if query && (p.Metrics != nil || p.Alerts != nil || p.AgentStates != nil) {
 		f |= abi.FeatureQuery
+	} else if d.mq != nil || d.aq != nil || d.sq != nil {
+		// One feature bit covers the queries of every kind served (ABI
+		// section 9): serving some would advertise none, and the
+		// queries written would never be called.
+		panic("sdk: " + queriers(p, d) + ": the query feature covers every record kind a plugin serves " +
+			"(abi/README.md, section 9), so none would be called; implement the missing method, or none")
 	}
 	if p.TTL {
 		f |= abi.FeatureTTL

@@ -46,6 +46,11 @@ type AgentStateStore interface {
 }
 
 // MetricQuerier is implemented by a MetricStore that serves queries.
+//
+// Queries are one feature for every record kind a plugin serves (ABI
+// section 9): when one of the plugin's stores implements its querier,
+// all must, and Register panics otherwise, naming the missing method
+// (the host's error at load quotes it).
 type MetricQuerier interface {
 	QueryMetrics(q *abi.MetricQuery) (abi.Page[abi.Metric], error)
 }

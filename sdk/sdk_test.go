@@ -57,6 +57,33 @@ func validState() abi.Restore {
 	}}
 }
 
+type queryingStates struct{ stubStates }
+
+func (queryingStates) QueryAgentStates(*abi.AgentStateQuery) (abi.Page[abi.AgentState], error) {
+	return abi.Page[abi.AgentState]{}, nil
+}
+
+type stubAlerts struct{}
+
+func (stubAlerts) PutAlert(*abi.PutAlert) (abi.Alert, error)             { return abi.Alert{}, nil }
+func (stubAlerts) GetAlert(string) (abi.Alert, error)                    { return abi.Alert{}, nil }
+func (stubAlerts) DeleteAlert(string) error                              { return nil }
+func (stubAlerts) SetAlertStatus(*abi.SetAlertStatus) (abi.Alert, error) { return abi.Alert{}, nil }
+
+// One feature bit covers the queries of every kind served: a plugin
+// that serves some is refused at Register rather than left with query
+// methods the host never calls.
+func TestQueriesOfSomeKindsRefused(t *testing.T) {
+	d := newDispatcher(Plugin{Name: "p", AgentStates: queryingStates{}})
+	assert.True(t, d.meta.Features.Has(abi.FeatureQuery))
+	d = newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}, Alerts: stubAlerts{}})
+	assert.False(t, d.meta.Features.Has(abi.FeatureQuery), "no kind served with queries: none advertised")
+	assert.PanicsWithValue(t, "sdk: queries are served for agent states (QueryAgentStates) but not for alerts (QueryAlerts): "+
+		"the query feature covers every record kind a plugin serves (abi/README.md, section 9), so none would be called; "+
+		"implement the missing method, or none",
+		func() { newDispatcher(Plugin{Name: "p", AgentStates: queryingStates{}, Alerts: stubAlerts{}}) })
+}
+
 func TestRestoreNotAdvertisedByItself(t *testing.T) {
 	d := newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}, TTL: true, Concurrency: true})
 	assert.False(t, d.meta.Features.Has(abi.FeatureRestore), "the SDK advertises restore only for a Restorer")
