@@ -103,11 +103,14 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
-			if len(cfg.Options) > 0 {
-				// The plugin judges its own options, so that validate
-				// catches what serve would refuse.
-				if err := o.plugins.checkOptions(ctx, wasm, cfg.Options); err != nil {
+			// The plugin judges its own options, none included (serve
+			// configures it all the same), so that validate catches what
+			// serve would refuse.
+			if err := o.plugins.checkOptions(ctx, wasm, cfg.Options); err != nil {
+				if len(cfg.Options) > 0 {
 					c.errorf(rb.Options.Range(), "Options refused by the plugin", "%v.", err)
+				} else {
+					c.errorf(rb.Plugin.Range(), "Plugin refuses to run without options", "%v; give it an options block.", err)
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package config_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,4 +133,25 @@ func TestCheckReadsAgain(t *testing.T) {
 	require.True(t, f.Checked())
 	require.Len(t, f.Backends[0].Digest, 64)
 	require.Equal(t, wasm, f.Backends[0].Config.WASM)
+}
+
+// A plugin is configured when it is served even without an options
+// block, so Check configures it without options too: a plugin that
+// refuses to run without them is refused at its plugin attribute.
+func TestPluginRefusingNoOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "needs.wasm"), "./testdata/plugins/gohostile/needsoptions")
+	build.Dir = "../../../.."
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	_, err = loadChecked(writeFile(t, dir, "bare.hcl", []byte("backend \"n\" {\n  plugin = \"needs.wasm\"\n}\n")))
+	require.ErrorContains(t, err, `bare.hcl:2:12: Plugin refuses to run without options; host: configure plugin needsoptions: invalid: option "dir" is required; give it an options block.`)
+
+	_, err = loadChecked(writeFile(t, dir, "given.hcl", []byte("backend \"n\" {\n  plugin = \"needs.wasm\"\n  options = { dir = \"/x\" }\n}\n")))
+	require.NoError(t, err)
 }

@@ -166,3 +166,40 @@ func TestConnLimit(t *testing.T) {
 	assert.Positive(t, l.Max())
 	assert.LessOrEqual(t, l.Max(), httpapi.DefaultMaxConnections)
 }
+
+// TestUnreadBodyDoesNotHoldTheAnswer: a request whose declared body
+// never comes, on a route that answers without reading it (a GET, a
+// refusal before the body is read), is answered at once on a connection
+// that then closes: the server does not wait for the body first, and a
+// client withholding bodies cannot keep connections busy.
+func TestUnreadBodyDoesNotHoldTheAnswer(t *testing.T) {
+	e := newEnv(t)
+	srv, _ := limitedServer(t, e, 8)
+	for _, req := range []string{
+		"GET /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n",
+		"PUT /v1/agents/a1/state?bogus=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n",
+		"DELETE /v1/agents/a1/state HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"PUT /v1/agents/a1/state HTTP/1.1\r\nHost: test\r\nContent-Length: 100000000\r\n\r\n{",
+	} {
+		c := dialFrom(t, srv, "127.0.0.1")
+		_, err := io.WriteString(c, req)
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err, "no answer within 5 s to %q", req)
+		res.Body.Close()
+		assert.True(t, res.Close, "%q: answered %s without Connection: close", req, res.Status)
+		assert.True(t, isClosed(c), "%q: the connection stays open", req)
+	}
+	// A body read to its end keeps the connection.
+	c := dialFrom(t, srv, "127.0.0.1")
+	_, err := io.WriteString(c, "PUT /v1/agents/a1/state HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.False(t, res.Close)
+	assert.Equal(t, "204 No Content", get(t, c))
+}

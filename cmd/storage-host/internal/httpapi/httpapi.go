@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -258,6 +259,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		*sw = statusWriter{}
 		statusWriters.Put(sw)
 	}()
+	if r.ContentLength != 0 {
+		// A request with a body the handler does not read to its end
+		// (refused before it was read, or cut off by a bound) is
+		// answered on a connection that closes after the answer: the
+		// server would otherwise wait for the rest of the body before
+		// answering, and for as long as the client withholds it.
+		sw.body = requestBody{ReadCloser: r.Body, left: r.ContentLength}
+		r.Body = &sw.body
+		defer sw.dropUnreadBody() // before the deferred reset above
+	}
 	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
 	// path) are replaced by JSON errors; the API does not redirect. A
 	// path the mux would redirect is not clean (the mux cleans the escaped
@@ -391,10 +402,45 @@ type statusWriter struct {
 	// returns are bounded by it too, until the server clears it.
 	deadline writeDeadliner
 	timeout  time.Duration
+	// body wraps the request's body, when it has one.
+	body requestBody
+}
+
+// requestBody tells whether a request's body was read to its end: its
+// declared length (left, -1 for a chunked body) or EOF.
+type requestBody struct {
+	io.ReadCloser
+	left int64
+	done bool
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	b.done = b.done || err == io.EOF || b.left == 0
+	return n, err
+}
+
+// unread reports whether the request had a body not read to its end.
+func (w *statusWriter) unread() bool { return w.body.ReadCloser != nil && !w.body.done }
+
+// dropUnreadBody ends the reading of a body the handler left: with the
+// read deadline in the past, the server's attempt to read the rest before
+// it closes the connection fails at once.
+func (w *statusWriter) dropUnreadBody() {
+	if w.unread() {
+		_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now())
+		_ = w.body.ReadCloser.Close()
+	}
 }
 
 // started records the status of a response starting now.
 func (w *statusWriter) started(code int) {
+	if w.unread() {
+		w.Header().Set("Connection", "close")
+	}
 	w.code, w.wrote = code, true
 	if w.deadline != nil {
 		_ = w.deadline.SetWriteDeadline(time.Now().Add(w.timeout))
