@@ -381,6 +381,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"serve", "extra"}, `storage-host: serve: unexpected argument "extra"`},
+		{[]string{"serve", "-log-level", "loud"}, `storage-host: serve: -log-level "loud" is not one of trace, debug, info, warn, error`},
+		{[]string{"-log-format", "xml"}, `storage-host: serve: -log-format "xml" is not text or json`},
 		{[]string{"validate"}, "usage: storage-host validate"},
 		{[]string{"validate", "-nope", "x.hcl"}, "flag provided but not defined: -nope"},
 		{[]string{"plugin", "list"}, "plugin: the subcommands are inspect and test"},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,12 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	if fs.NArg() > 0 {
 		return usagef("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if l := *logLevel; l != "" && !slices.Contains([]string{"trace", "debug", "info", "warn", "error"}, l) {
+		return usagef("serve: -log-level %q is not one of trace, debug, info, warn, error", l)
+	}
+	if f := *logFormat; f != "" && f != "text" && f != "json" {
+		return usagef("serve: -log-format %q is not text or json", f)
 	}
 	dataDir, err := checkDataDir(*dataDirArg)
 	if err != nil {

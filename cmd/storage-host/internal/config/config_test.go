@@ -313,6 +313,7 @@ func TestBadConfigs(t *testing.T) {
 		{"missing scopes", mem + "auth {\n  token \"t\" {\n    secret = \"0123456789abcdef\"\n  }\n}\n", "", "3:3", `The argument "scopes" is required.`},
 		{"unset env secret", mem + "auth {\n  token \"t\" {\n    secret_env = \"CONFIG_TEST_UNSET\"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "4:18", "The environment variable CONFIG_TEST_UNSET is unset or empty."},
 		{"short env secret", mem + "auth {\n  token \"t\" {\n    secret_env = \"CONFIG_TEST_SHORT\"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "4:18", `Token secret too short; Token "t" has a secret of 5 bytes; at least 16 are required.`},
+		{"secret with spaces", mem + "auth {\n  token \"t\" {\n    secret = \"  0123456789abcdef0  \"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "4:14", `Token secret with spaces; Token "t" has a secret that begins or ends with white space`},
 		{"short inline secret", mem + "auth {\n  token \"t\" {\n    secret = \"0123\"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "4:14", "Token secret too short"},
 		{"unreadable secret file", mem + "auth {\n  token \"t\" {\n    secret_file = \"no/such/token\"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "4:19", "Unreadable secret file"},
 		{"two secret sources", mem + "auth {\n  token \"t\" {\n    secret = \"0123456789abcdef\"\n    secret_env = \"CONFIG_TEST_SHORT\"\n    scopes = [\"*:read\"]\n  }\n}\n", "", "5:18", "Conflicting secret sources; secret and secret_env are both set"},

@@ -790,6 +790,12 @@ func (c *checker) tokenSecret(name string, ref secretRef) bool {
 		c.errorf(*ref.rng, "Token secret too short", "Token %q has a secret of %d bytes; at least %d are required.", name, len(ref.value), minTokenSecret)
 		return false
 	}
+	if strings.TrimSpace(ref.value) != ref.value {
+		// HTTP trims a header value's spaces and tabs, so no client
+		// could send such a secret as it is.
+		c.errorf(*ref.rng, "Token secret with spaces", "Token %q has a secret that begins or ends with white space, which no Authorization header can carry.", name)
+		return false
+	}
 	return true
 }
 
