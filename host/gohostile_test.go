@@ -223,6 +223,23 @@ func TestGoHostileLeaky(t *testing.T) {
 	}
 }
 
+// TestGoHostileOutOfMemory: a call that needs more memory than the
+// instance may have (Go's runtime aborts when its memory cannot grow) is
+// answered ErrLimit, as a request too large for the plugin, not
+// ErrInternal; the instance is replaced and the next call served.
+func TestGoHostileOutOfMemory(t *testing.T) {
+	wasm := goHostilePlugin(t, "leaky")
+	ctx := context.Background()
+	st, _ := openGoHostile(t, host.Config{WASM: wasm, Instances: 1, Limits: host.Limits{MemoryPages: 256}}, t.TempDir())
+	_, err := st.GetAgentState(ctx, "hoard-all")
+	require.ErrorIs(t, err, host.ErrLimit)
+	require.ErrorContains(t, err, "of its 16 MiB (Limits.MemoryPages), as a plugin does that ran out of memory")
+	got, err := st.GetAgentState(ctx, "after")
+	require.NoError(t, err)
+	require.Zero(t, got.Version, "a fresh instance, holding nothing")
+	require.EqualValues(t, 1, st.Stats().Traps)
+}
+
 // TestGoHostileSpinner: a call that never returns is stopped by
 // Limits.CallTimeout (ErrLimit) or by the caller's context
 // (context.DeadlineExceeded), in bounded time; the instance is replaced.

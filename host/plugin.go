@@ -952,8 +952,23 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s interrupted: %w", what, ctx.Err())}
 	case errors.Is(err, ErrClosed):
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ErrClosed)}
+	case in.nearMemoryLimit():
+		// A guest whose memory cannot grow any more traps where it
+		// asked (Go's runtime: "out of memory", then unreachable): the
+		// request was too large for the plugin's memory, which the same
+		// request repeated would be again.
+		return errTrap{abi.StatusLimit, fmt.Errorf("%s failed with its memory at %d of its %d MiB (Limits.MemoryPages), as a plugin does that ran out of memory: %w",
+			what, in.mem.Size()>>20, uint64(in.p.limits.MemoryPages)*65536>>20, err)}
 	}
 	return trapped(fmt.Errorf("%s: %w", what, err))
+}
+
+// nearMemoryLimit reports whether the instance's memory has grown past
+// three quarters of Limits.MemoryPages: a trap there is most likely the
+// guest failing to grow it further.
+func (in *instance) nearMemoryLimit() bool {
+	limit := uint64(in.p.limits.MemoryPages) * 65536
+	return in.mem != nil && limit > 0 && uint64(in.mem.Size()) > limit/4*3
 }
 
 // pool hands out instances so that calls into one never overlap. It grows

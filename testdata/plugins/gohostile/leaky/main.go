@@ -1,6 +1,7 @@
 // Command leaky is a test plugin that leaks: every PutAgentState keeps
 // another MiB in a global slice, so an instance under a small
-// Limits.MemoryPages would soon be unable to grow its memory.
+// Limits.MemoryPages would soon be unable to grow its memory. A get of
+// "hoard-all" allocates in one call until the memory cannot grow.
 // host/gohostile_test.go checks that the host replaces such an instance
 // before then, and that no call fails.
 //
@@ -27,6 +28,18 @@ func (states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 }
 
 func (states) GetAgentState(id string) (abi.AgentState, error) {
+	if id == "hoard-all" {
+		// A request far too large for the instance: it allocates until
+		// its memory cannot grow, and Go's runtime aborts.
+		var all [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			all = append(all, b)
+		}
+	}
 	// The hoard's size, so a test can see how much this instance holds.
 	return abi.AgentState{AgentID: id, State: []byte("{}"), Version: uint64(len(hoard))}, nil
 }
