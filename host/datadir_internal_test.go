@@ -3,9 +3,14 @@ package host
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // Every answered write is on disk when its call returns: nothing it wrote
@@ -23,4 +28,59 @@ func TestWritesAreOnDiskWhenAnswered(t *testing.T) {
 		require.NoError(t, st.DeleteAgentState(ctx, "a"+strconv.Itoa(i%5)))
 		require.Zero(t, st.p.kv.Unsynced(), "delete %d answered before its write was on disk", i)
 	}
+}
+
+// A call whose commit fails (a full disk) is answered by what it did: one
+// that wrote, a batch as a single put, may have written (its writes stay,
+// to be committed with the next); one that wrote nothing, such as a
+// write the failing store refused before it applied it, or an alert put
+// that read first, was not applied.
+func TestFailedCommitAnsweredByWhatTheCallWrote(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Config{Plugin: "builtin:local", DataDir: t.TempDir()}, WithCompilationCache(t.TempDir()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	_, err = st.PutAlert(ctx, Alert{ID: "al", AgentID: "a", Status: abi.AlertFiring, Severity: abi.SeverityWarning, Message: "m"})
+	require.NoError(t, err)
+
+	var full atomic.Bool
+	full.Store(true)
+	st.p.kv.FailCommits(func() error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	// The first write after the disk filled is applied, then its commit
+	// fails: each of these writes was applied before the store learnt.
+	_, err = st.PutAgentStates(ctx, []AgentState{{AgentID: "b1", State: []byte(`{}`)}, {AgentID: "b2", State: []byte(`{}`)}})
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "a batch that wrote")
+	// Now the store refuses writes before applying them.
+	rs, err := st.PutAgentStates(ctx, []AgentState{{AgentID: "b3", State: []byte(`{}`)}})
+	if err == nil { // refused item by item
+		require.Len(t, rs, 1)
+		err = rs[0].Err
+	}
+	require.ErrorIs(t, err, ErrUnavailable, "a batch refused before it wrote")
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+	_, err = st.PutAlert(ctx, Alert{ID: "al", AgentID: "a", Status: abi.AlertResolved, Severity: abi.SeverityWarning, Message: "m"})
+	require.ErrorIs(t, err, ErrUnavailable, "an alert put that read, then was refused")
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+
+	full.Store(false)
+	require.Eventually(t, func() bool {
+		_, err := st.PutAgentState(ctx, AgentState{AgentID: "after", State: []byte(`{}`)})
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "writes are taken again once the disk has room")
+	for id, want := range map[string]bool{"b1": true, "b2": true, "b3": false} {
+		_, err := st.GetAgentState(ctx, id)
+		if want {
+			require.NoError(t, err, "%s, answered outcome unknown, was applied", id)
+		} else {
+			require.ErrorIs(t, err, ErrNotFound, "%s, answered unavailable, was not applied", id)
+		}
+	}
+	al, err := st.GetAlert(ctx, "al")
+	require.NoError(t, err)
+	require.Equal(t, abi.AlertFiring, al.Status)
 }

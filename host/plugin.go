@@ -917,14 +917,17 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 // until what it wrote, or read of other calls' writes, is on disk: only
 // then may the call be answered. The caller may have returned the
 // instance to the pool already; usedKV is read before that. A call that
-// may have written (writes: its op writes) and could not be made durable
-// has an unknown outcome; a read is only unavailable.
-func (p *plugin) syncKV(ctx context.Context, usedKV, writes bool) error {
+// wrote to the kv store (wrote: a put, delete or restore of its own, in a
+// batch as in a single write) and could not be made durable has an
+// unknown outcome, since its writes stay in the store to be committed
+// with the next; one that only read, a write refused before it wrote
+// included, is unavailable.
+func (p *plugin) syncKV(ctx context.Context, usedKV, wrote bool) error {
 	if !usedKV {
 		return nil
 	}
 	if err := p.kv.Sync(ctx); err != nil {
-		if !writes {
+		if !wrote {
 			return fmt.Errorf("backend %s: %w: %w", p.name, ErrUnavailable, err)
 		}
 		return fmt.Errorf("backend %s: %w: %w", p.name, ErrOutcomeUnknown, err)

@@ -324,9 +324,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			return took, true, failure
 		}
 		err = s.afterReaching(writes && in.reachedStore(), err)
-		usedKV := in.usedKV
+		usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
 		s.p.pool.put(in, false)
-		if serr := s.p.syncKV(ctx, usedKV, op.Writes()); serr != nil {
+		if serr := s.p.syncKV(ctx, usedKV, wroteKV); serr != nil {
 			return took, false, serr
 		}
 		return took, false, err
@@ -337,14 +337,14 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		decode(&in.dec)
 		decodeErr = in.dec.Finish()
 	}
-	usedKV := in.usedKV
+	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
 	if reached != nil {
 		*reached = writes && in.reachedStore()
 	}
 	// The instance serves others while this call waits for the disk, so
 	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
-	if err := s.p.syncKV(ctx, usedKV, op.Writes()); err != nil {
+	if err := s.p.syncKV(ctx, usedKV, wroteKV); err != nil {
 		return took, false, err
 	}
 	if decodeErr != nil {

@@ -246,6 +246,7 @@ type record struct {
 type journal struct {
 	db     *bbolt.DB
 	update func(func(*bbolt.Tx) error) error // db.Update, or a test's failing disk; under mu
+	disk   func(func(*bbolt.Tx) error) error // db.Update, once FailCommits replaced update
 
 	mu      sync.Mutex
 	pending []record
@@ -432,6 +433,27 @@ func (j *journal) commit(batch *[]record) {
 	close(j.moved)
 	j.moved = make(chan struct{})
 	j.mu.Unlock()
+}
+
+// FailCommits makes every commit of a durable store fail with err while
+// it is not nil, as a full disk would: the callers' tests use it to see
+// how a failed commit is answered. A store without a journal ignores it.
+func (s *Store) FailCommits(err func() error) {
+	if s.j == nil {
+		return
+	}
+	s.j.mu.Lock()
+	defer s.j.mu.Unlock()
+	if s.j.disk == nil {
+		s.j.disk = s.j.update
+	}
+	disk := s.j.disk
+	s.j.update = func(fn func(*bbolt.Tx) error) error {
+		if e := err(); e != nil {
+			return e
+		}
+		return disk(fn)
+	}
 }
 
 // safely runs update(fn), turning a panic of bbolt's on a damaged file
