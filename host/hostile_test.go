@@ -557,8 +557,8 @@ func testHostileGrow(t *testing.T, by *hostileBystander) {
 	h.exercise(t, hostileFault{
 		name:     "grow until refused, then trap",
 		do:       hostileGet("t"),
-		want:     host.ErrInternal,
-		says:     []string{"backend grow", "unreachable"},
+		want:     host.ErrLimit, // a trap at its memory's limit: out of memory
+		says:     []string{"backend grow", "as a plugin does that ran out of memory", "unreachable"},
 		discards: true,
 	})
 

@@ -536,6 +536,7 @@ type instance struct {
 	// for the rest of its call instead of copying the result out of it.
 	held   *abi.Encoder
 	usedKV bool // the current call used a durable kv store
+	startMem uint32 // the memory's size when the instance was made
 	// initOut holds what the guest writes to stderr while its
 	// _initialize runs (a Go plugin's panic in init), for the error
 	// that reports its failure; nil after.
@@ -690,6 +691,9 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
 	}
 	in := &instance{p: p, mod: mod, mem: mod.ExportedMemory(abi.ExportMemory), shares: 1}
+	if in.mem != nil {
+		in.startMem = in.mem.Size()
+	}
 	if p.trusted {
 		in.cut = make(chan struct{})
 	}
@@ -966,12 +970,12 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 	return trapped(fmt.Errorf("%s: %w", what, err))
 }
 
-// nearMemoryLimit reports whether the instance's memory has grown past
-// three quarters of Limits.MemoryPages: a trap there is most likely the
-// guest failing to grow it further.
+// nearMemoryLimit reports whether the instance's memory has grown, and
+// past three quarters of Limits.MemoryPages: a trap there is most likely
+// the guest failing to grow it further.
 func (in *instance) nearMemoryLimit() bool {
 	limit := uint64(in.p.limits.MemoryPages) * 65536
-	return in.mem != nil && limit > 0 && uint64(in.mem.Size()) > limit/4*3
+	return in.mem != nil && limit > 0 && in.mem.Size() > in.startMem && uint64(in.mem.Size()) > limit/4*3
 }
 
 // pool hands out instances so that calls into one never overlap. It grows

@@ -423,6 +423,9 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 	if err := b.startFanOut(ctx); err != nil {
 		return nil, err
 	}
+	if from == "" {
+		b.checkPosition(ctx)
+	}
 	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: compile(f), done: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed.Load() {
@@ -514,8 +517,14 @@ func (b *Bus) fanOut() {
 	defer b.wg.Done()
 	backoff := 50 * time.Millisecond
 	for b.ctx.Err() == nil {
-		evs, err := b.log.read(b.ctx, b.pos, 512, readWait)
+		// Subscribe may move the position (a loss it found first), so
+		// the read's is compared with it again before delivering.
+		b.mu.Lock()
+		pos := b.pos
+		b.mu.Unlock()
+		evs, err := b.log.read(b.ctx, pos, 512, readWait)
 		if lost := (*lostError)(nil); errors.As(err, &lost) {
+			lost.after = pos
 			b.lost(lost)
 			continue
 		}
@@ -547,6 +556,10 @@ func (b *Bus) fanOut() {
 			continue
 		}
 		b.mu.Lock()
+		if b.pos != pos {
+			b.mu.Unlock()
+			continue // read from a position a loss has since replaced
+		}
 		if b.down {
 			b.down = false
 			for _, o := range b.observers {
@@ -579,6 +592,11 @@ func (b *Bus) fanOut() {
 // It warns at most once every lostWarnGap, counting the losses between:
 // a plugin may delete its PostgreSQL backend's events at every read.
 func (b *Bus) lost(err *lostError) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pos != err.after {
+		return // found from a position a loss has since replaced: handled
+	}
 	if time.Since(b.lostWarned) >= lostWarnGap {
 		msg := "the event log lost events; subscriptions end and caches are flushed"
 		if err.records {
@@ -593,8 +611,6 @@ func (b *Bus) lost(err *lostError) {
 	} else {
 		b.lostUnlogged++
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if !err.records {
 		for s := range b.subs {
 			s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
@@ -611,6 +627,27 @@ func (b *Bus) lost(err *lostError) {
 	}
 	b.down = false
 	b.pos = err.resume
+}
+
+// checkPosition handles, before a subscription starts live at the
+// fan-out's position, a loss of the log the fan-out has not read yet
+// (Redis restarted empty and a write created the stream again): a
+// subscriber that was told ErrLost and subscribes afresh would otherwise
+// start at a position of the lost log, and be ended as lost once the
+// fan-out reads the new one, with the events of the writes between. A
+// log that cannot be asked is left to the fan-out.
+func (b *Bus) checkPosition(ctx context.Context) {
+	b.mu.Lock()
+	pos := b.pos
+	b.mu.Unlock()
+	if ok, err := b.log.retained(ctx, pos); err != nil || ok {
+		return
+	}
+	newest, err := b.log.last(ctx)
+	if err != nil {
+		return
+	}
+	b.lost(&lostError{after: pos, resume: newest, why: "the log no longer holds the position a new subscription would start at"})
 }
 
 // Subscription is a stream of events. Receive from Events until it is

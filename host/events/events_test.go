@@ -329,6 +329,33 @@ func TestResumeAfterRedisLostTheStream(t *testing.T) {
 	next(t, fresh)
 }
 
+// A subscriber told ErrLost subscribes afresh (no position) before the
+// log reader has noticed the loss: the new subscription starts in the
+// new stream, gets the events of the writes after it, and is not ended
+// as lost when the reader catches up.
+func TestFreshSubscriptionAfterRedisLostTheStream(t *testing.T) {
+	c, b, key := redisBus(t)
+	ctx := context.Background()
+	old, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
+	seen := next(t, old)
+
+	for round := range 5 {
+		require.NoError(t, c.Del(ctx, key).Err()) // Redis restarted empty
+		_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+		require.ErrorIs(t, err, events.ErrLost, "round %d", round)
+		fresh, err := b.Subscribe(ctx, events.Filter{}, "")
+		require.NoError(t, err)
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", fmt.Sprint("after-", round), 0))
+		got := next(t, fresh)
+		require.Equal(t, fmt.Sprint("after-", round), got.Key, "round %d", round)
+		fresh.Close()
+		seen = got
+	}
+	assert.ErrorIs(t, ended(t, old), events.ErrUnavailable, "the subscription from before the loss ends")
+}
+
 // A stream created again is numbered after every ID the host has known,
 // even when Redis's clock is behind them (another Redis, a clock step,
 // or the same millisecond): the old positions stay lost.

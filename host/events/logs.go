@@ -153,6 +153,7 @@ type redisLog struct {
 // without events (a PostgreSQL record table truncated): only observers
 // are told.
 type lostError struct {
+	after   id // the position read from when the loss was found (set by the Bus)
 	resume  id
 	why     string
 	records bool

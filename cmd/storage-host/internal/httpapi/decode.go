@@ -163,7 +163,105 @@ func (h *Handler) decodeBodyChecked(w http.ResponseWriter, r *http.Request, v an
 		return r.Context().Err()
 	}
 	defer func() { <-h.decoding }()
-	return decodeStrict(body, v)
+	if err := decodeStrict(body, v); err != nil {
+		return err
+	}
+	return checkMembers(body)
+}
+
+// checkMembers refuses, in a body that decoded, what encoding/json lets
+// pass: a member name repeated in one object (the decoder keeps the last
+// value, so a client and the daemon would read two different requests),
+// and a member of the request's own objects not written exactly as its
+// name (the decoder matches names without regard to case, Unicode
+// folding included: "Agent_ID", "labelſ"). Free-form values (an agent
+// state's document, a metric's value) are not looked into; label names
+// keep their case, and must be distinct too.
+func checkMembers(body []byte) error {
+	type frame struct {
+		object bool
+		kind   byte     // 's' the request's own object, 'l' labels, 'f' free-form
+		names  [][2]int // member names seen, as byte ranges of body
+		next   byte     // the kind of the value after the current name
+		key    bool     // the next string is a member name
+	}
+	var (
+		t     = jsonTokens{body: body}
+		stack []frame
+	)
+	kindOf := func(name []byte) byte {
+		switch string(name) {
+		case "labels":
+			return 'l'
+		case "state", "value":
+			return 'f'
+		}
+		return 's'
+	}
+	for {
+		c, more := t.next()
+		if !more {
+			return nil
+		}
+		top := len(stack) - 1
+		switch c {
+		case '{', '[':
+			kind := byte('s')
+			if top >= 0 {
+				kind = stack[top].kind
+				if stack[top].object {
+					kind = stack[top].next
+				}
+			}
+			if kind == 'f' || (top >= 0 && stack[top].kind == 'f') {
+				kind = 'f'
+			}
+			stack = append(stack, frame{object: c == '{', kind: kind, key: c == '{'})
+		case '}', ']':
+			if top >= 0 {
+				stack = stack[:top]
+			}
+		case ',':
+			if top >= 0 && stack[top].object {
+				stack[top].key = true
+			}
+		case '"':
+			if top < 0 || !stack[top].object || !stack[top].key || stack[top].kind == 'f' {
+				continue
+			}
+			f := &stack[top]
+			f.key = false
+			name := memberName(body, t.str)
+			for _, r := range f.names {
+				if string(memberName(body, r)) == string(name) {
+					return invalid(fmt.Sprintf("request body: member %s appears twice in one object", quoted(string(name))))
+				}
+			}
+			f.names = append(f.names, t.str)
+			if f.kind == 's' {
+				for _, b := range name {
+					if (b < 'a' || b > 'z') && (b < '0' || b > '9') && b != '_' {
+						return invalid(fmt.Sprintf("request body: member %s is not a member of this request (member names are lower case, as written in the API)", quoted(string(name))))
+					}
+				}
+				f.next = kindOf(name)
+			}
+		}
+	}
+}
+
+// memberName returns the member name at r (the string's bytes, quotes
+// excluded), unescaped when it has escapes.
+func memberName(body []byte, r [2]int) []byte {
+	raw := body[r[0]:r[1]]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	var s string
+	if err := json.Unmarshal(body[r[0]-1:r[1]+1], &s); err != nil {
+		return raw
+	}
+	return []byte(s)
 }
 
 // decodeStrict decodes body into v. A list of the top-level object over
