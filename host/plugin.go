@@ -534,8 +534,8 @@ type instance struct {
 	pending []byte // a kv result waiting for storagehost_kv.result
 	// held is the encoder whose buffer pending is, kept by the instance
 	// for the rest of its call instead of copying the result out of it.
-	held   *abi.Encoder
-	usedKV bool // the current call used a durable kv store
+	held     *abi.Encoder
+	usedKV   bool   // the current call used a durable kv store
 	startMem uint32 // the memory's size when the instance was made
 	// initOut holds what the guest writes to stderr while its
 	// _initialize runs (a Go plugin's panic in init), for the error
