@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -355,4 +356,22 @@ func TestSlowBodyTimesOut(t *testing.T) {
 	defer res.Body.Close()
 	assert.Equal(t, http.StatusRequestTimeout, res.StatusCode)
 	e.req("GET", "/v1/agents/slow/state", nil).requireError(t, http.StatusNotFound, "not_found")
+}
+
+// A state document is stored as sent: the checks of a request's own
+// members (repeated names, names in another case) do not look into it,
+// and label names keep their case.
+func TestDocumentsAndLabelsKeepTheirNames(t *testing.T) {
+	e := newEnv(t)
+	put := e.req("POST", "/v1/agent-states/batch-put", `{"items":[{"agent_id":"a","state":{"Agent_ID":1,"x":{"X":2,"X":3}}}]}`)
+	rs := results[agentState](t, put, 1)
+	require.Equal(t, []string{""}, codes(rs))
+	got := e.req("GET", "/v1/agents/a/state", nil)
+	require.Equal(t, http.StatusOK, got.code, "%s", got)
+	var doc map[string]json.RawMessage
+	got.decode(t, &doc)
+	require.Equal(t, `{"Agent_ID":1,"x":{"X":2,"X":3}}`, string(doc["state"]), "the document as sent")
+
+	res := e.req("POST", "/v1/metrics", `{"agent_id":"a","name":"n","value":1,"timestamp":"2026-01-01T00:00:00Z","labels":{"Host":"a","host":"b"}}`)
+	require.Less(t, res.code, 300, "%s", res)
 }

@@ -118,6 +118,13 @@ func TestMetricBadInput(t *testing.T) {
 		"two objects":       {`{} {}`, "more than one JSON value"},
 		"trailing garbage":  {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `"} x`, "more than one JSON value"},
 		"bad ttl parameter": {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": ts, "ttl": "1h"}, `unknown field "ttl"`},
+		// encoding/json would take these: the last of a repeated name, a
+		// name in another case or folded (ſ is s) for the field's.
+		"repeated member": {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `","agent_id":"zz"}`, `member "agent_id" appears twice in one object`},
+		"escaped repeat":  {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `","agent\u005fid":"zz"}`, `member "agent_id" appears twice`},
+		"member case":     {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `","Agent_ID":"zz"}`, `member "Agent_ID" is not a member of this request`},
+		"folded member":   {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `","labelſ":{"x":"1"}}`, `member "labelſ" is not a member`},
+		"repeated label":  {`{"agent_id":"a","name":"n","value":1,"timestamp":"` + ts + `","labels":{"x":"1","x":"2"}}`, `member "x" appears twice`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			msg := e.in(t).req("POST", "/v1/metrics", c.body).requireError(t, http.StatusBadRequest, "invalid")
