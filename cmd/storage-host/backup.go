@@ -145,8 +145,8 @@ func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer)
 		}
 		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", path, name, strings.Join(names, ", "))
 	}
-	if def.Config.Redis == nil {
-		return nil, fmt.Errorf("cannot %s backend %q from this command: it has no redis block, so its records live in the daemon serving it (in its memory, or in its data directory, which that daemon holds), out of this process's reach; "+
+	if def.Config.Redis == nil && def.Config.Postgres == nil {
+		return nil, fmt.Errorf("cannot %s backend %q from this command: it has no redis or postgres block, so its records live in the daemon serving it (in its memory, or in its data directory, which that daemon holds), out of this process's reach; "+
 			"give it a backup block in %s, and the daemon backs it up on schedule (and restores the newest backup at start with restore_on_start = true)", verb, name, path)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.Warn, Output: stderr})

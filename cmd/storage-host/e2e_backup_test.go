@@ -208,7 +208,7 @@ func TestBackupRestore(t *testing.T) {
 	// Tools refuse a memory backend: its records are in the daemon.
 	_, stderr, code = runCommand(t, nil, "backup", "-config", cfg, "-backend", "mem", "-o", filepath.Join(dir, "mem.shbk"))
 	require.Equal(t, 1, code)
-	require.Contains(t, stderr, `cannot back up backend "mem" from this command: it has no redis block`)
+	require.Contains(t, stderr, `cannot back up backend "mem" from this command: it has no redis or postgres block`)
 	require.Contains(t, stderr, "give it a backup block in "+cfg)
 	require.NoFileExists(t, filepath.Join(dir, "mem.shbk"))
 	_, stderr, code = runCommand(t, nil, "restore", "-config", cfg, "-backend", "mem", file)

@@ -186,3 +186,66 @@ func TestPostgresEventsAcrossDaemons(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"pg-3": v3, "pg-4": v4}, missed)
 }
+
+// TestBackupPostgres: backup and restore open a PostgreSQL backend
+// themselves, as they do a Redis one (its records are in PostgreSQL,
+// not in a daemon): a backup of it restores into another schema with
+// the same records and versions.
+func TestBackupPostgres(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	plugin, builtin := postgresPlugin(t)
+	if !builtin {
+		t.Skip("a backup lists records: the pgstates example serves no queries")
+	}
+	from, to := pgtest.Schema(t, host.PostgresRole("")), pgtest.Schema(t, host.PostgresRole(""))
+	cfg := filepath.Join(t.TempDir(), "storage-host.hcl")
+	replaceFile(t, cfg, fmt.Appendf(nil, `backend "from" {
+  plugin = %[1]q
+  postgres {
+    url_env = "BK_POSTGRES_URL"
+    schema  = %[2]q
+  }
+}
+backend "to" {
+  plugin = %[1]q
+  postgres {
+    url_env = "BK_POSTGRES_URL"
+    schema  = %[3]q
+  }
+}
+routes {
+  metrics      = "from"
+  alerts       = "from"
+  agent_states = "from"
+}
+`, plugin, from, to))
+	env := []string{"BK_POSTGRES_URL=" + url}
+	ctx := context.Background()
+	st, err := host.Open(ctx, host.Config{Plugin: plugin, Postgres: &host.PostgresConfig{URL: url, Schema: from}})
+	require.NoError(t, err)
+	var want []host.AgentState
+	for i := range 20 {
+		s, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("a%02d", i), State: []byte(`{"i":` + fmt.Sprint(i) + `}`)})
+		require.NoError(t, err)
+		want = append(want, s)
+	}
+	require.NoError(t, st.Close(ctx))
+
+	file := filepath.Join(t.TempDir(), "from.shbk")
+	stdout, stderr, code := runCommand(t, env, "backup", "-config", cfg, "-backend", "from", "-o", file)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", stdout, stderr)
+	require.Contains(t, stdout, "20 agent states")
+	stdout, stderr, code = runCommand(t, env, "restore", "-config", cfg, "-backend", "to", file)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", stdout, stderr)
+
+	got, err := host.Open(ctx, host.Config{Plugin: plugin, Postgres: &host.PostgresConfig{URL: url, Schema: to}})
+	require.NoError(t, err)
+	defer got.Close(ctx)
+	for _, w := range want {
+		g, err := got.GetAgentState(ctx, w.AgentID)
+		require.NoError(t, err)
+		require.Equal(t, w.Version, g.Version, w.AgentID)
+		require.Equal(t, string(w.State), string(g.State), w.AgentID)
+	}
+}
