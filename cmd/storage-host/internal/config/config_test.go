@@ -287,6 +287,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad log level", "log {\n  level = \"verbose\"\n}\n" + mem, "", "2:11", `"verbose" is not one of trace, debug, info, warn, error`},
 		{"bad log format", "log {\n  format = \"xml\"\n}\n" + mem, "", "2:12", `"xml" is not one of text, json`},
 		{"bad listen", "listen = \"8474\"\n" + mem, "", "1:10", "listen must be host:port"},
+		{"listen port too large", "listen = \"127.0.0.1:99999\"\n" + mem, "", "1:10", `port "99999" is not a number from 0 to 65535`},
+		{"listen port negative", "listen = \"127.0.0.1:-1\"\n" + mem, "", "1:10", `port "-1" is not a number`},
 		{"max_event_streams zero", "max_event_streams = 0\n" + mem, "", "1:21", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"max_event_streams fraction", mem + "max_event_streams = 2.5\n", "", "2:21", "max_event_streams must be a whole number from 1 to 1048576"},
 		{"max_event_streams too many", "max_event_streams = 100000000\n" + mem, "", "1:21", "max_event_streams must be a whole number from 1 to 1048576"},

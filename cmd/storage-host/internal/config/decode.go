@@ -228,8 +228,10 @@ func (c *checker) file(src []byte) *File {
 	f := &File{Path: c.filename, DataDir: c.dataDir, source: &source{filename: c.filename, dir: c.dir, routes: raw.Routes}}
 	defer func() { f.Files = c.files }()
 	if listen, ok := c.str(raw.Listen, "listen"); ok {
-		if _, _, err := net.SplitHostPort(listen); err != nil {
+		if _, port, err := net.SplitHostPort(listen); err != nil {
 			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "listen must be host:port: %v.", err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil && !isServiceName(port) {
+			c.errorf(raw.Listen.Range(), `Invalid value for "listen"`, "port %q is not a number from 0 to 65535 (or a service name).", port)
 		}
 		f.Listen = listen
 	}
@@ -666,6 +668,22 @@ func (c *checker) postgres(r *rawPostgres) *host.PostgresConfig {
 		c.errorf(r.TempFileLimitMB.Range(), `Invalid value for "temp_file_limit_mb"`, "0 would forbid every temporary file: give a size in MiB, or -1 to leave the role's setting as it is.")
 	}
 	return pc
+}
+
+// isServiceName reports whether port is a service name (such as "http"),
+// which the listener looks up: letters, digits and dashes, not all digits.
+func isServiceName(port string) bool {
+	digits := true
+	for _, r := range port {
+		switch {
+		case r >= '0' && r <= '9':
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
+			digits = false
+		default:
+			return false
+		}
+	}
+	return port != "" && !digits
 }
 
 // The bounds of a backup block.

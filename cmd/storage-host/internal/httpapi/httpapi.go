@@ -406,6 +406,10 @@ type statusWriter struct {
 	body requestBody
 }
 
+// serverDiscards is the most of an unread body net/http reads, and
+// waits for, before it answers (its maxPostHandlerReadBytes).
+const serverDiscards = 256 << 10
+
 // requestBody tells whether a request's body was read to its end: its
 // declared length (left, -1 for a chunked body) or EOF.
 type requestBody struct {
@@ -428,9 +432,12 @@ func (w *statusWriter) unread() bool { return w.body.ReadCloser != nil && !w.bod
 
 // dropUnreadBody ends the reading of a body the handler left: with the
 // read deadline in the past, the server's attempt to read the rest before
-// it closes the connection fails at once.
+// it closes the connection fails at once. The server reads none of a
+// larger rest than serverDiscards: it closes the connection after the
+// answer, letting the client's writes reach it until then, so that the
+// client reads the answer rather than a reset.
 func (w *statusWriter) dropUnreadBody() {
-	if w.unread() {
+	if w.unread() && w.body.left <= serverDiscards {
 		_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now())
 		_ = w.body.ReadCloser.Close()
 	}
@@ -438,7 +445,7 @@ func (w *statusWriter) dropUnreadBody() {
 
 // started records the status of a response starting now.
 func (w *statusWriter) started(code int) {
-	if w.unread() {
+	if w.unread() && w.body.left <= serverDiscards {
 		w.Header().Set("Connection", "close")
 	}
 	w.code, w.wrote = code, true
