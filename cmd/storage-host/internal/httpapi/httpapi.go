@@ -266,7 +266,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// server would otherwise wait for the rest of the body before
 		// answering, and for as long as the client withholds it.
 		sw.body = requestBody{ReadCloser: r.Body, left: r.ContentLength}
-		r.Body = &sw.body
+		sw.req, r.Body = r, &sw.body
 		defer sw.dropUnreadBody() // before the deferred reset above
 	}
 	// The mux's own answers (a text 404 or 405, a redirect to a cleaned
@@ -402,8 +402,10 @@ type statusWriter struct {
 	// returns are bounded by it too, until the server clears it.
 	deadline writeDeadliner
 	timeout  time.Duration
-	// body wraps the request's body, when it has one.
+	// body wraps the request's body, when it has one; req is the request
+	// until its own body is given back (restoreBody).
 	body requestBody
+	req  *http.Request
 }
 
 // serverDiscards is the most of an unread body net/http reads, and
@@ -441,6 +443,16 @@ func (w *statusWriter) dropUnreadBody() {
 		_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now())
 		_ = w.body.ReadCloser.Close()
 	}
+	w.restoreBody()
+}
+
+// restoreBody gives the request back the server's own body, which the
+// server inspects when the response starts (to tell a large unread rest
+// from one it reads and discards).
+func (w *statusWriter) restoreBody() {
+	if w.req != nil {
+		w.req.Body, w.req = w.body.ReadCloser, nil
+	}
 }
 
 // started records the status of a response starting now.
@@ -448,6 +460,7 @@ func (w *statusWriter) started(code int) {
 	if w.unread() && w.body.left <= serverDiscards {
 		w.Header().Set("Connection", "close")
 	}
+	w.restoreBody() // a handler reads the body before it answers
 	w.code, w.wrote = code, true
 	if w.deadline != nil {
 		_ = w.deadline.SetWriteDeadline(time.Now().Add(w.timeout))
