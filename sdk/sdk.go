@@ -91,6 +91,10 @@ type Restorer interface {
 // support; the SDK advertises features from what is set.
 type Plugin struct {
 	// Name and Version identify the plugin in logs and `plugin inspect`.
+	// Name is 1 to 64 bytes of [a-z0-9_-] (it becomes the backend's name
+	// when the configuration gives none), Version 1 to 64 bytes of
+	// [A-Za-z0-9._+-]; the host refuses a plugin with either out of form
+	// (abi/README.md, section 10.9).
 	Name    string
 	Version string
 
