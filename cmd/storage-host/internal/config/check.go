@@ -103,6 +103,12 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
+			f := info.Metadata.Features
+			if rb.Backup != nil && !f.Has(abi.FeatureQuery) && f&(abi.FeatureMetrics|abi.FeatureAlerts|abi.FeatureAgentStates) != 0 {
+				// A backup lists every record: it would fail at every interval.
+				c.errorf(rb.Backup.DefRange, "Backup of a plugin that cannot list its records",
+					"plugin %s %s serves no queries, which a backup lists its records with; remove the backup block, or give the backend a plugin that serves them.", info.Metadata.Name, info.Metadata.Version)
+			}
 			// The plugin judges its own options, none included (serve
 			// configures it all the same), so that validate catches what
 			// serve would refuse.

@@ -155,3 +155,17 @@ func TestPluginRefusingNoOptions(t *testing.T) {
 	_, err = loadChecked(writeFile(t, dir, "given.hcl", []byte("backend \"n\" {\n  plugin = \"needs.wasm\"\n  options = { dir = \"/x\" }\n}\n")))
 	require.NoError(t, err)
 }
+
+// A backup lists the backend's records: a backup block on a backend whose
+// plugin serves no queries would fail at every interval, so Check refuses
+// it where it is written.
+func TestBackupOfAPluginWithoutQueries(t *testing.T) {
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(filepath.Join(plugins, "agentstate.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "agentstate.wasm"), wasm, 0o600))
+	_, err = loadChecked(writeFile(t, dir, "b.hcl", []byte("backend \"p\" {\n  plugin = \"agentstate.wasm\"\n  backup {\n    interval  = \"1h\"\n    directory = \"bk\"\n  }\n}\n")))
+	require.ErrorContains(t, err, "b.hcl:3:3: Backup of a plugin that cannot list its records; plugin agentstate")
+	_, err = loadChecked(writeFile(t, dir, "m.hcl", []byte("backend \"m\" {\n  plugin = \"builtin:memory\"\n  backup {\n    interval  = \"1h\"\n    directory = \"bk\"\n  }\n}\n")))
+	require.NoError(t, err, "the built-in memory plugin serves queries")
+}
