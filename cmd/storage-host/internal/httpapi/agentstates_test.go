@@ -374,4 +374,9 @@ func TestDocumentsAndLabelsKeepTheirNames(t *testing.T) {
 
 	res := e.req("POST", "/v1/metrics", `{"agent_id":"a","name":"n","value":1,"timestamp":"2026-01-01T00:00:00Z","labels":{"Host":"a","host":"b"}}`)
 	require.Less(t, res.code, 300, "%s", res)
+	// An escaped surrogate pair is a character; an escaped backslash
+	// before "ud800" is text.
+	res = e.req("POST", "/v1/metrics", `{"agent_id":"a","name":"n","value":1,"timestamp":"2026-01-01T00:00:01Z","labels":{"smile":"\ud83d\ude00","path":"C:\\ud800"}}`)
+	require.Less(t, res.code, 300, "%s", res)
+	require.Contains(t, string(res.body), `"smile":"😀"`)
 }

@@ -225,8 +225,20 @@ func checkMembers(body []byte) error {
 			if top >= 0 && stack[top].object {
 				stack[top].key = true
 			}
+		case ':':
+			// A label's value is a string: encoding/json reads null as "".
+			if top >= 0 && stack[top].kind == 'l' && nextByte(body, t.i) != '"' {
+				return invalid(fmt.Sprintf("request body: label %s: want a string", quoted(string(memberName(body, stack[top].names[len(stack[top].names)-1])))))
+			}
 		case '"':
-			if top < 0 || !stack[top].object || !stack[top].key || stack[top].kind == 'f' {
+			if top >= 0 && stack[top].kind == 'f' {
+				continue
+			}
+			if loneSurrogate(body[t.str[0]:t.str[1]]) {
+				// encoding/json would store U+FFFD in its place.
+				return invalid("request body: a string has an escaped UTF-16 surrogate (\\uD800 to \\uDFFF) that is not half of a pair, which no UTF-8 text holds")
+			}
+			if top < 0 || !stack[top].object || !stack[top].key {
 				continue
 			}
 			f := &stack[top]
@@ -248,6 +260,71 @@ func checkMembers(body []byte) error {
 			}
 		}
 	}
+}
+
+// nextByte returns the first byte of body from i that is not JSON white
+// space, or 0.
+func nextByte(body []byte, i int) byte {
+	for ; i < len(body); i++ {
+		switch body[i] {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return body[i]
+		}
+	}
+	return 0
+}
+
+// loneSurrogate reports whether the JSON string s (its bytes, quotes
+// excluded) escapes a UTF-16 surrogate that is not half of a pair.
+func loneSurrogate(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(s) || s[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(s, i+1)
+		switch {
+		case !ok || r < 0xd800 || r > 0xdfff:
+		case r >= 0xdc00:
+			return true // a low half with no high half before it
+		default:
+			low, ok := uint32(0), false
+			if i+6 < len(s) && s[i+5] == '\\' && s[i+6] == 'u' {
+				low, ok = hex4(s, i+7)
+			}
+			if !ok || low < 0xdc00 || low > 0xdfff {
+				return true
+			}
+			i += 6 // the low half is read
+		}
+		i += 4
+	}
+	return false
+}
+
+// hex4 reads four hexadecimal digits of s from i.
+func hex4(s []byte, i int) (uint32, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r uint32
+	for _, c := range s[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | uint32(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | uint32(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | uint32(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // memberName returns the member name at r (the string's bytes, quotes
