@@ -274,6 +274,21 @@ func (s *suite) testAlerts(t *testing.T) {
 		require.True(t, third.UpdatedAt.After(second.UpdatedAt), "UpdatedAt is the backend's, not the writer's: %v, then %v", second.UpdatedAt, third.UpdatedAt)
 	})
 
+	t.Run("CreatedAtOfTheRequest", func(t *testing.T) {
+		// A new alert takes CreatedAt from the request when it has one
+		// (ABI section 10.3): a migration or an agent that saw the alert
+		// first keeps when it began.
+		p := s.prefix()
+		began := time.Date(2026, 3, 1, 12, 30, 45, 123_000_000, time.UTC)
+		a := host.Alert{ID: p + "alert", AgentID: p + "agent", Severity: abi.SeverityWarning, Status: abi.AlertFiring, CreatedAt: began}
+		put, err := st.PutAlert(ctx, a)
+		require.NoError(t, err)
+		requireSameTime(t, began, put.CreatedAt, "CreatedAt of a new alert whose request gives one")
+		got, err := st.GetAlert(ctx, a.ID)
+		require.NoError(t, err)
+		requireSameTime(t, began, got.CreatedAt, "CreatedAt read back")
+	})
+
 	t.Run("Delete", func(t *testing.T) {
 		p := s.prefix()
 		a := host.Alert{ID: p + "alert", AgentID: p + "agent", Severity: abi.SeverityInfo, Status: abi.AlertFiring}
