@@ -671,19 +671,17 @@ func (c *checker) postgres(r *rawPostgres) *host.PostgresConfig {
 }
 
 // isServiceName reports whether port is a service name (such as "http"),
-// which the listener looks up: letters, digits and dashes, not all digits.
+// which the listener looks up: a letter, then letters, digits and dashes.
 func isServiceName(port string) bool {
-	digits := true
-	for _, r := range port {
+	for i, r := range port {
 		switch {
-		case r >= '0' && r <= '9':
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
-			digits = false
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '-'):
 		default:
 			return false
 		}
 	}
-	return port != "" && !digits
+	return port != ""
 }
 
 // The bounds of a backup block.
