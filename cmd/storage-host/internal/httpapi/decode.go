@@ -673,6 +673,17 @@ func parseTime(what, s string) (time.Time, error) {
 	return t, nil
 }
 
+// parseMetricTime reads a metric's timestamp (parseTime), which cannot be
+// the Unix epoch itself: the storage ABI carries times as nanoseconds
+// since it, and reads 0 as no time.
+func parseMetricTime(what, s string) (time.Time, error) {
+	t, err := parseTime(what, s)
+	if err == nil && t.UnixNano() == 0 {
+		return time.Time{}, invalid(fmt.Sprintf("%s %s is the Unix epoch itself, which no metric may have (the storage ABI reads 0 as no time); use a nanosecond later", what, quoted(s)))
+	}
+	return t, err
+}
+
 // formatTime writes t in UTC, RFC 3339 with as many fractional digits as
 // it needs (up to nanoseconds).
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -36,7 +36,7 @@ func (h *Handler) putMetric(w http.ResponseWriter, r *http.Request, q url.Values
 
 // pathMetricKey reads the metric key of /v1/agents/{agent_id}/metrics/{name}/{timestamp}.
 func pathMetricKey(r *http.Request) (host.MetricKey, error) {
-	ts, err := parseTime("timestamp", r.PathValue("timestamp"))
+	ts, err := parseMetricTime("timestamp", r.PathValue("timestamp"))
 	if err != nil {
 		return host.MetricKey{}, err
 	}

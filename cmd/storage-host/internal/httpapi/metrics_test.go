@@ -109,6 +109,7 @@ func TestMetricBadInput(t *testing.T) {
 		"no timestamp":      {map[string]any{"agent_id": "a", "name": "n", "value": 1}, "timestamp is required"},
 		"bad timestamp":     {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "yesterday"}, "RFC 3339"},
 		"no zone":           {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "2025-03-01T12:00:00"}, "RFC 3339"},
+		"the epoch":         {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "1970-01-01T00:00:00Z"}, "is the Unix epoch itself"},
 		"year 3000":         {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "3000-01-01T00:00:00Z"}, "out of range"},
 		"no agent":          {map[string]any{"name": "n", "value": 1, "timestamp": ts}, "agent_id is required"},
 		"empty agent":       {map[string]any{"agent_id": "", "name": "n", "value": 1, "timestamp": ts}, "agent id is empty"},

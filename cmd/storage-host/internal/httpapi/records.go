@@ -142,7 +142,7 @@ func (in metricKeyInput) key(at string) (k host.MetricKey, err error) {
 	if err != nil {
 		return k, err
 	}
-	k.Timestamp, err = parseTime(field(at, "timestamp"), ts)
+	k.Timestamp, err = parseMetricTime(field(at, "timestamp"), ts)
 	return k, err
 }
 
