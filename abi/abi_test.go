@@ -784,3 +784,23 @@ func TestPluginEventCheck(t *testing.T) {
 	big := bad(func(ev *abi.PluginEvent) { ev.Data = make([]byte, abi.MaxEventData+1) })
 	assert.ErrorIs(t, big.Check(), abi.StatusLimit)
 }
+
+func TestOptionsTTL(t *testing.T) {
+	o := abi.Options{"none": "0", "day": "86400", "century": "3153600000", "past": "3153600001", "huge": "9223372036", "neg": "-1", "word": "1h"}
+	for name, want := range map[string]time.Duration{"none": 0, "day": 24 * time.Hour, "century": abi.MaxTTL} {
+		d, ok, err := o.TTL(name)
+		require.NoError(t, err, name)
+		require.True(t, ok, name)
+		require.Equal(t, want, d, name)
+	}
+	for _, name := range []string{"past", "huge", "neg", "word"} {
+		_, ok, err := o.TTL(name)
+		require.True(t, ok, name)
+		require.ErrorIs(t, err, abi.StatusInvalid, name)
+		require.ErrorContains(t, err, "option "+name+": ", name)
+		require.ErrorContains(t, err, "is not a whole number of seconds from 0 to 3153600000 (100 years)", name)
+	}
+	_, ok, err := o.TTL("absent")
+	require.False(t, ok)
+	require.NoError(t, err)
+}

@@ -3,6 +3,7 @@ package abi
 import (
 	"math"
 	"regexp"
+	"strconv"
 	"time"
 	"unsafe"
 )
@@ -541,6 +542,21 @@ type Options map[string]string
 
 // Encode appends o.
 func (o Options) Encode(e *Encoder) { e.labels(o) }
+
+// TTL reads the option name as a TTL in whole seconds, from 0 (none) to
+// MaxTTL: ok is false when o has no such option, and err (INVALID, naming
+// the option and the bounds) when its value is not one.
+func (o Options) TTL(name string) (d time.Duration, ok bool, err error) {
+	v, ok := o[name]
+	if !ok {
+		return 0, false, nil
+	}
+	secs, perr := strconv.ParseUint(v, 10, 64)
+	if perr != nil || secs > uint64(MaxTTL/time.Second) {
+		return 0, true, Errorf(StatusInvalid, "option %s: %q is not a whole number of seconds from 0 to %d (100 years)", name, v, uint64(MaxTTL/time.Second))
+	}
+	return time.Duration(secs) * time.Second, true, nil
+}
 
 // DecodeOptions reads what Options.Encode wrote.
 func DecodeOptions(d *Decoder) Options { return d.pairs() }

@@ -88,15 +88,13 @@ func (b *backend) configure(o abi.Options) error {
 		"alert_ttl_seconds":       &b.alertTTL,
 		"agent_state_ttl_seconds": &b.stateTTL,
 	} {
-		v, ok := o[name]
-		if !ok {
-			continue
-		}
-		secs, err := strconv.ParseUint(v, 10, 32)
+		ttl, ok, err := o.TTL(name)
 		if err != nil {
-			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
+			return err
 		}
-		*dst = time.Duration(secs) * time.Second
+		if ok {
+			*dst = ttl
+		}
 	}
 	if v, ok := o["max_samples_per_series"]; ok {
 		n, err := strconv.ParseUint(v, 10, 31)

@@ -51,7 +51,6 @@
 package main
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -106,7 +105,7 @@ type (
 )
 
 func (b *backend) configure(o abi.Options) error {
-	for name, v := range o {
+	for name := range o {
 		var dst *time.Duration
 		switch name {
 		case "metric_ttl_seconds":
@@ -118,11 +117,11 @@ func (b *backend) configure(o abi.Options) error {
 		default:
 			return abi.Errorf(abi.StatusInvalid, "unknown option %q", name)
 		}
-		secs, err := strconv.ParseUint(v, 10, 32)
+		ttl, _, err := o.TTL(name)
 		if err != nil {
-			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
+			return err
 		}
-		*dst = time.Duration(secs) * time.Second
+		*dst = ttl
 	}
 	return nil
 }

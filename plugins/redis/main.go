@@ -217,11 +217,11 @@ func (b *backend) configure(o abi.Options) error {
 		default:
 			return abi.Errorf(abi.StatusInvalid, "unknown option %q", name)
 		}
-		secs, err := strconv.ParseUint(v, 10, 32)
+		ttl, _, err := o.TTL(name)
 		if err != nil {
-			return abi.Errorf(abi.StatusInvalid, "option %s: %q is not a whole number of seconds", name, v)
+			return err
 		}
-		*dst = time.Duration(secs) * time.Second
+		*dst = ttl
 	}
 	b.fb = &fallback{max: entries, accept: mode == "buffer"}
 	// A look at the queue, which an earlier configuration may have left
