@@ -3,6 +3,7 @@ package redisbridge
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -277,6 +278,16 @@ func TestHostileOverlappingPrefixesAreRefused(t *testing.T) {
 		_, err := Open(context.Background(), c)
 		require.Error(t, err, c.KeyPrefix)
 		assert.Contains(t, err.Error(), "overlaps", c.KeyPrefix)
+	}
+	// The same server by another name.
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "127.0.0.1" || host == "localhost") {
+		other := "localhost"
+		if host == "localhost" {
+			other = "127.0.0.1"
+		}
+		_, err := Open(context.Background(), Config{Addrs: []string{net.JoinHostPort(other, port)}, KeyPrefix: p + "app", Owner: "c"})
+		require.Error(t, err, "%s and %s name one Redis", host, other)
+		assert.Contains(t, err.Error(), "overlaps")
 	}
 	// A prefix beside it is fine, in any database.
 	openBridge(t, Config{Addrs: []string{addr}, KeyPrefix: p + "other:"})

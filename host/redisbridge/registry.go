@@ -1,10 +1,13 @@
 package redisbridge
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -14,9 +17,9 @@ import (
 // and an ACL pattern ~app* lets the first one's scripts reach them. Open
 // therefore claims its prefix in a process-wide registry of the open
 // bridges, keyed by the Redis they use, and Close gives it back. The
-// registry sees this process only, and knows a Redis by how it is named:
-// two names of one server (localhost and 127.0.0.1, a Sentinel and the
-// master it names) are not told apart. Configuration validation refuses
+// registry sees this process only, and knows a Redis by its addresses,
+// host names resolved (HostKey: localhost and 127.0.0.1 are one server);
+// a Sentinel and the master it names are not told apart. Configuration validation refuses
 // overlapping prefixes in one file before anything opens.
 //
 // Databases of one Redis do not set prefixes apart: a backend granted
@@ -36,9 +39,47 @@ type claim struct {
 
 // redisID names the Redis server opts connect to, whatever its database.
 func redisID(o *redis.UniversalOptions) string {
-	addrs := slices.Clone(o.Addrs)
+	addrs := make([]string, len(o.Addrs))
+	for i, a := range o.Addrs {
+		addrs[i] = addrKey(a)
+	}
 	slices.Sort(addrs)
 	return o.MasterName + "|" + strings.Join(addrs, ",")
+}
+
+// addrKey is host:port with the host as HostKey names it.
+func addrKey(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(HostKey(host), port)
+}
+
+// HostKey names a server's host so that two spellings of one compare
+// equal: an IP address in its canonical form, a name as the least of the
+// addresses it resolves to (localhost and 127.0.0.1 are one host), and a
+// name that does not resolve (within a second) or a socket path as given,
+// lower-cased. Two names of one host resolving to disjoint address sets
+// stay apart.
+func HostKey(host string) string {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
+	}
+	if host == "" || strings.HasPrefix(host, "/") {
+		return host
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(ips) == 0 {
+		return strings.ToLower(host)
+	}
+	keys := make([]string, len(ips))
+	for i, ip := range ips {
+		keys[i] = ip.IP.String()
+	}
+	return slices.Min(keys)
 }
 
 // Target names the Redis server cfg connects to, as the registry of open

@@ -216,7 +216,8 @@ func (c *checker) checkPostgres(rb *rawBackend, pc *host.PostgresConfig, offline
 	if err != nil {
 		return seen // refused by CheckPostgres
 	}
-	s := pgSchema{rb.Name, pc.Schema, fmt.Sprintf("%s:%d/%s", pg.Host, pg.Port, pg.Database), rb.Postgres.Schema.Range()}
+	// One server written two ways (localhost, 127.0.0.1) is one target.
+	s := pgSchema{rb.Name, pc.Schema, fmt.Sprintf("%s:%d/%s", redisbridge.HostKey(pg.Host), pg.Port, pg.Database), rb.Postgres.Schema.Range()}
 	for _, o := range seen {
 		if o.target == s.target && o.schema == s.schema {
 			c.errorf(s.rng, "Shared schema",

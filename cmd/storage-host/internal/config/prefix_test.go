@@ -42,6 +42,11 @@ func TestOverlappingKeyPrefixesAreRefused(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "db.hcl:14:18: Overlapping key prefixes")
 	assert.Contains(t, err.Error(), "every db")
+	// One server written two ways is one Redis.
+	src = redisBackend("a", addr, 0, "app:") + redisBackend("b", "localhost:6379", 0, "app:") + "routes {\n  metrics = \"a\"\n  alerts = \"a\"\n  agent_states = \"b\"\n}\n"
+	_, err = parseChecked([]byte(src), "names.hcl")
+	require.Error(t, err, "localhost and 127.0.0.1")
+	assert.Contains(t, err.Error(), "names.hcl:14:18: Overlapping key prefixes")
 	// Apart, or on another Redis: fine.
 	for _, src := range []string{
 		redisBackend("a", addr, 0, "app:") + redisBackend("b", addr, 0, "billing:"),
