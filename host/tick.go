@@ -106,7 +106,9 @@ func (s *Store) startTicker(cfg *Config) {
 
 func (t *ticker) loop() {
 	defer close(t.done)
-	timer := time.NewTimer(tickInterval)
+	// The first round at once: until a tick has reported, Stats knows
+	// nothing of writes an earlier run left buffered, and says 0.
+	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
