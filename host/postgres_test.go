@@ -110,19 +110,8 @@ func TestPostgresTempFilesBoundedByDefault(t *testing.T) {
 	wasm := pgStatesPlugin(t)
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-	var super bool
-	require.NoError(t, conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super))
-	if !super {
+	if _, super := pgtest.RoleSetting(t, url, "", "temp_file_limit"); !super {
 		t.Skip("the test server's admin is not a superuser")
-	}
-	roleSetting := func(schema string) string {
-		var s string
-		require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce((SELECT s FROM pg_db_role_setting d, unnest(d.setconfig) s
-			WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s LIKE 'temp_file_limit=%'), '')`, host.PostgresRole(schema)).Scan(&s))
-		return s
 	}
 	open := func(pg *host.PostgresConfig) string {
 		var log strings.Builder
@@ -131,6 +120,10 @@ func TestPostgresTempFilesBoundedByDefault(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, st.Close(ctx))
 		return log.String()
+	}
+	roleSetting := func(schema string) string {
+		s, _ := pgtest.RoleSetting(t, url, host.PostgresRole(schema), "temp_file_limit")
+		return s
 	}
 
 	bounded := &host.PostgresConfig{URL: url, Schema: pgtest.Schema(t, "storagehost_")}

@@ -236,3 +236,24 @@ func Drop(t testing.TB, url, schema, role string) {
 		}
 	}
 }
+
+// RoleSetting returns the setting name as role has it of its own (ALTER
+// ROLE … SET), "name=value", or "" when it has none, on the PostgreSQL at
+// url; and whether url's role is a superuser, which alone may set some.
+func RoleSetting(t testing.TB, url, role, name string) (setting string, superuser bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT coalesce((SELECT s FROM pg_db_role_setting d, unnest(d.setconfig) s
+		WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s LIKE $2 || '=%'), ''),
+		(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`, role, name).Scan(&setting, &superuser)
+	if err != nil {
+		t.Fatalf("pgtest: reading %s of role %s: %v", name, role, err)
+	}
+	return setting, superuser
+}

@@ -542,12 +542,7 @@ func TestAdminWithCreateRoleOnly(t *testing.T) {
 func TestTempFilesOfTheRoleBounded(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-	var super bool
-	require.NoError(t, conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super))
-	if !super {
+	if _, super := pgtest.RoleSetting(t, url, "", "temp_file_limit"); !super {
 		t.Skip("the test server's admin is not a superuser (TestAdminWithCreateRoleOnly covers that case)")
 	}
 	b := open(t, Config{TempFileLimitKB: 1024})
@@ -568,9 +563,7 @@ func TestTempFilesOfTheRoleBounded(t *testing.T) {
 	again, err := Open(ctx, Config{AdminURL: url, Schema: b.schema})
 	require.NoError(t, err)
 	again.Close()
-	var setting string
-	require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce((SELECT s FROM pg_db_role_setting d, unnest(d.setconfig) s
-		WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND s LIKE 'temp_file_limit=%'), '')`, b.Role()).Scan(&setting))
+	setting, _ := pgtest.RoleSetting(t, url, b.Role(), "temp_file_limit")
 	assert.Equal(t, "temp_file_limit=1024", setting)
 }
 
