@@ -129,6 +129,10 @@ func TestConnLimit(t *testing.T) {
 	// are finished by the test, not left to time out, so that a slow
 	// machine cannot free the first before the last is busy.
 	const body = `{"status":"ok"}`
+	// Every answered connection marked idle first (the server marks one
+	// just after its answer is sent): else one still marked busy counts
+	// for a PUT below not yet marked, which the next newcomer may close.
+	require.Eventually(t, func() bool { return httpapi.ConnsBusy(l) == 0 }, 10*time.Second, 10*time.Millisecond)
 	var busy []net.Conn
 	for i := range 4 {
 		c := dialFrom(t, srv, "127.0.0.1")
