@@ -123,6 +123,9 @@ type eventLog interface {
 	// async reports whether append is slow enough (a network round trip)
 	// that events go through the queue.
 	async() bool
+	// forget drops what the log remembers of its life (how many entries
+	// its stream had added): the Bus has taken the log for a new one.
+	forget()
 }
 
 // NewLocal returns a Bus whose log is in this process: for a backend
@@ -627,6 +630,7 @@ func (b *Bus) lost(err *lostError) {
 	}
 	b.down = false
 	b.pos = err.resume
+	b.log.forget()
 }
 
 // checkPosition handles, before a subscription starts live at the

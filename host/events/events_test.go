@@ -338,8 +338,13 @@ func TestFreshSubscriptionAfterRedisLostTheStream(t *testing.T) {
 	ctx := context.Background()
 	old, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
-	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
-	seen := next(t, old)
+	// More entries in the stream's first life than in any later one, so
+	// that its count of entries added goes backwards at each loss.
+	var seen events.Event
+	for range 20 {
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
+		seen = next(t, old)
+	}
 
 	for round := range 5 {
 		require.NoError(t, c.Del(ctx, key).Err()) // Redis restarted empty
@@ -350,6 +355,11 @@ func TestFreshSubscriptionAfterRedisLostTheStream(t *testing.T) {
 		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", fmt.Sprint("after-", round), 0))
 		got := next(t, fresh)
 		require.Equal(t, fmt.Sprint("after-", round), got.Key, "round %d", round)
+		// The reader has read the new stream; the next write's event
+		// comes too (the subscription was not ended as lost).
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", fmt.Sprint("later-", round), 0))
+		got = next(t, fresh)
+		require.Equal(t, fmt.Sprint("later-", round), got.Key, "round %d", round)
 		fresh.Close()
 		seen = got
 	}
@@ -533,4 +543,37 @@ func TestLongFiltersDoNotSlowTheFanOut(t *testing.T) {
 	}
 	t.Logf("%d events through 400 subscriptions of 10 000 agent IDs in %s", n, time.Since(start))
 	require.Less(t, time.Since(start), 12*time.Second, "the regression this guards took 19 s")
+}
+
+// The same when the reader was away while Redis lost its data (its reads
+// failing, as while Redis restarts): the fresh subscription finds the new
+// stream first, and the reader, back, does not take the new stream's
+// count of entries added, below the old one's, for another loss.
+func TestFreshSubscriptionAfterRedisRestartedEmpty(t *testing.T) {
+	c, b, key := redisBus(t)
+	ctx := context.Background()
+	old, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	var seen events.Event
+	for range 20 {
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
+		seen = next(t, old)
+	}
+	// The reader's reads fail (a key of another type), and it backs
+	// off: 50, 100, 200, 400 ms. Redis "comes back" empty in the pause
+	// before its fourth try, and a write makes the stream again.
+	require.NoError(t, c.Del(ctx, key).Err())
+	require.NoError(t, c.Set(ctx, key, "not a stream", 0).Err())
+	assert.ErrorIs(t, ended(t, old), events.ErrUnavailable)
+	time.Sleep(400 * time.Millisecond)
+	require.NoError(t, c.Del(ctx, key).Err())
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"k", "metrics", "o", "put", "y", "other-writer"}}).Err())
+	_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	require.ErrorIs(t, err, events.ErrLost)
+	fresh, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer fresh.Close()
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "after", 0))
+	got := next(t, fresh)
+	require.Equal(t, "after", got.Key)
 }

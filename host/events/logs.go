@@ -112,6 +112,8 @@ func (l *memLog) last(context.Context) (id, error) {
 	return id{l.epoch, l.next - 1}, nil
 }
 
+func (l *memLog) forget() {}
+
 func (l *memLog) retained(_ context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil // Beginning
@@ -137,8 +139,9 @@ type redisLog struct {
 
 	// added is the stream's count of entries ever added, as the fan-out's
 	// last read saw it (Redis 7 and later; 0 before): it only grows in
-	// one life of the stream. Owned by the fan-out (see checkLife).
-	added int64
+	// one life of the stream. Set by the fan-out (see checkLife), cleared
+	// by forget.
+	added atomic.Int64
 }
 
 // lostError is what the fan-out's read returns when the log is not the
@@ -167,6 +170,10 @@ func (e *lostError) Error() string {
 }
 
 func (l *redisLog) async() bool { return true }
+
+// forget clears the count of entries added: the Bus took the stream for
+// a new life, whose count starts again.
+func (l *redisLog) forget() { l.added.Store(0) }
 
 // saw records an ID this log has appended or read.
 func (l *redisLog) saw(s string) {
@@ -325,7 +332,7 @@ func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
 		if !strings.Contains(err.Error(), "no such key") {
 			return err
 		}
-		l.added = 0
+		l.added.Store(0)
 		if after == (id{}) && !read {
 			return nil // no stream yet, and none was read
 		}
@@ -341,8 +348,7 @@ func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
 			return err
 		}
 	}
-	added := l.added
-	l.added = info.EntriesAdded
+	added := l.added.Swap(info.EntriesAdded)
 	var why string
 	switch {
 	case after != (id{}) && after.less(oldest):

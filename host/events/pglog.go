@@ -761,6 +761,10 @@ func (l *pgLog) last(ctx context.Context) (id, error) {
 // subscriber whose last event was the last one trimmed is told ErrLost
 // too), nor one past the newest: positions are not given again
 // (pgSequence, pgSkip). Position 0 is the beginning of an empty table.
+// forget does nothing: what the fan-out keeps of the table (fan) is tied
+// to the position it read last, which the Bus has replaced.
+func (l *pgLog) forget() {}
+
 func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
