@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -106,16 +107,17 @@ func (e *Encoder) Raw(b []byte) { e.buf = append(e.buf, b...) }
 // stores one integer, not a slice, which in a Go guest is one store and
 // no GC write barrier.
 type Decoder struct {
-	buf []byte
-	off int // bytes of buf read
-	err error
+	buf   []byte
+	off   int // bytes of buf read
+	err   error
+	errAt int // off when err was met
 }
 
 // NewDecoder returns a Decoder over b.
 func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 
 // Reset points d at b and clears its error.
-func (d *Decoder) Reset(b []byte) { d.buf, d.off, d.err = b, 0, nil }
+func (d *Decoder) Reset(b []byte) { d.buf, d.off, d.err, d.errAt = b, 0, nil, 0 }
 
 // Err returns the first error met, if any.
 func (d *Decoder) Err() error { return d.err }
@@ -126,14 +128,24 @@ func (d *Decoder) Len() int { return len(d.buf) - d.off }
 // Finish returns the first error met, or ErrMalformed when input remains.
 func (d *Decoder) Finish() error {
 	if d.err == nil && d.off != len(d.buf) {
-		d.err = ErrMalformed
+		d.err, d.errAt = ErrMalformed, d.off
 	}
 	return d.err
 }
 
+// Where says where the first error was met, for a message: "at byte N
+// of M" (for input left over, N is where the message should have ended),
+// or "" when there was none.
+func (d *Decoder) Where() string {
+	if d.err == nil {
+		return ""
+	}
+	return "at byte " + strconv.Itoa(d.errAt) + " of " + strconv.Itoa(len(d.buf))
+}
+
 func (d *Decoder) fail(err error) {
 	if d.err == nil {
-		d.err = err
+		d.err, d.errAt = err, d.off
 	}
 	d.off = len(d.buf)
 }

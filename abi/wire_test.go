@@ -274,3 +274,19 @@ func TestKVDecodeAliases(t *testing.T) {
 	msg[1] = 'K'
 	assert.Equal(t, []byte("K"), en.Key)
 }
+
+// Where says where the first error was met: at a bad field, or where a
+// message with bytes left over should have ended.
+func TestDecoderWhere(t *testing.T) {
+	d := abi.NewDecoder([]byte{0x02, 'h', 'i', 0x07})
+	_ = d.String()
+	require.Equal(t, "", d.Where())
+	require.ErrorIs(t, d.Finish(), abi.ErrMalformed)
+	require.Equal(t, "at byte 3 of 4", d.Where())
+
+	d.Reset([]byte{0x01, 0x05, 'a'})
+	_ = d.U8()
+	_ = d.String()
+	require.ErrorIs(t, d.Finish(), abi.ErrTruncated)
+	require.Equal(t, "at byte 2 of 3", d.Where(), "the string's 5 bytes, from byte 2, are not there")
+}

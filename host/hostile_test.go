@@ -752,8 +752,10 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 			says []string
 		}{
 			{"u", []string{"unknown status 200: garbage: status 200"}},
-			{"b", []string{"backend garbage", "get_agent_state response: abi: malformed message"}},
-			{"t", []string{"backend garbage", "get_agent_state response: abi: malformed message"}},
+			// Where the decoder stopped, for the plugin's author: the
+			// overlong varint at its start, the trailing byte past the end.
+			{"b", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 0 of 11"}},
+			{"t", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 6 of 7"}},
 			{"s", []string{"backend garbage", "get_agent_state response: abi: truncated message"}},
 			{"n", []string{"backend garbage", "get_agent_state response: abi: truncated message"}},
 			{"e", []string{"empty response"}},

@@ -153,7 +153,7 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*ab
 		d.Reset(c.body)
 		decode(&d)
 		if derr := d.Finish(); derr != nil {
-			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, derr)
+			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v %s", s.p.name, op, derr, d.Where())
 		}
 	}
 	return c.err

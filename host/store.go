@@ -335,7 +335,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	if decode != nil {
 		in.dec.Reset(body)
 		decode(&in.dec)
-		decodeErr = in.dec.Finish()
+		if decodeErr = in.dec.Finish(); decodeErr != nil {
+			decodeErr = fmt.Errorf("%w %s", decodeErr, in.dec.Where())
+		}
 	}
 	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
 	if reached != nil {
