@@ -338,13 +338,7 @@ func TestFreshSubscriptionAfterRedisLostTheStream(t *testing.T) {
 	ctx := context.Background()
 	old, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
-	// More entries in the stream's first life than in any later one, so
-	// that its count of entries added goes backwards at each loss.
-	var seen events.Event
-	for range 20 {
-		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
-		seen = next(t, old)
-	}
+	seen := fillFirstLife(t, b, old)
 
 	for round := range 5 {
 		require.NoError(t, c.Del(ctx, key).Err()) // Redis restarted empty
@@ -545,6 +539,19 @@ func TestLongFiltersDoNotSlowTheFanOut(t *testing.T) {
 	require.Less(t, time.Since(start), 12*time.Second, "the regression this guards took 19 s")
 }
 
+// fillFirstLife publishes 20 events and returns the last, as s received
+// it: more entries in the stream's first life than in any later one of
+// the tests', so that its count of entries added goes backwards at a loss.
+func fillFirstLife(t *testing.T, b *events.Bus, s *events.Subscription) events.Event {
+	t.Helper()
+	var seen events.Event
+	for range 20 {
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
+		seen = next(t, s)
+	}
+	return seen
+}
+
 // The same when the reader was away while Redis lost its data (its reads
 // failing, as while Redis restarts): the fresh subscription finds the new
 // stream first, and the reader, back, does not take the new stream's
@@ -554,11 +561,7 @@ func TestFreshSubscriptionAfterRedisRestartedEmpty(t *testing.T) {
 	ctx := context.Background()
 	old, err := b.Subscribe(ctx, events.Filter{}, "")
 	require.NoError(t, err)
-	var seen events.Event
-	for range 20 {
-		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "before", 0))
-		seen = next(t, old)
-	}
+	seen := fillFirstLife(t, b, old)
 	// The reader's reads fail (a key of another type), and it backs
 	// off: 50, 100, 200, 400 ms. Redis "comes back" empty in the pause
 	// before its fourth try, and a write makes the stream again.

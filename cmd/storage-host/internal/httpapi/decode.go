@@ -180,14 +180,15 @@ func (h *Handler) decodeBodyChecked(w http.ResponseWriter, r *http.Request, v an
 func checkMembers(body []byte) error {
 	type frame struct {
 		object bool
-		kind   byte     // 's' the request's own object, 'l' labels, 'f' free-form
-		names  [][2]int // member names seen, as byte ranges of body
-		next   byte     // the kind of the value after the current name
-		key    bool     // the next string is a member name
+		kind   byte // 's' the request's own object, 'l' labels, 'f' free-form
+		first  int  // its member names are names[first:]
+		next   byte // the kind of the value after the current name
+		key    bool // the next string is a member name
 	}
 	var (
 		t     = jsonTokens{body: body}
 		stack []frame
+		names [][2]int // the member names of the open objects, as byte ranges of body
 	)
 	kindOf := func(name []byte) byte {
 		switch string(name) {
@@ -216,9 +217,10 @@ func checkMembers(body []byte) error {
 			if kind == 'f' || (top >= 0 && stack[top].kind == 'f') {
 				kind = 'f'
 			}
-			stack = append(stack, frame{object: c == '{', kind: kind, key: c == '{'})
+			stack = append(stack, frame{object: c == '{', kind: kind, key: c == '{', first: len(names)})
 		case '}', ']':
 			if top >= 0 {
+				names = names[:stack[top].first]
 				stack = stack[:top]
 			}
 		case ',':
@@ -228,7 +230,7 @@ func checkMembers(body []byte) error {
 		case ':':
 			// A label's value is a string: encoding/json reads null as "".
 			if top >= 0 && stack[top].kind == 'l' && nextByte(body, t.i) != '"' {
-				return invalid(fmt.Sprintf("request body: label %s: want a string", quoted(string(memberName(body, stack[top].names[len(stack[top].names)-1])))))
+				return invalid(fmt.Sprintf("request body: label %s: want a string", quoted(string(memberName(body, names[len(names)-1])))))
 			}
 		case '"':
 			if top >= 0 && stack[top].kind == 'f' {
@@ -244,12 +246,12 @@ func checkMembers(body []byte) error {
 			f := &stack[top]
 			f.key = false
 			name := memberName(body, t.str)
-			for _, r := range f.names {
+			for _, r := range names[f.first:] {
 				if string(memberName(body, r)) == string(name) {
 					return invalid(fmt.Sprintf("request body: member %s appears twice in one object", quoted(string(name))))
 				}
 			}
-			f.names = append(f.names, t.str)
+			names = append(names, t.str)
 			if f.kind == 's' {
 				for _, b := range name {
 					if (b < 'a' || b > 'z') && (b < '0' || b > '9') && b != '_' {
