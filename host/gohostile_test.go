@@ -238,6 +238,15 @@ func TestGoHostileOutOfMemory(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, got.Version, "a fresh instance, holding nothing")
 	require.EqualValues(t, 1, st.Stats().Traps)
+
+	// One allocation larger than the limit, refused while the memory is
+	// small: the same answer, as the host sees the refused memory.grow.
+	_, err = st.GetAgentState(ctx, "hoard-at-once")
+	require.ErrorIs(t, err, host.ErrLimit)
+	require.ErrorContains(t, err, "as a plugin does that ran out of memory")
+	require.EqualValues(t, 2, st.Stats().Traps)
+	_, err = st.GetAgentState(ctx, "after")
+	require.NoError(t, err)
 }
 
 // TestGoHostileSpinner: a call that never returns is stopped by

@@ -537,6 +537,10 @@ type instance struct {
 	held     *abi.Encoder
 	usedKV   bool   // the current call used a durable kv store
 	startMem uint32 // the memory's size when the instance was made
+	// growRefused is the instrumented module's flag of a memory.grow
+	// answered -1 (wasmcheck.GrowRefused), cleared before each call; nil
+	// for a trusted module, which is not instrumented.
+	growRefused api.MutableGlobal
 	// initOut holds what the guest writes to stderr while its
 	// _initialize runs (a Go plugin's panic in init), for the error
 	// that reports its failure; nil after.
@@ -693,6 +697,9 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	in := &instance{p: p, mod: mod, mem: mod.ExportedMemory(abi.ExportMemory), shares: 1}
 	if in.mem != nil {
 		in.startMem = in.mem.Size()
+	}
+	if !p.trusted {
+		in.growRefused, _ = mod.ExportedGlobal(wasmcheck.GrowRefused).(api.MutableGlobal)
 	}
 	if p.trusted {
 		in.cut = make(chan struct{})
@@ -881,6 +888,9 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.remoteLate.Store(false)
 	in.wroteKV.Store(false)
 	in.budget = callBudget{}
+	if in.growRefused != nil && in.growRefused.Get() != 0 {
+		in.growRefused.Set(0) // refused in an earlier call, which went on
+	}
 	now := time.Now()
 	in.started.Store(monoNow())
 	defer in.started.Store(0)
@@ -959,7 +969,7 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s interrupted: %w", what, ctx.Err())}
 	case errors.Is(err, ErrClosed):
 		return errTrap{abi.StatusUnavailable, fmt.Errorf("%s cut short: %w", what, ErrClosed)}
-	case in.nearMemoryLimit():
+	case in.outOfMemory():
 		// A guest whose memory cannot grow any more traps where it
 		// asked (Go's runtime: "out of memory", then unreachable): the
 		// request was too large for the plugin's memory, which the same
@@ -970,10 +980,15 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 	return trapped(fmt.Errorf("%s: %w", what, err))
 }
 
-// nearMemoryLimit reports whether the instance's memory has grown, and
-// past three quarters of Limits.MemoryPages: a trap there is most likely
-// the guest failing to grow it further.
-func (in *instance) nearMemoryLimit() bool {
+// outOfMemory reports whether a trap of the instance's current call is
+// most likely the guest failing to grow its memory: an instrumented
+// module was refused a memory.grow in this call; for a trusted one,
+// which the host cannot watch, its memory has grown past three quarters
+// of Limits.MemoryPages.
+func (in *instance) outOfMemory() bool {
+	if in.growRefused != nil {
+		return in.growRefused.Get() != 0
+	}
 	limit := uint64(in.p.limits.MemoryPages) * 65536
 	return in.mem != nil && limit > 0 && in.mem.Size() > in.startMem && uint64(in.mem.Size()) > limit/4*3
 }

@@ -14,6 +14,12 @@ const (
 	FuelFunc   = "refuel"
 )
 
+// GrowRefused names the global Instrument exports: 0 until a memory.grow
+// of the instance is refused (answers -1), then 1. A guest that traps
+// after that most likely ran out of memory; one that went on did not
+// trap. The host may clear it.
+const GrowRefused = "storagehost_grow_refused"
+
 // CodeShift sets what a loop iteration and a function call cost: one unit
 // of fuel, plus one per 2^CodeShift bytes of the loop's body or of the
 // function's. Only a loop jumps back, so between two charges a guest runs
@@ -120,7 +126,7 @@ func (w *instrumenter) module(wasm []byte) ([]byte, error) {
 // missing writes the type, import and global sections the module lacks,
 // once the next section's rank is past theirs.
 func (w *instrumenter) missing(rank int) {
-	for _, id := range [...]byte{secType, secImport, secGlobal} {
+	for _, id := range [...]byte{secType, secImport, secGlobal, secExport} {
 		if w.added[id] || order[id] >= rank {
 			continue
 		}
@@ -133,8 +139,11 @@ func (w *instrumenter) missing(rank int) {
 			w.sec = append(w.sec, 1)
 			w.sec = w.appendFuelImport(w.sec)
 		case id == secGlobal:
+			w.sec = append(w.sec, 2)
+			w.sec = appendFuelGlobals(w.sec)
+		case id == secExport:
 			w.sec = append(w.sec, 1)
-			w.sec = appendFuelGlobal(w.sec)
+			w.sec = w.appendGrowExport(w.sec)
 		default:
 			continue
 		}
@@ -151,7 +160,19 @@ func (w *instrumenter) emit(id byte, content []byte) {
 
 func appendFuelType(b []byte) []byte { return append(b, 0x60, 0, 1, 0x7f) }
 
-func appendFuelGlobal(b []byte) []byte { return append(b, 0x7f, 1, 0x41, 0, 0x0b) }
+// appendFuelGlobals appends the counter and the grow flag: mutable i32s,
+// both 0.
+func appendFuelGlobals(b []byte) []byte {
+	return append(b, 0x7f, 1, 0x41, 0, 0x0b, 0x7f, 1, 0x41, 0, 0x0b)
+}
+
+// appendGrowExport appends the export of the grow flag, the global after
+// the counter.
+func (w *instrumenter) appendGrowExport(b []byte) []byte {
+	b = appendName(b, GrowRefused)
+	b = append(b, 3)
+	return binary.AppendUvarint(b, uint64(w.globals)+1)
+}
 
 func (w *instrumenter) appendFuelImport(b []byte) []byte {
 	b = appendName(b, FuelModule)
@@ -219,20 +240,23 @@ func (w *instrumenter) section(id byte, r *reader) (keep bool, err error) {
 		w.added[secImport] = true
 	case secGlobal:
 		n, _ := r.u32()
-		w.sec = binary.AppendUvarint(w.sec, uint64(n)+1)
+		w.sec = binary.AppendUvarint(w.sec, uint64(n)+2)
 		for i := uint32(0); i < n && err == nil; i++ {
 			w.sec = append(w.sec, r.b[r.off:r.off+2]...) // type, mutability
 			r.off += 2
 			err = w.expr(r)
 		}
-		w.sec = appendFuelGlobal(w.sec)
+		w.sec = appendFuelGlobals(w.sec)
 		w.added[secGlobal] = true
 	case secExport:
 		n, _ := r.u32()
-		w.sec = binary.AppendUvarint(w.sec, uint64(n))
+		w.sec = binary.AppendUvarint(w.sec, uint64(n)+1)
 		for i := uint32(0); i < n && err == nil; i++ {
 			at := r.off
-			_ = r.name()
+			nameLen, _ := r.u32()
+			if name, _ := r.take(nameLen); string(name) == GrowRefused {
+				return false, fmt.Errorf("%w: exports %s, which is the host's own", ErrMalformed, GrowRefused)
+			}
 			kind, _ := r.byte()
 			w.sec = append(w.sec, r.b[at:r.off]...)
 			idx, _ := r.u32()
@@ -244,6 +268,8 @@ func (w *instrumenter) section(id byte, r *reader) (keep bool, err error) {
 			}
 			w.sec = binary.AppendUvarint(w.sec, uint64(idx))
 		}
+		w.sec = w.appendGrowExport(w.sec)
+		w.added[secExport] = true
 	case secStart:
 		idx, _ := r.u32()
 		w.sec = binary.AppendUvarint(w.sec, uint64(w.function(idx)))
@@ -407,7 +433,9 @@ func (w *instrumenter) code(r *reader) error {
 	n, _ := r.u32()
 	w.sec = binary.AppendUvarint(w.sec, uint64(n))
 	var code []byte // the current body's instructions, instrumented
-	var calls, bulk bool
+	// calls: the body makes calls; scratch: it needs the scratch local
+	// (a bulk instruction's length, memory.grow's result).
+	var calls, scratch bool
 	// at is the offset in the body of the instruction visited; open holds,
 	// for each block open there, where its loop's charge is in code, or -1
 	// for a block or if, and starts where each loop's body starts.
@@ -446,13 +474,18 @@ func (w *instrumenter) code(r *reader) error {
 			// memory.init, memory.copy, memory.fill, table.init,
 			// table.copy, table.fill: the length is on top of the stack.
 			// The scratch local comes after the body's own.
-			bulk = true
-			scratch := uint32(walk.bodyLocals)
+			scratch = true
+			local := uint32(walk.bodyLocals)
 			code = append(code, 0x21) // local.set scratch
-			code = binary.AppendUvarint(code, uint64(scratch))
-			code = w.chargeLength(code, scratch)
+			code = binary.AppendUvarint(code, uint64(local))
+			code = w.chargeLength(code, local)
 			code = append(code, 0x20) // local.get scratch
-			code = binary.AppendUvarint(code, uint64(scratch))
+			code = binary.AppendUvarint(code, uint64(local))
+		case in.op == 0x40: // memory.grow: its result is flagged after it
+			scratch = true
+			code = append(code, in.raw...)
+			code = w.flagRefusedGrow(code, uint32(walk.bodyLocals))
+			return nil
 		}
 		code = append(code, in.raw...)
 		return nil
@@ -464,7 +497,7 @@ func (w *instrumenter) code(r *reader) error {
 		if err != nil {
 			return err
 		}
-		code, calls, bulk = code[:0], false, false
+		code, calls, scratch = code[:0], false, false
 		at, open, starts = 0, open[:0], starts[:0]
 		if err := walk.body(idx, w.c.params[w.c.funcs[i]], &body); err != nil {
 			return err
@@ -472,12 +505,12 @@ func (w *instrumenter) code(r *reader) error {
 		w.body = w.body[:0]
 		header := reader{b: body.b}
 		groups, _ := header.u32()
-		if bulk {
+		if scratch {
 			groups++
 		}
 		w.body = binary.AppendUvarint(w.body, uint64(groups))
 		w.body = append(w.body, body.b[header.off:walk.bodyCode]...)
-		if bulk {
+		if scratch {
 			w.body = append(w.body, 1, 0x7f)
 		}
 		if calls || size > 1<<CodeShift {
@@ -521,6 +554,18 @@ func (w *instrumenter) chargeLength(b []byte, local uint32) []byte {
 	b = append(b, 0x41, BulkShift, 0x76, 0x41, 1, 0x6a) // i32.const shift, i32.shr_u, i32.const 1, i32.add
 	b = append(b, 0x6b)                                 // i32.sub
 	return w.setAndCheck(b)
+}
+
+// flagRefusedGrow appends, after a memory.grow, code that sets the grow
+// flag when its result is -1 and leaves the result on the stack, by way
+// of local.
+func (w *instrumenter) flagRefusedGrow(b []byte, local uint32) []byte {
+	b = append(b, 0x22) // local.tee
+	b = binary.AppendUvarint(b, uint64(local))
+	b = append(b, 0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 1, 0x24) // i32.const -1, i32.eq, if, i32.const 1, global.set
+	b = binary.AppendUvarint(b, uint64(w.globals)+1)
+	b = append(b, 0x0b, 0x20) // end, local.get
+	return binary.AppendUvarint(b, uint64(local))
 }
 
 func (w *instrumenter) getCounter(b []byte) []byte {

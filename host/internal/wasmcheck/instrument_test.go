@@ -172,7 +172,9 @@ func TestInstrumentRefuses(t *testing.T) {
 		"global.get past the module's globals": g.Functions(g.Body(nil, []byte{0x23, 0, 0x1a, 0x0b})),
 		"global.set past the module's globals": g.Functions(g.Body(nil, []byte{0x41, 1, 0x24, 0, 0x0b})),
 		"export of a global past the module's": g.Module(void, g.Section(g.SecExport, g.Vec(cat(name("fuel"), []byte{3, 0})))),
-		"global initialiser reading it":        g.Module(g.Section(secGlobalID, g.Vec([]byte{0x7f, 0, 0x23, 1, 0x0b})) /* the counter is global 1 */),
+		"export named as the grow flag": g.Module(void, g.Section(secGlobalID, g.Vec([]byte{0x7f, 0, 0x41, 0, 0x0b})),
+			g.Section(g.SecExport, g.Vec(cat(name(GrowRefused), []byte{3, 0})))),
+		"global initialiser reading it": g.Module(g.Section(secGlobalID, g.Vec([]byte{0x7f, 0, 0x23, 1, 0x0b})) /* the counter is global 1 */),
 		"import from the fuel module": g.Module(void,
 			g.Section(secImportID, g.Vec(cat(name(FuelModule), name(FuelFunc), []byte{0, 0})))),
 		"data offset reading it": g.Module(g.Section(5, g.Vec([]byte{0, 1})),
@@ -306,5 +308,66 @@ func BenchmarkFuelLoop(b *testing.B) {
 	b.Run("original", func(b *testing.B) { run(b, wasm, 0) })
 	for _, refill := range []uint32{1_000, 10_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("refill=%d", refill), func(b *testing.B) { run(b, out, refill) })
+	}
+}
+
+// growModule exports grow(n), which answers memory.grow(n), and
+// growFill(n), which grows by n pages and then fills none of them (a bulk
+// instruction and a grow in one body share the scratch local); its memory
+// may grow to 4 pages. With own, it has a global and an export of its
+// own besides; without, its exports are the only section of its kind.
+func growModule(own bool) []byte {
+	types := g.Section(g.SecType, g.Vec([]byte{0x60, 1, 0x7f, 1, 0x7f})) // (i32) -> i32
+	funcs := g.Section(g.SecFunction, g.Vec([]byte{0}, []byte{0}))
+	memory := g.Section(5, g.Vec([]byte{1, 1, 4}))
+	exports := [][]byte{cat(name("grow"), []byte{0, 0}), cat(name("growFill"), []byte{0, 1})}
+	var globals []byte
+	if own {
+		globals = g.Section(secGlobalID, g.Vec([]byte{0x7f, 0, 0x41, 5, 0x0b}))
+		exports = append(exports, cat(name("five"), []byte{3, 0}))
+	}
+	code := g.Section(g.SecCode, g.Vec(
+		g.Body(nil, []byte{0x20, 0, 0x40, 0, 0x0b}),
+		// memory.grow(n), then memory.fill(0, 0, 0) with the result kept
+		g.Body(nil, []byte{0x20, 0, 0x40, 0, 0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 11, 0, 0x0b}),
+	))
+	return g.Module(types, funcs, memory, globals, g.Section(g.SecExport, g.Vec(exports...)), code)
+}
+
+// TestInstrumentFlagsRefusedGrowth: the exported flag stays 0 while every
+// memory.grow succeeds (or asks for nothing), turns 1 at the first one
+// answered -1 and stays so, and the grow's own result is unchanged.
+func TestInstrumentFlagsRefusedGrowth(t *testing.T) {
+	ctx := context.Background()
+	for _, own := range []bool{false, true} {
+		for _, fn := range []string{"grow", "growFill"} {
+			t.Run(fmt.Sprintf("own=%v/%s", own, fn), func(t *testing.T) {
+				out, err := Instrument(growModule(own), Default)
+				require.NoError(t, err)
+				var refuels int
+				mod, err := fuelRuntime(t, 100, &refuels).Instantiate(ctx, out)
+				require.NoError(t, err)
+				flag := mod.ExportedGlobal(GrowRefused)
+				require.NotNil(t, flag)
+				grow := func(pages uint64) int32 {
+					got, err := mod.ExportedFunction(fn).Call(ctx, pages)
+					require.NoError(t, err)
+					return int32(got[0])
+				}
+				assert.Equal(t, int32(1), grow(2), "grown from 1 page")
+				assert.Equal(t, int32(3), grow(0))
+				assert.Zero(t, flag.Get(), "every grow succeeded")
+				assert.Equal(t, int32(-1), grow(2), "past the maximum of 4 pages")
+				assert.Equal(t, uint64(1), flag.Get())
+				assert.Equal(t, int32(3), grow(1), "a later grow that fits")
+				assert.Equal(t, uint64(1), flag.Get(), "the flag stays until the host clears it")
+				flag.(api.MutableGlobal).Set(0)
+				assert.Equal(t, int32(-1), grow(1))
+				assert.Equal(t, uint64(1), flag.Get())
+				if own {
+					assert.Equal(t, uint64(5), mod.ExportedGlobal("five").Get(), "the module's own global and export")
+				}
+			})
+		}
 	}
 }

@@ -1,7 +1,9 @@
 // Command leaky is a test plugin that leaks: every PutAgentState keeps
 // another MiB in a global slice, so an instance under a small
 // Limits.MemoryPages would soon be unable to grow its memory. A get of
-// "hoard-all" allocates in one call until the memory cannot grow.
+// "hoard-all" allocates in one call until the memory cannot grow; one of
+// "hoard-at-once" asks for a GiB in one allocation, refused while the
+// memory is still small.
 // host/gohostile_test.go checks that the host replaces such an instance
 // before then, and that no call fails.
 //
@@ -39,6 +41,11 @@ func (states) GetAgentState(id string) (abi.AgentState, error) {
 			}
 			all = append(all, b)
 		}
+	}
+	if id == "hoard-at-once" {
+		b := make([]byte, 1<<30)
+		b[len(b)-1] = 1
+		hoard = append(hoard, b)
 	}
 	// The hoard's size, so a test can see how much this instance holds.
 	return abi.AgentState{AgentID: id, State: []byte("{}"), Version: uint64(len(hoard))}, nil
