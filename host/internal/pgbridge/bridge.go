@@ -17,6 +17,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,6 +107,9 @@ type Bridge struct {
 	cancelWait time.Duration
 	pipes      *pipes
 	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
+	// ending tracks the terminations abandon started, which Close waits
+	// for.
+	ending sync.WaitGroup
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -397,8 +401,45 @@ func (b *Bridge) Ready(ctx context.Context) error {
 // must not hold the admin's privileges (the event log's LISTEN).
 func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
 
+// terminateWait bounds a termination's connection and statement.
+const terminateWait = 5 * time.Second
+
+// abandon closes pc, a connection the bridge gives up on (its call ran
+// past its deadline, or the connection is in a state it cannot answer
+// for), and ends the server process behind it. Closing the socket is not
+// enough: a server process running a statement notices a closed client
+// only when it next reads or writes it, and a statement may keep it from
+// doing so for good (a DO block looping in PL/pgSQL, which may catch the
+// cancel request's query_canceled and sleep on), holding its locks, its
+// LISTEN registrations, a snapshot that keeps VACUUM from every table of
+// the database, and a CPU. pg_terminate_backend makes the process exit
+// with FATAL, which no exception handler catches; the backend's role may
+// signal its own sessions, so it runs as the role, on a connection of its
+// own (the pool may be full of the same plugin's stuck calls), in the
+// background: the call is answered at once.
+func (b *Bridge) abandon(ctx context.Context, pc *pgconn.PgConn) {
+	pid := pc.PID()
+	_ = pc.Close(context.WithoutCancel(ctx))
+	b.ending.Go(func() { _ = b.terminate(pid) })
+}
+
+// terminate ends the server process pid if it is a session of the
+// backend's role still there. A process that ended by itself, or a pid
+// since given to another role's session, is left alone.
+func (b *Bridge) terminate(pid uint32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), terminateWait)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, b.ConnConfig())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", int64(pid))
+	return err
+}
+
 // closeWait bounds how long Close waits for the pool's connections to
-// close.
+// close, and abandoned sessions to be ended.
 const closeWait = 2 * time.Second
 
 // Close closes the pool. A connection whose server stopped answering
@@ -410,6 +451,7 @@ func (b *Bridge) Close() {
 	done := make(chan struct{})
 	go func() {
 		b.pool.Close()
+		b.ending.Wait()
 		close(done)
 	}()
 	t := time.NewTimer(closeWait)

@@ -610,3 +610,51 @@ func TestErrorsOnOneLine(t *testing.T) {
 	err := errors.New("failed to connect to `user=u database=d`:\n\t127.0.0.1:5439 (127.0.0.1): dial error: connection refused\n\t[::1]:5439: refused")
 	assert.Equal(t, "failed to connect to `user=u database=d`: 127.0.0.1:5439 (127.0.0.1): dial error: connection refused [::1]:5439: refused", oneLine(err))
 }
+
+// A statement that catches its cancel request and goes on (a DO block
+// looping in PL/pgSQL, here after committing a LISTEN) does not outlive
+// its call: the server process behind the connection the bridge gave up
+// is ended, and with it what it held, rather than running on with its
+// locks, listens and snapshot after the call, and after the host. A
+// migration at load is bounded the same way.
+func TestStatementIgnoringItsCancelIsEnded(t *testing.T) {
+	b := open(t, Config{})
+	b.cancelWait = 100 * time.Millisecond
+	adm := admin(t)
+	running := func() int {
+		var n int
+		require.NoError(t, adm.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%storagehost_unstoppable%'", b.Role()).Scan(&n))
+		return n
+	}
+	const loop = `DO $$ BEGIN
+		EXECUTE 'LISTEN storagehost_unstoppable';
+		COMMIT;
+		LOOP
+			BEGIN
+				PERFORM pg_sleep(0.05);
+			EXCEPTION WHEN query_canceled THEN NULL;
+			END;
+		END LOOP;
+	END $$`
+	for round := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		var err error
+		if round < 2 {
+			_, err = do(t, ctx, b, abi.PGBatch, stmt(loop))
+		} else {
+			// A plugin's migration, at load, the same.
+			_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: loop}})
+		}
+		cancel()
+		require.Error(t, err, "round %d: the call cannot have finished", round)
+		require.Less(t, time.Since(start), 5*time.Second, "round %d: the call is answered near its deadline", round)
+		require.Eventually(t, func() bool { return running() == 0 }, 10*time.Second, 20*time.Millisecond,
+			"round %d: the statement still runs in the server after its call ended", round)
+	}
+	// The pool still serves.
+	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}

@@ -133,7 +133,7 @@ func (b *Bridge) shared(ctx context.Context, batch []*coalesce.Entry[*queued]) {
 	err = b.pipeline(ctx, pc, state(pc), parts)
 	clear(state(pc).values)
 	if err != nil {
-		_ = pc.Close(context.WithoutCancel(ctx))
+		b.abandon(ctx, pc)
 	}
 	for _, x := range parts {
 		x.answer(err, b.maxBytes)

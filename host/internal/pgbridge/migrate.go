@@ -19,7 +19,7 @@ const VersionTable = "storagehost_migrations"
 // lockedTx), so that hosts loading the backend at once apply each
 // migration once. It refuses (ErrSchemaNewer) a schema that
 // has a version past the last of ms. It returns the schema's version.
-func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (uint64, error) {
+func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err error) {
 	if err := ms.Check(); err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)
 	}
@@ -30,8 +30,16 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (uint64, error)
 	// The plugin's migrations run in this connection's session, and what
 	// they leave there would outlive them in the pool: a LISTEN (see
 	// unlisten), a setting, a temporary table, a session's advisory lock.
-	// The connection is closed, not reused.
-	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
+	// The connection is closed, not reused; after a failure (a migration
+	// past its deadline may go on in the server) its session is ended.
+	defer func() {
+		pc := conn.Hijack().PgConn()
+		if err != nil {
+			b.abandon(ctx, pc)
+			return
+		}
+		_ = pc.Close(context.WithoutCancel(ctx))
+	}()
 	table := pgx.Identifier{b.schema, VersionTable}.Sanitize()
 	var current uint64
 	err = lockedTx(ctx, conn.Conn(), "migrations of schema "+b.schema, "storage-host migrate "+b.schema, func(tx pgx.Tx) error {

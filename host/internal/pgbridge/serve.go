@@ -146,7 +146,7 @@ func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration,
 	clear(state(pc).values) // they alias the request
 	if err != nil {
 		// The connection is in an unknown state: it is not reused.
-		_ = pc.Close(context.WithoutCancel(ctx))
+		b.abandon(ctx, pc)
 	}
 	x.answer(err, b.maxBytes)
 }
