@@ -40,11 +40,13 @@ import (
 // whole in the client's output buffer, so a read of a value repeated is
 // that value repeated in Redis's memory, whatever the bridge then reads
 // of it (one MGET naming a 1 MiB value 400 times, a 3 KB request, made
-// Redis allocate 410 MB). Reads of distinct keys cost at most what the
-// plugin stored.
+// Redis allocate 410 MB). The writes that walk their key
+// (searchingWrites: LREM of a long list is a scan of it) count with the
+// reads: each repeat is the key's size again in Redis's time. Reads and
+// searches of distinct keys cost at most what the plugin stored.
 const maxRepeats = 8
 
-// repeats counts the keys one request's reads name.
+// repeats counts the keys one request's reads and searching writes name.
 type repeats struct {
 	first [maxRepeats][]byte // the first names: none can be repeated too often yet
 	n     int
@@ -74,7 +76,7 @@ func (r *repeats) read(in [][]byte, args []any) error {
 			}
 		}
 		if r.count[string(name)]++; r.count[string(name)] > maxRepeats {
-			return fmt.Errorf("key %s is read more than %d times in one request", shown(name), maxRepeats)
+			return fmt.Errorf("key %s is read or searched more than %d times in one request", shown(name), maxRepeats)
 		}
 	}
 	if others <= maxRepeats {

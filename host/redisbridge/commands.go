@@ -42,7 +42,20 @@ type command struct {
 	// request of such commands alone that fails is UNAVAILABLE, never
 	// UNKNOWN.
 	readOnly bool
+
+	// searches: a write that walks its key to find where it acts
+	// (searchingWrites), so that its cost grows with the key, not with
+	// its arguments or reply; counted with the reads (maxRepeats).
+	searches bool
 }
+
+// searchingWrites are the writes of the table that walk their key: LREM
+// and LINSERT scan the list for an element, LSET walks it to an index,
+// ZRANGESTORE walks a sorted set to its range (a LIMIT offset up to
+// maxOffset). Each costs Redis time linear in the key's size, once per
+// command: ten thousand LREMs of one ten-megabyte list in a request
+// stalled every client of the server for seconds.
+var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore"}
 
 // readOnlyCommands are the commands of the table that change no data.
 // Every other one counts as a write: a request holding one whose outcome is
@@ -275,6 +288,13 @@ var commands = func() map[string]*command {
 			panic("redisbridge: read-only command " + name + " is not in the table")
 		}
 		c.readOnly = true
+	}
+	for _, name := range searchingWrites {
+		c := m[name]
+		if c == nil || c.readOnly {
+			panic("redisbridge: searching write " + name + " is not a write of the table")
+		}
+		c.searches = true
 	}
 	return m
 }()

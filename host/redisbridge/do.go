@@ -119,7 +119,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				invalid(e, "command %d: %v", i, err)
 				return nil
 			}
-			if c.readOnly {
+			if c.readOnly || c.searches {
 				if err := reads.read(in, args); err != nil {
 					limit(e, "command %d: %v", i, err)
 					return nil

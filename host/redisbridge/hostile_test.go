@@ -323,8 +323,10 @@ func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
 // (HMGET's fields) another argument at most maxRepeats times: Redis builds
 // each reply whole in its output buffer, so repeats multiply a value in
 // Redis's memory (one MGET of a 1 MiB value 400 times, 3 KB asked, made
-// Redis allocate 410 MB). Distinct keys, writes and a key read within the
-// bound pass; nothing of a refused request is sent.
+// Redis allocate 410 MB). The writes that scan their key (LREM, LINSERT,
+// LSET, ZRANGESTORE) count with the reads. Distinct keys, other writes
+// and a key read within the bound pass; nothing of a refused request is
+// sent.
 func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	repeat := func(n int, args ...string) []string {
@@ -333,6 +335,13 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 			out = append(out, args...)
 		}
 		return out
+	}
+	each := func(n int, args ...string) [][][]byte {
+		var cmds [][][]byte
+		for range n {
+			cmds = append(cmds, cmd(args...))
+		}
+		return cmds
 	}
 	gets := func(n int, key string) [][][]byte {
 		var cmds [][][]byte
@@ -349,6 +358,13 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"a write then 9 reads of it":  append([][][]byte{cmd("SET", "sentinel", "1")}, gets(maxRepeats+1, "big")...),
 		"10 000 GETs of one key":      gets(10_000, "big"),
 		"HGETALL of one hash 9 times": {cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h")},
+		// Writes that scan their key: each repeat is the key's size again
+		// in Redis's time.
+		"10 000 LREMs of one list":      each(10_000, "LREM", "list", "0", "nomatch"),
+		"9 LINSERTs into one list":      each(maxRepeats+1, "LINSERT", "list", "BEFORE", "nomatch", "x"),
+		"9 LSETs of one list":           each(maxRepeats+1, "LSET", "list", "-1", "x"),
+		"9 ZRANGESTOREs from one set":   each(maxRepeats+1, "ZRANGESTORE", "dst", "z", "0", "+inf", "BYSCORE", "LIMIT", "999999", "1"),
+		"LREMs and an LPOS of one list": append(each(maxRepeats, "LREM", "list", "0", "nomatch"), cmd("LPOS", "list", "nomatch")),
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -371,6 +387,7 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"HMGET of 8 fields, 8 times": {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
 		"1000 GETs of distinct keys": distinct,
 		"100 INCRs of one key":       writes,
+		"8 LREMs of one list":        each(maxRepeats, "LREM", "list", "0", "nomatch"),
 		"HMGETs of the same fields":  {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
 	} {
 		_, err := pipeline(t, f.b, cmds...)
