@@ -108,8 +108,10 @@ type Bridge struct {
 	pipes      *pipes
 	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
 	// ending tracks the terminations abandon started, which Close waits
-	// for.
+	// for; closed, set by Close under mu, makes later ones untracked.
 	ending sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -420,6 +422,14 @@ const terminateWait = 5 * time.Second
 func (b *Bridge) abandon(ctx context.Context, pc *pgconn.PgConn) {
 	pid := pc.PID()
 	_ = pc.Close(context.WithoutCancel(ctx))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		// A call that outlived Close's wait: its session is ended all
+		// the same.
+		go func() { _ = b.terminate(pid) }()
+		return
+	}
 	b.ending.Go(func() { _ = b.terminate(pid) })
 }
 
@@ -449,6 +459,9 @@ const closeWait = 2 * time.Second
 // pgconn's own bound.
 func (b *Bridge) Close() {
 	done := make(chan struct{})
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	go func() {
 		b.pool.Close()
 		b.ending.Wait()
