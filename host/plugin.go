@@ -228,6 +228,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}
 	p.log = s.logger.Named("plugin").Named(cfg.Name)
+	if p.redis != nil {
+		if reason := p.redis.Evicting(ctx); reason != "" {
+			s.logger.Warn("the backend's Redis may drop records it acknowledged, and the backend is not ready while it would (README.md, \"Where the data lives, and what survives what\"): "+reason, "backend", cfg.Name)
+		}
+	}
 	if p.pg != nil && p.pg.TempFileLimitKB() < 0 {
 		s.logger.Warn("the backend's PostgreSQL role may fill the server's disk with temporary files: its temp_file_limit is unbounded and only a superuser may set it (SECURITY.md, \"Sharing a PostgreSQL between backends\")",
 			"backend", cfg.Name, "role", PostgresRole(cfg.Postgres.Schema))

@@ -162,10 +162,12 @@ func (masterDials) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	return next
 }
 
-// Ready reports whether Redis can take the backend's writes: every node
-// the backend writes to answers PING (Ping), is not loading its dataset,
-// and, with maxmemory-policy noeviction, has room under maxmemory (else
-// it answers OOM to every write). The error is UNAVAILABLE and names the
+// Ready reports whether Redis can take the backend's writes and keep
+// them: every node the backend writes to answers PING (Ping), is not
+// loading its dataset, does not evict keys (a maxmemory with a policy
+// other than noeviction, under which Redis drops records it answered as
+// written), and, with noeviction, has room under maxmemory (else it
+// answers OOM to every write). The error is UNAVAILABLE and names the
 // node: "redis 127.0.0.1:6379: connection refused".
 func (b *Bridge) Ready(ctx context.Context) error {
 	if err := b.Ping(ctx); err != nil {
@@ -191,10 +193,36 @@ func unready(f map[string]string) string {
 	if f["loading"] == "1" {
 		return "LOADING Redis is loading the dataset in memory"
 	}
+	if reason := evicts(f); reason != "" {
+		return reason
+	}
 	limit := infoInt(f, "maxmemory")
 	if limit > 0 && f["maxmemory_policy"] == "noeviction" {
 		if used := infoInt(f, "used_memory") - infoInt(f, "mem_not_counted_for_evict"); used > limit {
 			return fmt.Sprintf("OOM: used memory %d bytes over maxmemory %d with maxmemory-policy noeviction: writes are refused", used, limit)
+		}
+	}
+	return ""
+}
+
+// evicts says how a master whose INFO is f would drop keys at its
+// maxmemory, or "": with a maxmemory and any policy but noeviction
+// (volatile-* ones too, since records carry TTLs), Redis makes room by
+// deleting keys, records it answered as written among them.
+func evicts(f map[string]string) string {
+	policy := f["maxmemory_policy"]
+	if f == nil || f["role"] == "slave" || infoInt(f, "maxmemory") <= 0 || policy == "" || policy == "noeviction" {
+		return ""
+	}
+	return fmt.Sprintf("maxmemory-policy %s evicts keys at maxmemory %s bytes: records answered as written can be dropped; set maxmemory-policy noeviction", policy, f["maxmemory"])
+}
+
+// Evicting says, for the first node the backend writes to that would
+// evict keys, why, naming the node; "" when none would or none answered.
+func (b *Bridge) Evicting(ctx context.Context) string {
+	for _, n := range b.ServerInfo(ctx) {
+		if reason := evicts(n.Fields); reason != "" {
+			return fmt.Sprintf("redis %s: %s", n.Addr, reason)
 		}
 	}
 	return ""

@@ -79,3 +79,27 @@ func TestServerInfoOfEveryClusterNode(t *testing.T) {
 	require.ElementsMatch(t, nodes(t, addrs), got)
 	require.NoError(t, f.b.Ready(context.Background()))
 }
+
+// A master that evicts keys (any policy but noeviction, once it has a
+// maxmemory) drops records it acknowledged: it is reported, as is one
+// out of memory under noeviction; a replica, or no maxmemory, is not.
+func TestUnreadyWhenRedisEvicts(t *testing.T) {
+	for _, tc := range []struct {
+		fields map[string]string
+		want   string
+	}{
+		{map[string]string{"role": "master", "maxmemory": "0", "maxmemory_policy": "allkeys-lru"}, ""},
+		{map[string]string{"role": "master", "maxmemory": "1000", "maxmemory_policy": "noeviction", "used_memory": "10"}, ""},
+		{map[string]string{"role": "master", "maxmemory": "1000", "maxmemory_policy": "allkeys-lru"}, "maxmemory-policy allkeys-lru evicts keys at maxmemory 1000 bytes"},
+		{map[string]string{"role": "master", "maxmemory": "1000", "maxmemory_policy": "volatile-ttl"}, "maxmemory-policy volatile-ttl evicts keys"},
+		{map[string]string{"role": "slave", "maxmemory": "1000", "maxmemory_policy": "allkeys-lru"}, ""},
+		{map[string]string{"role": "master", "maxmemory": "1000", "maxmemory_policy": "noeviction", "used_memory": "2000"}, "OOM: used memory 2000 bytes over maxmemory 1000"},
+	} {
+		got := unready(tc.fields)
+		if tc.want == "" {
+			require.Empty(t, got, "%v", tc.fields)
+			continue
+		}
+		require.Contains(t, got, tc.want, "%v", tc.fields)
+	}
+}
