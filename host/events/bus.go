@@ -107,6 +107,13 @@ type Bus struct {
 
 	published, dropped, disconnected, refused atomic.Uint64
 	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
+
+	// queued counts the events Publish put on the queue, settled those of
+	// them the appender is done with (appended or dropped); settle is
+	// closed, and replaced, each time settled moves (Flush).
+	queued, settled atomic.Uint64
+	settleMu        sync.Mutex
+	settle          chan struct{}
 }
 
 // eventLog is where a Bus keeps its events.
@@ -151,6 +158,7 @@ func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
 	if l.async() {
 		b.queue = make(chan Event, opts.Queue)
 		b.appended = make(chan struct{})
+		b.settle = make(chan struct{})
 		go b.appendLoop()
 	}
 	return b
@@ -175,6 +183,7 @@ func (b *Bus) Publish(ev Event) {
 	}
 	select {
 	case b.queue <- ev:
+		b.queued.Add(1)
 	default:
 		if n := b.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
 			b.logger.Warn("event queue full: events dropped", "dropped", n)
@@ -191,6 +200,45 @@ func (b *Bus) Written() {
 	if w, ok := b.log.(interface{ appended() }); ok && !b.closed.Load() {
 		w.appended()
 	}
+}
+
+// Flush waits until the events published before it was called are
+// appended to the log, or dropped (the log refused them, or the bus
+// closed), or ctx ends. For a log that appends at once it returns at
+// once. A caller that must not let a crash lose events it published,
+// before it forgets what they record (a replayed buffer), waits here.
+func (b *Bus) Flush(ctx context.Context) error {
+	if b.queue == nil {
+		return nil
+	}
+	// Publish counts an event after queueing it: one the appender took
+	// first may be settled before it is queued, so settled may pass
+	// queued for a moment, never stay behind it once all are done.
+	target := b.queued.Load()
+	for {
+		b.settleMu.Lock()
+		moved := b.settle
+		b.settleMu.Unlock()
+		if b.settled.Load() >= target {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-b.appended:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// settleN records that the appender is done with n more queued events.
+func (b *Bus) settleN(n int) {
+	b.settled.Add(uint64(n))
+	b.settleMu.Lock()
+	close(b.settle)
+	b.settle = make(chan struct{})
+	b.settleMu.Unlock()
 }
 
 // appendLinger is how long the appender holds an event that arrived
@@ -251,6 +299,7 @@ func (b *Bus) appendLoop() {
 				b.published.Add(uint64(len(batch)))
 				b.refusal.Store(nil)
 				backoff = 50 * time.Millisecond
+				b.settleN(len(batch))
 				break
 			}
 			if b.ctx.Err() != nil {
@@ -263,6 +312,7 @@ func (b *Bus) appendLoop() {
 				// and hold up every later event: the batch is dropped,
 				// counted and the error kept for Err.
 				b.refuse(batch, err)
+				b.settleN(len(batch))
 				break
 			}
 			b.logger.Warn("cannot append events; retrying", "events", len(batch), "error", err)

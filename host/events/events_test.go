@@ -580,3 +580,27 @@ func TestFreshSubscriptionAfterRedisRestartedEmpty(t *testing.T) {
 	got := next(t, fresh)
 	require.Equal(t, "after", got.Key)
 }
+
+// Flush returns once the events published before it are in the log: the
+// stream holds them all, though the appender holds a lone event and sends
+// a large queue in batches.
+func TestFlushWaitsForTheAppends(t *testing.T) {
+	c, b, key := redisBus(t)
+	ctx := context.Background()
+	for round, n := range []int{1, 2000} {
+		before := c.XLen(ctx, key).Val()
+		for i := range n {
+			b.Publish(events.Event{Kind: "agent_states", Op: events.OpPut, AgentID: "a", Key: fmt.Sprintf("k%d", i), Version: uint64(i + 1), Time: time.Now()})
+		}
+		require.NoError(t, b.Flush(ctx), "round %d", round)
+		require.Equal(t, before+int64(n), c.XLen(ctx, key).Val(), "round %d: every event published is in the stream", round)
+	}
+	// Nothing queued: at once. A context that ends first: its error.
+	require.NoError(t, b.Flush(ctx))
+	b.Publish(events.Event{Kind: "agent_states", Op: events.OpPut, AgentID: "a", Key: "late", Version: 1, Time: time.Now()})
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, b.Flush(done), context.Canceled)
+	// An in-process log appends at once.
+	require.NoError(t, events.NewLocal(events.Options{}, nil).Flush(ctx))
+}
