@@ -109,6 +109,9 @@ func (s *Store) PutMetrics(ctx context.Context, ms []Metric, opts ...WriteOption
 	s.checkItems(abi.OpPutMetric, errs, err, func(i int) string {
 		return metricKeyMismatch(&out[i], ms[i].AgentID, ms[i].Name, ms[i].Timestamp)
 	})
+	s.unsureItems(abi.KindMetric, len(ms), errs, err, func(i int) (string, string) {
+		return ms[i].AgentID, metricEventKey(ms[i].Name, ms[i].Timestamp)
+	})
 	buffered := s.acknowledgedItems(abi.OpPutMetric, errs, func(int) cacheKey { return cacheKey{} })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, buffered, func(m *Metric) { s.publishMetric(events.OpPut, m) })
@@ -132,6 +135,9 @@ func (s *Store) GetMetrics(ctx context.Context, keys []MetricKey) ([]Result[Metr
 // DeleteMetrics removes the sample at each key and returns an error per key.
 func (s *Store) DeleteMetrics(ctx context.Context, keys []MetricKey) ([]error, error) {
 	errs, err := s.bulk(ctx, abi.OpDeleteMetric, len(keys), func(i int, e *abi.Encoder) { keys[i].Encode(e) }, nil)
+	s.unsureItems(abi.KindMetric, len(keys), errs, err, func(i int) (string, string) {
+		return keys[i].AgentID, metricEventKey(keys[i].Name, keys[i].Timestamp)
+	})
 	buffered := s.acknowledgedItems(abi.OpDeleteMetric, errs, func(int) cacheKey { return cacheKey{} })
 	return publishDeleted(errs, err, buffered, func(i int) { s.publishMetricDelete(&keys[i]) })
 }
@@ -154,7 +160,7 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 		req.Encode(e)
 	}, func(i int, d *abi.Decoder) { out[i].Decode(d) })
 	s.checkItems(abi.OpPutAlert, errs, err, func(i int) string { return putAlertMismatch(&out[i], &as[i]) })
-	s.unsureItems(abi.KindAlert, errs, func(i int) string { return as[i].ID })
+	s.unsureItems(abi.KindAlert, len(as), errs, err, func(i int) (string, string) { return as[i].AgentID, as[i].ID })
 	buffered := s.acknowledgedItems(abi.OpPutAlert, errs, func(i int) cacheKey { return cacheKey{abi.KindAlert, as[i].ID} })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, buffered, func(a *Alert) { s.publishAlert(events.OpPut, a) })
@@ -177,7 +183,7 @@ func (s *Store) GetAlerts(ctx context.Context, ids []string) ([]Result[Alert], e
 func (s *Store) DeleteAlerts(ctx context.Context, ids []string) ([]error, error) {
 	agents := s.alertAgents(ctx, ids)
 	errs, err := s.bulk(ctx, abi.OpDeleteAlert, len(ids), func(i int, e *abi.Encoder) { e.String(ids[i]) }, nil)
-	s.unsureItems(abi.KindAlert, errs, func(i int) string { return ids[i] })
+	s.unsureItems(abi.KindAlert, len(ids), errs, err, func(i int) (string, string) { return agents[i], ids[i] })
 	buffered := s.acknowledgedItems(abi.OpDeleteAlert, errs, func(i int) cacheKey { return cacheKey{abi.KindAlert, ids[i]} })
 	return publishDeleted(errs, err, buffered, func(i int) { s.publishAlertDelete(ids[i], agents[i]) })
 }
@@ -221,7 +227,7 @@ func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi
 	s.checkItems(abi.OpPutAgentState, errs, err, func(i int) string {
 		return putStateMismatch(&out[i], states[i].AgentID, cond(i))
 	})
-	s.unsureItems(abi.KindAgentState, errs, func(i int) string { return states[i].AgentID })
+	s.unsureItems(abi.KindAgentState, len(states), errs, err, func(i int) (string, string) { return states[i].AgentID, states[i].AgentID })
 	buffered := s.acknowledgedItems(abi.OpPutAgentState, errs, func(i int) cacheKey { return cacheKey{abi.KindAgentState, states[i].AgentID} })
 	rs, err := results(out, errs, err)
 	return publishEach(rs, err, buffered, s.publishState)
@@ -247,7 +253,7 @@ func (s *Store) DeleteAgentStates(ctx context.Context, agentIDs []string) ([]err
 		req := abi.DeleteAgentState{AgentID: agentIDs[i]}
 		req.Encode(e)
 	}, nil)
-	s.unsureItems(abi.KindAgentState, errs, func(i int) string { return agentIDs[i] })
+	s.unsureItems(abi.KindAgentState, len(agentIDs), errs, err, func(i int) (string, string) { return agentIDs[i], agentIDs[i] })
 	buffered := s.acknowledgedItems(abi.OpDeleteAgentState, errs, func(i int) cacheKey { return cacheKey{abi.KindAgentState, agentIDs[i]} })
 	return publishDeleted(errs, err, buffered, func(i int) { s.publishStateDelete(agentIDs[i]) })
 }

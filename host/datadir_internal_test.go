@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/events"
 )
 
 // Every answered write is on disk when its call returns: nothing it wrote
@@ -42,6 +43,9 @@ func TestFailedCommitAnsweredByWhatTheCallWrote(t *testing.T) {
 	defer st.Close(ctx)
 	_, err = st.PutAlert(ctx, Alert{ID: "al", AgentID: "a", Status: abi.AlertFiring, Severity: abi.SeverityWarning, Message: "m"})
 	require.NoError(t, err)
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
 
 	var full atomic.Bool
 	full.Store(true)
@@ -67,6 +71,21 @@ func TestFailedCommitAnsweredByWhatTheCallWrote(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnavailable, "an alert put that read, then was refused")
 	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 
+	// The writes of unknown outcome are told to subscribers, which read
+	// them again; those refused are not.
+	for _, want := range []string{"b1", "b2"} {
+		select {
+		case ev := <-sub.Events():
+			require.Equal(t, events.OpUnknown, ev.Op)
+			require.Equal(t, abi.KindAgentState.Name(), ev.Kind)
+			require.Equal(t, want, ev.Key)
+			require.Equal(t, want, ev.AgentID)
+			require.Zero(t, ev.Version)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event for %s, answered outcome unknown", want)
+		}
+	}
+
 	full.Store(false)
 	require.Eventually(t, func() bool {
 		_, err := st.PutAgentState(ctx, AgentState{AgentID: "after", State: []byte(`{}`)})
@@ -83,4 +102,17 @@ func TestFailedCommitAnsweredByWhatTheCallWrote(t *testing.T) {
 	al, err := st.GetAlert(ctx, "al")
 	require.NoError(t, err)
 	require.Equal(t, abi.AlertFiring, al.Status)
+	// Until the put that succeeded: nothing of the refused writes (a try
+	// of "after" may have been answered outcome unknown too).
+	for {
+		select {
+		case ev := <-sub.Events():
+			require.Equal(t, "after", ev.Key, "an event of a write refused before it wrote")
+			if ev.Op == events.OpPut {
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event for the put that succeeded")
+		}
+	}
 }

@@ -160,19 +160,39 @@ func (s *Store) publishStateDelete(agent string) {
 	s.publish(abi.KindAgentState, events.OpDelete, agent, agent, 0, time.Time{}, nil)
 }
 
-// unsure drops this host's cached copy of a record a write of unknown
-// outcome (ErrOutcomeUnknown) may have changed: no event says what it
-// left, so the next read goes to the backend.
-func (s *Store) unsure(kind abi.RecordKind, key string, err error) {
-	if s.cache != nil && err != nil && errors.Is(err, ErrOutcomeUnknown) {
+// unsure tells of a write answered ErrOutcomeUnknown (err), which may
+// have changed the record of agent at key: this host's cached copy is
+// dropped, so that its next read goes to the backend, and an OpUnknown
+// event goes to the log, so that subscribers and other hosts' caches
+// read it again too. A write that did apply has no event of its own: its
+// answer was lost, and with it what it left (version, expiry). A plugin
+// that writes its events with its writes (abi.FeatureWriteEvents) wrote
+// one if the write applied: nothing is published for it.
+func (s *Store) unsure(kind abi.RecordKind, agent, key string, err error) {
+	if err == nil || !errors.Is(err, ErrOutcomeUnknown) {
+		return
+	}
+	if s.cache != nil && kind != abi.KindMetric {
 		s.cache.invalidate(cacheKey{kind, key}, 0)
+	}
+	if s.bus != nil && !s.p.writesEvents {
+		s.bus.Publish(events.Event{Kind: kind.Name(), Op: events.OpUnknown, AgentID: agent, Key: key, Time: s.now()})
 	}
 }
 
-// unsureItems is unsure for the items of a bulk write.
-func (s *Store) unsureItems(kind abi.RecordKind, errs []error, key func(i int) string) {
-	for i, err := range errs {
-		s.unsure(kind, key(i), err)
+// unsureItems is unsure for the n items of a bulk write, whose answers
+// are errs, or err for the batch as a whole (errs nil); item gives an
+// item's agent and key.
+func (s *Store) unsureItems(kind abi.RecordKind, n int, errs []error, err error, item func(i int) (agent, key string)) {
+	for i := range n {
+		e := err
+		if errs != nil {
+			e = errs[i]
+		}
+		if e != nil && errors.Is(e, ErrOutcomeUnknown) {
+			agent, key := item(i)
+			s.unsure(kind, agent, key, e)
+		}
 	}
 }
 

@@ -558,7 +558,7 @@ func testHostileGrow(t *testing.T, by *hostileBystander) {
 		name:     "grow until refused, then trap",
 		do:       hostileGet("t"),
 		want:     host.ErrLimit, // a trap at its memory's limit: out of memory
-		says:     []string{"backend grow", "as a plugin does that ran out of memory", "unreachable"},
+		says:     []string{"backend grow", "storage_call(get_agent_state) failed with its memory at", "as a plugin does that ran out of memory"},
 		discards: true,
 	})
 

@@ -439,6 +439,7 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
 	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
+	s.unsure(abi.KindMetric, m.AgentID, metricEventKey(m.Name, m.Timestamp), err)
 	err = s.checkAnswer(abi.OpPutMetric, err, func() string { return metricKeyMismatch(&out, m.AgentID, m.Name, m.Timestamp) })
 	publish, err := s.acknowledged(abi.OpPutMetric, err, cacheKey{})
 	if err != nil {
@@ -463,6 +464,7 @@ func (s *Store) GetMetric(ctx context.Context, k MetricKey) (Metric, error) {
 // DeleteMetric removes the sample at k; a missing one is ErrNotFound.
 func (s *Store) DeleteMetric(ctx context.Context, k MetricKey) error {
 	err := s.roundTrip(ctx, abi.OpDeleteMetric, k.Encode, nil)
+	s.unsure(abi.KindMetric, k.AgentID, metricEventKey(k.Name, k.Timestamp), err)
 	publish, err := s.acknowledged(abi.OpDeleteMetric, err, cacheKey{})
 	if publish {
 		s.publishMetricDelete(&k)
@@ -497,7 +499,7 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
-	s.unsure(abi.KindAlert, a.ID, err)
+	s.unsure(abi.KindAlert, a.AgentID, a.ID, err)
 	err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) })
 	publish, err := s.acknowledged(abi.OpPutAlert, err, cacheKey{abi.KindAlert, a.ID})
 	if err != nil {
@@ -529,7 +531,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 func (s *Store) DeleteAlert(ctx context.Context, id string) error {
 	agent := s.alertAgents(ctx, []string{id})
 	err := s.roundTrip(ctx, abi.OpDeleteAlert, func(e *abi.Encoder) { e.String(id) }, nil)
-	s.unsure(abi.KindAlert, id, err)
+	s.unsure(abi.KindAlert, agent[0], id, err)
 	publish, err := s.acknowledged(abi.OpDeleteAlert, err, cacheKey{abi.KindAlert, id})
 	if publish {
 		s.publishAlertDelete(id, agent[0])
@@ -543,7 +545,9 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
-	s.unsure(abi.KindAlert, id, err)
+	if err != nil && errors.Is(err, ErrOutcomeUnknown) {
+		s.unsure(abi.KindAlert, s.alertAgents(ctx, []string{id})[0], id, err)
+	}
 	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
 	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{abi.KindAlert, id})
 	if err != nil {
@@ -579,7 +583,7 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, func(d *abi.Decoder) { decodeAgentState(d, &out, st.AgentID) })
-	s.unsure(abi.KindAgentState, st.AgentID, err)
+	s.unsure(abi.KindAgentState, st.AgentID, st.AgentID, err)
 	err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) })
 	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{abi.KindAgentState, st.AgentID})
 	if err != nil {
@@ -636,7 +640,7 @@ func (s *Store) DeleteAgentState(ctx context.Context, agentID string, opts ...Wr
 	if publish {
 		s.publishStateDelete(agentID)
 	}
-	s.unsure(abi.KindAgentState, agentID, err)
+	s.unsure(abi.KindAgentState, agentID, agentID, err)
 	return err
 }
 

@@ -27,6 +27,10 @@ const (
 	OpDelete = "delete" // a record was deleted
 	OpStatus = "status" // an alert's status was set
 	OpExpire = "expire" // a record's expiry passed
+	// OpUnknown: a write of the record was answered ErrOutcomeUnknown
+	// (HTTP 504): it may or may not have changed it. Version is 0; read
+	// the record to know what it holds.
+	OpUnknown = "unknown"
 )
 
 // Event is one change to a backend's records, or one event a plugin

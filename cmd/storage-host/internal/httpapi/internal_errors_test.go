@@ -10,17 +10,26 @@ import (
 	"github.com/storage-host/storage-host/host"
 )
 
-// TestPluginTrapDetailStaysInTheLog: a plugin that traps (the leak plugin
-// runs out of its one page of memory and executes unreachable) is answered
-// 500 with a generic message and a request ID; the trap, its wasm stack
-// trace and the plugin's name are logged under that ID, never sent.
+// TestPluginTrapDetailStaysInTheLog: a plugin that traps (the recursion
+// plugin overflows its stack) is answered 500 with a generic message and a request ID;
+// the trap, its wasm stack trace and the plugin's name are logged under
+// that ID, never sent. One that ran out of memory is answered 429, saying
+// so, with no more of the trap than that.
 func TestPluginTrapDetailStaysInTheLog(t *testing.T) {
 	limits := host.DefaultLimits
 	limits.MemoryPages = 1
-	st := openStore(t, host.Config{Name: "leaky-backend", Plugin: "../../../../testdata/plugins/hostile/leak.wasm", Limits: limits})
+	leaky := openStore(t, host.Config{Name: "leaky-backend", Plugin: "../../../../testdata/plugins/hostile/leak.wasm", Limits: limits})
+	res := newEnvWith(t, leaky).req("GET", "/v1/agents/a/state", nil)
+	res.requireError(t, http.StatusTooManyRequests, "limit")
+	require.Contains(t, string(res.body), "as a plugin does that ran out of memory")
+	for _, detail := range []string{"wasm", "stack", "unreachable"} {
+		require.NotContains(t, string(res.body), detail, "trap detail in the response")
+	}
+
+	st := openStore(t, host.Config{Name: "leaky-backend", Plugin: "../../../../testdata/plugins/hostile/recursion.wasm"})
 	e := newEnvWith(t, st)
 
-	res := e.req("GET", "/v1/agents/a/state", nil)
+	res = e.req("GET", "/v1/agents/a/state", nil)
 	msg := res.requireError(t, http.StatusInternalServerError, "internal")
 	body := string(res.body)
 	for _, detail := range []string{"wasm", "stack", "unreachable", "leaky-backend", "plugin failed"} {
@@ -33,5 +42,5 @@ func TestPluginTrapDetailStaysInTheLog(t *testing.T) {
 	logs := e.logs.String()
 	at := strings.Index(logs, "request_id="+id)
 	require.GreaterOrEqual(t, at, 0, "the failure is logged under the request ID")
-	require.Contains(t, logs[at:], "wasm stack trace", "with its detail")
+	require.Contains(t, logs[at:], "storage_call(get_agent_state): stack overflow", "with its detail")
 }
