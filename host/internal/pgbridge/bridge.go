@@ -151,6 +151,17 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	}
 	pc.ConnConfig.User = b.role
 	pc.ConnConfig.Password = password
+	// The role may change its own defaults (ALTER ROLE CURRENT_USER SET),
+	// which every later session of it takes at login, the host's own
+	// included: a serializable, read-only, deferrable default makes a
+	// plain SELECT wait for a safe snapshot, which the plugin's own
+	// transaction can withhold for good (the termination of its stuck
+	// statement, and the next Open, then waited too). A setting sent at
+	// login overrides the role's, so the host's sessions ask for the
+	// server's defaults; the operator's Settings come after.
+	for name, value := range sessionDefaults {
+		pc.ConnConfig.RuntimeParams[name] = value
+	}
 	for name, value := range cfg.Settings {
 		pc.ConnConfig.RuntimeParams[name] = value
 	}
@@ -402,6 +413,17 @@ func (b *Bridge) Ready(ctx context.Context) error {
 // server and TLS settings. For a connection of the host's own that
 // must not hold the admin's privileges (the event log's LISTEN).
 func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
+
+// sessionDefaults are the settings every session of the role asks for at
+// login, over what the role set for itself.
+var sessionDefaults = map[string]string{
+	"default_transaction_isolation":       "read committed",
+	"default_transaction_read_only":       "off",
+	"default_transaction_deferrable":      "off",
+	"statement_timeout":                   "0",
+	"lock_timeout":                        "0",
+	"idle_in_transaction_session_timeout": "0",
+}
 
 // terminateWait bounds a termination's connection and statement.
 const terminateWait = 5 * time.Second

@@ -658,3 +658,61 @@ func TestStatementIgnoringItsCancelIsEnded(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 }
+
+// The role may change its own defaults (ALTER ROLE CURRENT_USER SET),
+// which its later sessions take at login: serializable, read-only and
+// deferrable defaults made a plain SELECT of the host's wait for a safe
+// snapshot that the plugin's own serializable statement withheld, so
+// the termination of that statement waited, and so did the next Open.
+// The host's sessions ask for the server's defaults at login instead.
+func TestRoleDefaultsDoNotHoldTheHost(t *testing.T) {
+	schema := pgtest.Schema(t, RolePrefix)
+	b := open(t, Config{Schema: schema})
+	b.cancelWait = 100 * time.Millisecond
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("ALTER ROLE CURRENT_USER SET default_transaction_isolation = 'serializable'"),
+		stmt("ALTER ROLE CURRENT_USER SET default_transaction_read_only = on"),
+		stmt("ALTER ROLE CURRENT_USER SET default_transaction_deferrable = on"),
+		stmt("ALTER ROLE CURRENT_USER SET statement_timeout = 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	adm := admin(t)
+	running := func() int {
+		var n int
+		require.NoError(t, adm.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%storagehost_serializable%'", b.Role()).Scan(&n))
+		return n
+	}
+	const loop = `DO $$ BEGIN
+		PERFORM 'storagehost_serializable';
+		LOOP
+			BEGIN
+				PERFORM pg_sleep(0.05);
+			EXCEPTION WHEN query_canceled THEN NULL;
+			END;
+		END LOOP;
+	END $$`
+	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = do(t, dctx, b, abi.PGBatch,
+		stmt("SET default_transaction_isolation = 'serializable'"),
+		stmt("SET default_transaction_read_only = off"),
+		stmt("SET default_transaction_deferrable = off"),
+		stmt("SET statement_timeout = 0"),
+		stmt(loop))
+	cancel()
+	require.Error(t, err, "the call cannot have finished")
+	require.Eventually(t, func() bool { return running() == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the serializable statement still runs in the server after its call ended")
+
+	// A host opening the backend again is not held either.
+	octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	again, err := Open(octx, Config{AdminURL: pgtest.URL(t), Schema: schema})
+	require.NoError(t, err)
+	defer again.Close()
+	rs, err = do(t, ctx, again, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}
