@@ -40,10 +40,12 @@ import (
 // whole in the client's output buffer, so a read of a value repeated is
 // that value repeated in Redis's memory, whatever the bridge then reads
 // of it (one MGET naming a 1 MiB value 400 times, a 3 KB request, made
-// Redis allocate 410 MB). The writes that walk their key
-// (searchingWrites: LREM of a long list is a scan of it) count with the
-// reads: each repeat is the key's size again in Redis's time. Reads and
-// searches of distinct keys cost at most what the plugin stored.
+// Redis allocate 410 MB). The writes that walk or read their key
+// (searchingWrites: LREM of a long list is a scan of it, XREADGROUP of a
+// pending list a read of it) count with the reads, searchWeight each:
+// each repeat is the key's size again in Redis's time, with no reply to
+// bound it. Reads and searches of distinct keys cost at most what the
+// plugin stored, a few times.
 const maxRepeats = 8
 
 // repeats counts the keys one request's reads and searching writes name.
@@ -53,10 +55,16 @@ type repeats struct {
 	count map[string]int // past them, every name's count
 }
 
+// searchWeight is what a searching write counts for against maxRepeats:
+// one request may search a key twice, or search it once and read it four
+// times.
+const searchWeight = maxRepeats / 2
+
 // read counts the keys of the read command in, whose arguments as built
-// are args (its keys the prefixed ones, args.go), and its other arguments'
+// are args (its keys the prefixed ones, args.go), each weight times (1 for
+// a read, searchWeight for a searching write), and its other arguments'
 // repeats, and says which passes maxRepeats.
-func (r *repeats) read(in [][]byte, args []any) error {
+func (r *repeats) read(in [][]byte, args []any, weight int) error {
 	others := 0
 	for i, a := range args[1:] {
 		if k, ok := a.(*byteArg); !ok || !k.owned {
@@ -65,18 +73,18 @@ func (r *repeats) read(in [][]byte, args []any) error {
 		}
 		name := in[i+1]
 		if r.count == nil {
-			if r.n < maxRepeats {
+			if weight == 1 && r.n < maxRepeats {
 				r.first[r.n] = name
 				r.n++
 				continue
 			}
 			r.count = make(map[string]int, 4*maxRepeats)
-			for _, k := range r.first {
+			for _, k := range r.first[:r.n] {
 				r.count[string(k)]++
 			}
 		}
-		if r.count[string(name)]++; r.count[string(name)] > maxRepeats {
-			return fmt.Errorf("key %s is read or searched more than %d times in one request", shown(name), maxRepeats)
+		if r.count[string(name)] += weight; r.count[string(name)] > maxRepeats {
+			return fmt.Errorf("key %s is read more than %d times, or searched more than %d, in one request", shown(name), maxRepeats, maxRepeats/searchWeight)
 		}
 	}
 	if others <= maxRepeats {

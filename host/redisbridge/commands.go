@@ -49,13 +49,15 @@ type command struct {
 	searches bool
 }
 
-// searchingWrites are the writes of the table that walk their key: LREM
-// and LINSERT scan the list for an element, LSET walks it to an index,
-// ZRANGESTORE walks a sorted set to its range (a LIMIT offset up to
-// maxOffset). Each costs Redis time linear in the key's size, once per
-// command: ten thousand LREMs of one ten-megabyte list in a request
+// searchingWrites are the writes of the table that walk or read their
+// key: LREM and LINSERT scan the list for an element, LSET walks it to an
+// index, ZRANGESTORE walks a sorted set to its range (a LIMIT offset up to
+// maxOffset), XREADGROUP and XAUTOCLAIM read up to COUNT entries of a
+// stream or of its pending list. Each costs Redis time linear in the
+// key's size, once per command: ten thousand LREMs of one ten-megabyte
+// list, or 300 XREADGROUPs of 10 000 pending entries, in a request
 // stalled every client of the server for seconds.
-var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore"}
+var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore", "xreadgroup", "xautoclaim"}
 
 // readOnlyCommands are the commands of the table that change no data.
 // Every other one counts as a write: a request holding one whose outcome is

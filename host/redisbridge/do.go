@@ -120,7 +120,11 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				return nil
 			}
 			if c.readOnly || c.searches {
-				if err := reads.read(in, args); err != nil {
+				weight := 1
+				if c.searches {
+					weight = searchWeight
+				}
+				if err := reads.read(in, args, weight); err != nil {
 					limit(e, "command %d: %v", i, err)
 					return nil
 				}

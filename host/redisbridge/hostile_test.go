@@ -323,8 +323,9 @@ func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
 // (HMGET's fields) another argument at most maxRepeats times: Redis builds
 // each reply whole in its output buffer, so repeats multiply a value in
 // Redis's memory (one MGET of a 1 MiB value 400 times, 3 KB asked, made
-// Redis allocate 410 MB). The writes that scan their key (LREM, LINSERT,
-// LSET, ZRANGESTORE) count with the reads. Distinct keys, other writes
+// Redis allocate 410 MB). The writes that scan or read their key (LREM,
+// LINSERT, LSET, ZRANGESTORE, XREADGROUP, XAUTOCLAIM) count with the
+// reads, as half of them each (two a key). Distinct keys, other writes
 // and a key read within the bound pass; nothing of a refused request is
 // sent.
 func TestHostileRepeatedReadsAreRefused(t *testing.T) {
@@ -360,11 +361,14 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"HGETALL of one hash 9 times": {cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h")},
 		// Writes that scan their key: each repeat is the key's size again
 		// in Redis's time.
-		"10 000 LREMs of one list":      each(10_000, "LREM", "list", "0", "nomatch"),
-		"9 LINSERTs into one list":      each(maxRepeats+1, "LINSERT", "list", "BEFORE", "nomatch", "x"),
-		"9 LSETs of one list":           each(maxRepeats+1, "LSET", "list", "-1", "x"),
-		"9 ZRANGESTOREs from one set":   each(maxRepeats+1, "ZRANGESTORE", "dst", "z", "0", "+inf", "BYSCORE", "LIMIT", "999999", "1"),
-		"LREMs and an LPOS of one list": append(each(maxRepeats, "LREM", "list", "0", "nomatch"), cmd("LPOS", "list", "nomatch")),
+		"10 000 LREMs of one list":       each(10_000, "LREM", "list", "0", "nomatch"),
+		"3 LREMs of one list":            each(3, "LREM", "list", "0", "nomatch"),
+		"3 LINSERTs into one list":       each(3, "LINSERT", "list", "BEFORE", "nomatch", "x"),
+		"3 LSETs of one list":            each(3, "LSET", "list", "-1", "x"),
+		"3 ZRANGESTOREs from one set":    each(3, "ZRANGESTORE", "dst", "z", "0", "+inf", "BYSCORE", "LIMIT", "999999", "1"),
+		"3 XREADGROUPs of one stream":    each(3, "XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "STREAMS", "s", "0"),
+		"3 XAUTOCLAIMs of one stream":    each(3, "XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "10"),
+		"an LREM and 5 LPOS of one list": append(each(1, "LREM", "list", "0", "nomatch"), each(5, "LPOS", "list", "nomatch")...),
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -377,6 +381,10 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 	for i := range 1000 {
 		distinct = append(distinct, cmd("GET", fmt.Sprintf("k%d", i)))
 	}
+	var lrems [][][]byte
+	for i := range 100 {
+		lrems = append(lrems, cmd("LREM", fmt.Sprintf("list%d", i), "0", "x"))
+	}
 	var writes [][][]byte
 	for range 100 {
 		writes = append(writes, cmd("INCR", "counter"))
@@ -387,7 +395,9 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"HMGET of 8 fields, 8 times": {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
 		"1000 GETs of distinct keys": distinct,
 		"100 INCRs of one key":       writes,
-		"8 LREMs of one list":        each(maxRepeats, "LREM", "list", "0", "nomatch"),
+		"2 LREMs of one list":        each(2, "LREM", "list", "0", "nomatch"),
+		"an LREM and 4 LPOS":         append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch")...),
+		"LREMs of 100 lists":         lrems,
 		"HMGETs of the same fields":  {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
 	} {
 		_, err := pipeline(t, f.b, cmds...)
