@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -113,7 +114,12 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 			// configures it all the same), so that validate catches what
 			// serve would refuse.
 			if err := o.plugins.checkOptions(ctx, wasm, cfg.Options); err != nil {
-				if len(cfg.Options) > 0 {
+				if !errors.Is(err, host.ErrInvalid) {
+					// Not the plugin's verdict on its options: the module
+					// failed its configuration call (a trap, an export
+					// of the wrong type, a malformed answer).
+					c.errorf(rb.Plugin.Range(), "Plugin fails when configured", "%v.", err)
+				} else if len(cfg.Options) > 0 {
 					c.errorf(rb.Options.Range(), "Options refused by the plugin", "%v.", err)
 				} else {
 					c.errorf(rb.Plugin.Range(), "Plugin refuses to run without options", "%v; give it an options block.", err)

@@ -169,3 +169,21 @@ func TestBackupOfAPluginWithoutQueries(t *testing.T) {
 	_, err = loadChecked(writeFile(t, dir, "m.hcl", []byte("backend \"m\" {\n  plugin = \"builtin:memory\"\n  backup {\n    interval  = \"1h\"\n    directory = \"bk\"\n  }\n}\n")))
 	require.NoError(t, err, "the built-in memory plugin serves queries")
 }
+
+// A module that fails its configuration call for a reason of its own (here
+// a storage_call of the wrong type) is said to fail, not to refuse its
+// options: giving it options would not help.
+func TestPluginFailingWhenConfigured(t *testing.T) {
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(filepath.Join(plugins, "hostile", "badcall.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "badcall.wasm"), wasm, 0o600))
+	for name, src := range map[string]string{
+		"bare.hcl":  "backend \"b\" {\n  plugin = \"badcall.wasm\"\n}\n",
+		"given.hcl": "backend \"b\" {\n  plugin = \"badcall.wasm\"\n  options = { a = \"1\" }\n}\n",
+	} {
+		_, err = loadChecked(writeFile(t, dir, name, []byte(src)))
+		require.ErrorContains(t, err, name+":2:12: Plugin fails when configured; ", name)
+		require.NotContains(t, err.Error(), "options", name)
+	}
+}
