@@ -222,6 +222,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
 	}
+	if err := checkExports(p.compiled); err != nil {
+		return nil, err
+	}
 	if !cfg.Trusted {
 		if err := p.instantiateFuel(ctx); err != nil {
 			return nil, err
@@ -386,6 +389,50 @@ func (p *plugin) interrupt(ctx context.Context, in *instance) {
 // granted capability modules.
 // instrumented is true for a module wasmcheck.Instrument rewrote, whose
 // fuel import the host provides.
+// exportTypes are the function types the ABI gives its exports (abi/README.md,
+// section 4), as parameters and results.
+var exportTypes = map[string][2][]api.ValueType{
+	abi.ExportInitialize: {nil, nil},
+	abi.ExportABIVersion: {nil, {api.ValueTypeI32}},
+	abi.ExportMetadata:   {nil, {api.ValueTypeI64}},
+	abi.ExportReserve:    {{api.ValueTypeI32}, {api.ValueTypeI32}},
+	abi.ExportCall:       {{api.ValueTypeI32, api.ValueTypeI32}, {api.ValueTypeI64}},
+	abi.ExportMigrations: {nil, {api.ValueTypeI64}},
+}
+
+// checkExports refuses a module exporting one of the ABI's functions with
+// another type: the host would find out only when it first called it, as
+// a trap ("need 3 params, but stack size is 2") or a value it misreads.
+func checkExports(cm wazero.CompiledModule) error {
+	for name, def := range cm.ExportedFunctions() {
+		want, ok := exportTypes[name]
+		if !ok {
+			continue
+		}
+		if !slices.Equal(def.ParamTypes(), want[0]) || !slices.Equal(def.ResultTypes(), want[1]) {
+			return fmt.Errorf("%w: export %s has type %s; the ABI gives it %s (abi/README.md, section 4)",
+				ErrIncompatible, name, funcType(def.ParamTypes(), def.ResultTypes()), funcType(want[0], want[1]))
+		}
+	}
+	return nil
+}
+
+// funcType writes a function type as the ABI's text does: (i32, i32) -> i64.
+func funcType(params, results []api.ValueType) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return strings.Join(s, ", ")
+	}
+	out := "(" + names(params) + ") -> "
+	if len(results) == 1 {
+		return out + names(results)
+	}
+	return out + "(" + names(results) + ")"
+}
+
 func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrumented bool) error {
 	for _, m := range cm.ImportedMemories() {
 		mod, name, _ := m.Import()

@@ -1,10 +1,10 @@
 ;; Build: wat2wasm badcall.wat -o badcall.wasm   (or ../build.sh for every fixture)
 ;;
 ;; badcall: a plugin whose storage_call takes three parameters instead of
-;; two. Its handshake and metadata are valid, so it is found wrong only
-;; when the host first calls it, to configure an instance. The error must
-;; say the module failed, not that the plugin refused its options
-;; (cmd/storage-host/internal/config, TestPluginFailingWhenConfigured).
+;; two. Its handshake and metadata are valid, so only the export's type
+;; is wrong: the host refuses it at load, naming the type the ABI gives
+;; (host/metadata_test.go, TestLoadErrorsNameTheMistake; `validate`,
+;; cmd/storage-host/internal/config, TestPluginOfTheWrongShape).
 ;;
 ;; Features: agent_states; capabilities: none.
 (module

@@ -170,20 +170,26 @@ func TestBackupOfAPluginWithoutQueries(t *testing.T) {
 	require.NoError(t, err, "the built-in memory plugin serves queries")
 }
 
-// A module that fails its configuration call for a reason of its own (here
-// a storage_call of the wrong type) is said to fail, not to refuse its
-// options: giving it options would not help.
-func TestPluginFailingWhenConfigured(t *testing.T) {
+// A module of the wrong shape is said to be so, not to refuse its options:
+// giving it options would not help. One exports storage_call with three
+// parameters (refused at load, naming the type); one traps when it is
+// configured.
+func TestPluginOfTheWrongShape(t *testing.T) {
 	dir := t.TempDir()
-	wasm, err := os.ReadFile(filepath.Join(plugins, "hostile", "badcall.wasm"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "badcall.wasm"), wasm, 0o600))
-	for name, src := range map[string]string{
-		"bare.hcl":  "backend \"b\" {\n  plugin = \"badcall.wasm\"\n}\n",
-		"given.hcl": "backend \"b\" {\n  plugin = \"badcall.wasm\"\n  options = { a = \"1\" }\n}\n",
+	for fixture, want := range map[string]string{
+		"badcall":    "Plugin cannot be loaded; host: incompatible plugin: export storage_call has type (i32, i32, i32) -> i64; the ABI gives it (i32, i32) -> i64",
+		"trapconfig": "Plugin fails when configured; host: configure plugin trapconfig: ",
 	} {
-		_, err = loadChecked(writeFile(t, dir, name, []byte(src)))
-		require.ErrorContains(t, err, name+":2:12: Plugin fails when configured; ", name)
-		require.NotContains(t, err.Error(), "options", name)
+		wasm, err := os.ReadFile(filepath.Join(plugins, "hostile", fixture+".wasm"))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fixture+".wasm"), wasm, 0o600))
+		for name, src := range map[string]string{
+			"bare.hcl":  "backend \"b\" {\n  plugin = \"" + fixture + ".wasm\"\n}\n",
+			"given.hcl": "backend \"b\" {\n  plugin = \"" + fixture + ".wasm\"\n  options = { a = \"1\" }\n}\n",
+		} {
+			_, err = loadChecked(writeFile(t, dir, name, []byte(src)))
+			require.ErrorContains(t, err, name+":2:12: "+want, fixture+" "+name)
+			require.NotContains(t, err.Error(), "options", fixture+" "+name)
+		}
 	}
 }
