@@ -611,6 +611,34 @@ func TestErrorsOnOneLine(t *testing.T) {
 	assert.Equal(t, "failed to connect to `user=u database=d`: 127.0.0.1:5439 (127.0.0.1): dial error: connection refused [::1]:5439: refused", oneLine(err))
 }
 
+// unstoppable is a DO block, marked by mark, that loops in PL/pgSQL and
+// catches the query_canceled its cancel request or statement timeout
+// raises, after running first.
+func unstoppable(mark, first string) string {
+	return `DO $$ BEGIN
+		PERFORM '` + mark + `';
+		` + first + `
+		LOOP
+			BEGIN
+				PERFORM pg_sleep(0.05);
+			EXCEPTION WHEN query_canceled THEN NULL;
+			END;
+		END LOOP;
+	END $$`
+}
+
+// sessionsRunning counts the sessions of b's role whose statement has
+// mark in it, as the admin sees them.
+func sessionsRunning(t *testing.T, b *Bridge, mark string) func() int {
+	adm := admin(t)
+	return func() int {
+		var n int
+		require.NoError(t, adm.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()", b.Role(), mark).Scan(&n))
+		return n
+	}
+}
+
 // A statement that catches its cancel request and goes on (a DO block
 // looping in PL/pgSQL, here after committing a LISTEN) does not outlive
 // its call: the server process behind the connection the bridge gave up
@@ -620,23 +648,8 @@ func TestErrorsOnOneLine(t *testing.T) {
 func TestStatementIgnoringItsCancelIsEnded(t *testing.T) {
 	b := open(t, Config{})
 	b.cancelWait = 100 * time.Millisecond
-	adm := admin(t)
-	running := func() int {
-		var n int
-		require.NoError(t, adm.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%storagehost_unstoppable%'", b.Role()).Scan(&n))
-		return n
-	}
-	const loop = `DO $$ BEGIN
-		EXECUTE 'LISTEN storagehost_unstoppable';
-		COMMIT;
-		LOOP
-			BEGIN
-				PERFORM pg_sleep(0.05);
-			EXCEPTION WHEN query_canceled THEN NULL;
-			END;
-		END LOOP;
-	END $$`
+	running := sessionsRunning(t, b, "storagehost_unstoppable")
+	loop := unstoppable("storagehost_unstoppable", "EXECUTE 'LISTEN storagehost_unstoppable'; COMMIT;")
 	for round := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		start := time.Now()
@@ -678,22 +691,8 @@ func TestRoleDefaultsDoNotHoldTheHost(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 
-	adm := admin(t)
-	running := func() int {
-		var n int
-		require.NoError(t, adm.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%storagehost_serializable%'", b.Role()).Scan(&n))
-		return n
-	}
-	const loop = `DO $$ BEGIN
-		PERFORM 'storagehost_serializable';
-		LOOP
-			BEGIN
-				PERFORM pg_sleep(0.05);
-			EXCEPTION WHEN query_canceled THEN NULL;
-			END;
-		END LOOP;
-	END $$`
+	running := sessionsRunning(t, b, "storagehost_serializable")
+	loop := unstoppable("storagehost_serializable", "")
 	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	_, err = do(t, dctx, b, abi.PGBatch,
 		stmt("SET default_transaction_isolation = 'serializable'"),
