@@ -546,7 +546,11 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
 	if err != nil && errors.Is(err, ErrOutcomeUnknown) {
-		s.unsure(abi.KindAlert, s.alertAgents(ctx, []string{id})[0], id, err)
+		// Its event names the alert's agent, read now: the caller's
+		// context may be what ended the call.
+		lookup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		s.unsure(abi.KindAlert, s.alertAgents(lookup, []string{id})[0], id, err)
+		cancel()
 	}
 	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
 	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{abi.KindAlert, id})
