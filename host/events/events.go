@@ -65,7 +65,10 @@ type Event struct {
 }
 
 // Filter selects events: an event passes when each non-empty list holds
-// its field. The zero Filter passes everything.
+// its field. The zero Filter passes everything. An OpUnknown event passes
+// every Ops list, and one whose AgentID is unknown ("": the host could not
+// read it) every AgentIDs list: the write it tells of may have been any
+// of those ops, of any agent.
 type Filter struct {
 	Kinds    []string
 	AgentIDs []string
@@ -74,7 +77,8 @@ type Filter struct {
 
 // Match reports whether ev passes f.
 func (f *Filter) Match(ev *Event) bool {
-	return in(f.Kinds, ev.Kind) && in(f.AgentIDs, ev.AgentID) && in(f.Ops, ev.Op)
+	unknown := ev.Op == OpUnknown
+	return in(f.Kinds, ev.Kind) && (unknown && ev.AgentID == "" || in(f.AgentIDs, ev.AgentID)) && (unknown || in(f.Ops, ev.Op))
 }
 
 func in(list []string, s string) bool { return len(list) == 0 || slices.Contains(list, s) }
@@ -96,7 +100,8 @@ func compile(f Filter) matcher {
 }
 
 func (m *matcher) match(ev *Event) bool {
-	return m.kinds.has(ev.Kind) && m.agents.has(ev.AgentID) && m.ops.has(ev.Op)
+	unknown := ev.Op == OpUnknown
+	return m.kinds.has(ev.Kind) && (unknown && ev.AgentID == "" || m.agents.has(ev.AgentID)) && (unknown || m.ops.has(ev.Op))
 }
 
 // set is a list of a Filter: empty passes everything.

@@ -142,16 +142,25 @@ func TestFilters(t *testing.T) {
 		pub.Publish(ev(abi.KindAlert.Name(), events.OpStatus, "a2", "y", 3))
 		pub.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a1", "cpu@t", 0))
 		pub.Publish(ev(abi.KindAlert.Name(), events.OpDelete, "a3", "z", 0))
+		// A write of unknown outcome passes every op list, and every agent
+		// list when its agent is unknown too.
+		pub.Publish(ev(abi.KindAlert.Name(), events.OpUnknown, "a2", "u1", 0))
+		pub.Publish(ev(abi.KindAlert.Name(), events.OpUnknown, "", "u2", 0))
+		pub.Publish(ev(abi.KindAgentState.Name(), events.OpUnknown, "a1", "a1", 0))
 
 		e := next(t, byAgent)
 		assert.Equal(t, "x", e.Key)
 		assert.Equal(t, "cpu@t", next(t, byAgent).Key)
+		assert.Equal(t, "u2", next(t, byAgent).Key)
+		assert.Equal(t, "a1", next(t, byAgent).Key)
 		quiet(t, byAgent)
 
 		assert.Equal(t, "y", next(t, byKindOp).Key)
 		e = next(t, byKindOp)
 		assert.Equal(t, "z", e.Key)
 		assert.Equal(t, events.OpDelete, e.Op)
+		assert.Equal(t, "u1", next(t, byKindOp).Key)
+		assert.Equal(t, "u2", next(t, byKindOp).Key)
 		quiet(t, byKindOp)
 	})
 }
