@@ -134,6 +134,11 @@ routes {
 		return ready.code == http.StatusServiceUnavailable
 	}, "not ready while Redis evicts keys")
 	require.Contains(t, string(ready.body), "redis "+srv.Addr()+": maxmemory-policy allkeys-random evicts keys at maxmemory")
+	// And its writes are refused, nothing applied: Redis could drop them.
+	put := call(t, "PUT", d.url+"/v1/agents/evicted/state", `{"n":1}`)
+	require.Equal(t, http.StatusServiceUnavailable, put.code, "%s", put.body)
+	require.Contains(t, string(put.body), "maxmemory-policy allkeys-random evicts keys")
+	require.Equal(t, http.StatusNotFound, call(t, "GET", d.url+"/v1/agents/evicted/state", "").code, "reads are served")
 	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
 	redistest.WaitFor(t, 5*time.Second, 100*time.Millisecond, func() bool {
 		return call(t, "GET", d.url+"/readyz", "").code == http.StatusNoContent

@@ -47,6 +47,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -196,8 +197,13 @@ type Bridge struct {
 	kills   killer
 	closing chan struct{}
 
-	masterName string    // of a Sentinel setup
-	info       infoCache // ServerInfo's last reading
+	masterName string                // of a Sentinel setup
+	info       infoCache             // ServerInfo's last reading
+	infoClient redis.UniversalClient // ServerInfo's: one connection a node
+	watched    chan struct{}         // closed when watchEviction has returned
+	// evicting is why the last reading found a master set to evict keys
+	// (evicts); nil when none was. Do refuses writes meanwhile.
+	evicting atomic.Pointer[string]
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
@@ -218,9 +224,17 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes}
 	orDefault(&b.maxCommands, DefaultMaxCommands)
 	orDefault(&b.maxReply, DefaultMaxReplyBytes)
+	// The server's figures (ServerInfo: metrics, readiness, the eviction
+	// watch) are read on a connection of their own, with the configured
+	// rights, so that a reading never takes a connection from the
+	// backend's pool, nor waits behind it.
+	infoOpts := *opts
+	infoOpts.PoolSize, infoOpts.MinIdleConns = 1, 0
+	b.infoClient = redis.NewUniversalClient(&infoOpts)
 	if cfg.Scripts {
 		b.scripts = newScriptCache()
 		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix, allowed); err != nil {
+			_ = b.infoClient.Close()
 			release()
 			return nil, err
 		}
@@ -239,6 +253,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		if b.host != b.client {
 			b.host.AddHook(masterDials{&b.info})
 		}
+		b.infoClient.AddHook(masterDials{&b.info})
 	}
 	if _, ok := b.client.(*redis.ClusterClient); !ok {
 		b.client.AddHook(trackSends{})
@@ -258,6 +273,8 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	} else {
 		b.pipes = newPipes(b.maxCommands, func(ctx context.Context, cmds []*rawCmd) { b.exec(ctx, cmds, false) })
 	}
+	b.watched = make(chan struct{})
+	go b.watchEviction()
 	return b, nil
 }
 
@@ -461,10 +478,12 @@ func (b *Bridge) Close() error {
 	}()
 	b.kills.wait(b.user)
 	<-removed
+	<-b.watched // its reading ends with closing
 	err := b.client.Close()
 	if b.host != b.client {
 		err = errors.Join(err, b.host.Close())
 	}
+	err = errors.Join(err, b.infoClient.Close())
 	b.release()
 	if b.user != nil {
 		err = errors.Join(err, userErr, b.user.close())

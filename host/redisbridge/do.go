@@ -185,6 +185,11 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 	for i := range calls {
 		writes[i] = calls[i].write
 	}
+	if why := b.evicting.Load(); why != nil && slices.Contains(writes, true) {
+		// Redis would take the write and may drop it once full.
+		unavailable(e, fmt.Errorf("writes refused while Redis may evict what they write: %s", *why))
+		return nil
+	}
 	cmds, budget, sent := b.run(ctx, req, calls)
 	if sent != answered {
 		// The caller's context ended while the request was queued for a

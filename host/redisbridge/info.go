@@ -70,13 +70,56 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
 	defer cancel()
 	c.nodes, c.at = b.readInfo(ctx), time.Now()
+	b.noteEviction(c.nodes)
 	return c.nodes
 }
 
+// noteEviction keeps, from a reading of nodes, why a master the backend
+// writes to would evict keys, or nil when none would; a reading without
+// every node's figures leaves what it knew.
+func (b *Bridge) noteEviction(nodes []NodeInfo) {
+	for _, n := range nodes {
+		if reason := evicts(n.Fields); reason != "" {
+			why := fmt.Sprintf("redis %s: %s", n.Addr, reason)
+			b.evicting.Store(&why)
+			return
+		}
+	}
+	for _, n := range nodes {
+		if n.Fields == nil {
+			return
+		}
+	}
+	b.evicting.Store(nil)
+}
+
+// watchEviction reads the servers' figures every InfoMaxAge until the
+// bridge closes, so that Do refuses writes within a second of Redis
+// being set to evict, and takes them again as soon after it no longer is.
+func (b *Bridge) watchEviction() {
+	defer close(b.watched)
+	t := time.NewTicker(InfoMaxAge)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-b.closing
+		cancel()
+	}()
+	for {
+		b.ServerInfo(ctx)
+		select {
+		case <-t.C:
+		case <-b.closing:
+			return
+		}
+	}
+}
+
 func (b *Bridge) readInfo(ctx context.Context) []NodeInfo {
-	cc, ok := b.host.(*redis.ClusterClient)
+	cc, ok := b.infoClient.(*redis.ClusterClient)
 	if !ok {
-		n := readNode(ctx, b.host, "")
+		n := readNode(ctx, b.infoClient, "")
 		n.Addr = b.addr() // after the reading: a Sentinel setup's client may have dialled a new master
 		return []NodeInfo{n}
 	}
@@ -131,7 +174,7 @@ func parseInfo(text string) map[string]string {
 // addr names the node of a single-node or Sentinel client: the configured
 // address, or the master a Sentinel setup last dialled.
 func (b *Bridge) addr() string {
-	o := b.host.(*redis.Client).Options()
+	o := b.infoClient.(*redis.Client).Options()
 	if b.masterName == "" {
 		return o.Addr
 	}
@@ -219,11 +262,11 @@ func evicts(f map[string]string) string {
 
 // Evicting says, for the first node the backend writes to that would
 // evict keys, why, naming the node; "" when none would or none answered.
+// While one would, Do refuses every request that may write.
 func (b *Bridge) Evicting(ctx context.Context) string {
-	for _, n := range b.ServerInfo(ctx) {
-		if reason := evicts(n.Fields); reason != "" {
-			return fmt.Sprintf("redis %s: %s", n.Addr, reason)
-		}
+	b.ServerInfo(ctx)
+	if why := b.evicting.Load(); why != nil {
+		return *why
 	}
 	return ""
 }

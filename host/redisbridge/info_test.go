@@ -103,3 +103,42 @@ func TestUnreadyWhenRedisEvicts(t *testing.T) {
 		require.Contains(t, got, tc.want, "%v", tc.fields)
 	}
 }
+
+// While a master the backend writes to is set to evict, Redis would take
+// a write and may drop it once full: every request that may write is
+// refused UNAVAILABLE, nothing sent, within a second or so; reads are
+// served; writes are taken again once Redis no longer evicts.
+func TestWritesRefusedWhileRedisEvicts(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.NewServer(t)
+	b, err := Open(ctx, Config{Addrs: []string{s.Addr()}, KeyPrefix: "evict:", Scripts: true})
+	require.NoError(t, err)
+	defer b.Close()
+	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+
+	_, err = pipeline(t, b, cmd("SET", "k", "1"))
+	require.NoError(t, err)
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "1gb").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool {
+		_, err = pipeline(t, b, cmd("SET", "k", "2"))
+		return err != nil
+	}, "writes refused once Redis evicts")
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	require.ErrorContains(t, err, "writes refused while Redis may evict what they write: redis "+s.Addr()+": maxmemory-policy allkeys-lru evicts keys")
+	_, err = script(t, b, "return 1", abi.ScriptCall{Keys: [][]byte{[]byte("k")}})
+	require.ErrorIs(t, err, abi.StatusUnavailable, "a script may write")
+	// (The loop's writes before Redis's change was read went through.)
+	_, err = pipeline(t, b, cmd("SET", "k", "refused"))
+	require.ErrorIs(t, err, abi.StatusUnavailable)
+	require.Contains(t, []abi.Reply{bulkR("1"), bulkR("2")}, one(t, b, "GET", "k"), "reads are served, and the refused writes were not sent")
+	require.NotEmpty(t, b.Evicting(ctx))
+
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool {
+		_, err = pipeline(t, b, cmd("SET", "k", "3"))
+		return err == nil
+	}, "writes taken again once Redis no longer evicts")
+	require.Empty(t, b.Evicting(ctx))
+}
