@@ -166,9 +166,11 @@ func (s *suite) eventsOfExpiry(t *testing.T) {
 	sub, err := st.Subscribe(ctx, events.Filter{AgentIDs: []string{agent}, Ops: []string{events.OpExpire}}, "")
 	require.NoError(t, err)
 	defer sub.Close()
-	saved, err := st.PutAgentState(ctx, host.AgentState{AgentID: agent, State: []byte(`{}`)}, host.WithTTL(200*time.Millisecond))
+	saved, err := st.PutAgentState(ctx, host.AgentState{AgentID: agent, State: []byte(`{}`)}, host.WithTTL(10*time.Second))
 	require.NoError(t, err)
-	// Rewritten before it expires: only the second write's expiry counts.
+	// Rewritten before it expires, with a shorter TTL (so that a slow
+	// machine cannot let the first expire before the rewrite): only the
+	// second write's expiry counts.
 	saved, err = st.PutAgentState(ctx, host.AgentState{AgentID: agent, State: []byte(`{}`)}, host.WithTTL(400*time.Millisecond))
 	require.NoError(t, err)
 	ts := time.Now().Truncate(time.Second)
