@@ -69,6 +69,12 @@ func holdSlots(t *testing.T, st *host.Store) (releaseAt func(n int)) {
 // onMemoryAndRedis runs f on the built-in memory and Redis backends, each
 // of two instances.
 func onMemoryAndRedis(t *testing.T, f func(t *testing.T, st *host.Store)) {
+	onMemoryAndRedisWith(t, host.Limits{}, f)
+}
+
+// onMemoryAndRedisWith is onMemoryAndRedis with limits (zero fields: the
+// defaults).
+func onMemoryAndRedisWith(t *testing.T, limits host.Limits, f func(t *testing.T, st *host.Store)) {
 	backends := map[string]func(t *testing.T) host.Config{
 		"memory": func(*testing.T) host.Config { return host.Config{} },
 		"redis":  redisConfig,
@@ -80,6 +86,7 @@ func onMemoryAndRedis(t *testing.T, f func(t *testing.T, st *host.Store)) {
 			}
 			cfg := config(t)
 			cfg.Instances = 2
+			cfg.Limits = limits
 			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = st.Close(context.Background()) })
@@ -229,7 +236,10 @@ func TestSharedCallGivenUpIsAnswered(t *testing.T) {
 // queued with them is not failed by their answers (writes and reads go in
 // batches of their own).
 func TestSharedLargeReadsAreAnswered(t *testing.T) {
-	onMemoryAndRedis(t, func(t *testing.T, st *host.Store) {
+	// What is checked is the answers, not their time: the call timeout is
+	// long enough for batches of megabytes on a machine running every
+	// package's tests at once (the default 5 s was passed there).
+	onMemoryAndRedisWith(t, host.Limits{CallTimeout: time.Minute}, func(t *testing.T, st *host.Store) {
 		ctx := t.Context()
 		const records, callers = 6, 12
 		doc := make([]byte, 3<<20)
