@@ -189,7 +189,7 @@ func (s *Store) unsureItems(kind abi.RecordKind, n int, errs []error, err error,
 		if errs != nil {
 			e = errs[i]
 		}
-		if e != nil && errors.Is(e, ErrOutcomeUnknown) {
+		if e != nil {
 			agent, key := item(i)
 			s.unsure(kind, agent, key, e)
 		}
