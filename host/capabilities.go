@@ -107,12 +107,12 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			(&exchange{p: p, name: c.Module(), serve: p.servePostgres, remote: true}).export(b)
 		case abi.CapabilityEvents:
 			// publish(ptr i32, len i32) -> i32
-			lim := rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)
+			gate := &eventGate{rate: rate.NewLimiter(pluginEventsPerSecond, pluginEventsPerSecond)}
 			now := s.now
 			b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 				in := p.hostCall(ctx, mod)
 				msg := guestBytes(mod, stack[0], stack[1], "event")
-				stack[0] = uint64(p.publishPluginEvent(in, msg, lim, now))
+				stack[0] = uint64(p.publishPluginEvent(in, msg, gate, now))
 			}), []api.ValueType{i32, i32}, []api.ValueType{i32}).WithParameterNames("ptr", "len").Export(abi.FuncEventsPublish)
 		default:
 			return fmt.Errorf("%w: capability %q is unknown to this host", ErrIncompatible, c)
@@ -331,6 +331,69 @@ func (p *plugin) redisStatusFor(resp []byte) {
 // publishes, with bursts of as many; past it publish answers LIMIT.
 const pluginEventsPerSecond = 1000
 
+// pluginEventRoom bounds the bytes a backend's plugin's own events may
+// hold in its log, per event the log retains: each event's first
+// pluginEventRoom bytes are free (a host's own events take 80 to 200), and
+// the bytes past them may add up to pluginEventRoom times the retention.
+// A log of 100 000 events then holds at most 51.2 MB of the plugin's
+// events from one host, however large each may be.
+const pluginEventRoom = 256
+
+// eventGate admits the events a backend's plugin publishes: at most
+// pluginEventsPerSecond, and within the plugin's room in its log. The
+// room counts the bytes past pluginEventRoom of the plugin's events the
+// log may still hold, those among the last Retention events the bus took
+// from this host; an event that would make them more than pluginEventRoom
+// times Retention is refused. The room comes back as later events, the
+// host's or the plugin's (small events always fit), push the older ones
+// out of the log. RATIONALE.md, "Why are a plugin's own events weighed
+// against the log's retention?".
+type eventGate struct {
+	rate *rate.Limiter
+
+	mu    sync.Mutex
+	bus   *events.Bus
+	held  []heldEvent // the plugin's large events the log may hold, oldest first
+	bytes int         // their weights' sum
+}
+
+// heldEvent is a large event a plugin published: taken is the bus's
+// count of taken events once it was published, weight its encoded length
+// past pluginEventRoom.
+type heldEvent struct {
+	taken  uint64
+	weight int
+}
+
+// publish publishes ev, whose encoding is size bytes long, on bus if it
+// fits in the room the plugin has in bus's log and the rate allows it,
+// and reports whether it did. An event refused for its room takes none
+// of the rate.
+func (r *eventGate) publish(bus *events.Bus, ev events.Event, size int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bus != bus { // a new bus: a new log
+		r.bus, r.held, r.bytes = bus, nil, 0
+	}
+	retention := bus.Retention()
+	for len(r.held) > 0 && bus.Taken()-r.held[0].taken >= uint64(retention) {
+		r.bytes -= r.held[0].weight
+		r.held = r.held[1:]
+	}
+	weight := max(size-pluginEventRoom, 0)
+	if r.bytes+weight > retention*pluginEventRoom || !r.rate.Allow() {
+		return false
+	}
+	bus.Publish(ev)
+	if weight > 0 {
+		// Read after Publish, the count is at or past the event's own
+		// place in the log: it leaves the room no earlier than the log.
+		r.held = append(r.held, heldEvent{taken: bus.Taken(), weight: weight})
+		r.bytes += weight
+	}
+	return true
+}
+
 // maxPluginEventBytes is the longest encoded PluginEvent that can pass
 // Check: kind, op, agent ID, key and data at their longest, each with its
 // length prefix. A longer message is refused before it is decoded, so a
@@ -343,7 +406,7 @@ const maxPluginEventBytes = 2*abi.MaxEventNameLength + 2*abi.MaxIDLength + abi.M
 // The bus is the store's, set once it is open: an instance publishing
 // while the store is still being opened (from its configure call) is
 // answered UNAVAILABLE.
-func (p *plugin) publishPluginEvent(in *instance, msg []byte, lim *rate.Limiter, now func() time.Time) abi.Status {
+func (p *plugin) publishPluginEvent(in *instance, msg []byte, gate *eventGate, now func() time.Time) abi.Status {
 	if len(msg) > maxPluginEventBytes {
 		return abi.StatusLimit
 	}
@@ -367,13 +430,13 @@ func (p *plugin) publishPluginEvent(in *instance, msg []byte, lim *rate.Limiter,
 	if in != nil && uint64(in.budget.events) >= uint64(p.limits.MaxEventsPerCall)*uint64(in.shares) {
 		return abi.StatusLimit
 	}
-	if !lim.Allow() {
+	published := events.Event{Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: now(), Data: bytes.Clone(ev.Data)}
+	if !gate.publish(bus, published, len(msg)) {
 		return abi.StatusLimit
 	}
 	if in != nil {
 		in.budget.events++
 	}
-	bus.Publish(events.Event{Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: now(), Data: bytes.Clone(ev.Data)})
 	return abi.StatusOK
 }
 

@@ -2,16 +2,20 @@ package host_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // openEventsPlugin opens testdata/plugins/events.wat, which publishes the
@@ -91,6 +95,83 @@ func TestPluginPublishesEvents(t *testing.T) {
 		}
 	}
 	assert.Greater(t, limited, 0)
+}
+
+// A plugin's own events hold a bounded room in its backend's log however
+// large each one is: the bytes past an event's first 256 add up to at most
+// 256 for each event the log retains. An outside
+// check grew a shared Redis from 29 to 827 MB in 40 s, publishing events
+// of 17 KiB at the allowed rate.
+func TestPluginEventsHoldABoundedRoomInTheLog(t *testing.T) {
+	big := abi.PluginEvent{Kind: "flood", Op: "big", Data: make([]byte, abi.MaxEventData)}
+	small := abi.PluginEvent{Kind: "flood", Op: "small"}
+	var e abi.Encoder
+	big.Encode(&e)
+	bigSize := len(e.Bytes())
+
+	t.Run("room comes back as the log moves on", func(t *testing.T) {
+		const retention = 200 // room for 51 200 bytes: three big events
+		st := openEventsPlugin(t, host.Config{Events: events.Options{Retention: retention}})
+		fits := retention * 256 / (bigSize - 256)
+		require.Equal(t, 3, fits)
+		for range fits {
+			require.NoError(t, publish(st, big))
+		}
+		require.ErrorIs(t, publish(st, big), abi.StatusLimit, "past its room")
+		// The log holds the last 200 events; the first big one is the
+		// first of them, and six are in. Each publish below adds two, the
+		// plugin's and the host's for the write: after 97, the log holds
+		// 200 and the first big one is still in it, after 98 it is out and
+		// its room is free again.
+		for range 97 {
+			require.NoError(t, publish(st, small))
+		}
+		require.ErrorIs(t, publish(st, big), abi.StatusLimit, "the first big event is still in the log")
+		require.NoError(t, publish(st, small))
+		require.NoError(t, publish(st, big))
+	})
+
+	t.Run("a flood into a shared Redis", func(t *testing.T) {
+		addr := redistest.Addr(t)
+		prefix := redistest.Prefix(t, addr)
+		const retention = 2000 // room for 512 000 bytes past 256 an event
+		st := openEventsPlugin(t, host.Config{
+			Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix},
+			Events: events.Options{Retention: retention},
+		})
+		// Big events as fast as the rate allows, small ones between them
+		// to move the log on: without the room, the stream would keep
+		// about a thousand of the big ones (16 MiB).
+		var published, rounds int
+		for start := time.Now(); time.Since(start) < 2*time.Second; rounds++ {
+			if err := publish(st, big); err == nil {
+				published++
+			} else {
+				require.ErrorIs(t, err, abi.StatusLimit)
+			}
+			if err := publish(st, small); err != nil {
+				require.ErrorIs(t, err, abi.StatusLimit)
+			}
+		}
+		require.Greater(t, published, 10, "the room lets big events through as the log moves on")
+		require.NoError(t, st.Close(context.Background())) // appends what is queued
+
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		entries, err := c.XRange(context.Background(), "__host__:{"+prefix+"}:events", "-", "+").Result()
+		require.NoError(t, err)
+		var held int
+		for _, en := range entries {
+			if en.Values["k"] == "flood" {
+				held += len(fmt.Sprint(en.Values["d"]))
+			}
+		}
+		// The stream is trimmed with MAXLEN ~, which keeps up to one node
+		// of entries (100) past the retention: those may be big ones.
+		bound := retention*512 + 100*bigSize
+		assert.LessOrEqual(t, held, bound, "bytes of the plugin's events in the stream (%d entries)", len(entries))
+		t.Logf("%d rounds, %d big events published; %d bytes of the plugin's events in a stream of %d entries (bound %d)", rounds, published, held, len(entries), bound)
+	})
 }
 
 func TestEventsCapabilityIsGranted(t *testing.T) {

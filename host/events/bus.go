@@ -401,6 +401,22 @@ func (b *Bus) Stats() Stats {
 	return st
 }
 
+// Retention is how many events the log keeps (Options.Retention, or its
+// default).
+func (b *Bus) Retention() int { return b.opts.Retention }
+
+// Taken counts the events Publish has taken from this process: appended
+// to an in-process log, or queued for another. Events it dropped are not
+// counted. The log keeps none of the events this process had Publish
+// take more than Retention events ago (about none, for a Redis Stream or
+// a table trimmed now and then).
+func (b *Bus) Taken() uint64 {
+	if b.queue == nil {
+		return b.published.Load()
+	}
+	return b.queued.Load()
+}
+
 // closeGrace is how long Close waits, once its context has ended, for an
 // append under way to give up.
 const closeGrace = time.Second
