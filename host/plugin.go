@@ -235,6 +235,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		if reason := p.redis.Evicting(ctx); reason != "" {
 			s.logger.Warn("the backend's Redis may drop records it acknowledged, and the backend is not ready while it would (README.md, \"Where the data lives, and what survives what\"): "+reason, "backend", cfg.Name)
 		}
+		lazyCtx, cancel := context.WithTimeout(ctx, time.Second)
+		if reason := p.redis.FreesInline(lazyCtx); reason != "" {
+			s.logger.Warn("the backend's Redis frees what a plugin overwrites or lets expire in the thread every client waits on: a plugin that keeps collections of millions of members can stall the server for a second each (SECURITY.md, \"Sharing a Redis between backends\"); set these to yes: "+reason, "backend", cfg.Name)
+		}
+		cancel()
 	}
 	if p.pg != nil && p.pg.TempFileLimitKB() < 0 {
 		s.logger.Warn("the backend's PostgreSQL role may fill the server's disk with temporary files: its temp_file_limit is unbounded and only a superuser may set it (SECURITY.md, \"Sharing a PostgreSQL between backends\")",

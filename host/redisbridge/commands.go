@@ -10,7 +10,12 @@ import (
 // plugin may ever send, with where their keys are, so that every key can
 // be prefixed. Positions count the command name as 0, as COMMAND INFO does.
 type command struct {
-	name string // lower case, as sent to Redis
+	name string // lower case, as the plugin names it
+
+	// sends is the name sent to Redis instead, when not "": DEL goes as
+	// UNLINK (the same reply), so that Redis frees a large value in a
+	// background thread, not in the one every client waits on.
+	sends string
 
 	// arity is the argument count, the name included: n exactly, or -n at
 	// least n (COMMAND INFO's arity).
@@ -126,7 +131,7 @@ var commandTable = []command{
 
 	// Keys: existence, type, TTL, rename. RENAME keeps both names inside
 	// the namespace, as both are keys.
-	{name: "del", arity: -2, first: 1, last: -1, step: 1, data: allow},
+	{name: "del", sends: "unlink", arity: -2, first: 1, last: -1, step: 1, data: allow},
 	{name: "unlink", arity: -2, first: 1, last: -1, step: 1, data: allow},
 	{name: "exists", arity: -2, first: 1, last: -1, step: 1, data: allow},
 	{name: "touch", arity: -2, first: 1, last: -1, step: 1, data: allow},
@@ -337,7 +342,11 @@ func (c *command) args(in [][]byte, prefix string, arena *argArena) ([]any, int,
 	if c.arity > 0 && n != c.arity || c.arity < 0 && n < -c.arity {
 		return nil, 0, fmt.Errorf("wrong number of arguments for %s (%d)", strings.ToUpper(c.name), n-1)
 	}
-	out := append(arena.list(n), c.name)
+	name := c.name
+	if c.sends != "" {
+		name = c.sends
+	}
+	out := append(arena.list(n), name)
 	for _, a := range in[1:] {
 		out = append(out, arena.bytes(a))
 	}
