@@ -211,7 +211,7 @@ var (
 		"value": 1.5, "severity": uint64(2), "status": uint64(3), "version": uint64(77),
 		"duration_ms": uint64(60000), "limit": uint64(42), "abi_major": uint64(1),
 		"abi_minor": uint64(3), "features": uint64(5), "revision": uint64(88),
-		"pending": uint64(9), "more": true, "keep_ttl": true, "written": true,
+		"pending": uint64(9), "more": true, "resumed": true, "keep_ttl": true, "written": true,
 		"float": 2.5, "bool": true, "rows_affected": uint64(3), "columns": uint64(2),
 	}
 	// Fields that select a layout: each sample sets them as its case needs.
@@ -297,6 +297,7 @@ func messageSamples() []struct {
 	} {
 		add("TickWrite", w.Op.String(), enc(w.Encode))
 	}
+	add("TickRequest", "", enc((&abi.TickRequest{Resumed: true}).Encode))
 	add("TickResult", "", enc((&abi.TickResult{More: true, Pending: 9, Writes: []abi.TickWrite{{Op: abi.OpPutAgentState, State: sState}}}).Encode))
 	add("PluginEvent", "", enc((&abi.PluginEvent{Kind: "kind", Op: "op", AgentID: "agent_id", Key: "key", Data: []byte("data")}).Encode))
 	cond := abi.Condition{Mode: abi.IfVersion, Version: 77}

@@ -4,6 +4,24 @@ package abi
 // more to report says so with More and reports them in the next tick.
 const MaxTickWrites = 4096
 
+// TickRequest is the body of an OpTick request since ABI 1.7: resumed
+// bool. A host sends a plugin built for an older minor an empty body.
+type TickRequest struct {
+	// Resumed is set on the ticks a host sends a backend it has opened
+	// until one of them succeeds: what the last tick before them reported
+	// may have been reported to a host that stopped before it published
+	// the events (a crash), so a plugin that forgets reported writes only
+	// at the tick after MUST report them again (section 10.11 of the
+	// specification).
+	Resumed bool
+}
+
+// Encode appends r.
+func (r *TickRequest) Encode(e *Encoder) { e.Bool(r.Resumed) }
+
+// Decode reads what Encode wrote.
+func (r *TickRequest) Decode(d *Decoder) { r.Resumed = d.Bool() }
+
 // TickResult is the body of an OpTick response (ABI 1.3): more bool,
 // pending uvarint, count uvarint, then TickWrite each.
 type TickResult struct {

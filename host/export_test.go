@@ -41,6 +41,10 @@ func HaltTicks(st *Store) uint64 {
 	return st.ticker.ticks.Load()
 }
 
+// CrashAtReportedWrites makes st's ticker halt at the first tick that
+// reports writes, before it publishes their events, as a crash would.
+func CrashAtReportedWrites(st *Store) { st.ticker.crashAtWrites.Store(true) }
+
 // LogText is logText, for tests outside the package that compare a
 // plugin's message as callers receive it.
 var LogText = logText

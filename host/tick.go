@@ -60,6 +60,10 @@ const (
 	tickEventsBurst     = 8 * abi.MaxTickWrites
 )
 
+// tickRequestSince is the ABI minor from which OpTick carries a
+// TickRequest; plugins of older minors get an empty body.
+const tickRequestSince = 7
+
 // ticker drives a Store's ticks.
 type ticker struct {
 	s        *Store
@@ -80,6 +84,13 @@ type ticker struct {
 	// attributes); announced is set once a tick has answered.
 	target    []any
 	announced atomic.Bool
+	// settled is set once a tick has succeeded: until then each tick
+	// tells the plugin it is resumed (abi.TickRequest), since what the
+	// last tick of an earlier run reported may never have had its events.
+	settled atomic.Bool
+	// crashAtWrites is for tests (export_test.go): a tick that reports
+	// writes halts the ticker and publishes nothing, as a crash would.
+	crashAtWrites atomic.Bool
 
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
@@ -151,11 +162,21 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
 	defer cancel()
 	var r abi.TickResult
-	err := s.callPlugin(ctx, abi.OpTick, true, func(*abi.Encoder) {}, r.Decode) // a replay writes
+	req := abi.TickRequest{Resumed: !t.settled.Load()}
+	encode := func(*abi.Encoder) {}
+	if s.p.meta.ABI.Minor >= tickRequestSince {
+		encode = req.Encode
+	}
+	err := s.callPlugin(ctx, abi.OpTick, true, encode, r.Decode) // a replay writes
 	t.ticks.Add(1)
 	if err != nil {
 		t.failed(err)
 		return abi.TickResult{}, err
+	}
+	t.settled.Store(true)
+	if len(r.Writes) > 0 && t.crashAtWrites.Load() {
+		t.halt()
+		return abi.TickResult{}, errors.New("host: ticker halted by a test")
 	}
 	if r.Pending > 0 && !t.announced.Swap(true) {
 		// Most likely left by an earlier run or configuration (the

@@ -2,15 +2,18 @@ package host_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
@@ -141,5 +144,69 @@ func TestCloseFlushTicks(t *testing.T) {
 			require.NoError(t, st.Close(ctx))
 			c.flush(t, st.Stats().Ticks-n)
 		})
+	}
+}
+
+// TestResumedTickReportsWritesAgain: the redis plugin forgets the writes a
+// tick replayed only at the tick after it. A host that stops between the
+// two (a crash, before it published their events) leaves them replayed
+// and unsettled on disk, and the next Store on the directory tells its
+// first tick it is resumed: the plugin reports them again, as they stand
+// in Redis, and their events reach the subscribers. Without it a SIGKILL
+// during a replay lost the events of up to a tick's writes.
+func TestResumedTickReportsWritesAgain(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	dir := t.TempDir()
+	redisCfg := &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "resume:", Scripts: true}
+	open := func(cfg host.Config) *host.Store {
+		st, err := host.Open(ctx, cfg, host.WithCompilationCache(benchCache))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close(context.Background()) })
+		return st
+	}
+	buffered := host.Config{Plugin: "builtin:redis", Options: map[string]string{"fallback": "buffer"}, Redis: redisCfg, DataDir: dir}
+	a := open(buffered)
+	host.CrashAtReportedWrites(a)
+	srv.Stop()
+	const n = 100
+	for i := range n {
+		_, err := a.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("agent-%d", i), State: []byte("doc")})
+		require.NoError(t, err, "buffered while Redis is away")
+	}
+	srv.Start()
+	watcher := open(host.Config{Plugin: "builtin:redis", Redis: redisCfg})
+	sub, err := watcher.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer direct.Close()
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		return direct.Exists(ctx, fmt.Sprintf("resume:s:{agent-%d}", n-1)).Val() == 1
+	}, "a tick replays the buffer into Redis")
+	select {
+	case ev := <-sub.Events():
+		t.Fatalf("the crashed host published %+v", ev)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	b := open(buffered)
+	seen := map[string]bool{}
+	for len(seen) < n {
+		ev := nextTickEvent(t, sub)
+		require.Equal(t, events.OpPut, ev.Op, "%+v", ev)
+		v, err := direct.HGet(ctx, "resume:s:{"+ev.Key+"}", "v").Uint64()
+		require.NoError(t, err)
+		require.Equal(t, v, ev.Version, "the version Redis holds")
+		seen[ev.Key] = true
+	}
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return b.Stats().Ticks >= 3 }, "ticks after the resumed one")
+	require.NoError(t, b.Close(ctx))
+	c := open(buffered)
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return c.Stats().Ticks >= 2 }, "ticks")
+	select {
+	case ev := <-sub.Events():
+		t.Fatalf("settled writes reported again: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -128,7 +128,8 @@ type Plugin struct {
 	// to say the write was acknowledged but has not reached the primary
 	// store yet, and Tick MUST then report it in Writes once it has (see
 	// abi.TickResult). A Tick that fails is logged by the host, which
-	// ticks again later.
+	// ticks again later. A Tick that forgets the writes it reported only
+	// at the next tick reports them again when TickResumed says so.
 	Tick func() (abi.TickResult, error)
 
 	// WriteEvents advertises abi.FeatureWriteEvents (ABI 1.6): every

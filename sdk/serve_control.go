@@ -35,17 +35,35 @@ func configureError(err error) error {
 }
 
 func (d *dispatcher) tick(req []byte, e *abi.Encoder) error {
-	d.begin(req)
-	if err := d.end(); err != nil {
-		return err
+	var r abi.TickRequest
+	if len(req) > 0 { // a host of ABI 1.6 or older sends none
+		r.Decode(d.begin(req))
+		if err := d.end(); err != nil {
+			return err
+		}
 	}
-	r, err := d.p.Tick()
+	tickResumed = r.Resumed
+	defer func() { tickResumed = false }()
+	res, err := d.p.Tick()
 	if err != nil {
 		return err
 	}
-	r.Encode(e)
+	res.Encode(e)
 	return nil
 }
+
+// tickResumed is the request's Resumed during a Tick hook (calls into an
+// instance never overlap).
+var tickResumed bool
+
+// TickResumed reports, during a Tick hook, whether the host marked the
+// tick resumed (abi.TickRequest): it is among the first ticks of a
+// backend the host has opened, and the host that received what the last
+// tick before it reported may have stopped before publishing their
+// events. A plugin that forgets the writes it reported only at the tick
+// after MUST then report them again (abi/README.md, section 10.11). It
+// is false outside a Tick hook.
+func TickResumed() bool { return tickResumed }
 
 func (d *dispatcher) restore(req []byte, e *abi.Encoder) error {
 	r := &d.req.restore

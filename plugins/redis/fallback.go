@@ -146,10 +146,16 @@ package main
 // replayed twice (a replayer that fails between Redis and advancing head)
 // is rewritten with the same value, and reported twice.
 //
+// A tick the host marks resumed (abi.TickRequest: the first of a backend
+// it opened) that finds writes replayed but not settled reports them
+// again instead, each as its record stands in Redis now (resume), and
+// answers More: the host that received them last may have stopped before
+// it published their events. The next tick settles them.
+//
 // Once a tick finds the queue empty, it sweeps what replayed writes left
 // in kv, sweepBudget entries at most per tick (answering More while there
-// may be more): queue entries below head, and r/ entries of settled
-// writes (kv IfVersion, so a newer buffered write's entry is kept).
+// may be more): queue entries and r/ entries of settled writes (an r/
+// entry kv IfVersion, so a newer buffered write's entry is kept).
 // Deleting them during the replay would double its kv calls; meanwhile
 // they are read as absent. While writes keep the queue from emptying they
 // stay, counted in the kv quota.

@@ -25,6 +25,16 @@ func (b *backend) tick() (abi.TickResult, error) {
 		return abi.TickResult{}, err
 	}
 	f.ticked = f.ticked[:0]
+	if sdk.TickResumed() && f.settled < f.head {
+		// The host that received the last tick's writes may have stopped
+		// before it published their events: they are reported again, as
+		// their records stand now, and settled by the next tick, which
+		// the host sends at once.
+		if err := b.resume(); err != nil {
+			return abi.TickResult{}, err
+		}
+		return abi.TickResult{More: true, Pending: f.length(), Writes: f.ticked}, nil
+	}
 	// The host published the events of the writes the last tick replayed
 	// before it sent this one: they are settled.
 	if err := f.settle(now); err != nil {
@@ -265,4 +275,123 @@ func tickWrite(it *item) abi.TickWrite {
 		w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
 	}
 	return w
+}
+
+// resume reports the writes replayed but not settled (the queue from
+// settled to head) into f.ticked, each as its record stands in Redis
+// now: a put of the record found, a delete of one that is gone. A record
+// written again since, or written by several of them, is reported as it
+// is, which is what its events must say; an event more than the write
+// had is harmless to a subscriber, one fewer is not.
+func (b *backend) resume() error {
+	f := b.fb
+	for from := f.settled; from < f.head && len(f.ticked) < abi.MaxTickWrites; {
+		n := int(min(f.head-from, replayChunk, uint64(abi.MaxTickWrites-len(f.ticked))))
+		if err := f.readQueue(from, n); err != nil {
+			return err
+		}
+		if len(f.queued) == 0 {
+			from++ // a position skipped as never written
+			continue
+		}
+		if err := b.reread(f.queued); err != nil {
+			return err
+		}
+		from += uint64(len(f.queued))
+	}
+	return nil
+}
+
+// reread reads the records of the queued writes qs from Redis, in one
+// round trip, and adds to f.ticked what each now is.
+func (b *backend) reread(qs []queued) error {
+	f := b.fb
+	if cap(f.items) < len(qs) {
+		f.items = make([]item, len(qs))
+	}
+	items := f.items[:len(qs)]
+	b.rq.reset()
+	now := sdk.Now()
+	for i := range qs {
+		it := &items[i]
+		*it = item{op: qs[i].op, now: now}
+		b.decodeItem(it, qs[i].payload)
+		get, ok := readOf(it.op)
+		if it.err != nil || !ok {
+			it.err = errSkipped
+			continue
+		}
+		*it = item{op: get, now: now, metric: abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp},
+			alert: abi.Alert{ID: it.alert.ID}, state: abi.AgentState{AgentID: it.state.AgentID}}
+		b.prepare(it)
+	}
+	var replies []abi.Reply
+	if b.rq.ncalls() > 0 {
+		var err error
+		if replies, err = b.sendPacked(); err != nil {
+			return err
+		}
+	}
+	for i := range items {
+		it := &items[i]
+		if it.err != nil {
+			continue
+		}
+		b.finish(it, replies)
+		w := abi.TickWrite{}
+		switch {
+		case it.err == nil:
+			w.Op = writeOf(it.op)
+			w.Metric, w.Alert = it.metric, it.alert
+			w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
+		case errors.Is(it.err, sdk.ErrNotFound):
+			w.Op = deleteOf(it.op)
+			w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
+			w.Alert = abi.Alert{ID: it.alert.ID}
+			w.State = abi.AgentState{AgentID: it.state.AgentID}
+		default:
+			return it.err
+		}
+		f.ticked = append(f.ticked, w)
+	}
+	return nil
+}
+
+// errSkipped marks an item reread leaves out: a queued write that does
+// not decode (the replay dropped it too) or is not of a record.
+var errSkipped = errors.New("skipped")
+
+// readOf is the get of the record a write op writes.
+func readOf(op abi.Op) (abi.Op, bool) {
+	switch op {
+	case abi.OpPutMetric, abi.OpDeleteMetric:
+		return abi.OpGetMetric, true
+	case abi.OpPutAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
+		return abi.OpGetAlert, true
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		return abi.OpGetAgentState, true
+	}
+	return 0, false
+}
+
+// writeOf is the put of the record a get op reads.
+func writeOf(get abi.Op) abi.Op {
+	switch get {
+	case abi.OpGetMetric:
+		return abi.OpPutMetric
+	case abi.OpGetAlert:
+		return abi.OpPutAlert
+	}
+	return abi.OpPutAgentState
+}
+
+// deleteOf is the delete of the record a get op reads.
+func deleteOf(get abi.Op) abi.Op {
+	switch get {
+	case abi.OpGetMetric:
+		return abi.OpDeleteMetric
+	case abi.OpGetAlert:
+		return abi.OpDeleteAlert
+	}
+	return abi.OpDeleteAgentState
 }

@@ -10,14 +10,16 @@ import (
 )
 
 // sweep deletes, up to sweepBudget entries, what replayed writes left in
-// kv: the queue entries below head, and the r/ entries whose write is
-// settled (below settled; kv IfVersion, so that one a newer write set is
+// kv: the queue entries and the r/ entries of settled writes (below
+// settled; an r/ entry kv IfVersion, so that one a newer write set is
 // kept). None of them is read as pending meanwhile (their seq is below
 // head). It
 // reports whether it stopped at its budget with entries left to look at.
 func (f *fallback) sweep() (more bool) {
 	budget := sweepBudget
-	f.qk = appendQueueKey(f.qk[:0], f.head)
+	// Entries from settled on are kept until the tick after the one
+	// that replayed them: a resumed tick reports them again (resume).
+	f.qk = appendQueueKey(f.qk[:0], f.settled)
 	for budget > 0 {
 		ents, _, err := f.kv.Scan(kvQueue, f.qk, min(sweepScan, budget))
 		if err != nil || len(ents) == 0 {
