@@ -16,7 +16,7 @@ import (
 // writes into logs, metrics labels and `plugin inspect`.
 const maxMetadataName = 64
 
-// knownFeatureBits are the feature bits ABI 1.6 defines (section 9).
+// knownFeatureBits are the feature bits ABI 1.7 defines (section 9).
 const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
 	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore | abi.FeatureTick | abi.FeatureWriteEvents)
 

@@ -269,7 +269,7 @@ func TestPluginInspect(t *testing.T) {
 			"sha256:       " + sha256Hex(memory),
 			"name:         memory",
 			"version:      1.0.0",
-			"abi:          1.6 (host speaks 1.6)",
+			"abi:          1.7 (host speaks 1.7)",
 			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency, restore",
 			"capabilities: log, clock, kv",
 			"imports:      clock, kv (and WASI)",
@@ -279,7 +279,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, "builtin:memory", 0)
 		require.Equal(t, inspection{
 			File: "builtin:memory", SHA256: sha256Hex(memory), Name: "memory", Version: "1.0.0",
-			ABI: "1.6", HostABI: "1.6",
+			ABI: "1.7", HostABI: "1.7",
 			Features:     []string{"metrics", "alerts", "agent_states", "query", "batch", "ttl", "concurrency", "restore"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"clock", "kv"},
 			WASI: true, Loadable: true,
@@ -291,13 +291,13 @@ func TestPluginInspect(t *testing.T) {
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", agentstatePath)
 		require.Equal(t, 0, code, "stderr: %s", stderr)
 		require.Contains(t, stdout, "name:         agentstate\n")
-		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.6)\n", "an older minor version loads")
+		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.7)\n", "an older minor version loads")
 		require.Contains(t, stdout, "loadable:     yes (grant: log, clock, kv)\n")
 
 		got := inspectJSON(t, agentstatePath, 0)
 		require.Equal(t, inspection{
 			File: agentstatePath, SHA256: sha256Hex(agentstate), Name: "agentstate", Version: "1.0.0",
-			ABI: "1.0", HostABI: "1.6", Features: []string{"agent_states"},
+			ABI: "1.0", HostABI: "1.7", Features: []string{"agent_states"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"log", "clock", "kv"},
 			Loadable: true,
 		}, got)
@@ -305,7 +305,7 @@ func TestPluginInspect(t *testing.T) {
 
 	t.Run("oldabi.wasm", func(t *testing.T) {
 		t.Parallel()
-		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.6, plugin needs 2.0"
+		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.7, plugin needs 2.0"
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", oldabiPath)
 		require.Equal(t, 1, code, "a plugin this host cannot load fails the command")
 		require.Empty(t, stderr)
@@ -314,7 +314,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, oldabiPath, 1)
 		require.False(t, got.Loadable)
 		require.Equal(t, problem, got.Problem)
-		require.Equal(t, "1.6", got.HostABI)
+		require.Equal(t, "1.7", got.HostABI)
 		require.Len(t, got.SHA256, 64)
 	})
 
