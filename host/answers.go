@@ -82,12 +82,18 @@ func (r *refusalLog) allow(now time.Time) (bool, int) {
 func answered(err error) bool { return err == nil || errors.Is(err, abi.StatusStale) }
 
 // checkAnswer returns err, or the refusal of an answer for which why is
-// not empty; why is only computed for a result that came back.
+// not empty; why is only computed for a result that came back. A write
+// the plugin answered is one it says it made: its refused answer is
+// ErrOutcomeUnknown as well as ErrInternal, since what the plugin did
+// with the record asked for is not known.
 func (s *Store) checkAnswer(op abi.Op, err error, why func() string) error {
 	if !answered(err) {
 		return err
 	}
 	if w := why(); w != "" {
+		if op.Writes() {
+			return mayHaveWritten(s.p.name, s.refuse(op, w))
+		}
 		return s.refuse(op, w)
 	}
 	return err
@@ -240,6 +246,9 @@ func (s *Store) checkItems(op abi.Op, errs []error, err error, why func(i int) s
 		}
 		if w := why(i); w != "" {
 			errs[i] = s.refuse(op, fmt.Sprintf("item %d: %s", i, w))
+			if op.Writes() { // as checkAnswer
+				errs[i] = mayHaveWritten(s.p.name, errs[i])
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,12 +106,25 @@ func TestHostileAnswersRefused(t *testing.T) {
 			return st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "many", Limit: 5})
 		}},
 	}
-	for i, c := range cases {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			before := st.RefusedAnswers()
 			v, err := c.call()
 			refused(t, err, c.want)
 			assert.Zero(t, v, "nothing of a refused answer reaches the caller")
-			assert.Equal(t, uint64(i+1), st.RefusedAnswers())
+			// A refused status change's unknown event names the alert's
+			// agent, which the host asks for, and the plugin answers that
+			// with another alert too.
+			want := uint64(1)
+			if c.name == "status change answered as another alert" {
+				want = 2
+			}
+			assert.Equal(t, before+want, st.RefusedAnswers())
+			if strings.HasPrefix(c.name, "put") || strings.HasPrefix(c.name, "status change") {
+				assert.ErrorIs(t, err, host.ErrOutcomeUnknown, "a write the plugin answered may have been made")
+			} else {
+				assert.NotErrorIs(t, err, host.ErrOutcomeUnknown, "a read")
+			}
 		})
 	}
 	assert.Contains(t, logs.String(), "plugin answer refused")
@@ -182,10 +196,11 @@ func TestHostileAnswersBulk(t *testing.T) {
 	assert.Equal(t, uint64(6), st.RefusedAnswers())
 }
 
-// TestHostileAnswersPublishNothing: a refused write publishes no event, for
-// the agent it named or the one the plugin answered with. The events of
-// one host are published in order, so once an honest write's event has
-// arrived every event before it has too.
+// TestHostileAnswersPublishNothing: a refused write publishes nothing for
+// the record the plugin answered with; for the record asked for, whose
+// write the plugin says it made, it publishes an unknown event (read the
+// record). The events of one host are published in order, so once an
+// honest write's event has arrived every event before it has too.
 func TestHostileAnswersPublishNothing(t *testing.T) {
 	st, _ := openWrongkey(t, host.Config{Instances: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -208,10 +223,17 @@ func TestHostileAnswersPublishNothing(t *testing.T) {
 
 	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "sentinel", State: []byte("{}")})
 	require.NoError(t, err)
+	unknown := 0
 	for {
 		select {
 		case ev := <-sub.Events():
+			if ev.Op == events.OpUnknown {
+				require.True(t, ev.AgentID == "wrong" || ev.Key == "wrong" || ev.Key == "wrong-agent", "an unknown event names the record asked for: %+v", ev)
+				unknown++
+				continue
+			}
 			require.Equal(t, "sentinel", ev.AgentID, "a refused answer published %+v", ev)
+			assert.Equal(t, 5, unknown, "one unknown event per refused write")
 			return
 		case <-ctx.Done():
 			t.Fatal("the sentinel's event never arrived")

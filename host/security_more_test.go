@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 )
@@ -129,5 +130,34 @@ func TestStaleWriteWithoutTickIsRefused(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the sentinel's event never arrived")
 		}
+	}
+}
+
+// TestMalformedAnswerAfterAWrite: a put that wrote its record to the kv
+// store and then answered OK with a body cut short (no expires_at) is not
+// a failure for the caller, who would take it that nothing was written:
+// its outcome is unknown (HTTP 504), its record gets an unknown event, and
+// the record it wrote is there to read.
+func TestMalformedAnswerAfterAWrite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := openForeign(t, "hostile/writegarbage", host.Config{Capabilities: []abi.Capability{abi.CapabilityClock, abi.CapabilityKV}})
+	sub, err := st.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "w", State: []byte("new")})
+	require.ErrorIs(t, err, host.ErrOutcomeUnknown)
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.ErrorContains(t, err, "put_agent_state response: abi: truncated message")
+	got, err := st.GetAgentState(ctx, "w")
+	require.NoError(t, err)
+	require.Equal(t, "new", string(got.State), "the write was made")
+	select {
+	case ev := <-sub.Events():
+		require.Equal(t, events.OpUnknown, ev.Op)
+		require.Equal(t, "w", ev.AgentID)
+	case <-ctx.Done():
+		t.Fatal("no unknown event")
 	}
 }

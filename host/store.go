@@ -340,8 +340,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		}
 	}
 	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
+	wrote := writes && in.reachedStore()
 	if reached != nil {
-		*reached = writes && in.reachedStore()
+		*reached = wrote
 	}
 	// The instance serves others while this call waits for the disk, so
 	// that callers waiting at once share a commit.
@@ -350,7 +351,11 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		return took, false, err
 	}
 	if decodeErr != nil {
-		return took, false, abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
+		failure := abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, decodeErr)
+		if wrote {
+			return took, false, mayHaveWritten(s.p.name, failure)
+		}
+		return took, false, failure
 	}
 	return took, false, err // nil, or ErrStale with the result decoded
 }
@@ -439,8 +444,8 @@ func (s *Store) PutMetric(ctx context.Context, m Metric, opts ...WriteOption) (M
 	req := abi.PutMetric{Metric: m, TTL: o.ttl}
 	var out Metric
 	err = s.roundTrip(ctx, abi.OpPutMetric, req.Encode, out.Decode)
-	s.unsure(abi.KindMetric, m.AgentID, metricEventKey(m.Name, m.Timestamp), err)
 	err = s.checkAnswer(abi.OpPutMetric, err, func() string { return metricKeyMismatch(&out, m.AgentID, m.Name, m.Timestamp) })
+	s.unsure(abi.KindMetric, m.AgentID, metricEventKey(m.Name, m.Timestamp), err)
 	publish, err := s.acknowledged(abi.OpPutMetric, err, cacheKey{})
 	if err != nil {
 		return Metric{}, err
@@ -499,8 +504,8 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
-	s.unsure(abi.KindAlert, a.AgentID, a.ID, err)
 	err = s.checkAnswer(abi.OpPutAlert, err, func() string { return putAlertMismatch(&out, &a) })
+	s.unsure(abi.KindAlert, a.AgentID, a.ID, err)
 	publish, err := s.acknowledged(abi.OpPutAlert, err, cacheKey{abi.KindAlert, a.ID})
 	if err != nil {
 		return Alert{}, err
@@ -545,6 +550,7 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 	req := abi.SetAlertStatus{ID: id, Status: status}
 	var out Alert
 	err := s.roundTrip(ctx, abi.OpSetAlertStatus, req.Encode, out.Decode)
+	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
 	if err != nil && errors.Is(err, ErrOutcomeUnknown) {
 		// Its event names the alert's agent, read now: the caller's
 		// context may be what ended the call.
@@ -552,7 +558,6 @@ func (s *Store) SetAlertStatus(ctx context.Context, id string, status abi.AlertS
 		s.unsure(abi.KindAlert, s.alertAgents(lookup, []string{id})[0], id, err)
 		cancel()
 	}
-	err = s.checkAnswer(abi.OpSetAlertStatus, err, func() string { return statusMismatch(&out, id, status) })
 	publish, err := s.acknowledged(abi.OpSetAlertStatus, err, cacheKey{abi.KindAlert, id})
 	if err != nil {
 		return Alert{}, err
@@ -587,8 +592,8 @@ func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteO
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
 	var out AgentState
 	err = s.roundTrip(ctx, abi.OpPutAgentState, req.Encode, func(d *abi.Decoder) { decodeAgentState(d, &out, st.AgentID) })
-	s.unsure(abi.KindAgentState, st.AgentID, st.AgentID, err)
 	err = s.checkAnswer(abi.OpPutAgentState, err, func() string { return putStateMismatch(&out, st.AgentID, o.cond) })
+	s.unsure(abi.KindAgentState, st.AgentID, st.AgentID, err)
 	publish, err := s.acknowledged(abi.OpPutAgentState, err, cacheKey{abi.KindAgentState, st.AgentID})
 	if err != nil {
 		return AgentState{}, err
