@@ -427,3 +427,45 @@ func drainTime(t *testing.T, dataDir string) {
 		n, direct.Round(time.Millisecond), float64(n)/direct.Seconds(), buffered.Round(time.Millisecond),
 		took.Round(time.Millisecond), float64(n)/took.Seconds(), during)
 }
+
+// TestRedisReplayLeavesNewerWritesAlone: two hosts share a Redis; one is
+// cut off from it and acknowledges writes into its buffer, the other
+// writes the same agents afterwards, directly. When the first replays its
+// buffer, the newer states stay: a replayed put or delete leaves alone a
+// state written after it was acknowledged. An outside drill found 50 of
+// 50 records back at the older, buffered value.
+func TestRedisReplayLeavesNewerWritesAlone(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newFaultProxy(t, addr)
+	a := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	b := openTicked(t, addr, prefix, nil, false, nil)
+	ctx := t.Context()
+	_, err := b.PutAgentState(ctx, host.AgentState{AgentID: "gone", State: []byte("before")})
+	require.NoError(t, err)
+
+	proxy.Cut()
+	_, err = a.PutAgentState(ctx, host.AgentState{AgentID: "put", State: []byte("older")})
+	require.NoError(t, err, "buffered")
+	require.NoError(t, a.DeleteAgentState(ctx, "gone"), "buffered")
+	_, err = a.PutAgentState(ctx, host.AgentState{AgentID: "mine", State: []byte("buffered")})
+	require.NoError(t, err, "buffered")
+	time.Sleep(5 * time.Millisecond) // the states below are written after
+	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "put", State: []byte("newer")})
+	require.NoError(t, err)
+	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "gone", State: []byte("back")})
+	require.NoError(t, err)
+
+	proxy.Restore()
+	rc := directClient(t, addr)
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+		_, ok := storedState(t, rc, prefix, "mine")
+		return ok && a.Stats().BufferedWrites == 0
+	}, "host a replays its buffer")
+	require.NoError(t, a.Close(ctx))
+	for agent, want := range map[string]string{"put": "newer", "gone": "back", "mine": "buffered"} {
+		got, ok := storedState(t, rc, prefix, agent)
+		require.True(t, ok, agent)
+		require.Equal(t, want, got, "agent %s", agent)
+	}
+}

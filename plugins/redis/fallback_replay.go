@@ -212,7 +212,7 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 		*it = item{op: qs[i].op, now: qs[i].now}
 		b.decodeItem(it, qs[i].payload)
 		if it.err == nil {
-			it.floor = qs[i].floor
+			it.floor, it.replay = qs[i].floor, true
 			b.prepare(it)
 		}
 	}
@@ -245,6 +245,12 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 		}
 		if errors.Is(it.err, sdk.ErrNotFound) {
 			continue // a delete of a record already gone is done too
+		}
+		if it.err == errSuperseded {
+			// Its event was published by the host that wrote the newer
+			// state, whose value stays.
+			sdk.Logf(abi.LevelInfo, "fallback replay: buffered write %d (%s) left out: agent state %q was written after it was acknowledged", qs[i].seq, it.op, it.state.AgentID)
+			continue
 		}
 		switch s, _ := statusOf(it.err); s {
 		case abi.StatusConflict, abi.StatusInvalid, abi.StatusUnsupported:
@@ -395,3 +401,8 @@ func deleteOf(get abi.Op) abi.Op {
 	}
 	return abi.OpDeleteAgentState
 }
+
+// errSuperseded is the error of a replayed agent-state write that found
+// the state written after the write was acknowledged (item.replay): the
+// newer state stays, and the buffered write is done with.
+var errSuperseded = errors.New("superseded by a later write")

@@ -168,6 +168,13 @@ if op == 'sput' then
   elseif c ~= '' then
     if old ~= c then return {0} end
   end
+  if na >= 6 and old then
+    -- The replay of a buffered write (the one that sends a floor) does
+    -- not replace a state written after the write was acknowledged
+    -- (through another host, which reached Redis meanwhile): {3}.
+    local u = call('HGET', key, 'u')
+    if u and tonumber(u) > tonumber(ARGV[a + 4]) then return {3} end
+  end
   local v = clock() + ticks
   ticks = ticks + 1
   if old then
@@ -283,11 +290,15 @@ elseif op == 'del' then
 
 elseif op == 'sdel' then
   -- Delete an agent state if its condition holds. KEYS: state.
-  -- ARGV: op, condition ('' or the version it must have).
-  -- Answers 1, 0 when the condition fails, -1 when there is no state.
-  local old = call('HGET', KEYS[k + 1], 'v')
+  -- ARGV: op, condition ('' or the version it must have)[, the time a
+  -- buffered delete was acknowledged, sent by its replay].
+  -- Answers 1, 0 when the condition fails, -1 when there is no state, 2
+  -- when a replayed delete finds the state written after it (as sput).
+  local cur = call('HMGET', KEYS[k + 1], 'v', 'u')
+  local old = cur[1]
   if not old then return -1 end
   if ARGV[a + 2] ~= '' and old ~= ARGV[a + 2] then return 0 end
+  if na >= 3 and cur[2] and tonumber(cur[2]) > tonumber(ARGV[a + 3]) then return 2 end
   call('DEL', KEYS[k + 1])
   return 1
 

@@ -29,6 +29,10 @@ type item struct {
 	// give: the replay of a buffered put passes the provisional version
 	// it answered plus one.
 	floor uint64
+	// replay is set for the replay of a buffered write: an agent-state
+	// put or delete then leaves alone a state written after now, the
+	// time the write was acknowledged (errSuperseded).
+	replay bool
 	// indexed is set when the item's index entry waits in b.deferIx: the
 	// index call's error, if Redis refuses it, is the item's too.
 	indexed bool
@@ -186,6 +190,9 @@ func (b *backend) addCalls(it *item) {
 		r.call(opSdel)
 		r.tagKey(stateKeyPrefix, it.state.AgentID)
 		appendCondition(r, it.cond)
+		if it.replay {
+			r.argInt(it.now.UnixNano())
+		}
 		// A conditional delete may fail and leave the state: its index
 		// entry is left to the readers, who trim it if the state is gone.
 		if it.cond.Mode == abi.Unconditional {
@@ -553,9 +560,12 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			return
 		}
 		if a[0].Int != 1 || len(a) < 3 {
-			if a[0].Int == 0 {
+			switch a[0].Int {
+			case 0:
 				it.err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
-			} else {
+			case 3:
+				it.err = errSuperseded
+			default:
 				it.err = badReply(r)
 			}
 			return
@@ -591,6 +601,8 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
 		case n == 0:
 			err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
+		case n == 2:
+			err = errSuperseded
 		}
 		it.err = err
 
