@@ -36,8 +36,9 @@ type PostgresConfig struct {
 	// MaxConns bounds the backend's connections. Default: 4.
 	MaxConns int32
 	// StatementTimeout bounds the statements of a call that has no
-	// deadline, and the migrations at load. Default: the backend's
-	// Limits.CallTimeout.
+	// deadline, and, plus pgbridge.LockWait, the migrations at load
+	// together, kept by the host (a migration may change the server's
+	// statement_timeout). Default: the backend's Limits.CallTimeout.
 	StatementTimeout time.Duration
 	// TempFileLimitMB bounds the temporary files (sorts and hashes
 	// spilled to disk, temporary tables) one of the role's sessions holds

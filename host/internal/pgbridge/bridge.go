@@ -40,7 +40,9 @@ type Config struct {
 	// MaxConns bounds the pool's connections; 0 means 4.
 	MaxConns int32
 	// StatementTimeout bounds a call without a deadline; 0 means 30 s. A
-	// call with a deadline gets the time left to it.
+	// call with a deadline gets the time left to it. Migrate without a
+	// deadline gets it plus LockWait, for all its migrations at once,
+	// kept by the host (the plugin's SQL may change statement_timeout).
 	StatementTimeout time.Duration
 	// MaxResultBytes bounds the encoded results of one call; 0 means
 	// 1 MiB. Past it the call answers LIMIT.

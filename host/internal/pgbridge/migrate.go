@@ -2,6 +2,7 @@ package pgbridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -19,10 +20,23 @@ const VersionTable = "storagehost_migrations"
 // lockedTx), so that hosts loading the backend at once apply each
 // migration once. It refuses (ErrSchemaNewer) a schema that
 // has a version past the last of ms. It returns the schema's version.
+//
+// All of it, the wait for a connection and the lock and the commit
+// included, runs within ctx's deadline or, when ctx has none, the
+// bridge's statement timeout plus LockWait (see migrationDeadline): past
+// it the connection is given up and its session ended (abandon).
 func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err error) {
 	if err := ms.Check(); err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)
 	}
+	ctx, cancel, bound := b.migrationDeadline(ctx)
+	defer cancel()
+	var version uint64 // the migration running, 0 for the host's own steps
+	defer func() {
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = b.pastDeadline(version, bound, err)
+		}
+	}()
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("pgbridge: migrations: %w", err)
@@ -43,6 +57,7 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 	table := pgx.Identifier{b.schema, VersionTable}.Sanitize()
 	var current uint64
 	err = lockedTx(ctx, conn.Conn(), "migrations of schema "+b.schema, "storage-host migrate "+b.schema, func(tx pgx.Tx) error {
+		version = 0
 		for _, q := range []string{
 			fmt.Sprintf("SELECT set_config('statement_timeout', '%d', true)", b.timeout.Milliseconds()),
 			"CREATE TABLE IF NOT EXISTS " + table + " (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
@@ -58,6 +73,7 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 			return fmt.Errorf("%w: schema %s is at version %d, the plugin knows %d", ErrSchemaNewer, b.schema, current, len(ms))
 		}
 		for _, m := range ms[current:] {
+			version = m.Version
 			// The simple protocol: a migration may hold several statements.
 			if _, err := tx.Conn().PgConn().Exec(ctx, m.SQL).ReadAll(); err != nil {
 				return fmt.Errorf("pgbridge: migration %d of schema %s: %w", m.Version, b.schema, err)
@@ -68,10 +84,45 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 				return fmt.Errorf("pgbridge: migration %d of schema %s: %w", m.Version, b.schema, err)
 			}
 		}
+		version = 0 // the commit is the host's
 		return nil
 	})
 	if err != nil {
 		return current, err
 	}
 	return uint64(len(ms)), nil
+}
+
+// migrationDeadline gives ctx the deadline of the migrations at load:
+// ctx's own, or, when it has none, the bridge's statement timeout plus
+// LockWait (the most a held advisory lock delays them) from now. It is
+// the host's, kept by the context's cancel request and then the
+// connection's closing, because every bound in the server is a session
+// setting the plugin's own SQL may change: a migration runs through the
+// simple protocol, several statements at once, and one starting
+// "SET LOCAL statement_timeout = 0" undid the host's statement_timeout
+// (lock_timeout and idle_in_transaction_session_timeout the same) and
+// held Open for good, its transaction holding back VACUUM in the whole
+// database. bound describes the deadline, for errors.
+func (b *Bridge) migrationDeadline(ctx context.Context) (_ context.Context, _ context.CancelFunc, bound string) {
+	if _, ok := ctx.Deadline(); ok {
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, cancel, "the deadline of its context"
+	}
+	d := b.timeout + LockWait
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, fmt.Sprintf("the migration timeout of %v (the statement timeout %v and LockWait %v)", d, b.timeout, LockWait)
+}
+
+// pastDeadline is the error of migrations whose deadline (bound, from
+// migrationDeadline) ended them while version ran (0: a step of the
+// host's, such as the lock or the commit), wrapping err, what the
+// connection answered, and context.DeadlineExceeded. The connection's
+// session, if it had one, is ended (abandon).
+func (b *Bridge) pastDeadline(version uint64, bound string, err error) error {
+	what := "migrations of schema " + b.schema
+	if version != 0 {
+		what = fmt.Sprintf("migration %d of schema %s", version, b.schema)
+	}
+	return fmt.Errorf("pgbridge: %s ran past %s: %w (%w)", what, bound, context.DeadlineExceeded, err)
 }
