@@ -613,3 +613,77 @@ func TestFlushWaitsForTheAppends(t *testing.T) {
 	// An in-process log appends at once.
 	require.NoError(t, events.NewLocal(events.Options{}, nil).Flush(ctx))
 }
+
+// Redis restarted from an older snapshot (a crash with the default
+// persistence) rolls the stream back: the entries after the snapshot are
+// gone, and the entries appended after the restart are numbered from
+// Redis's clock, past the positions of the lost ones. A subscriber whose
+// position is one of the lost entries is told ErrLost, before and after
+// new events arrive and whether or not the log reader has noticed the
+// loss, on this host and on one started after the loss; a position the
+// snapshot still holds resumes with the new events.
+func TestResumeAfterRedisRolledBackToASnapshot(t *testing.T) {
+	srv := redistest.NewServer(t)
+	key := redistest.Prefix(t) + "__host__:events"
+	ctx := context.Background()
+	open := func() (*redis.Client, *events.Bus) {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		b := events.NewRedis(c, key, events.Options{}, nil)
+		t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
+		return c, b
+	}
+	c, b := open()
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	var ids []string
+	publish := func(key string, n int) {
+		for range n {
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", key, 0))
+			ids = append(ids, next(t, s).ID)
+		}
+	}
+	publish("saved", 5)
+	saved := ids[len(ids)-1]
+	require.NoError(t, c.Save(ctx).Err())
+	publish("lost", 5)
+	lost := ids[len(ids)-3]
+	require.NoError(t, b.Flush(ctx))
+
+	srv.Stop()
+	srv.Start() // with the snapshot: the "lost" entries are gone
+	require.Equal(t, saved, c.XRevRangeN(ctx, key, "+", "-", 1).Val()[0].ID)
+	resume := func(b *events.Bus, from string) error {
+		r, err := b.Subscribe(ctx, events.Filter{}, from)
+		if err == nil {
+			r.Close()
+		}
+		return err
+	}
+	for _, from := range ids[5:] {
+		assert.ErrorIs(t, resume(b, from), events.ErrLost, "%s: before new events", from)
+	}
+	// An entry numbered again at a lost position (a Redis whose clock is
+	// behind the lost entries': another replica, a clock step) does not
+	// make it a position to resume from on a host that saw the loss.
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: lost, Values: []any{"k", "metrics", "o", "put", "y", "again"}}).Err())
+	assert.ErrorIs(t, resume(b, lost), events.ErrLost, "a lost position numbered again")
+
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "after", 0))
+	require.NoError(t, b.Flush(ctx))
+	for _, from := range ids[5:] {
+		assert.ErrorIs(t, resume(b, from), events.ErrLost, "%s: after new events", from)
+	}
+	assert.ErrorIs(t, ended(t, s), events.ErrUnavailable, "the live subscription ends")
+	assert.ErrorIs(t, resume(b, ids[len(ids)-1]), events.ErrLost, "once the reader noticed the loss")
+	_, later := open()
+	assert.ErrorIs(t, resume(later, ids[len(ids)-1]), events.ErrLost, "on a host started after the loss")
+
+	for _, from := range []string{ids[1], saved} {
+		r, err := b.Subscribe(ctx, events.Filter{}, from)
+		require.NoError(t, err, "%s: a position the snapshot holds", from)
+		for e := next(t, r); e.Key != "after"; e = next(t, r) {
+			require.Contains(t, []string{"saved", "again"}, e.Key)
+		}
+		r.Close()
+	}
+}

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,10 +133,17 @@ type redisLog struct {
 	key       string
 	retention int64
 
-	// newest is the millisecond part of the newest ID this log has
-	// appended or read: a stream that has to be created again starts
-	// after it (see append).
-	newest atomic.Uint64
+	mu sync.Mutex
+	// top is the newest ID this log has appended or read, under mu: a
+	// stream that has to be created again starts after it (see append),
+	// and positions up to it that a loss took are remembered (gone).
+	top id
+	// gone are the positions this log has learnt were lost, under mu: at
+	// each loss found (see lose), those after the newest entry the stream
+	// still held up to top. They stay lost though the stream gives their
+	// IDs again (a Redis whose clock is behind the lost entries'). Ranges
+	// the stream has trimmed past are dropped (see prune).
+	gone []span
 
 	// added is the stream's count of entries ever added, as the fan-out's
 	// last read saw it (Redis 7 and later; 0 before): it only grows in
@@ -181,12 +189,85 @@ func (l *redisLog) saw(s string) {
 	if err != nil {
 		return
 	}
-	for {
-		cur := l.newest.Load()
-		if i.hi <= cur || l.newest.CompareAndSwap(cur, i.hi) {
+	l.mu.Lock()
+	if l.top.less(i) {
+		l.top = i
+	}
+	l.mu.Unlock()
+}
+
+// newest returns the newest ID this log has appended or read.
+func (l *redisLog) newest() id {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.top
+}
+
+// span is the positions after from, up to and including to.
+type span struct{ from, to id }
+
+func (s span) has(i id) bool { return s.from.less(i) && !s.to.less(i) }
+
+// maxGone bounds the ranges of lost positions a log remembers; past it
+// the oldest is forgotten (the entry check of retained still refuses its
+// positions unless the stream gave them again).
+const maxGone = 64
+
+// lose records that the stream lost the positions it no longer holds up
+// to top, the newest ID this log knew before it found the loss: those
+// after the newest entry at or before top that the stream still holds
+// (after none, when it holds none). A Redis restarted from an older
+// snapshot gives the entries appended since IDs from its clock, past the
+// lost ones, and would otherwise take a lost position for one of its own.
+func (l *redisLog) lose(ctx context.Context, top id) error {
+	if top == (id{}) {
+		return nil
+	}
+	msgs, err := l.client.XRevRangeN(ctx, l.key, top.String(), "-", 1).Result()
+	if err != nil {
+		return err
+	}
+	var held id
+	if len(msgs) > 0 {
+		if held, err = parseID(msgs[0].ID); err != nil {
+			return err
+		}
+	}
+	l.addGone(span{held, top})
+	return nil
+}
+
+// addGone adds s to the lost ranges, unless one already covers it.
+func (l *redisLog) addGone(s span) {
+	if !s.from.less(s.to) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, g := range l.gone {
+		if !s.from.less(g.from) && !g.to.less(s.to) {
 			return
 		}
 	}
+	if len(l.gone) == maxGone {
+		l.gone = slices.Delete(l.gone, 0, 1)
+	}
+	l.gone = append(l.gone, s)
+}
+
+// prune drops the lost ranges wholly before oldest, the stream's oldest
+// entry: their positions are refused as trimmed.
+func (l *redisLog) prune(oldest id) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gone = slices.DeleteFunc(l.gone, func(g span) bool { return g.to.less(oldest) })
+}
+
+// isGone reports whether pos is in a range of lost positions.
+func (l *redisLog) isGone(pos id) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.gone, func(g span) bool { return g.has(pos) })
 }
 
 // append adds evs to the stream, never creating it with XADD's own IDs.
@@ -215,7 +296,7 @@ func (l *redisLog) append(ctx context.Context, evs []Event) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	start := max(uint64(time.Now().UnixMilli()), l.newest.Load()+1)
+	start := max(uint64(time.Now().UnixMilli()), l.newest().hi+1)
 	if err := l.xadd(ctx, missing[:1], strconv.FormatUint(start, 10)+"-*"); err != nil {
 		if err = l.xadd(ctx, missing[:1], "*"); err != nil {
 			return err
@@ -325,17 +406,22 @@ func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration
 // past it, or created again), its IDs or its count of entries added went
 // backwards. XREAD itself says none of this: on a missing key it waits,
 // and on a new stream it returns the entries past the position as if
-// they followed it.
+// they followed it. The positions lost are remembered (lose).
 func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
+	top := l.newest()
 	info, err := l.client.XInfoStream(ctx, l.key).Result()
 	if err != nil {
 		if !strings.Contains(err.Error(), "no such key") {
 			return err
 		}
-		l.added.Store(0)
 		if after == (id{}) && !read {
+			l.added.Store(0)
 			return nil // no stream yet, and none was read
 		}
+		if err := l.lose(ctx, top); err != nil {
+			return err
+		}
+		l.added.Store(0)
 		return &lostError{why: "the stream is gone"}
 	}
 	newest, err := parseID(info.LastGeneratedID)
@@ -348,18 +434,24 @@ func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
 			return err
 		}
 	}
-	added := l.added.Swap(info.EntriesAdded)
 	var why string
 	switch {
 	case after != (id{}) && after.less(oldest):
 		why = "the stream starts after the read position"
 	case newest.less(after):
 		why = "the stream's IDs went backwards"
-	case info.EntriesAdded < added:
+	case info.EntriesAdded < l.added.Load():
 		why = "the stream's count of entries added went backwards"
 	default:
+		l.added.Store(info.EntriesAdded)
 		return nil
 	}
+	// Stored once the loss is remembered: a failure to is a failed read,
+	// and the next finds the loss again.
+	if err := l.lose(ctx, top); err != nil {
+		return err
+	}
+	l.added.Store(info.EntriesAdded)
 	return &lostError{resume: newest, why: why}
 }
 
@@ -385,39 +477,66 @@ func (l *redisLog) last(ctx context.Context) (id, error) {
 	return parseID(msgs[0].ID)
 }
 
-func (l *redisLog) retained(ctx context.Context, after id) (bool, error) {
-	if after == (id{}) {
+// retained reports whether pos is an entry the stream holds, and not a
+// position this log has learnt was lost (gone). Trimming removes the
+// oldest first, so every entry after it is held too. A position the
+// stream does not hold was trimmed (a subscriber whose last event was the
+// very last one trimmed is told ErrLost too: the stream cannot tell
+// whether anything came between), or is from another life of the stream
+// (Redis lost its data, or came back from an older snapshot, and numbers
+// new entries past it), or was never an entry (forged, or past the
+// newest): lost either way, rather than a stream that delivers the
+// entries after it as if they followed it, or nothing until the stream
+// catches up with it. A position the stream gave again after losing it
+// is refused too when this log found the loss.
+func (l *redisLog) retained(ctx context.Context, pos id) (bool, error) {
+	if pos == (id{}) {
 		return true, nil
 	}
-	// A position is an entry's ID (or zero, above). It is whole when it
-	// is at or past the oldest entry left (and not past the newest,
-	// below): trimming removes the oldest first. One before it means
-	// either trimmed events followed it, or it is from another life of
-	// the stream (Redis lost its data): lost either way. (A subscriber
-	// whose last event was the very last one trimmed is told ErrLost
-	// too: the stream cannot tell whether anything came between.)
-	info, err := l.client.XInfoStream(ctx, l.key).Result()
-	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
-			return false, nil // a position in a stream that is not there
+	// Read first: what the stream says next is at least as new.
+	top, added := l.newest(), l.added.Load()
+	var info *redis.XInfoStreamCmd
+	var at *redis.XMessageSliceCmd
+	_, _ = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		info = p.XInfoStream(ctx, l.key)
+		at = p.XRangeN(ctx, l.key, pos.String(), pos.String(), 1)
+		return nil
+	})
+	if err := info.Err(); err != nil {
+		if !strings.Contains(err.Error(), "no such key") {
+			return false, err
 		}
+		return false, l.lose(ctx, top) // a position in a stream that is not there
+	}
+	if err := at.Err(); err != nil {
 		return false, err
 	}
-	oldest := info.LastGeneratedID
-	if info.Length > 0 {
-		oldest = info.FirstEntry.ID
-	}
-	first, err := parseID(oldest)
-	if err != nil {
+	if err := l.checkRetained(ctx, info.Val(), top, added); err != nil {
 		return false, err
 	}
-	// A position past the last ID the stream has issued was never one of
-	// its entries (or is from another life that got further): lost too,
-	// as in the other logs, rather than a stream that delivers nothing
-	// until the log catches up with it.
+	return len(at.Val()) == 1 && !l.isGone(pos), nil
+}
+
+// checkRetained remembers, for retained, a loss that the stream's info
+// shows before the fan-out has read it (if it reads at all): its last ID
+// below one this log has seen (top), or its count of entries added below
+// the fan-out's last (added). It drops the lost ranges trimmed past.
+func (l *redisLog) checkRetained(ctx context.Context, info *redis.XInfoStream, top id, added int64) error {
 	newest, err := parseID(info.LastGeneratedID)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return !after.less(first) && !newest.less(after), nil
+	if newest.less(top) || info.EntriesAdded < added {
+		if err := l.lose(ctx, top); err != nil {
+			return err
+		}
+	}
+	if info.Length > 0 {
+		oldest, err := parseID(info.FirstEntry.ID)
+		if err != nil {
+			return err
+		}
+		l.prune(oldest)
+	}
+	return nil
 }

@@ -101,6 +101,10 @@ type pgLog struct {
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced on each notification
+	// top is the newest position this host has read (and handed out),
+	// under mu: the sequencer skips past it when positions went back
+	// (see checkLife).
+	top id
 
 	written chan struct{} // events were appended: sequence them, notify, trim
 	stop    chan struct{} // closed by close
@@ -628,6 +632,9 @@ func (l *pgLog) query(ctx context.Context, after id, n int, check bool) ([]Event
 			ev.Data = row[9].Bytes
 		}
 		out = append(out, ev)
+	}
+	if len(out) > 0 {
+		l.read(out[len(out)-1].ID)
 	}
 	if !check {
 		return out, nil
