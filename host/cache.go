@@ -27,10 +27,19 @@ type CacheOptions struct {
 	// a write and its event's append, a key deleted by hand.
 	// Default: one minute.
 	MaxAge time.Duration
+	// MaxBytes bounds the bytes of the records the cache holds (least
+	// recently used go first); a record larger than a sixteenth of it is
+	// not cached. Entries alone does not bound memory: a plugin may
+	// answer records of megabytes. Default: 64 MiB.
+	MaxBytes int64
 }
 
-// defaultCacheMaxAge is CacheOptions.MaxAge's default.
-const defaultCacheMaxAge = time.Minute
+// defaultCacheMaxAge and defaultCacheMaxBytes are CacheOptions.MaxAge's
+// and MaxBytes's defaults.
+const (
+	defaultCacheMaxAge   = time.Minute
+	defaultCacheMaxBytes = 64 << 20
+)
 
 // CacheStats counts what a Store's read cache did.
 type CacheStats struct {
@@ -58,13 +67,15 @@ type CacheStats struct {
 // the log cannot be read the cache is flushed and bypassed, since
 // invalidations are not arriving; it comes back when they do.
 type readCache struct {
-	s       *Store
-	maxAge  time.Duration
-	entries *lru.Cache[cacheKey, cacheEntry]
-	seed    maphash.Seed
+	s        *Store
+	maxAge   time.Duration
+	maxBytes int64
+	entries  *lru.Cache[cacheKey, cacheEntry]
+	seed     maphash.Seed
 
 	mu      sync.Mutex // orders fills after invalidations
 	stripes [256]uint64
+	bytes   int64 // the entries' sizes, under mu (entries changes under it)
 	enabled atomic.Bool
 
 	hits, misses, invalidations, flushes atomic.Uint64
@@ -89,13 +100,17 @@ type cacheEntry struct {
 // once when the log can be read now (ctx bounds that attempt), else from
 // a goroutine that retries, the cache being bypassed until then.
 func newReadCache(ctx context.Context, s *Store, opts CacheOptions) *readCache {
-	entries, err := lru.New[cacheKey, cacheEntry](opts.Entries)
+	c := &readCache{s: s, maxAge: opts.MaxAge, maxBytes: opts.MaxBytes, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	entries, err := lru.NewWithEvict(opts.Entries, func(k cacheKey, e cacheEntry) { c.bytes -= e.size(k) })
 	if err != nil { // only for a size <= 0, which the caller excludes
 		panic(err)
 	}
-	c := &readCache{s: s, maxAge: opts.MaxAge, entries: entries, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	c.entries = entries
 	if c.maxAge <= 0 {
 		c.maxAge = defaultCacheMaxAge
+	}
+	if c.maxBytes <= 0 {
+		c.maxBytes = defaultCacheMaxBytes
 	}
 	var bg context.Context
 	bg, c.cancel = context.WithCancel(context.Background())
@@ -204,11 +219,37 @@ func (c *readCache) fill(k cacheKey, ticket uint64, e cacheEntry) {
 	if limit := c.s.now().Add(c.maxAge); e.expires.IsZero() || limit.Before(e.expires) {
 		e.expires = limit
 	}
+	size := e.size(k)
+	if size > c.maxBytes/16 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if *c.stripe(k) == ticket {
-		c.entries.Add(k, e)
+	if *c.stripe(k) != ticket {
+		return
 	}
+	c.entries.Remove(k) // its size leaves with it
+	c.entries.Add(k, e)
+	c.bytes += size
+	for c.bytes > c.maxBytes {
+		c.entries.RemoveOldest()
+	}
+}
+
+// size is about the bytes e holds for k: its strings and documents, and
+// a fixed part for the rest.
+func (e *cacheEntry) size(k cacheKey) int64 {
+	n := len(k.key) + 256
+	if k.kind == abi.KindAgentState {
+		n += len(e.state.AgentID) + len(e.state.State)
+	} else {
+		a := &e.alert
+		n += len(a.ID) + len(a.AgentID) + len(a.Message)
+		for name, v := range a.Labels {
+			n += len(name) + len(v) + 16
+		}
+	}
+	return int64(n)
 }
 
 // get returns the live cached record of k.

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -284,4 +285,38 @@ func TestCloseDoesNotWaitForAnAbsentRedis(t *testing.T) {
 	assert.Zero(t, st.Stats().Events.Dropped, "no event of a write not in Redis")
 	assert.Zero(t, st.Stats().Events.Published)
 	assert.Equal(t, uint64(20), st.Stats().BufferedWrites, "left in the buffer")
+}
+
+// The cache holds at most MaxBytes of records, however few entries that
+// is, and never one larger than a sixteenth of it: a plugin that answered
+// every read with a state of 12 MiB left 920 MB in a cache of 50 000
+// entries after 40 reads.
+func TestCacheBoundedInBytes(t *testing.T) {
+	ctx := context.Background()
+	st, err := host.Open(ctx, host.Config{Plugin: "builtin:memory", Cache: host.CacheOptions{Entries: 1000, MaxBytes: 1 << 20}},
+		host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	require.Eventually(t, func() bool { return st.Stats().Cache.Enabled }, 10*time.Second, 10*time.Millisecond)
+
+	doc := bytes.Repeat([]byte("x"), 60<<10)
+	for i := range 40 {
+		id := fmt.Sprintf("agent-%d", i)
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: doc})
+		require.NoError(t, err)
+		_, err = st.GetAgentState(ctx, id)
+		require.NoError(t, err)
+	}
+	n := st.Stats().Cache.Entries
+	assert.Positive(t, n)
+	assert.LessOrEqual(t, n*(60<<10), 1<<20, "%d entries of 60 KiB", n)
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "large", State: bytes.Repeat([]byte("y"), 100<<10)})
+	require.NoError(t, err)
+	_, err = st.GetAgentState(ctx, "large")
+	require.NoError(t, err)
+	misses := st.Stats().Cache.Misses
+	_, err = st.GetAgentState(ctx, "large")
+	require.NoError(t, err)
+	assert.Equal(t, misses+1, st.Stats().Cache.Misses, "a record over a sixteenth of MaxBytes is not cached")
 }

@@ -77,6 +77,7 @@ type (
 	rawCache struct {
 		Entries  hcl.Expression `hcl:"entries,optional"`
 		MaxAge   hcl.Expression `hcl:"max_age,optional"`
+		MaxBytes hcl.Expression `hcl:"max_bytes,optional"`
 		DefRange hcl.Range      `hcl:",def_range"`
 	}
 	rawLimits struct {
@@ -394,6 +395,9 @@ func (c *checker) backend(rb *rawBackend) Backend {
 			}
 		}
 		cfg.Cache.MaxAge, _ = c.duration(rb.Cache.MaxAge, "max_age")
+		if v, ok := c.integer(rb.Cache.MaxBytes, "max_bytes", 1<<20, math.MaxInt64); ok {
+			cfg.Cache.MaxBytes = v
+		}
 		if cfg.DisableEvents {
 			c.errorf(rb.Cache.DefRange, "Cache without events", "The read cache is kept correct by the backend's events, which this backend disables.")
 		}

@@ -115,6 +115,9 @@
 //	    entries = 50000                 # required, 1 to 2147483647: records held, least recently used out first
 //	    max_age = "1m"                  # optional, a Go duration: an entry is read from the backend again
 //	                                    # once this old, whatever the events said; default 1m
+//	    max_bytes = 67108864            # optional, at least 1048576: bytes of records held, least recently
+//	                                    # used out first; a record over a sixteenth of it is not cached;
+//	                                    # default 64 MiB
 //	  }
 //	  backup {                          # optional: scheduled backups, written by the daemon
 //	    interval         = "1h"         # required: a Go duration, at least 1s
