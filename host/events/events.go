@@ -135,8 +135,10 @@ var (
 	// event arrived. It may resume after the last event it received.
 	ErrSlowSubscriber = errors.New("events: subscriber too slow: its buffer filled, so it was disconnected")
 	// ErrLost is returned by Subscribe when events after the requested
-	// position are no longer retained (or the position is from another
-	// log): the subscriber has to resynchronise, then subscribe afresh.
+	// position are no longer retained, or the position itself was lost
+	// (Redis came back from an older snapshot without it) or is from
+	// another log: the subscriber has to resynchronise, then subscribe
+	// afresh.
 	ErrLost = errors.New("events: events after this position are no longer retained")
 	// ErrBadID is returned by Subscribe for a position that is not an
 	// event ID.

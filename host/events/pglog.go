@@ -634,7 +634,7 @@ func (l *pgLog) query(ctx context.Context, after id, n int, check bool) ([]Event
 		out = append(out, ev)
 	}
 	if len(out) > 0 {
-		l.read(out[len(out)-1].ID)
+		l.saw(out[len(out)-1].ID)
 	}
 	if !check {
 		return out, nil
@@ -703,10 +703,16 @@ func (l *pgLog) checkLife(ctx context.Context, after id, epoch uint64, held bool
 	if why != "" {
 		if known == epoch && after.lo > 0 {
 			// Positions went back (rows deleted, the sequencer's row
-			// restored with them): the ones this host has handed out are
-			// not given again (those numbered since the loss, before this
-			// read, aside), so a subscriber resuming at one is told.
-			_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgSkip, Params: []abi.PGValue{integer(int64(after.lo))}})
+			// restored with them): the ones this host has handed out, up
+			// to the newest any of its reads had (a subscription catching
+			// up reads ahead of the fan-out), are not given again (those
+			// numbered since the loss, before this read, aside), so a
+			// subscriber resuming at one is told.
+			skip := after.lo
+			if top := l.newest(); top.hi == epoch {
+				skip = max(skip, top.lo)
+			}
+			_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgSkip, Params: []abi.PGValue{integer(int64(skip))}})
 			if err != nil {
 				return err
 			}
@@ -739,6 +745,26 @@ func (l *pgLog) checkLife(ctx context.Context, after id, epoch uint64, held bool
 			why: "PostgreSQL schema " + l.schema + ": a record table was truncated, created, dropped or rewritten"}
 	}
 	return nil
+}
+
+// saw records a position this host has read.
+func (l *pgLog) saw(s string) {
+	i, err := parseID(s)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	if i.hi != l.top.hi || l.top.lo < i.lo {
+		l.top = i // a new storage's positions replace the old one's
+	}
+	l.mu.Unlock()
+}
+
+// newest returns the newest position this host has read.
+func (l *pgLog) newest() id {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.top
 }
 
 // pgSkip has the sequencer give positions after $1 from now on.
