@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +106,9 @@ func (s *Store) publish(kind abi.RecordKind, op, agent, key string, version uint
 	if s.p.writesEvents {
 		s.bus.Written() // the plugin inserted the event with the write
 	} else {
+		mu := s.expiry.lock(kind, key)
 		s.bus.Publish(events.Event{Kind: kind.Name(), Op: op, AgentID: agent, Key: key, Version: version, Time: s.now()})
+		mu.Unlock()
 	}
 	s.expiry.set(kind, key, agent, version, expires, mk)
 }
@@ -176,7 +179,9 @@ func (s *Store) unsure(kind abi.RecordKind, agent, key string, err error) {
 		s.cache.invalidate(cacheKey{kind, key}, 0)
 	}
 	if s.bus != nil && !s.p.writesEvents {
+		mu := s.expiry.lock(kind, key)
 		s.bus.Publish(events.Event{Kind: kind.Name(), Op: events.OpUnknown, AgentID: agent, Key: key, Time: s.now()})
+		mu.Unlock()
 	}
 }
 
@@ -238,6 +243,23 @@ type expiryWatch struct {
 	wg    sync.WaitGroup
 
 	dropped atomic.Uint64
+
+	// keys orders a record's expire event with the events of its writes
+	// (lock): check holds its key's stripe from the read that finds the
+	// record gone to the expire event's publication, and a write's event
+	// is published under it too, so a write that lands in between has
+	// its event after the expire event, never before it. Without it an
+	// outside drill saw "put v1, put v2, expire v1" for 3 of 2 300
+	// agents rewritten about as their TTL passed.
+	keys [1024]sync.Mutex
+	seed maphash.Seed
+}
+
+// lock locks and returns the stripe of the record kind/key (keys).
+func (w *expiryWatch) lock(kind abi.RecordKind, key string) *sync.Mutex {
+	mu := &w.keys[(maphash.String(w.seed, key)+uint64(kind))%uint64(len(w.keys))]
+	mu.Lock()
+	return mu
 }
 
 // maxWatched bounds the expiries one store watches (a few hundred bytes
@@ -283,7 +305,7 @@ func (q *watchQueue) Pop() any {
 }
 
 func newExpiryWatch(s *Store) *expiryWatch {
-	w := &expiryWatch{s: s, byKey: map[watchKey]*watched{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &expiryWatch{s: s, byKey: map[watchKey]*watched{}, wake: make(chan struct{}, 1), done: make(chan struct{}), seed: maphash.MakeSeed()}
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -391,6 +413,8 @@ func (w *expiryWatch) due(n int) []*watched {
 func (w *expiryWatch) check(x *watched) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.s.p.limits.CallTimeout)
 	defer cancel()
+	mu := w.lock(x.kind, x.key)
+	defer mu.Unlock()
 	var err error
 	var expires time.Time
 	switch x.kind {
