@@ -243,6 +243,7 @@ type expiryWatch struct {
 	wg    sync.WaitGroup
 
 	dropped atomic.Uint64
+	bytes   int // of the watched entries (weigh), under mu
 
 	// keys orders a record's expire event with the events of its writes
 	// (lock): check holds its key's stripe from the read that finds the
@@ -262,10 +263,17 @@ func (w *expiryWatch) lock(kind abi.RecordKind, key string) *sync.Mutex {
 	return mu
 }
 
-// maxWatched bounds the expiries one store watches (a few hundred bytes
-// each, so about 60 MB at most); writes past it are not watched, and
-// counted in Stats.ExpiriesUnwatched.
-const maxWatched = 1 << 18
+// maxWatched and maxWatchedBytes bound the expiries one store watches:
+// their count, and the bytes of their keys and agents (each also takes
+// watchedBytes of its own). A plugin chooses those strings (IDs of up to
+// 512 bytes, in writes its ticks report that nobody sent): counted
+// alone, the watch held 650–750 MB of a daemon's heap. Writes past either
+// bound are not watched, and counted in Stats.ExpiriesUnwatched.
+const (
+	maxWatched      = 1 << 18
+	maxWatchedBytes = 64 << 20
+	watchedBytes    = 200
+)
 
 type watchKey struct {
 	kind abi.RecordKind
@@ -333,22 +341,26 @@ func (w *expiryWatch) set(kind abi.RecordKind, key, agent string, version uint64
 		if ok {
 			heap.Remove(&w.queue, x.index)
 			delete(w.byKey, k)
+			w.bytes -= x.weight()
 		}
 		return
 	}
 	if !ok {
-		if len(w.queue) >= maxWatched {
+		if len(w.queue) >= maxWatched || w.bytes+weigh(key, agent, mk) > maxWatchedBytes {
 			w.dropped.Add(1)
 			return
 		}
 		x = &watched{watchKey: k}
 		w.byKey[k] = x
 		heap.Push(&w.queue, x)
+	} else {
+		w.bytes -= x.weight()
 	}
 	x.agent, x.version, x.at, x.due, x.tries = agent, version, expires, expires, 0
 	if mk != nil {
 		x.metric = *mk
 	}
+	w.bytes += x.weight()
 	heap.Fix(&w.queue, x.index)
 	if x.index == 0 {
 		select {
@@ -393,6 +405,7 @@ func (w *expiryWatch) due(n int) []*watched {
 	for len(w.queue) > 0 && len(out) < n && !w.queue[0].due.After(now) {
 		x := heap.Pop(&w.queue).(*watched)
 		delete(w.byKey, x.watchKey)
+		w.bytes -= x.weight()
 		out = append(out, x)
 	}
 	if len(out) == n {
@@ -454,11 +467,25 @@ const maxExpiryRechecks = 20
 func (w *expiryWatch) recheck(x *watched, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, newer := w.byKey[x.watchKey]; newer || len(w.queue) >= maxWatched {
+	if _, newer := w.byKey[x.watchKey]; newer || len(w.queue) >= maxWatched || w.bytes+x.weight() > maxWatchedBytes {
 		return
 	}
 	checkAt := *x
 	checkAt.due = at
 	w.byKey[x.watchKey] = &checkAt
 	heap.Push(&w.queue, &checkAt)
+	w.bytes += x.weight()
+}
+
+// weight is what x counts against maxWatchedBytes.
+func (x *watched) weight() int { return weigh(x.key, x.agent, &x.metric) }
+
+// weigh is what an entry of key and agent (and, for a metric, mk) counts
+// against maxWatchedBytes.
+func weigh(key, agent string, mk *MetricKey) int {
+	n := watchedBytes + len(key) + len(agent)
+	if mk != nil {
+		n += len(mk.AgentID) + len(mk.Name)
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,4 +49,28 @@ func TestWriteEventWaitsForAnExpiryCheck(t *testing.T) {
 			t.Fatalf("no %s event", op)
 		}
 	}
+}
+
+// TestExpiryWatchBoundedInBytes: the expiries watched are bounded by the
+// bytes of their keys and agents, not only by their count. A plugin's
+// ticks reporting writes of 512-byte IDs, with expiries in 2099, held
+// 650–750 MB of a daemon's heap in the watch before.
+func TestExpiryWatchBoundedInBytes(t *testing.T) {
+	w := &expiryWatch{s: &Store{}, byKey: map[watchKey]*watched{}, wake: make(chan struct{}, 1)}
+	id := string(make([]byte, 512))
+	far := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 100_000 {
+		key := fmt.Sprintf("%s%d", id, i)
+		w.set(abi.KindAgentState, key, key, 1, far, nil)
+	}
+	require.LessOrEqual(t, w.bytes, maxWatchedBytes)
+	require.Less(t, len(w.queue), 100_000)
+	require.Equal(t, uint64(100_000-len(w.queue)), w.dropped.Load(), "the writes past the bound are counted")
+
+	// Entries that leave give their room back.
+	for len(w.queue) > 0 {
+		x := w.queue[0]
+		w.set(x.kind, x.key, x.agent, 0, time.Time{}, nil)
+	}
+	require.Zero(t, w.bytes)
 }
