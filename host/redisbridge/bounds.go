@@ -114,6 +114,12 @@ const (
 	maxOffset = 1_000_000 // a LIMIT's offset: Redis walks past each skipped element
 	maxGrowth = 16 << 20  // bytes the offsets of one request's commands may make Redis allocate
 
+	// maxGrowthPerSecond bounds the same across a backend's requests: one
+	// SETRANGE at a 16 MiB offset is a request of 40 bytes, and a plugin
+	// sending 200 of them a tick filled a Redis to its 2 GB maxmemory in
+	// 5.5 s, after which other backends' writes were refused OOM.
+	maxGrowthPerSecond = 16 << 20
+
 	// maxPatternTail bounds a MATCH pattern from its first '*' on, so
 	// that matching costs Redis at most this many times reading the
 	// element, whatever the pattern's length.

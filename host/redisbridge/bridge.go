@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -193,6 +194,9 @@ type Bridge struct {
 	maxCommands int
 	maxReply    int64
 	release     func() // gives the prefix back to the registry
+	// grows bounds, per second, the bytes the offsets of the backend's
+	// commands may make Redis allocate (maxGrowthPerSecond).
+	grows *rate.Limiter
 
 	kills   killer
 	closing chan struct{}
@@ -221,7 +225,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		return nil, err
 	}
 	b := &Bridge{prefix: cfg.KeyPrefix, allowed: allowed, release: release, closing: make(chan struct{}),
-		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes}
+		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes, grows: rate.NewLimiter(maxGrowthPerSecond, maxGrowth)}
 	orDefault(&b.maxCommands, DefaultMaxCommands)
 	orDefault(&b.maxReply, DefaultMaxReplyBytes)
 	// The server's figures (ServerInfo: metrics, readiness, the eviction

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -130,6 +131,10 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				}
 			}
 			calls[i] = call{args: args, first: first, write: !c.readOnly}
+		}
+		if growth > 0 && !b.grows.AllowN(time.Now(), int(growth)) {
+			limit(e, "the request's offsets would make Redis allocate %d bytes, past the backend's %d a second", growth, maxGrowthPerSecond)
+			return nil
 		}
 	case abi.RedisScript:
 		if b.scripts == nil {

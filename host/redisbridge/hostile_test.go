@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -403,4 +404,35 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		_, err := pipeline(t, f.b, cmds...)
 		require.NoError(t, err, name)
 	}
+}
+
+// TestHostileGrowthPerSecondIsBounded: the bytes a backend's offsets may
+// make Redis allocate are bounded per second as well as per request. One
+// SETRANGE at a 16 MiB offset is a request of 40 bytes: a plugin sending
+// 200 a tick filled a Redis to its 2 GB maxmemory in 5.5 s.
+func TestHostileGrowthPerSecondIsBounded(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	ctx := context.Background()
+	var taken, limited int
+	for i := range 8 {
+		_, err := pipeline(t, f.b, cmd("SETRANGE", "g"+strconv.Itoa(i), strconv.Itoa(4<<20-1), "x"))
+		if err == nil {
+			taken++
+			continue
+		}
+		require.ErrorIs(t, err, abi.StatusLimit)
+		require.ErrorContains(t, err, "a second")
+		limited++
+	}
+	// 16 MiB of growth in a burst: four of 4 MiB, and a fifth only if the
+	// loop took a quarter of a second to refill it.
+	assert.GreaterOrEqual(t, taken, 4)
+	assert.Positive(t, limited)
+	var held int64
+	for i := range 8 {
+		held += f.direct.StrLen(ctx, f.prefix+"g"+strconv.Itoa(i)).Val()
+	}
+	assert.Equal(t, int64(taken*(4<<20)), held, "the refused ones were not sent")
+	_, err := pipeline(t, f.b, cmd("SET", "small", "1"))
+	require.NoError(t, err, "writes without offsets go on")
 }
