@@ -41,10 +41,11 @@ type PostgresConfig struct {
 	// statement_timeout). Default: the backend's Limits.CallTimeout.
 	StatementTimeout time.Duration
 	// TempFileLimitMB bounds the temporary files (sorts and hashes
-	// spilled to disk, temporary tables) one of the role's sessions holds
-	// at once, in MiB: the role's temp_file_limit, set at Open when URL's
-	// role is a superuser (only one may set it; the role cannot raise
-	// it). -1 leaves the role's setting as it is. Default: 1024.
+	// spilled to disk; not temporary tables, which PostgreSQL does not
+	// count there) one of the role's sessions holds at once, in MiB: the
+	// role's temp_file_limit, set at Open when URL's role is a superuser
+	// (only one may set it; the role cannot raise it). -1 leaves the
+	// role's setting as it is. Default: 1024.
 	TempFileLimitMB int64
 }
 
