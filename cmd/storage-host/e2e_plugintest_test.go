@@ -174,6 +174,19 @@ func TestPluginTestRunAlternatives(t *testing.T) {
 	require.NotContains(t, stdout, "PASS Protocol/BatchItems")
 }
 
+// TestPluginTestSkip: -skip leaves out the rules it matches below the
+// suite, for a plugin whose own policy (a TTL of its own for resolved
+// alerts, say) makes them fail.
+func TestPluginTestSkip(t *testing.T) {
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-v", "-run", "AgentStates", "-skip", "AgentStates/Versions", "builtin:memory")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "PASS AgentStates/")
+	require.NotContains(t, stdout, "AgentStates/Versions")
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-run", "AgentStates/Versions", "-skip", "AgentStates", "builtin:memory")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, stderr, `and not -skip "AgentStates"`)
+}
+
 // TestPluginTestFromConfig: the plugin, its options and capabilities come
 // from a backend block of a configuration file; here a Redis backend,
 // whose stores the suite opens under key prefixes of their own.

@@ -57,6 +57,7 @@ type pluginTestFlags struct {
 	configPath string
 	backend    string
 	run        string
+	skip       string
 	asJSON     bool
 	verbose    bool
 	timeout    time.Duration
@@ -89,6 +90,7 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.StringVar(&f.configPath, "config", "", "take the plugin, its options and capabilities from a backend block of this configuration file")
 	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config)")
 	fs.StringVar(&f.run, "run", "", "run only the rules matching this regular expression (as go test -run, below the suite: Protocol, AgentStates/Versions)")
+	fs.StringVar(&f.skip, "skip", "", "skip the rules matching this regular expression (as go test -skip, below the suite): those a policy of the plugin's own makes fail, say Alerts/Transitions")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.verbose, "v", false, "list every rule, not only those that failed")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "fail the run if it takes longer than this")
@@ -108,9 +110,9 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	if n := f.policy.MaxSamplesPerSeries; n != 0 && n < storetest.MinSamplesPerSeries {
 		return nil, usagef("plugin test: -max-samples-per-series %d is below %d, the most samples one series of the suite holds", n, storetest.MinSamplesPerSeries)
 	}
-	if f.run != "" {
-		if _, err := regexp.Compile(f.run); err != nil {
-			return nil, usagef("plugin test: -run: %v", err)
+	for name, re := range map[string]string{"run": f.run, "skip": f.skip} {
+		if _, err := regexp.Compile(re); re != "" && err != nil {
+			return nil, usagef("plugin test: -%s: %v", name, err)
 		}
 	}
 	return f, nil
@@ -218,6 +220,9 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Unattributed = ""
 	if len(rep.Rules) == 0 {
+		if f.skip != "" {
+			return fmt.Errorf("plugin test: no rule matches -run %q and not -skip %q", f.run, f.skip)
+		}
 		return fmt.Errorf("plugin test: no rule matches -run %q", f.run)
 	}
 	if f.asJSON {
@@ -297,6 +302,9 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 		pattern = belowSuite(f.run)
 	}
 	os.Args = []string{os.Args[0], "-test.v", "-test.run", pattern, "-test.timeout", f.timeout.String()}
+	if f.skip != "" {
+		os.Args = append(os.Args, "-test.skip", belowSuite(f.skip))
+	}
 	testing.Main(func(pat, s string) (bool, error) { return regexp.MatchString(pat, s) },
 		[]testing.InternalTest{{Name: "Conformance", F: func(t *testing.T) {
 			storetest.RunWithPolicy(t, open, f.policy)

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -24,14 +25,19 @@ func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	var e abi.Encoder
 	st.Encode(&e)
 	rev, _, err := s.kv.Put([]byte(st.AgentID), e.Bytes(), time.Time{}, false, abi.Condition{})
+	if err != nil {
+		return abi.AgentState{}, fmt.Errorf("agent state %q: %w", st.AgentID, err)
+	}
 	st.Version = rev
-	return st, err
+	return st, nil
 }
 
+// GetAgentState words its errors for the record, as callers see them
+// ("agent state \"a1\": ..."), keeping their status (sdk.ErrNotFound).
 func (s *states) GetAgentState(id string) (abi.AgentState, error) {
 	e, err := s.kv.Get([]byte(id))
 	if err != nil {
-		return abi.AgentState{}, err // sdk.ErrNotFound when missing
+		return abi.AgentState{}, fmt.Errorf("agent state %q: %w", id, err)
 	}
 	var st abi.AgentState
 	st.Decode(abi.NewDecoder(e.Value))
@@ -40,7 +46,10 @@ func (s *states) GetAgentState(id string) (abi.AgentState, error) {
 }
 
 func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
-	return s.kv.Delete([]byte(r.AgentID), abi.Condition{})
+	if err := s.kv.Delete([]byte(r.AgentID), abi.Condition{}); err != nil {
+		return fmt.Errorf("agent state %q: %w", r.AgentID, err)
+	}
+	return nil
 }
 
 func init() {
