@@ -247,3 +247,33 @@ func TestPostgresStallAnswersWithinTheCallTimeout(t *testing.T) {
 	t.Logf("%d writes to a locked table answered within %v", callers, longest)
 	require.Less(t, longest, 3*timeout+time.Second)
 }
+
+// A backend whose schema is dropped under it (or whose database is
+// dropped and created again) is not ready, saying why, and its writes are
+// refused as not applied: an outside drill saw every PUT answer 504
+// outcome_unknown "internal error" (the statement failed 42P01, so
+// nothing was applied) and /readyz answer 204 the whole time.
+func TestPostgresSchemaDroppedUnderTheBackend(t *testing.T) {
+	ctx := context.Background()
+	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+	st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg, DisableEvents: true}, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{}`)})
+	require.NoError(t, err)
+	require.NoError(t, st.Ready(ctx))
+
+	admin, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{cfg.Schema}.Sanitize()+" CASCADE")
+	require.NoError(t, err)
+
+	err = st.Ready(ctx)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "is gone")
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a2", State: []byte(`{}`)})
+	require.ErrorIs(t, err, host.ErrUnavailable, "nothing was applied")
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "tables are missing")
+}

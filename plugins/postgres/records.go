@@ -293,7 +293,8 @@ func stateConflict(id string, c abi.Condition) error {
 
 // statementError maps a statement PostgreSQL refused to the status a
 // caller can act on: UNAVAILABLE for what may pass when asked again (a
-// timeout, a serialization failure, a server short of resources), LIMIT
+// timeout, a serialization failure, a server short of resources, the
+// backend's tables gone until it is opened again), LIMIT
 // for a program limit, INTERNAL otherwise. A refused statement did not
 // take effect: its implicit transaction rolled back.
 func statementError(err error) error {
@@ -307,6 +308,10 @@ func statementError(err error) error {
 		return abi.Errorf(abi.StatusUnavailable, "%v", err)
 	case strings.HasPrefix(s, "54"):
 		return abi.Errorf(abi.StatusLimit, "%v", err)
+	case s == "42P01" || s == "3F000":
+		// undefined_table, invalid_schema_name: the backend's schema was
+		// dropped under it (or its database dropped and created again).
+		return abi.Errorf(abi.StatusUnavailable, "the backend's tables are missing (its schema or database was dropped; opening the backend again creates them): %v", err)
 	}
 	return abi.Errorf(abi.StatusInternal, "%v", err)
 }

@@ -402,10 +402,18 @@ func (b *Bridge) Schema() string { return b.schema }
 // Role returns the backend's role, the user of every pooled connection.
 func (b *Bridge) Role() string { return b.role }
 
-// Ready reports whether PostgreSQL answers, as the backend's role.
+// Ready reports whether PostgreSQL answers, as the backend's role, with
+// the backend's schema in place: one dropped under it (or its database
+// dropped and created again) leaves every statement of the plugin failing
+// until the backend is opened again, which creates it.
 func (b *Bridge) Ready(ctx context.Context) error {
-	if err := b.pool.Ping(ctx); err != nil {
+	var present bool
+	err := b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", b.schema).Scan(&present)
+	switch {
+	case err != nil:
 		return fmt.Errorf("pgbridge: %w", err)
+	case !present:
+		return fmt.Errorf("pgbridge: schema %s is gone (dropped, or its database created again): the backend is ready again once it is opened again (a restart)", b.schema)
 	}
 	return nil
 }
