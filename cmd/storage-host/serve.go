@@ -227,6 +227,9 @@ func (r *reloader) reload(ctx context.Context, why string) {
 		r.log.Info("no configuration file to reload", "trigger", why)
 		return
 	}
+	// Building the new backends (compiling their plugins, opening their
+	// stores) takes seconds; the old ones serve meanwhile.
+	r.log.Info("reloading the configuration; the backends serve as before until it is done", "trigger", why, "file", r.path)
 	f, ch, err := r.m.ReloadFile(ctx, r.path, func(f *config.File) error {
 		// A reload must not open the listener it cannot move.
 		return checkExposure(r.listen, f, r.allowUnauth)
