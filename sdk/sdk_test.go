@@ -205,8 +205,10 @@ func TestTickDispatch(t *testing.T) {
 
 	want := abi.TickResult{More: true, Pending: 3, Writes: []abi.TickWrite{{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "a"}}}}
 	ticks := 0
+	var resumed []bool
 	d = newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}, Tick: func() (abi.TickResult, error) {
 		ticks++
+		resumed = append(resumed, TickResumed())
 		return want, nil
 	}})
 	assert.True(t, d.meta.Features.Has(abi.FeatureTick))
@@ -215,8 +217,16 @@ func TestTickDispatch(t *testing.T) {
 	assert.Equal(t, 1, ticks)
 	assert.Equal(t, encode(&want), body)
 
-	st, _ = call(t, d, abi.OpTick, []byte{0})
-	assert.Equal(t, abi.StatusInvalid, st, "a tick's request is empty")
+	// ABI 1.7: a TickRequest, whose resumed the hook reads.
+	for _, req := range [][]byte{{1}, {0}} {
+		st, _ = call(t, d, abi.OpTick, req)
+		require.Equal(t, abi.StatusOK, st)
+	}
+	assert.Equal(t, []bool{false, true, false}, resumed, "an empty request (a host of 1.6 or older) is not resumed")
+	assert.False(t, TickResumed(), "outside a tick")
+
+	st, _ = call(t, d, abi.OpTick, []byte{0, 0})
+	assert.Equal(t, abi.StatusInvalid, st, "a TickRequest with trailing bytes")
 }
 
 func TestBufferedWrites(t *testing.T) {
