@@ -344,14 +344,15 @@ func (b *backend) reread(qs []queued) error {
 			continue
 		}
 		b.finish(it, replies)
+		put, del := writesOf(it.op)
 		w := abi.TickWrite{}
 		switch {
 		case it.err == nil:
-			w.Op = writeOf(it.op)
+			w.Op = put
 			w.Metric, w.Alert = it.metric, it.alert
 			w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
 		case errors.Is(it.err, sdk.ErrNotFound):
-			w.Op = deleteOf(it.op)
+			w.Op = del
 			w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
 			w.Alert = abi.Alert{ID: it.alert.ID}
 			w.State = abi.AgentState{AgentID: it.state.AgentID}
@@ -380,26 +381,15 @@ func readOf(op abi.Op) (abi.Op, bool) {
 	return 0, false
 }
 
-// writeOf is the put of the record a get op reads.
-func writeOf(get abi.Op) abi.Op {
+// writesOf are the put and the delete of the record a get op reads.
+func writesOf(get abi.Op) (put, del abi.Op) {
 	switch get {
 	case abi.OpGetMetric:
-		return abi.OpPutMetric
+		return abi.OpPutMetric, abi.OpDeleteMetric
 	case abi.OpGetAlert:
-		return abi.OpPutAlert
+		return abi.OpPutAlert, abi.OpDeleteAlert
 	}
-	return abi.OpPutAgentState
-}
-
-// deleteOf is the delete of the record a get op reads.
-func deleteOf(get abi.Op) abi.Op {
-	switch get {
-	case abi.OpGetMetric:
-		return abi.OpDeleteMetric
-	case abi.OpGetAlert:
-		return abi.OpDeleteAlert
-	}
-	return abi.OpDeleteAgentState
+	return abi.OpPutAgentState, abi.OpDeleteAgentState
 }
 
 // errSuperseded is the error of a replayed agent-state write that found
