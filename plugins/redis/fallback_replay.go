@@ -248,8 +248,8 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 		}
 		if it.err == errSuperseded {
 			// Its event was published by the host that wrote the newer
-			// state, whose value stays.
-			sdk.Logf(abi.LevelInfo, "fallback replay: buffered write %d (%s) left out: agent state %q was written after it was acknowledged", qs[i].seq, it.op, it.state.AgentID)
+			// record, whose value stays.
+			sdk.Logf(abi.LevelInfo, "fallback replay: buffered write %d (%s) left out: its record was written after it was acknowledged", qs[i].seq, it.op)
 			continue
 		}
 		switch s, _ := statusOf(it.err); s {
@@ -392,7 +392,8 @@ func writesOf(get abi.Op) (put, del abi.Op) {
 	return abi.OpPutAgentState, abi.OpDeleteAgentState
 }
 
-// errSuperseded is the error of a replayed agent-state write that found
-// the state written after the write was acknowledged (item.replay): the
-// newer state stays, and the buffered write is done with.
+// errSuperseded is the error of a replayed write of an agent state or an
+// alert that found its record written after the write was acknowledged
+// (item.replay): the newer record stays, and the buffered write is done
+// with.
 var errSuperseded = errors.New("superseded by a later write")

@@ -195,13 +195,15 @@ elseif op == 'aput' then
   -- Create or replace an alert; a replace must be an allowed transition
   -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
   -- may be reached from, updated_at, created_at (for a new alert), agent,
-  -- severity, message, labels.
+  -- severity, message, labels[, '1' from the replay of a buffered write,
+  -- which leaves alone an alert written after its updated_at: {3, ''}].
   -- Answers {1, created_at, expiry} or {0, current status}. Unlike
   -- sput, it does not trust the stored expiry ('x') to skip a PERSIST:
   -- hosts from before 'x' was written set an alert's expiry without it.
   local key = KEYS[k + 1]
-  local cur = call('HMGET', key, 't', 'c')
+  local cur = call('HMGET', key, 't', 'c', 'u')
   local existed, created = false, ARGV[a + 6]
+  if na >= 11 and cur[3] and tonumber(cur[3]) > tonumber(ARGV[a + 5]) then return {3, ''} end
   if cur[1] then
     if not string.find(ARGV[a + 4], cur[1], 1, true) then return {0, cur[1]} end
     existed, created = true, cur[2] or created
@@ -285,7 +287,14 @@ elseif op == 'mput' or op == 'mrestore' then
   return {1, e}
 
 elseif op == 'del' then
-  -- Delete a record. KEYS: record. Answers 1, or 0 when there was none.
+  -- Delete a record. KEYS: record. ARGV: op[, the time a buffered delete
+  -- of an alert was acknowledged, sent by its replay]. Answers 1, 0 when
+  -- there was none, 2 when a replayed delete finds the alert written
+  -- after it.
+  if na >= 2 then
+    local u = call('HGET', KEYS[k + 1], 'u')
+    if u and tonumber(u) > tonumber(ARGV[a + 2]) then return 2 end
+  end
   return call('DEL', KEYS[k + 1])
 
 elseif op == 'sdel' then
@@ -337,12 +346,15 @@ elseif op == 'rd' then
 
 elseif op == 'astat' then
   -- Move an alert to a status, keeping its expiry. KEYS: alert.
-  -- ARGV: op, status, statuses it may be reached from, updated_at.
-  -- Answers {1, {fields g s t m l c u}, expiry}, {0, current status} or
-  -- {-1} when there is no alert.
+  -- ARGV: op, status, statuses it may be reached from, updated_at[, '1'
+  -- from the replay of a buffered write].
+  -- Answers {1, {fields g s t m l c u}, expiry}, {0, current status},
+  -- {-1} when there is no alert, {3} when a replayed change finds the
+  -- alert written after its updated_at.
   local key = KEYS[k + 1]
   local f = call('HMGET', key, 'g', 's', 't', 'm', 'l', 'c', 'u')
   if not f[3] then return {-1} end
+  if na >= 5 and f[7] and tonumber(f[7]) > tonumber(ARGV[a + 4]) then return {3} end
   if not string.find(ARGV[a + 3], f[3], 1, true) then return {0, f[3]} end
   call('HSET', key, 't', ARGV[a + 2], 'u', ARGV[a + 4])
   f[3], f[7] = ARGV[a + 2], ARGV[a + 4]

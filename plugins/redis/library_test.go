@@ -3,7 +3,9 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -112,3 +114,68 @@ func TestLibraryClockOncePerCall(t *testing.T) {
 		t.Fatalf("a put of a stale version answered %v", r[1])
 	}
 }
+
+// TestLibraryReplayLeavesNewerRecordsAlone: the replay of a buffered write
+// (sput with a floor, sdel, aput and astat with their replay argument, del
+// of an alert with the time it was acknowledged) leaves alone a record
+// written after that time, by another host that reached Redis meanwhile,
+// and answers so; a replayed write acknowledged after the record's last
+// write is made. The host test TestRedisReplayLeavesNewerWritesAlone runs
+// the agent-state case end to end (an alert write is buffered only when
+// the buffer holds its alert, which two hosts cannot arrange there).
+func TestLibraryReplayLeavesNewerRecordsAlone(t *testing.T) {
+	addr := redistest.Addr(t)
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	prefix := redistest.Prefix(t, addr)
+	state, alert := []string{prefix + "s:{a1}"}, []string{prefix + "a:{x1}"}
+	field := func(key []string, f string) string {
+		t.Helper()
+		v, err := rc.HGet(t.Context(), key[0], f).Result()
+		if err != nil {
+			t.Fatalf("%s %s: %v", key[0], f, err)
+		}
+		return v
+	}
+	// The newer writes, at time 2000.
+	packedCall(t, rc, [2][]string{state, {"sput", "p", "", "2000", "newer"}},
+		[2][]string{alert, {"aput", "p", "1", "0123", "2000", "2000", "a1", "2", "newer", ""}})
+
+	// Replayed writes acknowledged at 1000: left alone.
+	r := packedCall(t, rc,
+		[2][]string{state, {"sput", "p", "", "1000", "older", "1"}},
+		[2][]string{state, {"sdel", "", "1000"}},
+		[2][]string{alert, {"aput", "p", "1", "0123", "1000", "1000", "a1", "2", "older", "", "1"}},
+		[2][]string{alert, {"astat", "3", "0123", "1000", "1"}},
+		[2][]string{alert, {"del", "1000"}})
+	want := []string{"[3]", "2", "[3 ]", "[3]", "2"}
+	for i, w := range want {
+		if got := fmtReply(r[i]); got != w {
+			t.Errorf("replayed call %d answered %s, want %s", i, got, w)
+		}
+	}
+	if got := field(state, "d"); got != "newer" {
+		t.Errorf("state %q, want the newer", got)
+	}
+	if got, status := field(alert, "m"), field(alert, "t"); got != "newer" || status != "1" {
+		t.Errorf("alert %q in status %s, want the newer, firing", got, status)
+	}
+
+	// Acknowledged at 3000, after the newer writes: made.
+	r = packedCall(t, rc,
+		[2][]string{state, {"sput", "p", "", "3000", "latest", "1"}},
+		[2][]string{alert, {"astat", "3", "0123", "3000", "1"}})
+	if got := field(state, "d"); got != "latest" {
+		t.Errorf("state %q after a later replay, answered %v", got, r[0])
+	}
+	if got := field(alert, "t"); got != "3" {
+		t.Errorf("alert status %s after a later replay, answered %v", got, r[1])
+	}
+	r = packedCall(t, rc, [2][]string{alert, {"del", "4000"}}, [2][]string{state, {"sdel", "", "4000"}})
+	if r[0] != int64(1) || r[1] != int64(1) {
+		t.Errorf("later replayed deletes answered %v, %v", r[0], r[1])
+	}
+}
+
+// fmtReply formats a script reply for a comparison.
+func fmtReply(r any) string { return strings.TrimSpace(fmt.Sprint(r)) }

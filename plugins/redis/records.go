@@ -29,9 +29,10 @@ type item struct {
 	// give: the replay of a buffered put passes the provisional version
 	// it answered plus one.
 	floor uint64
-	// replay is set for the replay of a buffered write: an agent-state
-	// put or delete then leaves alone a state written after now, the
-	// time the write was acknowledged (errSuperseded).
+	// replay is set for the replay of a buffered write: a put, delete or
+	// status change of an agent state or an alert then leaves alone a
+	// record written after now, the time the write was acknowledged
+	// (errSuperseded).
 	replay bool
 	// indexed is set when the item's index entry waits in b.deferIx: the
 	// index call's error, if Redis refuses it, is the item's too.
@@ -142,6 +143,9 @@ func (b *backend) addCalls(it *item) {
 		start = r.mark()
 		r.arena = appendLabels(r.arena, a.Labels)
 		r.endArg(start)
+		if it.replay {
+			r.argStr("1")
+		}
 		b.index(ixAlerts, a.ID, bound)
 
 	case abi.OpGetAlert:
@@ -154,6 +158,9 @@ func (b *backend) addCalls(it *item) {
 	case abi.OpDeleteAlert:
 		r.call(opDel)
 		r.tagKey(alertKeyPrefix, it.alert.ID)
+		if it.replay {
+			r.argInt(it.now.UnixNano())
+		}
 		b.unindex(ixAlerts, it.alert.ID)
 
 	case abi.OpSetAlertStatus:
@@ -162,6 +169,9 @@ func (b *backend) addCalls(it *item) {
 		r.argInt(int64(it.status))
 		r.argStr(allowedFrom[it.status])
 		r.argInt(it.now.UnixNano())
+		if it.replay {
+			r.argStr("1")
+		}
 
 	case abi.OpPutAgentState:
 		s := &it.state
@@ -496,7 +506,12 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			it.err = err
 			return
 		}
-		if a[0].Int != 1 {
+		switch a[0].Int {
+		case 1:
+		case 3:
+			it.err = errSuperseded
+			return
+		default:
 			it.err = transitionConflict(it.alert.ID, a[1].Str, it.alert.Status)
 			return
 		}
@@ -526,8 +541,12 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 
 	case abi.OpDeleteAlert:
 		n, err := replyInt(r)
-		if err == nil && n == 0 {
+		switch {
+		case err != nil:
+		case n == 0:
 			err = fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+		case n == 2:
+			err = errSuperseded
 		}
 		it.err = err
 
@@ -543,6 +562,8 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 			it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 		case a[0].Int == 0 && len(a) >= 2:
 			it.err = transitionConflict(id, a[1].Str, it.status)
+		case a[0].Int == 3:
+			it.err = errSuperseded
 		case len(a) >= 3:
 			var found bool
 			found, it.err = decodeAlert(&it.alert, id, &a[1], &a[2])
