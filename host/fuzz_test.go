@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,4 +211,21 @@ func checkEchoResponse(t *testing.T, resp []byte, got any, err error, decode fun
 		require.ErrorIs(t, err, host.ErrInternal, "an unknown status")
 		require.ErrorContains(t, err, "unknown status")
 	}
+}
+
+// TestPluginErrorMessageIsBounded: a plugin's error message reaches the
+// caller cut to a few KiB, saying how much was cut, and made one
+// printable line, however long the plugin made it: it is text for
+// callers and logs, not data.
+func TestPluginErrorMessageIsBounded(t *testing.T) {
+	st := openEcho(t)
+	// A multi-byte character straddles the cut; control characters are
+	// escaped after it.
+	msg := strings.Repeat("x", 4095) + "é" + strings.Repeat("\x01", 1<<20)
+	_, err := st.GetAlert(context.Background(), string(echoErr(abi.StatusInvalid, msg)))
+	require.ErrorIs(t, err, host.ErrInvalid)
+	var ae *abi.Error
+	require.ErrorAs(t, err, &ae)
+	require.Less(t, len(ae.Message), 4200, "the message is cut")
+	require.Equal(t, strings.Repeat("x", 4095)+"… ("+strconv.Itoa(len(msg)-4095)+" bytes more)", ae.Message)
 }

@@ -46,3 +46,23 @@ func logText(s string) string {
 	}
 	return string(b)
 }
+
+// maxPluginMessage bounds the error message a plugin answers: past it the
+// message is cut, saying how much was. An error message reaches callers,
+// the daemon's JSON errors and the host's log; the data a record holds
+// has a place of its own.
+const maxPluginMessage = 4 << 10
+
+// pluginMessage returns a plugin's error message made fit for callers and
+// logs: cut to maxPluginMessage bytes (at a character's start), then made
+// one printable line (logText).
+func pluginMessage(s string) string {
+	if len(s) > maxPluginMessage {
+		i := maxPluginMessage
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "… (" + strconv.Itoa(len(s)-i) + " bytes more)"
+	}
+	return logText(s)
+}

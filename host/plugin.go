@@ -979,7 +979,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	body, err := abi.ParseResponse(resp)
 	if ae, ok := err.(*abi.Error); ok {
 		// The plugin's error message reaches callers and logs.
-		ae.Message = logText(ae.Message)
+		ae.Message = pluginMessage(ae.Message)
 	}
 	return body, err
 }

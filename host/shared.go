@@ -292,9 +292,9 @@ func (s *Store) itemAnswer(op abi.Op, r abi.BatchResult) error {
 	case r.Status == abi.StatusStale:
 		return &abi.Error{Status: r.Status, Message: "served from a fallback copy that may be behind"}
 	case r.Status == abi.StatusUnknown:
-		return s.p.unknownAnswer(op, &abi.Error{Status: r.Status, Message: string(r.Body)})
+		return s.p.unknownAnswer(op, &abi.Error{Status: r.Status, Message: pluginMessage(string(r.Body))})
 	case !r.Status.Known():
 		r.Status = abi.StatusInternal
 	}
-	return &abi.Error{Status: r.Status, Message: string(r.Body)}
+	return &abi.Error{Status: r.Status, Message: pluginMessage(string(r.Body))}
 }

@@ -29,7 +29,7 @@ func (h *Handler) getAgentState(w http.ResponseWriter, r *http.Request, _ url.Va
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	writeAgentState(w, s, stale)
+	writeAgentState(r.Context(), w, s, stale)
 	return nil
 }
 
@@ -71,7 +71,7 @@ func (h *Handler) putAgentState(w http.ResponseWriter, r *http.Request, q url.Va
 		return err
 	}
 	w.Header()[etagHeader] = []string{etag(s.Version)}
-	writeAgentState(w, s, false)
+	writeAgentState(r.Context(), w, s, false)
 	return nil
 }
 

@@ -37,7 +37,7 @@ func (h *Handler) putAlert(w http.ResponseWriter, r *http.Request, q url.Values)
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, alertOut(out), false)
+	return respond(r.Context(), w, http.StatusOK, alertOut(out), false)
 }
 
 func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request, _ url.Values) error {
@@ -51,7 +51,7 @@ func (h *Handler) getAlert(w http.ResponseWriter, r *http.Request, _ url.Values)
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, alertOut(a), stale)
+	return respond(r.Context(), w, http.StatusOK, alertOut(a), stale)
 }
 
 func (h *Handler) deleteAlert(w http.ResponseWriter, r *http.Request, _ url.Values) error {
@@ -91,7 +91,7 @@ func (h *Handler) setAlertStatus(w http.ResponseWriter, r *http.Request, _ url.V
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, alertOut(a), false)
+	return respond(r.Context(), w, http.StatusOK, alertOut(a), false)
 }
 
 func (h *Handler) queryAlerts(w http.ResponseWriter, r *http.Request, q url.Values) error {

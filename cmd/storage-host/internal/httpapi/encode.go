@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -56,19 +57,6 @@ func putEncoder(e *encoder) {
 	}
 }
 
-// writeJSON encodes v before writing anything, so that an encoding
-// failure can still be answered with a 500.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	e := getEncoder()
-	defer putEncoder(e)
-	if err := e.enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		e.buf.Reset()
-		_ = e.enc.Encode(errorResponse{Error: errorBody{Code: codeInternal, Message: internalMessage}})
-	}
-	writeBody(w, status, e.buf.Bytes())
-}
-
 // writeBody writes a JSON response whose body is already encoded.
 func writeBody(w http.ResponseWriter, status int, body []byte) {
 	hdr := w.Header()
@@ -81,7 +69,12 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // writeAgentState writes s as a 200 response: the body writeJSON would
 // write for agentStateOut(s), encoded without reflection and with one
 // pass over the state (which checks and compacts it at once).
-func writeAgentState(w http.ResponseWriter, s host.AgentState, stale bool) {
+func writeAgentState(ctx context.Context, w http.ResponseWriter, s host.AgentState, stale bool) {
+	room, err := takeRoom(ctx, agentStateBound(s))
+	if err != nil {
+		return // the client left while the response waited
+	}
+	defer giveRoom(room)
 	if stale {
 		w.Header()[staleHeader] = trueValue
 	}

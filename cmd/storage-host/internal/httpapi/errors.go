@@ -165,5 +165,5 @@ func (h *Handler) itemError(r *http.Request, err error) *errorBody {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, errorResponse{Error: errorBody{Code: code, Message: msg}})
+	writeJSON(context.Background(), w, status, errorResponse{Error: errorBody{Code: code, Message: msg}})
 }

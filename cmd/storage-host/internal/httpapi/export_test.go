@@ -78,3 +78,6 @@ func HoldDecoding(h *Handler) (release func()) {
 	}
 	return func() { <-h.decoding }
 }
+
+// MaxResponseRoom is the bytes of responses built at once.
+const MaxResponseRoom = maxResponseRoom

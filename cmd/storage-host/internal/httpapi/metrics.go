@@ -31,7 +31,7 @@ func (h *Handler) putMetric(w http.ResponseWriter, r *http.Request, q url.Values
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, metricOut(out), false)
+	return respond(r.Context(), w, http.StatusOK, metricOut(out), false)
 }
 
 // pathMetricKey reads the metric key of /v1/agents/{agent_id}/metrics/{name}/{timestamp}.
@@ -57,7 +57,7 @@ func (h *Handler) getMetric(w http.ResponseWriter, r *http.Request, _ url.Values
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, metricOut(m), stale)
+	return respond(r.Context(), w, http.StatusOK, metricOut(m), stale)
 }
 
 func (h *Handler) deleteMetric(w http.ResponseWriter, r *http.Request, _ url.Values) error {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -90,11 +91,11 @@ type alertIDJSON struct {
 
 // respond writes v as the JSON response, with the stale header when the
 // value may be behind.
-func respond(w http.ResponseWriter, status int, v any, stale bool) error {
+func respond(ctx context.Context, w http.ResponseWriter, status int, v any, stale bool) error {
 	if stale {
 		w.Header()[staleHeader] = trueValue
 	}
-	writeJSON(w, status, v)
+	writeJSON(ctx, w, status, v)
 	return nil
 }
 
@@ -192,7 +193,7 @@ func servePage[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, kin
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, pageOut(p, conv), stale)
+	return respond(r.Context(), w, http.StatusOK, pageOut(p, conv), stale)
 }
 
 // serveResults runs a bulk operation of n items on the store serving kind
@@ -210,7 +211,7 @@ func serveResults[T, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	out, stale := resultsOut(rs, conv, func(err error) *errorBody { return h.itemError(r, err) })
-	return respond(w, http.StatusOK, out, stale)
+	return respond(r.Context(), w, http.StatusOK, out, stale)
 }
 
 // serveDeletes runs a bulk delete of keys on the store serving kind (none
@@ -227,5 +228,5 @@ func serveDeletes[K, J any](h *Handler, w http.ResponseWriter, r *http.Request, 
 			return err
 		}
 	}
-	return respond(w, http.StatusOK, deletesOut(keys, errs, conv, func(err error) *errorBody { return h.itemError(r, err) }), false)
+	return respond(r.Context(), w, http.StatusOK, deletesOut(keys, errs, conv, func(err error) *errorBody { return h.itemError(r, err) }), false)
 }
