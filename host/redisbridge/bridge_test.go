@@ -271,6 +271,28 @@ func TestAllowCommands(t *testing.T) {
 	}
 }
 
+// A write that stores a copy of other keys is refused unless the
+// backend's configuration grants it: its size is what those keys hold,
+// which no bound of the request sees.
+func TestCopyingWritesNeedAGrant(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	assert.Equal(t, integer(1), one(t, f.b, "ZADD", "src", "1", "m"))
+	for _, c := range [][]string{
+		{"ZRANGESTORE", "d", "src", "0", "-1"},
+		{"ZUNIONSTORE", "d", "1", "src"},
+		{"SUNIONSTORE", "d", "src"},
+	} {
+		_, err := pipeline(t, f.b, cmd(c...))
+		assert.ErrorIs(t, err, abi.StatusInvalid, "%v", c)
+		assert.ErrorContains(t, err, "not in AllowCommands", "%v", c)
+	}
+	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"d").Val())
+
+	g := newFixture(t, nil, func(c *Config) { c.AllowCommands = []string{"zrangestore"} })
+	assert.Equal(t, integer(1), one(t, g.b, "ZADD", "src", "1", "m"))
+	assert.Equal(t, integer(1), one(t, g.b, "ZRANGESTORE", "d", "src", "0", "9"))
+}
+
 func TestConfigChecks(t *testing.T) {
 	addr := []string{redistest.Addr(t)}
 	for _, p := range []string{"", "a{b:", "a}:", "a*:", "a?", "a[1]", `a\`, "a b", "a\n", "é", strings.Repeat("p", 129)} {

@@ -270,6 +270,12 @@ func TestCommandTableIsConsistent(t *testing.T) {
 		"blmpop", "multi", "exec", "watch", "auth", "hello", "copy", "restore", "dump", "randomkey", "dbsize", "georadius"} {
 		assert.Nil(t, commands[never], never)
 	}
+	for _, name := range copyingWrites {
+		c := commands[name]
+		if assert.NotNil(t, c, name) {
+			assert.False(t, c.data, "%s copies what other keys hold: not in the default allowlist", name)
+		}
+	}
 }
 
 // The table's arities and key positions are Redis's own, as COMMAND INFO
