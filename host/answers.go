@@ -33,7 +33,7 @@ func (s *Store) RefusedAnswers() uint64 { return s.refused.Load() }
 // refuse counts and logs an answer that does not fit its request and
 // returns the error the caller gets.
 func (s *Store) refuse(op abi.Op, why string) error {
-	why = logText(why) // it may quote what the plugin answered
+	why = logText(cutText(why, maxTrapText)) // it may quote what the plugin answered
 	s.refused.Add(1)
 	if ok, dropped := s.refusals.allow(time.Now()); ok {
 		if dropped > 0 {
@@ -99,10 +99,11 @@ func (s *Store) checkAnswer(op abi.Op, err error, why func() string) error {
 	return err
 }
 
-// quote quotes a string for a refusal message. strconv.Quote copies it, so a
-// request's ID does not escape through the message: an ID a caller built
-// on its stack stays there when the answer is right.
-func quote(s string) string { return strconv.Quote(s) }
+// quote quotes a string for a refusal message, cut to maxQuoted bytes: a
+// plugin's answer may hold megabytes where an ID goes. strconv.Quote
+// copies it, so a request's ID does not escape through the message: an ID
+// a caller built on its stack stays there when the answer is right.
+func quote(s string) string { return strconv.Quote(cutText(s, maxQuoted)) }
 
 func metricKeyMismatch(m *Metric, agent, name string, ts time.Time) string {
 	if m.AgentID != agent || m.Name != name || !m.Timestamp.Equal(ts) {

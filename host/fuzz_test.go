@@ -229,3 +229,16 @@ func TestPluginErrorMessageIsBounded(t *testing.T) {
 	require.Less(t, len(ae.Message), 4200, "the message is cut")
 	require.Equal(t, strings.Repeat("x", 4095)+"… ("+strconv.Itoa(len(msg)-4095)+" bytes more)", ae.Message)
 }
+
+// TestRefusalQuotesAreBounded: a refused answer's message quotes the
+// identifiers asked for and answered cut to a few hundred bytes each,
+// however long the plugin made them.
+func TestRefusalQuotesAreBounded(t *testing.T) {
+	st := openEcho(t)
+	state := abi.AgentState{AgentID: strings.Repeat("\x01", 1<<20), State: []byte(`1`), Version: 1, UpdatedAt: echoT0}
+	_, err := st.GetAgentState(context.Background(), string(echoOK(state.Encode)))
+	require.ErrorIs(t, err, host.ErrInternal)
+	require.ErrorContains(t, err, "answer refused: asked for the state of agent")
+	require.ErrorContains(t, err, " bytes more)")
+	require.Less(t, len(err.Error()), 16<<10)
+}

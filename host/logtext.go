@@ -53,16 +53,32 @@ func logText(s string) string {
 // has a place of its own.
 const maxPluginMessage = 4 << 10
 
-// pluginMessage returns a plugin's error message made fit for callers and
-// logs: cut to maxPluginMessage bytes (at a character's start), then made
-// one printable line (logText).
-func pluginMessage(s string) string {
-	if len(s) > maxPluginMessage {
-		i := maxPluginMessage
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i] + "… (" + strconv.Itoa(len(s)-i) + " bytes more)"
+// maxTrapText bounds the text of a trap or a failed call the host logs
+// and answers: a trap's stack names up to 30 of the plugin's functions.
+const maxTrapText = 16 << 10
+
+// maxQuoted bounds an identifier a refusal quotes: those a caller asks
+// for are at most abi.MaxIDLength, those a plugin answers anything.
+const maxQuoted = 600
+
+// cutText returns s cut to at most n bytes (at a character's start),
+// then saying how many bytes were cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return logText(s)
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "… (" + strconv.Itoa(len(s)-i) + " bytes more)"
 }
+
+// pluginMessage returns a plugin's error message made fit for callers and
+// logs: cut to maxPluginMessage bytes, then made one printable line
+// (logText).
+func pluginMessage(s string) string { return logText(cutText(s, maxPluginMessage)) }
+
+// trapText returns the text of err, a plugin's trap or failed call, made
+// fit for callers and logs: cut to maxTrapText bytes, one printable line.
+func trapText(err error) string { return logText(cutText(err.Error(), maxTrapText)) }

@@ -1,12 +1,16 @@
 package host
 
 import (
+	"errors"
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestLogTextIsOnePrintableLine: what a plugin says becomes one line of
@@ -47,4 +51,15 @@ func TestLogTextIsOnePrintableLine(t *testing.T) {
 		n = min(n, testing.AllocsPerRun(10, func() { s = logText(s) }))
 	}
 	assert.Equal(t, 0.0, n, "printable text is not copied")
+}
+
+// TestTrapTextIsBounded: the text of a trap (whose stack names the
+// plugin's functions) is cut before it is escaped for the log, so a
+// megabyte of control characters costs the log a bounded line.
+func TestTrapTextIsBounded(t *testing.T) {
+	got := trapText(errors.New("wasm error: unreachable\n" + strings.Repeat("\x01", 1<<20)))
+	require.Less(t, len(got), 4*maxTrapText+64)
+	require.True(t, strings.HasSuffix(got, "… ("+strconv.Itoa(1<<20+len("wasm error: unreachable\n")-maxTrapText)+" bytes more)"), got[len(got)-40:])
+	require.NotContains(t, got, "\n")
+	require.Equal(t, "short", trapText(errors.New("short")))
 }

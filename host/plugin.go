@@ -1033,7 +1033,7 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		// request repeated would be again. The answer says so and no
 		// more: the trap's text (a stack of the plugin's functions) is
 		// for the log, as an internal error's is.
-		in.p.log.Error("plugin ran out of memory", "call", what, "error", logText(err.Error()))
+		in.p.log.Error("plugin ran out of memory", "call", what, "error", trapText(err))
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s failed with its memory at %d of its %d MiB (Limits.MemoryPages), as a plugin does that ran out of memory",
 			what, in.mem.Size()>>20, uint64(in.p.limits.MemoryPages)*65536>>20)}
 	}

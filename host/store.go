@@ -301,7 +301,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		if trapped {
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
-			why := logText(trap.err.Error()) // a trap's stack names the plugin's functions
+			why := trapText(trap.err) // a trap's stack names the plugin's functions
 			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", why)
 			wrote := writes && in.reachedStore()
 			if wrote && (ctx.Err() != nil || in.timedOut.Load()) {

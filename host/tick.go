@@ -257,7 +257,7 @@ func (t *ticker) failed(err error) {
 		t.suppressed++
 		return
 	}
-	t.s.p.log.Warn("tick failed", "error", logText(err.Error()), "suppressed", t.suppressed)
+	t.s.p.log.Warn("tick failed", "error", trapText(err), "suppressed", t.suppressed)
 	t.lastLog, t.suppressed = now, 0
 }
 

@@ -567,6 +567,29 @@ func TestTempFilesOfTheRoleBounded(t *testing.T) {
 	assert.Equal(t, "temp_file_limit=1024", setting)
 }
 
+// An admin that is a superuser keeps what the backend's role raises out
+// of the server's log, which every database on the server shares: a
+// plugin's RAISE WARNING in a loop wrote 40 MB there in one call.
+func TestRoleWritesNothingToTheServerLog(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	if _, super := pgtest.RoleSetting(t, url, "", "log_min_messages"); !super {
+		t.Skip("the test server's admin is not a superuser: the role's log settings are the server's (SECURITY.md)")
+	}
+	b := open(t, Config{})
+	for _, name := range []string{"log_min_messages", "log_min_error_statement"} {
+		setting, _ := pgtest.RoleSetting(t, url, b.Role(), name)
+		assert.Equal(t, name+"=panic", setting)
+	}
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("SELECT current_setting('log_min_messages'), current_setting('log_min_error_statement')"),
+		stmt("SELECT set_config('log_min_messages', 'warning', false)"))
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err())
+	assert.Equal(t, []abi.PGValue{text("panic"), text("panic")}, rs[0].Row(0))
+	assert.Equal(t, "42501", sqlState(t, rs[1]), "the role lowered its log level")
+}
+
 // A keyed read on a warm connection allocates nothing in the bridge's
 // own code: the request is read in place, the parameters and the result's
 // values go through the connection's buffers, and the result is encoded

@@ -60,6 +60,10 @@ type Limits struct {
 	// Names bounds the entries of the name section's function and local
 	// name maps together.
 	Names uint32
+	// NameBytes bounds each name of the name section (the module's, a
+	// function's, a local's): a trap's text names up to 30 functions,
+	// and reaches the host's log and callers.
+	NameBytes uint32
 	// Locals bounds one function's locals, its parameters included;
 	// ModuleLocals the sum over all functions, since the runtime expands
 	// every declaration into one entry per local.
@@ -95,6 +99,7 @@ var Default = Limits{
 	DataSegments:     200_000,
 	ElementEntries:   1 << 18,
 	Names:            200_000,
+	NameBytes:        4096,
 	Locals:           10_000,
 	ModuleLocals:     1_000_000,
 	BodyBytes:        1 << 20,
@@ -112,7 +117,7 @@ var Unlimited = Limits{
 	Functions: math.MaxUint32, Globals: math.MaxUint32, Exports: math.MaxUint32,
 	Tables: math.MaxUint32, TableElements: math.MaxUint32,
 	ElementSegments: math.MaxUint32, DataSegments: math.MaxUint32,
-	ElementEntries: math.MaxUint32, Names: math.MaxUint32,
+	ElementEntries: math.MaxUint32, Names: math.MaxUint32, NameBytes: math.MaxUint32,
 	Locals: math.MaxUint32, ModuleLocals: math.MaxUint64, BodyBytes: math.MaxUint32, CodeBytes: math.MaxUint32,
 	Depth: math.MaxUint32, LocalsTimesDepth: math.MaxUint64,
 	ModuleLocalsTimesDepth: math.MaxUint64,
@@ -124,7 +129,7 @@ type Shape struct {
 	Types, Imports, Functions, Globals, Exports uint32
 	Tables, TableElements                       uint32
 	ElementSegments, DataSegments               uint32
-	ElementEntries, Names                       uint32
+	ElementEntries, Names, NameBytes            uint32
 	Locals                                      uint32
 	ModuleLocals                                uint64
 	BodyBytes, CodeBytes, Depth                 uint32
@@ -604,7 +609,7 @@ func (c *checker) custom(r *reader) error {
 		}
 		switch id {
 		case 0:
-			err = sub.name()
+			err = c.name(&sub)
 		case 1:
 			err = c.nameMap(&sub)
 		case 2:
@@ -641,9 +646,22 @@ func (c *checker) nameMap(r *reader) error {
 		if _, err := r.u32(); err != nil {
 			return err
 		}
-		if err := r.name(); err != nil {
+		if err := c.name(r); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// name reads a name of the name section, within Limits.NameBytes.
+func (c *checker) name(r *reader) error {
+	n, err := r.bytesVecLen()
+	if err != nil {
+		return err
+	}
+	c.shape.NameBytes = max(c.shape.NameBytes, n)
+	if n > c.l.NameBytes {
+		return fmt.Errorf("%w: a name of %d bytes, more than %d", ErrBound, n, c.l.NameBytes)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -157,6 +158,7 @@ func TestDefaultFitsBuiltins(t *testing.T) {
 			{"data segments", uint64(s.DataSegments), uint64(d.DataSegments)},
 			{"element entries", uint64(s.ElementEntries), uint64(d.ElementEntries)},
 			{"names", uint64(s.Names), uint64(d.Names)},
+			{"name bytes", uint64(s.NameBytes), uint64(d.NameBytes)},
 			{"locals", uint64(s.Locals), uint64(d.Locals)},
 			{"module locals", s.ModuleLocals, d.ModuleLocals},
 			{"body bytes", uint64(s.BodyBytes), uint64(d.BodyBytes)},
@@ -311,6 +313,33 @@ func TestNameBound(t *testing.T) {
 	_, err = Check(wasm, l)
 	require.ErrorIs(t, err, ErrBound)
 	assert.Contains(t, err.Error(), "module declares 4 names (name section), more than 3")
+}
+
+// TestNameBytesBound bounds each name of the name section: the module's,
+// a function's, a local's. A trap's text names up to 30 functions, and a
+// module naming one with 2 MiB made every trap hundreds of MB of log.
+func TestNameBytesBound(t *testing.T) {
+	long := []byte(strings.Repeat("\x01", 4097))
+	sub := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, g.U32(uint32(len(body)))...), body...)
+	}
+	name := func(b []byte) []byte { return append(g.U32(uint32(len(b))), b...) }
+	entry := func(b []byte) []byte { return append(g.U32(0), name(b)...) }
+	for what, sec := range map[string][]byte{
+		"module":   sub(0, name(long)),
+		"function": sub(1, g.Vec(entry(long))),
+		"local":    sub(2, g.Vec(append(g.U32(0), g.Vec(entry(long))...))),
+	} {
+		wasm := g.Module(g.Section(0, append(append(g.U32(4), "name"...), sec...)))
+		_, err := Check(wasm, Default)
+		require.ErrorIs(t, err, ErrBound, what)
+		assert.Contains(t, err.Error(), "a name of 4097 bytes, more than 4096", what)
+		l := Default
+		l.NameBytes = 4097
+		s, err := Check(wasm, l)
+		require.NoError(t, err, what)
+		assert.Equal(t, uint32(4097), s.NameBytes, what)
+	}
 }
 
 // TestDeclaredCounts gives vectors lengths of 2^32-1 with nothing behind
