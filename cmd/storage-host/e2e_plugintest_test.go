@@ -151,6 +151,11 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, `storage-host plugin test: flag -option after "builtin:memory": flags go before it`)
 
+	// An option the plugin refuses: the plugin is named by its own name.
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "bogus=1", "builtin:memory")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `plugin test: the plugin does not load: host: configure plugin memory: invalid: unknown option "bogus"`)
+
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-option", "novalue", "builtin:memory")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, stderr, `want key=value, got "novalue"`)

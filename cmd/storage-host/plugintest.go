@@ -122,7 +122,7 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 // or the configuration file's backend block.
 func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 	if f.configPath == "" {
-		c := host.Config{Name: "plugin-test", Plugin: f.plugin, Options: f.options}
+		c := host.Config{Plugin: f.plugin, Options: f.options} // named by the plugin's own name
 		if f.redisAddr != "" {
 			c.Redis = &redisbridge.Config{Addrs: []string{f.redisAddr}, KeyPrefix: "storage-host-plugin-test:", Scripts: true}
 		}
@@ -171,6 +171,7 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	// in one line instead of as a failure of every rule.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	probe := namespaced(base, "probe")
+	probe.Name = base.Name // what a failure to load names: the backend block, or the plugin's own name
 	st, err := host.Open(ctx, probe)
 	cancel()
 	if probe.Redis != nil {

@@ -133,7 +133,7 @@ func (s *suite) testQueryMetrics(t *testing.T) {
 		want := filter(all, keep)
 		got := queryMetrics(t, st, q, len(want))
 		require.Equal(t, metricKeys(p, want), metricKeys(p, got), "which metrics, in which order (agent, name, timestamp)")
-		require.Equal(t, normAll(want, normMetric), normAll(got, normMetric), "the metrics' fields")
+		require.Equal(t, views(want, normMetric), views(got, normMetric), "the metrics' fields")
 	}
 	label := func(m host.Metric, k string) string { return m.Labels[k] }
 
@@ -284,7 +284,7 @@ func (s *suite) testQueryAlerts(t *testing.T) {
 		want := filter(all, keep)
 		got := queryAlerts(t, st, q, len(want))
 		require.Equal(t, alertKeys(p, want), alertKeys(p, got), "which alerts, in which order (ID)")
-		require.Equal(t, normAll(want, normAlert), normAll(got, normAlert), "the alerts' fields")
+		require.Equal(t, views(want, normAlert), views(got, normAlert), "the alerts' fields")
 	}
 
 	t.Run("All", func(t *testing.T) {
@@ -399,7 +399,7 @@ func (s *suite) testQueryAgentStates(t *testing.T) {
 			want := filter(all, func(a host.AgentState) bool { return strings.HasPrefix(a.AgentID, p+tc.prefix) })
 			got := queryStates(t, st, host.AgentStateQuery{AgentIDPrefix: p + tc.prefix}, len(want))
 			require.Equal(t, stateKeys(p, want), stateKeys(p, got), "which agent states, in which order (agent ID)")
-			require.Equal(t, normAll(want, normState), normAll(got, normState), "the agent states' fields")
+			require.Equal(t, views(want, normState), views(got, normState), "the agent states' fields")
 		})
 	}
 }

@@ -247,10 +247,27 @@ func normState(st host.AgentState) host.AgentState {
 	return st
 }
 
-func normAll[T any](items []T, norm func(T) T) []T {
-	out := make([]T, len(items))
+// view is a record as a failure shows it: every field, times as text and
+// an agent state's document as a string, so that a plugin author (who may
+// not read Go) sees which field differs, not the internals of time.Time
+// or the bytes of a document. Two records are equal when their views are.
+func view(v any) string {
+	if st, ok := v.(host.AgentState); ok {
+		return fmt.Sprintf("%+v", struct {
+			AgentID              string
+			State                string
+			Version              uint64
+			UpdatedAt, ExpiresAt time.Time
+		}{st.AgentID, string(st.State), st.Version, st.UpdatedAt, st.ExpiresAt})
+	}
+	return fmt.Sprintf("%+v", v)
+}
+
+// views is the view of each item, normalised by norm.
+func views[T any](items []T, norm func(T) T) []string {
+	out := make([]string, len(items))
 	for i := range items {
-		out[i] = norm(items[i])
+		out[i] = view(norm(items[i]))
 	}
 	return out
 }
@@ -258,17 +275,17 @@ func normAll[T any](items []T, norm func(T) T) []T {
 // requireMetric requires got to equal want, every field.
 func requireMetric(t *testing.T, want, got host.Metric, msgAndArgs ...any) {
 	t.Helper()
-	require.Equal(t, normMetric(want), normMetric(got), msgAndArgs...)
+	require.Equal(t, view(normMetric(want)), view(normMetric(got)), msgAndArgs...)
 }
 
 func requireAlert(t *testing.T, want, got host.Alert, msgAndArgs ...any) {
 	t.Helper()
-	require.Equal(t, normAlert(want), normAlert(got), msgAndArgs...)
+	require.Equal(t, view(normAlert(want)), view(normAlert(got)), msgAndArgs...)
 }
 
 func requireState(t *testing.T, want, got host.AgentState, msgAndArgs ...any) {
 	t.Helper()
-	require.Equal(t, normState(want), normState(got), msgAndArgs...)
+	require.Equal(t, view(normState(want)), view(normState(got)), msgAndArgs...)
 }
 
 // requireNear requires a backend timestamp to lie between before and after
