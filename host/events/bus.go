@@ -60,6 +60,18 @@ func (o Options) withDefaults(redisLog bool) Options {
 // (its Redis is away); they may resume once it can.
 var ErrUnavailable = errors.New("events: the event log cannot be read")
 
+// unreadable is ErrUnavailable for err, a failed read of the log. A read
+// has no outcome to be unknown: a bridge's status for a request whose
+// connection was lost before its reply (abi.StatusUnknown) says, for a
+// write, that it may have run; here only its message is kept.
+func unreadable(err error) error {
+	var ae *abi.Error
+	if errors.As(err, &ae) && ae.Status == abi.StatusUnknown {
+		return fmt.Errorf("%w: %s", ErrUnavailable, ae.Message)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
 // Stats counts what a Bus did.
 type Stats struct {
 	Published    uint64 // events appended to the log
@@ -483,7 +495,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		}
 		ok, err := b.log.retained(ctx, after)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return nil, unreadable(err)
 		}
 		if !ok {
 			return nil, ErrLost
@@ -566,7 +578,7 @@ func (b *Bus) startFanOut(ctx context.Context) error {
 	}
 	last, err := b.log.last(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return unreadable(err)
 	}
 	b.pos, b.fanning = last, true
 	b.wg.Add(1)
@@ -604,7 +616,7 @@ func (b *Bus) fanOut() {
 			b.logger.Warn("cannot read events; subscriptions end", "error", err)
 			b.mu.Lock()
 			for s := range b.subs {
-				s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+				s.endLocked(unreadable(err))
 			}
 			if !b.down {
 				b.down = true
@@ -682,10 +694,10 @@ func (b *Bus) lost(err *lostError) {
 	}
 	if !err.records {
 		for s := range b.subs {
-			s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			s.endLocked(unreadable(err))
 		}
 		for s := range b.catching {
-			s.endLocked(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			s.endLocked(unreadable(err))
 		}
 	}
 	for _, o := range b.observers {
@@ -834,7 +846,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 			b.mu.Unlock()
 		}
 		if err != nil {
-			s.end(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			s.end(unreadable(err))
 			close(s.c)
 			return
 		}
