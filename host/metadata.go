@@ -84,10 +84,10 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 		return bad("ABI version %s differs from the %s storage_abi_version returns (section 2: the two MUST be equal)", m.ABI, exported)
 	}
 	if !validPluginName(m.Name) {
-		return bad("name %q is not 1 to %d bytes of [a-z0-9_-] (the form of a backend name, which it becomes when the configuration names none)", m.Name, maxMetadataName)
+		return bad("name %q is not 1 to %d bytes of [a-z0-9_-] (the form of a backend name, which it becomes when the configuration names none)", cutText(m.Name, 4*maxMetadataName), maxMetadataName)
 	}
 	if !validPluginVersion(m.Version) {
-		return bad("version %q is not 1 to %d bytes of [A-Za-z0-9._+-]", m.Version, maxMetadataName)
+		return bad("version %q is not 1 to %d bytes of [A-Za-z0-9._+-]", cutText(m.Version, 4*maxMetadataName), maxMetadataName)
 	}
 	if extra := rawFeatures &^ knownFeatureBits; extra != 0 {
 		return bad("features %#x set bits ABI %s does not define (section 9: a plugin MUST NOT set them)", extra, m.ABI)
