@@ -432,8 +432,11 @@ func drainTime(t *testing.T, dataDir string) {
 // cut off from it and acknowledges writes into its buffer, the other
 // writes the same agents afterwards, directly. When the first replays its
 // buffer, the newer states stay: a replayed put or delete leaves alone a
-// state written after it was acknowledged. An outside drill found 50 of
-// 50 records back at the older, buffered value.
+// state written after it was acknowledged, and does not bring back a
+// state deleted after it (for alerts, whose writes are buffered only
+// while the buffer holds the alert, TestLibraryReplayLeavesNewerRecordsAlone).
+// Outside drills found 50 of 50 records back at the older, buffered
+// value, and 50 of 50 acknowledged deletes undone.
 func TestRedisReplayLeavesNewerWritesAlone(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
@@ -450,11 +453,16 @@ func TestRedisReplayLeavesNewerWritesAlone(t *testing.T) {
 	require.NoError(t, a.DeleteAgentState(ctx, "gone"), "buffered")
 	_, err = a.PutAgentState(ctx, host.AgentState{AgentID: "mine", State: []byte("buffered")})
 	require.NoError(t, err, "buffered")
-	time.Sleep(5 * time.Millisecond) // the states below are written after
+	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "deleted", State: []byte("first")})
+	require.NoError(t, err)
+	_, err = a.PutAgentState(ctx, host.AgentState{AgentID: "deleted", State: []byte("older")})
+	require.NoError(t, err, "buffered")
+	time.Sleep(5 * time.Millisecond) // the writes below are made after
 	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "put", State: []byte("newer")})
 	require.NoError(t, err)
 	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "gone", State: []byte("back")})
 	require.NoError(t, err)
+	require.NoError(t, b.DeleteAgentState(ctx, "deleted"))
 
 	proxy.Restore()
 	rc := directClient(t, addr)
@@ -468,4 +476,11 @@ func TestRedisReplayLeavesNewerWritesAlone(t *testing.T) {
 		require.True(t, ok, agent)
 		require.Equal(t, want, got, "agent %s", agent)
 	}
+	_, ok := storedState(t, rc, prefix, "deleted")
+	require.False(t, ok, "a state deleted after the buffered put was acknowledged came back")
+	_, err = b.GetAgentState(ctx, "deleted")
+	require.ErrorIs(t, err, host.ErrNotFound)
+	page, err := b.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: "delet"})
+	require.NoError(t, err)
+	require.Empty(t, page.Items)
 }

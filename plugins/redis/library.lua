@@ -75,6 +75,19 @@ local function setExpiry(key, e, kept, had)
   end
 end
 
+-- tomb replaces the record at key with its tombstone: a hash of one
+-- field, 'u', the time (ns, the writer's clock) of the delete, kept for
+-- tombLife ms. A replayed write acknowledged before that time leaves the
+-- record deleted, as it leaves alone a record written after it; every
+-- read takes a tombstone for no record (it has no 'v' nor 't'), and a
+-- write over it makes a record, clearing its expiry.
+local tombLife = 86400000
+local function tomb(key, u)
+  call('UNLINK', key)
+  call('HSET', key, 'u', u)
+  call('PEXPIRE', key, tombLife)
+end
+
 -- unindex removes the members of ids from the global index of keys kl,
 -- kx, kt.
 local function unindex(kl, kx, kt, ids)
@@ -161,20 +174,18 @@ if op == 'sput' then
   -- record written without one needs no PERSIST when it is written again
   -- without one.
   local key, c = KEYS[k + 1], ARGV[a + 3]
-  local cur = call('HMGET', key, 'v', 'e')
+  local cur = call('HMGET', key, 'v', 'e', 'u')
   local old = cur[1]
   if c == 'a' then
     if old then return {0} end
   elseif c ~= '' then
     if old ~= c then return {0} end
   end
-  if na >= 6 and old then
-    -- The replay of a buffered write (the one that sends a floor) does
-    -- not replace a state written after the write was acknowledged
-    -- (through another host, which reached Redis meanwhile): {3}.
-    local u = call('HGET', key, 'u')
-    if u and tonumber(u) > tonumber(ARGV[a + 4]) then return {3} end
-  end
+  -- The replay of a buffered write (the one that sends a floor) does
+  -- not replace a state written, nor bring back one deleted, after the
+  -- write was acknowledged (through another host, which reached Redis
+  -- meanwhile): {3}.
+  if na >= 6 and cur[3] and tonumber(cur[3]) > tonumber(ARGV[a + 4]) then return {3} end
   local v = clock() + ticks
   ticks = ticks + 1
   if old then
@@ -188,7 +199,7 @@ if op == 'sput' then
   local e, kept = expiryOf(key, ARGV[a + 2], old)
   call('HSET', key, 'v', v, 'u', ARGV[a + 4], 'd', ARGV[a + 5], 'e', e)
   local same = e == -1 and cur[2] == '-1'
-  setExpiry(key, e, kept, old and not same)
+  setExpiry(key, e, kept, (old and not same) or (not old and cur[3]))
   return {1, v, e}, same
 
 elseif op == 'aput' then
@@ -196,7 +207,8 @@ elseif op == 'aput' then
   -- and keeps CreatedAt. KEYS: alert. ARGV: op, ttl, status, statuses it
   -- may be reached from, updated_at, created_at (for a new alert), agent,
   -- severity, message, labels[, '1' from the replay of a buffered write,
-  -- which leaves alone an alert written after its updated_at: {3, ''}].
+  -- which leaves alone an alert written, or deleted, after its
+  -- updated_at: {3, ''}].
   -- Answers {1, created_at, expiry} or {0, current status}. Unlike
   -- sput, it does not trust the stored expiry ('x') to skip a PERSIST:
   -- hosts from before 'x' was written set an alert's expiry without it.
@@ -210,7 +222,7 @@ elseif op == 'aput' then
   end
   local e, kept = expiryOf(key, ARGV[a + 2], existed)
   call('HSET', key, 'g', ARGV[a + 7], 's', ARGV[a + 8], 't', ARGV[a + 3], 'm', ARGV[a + 9], 'l', ARGV[a + 10], 'c', created, 'u', ARGV[a + 5], 'x', e)
-  setExpiry(key, e, kept, existed)
+  setExpiry(key, e, kept, existed or cur[3]) -- a tombstone's expiry too
   return {1, created, e}
 
 elseif op == 'mput' or op == 'mrestore' then
@@ -287,28 +299,29 @@ elseif op == 'mput' or op == 'mrestore' then
   return {1, e}
 
 elseif op == 'del' then
-  -- Delete a record. KEYS: record. ARGV: op[, the time a buffered delete
-  -- of an alert was acknowledged, sent by its replay]. Answers 1, 0 when
-  -- there was none, 2 when a replayed delete finds the alert written
-  -- after it.
-  if na >= 2 then
-    local u = call('HGET', KEYS[k + 1], 'u')
-    if u and tonumber(u) > tonumber(ARGV[a + 2]) then return 2 end
-  end
-  return call('DEL', KEYS[k + 1])
+  -- Delete an alert, leaving its tombstone. KEYS: alert. ARGV: op, the
+  -- delete's time (ns; for a replay, when it was acknowledged)[, '1' from
+  -- the replay of a buffered delete]. Answers 1, 0 when there was none,
+  -- 2 when a replayed delete finds the alert written after it.
+  local f = call('HMGET', KEYS[k + 1], 't', 'u')
+  if na >= 3 and f[2] and tonumber(f[2]) > tonumber(ARGV[a + 2]) then return 2 end
+  if not f[1] then return 0 end
+  tomb(KEYS[k + 1], ARGV[a + 2])
+  return 1
 
 elseif op == 'sdel' then
   -- Delete an agent state if its condition holds. KEYS: state.
-  -- ARGV: op, condition ('' or the version it must have)[, the time a
-  -- buffered delete was acknowledged, sent by its replay].
+  -- ARGV: op, condition ('' or the version it must have), the delete's
+  -- time (ns; for a replay, when it was acknowledged)[, '1' from the
+  -- replay of a buffered delete]. Leaves the state's tombstone.
   -- Answers 1, 0 when the condition fails, -1 when there is no state, 2
   -- when a replayed delete finds the state written after it (as sput).
   local cur = call('HMGET', KEYS[k + 1], 'v', 'u')
   local old = cur[1]
   if not old then return -1 end
   if ARGV[a + 2] ~= '' and old ~= ARGV[a + 2] then return 0 end
-  if na >= 3 and cur[2] and tonumber(cur[2]) > tonumber(ARGV[a + 3]) then return 2 end
-  call('DEL', KEYS[k + 1])
+  if na >= 4 and cur[2] and tonumber(cur[2]) > tonumber(ARGV[a + 3]) then return 2 end
+  tomb(KEYS[k + 1], ARGV[a + 3])
   return 1
 
 elseif op == 'mdel' then
@@ -398,10 +411,9 @@ elseif op == 'arestore' or op == 'srestore' then
   -- Both answer {1, expiry}, or {2} or {0} as mrestore does.
   local key, spec = KEYS[k + 1], ARGV[a + 3]
   if spec ~= 'p' and tonumber(spec) <= floor(clock() / 1000) then return {2} end
-  if call('EXISTS', key) == 1 then
-    if ARGV[a + 2] ~= 'o' then return {0} end
-    call('DEL', key)
-  end
+  local live = call('HEXISTS', key, op == 'arestore' and 't' or 'v') == 1
+  if live and ARGV[a + 2] ~= 'o' then return {0} end
+  call('UNLINK', key) -- the record overwritten, or a tombstone
   local e = expiryOf(key, spec, false)
   if op == 'arestore' then
     call('HSET', key, 'g', ARGV[a + 4], 's', ARGV[a + 5], 't', ARGV[a + 6], 'm', ARGV[a + 7], 'l', ARGV[a + 8], 'c', ARGV[a + 9], 'u', ARGV[a + 10], 'x', e)

@@ -56,7 +56,7 @@ func BenchmarkLibrary(b *testing.B) {
 	}{
 		{"bulk100", nil, nil},
 		{"+sput", single[0], strArgs(single[1])},
-		{"del", []string{prefix + "missing"}, []any{"del"}},
+		{"del", []string{prefix + "missing"}, []any{"del", "1"}},
 	}
 	cases[0].keys, cases[0].args = packed(bulk)
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -56,7 +57,7 @@ func TestLibraryClockOncePerCall(t *testing.T) {
 	k := []string{key}
 	put := [2][]string{k, {"sput", "p", "", "1", "doc"}}
 	putAbsent := [2][]string{k, {"sput", "p", "a", "1", "doc"}}
-	del := [2][]string{k, {"sdel", ""}}
+	del := [2][]string{k, {"sdel", "", "1"}}
 
 	version := func(r any) int64 {
 		t.Helper()
@@ -144,10 +145,10 @@ func TestLibraryReplayLeavesNewerRecordsAlone(t *testing.T) {
 	// Replayed writes acknowledged at 1000: left alone.
 	r := packedCall(t, rc,
 		[2][]string{state, {"sput", "p", "", "1000", "older", "1"}},
-		[2][]string{state, {"sdel", "", "1000"}},
+		[2][]string{state, {"sdel", "", "1000", "1"}},
 		[2][]string{alert, {"aput", "p", "1", "0123", "1000", "1000", "a1", "2", "older", "", "1"}},
 		[2][]string{alert, {"astat", "3", "0123", "1000", "1"}},
-		[2][]string{alert, {"del", "1000"}})
+		[2][]string{alert, {"del", "1000", "1"}})
 	want := []string{"[3]", "2", "[3 ]", "[3]", "2"}
 	for i, w := range want {
 		if got := fmtReply(r[i]); got != w {
@@ -171,9 +172,50 @@ func TestLibraryReplayLeavesNewerRecordsAlone(t *testing.T) {
 	if got := field(alert, "t"); got != "3" {
 		t.Errorf("alert status %s after a later replay, answered %v", got, r[1])
 	}
-	r = packedCall(t, rc, [2][]string{alert, {"del", "4000"}}, [2][]string{state, {"sdel", "", "4000"}})
+	r = packedCall(t, rc, [2][]string{alert, {"del", "4000", "1"}}, [2][]string{state, {"sdel", "", "4000", "1"}})
 	if r[0] != int64(1) || r[1] != int64(1) {
 		t.Errorf("later replayed deletes answered %v, %v", r[0], r[1])
+	}
+
+	// Deleted at 4000, a record leaves a tombstone: a replayed write
+	// acknowledged before it does not bring the record back, one
+	// acknowledged after it does.
+	for _, key := range [][]string{state, alert} {
+		if got := field(key, "u"); got != "4000" {
+			t.Errorf("%s: tombstone time %q", key[0], got)
+		}
+		if ttl := rc.PTTL(t.Context(), key[0]).Val(); ttl <= 0 || ttl > 24*time.Hour {
+			t.Errorf("%s: tombstone kept for %v", key[0], ttl)
+		}
+	}
+	r = packedCall(t, rc,
+		[2][]string{state, {"sput", "p", "", "3500", "resurrected", "1"}},
+		[2][]string{alert, {"aput", "p", "1", "0123", "3500", "3500", "a1", "2", "resurrected", "", "1"}},
+		[2][]string{state, {"sdel", "", "3600", "1"}},
+		[2][]string{alert, {"astat", "3", "0123", "3600", "1"}})
+	if want := []string{"[3]", "[3 ]", "-1", "[-1]"}; fmtReply(r[0]) != want[0] || fmtReply(r[1]) != want[1] || fmtReply(r[2]) != want[2] || fmtReply(r[3]) != want[3] {
+		t.Errorf("replays acknowledged before the deletes answered %v, want %v", r, want)
+	}
+	for _, key := range [][]string{state, alert} {
+		if n := rc.HLen(t.Context(), key[0]).Val(); n != 1 {
+			t.Errorf("%s: %d fields after older replays, want the tombstone's 1", key[0], n)
+		}
+	}
+	// A write over a tombstone makes a record without the tombstone's
+	// expiry (p: none).
+	r = packedCall(t, rc,
+		[2][]string{state, {"sput", "p", "", "5000", "again", "1"}},
+		[2][]string{alert, {"aput", "p", "1", "0123", "5000", "5000", "a1", "2", "again", "", "1"}})
+	if got := field(state, "d"); got != "again" {
+		t.Errorf("state %q after a later write, answered %v", got, r[0])
+	}
+	if got := field(alert, "m"); got != "again" {
+		t.Errorf("alert %q after a later write, answered %v", got, r[1])
+	}
+	for _, key := range [][]string{state, alert} {
+		if ttl := rc.PTTL(t.Context(), key[0]).Val(); ttl != -1 {
+			t.Errorf("%s: expiry %v left by the tombstone", key[0], ttl)
+		}
 	}
 }
 

@@ -158,8 +158,9 @@ func (b *backend) addCalls(it *item) {
 	case abi.OpDeleteAlert:
 		r.call(opDel)
 		r.tagKey(alertKeyPrefix, it.alert.ID)
+		r.argInt(it.now.UnixNano())
 		if it.replay {
-			r.argInt(it.now.UnixNano())
+			r.argStr("1")
 		}
 		b.unindex(ixAlerts, it.alert.ID)
 
@@ -200,8 +201,9 @@ func (b *backend) addCalls(it *item) {
 		r.call(opSdel)
 		r.tagKey(stateKeyPrefix, it.state.AgentID)
 		appendCondition(r, it.cond)
+		r.argInt(it.now.UnixNano())
 		if it.replay {
-			r.argInt(it.now.UnixNano())
+			r.argStr("1")
 		}
 		// A conditional delete may fail and leave the state: its index
 		// entry is left to the readers, who trim it if the state is gone.
