@@ -4,10 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
 // dataDirEnv names the environment variable that sets the default data
@@ -95,4 +100,45 @@ func openDataDirMode(dir string) (os.FileMode, bool) {
 		return 0, false
 	}
 	return fi.Mode().Perm(), fi.Mode().Perm()&0o077 != 0
+}
+
+// warnUnclaimed logs each directory under dataDir/backends that no
+// backend of f keeps its data in, and that holds any: a backend renamed or
+// removed from the configuration leaves its records there, and writes it
+// buffered while its store was away, which nothing serves or replays until
+// a backend of that name opens the directory again.
+func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
+	root := filepath.Join(dataDir, "backends")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return // none yet
+	}
+	claimed := map[string]bool{}
+	for _, b := range f.Backends {
+		claimed[filepath.Clean(b.Config.DataDir)] = true
+	}
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		if !e.IsDir() || claimed[dir] || emptyDir(dir) {
+			continue
+		}
+		log.Warn("a data directory no configured backend opens: its records, and any writes it buffered while its store was away, are neither served nor replayed until a backend named "+
+			strconv.Quote(e.Name())+" opens it again; restore that block (or its name), or remove the directory once it holds nothing needed", "dir", dir)
+	}
+}
+
+// emptyDir reports whether dir holds no file but empty ones.
+func emptyDir(dir string) bool {
+	empty := true
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() && info.Size() > 0 {
+			empty = false
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return empty
 }

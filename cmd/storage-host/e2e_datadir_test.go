@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -79,4 +80,44 @@ routes {
 	require.Contains(t, stdout, ": ok: backends a;")
 	_, err := os.Stat(data)
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestDataDirUnclaimedIsNamed: a backend renamed or removed from the
+// configuration leaves its records (and any writes it buffered) in its
+// directory, which nothing serves or replays: the daemon says so when it
+// starts and when a reload removes the backend, naming the directory. An
+// outside drill lost 20 of 20 buffered writes to a rename, silently.
+func TestDataDirUnclaimedIsNamed(t *testing.T) {
+	t.Parallel()
+	dir, data := t.TempDir(), t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	local := func(names ...string) []byte {
+		var b []byte
+		for _, n := range names {
+			b = fmt.Appendf(b, "backend %q {\n  plugin = \"builtin:local\"\n}\n", n)
+		}
+		return fmt.Appendf(b, "routes {\n  agent_states = %[1]q\n  metrics = %[1]q\n  alerts = %[1]q\n}\n", names[0])
+	}
+	unclaimed := func(name string) *regexp.Regexp {
+		return regexp.MustCompile(`a data directory no configured backend opens: .* named "` + name + `" opens it again.*: dir=` +
+			regexp.QuoteMeta(filepath.Join(data, "backends", name)) + `$`)
+	}
+	require.NoError(t, os.WriteFile(cfg, local("old"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	putState(t, d.url, "a1")
+	d.stop()
+
+	// Renamed while stopped.
+	require.NoError(t, os.WriteFile(cfg, local("new", "other"), 0o600))
+	d = startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	d.waitLog(unclaimed("old"), 1)
+	putState(t, d.url, "a2")
+	require.Zero(t, d.logCount(unclaimed("new")), "a configured backend's directory is claimed")
+
+	// Removed by a reload.
+	require.NoError(t, os.WriteFile(cfg, local("other"), 0o600))
+	d.signal(syscall.SIGHUP)
+	d.waitLog(reloaded, 1)
+	d.waitLog(unclaimed("new"), 1)
+	require.Zero(t, d.logCount(unclaimed("other")))
 }

@@ -108,7 +108,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	if mode, open := openDataDirMode(dataDir); open {
 		logger.Warn("the data directory lets other users in; chmod 700 it", "dir", dataDir, "mode", mode)
 	}
-	r := &reloader{path: *configPath, log: logger.Named("reload"), root: logger, listen: addr,
+	r := &reloader{path: *configPath, log: logger.Named("reload"), root: logger, listen: addr, dataDir: dataDir,
 		allowUnauth: *allowUnauth, levelFlag: *logLevel, format: firstOf(*logFormat, f.Log.Format, "text")}
 	// The watcher starts before the backends load, so an edit made while
 	// they do is seen.
@@ -148,6 +148,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	sched.update(f)
+	warnUnclaimed(logger, dataDir, f)
 	h, err := httpapi.New(httpapi.Options{Backends: managerBackends{m}, Logger: logger, Tokens: f.Auth.Tokens, Registry: reg,
 		MaxEventStreams: f.MaxEventStreams})
 	if err != nil {
@@ -208,6 +209,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 type reloader struct {
 	path    string
 	listen  string
+	dataDir string
 	m       *manager.Manager
 	h       *httpapi.Handler
 	conns   *httpapi.ConnLimit
@@ -256,6 +258,9 @@ func (r *reloader) reload(ctx context.Context, why string) {
 	}
 	r.log.Info("configuration reloaded", "trigger", why,
 		"added", ch.Added, "replaced", ch.Replaced, "removed", ch.Removed, "kept", ch.Kept)
+	if len(ch.Removed) > 0 {
+		warnUnclaimed(r.log, r.dataDir, f)
+	}
 }
 
 // checkExposure refuses to serve a non-loopback address without tokens,
