@@ -105,6 +105,13 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 				if it.err == nil && it.indexed && ixErr != nil {
 					it.err = ixErr
 				}
+				if errors.Is(it.err, sdk.ErrUnavailable) {
+					// Redis refused its call for a state of its own (out
+					// of memory, loading, read-only): as a single write's
+					// refusal is, and whether or not its batch was the
+					// host's sharing of single calls.
+					b.fallBack(it)
+				}
 			}
 		}
 		b.result(it, &out[i], &bodies[i], len(b.body.Bytes()))
