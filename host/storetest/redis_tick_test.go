@@ -506,10 +506,15 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "single", State: []byte("doc-single")})
 	require.NoError(t, err, "a single write is buffered")
 	agents = append(agents, "single")
-	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 21 },
-		"a tick reports the 21 buffered writes as pending; last %d", st.Stats().BufferedWrites)
+	// A delete too is refused whole, and buffered: Redis would take it,
+	// but not its event.
+	require.NoError(t, st.DeleteAgentState(ctx, "warm"), "a buffered delete")
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 22 },
+		"a tick reports the 22 buffered writes as pending; last %d", st.Stats().BufferedWrites)
 	_, ok := storedState(t, rc, prefix, "b0")
 	require.False(t, ok, "nothing is in Redis while it refuses writes")
+	_, ok = storedState(t, rc, prefix, "warm")
+	require.True(t, ok, "nothing is deleted while Redis refuses writes")
 
 	require.NoError(t, rc.ConfigSet(ctx, "maxmemory", "0").Err())
 	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
@@ -532,4 +537,6 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 		require.True(t, ok, "agent %s was replayed", a)
 		require.Equal(t, "doc-"+a, v)
 	}
+	_, ok = storedState(t, rc, prefix, "warm")
+	require.False(t, ok, "the buffered delete was replayed")
 }

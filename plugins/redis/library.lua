@@ -80,13 +80,18 @@ end
 -- tombLife ms. A replayed write acknowledged before that time leaves the
 -- record deleted, as it leaves alone a record written after it; every
 -- read takes a tombstone for no record (it has no 'v' nor 't'), and a
--- write over it makes a record, clearing its expiry.
+-- write over it makes a record, clearing its expiry. fields are the
+-- record's others, removed. HSET goes first: Redis refuses it when out
+-- of memory, and the delete is then refused whole, nothing removed, as
+-- a write is (its event could not be appended either).
 local tombLife = 86400000
-local function tomb(key, u)
-  call('UNLINK', key)
+local function tomb(key, u, fields)
   call('HSET', key, 'u', u)
+  call('HDEL', key, unpack(fields))
   call('PEXPIRE', key, tombLife)
 end
+local stateOthers = {'v', 'd', 'e'}
+local alertOthers = {'g', 's', 't', 'm', 'l', 'c', 'x'}
 
 -- unindex removes the members of ids from the global index of keys kl,
 -- kx, kt.
@@ -306,7 +311,7 @@ elseif op == 'del' then
   local f = call('HMGET', KEYS[k + 1], 't', 'u')
   if na >= 3 and f[2] and tonumber(f[2]) > tonumber(ARGV[a + 2]) then return 2 end
   if not f[1] then return 0 end
-  tomb(KEYS[k + 1], ARGV[a + 2])
+  tomb(KEYS[k + 1], ARGV[a + 2], alertOthers)
   return 1
 
 elseif op == 'sdel' then
@@ -321,7 +326,7 @@ elseif op == 'sdel' then
   if not old then return -1 end
   if ARGV[a + 2] ~= '' and old ~= ARGV[a + 2] then return 0 end
   if na >= 4 and cur[2] and tonumber(cur[2]) > tonumber(ARGV[a + 3]) then return 2 end
-  tomb(KEYS[k + 1], ARGV[a + 3])
+  tomb(KEYS[k + 1], ARGV[a + 3], stateOthers)
   return 1
 
 elseif op == 'mdel' then
