@@ -498,6 +498,9 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	ctx := t.Context()
 	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
 	require.NoError(t, err)
+	sample := host.Metric{AgentID: "m", Name: "cpu", Value: 1, Timestamp: time.Now().UTC().Truncate(time.Millisecond)}
+	_, err = st.PutMetric(ctx, sample)
+	require.NoError(t, err)
 
 	rc := directClient(t, srv.Addr())
 	require.NoError(t, rc.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
@@ -509,8 +512,10 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	// A delete too is refused whole, and buffered: Redis would take it,
 	// but not its event.
 	require.NoError(t, st.DeleteAgentState(ctx, "warm"), "a buffered delete")
-	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 22 },
-		"a tick reports the 22 buffered writes as pending; last %d", st.Stats().BufferedWrites)
+	require.NoError(t, st.DeleteMetric(ctx, host.MetricKey{AgentID: "m", Name: "cpu", Timestamp: sample.Timestamp}), "a buffered delete")
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 23 },
+		"a tick reports the 23 buffered writes as pending; last %d", st.Stats().BufferedWrites)
+	require.EqualValues(t, 1, rc.ZCard(ctx, prefix+"mi:{m}").Val(), "a sample is not deleted while Redis refuses writes")
 	_, ok := storedState(t, rc, prefix, "b0")
 	require.False(t, ok, "nothing is in Redis while it refuses writes")
 	_, ok = storedState(t, rc, prefix, "warm")
@@ -539,4 +544,5 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	}
 	_, ok = storedState(t, rc, prefix, "warm")
 	require.False(t, ok, "the buffered delete was replayed")
+	require.Zero(t, rc.ZCard(ctx, prefix+"mi:{m}").Val(), "the buffered delete of the sample was replayed")
 }

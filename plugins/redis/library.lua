@@ -331,7 +331,11 @@ elseif op == 'sdel' then
 
 elseif op == 'mdel' then
   -- Delete a metric sample. KEYS: sample, index, expiry index.
-  -- ARGV: op, member. Answers 1, or 0 when there was no sample.
+  -- ARGV: op, member. Answers 1, or 0 when there was no sample. The
+  -- ZADD XX first changes nothing (every index member scores 0) but is
+  -- refused when Redis is out of memory, as DEL is not: the delete is
+  -- then refused whole, as every write, its event having no room either.
+  call('ZADD', KEYS[k + 2], 'XX', 0, ARGV[a + 2])
   local n = call('DEL', KEYS[k + 1])
   call('ZREM', KEYS[k + 2], ARGV[a + 2])
   call('ZREM', KEYS[k + 3], ARGV[a + 2])
