@@ -146,8 +146,8 @@ func writeJSON(ctx context.Context, w http.ResponseWriter, status int, v any) {
 		lw := &lazyHeader{w: w, status: status}
 		enc := json.NewEncoder(lw)
 		enc.SetEscapeHTML(false)
-		if enc.Encode(v) == nil {
-			return
+		if enc.Encode(v) == nil || lw.sent {
+			return // written, or the client is gone
 		}
 		status = http.StatusInternalServerError
 		v = errorResponse{Error: errorBody{Code: codeInternal, Message: internalMessage}}

@@ -21,7 +21,12 @@ import (
 // response is held by a client that does not read it, a second waits, and
 // is written whole once the first is taken.
 func TestBigResponsesShareTheRoom(t *testing.T) {
-	e := newEnv(t)
+	if testing.Short() {
+		t.Skip("builds two responses of 36 MiB; skipped with -short")
+	}
+	// A put of a 6 MiB alert takes the memory plugin a second or two, more
+	// on a loaded machine.
+	e := newEnvWith(t, openStore(t, host.Config{Plugin: "builtin:memory", Limits: host.Limits{CallTimeout: time.Minute}}))
 	msg := strings.Repeat("\x01", 6<<20)
 	_, err := e.be.stores[abi.KindAlert].PutAlert(t.Context(), host.Alert{ID: "big", AgentID: "a", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: msg})
 	require.NoError(t, err)
