@@ -127,6 +127,13 @@ func (t *ticker) loop() {
 			return
 		case <-timer.C:
 		}
+		// A halt wins over a round due at the same moment (select picks
+		// either when both are ready): after halt, no tick begins.
+		select {
+		case <-t.stop:
+			return
+		default:
+		}
 		start, waited := time.Now(), t.waited
 		for n := 1; ; n++ {
 			writes := t.writes.Load()
