@@ -108,7 +108,7 @@ func openDataDirMode(dir string) (os.FileMode, bool) {
 // buffered while its store was away, which nothing serves or replays until
 // a backend of that name opens the directory again.
 func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
-	root := filepath.Join(dataDir, "backends")
+	root := filepath.Join(dataDir, config.BackendsDir)
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return // none yet

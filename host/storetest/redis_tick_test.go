@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
@@ -77,6 +78,17 @@ func bufferStates(t *testing.T, st *host.Store, prefix string, n int) []string {
 	return agents
 }
 
+// requireStatesStored requires Redis to hold the state bufferStates wrote
+// for each agent.
+func requireStatesStored(t *testing.T, rc *redis.Client, prefix string, agents []string) {
+	t.Helper()
+	for _, a := range agents {
+		v, ok := storedState(t, rc, prefix, a)
+		require.True(t, ok, "agent %s was replayed", a)
+		require.Equal(t, "doc-"+a, v)
+	}
+}
+
 // TestRedisTickDrainsWithoutRequests checks that the host's ticks replay
 // the buffer once Redis answers again, with no request arriving.
 func TestRedisTickDrainsWithoutRequests(t *testing.T) {
@@ -103,11 +115,7 @@ func TestRedisTickDrainsWithoutRequests(t *testing.T) {
 	rc := directClient(t, addr)
 	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
 		"the buffer drains with no request; %d left", st.Stats().BufferedWrites)
-	for _, a := range agents {
-		v, ok := storedState(t, rc, prefix, a)
-		require.True(t, ok, "agent %s was replayed", a)
-		require.Equal(t, "doc-"+a, v)
-	}
+	requireStatesStored(t, rc, prefix, agents)
 	_, ok := storedState(t, rc, prefix, "warm")
 	require.False(t, ok, "the buffered delete was replayed")
 }
@@ -252,11 +260,7 @@ func TestRedisTickCloseFlushIsBounded(t *testing.T) {
 		return st.Stats().Ticks > 0 && st.Stats().BufferedWrites == 0
 	}, "the next store replays what Close left; %d left", st.Stats().BufferedWrites)
 	rc := directClient(t, addr)
-	for _, a := range agents {
-		v, ok := storedState(t, rc, prefix, a)
-		require.True(t, ok, "agent %s was replayed", a)
-		require.Equal(t, "doc-"+a, v)
-	}
+	requireStatesStored(t, rc, prefix, agents)
 }
 
 // TestRedisTickResumesAfterRestart checks that with a data directory the
@@ -282,11 +286,7 @@ func TestRedisTickResumesAfterRestart(t *testing.T) {
 		return ok
 	}, "the reopened store replays the buffer")
 	t.Logf("replayed %v after Open returned", time.Since(started).Round(time.Millisecond))
-	for _, a := range agents {
-		v, ok := storedState(t, rc, prefix, a)
-		require.True(t, ok, "agent %s was replayed", a)
-		require.Equal(t, "doc-"+a, v)
-	}
+	requireStatesStored(t, rc, prefix, agents)
 	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 }, "nothing pending")
 }
 
@@ -537,11 +537,7 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	require.NoError(t, rc.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
 	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
 		"the buffer drains once Redis no longer evicts; %d left", st.Stats().BufferedWrites)
-	for _, a := range agents {
-		v, ok := storedState(t, rc, prefix, a)
-		require.True(t, ok, "agent %s was replayed", a)
-		require.Equal(t, "doc-"+a, v)
-	}
+	requireStatesStored(t, rc, prefix, agents)
 	_, ok = storedState(t, rc, prefix, "warm")
 	require.False(t, ok, "the buffered delete was replayed")
 	require.Zero(t, rc.ZCard(ctx, prefix+"mi:{m}").Val(), "the buffered delete of the sample was replayed")

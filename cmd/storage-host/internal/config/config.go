@@ -223,7 +223,7 @@ func Default(opts ...Option) *File {
 	if o.dataDir != "" {
 		name = "local"
 		o.dataDir = absPath(o.dataDir)
-		dataDir = filepath.Join(o.dataDir, backendsDir, name)
+		dataDir = filepath.Join(o.dataDir, BackendsDir, name)
 	}
 	cfg := host.Config{
 		Name:         name,

@@ -35,9 +35,9 @@ func collect(opts []Option) options {
 	return o
 }
 
-// backendsDir is the directory, under the data directory, holding the
+// BackendsDir is the directory, under the data directory, holding the
 // directory of each backend without a data_dir of its own.
-const backendsDir = "backends"
+const BackendsDir = "backends"
 
 // backendDataDir returns host.Config.DataDir for the backend rb, whose
 // plugin is plugin (as resolved; "" when invalid): "" for builtin:memory,
@@ -77,7 +77,7 @@ func (c *checker) backendDataDir(rb *rawBackend, plugin string) string {
 	case !validName.MatchString(rb.Name):
 		return "" // reported by name
 	}
-	return filepath.Join(c.dataDir, backendsDir, rb.Name)
+	return filepath.Join(c.dataDir, BackendsDir, rb.Name)
 }
 
 // dataDir is where a backend keeps its data, and the range naming it.
