@@ -358,6 +358,15 @@ func TestCommandLine(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, stderr, "-listen")
 
+	// The configuration reference: a file validate accepts as it is.
+	stdout, _, code = runCommand(t, nil, "help", "config")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "key_prefix")
+	reference := filepath.Join(t.TempDir(), "reference.hcl")
+	require.NoError(t, os.WriteFile(reference, []byte(stdout), 0o600))
+	_, stderr, code = runCommand(t, nil, "validate", "-offline", reference)
+	require.Equal(t, 0, code, "validate -offline of the reference: %s", stderr)
+
 	// version: the module version the go command recorded in the binary.
 	out, err := exec.Command("go", "version", "-m", binary).Output()
 	require.NoError(t, err)

@@ -10,6 +10,7 @@
 //	storage-host migrate -config FILE -from NAME -to NAME [-state FILE] [-mode ...]
 //	storage-host version                               print the versions of the binary and its ABI
 //	storage-host help [COMMAND]                        list the commands, or a command's flags
+//	storage-host help config                           print the configuration reference
 //
 // With no arguments, serve runs the embedded local backend
 // (builtin:local: records on disk in the data directory) on a loopback
@@ -31,6 +32,7 @@ import (
 	"runtime/debug"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 )
 
 // Exit statuses.
@@ -118,7 +120,8 @@ Commands:
   restore         restore a backup into a backend
   migrate         copy every record of a backend into another; resumable
   version         print the version of this binary, its Go and the plugin ABI it speaks
-  help            print this list; "help COMMAND" prints a command's flags
+  help            print this list; "help COMMAND" prints a command's flags,
+                  "help config" every block and attribute of a configuration file
 
 With no command, storage-host serves the embedded local backend, records on disk
 in the data directory, on 127.0.0.1:8474.
@@ -144,6 +147,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
+		if len(args) == 2 && args[0] == "help" && args[1] == "config" {
+			fmt.Fprint(stdout, config.Reference())
+			return nil
+		}
 		if len(args) > 1 && args[0] == "help" {
 			cmd, ok := commands[args[1]]
 			if !ok {
