@@ -143,6 +143,16 @@ func (d *Decoder) Where() string {
 	return "at byte " + strconv.Itoa(d.errAt) + " of " + strconv.Itoa(len(d.buf))
 }
 
+// ErrOffset returns the byte at which the first error was met (for input
+// left over, where the message should have ended), or -1 when there was
+// none.
+func (d *Decoder) ErrOffset() int {
+	if d.err == nil {
+		return -1
+	}
+	return d.errAt
+}
+
 func (d *Decoder) fail(err error) {
 	if d.err == nil {
 		d.err, d.errAt = err, d.off

@@ -51,8 +51,8 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 		if decodeItem != nil {
 			d.Reset(r.Body)
 			decodeItem(i, &d)
-			if err := d.Finish(); err != nil {
-				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %v", s.p.name, op, i, err)
+			if d.Finish() != nil {
+				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %s", s.p.name, op, i, wireFault(answerMessages[op], r.Body, &d))
 			}
 		}
 	}

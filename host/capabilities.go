@@ -445,8 +445,8 @@ func (p *plugin) serveKV(_ context.Context, reqBytes []byte, e *abi.Encoder) {
 	var req abi.KVRequest
 	d := abi.NewDecoder(reqBytes)
 	req.Decode(d)
-	if err := d.Finish(); err != nil {
-		abi.AppendError(e, abi.StatusInvalid, "kv request: "+err.Error())
+	if d.Finish() != nil {
+		abi.AppendError(e, abi.StatusInvalid, "kv request: "+wireFault("KVRequest", reqBytes, d))
 		return
 	}
 	p.kv.Do(&req, e)

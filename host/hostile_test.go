@@ -722,12 +722,14 @@ func testHostileBadRegion(t *testing.T, by *hostileBystander) {
 func testHostileGarbage(t *testing.T, by *hostileBystander) {
 	t.Run("metadata", func(t *testing.T) {
 		for at, says := range map[int64]string{
-			-1: "metadata: abi: malformed message reading abi_major at byte 0 of 11",                                    // an overlong uvarint
-			-2: "metadata: abi: truncated message reading version at byte 10 of 10",                                     // cut after the name
-			-3: "metadata: abi: malformed message: 1 byte after the last field (the capabilities end at byte 24 of 25)", // a trailing byte
-			-4: "metadata: abi: malformed message reading the capability count at byte 17 of 22",                        // 2^32 - 1 capabilities
-			-5: "metadata: abi: malformed message reading abi_major at byte 0 of 20",                                    // abi major 70000
-			-6: "metadata: storage_metadata returned no bytes",                                                          // empty
+			// Where the decoder stopped, and in which field of the ABI's
+			// description (abi/messages.json), for the plugin's author.
+			-1: "metadata: abi: malformed message at byte 0 of 11, in Metadata.abi_major (u16): an unsigned LEB128 longer than 10 bytes", // an overlong uvarint
+			-2: "metadata: abi: truncated message at byte 10 of 10, in Metadata.version (string length): past the end of the message",    // cut after the name
+			-3: "metadata: abi: malformed message at byte 24 of 25, after the last field of Metadata, which ends at byte 24",             // a trailing byte
+			-4: "metadata: abi: malformed message at byte 17 of 22, in Metadata.capabilities (count): 4294967295 elements in 0 bytes",    // 2^32 - 1 capabilities
+			-5: "metadata: abi: malformed message at byte 0 of 20, in Metadata.abi_major (u16): 70000 does not fit u16",                  // abi major 70000
+			-6: "metadata: storage_metadata returned no bytes",                                                                           // empty
 		} {
 			clock := newForeignClock()
 			clock.ns.Store(at)
@@ -754,8 +756,8 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 			{"u", []string{"unknown status 200: garbage: status 200"}},
 			// Where the decoder stopped, for the plugin's author: the
 			// overlong varint at its start, the trailing byte past the end.
-			{"b", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 0 of 11"}},
-			{"t", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 6 of 7"}},
+			{"b", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 0 of 11, in AgentState.agent_id (string length): an unsigned LEB128"}},
+			{"t", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 6 of 7, after the last field of AgentState, which ends at byte 6"}},
 			{"s", []string{"backend garbage", "get_agent_state response: abi: truncated message"}},
 			{"n", []string{"backend garbage", "get_agent_state response: abi: truncated message"}},
 			{"e", []string{"empty response"}},

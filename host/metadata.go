@@ -31,48 +31,6 @@ var (
 	}{{abi.FeatureRestore, 2}, {abi.FeatureTick, 3}, {abi.FeatureWriteEvents, 6}}
 )
 
-// metadataFault names where the encoded Metadata b (section 10.9) stops
-// being well formed, for the error that refuses it: the field being read
-// and its byte offset, or the bytes left after the last field.
-func metadataFault(b []byte, err error) string {
-	d := abi.NewDecoder(b)
-	steps := []struct {
-		field string
-		read  func()
-	}{
-		{"abi_major", func() { d.Uint16() }},
-		{"abi_minor", func() { d.Uint16() }},
-		{"name", func() { d.View() }},
-		{"version", func() { d.View() }},
-		{"features", func() { d.Uint32() }},
-	}
-	for _, st := range steps {
-		off := len(b) - d.Len()
-		if st.read(); d.Err() != nil {
-			return fmt.Sprintf("%v reading %s at byte %d of %d", err, st.field, off, len(b))
-		}
-	}
-	off := len(b) - d.Len()
-	n := d.Count(1)
-	if d.Err() != nil {
-		return fmt.Sprintf("%v reading the capability count at byte %d of %d", err, off, len(b))
-	}
-	for i := range n {
-		off := len(b) - d.Len()
-		if d.View(); d.Err() != nil {
-			return fmt.Sprintf("%v reading capability %d of %d at byte %d of %d", err, i+1, n, off, len(b))
-		}
-	}
-	if left := d.Len(); left > 0 {
-		unit := "bytes"
-		if left == 1 {
-			unit = "byte"
-		}
-		return fmt.Sprintf("%v: %d %s after the last field (the capabilities end at byte %d of %d)", err, left, unit, len(b)-left, len(b))
-	}
-	return err.Error()
-}
-
 // checkMetadata checks m, as decoded (with its feature bits as sent in
 // rawFeatures, before the decoder masked them), against the version the
 // plugin's storage_abi_version export returned.

@@ -870,8 +870,8 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	}
 	d := abi.NewDecoder(b)
 	m.Decode(d)
-	if err := d.Finish(); err != nil {
-		return m, fmt.Errorf("%w: metadata: %s", ErrIncompatible, metadataFault(b, err))
+	if d.Finish() != nil {
+		return m, fmt.Errorf("%w: metadata: %s", ErrIncompatible, wireFault("Metadata", b, d))
 	}
 	if !abi.Current.CanLoad(m.ABI) {
 		return m, fmt.Errorf("%w: ABI version mismatch: host speaks %s, plugin metadata says %s", ErrIncompatible, abi.Current, m.ABI)

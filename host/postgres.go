@@ -176,8 +176,8 @@ func (in *instance) migrate(ctx context.Context) error {
 	var ms abi.Migrations
 	d := abi.NewDecoder(b)
 	ms.Decode(d)
-	if err := d.Finish(); err != nil {
-		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)
+	if d.Finish() != nil {
+		return fmt.Errorf("%w: migrations: %s", ErrIncompatible, wireFault("Migrations", b, d))
 	}
 	if err := ms.Check(); err != nil {
 		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)

@@ -152,8 +152,8 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*ab
 		var d abi.Decoder
 		d.Reset(c.body)
 		decode(&d)
-		if derr := d.Finish(); derr != nil {
-			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v %s", s.p.name, op, derr, d.Where())
+		if d.Finish() != nil {
+			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %s", s.p.name, op, wireFault(answerMessages[op], c.body, &d))
 		}
 	}
 	return c.err

@@ -336,7 +336,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		in.dec.Reset(body)
 		decode(&in.dec)
 		if decodeErr = in.dec.Finish(); decodeErr != nil {
-			decodeErr = fmt.Errorf("%w %s", decodeErr, in.dec.Where())
+			decodeErr = errors.New(wireFault(answerMessages[op], body, &in.dec))
 		}
 	}
 	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()

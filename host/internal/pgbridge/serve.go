@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // Serve decodes a postgres request, runs it, and appends the whole
@@ -73,7 +74,7 @@ func (r *request) decode(b []byte) error {
 	d.Reset(b)
 	r.mode = abi.PGMode(d.U8())
 	if d.Err() == nil && r.mode != abi.PGBatch && r.mode != abi.PGTransaction {
-		return abi.ErrMalformed
+		return fmt.Errorf("%w: mode %d is neither batch (%d) nor transaction (%d)", abi.ErrMalformed, r.mode, abi.PGBatch, abi.PGTransaction)
 	}
 	n := d.Count(2)
 	for i := 0; i < n && d.Err() == nil; i++ {
@@ -86,7 +87,10 @@ func (r *request) decode(b []byte) error {
 		}
 		r.stmts = append(r.stmts, statement{sql: sql, p0: p0, p1: len(r.params)})
 	}
-	return d.Finish()
+	if d.Finish() != nil {
+		return errors.New(wirepath.Fault("PGRequest", b, &d))
+	}
+	return nil
 }
 
 // release returns r to the pool, holding no reference to the request it
