@@ -21,7 +21,7 @@ type Result[T any] struct {
 // is for the batch as a whole; item errors are in errs.
 func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i int, e *abi.Encoder), decodeItem func(i int, d *abi.Decoder)) (errs []error, err error) {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
-		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
+		return nil, s.p.unsupported(op)
 	}
 	var item abi.Encoder
 	var results []abi.BatchResult

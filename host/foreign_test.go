@@ -289,6 +289,11 @@ func TestForeignAgentState(t *testing.T) {
 		for call, err := range errs {
 			require.ErrorIs(t, err, host.ErrUnsupported, call)
 		}
+		// The refusal says what was asked, in the API's words, and which
+		// features the plugin's metadata lacks.
+		require.ErrorContains(t, errs["QueryAgentStates"], "does not support querying agent states (query_agent_states): plugin agentstate does not advertise the query feature")
+		require.ErrorContains(t, errs["QueryAlerts"], "does not support querying alerts (query_alerts): plugin agentstate does not advertise the alerts and query features")
+		require.ErrorContains(t, errs["PutMetric"], "does not support writing metrics (put_metric): plugin agentstate does not advertise the metrics feature")
 		_, err := st.GetAgentState(ctx, "t")
 		require.ErrorIs(t, err, host.ErrNotFound, "refused writes write nothing")
 	})

@@ -274,7 +274,7 @@ func (s *Store) callPluginReached(ctx context.Context, op abi.Op, writes bool, e
 // afterReaching).
 func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint32, encode func(*abi.Encoder), decode func(*abi.Decoder), reached *bool) (took time.Duration, trapped bool, err error) {
 	if need := op.Requires(); !s.p.meta.Features.Has(need) {
-		return -1, false, abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s", s.p.name, op)
+		return -1, false, s.p.unsupported(op)
 	}
 	in, err := s.p.pool.get(ctx)
 	if err != nil {

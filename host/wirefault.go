@@ -1,6 +1,8 @@
 package host
 
 import (
+	"strings"
+
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
@@ -27,3 +29,31 @@ var answerMessages = map[abi.Op]string{
 // wireFault is wirepath.Fault: the error d met decoding b, a message of
 // type msg, with the field it met it in.
 func wireFault(msg string, b []byte, d *abi.Decoder) string { return wirepath.Fault(msg, b, d) }
+
+// opDoing names what a caller asked for by an op, in the words of the
+// embedding API and the HTTP API rather than the ABI's.
+var opDoing = map[abi.Op]string{
+	abi.OpPutMetric: "writing metrics", abi.OpGetMetric: "reading metrics", abi.OpDeleteMetric: "deleting metrics",
+	abi.OpQueryMetrics: "querying metrics",
+	abi.OpPutAlert:     "writing alerts", abi.OpGetAlert: "reading alerts", abi.OpDeleteAlert: "deleting alerts",
+	abi.OpQueryAlerts: "querying alerts", abi.OpSetAlertStatus: "changing an alert's status",
+	abi.OpPutAgentState: "writing agent states", abi.OpGetAgentState: "reading agent states",
+	abi.OpDeleteAgentState: "deleting agent states", abi.OpQueryAgentStates: "querying agent states",
+	abi.OpBatch: "batches", abi.OpRestore: "restores", abi.OpTick: "ticks",
+}
+
+// unsupported is the refusal of op by a backend whose plugin does not
+// advertise every feature op needs: what the caller asked for, the op, and
+// the features missing from the plugin's metadata.
+func (p *plugin) unsupported(op abi.Op) error {
+	doing, ok := opDoing[op]
+	if !ok {
+		doing = op.String()
+	}
+	missing, feature := (op.Requires() &^ p.meta.Features).Names(), "feature"
+	if len(missing) > 1 {
+		feature = "features"
+	}
+	return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s (%s): plugin %s does not advertise the %s %s",
+		p.name, doing, op, p.meta.Name, strings.Join(missing, " and "), feature)
+}

@@ -208,7 +208,7 @@ func TestHotSwap(t *testing.T) {
 	load("on the replaced plugin")
 	r = call(t, "GET", d.url+"/v1/agent-states?prefix=hotswap-", "")
 	require.Equal(t, http.StatusNotImplemented, r.code, "the new plugin serves: %s", r.body)
-	require.Contains(t, string(r.body), "backend wasm does not support query_agent_states")
+	require.Contains(t, string(r.body), "backend wasm does not support querying agent states (query_agent_states): plugin agentstate does not advertise the query feature")
 
 	// Every request succeeded, and the daemon ended no agent's
 	// connection. (The count of dials is no measure of that: net/http may
