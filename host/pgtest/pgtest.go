@@ -115,7 +115,7 @@ func binary(name string) (string, error) {
 // it, as nobody when the tests run as root (PostgreSQL refuses to run as
 // root). The server has the parent-death signal set: it dies with the
 // test binary, or when stop is called, which also removes the directory.
-func start() (url string, stop func(), err error) {
+func start(settings ...string) (url string, stop func(), err error) {
 	initdb, err := binary("initdb")
 	if err != nil {
 		return "", nil, err
@@ -162,7 +162,11 @@ func start() (url string, stop func(), err error) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	srv := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"}
+	for _, set := range settings {
+		args = append(args, "-c", set)
+	}
+	srv := exec.Command(postgres, args...)
 	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		return "", nil, fmt.Errorf("postgres: %w", err)
@@ -195,6 +199,41 @@ func start() (url string, stop func(), err error) {
 		return "", nil, err
 	}
 	return base + "test?sslmode=disable", stop, nil
+}
+
+var (
+	twoPhaseOnce sync.Once
+	twoPhase     string
+	twoPhaseErr  error
+)
+
+// TwoPhaseURL returns the URL of a PostgreSQL that allows prepared
+// transactions (max_prepared_transactions above 0, which a server's
+// default is not): URL's, when it does, else a server of the test
+// binary's own started with them (as URL's third choice is). Schema's
+// cleanup is URL's: a test on the second server names its schema itself.
+func TwoPhaseURL(t testing.TB) string {
+	t.Helper()
+	url := URL(t)
+	twoPhaseOnce.Do(func() {
+		var n int
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err == nil {
+			err = conn.QueryRow(ctx, "SELECT current_setting('max_prepared_transactions')::int").Scan(&n)
+			conn.Close(ctx)
+		}
+		if err == nil && n > 0 {
+			twoPhase = url
+			return
+		}
+		twoPhase, _, twoPhaseErr = start("max_prepared_transactions=8")
+	})
+	if twoPhaseErr != nil {
+		unavailable(t, "no PostgreSQL allowing prepared transactions, and none could be started: %v", twoPhaseErr)
+	}
+	return twoPhase
 }
 
 // Schema returns a fresh schema name for t, and drops that schema and the

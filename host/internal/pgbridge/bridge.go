@@ -197,6 +197,15 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		pool.Close()
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
+	// What an earlier host's plugin prepared and nobody rolled back
+	// (prepared.go).
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		_, err := rollbackPrepared(ctx, c.Conn().PgConn())
+		return err
+	}); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	b.pool = pool
 	b.pipes = b.newPipes(int(pc.MaxConns))
 	return b, nil

@@ -48,6 +48,9 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 	// past its deadline may go on in the server) its session is ended.
 	defer func() {
 		pc := conn.Hijack().PgConn()
+		if _, rerr := rollbackPrepared(ctx, pc); rerr != nil && err == nil {
+			err = rerr
+		}
 		if err != nil {
 			b.abandon(ctx, pc)
 			return
@@ -75,8 +78,14 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 		for _, m := range ms[current:] {
 			version = m.Version
 			// The simple protocol: a migration may hold several statements.
-			if _, err := tx.Conn().PgConn().Exec(ctx, m.SQL).ReadAll(); err != nil {
+			results, err := tx.Conn().PgConn().Exec(ctx, m.SQL).ReadAll()
+			if err != nil {
 				return fmt.Errorf("pgbridge: migration %d of schema %s: %w", m.Version, b.schema, err)
+			}
+			for _, r := range results {
+				if r.CommandTag.String() == tagPrepared {
+					return fmt.Errorf("pgbridge: migration %d of schema %s: PREPARE TRANSACTION is not allowed; it was rolled back", m.Version, b.schema)
+				}
 			}
 			// A host that applied it first makes this insert fail
 			// (unique_violation): the transaction runs again and finds it.

@@ -148,6 +148,7 @@ func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration,
 	x := part{req: req, ms: timeoutStep(timeout), e: e, start: len(e.Bytes())}
 	err = b.run(ctx, pc, &x)
 	clear(state(pc).values) // they alias the request
+	err = b.afterPrepared(ctx, pc, err, &x)
 	if err != nil {
 		// The connection is in an unknown state: it is not reused.
 		b.abandon(ctx, pc)
@@ -173,12 +174,17 @@ type part struct {
 	// last: the last request of its pipeline, which ends with the
 	// UNLISTEN; unlistened: that UNLISTEN ran, after its last statement.
 	last, unlistened bool
+	// prepared: a statement of it prepared a transaction (prepared.go).
+	prepared bool
 }
 
 // answer finishes x's response: the results read, or the error that
 // stopped the pipeline before they were, which is the connection's.
 func (x *part) answer(err error, maxBytes int64) {
 	switch {
+	case x.prepared:
+		x.e.Truncate(x.start)
+		abi.AppendError(x.e, abi.StatusInvalid, errPrepared)
 	case x.read && x.inOpenTx:
 		x.e.Truncate(x.start)
 		abi.AppendError(x.e, abi.StatusUnknown, "postgres: the statements ran inside a transaction that an earlier call on the connection left open; it was rolled back unless they ended it")
@@ -545,6 +551,7 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 			return err
 		}
 	}
+	x.prepared, c.prepared = c.prepared, false
 	return nil
 }
 
@@ -593,6 +600,9 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 		}
 	}
 	tag, err := rr.Close()
+	if tag.String() == tagPrepared {
+		c.prepared = true
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError // declared here: it escapes
 		if errors.As(err, &pgErr) {
@@ -655,6 +665,9 @@ type connState struct {
 	// timeoutMS is the statement_timeout in milliseconds the bridge last
 	// set, 0 before it has set one.
 	timeoutMS int64
+	// prepared: a statement since the bridge last looked prepared a
+	// transaction (prepared.go).
+	prepared bool
 
 	values  [][]byte
 	oids    []uint32
