@@ -595,8 +595,9 @@ func TestRoleWritesNothingToTheServerLog(t *testing.T) {
 // values go through the connection's buffers, and the result is encoded
 // straight into the response. What it allocates is pgconn's: its pipeline
 // keeps a list element for each message it queues and sends (16 for the
-// statement, the UNLISTEN that ends every call, and their sync), and a
-// command tag.
+// statement, the UNLISTEN that ends every call, and their sync; one call
+// in fullResetEvery sends the rest of resetSession, about one allocation
+// more a call), and a command tag.
 func TestServeAllocations(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
 	ctx := context.Background()
@@ -625,7 +626,7 @@ func TestServeAllocations(t *testing.T) {
 	rs := abi.DecodePGResults(d)
 	require.NoError(t, d.Finish())
 	require.Equal(t, 1, rs[0].Rows())
-	require.LessOrEqual(t, n, 17.0, "allocations per call")
+	require.LessOrEqual(t, n, 19.0, "allocations per call")
 }
 
 // An error of pgconn's on several lines reaches the plugin on one.

@@ -132,3 +132,66 @@ func TestMigrationsLeaveNothingInThePool(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 }
+
+// What a call leaves in its session (settings, held cursors, temporary
+// tables, advisory locks, its own statement_timeout) ends with the call,
+// as a LISTEN does: a setting of 100 MB left at each call took one server
+// process to 1.37 GB in an outside check, kept while the connection idled.
+func TestSessionStateEndsWithTheCall(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	for _, c := range []struct {
+		name  string
+		mode  abi.PGMode
+		stmts []abi.PGStatement
+	}{
+		{"batch", abi.PGBatch, []abi.PGStatement{
+			stmt("SELECT set_config('hostile.big', repeat('a', 1000000), false)"),
+			stmt("SET statement_timeout = 0"),
+			stmt("CREATE TEMP TABLE hog AS SELECT generate_series(1, 1000) AS n"),
+			stmt("BEGIN"), stmt("DECLARE held CURSOR WITH HOLD FOR SELECT generate_series(1, 1000)"), stmt("COMMIT"),
+			stmt("SELECT pg_advisory_lock(42)"),
+		}},
+		{"transaction ending in a failure", abi.PGTransaction, []abi.PGStatement{
+			stmt("SELECT set_config('hostile.big', repeat('a', 1000000), false)"),
+			stmt("COMMIT"), // what came before is committed; the rest fails
+			stmt("SET statement_timeout = 0"),
+			stmt("SELECT pg_advisory_lock(42)"),
+			stmt("SELECT 1/0"),
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := do(t, ctx, b, c.mode, c.stmts...)
+			require.NoError(t, err)
+			rs, err := do(t, ctx, b, abi.PGBatch,
+				stmt("SELECT coalesce(current_setting('hostile.big', true), '')"),
+				stmt("SELECT current_setting('statement_timeout') <> '0'"),
+				// Named: the protocol's unnamed portal shows there too.
+				stmt("SELECT count(*) FROM pg_cursors WHERE name <> ''"),
+				stmt("SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND pg_table_is_visible(oid)"),
+				stmt("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"))
+			require.NoError(t, err)
+			mustOK(t, rs)
+			require.Equal(t, text(""), rs[0].Row(0)[0], "the setting outlived its call")
+			require.Equal(t, abi.PGValue{Kind: abi.PGBool, Bool: true}, rs[1].Row(0)[0], "the plugin's statement_timeout = 0 outlived its call")
+			require.Equal(t, integer(0), rs[2].Row(0)[0], "a held cursor outlived its call")
+			require.Equal(t, integer(0), rs[3].Row(0)[0], "a temporary table outlived its call")
+			require.Equal(t, integer(0), rs[4].Row(0)[0], "a session advisory lock outlived its call")
+		})
+	}
+}
+
+// Calls too short to build much each are reset one in fullResetEvery: a
+// setting a quick call left is gone fullResetEvery calls later at most.
+func TestQuickCallsStateIsBounded(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	for i := range fullResetEvery {
+		_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('hostile.s' || $1, 'left', false)", integer(int64(i))))
+		require.NoError(t, err)
+	}
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce(current_setting('hostile.s0', true), '')"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, text(""), rs[0].Row(0)[0], "a setting outlived %d calls", fullResetEvery)
+}

@@ -171,9 +171,9 @@ type part struct {
 	// inOpenTx: it ran inside a transaction that a statement of an
 	// earlier request in the pipeline opened and did not end.
 	inOpenTx bool
-	// last: the last request of its pipeline, which ends with the
-	// UNLISTEN; unlistened: that UNLISTEN ran, after its last statement.
-	last, unlistened bool
+	// last: the last request of its pipeline, which ends with
+	// resetSession; reset: those statements ran, after its last one.
+	last, reset bool
 	// prepared: a statement of it prepared a transaction (prepared.go).
 	prepared bool
 }
@@ -319,12 +319,14 @@ func (x *part) begin(maxBytes int64) {
 // one that fails does not touch another's, unless a request's own BEGIN
 // leaves a transaction open: the requests after it are then answered
 // UNKNOWN (part.inOpenTx), and the connection is not reused. The last
-// statement is followed by UNLISTEN * (see unlisten), and, when the
+// statement is followed by resetSession (UNLISTEN *, RESET ALL...), and, when the
 // server skipped it, the pipeline sends it again in a second round trip.
 //
 // An error is the connection's; the parts not read by then are
 // unanswered.
 func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, parts []*part) (err error) {
+	start := time.Now()
+	c.full = c.sinceFull+1 >= fullResetEvery
 	p := pc.StartPipeline(ctx)
 	defer func() {
 		if cerr := p.Close(); cerr != nil && err == nil {
@@ -364,56 +366,156 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 		x.read = true
 		inOpenTx = pc.TxStatus() != 'I'
 	}
-	if parts[len(parts)-1].unlistened {
+	if !parts[len(parts)-1].reset {
+		// The last statement failed, and the server skipped the
+		// statements behind it: once more, alone.
+		if err := c.resetAlone(p); err != nil {
+			return err
+		}
+	}
+	if !c.full && time.Since(start) >= fullResetAfter {
+		// A call long enough to build much in its session: the whole
+		// reset now, not at a later call.
+		c.full = true
+		if err := c.resetAlone(p); err != nil {
+			return err
+		}
+	}
+	if c.full {
+		c.sinceFull = 0
+	} else {
+		c.sinceFull++
+	}
+	if !c.hasTemp {
 		return nil
 	}
-	// The last statement failed, and the server skipped the UNLISTEN
-	// behind it: once more, alone.
-	p.SendQueryParams(unlisten, nil, nil, nil, nil)
+	p.SendQueryParams(discardTemp, nil, nil, nil, nil)
 	p.SendPipelineSync()
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	if err := receiveUnlisten(p); err != nil {
+	got, err := p.GetResults()
+	if err != nil {
+		return fmt.Errorf("pgbridge: %s: %w", discardTemp, err)
+	}
+	rr, ok := got.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("pgbridge: expected the result of %s, got %T", discardTemp, got)
+	}
+	if _, err := rr.Close(); err != nil {
+		return fmt.Errorf("pgbridge: %s: %w", discardTemp, err)
+	}
+	c.hasTemp = false
+	return expectSync(p)
+}
+
+// resetAlone sends the reset statements of c.full in a round trip of
+// their own, and reads them.
+func (c *connState) resetAlone(p *pgconn.Pipeline) error {
+	c.sendReset(p, c.timeoutMS)
+	p.SendPipelineSync()
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	if err := c.receiveReset(p); err != nil {
 		return err
 	}
 	return expectSync(p)
 }
 
-// unlisten ends every pipeline the bridge sends: a LISTEN of a plugin's
-// (however hidden: PL/pgSQL's EXECUTE, a function, a DO block that
-// commits and then fails) ends with its call. Nobody reads a pooled
-// connection's notifications while it idles, so a listener left there
-// would hold PostgreSQL's notification queue, which is the whole
-// server's, at its position: the queue would fill (8 GB) with what any
-// session notified since, and from then on every NOTIFY of every database
-// would fail (RATIONALE.md, "Why does every call end with UNLISTEN *?").
+// resetSession ends the pipelines the bridge sends, so that what a
+// plugin's statements leave in the session does not outlive its call, or
+// not for long:
 //
-// It goes after the last statement, before its sync, in its implicit
-// transaction: a sync of its own would cost the server another flush and
-// the host another read, four times the UNLISTEN's own 2 µs of the
-// server's CPU (BENCHMARKS.md).
-// When that statement fails, the server skips it, and the pipeline sends
-// it again alone. It is parsed on every call, as the unnamed statement:
-// a prepared one, a plugin could deallocate or replace.
-const unlisten = "UNLISTEN *"
+//   - a LISTEN (however hidden: PL/pgSQL's EXECUTE, a function, a DO
+//     block that commits and then fails), ended by the UNLISTEN * that
+//     ends every pipeline. Nobody reads a pooled connection's
+//     notifications while it idles, so a listener left there would hold
+//     PostgreSQL's notification queue, which is the whole server's, at
+//     its position: the queue would fill (8 GB) with what any session
+//     notified since, and from then on every NOTIFY of every database
+//     would fail (RATIONALE.md, "Why does every call end with UNLISTEN
+//     *?");
+//   - memory the session holds (settings: set_config of 100 MB values took
+//     one server process to 1.37 GB, kept while the connection idled;
+//     cursors WITH HOLD; temporary tables), session advisory locks, and a
+//     statement_timeout of the plugin's: the rest of resetSession, which
+//     RESET ALL makes cost as much as a keyed read's whole call. It ends
+//     one pipeline in fullResetEvery, and any pipeline that took
+//     fullResetAfter or more, at once, in a round trip of its own: what a
+//     session can build grows with the time its statements run, so
+//     calls shorter than that leave little each, and a connection holds
+//     at most what fullResetEvery of them left. The statement_timeout
+//     RESET ALL returns to the login's is set again to the one the
+//     bridge last gave the connection (connState.timeoutMS).
+//
+// They go after the last statement, before its sync, in its implicit
+// transaction: a sync of their own would cost the server another flush
+// and the host another read (BENCHMARKS.md). When that statement fails,
+// the server skips them, and the pipeline sends them again alone. They
+// are parsed on every call, as the unnamed statement: a prepared one, a
+// plugin could deallocate or replace.
+var resetSession = [...]string{
+	"UNLISTEN *",
+	"RESET ALL",
+	"CLOSE ALL",
+	"SELECT pg_advisory_unlock_all(), set_config('statement_timeout', $1, false), pg_my_temp_schema() <> 0",
+}
 
-// receiveUnlisten reads the result of the UNLISTEN. Any error is the
-// connection's, which may still listen and is closed; PostgreSQL's
-// refusal (a statement timeout the plugin set, the call's cancel request)
-// also rolled back the statements of its implicit transaction, whose
-// results said they succeeded: the call is answered UNKNOWN.
-func receiveUnlisten(p *pgconn.Pipeline) error {
-	got, err := p.GetResults()
-	if err != nil {
-		return fmt.Errorf("pgbridge: %s after the last statement: %w", unlisten, err)
+// fullResetEvery and fullResetAfter say when a pipeline ends with all of
+// resetSession (see there).
+const (
+	fullResetEvery = 16
+	fullResetAfter = 2 * time.Millisecond
+)
+
+// discardTemp drops the session's temporary tables (see resetSession).
+const discardTemp = "DISCARD TEMP"
+
+// sendReset queues the reset statements: UNLISTEN alone, or, when c.full,
+// all of resetSession, the statement timeout the connection is to keep ms.
+func (c *connState) sendReset(p *pgconn.Pipeline, ms int64) {
+	if !c.full {
+		p.SendQueryParams(resetSession[0], nil, nil, nil, nil)
+		return
 	}
-	rr, ok := got.(*pgconn.ResultReader)
-	if !ok {
-		return fmt.Errorf("pgbridge: expected the result of %s, got %T", unlisten, got)
+	last := len(resetSession) - 1
+	for _, q := range resetSession[:last] {
+		p.SendQueryParams(q, nil, nil, nil, nil)
 	}
-	if _, err := rr.Close(); err != nil {
-		return fmt.Errorf("pgbridge: %s after the last statement: %w", unlisten, err)
+	p.SendQueryParams(resetSession[last], [][]byte{strconv.AppendInt(nil, ms, 10)}, []uint32{oidText}, nil, nil)
+}
+
+// receiveReset reads the results of resetSession. Any error is the
+// connection's, which may still listen or hold what the plugin left, and
+// is closed; PostgreSQL's refusal (a statement timeout the plugin set,
+// the call's cancel request) also rolled back the statements of its
+// implicit transaction, whose results said they succeeded: the call is
+// answered UNKNOWN.
+func (c *connState) receiveReset(p *pgconn.Pipeline) error {
+	sent := resetSession[:1]
+	if c.full {
+		sent = resetSession[:]
+	}
+	for i, q := range sent {
+		got, err := p.GetResults()
+		if err != nil {
+			return fmt.Errorf("pgbridge: %s after the last statement: %w", q, err)
+		}
+		rr, ok := got.(*pgconn.ResultReader)
+		if !ok {
+			return fmt.Errorf("pgbridge: expected the result of %s, got %T", q, got)
+		}
+		if i == len(resetSession)-1 {
+			for rr.NextRow() {
+				if v := rr.Values(); len(v) == 3 {
+					c.hasTemp = string(v[2]) == "t"
+				}
+			}
+		}
+		if _, err := rr.Close(); err != nil {
+			return fmt.Errorf("pgbridge: %s after the last statement: %w", q, err)
+		}
 	}
 	return nil
 }
@@ -454,14 +556,14 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		}
 		if req.mode == abi.PGBatch {
 			if x.last && i == len(req.stmts)-1 {
-				p.SendQueryParams(unlisten, nil, nil, nil, nil)
+				c.sendReset(p, x.ms)
 			}
 			p.SendPipelineSync()
 		}
 	}
 	if req.mode == abi.PGTransaction {
 		if x.last {
-			p.SendQueryParams(unlisten, nil, nil, nil, nil)
+			c.sendReset(p, x.ms)
 		}
 		p.SendPipelineSync()
 	}
@@ -532,10 +634,10 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 			}
 		}
 		if x.last && i == len(req.stmts)-1 && !failed {
-			if err := receiveUnlisten(p); err != nil {
+			if err := c.receiveReset(p); err != nil {
 				return err
 			}
-			x.unlistened = true
+			x.reset = true
 		}
 		if req.mode == abi.PGBatch {
 			failed = false
@@ -668,6 +770,12 @@ type connState struct {
 	// prepared: a statement since the bridge last looked prepared a
 	// transaction (prepared.go).
 	prepared bool
+	// hasTemp: the session holds temporary tables (resetSession).
+	hasTemp bool
+	// full: the pipeline being sent ends with all of resetSession, not
+	// its UNLISTEN alone; sinceFull: pipelines since the last that did.
+	full      bool
+	sinceFull int
 
 	values  [][]byte
 	oids    []uint32
