@@ -153,6 +153,14 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			return nil
 		}
 		sha := b.scripts.sha(req.Script)
+		if sha == nil {
+			if len(req.Script) > maxScriptBytes {
+				limit(e, "a script of %d bytes, more than the %d allowed", len(req.Script), maxScriptBytes)
+			} else {
+				limit(e, "a script past the %d distinct scripts a backend may send: Redis keeps every script it is sent", maxScripts)
+			}
+			return nil
+		}
 		calls = make([]call, len(req.Calls))
 		nargs, size := 0, 0
 		for _, sc := range req.Calls {
@@ -478,19 +486,31 @@ func authFailure(err error) bool {
 	return strings.Contains(s, "WRONGPASS") || strings.Contains(s, "NOAUTH")
 }
 
-// scriptCache remembers the SHA-1 of the scripts a backend runs.
+// scriptCache remembers the SHA-1 of the scripts a backend runs, and
+// holds the backend to maxScripts of them.
 type scriptCache struct {
 	mu sync.RWMutex
 	m  map[string]any // script -> its SHA1 in hex, a string
 }
 
-// maxScripts bounds a scriptCache; a backend uses a handful of scripts.
-const maxScripts = 256
+// maxScripts and maxScriptBytes bound the scripts a backend may send
+// Redis while the bridge lives: distinct scripts, and the bytes of one.
+// Redis keeps every script it is sent until SCRIPT FLUSH, which would
+// empty every other client's cache too, and runs and caches one that
+// writes nothing even past maxmemory: 65 000 distinct scripts of 10 KiB
+// took a shared Redis from 1 MB to 808 MB, and another backend's writes
+// were then refused. A backend uses a handful of scripts, the built-in
+// library of about 25 KB; the bounds hold it to 8 MiB of Redis's memory.
+const (
+	maxScripts     = 64
+	maxScriptBytes = 128 << 10
+)
 
 func newScriptCache() *scriptCache { return &scriptCache{m: make(map[string]any)} }
 
 // sha returns the SHA1 of script in hex, as a string in an interface: an
 // EVALSHA argument, boxed once per script rather than once per call.
+// It returns nil for a script past the bounds, which must not be sent.
 func (c *scriptCache) sha(script []byte) any {
 	c.mu.RLock()
 	s, ok := c.m[string(script)]
@@ -498,14 +518,17 @@ func (c *scriptCache) sha(script []byte) any {
 	if ok {
 		return s
 	}
+	if len(script) > maxScriptBytes {
+		return nil
+	}
 	sum := sha1.Sum(script)
 	s = hex.EncodeToString(sum[:])
 	c.mu.Lock()
-	if len(c.m) >= maxScripts {
-		clear(c.m)
+	defer c.mu.Unlock()
+	if _, ok := c.m[string(script)]; !ok && len(c.m) >= maxScripts {
+		return nil
 	}
 	c.m[string(script)] = s
-	c.mu.Unlock()
 	return s
 }
 

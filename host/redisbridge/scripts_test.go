@@ -3,7 +3,9 @@ package redisbridge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -325,4 +327,43 @@ func TestScriptsCannotNameHostKeys(t *testing.T) {
 	_, err := script(t, f.b, "return redis.call('GET', KEYS[1])", sc([]string{"k"}), sc([]string{"__host__:events"}))
 	require.ErrorIs(t, err, abi.StatusInvalid)
 	assert.Contains(t, err.Error(), "are the host's")
+}
+
+// Redis keeps every script it is sent until SCRIPT FLUSH, even past
+// maxmemory, so a backend may send maxScripts distinct scripts of
+// maxScriptBytes at most: 65 000 distinct ones filled a shared Redis
+// with 808 MB. Past the bounds a script is refused LIMIT without reaching
+// Redis; the ones already sent run on.
+func TestScriptsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	b := f.b
+	distinct := func(i int) string { return fmt.Sprintf("return %d -- hostile script", i) }
+	for i := range maxScripts {
+		rs, err := script(t, b, distinct(i), sc(nil))
+		require.NoError(t, err, "script %d", i)
+		require.Equal(t, integer(int64(i)), rs[0])
+	}
+	before, err := f.direct.Do(ctx, "SCRIPT", "EXISTS", sha1hex(distinct(maxScripts))).Result()
+	require.NoError(t, err)
+	_, err = script(t, b, distinct(maxScripts), sc(nil))
+	require.ErrorIs(t, err, abi.StatusLimit)
+	require.ErrorContains(t, err, "distinct scripts")
+	after, err := f.direct.Do(ctx, "SCRIPT", "EXISTS", sha1hex(distinct(maxScripts))).Result()
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the refused script reached Redis")
+
+	rs, err := script(t, b, distinct(3), sc(nil))
+	require.NoError(t, err, "a script sent before runs on")
+	require.Equal(t, integer(3), rs[0])
+
+	big := "return 1 --" + strings.Repeat("x", maxScriptBytes)
+	_, err = script(t, b, big, sc(nil))
+	require.ErrorIs(t, err, abi.StatusLimit)
+	require.ErrorContains(t, err, "bytes, more than")
+}
+
+func sha1hex(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
