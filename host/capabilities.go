@@ -91,6 +91,9 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				if err != nil {
 					return fmt.Errorf("host: backend %s: %w", p.name, err)
 				}
+				if lost := kv.LostCommit(); lost != "" {
+					p.log.Error("kv store opened at an older commit", "detail", lost)
+				}
 				p.kv = kv
 			}
 			serve := func(ctx context.Context, req []byte, e *abi.Encoder) error { p.serveKV(ctx, req, e); return nil }

@@ -84,10 +84,12 @@ func Open(dir string, now func() time.Time, sweepEvery time.Duration, q Quota) (
 		return nil, fmt.Errorf("kv store: %w", err)
 	}
 	path := filepath.Join(abs, FileName)
-	if err := checkLength(path); err != nil {
+	lost, err := checkLength(path)
+	if err != nil {
 		return nil, fmt.Errorf("kv store: open: %w", err)
 	}
 	s := New(now, 0, q)
+	s.lostCommit = lost
 	db, err := s.openFile(path)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package localstore
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -526,4 +527,53 @@ func TestCommitThatPanicsFailsItsWrites(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Err() == nil }, 5*time.Second, 10*time.Millisecond)
 	mustPut(t, s, "k4", "v4")
 	require.NoError(t, s.Sync(context.Background()))
+}
+
+// A damaged header page of the file's last commit makes bbolt open the
+// file at the commit before, without a word: an acknowledged write is
+// gone. Open says so (LostCommit); a damaged header page of the commit
+// before, which bbolt does not need, is nothing to say.
+func TestOpenNamesALostCommit(t *testing.T) {
+	for _, newer := range []bool{true, false} {
+		dir := t.TempDir()
+		c := newClock()
+		s := openStore(t, dir, c)
+		for i := range 5 {
+			_, _, st := put(t, s, fmt.Sprint("k", i), "v")
+			require.Equal(t, abi.StatusOK, st)
+		}
+		_, _, st := put(t, s, "last", "acknowledged")
+		require.Equal(t, abi.StatusOK, st)
+		require.NoError(t, s.Close())
+
+		path := filepath.Join(dir, FileName)
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		// The meta page with the higher transaction is the last commit's.
+		txid := func(page int) uint64 {
+			return binary.LittleEndian.Uint64(b[page*4096+pageHeaderBytes+48:])
+		}
+		last := 0
+		if txid(1) > txid(0) {
+			last = 1
+		}
+		damage := last
+		if !newer {
+			damage = 1 - last
+		}
+		b[damage*4096+pageHeaderBytes+metaSummed] ^= 0xff // its checksum
+		require.NoError(t, os.WriteFile(path, b, 0o600))
+
+		s = openStore(t, dir, c)
+		_, st = get(t, s, "last")
+		if newer {
+			require.Equal(t, abi.StatusNotFound, st, "bbolt opened the file at the commit before")
+			require.Contains(t, s.LostCommit(), path)
+			require.Contains(t, s.LostCommit(), fmt.Sprintf("transaction %d) is damaged", txid(last)))
+		} else {
+			require.Equal(t, abi.StatusOK, st)
+			require.Empty(t, s.LostCommit(), "the damaged page was the commit before's")
+		}
+		require.NoError(t, s.Close())
+	}
 }

@@ -30,18 +30,24 @@ const (
 // the call); refused here, the open fails with the file named, and the
 // file is left as it is. A file whose meta pages are both invalid is left
 // to bbolt, which refuses it with an error of its own.
-func checkLength(path string) error {
+//
+// It also returns what the file says of a commit bbolt will drop: the meta
+// page of the transaction after the newest valid one's fails its checksum
+// (bbolt writes a commit's meta page last, alternating between the two),
+// and does not name the transaction before it. bbolt opens the file at
+// the older transaction without a word; the caller says so.
+func checkLength(path string) (lost string, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil || !info.Mode().IsRegular() {
-		return err // a directory and the like: bbolt says what it is
+		return "", err // a directory and the like: bbolt says what it is
 	}
 	var best struct {
 		ok                   bool
@@ -49,6 +55,8 @@ func checkLength(path string) error {
 		root                 uint64 // the root bucket's page
 	}
 	pageSize := uint64(0)
+	var badTxid [2]uint64 // the transaction a meta page whose checksum fails names
+	var bad [2]bool
 	for i := range 2 {
 		meta := make([]byte, pageHeaderBytes+metaSummed+8)
 		off := int64(i) * int64(pageSize)
@@ -60,7 +68,7 @@ func checkLength(path string) error {
 			if err == io.EOF {
 				break
 			}
-			return err
+			return "", err
 		}
 		m := meta[pageHeaderBytes:]
 		le := binary.LittleEndian
@@ -70,6 +78,7 @@ func checkLength(path string) error {
 		h := fnv.New64a()
 		h.Write(m[:metaSummed])
 		if h.Sum64() != le.Uint64(m[metaSummed:]) {
+			bad[i], badTxid[i] = true, le.Uint64(m[48:])
 			continue
 		}
 		size := uint64(le.Uint32(m[8:]))
@@ -83,16 +92,25 @@ func checkLength(path string) error {
 		}
 	}
 	if best.ok && uint64(info.Size()) < best.need {
-		return fmt.Errorf("%s is %d bytes, shorter than the %d its header names: the file was cut short; restore it from a copy, or move it away to start empty", path, info.Size(), best.need)
+		return "", fmt.Errorf("%s is %d bytes, shorter than the %d its header names: the file was cut short; restore it from a copy, or move it away to start empty", path, info.Size(), best.need)
 	}
 	if !best.ok {
-		return nil
+		return "", nil
 	}
 	w := pageWalk{f: f, size: uint64(info.Size()), pageSize: best.pageSize, high: best.need / best.pageSize, seen: map[uint64]bool{}}
 	if err := w.visit(best.root, 0); err != nil {
-		return damaged(path, err)
+		return "", damaged(path, err)
 	}
-	return nil
+	// The meta page of transaction best.txid+1 is page (best.txid+1) % 2;
+	// damaged, it names that transaction, or garbage, or (harmless) the
+	// transaction before best's.
+	if next := (best.txid + 1) % 2; bad[next] && badTxid[next] != best.txid-1 {
+		lost = fmt.Sprintf("%s: the header page of its last commit (transaction %d) is damaged, and the file opens at the commit before it (%d): "+
+			"what that last commit wrote is gone. A crash while the commit was written leaves the same, and then the writes were never acknowledged; "+
+			"otherwise the page was damaged since, and acknowledged writes were lost: restore the file from a backup if they matter",
+			path, best.txid+1, best.txid)
+	}
+	return lost, nil
 }
 
 // The parts of bbolt's page format pageWalk reads: a page is a 16-byte

@@ -104,6 +104,8 @@ func expTime(n int64) time.Time {
 type Store struct {
 	now   func() time.Time
 	quota Quota
+	// lostCommit: what Open found of a commit its file dropped (LostCommit).
+	lostCommit string
 
 	mu        sync.RWMutex
 	tree      *btree.BTreeG[entry]
@@ -577,3 +579,8 @@ func (s *Store) sweepLocked(now int64) int {
 	s.sweepFrom = next
 	return n
 }
+
+// LostCommit describes the commit Open found its file had dropped: the
+// header page of the file's last commit was damaged, so it opened at the
+// commit before. "" when there was none, and for a Store in memory.
+func (s *Store) LostCommit() string { return s.lostCommit }
