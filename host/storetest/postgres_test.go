@@ -326,3 +326,41 @@ func TestPostgresSharedAcrossStores(t *testing.T) {
 	require.Equal(t, "2", string(got.State))
 	require.Equal(t, next.Version, got.Version)
 }
+
+// A version is never given twice for a state, even when the schema goes
+// back under the backend: an older dump restored in place, or the
+// sequence restarted. A client holding the version of a write made
+// before would otherwise match a new state's with its if_version, and
+// overwrite a write it never saw.
+func TestPostgresVersionsOutliveARestoredSchema(t *testing.T) {
+	st, schema := openPostgresWith(t, host.Config{})
+	ctx := t.Context()
+	first, err := st.PutAgentState(ctx, host.AgentState{AgentID: "k1", State: []byte("base")})
+	require.NoError(t, err)
+	seen, err := st.PutAgentState(ctx, host.AgentState{AgentID: "k1", State: []byte("seen by X")})
+	require.NoError(t, err)
+
+	// The schema as a dump taken after the first write would restore it:
+	// the state at its first version, the sequence where it was then.
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "UPDATE "+pgx.Identifier{schema, "agent_states"}.Sanitize()+" SET state = 'base', version = $1 WHERE agent_id = 'k1'", first.Version)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "ALTER SEQUENCE "+pgx.Identifier{schema, "state_versions"}.Sanitize()+" RESTART WITH 2")
+	require.NoError(t, err)
+
+	by, err := st.PutAgentState(ctx, host.AgentState{AgentID: "k1", State: []byte("written by Y")})
+	require.NoError(t, err)
+	require.Greater(t, by.Version, seen.Version, "a version given before the restore was given again")
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "k1", State: []byte("X, stale")}, host.IfVersion(seen.Version))
+	require.ErrorIs(t, err, host.ErrConflict)
+
+	// Deleted and created again after the restore: the same.
+	require.NoError(t, st.DeleteAgentState(ctx, "k1"))
+	_, err = conn.Exec(ctx, "ALTER SEQUENCE "+pgx.Identifier{schema, "state_versions"}.Sanitize()+" RESTART WITH 2")
+	require.NoError(t, err)
+	again, err := st.PutAgentState(ctx, host.AgentState{AgentID: "k1", State: []byte("again")})
+	require.NoError(t, err)
+	require.Greater(t, again.Version, by.Version)
+}

@@ -33,7 +33,7 @@
 //
 //	metrics       (agent_id, name, ts) primary key; index (name, agent_id, ts)
 //	alerts        id primary key; index (agent_id, id)
-//	agent_states  agent_id primary key; version from the state_versions sequence
+//	agent_states  agent_id primary key; version the server's clock in µs plus the state_versions sequence
 //
 // Each table has a GIN index on label_set (metrics, alerts) and a partial
 // index on expires_at for the expiry sweep (tick.go).

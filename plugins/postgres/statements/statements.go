@@ -99,9 +99,12 @@ SELECT old.status, upd.agent_id, upd.severity, upd.message, upd.labels, upd.crea
 	// state, $5 keep. The version is above the old one and, from the
 	// sequence, above every version given before, so a state deleted
 	// and created again never repeats one (a stale if_version cannot
-	// match the new state).
+	// match the new state). The sequence counts from the server's clock
+	// in microseconds (newVersion): a dump restored in place, or the
+	// schema made again, takes the sequence back, not the clock, so the
+	// versions given after it are above those given before it too.
 	putState = `INSERT INTO agent_states AS s (agent_id, state, version, updated_at, expires_at)
-VALUES ($1, $2, nextval('state_versions'), $3, $4)
+VALUES ($1, $2, ` + newVersion + `, $3, $4)
 ON CONFLICT (agent_id) DO UPDATE SET state = excluded.state, version = GREATEST(s.version + 1, excluded.version),
 updated_at = excluded.updated_at,
 expires_at = CASE WHEN $5 AND (s.expires_at = 0 OR s.expires_at > $3) THEN s.expires_at ELSE excluded.expires_at END`
@@ -118,9 +121,13 @@ WHERE s.expires_at <> 0 AND s.expires_at <= $3` + stateWritten
 	// PutStateAny is putState unconditional.
 	PutStateAny = `WITH w AS (` + putState + stateWritten
 	// As putState, and $6 the version the live state must have.
-	PutStateIfVersion = `WITH w AS (UPDATE agent_states s SET state = $2, version = GREATEST(s.version + 1, nextval('state_versions')), updated_at = $3,
+	PutStateIfVersion = `WITH w AS (UPDATE agent_states s SET state = $2, version = GREATEST(s.version + 1, ` + newVersion + `), updated_at = $3,
 expires_at = CASE WHEN $5 THEN s.expires_at ELSE $4 END
 WHERE agent_id = $1 AND version = $6 AND (expires_at = 0 OR expires_at > $3)` + stateWritten
+	// newVersion is a new state's version: the server's clock in
+	// microseconds plus the sequence's next value, which moves on at every
+	// write, so two writes in one microsecond differ.
+	newVersion = `(nextval('state_versions') + (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)`
 	// $1 agent, $2 now.
 	GetState = `SELECT state, version, updated_at, expires_at FROM agent_states
 WHERE agent_id = $1 AND (expires_at = 0 OR expires_at > $2)`
