@@ -394,19 +394,31 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	got, err := p.GetResults()
-	if err != nil {
-		return fmt.Errorf("pgbridge: %s: %w", discardTemp, err)
-	}
-	rr, ok := got.(*pgconn.ResultReader)
-	if !ok {
-		return fmt.Errorf("pgbridge: expected the result of %s, got %T", discardTemp, got)
-	}
-	if _, err := rr.Close(); err != nil {
-		return fmt.Errorf("pgbridge: %s: %w", discardTemp, err)
+	if err := readResult(p, discardTemp, nil); err != nil {
+		return err
 	}
 	c.hasTemp = false
 	return expectSync(p)
+}
+
+// readResult reads the result of the bridge's own statement q, passing
+// its rows to row when not nil.
+func readResult(p *pgconn.Pipeline, q string, row func(values [][]byte)) error {
+	got, err := p.GetResults()
+	if err != nil {
+		return fmt.Errorf("pgbridge: %s: %w", q, err)
+	}
+	rr, ok := got.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("pgbridge: expected the result of %s, got %T", q, got)
+	}
+	for row != nil && rr.NextRow() {
+		row(rr.Values())
+	}
+	if _, err := rr.Close(); err != nil {
+		return fmt.Errorf("pgbridge: %s: %w", q, err)
+	}
+	return nil
 }
 
 // resetAlone sends the reset statements of c.full in a round trip of
@@ -498,23 +510,12 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 		sent = resetSession[:]
 	}
 	for i, q := range sent {
-		got, err := p.GetResults()
-		if err != nil {
-			return fmt.Errorf("pgbridge: %s after the last statement: %w", q, err)
-		}
-		rr, ok := got.(*pgconn.ResultReader)
-		if !ok {
-			return fmt.Errorf("pgbridge: expected the result of %s, got %T", q, got)
-		}
+		var row func([][]byte)
 		if i == len(resetSession)-1 {
-			for rr.NextRow() {
-				if v := rr.Values(); len(v) == 3 {
-					c.hasTemp = string(v[2]) == "t"
-				}
-			}
+			row = func(v [][]byte) { c.hasTemp = len(v) == 3 && string(v[2]) == "t" }
 		}
-		if _, err := rr.Close(); err != nil {
-			return fmt.Errorf("pgbridge: %s after the last statement: %w", q, err)
+		if err := readResult(p, q, row); err != nil {
+			return err
 		}
 	}
 	return nil
