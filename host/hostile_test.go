@@ -753,7 +753,7 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 			id   string
 			says []string
 		}{
-			{"u", []string{"unknown status 200: garbage: status 200"}},
+			{"u", []string{"unknown status 200 (a response starts with its status, one byte below 10: is it missing?): garbage: status 200"}},
 			// Where the decoder stopped, for the plugin's author: the
 			// overlong varint at its start, the trailing byte past the end.
 			{"b", []string{"backend garbage", "get_agent_state response: abi: malformed message at byte 0 of 11, in AgentState.agent_id (string length): an unsigned LEB128"}},

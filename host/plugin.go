@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -390,10 +391,6 @@ func (p *plugin) interrupt(ctx context.Context, in *instance) {
 	}
 }
 
-// checkImports refuses a module importing anything but WASI and the
-// granted capability modules.
-// instrumented is true for a module wasmcheck.Instrument rewrote, whose
-// fuel import the host provides.
 // exportTypes are the function types the ABI gives its exports (abi/README.md,
 // section 4), as parameters and results.
 var exportTypes = map[string][2][]api.ValueType{
@@ -422,6 +419,49 @@ func checkExports(cm wazero.CompiledModule) error {
 	return nil
 }
 
+// wazeroMismatch is wazero's refusal of an import whose type is not the
+// host function's: the module's type, then the host's, in wazero's
+// notation (i32i32_i64; v for none).
+var wazeroMismatch = regexp.MustCompile(`import func\[([^\]]+)\]: signature mismatch: (\w+) != (\w+)`)
+
+// importMismatch words wazero's refusal of an import's type as the export
+// check words an export's: both types as the ABI's text writes them.
+func importMismatch(err error) string {
+	m := wazeroMismatch.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("imports %s with type %s; the host's %s has type %s (abi/README.md, section 6)",
+		m[1], wazeroType(m[2]), m[1], wazeroType(m[3]))
+}
+
+// wazeroType rewrites wazero's notation of a function type (i32i32_i64,
+// v for none) as the ABI's text does: (i32, i32) -> i64.
+func wazeroType(t string) string {
+	params, results, ok := strings.Cut(t, "_")
+	if !ok {
+		return t
+	}
+	list := func(s string) []api.ValueType {
+		var ts []api.ValueType
+		for len(s) >= 3 {
+			switch s[:3] {
+			case "i32":
+				ts = append(ts, api.ValueTypeI32)
+			case "i64":
+				ts = append(ts, api.ValueTypeI64)
+			case "f32":
+				ts = append(ts, api.ValueTypeF32)
+			case "f64":
+				ts = append(ts, api.ValueTypeF64)
+			}
+			s = s[3:]
+		}
+		return ts
+	}
+	return funcType(list(params), list(results))
+}
+
 // funcType writes a function type as the ABI's text does: (i32, i32) -> i64.
 func funcType(params, results []api.ValueType) string {
 	names := func(ts []api.ValueType) string {
@@ -438,6 +478,10 @@ func funcType(params, results []api.ValueType) string {
 	return out + "(" + names(results) + ")"
 }
 
+// checkImports refuses a module importing anything but WASI and the
+// granted capability modules.
+// instrumented is true for a module wasmcheck.Instrument rewrote, whose
+// fuel import the host provides.
 func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrumented bool) error {
 	for _, m := range cm.ImportedMemories() {
 		mod, name, _ := m.Import()
@@ -749,7 +793,7 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 			// The caller gave up: nothing is wrong with the plugin.
 			return nil, fmt.Errorf("backend %s: creating an instance: %w", p.name, caller.Err())
 		}
-		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, err)
+		return nil, fmt.Errorf("%w: instantiate: %v", ErrIncompatible, importMismatch(err))
 	}
 	in := &instance{p: p, mod: mod, mem: mod.ExportedMemory(abi.ExportMemory), shares: 1}
 	if in.mem != nil {
@@ -976,6 +1020,11 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	if err != nil {
 		return nil, trapped(err)
 	}
+	if len(resp) > 0 && !abi.Status(resp[0]).Known() {
+		// Most likely a response without its status byte: say so.
+		return nil, abi.Errorf(abi.StatusInternal, "unknown status %d (a response starts with its status, one byte below %d: is it missing?): %s",
+			resp[0], knownStatuses, pluginMessage(string(resp[1:])))
+	}
 	body, err := abi.ParseResponse(resp)
 	if ae, ok := err.(*abi.Error); ok {
 		// The plugin's error message reaches callers and logs.
@@ -983,6 +1032,16 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	}
 	return body, err
 }
+
+// knownStatuses is the number of statuses the ABI defines: 0 to
+// knownStatuses-1.
+var knownStatuses = func() int {
+	n := 0
+	for abi.Status(n).Known() {
+		n++
+	}
+	return n
+}()
 
 // syncKV waits, when the instance's last call used a durable kv store,
 // until what it wrote, or read of other calls' writes, is on disk: only

@@ -202,6 +202,11 @@ func readStatus(op abi.Op, s abi.Status) abi.Status {
 func statusOf(err error) (abi.Status, string) {
 	var ae *abi.Error
 	if errors.As(err, &ae) {
+		// A wrapped one keeps what the plugin added around it
+		// ("agent state "a1": no such key"), not the status's name.
+		if full, own := err.Error(), ae.Error(); full != own && strings.HasSuffix(full, own) {
+			return ae.Status, full[:len(full)-len(own)] + ae.Message
+		}
 		return ae.Status, ae.Message
 	}
 	var s abi.Status

@@ -3,7 +3,9 @@
 ;; host sends it only OpPing and OpConfigure; it answers both with OK and
 ;; anything else with UNSUPPORTED.
 ;;
-;; Build: wat2wasm minimal.wat -o minimal.wasm
+;; Build: wat2wasm --debug-names minimal.wat -o minimal.wasm
+;; (--debug-names keeps the $names, so that a trap's stack names
+;; functions, not only their numbers)
 (module
   (memory (export "memory") 1)
 

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
@@ -475,7 +476,7 @@ type ruleResult struct {
 // a whole record set, or a diff of two, is cut to what a reader can use.
 const (
 	maxRuleLines = 24
-	maxLineBytes = 300
+	maxLineBytes = 600
 )
 
 var (
@@ -559,13 +560,26 @@ func cutLines(lines []string) []string {
 			out = append(out, fmt.Sprintf("… %d more lines", len(lines)-i))
 			break
 		}
-		l = strings.TrimPrefix(l, "    ")
-		if len(l) > maxLineBytes {
-			l = l[:maxLineBytes] + fmt.Sprintf("… (%d bytes)", len(l))
-		}
-		out = append(out, l)
+		out = append(out, cutMiddle(strings.TrimPrefix(l, "    "), maxLineBytes))
 	}
 	return out
+}
+
+// cutMiddle cuts a line longer than n bytes in its middle, at rune
+// boundaries, saying how much: a failure's line ends in the reason, and
+// starts with where, and what is long is the plugin's text between.
+func cutMiddle(l string, n int) string {
+	if len(l) <= n {
+		return l
+	}
+	head, tail := n/2, len(l)-n/2
+	for head > 0 && !utf8.RuneStart(l[head]) {
+		head--
+	}
+	for tail < len(l) && !utf8.RuneStart(l[tail]) {
+		tail++
+	}
+	return l[:head] + fmt.Sprintf(" … (%d of %d bytes cut) … ", tail-head, len(l)) + l[tail:]
 }
 
 // withoutTrace drops what testify's failure messages say of the suite's

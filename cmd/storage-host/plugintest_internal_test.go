@@ -1,7 +1,9 @@
 package main
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -31,4 +33,17 @@ func TestCleanupOptions(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"10.0.0.3:7000", "10.0.0.4:7000"}, o.Addrs)
 	require.True(t, o.IsClusterMode)
+}
+
+// A long line of a failed rule keeps its start (where) and its end (the
+// reason), and says how much of the middle was cut.
+func TestCutMiddleKeepsBothEnds(t *testing.T) {
+	require.Equal(t, "short", cutMiddle("short", 600))
+	long := "put_agent_state response: " + strings.Repeat("é", 2000) + " after the last field of AgentState"
+	got := cutMiddle(long, 600)
+	require.LessOrEqual(t, len(got), 600+40)
+	require.True(t, strings.HasPrefix(got, "put_agent_state response: "))
+	require.True(t, strings.HasSuffix(got, "after the last field of AgentState"))
+	require.Regexp(t, ` … \(\d+ of \d+ bytes cut\) … `, got)
+	require.True(t, utf8.ValidString(got))
 }

@@ -35,8 +35,9 @@ backend "fast" {
   capabilities = ["log", "clock", "kv"]  # optional; default log, clock, kv; also events.
                                # A redis block grants redis, a postgres block postgres.
   options = {}                 # optional: strings, numbers or bools passed to the plugin as strings
-                               # (numbers without exponent: 3600 is "3600"); see the plugin's own list
-                               # (`storage-host plugin inspect PLUGIN`)
+                               # (numbers without exponent: 3600 is "3600"); each plugin documents its
+                               # own: the built-ins' in README.md ("Configure it") and abi/README.md
+                               # (section 10.6), where the TTL options every plugin reads are named
 
   limits {                          # optional; each attribute optional, default host.DefaultLimits
     memory_pages           = 1024   # 64 KiB pages of the plugin's linear memory
