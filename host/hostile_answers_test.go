@@ -291,7 +291,9 @@ func TestHostileAnswersCacheUntouched(t *testing.T) {
 // is abi's TestRecordLabelsBounded; here the guest's own growth for its
 // map would hide it in the host's heap figures).
 func TestHostileAnswerOfManyLabels(t *testing.T) {
-	st, _ := openWrongkey(t, host.Config{Instances: 1})
+	// The plugin builds the 100 000 labels in the call: a minute for it
+	// on a loaded machine (the default 5 s was passed under a CI run).
+	st, _ := openWrongkey(t, host.Config{Instances: 1, Limits: host.Limits{CallTimeout: time.Minute}})
 	ctx := context.Background()
 	_, err := st.QueryMetrics(ctx, host.MetricQuery{AgentID: "labels"})
 	require.ErrorIs(t, err, host.ErrInternal)

@@ -109,6 +109,9 @@ type Bridge struct {
 	cancelWait time.Duration
 	pipes      *pipes
 	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
+	// resetAfter is fullResetAfter; a test that needs a pipeline not to
+	// end with the whole session reset sets it longer.
+	resetAfter time.Duration
 	// ending tracks the terminations abandon started, which Close waits
 	// for; closed, set by Close under mu, makes later ones untracked.
 	ending sync.WaitGroup
@@ -133,6 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		maxBytes:   cfg.MaxResultBytes,
 		maxStmts:   cfg.MaxStatements,
 		cancelWait: cancelWait,
+		resetAfter: fullResetAfter,
 	}
 	if b.timeout <= 0 {
 		b.timeout = 30 * time.Second
@@ -167,6 +171,12 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	for name, value := range cfg.Settings {
 		pc.ConnConfig.RuntimeParams[name] = value
 	}
+	// The bridge's own statements on the pool's connections go through
+	// pgconn, prepared as it keeps track; the few the host sends through
+	// pgx (at open, a readiness check) are not prepared, since a session's
+	// prepared statements are dropped by its reset (DEALLOCATE ALL) and may
+	// be by the plugin's SQL.
+	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	pc.ConnConfig.RuntimeParams["search_path"] = b.schema
 	pc.ConnConfig.RuntimeParams["application_name"] = "storage-host " + b.schema
 	// A call whose context ends is cancelled in the server at once, not
@@ -485,7 +495,10 @@ func (b *Bridge) abandon(ctx context.Context, pc *pgconn.PgConn) {
 
 // terminate ends the server process pid if it is a session of the
 // backend's role still there. A process that ended by itself, or a pid
-// since given to another role's session, is left alone.
+// since given to another role's session, is left alone. Then it rolls back
+// what the role prepared (prepared.go): a session given up on may have
+// prepared a transaction the bridge never saw the tag of (it ended itself
+// right after, or ran on past its deadline).
 func (b *Bridge) terminate(pid uint32) error {
 	ctx, cancel := context.WithTimeout(context.Background(), terminateWait)
 	defer cancel()
@@ -494,7 +507,10 @@ func (b *Bridge) terminate(pid uint32) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", int64(pid))
+	if _, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", int64(pid)); err != nil {
+		return err
+	}
+	_, err = rollbackPrepared(ctx, conn.PgConn())
 	return err
 }
 

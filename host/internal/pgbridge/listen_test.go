@@ -2,6 +2,8 @@ package pgbridge
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,4 +196,29 @@ func TestQuickCallsStateIsBounded(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 	require.Equal(t, text(""), rs[0].Row(0)[0], "a setting outlived %d calls", fullResetEvery)
+}
+
+// Prepared statements hold a plan each in the server and, the bridge's,
+// their text in the host: 256 of a megabyte held a gigabyte. The bridge
+// prepares none longer than maxPreparedText, and the session reset drops
+// the plugin's SQL PREPAREs with its own.
+func TestPreparedStatementsAreBounded(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	ctx := context.Background()
+	long := "SELECT length('" + strings.Repeat("x", maxPreparedText) + "')"
+	for range 2 {
+		_, err := do(t, ctx, b, abi.PGBatch, stmt(long))
+		require.NoError(t, err)
+	}
+	for i := range 20 {
+		_, err := do(t, ctx, b, abi.PGBatch, stmt(fmt.Sprintf("PREPARE hog%d AS SELECT repeat('x', 100000)", i)))
+		require.NoError(t, err)
+	}
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("SELECT count(*) FROM pg_prepared_statements WHERE from_sql"),
+		stmt("SELECT count(*) FROM pg_prepared_statements WHERE length(statement) > $1", integer(maxPreparedText)))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Less(t, rs[0].Row(0)[0].Int, int64(fullResetEvery), "the plugin's prepared statements outlived the reset")
+	require.Equal(t, integer(0), rs[1].Row(0)[0], "the bridge prepared a statement longer than %d bytes", maxPreparedText)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -70,6 +71,14 @@ func TestPreparedTransactionsAreRolledBack(t *testing.T) {
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT count(*) FROM kept"))
 	require.NoError(t, err)
 	require.Equal(t, integer(0), rs[0].Row(0)[0], "what the prepared transactions wrote was rolled back")
+
+	// A session that ends itself right after preparing one: the bridge
+	// never reads the tag, gives the connection up, and sweeps.
+	_, err = do(t, ctx, b, abi.PGBatch, stmt("BEGIN"), stmt("INSERT INTO kept VALUES (4)"),
+		stmt("PREPARE TRANSACTION 'then-gone'"), stmt("SELECT pg_terminate_backend(pg_backend_pid())"))
+	require.Error(t, err)
+	require.Eventually(t, func() bool { return preparedBy(t, url, role) == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the prepared transaction of a session the bridge gave up on outlived it")
 
 	// A migration that prepares its own transaction.
 	_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE m (v int); PREPARE TRANSACTION 'in-migration'"}})

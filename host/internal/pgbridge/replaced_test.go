@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,8 +16,13 @@ import (
 // columns, under the same name: the name is read from
 // pg_prepared_statements, and PL/pgSQL's EXECUTE hides the PREPARE from
 // the command tags the bridge sees.
+//
+// A call of 2 ms or more ends with the whole session reset, whose
+// DEALLOCATE ALL drops the replacement with the rest; these tests are of
+// a quicker call, which only one in fullResetEvery resets.
 func replacePrepared(t *testing.T, b *Bridge) {
 	t.Helper()
+	b.resetAfter = time.Hour
 	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt(`DO $$ DECLARE n text; BEGIN
 		SELECT name INTO n FROM pg_prepared_statements WHERE statement = 'SELECT 1';
 		EXECUTE format('DEALLOCATE %I', n);

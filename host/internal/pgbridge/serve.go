@@ -373,7 +373,7 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 			return err
 		}
 	}
-	if !c.full && time.Since(start) >= fullResetAfter {
+	if !c.full && time.Since(start) >= b.resetAfter {
 		// A call long enough to build much in its session: the whole
 		// reset now, not at a later call.
 		c.full = true
@@ -450,7 +450,9 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //     *?");
 //   - memory the session holds (settings: set_config of 100 MB values took
 //     one server process to 1.37 GB, kept while the connection idled;
-//     cursors WITH HOLD; temporary tables), session advisory locks, and a
+//     cursors WITH HOLD; temporary tables; prepared statements, the
+//     plugin's SQL PREPAREs and the bridge's own, which it prepares again
+//     as it needs them), session advisory locks, and a
 //     statement_timeout of the plugin's: the rest of resetSession, which
 //     RESET ALL makes cost as much as a keyed read's whole call. It ends
 //     one pipeline in fullResetEvery, and any pipeline that took
@@ -471,6 +473,7 @@ var resetSession = [...]string{
 	"UNLISTEN *",
 	"RESET ALL",
 	"CLOSE ALL",
+	"DEALLOCATE ALL",
 	"SELECT pg_advisory_unlock_all(), set_config('statement_timeout', $1, false), pg_my_temp_schema() <> 0",
 }
 
@@ -518,6 +521,9 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 			return err
 		}
 	}
+	if c.full {
+		c.forgetPrepared() // DEALLOCATE ALL
+	}
 	return nil
 }
 
@@ -545,8 +551,9 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			// all. One that may be skipped, with requests after it in
 			// the pipeline, has the server describe its result instead.
 			p.SendQueryPrepared(sd.Name, c.values, c.formats, binaryFormat)
-		case c.count+*fresh < maxPrepared:
+		case c.count+*fresh < maxPrepared && len(s.sql) <= maxPreparedText && c.textBytes+len(s.sql) <= maxPreparedBytes:
 			*fresh++
+			c.textBytes += len(s.sql)
 			c.next++
 			pl.name = "storagehost_" + strconv.FormatUint(c.next, 10)
 			pl.oids = slices.Clone(c.oids)
@@ -746,14 +753,28 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 // from the next call on.
 func (c *connState) failed(pgErr *pgconn.PgError) {
 	if pgErr.Code == "26000" || pgErr.Code == "0A000" {
-		clear(c.byText)
-		c.count = 0
+		c.forgetPrepared()
 	}
 }
 
-// maxPrepared bounds the statements the bridge keeps prepared on one
-// connection; past it, statements are parsed on every call.
-const maxPrepared = 256
+// forgetPrepared empties the connection's record of its prepared
+// statements, which the server has dropped.
+func (c *connState) forgetPrepared() {
+	clear(c.byText)
+	c.count, c.textBytes = 0, 0
+}
+
+// maxPrepared, maxPreparedText and maxPreparedBytes bound the statements
+// the bridge keeps prepared on one connection: their count, the text of
+// one, and the texts of all. The server keeps a plan of each, the bridge
+// its text: 256 statements of a megabyte held a gigabyte in a server
+// process, and a third of it in the host. A statement past them is
+// parsed on every call.
+const (
+	maxPrepared      = 256
+	maxPreparedText  = 8 << 10
+	maxPreparedBytes = 1 << 20
+)
 
 // connState is the bridge's state of one connection, kept in its
 // CustomData: its prepared statements, the statement timeout it has, and
@@ -762,8 +783,9 @@ const maxPrepared = 256
 type connState struct {
 	// byText holds the prepared statements by text; a text bound with
 	// other parameter types is another statement.
-	byText map[string][]preparedStmt
-	count  int    // statements in byText
+	byText    map[string][]preparedStmt
+	count     int    // statements in byText
+	textBytes int    // their texts' bytes, and those being prepared
 	next   uint64 // the number in the last statement's name
 	// timeoutMS is the statement_timeout in milliseconds the bridge last
 	// set, 0 before it has set one.
