@@ -786,7 +786,7 @@ type connState struct {
 	byText    map[string][]preparedStmt
 	count     int    // statements in byText
 	textBytes int    // their texts' bytes, and those being prepared
-	next   uint64 // the number in the last statement's name
+	next      uint64 // the number in the last statement's name
 	// timeoutMS is the statement_timeout in milliseconds the bridge last
 	// set, 0 before it has set one.
 	timeoutMS int64
