@@ -30,10 +30,14 @@ type PluginInfo struct {
 	Err error
 }
 
-// Inspect loads wasm only as far as its metadata, with every capability
-// this host knows stubbed in and no Redis connection, and reports what it
-// is and whether this host can load it. The plugin's code runs (its
-// initialisation and metadata export) under the default limits.
+// Inspect loads wasm only as far as its metadata and one call, with every
+// capability this host knows stubbed in and no Redis connection, and
+// reports what it is and whether this host can load it. The call is the
+// configure every instance gets first, with no options: one the plugin
+// cannot take (its storage_reserve, memory or response broken, a trap) is
+// a plugin this host cannot load; its own refusal (an option it needs, a
+// store it cannot reach) is not. The plugin's code runs (its
+// initialisation, metadata export and configure) under the default limits.
 func Inspect(ctx context.Context, wasm []byte, opts ...Option) PluginInfo {
 	return inspect(ctx, wasm, nil, false, opts)
 }
@@ -91,11 +95,10 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 		}
 	}
 	p, err := load(ctx, cfg.withDefaults(), &s)
-	if err != nil {
-		info.Err = err
-		return info
+	if p != nil { // read as far as its metadata; err says what failed after
+		info.Metadata = p.meta
+		p.close(ctx)
 	}
-	info.Metadata = p.meta
-	p.close(ctx)
+	info.Err = err
 	return info
 }

@@ -280,7 +280,17 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		limiter.log = p.log
 	}
 	if s.inspect && !s.checkOptions {
+		// One call through the protocol (the configure every instance
+		// gets, with no options): a plugin whose reserve, memory or
+		// response cannot carry a call is not loadable, whatever its
+		// metadata says. Its own refusal (an option it needs, a store it
+		// cannot reach while inspected) is its answer, not a fault.
+		// The plugin is returned with the error: its metadata was read.
+		err := p.configure(ctx, first)
 		first.close(ctx)
+		if errors.As(err, new(errTrap)) {
+			return p, fmt.Errorf("%w: %v", ErrIncompatible, err)
+		}
 		return p, nil
 	}
 	if p.pg != nil && slices.Contains(p.meta.Capabilities, abi.CapabilityPostgres) {
