@@ -179,7 +179,7 @@ func BenchmarkScriptSHA(b *testing.B) {
 		c := newScriptCache()
 		c.sha(script)
 		for b.Loop() {
-			_ = c.sha(script)
+			_, _ = c.sha(script)
 		}
 	})
 	b.Run("sha1", func(b *testing.B) {

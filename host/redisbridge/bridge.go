@@ -208,6 +208,11 @@ type Bridge struct {
 	// evicting is why the last reading found a master set to evict keys
 	// (evicts); nil when none was. Do refuses writes meanwhile.
 	evicting atomic.Pointer[string]
+	// scriptsFull is why the last reading found a master's script cache
+	// past scriptCacheBytes; nil when none was. A script Redis does not
+	// hold already is refused meanwhile (do.go, scriptCache).
+	scriptsFull      atomic.Pointer[string]
+	scriptCacheBytes atomic.Int64 // scriptCacheBytes; a test sets it lower
 }
 
 // Open checks cfg and creates the bridge's client. It does not wait for
@@ -237,6 +242,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	b.infoClient = redis.NewUniversalClient(&infoOpts)
 	if cfg.Scripts {
 		b.scripts = newScriptCache()
+		b.scriptCacheBytes.Store(scriptCacheBytes)
 		if b.user, err = createUser(ctx, opts, cfg.KeyPrefix, allowed); err != nil {
 			_ = b.infoClient.Close()
 			release()

@@ -152,7 +152,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			limit(e, "%d script calls in one request, more than the %d allowed", len(req.Calls), b.maxCommands)
 			return nil
 		}
-		sha := b.scripts.sha(req.Script)
+		sha, fresh := b.scripts.sha(req.Script)
 		if sha == nil {
 			if len(req.Script) > maxScriptBytes {
 				limit(e, "a script of %d bytes, more than the %d allowed", len(req.Script), maxScriptBytes)
@@ -160,6 +160,13 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				limit(e, "a script past the %d distinct scripts a backend may send: Redis keeps every script it is sent", maxScripts)
 			}
 			return nil
+		}
+		if fresh {
+			if why := b.scriptsFull.Load(); why != nil && !b.scriptHeld(ctx, sha.(string)) {
+				b.scripts.forget(req.Script)
+				limit(e, "%s", *why)
+				return nil
+			}
 		}
 		calls = make([]call, len(req.Calls))
 		nargs, size := 0, 0
@@ -501,35 +508,61 @@ type scriptCache struct {
 // took a shared Redis from 1 MB to 808 MB, and another backend's writes
 // were then refused. A backend uses a handful of scripts, the built-in
 // library of about 25 KB; the bounds hold it to 8 MiB of Redis's memory.
+//
+// Each bound is per bridge, and a daemon's next start has its own; what
+// bounds Redis's cache across them is scriptCacheBytes: while a master's
+// script cache holds more (read from INFO every InfoMaxAge), a script it
+// does not hold already is refused.
 const (
-	maxScripts     = 64
-	maxScriptBytes = 128 << 10
+	maxScripts       = 64
+	maxScriptBytes   = 128 << 10
+	scriptCacheBytes = 64 << 20
 )
 
 func newScriptCache() *scriptCache { return &scriptCache{m: make(map[string]any)} }
 
 // sha returns the SHA1 of script in hex, as a string in an interface: an
-// EVALSHA argument, boxed once per script rather than once per call.
-// It returns nil for a script past the bounds, which must not be sent.
-func (c *scriptCache) sha(script []byte) any {
+// EVALSHA argument, boxed once per script rather than once per call; and
+// whether the script is new to the cache. It returns nil for a script
+// past the bounds, which must not be sent.
+func (c *scriptCache) sha(script []byte) (_ any, fresh bool) {
 	c.mu.RLock()
 	s, ok := c.m[string(script)]
 	c.mu.RUnlock()
 	if ok {
-		return s
+		return s, false
 	}
 	if len(script) > maxScriptBytes {
-		return nil
+		return nil, false
 	}
 	sum := sha1.Sum(script)
 	s = hex.EncodeToString(sum[:])
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[string(script)]; !ok && len(c.m) >= maxScripts {
-		return nil
+	if s, ok := c.m[string(script)]; ok {
+		return s, false
+	}
+	if len(c.m) >= maxScripts {
+		return nil, false
 	}
 	c.m[string(script)] = s
-	return s
+	return s, true
+}
+
+// forget removes a script the bridge did not send after all.
+func (c *scriptCache) forget(script []byte) {
+	c.mu.Lock()
+	delete(c.m, string(script))
+	c.mu.Unlock()
+}
+
+// scriptHeld reports whether Redis holds the script of sha already, so
+// that sending it adds nothing to its cache; false when it cannot tell.
+func (b *Bridge) scriptHeld(ctx context.Context, sha string) bool {
+	ctx, cancel := context.WithTimeout(ctx, InfoTimeout)
+	defer cancel()
+	held, err := b.infoClient.ScriptExists(ctx, sha).Result()
+	return err == nil && len(held) == 1 && held[0]
 }
 
 // smallCounts are the numkeys arguments of up to 16 keys, boxed once.

@@ -71,6 +71,7 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 	defer cancel()
 	c.nodes, c.at = b.readInfo(ctx), time.Now()
 	b.noteEviction(c.nodes)
+	b.noteScripts(c.nodes)
 	return c.nodes
 }
 
@@ -91,6 +92,34 @@ func (b *Bridge) noteEviction(nodes []NodeInfo) {
 		}
 	}
 	b.evicting.Store(nil)
+}
+
+// noteScripts keeps, from a reading of nodes, why a master's script cache
+// is past the bridge's bound, or nil when none is; a reading without every
+// node's figures leaves what it knew.
+func (b *Bridge) noteScripts(nodes []NodeInfo) {
+	if b.scripts == nil {
+		return
+	}
+	for _, n := range nodes {
+		if n.Fields == nil {
+			return
+		}
+	}
+	for _, n := range nodes {
+		// Redis 7 names the figure used_memory_scripts_eval, 6
+		// used_memory_scripts (Lua's functions included).
+		used := infoInt(n.Fields, "used_memory_scripts_eval")
+		if _, ok := n.Fields["used_memory_scripts_eval"]; !ok {
+			used = infoInt(n.Fields, "used_memory_scripts")
+		}
+		if bound := b.scriptCacheBytes.Load(); n.Fields["role"] != "slave" && used > bound {
+			why := fmt.Sprintf("redis %s: its script cache holds %d bytes, past the %d a script may be added to (Redis keeps every script it is sent until SCRIPT FLUSH)", n.Addr, used, bound)
+			b.scriptsFull.Store(&why)
+			return
+		}
+	}
+	b.scriptsFull.Store(nil)
 }
 
 // watchEviction reads the servers' figures every InfoMaxAge until the

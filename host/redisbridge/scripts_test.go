@@ -85,7 +85,7 @@ func TestScriptsFallBackToEVAL(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, nil, withScripts)
 	src := "return 'v" + f.prefix + "'" // a script no other test loaded
-	sha := newScriptCache().sha([]byte(src)).(string)
+	sha := sha1hex(src)
 	assert.False(t, f.direct.ScriptExists(ctx, sha).Val()[0])
 
 	rs, err := script(t, f.b, src, sc(nil), sc(nil))
@@ -366,4 +366,40 @@ func TestScriptsAreBounded(t *testing.T) {
 func sha1hex(s string) string {
 	sum := sha1.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// Each bridge's bound starts afresh with the process, so Redis's own
+// figure bounds its cache across them: while a master's script cache is
+// past scriptCacheBytes, a script Redis does not hold already is refused
+// (an outside check's plugin reached 264 scripts in four daemon
+// lifetimes); one it holds, as the built-in library after a restart,
+// runs.
+func TestScriptsRefusedWhileRedisCacheIsFull(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, withScripts)
+	b := f.b
+	sent := "return 'sent before' -- " + redistest.Prefix(t)
+	_, err := script(t, b, sent, sc(nil))
+	require.NoError(t, err)
+
+	b.scriptCacheBytes.Store(1) // any cache at all is past it
+	require.Eventually(t, func() bool { return b.scriptsFull.Load() != nil }, 10*time.Second, 50*time.Millisecond,
+		"the bridge did not read Redis's script cache")
+
+	fresh := "return 'fresh' -- " + redistest.Prefix(t)
+	_, err = script(t, b, fresh, sc(nil))
+	require.ErrorIs(t, err, abi.StatusLimit)
+	require.ErrorContains(t, err, "script cache holds")
+	exists, err := f.direct.ScriptExists(ctx, sha1hex(fresh)).Result()
+	require.NoError(t, err)
+	require.Equal(t, []bool{false}, exists, "the refused script reached Redis")
+
+	held := "return 'held by Redis' -- " + redistest.Prefix(t)
+	require.NoError(t, f.direct.ScriptLoad(ctx, held).Err())
+	rs, err := script(t, b, held, sc(nil))
+	require.NoError(t, err, "a script Redis holds adds nothing to its cache")
+	require.Equal(t, bulkR("held by Redis"), rs[0])
+	rs, err = script(t, b, sent, sc(nil))
+	require.NoError(t, err)
+	require.Equal(t, bulkR("sent before"), rs[0])
 }
