@@ -86,7 +86,9 @@ func TestPreparedTransactionsAreRolledBack(t *testing.T) {
 	require.Zero(t, preparedBy(t, url, role), "a migration's prepared transaction outlived it")
 
 	// One left by an earlier host (prepared outside the bridge, as the
-	// role): the next Open rolls it back.
+	// role): the next Open rolls it back. The sessions given up on above
+	// are swept in the background first: wait for them.
+	b.ending.Wait()
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	cfg.User, cfg.Password = role, rolePassword(url, role)
