@@ -177,7 +177,7 @@ func TestBackupOfAPluginWithoutQueries(t *testing.T) {
 func TestPluginOfTheWrongShape(t *testing.T) {
 	dir := t.TempDir()
 	for fixture, want := range map[string]string{
-		"badcall":    "Plugin cannot be loaded; host: incompatible plugin: export storage_call has type (i32, i32, i32) -> i64; the ABI gives it (i32, i32) -> i64",
+		"badcall": "Plugin cannot be loaded; host: incompatible plugin: export storage_call has type (i32, i32, i32) -> i64; the ABI gives it (i32, i32) -> i64",
 		// Inspecting sends the configure call too: a plugin that traps there
 		// cannot be loaded, with or without options.
 		"trapconfig": "Plugin cannot be loaded; host: incompatible plugin: host: configure plugin trapconfig: storage_call(configure): wasm error: unreachable",
