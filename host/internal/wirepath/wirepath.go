@@ -82,8 +82,13 @@ func Locate(msg string, b []byte, at int) (int, string) {
 	w := walker{d: d, b: b, at: at}
 	if err := w.named(msg, msg); err != nil {
 		var f *fault
-		if errors.As(err, &f) && (w.holder == "" || f.off <= at) {
+		switch {
+		case errors.As(err, &f) && (w.holder == "" || f.off <= at):
 			return f.off, fmt.Sprintf("in %s (%s): %s", f.path, f.typ, f.why)
+		case w.holder != "":
+			return at, "in " + w.holder
+		default:
+			return at, "" // the walk stopped short: nothing to say of the end
 		}
 	}
 	if w.holder != "" {
