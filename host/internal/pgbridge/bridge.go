@@ -210,8 +210,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	// What an earlier host's plugin prepared and nobody rolled back
 	// (prepared.go).
 	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
-		_, err := rollbackPrepared(ctx, c.Conn().PgConn())
-		return err
+		return rollbackPrepared(ctx, c.Conn().PgConn())
 	}); err != nil {
 		pool.Close()
 		return nil, err
@@ -510,8 +509,7 @@ func (b *Bridge) terminate(pid uint32) error {
 	if _, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", int64(pid)); err != nil {
 		return err
 	}
-	_, err = rollbackPrepared(ctx, conn.PgConn())
-	return err
+	return rollbackPrepared(ctx, conn.PgConn())
 }
 
 // closeWait bounds how long Close waits for the pool's connections to

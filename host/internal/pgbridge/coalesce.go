@@ -132,7 +132,7 @@ func (b *Bridge) shared(ctx context.Context, batch []*coalesce.Entry[*queued]) {
 	pc := conn.Conn().PgConn()
 	err = b.pipeline(ctx, pc, state(pc), parts)
 	clear(state(pc).values)
-	err = b.afterPrepared(ctx, pc, err, parts...)
+	err = afterPrepared(ctx, pc, err, parts...)
 	if err != nil {
 		b.abandon(ctx, pc)
 	}

@@ -43,15 +43,12 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 	}
 	// The plugin's migrations run in this connection's session, and what
 	// they leave there would outlive them in the pool: a LISTEN (see
-	// unlisten), a setting, a temporary table, a session's advisory lock.
+	// resetSession), a setting, a temporary table, a session's advisory lock.
 	// The connection is closed, not reused; after a failure (a migration
 	// past its deadline may go on in the server) its session is ended.
 	defer func() {
 		pc := conn.Hijack().PgConn()
-		if _, rerr := rollbackPrepared(ctx, pc); rerr != nil && err == nil {
-			err = rerr
-		}
-		if err != nil {
+		if err != nil { // a PREPARE TRANSACTION's too: terminate rolls it back
 			b.abandon(ctx, pc)
 			return
 		}
@@ -84,7 +81,7 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 			}
 			for _, r := range results {
 				if r.CommandTag.String() == tagPrepared {
-					return fmt.Errorf("pgbridge: migration %d of schema %s: PREPARE TRANSACTION is not allowed; it was rolled back", m.Version, b.schema)
+					return fmt.Errorf("pgbridge: migration %d of schema %s: PREPARE TRANSACTION is not allowed; it is rolled back", m.Version, b.schema)
 				}
 			}
 			// A host that applied it first makes this insert fail

@@ -3,6 +3,7 @@ package pgbridge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,9 +19,11 @@ import (
 // a statement whose result says it prepared one makes the bridge roll
 // back every transaction its role prepared in the database, on the same
 // connection, before the connection is reused, and the call is refused
-// (INVALID) whatever its statements answered. Open does the same for
-// those an earlier host left behind (a crash between the two), and so
-// does a migration's end.
+// (INVALID) whatever its statements answered. A connection the bridge
+// gives up on (its own, or a migration's) has its session ended and the
+// same roll back run on a new one (terminate): there the bridge may not
+// have read the tag. Open does it for what an earlier host left behind (a
+// crash between the two).
 
 // tagPrepared is the command tag of PREPARE TRANSACTION.
 const tagPrepared = "PREPARE TRANSACTION"
@@ -34,42 +37,35 @@ const preparedWait = 5 * time.Second
 const errPrepared = "postgres: PREPARE TRANSACTION is not allowed: the prepared transaction was rolled back, and nothing it did was kept"
 
 // rollbackPrepared rolls back every transaction the session's role
-// prepared in its database, and returns how many.
-func rollbackPrepared(ctx context.Context, pc *pgconn.PgConn) (int, error) {
+// prepared in its database.
+func rollbackPrepared(ctx context.Context, pc *pgconn.PgConn) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), preparedWait)
 	defer cancel()
 	res := pc.ExecParams(ctx, "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE owner = current_user AND database = current_database()", nil, nil, nil, nil).Read()
 	if res.Err != nil {
-		return 0, fmt.Errorf("pgbridge: listing prepared transactions: %w", res.Err)
+		return fmt.Errorf("pgbridge: listing prepared transactions: %w", res.Err)
 	}
 	for _, row := range res.Rows {
 		// An E'' literal reads the same whatever standard_conforming_strings
 		// the session was left with.
 		gid := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(string(row[0]))
 		if _, err := pc.Exec(ctx, "ROLLBACK PREPARED E'"+gid+"'").ReadAll(); err != nil {
-			return 0, fmt.Errorf("pgbridge: rolling back a prepared transaction: %w", err)
+			return fmt.Errorf("pgbridge: rolling back a prepared transaction: %w", err)
 		}
 	}
-	return len(res.Rows), nil
+	return nil
 }
 
-// afterPrepared rolls back what the statements of parts prepared, when
-// one did, and returns the pipeline's error, or the roll back's: a
-// connection whose roll back failed is not reused (Open's sweep finds
-// what it left). The parts that prepared are answered INVALID; the others
-// ran in transactions of their own, which committed or not as they say.
-func (b *Bridge) afterPrepared(ctx context.Context, pc *pgconn.PgConn, err error, parts ...*part) error {
-	c := state(pc)
-	found := c.prepared
-	for _, x := range parts {
-		found = found || x.prepared
-	}
-	if !found {
+// afterPrepared rolls back, when a statement of parts prepared a
+// transaction, what the role prepared, on the connection the pipeline ran
+// on, and returns the pipeline's error or the roll back's. A pipeline
+// that failed needs none here: its connection is given up on, and
+// terminate rolls back. The parts that prepared are answered INVALID; the
+// others ran in transactions of their own, which committed or not as
+// they say.
+func afterPrepared(ctx context.Context, pc *pgconn.PgConn, err error, parts ...*part) error {
+	if err != nil || !slices.ContainsFunc(parts, func(x *part) bool { return x.prepared }) {
 		return err
 	}
-	c.prepared = false
-	if _, rerr := rollbackPrepared(ctx, pc); rerr != nil && err == nil {
-		err = rerr
-	}
-	return err
+	return rollbackPrepared(ctx, pc)
 }

@@ -83,12 +83,11 @@ func TestPreparedTransactionsAreRolledBack(t *testing.T) {
 	// A migration that prepares its own transaction.
 	_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE m (v int); PREPARE TRANSACTION 'in-migration'"}})
 	require.ErrorContains(t, err, "PREPARE TRANSACTION is not allowed")
+	b.ending.Wait() // the migration's connection is given up on, and swept
 	require.Zero(t, preparedBy(t, url, role), "a migration's prepared transaction outlived it")
 
 	// One left by an earlier host (prepared outside the bridge, as the
-	// role): the next Open rolls it back. The sessions given up on above
-	// are swept in the background first: wait for them.
-	b.ending.Wait()
+	// role): the next Open rolls it back.
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	cfg.User, cfg.Password = role, rolePassword(url, role)

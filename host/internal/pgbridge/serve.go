@@ -148,7 +148,7 @@ func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration,
 	x := part{req: req, ms: timeoutStep(timeout), e: e, start: len(e.Bytes())}
 	err = b.run(ctx, pc, &x)
 	clear(state(pc).values) // they alias the request
-	err = b.afterPrepared(ctx, pc, err, &x)
+	err = afterPrepared(ctx, pc, err, &x)
 	if err != nil {
 		// The connection is in an unknown state: it is not reused.
 		b.abandon(ctx, pc)
