@@ -197,8 +197,8 @@ func TestParseResponse(t *testing.T) {
 		{"conflict without message", []byte{2}, nil, &abi.Error{Status: abi.StatusConflict}},
 		{"limit", []byte("\x07too big"), nil, &abi.Error{Status: abi.StatusLimit, Message: "too big"}},
 		{"outcome unknown", []byte("\x09timed out"), nil, &abi.Error{Status: abi.StatusUnknown, Message: "timed out"}},
-		{"unknown status", []byte("\x0aboom"), nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 10: boom"}},
-		{"unknown status 255", []byte{255}, nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 255: "}},
+		{"unknown status", []byte("\x0aboom"), nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 10 (a response starts with its status, one byte below 10: is it missing?): boom"}},
+		{"unknown status 255", []byte{255}, nil, &abi.Error{Status: abi.StatusInternal, Message: "unknown status 255 (a response starts with its status, one byte below 10: is it missing?): "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,7 +25,9 @@ func ParseResponse(resp []byte) (body []byte, err error) {
 		return resp[1:], &Error{Status: StatusStale, Message: "served from a fallback copy that may be behind"}
 	}
 	if !s.Known() {
-		return nil, Errorf(StatusInternal, "unknown status %d: %s", s, resp[1:])
+		// Most likely a response without its status byte: say so.
+		return nil, Errorf(StatusInternal, "unknown status %d (a response starts with its status, one byte below %d: is it missing?): %s",
+			s, len(statusNames), resp[1:])
 	}
 	return nil, &Error{Status: s, Message: string(resp[1:])}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // Result is the outcome of one item of a bulk operation, in request order.
@@ -52,7 +53,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			d.Reset(r.Body)
 			decodeItem(i, &d)
 			if d.Finish() != nil {
-				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %s", s.p.name, op, i, wireFault(answerMessages[op], r.Body, &d))
+				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %s", s.p.name, op, i, wirepath.Fault(answerMessages[op], r.Body, &d))
 			}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/localstore"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // The host capabilities. Each is a host module named abi.ModulePrefix +
@@ -449,7 +450,7 @@ func (p *plugin) serveKV(_ context.Context, reqBytes []byte, e *abi.Encoder) {
 	d := abi.NewDecoder(reqBytes)
 	req.Decode(d)
 	if d.Finish() != nil {
-		abi.AppendError(e, abi.StatusInvalid, "kv request: "+wireFault("KVRequest", reqBytes, d))
+		abi.AppendError(e, abi.StatusInvalid, "kv request: "+wirepath.Fault("KVRequest", reqBytes, d))
 		return
 	}
 	p.kv.Do(&req, e)

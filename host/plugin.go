@@ -28,6 +28,7 @@ import (
 	"github.com/storage-host/storage-host/host/internal/localstore"
 	"github.com/storage-host/storage-host/host/internal/pgbridge"
 	"github.com/storage-host/storage-host/host/internal/wasmcheck"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 	"github.com/storage-host/storage-host/host/redisbridge"
 )
 
@@ -925,7 +926,7 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	d := abi.NewDecoder(b)
 	m.Decode(d)
 	if d.Finish() != nil {
-		return m, fmt.Errorf("%w: metadata: %s", ErrIncompatible, wireFault("Metadata", b, d))
+		return m, fmt.Errorf("%w: metadata: %s", ErrIncompatible, wirepath.Fault("Metadata", b, d))
 	}
 	if !abi.Current.CanLoad(m.ABI) {
 		return m, fmt.Errorf("%w: ABI version mismatch: host speaks %s, plugin metadata says %s", ErrIncompatible, abi.Current, m.ABI)
@@ -1030,11 +1031,6 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	if err != nil {
 		return nil, trapped(err)
 	}
-	if len(resp) > 0 && !abi.Status(resp[0]).Known() {
-		// Most likely a response without its status byte: say so.
-		return nil, abi.Errorf(abi.StatusInternal, "unknown status %d (a response starts with its status, one byte below %d: is it missing?): %s",
-			resp[0], knownStatuses, pluginMessage(string(resp[1:])))
-	}
 	body, err := abi.ParseResponse(resp)
 	if ae, ok := err.(*abi.Error); ok {
 		// The plugin's error message reaches callers and logs.
@@ -1042,16 +1038,6 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	}
 	return body, err
 }
-
-// knownStatuses is the number of statuses the ABI defines: 0 to
-// knownStatuses-1.
-var knownStatuses = func() int {
-	n := 0
-	for abi.Status(n).Known() {
-		n++
-	}
-	return n
-}()
 
 // syncKV waits, when the instance's last call used a durable kv store,
 // until what it wrote, or read of other calls' writes, is on disk: only

@@ -13,6 +13,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/pgbridge"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // PostgresConfig connects a backend to PostgreSQL (Config.Postgres), for
@@ -177,7 +178,7 @@ func (in *instance) migrate(ctx context.Context) error {
 	d := abi.NewDecoder(b)
 	ms.Decode(d)
 	if d.Finish() != nil {
-		return fmt.Errorf("%w: migrations: %s", ErrIncompatible, wireFault("Migrations", b, d))
+		return fmt.Errorf("%w: migrations: %s", ErrIncompatible, wirepath.Fault("Migrations", b, d))
 	}
 	if err := ms.Check(); err != nil {
 		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/internal/coalesce"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // Shared calls: single record operations of different callers that find
@@ -153,7 +154,7 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*ab
 		d.Reset(c.body)
 		decode(&d)
 		if d.Finish() != nil {
-			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %s", s.p.name, op, wireFault(answerMessages[op], c.body, &d))
+			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %s", s.p.name, op, wirepath.Fault(answerMessages[op], c.body, &d))
 		}
 	}
 	return c.err

@@ -13,6 +13,7 @@ import (
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/internal/coalesce"
+	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // Store serves the storage operations of one backend. It is safe for
@@ -336,7 +337,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		in.dec.Reset(body)
 		decode(&in.dec)
 		if decodeErr = in.dec.Finish(); decodeErr != nil {
-			decodeErr = errors.New(wireFault(answerMessages[op], body, &in.dec))
+			decodeErr = errors.New(wirepath.Fault(answerMessages[op], body, &in.dec))
 		}
 	}
 	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()

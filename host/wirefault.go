@@ -4,11 +4,10 @@ import (
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
-	"github.com/storage-host/storage-host/host/internal/wirepath"
 )
 
 // answerMessages name the message each op's answer body holds
-// (abi/README.md), for wireFault; an op answered with an empty body has
+// (abi/README.md), for wirepath.Fault; an op answered with an empty body has
 // none.
 var answerMessages = map[abi.Op]string{
 	abi.OpTick:             "TickResult",
@@ -25,10 +24,6 @@ var answerMessages = map[abi.Op]string{
 	abi.OpBatch:            "BatchResults",
 	abi.OpRestore:          "RestoreResult",
 }
-
-// wireFault is wirepath.Fault: the error d met decoding b, a message of
-// type msg, with the field it met it in.
-func wireFault(msg string, b []byte, d *abi.Decoder) string { return wirepath.Fault(msg, b, d) }
 
 // opDoing names what a caller asked for by an op, in the words of the
 // embedding API and the HTTP API rather than the ABI's.
