@@ -109,8 +109,8 @@ type Bridge struct {
 	cancelWait time.Duration
 	pipes      *pipes
 	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
-	// resetAfter is fullResetAfter; a test that needs a pipeline not to
-	// end with the whole session reset sets it longer.
+	// resetAfter is fullResetAfter; a test sets it to make every call a
+	// quick one, or a slow one.
 	resetAfter time.Duration
 	// ending tracks the terminations abandon started, which Close waits
 	// for; closed, set by Close under mu, makes later ones untracked.

@@ -141,6 +141,9 @@ func TestMigrationsLeaveNothingInThePool(t *testing.T) {
 // process to 1.37 GB in an outside check, kept while the connection idled.
 func TestSessionStateEndsWithTheCall(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
+	// Every call a slow one, as the hostile calls of an outside check
+	// were: the reset follows each at once, whatever this machine's speed.
+	b.resetAfter = 0
 	ctx := context.Background()
 	for _, c := range []struct {
 		name  string
@@ -187,6 +190,7 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 // setting a quick call left is gone fullResetEvery calls later at most.
 func TestQuickCallsStateIsBounded(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
+	b.resetAfter = time.Hour // every call a quick one: only the count resets
 	ctx := context.Background()
 	for i := range fullResetEvery {
 		_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('hostile.s' || $1, 'left', false)", integer(int64(i))))
@@ -204,6 +208,7 @@ func TestQuickCallsStateIsBounded(t *testing.T) {
 // the plugin's SQL PREPAREs with its own.
 func TestPreparedStatementsAreBounded(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
+	b.resetAfter = time.Hour // quick calls, as a flood of them would be
 	ctx := context.Background()
 	long := "SELECT length('" + strings.Repeat("x", maxPreparedText) + "')"
 	for range 2 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,7 +44,7 @@ func TestReferenceNamesEveryAttribute(t *testing.T) {
 			} else {
 				line = regexp.MustCompile(`^` + indent + `(# ?)?` + tag + ` *=`)
 			}
-			if !slicesContainsMatch(lines, line) {
+			if !slices.ContainsFunc(lines, line.MatchString) {
 				missing = append(missing, path+tag)
 			}
 			if kind == "block" {
@@ -57,13 +58,4 @@ func TestReferenceNamesEveryAttribute(t *testing.T) {
 	}
 	walk(reflect.TypeFor[rawFile](), "", 0)
 	require.Empty(t, missing, "reference.hcl lacks these blocks or attributes")
-}
-
-func slicesContainsMatch(lines []string, re *regexp.Regexp) bool {
-	for _, l := range lines {
-		if re.MatchString(l) {
-			return true
-		}
-	}
-	return false
 }
