@@ -11,19 +11,24 @@ import (
 	"github.com/storage-host/storage-host/abi"
 )
 
-// replacePrepared has the plugin's own SQL swap the statement the bridge
-// prepared for the text SELECT 1 on the connection for one of three
-// columns, under the same name: the name is read from
-// pg_prepared_statements, and PL/pgSQL's EXECUTE hides the PREPARE from
-// the command tags the bridge sees.
+// replacePrepared has the bridge prepare SELECT 1 on its connection and
+// then the plugin's own SQL swap that statement for one of three columns,
+// under the same name: the name is read from pg_prepared_statements, and
+// PL/pgSQL's EXECUTE hides the PREPARE from the command tags the bridge
+// sees.
 //
 // A call of 2 ms or more ends with the whole session reset, whose
-// DEALLOCATE ALL drops the replacement with the rest; these tests are of
-// a quicker call, which only one in fullResetEvery resets.
+// DEALLOCATE ALL drops the bridge's statements and the replacement with
+// them; these tests are of quicker calls, which only one in
+// fullResetEvery resets, however long the machine takes for them.
 func replacePrepared(t *testing.T, b *Bridge) {
 	t.Helper()
 	b.resetAfter = time.Hour
-	rs, err := do(t, context.Background(), b, abi.PGBatch, stmt(`DO $$ DECLARE n text; BEGIN
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt(`DO $$ DECLARE n text; BEGIN
 		SELECT name INTO n FROM pg_prepared_statements WHERE statement = 'SELECT 1';
 		EXECUTE format('DEALLOCATE %I', n);
 		EXECUTE format('PREPARE %I AS SELECT 1, 2, 3', n);
@@ -40,17 +45,14 @@ func replacePrepared(t *testing.T, b *Bridge) {
 func TestReplacedPreparedStatementFailsItsCall(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
 	ctx := context.Background()
-	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
-	require.NoError(t, err)
-	mustOK(t, rs)
 	replacePrepared(t, b)
 
-	_, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
 	require.ErrorIs(t, err, abi.StatusUnknown)
 	require.ErrorContains(t, err, "3 values")
 	require.Zero(t, b.pipes.Running(), "the call's slot is free again")
 
-	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
 	require.NoError(t, err)
 	mustOK(t, rs)
 	require.Equal(t, []abi.PGValue{integer(1)}, rs[0].Row(0))
@@ -61,9 +63,6 @@ func TestReplacedPreparedStatementFailsItsCall(t *testing.T) {
 func TestReplacedPreparedStatementInASharedPipeline(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
 	ctx := context.Background()
-	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
-	require.NoError(t, err)
-	mustOK(t, rs)
 	replacePrepared(t, b)
 
 	release, queued := occupy(t, b)
@@ -82,7 +81,7 @@ func TestReplacedPreparedStatementInASharedPipeline(t *testing.T) {
 		require.ErrorIs(t, other.err, abi.StatusUnknown)
 	}
 
-	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
 	require.NoError(t, err)
 	mustOK(t, rs)
 	require.Equal(t, []abi.PGValue{integer(1)}, rs[0].Row(0))
