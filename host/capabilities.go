@@ -162,7 +162,7 @@ func (p *plugin) hostCall(ctx context.Context, mod api.Module) *instance {
 func guestBytes(mod api.Module, ptr, n uint64, what string) []byte {
 	b, ok := mod.Memory().Read(uint32(ptr), uint32(n))
 	if !ok {
-		panic(fmt.Errorf("%s region [%d, +%d) is outside the plugin's memory", what, uint32(ptr), uint32(n)))
+		panic(outsideMemory(what, uint32(ptr), uint32(n), mod.Memory().Size()))
 	}
 	return b
 }
@@ -210,7 +210,7 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	in := x.p.hostCall(ctx, mod)
 	req, ok := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
 	if !ok { // the message is built only here: a kv call must not allocate
-		panic(fmt.Errorf("%s request region [%d, +%d) is outside the plugin's memory", x.name, uint32(stack[0]), uint32(stack[1])))
+		panic(outsideMemory(x.name+" request", uint32(stack[0]), uint32(stack[1]), mod.Memory().Size()))
 	}
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
 	e := exchangeEncoders.Get().(*abi.Encoder)
@@ -256,7 +256,7 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	if uint32(len(resp)) <= outCap {
 		if !mod.Memory().Write(outPtr, resp) {
-			panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))
+			panic(outsideMemory(x.name+" output", outPtr, outCap, mod.Memory().Size()))
 		}
 	} else {
 		if in == nil {
@@ -283,7 +283,7 @@ func (x *exchange) result(ctx context.Context, mod api.Module, stack []uint64) {
 		panic(fmt.Errorf("%s.result: %d bytes do not fit in %d", x.name, len(resp), outCap))
 	}
 	if !mod.Memory().Write(outPtr, resp) {
-		panic(fmt.Errorf("%s output region [%d, +%d) is outside the plugin's memory", x.name, outPtr, outCap))
+		panic(outsideMemory(x.name+" output", outPtr, outCap, mod.Memory().Size()))
 	}
 	stack[0] = uint64(len(resp))
 }

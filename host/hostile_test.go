@@ -780,10 +780,11 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 func testHostileHostCalls(t *testing.T, by *hostileBystander) {
 	h := openHostile(t, by, "hostcalls", host.Config{})
 	for _, tc := range []struct{ id, what, says string }{
-		{"l", "log message past memory", "log message region [2147418112, +5) is outside the plugin's memory"},
+		{"l", "log message past memory", "log message region [2147418112, +5) is outside the plugin's 65536 bytes of memory"},
 		{"L", "log message of 4 GiB", "log message region [0, +4294967295) is outside"},
 		{"W", "log message wrapping", "log message region [4294967280, +32) is outside"},
 		{"q", "kv request past memory", "kv request region [2147418112, +3) is outside"},
+		{"S", "kv request's pointer and length swapped", "kv request region [3, +65534) is outside the plugin's 65536 bytes of memory (a length of 65534 is an address in memory, a pointer of 3 looks like a length: are they swapped?"},
 		{"o", "kv output past memory", "kv output region [2147418112, +256) is outside"},
 		{"w", "kv output wrapping", "kv output region [4294967288, +16) is outside"},
 		{"r", "kv result never asked for", "storagehost_kv.result called with no pending result"},

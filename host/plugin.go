@@ -900,7 +900,7 @@ func (in *instance) read(packed uint64, what string) ([]byte, error) {
 	ptr, n := abi.UnpackRegion(packed)
 	b, ok := in.mem.Read(ptr, n)
 	if !ok {
-		return nil, fmt.Errorf("%s region [%d, +%d) is outside the plugin's %d bytes of memory", what, ptr, n, in.mem.Size())
+		return nil, outsideMemory(what, ptr, n, in.mem.Size())
 	}
 	return b, nil
 }

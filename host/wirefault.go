@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
@@ -51,4 +52,16 @@ func (p *plugin) unsupported(op abi.Op) error {
 	}
 	return abi.Errorf(abi.StatusUnsupported, "backend %s does not support %s (%s): plugin %s does not advertise the %s %s",
 		p.name, doing, op, p.meta.Name, strings.Join(missing, " and "), feature)
+}
+
+// outsideMemory is the refusal of a region [ptr, +n) a plugin gave that
+// does not lie inside its size bytes of memory. A length that would be an
+// address in memory, over eight times the pointer, is most often a
+// pointer and a length passed the wrong way round: the error says so.
+func outsideMemory(what string, ptr, n, size uint32) error {
+	hint := ""
+	if n < size && uint64(ptr)*8 < uint64(n) {
+		hint = fmt.Sprintf(" (a length of %d is an address in memory, a pointer of %d looks like a length: are they swapped? The pointer comes first, abi/README.md, section 5)", n, ptr)
+	}
+	return fmt.Errorf("%s region [%d, +%d) is outside the plugin's %d bytes of memory%s", what, ptr, n, size, hint)
 }

@@ -11,6 +11,8 @@
 ;;   'L'  storagehost_log.write, message of 0xffffffff bytes at 0
 ;;   'W'  storagehost_log.write, message of 0x20 bytes at 0xfffffff0 (wraps)
 ;;   'q'  storagehost_kv.call, request at 0x7fff0000
+;;   'S'  storagehost_kv.call, a request of 3 bytes at 0xfffe passed length
+;;        first (a pointer and length swapped)
 ;;   'o'  storagehost_kv.call of a valid get, output at 0x7fff0000, capacity 256
 ;;   'w'  storagehost_kv.call of a valid get, output of 16 at 0xfffffff8 (wraps)
 ;;   'r'  storagehost_kv.result with no result pending
@@ -100,6 +102,8 @@
       (then (call $log_write (i32.const 3) (i32.const 0xfffffff0) (i32.const 0x20))))
     (if (i32.eq (local.get $sel) (i32.const 0x71)) ;; 'q'
       (then (drop (call $kv_call (global.get $FAR) (i32.const 3) (global.get $KV_OUT) (i32.const 256)))))
+    (if (i32.eq (local.get $sel) (i32.const 0x53)) ;; 'S'
+      (then (drop (call $kv_call (i32.const 3) (i32.const 0xfffe) (global.get $KV_OUT) (i32.const 256)))))
     (if (i32.eq (local.get $sel) (i32.const 0x6f)) ;; 'o'
       (then (drop (call $kv_call (i32.const 0x060) (i32.const 3) (global.get $FAR) (i32.const 256)))))
     (if (i32.eq (local.get $sel) (i32.const 0x77)) ;; 'w'
