@@ -107,9 +107,23 @@ func quote(s string) string { return strconv.Quote(cutText(s, maxQuoted)) }
 
 func metricKeyMismatch(m *Metric, agent, name string, ts time.Time) string {
 	if m.AgentID != agent || m.Name != name || !m.Timestamp.Equal(ts) {
-		return fmt.Sprintf("asked for metric %s/%s@%s, answered %s/%s@%s", quote(agent), quote(name), ts.UTC().Format(time.RFC3339Nano), quote(m.AgentID), quote(m.Name), m.Timestamp.UTC().Format(time.RFC3339Nano))
+		return fmt.Sprintf("asked for metric %s/%s@%s, answered %s/%s@%s%s", quote(agent), quote(name), ts.UTC().Format(time.RFC3339Nano), quote(m.AgentID), quote(m.Name), m.Timestamp.UTC().Format(time.RFC3339Nano), zigzagHint(ts, m.Timestamp))
 	}
 	return ""
+}
+
+// zigzagHint explains an answered time that is the one asked for read
+// through the wrong integer encoding: a time is a zig-zag varint, and a
+// plugin that reads or writes it as a plain LEB128 integer answers twice
+// the time or half of it.
+func zigzagHint(asked, answered time.Time) string {
+	a, b := asked.UnixNano(), answered.UnixNano()
+	zigzagged := a<<1 ^ a>>63                     // a's varint, read as a plain integer
+	unzigzagged := int64(uint64(a)>>1) ^ -(a & 1) // a written plainly, read as a varint
+	if a == 0 || b != zigzagged && b != unzigzagged {
+		return ""
+	}
+	return " (the time asked for, read or written as a plain uvarint: a time is a zig-zag varint, abi/README.md, section 7.1)"
 }
 
 func alertMismatch(a *Alert, id string) string {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -89,4 +90,23 @@ func TestRefusalLogRateLimit(t *testing.T) {
 	if !ok || dropped != 100-refusalsLoggedPerSecond {
 		t.Fatalf("next second: allowed %v, dropped %d", ok, dropped)
 	}
+}
+
+// A metric answered at twice or half the time asked for, as a plugin that
+// reads or writes a time without its zig-zag step answers, is named so;
+// any other time is not.
+func TestZigzagHint(t *testing.T) {
+	asked := time.Date(2026, 12, 5, 10, 0, 0, 7, time.UTC) // odd nanoseconds
+	n := asked.UnixNano()
+	var plain, read abi.Encoder
+	plain.Uvarint(uint64(n)) // what a plugin that skips zig-zag writes
+	read.Varint(n)           // what the host wrote, read back plainly
+	unzigzagged := abi.NewDecoder(plain.Bytes()).Varint()
+	doubled, _ := binary.Uvarint(read.Bytes())
+	for _, got := range []int64{unzigzagged, int64(doubled)} {
+		m := Metric{AgentID: "a", Name: "cpu", Timestamp: time.Unix(0, got)}
+		assert.Contains(t, metricKeyMismatch(&m, "a", "cpu", asked), "read or written as a plain uvarint: a time is a zig-zag varint")
+	}
+	m := Metric{AgentID: "a", Name: "cpu", Timestamp: asked.Add(time.Second)}
+	assert.NotContains(t, metricKeyMismatch(&m, "a", "cpu", asked), "zig-zag")
 }

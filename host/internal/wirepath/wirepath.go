@@ -62,8 +62,41 @@ func Fault(msg string, b []byte, d *abi.Decoder) string {
 	if where != "" {
 		text += ", " + where
 	}
+	if path, typ := readsWhenFixed(msg, b); path != "" {
+		text += fmt.Sprintf("; the message reads whole with %s as a fixed-width little-endian integer, which a %s is not: it is a uvarint (abi/README.md, section 7.1)", path, typ)
+	}
 	return text
 }
+
+// readsWhenFixed returns the path and type of the u16 or u32 field of b,
+// a message of type msg, that makes b read whole, with no byte left, when
+// taken as a fixed-width little-endian integer: the mistake a writer of
+// the ABI by hand makes most, since "u32" names a fixed-width type in
+// most languages. It tries the first maxFixedTries such fields in turn
+// (a plugin's answer may hold thousands, and each try reads b again);
+// "" when none does.
+func readsWhenFixed(msg string, b []byte) (path, typ string) {
+	d, err := load()
+	if err != nil {
+		return "", ""
+	}
+	if _, ok := d.Messages[msg]; !ok {
+		return "", ""
+	}
+	for k := range maxFixedTries {
+		w := walker{d: d, b: b, at: -1, fixed: k}
+		err := w.named(msg, msg)
+		if w.seen <= k {
+			return "", "" // no k-th u16 or u32 field before the walk stopped
+		}
+		if err == nil && w.off == len(b) {
+			return w.fixedPath, w.fixedType
+		}
+	}
+	return "", ""
+}
+
+const maxFixedTries = 8
 
 // Locate says where byte at of b, a message of type msg, falls: in the
 // field read there, as a path ("in TickResult.writes[0].state.updated_at
@@ -79,7 +112,7 @@ func Locate(msg string, b []byte, at int) (int, string) {
 	if _, ok := d.Messages[msg]; !ok {
 		return at, ""
 	}
-	w := walker{d: d, b: b, at: at}
+	w := walker{d: d, b: b, at: at, fixed: -1}
 	if err := w.named(msg, msg); err != nil {
 		var f *fault
 		switch {
@@ -114,6 +147,15 @@ type walker struct {
 	off    int
 	at     int
 	holder string // the field holding byte at, once read
+
+	// fixed, when not negative, is the u16 or u32 field, counted from 0
+	// in the order read, to read as a fixed-width little-endian integer
+	// (readsWhenFixed); seen counts those fields read, and fixedPath and
+	// fixedType name the one read so.
+	fixed                int
+	seen                 int
+	fixedPath, fixedType string
+	fixedStart           int
 }
 
 // read consumes n bytes of a value of type typ at path, or fails.
@@ -192,7 +234,14 @@ func (w *walker) named(name, path string) error {
 			return &fault{path: path, typ: name, why: fmt.Sprintf("%d is neither 0 nor 1", w.b[w.off]), off: w.off}
 		}
 		return w.read(path, name, 1, "")
-	case "uvarint", "u16", "u32":
+	case "u16", "u32":
+		w.seen++
+		if w.seen-1 == w.fixed {
+			w.fixedPath, w.fixedType, w.fixedStart = path, name, w.off
+			return w.read(path, name, map[string]int{"u16": 2, "u32": 4}[name], "")
+		}
+		fallthrough
+	case "uvarint":
 		v, err := w.uvarint(path, name)
 		if err == nil && (name == "u16" && v > math.MaxUint16 || name == "u32" && v > math.MaxUint32) {
 			return &fault{path: path, typ: name, why: fmt.Sprintf("%d does not fit %s", v, name), off: start}
@@ -248,7 +297,15 @@ func (w *walker) integer(t json.RawMessage, off int) (uint64, bool) {
 	switch typeName(t) {
 	case "u8", "bool":
 		return uint64(w.b[off]), true
-	case "uvarint", "u16", "u32":
+	case "u16", "u32":
+		if w.fixedPath != "" && w.fixedStart == off {
+			if typeName(t) == "u16" {
+				return uint64(binary.LittleEndian.Uint16(w.b[off:])), true
+			}
+			return uint64(binary.LittleEndian.Uint32(w.b[off:])), true
+		}
+		fallthrough
+	case "uvarint":
 		v, _ := binary.Uvarint(w.b[off:])
 		return v, true
 	}

@@ -84,3 +84,23 @@ func TestPaths(t *testing.T) {
 	d.U8()
 	require.Equal(t, "abi: truncated message at byte 1 of 1", wirepath.Fault("NoSuchMessage", []byte{1}, d))
 }
+
+// A message whose u16 or u32 fields were written as fixed-width integers
+// says so, when it reads whole that way; one that does not, does not.
+func TestFixedWidthIntegersNamed(t *testing.T) {
+	// The memory plugin's Metadata of abi/README.md, section 10.9, with
+	// its features written as four bytes.
+	fixed := []byte("\x01\x07\x06memory\x050.1.0\x04\x00\x00\x00\x01\x05clock")
+	d := abi.NewDecoder(fixed)
+	new(abi.Metadata).Decode(d)
+	require.Error(t, d.Finish())
+	text := wirepath.Fault("Metadata", fixed, d)
+	require.Equal(t, "abi: malformed message at byte 17 of 26, after the last field of Metadata, which ends at byte 17; "+
+		"the message reads whole with Metadata.features as a fixed-width little-endian integer, which a u32 is not: it is a uvarint (abi/README.md, section 7.1)", text)
+
+	cut := []byte("\x01\x07\x06memory\x050.1.0\x04\x01\x05cl")
+	d = abi.NewDecoder(cut)
+	new(abi.Metadata).Decode(d)
+	require.Error(t, d.Finish())
+	require.NotContains(t, wirepath.Fault("Metadata", cut, d), "fixed-width")
+}
