@@ -116,6 +116,10 @@ func TestReloadBadModule(t *testing.T) {
 	replaceFile(t, plugin, localsBomb)
 	rejections++
 	require.Contains(t, d.waitLog(rejected, rejections)[rejections-1], localsBombRefused)
+	// The reload names the file that changed, which is not the
+	// configuration file it reloads.
+	require.Contains(t, d.waitLog(reloading, rejections+1)[rejections],
+		`trigger="file change" file=`+cfg+` changed=`+plugin)
 	serves("the plugin file replaced by a bad module")
 	require.Equal(t, float64(rejections), d.metric(`storage_host_reloads_total{result="failed"}`))
 	d.stop()

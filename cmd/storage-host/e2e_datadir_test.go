@@ -121,3 +121,28 @@ func TestDataDirUnclaimedIsNamed(t *testing.T) {
 	d.waitLog(unclaimed("new"), 1)
 	require.Zero(t, d.logCount(unclaimed("other")))
 }
+
+// TestDataDirElsewhereIsNamed: the startup line names, after the data
+// directory, each backend whose data_dir lies outside it, and only those:
+// a reader looking for a backend's records in the data directory would
+// not find them.
+func TestDataDirElsewhereIsNamed(t *testing.T) {
+	t.Parallel()
+	dir, data := t.TempDir(), t.TempDir()
+	elsewhere := filepath.Join(dir, "kv")
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `backend "inside" { plugin = "builtin:local" }
+backend "outside" {
+  plugin   = "builtin:local"
+  data_dir = %q
+}
+routes {
+  metrics      = "inside"
+  alerts       = "inside"
+  agent_states = "outside"
+}
+`, elsewhere), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	require.Contains(t, d.serving, fmt.Sprintf(`(data: %s; backend "outside": %s) on `, data, elsewhere))
+	d.stop()
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,8 +34,9 @@ func putTTL(t *testing.T, d *daemon, agent string) time.Duration {
 }
 
 var (
-	reloaded = regexp.MustCompile(`storage-host\.reload: configuration reloaded: `)
-	rejected = regexp.MustCompile(`storage-host\.reload: configuration rejected; the previous one keeps serving: `)
+	reloading = regexp.MustCompile(`storage-host\.reload: reloading the configuration; `)
+	reloaded  = regexp.MustCompile(`storage-host\.reload: configuration reloaded: `)
+	rejected  = regexp.MustCompile(`storage-host\.reload: configuration rejected; the previous one keeps serving: `)
 )
 
 // TestReloadOnSIGHUP: SIGHUP rereads the file and what it refers to, the
@@ -112,6 +114,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	// A changed option: the backend is replaced by a new, empty one.
 	replaceFile(t, cfg, memoryConfig(7200))
 	require.Regexp(t, `trigger="file change" added=\[\] replaced=\["memory"\] removed=\[\] kept=\[\]$`, d.waitLog(reloaded, 1)[0])
+	require.True(t, strings.HasSuffix(d.waitLog(reloading, 1)[0], `trigger="file change" file=`+cfg+` changed=`+cfg),
+		"the reload names the file that changed")
 	require.Equal(t, http.StatusNotFound, call(t, "GET", d.url+"/v1/agents/a1/state", "").code,
 		"a replaced memory backend starts empty")
 	require.Equal(t, 2*time.Hour, putTTL(t, d, "a1"), "the new option applies")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -171,7 +172,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	// Event streams never finish by themselves: Shutdown would wait for
 	// them until its timeout. It ends them first (with an end event).
 	srv.RegisterOnShutdown(h.EndStreams)
-	fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), dataDir, ln.Addr())
+	fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), describeData(f, dataDir), ln.Addr())
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(conns.Listener(ln)) }()
@@ -184,9 +185,9 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 			closeManager()
 			return err
 		case <-hup:
-			r.reload(ctx, "SIGHUP")
+			r.reload(ctx, "SIGHUP", "")
 		case <-changed:
-			r.reload(ctx, "file change")
+			r.reload(ctx, "file change", r.watcher.takeChanged())
 		case <-ctx.Done():
 			// A second SIGINT or SIGTERM now gets the default action: it
 			// kills the process without waiting.
@@ -224,14 +225,18 @@ type reloader struct {
 	format      string // the log format in use, which takes a restart
 }
 
-func (r *reloader) reload(ctx context.Context, why string) {
+func (r *reloader) reload(ctx context.Context, why, changed string) {
 	if r.path == "" {
 		r.log.Info("no configuration file to reload", "trigger", why)
 		return
 	}
 	// Building the new backends (compiling their plugins, opening their
 	// stores) takes seconds; the old ones serve meanwhile.
-	r.log.Info("reloading the configuration; the backends serve as before until it is done", "trigger", why, "file", r.path)
+	args := []any{"trigger", why, "file", r.path}
+	if changed != "" {
+		args = append(args, "changed", changed)
+	}
+	r.log.Info("reloading the configuration; the backends serve as before until it is done", args...)
 	f, ch, err := r.m.ReloadFile(ctx, r.path, func(f *config.File) error {
 		// A reload must not open the listener it cannot move.
 		return checkExposure(r.listen, f, r.allowUnauth)
@@ -289,6 +294,21 @@ func describeRoutes(f *config.File) string {
 	return strings.Join([]string{
 		"metrics→" + f.Routes.Metrics, "alerts→" + f.Routes.Alerts, "agent_states→" + f.Routes.AgentStates,
 	}, ", ")
+}
+
+// describeData names the data directory and, after it, each backend
+// whose data_dir lies outside it: where a reader of the startup line
+// would otherwise look for that backend's records in vain.
+func describeData(f *config.File, dataDir string) string {
+	text := dataDir
+	for _, b := range f.Backends {
+		dir := b.Config.DataDir
+		if rel, err := filepath.Rel(dataDir, dir); dir == "" || err == nil && filepath.IsLocal(rel) {
+			continue
+		}
+		text += fmt.Sprintf("; backend %q: %s", b.Name, dir)
+	}
+	return text
 }
 
 func firstOf(ss ...string) string {

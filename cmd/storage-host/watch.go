@@ -41,11 +41,12 @@ type watcher struct {
 	log     hclog.Logger
 	changed chan struct{}
 
-	mu    sync.Mutex
-	files []string          // absolute paths of interest
-	names map[string]bool   // the paths whose events count (resolve)
-	dirs  map[string]bool   // the directories watched
-	last  [sha256.Size]byte // fingerprint of the files' contents
+	mu      sync.Mutex
+	files   []string                     // absolute paths of interest
+	names   map[string]bool              // the paths whose events count (resolve)
+	dirs    map[string]bool              // the directories watched
+	last    map[string][sha256.Size]byte // fingerprint of each file's contents
+	pending map[string]bool              // the files changed since the last takeChanged
 }
 
 func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
@@ -53,7 +54,7 @@ func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{fsw: fsw, log: log, changed: make(chan struct{}, 1), dirs: map[string]bool{}}
+	w := &watcher{fsw: fsw, log: log, changed: make(chan struct{}, 1), dirs: map[string]bool{}, pending: map[string]bool{}}
 	w.follow(f)
 	go w.loop()
 	return w, nil
@@ -70,8 +71,19 @@ func (w *watcher) follow(f *config.File) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.files = slices.Sorted(maps.Keys(files))
-	w.last = fingerprint(w.files)
+	w.last = fingerprints(w.files)
 	w.watchNames()
+}
+
+// takeChanged returns the files changed since it was last called, for a
+// reload's log: the configuration file, or a plugin or secret file it
+// names, which an operator would otherwise look for in vain.
+func (w *watcher) takeChanged() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	names := slices.Sorted(maps.Keys(w.pending))
+	clear(w.pending)
+	return strings.Join(names, ", ")
 }
 
 // watchNames recomputes the names whose events count and watches their
@@ -192,8 +204,13 @@ func (w *watcher) loop() {
 			w.log.Warn("watching files", "error", err)
 		case <-timer.C:
 			w.mu.Lock()
-			now := fingerprint(w.files)
-			same := now == w.last
+			now := fingerprints(w.files)
+			same := true
+			for _, f := range w.files {
+				if now[f] != w.last[f] {
+					w.pending[f], same = true, false
+				}
+			}
 			w.last = now
 			// A swapped link points elsewhere now: follow it there.
 			w.watchNames()
@@ -209,27 +226,24 @@ func (w *watcher) loop() {
 	}
 }
 
-// fingerprint hashes the contents of files, following symlinks; a missing
-// or unreadable file counts as its error text (a reload will report it).
-func fingerprint(files []string) [sha256.Size]byte {
-	h := sha256.New()
+// fingerprints hashes the contents of each of files, following
+// symlinks; a missing or unreadable file counts as its error text (a
+// reload will report it).
+func fingerprints(files []string) map[string][sha256.Size]byte {
+	sums := make(map[string][sha256.Size]byte, len(files))
 	for _, p := range files {
-		fmt.Fprintf(h, "%s\x00", p)
-		f, err := os.Open(p)
-		if err != nil {
-			fmt.Fprintf(h, "error: %v\x00", err)
-			continue
+		h := sha256.New()
+		if f, err := os.Open(p); err != nil {
+			fmt.Fprintf(h, "error: %v", err)
+		} else {
+			if _, err := io.Copy(h, f); err != nil {
+				fmt.Fprintf(h, "\x00error: %v", err)
+			}
+			f.Close()
 		}
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(h, "error: %v\x00", err)
-		}
-		h.Write([]byte{0})
+		sums[p] = [sha256.Size]byte(h.Sum(nil))
 	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum
+	return sums
 }
 
 // Close stops watching.
