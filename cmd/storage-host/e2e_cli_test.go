@@ -272,7 +272,7 @@ func TestPluginInspect(t *testing.T) {
 			"abi:          1.7 (host speaks 1.7)",
 			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency, restore",
 			"capabilities: log, clock, kv",
-			"imports:      clock, kv (and WASI)",
+			"imports:      clock, kv (and WASI); asked for, not imported: log (what it writes to WASI's stdout and stderr is its log)",
 			"loadable:     yes (grant: log, clock, kv)",
 		}, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"))
 

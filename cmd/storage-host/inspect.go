@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
@@ -89,7 +90,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		w("abi", fmt.Sprintf("%s (host speaks %s)", orDash(r.ABI), r.HostABI))
 		w("features", orDash(strings.Join(r.Features, ", ")))
 		w("capabilities", orDash(strings.Join(r.Capabilities, ", ")))
-		w("imports", orDash(strings.Join(r.Imports, ", "))+wasiNote(r.WASI))
+		w("imports", orDash(strings.Join(r.Imports, ", "))+importsNote(&r))
 		if r.Loadable {
 			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")
 		} else {
@@ -117,9 +118,27 @@ func orDash(s string) string {
 	return s
 }
 
-func wasiNote(wasi bool) string {
-	if wasi {
-		return " (and WASI)"
+// importsNote follows the list of imports: WASI when the module imports
+// it, and the capabilities the plugin asks for without importing them. A
+// grant is not an import: a plugin may ask for log and write to WASI's
+// stderr instead (Go's SDK does), which the host logs as its log.
+func importsNote(r *inspectReport) string {
+	var note string
+	if r.WASI {
+		note = " (and WASI)"
 	}
-	return ""
+	var unused []string
+	for _, c := range r.Capabilities {
+		if !slices.Contains(r.Imports, c) {
+			unused = append(unused, c)
+		}
+	}
+	if len(unused) == 0 {
+		return note
+	}
+	note += "; asked for, not imported: " + strings.Join(unused, ", ")
+	if r.WASI && slices.Contains(unused, string(abi.CapabilityLog)) {
+		note += " (what it writes to WASI's stdout and stderr is its log)"
+	}
+	return note
 }
