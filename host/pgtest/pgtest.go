@@ -89,7 +89,7 @@ func URL(t testing.TB) string {
 			found = DefaultURL
 			return
 		}
-		found, _, foundErr = start()
+		found, _, foundErr = start("")
 	})
 	if foundErr != nil {
 		unavailable(t, "no PostgreSQL at %s and none could be started: %v", DefaultURL, foundErr)
@@ -115,7 +115,9 @@ func binary(name string) (string, error) {
 // it, as nobody when the tests run as root (PostgreSQL refuses to run as
 // root). The server has the parent-death signal set: it dies with the
 // test binary, or when stop is called, which also removes the directory.
-func start(settings ...string) (url string, stop func(), err error) {
+// With a password, connections over TCP authenticate with it
+// (scram-sha-256), the admin's included; without, they are trusted.
+func start(password string, settings ...string) (url string, stop func(), err error) {
 	initdb, err := binary("initdb")
 	if err != nil {
 		return "", nil, err
@@ -151,7 +153,15 @@ func start(settings ...string) (url string, stop func(), err error) {
 		}
 	}
 	data := filepath.Join(dir, "data")
-	cmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+	initArgs := []string{"-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"}
+	if password != "" {
+		pwfile := filepath.Join(dir, "pwfile")
+		if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o644); err != nil {
+			return "", nil, err
+		}
+		initArgs = append(initArgs, "--auth-host=scram-sha-256", "--pwfile="+pwfile)
+	}
+	cmd := exec.Command(initdb, initArgs...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", nil, fmt.Errorf("initdb: %v: %s", err, out)
@@ -181,7 +191,11 @@ func start(settings ...string) (url string, stop func(), err error) {
 			stop()
 		}
 	}()
-	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/", port)
+	login := "postgres"
+	if password != "" {
+		login += ":" + password
+	}
+	base := fmt.Sprintf("postgres://%s@127.0.0.1:%d/", login, port)
 	deadline := time.Now().Add(startTimeout)
 	for answers(base+"postgres?sslmode=disable") != nil {
 		if time.Now().After(deadline) {
@@ -228,12 +242,37 @@ func TwoPhaseURL(t testing.TB) string {
 			twoPhase = url
 			return
 		}
-		twoPhase, _, twoPhaseErr = start("max_prepared_transactions=8")
+		twoPhase, _, twoPhaseErr = start("", "max_prepared_transactions=8")
 	})
 	if twoPhaseErr != nil {
 		unavailable(t, "no PostgreSQL allowing prepared transactions, and none could be started: %v", twoPhaseErr)
 	}
 	return twoPhase
+}
+
+var (
+	passwordOnce sync.Once
+	password     string
+	passwordErr  error
+)
+
+// PasswordURL returns the URL of a PostgreSQL of the test binary's own on
+// which every connection over TCP authenticates with a password
+// (scram-sha-256), the admin's in the URL, as a production server's do;
+// it allows prepared transactions too. URL's servers trust their
+// clients, and on them a role's password means nothing. Schema's cleanup
+// is URL's: a test on this server names its schema itself.
+func PasswordURL(t testing.TB) string {
+	t.Helper()
+	passwordOnce.Do(func() {
+		var secret [12]byte
+		_, _ = rand.Read(secret[:])
+		password, _, passwordErr = start(hex.EncodeToString(secret[:]), "max_prepared_transactions=8")
+	})
+	if passwordErr != nil {
+		unavailable(t, "no PostgreSQL with password authentication could be started: %v", passwordErr)
+	}
+	return password
 }
 
 // Schema returns a fresh schema name for t, and drops that schema and the

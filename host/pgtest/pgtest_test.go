@@ -16,7 +16,7 @@ func TestStartsAServer(t *testing.T) {
 	if _, err := binary("initdb"); err != nil {
 		unavailable(t, "%v", err)
 	}
-	url, stop, err := start()
+	url, stop, err := start("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,30 @@ func TestStartsAServer(t *testing.T) {
 	var db string
 	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || db != "test" {
 		t.Fatalf("database %q, %v; want test", db, err)
+	}
+}
+
+// PasswordURL's server takes the password in its URL and refuses a login
+// without it.
+func TestPasswordServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs initdb; skipped with -short")
+	}
+	url := PasswordURL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = "wrong"
+	if conn, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		conn.Close(ctx)
+		t.Fatal("a wrong password logged in")
 	}
 }
 

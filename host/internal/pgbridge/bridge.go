@@ -30,8 +30,9 @@ import (
 type Config struct {
 	// AdminURL connects as a role that may create roles and schemas
 	// (CREATEROLE and CREATE on the database, or a superuser). The bridge
-	// uses it only while it opens, to create or check the backend's role
-	// and schema; no plugin statement ever runs on it.
+	// uses it while it opens, to create or check the backend's role and
+	// schema, and to set the role's password back when the role changed
+	// it (strays.go); no plugin statement ever runs on it.
 	AdminURL string
 	// Schema is the backend's schema, created if missing; its role is
 	// RolePrefix + Schema. Lower-case letters, digits and underscores,
@@ -58,6 +59,11 @@ type Config struct {
 	// an admin that is not one leaves the role's setting as it is
 	// (Bridge.TempFileLimitKB tells what the role has).
 	TempFileLimitKB int64
+	// RunawayAfter is how long a session of the role may stay in one
+	// statement or transaction before the bridge ends it as a stray
+	// (strays.go); 0 means four times StatementTimeout, and a minute at
+	// least.
+	RunawayAfter time.Duration
 }
 
 // RolePrefix starts the name of every role the bridge creates.
@@ -112,11 +118,19 @@ type Bridge struct {
 	// resetAfter is fullResetAfter; a test sets it to make every call a
 	// quick one, or a slow one.
 	resetAfter time.Duration
-	// ending tracks the terminations abandon started, which Close waits
-	// for; closed, set by Close under mu, makes later ones untracked.
-	ending sync.WaitGroup
-	mu     sync.Mutex
-	closed bool
+	// admin and password set the role's password back (strays.go).
+	admin    *pgx.ConnConfig
+	password string
+	runaway  time.Duration
+	// ending tracks the terminations abandon started, and sweeping the
+	// sweep (strays.go), which Close waits for; closed, set by Close
+	// under mu, makes later terminations untracked, and stop ends the
+	// sweep.
+	ending   sync.WaitGroup
+	sweeping sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	stop     chan struct{}
 }
 
 // Open creates (or checks) the backend's role and schema through
@@ -137,9 +151,15 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		maxStmts:   cfg.MaxStatements,
 		cancelWait: cancelWait,
 		resetAfter: fullResetAfter,
+		admin:      admin,
+		runaway:    cfg.RunawayAfter,
+		stop:       make(chan struct{}),
 	}
 	if b.timeout <= 0 {
 		b.timeout = 30 * time.Second
+	}
+	if b.runaway <= 0 {
+		b.runaway = max(4*b.timeout, time.Minute)
 	}
 	if b.maxBytes <= 0 {
 		b.maxBytes = 1 << 20
@@ -148,6 +168,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		b.maxStmts = 1024
 	}
 	password := rolePassword(cfg.AdminURL, b.role)
+	b.password = password
 	if err := provision(ctx, admin, b.schema, b.role, password, cfg.TempFileLimitKB); err != nil {
 		return nil, err
 	}
@@ -207,16 +228,17 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		pool.Close()
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
-	// What an earlier host's plugin prepared and nobody rolled back
-	// (prepared.go).
+	// What an earlier host's plugin left: sessions it gave up on and could
+	// not end, transactions it prepared (strays.go).
 	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
-		return rollbackPrepared(ctx, c.Conn().PgConn())
+		return b.endStrays(ctx, c.Conn().PgConn(), 0)
 	}); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	b.pool = pool
 	b.pipes = b.newPipes(int(pc.MaxConns))
+	b.sweeping.Go(b.sweep)
 	return b, nil
 }
 
@@ -492,26 +514,6 @@ func (b *Bridge) abandon(ctx context.Context, pc *pgconn.PgConn) {
 	b.ending.Go(func() { _ = b.terminate(pid) })
 }
 
-// terminate ends the server process pid if it is a session of the
-// backend's role still there. A process that ended by itself, or a pid
-// since given to another role's session, is left alone. Then it rolls back
-// what the role prepared (prepared.go): a session given up on may have
-// prepared a transaction the bridge never saw the tag of (it ended itself
-// right after, or ran on past its deadline).
-func (b *Bridge) terminate(pid uint32) error {
-	ctx, cancel := context.WithTimeout(context.Background(), terminateWait)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, b.ConnConfig())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = current_user", int64(pid)); err != nil {
-		return err
-	}
-	return rollbackPrepared(ctx, conn.PgConn())
-}
-
 // closeWait bounds how long Close waits for the pool's connections to
 // close, and abandoned sessions to be ended.
 const closeWait = 2 * time.Second
@@ -524,11 +526,15 @@ const closeWait = 2 * time.Second
 func (b *Bridge) Close() {
 	done := make(chan struct{})
 	b.mu.Lock()
+	if !b.closed {
+		close(b.stop)
+	}
 	b.closed = true
 	b.mu.Unlock()
 	go func() {
 		b.pool.Close()
 		b.ending.Wait()
+		b.sweeping.Wait()
 		close(done)
 	}()
 	t := time.NewTimer(closeWait)

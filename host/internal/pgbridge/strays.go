@@ -1,0 +1,106 @@
+package pgbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A stray is a session of the backend's role that no call answers for any
+// more: one the bridge gave up on (abandon), whose statement may catch its
+// cancel request and run on for good, holding its locks, a snapshot that
+// keeps VACUUM from every table of the database, its transaction ID, and
+// a CPU; or one an earlier host gave up on and could not end. Strays are
+// ended with pg_terminate_backend, which the role may call on its own
+// sessions and which no exception handler catches, and what the role
+// prepared is rolled back (prepared.go).
+//
+// Three things end them: abandon, for the session it gives up on, at
+// once; Open, for what an earlier host left; and a sweep every half
+// runaway, for any session of the role in one statement or transaction
+// for longer than runaway (Config.RunawayAfter), whatever made it: no
+// call of any host's lasts past its statement timeout, a migration's
+// included, so a session four times past it was given up on by whoever
+// sent it. A host sharing the backend with a statement timeout over four
+// times this one's would have its longest calls ended too.
+
+// endStrays ends, from pc, a session of the role's own, the session pid
+// (when not 0) and every session of the role in one statement or
+// transaction for longer than b.runaway, then rolls back what the role
+// prepared. A process that ended by itself, or a pid since given to
+// another role's session, is left alone.
+func (b *Bridge) endStrays(ctx context.Context, pc *pgconn.PgConn, pid uint32) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), terminateWait)
+	defer cancel()
+	res := pc.ExecParams(ctx, `SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+		WHERE usename = current_user AND pid <> pg_backend_pid()
+		AND (pid = $1 OR state <> 'idle' AND now() - coalesce(xact_start, query_start) > $2::bigint * interval '1 millisecond')`,
+		[][]byte{fmt.Appendf(nil, "%d", pid), fmt.Appendf(nil, "%d", b.runaway.Milliseconds())}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return fmt.Errorf("pgbridge: ending the role's stray sessions: %w", res.Err)
+	}
+	return rollbackPrepared(ctx, pc)
+}
+
+// terminate ends the session pid, and any other stray, on a connection of
+// its own: the pool may be full of the same plugin's stuck calls.
+func (b *Bridge) terminate(pid uint32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), terminateWait)
+	defer cancel()
+	conn, err := b.connectAsRole(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return b.endStrays(ctx, conn.PgConn(), pid)
+}
+
+// connectAsRole opens a connection as the backend's role. The role may
+// change its own password (ALTER ROLE CURRENT_USER PASSWORD: no privilege
+// prevents it), and the pool's open connections keep working, but a new
+// one, which ends strays, would be refused: a login refused for its
+// password has the admin set the password back first.
+func (b *Bridge) connectAsRole(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, b.ConnConfig())
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "28P01" && pgErr.Code != "28000" {
+		return conn, err
+	}
+	if err := b.restorePassword(ctx); err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, b.ConnConfig())
+}
+
+// restorePassword sets the role's password back to the one the bridge
+// logs in with, from an admin connection.
+func (b *Bridge) restorePassword(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, b.admin)
+	if err != nil {
+		return fmt.Errorf("pgbridge: admin connection: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// The password is a hex digest: no quoting issue (provisionTx).
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{b.role}.Sanitize()+" PASSWORD '"+b.password+"'"); err != nil {
+		return fmt.Errorf("pgbridge: setting the role's password back: %w", err)
+	}
+	return nil
+}
+
+// sweep ends strays every half runaway until Close.
+func (b *Bridge) sweep() {
+	t := time.NewTicker(b.runaway / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			_ = b.terminate(0)
+		}
+	}
+}
