@@ -208,6 +208,10 @@ type Bridge struct {
 	// evicting is why the last reading found a master set to evict keys
 	// (evicts); nil when none was. Do refuses writes meanwhile.
 	evicting atomic.Pointer[string]
+	// full is why the last reading found a master the backend writes to
+	// past its maxmemory with noeviction (Redis refusing writes), or nil
+	// (noteFull).
+	full atomic.Pointer[string]
 	// scriptsFull is why the last reading found a master's script cache
 	// past scriptCacheBytes; nil when none was. A script Redis does not
 	// hold already is refused meanwhile (do.go, scriptCache).

@@ -52,6 +52,10 @@ type command struct {
 	// (searchingWrites), so that its cost grows with the key, not with
 	// its arguments or reply; counted with the reads (maxRepeats).
 	searches bool
+
+	// allocatesPastMaxmemory: a write Redis takes past maxmemory that
+	// allocates all the same (allocatingPastMaxmemory).
+	allocatesPastMaxmemory bool
 }
 
 // searchingWrites are the writes of the table that walk or read their
@@ -63,6 +67,22 @@ type command struct {
 // list, or 300 XREADGROUPs of 10 000 pending entries, in a request
 // stalled every client of the server for seconds.
 var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore", "xreadgroup", "xautoclaim"}
+
+// allocatingPastMaxmemory are the writes of the default allowlist that
+// Redis does not refuse past maxmemory (their command flags lack
+// denyoom: Redis counts them as taking or moving data, not adding it)
+// yet that allocate: XREADGROUP, XCLAIM and XAUTOCLAIM add an entry of
+// about 84 bytes to a group's pending list for every stream entry they
+// deliver or claim, and the EXPIRE family and GETEX an entry in the
+// expiry table for a key that had none. A backend could add one stream
+// and many groups while under the bound, then read the stream once per
+// group: 1 500 XREADGROUPs of 10 000 entries, each within the bridge's
+// bounds, took a shared Redis to 1.2 GB past a maxmemory of 256 MB, and
+// every other client's writes were refused OOM. Past maxmemory with
+// noeviction (Redis refusing writes), the bridge refuses these too; the
+// other writes Redis takes there free memory (DEL, XACK, XTRIM, LPOP...).
+var allocatingPastMaxmemory = []string{"xreadgroup", "xclaim", "xautoclaim",
+	"expire", "pexpire", "expireat", "pexpireat", "getex"}
 
 // copyingWrites are the writes of the table that store a copy of what
 // other keys hold (a range, a union, an intersection, a difference, the
@@ -307,6 +327,13 @@ var commands = func() map[string]*command {
 			panic("redisbridge: read-only command " + name + " is not in the table")
 		}
 		c.readOnly = true
+	}
+	for _, name := range allocatingPastMaxmemory {
+		c := m[name]
+		if c == nil || c.readOnly {
+			panic("redisbridge: allocating write " + name + " is not a write of the table")
+		}
+		c.allocatesPastMaxmemory = true
 	}
 	for _, name := range searchingWrites {
 		c := m[name]

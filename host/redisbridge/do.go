@@ -26,6 +26,9 @@ type call struct {
 	args  []any
 	first int
 	write bool // the command may change data (a script call always may)
+	// allocates: a write Redis takes past maxmemory that allocates
+	// (allocatingPastMaxmemory)
+	allocates bool
 }
 
 // Do runs req and appends a whole response to e: a status byte and, for
@@ -130,7 +133,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 					return nil
 				}
 			}
-			calls[i] = call{args: args, first: first, write: !c.readOnly}
+			calls[i] = call{args: args, first: first, write: !c.readOnly, allocates: c.allocatesPastMaxmemory}
 		}
 		if growth > 0 && !b.grows.AllowN(time.Now(), int(growth)) {
 			limit(e, "the request's offsets would make Redis allocate %d bytes, past the backend's %d a second", growth, maxGrowthPerSecond)
@@ -208,6 +211,11 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 	if why := b.evicting.Load(); why != nil && slices.Contains(writes, true) {
 		// Redis would take the write and may drop it once full.
 		unavailable(e, fmt.Errorf("writes refused while Redis may evict what they write: %s", *why))
+		return nil
+	}
+	if why := b.full.Load(); why != nil && slices.ContainsFunc(calls, func(c call) bool { return c.allocates }) {
+		// Redis would take it, and grow past its bound.
+		limit(e, "%s: %s", *why, "the request's commands allocate (a stream's pending entries, a key's expiry) and Redis does not refuse them")
 		return nil
 	}
 	cmds, budget, sent := b.run(ctx, req, calls)

@@ -71,6 +71,7 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 	defer cancel()
 	c.nodes, c.at = b.readInfo(ctx), time.Now()
 	b.noteEviction(c.nodes)
+	b.noteFull(c.nodes)
 	b.noteScripts(c.nodes)
 	return c.nodes
 }
@@ -92,6 +93,25 @@ func (b *Bridge) noteEviction(nodes []NodeInfo) {
 		}
 	}
 	b.evicting.Store(nil)
+}
+
+// noteFull keeps, from a reading of nodes, why a master is past its
+// maxmemory with noeviction, or nil when none is; a reading without every
+// node's figures leaves what it knew.
+func (b *Bridge) noteFull(nodes []NodeInfo) {
+	for _, n := range nodes {
+		if n.Fields == nil {
+			return
+		}
+	}
+	for _, n := range nodes {
+		if reason := pastMaxmemory(n.Fields); reason != "" {
+			why := fmt.Sprintf("redis %s: %s", n.Addr, reason)
+			b.full.Store(&why)
+			return
+		}
+	}
+	b.full.Store(nil)
 }
 
 // noteScripts keeps, from a reading of nodes, why a master's script cache
@@ -267,6 +287,15 @@ func unready(f map[string]string) string {
 	}
 	if reason := evicts(f); reason != "" {
 		return reason
+	}
+	return pastMaxmemory(f)
+}
+
+// pastMaxmemory says how a master whose INFO is f is past its maxmemory
+// with noeviction, so that Redis refuses writes, or "".
+func pastMaxmemory(f map[string]string) string {
+	if f == nil || f["role"] == "slave" {
+		return ""
 	}
 	limit := infoInt(f, "maxmemory")
 	if limit > 0 && f["maxmemory_policy"] == "noeviction" {

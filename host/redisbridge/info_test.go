@@ -187,3 +187,52 @@ func TestFreesInlineNamesTheSettings(t *testing.T) {
 	require.NoError(t, direct.ConfigSet(ctx, "lazyfree-lazy-expire", "yes").Err())
 	assert.Empty(t, b.FreesInline(ctx))
 }
+
+// Past maxmemory with noeviction, Redis refuses writes but still takes
+// XREADGROUP, XCLAIM and XAUTOCLAIM, which add pending entries, and the
+// EXPIRE family, which adds expiries: a backend reading one stream once
+// per group took a shared Redis to 1.2 GB past a maxmemory of 256 MB (an
+// outside check). The bridge refuses those while a reading finds Redis
+// past its bound, and takes the writes that free memory.
+func TestAllocatingWritesRefusedPastMaxmemory(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.NewServer(t)
+	b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "full:"})
+	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+	for i := range 20 {
+		one(t, b, "XADD", "s", "*", "n", strconv.Itoa(i))
+	}
+	for _, g := range []string{"g1", "g2", "g3"} {
+		one(t, b, "XGROUP", "CREATE", "s", g, "0")
+	}
+	one(t, b, "SET", "k", "v")
+	require.Equal(t, abi.ReplyArray, one(t, b, "XREADGROUP", "GROUP", "g1", "c", "COUNT", "10", "STREAMS", "s", ">").Kind)
+
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "1").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.full.Load() != nil }, "the bridge did not read that Redis is full")
+	for _, c := range [][]string{
+		{"XREADGROUP", "GROUP", "g2", "c", "COUNT", "10", "STREAMS", "s", ">"},
+		{"XCLAIM", "s", "g1", "other", "0", "0-1"},
+		{"XAUTOCLAIM", "s", "g1", "other", "0", "0"},
+		{"EXPIRE", "k", "100"},
+		{"GETEX", "k", "EX", "100"},
+	} {
+		_, err := pipeline(t, b, cmd(c...))
+		require.ErrorIs(t, err, abi.StatusLimit, c[0])
+		require.ErrorContains(t, err, "OOM: used memory", c[0])
+	}
+	pel, err := direct.XPending(ctx, "full:s", "g2").Result()
+	require.NoError(t, err)
+	require.Zero(t, pel.Count, "the refused XREADGROUP reached Redis")
+	// What frees memory still runs, and reads.
+	require.Equal(t, integer(20), one(t, b, "XTRIM", "s", "MAXLEN", "0"))
+	require.Equal(t, bulkR("v"), one(t, b, "GET", "k"))
+	require.Equal(t, integer(1), one(t, b, "DEL", "k"))
+
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.full.Load() == nil }, "the bridge did not read that Redis has room again")
+	one(t, b, "XADD", "s", "*", "n", "again")
+	require.Equal(t, abi.ReplyArray, one(t, b, "XREADGROUP", "GROUP", "g2", "c", "COUNT", "10", "STREAMS", "s", ">").Kind)
+}
