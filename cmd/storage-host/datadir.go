@@ -102,21 +102,22 @@ func openDataDirMode(dir string) (os.FileMode, bool) {
 	return fi.Mode().Perm(), fi.Mode().Perm()&0o077 != 0
 }
 
-// warnUnclaimed logs each directory under dataDir/backends that no
-// backend of f keeps its data in, and that holds any: a backend renamed or
-// removed from the configuration leaves its records there, and writes it
-// buffered while its store was away, which nothing serves or replays until
-// a backend of that name opens the directory again.
+// warnUnclaimed logs each data directory that no backend of f keeps its
+// data in, and that holds any: a backend renamed or removed from the
+// configuration, or given another data_dir, leaves its records there, and
+// writes it buffered while its store was away, which nothing serves or
+// replays until a backend opens the directory again. It looks under
+// dataDir/backends, where backends keep their data by default, and at the
+// directories named by data_dir that dataDirsFile records, which it
+// brings up to date: the directories f's backends name, and those of
+// earlier ones that still hold data.
 func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
 	root := filepath.Join(dataDir, config.BackendsDir)
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return // none yet
-	}
 	claimed := map[string]bool{}
 	for _, b := range f.Backends {
 		claimed[filepath.Clean(b.Config.DataDir)] = true
 	}
+	entries, _ := os.ReadDir(root) // none yet: nothing to say
 	for _, e := range entries {
 		dir := filepath.Join(root, e.Name())
 		if !e.IsDir() || claimed[dir] || emptyDir(dir) {
@@ -125,6 +126,45 @@ func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
 		log.Warn("a data directory no configured backend opens: its records, and any writes it buffered while its store was away, are neither served nor replayed until a backend named "+
 			strconv.Quote(e.Name())+" opens it again; restore that block (or its name), or remove the directory once it holds nothing needed", "dir", dir)
 	}
+
+	record := filepath.Join(dataDir, dataDirsFile)
+	var kept []string
+	old, _ := os.ReadFile(record) // none yet: nothing recorded
+	for line := range strings.Lines(string(old)) {
+		name, dir, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+		if !ok || !filepath.IsAbs(dir) || claimed[dir] || emptyDir(dir) {
+			continue
+		}
+		log.Warn("a data directory no configured backend opens: backend "+strconv.Quote(name)+
+			" kept its data there (data_dir), and its records, and any writes it buffered while its store was away, are neither served nor replayed until a backend's data_dir names it again; restore that data_dir, or remove the directory once it holds nothing needed", "dir", dir)
+		kept = append(kept, name+"\t"+dir+"\n")
+	}
+	for _, b := range f.Backends {
+		dir := filepath.Clean(b.Config.DataDir)
+		if rel, err := filepath.Rel(root, dir); dir == "." || err == nil && filepath.IsLocal(rel) {
+			continue // none, or under root: seen there
+		}
+		kept = append(kept, b.Name+"\t"+dir+"\n")
+	}
+	if err := writeFileAtomic(record, []byte(strings.Join(kept, ""))); err != nil {
+		log.Warn("cannot record the backends' data directories", "file", record, "error", err)
+	}
+}
+
+// dataDirsFile is the file, in the data directory, that records the
+// directories backends named with data_dir, one "NAME\tDIR" line each, so
+// that one a later configuration no longer names is still found
+// (warnUnclaimed).
+const dataDirsFile = "data_dirs"
+
+// writeFileAtomic replaces path with b: a crash leaves the old file or
+// the new one, never a part.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // emptyDir reports whether dir holds no file but empty ones.
