@@ -474,8 +474,15 @@ func (b *Bridge) Ready(ctx context.Context) error {
 func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
 
 // sessionDefaults are the settings every session of the role asks for at
-// login, over what the role set for itself.
+// login, over what the role set for itself, or the database or the
+// server: synchronous_commit off (set for the role by its plugin, or for
+// the whole server) answers a commit before its WAL is on disk, and an
+// outside drill lost 13 to 16 acknowledged writes of 21 000 to a
+// PostgreSQL killed under load, 3 of 3 runs. on is what a write the host
+// acknowledges needs (Config.Settings, which come after, could say
+// otherwise; the host's do not).
 var sessionDefaults = map[string]string{
+	"synchronous_commit":                  "on",
 	"default_transaction_isolation":       "read committed",
 	"default_transaction_read_only":       "off",
 	"default_transaction_deferrable":      "off",
