@@ -66,7 +66,7 @@ func TestQuotaBytes(t *testing.T) {
 }
 
 func TestQuotaEntries(t *testing.T) {
-	s := newQuotaStore(t, newClock(), Quota{MaxEntries: 2})
+	s := newQuotaStore(t, countingClock(), Quota{MaxEntries: 2})
 	mustPut(t, s, "a", "")
 	mustPut(t, s, "b", "")
 	_, _, st := put(t, s, "c", "")
