@@ -680,10 +680,11 @@ func testSlowSubscriber(t *testing.T, buffer int) {
 	assert.Equal(t, fmt.Sprintf("agent-%d-%04d", n/perBatch, n%perBatch), resumed.event().Key)
 }
 
-// waitFor waits up to 5s for cond.
+// waitFor waits up to 30s for cond: what it waits for comes at once on a
+// quiet machine, and took over 5s under the race detector on a loaded one.
 func waitFor(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
-	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+	require.Eventually(t, cond, 30*time.Second, 5*time.Millisecond, msg)
 }
 
 func TestEventsKeepalive(t *testing.T) {
