@@ -257,12 +257,20 @@ func text(s string) abi.PGValue { return abi.PGValue{Kind: abi.PGText, Bytes: []
 
 func integer(n int64) abi.PGValue { return abi.PGValue{Kind: abi.PGInt, Int: n} }
 
+// syncCommit starts the host's own transactions on the event table: the
+// backend's sessions log in with synchronous_commit on, but its plugin
+// may set it off for its session, for the calls until the session is
+// reset; an event appended or numbered without its WAL on disk could be
+// lost in a crash after readers saw it, and its position given again.
+var syncCommit = abi.PGStatement{SQL: "SELECT pg_catalog.set_config('synchronous_commit', 'on', true)"}
+
 const pgInsert = "INSERT INTO " + PostgresTable + " (kind, op, agent, key, version, at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq"
 
 // append inserts evs in one transaction, in one round trip, and has them
 // sequenced (announce). Their IDs are given then, not here.
 func (l *pgLog) append(ctx context.Context, evs []Event) error {
-	stmts := make([]abi.PGStatement, 0, len(evs))
+	stmts := make([]abi.PGStatement, 0, 1+len(evs))
+	stmts = append(stmts, syncCommit)
 	for i := range evs {
 		ev := &evs[i]
 		data := abi.PGValue{Kind: abi.PGNull}
@@ -274,18 +282,14 @@ func (l *pgLog) append(ctx context.Context, evs []Event) error {
 			integer(int64(ev.Version)), integer(ev.Time.UnixNano()), data,
 		}})
 	}
-	mode := abi.PGTransaction
-	if len(stmts) == 1 {
-		mode = abi.PGBatch // one statement is its own transaction
-	}
-	rs, err := l.exec(ctx, mode, stmts...)
+	rs, err := l.exec(ctx, abi.PGTransaction, stmts...)
 	if err != nil {
 		return err
 	}
 	// The backend's role can alter the table (a trigger that skips the
 	// insert): what came back is checked.
 	for i := range evs {
-		if v := rs[i].Values; len(v) != 1 {
+		if v := rs[1+i].Values; len(v) != 1 {
 			return fmt.Errorf("events: an insert into %s returned %d values, not its sequence number", PostgresTable, len(v))
 		}
 	}
@@ -447,14 +451,15 @@ func (l *pgLog) sequence(ctx context.Context) error {
 		// set_config, not SET LOCAL: the bridge sends a transaction as
 		// one pipeline, which PostgreSQL does not count as a transaction
 		// block, so SET LOCAL would log a WARNING at every run.
-		abi.PGStatement{SQL: "SELECT set_config('enable_bitmapscan', 'off', true)"},
+		syncCommit,
+		abi.PGStatement{SQL: "SELECT pg_catalog.set_config('enable_bitmapscan', 'off', true)"},
 		abi.PGStatement{SQL: "SELECT FROM " + pgSequencerTable + " FOR UPDATE"},
 		abi.PGStatement{SQL: pgSequence},
 	)
 	if err != nil {
 		return err
 	}
-	if rs[2].RowsAffected > 0 {
+	if rs[3].RowsAffected > 0 {
 		l.sequenced = true
 	}
 	return nil

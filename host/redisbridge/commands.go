@@ -68,21 +68,35 @@ type command struct {
 // stalled every client of the server for seconds.
 var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore", "xreadgroup", "xautoclaim"}
 
-// allocatingPastMaxmemory are the writes of the default allowlist that
-// Redis does not refuse past maxmemory (their command flags lack
-// denyoom: Redis counts them as taking or moving data, not adding it)
-// yet that allocate: XREADGROUP, XCLAIM and XAUTOCLAIM add an entry of
-// about 84 bytes to a group's pending list for every stream entry they
-// deliver or claim, and the EXPIRE family and GETEX an entry in the
-// expiry table for a key that had none. A backend could add one stream
-// and many groups while under the bound, then read the stream once per
-// group: 1 500 XREADGROUPs of 10 000 entries, each within the bridge's
-// bounds, took a shared Redis to 1.2 GB past a maxmemory of 256 MB, and
-// every other client's writes were refused OOM. Past maxmemory with
-// noeviction (Redis refusing writes), the bridge refuses these too; the
-// other writes Redis takes there free memory (DEL, XACK, XTRIM, LPOP...).
-var allocatingPastMaxmemory = []string{"xreadgroup", "xclaim", "xautoclaim",
-	"expire", "pexpire", "expireat", "pexpireat", "getex"}
+// allocatingPastMaxmemory are the writes of the table that Redis does
+// not refuse past maxmemory (their command flags lack denyoom: Redis
+// counts them as taking or moving data, not adding it) yet that
+// allocate: XREADGROUP, XCLAIM and XAUTOCLAIM add an entry of about 84
+// bytes to a group's pending list for every stream entry they deliver or
+// claim; SMOVE of an integer from a set of integers (4 bytes a member)
+// into a set of strings costs about 48; the EXPIRE family and GETEX add an
+// entry to the expiry table for a key that had none, RENAME and RENAMENX
+// a longer name. A backend could add one stream and many groups while
+// under the bound, then read the stream once per group: 1 500
+// XREADGROUPs of 10 000 entries, each within the bridge's bounds, took a
+// shared Redis to 1.2 GB past a maxmemory of 256 MB; SMOVEs of sets of
+// integers, from 40 MB to 131 MB in 20 s: every other client's writes
+// were refused OOM. Past maxmemory with noeviction (Redis refusing
+// writes), the bridge refuses these too. The other writes Redis takes
+// there free memory or leave it as it is (freeingWrites);
+// TestEveryWriteRedisTakesPastMaxmemoryIsListed holds the two lists to
+// the flags of the Redis the tests run on.
+var allocatingPastMaxmemory = []string{"xreadgroup", "xclaim", "xautoclaim", "smove",
+	"expire", "pexpire", "expireat", "pexpireat", "getex", "rename", "renamenx"}
+
+// freeingWrites are the writes of the table that Redis takes past
+// maxmemory and that free memory, or leave it as it is: deletes, pops,
+// removals, trims, acknowledgements, PERSIST, and XGROUP's SETID,
+// DELCONSUMER and DESTROY (XGROUP CREATE and CREATECONSUMER Redis
+// refuses past maxmemory itself).
+var freeingWrites = []string{"del", "unlink", "getdel", "persist", "hdel", "srem", "spop",
+	"zrem", "zremrangebylex", "zremrangebyrank", "zremrangebyscore", "zpopmin", "zpopmax", "zmpop",
+	"lpop", "rpop", "lmpop", "lrem", "ltrim", "xdel", "xtrim", "xack", "xgroup"}
 
 // copyingWrites are the writes of the table that store a copy of what
 // other keys hold (a range, a union, an intersection, a difference, the
@@ -327,6 +341,11 @@ var commands = func() map[string]*command {
 			panic("redisbridge: read-only command " + name + " is not in the table")
 		}
 		c.readOnly = true
+	}
+	for _, name := range freeingWrites {
+		if c := m[name]; c == nil || c.readOnly {
+			panic("redisbridge: freeing write " + name + " is not a write of the table")
+		}
 	}
 	for _, name := range allocatingPastMaxmemory {
 		c := m[name]

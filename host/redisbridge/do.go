@@ -214,8 +214,9 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		return nil
 	}
 	if why := b.full.Load(); why != nil && slices.ContainsFunc(calls, func(c call) bool { return c.allocates }) {
-		// Redis would take it, and grow past its bound.
-		limit(e, "%s: %s", *why, "the request's commands allocate (a stream's pending entries, a key's expiry) and Redis does not refuse them")
+		// Redis would take it, and grow past its bound: refused as Redis
+		// refuses the other writes, for now.
+		unavailable(e, fmt.Errorf("%s; the request's commands allocate (pending entries, set members, expiries, names) though Redis takes them", *why))
 		return nil
 	}
 	cmds, budget, sent := b.run(ctx, req, calls)

@@ -2,6 +2,7 @@ package redisbridge
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -207,6 +208,8 @@ func TestAllocatingWritesRefusedPastMaxmemory(t *testing.T) {
 		one(t, b, "XGROUP", "CREATE", "s", g, "0")
 	}
 	one(t, b, "SET", "k", "v")
+	one(t, b, "SADD", "ints", "1", "2", "3")
+	one(t, b, "SADD", "strs", "a")
 	require.Equal(t, abi.ReplyArray, one(t, b, "XREADGROUP", "GROUP", "g1", "c", "COUNT", "10", "STREAMS", "s", ">").Kind)
 
 	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
@@ -218,9 +221,11 @@ func TestAllocatingWritesRefusedPastMaxmemory(t *testing.T) {
 		{"XAUTOCLAIM", "s", "g1", "other", "0", "0"},
 		{"EXPIRE", "k", "100"},
 		{"GETEX", "k", "EX", "100"},
+		{"SMOVE", "ints", "strs", "1"},
+		{"RENAME", "k", "a-longer-name"},
 	} {
 		_, err := pipeline(t, b, cmd(c...))
-		require.ErrorIs(t, err, abi.StatusLimit, c[0])
+		require.ErrorIs(t, err, abi.StatusUnavailable, c[0])
 		require.ErrorContains(t, err, "OOM: used memory", c[0])
 	}
 	pel, err := direct.XPending(ctx, "full:s", "g2").Result()
@@ -235,4 +240,28 @@ func TestAllocatingWritesRefusedPastMaxmemory(t *testing.T) {
 	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.full.Load() == nil }, "the bridge did not read that Redis has room again")
 	one(t, b, "XADD", "s", "*", "n", "again")
 	require.Equal(t, abi.ReplyArray, one(t, b, "XREADGROUP", "GROUP", "g2", "c", "COUNT", "10", "STREAMS", "s", ">").Kind)
+}
+
+// Every write of the bridge's table that the Redis the tests run on takes
+// past maxmemory (no denyoom flag) is either refused by the bridge there
+// (allocatingPastMaxmemory) or known to free memory (freeingWrites): a
+// command added to the table, or a Redis whose flags differ, fails here
+// rather than letting a backend fill a shared Redis.
+func TestEveryWriteRedisTakesPastMaxmemoryIsListed(t *testing.T) {
+	direct := redis.NewClient(&redis.Options{Addr: redistest.Addr(t), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+	infos, err := direct.Command(context.Background()).Result()
+	require.NoError(t, err)
+	listed := append(slices.Clone(allocatingPastMaxmemory), freeingWrites...)
+	checked := 0
+	for name, c := range commands {
+		info := infos[name]
+		require.NotNil(t, info, "Redis does not know %s", name)
+		if c.readOnly || !slices.Contains(info.Flags, "write") || slices.Contains(info.Flags, "denyoom") {
+			continue
+		}
+		checked++
+		assert.True(t, slices.Contains(listed, name), "%s: Redis takes it past maxmemory; list it as allocating or freeing", name)
+	}
+	require.Positive(t, checked)
 }

@@ -59,7 +59,7 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 	err = lockedTx(ctx, conn.Conn(), "migrations of schema "+b.schema, "storage-host migrate "+b.schema, func(tx pgx.Tx) error {
 		version = 0
 		for _, q := range []string{
-			fmt.Sprintf("SELECT set_config('statement_timeout', '%d', true)", b.timeout.Milliseconds()),
+			fmt.Sprintf("SELECT pg_catalog.set_config('statement_timeout', '%d', true)", b.timeout.Milliseconds()),
 			"CREATE TABLE IF NOT EXISTS " + table + " (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {

@@ -41,7 +41,7 @@ const errPrepared = "postgres: PREPARE TRANSACTION is not allowed: the prepared 
 func rollbackPrepared(ctx context.Context, pc *pgconn.PgConn) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), preparedWait)
 	defer cancel()
-	res := pc.ExecParams(ctx, "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE owner = current_user AND database = current_database()", nil, nil, nil, nil).Read()
+	res := pc.ExecParams(ctx, "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE owner OPERATOR(pg_catalog.=) CURRENT_USER AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()", nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("pgbridge: listing prepared transactions: %w", res.Err)
 	}

@@ -474,7 +474,7 @@ var resetSession = [...]string{
 	"RESET ALL",
 	"CLOSE ALL",
 	"DEALLOCATE ALL",
-	"SELECT pg_advisory_unlock_all(), set_config('statement_timeout', $1, false), pg_my_temp_schema() <> 0",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0::pg_catalog.oid",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -530,7 +530,7 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 // send queues the statements of x in p.
 func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 	if x.setTimeout {
-		p.SendQueryParams("SELECT set_config('statement_timeout', $1, false)", [][]byte{strconv.AppendInt(nil, x.ms, 10)}, []uint32{oidText}, nil, nil)
+		p.SendQueryParams("SELECT pg_catalog.set_config('statement_timeout', $1, false)", [][]byte{strconv.AppendInt(nil, x.ms, 10)}, []uint32{oidText}, nil, nil)
 		p.SendPipelineSync()
 	}
 	req := x.req

@@ -36,15 +36,27 @@ import (
 func (b *Bridge) endStrays(ctx context.Context, pc *pgconn.PgConn, pid uint32) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), terminateWait)
 	defer cancel()
-	res := pc.ExecParams(ctx, `SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
-		WHERE usename = current_user AND pid <> pg_backend_pid()
-		AND (pid = $1 OR state <> 'idle' AND now() - coalesce(xact_start, query_start) > $2::bigint * interval '1 millisecond')`,
-		[][]byte{fmt.Appendf(nil, "%d", pid), fmt.Appendf(nil, "%d", b.runaway.Milliseconds())}, nil, nil, nil).Read()
+	res := pc.ExecParams(ctx, endStraysSQL,
+		[][]byte{fmt.Appendf(nil, "%d", pid), fmt.Appendf(nil, "%d milliseconds", b.runaway.Milliseconds())}, nil, nil, nil).Read()
 	if res.Err != nil {
 		return fmt.Errorf("pgbridge: ending the role's stray sessions: %w", res.Err)
 	}
 	return rollbackPrepared(ctx, pc)
 }
+
+// endStraysSQL is endStrays' statement. It runs in the role's session,
+// whose search_path is the plugin's schema, where the plugin may define
+// functions and operators: one for an argument type pg_catalog has no
+// exact match for (bigint * interval) took the statement over, raised an
+// error, and no session of the role could be ended (an outside check).
+// So every function, operator and type is pg_catalog's by name, and the
+// bound is an interval parameter.
+const endStraysSQL = `SELECT pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+	WHERE a.usename OPERATOR(pg_catalog.=) CURRENT_USER
+	AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+	AND (a.pid OPERATOR(pg_catalog.=) $1::pg_catalog.int4
+		OR a.state OPERATOR(pg_catalog.<>) 'idle'::pg_catalog.text
+		AND pg_catalog.now() OPERATOR(pg_catalog.-) COALESCE(a.xact_start, a.query_start) OPERATOR(pg_catalog.>) $2::pg_catalog.interval)`
 
 // terminate ends the session pid, and any other stray, on a connection of
 // its own: the pool may be full of the same plugin's stuck calls.

@@ -122,3 +122,46 @@ func TestRunawaySessionsAreSwept(t *testing.T) {
 	var one int
 	require.NoError(t, idle.QueryRow(ctx, "SELECT 1").Scan(&one), "an idle session of the role was ended")
 }
+
+// The host's own statements in the role's sessions (ending strays,
+// rolling back prepared transactions, the session reset) run with the
+// plugin's schema on the search_path, where the plugin may define
+// functions and operators for argument types pg_catalog has no exact
+// match for: an operator * (bigint, interval) that raised took over the
+// statement that ends strays, and no session of the role could be ended
+// (an outside check). Every name in them is pg_catalog's.
+func TestPluginObjectsDoNotTakeOverTheHostsSQL(t *testing.T) {
+	b := open(t, Config{MaxConns: 2})
+	b.cancelWait = 100 * time.Millisecond
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt(`CREATE FUNCTION hijack_mul(bigint, interval) RETURNS interval LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RAISE EXCEPTION 'hijacked'; END $f$`),
+		stmt(`CREATE OPERATOR * (LEFTARG = bigint, RIGHTARG = interval, FUNCTION = hijack_mul)`),
+		stmt(`CREATE FUNCTION hijack_ne(oid, integer) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RAISE EXCEPTION 'hijacked'; END $f$`),
+		stmt(`CREATE OPERATOR <> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = hijack_ne)`),
+		stmt(`CREATE FUNCTION hijack_eq(name, text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RAISE EXCEPTION 'hijacked'; END $f$`),
+		stmt(`CREATE OPERATOR = (LEFTARG = name, RIGHTARG = text, FUNCTION = hijack_eq)`),
+		stmt(`CREATE FUNCTION pg_terminate_backend(integer) RETURNS boolean LANGUAGE sql AS $f$ SELECT false $f$`),
+		stmt(`CREATE FUNCTION current_database(integer DEFAULT 0) RETURNS name LANGUAGE sql AS $f$ SELECT 'elsewhere'::name $f$`))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	running := sessionsRunning(t, b, "storagehost_hijack")
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = do(t, cctx, b, abi.PGBatch, stmt(unstoppable("storagehost_hijack", "")))
+	cancel()
+	require.Error(t, err, "the call cannot have finished")
+	require.Eventually(t, func() bool { return running() == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the statement still runs in the server after its call ended")
+	require.NoError(t, b.terminate(0), "ending strays")
+
+	// Quick calls and whole resets still work on the pool.
+	b.resetAfter = 0
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	again := open(t, Config{Schema: b.Schema()})
+	rs, err = do(t, ctx, again, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}
