@@ -280,8 +280,9 @@ type journal struct {
 	stopped chan struct{}
 	commits atomic.Uint64
 
-	// compacted is the file's size when it was last opened, compacted or
-	// found mostly live (maybeCompact); the committer's alone.
+	// compacted is the file's size when it was last opened or compacted,
+	// or its live part when it was found mostly live (maybeCompact); the
+	// committer's alone.
 	compacted   int64
 	compactions atomic.Uint64
 	path        string // the file's
@@ -486,7 +487,12 @@ func (j *journal) maybeCompact(size int64) {
 	stats := j.db.Stats()
 	free := int64(stats.FreePageN+stats.PendingPageN) * int64(j.db.Info().PageSize)
 	if 2*free < size {
-		j.compacted = size // mostly live: wait until it doubles again
+		// Mostly live: look again once the file is twice what is live
+		// (and past the quota) by the slack, when half of it is free. Its
+		// own size would let a file of live data grow to twice as much
+		// free before a compaction (an outside check: 48 MiB under a
+		// 16 MiB quota, past the bound above).
+		j.compacted = size - free
 		return
 	}
 	if err := j.compact(); err != nil {
