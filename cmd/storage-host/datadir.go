@@ -110,7 +110,7 @@ func openDataDirMode(dir string) (os.FileMode, bool) {
 // dataDir/backends, where backends keep their data by default, and at the
 // directories named by data_dir that dataDirsFile records, which it
 // brings up to date: the directories f's backends name, and those of
-// earlier ones that still hold data.
+// earlier ones that still hold data or cannot be read now.
 func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
 	root := filepath.Join(dataDir, config.BackendsDir)
 	claimed := map[string]bool{}
@@ -132,7 +132,16 @@ func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
 	old, _ := os.ReadFile(record) // none yet: nothing recorded
 	for line := range strings.Lines(string(old)) {
 		name, dir, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
-		if !ok || !filepath.IsAbs(dir) || claimed[dir] || emptyDir(dir) {
+		if !ok || !filepath.IsAbs(dir) || claimed[dir] {
+			continue
+		}
+		if _, err := os.Stat(dir); err != nil {
+			// Not there now (a mount not up yet, a directory moved
+			// away): kept, to be named when it is back.
+			kept = append(kept, name+"\t"+dir+"\n")
+			continue
+		}
+		if emptyDir(dir) {
 			continue
 		}
 		log.Warn("a data directory no configured backend opens: backend "+strconv.Quote(name)+
@@ -157,14 +166,33 @@ func warnUnclaimed(log hclog.Logger, dataDir string, f *config.File) {
 // (warnUnclaimed).
 const dataDirsFile = "data_dirs"
 
-// writeFileAtomic replaces path with b: a crash leaves the old file or
-// the new one, never a part.
+// writeFileAtomic replaces path with b, synced: a crash or a power loss
+// leaves the old file or the new one, never a part.
 func writeFileAtomic(path string, b []byte) error {
 	tmp := path + ".new"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // emptyDir reports whether dir holds no file but empty ones.

@@ -185,3 +185,40 @@ func TestDataDirMovedIsNamed(t *testing.T) {
 	require.Zero(t, d.logCount(moved))
 	d.stop()
 }
+
+// TestDataDirOfAnAddedBackendIsNamed: a backend a reload adds has its
+// data_dir recorded too, so that a later reload moving it names the old
+// directory; one that is missing when the daemon starts (a mount not up
+// yet) stays recorded, and is named once it is back.
+func TestDataDirOfAnAddedBackendIsNamed(t *testing.T) {
+	t.Parallel()
+	dir, data := t.TempDir(), t.TempDir()
+	cfg := filepath.Join(dir, "storage-host.hcl")
+	base := "backend \"m\" { plugin = \"builtin:memory\" }\n"
+	withLocal := func(sub string) []byte {
+		return fmt.Appendf(nil, "%sbackend \"r\" {\n  plugin   = \"builtin:local\"\n  data_dir = %q\n}\nroutes {\n  agent_states = \"r\"\n  metrics = \"m\"\n  alerts = \"m\"\n}\n", base, sub)
+	}
+	old := filepath.Join(dir, "one")
+	moved := regexp.MustCompile(`backend "r" kept its data there \(data_dir\).*: dir=` + regexp.QuoteMeta(old) + `$`)
+	require.NoError(t, os.WriteFile(cfg, []byte(base), 0o600))
+	d := startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	require.NoError(t, os.WriteFile(cfg, withLocal("one"), 0o600))
+	d.signal(syscall.SIGHUP)
+	d.waitLog(reloaded, 1)
+	putState(t, d.url, "a1")
+	require.NoError(t, os.WriteFile(cfg, withLocal("two"), 0o600))
+	d.signal(syscall.SIGHUP)
+	d.waitLog(reloaded, 2)
+	d.waitLog(moved, 1)
+	d.stop()
+
+	away := old + ".away"
+	require.NoError(t, os.Rename(old, away))
+	d = startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	require.Zero(t, d.logCount(moved), "named while missing")
+	d.stop()
+	require.NoError(t, os.Rename(away, old))
+	d = startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	d.waitLog(moved, 1)
+	d.stop()
+}

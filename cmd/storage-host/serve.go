@@ -263,8 +263,9 @@ func (r *reloader) reload(ctx context.Context, why, changed string) {
 	}
 	r.log.Info("configuration reloaded", "trigger", why,
 		"added", ch.Added, "replaced", ch.Replaced, "removed", ch.Removed, "kept", ch.Kept)
-	if len(ch.Removed) > 0 || len(ch.Replaced) > 0 {
-		// A replaced backend may have another data_dir now.
+	if len(ch.Added) > 0 || len(ch.Removed) > 0 || len(ch.Replaced) > 0 {
+		// A replaced backend may have another data_dir now, and an added
+		// one's must be recorded.
 		warnUnclaimed(r.log, r.dataDir, f)
 	}
 }
