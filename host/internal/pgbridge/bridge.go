@@ -264,6 +264,13 @@ func provision(ctx context.Context, admin *pgx.ConnConfig, schema, role, passwor
 		return fmt.Errorf("pgbridge: admin connection: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	stop := make(chan struct{})
+	var ending sync.WaitGroup
+	ending.Go(func() { endBlockers(ctx, admin, role, password, conn.PgConn().PID(), stop) })
+	defer func() {
+		close(stop)
+		ending.Wait()
+	}()
 	return lockedTx(ctx, conn, "provisioning", "storage-host provision "+schema, func(tx pgx.Tx) error {
 		return provisionTx(ctx, tx, schema, role, password, tempFileLimitKB)
 	})

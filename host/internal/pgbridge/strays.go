@@ -103,6 +103,48 @@ func (b *Bridge) restorePassword(ctx context.Context) error {
 	return nil
 }
 
+// endBlockers ends, every LockWait until stop, the sessions of role that
+// hold a lock the admin session adminPID waits for. Provisioning rewrites
+// the role's own catalog rows (its password, its search_path), which the
+// role may update itself (ALTER ROLE CURRENT_USER SET, PASSWORD) in a
+// transaction that never ends: a plugin's statement ignoring its cancel
+// when its host was killed, which nothing ended since. The next Open
+// waited on it for good, before it could end any stray (an outside
+// check). They are ended as the role, which may signal its own sessions
+// and whose password the blocker's change, not committed, has not
+// changed; a role not made yet cannot log in, and there is nothing to end.
+func endBlockers(ctx context.Context, admin *pgx.ConnConfig, role, password string, adminPID uint32, stop <-chan struct{}) {
+	t := time.NewTicker(LockWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		func() {
+			cfg := admin.Copy()
+			cfg.User, cfg.Password = role, password
+			for name, value := range sessionDefaults {
+				cfg.RuntimeParams[name] = value
+			}
+			cfg.RuntimeParams["search_path"] = "pg_catalog"
+			tctx, cancel := context.WithTimeout(ctx, terminateWait)
+			defer cancel()
+			conn, err := pgx.ConnectConfig(tctx, cfg)
+			if err != nil {
+				return
+			}
+			defer conn.Close(context.WithoutCancel(tctx))
+			_, _ = conn.Exec(tctx, `SELECT pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+				WHERE a.pid OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids($1::pg_catalog.int4))
+				AND a.usename OPERATOR(pg_catalog.=) CURRENT_USER`, int64(adminPID))
+		}()
+	}
+}
+
 // sweep ends strays every half runaway until Close.
 func (b *Bridge) sweep() {
 	t := time.NewTicker(b.runaway / 2)

@@ -165,3 +165,41 @@ func TestPluginObjectsDoNotTakeOverTheHostsSQL(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 }
+
+// A stray an earlier host left holding an update of the role's own
+// catalog rows, not committed (ALTER ROLE CURRENT_USER SET, or PASSWORD,
+// in a statement that ignores its cancel), made the next Open wait for
+// good in provisioning, which rewrites those rows, before it could end
+// any stray (an outside check). Open ends the sessions of the role its
+// provisioning waits for.
+func TestStrayHoldingTheRolesRowDoesNotHoldOpen(t *testing.T) {
+	for name, first := range map[string]string{
+		"setting":  "EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''4MB''';",
+		"password": "EXECUTE 'ALTER ROLE CURRENT_USER PASSWORD NULL';",
+	} {
+		t.Run(name, func(t *testing.T) {
+			url := pgtest.URL(t)
+			schema := pgtest.Schema(t, RolePrefix)
+			earlier := open(t, Config{AdminURL: url, Schema: schema})
+			mark := "storagehost_rowlock_" + name
+			running := sessionsRunning(t, earlier, mark)
+			ctx := context.Background()
+			stray, err := pgx.ConnectConfig(ctx, earlier.ConnConfig())
+			require.NoError(t, err)
+			t.Cleanup(func() { stray.Close(context.Background()) })
+			go func() { _, _ = stray.Exec(ctx, unstoppable(mark, first)) }()
+			require.Eventually(t, func() bool { return running() == 1 }, 10*time.Second, 20*time.Millisecond)
+			earlier.Close()
+
+			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			b, err := Open(octx, Config{AdminURL: url, Schema: schema})
+			require.NoError(t, err, "Open did not get past provisioning")
+			defer b.Close()
+			require.Zero(t, running(), "the stray an earlier host left still runs")
+			rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+			require.NoError(t, err)
+			mustOK(t, rs)
+		})
+	}
+}
