@@ -224,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	}
 	// The role's own session says what bounds its temporary files,
 	// whoever set it; and a failed query here is a failed connection.
-	if err := pool.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'temp_file_limit'").Scan(&b.tempFiles); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT setting::pg_catalog.int8 FROM pg_catalog.pg_settings WHERE name OPERATOR(pg_catalog.=) 'temp_file_limit'").Scan(&b.tempFiles); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgbridge: connecting as %s: %w", b.role, err)
 	}
