@@ -250,11 +250,13 @@ func TwoPhaseURL(t testing.TB) string {
 	return twoPhase
 }
 
-var (
-	passwordOnce sync.Once
-	password     string
-	passwordErr  error
-)
+// passwordServer starts PasswordURL's server, once.
+var passwordServer = sync.OnceValues(func() (string, error) {
+	var secret [12]byte
+	_, _ = rand.Read(secret[:])
+	url, _, err := start(hex.EncodeToString(secret[:]), "max_prepared_transactions=8")
+	return url, err
+})
 
 // PasswordURL returns the URL of a PostgreSQL of the test binary's own on
 // which every connection over TCP authenticates with a password
@@ -264,15 +266,11 @@ var (
 // is URL's: a test on this server names its schema itself.
 func PasswordURL(t testing.TB) string {
 	t.Helper()
-	passwordOnce.Do(func() {
-		var secret [12]byte
-		_, _ = rand.Read(secret[:])
-		password, _, passwordErr = start(hex.EncodeToString(secret[:]), "max_prepared_transactions=8")
-	})
-	if passwordErr != nil {
-		unavailable(t, "no PostgreSQL with password authentication could be started: %v", passwordErr)
+	url, err := passwordServer()
+	if err != nil {
+		unavailable(t, "no PostgreSQL with password authentication could be started: %v", err)
 	}
-	return password
+	return url
 }
 
 // Schema returns a fresh schema name for t, and drops that schema and the
