@@ -464,15 +464,16 @@ func (j *journal) commit(batch *[]record) {
 	}
 }
 
-// compactSlack is how much a file must grow past twice its size after it
-// was last compacted (or opened) before the committer looks at how much
-// of it is free.
+// compactSlack is how much a file must grow past twice its size when it
+// was last compacted (or opened), and past the store's quota, before the
+// committer looks at how much of it is free; a variable for tests.
 var compactSlack int64 = 64 << 20
 
 // maybeCompact compacts the file, of size bytes after the last commit,
 // when it has grown past twice its last compacted size, and past the
-// store's byte quota, by compactSlack, and over half of it is free pages. bbolt never shrinks its file,
-// and reuses a free run of pages only for a value that fits in it: a
+// store's byte quota, by compactSlack, and over half of it is free
+// pages. bbolt never shrinks its file, and reuses a free run of pages
+// only for a value that fits in it: a
 // plugin writing each value a little larger than the last, and deleting
 // it, with a small one kept between (within its quota all along) took
 // the file to 158 MB with 1.25 MB live under a 32 MiB quota in 24 s, and
