@@ -72,12 +72,12 @@ func Fault(msg string, b []byte, d *abi.Decoder) string {
 // a message of type msg, that makes b read whole, with no byte left, when
 // taken as a fixed-width little-endian integer: the mistake a writer of
 // the ABI by hand makes most, since "u32" names a fixed-width type in
-// most languages. It tries the first maxFixedTries such fields in turn
-// (a plugin's answer may hold thousands, and each try reads b again);
-// "" when none does.
+// most languages. It tries the first maxFixedTries such fields in turn,
+// in a message of maxFixedBytes at most (each try reads b again, and a
+// plugin's answer may be megabytes of them); "" when none does.
 func readsWhenFixed(msg string, b []byte) (path, typ string) {
 	d, err := load()
-	if err != nil {
+	if err != nil || len(b) > maxFixedBytes {
 		return "", ""
 	}
 	if _, ok := d.Messages[msg]; !ok {
@@ -96,7 +96,10 @@ func readsWhenFixed(msg string, b []byte) (path, typ string) {
 	return "", ""
 }
 
-const maxFixedTries = 8
+const (
+	maxFixedTries = 8
+	maxFixedBytes = 64 << 10
+)
 
 // Locate says where byte at of b, a message of type msg, falls: in the
 // field read there, as a path ("in TickResult.writes[0].state.updated_at
