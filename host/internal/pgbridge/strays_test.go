@@ -186,8 +186,18 @@ func TestStrayHoldingTheRolesRowDoesNotHoldOpen(t *testing.T) {
 			ctx := context.Background()
 			stray, err := pgx.ConnectConfig(ctx, earlier.ConnConfig())
 			require.NoError(t, err)
-			t.Cleanup(func() { stray.Close(context.Background()) })
-			go func() { _, _ = stray.Exec(ctx, unstoppable(mark, first)) }()
+			ended := make(chan struct{})
+			go func() {
+				defer close(ended)
+				_, _ = stray.Exec(ctx, unstoppable(mark, first))
+			}()
+			t.Cleanup(func() {
+				// Ended by Open, or here should the test have failed
+				// first; the connection is closed once its Exec returned.
+				_, _ = admin(t).Exec(context.Background(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%' || $2 || '%'", earlier.Role(), mark)
+				<-ended
+				stray.Close(context.Background())
+			})
 			require.Eventually(t, func() bool { return running() == 1 }, 10*time.Second, 20*time.Millisecond)
 			earlier.Close()
 
