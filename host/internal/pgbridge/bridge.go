@@ -176,19 +176,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres url: %v", ErrConfig, err)
 	}
-	pc.ConnConfig.User = b.role
-	pc.ConnConfig.Password = password
-	// The role may change its own defaults (ALTER ROLE CURRENT_USER SET),
-	// which every later session of it takes at login, the host's own
-	// included: a serializable, read-only, deferrable default makes a
-	// plain SELECT wait for a safe snapshot, which the plugin's own
-	// transaction can withhold for good (the termination of its stuck
-	// statement, and the next Open, then waited too). A setting sent at
-	// login overrides the role's, so the host's sessions ask for the
-	// server's defaults; the operator's Settings come after.
-	for name, value := range sessionDefaults {
-		pc.ConnConfig.RuntimeParams[name] = value
-	}
+	asRole(pc.ConnConfig, b.role, password)
 	for name, value := range cfg.Settings {
 		pc.ConnConfig.RuntimeParams[name] = value
 	}
@@ -479,6 +467,22 @@ func (b *Bridge) Ready(ctx context.Context) error {
 // server and TLS settings. For a connection of the host's own that
 // must not hold the admin's privileges (the event log's LISTEN).
 func (b *Bridge) ConnConfig() *pgx.ConnConfig { return b.pool.Config().ConnConfig.Copy() }
+
+// asRole makes c log in as role, with the settings every session of the
+// host's asks for at login. The role may change its own defaults (ALTER
+// ROLE CURRENT_USER SET), which every later session of it takes at
+// login, the host's own included: a serializable, read-only, deferrable
+// default makes a plain SELECT wait for a safe snapshot, which the
+// plugin's own transaction can withhold for good (the termination of its
+// stuck statement, and the next Open, then waited too). A setting sent at
+// login overrides the role's, so the host's sessions ask for the server's
+// defaults (sessionDefaults); the operator's Settings come after.
+func asRole(c *pgx.ConnConfig, role, password string) {
+	c.User, c.Password = role, password
+	for name, value := range sessionDefaults {
+		c.RuntimeParams[name] = value
+	}
+}
 
 // sessionDefaults are the settings every session of the role asks for at
 // login, over what the role set for itself, or the database or the

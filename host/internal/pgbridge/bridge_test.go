@@ -655,11 +655,16 @@ func unstoppable(mark, first string) string {
 // sessionsRunning counts the sessions of b's role whose statement has
 // mark in it, as the admin sees them.
 func sessionsRunning(t *testing.T, b *Bridge, mark string) func() int {
-	adm := admin(t)
+	return sessionsRunningOn(t, admin(t), b.Role(), mark)
+}
+
+// sessionsRunningOn counts the sessions of role whose statement has mark
+// in it, as adm sees them.
+func sessionsRunningOn(t *testing.T, adm *pgx.Conn, role, mark string) func() int {
 	return func() int {
 		var n int
 		require.NoError(t, adm.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()", b.Role(), mark).Scan(&n))
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()", role, mark).Scan(&n))
 		return n
 	}
 }

@@ -25,6 +25,15 @@ func preparedBy(t *testing.T, url, role string) int {
 	return n
 }
 
+// privateSchema names a fresh schema and its role, for a test on a server
+// of the test binary's own, whose cleanup pgtest.Schema does not do.
+func privateSchema() (schema, role string) {
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	schema = "t_" + hex.EncodeToString(id[:])
+	return schema, RolePrefix + schema
+}
+
 // A plugin's PREPARE TRANSACTION does not outlive its call: its locks,
 // its hold on the vacuum horizon and its slot of the server's would last
 // past the host and a restart. Whatever hides it (a batch, a
@@ -32,10 +41,7 @@ func preparedBy(t *testing.T, url, role string) int {
 // and refuses the call; Open rolls back what an earlier host left.
 func TestPreparedTransactionsAreRolledBack(t *testing.T) {
 	url := pgtest.TwoPhaseURL(t)
-	var id [6]byte
-	_, _ = rand.Read(id[:])
-	schema := "t_" + hex.EncodeToString(id[:])
-	role := RolePrefix + schema
+	schema, role := privateSchema()
 	t.Cleanup(func() {
 		conn, err := pgx.Connect(context.Background(), url)
 		if err != nil {

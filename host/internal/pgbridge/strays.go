@@ -126,10 +126,7 @@ func endBlockers(ctx context.Context, admin *pgx.ConnConfig, role, password stri
 		}
 		func() {
 			cfg := admin.Copy()
-			cfg.User, cfg.Password = role, password
-			for name, value := range sessionDefaults {
-				cfg.RuntimeParams[name] = value
-			}
+			asRole(cfg, role, password)
 			cfg.RuntimeParams["search_path"] = "pg_catalog"
 			tctx, cancel := context.WithTimeout(ctx, terminateWait)
 			defer cancel()
