@@ -135,6 +135,8 @@ func (b *Bridge) shared(ctx context.Context, batch []*coalesce.Entry[*queued]) {
 	err = afterPrepared(ctx, pc, err, parts...)
 	if err != nil {
 		b.abandon(ctx, pc)
+	} else {
+		retireTemp(ctx, pc)
 	}
 	for _, x := range parts {
 		x.answer(err, b.maxBytes)

@@ -186,6 +186,41 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 	}
 }
 
+// A session that used temporary tables is closed after its call: its
+// local buffers, sized by the temp_buffers the plugin set (gigabytes in an
+// outside check, kept by idle pooled sessions), go only with the session.
+func TestSessionWithTemporaryTablesIsClosed(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	b.resetAfter = 0
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("SET temp_buffers = '64MB'"),
+		stmt("CREATE TEMP TABLE hog (x text)"),
+		stmt("INSERT INTO hog SELECT repeat('x', 1000) FROM generate_series(1, 2000)"),
+		stmt("SELECT pg_backend_pid()"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	pid := rs[3].Row(0)[0]
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.NotEqual(t, pid, rs[0].Row(0)[0], "the next call ran in the session that held the temporary buffers")
+	require.Eventually(t, func() bool {
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid))
+		require.NoError(t, err)
+		mustOK(t, rs)
+		return rs[0].Row(0)[0].Int == 0
+	}, 10*time.Second, 50*time.Millisecond, "the session that held the temporary buffers is still open")
+
+	// A call without temporary tables keeps its session.
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	again, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"))
+	require.NoError(t, err)
+	require.Equal(t, rs[0].Row(0)[0], again[0].Row(0)[0], "a session without temporary tables is reused")
+}
+
 // Calls too short to build much each are reset one in fullResetEvery: a
 // setting a quick call left is gone fullResetEvery calls later at most.
 func TestQuickCallsStateIsBounded(t *testing.T) {
