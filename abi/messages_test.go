@@ -33,6 +33,7 @@ type (
 		When   *struct {
 			Field string   `json:"field"`
 			In    []uint64 `json:"in"`
+			From  *uint64  `json:"from"`
 		} `json:"when"`
 	}
 )
@@ -182,7 +183,7 @@ func (r *schemaReader) named(name string) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("%s.%s: when on %q, which is not an earlier integer field", name, f.Name, f.When.Field)
 			}
-			if !slices.Contains(f.When.In, sel) {
+			if from := f.When.From; from != nil && sel < *from || from == nil && !slices.Contains(f.When.In, sel) {
 				continue
 			}
 		}
@@ -215,7 +216,7 @@ var (
 		"float": 2.5, "bool": true, "rows_affected": uint64(3), "columns": uint64(2),
 	}
 	// Fields that select a layout: each sample sets them as its case needs.
-	selectors = []string{"mode", "op", "kind", "ok"}
+	selectors = []string{"mode", "op", "kind", "ok", "abi_minor"}
 )
 
 func at(name string) time.Time { return time.Unix(0, sampleTimes[name]) }
@@ -278,7 +279,9 @@ func messageSamples() []struct {
 		abi.EncodePage(e, &abi.Page[abi.AgentState]{Items: []abi.AgentState{sState}, Next: []byte("next")})
 	}))
 	add("Options", "", enc(abi.Options{"key": "value"}.Encode))
-	add("Metadata", "", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "name", Version: "version", Features: 5, Capabilities: []abi.Capability{"log", "kv"}}).Encode))
+	add("Metadata", "ABI 1.3", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 3}, Name: "name", Version: "version", Features: 5, Capabilities: []abi.Capability{"log", "kv"}}).Encode))
+	add("Metadata", "ABI 1.8", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 8}, Name: "name", Version: "version", Features: 5, Capabilities: []abi.Capability{"log", "kv"},
+		KVReads: []abi.KVRead{{Kind: abi.KindAgentState, Prefix: []byte("prefix")}}}).Encode))
 	add("Batch", "", enc(func(e *abi.Encoder) {
 		abi.EncodeBatch(e, []abi.BatchItem{{Op: abi.OpGetAgentState, Payload: []byte("payload")}, {Op: abi.OpPing, Payload: []byte("payload")}})
 	}))
@@ -389,7 +392,7 @@ func TestMessagesMatchEncoders(t *testing.T) {
 	for name := range s.Messages {
 		switch name {
 		case "Label", "Labels", "Matcher", "Matchers", "BatchItem", "BatchResult", "DeletedAlert",
-			"PGValue", "PGStatement", "PGResult", "Migration":
+			"PGValue", "PGStatement", "PGResult", "Migration", "KVRead":
 			continue // parts of the messages sampled
 		}
 		if !described[name] {
@@ -473,6 +476,9 @@ func fieldTable(s *messageSchema) string {
 				var in []string
 				for _, v := range f.When.In {
 					in = append(in, strconv.FormatUint(v, 10))
+				}
+				if f.When.From != nil {
+					in = append(in, strconv.FormatUint(*f.When.From, 10)+" or more")
 				}
 				c += " (when " + f.When.Field + " is " + joinWith(in, " or ") + ")"
 			}

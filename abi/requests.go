@@ -563,14 +563,33 @@ func DecodeOptions(d *Decoder) Options { return d.pairs() }
 
 // Metadata describes a plugin; storage_metadata returns it encoded as:
 // abi major u16 (uvarint), abi minor (uvarint), name string, version
-// string, features uvarint, capabilities (count, string each).
+// string, features uvarint, capabilities (count, string each), and since
+// ABI 1.8 its kv reads (count, then kind u8 and prefix bytes each).
 type Metadata struct {
 	ABI          Version
 	Name         string
 	Version      string
 	Features     Feature
 	Capabilities []Capability
+	// KVReads (ABI 1.8) are the point reads the host may serve from the
+	// backend's kv store without calling the plugin; see KVRead.
+	KVReads []KVRead
 }
+
+// KVRead declares, since ABI 1.8, that the get of one record kind is a kv
+// lookup: the record with ID id is the kv entry at Prefix followed by id,
+// its value holding the record encoded as the get's answer carries it,
+// and the entry's expiry being the record's (for an agent state, the
+// entry's revision being its version too). The host then answers such a
+// get from the kv store itself, without entering the plugin; it calls the
+// plugin as before for a value that does not decode as the record.
+type KVRead struct {
+	Kind   RecordKind // KindAlert or KindAgentState
+	Prefix []byte
+}
+
+// kvReadsSince is the ABI 1.x minor that added Metadata.KVReads.
+const kvReadsSince = 8
 
 // Encode appends m.
 func (m *Metadata) Encode(e *Encoder) {
@@ -582,6 +601,13 @@ func (m *Metadata) Encode(e *Encoder) {
 	e.Uvarint(uint64(len(m.Capabilities)))
 	for _, c := range m.Capabilities {
 		e.String(string(c))
+	}
+	if m.ABI.Major == 1 && m.ABI.Minor >= kvReadsSince {
+		e.Uvarint(uint64(len(m.KVReads)))
+		for _, r := range m.KVReads {
+			e.U8(uint8(r.Kind))
+			e.BytesField(r.Prefix)
+		}
 	}
 }
 
@@ -597,6 +623,12 @@ func (m *Metadata) Decode(d *Decoder) {
 	m.Capabilities = nil
 	for n := d.Count(1); n > 0; n-- {
 		m.Capabilities = append(m.Capabilities, Capability(d.String()))
+	}
+	m.KVReads = nil
+	if m.ABI.Major == 1 && m.ABI.Minor >= kvReadsSince {
+		for n := d.Count(2); n > 0; n-- {
+			m.KVReads = append(m.KVReads, KVRead{Kind: RecordKind(d.U8()), Prefix: d.BytesField()})
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,7 +34,7 @@ func (s *Store) RefusedAnswers() uint64 { return s.refused.Load() }
 // refuse counts and logs an answer that does not fit its request and
 // returns the error the caller gets.
 func (s *Store) refuse(op abi.Op, why string) error {
-	why = logText(cutText(why, maxTrapText)) // it may quote what the plugin answered
+	why = oneLine(why, maxTrapText) // it may quote what the plugin answered
 	s.refused.Add(1)
 	if ok, dropped := s.refusals.allow(time.Now()); ok {
 		if dropped > 0 {
@@ -50,13 +51,15 @@ func (s *Store) refuse(op abi.Op, why string) error {
 // refusal still counts in Stats.
 const refusalsLoggedPerSecond = 10
 
-// refusalLog rate-limits the log of refused answers, one second at a
-// time; its zero value is ready.
+// refusalLog rate-limits a log of a plugin's failures (its refused
+// answers, its discarded instances), one second at a time; its zero
+// value is ready and logs refusalsLoggedPerSecond lines a second.
 type refusalLog struct {
-	mu      sync.Mutex
-	second  time.Time // the start of the current second
-	logged  int       // lines in it
-	dropped int       // lines not logged since the last one that was
+	perSecond int // lines a second; 0 is refusalsLoggedPerSecond
+	mu        sync.Mutex
+	second    time.Time // the start of the current second
+	logged    int       // lines in it
+	dropped   int       // lines not logged since the last one that was
 }
 
 // allow reports whether a refusal at now may be logged, and how many
@@ -67,7 +70,7 @@ func (r *refusalLog) allow(now time.Time) (bool, int) {
 	if now.Sub(r.second) >= time.Second {
 		r.second, r.logged = now, 0
 	}
-	if r.logged >= refusalsLoggedPerSecond {
+	if r.logged >= cmp.Or(r.perSecond, refusalsLoggedPerSecond) {
 		r.dropped++
 		return false, 0
 	}

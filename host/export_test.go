@@ -2,8 +2,16 @@ package host
 
 // ShareEveryCall makes st send every single record operation as a batch
 // of its own, the path calls that find every slot taken take, so that
-// a test can run the conformance suite through it.
-func ShareEveryCall(st *Store) { st.shareEvery = true }
+// a test can run the conformance suite through it: its gets too, which
+// the kv reads a plugin declared would otherwise answer.
+func ShareEveryCall(st *Store) {
+	st.shareEvery = true
+	ReadThroughPlugin(st)
+}
+
+// ReadThroughPlugin turns off the kv reads st's plugin declared
+// (kvreads.go): its gets reach the plugin, as if it declared none.
+func ReadThroughPlugin(st *Store) { st.p.kvReads = kvReads{} }
 
 // HoldSharedSlots takes every slot of st's shared calls, so that the
 // single operations made until release queue; release hands the slots

@@ -81,4 +81,18 @@ func pluginMessage(s string) string { return logText(cutText(s, maxPluginMessage
 
 // trapText returns the text of err, a plugin's trap or failed call, made
 // fit for callers and logs: cut to maxTrapText bytes, one printable line.
-func trapText(err error) string { return logText(cutText(err.Error(), maxTrapText)) }
+func trapText(err error) string { return oneLine(err.Error(), maxTrapText) }
+
+// oneLine returns s as one printable line (logText) of at most n bytes
+// and the note of what was cut: escaping makes a control byte four, so a
+// text whose escaped cut is longer is cut at a quarter of n instead. The
+// note counts the bytes of s cut.
+func oneLine(s string, n int) string {
+	if line := logText(cutText(s, n)); len(line) <= n+maxCutNote {
+		return line
+	}
+	return logText(cutText(s, n/4))
+}
+
+// maxCutNote bounds the note cutText appends ("… (N bytes more)").
+const maxCutNote = 32

@@ -16,7 +16,7 @@ import (
 // writes into logs, metrics labels and `plugin inspect`.
 const maxMetadataName = 64
 
-// knownFeatureBits are the feature bits ABI 1.7 defines (section 9).
+// knownFeatureBits are the feature bits ABI 1.8 defines (section 9).
 const knownFeatureBits = uint32(abi.FeatureMetrics | abi.FeatureAlerts | abi.FeatureAgentStates | abi.FeatureQuery |
 	abi.FeatureBatch | abi.FeatureTTL | abi.FeatureConcurrency | abi.FeatureRestore | abi.FeatureTick | abi.FeatureWriteEvents)
 
@@ -69,7 +69,40 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 			return bad("capability %s needs ABI 1.%d, but the plugin declares ABI %s (section 2: a plugin that uses an addition of a minor MUST declare at least that minor)", c, minor, m.ABI)
 		}
 	}
+	if why := kvReadsFault(m); why != "" {
+		return bad("kv reads: %s (section 10.9)", why)
+	}
 	return nil
+}
+
+// maxKVReadPrefix bounds a kv read's key prefix: a prefix is a plugin's
+// key layout ("s\x00"), not data.
+const maxKVReadPrefix = 64
+
+// kvReadsFault says what is wrong with m's kv reads, or "".
+func kvReadsFault(m *abi.Metadata) string {
+	if len(m.KVReads) == 0 {
+		return ""
+	}
+	if !slices.Contains(m.Capabilities, abi.CapabilityKV) {
+		return "they need the kv capability, which the plugin does not declare"
+	}
+	for i, r := range m.KVReads {
+		switch {
+		case r.Kind != abi.KindAlert && r.Kind != abi.KindAgentState:
+			return fmt.Sprintf("kind %d is not one a kv read serves (2, alerts, or 3, agent states)", r.Kind)
+		case !m.Features.Has(r.Kind.Feature()):
+			return fmt.Sprintf("%s are declared but the plugin does not advertise the feature %s", r.Kind.Name(), r.Kind.Feature())
+		case len(r.Prefix) > maxKVReadPrefix:
+			return fmt.Sprintf("the prefix of %s is %d bytes, over %d", r.Kind.Name(), len(r.Prefix), maxKVReadPrefix)
+		}
+		for _, before := range m.KVReads[:i] {
+			if before.Kind == r.Kind {
+				return fmt.Sprintf("%s are declared twice", r.Kind.Name())
+			}
+		}
+	}
+	return ""
 }
 
 func validPluginName(s string) bool {

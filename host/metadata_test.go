@@ -96,11 +96,18 @@ func TestMetadataMUSTs(t *testing.T) {
 	v10, v11, v12 := abi.Version{Major: 1}, abi.Version{Major: 1, Minor: 1}, abi.Version{Major: 1, Minor: 2}
 	v13, v14 := abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 4}
 	v15, v16 := abi.Version{Major: 1, Minor: 5}, abi.Version{Major: 1, Minor: 6}
+	v17, v18 := abi.Version{Major: 1, Minor: 7}, abi.Version{Major: 1, Minor: 8}
 	good := abi.Metadata{ABI: v12, Name: "fine", Version: "1.0.0", Features: abi.FeatureAgentStates}
 	with := func(f func(*abi.Metadata)) []byte {
 		m := good
 		f(&m)
 		return encodeMetadata(m)
+	}
+	// kvReads is good's metadata on ABI 1.8 with the kv capability and
+	// reads.
+	kv := []abi.Capability{abi.CapabilityKV}
+	kvReads := func(reads ...abi.KVRead) []byte {
+		return with(func(m *abi.Metadata) { m.ABI, m.Capabilities, m.KVReads = v18, kv, reads })
 	}
 	// rawFeatures is good's metadata with the features field as given.
 	rawFeatures := func(f uint32) []byte {
@@ -145,6 +152,18 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"events on 1.1", v11, with(func(m *abi.Metadata) { m.ABI = v11; m.Capabilities = []abi.Capability{abi.CapabilityEvents} }), []abi.Capability{abi.CapabilityEvents}, "capability events needs ABI 1.2"},
 		{"capability twice", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{abi.CapabilityLog, abi.CapabilityLog} }), []abi.Capability{abi.CapabilityLog}, `capability "log" is declared twice`},
 		{"unknown capability", v12, with(func(m *abi.Metadata) { m.Capabilities = []abi.Capability{"teleport"} }), nil, `capability "teleport" is not one this host provides`},
+		{"kv reads", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}), kv, ""},
+		{"kv reads with an empty prefix", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState}), kv, ""},
+		{"kv reads without kv", v18, with(func(m *abi.Metadata) {
+			m.ABI = v18
+			m.KVReads = []abi.KVRead{{Kind: abi.KindAgentState}}
+		}), nil, "kv reads: they need the kv capability"},
+		{"kv read of metrics", v18, kvReads(abi.KVRead{Kind: abi.KindMetric}), kv, "kind 1 is not one a kv read serves"},
+		{"kv read of kind 9", v18, kvReads(abi.KVRead{Kind: 9}), kv, "kind 9 is not one a kv read serves"},
+		{"kv read of a kind not served", v18, kvReads(abi.KVRead{Kind: abi.KindAlert}), kv, "alerts are declared but the plugin does not advertise the feature alerts"},
+		{"kv read twice", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState}, abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("x")}), kv, "agent_states are declared twice"},
+		{"kv read prefix too long", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: make([]byte, 65)}), kv, "the prefix of agent_states is 65 bytes, over 64"},
+		{"kv reads on 1.7", v17, append(with(func(m *abi.Metadata) { m.ABI = v17; m.Capabilities = []abi.Capability{abi.CapabilityKV} }), 1, 3, 0), kv, "malformed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

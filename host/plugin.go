@@ -94,6 +94,17 @@ type plugin struct {
 	pool     pool
 	observer Observer
 	traps    atomic.Uint64
+	// discards rate-limits the log of failed calls (logFailure).
+	discards refusalLog
+
+	// kvReads are the gets served from kv without entering the plugin
+	// (kvreads.go); kvServed counts them, kvReadFaults the values found
+	// not to be the record, of which kvReadFaultLog logs the first.
+	kvReads        kvReads
+	kvServed       atomic.Uint64
+	kvReadFaults   atomic.Uint64
+	kvReadFaultLog sync.Once
+
 	// redisScripts: the backend's Redis configuration grants scripts
 	// (abi.CapabilityRedisScripts).
 	redisScripts bool
@@ -180,7 +191,8 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill}
+	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill,
+		discards: refusalLog{perSecond: discardsLoggedPerSecond}}
 	if !s.inspect {
 		// An inspected plugin gets an in-memory kv store: inspecting
 		// leaves the data directory alone.
@@ -275,6 +287,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	p.writesEvents = p.meta.Features.Has(abi.FeatureWriteEvents)
+	p.setKVReads()
 	if p.name == "" {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)
@@ -505,7 +518,12 @@ func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrument
 		}
 		c, ok := strings.CutPrefix(mod, abi.ModulePrefix)
 		if !ok || !moduleCapability(abi.Capability(c)) {
-			return fmt.Errorf("%w: imports %s.%s, which this host does not provide", ErrIncompatible, mod, name)
+			hint := ""
+			if mod == "env" && name == "abort" {
+				// AssemblyScript's default abort handler.
+				hint = " (AssemblyScript: build with --use abort=… naming a handler of the module's own, as sdk/assemblyscript/README.md shows)"
+			}
+			return fmt.Errorf("%w: imports %s.%s, which this host does not provide%s", ErrIncompatible, mod, name, hint)
 		}
 		if !slices.Contains(granted, abi.Capability(c)) {
 			return fmt.Errorf("%w: needs capability %q (imports %s.%s), which the configuration does not grant", ErrIncompatible, c, mod, name)
@@ -1039,6 +1057,27 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	return body, err
 }
 
+// discardsLoggedPerSecond bounds the log of a backend's discarded
+// instances: each line may hold 16 KiB of the trap's stack, and a plugin
+// that traps in every call would otherwise write as fast as it is called
+// (an outside check: 0.6 MB of log a second from ticks alone). Stats
+// counts every trap.
+const discardsLoggedPerSecond = 2
+
+// logFailure logs an error line about a failed call of the plugin (its
+// instance discarded, its memory exhausted), within
+// discardsLoggedPerSecond.
+func (p *plugin) logFailure(msg string, args ...any) {
+	ok, dropped := p.discards.allow(time.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		p.log.Warn("plugin failures not logged, past the rate limit", "dropped", dropped)
+	}
+	p.log.Error(msg, args...)
+}
+
 // syncKV waits, when the instance's last call used a durable kv store,
 // until what it wrote, or read of other calls' writes, is on disk: only
 // then may the call be answered. The caller may have returned the
@@ -1088,7 +1127,7 @@ func (in *instance) failed(ctx context.Context, what string, err error) error {
 		// request repeated would be again. The answer says so and no
 		// more: the trap's text (a stack of the plugin's functions) is
 		// for the log, as an internal error's is.
-		in.p.log.Error("plugin ran out of memory", "call", what, "error", trapText(err))
+		in.p.logFailure("plugin ran out of memory", "call", what, "error", trapText(err))
 		return errTrap{abi.StatusLimit, fmt.Errorf("%s failed with its memory at %d of its %d MiB (Limits.MemoryPages), as a plugin does that ran out of memory",
 			what, in.mem.Size()>>20, uint64(in.p.limits.MemoryPages)*65536>>20)}
 	}

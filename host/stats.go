@@ -59,6 +59,11 @@ type Stats struct {
 	// of callers who found every slot taken (one call or batch runs per
 	// CPU at a time), and SharedCalls the operations they carried.
 	SharedBatches, SharedCalls uint64
+	// KVReads counts the gets answered from the kv store without entering
+	// the plugin, as it declared (abi.KVRead); KVReadFaults the entries
+	// found not to hold the record it promised, whose gets went to the
+	// plugin.
+	KVReads, KVReadFaults uint64
 }
 
 // RedisPoolStats is a snapshot of a backend's Redis connection pool.
@@ -77,7 +82,8 @@ type RedisPoolStats struct {
 func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
-	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load()}
+	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load(),
+		KVReads: p.kvServed.Load(), KVReadFaults: p.kvReadFaults.Load()}
 	if s.shared != nil {
 		c := s.shared.Stats()
 		st.SharedBatches, st.SharedCalls = c.Batches, c.Requests

@@ -303,7 +303,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			s.p.traps.Add(1)
 			s.p.pool.discard(context.WithoutCancel(ctx), in)
 			why := trapText(trap.err) // a trap's stack names the plugin's functions
-			s.p.log.Error("plugin instance discarded", "op", op.String(), "error", why)
+			s.p.logFailure("plugin instance discarded", "op", op.String(), "error", why)
 			wrote := writes && in.reachedStore()
 			if wrote && (ctx.Err() != nil || in.timedOut.Load()) {
 				// Stopped or abandoned at its deadline once it had written
@@ -521,7 +521,14 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 	read := func() (Alert, error) {
 		var out Alert
-		err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+		served, err := s.readKV(ctx, abi.OpGetAlert, abi.KindAlert, id, func(d *abi.Decoder, _ uint64, expires time.Time) {
+			out.Decode(d)
+			out.ExpiresAt = expires
+		})
+		if !served {
+			out = Alert{}
+			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+		}
 		if err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) }); !answered(err) {
 			return Alert{}, err
 		}
@@ -625,7 +632,14 @@ func decodeAgentState(d *abi.Decoder, out *AgentState, asked string) {
 func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, error) {
 	read := func() (AgentState, error) {
 		var out AgentState
-		err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
+		served, err := s.readKV(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(d *abi.Decoder, revision uint64, expires time.Time) {
+			decodeAgentState(d, &out, agentID)
+			out.Version, out.ExpiresAt = revision, expires
+		})
+		if !served {
+			out = AgentState{}
+			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
+		}
 		if err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) }); !answered(err) {
 			return AgentState{}, err
 		}

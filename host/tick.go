@@ -44,6 +44,14 @@ const (
 	closeIdleTicks = 3
 	// tickLogEvery rate-limits the log of failed ticks.
 	tickLogEvery = 10 * time.Second
+	// maxTickBackoff bounds the wait between the rounds of a plugin
+	// whose ticks keep failing by its own fault (a trap, its call
+	// timeout, its own INTERNAL): the wait doubles from tickInterval at
+	// each such round, so a plugin that loops or traps in every tick
+	// costs the host a call a minute, not ten a second, with no caller
+	// asking for them. A tick that succeeds, or fails for its store
+	// (UNAVAILABLE: Redis away), ticks again on the interval.
+	maxTickBackoff = time.Minute
 	// moreTicks bounds the ticks of one round: the tick on the interval
 	// and those sent at once because the last one answered More.
 	moreTicks = 8
@@ -98,6 +106,9 @@ type ticker struct {
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
 	suppressed uint64
+	// backoff is the wait before the next round while ticks fail by the
+	// plugin's fault (maxTickBackoff); loop's alone.
+	backoff time.Duration
 }
 
 // startTicker starts ticking s if its plugin advertises the tick feature.
@@ -135,9 +146,11 @@ func (t *ticker) loop() {
 		default:
 		}
 		start, waited := time.Now(), t.waited
+		faulty := false
 		for n := 1; ; n++ {
 			writes := t.writes.Load()
 			r, err := t.tick(context.Background(), t.stop)
+			faulty = err != nil && pluginFault(err)
 			if err == nil {
 				t.cleanAt = -1
 				if r.Pending == 0 && !r.More {
@@ -156,8 +169,23 @@ func (t *ticker) loop() {
 		}
 		// The next round is on the next interval: a round of long ticks
 		// rests no more than a plugin whose every tick is long would.
-		timer.Reset(max(tickInterval-time.Since(start), 0))
+		// One whose ticks keep failing by its fault waits longer each
+		// time (maxTickBackoff).
+		interval := tickInterval
+		if faulty {
+			t.backoff = min(max(2*t.backoff, tickInterval), maxTickBackoff)
+			interval = t.backoff
+		} else {
+			t.backoff = 0
+		}
+		timer.Reset(max(interval-time.Since(start), 0))
 	}
+}
+
+// pluginFault reports whether a failed tick failed by its plugin's fault:
+// it trapped, ran past its call timeout or answered INTERNAL.
+func pluginFault(err error) bool {
+	return errors.Is(err, abi.StatusInternal) || errors.Is(err, abi.StatusLimit)
 }
 
 // tick makes one tick call and publishes the events of the writes it

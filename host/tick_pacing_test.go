@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +67,27 @@ func TestTickEventsAreRateLimited(t *testing.T) {
 	require.LessOrEqual(t, published, allowed, "at most the burst and the rate")
 	require.LessOrEqual(t, s.Ticks, allowed/abi.MaxTickWrites+1, "a tick waits for its events before the next")
 	requireClosesSoon(t, st)
+}
+
+// TestFailingTicksBackOff: a plugin whose every tick traps, with nobody
+// calling it, is ticked less and less often (maxTickBackoff): a few ticks
+// in three seconds, not thirty, and its discards' log stays within its
+// rate. A tick interval's worth of ticks, then a doubling wait each.
+func TestFailingTicksBackOff(t *testing.T) {
+	var log foreignLog
+	st, err := host.Open(context.Background(), host.Config{Plugin: hostilePath("ticktrap")}, host.WithCompilationCache(""), host.WithLogger(log.logger()))
+	require.NoError(t, err)
+	started := time.Now()
+	time.Sleep(3 * time.Second)
+	s := st.Stats()
+	elapsed := time.Since(started)
+	require.NoError(t, st.Close(context.Background()))
+	t.Logf("%d ticks, %d failed, %d traps in %v", s.Ticks, s.TickFailures, s.Traps, elapsed.Round(time.Millisecond))
+	require.GreaterOrEqual(t, s.Ticks, uint64(3), "the plugin is still ticked")
+	require.Equal(t, s.Ticks, s.TickFailures)
+	// 0, 0.1, 0.3, 0.7, 1.5 and 3.1 s: six ticks in three seconds, and
+	// one more for a slow machine; thirty without the backoff.
+	require.LessOrEqual(t, s.Ticks, uint64(7), "ticks that keep failing back off")
+	discards := strings.Count(log.String(), "plugin instance discarded")
+	require.LessOrEqual(t, discards, int(2*elapsed.Seconds())+2, "the discards' log is rate-limited")
 }

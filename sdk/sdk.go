@@ -146,6 +146,17 @@ type Plugin struct {
 	// load a plugin that knows fewer versions than the schema has. Never
 	// change a released migration: add the next version.
 	Migrations abi.Migrations
+
+	// KVReads (ABI 1.8) declares the gets of alerts and agent states that
+	// are kv lookups, for the host to answer from the kv store without
+	// calling the plugin (see abi.KVRead): the record with ID id is the
+	// entry at Prefix+id, its value the record encoded as the get answers
+	// it (abi.Alert.Encode, abi.AgentState.Encode), the entry's expiry the
+	// record's and, for an agent state, the entry's revision its version.
+	// The plugin's own get must answer the same, since the host still
+	// calls it for a value that is not the record. It needs
+	// abi.CapabilityKV in Capabilities.
+	KVReads []abi.KVRead
 }
 
 var registered *dispatcher

@@ -102,6 +102,42 @@ func digest(t *testing.T, st *host.Store) backup.Digests {
 	return d
 }
 
+// TestRestoreKeepExpiry: a record whose time ran out after the backup
+// comes back with a plain restore (its TTL counted again from the
+// restore) and not with -keep-expiry, which counts it from the backup.
+func TestRestoreKeepExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, prefixes := redisBackends(t, "a", "b", "c")
+	a := openPrefix(t, "a", prefixes["a"])
+	// Long enough to be in the backup: the binary takes seconds to start
+	// on a loaded machine.
+	const brief = 8 * time.Second
+	put, err := a.PutAgentState(ctx, host.AgentState{AgentID: "brief", State: []byte(`1`)}, host.WithTTL(brief))
+	require.NoError(t, err)
+	_, err = a.PutAgentState(ctx, host.AgentState{AgentID: "long", State: []byte(`2`)}, host.WithTTL(time.Hour))
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "a.shbk")
+	stdout, stderr, code := runCommand(t, nil, "backup", "-config", cfg, "-backend", "a", "-o", file)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "2 agent states")
+	require.Less(t, time.Now(), put.ExpiresAt, "the backup took longer than the record's TTL")
+	time.Sleep(time.Until(put.ExpiresAt) + 200*time.Millisecond)
+
+	stdout, stderr, code = runCommand(t, nil, "restore", "-config", cfg, "-backend", "b", "-keep-expiry", file)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "written 0 metrics, 0 alerts, 1 agent states")
+	b := openPrefix(t, "b", prefixes["b"])
+	_, err = b.GetAgentState(ctx, "brief")
+	require.ErrorIs(t, err, host.ErrNotFound, "a record whose time was up came back")
+	_, err = b.GetAgentState(ctx, "long")
+	require.NoError(t, err)
+
+	stdout, stderr, code = runCommand(t, nil, "restore", "-config", cfg, "-backend", "c", file)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "written 0 metrics, 0 alerts, 2 agent states")
+}
+
 // TestBackupRestore: backup, verify and restore with the real binary,
 // into another Redis namespace, in each mode; a damaged file restores
 // nothing.
@@ -123,7 +159,7 @@ func TestBackupRestore(t *testing.T) {
 	stdout, stderr, code = runCommand(t, nil, "backup", "verify", file)
 	require.Equal(t, 0, code, "stderr: %s", stderr)
 	require.Contains(t, stdout, file+": ok\n")
-	require.Contains(t, stdout, "  backend:  a (plugin redis 1.0.0, ABI 1.7)\n")
+	require.Contains(t, stdout, "  backend:  a (plugin redis 1.0.0, ABI 1.8)\n")
 	require.Contains(t, stdout, "  records:  300 metrics, 20 alerts, 50 agent states\n")
 
 	// To standard output: the same records.
@@ -323,7 +359,7 @@ func TestScheduledBackups(t *testing.T) {
 			continue // pruned meanwhile
 		}
 		require.Equal(t, 0, code, "stderr: %s", stderr)
-		require.Contains(t, stdout, "  backend:  mem (plugin memory 1.0.0, ABI 1.7)\n")
+		require.Contains(t, stdout, "  backend:  mem (plugin memory 1.0.0, ABI 1.8)\n")
 		require.Contains(t, stdout, "  records:  0 metrics, 0 alerts, 5 agent states\n")
 	}
 	require.GreaterOrEqual(t, d.metric(`storage_host_backups_total{backend="mem",result="ok"}`), 4.0)

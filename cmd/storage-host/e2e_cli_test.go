@@ -229,6 +229,7 @@ type inspection struct {
 	Features     []string `json:"features"`
 	Capabilities []string `json:"capabilities"`
 	Imports      []string `json:"imports"`
+	KVReads      []string `json:"kv_reads"`
 	WASI         bool     `json:"wasi"`
 	Loadable     bool     `json:"loadable"`
 	Problem      string   `json:"problem"`
@@ -269,20 +270,22 @@ func TestPluginInspect(t *testing.T) {
 			"sha256:       " + sha256Hex(memory),
 			"name:         memory",
 			"version:      1.0.0",
-			"abi:          1.7 (host speaks 1.7)",
+			"abi:          1.8 (host speaks 1.8)",
 			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency, restore",
 			"capabilities: log, clock, kv",
 			"imports:      clock, kv (and WASI); asked for, not imported: log (what it writes to WASI's stdout and stderr is its log)",
+			`kv reads:     alerts "a\x00"+id, agent_states "s\x00"+id (gets the host answers from the kv store)`,
 			"loadable:     yes (grant: log, clock, kv)",
 		}, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"))
 
 		got := inspectJSON(t, "builtin:memory", 0)
 		require.Equal(t, inspection{
 			File: "builtin:memory", SHA256: sha256Hex(memory), Name: "memory", Version: "1.0.0",
-			ABI: "1.7", HostABI: "1.7",
+			ABI: "1.8", HostABI: "1.8",
 			Features:     []string{"metrics", "alerts", "agent_states", "query", "batch", "ttl", "concurrency", "restore"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"clock", "kv"},
-			WASI: true, Loadable: true,
+			KVReads: []string{`alerts "a\x00"+id`, `agent_states "s\x00"+id`},
+			WASI:    true, Loadable: true,
 		}, got)
 	})
 
@@ -291,13 +294,13 @@ func TestPluginInspect(t *testing.T) {
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", agentstatePath)
 		require.Equal(t, 0, code, "stderr: %s", stderr)
 		require.Contains(t, stdout, "name:         agentstate\n")
-		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.7)\n", "an older minor version loads")
+		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.8)\n", "an older minor version loads")
 		require.Contains(t, stdout, "loadable:     yes (grant: log, clock, kv)\n")
 
 		got := inspectJSON(t, agentstatePath, 0)
 		require.Equal(t, inspection{
 			File: agentstatePath, SHA256: sha256Hex(agentstate), Name: "agentstate", Version: "1.0.0",
-			ABI: "1.0", HostABI: "1.7", Features: []string{"agent_states"},
+			ABI: "1.0", HostABI: "1.8", Features: []string{"agent_states"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"log", "clock", "kv"},
 			Loadable: true,
 		}, got)
@@ -305,7 +308,7 @@ func TestPluginInspect(t *testing.T) {
 
 	t.Run("oldabi.wasm", func(t *testing.T) {
 		t.Parallel()
-		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.7, plugin needs 2.0"
+		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.8, plugin needs 2.0"
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", oldabiPath)
 		require.Equal(t, 1, code, "a plugin this host cannot load fails the command")
 		require.Empty(t, stderr)
@@ -314,7 +317,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, oldabiPath, 1)
 		require.False(t, got.Loadable)
 		require.Equal(t, problem, got.Problem)
-		require.Equal(t, "1.7", got.HostABI)
+		require.Equal(t, "1.8", got.HostABI)
 		require.Len(t, got.SHA256, 64)
 	})
 

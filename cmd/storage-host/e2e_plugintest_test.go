@@ -227,6 +227,16 @@ routes {
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-config", cfg, "-backend", "nosuch")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `has no backend "nosuch"`)
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-config", cfg)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "has 2 backends (mem, r): name one with -backend")
+
+	// A file of one backend needs no -backend.
+	one := filepath.Join(dir, "one.hcl")
+	require.NoError(t, os.WriteFile(one, []byte(`backend "only" { plugin = "builtin:memory" }`+"\n"), 0o600))
+	stdout, stderr, code = runCommand(t, nil, "plugin", "test", "-config", one, "-run", "AgentStates/Versions")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "plugin memory ")
 }
 
 // suiteUsers returns the Redis ACL users made for the key prefixes of

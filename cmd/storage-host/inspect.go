@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
@@ -25,9 +26,12 @@ type inspectReport struct {
 	Features     []string `json:"features"`
 	Capabilities []string `json:"capabilities"`
 	Imports      []string `json:"imports"`
-	WASI         bool     `json:"wasi"`
-	Loadable     bool     `json:"loadable"`
-	Problem      string   `json:"problem,omitempty"`
+	// KVReads are the gets the host answers from the kv store (ABI 1.8),
+	// each as `kind "prefix"+id`.
+	KVReads  []string `json:"kv_reads,omitempty"`
+	WASI     bool     `json:"wasi"`
+	Loadable bool     `json:"loadable"`
+	Problem  string   `json:"problem,omitempty"`
 }
 
 // inspect describes a plugin module. It exits non-zero when this host
@@ -69,6 +73,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		WASI:         info.WASI,
 		Loadable:     info.Err == nil,
 	}
+	for _, kr := range info.Metadata.KVReads {
+		r.KVReads = append(r.KVReads, kr.Kind.Name()+" "+strconv.Quote(string(kr.Prefix))+"+id")
+	}
 	if info.Metadata.Name != "" || info.Metadata.ABI != (abi.Version{}) {
 		r.Name, r.Version, r.ABI = info.Metadata.Name, info.Metadata.Version, info.Metadata.ABI.String()
 	}
@@ -91,6 +98,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		w("features", orDash(strings.Join(r.Features, ", ")))
 		w("capabilities", orDash(strings.Join(r.Capabilities, ", ")))
 		w("imports", orDash(strings.Join(r.Imports, ", "))+importsNote(&r))
+		if len(r.KVReads) > 0 {
+			w("kv reads", strings.Join(r.KVReads, ", ")+" (gets the host answers from the kv store)")
+		}
 		if r.Loadable {
 			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")
 		} else {

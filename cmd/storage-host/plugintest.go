@@ -89,7 +89,7 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.StringVar(&f.redisAddr, "redis", "", "grant the redis capability (scripts included) on the Redis at this host:port; each store the suite opens gets a key prefix of its own, removed afterwards")
 	fs.StringVar(&f.pgURL, "postgres", "", "grant the postgres capability on the PostgreSQL at this postgres:// URL, of a role that may create roles and schemas; each store the suite opens gets a schema and a role of its own, dropped afterwards")
 	fs.StringVar(&f.configPath, "config", "", "take the plugin, its options and capabilities from a backend block of this configuration file")
-	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config)")
+	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config; not needed when the file has one)")
 	fs.StringVar(&f.run, "run", "", "run only the rules matching this regular expression (as go test -run, below the suite: Protocol, AgentStates/Versions)")
 	fs.StringVar(&f.skip, "skip", "", "skip the rules matching this regular expression (as go test -skip, below the suite): those a policy of the plugin's own makes fail, say Alerts/Transitions")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
@@ -100,9 +100,8 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 		return nil, err
 	}
 	switch {
-	case f.configPath != "" && (f.backend == "" || fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != "" || f.pgURL != ""):
-		fs.Usage()
-		return nil, usagef("plugin test: -config takes -backend, and no plugin file, -option, -redis or -postgres (the backend block has them)")
+	case f.configPath != "" && (fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != "" || f.pgURL != ""):
+		return nil, usagef("plugin test: -config takes -backend (which a file of one backend may leave out), and no plugin file, -option, -redis or -postgres (the backend block has them)")
 	case f.configPath == "" && fs.NArg() != 1:
 		fs.Usage()
 		return nil, errUsage
@@ -139,9 +138,20 @@ func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 	if err != nil {
 		return host.Config{}, err
 	}
-	def, ok := file.Backend(f.backend)
+	name := f.backend
+	if name == "" {
+		if len(file.Backends) != 1 {
+			names := make([]string, len(file.Backends))
+			for i, b := range file.Backends {
+				names[i] = b.Name
+			}
+			return host.Config{}, usagef("plugin test: %s has %d backends (%s): name one with -backend", f.configPath, len(names), strings.Join(names, ", "))
+		}
+		name = file.Backends[0].Name
+	}
+	def, ok := file.Backend(name)
 	if !ok {
-		return host.Config{}, fmt.Errorf("%s has no backend %q", f.configPath, f.backend)
+		return host.Config{}, fmt.Errorf("%s has no backend %q", f.configPath, name)
 	}
 	c := def.Config
 	// The suite's stores keep nothing beyond the run: no data directory,

@@ -62,6 +62,13 @@ func init() {
 		Restorer:     b,
 		Capabilities: []abi.Capability{abi.CapabilityLog, abi.CapabilityClock, abi.CapabilityKV},
 		Configure:    b.configure,
+		// The host answers these gets from the kv store: an alert's value
+		// is the whole alert but its expiry, an agent state's all but its
+		// version and expiry, each the entry's (GetAlert, GetAgentState).
+		KVReads: []abi.KVRead{
+			{Kind: abi.KindAlert, Prefix: []byte(alertPrefix)},
+			{Kind: abi.KindAgentState, Prefix: []byte(statePrefix)},
+		},
 	})
 }
 

@@ -309,6 +309,25 @@ func (s *Store) get(key []byte, e *abi.Encoder) {
 	en.encode(e, false)
 }
 
+// View calls f with the live entry at key, under the store's read lock:
+// value is valid only until f returns, and f must not call the Store;
+// expires is in UTC, the zero time for never, as the wire decodes it. It
+// reports whether there was a live entry (f is not called when not).
+func (s *Store) View(key []byte, f func(value []byte, revision uint64, expires time.Time)) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	en, ok := s.tree.Get(entry{key: key})
+	if !ok || en.exp != 0 && en.expired(s.now().UnixNano()) {
+		return false
+	}
+	var expires time.Time
+	if en.exp != 0 {
+		expires = time.Unix(0, en.exp).UTC()
+	}
+	f(en.value, en.rev, expires)
+	return true
+}
+
 // lookup finds key for a writer. An expired entry is removed on the spot
 // and reported as absent; it is still returned so its buffers can be reused.
 func (s *Store) lookup(key []byte, now int64) (old entry, found, live bool) {

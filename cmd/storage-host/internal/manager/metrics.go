@@ -28,6 +28,7 @@ type metrics struct {
 	cacheEntries                                      *prometheus.Desc
 	bufferedWrites, tickFailures                      *prometheus.Desc
 	sharedBatches, sharedCalls                        *prometheus.Desc
+	kvReads, kvReadFaults                             *prometheus.Desc
 
 	redis *redisInfo // the Redis servers' own figures
 }
@@ -73,6 +74,8 @@ func newMetrics(m *Manager) *metrics {
 		tickFailures:       prometheus.NewDesc("storage_host_tick_failures_total", "Ticks (the host's background calls into a plugin) that failed.", backend, nil),
 		sharedBatches:      prometheus.NewDesc("storage_host_shared_batches_total", "Batches that carried the single operations of callers who found every slot taken (one call or batch runs per CPU).", backend, nil),
 		sharedCalls:        prometheus.NewDesc("storage_host_shared_calls_total", "Single operations carried by shared batches.", backend, nil),
+		kvReads:            prometheus.NewDesc("storage_host_kv_reads_total", "Gets answered from the backend's kv store without entering its plugin, as the plugin declared (ABI 1.8 kv reads).", backend, nil),
+		kvReadFaults:       prometheus.NewDesc("storage_host_kv_read_faults_total", "Declared kv reads whose entry did not hold the record; the plugin served them.", backend, nil),
 	}
 }
 
@@ -102,7 +105,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
-		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls} {
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults} {
 		ch <- d
 	}
 	x.redis.describe(ch)
@@ -131,6 +134,8 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		if b.store.Metadata().Features.Has(abi.FeatureBatch) {
 			ch <- prometheus.MustNewConstMetric(x.sharedBatches, prometheus.CounterValue, float64(st.SharedBatches), name)
 			ch <- prometheus.MustNewConstMetric(x.sharedCalls, prometheus.CounterValue, float64(st.SharedCalls), name)
+			ch <- prometheus.MustNewConstMetric(x.kvReads, prometheus.CounterValue, float64(st.KVReads), name)
+			ch <- prometheus.MustNewConstMetric(x.kvReadFaults, prometheus.CounterValue, float64(st.KVReadFaults), name)
 		}
 		if b.store.Metadata().Features.Has(abi.FeatureTick) {
 			ch <- prometheus.MustNewConstMetric(x.bufferedWrites, prometheus.GaugeValue, float64(st.BufferedWrites), name)
