@@ -52,6 +52,12 @@ const (
 	// asking for them. A tick that succeeds, or fails for its store
 	// (UNAVAILABLE: Redis away), ticks again on the interval.
 	maxTickBackoff = time.Minute
+	// longRoundRest is how many times what a round of ticks ran past
+	// moreBusy it rests before the next, up to maxTickBackoff: a tick
+	// that spins nearly to its call timeout and answers OK or
+	// UNAVAILABLE (which do not back off) holds a CPU a tenth of the
+	// time, not all of it. A replay's rounds end by moreBusy.
+	longRoundRest = 9
 	// moreTicks bounds the ticks of one round: the tick on the interval
 	// and those sent at once because the last one answered More.
 	moreTicks = 8
@@ -170,13 +176,19 @@ func (t *ticker) loop() {
 		// The next round is on the next interval: a round of long ticks
 		// rests no more than a plugin whose every tick is long would.
 		// One whose ticks keep failing by its fault waits longer each
-		// time (maxTickBackoff).
+		// time (maxTickBackoff); a round that ran past moreBusy rests
+		// longRoundRest times what it ran past it, however it ended, so
+		// that no plugin keeps the host busy with nobody calling it.
 		interval := tickInterval
 		if faulty {
 			t.backoff = min(max(2*t.backoff, tickInterval), maxTickBackoff)
 			interval = t.backoff
 		} else {
 			t.backoff = 0
+		}
+		busy := time.Since(start) - (t.waited - waited)
+		if over := busy - moreBusy; over > 0 {
+			interval = max(interval, busy+min(longRoundRest*over, maxTickBackoff))
 		}
 		timer.Reset(max(interval-time.Since(start), 0))
 	}

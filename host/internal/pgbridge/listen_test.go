@@ -186,9 +186,10 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 	}
 }
 
-// A session that used temporary tables is closed after its call: its
-// local buffers, sized by the temp_buffers the plugin set (gigabytes in an
-// outside check, kept by idle pooled sessions), go only with the session.
+// A session that used temporary tables with a temp_buffers of the
+// plugin's is closed after its call: its local buffers, sized by that
+// setting (gigabytes in an outside check, kept by idle pooled sessions),
+// go only with the session. With the login's, it is kept.
 func TestSessionWithTemporaryTablesIsClosed(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
 	b.resetAfter = 0
@@ -212,13 +213,20 @@ func TestSessionWithTemporaryTablesIsClosed(t *testing.T) {
 		return rs[0].Row(0)[0].Int == 0
 	}, 10*time.Second, 50*time.Millisecond, "the session that held the temporary buffers is still open")
 
-	// A call without temporary tables keeps its session.
-	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"))
+	// Temporary tables within the login's temp_buffers keep their
+	// session: closing it would cost the server a session a call.
+	rs, err = do(t, ctx, b, abi.PGBatch,
+		stmt("CREATE TEMP TABLE small (x int)"),
+		stmt("INSERT INTO small SELECT generate_series(1, 1000)"),
+		stmt("SELECT pg_backend_pid()"))
 	require.NoError(t, err)
 	mustOK(t, rs)
-	again, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"))
+	again, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT pg_backend_pid()"),
+		stmt("SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND pg_table_is_visible(oid)"))
 	require.NoError(t, err)
-	require.Equal(t, rs[0].Row(0)[0], again[0].Row(0)[0], "a session without temporary tables is reused")
+	mustOK(t, again)
+	require.Equal(t, rs[2].Row(0)[0], again[0].Row(0)[0], "a session whose temporary tables used the login's temp_buffers is reused")
+	require.Equal(t, integer(0), again[1].Row(0)[0], "its temporary table outlived its call")
 }
 
 // Calls too short to build much each are reset one in fullResetEvery: a

@@ -388,17 +388,36 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	} else {
 		c.sinceFull++
 	}
-	return nil
+	if !c.hasTemp || c.bigTemp {
+		return nil // a session with large local buffers is closed (retireTemp)
+	}
+	p.SendQueryParams(discardTemp, nil, nil, nil, nil)
+	p.SendPipelineSync()
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	if err := readResult(p, discardTemp, nil); err != nil {
+		return err
+	}
+	c.hasTemp = false
+	return expectSync(p)
 }
 
+// discardTemp drops the session's temporary tables (see resetSession).
+const discardTemp = "DISCARD TEMP"
+
 // retireTemp closes pc, which its caller then releases to the pool,
-// which drops it, when its session has had temporary tables: PostgreSQL
-// keeps a session's local buffers, up to the temp_buffers in force when
-// it first used a temporary table (a plugin may SET it to gigabytes),
-// until the session ends. DISCARD TEMP drops the tables, not the buffers:
-// an outside check left 4.5 GB in three idle pooled sessions that way.
+// which drops it, when its session used temporary tables with a
+// temp_buffers larger than its login's: PostgreSQL keeps a session's
+// local buffers, up to the temp_buffers in force when it first used a
+// temporary table (a plugin may SET it to gigabytes), until the session
+// ends. DISCARD TEMP drops the tables, not the buffers: an outside check
+// left 4.5 GB in three idle pooled sessions that way. A session whose
+// temporary tables used the login's temp_buffers (8 MB by default) keeps
+// its connection: closing it would cost the server a new session per
+// call of a plugin that uses them.
 func retireTemp(ctx context.Context, pc *pgconn.PgConn) {
-	if !state(pc).hasTemp {
+	if !state(pc).bigTemp {
 		return
 	}
 	closing, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -455,8 +474,9 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //     *?");
 //   - memory the session holds (settings: set_config of 100 MB values took
 //     one server process to 1.37 GB, kept while the connection idled;
-//     cursors WITH HOLD; temporary tables, whose session is closed
-//     (retireTemp); prepared statements, the
+//     cursors WITH HOLD; temporary tables, and their local buffers,
+//     which only closing the session frees (retireTemp); prepared
+//     statements, the
 //     plugin's SQL PREPAREs and the bridge's own, which it prepares again
 //     as it needs them), session advisory locks, and a
 //     statement_timeout of the plugin's: the rest of resetSession, which
@@ -477,10 +497,14 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // plugin could deallocate or replace.
 var resetSession = [...]string{
 	"UNLISTEN *",
+	// Before RESET ALL: the temp_buffers the session's local buffers were
+	// sized by, if it used temporary tables (PostgreSQL refuses to change
+	// it after that; RESET ALL changes what it shows, not the buffers).
+	"SELECT pg_catalog.current_setting('temp_buffers')",
 	"RESET ALL",
 	"CLOSE ALL",
 	"DEALLOCATE ALL",
-	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0::pg_catalog.oid",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0::pg_catalog.oid, pg_catalog.current_setting('temp_buffers')",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -518,7 +542,12 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 	for i, q := range sent {
 		var row func([][]byte)
 		if i == len(resetSession)-1 {
-			row = func(v [][]byte) { c.hasTemp = len(v) == 3 && string(v[2]) == "t" }
+			row = func(v [][]byte) {
+				c.hasTemp = len(v) == 4 && string(v[2]) == "t"
+				c.bigTemp = c.hasTemp && string(v[3]) != c.tempBuffers
+			}
+		} else if i == 1 {
+			row = func(v [][]byte) { c.tempBuffers = string(v[0]) }
 		}
 		if err := readResult(p, q, row); err != nil {
 			return err
@@ -796,9 +825,14 @@ type connState struct {
 	// prepared: a statement since the bridge last looked prepared a
 	// transaction (prepared.go).
 	prepared bool
-	// hasTemp: the session has had temporary tables (resetSession), and
-	// is closed after its call (retireTemp).
+	// hasTemp: the session has had temporary tables (resetSession).
 	hasTemp bool
+	// tempBuffers is the temp_buffers the last full reset found before
+	// its RESET ALL; bigTemp: the session has had temporary tables with a
+	// temp_buffers other than its login's, and is closed after its call
+	// (retireTemp).
+	tempBuffers string
+	bigTemp     bool
 	// full: the pipeline being sent ends with all of resetSession, not
 	// its UNLISTEN alone; sinceFull: pipelines since the last that did.
 	full      bool
