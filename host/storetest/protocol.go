@@ -17,8 +17,9 @@ import (
 // as given, past the host's own checks, so these rules hold for every
 // path a request can take, whatever language the plugin is written in:
 //
-//   - a body followed by trailing bytes, cut short, or empty where the op
-//     has fields is INVALID (section 8: "MUST be answered with INVALID");
+//   - a body followed by trailing bytes, cut short, empty where the op
+//     has fields, or with a varint over 10 bytes is INVALID (section 8:
+//     "MUST be answered with INVALID");
 //   - a write with an invalid ID (empty, over 512 bytes, not UTF-8, with a
 //     NUL), a TTL or condition mode out of range, or an alert severity or
 //     status out of range is INVALID (section 10.2);
@@ -107,14 +108,19 @@ func validRequests(p string, f abi.Feature) []protocolCase {
 }
 
 // malformedRequests derives, from each valid request, the same body with a
-// trailing byte, cut short by one byte, and empty.
+// trailing byte, cut short by one byte, empty, and with its first field's
+// length (every request starts with an ID or a record's) written as an
+// 11-byte LEB128, past the 10 bytes a reader accepts (section 7.1).
 func malformedRequests(valid []protocolCase) []protocolCase {
 	var cs []protocolCase
 	for _, v := range valid {
+		overlong := append([]byte{v.body[0] | 0x80}, bytes.Repeat([]byte{0x80}, 9)...)
+		overlong = append(append(overlong, 0), v.body[1:]...)
 		cs = append(cs,
 			protocolCase{v.name + "/TrailingByte", v.op, append(bytes.Clone(v.body), 0), invalid},
 			protocolCase{v.name + "/CutShort", v.op, v.body[:len(v.body)-1], invalid},
 			protocolCase{v.name + "/Empty", v.op, nil, invalid},
+			protocolCase{v.name + "/OverlongVarint", v.op, overlong, invalid},
 		)
 	}
 	return cs
