@@ -511,4 +511,23 @@ func (s *suite) testPagination(t *testing.T) {
 			}
 		})
 	}
+
+	// A cursor the backend did not issue for the query is INVALID
+	// (section 13.4), not taken for a position.
+	t.Run("ForgedCursor", func(t *testing.T) {
+		p := s.prefix()
+		forged := []byte("\xff\xfeforged cursor")
+		if s.has(abi.FeatureMetrics) {
+			_, err := st.QueryMetrics(ctx, host.MetricQuery{AgentID: p + "agent", Cursor: forged})
+			require.ErrorIs(t, err, host.ErrInvalid, "metrics")
+		}
+		if s.has(abi.FeatureAlerts) {
+			_, err := st.QueryAlerts(ctx, host.AlertQuery{AgentID: p + "agent", Cursor: forged})
+			require.ErrorIs(t, err, host.ErrInvalid, "alerts")
+		}
+		if s.has(abi.FeatureAgentStates) {
+			_, err := st.QueryAgentStates(ctx, host.AgentStateQuery{AgentIDPrefix: p, Cursor: forged})
+			require.ErrorIs(t, err, host.ErrInvalid, "agent states")
+		}
+	})
 }
