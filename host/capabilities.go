@@ -461,12 +461,13 @@ func (p *plugin) serveKV(_ context.Context, reqBytes []byte, e *abi.Encoder) {
 type logLimiter struct {
 	log     hclog.Logger
 	limit   *rate.Limiter
+	maxLine int // Limits.MaxLogLineBytes: a line's bytes once escaped
 	dropped atomic.Int64
 }
 
-func newLogLimiter(log hclog.Logger, perSecond float64) *logLimiter {
+func newLogLimiter(log hclog.Logger, perSecond float64, maxLine int) *logLimiter {
 	burst := max(int(perSecond), 1)
-	return &logLimiter{log: log, limit: rate.NewLimiter(rate.Limit(perSecond), burst)}
+	return &logLimiter{log: log, limit: rate.NewLimiter(rate.Limit(perSecond), burst), maxLine: maxLine}
 }
 
 func (l *logLimiter) emit(level hclog.Level, msg string) {
@@ -483,7 +484,10 @@ func (l *logLimiter) emit(level hclog.Level, msg string) {
 	if n := l.dropped.Swap(0); n > 0 {
 		l.log.Warn("plugin log lines dropped by the rate limit", "dropped", n)
 	}
-	l.log.Log(level, logText(msg))
+	// Escaping makes a control byte four: the line is bounded as the
+	// log writes it (an outside check's plugin wrote lines of 4 096
+	// escape bytes, 16 KiB each once escaped, 1.6 MB of log a second).
+	l.log.Log(level, oneLine(msg, l.maxLine))
 }
 
 // WASI errno values fd_write answers (wasi_snapshot_preview1).

@@ -259,7 +259,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		s.logger.Warn("the backend's PostgreSQL role may fill the server's disk with temporary files: its temp_file_limit is unbounded and only a superuser may set it (SECURITY.md, \"Sharing a PostgreSQL between backends\")",
 			"backend", cfg.Name, "role", PostgresRole(cfg.Postgres.Schema))
 	}
-	limiter := newLogLimiter(p.log, cfg.Limits.LogLinesPerSecond)
+	limiter := newLogLimiter(p.log, cfg.Limits.LogLinesPerSecond, int(cfg.Limits.MaxLogLineBytes))
 	if err := p.instantiateWASI(ctx, limiter); err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func (s *logSink) Write(p []byte) (int, error) {
 func TestLogLimiter(t *testing.T) {
 	sink := &logSink{}
 	log := hclog.New(&hclog.LoggerOptions{Output: sink, Level: hclog.Info, Name: "plugin.test"})
-	lim := newLogLimiter(log, 5) // 5 lines a second, bursts of 5
+	lim := newLogLimiter(log, 5, 4096) // 5 lines a second, bursts of 5
 
 	lim.emit(hclog.Debug, "below the level")
 	for range 20 {
@@ -47,6 +47,12 @@ func TestLogLimiter(t *testing.T) {
 
 	lim.emit(hclog.Level(42), "odd level")
 	require.Contains(t, sink.lines[7], "[INFO]  plugin.test: odd level", "an unknown level logs at info")
+
+	// A line of control bytes, escaped, stays within the line bound.
+	lim.emit(hclog.Info, strings.Repeat("\x1b", 4096))
+	require.Len(t, sink.lines, 9)
+	require.LessOrEqual(t, len(sink.lines[8]), 4096+maxCutNote+64, "an escaped line is bounded: %d bytes", len(sink.lines[8]))
+	require.Contains(t, sink.lines[8], `\x1b\x1b`)
 }
 
 func TestLineWriter(t *testing.T) {

@@ -136,7 +136,7 @@ func (b *Bridge) shared(ctx context.Context, batch []*coalesce.Entry[*queued]) {
 	if err != nil {
 		b.abandon(ctx, pc)
 	} else {
-		retireTemp(ctx, pc)
+		b.retire(ctx, pc)
 	}
 	for _, x := range parts {
 		x.answer(err, b.maxBytes)

@@ -153,7 +153,7 @@ func (b *Bridge) alone(ctx context.Context, req *request, timeout time.Duration,
 		// The connection is in an unknown state: it is not reused.
 		b.abandon(ctx, pc)
 	} else {
-		retireTemp(ctx, pc)
+		b.retire(ctx, pc)
 	}
 	x.answer(err, b.maxBytes)
 }
@@ -388,8 +388,9 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	} else {
 		c.sinceFull++
 	}
-	if !c.hasTemp || c.bigTemp {
-		return nil // a session with large local buffers is closed (retireTemp)
+	c.worked += time.Since(start)
+	if !c.hasTemp || c.retiring(b) {
+		return nil // closed after the call (retire)
 	}
 	p.SendQueryParams(discardTemp, nil, nil, nil, nil)
 	p.SendPipelineSync()
@@ -406,18 +407,28 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 // discardTemp drops the session's temporary tables (see resetSession).
 const discardTemp = "DISCARD TEMP"
 
-// retireTemp closes pc, which its caller then releases to the pool,
-// which drops it, when its session used temporary tables with a
-// temp_buffers larger than its login's: PostgreSQL keeps a session's
-// local buffers, up to the temp_buffers in force when it first used a
-// temporary table (a plugin may SET it to gigabytes), until the session
-// ends. DISCARD TEMP drops the tables, not the buffers: an outside check
-// left 4.5 GB in three idle pooled sessions that way. A session whose
-// temporary tables used the login's temp_buffers (8 MB by default) keeps
-// its connection: closing it would cost the server a new session per
-// call of a plugin that uses them.
-func retireTemp(ctx context.Context, pc *pgconn.PgConn) {
-	if !state(pc).bigTemp {
+// maxSessionWork bounds the time a session's calls may run, together,
+// before it is closed after its call and the pool opens another: what
+// PostgreSQL caches in a session's memory, no reset frees (an outside
+// check's plugin looked up 3.2 million names that do not exist, and one
+// idle server process kept 1.55 GB of negative catalog entries until the
+// session ended; PL/pgSQL function caches grow the same way), and what a
+// session can build grows with the time its statements run. Two seconds
+// of work is a new session every 2 000 calls of a millisecond, and
+// bounds such a cache to what two seconds build (about 120 MB in that
+// check), per pooled connection.
+const maxSessionWork = 2 * time.Second
+
+// retiring reports whether c's session is to be closed after its call:
+// its calls ran maxSessionWork, or it used temporary tables under a
+// temp_buffers other than its login's, which pinTempBuffers should have
+// made impossible.
+func (c *connState) retiring(b *Bridge) bool { return c.worked >= b.sessionWork || c.bigTemp }
+
+// retire closes pc, which its caller then releases to the pool, which
+// drops it, when its session is retiring.
+func (b *Bridge) retire(ctx context.Context, pc *pgconn.PgConn) {
+	if !state(pc).retiring(b) {
 		return
 	}
 	closing, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -475,7 +486,7 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //   - memory the session holds (settings: set_config of 100 MB values took
 //     one server process to 1.37 GB, kept while the connection idled;
 //     cursors WITH HOLD; temporary tables, and their local buffers,
-//     which only closing the session frees (retireTemp); prepared
+//     which only closing the session frees (pinTempBuffers, retire); prepared
 //     statements, the
 //     plugin's SQL PREPAREs and the bridge's own, which it prepares again
 //     as it needs them), session advisory locks, and a
@@ -504,7 +515,7 @@ var resetSession = [...]string{
 	"RESET ALL",
 	"CLOSE ALL",
 	"DEALLOCATE ALL",
-	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0::pg_catalog.oid, pg_catalog.current_setting('temp_buffers')",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), pg_catalog.current_setting('temp_buffers')",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -825,12 +836,14 @@ type connState struct {
 	// prepared: a statement since the bridge last looked prepared a
 	// transaction (prepared.go).
 	prepared bool
-	// hasTemp: the session has had temporary tables (resetSession).
+	// hasTemp: the session has temporary tables (resetSession).
 	hasTemp bool
+	// worked is the time the session's calls ran (maxSessionWork).
+	worked time.Duration
 	// tempBuffers is the temp_buffers the last full reset found before
 	// its RESET ALL; bigTemp: the session has had temporary tables with a
 	// temp_buffers other than its login's, and is closed after its call
-	// (retireTemp).
+	// (retire).
 	tempBuffers string
 	bigTemp     bool
 	// full: the pipeline being sent ends with all of resetSession, not
