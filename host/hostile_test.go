@@ -66,9 +66,6 @@ var hostileLoopLimits = func() host.Limits {
 // hostileBound bounds every wait for a call that should return.
 const hostileBound = 30 * time.Second
 
-// hostileDiscarded is what the host logs when it discards an instance.
-const hostileDiscarded = "plugin instance discarded"
-
 // hostileBounded runs f with a context of its own and returns how long it
 // took. If f has not returned within bound, that is a hang: it is reported,
 // and the context cancelled so that the test can go on; if f ignores that
