@@ -299,4 +299,5 @@ func TestREADMEMetadataExample(t *testing.T) {
 	})
 	assert.Equal(t, append(msg[:len(msg)-1:len(msg)-1], 0x01, 0x03, 0x02, 0x73, 0x00), withReads)
 	require.Contains(t, string(readme), "would end it with `01 03 02 73 00` instead of `00`")
+	require.Contains(t, string(readme), "need `kv` among its capabilities")
 }

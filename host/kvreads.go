@@ -31,16 +31,17 @@ func (p *plugin) setKVReads() {
 // readKV answers op, the get of kind's record id, from the backend's kv store,
 // when the plugin declared that read a kv lookup: the guest is not
 // entered. decode reads the entry's value and takes the entry's revision
-// and expiry. served is false when the plugin declared no such read, for
-// an ID out of form (abi.CheckID), or
-// when the entry's value is not the record the declaration promises (it
-// does not decode, or is larger than a plugin's response may be): the
+// and expiry; mismatch then says why the record decoded is not the one
+// asked for, or "" (answers.go). served is false when the plugin declared
+// no such read, for an ID out of form (abi.CheckID), or when the entry's
+// value is not the record the declaration promises (it does not decode,
+// is larger than a plugin's response may be, or is another record): the
 // plugin is then called, as without the declaration, and a warning says
 // which key broke the promise.
 //
 // A durable store's read waits, as a plugin call does, until what it
 // read is on disk: a read never shows a write a crash could still lose.
-func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id string, decode func(d *abi.Decoder, revision uint64, expires time.Time)) (served bool, err error) {
+func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id string, decode func(d *abi.Decoder, revision uint64, expires time.Time), mismatch func() string) (served bool, err error) {
 	prefix := s.p.kvReads[kind]
 	if prefix == nil || abi.CheckID("id", id) != nil {
 		// An ID out of form is the plugin's to refuse (INVALID), as
@@ -71,11 +72,16 @@ func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 		}
 	})
 	sc.dec.Reset(nil) // holds no value past the read lock
+	if found && fault == "" {
+		if why := mismatch(); why != "" {
+			fault = "it holds another record: " + why
+		}
+	}
 	if fault != "" {
 		s.p.kvReadFaults.Add(1)
 		s.p.kvReadFaultLog.Do(func() {
 			s.p.log.Warn("a declared kv read found a value that is not the record; the plugin serves such reads (abi/README.md, section 10.9)",
-				"kind", kind.Name(), "key", quote(string(key)), "fault", fault)
+				"kind", kind.Name(), "key", cutText(string(key), maxQuoted), "fault", fault)
 		})
 		return false, nil
 	}

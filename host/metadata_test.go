@@ -106,6 +106,7 @@ func TestMetadataMUSTs(t *testing.T) {
 	// kvReads is good's metadata on ABI 1.8 with the kv capability and
 	// reads.
 	kv := []abi.Capability{abi.CapabilityKV}
+	cutShort := func(b []byte, n int) []byte { return b[:len(b)-n] }
 	kvReads := func(reads ...abi.KVRead) []byte {
 		return with(func(m *abi.Metadata) { m.ABI, m.Capabilities, m.KVReads = v18, kv, reads })
 	}
@@ -163,7 +164,8 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"kv read of a kind not served", v18, kvReads(abi.KVRead{Kind: abi.KindAlert}), kv, "alerts are declared but the plugin does not advertise the feature alerts"},
 		{"kv read twice", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState}, abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("x")}), kv, "agent_states are declared twice"},
 		{"kv read prefix too long", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: make([]byte, 65)}), kv, "the prefix of agent_states is 65 bytes, over 64"},
-		{"kv reads on 1.7", v17, append(with(func(m *abi.Metadata) { m.ABI = v17; m.Capabilities = []abi.Capability{abi.CapabilityKV} }), 1, 3, 0), kv, "malformed"},
+		{"kv reads on 1.7", v17, append(with(func(m *abi.Metadata) { m.ABI = v17; m.Capabilities = []abi.Capability{abi.CapabilityKV} }), 1, 3, 0), kv, "(kv_reads, after the capabilities, needs abi_minor 8 or more; this plugin declares 1.7"},
+		{"kv reads cut short", v18, cutShort(kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}), 2), kv, "in Metadata.kv_reads[0].prefix"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -944,7 +944,12 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	d := abi.NewDecoder(b)
 	m.Decode(d)
 	if d.Finish() != nil {
-		return m, fmt.Errorf("%w: metadata: %s", ErrIncompatible, wirepath.Fault("Metadata", b, d))
+		hint := ""
+		if d.Len() > 0 && m.ABI.Major == 1 && m.ABI.Minor < 8 {
+			// The decoder stopped at the field 1.8 added.
+			hint = fmt.Sprintf(" (kv_reads, after the capabilities, needs abi_minor 8 or more; this plugin declares %s: section 2)", m.ABI)
+		}
+		return m, fmt.Errorf("%w: metadata: %s%s", ErrIncompatible, wirepath.Fault("Metadata", b, d), hint)
 	}
 	if !abi.Current.CanLoad(m.ABI) {
 		return m, fmt.Errorf("%w: ABI version mismatch: host speaks %s, plugin metadata says %s", ErrIncompatible, abi.Current, m.ABI)

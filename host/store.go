@@ -524,7 +524,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 		served, err := s.readKV(ctx, abi.OpGetAlert, abi.KindAlert, id, func(d *abi.Decoder, _ uint64, expires time.Time) {
 			out.Decode(d)
 			out.ExpiresAt = expires
-		})
+		}, func() string { return alertMismatch(&out, id) })
 		if !served {
 			out = Alert{}
 			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
@@ -635,7 +635,7 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 		served, err := s.readKV(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(d *abi.Decoder, revision uint64, expires time.Time) {
 			decodeAgentState(d, &out, agentID)
 			out.Version, out.ExpiresAt = revision, expires
-		})
+		}, func() string { return stateMismatch(&out, agentID) })
 		if !served {
 			out = AgentState{}
 			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })

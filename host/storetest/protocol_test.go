@@ -43,3 +43,26 @@ func TestProtocolFailsALaxPlugin(t *testing.T) {
 		require.Contains(t, string(out), want)
 	}
 }
+
+// TestKVReadsFailAMisdeclaredPlugin runs the KVReads rule, in a child
+// process, on a plugin that declares a kv read of its agent states at the
+// key it writes but keeps a value layout of its own
+// (testdata/plugins/kvmisdeclared.wat): the rule must fail it.
+func TestKVReadsFailAMisdeclaredPlugin(t *testing.T) {
+	plugin := filepath.Join("..", "..", "testdata", "plugins", "kvmisdeclared.wasm")
+	if os.Getenv("STORETEST_KV_CHILD") != "" {
+		storetest.Run(t, func(t *testing.T) *host.Store {
+			st, err := host.Open(t.Context(), host.Config{Plugin: plugin}, host.WithCompilationCache(cacheDir))
+			require.NoError(t, err)
+			return st
+		})
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKVReadsFailAMisdeclaredPlugin$/^(KVReads|AgentStates)$", "-test.v")
+	cmd.Env = append(os.Environ(), "STORETEST_KV_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the suite passed a plugin whose kv read is misdeclared:\n%s", out)
+	require.Contains(t, string(out), "--- FAIL: TestKVReadsFailAMisdeclaredPlugin/KVReads", "%s", out)
+	require.Contains(t, string(out), "entries at a declared prefix are not the record", "%s", out)
+	require.Contains(t, string(out), "--- PASS: TestKVReadsFailAMisdeclaredPlugin/AgentStates", "the plugin serves its records: %s", out)
+}

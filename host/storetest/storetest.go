@@ -154,6 +154,9 @@ func RunWithPolicy(t *testing.T, open Opener, p Policy) {
 		t.Run("Policy", s.testPolicy)
 	}
 	t.Run("Isolation", s.testIsolation)
+	if len(s.st.Metadata().KVReads) > 0 {
+		t.Run("KVReads", s.testKVReads)
+	}
 	if s.features.Has(abi.FeatureWriteEvents) {
 		// The plugin, not the host, writes its writes' events.
 		t.Run("Events", func(t *testing.T) {

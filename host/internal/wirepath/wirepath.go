@@ -33,6 +33,7 @@ type (
 		When   *struct {
 			Field string   `json:"field"`
 			In    []uint64 `json:"in"`
+			From  *uint64  `json:"from"` // present when the field is From or more
 		} `json:"when"`
 	}
 	composite struct {
@@ -277,8 +278,10 @@ func (w *walker) named(name, path string) error {
 	}
 	earlier := map[string]uint64{}
 	for _, f := range def.Fields {
-		if f.When != nil && !slices.Contains(f.When.In, earlier[f.When.Field]) {
-			continue
+		if w := f.When; w != nil {
+			if v := earlier[w.Field]; w.From != nil && v < *w.From || w.From == nil && !slices.Contains(w.In, v) {
+				continue
+			}
 		}
 		fpath := path + "." + f.Name
 		fstart := w.off

@@ -120,3 +120,26 @@ storage_host_cache_misses_total{backend="a"} 1
 storage_host_cache_entries{backend="a"} 1
 `), "storage_host_cache_hits_total", "storage_host_cache_misses_total", "storage_host_cache_entries"))
 }
+
+// TestKVReadMetrics: the gets a plugin declared kv reads are counted for
+// the backend, whatever else it advertises.
+func TestKVReadMetrics(t *testing.T) {
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	m, err := manager.New(ctx, file("a", map[string]string{"a": "1"}), manager.Options{Registry: reg})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	put(t, m, "x")
+	for range 3 {
+		_, err := get(m, "x")
+		require.NoError(t, err)
+	}
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP storage_host_kv_reads_total Gets answered from the backend's kv store without entering its plugin, as the plugin declared (ABI 1.8 kv reads).
+# TYPE storage_host_kv_reads_total counter
+storage_host_kv_reads_total{backend="a"} 3
+# HELP storage_host_kv_read_faults_total Declared kv reads whose entry did not hold the record; the plugin served them.
+# TYPE storage_host_kv_read_faults_total counter
+storage_host_kv_read_faults_total{backend="a"} 0
+`), "storage_host_kv_reads_total", "storage_host_kv_read_faults_total"))
+}

@@ -134,6 +134,8 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		if b.store.Metadata().Features.Has(abi.FeatureBatch) {
 			ch <- prometheus.MustNewConstMetric(x.sharedBatches, prometheus.CounterValue, float64(st.SharedBatches), name)
 			ch <- prometheus.MustNewConstMetric(x.sharedCalls, prometheus.CounterValue, float64(st.SharedCalls), name)
+		}
+		if len(b.store.Metadata().KVReads) > 0 {
 			ch <- prometheus.MustNewConstMetric(x.kvReads, prometheus.CounterValue, float64(st.KVReads), name)
 			ch <- prometheus.MustNewConstMetric(x.kvReadFaults, prometheus.CounterValue, float64(st.KVReadFaults), name)
 		}
