@@ -52,12 +52,21 @@ const (
 	// asking for them. A tick that succeeds, or fails for its store
 	// (UNAVAILABLE: Redis away), ticks again on the interval.
 	maxTickBackoff = time.Minute
-	// longRoundRest is how many times what a round of ticks ran past
-	// moreBusy it rests before the next, up to maxTickBackoff: a tick
-	// that spins nearly to its call timeout and answers OK or
-	// UNAVAILABLE (which do not back off) holds a CPU a tenth of the
-	// time, not all of it. A replay's rounds end by moreBusy.
+	// longRoundRest is how many times what a round of ticks that
+	// reported no write ran past idleRoundBusy it rests before the next,
+	// up to maxTickBackoff: a tick that spins, to nearly its call timeout
+	// or to just under any bound, and answers OK or UNAVAILABLE (which do
+	// not back off) holds a CPU a tenth of the time, not all or half of
+	// it. A round whose ticks reported writes rests once what it ran past
+	// moreBusy: a replay's chunk that took longer on a loaded machine
+	// slows by half at most, and a plugin reporting a write each tick to
+	// pass for one holds half a CPU at most (and publishes an event a
+	// tick for it).
 	longRoundRest = 9
+	// idleRoundBusy is what a round that reported no write may run before
+	// it rests longer: a tick with nothing to do takes well under a
+	// millisecond.
+	idleRoundBusy = 5 * time.Millisecond
 	// moreTicks bounds the ticks of one round: the tick on the interval
 	// and those sent at once because the last one answered More.
 	moreTicks = 8
@@ -152,11 +161,12 @@ func (t *ticker) loop() {
 		default:
 		}
 		start, waited := time.Now(), t.waited
-		faulty := false
+		faulty, progressed := false, false
 		for n := 1; ; n++ {
 			writes := t.writes.Load()
 			r, err := t.tick(context.Background(), t.stop)
 			faulty = err != nil && pluginFault(err)
+			progressed = progressed || err == nil && len(r.Writes) > 0
 			if err == nil {
 				t.cleanAt = -1
 				if r.Pending == 0 && !r.More {
@@ -176,9 +186,12 @@ func (t *ticker) loop() {
 		// The next round is on the next interval: a round of long ticks
 		// rests no more than a plugin whose every tick is long would.
 		// One whose ticks keep failing by its fault waits longer each
-		// time (maxTickBackoff); a round that ran past moreBusy rests
-		// longRoundRest times what it ran past it, however it ended, so
-		// that no plugin keeps the host busy with nobody calling it.
+		// time (maxTickBackoff); a round whose ticks reported no write
+		// and ran past idleRoundBusy rests longRoundRest times what it ran
+		// past it, however it ended, so that no plugin keeps the host
+		// busy with nobody calling it; one that reported writes (a
+		// replay's chunk, slower on a loaded machine) rests as long as
+		// what it ran past moreBusy.
 		interval := tickInterval
 		if faulty {
 			t.backoff = min(max(2*t.backoff, tickInterval), maxTickBackoff)
@@ -187,7 +200,11 @@ func (t *ticker) loop() {
 			t.backoff = 0
 		}
 		busy := time.Since(start) - (t.waited - waited)
-		if over := busy - moreBusy; over > 0 {
+		if progressed {
+			if over := busy - moreBusy; over > 0 {
+				interval = max(interval, busy+min(over, maxTickBackoff))
+			}
+		} else if over := busy - idleRoundBusy; over > 0 {
 			interval = max(interval, busy+min(longRoundRest*over, maxTickBackoff))
 		}
 		timer.Reset(max(interval-time.Since(start), 0))

@@ -600,7 +600,8 @@ func TestRoleWritesNothingToTheServerLog(t *testing.T) {
 // more a call), and a command tag.
 func TestServeAllocations(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.resetAfter = time.Hour // a loaded machine's slow call is still a quick one
+	b.resetAfter = time.Hour  // a loaded machine's slow call is still a quick one
+	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
 	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE kv (k text PRIMARY KEY, v bytea, n bigint); INSERT INTO kv VALUES ('a', repeat('x', 200)::bytea, 7)"}})
 	require.NoError(t, err)

@@ -278,7 +278,8 @@ func TestSessionEndsAfterItsWork(t *testing.T) {
 // setting a quick call left is gone fullResetEvery calls later at most.
 func TestQuickCallsStateIsBounded(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.resetAfter = time.Hour // every call a quick one: only the count resets
+	b.resetAfter = time.Hour  // every call a quick one: only the count resets
+	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
 	for i := range fullResetEvery {
 		_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('hostile.s' || $1, 'left', false)", integer(int64(i))))
@@ -296,7 +297,8 @@ func TestQuickCallsStateIsBounded(t *testing.T) {
 // the plugin's SQL PREPAREs with its own.
 func TestPreparedStatementsAreBounded(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.resetAfter = time.Hour // quick calls, as a flood of them would be
+	b.resetAfter = time.Hour  // quick calls, as a flood of them would be
+	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
 	long := "SELECT length('" + strings.Repeat("x", maxPreparedText) + "')"
 	for range 2 {

@@ -24,6 +24,7 @@ import (
 func replacePrepared(t *testing.T, b *Bridge) {
 	t.Helper()
 	b.resetAfter = time.Hour
+	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
 	require.NoError(t, err)

@@ -409,15 +409,16 @@ const discardTemp = "DISCARD TEMP"
 
 // maxSessionWork bounds the time a session's calls may run, together,
 // before it is closed after its call and the pool opens another: what
-// PostgreSQL caches in a session's memory, no reset frees (an outside
-// check's plugin looked up 3.2 million names that do not exist, and one
-// idle server process kept 1.55 GB of negative catalog entries until the
-// session ended; PL/pgSQL function caches grow the same way), and what a
-// session can build grows with the time its statements run. Two seconds
-// of work is a new session every 2 000 calls of a millisecond, and
-// bounds such a cache to what two seconds build (about 120 MB in that
-// check), per pooled connection.
-const maxSessionWork = 2 * time.Second
+// PostgreSQL keeps in a session's memory, no reset frees, and what a
+// session can build grows with the time its statements run. Outside
+// checks: a plugin looked up 3.2 million names that do not exist and one
+// idle server process kept 1.55 GB of negative catalog entries (about 60
+// MB a second of statement time); another set custom settings of new
+// names, whose names RESET ALL and DISCARD ALL keep (about 120 MB a
+// second); PL/pgSQL function caches grow the same way. One second of
+// work is a new session every 1 000 calls of a millisecond, and bounds
+// such memory to what a second builds, per pooled connection.
+const maxSessionWork = time.Second
 
 // retiring reports whether c's session is to be closed after its call:
 // its calls ran maxSessionWork, or it used temporary tables under a
