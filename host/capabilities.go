@@ -225,6 +225,7 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		var cancel context.CancelFunc
 		ctx, cancel = in.boundedByCall(ctx)
 		defer cancel()
+		defer func(started time.Time) { in.remoteWait.Add(int64(time.Since(started))) }(time.Now())
 	}
 	if err := x.serve(ctx, req, e); err != nil && in != nil && in.notGranted == nil {
 		in.notGranted = err

@@ -690,6 +690,10 @@ type instance struct {
 	// ended at or past the call's deadline: its store did not answer in
 	// time.
 	remoteLate atomic.Bool
+	// remoteWait is the time the current call spent in redis and postgres
+	// calls, waiting on its store rather than running (the ticker's
+	// pacing leaves it out).
+	remoteWait atomic.Int64 // nanoseconds
 	// wroteKV is set when a kv put, delete or restore of the current call
 	// was applied.
 	wroteKV atomic.Bool
@@ -1021,6 +1025,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.sentRemote.Store(false)
 	in.remoteBusy.Store(false)
 	in.remoteLate.Store(false)
+	in.remoteWait.Store(0)
 	in.wroteKV.Store(false)
 	in.budget = callBudget{}
 	if in.growRefused != nil && in.growRefused.Get() != 0 {

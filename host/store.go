@@ -287,6 +287,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	body, err := in.call(ctx, op, in.enc.Bytes(), shares)
 	took = time.Since(started)
 	s.ticker.called(op, writes)
+	if op == abi.OpTick && s.ticker != nil {
+		s.ticker.remote.Add(in.remoteWait.Load())
+	}
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)
 	}

@@ -117,6 +117,10 @@ type ticker struct {
 
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
+	// remote is the time ticks waited in redis and postgres calls
+	// (instance.remoteWait), nanoseconds, summed; the loop's pacing
+	// leaves it out.
+	remote atomic.Int64
 
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
@@ -160,7 +164,7 @@ func (t *ticker) loop() {
 			return
 		default:
 		}
-		start, waited := time.Now(), t.waited
+		start, waited, remote := time.Now(), t.waited, t.remote.Load()
 		faulty, progressed := false, false
 		for n := 1; ; n++ {
 			writes := t.writes.Load()
@@ -173,7 +177,7 @@ func (t *ticker) loop() {
 					t.cleanAt = writes
 				}
 			}
-			busy := time.Since(start) - (t.waited - waited)
+			busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
 			if err != nil || !r.More || n >= moreTicks || busy >= moreBusy {
 				break
 			}
@@ -199,7 +203,10 @@ func (t *ticker) loop() {
 		} else {
 			t.backoff = 0
 		}
-		busy := time.Since(start) - (t.waited - waited)
+		// Busy is the round's own time: not its waits for the events
+		// bucket, nor for Redis or PostgreSQL (a tick waiting on a store
+		// that is away does not rest for it).
+		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
 		if progressed {
 			if over := busy - moreBusy; over > 0 {
 				interval = max(interval, busy+min(over, maxTickBackoff))
