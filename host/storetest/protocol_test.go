@@ -1,6 +1,7 @@
 package storetest_test
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,22 +47,37 @@ func TestProtocolFailsALaxPlugin(t *testing.T) {
 
 // TestKVReadsFailAMisdeclaredPlugin runs the KVReads rule, in a child
 // process, on a plugin that declares a kv read of its agent states at the
-// key it writes but keeps a value layout of its own
-// (testdata/plugins/kvmisdeclared.wat): the rule must fail it.
+// key it writes but keeps a value layout of its own: agentstate.wasm
+// (testdata/plugins/agentstate.wat, whose values are its update time and
+// document) with its metadata rewritten to ABI 1.8 and the declaration.
+// The rule must fail it; the plugin's other rules still pass.
 func TestKVReadsFailAMisdeclaredPlugin(t *testing.T) {
-	plugin := filepath.Join("..", "..", "testdata", "plugins", "kvmisdeclared.wasm")
-	if os.Getenv("STORETEST_KV_CHILD") != "" {
+	if path := os.Getenv("STORETEST_KV_CHILD"); path != "" {
 		storetest.Run(t, func(t *testing.T) *host.Store {
-			st, err := host.Open(t.Context(), host.Config{Plugin: plugin}, host.WithCompilationCache(cacheDir))
+			st, err := host.Open(t.Context(), host.Config{Plugin: path}, host.WithCompilationCache(cacheDir))
 			require.NoError(t, err)
 			return st
 		})
 		return
 	}
+	wasm, err := os.ReadFile(filepath.Join("..", "..", "testdata", "plugins", "agentstate.wasm"))
+	require.NoError(t, err)
+	// The same lengths, so the module is rewritten in place: its 34-byte
+	// metadata, and storage_abi_version's i32.const 0x00010000.
+	for _, r := range []struct{ old, new string }{
+		{"\x01\x00\x0aagentstate\x051.0.0\x04\x03\x03log\x05clock\x02kv", "\x01\x08\x05agent\x051.0.0\x04\x03\x03log\x05clock\x02kv\x01\x03\x02s\x00"},
+		{"\x41\x80\x80\x04", "\x41\x88\x80\x04"},
+	} {
+		require.Equal(t, 1, bytes.Count(wasm, []byte(r.old)), "agentstate.wasm changed: %q", r.old)
+		wasm = bytes.Replace(wasm, []byte(r.old), []byte(r.new), 1)
+	}
+	path := filepath.Join(t.TempDir(), "misdeclared.wasm")
+	require.NoError(t, os.WriteFile(path, wasm, 0o600))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKVReadsFailAMisdeclaredPlugin$/^(KVReads|AgentStates)$", "-test.v")
-	cmd.Env = append(os.Environ(), "STORETEST_KV_CHILD=1")
+	cmd.Env = append(os.Environ(), "STORETEST_KV_CHILD="+path)
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err, "the suite passed a plugin whose kv read is misdeclared:\n%s", out)
+	require.Contains(t, string(out), "backend agent 1.0.0 advertises", "the rewritten plugin loaded: %s", out)
 	require.Contains(t, string(out), "--- FAIL: TestKVReadsFailAMisdeclaredPlugin/KVReads", "%s", out)
 	require.Contains(t, string(out), "entries at a declared prefix are not the record", "%s", out)
 	require.Contains(t, string(out), "--- PASS: TestKVReadsFailAMisdeclaredPlugin/AgentStates", "the plugin serves its records: %s", out)
