@@ -204,6 +204,8 @@ func TestHostileABIMismatch(t *testing.T) {
 	require.ErrorContains(t, err, "metadata: ABI version 1.0 differs from the 1.2 storage_abi_version returns (section 2: the two MUST be equal)")
 	info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
 	require.ErrorIs(t, info.Err, host.ErrIncompatible)
+	require.Equal(t, abi.Version{Major: 1}, info.Metadata.ABI, "inspect shows what the refused metadata says")
+	require.NotEmpty(t, info.Metadata.Name)
 }
 
 // TestLoadErrorsNameTheMistake: the common mistakes of a plugin's

@@ -280,6 +280,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	if p.meta, err = first.metadata(ctx); err != nil {
 		first.close(ctx)
+		if s.inspect && validPluginName(p.meta.Name) && validPluginVersion(p.meta.Version) {
+			// Inspect shows what the metadata says beside why it is
+			// refused; a name or version out of form is not shown.
+			return p, err
+		}
 		return nil, err
 	}
 	if err := checkCapabilities(p.compiled, p.meta.Capabilities, cfg.Capabilities, !cfg.Trusted); err != nil {
