@@ -220,12 +220,13 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		}
 	}()
 	e.Reset()
+	var started time.Time
 	if x.remote && in != nil {
 		in.remoteBusy.Store(true)
 		var cancel context.CancelFunc
 		ctx, cancel = in.boundedByCall(ctx)
 		defer cancel()
-		defer func(started time.Time) { in.remoteWait.Add(int64(time.Since(started))) }(time.Now())
+		started = time.Now()
 	}
 	if err := x.serve(ctx, req, e); err != nil && in != nil && in.notGranted == nil {
 		in.notGranted = err
@@ -251,6 +252,10 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		if len(resp) > 0 {
 			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
 				in.sentRemote.Store(true)
+			}
+			if st := abi.Status(resp[0]); st == abi.StatusUnavailable || st == abi.StatusUnknown {
+				// Waiting on a store that is away, not making it work.
+				in.remoteWait.Add(int64(time.Since(started)))
 			}
 		}
 		in.remoteBusy.Store(false)

@@ -696,8 +696,9 @@ type instance struct {
 	// time.
 	remoteLate atomic.Bool
 	// remoteWait is the time the current call spent in redis and postgres
-	// calls, waiting on its store rather than running (the ticker's
-	// pacing leaves it out).
+	// calls its store did not answer (UNAVAILABLE: away, or past the
+	// deadline), waiting rather than making it work (the ticker's pacing
+	// leaves it out; a store's work is the plugin's time).
 	remoteWait atomic.Int64 // nanoseconds
 	// wroteKV is set when a kv put, delete or restore of the current call
 	// was applied.

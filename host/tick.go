@@ -117,9 +117,9 @@ type ticker struct {
 
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
-	// remote is the time ticks waited in redis and postgres calls
-	// (instance.remoteWait), nanoseconds, summed; the loop's pacing
-	// leaves it out.
+	// remote is the time ticks waited in redis and postgres calls their
+	// store did not answer (instance.remoteWait), nanoseconds, summed;
+	// the loop's pacing leaves it out.
 	remote atomic.Int64
 
 	mu         sync.Mutex // guards the failure log's rate limit
@@ -204,8 +204,9 @@ func (t *ticker) loop() {
 			t.backoff = 0
 		}
 		// Busy is the round's own time: not its waits for the events
-		// bucket, nor for Redis or PostgreSQL (a tick waiting on a store
-		// that is away does not rest for it).
+		// bucket, nor for a Redis or PostgreSQL that did not answer (a
+		// tick waiting on a store that is away does not rest for it; one
+		// making its store work does).
 		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
 		if progressed {
 			if over := busy - moreBusy; over > 0 {
