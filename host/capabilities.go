@@ -253,9 +253,14 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 			if st := abi.Status(resp[0]); st != abi.StatusInvalid && st != abi.StatusUnavailable {
 				in.sentRemote.Store(true)
 			}
-			if st := abi.Status(resp[0]); st == abi.StatusUnavailable || st == abi.StatusUnknown {
+			switch abi.Status(resp[0]) {
+			case abi.StatusUnavailable:
 				// Waiting on a store that is away, not making it work.
 				in.remoteWait.Add(int64(time.Since(started)))
+			case abi.StatusUnknown:
+				// Sent, and the answer lost: the store may have worked, and
+				// the connection is gone (a plugin can end its own session).
+				in.remoteLost.Store(true)
 			}
 		}
 		in.remoteBusy.Store(false)

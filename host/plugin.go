@@ -700,6 +700,9 @@ type instance struct {
 	// deadline), waiting rather than making it work (the ticker's pacing
 	// leaves it out; a store's work is the plugin's time).
 	remoteWait atomic.Int64 // nanoseconds
+	// remoteLost is set when a redis or postgres call of the current
+	// call answered UNKNOWN: sent, its answer and connection lost.
+	remoteLost atomic.Bool
 	// wroteKV is set when a kv put, delete or restore of the current call
 	// was applied.
 	wroteKV atomic.Bool
@@ -1032,6 +1035,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.remoteBusy.Store(false)
 	in.remoteLate.Store(false)
 	in.remoteWait.Store(0)
+	in.remoteLost.Store(false)
 	in.wroteKV.Store(false)
 	in.budget = callBudget{}
 	if in.growRefused != nil && in.growRefused.Get() != 0 {

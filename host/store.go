@@ -289,6 +289,9 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	s.ticker.called(op, writes)
 	if op == abi.OpTick && s.ticker != nil {
 		s.ticker.remote.Add(in.remoteWait.Load())
+		if in.remoteLost.Load() {
+			s.ticker.lost.Store(true)
+		}
 	}
 	if err != nil && errors.Is(err, abi.StatusUnknown) {
 		err = s.p.unknownAnswer(op, err)

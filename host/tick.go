@@ -121,6 +121,9 @@ type ticker struct {
 	// store did not answer (instance.remoteWait), nanoseconds, summed;
 	// the loop's pacing leaves it out.
 	remote atomic.Int64
+	// lost is set when a tick's redis or postgres call answered UNKNOWN
+	// (instance.remoteLost); the loop reads and clears it each round.
+	lost atomic.Bool
 
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
@@ -197,6 +200,13 @@ func (t *ticker) loop() {
 		// replay's chunk, slower on a loaded machine) rests as long as
 		// what it ran past moreBusy.
 		interval := tickInterval
+		// A round whose store calls lost their connection backs off as
+		// a fault does: a plugin ending its own session at each tick
+		// made PostgreSQL open a session ten times a second (70 % of a
+		// CPU) with nobody calling, in an outside check.
+		if t.lost.Swap(false) {
+			faulty = true
+		}
 		if faulty {
 			t.backoff = min(max(2*t.backoff, tickInterval), maxTickBackoff)
 			interval = t.backoff
@@ -204,9 +214,9 @@ func (t *ticker) loop() {
 			t.backoff = 0
 		}
 		// Busy is the round's own time: not its waits for the events
-		// bucket, nor for a Redis or PostgreSQL that did not answer (a
-		// tick waiting on a store that is away does not rest for it; one
-		// making its store work does).
+		// bucket, nor for a Redis or PostgreSQL that answered UNAVAILABLE
+		// (a tick waiting on a store that is away does not rest for it;
+		// one making its store work does, UNKNOWN answers included).
 		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
 		if progressed {
 			if over := busy - moreBusy; over > 0 {

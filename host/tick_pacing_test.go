@@ -117,3 +117,25 @@ func TestLongTicksRest(t *testing.T) {
 		})
 	}
 }
+
+// TestTicksLosingTheirSessionBackOff: a plugin whose every tick ends its
+// own PostgreSQL session (testdata/plugins/hostile/tickterm), with nobody
+// calling it, backs off as after a fault: a few ticks in three seconds,
+// not thirty, and as few new sessions.
+func TestTicksLosingTheirSessionBackOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real PostgreSQL; skipped with -short")
+	}
+	cfg := postgresConfig(t)
+	cfg.Plugin = hostilePath("tickterm")
+	st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
+	require.NoError(t, err)
+	time.Sleep(3 * time.Second)
+	s := st.Stats()
+	require.NoError(t, st.Close(context.Background()))
+	t.Logf("%d ticks, %d failed", s.Ticks, s.TickFailures)
+	require.GreaterOrEqual(t, s.Ticks, uint64(2), "the plugin is still ticked")
+	// 0, 0.1, 0.3, 0.7, 1.5 s and 3.1 s: about five ticks in three
+	// seconds, and a few more for a slow machine; thirty without.
+	require.LessOrEqual(t, s.Ticks, uint64(8), "ticks that lose their session back off")
+}
