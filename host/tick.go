@@ -46,7 +46,8 @@ const (
 	tickLogEvery = 10 * time.Second
 	// maxTickBackoff bounds the wait between the rounds of a plugin
 	// whose ticks keep failing by its own fault (a trap, its call
-	// timeout, its own INTERNAL): the wait doubles from tickInterval at
+	// timeout, its own INTERNAL, a store connection lost): the wait
+	// doubles from tickInterval at
 	// each such round, so a plugin that loops or traps in every tick
 	// costs the host a call a minute, not ten a second, with no caller
 	// asking for them. A tick that succeeds, or fails for its store
@@ -117,8 +118,8 @@ type ticker struct {
 
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
-	// remote is the time ticks waited in redis and postgres calls their
-	// store did not answer (instance.remoteWait), nanoseconds, summed;
+	// remote is the time ticks waited in redis and postgres calls
+	// answered UNAVAILABLE (instance.remoteWait), nanoseconds, summed;
 	// the loop's pacing leaves it out.
 	remote atomic.Int64
 	// lost is set when a tick's redis or postgres call answered UNKNOWN
