@@ -1,6 +1,7 @@
 package pgbridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -551,15 +552,21 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 	if c.full {
 		sent = resetSession[:]
 	}
+	if c.resetRows[0] == nil {
+		// Made once per connection: a closure made at each reset is an
+		// allocation of every call in fullResetEvery.
+		c.resetRows[0] = func(v [][]byte) { c.tempBuffers = append(c.tempBuffers[:0], v[0]...) }
+		c.resetRows[1] = func(v [][]byte) {
+			c.hasTemp = len(v) == 4 && string(v[2]) == "t"
+			c.bigTemp = c.hasTemp && !bytes.Equal(v[3], c.tempBuffers)
+		}
+	}
 	for i, q := range sent {
 		var row func([][]byte)
 		if i == len(resetSession)-1 {
-			row = func(v [][]byte) {
-				c.hasTemp = len(v) == 4 && string(v[2]) == "t"
-				c.bigTemp = c.hasTemp && string(v[3]) != c.tempBuffers
-			}
+			row = c.resetRows[1]
 		} else if i == 1 {
-			row = func(v [][]byte) { c.tempBuffers = string(v[0]) }
+			row = c.resetRows[0]
 		}
 		if err := readResult(p, q, row); err != nil {
 			return err
@@ -845,8 +852,11 @@ type connState struct {
 	// its RESET ALL; bigTemp: the session has had temporary tables with a
 	// temp_buffers other than its login's, and is closed after its call
 	// (retire).
-	tempBuffers string
+	tempBuffers []byte
 	bigTemp     bool
+	// resetRows read the rows of resetSession's temp_buffers and last
+	// statements (receiveReset).
+	resetRows [2]func([][]byte)
 	// full: the pipeline being sent ends with all of resetSession, not
 	// its UNLISTEN alone; sinceFull: pipelines since the last that did.
 	full      bool
