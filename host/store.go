@@ -531,11 +531,12 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 			out.Decode(d)
 			out.ExpiresAt = expires
 		}, func() string { return alertMismatch(&out, id) })
-		if !served {
+		if !served { // a kv read checked its record (readKV)
 			out = Alert{}
 			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+			err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) })
 		}
-		if err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) }); !answered(err) {
+		if !answered(err) {
 			return Alert{}, err
 		}
 		return out, err
@@ -642,11 +643,12 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 			decodeAgentState(d, &out, agentID)
 			out.Version, out.ExpiresAt = revision, expires
 		}, func() string { return stateMismatch(&out, agentID) })
-		if !served {
+		if !served { // a kv read checked its record (readKV)
 			out = AgentState{}
 			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
+			err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) })
 		}
-		if err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) }); !answered(err) {
+		if !answered(err) {
 			return AgentState{}, err
 		}
 		return out, err

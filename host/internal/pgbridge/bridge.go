@@ -516,8 +516,13 @@ var sessionDefaults = map[string]string{
 // transaction it rolled back, which leaves no temporary table to see.
 // So the host uses a temporary table first, in the statement that
 // drops it, before any of the plugin's.
+// A role that may not create temporary tables (TEMPORARY revoked on the
+// database) needs no pin: the plugin cannot make them either.
 func pinTempBuffers(ctx context.Context, pc *pgconn.PgConn) error {
 	_, err := pc.Exec(ctx, pinTemp).ReadAll()
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "42501" { // insufficient_privilege
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("pgbridge: fixing the session's temp_buffers: %w", err)
 	}

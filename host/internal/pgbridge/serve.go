@@ -1,7 +1,6 @@
 package pgbridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -422,10 +421,8 @@ const discardTemp = "DISCARD TEMP"
 const maxSessionWork = time.Second
 
 // retiring reports whether c's session is to be closed after its call:
-// its calls ran maxSessionWork, or it used temporary tables under a
-// temp_buffers other than its login's, which pinTempBuffers should have
-// made impossible.
-func (c *connState) retiring(b *Bridge) bool { return c.worked >= b.sessionWork || c.bigTemp }
+// its calls ran maxSessionWork.
+func (c *connState) retiring(b *Bridge) bool { return c.worked >= b.sessionWork }
 
 // retire closes pc, which its caller then releases to the pool, which
 // drops it, when its session is retiring.
@@ -510,14 +507,10 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // plugin could deallocate or replace.
 var resetSession = [...]string{
 	"UNLISTEN *",
-	// Before RESET ALL: the temp_buffers the session's local buffers were
-	// sized by, if it used temporary tables (PostgreSQL refuses to change
-	// it after that; RESET ALL changes what it shows, not the buffers).
-	"SELECT pg_catalog.current_setting('temp_buffers')",
 	"RESET ALL",
 	"CLOSE ALL",
 	"DEALLOCATE ALL",
-	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), pg_catalog.current_setting('temp_buffers')",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -552,21 +545,15 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 	if c.full {
 		sent = resetSession[:]
 	}
-	if c.resetRows[0] == nil {
+	if c.readLast == nil {
 		// Made once per connection: a closure made at each reset is an
 		// allocation of every call in fullResetEvery.
-		c.resetRows[0] = func(v [][]byte) { c.tempBuffers = append(c.tempBuffers[:0], v[0]...) }
-		c.resetRows[1] = func(v [][]byte) {
-			c.hasTemp = len(v) == 4 && string(v[2]) == "t"
-			c.bigTemp = c.hasTemp && !bytes.Equal(v[3], c.tempBuffers)
-		}
+		c.readLast = func(v [][]byte) { c.hasTemp = len(v) == 3 && string(v[2]) == "t" }
 	}
 	for i, q := range sent {
 		var row func([][]byte)
 		if i == len(resetSession)-1 {
-			row = c.resetRows[1]
-		} else if i == 1 {
-			row = c.resetRows[0]
+			row = c.readLast
 		}
 		if err := readResult(p, q, row); err != nil {
 			return err
@@ -848,15 +835,9 @@ type connState struct {
 	hasTemp bool
 	// worked is the time the session's calls ran (maxSessionWork).
 	worked time.Duration
-	// tempBuffers is the temp_buffers the last full reset found before
-	// its RESET ALL; bigTemp: the session has had temporary tables with a
-	// temp_buffers other than its login's, and is closed after its call
-	// (retire).
-	tempBuffers []byte
-	bigTemp     bool
-	// resetRows read the rows of resetSession's temp_buffers and last
-	// statements (receiveReset).
-	resetRows [2]func([][]byte)
+	// readLast reads the row of resetSession's last statement
+	// (receiveReset).
+	readLast func([][]byte)
 	// full: the pipeline being sent ends with all of resetSession, not
 	// its UNLISTEN alone; sinceFull: pipelines since the last that did.
 	full      bool
