@@ -1,12 +1,15 @@
 package redisbridge
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -35,6 +38,48 @@ func occupy(t *testing.T, b *Bridge) (stop func(), wait func() []error) {
 	}
 	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Running() == n }, "the pipeline slots are taken")
 	return cancel, func() []error { wg.Wait(); return errs }
+}
+
+// written is a hook that signals, once, when a connection the bridge
+// dials writes bytes holding marker: the kernel then holds them for a
+// paused server, which runs them once it wakes.
+type written struct {
+	marker []byte
+	once   sync.Once
+	done   chan struct{}
+}
+
+func watchWrites(marker string) *written {
+	return &written{marker: []byte(marker), done: make(chan struct{})}
+}
+
+func (w *written) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &writeWatch{Conn: conn, w: w}, nil
+	}
+}
+
+func (*written) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (*written) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+type writeWatch struct {
+	net.Conn
+	w *written
+}
+
+func (c *writeWatch) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 && bytes.Contains(p[:n], c.w.marker) {
+		c.w.once.Do(func() { close(c.w.done) })
+	}
+	return n, err
 }
 
 // Concurrent requests beyond the pipelines in flight wait and then travel
@@ -97,7 +142,8 @@ func TestQueuedRequestAbandonedIsUnavailable(t *testing.T) {
 // UNAVAILABLE; and a caller that gives up while its request is in a shared
 // pipeline is answered as possibly sent.
 func TestSharedPipelineFailureIsJudgedPerRequest(t *testing.T) {
-	s, b, _ := privateServer(t, Config{})
+	sent := watchWrites("incr\r\n$13\r\nsht:outcome:n\r\n")
+	s, b, _ := privateServer(t, Config{}, sent)
 	s.Pause()
 	t.Cleanup(s.Resume)
 	stop, held := occupy(t, b)
@@ -118,6 +164,11 @@ func TestSharedPipelineFailureIsJudgedPerRequest(t *testing.T) {
 		require.Error(t, err) // UNAVAILABLE on a connection still setting up
 	}
 	redistest.WaitFor(t, 5*time.Second, time.Millisecond, func() bool { return b.pipes.Queued() == 0 }, "a flusher takes the queue")
+	select {
+	case <-sent.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shared pipeline was not written")
+	}
 
 	cancel() // while Redis is paused, its request in the flusher's pipeline
 	err := <-gaveUp

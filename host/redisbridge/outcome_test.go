@@ -15,11 +15,14 @@ import (
 
 // privateServer is a private Redis, a bridge on it with a warm pooled
 // connection, and a direct client to look at the raw keys.
-func privateServer(t *testing.T, cfg Config) (s *redistest.Server, b *Bridge, direct *redis.Client) {
+func privateServer(t *testing.T, cfg Config, hooks ...redis.Hook) (s *redistest.Server, b *Bridge, direct *redis.Client) {
 	t.Helper()
 	s = redistest.NewServer(t)
 	cfg.Addrs, cfg.KeyPrefix = []string{s.Addr()}, "sht:outcome:"
 	b = openBridge(t, cfg)
+	for _, h := range hooks {
+		b.client.AddHook(h)
+	}
 	direct = redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = direct.Close() })
 	// A pooled connection for commands, and one for pipelines, which
