@@ -17,7 +17,7 @@ type Version struct {
 }
 
 // Current is the ABI version this package implements.
-var Current = Version{Major: 1, Minor: 8}
+var Current = Version{Major: 1, Minor: 9}
 
 // String formats v as "major.minor".
 func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }

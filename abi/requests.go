@@ -563,8 +563,10 @@ func DecodeOptions(d *Decoder) Options { return d.pairs() }
 
 // Metadata describes a plugin; storage_metadata returns it encoded as:
 // abi major u16 (uvarint), abi minor (uvarint), name string, version
-// string, features uvarint, capabilities (count, string each), and since
-// ABI 1.8 its kv reads (count, then kind u8 and prefix bytes each).
+// string, features uvarint, capabilities (count, string each), since
+// ABI 1.8 its kv reads (count, then kind u8 and prefix bytes each), and
+// since ABI 1.9 its redis reads (count, then kind u8, key prefix, key
+// suffix and guard bytes each).
 type Metadata struct {
 	ABI          Version
 	Name         string
@@ -574,6 +576,9 @@ type Metadata struct {
 	// KVReads (ABI 1.8) are the point reads the host may serve from the
 	// backend's kv store without calling the plugin; see KVRead.
 	KVReads []KVRead
+	// RedisReads (ABI 1.9) are the point reads the host may serve with
+	// one HMGET of its own; see RedisRead.
+	RedisReads []RedisRead
 }
 
 // KVRead declares, since ABI 1.8, that the get of one record kind is a kv
@@ -588,8 +593,44 @@ type KVRead struct {
 	Prefix []byte
 }
 
-// kvReadsSince is the ABI 1.x minor that added Metadata.KVReads.
-const kvReadsSince = 8
+// RedisRead declares, since ABI 1.9, that the get of one record kind is
+// one HMGET the host can make itself: the record with ID id is the Redis
+// hash at KeyPrefix ‖ id ‖ KeySuffix (a key in the backend's namespace, as
+// the keys of its own commands are), its fields those RedisStateFields or
+// RedisAlertFields name, in the form abi/README.md section 12.8 gives.
+// The host then answers such a get with that HMGET, without entering the
+// plugin. It calls the plugin as before for a hash whose fields are not
+// in that form, for an ID holding a byte a hash tag escapes, when Redis
+// fails the read, and while the backend's kv store holds an entry whose
+// key starts with Guard (when not empty): writes the plugin keeps outside
+// Redis, such as a fallback buffer's, that its gets must see.
+type RedisRead struct {
+	Kind      RecordKind // KindAlert or KindAgentState
+	KeyPrefix []byte
+	KeySuffix []byte
+	Guard     []byte
+}
+
+// The fields of a record's hash that a RedisRead reads, in the order the
+// host's HMGET names them (abi/README.md section 12.8). Of an agent state:
+// v its version (decimal, at least 1; absent: no record), u its
+// updated_at (decimal Unix nanoseconds, 0 for unset), d its state (absent:
+// empty) and e its expires_at (decimal Unix milliseconds, -1 for none). Of
+// an alert: g its agent_id, s its severity and t its status (decimal; t
+// absent: no record), m its message, l its labels (encoded as in a
+// record), c and u its created_at and updated_at (as u above), x its
+// expires_at (as e above).
+var (
+	RedisStateFields = [...]string{"v", "u", "d", "e"}
+	RedisAlertFields = [...]string{"g", "s", "t", "m", "l", "c", "u", "x"}
+)
+
+// kvReadsSince and redisReadsSince are the ABI 1.x minors that added
+// Metadata.KVReads and Metadata.RedisReads.
+const (
+	kvReadsSince    = 8
+	redisReadsSince = 9
+)
 
 // Encode appends m.
 func (m *Metadata) Encode(e *Encoder) {
@@ -607,6 +648,15 @@ func (m *Metadata) Encode(e *Encoder) {
 		for _, r := range m.KVReads {
 			e.U8(uint8(r.Kind))
 			e.BytesField(r.Prefix)
+		}
+	}
+	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
+		e.Uvarint(uint64(len(m.RedisReads)))
+		for _, r := range m.RedisReads {
+			e.U8(uint8(r.Kind))
+			e.BytesField(r.KeyPrefix)
+			e.BytesField(r.KeySuffix)
+			e.BytesField(r.Guard)
 		}
 	}
 }
@@ -628,6 +678,12 @@ func (m *Metadata) Decode(d *Decoder) {
 	if m.ABI.Major == 1 && m.ABI.Minor >= kvReadsSince {
 		for n := d.Count(2); n > 0; n-- {
 			m.KVReads = append(m.KVReads, KVRead{Kind: RecordKind(d.U8()), Prefix: d.BytesField()})
+		}
+	}
+	m.RedisReads = nil
+	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
+		for n := d.Count(4); n > 0; n-- {
+			m.RedisReads = append(m.RedisReads, RedisRead{Kind: RecordKind(d.U8()), KeyPrefix: d.BytesField(), KeySuffix: d.BytesField(), Guard: d.BytesField()})
 		}
 	}
 }

@@ -72,11 +72,15 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 	if why := kvReadsFault(m); why != "" {
 		return bad("kv reads: %s (section 10.9)", why)
 	}
+	if why := redisReadsFault(m); why != "" {
+		return bad("redis reads: %s (section 10.9)", why)
+	}
 	return nil
 }
 
-// maxKVReadPrefix bounds a kv read's key prefix: a prefix is a plugin's
-// key layout ("s\x00"), not data.
+// maxKVReadPrefix bounds a kv read's key prefix, and a redis read's key
+// prefix, suffix and guard: each is a plugin's key layout ("s\x00"), not
+// data.
 const maxKVReadPrefix = 64
 
 // kvReadsFault says what is wrong with m's kv reads, or "".
@@ -97,6 +101,34 @@ func kvReadsFault(m *abi.Metadata) string {
 			return fmt.Sprintf("the prefix of %s is %d bytes, over %d", r.Kind.Name(), len(r.Prefix), maxKVReadPrefix)
 		}
 		for _, before := range m.KVReads[:i] {
+			if before.Kind == r.Kind {
+				return fmt.Sprintf("%s are declared twice", r.Kind.Name())
+			}
+		}
+	}
+	return ""
+}
+
+// redisReadsFault says what is wrong with m's redis reads, or "".
+func redisReadsFault(m *abi.Metadata) string {
+	if len(m.RedisReads) == 0 {
+		return ""
+	}
+	if !slices.Contains(m.Capabilities, abi.CapabilityRedis) {
+		return "they need the redis capability, which the plugin does not declare"
+	}
+	for i, r := range m.RedisReads {
+		switch {
+		case r.Kind != abi.KindAlert && r.Kind != abi.KindAgentState:
+			return fmt.Sprintf("kind %d is not one a redis read serves (2, alerts, or 3, agent states)", r.Kind)
+		case !m.Features.Has(r.Kind.Feature()):
+			return fmt.Sprintf("%s are declared but the plugin does not advertise the feature %s", r.Kind.Name(), r.Kind.Feature())
+		case len(r.KeyPrefix) > maxKVReadPrefix, len(r.KeySuffix) > maxKVReadPrefix, len(r.Guard) > maxKVReadPrefix:
+			return fmt.Sprintf("the key prefix, key suffix or guard of %s is over %d bytes", r.Kind.Name(), maxKVReadPrefix)
+		case len(r.Guard) > 0 && !slices.Contains(m.Capabilities, abi.CapabilityKV):
+			return fmt.Sprintf("the guard of %s is a kv prefix, but the plugin does not declare the kv capability", r.Kind.Name())
+		}
+		for _, before := range m.RedisReads[:i] {
 			if before.Kind == r.Kind {
 				return fmt.Sprintf("%s are declared twice", r.Kind.Name())
 			}

@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // metadataModule assembles a minimal plugin: storage_abi_version returns
@@ -97,6 +100,7 @@ func TestMetadataMUSTs(t *testing.T) {
 	v13, v14 := abi.Version{Major: 1, Minor: 3}, abi.Version{Major: 1, Minor: 4}
 	v15, v16 := abi.Version{Major: 1, Minor: 5}, abi.Version{Major: 1, Minor: 6}
 	v17, v18 := abi.Version{Major: 1, Minor: 7}, abi.Version{Major: 1, Minor: 8}
+	v19 := abi.Version{Major: 1, Minor: 9}
 	good := abi.Metadata{ABI: v12, Name: "fine", Version: "1.0.0", Features: abi.FeatureAgentStates}
 	with := func(f func(*abi.Metadata)) []byte {
 		m := good
@@ -109,6 +113,15 @@ func TestMetadataMUSTs(t *testing.T) {
 	cutShort := func(b []byte, n int) []byte { return b[:len(b)-n] }
 	kvReads := func(reads ...abi.KVRead) []byte {
 		return with(func(m *abi.Metadata) { m.ABI, m.Capabilities, m.KVReads = v18, kv, reads })
+	}
+	// redisReads is good's metadata on ABI 1.9 with the redis and kv
+	// capabilities and reads.
+	redisKV := []abi.Capability{abi.CapabilityRedis, abi.CapabilityKV}
+	redisReads := func(reads ...abi.RedisRead) []byte {
+		return with(func(m *abi.Metadata) { m.ABI, m.Capabilities, m.RedisReads = v19, redisKV, reads })
+	}
+	state := func(prefix, suffix, guard string) abi.RedisRead {
+		return abi.RedisRead{Kind: abi.KindAgentState, KeyPrefix: []byte(prefix), KeySuffix: []byte(suffix), Guard: []byte(guard)}
 	}
 	// rawFeatures is good's metadata with the features field as given.
 	rawFeatures := func(f uint32) []byte {
@@ -165,12 +178,32 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"kv read twice", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState}, abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("x")}), kv, "agent_states are declared twice"},
 		{"kv read prefix too long", v18, kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: make([]byte, 65)}), kv, "the prefix of agent_states is 65 bytes, over 64"},
 		{"kv reads on 1.7", v17, append(with(func(m *abi.Metadata) { m.ABI = v17; m.Capabilities = []abi.Capability{abi.CapabilityKV} }), 1, 3, 0), kv, "(kv_reads, after the capabilities, needs abi_minor 8 or more; this plugin declares 1.7"},
+		{"redis reads without redis", v19, with(func(m *abi.Metadata) {
+			m.ABI, m.Capabilities = v19, kv
+			m.RedisReads = []abi.RedisRead{state("s:{", "}", "")}
+		}), kv, "redis reads: they need the redis capability"},
+		{"redis read guard without kv", v19, with(func(m *abi.Metadata) {
+			m.ABI, m.Capabilities = v19, []abi.Capability{abi.CapabilityRedis}
+			m.RedisReads = []abi.RedisRead{state("s:{", "}", "q/")}
+		}), []abi.Capability{abi.CapabilityRedis}, "the guard of agent_states is a kv prefix, but the plugin does not declare the kv capability"},
+		{"redis read of metrics", v19, redisReads(abi.RedisRead{Kind: abi.KindMetric}), redisKV, "kind 1 is not one a redis read serves"},
+		{"redis read of a kind not served", v19, redisReads(abi.RedisRead{Kind: abi.KindAlert}), redisKV, "alerts are declared but the plugin does not advertise the feature alerts"},
+		{"redis read twice", v19, redisReads(state("a", "", ""), state("b", "", "")), redisKV, "redis reads: agent_states are declared twice"},
+		{"redis read suffix too long", v19, redisReads(state("s:{", string(make([]byte, 65)), "")), redisKV, "the key prefix, key suffix or guard of agent_states is over 64 bytes"},
+		{"redis read guard too long", v19, redisReads(state("s:{", "}", string(make([]byte, 65)))), redisKV, "over 64 bytes"},
+		{"redis reads on 1.8", v18, append(with(func(m *abi.Metadata) { m.ABI = v18; m.Capabilities = redisKV }), 1, 3, 0, 0, 0), redisKV, "(redis_reads, after kv_reads, needs abi_minor 9 or more; this plugin declares 1.8"},
+		{"redis reads cut short", v19, cutShort(redisReads(state("s:{", "}", "q/")), 2), redisKV, "in Metadata.redis_reads[0].guard"},
 		{"kv reads cut short", v18, cutShort(kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}), 2), kv, "in Metadata.kv_reads[0].prefix"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			wasm := metadataModule(c.version.Packed(), c.meta)
-			st, err := host.Open(context.Background(), host.Config{Name: "m", WASM: wasm, Instances: 1, Capabilities: c.caps}, host.WithCompilationCache(""))
+			cfg := host.Config{Name: "m", WASM: wasm, Instances: 1, Capabilities: c.caps}
+			if slices.Contains(c.caps, abi.CapabilityRedis) {
+				addr := redistest.Addr(t)
+				cfg.Redis = &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr)}
+			}
+			st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
 			if c.want == "" {
 				require.NoError(t, err)
 				require.NoError(t, st.Ping(context.Background()))

@@ -104,6 +104,12 @@ type plugin struct {
 	kvServed       atomic.Uint64
 	kvReadFaults   atomic.Uint64
 	kvReadFaultLog sync.Once
+	// redisReads are the gets served with a Redis read of the host's own
+	// (redisreads.go), counted as the kv reads are.
+	redisReads        redisReads
+	redisServed       atomic.Uint64
+	redisReadFaults   atomic.Uint64
+	redisReadFaultLog sync.Once
 
 	// redisScripts: the backend's Redis configuration grants scripts
 	// (abi.CapabilityRedisScripts).
@@ -219,10 +225,10 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		if p.redis, err = redisbridge.Open(ctx, rc); err != nil {
 			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
 		}
-		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityRedis)
+		cfg.Capabilities = grant(cfg.Capabilities, abi.CapabilityRedis)
 		if rc.Scripts {
 			p.redisScripts = true
-			cfg.Capabilities = append(cfg.Capabilities, abi.CapabilityRedisScripts)
+			cfg.Capabilities = grant(cfg.Capabilities, abi.CapabilityRedisScripts)
 		}
 	}
 	if cfg.Postgres != nil && !s.inspect {
@@ -231,7 +237,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		}
 	}
 	if cfg.Postgres != nil {
-		cfg.Capabilities = append(slices.Clip(cfg.Capabilities), abi.CapabilityPostgres)
+		cfg.Capabilities = grant(cfg.Capabilities, abi.CapabilityPostgres)
 	}
 	if err := checkImports(p.compiled, cfg.Capabilities, !cfg.Trusted); err != nil {
 		return nil, err
@@ -293,6 +299,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	p.writesEvents = p.meta.Features.Has(abi.FeatureWriteEvents)
 	p.setKVReads()
+	p.setRedisReads()
 	if p.name == "" {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)
@@ -961,6 +968,8 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 		if d.Len() > 0 && m.ABI.Major == 1 && m.ABI.Minor < 8 {
 			// The decoder stopped at the field 1.8 added.
 			hint = fmt.Sprintf(" (kv_reads, after the capabilities, needs abi_minor 8 or more; this plugin declares %s: section 2)", m.ABI)
+		} else if d.Len() > 0 && m.ABI.Major == 1 && m.ABI.Minor == 8 {
+			hint = fmt.Sprintf(" (redis_reads, after kv_reads, needs abi_minor 9 or more; this plugin declares %s: section 2)", m.ABI)
 		}
 		return m, fmt.Errorf("%w: metadata: %s%s", ErrIncompatible, wirepath.Fault("Metadata", b, d), hint)
 	}
@@ -1398,4 +1407,13 @@ func (p *pool) close(ctx context.Context) {
 	for _, in := range idle {
 		p.discard(ctx, in)
 	}
+}
+
+// grant adds c to the capabilities granted, once: a configuration may
+// list a capability its Redis or PostgreSQL configuration grants too.
+func grant(granted []abi.Capability, c abi.Capability) []abi.Capability {
+	if slices.Contains(granted, c) {
+		return granted
+	}
+	return append(slices.Clip(granted), c)
 }

@@ -64,6 +64,11 @@ type Stats struct {
 	// found not to hold the record it promised, whose gets went to the
 	// plugin.
 	KVReads, KVReadFaults uint64
+	// RedisReads counts the gets answered with a Redis read of the host's
+	// own without entering the plugin, as it declared (abi.RedisRead);
+	// RedisReadFaults the hashes found not to hold the record it
+	// promised, whose gets went to the plugin.
+	RedisReads, RedisReadFaults uint64
 }
 
 // RedisPoolStats is a snapshot of a backend's Redis connection pool.
@@ -83,7 +88,8 @@ func (s *Store) Stats() Stats {
 	p := s.p
 	live, idle, size := p.pool.counts()
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load(),
-		KVReads: p.kvServed.Load(), KVReadFaults: p.kvReadFaults.Load()}
+		KVReads: p.kvServed.Load(), KVReadFaults: p.kvReadFaults.Load(),
+		RedisReads: p.redisServed.Load(), RedisReadFaults: p.redisReadFaults.Load()}
 	if s.shared != nil {
 		c := s.shared.Stats()
 		st.SharedBatches, st.SharedCalls = c.Batches, c.Requests

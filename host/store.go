@@ -531,7 +531,12 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 			out.Decode(d)
 			out.ExpiresAt = expires
 		}, func() string { return alertMismatch(&out, id) })
-		if !served { // a kv read checked its record (readKV)
+		if !served {
+			served, err = s.readRedis(ctx, abi.OpGetAlert, abi.KindAlert, id, func(f []abi.Reply) (bool, string) {
+				return decodeRedisAlert(f, id, &out)
+			}, func() string { return alertMismatch(&out, id) })
+		}
+		if !served { // a kv or redis read checked its record (readKV, readRedis)
 			out = Alert{}
 			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
 			err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) })
@@ -643,7 +648,12 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 			decodeAgentState(d, &out, agentID)
 			out.Version, out.ExpiresAt = revision, expires
 		}, func() string { return stateMismatch(&out, agentID) })
-		if !served { // a kv read checked its record (readKV)
+		if !served {
+			served, err = s.readRedis(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(f []abi.Reply) (bool, string) {
+				return decodeRedisState(f, agentID, &out)
+			}, func() string { return stateMismatch(&out, agentID) })
+		}
+		if !served { // a kv or redis read checked its record (readKV, readRedis)
 			out = AgentState{}
 			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
 			err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) })

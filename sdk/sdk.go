@@ -157,6 +157,18 @@ type Plugin struct {
 	// calls it for a value that is not the record. It needs
 	// abi.CapabilityKV in Capabilities.
 	KVReads []abi.KVRead
+
+	// RedisReads (ABI 1.9) declares the gets of alerts and agent states
+	// that are one HMGET, for the host to make itself without calling the
+	// plugin (see abi.RedisRead): the record with ID id is the Redis hash
+	// at KeyPrefix+id+KeySuffix, its fields those abi.RedisStateFields or
+	// abi.RedisAlertFields name, in the form abi/README.md section 12.8
+	// gives. While the kv store holds an entry whose key starts with
+	// Guard (when set), the plugin serves them. The plugin's own get must
+	// answer the same, since the host still calls it when Redis fails or
+	// a hash is out of that form. It needs abi.CapabilityRedis in
+	// Capabilities, and abi.CapabilityKV with a Guard.
+	RedisReads []abi.RedisRead
 }
 
 var registered *dispatcher

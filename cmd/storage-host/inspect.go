@@ -28,10 +28,13 @@ type inspectReport struct {
 	Imports      []string `json:"imports"`
 	// KVReads are the gets the host answers from the kv store (ABI 1.8),
 	// each as `kind "prefix"+id`.
-	KVReads  []string `json:"kv_reads,omitempty"`
-	WASI     bool     `json:"wasi"`
-	Loadable bool     `json:"loadable"`
-	Problem  string   `json:"problem,omitempty"`
+	KVReads []string `json:"kv_reads,omitempty"`
+	// RedisReads are the gets the host answers with an HMGET of its own
+	// (ABI 1.9), each as `kind "prefix"+id+"suffix"`, and its guard.
+	RedisReads []string `json:"redis_reads,omitempty"`
+	WASI       bool     `json:"wasi"`
+	Loadable   bool     `json:"loadable"`
+	Problem    string   `json:"problem,omitempty"`
 }
 
 // inspect describes a plugin module. It exits non-zero when this host
@@ -76,6 +79,13 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 	for _, kr := range info.Metadata.KVReads {
 		r.KVReads = append(r.KVReads, kr.Kind.Name()+" "+strconv.Quote(string(kr.Prefix))+"+id")
 	}
+	for _, rr := range info.Metadata.RedisReads {
+		read := rr.Kind.Name() + " " + strconv.Quote(string(rr.KeyPrefix)) + "+id+" + strconv.Quote(string(rr.KeySuffix))
+		if len(rr.Guard) > 0 {
+			read += " unless kv holds " + strconv.Quote(string(rr.Guard)) + "…"
+		}
+		r.RedisReads = append(r.RedisReads, read)
+	}
 	if info.Metadata.Name != "" || info.Metadata.ABI != (abi.Version{}) {
 		r.Name, r.Version, r.ABI = info.Metadata.Name, info.Metadata.Version, info.Metadata.ABI.String()
 	}
@@ -100,6 +110,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		w("imports", orDash(strings.Join(r.Imports, ", "))+importsNote(&r))
 		if len(r.KVReads) > 0 {
 			w("kv reads", strings.Join(r.KVReads, ", ")+" (gets the host answers from the kv store)")
+		}
+		if len(r.RedisReads) > 0 {
+			w("redis reads", strings.Join(r.RedisReads, ", ")+" (gets the host answers with an HMGET)")
 		}
 		if r.Loadable {
 			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")

@@ -20,51 +20,90 @@ import (
 // at the declared key is found not to be the record (Stats.KVReadFaults).
 // A prefix that is not where the plugin writes fails here, naming it.
 func (s *suite) testKVReads(t *testing.T) {
+	var declared []declaredRead
+	for _, r := range s.st.Metadata().KVReads {
+		declared = append(declared, declaredRead{r.Kind, fmt.Sprintf("the declared kv read of %s at prefix %q", r.Kind.Name(), r.Prefix)})
+	}
+	s.testDeclaredReads(t, declared, "kv entry", func(st host.Stats) (uint64, uint64) { return st.KVReads, st.KVReadFaults })
+}
+
+// RedisReads: a plugin that declares redis reads (ABI 1.9, abi/README.md
+// section 10.9) keeps what it declared, as KVReads checks for kv reads:
+// the host's answer from its own HMGET is the plugin's, and no hash at a
+// declared key is out of the layout of section 12.8
+// (Stats.RedisReadFaults).
+func (s *suite) testRedisReads(t *testing.T) {
+	var declared []declaredRead
+	for _, r := range s.st.Metadata().RedisReads {
+		declared = append(declared, declaredRead{r.Kind, fmt.Sprintf("the declared redis read of %s at key %q+id+%q", r.Kind.Name(), r.KeyPrefix, r.KeySuffix)})
+	}
+	s.testDeclaredReads(t, declared, "hash", func(st host.Stats) (uint64, uint64) { return st.RedisReads, st.RedisReadFaults })
+}
+
+// declaredRead is one kind's declared read, and how a failure names it.
+type declaredRead struct {
+	kind  abi.RecordKind
+	where string
+}
+
+// testDeclaredReads compares, for each declared read, the host's answers
+// with the plugin's own; counts reads the host's Stats counters of those
+// served and of those found not to be the record. what names where the
+// host reads a record.
+func (s *suite) testDeclaredReads(t *testing.T, declared []declaredRead, what string, counts func(host.Stats) (served, faults uint64)) {
 	ctx := t.Context()
 	st := s.st
-	before := st.Stats()
+	servedBefore, faultsBefore := counts(st.Stats())
 	var opts [][]host.WriteOption
 	opts = append(opts, nil)
 	if s.has(abi.FeatureTTL) {
 		opts = append(opts, []host.WriteOption{host.WithTTL(time.Hour)})
 	}
-	for _, r := range st.Metadata().KVReads {
+	notThere := fmt.Sprintf("a record the plugin wrote is not found there: does the plugin write the %s it declared?", what)
+	notOwn := fmt.Sprintf("the host's answer from the %s is not the plugin's own", what)
+	for _, r := range declared {
 		p := s.prefix()
-		where := fmt.Sprintf("the declared kv read of %s at prefix %q", r.Kind.Name(), r.Prefix)
 		for i, o := range opts {
-			id := fmt.Sprintf("%skv-%d", p, i)
-			switch r.Kind {
+			id := fmt.Sprintf("%sdeclared-%d", p, i)
+			switch r.kind {
 			case abi.KindAgentState:
-				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{"kv":1}`)}, o...)
+				_, err := st.PutAgentState(ctx, host.AgentState{AgentID: id, State: []byte(`{"declared":1}`)}, o...)
 				require.NoError(t, err)
 				got, err := st.GetAgentState(ctx, id)
-				require.NoError(t, err, "%s: a record the plugin wrote is not found there: does the plugin write them at that prefix followed by the ID?", where)
+				require.NoError(t, err, "%s: %s", r.where, notThere)
 				var own abi.AgentState
 				pluginGet(ctx, t, st, abi.OpGetAgentState, id, own.Decode)
-				require.Equal(t, own, got, "%s: the host's answer from the kv entry is not the plugin's own", where)
+				require.Equal(t, own, got, "%s: %s", r.where, notOwn)
 			case abi.KindAlert:
-				_, err := st.PutAlert(ctx, host.Alert{ID: id, AgentID: p + "agent", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "kv"}, o...)
+				_, err := st.PutAlert(ctx, host.Alert{ID: id, AgentID: p + "agent", Severity: abi.SeverityWarning, Status: abi.AlertFiring,
+					Message: "declared", Labels: map[string]string{"team": "db"}}, o...)
 				require.NoError(t, err)
 				got, err := st.GetAlert(ctx, id)
-				require.NoError(t, err, "%s: a record the plugin wrote is not found there: does the plugin write them at that prefix followed by the ID?", where)
+				require.NoError(t, err, "%s: %s", r.where, notThere)
 				var own abi.Alert
 				pluginGet(ctx, t, st, abi.OpGetAlert, id, own.Decode)
-				require.Equal(t, own, got, "%s: the host's answer from the kv entry is not the plugin's own", where)
+				require.Equal(t, own, got, "%s: %s", r.where, notOwn)
 			}
 		}
 		var err error
-		switch r.Kind {
+		switch r.kind {
 		case abi.KindAgentState:
-			_, err = st.GetAgentState(ctx, p+"kv-absent")
+			require.NoError(t, st.DeleteAgentState(ctx, p+"declared-0"))
+			_, err = st.GetAgentState(ctx, p+"declared-0")
+			require.ErrorIs(t, err, host.ErrNotFound, "%s: a deleted record", r.where)
+			_, err = st.GetAgentState(ctx, p+"declared-absent")
 		case abi.KindAlert:
-			_, err = st.GetAlert(ctx, p+"kv-absent")
+			require.NoError(t, st.DeleteAlert(ctx, p+"declared-0"))
+			_, err = st.GetAlert(ctx, p+"declared-0")
+			require.ErrorIs(t, err, host.ErrNotFound, "%s: a deleted record", r.where)
+			_, err = st.GetAlert(ctx, p+"declared-absent")
 		}
-		require.ErrorIs(t, err, host.ErrNotFound, "%s: an absent record", where)
+		require.ErrorIs(t, err, host.ErrNotFound, "%s: an absent record", r.where)
 	}
-	after := st.Stats()
-	require.Equal(t, before.KVReadFaults, after.KVReadFaults,
-		"entries at a declared prefix are not the record: the host called the plugin instead (its log names the first key and why)")
-	require.Greater(t, after.KVReads, before.KVReads, "the host answered none of the declared gets from the kv store")
+	served, faults := counts(st.Stats())
+	require.Equal(t, faultsBefore, faults,
+		"records at a declared %s are not in the promised form: the host called the plugin instead (its log names the first key and why)", what)
+	require.Greater(t, served, servedBefore, "the host answered none of the declared gets itself")
 }
 
 // pluginGet asks the plugin itself for the record id with op, past the

@@ -157,6 +157,9 @@ func RunWithPolicy(t *testing.T, open Opener, p Policy) {
 	if len(s.st.Metadata().KVReads) > 0 {
 		t.Run("KVReads", s.testKVReads)
 	}
+	if len(s.st.Metadata().RedisReads) > 0 {
+		t.Run("RedisReads", s.testRedisReads)
+	}
 	if s.features.Has(abi.FeatureWriteEvents) {
 		// The plugin, not the host, writes its writes' events.
 		t.Run("Events", func(t *testing.T) {

@@ -149,6 +149,14 @@ func init() {
 		Configure: b.configure,
 		// Ticks replay the fallback buffer (fallback_replay.go).
 		Tick: b.tick,
+		// A get is one HMGET of the record's hash (getState, getAlert),
+		// whose fields are in the layout the ABI names: the host may
+		// make it itself, but while the fallback buffer's queue holds
+		// writes (q/ entries), which gets must see.
+		RedisReads: []abi.RedisRead{
+			{Kind: abi.KindAlert, KeyPrefix: []byte(alertKeyPrefix), KeySuffix: []byte("}"), Guard: kvQueue},
+			{Kind: abi.KindAgentState, KeyPrefix: []byte(stateKeyPrefix), KeySuffix: []byte("}"), Guard: kvQueue},
+		},
 	})
 }
 

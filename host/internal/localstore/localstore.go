@@ -328,6 +328,19 @@ func (s *Store) View(key []byte, f func(value []byte, revision uint64, expires t
 	return true
 }
 
+// HasPrefix reports whether the store holds an entry whose key starts
+// with prefix, live or expired but not yet reclaimed.
+func (s *Store) HasPrefix(prefix []byte) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	found := false
+	s.tree.AscendGreaterOrEqual(entry{key: prefix}, func(en entry) bool {
+		found = bytes.HasPrefix(en.key, prefix)
+		return false
+	})
+	return found
+}
+
 // lookup finds key for a writer. An expired entry is removed on the spot
 // and reported as absent; it is still returned so its buffers can be reused.
 func (s *Store) lookup(key []byte, now int64) (old entry, found, live bool) {

@@ -29,6 +29,7 @@ type metrics struct {
 	bufferedWrites, tickFailures                      *prometheus.Desc
 	sharedBatches, sharedCalls                        *prometheus.Desc
 	kvReads, kvReadFaults                             *prometheus.Desc
+	redisReads, redisReadFaults                       *prometheus.Desc
 
 	redis *redisInfo // the Redis servers' own figures
 }
@@ -76,6 +77,8 @@ func newMetrics(m *Manager) *metrics {
 		sharedCalls:        prometheus.NewDesc("storage_host_shared_calls_total", "Single operations carried by shared batches.", backend, nil),
 		kvReads:            prometheus.NewDesc("storage_host_kv_reads_total", "Gets answered from the backend's kv store without entering its plugin, as the plugin declared (ABI 1.8 kv reads).", backend, nil),
 		kvReadFaults:       prometheus.NewDesc("storage_host_kv_read_faults_total", "Declared kv reads whose entry did not hold the record; the plugin served them.", backend, nil),
+		redisReads:         prometheus.NewDesc("storage_host_redis_reads_total", "Gets answered with a Redis read of the host's own without entering the backend's plugin, as the plugin declared (ABI 1.9 redis reads).", backend, nil),
+		redisReadFaults:    prometheus.NewDesc("storage_host_redis_read_faults_total", "Declared redis reads whose hash did not hold the record in the declared layout; the plugin served them.", backend, nil),
 	}
 }
 
@@ -105,7 +108,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
-		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults} {
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults, x.redisReads, x.redisReadFaults} {
 		ch <- d
 	}
 	x.redis.describe(ch)
@@ -138,6 +141,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		if len(b.store.Metadata().KVReads) > 0 {
 			ch <- prometheus.MustNewConstMetric(x.kvReads, prometheus.CounterValue, float64(st.KVReads), name)
 			ch <- prometheus.MustNewConstMetric(x.kvReadFaults, prometheus.CounterValue, float64(st.KVReadFaults), name)
+		}
+		if len(b.store.Metadata().RedisReads) > 0 {
+			ch <- prometheus.MustNewConstMetric(x.redisReads, prometheus.CounterValue, float64(st.RedisReads), name)
+			ch <- prometheus.MustNewConstMetric(x.redisReadFaults, prometheus.CounterValue, float64(st.RedisReadFaults), name)
 		}
 		if b.store.Metadata().Features.Has(abi.FeatureTick) {
 			ch <- prometheus.MustNewConstMetric(x.bufferedWrites, prometheus.GaugeValue, float64(st.BufferedWrites), name)

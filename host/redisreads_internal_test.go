@@ -1,0 +1,155 @@
+package host
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// openRedisReads opens the built-in redis plugin, which declares its gets
+// redis reads, on a prefix of its own; direct reaches the same Redis.
+func openRedisReads(t *testing.T, calls *callCounter) (st *Store, direct *redis.Client, prefix string) {
+	t.Helper()
+	addr := redistest.Addr(t)
+	prefix = redistest.Prefix(t, addr)
+	st, err := Open(t.Context(), Config{Plugin: "builtin:redis", Redis: &redisbridge.Config{
+		Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true,
+	}}, WithObserver(calls), WithCompilationCache(""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	require.NotNil(t, st.p.redisReads[abi.KindAgentState])
+	require.NotNil(t, st.p.redisReads[abi.KindAlert])
+	direct = redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = direct.Close() })
+	return st, direct, prefix
+}
+
+// viaPlugin runs read with the plugin's redis reads switched off: the
+// plugin's own answer.
+func viaPlugin[T any](st *Store, read func() (T, error)) (T, error) {
+	reads := st.p.redisReads
+	st.p.redisReads = redisReads{}
+	defer func() { st.p.redisReads = reads }()
+	return read()
+}
+
+// TestRedisReadsAnswerAsThePluginDoes: the redis plugin declares its
+// alert and agent-state gets redis reads; the host answers them with an
+// HMGET of its own, without entering the plugin, with what the plugin's
+// own get answers: records, versions, expiries, labels, NOT_FOUND for
+// absent and deleted records (a tombstone hash) alike.
+func TestRedisReadsAnswerAsThePluginDoes(t *testing.T) {
+	ctx := t.Context()
+	calls := &callCounter{}
+	st, _, _ := openRedisReads(t, calls)
+
+	_, err := st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte(`{"step":1}`)})
+	require.NoError(t, err)
+	second, err := st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte(`{"step":2}`)})
+	require.NoError(t, err)
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "a2"}, WithTTL(time.Hour)) // an empty state
+	require.NoError(t, err)
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "gone", State: []byte("x")})
+	require.NoError(t, err)
+	require.NoError(t, st.DeleteAgentState(ctx, "gone"))
+	_, err = st.PutAlert(ctx, Alert{ID: "x1", AgentID: "a1", Severity: abi.SeverityCritical, Status: abi.AlertFiring,
+		Message: "disk", Labels: map[string]string{"dc": "eu", "team": "db"}}, WithTTL(time.Hour))
+	require.NoError(t, err)
+	_, err = st.PutAlert(ctx, Alert{ID: "x2", AgentID: "a2", Severity: abi.SeverityInfo, Status: abi.AlertResolved})
+	require.NoError(t, err)
+
+	for _, id := range []string{"a1", "a2", "gone", "never"} {
+		before, gets := st.p.redisServed.Load(), calls.gets.Load()
+		got, err := st.GetAgentState(ctx, id)
+		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
+		require.Equal(t, gets, calls.gets.Load(), "%s: the plugin is not called", id)
+		own, ownErr := viaPlugin(st, func() (AgentState, error) { return st.GetAgentState(ctx, id) })
+		require.Equal(t, gets+1, calls.gets.Load(), "%s: the plugin answers itself", id)
+		assert.Equal(t, own, got, id)
+		if ownErr != nil {
+			assert.ErrorIs(t, ownErr, ErrNotFound, id)
+			assert.ErrorIs(t, err, ErrNotFound, id)
+		} else {
+			assert.NoError(t, err, id)
+		}
+	}
+	for _, id := range []string{"x1", "x2", "never"} {
+		before := st.p.redisServed.Load()
+		got, err := st.GetAlert(ctx, id)
+		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
+		own, ownErr := viaPlugin(st, func() (Alert, error) { return st.GetAlert(ctx, id) })
+		assert.Equal(t, own, got, id)
+		assert.Equal(t, ownErr == nil, err == nil, "%s: %v / %v", id, ownErr, err)
+	}
+	got, err := st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	assert.Equal(t, second.Version, got.Version)
+	assert.Equal(t, `{"step":2}`, string(got.State))
+	alert, err := st.GetAlert(ctx, "x1")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"dc": "eu", "team": "db"}, alert.Labels)
+	assert.False(t, alert.ExpiresAt.IsZero())
+	assert.Zero(t, st.p.redisReadFaults.Load())
+}
+
+// TestRedisReadsLeaveThePluginWhatItKeeps: the host calls the plugin, and
+// answers what it answers, for a hash out of the declared layout (counted
+// as a fault), for an ID a hash tag would escape, and while the plugin's
+// guard prefix has kv entries (its fallback buffer's queue).
+func TestRedisReadsLeaveThePluginWhatItKeeps(t *testing.T) {
+	ctx := t.Context()
+	calls := &callCounter{}
+	st, direct, prefix := openRedisReads(t, calls)
+	_, err := st.PutAgentState(ctx, AgentState{AgentID: "old", State: []byte("doc")})
+	require.NoError(t, err)
+	want, err := st.GetAgentState(ctx, "old")
+	require.NoError(t, err)
+
+	pluginAnswers := func(what string, id string) {
+		t.Helper()
+		served, gets := st.p.redisServed.Load(), calls.gets.Load()
+		got, err := st.GetAgentState(ctx, id)
+		require.NoError(t, err, what)
+		assert.Equal(t, want.State, got.State, what)
+		assert.Equal(t, served, st.p.redisServed.Load(), "%s: not served by the host", what)
+		assert.Equal(t, gets+1, calls.gets.Load(), "%s: the plugin serves", what)
+	}
+
+	// A record as a plugin from before the stored expiry kept it (no e):
+	// the plugin reads it another way.
+	key := prefix + "s:{old}"
+	require.NoError(t, direct.HDel(ctx, key, "e").Err())
+	pluginAnswers("a hash without e", "old")
+	assert.Equal(t, uint64(1), st.p.redisReadFaults.Load(), "a hash out of the layout is a fault")
+	require.NoError(t, direct.HSet(ctx, key, "e", "-1").Err())
+
+	// The guard: while the fallback buffer's queue holds writes, the
+	// plugin's gets see them; the host leaves every get to it.
+	var out abi.Encoder
+	st.p.kv.Do(&abi.KVRequest{Op: abi.KVPut, Key: []byte("q/0000000000000001"), Value: []byte("held")}, &out)
+	require.Equal(t, byte(abi.StatusOK), out.Bytes()[0])
+	pluginAnswers("while the guard prefix has an entry", "old")
+	require.True(t, st.p.kv.HasPrefix([]byte("q/")))
+
+	// An ID with a brace goes to the plugin, whose key escapes it.
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "br}ce", State: []byte("doc")})
+	require.NoError(t, err)
+	out.Reset()
+	st.p.kv.Do(&abi.KVRequest{Op: abi.KVDelete, Key: []byte("q/0000000000000001")}, &out)
+	require.False(t, st.p.kv.HasPrefix([]byte("q/")))
+	pluginAnswers("an ID with a brace", "br}ce")
+
+	// Back to the host once the guard is clear and the hash in form.
+	served := st.p.redisServed.Load()
+	_, err = st.GetAgentState(ctx, "old")
+	require.NoError(t, err)
+	assert.Equal(t, served+1, st.p.redisServed.Load())
+}
