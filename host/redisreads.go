@@ -50,7 +50,9 @@ func fieldArgs(names []string) [][]byte {
 // readRedis answers op, the get of kind's record id, with one HMGET of
 // the hash the plugin declared it to be (abi.RedisRead), without entering
 // the guest. decode reads the fields' replies (in the kind's field order)
-// and says whether they hold a record, or why they are out of form;
+// and says whether they hold a record, or why they are out of form
+// (errPassed: the record's expiry has passed by the host's clock, which
+// the plugin is left to answer);
 // mismatch then says why the record decoded is not the one asked for, or
 // "" (answers.go). served is false, and the plugin is to be called as
 // without the declaration, when the plugin declared no such read, for an
@@ -117,6 +119,9 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 		}
 	}
 	sc.dec.Reset(nil)
+	if fault == errPassed {
+		return false, nil
+	}
 	if fault != "" {
 		s.p.redisReadFaults.Add(1)
 		s.p.redisReadFaultLog.Do(func() {
@@ -172,7 +177,7 @@ func replyShown(r *abi.Reply) string {
 
 // decodeRedisState reads an agent state's hash fields (v, u, d, e:
 // abi.RedisStateFields) into out, the state of id.
-func decodeRedisState(f []abi.Reply, id string, out *AgentState) (found bool, fault string) {
+func decodeRedisState(f []abi.Reply, id string, now time.Time, out *AgentState) (found bool, fault string) {
 	if f[0].Kind == abi.ReplyNil {
 		return false, ""
 	}
@@ -187,6 +192,9 @@ func decodeRedisState(f []abi.Reply, id string, out *AgentState) (found bool, fa
 	expires, ok := hashExpiry(&f[3])
 	if !ok {
 		return false, "e (expires_at) is " + replyText(&f[3])
+	}
+	if passed(expires, now) {
+		return false, errPassed
 	}
 	*out = AgentState{AgentID: id, Version: uint64(v), UpdatedAt: updated, ExpiresAt: expires}
 	switch f[2].Kind {
@@ -203,7 +211,7 @@ func decodeRedisState(f []abi.Reply, id string, out *AgentState) (found bool, fa
 
 // decodeRedisAlert reads an alert's hash fields (g, s, t, m, l, c, u, x:
 // abi.RedisAlertFields) into out, the alert id.
-func decodeRedisAlert(f []abi.Reply, id string, out *Alert) (found bool, fault string) {
+func decodeRedisAlert(f []abi.Reply, id string, now time.Time, out *Alert) (found bool, fault string) {
 	if f[2].Kind == abi.ReplyNil {
 		return false, ""
 	}
@@ -230,6 +238,9 @@ func decodeRedisAlert(f []abi.Reply, id string, out *Alert) (found bool, fault s
 	if !ok {
 		return false, "x (expires_at) is " + replyText(&f[7])
 	}
+	if passed(expires, now) {
+		return false, errPassed
+	}
 	if f[3].Kind != abi.ReplyNil && f[3].Kind != abi.ReplyBulk {
 		return false, "m (message) is " + replyText(&f[3])
 	}
@@ -251,7 +262,8 @@ func decodeRedisAlert(f []abi.Reply, id string, out *Alert) (found bool, fault s
 }
 
 // hashInt reads a decimal integer field: an optional '-', then 1 to 19
-// digits.
+// digits, the first not 0 unless it is the only one ("-0" is out of
+// form).
 func hashInt(r *abi.Reply) (int64, bool) {
 	if r.Kind != abi.ReplyBulk {
 		return 0, false
@@ -261,7 +273,7 @@ func hashInt(r *abi.Reply) (int64, bool) {
 	if neg {
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 19 {
+	if len(b) == 0 || len(b) > 19 || b[0] == '0' && (len(b) > 1 || neg) {
 		return 0, false
 	}
 	var n int64
@@ -289,7 +301,17 @@ func hashTime(r *abi.Reply) (time.Time, bool) {
 	return time.Unix(0, n).UTC(), true
 }
 
-// hashExpiry reads an expiry field in Unix milliseconds, -1 for none.
+// errPassed is decode's fault for a record whose expiry has passed by
+// the host's clock: whether it is gone (Redis removes it on its own
+// clock) is the plugin's to answer, and no fault of the declaration.
+const errPassed = "its expiry has passed"
+
+// passed reports whether expires, a record's expiry, is not after now.
+func passed(expires, now time.Time) bool { return !expires.IsZero() && !expires.After(now) }
+
+// hashExpiry reads an expiry field in Unix milliseconds, -1 for none; 0,
+// the epoch, which the wire cannot carry (it means unset), reads as
+// 1 ms, long passed.
 func hashExpiry(r *abi.Reply) (time.Time, bool) {
 	n, ok := hashInt(r)
 	switch {
@@ -297,6 +319,8 @@ func hashExpiry(r *abi.Reply) (time.Time, bool) {
 		return time.Time{}, false
 	case n == -1:
 		return time.Time{}, true
+	case n == 0:
+		n = 1
 	}
 	return time.UnixMilli(n).UTC(), true
 }

@@ -147,9 +147,40 @@ func TestRedisReadsLeaveThePluginWhatItKeeps(t *testing.T) {
 	require.False(t, st.p.kv.HasPrefix([]byte("q/")))
 	pluginAnswers("an ID with a brace", "br}ce")
 
+	// An expiry passed by the host's clock (a hash without PEXPIREAT):
+	// whether the record is gone is the plugin's to say; no fault.
+	require.NoError(t, direct.HSet(ctx, key, "e", "1000").Err())
+	served, gets, faults := st.p.redisServed.Load(), calls.gets.Load(), st.p.redisReadFaults.Load()
+	_, _ = st.GetAgentState(ctx, "old")
+	assert.Equal(t, served, st.p.redisServed.Load(), "a passed expiry is not served by the host")
+	assert.Equal(t, gets+1, calls.gets.Load(), "the plugin answers a passed expiry")
+	assert.Equal(t, faults, st.p.redisReadFaults.Load(), "a passed expiry is no fault")
+	require.NoError(t, direct.HSet(ctx, key, "e", "-1").Err())
+
 	// Back to the host once the guard is clear and the hash in form.
-	served := st.p.redisServed.Load()
+	served = st.p.redisServed.Load()
 	_, err = st.GetAgentState(ctx, "old")
 	require.NoError(t, err)
 	assert.Equal(t, served+1, st.p.redisServed.Load())
+}
+
+// TestHashFieldForms: the numbers of a record hash are decimal, with an
+// optional '-' and no other sign, space or leading zero (abi/README.md
+// section 12.8); anything else is out of form.
+func TestHashFieldForms(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1": 1, "-1": -1, "1733400000000": 1733400000000, "9223372036854775807": 1<<63 - 1} {
+		got, ok := hashInt(&abi.Reply{Kind: abi.ReplyBulk, Str: []byte(in)})
+		assert.True(t, ok, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "-", "+1", " 1", "1 ", "01", "-0", "-01", "1.0", "1e3", "0x10", "9223372036854775808", "99999999999999999999"} {
+		_, ok := hashInt(&abi.Reply{Kind: abi.ReplyBulk, Str: []byte(in)})
+		assert.False(t, ok, "%q", in)
+	}
+	_, ok := hashInt(&abi.Reply{Kind: abi.ReplyInt, Int: 1})
+	assert.False(t, ok, "a field is a bulk string")
+	for in, ok := range map[string]bool{"-1": true, "0": true, "1733400000000": true, "-2": false, "-0": false} {
+		_, got := hashExpiry(&abi.Reply{Kind: abi.ReplyBulk, Str: []byte(in)})
+		assert.Equal(t, ok, got, in)
+	}
 }

@@ -90,7 +90,7 @@ func onMemoryAndRedisWith(t *testing.T, limits host.Limits, f func(t *testing.T,
 			st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(benchCache))
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = st.Close(context.Background()) })
-			host.ReadThroughPlugin(st) // the memory plugin's gets would not queue
+			host.ReadThroughPlugin(st) // the built-in plugins' gets would not queue
 			f(t, st)
 		})
 	}

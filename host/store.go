@@ -533,7 +533,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 		}, func() string { return alertMismatch(&out, id) })
 		if !served {
 			served, err = s.readRedis(ctx, abi.OpGetAlert, abi.KindAlert, id, func(f []abi.Reply) (bool, string) {
-				return decodeRedisAlert(f, id, &out)
+				return decodeRedisAlert(f, id, s.now(), &out)
 			}, func() string { return alertMismatch(&out, id) })
 		}
 		if !served { // a kv or redis read checked its record (readKV, readRedis)
@@ -650,7 +650,7 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 		}, func() string { return stateMismatch(&out, agentID) })
 		if !served {
 			served, err = s.readRedis(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(f []abi.Reply) (bool, string) {
-				return decodeRedisState(f, agentID, &out)
+				return decodeRedisState(f, agentID, s.now(), &out)
 			}, func() string { return stateMismatch(&out, agentID) })
 		}
 		if !served { // a kv or redis read checked its record (readKV, readRedis)

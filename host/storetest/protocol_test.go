@@ -79,6 +79,6 @@ func TestKVReadsFailAMisdeclaredPlugin(t *testing.T) {
 	require.Error(t, err, "the suite passed a plugin whose kv read is misdeclared:\n%s", out)
 	require.Contains(t, string(out), "backend agent 1.0.0 advertises", "the rewritten plugin loaded: %s", out)
 	require.Contains(t, string(out), "--- FAIL: TestKVReadsFailAMisdeclaredPlugin/KVReads", "%s", out)
-	require.Contains(t, string(out), "records at a declared kv entry are not in the promised form", "%s", out)
+	require.Contains(t, string(out), "is not in the promised form: the host called the plugin instead", "%s", out)
 	require.Contains(t, string(out), "--- PASS: TestKVReadsFailAMisdeclaredPlugin/AgentStates", "the plugin serves its records: %s", out)
 }
