@@ -159,7 +159,7 @@ func TestBackupRestore(t *testing.T) {
 	stdout, stderr, code = runCommand(t, nil, "backup", "verify", file)
 	require.Equal(t, 0, code, "stderr: %s", stderr)
 	require.Contains(t, stdout, file+": ok\n")
-	require.Contains(t, stdout, "  backend:  a (plugin redis 1.0.0, ABI 1.8)\n")
+	require.Contains(t, stdout, "  backend:  a (plugin redis 1.0.0, ABI 1.9)\n")
 	require.Contains(t, stdout, "  records:  300 metrics, 20 alerts, 50 agent states\n")
 
 	// To standard output: the same records.
@@ -359,7 +359,7 @@ func TestScheduledBackups(t *testing.T) {
 			continue // pruned meanwhile
 		}
 		require.Equal(t, 0, code, "stderr: %s", stderr)
-		require.Contains(t, stdout, "  backend:  mem (plugin memory 1.0.0, ABI 1.8)\n")
+		require.Contains(t, stdout, "  backend:  mem (plugin memory 1.0.0, ABI 1.9)\n")
 		require.Contains(t, stdout, "  records:  0 metrics, 0 alerts, 5 agent states\n")
 	}
 	require.GreaterOrEqual(t, d.metric(`storage_host_backups_total{backend="mem",result="ok"}`), 4.0)

@@ -230,6 +230,7 @@ type inspection struct {
 	Capabilities []string `json:"capabilities"`
 	Imports      []string `json:"imports"`
 	KVReads      []string `json:"kv_reads"`
+	RedisReads   []string `json:"redis_reads"`
 	WASI         bool     `json:"wasi"`
 	Loadable     bool     `json:"loadable"`
 	Problem      string   `json:"problem"`
@@ -270,7 +271,7 @@ func TestPluginInspect(t *testing.T) {
 			"sha256:       " + sha256Hex(memory),
 			"name:         memory",
 			"version:      1.0.0",
-			"abi:          1.8 (host speaks 1.8)",
+			"abi:          1.9 (host speaks 1.9)",
 			"features:     metrics, alerts, agent_states, query, batch, ttl, concurrency, restore",
 			"capabilities: log, clock, kv",
 			"imports:      clock, kv (and WASI); asked for, not imported: log (what it writes to WASI's stdout and stderr is its log)",
@@ -281,7 +282,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, "builtin:memory", 0)
 		require.Equal(t, inspection{
 			File: "builtin:memory", SHA256: sha256Hex(memory), Name: "memory", Version: "1.0.0",
-			ABI: "1.8", HostABI: "1.8",
+			ABI: "1.9", HostABI: "1.9",
 			Features:     []string{"metrics", "alerts", "agent_states", "query", "batch", "ttl", "concurrency", "restore"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"clock", "kv"},
 			KVReads: []string{`alerts "a\x00"+id`, `agent_states "s\x00"+id`},
@@ -289,18 +290,27 @@ func TestPluginInspect(t *testing.T) {
 		}, got)
 	})
 
+	t.Run("builtin:redis", func(t *testing.T) {
+		t.Parallel()
+		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", "builtin:redis")
+		require.Equal(t, 0, code, "stderr: %s", stderr)
+		require.Contains(t, stdout, "\n"+`redis reads:  alerts "a:{"+id+"}" unless kv holds "q/"…, agent_states "s:{"+id+"}" unless kv holds "q/"… (gets the host answers with an HMGET)`+"\n")
+		got := inspectJSON(t, "builtin:redis", 0)
+		require.Equal(t, []string{`alerts "a:{"+id+"}" unless kv holds "q/"…`, `agent_states "s:{"+id+"}" unless kv holds "q/"…`}, got.RedisReads)
+	})
+
 	t.Run("agentstate.wasm", func(t *testing.T) {
 		t.Parallel()
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", agentstatePath)
 		require.Equal(t, 0, code, "stderr: %s", stderr)
 		require.Contains(t, stdout, "name:         agentstate\n")
-		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.8)\n", "an older minor version loads")
+		require.Contains(t, stdout, "abi:          1.0 (host speaks 1.9)\n", "an older minor version loads")
 		require.Contains(t, stdout, "loadable:     yes (grant: log, clock, kv)\n")
 
 		got := inspectJSON(t, agentstatePath, 0)
 		require.Equal(t, inspection{
 			File: agentstatePath, SHA256: sha256Hex(agentstate), Name: "agentstate", Version: "1.0.0",
-			ABI: "1.0", HostABI: "1.8", Features: []string{"agent_states"},
+			ABI: "1.0", HostABI: "1.9", Features: []string{"agent_states"},
 			Capabilities: []string{"log", "clock", "kv"}, Imports: []string{"log", "clock", "kv"},
 			Loadable: true,
 		}, got)
@@ -308,7 +318,7 @@ func TestPluginInspect(t *testing.T) {
 
 	t.Run("oldabi.wasm", func(t *testing.T) {
 		t.Parallel()
-		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.8, plugin needs 2.0"
+		const problem = "host: incompatible plugin: ABI version mismatch: host speaks 1.9, plugin needs 2.0"
 		stdout, stderr, code := runCommand(t, nil, "plugin", "inspect", oldabiPath)
 		require.Equal(t, 1, code, "a plugin this host cannot load fails the command")
 		require.Empty(t, stderr)
@@ -317,7 +327,7 @@ func TestPluginInspect(t *testing.T) {
 		got := inspectJSON(t, oldabiPath, 1)
 		require.False(t, got.Loadable)
 		require.Equal(t, problem, got.Problem)
-		require.Equal(t, "1.8", got.HostABI)
+		require.Equal(t, "1.9", got.HostABI)
 		require.Len(t, got.SHA256, 64)
 	})
 
