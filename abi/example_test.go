@@ -282,14 +282,14 @@ func TestREADMEMetadataExample(t *testing.T) {
 			Features: abi.FeatureAgentStates, Capabilities: []abi.Capability{abi.CapabilityClock},
 		}).Encode(e)
 	})
-	require.Len(t, msg10, len(msg)-2, "1.0 has no kv_reads nor redis_reads count")
+	require.Len(t, msg10, len(msg)-3, "1.0 has no kv_reads, redis_reads nor pg_reads count")
 	assert.Equal(t, byte(0), msg10[1])
 	assert.Equal(t, msg[:1], msg10[:1])
-	assert.Equal(t, msg[2:len(msg)-2], msg10[2:])
-	assert.Equal(t, []byte{0, 0}, msg[len(msg)-2:], "no kv reads, no redis reads")
+	assert.Equal(t, msg[2:len(msg)-3], msg10[2:])
+	assert.Equal(t, []byte{0, 0, 0}, msg[len(msg)-3:], "no kv reads, redis reads nor pg reads")
 
 	// "Declaring its agent states a kv read at prefix s\0 would end it
-	// with 01 03 02 73 00 00 instead of 00 00."
+	// with 01 03 02 73 00 00 00 instead of 00 00 00."
 	withReads := encoded(func(e *abi.Encoder) {
 		(&abi.Metadata{
 			ABI: abi.Current, Name: "memory", Version: "0.1.0",
@@ -297,7 +297,7 @@ func TestREADMEMetadataExample(t *testing.T) {
 			KVReads: []abi.KVRead{{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}},
 		}).Encode(e)
 	})
-	assert.Equal(t, append(msg[:len(msg)-2:len(msg)-2], 0x01, 0x03, 0x02, 0x73, 0x00, 0x00), withReads)
-	require.Contains(t, string(readme), "would end it with `01 03 02 73 00 00` instead of `00 00`")
+	assert.Equal(t, append(msg[:len(msg)-3:len(msg)-3], 0x01, 0x03, 0x02, 0x73, 0x00, 0x00, 0x00), withReads)
+	require.Contains(t, string(readme), "would end it with `01 03 02 73 00 00 00` instead of `00 00 00`")
 	require.Contains(t, string(readme), "need `kv` among its capabilities")
 }

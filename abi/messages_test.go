@@ -283,7 +283,8 @@ func messageSamples() []struct {
 	add("Metadata", "ABI 1.8", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 8}, Name: "name", Version: "version", Features: 5, Capabilities: []abi.Capability{"log", "kv"},
 		KVReads: []abi.KVRead{{Kind: abi.KindAgentState, Prefix: []byte("prefix")}}}).Encode))
 	add("Metadata", "ABI 1.9", enc((&abi.Metadata{ABI: abi.Version{Major: 1, Minor: 9}, Name: "name", Version: "version", Features: 5, Capabilities: []abi.Capability{"redis", "kv"},
-		RedisReads: []abi.RedisRead{{Kind: abi.KindAlert, KeyPrefix: []byte("key_prefix"), KeySuffix: []byte("key_suffix"), Guard: []byte("guard")}}}).Encode))
+		RedisReads: []abi.RedisRead{{Kind: abi.KindAlert, KeyPrefix: []byte("key_prefix"), KeySuffix: []byte("key_suffix"), Guard: []byte("guard")}},
+		PGReads:    []abi.PGRead{{Kind: abi.KindAgentState, SQL: "sql"}}}).Encode))
 	add("Batch", "", enc(func(e *abi.Encoder) {
 		abi.EncodeBatch(e, []abi.BatchItem{{Op: abi.OpGetAgentState, Payload: []byte("payload")}, {Op: abi.OpPing, Payload: []byte("payload")}})
 	}))
@@ -394,7 +395,7 @@ func TestMessagesMatchEncoders(t *testing.T) {
 	for name := range s.Messages {
 		switch name {
 		case "Label", "Labels", "Matcher", "Matchers", "BatchItem", "BatchResult", "DeletedAlert",
-			"PGValue", "PGStatement", "PGResult", "Migration", "KVRead", "RedisRead":
+			"PGValue", "PGStatement", "PGResult", "Migration", "KVRead", "RedisRead", "PGRead":
 			continue // parts of the messages sampled
 		}
 		if !described[name] {

@@ -566,7 +566,8 @@ func DecodeOptions(d *Decoder) Options { return d.pairs() }
 // string, features uvarint, capabilities (count, string each), since
 // ABI 1.8 its kv reads (count, then kind u8 and prefix bytes each), and
 // since ABI 1.9 its redis reads (count, then kind u8, key prefix, key
-// suffix and guard bytes each).
+// suffix and guard bytes each) and its postgres reads (count, then kind
+// u8 and sql string each).
 type Metadata struct {
 	ABI          Version
 	Name         string
@@ -579,6 +580,9 @@ type Metadata struct {
 	// RedisReads (ABI 1.9) are the point reads the host may serve with
 	// one HMGET of its own; see RedisRead.
 	RedisReads []RedisRead
+	// PGReads (ABI 1.9) are the point reads the host may serve with one
+	// statement of the plugin's on its PostgreSQL; see PGRead.
+	PGReads []PGRead
 }
 
 // KVRead declares, since ABI 1.8, that the get of one record kind is a kv
@@ -611,6 +615,20 @@ type RedisRead struct {
 	Guard     []byte
 }
 
+// PGRead declares, since ABI 1.9, that the get of one record kind is one
+// SELECT the host can run itself: SQL, run as the plugin's own statements
+// are (its role, its schema) with $1 the ID (text) and $2 the host's
+// clock (bigint, Unix nanoseconds), answers no row when the record does
+// not exist or has expired, else one row of the columns the ABI fixes
+// for the kind (abi/README.md section 16.7). The host then answers such
+// a get with that statement, without entering the plugin; it calls the
+// plugin as before for an answer out of that form and when PostgreSQL
+// fails the statement.
+type PGRead struct {
+	Kind RecordKind // KindAlert or KindAgentState
+	SQL  string
+}
+
 // The fields of a record's hash that a RedisRead reads, in the order the
 // host's HMGET names them (abi/README.md section 12.8). Of an agent state:
 // v its version (decimal, at least 1; absent: no record), u its
@@ -626,7 +644,7 @@ var (
 )
 
 // kvReadsSince and redisReadsSince are the ABI 1.x minors that added
-// Metadata.KVReads and Metadata.RedisReads.
+// Metadata.KVReads, and Metadata.RedisReads and PGReads.
 const (
 	kvReadsSince    = 8
 	redisReadsSince = 9
@@ -658,6 +676,11 @@ func (m *Metadata) Encode(e *Encoder) {
 			e.BytesField(r.KeySuffix)
 			e.BytesField(r.Guard)
 		}
+		e.Uvarint(uint64(len(m.PGReads)))
+		for _, r := range m.PGReads {
+			e.U8(uint8(r.Kind))
+			e.String(r.SQL)
+		}
 	}
 }
 
@@ -684,6 +707,12 @@ func (m *Metadata) Decode(d *Decoder) {
 	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
 		for n := d.Count(4); n > 0; n-- {
 			m.RedisReads = append(m.RedisReads, RedisRead{Kind: RecordKind(d.U8()), KeyPrefix: d.BytesField(), KeySuffix: d.BytesField(), Guard: d.BytesField()})
+		}
+	}
+	m.PGReads = nil
+	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
+		for n := d.Count(2); n > 0; n-- {
+			m.PGReads = append(m.PGReads, PGRead{Kind: RecordKind(d.U8()), SQL: d.String()})
 		}
 	}
 }

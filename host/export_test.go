@@ -3,14 +3,14 @@ package host
 // ShareEveryCall makes st send every single record operation as a batch
 // of its own, the path calls that find every slot taken take, so that
 // a test can run the conformance suite through it: its gets too, which
-// the kv or redis reads a plugin declared would otherwise answer.
+// the reads a plugin declared would otherwise answer.
 func ShareEveryCall(st *Store) {
 	st.shareEvery = true
 	ReadThroughPlugin(st)
 }
 
-// ReadThroughPlugin turns off the kv and redis reads st's plugin declared
-// (kvreads.go, redisreads.go): its gets reach the plugin, as if it
+// ReadThroughPlugin turns off the kv, redis and postgres reads st's
+// plugin declared (kvreads.go, redisreads.go, pgreads.go): its gets reach the plugin, as if it
 // declared none, which
 // its Metadata then says (the conformance suite checks declared reads).
 func ReadThroughPlugin(st *Store) {
@@ -18,6 +18,8 @@ func ReadThroughPlugin(st *Store) {
 	st.p.meta.KVReads = nil
 	st.p.redisReads = redisReads{}
 	st.p.meta.RedisReads = nil
+	st.p.pgReads = pgReads{}
+	st.p.meta.PGReads = nil
 }
 
 // HoldSharedSlots takes every slot of st's shared calls, so that the

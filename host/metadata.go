@@ -75,6 +75,9 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 	if why := redisReadsFault(m); why != "" {
 		return bad("redis reads: %s (section 10.9)", why)
 	}
+	if why := pgReadsFault(m); why != "" {
+		return bad("postgres reads: %s (section 10.9)", why)
+	}
 	return nil
 }
 
@@ -129,6 +132,32 @@ func redisReadsFault(m *abi.Metadata) string {
 			return fmt.Sprintf("the guard of %s is a kv prefix, but the plugin does not declare the kv capability", r.Kind.Name())
 		}
 		for _, before := range m.RedisReads[:i] {
+			if before.Kind == r.Kind {
+				return fmt.Sprintf("%s are declared twice", r.Kind.Name())
+			}
+		}
+	}
+	return ""
+}
+
+// pgReadsFault says what is wrong with m's postgres reads, or "".
+func pgReadsFault(m *abi.Metadata) string {
+	if len(m.PGReads) == 0 {
+		return ""
+	}
+	if !slices.Contains(m.Capabilities, abi.CapabilityPostgres) {
+		return "they need the postgres capability, which the plugin does not declare"
+	}
+	for i, r := range m.PGReads {
+		switch {
+		case r.Kind != abi.KindAlert && r.Kind != abi.KindAgentState:
+			return fmt.Sprintf("kind %d is not one a postgres read serves (2, alerts, or 3, agent states)", r.Kind)
+		case !m.Features.Has(r.Kind.Feature()):
+			return fmt.Sprintf("%s are declared but the plugin does not advertise the feature %s", r.Kind.Name(), r.Kind.Feature())
+		case r.SQL == "" || len(r.SQL) > maxPGReadSQL:
+			return fmt.Sprintf("the statement of %s is %d bytes, not 1 to %d", r.Kind.Name(), len(r.SQL), maxPGReadSQL)
+		}
+		for _, before := range m.PGReads[:i] {
 			if before.Kind == r.Kind {
 				return fmt.Sprintf("%s are declared twice", r.Kind.Name())
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/pgtest"
 	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/redistest"
 )
@@ -123,6 +124,11 @@ func TestMetadataMUSTs(t *testing.T) {
 	state := func(prefix, suffix, guard string) abi.RedisRead {
 		return abi.RedisRead{Kind: abi.KindAgentState, KeyPrefix: []byte(prefix), KeySuffix: []byte(suffix), Guard: []byte(guard)}
 	}
+	pg := []abi.Capability{abi.CapabilityPostgres}
+	pgReads := func(reads ...abi.PGRead) []byte {
+		return with(func(m *abi.Metadata) { m.ABI, m.Capabilities, m.PGReads = v19, pg, reads })
+	}
+	getState := abi.PGRead{Kind: abi.KindAgentState, SQL: "SELECT state, version, updated_at, expires_at FROM s WHERE id = $1"}
 	// rawFeatures is good's metadata with the features field as given.
 	rawFeatures := func(f uint32) []byte {
 		var e abi.Encoder
@@ -193,6 +199,15 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"redis read guard too long", v19, redisReads(state("s:{", "}", string(make([]byte, 65)))), redisKV, "over 64 bytes"},
 		{"redis reads on 1.8", v18, append(with(func(m *abi.Metadata) { m.ABI = v18; m.Capabilities = redisKV }), 1, 3, 0, 0, 0), redisKV, "(redis_reads, after kv_reads, needs abi_minor 9 or more; this plugin declares 1.8"},
 		{"redis reads cut short", v19, cutShort(redisReads(state("s:{", "}", "q/")), 2), redisKV, "in Metadata.redis_reads[0].guard"},
+		{"pg reads", v19, pgReads(getState), pg, ""},
+		{"pg reads without postgres", v19, with(func(m *abi.Metadata) {
+			m.ABI = v19
+			m.PGReads = []abi.PGRead{getState}
+		}), nil, "postgres reads: they need the postgres capability"},
+		{"pg read with no statement", v19, pgReads(abi.PGRead{Kind: abi.KindAgentState}), pg, "the statement of agent_states is 0 bytes, not 1 to 4096"},
+		{"pg read statement too long", v19, pgReads(abi.PGRead{Kind: abi.KindAgentState, SQL: string(make([]byte, 4097))}), pg, "is 4097 bytes, not 1 to 4096"},
+		{"pg read twice", v19, pgReads(getState, getState), pg, "postgres reads: agent_states are declared twice"},
+		{"pg read of metrics", v19, pgReads(abi.PGRead{Kind: abi.KindMetric, SQL: "SELECT 1"}), pg, "kind 1 is not one a postgres read serves"},
 		{"kv reads cut short", v18, cutShort(kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}), 2), kv, "in Metadata.kv_reads[0].prefix"},
 	}
 	for _, c := range cases {
@@ -202,6 +217,9 @@ func TestMetadataMUSTs(t *testing.T) {
 			if slices.Contains(c.caps, abi.CapabilityRedis) {
 				addr := redistest.Addr(t)
 				cfg.Redis = &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr)}
+			}
+			if slices.Contains(c.caps, abi.CapabilityPostgres) {
+				cfg.Postgres = &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
 			}
 			st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
 			if c.want == "" {

@@ -106,10 +106,16 @@ type plugin struct {
 	kvReadFaultLog sync.Once
 	// redisReads are the gets served with a Redis read of the host's own
 	// (redisreads.go), counted as the kv reads are.
-	redisReads        redisReads
-	redisServed       atomic.Uint64
-	redisReadFaults   atomic.Uint64
-	redisReadFaultLog sync.Once
+	redisReads      redisReads
+	redisServed     atomic.Uint64
+	redisReadFaults atomic.Uint64
+	// pgReads are the gets served with a statement the host runs itself
+	// (pgreads.go), counted as the kv reads are.
+	pgReads      pgReads
+	pgServed     atomic.Uint64
+	pgReadFaults atomic.Uint64
+	// readFaultLog rate-limits the log of redis and postgres read faults.
+	readFaultLog refusalLog
 
 	// redisScripts: the backend's Redis configuration grants scripts
 	// (abi.CapabilityRedisScripts).
@@ -198,7 +204,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		return nil, err
 	}
 	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill,
-		discards: refusalLog{perSecond: discardsLoggedPerSecond}}
+		discards: refusalLog{perSecond: discardsLoggedPerSecond}, readFaultLog: refusalLog{perSecond: 1}}
 	if !s.inspect {
 		// An inspected plugin gets an in-memory kv store: inspecting
 		// leaves the data directory alone.
@@ -300,6 +306,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	p.writesEvents = p.meta.Features.Has(abi.FeatureWriteEvents)
 	p.setKVReads()
 	p.setRedisReads()
+	p.setPGReads()
 	if p.name == "" {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)

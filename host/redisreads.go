@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -57,10 +58,11 @@ func fieldArgs(names []string) [][]byte {
 // "" (answers.go). served is false, and the plugin is to be called as
 // without the declaration, when the plugin declared no such read, for an
 // ID out of form or holding a byte a hash tag may escape, while the
-// declared guard prefix has entries in the kv store, when Redis fails the
-// read or the backend's configuration does not allow it, when the answer
-// would pass the response bound, and for a hash out of form (counted, the
-// first logged).
+// declared guard prefix has entries in the kv store, when the backend's
+// configuration does not allow the read, when the answer would pass the
+// response bound, and for a hash out of form (counted, and logged at most
+// once a second). A read Redis fails or refuses for its own state is
+// answered as the plugin's would be, UNAVAILABLE, without a second wait.
 func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, id string, decode func(f []abi.Reply) (found bool, fault string), mismatch func() string) (served bool, err error) {
 	r := s.p.redisReads[kind]
 	if r == nil || !plainTag(id) || abi.CheckID("id", id) != nil {
@@ -96,9 +98,10 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 	}
 	body, err := abi.ParseResponse(resp)
 	if err != nil {
-		// Redis did not answer: the plugin's to answer, which may keep
-		// writes elsewhere (a fallback buffer).
-		return false, nil
+		// Redis did not answer: the plugin's own read would meet the same
+		// failure (what it keeps elsewhere is under its guard, which the
+		// host looked at), and a second wait would double the get's.
+		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
 	}
 	sc.dec.Reset(body)
 	replies := sc.replies.Decode(&sc.dec)
@@ -106,6 +109,13 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 	switch {
 	case sc.dec.Finish() != nil || len(replies) != 1:
 		fault = "the bridge's answer does not decode" // cannot happen
+	case replies[0].Kind == abi.ReplyError && errors.Is(replies[0].Err(), abi.StatusUnavailable):
+		// Redis refused the read for a state of its own (BUSY, LOADING):
+		// no fault of the declaration, and the plugin would be refused
+		// too.
+		err := replies[0].Err()
+		sc.dec.Reset(nil)
+		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
 	case replies[0].Kind != abi.ReplyArray || len(replies[0].Array) != len(fields):
 		fault = "Redis answered " + replyShown(&replies[0])
 	}
@@ -124,10 +134,10 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 	}
 	if fault != "" {
 		s.p.redisReadFaults.Add(1)
-		s.p.redisReadFaultLog.Do(func() {
+		if ok, dropped := s.p.readFaultLog.allow(time.Now()); ok {
 			s.p.log.Warn("a declared redis read found a hash that is not the record; the plugin serves such reads (abi/README.md, section 12.8)",
-				"kind", kind.Name(), "key", cutText(string(sc.key), maxQuoted), "fault", cutText(fault, maxQuoted))
-		})
+				"kind", kind.Name(), "key", cutText(string(sc.key), maxQuoted), "fault", cutText(fault, maxQuoted), "not_logged", dropped)
+		}
 		return false, nil
 	}
 	s.p.redisServed.Add(1)

@@ -184,3 +184,31 @@ func TestHashFieldForms(t *testing.T) {
 		assert.Equal(t, ok, got, in)
 	}
 }
+
+// TestRedisReadOfAnUnansweringRedis: a redis read that Redis does not
+// answer (a paused server) is UNAVAILABLE at once, as the plugin's own
+// read would be after a second wait: the plugin is not called.
+func TestRedisReadOfAnUnansweringRedis(t *testing.T) {
+	ctx := t.Context()
+	s := redistest.NewServer(t)
+	calls := &callCounter{}
+	st, err := Open(ctx, Config{Plugin: "builtin:redis", Redis: &redisbridge.Config{
+		Addrs: []string{s.Addr()}, KeyPrefix: "rr:", Scripts: true, ReadTimeout: 200 * time.Millisecond,
+	}}, WithObserver(calls), WithCompilationCache(""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte("doc")})
+	require.NoError(t, err)
+
+	s.Pause()
+	t.Cleanup(s.Resume)
+	gets := calls.gets.Load()
+	_, err = st.GetAgentState(ctx, "a1")
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.Equal(t, gets, calls.gets.Load(), "the plugin is not called after the host's read failed")
+	assert.Zero(t, st.p.redisReadFaults.Load(), "an outage is no fault of the declaration")
+	s.Resume()
+	got, err := st.GetAgentState(ctx, "a1")
+	require.NoError(t, err)
+	assert.Equal(t, "doc", string(got.State))
+}

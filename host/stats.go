@@ -69,6 +69,11 @@ type Stats struct {
 	// RedisReadFaults the hashes found not to hold the record it
 	// promised, whose gets went to the plugin.
 	RedisReads, RedisReadFaults uint64
+	// PGReads counts the gets answered with a statement the host ran
+	// itself, as the plugin declared (abi.PGRead); PGReadFaults the
+	// answers found not to be the row it promised, whose gets went to the
+	// plugin.
+	PGReads, PGReadFaults uint64
 }
 
 // RedisPoolStats is a snapshot of a backend's Redis connection pool.
@@ -89,7 +94,8 @@ func (s *Store) Stats() Stats {
 	live, idle, size := p.pool.counts()
 	st := Stats{Instances: live, InUse: max(live-idle, 0), MaxInstances: size, Traps: p.traps.Load(), Retired: p.pool.retired.Load(),
 		KVReads: p.kvServed.Load(), KVReadFaults: p.kvReadFaults.Load(),
-		RedisReads: p.redisServed.Load(), RedisReadFaults: p.redisReadFaults.Load()}
+		RedisReads: p.redisServed.Load(), RedisReadFaults: p.redisReadFaults.Load(),
+		PGReads: p.pgServed.Load(), PGReadFaults: p.pgReadFaults.Load()}
 	if s.shared != nil {
 		c := s.shared.Stats()
 		st.SharedBatches, st.SharedCalls = c.Batches, c.Requests

@@ -536,7 +536,12 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 				return decodeRedisAlert(f, id, s.now(), &out)
 			}, func() string { return alertMismatch(&out, id) })
 		}
-		if !served { // a kv or redis read checked its record (readKV, readRedis)
+		if !served {
+			served, err = s.readPG(ctx, abi.OpGetAlert, abi.KindAlert, id, func(row []abi.PGValue, now time.Time) string {
+				return decodePGAlert(row, id, now, &out)
+			}, func() string { return alertMismatch(&out, id) })
+		}
+		if !served { // a declared read checked its record (readKV, readRedis, readPG)
 			out = Alert{}
 			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
 			err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) })
@@ -653,7 +658,12 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 				return decodeRedisState(f, agentID, s.now(), &out)
 			}, func() string { return stateMismatch(&out, agentID) })
 		}
-		if !served { // a kv or redis read checked its record (readKV, readRedis)
+		if !served {
+			served, err = s.readPG(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(row []abi.PGValue, now time.Time) string {
+				return decodePGState(row, agentID, now, &out)
+			}, func() string { return stateMismatch(&out, agentID) })
+		}
+		if !served { // a declared read checked its record (readKV, readRedis, readPG)
 			out = AgentState{}
 			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
 			err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) })

@@ -154,7 +154,7 @@ func newDispatcher(p Plugin) *dispatcher {
 	if !containsCap(caps, abi.CapabilityLog) {
 		caps = append([]abi.Capability{abi.CapabilityLog}, caps...)
 	}
-	d.meta = abi.Metadata{ABI: abi.Current, Name: p.Name, Version: p.Version, Features: f, Capabilities: caps, KVReads: p.KVReads, RedisReads: p.RedisReads}
+	d.meta = abi.Metadata{ABI: abi.Current, Name: p.Name, Version: p.Version, Features: f, Capabilities: caps, KVReads: p.KVReads, RedisReads: p.RedisReads, PGReads: p.PGReads}
 	return d
 }
 

@@ -169,6 +169,15 @@ type Plugin struct {
 	// a hash is out of that form. It needs abi.CapabilityRedis in
 	// Capabilities, and abi.CapabilityKV with a Guard.
 	RedisReads []abi.RedisRead
+
+	// PGReads (ABI 1.9) declares the gets of alerts and agent states
+	// that are one SELECT, for the host to run itself without calling the
+	// plugin (see abi.PGRead): the statement, with $1 the ID and $2 the
+	// host's clock in Unix nanoseconds, answers no row for a record that
+	// does not exist or has expired, else one row of the columns
+	// abi/README.md section 16.7 gives. The plugin's own get must answer
+	// the same. It needs abi.CapabilityPostgres in Capabilities.
+	PGReads []abi.PGRead
 }
 
 var registered *dispatcher

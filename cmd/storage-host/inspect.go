@@ -32,9 +32,12 @@ type inspectReport struct {
 	// RedisReads are the gets the host answers with an HMGET of its own
 	// (ABI 1.9), each as `kind "prefix"+id+"suffix"`, and its guard.
 	RedisReads []string `json:"redis_reads,omitempty"`
-	WASI       bool     `json:"wasi"`
-	Loadable   bool     `json:"loadable"`
-	Problem    string   `json:"problem,omitempty"`
+	// PGReads are the gets the host answers with a statement it runs
+	// (ABI 1.9), each as the kind and the statement.
+	PGReads  []string `json:"pg_reads,omitempty"`
+	WASI     bool     `json:"wasi"`
+	Loadable bool     `json:"loadable"`
+	Problem  string   `json:"problem,omitempty"`
 }
 
 // inspect describes a plugin module. It exits non-zero when this host
@@ -86,6 +89,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		}
 		r.RedisReads = append(r.RedisReads, read)
 	}
+	for _, pr := range info.Metadata.PGReads {
+		r.PGReads = append(r.PGReads, pr.Kind.Name()+" "+strconv.Quote(pr.SQL))
+	}
 	if info.Metadata.Name != "" || info.Metadata.ABI != (abi.Version{}) {
 		r.Name, r.Version, r.ABI = info.Metadata.Name, info.Metadata.Version, info.Metadata.ABI.String()
 	}
@@ -113,6 +119,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		}
 		if len(r.RedisReads) > 0 {
 			w("redis reads", strings.Join(r.RedisReads, ", ")+" (gets the host answers with an HMGET)")
+		}
+		if len(r.PGReads) > 0 {
+			w("pg reads", strings.Join(r.PGReads, ", ")+" (gets the host answers with the plugin's statement)")
 		}
 		if r.Loadable {
 			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")

@@ -41,6 +41,19 @@ func (s *suite) testRedisReads(t *testing.T) {
 	s.testDeclaredReads(t, declared, "hash", func(st host.Stats) (uint64, uint64) { return st.RedisReads, st.RedisReadFaults })
 }
 
+// PGReads: a plugin that declares postgres reads (ABI 1.9, abi/README.md
+// section 10.9) keeps what it declared, as KVReads checks for kv reads:
+// the host's answer from the declared statement is the plugin's, and no
+// answer of it is out of the row form of section 16.7
+// (Stats.PGReadFaults).
+func (s *suite) testPGReads(t *testing.T) {
+	var declared []declaredRead
+	for _, r := range s.st.Metadata().PGReads {
+		declared = append(declared, declaredRead{r.Kind, fmt.Sprintf("the declared postgres read of %s", r.Kind.Name())})
+	}
+	s.testDeclaredReads(t, declared, "statement's row", func(st host.Stats) (uint64, uint64) { return st.PGReads, st.PGReadFaults })
+}
+
 // declaredRead is one kind's declared read, and how a failure names it.
 type declaredRead struct {
 	kind  abi.RecordKind

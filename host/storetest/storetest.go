@@ -160,6 +160,9 @@ func RunWithPolicy(t *testing.T, open Opener, p Policy) {
 	if len(s.st.Metadata().RedisReads) > 0 {
 		t.Run("RedisReads", s.testRedisReads)
 	}
+	if len(s.st.Metadata().PGReads) > 0 {
+		t.Run("PGReads", s.testPGReads)
+	}
 	if s.features.Has(abi.FeatureWriteEvents) {
 		// The plugin, not the host, writes its writes' events.
 		t.Run("Events", func(t *testing.T) {

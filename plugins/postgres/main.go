@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/plugins/postgres/statements"
 	"github.com/storage-host/storage-host/sdk"
 )
 
@@ -77,6 +78,12 @@ func init() {
 		Migrations: migrations,
 		// Each write's statement inserts its event (statements.go).
 		WriteEvents: true,
+		// A get is one statement whose row is in the columns the ABI
+		// names (records.go): the host may run it itself.
+		PGReads: []abi.PGRead{
+			{Kind: abi.KindAlert, SQL: statements.GetAlert},
+			{Kind: abi.KindAgentState, SQL: statements.GetState},
+		},
 	})
 }
 

@@ -30,6 +30,7 @@ type metrics struct {
 	sharedBatches, sharedCalls                        *prometheus.Desc
 	kvReads, kvReadFaults                             *prometheus.Desc
 	redisReads, redisReadFaults                       *prometheus.Desc
+	pgReads, pgReadFaults                             *prometheus.Desc
 
 	redis *redisInfo // the Redis servers' own figures
 }
@@ -79,6 +80,8 @@ func newMetrics(m *Manager) *metrics {
 		kvReadFaults:       prometheus.NewDesc("storage_host_kv_read_faults_total", "Declared kv reads whose entry did not hold the record; the plugin served them.", backend, nil),
 		redisReads:         prometheus.NewDesc("storage_host_redis_reads_total", "Gets answered with a Redis read of the host's own without entering the backend's plugin, as the plugin declared (ABI 1.9 redis reads).", backend, nil),
 		redisReadFaults:    prometheus.NewDesc("storage_host_redis_read_faults_total", "Declared redis reads whose hash did not hold the record in the declared layout; the plugin served them.", backend, nil),
+		pgReads:            prometheus.NewDesc("storage_host_pg_reads_total", "Gets answered with a statement the host ran itself without entering the backend's plugin, as the plugin declared (ABI 1.9 postgres reads).", backend, nil),
+		pgReadFaults:       prometheus.NewDesc("storage_host_pg_read_faults_total", "Declared postgres reads whose answer was not the row of the record; the plugin served them.", backend, nil),
 	}
 }
 
@@ -108,7 +111,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.reloads.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
-		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults, x.redisReads, x.redisReadFaults} {
+		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults, x.redisReads, x.redisReadFaults, x.pgReads, x.pgReadFaults} {
 		ch <- d
 	}
 	x.redis.describe(ch)
@@ -145,6 +148,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		if len(b.store.Metadata().RedisReads) > 0 {
 			ch <- prometheus.MustNewConstMetric(x.redisReads, prometheus.CounterValue, float64(st.RedisReads), name)
 			ch <- prometheus.MustNewConstMetric(x.redisReadFaults, prometheus.CounterValue, float64(st.RedisReadFaults), name)
+		}
+		if len(b.store.Metadata().PGReads) > 0 {
+			ch <- prometheus.MustNewConstMetric(x.pgReads, prometheus.CounterValue, float64(st.PGReads), name)
+			ch <- prometheus.MustNewConstMetric(x.pgReadFaults, prometheus.CounterValue, float64(st.PGReadFaults), name)
 		}
 		if b.store.Metadata().Features.Has(abi.FeatureTick) {
 			ch <- prometheus.MustNewConstMetric(x.bufferedWrites, prometheus.GaugeValue, float64(st.BufferedWrites), name)
