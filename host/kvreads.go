@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -48,13 +49,10 @@ func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 		// without the declaration.
 		return false, nil
 	}
-	if !s.calls.enter() {
-		return true, ErrClosed
+	if err := s.readBegins(ctx); err != nil {
+		return true, err
 	}
 	defer s.calls.leave()
-	if err := ctx.Err(); err != nil {
-		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
-	}
 	sc := kvReadScratches.Get().(*kvReadScratch)
 	defer kvReadScratches.Put(sc)
 	sc.key = append(append(sc.key[:0], prefix...), id...)
@@ -89,10 +87,57 @@ func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 		return true, fmt.Errorf("backend %s: %w: %w", s.p.name, ErrUnavailable, err)
 	}
 	s.p.kvServed.Add(1)
-	if !found {
-		return true, abi.Errorf(abi.StatusNotFound, "%s %s: not found", strings.ReplaceAll(kind.String(), "_", " "), quote(id))
+	return true, readAnswer(kind, id, found)
+}
+
+// readBegins enters the store's call gate for a declared read (kv, redis
+// or postgres), which the caller leaves: ErrClosed once Close began, the
+// context's error once it is done.
+func (s *Store) readBegins(ctx context.Context) error {
+	if !s.calls.enter() {
+		return ErrClosed
 	}
-	return true, nil
+	if err := ctx.Err(); err != nil {
+		s.calls.leave()
+		return fmt.Errorf("backend %s: %w", s.p.name, err)
+	}
+	return nil
+}
+
+// readAnswer is a declared read's answer: nil for a record found,
+// NOT_FOUND naming it otherwise.
+func readAnswer(kind abi.RecordKind, id string, found bool) error {
+	if found {
+		return nil
+	}
+	return abi.Errorf(abi.StatusNotFound, "%s %s: not found", strings.ReplaceAll(kind.String(), "_", " "), quote(id))
+}
+
+// readDone ends a declared redis or postgres read of kind's record id,
+// whose answer decoded as found, or as out of form (fault): a record
+// found is checked with mismatch, as a plugin's answer is. It reports
+// whether the read is served, counted in served, with its answer; a fault
+// is counted in faults and logged (at most once a second; msg says which
+// read, where which record), and the plugin serves the read, as it does
+// a record whose expiry passed (errPassed).
+func (s *Store) readDone(served, faults *atomic.Uint64, msg string, kind abi.RecordKind, id, where string, found bool, fault string, mismatch func() string) (bool, error) {
+	if found && fault == "" {
+		if why := mismatch(); why != "" {
+			fault = "it holds another record: " + why
+		}
+	}
+	switch fault {
+	case "":
+		served.Add(1)
+		return true, readAnswer(kind, id, found)
+	case errPassed:
+		return false, nil
+	}
+	faults.Add(1)
+	if ok, dropped := s.p.readFaultLog.allow(time.Now()); ok {
+		s.p.log.Warn(msg, "kind", kind.Name(), "record", cutText(where, maxQuoted), "fault", cutText(fault, maxQuoted), "not_logged", dropped)
+	}
+	return false, nil
 }
 
 // kvReadScratch is a kv read's key and decoder, kept between reads: both

@@ -59,13 +59,10 @@ func (s *Store) readPG(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 	if r == nil || abi.CheckID("id", id) != nil {
 		return false, nil
 	}
-	if !s.calls.enter() {
-		return true, ErrClosed
+	if err := s.readBegins(ctx); err != nil {
+		return true, err
 	}
 	defer s.calls.leave()
-	if err := ctx.Err(); err != nil {
-		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
-	}
 	sc := pgReadScratches.Get().(*pgReadScratch)
 	defer pgReadScratches.Put(sc)
 	now := s.now()
@@ -109,29 +106,10 @@ func (s *Store) readPG(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 	}
 	if fault == "" && rows == 1 {
 		fault = decode(results[0].Row(0), now)
-		if fault == "" {
-			if why := mismatch(); why != "" {
-				fault = "it holds another record: " + why
-			}
-		}
 	}
 	sc.dec.Reset(nil)
-	if fault == errPassed {
-		return false, nil
-	}
-	if fault != "" {
-		s.p.pgReadFaults.Add(1)
-		if ok, dropped := s.p.readFaultLog.allow(time.Now()); ok {
-			s.p.log.Warn("a declared postgres read answered something other than the record; the plugin serves such reads (abi/README.md, section 16.7)",
-				"kind", kind.Name(), "id", cutText(id, maxQuoted), "fault", cutText(fault, maxQuoted), "not_logged", dropped)
-		}
-		return false, nil
-	}
-	s.p.pgServed.Add(1)
-	if rows == 0 {
-		return true, abi.Errorf(abi.StatusNotFound, "%s %s: not found", strings.ReplaceAll(kind.String(), "_", " "), quote(id))
-	}
-	return true, nil
+	return s.readDone(&s.p.pgServed, &s.p.pgReadFaults, "a declared postgres read answered something other than the record; the plugin serves such reads (abi/README.md, section 16.7)",
+		kind, id, "id "+id, rows == 1, fault, mismatch)
 }
 
 // pgReadScratch is a postgres read's request, response and decoding

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -71,13 +70,10 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 	if len(r.Guard) > 0 && s.p.kv.HasPrefix(r.Guard) {
 		return false, nil
 	}
-	if !s.calls.enter() {
-		return true, ErrClosed
+	if err := s.readBegins(ctx); err != nil {
+		return true, err
 	}
 	defer s.calls.leave()
-	if err := ctx.Err(); err != nil {
-		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
-	}
 	sc := redisReadScratches.Get().(*redisReadScratch)
 	defer redisReadScratches.Put(sc)
 	sc.key = append(append(append(sc.key[:0], r.KeyPrefix...), id...), r.KeySuffix...)
@@ -122,29 +118,10 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 	found := false
 	if fault == "" {
 		found, fault = decode(replies[0].Array)
-		if found && fault == "" {
-			if why := mismatch(); why != "" {
-				fault = "it holds another record: " + why
-			}
-		}
 	}
 	sc.dec.Reset(nil)
-	if fault == errPassed {
-		return false, nil
-	}
-	if fault != "" {
-		s.p.redisReadFaults.Add(1)
-		if ok, dropped := s.p.readFaultLog.allow(time.Now()); ok {
-			s.p.log.Warn("a declared redis read found a hash that is not the record; the plugin serves such reads (abi/README.md, section 12.8)",
-				"kind", kind.Name(), "key", cutText(string(sc.key), maxQuoted), "fault", cutText(fault, maxQuoted), "not_logged", dropped)
-		}
-		return false, nil
-	}
-	s.p.redisServed.Add(1)
-	if !found {
-		return true, abi.Errorf(abi.StatusNotFound, "%s %s: not found", strings.ReplaceAll(kind.String(), "_", " "), quote(id))
-	}
-	return true, nil
+	return s.readDone(&s.p.redisServed, &s.p.redisReadFaults, "a declared redis read found a hash that is not the record; the plugin serves such reads (abi/README.md, section 12.8)",
+		kind, id, "key "+string(sc.key), found, fault, mismatch)
 }
 
 // redisReadScratch is a redis read's request, response and decoding
