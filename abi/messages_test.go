@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/storage-host/storage-host/abi"
 )
 
@@ -527,5 +529,40 @@ func TestReadmeFieldTable(t *testing.T) {
 			return
 		}
 		t.Errorf("README.md's field table differs from messages.json; run STORAGE_HOST_UPDATE=1 go test ./abi -run TestReadmeFieldTable\nwant:\n%s", want)
+	}
+}
+
+// TestMetadataListBounds: a Metadata listing more reads of a kind list
+// than there are kinds to serve, or more capabilities than the bound, is
+// malformed before its elements are decoded.
+func TestMetadataListBounds(t *testing.T) {
+	decode := func(m abi.Metadata) error {
+		var e abi.Encoder
+		m.Encode(&e)
+		var got abi.Metadata
+		d := abi.NewDecoder(e.Bytes())
+		got.Decode(d)
+		return d.Finish()
+	}
+	v19 := abi.Version{Major: 1, Minor: 9}
+	base := abi.Metadata{ABI: v19, Name: "n", Version: "1"}
+	ok := base
+	ok.KVReads = make([]abi.KVRead, abi.MaxMetadataReads)
+	ok.RedisReads = make([]abi.RedisRead, abi.MaxMetadataReads)
+	ok.PGReads = make([]abi.PGRead, abi.MaxMetadataReads)
+	ok.Capabilities = make([]abi.Capability, abi.MaxMetadataCapabilities)
+	for i := range ok.Capabilities {
+		ok.Capabilities[i] = "c"
+	}
+	require.NoError(t, decode(ok))
+	for name, m := range map[string]func(*abi.Metadata){
+		"kv_reads":     func(m *abi.Metadata) { m.KVReads = make([]abi.KVRead, abi.MaxMetadataReads+1) },
+		"redis_reads":  func(m *abi.Metadata) { m.RedisReads = make([]abi.RedisRead, abi.MaxMetadataReads+1) },
+		"pg_reads":     func(m *abi.Metadata) { m.PGReads = make([]abi.PGRead, abi.MaxMetadataReads+1) },
+		"capabilities": func(m *abi.Metadata) { m.Capabilities = append(ok.Capabilities, "c") },
+	} {
+		bad := base
+		m(&bad)
+		require.ErrorIs(t, decode(bad), abi.ErrMalformed, name)
 	}
 }

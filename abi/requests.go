@@ -643,6 +643,14 @@ var (
 	RedisAlertFields = [...]string{"g", "s", "t", "m", "l", "c", "u", "x"}
 )
 
+// Bounds on the lists of a Metadata: a longer list is malformed, before
+// any of it is decoded. No valid Metadata comes near them (there are
+// seven capabilities, and each kind of read serves two record kinds).
+const (
+	MaxMetadataCapabilities = 16
+	MaxMetadataReads        = 2
+)
+
 // kvReadsSince and redisReadsSince are the ABI 1.x minors that added
 // Metadata.KVReads, and Metadata.RedisReads and PGReads.
 const (
@@ -694,24 +702,24 @@ func (m *Metadata) Decode(d *Decoder) {
 	// routes an op to a feature it does not know.
 	m.Features = Feature(d.Uint32()) & knownFeatures
 	m.Capabilities = nil
-	for n := d.Count(1); n > 0; n-- {
+	for n := d.countAtMost(1, MaxMetadataCapabilities); n > 0; n-- {
 		m.Capabilities = append(m.Capabilities, Capability(d.String()))
 	}
 	m.KVReads = nil
 	if m.ABI.Major == 1 && m.ABI.Minor >= kvReadsSince {
-		for n := d.Count(2); n > 0; n-- {
+		for n := d.countAtMost(2, MaxMetadataReads); n > 0; n-- {
 			m.KVReads = append(m.KVReads, KVRead{Kind: RecordKind(d.U8()), Prefix: d.BytesField()})
 		}
 	}
 	m.RedisReads = nil
 	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
-		for n := d.Count(4); n > 0; n-- {
+		for n := d.countAtMost(4, MaxMetadataReads); n > 0; n-- {
 			m.RedisReads = append(m.RedisReads, RedisRead{Kind: RecordKind(d.U8()), KeyPrefix: d.BytesField(), KeySuffix: d.BytesField(), Guard: d.BytesField()})
 		}
 	}
 	m.PGReads = nil
 	if m.ABI.Major == 1 && m.ABI.Minor >= redisReadsSince {
-		for n := d.Count(2); n > 0; n-- {
+		for n := d.countAtMost(2, MaxMetadataReads); n > 0; n-- {
 			m.PGReads = append(m.PGReads, PGRead{Kind: RecordKind(d.U8()), SQL: d.String()})
 		}
 	}

@@ -261,6 +261,17 @@ func (d *Decoder) Count(minSize int) int {
 	return int(n)
 }
 
+// countAtMost is Count for a list of at most max elements: a longer one
+// is malformed.
+func (d *Decoder) countAtMost(minSize, max int) int {
+	n := d.Count(minSize)
+	if n > max {
+		d.fail(ErrMalformed)
+		return 0
+	}
+	return n
+}
+
 // F64 reads an IEEE 754 double, little-endian.
 func (d *Decoder) F64() float64 {
 	if d.Len() < 8 {

@@ -81,6 +81,11 @@ func checkMetadata(m *abi.Metadata, exported abi.Version, rawFeatures uint32) er
 	return nil
 }
 
+// maxMetadataBytes bounds a plugin's encoded Metadata: the largest valid
+// one (sixteen capabilities, two postgres reads of maxPGReadSQL bytes) is
+// under 9 KiB.
+const maxMetadataBytes = 64 << 10
+
 // maxKVReadPrefix bounds a kv read's key prefix, and a redis read's key
 // prefix, suffix and guard: each is a plugin's key layout ("s\x00"), not
 // data.

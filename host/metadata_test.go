@@ -58,7 +58,7 @@ func metadataModule(version uint32, meta []byte) []byte {
 		0x60, 1, i32, 1, i32,
 		0x60, 2, i32, i32, 1, i64})
 	section(3, []byte{4, 0, 1, 2, 3})
-	section(5, []byte{1, 0, 1}) // one memory, one page
+	section(5, []byte{1, 0, 1 + byte(len(meta)>>16)}) // one memory, of pages enough for meta
 	var ex []byte
 	ex = append(ex, 5)
 	ex = append(name(ex, "memory"), 2, 0)
@@ -208,6 +208,8 @@ func TestMetadataMUSTs(t *testing.T) {
 		{"pg read statement too long", v19, pgReads(abi.PGRead{Kind: abi.KindAgentState, SQL: string(make([]byte, 4097))}), pg, "is 4097 bytes, not 1 to 4096"},
 		{"pg read twice", v19, pgReads(getState, getState), pg, "postgres reads: agent_states are declared twice"},
 		{"pg read of metrics", v19, pgReads(abi.PGRead{Kind: abi.KindMetric, SQL: "SELECT 1"}), pg, "kind 1 is not one a postgres read serves"},
+		{"metadata over 64 KiB", v12, append(encodeMetadata(good), make([]byte, 64<<10)...), nil, "more than the 65536 a Metadata may hold"},
+		{"three redis reads", v19, redisReads(state("a", "", ""), state("b", "", ""), state("c", "", "")), redisKV, "Metadata.redis_reads"},
 		{"kv reads cut short", v18, cutShort(kvReads(abi.KVRead{Kind: abi.KindAgentState, Prefix: []byte("s\x00")}), 2), kv, "in Metadata.kv_reads[0].prefix"},
 	}
 	for _, c := range cases {

@@ -12,6 +12,10 @@ import (
 	"github.com/storage-host/storage-host/abi"
 )
 
+// sqlStateCanceled is PostgreSQL's query_canceled, which a statement
+// past its statement_timeout ends with.
+const sqlStateCanceled = "57014"
+
 // maxPGReadSQL bounds a postgres read's statement: a point read, not a
 // program.
 const maxPGReadSQL = 4096
@@ -72,8 +76,8 @@ func (s *Store) readPG(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 	sc.req = abi.PGRequest{Mode: abi.PGBatch, Statements: sc.stmts[:]}
 	sc.enc.Reset()
 	rctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
+	defer cancel()
 	s.p.pg.Do(rctx, &sc.req, &sc.enc)
-	cancel()
 	resp := sc.enc.Bytes()
 	if len(resp) > int(s.p.limits.MaxResponseBytes) {
 		return false, nil
@@ -94,6 +98,11 @@ func (s *Store) readPG(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 	switch {
 	case sc.dec.Finish() != nil || len(results) != 1:
 		fault = "the bridge's answer does not decode" // cannot happen
+	case !results[0].OK && (results[0].SQLState == sqlStateCanceled || rctx.Err() != nil):
+		// The statement ran out the call's time: the plugin's get, the
+		// same statement, would too, after a second wait.
+		sc.dec.Reset(nil)
+		return true, fmt.Errorf("backend %s: %w: its declared read ran past the call timeout of %v", s.p.name, ErrUnavailable, s.p.limits.CallTimeout)
 	case !results[0].OK:
 		sc.dec.Reset(nil)
 		return false, nil // refused (a statement error): the plugin's to answer
@@ -163,8 +172,8 @@ func decodePGAlert(row []abi.PGValue, id string, now time.Time, out *Alert) (fau
 		return "labels is not bytea"
 	case row[5].Kind != abi.PGInt, row[6].Kind != abi.PGInt, row[7].Kind != abi.PGInt:
 		return "created_at, updated_at or expires_at is not an int"
-	case row[1].Int < 0 || row[1].Int > 255 || row[2].Int < 0 || row[2].Int > 255:
-		return "severity or status is out of range"
+	case row[1].Int < 1 || row[1].Int > 3 || row[2].Int < 1 || row[2].Int > 3:
+		return "severity or status is not 1 to 3"
 	}
 	*out = Alert{ID: id, AgentID: string(row[0].Bytes), Severity: abi.Severity(row[1].Int), Status: abi.AlertStatus(row[2].Int),
 		Message: string(row[3].Bytes), CreatedAt: nsTime(row[5].Int), UpdatedAt: nsTime(row[6].Int), ExpiresAt: nsTime(row[7].Int)}

@@ -119,3 +119,24 @@ func TestPGReadOutOfForm(t *testing.T) {
 		})
 	}
 }
+
+// TestPGReadPastTheCallTimeout: a declared statement that runs out the
+// call's time is UNAVAILABLE at once; the plugin, whose get is the same
+// statement, is not given a second call timeout.
+func TestPGReadPastTheCallTimeout(t *testing.T) {
+	ctx := t.Context()
+	calls := &callCounter{}
+	st, err := Open(ctx, Config{Plugin: "builtin:postgres", Postgres: &PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")},
+		Limits: Limits{CallTimeout: 500 * time.Millisecond}}, WithObserver(calls), WithCompilationCache(""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte("doc")})
+	require.NoError(t, err)
+	st.p.pgReads[abi.KindAgentState] = &pgRead{columns: 4,
+		sql: "SELECT state, version, updated_at, expires_at FROM agent_states, pg_sleep(5) WHERE agent_id = $1 AND $2::bigint > 0"}
+	gets := calls.gets.Load()
+	_, err = st.GetAgentState(ctx, "a1")
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorContains(t, err, "ran past the call timeout")
+	assert.Equal(t, gets, calls.gets.Load(), "the plugin is not called")
+}

@@ -961,6 +961,9 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 		}
 		return m, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMetadata, err)
 	}
+	if _, size := abi.UnpackRegion(res[0]); size > maxMetadataBytes {
+		return m, fmt.Errorf("%w: metadata: %s returned %d bytes, more than the %d a Metadata may hold (section 10.9)", ErrIncompatible, abi.ExportMetadata, size, maxMetadataBytes)
+	}
 	b, err := in.read(res[0], "metadata")
 	if err != nil {
 		return m, fmt.Errorf("%w: %v", ErrIncompatible, err)

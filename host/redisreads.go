@@ -93,11 +93,16 @@ func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, i
 		return false, nil
 	}
 	body, err := abi.ParseResponse(resp)
-	if err != nil {
+	if errors.Is(err, abi.StatusUnavailable) || errors.Is(err, abi.StatusUnknown) {
 		// Redis did not answer: the plugin's own read would meet the same
 		// failure (what it keeps elsewhere is under its guard, which the
 		// host looked at), and a second wait would double the get's.
 		return true, fmt.Errorf("backend %s: %w", s.p.name, err)
+	}
+	if err != nil {
+		// A record past the reply bound (LIMIT): the plugin says so in
+		// its own words, or reads it another way.
+		return false, nil
 	}
 	sc.dec.Reset(body)
 	replies := sc.replies.Decode(&sc.dec)
@@ -203,11 +208,11 @@ func decodeRedisAlert(f []abi.Reply, id string, now time.Time, out *Alert) (foun
 		return false, ""
 	}
 	status, ok := hashInt(&f[2])
-	if !ok {
+	if !ok || status < 1 || status > 3 {
 		return false, "t (status) is " + replyText(&f[2])
 	}
 	severity, ok := hashInt(&f[1])
-	if !ok {
+	if !ok || severity < 1 || severity > 3 {
 		return false, "s (severity) is " + replyText(&f[1])
 	}
 	if f[0].Kind != abi.ReplyBulk {
@@ -298,11 +303,12 @@ func passed(expires, now time.Time) bool { return !expires.IsZero() && !expires.
 
 // hashExpiry reads an expiry field in Unix milliseconds, -1 for none; 0,
 // the epoch, which the wire cannot carry (it means unset), reads as
-// 1 ms, long passed.
+// 1 ms, long passed. An expiry past what a time in nanoseconds holds
+// (the year 2262) is out of form.
 func hashExpiry(r *abi.Reply) (time.Time, bool) {
 	n, ok := hashInt(r)
 	switch {
-	case !ok || n < -1:
+	case !ok || n < -1 || n > math.MaxInt64/int64(time.Millisecond):
 		return time.Time{}, false
 	case n == -1:
 		return time.Time{}, true

@@ -212,3 +212,21 @@ func TestRedisReadOfAnUnansweringRedis(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "doc", string(got.State))
 }
+
+// TestRedisAlertFieldRanges: an alert hash whose severity or status is
+// not 1 to 3, or whose expiry is past what a time holds, is out of form.
+func TestRedisAlertFieldRanges(t *testing.T) {
+	bulk := func(s string) abi.Reply { return abi.Reply{Kind: abi.ReplyBulk, Str: []byte(s)} }
+	fields := func(severity, status, expiry string) []abi.Reply {
+		return []abi.Reply{bulk("agent"), bulk(severity), bulk(status), bulk("m"), bulk("\x00"), bulk("1"), bulk("1"), bulk(expiry)}
+	}
+	var a Alert
+	found, fault := decodeRedisAlert(fields("2", "1", "-1"), "x", time.Now(), &a)
+	require.True(t, found)
+	require.Empty(t, fault)
+	for _, f := range [][3]string{{"258", "1", "-1"}, {"0", "1", "-1"}, {"2", "259", "-1"}, {"2", "-254", "-1"}, {"2", "1", "9223372036854775807"}} {
+		found, fault := decodeRedisAlert(fields(f[0], f[1], f[2]), "x", time.Now(), &a)
+		assert.False(t, found, "%v", f)
+		assert.NotEmpty(t, fault, "%v", f)
+	}
+}
