@@ -961,12 +961,12 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 		}
 		return m, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMetadata, err)
 	}
-	if _, size := abi.UnpackRegion(res[0]); size > maxMetadataBytes {
-		return m, fmt.Errorf("%w: metadata: %s returned %d bytes, more than the %d a Metadata may hold (section 10.9)", ErrIncompatible, abi.ExportMetadata, size, maxMetadataBytes)
-	}
 	b, err := in.read(res[0], "metadata")
 	if err != nil {
 		return m, fmt.Errorf("%w: %v", ErrIncompatible, err)
+	}
+	if len(b) > maxMetadataBytes {
+		return m, fmt.Errorf("%w: metadata: %s returned %d bytes, more than the %d a Metadata may hold (section 10.9)", ErrIncompatible, abi.ExportMetadata, len(b), maxMetadataBytes)
 	}
 	if len(b) == 0 {
 		return m, fmt.Errorf("%w: metadata: %s returned no bytes: the plugin describes nothing (Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata)
