@@ -46,7 +46,7 @@ func (p *plugin) setPGReads() {
 	}
 }
 
-// readPG answers op, the get of kind's record id, with the statement the
+// readPG answers the get of kind's record id with the statement the
 // plugin declared it to be (abi.PGRead), without entering the guest.
 // decode reads the row's values (the kind's columns, abi/README.md
 // section 16.7) and says why they are out of form, or ""; mismatch then
@@ -58,7 +58,7 @@ func (p *plugin) setPGReads() {
 // out of form (counted, and logged at most once a second). A read
 // PostgreSQL cannot serve (UNAVAILABLE) is answered so, as the plugin's
 // would be, without a second wait.
-func (s *Store) readPG(ctx context.Context, op abi.Op, kind abi.RecordKind, id string, decode func(row []abi.PGValue, now time.Time) (fault string), mismatch func() string) (served bool, err error) {
+func (s *Store) readPG(ctx context.Context, kind abi.RecordKind, id string, decode func(row []abi.PGValue, now time.Time) (fault string), mismatch func() string) (served bool, err error) {
 	r := s.p.pgReads[kind]
 	if r == nil || abi.CheckID("id", id) != nil {
 		return false, nil

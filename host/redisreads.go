@@ -47,14 +47,13 @@ func fieldArgs(names []string) [][]byte {
 	return out
 }
 
-// readRedis answers op, the get of kind's record id, with one HMGET of
+// readRedis answers the get of kind's record id with one HMGET of
 // the hash the plugin declared it to be (abi.RedisRead), without entering
 // the guest. decode reads the fields' replies (in the kind's field order)
 // and says whether they hold a record, or why they are out of form
 // (errPassed: the record's expiry has passed by the host's clock, which
-// the plugin is left to answer);
-// mismatch then says why the record decoded is not the one asked for, or
-// "" (answers.go). served is false, and the plugin is to be called as
+// the plugin is left to answer); mismatch then says why the record
+// decoded is not the one asked for, or "" (answers.go). served is false, and the plugin is to be called as
 // without the declaration, when the plugin declared no such read, for an
 // ID out of form or holding a byte a hash tag may escape, while the
 // declared guard prefix has entries in the kv store, when the backend's
@@ -62,7 +61,7 @@ func fieldArgs(names []string) [][]byte {
 // response bound, and for a hash out of form (counted, and logged at most
 // once a second). A read Redis fails or refuses for its own state is
 // answered as the plugin's would be, UNAVAILABLE, without a second wait.
-func (s *Store) readRedis(ctx context.Context, op abi.Op, kind abi.RecordKind, id string, decode func(f []abi.Reply) (found bool, fault string), mismatch func() string) (served bool, err error) {
+func (s *Store) readRedis(ctx context.Context, kind abi.RecordKind, id string, decode func(f []abi.Reply) (found bool, fault string), mismatch func() string) (served bool, err error) {
 	r := s.p.redisReads[kind]
 	if r == nil || !plainTag(id) || abi.CheckID("id", id) != nil {
 		return false, nil

@@ -532,12 +532,12 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 			out.ExpiresAt = expires
 		}, func() string { return alertMismatch(&out, id) })
 		if !served {
-			served, err = s.readRedis(ctx, abi.OpGetAlert, abi.KindAlert, id, func(f []abi.Reply) (bool, string) {
+			served, err = s.readRedis(ctx, abi.KindAlert, id, func(f []abi.Reply) (bool, string) {
 				return decodeRedisAlert(f, id, s.now(), &out)
 			}, func() string { return alertMismatch(&out, id) })
 		}
 		if !served {
-			served, err = s.readPG(ctx, abi.OpGetAlert, abi.KindAlert, id, func(row []abi.PGValue, now time.Time) string {
+			served, err = s.readPG(ctx, abi.KindAlert, id, func(row []abi.PGValue, now time.Time) string {
 				return decodePGAlert(row, id, now, &out)
 			}, func() string { return alertMismatch(&out, id) })
 		}
@@ -654,12 +654,12 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 			out.Version, out.ExpiresAt = revision, expires
 		}, func() string { return stateMismatch(&out, agentID) })
 		if !served {
-			served, err = s.readRedis(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(f []abi.Reply) (bool, string) {
+			served, err = s.readRedis(ctx, abi.KindAgentState, agentID, func(f []abi.Reply) (bool, string) {
 				return decodeRedisState(f, agentID, s.now(), &out)
 			}, func() string { return stateMismatch(&out, agentID) })
 		}
 		if !served {
-			served, err = s.readPG(ctx, abi.OpGetAgentState, abi.KindAgentState, agentID, func(row []abi.PGValue, now time.Time) string {
+			served, err = s.readPG(ctx, abi.KindAgentState, agentID, func(row []abi.PGValue, now time.Time) string {
 				return decodePGState(row, agentID, now, &out)
 			}, func() string { return stateMismatch(&out, agentID) })
 		}
