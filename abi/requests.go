@@ -604,10 +604,11 @@ type KVRead struct {
 // RedisAlertFields name, in the form abi/README.md section 12.8 gives.
 // The host then answers such a get with that HMGET, without entering the
 // plugin. It calls the plugin as before for a hash whose fields are not
-// in that form, for an ID holding a byte a hash tag escapes, when Redis
-// fails the read, and while the backend's kv store holds an entry whose
-// key starts with Guard (when not empty): writes the plugin keeps outside
-// Redis, such as a fallback buffer's, that its gets must see.
+// in that form, for an ID holding a byte a hash tag escapes, and while the
+// backend's kv store holds an entry whose key starts with Guard (when not
+// empty): writes the plugin keeps outside Redis, such as a fallback
+// buffer's, that its gets must see. A read Redis does not answer is
+// UNAVAILABLE, as the plugin's own would be.
 type RedisRead struct {
 	Kind      RecordKind // KindAlert or KindAgentState
 	KeyPrefix []byte
@@ -623,7 +624,9 @@ type RedisRead struct {
 // for the kind (abi/README.md section 16.7). The host then answers such
 // a get with that statement, without entering the plugin; it calls the
 // plugin as before for an answer out of that form and when PostgreSQL
-// fails the statement.
+// refuses the statement (an error result). A statement PostgreSQL cannot
+// run (UNAVAILABLE) or cancels at the call's timeout is UNAVAILABLE, as
+// the plugin's own get would be.
 type PGRead struct {
 	Kind RecordKind // KindAlert or KindAgentState
 	SQL  string

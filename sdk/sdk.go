@@ -165,9 +165,9 @@ type Plugin struct {
 	// abi.RedisAlertFields name, in the form abi/README.md section 12.8
 	// gives. While the kv store holds an entry whose key starts with
 	// Guard (when set), the plugin serves them. The plugin's own get must
-	// answer the same, since the host still calls it when Redis fails or
-	// a hash is out of that form. It needs abi.CapabilityRedis in
-	// Capabilities, and abi.CapabilityKV with a Guard.
+	// answer the same, since the host still calls it for a hash out of
+	// that form. It needs abi.CapabilityRedis in Capabilities, and
+	// abi.CapabilityKV with a Guard.
 	RedisReads []abi.RedisRead
 
 	// PGReads (ABI 1.9) declares the gets of alerts and agent states
