@@ -17,15 +17,14 @@ import (
 type redisReads [abi.KindAgentState + 1]*abi.RedisRead
 
 // setRedisReads takes the plugin's declared redis reads, once its
-// capabilities are checked.
+// capabilities are checked: a read with a guard has the kv store, whose
+// capability the plugin declared (redisReadsFault) and the configuration
+// granted.
 func (p *plugin) setRedisReads() {
 	if p.redis == nil {
 		return
 	}
 	for _, r := range p.meta.RedisReads {
-		if len(r.Guard) > 0 && p.kv == nil {
-			continue // no kv store to look at: the plugin serves
-		}
 		p.redisReads[r.Kind] = &abi.RedisRead{Kind: r.Kind, KeyPrefix: bytes.Clone(r.KeyPrefix),
 			KeySuffix: bytes.Clone(r.KeySuffix), Guard: bytes.Clone(r.Guard)}
 	}
@@ -286,10 +285,7 @@ func hashInt(r *abi.Reply) (int64, bool) {
 // hashTime reads a time field in Unix nanoseconds, 0 for unset.
 func hashTime(r *abi.Reply) (time.Time, bool) {
 	n, ok := hashInt(r)
-	if !ok || n == 0 {
-		return time.Time{}, ok
-	}
-	return time.Unix(0, n).UTC(), true
+	return nsTime(n), ok
 }
 
 // errPassed is decode's fault for a record whose expiry has passed by
