@@ -137,9 +137,11 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 		}
 	})
 	t.Run("fallback=buffer", func(t *testing.T) {
-		// An unconditional write whose reply was lost is buffered and
-		// acknowledged (its replay rewrites the same record); a
-		// conditional one stays UNKNOWN.
+		// A write whose reply was lost is not acknowledged from the
+		// buffer, conditional or not: its commands may still reach Redis
+		// after the replay and after later writes of its record, which
+		// it would then overwrite. It stays UNKNOWN, and Redis applies it
+		// when it wakes.
 		srv, st, stored := outcomeStore(t, 500*time.Millisecond, map[string]string{"fallback": "buffer"})
 		pause(t, srv)
 		within(t, 5*time.Second, func(ctx context.Context) {
@@ -149,15 +151,21 @@ func TestRedisWriteOutcomeUnknown(t *testing.T) {
 			for _, r := range rs {
 				require.ErrorIs(t, r.Err, host.ErrOutcomeUnknown, "a conditional write is not buffered")
 			}
-			_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "d1", State: []byte(`"buffered"`)})
-			require.NoError(t, err, "buffered")
+		})
+		srv.Resume()
+		_, err := st.GetAgentState(t.Context(), "a0") // warm a connection again
+		require.NoError(t, err)
+		pause(t, srv)
+		within(t, 5*time.Second, func(ctx context.Context) {
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "d1", State: []byte(`"sent"`)})
+			require.ErrorIs(t, err, host.ErrOutcomeUnknown, "an unconditional write whose reply was lost is not buffered either")
+			require.NotErrorIs(t, err, host.ErrStale)
 		})
 		srv.Resume()
 		redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool {
-			_, _ = st.GetAgentState(t.Context(), "d1") // drives the replay
 			d1, ok := stored("d1")
-			return ok && d1 == `"buffered"`
-		}, "the buffered write is in Redis")
+			return ok && d1 == `"sent"`
+		}, "the write whose outcome was unknown was applied when Redis woke")
 	})
 	t.Run("redis down", func(t *testing.T) {
 		srv, st, _ := outcomeStore(t, 0)

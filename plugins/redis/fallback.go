@@ -37,8 +37,9 @@ package main
 //	           its kv revision identifies the holder.
 //
 // Writes. An unconditional put or delete of any kind that meets
-// UNAVAILABLE from Redis, or that arrives while its record has unsettled
-// buffered writes (so that it stays behind them), is
+// UNAVAILABLE from Redis (nothing sent: one whose outcome is unknown is
+// not buffered, see fallBack), or that arrives while its record has
+// unsettled buffered writes (so that it stays behind them), is
 // acknowledged once it is in the queue and its record's r/ key is set,
 // with STALE (ABI 1.3): a success whose event the host publishes only
 // when a tick reports the write replayed, so that no event announces a

@@ -29,21 +29,18 @@ func failedWith(it *item, err error) error {
 }
 
 // fallBack serves it from the fallback buffer (fallback=buffer) after its
-// request to Redis failed: as afterUnavailable does when Redis could not
-// be reached, and also for an unconditional write whose outcome is
-// unknown, which the buffer replays later (rewriting what may already be
-// there, which is harmless for the writes bufferable admits). Such a
-// write that the buffer does not take stays unknown.
+// request to Redis failed UNAVAILABLE: nothing was sent (afterUnavailable).
+//
+// A write whose outcome is unknown is never acknowledged from the buffer:
+// its commands may still reach Redis at any later time (a pipeline a
+// flusher holds, bytes a network or a proxy delivers late), after the
+// buffer's replay of the same write and after later writes of its record
+// that the replay let through. Acknowledged, such a late copy would
+// overwrite them: an acknowledged write lost. It stays UNKNOWN, as the
+// caller must be told.
 func (b *backend) fallBack(it *item) {
-	switch {
-	case errors.Is(it.err, sdk.ErrUnavailable):
+	if errors.Is(it.err, sdk.ErrUnavailable) {
 		b.afterUnavailable(it)
-	case errors.Is(it.err, sdk.ErrOutcomeUnknown) && bufferable(it):
-		lost := it.err
-		b.afterUnavailable(it)
-		if it.err != nil && !errors.Is(it.err, sdk.ErrStale) { // STALE: buffered
-			it.err = lost
-		}
 	}
 }
 
