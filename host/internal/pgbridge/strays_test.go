@@ -188,7 +188,16 @@ func TestStrayHoldingTheRolesRowDoesNotHoldOpen(t *testing.T) {
 				<-ended
 				stray.Close(context.Background())
 			})
-			require.Eventually(t, func() bool { return running() == 1 }, 10*time.Second, 20*time.Millisecond)
+			// In its loop's sleep: past its first statement, so it holds
+			// the role's row (the statement's text is shown from the
+			// start of the block, before that statement ran).
+			adm := admin(t)
+			require.Eventually(t, func() bool {
+				var n int
+				require.NoError(t, adm.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%' || $2 || '%' AND wait_event = 'PgSleep'",
+					earlier.Role(), mark).Scan(&n))
+				return n == 1
+			}, 10*time.Second, 20*time.Millisecond, "the stray is in its loop")
 			earlier.Close()
 
 			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
