@@ -77,10 +77,10 @@ func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 	}
 	if fault != "" {
 		s.p.kvReadFaults.Add(1)
-		s.p.kvReadFaultLog.Do(func() {
+		if ok, dropped := s.p.readFaultLog.allow(time.Now()); ok {
 			s.p.log.Warn("a declared kv read found a value that is not the record; the plugin serves such reads (abi/README.md, section 10.9)",
-				"kind", kind.Name(), "key", cutText(string(key), maxQuoted), "fault", fault)
-		})
+				"kind", kind.Name(), "key", cutText(string(key), maxQuoted), "fault", cutText(fault, maxQuoted), "not_logged", dropped)
+		}
 		return false, nil
 	}
 	if err := s.p.kv.Sync(ctx); err != nil {

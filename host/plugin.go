@@ -99,11 +99,10 @@ type plugin struct {
 
 	// kvReads are the gets served from kv without entering the plugin
 	// (kvreads.go); kvServed counts them, kvReadFaults the values found
-	// not to be the record, of which kvReadFaultLog logs the first.
-	kvReads        kvReads
-	kvServed       atomic.Uint64
-	kvReadFaults   atomic.Uint64
-	kvReadFaultLog sync.Once
+	// not to be the record, logged as readFaultLog says.
+	kvReads      kvReads
+	kvServed     atomic.Uint64
+	kvReadFaults atomic.Uint64
 	// redisReads are the gets served with a Redis read of the host's own
 	// (redisreads.go), counted as the kv reads are.
 	redisReads      redisReads
@@ -114,7 +113,8 @@ type plugin struct {
 	pgReads      pgReads
 	pgServed     atomic.Uint64
 	pgReadFaults atomic.Uint64
-	// readFaultLog rate-limits the log of redis and postgres read faults.
+	// readFaultLog rate-limits the log of declared read faults (kv, redis
+	// and postgres): at most one a second.
 	readFaultLog refusalLog
 
 	// redisScripts: the backend's Redis configuration grants scripts

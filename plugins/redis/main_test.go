@@ -332,3 +332,24 @@ func TestRequestPack(t *testing.T) {
 		t.Fatalf("second pack %q", got)
 	}
 }
+
+// An alert hash whose severity or status is not 1 to 3 is corrupt, not
+// wrapped into another value (both are a byte): the plugin's get answers
+// what the host's declared read does (host/redisreads.go).
+func TestAlertFieldRanges(t *testing.T) {
+	bulk := func(s string) abi.Reply { return abi.Reply{Kind: abi.ReplyBulk, Str: []byte(s)} }
+	fields := func(severity, status string) []abi.Reply {
+		return []abi.Reply{bulk("agent"), bulk(severity), bulk(status), bulk("m"), bulk("\x00"), bulk("1"), bulk("1")}
+	}
+	var a abi.Alert
+	found, err := decodeAlertFields(&a, "x", fields("2", "1"), -1)
+	if !found || err != nil || a.Severity != 2 || a.Status != 1 {
+		t.Fatalf("a well-formed alert: found %v, %v, %+v", found, err, a)
+	}
+	for _, f := range [][2]string{{"258", "1"}, {"0", "1"}, {"4", "1"}, {"2", "259"}, {"2", "-254"}, {"2", "0"}} {
+		found, err := decodeAlertFields(&a, "x", fields(f[0], f[1]), -1)
+		if found || err == nil {
+			t.Errorf("severity %s, status %s: found %v, %v; want a corrupt alert", f[0], f[1], found, err)
+		}
+	}
+}

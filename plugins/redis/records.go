@@ -730,7 +730,9 @@ func decodeAlertFields(a *abi.Alert, id string, f []abi.Reply, e int64) (found b
 	}
 	sev, ok1 := parseInt(f[1].Str)
 	st, ok2 := parseInt(f[2].Str)
-	if !ok1 || !ok2 {
+	if !ok1 || !ok2 || sev < 1 || sev > 3 || st < 1 || st > 3 {
+		// Out of 1..3, a value would wrap into another (Severity and
+		// AlertStatus are a byte) or be one no alert has.
 		return false, abi.Errorf(abi.StatusInternal, "corrupt alert %q: severity %q, status %q", id, f[1].Str, f[2].Str)
 	}
 	*a = abi.Alert{ID: id, AgentID: string(f[0].Str), Severity: abi.Severity(sev), Status: abi.AlertStatus(st),
