@@ -49,8 +49,10 @@ type Stats struct {
 	Cache CacheStats
 	// BufferedWrites is how many writes the backend acknowledged into a
 	// buffer of its own (Redis unreachable) that have not yet reached its
-	// store, as its plugin last reported (abi.FeatureTick); 0 for a
-	// plugin without the feature.
+	// store: what its plugin's last tick reported (abi.FeatureTick), and
+	// the writes acknowledged into the buffer since that tick began (so
+	// that it never reads 0 while one is pending, and may read a few high
+	// until the next tick); 0 for a plugin without the feature.
 	BufferedWrites uint64
 	// Ticks counts the ticks (abi.OpTick) made, and TickFailures those
 	// that failed.
@@ -115,7 +117,7 @@ func (s *Store) Stats() Stats {
 		st.Cache = s.cache.stats()
 	}
 	if s.ticker != nil {
-		st.BufferedWrites, st.Ticks, st.TickFailures = s.ticker.pending.Load(), s.ticker.ticks.Load(), s.ticker.failures.Load()
+		st.BufferedWrites, st.Ticks, st.TickFailures = s.ticker.bufferedWrites(), s.ticker.ticks.Load(), s.ticker.failures.Load()
 	}
 	return st
 }

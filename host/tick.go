@@ -102,6 +102,19 @@ type ticker struct {
 	cleanAt int64
 
 	pending  atomic.Uint64 // as the last tick reported
+	// buffered counts the writes answered STALE (acknowledged into the
+	// plugin's buffer: Store.acknowledged); since is its value when the
+	// tick whose report pending holds began. Stats.BufferedWrites is
+	// pending plus the writes acknowledged since (bufferedWrites): a
+	// write buffered after the plugin counted its queue is not in the
+	// report, and one buffered while no tick ran (its answer before the
+	// next tick's) would read as none pending until that tick. A write
+	// the report counted too is counted twice until the next tick: a
+	// figure a tick high for a moment, never one that reads 0 with
+	// writes pending. reportMu guards pending's store with since's.
+	buffered atomic.Uint64
+	since    uint64
+	reportMu sync.Mutex
 	failures atomic.Uint64
 	ticks    atomic.Uint64 // tick calls made, failed or not
 	// target names where the plugin's buffer is replayed to (log
@@ -246,6 +259,7 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	defer cancel()
 	var r abi.TickResult
 	req := abi.TickRequest{Resumed: !t.settled.Load()}
+	start := t.buffered.Load()
 	encode := func(*abi.Encoder) {}
 	if s.p.meta.ABI.Minor >= tickRequestSince {
 		encode = req.Encode
@@ -272,7 +286,10 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	}
 	// Published after the warning: whoever sees a pending write in
 	// Stats can also find where it goes in the log.
+	t.reportMu.Lock()
 	t.pending.Store(r.Pending)
+	t.since = start
+	t.reportMu.Unlock()
 	t.pace(ctx, stop, len(r.Writes))
 	for i := range r.Writes {
 		if err := s.publishTicked(&r.Writes[i]); err != nil {
@@ -346,6 +363,14 @@ func (t *ticker) failed(err error) {
 
 // called counts a call to the plugin that has ended, if it may have
 // written (a tick after it sees what it buffered). t may be nil.
+// bufferedWrites is Stats.BufferedWrites: what the last tick reported
+// pending, and the writes acknowledged into the buffer since it began.
+func (t *ticker) bufferedWrites() uint64 {
+	t.reportMu.Lock()
+	defer t.reportMu.Unlock()
+	return t.pending.Load() + t.buffered.Load() - t.since
+}
+
 func (t *ticker) called(op abi.Op, writes bool) {
 	if t != nil && writes && op != abi.OpTick {
 		t.writes.Add(1)
@@ -477,6 +502,7 @@ func (s *Store) acknowledged(op abi.Op, err error, k cacheKey) (publish bool, _ 
 	if s.cache != nil && k.kind != abi.KindMetric && k.kind != 0 {
 		s.cache.invalidate(k, 0)
 	}
+	s.ticker.buffered.Add(1)
 	return false, nil
 }
 

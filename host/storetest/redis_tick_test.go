@@ -89,6 +89,47 @@ func requireStatesStored(t *testing.T, rc *redis.Client, prefix string, agents [
 	}
 }
 
+// TestBufferedWritesNeverReadsZeroWhilePending: Stats.BufferedWrites
+// counts a write acknowledged into the buffer from its answer on, not only
+// from the next tick's report: read right after each write, alone or in a
+// bulk, while Redis is away, it is at least the writes buffered so far,
+// and it reads 0 once they are replayed.
+func TestBufferedWritesNeverReadsZeroWhilePending(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newFaultProxy(t, addr)
+	st := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	ctx := t.Context()
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
+	require.NoError(t, err)
+	proxy.Cut()
+	n := uint64(0)
+	for i := range 20 {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: fmt.Sprintf("a%d", i), State: []byte("x")})
+		require.NoError(t, err, "buffered")
+		n++
+		require.GreaterOrEqual(t, st.Stats().BufferedWrites, n, "after write %d", i)
+		if i%5 == 4 {
+			rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: fmt.Sprintf("b%d", i), State: []byte("y")}, {AgentID: fmt.Sprintf("c%d", i), State: []byte("z")}})
+			require.NoError(t, err)
+			for _, r := range rs {
+				require.NoError(t, r.Err, "buffered")
+			}
+			n += 2
+			require.GreaterOrEqual(t, st.Stats().BufferedWrites, n, "after the bulk write %d", i)
+		}
+	}
+	proxy.Restore()
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == 0 },
+		"the buffer drains; %d left", st.Stats().BufferedWrites)
+	rc := directClient(t, addr)
+	for i := range 20 {
+		v, ok := storedState(t, rc, prefix, fmt.Sprintf("a%d", i))
+		require.True(t, ok, "a%d replayed once BufferedWrites read 0", i)
+		require.Equal(t, "x", v)
+	}
+}
+
 // TestRedisTickDrainsWithoutRequests checks that the host's ticks replay
 // the buffer once Redis answers again, with no request arriving.
 func TestRedisTickDrainsWithoutRequests(t *testing.T) {
