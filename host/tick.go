@@ -101,7 +101,7 @@ type ticker struct {
 	writes  atomic.Int64
 	cleanAt int64
 
-	pending  atomic.Uint64 // as the last tick reported
+	pending atomic.Uint64 // as the last tick reported
 	// buffered counts the writes answered STALE (acknowledged into the
 	// plugin's buffer: Store.acknowledged); since is its value when the
 	// tick whose report pending holds began. Stats.BufferedWrites is
