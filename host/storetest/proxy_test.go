@@ -1,10 +1,12 @@
 package storetest_test
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -23,6 +25,11 @@ type faultProxy struct {
 	cut    bool
 	frozen bool
 	conns  map[net.Conn]struct{}
+	// delay holds the first chunk a client sends holding marker, and
+	// what its connection sends after it, for delay (DelayNext).
+	marker    []byte
+	delay     time.Duration
+	delivered bool // the chunk DelayNext held was written on
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -73,27 +80,72 @@ func (p *faultProxy) forward(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { p.copy(up, c); _ = up.Close() }()
-	p.copy(c, up)
+	go func() { p.copy(up, c, true); _ = up.Close() }()
+	p.copy(c, up, false)
 }
 
-// copy copies src to dst, holding what it read while the proxy is frozen.
-func (p *faultProxy) copy(dst io.Writer, src io.Reader) {
+// copy copies src to dst, holding what it read while the proxy is frozen;
+// from a client (fromClient), a chunk DelayNext armed the proxy for is
+// held for its delay, and the connection's later bytes behind it, though
+// the client may have given up and closed meanwhile: a request a network
+// delivers late.
+func (p *faultProxy) copy(dst io.Writer, src io.Reader, fromClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if !p.open() {
 			return
 		}
+		held := false
+		if fromClient && n > 0 {
+			if d := p.delayFor(buf[:n]); d > 0 {
+				time.Sleep(d)
+				held = true
+			}
+		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
+			}
+			if held {
+				p.mu.Lock()
+				p.delivered = true
+				p.mu.Unlock()
 			}
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// DelayNext arms the proxy to hold the next chunk a client sends that
+// holds marker for d (see copy); other connections go on meanwhile.
+func (p *faultProxy) DelayNext(marker []byte, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker, p.delay = marker, d
+}
+
+// delayFor is how long to hold chunk: the armed delay, once, for a chunk
+// holding the marker, else 0.
+func (p *faultProxy) delayFor(chunk []byte) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marker == nil || !bytes.Contains(chunk, p.marker) {
+		return 0
+	}
+	d := p.delay
+	p.marker, p.delay = nil, 0
+	return d
+}
+
+// Delivered reports whether the chunk DelayNext held was written on to
+// the server.
+func (p *faultProxy) Delivered() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered
 }
 
 // Cut closes every connection and refuses new ones until Restore.

@@ -583,3 +583,68 @@ func TestRedisOutOfMemoryBuffersBatchItems(t *testing.T) {
 	require.False(t, ok, "the buffered delete was replayed")
 	require.Zero(t, rc.ZCard(ctx, prefix+"mi:{m}").Val(), "the buffered delete of the sample was replayed")
 }
+
+// TestRedisReplayCopyDeliveredLate: a replayed chunk whose reply was lost
+// (a network held its bytes past the bridge's read timeout) and which
+// reaches Redis after a later attempt replayed it, after the buffer
+// drained and after later acknowledged writes of its records, changes
+// nothing: the metric sample and the delete of one are fenced by their
+// replay attempt, the agent state is left alone by its time.
+func TestRedisReplayCopyDeliveredLate(t *testing.T) {
+	skipShort(t)
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newFaultProxy(t, addr)
+	st, err := host.Open(t.Context(), host.Config{
+		Plugin:  "builtin:redis",
+		Options: map[string]string{"fallback": "buffer"},
+		Redis:   &redisbridge.Config{Addrs: []string{proxy.Addr()}, KeyPrefix: prefix, Scripts: true, ReadTimeout: 300 * time.Millisecond},
+	}, host.WithCompilationCache(cacheDir))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	ctx := t.Context()
+	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	put := func(agent string, v float64) error {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: agent, Name: "cpu", Value: v, Timestamp: at})
+		return err
+	}
+	putState := func(doc string) error {
+		_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "late-s", State: []byte(doc)})
+		return err
+	}
+	require.NoError(t, put("late-m", 0))
+	require.NoError(t, put("late-d", 0))
+	require.NoError(t, putState("0"))
+
+	proxy.Cut()
+	require.NoError(t, put("late-m", 1), "buffered")
+	require.NoError(t, st.DeleteMetric(ctx, host.MetricKey{AgentID: "late-d", Name: "cpu", Timestamp: at}), "buffered")
+	require.NoError(t, putState("1"), "buffered")
+	// The replay's first chunk (its writes packed in one script call, the
+	// first request to name the library's mput since the cut) is held:
+	// its reply is lost, and a later attempt replays them.
+	const hold = 10 * time.Second
+	proxy.DelayNext([]byte("\r\nmput\r\n"), hold)
+	armed := time.Now()
+	proxy.Restore()
+	redistest.WaitFor(t, hold, 10*time.Millisecond, func() bool {
+		m, err := st.GetMetric(ctx, host.MetricKey{AgentID: "late-m", Name: "cpu", Timestamp: at})
+		return st.Stats().BufferedWrites == 0 && err == nil && m.Value == 1
+	}, "the buffered writes replayed by a later attempt before the held copy lands")
+
+	// Later writes, straight to Redis, acknowledged.
+	require.NoError(t, put("late-m", 2))
+	require.NoError(t, put("late-d", 2))
+	require.NoError(t, putState("2"))
+	// The held copy reaches Redis.
+	time.Sleep(time.Until(armed.Add(hold + time.Second)))
+	require.True(t, proxy.Delivered(), "the held chunk was delivered")
+	for _, agent := range []string{"late-m", "late-d"} {
+		m, err := st.GetMetric(ctx, host.MetricKey{AgentID: agent, Name: "cpu", Timestamp: at})
+		require.NoError(t, err, "%s: the sample acknowledged last", agent)
+		require.Equal(t, 2.0, m.Value, "%s: the sample acknowledged last", agent)
+	}
+	doc, ok := storedState(t, directClient(t, addr), prefix, "late-s")
+	require.True(t, ok)
+	require.Equal(t, "2", doc, "the state acknowledged last")
+}

@@ -35,6 +35,9 @@ package main
 //	           the sweep (below) and read as absent.
 //	l          the replay lock: put IfAbsent with an expiry of lockTTL;
 //	           its kv revision identifies the holder.
+//	i          the buffer's id, which names its keys in Redis: rf:<id>,
+//	           the counter of replay attempts, and rf:<id>:{agent}, the
+//	           fence of each agent's metric samples (newAttempt).
 //
 // Writes. An unconditional put or delete of any kind that meets
 // UNAVAILABLE from Redis (nothing sent: one whose outcome is unknown is
@@ -140,7 +143,11 @@ package main
 // refuses for good (CONFLICT,
 // INVALID) is dropped with an error log and reported nowhere; if Redis
 // fails, the replay stops, keeps the rest, and leaves the lock to expire
-// after retryBackoff. A replayer that dies holding the lock (a host
+// after retryBackoff. A chunk whose reply was lost may still reach Redis
+// after the attempt that replays it again: its writes of agent states
+// and alerts then find a later time on their records, its writes of
+// metric samples a later attempt's number on their agent's fence, and
+// change nothing (errSuperseded). A replayer that dies holding the lock (a host
 // crash: the lock may be on disk) holds it for lockTTL at most, so a host
 // restarted on the same data directory resumes within about a second.
 // Writes that arrive meanwhile go to the end of the queue. A write
@@ -236,6 +243,8 @@ var (
 	cmdPing = []byte("PING")
 	kvMeta  = []byte("c")
 	kvLock  = []byte("l")
+	kvID    = []byte("i")
+	cmdIncr = []byte("INCR")
 	kvQueue = []byte("q/")
 	// kvRecords to kvRecordsEnd are the r/ entries.
 	kvRecords    = []byte("r/")
@@ -281,6 +290,13 @@ type fallback struct {
 	garbage []kvRef
 	sweepAt []byte
 	ticked  []abi.TickWrite // the writes this tick replayed
+
+	// The replay fence of metric samples (newAttempt): fence is the key
+	// prefix of this buffer's per-agent fences, counter its attempt
+	// counter's key (both empty until the buffer's id is read), token
+	// the number of the replay attempt under way.
+	fence, counter []byte
+	token          int64
 }
 
 // kvRef is a kv entry's key and revision.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -77,12 +78,12 @@ func (b *backend) replay(now time.Time) (more bool) {
 		return false
 	}
 	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
-	// One command first: a cheap look at whether Redis is back, and a
-	// single command is what makes the bridge log in again (and make its
-	// ACL user again) after a Redis restart, which a pipeline does not.
-	_, err = b.redis.Do(cmdPing)
+	// One command first, the attempt's number: a cheap look at whether
+	// Redis is back, and a single command is what makes the bridge log in
+	// again (and make its ACL user again) after a Redis restart, which a
+	// pipeline does not.
 	ok := false
-	if err == nil {
+	if err := b.newAttempt(); err == nil {
 		ok, more = b.replaySteps(now, &held)
 	}
 	if ok {
@@ -92,6 +93,59 @@ func (b *backend) replay(now time.Time) (more bool) {
 		_, _, _ = f.kv.Put(kvLock, nil, sdk.Now().Add(retryBackoff), false, held)
 	}
 	return more
+}
+
+// newAttempt numbers the replay attempt about to begin (f.token): the
+// next value of the buffer's counter in Redis, which the replayed writes
+// of metric samples carry to their agent's fence (library.lua, fenced).
+// A write of a replay whose reply was lost may still reach Redis later,
+// delivered late by a network or a proxy, after a later attempt replayed
+// it again, after its tick settled, after later writes of the sample
+// went straight to Redis: a state or an alert has the time of its last
+// write to tell it is older, a sample has no time of its own, so it is
+// told by its attempt. Counter and fences are the buffer's own (named by
+// its id in kv): another host's buffer replays other writes, with
+// attempts numbered apart.
+func (b *backend) newAttempt() error {
+	f := b.fb
+	if len(f.counter) == 0 {
+		id, err := f.bufferID()
+		if err != nil {
+			return err
+		}
+		f.counter = append(append(f.counter[:0], "rf:"...), id...)
+		f.fence = append(append(append(f.fence[:0], "rf:"...), id...), ":{"...)
+	}
+	r, err := b.redis.Do(cmdIncr, f.counter)
+	if err != nil {
+		return err
+	}
+	f.token, err = replyInt(&r)
+	return err
+}
+
+// bufferID reads the buffer's id from kv, making it (the host clock's
+// nanoseconds, in base 36: two buffers made in the same nanosecond are
+// not a case to plan for) when there is none yet.
+func (f *fallback) bufferID() (string, error) {
+	for range casAttempts {
+		en, err := f.kv.Get(kvID)
+		if err == nil {
+			return string(en.Value), nil
+		}
+		if !errors.Is(err, sdk.ErrNotFound) {
+			return "", err
+		}
+		id := strconv.FormatInt(sdk.Now().UnixNano(), 36)
+		_, _, err = f.kv.Put(kvID, []byte(id), time.Time{}, false, abi.Condition{Mode: abi.IfAbsent})
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, sdk.ErrConflict) {
+			return "", err
+		}
+	}
+	return "", abi.Errorf(abi.StatusUnavailable, "fallback buffer: too much contention")
 }
 
 // replaySteps replays up to replayBudget writes in chunks, holding the

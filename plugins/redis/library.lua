@@ -90,6 +90,20 @@ local function tomb(key, u, fields)
   call('HDEL', key, unpack(fields))
   call('PEXPIRE', key, tombLife)
 end
+-- fenced guards the replay of a buffered metric write, which has no
+-- time of its own to compare (see fallback.go): fkey is its buffer's
+-- fence for the sample's agent, token the number of the replay attempt
+-- that sent it (INCR of the buffer's counter, so a later attempt's is
+-- higher). A copy an earlier attempt sent, whose reply was lost and
+-- which a network delivers after a later attempt replayed the agent's
+-- writes, finds a higher token there and is left out (true); otherwise
+-- the call stamps the fence, kept as long as a tombstone.
+local function fenced(fkey, token)
+  local f = call('GET', fkey)
+  if f and tonumber(f) > tonumber(token) then return true end
+  call('SET', fkey, token, 'PX', tombLife)
+  return false
+end
 local stateOthers = {'v', 'd', 'e'}
 local alertOthers = {'g', 's', 't', 'm', 'l', 'c', 'x'}
 
@@ -233,7 +247,9 @@ elseif op == 'aput' then
 elseif op == 'mput' or op == 'mrestore' then
   -- mput: write a metric sample and index it in its agent's indexes.
   -- KEYS: sample, name/time index (lex), expiry index (score = expiry
-  -- ms). ARGV: op, ttl, member, value. Answers its expiry.
+  -- ms)[, the buffer's replay fence of the agent, from the replay of a
+  -- buffered write]. ARGV: op, ttl, member, value[, the replay attempt's
+  -- token]. Answers its expiry, or {3} when fenced.
   -- mrestore: restore a metric sample as given and index it as mput
   -- does. KEYS: the same. ARGV: op, mode ('f' fail, 's' skip, 'o'
   -- overwrite), expiry ('p' or ms), member, value. Answers {1, expiry},
@@ -241,6 +257,7 @@ elseif op == 'mput' or op == 'mrestore' then
   -- sample exists and the mode is not overwrite (an overwrite deletes the
   -- sample first, so nothing of it remains).
   local key, e, member = KEYS[k + 1]
+  if op == 'mput' and nk >= 4 and fenced(KEYS[k + 4], ARGV[a + 5]) then return {3} end
   if op == 'mput' then
     local spec, value = ARGV[a + 2], ARGV[a + 4]
     member = ARGV[a + 3]
@@ -330,11 +347,13 @@ elseif op == 'sdel' then
   return 1
 
 elseif op == 'mdel' then
-  -- Delete a metric sample. KEYS: sample, index, expiry index.
-  -- ARGV: op, member. Answers 1, or 0 when there was no sample. The
+  -- Delete a metric sample. KEYS: sample, index, expiry index[, the
+  -- replay fence, as for mput]. ARGV: op, member[, the replay attempt's
+  -- token]. Answers 1, or 0 when there was no sample, 3 when fenced. The
   -- ZADD XX first changes nothing (every index member scores 0) but is
   -- refused when Redis is out of memory, as DEL is not: the delete is
   -- then refused whole, as every write, its event having no room either.
+  if nk >= 4 and fenced(KEYS[k + 4], ARGV[a + 3]) then return 3 end
   call('ZADD', KEYS[k + 2], 'XX', 0, ARGV[a + 2])
   local n = call('DEL', KEYS[k + 1])
   call('ZREM', KEYS[k + 2], ARGV[a + 2])

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -216,6 +217,62 @@ func TestLibraryReplayLeavesNewerRecordsAlone(t *testing.T) {
 		if ttl := rc.PTTL(t.Context(), key[0]).Val(); ttl != -1 {
 			t.Errorf("%s: expiry %v left by the tombstone", key[0], ttl)
 		}
+	}
+}
+
+// TestLibraryReplayFencesMetricSamples: a replayed put or delete of a
+// metric sample carries its replay attempt's number to the agent's fence;
+// a copy from an earlier attempt than one that wrote the agent's samples
+// (a reply lost, the copy delivered late) changes nothing, even over a
+// sample written directly since; the same or a later attempt writes.
+func TestLibraryReplayFencesMetricSamples(t *testing.T) {
+	addr := redistest.Addr(t)
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	prefix := redistest.Prefix(t, addr)
+	sample := prefix + "m:{a1}:cpu:1"
+	keys := []string{sample, prefix + "mi:{a1}", prefix + "mx:{a1}"}
+	fenced := append(keys[:3:3], prefix+"rf:b1:{a1}")
+	value := func() string {
+		t.Helper()
+		v, err := rc.Get(t.Context(), sample).Result()
+		if errors.Is(err, redis.Nil) {
+			return "(none)"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// Attempt 5 replays a put; then a direct put, as after the replay
+	// settled.
+	if r := packedCall(t, rc, [2][]string{fenced, {"mput", "p", "cpu:1", "replayed", "5"}}); fmtReply(r[0]) != "-1" {
+		t.Fatalf("replayed put answered %v", r[0])
+	}
+	packedCall(t, rc, [2][]string{keys, {"mput", "p", "cpu:1", "direct"}})
+	// Attempt 4's copies, delivered late: left out.
+	r := packedCall(t, rc,
+		[2][]string{fenced, {"mput", "p", "cpu:1", "late", "4"}},
+		[2][]string{fenced, {"mdel", "cpu:1", "4"}})
+	if fmtReply(r[0]) != "[3]" || fmtReply(r[1]) != "3" {
+		t.Errorf("an earlier attempt's copies answered %v, %v; want [3], 3", r[0], r[1])
+	}
+	if got := value(); got != "direct" {
+		t.Errorf("sample %q after an earlier attempt's late copies, want the direct write", got)
+	}
+	// The same attempt, and a later one, write.
+	packedCall(t, rc, [2][]string{fenced, {"mput", "p", "cpu:1", "same", "5"}})
+	if got := value(); got != "same" {
+		t.Errorf("sample %q after its attempt's own put", got)
+	}
+	if r := packedCall(t, rc, [2][]string{fenced, {"mdel", "cpu:1", "6"}}); fmtReply(r[0]) != "1" {
+		t.Errorf("a later attempt's delete answered %v", r[0])
+	}
+	if got := value(); got != "(none)" {
+		t.Errorf("sample %q after a later attempt's delete", got)
+	}
+	if ttl := rc.PTTL(t.Context(), fenced[3]).Val(); ttl <= 0 || ttl > 24*time.Hour {
+		t.Errorf("fence kept for %v, want a day at most", ttl)
 	}
 }
 

@@ -31,8 +31,9 @@ type item struct {
 	floor uint64
 	// replay is set for the replay of a buffered write: a put, delete or
 	// status change of an agent state or an alert then leaves alone a
-	// record written after now, the time the write was acknowledged
-	// (errSuperseded).
+	// record written after now, the time the write was acknowledged, and
+	// a put or delete of a metric sample is fenced by its replay attempt
+	// (backend.newAttempt): both answer errSuperseded.
 	replay bool
 	// indexed is set when the item's index entry waits in b.deferIx: the
 	// index call's error, if Redis refuses it, is the item's too.
@@ -95,6 +96,9 @@ func (b *backend) addCalls(it *item) {
 		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
 		r.tagKey(metricIndex, m.AgentID)
 		r.tagKey(metricExpiry, m.AgentID)
+		if it.replay {
+			r.tagKey(string(b.fb.fence), m.AgentID) // fenced by the attempt (newAttempt)
+		}
 		start := r.mark()
 		var bound span
 		r.arena, bound = appendTTL(r.arena, &it.ttl, b.metricTTL, it.now)
@@ -105,6 +109,9 @@ func (b *backend) addCalls(it *item) {
 		start = r.mark()
 		r.arena = appendMetricValue(r.arena, m)
 		r.endArg(start)
+		if it.replay {
+			r.argInt(b.fb.token)
+		}
 		b.index(ixMetrics, m.AgentID, bound)
 
 	case abi.OpGetMetric:
@@ -117,9 +124,15 @@ func (b *backend) addCalls(it *item) {
 		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
 		r.tagKey(metricIndex, m.AgentID)
 		r.tagKey(metricExpiry, m.AgentID)
+		if it.replay {
+			r.tagKey(string(b.fb.fence), m.AgentID) // fenced by the attempt (newAttempt)
+		}
 		start := r.mark()
 		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
 		r.endArg(start)
+		if it.replay {
+			r.argInt(b.fb.token)
+		}
 
 	case abi.OpPutAlert:
 		a := &it.alert
@@ -489,6 +502,10 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 	r := &rs[0]
 	switch it.op {
 	case abi.OpPutMetric:
+		if it.replay && r.Kind == abi.ReplyArray && len(r.Array) == 1 && r.Array[0].Int == 3 {
+			it.err = errSuperseded // fenced: a later replay attempt wrote the agent's samples
+			return
+		}
 		e, err := replyInt(r)
 		it.metric.ExpiresAt, it.err = msTime(e), err
 
@@ -497,8 +514,11 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 
 	case abi.OpDeleteMetric:
 		n, err := replyInt(r)
-		if err == nil && n == 0 {
+		switch {
+		case err == nil && n == 0:
 			err = metricNotFound(&it.metric)
+		case err == nil && n == 3 && it.replay:
+			err = errSuperseded // fenced, as a put
 		}
 		it.err = err
 
