@@ -648,3 +648,41 @@ func TestRedisReplayCopyDeliveredLate(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "2", doc, "the state acknowledged last")
 }
+
+// TestRedisReplayFencesAreTheBuffers: the replay-attempt fences a buffer
+// leaves in Redis do not hold back another buffer's replays, whose
+// attempts are numbered from 1 again: three outages replayed by one store,
+// then one by a store opened afresh (its kv store, and so its buffer, in
+// memory) on the same Redis and prefix, each with a buffered sample of the
+// same agent; every replay lands.
+func TestRedisReplayFencesAreTheBuffers(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	key := host.MetricKey{AgentID: "fenced", Name: "cpu", Timestamp: at}
+	outage := func(st *host.Store, proxy *faultProxy, v float64) {
+		t.Helper()
+		proxy.Cut()
+		_, err := st.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: v})
+		require.NoError(t, err, "buffered")
+		proxy.Restore()
+		redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
+			m, err := st.GetMetric(t.Context(), key)
+			return st.Stats().BufferedWrites == 0 && err == nil && m.Value == v
+		}, "sample %v replayed", v)
+	}
+	proxy := newFaultProxy(t, addr)
+	first := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	_, err := first.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: 0})
+	require.NoError(t, err)
+	for v := 1.0; v <= 3; v++ {
+		outage(first, proxy, v)
+	}
+	require.NoError(t, first.Close(t.Context()))
+
+	proxy = newFaultProxy(t, addr)
+	second := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	_, err = second.GetMetric(t.Context(), key) // a connection made before the cut
+	require.NoError(t, err)
+	outage(second, proxy, 4)
+}

@@ -35,9 +35,10 @@ package main
 //	           the sweep (below) and read as absent.
 //	l          the replay lock: put IfAbsent with an expiry of lockTTL;
 //	           its kv revision identifies the holder.
-//	i          the buffer's id, which names its keys in Redis: rf:<id>,
-//	           the counter of replay attempts, and rf:<id>:{agent}, the
-//	           fence of each agent's metric samples (newAttempt).
+//	i          the buffer's id, which names its keys in Redis:
+//	           rf:<id>:{agent}, the fence of each agent's metric samples
+//	           (newAttempt).
+//	a          the number of the last replay attempt, 8 bytes big-endian.
 //
 // Writes. An unconditional put or delete of any kind that meets
 // UNAVAILABLE from Redis (nothing sent: one whose outcome is unknown is
@@ -240,12 +241,12 @@ const (
 var errBufferFull = errors.New("fallback buffer full")
 
 var (
-	cmdPing = []byte("PING")
-	kvMeta  = []byte("c")
-	kvLock  = []byte("l")
-	kvID    = []byte("i")
-	cmdIncr = []byte("INCR")
-	kvQueue = []byte("q/")
+	cmdPing    = []byte("PING")
+	kvMeta     = []byte("c")
+	kvLock     = []byte("l")
+	kvID       = []byte("i")
+	kvAttempts = []byte("a")
+	kvQueue    = []byte("q/")
 	// kvRecords to kvRecordsEnd are the r/ entries.
 	kvRecords    = []byte("r/")
 	kvRecordsEnd = []byte("r0")
@@ -292,11 +293,10 @@ type fallback struct {
 	ticked  []abi.TickWrite // the writes this tick replayed
 
 	// The replay fence of metric samples (newAttempt): fence is the key
-	// prefix of this buffer's per-agent fences, counter its attempt
-	// counter's key (both empty until the buffer's id is read), token
-	// the number of the replay attempt under way.
-	fence, counter []byte
-	token          int64
+	// prefix of this buffer's per-agent fences (empty until the buffer's
+	// id is read), token the number of the replay attempt under way.
+	fence []byte
+	token int64
 }
 
 // kvRef is a kv entry's key and revision.

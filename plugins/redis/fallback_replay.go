@@ -5,6 +5,7 @@ package main
 // fallback.go for the design.
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"time"
@@ -78,10 +79,6 @@ func (b *backend) replay(now time.Time) (more bool) {
 		return false
 	}
 	held := abi.Condition{Mode: abi.IfVersion, Version: lock}
-	// One command first, the attempt's number: a cheap look at whether
-	// Redis is back, and a single command is what makes the bridge log in
-	// again (and make its ACL user again) after a Redis restart, which a
-	// pipeline does not.
 	ok := false
 	if err := b.newAttempt(); err == nil {
 		ok, more = b.replaySteps(now, &held)
@@ -95,33 +92,63 @@ func (b *backend) replay(now time.Time) (more bool) {
 	return more
 }
 
-// newAttempt numbers the replay attempt about to begin (f.token): the
-// next value of the buffer's counter in Redis, which the replayed writes
-// of metric samples carry to their agent's fence (library.lua, fenced).
-// A write of a replay whose reply was lost may still reach Redis later,
-// delivered late by a network or a proxy, after a later attempt replayed
-// it again, after its tick settled, after later writes of the sample
-// went straight to Redis: a state or an alert has the time of its last
-// write to tell it is older, a sample has no time of its own, so it is
-// told by its attempt. Counter and fences are the buffer's own (named by
-// its id in kv): another host's buffer replays other writes, with
-// attempts numbered apart.
+// newAttempt numbers the replay attempt about to begin (f.token), and
+// sends one command first: a cheap look at whether Redis is back, and a
+// single command is what makes the bridge log in again (and make its ACL
+// user again) after a Redis restart, which a pipeline does not.
+//
+// The replayed writes of metric samples carry the number to their
+// agent's fence (library.lua, fenced). A write of a replay whose reply
+// was lost may still reach Redis later, delivered late by a network or a
+// proxy, after a later attempt replayed it again, after its tick
+// settled, after later writes of the sample went straight to Redis: a
+// state or an alert has the time of its last write to tell it is older,
+// a sample has no time of its own, so it is told by its attempt. The
+// numbers come from kv, where the buffer is: they rise for as long as
+// the buffer lives, whatever Redis loses or keeps (a counter in Redis,
+// lost while a fence survived, would have started again below the
+// fence, which would then have refused every replayed write of its agent
+// for a day). The fences are the buffer's own (named by its id in kv):
+// another host's buffer replays other writes, with numbers of its own.
 func (b *backend) newAttempt() error {
 	f := b.fb
-	if len(f.counter) == 0 {
+	if len(f.fence) == 0 {
 		id, err := f.bufferID()
 		if err != nil {
 			return err
 		}
-		f.counter = append(append(f.counter[:0], "rf:"...), id...)
 		f.fence = append(append(append(f.fence[:0], "rf:"...), id...), ":{"...)
 	}
-	r, err := b.redis.Do(cmdIncr, f.counter)
-	if err != nil {
+	if _, err := b.redis.Do(cmdPing); err != nil {
 		return err
 	}
-	f.token, err = replyInt(&r)
+	token, err := f.nextAttempt()
+	f.token = token
 	return err
+}
+
+// nextAttempt increments the buffer's attempt counter in kv (a), and
+// returns its new value.
+func (f *fallback) nextAttempt() (int64, error) {
+	cond := abi.Condition{Mode: abi.IfAbsent}
+	var n uint64
+	en, err := f.kv.Get(kvAttempts)
+	switch {
+	case err == nil && len(en.Value) == 8:
+		n, cond = binary.BigEndian.Uint64(en.Value), abi.Condition{Mode: abi.IfVersion, Version: en.Revision}
+	case err == nil:
+		return 0, abi.Errorf(abi.StatusInternal, "fallback buffer: corrupt attempt counter (%d bytes)", len(en.Value))
+	case !errors.Is(err, sdk.ErrNotFound):
+		return 0, err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], n+1)
+	// Only the replayer holding the lock counts: a conflict is another's
+	// attempt, and this one gives way.
+	if _, _, err := f.kv.Put(kvAttempts, v[:], time.Time{}, false, cond); err != nil {
+		return 0, err
+	}
+	return int64(n + 1), nil
 }
 
 // bufferID reads the buffer's id from kv, making it (the host clock's

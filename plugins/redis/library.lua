@@ -93,8 +93,8 @@ end
 -- fenced guards the replay of a buffered metric write, which has no
 -- time of its own to compare (see fallback.go): fkey is its buffer's
 -- fence for the sample's agent, token the number of the replay attempt
--- that sent it (INCR of the buffer's counter, so a later attempt's is
--- higher). A copy an earlier attempt sent, whose reply was lost and
+-- that sent it (counted in the buffer's kv store, so a later attempt's
+-- is higher). A copy an earlier attempt sent, whose reply was lost and
 -- which a network delivers after a later attempt replayed the agent's
 -- writes, finds a higher token there and is left out (true); otherwise
 -- the call stamps the fence, kept as long as a tombstone.
