@@ -97,12 +97,18 @@ end
 -- is higher). A copy an earlier attempt sent, whose reply was lost and
 -- which a network delivers after a later attempt replayed the agent's
 -- writes, finds a higher token there and is left out (true); otherwise
--- the call stamps the fence, kept as long as a tombstone.
+-- the call stamps the fence, kept as long as a tombstone. The calls of
+-- one script call come from one attempt: a fence is looked at, and
+-- stamped, once per script call (checked).
+local checked = {}
 local function fenced(fkey, token)
+  local seen = checked[fkey]
+  if seen ~= nil then return seen end
   local f = call('GET', fkey)
-  if f and tonumber(f) > tonumber(token) then return true end
-  call('SET', fkey, token, 'PX', tombLife)
-  return false
+  seen = f ~= false and tonumber(f) > tonumber(token)
+  if not seen then call('SET', fkey, token, 'PX', tombLife) end
+  checked[fkey] = seen
+  return seen
 end
 local stateOthers = {'v', 'd', 'e'}
 local alertOthers = {'g', 's', 't', 'm', 'l', 'c', 'x'}
