@@ -50,9 +50,10 @@ type Stats struct {
 	// BufferedWrites is how many writes the backend acknowledged into a
 	// buffer of its own (Redis unreachable) that have not yet reached its
 	// store: what its plugin's last tick reported (abi.FeatureTick), and
-	// the writes acknowledged into the buffer since that tick began (so
-	// that it never reads 0 while one is pending, and may read a few high
-	// until the next tick); 0 for a plugin without the feature.
+	// the writes acknowledged into the buffer since that tick began: an
+	// upper bound, which never reads 0 while one is pending, and may read
+	// high by the writes acknowledged while that tick ran, until the next
+	// (Close logs the same figure); 0 for a plugin without the feature.
 	BufferedWrites uint64
 	// Ticks counts the ticks (abi.OpTick) made, and TickFailures those
 	// that failed.

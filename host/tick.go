@@ -433,7 +433,7 @@ func (t *ticker) close(ctx context.Context) {
 }
 
 func (t *ticker) report() {
-	if n := t.pending.Load(); n > 0 {
+	if n := t.bufferedWrites(); n > 0 {
 		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed by the next store opened on its data directory, whatever its options, to the backend's store as that one is configured", "pending", n)
 	}
 }
