@@ -109,9 +109,9 @@ type ticker struct {
 	// write buffered after the plugin counted its queue is not in the
 	// report, and one buffered while no tick ran (its answer before the
 	// next tick's) would read as none pending until that tick. A write
-	// the report counted too is counted twice until the next tick: a
-	// figure a tick high for a moment, never one that reads 0 with
-	// writes pending. reportMu guards pending's store with since's.
+	// the report counted too is counted twice until the next tick: an
+	// upper bound, never a figure that reads 0 with writes pending.
+	// reportMu guards pending's store with since's.
 	buffered atomic.Uint64
 	since    uint64
 	reportMu sync.Mutex
@@ -361,8 +361,6 @@ func (t *ticker) failed(err error) {
 	t.lastLog, t.suppressed = now, 0
 }
 
-// called counts a call to the plugin that has ended, if it may have
-// written (a tick after it sees what it buffered). t may be nil.
 // bufferedWrites is Stats.BufferedWrites: what the last tick reported
 // pending, and the writes acknowledged into the buffer since it began.
 func (t *ticker) bufferedWrites() uint64 {
@@ -371,6 +369,8 @@ func (t *ticker) bufferedWrites() uint64 {
 	return t.pending.Load() + t.buffered.Load() - t.since
 }
 
+// called counts a call to the plugin that has ended, if it may have
+// written (a tick after it sees what it buffered). t may be nil.
 func (t *ticker) called(op abi.Op, writes bool) {
 	if t != nil && writes && op != abi.OpTick {
 		t.writes.Add(1)
