@@ -2,6 +2,7 @@ package storetest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -636,6 +637,7 @@ func TestRedisReplayCopyDeliveredLate(t *testing.T) {
 	require.NoError(t, put("late-m", 2))
 	require.NoError(t, put("late-d", 2))
 	require.NoError(t, putState("2"))
+	require.False(t, proxy.Delivered(), "the held copy is still held once the later writes are made")
 	// The held copy reaches Redis.
 	time.Sleep(time.Until(armed.Add(hold + time.Second)))
 	require.True(t, proxy.Delivered(), "the held chunk was delivered")
@@ -685,4 +687,46 @@ func TestRedisReplayFencesAreTheBuffers(t *testing.T) {
 	_, err = second.GetMetric(t.Context(), key) // a connection made before the cut
 	require.NoError(t, err)
 	outage(second, proxy, 4)
+}
+
+// TestRedisReplayFromBelowItsFence: a buffer whose attempts are numbered
+// from below its own fences in Redis (its data directory restored from an
+// earlier copy) does not drop the replayed samples they refuse: the
+// replay stops at the first, numbers its next attempt above the fence,
+// and replays them.
+func TestRedisReplayFromBelowItsFence(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	key := host.MetricKey{AgentID: "below", Name: "cpu", Timestamp: at}
+	outage := func(st *host.Store, proxy *faultProxy, v float64) {
+		t.Helper()
+		_, err := st.GetMetric(t.Context(), key) // a connection made before the cut
+		if !errors.Is(err, host.ErrNotFound) {
+			require.NoError(t, err)
+		}
+		proxy.Cut()
+		_, err = st.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: v})
+		require.NoError(t, err, "buffered")
+		proxy.Restore()
+		redistest.WaitFor(t, 15*time.Second, 10*time.Millisecond, func() bool {
+			m, err := st.GetMetric(t.Context(), key)
+			return st.Stats().BufferedWrites == 0 && err == nil && m.Value == v
+		}, "sample %v replayed", v)
+	}
+	dir, copied := t.TempDir(), t.TempDir()
+	proxy := newFaultProxy(t, addr)
+	st := openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	outage(st, proxy, 1)
+	require.NoError(t, st.Close(t.Context()))
+	require.NoError(t, os.CopyFS(copied, os.DirFS(dir)))
+	st = openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
+	for v := 2.0; v <= 4; v++ {
+		outage(st, proxy, v)
+	}
+	require.NoError(t, st.Close(t.Context()))
+
+	// The copy: the same buffer, its attempts counted to 1 only.
+	st = openTickedIn(t, proxy.Addr(), prefix, copied, nil, false, nil)
+	outage(st, proxy, 5)
 }

@@ -148,7 +148,7 @@ package main
 // after the attempt that replays it again: its writes of agent states
 // and alerts then find a later time on their records, its writes of
 // metric samples a later attempt's number on their agent's fence, and
-// change nothing (errSuperseded). A replayer that dies holding the lock (a host
+// change nothing (errSuperseded, errFenced). A replayer that dies holding the lock (a host
 // crash: the lock may be on disk) holds it for lockTTL at most, so a host
 // restarted on the same data directory resumes within about a second.
 // Writes that arrive meanwhile go to the end of the queue. A write
@@ -297,6 +297,9 @@ type fallback struct {
 	// id is read), token the number of the replay attempt under way.
 	fence []byte
 	token int64
+	// fenceSeen is the highest fence number a replayed write found above
+	// its attempt's (errFenced): the next attempt is numbered above it.
+	fenceSeen int64
 }
 
 // kvRef is a kv entry's key and revision.

@@ -141,6 +141,11 @@ func (f *fallback) nextAttempt() (int64, error) {
 	case !errors.Is(err, sdk.ErrNotFound):
 		return 0, err
 	}
+	// Above any fence this instance found at a later number than its
+	// own (errFenced).
+	if seen := uint64(max(f.fenceSeen, 0)); n < seen {
+		n = seen
+	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], n+1)
 	// Only the replayer holding the lock counts: a conflict is another's
@@ -327,6 +332,15 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 		if errors.Is(it.err, sdk.ErrNotFound) {
 			continue // a delete of a record already gone is done too
 		}
+		if it.err == errFenced {
+			// A later attempt than this one wrote the sample's agent: this
+			// replayer was overtaken (its lock expired while it waited), or
+			// numbers its attempts from below the fence (a data directory
+			// restored from a copy). It stops here; the next attempt, above
+			// the fence, replays the rest.
+			sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) fenced by a later replay attempt (%d); retrying later", qs[i].seq, it.op, f.fenceSeen)
+			return i, false
+		}
 		if it.err == errSuperseded {
 			// Its event was published by the host that wrote the newer
 			// record, whose value stays.
@@ -471,6 +485,25 @@ func writesOf(get abi.Op) (put, del abi.Op) {
 		return abi.OpPutAlert, abi.OpDeleteAlert
 	}
 	return abi.OpPutAgentState, abi.OpDeleteAgentState
+}
+
+// errFenced is the error of a replayed write of a metric sample that
+// found its agent's fence at a later attempt's number (kept in
+// fallback.fenceSeen): not done, to be replayed by a later attempt.
+var errFenced = errors.New("fenced by a later replay attempt")
+
+// fencedBy reports whether r, the answer of the replayed metric write it,
+// says the write was fenced (library.lua, fenced), setting it.err and
+// noting the fence's number.
+func (b *backend) fencedBy(it *item, r *abi.Reply) bool {
+	if r.Kind != abi.ReplyArray || len(r.Array) != 2 || r.Array[0].Kind != abi.ReplyInt || r.Array[0].Int != 3 {
+		return false
+	}
+	it.err = errFenced
+	if n := r.Array[1].Int; r.Array[1].Kind == abi.ReplyInt && n > b.fb.fenceSeen {
+		b.fb.fenceSeen = n
+	}
+	return true
 }
 
 // errSuperseded is the error of a replayed write of an agent state or an

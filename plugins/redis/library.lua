@@ -96,19 +96,27 @@ end
 -- that sent it (counted in the buffer's kv store, so a later attempt's
 -- is higher). A copy an earlier attempt sent, whose reply was lost and
 -- which a network delivers after a later attempt replayed the agent's
--- writes, finds a higher token there and is left out (true); otherwise
--- the call stamps the fence, kept as long as a tombstone. The calls of
--- one script call come from one attempt: a fence is looked at, and
--- stamped, once per script call (checked).
+-- writes, finds a higher token there and is left out: fenced answers
+-- the fence's number, which the caller answers as {3, number} (a live
+-- replayer that gets it has been overtaken by a later attempt, or
+-- counts from below the fence: it stops, and numbers its next attempt
+-- above it). Otherwise the call stamps the fence, kept as long as a
+-- tombstone, and fenced answers nil. The calls of one script call come
+-- from one attempt: a fence is looked at, and stamped, once per script
+-- call (checked: the fence's number, or false).
 local checked = {}
 local function fenced(fkey, token)
   local seen = checked[fkey]
-  if seen ~= nil then return seen end
+  if seen ~= nil then return seen or nil end
   local f = call('GET', fkey)
-  seen = f ~= false and tonumber(f) > tonumber(token)
-  if not seen then call('SET', fkey, token, 'PX', tombLife) end
+  if f and tonumber(f) > tonumber(token) then
+    seen = tonumber(f)
+  else
+    call('SET', fkey, token, 'PX', tombLife)
+    seen = false
+  end
   checked[fkey] = seen
-  return seen
+  return seen or nil
 end
 local stateOthers = {'v', 'd', 'e'}
 local alertOthers = {'g', 's', 't', 'm', 'l', 'c', 'x'}
@@ -255,7 +263,7 @@ elseif op == 'mput' or op == 'mrestore' then
   -- KEYS: sample, name/time index (lex), expiry index (score = expiry
   -- ms)[, the buffer's replay fence of the agent, from the replay of a
   -- buffered write]. ARGV: op, ttl, member, value[, the replay attempt's
-  -- token]. Answers its expiry, or {3} when fenced.
+  -- token]. Answers its expiry, or {3, the fence's number} when fenced.
   -- mrestore: restore a metric sample as given and index it as mput
   -- does. KEYS: the same. ARGV: op, mode ('f' fail, 's' skip, 'o'
   -- overwrite), expiry ('p' or ms), member, value. Answers {1, expiry},
@@ -263,7 +271,10 @@ elseif op == 'mput' or op == 'mrestore' then
   -- sample exists and the mode is not overwrite (an overwrite deletes the
   -- sample first, so nothing of it remains).
   local key, e, member = KEYS[k + 1]
-  if op == 'mput' and nk >= 4 and fenced(KEYS[k + 4], ARGV[a + 5]) then return {3} end
+  if op == 'mput' and nk >= 4 then
+    local f = fenced(KEYS[k + 4], ARGV[a + 5])
+    if f then return {3, f} end
+  end
   if op == 'mput' then
     local spec, value = ARGV[a + 2], ARGV[a + 4]
     member = ARGV[a + 3]
@@ -355,11 +366,15 @@ elseif op == 'sdel' then
 elseif op == 'mdel' then
   -- Delete a metric sample. KEYS: sample, index, expiry index[, the
   -- replay fence, as for mput]. ARGV: op, member[, the replay attempt's
-  -- token]. Answers 1, or 0 when there was no sample, 3 when fenced. The
+  -- token]. Answers 1, or 0 when there was no sample, {3, the fence's
+  -- number} when fenced. The
   -- ZADD XX first changes nothing (every index member scores 0) but is
   -- refused when Redis is out of memory, as DEL is not: the delete is
   -- then refused whole, as every write, its event having no room either.
-  if nk >= 4 and fenced(KEYS[k + 4], ARGV[a + 3]) then return 3 end
+  if nk >= 4 then
+    local f = fenced(KEYS[k + 4], ARGV[a + 3])
+    if f then return {3, f} end
+  end
   call('ZADD', KEYS[k + 2], 'XX', 0, ARGV[a + 2])
   local n = call('DEL', KEYS[k + 1])
   call('ZREM', KEYS[k + 2], ARGV[a + 2])

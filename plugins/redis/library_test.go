@@ -254,8 +254,8 @@ func TestLibraryReplayFencesMetricSamples(t *testing.T) {
 	r := packedCall(t, rc,
 		[2][]string{fenced, {"mput", "p", "cpu:1", "late", "4"}},
 		[2][]string{fenced, {"mdel", "cpu:1", "4"}})
-	if fmtReply(r[0]) != "[3]" || fmtReply(r[1]) != "3" {
-		t.Errorf("an earlier attempt's copies answered %v, %v; want [3], 3", r[0], r[1])
+	if fmtReply(r[0]) != "[3 5]" || fmtReply(r[1]) != "[3 5]" {
+		t.Errorf("an earlier attempt's copies answered %v, %v; want [3 5] (fenced at 5) for both", r[0], r[1])
 	}
 	if got := value(); got != "direct" {
 		t.Errorf("sample %q after an earlier attempt's late copies, want the direct write", got)

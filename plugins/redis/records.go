@@ -31,9 +31,9 @@ type item struct {
 	floor uint64
 	// replay is set for the replay of a buffered write: a put, delete or
 	// status change of an agent state or an alert then leaves alone a
-	// record written after now, the time the write was acknowledged, and
-	// a put or delete of a metric sample is fenced by its replay attempt
-	// (backend.newAttempt): both answer errSuperseded.
+	// record written after now, the time the write was acknowledged
+	// (errSuperseded), and a put or delete of a metric sample is fenced
+	// by its replay attempt (backend.newAttempt, errFenced).
 	replay bool
 	// indexed is set when the item's index entry waits in b.deferIx: the
 	// index call's error, if Redis refuses it, is the item's too.
@@ -502,8 +502,7 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 	r := &rs[0]
 	switch it.op {
 	case abi.OpPutMetric:
-		if it.replay && r.Kind == abi.ReplyArray && len(r.Array) == 1 && r.Array[0].Int == 3 {
-			it.err = errSuperseded // fenced: a later replay attempt wrote the agent's samples
+		if it.replay && b.fencedBy(it, r) {
 			return
 		}
 		e, err := replyInt(r)
@@ -513,12 +512,12 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 		it.err = decodeMetric(&it.metric, r)
 
 	case abi.OpDeleteMetric:
+		if it.replay && b.fencedBy(it, r) {
+			return
+		}
 		n, err := replyInt(r)
-		switch {
-		case err == nil && n == 0:
+		if err == nil && n == 0 {
 			err = metricNotFound(&it.metric)
-		case err == nil && n == 3 && it.replay:
-			err = errSuperseded // fenced, as a put
 		}
 		it.err = err
 
