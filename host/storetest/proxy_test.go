@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type faultProxy struct {
 	marker    []byte
 	delay     time.Duration
 	delivered bool // the chunk DelayNext held was written on
+	answered  bool // and the server answered it
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -80,37 +82,54 @@ func (p *faultProxy) forward(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { p.copy(up, c, true); _ = up.Close() }()
-	p.copy(c, up, false)
+	var held atomic.Bool // this connection's chunk was held (DelayNext)
+	go func() {
+		p.copy(up, c, true, &held)
+		// Half closed, so that the server's answer to what the client sent
+		// last is still read (Answered), as a network delivers it.
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		} else {
+			_ = up.Close()
+		}
+	}()
+	p.copy(c, up, false, &held)
 }
 
 // copy copies src to dst, holding what it read while the proxy is frozen;
 // from a client (fromClient), a chunk DelayNext armed the proxy for is
 // held for its delay, and the connection's later bytes behind it, though
 // the client may have given up and closed meanwhile: a request a network
-// delivers late.
-func (p *faultProxy) copy(dst io.Writer, src io.Reader, fromClient bool) {
+// delivers late. held is set once that chunk is written on, and the
+// server's answer behind it marks the proxy answered.
+func (p *faultProxy) copy(dst io.Writer, src io.Reader, fromClient bool, held *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if !p.open() {
 			return
 		}
-		held := false
+		delayed := false
 		if fromClient && n > 0 {
 			if d := p.delayFor(buf[:n]); d > 0 {
 				time.Sleep(d)
-				held = true
+				delayed = true
 			}
+		}
+		if !fromClient && n > 0 && held.Load() {
+			p.mu.Lock()
+			p.answered = true
+			p.mu.Unlock()
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			if held {
+			if delayed {
 				p.mu.Lock()
 				p.delivered = true
 				p.mu.Unlock()
+				held.Store(true)
 			}
 		}
 		if err != nil {
@@ -146,6 +165,14 @@ func (p *faultProxy) Delivered() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.delivered
+}
+
+// Answered reports whether the server answered the chunk DelayNext held:
+// it ran it.
+func (p *faultProxy) Answered() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.answered
 }
 
 // Cut closes every connection and refuses new ones until Restore.

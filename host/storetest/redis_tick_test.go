@@ -90,19 +90,28 @@ func requireStatesStored(t *testing.T, rc *redis.Client, prefix string, agents [
 	}
 }
 
+// warmTicked opens a ticked store (openTicked) on the test's Redis
+// through a fault proxy, in a namespace of its own, and makes a write
+// through it (a connection made before any fault).
+func warmTicked(t *testing.T) (st *host.Store, proxy *faultProxy, addr, prefix string) {
+	t.Helper()
+	addr = redistest.Addr(t)
+	prefix = redistest.Prefix(t, addr)
+	proxy = newFaultProxy(t, addr)
+	st = openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	_, err := st.PutAgentState(t.Context(), host.AgentState{AgentID: "warm", State: []byte("up")})
+	require.NoError(t, err)
+	return st, proxy, addr, prefix
+}
+
 // TestBufferedWritesNeverReadsZeroWhilePending: Stats.BufferedWrites
 // counts a write acknowledged into the buffer from its answer on, not only
 // from the next tick's report: read right after each write, alone or in a
 // bulk, while Redis is away, it is at least the writes buffered so far,
 // and it reads 0 once they are replayed.
 func TestBufferedWritesNeverReadsZeroWhilePending(t *testing.T) {
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t, addr)
-	proxy := newFaultProxy(t, addr)
-	st := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	st, proxy, addr, prefix := warmTicked(t)
 	ctx := t.Context()
-	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
-	require.NoError(t, err)
 	proxy.Cut()
 	n := uint64(0)
 	for i := range 20 {
@@ -134,13 +143,8 @@ func TestBufferedWritesNeverReadsZeroWhilePending(t *testing.T) {
 // TestRedisTickDrainsWithoutRequests checks that the host's ticks replay
 // the buffer once Redis answers again, with no request arriving.
 func TestRedisTickDrainsWithoutRequests(t *testing.T) {
-	addr := redistest.Addr(t)
-	prefix := redistest.Prefix(t, addr)
-	proxy := newFaultProxy(t, addr)
-	st := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	st, proxy, addr, prefix := warmTicked(t)
 	ctx := t.Context()
-	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "warm", State: []byte("up")})
-	require.NoError(t, err)
 
 	proxy.Cut()
 	agents := bufferStates(t, st, "d", 50)
@@ -638,9 +642,9 @@ func TestRedisReplayCopyDeliveredLate(t *testing.T) {
 	require.NoError(t, put("late-d", 2))
 	require.NoError(t, putState("2"))
 	require.False(t, proxy.Delivered(), "the held copy is still held once the later writes are made")
-	// The held copy reaches Redis.
-	time.Sleep(time.Until(armed.Add(hold + time.Second)))
-	require.True(t, proxy.Delivered(), "the held chunk was delivered")
+	// The held copy reaches Redis, which runs it.
+	redistest.WaitFor(t, time.Until(armed.Add(hold+10*time.Second)), 10*time.Millisecond, proxy.Answered,
+		"Redis answers the held chunk")
 	for _, agent := range []string{"late-m", "late-d"} {
 		m, err := st.GetMetric(ctx, host.MetricKey{AgentID: agent, Name: "cpu", Timestamp: at})
 		require.NoError(t, err, "%s: the sample acknowledged last", agent)
@@ -660,33 +664,36 @@ func TestRedisReplayCopyDeliveredLate(t *testing.T) {
 func TestRedisReplayFencesAreTheBuffers(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
-	key := host.MetricKey{AgentID: "fenced", Name: "cpu", Timestamp: at}
-	outage := func(st *host.Store, proxy *faultProxy, v float64) {
-		t.Helper()
-		proxy.Cut()
-		_, err := st.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: v})
-		require.NoError(t, err, "buffered")
-		proxy.Restore()
-		redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool {
-			m, err := st.GetMetric(t.Context(), key)
-			return st.Stats().BufferedWrites == 0 && err == nil && m.Value == v
-		}, "sample %v replayed", v)
-	}
+	key := host.MetricKey{AgentID: "fenced", Name: "cpu", Timestamp: time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)}
 	proxy := newFaultProxy(t, addr)
 	first := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
-	_, err := first.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: 0})
-	require.NoError(t, err)
 	for v := 1.0; v <= 3; v++ {
-		outage(first, proxy, v)
+		replayedSample(t, first, proxy, key, v)
 	}
 	require.NoError(t, first.Close(t.Context()))
 
 	proxy = newFaultProxy(t, addr)
 	second := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
-	_, err = second.GetMetric(t.Context(), key) // a connection made before the cut
-	require.NoError(t, err)
-	outage(second, proxy, 4)
+	replayedSample(t, second, proxy, key, 4)
+}
+
+// replayedSample writes the sample key with value v through st while
+// proxy cuts it from Redis (buffered), then restores the connection and
+// waits until the buffer has replayed it.
+func replayedSample(t *testing.T, st *host.Store, proxy *faultProxy, key host.MetricKey, v float64) {
+	t.Helper()
+	_, err := st.GetMetric(t.Context(), key) // a connection made before the cut
+	if !errors.Is(err, host.ErrNotFound) {
+		require.NoError(t, err)
+	}
+	proxy.Cut()
+	_, err = st.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: key.Timestamp, Value: v})
+	require.NoError(t, err, "buffered")
+	proxy.Restore()
+	redistest.WaitFor(t, 15*time.Second, 10*time.Millisecond, func() bool {
+		m, err := st.GetMetric(t.Context(), key)
+		return st.Stats().BufferedWrites == 0 && err == nil && m.Value == v
+	}, "sample %v replayed", v)
 }
 
 // TestRedisReplayFromBelowItsFence: a buffer whose attempts are numbered
@@ -697,36 +704,20 @@ func TestRedisReplayFencesAreTheBuffers(t *testing.T) {
 func TestRedisReplayFromBelowItsFence(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t, addr)
-	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
-	key := host.MetricKey{AgentID: "below", Name: "cpu", Timestamp: at}
-	outage := func(st *host.Store, proxy *faultProxy, v float64) {
-		t.Helper()
-		_, err := st.GetMetric(t.Context(), key) // a connection made before the cut
-		if !errors.Is(err, host.ErrNotFound) {
-			require.NoError(t, err)
-		}
-		proxy.Cut()
-		_, err = st.PutMetric(t.Context(), host.Metric{AgentID: key.AgentID, Name: key.Name, Timestamp: at, Value: v})
-		require.NoError(t, err, "buffered")
-		proxy.Restore()
-		redistest.WaitFor(t, 15*time.Second, 10*time.Millisecond, func() bool {
-			m, err := st.GetMetric(t.Context(), key)
-			return st.Stats().BufferedWrites == 0 && err == nil && m.Value == v
-		}, "sample %v replayed", v)
-	}
+	key := host.MetricKey{AgentID: "below", Name: "cpu", Timestamp: time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dir, copied := t.TempDir(), t.TempDir()
 	proxy := newFaultProxy(t, addr)
 	st := openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
-	outage(st, proxy, 1)
+	replayedSample(t, st, proxy, key, 1)
 	require.NoError(t, st.Close(t.Context()))
 	require.NoError(t, os.CopyFS(copied, os.DirFS(dir)))
 	st = openTickedIn(t, proxy.Addr(), prefix, dir, nil, false, nil)
 	for v := 2.0; v <= 4; v++ {
-		outage(st, proxy, v)
+		replayedSample(t, st, proxy, key, v)
 	}
 	require.NoError(t, st.Close(t.Context()))
 
 	// The copy: the same buffer, its attempts counted to 1 only.
 	st = openTickedIn(t, proxy.Addr(), prefix, copied, nil, false, nil)
-	outage(st, proxy, 5)
+	replayedSample(t, st, proxy, key, 5)
 }

@@ -295,11 +295,11 @@ type fallback struct {
 	// The replay fence of metric samples (newAttempt): fence is the key
 	// prefix of this buffer's per-agent fences (empty until the buffer's
 	// id is read), token the number of the replay attempt under way.
-	fence []byte
+	fence string
 	token int64
 	// fenceSeen is the highest fence number a replayed write found above
 	// its attempt's (errFenced): the next attempt is numbered above it.
-	fenceSeen int64
+	fenceSeen uint64
 }
 
 // kvRef is a kv entry's key and revision.

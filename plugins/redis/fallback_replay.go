@@ -112,12 +112,12 @@ func (b *backend) replay(now time.Time) (more bool) {
 // another host's buffer replays other writes, with numbers of its own.
 func (b *backend) newAttempt() error {
 	f := b.fb
-	if len(f.fence) == 0 {
+	if f.fence == "" {
 		id, err := f.bufferID()
 		if err != nil {
 			return err
 		}
-		f.fence = append(append(append(f.fence[:0], "rf:"...), id...), ":{"...)
+		f.fence = "rf:" + id + ":{"
 	}
 	if _, err := b.redis.Do(cmdPing); err != nil {
 		return err
@@ -143,9 +143,7 @@ func (f *fallback) nextAttempt() (int64, error) {
 	}
 	// Above any fence this instance found at a later number than its
 	// own (errFenced).
-	if seen := uint64(max(f.fenceSeen, 0)); n < seen {
-		n = seen
-	}
+	n = max(n, f.fenceSeen)
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], n+1)
 	// Only the replayer holding the lock counts: a conflict is another's
@@ -500,8 +498,8 @@ func (b *backend) fencedBy(it *item, r *abi.Reply) bool {
 		return false
 	}
 	it.err = errFenced
-	if n := r.Array[1].Int; r.Array[1].Kind == abi.ReplyInt && n > b.fb.fenceSeen {
-		b.fb.fenceSeen = n
+	if r.Array[1].Kind == abi.ReplyInt && r.Array[1].Int > 0 {
+		b.fb.fenceSeen = max(b.fb.fenceSeen, uint64(r.Array[1].Int))
 	}
 	return true
 }

@@ -97,7 +97,7 @@ func (b *backend) addCalls(it *item) {
 		r.tagKey(metricIndex, m.AgentID)
 		r.tagKey(metricExpiry, m.AgentID)
 		if it.replay {
-			r.tagKey(string(b.fb.fence), m.AgentID) // fenced by the attempt (newAttempt)
+			r.tagKey(b.fb.fence, m.AgentID) // fenced by the attempt (newAttempt)
 		}
 		start := r.mark()
 		var bound span
@@ -125,7 +125,7 @@ func (b *backend) addCalls(it *item) {
 		r.tagKey(metricIndex, m.AgentID)
 		r.tagKey(metricExpiry, m.AgentID)
 		if it.replay {
-			r.tagKey(string(b.fb.fence), m.AgentID) // fenced by the attempt (newAttempt)
+			r.tagKey(b.fb.fence, m.AgentID) // fenced by the attempt (newAttempt)
 		}
 		start := r.mark()
 		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
