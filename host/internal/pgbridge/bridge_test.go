@@ -465,6 +465,81 @@ func TestPreparedStatementsReused(t *testing.T) {
 	require.Equal(t, text("1"), rs[0].Row(0)[0])
 }
 
+// A transaction's statements of one text are prepared once, however
+// many there are: a batch of 100 puts after a reset that deallocated
+// them is one Parse, not 100. A text bound with other parameter types
+// is another statement; a statement whose Parse fails fails the
+// transaction, the statements of its text after it too.
+func TestTransactionPreparesEachTextOnce(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	b.resetAfter = time.Hour  // no reset between the calls,
+	b.sessionWork = time.Hour // nor a new session
+	ctx := context.Background()
+	const add = "SELECT $1::bigint + 1"
+	var stmts []abi.PGStatement
+	for i := range 20 {
+		stmts = append(stmts, stmt(add, integer(int64(i))))
+	}
+	stmts = append(stmts, stmt(add, text("7")), stmt(add, text("8")),
+		stmt("SELECT count(*) FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql", text(add)))
+	rs, err := do(t, ctx, b, abi.PGTransaction, stmts...)
+	require.NoError(t, err)
+	mustOK(t, rs)
+	for i := range 20 {
+		require.Equal(t, integer(int64(i+1)), rs[i].Row(0)[0], "statement %d", i)
+	}
+	require.Equal(t, integer(8), rs[20].Row(0)[0])
+	require.Equal(t, integer(9), rs[21].Row(0)[0])
+	require.Equal(t, integer(2), rs[22].Row(0)[0], "statements of one text and parameter types prepared more than once")
+
+	const missing = "SELECT x FROM no_such_table WHERE x = $1"
+	rs, err = do(t, ctx, b, abi.PGTransaction, stmt(missing, integer(1)), stmt(missing, integer(2)), stmt(add, integer(3)))
+	require.NoError(t, err)
+	require.Equal(t, "42P01", sqlState(t, rs[0]))
+	require.Equal(t, "25P02", sqlState(t, rs[1]))
+	require.Equal(t, "25P02", sqlState(t, rs[2]))
+	// The connection is whole: the next call's statements run.
+	rs, err = do(t, ctx, b, abi.PGTransaction, stmt(add, integer(4)), stmt(add, integer(5)))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, integer(6), rs[1].Row(0)[0])
+}
+
+// A call of 2 ms or more ends with the whole session reset; it drops the
+// statements a plugin prepared with SQL, and keeps the bridge's own
+// (bounded by maxPrepared), which it would otherwise parse again at every
+// such call.
+func TestLongCallKeepsOnlyTheBridgesStatements(t *testing.T) {
+	b := open(t, Config{MaxConns: 1})
+	b.sessionWork = time.Hour // no new session
+	ctx := context.Background()
+	const add = "SELECT $1::bigint + 1"
+	count := func(sql string, params ...abi.PGValue) int64 {
+		t.Helper()
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt(sql, params...))
+		require.NoError(t, err)
+		mustOK(t, rs)
+		return rs[0].Row(0)[0].Int
+	}
+	rs, err := do(t, ctx, b, abi.PGTransaction, stmt(add, integer(1)), stmt("SELECT pg_sleep(0.005)"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	bridges := "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql"
+	require.Equal(t, int64(1), count(bridges, text(add)), "the reset after a long call dropped the bridge's statement")
+
+	rs, err = do(t, ctx, b, abi.PGTransaction, stmt("PREPARE mine AS SELECT 1"), stmt("SELECT pg_sleep(0.005)"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, int64(0), count("SELECT count(*) FROM pg_prepared_statements WHERE from_sql"),
+		"a statement the plugin prepared outlived the reset after its long call")
+	// The bridge's went with it, and it prepares them again.
+	rs, err = do(t, ctx, b, abi.PGTransaction, stmt(add, integer(2)), stmt(add, integer(3)))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, integer(4), rs[1].Row(0)[0])
+	require.Equal(t, int64(1), count(bridges, text(add)))
+}
+
 // The statement timeout the server enforces is the time left to the
 // call, never more, and at most a fifth less.
 func TestDeadlineSetsTheStatementTimeout(t *testing.T) {

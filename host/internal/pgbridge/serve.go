@@ -1,6 +1,7 @@
 package pgbridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -389,23 +390,42 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 		c.sinceFull++
 	}
 	c.worked += time.Since(start)
-	if !c.hasTemp || c.retiring(b) {
+	if !c.hasTemp && !c.sqlPrepared || c.retiring(b) {
 		return nil // closed after the call (retire)
 	}
-	p.SendQueryParams(discardTemp, nil, nil, nil, nil)
+	if c.hasTemp {
+		p.SendQueryParams(discardTemp, nil, nil, nil, nil)
+	}
+	if c.sqlPrepared {
+		p.SendQueryParams(deallocateAll, nil, nil, nil, nil)
+	}
 	p.SendPipelineSync()
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	if err := readResult(p, discardTemp, nil); err != nil {
-		return err
+	if c.hasTemp {
+		if err := readResult(p, discardTemp, nil); err != nil {
+			return err
+		}
+		c.hasTemp = false
 	}
-	c.hasTemp = false
+	if c.sqlPrepared {
+		if err := readResult(p, deallocateAll, nil); err != nil {
+			return err
+		}
+		c.sqlPrepared = false
+		c.forgetPrepared()
+	}
 	return expectSync(p)
 }
 
-// discardTemp drops the session's temporary tables (see resetSession).
-const discardTemp = "DISCARD TEMP"
+// discardTemp drops the session's temporary tables, deallocateAll its
+// prepared statements, when the session reset finds some a plugin made
+// (see resetSession).
+const (
+	discardTemp   = "DISCARD TEMP"
+	deallocateAll = "DEALLOCATE ALL"
+)
 
 // maxSessionWork bounds the time a session's calls may run, together,
 // before it is closed after its call and the pool opens another: what
@@ -485,10 +505,10 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //   - memory the session holds (settings: set_config of 100 MB values took
 //     one server process to 1.37 GB, kept while the connection idled;
 //     cursors WITH HOLD; temporary tables, and their local buffers,
-//     which only closing the session frees (pinTempBuffers, retire); prepared
-//     statements, the
-//     plugin's SQL PREPAREs and the bridge's own, which it prepares again
-//     as it needs them), session advisory locks, and a
+//     which only closing the session frees (pinTempBuffers, retire);
+//     prepared statements of the plugin's SQL PREPAREs, with the bridge's
+//     own, which it prepares again as it needs them), session advisory
+//     locks, and a
 //     statement_timeout of the plugin's: the rest of resetSession, which
 //     RESET ALL makes cost as much as a keyed read's whole call. It ends
 //     one pipeline in fullResetEvery, and any pipeline that took
@@ -504,13 +524,20 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // and the host another read (BENCHMARKS.md). When that statement fails,
 // the server skips them, and the pipeline sends them again alone. They
 // are parsed on every call, as the unnamed statement: a prepared one, a
-// plugin could deallocate or replace.
+// plugin could deallocate or replace. Temporary tables and prepared
+// statements are dropped after them, in a round trip of their own, only
+// when the last one finds the session has some of the plugin's: DISCARD
+// TEMP costs as much as the rest of a keyed read's call, and a DEALLOCATE
+// ALL after every call of 2 ms or more had the bridge parse its own
+// statements again at each (a batch of 100 puts, one Parse each, ran at a
+// fifth of its speed). The bridge's own statements are bounded in count
+// and text (maxPrepared), and live at most as long as the session
+// (maxSessionWork).
 var resetSession = [...]string{
 	"UNLISTEN *",
 	"RESET ALL",
 	"CLOSE ALL",
-	"DEALLOCATE ALL",
-	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -548,7 +575,10 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 	if c.readLast == nil {
 		// Made once per connection: a closure made at each reset is an
 		// allocation of every call in fullResetEvery.
-		c.readLast = func(v [][]byte) { c.hasTemp = len(v) == 3 && string(v[2]) == "t" }
+		c.readLast = func(v [][]byte) {
+			c.hasTemp = len(v) == 4 && string(v[2]) == "t"
+			c.sqlPrepared = len(v) == 4 && string(v[3]) == "t"
+		}
 	}
 	for i, q := range sent {
 		var row func([][]byte)
@@ -558,9 +588,6 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 		if err := readResult(p, q, row); err != nil {
 			return err
 		}
-	}
-	if c.full {
-		c.forgetPrepared() // DEALLOCATE ALL
 	}
 	return nil
 }
@@ -572,14 +599,27 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		p.SendPipelineSync()
 	}
 	req := x.req
+	c.fresh = c.fresh[:0]
 	for i := range req.stmts {
 		s := &req.stmts[i]
 		c.params(req.params[s.p0:s.p1])
 		pl := &x.plan[i]
 		*pl = planned{}
-		switch sd := c.lookup(s.sql, c.oids); {
+		sd, earlier := c.lookup(s.sql, c.oids), ""
+		if sd == nil && req.mode == abi.PGTransaction {
+			earlier = c.preparing(x, s.sql)
+		}
+		switch {
 		case sd != nil && (i == 0 || req.mode == abi.PGBatch || x.last):
 			p.SendQueryStatement(sd, c.values, c.formats, binaryFormat)
+		case earlier != "":
+			// Prepared by an earlier statement of this transaction, whose
+			// description is read only with its result: one Parse for
+			// the transaction's statements of one text, not one each (a
+			// batch of 100 puts after a reset that deallocated them). It
+			// is exact in a transaction: if that Parse failed, or was
+			// skipped, so is every statement after it.
+			p.SendQueryPrepared(earlier, c.values, c.formats, binaryFormat)
 		case sd != nil:
 			// pgconn keeps the description of each statement sent by its
 			// description, to read its result with, and does not drop
@@ -595,6 +635,7 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			c.next++
 			pl.name = "storagehost_" + strconv.FormatUint(c.next, 10)
 			pl.oids = slices.Clone(c.oids)
+			c.fresh = append(c.fresh, i)
 			p.SendPrepare(pl.name, string(s.sql), c.oids)
 			p.SendQueryPrepared(pl.name, c.values, c.formats, binaryFormat)
 		default:
@@ -831,8 +872,9 @@ type connState struct {
 	// prepared: a statement since the bridge last looked prepared a
 	// transaction (prepared.go).
 	prepared bool
-	// hasTemp: the session has temporary tables (resetSession).
-	hasTemp bool
+	// hasTemp: the session has temporary tables; sqlPrepared: statements
+	// prepared with SQL PREPARE (resetSession).
+	hasTemp, sqlPrepared bool
 	// worked is the time the session's calls ran (maxSessionWork).
 	worked time.Duration
 	// readLast reads the row of resetSession's last statement
@@ -848,7 +890,22 @@ type connState struct {
 	formats []int16
 	arena   []byte // the bodies of int and float parameters
 	plan    []planned
-	vals    abi.Encoder // one result's values
+	// fresh lists the statements of the request being sent that prepare
+	// their text (preparing).
+	fresh []int
+	vals  abi.Encoder // one result's values
+}
+
+// preparing returns the name of the statement of text sql, with the
+// parameter types of c.oids, that a statement of x sent before prepares
+// in this pipeline, or "".
+func (c *connState) preparing(x *part, sql []byte) string {
+	for _, j := range c.fresh {
+		if pl := &x.plan[j]; bytes.Equal(x.req.stmts[j].sql, sql) && slices.Equal(pl.oids, c.oids) {
+			return pl.name
+		}
+	}
+	return ""
 }
 
 type preparedStmt struct {
