@@ -157,6 +157,10 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 			stmt("BEGIN"), stmt("DECLARE held CURSOR WITH HOLD FOR SELECT generate_series(1, 1000)"), stmt("COMMIT"),
 			stmt("SELECT pg_advisory_lock(42)"),
 		}},
+		// No temporary table: the temporary schema holds only a function.
+		{"temporary function", abi.PGBatch, []abi.PGStatement{
+			stmt("CREATE FUNCTION pg_temp.kept() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+		}},
 		{"transaction ending in a failure", abi.PGTransaction, []abi.PGStatement{
 			stmt("SELECT set_config('hostile.big', repeat('a', 1000000), false)"),
 			stmt("COMMIT"), // what came before is committed; the rest fails
@@ -174,7 +178,8 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 				// Named: the protocol's unnamed portal shows there too.
 				stmt("SELECT count(*) FROM pg_cursors WHERE name <> ''"),
 				stmt("SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND pg_table_is_visible(oid)"),
-				stmt("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"))
+				stmt("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"),
+				stmt("SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema()"))
 			require.NoError(t, err)
 			mustOK(t, rs)
 			require.Equal(t, text(""), rs[0].Row(0)[0], "the setting outlived its call")
@@ -182,6 +187,7 @@ func TestSessionStateEndsWithTheCall(t *testing.T) {
 			require.Equal(t, integer(0), rs[2].Row(0)[0], "a held cursor outlived its call")
 			require.Equal(t, integer(0), rs[3].Row(0)[0], "a temporary table outlived its call")
 			require.Equal(t, integer(0), rs[4].Row(0)[0], "a session advisory lock outlived its call")
+			require.Equal(t, integer(0), rs[5].Row(0)[0], "a temporary function outlived its call")
 		})
 	}
 }

@@ -419,7 +419,7 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	return expectSync(p)
 }
 
-// discardTemp drops the session's temporary tables, deallocateAll its
+// discardTemp drops the session's temporary objects, deallocateAll its
 // prepared statements, when the session reset finds some a plugin made
 // (see resetSession).
 const (
@@ -505,7 +505,8 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //   - memory the session holds (settings: set_config of 100 MB values took
 //     one server process to 1.37 GB, kept while the connection idled;
 //     cursors WITH HOLD; temporary tables, and their local buffers,
-//     which only closing the session frees (pinTempBuffers, retire);
+//     which only closing the session frees (pinTempBuffers, retire), and
+//     the other objects of the temporary schema;
 //     prepared statements of the plugin's SQL PREPAREs, with the bridge's
 //     own, which it prepares again as it needs them), session advisory
 //     locks, and a
@@ -524,9 +525,12 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // and the host another read (BENCHMARKS.md). When that statement fails,
 // the server skips them, and the pipeline sends them again alone. They
 // are parsed on every call, as the unnamed statement: a prepared one, a
-// plugin could deallocate or replace. Temporary tables and prepared
+// plugin could deallocate or replace. Temporary objects and prepared
 // statements are dropped after them, in a round trip of their own, only
-// when the last one finds the session has some of the plugin's: DISCARD
+// when the last one finds the session has some of the plugin's (objects
+// by their dependency on the temporary schema, an index lookup in
+// pg_depend: a scan of pg_class by namespace cost a reset 50 to 100 µs in
+// a small database, and missed functions and types): DISCARD
 // TEMP costs as much as the rest of a keyed read's call, and a DEALLOCATE
 // ALL after every call of 2 ms or more had the bridge parse its own
 // statements again at each (a batch of 100 puts, one Parse each, ran at a
@@ -537,7 +541,7 @@ var resetSession = [...]string{
 	"UNLISTEN *",
 	"RESET ALL",
 	"CLOSE ALL",
-	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)",
+	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)",
 }
 
 // fullResetEvery and fullResetAfter say when a pipeline ends with all of
@@ -872,8 +876,9 @@ type connState struct {
 	// prepared: a statement since the bridge last looked prepared a
 	// transaction (prepared.go).
 	prepared bool
-	// hasTemp: the session has temporary tables; sqlPrepared: statements
-	// prepared with SQL PREPARE (resetSession).
+	// hasTemp: the session's temporary schema holds objects (tables,
+	// sequences, views, functions); sqlPrepared: statements prepared with
+	// SQL PREPARE (resetSession).
 	hasTemp, sqlPrepared bool
 	// worked is the time the session's calls ran (maxSessionWork).
 	worked time.Duration
