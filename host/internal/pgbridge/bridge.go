@@ -120,6 +120,8 @@ type Bridge struct {
 	resetAfter time.Duration
 	// sessionWork is maxSessionWork; a test sets it lower.
 	sessionWork time.Duration
+	// parseWork is maxParseWork; a test sets it otherwise.
+	parseWork time.Duration
 	// admin and password set the role's password back (strays.go).
 	admin    *pgx.ConnConfig
 	password string
@@ -154,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		cancelWait:  cancelWait,
 		resetAfter:  fullResetAfter,
 		sessionWork: maxSessionWork,
+		parseWork:   maxParseWork,
 		admin:       admin,
 		runaway:     cfg.RunawayAfter,
 		stop:        make(chan struct{}),

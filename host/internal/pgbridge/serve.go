@@ -1,7 +1,6 @@
 package pgbridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -389,14 +388,19 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	} else {
 		c.sinceFull++
 	}
-	c.worked += time.Since(start)
-	if !c.hasTemp && !c.sqlPrepared || c.retiring(b) {
+	took := time.Since(start)
+	c.worked += took
+	if fresh > 0 {
+		c.parseWork += took
+	}
+	deallocate := c.sqlPrepared || c.forgot || c.parseWork >= b.parseWork
+	if !c.hasTemp && !deallocate || c.retiring(b) {
 		return nil // closed after the call (retire)
 	}
 	if c.hasTemp {
 		p.SendQueryParams(discardTemp, nil, nil, nil, nil)
 	}
-	if c.sqlPrepared {
+	if deallocate {
 		p.SendQueryParams(deallocateAll, nil, nil, nil, nil)
 	}
 	p.SendPipelineSync()
@@ -409,19 +413,21 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 		}
 		c.hasTemp = false
 	}
-	if c.sqlPrepared {
+	if deallocate {
 		if err := readResult(p, deallocateAll, nil); err != nil {
 			return err
 		}
-		c.sqlPrepared = false
+		c.sqlPrepared, c.forgot = false, false
 		c.forgetPrepared()
 	}
 	return expectSync(p)
 }
 
-// discardTemp drops the session's temporary objects, deallocateAll its
-// prepared statements, when the session reset finds some a plugin made
-// (see resetSession).
+// discardTemp drops the session's temporary objects, when the session
+// reset finds some a plugin made, and deallocateAll its prepared
+// statements, when it finds some the plugin made with SQL, when the bridge
+// forgot its own (failed) or when they took maxParseWork to prepare (see
+// resetSession).
 const (
 	discardTemp   = "DISCARD TEMP"
 	deallocateAll = "DEALLOCATE ALL"
@@ -535,8 +541,11 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // ALL after every call of 2 ms or more had the bridge parse its own
 // statements again at each (a batch of 100 puts, one Parse each, ran at a
 // fifth of its speed). The bridge's own statements are bounded in count
-// and text (maxPrepared), and live at most as long as the session
-// (maxSessionWork).
+// and text (maxPrepared) and, since what the server holds for one is not
+// its text but its parsed query (a short text naming a large view many
+// times: an outside check's plugin held 800 MB in an idle server process
+// with 162 statements of 150 bytes), by the time of the pipelines that
+// prepared them: maxParseWork.
 var resetSession = [...]string{
 	"UNLISTEN *",
 	"RESET ALL",
@@ -603,7 +612,7 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		p.SendPipelineSync()
 	}
 	req := x.req
-	c.fresh = c.fresh[:0]
+	clear(c.fresh)
 	for i := range req.stmts {
 		s := &req.stmts[i]
 		c.params(req.params[s.p0:s.p1])
@@ -639,7 +648,12 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			c.next++
 			pl.name = "storagehost_" + strconv.FormatUint(c.next, 10)
 			pl.oids = slices.Clone(c.oids)
-			c.fresh = append(c.fresh, i)
+			if req.mode == abi.PGTransaction {
+				if c.fresh == nil {
+					c.fresh = map[string]int{}
+				}
+				c.fresh[string(s.sql)] = i
+			}
 			p.SendPrepare(pl.name, string(s.sql), c.oids)
 			p.SendQueryPrepared(pl.name, c.values, c.formats, binaryFormat)
 		default:
@@ -678,6 +692,9 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 	failed := false
 	for i := range req.stmts {
 		if failed {
+			if x.plan[i].name != "" {
+				c.unprepared(req.stmts[i].sql) // skipped: nothing prepared
+			}
 			if *budget >= 0 {
 				errNotRun.Encode(e)
 			}
@@ -695,6 +712,8 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 				// read in a pipeline empty.
 				sd.Name, sd.SQL = pl.name, string(req.stmts[i].sql)
 				c.add(sd, pl.oids)
+			} else {
+				c.unprepared(req.stmts[i].sql) // the Parse failed
 			}
 		}
 		if err == nil {
@@ -837,14 +856,21 @@ func (c *connState) result(rr *pgconn.ResultReader, budget *int64, e *abi.Encode
 func (c *connState) failed(pgErr *pgconn.PgError) {
 	if pgErr.Code == "26000" || pgErr.Code == "0A000" {
 		c.forgetPrepared()
+		c.forgot = true // the server may still hold the others
 	}
 }
 
 // forgetPrepared empties the connection's record of its prepared
-// statements, which the server has dropped.
+// statements, which the server has dropped or is to drop.
 func (c *connState) forgetPrepared() {
 	clear(c.byText)
-	c.count, c.textBytes = 0, 0
+	c.count, c.textBytes, c.parseWork = 0, 0, 0
+}
+
+// unprepared gives back the text budget of a statement the pipeline sent
+// to be prepared whose Parse failed or was skipped.
+func (c *connState) unprepared(sql []byte) {
+	c.textBytes = max(c.textBytes-len(sql), 0) // forgetPrepared may have run since
 }
 
 // maxPrepared, maxPreparedText and maxPreparedBytes bound the statements
@@ -858,6 +884,14 @@ const (
 	maxPreparedText  = 8 << 10
 	maxPreparedBytes = 1 << 20
 )
+
+// maxParseWork bounds the time of the pipelines that prepared statements
+// on a connection (each counted whole, whatever else it ran) before the
+// bridge deallocates them all, and prepares its own again as it needs
+// them. What the server holds for a statement grows with the time its
+// Parse took, not with its text; a steady workload prepares its few
+// texts once, in pipelines that take well under this in all.
+const maxParseWork = 20 * time.Millisecond
 
 // connState is the bridge's state of one connection, kept in its
 // CustomData: its prepared statements, the statement timeout it has, and
@@ -880,6 +914,12 @@ type connState struct {
 	// sequences, views, functions); sqlPrepared: statements prepared with
 	// SQL PREPARE (resetSession).
 	hasTemp, sqlPrepared bool
+	// forgot: the bridge forgot its prepared statements, which the server
+	// may still hold (failed).
+	forgot bool
+	// parseWork is the time of the pipelines that prepared statements
+	// since the last deallocation (maxParseWork).
+	parseWork time.Duration
 	// worked is the time the session's calls ran (maxSessionWork).
 	worked time.Duration
 	// readLast reads the row of resetSession's last statement
@@ -895,9 +935,9 @@ type connState struct {
 	formats []int16
 	arena   []byte // the bodies of int and float parameters
 	plan    []planned
-	// fresh lists the statements of the request being sent that prepare
-	// their text (preparing).
-	fresh []int
+	// fresh maps the texts the statements of the transaction being sent
+	// prepare to the first of them (preparing).
+	fresh map[string]int
 	vals  abi.Encoder // one result's values
 }
 
@@ -905,12 +945,11 @@ type connState struct {
 // parameter types of c.oids, that a statement of x sent before prepares
 // in this pipeline, or "".
 func (c *connState) preparing(x *part, sql []byte) string {
-	for _, j := range c.fresh {
-		if pl := &x.plan[j]; bytes.Equal(x.req.stmts[j].sql, sql) && slices.Equal(pl.oids, c.oids) {
-			return pl.name
-		}
+	j, ok := c.fresh[string(sql)]
+	if !ok || !slices.Equal(x.plan[j].oids, c.oids) {
+		return ""
 	}
-	return ""
+	return x.plan[j].name
 }
 
 type preparedStmt struct {
