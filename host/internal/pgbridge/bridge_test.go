@@ -512,6 +512,7 @@ func TestTransactionPreparesEachTextOnce(t *testing.T) {
 func TestLongCallKeepsOnlyTheBridgesStatements(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
 	b.sessionWork = time.Hour // no new session
+	b.parseWork = time.Hour   // nor a deallocation for the time spent preparing
 	ctx := context.Background()
 	const add = "SELECT $1::bigint + 1"
 	count := func(sql string, params ...abi.PGValue) int64 {
