@@ -650,9 +650,9 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			pl.oids = slices.Clone(c.oids)
 			if req.mode == abi.PGTransaction {
 				if c.fresh == nil {
-					c.fresh = map[string]int{}
+					c.fresh = map[string][]int{}
 				}
-				c.fresh[string(s.sql)] = i
+				c.fresh[string(s.sql)] = append(c.fresh[string(s.sql)], i)
 			}
 			p.SendPrepare(pl.name, string(s.sql), c.oids)
 			p.SendQueryPrepared(pl.name, c.values, c.formats, binaryFormat)
@@ -942,8 +942,9 @@ type connState struct {
 	arena   []byte // the bodies of int and float parameters
 	plan    []planned
 	// fresh maps the texts the statements of the transaction being sent
-	// prepare to the first of them (preparing).
-	fresh map[string]int
+	// prepare to those statements, one for each set of parameter types
+	// (preparing).
+	fresh map[string][]int
 	vals  abi.Encoder // one result's values
 }
 
@@ -951,11 +952,12 @@ type connState struct {
 // parameter types of c.oids, that a statement of x sent before prepares
 // in this pipeline, or "".
 func (c *connState) preparing(x *part, sql []byte) string {
-	j, ok := c.fresh[string(sql)]
-	if !ok || !slices.Equal(x.plan[j].oids, c.oids) {
-		return ""
+	for _, j := range c.fresh[string(sql)] {
+		if slices.Equal(x.plan[j].oids, c.oids) {
+			return x.plan[j].name
+		}
 	}
-	return x.plan[j].name
+	return ""
 }
 
 type preparedStmt struct {
