@@ -120,8 +120,8 @@ type Bridge struct {
 	resetAfter time.Duration
 	// sessionWork is maxSessionWork; a test sets it lower.
 	sessionWork time.Duration
-	// parseWork is maxParseWork; a test sets it otherwise.
-	parseWork time.Duration
+	// preparedWork is maxPreparedWork; a test sets it otherwise.
+	preparedWork time.Duration
 	// admin and password set the role's password back (strays.go).
 	admin    *pgx.ConnConfig
 	password string
@@ -148,18 +148,18 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("%w: postgres url: %v", ErrConfig, err)
 	}
 	b := &Bridge{
-		schema:      cfg.Schema,
-		role:        RolePrefix + cfg.Schema,
-		timeout:     cfg.StatementTimeout,
-		maxBytes:    cfg.MaxResultBytes,
-		maxStmts:    cfg.MaxStatements,
-		cancelWait:  cancelWait,
-		resetAfter:  fullResetAfter,
-		sessionWork: maxSessionWork,
-		parseWork:   maxParseWork,
-		admin:       admin,
-		runaway:     cfg.RunawayAfter,
-		stop:        make(chan struct{}),
+		schema:       cfg.Schema,
+		role:         RolePrefix + cfg.Schema,
+		timeout:      cfg.StatementTimeout,
+		maxBytes:     cfg.MaxResultBytes,
+		maxStmts:     cfg.MaxStatements,
+		cancelWait:   cancelWait,
+		resetAfter:   fullResetAfter,
+		sessionWork:  maxSessionWork,
+		preparedWork: maxPreparedWork,
+		admin:        admin,
+		runaway:      cfg.RunawayAfter,
+		stop:         make(chan struct{}),
 	}
 	if b.timeout <= 0 {
 		b.timeout = 30 * time.Second

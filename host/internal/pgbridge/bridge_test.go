@@ -511,8 +511,8 @@ func TestTransactionPreparesEachTextOnce(t *testing.T) {
 // such call.
 func TestLongCallKeepsOnlyTheBridgesStatements(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.sessionWork = time.Hour // no new session
-	b.parseWork = time.Hour   // nor a deallocation for the time spent preparing
+	b.sessionWork = time.Hour  // no new session
+	b.preparedWork = time.Hour // nor a deallocation for the time spent preparing
 	ctx := context.Background()
 	const add = "SELECT $1::bigint + 1"
 	count := func(sql string, params ...abi.PGValue) int64 {

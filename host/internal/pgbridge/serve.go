@@ -328,6 +328,10 @@ func (x *part) begin(maxBytes int64) {
 // unanswered.
 func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, parts []*part) (err error) {
 	start := time.Now()
+	// A Bind of a held statement may build as much as its Parse did: it
+	// analyzes it again after DDL on what it reads, and plans it for good
+	// at its sixth run (maxPreparedWork).
+	held := c.count > 0
 	c.full = c.sinceFull+1 >= fullResetEvery
 	p := pc.StartPipeline(ctx)
 	defer func() {
@@ -390,10 +394,11 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	}
 	took := time.Since(start)
 	c.worked += took
-	if fresh > 0 {
-		c.parseWork += took
+	if held || c.parsed {
+		c.preparedWork += took
 	}
-	deallocate := c.sqlPrepared || c.forgot || c.parseWork >= b.parseWork
+	c.parsed = false
+	deallocate := c.sqlPrepared || c.forgot || c.preparedWork >= b.preparedWork
 	if !c.hasTemp && !deallocate || c.retiring(b) {
 		return nil // closed after the call (retire)
 	}
@@ -426,8 +431,8 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 // discardTemp drops the session's temporary objects, when the session
 // reset finds some a plugin made, and deallocateAll its prepared
 // statements, when it finds some the plugin made with SQL, when the bridge
-// forgot its own (failed) or when they took maxParseWork to prepare (see
-// resetSession).
+// forgot its own (failed) or when the connection worked maxPreparedWork
+// while it held them (see resetSession).
 const (
 	discardTemp   = "DISCARD TEMP"
 	deallocateAll = "DEALLOCATE ALL"
@@ -544,8 +549,8 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 // and text (maxPrepared) and, since what the server holds for one is not
 // its text but its parsed query (a short text naming a large view many
 // times: an outside check's plugin held 800 MB in an idle server process
-// with 162 statements of 150 bytes), by the time of the pipelines that
-// prepared them: maxParseWork.
+// with 162 statements of 150 bytes), by the time the connection worked
+// while it held them: maxPreparedWork.
 var resetSession = [...]string{
 	"UNLISTEN *",
 	"RESET ALL",
@@ -712,6 +717,7 @@ func (c *connState) receive(p *pgconn.Pipeline, x *part) error {
 				// read in a pipeline empty.
 				sd.Name, sd.SQL = pl.name, string(req.stmts[i].sql)
 				c.add(sd, pl.oids)
+				c.parsed = true
 			} else {
 				c.unprepared(req.stmts[i].sql) // the Parse failed
 			}
@@ -864,7 +870,7 @@ func (c *connState) failed(pgErr *pgconn.PgError) {
 // statements, which the server has dropped or is to drop.
 func (c *connState) forgetPrepared() {
 	clear(c.byText)
-	c.count, c.textBytes, c.parseWork = 0, 0, 0
+	c.count, c.textBytes, c.preparedWork = 0, 0, 0
 }
 
 // unprepared gives back the text budget of a statement the pipeline sent
@@ -885,19 +891,21 @@ const (
 	maxPreparedBytes = 1 << 20
 )
 
-// maxParseWork bounds the time of the pipelines that prepared statements
-// on a connection (each counted whole, whatever else it ran) before the
-// bridge deallocates them all, and prepares its own again as it needs
-// them. What the server holds for a statement grows with the time its
-// Parse took, not with its text: 100 ms of preparing held about 80 MB in
-// an outside check's server process (800 MB a second). The pipeline is
-// counted whole, its statements' execution and commit included, since a
-// Parse's own time is not seen apart: a steady workload prepares its few
-// texts once and stays under it, but on a loaded server, where a
-// pipeline that prepares may take that long alone, the bridge prepares
-// its texts again after each such pipeline, once each (a transaction's
-// statements of one text share one Parse), not at every call.
-const maxParseWork = 100 * time.Millisecond
+// maxPreparedWork bounds the time a connection works (its pipelines, each
+// counted whole) while the bridge holds prepared statements on it, or
+// prepares some, before the bridge deallocates them all and prepares its
+// own again as it needs them. What the server holds for a statement is
+// its parsed query, not its text, and a Parse builds it, and so does a
+// Bind, which analyzes the statement again after DDL on what it reads and
+// plans it for good at its sixth run: outside checks held 800 MB in an
+// idle server process with 162 statements of 150 bytes (a view named
+// eight times, their Binds failing), and 490 MB with 100 statements
+// prepared on a small view the plugin then replaced with a large one.
+// How much a statement holds grows with the time spent building it, and
+// a Parse's or a Bind's own time is not seen apart from the pipeline's.
+// A steady workload prepares its texts again once every 100 ms of work,
+// once each (a transaction's statements of one text share one Parse).
+const maxPreparedWork = 100 * time.Millisecond
 
 // connState is the bridge's state of one connection, kept in its
 // CustomData: its prepared statements, the statement timeout it has, and
@@ -923,9 +931,12 @@ type connState struct {
 	// forgot: the bridge forgot its prepared statements, which the server
 	// may still hold (failed).
 	forgot bool
-	// parseWork is the time of the pipelines that prepared statements
-	// since the last deallocation (maxParseWork).
-	parseWork time.Duration
+	// parsed: a Parse of the pipeline being read succeeded.
+	parsed bool
+	// preparedWork is the time of the pipelines run while the bridge held
+	// prepared statements, or prepared some, since the last deallocation
+	// (maxPreparedWork).
+	preparedWork time.Duration
 	// worked is the time the session's calls ran (maxSessionWork).
 	worked time.Duration
 	// readLast reads the row of resetSession's last statement
