@@ -594,8 +594,9 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 		// Made once per connection: a closure made at each reset is an
 		// allocation of every call in fullResetEvery.
 		c.readLast = func(v [][]byte) {
-			c.hasTemp = len(v) == 4 && string(v[2]) == "t"
-			c.sqlPrepared = len(v) == 4 && string(v[3]) == "t"
+			whole := len(v) == 4
+			c.hasTemp = whole && string(v[2]) == "t"
+			c.sqlPrepared = whole && string(v[3]) == "t"
 		}
 	}
 	for i, q := range sent {
@@ -617,7 +618,7 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 		p.SendPipelineSync()
 	}
 	req := x.req
-	clear(c.fresh)
+	clear(c.pending)
 	for i := range req.stmts {
 		s := &req.stmts[i]
 		c.params(req.params[s.p0:s.p1])
@@ -654,10 +655,10 @@ func (c *connState) send(p *pgconn.Pipeline, x *part, fresh *int) {
 			pl.name = "storagehost_" + strconv.FormatUint(c.next, 10)
 			pl.oids = slices.Clone(c.oids)
 			if req.mode == abi.PGTransaction {
-				if c.fresh == nil {
-					c.fresh = map[string][]int{}
+				if c.pending == nil {
+					c.pending = map[string][]int{}
 				}
-				c.fresh[string(s.sql)] = append(c.fresh[string(s.sql)], i)
+				c.pending[string(s.sql)] = append(c.pending[string(s.sql)], i)
 			}
 			p.SendPrepare(pl.name, string(s.sql), c.oids)
 			p.SendQueryPrepared(pl.name, c.values, c.formats, binaryFormat)
@@ -952,18 +953,18 @@ type connState struct {
 	formats []int16
 	arena   []byte // the bodies of int and float parameters
 	plan    []planned
-	// fresh maps the texts the statements of the transaction being sent
-	// prepare to those statements, one for each set of parameter types
-	// (preparing).
-	fresh map[string][]int
-	vals  abi.Encoder // one result's values
+	// pending maps the texts the statements of the transaction being
+	// sent prepare to those statements, one for each set of parameter
+	// types (preparing); not the pipeline's count of Parses, fresh.
+	pending map[string][]int
+	vals    abi.Encoder // one result's values
 }
 
 // preparing returns the name of the statement of text sql, with the
 // parameter types of c.oids, that a statement of x sent before prepares
 // in this pipeline, or "".
 func (c *connState) preparing(x *part, sql []byte) string {
-	for _, j := range c.fresh[string(sql)] {
+	for _, j := range c.pending[string(sql)] {
 		if slices.Equal(x.plan[j].oids, c.oids) {
 			return x.plan[j].name
 		}
