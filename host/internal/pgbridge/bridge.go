@@ -115,9 +115,10 @@ type Bridge struct {
 	cancelWait time.Duration
 	pipes      *pipes
 	tempFiles  int64 // the role's temp_file_limit in kB, -1 for none
-	// resetAfter is fullResetAfter; a test sets it to make every call a
-	// quick one, or a slow one.
-	resetAfter time.Duration
+	// resetAfter is fullResetAfter and resetWork fullResetWork; a test
+	// sets them to make every call a quick one, or a slow one, or to
+	// leave quick ones unreset.
+	resetAfter, resetWork time.Duration
 	// sessionWork is maxSessionWork; a test sets it lower.
 	sessionWork time.Duration
 	// preparedWork is maxPreparedWork; a test sets it otherwise.
@@ -155,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		maxStmts:     cfg.MaxStatements,
 		cancelWait:   cancelWait,
 		resetAfter:   fullResetAfter,
+		resetWork:    fullResetWork,
 		sessionWork:  maxSessionWork,
 		preparedWork: maxPreparedWork,
 		admin:        admin,

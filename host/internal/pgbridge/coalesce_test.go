@@ -218,8 +218,8 @@ func TestFailedTransactionInASharedPipelineLeavesItsNeighboursResults(t *testing
 // UNAVAILABLE, and its statements never run.
 func TestQueuedCallEndedIsNotSent(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.resetAfter = time.Hour  // no reset after the long call could hide the setting
-	b.sessionWork = time.Hour // nor a new session
+	b.resetAfter, b.resetWork = time.Hour, time.Hour // no reset after the long call could hide the setting
+	b.sessionWork = time.Hour                        // nor a new session
 	ctx := context.Background()
 	release, queued := occupy(t, b)
 

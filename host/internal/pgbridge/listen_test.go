@@ -280,21 +280,30 @@ func TestSessionEndsAfterItsWork(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "the session that ran its work is still open")
 }
 
-// Calls too short to build much each are reset one in fullResetEvery: a
-// setting a quick call left is gone fullResetEvery calls later at most.
+// Calls too short to build much each are reset by their work: what a
+// quick call left is gone once the connection worked fullResetWork
+// since, at the call after, however many calls that took.
 func TestQuickCallsStateIsBounded(t *testing.T) {
 	b := open(t, Config{MaxConns: 1})
-	b.resetAfter = time.Hour  // every call a quick one: only the count resets
+	b.resetAfter = time.Hour  // every call a quick one: only their work resets
 	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
-	for i := range fullResetEvery {
-		_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT set_config('hostile.s' || $1, 'left', false)", integer(int64(i))))
+	// Each call takes at least this long, whatever this machine's speed:
+	// n of them are past fullResetWork.
+	const least = 250 * time.Microsecond
+	n := int(fullResetWork/least) + 1
+	for i := range n {
+		_, err := do(t, ctx, b, abi.PGBatch, stmt(fmt.Sprintf("SELECT set_config('hostile.s' || $1, 'left', false), pg_sleep(%g)", least.Seconds()), integer(int64(i))))
 		require.NoError(t, err)
 	}
-	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce(current_setting('hostile.s0', true), '')"))
+	// This call ends with the whole reset, after its statement.
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
 	require.NoError(t, err)
 	mustOK(t, rs)
-	require.Equal(t, text(""), rs[0].Row(0)[0], "a setting outlived %d calls", fullResetEvery)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT coalesce(current_setting('hostile.s0', true), '')"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+	require.Equal(t, text(""), rs[0].Row(0)[0], "a setting outlived %d calls of %v or more", n, least)
 }
 
 // Prepared statements hold a plan each in the server and, the bridge's,
@@ -311,8 +320,11 @@ func TestPreparedStatementsAreBounded(t *testing.T) {
 		_, err := do(t, ctx, b, abi.PGBatch, stmt(long))
 		require.NoError(t, err)
 	}
+	// Each call takes at least least, whatever this machine's speed: a
+	// full reset follows every fullResetWork of them, or sooner.
+	const least = 250 * time.Microsecond
 	for i := range 20 {
-		_, err := do(t, ctx, b, abi.PGBatch, stmt(fmt.Sprintf("PREPARE hog%d AS SELECT repeat('x', 100000)", i)))
+		_, err := do(t, ctx, b, abi.PGBatch, stmt(fmt.Sprintf("PREPARE hog%d AS SELECT repeat('x', 100000)", i)), stmt(fmt.Sprintf("SELECT pg_sleep(%g)", least.Seconds())))
 		require.NoError(t, err)
 	}
 	rs, err := do(t, ctx, b, abi.PGBatch,
@@ -320,6 +332,6 @@ func TestPreparedStatementsAreBounded(t *testing.T) {
 		stmt("SELECT count(*) FROM pg_prepared_statements WHERE length(statement) > $1", integer(maxPreparedText)))
 	require.NoError(t, err)
 	mustOK(t, rs)
-	require.Less(t, rs[0].Row(0)[0].Int, int64(fullResetEvery), "the plugin's prepared statements outlived the reset")
+	require.LessOrEqual(t, rs[0].Row(0)[0].Int, int64(fullResetWork/least)+1, "the plugin's prepared statements outlived the reset")
 	require.Equal(t, integer(0), rs[1].Row(0)[0], "the bridge prepared a statement longer than %d bytes", maxPreparedText)
 }

@@ -19,11 +19,12 @@ import (
 //
 // A call of 2 ms or more ends with the whole session reset, whose
 // DEALLOCATE ALL drops the bridge's statements and the replacement with
-// them; these tests are of quicker calls, which only one in
-// fullResetEvery resets, however long the machine takes for them.
+// them, as does the reset after fullResetWork of quicker calls; these
+// tests are of a connection that no full reset reaches between the
+// replacement and the call, however long the machine takes for them.
 func replacePrepared(t *testing.T, b *Bridge) {
 	t.Helper()
-	b.resetAfter = time.Hour
+	b.resetAfter, b.resetWork = time.Hour, time.Hour
 	b.sessionWork = time.Hour // nor a new session
 	ctx := context.Background()
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))

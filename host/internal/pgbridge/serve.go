@@ -332,7 +332,7 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 	// analyzes it again after DDL on what it reads, and plans it for good
 	// at its sixth run (maxPreparedWork).
 	held := c.count > 0
-	c.full = c.sinceFull+1 >= fullResetEvery
+	c.full = c.sinceFull >= b.resetWork
 	p := pc.StartPipeline(ctx)
 	defer func() {
 		if cerr := p.Close(); cerr != nil && err == nil {
@@ -379,20 +379,21 @@ func (b *Bridge) pipeline(ctx context.Context, pc *pgconn.PgConn, c *connState, 
 			return err
 		}
 	}
-	if !c.full && time.Since(start) >= b.resetAfter {
+	took := time.Since(start)
+	if !c.full && took >= b.resetAfter {
 		// A call long enough to build much in its session: the whole
 		// reset now, not at a later call.
 		c.full = true
 		if err := c.resetAlone(p); err != nil {
 			return err
 		}
+		took = time.Since(start)
 	}
 	if c.full {
 		c.sinceFull = 0
 	} else {
-		c.sinceFull++
+		c.sinceFull += took
 	}
-	took := time.Since(start)
 	c.worked += took
 	if held || c.parsed {
 		c.preparedWork += took
@@ -522,12 +523,17 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //     own, which it prepares again as it needs them), session advisory
 //     locks, and a
 //     statement_timeout of the plugin's: the rest of resetSession, which
-//     RESET ALL makes cost as much as a keyed read's whole call. It ends
-//     one pipeline in fullResetEvery, and any pipeline that took
-//     fullResetAfter or more, at once, in a round trip of its own: what a
-//     session can build grows with the time its statements run, so
-//     calls shorter than that leave little each, and a connection holds
-//     at most what fullResetEvery of them left. The statement_timeout
+//     costs the server more than a keyed read's whole call. What a
+//     session can build grows with the time its statements run, so the
+//     rest is sent by work, not by count: it ends the first pipeline
+//     after the connection's pipelines since the last full reset ran
+//     fullResetWork together, and, at once, in a round trip of its own,
+//     any pipeline that took fullResetAfter or more. A connection then
+//     holds what one slow call built until that call ends, and what
+//     quick ones built in under fullResetWork + fullResetAfter of work
+//     (one in 16 calls, whatever their time, let 30 ms of them build;
+//     and keyed reads of 60 µs paid for a reset every 16, 7 µs of the
+//     server's CPU a read, BENCHMARKS.md). The statement_timeout
 //     RESET ALL returns to the login's is set again to the one the
 //     bridge last gave the connection (connState.timeoutMS).
 //
@@ -558,10 +564,12 @@ var resetSession = [...]string{
 	"SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('statement_timeout', $1, false), EXISTS (SELECT FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)",
 }
 
-// fullResetEvery and fullResetAfter say when a pipeline ends with all of
-// resetSession (see there).
+// fullResetWork and fullResetAfter say when a pipeline ends with all of
+// resetSession (see there): the first after the connection's pipelines
+// since the last full reset ran fullResetWork together, and, at once,
+// one that took fullResetAfter alone.
 const (
-	fullResetEvery = 16
+	fullResetWork  = 2 * time.Millisecond
 	fullResetAfter = 2 * time.Millisecond
 )
 
@@ -591,8 +599,8 @@ func (c *connState) receiveReset(p *pgconn.Pipeline) error {
 		sent = resetSession[:]
 	}
 	if c.readLast == nil {
-		// Made once per connection: a closure made at each reset is an
-		// allocation of every call in fullResetEvery.
+		// Made once per connection: a closure made at each reset would
+		// be an allocation of every full reset.
 		c.readLast = func(v [][]byte) {
 			whole := len(v) == 4
 			c.hasTemp = whole && string(v[2]) == "t"
@@ -944,9 +952,10 @@ type connState struct {
 	// (receiveReset).
 	readLast func([][]byte)
 	// full: the pipeline being sent ends with all of resetSession, not
-	// its UNLISTEN alone; sinceFull: pipelines since the last that did.
+	// its UNLISTEN alone; sinceFull: the time of the pipelines since the
+	// last that did (fullResetWork).
 	full      bool
-	sinceFull int
+	sinceFull time.Duration
 
 	values  [][]byte
 	oids    []uint32
