@@ -320,18 +320,23 @@ func TestPreparedStatementsAreBounded(t *testing.T) {
 		_, err := do(t, ctx, b, abi.PGBatch, stmt(long))
 		require.NoError(t, err)
 	}
-	// Each call takes at least least, whatever this machine's speed: a
-	// full reset follows every fullResetWork of them, or sooner.
+	// Each call takes at least least, whatever this machine's speed: n of
+	// them are past fullResetWork, and the call after them resets.
 	const least = 250 * time.Microsecond
-	for i := range 20 {
+	n := int(fullResetWork/least) + 1
+	for i := range n {
 		_, err := do(t, ctx, b, abi.PGBatch, stmt(fmt.Sprintf("PREPARE hog%d AS SELECT repeat('x', 100000)", i)), stmt(fmt.Sprintf("SELECT pg_sleep(%g)", least.Seconds())))
 		require.NoError(t, err)
 	}
+	_, err := do(t, ctx, b, abi.PGBatch, stmt("SELECT 1"))
+	require.NoError(t, err)
 	rs, err := do(t, ctx, b, abi.PGBatch,
 		stmt("SELECT count(*) FROM pg_prepared_statements WHERE from_sql"),
-		stmt("SELECT count(*) FROM pg_prepared_statements WHERE length(statement) > $1", integer(maxPreparedText)))
+		stmt("SELECT count(*) FROM pg_prepared_statements WHERE length(statement) > $1", integer(maxPreparedText)),
+		stmt("SELECT count(*) FROM pg_prepared_statements WHERE name = 'hog0'"))
 	require.NoError(t, err)
 	mustOK(t, rs)
-	require.LessOrEqual(t, rs[0].Row(0)[0].Int, int64(fullResetWork/least)+1, "the plugin's prepared statements outlived the reset")
+	require.Less(t, rs[0].Row(0)[0].Int, int64(n), "the plugin's prepared statements outlived the reset")
+	require.Equal(t, integer(0), rs[2].Row(0)[0], "the first call's prepared statement outlived %d calls of %v or more", n, least)
 	require.Equal(t, integer(0), rs[1].Row(0)[0], "the bridge prepared a statement longer than %d bytes", maxPreparedText)
 }

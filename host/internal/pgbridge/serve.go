@@ -531,9 +531,9 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //     any pipeline that took fullResetAfter or more. A connection then
 //     holds what one slow call built until that call ends, and what
 //     quick ones built in under fullResetWork + fullResetAfter of work
-//     (one in 16 calls, whatever their time, let 30 ms of them build;
-//     and keyed reads of 60 µs paid for a reset every 16, 7 µs of the
-//     server's CPU a read, BENCHMARKS.md). The statement_timeout
+//     (one in 16 calls, whatever their time, let 30 ms of them build,
+//     and keyed reads of 60 µs paid for a reset every 16: BENCHMARKS.md,
+//     "The session reset by work"). The statement_timeout
 //     RESET ALL returns to the login's is set again to the one the
 //     bridge last gave the connection (connState.timeoutMS).
 //
@@ -567,9 +567,13 @@ var resetSession = [...]string{
 // fullResetWork and fullResetAfter say when a pipeline ends with all of
 // resetSession (see there): the first after the connection's pipelines
 // since the last full reset ran fullResetWork together, and, at once,
-// one that took fullResetAfter alone.
+// one that took fullResetAfter alone. Between two, a session's quick
+// calls ran under 10 ms, a third of what 16 quick calls could, and a
+// call of less than half a millisecond is reset less often than one in
+// 16 (a keyed read, one in 130 or so; a put that waits for its commit's
+// flush, one in 20).
 const (
-	fullResetWork  = 2 * time.Millisecond
+	fullResetWork  = 8 * time.Millisecond
 	fullResetAfter = 2 * time.Millisecond
 )
 
