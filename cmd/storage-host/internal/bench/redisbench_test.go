@@ -227,6 +227,9 @@ func openRedisBench(b *testing.B, addrs []string, instances int) *host.Store {
 type latencyResult struct {
 	opsPerSec, p50, p99 float64 // p50, p99 in µs
 	hostCPU, redisCPU   float64 // µs per op
+	// otherCPU is the CPU the rest of the machine spent per op, in µs
+	// (measurePG); -1 where /proc/stat cannot tell.
+	otherCPU float64
 }
 
 // measureCallers runs b.N calls of op over callers goroutines, each call
@@ -289,6 +292,30 @@ func hostCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the CPU time every process of this machine spent so far
+// (/proc/stat: user, nice, system, irq and softirq, at Linux's fixed 100
+// ticks a second), and whether it could be read.
+func machineCPU() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, true
 }
 
 // redisCPU is the Redis server's CPU time (INFO cpu, user and system) so
