@@ -671,9 +671,9 @@ func TestRoleWritesNothingToTheServerLog(t *testing.T) {
 // values go through the connection's buffers, and the result is encoded
 // straight into the response. What it allocates is pgconn's: its pipeline
 // keeps a list element for each message it queues and sends (16 for the
-// statement, the UNLISTEN that ends every call, and their sync; the call
-// after every fullResetWork of them sends the rest of resetSession, about
-// one allocation more a call), and a command tag.
+// statement, the UNLISTEN that ends every call, and their sync; the first
+// call after every fullResetWork of calls sends the rest of resetSession,
+// a fraction of an allocation more a call), and a command tag.
 func TestServeAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates on its own (20 a call here, 19 without)")
