@@ -531,7 +531,7 @@ func (c *connState) resetAlone(p *pgconn.Pipeline) error {
 //     any pipeline that took fullResetAfter or more. A connection then
 //     holds what one slow call built until that call ends, and what
 //     quick ones built in under fullResetWork + fullResetAfter of work
-//     (one in 16 calls, whatever their time, let 30 ms of them build,
+//     (one in 16 calls, whatever their time, let 15 of up to 2 ms build,
 //     and keyed reads of 60 µs paid for a reset every 16: BENCHMARKS.md,
 //     "The session reset by work"). The statement_timeout
 //     RESET ALL returns to the login's is set again to the one the
