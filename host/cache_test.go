@@ -270,8 +270,11 @@ func TestCloseDoesNotWaitForAnAbsentRedis(t *testing.T) {
 	st, err := host.Open(ctx, host.Config{
 		Plugin:  "builtin:redis",
 		Options: map[string]string{"fallback": "buffer"},
-		Limits:  host.Limits{CallTimeout: 300 * time.Millisecond},
-		Redis:   &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "close-test:", Scripts: true},
+		// Long enough for an instance's _initialize on a loaded machine
+		// (300 ms was not, in a CI run): Redis refuses at once, and no
+		// call here waits for its timeout.
+		Limits: host.Limits{CallTimeout: 2 * time.Second},
+		Redis:  &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "close-test:", Scripts: true},
 	}, host.WithCompilationCache(benchCache))
 	require.NoError(t, err)
 	srv.Stop()
