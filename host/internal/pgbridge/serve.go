@@ -568,7 +568,7 @@ var resetSession = [...]string{
 // resetSession (see there): the first after the connection's pipelines
 // since the last full reset ran fullResetWork together, and, at once,
 // one that took fullResetAfter alone. Between two, a session's quick
-// calls ran under 10 ms, a third of what 16 quick calls could, and a
+// calls ran under 10 ms, a third of what 15 quick calls could, and a
 // call of less than half a millisecond is reset less often than one in
 // 16 (a keyed read, one in 130 or so; a put that waits for its commit's
 // flush, one in 20).
