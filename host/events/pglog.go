@@ -477,8 +477,13 @@ func (l *pgLog) vacuum(ctx context.Context) error {
 	l.sequenced = false
 	// TRUNCATE false: giving back the table's empty end pages takes an
 	// ACCESS EXCLUSIVE lock, which would stop every write for its moment;
-	// autovacuum still does it now and then.
-	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "VACUUM (SKIP_LOCKED, TRUNCATE false) " + PostgresTable})
+	// autovacuum still does it now and then. PARALLEL 0: the table has
+	// three indexes, past the size at which PostgreSQL starts a parallel
+	// worker process for them, and starting one cost 50–200 ms at every
+	// run, against 1–3 ms for the whole VACUUM without it when little is
+	// dead (BENCHMARKS.md, "The event table's VACUUM without a parallel
+	// worker").
+	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "VACUUM (SKIP_LOCKED, TRUNCATE false, PARALLEL 0) " + PostgresTable})
 	return err
 }
 
