@@ -69,7 +69,9 @@ type AgentStateQuerier interface {
 // Batcher may be implemented by any store of a Plugin to serve a whole
 // batch at once (a Redis backend pipelines it, say). Without one, the SDK
 // runs the items one by one, still inside a single call from the host:
-// the SDK advertises abi.FeatureBatch for every plugin either way.
+// the SDK advertises abi.FeatureBatch for every plugin either way. A
+// Batcher decodes and answers its items with BatchOp, as the SDK does a
+// single request, and serves queries and pings with ServeBatchItem.
 type Batcher interface {
 	Batch(items []abi.BatchItem) []abi.BatchResult
 }
@@ -227,6 +229,13 @@ func readStatus(op abi.Op, s abi.Status) abi.Status {
 	if s == abi.StatusUnknown && !op.Writes() {
 		return abi.StatusUnavailable
 	}
+	return s
+}
+
+// StatusOf returns the status a store's error answers with: the one it
+// wraps (ErrNotFound, an *abi.Error, ...), else abi.StatusInternal.
+func StatusOf(err error) abi.Status {
+	s, _ := statusOf(err)
 	return s
 }
 

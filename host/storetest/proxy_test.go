@@ -30,8 +30,9 @@ type faultProxy struct {
 	// what its connection sends after it, for delay (DelayNext).
 	marker    []byte
 	delay     time.Duration
-	delivered bool // the chunk DelayNext held was written on
-	answered  bool // and the server answered it
+	heldAt    time.Time // when the chunk DelayNext armed for began its hold
+	delivered bool      // the chunk DelayNext held was written on
+	answered  bool      // and the server answered it
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -155,8 +156,16 @@ func (p *faultProxy) delayFor(chunk []byte) time.Duration {
 		return 0
 	}
 	d := p.delay
-	p.marker, p.delay = nil, 0
+	p.marker, p.delay, p.heldAt = nil, 0, time.Now()
 	return d
+}
+
+// HeldAt is when the chunk DelayNext armed for began its hold: the zero
+// time until a chunk holding its marker came.
+func (p *faultProxy) HeldAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.heldAt
 }
 
 // Delivered reports whether the chunk DelayNext held was written on to

@@ -161,7 +161,7 @@ func (s *eventSession) do(it *item) {
 	s.t.Helper()
 	s.b.reset()
 	s.b.prepare(it)
-	if it.err == nil && it.stmt >= 0 {
+	if it.Err == nil && it.stmt >= 0 {
 		if len(s.b.stmts) != 1 {
 			s.t.Fatalf("%d statements, want one", len(s.b.stmts))
 		}
@@ -264,12 +264,12 @@ func eventSteps() []eventStep {
 		return abi.Metric{AgentID: "a1", Name: "cpu", Timestamp: ts(i), Value: float64(i), Labels: map[string]string{"env": "prod"}}
 	}
 	putMetric := func(i int, ttl abi.TTL) func(*eventSession, *item) {
-		return func(_ *eventSession, it *item) { it.metric, it.ttl = metric(i), ttl }
+		return func(_ *eventSession, it *item) { it.Metric, it.TTL = metric(i), ttl }
 	}
 	delMetric := func(i int) func(*eventSession, *item) {
 		return func(_ *eventSession, it *item) {
 			m := metric(i)
-			it.metric = abi.Metric{AgentID: m.AgentID, Name: m.Name, Timestamp: m.Timestamp}
+			it.Metric = abi.Metric{AgentID: m.AgentID, Name: m.Name, Timestamp: m.Timestamp}
 		}
 	}
 	metricEvent := func(op string, i int) func(*item) *event {
@@ -282,13 +282,13 @@ func eventSteps() []eventStep {
 			CreatedAt: t0.Add(-48 * time.Hour)}
 	}
 	putAlert := func(id string, st abi.AlertStatus, ttl abi.TTL) func(*eventSession, *item) {
-		return func(_ *eventSession, it *item) { it.alert, it.ttl = alert(id, st), ttl }
+		return func(_ *eventSession, it *item) { it.Alert, it.TTL = alert(id, st), ttl }
 	}
 	setStatus := func(id string, st abi.AlertStatus) func(*eventSession, *item) {
-		return func(_ *eventSession, it *item) { it.alert.ID, it.status = id, st }
+		return func(_ *eventSession, it *item) { it.Alert.ID, it.Status = id, st }
 	}
 	delAlert := func(id string) func(*eventSession, *item) {
-		return func(_ *eventSession, it *item) { it.alert.ID = id }
+		return func(_ *eventSession, it *item) { it.Alert.ID = id }
 	}
 	alertEvent := func(op, id string) func(*item) *event {
 		return func(it *item) *event {
@@ -301,38 +301,38 @@ func eventSteps() []eventStep {
 	}
 	putState := func(id string, c abi.ConditionMode, ttl abi.TTL) func(*eventSession, *item) {
 		return func(s *eventSession, it *item) {
-			it.state, it.ttl, it.cond = abi.AgentState{AgentID: id, State: []byte(`{"s":1}`)}, ttl, abi.Condition{Mode: c}
+			it.State, it.TTL, it.Condition = abi.AgentState{AgentID: id, State: []byte(`{"s":1}`)}, ttl, abi.Condition{Mode: c}
 			if c == abi.IfVersion {
-				it.cond.Version = s.version(id)
+				it.Condition.Version = s.version(id)
 			}
 		}
 	}
 	putStateStale := func(id string) func(*eventSession, *item) {
 		return func(s *eventSession, it *item) {
-			it.state, it.cond = abi.AgentState{AgentID: id, State: []byte("x")}, abi.Condition{Mode: abi.IfVersion, Version: s.version(id) + 1000}
+			it.State, it.Condition = abi.AgentState{AgentID: id, State: []byte("x")}, abi.Condition{Mode: abi.IfVersion, Version: s.version(id) + 1000}
 		}
 	}
 	delState := func(id string, c abi.ConditionMode, stale bool) func(*eventSession, *item) {
 		return func(s *eventSession, it *item) {
-			it.state.AgentID, it.cond = id, abi.Condition{Mode: c}
+			it.State.AgentID, it.Condition = id, abi.Condition{Mode: c}
 			if c == abi.IfVersion {
-				it.cond.Version = 1 << 40 // no such version: the state may be gone
+				it.Condition.Version = 1 << 40 // no such version: the state may be gone
 				if !stale {
-					it.cond.Version = s.version(id)
+					it.Condition.Version = s.version(id)
 				}
 			}
 		}
 	}
 	stateEvent := func(id string) func(*item) *event {
 		return func(it *item) *event {
-			return &event{"agent_states", "put", id, id, int64(it.state.Version), it.now.UnixNano()}
+			return &event{"agent_states", "put", id, id, int64(it.State.Version), it.now.UnixNano()}
 		}
 	}
 	stateDeleted := func(id string) func(*item) *event {
 		return func(it *item) *event { return &event{"agent_states", "delete", id, id, 0, it.now.UnixNano()} }
 	}
 	restore := func(r abi.Restore) func(*eventSession, *item) {
-		return func(_ *eventSession, it *item) { it.restore = r }
+		return func(_ *eventSession, it *item) { it.Restore = r }
 	}
 	restoredMetric := func(i int, mode abi.RestoreMode) abi.Restore {
 		return abi.Restore{Kind: abi.KindMetric, Mode: mode, Metric: metric(i)}
@@ -406,7 +406,7 @@ func eventSteps() []eventStep {
 		{name: "restore an expired metric", op: abi.OpRestore, set: func(_ *eventSession, it *item) {
 			r := restoredMetric(6, abi.RestoreOverwrite)
 			r.Metric.ExpiresAt = t0
-			it.restore = r
+			it.Restore = r
 		}},
 
 		{name: "restore an alert, overwrite", op: abi.OpRestore, set: restore(restoredAlert("al3", abi.RestoreOverwrite)), written: true, want: restoredAlertEvent("al3")},
@@ -444,14 +444,14 @@ func TestWriteEvents(t *testing.T) {
 			s := newEventSession(t, setting)
 			var all []event
 			for i, st := range eventSteps() {
-				it := item{op: st.op, now: t0.Add(time.Duration(i) * time.Second)}
+				it := item{BatchOp: sdk.BatchOp{Op: st.op}, now: t0.Add(time.Duration(i) * time.Second)}
 				st.set(s, &it)
 				s.do(&it)
 				switch {
-				case st.err == nil && it.err != nil, st.err != nil && !errors.Is(it.err, st.err):
-					t.Fatalf("%s: error %v, want %v", st.name, it.err, st.err)
-				case st.op == abi.OpRestore && it.written != st.written:
-					t.Fatalf("%s: written %v, want %v", st.name, it.written, st.written)
+				case st.err == nil && it.Err != nil, st.err != nil && !errors.Is(it.Err, st.err):
+					t.Fatalf("%s: error %v, want %v", st.name, it.Err, st.err)
+				case st.op == abi.OpRestore && it.Written != st.written:
+					t.Fatalf("%s: written %v, want %v", st.name, it.Written, st.written)
 				}
 				var want *event
 				if st.want != nil && setting == "on" {
@@ -476,25 +476,25 @@ func TestWriteEvents(t *testing.T) {
 			// written, in the items' order.
 			now := t0.Add(time.Hour)
 			items := []item{
-				{op: abi.OpPutAgentState, now: now, state: abi.AgentState{AgentID: "b1", State: []byte("x")}},
-				{op: abi.OpDeleteAlert, now: now, alert: abi.Alert{ID: "nobody"}},
-				{op: abi.OpPutMetric, now: now, metric: abi.Metric{AgentID: "b2", Name: "mem", Timestamp: now}},
-				{op: abi.OpDeleteAgentState, now: now, state: abi.AgentState{AgentID: "b1"}},
-				{op: abi.OpPutAgentState, now: now, state: abi.AgentState{AgentID: "b3", State: []byte("y")},
-					ttl: abi.TTL{Mode: abi.TTLDuration, Duration: time.Second}},
+				{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "b1", State: []byte("x")}}, now: now},
+				{BatchOp: sdk.BatchOp{Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "nobody"}}, now: now},
+				{BatchOp: sdk.BatchOp{Op: abi.OpPutMetric, Metric: abi.Metric{AgentID: "b2", Name: "mem", Timestamp: now}}, now: now},
+				{BatchOp: sdk.BatchOp{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "b1"}}, now: now},
+				{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "b3", State: []byte("y")},
+					TTL: abi.TTL{Mode: abi.TTLDuration, Duration: time.Second}}, now: now},
 			}
 			s.tx(items)
-			if items[1].err == nil || !errors.Is(items[1].err, sdk.ErrNotFound) {
-				t.Errorf("batch: deleting a missing alert: %v", items[1].err)
+			if items[1].Err == nil || !errors.Is(items[1].Err, sdk.ErrNotFound) {
+				t.Errorf("batch: deleting a missing alert: %v", items[1].Err)
 			}
 			var want []event
 			if setting == "on" {
 				n := now.UnixNano()
 				want = []event{
-					{"agent_states", "put", "b1", "b1", int64(items[0].state.Version), n},
+					{"agent_states", "put", "b1", "b1", int64(items[0].State.Version), n},
 					{"metrics", "put", "b2", abi.MetricEventKey("mem", now), 0, n},
 					{"agent_states", "delete", "b1", "b1", 0, n},
-					{"agent_states", "put", "b3", "b3", int64(items[4].state.Version), n},
+					{"agent_states", "put", "b3", "b3", int64(items[4].State.Version), n},
 				}
 			}
 			if got := s.events(); !slices.Equal(got, want) {

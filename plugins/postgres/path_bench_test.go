@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
 )
 
 // BenchmarkGuestPath runs the plugin's own work for a request natively,
@@ -82,9 +83,9 @@ func guestPathCases() []guestPathCase {
 		puts = append(puts, put)
 	}
 	return []guestPathCase{
-		{name: "GetAgentState", op: abi.OpGetAgentState, it: item{op: abi.OpGetAgentState, now: now, state: abi.AgentState{AgentID: "agent-1"}},
+		{name: "GetAgentState", op: abi.OpGetAgentState, it: item{BatchOp: sdk.BatchOp{Op: abi.OpGetAgentState, State: abi.AgentState{AgentID: "agent-1"}}, now: now},
 			resp: encode(get)},
-		{name: "PutAgentState", op: abi.OpPutAgentState, it: item{op: abi.OpPutAgentState, now: now, state: abi.AgentState{AgentID: "agent-1", State: doc}},
+		{name: "PutAgentState", op: abi.OpPutAgentState, it: item{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "agent-1", State: doc}}, now: now},
 			resp: encode(put)},
 		{name: "BulkPut100", op: abi.OpBatch, items: items, resp: encode(puts...)},
 	}
@@ -117,14 +118,16 @@ func (g *guestPath) run(c guestPathCase) {
 		b.body.Reset()
 		for i := range c.items {
 			it := &items[i]
-			*it = item{op: c.items[i].Op, now: c.it.now, stmt: -1}
-			decodeItem(it, c.items[i].Payload)
+			*it = item{now: c.it.now, stmt: -1}
+			it.Decode(c.items[i])
 			b.prepare(it)
 		}
 		g.send(abi.PGTransaction, c.resp)
 		for i := range items {
 			b.finish(&items[i], &g.rs[items[i].stmt])
-			b.result(&items[i], &out[i], &bodies[i], len(b.body.Bytes()))
+			start := len(b.body.Bytes())
+			out[i].Status = items[i].Answer(&b.body)
+			bodies[i] = [2]int{start, len(b.body.Bytes())}
 		}
 		g.out.Reset()
 		abi.EncodeBatchResults(&g.out, out)
@@ -135,12 +138,12 @@ func (g *guestPath) run(c guestPathCase) {
 		g.send(abi.PGBatch, c.resp)
 		b.finish(it, &g.rs[it.stmt])
 		g.out.Reset()
-		it.state.Encode(&g.out)
+		it.State.Encode(&g.out)
 		items = b.one[:]
 	}
 	for i := range items {
-		if items[i].err != nil {
-			panic(items[i].err)
+		if items[i].Err != nil {
+			panic(items[i].Err)
 		}
 	}
 	if c.op == abi.OpBatch {

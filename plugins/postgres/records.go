@@ -16,21 +16,11 @@ import (
 // item is one record operation: decoded, then prepared into one
 // statement (or answered without one), then finished from its result.
 type item struct {
-	op  abi.Op
+	sdk.BatchOp
 	now time.Time
-	err error
 	// stmt is the index of the item's statement in backend.stmts; -1
 	// when it has none (it failed before, or needs no statement).
 	stmt int
-
-	metric  abi.Metric
-	alert   abi.Alert
-	state   abi.AgentState
-	ttl     abi.TTL
-	cond    abi.Condition
-	status  abi.AlertStatus
-	restore abi.Restore
-	written bool
 }
 
 // add appends a statement and returns its index. Its parameters are
@@ -58,82 +48,82 @@ func text(s string) abi.PGValue {
 // none.
 func (b *backend) prepare(it *item) {
 	it.stmt = -1
-	if it.err != nil {
+	if it.Err != nil {
 		return
 	}
 	now := ns(it.now)
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		m := &it.metric
-		exp := it.ttl.ExpiresAt(it.now, b.metricTTL, time.Time{}, false)
+		m := &it.Metric
+		exp := it.TTL.ExpiresAt(it.now, b.metricTTL, time.Time{}, false)
 		it.stmt = b.add(statements.PutMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Float(m.Value),
-			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep), sdk.Int(now),
+			sdk.Bytea(b.encodeLabels(m.Labels)), text(labelSet(m.Labels)), sdk.Int(ns(exp)), sdk.Bool(it.TTL.Mode == abi.TTLKeep), sdk.Int(now),
 			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 	case abi.OpGetMetric:
-		m := &it.metric
+		m := &it.Metric
 		it.stmt = b.add(statements.GetMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now))
 	case abi.OpDeleteMetric:
-		m := &it.metric
+		m := &it.Metric
 		it.stmt = b.add(statements.DeleteMetric, text(m.AgentID), text(m.Name), sdk.Int(ns(m.Timestamp)), sdk.Int(now),
 			text(abi.MetricEventKey(m.Name, m.Timestamp)))
 
 	case abi.OpPutAlert:
-		a := &it.alert
+		a := &it.Alert
 		if a.CreatedAt.IsZero() {
 			a.CreatedAt = it.now
 		}
 		a.UpdatedAt = it.now
-		exp := it.ttl.ExpiresAt(it.now, b.alertTTL, time.Time{}, false)
+		exp := it.TTL.ExpiresAt(it.now, b.alertTTL, time.Time{}, false)
 		it.stmt = b.add(statements.PutAlert, text(a.ID), text(a.AgentID), sdk.Int(int64(a.Severity)), sdk.Int(int64(a.Status)),
 			sdk.Bytea([]byte(a.Message)), sdk.Bytea(b.encodeLabels(a.Labels)), text(labelSet(a.Labels)),
-			sdk.Int(ns(a.CreatedAt)), sdk.Int(now), sdk.Int(ns(exp)), sdk.Bool(it.ttl.Mode == abi.TTLKeep))
+			sdk.Int(ns(a.CreatedAt)), sdk.Int(now), sdk.Int(ns(exp)), sdk.Bool(it.TTL.Mode == abi.TTLKeep))
 	case abi.OpGetAlert:
-		it.stmt = b.add(statements.GetAlert, text(it.alert.ID), sdk.Int(now))
+		it.stmt = b.add(statements.GetAlert, text(it.Alert.ID), sdk.Int(now))
 	case abi.OpDeleteAlert:
-		it.stmt = b.add(statements.DeleteAlert, text(it.alert.ID), sdk.Int(now))
+		it.stmt = b.add(statements.DeleteAlert, text(it.Alert.ID), sdk.Int(now))
 	case abi.OpSetAlertStatus:
-		it.stmt = b.add(statements.SetAlertStatus, text(it.alert.ID), sdk.Int(int64(it.status)), sdk.Int(now))
+		it.stmt = b.add(statements.SetAlertStatus, text(it.Alert.ID), sdk.Int(int64(it.Status)), sdk.Int(now))
 
 	case abi.OpPutAgentState:
-		s := &it.state
+		s := &it.State
 		s.UpdatedAt = it.now
-		exp := it.ttl.ExpiresAt(it.now, b.stateTTL, time.Time{}, false)
-		keep := sdk.Bool(it.ttl.Mode == abi.TTLKeep)
-		switch it.cond.Mode {
+		exp := it.TTL.ExpiresAt(it.now, b.stateTTL, time.Time{}, false)
+		keep := sdk.Bool(it.TTL.Mode == abi.TTLKeep)
+		switch it.Condition.Mode {
 		case abi.IfVersion:
-			if it.cond.Version > math.MaxInt64 {
-				it.err = stateConflict(s.AgentID, it.cond) // no version is that large
+			if it.Condition.Version > math.MaxInt64 {
+				it.Err = stateConflict(s.AgentID, it.Condition) // no version is that large
 				return
 			}
 			it.stmt = b.add(statements.PutStateIfVersion, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep,
-				sdk.Int(int64(it.cond.Version)))
+				sdk.Int(int64(it.Condition.Version)))
 		case abi.IfAbsent:
 			it.stmt = b.add(statements.PutStateIfAbsent, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
 		default:
 			it.stmt = b.add(statements.PutStateAny, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(now), sdk.Int(ns(exp)), keep)
 		}
 	case abi.OpGetAgentState:
-		it.stmt = b.add(statements.GetState, text(it.state.AgentID), sdk.Int(now))
+		it.stmt = b.add(statements.GetState, text(it.State.AgentID), sdk.Int(now))
 	case abi.OpDeleteAgentState:
-		if it.cond.Mode == abi.IfVersion {
-			if it.cond.Version > math.MaxInt64 {
-				it.err = stateConflict(it.state.AgentID, it.cond)
+		if it.Condition.Mode == abi.IfVersion {
+			if it.Condition.Version > math.MaxInt64 {
+				it.Err = stateConflict(it.State.AgentID, it.Condition)
 				return
 			}
-			it.stmt = b.add(statements.DeleteStateIfVersion, text(it.state.AgentID), sdk.Int(now), sdk.Int(int64(it.cond.Version)))
+			it.stmt = b.add(statements.DeleteStateIfVersion, text(it.State.AgentID), sdk.Int(now), sdk.Int(int64(it.Condition.Version)))
 			return
 		}
-		it.stmt = b.add(statements.DeleteState, text(it.state.AgentID), sdk.Int(now))
+		it.stmt = b.add(statements.DeleteState, text(it.State.AgentID), sdk.Int(now))
 
 	case abi.OpRestore:
 		b.prepareRestore(it)
 	default:
-		it.err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", it.op)
+		it.Err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", it.Op)
 	}
 }
 
 func (b *backend) prepareRestore(it *item) {
-	r := &it.restore
+	r := &it.Restore
 	if r.Expired(it.now) {
 		return // nothing to restore: written false
 	}
@@ -161,7 +151,7 @@ func (b *backend) prepareRestore(it *item) {
 	case abi.KindAgentState:
 		s := &r.State
 		if s.Version > math.MaxInt64 {
-			it.err = abi.Errorf(abi.StatusInvalid, "agent state %q: version %d is over the largest this backend keeps, %d", s.AgentID, s.Version, int64(math.MaxInt64))
+			it.Err = abi.Errorf(abi.StatusInvalid, "agent state %q: version %d is over the largest this backend keeps, %d", s.AgentID, s.Version, int64(math.MaxInt64))
 			return
 		}
 		sql := statements.RestoreState
@@ -170,80 +160,80 @@ func (b *backend) prepareRestore(it *item) {
 		}
 		it.stmt = b.add(sql, text(s.AgentID), sdk.Bytea(s.State), sdk.Int(int64(s.Version)), sdk.Int(ns(s.UpdatedAt)), sdk.Int(ns(s.ExpiresAt)), now)
 	default:
-		it.err = abi.Errorf(abi.StatusInvalid, "unknown record kind %d", r.Kind)
+		it.Err = abi.Errorf(abi.StatusInvalid, "unknown record kind %d", r.Kind)
 	}
 }
 
 // finish sets the item's record or error from its statement's result.
 func (b *backend) finish(it *item, res *abi.PGResult) {
 	if err := res.Err(); err != nil {
-		it.err = statementError(err)
+		it.Err = statementError(err)
 		return
 	}
 	var err error
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		it.metric.ExpiresAt = fromNS(res.Row(0)[0].Int)
+		it.Metric.ExpiresAt = fromNS(res.Row(0)[0].Int)
 	case abi.OpGetMetric:
 		if res.Rows() == 0 {
-			err = metricNotFound(&it.metric)
+			err = metricNotFound(&it.Metric)
 			break
 		}
 		row := res.Row(0)
-		it.metric.Value = row[0].Float
-		it.metric.Labels, err = decodeLabels(row[1].Bytes)
-		it.metric.ExpiresAt = fromNS(row[2].Int)
+		it.Metric.Value = row[0].Float
+		it.Metric.Labels, err = decodeLabels(row[1].Bytes)
+		it.Metric.ExpiresAt = fromNS(row[2].Int)
 	case abi.OpDeleteMetric:
 		if res.Rows() == 0 || !res.Row(0)[0].Bool {
-			err = metricNotFound(&it.metric)
+			err = metricNotFound(&it.Metric)
 		}
 
 	case abi.OpPutAlert:
 		if res.Rows() == 0 {
-			err = fmt.Errorf("alert %q: the status it has cannot go to %s: %w", it.alert.ID, it.alert.Status, sdk.ErrConflict)
+			err = fmt.Errorf("alert %q: the status it has cannot go to %s: %w", it.Alert.ID, it.Alert.Status, sdk.ErrConflict)
 			break
 		}
 		row := res.Row(0)
-		it.alert.CreatedAt, it.alert.ExpiresAt = fromNS(row[0].Int), fromNS(row[1].Int)
+		it.Alert.CreatedAt, it.Alert.ExpiresAt = fromNS(row[0].Int), fromNS(row[1].Int)
 	case abi.OpGetAlert:
 		if res.Rows() == 0 {
-			err = alertNotFound(it.alert.ID)
+			err = alertNotFound(it.Alert.ID)
 			break
 		}
-		err = decodeAlert(&it.alert, res.Row(0))
+		err = decodeAlert(&it.Alert, res.Row(0))
 	case abi.OpDeleteAlert:
 		if res.Rows() == 0 || !res.Row(0)[0].Bool {
-			err = alertNotFound(it.alert.ID)
+			err = alertNotFound(it.Alert.ID)
 		}
 	case abi.OpSetAlertStatus:
 		if res.Rows() == 0 {
-			err = alertNotFound(it.alert.ID)
+			err = alertNotFound(it.Alert.ID)
 			break
 		}
 		row := res.Row(0)
 		if row[1].Kind == abi.PGNull {
-			err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", it.alert.ID, abi.AlertStatus(row[0].Int), it.status, sdk.ErrConflict)
+			err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", it.Alert.ID, abi.AlertStatus(row[0].Int), it.Status, sdk.ErrConflict)
 			break
 		}
-		a := &it.alert
-		a.AgentID, a.Severity, a.Status, a.Message = string(row[1].Bytes), abi.Severity(row[2].Int), it.status, string(row[3].Bytes)
+		a := &it.Alert
+		a.AgentID, a.Severity, a.Status, a.Message = string(row[1].Bytes), abi.Severity(row[2].Int), it.Status, string(row[3].Bytes)
 		a.Labels, err = decodeLabels(row[4].Bytes)
 		a.CreatedAt, a.UpdatedAt, a.ExpiresAt = fromNS(row[5].Int), it.now, fromNS(row[6].Int)
 
 	case abi.OpPutAgentState:
 		if res.Rows() == 0 {
-			err = stateConflict(it.state.AgentID, it.cond)
+			err = stateConflict(it.State.AgentID, it.Condition)
 			break
 		}
 		row := res.Row(0)
-		it.state.Version, it.state.ExpiresAt = uint64(row[0].Int), fromNS(row[1].Int)
+		it.State.Version, it.State.ExpiresAt = uint64(row[0].Int), fromNS(row[1].Int)
 	case abi.OpGetAgentState:
 		if res.Rows() == 0 {
-			err = stateNotFound(it.state.AgentID)
+			err = stateNotFound(it.State.AgentID)
 			break
 		}
 		row := res.Row(0)
-		s := &it.state
+		s := &it.State
 		// The state aliases the response, valid until the next
 		// statement is sent: a single get's record is encoded as soon
 		// as it returns, and a batch's items before the next request.
@@ -251,19 +241,19 @@ func (b *backend) finish(it *item, res *abi.PGResult) {
 		s.Version, s.UpdatedAt, s.ExpiresAt = uint64(row[1].Int), fromNS(row[2].Int), fromNS(row[3].Int)
 	case abi.OpDeleteAgentState:
 		switch {
-		case it.cond.Mode == abi.IfVersion && res.RowsAffected == 0:
-			err = stateConflict(it.state.AgentID, it.cond)
-		case it.cond.Mode != abi.IfVersion && (res.Rows() == 0 || !res.Row(0)[0].Bool):
-			err = stateNotFound(it.state.AgentID)
+		case it.Condition.Mode == abi.IfVersion && res.RowsAffected == 0:
+			err = stateConflict(it.State.AgentID, it.Condition)
+		case it.Condition.Mode != abi.IfVersion && (res.Rows() == 0 || !res.Row(0)[0].Bool):
+			err = stateNotFound(it.State.AgentID)
 		}
 
 	case abi.OpRestore:
-		it.written = res.RowsAffected > 0
-		if !it.written && it.restore.Mode == abi.RestoreFail {
-			err = fmt.Errorf("restore %s: a live record has its key: %w", it.restore.Kind, sdk.ErrConflict)
+		it.Written = res.RowsAffected > 0
+		if !it.Written && it.Restore.Mode == abi.RestoreFail {
+			err = fmt.Errorf("restore %s: a live record has its key: %w", it.Restore.Kind, sdk.ErrConflict)
 		}
 	}
-	it.err = err
+	it.Err = err
 }
 
 // decodeAlert reads the columns of statements.GetAlert (and of an alert query
@@ -321,8 +311,8 @@ func statementError(err error) error {
 func (b *backend) run(items []item) {
 	if len(b.stmts) == 0 {
 		for i := range items {
-			if items[i].err == nil && items[i].op == abi.OpRestore {
-				items[i].written = false
+			if items[i].Err == nil && items[i].Op == abi.OpRestore {
+				items[i].Written = false
 			}
 		}
 		return
@@ -331,11 +321,11 @@ func (b *backend) run(items []item) {
 	b.reset()
 	for i := range items {
 		it := &items[i]
-		if it.err != nil || it.stmt < 0 {
+		if it.Err != nil || it.stmt < 0 {
 			continue
 		}
 		if err != nil {
-			it.err = err
+			it.Err = err
 			continue
 		}
 		b.finish(it, &results[it.stmt])
@@ -369,90 +359,90 @@ func (b *backend) single(it *item) error {
 	b.reset()
 	b.prepare(it)
 	b.run(b.one[:])
-	return it.err
+	return it.Err
 }
 
 // begin returns the item of a single operation, reset for op.
 func (b *backend) begin(op abi.Op) *item {
-	b.one[0] = item{op: op, now: sdk.Now()}
+	b.one[0] = item{BatchOp: sdk.BatchOp{Op: op}, now: sdk.Now()}
 	return &b.one[0]
 }
 
 func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	b := (*backend)(m)
 	it := b.begin(abi.OpPutMetric)
-	it.metric, it.ttl = r.Metric, r.TTL
+	it.Metric, it.TTL = r.Metric, r.TTL
 	err := b.single(it)
-	return it.metric, err
+	return it.Metric, err
 }
 
 func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
 	b := (*backend)(m)
 	it := b.begin(abi.OpGetMetric)
-	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
+	it.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
 	err := b.single(it)
-	return it.metric, err
+	return it.Metric, err
 }
 
 func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
 	b := (*backend)(m)
 	it := b.begin(abi.OpDeleteMetric)
-	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
+	it.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
 	return b.single(it)
 }
 
 func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpPutAlert)
-	it.alert, it.ttl = r.Alert, r.TTL
+	it.Alert, it.TTL = r.Alert, r.TTL
 	err := b.single(it)
-	return it.alert, err
+	return it.Alert, err
 }
 
 func (a *alerts) GetAlert(id string) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpGetAlert)
-	it.alert.ID = id
+	it.Alert.ID = id
 	err := b.single(it)
-	return it.alert, err
+	return it.Alert, err
 }
 
 func (a *alerts) DeleteAlert(id string) error {
 	b := (*backend)(a)
 	it := b.begin(abi.OpDeleteAlert)
-	it.alert.ID = id
+	it.Alert.ID = id
 	return b.single(it)
 }
 
 func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpSetAlertStatus)
-	it.alert.ID, it.status = r.ID, r.Status
+	it.Alert.ID, it.Status = r.ID, r.Status
 	err := b.single(it)
-	return it.alert, err
+	return it.Alert, err
 }
 
 func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	b := (*backend)(s)
 	it := b.begin(abi.OpPutAgentState)
-	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
-	it.ttl, it.cond = r.TTL, r.Condition
+	it.State = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
+	it.TTL, it.Condition = r.TTL, r.Condition
 	err := b.single(it)
-	return it.state, err
+	return it.State, err
 }
 
 func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
 	b := (*backend)(s)
 	it := b.begin(abi.OpGetAgentState)
-	it.state.AgentID = agentID
+	it.State.AgentID = agentID
 	err := b.single(it)
-	return it.state, err
+	return it.State, err
 }
 
 func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
 	b := (*backend)(s)
 	it := b.begin(abi.OpDeleteAgentState)
-	it.state.AgentID, it.cond = r.AgentID, r.Condition
+	it.State.AgentID, it.Condition = r.AgentID, r.Condition
 	return b.single(it)
 }
 
@@ -460,7 +450,7 @@ func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
 // checked by the statement that writes.
 func (b *backend) Restore(r *abi.Restore) (bool, error) {
 	it := b.begin(abi.OpRestore)
-	it.restore = *r
+	it.Restore = *r
 	err := b.single(it)
-	return it.written, err
+	return it.Written, err
 }

@@ -20,9 +20,6 @@ import (
 // sees the effects of the items before it.
 func (m *metrics) Batch(in []abi.BatchItem) []abi.BatchResult { return (*backend)(m).batch(in) }
 
-// batchDecoder decodes batch items; calls into an instance never overlap.
-var batchDecoder abi.Decoder
-
 func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	if cap(b.items) < len(in) {
 		b.items = make([]item, len(in))
@@ -43,18 +40,17 @@ func (b *backend) batch(in []abi.BatchItem) []abi.BatchResult {
 	seg := 0 // first item of the record operations not yet sent
 	for i := range in {
 		it := &items[i]
-		*it = item{op: in[i].Op, now: now}
-		switch in[i].Op {
-		case abi.OpQueryMetrics, abi.OpQueryAlerts, abi.OpQueryAgentStates, abi.OpPing:
+		*it = item{BatchOp: sdk.BatchOp{Op: in[i].Op}, now: now}
+		if !sdk.IsRecordOp(in[i].Op) {
 			b.flush(items[seg:i], out[seg:i], bodies[seg:i])
 			seg = i + 1
 			start := len(b.body.Bytes())
-			it.err = b.serveInBatch(in[i].Op, in[i].Payload)
-			b.result(it, &out[i], &bodies[i], start)
+			out[i].Status = sdk.ServeBatchItem(in[i], &b.body)
+			bodies[i] = span{start, len(b.body.Bytes())}
 			continue
 		}
-		b.decodeItem(it, in[i].Payload)
-		if it.err == nil && !it.served {
+		b.decodeItem(it, in[i])
+		if it.Err == nil && !it.served {
 			if b.fb.pending && b.fromBuffer(it) {
 				continue
 			}
@@ -96,16 +92,16 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 	}
 	for i := range items {
 		it := &items[i]
-		if it.err == nil && !it.served {
+		if it.Err == nil && !it.served {
 			if err != nil {
-				it.err = failedWith(it, err)
+				it.Err = failedWith(it, err)
 				b.fallBack(it) // in item order, so buffered writes keep it
 			} else {
 				b.finish(it, replies)
-				if it.err == nil && it.indexed && ixErr != nil {
-					it.err = ixErr
+				if it.Err == nil && it.indexed && ixErr != nil {
+					it.Err = ixErr
 				}
-				if errors.Is(it.err, sdk.ErrUnavailable) {
+				if errors.Is(it.Err, sdk.ErrUnavailable) {
 					// Redis refused its call for a state of its own (out
 					// of memory, loading, read-only): as a single write's
 					// refusal is, and whether or not its batch was the
@@ -119,12 +115,12 @@ func (b *backend) flush(items []item, out []abi.BatchResult, bodies []span) {
 }
 
 // pending reports whether the item still has calls to send.
-func (it *item) pending() bool { return it.err == nil && !it.served }
+func (it *item) pending() bool { return it.Err == nil && !it.served }
 
 // readsOnly reports whether every item with calls to send is a read.
 func readsOnly(items []item) bool {
 	for i := range items {
-		if items[i].pending() && !isRead(items[i].op) {
+		if items[i].pending() && !isRead(items[i].Op) {
 			return false
 		}
 	}
@@ -151,7 +147,7 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 	if n == 1 {
 		for i := range items {
 			if items[i].pending() {
-				items[i].err = tooLarge(&items[i], limit)
+				items[i].Err = tooLarge(&items[i], limit)
 			}
 			b.result(&items[i], &out[i], &bodies[i], len(b.body.Bytes()))
 		}
@@ -163,7 +159,7 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 		if held := len(b.body.Bytes()) - start; held >= querycost.ScanBudget {
 			for i := range part {
 				if part[i].pending() {
-					part[i].err = abi.Errorf(abi.StatusLimit, "%s: the batch's answer holds %d bytes of records, its bound; read it in another batch",
+					part[i].Err = abi.Errorf(abi.StatusLimit, "%s: the batch's answer holds %d bytes of records, its bound; read it in another batch",
 						part[i].record(), held)
 				}
 				b.result(&part[i], &pout[i], &pbodies[i], len(b.body.Bytes()))
@@ -190,7 +186,7 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 			it := &part[i]
 			if it.pending() {
 				if err != nil {
-					it.err = failedWith(it, err)
+					it.Err = failedWith(it, err)
 					b.fallBack(it)
 				} else {
 					b.finish(it, replies)
@@ -201,210 +197,26 @@ func (b *backend) readApart(items []item, out []abi.BatchResult, bodies []span, 
 	}
 }
 
-// result encodes the item's response body into b.body from start (a query's page
-// is already there) and sets its status: a read served from the fallback
-// buffer is STALE, with its record.
+// result encodes the item's answer into b.body (sdk.BatchOp.Answer): a
+// read served from the fallback buffer is STALE, with its record.
 func (b *backend) result(it *item, out *abi.BatchResult, body *span, start int) {
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		var msg string
-		out.Status, msg = statusOf(it.err)
-		b.body.Raw([]byte(msg))
-	} else {
-		out.Status = abi.StatusOK
-		if it.err != nil {
-			out.Status = abi.StatusStale
-		}
-		switch it.op {
-		case abi.OpPutMetric, abi.OpGetMetric:
-			it.metric.Encode(&b.body)
-		case abi.OpPutAlert, abi.OpGetAlert, abi.OpSetAlertStatus:
-			it.alert.Encode(&b.body)
-		case abi.OpPutAgentState, abi.OpGetAgentState:
-			it.state.Encode(&b.body)
-		case abi.OpRestore:
-			b.body.Bool(it.written)
-		}
-	}
+	out.Status = it.Answer(&b.body)
 	*body = span{start, len(b.body.Bytes())}
 }
 
-// statusOf maps an error to a status and message, as the SDK does for a
-// single request.
-func statusOf(err error) (abi.Status, string) {
-	var ae *abi.Error
-	if errors.As(err, &ae) {
-		return ae.Status, ae.Message
-	}
-	var s abi.Status
-	if errors.As(err, &s) {
-		return s, strings.TrimSuffix(err.Error(), ": "+s.String())
-	}
-	return abi.StatusInternal, err.Error()
-}
-
-func endDecode(d *abi.Decoder) error {
-	if err := d.Finish(); err != nil {
-		return abi.Errorf(abi.StatusInvalid, "decode request: %v", err)
-	}
-	return nil
-}
-
 // decodeItem decodes and checks a batch item as the SDK does a single
-// request; a bad item fails alone.
-func (b *backend) decodeItem(it *item, payload []byte) {
-	d := &batchDecoder
-	d.Reset(payload)
-	switch it.op {
-	case abi.OpPutMetric:
-		var r abi.PutMetric
-		r.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = r.TTL.Check(); it.err != nil {
-			return
-		}
-		it.err = r.Metric.Check()
-		it.metric, it.ttl = r.Metric, r.TTL
-
-	case abi.OpGetMetric, abi.OpDeleteMetric:
-		var k abi.MetricKey
-		k.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		it.err = k.Check()
-		it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
-
-	case abi.OpPutAlert:
-		var r abi.PutAlert
-		r.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = r.TTL.Check(); it.err != nil {
-			return
-		}
-		it.err = r.Alert.Check()
-		it.alert, it.ttl = r.Alert, r.TTL
-
-	case abi.OpGetAlert, abi.OpDeleteAlert:
-		id := d.String()
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		it.err = abi.CheckID("alert id", id)
-		it.alert.ID = id
-
-	case abi.OpSetAlertStatus:
-		var r abi.SetAlertStatus
-		r.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = abi.CheckID("alert id", r.ID); it.err != nil {
-			return
-		}
-		if !r.Status.Valid() {
-			it.err = abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
-		}
-		it.alert.ID, it.status = r.ID, r.Status
-
+// request (sdk.BatchOp.Decode); a bad item fails alone. A put's document
+// is written and answered within the call, while the payload holds still:
+// it is not copied; its agent ID is (the fallback buffer may keep it).
+func (b *backend) decodeItem(it *item, in abi.BatchItem) {
+	it.Decode(in)
+	if it.Err != nil {
+		return
+	}
+	switch it.Op {
 	case abi.OpPutAgentState:
-		// The document is written and answered within the call, while
-		// the payload holds still: no copy of it.
-		var r abi.PutAgentState
-		r.DecodeView(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = r.TTL.Check(); it.err != nil {
-			return
-		}
-		it.err = r.State.Check()
-		// The agent ID is kept (the fallback buffer may hold it): a copy.
-		it.state = abi.AgentState{AgentID: strings.Clone(r.State.AgentID), State: r.State.State}
-		it.ttl, it.cond = r.TTL, r.Condition
-
-	case abi.OpGetAgentState:
-		id := d.String()
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		it.err = abi.CheckID("agent id", id)
-		it.state.AgentID = id
-
-	case abi.OpDeleteAgentState:
-		var r abi.DeleteAgentState
-		r.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = abi.CheckID("agent id", r.AgentID); it.err != nil {
-			return
-		}
-		if r.Condition.Mode == abi.IfAbsent {
-			it.err = abi.Errorf(abi.StatusInvalid, "delete cannot be create-only")
-		}
-		it.state.AgentID, it.cond = r.AgentID, r.Condition
-
+		it.State.AgentID = strings.Clone(it.State.AgentID)
 	case abi.OpRestore:
-		var r abi.Restore
-		r.Decode(d)
-		if it.err = endDecode(d); it.err != nil {
-			return
-		}
-		if it.err = r.Check(); it.err != nil {
-			return
-		}
-		it.setRestore(&r)
-
-	default:
-		it.err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", it.op)
+		it.setRestore(&it.Restore)
 	}
-}
-
-// serveInBatch serves a query or a ping inside a batch, encoding its
-// result into b.body.
-func (b *backend) serveInBatch(op abi.Op, payload []byte) error {
-	d := &batchDecoder
-	d.Reset(payload)
-	switch op {
-	case abi.OpPing:
-		return nil
-	case abi.OpQueryMetrics:
-		var q abi.MetricQuery
-		q.Decode(d)
-		if err := endDecode(d); err != nil {
-			return err
-		}
-		p, err := (*metrics)(b).QueryMetrics(&q)
-		if err == nil {
-			abi.EncodePage(&b.body, &p)
-		}
-		return err
-	case abi.OpQueryAlerts:
-		var q abi.AlertQuery
-		q.Decode(d)
-		if err := endDecode(d); err != nil {
-			return err
-		}
-		p, err := (*alerts)(b).QueryAlerts(&q)
-		if err == nil {
-			abi.EncodePage(&b.body, &p)
-		}
-		return err
-	case abi.OpQueryAgentStates:
-		var q abi.AgentStateQuery
-		q.Decode(d)
-		if err := endDecode(d); err != nil {
-			return err
-		}
-		p, err := (*states)(b).QueryAgentStates(&q)
-		if err == nil {
-			abi.EncodePage(&b.body, &p)
-		}
-		return err
-	}
-	return abi.Errorf(abi.StatusUnsupported, "unknown op %d", op)
 }

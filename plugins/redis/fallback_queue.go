@@ -193,15 +193,15 @@ func appendRecordKey(dst []byte, it *item) []byte {
 	switch it.kind() {
 	case 'm':
 		dst = append(dst, "m/"...)
-		dst = append(dst, it.metric.AgentID...)
+		dst = append(dst, it.Metric.AgentID...)
 		dst = append(dst, 0)
-		dst = appendMember(dst, it.metric.Name, it.metric.Timestamp)
+		dst = appendMember(dst, it.Metric.Name, it.Metric.Timestamp)
 	case 'a':
 		dst = append(dst, "a/"...)
-		dst = append(dst, it.alert.ID...)
+		dst = append(dst, it.Alert.ID...)
 	case 's':
 		dst = append(dst, "s/"...)
-		dst = append(dst, it.state.AgentID...)
+		dst = append(dst, it.State.AgentID...)
 	}
 	return dst
 }

@@ -293,9 +293,9 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	b.deferIx = &f.ix
 	for i := range qs {
 		it := &items[i]
-		*it = item{op: qs[i].op, now: qs[i].now}
-		b.decodeItem(it, qs[i].payload)
-		if it.err == nil {
+		*it = item{now: qs[i].now}
+		b.decodeItem(it, abi.BatchItem{Op: qs[i].op, Payload: qs[i].payload})
+		if it.Err == nil {
 			it.floor, it.replay = qs[i].floor, true
 			b.prepare(it)
 		}
@@ -320,37 +320,37 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	}
 	for i := range items {
 		it := &items[i]
-		if it.err == nil {
+		if it.Err == nil {
 			b.finish(it, replies)
 		}
-		if it.err == nil {
+		if it.Err == nil {
 			f.ticked = append(f.ticked, tickWrite(it))
 			continue
 		}
-		if errors.Is(it.err, sdk.ErrNotFound) {
+		if errors.Is(it.Err, sdk.ErrNotFound) {
 			continue // a delete of a record already gone is done too
 		}
-		if it.err == errFenced {
+		if it.Err == errFenced {
 			// A later attempt than this one wrote the sample's agent: this
 			// replayer was overtaken (its lock expired while it waited), or
 			// numbers its attempts from below the fence (a data directory
 			// restored from a copy). It stops here; the next attempt, above
 			// the fence, replays the rest.
-			sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) fenced by a later replay attempt (%d); retrying later", qs[i].seq, it.op, f.fenceSeen)
+			sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) fenced by a later replay attempt (%d); retrying later", qs[i].seq, it.Op, f.fenceSeen)
 			return i, false
 		}
-		if it.err == errSuperseded {
+		if it.Err == errSuperseded {
 			// Its event was published by the host that wrote the newer
 			// record, whose value stays.
-			sdk.Logf(abi.LevelInfo, "fallback replay: buffered write %d (%s) left out: its record was written after it was acknowledged", qs[i].seq, it.op)
+			sdk.Logf(abi.LevelInfo, "fallback replay: buffered write %d (%s) left out: its record was written after it was acknowledged", qs[i].seq, it.Op)
 			continue
 		}
-		switch s, _ := statusOf(it.err); s {
+		switch sdk.StatusOf(it.Err) {
 		case abi.StatusConflict, abi.StatusInvalid, abi.StatusUnsupported:
-			sdk.Logf(abi.LevelError, "fallback replay: Redis refused buffered write %d (%s), dropped: %v", qs[i].seq, it.op, it.err)
+			sdk.Logf(abi.LevelError, "fallback replay: Redis refused buffered write %d (%s), dropped: %v", qs[i].seq, it.Op, it.Err)
 			continue
 		}
-		sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) failed, retrying later: %v", qs[i].seq, it.op, it.err)
+		sdk.Logf(abi.LevelWarn, "fallback replay: buffered write %d (%s) failed, retrying later: %v", qs[i].seq, it.Op, it.Err)
 		return i, false
 	}
 	return len(items), true
@@ -360,18 +360,18 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 // to publish the write's event. An agent state's document is left out:
 // events do not carry it.
 func tickWrite(it *item) abi.TickWrite {
-	w := abi.TickWrite{Op: it.op}
-	switch it.op {
+	w := abi.TickWrite{Op: it.Op}
+	switch it.Op {
 	case abi.OpPutMetric:
-		w.Metric = it.metric
+		w.Metric = it.Metric
 	case abi.OpDeleteMetric:
-		w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
+		w.Metric = abi.Metric{AgentID: it.Metric.AgentID, Name: it.Metric.Name, Timestamp: it.Metric.Timestamp}
 	case abi.OpPutAlert:
-		w.Alert = it.alert
+		w.Alert = it.Alert
 	case abi.OpDeleteAlert:
-		w.Alert.ID = it.alert.ID // its agent is not known here
+		w.Alert.ID = it.Alert.ID // its agent is not known here
 	case abi.OpPutAgentState, abi.OpDeleteAgentState:
-		w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
+		w.State = abi.AgentState{AgentID: it.State.AgentID, Version: it.State.Version, UpdatedAt: it.State.UpdatedAt, ExpiresAt: it.State.ExpiresAt}
 	}
 	return w
 }
@@ -413,15 +413,15 @@ func (b *backend) reread(qs []queued) error {
 	now := sdk.Now()
 	for i := range qs {
 		it := &items[i]
-		*it = item{op: qs[i].op, now: now}
-		b.decodeItem(it, qs[i].payload)
-		get, ok := readOf(it.op)
-		if it.err != nil || !ok {
-			it.err = errSkipped
+		*it = item{now: now}
+		b.decodeItem(it, abi.BatchItem{Op: qs[i].op, Payload: qs[i].payload})
+		get, ok := readOf(it.Op)
+		if it.Err != nil || !ok {
+			it.Err = errSkipped
 			continue
 		}
-		*it = item{op: get, now: now, metric: abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp},
-			alert: abi.Alert{ID: it.alert.ID}, state: abi.AgentState{AgentID: it.state.AgentID}}
+		*it = item{BatchOp: sdk.BatchOp{Op: get, Metric: abi.Metric{AgentID: it.Metric.AgentID, Name: it.Metric.Name, Timestamp: it.Metric.Timestamp},
+			Alert: abi.Alert{ID: it.Alert.ID}, State: abi.AgentState{AgentID: it.State.AgentID}}, now: now}
 		b.prepare(it)
 	}
 	var replies []abi.Reply
@@ -433,24 +433,24 @@ func (b *backend) reread(qs []queued) error {
 	}
 	for i := range items {
 		it := &items[i]
-		if it.err != nil {
+		if it.Err != nil {
 			continue
 		}
 		b.finish(it, replies)
-		put, del := writesOf(it.op)
+		put, del := writesOf(it.Op)
 		w := abi.TickWrite{}
 		switch {
-		case it.err == nil:
+		case it.Err == nil:
 			w.Op = put
-			w.Metric, w.Alert = it.metric, it.alert
-			w.State = abi.AgentState{AgentID: it.state.AgentID, Version: it.state.Version, UpdatedAt: it.state.UpdatedAt, ExpiresAt: it.state.ExpiresAt}
-		case errors.Is(it.err, sdk.ErrNotFound):
+			w.Metric, w.Alert = it.Metric, it.Alert
+			w.State = abi.AgentState{AgentID: it.State.AgentID, Version: it.State.Version, UpdatedAt: it.State.UpdatedAt, ExpiresAt: it.State.ExpiresAt}
+		case errors.Is(it.Err, sdk.ErrNotFound):
 			w.Op = del
-			w.Metric = abi.Metric{AgentID: it.metric.AgentID, Name: it.metric.Name, Timestamp: it.metric.Timestamp}
-			w.Alert = abi.Alert{ID: it.alert.ID}
-			w.State = abi.AgentState{AgentID: it.state.AgentID}
+			w.Metric = abi.Metric{AgentID: it.Metric.AgentID, Name: it.Metric.Name, Timestamp: it.Metric.Timestamp}
+			w.Alert = abi.Alert{ID: it.Alert.ID}
+			w.State = abi.AgentState{AgentID: it.State.AgentID}
 		default:
-			return it.err
+			return it.Err
 		}
 		f.ticked = append(f.ticked, w)
 	}
@@ -497,7 +497,7 @@ func (b *backend) fencedBy(it *item, r *abi.Reply) bool {
 	if r.Kind != abi.ReplyArray || len(r.Array) != 2 || r.Array[0].Kind != abi.ReplyInt || r.Array[0].Int != 3 {
 		return false
 	}
-	it.err = errFenced
+	it.Err = errFenced
 	if r.Array[1].Kind == abi.ReplyInt && r.Array[1].Int > 0 {
 		b.fb.fenceSeen = max(b.fb.fenceSeen, uint64(r.Array[1].Int))
 	}

@@ -39,7 +39,7 @@ func (b *backend) fallbackBegin(now time.Time, writes bool) {
 
 // runWithFallback serves a single-record request.
 func (b *backend) runWithFallback(it *item) {
-	b.fallbackBegin(it.now, !isRead(it.op))
+	b.fallbackBegin(it.now, !isRead(it.Op))
 	if b.fb.pending && b.fromBuffer(it) {
 		return
 	}
@@ -55,7 +55,7 @@ func (b *backend) runWithFallback(it *item) {
 // item goes to Redis (and a write that meets UNAVAILABLE there is
 // buffered then: fallBack).
 func (b *backend) fromBuffer(it *item) bool {
-	if isRead(it.op) {
+	if isRead(it.Op) {
 		if !b.bufferedRead(it) {
 			return false
 		}
@@ -65,15 +65,15 @@ func (b *backend) fromBuffer(it *item) bool {
 	pending, err := b.fb.recordPending(it)
 	switch {
 	case err != nil:
-		it.err = err
+		it.Err = err
 	case !pending:
 		return false
 	case bufferable(it) && b.fb.accept:
 		b.buffer(it, false)
 	case bufferable(it):
-		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the writes of its record that the fallback buffer kept (fallback was buffer) are replayed to Redis", it.op)
+		it.Err = abi.Errorf(abi.StatusUnavailable, "%s waits until the writes of its record that the fallback buffer kept (fallback was buffer) are replayed to Redis", it.Op)
 	default:
-		it.err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.op)
+		it.Err = abi.Errorf(abi.StatusUnavailable, "%s waits until the buffered writes of its record are replayed to Redis", it.Op)
 	}
 	it.served = true
 	return true
@@ -86,9 +86,9 @@ func (b *backend) afterUnavailable(it *item) {
 	f := b.fb
 	switch {
 	case bufferable(it) && f.accept:
-		it.err = nil
+		it.Err = nil
 		b.buffer(it, true)
-	case isRead(it.op):
+	case isRead(it.Op):
 		if it.now.IsZero() { // a direct read of fallback=fail
 			it.now = sdk.Now()
 		}
@@ -104,18 +104,18 @@ func isRead(op abi.Op) bool {
 
 // bufferable reports whether it is a write the buffer may take.
 func bufferable(it *item) bool {
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric, abi.OpDeleteMetric, abi.OpPutAlert, abi.OpDeleteAlert:
 		return true
 	case abi.OpPutAgentState, abi.OpDeleteAgentState:
-		return it.cond.Mode == abi.Unconditional
+		return it.Condition.Mode == abi.Unconditional
 	}
 	return false
 }
 
 // kind is the kind of record the item is about: 'm', 'a', 's', or 0.
 func (it *item) kind() byte {
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric:
 		return 'm'
 	case abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus:
@@ -123,7 +123,7 @@ func (it *item) kind() byte {
 	case abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState:
 		return 's'
 	case abi.OpRestore:
-		switch it.restore {
+		switch it.restoreKind {
 		case abi.KindMetric:
 			return 'm'
 		case abi.KindAlert:
@@ -151,7 +151,7 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 	var prev buffered
 	exists, err := f.getRecord(it.kind(), f.key, &prev)
 	if err != nil {
-		it.err = err
+		it.Err = err
 		return
 	}
 	// An entry of a settled write (left behind, see bufferedRead) says
@@ -162,23 +162,23 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 
 	var rec buffered
 	var floor uint64
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		rec.metric = it.metric
+		rec.metric = it.Metric
 		rec.metric.Timestamp = rec.metric.Timestamp.UTC()
-		rec.metric.ExpiresAt = expiry(&it.ttl, now, b.metricTTL, prev.metric.ExpiresAt, live)
+		rec.metric.ExpiresAt = expiry(&it.TTL, now, b.metricTTL, prev.metric.ExpiresAt, live)
 	case abi.OpPutAlert:
-		a := it.alert
+		a := it.Alert
 		switch {
 		case live:
 			if !prev.alert.Status.CanTransition(a.Status) {
-				it.err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", a.ID, prev.alert.Status, a.Status, sdk.ErrConflict)
+				it.Err = fmt.Errorf("alert %q: cannot go from %s to %s: %w", a.ID, prev.alert.Status, a.Status, sdk.ErrConflict)
 				return
 			}
 		case found: // deleted or expired in the buffer: a create
 		case a.Status == abi.AlertResolved: // allowed from every status
 		default:
-			it.err = abi.Errorf(abi.StatusUnavailable,
+			it.Err = abi.Errorf(abi.StatusUnavailable,
 				"redis is unreachable and alert %q is not in the fallback buffer: its move to %s cannot be checked", a.ID, a.Status)
 			return
 		}
@@ -188,20 +188,20 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 			a.CreatedAt = now
 		}
 		a.UpdatedAt = now
-		a.ExpiresAt = expiry(&it.ttl, now, b.alertTTL, prev.alert.ExpiresAt, live)
+		a.ExpiresAt = expiry(&it.TTL, now, b.alertTTL, prev.alert.ExpiresAt, live)
 		rec.alert = a
 	case abi.OpPutAgentState:
-		s := abi.AgentState{AgentID: it.state.AgentID, State: it.state.State, UpdatedAt: now}
+		s := abi.AgentState{AgentID: it.State.AgentID, State: it.State.State, UpdatedAt: now}
 		s.Version = uint64(now.UnixMicro())
 		if exists && prev.state.Version >= s.Version {
 			s.Version = prev.state.Version + 1
 		}
-		s.ExpiresAt = expiry(&it.ttl, now, b.stateTTL, prev.state.ExpiresAt, live)
+		s.ExpiresAt = expiry(&it.TTL, now, b.stateTTL, prev.state.ExpiresAt, live)
 		rec.state = s
 		floor = s.Version + 1
 	default: // a delete
 		if found && !live {
-			it.err = notFound(it)
+			it.Err = notFound(it)
 			return
 		}
 		rec.gone = true
@@ -216,24 +216,24 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 	}
 	switch {
 	case errors.Is(err, errBufferFull) && limit == f.max:
-		it.err = abi.Errorf(abi.StatusUnavailable, "redis is unreachable and the fallback buffer is full (%d writes)", f.max)
+		it.Err = abi.Errorf(abi.StatusUnavailable, "redis is unreachable and the fallback buffer is full (%d writes)", f.max)
 		return
 	case errors.Is(err, errBufferFull):
-		it.err = abi.Errorf(abi.StatusUnavailable, "the fallback buffer is full (%d writes, twice fallback_buffer_entries while Redis answers): the writes of the records it holds outpace its replay", limit)
+		it.Err = abi.Errorf(abi.StatusUnavailable, "the fallback buffer is full (%d writes, twice fallback_buffer_entries while Redis answers): the writes of the records it holds outpace its replay", limit)
 		return
 	case err != nil:
-		it.err = err
+		it.Err = err
 		return
 	}
 	f.ent.Reset()
-	f.ent.Uvarint(uint64(it.op))
+	f.ent.Uvarint(uint64(it.Op))
 	f.ent.Time(now)
 	f.ent.Uvarint(floor)
 	encodeRequest(it, &f.ent)
 	f.qk = appendQueueKey(f.qk[:0], seq)
 	if _, _, err := f.kv.Put(f.qk, f.ent.Bytes(), time.Time{}, false, abi.Condition{}); err != nil {
 		// Not acknowledged; the replay skips the empty position.
-		it.err = err
+		it.Err = err
 		return
 	}
 	rec.seq = seq
@@ -244,21 +244,21 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 		// record's copy nothing keeps a later write of the record from
 		// going to Redis ahead of it: not acknowledged, its outcome is
 		// unknown.
-		sdk.Logf(abi.LevelWarn, "fallback buffer: keeping the buffered copy of a %s: %v", it.op, err)
-		it.err = abi.Errorf(abi.StatusUnknown, "%s queued for replay, but its record's buffered copy could not be kept: %v", it.op, err)
+		sdk.Logf(abi.LevelWarn, "fallback buffer: keeping the buffered copy of a %s: %v", it.Op, err)
+		it.Err = abi.Errorf(abi.StatusUnknown, "%s queued for replay, but its record's buffered copy could not be kept: %v", it.Op, err)
 		return
 	}
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		it.metric = rec.metric
+		it.Metric = rec.metric
 	case abi.OpPutAlert:
-		it.alert = rec.alert
+		it.Alert = rec.alert
 	case abi.OpPutAgentState:
-		it.state = rec.state
+		it.State = rec.state
 	}
 	// Acknowledged, not yet in Redis: the host publishes the write's
 	// event when a tick reports it replayed.
-	it.err = sdk.ErrStale
+	it.Err = sdk.ErrStale
 }
 
 // expiry resolves a buffered write's TTL to the absolute expiry Redis
@@ -274,33 +274,33 @@ func expiry(ttl *abi.TTL, now time.Time, def time.Duration, prev time.Time, live
 func notFound(it *item) error {
 	switch it.kind() {
 	case 'm':
-		return metricNotFound(&it.metric)
+		return metricNotFound(&it.Metric)
 	case 'a':
-		return fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+		return fmt.Errorf("alert %q: %w", it.Alert.ID, sdk.ErrNotFound)
 	}
-	return fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+	return fmt.Errorf("agent state %q: %w", it.State.AgentID, sdk.ErrNotFound)
 }
 
 // encodeRequest appends the request of the write it, as decodeItem reads
 // it back.
 func encodeRequest(it *item, e *abi.Encoder) {
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		r := abi.PutMetric{Metric: it.metric, TTL: it.ttl}
+		r := abi.PutMetric{Metric: it.Metric, TTL: it.TTL}
 		r.Encode(e)
 	case abi.OpDeleteMetric:
-		k := it.metric.Key()
+		k := it.Metric.Key()
 		k.Encode(e)
 	case abi.OpPutAlert:
-		r := abi.PutAlert{Alert: it.alert, TTL: it.ttl}
+		r := abi.PutAlert{Alert: it.Alert, TTL: it.TTL}
 		r.Encode(e)
 	case abi.OpDeleteAlert:
-		e.String(it.alert.ID)
+		e.String(it.Alert.ID)
 	case abi.OpPutAgentState:
-		r := abi.PutAgentState{State: abi.AgentState{AgentID: it.state.AgentID, State: it.state.State}, TTL: it.ttl, Condition: it.cond}
+		r := abi.PutAgentState{State: abi.AgentState{AgentID: it.State.AgentID, State: it.State.State}, TTL: it.TTL, Condition: it.Condition}
 		r.Encode(e)
 	case abi.OpDeleteAgentState:
-		r := abi.DeleteAgentState{AgentID: it.state.AgentID, Condition: it.cond}
+		r := abi.DeleteAgentState{AgentID: it.State.AgentID, Condition: it.Condition}
 		r.Encode(e)
 	}
 }
@@ -315,7 +315,7 @@ func (b *backend) bufferedRead(it *item) bool {
 	var rec buffered
 	found, err := f.getRecord(it.kind(), f.key, &rec)
 	if err != nil {
-		it.err = err
+		it.Err = err
 		return true
 	}
 	if !found {
@@ -331,18 +331,18 @@ func (b *backend) bufferedRead(it *item) bool {
 	}
 	kind := it.kind()
 	if rec.gone || rec.expired(kind, it.now) {
-		it.err = notFound(it)
+		it.Err = notFound(it)
 		return true
 	}
 	switch kind {
 	case 'm':
-		it.metric = rec.metric
+		it.Metric = rec.metric
 	case 'a':
-		it.alert = rec.alert
+		it.Alert = rec.alert
 	case 's':
-		it.state = rec.state
+		it.State = rec.state
 	}
-	it.err = sdk.ErrStale
+	it.Err = sdk.ErrStale
 	return true
 }
 

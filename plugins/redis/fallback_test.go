@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
 )
 
 // The fallback buffer end to end is tested against a real Redis in
@@ -36,32 +37,30 @@ func TestQueueKeysSortBySeq(t *testing.T) {
 func TestBufferedRequestRoundTrip(t *testing.T) {
 	ts := time.Date(2024, 5, 1, 2, 3, 4, 5, time.UTC)
 	items := []item{
-		{op: abi.OpPutMetric, ttl: abi.TTL{Mode: abi.TTLDuration, Duration: time.Minute},
-			metric: abi.Metric{AgentID: "a}", Name: "cpu", Value: 0.5, Timestamp: ts, Labels: map[string]string{"k": "v"}}},
-		{op: abi.OpDeleteMetric, metric: abi.Metric{AgentID: "a", Name: "cpu", Timestamp: ts}},
-		{op: abi.OpPutAlert, ttl: abi.TTL{Mode: abi.TTLKeep},
-			alert: abi.Alert{ID: "al", AgentID: "a", Severity: abi.SeverityCritical, Status: abi.AlertResolved, Message: "m", CreatedAt: ts}},
-		{op: abi.OpDeleteAlert, alert: abi.Alert{ID: "al"}},
-		{op: abi.OpPutAgentState, ttl: abi.TTL{Mode: abi.TTLPersist}, state: abi.AgentState{AgentID: "s", State: []byte(`{"x":1}`)}},
-		{op: abi.OpDeleteAgentState, state: abi.AgentState{AgentID: "s"}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutMetric, TTL: abi.TTL{Mode: abi.TTLDuration, Duration: time.Minute}, Metric: abi.Metric{AgentID: "a}", Name: "cpu", Value: 0.5, Timestamp: ts, Labels: map[string]string{"k": "v"}}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpDeleteMetric, Metric: abi.Metric{AgentID: "a", Name: "cpu", Timestamp: ts}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutAlert, TTL: abi.TTL{Mode: abi.TTLKeep}, Alert: abi.Alert{ID: "al", AgentID: "a", Severity: abi.SeverityCritical, Status: abi.AlertResolved, Message: "m", CreatedAt: ts}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpDeleteAlert, Alert: abi.Alert{ID: "al"}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, TTL: abi.TTL{Mode: abi.TTLPersist}, State: abi.AgentState{AgentID: "s", State: []byte(`{"x":1}`)}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpDeleteAgentState, State: abi.AgentState{AgentID: "s"}}},
 	}
 	b := &backend{}
 	for _, want := range items {
 		var e abi.Encoder
 		encodeRequest(&want, &e)
-		got := item{op: want.op}
-		b.decodeItem(&got, e.Bytes())
-		require.NoError(t, got.err, "%s", want.op)
-		require.Equal(t, want.ttl, got.ttl, "%s", want.op)
-		require.Equal(t, want.cond, got.cond, "%s", want.op)
-		require.Equal(t, string(appendRecordKey(nil, &want)), string(appendRecordKey(nil, &got)), "%s", want.op)
-		switch want.op {
+		var got item
+		b.decodeItem(&got, abi.BatchItem{Op: want.Op, Payload: e.Bytes()})
+		require.NoError(t, got.Err, "%s", want.Op)
+		require.Equal(t, want.TTL, got.TTL, "%s", want.Op)
+		require.Equal(t, want.Condition, got.Condition, "%s", want.Op)
+		require.Equal(t, string(appendRecordKey(nil, &want)), string(appendRecordKey(nil, &got)), "%s", want.Op)
+		switch want.Op {
 		case abi.OpPutMetric:
-			require.Equal(t, want.metric, got.metric)
+			require.Equal(t, want.Metric, got.Metric)
 		case abi.OpPutAlert:
-			require.Equal(t, want.alert, got.alert)
+			require.Equal(t, want.Alert, got.Alert)
 		case abi.OpPutAgentState:
-			require.Equal(t, want.state, got.state)
+			require.Equal(t, want.State, got.State)
 		}
 	}
 }
@@ -70,15 +69,15 @@ func TestBufferedRecordKeysAreDistinct(t *testing.T) {
 	ts := time.Unix(0, 1)
 	keys := map[string]string{}
 	for _, it := range []item{
-		{op: abi.OpPutMetric, metric: abi.Metric{AgentID: "a", Name: "b", Timestamp: ts}},
-		{op: abi.OpPutMetric, metric: abi.Metric{AgentID: "a", Name: "b", Timestamp: ts.Add(1)}},
-		{op: abi.OpPutAlert, alert: abi.Alert{ID: "a"}},
-		{op: abi.OpPutAgentState, state: abi.AgentState{AgentID: "a"}},
-		{op: abi.OpPutAgentState, state: abi.AgentState{AgentID: "m/a"}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutMetric, Metric: abi.Metric{AgentID: "a", Name: "b", Timestamp: ts}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutMetric, Metric: abi.Metric{AgentID: "a", Name: "b", Timestamp: ts.Add(1)}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutAlert, Alert: abi.Alert{ID: "a"}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "a"}}},
+		{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "m/a"}}},
 	} {
 		k := string(appendRecordKey(nil, &it))
 		_, dup := keys[k]
 		require.False(t, dup, "%q", k)
-		keys[k] = it.op.String()
+		keys[k] = it.Op.String()
 	}
 }

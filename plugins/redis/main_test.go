@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/sdk"
 )
 
 // The conformance suite (host/storetest, redis_test.go) checks the plugin
@@ -185,7 +186,7 @@ func TestRequestBuild(t *testing.T) {
 func TestPutIndexesInItsOwnCall(t *testing.T) {
 	var b backend
 	put := func() []abi.ScriptCall {
-		it := item{op: abi.OpPutAgentState, now: time.Unix(1, 0), state: abi.AgentState{AgentID: "a1", State: []byte("{}")}}
+		it := item{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "a1", State: []byte("{}")}}, now: time.Unix(1, 0)}
 		b.rq.reset()
 		b.joinIx = !b.split
 		b.prepare(&it)

@@ -18,7 +18,7 @@ import (
 // failedWith is the error of item it whose request to Redis failed with
 // err.
 func failedWith(it *item, err error) error {
-	if !it.op.Writes() && errors.Is(err, sdk.ErrOutcomeUnknown) {
+	if !it.Op.Writes() && errors.Is(err, sdk.ErrOutcomeUnknown) {
 		var ae *abi.Error
 		if errors.As(err, &ae) {
 			return abi.Errorf(abi.StatusUnavailable, "%s", ae.Message)
@@ -39,7 +39,7 @@ func failedWith(it *item, err error) error {
 // overwrite them: an acknowledged write lost. It stays UNKNOWN, as the
 // caller must be told.
 func (b *backend) fallBack(it *item) {
-	if errors.Is(it.err, sdk.ErrUnavailable) {
+	if errors.Is(it.Err, sdk.ErrUnavailable) {
 		b.afterUnavailable(it)
 	}
 }
@@ -73,11 +73,11 @@ func limitMessage(err error) string {
 func (it *item) record() string {
 	switch it.kind() {
 	case 'm':
-		return fmt.Sprintf("metric %q/%q at %s", it.metric.AgentID, it.metric.Name, it.metric.Timestamp.UTC().Format(time.RFC3339Nano))
+		return fmt.Sprintf("metric %q/%q at %s", it.Metric.AgentID, it.Metric.Name, it.Metric.Timestamp.UTC().Format(time.RFC3339Nano))
 	case 'a':
-		return fmt.Sprintf("alert %q", it.alert.ID)
+		return fmt.Sprintf("alert %q", it.Alert.ID)
 	case 's':
-		return fmt.Sprintf("agent state %q", it.state.AgentID)
+		return fmt.Sprintf("agent state %q", it.State.AgentID)
 	}
-	return it.op.String()
+	return it.Op.String()
 }

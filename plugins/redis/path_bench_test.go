@@ -48,17 +48,17 @@ func guestPathCases() []guestPathCase {
 	}
 	doc := `{"step":1,"goal":"benchmark"}`
 	return []guestPathCase{
-		{"GetAgentState", item{op: abi.OpGetAgentState, now: now, state: abi.AgentState{AgentID: "agent-1"}},
+		{"GetAgentState", item{BatchOp: sdk.BatchOp{Op: abi.OpGetAgentState, State: abi.AgentState{AgentID: "agent-1"}}, now: now},
 			replies(arr(arr(bulk("1796244962248139"), bulk("1796244962248139000"), bulk(doc)), num(-1)))},
-		{"PutAgentState", item{op: abi.OpPutAgentState, now: now, state: abi.AgentState{AgentID: "agent-1", State: []byte(doc)}},
+		{"PutAgentState", item{BatchOp: sdk.BatchOp{Op: abi.OpPutAgentState, State: abi.AgentState{AgentID: "agent-1", State: []byte(doc)}}, now: now},
 			replies(arr(num(1), num(1796244962248139), num(-1)))},
-		{"GetMetric", item{op: abi.OpGetMetric, now: now, metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Timestamp: now}},
+		{"GetMetric", item{BatchOp: sdk.BatchOp{Op: abi.OpGetMetric, Metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Timestamp: now}}, now: now},
 			replies(arr(bulk(string(appendMetricValue(nil, &abi.Metric{Value: 0.5, Labels: map[string]string{"host": "h1", "region": "eu"}}))), num(-1)))},
-		{"PutMetric", item{op: abi.OpPutMetric, now: now, metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Value: 0.5, Timestamp: now,
-			Labels: map[string]string{"host": "h1", "region": "eu"}}},
+		{"PutMetric", item{BatchOp: sdk.BatchOp{Op: abi.OpPutMetric, Metric: abi.Metric{AgentID: "agent-1", Name: "cpu", Value: 0.5, Timestamp: now,
+			Labels: map[string]string{"host": "h1", "region": "eu"}}}, now: now},
 			replies(num(-1))},
-		{"PutAlert", item{op: abi.OpPutAlert, now: now, alert: abi.Alert{ID: "al-1", AgentID: "agent-1", Severity: abi.SeverityWarning,
-			Status: abi.AlertFiring, Message: "disk", Labels: map[string]string{"host": "h1"}}},
+		{"PutAlert", item{BatchOp: sdk.BatchOp{Op: abi.OpPutAlert, Alert: abi.Alert{ID: "al-1", AgentID: "agent-1", Severity: abi.SeverityWarning,
+			Status: abi.AlertFiring, Message: "disk", Labels: map[string]string{"host": "h1"}}}, now: now},
 			replies(arr(num(1), bulk("1796244962248139000"), num(-1)))},
 	}
 }
@@ -79,17 +79,17 @@ func (b *backend) guestPath(it item, reply []byte, req, out *abi.Encoder, dec *a
 		panic("bad recorded reply")
 	}
 	b.finish(&it, replies)
-	if it.err != nil {
-		panic(it.err)
+	if it.Err != nil {
+		panic(it.Err)
 	}
 	out.Reset()
-	switch it.op {
+	switch it.Op {
 	case abi.OpGetAgentState, abi.OpPutAgentState:
-		it.state.Encode(out)
+		it.State.Encode(out)
 	case abi.OpGetMetric, abi.OpPutMetric:
-		it.metric.Encode(out)
+		it.Metric.Encode(out)
 	case abi.OpPutAlert:
-		it.alert.Encode(out)
+		it.Alert.Encode(out)
 	}
 }
 
@@ -102,7 +102,7 @@ func TestGuestPathAllocations(t *testing.T) {
 	var dec abi.Decoder
 	var replies abi.ReplyBuffer
 	for _, c := range guestPathCases() {
-		if c.it.op == abi.OpGetMetric {
+		if c.it.Op == abi.OpGetMetric {
 			continue
 		}
 		be.guestPath(c.it, c.reply, &req, &out, &dec, &replies)

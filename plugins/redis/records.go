@@ -17,8 +17,10 @@ import (
 // their replies; a batch prepares every item, sends once and finishes
 // every item, so a batch costs one round trip.
 type item struct {
-	op  abi.Op
-	err error
+	// The request, then the result (sdk.BatchOp): a single operation's
+	// too. A restore's record is moved to Metric, Alert or State
+	// (setRestore).
+	sdk.BatchOp
 	// first and n are the item's calls in the request.
 	first, n int
 	now      time.Time
@@ -38,20 +40,10 @@ type item struct {
 	// indexed is set when the item's index entry waits in b.deferIx: the
 	// index call's error, if Redis refuses it, is the item's too.
 	indexed bool
-
-	// Requests and results; which are used depends on op. metric holds a
-	// metric key's fields too, alert.ID and state.AgentID the IDs.
-	ttl    abi.TTL
-	cond   abi.Condition
-	metric abi.Metric
-	alert  abi.Alert
-	state  abi.AgentState
-	status abi.AlertStatus
-	// An OpRestore: the kind of its record (in metric, alert or state),
-	// its mode, and its result.
-	restore abi.RecordKind
-	mode    abi.RestoreMode
-	written bool
+	// An OpRestore: the kind of its record (in Metric, Alert or State)
+	// and its mode.
+	restoreKind abi.RecordKind
+	mode        abi.RestoreMode
 }
 
 // allowedFrom[s] lists, as digits, the statuses an alert may move to s
@@ -89,9 +81,9 @@ func (b *backend) prepare(it *item) {
 
 func (b *backend) addCalls(it *item) {
 	r := &b.rq
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
-		m := &it.metric
+		m := &it.Metric
 		r.call(opMput)
 		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
 		r.tagKey(metricIndex, m.AgentID)
@@ -101,7 +93,7 @@ func (b *backend) addCalls(it *item) {
 		}
 		start := r.mark()
 		var bound span
-		r.arena, bound = appendTTL(r.arena, &it.ttl, b.metricTTL, it.now)
+		r.arena, bound = appendTTL(r.arena, &it.TTL, b.metricTTL, it.now)
 		r.endArg(start)
 		start = r.mark()
 		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
@@ -116,10 +108,10 @@ func (b *backend) addCalls(it *item) {
 
 	case abi.OpGetMetric:
 		r.call(opRd)
-		r.sampleKey(it.metric.AgentID, it.metric.Name, it.metric.Timestamp)
+		r.sampleKey(it.Metric.AgentID, it.Metric.Name, it.Metric.Timestamp)
 
 	case abi.OpDeleteMetric:
-		m := &it.metric
+		m := &it.Metric
 		r.call(opMdel)
 		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
 		r.tagKey(metricIndex, m.AgentID)
@@ -135,12 +127,12 @@ func (b *backend) addCalls(it *item) {
 		}
 
 	case abi.OpPutAlert:
-		a := &it.alert
+		a := &it.Alert
 		r.call(opAput)
 		r.tagKey(alertKeyPrefix, a.ID)
 		start := r.mark()
 		var bound span
-		r.arena, bound = appendTTL(r.arena, &it.ttl, b.alertTTL, it.now)
+		r.arena, bound = appendTTL(r.arena, &it.TTL, b.alertTTL, it.now)
 		r.endArg(start)
 		r.argInt(int64(a.Status))
 		r.argStr(allowedFrom[a.Status])
@@ -163,39 +155,39 @@ func (b *backend) addCalls(it *item) {
 
 	case abi.OpGetAlert:
 		r.call(opRd)
-		r.tagKey(alertKeyPrefix, it.alert.ID)
+		r.tagKey(alertKeyPrefix, it.Alert.ID)
 		for _, f := range alertFields {
 			r.argStr(f)
 		}
 
 	case abi.OpDeleteAlert:
 		r.call(opDel)
-		r.tagKey(alertKeyPrefix, it.alert.ID)
+		r.tagKey(alertKeyPrefix, it.Alert.ID)
 		r.argInt(it.now.UnixNano())
 		if it.replay {
 			r.argStr("1")
 		}
-		b.unindex(ixAlerts, it.alert.ID)
+		b.unindex(ixAlerts, it.Alert.ID)
 
 	case abi.OpSetAlertStatus:
 		r.call(opAstat)
-		r.tagKey(alertKeyPrefix, it.alert.ID)
-		r.argInt(int64(it.status))
-		r.argStr(allowedFrom[it.status])
+		r.tagKey(alertKeyPrefix, it.Alert.ID)
+		r.argInt(int64(it.Status))
+		r.argStr(allowedFrom[it.Status])
 		r.argInt(it.now.UnixNano())
 		if it.replay {
 			r.argStr("1")
 		}
 
 	case abi.OpPutAgentState:
-		s := &it.state
+		s := &it.State
 		r.call(opSput)
 		r.tagKey(stateKeyPrefix, s.AgentID)
 		start := r.mark()
 		var bound span
-		r.arena, bound = appendTTL(r.arena, &it.ttl, b.stateTTL, it.now)
+		r.arena, bound = appendTTL(r.arena, &it.TTL, b.stateTTL, it.now)
 		r.endArg(start)
-		appendCondition(r, it.cond)
+		appendCondition(r, it.Condition)
 		r.argInt(it.now.UnixNano())
 		r.arg(s.State)
 		if it.floor > 0 {
@@ -205,30 +197,30 @@ func (b *backend) addCalls(it *item) {
 
 	case abi.OpGetAgentState:
 		r.call(opRd)
-		r.tagKey(stateKeyPrefix, it.state.AgentID)
+		r.tagKey(stateKeyPrefix, it.State.AgentID)
 		for _, f := range stateFields {
 			r.argStr(f)
 		}
 
 	case abi.OpDeleteAgentState:
 		r.call(opSdel)
-		r.tagKey(stateKeyPrefix, it.state.AgentID)
-		appendCondition(r, it.cond)
+		r.tagKey(stateKeyPrefix, it.State.AgentID)
+		appendCondition(r, it.Condition)
 		r.argInt(it.now.UnixNano())
 		if it.replay {
 			r.argStr("1")
 		}
 		// A conditional delete may fail and leave the state: its index
 		// entry is left to the readers, who trim it if the state is gone.
-		if it.cond.Mode == abi.Unconditional {
-			b.unindex(ixStates, it.state.AgentID)
+		if it.Condition.Mode == abi.Unconditional {
+			b.unindex(ixStates, it.State.AgentID)
 		}
 
 	case abi.OpRestore:
 		b.addRestore(it)
 
 	default:
-		it.err = abi.Errorf(abi.StatusUnsupported, "%s cannot be pipelined", it.op)
+		it.Err = abi.Errorf(abi.StatusUnsupported, "%s cannot be pipelined", it.Op)
 	}
 }
 
@@ -241,22 +233,22 @@ var restoreModes = [...]string{abi.RestoreFail: "f", abi.RestoreSkip: "s", abi.R
 func (b *backend) addRestore(it *item) {
 	r := &b.rq
 	var exp time.Time
-	switch it.restore {
+	switch it.restoreKind {
 	case abi.KindMetric:
-		m := &it.metric
+		m := &it.Metric
 		exp = m.ExpiresAt
 		r.call(opMrestore)
 		r.sampleKey(m.AgentID, m.Name, m.Timestamp)
 		r.tagKey(metricIndex, m.AgentID)
 		r.tagKey(metricExpiry, m.AgentID)
 	case abi.KindAlert:
-		exp = it.alert.ExpiresAt
+		exp = it.Alert.ExpiresAt
 		r.call(opArestore)
-		r.tagKey(alertKeyPrefix, it.alert.ID)
+		r.tagKey(alertKeyPrefix, it.Alert.ID)
 	case abi.KindAgentState:
-		exp = it.state.ExpiresAt
+		exp = it.State.ExpiresAt
 		r.call(opSrestore)
-		r.tagKey(stateKeyPrefix, it.state.AgentID)
+		r.tagKey(stateKeyPrefix, it.State.AgentID)
 	}
 	r.argStr(restoreModes[it.mode])
 	start := r.mark()
@@ -268,9 +260,9 @@ func (b *backend) addRestore(it *item) {
 		bound = span{start, len(r.arena)}
 	}
 	r.endArg(start)
-	switch it.restore {
+	switch it.restoreKind {
 	case abi.KindMetric:
-		m := &it.metric
+		m := &it.Metric
 		start = r.mark()
 		r.arena = appendMember(r.arena, m.Name, m.Timestamp)
 		r.endArg(start)
@@ -279,7 +271,7 @@ func (b *backend) addRestore(it *item) {
 		r.endArg(start)
 		b.index(ixMetrics, m.AgentID, bound)
 	case abi.KindAlert:
-		a := &it.alert
+		a := &it.Alert
 		r.argStr(a.AgentID)
 		r.argInt(int64(a.Severity))
 		r.argInt(int64(a.Status))
@@ -291,7 +283,7 @@ func (b *backend) addRestore(it *item) {
 		r.argInt(a.UpdatedAt.UnixNano())
 		b.index(ixAlerts, a.ID, bound)
 	case abi.KindAgentState:
-		s := &it.state
+		s := &it.State
 		start = r.mark()
 		r.arena = strconv.AppendUint(r.arena, s.Version, 10)
 		r.endArg(start)
@@ -309,16 +301,16 @@ const maxVersion = 1<<53 - 2
 // An item whose record has expired by now is served at once: it has
 // nothing to write.
 func (it *item) setRestore(r *abi.Restore) {
-	it.restore, it.mode = r.Kind, r.Mode
+	it.restoreKind, it.mode = r.Kind, r.Mode
 	switch r.Kind {
 	case abi.KindMetric:
-		it.metric = r.Metric
+		it.Metric = r.Metric
 	case abi.KindAlert:
-		it.alert = r.Alert
+		it.Alert = r.Alert
 	case abi.KindAgentState:
-		it.state = r.State
+		it.State = r.State
 		if r.State.Version > maxVersion {
-			it.err = abi.Errorf(abi.StatusLimit, "agent state %q: version %d is above %d, the largest this backend keeps",
+			it.Err = abi.Errorf(abi.StatusLimit, "agent state %q: version %d is above %d, the largest this backend keeps",
 				r.State.AgentID, r.State.Version, uint64(maxVersion))
 			return
 		}
@@ -496,20 +488,20 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 	rs := replies[it.first : it.first+it.n]
 	// The index call of a write only matters when Redis refused it.
 	if len(rs) == 2 && rs[1].Kind == abi.ReplyError {
-		it.err = rs[1].Err()
+		it.Err = rs[1].Err()
 		return
 	}
 	r := &rs[0]
-	switch it.op {
+	switch it.Op {
 	case abi.OpPutMetric:
 		if it.replay && b.fencedBy(it, r) {
 			return
 		}
 		e, err := replyInt(r)
-		it.metric.ExpiresAt, it.err = msTime(e), err
+		it.Metric.ExpiresAt, it.Err = msTime(e), err
 
 	case abi.OpGetMetric:
-		it.err = decodeMetric(&it.metric, r)
+		it.Err = decodeMetric(&it.Metric, r)
 
 	case abi.OpDeleteMetric:
 		if it.replay && b.fencedBy(it, r) {
@@ -517,98 +509,98 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 		}
 		n, err := replyInt(r)
 		if err == nil && n == 0 {
-			err = metricNotFound(&it.metric)
+			err = metricNotFound(&it.Metric)
 		}
-		it.err = err
+		it.Err = err
 
 	case abi.OpPutAlert:
 		a, err := replyArray(r, 2)
 		if err != nil {
-			it.err = err
+			it.Err = err
 			return
 		}
 		switch a[0].Int {
 		case 1:
 		case 3:
-			it.err = errSuperseded
+			it.Err = errSuperseded
 			return
 		default:
-			it.err = transitionConflict(it.alert.ID, a[1].Str, it.alert.Status)
+			it.Err = transitionConflict(it.Alert.ID, a[1].Str, it.Alert.Status)
 			return
 		}
 		if len(a) < 3 {
-			it.err = badReply(r)
+			it.Err = badReply(r)
 			return
 		}
 		created, err := nsTime(a[1].Str)
 		if err != nil {
-			it.err = err
+			it.Err = err
 			return
 		}
 		e, err := replyInt(&a[2])
-		it.alert.CreatedAt, it.alert.UpdatedAt, it.alert.ExpiresAt, it.err = created, it.now, msTime(e), err
+		it.Alert.CreatedAt, it.Alert.UpdatedAt, it.Alert.ExpiresAt, it.Err = created, it.now, msTime(e), err
 
 	case abi.OpGetAlert:
-		id := it.alert.ID
+		id := it.Alert.ID
 		a, err := replyArray(r, 2)
 		if err == nil {
 			var found bool
-			found, err = decodeAlert(&it.alert, id, &a[0], &a[1])
+			found, err = decodeAlert(&it.Alert, id, &a[0], &a[1])
 			if err == nil && !found {
 				err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 			}
 		}
-		it.err = err
+		it.Err = err
 
 	case abi.OpDeleteAlert:
 		n, err := replyInt(r)
 		switch {
 		case err != nil:
 		case n == 0:
-			err = fmt.Errorf("alert %q: %w", it.alert.ID, sdk.ErrNotFound)
+			err = fmt.Errorf("alert %q: %w", it.Alert.ID, sdk.ErrNotFound)
 		case n == 2:
 			err = errSuperseded
 		}
-		it.err = err
+		it.Err = err
 
 	case abi.OpSetAlertStatus:
-		id := it.alert.ID
+		id := it.Alert.ID
 		a, err := replyArray(r, 1)
 		if err != nil {
-			it.err = err
+			it.Err = err
 			return
 		}
 		switch {
 		case a[0].Int < 0:
-			it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+			it.Err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 		case a[0].Int == 0 && len(a) >= 2:
-			it.err = transitionConflict(id, a[1].Str, it.status)
+			it.Err = transitionConflict(id, a[1].Str, it.Status)
 		case a[0].Int == 3:
-			it.err = errSuperseded
+			it.Err = errSuperseded
 		case len(a) >= 3:
 			var found bool
-			found, it.err = decodeAlert(&it.alert, id, &a[1], &a[2])
-			if it.err == nil && !found {
-				it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+			found, it.Err = decodeAlert(&it.Alert, id, &a[1], &a[2])
+			if it.Err == nil && !found {
+				it.Err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 			}
 		default:
-			it.err = badReply(r)
+			it.Err = badReply(r)
 		}
 
 	case abi.OpPutAgentState:
 		a, err := replyArray(r, 1)
 		if err != nil {
-			it.err = err
+			it.Err = err
 			return
 		}
 		if a[0].Int != 1 || len(a) < 3 {
 			switch a[0].Int {
 			case 0:
-				it.err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
+				it.Err = fmt.Errorf("agent state %q: %s: %w", it.State.AgentID, conditionText(it.Condition), sdk.ErrConflict)
 			case 3:
-				it.err = errSuperseded
+				it.Err = errSuperseded
 			default:
-				it.err = badReply(r)
+				it.Err = badReply(r)
 			}
 			return
 		}
@@ -616,37 +608,37 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 		// below 2^53 (see maxVersion), answers as one without a conversion.
 		v, err := replyInt(&a[1])
 		if err != nil {
-			it.err = err
+			it.Err = err
 			return
 		}
 		e, err := replyInt(&a[2])
-		s := &it.state
-		s.Version, s.UpdatedAt, s.ExpiresAt, it.err = uint64(v), it.now, msTime(e), err
+		s := &it.State
+		s.Version, s.UpdatedAt, s.ExpiresAt, it.Err = uint64(v), it.now, msTime(e), err
 
 	case abi.OpGetAgentState:
-		id := it.state.AgentID
+		id := it.State.AgentID
 		a, err := replyArray(r, 2)
 		if err == nil {
 			var found bool
-			found, err = decodeState(&it.state, id, &a[0], &a[1], false)
+			found, err = decodeState(&it.State, id, &a[0], &a[1], false)
 			if err == nil && !found {
 				err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
 			}
 		}
-		it.err = err
+		it.Err = err
 
 	case abi.OpDeleteAgentState:
 		n, err := replyInt(r)
 		switch {
 		case err != nil:
 		case n < 0:
-			err = fmt.Errorf("agent state %q: %w", it.state.AgentID, sdk.ErrNotFound)
+			err = fmt.Errorf("agent state %q: %w", it.State.AgentID, sdk.ErrNotFound)
 		case n == 0:
-			err = fmt.Errorf("agent state %q: %s: %w", it.state.AgentID, conditionText(it.cond), sdk.ErrConflict)
+			err = fmt.Errorf("agent state %q: %s: %w", it.State.AgentID, conditionText(it.Condition), sdk.ErrConflict)
 		case n == 2:
 			err = errSuperseded
 		}
-		it.err = err
+		it.Err = err
 
 	case abi.OpRestore:
 		// {1, expiry}: written; {0}: a live record exists; {2}: expired by
@@ -654,15 +646,15 @@ func (b *backend) finish(it *item, replies []abi.Reply) {
 		a, err := replyArray(r, 1)
 		switch {
 		case err != nil:
-			it.err = err
+			it.Err = err
 		case a[0].Int == 0 && it.mode == abi.RestoreFail:
-			it.err = fmt.Errorf("restore %s: a live record with its key exists: %w", it.restore, sdk.ErrConflict)
+			it.Err = fmt.Errorf("restore %s: a live record with its key exists: %w", it.restoreKind, sdk.ErrConflict)
 		case a[0].Int == 0 || a[0].Int == 2:
-			it.written = false
+			it.Written = false
 		case a[0].Int == 1:
-			it.written = true
+			it.Written = true
 		default:
-			it.err = badReply(r)
+			it.Err = badReply(r)
 		}
 	}
 }
@@ -812,7 +804,7 @@ func decodeStateFields(s *abi.AgentState, id string, f []abi.Reply, e int64, cop
 // expires records itself), so it makes no clock call: each host call is
 // a crossing out of the guest and back.
 func (b *backend) run(it *item) {
-	if f := b.fb; f.accept || f.pending || !isRead(it.op) {
+	if f := b.fb; f.accept || f.pending || !isRead(it.Op) {
 		it.now = sdk.Now()
 	}
 	b.runWithFallback(it)
@@ -826,8 +818,8 @@ func (b *backend) run(it *item) {
 // one on a single node (sendPacked).
 func (b *backend) direct(it *item) {
 	switch {
-	case it.op == abi.OpGetAgentState && b.getState(it),
-		it.op == abi.OpGetAlert && b.getAlert(it):
+	case it.Op == abi.OpGetAgentState && b.getState(it),
+		it.Op == abi.OpGetAlert && b.getAlert(it):
 		return
 	}
 	for {
@@ -835,13 +827,13 @@ func (b *backend) direct(it *item) {
 		b.joinIx = !b.split
 		b.prepare(it)
 		b.joinIx = false
-		if it.err != nil {
+		if it.Err != nil {
 			return
 		}
 		joined := b.rq.calls[it.first].ix > 0
 		replies, err := b.sendPacked()
 		if err != nil {
-			it.err = readFailed(it, err)
+			it.Err = readFailed(it, err)
 			return
 		}
 		if joined && crossSlot(&replies[it.first]) {
@@ -857,7 +849,7 @@ func (b *backend) direct(it *item) {
 // passed the backend's reply bound is a record too large to read
 // (tooLarge).
 func readFailed(it *item, err error) error {
-	if isRead(it.op) && isLimit(err) {
+	if isRead(it.Op) && isLimit(err) {
 		return tooLarge(it, err)
 	}
 	return failedWith(it, err)
@@ -884,15 +876,15 @@ func (b *backend) hmget(it *item, prefix, id string, fields [][]byte) []abi.Repl
 	b.getCmd[0] = cmd
 	replies, err := b.redis.Pipeline(b.getCmd[:])
 	if err != nil {
-		it.err = readFailed(it, err)
+		it.Err = readFailed(it, err)
 		return nil
 	}
 	if len(replies) != 1 {
-		it.err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
+		it.Err = abi.Errorf(abi.StatusInternal, "redis: %d replies to one command", len(replies))
 		return nil
 	}
 	f, err := replyArray(&replies[0], len(fields))
-	it.err = err
+	it.Err = err
 	return f
 }
 
@@ -916,50 +908,50 @@ func storedExpiry(r *abi.Reply) (e int64, ok bool, err error) {
 // before e was kept has none, and is read by the library's "rd" instead
 // (direct goes on to it).
 func (b *backend) getState(it *item) bool {
-	id := it.state.AgentID
+	id := it.State.AgentID
 	f := b.hmget(it, stateKeyPrefix, id, stateFieldsE[:])
-	if it.err != nil {
+	if it.Err != nil {
 		return true
 	}
 	if f[0].Kind != abi.ReplyBulk {
-		it.err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
+		it.Err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
 		return true
 	}
 	e, ok, err := storedExpiry(&f[len(f)-1])
 	if err != nil || !ok {
-		it.err = err
+		it.Err = err
 		return err != nil
 	}
-	found, err := decodeStateFields(&it.state, id, f, e, false)
+	found, err := decodeStateFields(&it.State, id, f, e, false)
 	if err == nil && !found {
 		err = fmt.Errorf("agent state %q: %w", id, sdk.ErrNotFound)
 	}
-	it.err = err
+	it.Err = err
 	return true
 }
 
 // getAlert is getState for an alert: one HMGET of its fields and its
 // stored expiry (x).
 func (b *backend) getAlert(it *item) bool {
-	id := it.alert.ID
+	id := it.Alert.ID
 	f := b.hmget(it, alertKeyPrefix, id, alertFieldsE[:])
-	if it.err != nil {
+	if it.Err != nil {
 		return true
 	}
 	if f[2].Kind != abi.ReplyBulk {
-		it.err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
+		it.Err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 		return true
 	}
 	e, ok, err := storedExpiry(&f[len(f)-1])
 	if err != nil || !ok {
-		it.err = err
+		it.Err = err
 		return err != nil
 	}
-	found, err := decodeAlertFields(&it.alert, id, f, e)
+	found, err := decodeAlertFields(&it.Alert, id, f, e)
 	if err == nil && !found {
 		err = fmt.Errorf("alert %q: %w", id, sdk.ErrNotFound)
 	}
-	it.err = err
+	it.Err = err
 	return true
 }
 
@@ -971,68 +963,68 @@ func crossSlot(r *abi.Reply) bool {
 
 // begin returns the backend's single item, reset for op.
 func (b *backend) begin(op abi.Op) *item {
-	b.one = item{op: op}
+	b.one = item{BatchOp: sdk.BatchOp{Op: op}}
 	return &b.one
 }
 
 func (m *metrics) PutMetric(r *abi.PutMetric) (abi.Metric, error) {
 	b := (*backend)(m)
 	it := b.begin(abi.OpPutMetric)
-	it.metric, it.ttl = r.Metric, r.TTL
+	it.Metric, it.TTL = r.Metric, r.TTL
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.Metric{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.Metric{}, it.Err
 	}
-	return it.metric, it.err // nil, or ErrStale: buffered
+	return it.Metric, it.Err // nil, or ErrStale: buffered
 }
 
 func (m *metrics) GetMetric(k *abi.MetricKey) (abi.Metric, error) {
 	b := (*backend)(m)
 	it := b.begin(abi.OpGetMetric)
-	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
+	it.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.Metric{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.Metric{}, it.Err
 	}
-	return it.metric, it.err
+	return it.Metric, it.Err
 }
 
 func (m *metrics) DeleteMetric(k *abi.MetricKey) error {
 	b := (*backend)(m)
 	it := b.begin(abi.OpDeleteMetric)
-	it.metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
+	it.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp}
 	b.run(it)
-	return it.err
+	return it.Err
 }
 
 func (a *alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpPutAlert)
-	it.alert, it.ttl = r.Alert, r.TTL
+	it.Alert, it.TTL = r.Alert, r.TTL
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.Alert{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.Alert{}, it.Err
 	}
-	return it.alert, it.err // nil, or ErrStale: buffered
+	return it.Alert, it.Err // nil, or ErrStale: buffered
 }
 
 func (a *alerts) GetAlert(id string) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpGetAlert)
-	it.alert.ID = id
+	it.Alert.ID = id
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.Alert{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.Alert{}, it.Err
 	}
-	return it.alert, it.err
+	return it.Alert, it.Err
 }
 
 func (a *alerts) DeleteAlert(id string) error {
 	b := (*backend)(a)
 	it := b.begin(abi.OpDeleteAlert)
-	it.alert.ID = id
+	it.Alert.ID = id
 	b.run(it)
-	return it.err
+	return it.Err
 }
 
 // SetAlertStatus moves an alert to a new status, keeping its expiry; the
@@ -1040,35 +1032,35 @@ func (a *alerts) DeleteAlert(id string) error {
 func (a *alerts) SetAlertStatus(r *abi.SetAlertStatus) (abi.Alert, error) {
 	b := (*backend)(a)
 	it := b.begin(abi.OpSetAlertStatus)
-	it.alert.ID, it.status = r.ID, r.Status
+	it.Alert.ID, it.Status = r.ID, r.Status
 	b.run(it)
-	if it.err != nil {
-		return abi.Alert{}, it.err
+	if it.Err != nil {
+		return abi.Alert{}, it.Err
 	}
-	return it.alert, nil
+	return it.Alert, nil
 }
 
 func (s *states) PutAgentState(r *abi.PutAgentState) (abi.AgentState, error) {
 	b := (*backend)(s)
 	it := b.begin(abi.OpPutAgentState)
-	it.state = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
-	it.ttl, it.cond = r.TTL, r.Condition
+	it.State = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
+	it.TTL, it.Condition = r.TTL, r.Condition
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.AgentState{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.AgentState{}, it.Err
 	}
-	return it.state, it.err // nil, or ErrStale: buffered
+	return it.State, it.Err // nil, or ErrStale: buffered
 }
 
 func (s *states) GetAgentState(agentID string) (abi.AgentState, error) {
 	b := (*backend)(s)
 	it := b.begin(abi.OpGetAgentState)
-	it.state.AgentID = agentID
+	it.State.AgentID = agentID
 	b.run(it)
-	if it.err != nil && !errors.Is(it.err, sdk.ErrStale) {
-		return abi.AgentState{}, it.err
+	if it.Err != nil && !errors.Is(it.Err, sdk.ErrStale) {
+		return abi.AgentState{}, it.Err
 	}
-	return it.state, it.err
+	return it.State, it.Err
 }
 
 // Restore writes a record exactly as given (abi.OpRestore), in one script
@@ -1079,17 +1071,17 @@ func (b *backend) Restore(r *abi.Restore) (bool, error) {
 	it := b.begin(abi.OpRestore)
 	it.now = sdk.Now()
 	it.setRestore(r)
-	if it.err != nil || it.served {
-		return false, it.err
+	if it.Err != nil || it.served {
+		return false, it.Err
 	}
 	b.run(it)
-	return it.written, it.err
+	return it.Written, it.Err
 }
 
 func (s *states) DeleteAgentState(r *abi.DeleteAgentState) error {
 	b := (*backend)(s)
 	it := b.begin(abi.OpDeleteAgentState)
-	it.state.AgentID, it.cond = r.AgentID, r.Condition
+	it.State.AgentID, it.Condition = r.AgentID, r.Condition
 	b.run(it)
-	return it.err
+	return it.Err
 }

@@ -33,56 +33,14 @@ VACUUM e;
 
 \echo 40 rows numbered (a few writes in the 2 s between two VACUUMs): default, PARALLEL 0, three times
 \set n 40
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
+\ir vacuum_parallel_round.sql
+\ir vacuum_parallel_round.sql
+\ir vacuum_parallel_round.sql
 
 \echo 6000 rows numbered (2 s of writes at 3 000 a second): default, PARALLEL 0, three times
 \set n 6000
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
-:number
-\timing on
-:default;
-\timing off
-:number
-\timing on
-:serial;
-\timing off
+\ir vacuum_parallel_round.sql
+\ir vacuum_parallel_round.sql
+\ir vacuum_parallel_round.sql
 
 DROP SCHEMA vacuum_parallel CASCADE;
