@@ -518,7 +518,7 @@ const iovecCost = 8
 // fd_write of the host's own: stdout and stderr go to lim, one log line per
 // line, within the call's budget (Limits.MaxLogBytesPerCall) and deadline.
 // The other descriptors have nothing to write to (the module config mounts
-// no files).
+// no files). random_get and poll_oneoff are the host's too (wasi.go).
 func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
 	b := p.runtime.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
@@ -542,6 +542,16 @@ func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
 		stack[0] = p.fdWrite(ctx, mod, w, uint32(stack[1]), uint32(stack[2]), uint32(stack[3]))
 	}), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("fd", "iovs", "iovs_len", "result.nwritten").Export("fd_write")
+	// random_get(buf i32, buf_len i32) -> errno i32 (wasi.go)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		stack[0] = p.randomGet(ctx, mod, uint32(stack[0]), uint32(stack[1]))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("buf", "buf_len").Export("random_get")
+	// poll_oneoff(in i32, out i32, nsubscriptions i32, result.nevents i32) -> errno i32 (wasi.go)
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+		stack[0] = p.pollOneoff(ctx, mod, uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3]))
+	}), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("in", "out", "nsubscriptions", "result.nevents").Export("poll_oneoff")
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("host: wasi: %w", err)
 	}
