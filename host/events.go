@@ -22,7 +22,10 @@ import (
 // event seen to resume (events.ErrLost when the log no longer holds what
 // followed it), or events.Beginning. With a Redis backend it carries the
 // events of every host sharing that Redis. Close it when done; it also
-// ends with ctx.
+// ends with ctx. A PostgreSQL backend's log is a table its plugin's role
+// may write any row into: an application that routes record kinds to
+// several stores passes on each one's events of the kinds it routes there
+// only, as the daemon does.
 func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*events.Subscription, error) {
 	if s.bus == nil {
 		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s: events are disabled", s.p.name)

@@ -18,8 +18,9 @@ var ErrBadPosition = fmt.Errorf("manager: not an event position (%w)", events.Er
 
 // Subscribe subscribes to the events f passes from every backend routed
 // for the kinds f names (every routed backend when f names none, or names
-// a kind of a plugin's own). Events of one backend arrive in its log's
-// order; events of different backends interleave. Each event's ID is a
+// a kind of a plugin's own). A backend's events of a record kind are
+// passed on only when that kind is routed to it. Events of one backend
+// arrive in its log's order; events of different backends interleave. Each event's ID is a
 // position covering every backend of the subscription,
 // "backend=id;backend=id": pass the last one received as from to resume.
 // A backend the position does not name starts from now. The subscription
@@ -45,7 +46,13 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 	}
 	slices.Sort(names)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names))}
+	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names)),
+		routed: make([][]abi.RecordKind, len(names))}
+	for _, kind := range abi.RecordKinds() {
+		if i := slices.Index(names, g.routes[kind].def.Name); i >= 0 {
+			s.routed[i] = append(s.routed[i], kind)
+		}
+	}
 	subs := make([]*events.Subscription, len(names))
 	for i, name := range names {
 		sub, err := g.backends[name].store.Subscribe(ctx, f, positions[name])
@@ -96,6 +103,11 @@ type Subscription struct {
 	names []string
 	pos   []string // by names' index: the last position passed
 	start string
+	// routed holds, by names' index, the record kinds routed to the
+	// backend: its events of other record kinds are not passed on (a
+	// PostgreSQL plugin's role can write any row into its own event
+	// table, and must not speak for another backend's records).
+	routed [][]abi.RecordKind
 }
 
 // Events returns the channel the events arrive on; each one's ID is the
@@ -131,6 +143,12 @@ func (s *Subscription) end(err error) {
 
 func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscription) {
 	for ev := range sub.Events() {
+		if kind, ok := abi.ParseRecordKind(ev.Kind); ok && !slices.Contains(s.routed[i], kind) {
+			s.mu.Lock()
+			s.pos[i] = ev.ID // passed over: a later position covers it
+			s.mu.Unlock()
+			continue
+		}
 		s.mu.Lock()
 		prev := s.pos[i]
 		s.pos[i] = ev.ID

@@ -6,15 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/pgtest"
 )
 
 func receive(t *testing.T, s *manager.Subscription) events.Event {
@@ -142,4 +145,54 @@ storage_host_kv_reads_total{backend="a"} 3
 # TYPE storage_host_kv_read_faults_total counter
 storage_host_kv_read_faults_total{backend="a"} 0
 `), "storage_host_kv_reads_total", "storage_host_kv_read_faults_total"))
+}
+
+// TestSubscribePassesOnlyRoutedKinds: a backend's events of a record kind
+// not routed to it never reach a merged subscription. A PostgreSQL
+// plugin's role may write any row into its own event table; here a row
+// saying an alert was deleted, written into the table of the backend that
+// serves agent states, while another backend serves alerts.
+func TestSubscribePassesOnlyRoutedKinds(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, "storagehost_")
+	f := file("mem", map[string]string{"mem": "1"})
+	f.Backends = append(f.Backends, config.Backend{Name: "pg", Digest: "1", Config: host.Config{
+		Name: "pg", Plugin: "builtin:postgres", Instances: 2, Postgres: &host.PostgresConfig{URL: url, Schema: schema},
+	}})
+	f.Routes.AgentStates = "pg"
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, events.PostgresTable}.Sanitize()+
+		` (kind, op, agent, key, version, at) VALUES ('alerts', 'delete', 'a1', 'forged', 0, 0)`)
+	require.NoError(t, err)
+
+	// The forged row is sequenced before the put's event, in the same log:
+	// had it passed, it would arrive first.
+	put(t, m, "s1")
+	got := receive(t, sub)
+	assert.Equal(t, abi.KindAgentState.Name(), got.Kind)
+	assert.Equal(t, "s1", got.Key)
+	// Alerts still arrive from the backend they are routed to.
+	require.NoError(t, m.Do(ctx, abi.KindAlert, func(st *host.Store) error {
+		_, err := st.PutAlert(ctx, host.Alert{ID: "al1", AgentID: "a1", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "m"})
+		return err
+	}))
+	got = receive(t, sub)
+	assert.Equal(t, abi.KindAlert.Name(), got.Kind)
+	assert.Equal(t, "al1", got.Key)
+	// And from the start: the forged row is passed over again (two
+	// backends' events interleave in any order).
+	again, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAlert.Name(), abi.KindAgentState.Name()}}, sub.Start())
+	require.NoError(t, err)
+	defer again.Close()
+	assert.ElementsMatch(t, []string{"s1", "al1"}, []string{receive(t, again).Key, receive(t, again).Key})
 }
