@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -74,15 +75,8 @@ func (b *Bridge) Migrate(ctx context.Context, ms abi.Migrations) (_ uint64, err 
 		}
 		for _, m := range ms[current:] {
 			version = m.Version
-			// The simple protocol: a migration may hold several statements.
-			results, err := tx.Conn().PgConn().Exec(ctx, m.SQL).ReadAll()
-			if err != nil {
+			if err := runMigration(ctx, tx.Conn().PgConn(), m.SQL); err != nil {
 				return fmt.Errorf("pgbridge: migration %d of schema %s: %w", m.Version, b.schema, err)
-			}
-			for _, r := range results {
-				if r.CommandTag.String() == tagPrepared {
-					return fmt.Errorf("pgbridge: migration %d of schema %s: PREPARE TRANSACTION is not allowed; it is rolled back", m.Version, b.schema)
-				}
 			}
 			// A host that applied it first makes this insert fail
 			// (unique_violation): the transaction runs again and finds it.
@@ -131,4 +125,48 @@ func (b *Bridge) pastDeadline(version uint64, bound string, err error) error {
 		what = fmt.Sprintf("migration %d of schema %s", version, b.schema)
 	}
 	return fmt.Errorf("pgbridge: %s ran past %s: %w (%w)", what, bound, context.DeadlineExceeded, err)
+}
+
+// maxMigrationRows bounds the rows a migration's statements may return,
+// counted as their values' bytes plus 4 a value (a NULL is 4 bytes on the
+// wire and none in its value): the host reads them only to throw them
+// away, one at a time, and past the bound asks the server to cancel.
+const maxMigrationRows = 1 << 20
+
+// runMigration runs sql, a migration, through the simple protocol (it may
+// hold several statements), reading its results a row at a time: a
+// migration that SELECTs a large table, or rows of many NULLs, is
+// refused past maxMigrationRows instead of being held whole in the host's
+// memory. PREPARE TRANSACTION is refused too; the caller rolls back.
+func runMigration(ctx context.Context, pc *pgconn.PgConn, sql string) error {
+	mrr := pc.Exec(ctx, sql)
+	read, prepared := 0, false
+	for mrr.NextResult() {
+		rr := mrr.ResultReader()
+		for rr.NextRow() {
+			if read > maxMigrationRows {
+				continue // cancelled: what the server sent before it stops is drained
+			}
+			for _, v := range rr.Values() {
+				read += len(v) + 4
+			}
+			if read > maxMigrationRows {
+				_ = pc.CancelRequest(ctx)
+			}
+		}
+		tag, err := rr.Close()
+		if err == nil && tag.String() == tagPrepared {
+			prepared = true
+		}
+	}
+	err := mrr.Close()
+	switch {
+	case read > maxMigrationRows:
+		return fmt.Errorf("its statements returned more than %d bytes of rows, which the host reads only to throw away; it is rolled back", maxMigrationRows)
+	case err != nil:
+		return err
+	case prepared:
+		return errors.New("PREPARE TRANSACTION is not allowed; it is rolled back")
+	}
+	return nil
 }
