@@ -96,3 +96,27 @@ func TestOutOfMemoryRedisIsRetried(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 2)
 }
+
+// A password set on a running Redis refuses the log's connection, which
+// has not authenticated: NOAUTH, or for an XADD of an event (more than 10
+// arguments) a protocol error. The operator fixes that without the events
+// at fault: they wait, and are appended once the connection may again.
+func TestPasswordSetOnARunningRedisIsRetried(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer c.Close()
+	b := events.NewRedis(c, "events", events.Options{}, nil)
+	defer b.Close(ctx)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "drill").Err())
+	require.NoError(t, admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Err()) // the log's connection logs in again
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	time.Sleep(500 * time.Millisecond)
+	assert.Zero(t, b.Stats().Refused, "a connection not allowed to append is not a refusal of the event")
+	assert.Zero(t, b.Stats().Dropped)
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "").Err())
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return b.Stats().Published == 1 }, "appended once the password is gone")
+	assert.Equal(t, int64(1), admin.XLen(ctx, "events").Val())
+}
