@@ -388,15 +388,14 @@ func permanent(err error) bool {
 // is one: Redis at maxmemory under noeviction refuses an XADD until memory
 // is freed (a delete, whose event it refused, frees some), and the writes
 // it still took meanwhile must not lose their events (a 10 s stretch at
-// maxmemory dropped the events of writes answered 200). So are the
-// refusals of a connection not (or no longer) allowed to append, which the
-// operator fixes without the event at fault: a password set on a running
-// Redis answers a connection that has not authenticated NOAUTH, or, for a
-// command of more than 10 arguments such as an XADD of an event, a
-// protocol error (an outage drill dropped the events of writes answered
-// 200 that way); an ACL that no longer grants the stream, NOPERM.
+// maxmemory dropped the events of writes answered 200). So is a password
+// set on a running Redis, which the operator gives the host without the
+// event at fault: Redis answers a connection that has not authenticated
+// NOAUTH, or, for a command of more than 10 arguments such as an XADD of
+// an event, a protocol error (an outage drill dropped the events of writes
+// answered 200 that way).
 var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "NOAUTH", "WRONGPASS",
-	"NOPERM", "ERR Protocol error: unauthenticated", "ERR max number of clients", "OOM"}
+	"ERR Protocol error: unauthenticated", "ERR max number of clients", "OOM"}
 
 // Err returns why the log refused the last append for good (wrapping
 // ErrRefused), or nil when the last append succeeded or none was refused:

@@ -266,8 +266,16 @@ func (b *Bridge) Ready(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	_, cluster := b.infoClient.(*redis.ClusterClient)
 	for _, n := range b.ServerInfo(ctx) {
-		if reason := unready(n.Fields); reason != "" {
+		reason := unready(n.Fields)
+		if reason == "" && !cluster && n.Fields["role"] == "slave" {
+			// The one node the backend writes to (a Cluster's replicas
+			// are read beside its masters) was made a replica: Redis
+			// refuses every write.
+			reason = fmt.Sprintf("READONLY it is a replica of %s:%s: writes are refused", n.Fields["master_host"], n.Fields["master_port"])
+		}
+		if reason != "" {
 			errs = append(errs, fmt.Errorf("redis %s: %s", n.Addr, reason))
 		}
 	}

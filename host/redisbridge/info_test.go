@@ -58,6 +58,15 @@ func TestServerInfoAndReady(t *testing.T) {
 	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
 	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.Ready(ctx) == nil }, "ready again")
 
+	// Made a replica (of a master that is not there): every write is
+	// refused READONLY.
+	require.NoError(t, direct.Do(ctx, "replicaof", "127.0.0.1", "1").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { ready = b.Ready(ctx); return ready != nil }, "not ready as a replica")
+	require.ErrorIs(t, ready, abi.StatusUnavailable)
+	require.ErrorContains(t, ready, "redis "+s.Addr()+": READONLY it is a replica of 127.0.0.1:1")
+	require.NoError(t, direct.Do(ctx, "replicaof", "no", "one").Err())
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool { return b.Ready(ctx) == nil }, "ready again as a master")
+
 	s.Stop()
 	ready = b.Ready(ctx)
 	require.ErrorIs(t, ready, abi.StatusUnavailable)
