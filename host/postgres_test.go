@@ -277,3 +277,42 @@ func TestPostgresSchemaDroppedUnderTheBackend(t *testing.T) {
 	require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
 	require.ErrorContains(t, err, "tables are missing")
 }
+
+// A write PostgreSQL's own rules refuse (here a trigger an operator added
+// to the backend's table, raising an exception for one agent) did not
+// take effect: the caller is told so, UNAVAILABLE with PostgreSQL's
+// message, not that its outcome is unknown; a batch's other items are
+// written.
+func TestPostgresRefusedWriteIsNotOutcomeUnknown(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	cfg := &host.PostgresConfig{URL: url, Schema: pgtest.Schema(t, "storagehost_")}
+	st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg}, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{cfg.Schema, "agent_states"}.Sanitize()
+	fn := pgx.Identifier{cfg.Schema, "refuse_bad"}.Sanitize()
+	_, err = admin.Exec(ctx, `CREATE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.agent_id = 'bad' THEN RAISE EXCEPTION 'agent bad is refused here'; END IF; RETURN NEW; END $$`)
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, `CREATE TRIGGER refuse_bad BEFORE INSERT OR UPDATE ON `+table+` FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
+	require.NoError(t, err)
+
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "bad", State: []byte(`{}`)})
+	require.ErrorIs(t, err, host.ErrUnavailable)
+	require.NotErrorIs(t, err, host.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "agent bad is refused here")
+	_, err = st.GetAgentState(ctx, "bad")
+	require.ErrorIs(t, err, host.ErrNotFound, "nothing of it was written")
+
+	rs, err := st.PutAgentStates(ctx, []host.AgentState{{AgentID: "good", State: []byte(`{}`)}, {AgentID: "bad", State: []byte(`{}`)}})
+	require.NoError(t, err)
+	require.NoError(t, rs[0].Err)
+	require.ErrorIs(t, rs[1].Err, host.ErrUnavailable)
+	require.NotErrorIs(t, rs[1].Err, host.ErrOutcomeUnknown)
+	_, err = st.GetAgentState(ctx, "good")
+	require.NoError(t, err, "the batch's other item was written")
+}

@@ -284,9 +284,13 @@ func stateConflict(id string, c abi.Condition) error {
 // statementError maps a statement PostgreSQL refused to the status a
 // caller can act on: UNAVAILABLE for what may pass when asked again (a
 // timeout, a serialization failure, a server short of resources, the
-// backend's tables gone until it is opened again), LIMIT
-// for a program limit, INTERNAL otherwise. A refused statement did not
-// take effect: its implicit transaction rolled back.
+// backend's tables gone until it is opened again), LIMIT for a program
+// limit, and UNAVAILABLE, with PostgreSQL's message, for what the server's
+// own rules refused: a constraint, a trigger's exception, a privilege, a
+// value a column type refuses (rules an operator added to the backend's
+// tables; not INTERNAL, which after a request reached the store tells the
+// caller the outcome is unknown). INTERNAL otherwise. A refused statement
+// did not take effect: its implicit transaction rolled back.
 func statementError(err error) error {
 	var pe *abi.PGError
 	if !errors.As(err, &pe) {
@@ -302,6 +306,10 @@ func statementError(err error) error {
 		// undefined_table, invalid_schema_name: the backend's schema was
 		// dropped under it (or its database dropped and created again).
 		return abi.Errorf(abi.StatusUnavailable, "the backend's tables are missing (its schema or database was dropped; opening the backend again creates them): %v", err)
+	case strings.HasPrefix(s, "23") || strings.HasPrefix(s, "P0") || strings.HasPrefix(s, "22") || s == "42501" || strings.HasPrefix(s, "27"):
+		// integrity constraint, PL/pgSQL raise, data exception,
+		// insufficient privilege, triggered data change violation
+		return abi.Errorf(abi.StatusUnavailable, "PostgreSQL refused the statement, which did not take effect: %v", err)
 	}
 	return abi.Errorf(abi.StatusInternal, "%v", err)
 }
