@@ -14,9 +14,10 @@ import (
 // TestHostileWASI: a guest looping on a WASI call whose work grows with
 // what it asks (testdata/plugins/hostile/wasiloop.wat) is stopped at its
 // call's deadline, in storage_call and in _initialize: each turn of its
-// loop is a few instructions of fuel around a call that costs the host
-// far more (random_get of 32 MiB; poll_oneoff of 2 000 000 subscriptions),
-// so the guest's fuel checks alone would come minutes late.
+// loop is a few instructions around a call that costs the host far more
+// (random_get of 32 MiB; poll_oneoff of 2 000 000 subscriptions; fd_read
+// over 2 000 000 empty iovecs; path_open of a 32 MiB path), so fuel
+// charged by the guest's code alone would come minutes late.
 func TestHostileWASI(t *testing.T) {
 	by := newHostileBystander(t)
 	limits := hostileLoopLimits
@@ -26,7 +27,7 @@ func TestHostileWASI(t *testing.T) {
 	limits.CallTimeout = 2 * time.Second
 	bound := 4 * limits.CallTimeout
 
-	for _, tc := range []struct{ id, call string }{{"r", "random_get"}, {"p", "poll_oneoff"}} {
+	for _, tc := range []struct{ id, call string }{{"r", "random_get"}, {"p", "poll_oneoff"}, {"f", "fd_read"}, {"o", "path_open"}} {
 		t.Run(tc.call, func(t *testing.T) {
 			h := openHostile(t, by, "wasiloop", host.Config{Limits: limits})
 			for range hostileInstances + 1 {

@@ -8,14 +8,15 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// The WASI functions whose work grows with what the guest asks are the
-// host's own, as fd_write is (instantiateWASI): each stops at its call's
-// deadline, context and plugin close (interrupt), not at the guest's next
-// fuel check, which a loop of a few instructions around one such call
-// reaches only after thousands of them. The rest of wazero's
-// wasi_snapshot_preview1 does a bounded amount of work a call: the module
-// has no files, sockets or arguments, its stdin is empty and its sleeps
-// return at once.
+// Three WASI functions whose work grows with what the guest asks are the
+// host's own, fd_write (instantiateWASI), random_get and poll_oneoff: each
+// stops at its call's deadline, context and plugin close (interrupt)
+// while it works. Others of wazero's wasi_snapshot_preview1 also do work
+// that grows with their arguments (fd_read and fd_pread walk every iovec
+// they are given, empty ones too; the path functions copy and clean a
+// path of any length); what bounds a loop around them is the fuel every
+// call to an import costs an untrusted guest (wasmcheck.ImportCallCost),
+// which brings the deadline check within a few such calls.
 
 // More WASI errno values (wasi_snapshot_preview1).
 const (
@@ -25,8 +26,8 @@ const (
 )
 
 // randomChunk is what random_get fills between two checks of its call's
-// deadline: about a millisecond of the kernel's random source here, and
-// short enough that the Go scheduler is not held up by one fill, which it
+// deadline: about 0.2 ms of the kernel's random source here, and short
+// enough that the Go scheduler is not held up by one fill, which it
 // cannot preempt (a fill of 60 MiB paused the whole process for 250 ms).
 const randomChunk = 64 << 10
 

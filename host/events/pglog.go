@@ -477,12 +477,13 @@ func (l *pgLog) vacuum(ctx context.Context) error {
 	l.sequenced = false
 	// TRUNCATE false: giving back the table's empty end pages takes an
 	// ACCESS EXCLUSIVE lock, which would stop every write for its moment;
-	// autovacuum still does it now and then. PARALLEL 0: the table has
-	// three indexes, past the size at which PostgreSQL starts a parallel
-	// worker process for them, and starting one cost 50–200 ms at every
-	// run, against 1–3 ms for the whole VACUUM without it when little is
-	// dead (BENCHMARKS.md, "The event table's VACUUM without a parallel
-	// worker").
+	// autovacuum still does it now and then. PARALLEL 0 (PostgreSQL 13
+	// or later): two of the table's indexes (sequence numbers, positions)
+	// grow past min_parallel_index_scan_size, from where PostgreSQL starts
+	// a parallel worker process for the index work, however little there
+	// is; starting it cost 31–51 ms a VACUUM, against 0.2–0.7 ms for the
+	// whole VACUUM without it after a few writes (BENCHMARKS.md, "The event
+	// table's VACUUM without a parallel worker").
 	_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "VACUUM (SKIP_LOCKED, TRUNCATE false, PARALLEL 0) " + PostgresTable})
 	return err
 }

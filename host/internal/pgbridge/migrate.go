@@ -127,45 +127,30 @@ func (b *Bridge) pastDeadline(version uint64, bound string, err error) error {
 	return fmt.Errorf("pgbridge: %s ran past %s: %w (%w)", what, bound, context.DeadlineExceeded, err)
 }
 
-// maxMigrationRows bounds the rows a migration's statements may return,
-// counted as their values' bytes plus 4 a value (a NULL is 4 bytes on the
-// wire and none in its value): the host reads them only to throw them
-// away, one at a time, and past the bound asks the server to cancel.
-const maxMigrationRows = 1 << 20
-
 // runMigration runs sql, a migration, through the simple protocol (it may
-// hold several statements), reading its results a row at a time: a
-// migration that SELECTs a large table, or rows of many NULLs, is
-// refused past maxMigrationRows instead of being held whole in the host's
-// memory. PREPARE TRANSACTION is refused too; the caller rolls back.
+// hold several statements), reading its results a row at a time and
+// throwing them away: a migration that SELECTs a large table, or rows of
+// many NULLs, is bounded by its deadline like any other, not held whole
+// in the host's memory (pgconn's ReadAll kept every row; each message is
+// bounded by the connection's body limit). PREPARE TRANSACTION is
+// refused; the caller rolls back.
 func runMigration(ctx context.Context, pc *pgconn.PgConn, sql string) error {
 	mrr := pc.Exec(ctx, sql)
-	read, prepared := 0, false
+	prepared := false
 	for mrr.NextResult() {
 		rr := mrr.ResultReader()
 		for rr.NextRow() {
-			if read > maxMigrationRows {
-				continue // cancelled: what the server sent before it stops is drained
-			}
-			for _, v := range rr.Values() {
-				read += len(v) + 4
-			}
-			if read > maxMigrationRows {
-				_ = pc.CancelRequest(ctx)
-			}
+			// thrown away: nothing of a row outlives the next
 		}
 		tag, err := rr.Close()
 		if err == nil && tag.String() == tagPrepared {
 			prepared = true
 		}
 	}
-	err := mrr.Close()
-	switch {
-	case read > maxMigrationRows:
-		return fmt.Errorf("its statements returned more than %d bytes of rows, which the host reads only to throw away; it is rolled back", maxMigrationRows)
-	case err != nil:
+	if err := mrr.Close(); err != nil {
 		return err
-	case prepared:
+	}
+	if prepared {
 		return errors.New("PREPARE TRANSACTION is not allowed; it is rolled back")
 	}
 	return nil

@@ -2,7 +2,7 @@ package pgbridge
 
 import (
 	"context"
-	"strings"
+	"runtime"
 	"testing"
 	"time"
 
@@ -105,36 +105,26 @@ func TestMigrationSwitchingOffItsTimeoutIsEnded(t *testing.T) {
 	}
 }
 
-// A migration whose statements return rows (a SELECT of a large table, or
-// of rows of many NULLs, 4 bytes each on the wire and none in a value) is
-// refused once they pass maxMigrationRows: the host reads them one at a
-// time and throws them away, rather than holding them all, and asks the
-// server to cancel. What it created is rolled back, and its version not
-// recorded. Rows under the bound pass.
-func TestMigrationRowsAreBounded(t *testing.T) {
+// A migration whose statements return rows (a SELECT of a large table)
+// runs as any other: the host reads its rows one at a time and throws
+// them away, rather than holding them all (pgconn's ReadAll held 300 MB
+// here, and rows of many NULLs six times their size on the wire).
+func TestMigrationRowsAreNotHeld(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, RolePrefix)
 	b, err := Open(context.Background(), Config{AdminURL: url, Schema: schema, StatementTimeout: time.Minute})
 	require.NoError(t, err)
 	defer b.Close()
-	nulls := "SELECT " + strings.Repeat("NULL, ", 99) + "NULL FROM generate_series(1, 100000000)"
-	for name, sql := range map[string]string{
-		"nulls": "CREATE TABLE made (x int); " + nulls,
-		"text":  "CREATE TABLE made (x int); SELECT repeat('x', 1000) FROM generate_series(1, 100000000)",
-	} {
-		start := time.Now()
-		version, err := b.Migrate(context.Background(), abi.Migrations{{Version: 1, SQL: sql}})
-		took := time.Since(start)
-		require.ErrorContains(t, err, "migration 1 of schema "+schema+": its statements returned more than", name)
-		require.Zero(t, version, name)
-		require.Less(t, took, 30*time.Second, "%s: refused as it passed the bound, not at the statement timeout", name)
-		t.Logf("%s: %v: %v", name, took.Round(time.Millisecond), err)
-	}
-	var made bool
-	require.NoError(t, admin(t).QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", schema+".made").Scan(&made))
-	require.False(t, made, "what a refused migration created was rolled back")
-
-	version, err := b.Migrate(context.Background(), abi.Migrations{{Version: 1, SQL: "CREATE TABLE made (x int); SELECT g FROM generate_series(1, 1000) g"}})
-	require.NoError(t, err, "rows under the bound")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	version, err := b.Migrate(context.Background(), abi.Migrations{
+		{Version: 1, SQL: "CREATE TABLE made (x int); SELECT repeat('x', 1000) FROM generate_series(1, 300000)"},
+	})
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
 	require.Equal(t, uint64(1), version)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("300 MB of rows: %d MB allocated", allocated>>20)
+	require.Less(t, allocated, uint64(100<<20), "the migration's rows were held")
 }

@@ -27,6 +27,16 @@ const GrowRefused = "storagehost_grow_refused"
 // most 2^CodeShift bytes that make no calls, which are not charged.
 const CodeShift = 6
 
+// ImportCallCost is what a call to an imported function costs: the host's
+// functions (WASI's among them) do work the guest's code does not show, up
+// to thousands of times a loop iteration's in one call (a random_get of
+// megabytes, a read over millions of empty iovecs, a path of megabytes),
+// so a loop around one reaches the host's check of its deadline within
+// a few such calls, not thousands. A call_indirect costs as much in a
+// module that lets an imported function into a table (an element
+// segment, a global or an export names one, as ref.func needs).
+const ImportCallCost = 1000
+
 // BulkShift sets what a bulk memory or table instruction (memory.fill,
 // memory.copy, memory.init, table.fill, table.copy, table.init) costs: one
 // unit of fuel, as a loop iteration does, plus one per 2^BulkShift bytes or
@@ -77,6 +87,10 @@ type instrumenter struct {
 	// type, added after the module's own when newType.
 	fuelFunc, globals, fuelType uint32
 	newType                     bool
+	// importReferenced is set when an element segment, a global or an
+	// export names an imported function: a table may then hold one, and
+	// every call_indirect is charged as an import's call.
+	importReferenced bool
 	// added records which of the type, import and global sections were
 	// written (the module's own, extended, or new ones).
 	added [secDataCount + 1]bool
@@ -186,6 +200,15 @@ func appendName(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// referenced maps a function index an element segment, a global or an
+// export names, noting whether it is an import's.
+func (w *instrumenter) referenced(idx uint32) uint32 {
+	if idx < w.fuelFunc {
+		w.importReferenced = true
+	}
+	return w.function(idx)
+}
+
 // function maps a function index of the module to the instrumented one's.
 func (w *instrumenter) function(idx uint32) uint32 {
 	if idx >= w.fuelFunc {
@@ -208,7 +231,7 @@ func (w *instrumenter) expr(r *reader) error {
 		switch in.op {
 		case 0xd2:
 			w.sec = append(w.sec, 0xd2)
-			w.sec = binary.AppendUvarint(w.sec, uint64(w.function(in.imm)))
+			w.sec = binary.AppendUvarint(w.sec, uint64(w.referenced(in.imm)))
 			return nil
 		case 0x23:
 			if err := w.global(in.imm); err != nil {
@@ -262,7 +285,7 @@ func (w *instrumenter) section(id byte, r *reader) (keep bool, err error) {
 			idx, _ := r.u32()
 			switch kind {
 			case 0:
-				idx = w.function(idx)
+				idx = w.referenced(idx)
 			case 3:
 				err = w.global(idx)
 			}
@@ -342,7 +365,7 @@ func (w *instrumenter) elements(r *reader) error {
 				continue
 			}
 			idx, _ := r.u32()
-			w.sec = binary.AppendUvarint(w.sec, uint64(w.function(idx)))
+			w.sec = binary.AppendUvarint(w.sec, uint64(w.referenced(idx)))
 		}
 	}
 	return nil
@@ -455,11 +478,17 @@ func (w *instrumenter) code(r *reader) error {
 			}
 		case in.op == 0x10 || in.op == 0xd2: // call, ref.func
 			calls = calls || in.op == 0x10
+			if in.op == 0x10 && in.imm < w.fuelFunc {
+				code = w.charge(code, ImportCallCost)
+			}
 			code = append(code, in.op)
 			code = binary.AppendUvarint(code, uint64(w.function(in.imm)))
 			return nil
 		case in.op == 0x11:
 			calls = true
+			if w.importReferenced {
+				code = w.charge(code, ImportCallCost)
+			}
 		case in.op == 0x23 || in.op == 0x24: // global.get, global.set
 			if err := w.global(in.imm); err != nil {
 				return err

@@ -2,14 +2,17 @@
 ;;
 ;; wasiloop: a hostile plugin that never returns, spinning on a WASI call
 ;; whose work grows with what it asks: each turn of its loop is a few
-;; instructions (little fuel) around one call that costs the host much
-;; more. Only the WASI function's own check of the call's deadline stops
-;; it in time.
+;; instructions around one call that costs the host much more. What
+;; stops it in time is the WASI function's own check of the call's
+;; deadline (random_get, poll_oneoff), or the fuel every call to an
+;; import costs (wasmcheck.ImportCallCost: fd_read, path_open).
 ;;
 ;; Features: agent_states; capabilities: clock (WASI needs no grant).
 ;; storage_call(get agent state), by the first byte of the agent ID:
 ;;   'r'  random_get of 32 MiB, forever
 ;;   'p'  poll_oneoff of 2 000 000 subscriptions (fd_write on stdout), forever
+;;   'f'  fd_read of stdin over 2 000 000 empty iovecs, forever
+;;   'o'  path_open of a path of 32 MiB, forever
 ;;   'q'  one poll_oneoff of 2 subscriptions (a relative clock, a read of
 ;;        stdin), then answers OK with the AgentState {agent_id "q",
 ;;        state: its errno (u16 LE), its count of events (u32 LE), then
@@ -21,6 +24,11 @@
     (func $random_get (param $buf i32) (param $len i32) (result i32)))
   (import "wasi_snapshot_preview1" "poll_oneoff"
     (func $poll_oneoff (param $in i32) (param $out i32) (param $n i32) (param $nevents i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read"
+    (func $fd_read (param $fd i32) (param $iovs i32) (param $n i32) (param $nread i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param $fd i32) (param $dirflags i32) (param $path i32) (param $len i32) (param $oflags i32)
+                     (param $base i64) (param $inheriting i64) (param $fdflags i32) (param $opened i32) (result i32)))
   (import "storagehost_clock" "now"
     (func $clock_now (result i64)))
 
@@ -69,6 +77,20 @@
       (drop (call $poll_oneoff (global.get $REGION) (global.get $EVENTS) (i32.const 2000000) (global.get $NEVENTS)))
       (br $l)))
 
+  ;; 2 000 000 iovecs of 8 bytes, all zeros: empty (16 MB of the region).
+  (func $read_forever
+    (memory.fill (global.get $REGION) (i32.const 0) (i32.const 16000000))
+    (loop $l
+      (drop (call $fd_read (i32.const 0) (global.get $REGION) (i32.const 2000000) (global.get $NEVENTS)))
+      (br $l)))
+
+  ;; A path of 32 MiB (the region, whatever it holds) from descriptor 3.
+  (func $open_forever
+    (loop $l
+      (drop (call $path_open (i32.const 3) (i32.const 0) (global.get $REGION) (i32.const 0x2000000) (i32.const 0)
+                             (i64.const 0) (i64.const 0) (i32.const 0) (global.get $NEVENTS)))
+      (br $l)))
+
   ;; A relative clock of 1 s (tag 0, timeout at +24, flags 0 at +40),
   ;; then a read of stdin (tag 1, fd 0 at +16).
   (func $poll_once
@@ -114,6 +136,10 @@
           (then (call $random_forever)))
         (if (i32.eq (local.get $first) (i32.const 0x70)) ;; 'p'
           (then (call $poll_forever)))
+        (if (i32.eq (local.get $first) (i32.const 0x66)) ;; 'f'
+          (then (call $read_forever)))
+        (if (i32.eq (local.get $first) (i32.const 0x6f)) ;; 'o'
+          (then (call $open_forever)))
         (if (i32.eq (local.get $first) (i32.const 0x71)) ;; 'q'
           (then
             (call $poll_once)

@@ -47,7 +47,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 	slices.Sort(names)
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names)),
-		routed: make([][]abi.RecordKind, len(names))}
+		m: m, routed: make([][]abi.RecordKind, len(names))}
 	for _, kind := range abi.RecordKinds() {
 		if i := slices.Index(names, g.routes[kind].def.Name); i >= 0 {
 			s.routed[i] = append(s.routed[i], kind)
@@ -104,10 +104,26 @@ type Subscription struct {
 	pos   []string // by names' index: the last position passed
 	start string
 	// routed holds, by names' index, the record kinds routed to the
-	// backend: its events of other record kinds are not passed on (a
-	// PostgreSQL plugin's role can write any row into its own event
-	// table, and must not speak for another backend's records).
+	// backend when the subscription began: its events of other record
+	// kinds are not passed on unless a reload has routed the kind to it
+	// since (passes). A PostgreSQL plugin's role can write any row into
+	// its own event table, and must not speak for another backend's
+	// records.
+	m      *Manager
 	routed [][]abi.RecordKind
+}
+
+// passes reports whether the event of kind from backend i is passed on:
+// a kind of a plugin's own, or a record kind routed to the backend when
+// the subscription began or now (a reload that only moves routes keeps
+// the subscription).
+func (s *Subscription) passes(i int, kind string) bool {
+	k, ok := abi.ParseRecordKind(kind)
+	if !ok || slices.Contains(s.routed[i], k) {
+		return true
+	}
+	g := s.m.current.Load()
+	return g != nil && g.routes[k].def.Name == s.names[i]
 }
 
 // Events returns the channel the events arrive on; each one's ID is the
@@ -143,7 +159,7 @@ func (s *Subscription) end(err error) {
 
 func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscription) {
 	for ev := range sub.Events() {
-		if kind, ok := abi.ParseRecordKind(ev.Kind); ok && !slices.Contains(s.routed[i], kind) {
+		if !s.passes(i, ev.Kind) {
 			s.mu.Lock()
 			s.pos[i] = ev.ID // passed over: a later position covers it
 			s.mu.Unlock()

@@ -196,3 +196,31 @@ func TestSubscribePassesOnlyRoutedKinds(t *testing.T) {
 	defer again.Close()
 	assert.ElementsMatch(t, []string{"s1", "al1"}, []string{receive(t, again).Key, receive(t, again).Key})
 }
+
+// A reload that only moves a kind from one backend to another (both kept)
+// keeps the subscriptions, and the kind's events now come from the
+// backend it was moved to.
+func TestSubscribeFollowsARouteMovedByAReload(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1", "b": "1"})
+	f.Routes.Metrics = "b"
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+
+	moved := file("a", map[string]string{"a": "1", "b": "1"})
+	change, err := m.Reload(ctx, moved)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"a", "b"}, change.Kept)
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
+		require.Equal(t, "a", st.Name())
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
+		return err
+	}))
+	got := receive(t, sub)
+	assert.Equal(t, abi.KindMetric.Name(), got.Kind)
+	assert.Equal(t, "s1", got.AgentID)
+}
