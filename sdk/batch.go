@@ -36,14 +36,18 @@ type BatchOp struct {
 }
 
 // IsRecordOp reports whether a Batcher decodes an item of op into a
-// BatchOp: every op a batch may hold but queries and pings, which
-// ServeBatchItem serves.
+// BatchOp: the puts, gets and deletes of every kind, an alert's status
+// change and a restore. ServeBatchItem serves the others (queries, pings,
+// a tick, an op the SDK does not know) as they are served alone.
 func IsRecordOp(op abi.Op) bool {
 	switch op {
-	case abi.OpQueryMetrics, abi.OpQueryAlerts, abi.OpQueryAgentStates, abi.OpPing:
-		return false
+	case abi.OpPutMetric, abi.OpGetMetric, abi.OpDeleteMetric,
+		abi.OpPutAlert, abi.OpGetAlert, abi.OpDeleteAlert, abi.OpSetAlertStatus,
+		abi.OpPutAgentState, abi.OpGetAgentState, abi.OpDeleteAgentState,
+		abi.OpRestore:
+		return true
 	}
-	return true
+	return false
 }
 
 // Decode sets o to the operation of item, decoded and checked as a single
