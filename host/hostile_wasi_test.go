@@ -16,7 +16,7 @@ import (
 // call's deadline, in storage_call and in _initialize: each turn of its
 // loop is a few instructions around a call that costs the host far more
 // (random_get of 32 MiB; poll_oneoff of 2 000 000 subscriptions; fd_read
-// over 2 000 000 empty iovecs; path_open of a 32 MiB path), so fuel
+// over 2 000 000 empty iovecs; path_open of a 4 MiB path), so fuel
 // charged by the guest's code alone would come minutes late.
 func TestHostileWASI(t *testing.T) {
 	by := newHostileBystander(t)

@@ -12,7 +12,7 @@
 ;;   'r'  random_get of 32 MiB, forever
 ;;   'p'  poll_oneoff of 2 000 000 subscriptions (fd_write on stdout), forever
 ;;   'f'  fd_read of stdin over 2 000 000 empty iovecs, forever
-;;   'o'  path_open of a path of 32 MiB, forever
+;;   'o'  path_open of a path of 4 MiB, forever
 ;;   'q'  one poll_oneoff of 2 subscriptions (a relative clock, a read of
 ;;        stdin), then answers OK with the AgentState {agent_id "q",
 ;;        state: its errno (u16 LE), its count of events (u32 LE), then
@@ -84,10 +84,10 @@
       (drop (call $fd_read (i32.const 0) (global.get $REGION) (i32.const 2000000) (global.get $NEVENTS)))
       (br $l)))
 
-  ;; A path of 32 MiB (the region, whatever it holds) from descriptor 3.
+  ;; A path of 4 MiB (the region, whatever it holds) from descriptor 3.
   (func $open_forever
     (loop $l
-      (drop (call $path_open (i32.const 3) (i32.const 0) (global.get $REGION) (i32.const 0x2000000) (i32.const 0)
+      (drop (call $path_open (i32.const 3) (i32.const 0) (global.get $REGION) (i32.const 0x400000) (i32.const 0)
                              (i64.const 0) (i64.const 0) (i32.const 0) (global.get $NEVENTS)))
       (br $l)))
 
