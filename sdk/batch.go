@@ -63,109 +63,50 @@ func (o *BatchOp) Decode(item abi.BatchItem) {
 	o.Err = d.decodeOp(o, item.Payload)
 }
 
+// decodeOp decodes and checks the request of o.Op with the single
+// request's own decoding, and keeps in o what the Batcher needs of it.
 func (d *dispatcher) decodeOp(o *BatchOp, payload []byte) error {
 	if need := o.Op.Requires(); !d.features.Has(need) {
 		return abi.Errorf(abi.StatusUnsupported, "%s is not supported by plugin %s", o.Op, d.p.Name)
 	}
-	dec := d.begin(payload)
+	var err error
 	switch o.Op {
 	case abi.OpPutMetric:
 		var r abi.PutMetric
-		r.Decode(dec)
-		if err := d.endWrite(&r.TTL, nil); err != nil {
-			return err
-		}
+		err = d.decodePutMetric(payload, &r)
 		o.Metric, o.TTL = r.Metric, r.TTL
-		return r.Metric.Check()
-
 	case abi.OpGetMetric, abi.OpDeleteMetric:
-		var k abi.MetricKey
-		k.Decode(dec)
-		if err := d.end(); err != nil {
-			return err
+		var k *abi.MetricKey
+		if k, err = d.metricKey(payload); k != nil {
+			o.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
 		}
-		o.Metric = abi.Metric{AgentID: k.AgentID, Name: k.Name, Timestamp: k.Timestamp.UTC()}
-		return k.Check()
-
 	case abi.OpPutAlert:
 		var r abi.PutAlert
-		r.Decode(dec)
-		if err := d.endWrite(&r.TTL, nil); err != nil {
-			return err
-		}
+		err = d.decodePutAlert(payload, &r)
 		o.Alert, o.TTL = r.Alert, r.TTL
-		return r.Alert.Check()
-
 	case abi.OpGetAlert, abi.OpDeleteAlert:
-		o.Alert.ID = dec.String()
-		if err := d.end(); err != nil {
-			return err
-		}
-		return abi.CheckID("alert id", o.Alert.ID)
-
+		o.Alert.ID, err = d.alertID(payload)
 	case abi.OpSetAlertStatus:
 		var r abi.SetAlertStatus
-		r.Decode(dec)
-		if err := d.end(); err != nil {
-			return err
-		}
+		err = d.decodeSetAlertStatus(payload, &r)
 		o.Alert.ID, o.Status = r.ID, r.Status
-		if err := abi.CheckID("alert id", r.ID); err != nil {
-			return err
-		}
-		if !r.Status.Valid() {
-			return abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
-		}
-		return nil
-
 	case abi.OpPutAgentState:
-		// The agent ID and the state alias the payload instead of being
-		// copied: a Batcher answers within the call.
 		var r abi.PutAgentState
-		r.DecodeView(dec)
-		if err := d.endWrite(&r.TTL, &r.Condition); err != nil {
-			return err
-		}
+		err = d.decodePutAgentState(payload, &r, true)
 		o.State = abi.AgentState{AgentID: r.State.AgentID, State: r.State.State}
 		o.TTL, o.Condition = r.TTL, r.Condition
-		return r.State.Check()
-
 	case abi.OpGetAgentState:
-		o.State.AgentID = dec.String()
-		if err := d.end(); err != nil {
-			return err
-		}
-		return abi.CheckID("agent id", o.State.AgentID)
-
+		o.State.AgentID, err = d.agentID(payload)
 	case abi.OpDeleteAgentState:
 		var r abi.DeleteAgentState
-		r.Decode(dec)
-		if err := d.endWrite(nil, &r.Condition); err != nil {
-			return err
-		}
+		err = d.decodeDeleteAgentState(payload, &r)
 		o.State.AgentID, o.Condition = r.AgentID, r.Condition
-		if err := abi.CheckID("agent id", r.AgentID); err != nil {
-			return err
-		}
-		if r.Condition.Mode == abi.IfAbsent {
-			return abi.Errorf(abi.StatusInvalid, "delete cannot be create-only")
-		}
-		return nil
-
 	case abi.OpRestore:
-		o.Restore.Decode(dec)
-		if err := d.end(); err != nil {
-			return err
-		}
-		if err := o.Restore.Check(); err != nil {
-			return err
-		}
-		if need := o.Restore.Requires(); !d.features.Has(need) {
-			return abi.Errorf(abi.StatusUnsupported, "plugin %s does not restore %s records (needs %s)", d.p.Name, o.Restore.Kind, need&^d.features)
-		}
-		return nil
+		err = d.decodeRestore(payload, &o.Restore)
+	default:
+		err = abi.Errorf(abi.StatusUnsupported, "unknown op %d", o.Op)
 	}
-	return abi.Errorf(abi.StatusUnsupported, "unknown op %d", o.Op)
+	return err
 }
 
 // Answer appends the item's answer to e, as a single request of its op is

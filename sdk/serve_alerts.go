@@ -2,14 +2,19 @@ package sdk
 
 import "github.com/storage-host/storage-host/abi"
 
-func (d *dispatcher) putAlert(req []byte, e *abi.Encoder) error {
-	r := &d.req.putAlert
+// decodePutAlert decodes and checks a request to put an alert into r.
+func (d *dispatcher) decodePutAlert(req []byte, r *abi.PutAlert) error {
 	*r = abi.PutAlert{}
 	r.Decode(d.begin(req))
 	if err := d.endWrite(&r.TTL, nil); err != nil {
 		return err
 	}
-	if err := r.Alert.Check(); err != nil {
+	return r.Alert.Check()
+}
+
+func (d *dispatcher) putAlert(req []byte, e *abi.Encoder) error {
+	r := &d.req.putAlert
+	if err := d.decodePutAlert(req, r); err != nil {
 		return err
 	}
 	v, err := d.p.Alerts.PutAlert(r)
@@ -50,8 +55,9 @@ func (d *dispatcher) deleteAlert(req []byte, _ *abi.Encoder) error {
 	return d.write(d.p.Alerts.DeleteAlert(id))
 }
 
-func (d *dispatcher) setAlertStatus(req []byte, e *abi.Encoder) error {
-	r := &d.req.setStatus
+// decodeSetAlertStatus decodes and checks a request to change an
+// alert's status into r.
+func (d *dispatcher) decodeSetAlertStatus(req []byte, r *abi.SetAlertStatus) error {
 	*r = abi.SetAlertStatus{}
 	r.Decode(d.begin(req))
 	if err := d.end(); err != nil {
@@ -62,6 +68,14 @@ func (d *dispatcher) setAlertStatus(req []byte, e *abi.Encoder) error {
 	}
 	if !r.Status.Valid() {
 		return abi.Errorf(abi.StatusInvalid, "unknown alert status %d", r.Status)
+	}
+	return nil
+}
+
+func (d *dispatcher) setAlertStatus(req []byte, e *abi.Encoder) error {
+	r := &d.req.setStatus
+	if err := d.decodeSetAlertStatus(req, r); err != nil {
+		return err
 	}
 	v, err := d.p.Alerts.SetAlertStatus(r)
 	ok, err := d.written(err)

@@ -65,8 +65,8 @@ var tickResumed bool
 // is false outside a Tick hook.
 func TickResumed() bool { return tickResumed }
 
-func (d *dispatcher) restore(req []byte, e *abi.Encoder) error {
-	r := &d.req.restore
+// decodeRestore decodes and checks a request to restore a record into r.
+func (d *dispatcher) decodeRestore(req []byte, r *abi.Restore) error {
 	*r = abi.Restore{}
 	r.Decode(d.begin(req))
 	if err := d.end(); err != nil {
@@ -77,6 +77,14 @@ func (d *dispatcher) restore(req []byte, e *abi.Encoder) error {
 	}
 	if need := r.Requires(); !d.features.Has(need) {
 		return abi.Errorf(abi.StatusUnsupported, "plugin %s does not restore %s records (needs %s)", d.p.Name, r.Kind, need&^d.features)
+	}
+	return nil
+}
+
+func (d *dispatcher) restore(req []byte, e *abi.Encoder) error {
+	r := &d.req.restore
+	if err := d.decodeRestore(req, r); err != nil {
+		return err
 	}
 	written, err := d.p.Restorer.Restore(r)
 	if err != nil {

@@ -2,14 +2,20 @@ package sdk
 
 import "github.com/storage-host/storage-host/abi"
 
-func (d *dispatcher) putMetric(req []byte, e *abi.Encoder) error {
-	r := &d.req.putMetric
+// decodePutMetric decodes and checks a request to put a metric into r:
+// the one decoding of the op, for a single request and a batch's item.
+func (d *dispatcher) decodePutMetric(req []byte, r *abi.PutMetric) error {
 	*r = abi.PutMetric{}
 	r.Decode(d.begin(req))
 	if err := d.endWrite(&r.TTL, nil); err != nil {
 		return err
 	}
-	if err := r.Metric.Check(); err != nil {
+	return r.Metric.Check()
+}
+
+func (d *dispatcher) putMetric(req []byte, e *abi.Encoder) error {
+	r := &d.req.putMetric
+	if err := d.decodePutMetric(req, r); err != nil {
 		return err
 	}
 	v, err := d.p.Metrics.PutMetric(r)
