@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -295,8 +296,6 @@ func TestHostileStatementsConfined(t *testing.T) {
 		{"write another backend's table", "INSERT INTO " + other + " VALUES ('y')", "42501"},
 		{"create in public", "CREATE TABLE public.leak (x int)", "42501"},
 		{"create a schema", "CREATE SCHEMA mine", "42501"},
-		{"copy to a program", "COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'", "42501"},
-		{"copy from a file", "COPY " + pgx.Identifier{VersionTable}.Sanitize() + " FROM '/etc/passwd'", "42501"},
 		{"read a server file", "SELECT pg_read_file('/etc/passwd')", "42501"},
 		{"list the server's files", "SELECT pg_ls_dir('.')", "42501"},
 		{"set role", "SET ROLE postgres", "42501"},
@@ -325,6 +324,21 @@ func TestHostileStatementsConfined(t *testing.T) {
 			}
 			require.Equal(t, c.state, r.SQLState, r.Message)
 		})
+	}
+
+	// The bridge refuses every COPY before sending it (copy.go); the role
+	// may not run one to or from the server's files or programs either.
+	role, err := b.connectAsRole(context.Background())
+	require.NoError(t, err)
+	defer role.Close(context.Background())
+	for _, sql := range []string{
+		"COPY (SELECT 1) TO PROGRAM 'touch /tmp/pwned'",
+		"COPY " + pgx.Identifier{VersionTable}.Sanitize() + " FROM '/etc/passwd'",
+	} {
+		_, err := role.Exec(context.Background(), sql)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr, sql)
+		require.Equal(t, "42501", pgErr.Code, sql)
 	}
 
 	// RESET ROLE and RESET SESSION AUTHORIZATION go back to the role the

@@ -133,8 +133,12 @@ func (b *Bridge) pastDeadline(version uint64, bound string, err error) error {
 // many NULLs, is bounded by its deadline like any other, not held whole
 // in the host's memory (pgconn's ReadAll kept every row; each message is
 // bounded by the connection's body limit). PREPARE TRANSACTION is
-// refused; the caller rolls back.
+// refused; the caller rolls back. So is a COPY, before anything is sent
+// (copy.go).
 func runMigration(ctx context.Context, pc *pgconn.PgConn, sql string) error {
+	if hasCopy([]byte(sql)) {
+		return errors.New("it holds a COPY statement, which a migration may not run (its rows would travel in PostgreSQL's copy sub-protocol): use INSERT … VALUES or INSERT … SELECT")
+	}
 	mrr := pc.Exec(ctx, sql)
 	prepared := false
 	for mrr.NextResult() {

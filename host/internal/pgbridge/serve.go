@@ -110,6 +110,12 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 		abi.AppendError(e, abi.StatusLimit, fmt.Sprintf("postgres: %d statements, more than the %d of one request", len(req.stmts), b.maxStmts))
 		return
 	}
+	for i := range req.stmts {
+		if hasCopy(req.stmts[i].sql) {
+			abi.AppendError(e, abi.StatusInvalid, fmt.Sprintf("postgres: statement %d %s", i, errCopy))
+			return
+		}
+	}
 	if len(req.stmts) == 0 {
 		e.U8(uint8(abi.StatusOK))
 		abi.EncodePGResults(e, nil)
