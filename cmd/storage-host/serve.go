@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -237,6 +238,10 @@ func (r *reloader) reload(ctx context.Context, why, changed string) {
 		args = append(args, "changed", changed)
 	}
 	r.log.Info("reloading the configuration; the backends serve as before until it is done", args...)
+	var before map[string][sha256.Size]byte // what the files held before this reload read them
+	if r.watcher != nil {
+		before = r.watcher.snapshot()
+	}
 	f, ch, err := r.m.ReloadFile(ctx, r.path, func(f *config.File) error {
 		// A reload must not open the listener it cannot move.
 		return checkExposure(r.listen, f, r.allowUnauth)
@@ -250,7 +255,7 @@ func (r *reloader) reload(ctx context.Context, why, changed string) {
 	r.conns.SetMax(f.MaxConnections)
 	r.sched.update(f)
 	if r.watcher != nil {
-		r.watcher.follow(f)
+		r.watcher.follow(f, before)
 	}
 	if f.Listen != "" && f.Listen != r.listen {
 		r.log.Warn("listen address changed in the file; it takes a restart", "serving", r.listen, "file", f.Listen)

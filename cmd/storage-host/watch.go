@@ -55,13 +55,26 @@ func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
 		return nil, err
 	}
 	w := &watcher{fsw: fsw, log: log, changed: make(chan struct{}, 1), dirs: map[string]bool{}, pending: map[string]bool{}}
-	w.follow(f)
+	w.follow(f, nil)
 	go w.loop()
 	return w, nil
 }
 
-// follow makes the watcher track the files f reads.
-func (w *watcher) follow(f *config.File) {
+// snapshot fingerprints the files the watcher tracks, for a reload to take
+// before it reads them (see follow).
+func (w *watcher) snapshot() map[string][sha256.Size]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fingerprints(w.files)
+}
+
+// follow makes the watcher track the files f reads. before is what a
+// snapshot taken before the reading of f found (nil: none): a file that
+// holds something else now was changed while, or after, f was read, and
+// is reported changed, so that a reload follows. Without it, an edit made
+// during a reload was taken for the contents that reload had applied,
+// and never served.
+func (w *watcher) follow(f *config.File, before map[string][sha256.Size]byte) {
 	files := map[string]bool{}
 	for _, p := range f.Files {
 		if abs, err := filepath.Abs(p); err == nil {
@@ -69,10 +82,22 @@ func (w *watcher) follow(f *config.File) {
 		}
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.files = slices.Sorted(maps.Keys(files))
 	w.last = fingerprints(w.files)
+	changed := false
+	for _, p := range w.files {
+		if sum, ok := before[p]; ok && sum != w.last[p] {
+			w.pending[p], changed = true, true
+		}
+	}
 	w.watchNames()
+	w.mu.Unlock()
+	if changed {
+		select {
+		case w.changed <- struct{}{}:
+		default: // a reload is already pending
+		}
+	}
 }
 
 // takeChanged returns the files changed since it was last called, for a

@@ -55,3 +55,50 @@ func TestWatcherFollowsConfigMapSwap(t *testing.T) {
 		t.Fatal("the ..data swap was not reported")
 	}
 }
+
+// An edit made while a reload reads the files (after the snapshot the
+// reload takes first) is reported once the reload has applied what it
+// read: the watcher's debounce may end only after the reload, by which
+// time the file already held the edit, and it took that for the contents
+// the reload had applied.
+func TestWatcherReportsAnEditMadeDuringAReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.hcl")
+	write := func(ttl string) {
+		require.NoError(t, os.WriteFile(path, []byte(`backend "memory" {
+  plugin  = "builtin:memory"
+  options = { metric_ttl_seconds = `+ttl+` }
+}`), 0o644))
+	}
+	write("200")
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	w, err := newWatcher(hclog.NewNullLogger(), f)
+	require.NoError(t, err)
+	defer w.Close()
+
+	// A reload that finds the files as they were reports nothing.
+	w.follow(f, w.snapshot())
+	select {
+	case <-w.changed:
+		t.Fatal("a reload of unchanged files reported a change")
+	default:
+	}
+
+	// A reload whose files were edited after its snapshot: the edit and
+	// its debounce are over before follow, as when a reload takes longer
+	// than the debounce.
+	before := w.snapshot()
+	write("300")
+	select {
+	case <-w.changed: // the debounce came first this time; take it
+		require.Equal(t, path, w.takeChanged())
+	case <-time.After(5 * debounce):
+	}
+	w.follow(f, before)
+	select {
+	case <-w.changed:
+	case <-time.After(time.Second):
+		t.Fatal("an edit made during a reload was not reported")
+	}
+	require.Equal(t, path, w.takeChanged())
+}
