@@ -223,6 +223,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		if bound := cfg.Limits.replyBytes(); rc.MaxReplyBytes == 0 || rc.MaxReplyBytes > bound {
 			rc.MaxReplyBytes = bound
 		}
+		if rc.Logger == nil {
+			rc.Logger = s.logger.Named("redis").With("backend", cmp.Or(cfg.Name, cfg.Plugin))
+		}
 		if rc.Owner == "" {
 			// One name (or, unnamed, one plugin) on one prefix is one
 			// backend: two hosts in a process may share it.
@@ -258,9 +261,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	p.log = s.logger.Named("plugin").Named(cfg.Name)
 	if p.redis != nil {
-		if reason := p.redis.Evicting(ctx); reason != "" {
-			s.logger.Warn("the backend's Redis may drop records it acknowledged, and the backend is not ready while it would (README.md, \"Where the data lives, and what survives what\"): "+reason, "backend", cfg.Name)
-		}
+		// The first reading of the servers, before the first write; the
+		// bridge logs a Redis set to evict (Config.Logger).
+		p.redis.Evicting(ctx)
 		lazyCtx, cancel := context.WithTimeout(ctx, time.Second)
 		if reason := p.redis.FreesInline(lazyCtx); reason != "" {
 			s.logger.Warn("the backend's Redis frees what a plugin overwrites or lets expire in the thread every client waits on: a plugin that keeps collections of millions of members can stall the server for a second each (SECURITY.md, \"Sharing a Redis between backends\"); set these to yes: "+reason, "backend", cfg.Name)

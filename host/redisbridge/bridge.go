@@ -50,6 +50,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
@@ -157,6 +158,13 @@ type Config struct {
 	// default: 16 MiB
 	MaxReplyBytes int64
 
+	// Logger is told what the bridge's once-a-second reading of the
+	// servers finds that an operator must hear of at once: a server set to
+	// evict keys, and set back; keys it evicted (host.Open: the store's
+	// logger, naming the backend).
+	// default: none
+	Logger hclog.Logger
+
 	// Owner names who opens the bridge (host.Open: the backend's name, or
 	// its plugin when unnamed).
 	// Two bridges open at once on one Redis (same addresses and database)
@@ -193,7 +201,8 @@ type Bridge struct {
 
 	maxCommands int
 	maxReply    int64
-	release     func() // gives the prefix back to the registry
+	log         hclog.Logger // Config.Logger, or one that discards
+	release     func()       // gives the prefix back to the registry
 	// grows bounds, per second, the bytes the offsets of the backend's
 	// commands may make Redis allocate (maxGrowthPerSecond).
 	grows *rate.Limiter
@@ -234,7 +243,11 @@ func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 		return nil, err
 	}
 	b := &Bridge{prefix: cfg.KeyPrefix, allowed: allowed, release: release, closing: make(chan struct{}),
-		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes, grows: rate.NewLimiter(maxGrowthPerSecond, maxGrowth)}
+		maxCommands: cfg.MaxCommands, maxReply: cfg.MaxReplyBytes, grows: rate.NewLimiter(maxGrowthPerSecond, maxGrowth),
+		log: cfg.Logger}
+	if b.log == nil {
+		b.log = hclog.NewNullLogger()
+	}
 	orDefault(&b.maxCommands, DefaultMaxCommands)
 	orDefault(&b.maxReply, DefaultMaxReplyBytes)
 	// The server's figures (ServerInfo: metrics, readiness, the eviction

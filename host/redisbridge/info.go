@@ -53,6 +53,11 @@ type infoCache struct {
 	mu    sync.Mutex // held while reading, so concurrent callers share one reading
 	at    time.Time
 	nodes []NodeInfo
+	// evicted is each master's evicted_keys at the last reading, for
+	// noteEvicted; logged is whether the eviction policy was last logged
+	// as set.
+	evicted map[string]int64
+	logged  bool
 
 	master atomic.Pointer[string] // a Sentinel setup's master, as last dialled
 }
@@ -71,6 +76,7 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 	defer cancel()
 	c.nodes, c.at = b.readInfo(ctx), time.Now()
 	b.noteEviction(c.nodes)
+	b.noteEvicted(c.nodes)
 	b.noteFull(c.nodes)
 	b.noteScripts(c.nodes)
 	return c.nodes
@@ -79,11 +85,18 @@ func (b *Bridge) ServerInfo(ctx context.Context) []NodeInfo {
 // noteEviction keeps, from a reading of nodes, why a master the backend
 // writes to would evict keys, or nil when none would; a reading without
 // every node's figures leaves what it knew.
+// The change is logged (Config.Logger) as it is seen: a Redis set to evict
+// while the backend runs drops keys from its first write past maxmemory,
+// before any reading can stop the backend's writes.
 func (b *Bridge) noteEviction(nodes []NodeInfo) {
 	for _, n := range nodes {
 		if reason := evicts(n.Fields); reason != "" {
 			why := fmt.Sprintf("redis %s: %s", n.Addr, reason)
 			b.evicting.Store(&why)
+			if !b.info.logged {
+				b.info.logged = true
+				b.log.Error("Redis is set to evict keys: the backend's writes are refused (or buffered) and it is not ready until maxmemory-policy is noeviction again; records Redis evicts are lost (README.md, \"Where the data lives, and what survives what\")", "reason", why)
+			}
 			return
 		}
 	}
@@ -93,6 +106,34 @@ func (b *Bridge) noteEviction(nodes []NodeInfo) {
 		}
 	}
 	b.evicting.Store(nil)
+	if b.info.logged {
+		b.info.logged = false
+		b.log.Info("Redis no longer evicts keys: the backend's writes are taken again")
+	}
+}
+
+// noteEvicted logs, from a reading of nodes, the keys a master evicted
+// since the reading before (its evicted_keys, which counts every database
+// and prefix of the server): the backend's records may be among them, and
+// nothing else tells, since Redis publishes no event of an eviction to
+// the backend. A master's first reading, or one after its restart, only
+// sets where it counts from.
+func (b *Bridge) noteEvicted(nodes []NodeInfo) {
+	c := &b.info
+	for _, n := range nodes {
+		if n.Fields == nil || n.Fields["role"] == "slave" {
+			continue
+		}
+		now := infoInt(n.Fields, "evicted_keys")
+		before, seen := c.evicted[n.Addr]
+		if c.evicted == nil {
+			c.evicted = map[string]int64{}
+		}
+		c.evicted[n.Addr] = now
+		if seen && now > before {
+			b.log.Error("Redis evicted keys (maxmemory-policy "+n.Fields["maxmemory_policy"]+"): the backend's records among them are lost, without an event", "redis", n.Addr, "evicted", now-before)
+		}
+	}
 }
 
 // noteFull keeps, from a reading of nodes, why a master is past its

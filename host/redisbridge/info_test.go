@@ -1,12 +1,16 @@
 package redisbridge
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,7 +126,8 @@ func TestUnreadyWhenRedisEvicts(t *testing.T) {
 func TestWritesRefusedWhileRedisEvicts(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.NewServer(t)
-	b, err := Open(ctx, Config{Addrs: []string{s.Addr()}, KeyPrefix: "evict:", Scripts: true})
+	var logs logBuffer
+	b, err := Open(ctx, Config{Addrs: []string{s.Addr()}, KeyPrefix: "evict:", Scripts: true, Logger: logs.logger()})
 	require.NoError(t, err)
 	defer b.Close()
 	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
@@ -145,6 +150,9 @@ func TestWritesRefusedWhileRedisEvicts(t *testing.T) {
 	require.ErrorIs(t, err, abi.StatusUnavailable)
 	require.Contains(t, []abi.Reply{bulkR("1"), bulkR("2")}, one(t, b, "GET", "k"), "reads are served, and the refused writes were not sent")
 	require.NotEmpty(t, b.Evicting(ctx))
+	// An operator hears of it at once, once.
+	require.Equal(t, 1, strings.Count(logs.String(), "[ERROR] Redis is set to evict keys"), logs.String())
+	require.Contains(t, logs.String(), "maxmemory-policy allkeys-lru")
 
 	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
 	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool {
@@ -152,6 +160,63 @@ func TestWritesRefusedWhileRedisEvicts(t *testing.T) {
 		return err == nil
 	}, "writes taken again once Redis no longer evicts")
 	require.Empty(t, b.Evicting(ctx))
+	require.Contains(t, logs.String(), "[INFO]  Redis no longer evicts keys")
+}
+
+// Keys a Redis set to evict dropped before a reading stopped the
+// backend's writes (or that another client's writes made it drop) are
+// logged: Redis publishes nothing of an eviction, and the backend's
+// records among them are lost.
+func TestEvictedKeysAreLogged(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.NewServer(t)
+	var logs logBuffer
+	b, err := Open(ctx, Config{Addrs: []string{s.Addr()}, KeyPrefix: "evicted:", Logger: logs.logger()})
+	require.NoError(t, err)
+	defer b.Close()
+	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+	_, err = pipeline(t, b, cmd("SET", "k", "1"))
+	require.NoError(t, err)
+	b.Evicting(ctx) // a first reading: where evicted_keys counts from
+
+	used, err := direct.Info(ctx, "memory").Result()
+	require.NoError(t, err)
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-policy", "allkeys-random").Err())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", strconv.FormatInt(infoInt(parseInfo(used), "used_memory")+256<<10, 10)).Err())
+	value := strings.Repeat("x", 4096)
+	for i := range 1000 { // 4 MB, past the 256 KiB of room: Redis evicts
+		require.NoError(t, direct.Set(ctx, "other:"+strconv.Itoa(i), value, 0).Err())
+	}
+	require.Positive(t, infoInt(parseInfo(direct.Info(ctx, "stats").Val()), "evicted_keys"))
+	redistest.WaitFor(t, 5*time.Second, 50*time.Millisecond, func() bool {
+		return strings.Contains(logs.String(), "[ERROR] Redis evicted keys")
+	}, "the evictions logged")
+	require.Contains(t, logs.String(), "redis="+s.Addr())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory", "0").Err())
+}
+
+// logBuffer keeps what a logger writes, for a test to read while the
+// bridge's reading goroutine writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: l, Level: hclog.Info})
 }
 
 // A plugin's DEL is sent as UNLINK: Redis frees a large value in a thread

@@ -97,6 +97,8 @@ func TestRedisBufferFullCatchUp(t *testing.T) {
 	}
 	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "over", State: []byte("x")})
 	require.ErrorIs(t, err, host.ErrUnavailable, "the buffer is full while Redis is away")
+	require.ErrorContains(t, err, "redis did not take the write (", "the refusal says why Redis did not")
+	require.ErrorContains(t, err, "and the fallback buffer is full")
 	got, err := st.GetAgentState(ctx, buffered[0])
 	require.ErrorIs(t, err, host.ErrStale)
 	require.Equal(t, want[buffered[0]], string(got.State))

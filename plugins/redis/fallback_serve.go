@@ -69,7 +69,7 @@ func (b *backend) fromBuffer(it *item) bool {
 	case !pending:
 		return false
 	case bufferable(it) && b.fb.accept:
-		b.buffer(it, false)
+		b.buffer(it, nil)
 	case bufferable(it):
 		it.Err = abi.Errorf(abi.StatusUnavailable, "%s waits until the writes of its record that the fallback buffer kept (fallback was buffer) are replayed to Redis", it.Op)
 	default:
@@ -86,8 +86,9 @@ func (b *backend) afterUnavailable(it *item) {
 	f := b.fb
 	switch {
 	case bufferable(it) && f.accept:
+		cause := it.Err
 		it.Err = nil
-		b.buffer(it, true)
+		b.buffer(it, cause)
 	case isRead(it.Op):
 		if it.now.IsZero() { // a direct read of fallback=fail
 			it.now = sdk.Now()
@@ -140,11 +141,11 @@ func (it *item) kind() byte {
 // buffer acknowledges the unconditional write it from the buffer: it
 // computes the record the write leaves (the answer), queues the request
 // and sets the record's r/ key. The write is answered STALE (sdk.ErrStale
-// with its result): acknowledged into the buffer. redisFailed says that
-// Redis has just failed the write; otherwise a queue holding
-// fallback_buffer_entries writes may grow past them if Redis answers (a
-// catch-up, not an outage: see alloc).
-func (b *backend) buffer(it *item, redisFailed bool) {
+// with its result): acknowledged into the buffer. cause is how Redis has
+// just failed the write (nil: it was not sent); without one, a queue
+// holding fallback_buffer_entries writes may grow past them if Redis
+// answers (a catch-up, not an outage: see alloc).
+func (b *backend) buffer(it *item, cause error) {
 	f := b.fb
 	now := it.now
 	f.key = appendRecordKey(f.key[:0], it)
@@ -210,13 +211,17 @@ func (b *backend) buffer(it *item, redisFailed bool) {
 
 	limit := f.max
 	seq, err := f.alloc(now, limit)
-	if errors.Is(err, errBufferFull) && !redisFailed && b.redisAnswers(now) {
+	if errors.Is(err, errBufferFull) && cause == nil && b.redisAnswers(now) {
 		limit = catchUpFactor * f.max
 		seq, err = f.alloc(now, limit)
 	}
 	switch {
 	case errors.Is(err, errBufferFull) && limit == f.max:
-		it.Err = abi.Errorf(abi.StatusUnavailable, "redis is unreachable and the fallback buffer is full (%d writes)", f.max)
+		why := "redis does not answer"
+		if e, ok := errors.AsType[*abi.Error](cause); ok && e.Message != "" {
+			why = "redis did not take the write (" + e.Message + ")"
+		}
+		it.Err = abi.Errorf(abi.StatusUnavailable, "%s, and the fallback buffer is full (%d writes)", why, f.max)
 		return
 	case errors.Is(err, errBufferFull):
 		it.Err = abi.Errorf(abi.StatusUnavailable, "the fallback buffer is full (%d writes, twice fallback_buffer_entries while Redis answers): the writes of the records it holds outpace its replay", limit)
