@@ -59,6 +59,14 @@ func hostileModules(t *testing.T) map[string]struct {
 		"many functions": {g.Functions(bodies...), "module declares 100001 functions, more than 100000"},
 		"locals spread over functions": {g.Functions(spread...),
 			"functions up to 100 declare 1010000 locals together, more than 1000000"},
+		// A megabyte of br_table labels to 64 blocks: 12 s and 2.4 GB of
+		// compilation, which the host's RSS kept.
+		"br_table labels": {g.Functions(g.Body(nil, g.BrTable(64, 1_000_000))),
+			"function 0 has 1000001 branches (br_table labels counted one each), more than 40000"},
+		// 33 KB, each of 30 001 edges carrying 1 000 values (40 001 of them:
+		// 44 s and 420 MiB).
+		"branch values": {g.BranchValues(1000, 30_000),
+			"function 0 has 30001 branches carrying up to 0 locals and 1000 values each, 30031001 together, more than 2500000"},
 		// Each function within the bounds, and a second of compilation.
 		"deep functions": {g.Functions(slices.Repeat([][]byte{g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.ReadInLoops(1000, 248))}, 21)...),
 			"functions up to 20 have locals times nesting depth of 5229000 together, more than 5000000"},

@@ -78,7 +78,7 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 		// The imports are listed from a module that only decodes (the
 		// interpreter compiles nothing worth caching), so that they are known
 		// even for one that cannot be loaded.
-		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithDebugInfoEnabled(false))
 		defer rt.Close(ctx)
 		cm, err := rt.CompileModule(ctx, wasm)
 		if err != nil {

@@ -185,8 +185,13 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// An untrusted module's DWARF sections (.debug_*) are not read: wazero
+	// looks up a trap's source lines by walking them whole, frame by frame,
+	// with no deadline (SECURITY.md, "Module loading"). Its traps still
+	// name their functions, from the name section.
 	rc := wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(cfg.Limits.MemoryPages)
+		WithMemoryLimitPages(cfg.Limits.MemoryPages).
+		WithDebugInfoEnabled(cfg.Trusted)
 	wazeroReady()
 	if s.cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(s.cacheDir)

@@ -19,7 +19,10 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 		var sub, imm uint32
 		switch {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
-			err = r.blocktype()
+			var typ int64
+			if typ, err = r.blocktype(); typ >= 0 && typ < int64(len(c.arity)) {
+				c.bodyArity = max(c.bodyArity, c.arity[typ])
+			}
 			depth++
 			if depth > deepest {
 				deepest = depth
@@ -41,8 +44,10 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 				return deepest, nil
 			}
 		case noImmediate(op):
-		case op == 0x0c || op == 0x0d || // br, br_if
-			op == 0x10 || // call
+		case op == 0x0c || op == 0x0d: // br, br_if
+			imm, err = r.u32()
+			c.bodyBranches++
+		case op == 0x10 || // call
 			(op >= 0x20 && op <= 0x26) || // local.*, global.*, table.get, table.set
 			op == 0xd2: // ref.func
 			imm, err = r.u32()
@@ -55,6 +60,7 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 				for i := uint32(0); i <= n && err == nil; i++ { // the labels, then the default
 					_, err = r.u32()
 				}
+				c.bodyBranches += uint64(n) + 1
 			}
 		case op == 0x11: // call_indirect: type, table
 			if _, err = r.u32(); err == nil {
@@ -122,20 +128,21 @@ func noImmediate(op byte) bool {
 }
 
 // blocktype reads a block type: empty (0x40), a value type, or a type
-// index as a positive signed LEB128 number of 33 bits (multi-value).
-func (r *reader) blocktype() error {
+// index as a positive signed LEB128 number of 33 bits (multi-value). It
+// returns the type index, or -1 for the other two.
+func (r *reader) blocktype() (int64, error) {
 	if r.len() == 0 {
-		return r.eof("a block type")
+		return -1, r.eof("a block type")
 	}
 	if b := r.b[r.off]; b == 0x40 || isValtype(b) {
 		r.off++
-		return nil
+		return -1, nil
 	}
 	v, err := r.signed(33)
 	if err == nil && v < 0 {
 		err = fmt.Errorf("%w: block type %d at offset %d", ErrMalformed, v, r.off)
 	}
-	return err
+	return v, err
 }
 
 // memarg reads a memory access's alignment and offset.

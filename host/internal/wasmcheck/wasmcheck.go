@@ -80,6 +80,15 @@ type Limits struct {
 	// cost more than either alone. ModuleLocalsTimesDepth bounds the sum
 	// over all functions, and so the compilation of the whole module.
 	LocalsTimesDepth, ModuleLocalsTimesDepth uint64
+	// Branches bounds one function's branch edges: a br or br_if is one,
+	// a br_table one per label. BranchValues bounds one function's
+	// branches times what each carries into the compiler's merge at its
+	// target (the function's locals, the most values any of its blocks
+	// takes or gives, and one), ModuleBranchValues the sum over all
+	// functions: a br_table is a byte a label, and the compiler's work
+	// follows its labels times those values.
+	Branches                         uint32
+	BranchValues, ModuleBranchValues uint64
 }
 
 // Default are the bounds of a plugin module. They leave wide margins over
@@ -106,8 +115,11 @@ var Default = Limits{
 	CodeBytes:        32 << 20,
 	Depth:            10_000,
 	LocalsTimesDepth: 250_000,
+	Branches:         40_000,
+	BranchValues:     2_500_000,
 
 	ModuleLocalsTimesDepth: 5_000_000,
+	ModuleBranchValues:     25_000_000,
 }
 
 // Unlimited has every bound at its largest: Check with it only measures,
@@ -121,6 +133,7 @@ var Unlimited = Limits{
 	Locals: math.MaxUint32, ModuleLocals: math.MaxUint64, BodyBytes: math.MaxUint32, CodeBytes: math.MaxUint32,
 	Depth: math.MaxUint32, LocalsTimesDepth: math.MaxUint64,
 	ModuleLocalsTimesDepth: math.MaxUint64,
+	Branches:               math.MaxUint32, BranchValues: math.MaxUint64, ModuleBranchValues: math.MaxUint64,
 }
 
 // Shape is what Check measured of a module: the quantities the Limits
@@ -134,6 +147,8 @@ type Shape struct {
 	ModuleLocals                                uint64
 	BodyBytes, CodeBytes, Depth                 uint32
 	LocalsTimesDepth, ModuleLocalsTimesDepth    uint64
+	Branches                                    uint32
+	BranchValues, ModuleBranchValues            uint64
 }
 
 // Section IDs of the binary format.
@@ -175,8 +190,11 @@ type checker struct {
 	// params holds each type's parameter count, funcs each defined
 	// function's type index: both are bounded by the bytes that declare
 	// them.
-	params       []uint32
-	funcs        []uint32
+	params []uint32
+	funcs  []uint32
+	// arity holds each type's values carried by a branch to a block of
+	// that type: the larger of its parameter and result counts.
+	arity        []uint32
 	importFuncs  uint32
 	sawFunctions bool
 	// tableMax holds each table's maximum, -1 if it has none.
@@ -189,6 +207,12 @@ type checker struct {
 	visit      func(instr) error
 	bodyLocals uint64
 	bodyCode   int
+	// bodyBranches counts the last body's branch edges: one a br or
+	// br_if, one per label (the default included) of a br_table;
+	// bodyArity is the most values a branch of it may carry (the largest
+	// arity of its blocks' types and its own).
+	bodyBranches uint64
+	bodyArity    uint32
 }
 
 // over returns the error of a module declaring value of what, if that is
@@ -354,7 +378,7 @@ func (c *checker) types(r *reader) error {
 		return err
 	}
 	c.shape.Types = n
-	c.params = make([]uint32, 0, n)
+	c.params, c.arity = make([]uint32, 0, n), make([]uint32, 0, n)
 	for i := uint32(0); i < n; i++ {
 		form, err := r.byte()
 		if err != nil {
@@ -376,6 +400,7 @@ func (c *checker) types(r *reader) error {
 			c.fuelType = int64(i)
 		}
 		c.params = append(c.params, params)
+		c.arity = append(c.arity, max(params, results))
 	}
 	return nil
 }
@@ -693,7 +718,7 @@ func (c *checker) code(r *reader) error {
 			return fmt.Errorf("function %d: %w", idx, err)
 		}
 		c.shape.BodyBytes = max(c.shape.BodyBytes, size)
-		if err := c.body(idx, c.params[c.funcs[i]], &body); err != nil {
+		if err := c.body(idx, c.funcs[i], &body); err != nil {
 			return err
 		}
 	}
@@ -701,8 +726,10 @@ func (c *checker) code(r *reader) error {
 }
 
 // body sums a function's local declarations without expanding them, then
-// decodes its instructions to measure their nesting.
-func (c *checker) body(idx, params uint32, r *reader) error {
+// decodes its instructions to measure their nesting and branches. typ is
+// the function's type.
+func (c *checker) body(idx, typ uint32, r *reader) error {
+	params := c.params[typ]
 	groups, err := r.u32()
 	if err != nil {
 		return fmt.Errorf("function %d: %w", idx, err)
@@ -732,7 +759,7 @@ func (c *checker) body(idx, params uint32, r *reader) error {
 	if c.shape.ModuleLocals > c.l.ModuleLocals {
 		return fmt.Errorf("%w: functions up to %d declare %d locals together, more than %d", ErrBound, idx, c.shape.ModuleLocals, c.l.ModuleLocals)
 	}
-	c.bodyLocals, c.bodyCode = locals, r.off
+	c.bodyLocals, c.bodyCode, c.bodyBranches, c.bodyArity = locals, r.off, 0, c.arity[typ]
 	depth, err := c.instructions(idx, r)
 	if err != nil {
 		return err
@@ -743,6 +770,21 @@ func (c *checker) body(idx, params uint32, r *reader) error {
 		return fmt.Errorf("%w: function %d has %d locals at nesting depth %d, %d together, more than %d", ErrBound, idx, locals, depth, p, c.l.LocalsTimesDepth)
 	}
 	c.shape.LocalsTimesDepth = max(c.shape.LocalsTimesDepth, p)
+	if c.bodyBranches > uint64(c.l.Branches) {
+		return fmt.Errorf("%w: function %d has %d branches (br_table labels counted one each), more than %d", ErrBound, idx, c.bodyBranches, c.l.Branches)
+	}
+	c.shape.Branches = max(c.shape.Branches, uint32(c.bodyBranches))
+	// Every branch edge carries the locals and the values of its target
+	// into the compiler's merge there, and costs one more on its own.
+	v := (locals + uint64(c.bodyArity) + 1) * c.bodyBranches
+	if v > c.l.BranchValues {
+		return fmt.Errorf("%w: function %d has %d branches carrying up to %d locals and %d values each, %d together, more than %d", ErrBound, idx, c.bodyBranches, locals, c.bodyArity, v, c.l.BranchValues)
+	}
+	c.shape.BranchValues = max(c.shape.BranchValues, v)
+	c.shape.ModuleBranchValues += v
+	if c.shape.ModuleBranchValues > c.l.ModuleBranchValues {
+		return fmt.Errorf("%w: functions up to %d have branches carrying %d locals and values together, more than %d", ErrBound, idx, c.shape.ModuleBranchValues, c.l.ModuleBranchValues)
+	}
 	c.shape.ModuleLocalsTimesDepth += p
 	if c.shape.ModuleLocalsTimesDepth > c.l.ModuleLocalsTimesDepth {
 		return fmt.Errorf("%w: functions up to %d have locals times nesting depth of %d together, more than %d", ErrBound, idx, c.shape.ModuleLocalsTimesDepth, c.l.ModuleLocalsTimesDepth)

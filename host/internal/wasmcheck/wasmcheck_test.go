@@ -166,6 +166,9 @@ func TestDefaultFitsBuiltins(t *testing.T) {
 			{"depth", uint64(s.Depth), uint64(d.Depth)},
 			{"locals times depth", s.LocalsTimesDepth, d.LocalsTimesDepth},
 			{"module locals times depth", s.ModuleLocalsTimesDepth, d.ModuleLocalsTimesDepth},
+			{"branches", uint64(s.Branches), uint64(d.Branches)},
+			{"branch values", s.BranchValues, d.BranchValues},
+			{"module branch values", s.ModuleBranchValues, d.ModuleBranchValues},
 		} {
 			assert.LessOrEqual(t, 4*c.needs, c.bound, "%s: %s needs %d", path, c.name, c.needs)
 		}
@@ -286,6 +289,9 @@ func TestCountBounds(t *testing.T) {
 		{"function 1 nests blocks 6 deep, more than 5", func(l *Limits) { l.Depth = 5 }},
 		{"function 1 has 4 locals at nesting depth 6, 24 together, more than 23", func(l *Limits) { l.LocalsTimesDepth = 23 }},
 		{"functions up to 2 have locals times nesting depth of 26 together, more than 25", func(l *Limits) { l.ModuleLocalsTimesDepth = 25 }},
+		{"function 1 has 3 branches (br_table labels counted one each), more than 2", func(l *Limits) { l.Branches = 2 }},
+		{"function 1 has 3 branches carrying up to 4 locals and 2 values each, 21 together, more than 20", func(l *Limits) { l.BranchValues = 20 }},
+		{"functions up to 1 have branches carrying 21 locals and values together, more than 20", func(l *Limits) { l.ModuleBranchValues = 20 }},
 	} {
 		l := Default
 		c.set(&l)

@@ -7,6 +7,9 @@
 ;; Features: agent_states; capabilities: none.
 ;;   get agent state  recurse forever (not a tail call: the result of each
 ;;                    call is used, so every frame stays)
+;;   delete agent state
+;;                    recurse 40 calls deep, then trap (unreachable): a
+;;                    trap whose stack trace has many frames
 ;;   ping, configure  OK
 ;;   anything else    unsupported
 (module
@@ -30,6 +33,10 @@
     (i32.add (call $deeper (i32.add (local.get $n) (i32.const 1)))
              (local.get $n)))
 
+  (func $trapAt (param $n i32)
+    (if (i32.eqz (local.get $n)) (then unreachable))
+    (call $trapAt (i32.sub (local.get $n) (i32.const 1))))
+
   (func (export "storage_abi_version") (result i32)
     (i32.const 0x00010000))
 
@@ -48,5 +55,8 @@
     ;; OpGetAgentState (31)
     (if (i32.eq (local.get $op) (i32.const 31))
       (then (drop (call $deeper (i32.const 0)))))
+    ;; OpDeleteAgentState (32)
+    (if (i32.eq (local.get $op) (i32.const 32))
+      (then (call $trapAt (i32.const 40))))
     (call $pack (i32.const 0x080) (i32.const 15)))
 )

@@ -109,3 +109,59 @@ func ReadInLoops(locals uint32, depth int) []byte {
 	}
 	return append(code, 0x0b)
 }
+
+// BrTable returns code of depth blocks nested in one another around a
+// br_table of labels labels, each to one of the blocks in turn, then the
+// end of the body: a few bytes a label, and a branch edge each for the
+// compiler to merge at its target.
+func BrTable(depth, labels int) []byte {
+	var code []byte
+	for range depth {
+		code = append(code, 0x02, 0x40) // block (empty type)
+	}
+	code = append(code, 0x41, 0x00, 0x0e) // i32.const 0, br_table
+	code = append(code, U32(uint32(labels))...)
+	for i := range labels {
+		code = append(code, U32(uint32(i%depth))...)
+	}
+	code = append(code, 0x00) // the default
+	for range depth {
+		code = append(code, 0x0b)
+	}
+	return append(code, 0x0b)
+}
+
+// BranchValues returns a module of one function holding a block of a
+// type giving results i32 values, and a br_table of labels labels to it:
+// each label's edge carries every one of the values.
+func BranchValues(results, labels int) []byte {
+	many := make([]byte, results)
+	for i := range many {
+		many[i] = I32
+	}
+	types := Section(SecType, Vec([]byte{0x60, 0, 0}, append([]byte{0x60, 0}, Vec(bytesOf(many)...)...)))
+	code := []byte{0x02, 0x01} // block of type 1
+	for range results {
+		code = append(code, 0x41, 0x00) // i32.const 0
+	}
+	code = append(code, 0x41, 0x00, 0x0e) // i32.const 0, br_table
+	code = append(code, U32(uint32(labels))...)
+	for range labels + 1 { // the labels, then the default
+		code = append(code, 0x00)
+	}
+	code = append(code, 0x0b)
+	for range results {
+		code = append(code, 0x1a) // drop
+	}
+	code = append(code, 0x0b)
+	return Module(types, Section(SecFunction, Vec(U32(0))), Section(SecCode, Vec(Body(nil, code))))
+}
+
+// bytesOf splits b into one-byte entries, for Vec.
+func bytesOf(b []byte) [][]byte {
+	out := make([][]byte, len(b))
+	for i := range b {
+		out[i] = b[i : i+1]
+	}
+	return out
+}
