@@ -19,10 +19,19 @@ const errCopy = "is a COPY, which the bridge does not run (its rows would travel
 
 // hasCopy reports whether sql, one statement or a script of several, has
 // a statement that is a COPY: one whose first word, past white space and
-// comments, is COPY. It reads quoted strings (standard and E” ones),
-// quoted identifiers and dollar-quoted bodies as PostgreSQL does, so that
-// a semicolon or the word COPY inside one counts for nothing.
+// comments, is COPY. It reads quoted strings, quoted identifiers and
+// dollar-quoted bodies as PostgreSQL does, so that a semicolon or the word
+// COPY inside one counts for nothing; and since a backslash escapes a
+// quote in a plain string too where standard_conforming_strings is off
+// (which a migration may set for the ones after it, or the role for its
+// sessions), it reads the text both ways and finds a COPY in either.
 func hasCopy(sql []byte) bool {
+	return findCopy(sql, false) || findCopy(sql, true)
+}
+
+// findCopy is hasCopy's reading of sql, with backslash escapes in every
+// string (backslashes) or only in E'…' strings.
+func findCopy(sql []byte, backslashes bool) bool {
 	atStart := true // no word yet in the statement being read
 	for i := 0; i < len(sql); {
 		c := sql[i]
@@ -31,7 +40,7 @@ func hasCopy(sql []byte) bool {
 			i++
 			continue
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			for i < len(sql) && sql[i] != '\n' {
+			for i < len(sql) && sql[i] != '\n' && sql[i] != '\r' { // either ends it
 				i++
 			}
 			continue
@@ -51,7 +60,7 @@ func hasCopy(sql []byte) bool {
 		}
 		switch {
 		case c == '\'':
-			escapes := i > 0 && (sql[i-1] == 'e' || sql[i-1] == 'E') && (i == 1 || !isIdentByte(sql[i-2]))
+			escapes := backslashes || i > 0 && (sql[i-1] == 'e' || sql[i-1] == 'E') && (i == 1 || !isIdentByte(sql[i-2]))
 			i = skipQuoted(sql, i, '\'', escapes)
 		case c == '"':
 			i = skipQuoted(sql, i, '"', false)

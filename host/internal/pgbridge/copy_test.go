@@ -40,6 +40,10 @@ func TestHasCopy(t *testing.T) {
 		{"SELECT 1 /* ; COPY t FROM STDIN */", false},
 		{"SELECT $1; COPY t FROM STDIN", true},
 		{"DO $$ BEGIN NULL; END $$; COPY t TO STDOUT", true},
+		{"--x\rCOPY t TO STDOUT", true}, // a carriage return ends a comment too
+		// With standard_conforming_strings off, '\'' is a string of a quote.
+		{`SELECT '\''; COPY t FROM STDIN; SELECT ''`, true},
+		{`SELECT 'a\\'; COPY t FROM STDIN`, true},
 	} {
 		require.Equal(t, c.copy, hasCopy([]byte(c.sql)), c.sql)
 	}
@@ -58,6 +62,7 @@ func TestCopyRefusedBeforeSending(t *testing.T) {
 		"COPY c TO STDOUT",
 		"/* rows */ copy (SELECT 1) to stdout",
 		"COPY (SELECT 1) TO PROGRAM 'true'",
+		"--rows\rCOPY c TO STDOUT",
 	} {
 		for _, mode := range []abi.PGMode{abi.PGBatch, abi.PGTransaction} {
 			_, err := do(t, ctx, b, mode, stmt("INSERT INTO c VALUES ('a')"), stmt(sql))
@@ -84,4 +89,16 @@ func TestMigrationWithCopyRefused(t *testing.T) {
 	v, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE c (s text); INSERT INTO c VALUES ('m')"}})
 	require.NoError(t, err, "the refused migration left its table")
 	require.Equal(t, uint64(1), v)
+
+	// A migration that turns standard_conforming_strings off for the ones
+	// after it, one of which hides a COPY from a reading that takes
+	// backslashes for plain characters.
+	start = time.Now()
+	_, err = b.Migrate(ctx, abi.Migrations{
+		{Version: 1, SQL: "CREATE TABLE c (s text); INSERT INTO c VALUES ('m')"},
+		{Version: 2, SQL: "SET standard_conforming_strings = off"},
+		{Version: 3, SQL: `SELECT '\''; COPY c FROM STDIN; SELECT ''`},
+	})
+	require.ErrorContains(t, err, "COPY")
+	require.Less(t, time.Since(start), 15*time.Second, "the migration waited for its deadline")
 }
