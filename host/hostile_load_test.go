@@ -62,11 +62,23 @@ func hostileModules(t *testing.T) map[string]struct {
 		// A megabyte of br_table labels to 64 blocks: 12 s and 2.4 GB of
 		// compilation, which the host's RSS kept.
 		"br_table labels": {g.Functions(g.Body(nil, g.BrTable(64, 1_000_000))),
-			"function 0 has 1000001 branches (br_table labels counted one each), more than 40000"},
+			"function 0 has 1000001 branches (an if two, a br_table one a label), more than 40000"},
 		// 33 KB, each of 30 001 edges carrying 1 000 values (40 001 of them:
 		// 44 s and 420 MiB).
 		"branch values": {g.BranchValues(1000, 30_000),
-			"function 0 has 30001 branches carrying up to 0 locals and 1000 values each, 30031001 together, more than 2500000"},
+			"function 0 has 30001 branches carrying up to 0 locals and 1000 values each, and calls of 0 values, 30031001 together, more than 250000"},
+		// 300 KB of empty blocks in a row: a minute of compilation, which
+		// grows with the square of a function's blocks.
+		"blocks": {g.Functions(g.Body(nil, g.Blocks(100_000))),
+			"function 0 has 100000 blocks, loops and ifs, more than 5000"},
+		// 12 KB: 2 000 ifs in a row, then 1 000 locals read past their
+		// merges (10 000 ifs took 61 s and 2 GB).
+		"ifs and locals": {g.Functions(g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.IfsThenLocals(1000, 2000))),
+			"function 0 has 4000 branches carrying up to 1000 locals and 0 values each, and calls of 0 values, 4004000 together, more than 250000"},
+		// 25 KB: a function of 1 000 parameters and results calling itself
+		// 10 000 times in a chain, 42 s and 8 GB.
+		"call chain": {g.CallChain(1000, 10_000),
+			"function 0 has 0 branches carrying up to 1000 locals and 1000 values each, and calls of 20000000 values, 20000000 together, more than 250000"},
 		// Each function within the bounds, and a second of compilation.
 		"deep functions": {g.Functions(slices.Repeat([][]byte{g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.ReadInLoops(1000, 248))}, 21)...),
 			"functions up to 20 have locals times nesting depth of 5229000 together, more than 5000000"},

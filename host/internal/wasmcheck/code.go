@@ -23,6 +23,10 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 			if typ, err = r.blocktype(); typ >= 0 && typ < int64(len(c.arity)) {
 				c.bodyArity = max(c.bodyArity, c.arity[typ])
 			}
+			if op == 0x04 {
+				c.bodyBranches += 2
+			}
+			c.bodyBlocks++
 			depth++
 			if depth > deepest {
 				deepest = depth
@@ -43,13 +47,18 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 				}
 				return deepest, nil
 			}
+		case op == 0x0f: // return
+			c.bodyBranches++
 		case noImmediate(op):
 		case op == 0x0c || op == 0x0d: // br, br_if
 			imm, err = r.u32()
 			c.bodyBranches++
-		case op == 0x10 || // call
+		case op == 0x10: // call
+			imm, err = r.u32()
+			c.bodyCalls += uint64(c.callValues(imm))
+		case
 			(op >= 0x20 && op <= 0x26) || // local.*, global.*, table.get, table.set
-			op == 0xd2: // ref.func
+				op == 0xd2: // ref.func
 			imm, err = r.u32()
 		case op == 0x0e: // br_table
 			var n uint32
@@ -63,8 +72,12 @@ func (c *checker) instructions(idx uint32, r *reader) (uint32, error) {
 				c.bodyBranches += uint64(n) + 1
 			}
 		case op == 0x11: // call_indirect: type, table
-			if _, err = r.u32(); err == nil {
+			var typ uint32
+			if typ, err = r.u32(); err == nil {
 				_, err = r.u32()
+			}
+			if int64(typ) < int64(len(c.values)) {
+				c.bodyCalls += uint64(c.values[typ])
 			}
 		case op == 0x1c: // select with types
 			_, err = r.valtypes()
@@ -218,4 +231,22 @@ func (r *reader) prefixFE() error {
 		return r.memarg()
 	}
 	return fmt.Errorf("%w: unsupported opcode 0xfe %d at offset %d", ErrMalformed, sub, r.off)
+}
+
+// callValues is what a call of function fn takes and gives, or 0 for an
+// index out of range (which wazero refuses).
+func (c *checker) callValues(fn uint32) uint32 {
+	var typ uint32
+	switch {
+	case fn < uint32(len(c.importTypes)):
+		typ = c.importTypes[fn]
+	case uint64(fn)-uint64(len(c.importTypes)) < uint64(len(c.funcs)):
+		typ = c.funcs[fn-uint32(len(c.importTypes))]
+	default:
+		return 0
+	}
+	if typ >= uint32(len(c.values)) {
+		return 0
+	}
+	return c.values[typ]
 }

@@ -452,7 +452,7 @@ func (w *instrumenter) custom(r *reader) (bool, error) {
 // checker that knows the module's types and functions and bounds nothing:
 // the first walk bounded them already.
 func (w *instrumenter) code(r *reader) error {
-	walk := checker{l: Unlimited, params: w.c.params, arity: w.c.arity, funcs: w.c.funcs, importFuncs: w.c.importFuncs, tableMax: w.c.tableMax, fuelType: -1}
+	walk := checker{l: Unlimited, params: w.c.params, arity: w.c.arity, values: w.c.values, importTypes: w.c.importTypes, funcs: w.c.funcs, importFuncs: w.c.importFuncs, tableMax: w.c.tableMax, fuelType: -1}
 	n, _ := r.u32()
 	w.sec = binary.AppendUvarint(w.sec, uint64(n))
 	var code []byte // the current body's instructions, instrumented

@@ -80,15 +80,23 @@ type Limits struct {
 	// cost more than either alone. ModuleLocalsTimesDepth bounds the sum
 	// over all functions, and so the compilation of the whole module.
 	LocalsTimesDepth, ModuleLocalsTimesDepth uint64
-	// Branches bounds one function's branch edges: a br or br_if is one,
-	// a br_table one per label. BranchValues bounds one function's
-	// branches times what each carries into the compiler's merge at its
-	// target (the function's locals, the most values any of its blocks
-	// takes or gives, and one), ModuleBranchValues the sum over all
-	// functions: a br_table is a byte a label, and the compiler's work
-	// follows its labels times those values.
+	// Branches bounds one function's branch edges: a br, br_if or return
+	// is one, an if two, a br_table one per label. BranchValues bounds one
+	// function's branches times what each carries into the compiler's
+	// merge at its target (the function's locals, the most values any of
+	// its blocks takes or gives, and one), plus the values its calls take
+	// and give; ModuleBranchValues the sum over all functions: a br_table
+	// is a byte a label, an if two bytes, and the compiler's work follows
+	// its merges times the values live across them.
 	Branches                         uint32
 	BranchValues, ModuleBranchValues uint64
+	// Blocks bounds one function's blocks, loops and ifs, however they
+	// nest: the compiler's time grows with the square of a function's
+	// blocks (100 000 empty ones in a row, 300 KB, took a minute).
+	// ModuleBlocksSquared bounds the sum of those squares over all
+	// functions.
+	Blocks              uint32
+	ModuleBlocksSquared uint64
 }
 
 // Default are the bounds of a plugin module. They leave wide margins over
@@ -116,10 +124,12 @@ var Default = Limits{
 	Depth:            10_000,
 	LocalsTimesDepth: 250_000,
 	Branches:         40_000,
-	BranchValues:     2_500_000,
+	BranchValues:     250_000,
+	Blocks:           5_000,
 
 	ModuleLocalsTimesDepth: 5_000_000,
-	ModuleBranchValues:     25_000_000,
+	ModuleBranchValues:     10_000_000,
+	ModuleBlocksSquared:    100_000_000,
 }
 
 // Unlimited has every bound at its largest: Check with it only measures,
@@ -134,6 +144,7 @@ var Unlimited = Limits{
 	Depth: math.MaxUint32, LocalsTimesDepth: math.MaxUint64,
 	ModuleLocalsTimesDepth: math.MaxUint64,
 	Branches:               math.MaxUint32, BranchValues: math.MaxUint64, ModuleBranchValues: math.MaxUint64,
+	Blocks: math.MaxUint32, ModuleBlocksSquared: math.MaxUint64,
 }
 
 // Shape is what Check measured of a module: the quantities the Limits
@@ -149,6 +160,8 @@ type Shape struct {
 	LocalsTimesDepth, ModuleLocalsTimesDepth    uint64
 	Branches                                    uint32
 	BranchValues, ModuleBranchValues            uint64
+	Blocks                                      uint32
+	ModuleBlocksSquared                         uint64
 }
 
 // Section IDs of the binary format.
@@ -193,8 +206,11 @@ type checker struct {
 	params []uint32
 	funcs  []uint32
 	// arity holds each type's values carried by a branch to a block of
-	// that type: the larger of its parameter and result counts.
-	arity        []uint32
+	// that type: the larger of its parameter and result counts; values
+	// the two together, what a call of that type takes and gives.
+	arity, values []uint32
+	// importTypes holds each imported function's type index.
+	importTypes  []uint32
 	importFuncs  uint32
 	sawFunctions bool
 	// tableMax holds each table's maximum, -1 if it has none.
@@ -207,12 +223,16 @@ type checker struct {
 	visit      func(instr) error
 	bodyLocals uint64
 	bodyCode   int
-	// bodyBranches counts the last body's branch edges: one a br or
-	// br_if, one per label (the default included) of a br_table;
-	// bodyArity is the most values a branch of it may carry (the largest
-	// arity of its blocks' types and its own).
+	// bodyBranches counts the last body's branch edges: one a br, br_if
+	// or return, two an if (its two ways to its end), one per label (the
+	// default included) of a br_table; bodyArity is the most values a
+	// branch of it may carry (the largest arity of its blocks' types and
+	// its own); bodyCalls sums the values its calls take and give.
 	bodyBranches uint64
 	bodyArity    uint32
+	bodyCalls    uint64
+	// bodyBlocks counts the last body's blocks, loops and ifs.
+	bodyBlocks uint64
 }
 
 // over returns the error of a module declaring value of what, if that is
@@ -378,7 +398,7 @@ func (c *checker) types(r *reader) error {
 		return err
 	}
 	c.shape.Types = n
-	c.params, c.arity = make([]uint32, 0, n), make([]uint32, 0, n)
+	c.params, c.arity, c.values = make([]uint32, 0, n), make([]uint32, 0, n), make([]uint32, 0, n)
 	for i := uint32(0); i < n; i++ {
 		form, err := r.byte()
 		if err != nil {
@@ -401,6 +421,7 @@ func (c *checker) types(r *reader) error {
 		}
 		c.params = append(c.params, params)
 		c.arity = append(c.arity, max(params, results))
+		c.values = append(c.values, params+results)
 	}
 	return nil
 }
@@ -424,9 +445,11 @@ func (c *checker) imports(r *reader) error {
 		}
 		switch kind {
 		case 0: // function
-			if _, err := r.u32(); err != nil {
+			typ, err := r.u32()
+			if err != nil {
 				return err
 			}
+			c.importTypes = append(c.importTypes, typ)
 			c.importFuncs++
 			if err := over("functions", uint64(c.importFuncs), uint64(c.l.Functions)); err != nil {
 				return err
@@ -759,7 +782,7 @@ func (c *checker) body(idx, typ uint32, r *reader) error {
 	if c.shape.ModuleLocals > c.l.ModuleLocals {
 		return fmt.Errorf("%w: functions up to %d declare %d locals together, more than %d", ErrBound, idx, c.shape.ModuleLocals, c.l.ModuleLocals)
 	}
-	c.bodyLocals, c.bodyCode, c.bodyBranches, c.bodyArity = locals, r.off, 0, c.arity[typ]
+	c.bodyLocals, c.bodyCode, c.bodyBranches, c.bodyArity, c.bodyCalls, c.bodyBlocks = locals, r.off, 0, c.arity[typ], 0, 0
 	depth, err := c.instructions(idx, r)
 	if err != nil {
 		return err
@@ -771,16 +794,25 @@ func (c *checker) body(idx, typ uint32, r *reader) error {
 	}
 	c.shape.LocalsTimesDepth = max(c.shape.LocalsTimesDepth, p)
 	if c.bodyBranches > uint64(c.l.Branches) {
-		return fmt.Errorf("%w: function %d has %d branches (br_table labels counted one each), more than %d", ErrBound, idx, c.bodyBranches, c.l.Branches)
+		return fmt.Errorf("%w: function %d has %d branches (an if two, a br_table one a label), more than %d", ErrBound, idx, c.bodyBranches, c.l.Branches)
 	}
 	c.shape.Branches = max(c.shape.Branches, uint32(c.bodyBranches))
 	// Every branch edge carries the locals and the values of its target
-	// into the compiler's merge there, and costs one more on its own.
-	v := (locals + uint64(c.bodyArity) + 1) * c.bodyBranches
+	// into the compiler's merge there, and costs one more on its own; a
+	// call, the values it takes and gives.
+	v := (locals+uint64(c.bodyArity)+1)*c.bodyBranches + c.bodyCalls
 	if v > c.l.BranchValues {
-		return fmt.Errorf("%w: function %d has %d branches carrying up to %d locals and %d values each, %d together, more than %d", ErrBound, idx, c.bodyBranches, locals, c.bodyArity, v, c.l.BranchValues)
+		return fmt.Errorf("%w: function %d has %d branches carrying up to %d locals and %d values each, and calls of %d values, %d together, more than %d", ErrBound, idx, c.bodyBranches, locals, c.bodyArity, c.bodyCalls, v, c.l.BranchValues)
 	}
 	c.shape.BranchValues = max(c.shape.BranchValues, v)
+	if c.bodyBlocks > uint64(c.l.Blocks) {
+		return fmt.Errorf("%w: function %d has %d blocks, loops and ifs, more than %d", ErrBound, idx, c.bodyBlocks, c.l.Blocks)
+	}
+	c.shape.Blocks = max(c.shape.Blocks, uint32(c.bodyBlocks))
+	c.shape.ModuleBlocksSquared += c.bodyBlocks * c.bodyBlocks
+	if c.shape.ModuleBlocksSquared > c.l.ModuleBlocksSquared {
+		return fmt.Errorf("%w: functions up to %d have blocks, loops and ifs whose counts squared add up to %d, more than %d", ErrBound, idx, c.shape.ModuleBlocksSquared, c.l.ModuleBlocksSquared)
+	}
 	c.shape.ModuleBranchValues += v
 	if c.shape.ModuleBranchValues > c.l.ModuleBranchValues {
 		return fmt.Errorf("%w: functions up to %d have branches carrying %d locals and values together, more than %d", ErrBound, idx, c.shape.ModuleBranchValues, c.l.ModuleBranchValues)

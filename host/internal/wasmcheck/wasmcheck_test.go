@@ -169,6 +169,8 @@ func TestDefaultFitsBuiltins(t *testing.T) {
 			{"branches", uint64(s.Branches), uint64(d.Branches)},
 			{"branch values", s.BranchValues, d.BranchValues},
 			{"module branch values", s.ModuleBranchValues, d.ModuleBranchValues},
+			{"blocks", uint64(s.Blocks), uint64(d.Blocks)},
+			{"module blocks squared", s.ModuleBlocksSquared, d.ModuleBlocksSquared},
 		} {
 			assert.LessOrEqual(t, 4*c.needs, c.bound, "%s: %s needs %d", path, c.name, c.needs)
 		}
@@ -289,9 +291,14 @@ func TestCountBounds(t *testing.T) {
 		{"function 1 nests blocks 6 deep, more than 5", func(l *Limits) { l.Depth = 5 }},
 		{"function 1 has 4 locals at nesting depth 6, 24 together, more than 23", func(l *Limits) { l.LocalsTimesDepth = 23 }},
 		{"functions up to 2 have locals times nesting depth of 26 together, more than 25", func(l *Limits) { l.ModuleLocalsTimesDepth = 25 }},
-		{"function 1 has 3 branches (br_table labels counted one each), more than 2", func(l *Limits) { l.Branches = 2 }},
-		{"function 1 has 3 branches carrying up to 4 locals and 2 values each, 21 together, more than 20", func(l *Limits) { l.BranchValues = 20 }},
-		{"functions up to 1 have branches carrying 21 locals and values together, more than 20", func(l *Limits) { l.ModuleBranchValues = 20 }},
+		// A br_table of two labels and its default, an if (two) and a
+		// return; a call_indirect and a call, each of one parameter and one
+		// result.
+		{"function 1 has 6 branches (an if two, a br_table one a label), more than 5", func(l *Limits) { l.Branches = 5 }},
+		{"function 1 has 6 branches carrying up to 4 locals and 2 values each, and calls of 4 values, 46 together, more than 45", func(l *Limits) { l.BranchValues = 45 }},
+		{"functions up to 1 have branches carrying 46 locals and values together, more than 45", func(l *Limits) { l.ModuleBranchValues = 45 }},
+		{"function 1 has 5 blocks, loops and ifs, more than 4", func(l *Limits) { l.Blocks = 4 }},
+		{"functions up to 1 have blocks, loops and ifs whose counts squared add up to 25, more than 24", func(l *Limits) { l.ModuleBlocksSquared = 24 }},
 	} {
 		l := Default
 		c.set(&l)

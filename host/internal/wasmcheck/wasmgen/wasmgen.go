@@ -165,3 +165,48 @@ func bytesOf(b []byte) [][]byte {
 	}
 	return out
 }
+
+// Blocks returns code of n empty blocks one after another, then the end of
+// the body.
+func Blocks(n int) []byte {
+	var code []byte
+	for range n {
+		code = append(code, 0x02, 0x40, 0x0b) // block (empty type), end
+	}
+	return append(code, 0x0b)
+}
+
+// IfsThenLocals returns code of ifs empty ifs one after another, each on
+// local 0, then a read of each of locals locals, then the end of the body.
+func IfsThenLocals(locals uint32, ifs int) []byte {
+	var code []byte
+	for range ifs {
+		code = append(code, 0x20, 0x00, 0x04, 0x40, 0x0b) // local.get 0, if, end
+	}
+	for i := range locals {
+		code = append(append(append(code, 0x20), U32(i)...), 0x1a) // local.get i, drop
+	}
+	return append(code, 0x0b)
+}
+
+// CallChain returns a module of one function taking and giving values
+// i32 values, which calls itself calls times in a chain, each call's
+// results the next one's arguments.
+func CallChain(values uint32, calls int) []byte {
+	typ := []byte{0x60}
+	for range 2 {
+		typ = append(typ, U32(values)...)
+		for range values {
+			typ = append(typ, I32)
+		}
+	}
+	var code []byte
+	for i := range values {
+		code = append(append(code, 0x20), U32(i)...) // local.get i
+	}
+	for range calls {
+		code = append(code, 0x10, 0x00) // call 0
+	}
+	code = append(code, 0x0b)
+	return Module(Section(SecType, Vec(typ)), Section(SecFunction, Vec(U32(0))), Section(SecCode, Vec(Body(nil, code))))
+}
