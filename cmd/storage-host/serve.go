@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -238,7 +237,7 @@ func (r *reloader) reload(ctx context.Context, why, changed string) {
 		args = append(args, "changed", changed)
 	}
 	r.log.Info("reloading the configuration; the backends serve as before until it is done", args...)
-	var before map[string][sha256.Size]byte // what the files held before this reload read them
+	var before *snapshot // what the files held before this reload read them
 	if r.watcher != nil {
 		before = r.watcher.snapshot()
 	}

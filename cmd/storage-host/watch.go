@@ -60,21 +60,29 @@ func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
 	return w, nil
 }
 
-// snapshot fingerprints the files the watcher tracks, for a reload to take
-// before it reads them (see follow).
-func (w *watcher) snapshot() map[string][sha256.Size]byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return fingerprints(w.files)
+// snapshot is what the tracked files held when a reload began reading
+// them: their fingerprints, and the time.
+type snapshot struct {
+	sums map[string][sha256.Size]byte
+	at   time.Time
 }
 
-// follow makes the watcher track the files f reads. before is what a
-// snapshot taken before the reading of f found (nil: none): a file that
-// holds something else now was changed while, or after, f was read, and
-// is reported changed, so that a reload follows. Without it, an edit made
-// during a reload was taken for the contents that reload had applied,
-// and never served.
-func (w *watcher) follow(f *config.File, before map[string][sha256.Size]byte) {
+// snapshot fingerprints the files the watcher tracks, for a reload to take
+// before it reads them (see follow).
+func (w *watcher) snapshot() *snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return &snapshot{sums: fingerprints(w.files), at: time.Now()}
+}
+
+// follow makes the watcher track the files f reads. before is a snapshot
+// taken before the reading of f (nil: none): a file that holds something
+// else now was changed while, or after, f was read, and is reported
+// changed, so that a reload follows; so is a file f names for the first
+// time that was modified since the snapshot (what it held when read is
+// not known). Without it, an edit made during a reload was taken for the
+// contents that reload had applied, and never served.
+func (w *watcher) follow(f *config.File, before *snapshot) {
 	files := map[string]bool{}
 	for _, p := range f.Files {
 		if abs, err := filepath.Abs(p); err == nil {
@@ -86,7 +94,11 @@ func (w *watcher) follow(f *config.File, before map[string][sha256.Size]byte) {
 	w.last = fingerprints(w.files)
 	changed := false
 	for _, p := range w.files {
-		if sum, ok := before[p]; ok && sum != w.last[p] {
+		if before == nil {
+			break
+		}
+		sum, known := before.sums[p]
+		if known && sum != w.last[p] || !known && modifiedSince(p, before.at) {
 			w.pending[p], changed = true, true
 		}
 	}
@@ -250,6 +262,20 @@ func (w *watcher) loop() {
 		}
 	}
 }
+
+// modifiedSince reports whether the file at p, following symlinks, may
+// have been modified at t or after, or cannot be read (a reload will
+// report it). A file's time comes from a coarser clock than time.Now, up
+// to seconds on some file systems: a file modified up to mtimeSlack
+// before t counts (at worst, one more reload that changes nothing).
+func modifiedSince(p string, t time.Time) bool {
+	fi, err := os.Stat(p)
+	return err != nil || fi.ModTime().After(t.Add(-mtimeSlack))
+}
+
+// mtimeSlack is how much earlier than the clock a file's modification
+// time may read.
+const mtimeSlack = 2 * time.Second
 
 // fingerprints hashes the contents of each of files, following
 // symlinks; a missing or unreadable file counts as its error text (a

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,4 +102,21 @@ func TestWatcherReportsAnEditMadeDuringAReload(t *testing.T) {
 		t.Fatal("an edit made during a reload was not reported")
 	}
 	require.Equal(t, path, w.takeChanged())
+
+	// A file the reloaded configuration names for the first time (a
+	// secret file), edited during the reload: what the reload read of it
+	// is not known, so a change since the snapshot is reported too.
+	secret := filepath.Join(filepath.Dir(path), "token")
+	require.NoError(t, os.WriteFile(secret, []byte("one"), 0o600))
+	before = w.snapshot()
+	require.NoError(t, os.WriteFile(secret, []byte("two"), 0o600))
+	withSecret := *f
+	withSecret.Files = append(slices.Clone(f.Files), secret)
+	w.follow(&withSecret, before)
+	select {
+	case <-w.changed:
+	case <-time.After(time.Second):
+		t.Fatal("an edit of a newly named file made during a reload was not reported")
+	}
+	require.Equal(t, secret, w.takeChanged())
 }
