@@ -116,8 +116,9 @@ func (b *Bridge) noteEviction(nodes []NodeInfo) {
 // since the reading before (its evicted_keys, which counts every database
 // and prefix of the server): the backend's records may be among them, and
 // nothing else tells, since Redis publishes no event of an eviction to
-// the backend. A master's first reading, or one after its restart, only
-// sets where it counts from.
+// the backend. A master's first reading only sets where it counts from;
+// a count lower than the last (a restart, CONFIG RESETSTAT) counts from
+// zero.
 func (b *Bridge) noteEvicted(nodes []NodeInfo) {
 	c := &b.info
 	for _, n := range nodes {
@@ -130,8 +131,11 @@ func (b *Bridge) noteEvicted(nodes []NodeInfo) {
 			c.evicted = map[string]int64{}
 		}
 		c.evicted[n.Addr] = now
+		if seen && now < before {
+			before = 0
+		}
 		if seen && now > before {
-			b.log.Error("Redis evicted keys (maxmemory-policy "+n.Fields["maxmemory_policy"]+"): the backend's records among them are lost, without an event", "redis", n.Addr, "evicted", now-before)
+			b.log.Error("Redis evicted keys: the backend's records among them are lost, without an event", "redis", n.Addr, "evicted", now-before, "maxmemory_policy", n.Fields["maxmemory_policy"])
 		}
 	}
 }
