@@ -25,8 +25,10 @@ import (
 //     LIMIT given: Redis obeys the last);
 //   - offsets that make Redis allocate (SETRANGE, SETBIT, BITFIELD) add
 //     up, over one request, to at most maxGrowth bytes;
-//   - a SCAN family MATCH pattern has at most maxPatternTail bytes from
-//     its first '*' on: Redis matches a glob in time about the element's
+//   - a negative count of SRANDMEMBER, ZRANDMEMBER or HRANDFIELD (which
+//     repeats elements) is at least -maxRepeats;
+//   - a SCAN family MATCH pattern has at most maxPattern bytes, and at
+//     most maxPatternTail bytes from its first '*' on: Redis matches a glob in time about the element's
 //     length times the pattern's past a '*' ("*aaa…ab" against a long
 //     member), so a long pattern and long members stall it for minutes.
 //
@@ -122,8 +124,12 @@ const (
 
 	// maxPatternTail bounds a MATCH pattern from its first '*' on, so
 	// that matching costs Redis at most this many times reading the
-	// element, whatever the pattern's length.
+	// element; maxPattern bounds the whole pattern, since before its
+	// first '*' Redis reads the whole of a [...] class for each byte of
+	// the element it compares (a class of 1 MiB made one HSCAN of 5 000
+	// fields hold Redis 8.3 s).
 	maxPatternTail = 64
+	maxPattern     = 256
 )
 
 // check is a command's argument bound: it returns how many bytes the
@@ -132,7 +138,7 @@ const (
 type check func(in [][]byte) (int64, error)
 
 var checks = map[string]check{
-	"srandmember": countAt(2), "zrandmember": countAt(2), "hrandfield": countAt(2),
+	"srandmember": randomCount, "zrandmember": randomCount, "hrandfield": randomCount,
 	"spop": countAt(2), "lpop": countAt(2), "rpop": countAt(2),
 	"zpopmin": countAt(2), "zpopmax": countAt(2),
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
@@ -195,6 +201,24 @@ func countAt(i int) check {
 	}
 }
 
+// randomCount bounds SRANDMEMBER, ZRANDMEMBER and HRANDFIELD key
+// [count ...]: a count is bounded as any, and a negative one, which lets
+// Redis repeat an element, at maxRepeats: Redis builds the reply whole,
+// so one element of 10 KiB asked for 10 000 times (-10000) took its
+// memory to 101 MB for one command, whatever the bridge then read of it.
+func randomCount(in [][]byte) (int64, error) {
+	if len(in) <= 2 {
+		return 0, nil
+	}
+	if err := count(in[2]); err != nil {
+		return 0, err
+	}
+	if n, _ := parseInt(in[2]); n < -maxRepeats {
+		return 0, fmt.Errorf("count %d repeats an element more than the bridge's bound of %d times", n, maxRepeats)
+	}
+	return 0, nil
+}
+
 // options bounds the value after each of names (any case) from position
 // from on. Every argument is looked at, so an option Redis reads is never
 // missed; a key or value that reads like an option can only make the
@@ -228,6 +252,9 @@ func scan(in [][]byte) (int64, error) {
 			continue
 		}
 		p := in[i+1]
+		if len(p) > maxPattern {
+			return 0, fmt.Errorf("MATCH pattern of %d bytes is past the bridge's bound of %d", len(p), maxPattern)
+		}
 		if star := bytes.IndexByte(p, '*'); star >= 0 && len(p)-star > maxPatternTail {
 			return 0, fmt.Errorf("MATCH pattern of %d bytes after its first '*' is past the bridge's bound of %d", len(p)-star, maxPatternTail)
 		}

@@ -287,11 +287,17 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 // Its error is Do's.
 func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) error {
 	peek := abi.NewDecoder(reqBytes)
-	if mode := abi.RedisMode(peek.U8()); mode == abi.RedisScript {
+	mode := abi.RedisMode(peek.U8())
+	if mode == abi.RedisScript {
 		peek.View()
 	}
-	if n := peek.Uvarint(); peek.Err() == nil && n > uint64(b.maxCommands) {
+	n := peek.Uvarint()
+	if peek.Err() == nil && n > uint64(b.maxCommands) {
 		limit(e, "%d commands or script calls in one request, more than the %d allowed", n, b.maxCommands)
+		return nil
+	}
+	if args := countArgs(peek, mode, n); args > maxArguments {
+		limit(e, "more than %d arguments (keys included) in one request", maxArguments)
 		return nil
 	}
 	var req abi.RedisRequest
@@ -302,6 +308,37 @@ func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) err
 		return nil
 	}
 	return b.Do(ctx, &req, e)
+}
+
+// maxArguments bounds the arguments of one request's commands (or its
+// script calls' keys and arguments) together. An argument is a byte of
+// the request at least, and costs the host some 250 bytes to send (one
+// request of 2^20 empty arguments, 1 MB, made it allocate 266 MB before
+// Redis refused the command); the built-in plugins send a few thousand
+// for a bulk write of a thousand records.
+const maxArguments = 1 << 18
+
+// countArgs counts, past the command count n that d has just read, the
+// arguments of a request of mode, reading their lengths only; it stops
+// once past maxArguments or at a decoding error (which the decoding
+// proper then reports).
+func countArgs(d *abi.Decoder, mode abi.RedisMode, n uint64) int {
+	lists := uint64(1) // a command is one list of arguments
+	if mode == abi.RedisScript {
+		lists = 2 // a call is its keys, then its arguments
+	}
+	total := 0
+	for range n * lists {
+		k := d.Uvarint()
+		if d.Err() != nil || k > maxArguments-uint64(total) {
+			return total + int(min(k, maxArguments+1))
+		}
+		total += int(k)
+		for range k {
+			d.View()
+		}
+	}
+	return total
 }
 
 // replyBudget is the raw reply bytes one run of a request may read, shared

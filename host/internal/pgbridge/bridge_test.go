@@ -208,6 +208,46 @@ func TestTooManyStatementsRefused(t *testing.T) {
 	require.ErrorIs(t, err, abi.StatusLimit)
 }
 
+// A request's statements and parameters are a few bytes each, and cost
+// the host hundreds to send: 2^19 empty statements (1 MB) took 110 MB to
+// decode before the statement bound refused them, and one statement of
+// 2^20 NULL parameters 486 MB before the driver did. Both are refused
+// from the request's counts, before the rest is decoded.
+func TestRequestsPastTheirCountsAreRefusedCheaply(t *testing.T) {
+	b := open(t, Config{})
+	nulls := make([]abi.PGValue, 1<<20)
+	many := make([]abi.PGStatement, 1<<19)
+	for i := range many {
+		many[i] = stmt("")
+	}
+	spread := make([]abi.PGStatement, 5)
+	for i := range spread {
+		spread[i] = stmt("SELECT 1", nulls[:60_000]...)
+	}
+	for name, c := range map[string]struct {
+		stmts []abi.PGStatement
+		says  string
+		bound uint64
+	}{
+		"statements":                  {many, "524288 statements, more than the 1024 of one request", 1 << 20},
+		"parameters of one statement": {[]abi.PGStatement{stmt("SELECT 1", nulls...)}, "statement 0 has 1048576 parameters, more than PostgreSQL's 65535", 1 << 20},
+		// Refused at the statement that passes the bound: what came before
+		// it was decoded, as a request at the bound would be.
+		"parameters of the statements": {spread, "more than 262144 parameters in one request", 128 << 20},
+	} {
+		var enc, out abi.Encoder
+		(&abi.PGRequest{Mode: abi.PGBatch, Statements: c.stmts}).Encode(&enc)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.Serve(context.Background(), enc.Bytes(), &out)
+		runtime.ReadMemStats(&after)
+		_, err := abi.ParseResponse(out.Bytes())
+		require.ErrorIs(t, err, abi.StatusLimit, name)
+		require.ErrorContains(t, err, c.says, name)
+		assert.Less(t, after.TotalAlloc-before.TotalAlloc, c.bound, "%s: bytes the refusal of %d allocated", name, len(enc.Bytes()))
+	}
+}
+
 func TestMalformedRequestInvalid(t *testing.T) {
 	b := open(t, Config{})
 	var out abi.Encoder
