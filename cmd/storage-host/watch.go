@@ -97,8 +97,7 @@ func (w *watcher) follow(f *config.File, before *snapshot) {
 		if before == nil {
 			break
 		}
-		sum, known := before.sums[p]
-		if known && sum != w.last[p] || !known && modifiedSince(p, before.at) {
+		if sum, known := before.sums[p]; known && sum != w.last[p] || !known && modifiedSince(p, before.at) {
 			w.pending[p], changed = true, true
 		}
 	}

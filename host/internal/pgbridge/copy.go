@@ -29,25 +29,21 @@ func hasCopy(sql []byte) bool {
 	return findCopy(sql, false) || findCopy(sql, true)
 }
 
+// leadsWithCopy reports whether the one statement sql is a COPY: its first
+// word, past white space and comments. A request's statement is one
+// command (PostgreSQL refuses a text of several: 42601), so that word is
+// all there is to read of it.
+func leadsWithCopy(sql []byte) bool {
+	return isWord(sql[skipSpace(sql, 0):], "copy")
+}
+
 // findCopy is hasCopy's reading of sql, with backslash escapes in every
 // string (backslashes) or only in E'…' strings.
 func findCopy(sql []byte, backslashes bool) bool {
 	atStart := true // no word yet in the statement being read
-	for i := 0; i < len(sql); {
+	for i := skipSpace(sql, 0); i < len(sql); i = skipSpace(sql, i) {
 		c := sql[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			i++
-			continue
-		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			for i < len(sql) && sql[i] != '\n' && sql[i] != '\r' { // either ends it
-				i++
-			}
-			continue
-		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			i = skipBlockComment(sql, i)
-			continue
-		case c == ';':
+		if c == ';' {
 			atStart = true
 			i++
 			continue
@@ -71,6 +67,27 @@ func findCopy(sql []byte, backslashes bool) bool {
 		}
 	}
 	return false
+}
+
+// skipSpace returns the index of the first byte from i on that is
+// neither white space nor in a comment (a -- comment ends at a line feed
+// or a carriage return; /* */ ones nest).
+func skipSpace(sql []byte, i int) int {
+	for i < len(sql) {
+		switch c := sql[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			for i < len(sql) && sql[i] != '\n' && sql[i] != '\r' {
+				i++
+			}
+		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			i = skipBlockComment(sql, i)
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // isWord reports whether b starts with the keyword w (lower case), in any

@@ -47,6 +47,13 @@ func TestHasCopy(t *testing.T) {
 	} {
 		require.Equal(t, c.copy, hasCopy([]byte(c.sql)), c.sql)
 	}
+	// One statement: its first word alone.
+	for sql, copy := range map[string]bool{
+		"COPY t TO STDOUT": true, " \n/* x /* y */ */ -- z\rcopy\tt": true, "--x\nCoPy t": true,
+		"SELECT 'COPY'": false, "copying": false, "/* COPY */ SELECT 1": false, "": false, "-- COPY": false,
+	} {
+		require.Equal(t, copy, leadsWithCopy([]byte(sql)), sql)
+	}
 }
 
 // A COPY would break the pipeline after PostgreSQL ran what came before

@@ -26,18 +26,10 @@ import (
 // its statements' texts and parameters alias reqBytes, which must not
 // change during the call.
 func (b *Bridge) Serve(ctx context.Context, reqBytes []byte, e *abi.Encoder) {
-	// The statement count first: a statement is a few bytes of the
-	// request, and decoded, 2^19 empty ones (1 MB) took the host 110 MB.
-	peek := abi.NewDecoder(reqBytes)
-	peek.U8()
-	if n := peek.Uvarint(); peek.Err() == nil && n > uint64(b.maxStmts) {
-		abi.AppendError(e, abi.StatusLimit, fmt.Sprintf("postgres: %d statements, more than the %d of one request", n, b.maxStmts))
-		return
-	}
 	req := requests.Get().(*request)
 	defer req.release()
-	if err := req.decode(reqBytes); errors.Is(err, errTooManyParams) {
-		abi.AppendError(e, abi.StatusLimit, "postgres request: "+err.Error())
+	if err := req.decode(reqBytes, b.maxStmts); errors.Is(err, errTooLarge) {
+		abi.AppendError(e, abi.StatusLimit, "postgres: "+err.Error())
 		return
 	} else if err != nil {
 		abi.AppendError(e, abi.StatusInvalid, "postgres request: "+err.Error())
@@ -89,13 +81,16 @@ const (
 	maxStatementParams = math.MaxUint16
 )
 
-// errTooManyParams is the decoding error of a request past maxParams or
-// maxStatementParams, answered LIMIT.
-var errTooManyParams = errors.New("too many parameters")
+// errTooLarge is the decoding error of a request past its statement
+// bound, maxParams or maxStatementParams, answered LIMIT: the counts are
+// checked as they are read, before what they count is decoded (a
+// statement or a parameter is a byte or two of the request, and decoded
+// 2^19 empty statements, 1 MB, took the host 110 MB).
+var errTooLarge = errors.New("request too large")
 
 // decode reads what abi.PGRequest.Encode wrote, with the same checks as
-// abi.PGRequest.Decode.
-func (r *request) decode(b []byte) error {
+// abi.PGRequest.Decode, and refuses more than maxStmts statements.
+func (r *request) decode(b []byte, maxStmts int) error {
 	var d abi.Decoder
 	d.Reset(b)
 	r.mode = abi.PGMode(d.U8())
@@ -103,14 +98,17 @@ func (r *request) decode(b []byte) error {
 		return fmt.Errorf("%w: mode %d is neither batch (%d) nor transaction (%d)", abi.ErrMalformed, r.mode, abi.PGBatch, abi.PGTransaction)
 	}
 	n := d.Count(2)
+	if n > maxStmts {
+		return fmt.Errorf("%w: %d statements, more than the %d of one request", errTooLarge, n, maxStmts)
+	}
 	for i := 0; i < n && d.Err() == nil; i++ {
 		sql := d.View()
 		m := d.Count(1)
 		if m > maxStatementParams {
-			return fmt.Errorf("%w: statement %d has %d parameters, more than PostgreSQL's %d", errTooManyParams, i, m, maxStatementParams)
+			return fmt.Errorf("%w: statement %d has %d parameters, more than PostgreSQL's %d", errTooLarge, i, m, maxStatementParams)
 		}
 		if len(r.params)+m > maxParams {
-			return fmt.Errorf("%w: more than %d parameters in one request", errTooManyParams, maxParams)
+			return fmt.Errorf("%w: more than %d parameters in one request", errTooLarge, maxParams)
 		}
 		p0 := len(r.params)
 		for j := 0; j < m && d.Err() == nil; j++ {
@@ -143,7 +141,7 @@ func (b *Bridge) do(ctx context.Context, req *request, e *abi.Encoder) {
 		return
 	}
 	for i := range req.stmts {
-		if hasCopy(req.stmts[i].sql) {
+		if leadsWithCopy(req.stmts[i].sql) {
 			abi.AppendError(e, abi.StatusInvalid, fmt.Sprintf("postgres: statement %d %s", i, errCopy))
 			return
 		}
