@@ -208,6 +208,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.cacheDir != "" {
+		if n, freed := trimCompilationCache(s.cacheDir, compilationCacheBytes); n > 0 {
+			s.logger.Info("compilation cache trimmed: least recently used modules removed", "dir", s.cacheDir, "modules", n, "bytes", freed)
+		}
+	}
 	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill,
 		discards: refusalLog{perSecond: discardsLoggedPerSecond}, readFaultLog: refusalLog{perSecond: 1}}
 	if !s.inspect {

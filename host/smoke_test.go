@@ -10,9 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMain stops the Redis servers the tests started and fails the binary
-// if a goroutine outlives the tests.
-func TestMain(m *testing.M) { redistest.Main(m) }
+// TestMain stops the Redis servers the tests started, removes their
+// compilation cache, and fails the binary if a goroutine outlives them.
+func TestMain(m *testing.M) {
+	code := redistest.Run(m)
+	_ = os.RemoveAll(benchCache) // tens of megabytes of compiled modules
+	os.Exit(code)
+}
 
 // benchCache is one compilation cache for the tests and benchmarks
 // that do not measure compilation.
