@@ -2,6 +2,7 @@ package pgbridge
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	neturl "net/url"
 	"runtime"
@@ -896,4 +897,53 @@ func TestSessionsCommitSynchronously(t *testing.T) {
 	require.NoError(t, err)
 	mustOK(t, rs)
 	require.Equal(t, text("on"), rs[0].Row(0)[0])
+}
+
+// TestLargeNumericsAreRefusedBeforeConversion: a numeric whose text would
+// pass maxNumericText fails its statement (0A000, as a type the host
+// cannot send) without being converted; cast to text, the server converts
+// it and it arrives whole.
+func TestLargeNumericsAreRefusedBeforeConversion(t *testing.T) {
+	b := open(t, Config{})
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("SELECT repeat('9', 131072)::numeric"),
+		stmt("SELECT 1e131071::numeric"),
+		stmt("SELECT 0.5e-16000::numeric"),
+		stmt("SELECT repeat('9', 131072)::numeric::text"),
+		stmt("SELECT (repeat('9', 1000) || '.5')::numeric, -0.000125::numeric, 'NaN'::numeric"),
+	)
+	require.NoError(t, err)
+	for i := range 3 {
+		require.Equal(t, "0A000", sqlState(t, rs[i]), "statement %d", i)
+		require.Contains(t, rs[i].Message, "cast it to text")
+	}
+	require.NoError(t, rs[3].Err())
+	require.Len(t, rs[3].Row(0)[0].Bytes, 131072)
+	require.NoError(t, rs[4].Err())
+	row := rs[4].Row(0)
+	require.Equal(t, text(strings.Repeat("9", 1000)+".5"), row[0])
+	require.Equal(t, text("-0.000125"), row[1])
+	require.Equal(t, text("NaN"), row[2])
+}
+
+func TestNumericTextLenBoundsTheText(t *testing.T) {
+	for _, c := range []struct {
+		ndigits, weight, sign, dscale uint16
+		text                          string
+	}{
+		{2, 0, 0, 1, "1.5"},
+		{1, 1, 0, 0, "10000"},
+		{3, 2, 0x4000, 3, "-123456789.123"},
+		{1, 0xffff, 0, 6, "0.000125"}, // weight −1
+		{0, 0, 0xc000, 0, "NaN"},
+	} {
+		raw := binary.BigEndian.AppendUint16(nil, c.ndigits)
+		raw = binary.BigEndian.AppendUint16(raw, c.weight)
+		raw = binary.BigEndian.AppendUint16(raw, c.sign)
+		raw = binary.BigEndian.AppendUint16(raw, c.dscale)
+		require.GreaterOrEqual(t, numericTextLen(raw), len(c.text), c.text)
+		require.LessOrEqual(t, numericTextLen(raw), len(c.text)+5, c.text)
+	}
+	require.Zero(t, numericTextLen([]byte{0, 1}))
 }
