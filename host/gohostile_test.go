@@ -370,3 +370,40 @@ func TestGoHostileWriteThenFail(t *testing.T) {
 	require.ErrorIs(t, err, host.ErrInternal)
 	require.NotErrorIs(t, err, host.ErrOutcomeUnknown, "a read changes nothing")
 }
+
+// TestRecycleReplacesInstances: Store.Recycle closes idle instances at
+// once and a busy one when its call ends, so that a plugin keeping its
+// records in an instance's memory (testdata/plugins/gohostile/forgetful)
+// is seen to lose them, as it would when the host replaces an instance
+// for any other reason; the conformance suite's NewInstances rules rest
+// on it.
+func TestRecycleReplacesInstances(t *testing.T) {
+	wasm := goHostilePlugin(t, "forgetful")
+	ctx := context.Background()
+	st, _ := openGoHostile(t, host.Config{WASM: wasm, Instances: 2}, t.TempDir())
+
+	put, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a", State: []byte("one")})
+	require.NoError(t, err)
+	got, err := st.GetAgentState(ctx, "a")
+	require.NoError(t, err, "the instance that took the write serves the read")
+	require.Equal(t, put.Version, got.Version)
+
+	st.Recycle(ctx)
+	_, err = st.GetAgentState(ctx, "a")
+	require.ErrorIs(t, err, host.ErrNotFound, "a new instance holds nothing of the old one's memory")
+
+	// A busy instance is closed when its call ends: recycled while it
+	// serves a slow read, the instance that took "b" is not used again.
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "b", State: []byte("two")})
+	require.NoError(t, err)
+	busy := make(chan error)
+	go func() {
+		_, err := st.GetAgentState(ctx, "slow") // 300 ms in the instance
+		busy <- err
+	}()
+	require.Eventually(t, func() bool { return st.Stats().InUse > 0 }, 5*time.Second, time.Millisecond)
+	st.Recycle(ctx)
+	require.ErrorIs(t, <-busy, host.ErrNotFound, "the call under way ends as it would have")
+	_, err = st.GetAgentState(ctx, "b")
+	require.ErrorIs(t, err, host.ErrNotFound, "the busy instance was closed when its call ended")
+}

@@ -675,6 +675,7 @@ func (p *plugin) release(ctx context.Context) {
 // a time: the pool hands it out and takes it back.
 type instance struct {
 	p         *plugin
+	gen       uint64 // the pool's generation it was made in
 	mod       api.Module
 	mem       api.Memory
 	reserve   api.Function
@@ -1217,6 +1218,9 @@ type pool struct {
 	// rather than reused (0: never). Retired counts them.
 	retireAt uint32
 	retired  atomic.Uint64
+	// gen counts recycle calls: an instance of an earlier generation is
+	// closed when its call ends rather than reused.
+	gen atomic.Uint64
 
 	mu      sync.Mutex
 	idle    []*instance // LIFO
@@ -1297,11 +1301,13 @@ func (p *pool) createInSlot(ctx context.Context) (*instance, error) {
 		p.freeSlot()
 		return nil, ErrClosed
 	}
+	gen := p.gen.Load()
 	in, err := p.create(ctx)
 	if err != nil {
 		p.freeSlot()
 		return nil, err
 	}
+	in.gen = gen
 	return in, nil
 }
 
@@ -1333,6 +1339,10 @@ func (p *pool) leave(w chan *instance) {
 // put returns an instance to the pool; fresh is true for an instance that
 // has not taken a slot yet.
 func (p *pool) put(in *instance, fresh bool) {
+	if !fresh && in.gen != p.gen.Load() {
+		p.discard(context.Background(), in)
+		return
+	}
 	if !fresh && p.retireAt > 0 && in.mem.Size() > p.retireAt {
 		// A linear memory never shrinks: a guest whose heap grew this
 		// far (large pages, or a heap that fragments, as Go's does) would
@@ -1357,6 +1367,20 @@ func (p *pool) put(in *instance, fresh bool) {
 	}
 	p.idle = append(p.idle, in)
 	p.mu.Unlock()
+}
+
+// recycle closes the idle instances and has the busy ones closed when
+// their calls end, so that the calls after it run on new instances.
+func (p *pool) recycle(ctx context.Context) {
+	p.mu.Lock()
+	p.gen.Add(1)
+	idle := slices.Clone(p.idle)
+	clear(p.idle)
+	p.idle = p.idle[:0]
+	p.mu.Unlock()
+	for _, in := range idle {
+		p.discard(ctx, in)
+	}
 }
 
 // discard closes an instance and frees its slot.

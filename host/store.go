@@ -124,6 +124,18 @@ func (g *callGate) close() <-chan struct{} {
 	return g.drained
 }
 
+// Recycle replaces the plugin's instances: idle ones are closed at once,
+// busy ones when their calls end, and the calls after it run on new
+// instances. The host may replace an instance at any time (after a trap,
+// when its memory has grown, on a reload), so a plugin keeps its records
+// in its stores (kv, Redis, PostgreSQL), never in an instance's memory
+// alone (abi/README.md, section 3): the conformance suite (host/storetest)
+// writes, recycles and reads back to check it. Nothing is lost for a
+// plugin that keeps the rule; the new instances start cold.
+func (s *Store) Recycle(ctx context.Context) {
+	s.p.pool.recycle(ctx)
+}
+
 // Close releases the plugin's instances and its runtime. New calls fail
 // with ErrClosed at once, without waiting for anything; calls in flight
 // finish first, unless ctx ends or Limits.CallTimeout (plus a second)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,6 +116,28 @@ func TestPluginTestFailsALaxPlugin(t *testing.T) {
 		"Protocol/ServesAfterwards": "pass",
 	}, got)
 	require.Equal(t, 3, rep.Failed)
+}
+
+// TestPluginTestFailsAForgetfulPlugin: a plugin that keeps its records in
+// its instance's memory (testdata/plugins/gohostile/forgetful), correct
+// while one instance serves it, fails the NewInstances rule, which says
+// why.
+func TestPluginTestFailsAForgetfulPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go plugin; skipped with -short")
+	}
+	wasm := filepath.Join(t.TempDir(), "forgetful.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./testdata/plugins/gohostile/forgetful")
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", wasm)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "FAIL AgentStates/NewInstances")
+	require.Contains(t, stdout, "not in an instance's memory")
+	require.Contains(t, stdout, "1 failed")
 }
 
 // TestPluginTestUsage: a plugin that does not load is one line and exit

@@ -21,6 +21,10 @@ func requireUnsupported(t *testing.T, err error, what string) {
 	require.ErrorIs(t, err, host.ErrUnsupported, "%s: a feature the backend does not advertise must be refused", what)
 }
 
+// newInstancesHint explains a NewInstances failure: the record was written
+// and then lost with the instances that served it.
+const newInstancesHint = "read after the host replaced every instance (Store.Recycle): a plugin keeps its records in its stores (kv, Redis, PostgreSQL), not in an instance's memory, which the host may close between any two requests (abi/README.md, section 3)"
+
 // longID returns an ID of exactly n bytes starting with p.
 func longID(p string, n int) string { return p + strings.Repeat("x", n-len(p)) }
 
@@ -99,6 +103,18 @@ func (s *suite) testMetrics(t *testing.T) {
 		got, err := st.GetMetric(ctx, m.Key())
 		require.NoError(t, err)
 		requireMetric(t, m, got, "a put replaces the sample, labels included (they are not merged)")
+	})
+
+	t.Run("NewInstances", func(t *testing.T) {
+		// Records live in the backend's stores, not in an instance: they
+		// are read back after the host replaced every instance.
+		p := s.prefix()
+		put, err := st.PutMetric(ctx, host.Metric{AgentID: p + "agent", Name: "n", Value: 1.5, Timestamp: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)})
+		require.NoError(t, err)
+		st.Recycle(ctx)
+		got, err := st.GetMetric(ctx, put.Key())
+		require.NoError(t, err, newInstancesHint)
+		requireMetric(t, put, got, newInstancesHint)
 	})
 
 	t.Run("Delete", func(t *testing.T) {
@@ -287,6 +303,16 @@ func (s *suite) testAlerts(t *testing.T) {
 		got, err := st.GetAlert(ctx, a.ID)
 		require.NoError(t, err)
 		requireSameTime(t, began, got.CreatedAt, "CreatedAt read back")
+	})
+
+	t.Run("NewInstances", func(t *testing.T) {
+		p := s.prefix()
+		put, err := st.PutAlert(ctx, host.Alert{ID: p + "alert", AgentID: p + "agent", Severity: abi.SeverityWarning, Status: abi.AlertFiring, Message: "m"})
+		require.NoError(t, err)
+		st.Recycle(ctx)
+		got, err := st.GetAlert(ctx, put.ID)
+		require.NoError(t, err, newInstancesHint)
+		requireAlert(t, put, got, newInstancesHint)
 	})
 
 	t.Run("Delete", func(t *testing.T) {
@@ -528,6 +554,16 @@ func (s *suite) testAgentStates(t *testing.T) {
 		require.NoError(t, err)
 		require.NotEqual(t, last.Version, put.Version, "the version is the backend's, not the writer's")
 		requireNear(t, put.UpdatedAt, before, after, "UpdatedAt (the backend's, not the writer's)")
+	})
+
+	t.Run("NewInstances", func(t *testing.T) {
+		p := s.prefix()
+		put, err := st.PutAgentState(ctx, host.AgentState{AgentID: p + "agent", State: []byte("kept")})
+		require.NoError(t, err)
+		st.Recycle(ctx)
+		got, err := st.GetAgentState(ctx, p+"agent")
+		require.NoError(t, err, newInstancesHint)
+		requireState(t, put, got, newInstancesHint)
 	})
 
 	t.Run("Delete", func(t *testing.T) {

@@ -20,7 +20,9 @@
 //     preserved (labels, negative and extreme values, timestamps to the
 //     nanosecond, opaque non-UTF-8 state bytes); missing records are
 //     host.ErrNotFound, never an empty success; invalid input is
-//     host.ErrInvalid.
+//     host.ErrInvalid. NewInstances: a record is read back after the host
+//     replaced every instance (host.Store.Recycle): records live in the
+//     backend's stores, not in an instance's memory.
 //   - Alerts/Transitions: the status transitions abi.AlertStatus.CanTransition
 //     allows succeed through SetAlertStatus and PutAlert; the others are
 //     host.ErrConflict and change nothing. CreatedAt is kept, UpdatedAt

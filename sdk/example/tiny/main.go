@@ -40,7 +40,11 @@ func (s *states) GetAgentState(id string) (abi.AgentState, error) {
 		return abi.AgentState{}, fmt.Errorf("agent state %q: %w", id, err)
 	}
 	var st abi.AgentState
-	st.Decode(abi.NewDecoder(e.Value))
+	d := abi.NewDecoder(e.Value)
+	st.Decode(d)
+	if err := d.Finish(); err != nil {
+		return abi.AgentState{}, fmt.Errorf("agent state %q: stored record unreadable: %w", id, err)
+	}
 	st.Version = e.Revision
 	return st, nil
 }
