@@ -166,7 +166,8 @@ func stateMismatch(st *AgentState, agent string) string {
 
 // putStateMismatch checks a written state's identity and version. A
 // version changes on every write and every later write gives a larger one
-// (abi/README.md, sections 10.1 and 10.10): so it is never 0 (the
+// (abi/README.md, section 10.1, "What the host checks of an answer"): so
+// it is never 0 (the
 // create-only condition's "no version"), and a write conditional on
 // version v answers a version above v.
 func putStateMismatch(st *AgentState, agent string, cond abi.Condition) string {
@@ -175,9 +176,9 @@ func putStateMismatch(st *AgentState, agent string, cond abi.Condition) string {
 	}
 	switch {
 	case st.Version == 0:
-		return fmt.Sprintf("the state of agent %s was written, answered version 0", quote(agent))
+		return fmt.Sprintf("the state of agent %s was written, answered version 0: a version is at least 1 and moves forward with every write (abi/README.md, section 10.1)", quote(agent))
 	case cond.Mode == abi.IfVersion && st.Version <= cond.Version:
-		return fmt.Sprintf("the state of agent %s was written over version %d, answered version %d, which does not move forward", quote(agent), cond.Version, st.Version)
+		return fmt.Sprintf("the state of agent %s was written over version %d, answered version %d, which does not move forward (abi/README.md, section 10.1)", quote(agent), cond.Version, st.Version)
 	}
 	return ""
 }

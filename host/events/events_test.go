@@ -687,3 +687,39 @@ func TestResumeAfterRedisRolledBackToASnapshot(t *testing.T) {
 		r.Close()
 	}
 }
+
+// A resume position checked while Redis refuses the log's login (its
+// password changed under it) is an error saying so, not a panic nor
+// ErrLost: go-redis leaves a pipeline's commands without error or reply
+// when Redis refuses the connection, and the check read the reply.
+func TestResumeWhileRedisRefusesTheLogin(t *testing.T) {
+	srv := redistest.NewServer(t)
+	ctx := context.Background()
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "before").Err())
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "before", MaxRetries: -1})
+	b := events.NewRedis(c, "__host__:events", events.Options{}, nil)
+	t.Cleanup(func() { _ = b.Close(context.Background()); _ = c.Close() })
+
+	s, err := b.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	seen := next(t, s)
+	s.Close()
+
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "after").Err())
+	require.NoError(t, admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Err())
+	for range 3 {
+		_, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+		require.Error(t, err)
+		require.NotErrorIs(t, err, events.ErrLost, "the stream may hold the position: it could not be read")
+		require.ErrorIs(t, err, events.ErrUnavailable, "answered 503 by the daemon")
+		require.ErrorContains(t, err, "WRONGPASS")
+	}
+
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "before").Err())
+	s, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
+	require.NoError(t, err, "the position is held once Redis takes the login again")
+	s.Close()
+}

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -497,7 +498,7 @@ func (l *redisLog) retained(ctx context.Context, pos id) (bool, error) {
 	top, added := l.newest(), l.added.Load()
 	var info *redis.XInfoStreamCmd
 	var at *redis.XMessageSliceCmd
-	_, _ = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, failed := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		info = p.XInfoStream(ctx, l.key)
 		at = p.XRangeN(ctx, l.key, pos.String(), pos.String(), 1)
 		return nil
@@ -510,6 +511,15 @@ func (l *redisLog) retained(ctx context.Context, pos id) (bool, error) {
 	}
 	if err := at.Err(); err != nil {
 		return false, err
+	}
+	if failed != nil {
+		// A failure of the whole pipeline that go-redis does not copy
+		// onto its commands when Redis answered it (a refused login:
+		// WRONGPASS, NOAUTH), which leaves them without error or reply.
+		return false, fmt.Errorf("events: reading the stream: %w", failed)
+	}
+	if info.Val() == nil {
+		return false, errors.New("events: reading the stream: no reply")
 	}
 	if err := l.checkRetained(ctx, info.Val(), top, added); err != nil {
 		return false, err
