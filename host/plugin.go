@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,6 +54,32 @@ func BuiltinWASM(name string) ([]byte, error) {
 	return b, nil
 }
 
+// readModuleFile reads the module at path: a regular file of at most
+// limit bytes, refused unread otherwise (what the opened file is, not
+// what the path named before: the open does not wait for a pipe's
+// writer, and a device such as /dev/zero never ends).
+func readModuleFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	case fi.Size() > limit:
+		return nil, fmt.Errorf("%s: a module of %d bytes, more than %d", path, fi.Size(), limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("%s: a module of more than %d bytes", path, limit)
+	}
+	return b, err
+}
+
 // readPlugin returns the module cfg names, checked against its pin.
 func readPlugin(cfg *Config) (wasm []byte, err error) {
 	switch {
@@ -60,7 +88,7 @@ func readPlugin(cfg *Config) (wasm []byte, err error) {
 	case strings.HasPrefix(cfg.Plugin, BuiltinPrefix):
 		wasm, err = BuiltinWASM(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix))
 	default:
-		wasm, err = os.ReadFile(cfg.Plugin)
+		wasm, err = readModuleFile(cfg.Plugin, int64(wasmcheck.Default.ModuleBytes))
 		if err != nil {
 			err = fmt.Errorf("host: read plugin: %w", err)
 		}

@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/host"
 )
 
@@ -63,7 +63,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 	if name, ok := strings.CutPrefix(file, host.BuiltinPrefix); ok {
 		wasm, err = host.BuiltinWASM(name)
 	} else {
-		wasm, err = os.ReadFile(file)
+		wasm, err = config.ReadPlugin(file)
 	}
 	if err != nil {
 		return err

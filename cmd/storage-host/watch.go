@@ -70,9 +70,11 @@ type snapshot struct {
 // snapshot fingerprints the files the watcher tracks, for a reload to take
 // before it reads them (see follow).
 func (w *watcher) snapshot() *snapshot {
+	at := time.Now()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return &snapshot{sums: fingerprints(w.files), at: time.Now()}
+	files := w.files
+	w.mu.Unlock()
+	return &snapshot{sums: fingerprints(files), at: at}
 }
 
 // follow makes the watcher track the files f reads. before is a snapshot
@@ -89,9 +91,10 @@ func (w *watcher) follow(f *config.File, before *snapshot) {
 			files[abs] = true
 		}
 	}
+	sorted := slices.Sorted(maps.Keys(files))
+	sums := fingerprints(sorted)
 	w.mu.Lock()
-	w.files = slices.Sorted(maps.Keys(files))
-	w.last = fingerprints(w.files)
+	w.files, w.last = sorted, sums
 	changed := false
 	for _, p := range w.files {
 		if before == nil {
@@ -240,7 +243,16 @@ func (w *watcher) loop() {
 			w.log.Warn("watching files", "error", err)
 		case <-timer.C:
 			w.mu.Lock()
-			now := fingerprints(w.files)
+			files := w.files
+			w.mu.Unlock()
+			now := fingerprints(files) // not under w.mu: a reload's snapshot need not wait
+			w.mu.Lock()
+			if !slices.Equal(files, w.files) {
+				// A reload followed a new configuration meanwhile, with
+				// fingerprints of its own (and the edits it missed).
+				w.mu.Unlock()
+				continue
+			}
 			same := true
 			for _, f := range w.files {
 				if now[f] != w.last[f] {
@@ -278,15 +290,21 @@ const mtimeSlack = 2 * time.Second
 
 // fingerprints hashes the contents of each of files, following
 // symlinks; a missing or unreadable file counts as its error text (a
-// reload will report it).
+// reload will report it). Only a regular file is read (a device or a
+// pipe put in a file's place is its error, config.OpenRegular: reading
+// /dev/zero never ends, opening a pipe waits for a writer), and only one
+// no longer than a plugin may be (config.MaxPluginSize); a longer one,
+// which a reload refuses unread, counts as its size and time.
 func fingerprints(files []string) map[string][sha256.Size]byte {
 	sums := make(map[string][sha256.Size]byte, len(files))
 	for _, p := range files {
 		h := sha256.New()
-		if f, err := os.Open(p); err != nil {
+		if f, fi, err := config.OpenRegular(p); err != nil {
 			fmt.Fprintf(h, "error: %v", err)
 		} else {
-			if _, err := io.Copy(h, f); err != nil {
+			if fi.Size() > config.MaxPluginSize {
+				fmt.Fprintf(h, "too long: %d bytes, modified %v", fi.Size(), fi.ModTime().UnixNano())
+			} else if _, err := io.Copy(h, io.LimitReader(f, config.MaxPluginSize+1)); err != nil {
 				fmt.Fprintf(h, "\x00error: %v", err)
 			}
 			f.Close()

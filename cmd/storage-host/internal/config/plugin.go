@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -69,7 +70,7 @@ func (c *checker) module(rb *rawBackend, cfg *host.Config) []byte {
 		}
 	} else {
 		var err error
-		if wasm, err = readRegular(cfg.Plugin, maxPluginSize); err != nil {
+		if wasm, err = ReadPlugin(cfg.Plugin); err != nil {
 			c.errorf(rng, "Unreadable plugin", "%v.", err)
 			return nil
 		}
@@ -96,30 +97,48 @@ func (c *checker) path(p string) string {
 // The largest plugin module and secret file read; nothing real comes
 // close, and a path to the wrong file is refused before it fills memory.
 const (
-	maxPluginSize = 256 << 20
+	MaxPluginSize = 256 << 20
 	maxSecretFile = 64 << 10
 )
+
+// ReadPlugin reads the plugin module at path as a configuration's plugin
+// is read: a regular file of at most MaxPluginSize bytes.
+func ReadPlugin(path string) ([]byte, error) { return readRegular(path, MaxPluginSize) }
+
+// OpenRegular opens the file at path for reading, following symbolic
+// links, and returns it with its information if it is a regular file.
+// Devices, pipes, sockets and directories are refused without being read:
+// the open does not wait (for a pipe's writer), and what is refused is what
+// the opened file is, not what the path named a moment before.
+func OpenRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
 
 // readRegular reads the regular file at path, refusing one longer than limit
 // bytes. Devices and pipes are refused, as reading one may block or never
 // end.
 func readRegular(path string, limit int64) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s is longer than %d bytes", path, limit)
-	}
-	f, err := os.Open(path)
+	f, fi, err := OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	// The size may have changed since Stat, and /proc files report none.
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is longer than %d bytes", path, limit)
+	}
+	// The size may have changed since it was read, and /proc files report none.
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(b)) > limit {
 		return nil, fmt.Errorf("%s is longer than %d bytes", path, limit)
