@@ -267,7 +267,7 @@ func TestBadConfigs(t *testing.T) {
 		{"log lines", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  limits {\n    log_lines_per_second = 0\n  }\n}\n", "", "4:28", "log_lines_per_second must be a positive number"},
 		{"unknown limit", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  limits {\n    cpu = 1\n  }\n}\n", "", "4:5", `An argument named "cpu" is not expected here`},
 		{"two limits blocks", "backend \"m\" {\n  plugin = \"builtin:memory\"\n  limits {}\n  limits {}\n}\n", "", "4:3", "Duplicate limits block"},
-		{"unreadable plugin", "backend \"m\" {\n  plugin = \"missing.wasm\"\n}\n", "", "2:12", "Unreadable plugin; stat "},
+		{"unreadable plugin", "backend \"m\" {\n  plugin = \"missing.wasm\"\n}\n", "", "2:12", "Unreadable plugin; open "},
 		{"plugin is a directory", "backend \"m\" {\n  plugin = \"../plugins\"\n}\n", inExamples, "2:12", "is not a regular file"},
 		{"empty plugin", "backend \"m\" {\n  plugin = \"\"\n}\n", "", "2:12", "Invalid plugin"},
 		{"unknown builtin", "backend \"m\" {\n  plugin = \"builtin:nosuch\"\n}\n", "", "2:12", `This host has no built-in plugin "nosuch".`},
