@@ -317,23 +317,34 @@ func eventFrame(ev *events.Event) []byte {
 func parseEventFilter(q url.Values) (events.Filter, error) {
 	var f events.Filter
 	var err error
-	if f.Kinds, err = nonEmptyList("kind", q["kind"], true); err != nil {
+	if f.Kinds, err = nonEmptyList("kind", q["kind"], true, maxFilterNames, abi.MaxEventNameLength); err != nil {
 		return f, err
 	}
-	if f.AgentIDs, err = nonEmptyList("agent_id", q["agent_id"], false); err != nil {
+	if f.AgentIDs, err = nonEmptyList("agent_id", q["agent_id"], false, maxFilterAgents, abi.MaxIDLength); err != nil {
 		return f, err
 	}
-	if f.Ops, err = nonEmptyList("op", q["op"], true); err != nil {
+	if f.Ops, err = nonEmptyList("op", q["op"], true, maxFilterNames, abi.MaxEventNameLength); err != nil {
 		return f, err
 	}
 	return f, nil
 }
 
+// A stream's filter is kept, with the sets its backends match events
+// against, for as long as the stream is open: without bounds, one kind
+// parameter under the header bound named 152 000 kinds, 13 MB held by one
+// stream, 13 GB by the 1024 a daemon allows. With them a filter holds at
+// most about 300 KB.
+const (
+	maxFilterNames  = 64  // kinds, and ops: three of each are the host's
+	maxFilterAgents = 512 // agent IDs
+)
+
 // nonEmptyList reads a list parameter, refusing an empty value (or, with
-// split, an empty element of a comma-separated value), each value once.
+// split, an empty element of a comma-separated value), a value longer
+// than size bytes, and more than most values; each value is kept once.
 // A query may give thousands: they are told apart by a set, not by
 // scanning the list for each.
-func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
+func nonEmptyList(name string, vs []string, split bool, most, size int) ([]string, error) {
 	var out []string
 	seen := map[string]struct{}{}
 	for _, v := range vs {
@@ -348,7 +359,13 @@ func nonEmptyList(name string, vs []string, split bool) ([]string, error) {
 			if strings.TrimSpace(s) == "" {
 				return nil, invalid(fmt.Sprintf("%s %s: empty value", name, quoted(v)))
 			}
+			if len(s) > size {
+				return nil, invalid(fmt.Sprintf("%s %s: longer than %d bytes", name, quoted(s), size))
+			}
 			if _, dup := seen[s]; !dup {
+				if len(out) == most {
+					return nil, invalid(fmt.Sprintf("%s: more than %d values", name, most))
+				}
 				seen[s] = struct{}{}
 				out = append(out, s)
 			}
