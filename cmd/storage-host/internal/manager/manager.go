@@ -297,7 +297,11 @@ func (m *Manager) retire(b *backend) {
 		defer m.closing.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
 		defer cancel()
-		if err := b.store.Close(ctx); err != nil {
+		err := b.store.Close(ctx)
+		if m.metrics != nil {
+			m.metrics.retired(b)
+		}
+		if err != nil {
 			m.log.Warn("retired backend closed with calls in flight", "backend", b.def.Name, "error", err)
 			return
 		}

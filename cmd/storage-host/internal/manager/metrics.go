@@ -1,6 +1,9 @@
 package manager
 
 import (
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +16,13 @@ import (
 // backends being served at each scrape.
 type metrics struct {
 	m *Manager
+
+	// retiredDropped counts, by backend name, the events dropped by the
+	// backends a reload replaced or removed, most of them as the backend
+	// closed (events queued for a log that would not take them): the
+	// counter goes on from them rather than losing what they dropped last.
+	retiredMu      sync.Mutex
+	retiredDropped map[string]uint64
 
 	calls   *prometheus.HistogramVec
 	traps   *prometheus.CounterVec
@@ -117,6 +127,21 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.redis.describe(ch)
 }
 
+// retired counts what b, replaced or removed by a reload and now closed,
+// dropped.
+func (x *metrics) retired(b *backend) {
+	n := b.store.Stats().Events.Dropped
+	if n == 0 {
+		return
+	}
+	x.retiredMu.Lock()
+	defer x.retiredMu.Unlock()
+	if x.retiredDropped == nil {
+		x.retiredDropped = map[string]uint64{}
+	}
+	x.retiredDropped[b.def.Name] += n
+}
+
 // Collect implements prometheus.Collector.
 func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	x.calls.Collect(ch)
@@ -124,6 +149,14 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	x.reloads.Collect(ch)
 	bs := x.m.backends()
 	x.redis.collect(ch, bs)
+	x.retiredMu.Lock()
+	retired := maps.Clone(x.retiredDropped)
+	x.retiredMu.Unlock()
+	for name, n := range retired {
+		if !slices.ContainsFunc(bs, func(b *backend) bool { return b.def.Name == name }) {
+			ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(n), name)
+		}
+	}
 	for _, b := range bs {
 		name := b.def.Name
 		st := b.store.Stats()
@@ -131,7 +164,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.inUse, prometheus.GaugeValue, float64(st.InUse), name)
 		ch <- prometheus.MustNewConstMetric(x.maxInstances, prometheus.GaugeValue, float64(st.MaxInstances), name)
 		ch <- prometheus.MustNewConstMetric(x.eventsPublished, prometheus.CounterValue, float64(st.Events.Published), name)
-		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Events.Dropped), name)
+		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Events.Dropped+retired[name]), name)
 		ch <- prometheus.MustNewConstMetric(x.eventsRefused, prometheus.CounterValue, float64(st.Events.Refused), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribers, prometheus.GaugeValue, float64(st.Events.Subscribers), name)
 		ch <- prometheus.MustNewConstMetric(x.subscribersDropped, prometheus.CounterValue, float64(st.Events.Disconnected), name)

@@ -2,12 +2,14 @@ package manager_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
@@ -119,4 +121,59 @@ func TestReadyFollowsRedis(t *testing.T) {
 	require.Contains(t, err.Error(), "backend red")
 	srv.Start()
 	redistest.WaitFor(t, 10*time.Second, 50*time.Millisecond, func() bool { return m.Ready(ctx) == nil }, "ready again after Redis restarted")
+}
+
+// TestEventsDroppedByAReplacedBackendAreCounted: the events a backend
+// replaced by a reload could not append before it closed (its Redis
+// refusing the login of the event log's connections: the password changed
+// under it, and the new configuration has the new one) are counted in
+// storage_host_events_dropped_total, which goes on from them, rather than
+// leaving with the backend's store.
+func TestEventsDroppedByAReplacedBackendAreCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a private redis-server")
+	}
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	backend := func(digest, password string) *config.File {
+		f := &config.File{Routes: config.Routes{Metrics: "red", Alerts: "red", AgentStates: "red"}}
+		f.Backends = []config.Backend{{Name: "red", Digest: digest, Config: host.Config{
+			Name: "red", Plugin: "builtin:redis",
+			Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "dropped:", Scripts: true, Password: password},
+		}}}
+		return f
+	}
+	reg := prometheus.NewRegistry()
+	m, err := manager.New(ctx, backend("1", ""), manager.Options{Registry: reg, DrainTimeout: time.Second})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	put(t, m, "before")
+
+	// The default user's password changes: the backend's writes go on
+	// through its own ACL user, its event appends are refused.
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "after").Err())
+	require.NoError(t, admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Err())
+	const writes = 5
+	for i := range writes {
+		put(t, m, fmt.Sprint("during-", i))
+	}
+	_, err = m.Reload(ctx, backend("2", "after"))
+	require.NoError(t, err)
+
+	dropped := func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "storage_host_events_dropped_total" {
+				for _, mt := range mf.GetMetric() {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	redistest.WaitFor(t, 15*time.Second, 50*time.Millisecond, func() bool { return dropped() >= writes },
+		"the replaced backend's dropped events counted")
 }
