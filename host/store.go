@@ -416,7 +416,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // every connection the host holds for it (Redis, PostgreSQL) answers too, Redis is
 // not loading its dataset nor out of memory (redisbridge.Bridge.Ready),
 // its local data's disk is not failing, and its event log has not refused
-// the last append (events.ErrRefused). A
+// the last append (events.ErrRefused) nor taken none for ten seconds
+// (events.ErrStalled). A
 // backend whose plugin falls back while Redis is away still serves, but
 // is not ready.
 func (s *Store) Ready(ctx context.Context) error {
@@ -440,8 +441,9 @@ func (s *Store) Ready(ctx context.Context) error {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)
 		}
 	}
-	// An event log that refuses appends for good (events.ErrRefused) leaves
-	// subscribers and other hosts' read caches behind every write.
+	// An event log that refuses appends for good (events.ErrRefused), or
+	// takes none for a while (events.ErrStalled), leaves subscribers and
+	// other hosts' read caches behind every write.
 	if s.bus != nil {
 		if err := s.bus.Err(); err != nil {
 			return fmt.Errorf("backend %s: %w", s.p.name, err)

@@ -35,6 +35,7 @@ type Options struct {
 	Queue int
 
 	linger time.Duration // appendLinger; tests set it longer
+	stall  time.Duration // stallAfter; tests set it shorter
 }
 
 func (o Options) withDefaults(redisLog bool) Options {
@@ -52,6 +53,9 @@ func (o Options) withDefaults(redisLog bool) Options {
 	}
 	if o.linger <= 0 {
 		o.linger = appendLinger
+	}
+	if o.stall <= 0 {
+		o.stall = stallAfter
 	}
 	return o
 }
@@ -119,6 +123,7 @@ type Bus struct {
 
 	published, dropped, disconnected, refused atomic.Uint64
 	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
+	failing                                   atomic.Pointer[failure] // the appends failing since, and why; nil after a success
 
 	// queued counts the events Publish put on the queue, settled those of
 	// them the appender is done with (appended or dropped); settle is
@@ -310,6 +315,7 @@ func (b *Bus) appendLoop() {
 			if err == nil {
 				b.published.Add(uint64(len(batch)))
 				b.refusal.Store(nil)
+				b.failing.Store(nil)
 				backoff = 50 * time.Millisecond
 				b.settleN(len(batch))
 				break
@@ -327,6 +333,11 @@ func (b *Bus) appendLoop() {
 				b.settleN(len(batch))
 				break
 			}
+			since := time.Now()
+			if f := b.failing.Load(); f != nil {
+				since = f.since
+			}
+			b.failing.Store(&failure{since: since, err: err, batch: len(batch)})
 			b.logger.Warn("cannot append events; retrying", "events", len(batch), "error", err)
 			select {
 			case <-time.After(backoff):
@@ -397,12 +408,33 @@ func permanent(err error) bool {
 var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "MOVED", "ASK", "NOAUTH", "WRONGPASS",
 	"ERR Protocol error: unauthenticated", "ERR max number of clients", "OOM"}
 
+// ErrStalled is why a log has taken none of the appends tried for longer
+// than a while (a Redis that refuses the log's login, say, while the
+// backend's writes go on): events queue in memory, subscribers and other
+// hosts' read caches fall behind, and a stop or a reload drops what is
+// queued.
+var ErrStalled = errors.New("events: the event log takes no appends")
+
+// stallAfter is how long appends may fail before Err reports it.
+const stallAfter = 10 * time.Second
+
+// failure is how long the appends have been failing, and the last error.
+type failure struct {
+	since time.Time
+	err   error
+	batch int // the events of the append that failed
+}
+
 // Err returns why the log refused the last append for good (wrapping
-// ErrRefused), or nil when the last append succeeded or none was refused:
-// while it is not nil, events are being dropped.
+// ErrRefused: while it is not nil, events are being dropped), or why it has
+// taken no append tried for longer than a while (wrapping ErrStalled:
+// events are being held back), or nil.
 func (b *Bus) Err() error {
 	if p := b.refusal.Load(); p != nil {
 		return *p
+	}
+	if f := b.failing.Load(); f != nil && time.Since(f.since) > b.opts.stall {
+		return fmt.Errorf("%w: none appended for %v, %d events waiting: %w", ErrStalled, time.Since(f.since).Round(time.Second), f.batch+len(b.queue), f.err)
 	}
 	return nil
 }
