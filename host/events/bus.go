@@ -122,7 +122,7 @@ type Bus struct {
 	lostUnlogged int
 
 	published, dropped, disconnected, refused atomic.Uint64
-	refusal                                   atomic.Pointer[error] // the last permanent append error; nil after a success
+	refusal                                   atomic.Pointer[error]   // the last permanent append error; nil after a success
 	failing                                   atomic.Pointer[failure] // the appends failing since, and why; nil after a success
 
 	// queued counts the events Publish put on the queue, settled those of
