@@ -592,6 +592,18 @@ func checkImports(cm wazero.CompiledModule, granted []abi.Capability, instrument
 	return nil
 }
 
+// capabilityGoName is the name of c's constant in package abi (KV, Redis,
+// Postgres …), for a hint to the Go SDK's authors.
+func capabilityGoName(c string) string {
+	if c == string(abi.CapabilityKV) {
+		return "KV"
+	}
+	if c == "" {
+		return c
+	}
+	return strings.ToUpper(c[:1]) + c[1:]
+}
+
 // checkCapabilities checks the metadata against the grant and the imports.
 func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capability, instrumented bool) error {
 	for _, c := range declared {
@@ -608,7 +620,7 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 			continue
 		}
 		if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(declared, abi.Capability(c)) {
-			return fmt.Errorf("%w: imports %s but does not declare capability %q in its metadata", ErrIncompatible, mod, c)
+			return fmt.Errorf("%w: imports %s but does not declare capability %q in its metadata (with the Go SDK: add abi.Capability%s to sdk.Plugin.Capabilities)", ErrIncompatible, mod, c, capabilityGoName(c))
 		}
 	}
 	return nil

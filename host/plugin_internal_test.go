@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tetratelabs/wazero/api"
 	"golang.org/x/time/rate"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // logSink collects log lines.
@@ -185,5 +187,16 @@ func TestBuiltinsGetTheLargerRefill(t *testing.T) {
 			st.p.refuel(ctx, in.mod, stack)
 			require.Equal(t, uint64(tc.refill), stack[0], "refuel's refill")
 		})
+	}
+}
+
+// TestCapabilityGoName: the hint for a Go SDK author names the constant
+// in package abi.
+func TestCapabilityGoName(t *testing.T) {
+	for c, want := range map[abi.Capability]string{
+		abi.CapabilityKV: "KV", abi.CapabilityRedis: "Redis", abi.CapabilityPostgres: "Postgres",
+		abi.CapabilityLog: "Log", abi.CapabilityClock: "Clock", abi.CapabilityEvents: "Events",
+	} {
+		require.Equal(t, want, capabilityGoName(string(c)))
 	}
 }

@@ -314,7 +314,13 @@ func (b *backend) replayChunk(qs []queued) (done int, ok bool) {
 	for i := records; i < len(replies); i++ {
 		if replies[i].Kind == abi.ReplyError {
 			// The chunk's writes are rewritten with the same values.
-			sdk.Logf(abi.LevelWarn, "fallback replay: indexing failed, retrying later: %v", replies[i].Err())
+			what := "indexing failed"
+			if records > 0 && replies[0].Kind == abi.ReplyError {
+				// Redis refused the writes too (a replica's READONLY, OOM):
+				// the index call only failed the same way.
+				what = "Redis refused the writes"
+			}
+			sdk.Logf(abi.LevelWarn, "fallback replay: %s, retrying later: %v", what, replies[i].Err())
 			return 0, false
 		}
 	}
