@@ -173,6 +173,8 @@ func TestHotSwap(t *testing.T) {
 	// 1. Agent states move to Redis.
 	swap(func() { replaceFile(t, cfg, config("redis", redisBackend)) },
 		`added=["redis"] replaced=[] removed=["mem"] kept=["aux"]`)
+	// The records written through mem stay there: the reload says so.
+	d.waitLog(regexp.MustCompile(`record kinds routed to another backend: .*rerouted=\["agent_states: mem → redis"\]`), 1)
 	load("after the swap to Redis")
 	require.Positive(t, calls("redis"))
 	for id, doc := range redisStates() {

@@ -267,6 +267,10 @@ func (r *reloader) reload(ctx context.Context, why, changed string) {
 	}
 	r.log.Info("configuration reloaded", "trigger", why,
 		"added", ch.Added, "replaced", ch.Replaced, "removed", ch.Removed, "kept", ch.Kept)
+	if len(ch.Rerouted) > 0 {
+		r.log.Warn("record kinds routed to another backend: the records written through the one they leave stay there, and are not read from here until they are routed back (or migrated)",
+			"rerouted", ch.Rerouted)
+	}
 	if len(ch.Added) > 0 || len(ch.Removed) > 0 || len(ch.Replaced) > 0 {
 		// A replaced backend may have another data_dir now, and an added
 		// one's must be recorded.

@@ -79,6 +79,10 @@ type backend struct {
 // Change says what a reload did, by backend name.
 type Change struct {
 	Added, Replaced, Removed, Kept []string
+	// Rerouted names the record kinds the reload routes to another
+	// backend, as "kind: old → new": the records written through the old
+	// one stay in it, and this daemon no longer reads them.
+	Rerouted []string
 }
 
 // New opens every backend of f. On error nothing stays open.
@@ -160,6 +164,9 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 			return nil, Change{}, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind.Name(), name)
 		}
 		g.routes[kind] = b
+		if old != nil && old.routes[kind] != nil && old.routes[kind].def.Name != name {
+			ch.Rerouted = append(ch.Rerouted, fmt.Sprintf("%s: %s → %s", kind.Name(), old.routes[kind].def.Name, name))
+		}
 	}
 	return g, ch, nil
 }
