@@ -1414,9 +1414,8 @@ func (p *pool) put(in *instance, fresh bool) {
 func (p *pool) recycle(ctx context.Context) {
 	p.mu.Lock()
 	p.gen.Add(1)
-	idle := slices.Clone(p.idle)
-	clear(p.idle)
-	p.idle = p.idle[:0]
+	idle := p.idle
+	p.idle = make([]*instance, 0, p.size)
 	p.mu.Unlock()
 	for _, in := range idle {
 		p.discard(ctx, in)
