@@ -25,6 +25,11 @@ type PluginInfo struct {
 	Imports []abi.Capability
 	// WASI reports whether the module imports WASI (as Go plugins do).
 	WASI bool
+	// Migrations is how many PostgreSQL schema migrations the plugin
+	// ships: the schema version they bring a backend's schema to. They
+	// are checked as a load checks them (versions 1, 2, 3 … with no gap,
+	// no name of the host's), though no schema is reached.
+	Migrations int
 	// Err says why this host cannot load the module; nil if it can, given
 	// the capabilities its metadata declares.
 	Err error
@@ -96,7 +101,7 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 	}
 	p, err := load(ctx, cfg.withDefaults(), &s)
 	if p != nil { // read as far as its metadata; err says what failed after
-		info.Metadata = p.meta
+		info.Metadata, info.Migrations = p.meta, p.migrations
 		p.close(ctx)
 	}
 	info.Err = err

@@ -46,6 +46,25 @@ func TestInspect(t *testing.T) {
 		info := host.Inspect(ctx, wasm)
 		require.ErrorIs(t, info.Err, host.ErrIncompatible)
 	})
+	t.Run("builtin postgres", func(t *testing.T) {
+		wasm, err := host.BuiltinWASM("postgres")
+		require.NoError(t, err)
+		info := host.Inspect(ctx, wasm)
+		require.NoError(t, info.Err, "inspecting needs no PostgreSQL")
+		require.Positive(t, info.Migrations, "its migrations are read and counted")
+	})
+	t.Run("migrations with a gap", func(t *testing.T) {
+		// A load refuses them before it reaches a schema; an inspection
+		// and a check of options, which reach none, refuse them too.
+		wasm := goHostilePlugin(t, "badmigrations")
+		info := host.Inspect(ctx, wasm)
+		require.ErrorIs(t, info.Err, host.ErrIncompatible)
+		require.ErrorContains(t, info.Err, "migration 2 has version 4, want 3")
+		require.Equal(t, "badmigrations", info.Metadata.Name, "the metadata is still shown")
+		err := host.CheckOptions(ctx, wasm, nil)
+		require.ErrorIs(t, err, host.ErrIncompatible)
+		require.ErrorContains(t, err, "without a gap")
+	})
 	t.Run("garbage", func(t *testing.T) {
 		info := host.Inspect(ctx, []byte("not wasm"))
 		require.ErrorIs(t, info.Err, host.ErrIncompatible)

@@ -151,6 +151,9 @@ type plugin struct {
 	// writesEvents: the plugin inserts the event of each write into the
 	// backend's PostgreSQL event table itself (abi.FeatureWriteEvents).
 	writesEvents bool
+	// migrations is how many schema migrations the plugin ships, read
+	// when it is inspected.
+	migrations int
 	// trusted plugins have no interruption checks: their calls run on a
 	// worker goroutine per instance so the caller can be released at the
 	// deadline, abandoning the instance (instance.guest). An untrusted
@@ -352,6 +355,16 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		p.name = p.meta.Name
 		p.log = s.logger.Named("plugin").Named(p.name)
 		limiter.log = p.log
+	}
+	if s.inspect && slices.Contains(p.meta.Capabilities, abi.CapabilityPostgres) {
+		// Migrations a load would refuse make the plugin unloadable here
+		// too, though no schema is reached.
+		ms, err := first.migrations(ctx)
+		if err != nil {
+			first.close(ctx)
+			return p, err
+		}
+		p.migrations = len(ms)
 	}
 	if s.inspect && !s.checkOptions {
 		// One call through the protocol (the configure every instance

@@ -151,37 +151,15 @@ func pgSQL(b *pgbridge.Bridge) events.SQL {
 	}
 }
 
-// migrate reads the plugin's migrations from its storage_migrations
-// export, if it has one, and applies those the backend's schema lacks.
+// migrate reads the plugin's migrations, if it has any, and applies
+// those the backend's schema lacks.
 func (in *instance) migrate(ctx context.Context) error {
-	fn := in.mod.ExportedFunction(abi.ExportMigrations)
-	if fn == nil {
+	if in.mod.ExportedFunction(abi.ExportMigrations) == nil {
 		return nil
 	}
-	in.started.Store(monoNow())
-	res, err := fn.Call(ctx)
-	in.started.Store(0)
+	ms, err := in.migrations(ctx)
 	if err != nil {
-		if in.timedOut.Load() {
-			return abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportMigrations, in.p.limits.CallTimeout)
-		}
-		return fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMigrations, err)
-	}
-	if len(res) != 1 {
-		return fmt.Errorf("%w: %s returns no region", ErrIncompatible, abi.ExportMigrations)
-	}
-	b, err := in.read(res[0], "migrations")
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrIncompatible, err)
-	}
-	var ms abi.Migrations
-	d := abi.NewDecoder(b)
-	ms.Decode(d)
-	if d.Finish() != nil {
-		return fmt.Errorf("%w: migrations: %s", ErrIncompatible, wirepath.Fault("Migrations", b, d))
-	}
-	if err := ms.Check(); err != nil {
-		return fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)
+		return err
 	}
 	version, err := in.p.pg.Migrate(ctx, ms)
 	if err != nil {
@@ -192,4 +170,41 @@ func (in *instance) migrate(ctx context.Context) error {
 	}
 	in.p.log.Debug("postgres schema migrated", "schema", in.p.pg.Schema(), "version", version)
 	return nil
+}
+
+// migrations reads and checks the plugin's migrations from its
+// storage_migrations export: none when it has no such export. Migrations the host
+// would refuse (a gap in their versions, a name of the host's) are
+// ErrIncompatible, when the plugin is inspected as when it is loaded.
+func (in *instance) migrations(ctx context.Context) (abi.Migrations, error) {
+	fn := in.mod.ExportedFunction(abi.ExportMigrations)
+	if fn == nil {
+		return nil, nil
+	}
+	in.started.Store(monoNow())
+	res, err := fn.Call(ctx)
+	in.started.Store(0)
+	if err != nil {
+		if in.timedOut.Load() {
+			return nil, abi.Errorf(abi.StatusLimit, "%s ran past the call timeout of %v", abi.ExportMigrations, in.p.limits.CallTimeout)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrIncompatible, abi.ExportMigrations, err)
+	}
+	if len(res) != 1 {
+		return nil, fmt.Errorf("%w: %s returns no region", ErrIncompatible, abi.ExportMigrations)
+	}
+	b, err := in.read(res[0], "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIncompatible, err)
+	}
+	var ms abi.Migrations
+	d := abi.NewDecoder(b)
+	ms.Decode(d)
+	if d.Finish() != nil {
+		return nil, fmt.Errorf("%w: migrations: %s", ErrIncompatible, wirepath.Fault("Migrations", b, d))
+	}
+	if err := ms.Check(); err != nil {
+		return nil, fmt.Errorf("%w: migrations: %v", ErrIncompatible, err)
+	}
+	return ms, nil
 }

@@ -34,10 +34,13 @@ type inspectReport struct {
 	RedisReads []string `json:"redis_reads,omitempty"`
 	// PGReads are the gets the host answers with a statement it runs
 	// (ABI 1.9), each as the kind and the statement.
-	PGReads  []string `json:"pg_reads,omitempty"`
-	WASI     bool     `json:"wasi"`
-	Loadable bool     `json:"loadable"`
-	Problem  string   `json:"problem,omitempty"`
+	PGReads []string `json:"pg_reads,omitempty"`
+	// Migrations is how many PostgreSQL schema migrations the plugin
+	// ships (the schema version they bring a schema to).
+	Migrations int    `json:"migrations,omitempty"`
+	WASI       bool   `json:"wasi"`
+	Loadable   bool   `json:"loadable"`
+	Problem    string `json:"problem,omitempty"`
 }
 
 // inspect describes a plugin module. It exits non-zero when this host
@@ -77,6 +80,7 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		Capabilities: capabilityNames(info.Metadata.Capabilities),
 		Imports:      capabilityNames(info.Imports),
 		WASI:         info.WASI,
+		Migrations:   info.Migrations,
 		Loadable:     info.Err == nil,
 	}
 	for _, kr := range info.Metadata.KVReads {
@@ -122,6 +126,9 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		}
 		if len(r.PGReads) > 0 {
 			w("pg reads", strings.Join(r.PGReads, ", ")+" (gets the host answers with the plugin's statement)")
+		}
+		if r.Migrations > 0 {
+			w("migrations", fmt.Sprintf("%d (a PostgreSQL schema at version %d)", r.Migrations, r.Migrations))
 		}
 		if r.Loadable {
 			w("loadable", "yes (grant: "+orDash(strings.Join(r.Capabilities, ", "))+")")
