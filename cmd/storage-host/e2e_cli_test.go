@@ -392,6 +392,12 @@ func TestCommandLine(t *testing.T) {
 		require.Equal(t, "storage-host "+string(mod[1]), lines[0])
 		require.Contains(t, lines, "go:     "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
 		require.Contains(t, lines, "abi:    "+abi.Current.String())
+		// The commit, when the build recorded one; else a line saying so.
+		if rev := regexp.MustCompile(`(?m)^\tbuild\tvcs.revision=(\S+)`).FindSubmatch(out); rev != nil {
+			require.Contains(t, stdout, "commit: "+string(rev[1]))
+		} else {
+			require.Contains(t, lines, "commit: (not recorded: built outside a git checkout, by go run, or with -buildvcs=false)")
+		}
 	}
 
 	// Usage errors: 2, with the reason on standard error.

@@ -226,6 +226,8 @@ func versionCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "storage-host %s\n", version)
 	if revision != "" {
 		fmt.Fprintf(stdout, "commit: %s\n", revision)
+	} else {
+		fmt.Fprintln(stdout, "commit: (not recorded: built outside a git checkout, by go run, or with -buildvcs=false)")
 	}
 	fmt.Fprintf(stdout, "go:     %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(stdout, "abi:    %s\n", abi.Current)
