@@ -6,8 +6,8 @@
 //
 // The SDK provides the ABI exports, owns the guest memory the host writes
 // requests into, decodes requests, encodes responses and turns errors into
-// status codes. Host capabilities are wrapped by Log, Now, KV, Redis and
-// Publish.
+// status codes. Host capabilities are wrapped by Log, Now, KV, Redis,
+// Postgres and Publish.
 package sdk
 
 import (
@@ -114,8 +114,10 @@ type Plugin struct {
 	Restorer Restorer
 
 	// Capabilities lists the host modules the plugin imports, besides
-	// abi.CapabilityLog: the SDK imports that one itself and adds it to
-	// the metadata when it is not listed.
+	// abi.CapabilityLog: the SDK adds that one to the metadata when it is
+	// not listed (the module imports it only where the plugin calls Log or
+	// Logf; `plugin inspect` then shows it "asked for, not imported",
+	// which is harmless).
 	Capabilities []abi.Capability
 
 	// Configure, if set, receives the backend options before any request.
@@ -132,6 +134,14 @@ type Plugin struct {
 	// abi.TickResult). A Tick that fails is logged by the host, which
 	// ticks again later. A Tick that forgets the writes it reported only
 	// at the next tick reports them again when TickResumed says so.
+	//
+	// Tick is also where a plugin removes what has expired from a store
+	// that does not expire records itself. PostgreSQL keeps a row until
+	// it is deleted, and the host deletes none: a plugin's reads leave
+	// out expired rows, and its Tick deletes a bounded number of them a
+	// tick (say 500 rows of each table, found by an index on the expiry),
+	// with More set while a sweep left rows behind. The built-in postgres
+	// plugin does this (plugins/postgres, tick.go).
 	Tick func() (abi.TickResult, error)
 
 	// WriteEvents advertises abi.FeatureWriteEvents (ABI 1.6): every

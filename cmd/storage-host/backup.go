@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,7 +19,7 @@ import (
 	"github.com/storage-host/storage-host/host/backup"
 )
 
-const backupUsage = `usage: storage-host backup -config FILE -backend NAME -o FILE|- [-max-bytes N] [-max-duration D]
+const backupUsage = `usage: storage-host backup -config FILE -backend NAME -o FILE|- [-max-bytes N] [-max-duration D] [-data-dir DIR]
        storage-host backup verify FILE
 `
 
@@ -34,6 +35,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "configuration file naming the backend (required)")
 	name := fs.String("backend", "", "the backend to back up (required)")
 	out := fs.String("o", "", `the backup file to write (required); "-" writes to standard output`)
+	dataDir := dataDirFlag(fs)
 	var bounds backup.Options
 	fs.Int64Var(&bounds.MaxBytes, "max-bytes", backup.DefaultMaxBytes, "stop, with an error, a backup that would write more bytes than this; negative: no bound")
 	fs.DurationVar(&bounds.MaxDuration, "max-duration", backup.DefaultMaxDuration, "stop, with an error, a backup that runs longer than this; negative: no bound")
@@ -46,11 +48,15 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := openBackend(ctx, *configPath, *name, "back up", stderr)
+	bs, err := newBackends(ctx, *configPath, *dataDir, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeStore(st, stderr)
+	defer bs.close()
+	st, err := bs.get(ctx, *name, "back up", true)
+	if err != nil {
+		return err
+	}
 
 	var sum backup.Summary
 	report := stdout
@@ -116,14 +122,28 @@ func describeBackup(w io.Writer, path string, sum backup.Summary) {
 	fmt.Fprintf(w, "  sha256:   %x\n", sum.SHA256)
 }
 
-// openBackend opens the backend name of the configuration file at path
-// for a tool to "verb" it. A backend without Redis is refused: its
-// records live in the daemon serving it (its memory, or its data
-// directory, which that daemon holds), out of another process's reach.
-func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer) (*host.Store, error) {
+// backends opens the backends of one configuration file for a command
+// (backup, restore, migrate). A backend with Redis or PostgreSQL is
+// opened beside the daemon serving it, if one does; one that keeps its
+// records in a data directory (builtin:local, or a plugin of its own on
+// the kv store with a data directory) only while no daemon serves it:
+// the command then holds the daemon's data directory, as a daemon would,
+// until close. One that keeps them in memory (builtin:memory) is the
+// serving daemon's alone.
+type backends struct {
+	path, dataDir string
+	stderr        io.Writer
+	file          *config.File
+	release       func() // the data directory's lock, once taken
+	open          []*host.Store
+}
+
+// newBackends reads and checks the configuration file at path, whose
+// backends without a data_dir of their own keep their data under dataDir.
+func newBackends(ctx context.Context, path, dataDir string, stderr io.Writer) (*backends, error) {
 	var opts []config.Option
-	if dir := defaultDataDir(); dir != "" {
-		opts = append(opts, config.WithDataDir(dir))
+	if dataDir != "" {
+		opts = append(opts, config.WithDataDir(dataDir))
 	}
 	f, err := config.Load(path, opts...)
 	if err == nil {
@@ -137,28 +157,69 @@ func openBackend(ctx context.Context, path, name, verb string, stderr io.Writer)
 		}
 		return nil, err
 	}
-	def, ok := f.Backend(name)
+	return &backends{path: path, dataDir: dataDir, stderr: stderr, file: f}, nil
+}
+
+// get opens the backend name for the command to "verb" it; source says
+// the command reads the backend's records, so that a data directory
+// that does not exist (a -data-dir other than the daemon's, say) is an
+// error, not an empty backend.
+func (b *backends) get(ctx context.Context, name, verb string, source bool) (*host.Store, error) {
+	def, ok := b.file.Backend(name)
 	if !ok {
-		names := make([]string, len(f.Backends))
-		for i, b := range f.Backends {
-			names[i] = b.Name
+		names := make([]string, len(b.file.Backends))
+		for i, d := range b.file.Backends {
+			names[i] = d.Name
 		}
-		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", path, name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", b.path, name, strings.Join(names, ", "))
 	}
-	if def.Config.Redis == nil && def.Config.Postgres == nil {
-		return nil, fmt.Errorf("cannot %s backend %q from this command: it has no redis or postgres block, so its records live in the daemon serving it (in its memory, or in its data directory, which that daemon holds), out of this process's reach; "+
-			"give it a backup block in %s, and the daemon backs it up on schedule (and restores the newest backup at start with restore_on_start = true)", verb, name, path)
+	switch {
+	case def.Config.Redis != nil || def.Config.Postgres != nil:
+		// Not the daemon's data directory, which the daemon serving the
+		// backend holds: a tool never buffers a write (restores are not
+		// buffered), so its Redis backend needs no fallback buffer on disk.
+		def.Config.DataDir = ""
+	case def.Config.DataDir == "":
+		return nil, fmt.Errorf("cannot %s backend %q from this command: it keeps its records in the memory of the daemon serving it, out of this process's reach; "+
+			"give it a backup block in %s, and the daemon backs it up on schedule (and restores the newest backup at start with restore_on_start = true)", verb, name, b.path)
+	default:
+		if _, err := os.Stat(def.Config.DataDir); source && errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cannot %s backend %q: its data directory %s does not exist (is -data-dir the daemon's?)", verb, name, def.Config.DataDir)
+		}
+		if b.release != nil {
+			break
+		}
+		dir, err := checkDataDir(b.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		release, err := lockDataDir(dir)
+		if errors.Is(err, errDataDirInUse) {
+			return nil, fmt.Errorf("cannot %s backend %q while a daemon serves it: %w; stop that daemon first (a daemon backs a backend up itself on the schedule of its backup block)", verb, name, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		b.release = release
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.Warn, Output: stderr})
-	// Not the daemon's data directory, which the daemon serving the
-	// backend holds: a tool never buffers a write (restores are not
-	// buffered), so its Redis backend needs no fallback buffer on disk.
-	def.Config.DataDir = ""
+	logger := hclog.New(&hclog.LoggerOptions{Name: "storage-host", Level: hclog.Warn, Output: b.stderr})
 	st, err := host.Open(ctx, def.Config, host.WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
+	b.open = append(b.open, st)
 	return st, nil
+}
+
+// close closes the backends opened, the last first, and then lets the
+// data directory go.
+func (b *backends) close() {
+	for i := len(b.open) - 1; i >= 0; i-- {
+		closeStore(b.open[i], b.stderr)
+	}
+	if b.release != nil {
+		b.release()
+	}
 }
 
 func closeStore(st *host.Store, stderr io.Writer) {

@@ -257,12 +257,60 @@ func TestBackupRestore(t *testing.T) {
 	// Tools refuse a memory backend: its records are in the daemon.
 	_, stderr, code = runCommand(t, nil, "backup", "-config", cfg, "-backend", "mem", "-o", filepath.Join(dir, "mem.shbk"))
 	require.Equal(t, 1, code)
-	require.Contains(t, stderr, `cannot back up backend "mem" from this command: it has no redis or postgres block`)
+	require.Contains(t, stderr, `cannot back up backend "mem" from this command: it keeps its records in the memory of the daemon serving it`)
 	require.Contains(t, stderr, "give it a backup block in "+cfg)
 	require.NoFileExists(t, filepath.Join(dir, "mem.shbk"))
 	_, stderr, code = runCommand(t, nil, "restore", "-config", cfg, "-backend", "mem", file)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `cannot restore into backend "mem"`)
+}
+
+// TestToolsReachALocalBackendWithoutItsDaemon: backup, restore and
+// migrate open a backend that keeps its records in a data directory
+// (builtin:local) only while no daemon serves it, holding the directory
+// as a daemon would; a restore into a new data directory brings the
+// records back, versions included, to the daemon started on it.
+func TestToolsReachALocalBackendWithoutItsDaemon(t *testing.T) {
+	t.Parallel()
+	data, elsewhere := t.TempDir(), t.TempDir()
+	cfg := configFile(t, "backend \"disk\" {\n  plugin = \"builtin:local\"\n}\nbackend \"mem\" {\n  plugin = \"builtin:memory\"\n}\n"+
+		"routes {\n  metrics = \"disk\"\n  alerts = \"disk\"\n  agent_states = \"disk\"\n}\n")
+	d := startDaemon(t, nil, "-config", cfg, "-data-dir", data, "-watch=false")
+	versions := map[string]string{}
+	for _, id := range []string{"a1", "a2", "a3"} {
+		versions[id] = putState(t, d.url, id)
+	}
+	file := filepath.Join(t.TempDir(), "disk.shbk")
+
+	// While the daemon serves it: refused, naming the daemon.
+	_, stderr, code := runCommand(t, nil, "backup", "-config", cfg, "-backend", "disk", "-data-dir", data, "-o", file)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, fmt.Sprintf(`cannot back up backend "disk" while a daemon serves it: data directory in use: %s is used by another storage-host (pid %d)`, data, d.cmd.Process.Pid))
+	require.NoFileExists(t, file)
+	_, stderr, code = runCommand(t, nil, "migrate", "-config", cfg, "-from", "disk", "-to", "mem", "-data-dir", data)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `cannot migrate from backend "disk" while a daemon serves it`)
+
+	// Stopped: backed up; a -data-dir without the backend's directory is
+	// an error, not an empty backup.
+	d.stop()
+	_, stderr, code = runCommand(t, nil, "backup", "-config", cfg, "-backend", "disk", "-data-dir", elsewhere, "-o", file)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `cannot back up backend "disk": its data directory `+filepath.Join(elsewhere, "backends", "disk")+` does not exist (is -data-dir the daemon's?)`)
+	require.NoFileExists(t, file)
+	stdout, stderr, code := runCommand(t, nil, "backup", "-config", cfg, "-backend", "disk", "-data-dir", data, "-o", file)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "3 agent states")
+
+	// Restored into a new data directory, served from it.
+	stdout, stderr, code = runCommand(t, nil, "restore", "-config", cfg, "-backend", "disk", "-data-dir", elsewhere, file)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "3 agent states")
+	again := startDaemon(t, nil, "-config", cfg, "-data-dir", elsewhere, "-watch=false")
+	for id, v := range versions {
+		require.Equal(t, v, stateVersion(t, again.url, id), "agent %s keeps its version", id)
+	}
+	again.stop()
 }
 
 // TestMigrateInterrupted: a migration between two Redis backends is

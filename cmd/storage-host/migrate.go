@@ -18,7 +18,7 @@ import (
 	"github.com/storage-host/storage-host/host/backup"
 )
 
-const migrateUsage = `usage: storage-host migrate -config FILE -from NAME -to NAME [-state FILE] [-mode fail|skip|overwrite]
+const migrateUsage = `usage: storage-host migrate -config FILE -from NAME -to NAME [-state FILE] [-mode fail|skip|overwrite] [-data-dir DIR]
 `
 
 // migrateCmd copies every record of one backend into another.
@@ -30,6 +30,7 @@ func migrateCmd(args []string, stdout, stderr io.Writer) error {
 	fromName := fs.String("from", "", "the backend to copy from (required)")
 	toName := fs.String("to", "", "the backend to copy into (required)")
 	state := fs.String("state", "", "checkpoint file: the same one resumes an interrupted migration (default: storage-host-migrate-FROM-TO.json in the current directory)")
+	dataDir := dataDirFlag(fs)
 	modeName := fs.String("mode", "fail", "when the target holds a record of the source's key with another content: fail (checked before anything is written), skip (keep the target's), overwrite")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -56,16 +57,19 @@ func migrateCmd(args []string, stdout, stderr io.Writer) error {
 		stop()
 	}()
 
-	from, err := openBackend(ctx, *configPath, *fromName, "migrate from", stderr)
+	bs, err := newBackends(ctx, *configPath, *dataDir, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeStore(from, stderr)
-	to, err := openBackend(ctx, *configPath, *toName, "migrate into", stderr)
+	defer bs.close()
+	from, err := bs.get(ctx, *fromName, "migrate from", true)
 	if err != nil {
 		return err
 	}
-	defer closeStore(to, stderr)
+	to, err := bs.get(ctx, *toName, "migrate into", false)
+	if err != nil {
+		return err
+	}
 
 	bar := newProgress(stderr, "migrate")
 	sum, err := backup.Migrate(ctx, from, to, backup.MigrateOptions{

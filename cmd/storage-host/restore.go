@@ -13,7 +13,7 @@ import (
 	"github.com/storage-host/storage-host/host/backup"
 )
 
-const restoreUsage = `usage: storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] [-keep-expiry] FILE|-
+const restoreUsage = `usage: storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] [-keep-expiry] [-data-dir DIR] FILE|-
 `
 
 // restoreCmd restores a backup file into one backend of a configuration.
@@ -24,6 +24,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "configuration file naming the backend (required)")
 	name := fs.String("backend", "", "the backend to restore into (required)")
 	modeName := fs.String("mode", "fail", "when the backend holds a record of the backup: fail (write nothing), skip (keep the backend's), overwrite")
+	dataDir := dataDirFlag(fs)
 	keepExpiry := fs.Bool("keep-expiry", false, "count each record's TTL from when the backup was made, not from the restore: a record whose time is up is left out (as restore_on_start does)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,11 +67,15 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 		src = f
 	}
 
-	st, err := openBackend(ctx, *configPath, *name, "restore into", stderr)
+	bs, err := newBackends(ctx, *configPath, *dataDir, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeStore(st, stderr)
+	defer bs.close()
+	st, err := bs.get(ctx, *name, "restore into", false)
+	if err != nil {
+		return err
+	}
 	bar := newProgress(stderr, "restore")
 	sum, err := backup.Restore(ctx, st, src, backup.RestoreOptions{
 		Mode:       mode,
