@@ -198,6 +198,17 @@ func (d *Decoder) labels() map[string]string {
 	return l
 }
 
+// EncodeLabels appends labels as a record's labels are encoded (section
+// 10.1 of the spec): a count, then each name and value. A plugin that
+// keeps a record's labels in a column or a field of its own (a declared
+// get's, say) keeps them in this form.
+func EncodeLabels(e *Encoder, labels map[string]string) { e.labels(labels) }
+
+// DecodeLabels reads what EncodeLabels wrote, within the bounds of a
+// record's labels: at most MaxLabels of them, of at most MaxLabelBytes
+// (names and values) together. Past them it fails d with ErrMalformed.
+func DecodeLabels(d *Decoder) map[string]string { return d.labels() }
+
 // pairs reads what Encoder.labels wrote, with no bound but the message's.
 func (d *Decoder) pairs() map[string]string {
 	n := d.Count(2)

@@ -178,7 +178,7 @@ func decodePGAlert(row []abi.PGValue, id string, now time.Time, out *Alert) (fau
 	*out = Alert{ID: id, AgentID: string(row[0].Bytes), Severity: abi.Severity(row[1].Int), Status: abi.AlertStatus(row[2].Int),
 		Message: string(row[3].Bytes), CreatedAt: nsTime(row[5].Int), UpdatedAt: nsTime(row[6].Int), ExpiresAt: nsTime(row[7].Int)}
 	d := abi.NewDecoder(row[4].Bytes)
-	if labels := abi.DecodeOptions(d); d.Finish() != nil {
+	if labels := abi.DecodeLabels(d); d.Finish() != nil {
 		return "labels do not decode: " + d.Err().Error()
 	} else if len(labels) > 0 {
 		out.Labels = labels

@@ -240,7 +240,7 @@ func decodeRedisAlert(f []abi.Reply, id string, now time.Time, out *Alert) (foun
 	case abi.ReplyNil:
 	case abi.ReplyBulk:
 		d := abi.NewDecoder(f[4].Str)
-		if labels := abi.DecodeOptions(d); d.Finish() != nil {
+		if labels := abi.DecodeLabels(d); d.Finish() != nil {
 			return false, "l (labels) does not decode: " + d.Err().Error()
 		} else if len(labels) > 0 {
 			out.Labels = labels

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +230,38 @@ func TestRedisAlertFieldRanges(t *testing.T) {
 		found, fault := decodeRedisAlert(fields(f[0], f[1], f[2]), "x", time.Now(), &a)
 		assert.False(t, found, "%v", f)
 		assert.NotEmpty(t, fault, "%v", f)
+	}
+}
+
+// TestDeclaredReadsBoundLabels: a declared get's labels are a record's,
+// within its bounds (abi.MaxLabels, abi.MaxLabelBytes), however the
+// plugin stored them: past them the read is the plugin's fault, and the
+// plugin serves the get (its answer is checked as every answer is).
+func TestDeclaredReadsBoundLabels(t *testing.T) {
+	many := map[string]string{}
+	for i := range abi.MaxLabels + 1 {
+		many[fmt.Sprintf("l%d", i)] = "v"
+	}
+	var e abi.Encoder
+	abi.EncodeLabels(&e, many)
+	tooMany := e.Bytes()
+	e = abi.Encoder{}
+	abi.EncodeLabels(&e, map[string]string{"big": strings.Repeat("x", abi.MaxLabelBytes)})
+	tooBig := e.Bytes()
+
+	bulk := func(s []byte) abi.Reply { return abi.Reply{Kind: abi.ReplyBulk, Str: s} }
+	for name, labels := range map[string][]byte{"too many": tooMany, "too large": tooBig} {
+		var a Alert
+		fields := []abi.Reply{bulk([]byte("agent")), bulk([]byte("2")), bulk([]byte("1")), bulk([]byte("m")), bulk(labels), bulk([]byte("1")), bulk([]byte("1")), bulk([]byte("-1"))}
+		found, fault := decodeRedisAlert(fields, "x", time.Now(), &a)
+		assert.False(t, found, name)
+		assert.Contains(t, fault, "l (labels) does not decode", name)
+		assert.Nil(t, a.Labels, name)
+
+		row := []abi.PGValue{{Kind: abi.PGText, Bytes: []byte("agent")}, {Kind: abi.PGInt, Int: 2}, {Kind: abi.PGInt, Int: 1},
+			{Kind: abi.PGText, Bytes: []byte("m")}, {Kind: abi.PGBytea, Bytes: labels}, {Kind: abi.PGInt, Int: 1}, {Kind: abi.PGInt, Int: 1}, {Kind: abi.PGInt}}
+		a = Alert{}
+		assert.Contains(t, decodePGAlert(row, "x", time.Now(), &a), "labels do not decode", name)
+		assert.Nil(t, a.Labels, name)
 	}
 }
