@@ -70,7 +70,7 @@ const (
 // lists them.
 const (
 	endSlowSubscriber = "slow_subscriber"  // the subscriber's buffer filled
-	endBackendChanged = "backend_changed"  // a reload retired a backend
+	endBackendChanged = "backend_changed"  // a reload retired a backend, or routed a kind to another
 	endUnavailable    = "unavailable"      // a backend's event log cannot be read
 	endShuttingDown   = "shutting_down"    // the daemon is stopping
 	endTooMany        = "too_many_streams" // another client's stream took its place
@@ -250,7 +250,7 @@ func (h *Handler) endStream(s *stream, r *http.Request, err error) {
 	case errors.Is(err, events.ErrSlowSubscriber):
 		body = errorBody{Code: endSlowSubscriber, Message: err.Error() + "; reconnect with Last-Event-ID"}
 	case errors.Is(err, events.ErrClosed), errors.Is(err, host.ErrClosed):
-		body = errorBody{Code: endBackendChanged, Message: err.Error() + " (a reload replaced or removed it); reconnect with Last-Event-ID"}
+		body = errorBody{Code: endBackendChanged, Message: err.Error() + "; reconnect with Last-Event-ID"}
 	case errors.Is(err, events.ErrUnavailable):
 		body = errorBody{Code: endUnavailable, Message: err.Error() + "; reconnect with Last-Event-ID"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -9,12 +9,21 @@ import (
 	"sync"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 )
 
 // ErrBadPosition is returned by Subscribe for a from that is not a
 // position its subscriptions issued. It wraps events.ErrBadID.
 var ErrBadPosition = fmt.Errorf("manager: not an event position (%w)", events.ErrBadID)
+
+// ErrRerouted ends a subscription when a reload routes a record kind it
+// covers to a backend it does not follow: the events of that backend
+// would never reach it. It wraps events.ErrClosed, as the end of a
+// backend a reload replaced does; resuming from the subscription's last
+// position answers events.ErrLost, since that position names no place in
+// the new backend's log.
+var ErrRerouted = fmt.Errorf("manager: a reload routed the record kinds of this subscription to other backends (%w)", events.ErrClosed)
 
 // Subscribe subscribes to the events f passes from every backend routed
 // for the kinds f names (every routed backend when f names none, or names
@@ -23,9 +32,12 @@ var ErrBadPosition = fmt.Errorf("manager: not an event position (%w)", events.Er
 // arrive in its log's order; events of different backends interleave. Each event's ID is a
 // position covering every backend of the subscription,
 // "backend=id;backend=id": pass the last one received as from to resume.
-// A backend the position does not name starts from now. The subscription
-// ends when any backend's does (ErrSlowSubscriber, a reload that retired
-// the backend, ...), and Err says why.
+// A position that names no place for one of the backends (one routed for
+// the kinds since, or another subscription's position) is events.ErrLost:
+// what that backend logged since is not known. The subscription ends when
+// any backend's does (ErrSlowSubscriber, a reload that retired the
+// backend, ...), or a reload routes one of its record kinds to a backend
+// it does not follow (ErrRerouted), and Err says why.
 func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (*Subscription, error) {
 	g := m.current.Load()
 	if g == nil {
@@ -35,19 +47,10 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, kind := range abi.RecordKinds() {
-		if len(f.Kinds) > 0 && !slices.Contains(f.Kinds, kind.Name()) && !ownKinds(f.Kinds) {
-			continue
-		}
-		if name := g.routes[kind].def.Name; !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
+	names := g.followed(f.Kinds)
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names)),
-		m: m, routed: make([][]abi.RecordKind, len(names))}
+		m: m, kinds: f.Kinds, routed: make([][]abi.RecordKind, len(names))}
 	for _, kind := range abi.RecordKinds() {
 		if i := slices.Index(names, g.routes[kind].def.Name); i >= 0 {
 			s.routed[i] = append(s.routed[i], kind)
@@ -63,7 +66,17 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 		subs[i] = sub
 		s.pos[i] = sub.Start()
 	}
+	for _, name := range names {
+		if _, ok := positions[name]; from != "" && !ok {
+			cancel()
+			return nil, fmt.Errorf("backend %s: %w: the position names no place in its log (a reload routed the kinds asked for to it since the position was issued, or the position is another stream's)", name, events.ErrLost)
+		}
+	}
 	s.start = s.position()
+	m.track(s)
+	if !s.follows(m.current.Load()) {
+		s.end(ErrRerouted) // a reload came between the routes read and track
+	}
 	var wg sync.WaitGroup
 	for i, sub := range subs {
 		wg.Add(1)
@@ -77,6 +90,67 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 		close(s.c)
 	}()
 	return s, nil
+}
+
+// followed returns the names of the backends, sorted, a subscription to
+// kinds follows: those routed for them (every routed backend when kinds
+// is empty or names a kind of a plugin's own).
+func (g *generation) followed(kinds []string) []string {
+	var names []string
+	for _, kind := range abi.RecordKinds() {
+		if len(kinds) > 0 && !slices.Contains(kinds, kind.Name()) && !ownKinds(kinds) {
+			continue
+		}
+		if name := g.routes[kind].def.Name; !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// track notes s as open, until it ends.
+func (m *Manager) track(s *Subscription) {
+	m.subs.Lock()
+	defer m.subs.Unlock()
+	if m.subs.open == nil {
+		m.subs.open = map[*Subscription]struct{}{}
+	}
+	m.subs.open[s] = struct{}{}
+}
+
+// untrack forgets s, which ended.
+func (m *Manager) untrack(s *Subscription) {
+	m.subs.Lock()
+	defer m.subs.Unlock()
+	delete(m.subs.open, s)
+}
+
+// rerouted ends, with ErrRerouted, every open subscription that g routes
+// one of its record kinds away from, to a backend it does not follow.
+func (m *Manager) rerouted(g *generation) {
+	m.subs.Lock()
+	var ended []*Subscription
+	for s := range m.subs.open {
+		if !s.follows(g) {
+			ended = append(ended, s)
+		}
+	}
+	m.subs.Unlock()
+	for _, s := range ended {
+		s.end(ErrRerouted)
+	}
+}
+
+// follows reports whether s follows every backend g routes its kinds to
+// (a backend g no longer routes them to only falls silent: passes).
+func (s *Subscription) follows(g *generation) bool {
+	for _, name := range g.followed(s.kinds) {
+		if !slices.Contains(s.names, name) {
+			return false
+		}
+	}
+	return true
 }
 
 // ownKinds reports whether kinds names a kind that is not a record kind:
@@ -110,6 +184,7 @@ type Subscription struct {
 	// its own event table, and must not speak for another backend's
 	// records.
 	m      *Manager
+	kinds  []string // the filter's kinds: which backends the subscription follows
 	routed [][]abi.RecordKind
 }
 
@@ -154,6 +229,7 @@ func (s *Subscription) end(err error) {
 		s.err = err
 		close(s.done)
 		s.cancel()
+		s.m.untrack(s)
 	})
 }
 
@@ -181,6 +257,9 @@ func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscript
 	err := sub.Err()
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
+	}
+	if errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed) {
+		err = fmt.Errorf("a reload replaced or removed it: %w", err)
 	}
 	s.end(fmt.Errorf("backend %s: %w", s.names[i], err))
 }

@@ -224,3 +224,57 @@ func TestSubscribeFollowsARouteMovedByAReload(t *testing.T) {
 	assert.Equal(t, abi.KindMetric.Name(), got.Kind)
 	assert.Equal(t, "s1", got.AgentID)
 }
+
+// A reload that routes a kind a subscription covers to a backend it does
+// not follow ends the subscription (ErrRerouted, an events.ErrClosed):
+// that backend's events would never reach it. Resuming from its last
+// position is events.ErrLost, which names no place in that backend's
+// log; so is a position of a backend this daemon does not have.
+func TestSubscribeEndsWhenAReloadRoutesItsKindElsewhere(t *testing.T) {
+	ctx := context.Background()
+	m, err := manager.New(ctx, file("a", map[string]string{"a": "1", "b": "1"}), manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	states := events.Filter{Kinds: []string{abi.KindAgentState.Name()}}
+	sub, err := m.Subscribe(ctx, states, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	metrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "")
+	require.NoError(t, err)
+	defer metrics.Close()
+	put(t, m, "s1")
+	last := receive(t, sub)
+	require.Equal(t, "s1", last.Key)
+	assert.Regexp(t, `^a=\d+-\d+$`, last.ID)
+
+	moved := file("a", map[string]string{"a": "1", "b": "1"})
+	moved.Routes.AgentStates = "b"
+	change, err := m.Reload(ctx, moved)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"a", "b"}, change.Kept)
+	for range sub.Events() {
+	}
+	require.ErrorIs(t, sub.Err(), manager.ErrRerouted)
+	require.ErrorIs(t, sub.Err(), events.ErrClosed)
+
+	put(t, m, "s2") // through b
+	_, err = m.Subscribe(ctx, states, last.ID)
+	require.ErrorIs(t, err, events.ErrLost)
+	require.ErrorContains(t, err, "backend b")
+	_, err = m.Subscribe(ctx, states, "x=1-0")
+	require.ErrorIs(t, err, events.ErrLost)
+
+	// A subscription whose backends still serve its kinds goes on.
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "s1", Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
+		return err
+	}))
+	assert.Equal(t, "s1", receive(t, metrics).AgentID)
+
+	// From now, through b: the new subscription follows b.
+	again, err := m.Subscribe(ctx, states, "")
+	require.NoError(t, err)
+	defer again.Close()
+	put(t, m, "s3")
+	assert.Equal(t, "s3", receive(t, again).Key)
+}

@@ -61,6 +61,13 @@ type Manager struct {
 	current atomic.Pointer[generation]
 	closing sync.WaitGroup // replaced backends still draining
 	closed  bool
+
+	// subs holds the subscriptions open, which a reload that routes their
+	// record kinds to other backends ends (rerouted).
+	subs struct {
+		sync.Mutex
+		open map[*Subscription]struct{}
+	}
 }
 
 // generation is one configuration's backends and routes. It is never
@@ -290,6 +297,7 @@ func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
 	}
 	m.current.Store(g)
 	m.metrics.reloaded(true)
+	m.rerouted(g)
 	for _, name := range append(slices.Clone(ch.Replaced), ch.Removed...) {
 		m.retire(old.backends[name])
 	}
