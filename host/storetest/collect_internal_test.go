@@ -17,9 +17,11 @@ import (
 // goroutine, as it ends a test's.
 type failures struct{ msgs []string }
 
-func (f *failures) Errorf(format string, args ...any) { f.msgs = append(f.msgs, fmt.Sprintf(format, args...)) }
-func (f *failures) FailNow()                          { runtime.Goexit() }
-func (f *failures) Helper()                           {}
+func (f *failures) Errorf(format string, args ...any) {
+	f.msgs = append(f.msgs, fmt.Sprintf(format, args...))
+}
+func (f *failures) FailNow() { runtime.Goexit() }
+func (f *failures) Helper()  {}
 
 // collectWith runs collect against pages, a query's answers by cursor,
 // and returns the items it collected and what it reported.
