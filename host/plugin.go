@@ -1188,11 +1188,12 @@ func (p *plugin) logFailure(msg string, args ...any) {
 // until what it wrote, or read of other calls' writes, is on disk: only
 // then may the call be answered. The caller may have returned the
 // instance to the pool already; usedKV is read before that. A call that
-// wrote to the kv store (wrote: a put, delete or restore of its own, in a
-// batch as in a single write) and could not be made durable has an
-// unknown outcome, since its writes stay in the store to be committed
-// with the next; one that only read, a write refused before it wrote
-// included, is unavailable.
+// wrote (wrote: a put, delete or restore of its own in the kv store, in a
+// batch as in a single write, or a write that reached its Redis or
+// PostgreSQL) and could not be made durable has an unknown outcome, since
+// its kv writes stay in the store to be committed with the next, and its
+// store may have applied the rest; one that only read, a write refused
+// before it wrote included, is unavailable.
 func (p *plugin) syncKV(ctx context.Context, usedKV, wrote bool) error {
 	if !usedKV {
 		return nil

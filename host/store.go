@@ -342,10 +342,13 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 			}
 			return took, true, failure
 		}
-		err = s.afterReaching(writes && in.reachedStore(), err)
+		reachedStore := writes && in.reachedStore()
+		err = s.afterReaching(reachedStore, err)
 		usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
 		s.p.pool.put(in, false)
-		if serr := s.p.syncKV(ctx, usedKV, wroteKV); serr != nil {
+		// A write that reached its store (Redis, PostgreSQL) may have been
+		// applied there whatever the kv store's disk says.
+		if serr := s.p.syncKV(ctx, usedKV, wroteKV || reachedStore); serr != nil {
 			return took, false, serr
 		}
 		return took, false, err
@@ -366,7 +369,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	// The instance serves others while this call waits for the disk, so
 	// that callers waiting at once share a commit.
 	s.p.pool.put(in, false)
-	if err := s.p.syncKV(ctx, usedKV, wroteKV); err != nil {
+	if err := s.p.syncKV(ctx, usedKV, wroteKV || wrote); err != nil {
 		return took, false, err
 	}
 	if decodeErr != nil {
