@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -71,6 +72,10 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // pass over the state (which checks and compacts it at once).
 func writeAgentState(ctx context.Context, w http.ResponseWriter, s host.AgentState, stale bool) {
 	room, err := takeRoom(ctx, agentStateBound(s))
+	if errors.Is(err, errNoRoom) {
+		answerNoRoom(w)
+		return
+	}
 	if err != nil {
 		return // the client left while the response waited
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 
@@ -25,23 +28,71 @@ const (
 	smallResponse   = 64 << 10
 )
 
-var responseRoom = semaphore.NewWeighted(maxResponseRoom)
+// A response waiting for room holds what it answers (a record read, a
+// page) meanwhile, and the clients holding the room's responses may read
+// them slowly (for up to a minute each): the responses waiting weigh at
+// most maxWaiting together, and one past it is answered 503 at once
+// (errNoRoom, with Retry-After) rather than held. Clients that never read
+// large responses then hold about maxResponseRoom + maxWaiting, not a
+// record each.
+const (
+	maxWaiting     = 4 * maxResponseRoom
+	noRoomRetrySec = 1
+)
 
-// takeRoom waits until a response of at most bound bytes fits in the
-// room, or ctx ends, and returns the weight it took (0 for a small
-// response) for giveRoom.
-func takeRoom(ctx context.Context, bound int) (int64, error) {
+var errNoRoom = errors.New("too many large responses wait for clients to take theirs; retry later")
+
+// room is where large responses are built and written, size bytes of
+// them at once, with at most maxWaiting bytes of them waiting.
+type room struct {
+	sem        *semaphore.Weighted
+	size       int64
+	maxWaiting int64
+	waiting    atomic.Int64
+}
+
+func newRoom(size, maxWaiting int64) *room {
+	return &room{sem: semaphore.NewWeighted(size), size: size, maxWaiting: maxWaiting}
+}
+
+var responseRoom = newRoom(maxResponseRoom, maxWaiting)
+
+// take waits until a response of at most bound bytes fits in the room,
+// or ctx ends, and returns the weight it took (0 for a small response)
+// for give; errNoRoom when the responses waiting already weigh
+// maxWaiting.
+func (r *room) take(ctx context.Context, bound int) (int64, error) {
 	if bound <= smallResponse {
 		return 0, nil
 	}
-	n := min(int64(bound), maxResponseRoom)
-	return n, responseRoom.Acquire(ctx, n)
+	n := min(int64(bound), r.size)
+	if r.sem.TryAcquire(n) {
+		return n, nil
+	}
+	if r.waiting.Add(n) > r.maxWaiting {
+		r.waiting.Add(-n)
+		return 0, errNoRoom
+	}
+	defer r.waiting.Add(-n)
+	return n, r.sem.Acquire(ctx, n)
 }
 
-func giveRoom(n int64) {
+func (r *room) give(n int64) {
 	if n > 0 {
-		responseRoom.Release(n)
+		r.sem.Release(n)
 	}
+}
+
+// takeRoom takes room for a response in the daemon's room (room.take).
+func takeRoom(ctx context.Context, bound int) (int64, error) { return responseRoom.take(ctx, bound) }
+
+func giveRoom(n int64) { responseRoom.give(n) }
+
+// answerNoRoom answers a response that found no room and could not wait
+// for it: 503, small, so that it takes no room itself.
+func answerNoRoom(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(noRoomRetrySec))
+	writeError(w, http.StatusServiceUnavailable, codeUnavailable, errNoRoom.Error())
 }
 
 // bounded is a response value that knows a bound on its JSON's length.
@@ -136,6 +187,10 @@ func (rs resultsJSON) jsonBound() int {
 // that an encoding failure can still be answered with a 500.
 func writeJSON(ctx context.Context, w http.ResponseWriter, status int, v any) {
 	room, err := takeRoom(ctx, jsonBound(v))
+	if errors.Is(err, errNoRoom) {
+		answerNoRoom(w)
+		return
+	}
 	if err != nil {
 		return // the client left while the response waited
 	}
