@@ -34,8 +34,14 @@ import (
 //
 // Commands whose cost grows with the product or the sum of whole
 // collections (LCS, SINTER, SUNION, SDIFF and their STORE and CARD forms,
-// ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist; an
-// operator may add them with Config.AllowCommands, bounded as above.
+// ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist, and
+// so are the sorted-set range removals (ZREMRANGEBYSCORE, ZREMRANGEBYLEX,
+// ZREMRANGEBYRANK): Redis removes a range member by member in its main
+// thread, whatever lazyfree says, and a score or lex range has no LIMIT
+// (one ZREMRANGEBYRANK 0 -1 of 2.1 million members held another client's
+// PING 3.3 s). An operator may add them with Config.AllowCommands, bounded
+// as above (a rank range like an index range; score and lex ranges are
+// not bounded: allowing them trusts the backend with the server's time).
 
 // maxRepeats bounds how many times one request's reads may name the same
 // key, and one read the same other argument: Redis builds every reply
@@ -109,7 +115,8 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 // costly are the commands off the default allowlist for their cost; the
 // scripts' ACL user is denied those the backend is not allowed.
 var costly = []string{"lcs", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "sintercard",
-	"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard"}
+	"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard",
+	"zremrangebyscore", "zremrangebylex", "zremrangebyrank"}
 
 const (
 	maxCount  = 10_000    // elements a count, a LIMIT or an index range may name
@@ -149,8 +156,8 @@ var checks = map[string]check{
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
 	"lpos":      lpos,
 	"lrange":    indexRange(2),
-	"zrevrange": indexRange(2),
-	"zrange":    zrange(2), "zrangestore": zrange(3),
+	"zrevrange": indexRange(2), "zremrangebyrank": indexRange(2),
+	"zrange": zrange(2), "zrangestore": zrange(3),
 	"zrangebyscore": limited(4), "zrevrangebyscore": limited(4),
 	"zrangebylex": limited(4), "zrevrangebylex": limited(4),
 	"setrange": setrange, "setbit": setbit, "bitfield": bitfield,
