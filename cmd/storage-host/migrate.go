@@ -163,7 +163,10 @@ func (p *progress) update(phase string, done, total int64) {
 		_ = p.bar.Set64(done)
 		return
 	}
-	if !changed && time.Since(p.last) < plainEvery && done != total {
+	// The last line of a phase with a total is always printed; while
+	// counting (no total yet) every line is throttled, so that a backend
+	// answering page after empty page prints a line a plainEvery at most.
+	if !changed && time.Since(p.last) < plainEvery && (done != total || total <= 0) {
 		return
 	}
 	p.last = time.Now()

@@ -1,9 +1,12 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
+	"strings"
+	"time"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
@@ -68,6 +71,15 @@ func newPager(ctx context.Context, st *host.Store, from position) *pager {
 // the rest.
 const maxCursorsSeen = 1 << 16
 
+// maxEmptyPages bounds the empty pages in a row a walk of one kind
+// follows: a page MAY be empty while it has a next (abi/README.md section
+// 13.4, a backend that stops a scan on a budget of its own), but one that
+// answers nothing but empty pages with cursors it never gave before
+// would keep a migration, which has no bound of time, reading for ever.
+// Ten thousand is ten million entries skipped at a budget of a thousand
+// a page.
+const maxEmptyPages = 10_000
+
 // cursorWalk remembers the cursors of the pages read of one kind. A
 // backend that answers a cursor it gave before would send a client that
 // follows next round in a circle for ever (abi/README.md section 13.4:
@@ -78,10 +90,15 @@ type cursorWalk struct {
 	seen  map[uint64]struct{}
 	last  uint64
 	pages int
+	empty int // pages in a row without a record
+	// prev is the last record read of the kind (when had): a listing is
+	// in order (section 13.4), so each record must sort after it.
+	prev Record
+	had  bool
 }
 
 func (w *cursorWalk) start(k abi.RecordKind, cursor []byte) {
-	w.kind, w.pages, w.last = k, 0, 0
+	w.kind, w.pages, w.last, w.empty, w.had = k, 0, 0, 0, false
 	w.seen = make(map[uint64]struct{})
 	if len(cursor) > 0 {
 		w.last = maphash.Bytes(w.seed, cursor)
@@ -89,14 +106,64 @@ func (w *cursorWalk) start(k abi.RecordKind, cursor []byte) {
 	}
 }
 
+// ordered checks that the records of a page come in the listing's order
+// (abi/README.md section 13.4: metrics by agent ID, name and timestamp,
+// alerts by ID, agent states by agent ID), each after the one before it
+// on this or an earlier page of the walk: a backend that answers records
+// it answered before, however new its cursors, would keep a reader going
+// for ever (a migration has no bound of time).
+func (w *cursorWalk) ordered(st *host.Store, recs []Record) error {
+	for i := range recs {
+		if w.had && !sortsBefore(&w.prev, &recs[i]) {
+			return fmt.Errorf("backup: backend %s answered page %d of its %ss with a record that does not sort after the one before it (%s, then %s): a listing is in order, and one out of it may never end: %w",
+				st.Name(), w.pages+1, w.kind, recordKey(&w.prev), recordKey(&recs[i]), host.ErrInternal)
+		}
+		w.prev, w.had = recs[i], true
+	}
+	return nil
+}
+
+// sortsBefore reports whether a comes before b, of the same kind, in the
+// listing order.
+func sortsBefore(a, b *Record) bool {
+	switch a.Kind {
+	case abi.KindMetric:
+		return cmp.Or(strings.Compare(a.Metric.AgentID, b.Metric.AgentID), strings.Compare(a.Metric.Name, b.Metric.Name),
+			a.Metric.Timestamp.Compare(b.Metric.Timestamp)) < 0
+	case abi.KindAlert:
+		return a.Alert.ID < b.Alert.ID
+	default:
+		return a.State.AgentID < b.State.AgentID
+	}
+}
+
+// recordKey names a record for a message.
+func recordKey(r *Record) string {
+	switch r.Kind {
+	case abi.KindMetric:
+		return fmt.Sprintf("metric %q %q %s", r.Metric.AgentID, r.Metric.Name, r.Metric.Timestamp.Format(time.RFC3339Nano))
+	case abi.KindAlert:
+		return fmt.Sprintf("alert %q", r.Alert.ID)
+	default:
+		return fmt.Sprintf("agent state %q", r.State.AgentID)
+	}
+}
+
 // step checks the next cursor of a page of the walk's kind (non-empty:
-// there is another page).
-func (w *cursorWalk) step(st *host.Store, next []byte) error {
+// there is another page) that held records records.
+func (w *cursorWalk) step(st *host.Store, next []byte, records int) error {
 	w.pages++
 	h := maphash.Bytes(w.seed, next)
 	if _, again := w.seen[h]; again || h == w.last {
 		return fmt.Errorf("backup: backend %s answered page %d of its %ss with a cursor it gave before; following it would never end: %w",
 			st.Name(), w.pages, w.kind, host.ErrInternal)
+	}
+	if w.empty++; records > 0 {
+		w.empty = 0
+	}
+	if w.empty >= maxEmptyPages {
+		return fmt.Errorf("backup: backend %s answered %d empty pages of its %ss in a row, each with a cursor to go on (page %d): its listing makes no progress: %w",
+			st.Name(), w.empty, w.kind, w.pages, host.ErrInternal)
 	}
 	if len(w.seen) < maxCursorsSeen {
 		w.seen[h] = struct{}{}
@@ -114,6 +181,9 @@ func (p *pager) fetch(at position) {
 	p.ahead = ch
 	go func() {
 		recs, next, err := page(p.ctx, p.st, at.kind, at.cursor)
+		if err == nil {
+			err = p.walk.ordered(p.st, recs)
+		}
 		after := position{kind: at.kind, cursor: next}
 		switch {
 		case err != nil:
@@ -121,7 +191,7 @@ func (p *pager) fetch(at position) {
 			after = at.nextKind().settle(p.st)
 			p.walk.start(after.kind, nil)
 		default:
-			err = p.walk.step(p.st, next)
+			err = p.walk.step(p.st, next, len(recs))
 		}
 		ch <- fetched{kind: at.kind, recs: recs, after: after, err: err}
 	}()
