@@ -434,3 +434,30 @@ func TestCommandLine(t *testing.T) {
 	_, _, code = runCommand(t, nil, "backup", "verify", "testdata/config/missing.shbk")
 	require.Equal(t, 1, code)
 }
+
+// TestValidateRefusesAnExposedListenWithoutAuth: validate refuses what
+// serve refuses of the file's listen address, a non-loopback one without
+// tokens, and passes it with allow_unauthenticated or on loopback.
+func TestValidateRefusesAnExposedListenWithoutAuth(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		file string
+		code int
+	}{
+		{"listen = \"0.0.0.0:18490\"\nbackend \"m\" {\n  plugin = \"builtin:memory\"\n}\n", 1},
+		{"listen = \"0.0.0.0:18490\"\nauth {\n  allow_unauthenticated = true\n}\nbackend \"m\" {\n  plugin = \"builtin:memory\"\n}\n", 0},
+		{"listen = \"127.0.0.1:18490\"\nbackend \"m\" {\n  plugin = \"builtin:memory\"\n}\n", 0},
+	} {
+		cfg := configFile(t, "%s", c.file)
+		for _, args := range [][]string{{"validate", cfg}, {"validate", "-offline", cfg}} {
+			_, stderr, code := runCommand(t, nil, args...)
+			require.Equal(t, c.code, code, "%v of\n%s\nstderr: %s", args, c.file, stderr)
+			if c.code == 1 {
+				require.Equal(t, cfg+": refusing to serve 0.0.0.0:18490 without authentication: configure auth tokens, listen on a loopback address, or pass -allow-unauthenticated\n", stderr)
+				_, serveErr, serveCode := runCommand(t, nil, "serve", "-config", cfg)
+				require.Equal(t, 1, serveCode)
+				require.Contains(t, serveErr, "refusing to serve 0.0.0.0:18490 without authentication")
+			}
+		}
+	}
+}

@@ -48,6 +48,15 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
+	// The file's listen address is served as serve would: a non-loopback
+	// one without tokens is refused there, so here too (serve's
+	// -listen and -allow-unauthenticated flags are serve's to check).
+	if f.Listen != "" {
+		if err := checkExposure(f.Listen, f, false); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", f.Path, err)
+			return errReported
+		}
+	}
 	names := make([]string, len(f.Backends))
 	for i, b := range f.Backends {
 		names[i] = b.Name
