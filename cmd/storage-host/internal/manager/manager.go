@@ -291,6 +291,16 @@ func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
 	}
 	old := m.current.Load()
 	g, ch, err := m.build(ctx, f, old)
+	if err == nil {
+		err = takesDown(ctx, old, g)
+		if err != nil {
+			for name, b := range g.backends {
+				if prev, ok := old.backend(name); !ok || prev != b {
+					_ = b.store.Close(context.WithoutCancel(ctx))
+				}
+			}
+		}
+	}
 	if err != nil {
 		m.metrics.reloaded(false)
 		return Change{}, err
@@ -302,6 +312,37 @@ func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
 		m.retire(old.backends[name])
 	}
 	return ch, nil
+}
+
+// readyWait bounds how long a reload waits for a backend it opened to
+// answer (takesDown).
+const readyWait = 5 * time.Second
+
+// takesDown returns why g would serve a record kind that old serves with
+// a ready backend through a new or replaced one that is not ready (a
+// Redis that does not answer: a port or a password mistyped, which the
+// file's checks cannot see, since a Redis may be away when a daemon
+// starts): the reload is refused and old keeps serving. A kind old
+// served with a backend that was not ready either is not held back.
+func takesDown(ctx context.Context, old, g *generation) error {
+	if old == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
+	for _, kind := range abi.RecordKinds() {
+		nb, ob := g.routes[kind], old.routes[kind]
+		if ob == nil || nb == ob {
+			continue
+		}
+		err := nb.store.Ready(ctx)
+		if err == nil || ob.store.Ready(ctx) != nil {
+			continue
+		}
+		return fmt.Errorf("backend %s, which the file routes %s to, is not ready (%w), while backend %s serving them now is: the configuration is refused and the old one keeps serving; check the backend's connection, or reload again once its store answers",
+			nb.def.Name, kind.Name(), err, ob.def.Name)
+	}
+	return nil
 }
 
 // retire closes a backend that is no longer routed once its calls in

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
@@ -230,4 +232,40 @@ func TestReady(t *testing.T) {
 	require.NoError(t, m.Ready(ctx))
 	require.NoError(t, m.Close(ctx))
 	require.ErrorIs(t, m.Ready(ctx), host.ErrClosed)
+}
+
+// A reload that would route a kind from a ready backend to one whose
+// store does not answer (a Redis port mistyped) is refused, and the old
+// configuration keeps serving; the same reload with the right port is
+// taken.
+func TestReloadRefusesToTakeAKindDown(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	redisFile := func(addr, digest string) *config.File {
+		return &config.File{Routes: config.Routes{Metrics: "red", Alerts: "red", AgentStates: "red"}, Backends: []config.Backend{{
+			Name: "red", Digest: digest, Config: host.Config{Name: "red", Plugin: "builtin:redis", Instances: 2,
+				Redis: &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true}},
+		}}}
+	}
+	m, err := manager.New(ctx, redisFile(addr, "1"), manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	put(t, m, "before")
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	unanswered := closed.Addr().String()
+	require.NoError(t, closed.Close())
+	_, err = m.Reload(ctx, redisFile(unanswered, "2"))
+	require.ErrorContains(t, err, "backend red, which the file routes metrics to, is not ready")
+	require.ErrorContains(t, err, "the configuration is refused and the old one keeps serving")
+	put(t, m, "after")
+	require.Equal(t, "1", m.Config().Backends[0].Digest, "the old configuration serves")
+
+	change, err := m.Reload(ctx, redisFile(addr, "3"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"red"}, change.Replaced)
+	_, err = get(m, "after")
+	require.NoError(t, err)
 }
