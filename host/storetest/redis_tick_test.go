@@ -428,7 +428,9 @@ func drainTime(t *testing.T, dataDir string) {
 		}
 	}
 	buffered := time.Since(bufferStart)
-	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites == uint64(n) },
+	// At least n: on a loaded machine a batch of the direct writes may
+	// have found Redis too slow for its call and been buffered too.
+	redistest.WaitFor(t, 5*time.Second, 10*time.Millisecond, func() bool { return st.Stats().BufferedWrites >= uint64(n) },
 		"a tick reports every write pending; last %d", st.Stats().BufferedWrites)
 
 	start := time.Now()
