@@ -99,7 +99,9 @@ func (h *Handler) queryAlerts(w http.ResponseWriter, r *http.Request, q url.Valu
 		query host.AlertQuery
 		err   error
 	)
-	query.AgentID = q.Get("agent_id")
+	if query.AgentID, err = idFilter(q, "agent_id"); err != nil {
+		return err
+	}
 	for _, s := range splitList(q["severity"]) {
 		v, err := parseSeverity("severity", s)
 		if err != nil {

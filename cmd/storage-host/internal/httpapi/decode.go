@@ -871,6 +871,21 @@ const maxEcho = 64
 // quoted quotes s for an error message, cut to maxEcho bytes (at a rune
 // boundary) and marked as cut: a message need not carry back a megabyte
 // the client sent.
+// idFilter reads a query's filter by an ID (an agent ID, a metric name):
+// absent is no filter, and an empty value is refused, not taken for none
+// (a client that built its URL from an empty ID would get every agent's
+// records).
+func idFilter(q url.Values, name string) (string, error) {
+	vs, ok := q[name]
+	if !ok {
+		return "", nil
+	}
+	if vs[0] == "" {
+		return "", invalid(fmt.Sprintf("%s: empty value; leave the parameter out to match every %s", name, strings.ReplaceAll(name, "_", " ")))
+	}
+	return vs[0], nil
+}
+
 func quoted(s string) string {
 	if len(s) <= maxEcho {
 		return strconv.Quote(s)

@@ -521,3 +521,17 @@ func TestRetriedOnSwap(t *testing.T) {
 		require.Equal(t, uint64(1), ms[0].GetHistogram().GetSampleCount(), "each attempt is timed on its own store")
 	}
 }
+
+// An empty ID filter is refused, not taken for no filter: a client that
+// built its URL from an empty agent ID would get every agent's records.
+// Left out, the parameter matches everything.
+func TestEmptyIDFiltersAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/v1/alerts?agent_id=", "/v1/metrics?agent_id=", "/v1/metrics?agent_id=a1&name="} {
+		msg := e.req("GET", path, nil).requireError(t, http.StatusBadRequest, "invalid")
+		require.Contains(t, msg, "empty value; leave the parameter out", path)
+	}
+	for _, path := range []string{"/v1/alerts", "/v1/metrics", "/v1/alerts?agent_id=a1", "/v1/metrics?agent_id=a1&name=cpu"} {
+		require.Equal(t, http.StatusOK, e.req("GET", path, nil).code, path)
+	}
+}

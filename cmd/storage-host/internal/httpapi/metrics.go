@@ -80,7 +80,12 @@ func (h *Handler) queryMetrics(w http.ResponseWriter, r *http.Request, q url.Val
 		query host.MetricQuery
 		err   error
 	)
-	query.AgentID, query.Name = q.Get("agent_id"), q.Get("name")
+	if query.AgentID, err = idFilter(q, "agent_id"); err != nil {
+		return err
+	}
+	if query.Name, err = idFilter(q, "name"); err != nil {
+		return err
+	}
 	if query.From, query.To, err = parseRange(q); err != nil {
 		return err
 	}
