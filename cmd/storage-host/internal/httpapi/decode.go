@@ -663,16 +663,35 @@ func parseTTL(what, s string) ([]host.WriteOption, error) {
 }
 
 // parseTime reads an RFC 3339 time and checks it is representable by the
-// ABI (Unix nanoseconds, so years 1678 to 2262).
+// ABI (Unix nanoseconds in 64 bits: 1677-09-21 to 2262-04-11).
 func parseTime(what, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, invalid(fmt.Sprintf("%s %s is not an RFC 3339 time such as 2025-01-02T15:04:05.123456789Z", what, quoted(s)))
+	if err != nil || !rfc3339Form(s) {
+		return time.Time{}, invalid(fmt.Sprintf("%s %s is not an RFC 3339 time such as 2025-01-02T15:04:05.123456789Z (at most nine fractional digits, an offset within ±23:59)", what, quoted(s)))
 	}
 	if !time.Unix(0, t.UnixNano()).Equal(t) {
-		return time.Time{}, invalid(fmt.Sprintf("%s %s is out of range (years 1678 to 2262)", what, quoted(s)))
+		return time.Time{}, invalid(fmt.Sprintf("%s %s is out of range (about 1677-09-21 to 2262-04-11: nanoseconds since 1970 in 64 bits)", what, quoted(s)))
 	}
 	return t, nil
+}
+
+// rfc3339Form checks what time.Parse lets through of a time it parsed:
+// more than nine fractional digits (cut, so that two times would name one
+// metric) and an offset hour past 23 (RFC 3339 allows 00 to 23).
+func rfc3339Form(s string) bool {
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		n := 0
+		for j := i + 1; j < len(s) && s[j] >= '0' && s[j] <= '9'; j++ {
+			n++
+		}
+		if n > 9 {
+			return false
+		}
+	}
+	if len(s) >= 6 && (s[len(s)-6] == '+' || s[len(s)-6] == '-') && s[len(s)-3] == ':' {
+		return s[len(s)-5:len(s)-3] <= "23"
+	}
+	return true
 }
 
 // parseMetricTime reads a metric's timestamp (parseTime), which cannot be

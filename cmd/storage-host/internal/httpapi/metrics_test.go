@@ -111,6 +111,8 @@ func TestMetricBadInput(t *testing.T) {
 		"no zone":           {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "2025-03-01T12:00:00"}, "RFC 3339"},
 		"the epoch":         {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "1970-01-01T00:00:00Z"}, "is the Unix epoch itself"},
 		"year 3000":         {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "3000-01-01T00:00:00Z"}, "out of range"},
+		"ten digits":        {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "2025-03-01T12:00:00.1234567891Z"}, "at most nine fractional digits"},
+		"offset 24:00":      {map[string]any{"agent_id": "a", "name": "n", "value": 1, "timestamp": "2025-03-01T12:00:00+24:00"}, "an offset within ±23:59"},
 		"no agent":          {map[string]any{"name": "n", "value": 1, "timestamp": ts}, "agent_id is required"},
 		"empty agent":       {map[string]any{"agent_id": "", "name": "n", "value": 1, "timestamp": ts}, "agent id is empty"},
 		"array":             {[]any{1}, "want an object, got array"},
