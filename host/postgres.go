@@ -173,9 +173,9 @@ func (in *instance) migrate(ctx context.Context) error {
 }
 
 // migrations reads and checks the plugin's migrations from its
-// storage_migrations export: none when it has no such export. Migrations the host
-// would refuse (a gap in their versions, a name of the host's) are
-// ErrIncompatible, when the plugin is inspected as when it is loaded.
+// storage_migrations export: none when it has no such export. Migrations
+// the host would refuse (a gap in their versions, a name of the host's)
+// are ErrIncompatible, when the plugin is inspected as when it is loaded.
 func (in *instance) migrations(ctx context.Context) (abi.Migrations, error) {
 	fn := in.mod.ExportedFunction(abi.ExportMigrations)
 	if fn == nil {
