@@ -413,7 +413,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-log-format", "xml"}, `storage-host: serve: -log-format "xml" is not text or json`},
 		{[]string{"validate"}, "usage: storage-host validate"},
 		{[]string{"validate", "-nope", "x.hcl"}, "flag provided but not defined: -nope"},
-		{[]string{"plugin", "list"}, "plugin: the subcommands are inspect and test"},
+		{[]string{"plugin", "list"}, `plugin: unknown subcommand "list": the subcommands are inspect and test`},
 		{[]string{"plugin", "inspect"}, "usage: storage-host plugin inspect"},
 		{[]string{"backup", "-config", "x.hcl"}, "usage: storage-host backup"},
 		{[]string{"backup", "verify"}, "usage: storage-host backup verify FILE"},

@@ -189,6 +189,9 @@ func pluginCmd(args []string, stdout, stderr io.Writer) error {
 		return pluginTest([]string{"-h"}, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
+	if len(args) > 0 {
+		return usagef("plugin: unknown subcommand %q: the subcommands are inspect and test", args[0])
+	}
 	return usagef("plugin: the subcommands are inspect and test")
 }
 
