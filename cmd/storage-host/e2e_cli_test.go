@@ -341,7 +341,7 @@ func TestPluginInspect(t *testing.T) {
 		require.Contains(t, stderr, "testdata/nope.wasm: no such file or directory")
 		_, stderr, code = runCommand(t, nil, "plugin", "list")
 		require.Equal(t, 2, code, "a usage error")
-		require.Contains(t, stderr, "plugin: the subcommands are inspect and test")
+		require.Contains(t, stderr, `plugin: unknown subcommand "list": the subcommands are inspect and test`)
 	})
 }
 
