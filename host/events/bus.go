@@ -315,7 +315,10 @@ func (b *Bus) appendLoop() {
 			if err == nil {
 				b.published.Add(uint64(len(batch)))
 				b.refusal.Store(nil)
-				b.failing.Store(nil)
+				if f := b.failing.Swap(nil); f != nil {
+					// Its failures were logged; so is their end.
+					b.logger.Info("events appended again", "after", time.Since(f.since).Round(time.Millisecond), "events", len(batch))
+				}
 				backoff = 50 * time.Millisecond
 				b.settleN(len(batch))
 				break

@@ -1,10 +1,13 @@
 package events
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -23,7 +26,8 @@ func TestStalledLogIsReported(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer admin.Close()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	b := NewRedis(c, "__host__:events", Options{stall: 300 * time.Millisecond}, nil)
+	var logged syncBuffer
+	b := NewRedis(c, "__host__:events", Options{stall: 300 * time.Millisecond}, hclog.New(&hclog.LoggerOptions{Output: &logged, Level: hclog.Info}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -48,4 +52,25 @@ func TestStalledLogIsReported(t *testing.T) {
 	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "").Err())
 	require.Eventually(t, func() bool { return b.Stats().Published == 2 }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, b.Err(), "cleared by the append the log took")
+	require.Contains(t, logged.String(), "cannot append events; retrying")
+	require.Contains(t, logged.String(), "events appended again", "the end of the failures is logged too")
+}
+
+// syncBuffer is a bytes.Buffer safe for the appender's goroutine and the
+// test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
