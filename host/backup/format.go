@@ -3,12 +3,14 @@ package backup
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/storage-host/storage-host/abi"
@@ -129,6 +131,21 @@ func (r *Record) key() recKey {
 		return recKey{kind: r.Kind, a: r.State.AgentID}
 	}
 	return recKey{kind: r.Kind}
+}
+
+// compare orders keys of one kind as a listing does (abi/README.md
+// section 13.4): metrics by agent ID, name and timestamp, the others by
+// ID; -1, 0 or +1.
+func (k recKey) compare(o recKey) int {
+	return cmp.Or(strings.Compare(k.a, o.a), strings.Compare(k.b, o.b), cmp.Compare(k.ts, o.ts))
+}
+
+// String names the record of k, for messages.
+func (k recKey) String() string {
+	if k.kind == abi.KindMetric {
+		return fmt.Sprintf("metric %q %q %s", k.a, k.b, time.Unix(0, k.ts).UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("%s %q", k.kind, k.a)
 }
 
 // record returns a tombstone Record of k.

@@ -1,12 +1,9 @@
 package backup
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
-	"strings"
-	"time"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
@@ -91,9 +88,10 @@ type cursorWalk struct {
 	last  uint64
 	pages int
 	empty int // pages in a row without a record
-	// prev is the last record read of the kind (when had): a listing is
-	// in order (section 13.4), so each record must sort after it.
-	prev Record
+	// prev is the key of the last record read of the kind (when had): a
+	// listing is in order (section 13.4), so each record must sort after
+	// it.
+	prev recKey
 	had  bool
 }
 
@@ -114,39 +112,14 @@ func (w *cursorWalk) start(k abi.RecordKind, cursor []byte) {
 // for ever (a migration has no bound of time).
 func (w *cursorWalk) ordered(st *host.Store, recs []Record) error {
 	for i := range recs {
-		if w.had && !sortsBefore(&w.prev, &recs[i]) {
+		k := recs[i].key()
+		if w.had && w.prev.compare(k) >= 0 {
 			return fmt.Errorf("backup: backend %s answered page %d of its %ss with a record that does not sort after the one before it (%s, then %s): a listing is in order, and one out of it may never end: %w",
-				st.Name(), w.pages+1, w.kind, recordKey(&w.prev), recordKey(&recs[i]), host.ErrInternal)
+				st.Name(), w.pages+1, w.kind, w.prev, k, host.ErrInternal)
 		}
-		w.prev, w.had = recs[i], true
+		w.prev, w.had = k, true
 	}
 	return nil
-}
-
-// sortsBefore reports whether a comes before b, of the same kind, in the
-// listing order.
-func sortsBefore(a, b *Record) bool {
-	switch a.Kind {
-	case abi.KindMetric:
-		return cmp.Or(strings.Compare(a.Metric.AgentID, b.Metric.AgentID), strings.Compare(a.Metric.Name, b.Metric.Name),
-			a.Metric.Timestamp.Compare(b.Metric.Timestamp)) < 0
-	case abi.KindAlert:
-		return a.Alert.ID < b.Alert.ID
-	default:
-		return a.State.AgentID < b.State.AgentID
-	}
-}
-
-// recordKey names a record for a message.
-func recordKey(r *Record) string {
-	switch r.Kind {
-	case abi.KindMetric:
-		return fmt.Sprintf("metric %q %q %s", r.Metric.AgentID, r.Metric.Name, r.Metric.Timestamp.Format(time.RFC3339Nano))
-	case abi.KindAlert:
-		return fmt.Sprintf("alert %q", r.Alert.ID)
-	default:
-		return fmt.Sprintf("agent state %q", r.State.AgentID)
-	}
 }
 
 // step checks the next cursor of a page of the walk's kind (non-empty:

@@ -42,7 +42,7 @@ func TestWalkRefusesRecordsOutOfOrder(t *testing.T) {
 	require.NoError(t, w.step(st, []byte("c2"), 1))
 	err := w.ordered(st, []Record{state("c")})
 	require.ErrorIs(t, err, host.ErrInternal)
-	require.ErrorContains(t, err, `page 3 of its agent_states with a record that does not sort after the one before it (agent state "c", then agent state "c")`)
+	require.ErrorContains(t, err, `page 3 of its agent_states with a record that does not sort after the one before it (agent_state "c", then agent_state "c")`)
 
 	m, st := newWalk(t, abi.KindMetric)
 	require.NoError(t, m.ordered(st, []Record{metric("a", "cpu", 1), metric("a", "cpu", 2), metric("a", "mem", 0), metric("b", "a", 0)}))
