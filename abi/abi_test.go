@@ -192,7 +192,7 @@ func TestParseResponse(t *testing.T) {
 	}{
 		{"ok with body", []byte{0, 1, 2}, []byte{1, 2}, nil},
 		{"ok empty", []byte{0}, []byte{}, nil},
-		{"empty response", nil, nil, &abi.Error{Status: abi.StatusInternal, Message: "empty response"}},
+		{"empty response", nil, nil, &abi.Error{Status: abi.StatusInternal, Message: "empty response: no status byte (a response is its status, one byte, then its body: abi/README.md, section 8)"}},
 		{"not found", []byte("\x01no such agent"), nil, &abi.Error{Status: abi.StatusNotFound, Message: "no such agent"}},
 		{"conflict without message", []byte{2}, nil, &abi.Error{Status: abi.StatusConflict}},
 		{"limit", []byte("\x07too big"), nil, &abi.Error{Status: abi.StatusLimit, Message: "too big"}},

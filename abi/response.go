@@ -15,7 +15,7 @@ func AppendError(e *Encoder, s Status, msg string) {
 // body, which holds a result, and an *Error saying it may be stale.
 func ParseResponse(resp []byte) (body []byte, err error) {
 	if len(resp) == 0 {
-		return nil, &Error{Status: StatusInternal, Message: "empty response"}
+		return nil, &Error{Status: StatusInternal, Message: "empty response: no status byte (a response is its status, one byte, then its body: abi/README.md, section 8)"}
 	}
 	s := Status(resp[0])
 	switch s {

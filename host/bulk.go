@@ -55,6 +55,10 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 			if d.Finish() != nil {
 				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %s", s.p.name, op, i, wirepath.Fault(answerMessages[op], r.Body, &d))
 			}
+		} else if errs[i] == nil {
+			if err := emptyBody(op, r.Body); err != nil {
+				errs[i] = abi.Errorf(abi.StatusInternal, "backend %s: %s item %d: %v", s.p.name, op, i, err)
+			}
 		}
 	}
 	for i := range errs {

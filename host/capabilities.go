@@ -213,6 +213,11 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 		panic(outsideMemory(x.name+" request", uint32(stack[0]), uint32(stack[1]), mod.Memory().Size()))
 	}
 	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
+	if _, ok := mod.Memory().Read(outPtr, outCap); !ok {
+		// Refused before the request is served: a call that traps must
+		// not have written.
+		panic(outsideMemory(x.name+" output", outPtr, outCap, mod.Memory().Size()))
+	}
 	e := exchangeEncoders.Get().(*abi.Encoder)
 	defer func() {
 		if e != nil {

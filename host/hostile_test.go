@@ -681,8 +681,10 @@ func testHostileBadRegion(t *testing.T, by *hostileBystander) {
 			{"o", host.ErrInternal, "response region [4294967280, +32) is outside"},
 			{"m", host.ErrInternal, "response region [0, +65537) is outside"},
 			{"e", host.ErrInternal, "response region [65537, +0) is outside"},
-			// Checked against Limits.MaxResponseBytes before memory.
-			{"l", host.ErrLimit, "response of 4294967295 bytes is over the limit of 1048576"},
+			// A region outside memory is a broken plugin whatever its
+			// length (INTERNAL, not a LIMIT a client would retry); one in
+			// memory is held to Limits.MaxResponseBytes.
+			{"l", host.ErrInternal, "response region [0, +4294967295) is outside the plugin's 65536 bytes of memory"},
 			{"g", host.ErrLimit, "response of 2097152 bytes is over the limit of 1048576"},
 		} {
 			h.exercise(t, hostileFault{
@@ -740,6 +742,17 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 			require.ErrorIs(t, err, host.ErrIncompatible, "clock %d", at)
 			require.ErrorContains(t, err, says, "clock %d", at)
 		}
+		// A configure answered OK with a body where the ABI gives an
+		// empty one fails the Open, naming it.
+		clock := newForeignClock()
+		clock.ns.Store(-7)
+		var log foreignLog
+		st, _, err := hostileOpen(t, "garbage", host.Config{}, &log, host.WithClock(clock.Now))
+		if st != nil {
+			assert.NoError(t, st.Close(context.Background()))
+		}
+		require.ErrorIs(t, err, host.ErrInternal)
+		require.ErrorContains(t, err, "configure response: answered OK with 10 bytes of body; the OK body of configure is empty")
 		by.check(t)
 	})
 
@@ -768,6 +781,14 @@ func testHostileGarbage(t *testing.T, by *hostileBystander) {
 				says: tc.says,
 			})
 		}
+		// An OK answer with a body where the ABI gives an empty one.
+		h.exercise(t, hostileFault{
+			name: "delete answers OK with a body",
+			do:   func(ctx context.Context, st *host.Store) error { return st.DeleteAgentState(ctx, "x") },
+			want: host.ErrInternal,
+			says: []string{"backend garbage", "delete_agent_state response: answered OK with 7 bytes of body; the OK body of delete_agent_state is empty"},
+		})
+		require.NoError(t, h.st.DeleteAgentState(context.Background(), "y"), "an empty OK body")
 		got, _, err = h.get(t, "v")
 		require.NoError(t, err)
 		require.Equal(t, "v", got.AgentID)
@@ -800,6 +821,18 @@ func testHostileHostCalls(t *testing.T, by *hostileBystander) {
 			discards: true,
 		})
 	}
+	// A kv call whose output region is outside memory traps before the
+	// request is served: the put it asked for is not applied.
+	h.exercise(t, hostileFault{
+		name:     "kv put with its output past memory",
+		do:       hostileGet("P"),
+		want:     host.ErrInternal,
+		says:     []string{"backend hostcalls", "kv output region [2147418112, +256) is outside"},
+		discards: true,
+	})
+	_, _, err := h.get(t, "Q")
+	require.ErrorIs(t, err, host.ErrNotFound, "the put of a call that trapped on its output region was not applied")
+
 	// The count is per request: 900 calls, again and again, are fine.
 	before := h.discarded()
 	for range 2 * hostileInstances {

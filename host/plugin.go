@@ -640,7 +640,12 @@ func checkCapabilities(cm wazero.CompiledModule, declared, granted []abi.Capabil
 }
 
 func (p *plugin) configure(ctx context.Context, in *instance) error {
-	_, err := in.call(ctx, abi.OpConfigure, p.options, 1)
+	body, err := in.call(ctx, abi.OpConfigure, p.options, 1)
+	if err == nil {
+		if berr := emptyBody(abi.OpConfigure, body); berr != nil {
+			err = abi.Errorf(abi.StatusInternal, "%s response: %v", abi.OpConfigure, berr)
+		}
+	}
 	if err == nil {
 		err = p.syncKV(ctx, in.usedKV, true)
 	}
@@ -1148,12 +1153,15 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 		// instance must not serve again.
 		return nil, in.failed(ctx, abi.ExportCall+"("+op.String()+")", err)
 	}
-	if _, size := abi.UnpackRegion(in.stack[0]); size > in.p.limits.MaxResponseBytes {
-		return nil, errTrap{abi.StatusLimit, fmt.Errorf("response of %d bytes is over the limit of %d", size, in.p.limits.MaxResponseBytes)}
-	}
+	// A region outside memory is a broken plugin, whatever its length
+	// says (most often a pointer and a length packed the wrong way round,
+	// or never set): only a region that is there can be too large.
 	resp, err := in.read(in.stack[0], "response")
 	if err != nil {
 		return nil, trapped(err)
+	}
+	if size := uint32(len(resp)); size > in.p.limits.MaxResponseBytes {
+		return nil, errTrap{abi.StatusLimit, fmt.Errorf("response of %d bytes is over the limit of %d", size, in.p.limits.MaxResponseBytes)}
 	}
 	body, err := abi.ParseResponse(resp)
 	if ae, ok := err.(*abi.Error); ok {

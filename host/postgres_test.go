@@ -183,25 +183,32 @@ func TestPostgresConcurrentOpensMigrateOnce(t *testing.T) {
 // backend's plugin can, delays that backend's opening by at most
 // pgbridge.LockWait each, and does not stop it.
 func TestPostgresOpensPastHeldAdvisoryLocks(t *testing.T) {
-	ctx := context.Background()
-	cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
-	squatter, err := pgx.Connect(ctx, pgtest.URL(t))
-	require.NoError(t, err)
-	defer squatter.Close(ctx)
-	for _, what := range []string{"provision", "migrate", "events"} {
-		_, err := squatter.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", "storage-host "+what+" "+cfg.Schema)
-		require.NoError(t, err)
+	// With the default call timeout the lock's wait ends at LockWait; with
+	// a call timeout of a second, the statement timeout ends it first.
+	for _, timeout := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprintf("call timeout %v", timeout), func(t *testing.T) {
+			ctx := context.Background()
+			cfg := &host.PostgresConfig{URL: pgtest.URL(t), Schema: pgtest.Schema(t, "storagehost_")}
+			squatter, err := pgx.Connect(ctx, pgtest.URL(t))
+			require.NoError(t, err)
+			defer squatter.Close(ctx)
+			for _, what := range []string{"provision", "migrate", "events"} {
+				_, err := squatter.Exec(ctx, "SELECT pg_advisory_lock(hashtext($1))", "storage-host "+what+" "+cfg.Schema)
+				require.NoError(t, err)
+			}
+			start := time.Now()
+			st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg,
+				Limits: host.Limits{CallTimeout: timeout}}, host.WithCompilationCache(pgCache))
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+			t.Logf("opened in %v past three held locks", time.Since(start).Round(time.Millisecond))
+			a, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"n":1}`)})
+			require.NoError(t, err)
+			got, err := st.GetAgentState(ctx, "a1")
+			require.NoError(t, err)
+			require.Equal(t, a.Version, got.Version)
+		})
 	}
-	start := time.Now()
-	st, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg}, host.WithCompilationCache(pgCache))
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
-	t.Logf("opened in %v past three held locks", time.Since(start).Round(time.Millisecond))
-	a, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"n":1}`)})
-	require.NoError(t, err)
-	got, err := st.GetAgentState(ctx, "a1")
-	require.NoError(t, err)
-	require.Equal(t, a.Version, got.Version)
 }
 
 // A table locked in PostgreSQL stalls every write to it: the callers, who

@@ -156,6 +156,10 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*ab
 		if d.Finish() != nil {
 			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %s", s.p.name, op, wirepath.Fault(answerMessages[op], c.body, &d))
 		}
+	} else if c.err == nil {
+		if err := emptyBody(op, c.body); err != nil {
+			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, err)
+		}
 	}
 	return c.err
 }

@@ -360,6 +360,8 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 		if decodeErr = in.dec.Finish(); decodeErr != nil {
 			decodeErr = errors.New(wirepath.Fault(answerMessages[op], body, &in.dec))
 		}
+	} else if err == nil {
+		decodeErr = emptyBody(op, body)
 	}
 	usedKV, wroteKV := in.usedKV, in.wroteKV.Load()
 	wrote := writes && in.reachedStore()

@@ -26,6 +26,17 @@ var answerMessages = map[abi.Op]string{
 	abi.OpRestore:          "RestoreResult",
 }
 
+// emptyBody refuses body, the body of an OK answer to op, when op's
+// result is empty (ping, configure and the deletes: abi/README.md,
+// section 10) and body is not: a body there is most often a region
+// packed the wrong way round, or an answer meant for another op.
+func emptyBody(op abi.Op, body []byte) error {
+	if len(body) == 0 {
+		return nil
+	}
+	return fmt.Errorf("answered OK with %d bytes of body; the OK body of %s is empty (abi/README.md, section 10)", len(body), op)
+}
+
 // opDoing names what a caller asked for by an op, in the words of the
 // embedding API and the HTTP API rather than the ABI's.
 var opDoing = map[abi.Op]string{

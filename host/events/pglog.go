@@ -211,7 +211,15 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 		stmts = append(stmts, abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos})
 		_, err = l.exec(ctx, abi.PGTransaction, stmts...)
 		var pe *abi.PGError
-		if err == nil || !errors.As(err, &pe) || !pgbridge.RunAgain(pe.SQLState) {
+		if err == nil || !errors.As(err, &pe) {
+			break
+		}
+		// A statement timeout of LockWait or less (a call timeout of a
+		// second) ends the first attempt's wait for the lock before its
+		// lock_timeout does: that attempt runs again without the lock
+		// too, or a plugin holding the key (any role may take it) would
+		// keep the backend from opening.
+		if !pgbridge.RunAgain(pe.SQLState) && (attempt != 0 || pe.SQLState != "57014") { // query_canceled
 			break
 		}
 	}

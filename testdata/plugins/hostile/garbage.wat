@@ -13,6 +13,7 @@
 ;;   -4 ns  a capability count of 2^32 - 1 with no capabilities after it
 ;;   -5 ns  abi major 70000, past a u16
 ;;   -6 ns  nothing (len 0)
+;;   -7 ns  the metadata, 24 bytes, and configure answers OK with a body
 ;;   else   the metadata, 24 bytes
 ;; storage_call(get agent state), by the first byte of the agent ID:
 ;;   'u'  status 200 (unknown) and the message "garbage: status 200"
@@ -22,7 +23,10 @@
 ;;   'n'  OK, then an agent_id whose length is 2^32 - 1
 ;;   'e'  an empty response (len 0): no status byte at all
 ;;   'v'  OK, the valid AgentState {agent_id "v"}, the agent it asks for
-;; Ping and configure are OK; any other op is unsupported.
+;; storage_call(delete agent state), by the first byte of the agent ID:
+;;   'x'  OK with the body "deleted", where the ABI gives an empty one
+;;   else OK
+;; Ping and configure are OK (but see -7 ns); any other op is unsupported.
 (module
   (import "storagehost_clock" "now" (func $clock_now (result i64)))
 
@@ -49,6 +53,9 @@
   (data (i32.const 0x170) "\00")                                       ;; 's', 1 byte
   (data (i32.const 0x180) "\00" "\ff\ff\ff\ff\0f")                     ;; 'n', 6 bytes
   (data (i32.const 0x1a0) "\00" "\01v\00\00\00\00")                     ;; 'v', 7 bytes
+  ;; OK answers with a body where the ABI gives none.
+  (data (i32.const 0x1c0) "\00" "configured")                          ;; configure, 11 bytes
+  (data (i32.const 0x1e0) "\00" "deleted")                             ;; delete 'x', 8 bytes
 
   (global $REQ_BASE i32 (i32.const 0x1000))
 
@@ -83,9 +90,18 @@
 
   (func (export "storage_call") (param $op i32) (param $len i32) (result i64)
     (local $sel i32)
+    ;; OpConfigure (2), with a body under a clock of -7 ns
+    (if (i32.and (i32.eq (local.get $op) (i32.const 2)) (i64.eq (call $clock_now) (i64.const -7)))
+      (then (return (call $pack (i32.const 0x1c0) (i32.const 11)))))
     ;; OpPing (1), OpConfigure (2)
     (if (i32.or (i32.eq (local.get $op) (i32.const 1)) (i32.eq (local.get $op) (i32.const 2)))
       (then (return (call $pack (i32.const 0x080) (i32.const 1)))))
+    ;; OpDeleteAgentState (32): the request starts with the agent ID, a string.
+    (if (i32.eq (local.get $op) (i32.const 32))
+      (then
+        (if (i32.eq (i32.load8_u (i32.add (global.get $REQ_BASE) (i32.const 1))) (i32.const 0x78)) ;; 'x'
+          (then (return (call $pack (i32.const 0x1e0) (i32.const 8)))))
+        (return (call $pack (i32.const 0x080) (i32.const 1)))))
     ;; OpGetAgentState (31): the request is the agent ID, a string.
     (if (i32.eq (local.get $op) (i32.const 31))
       (then

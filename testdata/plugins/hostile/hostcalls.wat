@@ -22,6 +22,10 @@
 ;;   'k'  storagehost_kv.call (a get) 1 000 000 times, then OK
 ;;   'f'  storagehost_clock.now forever
 ;;   'g'  storagehost_clock.now 900 times, then OK: under a limit of 1000
+;;   'P'  storagehost_kv.call of a valid put of key "p", output at 0x7fff0000:
+;;        the call must trap before the put is applied
+;;   'Q'  storagehost_kv.call of a valid get of key "p": the state of 'Q'
+;;        when the key is there, NOT_FOUND when it is not
 ;; A get that returns answers OK with the AgentState of the agent it asked for (a one-byte ID).
 ;; Ping and configure are OK; any other op is unsupported.
 (module
@@ -48,6 +52,12 @@
   (data (i32.const 0x060) "\01" "\01k")
   ;; Unsupported, 15 bytes.
   (data (i32.const 0x080) "\05" "unsupported op")
+  ;; A kv put of key "p", value "v", no expiry, no condition, 8 bytes.
+  (data (i32.const 0x0a0) "\02" "\01p" "\01v" "\00" "\00" "\00")
+  ;; A kv get of key "p", 3 bytes.
+  (data (i32.const 0x0b0) "\01" "\01p")
+  ;; Not found, 12 bytes.
+  (data (i32.const 0x0c0) "\01" "no record p")
 
   (global $REQ_BASE i32 (i32.const 0x1000))
   ;; Where a valid kv answer would go.
@@ -125,6 +135,13 @@
           (br $forever))))
     (if (i32.eq (local.get $sel) (i32.const 0x67)) ;; 'g'
       (then (call $clock_times (i32.const 900))))
+    (if (i32.eq (local.get $sel) (i32.const 0x50)) ;; 'P'
+      (then (drop (call $kv_call (i32.const 0x0a0) (i32.const 8) (global.get $FAR) (i32.const 256)))))
+    (if (i32.eq (local.get $sel) (i32.const 0x51)) ;; 'Q'
+      (then
+        (drop (call $kv_call (i32.const 0x0b0) (i32.const 3) (global.get $KV_OUT) (i32.const 256)))
+        (if (i32.load8_u (global.get $KV_OUT)) ;; not OK: no record
+          (then (return (call $pack (i32.const 0x0c0) (i32.const 12)))))))
     ;; The answer is the state of the agent asked for: its one-byte ID.
     (i32.store8 (i32.const 0x04a) (local.get $sel))
     (call $pack (i32.const 0x048) (i32.const 7)))
