@@ -1,6 +1,10 @@
 package host
 
-import "github.com/storage-host/storage-host/abi"
+import (
+	"fmt"
+
+	"github.com/storage-host/storage-host/abi"
+)
 
 // Bounds on labels and label matchers, which a Store checks before it
 // calls its plugin: a write or query past them is ErrInvalid naming the
@@ -56,6 +60,44 @@ func CheckMatchers(ms []Matcher) error {
 	}
 	if size > MaxMatcherBytes {
 		return abi.Errorf(abi.StatusInvalid, "label matchers of %d bytes (names and values); at most %d per query", size, MaxMatcherBytes)
+	}
+	return nil
+}
+
+// answerRoom is what an answer holds besides one record's IDs, document
+// or message and labels: its status byte, the record's other fields, and
+// a page's count and cursor.
+const answerRoom = 1 << 10
+
+// checkReadable returns an error matching ErrLimit when a record of size
+// bytes (IDs, document or message, label names and values) could not be
+// answered within Limits.MaxResponseBytes: the plugin would store it, and
+// every get, page and backup that reached it would fail for good.
+func (s *Store) checkReadable(kind, id string, size int) error {
+	if limit := int64(s.p.limits.MaxResponseBytes); int64(size)+answerRoom > limit {
+		return abi.Errorf(abi.StatusLimit, "%s %q of %d bytes could not be read back: an answer holds at most %d bytes (Limits.MaxResponseBytes), with %d of them for its other fields", kind, id, size, limit, answerRoom)
+	}
+	return nil
+}
+
+// stateSize and alertSize are what checkReadable weighs of a record.
+func stateSize(st *AgentState) int { return len(st.AgentID) + len(st.State) }
+
+func alertSize(a *Alert) int {
+	n := len(a.ID) + len(a.AgentID) + len(a.Message)
+	for k, v := range a.Labels {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// checkReadableItems is checkReadable for each record of a batch, which
+// one record past it refuses whole, naming the item.
+func checkReadableItems[R any](s *Store, kind string, rs []R, id func(*R) string, size func(*R) int) error {
+	for i := range rs {
+		if err := s.checkReadable(kind, id(&rs[i]), size(&rs[i])); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
 	}
 	return nil
 }

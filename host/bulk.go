@@ -159,6 +159,9 @@ func (s *Store) PutAlerts(ctx context.Context, as []Alert, opts ...WriteOption) 
 			return nil, err
 		}
 	}
+	if err := checkReadableItems(s, "alert", as, func(a *Alert) string { return a.ID }, alertSize); err != nil {
+		return nil, err
+	}
 	out := make([]Alert, len(as))
 	errs, err := s.bulk(ctx, abi.OpPutAlert, len(as), func(i int, e *abi.Encoder) {
 		req := abi.PutAlert{Alert: as[i], TTL: o.ttl}
@@ -224,6 +227,9 @@ func (s *Store) PutAgentStatesIf(ctx context.Context, states []AgentState, opts 
 }
 
 func (s *Store) putAgentStates(ctx context.Context, states []AgentState, ttl abi.TTL, cond func(int) abi.Condition) ([]Result[AgentState], error) {
+	if err := checkReadableItems(s, "agent state", states, func(st *AgentState) string { return st.AgentID }, stateSize); err != nil {
+		return nil, err
+	}
 	out := make([]AgentState, len(states))
 	errs, err := s.bulk(ctx, abi.OpPutAgentState, len(states), func(i int, e *abi.Encoder) {
 		req := abi.PutAgentState{State: states[i], TTL: ttl, Condition: cond(i)}

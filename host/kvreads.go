@@ -94,12 +94,13 @@ func (s *Store) readKV(ctx context.Context, op abi.Op, kind abi.RecordKind, id s
 // or postgres), which the caller leaves: ErrClosed once Close began, the
 // context's error once it is done.
 func (s *Store) readBegins(ctx context.Context) error {
+	// ctx first: a nil one panics here, before the read is counted in
+	// flight (Close would wait for it).
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("backend %s: %w", s.p.name, err)
+	}
 	if !s.calls.enter() {
 		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		s.calls.leave()
-		return fmt.Errorf("backend %s: %w", s.p.name, err)
 	}
 	return nil
 }

@@ -56,6 +56,10 @@ const (
 // backend without abi.FeatureRestore or abi.FeatureBatch refuses the call
 // with ErrUnsupported. Every record written is published as a put event.
 func (s *Store) Restore(ctx context.Context, items []Restore) ([]Result[bool], error) {
+	if !s.calls.enter() { // even with nothing to send
+		return nil, ErrClosed
+	}
+	s.calls.leave()
 	f := s.p.meta.Features
 	if !f.Has(abi.FeatureRestore | abi.FeatureBatch) {
 		return nil, abi.Errorf(abi.StatusUnsupported, "backend %s does not support restores", s.p.name)
@@ -69,6 +73,15 @@ func (s *Store) Restore(ctx context.Context, items []Restore) ([]Result[bool], e
 		if need := items[i].Requires(); items[i].Kind.Valid() && !f.Has(need) {
 			out[i].Err = abi.Errorf(abi.StatusUnsupported, "backend %s cannot restore a %s record (needs %s)",
 				s.p.name, items[i].Kind, need&^f)
+			continue
+		}
+		switch r := &items[i]; r.Kind {
+		case KindAgentState:
+			out[i].Err = s.checkReadable("agent state", r.State.AgentID, stateSize(&r.State))
+		case KindAlert:
+			out[i].Err = s.checkReadable("alert", r.Alert.ID, alertSize(&r.Alert))
+		}
+		if out[i].Err != nil {
 			continue
 		}
 		send = append(send, i)

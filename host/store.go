@@ -527,6 +527,9 @@ func (s *Store) PutAlert(ctx context.Context, a Alert, opts ...WriteOption) (Ale
 	if err := checkLabels(a.Labels); err != nil {
 		return Alert{}, err
 	}
+	if err := s.checkReadable("alert", a.ID, alertSize(&a)); err != nil {
+		return Alert{}, err
+	}
 	req := abi.PutAlert{Alert: a, TTL: o.ttl}
 	var out Alert
 	err = s.roundTrip(ctx, abi.OpPutAlert, req.Encode, out.Decode)
@@ -631,6 +634,9 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], err
 func (s *Store) PutAgentState(ctx context.Context, st AgentState, opts ...WriteOption) (AgentState, error) {
 	o, err := s.writeOptions(opts, true)
 	if err != nil {
+		return AgentState{}, err
+	}
+	if err := s.checkReadable("agent state", st.AgentID, stateSize(&st)); err != nil {
 		return AgentState{}, err
 	}
 	req := abi.PutAgentState{State: st, TTL: o.ttl, Condition: o.cond}
