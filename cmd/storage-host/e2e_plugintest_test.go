@@ -278,3 +278,16 @@ func suiteUsers(t *testing.T) map[string]bool {
 	}
 	return out
 }
+
+// TestPluginTestShowsTheLogUnderItsRule: what the host and the plugin log
+// while a rule runs is shown with that rule's failure (here the host's
+// refusals of a plugin that answers for the wrong agent).
+func TestPluginTestShowsTheLogUnderItsRule(t *testing.T) {
+	fdwrite := filepath.Join("..", "..", "testdata", "plugins", "hostile", "fdwrite.wasm")
+	stdout, stderr, code := runCommand(t, nil, "plugin", "test", "-run", "AgentStates/NotFound", fdwrite)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "FAIL AgentStates/NotFound")
+	rule := stdout[strings.Index(stdout, "FAIL AgentStates/NotFound"):]
+	require.Contains(t, rule, "log.plugin.plugin-test-run-")
+	require.Contains(t, rule, `plugin answer refused: op=get_agent_state reason="asked for the state of agent`)
+}

@@ -16,10 +16,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
@@ -183,7 +185,8 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	probe := namespaced(base, "probe")
 	probe.Name = base.Name // what a failure to load names: the backend block, or the plugin's own name
-	st, err := host.Open(ctx, probe)
+	var probeLog lockedBuffer
+	st, err := host.Open(ctx, probe, host.WithLogger(suiteLogger(&probeLog)))
 	cancel()
 	if probe.Redis != nil {
 		defer removePrefix(probe.Redis)
@@ -192,7 +195,7 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 		defer dropSchema(probe.Postgres)
 	}
 	if err != nil {
-		return fmt.Errorf("plugin test: the plugin does not load: %w", err)
+		return fmt.Errorf("plugin test: the plugin does not load: %w%s", err, probeLog.tail())
 	}
 	meta := st.Metadata()
 	// A store the suite cannot reach would fail every rule, one by one.
@@ -201,7 +204,7 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	cancel()
 	_ = st.Close(context.Background())
 	if ready != nil {
-		return fmt.Errorf("plugin test: the backend is not ready, so no rule could pass: %w", ready)
+		return fmt.Errorf("plugin test: the backend is not ready, so no rule could pass: %w%s", ready, probeLog.tail())
 	}
 
 	exe, err := os.Executable()
@@ -274,6 +277,36 @@ func namespaced(c host.Config, tag string) host.Config {
 	return c
 }
 
+// suiteLogger is the logger of the stores the suite opens: the plugin's
+// own lines (storagehost_log, WASI stdout and stderr) and the host's, at
+// Info and above, to w.
+func suiteLogger(w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "log", Output: w, Level: hclog.Info, DisableTime: true})
+}
+
+// lockedBuffer keeps what a store logs while the plugin is probed, for
+// the error that says it does not load or is not ready.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// tail is the last lines logged, after a line feed, or "".
+func (l *lockedBuffer) tail() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() == 0 {
+		return ""
+	}
+	return "\nthe log meanwhile:\n  " + strings.Join(lastLines(l.b.String(), 20), "\n  ")
+}
+
 // maxSchemaBytes is the longest schema name host.PostgresConfig takes.
 const maxSchemaBytes = 40
 
@@ -294,7 +327,10 @@ func runSuite(f *pluginTestFlags, base host.Config) {
 			}
 			maps.Copy(c.Options, options)
 		}
-		st, err := host.Open(t.Context(), c)
+		// The plugin's log lines and the host's go where the parent reads
+		// the rules' output, each under the rule that ran when it was
+		// written: a failing rule shows what the plugin said.
+		st, err := host.Open(t.Context(), c, host.WithLogger(suiteLogger(os.Stdout)))
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
