@@ -130,9 +130,14 @@ type Config struct {
 	// Limits.CallTimeout and a cancelled context can no longer stop a call
 	// that never returns: each call runs on a worker goroutine of its
 	// instance and its caller is released at the deadline instead. That
-	// hand-off costs more than the checks save on the built-in plugins
-	// (BENCHMARKS.md, "The cost of interruptible calls"); it is for
-	// modules the checks would slow down, that you build yourself.
+	// does not make a module that never returns harmless: Go cannot
+	// preempt compiled guest code and a garbage collection waits for every
+	// goroutine, so such a call stops the whole process at the next
+	// collection, released callers included (RATIONALE.md, "Why is a
+	// trusted call run on a worker goroutine…"). The hand-off costs more
+	// than the checks save on the built-in plugins (BENCHMARKS.md, "The
+	// cost of interruptible calls"); it is for modules the checks would
+	// slow down, that you build yourself and whose calls end.
 	// Default: false.
 	Trusted bool
 	// Limits bound what the plugin may use.

@@ -141,6 +141,9 @@ type Config struct {
 	// a configured user allowed to run ACL SETUSER: Open creates a Redis
 	// user confined to KeyPrefix for the bridge's connections. A script
 	// call that overruns its deadline has its script killed (SCRIPT KILL).
+	// builtin:redis needs it (its logic is one Lua library), and Open
+	// refuses it without. The daemon's configuration sets it for
+	// builtin:redis; in Go, set it.
 	// default: false
 	Scripts bool
 
