@@ -36,6 +36,8 @@ type Options struct {
 
 	linger time.Duration // appendLinger; tests set it longer
 	stall  time.Duration // stallAfter; tests set it shorter
+	beat   time.Duration // beatEvery; tests set it shorter
+	live   time.Duration // liveFor; tests set it shorter
 }
 
 func (o Options) withDefaults(redisLog bool) Options {
@@ -56,6 +58,12 @@ func (o Options) withDefaults(redisLog bool) Options {
 	}
 	if o.stall <= 0 {
 		o.stall = stallAfter
+	}
+	if o.beat <= 0 {
+		o.beat = beatEvery
+	}
+	if o.live <= 0 {
+		o.live = liveFor
 	}
 	return o
 }
@@ -122,6 +130,10 @@ type Bus struct {
 	lostUnlogged int
 
 	published, dropped, disconnected, refused atomic.Uint64
+	// unmarked counts the events dropped since the last gap this host
+	// appended for them (gaps.go); beating, whether its beat started.
+	unmarked atomic.Uint64
+	beating  bool
 	refusal                                   atomic.Pointer[error]   // the last permanent append error; nil after a success
 	failing                                   atomic.Pointer[failure] // the appends failing since, and why; nil after a success
 
@@ -163,7 +175,7 @@ func NewLocal(opts Options, logger hclog.Logger) *Bus {
 // about Options.Retention events, shared by every host that uses it.
 func NewRedis(client redis.UniversalClient, key string, opts Options, logger hclog.Logger) *Bus {
 	opts = opts.withDefaults(true)
-	return newBus(&redisLog{client: client, key: key, retention: int64(opts.Retention)}, opts, logger)
+	return newBus(&redisLog{client: client, key: key, retention: int64(opts.Retention), host: newHostName()}, opts, logger)
 }
 
 func newBus(l eventLog, opts Options, logger hclog.Logger) *Bus {
@@ -198,14 +210,34 @@ func (b *Bus) Publish(ev Event) {
 		b.published.Add(1)
 		return
 	}
+	b.startBeat()
 	select {
 	case b.queue <- ev:
 		b.queued.Add(1)
 	default:
+		b.unmarked.Add(1)
 		if n := b.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
 			b.logger.Warn("event queue full: events dropped", "dropped", n)
 		}
 	}
+}
+
+// startBeat starts, at a Redis log's first event, the beat that keeps
+// this host in the log's set of hosts (gaps.go): a host that never
+// published has no event to lose.
+func (b *Bus) startBeat() {
+	rl, ok := b.log.(*redisLog)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.beating || b.closed.Load() {
+		return
+	}
+	b.beating = true
+	b.wg.Add(1)
+	go b.beatLoop(rl)
 }
 
 // Written tells the bus that events reached its log other than through
@@ -311,6 +343,11 @@ func (b *Bus) appendLoop() {
 			}
 		}
 		for {
+			if rl, ok := b.log.(*redisLog); ok {
+				if err := b.markDrops(b.ctx, rl); err != nil {
+					b.logger.Warn("cannot mark the gap of dropped events; trying again with the next events", "error", err)
+				}
+			}
 			err := b.log.append(b.ctx, batch)
 			if err == nil {
 				b.published.Add(uint64(len(batch)))
@@ -324,7 +361,9 @@ func (b *Bus) appendLoop() {
 				break
 			}
 			if b.ctx.Err() != nil {
-				b.dropped.Add(uint64(len(batch) + len(b.queue)))
+				n := uint64(len(batch) + len(b.queue))
+				b.dropped.Add(n)
+				b.unmarked.Add(n)
 				return
 			}
 			if permanent(err) {
@@ -363,6 +402,7 @@ func (b *Bus) refuse(batch []Event, err error) {
 	n := uint64(len(batch)) - took
 	b.published.Add(took)
 	b.dropped.Add(n)
+	b.unmarked.Add(n)
 	b.refused.Add(n)
 	wrapped := fmt.Errorf("%w: %w", ErrRefused, err)
 	b.refusal.Store(&wrapped)
@@ -502,8 +542,21 @@ func (b *Bus) Close(ctx context.Context) error {
 			}
 		}
 	}
+	b.mu.Lock() // no beat starts past here (startBeat)
+	beating := b.beating
+	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
+	if rl, ok := b.log.(*redisLog); ok && beating && err == nil && b.unmarked.Load() == 0 {
+		// Every event published is in the log: this host leaves the set
+		// of hosts, and no gap is marked for it. Otherwise its key
+		// expires and another host marks one.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
+		if lerr := rl.leave(lctx); lerr != nil {
+			b.logger.Debug("events: cannot leave the log's set of hosts", "error", lerr)
+		}
+		cancel()
+	}
 	if c, ok := b.log.(interface{ close() }); ok {
 		c.close()
 	}
@@ -885,6 +938,17 @@ func (s *Subscription) catchUp(ctx context.Context) {
 				return
 			}
 			b.mu.Unlock()
+		}
+		if lost := (*lostError)(nil); errors.As(err, &lost) && lost.gap {
+			if s.start == Beginning {
+				// Asked for what the log retains, not for all that
+				// happened: a gap is passed over.
+				s.pos = lost.resume
+				continue
+			}
+			s.end(ErrLost) // a gap after s.pos: what it lost is lost to s
+			close(s.c)
+			return
 		}
 		if err != nil {
 			s.end(unreadable(err))

@@ -62,6 +62,10 @@ type Event struct {
 	Time time.Time `json:"time"`
 	// Data is what a plugin attached to its own event; nil otherwise.
 	Data []byte `json:"data,omitempty"`
+
+	// gap, in a Redis log's entry that is no event, says why events may
+	// be missing before it (gaps.go); readers never deliver it.
+	gap string
 }
 
 // Filter selects events: an event passes when each non-empty list holds

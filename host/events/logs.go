@@ -133,6 +133,7 @@ type redisLog struct {
 	client    redis.UniversalClient
 	key       string
 	retention int64
+	host      string // this host's name in the log's set of hosts (gaps.go)
 
 	mu sync.Mutex
 	// top is the newest ID this log has appended or read, under mu: a
@@ -169,11 +170,15 @@ type lostError struct {
 	resume  id
 	why     string
 	records bool
+	gap     bool // a gap the log marks (gaps.go): why says whose
 }
 
 func (e *lostError) Error() string {
 	if e.records {
 		return "events: the backend's records were lost without events (" + e.why + ")"
+	}
+	if e.gap {
+		return "events: the event log has a gap: events of acknowledged writes may be missing (" + e.why + ")"
 	}
 	return "events: the event log lost events (" + e.why + ")"
 }
@@ -345,6 +350,12 @@ func (l *redisLog) xadd(ctx context.Context, evs []Event, first string) error {
 			} else {
 				all = append(all, "*")
 			}
+			if ev.gap != "" {
+				all = append(all, "g", &ev.gap)
+				cmds[i] = redis.NewStringCmd(ctx, all[start:len(all):len(all)]...)
+				_ = p.Process(ctx, cmds[i])
+				continue
+			}
 			all = append(all, "k", &ev.Kind, "o", &ev.Op, "a", &ev.AgentID, "y", &ev.Key, "v", &ev.Version, "t", &times[i])
 			if len(ev.Data) > 0 {
 				all = append(all, "d", ev.Data)
@@ -398,7 +409,7 @@ func (l *redisLog) read(ctx context.Context, after id, n int, wait time.Duration
 	if len(msgs) > 0 {
 		l.saw(msgs[len(msgs)-1].ID)
 	}
-	return out, nil
+	return cutAtGap(out)
 }
 
 // checkLife returns a *lostError when the stream, just after a read
@@ -458,6 +469,9 @@ func (l *redisLog) checkLife(ctx context.Context, after id, read bool) error {
 
 func fromMessage(m redis.XMessage) Event {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	if g := str("g"); g != "" {
+		return Event{ID: m.ID, gap: g}
+	}
 	ev := Event{ID: m.ID, Kind: str("k"), Op: str("o"), AgentID: str("a"), Key: str("y")}
 	ev.Version, _ = strconv.ParseUint(str("v"), 10, 64)
 	if ns, err := strconv.ParseInt(str("t"), 10, 64); err == nil && ns != 0 {
@@ -498,9 +512,11 @@ func (l *redisLog) retained(ctx context.Context, pos id) (bool, error) {
 	top, added := l.newest(), l.added.Load()
 	var info *redis.XInfoStreamCmd
 	var at *redis.XMessageSliceCmd
+	var gaps *redis.StringSliceCmd
 	_, failed := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		info = p.XInfoStream(ctx, l.key)
 		at = p.XRangeN(ctx, l.key, pos.String(), pos.String(), 1)
+		gaps = p.ZRangeByScore(ctx, l.gapsKey(), &redis.ZRangeBy{Min: strconv.FormatUint(pos.hi, 10), Max: "+inf"})
 		return nil
 	})
 	if err := info.Err(); err != nil {
@@ -524,7 +540,10 @@ func (l *redisLog) retained(ctx context.Context, pos id) (bool, error) {
 	if err := l.checkRetained(ctx, info.Val(), top, added); err != nil {
 		return false, err
 	}
-	return len(at.Val()) == 1 && !l.isGone(pos), nil
+	if err := gaps.Err(); err != nil {
+		return false, err
+	}
+	return len(at.Val()) == 1 && !l.isGone(pos) && !gapAfter(gaps.Val(), pos), nil
 }
 
 // checkRetained remembers, for retained, a loss that the stream's info

@@ -1,0 +1,205 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A host appends a write's event after the write, from a queue: a host
+// that dies (SIGKILL, a crash, the machine lost) takes the events still
+// queued with it, and one whose queue overflowed dropped some. Their
+// writes were acknowledged; without a word, a subscriber resuming from
+// before them, or another host's read cache, would never learn of them.
+// So the log says where it has a gap. A gap is an entry of the stream
+// (field "g", no event), and its ID in a sorted set beside the stream:
+//
+//   - every host that has published to a Redis log beats: it keeps a key
+//     of its own alive (live:<host>, expiring after liveFor) and its name
+//     in the set of hosts, and takes both away when it closes cleanly;
+//   - every beat, a host looks for hosts whose key has expired: the
+//     first to remove such a host from the set appends a gap for it;
+//   - a host whose queue dropped events appends a gap before the next
+//     events it appends.
+//
+// Readers do not deliver a gap: the fan-out ends its subscriptions and
+// flushes its observers at one, as at a loss of the stream, and a
+// subscription catching up ends with ErrLost. A position before a gap is
+// not retained: resuming from it is ErrLost.
+
+// beatEvery and liveFor: how often a host beats, and how long its key
+// lives without a beat (several beats missed: a host stalled that long is
+// taken for dead, and a gap costs its subscribers a re-read, not data).
+const (
+	beatEvery = 2 * time.Second
+	liveFor   = 10 * time.Second
+)
+
+// maxGaps bounds the gaps a log remembers beside its stream.
+const maxGaps = 1000
+
+// gapEvent is the entry a log appends for a gap: who left it.
+func gapEvent(why string) Event { return Event{gap: why} }
+
+func newHostName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (l *redisLog) hostsKey() string           { return l.key + ":hosts" }
+func (l *redisLog) gapsKey() string            { return l.key + ":gaps" }
+func (l *redisLog) liveKey(host string) string { return l.key + ":live:" + host }
+
+// beat keeps this host alive in the log's set of hosts, and appends a gap
+// for each host found dead (its key expired): the one that removes it
+// from the set does.
+func (l *redisLog) beat(ctx context.Context, live time.Duration) error {
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, l.liveKey(l.host), 1, live)
+		p.SAdd(ctx, l.hostsKey(), l.host)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	hosts, err := l.client.SMembers(ctx, l.hostsKey()).Result()
+	if err != nil {
+		return err
+	}
+	others := hosts[:0]
+	for _, h := range hosts {
+		if h != l.host {
+			others = append(others, h)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	alive := make([]*redis.IntCmd, len(others))
+	if _, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, h := range others {
+			alive[i] = p.Exists(ctx, l.liveKey(h))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i, h := range others {
+		if alive[i].Val() != 0 {
+			continue
+		}
+		if n, err := l.client.SRem(ctx, l.hostsKey(), h).Result(); err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			continue // another host took it
+		}
+		if err := l.markGap(ctx, "host "+h+" stopped without a clean close"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leave takes this host out of the log's set of hosts: it closed with
+// every event it published appended.
+func (l *redisLog) leave(ctx context.Context) error {
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, l.hostsKey(), l.host)
+		p.Del(ctx, l.liveKey(l.host))
+		return nil
+	})
+	return err
+}
+
+// markGap appends a gap to the stream, if there is one (no stream, no
+// event to miss), and records its ID in the gaps set.
+func (l *redisLog) markGap(ctx context.Context, why string) error {
+	evs := []Event{gapEvent(why)}
+	if err := l.xadd(ctx, evs, ""); err != nil || evs[0].ID == "" {
+		return err
+	}
+	g, err := parseID(evs[0].ID)
+	if err != nil {
+		return err
+	}
+	_, err = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(g.hi), Member: evs[0].ID})
+		p.ZRemRangeByRank(ctx, l.gapsKey(), 0, -maxGaps-1)
+		return nil
+	})
+	return err
+}
+
+// gapAfter reports whether the log has a gap after pos, from the gaps
+// set: resuming from pos would miss what the gap lost.
+func gapAfter(members []string, pos id) bool {
+	for _, m := range members {
+		if g, err := parseID(m); err == nil && pos.less(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// cutAtGap returns the events of evs before the first gap, or, when evs
+// starts with one, the loss it is (resume after it).
+func cutAtGap(evs []Event) ([]Event, error) {
+	for i := range evs {
+		if evs[i].gap == "" {
+			continue
+		}
+		if i > 0 {
+			return evs[:i], nil
+		}
+		g, err := parseID(evs[0].ID)
+		if err != nil {
+			return nil, err
+		}
+		return nil, &lostError{resume: g, why: evs[0].gap, gap: true}
+	}
+	return evs, nil
+}
+
+// beatLoop beats until the bus closes, then leaves the set of hosts when
+// every event was appended.
+func (b *Bus) beatLoop(l *redisLog) {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.beat)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.beat)
+		if err := l.beat(ctx, b.opts.live); err != nil && b.ctx.Err() == nil {
+			b.logger.Debug("events: cannot beat in the log's set of hosts", "error", err)
+		}
+		cancel()
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// errGapUnmarked says why a gap of dropped events could not be appended.
+var errGapUnmarked = errors.New("events: the gap of dropped events is not in the log")
+
+// markDrops appends a gap for the events this host dropped since the
+// last one, before the events that follow them.
+func (b *Bus) markDrops(ctx context.Context, l *redisLog) error {
+	n := b.unmarked.Swap(0)
+	if n == 0 {
+		return nil
+	}
+	if err := l.markGap(ctx, "host "+l.host+" dropped "+strconv.FormatUint(n, 10)+" events"); err != nil {
+		b.unmarked.Add(n)
+		return errors.Join(errGapUnmarked, err)
+	}
+	return nil
+}

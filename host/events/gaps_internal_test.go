@@ -1,0 +1,131 @@
+package events
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/redistest"
+)
+
+// gapOptions beat fast, so that a host taken for dead is found within a
+// second.
+var gapOptions = Options{beat: 50 * time.Millisecond, live: 300 * time.Millisecond}
+
+func gapBus(t *testing.T, c redis.UniversalClient, key string) *Bus {
+	b := NewRedis(c, key, gapOptions, nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
+}
+
+func publishOne(t *testing.T, b *Bus, key string) {
+	t.Helper()
+	before := b.Stats().Published
+	b.Publish(Event{Kind: "agent_states", Op: OpPut, AgentID: key, Key: key, Version: 1, Time: time.Now()})
+	require.Eventually(t, func() bool { return b.Stats().Published > before }, 5*time.Second, 5*time.Millisecond)
+}
+
+func nextEvent(t *testing.T, s *Subscription) Event {
+	t.Helper()
+	select {
+	case ev, ok := <-s.Events():
+		require.True(t, ok, "the subscription ended: %v", s.Err())
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+		return Event{}
+	}
+}
+
+// A host that dies with events of acknowledged writes still queued takes
+// them with it. The hosts sharing its log find it gone (its key expired
+// without a clean close) and mark a gap: their subscriptions end, and
+// resuming from before the gap is ErrLost, never a silent skip. A host
+// that closes cleanly leaves no gap.
+func TestAHostThatDiesLeavesAGap(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	key := redistest.Prefix(t) + "__host__:gaps:events"
+
+	survivor := gapBus(t, c, key)
+	publishOne(t, survivor, "s0") // the survivor beats from its first event
+	sub, err := survivor.Subscribe(ctx, Filter{}, "")
+	require.NoError(t, err)
+	t.Cleanup(sub.Close)
+
+	// A host that closes cleanly: no gap, the subscription goes on.
+	clean := gapBus(t, c, key)
+	publishOne(t, clean, "c1")
+	require.Equal(t, "c1", nextEvent(t, sub).Key)
+	require.NoError(t, clean.Close(ctx))
+	time.Sleep(3 * gapOptions.live)
+	publishOne(t, survivor, "s1")
+	s1 := nextEvent(t, sub)
+	require.Equal(t, "s1", s1.Key, "a clean close leaves no gap")
+
+	// A host that dies: its beat stops, nothing leaves the set of hosts.
+	dying := gapBus(t, c, key)
+	publishOne(t, dying, "d1")
+	ev := nextEvent(t, sub)
+	require.Equal(t, "d1", ev.Key)
+	resumeAt := ev.ID
+	dying.cancel() // as a SIGKILL: no Close, no clean leave
+	select {
+	case _, ok := <-sub.Events():
+		require.False(t, ok, "no event but the end")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription did not end at the gap")
+	}
+	require.ErrorIs(t, sub.Err(), ErrUnavailable)
+	require.ErrorContains(t, sub.Err(), "the event log has a gap")
+	require.ErrorContains(t, sub.Err(), "stopped without a clean close")
+
+	_, err = survivor.Subscribe(ctx, Filter{}, resumeAt)
+	require.ErrorIs(t, err, ErrLost, "a position before the gap")
+	_, err = survivor.Subscribe(ctx, Filter{}, s1.ID)
+	require.ErrorIs(t, err, ErrLost)
+
+	// From now, and from the beginning, events flow again.
+	fresh, err := survivor.Subscribe(ctx, Filter{}, "")
+	require.NoError(t, err)
+	t.Cleanup(fresh.Close)
+	publishOne(t, survivor, "s2")
+	require.Equal(t, "s2", nextEvent(t, fresh).Key)
+	all, err := survivor.Subscribe(ctx, Filter{}, Beginning)
+	require.NoError(t, err)
+	t.Cleanup(all.Close)
+	var keys []string
+	for range 5 {
+		keys = append(keys, nextEvent(t, all).Key)
+	}
+	require.Equal(t, []string{"s0", "c1", "s1", "d1", "s2"}, keys, "the beginning passes over the gap")
+}
+
+// A host whose queue dropped events marks a gap before the next events it
+// appends: a subscriber catching up from before them is told ErrLost.
+func TestDroppedEventsLeaveAGap(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	key := redistest.Prefix(t) + "__host__:drops:events"
+	b := gapBus(t, c, key)
+	publishOne(t, b, "e1")
+	from, err := b.log.last(ctx)
+	require.NoError(t, err)
+
+	b.unmarked.Add(3) // as a full queue counts them
+	publishOne(t, b, "e2")
+	_, err = b.Subscribe(ctx, Filter{}, from.String())
+	require.ErrorIs(t, err, ErrLost, "the drops came after this position")
+	n, err := c.ZCard(ctx, key+":gaps").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+}
