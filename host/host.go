@@ -81,6 +81,11 @@ var (
 	// storage plugin this host can load: wrong ABI version, missing
 	// exports, unknown imports, ungranted capabilities.
 	ErrIncompatible = errors.New("host: incompatible plugin")
+	// ErrBufferLost is returned by Close when writes it acknowledged into
+	// a fallback buffer kept in memory (no Config.DataDir) had not reached
+	// the backend's store: they are lost. With a DataDir they stay on
+	// disk for the next Store opened on it.
+	ErrBufferLost = errors.New("host: acknowledged writes lost with the in-memory buffer")
 )
 
 // BuiltinPrefix marks Config.Plugin values naming an embedded plugin, as in

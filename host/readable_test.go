@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // A record that no answer could hold (Limits.MaxResponseBytes) is refused
@@ -67,4 +69,30 @@ func TestStoreAfterAPanickedCallAndClose(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second, "Close does not wait for a call that never ran")
 	_, err = st.Restore(context.Background(), nil)
 	require.ErrorIs(t, err, host.ErrClosed)
+}
+
+// Writes acknowledged into a fallback buffer kept in memory (no DataDir)
+// that never reached Redis are lost when the store closes: Close says so
+// (ErrBufferLost) rather than nil. With a DataDir they stay on disk, and
+// Close is nil.
+func TestCloseReportsBufferedWritesItLoses(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	srv.Stop() // Redis away from the start
+	for _, dir := range []string{"", t.TempDir()} {
+		st, err := host.Open(ctx, host.Config{Plugin: "builtin:redis", Options: map[string]string{"fallback": "buffer"},
+			Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "lost:", Scripts: true}, DataDir: dir},
+			host.WithCompilationCache(benchCache))
+		require.NoError(t, err)
+		_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{}`)})
+		require.NoError(t, err, "acknowledged into the buffer")
+		require.EqualValues(t, 1, st.Stats().BufferedWrites)
+		err = st.Close(ctx)
+		if dir == "" {
+			require.ErrorIs(t, err, host.ErrBufferLost)
+			require.ErrorContains(t, err, "1 writes acknowledged into its buffer had not reached its store")
+		} else {
+			require.NoError(t, err, "kept on disk for the next store")
+		}
+	}
 }

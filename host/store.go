@@ -145,7 +145,9 @@ func (s *Store) Recycle(ctx context.Context) {
 // A backend whose plugin advertises abi.FeatureTick is then ticked until
 // it has no buffered write left (Stats.BufferedWrites), for at most five
 // seconds or until ctx ends, and a few ticks that change nothing (its
-// primary store away) end it sooner; what is left is logged.
+// primary store away) end it sooner; what is left is logged, and, when
+// the buffer was in memory (no Config.DataDir), lost: Close returns an
+// error matching ErrBufferLost.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -176,7 +178,9 @@ func (s *Store) Close(ctx context.Context) error {
 			flushCtx, cancel = context.WithCancel(ctx)
 			cancel()
 		}
-		s.ticker.close(flushCtx)
+		if n := s.ticker.close(flushCtx); n > 0 && s.p.dataDir == "" {
+			err = errors.Join(err, fmt.Errorf("backend %s: %w: %d writes acknowledged into its buffer had not reached its store", s.p.name, ErrBufferLost, n))
+		}
 	}
 	s.closeEvents(ctx)
 	s.p.close(context.WithoutCancel(ctx))

@@ -392,15 +392,16 @@ func (t *ticker) halt() { t.stopOnce.Do(func() { close(t.stop) }) }
 // logs what is left. It does not tick at all when the last tick found
 // nothing pending and no write has been made since it began. It runs once
 // no caller's call is in flight.
-func (t *ticker) close(ctx context.Context) {
+// close ticks the plugin until it has no buffered write left (see
+// Store.Close) and returns how many are left.
+func (t *ticker) close(ctx context.Context) uint64 {
 	t.halt()
 	<-t.done
 	if ctx.Err() != nil {
-		t.report()
-		return
+		return t.report()
 	}
 	if t.cleanAt >= 0 && t.cleanAt == t.writes.Load() {
-		return
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, closeFlush)
 	defer cancel()
@@ -409,7 +410,7 @@ func (t *ticker) close(ctx context.Context) {
 		before := t.pending.Load()
 		r, err := t.tick(ctx, nil)
 		if err == nil && r.Pending == 0 && !r.More {
-			return
+			return 0
 		}
 		if errors.Is(err, abi.StatusUnavailable) {
 			break
@@ -429,13 +430,20 @@ func (t *ticker) close(ctx context.Context) {
 		case <-time.After(tickInterval):
 		}
 	}
-	t.report()
+	return t.report()
 }
 
-func (t *ticker) report() {
-	if n := t.bufferedWrites(); n > 0 {
+// report logs the buffered writes left at close, and returns how many.
+func (t *ticker) report() uint64 {
+	n := t.bufferedWrites()
+	switch {
+	case n == 0:
+	case t.s.p.dataDir == "":
+		t.s.p.log.Error("closed with buffered writes not yet applied to the backend's store; the buffer was in memory (no data directory): they are lost", "lost", n)
+	default:
 		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed by the next store opened on its data directory, whatever its options, to the backend's store as that one is configured", "pending", n)
 	}
+	return n
 }
 
 // publishTicked publishes the event of a write a tick reports, as the
