@@ -130,12 +130,14 @@ type Bus struct {
 	lostUnlogged int
 
 	published, dropped, disconnected, refused atomic.Uint64
+	refusal                                   atomic.Pointer[error]   // the last permanent append error; nil after a success
+	failing                                   atomic.Pointer[failure] // the appends failing since, and why; nil after a success
+
 	// unmarked counts the events dropped since the last gap this host
-	// appended for them (gaps.go); beating, whether its beat started.
+	// appended for them (gaps.go); beating, under mu, whether its beat
+	// started.
 	unmarked atomic.Uint64
 	beating  bool
-	refusal  atomic.Pointer[error]   // the last permanent append error; nil after a success
-	failing  atomic.Pointer[failure] // the appends failing since, and why; nil after a success
 
 	// queued counts the events Publish put on the queue, settled those of
 	// them the appender is done with (appended or dropped); settle is
