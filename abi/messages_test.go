@@ -318,6 +318,18 @@ func messageSamples() []struct {
 	} {
 		add("KVRequest", fmt.Sprint("op ", r.Op), enc(r.Encode))
 	}
+	// The kv capability's answers (section 11), after their status byte.
+	entry := abi.KVEntry{Key: []byte("key"), Revision: 88, ExpiresAt: at("expires_at"), Value: []byte("value")}
+	add("KVEntry", "get", enc(func(e *abi.Encoder) { entry.Encode(e, false) }))
+	add("KVScanPage", "scan", enc(func(e *abi.Encoder) {
+		e.Uvarint(1)
+		entry.Encode(e, true)
+		e.BytesField([]byte("next"))
+	}))
+	add("KVWritten", "put, restore", enc(func(e *abi.Encoder) {
+		e.Uvarint(88)
+		e.Time(at("expires_at"))
+	}))
 	pgValues := []abi.PGValue{{Kind: abi.PGNull}, {Kind: abi.PGInt, Int: sampleTimes["int"]}, {Kind: abi.PGFloat, Float: 2.5},
 		{Kind: abi.PGText, Bytes: []byte("text")}, {Kind: abi.PGBytea, Bytes: []byte("bytea")}, {Kind: abi.PGBool, Bool: true}}
 	for _, mode := range []abi.PGMode{abi.PGBatch, abi.PGTransaction} {
@@ -397,7 +409,7 @@ func TestMessagesMatchEncoders(t *testing.T) {
 	for name := range s.Messages {
 		switch name {
 		case "Label", "Labels", "Matcher", "Matchers", "BatchItem", "BatchResult", "DeletedAlert",
-			"PGValue", "PGStatement", "PGResult", "Migration", "KVRead", "RedisRead", "PGRead":
+			"PGValue", "PGStatement", "PGResult", "Migration", "KVRead", "RedisRead", "PGRead", "KVScanEntry":
 			continue // parts of the messages sampled
 		}
 		if !described[name] {
