@@ -283,7 +283,9 @@ func TestCloseDoesNotWaitForAnAbsentRedis(t *testing.T) {
 		require.NoError(t, err, "acknowledged from the fallback buffer")
 	}
 	start := time.Now()
-	require.NoError(t, st.Close(ctx))
+	err = st.Close(ctx)
+	require.ErrorIs(t, err, host.ErrBufferLost, "the buffer was in memory")
+	require.ErrorContains(t, err, "20 writes acknowledged into its buffer had not reached its store")
 	assert.Less(t, time.Since(start), 3*time.Second)
 	assert.Zero(t, st.Stats().Events.Dropped, "no event of a write not in Redis")
 	assert.Zero(t, st.Stats().Events.Published)
