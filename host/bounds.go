@@ -73,12 +73,28 @@ const answerRoom = 1 << 10
 // bytes (IDs, document or message, label names and values) could not be
 // answered within Limits.MaxResponseBytes: the plugin would store it, and
 // every get, page and backup that reached it would fail for good.
+//
+// A plugin that reads its records from Redis or PostgreSQL reads them
+// through a reply of at most Limits.replyBytes (an eighth of its memory),
+// with their store's framing (RESP, a row's encoding): that bound, less
+// storeRoom, is theirs.
 func (s *Store) checkReadable(kind, id string, size int) error {
-	if limit := int64(s.p.limits.MaxResponseBytes); int64(size)+answerRoom > limit {
-		return abi.Errorf(abi.StatusLimit, "%s %q of %d bytes could not be read back: an answer holds at most %d bytes (Limits.MaxResponseBytes), with %d of them for its other fields", kind, id, size, limit, answerRoom)
+	limit, bound := int64(s.p.limits.MaxResponseBytes), "Limits.MaxResponseBytes"
+	if s.p.redis != nil || s.p.pg != nil {
+		if r := s.p.limits.replyBytes() - storeRoom; r < limit {
+			limit, bound = r, "the reply bound of a plugin reading Redis or PostgreSQL, an eighth of Limits.MemoryPages"
+		}
+	}
+	if int64(size)+answerRoom > limit {
+		return abi.Errorf(abi.StatusLimit, "%s %q of %d bytes could not be read back: an answer holds at most %d bytes (%s), with %d of them for its other fields", kind, id, size, limit, bound, answerRoom)
 	}
 	return nil
 }
+
+// storeRoom is what a Redis reply or PostgreSQL row holds besides a
+// record's IDs, document or message and labels: field names, lengths,
+// the record's other fields.
+const storeRoom = 4 << 10
 
 // stateSize and alertSize are what checkReadable weighs of a record.
 func stateSize(st *AgentState) int { return len(st.AgentID) + len(st.State) }

@@ -96,3 +96,25 @@ func TestCloseReportsBufferedWritesItLoses(t *testing.T) {
 		}
 	}
 }
+
+// A plugin reading Redis is held to its reply bound (an eighth of its
+// memory), below the response limit: a record past it is refused too,
+// where it was stored and then failed every read.
+func TestRecordsPastTheReplyBoundAreRefused(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	st, err := host.Open(ctx, host.Config{Plugin: "builtin:redis", Limits: host.Limits{MemoryPages: 512}, // 32 MiB: replies of 4 MiB
+		Redis: &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr), Scripts: true}},
+		host.WithCompilationCache(benchCache))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close(context.Background())) })
+	_, err = st.PutAgentState(ctx, host.AgentState{AgentID: "big", State: bytes.Repeat([]byte("x"), 4<<20)})
+	require.ErrorIs(t, err, host.ErrLimit)
+	require.ErrorContains(t, err, "the reply bound of a plugin reading Redis or PostgreSQL")
+	fits := host.AgentState{AgentID: "fits", State: bytes.Repeat([]byte("x"), 3<<20)}
+	_, err = st.PutAgentState(ctx, fits)
+	require.NoError(t, err)
+	got, err := st.GetAgentState(ctx, "fits")
+	require.NoError(t, err)
+	require.Equal(t, fits.State, got.State)
+}

@@ -158,7 +158,11 @@ func (s *Store) sharedAnswer(ctx context.Context, c *sharedCall, decode func(*ab
 		}
 	} else if c.err == nil {
 		if err := emptyBody(op, c.body); err != nil {
-			return abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, err)
+			failure := abi.Errorf(abi.StatusInternal, "backend %s: %s response: %v", s.p.name, op, err)
+			if op.Writes() { // answered OK: it may have applied
+				return mayHaveWritten(s.p.name, failure)
+			}
+			return failure
 		}
 	}
 	return c.err

@@ -136,8 +136,9 @@ type Bus struct {
 	// unmarked counts the events dropped since the last gap this host
 	// appended for them (gaps.go); beating, under mu, whether its beat
 	// started.
-	unmarked atomic.Uint64
-	beating  bool
+	unmarked   atomic.Uint64
+	beating    bool
+	registered atomic.Bool // it published: it beats in the set of hosts
 
 	// queued counts the events Publish put on the queue, settled those of
 	// them the appender is done with (appended or dropped); settle is
@@ -228,10 +229,21 @@ func (b *Bus) Publish(ev Event) {
 // this host in the log's set of hosts (gaps.go): a host that never
 // published has no event to lose.
 func (b *Bus) startBeat() {
+	if b.registered.Load() {
+		return // the write path's usual case: no lock
+	}
 	rl, ok := b.log.(*redisLog)
 	if !ok {
 		return
 	}
+	b.registered.Store(true)
+	b.startBeatLoop(rl)
+}
+
+// startBeatLoop starts the beat once: at the first event, or when the
+// fan-out starts (a host that only reads looks for dead hosts too, and
+// joins the set of hosts once it publishes).
+func (b *Bus) startBeatLoop(rl *redisLog) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.beating || b.closed.Load() {
@@ -549,7 +561,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
-	if rl, ok := b.log.(*redisLog); ok && beating && err == nil && b.unmarked.Load() == 0 {
+	if rl, ok := b.log.(*redisLog); ok && beating && b.registered.Load() && err == nil && b.unmarked.Load() == 0 {
 		// Every event published is in the log: this host leaves the set
 		// of hosts, and no gap is marked for it. Otherwise its key
 		// expires and another host marks one.
@@ -679,6 +691,11 @@ func (b *Bus) startFanOut(ctx context.Context) error {
 	b.pos, b.fanning = last, true
 	b.wg.Add(1)
 	go b.fanOut()
+	if rl, ok := b.log.(*redisLog); ok && !b.beating && !b.closed.Load() {
+		b.beating = true // startBeatLoop, under the mu held here
+		b.wg.Add(1)
+		go b.beatLoop(rl)
+	}
 	return nil
 }
 

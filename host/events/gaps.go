@@ -40,8 +40,12 @@ const (
 	liveFor   = 10 * time.Second
 )
 
-// maxGaps bounds the gaps a log remembers beside its stream.
-const maxGaps = 1000
+// maxGaps bounds the gaps a log remembers beside its stream; markTimeout
+// bounds the marking of one.
+const (
+	maxGaps     = 1000
+	markTimeout = 5 * time.Second
+)
 
 // gapEvent is the entry a log appends for a gap: who left it.
 func gapEvent(why string) Event { return Event{gap: why} }
@@ -59,14 +63,26 @@ func (l *redisLog) liveKey(host string) string { return l.key + ":live:" + host 
 // beat keeps this host alive in the log's set of hosts, and appends a gap
 // for each host found dead (its key expired): the one that removes it
 // from the set does.
-func (l *redisLog) beat(ctx context.Context, live time.Duration) error {
-	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, l.liveKey(l.host), 1, live)
-		p.SAdd(ctx, l.hostsKey(), l.host)
+//
+// register says whether this host joins the set (it has published);
+// reap, whether it may take others for dead: only once its own beats have
+// reached Redis for a whole live period, so that a Redis that was away,
+// or failed over, and let every host's key expire, does not have its
+// first host back mark a gap for each of the others, which only queued
+// their events meanwhile.
+func (l *redisLog) beat(ctx context.Context, live time.Duration, register, reap bool) error {
+	if register {
+		_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, l.liveKey(l.host), 1, live)
+			p.SAdd(ctx, l.hostsKey(), l.host)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !reap {
 		return nil
-	})
-	if err != nil {
-		return err
 	}
 	hosts, err := l.client.SMembers(ctx, l.hostsKey()).Result()
 	if err != nil {
@@ -101,6 +117,9 @@ func (l *redisLog) beat(ctx context.Context, live time.Duration) error {
 			continue // another host took it
 		}
 		if err := l.markGap(ctx, "host "+h+" stopped without a clean close"); err != nil {
+			// Back in the set, for this host or another to mark next
+			// time: removed from it, the dead host is marked by none.
+			l.client.SAdd(context.WithoutCancel(ctx), l.hostsKey(), h)
 			return err
 		}
 	}
@@ -120,7 +139,13 @@ func (l *redisLog) leave(ctx context.Context) error {
 
 // markGap appends a gap to the stream, if there is one (no stream, no
 // event to miss), and records its ID in the gaps set.
+//
+// It has a deadline of its own, not its caller's beat: a gap half written
+// (in the stream, not in the set) still ends the readers that meet it,
+// but resuming from before it is then refused only by reading up to it.
 func (l *redisLog) markGap(ctx context.Context, why string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
 	evs := []Event{gapEvent(why)}
 	if err := l.xadd(ctx, evs, ""); err != nil || evs[0].ID == "" {
 		return err
@@ -173,10 +198,18 @@ func (b *Bus) beatLoop(l *redisLog) {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.beat)
 	defer t.Stop()
+	var reachedSince time.Time // of the beats reaching Redis without a failure
 	for {
 		ctx, cancel := context.WithTimeout(b.ctx, b.opts.beat)
-		if err := l.beat(ctx, b.opts.live); err != nil && b.ctx.Err() == nil {
-			b.logger.Debug("events: cannot beat in the log's set of hosts", "error", err)
+		if reachedSince.IsZero() {
+			reachedSince = time.Now()
+		}
+		reap := time.Since(reachedSince) >= b.opts.live
+		if err := l.beat(ctx, b.opts.live, b.registered.Load(), reap); err != nil {
+			reachedSince = time.Time{}
+			if b.ctx.Err() == nil {
+				b.logger.Debug("events: cannot beat in the log's set of hosts", "error", err)
+			}
 		}
 		cancel()
 		select {

@@ -129,3 +129,29 @@ func TestDroppedEventsLeaveAGap(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 }
+
+// A host takes others for dead only once its own beats have reached Redis
+// for a whole live period: after an outage (or a failover) every key has
+// expired, and the first host back would otherwise mark a gap for hosts
+// that only queued their events meanwhile. A host that only reads looks
+// for dead hosts too.
+func TestAHostReapsOnlyOnceItsBeatsReachRedis(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	key := redistest.Prefix(t) + "__host__:reap:events"
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"k", "agent_states"}}).Err())
+	require.NoError(t, c.SAdd(ctx, key+":hosts", "ghost").Err()) // listed, its key long expired
+
+	reader := gapBus(t, c, key)
+	sub, err := reader.Subscribe(ctx, Filter{}, "") // starts its fan-out and its beat; it never publishes
+	require.NoError(t, err)
+	t.Cleanup(sub.Close)
+	time.Sleep(gapOptions.live / 2)
+	n, err := c.ZCard(ctx, key+":gaps").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "no gap before its beats reached Redis for a live period")
+	require.Eventually(t, func() bool { return c.ZCard(ctx, key+":gaps").Val() == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.False(t, c.SIsMember(ctx, key+":hosts", "ghost").Val())
+	require.False(t, c.SIsMember(ctx, key+":hosts", reader.log.(*redisLog).host).Val(), "a host that never published is not listed")
+}

@@ -70,6 +70,7 @@ const (
 // lists them.
 const (
 	endSlowSubscriber = "slow_subscriber"  // the subscriber's buffer filled
+	endEventsLost     = "events_lost"      // the log has a gap after the last event sent
 	endBackendChanged = "backend_changed"  // a reload retired a backend, or routed a kind to another
 	endUnavailable    = "unavailable"      // a backend's event log cannot be read
 	endShuttingDown   = "shutting_down"    // the daemon is stopping
@@ -247,6 +248,8 @@ func (h *Handler) endStream(s *stream, r *http.Request, err error) {
 	case h.streamsAreEnded():
 	case errors.Is(err, errDisplaced):
 		body = errorBody{Code: endTooMany, Message: fmt.Sprintf("%d event streams are open, the most of them from this client's address, and another client's stream took this one's place; reconnect with Last-Event-ID later", h.streams.limit())}
+	case errors.Is(err, events.ErrLost):
+		body = errorBody{Code: endEventsLost, Message: err.Error() + ": read the records again, then reconnect without Last-Event-ID"}
 	case errors.Is(err, events.ErrSlowSubscriber):
 		body = errorBody{Code: endSlowSubscriber, Message: err.Error() + "; reconnect with Last-Event-ID"}
 	case errors.Is(err, events.ErrClosed), errors.Is(err, host.ErrClosed):
