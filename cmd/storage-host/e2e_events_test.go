@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/host/redistest"
@@ -274,4 +275,39 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 		}
 		require.Equal(t, change{ID: c.ID, Kind: last.Kind, Op: last.Op, Key: "before", AgentID: last.AgentID, Version: last.Version, Time: last.Time}, c)
 	}
+}
+
+// TestEventsEndAtAGap: a gap in a Redis backend's stream (a host died, or
+// dropped events, before it appended those of writes it acknowledged)
+// ends a live stream, and a stream catching up across it ends with
+// events_lost once it has sent what came before: a client is told, never
+// served past it as if nothing were missing.
+func TestEventsEndAtAGap(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	d := startDaemon(t, nil, "-config", sharedRedisConfig(t, srv.Addr(), "gaps:"), "-watch=false")
+	live := openEvents(t, d.url, "", "")
+	putState(t, d.url, "a")
+	first := live.change()
+	putState(t, d.url, "b")
+	require.Equal(t, "b", live.change().Key)
+
+	// A gap as a dying host's finder appends it, here without its entry
+	// in the set of gaps: only reading up to it finds it.
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer direct.Close()
+	require.NoError(t, direct.XAdd(t.Context(), &redis.XAddArgs{Stream: "__host__:{gaps:}:events", Values: []any{"g", "host x stopped without a clean close"}}).Err())
+	ev, ok := live.next()
+	require.True(t, ok, "the stream closed without an end event")
+	require.Equal(t, "end", ev.event)
+	require.Contains(t, ev.data, "the event log has a gap")
+
+	resumed := openEvents(t, d.url, "", first.ID)
+	require.Equal(t, "b", resumed.change().Key, "what came before the gap is sent")
+	ev, ok = resumed.next()
+	require.True(t, ok, "the stream closed without an end event")
+	require.Equal(t, "end", ev.event)
+	var end struct{ Code, Message string }
+	require.NoError(t, json.Unmarshal([]byte(ev.data), &end))
+	require.Equal(t, "events_lost", end.Code, end.Message)
 }

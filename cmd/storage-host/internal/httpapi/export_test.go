@@ -35,7 +35,7 @@ var ErrorCodes = []string{codeInvalid, codeUnauthorized, codeForbidden, codeNotF
 	codeUnavailable, codeNotReady, codeEventsLost, codeOutcomeUnknown}
 
 // EndCodes are the codes of an event stream's end event.
-var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endTooMany, endInternal}
+var EndCodes = []string{endSlowSubscriber, endBackendChanged, endUnavailable, endShuttingDown, endTooMany, endEventsLost, endInternal}
 
 // SetKeepalive sets the interval of h's event-stream keepalives; call it
 // before h serves.
