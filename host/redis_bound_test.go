@@ -20,11 +20,16 @@ import (
 // instances limited to pages of memory (0: the default).
 func openBounded(t *testing.T, pages uint32) *host.Store {
 	t.Helper()
-	addr := redistest.Addr(t)
+	return openBoundedAt(t, pages, redistest.Prefix(t, redistest.Addr(t)))
+}
+
+// openBoundedAt is openBounded on the key prefix given.
+func openBoundedAt(t *testing.T, pages uint32, prefix string) *host.Store {
+	t.Helper()
 	st, err := host.Open(t.Context(), host.Config{
 		Plugin: "builtin:redis",
 		Limits: host.Limits{MemoryPages: pages},
-		Redis:  &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: redistest.Prefix(t, addr), Scripts: true},
+		Redis:  &redisbridge.Config{Addrs: []string{redistest.Addr(t)}, KeyPrefix: prefix, Scripts: true},
 	}, host.WithCompilationCache(benchCache))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
@@ -161,26 +166,32 @@ func TestRedisBatchWithinTheReplyBound(t *testing.T) {
 }
 
 // TestRedisRecordPastTheReplyBound: an agent state larger than a 32 MiB
-// instance's reply bound (4 MiB) is written, and reading it answers
-// LIMIT, naming it, alone: a get, its item of a batch, and the page of a
-// query that reaches it (the page before it has the records before it).
-// The store keeps working: the next calls read the other records.
+// instance's reply bound (4 MiB) is refused by its writes; one written
+// by a store of larger instances (another host's configuration) answers
+// LIMIT when read, naming it, alone: a get, its item of a batch, and the
+// page of a query that reaches it (the page before it has the records
+// before it). The store keeps working: the next calls read the other
+// records.
 func TestRedisRecordPastTheReplyBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs against a real Redis; skipped with -short")
 	}
 	ctx := context.Background()
-	st := openBounded(t, 512)
+	prefix := redistest.Prefix(t, redistest.Addr(t))
+	st := openBoundedAt(t, 512, prefix)
+	_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "b", State: bigDoc(1, 5<<20)})
+	require.ErrorIs(t, err, host.ErrLimit, "refused before it is stored")
+	larger := openBoundedAt(t, 2048, prefix) // replies of 16 MiB
 	for _, s := range []host.AgentState{
 		{AgentID: "a", State: []byte("small")},
 		{AgentID: "b", State: bigDoc(1, 5<<20)},
 		{AgentID: "c", State: []byte("small too")},
 	} {
-		_, err := st.PutAgentState(ctx, s)
+		_, err := larger.PutAgentState(ctx, s)
 		require.NoError(t, err)
 	}
 
-	_, err := st.GetAgentState(ctx, "b")
+	_, err = st.GetAgentState(ctx, "b")
 	require.ErrorIs(t, err, host.ErrLimit)
 	require.ErrorContains(t, err, `agent state "b" is larger than one read may answer`)
 	got, err := st.GetAgentState(ctx, "a")
