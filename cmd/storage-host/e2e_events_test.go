@@ -280,8 +280,9 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 // TestEventsEndAtAGap: a gap in a Redis backend's stream (a host died, or
 // dropped events, before it appended those of writes it acknowledged)
 // ends a live stream, and a stream catching up across it ends with
-// events_lost once it has sent what came before: a client is told, never
-// served past it as if nothing were missing.
+// events_lost (after what came before it, or some of it: the client
+// re-reads the records either way): a client is told, never served past
+// it as if nothing were missing.
 func TestEventsEndAtAGap(t *testing.T) {
 	t.Parallel()
 	srv := redistest.NewServer(t)
@@ -303,9 +304,13 @@ func TestEventsEndAtAGap(t *testing.T) {
 	require.Contains(t, ev.data, "the event log has a gap")
 
 	resumed := openEvents(t, d.url, "", first.ID)
-	require.Equal(t, "b", resumed.change().Key, "what came before the gap is sent")
 	ev, ok = resumed.next()
 	require.True(t, ok, "the stream closed without an end event")
+	if ev.event != "end" {
+		require.Contains(t, ev.data, `"key":"b"`, "only what came before the gap")
+		ev, ok = resumed.next()
+		require.True(t, ok, "the stream closed without an end event")
+	}
 	require.Equal(t, "end", ev.event)
 	var end struct{ Code, Message string }
 	require.NoError(t, json.Unmarshal([]byte(ev.data), &end))
