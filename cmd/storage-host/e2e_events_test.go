@@ -109,6 +109,16 @@ func (s *sseStream) change() change {
 	return c
 }
 
+// endOf returns the code and message of ev, which must be a stream's end
+// event.
+func endOf(t *testing.T, ev sseEvent) (code, message string) {
+	t.Helper()
+	require.Equal(t, "end", ev.event, ev.data)
+	var end struct{ Code, Message string }
+	require.NoError(t, json.Unmarshal([]byte(ev.data), &end), ev.data)
+	return end.Code, end.Message
+}
+
 // putState writes an agent state through the daemon at url and returns
 // the version it answered.
 // stateVersion reads agent id's state through the daemon at url and
@@ -229,10 +239,8 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 	srv.Stop()
 	ev, ok := s.next()
 	require.True(t, ok, "the stream closed without an end event")
-	require.Equal(t, "end", ev.event)
-	var end struct{ Code, Message string }
-	require.NoError(t, json.Unmarshal([]byte(ev.data), &end))
-	require.Equal(t, "unavailable", end.Code, end.Message)
+	code, msg := endOf(t, ev)
+	require.Equal(t, "unavailable", code, msg)
 
 	srv.Start()
 	req, err := http.NewRequest("GET", d.url+"/v1/events", nil)
@@ -300,8 +308,9 @@ func TestEventsEndAtAGap(t *testing.T) {
 	require.NoError(t, direct.XAdd(t.Context(), &redis.XAddArgs{Stream: "__host__:{gaps:}:events", Values: []any{"g", "host x stopped without a clean close"}}).Err())
 	ev, ok := live.next()
 	require.True(t, ok, "the stream closed without an end event")
-	require.Equal(t, "end", ev.event)
-	require.Contains(t, ev.data, "the event log has a gap")
+	code, msg := endOf(t, ev)
+	require.Equal(t, "unavailable", code, msg)
+	require.Contains(t, msg, "the event log has a gap")
 
 	resumed := openEvents(t, d.url, "", first.ID)
 	ev, ok = resumed.next()
@@ -311,8 +320,6 @@ func TestEventsEndAtAGap(t *testing.T) {
 		ev, ok = resumed.next()
 		require.True(t, ok, "the stream closed without an end event")
 	}
-	require.Equal(t, "end", ev.event)
-	var end struct{ Code, Message string }
-	require.NoError(t, json.Unmarshal([]byte(ev.data), &end))
-	require.Equal(t, "events_lost", end.Code, end.Message)
+	code, msg = endOf(t, ev)
+	require.Equal(t, "events_lost", code, msg)
 }
