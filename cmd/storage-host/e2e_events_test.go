@@ -301,8 +301,9 @@ func TestEventsEndAtAGap(t *testing.T) {
 	putState(t, d.url, "b")
 	require.Equal(t, "b", live.change().Key)
 
-	// A gap as a dying host's finder appends it, here without its entry
-	// in the set of gaps: only reading up to it finds it.
+	// A gap entry as a dying host's finder appends it, here without its
+	// member in the set of gaps (as when more gaps than the set keeps
+	// came after it): only reading up to it finds it.
 	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer direct.Close()
 	require.NoError(t, direct.XAdd(t.Context(), &redis.XAddArgs{Stream: "__host__:{gaps:}:events", Values: []any{"g", "host x stopped without a clean close"}}).Err())

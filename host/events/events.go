@@ -15,6 +15,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,3 +174,11 @@ func parseID(s string) (id, error) {
 func (i id) String() string { return strconv.FormatUint(i.hi, 10) + "-" + strconv.FormatUint(i.lo, 10) }
 
 func (i id) less(j id) bool { return i.hi < j.hi || i.hi == j.hi && i.lo < j.lo }
+
+// next is the smallest ID after i.
+func (i id) next() id {
+	if i.lo == math.MaxUint64 {
+		return id{i.hi + 1, 0}
+	}
+	return id{i.hi, i.lo + 1}
+}

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -138,28 +140,56 @@ func (l *redisLog) leave(ctx context.Context) error {
 }
 
 // markGap appends a gap to the stream, if there is one (no stream, no
-// event to miss), and records its ID in the gaps set.
+// event to miss), and records its ID in the gaps set, in one transaction:
+// a reader that meets the gap entry finds it in the set too, so resuming
+// from before it is refused at once, never only by reading up to it. The
+// ID is chosen here (the stream's last plus one) so that the set can name
+// it within the transaction; an append of another host between choosing
+// and appending makes it stale, and the next try removes that member.
 //
-// It has a deadline of its own, not its caller's beat: a gap half written
-// (in the stream, not in the set) still ends the readers that meet it,
-// but resuming from before it is then refused only by reading up to it.
+// It has a deadline of its own, not its caller's beat.
 func (l *redisLog) markGap(ctx context.Context, why string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
-	evs := []Event{gapEvent(why)}
-	if err := l.xadd(ctx, evs, ""); err != nil || evs[0].ID == "" {
-		return err
+	var stale string
+	for range 10 {
+		info, err := l.client.XInfoStream(ctx, l.key).Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "no such key") {
+				err = nil
+			}
+			return err
+		}
+		last, err := parseID(info.LastGeneratedID)
+		if err != nil {
+			return err
+		}
+		g := last.next().String()
+		var add *redis.StringCmd
+		_, err = l.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			if stale != "" {
+				p.ZRem(ctx, l.gapsKey(), stale)
+			}
+			add = p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, NoMkStream: true, MaxLen: l.retention, Approx: true, ID: g, Values: []any{"g", why}})
+			p.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(last.next().hi), Member: g})
+			p.ZRemRangeByRank(ctx, l.gapsKey(), 0, -maxGaps-1)
+			return nil
+		})
+		switch {
+		case add.Err() == nil && err == nil:
+			l.saw(g)
+			return nil
+		case errors.Is(add.Err(), redis.Nil): // the stream went meanwhile
+			return l.client.ZRem(ctx, l.gapsKey(), g).Err()
+		case strings.Contains(add.Err().Error(), "equal or smaller"):
+			stale = g // another host appended first: choose again
+		case add.Err() == nil: // the whole transaction failed (a refused login)
+			return fmt.Errorf("events: marking a gap: %w", err)
+		default:
+			return add.Err()
+		}
 	}
-	g, err := parseID(evs[0].ID)
-	if err != nil {
-		return err
-	}
-	_, err = l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(g.hi), Member: evs[0].ID})
-		p.ZRemRangeByRank(ctx, l.gapsKey(), 0, -maxGaps-1)
-		return nil
-	})
-	return err
+	return fmt.Errorf("events: marking a gap: the stream kept moving past %s", stale)
 }
 
 // gapAfter reports whether the log has a gap after pos, from the gaps
