@@ -12,8 +12,10 @@ import (
 )
 
 // gapOptions beat fast, so that a host taken for dead is found within a
-// second.
-var gapOptions = Options{beat: 50 * time.Millisecond, live: 300 * time.Millisecond}
+// second or two, and live long enough that a live host stalled by a
+// loaded machine (the race detector, other packages' tests) is not taken
+// for dead.
+var gapOptions = Options{beat: 100 * time.Millisecond, live: time.Second}
 
 func gapBus(t *testing.T, c redis.UniversalClient, key string) *Bus {
 	b := NewRedis(c, key, gapOptions, nil)
