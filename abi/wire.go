@@ -40,13 +40,28 @@ func prealloc[T any](n int) []T { return make([]T, 0, min(n, maxPrealloc)) }
 // to use; Reset reuses its buffer.
 type Encoder struct {
 	buf []byte
+	err error
+}
+
+// Err reports the first value the Encoder could not encode (a time
+// outside what the wire carries), or what Fail recorded: a message with an
+// error must not be sent.
+func (e *Encoder) Err() error { return e.err }
+
+// Fail records err as the Encoder's error, unless it has one already: an
+// encoder of a message made of parts encoded apart (a batch's items)
+// carries their errors this way.
+func (e *Encoder) Fail(err error) {
+	if e.err == nil {
+		e.err = err
+	}
 }
 
 // Bytes returns the encoded message. It aliases the Encoder's buffer.
 func (e *Encoder) Bytes() []byte { return e.buf }
 
 // Reset empties the Encoder and keeps its buffer.
-func (e *Encoder) Reset() { e.buf = e.buf[:0] }
+func (e *Encoder) Reset() { e.buf, e.err = e.buf[:0], nil }
 
 // Truncate drops what was appended after the first n bytes, keeping the
 // buffer: n is a length Bytes had before.
@@ -87,13 +102,29 @@ func (e *Encoder) String(v string) {
 	e.buf = append(e.buf, v...)
 }
 
-// Time appends t as Unix nanoseconds; the zero time encodes as 0.
+// The seconds past which a time's Unix nanoseconds overflow an int64,
+// 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z (both excluded).
+const (
+	minWireSecond = math.MinInt64 / int64(time.Second)
+	maxWireSecond = math.MaxInt64 / int64(time.Second)
+)
+
+// Time appends t as Unix nanoseconds; the zero time encodes as 0. A time
+// the wire cannot carry (its nanoseconds overflow, or it is the Unix epoch
+// itself, which would read back as unset) is an error of the Encoder
+// (StatusInvalid), and 0 stands in its place.
 func (e *Encoder) Time(t time.Time) {
 	if t.IsZero() {
 		e.buf = append(e.buf, 0)
 		return
 	}
-	e.Varint(t.UnixNano())
+	sec := t.Unix()
+	ns := t.UnixNano()
+	if sec <= minWireSecond || sec >= maxWireSecond || ns == 0 {
+		e.Fail(Errorf(StatusInvalid, "time %s cannot be carried: times run from 1677-09-21T00:12:45Z to 2262-04-11T23:47:15Z, and the Unix epoch itself means unset", t.UTC().Format(time.RFC3339Nano)))
+		ns = 0
+	}
+	e.Varint(ns)
 }
 
 // Raw appends b as it is, with no length prefix.

@@ -33,6 +33,9 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 		for i := 0; i < n; i++ {
 			item.Reset()
 			encodeItem(i, &item)
+			if err := item.Err(); err != nil {
+				e.Fail(fmt.Errorf("item %d: %w", i, err))
+			}
 			e.Uvarint(uint64(op))
 			e.BytesField(item.Bytes())
 		}

@@ -94,6 +94,10 @@ func (s *Store) callShared(ctx context.Context, op abi.Op, encode func(*abi.Enco
 	e := requests.Get().(*abi.Encoder)
 	e.Reset()
 	encode(e)
+	if err := e.Err(); err != nil {
+		requests.Put(e)
+		return unsendable(s.p.name, op, err)
+	}
 	req := e.Bytes()
 	var err error
 	var c *sharedCall

@@ -299,6 +299,10 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	}
 	in.enc.Reset()
 	encode(&in.enc)
+	if err := in.enc.Err(); err != nil {
+		s.p.pool.put(in, false)
+		return -1, false, unsendable(s.p.name, op, err)
+	}
 	started := time.Now()
 	body, err := in.call(ctx, op, in.enc.Bytes(), shares)
 	took = time.Since(started)
@@ -390,6 +394,13 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 
 // afterReaching returns err, an INTERNAL answer (what the SDK answers for
 // a panic it recovered) to a write or to an item of a batch of writes, as
+// unsendable is the error of a request its encoder refused (a time the
+// wire cannot carry): the plugin never sees it, and it matches the
+// encoder's status (ErrInvalid).
+func unsendable(backend string, op abi.Op, err error) error {
+	return fmt.Errorf("backend %s: %s not sent: %w", backend, op, err)
+}
+
 // mayHaveWritten when the call had written to its store or sent it
 // requests (reached); in a batch, which item did is not known. Any other
 // err is returned as it is.
