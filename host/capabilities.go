@@ -90,7 +90,13 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 			} else {
 				kv, err := localstore.Open(p.dataDir, s.now, time.Second, q)
 				if err != nil {
-					return fmt.Errorf("host: backend %s: %w", p.name, err)
+					// Held by another process: for now. Anything else (a
+					// file in the way, no permission): the configuration.
+					st := ErrInvalid
+					if errors.Is(err, localstore.ErrInUse) {
+						st = ErrUnavailable
+					}
+					return fmt.Errorf("%w: host: backend %s: %w", st, p.name, err)
 				}
 				if lost := kv.LostCommit(); lost != "" {
 					p.log.Error("kv store opened at an older commit", "detail", lost)

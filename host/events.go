@@ -33,7 +33,8 @@ func (s *Store) Subscribe(ctx context.Context, f events.Filter, from string) (*e
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	return s.bus.Subscribe(ctx, f, from)
+	sub, err := s.bus.Subscribe(ctx, f, from)
+	return sub, stoppedBy(ctx, err)
 }
 
 // openEvents opens the backend's event log: the Redis Stream of a

@@ -16,13 +16,16 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -194,8 +197,12 @@ type Limits struct {
 	MemoryPages uint32
 	// CallTimeout bounds one call into the plugin. An instance that
 	// overruns it is interrupted, closed and replaced, and the caller gets
-	// an error matching ErrLimit. The caller's context can only shorten it.
-	// Not enforced for trusted plugins (Config.Trusted).
+	// an error matching ErrLimit, or ErrUnavailable when the call was
+	// waiting for its Redis or PostgreSQL (the store is what is late, not
+	// the plugin). The caller's context can only shorten it: a call its
+	// context ended answers that context's error (context.Canceled,
+	// context.DeadlineExceeded), with ErrOutcomeUnknown when it may have
+	// written. Not enforced for trusted plugins (Config.Trusted).
 	// Default: 5s.
 	CallTimeout time.Duration
 	// MaxResponseBytes caps a response read from the plugin, and what
@@ -377,6 +384,40 @@ func (c *Config) withDefaults() Config {
 	return out
 }
 
+// check refuses the values no default stands for: a negative count, size
+// or duration, a rate that is not a number. Zero fields take their
+// defaults. (redisbridge checks its own Config.)
+func (c *Config) check() error {
+	var bad []string
+	negative := func(name string, v int64) {
+		if v < 0 {
+			bad = append(bad, fmt.Sprintf("%s is %d", name, v))
+		}
+	}
+	negative("Instances", int64(c.Instances))
+	negative("Limits.CallTimeout", int64(c.Limits.CallTimeout))
+	if r := c.Limits.LogLinesPerSecond; r < 0 || math.IsNaN(r) {
+		bad = append(bad, fmt.Sprintf("Limits.LogLinesPerSecond is %v", r))
+	}
+	negative("Cache.Entries", int64(c.Cache.Entries))
+	negative("Cache.MaxAge", int64(c.Cache.MaxAge))
+	negative("Cache.MaxBytes", c.Cache.MaxBytes)
+	negative("Events.Retention", int64(c.Events.Retention))
+	negative("Events.Buffer", int64(c.Events.Buffer))
+	negative("Events.Queue", int64(c.Events.Queue))
+	if pg := c.Postgres; pg != nil {
+		negative("Postgres.MaxConns", int64(pg.MaxConns))
+		negative("Postgres.StatementTimeout", int64(pg.StatementTimeout))
+		if pg.TempFileLimitMB < -1 {
+			bad = append(bad, fmt.Sprintf("Postgres.TempFileLimitMB is %d (-1 leaves the role's own)", pg.TempFileLimitMB))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: host: backend %s: %s: must not be negative (0 takes the default)", ErrInvalid, cmp.Or(c.Name, c.Plugin, BuiltinPrefix+"memory"), strings.Join(bad, ", "))
+}
+
 // Open loads the backend cfg describes and returns a Store serving it.
 // The context bounds loading only.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
@@ -384,12 +425,18 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(&s)
 	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if cfg.Plugin == BuiltinPrefix+"local" && cfg.WASM == nil && cfg.DataDir == "" {
 		return nil, fmt.Errorf("%w: builtin:local keeps its records on disk: set Config.DataDir", ErrInvalid)
 	}
 	if cfg.DisableEvents && slices.Contains(cfg.Capabilities, abi.CapabilityEvents) {
-		return nil, errors.New("host: capability events is granted but events are disabled (DisableEvents)")
+		return nil, fmt.Errorf("%w: host: capability events is granted but events are disabled (DisableEvents)", ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("host: backend %s not opened: %w", cmp.Or(cfg.Name, cfg.Plugin), err)
 	}
 	p, err := load(ctx, cfg, &s)
 	if err != nil {

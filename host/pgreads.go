@@ -102,6 +102,9 @@ func (s *Store) readPG(ctx context.Context, kind abi.RecordKind, id string, deco
 		// The statement ran out the call's time: the plugin's get, the
 		// same statement, would too, after a second wait.
 		sc.dec.Reset(nil)
+		if err := ctx.Err(); err != nil {
+			return true, fmt.Errorf("backend %s: its declared read was stopped by its caller: %w", s.p.name, err)
+		}
 		return true, fmt.Errorf("backend %s: %w: its declared read ran past the call timeout of %v", s.p.name, ErrUnavailable, s.p.limits.CallTimeout)
 	case !results[0].OK:
 		sc.dec.Reset(nil)

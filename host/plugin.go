@@ -86,11 +86,13 @@ func readPlugin(cfg *Config) (wasm []byte, err error) {
 	case cfg.WASM != nil:
 		wasm = cfg.WASM
 	case strings.HasPrefix(cfg.Plugin, BuiltinPrefix):
-		wasm, err = BuiltinWASM(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix))
+		if wasm, err = BuiltinWASM(strings.TrimPrefix(cfg.Plugin, BuiltinPrefix)); err != nil {
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	default:
 		wasm, err = readModuleFile(cfg.Plugin, int64(wasmcheck.Default.ModuleBytes))
 		if err != nil {
-			err = fmt.Errorf("host: read plugin: %w", err)
+			err = fmt.Errorf("%w: reading the plugin: %w", ErrInvalid, err)
 		}
 	}
 	if err != nil || cfg.SHA256 == "" {
@@ -196,7 +198,7 @@ var wazeroReady = sync.OnceFunc(func() {
 func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	wasm, err := readPlugin(&cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("host: backend %s: %w", cmp.Or(cfg.Name, cfg.Plugin), err)
 	}
 	// The bounds are checked before wazero sizes anything by what the
 	// module declares (SECURITY.md, "Module loading"). An untrusted module
@@ -244,7 +246,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			s.logger.Info("compilation cache trimmed: least recently used modules removed", "dir", s.cacheDir, "modules", n, "bytes", freed)
 		}
 	}
-	p := &plugin{name: cfg.Name, runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill,
+	// Named by the configuration, else by what it loads until the module
+	// names itself (its metadata).
+	p := &plugin{name: cmp.Or(cfg.Name, cfg.Plugin), runtime: rt, compiled: compiled, limits: cfg.Limits, observer: s.observer, stop: make(chan struct{}), trusted: cfg.Trusted, refill: refill,
 		discards: refusalLog{perSecond: discardsLoggedPerSecond}, readFaultLog: refusalLog{perSecond: 1}}
 	if !s.inspect {
 		// An inspected plugin gets an in-memory kv store: inspecting
@@ -273,7 +277,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			rc.Owner = cmp.Or(cfg.Name, cfg.Plugin)
 		}
 		if p.redis, err = redisbridge.Open(ctx, rc); err != nil {
-			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
+			return nil, fmt.Errorf("host: backend %s: %w", cmp.Or(cfg.Name, cfg.Plugin), err)
 		}
 		cfg.Capabilities = grant(cfg.Capabilities, abi.CapabilityRedis)
 		if rc.Scripts {
@@ -283,7 +287,7 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	}
 	if cfg.Postgres != nil && !s.inspect {
 		if p.pg, err = openPostgres(ctx, cfg.Postgres, cfg.Limits, !cfg.DisableEvents); err != nil {
-			return nil, fmt.Errorf("host: backend %s: %w", cfg.Name, err)
+			return nil, fmt.Errorf("host: backend %s: %w", cmp.Or(cfg.Name, cfg.Plugin), err)
 		}
 	}
 	if cfg.Postgres != nil {
@@ -351,8 +355,11 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 	p.setKVReads()
 	p.setRedisReads()
 	p.setPGReads()
-	if p.name == "" {
+	if cfg.Name == "" {
 		p.name = p.meta.Name
+		if cfg.WASM == nil && cfg.Plugin == BuiltinPrefix+"local" {
+			p.name = "local" // the memory module, on disk
+		}
 		p.log = s.logger.Named("plugin").Named(p.name)
 		limiter.log = p.log
 	}

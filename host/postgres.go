@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
@@ -113,9 +114,29 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events boo
 		TempFileLimitKB:  tempFileLimitKB(c.TempFileLimitMB),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("%w: postgres: %w", openFailure(err), err)
 	}
 	return b, nil
+}
+
+// openFailure is the sentinel of a bridge that did not open: ErrInvalid
+// for what the configuration must change (its URL or schema, a refused
+// login, a database that does not exist, rights the URL's role lacks),
+// ErrUnavailable for a server that could not be reached or was not taking
+// connections (connection exceptions, shutdown, too many connections).
+func openFailure(err error) error {
+	if errors.Is(err, pgbridge.ErrConfig) {
+		return ErrInvalid
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
+		switch pgErr.Code[:2] {
+		case "08", "53", "57", "58": // connection, resources, operator intervention, system
+		default:
+			return ErrInvalid
+		}
+	}
+	return ErrUnavailable
 }
 
 // tempFileLimitKB is the role's temp_file_limit for limitMB

@@ -262,9 +262,33 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 	}
 	defer s.calls.leave()
 	if s.shared != nil && sharable(op) && s.p.meta.Features.Has(op.Requires()) {
-		return s.callShared(ctx, op, encode, decode)
+		return stoppedBy(ctx, s.callShared(ctx, op, encode, decode))
 	}
-	return s.callPluginReached(ctx, op, writes, encode, decode, reached)
+	return stoppedBy(ctx, s.callPluginReached(ctx, op, writes, encode, decode, reached))
+}
+
+// stoppedBy makes the failure of a call whose caller's context ended
+// match that context's error (context.Canceled, context.DeadlineExceeded)
+// whatever the backend made of being stopped: an instance interrupted, a
+// Redis or PostgreSQL request given up on (ErrUnavailable, which it
+// replaces). A call that may have written keeps ErrOutcomeUnknown beside
+// it. Any other failure is the call's own, and stays as it is.
+func stoppedBy(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if d, ok := ctx.Deadline(); ok && cerr == nil && err != nil && !time.Now().Before(d) {
+		// A network deadline set from ctx's (go-redis, pgx) can fire
+		// before ctx's own timer has ended it.
+		cerr = context.DeadlineExceeded
+	}
+	switch {
+	case err == nil || cerr == nil || errors.Is(err, cerr):
+		return err
+	case errors.Is(err, ErrOutcomeUnknown):
+		return fmt.Errorf("%w: %w", err, cerr)
+	case errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrClosed):
+		return fmt.Errorf("%w: %s", cerr, err)
+	}
+	return err
 }
 
 // callPlugin is call past the call gate: the ticker's calls, which Close
@@ -583,6 +607,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
 			err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) })
 		}
+		err = stoppedBy(ctx, err)
 		if !answered(err) {
 			return Alert{}, err
 		}
@@ -708,6 +733,7 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
 			err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) })
 		}
+		err = stoppedBy(ctx, err)
 		if !answered(err) {
 			return AgentState{}, err
 		}

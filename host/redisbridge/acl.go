@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/storage-host/storage-host/abi"
 )
 
 // A Lua script can build key names from ARGV, so prefixing its KEYS does
@@ -125,9 +127,9 @@ func createUser(ctx context.Context, opts *redis.UniversalOptions, prefix string
 		_ = u.admin.Close()
 		_ = u.killer.Close()
 		if strings.Contains(err.Error(), "NOPERM") {
-			return nil, fmt.Errorf("redisbridge: scripts need a Redis user allowed to run ACL SETUSER, to create the backend's user confined to %q: %w", prefix, err)
+			return nil, fmt.Errorf("%w: redisbridge: scripts need a Redis user allowed to run ACL SETUSER, to create the backend's user confined to %q: %w", abi.StatusInvalid, prefix, err)
 		}
-		return nil, fmt.Errorf("redisbridge: creating the scripts user %q: %w", u.name, err)
+		return nil, fmt.Errorf("%w: redisbridge: creating the scripts user %q: %w", abi.StatusInvalid, u.name, err)
 	}
 	return u, nil
 }

@@ -239,7 +239,7 @@ type Bridge struct {
 func Open(ctx context.Context, cfg Config) (*Bridge, error) {
 	allowed, opts, err := cfg.check()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	release, err := claimPrefix(opts, cfg.KeyPrefix, cfg.Owner)
 	if err != nil {
@@ -322,8 +322,9 @@ func (cfg *Config) check() (map[string]*command, *redis.UniversalOptions, error)
 	if err := checkPrefix(cfg.KeyPrefix); err != nil {
 		return nil, nil, err
 	}
-	if cfg.MaxCommands < 0 || cfg.MaxReplyBytes < 0 {
-		return nil, nil, errors.New("redisbridge: MaxCommands and MaxReplyBytes must not be negative")
+	if cfg.MaxCommands < 0 || cfg.MaxReplyBytes < 0 || cfg.DB < 0 || cfg.PoolSize < 0 || cfg.MinIdleConns < 0 || cfg.MaxRetries < 0 ||
+		cfg.DialTimeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.PoolTimeout < 0 {
+		return nil, nil, errors.New("redisbridge: no count, size or timeout may be negative (0 takes the default)")
 	}
 	allowed := make(map[string]*command, len(commandTable))
 	for i := range commandTable {
