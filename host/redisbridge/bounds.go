@@ -17,7 +17,9 @@ import (
 //   - counts (SRANDMEMBER, ZRANDMEMBER and HRANDFIELD, whose negative count
 //     repeats elements without limit; SPOP, LPOP, RPOP, ZPOPMIN, ZPOPMAX,
 //     LMPOP, ZMPOP, the SCAN family's COUNT, LPOS, the streams' COUNT) are
-//     at most maxCount;
+//     at most maxCount, and the reads that would otherwise walk a whole
+//     collection must give theirs: XRANGE, XREVRANGE, XREAD and XREADGROUP
+//     a COUNT, LPOS a MAXLEN;
 //   - index ranges (LRANGE, ZRANGE, ZREVRANGE, ZRANGESTORE) name at most
 //     maxCount elements, so a range whose end is counted from the other
 //     side than its start (0 -1) is refused; score and lex ranges need a
@@ -34,7 +36,11 @@ import (
 //
 // Commands whose cost grows with the product or the sum of whole
 // collections (LCS, SINTER, SUNION, SDIFF and their STORE and CARD forms,
-// ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist, and
+// ZUNION, ZINTER, ZDIFF and theirs) are off the default allowlist, as are
+// the reads of a whole hash or set, which take no bound (HGETALL, HKEYS,
+// HVALS, SMEMBERS: eight SMEMBERS of a set of a million members in one
+// request held another client's PING 5.9 s; HSCAN and SSCAN read them a
+// bounded page at a time), and
 // so are the sorted-set range removals (ZREMRANGEBYSCORE, ZREMRANGEBYLEX,
 // ZREMRANGEBYRANK): Redis removes a range member by member in its main
 // thread, whatever lazyfree says, and a score or lex range has no LIMIT
@@ -116,7 +122,8 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 // scripts' ACL user is denied those the backend is not allowed.
 var costly = []string{"lcs", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "sintercard",
 	"zunion", "zinter", "zdiff", "zunionstore", "zinterstore", "zdiffstore", "zintercard",
-	"zremrangebyscore", "zremrangebylex", "zremrangebyrank"}
+	"zremrangebyscore", "zremrangebylex", "zremrangebyrank",
+	"hgetall", "hkeys", "hvals", "smembers"}
 
 const (
 	maxCount  = 10_000    // elements a count, a LIMIT or an index range may name
@@ -150,8 +157,8 @@ var checks = map[string]check{
 	"zpopmin": countAt(2), "zpopmax": countAt(2),
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
 	"hscan": scan, "sscan": scan, "zscan": scan,
-	"xrange": options(4, "COUNT"), "xrevrange": options(4, "COUNT"),
-	"xread": positive(1, "COUNT"), "xreadgroup": positive(1, "COUNT"),
+	"xrange": needs(4, "COUNT", options(4, "COUNT")), "xrevrange": needs(4, "COUNT", options(4, "COUNT")),
+	"xread": needs(1, "COUNT", positive(1, "COUNT")), "xreadgroup": needs(1, "COUNT", positive(1, "COUNT")),
 	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
 	"lpos":      lpos,
@@ -226,10 +233,23 @@ func randomCount(in [][]byte) (int64, error) {
 	return 0, nil
 }
 
+// needs is c for a command that must give option name (any case) from
+// position from on: a stream read without COUNT reads the whole stream.
+func needs(from int, name string, c check) check {
+	return func(in [][]byte) (int64, error) {
+		for i := from; i+1 < len(in); i++ {
+			if bytes.EqualFold(in[i], []byte(name)) {
+				return c(in)
+			}
+		}
+		return 0, fmt.Errorf("%s is required (1 to %d): without it the whole stream is read", name, maxCount)
+	}
+}
+
 // options bounds the value after each of names (any case) from position
-// from on. Every argument is looked at, so an option Redis reads is never
-// missed; a key or value that reads like an option can only make the
-// check stricter.
+// from on; an option not given is not required (see needs). Every argument
+// is looked at, so an option Redis reads is never missed; a key or value
+// that reads like an option can only make the check stricter.
 func options(from int, names ...string) check {
 	return func(in [][]byte) (int64, error) {
 		for i := from; i < len(in); i++ {
@@ -319,18 +339,15 @@ func xpending(in [][]byte) (int64, error) {
 	return 0, nil
 }
 
-// lpos needs its scan bounded: COUNT 0 (every match) only with a MAXLEN
-// of at most maxCount.
+// lpos needs its scan bounded: a MAXLEN (Redis obeys the last) of 1 to
+// maxCount, and any COUNT within maxCount.
 func lpos(in [][]byte) (int64, error) {
-	all, maxlen := false, int64(0)
+	maxlen := int64(0)
 	for i := 3; i+1 < len(in); i++ {
 		switch {
 		case bytes.EqualFold(in[i], []byte("COUNT")):
 			if err := count(in[i+1]); err != nil {
 				return 0, err
-			}
-			if n, _ := parseInt(in[i+1]); n == 0 {
-				all = true
 			}
 		case bytes.EqualFold(in[i], []byte("MAXLEN")):
 			if err := count(in[i+1]); err != nil {
@@ -339,8 +356,11 @@ func lpos(in [][]byte) (int64, error) {
 			maxlen, _ = parseInt(in[i+1])
 		}
 	}
-	if all && maxlen == 0 {
-		return 0, fmt.Errorf("COUNT 0 needs a MAXLEN of 1 to %d", maxCount)
+	if maxlen < 1 {
+		// Without it LPOS compares every element until its matches are
+		// found: a list of 5 million, searched for what it does not hold,
+		// held other clients most of a second.
+		return 0, fmt.Errorf("MAXLEN of 1 to %d is required: without it the whole list may be searched", maxCount)
 	}
 	return 0, nil
 }

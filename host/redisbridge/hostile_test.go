@@ -101,6 +101,14 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"HRANDFIELD", "h", "-10000", "WITHVALUES"},
 		{"ZRANDMEMBER", "z", "-10000", "WITHSCORES"},
 		{"LPOS", "l", "x", "COUNT", "0"}, // every match in the whole list
+		{"LPOS", "l", "x"},               // the whole list, for what it does not hold
+		{"LPOS", "l", "x", "MAXLEN", "1000", "MAXLEN", "0"},
+		{"XRANGE", "x", "-", "+"}, // the whole stream
+		{"XREVRANGE", "x", "+", "-"},
+		{"XREAD", "STREAMS", "x", "0"},
+		{"XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">"},
+		// A whole hash or set, with no bound: off the default allowlist.
+		{"HGETALL", "h"}, {"HKEYS", "h"}, {"HVALS", "h"}, {"SMEMBERS", "s"},
 		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
 		{"XREAD", "COUNT", "100000000", "STREAMS", "x", "0"},
 		{"XREAD", "COUNT", "-1", "STREAMS", "x", "0"}, // 0 or less: the whole stream
@@ -152,7 +160,7 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"HSCAN", "h", "0", "COUNT", "100"}, {"SSCAN", "s", "0", "MATCH", big[:255] + "*", "COUNT", "100"},
 		{"ZSCAN", "z", "0", "MATCH", "agent:*:" + strings.Repeat("x", 55)}, {"HSCAN", "h", "0", "MATCH", big[:256]},
 		{"LPOS", "l", "x", "COUNT", "0", "MAXLEN", "1000"},
-		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HGETALL", "h"}, {"XREAD", "COUNT", "100", "STREAMS", "x", "0"},
+		{"XRANGE", "x", "-", "+", "COUNT", "100"}, {"HSCAN", "h", "0", "COUNT", "100"}, {"XREAD", "COUNT", "100", "STREAMS", "x", "0"},
 	} {
 		_, err := pipeline(t, f.b, cmd(c...))
 		require.NoError(t, err, "%v", c)
@@ -410,13 +418,13 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		return cmds
 	}
 	for name, cmds := range map[string][][][]byte{
-		"MGET of one key 9 times":     {cmd(append([]string{"MGET"}, repeat(maxRepeats+1, "big")...)...)},
-		"9 GETs of one key":           gets(maxRepeats+1, "big"),
-		"MGET then GETs of one key":   append([][][]byte{cmd("MGET", "big", "big", "a", "b")}, gets(maxRepeats-1, "big")...),
-		"HMGET of one field 9 times":  {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats+1, "f")...)...)},
-		"a write then 9 reads of it":  append([][][]byte{cmd("SET", "sentinel", "1")}, gets(maxRepeats+1, "big")...),
-		"10 000 GETs of one key":      gets(10_000, "big"),
-		"HGETALL of one hash 9 times": {cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h"), cmd("HGETALL", "h")},
+		"MGET of one key 9 times":    {cmd(append([]string{"MGET"}, repeat(maxRepeats+1, "big")...)...)},
+		"9 GETs of one key":          gets(maxRepeats+1, "big"),
+		"MGET then GETs of one key":  append([][][]byte{cmd("MGET", "big", "big", "a", "b")}, gets(maxRepeats-1, "big")...),
+		"HMGET of one field 9 times": {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats+1, "f")...)...)},
+		"a write then 9 reads of it": append([][][]byte{cmd("SET", "sentinel", "1")}, gets(maxRepeats+1, "big")...),
+		"10 000 GETs of one key":     gets(10_000, "big"),
+		"LRANGE of one list 9 times": each(maxRepeats+1, "LRANGE", "list", "0", "99"),
 		// Writes that scan their key: each repeat is the key's size again
 		// in Redis's time.
 		"10 000 LREMs of one list":       each(10_000, "LREM", "list", "0", "nomatch"),
@@ -426,7 +434,7 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"3 ZRANGESTOREs from one set":    each(3, "ZRANGESTORE", "dst", "z", "0", "+inf", "BYSCORE", "LIMIT", "999999", "1"),
 		"3 XREADGROUPs of one stream":    each(3, "XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "STREAMS", "s", "0"),
 		"3 XAUTOCLAIMs of one stream":    each(3, "XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "10"),
-		"an LREM and 5 LPOS of one list": append(each(1, "LREM", "list", "0", "nomatch"), each(5, "LPOS", "list", "nomatch")...),
+		"an LREM and 5 LPOS of one list": append(each(1, "LREM", "list", "0", "nomatch"), each(5, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -454,7 +462,7 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"1000 GETs of distinct keys": distinct,
 		"100 INCRs of one key":       writes,
 		"2 LREMs of one list":        each(2, "LREM", "list", "0", "nomatch"),
-		"an LREM and 4 LPOS":         append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch")...),
+		"an LREM and 4 LPOS":         append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
 		"LREMs of 100 lists":         lrems,
 		"HMGETs of the same fields":  {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
 	} {

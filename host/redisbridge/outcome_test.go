@@ -102,7 +102,7 @@ func TestWriteTimedOutAfterSendIsUnknown(t *testing.T) {
 // unsure of.
 func TestReadTimedOutIsUnavailable(t *testing.T) {
 	b, _, _ := pausedServer(t, Config{})
-	err := run(t, b, 150*time.Millisecond, abi.RedisPipeline, cmd("GET", "k"), cmd("HGETALL", "h"))
+	err := run(t, b, 150*time.Millisecond, abi.RedisPipeline, cmd("GET", "k"), cmd("HMGET", "h", "f"))
 	require.ErrorIs(t, err, abi.StatusUnavailable)
 }
 
