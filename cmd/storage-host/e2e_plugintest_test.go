@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
@@ -156,6 +157,20 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "plugin test: the backend is not ready, so no rule could pass")
 	require.NotContains(t, stdout, "FAIL")
+
+	// Scripts are granted only when asked for (or to builtin:redis): a
+	// script that loops after a write stops its Redis for good.
+	module := filepath.Join(t.TempDir(), "redis.wasm")
+	wasm, err := host.BuiltinWASM("redis")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(module, wasm, 0o600))
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-redis", redistest.Addr(t), module)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `needs capability "redis_scripts", which the configuration does not grant`)
+	require.Contains(t, stderr, "-scripts grants them")
+	_, stderr, code = runCommand(t, nil, "plugin", "test", "-scripts", "builtin:memory")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "-scripts grants Lua scripts on the Redis of -redis, which is missing")
 
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-run", "NoSuchRule", "builtin:memory")
 	require.Equal(t, 1, code)

@@ -3,7 +3,7 @@
 //	storage-host serve [-config FILE] [-listen ADDR] [-data-dir DIR]   serve the configured backends over HTTP
 //	storage-host validate [-offline] [-data-dir DIR] FILE   check a configuration file
 //	storage-host plugin inspect FILE.wasm|builtin:NAME describe a plugin
-//	storage-host plugin test [-option K=V] [-redis ADDR] [-json] FILE.wasm|builtin:NAME   run the conformance suite on a plugin
+//	storage-host plugin test [-option K=V] [-redis ADDR [-scripts]] [-json] FILE.wasm|builtin:NAME   run the conformance suite on a plugin
 //	storage-host backup -config FILE -backend NAME -o FILE|-   back a backend up
 //	storage-host backup verify FILE                    check a backup file
 //	storage-host restore -config FILE -backend NAME [-mode fail|skip|overwrite] FILE|-

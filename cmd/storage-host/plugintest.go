@@ -56,6 +56,7 @@ Flags:
 type pluginTestFlags struct {
 	options    map[string]string
 	redisAddr  string
+	scripts    bool
 	pgURL      string
 	configPath string
 	backend    string
@@ -88,7 +89,8 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, pluginTestUsage); fs.PrintDefaults() }
 	fs.Var(optionFlags(f.options), "option", "a plugin option, key=value (repeatable)")
-	fs.StringVar(&f.redisAddr, "redis", "", "grant the redis capability (scripts included) on the Redis at this host:port; each store the suite opens gets a key prefix of its own, removed afterwards")
+	fs.StringVar(&f.redisAddr, "redis", "", "grant the redis capability on the Redis at this host:port; each store the suite opens gets a key prefix of its own, removed afterwards")
+	fs.BoolVar(&f.scripts, "scripts", false, "with -redis, grant Lua scripts too (redis_scripts; builtin:redis always has them): a script runs inside Redis, and one that loops after a write stops that Redis for every client until it is shut down, so grant them only to a plugin you trust and on a Redis of its own")
 	fs.StringVar(&f.pgURL, "postgres", "", "grant the postgres capability on the PostgreSQL at this postgres:// URL, of a role that may create roles and schemas; each store the suite opens gets a schema and a role of its own, dropped afterwards")
 	fs.StringVar(&f.configPath, "config", "", "take the plugin, its options and capabilities from a backend block of this configuration file")
 	fs.StringVar(&f.backend, "backend", "", "the backend block to take (with -config; not needed when the file has one)")
@@ -102,8 +104,10 @@ func parsePluginTestFlags(args []string, stderr io.Writer) (*pluginTestFlags, er
 		return nil, err
 	}
 	switch {
-	case f.configPath != "" && (fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != "" || f.pgURL != ""):
-		return nil, usagef("plugin test: -config takes -backend (which a file of one backend may leave out), and no plugin file, -option, -redis or -postgres (the backend block has them)")
+	case f.configPath != "" && (fs.NArg() != 0 || len(f.options) > 0 || f.redisAddr != "" || f.scripts || f.pgURL != ""):
+		return nil, usagef("plugin test: -config takes -backend (which a file of one backend may leave out), and no plugin file, -option, -redis, -scripts or -postgres (the backend block has them)")
+	case f.scripts && f.redisAddr == "":
+		return nil, usagef("plugin test: -scripts grants Lua scripts on the Redis of -redis, which is missing")
 	case f.configPath == "" && fs.NArg() != 1:
 		fs.Usage()
 		return nil, errUsage
@@ -126,7 +130,8 @@ func (f *pluginTestFlags) baseConfig() (host.Config, error) {
 	if f.configPath == "" {
 		c := host.Config{Plugin: f.plugin, Options: f.options} // named by the plugin's own name
 		if f.redisAddr != "" {
-			c.Redis = &redisbridge.Config{Addrs: []string{f.redisAddr}, KeyPrefix: "storage-host-plugin-test:", Scripts: true}
+			scripts := f.scripts || f.plugin == host.BuiltinPrefix+"redis"
+			c.Redis = &redisbridge.Config{Addrs: []string{f.redisAddr}, KeyPrefix: "storage-host-plugin-test:", Scripts: scripts}
 		}
 		if f.pgURL != "" {
 			c.Postgres = &host.PostgresConfig{URL: f.pgURL, Schema: "plugin_test"}
@@ -195,7 +200,11 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 		defer dropSchema(probe.Postgres)
 	}
 	if err != nil {
-		return fmt.Errorf("plugin test: the plugin does not load: %w%s", err, probeLog.tail())
+		hint := ""
+		if probe.Redis != nil && !probe.Redis.Scripts && strings.Contains(err.Error(), string(abi.CapabilityRedisScripts)) {
+			hint = " (-scripts grants them, to a plugin you trust: a script that loops after a write stops its Redis until it is shut down)"
+		}
+		return fmt.Errorf("plugin test: the plugin does not load: %w%s%s", err, hint, probeLog.tail())
 	}
 	meta := st.Metadata()
 	// A store the suite cannot reach would fail every rule, one by one.
