@@ -139,6 +139,7 @@ type Bus struct {
 	unmarked   atomic.Uint64
 	beating    bool
 	registered atomic.Bool // it published: it beats in the set of hosts
+	joining    sync.Mutex  // held while the first Publish joins the set
 
 	// queued counts the events Publish put on the queue, settled those of
 	// them the appender is done with (appended or dropped); settle is
@@ -225,9 +226,14 @@ func (b *Bus) Publish(ev Event) {
 	}
 }
 
-// startBeat starts, at a Redis log's first event, the beat that keeps
-// this host in the log's set of hosts (gaps.go): a host that never
-// published has no event to lose.
+// startBeat joins, at a Redis log's first event, the log's set of hosts,
+// and starts the beat that keeps this host in it (gaps.go): a host that
+// never published has no event to lose. It joins before that event is
+// queued, so before the write it tells of is acknowledged (Publish runs
+// first): a host killed just after would otherwise take the event with it
+// unknown to the others, which mark gaps only for the hosts in the set.
+// Calls that come meanwhile wait for the join; a join that fails (Redis
+// away) is left to the beat, once.
 func (b *Bus) startBeat() {
 	if b.registered.Load() {
 		return // the write path's usual case: no lock
@@ -236,9 +242,22 @@ func (b *Bus) startBeat() {
 	if !ok {
 		return
 	}
+	b.joining.Lock()
+	defer b.joining.Unlock()
+	if b.registered.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, joinTimeout)
+	if err := rl.join(ctx, b.opts.live); err != nil && b.ctx.Err() == nil {
+		b.logger.Warn("events: cannot join the log's set of hosts before the first event; the beat tries again", "error", err)
+	}
+	cancel()
 	b.registered.Store(true)
 	b.startBeatLoop(rl)
 }
+
+// joinTimeout bounds the first Publish's wait for the join.
+const joinTimeout = time.Second
 
 // startBeatLoop starts the beat once: at the first event, or when the
 // fan-out starts (a host that only reads looks for dead hosts too, and

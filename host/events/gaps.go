@@ -74,12 +74,7 @@ func (l *redisLog) liveKey(host string) string { return l.key + ":live:" + host 
 // their events meanwhile.
 func (l *redisLog) beat(ctx context.Context, live time.Duration, register, reap bool) error {
 	if register {
-		_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, l.liveKey(l.host), 1, live)
-			p.SAdd(ctx, l.hostsKey(), l.host)
-			return nil
-		})
-		if err != nil {
+		if err := l.join(ctx, live); err != nil {
 			return err
 		}
 	}
@@ -128,6 +123,18 @@ func (l *redisLog) beat(ctx context.Context, live time.Duration, register, reap 
 	return nil
 }
 
+// join puts this host in the log's set of hosts, alive for live: again at
+// every beat, so that a set lost with Redis's data (a restart, a flush) has
+// it back within a beat.
+func (l *redisLog) join(ctx context.Context, live time.Duration) error {
+	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, l.liveKey(l.host), 1, live)
+		p.SAdd(ctx, l.hostsKey(), l.host)
+		return nil
+	})
+	return err
+}
+
 // leave takes this host out of the log's set of hosts: it closed with
 // every event it published appended.
 func (l *redisLog) leave(ctx context.Context) error {
@@ -140,56 +147,48 @@ func (l *redisLog) leave(ctx context.Context) error {
 }
 
 // markGap appends a gap to the stream, if there is one (no stream, no
-// event to miss), and records its ID in the gaps set, in one transaction:
-// a reader that meets the gap entry finds it in the set too, so resuming
-// from before it is refused at once, never only by reading up to it. The
-// ID is chosen here (the stream's last plus one) so that the set can name
-// it within the transaction; an append of another host between choosing
-// and appending makes it stale, and the next try removes that member.
+// event to miss), and records it in the gaps set, in one transaction: a
+// reader that meets the gap entry finds the set holding it too. The set's
+// member is not the entry's ID, which Redis chooses within the
+// transaction, but a bound below it: the stream's last ID, plus one, as
+// it was just before. Every position a subscriber had been given by then
+// is refused at once; one of an event another host appended in between
+// (before the gap, so it too would miss what the gap lost) is let in, and
+// ends at the gap when its reader reaches it.
 //
 // It has a deadline of its own, not its caller's beat.
 func (l *redisLog) markGap(ctx context.Context, why string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
-	var stale string
-	for range 10 {
-		info, err := l.client.XInfoStream(ctx, l.key).Result()
-		if err != nil {
-			if strings.Contains(err.Error(), "no such key") {
-				err = nil
-			}
-			return err
-		}
-		last, err := parseID(info.LastGeneratedID)
-		if err != nil {
-			return err
-		}
-		g := last.next().String()
-		var add *redis.StringCmd
-		_, err = l.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			if stale != "" {
-				p.ZRem(ctx, l.gapsKey(), stale)
-			}
-			add = p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, NoMkStream: true, MaxLen: l.retention, Approx: true, ID: g, Values: []any{"g", why}})
-			p.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(last.next().hi), Member: g})
-			p.ZRemRangeByRank(ctx, l.gapsKey(), 0, -maxGaps-1)
+	info, err := l.client.XInfoStream(ctx, l.key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
 			return nil
-		})
-		switch {
-		case add.Err() == nil && err == nil:
-			l.saw(g)
-			return nil
-		case errors.Is(add.Err(), redis.Nil): // the stream went meanwhile
-			return l.client.ZRem(ctx, l.gapsKey(), g).Err()
-		case strings.Contains(add.Err().Error(), "equal or smaller"):
-			stale = g // another host appended first: choose again
-		case add.Err() == nil: // the whole transaction failed (a refused login)
-			return fmt.Errorf("events: marking a gap: %w", err)
-		default:
-			return add.Err()
 		}
+		return err
 	}
-	return fmt.Errorf("events: marking a gap: the stream kept moving past %s", stale)
+	last, err := parseID(info.LastGeneratedID)
+	if err != nil {
+		return err
+	}
+	below := last.next()
+	var add *redis.StringCmd
+	_, err = l.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		add = p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, NoMkStream: true, MaxLen: l.retention, Approx: true, Values: []any{"g", why}})
+		p.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(below.hi), Member: below.String()})
+		p.ZRemRangeByRank(ctx, l.gapsKey(), 0, -maxGaps-1)
+		return nil
+	})
+	switch {
+	case err == nil && add.Val() != "":
+		l.saw(add.Val())
+		return nil
+	case errors.Is(add.Err(), redis.Nil): // the stream went meanwhile: no gap
+		return l.client.ZRem(ctx, l.gapsKey(), below.String()).Err()
+	case err == nil:
+		return errors.New("events: marking a gap: no reply") // a refused login, which go-redis leaves on no command
+	}
+	return fmt.Errorf("events: marking a gap: %w", err)
 }
 
 // gapAfter reports whether the log has a gap after pos, from the gaps

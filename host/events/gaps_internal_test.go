@@ -157,3 +157,65 @@ func TestAHostReapsOnlyOnceItsBeatsReachRedis(t *testing.T) {
 	require.False(t, c.SIsMember(ctx, key+":hosts", "ghost").Val())
 	require.False(t, c.SIsMember(ctx, key+":hosts", reader.log.(*redisLog).host).Val(), "a host that never published is not listed")
 }
+
+// A host is in the set of hosts before its first event is queued, so
+// before the write that event tells of is acknowledged: killed at once,
+// it is still found dead and its gap marked. (Its beat alone would join
+// a round trip later: a host killed meanwhile lost its event unmarked.)
+func TestAHostJoinsBeforeItsFirstEventIsQueued(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	key := redistest.Prefix(t) + "__host__:join:events"
+	b := gapBus(t, c, key)
+	b.Publish(Event{Kind: "agent_states", Op: OpPut, AgentID: "a", Key: "a", Version: 1, Time: time.Now()})
+	host := b.log.(*redisLog).host
+	require.True(t, c.SIsMember(context.Background(), key+":hosts", host).Val(), "joined when Publish returned")
+	require.EqualValues(t, 1, c.Exists(context.Background(), key+":live:"+host).Val())
+}
+
+// A gap marked while other hosts append without pause is marked at once,
+// never lost to their appends, and every position given out before it is
+// refused.
+func TestAGapIsMarkedWhileOthersAppend(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	key := redistest.Prefix(t) + "__host__:busy:events"
+	b := gapBus(t, c, key)
+	publishOne(t, b, "first")
+	before, err := b.log.last(ctx)
+	require.NoError(t, err)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // another host's appends, as fast as Redis takes them
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"k", "agent_states", "o", "put", "a", "x", "y", "x", "v", i, "t", 0}}).Err()
+		}
+	}()
+	for range 20 {
+		require.NoError(t, b.log.(*redisLog).markGap(ctx, "test"))
+	}
+	close(stop)
+	<-done
+	_, err = b.Subscribe(ctx, Filter{}, before.String())
+	require.ErrorIs(t, err, ErrLost)
+	n, err := c.XLen(ctx, key).Result()
+	require.NoError(t, err)
+	gaps, err := c.XRange(ctx, key, "-", "+").Result()
+	require.NoError(t, err)
+	marked := 0
+	for _, m := range gaps {
+		if _, ok := m.Values["g"]; ok {
+			marked++
+		}
+	}
+	require.Equal(t, 20, marked, "of %d entries", n)
+	require.EqualValues(t, 20, c.ZCard(ctx, key+":gaps").Val())
+}
