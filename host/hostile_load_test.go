@@ -59,18 +59,18 @@ func hostileModules(t *testing.T) map[string]struct {
 		"many functions": {g.Functions(bodies...), "module declares 100001 functions, more than 100000"},
 		"locals spread over functions": {g.Functions(spread...),
 			"functions up to 100 declare 1010000 locals together, more than 1000000"},
-		// A megabyte of br_table labels to 64 blocks: 12 s and 2.4 GB of
-		// compilation, which the host's RSS kept.
-		"br_table labels": {g.Functions(g.Body(nil, g.BrTable(64, 1_000_000))),
-			"function 0 has 1000001 branches (an if two, a br_table one a label), more than 40000"},
+		// 200 KB of br_table labels to 64 blocks (a megabyte of them: 12 s
+		// and 2.4 GB of compilation, which the host's RSS kept).
+		"br_table labels": {g.Functions(g.Body(nil, g.BrTable(64, 200_000))),
+			"function 0 has 200001 branches (an if two, a br_table one a label), more than 40000"},
 		// 33 KB, each of 30 001 edges carrying 1 000 values (40 001 of them:
 		// 44 s and 420 MiB).
 		"branch values": {g.BranchValues(1000, 30_000),
 			"function 0 has 30001 branches carrying up to 0 locals and 1000 values each, and calls of 0 values, 30031001 together, more than 250000"},
-		// 300 KB of empty blocks in a row: a minute of compilation, which
-		// grows with the square of a function's blocks.
-		"blocks": {g.Functions(g.Body(nil, g.Blocks(100_000))),
-			"function 0 has 100000 blocks, loops and ifs, more than 5000"},
+		// 240 KB of empty blocks in a row (300 KB of them: a minute of
+		// compilation, which grows with the square of a function's blocks).
+		"blocks": {g.Functions(g.Body(nil, g.Blocks(80_000))),
+			"function 0 has 80000 blocks, loops and ifs, more than 5000"},
 		// 12 KB: 2 000 ifs in a row, then 1 000 locals read past their
 		// merges (10 000 ifs took 61 s and 2 GB).
 		"ifs and locals": {g.Functions(g.Body([]g.Locals{{N: 1000, Type: g.I32}}, g.IfsThenLocals(1000, 2000))),

@@ -242,7 +242,7 @@ func TestBounds(t *testing.T) {
 		{"functions", "module declares 100001 functions, more than 100000", g.Functions(bodies...)},
 		{"module locals", "functions up to 100 declare 1010000 locals together, more than 1000000",
 			g.Functions(slices.Repeat([][]byte{g.Body(locals(10_000), []byte{0x0b})}, 101)...)},
-		{"body", "function 0 has a body of 1048578 bytes, more than 1048576",
+		{"body", "function 0 has a body of 262146 bytes, more than 262144",
 			g.Functions(g.Body(nil, nops))},
 		{"table", "table 0 declares 134217728 elements, more than 262144", table(1<<27, 1<<27, false)},
 		{"growable table", "table 0 declares no maximum size, and function 0 uses table.grow on it, which could take it past 262144 elements",
