@@ -62,3 +62,19 @@ func TestConfigureRefusalIsInvalid(t *testing.T) {
 		}
 	}
 }
+
+// A plugin without Configure takes no option: one given is refused,
+// INVALID, naming it, never ignored; none given is OK.
+func TestNoConfigureRefusesOptions(t *testing.T) {
+	d := newDispatcher(Plugin{Name: "p", AgentStates: stubStates{}})
+	var e abi.Encoder
+	abi.Options{"metric_ttl_secnds": "60", "colour": "blue"}.Encode(&e)
+	status, body := call(t, d, abi.OpConfigure, e.Bytes())
+	assert.Equal(t, abi.StatusInvalid, status)
+	assert.Equal(t, "plugin p takes no options; given colour, metric_ttl_secnds", string(body))
+
+	e.Reset()
+	abi.Options{}.Encode(&e)
+	status, _ = call(t, d, abi.OpConfigure, e.Bytes())
+	assert.Equal(t, abi.StatusOK, status)
+}

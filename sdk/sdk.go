@@ -121,6 +121,7 @@ type Plugin struct {
 	Capabilities []abi.Capability
 
 	// Configure, if set, receives the backend options before any request.
+	// A plugin without it refuses any option, INVALID.
 	Configure func(abi.Options) error
 
 	// Tick, when set, advertises abi.FeatureTick (ABI 1.3): the host then

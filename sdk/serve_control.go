@@ -2,6 +2,9 @@ package sdk
 
 import (
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/storage-host/storage-host/abi"
 )
@@ -16,6 +19,13 @@ func (d *dispatcher) configure(req []byte, _ *abi.Encoder) error {
 	}
 	if d.p.Configure != nil {
 		return configureError(d.p.Configure(o))
+	}
+	if len(o) > 0 {
+		// A plugin without Configure takes no option: one given is a
+		// mistake of the operator's (a typo, the wrong plugin), not to be
+		// ignored in silence.
+		names := slices.Sorted(maps.Keys(o))
+		return abi.Errorf(abi.StatusInvalid, "plugin %s takes no options; given %s", d.p.Name, strings.Join(names, ", "))
 	}
 	return nil
 }
