@@ -47,6 +47,43 @@ func TestACallItsContextEndedAnswersThatContextsError(t *testing.T) {
 	srv.Resume()
 }
 
+// Close returns when its context ends, whatever the backend's store is
+// doing: with a Redis that stopped answering, calls in flight and the
+// bridge's own closing would each wait seconds.
+func TestCloseReturnsWhenItsContextEnds(t *testing.T) {
+	srv := redistest.NewServer(t)
+	ctx := context.Background()
+	s, err := host.Open(ctx, host.Config{Name: "closing", Plugin: "builtin:redis",
+		Redis: &redisbridge.Config{Addrs: []string{srv.Addr()}, KeyPrefix: "closing:", Scripts: true}})
+	require.NoError(t, err)
+	_, err = s.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{}`)})
+	require.NoError(t, err)
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := s.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"n":2}`)})
+		inFlight <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the put is waiting for Redis
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Close(short)
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, took, time.Second, "Close waited %v past its context", took)
+	srv.Resume()
+	select {
+	case err := <-inFlight:
+		if err != nil { // else Redis applied it once resumed, and said so
+			require.ErrorIs(t, err, host.ErrOutcomeUnknown, "the put was sent: its outcome is not known")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call in flight never returned")
+	}
+}
+
 // Open refuses a configuration it cannot use with ErrInvalid, never a
 // panic, an error no sentinel matches, or a default silently put in place
 // of a negative value; a context already ended opens nothing.

@@ -140,7 +140,9 @@ func (s *Store) Recycle(ctx context.Context) {
 // with ErrClosed at once, without waiting for anything; calls in flight
 // finish first, unless ctx ends or Limits.CallTimeout (plus a second)
 // passes before they do, in which case they are cut short (and fail with
-// ErrOutcomeUnknown and ErrClosed) and Close returns an error saying so.
+// ErrOutcomeUnknown and ErrClosed, unless they complete meanwhile: a call
+// waiting for its Redis or PostgreSQL returns when that answers or its
+// own deadline passes) and Close returns an error saying so.
 //
 // A backend whose plugin advertises abi.FeatureTick is then ticked until
 // it has no buffered write left (Stats.BufferedWrites), for at most five
@@ -148,6 +150,10 @@ func (s *Store) Recycle(ctx context.Context) {
 // primary store away) end it sooner; what is left is logged, and, when
 // the buffer was in memory (no Config.DataDir), lost: Close returns an
 // error matching ErrBufferLost.
+//
+// Last, the queued events are appended and the connections released;
+// once ctx has ended Close returns, matching ctx's error, and they go on
+// in the background. A second Close returns nil at once.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -182,8 +188,21 @@ func (s *Store) Close(ctx context.Context) error {
 			err = errors.Join(err, fmt.Errorf("backend %s: %w: %d writes acknowledged into its buffer had not reached its store", s.p.name, ErrBufferLost, n))
 		}
 	}
-	s.closeEvents(ctx)
-	s.p.close(context.WithoutCancel(ctx))
+	// The events' last appends and the release wait for the store (a
+	// Redis or PostgreSQL not answering holds an append, and each bridge's
+	// closing, up to its own bound): once ctx has ended, Close returns
+	// and they go on.
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		s.closeEvents(ctx)
+		s.p.close(context.WithoutCancel(ctx))
+	}()
+	select {
+	case <-released:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("backend %s: Close returned before its connections were released (they are being, in the background): %w", s.p.name, ctx.Err()))
+	}
 	return err
 }
 
