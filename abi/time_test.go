@@ -16,6 +16,7 @@ func TestEncoderRefusesTimesTheWireCannotCarry(t *testing.T) {
 		time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(2262, 4, 11, 23, 47, 16, 854775808, time.UTC),
+		time.Date(1677, 9, 21, 0, 12, 43, 145224191, time.UTC),
 		time.Unix(0, 0),
 	} {
 		var e abi.Encoder
@@ -28,8 +29,9 @@ func TestEncoderRefusesTimesTheWireCannotCarry(t *testing.T) {
 	for _, good := range []time.Time{
 		{},
 		time.Unix(0, 1),
-		time.Date(1677, 9, 21, 0, 12, 45, 0, time.UTC),
-		time.Date(2262, 4, 11, 23, 47, 15, 0, time.UTC),
+		time.Date(1677, 9, 21, 0, 12, 43, 145224192, time.UTC),
+		time.Date(2262, 4, 11, 23, 47, 16, 854775807, time.UTC),
+		time.Unix(0, -1),
 		time.Date(2026, 12, 7, 3, 30, 0, 123, time.UTC),
 	} {
 		var e abi.Encoder

@@ -102,26 +102,19 @@ func (e *Encoder) String(v string) {
 	e.buf = append(e.buf, v...)
 }
 
-// The seconds past which a time's Unix nanoseconds overflow an int64,
-// 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z (both excluded).
-const (
-	minWireSecond = math.MinInt64 / int64(time.Second)
-	maxWireSecond = math.MaxInt64 / int64(time.Second)
-)
-
 // Time appends t as Unix nanoseconds; the zero time encodes as 0. A time
-// the wire cannot carry (its nanoseconds overflow, or it is the Unix epoch
-// itself, which would read back as unset) is an error of the Encoder
-// (StatusInvalid), and 0 stands in its place.
+// the wire cannot carry (its nanoseconds overflow an int64: before
+// 1677-09-21T00:12:43.145224192Z or after 2262-04-11T23:47:16.854775807Z;
+// or it is the Unix epoch itself, which would read back as unset) is an
+// error of the Encoder (StatusInvalid), and 0 stands in its place.
 func (e *Encoder) Time(t time.Time) {
 	if t.IsZero() {
 		e.buf = append(e.buf, 0)
 		return
 	}
-	sec := t.Unix()
 	ns := t.UnixNano()
-	if sec <= minWireSecond || sec >= maxWireSecond || ns == 0 {
-		e.Fail(Errorf(StatusInvalid, "time %s cannot be carried: times run from 1677-09-21T00:12:45Z to 2262-04-11T23:47:15Z, and the Unix epoch itself means unset", t.UTC().Format(time.RFC3339Nano)))
+	if ns == 0 || !time.Unix(0, ns).Equal(t) {
+		e.Fail(Errorf(StatusInvalid, "time %s cannot be carried: times run from 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z, and the Unix epoch itself means unset", t.UTC().Format(time.RFC3339Nano)))
 		ns = 0
 	}
 	e.Varint(ns)

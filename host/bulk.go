@@ -65,7 +65,7 @@ func (s *Store) bulk(ctx context.Context, op abi.Op, n int, encodeItem func(i in
 		}
 	}
 	for i := range errs {
-		errs[i] = s.afterReaching(reached, errs[i])
+		errs[i] = stoppedBy(ctx, s.afterReaching(reached, errs[i]))
 	}
 	return errs, nil
 }

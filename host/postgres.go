@@ -122,16 +122,19 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events boo
 // openFailure is the sentinel of a bridge that did not open: ErrInvalid
 // for what the configuration must change (its URL or schema, a refused
 // login, a database that does not exist, rights the URL's role lacks),
-// ErrUnavailable for a server that could not be reached or was not taking
-// connections (connection exceptions, shutdown, too many connections).
+// ErrUnavailable for what may pass by itself: a server that could not be
+// reached or was not taking connections (connection exceptions, shutdown,
+// too many connections), a read-only standby (after a failover), and the
+// contention of hosts opening at once that outlasted the bridge's own
+// retries (locks, serialization, deadlocks, catalog rows made at once).
 func openFailure(err error) error {
 	if errors.Is(err, pgbridge.ErrConfig) {
 		return ErrInvalid
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 && !pgbridge.RunAgain(pgErr.Code) {
 		switch pgErr.Code[:2] {
-		case "08", "53", "57", "58": // connection, resources, operator intervention, system
+		case "08", "25", "40", "53", "57", "58": // connection, transaction state, rollback, resources, operator intervention, system
 		default:
 			return ErrInvalid
 		}

@@ -44,6 +44,18 @@ func TestACallItsContextEndedAnswersThatContextsError(t *testing.T) {
 	if !errors.Is(err, host.ErrOutcomeUnknown) {
 		require.NotErrorIs(t, err, host.ErrUnavailable)
 	}
+
+	// A batch's items as its call.
+	short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	res, err := s.GetAgentStates(short, []string{"a1", "a2"})
+	if err == nil {
+		for _, r := range res {
+			require.ErrorIs(t, r.Err, context.DeadlineExceeded)
+		}
+	} else {
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
 	srv.Resume()
 }
 

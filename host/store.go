@@ -151,9 +151,10 @@ func (s *Store) Recycle(ctx context.Context) {
 // the buffer was in memory (no Config.DataDir), lost: Close returns an
 // error matching ErrBufferLost.
 //
-// Last, the queued events are appended and the connections released;
-// once ctx has ended Close returns and they go on in the background. A
-// second Close returns nil at once.
+// Last, the queued events are appended, within ctx (what ctx leaves no
+// time for is dropped and logged), and the connections released: once
+// ctx has ended Close returns, and the release goes on in the background.
+// A second Close returns nil at once.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -435,8 +436,16 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	return took, false, err // nil, or ErrStale with the result decoded
 }
 
-// afterReaching returns err, an INTERNAL answer (what the SDK answers for
-// a panic it recovered) to a write or to an item of a batch of writes, as
+// pastEpoch moves a query's bound at the Unix epoch 1 ns later: the wire
+// reads 0 as unset, and no record can be at the epoch (its time would be
+// unset too), so the range [from, to) selects the same records.
+func pastEpoch(t time.Time) time.Time {
+	if !t.IsZero() && t.UnixNano() == 0 {
+		return t.Add(time.Nanosecond)
+	}
+	return t
+}
+
 // unsendable is the error of a request its encoder refused (a time the
 // wire cannot carry): the plugin never sees it, and it matches the
 // encoder's status (ErrInvalid).
@@ -444,6 +453,8 @@ func unsendable(backend string, op abi.Op, err error) error {
 	return fmt.Errorf("backend %s: %s not sent: %w", backend, op, err)
 }
 
+// afterReaching returns err, an INTERNAL answer (what the SDK answers for
+// a panic it recovered) to a write or to an item of a batch of writes, as
 // mayHaveWritten when the call had written to its store or sent it
 // requests (reached); in a batch, which item did is not known. Any other
 // err is returned as it is.
@@ -566,6 +577,7 @@ func (s *Store) QueryMetrics(ctx context.Context, q MetricQuery) (Page[Metric], 
 	if err := CheckMatchers(q.Labels); err != nil {
 		return Page[Metric]{}, err
 	}
+	q.From, q.To = pastEpoch(q.From), pastEpoch(q.To)
 	var out Page[Metric]
 	var claimed int // records the page claims; more than the limit are not decoded
 	err := s.roundTrip(ctx, abi.OpQueryMetrics, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Metric](d, abi.PageLimit(q.Limit)) })
@@ -679,6 +691,7 @@ func (s *Store) QueryAlerts(ctx context.Context, q AlertQuery) (Page[Alert], err
 	if err := CheckMatchers(q.Labels); err != nil {
 		return Page[Alert]{}, err
 	}
+	q.From, q.To = pastEpoch(q.From), pastEpoch(q.To)
 	var out Page[Alert]
 	var claimed int // records the page claims; more than the limit are not decoded
 	err := s.roundTrip(ctx, abi.OpQueryAlerts, q.Encode, func(d *abi.Decoder) { out, claimed = abi.DecodePageAtMost[Alert](d, abi.PageLimit(q.Limit)) })

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -27,8 +28,10 @@ func TestTimesTheWireCannotCarryAreRefused(t *testing.T) {
 		require.ErrorContains(t, err, "cannot be carried")
 		_, err = s.GetMetric(ctx, host.MetricKey{AgentID: "a1", Name: "cpu", Timestamp: bad})
 		require.ErrorIs(t, err, host.ErrInvalid)
-		_, err = s.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1", To: bad})
-		require.ErrorIs(t, err, host.ErrInvalid)
+		if bad.UnixNano() != 0 {
+			_, err = s.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1", To: bad})
+			require.ErrorIs(t, err, host.ErrInvalid)
+		}
 
 		good := host.Metric{AgentID: "a1", Name: "cpu", Value: 2, Timestamp: time.Now()}
 		_, err = s.PutMetrics(ctx, []host.Metric{good, m})
@@ -38,4 +41,26 @@ func TestTimesTheWireCannotCarryAreRefused(t *testing.T) {
 	page, err := s.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1"})
 	require.NoError(t, err)
 	require.Empty(t, page.Items, "nothing was written")
+
+	// The first and last instants the wire carries are records' times
+	// like any other; a query's bound at the epoch selects as it says.
+	first := time.Unix(0, math.MinInt64).UTC()
+	last := time.Unix(0, math.MaxInt64).UTC()
+	before := time.Unix(0, -1)
+	for _, at := range []time.Time{first, before, last} {
+		_, err = s.PutMetric(ctx, host.Metric{AgentID: "a1", Name: "cpu", Value: 1, Timestamp: at})
+		require.NoError(t, err, "%v", at)
+		got, err := s.GetMetric(ctx, host.MetricKey{AgentID: "a1", Name: "cpu", Timestamp: at})
+		require.NoError(t, err)
+		require.True(t, got.Timestamp.Equal(at))
+	}
+	epoch := time.Unix(0, 0)
+	page, err = s.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1", From: epoch})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1, "from the epoch: the last instant only")
+	page, err = s.QueryMetrics(ctx, host.MetricQuery{AgentID: "a1", To: epoch})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 2, "up to the epoch: the first instant and 1 ns before the epoch")
+	_, err = s.QueryAlerts(ctx, host.AlertQuery{From: epoch, To: epoch.Add(time.Hour)})
+	require.NoError(t, err)
 }

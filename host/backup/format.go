@@ -367,6 +367,9 @@ func (w *Writer) Write(r *Record) error {
 		}
 		w.enc.Reset()
 		k.encode(&w.enc)
+		if err := w.enc.Err(); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 		w.raw([]byte{frameTombstone})
 		w.bytes(w.enc.Bytes())
 		if w.err == nil {
@@ -384,6 +387,9 @@ func (w *Writer) Write(r *Record) error {
 	}
 	w.enc.Reset()
 	r.encode(&w.enc)
+	if err := w.enc.Err(); err != nil { // a time a restore could not send
+		return fmt.Errorf("backup: %s cannot be restored: %w", r.Kind, err)
+	}
 	w.enc.Uvarint(ttlMillis(r.TTL))
 	if len(w.enc.Bytes()) > maxFrame {
 		return fmt.Errorf("backup: %s of %d bytes is larger than a frame may be (%d)", r.Kind, len(w.enc.Bytes()), maxFrame)

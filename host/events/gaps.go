@@ -186,9 +186,31 @@ func (l *redisLog) markGap(ctx context.Context, why string) error {
 	case errors.Is(add.Err(), redis.Nil): // the stream went meanwhile: no gap
 		return l.client.ZRem(ctx, l.gapsKey(), below.String()).Err()
 	case err == nil:
-		return errors.New("events: marking a gap: no reply") // a refused login, which go-redis leaves on no command
+		err = errors.New("no reply") // a refused login, which go-redis leaves on no command
+	}
+	// The transaction failed, but its commands may have run all the same
+	// (a user refused MULTI runs what follows it): a gap written is not
+	// written again, nor its host put back to be found dead again.
+	if marked, rerr := l.gapWritten(ctx, last, why); rerr == nil && marked {
+		return l.client.ZAdd(ctx, l.gapsKey(), redis.Z{Score: float64(below.hi), Member: below.String()}).Err()
 	}
 	return fmt.Errorf("events: marking a gap: %w", err)
+}
+
+// gapWritten reports whether the stream holds, after last, a gap entry
+// saying why: a markGap whose transaction failed may have written it.
+func (l *redisLog) gapWritten(ctx context.Context, last id, why string) (bool, error) {
+	msgs, err := l.client.XRangeN(ctx, l.key, "("+last.String(), "+", 1000).Result()
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		if m.Values["g"] == why {
+			l.saw(m.ID)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // gapAfter reports whether the log has a gap after pos, from the gaps

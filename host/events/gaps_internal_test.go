@@ -219,3 +219,36 @@ func TestAGapIsMarkedWhileOthersAppend(t *testing.T) {
 	require.Equal(t, 20, marked, "of %d entries", n)
 	require.EqualValues(t, 20, c.ZCard(ctx, key+":gaps").Val())
 }
+
+// A Redis user refused MULTI (an ACL from before gaps were marked in a
+// transaction) runs the commands queued after it all the same: the gap
+// is then written once, its host taken out of the set, and not found
+// dead, and marked, again at every beat.
+func TestAGapIsMarkedOnceWithoutMulti(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.NewServer(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	key := "__host__:{nomulti}:events"
+	require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "nomulti", "on", ">pw", "~*", "+@all", "-multi", "-exec").Err())
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "nomulti", Password: "pw"})
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"k", "agent_states"}}).Err())
+	require.NoError(t, c.SAdd(ctx, key+":hosts", "ghost").Err())
+
+	l := gapBus(t, c, key).log.(*redisLog)
+	for range 5 {
+		_ = l.beat(ctx, gapOptions.live, true, true)
+	}
+	entries, err := admin.XRange(ctx, key, "-", "+").Result()
+	require.NoError(t, err)
+	gaps := 0
+	for _, e := range entries {
+		if _, ok := e.Values["g"]; ok {
+			gaps++
+		}
+	}
+	require.Equal(t, 1, gaps, "one gap, whatever the beats")
+	require.EqualValues(t, 1, admin.ZCard(ctx, key+":gaps").Val())
+	require.False(t, admin.SIsMember(ctx, key+":hosts", "ghost").Val())
+}

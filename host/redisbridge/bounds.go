@@ -158,7 +158,7 @@ var checks = map[string]check{
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
 	"hscan": scan, "sscan": scan, "zscan": scan,
 	"xrange": needs(4, "COUNT", options(4, "COUNT")), "xrevrange": needs(4, "COUNT", options(4, "COUNT")),
-	"xread": needs(1, "COUNT", positive(1, "COUNT")), "xreadgroup": needs(1, "COUNT", positive(1, "COUNT")),
+	"xread": streamRead(1), "xreadgroup": streamRead(4),
 	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
 	"lpos":      lpos,
@@ -243,6 +243,32 @@ func needs(from int, name string, c check) check {
 			}
 		}
 		return 0, fmt.Errorf("%s is required (1 to %d): without it the whole stream is read", name, maxCount)
+	}
+}
+
+// streamRead bounds XREAD [COUNT n] [BLOCK ms] STREAMS … (options from 1)
+// and XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS …
+// (options from 4): every COUNT anywhere is 1 to maxCount, as positive
+// has it, and one must be among the options, read by position up to
+// STREAMS: a group, a consumer or a key named COUNT is not one, and
+// without one the whole stream is read.
+func streamRead(from int) check {
+	every := positive(1, "COUNT")
+	return func(in [][]byte) (int64, error) {
+		if _, err := every(in); err != nil {
+			return 0, err
+		}
+		for i := from; i < len(in); i++ {
+			switch {
+			case bytes.EqualFold(in[i], []byte("STREAMS")):
+				return 0, fmt.Errorf("COUNT is required (1 to %d): without it the whole stream is read", maxCount)
+			case bytes.EqualFold(in[i], []byte("COUNT")):
+				return 0, nil
+			case bytes.EqualFold(in[i], []byte("BLOCK")):
+				i++ // its value
+			}
+		}
+		return 0, nil // no STREAMS: Redis refuses it
 	}
 }
 

@@ -107,6 +107,8 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 		{"XREVRANGE", "x", "+", "-"},
 		{"XREAD", "STREAMS", "x", "0"},
 		{"XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">"},
+		{"XREADGROUP", "GROUP", "COUNT", "5", "STREAMS", "x", ">"}, // a group named COUNT gives none
+		{"XREAD", "BLOCK", "COUNT", "STREAMS", "x", "0"},
 		// A whole hash or set, with no bound: off the default allowlist.
 		{"HGETALL", "h"}, {"HKEYS", "h"}, {"HVALS", "h"}, {"SMEMBERS", "s"},
 		{"XRANGE", "x", "-", "+", "COUNT", "100000000"},
