@@ -49,9 +49,6 @@ const (
 	markTimeout = 5 * time.Second
 )
 
-// gapEvent is the entry a log appends for a gap: who left it.
-func gapEvent(why string) Event { return Event{gap: why} }
-
 func newHostName() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

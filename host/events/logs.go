@@ -350,12 +350,6 @@ func (l *redisLog) xadd(ctx context.Context, evs []Event, first string) error {
 			} else {
 				all = append(all, "*")
 			}
-			if ev.gap != "" {
-				all = append(all, "g", &ev.gap)
-				cmds[i] = redis.NewStringCmd(ctx, all[start:len(all):len(all)]...)
-				_ = p.Process(ctx, cmds[i])
-				continue
-			}
 			all = append(all, "k", &ev.Kind, "o", &ev.Op, "a", &ev.AgentID, "y", &ev.Key, "v", &ev.Version, "t", &times[i])
 			if len(ev.Data) > 0 {
 				all = append(all, "d", ev.Data)
