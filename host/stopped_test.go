@@ -59,10 +59,11 @@ func TestACallItsContextEndedAnswersThatContextsError(t *testing.T) {
 	srv.Resume()
 }
 
-// Close returns when its context ends, whatever the backend's store is
-// doing: with a Redis that stopped answering, calls in flight and the
-// bridge's own closing would each wait seconds.
-func TestCloseReturnsWhenItsContextEnds(t *testing.T) {
+// Close does not wait for the bridges' release past its context: with a
+// Redis that stopped answering, removing the scripts user and closing the
+// connections wait seconds of their own on top of the events' last
+// appends (which take the context and a second's grace).
+func TestCloseDoesNotWaitForTheReleasePastItsContext(t *testing.T) {
 	srv := redistest.NewServer(t)
 	ctx := context.Background()
 	s, err := host.Open(ctx, host.Config{Name: "closing", Plugin: "builtin:redis",
@@ -83,8 +84,9 @@ func TestCloseReturnsWhenItsContextEnds(t *testing.T) {
 	start := time.Now()
 	err = s.Close(short)
 	took := time.Since(start)
+	t.Logf("Close returned after %v", took.Round(time.Millisecond))
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a call was in flight")
-	require.Less(t, took, time.Second, "Close waited %v past its context", took)
+	require.Less(t, took, 3*time.Second, "Close waited %v past its context", took)
 	srv.Resume()
 	select {
 	case err := <-inFlight:

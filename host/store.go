@@ -151,10 +151,11 @@ func (s *Store) Recycle(ctx context.Context) {
 // the buffer was in memory (no Config.DataDir), lost: Close returns an
 // error matching ErrBufferLost.
 //
-// Last, the queued events are appended, within ctx (what ctx leaves no
-// time for is dropped and logged), and the connections released: once
-// ctx has ended Close returns, and the release goes on in the background.
-// A second Close returns nil at once.
+// Last, the queued events are appended, within ctx and a second's grace
+// (what that leaves no time for is dropped, logged and counted in
+// Stats), and the connections released: once ctx has ended Close
+// returns, and the release goes on in the background. A second Close
+// returns nil at once.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -189,14 +190,15 @@ func (s *Store) Close(ctx context.Context) error {
 			err = errors.Join(err, fmt.Errorf("backend %s: %w: %d writes acknowledged into its buffer had not reached its store", s.p.name, ErrBufferLost, n))
 		}
 	}
-	// The events' last appends and the release wait for the store (a
-	// Redis or PostgreSQL not answering holds an append, and each bridge's
-	// closing, up to its own bound): once ctx has ended, Close returns
-	// and they go on.
+	// The events' last appends are made, or dropped and counted, within
+	// ctx and a grace (Stats says what was lost). The release waits for
+	// the bridges (a Redis or PostgreSQL not answering holds each one's
+	// closing up to its own bound): once ctx has ended, Close returns and
+	// the release goes on.
+	s.closeEvents(ctx)
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		s.closeEvents(ctx)
 		s.p.close(context.WithoutCancel(ctx))
 	}()
 	select {
