@@ -27,6 +27,27 @@ func gapBus(t *testing.T, c redis.UniversalClient, key string) *Bus {
 	return b
 }
 
+// gapStream is a client of the shared test Redis and a stream key of
+// the test's own.
+func gapStream(t *testing.T, name string) (*redis.Client, string) {
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	return c, redistest.Prefix(t) + "__host__:" + name + ":events"
+}
+
+// gapEntries counts the gap entries of the stream at key.
+func gapEntries(t *testing.T, c *redis.Client, key string) int {
+	entries, err := c.XRange(context.Background(), key, "-", "+").Result()
+	require.NoError(t, err)
+	n := 0
+	for _, e := range entries {
+		if _, ok := e.Values["g"]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 func publishOne(t *testing.T, b *Bus, key string) {
 	t.Helper()
 	before := b.Stats().Published
@@ -53,9 +74,7 @@ func nextEvent(t *testing.T, s *Subscription) Event {
 // that closes cleanly leaves no gap.
 func TestAHostThatDiesLeavesAGap(t *testing.T) {
 	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
-	t.Cleanup(func() { _ = c.Close() })
-	key := redistest.Prefix(t) + "__host__:gaps:events"
+	c, key := gapStream(t, "gaps")
 
 	survivor := gapBus(t, c, key)
 	publishOne(t, survivor, "s0") // the survivor beats from its first event
@@ -115,9 +134,7 @@ func TestAHostThatDiesLeavesAGap(t *testing.T) {
 // appends: a subscriber catching up from before them is told ErrLost.
 func TestDroppedEventsLeaveAGap(t *testing.T) {
 	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
-	t.Cleanup(func() { _ = c.Close() })
-	key := redistest.Prefix(t) + "__host__:drops:events"
+	c, key := gapStream(t, "drops")
 	b := gapBus(t, c, key)
 	publishOne(t, b, "e1")
 	from, err := b.log.last(ctx)
@@ -139,9 +156,7 @@ func TestDroppedEventsLeaveAGap(t *testing.T) {
 // for dead hosts too.
 func TestAHostReapsOnlyOnceItsBeatsReachRedis(t *testing.T) {
 	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
-	t.Cleanup(func() { _ = c.Close() })
-	key := redistest.Prefix(t) + "__host__:reap:events"
+	c, key := gapStream(t, "reap")
 	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"k", "agent_states"}}).Err())
 	require.NoError(t, c.SAdd(ctx, key+":hosts", "ghost").Err()) // listed, its key long expired
 
@@ -163,9 +178,7 @@ func TestAHostReapsOnlyOnceItsBeatsReachRedis(t *testing.T) {
 // it is still found dead and its gap marked. (Its beat alone would join
 // a round trip later: a host killed meanwhile lost its event unmarked.)
 func TestAHostJoinsBeforeItsFirstEventIsQueued(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
-	t.Cleanup(func() { _ = c.Close() })
-	key := redistest.Prefix(t) + "__host__:join:events"
+	c, key := gapStream(t, "join")
 	b := gapBus(t, c, key)
 	b.Publish(Event{Kind: "agent_states", Op: OpPut, AgentID: "a", Key: "a", Version: 1, Time: time.Now()})
 	host := b.log.(*redisLog).host
@@ -178,9 +191,7 @@ func TestAHostJoinsBeforeItsFirstEventIsQueued(t *testing.T) {
 // refused.
 func TestAGapIsMarkedWhileOthersAppend(t *testing.T) {
 	ctx := context.Background()
-	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
-	t.Cleanup(func() { _ = c.Close() })
-	key := redistest.Prefix(t) + "__host__:busy:events"
+	c, key := gapStream(t, "busy")
 	b := gapBus(t, c, key)
 	publishOne(t, b, "first")
 	before, err := b.log.last(ctx)
@@ -206,17 +217,7 @@ func TestAGapIsMarkedWhileOthersAppend(t *testing.T) {
 	<-done
 	_, err = b.Subscribe(ctx, Filter{}, before.String())
 	require.ErrorIs(t, err, ErrLost)
-	n, err := c.XLen(ctx, key).Result()
-	require.NoError(t, err)
-	gaps, err := c.XRange(ctx, key, "-", "+").Result()
-	require.NoError(t, err)
-	marked := 0
-	for _, m := range gaps {
-		if _, ok := m.Values["g"]; ok {
-			marked++
-		}
-	}
-	require.Equal(t, 20, marked, "of %d entries", n)
+	require.Equal(t, 20, gapEntries(t, c, key))
 	require.EqualValues(t, 20, c.ZCard(ctx, key+":gaps").Val())
 }
 
@@ -240,15 +241,7 @@ func TestAGapIsMarkedOnceWithoutMulti(t *testing.T) {
 	for range 5 {
 		_ = l.beat(ctx, gapOptions.live, true, true)
 	}
-	entries, err := admin.XRange(ctx, key, "-", "+").Result()
-	require.NoError(t, err)
-	gaps := 0
-	for _, e := range entries {
-		if _, ok := e.Values["g"]; ok {
-			gaps++
-		}
-	}
-	require.Equal(t, 1, gaps, "one gap, whatever the beats")
+	require.Equal(t, 1, gapEntries(t, admin, key), "one gap, whatever the beats")
 	require.EqualValues(t, 1, admin.ZCard(ctx, key+":gaps").Val())
 	require.False(t, admin.SIsMember(ctx, key+":hosts", "ghost").Val())
 }
