@@ -78,7 +78,7 @@ func TestCloseDoesNotWaitForTheReleasePastItsContext(t *testing.T) {
 		_, err := s.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte(`{"n":2}`)})
 		inFlight <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the put is waiting for Redis
+	require.Never(t, func() bool { return len(inFlight) > 0 }, 100*time.Millisecond, 10*time.Millisecond, "the put waits for Redis")
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

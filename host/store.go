@@ -296,14 +296,17 @@ func (s *Store) call(ctx context.Context, op abi.Op, writes bool, encode func(*a
 // replaces). A call that may have written keeps ErrOutcomeUnknown beside
 // it. Any other failure is the call's own, and stays as it is.
 func stoppedBy(ctx context.Context, err error) error {
+	if err == nil { // the request path's usual case: nothing to look at
+		return nil
+	}
 	cerr := ctx.Err()
-	if d, ok := ctx.Deadline(); ok && cerr == nil && err != nil && !time.Now().Before(d) {
+	if d, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(d) {
 		// A network deadline set from ctx's (go-redis, pgx) can fire
 		// before ctx's own timer has ended it.
 		cerr = context.DeadlineExceeded
 	}
 	switch {
-	case err == nil || cerr == nil || errors.Is(err, cerr):
+	case cerr == nil || errors.Is(err, cerr):
 		return err
 	case errors.Is(err, ErrOutcomeUnknown):
 		return fmt.Errorf("%w: %w", err, cerr)
