@@ -58,7 +58,9 @@ import (
 // (searchingWrites: LREM of a long list is a scan of it, XREADGROUP of a
 // pending list a read of it) count with the reads, searchWeight each:
 // each repeat is the key's size again in Redis's time, with no reply to
-// bound it. Reads and searches of distinct keys cost at most what the
+// bound it. The writes that answer what their key holds, and holds still
+// (echoingWrites: GETEX, LMOVE, RPOPLPUSH, XCLAIM), count as reads. Reads
+// and searches of distinct keys cost at most what the
 // plugin stored, a few times.
 const maxRepeats = 8
 

@@ -53,6 +53,11 @@ type command struct {
 	// its arguments or reply; counted with the reads (maxRepeats).
 	searches bool
 
+	// echoes: a write whose reply carries what the key holds, as a read's
+	// does, without taking it away (echoingWrites); counted with the reads
+	// (maxRepeats).
+	echoes bool
+
 	// allocatesPastMaxmemory: a write Redis takes past maxmemory that
 	// allocates all the same (allocatingPastMaxmemory).
 	allocatesPastMaxmemory bool
@@ -67,6 +72,21 @@ type command struct {
 // list, or 300 XREADGROUPs of 10 000 pending entries, in a request
 // stalled every client of the server for seconds.
 var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore", "xreadgroup", "xautoclaim"}
+
+// echoingWrites are the writes of the table whose reply carries data the
+// key holds, and holds still afterwards, as a read's does: GETEX is a GET
+// that may set an expiry, LMOVE and RPOPLPUSH answer the element they
+// move (a list moved onto itself, or two lists moved onto each other,
+// answers the same element again at every command), XCLAIM answers every
+// entry it names, as often as it names it. Each repeat is the value again
+// in Redis's output buffer, so they count with the reads: 4 000 GETEXs of
+// a 1 MiB value in one request (40 KB sent) took a shared Redis to
+// 3.6 GB and held another client's PING 2.8 s. The other writes that
+// answer stored data answer at most, for a key, what it held when the
+// request began and then what the request itself wrote there (GETSET,
+// SET's GET option, GETDEL), or take what they answer away (the pops);
+// TestEveryWriteIsClassed holds the table's writes to these lists.
+var echoingWrites = []string{"getex", "lmove", "rpoplpush", "xclaim"}
 
 // allocatingPastMaxmemory are the writes of the table that Redis does
 // not refuse past maxmemory (their command flags lack denyoom: Redis
@@ -353,6 +373,13 @@ var commands = func() map[string]*command {
 			panic("redisbridge: allocating write " + name + " is not a write of the table")
 		}
 		c.allocatesPastMaxmemory = true
+	}
+	for _, name := range echoingWrites {
+		c := m[name]
+		if c == nil || c.readOnly {
+			panic("redisbridge: echoing write " + name + " is not a write of the table")
+		}
+		c.echoes = true
 	}
 	for _, name := range searchingWrites {
 		c := m[name]

@@ -123,7 +123,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				invalid(e, "command %d: %v", i, err)
 				return nil
 			}
-			if c.readOnly || c.searches {
+			if c.readOnly || c.searches || c.echoes {
 				weight := 1
 				if c.searches {
 					weight = searchWeight

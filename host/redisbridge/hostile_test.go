@@ -393,7 +393,9 @@ func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
 // Redis's memory (one MGET of a 1 MiB value 400 times, 3 KB asked, made
 // Redis allocate 410 MB). The writes that scan or read their key (LREM,
 // LINSERT, LSET, ZRANGESTORE, XREADGROUP, XAUTOCLAIM) count with the
-// reads, as half of them each (two a key). Distinct keys, other writes
+// reads, as half of them each (two a key); the writes that answer what
+// their key holds and leave it there (GETEX, LMOVE, RPOPLPUSH, XCLAIM), as
+// reads. Distinct keys, other writes
 // and a key read within the bound pass; nothing of a refused request is
 // sent.
 func TestHostileRepeatedReadsAreRefused(t *testing.T) {
@@ -437,6 +439,14 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"3 XREADGROUPs of one stream":    each(3, "XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "STREAMS", "s", "0"),
 		"3 XAUTOCLAIMs of one stream":    each(3, "XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "10"),
 		"an LREM and 5 LPOS of one list": append(each(1, "LREM", "list", "0", "nomatch"), each(5, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
+		// Writes that answer what their key holds, and holds still: each
+		// repeat is the value again in Redis's output buffer.
+		"9 GETEXs of one key":                each(maxRepeats+1, "GETEX", "big"),
+		"5 LMOVEs of a list onto itself":     each(5, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"5 RPOPLPUSHs of a list onto itself": each(5, "RPOPLPUSH", "list", "list"),
+		"LMOVEs between two lists":           append(each(5, "LMOVE", "list", "other", "LEFT", "RIGHT"), each(5, "LMOVE", "other", "list", "LEFT", "RIGHT")...),
+		"XCLAIM of one entry 9 times":        {cmd(append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(maxRepeats+1, "1-1")...)...)},
+		"a GETEX and 8 GETs of one key":      append(each(1, "GETEX", "big"), gets(maxRepeats, "big")...),
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -458,15 +468,18 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		writes = append(writes, cmd("INCR", "counter"))
 	}
 	for name, cmds := range map[string][][][]byte{
-		"8 GETs of one key":          gets(maxRepeats, "big"),
-		"MGET of one key 8 times":    {cmd(append([]string{"MGET"}, repeat(maxRepeats, "big")...)...)},
-		"HMGET of 8 fields, 8 times": {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
-		"1000 GETs of distinct keys": distinct,
-		"100 INCRs of one key":       writes,
-		"2 LREMs of one list":        each(2, "LREM", "list", "0", "nomatch"),
-		"an LREM and 4 LPOS":         append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
-		"LREMs of 100 lists":         lrems,
-		"HMGETs of the same fields":  {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
+		"8 GETs of one key":              gets(maxRepeats, "big"),
+		"MGET of one key 8 times":        {cmd(append([]string{"MGET"}, repeat(maxRepeats, "big")...)...)},
+		"HMGET of 8 fields, 8 times":     {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
+		"1000 GETs of distinct keys":     distinct,
+		"100 INCRs of one key":           writes,
+		"2 LREMs of one list":            each(2, "LREM", "list", "0", "nomatch"),
+		"8 GETEXs of one key":            each(maxRepeats, "GETEX", "big"),
+		"4 LMOVEs of a list onto itself": each(4, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"XCLAIM of 8 entries":            {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "1-2", "1-3", "1-4", "1-5", "1-6", "1-7", "1-8")},
+		"an LREM and 4 LPOS":             append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
+		"LREMs of 100 lists":             lrems,
+		"HMGETs of the same fields":      {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.NoError(t, err, name)

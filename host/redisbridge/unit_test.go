@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -275,6 +276,38 @@ func TestCommandTableIsConsistent(t *testing.T) {
 		if assert.NotNil(t, c, name) {
 			assert.False(t, c.data, "%s copies what other keys hold: not in the default allowlist", name)
 		}
+	}
+}
+
+// Every write of the table is classed by what its reply carries, so that
+// a command added to the table is looked at for it: a write that answers
+// what its key holds, and holds still (echoingWrites), counts with the
+// reads against maxRepeats, as a write that walks its key does
+// (searchingWrites); the others answer nothing stored, or at most what a
+// key held when the request began and then what the request wrote there,
+// or take away what they answer.
+func TestEveryWriteIsClassed(t *testing.T) {
+	answersNothingStored := []string{"set", "setnx", "setex", "psetex", "getset", "getdel", "mset", "msetnx",
+		"append", "incr", "incrby", "incrbyfloat", "decr", "decrby", "setrange", "del", "unlink", "expire",
+		"pexpire", "expireat", "pexpireat", "persist", "rename", "renamenx", "hset", "hsetnx", "hmset", "hdel",
+		"hincrby", "hincrbyfloat", "sadd", "srem", "spop", "smove", "sinterstore", "sunionstore", "sdiffstore",
+		"zadd", "zincrby", "zrem", "zremrangebyscore", "zremrangebyrank", "zremrangebylex", "zpopmin", "zpopmax",
+		"zunionstore", "zinterstore", "zdiffstore", "zmpop", "lpush", "rpush", "lpushx", "rpushx", "lpop", "rpop",
+		"ltrim", "lmpop", "xadd", "xdel", "xtrim", "xack", "xsetid", "xgroup", "geoadd", "geosearchstore",
+		"pfadd", "pfcount", "pfmerge", "setbit", "bitfield", "bitop"}
+	classes := map[string]int{}
+	for _, list := range [][]string{answersNothingStored, echoingWrites, searchingWrites} {
+		for _, name := range list {
+			classes[name]++
+		}
+	}
+	for _, c := range commandTable {
+		if c.readOnly {
+			assert.Zero(t, classes[c.name], "%s is a read", c.name)
+			continue
+		}
+		assert.Equal(t, 1, classes[c.name], "write %s: in exactly one of answersNothingStored, echoingWrites, searchingWrites", c.name)
+		assert.Equal(t, c.echoes || c.searches, classes[c.name] == 1 && !slices.Contains(answersNothingStored, c.name), "%s counts with the reads", c.name)
 	}
 }
 
