@@ -529,7 +529,8 @@ const iovecCost = 8
 // fd_write of the host's own: stdout and stderr go to lim, one log line per
 // line, within the call's budget (Limits.MaxLogBytesPerCall) and deadline.
 // The other descriptors have nothing to write to (the module config mounts
-// no files). random_get and poll_oneoff are the host's too (wasi.go).
+// no files). random_get, poll_oneoff and the path functions are the
+// host's too (wasi.go).
 func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
 	b := p.runtime.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
@@ -563,6 +564,7 @@ func (p *plugin) instantiateWASI(ctx context.Context, lim *logLimiter) error {
 		stack[0] = p.pollOneoff(ctx, mod, uint32(stack[0]), uint32(stack[1]), uint32(stack[2]), uint32(stack[3]))
 	}), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("in", "out", "nsubscriptions", "result.nevents").Export("poll_oneoff")
+	exportNoPaths(b)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("host: wasi: %w", err)
 	}

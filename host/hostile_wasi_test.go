@@ -68,4 +68,16 @@ func TestHostileWASI(t *testing.T) {
 		assert.Equal(t, []byte{0, 0, 0}, s[6:9], "the clock's event: errno 0, type clock")
 		assert.Equal(t, []byte{0, 0, 1}, s[9:12], "stdin's event: errno 0, type fd_read")
 	})
+
+	// The path functions answer EBADF without reading their path (no
+	// directory is open): wazero's own copied the path first, answering
+	// EFAULT (21) for this one, past the end of memory, and allocating
+	// twice a long one's size in the host.
+	t.Run("path functions read no path", func(t *testing.T) {
+		h := openHostile(t, by, "wasiloop", host.Config{Limits: limits})
+		got, _, err := h.get(t, "P")
+		require.NoError(t, err)
+		require.Len(t, got.State, 12)
+		assert.Equal(t, uint16(8), binary.LittleEndian.Uint16(got.State), "path_open's errno: EBADF")
+	})
 }

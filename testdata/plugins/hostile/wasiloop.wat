@@ -17,6 +17,9 @@
 ;;        stdin), then answers OK with the AgentState {agent_id "q",
 ;;        state: its errno (u16 LE), its count of events (u32 LE), then
 ;;        the two events' errno and type (u16 LE, u8) each}
+;;   'P'  one path_open of a path that runs past the end of memory, then
+;;        answers OK as 'q' does (agent_id "P"), its state the errno
+;;        (u16 LE) and zeros
 ;; host clock at -1 ns: _initialize runs the 'r' loop.
 ;; Ping and configure are OK; any other op is unsupported.
 (module
@@ -107,6 +110,14 @@
     (i32.store16 (i32.const 0x08d) (i32.load16_u offset=40 (global.get $ONCE_EVENTS)))
     (i32.store8 (i32.const 0x08f) (i32.load8_u offset=42 (global.get $ONCE_EVENTS))))
 
+  ;; A path from the last byte of memory, of 4 GiB less one.
+  (func $open_once
+    (memory.fill (i32.const 0x084) (i32.const 0) (i32.const 12))
+    (i32.store16 (i32.const 0x084)
+      (call $path_open (i32.const 3) (i32.const 0)
+                       (i32.sub (i32.mul (memory.size) (i32.const 65536)) (i32.const 1)) (i32.const 0xffffffff)
+                       (i32.const 0) (i64.const 0) (i64.const 0) (i32.const 0) (global.get $NEVENTS))))
+
   (func (export "_initialize")
     (if (i64.eq (call $clock_now) (i64.const -1))
       (then (call $random_forever))))
@@ -140,9 +151,15 @@
           (then (call $read_forever)))
         (if (i32.eq (local.get $first) (i32.const 0x6f)) ;; 'o'
           (then (call $open_forever)))
+        (if (i32.eq (local.get $first) (i32.const 0x50)) ;; 'P'
+          (then
+            (call $open_once)
+            (i32.store8 (i32.const 0x082) (local.get $first))
+            (return (call $pack (i32.const 0x080) (i32.const 19)))))
         (if (i32.eq (local.get $first) (i32.const 0x71)) ;; 'q'
           (then
             (call $poll_once)
+            (i32.store8 (i32.const 0x082) (local.get $first))
             (return (call $pack (i32.const 0x080) (i32.const 19)))))))
     (call $pack (i32.const 0x0c0) (i32.const 15)))
 )
