@@ -534,6 +534,62 @@ func TestRedisReplayLeavesNewerWritesAlone(t *testing.T) {
 	require.Empty(t, page.Items)
 }
 
+// TestRedisReplayedDeleteLeavesANewerRecordListed: a delete one host
+// buffered, replayed after another host wrote the record again, leaves
+// the record, and its index entry with it: the record is still listed,
+// backed up and migrated. The entry's last full write is made older than
+// the library's grace period (as for an alert written a minute before,
+// or a state rewritten without expiry since, which does not touch it);
+// outside drills found such records readable but missing from every
+// listing, and from the backups and migrations that walk them.
+func TestRedisReplayedDeleteLeavesANewerRecordListed(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	proxy := newFaultProxy(t, addr)
+	a := openTicked(t, proxy.Addr(), prefix, nil, false, nil)
+	b := openTicked(t, addr, prefix, nil, false, nil)
+	ctx := t.Context()
+	rc := directClient(t, addr)
+	alert := host.Alert{ID: "al", AgentID: "kept", Severity: abi.SeverityWarning, Status: abi.AlertFiring}
+	age := func() { // the entries' last full writes, ten minutes ago
+		old := time.Now().Add(-10 * time.Minute).UnixMilli()
+		require.NoError(t, rc.HSet(ctx, prefix+"{idx}:s:t", "kept", old).Err())
+		require.NoError(t, rc.HSet(ctx, prefix+"{idx}:a:t", "al", old).Err())
+	}
+	_, err := b.PutAgentState(ctx, host.AgentState{AgentID: "kept", State: []byte("first")})
+	require.NoError(t, err)
+	_, err = b.PutAlert(ctx, alert)
+	require.NoError(t, err)
+	age()
+
+	proxy.Cut()
+	require.NoError(t, a.DeleteAgentState(ctx, "kept"), "buffered")
+	require.NoError(t, a.DeleteAlert(ctx, "al"), "buffered")
+	time.Sleep(5 * time.Millisecond) // the writes below are made after
+	_, err = b.PutAgentState(ctx, host.AgentState{AgentID: "kept", State: []byte("second")})
+	require.NoError(t, err)
+	alert.Message = "again"
+	_, err = b.PutAlert(ctx, alert)
+	require.NoError(t, err)
+	age()
+
+	proxy.Restore()
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return a.Stats().BufferedWrites == 0 },
+		"host a replays its buffer")
+	require.NoError(t, a.Close(ctx))
+	got, err := b.GetAgentState(ctx, "kept")
+	require.NoError(t, err)
+	require.Equal(t, "second", string(got.State))
+	states, err := b.QueryAgentStates(ctx, host.AgentStateQuery{})
+	require.NoError(t, err)
+	require.Len(t, states.Items, 1, "the state written after the buffered delete is listed")
+	require.Equal(t, "second", string(states.Items[0].State))
+	alerts, err := b.QueryAlerts(ctx, host.AlertQuery{})
+	require.NoError(t, err)
+	require.Len(t, alerts.Items, 1, "the alert written after the buffered delete is listed")
+	require.Equal(t, "again", alerts.Items[0].Message)
+}
+
 // TestRedisOutOfMemoryBuffersBatchItems: with Redis out of memory under
 // noeviction, a write of a backend in buffer mode is buffered whether it
 // came alone or in a batch (a bulk request, or single calls the host

@@ -161,13 +161,22 @@ func (b *backend) addCalls(it *item) {
 		}
 
 	case abi.OpDeleteAlert:
+		// A replayed delete leaves its index entry to the readers, who
+		// trim it if the alert is gone: the library leaves alone an alert
+		// written after the delete was acknowledged, and the index call,
+		// in the {idx} slot, cannot see whether it did; unindexed, a record
+		// written through another host while this one buffered would be
+		// missing from every listing, backup and migration (an entry
+		// whose last full write was over indexGrace ago: an alert's, or
+		// a state's rewritten without expiry, which does not touch it).
 		r.call(opDel)
 		r.tagKey(alertKeyPrefix, it.Alert.ID)
 		r.argInt(it.now.UnixNano())
 		if it.replay {
 			r.argStr("1")
+		} else {
+			b.unindex(ixAlerts, it.Alert.ID)
 		}
-		b.unindex(ixAlerts, it.Alert.ID)
 
 	case abi.OpSetAlertStatus:
 		r.call(opAstat)
@@ -210,9 +219,10 @@ func (b *backend) addCalls(it *item) {
 		if it.replay {
 			r.argStr("1")
 		}
-		// A conditional delete may fail and leave the state: its index
-		// entry is left to the readers, who trim it if the state is gone.
-		if it.Condition.Mode == abi.Unconditional {
+		// A conditional delete may fail and leave the state, and so may
+		// a replayed one (see OpDeleteAlert): their index entry is
+		// left to the readers, who trim it if the state is gone.
+		if it.Condition.Mode == abi.Unconditional && !it.replay {
 			b.unindex(ixStates, it.State.AgentID)
 		}
 
