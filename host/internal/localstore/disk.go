@@ -407,8 +407,12 @@ func (j *journal) run() {
 	}
 }
 
+// keptBatch is the most records a commit's scratch array keeps room for
+// between commits.
+const keptBatch = 4096
+
 // commit writes what is pending in one transaction. batch is scratch
-// reused between commits.
+// reused between commits, kept while it is at most keptBatch records.
 //
 // A commit that fails (a full disk, an I/O error) leaves its records
 // pending, ahead of any that follow, and the store refuses writes
@@ -452,6 +456,12 @@ func (j *journal) commit(batch *[]record) {
 			j.unsynced -= (*batch)[i].size()
 		}
 		clear(*batch)
+		if cap(*batch) > keptBatch {
+			// A burst's array, 48 bytes a record, would be kept for as
+			// long as the store lives: a million puts of empty values
+			// left 55 MB the quota does not count.
+			*batch = nil
+		}
 		j.err = nil
 		j.synced.Store(seq)
 	}
