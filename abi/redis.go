@@ -49,8 +49,12 @@ const (
 	// RedisPipeline sends the commands in one round trip (one per node on a
 	// cluster); each gets its own reply; they are not atomic.
 	RedisPipeline RedisMode = 1
-	// RedisTransaction wraps the commands in MULTI/EXEC: all or none, one
-	// round trip. On a cluster every key must be in one hash slot.
+	// RedisTransaction wraps the commands in MULTI/EXEC, one round trip:
+	// no other client's command runs between them, but a command that
+	// fails while it runs gets its error reply and the others still take
+	// effect (Redis does not roll back); only a transaction Redis discards
+	// whole (EXECABORT, a command it could not queue) runs none. On a
+	// cluster every key must be in one hash slot.
 	RedisTransaction RedisMode = 2
 	// RedisScript runs one Lua script once per entry of Calls, each with
 	// its own keys and args (EVALSHA, falling back to EVAL), pipelined in

@@ -270,7 +270,7 @@ func TestLoadErrorsNameTheMistake(t *testing.T) {
 	for fixture, want := range map[string]string{
 		"hiddenmemory": `plugin exports no memory: its linear memory must be exported as "memory"`,
 		"command":      "built as a WASI command (it exports _start and no _initialize, so its runtime is never initialised): build it as a reactor, in Go with -buildmode=c-shared",
-		"nometadata":   "storage_metadata returned no bytes: the plugin describes nothing (Go SDK: call sdk.Register from an init function)",
+		"nometadata":   "storage_metadata returned no bytes (pointer 0, length 0): the plugin describes nothing",
 		"badcall":      "export storage_call has type (i32, i32, i32) -> i64; the ABI gives it (i32, i32) -> i64",
 	} {
 		t.Run(fixture, func(t *testing.T) {

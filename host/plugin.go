@@ -1048,7 +1048,8 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 		return m, fmt.Errorf("%w: metadata: %s returned %d bytes, more than the %d a Metadata may hold (section 10.9)", ErrIncompatible, abi.ExportMetadata, len(b), maxMetadataBytes)
 	}
 	if len(b) == 0 {
-		return m, fmt.Errorf("%w: metadata: %s returned no bytes: the plugin describes nothing (Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata)
+		ptr, _ := abi.UnpackRegion(res[0])
+		return m, fmt.Errorf("%w: metadata: %s returned no bytes (pointer %d, length 0): the plugin describes nothing (a region is packed pointer<<32 | length, section 4: swapped, they read as this; Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata, ptr)
 	}
 	d := abi.NewDecoder(b)
 	m.Decode(d)

@@ -64,8 +64,14 @@ func (r *Redis) Pipeline(commands [][][]byte) ([]abi.Reply, error) {
 	return r.send()
 }
 
-// Transaction runs the commands in MULTI/EXEC, all or none, and returns a
-// reply per command. On a cluster all their keys must share a hash slot.
+// Transaction runs the commands in MULTI/EXEC and returns a reply per
+// command: no other client's command runs between them, but it is not
+// all or none. A command that fails while it runs gets its error reply
+// and the others still take effect (Redis does not roll back); only a
+// transaction Redis discards whole (EXECABORT: a command it could not
+// queue) runs none, every reply an error. For a check and a write that
+// must hold together, use a script (Eval). On a cluster all their keys
+// must share a hash slot.
 func (r *Redis) Transaction(commands [][][]byte) ([]abi.Reply, error) {
 	r.req = abi.RedisRequest{Mode: abi.RedisTransaction, Commands: commands}
 	return r.send()

@@ -168,6 +168,11 @@ func TestPluginTestUsage(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, `needs capability "redis_scripts", which the configuration does not grant`)
 	require.Contains(t, stderr, "-scripts grants them")
+	// A capability the suite was given nothing for: the flag that gives it.
+	_, stderr, code = runCommand(t, nil, "plugin", "test", module)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `needs capability "redis"`)
+	require.Contains(t, stderr, "-redis HOST:PORT gives the suite a Redis")
 	_, stderr, code = runCommand(t, nil, "plugin", "test", "-scripts", "builtin:memory")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "-scripts grants Lua scripts on the Redis of -redis, which is missing")

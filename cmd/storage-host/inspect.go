@@ -168,7 +168,8 @@ func importsNote(r *inspectReport) string {
 	}
 	var unused []string
 	for _, c := range r.Capabilities {
-		if !slices.Contains(r.Imports, c) {
+		// redis_scripts is a grant, never a module imported.
+		if c != string(abi.CapabilityRedisScripts) && !slices.Contains(r.Imports, c) {
 			unused = append(unused, c)
 		}
 	}

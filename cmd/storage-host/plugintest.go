@@ -201,7 +201,13 @@ func pluginTest(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		hint := ""
-		if probe.Redis != nil && !probe.Redis.Scripts && strings.Contains(err.Error(), string(abi.CapabilityRedisScripts)) {
+		needs := func(c abi.Capability) bool { return strings.Contains(err.Error(), fmt.Sprintf("capability %q", c)) }
+		switch {
+		case probe.Redis == nil && needs(abi.CapabilityRedis):
+			hint = " (-redis HOST:PORT gives the suite a Redis: it writes under a key prefix of its own and removes it afterwards)"
+		case probe.Postgres == nil && needs(abi.CapabilityPostgres):
+			hint = " (-postgres URL gives the suite a PostgreSQL database: it works in a schema of its own and drops it afterwards)"
+		case probe.Redis != nil && !probe.Redis.Scripts && strings.Contains(err.Error(), string(abi.CapabilityRedisScripts)):
 			hint = " (-scripts grants them, to a plugin you trust: a script that loops after a write stops its Redis until it is shut down)"
 		}
 		return fmt.Errorf("plugin test: the plugin does not load: %w%s%s", err, hint, probeLog.tail())

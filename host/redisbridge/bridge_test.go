@@ -284,7 +284,7 @@ func TestCopyingWritesNeedAGrant(t *testing.T) {
 	} {
 		_, err := pipeline(t, f.b, cmd(c...))
 		assert.ErrorIs(t, err, abi.StatusInvalid, "%v", c)
-		assert.ErrorContains(t, err, "not in AllowCommands", "%v", c)
+		assert.ErrorContains(t, err, "grants it in the backend's allow_commands", "%v", c)
 	}
 	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"d").Val())
 

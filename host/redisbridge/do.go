@@ -105,7 +105,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			c := lookup(b.allowed, in[0])
 			if c == nil {
 				if lookup(commands, in[0]) != nil {
-					return notGranted(e, "command %s is not allowed for this backend (not in AllowCommands)", shown(in[0]))
+					return notGranted(e, "command %s is not allowed for this backend (an operator grants it in the backend's allow_commands, Config.AllowCommands)", shown(in[0]))
 				}
 				invalid(e, "command %s is not allowed", shown(in[0]))
 				return nil

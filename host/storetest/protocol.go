@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -188,6 +189,10 @@ func invalidWrites(p string, f abi.Feature) []protocolCase {
 		cs = append(cs,
 			protocolCase{"PutAgentState/TTLModeOutOfRange", abi.OpPutAgentState, put([]byte{4}, []byte{0}), ttlWant},
 			protocolCase{"PutAgentState/TTLDurationZero", abi.OpPutAgentState, put([]byte{1, 0}, []byte{0}), ttlWant},
+			// Past 100 years (section 7.3): invalid; past what a signed
+			// 64-bit nanosecond count holds: malformed.
+			protocolCase{"PutAgentState/TTLDurationPast100Years", abi.OpPutAgentState, put(binary.AppendUvarint([]byte{1}, 3_153_600_000_001), []byte{0}), ttlWant},
+			protocolCase{"PutAgentState/TTLDurationPastNanoseconds", abi.OpPutAgentState, put(binary.AppendUvarint([]byte{1}, 9_223_372_036_855), []byte{0}), ttlWant},
 			protocolCase{"PutAgentState/ConditionModeOutOfRange", abi.OpPutAgentState, put([]byte{0}, []byte{3}), condWant},
 			protocolCase{"DeleteAgentState/ConditionModeOutOfRange", abi.OpDeleteAgentState,
 				encode(func(e *abi.Encoder) { e.String(st.AgentID); e.U8(7) }), condWant},
