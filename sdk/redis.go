@@ -43,7 +43,10 @@ func (r *Redis) send() ([]abi.Reply, error) {
 // Do runs one command, its name first: Do([]byte("GET"), key). A Redis
 // error reply is returned as the reply (Kind ReplyError), not as err; err
 // is for a refused command (ErrInvalid) or an unreachable Redis
-// (ErrUnavailable).
+// (ErrUnavailable). A refused command is the plugin's mistake, not its
+// caller's: answered as it is, the caller gets INVALID (HTTP 400), as if
+// its own request were wrong; answer it as abi.StatusInternal unless the
+// caller's input made the command (a count the caller asked for, say).
 func (r *Redis) Do(args ...[]byte) (abi.Reply, error) {
 	r.one[0] = args
 	r.req = abi.RedisRequest{Mode: abi.RedisPipeline, Commands: r.one[:]}
