@@ -64,11 +64,75 @@ import (
 // plugin stored, a few times.
 const maxRepeats = 8
 
-// repeats counts the keys one request's reads and searching writes name.
+// repeats counts the keys one request's reads and searching writes name,
+// and the elements (a hash's fields, a stream's entries) its reads of one
+// element each name. A write that moves a value from one key to another
+// (movingWrites) makes the two one for the count: a chain of RENAMEs or
+// LMOVEs carries one value through distinct keys, and each read of it, or
+// LMOVE out of a key a move filled, is that value again in the reply.
 type repeats struct {
 	first [maxRepeats][]byte // the first names: none can be repeated too often yet
 	n     int
-	count map[string]int // past them, every name's count
+	count map[string]int // past them, every name's count, by its class (root)
+
+	parent map[string]string // a moved key's class: the key it was moved with, towards the root
+	filled map[string]bool   // the classes a move put a value in, by root
+}
+
+// counting switches r to counting in its map.
+func (r *repeats) counting() {
+	if r.count != nil {
+		return
+	}
+	r.count = make(map[string]int, 4*maxRepeats)
+	for _, k := range r.first[:r.n] {
+		r.count[string(k)]++
+	}
+}
+
+// root returns the class of key: itself, unless a move joined it to others.
+func (r *repeats) root(key string) string {
+	for {
+		p, ok := r.parent[key]
+		if !ok {
+			return key
+		}
+		if gp, ok := r.parent[p]; ok {
+			r.parent[key] = gp // halve the path
+		}
+		key = p
+	}
+}
+
+// add counts weight more names of class k, and says whether that passes
+// maxRepeats.
+func (r *repeats) add(k string, weight int) bool {
+	r.count[k] += weight
+	return r.count[k] > maxRepeats
+}
+
+// move counts the moving write in (movingWrites), from in[1] to in[2]: an
+// LMOVE or RPOPLPUSH answers the element it moves, which is a repeat when
+// it moves it out of the key it moves it to, or out of a key a move of
+// this request filled; then the two keys are one class.
+func (r *repeats) move(in [][]byte, echoes bool) error {
+	r.counting()
+	if r.parent == nil {
+		r.parent, r.filled = map[string]string{}, map[string]bool{}
+	}
+	src, dst := r.root(string(in[1])), r.root(string(in[2]))
+	if echoes && (src == dst || r.filled[src]) && r.add(src, 1) {
+		return fmt.Errorf("%s moves the value of key %s out again more than %d times in one request", strings.ToUpper(string(in[0])), shown(in[1]), maxRepeats)
+	}
+	if src != dst {
+		r.parent[src] = dst
+		r.count[dst] += r.count[src]
+		delete(r.count, src)
+		r.filled[dst] = r.filled[dst] || r.filled[src]
+		delete(r.filled, src)
+	}
+	r.filled[dst] = true
+	return nil
 }
 
 // searchWeight is what a searching write counts for against maxRepeats:
@@ -94,14 +158,23 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 				r.n++
 				continue
 			}
-			r.count = make(map[string]int, 4*maxRepeats)
-			for _, k := range r.first[:r.n] {
-				r.count[string(k)]++
-			}
+			r.counting()
 		}
-		if r.count[string(name)] += weight; r.count[string(name)] > maxRepeats {
+		if r.add(r.root(string(name)), weight) {
 			return fmt.Errorf("key %s is read more than %d times, or searched more than %d, in one request", shown(name), maxRepeats, maxRepeats/searchWeight)
 		}
+	}
+	if elems := elementsRead(in); len(elems) > 0 {
+		// Across the request: eight HMGETs of one hash, each naming a
+		// field eight times, answer it 64 times.
+		r.counting()
+		key := r.root(string(in[1]))
+		for _, el := range elems {
+			if r.add(key+"\x00"+string(el), 1) {
+				return fmt.Errorf("%s names %s of key %s more than %d times in one request", strings.ToUpper(string(in[0])), shown(el), shown(in[1]), maxRepeats)
+			}
+		}
+		return nil
 	}
 	if others <= maxRepeats {
 		return nil
@@ -118,6 +191,39 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 		}
 	}
 	return nil
+}
+
+// elementsRead returns the elements of its key that the read in answers
+// one each: HMGET's fields, XCLAIM's entry IDs (the arguments after its
+// minimum idle time that parse as IDs: its options begin at the first
+// that does not, as Redis reads them).
+func elementsRead(in [][]byte) [][]byte {
+	switch {
+	case len(in) > 2 && bytes.EqualFold(in[0], []byte("hmget")):
+		return in[2:]
+	case len(in) > 5 && bytes.EqualFold(in[0], []byte("xclaim")):
+		n := 5
+		for n < len(in) && streamID(in[n]) {
+			n++
+		}
+		return in[5:n]
+	}
+	return nil
+}
+
+// streamID reports whether b is a stream entry ID as XCLAIM takes one:
+// milliseconds, or milliseconds-sequence.
+func streamID(b []byte) bool {
+	ms, seq, dash := bytes.Cut(b, []byte("-"))
+	digits := func(b []byte) bool {
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return len(b) > 0
+	}
+	return digits(ms) && (!dash || digits(seq))
 }
 
 // costly are the commands off the default allowlist for their cost; the

@@ -58,6 +58,10 @@ type command struct {
 	// (maxRepeats).
 	echoes bool
 
+	// moves: a write that moves a value from its first key to its second
+	// (movingWrites); the two count as one key from then on (repeats.move).
+	moves bool
+
 	// allocatesPastMaxmemory: a write Redis takes past maxmemory that
 	// allocates all the same (allocatingPastMaxmemory).
 	allocatesPastMaxmemory bool
@@ -75,18 +79,27 @@ var searchingWrites = []string{"lrem", "linsert", "lset", "zrangestore", "xreadg
 
 // echoingWrites are the writes of the table whose reply carries data the
 // key holds, and holds still afterwards, as a read's does: GETEX is a GET
-// that may set an expiry, LMOVE and RPOPLPUSH answer the element they
-// move (a list moved onto itself, or two lists moved onto each other,
-// answers the same element again at every command), XCLAIM answers every
-// entry it names, as often as it names it. Each repeat is the value again
-// in Redis's output buffer, so they count with the reads: 4 000 GETEXs of
-// a 1 MiB value in one request (40 KB sent) took a shared Redis to
-// 3.6 GB and held another client's PING 2.8 s. The other writes that
-// answer stored data answer at most, for a key, what it held when the
-// request began and then what the request itself wrote there (GETSET,
-// SET's GET option, GETDEL), or take what they answer away (the pops);
+// that may set an expiry, XCLAIM answers every entry it names, as often
+// as it names it. Each repeat is the value again in Redis's output
+// buffer, so they count with the reads: 4 000 GETEXs of a 1 MiB value in
+// one request (40 KB sent) took a shared Redis to 3.6 GB and held another
+// client's PING 2.8 s. LMOVE and RPOPLPUSH answer the element they move:
+// they are movingWrites, counted when they move a value out of a key a
+// move of the request filled. The other writes that answer stored data
+// answer at most, for a key, what it held when the request began and
+// then what the request itself wrote there (GETSET, SET's GET option,
+// GETDEL), or take what they answer away (the pops);
 // TestEveryWriteIsClassed holds the table's writes to these lists.
-var echoingWrites = []string{"getex", "lmove", "rpoplpush", "xclaim"}
+var echoingWrites = []string{"getex", "xclaim"}
+
+// movingWrites are the writes of the table that move a value from their
+// first key to their second: RENAME and RENAMENX a whole key, LMOVE and
+// RPOPLPUSH an element, SMOVE a member. A value moved on through distinct
+// keys is one value read again at each step (GET k0, RENAME k0 k1, GET
+// k1, …; LMOVE l0 l1, LMOVE l1 l2, …: a chain of 600 LMOVEs of a 1 MiB
+// element took a Redis to 603 MB), so a request counts the keys a move
+// joined as one (repeats.move).
+var movingWrites = []string{"rename", "renamenx", "lmove", "rpoplpush", "smove"}
 
 // allocatingPastMaxmemory are the writes of the table that Redis does
 // not refuse past maxmemory (their command flags lack denyoom: Redis
@@ -373,6 +386,13 @@ var commands = func() map[string]*command {
 			panic("redisbridge: allocating write " + name + " is not a write of the table")
 		}
 		c.allocatesPastMaxmemory = true
+	}
+	for _, name := range movingWrites {
+		c := m[name]
+		if c == nil || c.readOnly || c.first != 1 || c.last != 2 {
+			panic("redisbridge: moving write " + name + " is not a write of two keys of the table")
+		}
+		c.moves = true
 	}
 	for _, name := range echoingWrites {
 		c := m[name]

@@ -123,6 +123,13 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				invalid(e, "command %d: %v", i, err)
 				return nil
 			}
+			if c.moves {
+				echoes := c.name == "lmove" || c.name == "rpoplpush"
+				if err := reads.move(in, echoes); err != nil {
+					limit(e, "command %d: %v", i, err)
+					return nil
+				}
+			}
 			if c.readOnly || c.searches || c.echoes {
 				weight := 1
 				if c.searches {

@@ -414,6 +414,19 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		}
 		return cmds
 	}
+	// chain moves a value along keys k0, k1, …, kn-1 with move, reading
+	// each key it reaches with read (nil: none).
+	chain := func(n int, move func(a, b string) [][]byte, read func(k string) [][]byte) [][][]byte {
+		var cmds [][][]byte
+		for i := range n - 1 {
+			a, b := fmt.Sprintf("k%d", i), fmt.Sprintf("k%d", i+1)
+			if read != nil {
+				cmds = append(cmds, read(a))
+			}
+			cmds = append(cmds, move(a, b))
+		}
+		return cmds
+	}
 	gets := func(n int, key string) [][][]byte {
 		var cmds [][][]byte
 		for range n {
@@ -442,11 +455,19 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		// Writes that answer what their key holds, and holds still: each
 		// repeat is the value again in Redis's output buffer.
 		"9 GETEXs of one key":                each(maxRepeats+1, "GETEX", "big"),
-		"5 LMOVEs of a list onto itself":     each(5, "LMOVE", "list", "list", "LEFT", "RIGHT"),
-		"5 RPOPLPUSHs of a list onto itself": each(5, "RPOPLPUSH", "list", "list"),
+		"9 LMOVEs of a list onto itself":     each(maxRepeats+1, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"9 RPOPLPUSHs of a list onto itself": each(maxRepeats+1, "RPOPLPUSH", "list", "list"),
 		"LMOVEs between two lists":           append(each(5, "LMOVE", "list", "other", "LEFT", "RIGHT"), each(5, "LMOVE", "other", "list", "LEFT", "RIGHT")...),
 		"XCLAIM of one entry 9 times":        {cmd(append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(maxRepeats+1, "1-1")...)...)},
 		"a GETEX and 8 GETs of one key":      append(each(1, "GETEX", "big"), gets(maxRepeats, "big")...),
+		// A value moved on through distinct keys is read again at each.
+		"a chain of LMOVEs":             chain(maxRepeats+3, func(a, b string) [][]byte { return cmd("LMOVE", a, b, "LEFT", "RIGHT") }, nil),
+		"a chain of RPOPLPUSHs":         chain(maxRepeats+3, func(a, b string) [][]byte { return cmd("RPOPLPUSH", a, b) }, nil),
+		"GETs along a chain of RENAMEs": chain(maxRepeats+2, func(a, b string) [][]byte { return cmd("RENAME", a, b) }, func(k string) [][]byte { return cmd("GET", k) }),
+		// Elements across commands: eight XCLAIMs of one entry eight
+		// times would answer it 64 times.
+		"2 XCLAIMs of one entry 5 times": each(2, append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(5, "1-1")...)...),
+		"2 HMGETs of one field 5 times":  each(2, append([]string{"HMGET", "h"}, repeat(5, "f")...)...),
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -463,6 +484,10 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 	for i := range 100 {
 		lrems = append(lrems, cmd("LREM", fmt.Sprintf("list%d", i), "0", "x"))
 	}
+	var fanIn [][][]byte
+	for i := range 20 {
+		fanIn = append(fanIn, cmd("LMOVE", fmt.Sprintf("queue%d", i), "processing", "LEFT", "RIGHT"))
+	}
 	var writes [][][]byte
 	for range 100 {
 		writes = append(writes, cmd("INCR", "counter"))
@@ -475,7 +500,9 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"100 INCRs of one key":           writes,
 		"2 LREMs of one list":            each(2, "LREM", "list", "0", "nomatch"),
 		"8 GETEXs of one key":            each(maxRepeats, "GETEX", "big"),
-		"4 LMOVEs of a list onto itself": each(4, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"8 LMOVEs of a list onto itself": each(maxRepeats, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"LMOVEs of 20 queues into one":   fanIn,
+		"XCLAIMs of 8 entries, options":  {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "2", "IDLE", "0", "RETRYCOUNT", "0", "FORCE"), cmd("XCLAIM", "s", "g", "c", "0", "1-1", "3-0", "IDLE", "0", "JUSTID")},
 		"XCLAIM of 8 entries":            {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "1-2", "1-3", "1-4", "1-5", "1-6", "1-7", "1-8")},
 		"an LREM and 4 LPOS":             append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
 		"LREMs of 100 lists":             lrems,
