@@ -231,7 +231,7 @@ type Limits struct {
 	// Default: 1 MiB.
 	MaxLogBytesPerCall uint32
 	// MaxKVBytes caps the backend's kv store (the kv capability): its keys
-	// and values plus 128 bytes per entry, expired entries not yet
+	// and values plus 144 bytes an entry (localstore.EntryOverhead), expired entries not yet
 	// reclaimed included. A put past it is refused with LIMIT. With a
 	// DataDir it also bounds the writes waiting for the disk (at least
 	// 4 MiB): past it a write is refused with UNAVAILABLE until they are

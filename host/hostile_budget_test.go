@@ -13,6 +13,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/internal/localstore"
 )
 
 // The budget tests load the hostile plugins that make the host do or hold
@@ -162,7 +163,7 @@ func testBudgetFDWrite(t *testing.T, by *hostileBystander) {
 func testBudgetKV(t *testing.T, by *hostileBystander) {
 	limits := hostileLimits
 	limits.MaxHostCalls = 2_000_000
-	const entry = 64<<10 + 4 + 128 // a 64 KiB value, its key and the overhead
+	const entry = 64<<10 + 4 + localstore.EntryOverhead // a 64 KiB value, its key and the overhead
 
 	t.Run("bytes", func(t *testing.T) {
 		limits := limits

@@ -1049,7 +1049,7 @@ func (in *instance) metadata(ctx context.Context) (abi.Metadata, error) {
 	}
 	if len(b) == 0 {
 		ptr, _ := abi.UnpackRegion(res[0])
-		return m, fmt.Errorf("%w: metadata: %s returned no bytes (pointer %d, length 0): the plugin describes nothing (a region is packed pointer<<32 | length, section 4: swapped, they read as this; Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata, ptr)
+		return m, fmt.Errorf("%w: metadata: %s returned no bytes (pointer %d, length 0): the plugin describes nothing (a region is packed pointer<<32 | length, section 4: a length left out reads as this; Go SDK: call sdk.Register from an init function)", ErrIncompatible, abi.ExportMetadata, ptr)
 	}
 	d := abi.NewDecoder(b)
 	m.Decode(d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host/events"
+	"github.com/storage-host/storage-host/host/internal/localstore"
 )
 
 // The host ticks a backend whose plugin advertises abi.FeatureTick: one
@@ -129,6 +131,12 @@ type ticker struct {
 	// writes halts the ticker and publishes nothing, as a crash would.
 	crashAtWrites atomic.Bool
 
+	// tickMu is held through a tick call; superseded is set once a
+	// backend opened later shares the kv store, and so the buffer (see
+	// replayers): no tick begins while it is set.
+	tickMu     sync.Mutex
+	superseded atomic.Bool
+
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
 	// remote is the time ticks waited in redis and postgres calls
@@ -159,7 +167,65 @@ func (s *Store) startTicker(cfg *Config) {
 		t.target = []any{"redis", strings.Join(cfg.Redis.Servers(), ","), "key_prefix", cfg.Redis.KeyPrefix}
 	}
 	s.ticker = t
+	replayers.take(t)
 	go t.loop()
+}
+
+// replayers lists, by kv store, the tickers of the open backends that
+// share it, oldest first: a backend rebuilt on its data directory (a
+// reload that changed its key prefix, its Redis, an option) opens the
+// same store, and the buffer in it, while the old one closes. Only the
+// newest ticks, so that the buffer is replayed to the store as
+// configured now: the old one, ticked through its Close, replayed to the
+// prefix and address it had, and an outside drill found 2 500 to 10 900
+// of 16 500 writes acknowledged during an outage in the old prefix, not
+// found by the new backend. When the newest closes first, the one before
+// it ticks again.
+var replayers = replayerSet{byStore: map[*localstore.Store][]*ticker{}}
+
+type replayerSet struct {
+	sync.Mutex
+	byStore map[*localstore.Store][]*ticker
+}
+
+// errSuperseded is a tick's error when a backend opened later ticks
+// instead (replayers).
+var errSuperseded = errors.New("host: a backend opened later on the same data directory replays its buffer")
+
+// take makes t the ticker of its kv store (a data directory's: one in
+// memory is its backend's alone) and waits for the tick the others may be
+// in the middle of.
+func (r *replayerSet) take(t *ticker) {
+	kv := t.s.p.kv
+	if kv == nil || t.s.p.dataDir == "" {
+		return
+	}
+	r.Lock()
+	older := r.byStore[kv]
+	for _, o := range older {
+		o.superseded.Store(true)
+	}
+	r.byStore[kv] = append(older, t)
+	r.Unlock()
+	for _, o := range older {
+		o.tickMu.Lock() // its tick under way, if any, ends
+		o.tickMu.Unlock()
+	}
+}
+
+// leave takes t off its kv store's list, as its backend closes; the
+// newest of those left ticks again.
+func (r *replayerSet) leave(t *ticker) {
+	kv := t.s.p.kv
+	r.Lock()
+	defer r.Unlock()
+	ts := slices.DeleteFunc(r.byStore[kv], func(o *ticker) bool { return o == t })
+	if len(ts) == 0 {
+		delete(r.byStore, kv)
+		return
+	}
+	r.byStore[kv] = ts
+	ts[len(ts)-1].superseded.Store(false)
 }
 
 func (t *ticker) loop() {
@@ -254,6 +320,11 @@ func pluginFault(err error) bool {
 // stop is closed or ctx ends (then it publishes them at once: one tick's
 // writes past the bound, so that no event is lost).
 func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult, error) {
+	t.tickMu.Lock()
+	defer t.tickMu.Unlock()
+	if t.superseded.Load() {
+		return abi.TickResult{}, errSuperseded
+	}
 	s := t.s
 	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
 	defer cancel()
@@ -395,6 +466,7 @@ func (t *ticker) halt() { t.stopOnce.Do(func() { close(t.stop) }) }
 // close ticks the plugin until it has no buffered write left (see
 // Store.Close) and returns how many are left.
 func (t *ticker) close(ctx context.Context) uint64 {
+	defer replayers.leave(t)
 	t.halt()
 	<-t.done
 	if ctx.Err() != nil {
@@ -412,7 +484,7 @@ func (t *ticker) close(ctx context.Context) uint64 {
 		if err == nil && r.Pending == 0 && !r.More {
 			return 0
 		}
-		if errors.Is(err, abi.StatusUnavailable) {
+		if errors.Is(err, abi.StatusUnavailable) || errors.Is(err, errSuperseded) {
 			break
 		}
 		if err == nil && r.Pending < before {
@@ -440,6 +512,8 @@ func (t *ticker) report() uint64 {
 	case n == 0:
 	case t.s.p.dataDir == "":
 		t.s.p.log.Error("closed with buffered writes not yet applied to the backend's store; the buffer was in memory (no data directory): they are lost", "lost", n)
+	case t.superseded.Load():
+		t.s.p.log.Info("closed with buffered writes not yet applied to the backend's store; the backend opened since on its data directory replays them, to the store as it is configured", "pending", n)
 	default:
 		t.s.p.log.Warn("closed with buffered writes not yet applied to the backend's store; they are replayed by the next store opened on its data directory, whatever its options, to the backend's store as that one is configured", "pending", n)
 	}

@@ -88,10 +88,11 @@ func exportCall(op int32, n int32) int64 {
 // scheduler runs only while a call does, and the garbage collector's
 // worker is one of its goroutines: without a yield, a collection's
 // marking is left to the allocations of calls, one at a time, and its
-// write barriers slow every call until they have done it (a quarter of
-// the guest's time in a Redis bulk put of 100, 1 % with the yield). A
+// write barriers slow every call until they have done it (a fifth of
+// the guest's time in a Redis bulk put of 100, 1.6 % with the yield). A
 // yield costs about a microsecond, so small calls, which leave the
-// collector little to do, make none.
+// collector little to do, make none. A plugin's own goroutines run in
+// the yield too, on the call's time and budgets.
 const yieldAfter = 4 << 10
 
 func ptrOf(b []byte) uint32 {

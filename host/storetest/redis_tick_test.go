@@ -590,6 +590,36 @@ func TestRedisReplayedDeleteLeavesANewerRecordListed(t *testing.T) {
 	require.Equal(t, "again", alerts.Items[0].Message)
 }
 
+// TestRedisRebuiltBackendReplaysToItsNewPrefix: a backend rebuilt on its
+// data directory with another key prefix (a reload) replays what the old
+// one buffered to the new prefix, and the old one, closing, replays
+// nothing to its own, though its Redis answers again first. An outside
+// drill found up to 10 900 of 16 500 writes acknowledged during an outage
+// in the old prefix, which the rebuilt backend did not find.
+func TestRedisRebuiltBackendReplaysToItsNewPrefix(t *testing.T) {
+	addr := redistest.Addr(t)
+	oldPrefix, newPrefix := redistest.Prefix(t, addr), redistest.Prefix(t, addr)
+	require.NotEqual(t, oldPrefix, newPrefix)
+	oldProxy, newProxy := newFaultProxy(t, addr), newFaultProxy(t, addr)
+	dir := t.TempDir()
+	old := openTickedIn(t, oldProxy.Addr(), oldPrefix, dir, nil, false, nil)
+	oldProxy.Cut()
+	agents := bufferStates(t, old, "s", 300)
+	newProxy.Cut()
+	rebuilt := openTickedIn(t, newProxy.Addr(), newPrefix, dir, nil, false, nil)
+	oldProxy.Restore()
+	require.NoError(t, old.Close(t.Context()))
+	rc := directClient(t, addr)
+	for _, a := range agents {
+		_, ok := storedState(t, rc, oldPrefix, a)
+		require.False(t, ok, "agent %s was replayed to the old prefix", a)
+	}
+	newProxy.Restore()
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return rebuilt.Stats().BufferedWrites == 0 },
+		"the rebuilt backend replays the buffer; %d left", rebuilt.Stats().BufferedWrites)
+	requireStatesStored(t, rc, newPrefix, agents)
+}
+
 // TestRedisOutOfMemoryBuffersBatchItems: with Redis out of memory under
 // noeviction, a write of a backend in buffer mode is buffered whether it
 // came alone or in a batch (a bulk request, or single calls the host

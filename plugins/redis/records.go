@@ -174,6 +174,7 @@ func (b *backend) addCalls(it *item) {
 		r.argInt(it.now.UnixNano())
 		if it.replay {
 			r.argStr("1")
+			b.dropPending(ixAlerts, it.Alert.ID)
 		} else {
 			b.unindex(ixAlerts, it.Alert.ID)
 		}
@@ -222,7 +223,11 @@ func (b *backend) addCalls(it *item) {
 		// A conditional delete may fail and leave the state, and so may
 		// a replayed one (see OpDeleteAlert): their index entry is
 		// left to the readers, who trim it if the state is gone.
-		if it.Condition.Mode == abi.Unconditional && !it.replay {
+		switch {
+		case it.Condition.Mode != abi.Unconditional:
+		case it.replay:
+			b.dropPending(ixStates, it.State.AgentID)
+		default:
 			b.unindex(ixStates, it.State.AgentID)
 		}
 
@@ -481,12 +486,18 @@ func (d *deferredIndex) flush(r *request) int {
 	return calls
 }
 
-// unindex adds the call that unindexes a deleted record.
-func (b *backend) unindex(ix int, id string) {
-	r := &b.rq
+// dropPending forgets the index call a write of this batch or chunk left
+// pending for id in index ix: the record was deleted after it.
+func (b *backend) dropPending(ix int, id string) {
 	if b.deferIx != nil {
 		b.deferIx.drop(ix, id)
 	}
+}
+
+// unindex adds the call that unindexes a deleted record.
+func (b *backend) unindex(ix int, id string) {
+	r := &b.rq
+	b.dropPending(ix, id)
 	r.call(opIxdel)
 	r.ixKeys(ix)
 	r.argStr(id)
