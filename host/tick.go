@@ -131,9 +131,9 @@ type ticker struct {
 	// writes halts the ticker and publishes nothing, as a crash would.
 	crashAtWrites atomic.Bool
 
-	// tickMu is held through a tick call; superseded is set once a
-	// backend opened later shares the kv store, and so the buffer (see
-	// replayers): no tick begins while it is set.
+	// tickMu is held through a tick's call of the plugin; superseded is
+	// set once a backend opened later shares the kv store, and so the
+	// buffer (see replayers): no tick calls the plugin while it is set.
 	tickMu     sync.Mutex
 	superseded atomic.Bool
 
@@ -211,6 +211,17 @@ func (r *replayerSet) take(t *ticker) {
 		o.tickMu.Lock() // its tick under way, if any, ends
 		o.tickMu.Unlock()
 	}
+}
+
+// call makes the tick call, unless a backend opened later on the same
+// data directory replays the buffer (errSuperseded); take waits for it.
+func (t *ticker) call(ctx context.Context, encode func(*abi.Encoder), decode func(*abi.Decoder)) error {
+	t.tickMu.Lock()
+	defer t.tickMu.Unlock()
+	if t.superseded.Load() {
+		return errSuperseded
+	}
+	return t.s.callPlugin(ctx, abi.OpTick, true, encode, decode) // a replay writes
 }
 
 // leave takes t off its kv store's list, as its backend closes; the
@@ -320,11 +331,6 @@ func pluginFault(err error) bool {
 // stop is closed or ctx ends (then it publishes them at once: one tick's
 // writes past the bound, so that no event is lost).
 func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult, error) {
-	t.tickMu.Lock()
-	defer t.tickMu.Unlock()
-	if t.superseded.Load() {
-		return abi.TickResult{}, errSuperseded
-	}
 	s := t.s
 	ctx, cancel := context.WithTimeout(ctx, s.p.limits.CallTimeout)
 	defer cancel()
@@ -335,7 +341,10 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	if s.p.meta.ABI.Minor >= tickRequestSince {
 		encode = req.Encode
 	}
-	err := s.callPlugin(ctx, abi.OpTick, true, encode, r.Decode) // a replay writes
+	err := t.call(ctx, encode, r.Decode)
+	if errors.Is(err, errSuperseded) {
+		return abi.TickResult{}, err
+	}
 	t.ticks.Add(1)
 	if err != nil {
 		t.failed(err)
