@@ -339,6 +339,8 @@ type settings struct {
 	inspect bool
 	// checkOptions makes an inspecting load also configure the plugin.
 	checkOptions bool
+	// replayHeld: the store replays no buffer until TakeReplay.
+	replayHeld bool
 }
 
 func defaultSettings() settings {
@@ -348,6 +350,14 @@ func defaultSettings() settings {
 	}
 	return s
 }
+
+// WithReplayHeld opens a store that replays nothing of the buffer in its
+// data directory (Config.DataDir) until its TakeReplay is called: a
+// store opened to replace another on the same directory, which goes on
+// replaying meanwhile, and takes over only once the replacement is
+// certain. Only one store open on a directory replays its buffer: the
+// one opened last, of those not held (TakeReplay).
+func WithReplayHeld() Option { return func(s *settings) { s.replayHeld = true } }
 
 // WithLogger sends host and plugin logs to l; plugin logs go to the
 // sub-logger l.Named("plugin").Named(backend).
@@ -448,6 +458,6 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		p.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	st.startTicker(&cfg)
+	st.startTicker(&cfg, s.replayHeld)
 	return st, nil
 }

@@ -84,6 +84,14 @@ const (
 	// second.
 	tickEventsPerSecond = 6 * abi.MaxTickWrites
 	tickEventsBurst     = 8 * abi.MaxTickWrites
+	// tickEventsChunk is how many of a tick's events are published at
+	// once: the next chunk follows as long after as the bucket's rate
+	// gives it (spread). A subscriber has room for 1 024 events waiting
+	// (events.Options.Buffer), and a tick reports up to 4 096 writes:
+	// published at once, they ended every subscription to the backend
+	// slow_subscriber however fast it read (an outside check: 60 times
+	// in 10 s, a client reconnecting at once).
+	tickEventsChunk = 256
 )
 
 // tickRequestSince is the ABI minor from which OpTick carries a
@@ -136,6 +144,7 @@ type ticker struct {
 	// buffer (see replayers): no tick calls the plugin while it is set.
 	tickMu     sync.Mutex
 	superseded atomic.Bool
+	held       bool // opened WithReplayHeld, not yet released; under replayers
 
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
@@ -155,9 +164,10 @@ type ticker struct {
 	backoff time.Duration
 }
 
-// startTicker starts ticking s if its plugin advertises the tick feature.
-// cfg names the store its buffer is replayed to, for the log.
-func (s *Store) startTicker(cfg *Config) {
+// startTicker starts ticking s if its plugin advertises the tick feature,
+// its replay held until TakeReplay if held (WithReplayHeld). cfg names the
+// store its buffer is replayed to, for the log.
+func (s *Store) startTicker(cfg *Config, held bool) {
 	if !s.p.meta.Features.Has(abi.FeatureTick) {
 		return
 	}
@@ -167,20 +177,31 @@ func (s *Store) startTicker(cfg *Config) {
 		t.target = []any{"redis", strings.Join(cfg.Redis.Servers(), ","), "key_prefix", cfg.Redis.KeyPrefix}
 	}
 	s.ticker = t
-	replayers.take(t)
+	replayers.take(t, held)
 	go t.loop()
+}
+
+// TakeReplay makes s the store that replays the buffer in its data
+// directory, if it was opened WithReplayHeld: the others open there stop
+// replaying, and TakeReplay returns once none is in the middle of it.
+func (s *Store) TakeReplay() {
+	if s.ticker != nil {
+		replayers.release(s.ticker)
+	}
 }
 
 // replayers lists, by kv store, the tickers of the open backends that
 // share it, oldest first: a backend rebuilt on its data directory (a
 // reload that changed its key prefix, its Redis, an option) opens the
 // same store, and the buffer in it, while the old one closes. Only the
-// newest ticks, so that the buffer is replayed to the store as
-// configured now: the old one, ticked through its Close, replayed to the
-// prefix and address it had, and an outside drill found 2 500 to 10 900
-// of 16 500 writes acknowledged during an outage in the old prefix, not
-// found by the new backend. When the newest closes first, the one before
-// it ticks again.
+// newest not held (WithReplayHeld) ticks, so that the buffer is replayed
+// to the store as configured now: the old one, ticked through its Close,
+// replayed to the prefix and address it had, and an outside drill found
+// 2 500 to 10 900 of 16 500 writes acknowledged during an outage in the
+// old prefix, not found by the new backend. A reload opens the new one
+// held, and releases it once it is committed: one it refuses closes
+// without having replayed anything to a configuration that never served.
+// When the newest closes first, the one before it ticks again.
 var replayers = replayerSet{byStore: map[*localstore.Store][]*ticker{}}
 
 type replayerSet struct {
@@ -192,23 +213,61 @@ type replayerSet struct {
 // instead (replayers).
 var errSuperseded = errors.New("host: a backend opened later on the same data directory replays its buffer")
 
-// take makes t the ticker of its kv store (a data directory's: one in
-// memory is its backend's alone) and waits for the tick the others may be
-// in the middle of.
-func (r *replayerSet) take(t *ticker) {
+// take adds t to its kv store's tickers (a data directory's: one in
+// memory is its backend's alone), held or not, and waits for the tick the
+// ones it supersedes may be in the middle of.
+func (r *replayerSet) take(t *ticker, held bool) {
 	kv := t.s.p.kv
 	if kv == nil || t.s.p.dataDir == "" {
 		return
 	}
 	r.Lock()
-	older := r.byStore[kv]
-	for _, o := range older {
-		o.superseded.Store(true)
-	}
-	r.byStore[kv] = append(older, t)
+	t.held = held
+	r.byStore[kv] = append(r.byStore[kv], t)
+	stopped := r.assign(kv)
 	r.Unlock()
-	for _, o := range older {
-		o.tickMu.Lock() // its tick under way, if any, ends
+	waitTicks(stopped)
+}
+
+// release ends t's hold (TakeReplay), as take does.
+func (r *replayerSet) release(t *ticker) {
+	kv := t.s.p.kv
+	r.Lock()
+	if !t.held {
+		r.Unlock()
+		return
+	}
+	t.held = false
+	stopped := r.assign(kv)
+	r.Unlock()
+	waitTicks(stopped)
+}
+
+// assign lets the newest ticker of kv not held tick, and no other; it
+// returns those it stopped. The caller holds r.
+func (r *replayerSet) assign(kv *localstore.Store) (stopped []*ticker) {
+	ts := r.byStore[kv]
+	ticking := -1
+	for i := len(ts) - 1; i >= 0; i-- {
+		if !ts[i].held {
+			ticking = i
+			break
+		}
+	}
+	for i, o := range ts {
+		if i == ticking {
+			o.superseded.Store(false)
+		} else if !o.superseded.Swap(true) {
+			stopped = append(stopped, o)
+		}
+	}
+	return stopped
+}
+
+// waitTicks waits for the tick each of ts may be in the middle of.
+func waitTicks(ts []*ticker) {
+	for _, o := range ts {
+		o.tickMu.Lock()
 		o.tickMu.Unlock()
 	}
 }
@@ -225,7 +284,7 @@ func (t *ticker) call(ctx context.Context, encode func(*abi.Encoder), decode fun
 }
 
 // leave takes t off its kv store's list, as its backend closes; the
-// newest of those left ticks again.
+// newest of those left not held ticks again.
 func (r *replayerSet) leave(t *ticker) {
 	kv := t.s.p.kv
 	r.Lock()
@@ -236,7 +295,7 @@ func (r *replayerSet) leave(t *ticker) {
 		return
 	}
 	r.byStore[kv] = ts
-	ts[len(ts)-1].superseded.Store(false)
+	r.assign(kv)
 }
 
 func (t *ticker) loop() {
@@ -326,6 +385,20 @@ func pluginFault(err error) bool {
 	return errors.Is(err, abi.StatusInternal) || errors.Is(err, abi.StatusLimit)
 }
 
+// spread waits, between two chunks of a tick's events, for as long as
+// the bucket's rate gives a chunk, until stop is closed or ctx ends.
+func (t *ticker) spread(ctx context.Context, stop <-chan struct{}) {
+	start := time.Now()
+	defer func() { t.waited += time.Since(start) }()
+	wait := time.NewTimer(time.Second * tickEventsChunk / tickEventsPerSecond)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-stop:
+	case <-ctx.Done():
+	}
+}
+
 // tick makes one tick call and publishes the events of the writes it
 // reports once the events bucket holds them: it waits for that, until
 // stop is closed or ctx ends (then it publishes them at once: one tick's
@@ -372,6 +445,9 @@ func (t *ticker) tick(ctx context.Context, stop <-chan struct{}) (abi.TickResult
 	t.reportMu.Unlock()
 	t.pace(ctx, stop, len(r.Writes))
 	for i := range r.Writes {
+		if i > 0 && i%tickEventsChunk == 0 {
+			t.spread(ctx, stop)
+		}
 		if err := s.publishTicked(&r.Writes[i]); err != nil {
 			t.failed(err)
 		}

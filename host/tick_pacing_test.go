@@ -10,6 +10,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/redistest"
 )
 
@@ -66,6 +67,29 @@ func TestTickEventsAreRateLimited(t *testing.T) {
 	t.Logf("%d events in %d ticks in %v", published, s.Ticks, elapsed.Round(time.Millisecond))
 	require.LessOrEqual(t, published, allowed, "at most the burst and the rate")
 	require.LessOrEqual(t, s.Ticks, allowed/abi.MaxTickWrites+1, "a tick waits for its events before the next")
+	requireClosesSoon(t, st)
+}
+
+// TestTickEventsKeepAPromptSubscriber: a tick's events are published a
+// chunk at a time, so a subscriber that reads as they come keeps up with
+// ticks of a full report each; published at once, 4 096 events ended it
+// slow_subscriber at the first tick, with room for 1 024.
+func TestTickEventsKeepAPromptSubscriber(t *testing.T) {
+	st, _ := openTickHostile(t, "tickflood")
+	sub, err := st.Subscribe(t.Context(), events.Filter{}, "")
+	require.NoError(t, err)
+	defer sub.Close()
+	want := 3 * abi.MaxTickWrites
+	got := 0
+	for got < want {
+		select {
+		case _, ok := <-sub.Events():
+			require.True(t, ok, "the subscription ended after %d events: %v", got, sub.Err())
+			got++
+		case <-time.After(10 * time.Second):
+			require.Failf(t, "events stopped", "%d of %d", got, want)
+		}
+	}
 	requireClosesSoon(t, st)
 }
 

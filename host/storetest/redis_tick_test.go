@@ -35,7 +35,7 @@ func openTicked(t *testing.T, addr, prefix string, options map[string]string, ca
 
 // openTickedIn is openTicked with the kv store (the buffer) in dataDir
 // (none: in memory).
-func openTickedIn(t *testing.T, addr, prefix, dataDir string, options map[string]string, cache bool, logger hclog.Logger) *host.Store {
+func openTickedIn(t *testing.T, addr, prefix, dataDir string, options map[string]string, cache bool, logger hclog.Logger, hostOptions ...host.Option) *host.Store {
 	t.Helper()
 	opts := map[string]string{"fallback": "buffer"}
 	for k, v := range options {
@@ -53,7 +53,7 @@ func openTickedIn(t *testing.T, addr, prefix, dataDir string, options map[string
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	st, err := host.Open(t.Context(), cfg, host.WithCompilationCache(cacheDir), host.WithLogger(logger))
+	st, err := host.Open(t.Context(), cfg, append([]host.Option{host.WithCompilationCache(cacheDir), host.WithLogger(logger)}, hostOptions...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	return st
@@ -618,6 +618,46 @@ func TestRedisRebuiltBackendReplaysToItsNewPrefix(t *testing.T) {
 	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return rebuilt.Stats().BufferedWrites == 0 },
 		"the rebuilt backend replays the buffer; %d left", rebuilt.Stats().BufferedWrites)
 	requireStatesStored(t, rc, newPrefix, agents)
+}
+
+// TestRedisHeldBackendReplaysOnlyOnceItTakesOver: a backend opened on the
+// data directory of another with its replay held (a reload not yet
+// committed) replays nothing of the buffer, and one that closes so (a
+// reload refused) never has; once one takes the replay over, it replays
+// the buffer to its own prefix, and the old one nothing to its own.
+func TestRedisHeldBackendReplaysOnlyOnceItTakesOver(t *testing.T) {
+	addr := redistest.Addr(t)
+	oldPrefix, refusedPrefix, newPrefix := redistest.Prefix(t, addr), redistest.Prefix(t, addr), redistest.Prefix(t, addr)
+	proxy := newFaultProxy(t, addr)
+	dir := t.TempDir()
+	old := openTickedIn(t, proxy.Addr(), oldPrefix, dir, nil, false, nil)
+	proxy.Cut()
+	agents := bufferStates(t, old, "s", 300)
+	rc := directClient(t, addr)
+	storedUnder := func(prefix string) int {
+		n := 0
+		for _, a := range agents {
+			if _, ok := storedState(t, rc, prefix, a); ok {
+				n++
+			}
+		}
+		return n
+	}
+
+	refused := openTickedIn(t, addr, refusedPrefix, dir, nil, false, nil, host.WithReplayHeld())
+	require.Never(t, func() bool { return storedUnder(refusedPrefix) > 0 }, 600*time.Millisecond, 50*time.Millisecond,
+		"a held backend replays the buffer")
+	require.NoError(t, refused.Close(t.Context()))
+	require.Zero(t, storedUnder(refusedPrefix), "a held backend replays the buffer as it closes")
+
+	taken := openTickedIn(t, addr, newPrefix, dir, nil, false, nil, host.WithReplayHeld())
+	taken.TakeReplay()
+	redistest.WaitFor(t, 10*time.Second, 20*time.Millisecond, func() bool { return storedUnder(newPrefix) == len(agents) },
+		"the backend that took the replay over replays the buffer; %d of %d", storedUnder(newPrefix), len(agents))
+	requireStatesStored(t, rc, newPrefix, agents)
+	proxy.Restore()
+	require.NoError(t, old.Close(t.Context()))
+	require.Zero(t, storedUnder(oldPrefix), "the backend taken over replays to its own prefix")
 }
 
 // TestRedisOutOfMemoryBuffersBatchItems: with Redis out of memory under

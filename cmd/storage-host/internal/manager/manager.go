@@ -137,7 +137,14 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 			ch.Kept = append(ch.Kept, def.Name)
 			continue
 		}
-		st, err := host.Open(ctx, def.Config, m.hostOptions()...)
+		opts := m.hostOptions()
+		if old != nil {
+			// A store replacing one on the same data directory replays
+			// its buffer only once the reload is committed (TakeReplay):
+			// one the reload refuses has replayed nothing.
+			opts = append(opts, host.WithReplayHeld())
+		}
+		st, err := host.Open(ctx, def.Config, opts...)
 		if err != nil {
 			for _, b := range opened {
 				_ = b.store.Close(context.WithoutCancel(ctx))
@@ -306,6 +313,9 @@ func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
 		return Change{}, err
 	}
 	m.current.Store(g)
+	for _, name := range append(slices.Clone(ch.Added), ch.Replaced...) {
+		g.backends[name].store.TakeReplay()
+	}
 	m.metrics.reloaded(true)
 	m.rerouted(g)
 	for _, name := range append(slices.Clone(ch.Replaced), ch.Removed...) {
