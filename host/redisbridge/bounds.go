@@ -67,17 +67,31 @@ const maxRepeats = 8
 // repeats counts the keys one request's reads and searching writes name,
 // and the elements (a hash's fields, a stream's entries) its reads of one
 // element each name. A write that moves a value from one key to another
-// (movingWrites) makes the two one for the count: a chain of RENAMEs or
-// LMOVEs carries one value through distinct keys, and each read of it, or
-// LMOVE out of a key a move filled, is that value again in the reply.
+// (movingWrites) may make the two one for the count: a chain of RENAMEs
+// or LMOVEs carries one value through distinct keys, and each read of
+// it, or LMOVE out of a list a move filled, is that value again in the
+// reply.
 type repeats struct {
 	first [maxRepeats][]byte // the first names: none can be repeated too often yet
 	n     int
 	count map[string]int // past them, every name's count, by its class (root)
 
-	parent map[string]string // a moved key's class: the key it was moved with, towards the root
+	parent map[string]string // a moved key's class: the key it was joined to, towards the root
 	filled map[string]bool   // the classes a move put a value in, by root
+
+	// The elements of the first command that reads elements are checked
+	// alone (most requests have one); from a second, every element is
+	// counted across the request, by its key's class.
+	elemKey   []byte
+	elemFirst [][]byte
+	elemCmds  int
+	elems     map[string]map[string]int
 }
+
+// searchWeight is what a searching write counts for against maxRepeats:
+// one request may search a key twice, or search it once and read it four
+// times.
+const searchWeight = maxRepeats / 2
 
 // counting switches r to counting in its map.
 func (r *repeats) counting() {
@@ -111,39 +125,62 @@ func (r *repeats) add(k string, weight int) bool {
 	return r.count[k] > maxRepeats
 }
 
-// move counts the moving write in (movingWrites), from in[1] to in[2]: an
-// LMOVE or RPOPLPUSH answers the element it moves, which is a repeat when
-// it moves it out of the key it moves it to, or out of a key a move of
-// this request filled; then the two keys are one class.
-func (r *repeats) move(in [][]byte, echoes bool) error {
+// join makes the classes of a and b one, their counts added up.
+func (r *repeats) join(a, b string) {
+	a, b = r.root(a), r.root(b)
+	if a == b {
+		return
+	}
+	if len(r.elems[a]) > len(r.elems[b]) {
+		a, b = b, a
+	}
+	r.parent[a] = b
+	r.count[b] += r.count[a]
+	delete(r.count, a)
+	r.filled[b] = r.filled[b] || r.filled[a]
+	delete(r.filled, a)
+	if from := r.elems[a]; from != nil {
+		into := r.elems[b]
+		if into == nil {
+			into = map[string]int{}
+			r.elems[b] = into
+		}
+		for el, n := range from {
+			into[el] += n
+		}
+		delete(r.elems, a)
+	}
+}
+
+// move counts the moving write in (movingWrites), from in[1] to in[2]. A
+// whole key moved (RENAME) joins the two keys' classes. An element moved
+// (LMOVE, RPOPLPUSH, SMOVE) joins them only when it leaves a key a move
+// of the request filled, which carries a value on; and an LMOVE or
+// RPOPLPUSH, which answers the element, counts as a read of its source
+// then, or when it moves a list onto itself: 20 LMOVEs from distinct
+// queues into one list are 20 elements, one LMOVE after another along a
+// chain of lists one element 20 times.
+func (r *repeats) move(in [][]byte, whole, echoes bool) error {
 	r.counting()
 	if r.parent == nil {
 		r.parent, r.filled = map[string]string{}, map[string]bool{}
 	}
-	src, dst := r.root(string(in[1])), r.root(string(in[2]))
-	if echoes && (src == dst || r.filled[src]) && r.add(src, 1) {
-		return fmt.Errorf("%s moves the value of key %s out again more than %d times in one request", strings.ToUpper(string(in[0])), shown(in[1]), maxRepeats)
+	src, dst := string(in[1]), string(in[2])
+	carried := r.filled[r.root(src)]
+	if echoes && (src == dst || carried) && r.add(r.root(src), 1) {
+		return fmt.Errorf("%s moves out of key %s, more than %d times in one request, what the request moved there", strings.ToUpper(string(in[0])), shown(in[1]), maxRepeats)
 	}
-	if src != dst {
-		r.parent[src] = dst
-		r.count[dst] += r.count[src]
-		delete(r.count, src)
-		r.filled[dst] = r.filled[dst] || r.filled[src]
-		delete(r.filled, src)
+	if whole || carried {
+		r.join(src, dst)
 	}
-	r.filled[dst] = true
+	r.filled[r.root(dst)] = true
 	return nil
 }
 
-// searchWeight is what a searching write counts for against maxRepeats:
-// one request may search a key twice, or search it once and read it four
-// times.
-const searchWeight = maxRepeats / 2
-
 // read counts the keys of the read command in, whose arguments as built
 // are args (its keys the prefixed ones, args.go), each weight times (1 for
-// a read, searchWeight for a searching write), and its other arguments'
-// repeats, and says which passes maxRepeats.
+// a read, searchWeight for a searching write), and the elements or other
+// arguments it repeats, and says which passes maxRepeats.
 func (r *repeats) read(in [][]byte, args []any, weight int) error {
 	others := 0
 	for i, a := range args[1:] {
@@ -164,23 +201,13 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 			return fmt.Errorf("key %s is read more than %d times, or searched more than %d, in one request", shown(name), maxRepeats, maxRepeats/searchWeight)
 		}
 	}
-	if elems := elementsRead(in); len(elems) > 0 {
-		// Across the request: eight HMGETs of one hash, each naming a
-		// field eight times, answer it 64 times.
-		r.counting()
-		key := r.root(string(in[1]))
-		for _, el := range elems {
-			if r.add(key+"\x00"+string(el), 1) {
-				return fmt.Errorf("%s names %s of key %s more than %d times in one request", strings.ToUpper(string(in[0])), shown(el), shown(in[1]), maxRepeats)
-			}
-		}
-		return nil
+	if elems := elementsRead(in); elems != nil {
+		return r.readElements(in, elems)
 	}
 	if others <= maxRepeats {
 		return nil
 	}
-	// A long read (HMGET's fields): its other arguments, each at most
-	// maxRepeats times.
+	// A long read: its other arguments, each at most maxRepeats times.
 	seen := make(map[string]int, others)
 	for i, a := range args[1:] {
 		if k, ok := a.(*byteArg); ok && k.owned {
@@ -193,37 +220,94 @@ func (r *repeats) read(in [][]byte, args []any, weight int) error {
 	return nil
 }
 
+// readElements counts the elements elems of in[1] that the read in
+// answers one each: each at most maxRepeats times a request (eight
+// HMGETs of one hash, each naming a field eight times, answered it 64
+// times).
+func (r *repeats) readElements(in [][]byte, elems [][]byte) error {
+	tooMany := func(el []byte) error {
+		return fmt.Errorf("%s names %s of key %s more than %d times in one request", strings.ToUpper(string(in[0])), shown(el), shown(in[1]), maxRepeats)
+	}
+	r.elemCmds++
+	if r.elemCmds == 1 {
+		r.elemKey, r.elemFirst = in[1], elems
+		if len(elems) <= maxRepeats {
+			return nil
+		}
+		seen := make(map[string]int, len(elems))
+		for _, el := range elems {
+			if seen[string(el)]++; seen[string(el)] > maxRepeats {
+				return tooMany(el)
+			}
+		}
+		return nil
+	}
+	if r.elems == nil {
+		r.counting()
+		if r.parent == nil {
+			r.parent, r.filled = map[string]string{}, map[string]bool{}
+		}
+		r.elems = map[string]map[string]int{}
+		first := map[string]int{}
+		for _, el := range r.elemFirst {
+			first[string(el)]++
+		}
+		r.elems[r.root(string(r.elemKey))] = first
+	}
+	key := r.root(string(in[1]))
+	m := r.elems[key]
+	if m == nil {
+		m = map[string]int{}
+		r.elems[key] = m
+	}
+	for _, el := range elems {
+		if m[string(el)]++; m[string(el)] > maxRepeats {
+			return tooMany(el)
+		}
+	}
+	return nil
+}
+
 // elementsRead returns the elements of its key that the read in answers
-// one each: HMGET's fields, XCLAIM's entry IDs (the arguments after its
-// minimum idle time that parse as IDs: its options begin at the first
-// that does not, as Redis reads them).
+// one each, as the key holds them: HMGET's fields; XCLAIM's entry IDs,
+// every argument after its minimum idle time but its options, as
+// milliseconds-sequence (Redis reads 1-1, 01-1 and +1-01 as one entry).
+// Nil for any other command.
 func elementsRead(in [][]byte) [][]byte {
 	switch {
 	case len(in) > 2 && bytes.EqualFold(in[0], []byte("hmget")):
 		return in[2:]
 	case len(in) > 5 && bytes.EqualFold(in[0], []byte("xclaim")):
-		n := 5
-		for n < len(in) && streamID(in[n]) {
-			n++
+		var out [][]byte
+		for i := 5; i < len(in); i++ {
+			switch strings.ToLower(string(in[i])) {
+			case "idle", "time", "retrycount", "lastid":
+				i++ // and its value
+			case "force", "justid":
+			default:
+				out = append(out, entryID(in[i]))
+			}
 		}
-		return in[5:n]
+		return out
 	}
 	return nil
 }
 
-// streamID reports whether b is a stream entry ID as XCLAIM takes one:
-// milliseconds, or milliseconds-sequence.
-func streamID(b []byte) bool {
-	ms, seq, dash := bytes.Cut(b, []byte("-"))
-	digits := func(b []byte) bool {
-		for _, c := range b {
-			if c < '0' || c > '9' {
-				return false
-			}
-		}
-		return len(b) > 0
+// entryID returns the stream entry ID b names, as milliseconds-sequence,
+// or b itself when it is not one.
+func entryID(b []byte) []byte {
+	ms, seq, _ := bytes.Cut(bytes.TrimLeft(b, " +"), []byte("-"))
+	m, err := strconv.ParseUint(string(ms), 10, 64)
+	if err != nil {
+		return b
 	}
-	return digits(ms) && (!dash || digits(seq))
+	var n uint64
+	if len(seq) > 0 {
+		if n, err = strconv.ParseUint(string(bytes.TrimLeft(seq, "+")), 10, 64); err != nil {
+			return b
+		}
+	}
+	return strconv.AppendUint(append(strconv.AppendUint(nil, m, 10), '-'), n, 10)
 }
 
 // costly are the commands off the default allowlist for their cost; the

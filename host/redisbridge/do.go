@@ -124,8 +124,9 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				return nil
 			}
 			if c.moves {
+				whole := c.name == "rename" || c.name == "renamenx"
 				echoes := c.name == "lmove" || c.name == "rpoplpush"
-				if err := reads.move(in, echoes); err != nil {
+				if err := reads.move(in, whole, echoes); err != nil {
 					limit(e, "command %d: %v", i, err)
 					return nil
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -394,8 +395,11 @@ func TestHostileScriptCannotRunCostlyCommands(t *testing.T) {
 // Redis allocate 410 MB). The writes that scan or read their key (LREM,
 // LINSERT, LSET, ZRANGESTORE, XREADGROUP, XAUTOCLAIM) count with the
 // reads, as half of them each (two a key); the writes that answer what
-// their key holds and leave it there (GETEX, LMOVE, RPOPLPUSH, XCLAIM), as
-// reads. Distinct keys, other writes
+// their key holds and leave it there (GETEX, XCLAIM), as reads; the writes
+// that move a value (RENAME, LMOVE, …) make the keys they carry it along
+// one for the count, and an LMOVE of a value a move carried is a read.
+// HMGET's fields and XCLAIM's entries count across the request. Distinct
+// keys, other writes
 // and a key read within the bound pass; nothing of a refused request is
 // sent.
 func TestHostileRepeatedReadsAreRefused(t *testing.T) {
@@ -434,6 +438,10 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		}
 		return cmds
 	}
+	var pingPong [][][]byte
+	for range 5 {
+		pingPong = append(pingPong, cmd("LMOVE", "list", "other", "LEFT", "RIGHT"), cmd("LMOVE", "other", "list", "LEFT", "RIGHT"))
+	}
 	for name, cmds := range map[string][][][]byte{
 		"MGET of one key 9 times":    {cmd(append([]string{"MGET"}, repeat(maxRepeats+1, "big")...)...)},
 		"9 GETs of one key":          gets(maxRepeats+1, "big"),
@@ -454,20 +462,23 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 		"an LREM and 5 LPOS of one list": append(each(1, "LREM", "list", "0", "nomatch"), each(5, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
 		// Writes that answer what their key holds, and holds still: each
 		// repeat is the value again in Redis's output buffer.
-		"9 GETEXs of one key":                each(maxRepeats+1, "GETEX", "big"),
-		"9 LMOVEs of a list onto itself":     each(maxRepeats+1, "LMOVE", "list", "list", "LEFT", "RIGHT"),
-		"9 RPOPLPUSHs of a list onto itself": each(maxRepeats+1, "RPOPLPUSH", "list", "list"),
-		"LMOVEs between two lists":           append(each(5, "LMOVE", "list", "other", "LEFT", "RIGHT"), each(5, "LMOVE", "other", "list", "LEFT", "RIGHT")...),
-		"XCLAIM of one entry 9 times":        {cmd(append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(maxRepeats+1, "1-1")...)...)},
-		"a GETEX and 8 GETs of one key":      append(each(1, "GETEX", "big"), gets(maxRepeats, "big")...),
+		"9 GETEXs of one key":                      each(maxRepeats+1, "GETEX", "big"),
+		"9 LMOVEs of a list onto itself":           each(maxRepeats+1, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"9 RPOPLPUSHs of a list onto itself":       each(maxRepeats+1, "RPOPLPUSH", "list", "list"),
+		"LMOVEs between two lists, back and forth": pingPong,
+		"XCLAIM of one entry 9 times":              {cmd(append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(maxRepeats+1, "1-1")...)...)},
+		"a GETEX and 8 GETs of one key":            append(each(1, "GETEX", "big"), gets(maxRepeats, "big")...),
 		// A value moved on through distinct keys is read again at each.
 		"a chain of LMOVEs":             chain(maxRepeats+3, func(a, b string) [][]byte { return cmd("LMOVE", a, b, "LEFT", "RIGHT") }, nil),
 		"a chain of RPOPLPUSHs":         chain(maxRepeats+3, func(a, b string) [][]byte { return cmd("RPOPLPUSH", a, b) }, nil),
 		"GETs along a chain of RENAMEs": chain(maxRepeats+2, func(a, b string) [][]byte { return cmd("RENAME", a, b) }, func(k string) [][]byte { return cmd("GET", k) }),
 		// Elements across commands: eight XCLAIMs of one entry eight
 		// times would answer it 64 times.
-		"2 XCLAIMs of one entry 5 times": each(2, append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(5, "1-1")...)...),
-		"2 HMGETs of one field 5 times":  each(2, append([]string{"HMGET", "h"}, repeat(5, "f")...)...),
+		"2 XCLAIMs of one entry 5 times":            each(2, append([]string{"XCLAIM", "s", "g", "c", "0"}, repeat(5, "1-1")...)...),
+		"2 HMGETs of one field 5 times":             each(2, append([]string{"HMGET", "h"}, repeat(5, "f")...)...),
+		"HMGETs along a chain of RENAMEs":           chain(3, func(a, b string) [][]byte { return cmd("RENAME", a, b) }, func(k string) [][]byte { return cmd(append([]string{"HMGET", k}, repeat(5, "f")...)...) }),
+		"XCLAIM of one entry spelled 9 ways":        {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "01-1", "1-01", "+1-1", " 1-1", "001-001", "1-1", "1-1", "1-1")},
+		"XCLAIM of one entry 9 times among options": {cmd(append(append([]string{"XCLAIM", "s", "g", "c", "0", "1-1", "+1"}, repeat(maxRepeats, "1-1")...), "IDLE", "0")...)},
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.ErrorIs(t, err, abi.StatusLimit, name)
@@ -488,25 +499,30 @@ func TestHostileRepeatedReadsAreRefused(t *testing.T) {
 	for i := range 20 {
 		fanIn = append(fanIn, cmd("LMOVE", fmt.Sprintf("queue%d", i), "processing", "LEFT", "RIGHT"))
 	}
+	var lens [][][]byte
+	for i := range 20 {
+		lens = append(lens, cmd("LLEN", fmt.Sprintf("queue%d", i)))
+	}
 	var writes [][][]byte
 	for range 100 {
 		writes = append(writes, cmd("INCR", "counter"))
 	}
 	for name, cmds := range map[string][][][]byte{
-		"8 GETs of one key":              gets(maxRepeats, "big"),
-		"MGET of one key 8 times":        {cmd(append([]string{"MGET"}, repeat(maxRepeats, "big")...)...)},
-		"HMGET of 8 fields, 8 times":     {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
-		"1000 GETs of distinct keys":     distinct,
-		"100 INCRs of one key":           writes,
-		"2 LREMs of one list":            each(2, "LREM", "list", "0", "nomatch"),
-		"8 GETEXs of one key":            each(maxRepeats, "GETEX", "big"),
-		"8 LMOVEs of a list onto itself": each(maxRepeats, "LMOVE", "list", "list", "LEFT", "RIGHT"),
-		"LMOVEs of 20 queues into one":   fanIn,
-		"XCLAIMs of 8 entries, options":  {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "2", "IDLE", "0", "RETRYCOUNT", "0", "FORCE"), cmd("XCLAIM", "s", "g", "c", "0", "1-1", "3-0", "IDLE", "0", "JUSTID")},
-		"XCLAIM of 8 entries":            {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "1-2", "1-3", "1-4", "1-5", "1-6", "1-7", "1-8")},
-		"an LREM and 4 LPOS":             append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
-		"LREMs of 100 lists":             lrems,
-		"HMGETs of the same fields":      {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
+		"8 GETs of one key":                                gets(maxRepeats, "big"),
+		"MGET of one key 8 times":                          {cmd(append([]string{"MGET"}, repeat(maxRepeats, "big")...)...)},
+		"HMGET of 8 fields, 8 times":                       {cmd(append([]string{"HMGET", "h"}, repeat(maxRepeats, "a", "b", "c", "d", "e", "f", "g", "h")...)...)},
+		"1000 GETs of distinct keys":                       distinct,
+		"100 INCRs of one key":                             writes,
+		"2 LREMs of one list":                              each(2, "LREM", "list", "0", "nomatch"),
+		"8 GETEXs of one key":                              each(maxRepeats, "GETEX", "big"),
+		"8 LMOVEs of a list onto itself":                   each(maxRepeats, "LMOVE", "list", "list", "LEFT", "RIGHT"),
+		"LMOVEs of 20 queues into one":                     fanIn,
+		"LMOVEs of 20 queues into one, then their lengths": append(slices.Clone(fanIn), lens...),
+		"XCLAIMs of 8 entries, options":                    {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "2", "IDLE", "0", "RETRYCOUNT", "0", "FORCE"), cmd("XCLAIM", "s", "g", "c", "0", "1-1", "3-0", "IDLE", "0", "JUSTID")},
+		"XCLAIM of 8 entries":                              {cmd("XCLAIM", "s", "g", "c", "0", "1-1", "1-2", "1-3", "1-4", "1-5", "1-6", "1-7", "1-8")},
+		"an LREM and 4 LPOS":                               append(each(1, "LREM", "list", "0", "nomatch"), each(4, "LPOS", "list", "nomatch", "MAXLEN", "100")...),
+		"LREMs of 100 lists":                               lrems,
+		"HMGETs of the same fields":                        {cmd("HMGET", "h1", "d", "v"), cmd("HMGET", "h2", "d", "v"), cmd("HMGET", "h3", "d", "v"), cmd("HMGET", "h4", "d", "v"), cmd("HMGET", "h5", "d", "v"), cmd("HMGET", "h6", "d", "v"), cmd("HMGET", "h7", "d", "v"), cmd("HMGET", "h8", "d", "v"), cmd("HMGET", "h9", "d", "v")},
 	} {
 		_, err := pipeline(t, f.b, cmds...)
 		require.NoError(t, err, name)
