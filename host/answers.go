@@ -112,7 +112,22 @@ func metricKeyMismatch(m *Metric, agent, name string, ts time.Time) string {
 	if m.AgentID != agent || m.Name != name || !m.Timestamp.Equal(ts) {
 		return fmt.Sprintf("asked for metric %s/%s@%s, answered %s/%s@%s%s", quote(agent), quote(name), ts.UTC().Format(time.RFC3339Nano), quote(m.AgentID), quote(m.Name), m.Timestamp.UTC().Format(time.RFC3339Nano), zigzagHint(ts, m.Timestamp))
 	}
-	return ""
+	return unstorable(m.Check())
+}
+
+// unstorable says why an answered record is one no write the host took
+// could have stored (err, from its Check: an ID that is not one, a
+// severity or status outside the table, a label name that is not one),
+// or "": such a record reached callers, read caches and events as it was.
+func unstorable(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if e, ok := errors.AsType[*abi.Error](err); ok {
+		msg = e.Message
+	}
+	return "answered a record no write could have stored: " + cutText(msg, maxQuoted)
 }
 
 // zigzagHint explains an answered time that is the one asked for read
@@ -133,7 +148,7 @@ func alertMismatch(a *Alert, id string) string {
 	if a.ID != id {
 		return fmt.Sprintf("asked for alert %s, answered alert %s", quote(id), quote(a.ID))
 	}
-	return ""
+	return unstorable(a.Check())
 }
 
 // putAlertMismatch also checks the agent: the put's event names it.

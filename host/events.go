@@ -128,7 +128,11 @@ func (s *Store) publishMetricDelete(k *MetricKey) {
 }
 
 func (s *Store) publishAlert(op string, a *Alert) {
-	s.publish(abi.KindAlert, op, a.AgentID, a.ID, uint64(a.UpdatedAt.UnixNano()), a.ExpiresAt, nil)
+	var version uint64 // none, for a time unset (or before 1970)
+	if ns := a.UpdatedAt.UnixNano(); !a.UpdatedAt.IsZero() && ns > 0 {
+		version = uint64(ns)
+	}
+	s.publish(abi.KindAlert, op, a.AgentID, a.ID, version, a.ExpiresAt, nil)
 }
 
 func (s *Store) publishAlertDelete(id, agent string) {

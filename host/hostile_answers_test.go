@@ -81,6 +81,12 @@ func TestHostileAnswersRefused(t *testing.T) {
 		{"get alert answered as another alert", `answered alert "victim-alert"`, func() (any, error) {
 			return st.GetAlert(ctx, "wrong")
 		}},
+		{"get alert answered with a severity outside the table", "no write could have stored: unknown alert severity 9", func() (any, error) {
+			return st.GetAlert(ctx, "bad-severity")
+		}},
+		{"get alert answered with no agent", "no write could have stored: agent id is empty", func() (any, error) {
+			return st.GetAlert(ctx, "no-agent")
+		}},
 		{"status change answered as another alert", `answered alert "victim-alert"`, func() (any, error) {
 			return st.SetAlertStatus(ctx, "wrong", abi.AlertAcknowledged)
 		}},

@@ -605,10 +605,26 @@ func (t *ticker) report() uint64 {
 	return n
 }
 
+// tickedKind is the kind of record a tick's write of op is about.
+func tickedKind(op abi.Op) (abi.RecordKind, bool) {
+	switch op {
+	case abi.OpPutMetric, abi.OpDeleteMetric:
+		return abi.KindMetric, true
+	case abi.OpPutAlert, abi.OpSetAlertStatus, abi.OpDeleteAlert:
+		return abi.KindAlert, true
+	case abi.OpPutAgentState, abi.OpDeleteAgentState:
+		return abi.KindAgentState, true
+	}
+	return 0, false
+}
+
 // publishTicked publishes the event of a write a tick reports, as the
 // write's own call would have had the plugin answered it OK.
 func (s *Store) publishTicked(w *abi.TickWrite) error {
 	var err error
+	if kind, ok := tickedKind(w.Op); ok && !s.p.meta.Features.Has(kind.Feature()) {
+		return s.refuse(abi.OpTick, fmt.Sprintf("reported a %s write, of %s, which the backend does not serve", w.Op, kind.Name()))
+	}
 	switch w.Op {
 	case abi.OpPutMetric:
 		if err = w.Metric.Check(); err == nil {

@@ -16,6 +16,8 @@
 //	alert "wrong-agent"   a put answers the alert for agent "victim-agent"
 //	alert "wrong-status"  a status change answers status firing
 //	agent "wrong" (alert  query) answers an alert of agent "victim-agent"
+//	alert "bad-severity"  a get answers it with severity 9
+//	alert "no-agent"      a get answers it with no agent
 //	agent "labels"        a metric query answers a metric of 100 000 labels
 //
 // Built by the test itself: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared.
@@ -168,8 +170,17 @@ func (alerts) PutAlert(r *abi.PutAlert) (abi.Alert, error) {
 }
 
 func (alerts) GetAlert(id string) (abi.Alert, error) {
-	if id == "wrong" {
+	switch id {
+	case "wrong":
 		id = "victim-alert"
+	case "bad-severity":
+		a := alert(id)
+		a.Severity = 9
+		return a, nil
+	case "no-agent":
+		a := alert(id)
+		a.AgentID = ""
+		return a, nil
 	}
 	return alert(id), nil
 }
