@@ -267,8 +267,8 @@ func (r *replayerSet) assign(kv *localstore.Store) (stopped []*ticker) {
 // waitTicks waits for the tick each of ts may be in the middle of.
 func waitTicks(ts []*ticker) {
 	for _, o := range ts {
-		//lint:ignore SA2001 the lock is the wait: a tick calling its plugin holds it
 		o.tickMu.Lock()
+		//lint:ignore SA2001 the lock is the wait: a tick calling its plugin holds it
 		o.tickMu.Unlock()
 	}
 }
