@@ -155,8 +155,11 @@ type Config struct {
 	// before the plugin call that made it returns, so what a call
 	// acknowledged survives a crash, a restart and a rebuild of the
 	// backend. Stores opened in one process on the same directory share
-	// one kv store (a reload that rebuilds the backend keeps its data);
-	// another process using the directory makes Open fail.
+	// one kv store (a reload that rebuilds the backend keeps its data),
+	// and a buffer of writes in it is replayed by one of them, the one
+	// opened last and not held (WithReplayHeld): the others' Stats say
+	// what they last saw of it. Another process using the directory
+	// makes Open fail.
 	// Default: none; the kv store is in memory and lives as long as the
 	// Store.
 	DataDir string
