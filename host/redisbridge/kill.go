@@ -42,7 +42,12 @@ const killCloseWait = 2 * time.Second
 
 // killer sends the kills of one bridge, one round at a time.
 type killer struct {
-	running    atomic.Bool
+	running atomic.Bool
+	// mu orders a round's start (wg.Add) before Close's wait (wg.Wait),
+	// which a WaitGroup does not allow at once: once closed is set, no
+	// round starts.
+	mu         sync.Mutex
+	closed     bool
 	wg         sync.WaitGroup
 	killed     atomic.Uint64
 	unkillable atomic.Uint64
@@ -51,6 +56,9 @@ type killer struct {
 // wait waits for the round under way, if any: killCloseWait at most, then
 // its connections are closed, which ends it.
 func (k *killer) wait(u *aclUser) {
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
 	if u == nil {
 		return
 	}
@@ -100,7 +108,14 @@ func (b *Bridge) killRunaway(calls []call) {
 			break
 		}
 	}
+	b.kills.mu.Lock()
+	if b.kills.closed {
+		b.kills.mu.Unlock()
+		b.kills.running.Store(false)
+		return // Close waits for no more rounds
+	}
 	b.kills.wg.Add(1)
+	b.kills.mu.Unlock()
 	go func() {
 		defer b.kills.wg.Done()
 		defer b.kills.running.Store(false)
