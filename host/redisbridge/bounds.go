@@ -32,7 +32,10 @@ import (
 //   - a SCAN family MATCH pattern has at most maxPattern bytes, and at
 //     most maxPatternTail bytes from its first '*' on: Redis matches a glob in time about the element's
 //     length times the pattern's past a '*' ("*aaa…ab" against a long
-//     member), so a long pattern and long members stall it for minutes.
+//     member), so a long pattern and long members stall it for minutes;
+//   - a stream consumer or group name a command may make has at most
+//     maxName bytes, and XPENDING's IDLE, a walk of the whole pending
+//     list, is refused.
 //
 // Commands whose cost grows with the product or the sum of whole
 // collections (LCS, SINTER, SUNION, SDIFF and their STORE and CARD forms,
@@ -336,6 +339,14 @@ const (
 	// fields hold Redis 8.3 s).
 	maxPatternTail = 64
 	maxPattern     = 256
+
+	// maxName bounds a stream's consumer and group names where a command
+	// makes one: XPENDING's extended form and XINFO STREAM FULL repeat a
+	// consumer's name in each pending entry they answer, so one
+	// XPENDING of 10 000 entries claimed by a consumer named by 20 000
+	// bytes made Redis build a 200 MB reply from 2 MB it held, and eight
+	// in a request of 800 bytes took it past its maxmemory six times.
+	maxName = 256
 )
 
 // check is a command's argument bound: it returns how many bytes the
@@ -350,8 +361,9 @@ var checks = map[string]check{
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
 	"hscan": scan, "sscan": scan, "zscan": scan,
 	"xrange": needs(4, "COUNT", options(4, "COUNT")), "xrevrange": needs(4, "COUNT", options(4, "COUNT")),
-	"xread": streamRead(1), "xreadgroup": streamRead(4),
-	"xautoclaim": options(6, "COUNT"), "xinfo": xinfo, "xpending": xpending,
+	"xread": streamRead(1), "xreadgroup": naming(streamRead(4), 2, 3),
+	"xclaim": naming(nil, 2, 3), "xautoclaim": naming(options(6, "COUNT"), 2, 3),
+	"xgroup": xgroup, "xinfo": xinfo, "xpending": xpending,
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
 	"lpos":      lpos,
 	"lrange":    indexRange(2),
@@ -544,18 +556,42 @@ func xinfo(in [][]byte) (int64, error) {
 	return 0, nil
 }
 
-// xpending bounds the count of the extended form: key group [IDLE ms]
-// start end count [consumer].
+// xpending bounds the count of the extended form: key group start end
+// count [consumer]. IDLE is refused: Redis then walks the group's whole
+// pending list for entries idle long enough, whatever the count (94 ms
+// of its one thread for one XPENDING of a list of 1.3 million entries
+// that answered nothing); each entry answered says how long it has been
+// idle.
 func xpending(in [][]byte) (int64, error) {
-	at := 5
-	if len(in) > 3 && bytes.EqualFold(in[3], []byte("IDLE")) {
-		at = 7
+	if len(in) > 3 && bytes.EqualFold(in[3], []byte("IDLE")) { // where Redis reads it
+		return 0, fmt.Errorf("IDLE is refused: Redis walks the whole pending list for it, whatever the count; leave it out and read each entry's idle time from the reply")
 	}
-	if len(in) > at {
-		return 0, count(in[at])
+	if len(in) > 5 {
+		return 0, count(in[5])
 	}
 	return 0, nil
 }
+
+// naming is c (nil: no other bound) for a command that may make a
+// stream's consumer or group: the names at positions at have at most
+// maxName bytes.
+func naming(c check, at ...int) check {
+	return func(in [][]byte) (int64, error) {
+		for _, i := range at {
+			if i < len(in) && len(in[i]) > maxName {
+				return 0, fmt.Errorf("a consumer or group name of %d bytes is past the bridge's bound of %d (Redis repeats a consumer's name in each pending entry it answers)", len(in[i]), maxName)
+			}
+		}
+		if c == nil {
+			return 0, nil
+		}
+		return c(in)
+	}
+}
+
+// xgroup bounds the names XGROUP CREATE key group … and CREATECONSUMER
+// key group consumer make (naming).
+var xgroup = naming(nil, 3, 4)
 
 // lpos needs its scan bounded: a MAXLEN (Redis obeys the last) of 1 to
 // maxCount, and any COUNT within maxCount.

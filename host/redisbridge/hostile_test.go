@@ -174,6 +174,53 @@ func TestHostileCostlyCommandsAreRefused(t *testing.T) {
 	assert.Equal(t, bulkR("xxxxxxxxxx"), one(t, g.b, "LCS", "a", "a"))
 }
 
+// A stream's consumer and group names are bounded where a command makes
+// one: XPENDING and XINFO STREAM FULL repeat a consumer's name in each
+// pending entry they answer, and Redis builds the reply whole (eight
+// XPENDINGs of 10 000 entries claimed by a consumer of a 20 000-byte
+// name, a request of 800 bytes, took a Redis of 256 MB maxmemory to
+// 1.6 GB). XPENDING's IDLE, which walks the whole pending list whatever
+// the count (94 ms of Redis's thread for 1.3 million entries), is
+// refused.
+func TestHostileStreamNamesAndIdleScansAreRefused(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	long, most := strings.Repeat("c", maxName+1), strings.Repeat("c", maxName)
+	one(t, f.b, "XADD", "s", "*", "f", "v")
+	one(t, f.b, "XGROUP", "CREATE", "s", "g", "0")
+	for _, c := range [][]string{
+		{"XREADGROUP", "GROUP", "g", long, "COUNT", "10", "STREAMS", "s", ">"},
+		{"XREADGROUP", "GROUP", long, "c", "COUNT", "10", "STREAMS", "s", ">"},
+		{"XCLAIM", "s", "g", long, "0", "0-1"},
+		{"XAUTOCLAIM", "s", "g", long, "0", "0", "COUNT", "10"},
+		{"XGROUP", "CREATECONSUMER", "s", "g", long},
+		{"XGROUP", "CREATE", "s", long, "$"},
+		{"XPENDING", "s", "g", "IDLE", "999999999", "-", "+", "10"},
+		{"XPENDING", "s", "g", "idle", "1", "-", "+", "10", "c"},
+	} {
+		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c...))
+		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c[:2])
+	}
+	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"sentinel").Val(), "nothing was sent")
+	n := f.direct.XInfoConsumers(context.Background(), f.prefix+"s", "g").Val()
+	assert.Empty(t, n, "no consumer was made")
+
+	// Names up to the bound, and XPENDING without IDLE, pass.
+	for _, c := range [][]string{
+		{"XREADGROUP", "GROUP", "g", most, "COUNT", "10", "STREAMS", "s", ">"},
+		{"XGROUP", "CREATECONSUMER", "s", "g", "other"},
+		{"XPENDING", "s", "g"},
+		{"XPENDING", "s", "g", "-", "+", "10"},
+		{"XPENDING", "s", "g", "-", "+", "10", "IDLE"}, // a consumer named IDLE
+		{"XAUTOCLAIM", "s", "g", "other", "0", "0", "COUNT", "10"},
+	} {
+		_, err := pipeline(t, f.b, cmd(c...))
+		require.NoError(t, err, "%v", c[:2])
+	}
+	p := f.direct.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: f.prefix + "s", Group: "g", Start: "-", End: "+", Count: 10}).Val()
+	require.Len(t, p, 1)
+	assert.Equal(t, "other", p[0].Consumer, "XAUTOCLAIM moved the entry read by the consumer of the longest name")
+}
+
 // The sorted-set range removals are off the default allowlist: Redis
 // removes a range member by member in its main thread, whatever lazyfree
 // says (one ZREMRANGEBYRANK 0 -1 of 2.1 million members held another
