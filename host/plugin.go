@@ -313,6 +313,9 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 		if reason := p.redis.FreesInline(lazyCtx); reason != "" {
 			s.logger.Warn("the backend's Redis frees what a plugin overwrites or lets expire in the thread every client waits on: a plugin that keeps collections of millions of members can stall the server for a second each (SECURITY.md, \"Sharing a Redis between backends\"); set these to yes: "+reason, "backend", cfg.Name)
 		}
+		if reason := p.redis.RepliesUnbounded(lazyCtx); reason != "" {
+			s.logger.Warn("the backend's Redis bounds no client's replies: a plugin's read can make it build a reply many times what it stores, past maxmemory (SECURITY.md, \"Sharing a Redis between backends\"); set client-output-buffer-limit normal to a hard limit, say 64mb 32mb 10, or maxmemory-clients: "+reason, "backend", cfg.Name)
+		}
 		cancel()
 	}
 	if p.pg != nil && p.pg.TempFileLimitKB() < 0 {

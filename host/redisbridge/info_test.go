@@ -263,6 +263,23 @@ func TestFreesInlineNamesTheSettings(t *testing.T) {
 	assert.Empty(t, b.FreesInline(ctx))
 }
 
+// RepliesUnbounded says when neither an output buffer hard limit nor
+// maxmemory-clients bounds the replies Redis builds.
+func TestRepliesUnboundedNamesTheSettings(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.NewServer(t, "--client-output-buffer-limit", "normal 0 0 0")
+	b := openBridge(t, Config{Addrs: []string{s.Addr()}, KeyPrefix: "replies:"})
+	assert.Equal(t, "redis "+s.Addr()+": client-output-buffer-limit normal 0 0 0, maxmemory-clients 0", b.RepliesUnbounded(ctx))
+
+	direct := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true})
+	defer direct.Close()
+	require.NoError(t, direct.ConfigSet(ctx, "client-output-buffer-limit", "normal 64mb 32mb 10").Err())
+	assert.Empty(t, b.RepliesUnbounded(ctx))
+	require.NoError(t, direct.ConfigSet(ctx, "client-output-buffer-limit", "normal 0 0 0").Err())
+	require.NoError(t, direct.ConfigSet(ctx, "maxmemory-clients", "100mb").Err())
+	assert.Empty(t, b.RepliesUnbounded(ctx))
+}
+
 // Past maxmemory with noeviction, Redis refuses writes but still takes
 // XREADGROUP, XCLAIM and XAUTOCLAIM, which add pending entries, and the
 // EXPIRE family, which adds expiries: a backend reading one stream once
