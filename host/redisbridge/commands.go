@@ -43,6 +43,10 @@ type command struct {
 	// memory it makes Redis allocate (bounds.go); nil: none do.
 	check check
 
+	// entries, for a stream read, counts the entries it may answer
+	// (streamEntries); nil for any other command.
+	entries func(in [][]byte) int64
+
 	// readOnly: the command changes no data (readOnlyCommands), so a
 	// request of such commands alone that fails is UNAVAILABLE, never
 	// UNKNOWN.

@@ -84,7 +84,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			limit(e, "%d commands in one request, more than the %d allowed", len(req.Commands), b.maxCommands)
 			return nil
 		}
-		var growth int64
+		var growth, entries int64
 		var reads repeats
 		calls = make([]call, len(req.Commands))
 		// Room for every argument to be a key: a command's keys are known
@@ -122,6 +122,12 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			if err != nil {
 				invalid(e, "command %d: %v", i, err)
 				return nil
+			}
+			if c.entries != nil {
+				if entries += c.entries(in); entries > maxCount {
+					limit(e, "command %d: the request's stream reads may answer more than %d entries together (a stream answers a field's name, which it stores once for many entries, with each); split them over requests", i, maxCount)
+					return nil
+				}
 			}
 			if c.moves {
 				whole := c.name == "rename" || c.name == "renamenx"

@@ -221,6 +221,44 @@ func TestHostileStreamNamesAndIdleScansAreRefused(t *testing.T) {
 	assert.Equal(t, "other", p[0].Consumer, "XAUTOCLAIM moved the entry read by the consumer of the longest name")
 }
 
+// A request's stream reads answer at most maxCount entries together: a
+// stream stores a field's name once for up to a hundred entries and
+// answers it with each, so a read of distinct streams, each read once,
+// can still make Redis build replies many times what it stores.
+func TestHostileStreamReadsAnswerBoundedEntries(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	ctx := context.Background()
+	name := strings.Repeat("f", 1300)
+	p := f.direct.Pipeline()
+	for _, s := range []string{"a", "b"} {
+		for range 2000 {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: f.prefix + s, Values: []string{name, "1"}})
+		}
+	}
+	_, err := p.Exec(ctx)
+	require.NoError(t, err)
+	stored := f.direct.MemoryUsage(ctx, f.prefix+"a", 0).Val()
+	r, err := pipeline(t, f.b, cmd("XRANGE", "a", "-", "+", "COUNT", "2000"))
+	require.NoError(t, err)
+	require.Len(t, r[0].Array, 2000)
+	assert.Greater(t, int64(2000*len(name)), 10*stored, "the reply is many times what the stream stores")
+
+	for what, c := range map[string][][][]byte{
+		"two XRANGEs":           {cmd("XRANGE", "a", "-", "+", "COUNT", "6000"), cmd("XRANGE", "b", "-", "+", "COUNT", "6000")},
+		"XREAD of three":        {cmd("XREAD", "COUNT", "4000", "STREAMS", "a", "b", "c", "0", "0", "0")},
+		"the last COUNT counts": {cmd("XREVRANGE", "a", "+", "-", "COUNT", "1", "COUNT", "10000"), cmd("XRANGE", "b", "-", "+", "COUNT", "1")},
+		"XINFO FULL and XRANGE": {cmd("XINFO", "STREAM", "a", "FULL", "COUNT", "5001"), cmd("XRANGE", "b", "-", "+", "COUNT", "5000")},
+	} {
+		_, err := pipeline(t, f.b, c...)
+		require.ErrorIs(t, err, abi.StatusLimit, what)
+		assert.ErrorContains(t, err, "stream reads may answer more than", what)
+	}
+	// Up to the bound together, they pass.
+	r, err = pipeline(t, f.b, cmd("XRANGE", "a", "-", "+", "COUNT", "5000"), cmd("XREAD", "COUNT", "2500", "STREAMS", "a", "b", "0", "0"))
+	require.NoError(t, err)
+	assert.Len(t, r[0].Array, 2000)
+}
+
 // The sorted-set range removals are off the default allowlist: Redis
 // removes a range member by member in its main thread, whatever lazyfree
 // says (one ZREMRANGEBYRANK 0 -1 of 2.1 million members held another
