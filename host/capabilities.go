@@ -101,6 +101,18 @@ func (p *plugin) instantiateCapabilities(ctx context.Context, granted []abi.Capa
 				if lost := kv.LostCommit(); lost != "" {
 					p.log.Error("kv store opened at an older commit", "detail", lost)
 				}
+				// Callers see their writes refused; the operator is told
+				// why (a full disk), and when they are taken again. The
+				// store is the data directory's: the backend opened last
+				// on it names it.
+				log := p.log
+				kv.ReportCommits(func(failing error) {
+					if failing != nil {
+						log.Error("kv store: commits to disk fail; its writes are refused until one succeeds", "dir", p.dataDir, "error", failing)
+					} else {
+						log.Info("kv store: commits to disk succeed again; writes are taken", "dir", p.dataDir)
+					}
+				})
 				p.kv = kv
 			}
 			serve := func(ctx context.Context, req []byte, e *abi.Encoder) error { p.serveKV(ctx, req, e); return nil }

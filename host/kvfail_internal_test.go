@@ -3,11 +3,14 @@ package host
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -76,4 +79,39 @@ func TestWriteThatReachedRedisIsNotUnavailableWhenTheKVDiskFails(t *testing.T) {
 	}
 	require.True(t, reached, "no write reached Redis once it was back")
 	full.Store(false)
+}
+
+// An operator is told when the kv store's commits fail (a disk full) and
+// when they succeed again: its callers only see their writes refused.
+func TestKVCommitFailuresAreLogged(t *testing.T) {
+	ctx := context.Background()
+	out := &logSink{}
+	logger := hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Info})
+	logged := func(s string) bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return slices.ContainsFunc(out.lines, func(l string) bool { return strings.Contains(l, s) })
+	}
+	st, err := Open(ctx, Config{Plugin: "builtin:memory", DataDir: t.TempDir()}, WithLogger(logger), WithCompilationCache(t.TempDir()))
+	require.NoError(t, err)
+	defer st.Close(ctx)
+	var full atomic.Bool
+	full.Store(true)
+	st.p.kv.FailCommits(func() error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	_, err = st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte(`{}`)})
+	require.Error(t, err, "its commit failed")
+	require.Eventually(t, func() bool {
+		return logged("kv store: commits to disk fail; its writes are refused until one succeeds") && logged("no space left on device")
+	}, 5*time.Second, 10*time.Millisecond)
+	full.Store(false)
+	require.Eventually(t, func() bool {
+		_, err := st.PutAgentState(ctx, AgentState{AgentID: "a2", State: []byte(`{}`)})
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return logged("kv store: commits to disk succeed again") }, 5*time.Second, 10*time.Millisecond)
 }

@@ -269,6 +269,7 @@ type journal struct {
 	unsynced uint64
 	rev      uint64        // the store's revision counter at the last append
 	err      error         // why the last commit failed, until one succeeds; the store takes no writes meanwhile
+	report   func(error)   // Store.ReportCommits
 	moved    chan struct{} // closed, and replaced, when synced moves or err is set
 	closed   bool
 
@@ -447,6 +448,7 @@ func (j *journal) commit(batch *[]record) {
 	})
 	j.commits.Add(1)
 	j.mu.Lock()
+	was, report := j.err, j.report
 	if err != nil {
 		j.err = fmt.Errorf("kv store: write to disk failed; writes are refused until a commit, tried every %v, succeeds: %w", flushEvery, err)
 		j.pending = append(*batch, j.pending...)
@@ -468,7 +470,11 @@ func (j *journal) commit(batch *[]record) {
 	close(j.moved)
 	j.moved = make(chan struct{})
 	tested := j.disk != nil
+	now := j.err
 	j.mu.Unlock()
+	if report != nil && (was == nil) != (now == nil) || report != nil && was != nil && now != nil && was.Error() != now.Error() {
+		report(now)
+	}
 	if err == nil && !tested {
 		j.maybeCompact(size)
 	}

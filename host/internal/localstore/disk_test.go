@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -576,4 +577,50 @@ func TestOpenNamesALostCommit(t *testing.T) {
 		}
 		require.NoError(t, s.Close())
 	}
+}
+
+// ReportCommits tells whoever watches the store that its commits failed,
+// once for each new reason, and that they succeed again: callers only
+// see their writes refused, and an operator saw nothing of a disk full.
+func TestReportCommitsTellsFailureAndRecovery(t *testing.T) {
+	s := openStore(t, t.TempDir(), newClock())
+	defer s.Close()
+	var mu sync.Mutex
+	var reports []error
+	s.ReportCommits(func(failing error) {
+		mu.Lock()
+		reports = append(reports, failing)
+		mu.Unlock()
+	})
+	var fail atomic.Uintptr // an errno, 0 for none
+	fail.Store(uintptr(syscall.ENOSPC))
+	s.FailCommits(func() error {
+		if n := fail.Load(); n != 0 {
+			return syscall.Errno(n)
+		}
+		return nil
+	})
+	ctx := context.Background()
+	mustPut(t, s, "a", "1")
+	require.ErrorIs(t, s.Sync(ctx), syscall.ENOSPC)
+	require.ErrorIs(t, s.Sync(ctx), syscall.ENOSPC, "still failing: reported once")
+	fail.Store(uintptr(syscall.EIO))
+	require.Eventually(t, func() bool { return errors.Is(s.Err(), syscall.EIO) }, 10*time.Second, 10*time.Millisecond)
+	fail.Store(0)
+	require.Eventually(t, func() bool { return s.Sync(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
+
+	// report is called once the commit's waiters are woken: it may come
+	// just after Sync returns.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reports) == 3
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // none after
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, reports, 3, "%v", reports)
+	assert.ErrorIs(t, reports[0], syscall.ENOSPC)
+	assert.ErrorIs(t, reports[1], syscall.EIO)
+	assert.NoError(t, reports[2])
 }

@@ -204,6 +204,21 @@ func (s *Store) Err() error {
 	return s.j.failure()
 }
 
+// ReportCommits has report called when the Store's commits to its file
+// start failing (with Err's error), when that error changes, and when a
+// commit succeeds again (nil), from the goroutine that commits: what the
+// store answers callers meanwhile (ErrUnavailable, an outcome unknown)
+// tells them, not an operator. A later call replaces report; a Store in
+// memory never calls it.
+func (s *Store) ReportCommits(report func(failing error)) {
+	if s.j == nil {
+		return
+	}
+	s.j.mu.Lock()
+	s.j.report = report
+	s.j.mu.Unlock()
+}
+
 // Len returns the number of stored entries, including expired entries not
 // yet reclaimed; it is what the store holds in memory, not what a scan sees.
 func (s *Store) Len() int {
