@@ -396,6 +396,14 @@ func load(ctx context.Context, cfg Config, s *settings) (_ *plugin, err error) {
 			return nil, err
 		}
 	}
+	if p.pg != nil {
+		// What the plugin's migrations took from its own role is not
+		// a reason to be unready.
+		if err := p.pg.NoteLacking(ctx); err != nil {
+			first.close(ctx)
+			return nil, fmt.Errorf("%w: host: backend %s: %w", ErrUnavailable, cfg.Name, err)
+		}
+	}
 	var e abi.Encoder
 	abi.Options(cfg.Options).Encode(&e)
 	p.options = e.Bytes()

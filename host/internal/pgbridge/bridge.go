@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +111,8 @@ type Bridge struct {
 	pool       *pgxpool.Pool
 	schema     string
 	role       string
+	lackedMu   sync.Mutex
+	lacked     []string // what the role lacked at NoteLacking (Ready)
 	timeout    time.Duration
 	maxBytes   int64
 	maxStmts   int
@@ -457,18 +461,73 @@ func (b *Bridge) Role() string { return b.role }
 // Ready reports whether PostgreSQL answers, as the backend's role, with
 // the backend's schema in place: one dropped under it (or its database
 // dropped and created again) leaves every statement of the plugin failing
-// until the backend is opened again, which creates it.
+// until the backend is opened again, which creates it. So does a
+// privilege on the schema or its tables and sequences taken from the role
+// since NoteLacking (an operator's REVOKE): the plugin's writes, and the
+// event log's, fail meanwhile (an outside drill saw 7 037 writes refused
+// while the backend said it was ready); the first one missing is named.
 func (b *Bridge) Ready(ctx context.Context) error {
-	var present bool
-	err := b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", b.schema).Scan(&present)
+	present, lacking, err := b.privileges(ctx)
 	switch {
 	case err != nil:
 		return fmt.Errorf("pgbridge: %w", err)
 	case !present:
 		return fmt.Errorf("pgbridge: schema %s is gone (dropped, or its database created again): the backend is ready again once it is opened again (a restart)", b.schema)
 	}
+	b.lackedMu.Lock()
+	defer b.lackedMu.Unlock()
+	for _, l := range lacking {
+		if !slices.Contains(b.lacked, l) {
+			return fmt.Errorf("pgbridge: role %s lacks %s in schema %s: the statements that need it fail until it is granted again", b.role, l, b.schema)
+		}
+	}
 	return nil
 }
+
+// NoteLacking records the privileges the role lacks now on its schema's
+// tables and sequences, which Ready then leaves out: a plugin's
+// migrations may revoke some of its own (an append-only table). The
+// schema's USAGE, and the host's own tables (storagehost_…), are always
+// needed.
+func (b *Bridge) NoteLacking(ctx context.Context) error {
+	_, lacking, err := b.privileges(ctx)
+	if err != nil {
+		return fmt.Errorf("pgbridge: %w", err)
+	}
+	lacking = slices.DeleteFunc(lacking, func(l string) bool {
+		return strings.HasPrefix(l, "USAGE on the schema") ||
+			strings.Contains(l, " on table storagehost_") || strings.Contains(l, " on sequence storagehost_")
+	})
+	b.lackedMu.Lock()
+	b.lacked = lacking
+	b.lackedMu.Unlock()
+	return nil
+}
+
+// privileges answers whether the schema exists, and the privileges the
+// role lacks on it, and on its tables and sequences.
+func (b *Bridge) privileges(ctx context.Context) (present bool, lacking []string, err error) {
+	err = b.pool.QueryRow(ctx, privilegesLacking, b.schema).Scan(&present, &lacking)
+	return present, lacking, err
+}
+
+// privilegesLacking answers whether schema $1 exists and the privileges
+// the role lacks that a plugin's statements and the event log need: USAGE
+// on the schema, SELECT, INSERT, UPDATE and DELETE on its tables, USAGE
+// on its sequences ("INSERT on table t").
+const privilegesLacking = `SELECT n.oid IS NOT NULL, ARRAY(
+	SELECT 'USAGE on the schema' WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+	UNION ALL
+	(SELECT p.priv OPERATOR(pg_catalog.||) ' on table ' OPERATOR(pg_catalog.||) c.relname
+		FROM pg_catalog.pg_class c, pg_catalog.unnest('{SELECT,INSERT,UPDATE,DELETE}'::pg_catalog.text[]) AS p(priv)
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') THEN NOT pg_catalog.has_table_privilege(c.oid, p.priv) ELSE false END
+		ORDER BY c.relname, p.priv)
+	UNION ALL
+	(SELECT 'USAGE on sequence ' OPERATOR(pg_catalog.||) c.relname
+		FROM pg_catalog.pg_class c
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN NOT pg_catalog.has_sequence_privilege(c.oid, 'USAGE') ELSE false END
+		ORDER BY c.relname))
+	FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) $1`
 
 // ConnConfig returns a copy of what the bridge's connections log in
 // with: the backend's role and password, its search_path, the admin URL's
