@@ -357,7 +357,11 @@ func (l *pgLog) announce() {
 		if !sequence(ctx) {
 			return
 		}
-		_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}})
+		// Its commit need not wait for its WAL to reach the disk
+		// (what it announces has, and a NOTIFY lost in a crash only
+		// leaves readers to their next look): a notifying commit holds
+		// the server's one notification queue lock while it waits.
+		_, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: "SELECT pg_catalog.set_config('synchronous_commit', 'off', true), pg_catalog.pg_notify($1, '')", Params: []abi.PGValue{text(l.channel)}})
 		if err != nil && ctx.Err() == nil {
 			l.logger.Debug("cannot notify other hosts of events; they read every 200ms meanwhile", "error", err)
 		}
@@ -458,16 +462,17 @@ func (l *pgLog) sequence(ctx context.Context) error {
 	rs, err := l.exec(ctx, abi.PGTransaction,
 		// set_config, not SET LOCAL: the bridge sends a transaction as
 		// one pipeline, which PostgreSQL does not count as a transaction
-		// block, so SET LOCAL would log a WARNING at every run.
-		syncCommit,
-		abi.PGStatement{SQL: "SELECT pg_catalog.set_config('enable_bitmapscan', 'off', true)"},
-		abi.PGStatement{SQL: "SELECT FROM " + pgSequencerTable + " FOR UPDATE"},
+		// block, so SET LOCAL would log a WARNING at every run. One
+		// statement sets both and takes the sequencer's row: a run is
+		// two statements, not four (a run numbers a few rows at one
+		// caller, and its fixed cost is most of what it costs).
+		abi.PGStatement{SQL: "SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_catalog.set_config('enable_bitmapscan', 'off', true), EXISTS (SELECT FROM " + pgSequencerTable + " FOR UPDATE)"},
 		abi.PGStatement{SQL: pgSequence},
 	)
 	if err != nil {
 		return err
 	}
-	if rs[3].RowsAffected > 0 {
+	if rs[1].RowsAffected > 0 {
 		l.sequenced = true
 	}
 	return nil
