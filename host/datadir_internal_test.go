@@ -3,8 +3,6 @@ package host
 import (
 	"context"
 	"strconv"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,14 +45,7 @@ func TestFailedCommitAnsweredByWhatTheCallWrote(t *testing.T) {
 	require.NoError(t, err)
 	defer sub.Close()
 
-	var full atomic.Bool
-	full.Store(true)
-	st.p.kv.FailCommits(func() error {
-		if full.Load() {
-			return syscall.ENOSPC
-		}
-		return nil
-	})
+	full := fillDisk(st)
 	// The first write after the disk filled is applied, then its commit
 	// fails: each of these writes was applied before the store learnt.
 	_, err = st.PutAgentStates(ctx, []AgentState{{AgentID: "b1", State: []byte(`{}`)}, {AgentID: "b2", State: []byte(`{}`)}})

@@ -35,14 +35,7 @@ func TestWriteThatReachedRedisIsNotUnavailableWhenTheKVDiskFails(t *testing.T) {
 
 	// A write buffered while Redis is away, whose commit fails: from then
 	// on every commit fails until the disk has room.
-	var full atomic.Bool
-	full.Store(true)
-	st.p.kv.FailCommits(func() error {
-		if full.Load() {
-			return syscall.ENOSPC
-		}
-		return nil
-	})
+	full := fillDisk(st)
 	srv.Stop()
 	_, err = st.PutAgentState(ctx, AgentState{AgentID: "buffered", State: []byte(`{}`)})
 	require.Error(t, err, "its commit failed")
@@ -95,14 +88,7 @@ func TestKVCommitFailuresAreLogged(t *testing.T) {
 	st, err := Open(ctx, Config{Plugin: "builtin:memory", DataDir: t.TempDir()}, WithLogger(logger), WithCompilationCache(t.TempDir()))
 	require.NoError(t, err)
 	defer st.Close(ctx)
-	var full atomic.Bool
-	full.Store(true)
-	st.p.kv.FailCommits(func() error {
-		if full.Load() {
-			return syscall.ENOSPC
-		}
-		return nil
-	})
+	full := fillDisk(st)
 	_, err = st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte(`{}`)})
 	require.Error(t, err, "its commit failed")
 	require.Eventually(t, func() bool {
@@ -114,4 +100,18 @@ func TestKVCommitFailuresAreLogged(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return logged("kv store: commits to disk succeed again") }, 5*time.Second, 10*time.Millisecond)
+}
+
+// fillDisk has every commit of st's kv store fail as on a full disk
+// (ENOSPC) until the flag it returns is cleared.
+func fillDisk(st *Store) *atomic.Bool {
+	full := new(atomic.Bool)
+	full.Store(true)
+	st.p.kv.FailCommits(func() error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	return full
 }
