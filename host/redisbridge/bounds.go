@@ -35,7 +35,8 @@ import (
 //     member), so a long pattern and long members stall it for minutes;
 //   - a stream consumer or group name a command may make has at most
 //     maxName bytes, and XPENDING's IDLE, a walk of the whole pending
-//     list, is refused;
+//     list, is refused, and so is XINFO STREAM FULL, which answers every
+//     group's pending entries;
 //   - a request's stream reads answer at most maxCount entries together
 //     (streamEntries).
 //
@@ -406,12 +407,7 @@ var streamEntries = map[string]func(in [][]byte) int64{
 		}
 		return 0 // the summary: one line per consumer
 	},
-	"xinfo": func(in [][]byte) int64 { // STREAM key FULL [COUNT n]: 10 by default
-		if len(in) > 3 && bytes.EqualFold(in[1], []byte("STREAM")) && bytes.EqualFold(in[3], []byte("FULL")) {
-			return lastCount(4, 10)(in)
-		}
-		return 1 // STREAM without FULL: its first and last entries
-	},
+	"xinfo": func(in [][]byte) int64 { return 1 }, // STREAM (not FULL, refused): its first and last entries
 }
 
 // lastCount answers the value of the last COUNT option from position
@@ -609,17 +605,16 @@ func positive(from int, names ...string) check {
 	}
 }
 
-// xinfo refuses XINFO STREAM ... FULL COUNT 0 (the whole stream) and bounds
-// other counts.
+// xinfo refuses XINFO STREAM key FULL: besides COUNT entries it answers
+// up to COUNT pending entries of every group and of every consumer, each
+// naming its consumer, however many groups the stream has (eight of one
+// stream of 320 groups, a request of 300 bytes, took a Redis of 256 MB
+// maxmemory to 1.1 GB and another client's PING 2.9 s). XINFO GROUPS,
+// XINFO CONSUMERS and XPENDING answer the same in bounded pieces.
 func xinfo(in [][]byte) (int64, error) {
-	for i := 2; i+1 < len(in); i++ {
-		if bytes.EqualFold(in[i], []byte("COUNT")) {
-			if n, ok := parseInt(in[i+1]); ok && n == 0 {
-				return 0, fmt.Errorf("COUNT 0 (every entry) is refused; give a count up to %d", maxCount)
-			}
-			if err := count(in[i+1]); err != nil {
-				return 0, err
-			}
+	for i := 3; i < len(in); i++ {
+		if bytes.EqualFold(in[1], []byte("STREAM")) && bytes.EqualFold(in[i], []byte("FULL")) {
+			return 0, fmt.Errorf("STREAM … FULL is refused: it answers every group's pending entries, whatever its COUNT; read them with XINFO GROUPS, XINFO CONSUMERS and XPENDING")
 		}
 	}
 	return 0, nil
