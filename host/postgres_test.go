@@ -314,6 +314,24 @@ func TestPostgresPrivilegeRevokedMakesTheBackendUnready(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, st.Ready(ctx), c.grant)
 	}
+
+	// What the role lacked when the backend opened (its plugin's
+	// migrations may revoke its own privileges) is not a reason to be
+	// unready.
+	schema := pgx.Identifier{cfg.Schema}.Sanitize()
+	// A table of the operator's in the schema, an identity column's
+	// sequence (an INSERT needs no privilege on it) are not the backend's
+	// to need.
+	_, err = admin.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.operators (n int); CREATE TABLE %[1]s.ids (id int GENERATED ALWAYS AS IDENTITY, n int); ALTER TABLE %[1]s.ids OWNER TO %s; REVOKE USAGE, UPDATE ON SEQUENCE %[1]s.ids_id_seq FROM %[2]s", schema, role))
+	require.NoError(t, err)
+	require.NoError(t, st.Ready(ctx))
+	_, err = admin.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.audit (n int); ALTER TABLE %[1]s.audit OWNER TO %s; REVOKE UPDATE, DELETE ON %[1]s.audit FROM %[2]s", schema, role))
+	require.NoError(t, err)
+	require.ErrorContains(t, st.Ready(ctx), "lacks DELETE on table audit", "lost since the backend opened")
+	again, err := host.Open(ctx, host.Config{Name: "pg", Plugin: "builtin:postgres", Postgres: cfg}, host.WithCompilationCache(pgCache))
+	require.NoError(t, err)
+	defer again.Close(ctx)
+	require.NoError(t, again.Ready(ctx), "lacked when the backend opened")
 }
 
 // A write PostgreSQL's own rules refuse (here a trigger an operator added

@@ -364,7 +364,7 @@ var checks = map[string]check{
 	"lmpop": options(2, "COUNT"), "zmpop": options(2, "COUNT"),
 	"hscan": scan, "sscan": scan, "zscan": scan,
 	"xrange": needs(4, "COUNT", options(4, "COUNT")), "xrevrange": needs(4, "COUNT", options(4, "COUNT")),
-	"xread": streamRead(1), "xreadgroup": naming(streamRead(4), 2, 3),
+	"xread": streamRead(false), "xreadgroup": streamRead(true),
 	"xclaim": naming(nil, 2, 3), "xautoclaim": naming(options(6, "COUNT"), 2, 3),
 	"xgroup": xgroup, "xinfo": xinfo, "xpending": xpending,
 	"geosearch": options(2, "COUNT"), "geosearchstore": options(3, "COUNT"),
@@ -397,9 +397,9 @@ func init() {
 // checks have bounded each count already.
 var streamEntries = map[string]func(in [][]byte) int64{
 	"xrange": lastCount(4, 0), "xrevrange": lastCount(4, 0),
-	"xread": streamsRead(1), "xreadgroup": streamsRead(4),
-	"xautoclaim": lastCount(6, 100),                                           // Redis's default
-	"xclaim":     func(in [][]byte) int64 { return int64(max(len(in)-5, 0)) }, // its IDs, options counted too
+	"xread": streamsRead(false), "xreadgroup": streamsRead(true),
+	"xautoclaim": lastCount(6, 100),                                               // Redis's default
+	"xclaim":     func(in [][]byte) int64 { return int64(len(elementsRead(in))) }, // its IDs
 	"xpending": func(in [][]byte) int64 {
 		if len(in) > 5 {
 			n, _ := parseInt(in[5])
@@ -424,25 +424,45 @@ func lastCount(from int, def int64) func(in [][]byte) int64 {
 	}
 }
 
-// streamsRead answers XREAD's and XREADGROUP's COUNT (options from
-// position from on, up to STREAMS) times the streams they read.
-func streamsRead(from int) func(in [][]byte) int64 {
+// streamsRead answers XREAD's and XREADGROUP's (group) last COUNT, the
+// one Redis obeys, times the streams they read.
+func streamsRead(group bool) func(in [][]byte) int64 {
 	return func(in [][]byte) int64 {
-		var n int64
-		for i := from; i+1 < len(in); i++ {
-			switch {
-			case bytes.EqualFold(in[i], []byte("STREAMS")):
-				return n * int64((len(in)-i-1)/2)
-			case bytes.EqualFold(in[i], []byte("COUNT")):
-				n, _ = parseInt(in[i+1])
-				n = max(n, 0)
-				i++
-			case bytes.EqualFold(in[i], []byte("BLOCK")):
-				i++
-			}
+		counts, _, streams := streamOptions(in, group)
+		if len(counts) == 0 {
+			return 0 // refused by streamRead
 		}
-		return 0
+		n, _ := parseInt(counts[len(counts)-1])
+		return max(n, 0) * int64(streams)
 	}
+}
+
+// streamOptions walks the options of XREAD and XREADGROUP (group) up to
+// STREAMS as Redis reads them, and as streamKeys does: Redis takes them
+// in any order, and obeys the last COUNT and the last GROUP. It answers
+// every COUNT's value, every GROUP's group and consumer names, and the
+// streams read (0 for a command streamKeys refuses).
+func streamOptions(in [][]byte, group bool) (counts, names [][]byte, streams int) {
+	for i := 1; i < len(in); {
+		more := len(in) - i - 1
+		switch {
+		case bytes.EqualFold(in[i], []byte("COUNT")) && more >= 1:
+			counts = append(counts, in[i+1])
+			i += 2
+		case bytes.EqualFold(in[i], []byte("BLOCK")) && more >= 1:
+			i += 2
+		case group && bytes.EqualFold(in[i], []byte("GROUP")) && more >= 2:
+			names = append(names, in[i+1], in[i+2])
+			i += 3
+		case group && bytes.EqualFold(in[i], []byte("NOACK")):
+			i++
+		case bytes.EqualFold(in[i], []byte("STREAMS")) && more >= 1:
+			return counts, names, more / 2
+		default:
+			return counts, names, 0
+		}
+	}
+	return counts, names, 0
 }
 
 // bounded applies c's argument bounds to in.
@@ -515,29 +535,31 @@ func needs(from int, name string, c check) check {
 	}
 }
 
-// streamRead bounds XREAD [COUNT n] [BLOCK ms] STREAMS … (options from 1)
-// and XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS …
-// (options from 4): every COUNT anywhere is 1 to maxCount, as positive
-// has it, and one must be among the options, read by position up to
-// STREAMS: a group, a consumer or a key named COUNT is not one, and
-// without one the whole stream is read.
-func streamRead(from int) check {
-	every := positive(1, "COUNT")
+// streamRead bounds XREAD [COUNT n] [BLOCK ms] STREAMS … and XREADGROUP
+// GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS … (group), their options
+// read as Redis reads them (streamOptions): one COUNT at least, each 1 to
+// maxCount (without one, or with 0 or less, the whole stream is read);
+// each GROUP's group and consumer names at most maxName bytes.
+func streamRead(group bool) check {
 	return func(in [][]byte) (int64, error) {
-		if _, err := every(in); err != nil {
-			return 0, err
+		counts, names, _ := streamOptions(in, group)
+		if len(counts) == 0 {
+			return 0, fmt.Errorf("COUNT is required (1 to %d): without it the whole stream is read", maxCount)
 		}
-		for i := from; i < len(in); i++ {
-			switch {
-			case bytes.EqualFold(in[i], []byte("STREAMS")):
-				return 0, fmt.Errorf("COUNT is required (1 to %d): without it the whole stream is read", maxCount)
-			case bytes.EqualFold(in[i], []byte("COUNT")):
-				return 0, nil
-			case bytes.EqualFold(in[i], []byte("BLOCK")):
-				i++ // its value
+		for _, c := range counts {
+			if n, ok := parseInt(c); ok && n < 1 {
+				return 0, fmt.Errorf("COUNT %d reads without limit; give 1 to %d", n, maxCount)
+			}
+			if err := count(c); err != nil {
+				return 0, err
 			}
 		}
-		return 0, nil // no STREAMS: Redis refuses it
+		for _, name := range names {
+			if err := nameBound(name); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
 	}
 }
 
@@ -584,27 +606,6 @@ func scan(in [][]byte) (int64, error) {
 	return 0, nil
 }
 
-// positive is options for counts where Redis reads 0 or less as no
-// limit at all (XREAD's COUNT): each must be 1 to maxCount.
-func positive(from int, names ...string) check {
-	return func(in [][]byte) (int64, error) {
-		for i := from; i+1 < len(in); i++ {
-			for _, name := range names {
-				if !bytes.EqualFold(in[i], []byte(name)) {
-					continue
-				}
-				if n, ok := parseInt(in[i+1]); ok && n < 1 {
-					return 0, fmt.Errorf("%s %d reads without limit; give 1 to %d", name, n, maxCount)
-				}
-				if err := count(in[i+1]); err != nil {
-					return 0, err
-				}
-			}
-		}
-		return 0, nil
-	}
-}
-
 // xinfo refuses XINFO STREAM key FULL: besides COUNT entries it answers
 // up to COUNT pending entries of every group and of every consumer, each
 // naming its consumer, however many groups the stream has (eight of one
@@ -642,8 +643,10 @@ func xpending(in [][]byte) (int64, error) {
 func naming(c check, at ...int) check {
 	return func(in [][]byte) (int64, error) {
 		for _, i := range at {
-			if i < len(in) && len(in[i]) > maxName {
-				return 0, fmt.Errorf("a consumer or group name of %d bytes is past the bridge's bound of %d (Redis repeats a consumer's name in each pending entry it answers)", len(in[i]), maxName)
+			if i < len(in) {
+				if err := nameBound(in[i]); err != nil {
+					return 0, err
+				}
 			}
 		}
 		if c == nil {
@@ -653,9 +656,24 @@ func naming(c check, at ...int) check {
 	}
 }
 
+// nameBound refuses a stream consumer or group name of more than maxName
+// bytes.
+func nameBound(name []byte) error {
+	if len(name) > maxName {
+		return fmt.Errorf("a consumer or group name of %d bytes is past the bridge's bound of %d (Redis repeats a consumer's name in each pending entry it answers)", len(name), maxName)
+	}
+	return nil
+}
+
 // xgroup bounds the names XGROUP CREATE key group … and CREATECONSUMER
-// key group consumer make (naming).
-var xgroup = naming(nil, 3, 4)
+// key group consumer make (naming); the other subcommands make none, and
+// DESTROY and DELCONSUMER must reach a name made long before the bound.
+func xgroup(in [][]byte) (int64, error) {
+	if len(in) > 1 && (bytes.EqualFold(in[1], []byte("CREATE")) || bytes.EqualFold(in[1], []byte("CREATECONSUMER"))) {
+		return naming(nil, 3, 4)(in)
+	}
+	return 0, nil
+}
 
 // lpos needs its scan bounded: a MAXLEN (Redis obeys the last) of 1 to
 // maxCount, and any COUNT within maxCount.

@@ -187,22 +187,30 @@ func TestHostileStreamNamesAndIdleScansAreRefused(t *testing.T) {
 	long, most := strings.Repeat("c", maxName+1), strings.Repeat("c", maxName)
 	one(t, f.b, "XADD", "s", "*", "f", "v")
 	one(t, f.b, "XGROUP", "CREATE", "s", "g", "0")
-	for _, c := range [][]string{
-		{"XREADGROUP", "GROUP", "g", long, "COUNT", "10", "STREAMS", "s", ">"},
-		{"XREADGROUP", "GROUP", long, "c", "COUNT", "10", "STREAMS", "s", ">"},
-		{"XCLAIM", "s", "g", long, "0", "0-1"},
-		{"XAUTOCLAIM", "s", "g", long, "0", "0", "COUNT", "10"},
-		{"XGROUP", "CREATECONSUMER", "s", "g", long},
-		{"XGROUP", "CREATE", "s", long, "$"},
-		{"XPENDING", "s", "g", "IDLE", "999999999", "-", "+", "10"},
-		{"XPENDING", "s", "g", "idle", "1", "-", "+", "10", "c"},
+	named, idle, full := "consumer or group name of 257 bytes", "IDLE is refused", "FULL is refused"
+	for _, c := range []struct {
+		cmd []string
+		why string
+	}{
+		{[]string{"XREADGROUP", "GROUP", "g", long, "COUNT", "10", "STREAMS", "s", ">"}, named},
+		{[]string{"XREADGROUP", "GROUP", long, "c", "COUNT", "10", "STREAMS", "s", ">"}, named},
+		// Redis takes the options in any order, and the last GROUP.
+		{[]string{"XREADGROUP", "GROUP", "g", "c", "COUNT", "10", "GROUP", "g", long, "STREAMS", "s", ">"}, named},
+		{[]string{"XREADGROUP", "COUNT", "10", "NOACK", "GROUP", "g", long, "STREAMS", "s", ">"}, named},
+		{[]string{"XCLAIM", "s", "g", long, "0", "0-1"}, named},
+		{[]string{"XAUTOCLAIM", "s", "g", long, "0", "0", "COUNT", "10"}, named},
+		{[]string{"XGROUP", "CREATECONSUMER", "s", "g", long}, named},
+		{[]string{"XGROUP", "CREATE", "s", long, "$"}, named},
+		{[]string{"XPENDING", "s", "g", "IDLE", "999999999", "-", "+", "10"}, idle},
+		{[]string{"XPENDING", "s", "g", "idle", "1", "-", "+", "10", "c"}, idle},
 		// Every group's and consumer's pending entries, whatever COUNT:
 		// eight of a stream of 320 groups took a Redis to 1.1 GB.
-		{"XINFO", "STREAM", "s", "FULL"},
-		{"XINFO", "stream", "s", "full", "COUNT", "1"},
+		{[]string{"XINFO", "STREAM", "s", "FULL"}, full},
+		{[]string{"XINFO", "stream", "s", "full", "COUNT", "1"}, full},
 	} {
-		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c...))
-		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c[:2])
+		_, err := pipeline(t, f.b, cmd("SET", "sentinel", "1"), cmd(c.cmd...))
+		require.ErrorIs(t, err, abi.StatusInvalid, "%v", c.cmd[:2])
+		require.ErrorContains(t, err, c.why, "%v", c.cmd[:2])
 	}
 	assert.Zero(t, f.direct.Exists(context.Background(), f.prefix+"sentinel").Val(), "nothing was sent")
 	n := f.direct.XInfoConsumers(context.Background(), f.prefix+"s", "g").Val()
@@ -217,6 +225,9 @@ func TestHostileStreamNamesAndIdleScansAreRefused(t *testing.T) {
 		{"XPENDING", "s", "g", "-", "+", "10", "IDLE"}, // a consumer named IDLE
 		{"XAUTOCLAIM", "s", "g", "other", "0", "0", "COUNT", "10"},
 		{"XINFO", "STREAM", "s"}, {"XINFO", "GROUPS", "s"}, {"XINFO", "CONSUMERS", "s", "g"},
+		{"XREADGROUP", "COUNT", "5", "GROUP", "g", "other", "STREAMS", "s", "0"}, // GROUP after COUNT
+		// A name made long before the bound can still be removed.
+		{"XGROUP", "DELCONSUMER", "s", "g", long}, {"XGROUP", "DESTROY", "s", long},
 	} {
 		_, err := pipeline(t, f.b, cmd(c...))
 		require.NoError(t, err, "%v", c[:2])
@@ -253,6 +264,9 @@ func TestHostileStreamReadsAnswerBoundedEntries(t *testing.T) {
 		"XREAD of three":        {cmd("XREAD", "COUNT", "4000", "STREAMS", "a", "b", "c", "0", "0", "0")},
 		"the last COUNT counts": {cmd("XREVRANGE", "a", "+", "-", "COUNT", "1", "COUNT", "10000"), cmd("XRANGE", "b", "-", "+", "COUNT", "1")},
 		"XPENDING and XRANGE":   {cmd("XPENDING", "a", "g", "-", "+", "5001"), cmd("XRANGE", "b", "-", "+", "COUNT", "5000")},
+		// A consumer named BLOCK hides nothing: Redis reads GROUP's two
+		// names, then the last COUNT, 10 000 of each of four streams.
+		"XREADGROUP's last COUNT": {cmd("XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "GROUP", "g", "BLOCK", "COUNT", "10000", "STREAMS", "a", "b", "c", "d", ">", ">", ">", ">")},
 	} {
 		_, err := pipeline(t, f.b, c...)
 		require.ErrorIs(t, err, abi.StatusLimit, what)

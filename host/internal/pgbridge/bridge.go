@@ -513,21 +513,30 @@ func (b *Bridge) privileges(ctx context.Context) (present bool, lacking []string
 
 // privilegesLacking answers whether schema $1 exists and the privileges
 // the role lacks that a plugin's statements and the event log need: USAGE
-// on the schema, SELECT, INSERT, UPDATE and DELETE on its tables, USAGE
-// on its sequences ("INSERT on table t").
+// on the schema; SELECT, INSERT, UPDATE and DELETE on the tables the role
+// owns (its plugin's, made by its migrations, and the event log's: not a
+// table an operator put there, nor a partition, reached through its
+// parent); USAGE or UPDATE (either lets nextval run) on the sequences it
+// owns but an identity column's, which an INSERT uses without either
+// ("INSERT on table t").
 const privilegesLacking = `SELECT n.oid IS NOT NULL, ARRAY(
 	SELECT 'USAGE on the schema' WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
 	UNION ALL
 	(SELECT p.priv OPERATOR(pg_catalog.||) ' on table ' OPERATOR(pg_catalog.||) c.relname
 		FROM pg_catalog.pg_class c, pg_catalog.unnest('{SELECT,INSERT,UPDATE,DELETE}'::pg_catalog.text[]) AS p(priv)
-		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') THEN NOT pg_catalog.has_table_privilege(c.oid, p.priv) ELSE false END
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relowner OPERATOR(pg_catalog.=) r.oid AND NOT c.relispartition
+			AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') THEN NOT pg_catalog.has_table_privilege(c.oid, p.priv) ELSE false END
 		ORDER BY c.relname, p.priv)
 	UNION ALL
 	(SELECT 'USAGE on sequence ' OPERATOR(pg_catalog.||) c.relname
 		FROM pg_catalog.pg_class c
-		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN NOT pg_catalog.has_sequence_privilege(c.oid, 'USAGE') ELSE false END
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relowner OPERATOR(pg_catalog.=) r.oid
+			AND CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S' THEN NOT pg_catalog.has_sequence_privilege(c.oid, 'USAGE, UPDATE') ELSE false END
+			AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+				AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) 'i')
 		ORDER BY c.relname))
-	FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) $1`
+	FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) $1
+	LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) CURRENT_USER`
 
 // ConnConfig returns a copy of what the bridge's connections log in
 // with: the backend's role and password, its search_path, the admin URL's
