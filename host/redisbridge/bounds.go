@@ -3,6 +3,7 @@ package redisbridge
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -613,10 +614,8 @@ func scan(in [][]byte) (int64, error) {
 // maxmemory to 1.1 GB and another client's PING 2.9 s). XINFO GROUPS,
 // XINFO CONSUMERS and XPENDING answer the same in bounded pieces.
 func xinfo(in [][]byte) (int64, error) {
-	for i := 3; i < len(in); i++ {
-		if bytes.EqualFold(in[1], []byte("STREAM")) && bytes.EqualFold(in[i], []byte("FULL")) {
-			return 0, fmt.Errorf("STREAM … FULL is refused: it answers every group's pending entries, whatever its COUNT; read them with XINFO GROUPS, XINFO CONSUMERS and XPENDING")
-		}
+	if len(in) > 3 && bytes.EqualFold(in[1], []byte("STREAM")) && slices.ContainsFunc(in[3:], func(a []byte) bool { return bytes.EqualFold(a, []byte("FULL")) }) {
+		return 0, fmt.Errorf("STREAM … FULL is refused: it answers every group's pending entries, whatever its COUNT; read them with XINFO GROUPS, XINFO CONSUMERS and XPENDING")
 	}
 	return 0, nil
 }
