@@ -45,7 +45,9 @@ func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error
 		if s.p.pg != nil && s.p.writesEvents {
 			// The plugin's writes name the table, and insert nothing into
 			// it while events are off (openPostgres).
-			if err := events.EnsurePostgresTable(ctx, pgSQL(s.p.pg), s.p.pg.Schema()); err != nil {
+			if err := events.EnsurePostgresTable(ctx, pgSQL(s.p.pg), s.p.pg.Schema()); errors.Is(err, events.ErrTableRebuilt) {
+				st.logger.Error(err.Error(), "backend", s.p.name)
+			} else if err != nil {
 				return fmt.Errorf("host: backend %s: %w", s.p.name, err)
 			}
 		}

@@ -54,7 +54,9 @@ func NewPostgres(ctx context.Context, run SQL, schema string, listen *pgx.ConnCo
 		stop:      make(chan struct{}),
 		logger:    logger,
 	}
-	if err := EnsurePostgresTable(ctx, run, schema); err != nil {
+	if err := EnsurePostgresTable(ctx, run, schema); errors.Is(err, ErrTableRebuilt) {
+		logger.Error(err.Error())
+	} else if err != nil {
 		return nil, err
 	}
 	l.wg.Add(1)
@@ -223,10 +225,46 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 			break
 		}
 	}
+	var pe *abi.PGError
+	if err != nil && errors.As(err, &pe) && madeWrong(pe.SQLState) {
+		// The backend's role owns the table, and its plugin may have
+		// altered it so that no host can put it right (a column
+		// dropped, a trigger that raises on the repair's UPDATE): a
+		// backend that could not open took every other backend of its
+		// daemon down with it, for good. The log is lost already; a new
+		// one is made, and its readers are told so (its storage is new).
+		if _, derr := l.exec(ctx, abi.PGTransaction, abi.PGStatement{SQL: "DROP TABLE IF EXISTS " + PostgresTable + ", " + pgSequencerTable + " CASCADE"},
+			abi.PGStatement{SQL: "DROP FUNCTION IF EXISTS " + pgDeleting + "() CASCADE"},
+			abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos}); derr == nil {
+			return fmt.Errorf("%w (%w)", ErrTableRebuilt, err)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("events: creating the event table: %w", err)
 	}
 	return nil
+}
+
+// ErrTableRebuilt is EnsurePostgresTable's error when the event table
+// was made anew, its events lost, because the one in place could not be
+// put right: the table is ready, and the caller says so (logs it).
+var ErrTableRebuilt = errors.New("events: the event table could not be put right (its plugin's role altered it), and was made anew: its events are lost")
+
+// madeWrong reports whether a statement failed for what the objects it
+// names are (class 42: a column, a table or a function missing or not
+// what it should be, but a privilege; 23: a constraint; P0: an exception
+// a trigger or a function raised; 22: data; 2F, 38, 39: a function's),
+// not for the server's state: a connection, resources, a lock, a cancel,
+// a serialization failure or an internal error leave the log alone.
+func madeWrong(sqlState string) bool {
+	if len(sqlState) != 5 {
+		return false
+	}
+	switch sqlState[:2] {
+	case "42", "23", "P0", "22", "2F", "38", "39":
+		return sqlState != "42501" // a privilege taken is the operator's to give back
+	}
+	return false
 }
 
 // exec runs statements and returns their results, or the first failed
@@ -237,7 +275,9 @@ func (l *pgLog) exec(ctx context.Context, mode abi.PGMode, stmts ...abi.PGStatem
 	rs, err := l.execOnce(ctx, mode, stmts...)
 	var pe *abi.PGError
 	if l.schema != "" && errors.As(err, &pe) && pe.SQLState == "42P01" { // undefined_table
-		if err := EnsurePostgresTable(ctx, l.run, l.schema); err != nil {
+		if err := EnsurePostgresTable(ctx, l.run, l.schema); errors.Is(err, ErrTableRebuilt) {
+			l.logger.Error(err.Error())
+		} else if err != nil {
 			return nil, err
 		}
 		rs, err = l.execOnce(ctx, mode, stmts...)

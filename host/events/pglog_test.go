@@ -282,6 +282,39 @@ func TestPostgresResumeAfterTheTableWasDropped(t *testing.T) {
 	assert.NotEqual(t, seen.ID, e.ID)
 }
 
+// A table its backend's role altered so that it cannot be put right (a
+// column dropped, a trigger raising on the repair's UPDATE) is made anew:
+// it kept its backend, and the daemon, from opening again.
+func TestPostgresTableAlteredPastRepairIsMadeAnew(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
+	require.NoError(t, err)
+	defer br.Close()
+	run := bridgeSQL(br)
+	require.NoError(t, events.EnsurePostgresTable(ctx, run, schema))
+	rs, err := run(ctx, &abi.PGRequest{Mode: abi.PGTransaction, Statements: []abi.PGStatement{
+		{SQL: "CREATE FUNCTION storagehost_no() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'no'; END$$"},
+		{SQL: "ALTER TABLE " + events.PostgresTable + " DROP COLUMN pos CASCADE"},
+		{SQL: "CREATE TRIGGER storagehost_no BEFORE UPDATE ON " + events.PostgresTable + " FOR EACH STATEMENT EXECUTE FUNCTION storagehost_no()"},
+	}})
+	require.NoError(t, err)
+	for _, r := range rs {
+		require.NoError(t, r.Err())
+	}
+
+	err = events.EnsurePostgresTable(ctx, run, schema)
+	require.ErrorIs(t, err, events.ErrTableRebuilt)
+	require.ErrorContains(t, err, "P0001")
+	b := pgBus(t, url, schema, events.Options{}) // opens, the table is right
+	s, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
+	require.NoError(t, err)
+	defer s.Close()
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	assert.Equal(t, "m", next(t, s).Key)
+}
+
 // Events carry a plugin's data, NUL bytes included, and the table stays
 // within its retention.
 func TestPostgresDataAndRetention(t *testing.T) {

@@ -881,6 +881,47 @@ func TestRoleDefaultsDoNotHoldTheHost(t *testing.T) {
 	mustOK(t, rs)
 }
 
+// Role defaults that fail every later login of the role (a library that
+// does not load) or end its idle sessions within a millisecond: a
+// plugin that set them kept its backend, and the daemon with it, from
+// opening again, and its stuck statements from being ended (the host's
+// sweep logs in as the role). The host's sessions override them at login,
+// and opening the backend again clears whatever the role set for itself.
+func TestRoleDefaultsDoNotBreakLogins(t *testing.T) {
+	schema := pgtest.Schema(t, RolePrefix)
+	b := open(t, Config{Schema: schema})
+	ctx := context.Background()
+	rs, err := do(t, ctx, b, abi.PGBatch,
+		stmt("ALTER ROLE CURRENT_USER SET local_preload_libraries = 'storagehost_does_not_exist'"),
+		stmt("ALTER ROLE CURRENT_USER SET idle_session_timeout = 1"),
+		stmt("ALTER ROLE CURRENT_USER SET default_table_access_method = 'storagehost_none'"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	b.pool.Reset() // new sessions, which take the role's settings at login
+	time.Sleep(10 * time.Millisecond)
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("SELECT current_setting('local_preload_libraries'), current_setting('idle_session_timeout')"))
+	require.NoError(t, err, "a login of the role while the host runs")
+	mustOK(t, rs)
+	require.Equal(t, []abi.PGValue{text(""), text("0")}, rs[0].Row(0))
+
+	again, err := Open(ctx, Config{AdminURL: pgtest.URL(t), Schema: schema})
+	require.NoError(t, err)
+	defer again.Close()
+	admin, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	var settings []string
+	require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(array_agg(u), '{}') FROM pg_db_role_setting d, unnest(d.setconfig) u
+		WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)`, b.Role()).Scan(&settings))
+	for _, set := range settings {
+		require.NotRegexp(t, `^(local_preload_libraries|idle_session_timeout|default_table_access_method)=`, set, "opening again reset the role's own defaults")
+	}
+	rs, err = do(t, ctx, again, abi.PGBatch, stmt("CREATE TABLE storagehost_t (n int)"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+}
+
 // A commit the host acknowledges is on disk: the host's sessions ask for
 // synchronous_commit on at login, whatever the role (here its plugin),
 // the database or the server set. Off, a PostgreSQL killed under load
