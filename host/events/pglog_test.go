@@ -35,6 +35,16 @@ func pgBus(t *testing.T, url, schema string, opts events.Options) *events.Bus {
 	return b
 }
 
+// roleSQL runs statements on schema as the backend's role, through a
+// bridge of its own (returned too) that closes when the test ends.
+func roleSQL(t *testing.T, url, schema string) (events.SQL, *pgbridge.Bridge) {
+	t.Helper()
+	br, err := pgbridge.Open(context.Background(), pgbridge.Config{AdminURL: url, Schema: schema})
+	require.NoError(t, err)
+	t.Cleanup(br.Close)
+	return bridgeSQL(br), br
+}
+
 func bridgeSQL(br *pgbridge.Bridge) events.SQL {
 	return func(ctx context.Context, req *abi.PGRequest) ([]abi.PGResult, error) {
 		var e abi.Encoder
@@ -135,10 +145,7 @@ func TestPostgresTableOfAnOlderHost(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
 	ctx := context.Background()
-	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
-	require.NoError(t, err)
-	defer br.Close()
-	run := bridgeSQL(br)
+	run, br := roleSQL(t, url, schema)
 	old := []abi.PGStatement{
 		{SQL: `CREATE TABLE ` + events.PostgresTable + ` (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 			kind text NOT NULL, op text NOT NULL, agent text NOT NULL, key text NOT NULL,
@@ -289,10 +296,7 @@ func TestPostgresTableAlteredPastRepairIsMadeAnew(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, pgbridge.RolePrefix)
 	ctx := context.Background()
-	br, err := pgbridge.Open(ctx, pgbridge.Config{AdminURL: url, Schema: schema})
-	require.NoError(t, err)
-	defer br.Close()
-	run := bridgeSQL(br)
+	run, _ := roleSQL(t, url, schema)
 	require.NoError(t, events.EnsurePostgresTable(ctx, run, schema))
 	rs, err := run(ctx, &abi.PGRequest{Mode: abi.PGTransaction, Statements: []abi.PGStatement{
 		{SQL: "CREATE FUNCTION storagehost_no() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'no'; END$$"},
