@@ -257,7 +257,7 @@ var ErrTableRebuilt = errors.New("events: the event table could not be put right
 // not for the server's state: a connection, resources, a lock, a cancel,
 // a serialization failure or an internal error leave the log alone.
 func madeWrong(sqlState string) bool {
-	if len(sqlState) != 5 {
+	if len(sqlState) != 5 || pgbridge.RunAgain(sqlState) { // another host making the same objects
 		return false
 	}
 	switch sqlState[:2] {
