@@ -206,8 +206,8 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 		var stmts []abi.PGStatement
 		if attempt == 0 {
 			stmts = append(stmts,
-				abi.PGStatement{SQL: "SELECT set_config('lock_timeout', $1, true)", Params: []abi.PGValue{text(strconv.FormatInt(pgbridge.LockWait.Milliseconds(), 10))}},
-				abi.PGStatement{SQL: "SELECT pg_advisory_xact_lock(hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
+				abi.PGStatement{SQL: "SELECT pg_catalog.set_config('lock_timeout', $1, true)", Params: []abi.PGValue{text(strconv.FormatInt(pgbridge.LockWait.Milliseconds(), 10))}},
+				abi.PGStatement{SQL: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
 			)
 		}
 		stmts = append(stmts, abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos})
@@ -233,10 +233,27 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 		// backend that could not open took every other backend of its
 		// daemon down with it, for good. The log is lost already; a new
 		// one is made, and its readers are told so (its storage is new).
-		if _, derr := l.exec(ctx, abi.PGTransaction, abi.PGStatement{SQL: "DROP TABLE IF EXISTS " + PostgresTable + ", " + pgSequencerTable + " CASCADE"},
-			abi.PGStatement{SQL: "DROP FUNCTION IF EXISTS " + pgDeleting + "() CASCADE"},
-			abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos}); derr == nil {
-			return fmt.Errorf("%w (%w)", ErrTableRebuilt, err)
+		// Under the hosts' lock, and not when an object outside the
+		// schema (an operator's view, trigger or publication: the role
+		// can make none there) depends on what goes, which CASCADE
+		// would drop too.
+		rs, derr := l.exec(ctx, abi.PGBatch, abi.PGStatement{SQL: pgOutsideDependent, Params: []abi.PGValue{text(schema)}})
+		switch {
+		case derr != nil:
+			err = fmt.Errorf("%w; not made anew: %w", err, derr)
+		case rs[0].Rows() > 0:
+			err = fmt.Errorf("%w; not made anew: %s depends on it", err, rs[0].Row(0)[0].Bytes)
+		default:
+			_, derr = l.exec(ctx, abi.PGTransaction,
+				abi.PGStatement{SQL: "SELECT pg_catalog.set_config('lock_timeout', $1, true)", Params: []abi.PGValue{text(strconv.FormatInt(pgbridge.LockWait.Milliseconds(), 10))}},
+				abi.PGStatement{SQL: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", Params: []abi.PGValue{text("storage-host events " + schema)}},
+				abi.PGStatement{SQL: "DROP TABLE IF EXISTS " + PostgresTable + ", " + pgSequencerTable + " CASCADE"},
+				abi.PGStatement{SQL: "DROP FUNCTION IF EXISTS " + pgDeleting + "() CASCADE"},
+				abi.PGStatement{SQL: pgTableDDL}, abi.PGStatement{SQL: pgAddPos})
+			if derr == nil {
+				return fmt.Errorf("%w (%w)", ErrTableRebuilt, err)
+			}
+			err = fmt.Errorf("%w; not made anew: %w", err, derr)
 		}
 	}
 	if err != nil {
@@ -244,6 +261,29 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 	}
 	return nil
 }
+
+// pgOutsideDependent answers an object outside schema $1 that depends on
+// the event table, its sequencer or its trigger function, if there is
+// one (its kind and name); what is part of them (their row types, TOAST
+// tables, identity sequences) is left out.
+const pgOutsideDependent = `SELECT o.type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.identity
+	FROM pg_catalog.pg_depend d, pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) o
+	WHERE (d.refclassid, d.refobjid) IN (
+		SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid FROM pg_catalog.pg_class c, pg_catalog.pg_namespace n
+			WHERE c.relnamespace OPERATOR(pg_catalog.=) n.oid AND n.nspname OPERATOR(pg_catalog.=) $1
+			AND c.relname OPERATOR(pg_catalog.=) ANY ('{` + PostgresTable + `,` + pgSequencerTable + `}')
+		UNION ALL
+		SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_proc p, pg_catalog.pg_namespace n
+			WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND n.nspname OPERATOR(pg_catalog.=) $1
+			AND p.proname OPERATOR(pg_catalog.=) '` + pgDeleting + `')
+	AND d.deptype OPERATOR(pg_catalog.<>) 'i' AND coalesce(o.schema, (SELECT n.nspname FROM pg_catalog.pg_class c, pg_catalog.pg_namespace n
+		WHERE n.oid OPERATOR(pg_catalog.=) c.relnamespace AND c.oid OPERATOR(pg_catalog.=) CASE d.classid -- what has no schema but its table's
+			WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT tgrelid FROM pg_catalog.pg_trigger WHERE oid OPERATOR(pg_catalog.=) d.objid)
+			WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid OPERATOR(pg_catalog.=) d.objid)
+			WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT polrelid FROM pg_catalog.pg_policy WHERE oid OPERATOR(pg_catalog.=) d.objid)
+			WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT adrelid FROM pg_catalog.pg_attrdef WHERE oid OPERATOR(pg_catalog.=) d.objid)
+			END)) IS DISTINCT FROM $1
+	LIMIT 1`
 
 // ErrTableRebuilt is EnsurePostgresTable's error when the event table
 // was made anew, its events lost, because the one in place could not be

@@ -308,6 +308,21 @@ func TestPostgresTableAlteredPastRepairIsMadeAnew(t *testing.T) {
 		require.NoError(t, r.Err())
 	}
 
+	// Not while an object outside the schema, an operator's, depends on
+	// it: CASCADE would drop that too.
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	ops := pgx.Identifier{schema + "_ops"}.Sanitize()
+	_, err = admin.Exec(ctx, "CREATE SCHEMA "+ops+"; CREATE VIEW "+ops+".v AS SELECT seq FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+ops+" CASCADE") })
+	err = events.EnsurePostgresTable(ctx, run, schema)
+	require.NotErrorIs(t, err, events.ErrTableRebuilt)
+	require.ErrorContains(t, err, "not made anew: rule \"_RETURN\" on "+schema+"_ops.v depends on it")
+	_, err = admin.Exec(ctx, "DROP SCHEMA "+ops+" CASCADE")
+	require.NoError(t, err)
+
 	err = events.EnsurePostgresTable(ctx, run, schema)
 	require.ErrorIs(t, err, events.ErrTableRebuilt)
 	require.ErrorContains(t, err, "P0001")

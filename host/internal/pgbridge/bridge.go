@@ -388,23 +388,22 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, 
 		// idle_session_timeout to 1 ms, failed every login of its role,
 		// so that the backend, and the daemon with it, could not open
 		// again. Only the host's own defaults, set below, remain.
-		// What only a superuser may set (temp_file_limit, the log
-		// levels) the role cannot have set: it is kept.
-		var db string
-		var keep []string
-		err := tx.QueryRow(ctx, `SELECT current_database(), coalesce(array_agg(pg_catalog.format('ALTER ROLE %I%s SET %s = %L', $1::text,
-				CASE WHEN d.setdatabase = 0 THEN '' ELSE pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) END,
-				g.name, pg_catalog.substr(u, pg_catalog.strpos(u, '=') + 1))), '{}')
+		// Each default the role could have set for itself (a setting of
+		// user or backend context) is reset by name, in every database
+		// and in this one; what only a superuser may set (temp_file_limit,
+		// the log levels, a module's) stays as it is, never written again.
+		var resets []string
+		err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(pg_catalog.format('ALTER ROLE %I%s RESET %I', $1::text,
+				CASE WHEN d.setdatabase = 0 THEN '' ELSE pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) END, g.name)), '{}')
 			FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) u, pg_catalog.pg_settings g
 			WHERE d.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1::text)
 				AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
-				AND g.name = pg_catalog.split_part(u, '=', 1) AND g.context = 'superuser'`, role).Scan(&db, &keep)
+				AND g.name = pg_catalog.split_part(u, '=', 1) AND g.context IN ('user', 'backend')`, role).Scan(&resets)
 		if err != nil {
 			return fmt.Errorf("pgbridge: provisioning: %w", err)
 		}
-		stmts = append(stmts, "ALTER ROLE "+r+attrs, "ALTER ROLE "+r+" RESET ALL",
-			"ALTER ROLE "+r+" IN DATABASE "+pgx.Identifier{db}.Sanitize()+" RESET ALL")
-		stmts = append(stmts, keep...)
+		stmts = append(stmts, "ALTER ROLE "+r+attrs)
+		stmts = append(stmts, resets...)
 	}
 	// An admin that is not a superuser may give a schema to a role only
 	// while it may act as that role (PostgreSQL 15: be a member of it;
@@ -600,11 +599,16 @@ var sessionDefaults = map[string]string{
 	"lock_timeout":                        "0",
 	"idle_in_transaction_session_timeout": "0",
 	// Set by the role for itself while the host runs, these failed its
-	// every login after (a library that does not load) or ended its
-	// pooled sessions and the host's migrations (1 ms idle): the host's
-	// sweep of its stuck statements logs in as the role too.
+	// every login after (a library that does not load), ended its
+	// pooled sessions and the host's migrations (1 ms idle), made every
+	// error end the session (exit_on_error), or had the server convert
+	// the host's text (LATIN1: the event log's keys stored double
+	// encoded, with no error): the host's sweep of its stuck statements
+	// logs in as the role too.
 	"local_preload_libraries": "",
 	"idle_session_timeout":    "0",
+	"exit_on_error":           "off",
+	"client_encoding":         "UTF8",
 }
 
 // pinTempBuffers fixes the session's temp_buffers at its login's (8 MB,
