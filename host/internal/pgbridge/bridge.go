@@ -601,14 +601,16 @@ var sessionDefaults = map[string]string{
 	// Set by the role for itself while the host runs, these failed its
 	// every login after (a library that does not load), ended its
 	// pooled sessions and the host's migrations (1 ms idle), made every
-	// error end the session (exit_on_error), or had the server convert
-	// the host's text (LATIN1: the event log's keys stored double
-	// encoded, with no error): the host's sweep of its stuck statements
-	// logs in as the role too.
-	"local_preload_libraries": "",
-	"idle_session_timeout":    "0",
-	"exit_on_error":           "off",
-	"client_encoding":         "UTF8",
+	// error end the session (exit_on_error), had the server convert the
+	// host's text (LATIN1: the event log's keys stored double encoded,
+	// with no error), or read a backslash in the host's literals as an
+	// escape (standard_conforming_strings): the host's sweep of its
+	// stuck statements logs in as the role too.
+	"local_preload_libraries":     "",
+	"idle_session_timeout":        "0",
+	"exit_on_error":               "off",
+	"client_encoding":             "UTF8",
+	"standard_conforming_strings": "on",
 }
 
 // pinTempBuffers fixes the session's temp_buffers at its login's (8 MB,

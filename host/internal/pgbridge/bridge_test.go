@@ -896,6 +896,7 @@ func TestRoleDefaultsDoNotBreakLogins(t *testing.T) {
 		stmt("ALTER ROLE CURRENT_USER SET idle_session_timeout = 1"),
 		stmt("ALTER ROLE CURRENT_USER SET exit_on_error = on"),
 		stmt("ALTER ROLE CURRENT_USER SET client_encoding = 'LATIN1'"),
+		stmt("ALTER ROLE CURRENT_USER SET standard_conforming_strings = off"),
 		stmt("ALTER ROLE CURRENT_USER SET default_table_access_method = 'storagehost_none'"))
 	require.NoError(t, err)
 	mustOK(t, rs)
@@ -903,10 +904,10 @@ func TestRoleDefaultsDoNotBreakLogins(t *testing.T) {
 	b.pool.Reset() // new sessions, which take the role's settings at login
 	time.Sleep(10 * time.Millisecond)
 	rs, err = do(t, ctx, b, abi.PGBatch, stmt(`SELECT current_setting('local_preload_libraries'), current_setting('idle_session_timeout'),
-		current_setting('exit_on_error'), current_setting('client_encoding'), 'ключ-€'::text`))
+		current_setting('exit_on_error'), current_setting('client_encoding'), 'ключ-€'::text, 'a\_b'::text`))
 	require.NoError(t, err, "a login of the role while the host runs")
 	mustOK(t, rs)
-	require.Equal(t, []abi.PGValue{text(""), text("0"), text("off"), text("UTF8"), text("ключ-€")}, rs[0].Row(0))
+	require.Equal(t, []abi.PGValue{text(""), text("0"), text("off"), text("UTF8"), text("ключ-€"), text(`a\_b`)}, rs[0].Row(0))
 
 	again, err := Open(ctx, Config{AdminURL: pgtest.URL(t), Schema: schema})
 	require.NoError(t, err)
@@ -918,7 +919,7 @@ func TestRoleDefaultsDoNotBreakLogins(t *testing.T) {
 	require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(array_agg(u), '{}') FROM pg_db_role_setting d, unnest(d.setconfig) u
 		WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)`, b.Role()).Scan(&settings))
 	for _, set := range settings {
-		require.NotRegexp(t, `^(local_preload_libraries|idle_session_timeout|exit_on_error|client_encoding|default_table_access_method)=`, set, "opening again reset the role's own defaults")
+		require.NotRegexp(t, `^(local_preload_libraries|idle_session_timeout|exit_on_error|client_encoding|standard_conforming_strings|default_table_access_method)=`, set, "opening again reset the role's own defaults")
 	}
 	rs, err = do(t, ctx, again, abi.PGBatch, stmt("CREATE TABLE storagehost_t (n int)"))
 	require.NoError(t, err)
