@@ -387,11 +387,11 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, 
 		// local_preload_libraries to a file that does not exist, or
 		// idle_session_timeout to 1 ms, failed every login of its role,
 		// so that the backend, and the daemon with it, could not open
-		// again. Only the host's own defaults, set below, remain.
-		// Each default the role could have set for itself (a setting of
-		// user or backend context) is reset by name, in every database
-		// and in this one; what only a superuser may set (temp_file_limit,
-		// the log levels, a module's) stays as it is, never written again.
+		// again. So each default the role could have set for itself (a
+		// setting of user or backend context) is reset by name, for
+		// every database and for this one; what only a superuser may set
+		// (temp_file_limit, the log levels, a module's) stays as it is,
+		// never written again, and the host's own are set below.
 		var resets []string
 		err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(pg_catalog.format('ALTER ROLE %I%s RESET %I', $1::text,
 				CASE WHEN d.setdatabase = 0 THEN '' ELSE pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) END, g.name)), '{}')
