@@ -472,7 +472,7 @@ func (j *journal) commit(batch *[]record) {
 	tested := j.disk != nil
 	now := j.err
 	j.mu.Unlock()
-	if report != nil && (was == nil) != (now == nil) || report != nil && was != nil && now != nil && was.Error() != now.Error() {
+	if report != nil && failureText(was) != failureText(now) {
 		report(now)
 	}
 	if err == nil && !tested {
@@ -610,6 +610,15 @@ func (s *Store) FailCommits(err func() error) {
 		}
 		return disk(fn)
 	}
+}
+
+// failureText is err's text, "" for none: two failed commits for one reason
+// are reported once (ReportCommits).
+func failureText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // safely runs update(fn), turning a panic of bbolt's on a damaged file
