@@ -457,16 +457,31 @@ func TestScheduledBackups(t *testing.T) {
 }
 
 // TestRestoreOnStartRefusesCorruptBackups: when every backup fails to
-// verify, the daemon does not start empty.
+// verify, the backend does not serve empty (it would soon write an empty
+// backup over the good ones' place): it does not open, its routes answer
+// 503, and it is tried again; once the bad backup is moved away it opens,
+// empty.
 func TestRestoreOnStartRefusesCorruptBackups(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "storage-host.hcl")
 	require.NoError(t, os.WriteFile(cfg, []byte("backend \"mem\" {\n  plugin = \"builtin:memory\"\n  backup {\n    interval = \"1h\"\n    directory = \"bk\"\n    restore_on_start = true\n  }\n}\n"), 0o600))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "bk"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "bk", "mem-20261126T100000.000Z.shbk"), []byte("SHBACKUP\x01garbage"), 0o600))
-	_, stderr, code := runCommand(t, nil, "serve", "-config", cfg, "-listen", "127.0.0.1:0")
-	require.Equal(t, 1, code)
-	require.Contains(t, stderr, "backup does not verify; trying the one before")
-	require.Contains(t, stderr, "storage-host: backend mem: restore_on_start: none of the 1 backups in "+filepath.Join(dir, "bk")+" verifies; move them away to start empty\n")
+	corrupt := filepath.Join(dir, "bk", "mem-20261126T100000.000Z.shbk")
+	require.NoError(t, os.WriteFile(corrupt, []byte("SHBACKUP\x01garbage"), 0o600))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitLog(regexp.MustCompile(`backup does not verify; trying the one before`), 1)
+	notOpen := "backend mem: backend not open: restore_on_start: none of the 1 backups in " + filepath.Join(dir, "bk") + " verifies; move them away to start empty"
+	r := call(t, "GET", d.url+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code)
+	require.Contains(t, string(r.body), notOpen)
+	r = call(t, "GET", d.url+"/v1/agents/a1/state", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code)
+	require.Contains(t, string(r.body), notOpen)
+
+	require.NoError(t, os.Rename(corrupt, corrupt+".bad"))
+	d.waitLog(regexp.MustCompile(`no backup to restore: starting empty: backend=mem`), 1)
+	d.waitLog(regexp.MustCompile(`backend opened: it serves its routes now: backend=mem`), 1)
+	require.Equal(t, http.StatusNotFound, call(t, "GET", d.url+"/v1/agents/a1/state", "").code)
+	d.stop()
 }

@@ -257,3 +257,45 @@ auth {
 	}
 	d.stop()
 }
+
+// TestServeWithABackendThatDoesNotOpen: a backend that cannot open when
+// the daemon starts (its data directory cannot be made; a plugin's
+// migration failing, or role settings of its own, are the same) keeps
+// neither the daemon nor the other backends from serving. Its routes
+// answer 503, /readyz and the metrics name it, a stream of every
+// backend's events is refused while one of the others' is served, and
+// once the cause is gone it opens and serves, without a reload.
+func TestServeWithABackendThatDoesNotOpen(t *testing.T) {
+	t.Parallel()
+	blocker := filepath.Join(t.TempDir(), "blocker")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	cfg := configFile(t, "backend \"mem\" {\n  plugin = \"builtin:memory\"\n}\n"+
+		"backend \"disk\" {\n  plugin   = \"builtin:local\"\n  data_dir = %q\n}\n"+
+		"routes {\n  metrics      = \"mem\"\n  alerts       = \"mem\"\n  agent_states = \"disk\"\n}\n", filepath.Join(blocker, "kv"))
+	d := startDaemon(t, nil, "-config", cfg)
+	d.waitLog(regexp.MustCompile(`\[ERROR\] storage-host\.manager: backend did not open; the others serve, its routes answer 503 until it opens, and it is tried again: backend=disk .*not a directory`), 1)
+
+	metric := `{"agent_id":"a1","name":"load","value":1,"timestamp":"2026-12-01T00:00:00Z"}`
+	r := call(t, "POST", d.url+"/v1/metrics", metric, "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, r.code, "the other backend serves: %s", r.body)
+	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
+	require.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+	require.Equal(t, "unavailable", r.errorCode(t))
+	require.Contains(t, string(r.body), "backend disk: backend not open: ")
+	r = call(t, "GET", d.url+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code)
+	require.Contains(t, string(r.body), "backend disk: backend not open: ")
+	require.Equal(t, float64(0), d.metric(`storage_host_backend_open{backend="disk"}`))
+	require.Equal(t, float64(1), d.metric(`storage_host_backend_open{backend="mem"}`))
+	r = call(t, "GET", d.url+"/v1/events", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code, "every backend's events: disk's cannot be followed: %s", r.body)
+	openEvents(t, d.url, "?kind=metrics", "").resp.Body.Close()
+
+	require.NoError(t, os.Remove(blocker))
+	d.waitLog(regexp.MustCompile(`\[INFO\]  storage-host\.manager: backend opened: it serves its routes now: backend=disk attempts=\d+`), 1)
+	require.Equal(t, http.StatusNoContent, call(t, "GET", d.url+"/readyz", "").code)
+	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	require.Equal(t, float64(1), d.metric(`storage_host_backend_open{backend="disk"}`))
+	d.stop()
+}

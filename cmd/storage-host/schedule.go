@@ -159,7 +159,7 @@ func (s *scheduler) once(ctx context.Context, name string, cfg config.Backup) (s
 	for range 3 {
 		st, ok := s.m.Store(name)
 		if !ok {
-			return "", sum, fmt.Errorf("backend %s is not served", name)
+			return "", sum, fmt.Errorf("backend %s is not open", name)
 		}
 		sum, err = backup.BackupFile(ctx, st, path)
 		if !errors.Is(err, host.ErrClosed) {
@@ -212,49 +212,41 @@ func prune(dir, name string, keep int) ([]string, error) {
 	return removed, nil
 }
 
-// restoreOnStart restores, into each backend with restore_on_start, the
-// newest of its backups that verifies, with the expiries its records had
-// (backup.RestoreOptions.KeepExpiry). A backend with no backup yet starts
-// empty; one whose backups all fail to verify stops the daemon, rather
-// than serve empty and soon write an empty backup over the good ones'
-// place.
-func restoreOnStart(ctx context.Context, m *manager.Manager, f *config.File, log hclog.Logger) error {
+// restoreOnStart restores, into the backend b with restore_on_start that
+// st opened, the newest of its backups that verifies, with the expiries
+// its records had (backup.RestoreOptions.KeepExpiry), before it serves
+// (manager.Options.Prepare). A backend with no backup yet starts empty;
+// one whose backups all fail to verify does not open, rather than serve
+// empty and soon write an empty backup over the good ones' place: it is
+// tried again (a good backup may be put in place meanwhile), and the
+// daemon's other backends serve.
+func restoreOnStart(ctx context.Context, b config.Backend, st *host.Store, log hclog.Logger) error {
+	if b.Backup == nil || !b.Backup.RestoreOnStart {
+		return nil
+	}
 	log = log.Named("backup")
-	for _, b := range f.Backends {
-		if b.Backup == nil || !b.Backup.RestoreOnStart {
-			continue
-		}
-		files, err := backups(b.Backup.Directory, b.Name)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("backend %s: restore_on_start: %w", b.Name, err)
-		}
-		if len(files) == 0 {
-			log.Info("no backup to restore: starting empty", "backend", b.Name, "directory", b.Backup.Directory)
-			continue
-		}
-		st, ok := m.Store(b.Name)
-		if !ok {
-			return fmt.Errorf("backend %s: restore_on_start: not served", b.Name)
-		}
-		restored := false
-		for i := len(files) - 1; i >= 0 && !restored; i-- {
-			started := time.Now()
-			sum, err := backup.RestoreFile(ctx, st, files[i], backup.RestoreOptions{Mode: abi.RestoreOverwrite, KeepExpiry: true})
-			switch {
-			case errors.Is(err, backup.ErrCorrupt), errors.Is(err, backup.ErrNotBackup), errors.Is(err, backup.ErrUnsupportedVersion):
-				log.Error("backup does not verify; trying the one before", "backend", b.Name, "file", files[i], "error", err)
-			case err != nil:
-				return fmt.Errorf("backend %s: restoring %s: %w", b.Name, files[i], err)
-			default:
-				restored = true
-				log.Info("backup restored", "backend", b.Name, "file", files[i], "metrics", sum.Written.Metrics,
-					"alerts", sum.Written.Alerts, "agent_states", sum.Written.AgentStates, "expired", sum.Expired.Total(),
-					"took", time.Since(started).Round(time.Millisecond).String())
-			}
-		}
-		if !restored {
-			return fmt.Errorf("backend %s: restore_on_start: none of the %d backups in %s verifies; move them away to start empty", b.Name, len(files), b.Backup.Directory)
+	files, err := backups(b.Backup.Directory, b.Name)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("restore_on_start: %w", err)
+	}
+	if len(files) == 0 {
+		log.Info("no backup to restore: starting empty", "backend", b.Name, "directory", b.Backup.Directory)
+		return nil
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		started := time.Now()
+		sum, err := backup.RestoreFile(ctx, st, files[i], backup.RestoreOptions{Mode: abi.RestoreOverwrite, KeepExpiry: true})
+		switch {
+		case errors.Is(err, backup.ErrCorrupt), errors.Is(err, backup.ErrNotBackup), errors.Is(err, backup.ErrUnsupportedVersion):
+			log.Error("backup does not verify; trying the one before", "backend", b.Name, "file", files[i], "error", err)
+		case err != nil:
+			return fmt.Errorf("restoring %s: %w", files[i], err)
+		default:
+			log.Info("backup restored", "backend", b.Name, "file", files[i], "metrics", sum.Written.Metrics,
+				"alerts", sum.Written.Alerts, "agent_states", sum.Written.AgentStates, "expired", sum.Expired.Total(),
+				"took", time.Since(started).Round(time.Millisecond).String())
+			return nil
 		}
 	}
-	return nil
+	return fmt.Errorf("restore_on_start: none of the %d backups in %s verifies; move them away to start empty", len(files), b.Backup.Directory)
 }

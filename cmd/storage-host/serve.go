@@ -24,6 +24,7 @@ import (
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
+	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 )
 
@@ -130,7 +131,11 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins})
+	// Memory backends get their records back before anyone can read them.
+	restore := func(ctx context.Context, b config.Backend, st *host.Store) error {
+		return restoreOnStart(ctx, b, st, logger)
+	}
+	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore})
 	if err != nil {
 		return err
 	}
@@ -142,11 +147,6 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 		if err := m.Close(closeCtx); err != nil {
 			logger.Warn("closing backends", "error", err)
 		}
-	}
-	// Memory backends get their records back before anyone can read them.
-	if err := restoreOnStart(ctx, m, f, logger); err != nil {
-		closeManager()
-		return err
 	}
 	sched.update(f)
 	warnUnclaimed(logger, dataDir, f)

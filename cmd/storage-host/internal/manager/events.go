@@ -58,7 +58,12 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 	}
 	subs := make([]*events.Subscription, len(names))
 	for i, name := range names {
-		sub, err := g.backends[name].store.Subscribe(ctx, f, positions[name])
+		b := g.backends[name]
+		if b.store == nil {
+			cancel()
+			return nil, b.notOpenError()
+		}
+		sub, err := b.store.Subscribe(ctx, f, positions[name])
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("backend %s: %w", name, err)

@@ -49,6 +49,11 @@ type Options struct {
 	// Plugins remembers the plugins ReloadFile's checks inspect, across
 	// reloads. Default: none; each reload inspects every plugin again.
 	Plugins *config.PluginCache
+	// Prepare, when set, runs on each backend opened that does not
+	// replace one being served, before it serves (the daemon restores
+	// backups into it). Its error closes the store and counts as the
+	// backend's failure to open.
+	Prepare func(ctx context.Context, def config.Backend, st *host.Store) error
 }
 
 // Manager serves the backends of one configuration at a time.
@@ -57,7 +62,9 @@ type Manager struct {
 	log     hclog.Logger
 	metrics *metrics
 
-	mu      sync.Mutex // serialises Reload and Close
+	// lock serialises Reload, Close and the publishing of a backend that
+	// opened late (publish), which may give up waiting for it.
+	lock    chan struct{}
 	current atomic.Pointer[generation]
 	closing sync.WaitGroup // replaced backends still draining
 	closed  bool
@@ -80,7 +87,9 @@ type generation struct {
 
 type backend struct {
 	def   config.Backend
-	store *host.Store
+	store *host.Store // nil while the backend is not open
+	// opening, set while store is nil, tries again to open the backend.
+	opening *opener
 }
 
 // Change says what a reload did, by backend name.
@@ -92,7 +101,12 @@ type Change struct {
 	Rerouted []string
 }
 
-// New opens every backend of f. On error nothing stays open.
+// New opens every backend of f. A backend that fails to open does not keep
+// the others from serving: it is logged, its routes answer ErrNotOpen, Ready
+// names it, and the manager keeps trying to open it, at growing intervals
+// (1 s, doubled up to 30 s), until it serves. New fails only for a file
+// that cannot be served (a route to a backend it does not define) or when
+// then nothing stays open.
 func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -100,14 +114,14 @@ func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	m := &Manager{opts: opts, log: opts.Logger.Named("manager")}
+	m := &Manager{opts: opts, log: opts.Logger.Named("manager"), lock: make(chan struct{}, 1)}
 	if opts.Registry != nil {
 		m.metrics = newMetrics(m)
 		if err := opts.Registry.Register(m.metrics); err != nil {
 			return nil, fmt.Errorf("manager: metrics: %w", err)
 		}
 	}
-	g, _, err := m.build(ctx, f, nil)
+	g, _, _, err := m.build(ctx, f, nil)
 	if err != nil {
 		if m.metrics != nil {
 			opts.Registry.Unregister(m.metrics)
@@ -115,50 +129,107 @@ func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m.current.Store(g)
+	m.lock <- struct{}{}
+	defer m.unlock()
+	m.startOpening(g, nil)
 	return m, nil
 }
 
+func (m *Manager) unlock() { <-m.lock }
+
+// startOpening logs each backend of g that is not open and not served by
+// old, and starts its attempts to open. Under m's lock, g being served.
+func (m *Manager) startOpening(g, old *generation) {
+	for _, def := range g.file.Backends {
+		b := g.backends[def.Name]
+		if prev, _ := old.backend(def.Name); b.store != nil || prev == b {
+			continue
+		}
+		m.log.Error("backend did not open; the others serve, its routes answer 503 until it opens, and it is tried again",
+			"backend", def.Name, "retry_in", openRetryFirst.String(), "error", b.opening.err)
+		m.retryOpen(b)
+	}
+}
+
+// open opens the backend def and runs Options.Prepare on it, unless it
+// replaces a backend being served (replacing: then its fallback buffer's
+// replay waits for TakeReplay instead).
+func (m *Manager) open(ctx context.Context, def config.Backend, replacing bool) (*host.Store, error) {
+	opts := m.hostOptions()
+	if replacing {
+		// A store replacing one on the same data directory replays
+		// its buffer only once the reload is committed (TakeReplay):
+		// one the reload refuses has replayed nothing.
+		opts = append(opts, host.WithReplayHeld())
+	}
+	st, err := host.Open(ctx, def.Config, opts...)
+	if err != nil || replacing || m.opts.Prepare == nil {
+		return st, err
+	}
+	if err := m.opts.Prepare(ctx, def, st); err != nil {
+		_ = st.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return st, nil
+}
+
 // build opens the backends of f that old does not already serve with the
-// same definition. On error it closes what it opened.
-func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*generation, Change, error) {
-	g := &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
-	var ch Change
+// same definition. A backend that fails to open fails the whole build, and
+// what it opened is closed, unless nothing serves that backend now: at the
+// start (old is nil), or in place of one that had not opened either. That
+// one's attempts are stopped (they would open the same data directory),
+// and returned in paused for the caller to start again if it does not
+// serve g; g's backends that are not open have not started theirs
+// (startOpening).
+func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g *generation, ch Change, paused []*backend, err error) {
+	g = &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
 	var opened []*backend
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, b := range opened {
+			_ = b.store.Close(context.WithoutCancel(ctx))
+		}
+		for _, b := range paused {
+			m.retryOpen(b)
+		}
+		paused = nil
+	}()
 	for _, def := range f.Backends {
 		if def.Digest == "" {
 			// A parsed file's backends have no digest, and would all be
 			// kept by a reload as the same backend.
-			return nil, Change{}, fmt.Errorf("manager: backend %s has no digest: the configuration was parsed, not checked (config.File.Check)", def.Name)
+			return nil, Change{}, nil, fmt.Errorf("manager: backend %s has no digest: the configuration was parsed, not checked (config.File.Check)", def.Name)
 		}
 	}
 	for _, def := range f.Backends {
-		if prev, ok := old.backend(def.Name); ok && prev.def.Digest == def.Digest {
+		prev, ok := old.backend(def.Name)
+		if ok && prev.def.Digest == def.Digest {
 			g.backends[def.Name] = prev
 			ch.Kept = append(ch.Kept, def.Name)
 			continue
 		}
-		opts := m.hostOptions()
-		if old != nil {
-			// A store replacing one on the same data directory replays
-			// its buffer only once the reload is committed (TakeReplay):
-			// one the reload refuses has replayed nothing.
-			opts = append(opts, host.WithReplayHeld())
-		}
-		st, err := host.Open(ctx, def.Config, opts...)
-		if err != nil {
-			for _, b := range opened {
-				_ = b.store.Close(context.WithoutCancel(ctx))
-			}
-			return nil, Change{}, fmt.Errorf("backend %s: %w", def.Name, err)
-		}
-		b := &backend{def: def, store: st}
-		opened = append(opened, b)
-		g.backends[def.Name] = b
-		if _, ok := old.backend(def.Name); ok {
+		if ok {
 			ch.Replaced = append(ch.Replaced, def.Name)
 		} else {
 			ch.Added = append(ch.Added, def.Name)
 		}
+		if ok && prev.store == nil {
+			prev.stopOpening()
+			paused = append(paused, prev)
+		}
+		st, err := m.open(ctx, def, ok && prev.store != nil)
+		if err != nil {
+			if old != nil && (!ok || prev.store != nil) {
+				return nil, Change{}, nil, fmt.Errorf("backend %s: %w", def.Name, err)
+			}
+			g.backends[def.Name] = notOpened(def, err)
+			continue
+		}
+		b := &backend{def: def, store: st}
+		opened = append(opened, b)
+		g.backends[def.Name] = b
 	}
 	if old != nil {
 		for name := range old.backends {
@@ -172,17 +243,14 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (*
 		name := route(f, kind)
 		b, ok := g.backends[name]
 		if !ok {
-			for _, b := range opened {
-				_ = b.store.Close(context.WithoutCancel(ctx))
-			}
-			return nil, Change{}, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind.Name(), name)
+			return nil, Change{}, nil, fmt.Errorf("manager: %s are routed to backend %q, which is not defined", kind.Name(), name)
 		}
 		g.routes[kind] = b
 		if old != nil && old.routes[kind] != nil && old.routes[kind].def.Name != name {
 			ch.Rerouted = append(ch.Rerouted, fmt.Sprintf("%s: %s → %s", kind.Name(), old.routes[kind].def.Name, name))
 		}
 	}
-	return g, ch, nil
+	return g, ch, paused, nil
 }
 
 // route returns the name of the backend f routes kind to.
@@ -230,6 +298,9 @@ func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.
 		if !ok {
 			return fmt.Errorf("%w %q", ErrUnknownKind, kind)
 		}
+		if b.store == nil {
+			return b.notOpenError()
+		}
 		err := fn(b.store)
 		if err != nil && errors.Is(err, host.ErrClosed) && !errors.Is(err, host.ErrOutcomeUnknown) && m.current.Load() != g {
 			continue
@@ -256,7 +327,7 @@ func (m *Manager) Ready(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i, b := range checked {
 		wg.Go(func() {
-			err := b.store.Ready(ctx)
+			err := b.ready(ctx)
 			if err != nil && !strings.HasPrefix(err.Error(), "backend "+b.def.Name+": ") {
 				err = fmt.Errorf("backend %s: %w", b.def.Name, err)
 			}
@@ -276,10 +347,11 @@ func (m *Manager) Config() *config.File {
 }
 
 // Store returns the store of the backend name, for tools (backup,
-// inspection) that work on one backend.
+// inspection) that work on one backend; false when the configuration
+// does not define it, or it is not open.
 func (m *Manager) Store(name string) (*host.Store, bool) {
 	b, ok := m.current.Load().backend(name)
-	if !ok {
+	if !ok || b.store == nil {
 		return nil, false
 	}
 	return b.store, true
@@ -289,22 +361,27 @@ func (m *Manager) Store(name string) (*host.Store, bool) {
 // whose definition changed are opened, and only once all of them are open
 // are the routes switched; then backends no longer used are closed after
 // their calls in flight finish. If any backend fails to open, nothing
-// changes and the old configuration keeps serving.
+// changes and the old configuration keeps serving; but a backend that
+// replaces one that is not open either is not open in its turn (New),
+// and does not hold the reload back.
 func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lock <- struct{}{}
+	defer m.unlock()
 	if m.closed {
 		return Change{}, host.ErrClosed
 	}
 	old := m.current.Load()
-	g, ch, err := m.build(ctx, f, old)
+	g, ch, paused, err := m.build(ctx, f, old)
 	if err == nil {
 		err = takesDown(ctx, old, g)
 		if err != nil {
 			for name, b := range g.backends {
-				if prev, ok := old.backend(name); !ok || prev != b {
+				if prev, ok := old.backend(name); (!ok || prev != b) && b.store != nil {
 					_ = b.store.Close(context.WithoutCancel(ctx))
 				}
+			}
+			for _, b := range paused {
+				m.retryOpen(b)
 			}
 		}
 	}
@@ -314,8 +391,11 @@ func (m *Manager) Reload(ctx context.Context, f *config.File) (Change, error) {
 	}
 	m.current.Store(g)
 	for _, name := range append(slices.Clone(ch.Added), ch.Replaced...) {
-		g.backends[name].store.TakeReplay()
+		if st := g.backends[name].store; st != nil {
+			st.TakeReplay()
+		}
 	}
+	m.startOpening(g, old)
 	m.metrics.reloaded(true)
 	m.rerouted(g)
 	for _, name := range append(slices.Clone(ch.Replaced), ch.Removed...) {
@@ -345,8 +425,8 @@ func takesDown(ctx context.Context, old, g *generation) error {
 		if ob == nil || nb == ob {
 			continue
 		}
-		err := nb.store.Ready(ctx)
-		if err == nil || ob.store.Ready(ctx) != nil {
+		err := nb.ready(ctx)
+		if err == nil || ob.ready(ctx) != nil {
 			continue
 		}
 		return fmt.Errorf("backend %s, which the file routes %s to, is not ready (%w), while backend %s serving them now is: the configuration is refused and the old one keeps serving; check the backend's connection, or reload again once its store answers",
@@ -356,8 +436,12 @@ func takesDown(ctx context.Context, old, g *generation) error {
 }
 
 // retire closes a backend that is no longer routed once its calls in
-// flight finish (bounded by DrainTimeout).
+// flight finish (bounded by DrainTimeout), or stops its attempts to open.
 func (m *Manager) retire(b *backend) {
+	if b.store == nil {
+		b.stopOpening()
+		return
+	}
 	m.closing.Add(1)
 	go func() {
 		defer m.closing.Done()
@@ -380,8 +464,8 @@ func (m *Manager) retire(b *backend) {
 // stopped answering holds only its own backends' Close, which each bound
 // by their call timeout.
 func (m *Manager) Close(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lock <- struct{}{}
+	defer m.unlock()
 	if m.closed {
 		return nil
 	}
@@ -393,6 +477,10 @@ func (m *Manager) Close(ctx context.Context) error {
 		errs []error
 	)
 	for _, b := range g.backends {
+		if b.store == nil {
+			b.stopOpening()
+			continue
+		}
 		wg.Go(func() {
 			if err := b.store.Close(ctx); err != nil {
 				mu.Lock()

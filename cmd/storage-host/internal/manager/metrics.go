@@ -28,6 +28,7 @@ type metrics struct {
 	traps   *prometheus.CounterVec
 	reloads *prometheus.CounterVec
 
+	open                                              *prometheus.Desc
 	instances, inUse, maxInstances                    *prometheus.Desc
 	redisHits, redisMisses, redisTimeouts, redisConns *prometheus.Desc
 	eventsPublished, eventsDropped, subscribers       *prometheus.Desc
@@ -63,6 +64,7 @@ func newMetrics(m *Manager) *metrics {
 			Name: "storage_host_reloads_total",
 			Help: "Configuration reloads, by result (ok, failed).",
 		}, []string{"result"}),
+		open:          prometheus.NewDesc("storage_host_backend_open", "1 when the backend is open, 0 while it waits to open again after failing to.", backend, nil),
 		instances:     prometheus.NewDesc("storage_host_pool_instances", "Plugin instances alive.", backend, nil),
 		inUse:         prometheus.NewDesc("storage_host_pool_instances_in_use", "Plugin instances serving a call.", backend, nil),
 		maxInstances:  prometheus.NewDesc("storage_host_pool_instances_max", "Most plugin instances the backend may run.", backend, nil),
@@ -119,12 +121,19 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.calls.Describe(ch)
 	x.traps.Describe(ch)
 	x.reloads.Describe(ch)
-	for _, d := range []*prometheus.Desc{x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
+	for _, d := range []*prometheus.Desc{x.open, x.instances, x.inUse, x.maxInstances, x.redisHits, x.redisMisses, x.redisTimeouts, x.redisConns,
 		x.eventsPublished, x.eventsDropped, x.eventsRefused, x.subscribers, x.subscribersDropped, x.expiriesWatched, x.expiriesUnwatched,
 		x.cacheHits, x.cacheMisses, x.cacheInvalidations, x.cacheEntries, x.bufferedWrites, x.tickFailures, x.sharedBatches, x.sharedCalls, x.kvReads, x.kvReadFaults, x.redisReads, x.redisReadFaults, x.pgReads, x.pgReadFaults} {
 		ch <- d
 	}
 	x.redis.describe(ch)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // retired counts what b, replaced or removed by a reload and now closed,
@@ -159,6 +168,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, b := range bs {
 		name := b.def.Name
+		ch <- prometheus.MustNewConstMetric(x.open, prometheus.GaugeValue, float64(boolInt(b.store != nil)), name)
+		if b.store == nil {
+			continue
+		}
 		st := b.store.Stats()
 		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), name)
 		ch <- prometheus.MustNewConstMetric(x.inUse, prometheus.GaugeValue, float64(st.InUse), name)

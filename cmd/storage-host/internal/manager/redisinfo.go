@@ -99,7 +99,7 @@ func (r *redisInfo) collect(ch chan<- prometheus.Metric, bs []*backend) {
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for _, b := range bs {
-		if b.def.Config.Redis == nil {
+		if b.def.Config.Redis == nil || b.store == nil {
 			continue
 		}
 		wg.Go(func() {

@@ -1,0 +1,181 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// ErrNotOpen is the error of a call, a subscription or a tool that needs
+// a backend which is not open: it failed to open when the manager started
+// (or when a reload replaced one that had not opened either), and the
+// manager keeps trying to open it. It matches abi.StatusUnavailable and
+// events.ErrUnavailable: the daemon answers it 503.
+var ErrNotOpen error = notOpen{}
+
+type notOpen struct{}
+
+func (notOpen) Error() string   { return "backend not open" }
+func (notOpen) Unwrap() []error { return []error{abi.StatusUnavailable, events.ErrUnavailable} }
+
+// The delays between attempts to open a backend that failed to: doubled
+// after each failure, from openRetryFirst up to openRetryMost.
+const (
+	openRetryFirst = time.Second
+	openRetryMost  = 30 * time.Second
+)
+
+// opener tries again, and again, to open a backend that failed to open.
+// One plugin that keeps its own backend from opening (a migration that
+// fails, role settings of its own, a data directory it filled) must not
+// keep the daemon, and so every other backend, from serving: the backend
+// waits here, its routes answer ErrNotOpen, and it serves once it opens.
+type opener struct {
+	mu     sync.Mutex
+	err    error     // the last attempt's failure
+	tries  int       // attempts failed
+	next   time.Time // when the next attempt starts
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the attempts have stopped
+}
+
+// failed records an attempt's failure and when the next one starts, and
+// reports whether its reason is new (worth logging at error level).
+func (o *opener) failed(err error, next time.Time) (tries int, changed bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	changed = o.err == nil || o.err.Error() != err.Error()
+	o.err, o.next = err, next
+	o.tries++
+	return o.tries, changed
+}
+
+// notOpenError is the error of a call routed to b, which is not open.
+func (b *backend) notOpenError() error {
+	o := b.opening
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return fmt.Errorf("backend %s: %w: %v (failed %d times; next attempt in %s)", b.def.Name, ErrNotOpen, o.err, o.tries,
+		max(time.Until(o.next), 0).Round(time.Second))
+}
+
+// ready reports whether b serves: open, and its store ready.
+func (b *backend) ready(ctx context.Context) error {
+	if b.store == nil {
+		return b.notOpenError()
+	}
+	return b.store.Ready(ctx)
+}
+
+// notOpened returns backend def, waiting to open again after err.
+func notOpened(def config.Backend, err error) *backend {
+	return &backend{def: def, opening: &opener{err: err, tries: 1, next: time.Now().Add(openRetryFirst)}}
+}
+
+// retryOpen starts the attempts to open b, which is not open, until one
+// succeeds (the backend then serves in its place) or stopOpening stops
+// them. Under m's lock, with b in the generation being served.
+func (m *Manager) retryOpen(b *backend) {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := b.opening
+	o.mu.Lock()
+	o.cancel, o.done = cancel, make(chan struct{})
+	done := o.done
+	o.mu.Unlock()
+	log := m.log.With("backend", b.def.Name)
+	go func() {
+		defer close(done)
+		delay := openRetryFirst
+		for {
+			select {
+			case <-time.After(time.Until(o.nextAttempt())):
+			case <-ctx.Done():
+				return
+			}
+			st, err := m.open(ctx, b.def, false)
+			if err == nil {
+				if m.publish(ctx, b, st) {
+					log.Info("backend opened: it serves its routes now", "attempts", o.attempts()+1)
+					return
+				}
+				_ = st.Close(context.WithoutCancel(ctx))
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			delay = min(2*delay, openRetryMost)
+			tries, changed := o.failed(err, time.Now().Add(delay))
+			if changed {
+				log.Error("backend did not open again; its routes answer 503 until it does", "attempts", tries, "retry_in", delay.String(), "error", err)
+			} else {
+				log.Debug("backend did not open again", "attempts", tries, "retry_in", delay.String())
+			}
+		}
+	}()
+}
+
+func (o *opener) nextAttempt() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.next
+}
+
+func (o *opener) attempts() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.tries
+}
+
+// stopOpening stops b's attempts, if it is not open, and waits for them:
+// a store an attempt opened meanwhile is closed. Under m's lock.
+func (b *backend) stopOpening() {
+	if b.store != nil {
+		return
+	}
+	o := b.opening
+	o.mu.Lock()
+	cancel, done := o.cancel, o.done
+	o.cancel, o.done = nil, nil
+	o.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// publish serves st, which an attempt opened, in b's place in the
+// generation being served; false when b is no longer served (a reload
+// replaced or removed it, or the manager closed), and st is then not used.
+func (m *Manager) publish(ctx context.Context, b *backend, st *host.Store) bool {
+	select {
+	case m.lock <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer m.unlock()
+	g := m.current.Load()
+	if g == nil || g.backends[b.def.Name] != b {
+		return false
+	}
+	nb := &backend{def: b.def, store: st}
+	ng := &generation{file: g.file, backends: make(map[string]*backend, len(g.backends)), routes: make(map[abi.RecordKind]*backend, len(g.routes))}
+	for name, x := range g.backends {
+		ng.backends[name] = x
+	}
+	ng.backends[b.def.Name] = nb
+	for kind, x := range g.routes {
+		if x == b {
+			x = nb
+		}
+		ng.routes[kind] = x
+	}
+	m.current.Store(ng)
+	return true
+}

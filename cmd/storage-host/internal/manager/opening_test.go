@@ -1,0 +1,174 @@
+package manager_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
+	"github.com/storage-host/storage-host/host"
+	"github.com/storage-host/storage-host/host/events"
+)
+
+// blocked returns a file with agent states routed to backend "bad", a
+// builtin:local whose data directory cannot be made (under a regular file,
+// blocker, until it is removed), and the other kinds to "good", a memory
+// backend.
+func blocked(t *testing.T, digest string) (f *config.File, blocker string) {
+	blocker = filepath.Join(t.TempDir(), "blocker")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	f = file("good", map[string]string{"good": "1"})
+	f.Routes.AgentStates = "bad"
+	f.Backends = append(f.Backends, config.Backend{Name: "bad", Digest: digest,
+		Config: host.Config{Name: "bad", Plugin: "builtin:local", Instances: 2, DataDir: filepath.Join(blocker, "kv")}})
+	return f, blocker
+}
+
+// startBlocked starts a manager on blocked(t, "1"), closed when the test
+// ends.
+func startBlocked(t *testing.T) (m *manager.Manager, reg *prometheus.Registry, blocker string) {
+	reg = prometheus.NewRegistry()
+	f, blocker := blocked(t, "1")
+	m, err := manager.New(context.Background(), f, manager.Options{Registry: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m, reg, blocker
+}
+
+func backendOpen(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "storage_host_backend_open" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == name {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no storage_host_backend_open for %s", name)
+	return 0
+}
+
+// A backend that does not open keeps neither the manager from starting
+// nor the other backends from serving: its routes answer ErrNotOpen (503
+// unavailable), Ready and the metrics name it, a subscription that needs
+// it is refused while one that does not is served, and it serves once it
+// opens, tried again without a reload.
+func TestBackendThatDoesNotOpenWaitsAndServesOnceItOpens(t *testing.T) {
+	ctx := context.Background()
+	m, reg, blocker := startBlocked(t)
+
+	require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
+		_, err := st.PutMetric(ctx, host.Metric{AgentID: "a", Name: "cpu", Value: 1, Timestamp: time.Now()})
+		return err
+	}), "the other backend serves")
+	_, err := get(m, "x")
+	require.ErrorIs(t, err, manager.ErrNotOpen)
+	require.ErrorIs(t, err, abi.StatusUnavailable, "answered 503 unavailable")
+	require.ErrorContains(t, err, "backend bad: backend not open: ")
+	require.ErrorContains(t, err, "not a directory")
+	require.ErrorContains(t, m.Ready(ctx), "backend bad: backend not open")
+	_, ok := m.Store("bad")
+	require.False(t, ok)
+	require.Equal(t, 0.0, backendOpen(t, reg, "bad"))
+	require.Equal(t, 1.0, backendOpen(t, reg, "good"))
+
+	_, err = m.Subscribe(ctx, events.Filter{}, "")
+	require.ErrorIs(t, err, events.ErrUnavailable, "every backend's events: bad's cannot be followed")
+	sub, err := m.Subscribe(ctx, events.Filter{Kinds: []string{"metrics"}}, "")
+	require.NoError(t, err, "good's events only")
+	sub.Close()
+
+	require.NoError(t, os.Remove(blocker))
+	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond)
+	put(t, m, "x")
+	name, err := get(m, "x")
+	require.NoError(t, err)
+	require.Equal(t, "bad", name)
+	require.Equal(t, 1.0, backendOpen(t, reg, "bad"))
+	_, ok = m.Store("bad")
+	require.True(t, ok)
+	sub, err = m.Subscribe(ctx, events.Filter{}, "")
+	require.NoError(t, err)
+	sub.Close()
+}
+
+// A reload in place of a backend that is not open: a definition that does
+// not open either is taken (nothing served is lost) and tried instead of
+// the old one; one that opens serves; a backend removed while not open is
+// tried no more (TestMain finds any attempt left running).
+func TestReloadOfABackendThatDoesNotOpen(t *testing.T) {
+	ctx := context.Background()
+	m, reg, blocker := startBlocked(t)
+
+	f2, _ := blocked(t, "2")
+	ch, err := m.Reload(ctx, f2)
+	require.NoError(t, err)
+	require.Equal(t, []string{"bad"}, ch.Replaced)
+	require.Equal(t, 1.0, testutil.ToFloat64(reloads(t, reg, "ok")))
+	// The first definition's directory can be made now, the second's not:
+	// only the second is tried.
+	require.NoError(t, os.Remove(blocker))
+	require.Eventually(t, func() bool {
+		_, err = get(m, "x")
+		return strings.Contains(fmt.Sprint(err), "(failed 2 times;")
+	}, 20*time.Second, 10*time.Millisecond, "the second definition tried again: %v", err)
+	require.ErrorIs(t, err, manager.ErrNotOpen)
+	require.ErrorContains(t, err, filepath.Dir(f2.Backends[1].Config.DataDir)+": not a directory")
+
+	f3, _ := blocked(t, "3")
+	f3.Backends[1].Config.DataDir = t.TempDir()
+	ch, err = m.Reload(ctx, f3)
+	require.NoError(t, err)
+	require.Equal(t, []string{"bad"}, ch.Replaced)
+	put(t, m, "x")
+
+	f4, _ := blocked(t, "4")
+	_, err = m.Reload(ctx, f4)
+	require.ErrorContains(t, err, "backend bad: ", "a backend being served is not replaced by one that does not open")
+	put(t, m, "y")
+
+	// Not open again, then removed.
+	m2, err := manager.New(ctx, f4, manager.Options{})
+	require.NoError(t, err)
+	ch, err = m2.Reload(ctx, file("good", map[string]string{"good": "1"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"bad"}, ch.Removed)
+	require.NoError(t, m2.Close(ctx))
+}
+
+// Options.Prepare's failure leaves the backend not open, tried again with
+// Prepare until it succeeds.
+func TestPrepareFailureIsAFailureToOpen(t *testing.T) {
+	ctx := context.Background()
+	var calls atomic.Int32
+	prepare := func(_ context.Context, def config.Backend, _ *host.Store) error {
+		if calls.Add(1) < 3 {
+			return errors.New("no backup verifies")
+		}
+		return nil
+	}
+	m, err := manager.New(ctx, file("a", map[string]string{"a": "1"}), manager.Options{Prepare: prepare})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	require.ErrorContains(t, m.Ready(ctx), "backend a: backend not open: no backup verifies")
+	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, int32(3), calls.Load())
+	put(t, m, "x")
+}
