@@ -335,8 +335,8 @@ func firstOf(ss ...string) string {
 type managerBackends struct{ *manager.Manager }
 
 // Subscribe is manager.Manager.Subscribe, as httpapi takes it.
-func (b managerBackends) Subscribe(ctx context.Context, f events.Filter, from string) (httpapi.Subscription, error) {
-	sub, err := b.Manager.Subscribe(ctx, f, from)
+func (b managerBackends) Subscribe(ctx context.Context, f events.Filter, from string, loss httpapi.Loss) (httpapi.Subscription, error) {
+	sub, err := b.Manager.Subscribe(ctx, f, from, loss)
 	if err != nil {
 		return nil, err // not a nil *manager.Subscription in an interface
 	}

@@ -23,16 +23,17 @@ import (
 type EventBackends interface {
 	Backends
 	// Subscribe subscribes to the events f passes, after the position
-	// from ("" for the events from now on). A from this API did not issue
-	// is an error wrapping events.ErrBadID.
-	Subscribe(ctx context.Context, f events.Filter, from string) (Subscription, error)
+	// from ("" for the events from now on), doing what loss says when a
+	// backend's events are lost. A from this API did not issue is an
+	// error wrapping events.ErrBadID.
+	Subscribe(ctx context.Context, f events.Filter, from string, loss Loss) (Subscription, error)
 }
 
 // Subscription is a subscription EventBackends.Subscribe made.
 type Subscription interface {
-	// Events delivers the events, and is closed when the subscription
-	// ends.
-	Events() <-chan events.Event
+	// Events delivers the events, and the reports of lost ones
+	// (LossReported), and is closed when the subscription ends.
+	Events() <-chan Event
 	// Err returns why the subscription ended, once Events is closed.
 	Err() error
 	// Start is the position the subscription starts after: the first
@@ -40,6 +41,44 @@ type Subscription interface {
 	Start() string
 	// Close ends the subscription.
 	Close()
+}
+
+// Loss says what a subscription of several backends does when the events
+// of one of them are lost: its log was cut, trimmed past the subscriber, or
+// lost with its Redis, or the position resumed from names no place in it.
+type Loss int
+
+const (
+	// LossEnds ends the subscription with events.ErrLost, and fails a
+	// resume whose position one backend no longer holds: the subscriber
+	// reads every record again.
+	LossEnds Loss = iota
+	// LossReported reports the backend's loss as an Event with Lost set
+	// and goes on: that backend's events from then on, the others' from
+	// where they were. The subscriber reads that backend's records again,
+	// and no other's. One backend whose log a plugin cuts again and again
+	// then costs the subscribers of the others nothing.
+	LossReported
+)
+
+// Event is an event of a subscription of several backends: a backend's
+// event, or, when Lost is set, the report that a backend's events were
+// lost (LossReported), whose ID is the position after it.
+type Event struct {
+	events.Event
+	Lost *Lost
+}
+
+// Lost reports a backend's lost events.
+type Lost struct {
+	// Backend is the backend whose events were lost.
+	Backend string
+	// Kinds are the record kinds of the subscription that the backend
+	// serves: their records may have changed unseen. A plugin's own kinds
+	// it published are lost too.
+	Kinds []string
+	// Reason says what was lost, and why.
+	Reason error
 }
 
 // Stream timing. keepaliveInterval is the default of Handler.keepalive.
@@ -111,6 +150,14 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	if from == "" {
 		from = q.Get("last_event_id")
 	}
+	loss := LossEnds
+	switch q.Get("on_loss") {
+	case "", "end":
+	case "continue":
+		loss = LossReported
+	default:
+		return invalid(fmt.Sprintf("on_loss is end or continue, not %s", quoted(q.Get("on_loss"))))
+	}
 	if h.streamsAreEnded() {
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, msg: "the daemon is shutting down"}
 	}
@@ -127,7 +174,7 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 	}
 	defer h.streams.release(slot)
 
-	sub, err := subscribe(r.Context(), eb, f, from)
+	sub, err := subscribe(r.Context(), eb, f, from, loss)
 	if err != nil {
 		return subscribeError(err, from)
 	}
@@ -180,7 +227,11 @@ func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, q url.Val
 				h.endStream(s, r, sub.Err())
 				return nil
 			}
-			if !s.write(eventFrame(&ev)) {
+			frame := eventFrame(&ev.Event)
+			if ev.Lost != nil {
+				frame = lostFrame(&ev)
+			}
+			if !s.write(frame) {
 				return nil
 			}
 			pending++
@@ -211,9 +262,9 @@ func (h *Handler) streamsFull(w http.ResponseWriter) error {
 
 // subscribe subscribes through eb, again (twice at most) when a reload
 // closed a backend between the routes being read and its subscription.
-func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from string) (Subscription, error) {
+func subscribe(ctx context.Context, eb EventBackends, f events.Filter, from string, loss Loss) (Subscription, error) {
 	for attempt := 0; ; attempt++ {
-		sub, err := eb.Subscribe(ctx, f, from)
+		sub, err := eb.Subscribe(ctx, f, from, loss)
 		if err != nil && attempt < 2 && (errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed)) {
 			continue
 		}
@@ -295,22 +346,53 @@ type eventJSON struct {
 	Data    []byte `json:"data,omitempty"`
 }
 
-// eventFrame is one event of the stream: its ID, then its JSON on one
-// line (encoding/json escapes every line break inside strings).
+// eventFrame is one event of the stream: its ID, then its JSON.
 func eventFrame(ev *events.Event) []byte {
 	out := eventJSON{ID: ev.ID, Kind: ev.Kind, Op: ev.Op, AgentID: ev.AgentID, Key: ev.Key, Time: formatTime(ev.Time), Data: ev.Data}
 	if ev.Version != 0 {
 		out.Version = formatVersion(ev.Version)
 	}
+	return frame(ev.ID, "", out)
+}
+
+// frame is a frame of the stream: its id, its event name unless it is
+// "", and v's JSON on one line (encoding/json escapes every line break
+// inside strings).
+func frame(id, event string, v any) []byte {
 	var buf bytes.Buffer
 	buf.WriteString("id: ")
-	buf.WriteString(ev.ID)
+	buf.WriteString(id)
+	if event != "" {
+		buf.WriteString("\nevent: ")
+		buf.WriteString(event)
+	}
 	buf.WriteString("\ndata: ")
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(out) // cannot fail: strings and bytes only; ends with "\n"
+	_ = enc.Encode(v) // cannot fail: strings and bytes only; ends with "\n"
 	buf.WriteByte('\n')
 	return buf.Bytes()
+}
+
+// lostJSON is the data of a lost event: a backend's events lost, the
+// stream going on (on_loss=continue).
+type lostJSON struct {
+	Code    string   `json:"code"`
+	Backend string   `json:"backend"`
+	Kinds   []string `json:"kinds"`
+	Message string   `json:"message"`
+}
+
+// lostFrame reports ev.Lost: "event: lost", the position after it, and
+// which backend and kinds to read again.
+func lostFrame(ev *Event) []byte {
+	l := ev.Lost
+	out := lostJSON{Code: endEventsLost, Backend: l.Backend, Kinds: l.Kinds,
+		Message: l.Reason.Error() + ": read the records of its kinds again; the stream goes on with its events from here, and the other backends' as before"}
+	if out.Kinds == nil {
+		out.Kinds = []string{}
+	}
+	return frame(ev.ID, "lost", out)
 }
 
 // parseEventFilter reads the kind, agent_id and op parameters. kind and op

@@ -56,12 +56,19 @@ func init() {
 				continue
 			}
 			schema := "Event"
-			if f.event == "end" {
+			switch f.event {
+			case "":
+			case "end":
 				schema = "StreamEnd"
 				if i != len(frames)-1 {
 					return nil, fmt.Errorf("frame %d: an end event is not the last", i)
 				}
-			} else if f.event != "" {
+			case "lost":
+				schema = "StreamLost"
+				if f.id == "" {
+					return nil, fmt.Errorf("frame %d: a lost event without an id", i)
+				}
+			default:
 				return nil, fmt.Errorf("frame %d: undocumented event type %q", i, f.event)
 			}
 			var v any
@@ -749,8 +756,8 @@ func TestEventsStreamsGauge(t *testing.T) {
 // passes it.
 type managerEvents struct{ *manager.Manager }
 
-func (m managerEvents) Subscribe(ctx context.Context, f events.Filter, from string) (httpapi.Subscription, error) {
-	sub, err := m.Manager.Subscribe(ctx, f, from)
+func (m managerEvents) Subscribe(ctx context.Context, f events.Filter, from string, loss httpapi.Loss) (httpapi.Subscription, error) {
+	sub, err := m.Manager.Subscribe(ctx, f, from, loss)
 	if err != nil {
 		return nil, err
 	}
@@ -779,4 +786,48 @@ func TestEventsStreamsBounded(t *testing.T) {
 
 	_, err := httpapi.New(httpapi.Options{Backends: managerEvents{e.m}, MaxEventStreams: -1})
 	assert.Error(t, err)
+}
+
+// With on_loss=continue, a backend whose events after the position are no
+// longer retained is reported by an `event: lost` frame naming it and its
+// kinds, and the stream goes on: the other backend's events since the
+// position, then the lost one's new events. Without it the same resume
+// answers 410 events_lost; an on_loss of neither end nor continue is 400.
+func TestEventsLossReportedOneBackendAtATime(t *testing.T) {
+	f := memoryFile(0, 3, "states", "others")
+	f.Routes.Metrics, f.Routes.Alerts = "others", "others"
+	e := newEventsEnv(t, f)
+	s := e.open("/v1/events")
+	e.putState("s1", `{}`)
+	first := s.event()
+	s.close()
+	for i := range 5 {
+		e.putState(fmt.Sprint("s", i+2), `{}`) // past the retention of 3
+	}
+	metric := `{"agent_id":"a1","name":"load","value":1,"timestamp":"2026-12-01T00:00:00Z"}`
+	require.Equal(t, http.StatusOK, e.req("POST", "/v1/metrics", metric).code)
+
+	e.reqRaw("GET", "/v1/events", nil, "Last-Event-ID", first.ID).requireError(t, http.StatusGone, "events_lost")
+	e.req("GET", "/v1/events?on_loss=sometimes", nil).requireError(t, http.StatusBadRequest, "invalid")
+
+	c := e.open("/v1/events?on_loss=continue", "Last-Event-ID", first.ID)
+	lost, ok := c.next(5 * time.Second)
+	require.True(t, ok)
+	require.Equal(t, "lost", lost.event, "%+v", lost)
+	require.Equal(t, c.start, lost.id, "the report's id is the position after it")
+	var report struct {
+		Code    string   `json:"code"`
+		Backend string   `json:"backend"`
+		Kinds   []string `json:"kinds"`
+		Message string   `json:"message"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(lost.data), &report))
+	require.Equal(t, "events_lost", report.Code)
+	require.Equal(t, "states", report.Backend)
+	require.Equal(t, []string{"agent_states"}, report.Kinds)
+	require.Contains(t, report.Message, "backend states: events: events after this position are no longer retained")
+	got := c.event()
+	require.Equal(t, "metrics", got.Kind, "the other backend's event since the position")
+	e.putState("s9", `{}`)
+	require.Equal(t, "s9", c.event().Key, "the lost backend's events after the report")
 }

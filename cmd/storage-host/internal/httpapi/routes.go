@@ -77,6 +77,7 @@ var (
 	pAgentIDs    = queryParam{name: "agent_id", repeatable: true}
 	pOps         = queryParam{name: "op", repeatable: true}
 	pLastEventID = queryParam{name: "last_event_id"}
+	pOnLoss      = queryParam{name: "on_loss"}
 )
 
 // routes is every route the Handler serves.
@@ -113,5 +114,5 @@ var routes = []route{
 
 	// The read scopes events need depend on the kinds asked for: the
 	// handler checks them.
-	{method: "GET", path: "/v1/events", access: anyKey, query: []queryParam{pKinds, pAgentIDs, pOps, pLastEventID}, serve: (*Handler).streamEvents},
+	{method: "GET", path: "/v1/events", access: anyKey, query: []queryParam{pKinds, pAgentIDs, pOps, pLastEventID, pOnLoss}, serve: (*Handler).streamEvents},
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/storage-host/storage-host/abi"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 )
@@ -37,8 +38,10 @@ var ErrRerouted = fmt.Errorf("manager: a reload routed the record kinds of this 
 // what that backend logged since is not known. The subscription ends when
 // any backend's does (ErrSlowSubscriber, a reload that retired the
 // backend, ...), or a reload routes one of its record kinds to a backend
-// it does not follow (ErrRerouted), and Err says why.
-func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (*Subscription, error) {
+// it does not follow (ErrRerouted), and Err says why. With httpapi.LossReported,
+// a backend's lost events (events.ErrLost, at the start or later) are
+// reported instead, and the subscription goes on (Loss).
+func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, loss httpapi.Loss) (*Subscription, error) {
 	g := m.current.Load()
 	if g == nil {
 		return nil, errors.New("manager: closed")
@@ -49,35 +52,52 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string) (
 	}
 	names := g.followed(f.Kinds)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Subscription{c: make(chan events.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names)),
-		m: m, kinds: f.Kinds, routed: make([][]abi.RecordKind, len(names))}
+	s := &Subscription{c: make(chan httpapi.Event, 64), done: make(chan struct{}), cancel: cancel, names: names, pos: make([]string, len(names)),
+		m: m, kinds: f.Kinds, routed: make([][]abi.RecordKind, len(names)), filter: f, loss: loss, stores: make([]*host.Store, len(names))}
 	for _, kind := range abi.RecordKinds() {
 		if i := slices.Index(names, g.routes[kind].def.Name); i >= 0 {
 			s.routed[i] = append(s.routed[i], kind)
 		}
 	}
 	subs := make([]*events.Subscription, len(names))
+	var lost []httpapi.Event
 	for i, name := range names {
 		b := g.backends[name]
 		if b.store == nil {
 			cancel()
 			return nil, b.notOpenError()
 		}
-		sub, err := b.store.Subscribe(ctx, f, positions[name])
+		pos, named := positions[name]
+		var err error
+		if from != "" && !named {
+			err = fmt.Errorf("backend %s: %w: the position names no place in its log (a reload routed the kinds asked for to it since the position was issued, or the position is another stream's)", name, events.ErrLost)
+		} else {
+			subs[i], err = b.store.Subscribe(ctx, f, pos)
+			if err != nil {
+				err = fmt.Errorf("backend %s: %w", name, err)
+			}
+		}
+		if err != nil && loss == httpapi.LossReported && errors.Is(err, events.ErrLost) {
+			lost = append(lost, httpapi.Event{Lost: s.lost(i, err)})
+			subs[i], err = b.store.Subscribe(ctx, f, "")
+		}
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("backend %s: %w", name, err)
+			for _, sub := range subs {
+				if sub != nil {
+					sub.Close()
+				}
+			}
+			return nil, err
 		}
-		subs[i] = sub
-		s.pos[i] = sub.Start()
-	}
-	for _, name := range names {
-		if _, ok := positions[name]; from != "" && !ok {
-			cancel()
-			return nil, fmt.Errorf("backend %s: %w: the position names no place in its log (a reload routed the kinds asked for to it since the position was issued, or the position is another stream's)", name, events.ErrLost)
-		}
+		s.stores[i] = b.store
+		s.pos[i] = subs[i].Start()
 	}
 	s.start = s.position()
+	for _, ev := range lost {
+		ev.ID = s.start
+		s.c <- ev // one per backend, fewer than the channel holds
+	}
 	m.track(s)
 	if !s.follows(m.current.Load()) {
 		s.end(ErrRerouted) // a reload came between the routes read and track
@@ -172,7 +192,7 @@ func ownKinds(kinds []string) bool {
 // Subscription is a manager's merged subscription. Receive from Events
 // until it is closed; then Err says why.
 type Subscription struct {
-	c      chan events.Event
+	c      chan httpapi.Event
 	done   chan struct{}
 	once   sync.Once
 	err    error
@@ -191,6 +211,21 @@ type Subscription struct {
 	m      *Manager
 	kinds  []string // the filter's kinds: which backends the subscription follows
 	routed [][]abi.RecordKind
+
+	filter events.Filter
+	loss   httpapi.Loss
+	stores []*host.Store // by names' index: where a lost backend is followed again
+}
+
+// lost is the report of backend i's loss, err.
+func (s *Subscription) lost(i int, err error) *httpapi.Lost {
+	l := &httpapi.Lost{Backend: s.names[i], Reason: err}
+	for _, k := range s.routed[i] {
+		if len(s.kinds) == 0 || ownKinds(s.kinds) || slices.Contains(s.kinds, k.Name()) {
+			l.Kinds = append(l.Kinds, k.Name())
+		}
+	}
+	return l
 }
 
 // passes reports whether the event of kind from backend i is passed on:
@@ -208,7 +243,7 @@ func (s *Subscription) passes(i int, kind string) bool {
 
 // Events returns the channel the events arrive on; each one's ID is the
 // position to resume after it.
-func (s *Subscription) Events() <-chan events.Event { return s.c }
+func (s *Subscription) Events() <-chan httpapi.Event { return s.c }
 
 // Err returns why the subscription ended, once Events is closed; nil after
 // Close.
@@ -239,6 +274,64 @@ func (s *Subscription) end(err error) {
 }
 
 func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscription) {
+	for {
+		if !s.pass(i, sub) {
+			return
+		}
+		err := sub.Err()
+		if err == nil && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		if errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed) {
+			err = fmt.Errorf("a reload replaced or removed it: %w", err)
+		}
+		err = fmt.Errorf("backend %s: %w", s.names[i], err)
+		if s.loss != httpapi.LossReported || ctx.Err() != nil || !(errors.Is(err, events.ErrLost) || errors.Is(err, events.ErrUnavailable)) {
+			s.end(err)
+			return
+		}
+		// A log that lost events ends its subscriptions (ErrUnavailable,
+		// or ErrLost at a gap), and resuming from the last position
+		// tells which: ErrLost, or a log read again that lost nothing.
+		s.mu.Lock()
+		pos := s.pos[i]
+		s.mu.Unlock()
+		next, serr := s.stores[i].Subscribe(ctx, s.filter, pos)
+		if serr == nil {
+			sub = next
+			continue
+		}
+		if !errors.Is(serr, events.ErrLost) {
+			s.end(err) // unreadable (its Redis is away): as LossEnds
+			return
+		}
+		// Followed again from now on: what it logs after this
+		// subscription starts reaches the subscriber after the report,
+		// which sends it to read the backend's records again.
+		lostErr := fmt.Errorf("backend %s: %w", s.names[i], serr)
+		next, serr = s.stores[i].Subscribe(ctx, s.filter, "")
+		if serr != nil {
+			s.end(fmt.Errorf("%w; following it again after the loss: %w", err, serr))
+			return
+		}
+		s.mu.Lock()
+		s.pos[i] = next.Start()
+		ev := httpapi.Event{Event: events.Event{ID: s.position()}, Lost: s.lost(i, lostErr)}
+		select {
+		case s.c <- ev:
+			s.mu.Unlock()
+		case <-s.done:
+			s.mu.Unlock()
+			next.Close()
+			return
+		}
+		sub = next
+	}
+}
+
+// pass passes sub's events on, as backend i's, until sub ends (true) or
+// the subscription does (false).
+func (s *Subscription) pass(i int, sub *events.Subscription) bool {
 	for ev := range sub.Events() {
 		if !s.passes(i, ev.Kind) {
 			s.mu.Lock()
@@ -251,22 +344,15 @@ func (s *Subscription) forward(ctx context.Context, i int, sub *events.Subscript
 		s.pos[i] = ev.ID
 		ev.ID = s.position()
 		select {
-		case s.c <- ev:
+		case s.c <- httpapi.Event{Event: ev}:
 			s.mu.Unlock()
 		case <-s.done:
 			s.pos[i] = prev // not delivered: no later position may count it
 			s.mu.Unlock()
-			return
+			return false
 		}
 	}
-	err := sub.Err()
-	if err == nil && ctx.Err() != nil {
-		err = context.Cause(ctx)
-	}
-	if errors.Is(err, events.ErrClosed) || errors.Is(err, host.ErrClosed) {
-		err = fmt.Errorf("a reload replaced or removed it: %w", err)
-	}
-	s.end(fmt.Errorf("backend %s: %w", s.names[i], err))
+	return true
 }
 
 // position encodes every backend's position; under mu.

@@ -9,18 +9,30 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
 	"github.com/storage-host/storage-host/host/pgtest"
+	"github.com/storage-host/storage-host/host/redisbridge"
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 func receive(t *testing.T, s *manager.Subscription) events.Event {
+	t.Helper()
+	e := receiveAny(t, s)
+	require.Nil(t, e.Lost, "a loss reported")
+	return e.Event
+}
+
+// receiveAny receives an event or a report of lost ones.
+func receiveAny(t *testing.T, s *manager.Subscription) httpapi.Event {
 	t.Helper()
 	select {
 	case e, ok := <-s.Events():
@@ -28,7 +40,7 @@ func receive(t *testing.T, s *manager.Subscription) events.Event {
 		return e
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event within 5s")
-		return events.Event{}
+		return httpapi.Event{}
 	}
 }
 
@@ -40,7 +52,7 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close(ctx)
 
-	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	sub, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	start := sub.Start()
 	assert.Regexp(t, `^a=\d+-\d+;b=\d+-\d+$`, start)
@@ -56,13 +68,13 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	sub.Close()
 
 	// From the start position: both events again.
-	fromStart, err := m.Subscribe(ctx, events.Filter{}, start)
+	fromStart, err := m.Subscribe(ctx, events.Filter{}, start, httpapi.LossEnds)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{first.Kind, last.Kind}, []string{receive(t, fromStart).Kind, receive(t, fromStart).Kind})
 	fromStart.Close()
 
 	// Only metrics: only backend b.
-	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "")
+	onlyMetrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer onlyMetrics.Close()
 
@@ -70,15 +82,15 @@ func TestSubscribeMergesBackendsAndResumes(t *testing.T) {
 	// after it.
 	put(t, m, "s2")
 	put(t, m, "s3")
-	again, err := m.Subscribe(ctx, events.Filter{}, last.ID)
+	again, err := m.Subscribe(ctx, events.Filter{}, last.ID, httpapi.LossEnds)
 	require.NoError(t, err)
 	defer again.Close()
 	assert.Equal(t, "s2", receive(t, again).Key)
 	assert.Equal(t, "s3", receive(t, again).Key)
 
-	_, err = m.Subscribe(ctx, events.Filter{}, "garbage")
+	_, err = m.Subscribe(ctx, events.Filter{}, "garbage", httpapi.LossEnds)
 	assert.ErrorIs(t, err, manager.ErrBadPosition)
-	_, err = m.Subscribe(ctx, events.Filter{}, "a=nonsense")
+	_, err = m.Subscribe(ctx, events.Filter{}, "a=nonsense", httpapi.LossEnds)
 	assert.ErrorIs(t, err, events.ErrBadID)
 
 	// A reload that retires a backend ends the subscriptions on it.
@@ -102,7 +114,7 @@ func TestCacheMetrics(t *testing.T) {
 	defer m.Close(ctx)
 	// Wait for the put's own event: had it arrived during the first read,
 	// it would have refused that read's fill (correctly, and by chance).
-	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	sub, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer sub.Close()
 	put(t, m, "x")
@@ -165,7 +177,7 @@ func TestSubscribePassesOnlyRoutedKinds(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close(ctx)
 
-	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	sub, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer sub.Close()
 	conn, err := pgx.Connect(ctx, url)
@@ -191,7 +203,7 @@ func TestSubscribePassesOnlyRoutedKinds(t *testing.T) {
 	assert.Equal(t, "al1", got.Key)
 	// And from the start: the forged row is passed over again (two
 	// backends' events interleave in any order).
-	again, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAlert.Name(), abi.KindAgentState.Name()}}, sub.Start())
+	again, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindAlert.Name(), abi.KindAgentState.Name()}}, sub.Start(), httpapi.LossEnds)
 	require.NoError(t, err)
 	defer again.Close()
 	assert.ElementsMatch(t, []string{"s1", "al1"}, []string{receive(t, again).Key, receive(t, again).Key})
@@ -207,7 +219,7 @@ func TestSubscribeFollowsARouteMovedByAReload(t *testing.T) {
 	m, err := manager.New(ctx, f, manager.Options{})
 	require.NoError(t, err)
 	defer m.Close(ctx)
-	sub, err := m.Subscribe(ctx, events.Filter{}, "")
+	sub, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer sub.Close()
 
@@ -236,10 +248,10 @@ func TestSubscribeEndsWhenAReloadRoutesItsKindElsewhere(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close(ctx)
 	states := events.Filter{Kinds: []string{abi.KindAgentState.Name()}}
-	sub, err := m.Subscribe(ctx, states, "")
+	sub, err := m.Subscribe(ctx, states, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer sub.Close()
-	metrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "")
+	metrics, err := m.Subscribe(ctx, events.Filter{Kinds: []string{abi.KindMetric.Name()}}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer metrics.Close()
 	put(t, m, "s1")
@@ -258,10 +270,10 @@ func TestSubscribeEndsWhenAReloadRoutesItsKindElsewhere(t *testing.T) {
 	require.ErrorIs(t, sub.Err(), events.ErrClosed)
 
 	put(t, m, "s2") // through b
-	_, err = m.Subscribe(ctx, states, last.ID)
+	_, err = m.Subscribe(ctx, states, last.ID, httpapi.LossEnds)
 	require.ErrorIs(t, err, events.ErrLost)
 	require.ErrorContains(t, err, "backend b")
-	_, err = m.Subscribe(ctx, states, "x=1-0")
+	_, err = m.Subscribe(ctx, states, "x=1-0", httpapi.LossEnds)
 	require.ErrorIs(t, err, events.ErrLost)
 
 	// A subscription whose backends still serve its kinds goes on.
@@ -272,9 +284,83 @@ func TestSubscribeEndsWhenAReloadRoutesItsKindElsewhere(t *testing.T) {
 	assert.Equal(t, "s1", receive(t, metrics).AgentID)
 
 	// From now, through b: the new subscription follows b.
-	again, err := m.Subscribe(ctx, states, "")
+	again, err := m.Subscribe(ctx, states, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	defer again.Close()
 	put(t, m, "s3")
 	assert.Equal(t, "s3", receive(t, again).Key)
+}
+
+// With LossReported, one backend's lost events (its Redis stream gone) are
+// reported, and the subscription goes on: that backend's events after the
+// report, the other's without a gap. A resume whose position that backend
+// no longer holds reports the loss and delivers the other's events made
+// meanwhile. With LossEnds the same loss ends the subscription and fails
+// the resume.
+func TestOneBackendsLossIsReportedAndTheStreamGoesOn(t *testing.T) {
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t, addr)
+	f := file("mem", map[string]string{"mem": "1"})
+	f.Routes.AgentStates = "red"
+	f.Backends = append(f.Backends, config.Backend{Name: "red", Digest: "1", Config: host.Config{Name: "red", Plugin: "builtin:redis", Instances: 2,
+		Redis: &redisbridge.Config{Addrs: []string{addr}, KeyPrefix: prefix, Scripts: true}}})
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	metric := func(agent string) {
+		t.Helper()
+		require.NoError(t, m.Do(ctx, abi.KindMetric, func(st *host.Store) error {
+			_, err := st.PutMetric(ctx, host.Metric{AgentID: agent, Name: "cpu", Value: 1, Timestamp: time.Unix(100, 0)})
+			return err
+		}))
+	}
+
+	reported, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossReported)
+	require.NoError(t, err)
+	defer reported.Close()
+	ended, err := m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
+	require.NoError(t, err)
+	defer ended.Close()
+	put(t, m, "s1")
+	metric("m1")
+	var resume string
+	for _, sub := range []*manager.Subscription{reported, ended} {
+		first, second := receive(t, sub), receive(t, sub)
+		assert.ElementsMatch(t, []string{"s1", "m1"}, []string{first.AgentID, second.AgentID})
+		resume = second.ID
+	}
+
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	require.NoError(t, c.Del(ctx, redisbridge.HostKeyPrefix+"{"+prefix+"}:events").Err()) // as a Redis restarted empty
+	put(t, m, "s2")
+	lost := receiveAny(t, reported)
+	require.NotNil(t, lost.Lost, "got %+v", lost.Event)
+	assert.Equal(t, "red", lost.Lost.Backend)
+	assert.Equal(t, []string{abi.KindAgentState.Name()}, lost.Lost.Kinds)
+	require.ErrorIs(t, lost.Lost.Reason, events.ErrLost)
+	assert.Regexp(t, `^mem=\d+-\d+;red=\d+-\d+$`, lost.ID)
+	for range ended.Events() {
+	}
+	require.ErrorIs(t, ended.Err(), events.ErrUnavailable, "LossEnds: the subscription ends (resuming would be ErrLost)")
+	require.ErrorContains(t, ended.Err(), "lost events")
+
+	metric("m2")
+	put(t, m, "s3")
+	seen := map[string]bool{}
+	for !seen["m2"] || !seen["s3"] {
+		seen[receive(t, reported).AgentID] = true // s2 may come, or be in what was lost
+	}
+
+	_, err = m.Subscribe(ctx, events.Filter{}, resume, httpapi.LossEnds)
+	require.ErrorIs(t, err, events.ErrLost)
+	again, err := m.Subscribe(ctx, events.Filter{}, resume, httpapi.LossReported)
+	require.NoError(t, err)
+	defer again.Close()
+	first := receiveAny(t, again)
+	require.NotNil(t, first.Lost, "the loss is reported first: %+v", first.Event)
+	assert.Equal(t, "red", first.Lost.Backend)
+	assert.Equal(t, again.Start(), first.ID)
+	assert.Equal(t, "m2", receive(t, again).AgentID, "mem's events since the position")
 }

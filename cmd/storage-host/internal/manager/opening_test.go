@@ -17,6 +17,7 @@ import (
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
+	"github.com/storage-host/storage-host/cmd/storage-host/internal/httpapi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/manager"
 	"github.com/storage-host/storage-host/host"
 	"github.com/storage-host/storage-host/host/events"
@@ -89,9 +90,9 @@ func TestBackendThatDoesNotOpenWaitsAndServesOnceItOpens(t *testing.T) {
 	require.Equal(t, 0.0, backendOpen(t, reg, "bad"))
 	require.Equal(t, 1.0, backendOpen(t, reg, "good"))
 
-	_, err = m.Subscribe(ctx, events.Filter{}, "")
+	_, err = m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.ErrorIs(t, err, events.ErrUnavailable, "every backend's events: bad's cannot be followed")
-	sub, err := m.Subscribe(ctx, events.Filter{Kinds: []string{"metrics"}}, "")
+	sub, err := m.Subscribe(ctx, events.Filter{Kinds: []string{"metrics"}}, "", httpapi.LossEnds)
 	require.NoError(t, err, "good's events only")
 	sub.Close()
 
@@ -104,7 +105,7 @@ func TestBackendThatDoesNotOpenWaitsAndServesOnceItOpens(t *testing.T) {
 	require.Equal(t, 1.0, backendOpen(t, reg, "bad"))
 	_, ok = m.Store("bad")
 	require.True(t, ok)
-	sub, err = m.Subscribe(ctx, events.Filter{}, "")
+	sub, err = m.Subscribe(ctx, events.Filter{}, "", httpapi.LossEnds)
 	require.NoError(t, err)
 	sub.Close()
 }
