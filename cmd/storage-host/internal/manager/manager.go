@@ -203,6 +203,17 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 			return nil, Change{}, nil, fmt.Errorf("manager: backend %s has no digest: the configuration was parsed, not checked (config.File.Check)", def.Name)
 		}
 	}
+	// The backends to open are opened at once: a plugin slow to open
+	// (its start, its migrations, each bounded) delays the others by
+	// nothing.
+	type opening struct {
+		def       config.Backend
+		replacing bool // a backend being served
+		served    bool // a backend of that name was served, open or not
+		st        *host.Store
+		err       error
+	}
+	var opens []*opening
 	for _, def := range f.Backends {
 		prev, ok := old.backend(def.Name)
 		if ok && prev.def.Digest == def.Digest {
@@ -219,17 +230,28 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 			prev.stopOpening()
 			paused = append(paused, prev)
 		}
-		st, err := m.open(ctx, def, ok && prev.store != nil)
-		if err != nil {
-			if old != nil && (!ok || prev.store != nil) {
-				return nil, Change{}, nil, fmt.Errorf("backend %s: %w", def.Name, err)
-			}
-			g.backends[def.Name] = notOpened(def, err)
+		opens = append(opens, &opening{def: def, replacing: ok && prev.store != nil, served: ok})
+	}
+	var wg sync.WaitGroup
+	for _, o := range opens {
+		wg.Go(func() { o.st, o.err = m.open(ctx, o.def, o.replacing) })
+	}
+	wg.Wait()
+	for _, o := range opens {
+		if o.err == nil {
+			b := &backend{def: o.def, store: o.st}
+			opened = append(opened, b)
+			g.backends[o.def.Name] = b
+		}
+	}
+	for _, o := range opens {
+		if o.err == nil {
 			continue
 		}
-		b := &backend{def: def, store: st}
-		opened = append(opened, b)
-		g.backends[def.Name] = b
+		if old != nil && (!o.served || o.replacing) {
+			return nil, Change{}, nil, fmt.Errorf("backend %s: %w", o.def.Name, o.err)
+		}
+		g.backends[o.def.Name] = notOpened(o.def, o.err)
 	}
 	if old != nil {
 		for name := range old.backends {

@@ -3,8 +3,12 @@ package manager
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/storage-host/storage-host/abi"
 	"github.com/storage-host/storage-host/cmd/storage-host/internal/config"
@@ -50,6 +54,7 @@ type opener struct {
 func (o *opener) failed(err error, next time.Time) (tries int, changed bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	err = bounded(err)
 	changed = o.err == nil || o.err.Error() != err.Error()
 	o.err, o.next = err, next
 	o.tries++
@@ -75,7 +80,47 @@ func (b *backend) ready(ctx context.Context) error {
 
 // notOpened returns backend def, waiting to open again after err.
 func notOpened(def config.Backend, err error) *backend {
-	return &backend{def: def, opening: &opener{err: err, tries: 1, next: time.Now().Add(openRetryFirst)}}
+	return &backend{def: def, opening: &opener{err: bounded(err), tries: 1, next: time.Now().Add(openRetryFirst)}}
+}
+
+// maxOpenError bounds the text of an open's failure that is kept, logged
+// and answered (by every call routed to the backend, and /readyz): a
+// plugin's migration may raise an error of megabytes, and its text may
+// change at each attempt.
+const maxOpenError = 4 << 10
+
+// boundedError is an error whose text is cut to maxOpenError bytes, on
+// one line; errors.Is and As see the error it cuts.
+type boundedError struct {
+	err  error
+	text string
+}
+
+func (e *boundedError) Error() string { return e.text }
+func (e *boundedError) Unwrap() error { return e.err }
+
+// bounded returns err, its text cut to maxOpenError bytes (at a
+// character's start, saying how much was cut) and made one line.
+func bounded(err error) error {
+	text := err.Error()
+	cut := len(text)
+	if cut > maxOpenError {
+		i := maxOpenError
+		for i > 0 && !utf8.RuneStart(text[i]) {
+			i--
+		}
+		text = text[:i] + "… (" + strconv.Itoa(cut-i) + " bytes more)"
+	}
+	text = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(text, "\ufffd"))
+	if text == err.Error() {
+		return err
+	}
+	return &boundedError{err: err, text: text}
 }
 
 // retryOpen starts the attempts to open b, which is not open, until one
@@ -113,7 +158,7 @@ func (m *Manager) retryOpen(b *backend) {
 			delay = min(2*delay, openRetryMost)
 			tries, changed := o.failed(err, time.Now().Add(delay))
 			if changed {
-				log.Error("backend did not open again; its routes answer 503 until it does", "attempts", tries, "retry_in", delay.String(), "error", err)
+				log.Error("backend did not open again; its routes answer 503 until it does", "attempts", tries, "retry_in", delay.String(), "error", bounded(err))
 			} else {
 				log.Debug("backend did not open again", "attempts", tries, "retry_in", delay.String())
 			}

@@ -173,3 +173,23 @@ func TestPrepareFailureIsAFailureToOpen(t *testing.T) {
 	require.Equal(t, int32(3), calls.Load())
 	put(t, m, "x")
 }
+
+// The failure of an open is the plugin's text (a migration's RAISE, say)
+// and is answered by every call routed to the backend and by Ready: it is
+// cut to 4 KiB, on one line.
+func TestOpenFailureTextIsBounded(t *testing.T) {
+	ctx := context.Background()
+	raised := errors.New("raised:\n" + strings.Repeat("A", 8<<20))
+	prepare := func(context.Context, config.Backend, *host.Store) error { return fmt.Errorf("migration 1: %w", raised) }
+	m, err := manager.New(ctx, file("a", map[string]string{"a": "1"}), manager.Options{Prepare: prepare})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	_, err = get(m, "x")
+	require.ErrorIs(t, err, manager.ErrNotOpen)
+	text := err.Error()
+	require.Less(t, len(text), 4<<10+200)
+	require.True(t, strings.HasPrefix(text, "backend a: backend not open: migration 1: raised: AAAA"), "%.100s", text)
+	require.NotContains(t, text, "\n")
+	require.Contains(t, text, "… (8384533 bytes more) (failed 1 times; next attempt in ")
+	require.Less(t, len(m.Ready(ctx).Error()), 4<<10+200)
+}
