@@ -33,6 +33,11 @@ type PluginInfo struct {
 	// Err says why this host cannot load the module; nil if it can, given
 	// the capabilities its metadata declares.
 	Err error
+	// Ran reports whether the module decoded and compiled, so that it was
+	// run (its start, its metadata): an Err then says what running it
+	// found, which the plugin's code decides, and another run may not
+	// find; without Ran, Err is the module's bytes' own.
+	Ran bool
 }
 
 // Inspect loads wasm only as far as its metadata and one call, with every
@@ -99,6 +104,7 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 			}
 		}
 	}
+	info.Ran = true
 	p, err := load(ctx, cfg.withDefaults(), &s)
 	if p != nil { // read as far as its metadata; err says what failed after
 		info.Metadata, info.Migrations = p.meta, p.migrations

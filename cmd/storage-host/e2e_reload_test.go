@@ -284,7 +284,7 @@ func TestServeWithABackendThatDoesNotOpen(t *testing.T) {
 	require.Contains(t, string(r.body), "backend disk: backend not open: ")
 	r = call(t, "GET", d.url+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, r.code)
-	require.Contains(t, string(r.body), "backend disk: backend not open: ")
+	require.Contains(t, string(r.body), "backend disk: backend not open: see the daemon's log for why")
 	require.Equal(t, float64(0), d.metric(`storage_host_backend_open{backend="disk"}`))
 	require.Equal(t, float64(1), d.metric(`storage_host_backend_open{backend="mem"}`))
 	r = call(t, "GET", d.url+"/v1/events", "")
@@ -297,5 +297,43 @@ func TestServeWithABackendThatDoesNotOpen(t *testing.T) {
 	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
 	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
 	require.Equal(t, float64(1), d.metric(`storage_host_backend_open{backend="disk"}`))
+	d.stop()
+}
+
+// TestServeWithAPluginThatFailsWhenRun: a plugin whose run fails the
+// daemon's check at start (here its configure call traps; one that does
+// so only from some date on, or by chance, is the same) keeps neither the
+// daemon nor the other backends from starting. Its backend is not open,
+// and each attempt checks its plugin again: once the file holds a plugin
+// that runs, it opens, without a reload (the watcher is off).
+func TestServeWithAPluginThatFailsWhenRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "states.wasm")
+	trap, err := os.ReadFile(repoFile("testdata", "plugins", "hostile", "trapconfig.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(plugin, trap, 0o600))
+	cfg := configFile(t, "backend \"mem\" {\n  plugin = \"builtin:memory\"\n}\n"+
+		"backend \"states\" {\n  plugin = %q\n}\n"+
+		"routes {\n  metrics      = \"mem\"\n  alerts       = \"mem\"\n  agent_states = \"states\"\n}\n", plugin)
+	d := startDaemon(t, nil, "-config", cfg, "-watch=false")
+	d.waitLog(regexp.MustCompile(`backend did not open; the others serve.*backend=states .*Plugin cannot be loaded; host: incompatible plugin: host: configure plugin trapconfig`), 1)
+
+	metric := `{"agent_id":"a1","name":"load","value":1,"timestamp":"2026-12-01T00:00:00Z"}`
+	r := call(t, "POST", d.url+"/v1/metrics", metric, "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, r.code, "the other backend serves: %s", r.body)
+	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
+	require.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+	require.Contains(t, string(r.body), "backend states: backend not open: ")
+	require.Contains(t, string(r.body), "Plugin cannot be loaded")
+	require.Equal(t, http.StatusServiceUnavailable, call(t, "GET", d.url+"/readyz", "").code)
+
+	good, err := os.ReadFile(repoFile("testdata", "plugins", "agentstate.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(plugin, good, 0o600))
+	d.waitLog(regexp.MustCompile(`backend opened: it serves its routes now: backend=states`), 1)
+	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	require.Equal(t, http.StatusNoContent, call(t, "GET", d.url+"/readyz", "").code)
 	d.stop()
 }

@@ -212,6 +212,26 @@ func prune(dir, name string, keep int) ([]string, error) {
 	return removed, nil
 }
 
+// unverified remembers the backup files found not to verify.
+type unverified struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// first reports whether file is found not to verify for the first time.
+func (u *unverified) first(file string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seen[file] {
+		return false
+	}
+	if u.seen == nil {
+		u.seen = map[string]bool{}
+	}
+	u.seen[file] = true
+	return true
+}
+
 // restoreOnStart restores, into the backend b with restore_on_start that
 // st opened, the newest of its backups that verifies, with the expiries
 // its records had (backup.RestoreOptions.KeepExpiry), before it serves
@@ -220,7 +240,7 @@ func prune(dir, name string, keep int) ([]string, error) {
 // empty and soon write an empty backup over the good ones' place: it is
 // tried again (a good backup may be put in place meanwhile), and the
 // daemon's other backends serve.
-func restoreOnStart(ctx context.Context, b config.Backend, st *host.Store, log hclog.Logger) error {
+func restoreOnStart(ctx context.Context, b config.Backend, st *host.Store, log hclog.Logger, bad *unverified) error {
 	if b.Backup == nil || !b.Backup.RestoreOnStart {
 		return nil
 	}
@@ -238,7 +258,11 @@ func restoreOnStart(ctx context.Context, b config.Backend, st *host.Store, log h
 		sum, err := backup.RestoreFile(ctx, st, files[i], backup.RestoreOptions{Mode: abi.RestoreOverwrite, KeepExpiry: true})
 		switch {
 		case errors.Is(err, backup.ErrCorrupt), errors.Is(err, backup.ErrNotBackup), errors.Is(err, backup.ErrUnsupportedVersion):
-			log.Error("backup does not verify; trying the one before", "backend", b.Name, "file", files[i], "error", err)
+			level := hclog.Debug // said before: a backend tried again every 30 s says it once
+			if bad.first(files[i]) {
+				level = hclog.Error
+			}
+			log.Log(level, "backup does not verify; trying the one before", "backend", b.Name, "file", files[i], "error", err)
 		case err != nil:
 			return fmt.Errorf("restoring %s: %w", files[i], err)
 		default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/jackc/pgx/v5"
@@ -20,8 +21,24 @@ import (
 type CheckOption func(*checkOptions)
 
 type checkOptions struct {
-	offline bool
-	plugins *PluginCache
+	offline   bool
+	plugins   *PluginCache
+	deferRuns bool
+}
+
+// DeferPluginRuns makes what a plugin file decides when it is run fail
+// its backend rather than the File: a module that compiles but
+// whose start traps, whose metadata declares a capability not granted or
+// leaves a routed kind unserved, or that refuses its options. Such a
+// backend's Unchecked says why, and Check succeeds if nothing else fails.
+// A plugin's code may decide that differently from one run to the next
+// (a date, a random number), so that a file that checked yesterday would
+// keep a daemon from starting today: serve starts without that backend
+// and checks it again as it tries to open it. A built-in plugin's run is
+// this binary's and decides the same every time: what it finds is the
+// file's.
+func DeferPluginRuns() CheckOption {
+	return func(o *checkOptions) { o.deferRuns = true }
 }
 
 // Offline checks a file without resolving its secrets: secret_env and
@@ -70,6 +87,9 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	}
 	src := f.source
 	c := &checker{filename: src.filename, dir: src.dir}
+	if o.deferRuns {
+		c.deferred = map[string]hcl.Diagnostics{}
+	}
 	backends := slices.Clone(f.Backends)
 	plugins := make(map[string]served, len(backends))
 	var prefixes []keyPrefix
@@ -100,10 +120,11 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 			continue
 		}
 		info := o.plugins.inspect(ctx, wasm)
+		ran := len(c.diags) // what follows depends on the plugin's run
 		c.defaultScripts(rb, cfg, info)
 		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
 		if info.Err == nil {
-			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features}
+			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features, strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix)}
 			f := info.Metadata.Features
 			if rb.Backup != nil && !f.Has(abi.FeatureQuery) && f&(abi.FeatureMetrics|abi.FeatureAlerts|abi.FeatureAgentStates) != 0 {
 				// A backup lists every record: it would fail at every interval.
@@ -126,12 +147,22 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 				}
 			}
 		}
+		if c.deferred != nil && !strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix) && (info.Err == nil || info.Ran) && len(c.diags) > ran {
+			c.deferred[b.Name] = append(c.deferred[b.Name], c.diags[ran:]...)
+			c.diags = c.diags[:ran]
+			delete(plugins, b.Name)
+		}
 		b.Digest = digest(cfg, wasm)
 	}
 	c.servedRoutes(src.routes, plugins)
 	tokens := c.checkTokens(f.Auth, src.tokens, o.offline)
 	if err := c.err(); err != nil {
 		return err
+	}
+	for i := range backends {
+		if d := c.deferred[backends[i].Name]; len(d) > 0 {
+			backends[i].Unchecked = (&checker{filename: c.filename, diags: d}).err()
+		}
 	}
 	f.Backends, f.Auth.Tokens = backends, tokens
 	f.checked = !o.offline
@@ -146,6 +177,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 type served struct {
 	plugin   string // name and version
 	features abi.Feature
+	builtin  bool
 }
 
 // directory refuses the directory dir, named by the attribute expr, when
@@ -251,6 +283,13 @@ func (c *checker) servedRoutes(r *rawRoutes, served map[string]served) {
 			continue
 		}
 		kind := route.kind.Name()
+		if c.deferred != nil && !sv.builtin {
+			// What the plugin serves is what its run declared.
+			c.deferred[name] = append(c.deferred[name], &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Backend does not serve " + kind,
+				Detail:  fmt.Sprintf("Backend %q runs plugin %s, which does not serve %s (it advertises [%s]).", name, sv.plugin, kind, sv.features),
+				Subject: route.expr.Range().Ptr()})
+			continue
+		}
 		c.errorf(route.expr.Range(), "Backend does not serve "+kind,
 			"Backend %q runs plugin %s, which does not serve %s (it advertises [%s]); every %s request would be refused. Route %s to a backend that serves them.",
 			name, sv.plugin, kind, sv.features, kind, kind)

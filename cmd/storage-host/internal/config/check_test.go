@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -194,4 +195,53 @@ func TestPluginOfTheWrongShape(t *testing.T) {
 			require.NotContains(t, err.Error(), "options", fixture+" "+name)
 		}
 	}
+}
+
+// With DeferPluginRuns, what a plugin's run decides (its configure call
+// trapping, its storage_call of the wrong type found as it loads, a routed
+// kind its metadata does not serve) fails that backend, not the file: the
+// other backends are served, and the backend's Unchecked says why, where.
+// What the module's bytes decide (a bound of the module check) still fails
+// the file.
+func TestDeferPluginRuns(t *testing.T) {
+	dir := t.TempDir()
+	for _, fixture := range []string{"trapconfig", "badcall"} {
+		wasm, err := os.ReadFile(filepath.Join(plugins, "hostile", fixture+".wasm"))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fixture+".wasm"), wasm, 0o600))
+	}
+	agentOnly, err := os.ReadFile(filepath.Join(plugins, "agentstate.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "agentstate.wasm"), agentOnly, 0o600))
+	src := "backend \"good\" {\n  plugin = \"builtin:memory\"\n}\n" +
+		"backend \"trap\" {\n  plugin = \"trapconfig.wasm\"\n}\n" +
+		"backend \"call\" {\n  plugin = \"badcall.wasm\"\n}\n" +
+		"backend \"states\" {\n  plugin = \"agentstate.wasm\"\n}\n" +
+		"routes {\n  metrics      = \"states\"\n  alerts       = \"good\"\n  agent_states = \"trap\"\n}\n"
+	path := writeFile(t, dir, "d.hcl", []byte(src))
+	_, err = loadChecked(path)
+	require.ErrorContains(t, err, "d.hcl:5:12: Plugin cannot be loaded", "without the option, the file fails")
+
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, f.Check(context.Background(), config.DeferPluginRuns()))
+	unchecked := map[string]string{}
+	for _, b := range f.Backends {
+		require.NotEmpty(t, b.Digest, b.Name)
+		if b.Unchecked != nil {
+			unchecked[b.Name] = b.Unchecked.Error()
+		}
+	}
+	require.Len(t, unchecked, 3, "%v", unchecked)
+	require.Contains(t, unchecked["trap"], "d.hcl:5:12: Plugin cannot be loaded; host: incompatible plugin: host: configure plugin trapconfig: storage_call(configure): wasm error: unreachable")
+	require.Contains(t, unchecked["call"], "d.hcl:8:12: Plugin cannot be loaded; host: incompatible plugin: export storage_call has type")
+	require.Contains(t, unchecked["states"], "d.hcl:14:18: Backend does not serve metrics; Backend \"states\" runs plugin agentstate")
+
+	bomb := filepath.Join(plugins, "hostile", "deepnest.wasm")
+	wasm, err := os.ReadFile(bomb)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "deepnest.wasm"), wasm, 0o600))
+	f, err = config.Load(writeFile(t, dir, "s.hcl", []byte("backend \"b\" {\n  plugin = \"deepnest.wasm\"\n}\n")))
+	require.NoError(t, err)
+	require.ErrorContains(t, f.Check(context.Background(), config.DeferPluginRuns()), "s.hcl:2:12: Plugin cannot be loaded", "the module's bytes fail the file")
 }

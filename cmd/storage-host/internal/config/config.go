@@ -109,6 +109,10 @@ type Backend struct {
 	// changing a schedule does not rebuild the backend (which would empty
 	// a memory one).
 	Backup *Backup
+	// Unchecked, set by a Check with DeferPluginRuns, says what running
+	// the backend's plugin found wrong (an *Error): the backend is not
+	// opened as it is, but checked again first.
+	Unchecked error
 }
 
 // Backup schedules backups of a backend in the daemon: one every

@@ -170,6 +170,9 @@ type checker struct {
 	dataDir  string // the data directory (Options), absolute; "" for none
 	diags    hcl.Diagnostics
 	files    []string // File.Files
+	// deferred, set under DeferPluginRuns, holds by backend the errors
+	// its plugin's run found, which fail that backend only.
+	deferred map[string]hcl.Diagnostics
 }
 
 // source is what Check needs of the file a File was parsed from: the

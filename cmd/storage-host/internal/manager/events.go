@@ -65,7 +65,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, l
 		b := g.backends[name]
 		if b.store == nil {
 			cancel()
-			return nil, b.notOpenError()
+			return nil, b.notOpenError(true)
 		}
 		pos, named := positions[name]
 		var err error

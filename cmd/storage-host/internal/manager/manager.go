@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ type Options struct {
 	// Plugins remembers the plugins ReloadFile's checks inspect, across
 	// reloads. Default: none; each reload inspects every plugin again.
 	Plugins *config.PluginCache
+	// Recheck, when set, checks again the backend name of a definition
+	// whose plugin failed its check (config.Backend.Unchecked), before
+	// each attempt to open it, and returns the definition to open (one
+	// still Unchecked is a failure to open). Without it, such a backend
+	// never opens.
+	Recheck func(ctx context.Context, name string) (config.Backend, error)
 	// Prepare, when set, runs on each backend opened that does not
 	// replace one being served, before it serves (the daemon restores
 	// backups into it). Its error closes the store and counts as the
@@ -216,7 +223,10 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 	var opens []*opening
 	for _, def := range f.Backends {
 		prev, ok := old.backend(def.Name)
-		if ok && prev.def.Digest == def.Digest {
+		// A backend that is not open is tried again with whatever
+		// changed, its backup block included (which Digest leaves out: a
+		// restore_on_start turned off, a directory of good backups).
+		if ok && prev.def.Digest == def.Digest && (prev.store != nil || reflect.DeepEqual(prev.def.Backup, def.Backup)) {
 			g.backends[def.Name] = prev
 			ch.Kept = append(ch.Kept, def.Name)
 			continue
@@ -234,6 +244,10 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 	}
 	var wg sync.WaitGroup
 	for _, o := range opens {
+		if o.def.Unchecked != nil {
+			o.err = o.def.Unchecked // not opened until it checks
+			continue
+		}
 		wg.Go(func() { o.st, o.err = m.open(ctx, o.def, o.replacing) })
 	}
 	wg.Wait()
@@ -321,7 +335,7 @@ func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.
 			return fmt.Errorf("%w %q", ErrUnknownKind, kind)
 		}
 		if b.store == nil {
-			return b.notOpenError()
+			return b.notOpenError(true)
 		}
 		err := fn(b.store)
 		if err != nil && errors.Is(err, host.ErrClosed) && !errors.Is(err, host.ErrOutcomeUnknown) && m.current.Load() != g {
@@ -500,7 +514,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	)
 	for _, b := range g.backends {
 		if b.store == nil {
-			b.stopOpening()
+			b.stopOpeningWithin(ctx)
 			continue
 		}
 		wg.Go(func() {
@@ -534,7 +548,9 @@ func (m *Manager) backends() []*backend {
 
 // ReloadFile loads the configuration file at path, with the data
 // directory of the configuration being served (config.WithDataDir),
-// checks it (config.File.Check, with Options.Plugins) and reloads with it.
+// checks it (config.File.Check, with Options.Plugins and
+// config.DeferPluginRuns) and reloads with it: a backend whose plugin
+// failed its check is a backend that does not open.
 // check, when set, may refuse the checked file before anything changes
 // (the daemon refuses one that would leave a network listener without
 // auth). A file that does not load or check is a failed reload like a
@@ -547,7 +563,10 @@ func (m *Manager) ReloadFile(ctx context.Context, path string, check func(*confi
 	}
 	f, err := config.Load(path, opts...)
 	if err == nil {
-		err = f.Check(ctx, config.WithPluginCache(m.opts.Plugins))
+		// A plugin that fails when run fails its backend, not the file
+		// (config.DeferPluginRuns): a backend waiting to open after such
+		// a failure must not keep every other backend from reloading.
+		err = f.Check(ctx, config.WithPluginCache(m.opts.Plugins), config.DeferPluginRuns())
 	}
 	if err == nil && check != nil {
 		err = check(f)

@@ -61,19 +61,26 @@ func (o *opener) failed(err error, next time.Time) (tries int, changed bool) {
 	return o.tries, changed
 }
 
-// notOpenError is the error of a call routed to b, which is not open.
-func (b *backend) notOpenError() error {
+// notOpenError is the error of a call routed to b, which is not open:
+// with why, the last attempt's failure (the log has it too).
+func (b *backend) notOpenError(why bool) error {
 	o := b.opening
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return fmt.Errorf("backend %s: %w: %v (failed %d times; next attempt in %s)", b.def.Name, ErrNotOpen, o.err, o.tries,
+	reason := ": see the daemon's log for why"
+	if why {
+		reason = ": " + o.err.Error()
+	}
+	return fmt.Errorf("backend %s: %w%s (failed %d times; next attempt in %s)", b.def.Name, ErrNotOpen, reason, o.tries,
 		max(time.Until(o.next), 0).Round(time.Second))
 }
 
-// ready reports whether b serves: open, and its store ready.
+// ready reports whether b serves: open, and its store ready. A backend
+// not open is named without the failure's text, which may hold a
+// plugin's words, paths and server messages: readiness needs no token.
 func (b *backend) ready(ctx context.Context) error {
 	if b.store == nil {
-		return b.notOpenError()
+		return b.notOpenError(false)
 	}
 	return b.store.Ready(ctx)
 }
@@ -143,9 +150,13 @@ func (m *Manager) retryOpen(b *backend) {
 			case <-ctx.Done():
 				return
 			}
-			st, err := m.open(ctx, b.def, false)
+			def, err := m.recheck(ctx, b.def)
+			var st *host.Store
 			if err == nil {
-				if m.publish(ctx, b, st) {
+				st, err = m.open(ctx, def, false)
+			}
+			if err == nil {
+				if m.publish(ctx, b, def, st) {
 					log.Info("backend opened: it serves its routes now", "attempts", o.attempts()+1)
 					return
 				}
@@ -180,7 +191,11 @@ func (o *opener) attempts() int {
 
 // stopOpening stops b's attempts, if it is not open, and waits for them:
 // a store an attempt opened meanwhile is closed. Under m's lock.
-func (b *backend) stopOpening() {
+func (b *backend) stopOpening() { b.stopOpeningWithin(context.Background()) }
+
+// stopOpeningWithin is stopOpening, waiting at most until ctx ends (an
+// attempt stopped then still closes what it opened, later).
+func (b *backend) stopOpeningWithin(ctx context.Context) {
 	if b.store != nil {
 		return
 	}
@@ -191,14 +206,33 @@ func (b *backend) stopOpening() {
 	o.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
 	}
+}
+
+// recheck returns def, or, when its plugin failed its check
+// (config.Backend.Unchecked), the definition Options.Recheck finds now.
+func (m *Manager) recheck(ctx context.Context, def config.Backend) (config.Backend, error) {
+	if def.Unchecked == nil {
+		return def, nil
+	}
+	if m.opts.Recheck == nil {
+		return def, def.Unchecked
+	}
+	fresh, err := m.opts.Recheck(ctx, def.Name)
+	if err == nil && fresh.Unchecked != nil {
+		err = fresh.Unchecked
+	}
+	return fresh, err
 }
 
 // publish serves st, which an attempt opened, in b's place in the
 // generation being served; false when b is no longer served (a reload
 // replaced or removed it, or the manager closed), and st is then not used.
-func (m *Manager) publish(ctx context.Context, b *backend, st *host.Store) bool {
+func (m *Manager) publish(ctx context.Context, b *backend, def config.Backend, st *host.Store) bool {
 	select {
 	case m.lock <- struct{}{}:
 	case <-ctx.Done():
@@ -209,7 +243,7 @@ func (m *Manager) publish(ctx context.Context, b *backend, st *host.Store) bool 
 	if g == nil || g.backends[b.def.Name] != b {
 		return false
 	}
-	nb := &backend{def: b.def, store: st}
+	nb := &backend{def: def, store: st}
 	ng := &generation{file: g.file, backends: make(map[string]*backend, len(g.backends)), routes: make(map[abi.RecordKind]*backend, len(g.routes))}
 	for name, x := range g.backends {
 		ng.backends[name] = x

@@ -168,7 +168,9 @@ func TestPrepareFailureIsAFailureToOpen(t *testing.T) {
 	m, err := manager.New(ctx, file("a", map[string]string{"a": "1"}), manager.Options{Prepare: prepare})
 	require.NoError(t, err)
 	defer m.Close(ctx)
-	require.ErrorContains(t, m.Ready(ctx), "backend a: backend not open: no backup verifies")
+	require.ErrorContains(t, m.Ready(ctx), "backend a: backend not open: see the daemon's log for why", "readiness, which needs no token, does not tell why")
+	_, err = get(m, "x")
+	require.ErrorContains(t, err, "backend a: backend not open: no backup verifies")
 	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond)
 	require.Equal(t, int32(3), calls.Load())
 	put(t, m, "x")
@@ -192,4 +194,58 @@ func TestOpenFailureTextIsBounded(t *testing.T) {
 	require.NotContains(t, text, "\n")
 	require.Contains(t, text, "… (8384533 bytes more) (failed 1 times; next attempt in ")
 	require.Less(t, len(m.Ready(ctx).Error()), 4<<10+200)
+}
+
+// A backend whose plugin failed its check (config.Backend.Unchecked) is
+// not opened as it is: each attempt checks it again (Options.Recheck)
+// and opens what that finds, once it checks.
+func TestUncheckedBackendIsCheckedAgainBeforeItOpens(t *testing.T) {
+	ctx := context.Background()
+	f := file("a", map[string]string{"a": "1"})
+	f.Backends[0].Unchecked = errors.New("storage-host.hcl:2:12: Plugin cannot be loaded; boom")
+	var calls atomic.Int32
+	recheck := func(_ context.Context, name string) (config.Backend, error) {
+		require.Equal(t, "a", name)
+		def := file("a", map[string]string{"a": "1"}).Backends[0]
+		switch calls.Add(1) {
+		case 1:
+			return config.Backend{}, errors.New("the file does not load")
+		case 2:
+			def.Unchecked = errors.New("storage-host.hcl:2:12: Plugin cannot be loaded; boom again")
+		}
+		return def, nil
+	}
+	m, err := manager.New(ctx, f, manager.Options{Recheck: recheck})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	_, err = get(m, "x")
+	require.ErrorContains(t, err, "backend a: backend not open: storage-host.hcl:2:12: Plugin cannot be loaded; boom (failed 1 times")
+	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, int32(3), calls.Load())
+	put(t, m, "x")
+}
+
+// A reload that changes only the backup block of a backend that is not
+// open (a block Digest leaves out) replaces it: the new block is tried,
+// not the old one for ever.
+func TestReloadOfTheBackupBlockOfABackendThatDoesNotOpen(t *testing.T) {
+	ctx := context.Background()
+	prepare := func(_ context.Context, def config.Backend, _ *host.Store) error {
+		if def.Backup != nil && def.Backup.RestoreOnStart {
+			return errors.New("none of the backups verifies")
+		}
+		return nil
+	}
+	f := file("a", map[string]string{"a": "1"})
+	f.Backends[0].Backup = &config.Backup{Interval: time.Hour, Directory: t.TempDir(), Keep: 1, RestoreOnStart: true}
+	m, err := manager.New(ctx, f, manager.Options{Prepare: prepare})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	_, err = get(m, "x")
+	require.ErrorIs(t, err, manager.ErrNotOpen)
+
+	ch, err := m.Reload(ctx, file("a", map[string]string{"a": "1"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"a"}, ch.Replaced)
+	put(t, m, "x")
 }
