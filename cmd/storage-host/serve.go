@@ -143,7 +143,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	}
 	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore,
 		Recheck: func(ctx context.Context, name string) (config.Backend, error) {
-			return recheck(ctx, *configPath, dataDir, name)
+			return recheck(ctx, *configPath, dataDir, name, plugins)
 		}})
 	if err != nil {
 		return err
@@ -341,13 +341,13 @@ func firstOf(ss ...string) string {
 
 // recheck checks again the backend name of the configuration file at
 // path, whose plugin failed its check when the daemon started: its plugin
-// is run again (not taken from a cache, which would keep the failure).
+// is run again (plugins remembers what runs found good, not a failure).
 // The file is read again too: an edit made since is what a reload would
 // serve.
-func recheck(ctx context.Context, path, dataDir, name string) (config.Backend, error) {
+func recheck(ctx context.Context, path, dataDir, name string, plugins *config.PluginCache) (config.Backend, error) {
 	f, err := config.Load(path, config.WithDataDir(dataDir))
 	if err == nil {
-		err = f.Check(ctx, config.DeferPluginRuns())
+		err = f.Check(ctx, config.WithPluginCache(plugins), config.DeferPluginRuns())
 	}
 	if err != nil {
 		return config.Backend{}, err

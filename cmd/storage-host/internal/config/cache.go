@@ -14,8 +14,9 @@ import (
 
 // PluginCache remembers what Check learned by running plugins: each
 // module's inspection (host.Inspect) and each module's verdict on a set
-// of options (host.CheckOptions). Both depend only on the module's bytes,
-// the options and this host, and compiling a module takes up to seconds,
+// of options (host.CheckOptions), but a failure a run found, which the
+// plugin's code may not find next time. What it keeps depends only on the
+// module's bytes, the options and this host, and compiling a module takes up to seconds,
 // so a daemon that checks its file again at every reload keeps one
 // PluginCache for its life (WithPluginCache). The zero value is an empty
 // cache; it is safe for concurrent use.
@@ -52,9 +53,10 @@ func (pc *PluginCache) inspect(ctx context.Context, wasm []byte) host.PluginInfo
 	}
 	pc.mu.Unlock()
 	in.once.Do(func() { in.info = host.Inspect(ctx, wasm) })
-	if in.info.Err != nil && !errors.Is(in.info.Err, host.ErrIncompatible) {
+	if in.info.Err != nil && (!errors.Is(in.info.Err, host.ErrIncompatible) || in.info.Ran) {
 		// Not the module's fault (a cancelled context, the compilation
-		// cache): ask again next time.
+		// cache), or what running it found, which its code may find
+		// otherwise next time: ask again next time.
 		pc.mu.Lock()
 		if pc.inspections[key] == in {
 			delete(pc.inspections, key)
@@ -84,8 +86,10 @@ func (pc *PluginCache) checkOptions(ctx context.Context, wasm []byte, options ma
 		return err
 	}
 	err = host.CheckOptions(ctx, wasm, options)
-	if err != nil && ctx.Err() != nil {
-		return err // the caller gave up: no verdict to keep
+	if err != nil {
+		// The caller gave up, or the plugin's code refused, which it may
+		// not next time: no verdict to keep.
+		return err
 	}
 	pc.mu.Lock()
 	if pc.options == nil || len(pc.options) >= maxCacheEntries {
