@@ -84,13 +84,15 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 		Capabilities: everyCapability,
 		Instances:    1,
 	}
+	var cm wazero.CompiledModule
 	if !configure {
 		// The imports are listed from a module that only decodes (the
 		// interpreter compiles nothing worth caching), so that they are known
 		// even for one that cannot be loaded.
 		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithDebugInfoEnabled(false))
 		defer rt.Close(ctx)
-		cm, err := rt.CompileModule(ctx, wasm)
+		var err error
+		cm, err = rt.CompileModule(ctx, wasm)
 		if err != nil {
 			info.Err = fmt.Errorf("%w: compile: %v", ErrIncompatible, err)
 			return info
@@ -102,6 +104,18 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 			} else if c, ok := strings.CutPrefix(mod, abi.ModulePrefix); ok && !slices.Contains(info.Imports, abi.Capability(c)) {
 				info.Imports = append(info.Imports, abi.Capability(c))
 			}
+		}
+	}
+	if cm != nil {
+		// What the module imports and exports is its bytes': found before
+		// it runs.
+		err := checkImports(cm, everyCapability, false)
+		if err == nil {
+			err = checkExports(cm)
+		}
+		if err != nil {
+			info.Err = err
+			return info
 		}
 	}
 	info.Ran = true

@@ -147,7 +147,9 @@ func newBackends(ctx context.Context, path, dataDir string, stderr io.Writer) (*
 	}
 	f, err := config.Load(path, opts...)
 	if err == nil {
-		err = f.Check(ctx)
+		// Another backend's plugin failing its run does not keep this
+		// command from the backend it names (get refuses that one).
+		err = f.Check(ctx, config.DeferPluginRuns())
 	}
 	if err != nil {
 		var cerr *config.Error
@@ -172,6 +174,9 @@ func (b *backends) get(ctx context.Context, name, verb string, source bool) (*ho
 			names[i] = d.Name
 		}
 		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", b.path, name, strings.Join(names, ", "))
+	}
+	if def.Unchecked != nil {
+		return nil, def.Unchecked
 	}
 	switch {
 	case def.Config.Redis != nil || def.Config.Postgres != nil:

@@ -304,8 +304,8 @@ func TestServeWithABackendThatDoesNotOpen(t *testing.T) {
 // daemon's check at start (here its configure call traps; one that does
 // so only from some date on, or by chance, is the same) keeps neither the
 // daemon nor the other backends from starting. Its backend is not open,
-// and each attempt checks its plugin again: once the file holds a plugin
-// that runs, it opens, without a reload (the watcher is off).
+// each attempt checks its plugin again, and a reload replaces it with the
+// plugin file put right.
 func TestServeWithAPluginThatFailsWhenRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -328,10 +328,15 @@ func TestServeWithAPluginThatFailsWhenRun(t *testing.T) {
 	require.Contains(t, string(r.body), "Plugin cannot be loaded")
 	require.Equal(t, http.StatusServiceUnavailable, call(t, "GET", d.url+"/readyz", "").code)
 
+	// A plugin file replaced is a change of the configuration, which a
+	// reload applies (here a SIGHUP: the watcher is off); the attempts
+	// only run the plugin that was loaded again.
 	good, err := os.ReadFile(repoFile("testdata", "plugins", "agentstate.wasm"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(plugin, good, 0o600))
-	d.waitLog(regexp.MustCompile(`backend opened: it serves its routes now: backend=states`), 1)
+	d.waitLog(regexp.MustCompile(`backend did not open again; .*backend=states .*its plugin file or a secret changed since the configuration was loaded: a reload applies the change`), 1)
+	d.signal(syscall.SIGHUP)
+	d.waitLog(regexp.MustCompile(`configuration reloaded: .*replaced=\["states"\]`), 1)
 	r = call(t, "PUT", d.url+"/v1/agents/a1/state", `{"n":1}`)
 	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
 	require.Equal(t, http.StatusNoContent, call(t, "GET", d.url+"/readyz", "").code)

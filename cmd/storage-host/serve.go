@@ -76,7 +76,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 			// metadata, its options: what the plugin's code decides, which
 			// may change from one day to the next) does not keep the
 			// others from starting: it waits, and is checked again as it
-			// is tried (manager.Options.Recheck).
+			// is tried.
 			err = f.Check(context.Background(), config.WithPluginCache(plugins), config.DeferPluginRuns())
 		}
 		if err != nil {
@@ -141,10 +141,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	restore := func(ctx context.Context, b config.Backend, st *host.Store) error {
 		return restoreOnStart(ctx, b, st, logger, bad)
 	}
-	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore,
-		Recheck: func(ctx context.Context, name string) (config.Backend, error) {
-			return recheck(ctx, *configPath, dataDir, name, plugins)
-		}})
+	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore})
 	if err != nil {
 		return err
 	}
@@ -337,27 +334,6 @@ func firstOf(ss ...string) string {
 		}
 	}
 	return ""
-}
-
-// recheck checks again the backend name of the configuration file at
-// path, whose plugin failed its check when the daemon started: its plugin
-// is run again (plugins remembers what runs found good, not a failure).
-// The file is read again too: an edit made since is what a reload would
-// serve.
-func recheck(ctx context.Context, path, dataDir, name string, plugins *config.PluginCache) (config.Backend, error) {
-	f, err := config.Load(path, config.WithDataDir(dataDir))
-	if err == nil {
-		err = f.Check(ctx, config.WithPluginCache(plugins), config.DeferPluginRuns())
-	}
-	if err != nil {
-		return config.Backend{}, err
-	}
-	for _, b := range f.Backends {
-		if b.Name == name {
-			return b, nil
-		}
-	}
-	return config.Backend{}, fmt.Errorf("the configuration file %s no longer defines backend %s", path, name)
 }
 
 // managerBackends serves the HTTP API from the manager: its routed

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,22 @@ type checkOptions struct {
 	offline   bool
 	plugins   *PluginCache
 	deferRuns bool
+	only      string
+}
+
+// pluginRun is what running a backend's plugin found: its inspection and
+// its verdict on its options.
+type pluginRun struct {
+	info    host.PluginInfo
+	options error
+}
+
+// Only runs the plugin of backend name alone: the others' plugins are read
+// and pinned, but not run, and a route to them is not checked against what
+// they serve. For checking one backend again (a daemon's backend whose
+// plugin failed its check): the File is not for serving as a whole.
+func Only(name string) CheckOption {
+	return func(o *checkOptions) { o.only = name }
 }
 
 // DeferPluginRuns makes what a plugin file decides when it is run fail
@@ -94,6 +111,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	plugins := make(map[string]served, len(backends))
 	var prefixes []keyPrefix
 	var schemas []pgSchema
+	wasms := make([][]byte, len(backends))
 	for i := range backends {
 		b, rb := &backends[i], src.backends[i]
 		cfg := &b.Config
@@ -115,14 +133,44 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		if cfg.Redis != nil {
 			prefixes = c.checkRedis(rb, cfg.Redis, o.offline, prefixes)
 		}
+		wasms[i] = wasm
+	}
+	// The plugins run at once: one slow to start (up to its call
+	// timeout, twice) delays the check by its own time only.
+	runs := make([]pluginRun, len(backends))
+	var wg sync.WaitGroup
+	for i := range backends {
+		if wasms[i] == nil || (o.only != "" && backends[i].Name != o.only) {
+			continue
+		}
+		wg.Go(func() {
+			r := &runs[i]
+			r.info = o.plugins.inspect(ctx, wasms[i])
+			if r.info.Err == nil {
+				r.options = o.plugins.checkOptions(ctx, wasms[i], backends[i].Config.Options)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range backends {
+		b, rb, wasm := &backends[i], src.backends[i], wasms[i]
+		cfg := &b.Config
 		if wasm == nil {
 			b.Digest = ""
 			continue
 		}
-		info := o.plugins.inspect(ctx, wasm)
+		if o.only != "" && b.Name != o.only {
+			b.Digest = digest(cfg, wasm) // not run: only o.only's plugin is
+			continue
+		}
+		info := runs[i].info
 		ran := len(c.diags) // what follows depends on the plugin's run
 		c.defaultScripts(rb, cfg, info)
-		c.grant(info, cfg.Capabilities, grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil})
+		g := grantRange{rb.Plugin.Range(), rb.Redis, cfg.Redis, cfg.Postgres != nil}
+		c.grant(info, cfg.Capabilities, g)
+		// A capability the module imports and the file does not grant is
+		// the bytes' and the file's to decide, not the run's.
+		importsUngranted := slices.ContainsFunc(info.Imports, func(cp abi.Capability) bool { return !g.grants(cfg.Capabilities, cp) })
 		if info.Err == nil {
 			plugins[b.Name] = served{info.Metadata.Name + " " + info.Metadata.Version, info.Metadata.Features, strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix)}
 			f := info.Metadata.Features
@@ -134,7 +182,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 			// The plugin judges its own options, none included (serve
 			// configures it all the same), so that validate catches what
 			// serve would refuse.
-			if err := o.plugins.checkOptions(ctx, wasm, cfg.Options); err != nil {
+			if err := runs[i].options; err != nil {
 				if !errors.Is(err, host.ErrInvalid) {
 					// Not the plugin's verdict on its options: the module
 					// failed its configuration call (a trap, an export
@@ -147,7 +195,7 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 				}
 			}
 		}
-		if c.deferred != nil && !strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix) && (info.Err == nil || info.Ran) && len(c.diags) > ran {
+		if c.deferred != nil && !strings.HasPrefix(cfg.Plugin, host.BuiltinPrefix) && (info.Err == nil || info.Ran) && !importsUngranted && len(c.diags) > ran {
 			c.deferred[b.Name] = append(c.deferred[b.Name], c.diags[ran:]...)
 			c.diags = c.diags[:ran]
 			delete(plugins, b.Name)

@@ -198,11 +198,10 @@ func TestPluginOfTheWrongShape(t *testing.T) {
 }
 
 // With DeferPluginRuns, what a plugin's run decides (its configure call
-// trapping, its storage_call of the wrong type found as it loads, a routed
-// kind its metadata does not serve) fails that backend, not the file: the
-// other backends are served, and the backend's Unchecked says why, where.
-// What the module's bytes decide (a bound of the module check) still fails
-// the file.
+// trapping, a routed kind its metadata does not serve) fails that backend,
+// not the file: the other backends are served, and the backend's
+// Unchecked says why, where. What the module's bytes decide (an export of
+// the wrong type, a bound of the module check) still fails the file.
 func TestDeferPluginRuns(t *testing.T) {
 	dir := t.TempDir()
 	for _, fixture := range []string{"trapconfig", "badcall"} {
@@ -224,6 +223,12 @@ func TestDeferPluginRuns(t *testing.T) {
 
 	f, err := config.Load(path)
 	require.NoError(t, err)
+	require.ErrorContains(t, f.Check(context.Background(), config.DeferPluginRuns()), "d.hcl:8:12: Plugin cannot be loaded; host: incompatible plugin: export storage_call has type",
+		"an export of the wrong type is the module's bytes', found before it runs: the file's")
+	src = strings.Replace(src, "backend \"call\" {\n  plugin = \"badcall.wasm\"\n}\n", "", 1)
+	path = writeFile(t, dir, "d.hcl", []byte(src))
+	f, err = config.Load(path)
+	require.NoError(t, err)
 	require.NoError(t, f.Check(context.Background(), config.DeferPluginRuns()))
 	unchecked := map[string]string{}
 	for _, b := range f.Backends {
@@ -232,10 +237,22 @@ func TestDeferPluginRuns(t *testing.T) {
 			unchecked[b.Name] = b.Unchecked.Error()
 		}
 	}
-	require.Len(t, unchecked, 3, "%v", unchecked)
+	require.Len(t, unchecked, 2, "%v", unchecked)
 	require.Contains(t, unchecked["trap"], "d.hcl:5:12: Plugin cannot be loaded; host: incompatible plugin: host: configure plugin trapconfig: storage_call(configure): wasm error: unreachable")
-	require.Contains(t, unchecked["call"], "d.hcl:8:12: Plugin cannot be loaded; host: incompatible plugin: export storage_call has type")
-	require.Contains(t, unchecked["states"], "d.hcl:14:18: Backend does not serve metrics; Backend \"states\" runs plugin agentstate")
+	require.Contains(t, unchecked["states"], "d.hcl:11:18: Backend does not serve metrics; Backend \"states\" runs plugin agentstate")
+
+	// Only one backend's plugin run: the others' are not.
+	f, err = config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, f.Check(context.Background(), config.DeferPluginRuns(), config.Only("trap")))
+	for _, b := range f.Backends {
+		require.NotEmpty(t, b.Digest, b.Name)
+		if b.Name == "trap" {
+			require.ErrorContains(t, b.Unchecked, "d.hcl:5:12: Plugin cannot be loaded")
+		} else {
+			require.NoError(t, b.Unchecked, "%s's plugin is not run", b.Name)
+		}
+	}
 
 	bomb := filepath.Join(plugins, "hostile", "deepnest.wasm")
 	wasm, err := os.ReadFile(bomb)

@@ -266,6 +266,20 @@ type grantRange struct {
 	postgres bool                // the backend has a postgres block
 }
 
+// grants reports whether the backend grants cp: caps names it, or, for
+// redis, a redis block, for redis_scripts its scripts, for postgres a
+// postgres block.
+func (g grantRange) grants(caps []abi.Capability, cp abi.Capability) bool {
+	switch {
+	case slices.Contains(caps, cp),
+		cp == abi.CapabilityRedis && g.redis != nil,
+		cp == abi.CapabilityPostgres && g.postgres,
+		cp == abi.CapabilityRedisScripts && g.redis != nil && g.redis.Scripts:
+		return true
+	}
+	return false
+}
+
 // grant checks that the backend grants every capability the plugin
 // imports or declares, and that this host can load the plugin at all.
 // redis is granted by a redis block, redis_scripts by its scripts.
@@ -281,11 +295,7 @@ func (c *checker) grant(info host.PluginInfo, caps []abi.Capability, g grantRang
 		}
 	}
 	for _, cp := range needed {
-		switch {
-		case slices.Contains(caps, cp),
-			cp == abi.CapabilityRedis && g.redis != nil,
-			cp == abi.CapabilityPostgres && g.postgres,
-			cp == abi.CapabilityRedisScripts && g.redis != nil && g.redis.Scripts:
+		if g.grants(caps, cp) {
 			continue
 		}
 		verb, hint, rng := "declares", "add it to capabilities", g.plugin

@@ -50,11 +50,11 @@ type Options struct {
 	// Plugins remembers the plugins ReloadFile's checks inspect, across
 	// reloads. Default: none; each reload inspects every plugin again.
 	Plugins *config.PluginCache
-	// Recheck, when set, checks again the backend name of a definition
-	// whose plugin failed its check (config.Backend.Unchecked), before
-	// each attempt to open it, and returns the definition to open (one
-	// still Unchecked is a failure to open). Without it, such a backend
-	// never opens.
+	// Recheck checks again the backend name of a definition whose plugin
+	// failed its check (config.Backend.Unchecked), before each attempt to
+	// open it, and returns the definition to open (one still Unchecked is
+	// a failure to open). Default: the configuration being served is
+	// checked again, that backend's plugin alone run, with Plugins.
 	Recheck func(ctx context.Context, name string) (config.Backend, error)
 	// Prepare, when set, runs on each backend opened that does not
 	// replace one being served, before it serves (the daemon restores
@@ -73,8 +73,13 @@ type Manager struct {
 	// opened late (publish), which may give up waiting for it.
 	lock    chan struct{}
 	current atomic.Pointer[generation]
-	closing sync.WaitGroup // replaced backends still draining
-	closed  bool
+	// attempts holds the attempt to open a backend that failed to, one
+	// at a time: each may run a plugin's start, which its author may make
+	// cost a core up to its call timeout, and several such backends must
+	// not take every core from the backends that serve.
+	attempts chan struct{}
+	closing  sync.WaitGroup // replaced backends still draining
+	closed   bool
 
 	// subs holds the subscriptions open, which a reload that routes their
 	// record kinds to other backends ends (rerouted).
@@ -121,7 +126,7 @@ func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	m := &Manager{opts: opts, log: opts.Logger.Named("manager"), lock: make(chan struct{}, 1)}
+	m := &Manager{opts: opts, log: opts.Logger.Named("manager"), lock: make(chan struct{}, 1), attempts: make(chan struct{}, 1)}
 	if opts.Registry != nil {
 		m.metrics = newMetrics(m)
 		if err := opts.Registry.Register(m.metrics); err != nil {
@@ -190,7 +195,9 @@ func (m *Manager) open(ctx context.Context, def config.Backend, replacing bool) 
 // (startOpening).
 func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g *generation, ch Change, paused []*backend, err error) {
 	g = &generation{file: f, backends: make(map[string]*backend, len(f.Backends)), routes: make(map[abi.RecordKind]*backend, len(abi.RecordKinds()))}
-	var opened []*backend
+	// stopped are the attempts paused, kept apart from the result paused,
+	// which every error return sets to nil before this deferred call.
+	var opened, stopped []*backend
 	defer func() {
 		if err == nil {
 			return
@@ -198,10 +205,9 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 		for _, b := range opened {
 			_ = b.store.Close(context.WithoutCancel(ctx))
 		}
-		for _, b := range paused {
+		for _, b := range stopped {
 			m.retryOpen(b)
 		}
-		paused = nil
 	}()
 	for _, def := range f.Backends {
 		if def.Digest == "" {
@@ -238,7 +244,7 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 		}
 		if ok && prev.store == nil {
 			prev.stopOpening()
-			paused = append(paused, prev)
+			stopped = append(stopped, prev)
 		}
 		opens = append(opens, &opening{def: def, replacing: ok && prev.store != nil, served: ok})
 	}
@@ -286,7 +292,7 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 			ch.Rerouted = append(ch.Rerouted, fmt.Sprintf("%s: %s → %s", kind.Name(), old.routes[kind].def.Name, name))
 		}
 	}
-	return g, ch, paused, nil
+	return g, ch, stopped, nil
 }
 
 // route returns the name of the backend f routes kind to.

@@ -150,11 +150,17 @@ func (m *Manager) retryOpen(b *backend) {
 			case <-ctx.Done():
 				return
 			}
+			select {
+			case m.attempts <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			def, err := m.recheck(ctx, b.def)
 			var st *host.Store
 			if err == nil {
 				st, err = m.open(ctx, def, false)
 			}
+			<-m.attempts
 			if err == nil {
 				if m.publish(ctx, b, def, st) {
 					log.Info("backend opened: it serves its routes now", "attempts", o.attempts()+1)
@@ -214,19 +220,48 @@ func (b *backend) stopOpeningWithin(ctx context.Context) {
 }
 
 // recheck returns def, or, when its plugin failed its check
-// (config.Backend.Unchecked), the definition Options.Recheck finds now.
+// (config.Backend.Unchecked), the definition a check finds now: with
+// Options.Recheck, or else by checking the configuration being served
+// again, that backend's plugin alone (config.Only). That configuration's
+// routes are the ones the backend would serve; and a plugin file or a
+// secret changed since it was loaded is not taken from here, but by the
+// reload that applies the change with the rest of the file.
 func (m *Manager) recheck(ctx context.Context, def config.Backend) (config.Backend, error) {
 	if def.Unchecked == nil {
 		return def, nil
 	}
-	if m.opts.Recheck == nil {
-		return def, def.Unchecked
+	var fresh config.Backend
+	var err error
+	if m.opts.Recheck != nil {
+		fresh, err = m.opts.Recheck(ctx, def.Name)
+	} else {
+		fresh, err = m.checkServed(ctx, def)
 	}
-	fresh, err := m.opts.Recheck(ctx, def.Name)
 	if err == nil && fresh.Unchecked != nil {
 		err = fresh.Unchecked
 	}
 	return fresh, err
+}
+
+// checkServed checks def again as the configuration being served defines
+// it.
+func (m *Manager) checkServed(ctx context.Context, def config.Backend) (config.Backend, error) {
+	g := m.current.Load()
+	if g == nil {
+		return def, host.ErrClosed
+	}
+	f := *g.file // Check sets the copy's fields; the served file stays as it is
+	if err := f.Check(ctx, config.WithPluginCache(m.opts.Plugins), config.DeferPluginRuns(), config.Only(def.Name)); err != nil {
+		return def, err
+	}
+	fresh, ok := f.Backend(def.Name)
+	switch {
+	case !ok:
+		return def, fmt.Errorf("the configuration served no longer defines backend %s", def.Name)
+	case fresh.Digest != def.Digest:
+		return def, fmt.Errorf("%w; its plugin file or a secret changed since the configuration was loaded: a reload applies the change", def.Unchecked)
+	}
+	return fresh, nil
 }
 
 // publish serves st, which an attempt opened, in b's place in the

@@ -249,3 +249,19 @@ func TestReloadOfTheBackupBlockOfABackendThatDoesNotOpen(t *testing.T) {
 	require.Equal(t, []string{"a"}, ch.Replaced)
 	put(t, m, "x")
 }
+
+// A reload refused (a backend it adds does not open) leaves a backend that
+// is not open tried again as it was: the attempts the reload paused start
+// again.
+func TestRefusedReloadKeepsTryingABackendThatDoesNotOpen(t *testing.T) {
+	ctx := context.Background()
+	m, _, blocker := startBlocked(t)
+	f2, blocker2 := blocked(t, "2")
+	f2.Backends = append(f2.Backends, config.Backend{Name: "new", Digest: "1",
+		Config: host.Config{Name: "new", Plugin: "builtin:local", Instances: 2, DataDir: filepath.Join(blocker2, "new")}})
+	_, err := m.Reload(ctx, f2)
+	require.ErrorContains(t, err, "backend new: ")
+	require.NoError(t, os.Remove(blocker))
+	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond, "the first definition is tried again")
+	put(t, m, "x")
+}
