@@ -176,7 +176,7 @@ func (b *backends) get(ctx context.Context, name, verb string, source bool) (*ho
 		return nil, fmt.Errorf("%s has no backend %q (defined: %s)", b.path, name, strings.Join(names, ", "))
 	}
 	if def.Unchecked != nil {
-		return nil, def.Unchecked
+		return nil, fmt.Errorf("cannot %s backend %q: its plugin fails when run: %w", verb, name, def.Unchecked)
 	}
 	switch {
 	case def.Config.Redis != nil || def.Config.Postgres != nil:

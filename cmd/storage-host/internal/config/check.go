@@ -35,10 +35,11 @@ type pluginRun struct {
 	options error
 }
 
-// Only runs the plugin of backend name alone: the others' plugins are read
-// and pinned, but not run, and a route to them is not checked against what
-// they serve. For checking one backend again (a daemon's backend whose
-// plugin failed its check): the File is not for serving as a whole.
+// Only checks backend name alone: the other backends, their plugins and
+// secrets, and the tokens are neither read nor checked (they keep what
+// the File held), and only routes to name are checked against what it
+// serves. For checking one backend again (a daemon's backend whose plugin
+// failed its check): the File is not for serving as a whole.
 func Only(name string) CheckOption {
 	return func(o *checkOptions) { o.only = name }
 }
@@ -114,6 +115,10 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	wasms := make([][]byte, len(backends))
 	for i := range backends {
 		b, rb := &backends[i], src.backends[i]
+		b.Unchecked = nil // a File checked before says what its check found
+		if o.only != "" && b.Name != o.only {
+			continue // neither read nor run: only o.only is checked
+		}
 		cfg := &b.Config
 		cfg.WASM = nil
 		if cfg.Redis != nil {
@@ -155,12 +160,11 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 	for i := range backends {
 		b, rb, wasm := &backends[i], src.backends[i], wasms[i]
 		cfg := &b.Config
+		if o.only != "" && b.Name != o.only {
+			continue // not checked, its Digest as it was
+		}
 		if wasm == nil {
 			b.Digest = ""
-			continue
-		}
-		if o.only != "" && b.Name != o.only {
-			b.Digest = digest(cfg, wasm) // not run: only o.only's plugin is
 			continue
 		}
 		info := runs[i].info
@@ -203,7 +207,10 @@ func (f *File) Check(ctx context.Context, opts ...CheckOption) error {
 		b.Digest = digest(cfg, wasm)
 	}
 	c.servedRoutes(src.routes, plugins)
-	tokens := c.checkTokens(f.Auth, src.tokens, o.offline)
+	tokens := f.Auth.Tokens
+	if o.only == "" {
+		tokens = c.checkTokens(f.Auth, src.tokens, o.offline)
+	}
 	if err := c.err(); err != nil {
 		return err
 	}

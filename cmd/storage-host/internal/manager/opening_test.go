@@ -265,3 +265,25 @@ func TestRefusedReloadKeepsTryingABackendThatDoesNotOpen(t *testing.T) {
 	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond, "the first definition is tried again")
 	put(t, m, "x")
 }
+
+// Without Options.Recheck, an attempt checks the backend again as the
+// configuration being served defines it: a plugin whose run fails no more
+// opens (its Unchecked of the start is not kept), under the served routes.
+func TestUncheckedBackendOpensOnceItsPluginRuns(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "storage-host.hcl")
+	require.NoError(t, os.WriteFile(path, []byte("backend \"a\" {\n  plugin = \"builtin:memory\"\n}\n"), 0o600))
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, f.Check(ctx, config.DeferPluginRuns()))
+	// As a plugin whose run failed at the daemon's start would leave it.
+	f.Backends[0].Unchecked = errors.New("storage-host.hcl:2:12: Plugin cannot be loaded; a run that failed then")
+	m, err := manager.New(ctx, f, manager.Options{})
+	require.NoError(t, err)
+	defer m.Close(ctx)
+	_, err = get(m, "x")
+	require.ErrorContains(t, err, "a run that failed then")
+	require.Eventually(t, func() bool { return m.Ready(ctx) == nil }, 20*time.Second, 10*time.Millisecond)
+	put(t, m, "x")
+	require.NotNil(t, f.Backends[0].Unchecked, "the served file is not changed by the check")
+}
