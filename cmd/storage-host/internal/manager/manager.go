@@ -164,12 +164,13 @@ func (m *Manager) startOpening(g, old *generation) {
 }
 
 // open opens the backend def and runs Options.Prepare on it, unless it
-// replaces a backend being served (replacing: then its fallback buffer's
-// replay waits for TakeReplay instead).
-func (m *Manager) open(ctx context.Context, def config.Backend, replacing bool) (*host.Store, error) {
+// replaces a backend being served (replacing). held: its fallback
+// buffer's replay waits for TakeReplay.
+func (m *Manager) open(ctx context.Context, def config.Backend, replacing, held bool) (*host.Store, error) {
 	opts := m.hostOptions()
-	if replacing {
-		// A store replacing one on the same data directory replays
+	if held {
+		// A store a reload opens, maybe on the data directory of one
+		// still open (replaced, or removed under another name), replays
 		// its buffer only once the reload is committed (TakeReplay):
 		// one the reload refuses has replayed nothing.
 		opts = append(opts, host.WithReplayHeld())
@@ -254,7 +255,10 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 			o.err = o.def.Unchecked // not opened until it checks
 			continue
 		}
-		wg.Go(func() { o.st, o.err = m.open(ctx, o.def, o.replacing) })
+		// Held in every reload but in place of a backend not open, whose
+		// attempts, stopped, held no store.
+		held := old != nil && (!o.served || o.replacing)
+		wg.Go(func() { o.st, o.err = m.open(ctx, o.def, o.replacing, held) })
 	}
 	wg.Wait()
 	for _, o := range opens {

@@ -158,7 +158,7 @@ func (m *Manager) retryOpen(b *backend) {
 			def, err := m.recheck(ctx, b.def)
 			var st *host.Store
 			if err == nil {
-				st, err = m.open(ctx, def, false)
+				st, err = m.open(ctx, def, false, false)
 			}
 			<-m.attempts
 			if err == nil {
