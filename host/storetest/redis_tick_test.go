@@ -79,6 +79,18 @@ func bufferStates(t *testing.T, st *host.Store, prefix string, n int) []string {
 	return agents
 }
 
+// storedCount returns how many of agents have a state under prefix.
+func storedCount(t *testing.T, rc *redis.Client, prefix string, agents []string) int {
+	t.Helper()
+	n := 0
+	for _, a := range agents {
+		if _, ok := storedState(t, rc, prefix, a); ok {
+			n++
+		}
+	}
+	return n
+}
+
 // requireStatesStored requires Redis to hold the state bufferStates wrote
 // for each agent.
 func requireStatesStored(t *testing.T, rc *redis.Client, prefix string, agents []string) {
@@ -618,17 +630,8 @@ func TestRedisRebuiltBackendReplaysToItsNewPrefix(t *testing.T) {
 	// Waited for in Redis, not in Stats: the count of writes left is
 	// the plugin's once its first tick reports it, and 0 until then (a
 	// race-detector run saw the wait pass before the replay began).
-	stored := func() int {
-		n := 0
-		for _, a := range agents {
-			if _, ok := storedState(t, rc, newPrefix, a); ok {
-				n++
-			}
-		}
-		return n
-	}
-	redistest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool { return stored() == len(agents) },
-		"the rebuilt backend replays the buffer; %d of %d stored, %d left", stored(), len(agents), rebuilt.Stats().BufferedWrites)
+	redistest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() bool { return storedCount(t, rc, newPrefix, agents) == len(agents) },
+		"the rebuilt backend replays the buffer; %d of %d stored, %d left", storedCount(t, rc, newPrefix, agents), len(agents), rebuilt.Stats().BufferedWrites)
 	requireStatesStored(t, rc, newPrefix, agents)
 }
 
@@ -646,15 +649,7 @@ func TestRedisHeldBackendReplaysOnlyOnceItTakesOver(t *testing.T) {
 	proxy.Cut()
 	agents := bufferStates(t, old, "s", 300)
 	rc := directClient(t, addr)
-	storedUnder := func(prefix string) int {
-		n := 0
-		for _, a := range agents {
-			if _, ok := storedState(t, rc, prefix, a); ok {
-				n++
-			}
-		}
-		return n
-	}
+	storedUnder := func(prefix string) int { return storedCount(t, rc, prefix, agents) }
 
 	refused := openTickedIn(t, addr, refusedPrefix, dir, nil, false, nil, host.WithReplayHeld())
 	require.Never(t, func() bool { return storedUnder(refusedPrefix) > 0 }, 600*time.Millisecond, 50*time.Millisecond,
