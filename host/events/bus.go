@@ -158,6 +158,11 @@ type eventLog interface {
 	read(ctx context.Context, after id, n int, wait time.Duration) ([]Event, error)
 	// last returns the ID of the newest event, zero when there is none.
 	last(ctx context.Context) (id, error)
+	// anchor returns a position for a subscription to start after that
+	// a loss of the log makes unretained, as the zero position
+	// (Beginning) is not: with first, one before every event the log
+	// holds (zero when the log cannot name one), else one at its end.
+	anchor(ctx context.Context, first bool) (id, error)
 	// retained reports whether every event after `after` is still kept.
 	retained(ctx context.Context, after id) (bool, error)
 	// async reports whether append is slow enough (a network round trip)
@@ -634,6 +639,17 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 	if from == "" {
 		b.checkPosition(ctx)
 	}
+	// A start at the zero position, Beginning, would resume across a loss
+	// of the log unknowing: its events gone and new ones come, the
+	// position is still the beginning. A log without events gives the
+	// subscription a position of its own that the loss takes with it.
+	var anchor id
+	if b.startsAtZero(from) {
+		var err error
+		if anchor, err = b.log.anchor(ctx, from == Beginning); err != nil {
+			return nil, unreadable(err)
+		}
+	}
 	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: compile(f), done: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed.Load() {
@@ -641,9 +657,20 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		return nil, ErrClosed
 	}
 	if from == "" {
-		s.pos, s.live, s.start = b.pos, true, b.pos.String()
+		// The events up to the anchor were in the log before the
+		// subscription: offer passes them.
+		s.pos, s.live = b.pos, true
+		if s.pos.less(anchor) {
+			s.pos = anchor
+		}
+		s.start = s.pos.String()
 		b.subs[s] = struct{}{}
 		b.mu.Unlock()
+	} else if anchor != (id{}) {
+		s.pos, s.start = anchor, anchor.String()
+		b.catching[s] = struct{}{}
+		b.mu.Unlock()
+		go s.catchUp(ctx)
 	} else {
 		s.pos, s.start = after, after.String()
 		b.catching[s] = struct{}{}
@@ -656,6 +683,21 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		stop()
 	}()
 	return s, nil
+}
+
+// startsAtZero reports whether a subscription from `from` would start at
+// the zero position: from Beginning, or from now while the fan-out has
+// read no event of the log.
+func (b *Bus) startsAtZero(from string) bool {
+	switch from {
+	case Beginning:
+		return true
+	case "":
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.pos == (id{})
+	}
+	return false
 }
 
 // Observer sees every event the Bus reads from its log, on the goroutine
@@ -782,11 +824,13 @@ func (b *Bus) fanOut() {
 		for i := range evs {
 			ev := &evs[i]
 			evID, _ := parseID(ev.ID)
-			for _, o := range b.observers {
-				o.Event(ev)
-			}
-			for s := range b.subs {
-				s.offer(ev, evID)
+			if !ev.anchor {
+				for _, o := range b.observers {
+					o.Event(ev)
+				}
+				for s := range b.subs {
+					s.offer(ev, evID)
+				}
 			}
 			b.pos = evID
 		}
@@ -996,7 +1040,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 		for i := range evs {
 			ev := evs[i]
 			s.pos, _ = parseID(ev.ID)
-			if !s.filter.match(&ev) {
+			if ev.anchor || !s.filter.match(&ev) {
 				continue
 			}
 			select {

@@ -67,6 +67,10 @@ type Event struct {
 	// gap, in a Redis log's entry that is no event, says why events may
 	// be missing before it (gaps.go); readers never deliver it.
 	gap string
+	// anchor marks a Redis log's entry that is no event: the position a
+	// subscription started at when the stream had no entry (see
+	// redisLog.anchor). Readers pass it without delivering it.
+	anchor bool
 }
 
 // Filter selects events: an event passes when each non-empty list holds

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -722,4 +723,78 @@ func TestResumeWhileRedisRefusesTheLogin(t *testing.T) {
 	s, err = b.Subscribe(ctx, events.Filter{}, seen.ID)
 	require.NoError(t, err, "the position is held once Redis takes the login again")
 	s.Close()
+}
+
+// A subscription that starts on a log without events, from now or from
+// Beginning, and has received nothing is resumed from its Start: across
+// a loss of the log (the Redis stream deleted, the PostgreSQL table
+// truncated, another process's in-process log) it is told ErrLost, not
+// served the new log's events as if the lost ones had never been. With
+// nothing lost, it resumes with the events it had not received.
+func TestResumeFromTheStartOfAnEmptyLog(t *testing.T) {
+	ctx := context.Background()
+	// lose loses b's log and returns the bus to resume on.
+	check := func(t *testing.T, b *events.Bus, lose func() *events.Bus) {
+		t.Helper()
+		none := events.Filter{Kinds: []string{"none"}}
+		now, err := b.Subscribe(ctx, none, "")
+		require.NoError(t, err)
+		defer now.Close()
+		all, err := b.Subscribe(ctx, none, events.Beginning)
+		require.NoError(t, err)
+		defer all.Close()
+		assert.NotEqual(t, events.Beginning, all.Start(), "a start the log's loss cannot take")
+
+		b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "first", 0))
+		for _, from := range []string{now.Start(), all.Start(), events.Beginning} {
+			s, err := b.Subscribe(ctx, events.Filter{}, from)
+			require.NoError(t, err, "from %s", from)
+			assert.Equal(t, "first", next(t, s).Key, "from %s: the first event, no anchor", from)
+			s.Close()
+		}
+
+		again := lose()
+		if again == b {
+			b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "second", 0))
+			assert.ErrorIs(t, ended(t, now), events.ErrUnavailable, "the reader found the loss")
+			s, err := b.Subscribe(ctx, events.Filter{}, events.Beginning)
+			require.NoError(t, err)
+			assert.Equal(t, "second", next(t, s).Key, "the new log's first event, no anchor")
+			s.Close()
+		}
+		for _, from := range []string{now.Start(), all.Start()} {
+			_, err = again.Subscribe(ctx, events.Filter{}, from)
+			assert.ErrorIs(t, err, events.ErrLost, "from %s", from)
+		}
+	}
+	t.Run("redis", func(t *testing.T) {
+		c, b, key := redisBus(t)
+		check(t, b, func() *events.Bus {
+			require.NoError(t, c.Del(ctx, key).Err())
+			return b
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.URL(t)
+		schema := pgtest.Schema(t, pgbridge.RolePrefix)
+		b := pgBus(t, url, schema, events.Options{})
+		check(t, b, func() *events.Bus {
+			admin, err := pgx.Connect(ctx, url)
+			require.NoError(t, err)
+			defer admin.Close(ctx)
+			_, err = admin.Exec(ctx, "TRUNCATE "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+			require.NoError(t, err)
+			return b
+		})
+	})
+	t.Run("local", func(t *testing.T) {
+		b := events.NewLocal(events.Options{}, nil)
+		t.Cleanup(func() { _ = b.Close(ctx) })
+		check(t, b, func() *events.Bus {
+			time.Sleep(2 * time.Millisecond) // another process's log starts in another millisecond
+			next := events.NewLocal(events.Options{}, nil)
+			t.Cleanup(func() { _ = next.Close(ctx) })
+			return next
+		})
+	})
 }

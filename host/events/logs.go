@@ -116,6 +116,18 @@ func (l *memLog) last(context.Context) (id, error) {
 
 func (l *memLog) forget() {}
 
+// anchor is the position before the oldest event or the newest one: its
+// epoch makes it another process's once this one ends, and an
+// in-process log loses nothing else.
+func (l *memLog) anchor(ctx context.Context, first bool) (id, error) {
+	if !first {
+		return l.last(ctx)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return id{l.epoch, l.oldest() - 1}, nil
+}
+
 func (l *memLog) retained(_ context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil // Beginning
@@ -466,6 +478,9 @@ func fromMessage(m redis.XMessage) Event {
 	if g := str("g"); g != "" {
 		return Event{ID: m.ID, gap: g}
 	}
+	if _, ok := m.Values[anchorField]; ok {
+		return Event{ID: m.ID, anchor: true}
+	}
 	ev := Event{ID: m.ID, Kind: str("k"), Op: str("o"), AgentID: str("a"), Key: str("y")}
 	ev.Version, _ = strconv.ParseUint(str("v"), 10, 64)
 	if ns, err := strconv.ParseInt(str("t"), 10, 64); err == nil && ns != 0 {
@@ -484,6 +499,57 @@ func (l *redisLog) last(ctx context.Context) (id, error) {
 	}
 	l.saw(msgs[0].ID)
 	return parseID(msgs[0].ID)
+}
+
+// anchorField is the one field of an anchor entry, which holds the name
+// of the host that added it.
+const anchorField = "s"
+
+// anchor returns the newest entry's ID (with first, the oldest's when it
+// is an anchor, and zero when it is an event: no ID names the position
+// before it), or, when the stream has none (it is missing, or every
+// entry was deleted), adds an anchor entry and returns its ID. A
+// subscription that starts there and resumes from it is told ErrLost
+// once the stream loses it (deleted, Redis restarted empty), where one
+// starting at the zero position would be served the events of a new
+// stream as if nothing came between. The anchor is numbered past every
+// ID this log has known, as append numbers a stream it creates again,
+// and is trimmed as events are.
+func (l *redisLog) anchor(ctx context.Context, first bool) (id, error) {
+	var msgs []redis.XMessage
+	var err error
+	if first {
+		msgs, err = l.client.XRangeN(ctx, l.key, "-", "+", 1).Result()
+	} else {
+		msgs, err = l.client.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
+	}
+	if err != nil {
+		return id{}, err
+	}
+	if len(msgs) > 0 {
+		if first && !fromMessage(msgs[0]).anchor {
+			return id{}, nil
+		}
+		l.saw(msgs[0].ID)
+		return parseID(msgs[0].ID)
+	}
+	add := func(at string) (string, error) {
+		return l.client.XAdd(ctx, &redis.XAddArgs{
+			Stream: l.key, MaxLen: l.retention, Approx: true, ID: at,
+			Values: []any{anchorField, l.host},
+		}).Result()
+	}
+	start := max(uint64(time.Now().UnixMilli()), l.newest().hi+1)
+	at, err := add(strconv.FormatUint(start, 10) + "-*")
+	if err != nil {
+		// Refused: the stream's last ID is past start (another host
+		// appended since), or a Redis before 7.0.
+		if at, err = add("*"); err != nil {
+			return id{}, err
+		}
+	}
+	l.saw(at)
+	return parseID(at)
 }
 
 // retained reports whether pos is an entry the stream holds, and not a

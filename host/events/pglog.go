@@ -891,34 +891,71 @@ func (l *pgLog) last(ctx context.Context) (id, error) {
 	return id{uint64(row[0].Int), uint64(row[1].Int)}, nil
 }
 
+// forget does nothing: what the fan-out keeps of the table (fan) is tied
+// to the position it read last, which the Bus has replaced.
+func (l *pgLog) forget() {}
+
+// anchor returns, in the table's storage (which a TRUNCATE, or the table
+// made anew, changes, making the position unretained): the newest event's
+// position; with first, the beginning of a storage whose first event is
+// still there (0), or zero when events before the oldest were deleted (no
+// retained position names the one before it); in a table without events,
+// the position the next event follows (the sequencer's highest position
+// given before a delete: 0 in a table that never lost a row).
+func (l *pgLog) anchor(ctx context.Context, first bool) (id, error) {
+	end := "max(pos)"
+	if first {
+		end = "CASE WHEN min(pos) = 1 THEN 0 WHEN min(pos) > 1 THEN -1 END"
+	}
+	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
+		SQL: "SELECT " + pgEpoch + ", " + end + ", (SELECT coalesce(max(high), 0) FROM " + pgSequencerTable + ") FROM " + PostgresTable,
+	})
+	if err != nil {
+		return id{}, err
+	}
+	row := rs[0].Row(0)
+	switch {
+	case row[1].Kind == abi.PGNull:
+		return id{uint64(row[0].Int), uint64(row[2].Int)}, nil
+	case row[1].Int < 0:
+		return id{}, nil
+	}
+	return id{uint64(row[0].Int), uint64(row[1].Int)}, nil
+}
+
 // retained reports whether the event at the position is still in the
 // same storage: trimming removes the oldest first, so every event after
 // it is too. A position of a storage emptied or rewritten since is not,
 // nor one whose row was deleted, or trimmed (as with the Redis log, a
 // subscriber whose last event was the last one trimmed is told ErrLost
 // too), nor one past the newest: positions are not given again
-// (pgSequence, pgSkip). Position 0 is the beginning of an empty table.
-// forget does nothing: what the fan-out keeps of the table (fan) is tied
-// to the position it read last, which the Bus has replaced.
-func (l *pgLog) forget() {}
-
+// (pgSequence, pgSkip). Two positions without an event are retained too,
+// those anchor gives: 0, the beginning of a storage while its first
+// event is there, and in a table without events the position the next
+// event follows (a delete of every event leaves the sequencer past
+// them: an anchor taken before it is not that position). The second is
+// refused once an event follows it: this log cannot tell it from an
+// event's position that was deleted.
 func (l *pgLog) retained(ctx context.Context, after id) (bool, error) {
 	if after == (id{}) {
 		return true, nil
 	}
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
-		SQL:    "SELECT " + pgEpoch + ", EXISTS (SELECT FROM " + PostgresTable + " WHERE pos = $1), NOT EXISTS (SELECT FROM " + PostgresTable + " WHERE pos IS NOT NULL)",
+		SQL: "SELECT " + pgEpoch + ", EXISTS (SELECT FROM " + PostgresTable + " WHERE pos = $1), NOT EXISTS (SELECT FROM " + PostgresTable + " WHERE pos IS NOT NULL), " +
+			"(SELECT coalesce(max(high), 0) FROM " + pgSequencerTable + "), EXISTS (SELECT FROM " + PostgresTable + " WHERE pos = 1)",
 		Params: []abi.PGValue{integer(int64(after.lo))},
 	})
 	if err != nil {
 		return false, err
 	}
 	row := rs[0].Row(0)
-	if uint64(row[0].Int) != after.hi {
+	switch {
+	case uint64(row[0].Int) != after.hi:
 		return false, nil // another storage's position
-	}
-	if after.lo == 0 {
-		return row[2].Bool, nil
+	case row[2].Bool:
+		return after.lo == uint64(row[3].Int), nil
+	case after.lo == 0:
+		return row[4].Bool, nil
 	}
 	return row[1].Bool, nil
 }
