@@ -26,6 +26,7 @@ type sseEvent struct {
 type sseStream struct {
 	t      *testing.T
 	resp   *http.Response
+	start  string        // the id of the opening frame: where the stream starts after
 	events chan sseEvent // closed when the stream ends
 }
 
@@ -45,18 +46,24 @@ func openEvents(t *testing.T, url, query, lastID string) *sseStream {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	s := &sseStream{t: t, resp: resp, events: make(chan sseEvent, 1024)}
-	opened := make(chan string, 1)
+	opened := make(chan [2]string, 1) // retry, id
 	go func() {
 		defer close(s.events)
 		sc := bufio.NewScanner(resp.Body)
 		var ev sseEvent
+		retry := ""
 		for sc.Scan() {
 			line := sc.Text()
 			name, value, _ := strings.Cut(line, ":")
 			value = strings.TrimPrefix(value, " ")
+			if line == "" && retry != "" {
+				opened <- [2]string{retry, ev.id}
+				retry, ev = "", sseEvent{}
+				continue
+			}
 			switch name {
 			case "retry":
-				opened <- value
+				retry = value
 			case "id":
 				ev.id = value
 			case "event":
@@ -71,8 +78,9 @@ func openEvents(t *testing.T, url, query, lastID string) *sseStream {
 		}
 	}()
 	select {
-	case retry := <-opened:
-		require.Equal(t, "1000", retry)
+	case frame := <-opened:
+		require.Equal(t, "1000", frame[0])
+		s.start = frame[1]
 	case <-time.After(waitTimeout):
 		t.Fatal("the event stream did not open")
 	}
@@ -283,6 +291,38 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 		}
 		require.Equal(t, change{ID: c.ID, Kind: last.Kind, Op: last.Op, Key: "before", AgentID: last.AgentID, Version: last.Version, Time: last.Time}, c)
 	}
+}
+
+// TestEventsResumeFromTheOpeningAfterRedisLostTheStream: a client that
+// opened a stream on a backend whose Redis stream held nothing, and
+// received nothing before Redis restarted empty, reconnects with the
+// opening frame's id and is told 410, not served the events of the
+// writes after the restart as if those before it had never been.
+func TestEventsResumeFromTheOpeningAfterRedisLostTheStream(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t)
+	d := startDaemon(t, nil, "-config", sharedRedisConfig(t, srv.Addr(), "opening:"), "-watch=false")
+	s := openEvents(t, d.url, "?kind=none", "")
+	require.NotEmpty(t, s.start)
+	putState(t, d.url, "before") // its event is lost with the stream
+
+	srv.Stop()
+	srv.Start()
+	redistest.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		code, _, _ := do(t, "PUT", d.url+"/v1/agents/after/state", `{"n":1}`)
+		return code == http.StatusOK
+	}, "the daemon writes once Redis is back")
+	req, err := http.NewRequest("GET", d.url+"/v1/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Last-Event-ID", s.start)
+	var resp *http.Response
+	redistest.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusServiceUnavailable
+	}, "the daemon answers a resumption once Redis is back")
+	require.Equal(t, http.StatusGone, resp.StatusCode, "resuming from %s", s.start)
 }
 
 // TestEventsEndAtAGap: a gap in a Redis backend's stream (a host died, or
