@@ -251,17 +251,7 @@ func TestEventsEndWhenRedisGoesAway(t *testing.T) {
 	require.Equal(t, "unavailable", code, msg)
 
 	srv.Start()
-	req, err := http.NewRequest("GET", d.url+"/v1/events", nil)
-	require.NoError(t, err)
-	req.Header.Set("Last-Event-ID", last.ID)
-	var lost *http.Response
-	redistest.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() bool {
-		lost, err = http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		lost.Body.Close()
-		return lost.StatusCode != http.StatusServiceUnavailable // Redis still coming back
-	}, "the daemon answers a resumption once Redis is back")
-	require.Equal(t, http.StatusGone, lost.StatusCode)
+	require.Equal(t, http.StatusGone, resumeOnceBack(t, d.url, last.ID))
 
 	again := openEvents(t, d.url, "", "")
 	putState(t, d.url, "after")
@@ -312,9 +302,17 @@ func TestEventsResumeFromTheOpeningAfterRedisLostTheStream(t *testing.T) {
 		code, _, _ := do(t, "PUT", d.url+"/v1/agents/after/state", `{"n":1}`)
 		return code == http.StatusOK
 	}, "the daemon writes once Redis is back")
-	req, err := http.NewRequest("GET", d.url+"/v1/events", nil)
+	require.Equal(t, http.StatusGone, resumeOnceBack(t, d.url, s.start), "resuming from %s", s.start)
+}
+
+// resumeOnceBack asks the daemon at url for the events after lastID until
+// it answers other than 503 (Redis still coming back), and returns that
+// answer's status.
+func resumeOnceBack(t *testing.T, url, lastID string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", url+"/v1/events", nil)
 	require.NoError(t, err)
-	req.Header.Set("Last-Event-ID", s.start)
+	req.Header.Set("Last-Event-ID", lastID)
 	var resp *http.Response
 	redistest.WaitFor(t, 20*time.Second, 50*time.Millisecond, func() bool {
 		resp, err = http.DefaultClient.Do(req)
@@ -322,7 +320,7 @@ func TestEventsResumeFromTheOpeningAfterRedisLostTheStream(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode != http.StatusServiceUnavailable
 	}, "the daemon answers a resumption once Redis is back")
-	require.Equal(t, http.StatusGone, resp.StatusCode, "resuming from %s", s.start)
+	return resp.StatusCode
 }
 
 // TestEventsEndAtAGap: a gap in a Redis backend's stream (a host died, or
