@@ -650,7 +650,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 			return nil, unreadable(err)
 		}
 	}
-	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: compile(f), done: make(chan struct{})}
+	s := &Subscription{b: b, c: make(chan Event, b.opts.Buffer), filter: compile(f), done: make(chan struct{}), all: from == Beginning}
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
@@ -918,6 +918,9 @@ type Subscription struct {
 	once   sync.Once
 	err    error
 	start  string
+	// all: subscribed from Beginning, for what the log retains (its
+	// start may be an anchor): a gap is passed over.
+	all bool
 
 	// Guarded by b.mu once live; owned by the catch-up goroutine before.
 	pos  id
@@ -1022,7 +1025,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 			b.mu.Unlock()
 		}
 		if lost := (*lostError)(nil); errors.As(err, &lost) && lost.gap {
-			if s.start == Beginning {
+			if s.all {
 				// Asked for what the log retains, not for all that
 				// happened: a gap is passed over.
 				s.pos = lost.resume

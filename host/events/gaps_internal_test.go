@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,3 +246,54 @@ func TestAGapIsMarkedOnceWithoutMulti(t *testing.T) {
 	require.EqualValues(t, 1, admin.ZCard(ctx, key+":gaps").Val())
 	require.False(t, admin.SIsMember(ctx, key+":hosts", "ghost").Val())
 }
+
+// A subscription from Beginning passes over a gap even when it starts at
+// an anchor (the stream held nothing but the anchor a subscription from
+// now added): it asked for what the log retains.
+func TestBeginningPassesOverAGapAfterAnAnchor(t *testing.T) {
+	ctx := context.Background()
+	c, key := gapStream(t, "anchor-gap")
+	b := gapBus(t, c, key)
+	now, err := b.Subscribe(ctx, Filter{}, "")
+	require.NoError(t, err)
+	defer now.Close()
+	require.Equal(t, int64(1), c.XLen(ctx, key).Val(), "the anchor")
+	require.NoError(t, b.log.(*redisLog).markGap(ctx, "a host dropped events"))
+	publishOne(t, b, "after")
+
+	all, err := b.Subscribe(ctx, Filter{}, Beginning)
+	require.NoError(t, err)
+	defer all.Close()
+	require.Equal(t, "after", nextEvent(t, all).Key)
+}
+
+// Subscriptions starting at once on an empty stream share one anchor.
+func TestSubscriptionsAtOnceShareAnAnchor(t *testing.T) {
+	ctx := context.Background()
+	c, key := gapStream(t, "anchors")
+	b := gapBus(t, c, key)
+	require.NoError(t, b.Observe(ctx, quietObserver{})) // the reader runs
+	subs := make([]*Subscription, 32)
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Go(func() {
+			s, err := b.Subscribe(ctx, Filter{}, "")
+			if err == nil {
+				subs[i] = s
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range subs {
+		require.NotNil(t, s)
+		defer s.Close()
+		require.Equal(t, subs[0].Start(), s.Start())
+	}
+	require.Equal(t, int64(1), c.XLen(ctx, key).Val(), "one anchor")
+}
+
+type quietObserver struct{}
+
+func (quietObserver) Event(*Event) {}
+func (quietObserver) Down(error)   {}
+func (quietObserver) Up()          {}

@@ -159,6 +159,11 @@ type redisLog struct {
 	// the stream has trimmed past are dropped (see prune).
 	gone []span
 
+	// anchoring is held by anchor from its look at the stream to the
+	// anchor it adds: subscriptions starting at once on an empty stream
+	// share one.
+	anchoring sync.Mutex
+
 	// added is the stream's count of entries ever added, as the fan-out's
 	// last read saw it (Redis 7 and later; 0 before): it only grows in
 	// one life of the stream. Set by the fan-out (see checkLife), cleared
@@ -516,6 +521,8 @@ const anchorField = "s"
 // ID this log has known, as append numbers a stream it creates again,
 // and is trimmed as events are.
 func (l *redisLog) anchor(ctx context.Context, first bool) (id, error) {
+	l.anchoring.Lock()
+	defer l.anchoring.Unlock()
 	var msgs []redis.XMessage
 	var err error
 	if first {

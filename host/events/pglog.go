@@ -171,14 +171,21 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
-IF to_regprocedure('` + pgDeleting + `()') IS NULL THEN
-	CREATE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
-		UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
+IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure('` + pgDeleting + `()') AND prosrc LIKE '%TG_OP%') THEN
+	CREATE OR REPLACE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
+		IF TG_OP = 'TRUNCATE' THEN
+			UPDATE ` + pgSequencerTable + ` SET high = 0;
+		ELSE
+			UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
+		END IF;
 		RETURN NULL;
 	END$f$;
 END IF;
 IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '` + PostgresTable + `'::regclass AND tgname = '` + pgDeleting + `') THEN
 	CREATE TRIGGER ` + pgDeleting + ` BEFORE DELETE ON ` + PostgresTable + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + pgDeleting + `();
+END IF;
+IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '` + PostgresTable + `'::regclass AND tgname = '` + pgTruncated + `') THEN
+	CREATE TRIGGER ` + pgTruncated + ` AFTER TRUNCATE ON ` + PostgresTable + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + pgDeleting + `();
 END IF;
 END$$`
 
@@ -187,10 +194,16 @@ END$$`
 // (the host's trims, once a second at most, and rows deleted by hand), so
 // that the sequencer never gives a deleted event's position again. It
 // runs once a statement, before the rows go: a sequencer run pays nothing
-// for it. (A TRUNCATE does not run it, and needs not: the table's storage
-// changes, and with it every ID.) It takes the sequencer's row lock, as a
-// run does first too, so a DELETE and a run never deadlock.
+// for it. It takes the sequencer's row lock, as a run does first too, so
+// a DELETE and a run never deadlock.
 const pgDeleting = PostgresTable + "_deleting"
+
+// pgTruncated is the trigger that runs pgDeleting after a TRUNCATE of
+// the events, which gives the table a new storage, and with it new IDs:
+// the sequencer starts again from 0, so that the new storage's first
+// event is at position 1 and a subscription that started on the emptied
+// table (at 0, see anchor) resumes across it.
+const pgTruncated = PostgresTable + "_truncated"
 
 // EnsurePostgresTable creates the event table PostgresTable in the
 // backend's schema if it is missing, under an advisory lock (hosts
@@ -901,7 +914,9 @@ func (l *pgLog) forget() {}
 // still there (0), or zero when events before the oldest were deleted (no
 // retained position names the one before it); in a table without events,
 // the position the next event follows (the sequencer's highest position
-// given before a delete: 0 in a table that never lost a row).
+// given: 0 in a table new or truncated, pgTruncated; the newest deleted
+// in one whose events were all deleted, where the anchor is refused once
+// an event follows it, as a deleted event's position is).
 func (l *pgLog) anchor(ctx context.Context, first bool) (id, error) {
 	end := "max(pos)"
 	if first {
