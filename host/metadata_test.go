@@ -264,14 +264,16 @@ func TestHostileABIMismatch(t *testing.T) {
 // TestLoadErrorsNameTheMistake: the common mistakes of a plugin's
 // author are refused at load with what to do about them: a memory not
 // exported (the ABI requires it, though the host could reach it), a
-// module built as a WASI command rather than a reactor, and metadata of
-// no bytes (a Go plugin that never called sdk.Register).
+// module built as a WASI command rather than a reactor, metadata of no
+// bytes (a Go plugin that never called sdk.Register), an export of the
+// wrong type or none.
 func TestLoadErrorsNameTheMistake(t *testing.T) {
 	for fixture, want := range map[string]string{
 		"hiddenmemory": `plugin exports no memory: its linear memory must be exported as "memory"`,
 		"command":      "built as a WASI command (it exports _start and no _initialize, so its runtime is never initialised): build it as a reactor, in Go with -buildmode=c-shared",
 		"nometadata":   "storage_metadata returned no bytes (pointer 0, length 0): the plugin describes nothing",
 		"badcall":      "export storage_call has type (i32, i32, i32) -> i64; the ABI gives it (i32, i32) -> i64",
+		"nocall":       "missing export storage_call (abi/README.md, section 4)",
 	} {
 		t.Run(fixture, func(t *testing.T) {
 			wasm, err := os.ReadFile("../testdata/plugins/hostile/" + fixture + ".wasm")
@@ -282,6 +284,9 @@ func TestLoadErrorsNameTheMistake(t *testing.T) {
 			info := host.Inspect(context.Background(), wasm, host.WithCompilationCache(""))
 			require.ErrorIs(t, info.Err, host.ErrIncompatible)
 			require.ErrorContains(t, info.Err, want)
+			if fixture == "nocall" || fixture == "badcall" {
+				require.False(t, info.Ran, "refused for its bytes, before anything ran")
+			}
 		})
 	}
 }

@@ -519,9 +519,20 @@ var exportTypes = map[string][2][]api.ValueType{
 
 // checkExports refuses a module exporting one of the ABI's functions with
 // another type: the host would find out only when it first called it, as
-// a trap ("need 3 params, but stack size is 2") or a value it misreads.
+// a trap ("need 3 params, but stack size is 2") or a value it misreads;
+// and one without a function every plugin exports, which is its bytes'
+// fault too, found before anything runs.
 func checkExports(cm wazero.CompiledModule) error {
-	for name, def := range cm.ExportedFunctions() {
+	exports := cm.ExportedFunctions()
+	if exports[abi.ExportABIVersion] == nil {
+		return fmt.Errorf("%w: no %s export: not a storage-host plugin", ErrIncompatible, abi.ExportABIVersion)
+	}
+	for _, name := range []string{abi.ExportMetadata, abi.ExportReserve, abi.ExportCall} {
+		if exports[name] == nil {
+			return fmt.Errorf("%w: missing export %s (abi/README.md, section 4)", ErrIncompatible, name)
+		}
+	}
+	for name, def := range exports {
 		want, ok := exportTypes[name]
 		if !ok {
 			continue

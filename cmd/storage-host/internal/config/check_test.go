@@ -256,6 +256,15 @@ func TestDeferPluginRuns(t *testing.T) {
 		}
 	}
 
+	// A module without an export every plugin has is refused for its
+	// bytes too, before its _initialize (which traps) runs.
+	nocall, err := os.ReadFile(filepath.Join(plugins, "hostile", "nocall.wasm"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "nocall.wasm"), nocall, 0o600))
+	f, err = config.Load(writeFile(t, dir, "n.hcl", []byte("backend \"b\" {\n  plugin = \"nocall.wasm\"\n}\n")))
+	require.NoError(t, err)
+	require.ErrorContains(t, f.Check(context.Background(), config.DeferPluginRuns()), "n.hcl:2:12: Plugin cannot be loaded; host: incompatible plugin: missing export storage_call")
+
 	bomb := filepath.Join(plugins, "hostile", "deepnest.wasm")
 	wasm, err := os.ReadFile(bomb)
 	require.NoError(t, err)
