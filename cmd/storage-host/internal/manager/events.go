@@ -61,6 +61,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, l
 	}
 	subs := make([]*events.Subscription, len(names))
 	var lost []httpapi.Event
+	var lostAt []int // by lost's index: the backend's, in names
 	for i, name := range names {
 		b := g.backends[name]
 		if b.store == nil {
@@ -79,6 +80,7 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, l
 		}
 		if err != nil && loss == httpapi.LossReported && errors.Is(err, events.ErrLost) {
 			lost = append(lost, httpapi.Event{Lost: s.lost(i, err)})
+			lostAt = append(lostAt, i)
 			subs[i], err = b.store.Subscribe(ctx, f, "")
 		}
 		if err != nil {
@@ -94,9 +96,22 @@ func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, l
 		s.pos[i] = subs[i].Start()
 	}
 	s.start = s.position()
-	for _, ev := range lost {
-		ev.ID = s.start
-		s.c <- ev // one per backend, fewer than the channel holds
+	if len(lost) > 0 {
+		// Until its report is received, a lost backend's position is the
+		// one asked for (none, when the position named none for it), so
+		// that a subscriber gone before the report resumes to it again:
+		// the start is the position asked for, and each report's ID moves
+		// only the backends reported so far to where they are followed.
+		s.start = from
+		shown := slices.Clone(s.pos)
+		for _, i := range lostAt {
+			shown[i] = positions[names[i]]
+		}
+		for k, ev := range lost {
+			shown[lostAt[k]] = s.pos[lostAt[k]]
+			ev.ID = encodePosition(names, shown)
+			s.c <- ev // one per backend, fewer than the channel holds
+		}
 	}
 	m.track(s)
 	if !s.follows(m.current.Load()) {
@@ -356,15 +371,22 @@ func (s *Subscription) pass(i int, sub *events.Subscription) bool {
 }
 
 // position encodes every backend's position; under mu.
-func (s *Subscription) position() string {
+func (s *Subscription) position() string { return encodePosition(s.names, s.pos) }
+
+// encodePosition encodes the positions pos of the backends names (by
+// index), leaving out those without one.
+func encodePosition(names, pos []string) string {
 	var b strings.Builder
-	for i, name := range s.names {
-		if i > 0 {
+	for i, name := range names {
+		if pos[i] == "" {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteByte(';')
 		}
 		b.WriteString(name)
 		b.WriteByte('=')
-		b.WriteString(s.pos[i])
+		b.WriteString(pos[i])
 	}
 	return b.String()
 }

@@ -361,6 +361,19 @@ func TestOneBackendsLossIsReportedAndTheStreamGoesOn(t *testing.T) {
 	first := receiveAny(t, again)
 	require.NotNil(t, first.Lost, "the loss is reported first: %+v", first.Event)
 	assert.Equal(t, "red", first.Lost.Backend)
-	assert.Equal(t, again.Start(), first.ID)
+	assert.Equal(t, resume, again.Start(), "until the report is received, the position asked for")
+	assert.NotEqual(t, resume, first.ID)
 	assert.Equal(t, "m2", receive(t, again).AgentID, "mem's events since the position")
+
+	// A subscriber gone before the report came resumes from the start
+	// and is told again; one that received it resumes from its ID and is
+	// not.
+	told, err := m.Subscribe(ctx, events.Filter{}, again.Start(), httpapi.LossReported)
+	require.NoError(t, err)
+	defer told.Close()
+	require.NotNil(t, receiveAny(t, told).Lost, "reported again")
+	after, err := m.Subscribe(ctx, events.Filter{}, first.ID, httpapi.LossReported)
+	require.NoError(t, err)
+	defer after.Close()
+	assert.Equal(t, "m2", receiveAny(t, after).AgentID, "no report: it was received")
 }
