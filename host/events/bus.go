@@ -944,10 +944,13 @@ func (s *Subscription) Err() error {
 }
 
 // Start returns the position the subscription started after: the ID
-// Subscribe was given, or the log's position at the time for "". Passed
-// back to Subscribe, it resumes with the first event this subscription
-// would deliver, which makes it the resume point of a subscriber that has
-// received nothing yet.
+// Subscribe was given, or the log's position at the time for "", or, for
+// "" or Beginning on a log without events, a position of that log's own
+// (a Redis stream's anchor entry), which the log's loss takes with it.
+// Passed back to Subscribe, it resumes with the first event this
+// subscription would deliver, which makes it the resume point of a
+// subscriber that has received nothing yet (as a position, not as
+// Beginning: a gap after it is ErrLost).
 func (s *Subscription) Start() string { return s.start }
 
 // Close ends the subscription. Safe to call more than once.

@@ -267,10 +267,13 @@ func TestBeginningPassesOverAGapAfterAnAnchor(t *testing.T) {
 	require.Equal(t, "after", nextEvent(t, all).Key)
 }
 
-// Subscriptions starting at once on an empty stream share one anchor.
+// Subscriptions starting at once on an empty stream share one anchor,
+// though each looks at the stream before the first has added it (the
+// looks made slow).
 func TestSubscriptionsAtOnceShareAnAnchor(t *testing.T) {
 	ctx := context.Background()
 	c, key := gapStream(t, "anchors")
+	c.AddHook(slowLooks{})
 	b := gapBus(t, c, key)
 	require.NoError(t, b.Observe(ctx, quietObserver{})) // the reader runs
 	subs := make([]*Subscription, 32)
@@ -297,3 +300,21 @@ type quietObserver struct{}
 func (quietObserver) Event(*Event) {}
 func (quietObserver) Down(error)   {}
 func (quietObserver) Up()          {}
+
+// slowLooks delays each XREVRANGE of a client by 20 ms.
+type slowLooks struct{}
+
+func (slowLooks) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (slowLooks) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "xrevrange" {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (slowLooks) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}

@@ -116,16 +116,16 @@ func (l *memLog) last(context.Context) (id, error) {
 
 func (l *memLog) forget() {}
 
-// anchor is the position before the oldest event or the newest one: its
-// epoch makes it another process's once this one ends, and an
-// in-process log loses nothing else.
+// anchor is the newest position (with first, the beginning of a log
+// without events, and zero in one with events: a start at Beginning as
+// before): its epoch makes it another process's once this one ends, and
+// an in-process log loses nothing else.
 func (l *memLog) anchor(ctx context.Context, first bool) (id, error) {
-	if !first {
-		return l.last(ctx)
+	last, err := l.last(ctx)
+	if first && last.lo > 0 {
+		return id{}, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return id{l.epoch, l.oldest() - 1}, nil
+	return last, err
 }
 
 func (l *memLog) retained(_ context.Context, after id) (bool, error) {

@@ -171,10 +171,10 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
-IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure('` + pgDeleting + `()') AND prosrc LIKE '%TG_OP%') THEN
+IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure('` + pgDeleting + `()') AND prosrc LIKE '%SKIP LOCKED%') THEN
 	CREATE OR REPLACE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
 		IF TG_OP = 'TRUNCATE' THEN
-			UPDATE ` + pgSequencerTable + ` SET high = 0;
+			UPDATE ` + pgSequencerTable + ` SET high = 0 WHERE one IN (SELECT one FROM ` + pgSequencerTable + ` FOR UPDATE SKIP LOCKED);
 		ELSE
 			UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
 		END IF;
@@ -202,7 +202,12 @@ const pgDeleting = PostgresTable + "_deleting"
 // the events, which gives the table a new storage, and with it new IDs:
 // the sequencer starts again from 0, so that the new storage's first
 // event is at position 1 and a subscription that started on the emptied
-// table (at 0, see anchor) resumes across it.
+// table (at 0, see anchor) resumes across it. A sequencer run holding its
+// row then is passed over (SKIP LOCKED), never waited for: the run, which
+// takes the row before the table, would wait for the TRUNCATE's lock on
+// the table, a deadlock; the storage then numbers on from the old one's
+// newest, and such a start is refused once an event follows it, a 410 too
+// many.
 const pgTruncated = PostgresTable + "_truncated"
 
 // EnsurePostgresTable creates the event table PostgresTable in the
@@ -234,7 +239,10 @@ func EnsurePostgresTable(ctx context.Context, run SQL, schema string) error {
 		// lock_timeout does: that attempt runs again without the lock
 		// too, or a plugin holding the key (any role may take it) would
 		// keep the backend from opening.
-		if !pgbridge.RunAgain(pe.SQLState) && (attempt != 0 || pe.SQLState != "57014") { // query_canceled
+		// Two hosts replacing the trigger function at once without the
+		// lock: the second's is refused "tuple concurrently updated"
+		// (XX000), and finds the function replaced when it runs again.
+		if !pgbridge.RunAgain(pe.SQLState) && (attempt != 0 || pe.SQLState != "57014") && pe.SQLState != "XX000" { // query_canceled
 			break
 		}
 	}
@@ -910,9 +918,8 @@ func (l *pgLog) forget() {}
 
 // anchor returns, in the table's storage (which a TRUNCATE, or the table
 // made anew, changes, making the position unretained): the newest event's
-// position; with first, the beginning of a storage whose first event is
-// still there (0), or zero when events before the oldest were deleted (no
-// retained position names the one before it); in a table without events,
+// position (with first, zero: a start at Beginning, as before); in a
+// table without events,
 // the position the next event follows (the sequencer's highest position
 // given: 0 in a table new or truncated, pgTruncated; the newest deleted
 // in one whose events were all deleted, where the anchor is refused once
@@ -920,7 +927,7 @@ func (l *pgLog) forget() {}
 func (l *pgLog) anchor(ctx context.Context, first bool) (id, error) {
 	end := "max(pos)"
 	if first {
-		end = "CASE WHEN min(pos) = 1 THEN 0 WHEN min(pos) > 1 THEN -1 END"
+		end = "CASE WHEN max(pos) IS NOT NULL THEN -1 END"
 	}
 	rs, err := l.exec(ctx, abi.PGBatch, abi.PGStatement{
 		SQL: "SELECT " + pgEpoch + ", " + end + ", (SELECT coalesce(max(high), 0) FROM " + pgSequencerTable + ") FROM " + PostgresTable,

@@ -718,3 +718,44 @@ func TestPostgresPositionsAreNotGivenAgain(t *testing.T) {
 	require.Eventually(t, func() bool { return count("SELECT count(*) FROM "+sequencer) == 1 },
 		20*time.Second, 10*time.Millisecond, "the sequencer's row is not back")
 }
+
+// A TRUNCATE of the event table while a sequencer run holds the
+// sequencer's row does not wait for it: the run takes the row, then the
+// table, and the TRUNCATE's trigger (which starts the sequencer again
+// from 0) taking the row after the table would deadlock with it.
+func TestPostgresTruncateDuringASequencerRun(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, pgbridge.RolePrefix)
+	ctx := context.Background()
+	b := pgBus(t, url, schema, events.Options{})
+	b.Publish(ev(abi.KindMetric.Name(), events.OpPut, "a", "m", 0))
+	require.NoError(t, b.Flush(ctx))
+
+	run, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer run.Close(ctx)
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	tx, err := run.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "SELECT FROM "+pgx.Identifier{schema, events.PostgresTable + "_sequencer"}.Sanitize()+" FOR UPDATE")
+	require.NoError(t, err)
+
+	truncated := make(chan error, 1)
+	go func() {
+		_, err := admin.Exec(ctx, "TRUNCATE "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+		truncated <- err
+	}()
+	select {
+	case err := <-truncated:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the TRUNCATE waits for the sequencer's row")
+	}
+	// The run goes on to the table, as a sequencer run does.
+	_, err = tx.Exec(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, events.PostgresTable}.Sanitize())
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+}
