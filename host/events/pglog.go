@@ -919,11 +919,11 @@ func (l *pgLog) forget() {}
 // anchor returns, in the table's storage (which a TRUNCATE, or the table
 // made anew, changes, making the position unretained): the newest event's
 // position (with first, zero: a start at Beginning, as before); in a
-// table without events,
-// the position the next event follows (the sequencer's highest position
-// given: 0 in a table new or truncated, pgTruncated; the newest deleted
-// in one whose events were all deleted, where the anchor is refused once
-// an event follows it, as a deleted event's position is).
+// table without events, the position the next event follows (the
+// sequencer's highest position given: 0 in a table new or truncated,
+// pgTruncated; the newest deleted in one whose events were all deleted,
+// where the anchor is refused once an event follows it, as a deleted
+// event's position is).
 func (l *pgLog) anchor(ctx context.Context, first bool) (id, error) {
 	end := "max(pos)"
 	if first {
