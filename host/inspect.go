@@ -113,6 +113,9 @@ func inspect(ctx context.Context, wasm []byte, options map[string]string, config
 		if err == nil {
 			err = checkExports(cm)
 		}
+		if missing := missingExport(cm.ExportedFunctions()); err == nil && missing != "" {
+			err = fmt.Errorf("%w: %s", ErrIncompatible, missing)
+		}
 		if err != nil {
 			info.Err = err
 			return info

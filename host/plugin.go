@@ -519,20 +519,9 @@ var exportTypes = map[string][2][]api.ValueType{
 
 // checkExports refuses a module exporting one of the ABI's functions with
 // another type: the host would find out only when it first called it, as
-// a trap ("need 3 params, but stack size is 2") or a value it misreads;
-// and one without a function every plugin exports, which is its bytes'
-// fault too, found before anything runs.
+// a trap ("need 3 params, but stack size is 2") or a value it misreads.
 func checkExports(cm wazero.CompiledModule) error {
-	exports := cm.ExportedFunctions()
-	if exports[abi.ExportABIVersion] == nil {
-		return fmt.Errorf("%w: no %s export: not a storage-host plugin", ErrIncompatible, abi.ExportABIVersion)
-	}
-	for _, name := range []string{abi.ExportMetadata, abi.ExportReserve, abi.ExportCall} {
-		if exports[name] == nil {
-			return fmt.Errorf("%w: missing export %s (abi/README.md, section 4)", ErrIncompatible, name)
-		}
-	}
-	for name, def := range exports {
+	for name, def := range cm.ExportedFunctions() {
 		want, ok := exportTypes[name]
 		if !ok {
 			continue
@@ -543,6 +532,21 @@ func checkExports(cm wazero.CompiledModule) error {
 		}
 	}
 	return nil
+}
+
+// missingExport says which function every plugin exports exports lacks,
+// or "": its bytes' fault, found before anything of it runs (Inspect
+// before the module runs, an instance before its _initialize).
+func missingExport(exports map[string]api.FunctionDefinition) string {
+	if exports[abi.ExportABIVersion] == nil {
+		return "no " + abi.ExportABIVersion + " export: not a storage-host plugin"
+	}
+	for _, name := range []string{abi.ExportMetadata, abi.ExportReserve, abi.ExportCall} {
+		if exports[name] == nil {
+			return "missing export " + name + " (abi/README.md, section 4)"
+		}
+	}
+	return ""
 }
 
 // wazeroMismatch is wazero's refusal of an import whose type is not the
@@ -981,6 +985,9 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	if in.mem == nil {
 		return fail("plugin exports no memory: its linear memory must be exported as %q (abi/README.md, section 4)", abi.ExportMemory)
 	}
+	if missing := missingExport(p.compiled.ExportedFunctions()); missing != "" {
+		return fail("%s", missing)
+	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		in.initOut = new(firstLine)
 		_, err := init.Call(ctx)
@@ -999,9 +1006,6 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 		}
 	}
 	version := mod.ExportedFunction(abi.ExportABIVersion)
-	if version == nil {
-		return fail("no %s export: not a storage-host plugin", abi.ExportABIVersion)
-	}
 	res, err := version.Call(ctx)
 	if err != nil || len(res) != 1 {
 		if mod.ExportedFunction(abi.ExportInitialize) == nil && mod.ExportedFunction("_start") != nil {
@@ -1011,11 +1015,6 @@ func (p *plugin) instantiate(ctx context.Context) (*instance, error) {
 	}
 	if v := abi.UnpackVersion(uint32(res[0])); !abi.Current.CanLoad(v) {
 		return fail("ABI version mismatch: host speaks %s, plugin needs %s", abi.Current, v)
-	}
-	for _, name := range []string{abi.ExportMetadata, abi.ExportReserve, abi.ExportCall} {
-		if mod.ExportedFunction(name) == nil {
-			return fail("missing export %s", name)
-		}
 	}
 	in.reserve = mod.ExportedFunction(abi.ExportReserve)
 	in.callFn = mod.ExportedFunction(abi.ExportCall)
