@@ -171,10 +171,10 @@ END IF;
 IF to_regclass('` + PostgresTable + `_new') IS NULL THEN
 	CREATE INDEX ` + PostgresTable + `_new ON ` + PostgresTable + ` (seq) WHERE pos IS NULL;
 END IF;
-IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure('` + pgDeleting + `()') AND prosrc LIKE '%SKIP LOCKED%') THEN
+IF NOT EXISTS (SELECT FROM pg_proc WHERE oid = to_regprocedure('` + pgDeleting + `()') AND prosrc LIKE '%SET high = 0;%') THEN
 	CREATE OR REPLACE FUNCTION ` + pgDeleting + `() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$BEGIN
 		IF TG_OP = 'TRUNCATE' THEN
-			UPDATE ` + pgSequencerTable + ` SET high = 0 WHERE one IN (SELECT one FROM ` + pgSequencerTable + ` FOR UPDATE SKIP LOCKED);
+			UPDATE ` + pgSequencerTable + ` SET high = 0;
 		ELSE
 			UPDATE ` + pgSequencerTable + ` SET high = greatest(high, (SELECT coalesce(max(pos), 0) FROM ` + PostgresTable + `));
 		END IF;
@@ -202,12 +202,11 @@ const pgDeleting = PostgresTable + "_deleting"
 // the events, which gives the table a new storage, and with it new IDs:
 // the sequencer starts again from 0, so that the new storage's first
 // event is at position 1 and a subscription that started on the emptied
-// table (at 0, see anchor) resumes across it. A sequencer run holding its
-// row then is passed over (SKIP LOCKED), never waited for: the run, which
-// takes the row before the table, would wait for the TRUNCATE's lock on
-// the table, a deadlock; the storage then numbers on from the old one's
-// newest, and such a start is refused once an event follows it, a 410 too
-// many.
+// table (at 0, see anchor) resumes across it. It takes the sequencer's
+// row after the TRUNCATE took the table, as a run does (pgSequenceBegin):
+// a run waits for the TRUNCATE, or the TRUNCATE for the run, never both.
+// (A run of a host older than the trigger takes the row first: a
+// TRUNCATE meeting one deadlocks, and PostgreSQL ends one of the two.)
 const pgTruncated = PostgresTable + "_truncated"
 
 // EnsurePostgresTable creates the event table PostgresTable in the
@@ -559,15 +558,21 @@ UPDATE ` + PostgresTable + ` e SET pos = b.base + n.r FROM n, b WHERE e.seq = n.
 // and then passes over them, 1.6–1.8 ms (reading the marked entries'
 // pages, which VACUUM frees: 0.4–0.6 ms after it; see vacuum and
 // testdata/sequencer_scan.sql).
+// pgSequenceBegin starts a sequencer run. set_config, not SET LOCAL: the
+// bridge sends a transaction as one pipeline, which PostgreSQL does not
+// count as a transaction block, so SET LOCAL would log a WARNING at every
+// run. One statement sets both, locks the event table (naming it: the
+// lock is taken before the statement runs) and then takes the
+// sequencer's row: a run is two statements, not five (a run numbers a few
+// rows at one caller, and its fixed cost is most of what it costs). The
+// table before the row, as a TRUNCATE takes them (pgTruncated): a run
+// holding the row and waiting for the table would deadlock with it.
+const pgSequenceBegin = "SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_catalog.set_config('enable_bitmapscan', 'off', true), " +
+	"EXISTS (SELECT FROM " + PostgresTable + " WHERE false), EXISTS (SELECT FROM " + pgSequencerTable + " FOR UPDATE)"
+
 func (l *pgLog) sequence(ctx context.Context) error {
 	rs, err := l.exec(ctx, abi.PGTransaction,
-		// set_config, not SET LOCAL: the bridge sends a transaction as
-		// one pipeline, which PostgreSQL does not count as a transaction
-		// block, so SET LOCAL would log a WARNING at every run. One
-		// statement sets both and takes the sequencer's row: a run is
-		// two statements, not four (a run numbers a few rows at one
-		// caller, and its fixed cost is most of what it costs).
-		abi.PGStatement{SQL: "SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_catalog.set_config('enable_bitmapscan', 'off', true), EXISTS (SELECT FROM " + pgSequencerTable + " FOR UPDATE)"},
+		abi.PGStatement{SQL: pgSequenceBegin},
 		abi.PGStatement{SQL: pgSequence},
 	)
 	if err != nil {
