@@ -123,6 +123,10 @@ type Bus struct {
 	pos       id // the last event the fan-out delivered
 	fanning   bool
 	down      bool // the fan-out's last read failed
+	// joins counts the subscriptions that became live: a failed read
+	// ends only those live before it began (joined), not one that joined
+	// while it was in flight, which the next read decides for.
+	joins uint64
 
 	// Of lost, on the fan-out's goroutine: when it last warned, and the
 	// losses it did not warn of since.
@@ -664,7 +668,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 			s.pos = anchor
 		}
 		s.start = s.pos.String()
-		b.subs[s] = struct{}{}
+		b.join(s)
 		b.mu.Unlock()
 	} else if anchor != (id{}) {
 		s.pos, s.start = anchor, anchor.String()
@@ -683,6 +687,13 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, from string) (*Subscripti
 		stop()
 	}()
 	return s, nil
+}
+
+// join makes s live; under b.mu.
+func (b *Bus) join(s *Subscription) {
+	b.joins++
+	s.joined = b.joins
+	b.subs[s] = struct{}{}
 }
 
 // startsAtZero reports whether a subscription from `from` would start at
@@ -775,7 +786,7 @@ func (b *Bus) fanOut() {
 		// Subscribe may move the position (a loss it found first), so
 		// the read's is compared with it again before delivering.
 		b.mu.Lock()
-		pos := b.pos
+		pos, joins := b.pos, b.joins
 		b.mu.Unlock()
 		evs, err := b.log.read(b.ctx, pos, 512, readWait)
 		if lost := (*lostError)(nil); errors.As(err, &lost) {
@@ -790,7 +801,9 @@ func (b *Bus) fanOut() {
 			b.logger.Warn("cannot read events; subscriptions end", "error", err)
 			b.mu.Lock()
 			for s := range b.subs {
-				s.endLocked(unreadable(err))
+				if s.joined <= joins {
+					s.endLocked(unreadable(err))
+				}
 			}
 			if !b.down {
 				b.down = true
@@ -923,8 +936,9 @@ type Subscription struct {
 	all bool
 
 	// Guarded by b.mu once live; owned by the catch-up goroutine before.
-	pos  id
-	live bool
+	pos    id
+	live   bool
+	joined uint64 // b.joins when it became live
 }
 
 // Events returns the channel the events arrive on, in log order. It is
@@ -1020,7 +1034,7 @@ func (s *Subscription) catchUp(ctx context.Context) {
 					// what s already has.
 					s.live = true
 					delete(b.catching, s)
-					b.subs[s] = struct{}{}
+					b.join(s)
 					b.mu.Unlock()
 				}
 				return
