@@ -534,9 +534,10 @@ func checkExports(cm wazero.CompiledModule) error {
 	return nil
 }
 
-// missingExport says which function every plugin exports exports lacks,
-// or "": its bytes' fault, found before anything of it runs (Inspect
-// before the module runs, an instance before its _initialize).
+// missingExport names the first of the functions every plugin exports
+// that exports lacks, or returns "": the module's bytes' fault, found
+// before anything of it runs (Inspect before the module runs, an
+// instance before its _initialize).
 func missingExport(exports map[string]api.FunctionDefinition) string {
 	if exports[abi.ExportABIVersion] == nil {
 		return "no " + abi.ExportABIVersion + " export: not a storage-host plugin"
