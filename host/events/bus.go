@@ -165,7 +165,8 @@ type eventLog interface {
 	// anchor returns a position for a subscription to start after that
 	// a loss of the log makes unretained, as the zero position
 	// (Beginning) is not: with first, one before every event the log
-	// holds (zero when the log cannot name one), else one at its end.
+	// holds, or zero (a start at Beginning, as before) where it holds
+	// events and no anchor before them; else one at its end.
 	anchor(ctx context.Context, first bool) (id, error)
 	// retained reports whether every event after `after` is still kept.
 	retained(ctx context.Context, after id) (bool, error)

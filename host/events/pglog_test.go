@@ -758,7 +758,11 @@ func TestPostgresTruncateDuringASequencerRun(t *testing.T) {
 		_, err := admin.Exec(ctx, "TRUNCATE "+table)
 		truncated <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // the TRUNCATE waits for the run
+	require.Eventually(t, func() bool { // the TRUNCATE waits for the run's lock
+		var waiting bool
+		err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'TRUNCATE %')").Scan(&waiting)
+		return err == nil && waiting
+	}, 20*time.Second, 10*time.Millisecond, "the TRUNCATE does not wait for the run")
 	// The run goes on to the table, as a sequencer run does, and ends.
 	_, err = tx.Exec(ctx, "UPDATE "+table+" SET pos = pos WHERE false")
 	require.NoError(t, err)
