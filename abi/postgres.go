@@ -392,6 +392,16 @@ type Migration struct {
 // Migration, in version order.
 type Migrations []Migration
 
+// Bounds on what storage_migrations returns: at most MaxMigrations
+// migrations, in at most MaxMigrationsBytes bytes. A list past either is
+// refused before any of it is decoded (a region of 60 MB of empty
+// migrations decoded to 1.2 GB of the host's memory). No schema comes
+// near them: a migration is a release's change to it.
+const (
+	MaxMigrations      = 4096
+	MaxMigrationsBytes = 4 << 20
+)
+
 // Encode appends m.
 func (m Migrations) Encode(e *Encoder) {
 	e.Uvarint(uint64(len(m)))
@@ -401,9 +411,10 @@ func (m Migrations) Encode(e *Encoder) {
 	}
 }
 
-// Decode reads what Encode wrote.
+// Decode reads what Encode wrote; a list of more than MaxMigrations is
+// malformed.
 func (m *Migrations) Decode(d *Decoder) {
-	n := d.Count(2)
+	n := d.countAtMost(2, MaxMigrations)
 	*m = prealloc[Migration](n)
 	for i := 0; i < n && d.err == nil; i++ {
 		v := d.Uvarint()

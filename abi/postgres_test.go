@@ -61,6 +61,19 @@ func TestPGRoundTrip(t *testing.T) {
 	require.Equal(t, pgMigrations, ms)
 	require.NoError(t, ms.Check())
 	require.ErrorIs(t, abi.Migrations{{Version: 2}}.Check(), abi.StatusInvalid)
+	// A list longer than a Migrations may hold is malformed, before any
+	// of it is decoded.
+	many := make(abi.Migrations, abi.MaxMigrations+1)
+	for i := range many {
+		many[i].Version = uint64(i) + 1
+	}
+	d = abi.NewDecoder(encoded(many.Encode))
+	ms.Decode(d)
+	require.ErrorIs(t, d.Finish(), abi.ErrMalformed)
+	d = abi.NewDecoder(encoded(many[:abi.MaxMigrations].Encode))
+	ms.Decode(d)
+	require.NoError(t, d.Finish())
+	require.Len(t, ms, abi.MaxMigrations)
 	require.ErrorIs(t, abi.Migrations{{Version: 1}, {Version: 1}}.Check(), abi.StatusInvalid)
 	// The host's own tables are not a plugin's to create or change.
 	for _, sql := range []string{

@@ -221,6 +221,12 @@ func (in *instance) migrations(ctx context.Context) (abi.Migrations, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIncompatible, err)
 	}
+	if len(b) > abi.MaxMigrationsBytes {
+		return nil, fmt.Errorf("%w: migrations: %s returned %d bytes, more than the %d Migrations may hold (section 16.4)", ErrIncompatible, abi.ExportMigrations, len(b), abi.MaxMigrationsBytes)
+	}
+	if n := abi.NewDecoder(b).Uvarint(); n > abi.MaxMigrations {
+		return nil, fmt.Errorf("%w: migrations: %s returned %d migrations, more than the %d Migrations may hold (section 16.4)", ErrIncompatible, abi.ExportMigrations, n, abi.MaxMigrations)
+	}
 	var ms abi.Migrations
 	d := abi.NewDecoder(b)
 	ms.Decode(d)
