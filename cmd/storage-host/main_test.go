@@ -91,7 +91,15 @@ var dataHome string
 
 // dataEnv is the environment naming a new data directory of t's own: every
 // process the tests start gets one, unless the test names another.
+//
+// Under the race detector it skips t: the processes are built without it
+// (binary), so such a test would check only its own side, the HTTP
+// client, for the minutes the plain run takes. The package's tests of
+// its code in process (the watcher, progress, plugin test output) run.
 func dataEnv(t *testing.T) string {
+	if raceEnabled {
+		t.Skip("end to end: the storage-host it runs is built without -race; run without -race")
+	}
 	return "STORAGE_HOST_DATA_DIR=" + t.TempDir()
 }
 
