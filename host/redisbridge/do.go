@@ -73,20 +73,32 @@ type call struct {
 // Config.Scripts, a command outside Config.AllowCommands), nil otherwise:
 // the response says how the request went.
 func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) error {
+	w := works.Get().(*work)
+	reuse, err := b.do(ctx, w, req, e)
+	if reuse {
+		w.release()
+	}
+	return err
+}
+
+// do is Do on w's memory. It answers whether w may be used again: not
+// once a flusher may hold its commands (the caller's context ended while
+// they were queued).
+func (b *Bridge) do(ctx context.Context, w *work, req *abi.RedisRequest, e *abi.Encoder) (reuse bool, _ error) {
 	var calls []call
 	switch req.Mode {
 	case abi.RedisPipeline, abi.RedisTransaction:
 		if len(req.Commands) == 0 {
 			invalid(e, "no commands")
-			return nil
+			return true, nil
 		}
 		if len(req.Commands) > b.maxCommands {
 			limit(e, "%d commands in one request, more than the %d allowed", len(req.Commands), b.maxCommands)
-			return nil
+			return true, nil
 		}
 		var growth, entries int64
 		var reads repeats
-		calls = make([]call, len(req.Commands))
+		calls = w.callList(len(req.Commands))
 		// Room for every argument to be a key: a command's keys are known
 		// only once it is looked up.
 		nargs, size := 0, 0
@@ -96,19 +108,19 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				size += len(b.prefix) + len(a)
 			}
 		}
-		arena := newArgArena(nargs, size, nargs)
+		arena := w.arena(nargs, size, nargs)
 		for i, in := range req.Commands {
 			if len(in) == 0 {
 				invalid(e, "command %d is empty", i)
-				return nil
+				return true, nil
 			}
 			c := lookup(b.allowed, in[0])
 			if c == nil {
 				if lookup(commands, in[0]) != nil {
-					return notGranted(e, "command %s is not allowed for this backend (an operator grants it in the backend's allow_commands, Config.AllowCommands)", shown(in[0]))
+					return true, notGranted(e, "command %s is not allowed for this backend (an operator grants it in the backend's allow_commands, Config.AllowCommands)", shown(in[0]))
 				}
 				invalid(e, "command %s is not allowed", shown(in[0]))
-				return nil
+				return true, nil
 			}
 			args, first, err := c.args(in, b.prefix, &arena)
 			if err == nil {
@@ -121,12 +133,12 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			}
 			if err != nil {
 				invalid(e, "command %d: %v", i, err)
-				return nil
+				return true, nil
 			}
 			if c.entries != nil {
 				if entries += c.entries(in); entries > maxCount {
 					limit(e, "command %d: the request's stream reads may answer more than %d entries together (a stream answers a field's name, which it stores once for many entries, with each); split them over requests", i, maxCount)
-					return nil
+					return true, nil
 				}
 			}
 			if c.moves {
@@ -134,7 +146,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				echoes := c.name == "lmove" || c.name == "rpoplpush"
 				if err := reads.move(in, whole, echoes); err != nil {
 					limit(e, "command %d: %v", i, err)
-					return nil
+					return true, nil
 				}
 			}
 			if c.readOnly || c.searches || c.echoes {
@@ -144,30 +156,30 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				}
 				if err := reads.read(in, args, weight); err != nil {
 					limit(e, "command %d: %v", i, err)
-					return nil
+					return true, nil
 				}
 			}
 			calls[i] = call{args: args, first: first, write: !c.readOnly, allocates: c.allocatesPastMaxmemory}
 		}
 		if growth > 0 && !b.grows.AllowN(time.Now(), int(growth)) {
 			limit(e, "the request's offsets would make Redis allocate %d bytes, past the backend's %d a second", growth, maxGrowthPerSecond)
-			return nil
+			return true, nil
 		}
 	case abi.RedisScript:
 		if b.scripts == nil {
-			return notGranted(e, "scripts are not granted to this backend")
+			return true, notGranted(e, "scripts are not granted to this backend")
 		}
 		if len(req.Script) == 0 {
 			invalid(e, "empty script")
-			return nil
+			return true, nil
 		}
 		if len(req.Calls) == 0 {
 			invalid(e, "no script calls")
-			return nil
+			return true, nil
 		}
 		if len(req.Calls) > b.maxCommands {
 			limit(e, "%d script calls in one request, more than the %d allowed", len(req.Calls), b.maxCommands)
-			return nil
+			return true, nil
 		}
 		sha, fresh := b.scripts.sha(req.Script)
 		if sha == nil {
@@ -176,16 +188,16 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			} else {
 				limit(e, "a script past the %d distinct scripts a backend may send: Redis keeps every script it is sent", maxScripts)
 			}
-			return nil
+			return true, nil
 		}
 		if fresh {
 			if why := b.scriptsFull.Load(); why != nil && !b.scriptHeld(ctx, sha.(string)) {
 				b.scripts.forget(req.Script)
 				limit(e, "%s", *why)
-				return nil
+				return true, nil
 			}
 		}
-		calls = make([]call, len(req.Calls))
+		calls = w.callList(len(req.Calls))
 		nargs, size := 0, 0
 		for _, sc := range req.Calls {
 			nargs += len(sc.Keys) + len(sc.Args)
@@ -193,14 +205,14 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 				size += len(b.prefix) + len(k)
 			}
 		}
-		arena := newArgArena(nargs, size, nargs+3*len(req.Calls))
+		arena := w.arena(nargs, size, nargs+3*len(req.Calls))
 		for i, sc := range req.Calls {
 			args := arena.list(3 + len(sc.Keys) + len(sc.Args))
 			args = append(args, "evalsha", sha, numkeys(len(sc.Keys)))
 			for _, k := range sc.Keys {
 				if bytes.HasPrefix(k, hostKeyPrefix) {
 					invalid(e, "script call %d: key %s: keys starting with %q are the host's", i, shown(k), HostKeyPrefix)
-					return nil
+					return true, nil
 				}
 				args = append(args, arena.key(b.prefix, k))
 			}
@@ -215,25 +227,22 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 	default:
 		invalid(e, "unknown mode %d", req.Mode)
-		return nil
+		return true, nil
 	}
 
-	writes := make([]bool, len(calls))
-	for i := range calls {
-		writes[i] = calls[i].write
-	}
+	writes := w.writeFlags(calls)
 	if why := b.evicting.Load(); why != nil && slices.Contains(writes, true) {
 		// Redis would take the write and may drop it once full.
 		unavailable(e, fmt.Errorf("writes refused while Redis may evict what they write: %s", *why))
-		return nil
+		return true, nil
 	}
 	if why := b.full.Load(); why != nil && slices.ContainsFunc(calls, func(c call) bool { return c.allocates }) {
 		// Redis would take it, and grow past its bound: refused as Redis
 		// refuses the other writes, for now.
 		unavailable(e, fmt.Errorf("%s; the request's commands allocate (pending entries, set members, expiries, names) though Redis takes them", *why))
-		return nil
+		return true, nil
 	}
-	cmds, budget, sent := b.run(ctx, req, calls)
+	cmds, budget, sent := b.run(ctx, w, req, calls)
 	if sent != answered {
 		// The caller's context ended while the request was queued for a
 		// shared pipeline; its commands are the flusher's now.
@@ -246,7 +255,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		} else {
 			unavailable(e, err)
 		}
-		return nil
+		return false, nil
 	}
 	if f, failed := outcome(cmds, writes); failed && !budget.exceeded.Load() {
 		if req.Mode == abi.RedisScript && overran(ctx, f.err) {
@@ -255,14 +264,14 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		if !f.unknown && b.user != nil && authFailure(f.err) && b.user.recreate(ctx) == nil {
 			// Redis restarted without our ACL user: made again, retry once
 			// (nothing ran: logging in failed).
-			cmds, budget, sent = b.run(ctx, req, calls)
+			cmds, budget, sent = b.run(ctx, w, req, calls)
 			if sent != answered {
 				if sent == abandonedSent {
 					unknown(e, ctx.Err())
 				} else {
 					unavailable(e, ctx.Err())
 				}
-				return nil
+				return false, nil
 			}
 			f, failed = outcome(cmds, writes)
 		}
@@ -272,13 +281,13 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 			} else {
 				unavailable(e, f.err)
 			}
-			return nil
+			return true, nil
 		}
 	}
 	if budget.exceeded.Load() {
 		// The connection was dropped mid-reply; the commands ran.
 		limit(e, "the replies exceed %d bytes, the backend's response bound; the commands ran", b.maxReply)
-		return nil
+		return true, nil
 	}
 	e.U8(uint8(abi.StatusOK))
 	e.Uvarint(uint64(len(cmds)))
@@ -291,7 +300,7 @@ func (b *Bridge) Do(ctx context.Context, req *abi.RedisRequest, e *abi.Encoder) 
 		}
 		appendRaw(e, raw)
 	}
-	return nil
+	return true, nil
 }
 
 // Serve decodes the encoded RedisRequest reqBytes and runs it as Do does.
@@ -436,10 +445,11 @@ func limit(e *abi.Encoder, format string, args ...any) {
 // run sends calls as req's mode says and returns their commands, the
 // budget their replies were read through, and whether they were answered
 // (coalesce.go); unless they were, the commands must not be read.
-func (b *Bridge) run(ctx context.Context, req *abi.RedisRequest, calls []call) ([]*rawCmd, *replyBudget, sendResult) {
-	budget := new(replyBudget)
+func (b *Bridge) run(ctx context.Context, w *work, req *abi.RedisRequest, calls []call) ([]*rawCmd, *replyBudget, sendResult) {
+	budget := &w.budget
 	budget.left.Store(b.maxReply)
-	cmds := newCmds(ctx, budget, calls)
+	budget.exceeded.Store(false)
+	cmds := w.commands(ctx, calls)
 	tx := req.Mode == abi.RedisTransaction
 	if sent := b.send(ctx, cmds, tx); sent != answered {
 		return nil, budget, sent
@@ -477,6 +487,111 @@ func (b *Bridge) send(ctx context.Context, cmds []*rawCmd, tx bool) sendResult {
 		return answered
 	}
 	return b.share(ctx, cmds)
+}
+
+// work is the memory one request takes in Do: its calls and their write
+// flags, the arena of their arguments, its reply budget, its commands and
+// their reply buffers. Do takes one from works and gives it back once the
+// request is answered, so that a request allocates little more than
+// go-redis's own command per command. One whose commands a flusher may
+// still hold (queued, then given up by its caller: coalesce.go) is left
+// to the garbage collector; its arguments, which the flusher writes, are
+// in it.
+type work struct {
+	calls  []call
+	writes []bool
+	refs   []byteArg
+	keys   []byte
+	args   []any
+	budget replyBudget
+	ptrs   []*rawCmd
+	cmds   []rawCmd
+}
+
+var works = sync.Pool{New: func() any { return new(work) }}
+
+// maxKeptWork bounds the memory a work keeps between requests: the
+// buffers of a large request (a bulk write, a page of large replies) go
+// with it rather than staying in the pool.
+const maxKeptWork = 64 << 10
+
+// release gives w back to works, without what holds a request's bytes
+// and without buffers past maxKeptWork.
+func (w *work) release() {
+	kept := cap(w.keys) + cap(w.args)*16 + cap(w.refs)*32
+	for i := range w.cmds {
+		c := &w.cmds[i]
+		c.RawWriteToCmd, c.budget = nil, nil
+		if kept += cap(c.buf); kept > maxKeptWork {
+			c.buf = nil
+		}
+		c.buf = c.buf[:0]
+	}
+	if kept > maxKeptWork {
+		*w = work{}
+	} else {
+		clear(w.calls)
+		clear(w.refs[:cap(w.refs)])
+		clear(w.args[:cap(w.args)])
+		clear(w.ptrs)
+	}
+	works.Put(w)
+}
+
+// callList returns room for n calls.
+func (w *work) callList(n int) []call {
+	w.calls = grown(w.calls, n)
+	return w.calls
+}
+
+// writeFlags returns whether each of calls may change data.
+func (w *work) writeFlags(calls []call) []bool {
+	w.writes = grown(w.writes, len(calls))
+	for i := range calls {
+		w.writes[i] = calls[i].write
+	}
+	return w.writes
+}
+
+// arena returns an arena on w's memory, at least as large as
+// newArgArena(refs, keyBytes, slots).
+func (w *work) arena(refs, keyBytes, slots int) argArena {
+	if cap(w.refs) < refs || cap(w.keys) < keyBytes || cap(w.args) < slots {
+		a := newArgArena(max(refs, cap(w.refs)), max(keyBytes, cap(w.keys)), max(slots, cap(w.args)))
+		w.refs, w.keys, w.args = a.refs, a.keys, a.any
+	}
+	return argArena{refs: w.refs[:0], keys: w.keys[:0], any: w.args[:0]}
+}
+
+// commands returns the commands of calls, reading their replies through
+// w's budget into buffers kept from w's earlier requests.
+func (w *work) commands(ctx context.Context, calls []call) []*rawCmd {
+	w.ptrs = grown(w.ptrs, len(calls))
+	if cap(w.cmds) < len(calls) {
+		w.cmds = make([]rawCmd, len(calls))
+	}
+	w.cmds = w.cmds[:len(calls)]
+	for i, c := range calls {
+		cmd := &w.cmds[i]
+		cmd.buf, cmd.budget = cmd.buf[:0], &w.budget
+		cmd.RawWriteToCmd = redis.NewRawWriteToCmd(ctx, cmd, c.args...)
+		if 0 < c.first && c.first <= 127 {
+			cmd.SetFirstKeyPos(int8(c.first))
+		}
+		w.ptrs[i] = cmd
+	}
+	return w.ptrs
+}
+
+// grown returns s with length n, its elements zero, reusing its array
+// when it has room.
+func grown[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 func newCmds(ctx context.Context, budget *replyBudget, calls []call) []*rawCmd {
