@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -515,26 +516,34 @@ var works = sync.Pool{New: func() any { return new(work) }}
 // with it rather than staying in the pool.
 const maxKeptWork = 64 << 10
 
-// release gives w back to works, without what holds a request's bytes
-// and without buffers past maxKeptWork.
+// kept is the memory w holds, in bytes: its lists to their capacity,
+// every reply buffer it has, used by its last request or not.
+func (w *work) kept() int {
+	n := cap(w.calls)*int(unsafe.Sizeof(call{})) + cap(w.writes) +
+		cap(w.refs)*int(unsafe.Sizeof(byteArg{})) + cap(w.keys) + cap(w.args)*int(unsafe.Sizeof(any(nil))) +
+		cap(w.ptrs)*int(unsafe.Sizeof(&rawCmd{})) + cap(w.cmds)*int(unsafe.Sizeof(rawCmd{}))
+	for _, c := range w.cmds[:cap(w.cmds)] {
+		n += cap(c.buf)
+	}
+	return n
+}
+
+// release gives w back to works, without what refers to a request's
+// bytes, and empty if it holds more than maxKeptWork.
 func (w *work) release() {
-	kept := cap(w.keys) + cap(w.args)*16 + cap(w.refs)*32
+	if w.kept() > maxKeptWork {
+		*w = work{}
+		works.Put(w)
+		return
+	}
 	for i := range w.cmds {
 		c := &w.cmds[i]
-		c.RawWriteToCmd, c.budget = nil, nil
-		if kept += cap(c.buf); kept > maxKeptWork {
-			c.buf = nil
-		}
-		c.buf = c.buf[:0]
+		c.RawWriteToCmd, c.budget, c.buf = nil, nil, c.buf[:0]
 	}
-	if kept > maxKeptWork {
-		*w = work{}
-	} else {
-		clear(w.calls)
-		clear(w.refs[:cap(w.refs)])
-		clear(w.args[:cap(w.args)])
-		clear(w.ptrs)
-	}
+	clear(w.calls)
+	clear(w.refs[:cap(w.refs)])
+	clear(w.args[:cap(w.args)])
+	clear(w.ptrs)
 	works.Put(w)
 }
 

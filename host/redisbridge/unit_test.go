@@ -1,6 +1,7 @@
 package redisbridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -355,4 +356,55 @@ func hasFlag(flags []string, f string) bool {
 		}
 	}
 	return false
+}
+
+// A request's work is kept for the next one, its reply buffers and
+// argument lists with it, unless it holds more than maxKeptWork: then it
+// is emptied (replies of 40 KB, read into buffers of its own, and what
+// another request leaves past its own length, count too).
+func TestWorkKeepsAtMostItsBound(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, nil)
+	require.NoError(t, f.direct.Set(ctx, f.prefix+"small", "v", 0).Err())
+	require.NoError(t, f.direct.Set(ctx, f.prefix+"large", bytes.Repeat([]byte("v"), 40<<10), 0).Err())
+
+	run := func(w *work, keys ...string) []abi.Reply {
+		var e abi.Encoder
+		req := abi.RedisRequest{Mode: abi.RedisPipeline}
+		for _, k := range keys {
+			req.Commands = append(req.Commands, cmd("GET", k))
+		}
+		reuse, err := f.b.do(ctx, w, &req, &e)
+		require.NoError(t, err)
+		require.True(t, reuse)
+		body, err := abi.ParseResponse(e.Bytes())
+		require.NoError(t, err)
+		d := abi.NewDecoder(body)
+		replies := abi.DecodeReplies(d)
+		require.NoError(t, d.Finish())
+		return replies
+	}
+
+	w := new(work)
+	require.Equal(t, "v", string(run(w, "small")[0].Str))
+	w.release()
+	require.NotZero(t, cap(w.cmds[0].buf), "a small request's reply buffer is kept")
+	require.Nil(t, w.cmds[0].RawWriteToCmd, "and nothing of the request")
+	require.LessOrEqual(t, w.kept(), maxKeptWork)
+
+	// One large reply, then two: the second request's work holds 80 KB.
+	require.Len(t, run(w, "large")[0].Str, 40<<10)
+	w.release()
+	require.NotZero(t, w.kept())
+	require.Len(t, run(w, "large", "large")[1].Str, 40<<10)
+	w.release()
+	require.Zero(t, w.kept(), "a work past the bound is emptied")
+
+	// Buffers past a later request's length count: two large replies,
+	// then one small request on the same work.
+	w = new(work)
+	run(w, "large", "large")
+	require.Equal(t, "v", string(run(w, "small")[0].Str))
+	w.release()
+	require.Zero(t, w.kept(), "the second large buffer counts though the last request did not use it")
 }
