@@ -816,9 +816,10 @@ type instance struct {
 	// time.
 	remoteLate atomic.Bool
 	// remoteWait is the time the current call spent in redis and postgres
-	// calls answered UNAVAILABLE (nothing sent: a store away, a dial),
-	// waiting rather than making it work (the ticker's pacing leaves it
-	// out; a store's work is the plugin's time).
+	// calls answered UNAVAILABLE (nothing sent: a store away, a dial) or
+	// UNKNOWN (the answer lost: a store silent until a timeout), waiting
+	// rather than making it work (the ticker's pacing leaves it out; a
+	// store's work is the plugin's time).
 	remoteWait atomic.Int64 // nanoseconds
 	// remoteLost is set when a redis or postgres call of the current
 	// call answered UNKNOWN: sent, its answer and connection lost.

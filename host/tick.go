@@ -149,8 +149,8 @@ type ticker struct {
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
 	// remote is the time ticks waited in redis and postgres calls
-	// answered UNAVAILABLE (instance.remoteWait), nanoseconds, summed;
-	// the loop's pacing leaves it out.
+	// answered UNAVAILABLE or UNKNOWN (instance.remoteWait), nanoseconds,
+	// summed; the loop's pacing leaves it out.
 	remote atomic.Int64
 	// lost is set when a tick's redis or postgres call answered UNKNOWN
 	// (instance.remoteLost); the loop reads and clears it each round.
@@ -366,8 +366,11 @@ func (t *ticker) loop() {
 		}
 		// Busy is the round's own time: not its waits for the events
 		// bucket, nor for a Redis or PostgreSQL that answered UNAVAILABLE
-		// (a tick waiting on a store that is away does not rest for it;
-		// one making its store work does, UNKNOWN answers included).
+		// or UNKNOWN (a tick waiting on a store that is away or silent
+		// does not rest for it, and one that lost an answer backs off,
+		// doubling, above; one making its store work and answering does).
+		// A round that waited 2 s on a frozen Redis rested 18 s, and the
+		// buffer's replay with it, once Redis answered again.
 		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
 		if progressed {
 			if over := busy - moreBusy; over > 0 {

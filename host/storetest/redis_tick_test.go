@@ -858,3 +858,34 @@ func TestRedisReplayFromBelowItsFence(t *testing.T) {
 	st = openTickedIn(t, proxy.Addr(), prefix, copied, nil, false, nil)
 	replayedSample(t, st, proxy, key, 5)
 }
+
+// TestRedisReplayAfterALostAnswerIsPrompt: a replay whose answer is lost
+// (its chunk held past the 2 s read timeout, as by a Redis frozen while a
+// tick waited on it) answers UNKNOWN, and the next round replays within a
+// second or so of it, not after resting nine times the round's wait (an
+// outside drill froze Redis for 6 s: the buffer was replayed 20 s after
+// Redis answered again, reads stale and writes refused as its queue
+// filled meanwhile).
+func TestRedisReplayAfterALostAnswerIsPrompt(t *testing.T) {
+	skipShort(t)
+	st, proxy, _, _ := warmTicked(t)
+	ctx := t.Context()
+	at := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
+	proxy.Cut()
+	_, err := st.PutMetric(ctx, host.Metric{AgentID: "prompt", Name: "cpu", Value: 1, Timestamp: at})
+	require.NoError(t, err, "buffered")
+	const hold = 30 * time.Second
+	proxy.DelayNext([]byte("\r\nmput\r\n"), hold)
+	proxy.Restore()
+	redistest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() bool { return !proxy.HeldAt().IsZero() },
+		"a tick's replay is held")
+	// The held call answers UNKNOWN at the read timeout (2 s); the next
+	// round's replay, on a new connection, lands at once.
+	redistest.WaitFor(t, time.Until(proxy.HeldAt().Add(8*time.Second)), 10*time.Millisecond,
+		func() bool { return st.Stats().BufferedWrites == 0 },
+		"replayed soon after the lost answer; %d left", st.Stats().BufferedWrites)
+	require.False(t, proxy.Delivered(), "the held copy is still held")
+	m, err := st.GetMetric(ctx, host.MetricKey{AgentID: "prompt", Name: "cpu", Timestamp: at})
+	require.NoError(t, err)
+	require.Equal(t, 1.0, m.Value)
+}
