@@ -282,12 +282,11 @@ func (x *exchange) call(ctx context.Context, mod api.Module, stack []uint64) {
 				in.remoteWait.Add(int64(time.Since(started)))
 			case abi.StatusUnknown:
 				// Sent, and the answer lost: the store may have worked, and
-				// the connection is gone (a plugin can end its own session).
-				// The round backs off for it, doubling, as for a fault; the
-				// wait itself is the store's silence (a Redis frozen for
-				// seconds answers nothing until the read timeout), which
-				// the ticker's pacing leaves out as for UNAVAILABLE.
-				in.remoteWait.Add(int64(time.Since(started)))
+				// the connection is gone (a plugin can end its own session),
+				// or it was silent (a Redis frozen for seconds answers
+				// nothing until the read timeout): the ticker tells them
+				// apart by how often it happens (ticker.loop).
+				in.lostWait.Add(int64(time.Since(started)))
 				in.remoteLost.Store(true)
 			}
 		}

@@ -816,14 +816,15 @@ type instance struct {
 	// time.
 	remoteLate atomic.Bool
 	// remoteWait is the time the current call spent in redis and postgres
-	// calls answered UNAVAILABLE (nothing sent: a store away, a dial) or
-	// UNKNOWN (the answer lost: a store silent until a timeout), waiting
-	// rather than making it work (the ticker's pacing leaves it out; a
-	// store's work is the plugin's time).
+	// calls answered UNAVAILABLE (nothing sent: a store away, a dial),
+	// waiting rather than making it work (the ticker's pacing leaves it
+	// out; a store's work is the plugin's time).
 	remoteWait atomic.Int64 // nanoseconds
 	// remoteLost is set when a redis or postgres call of the current
-	// call answered UNKNOWN: sent, its answer and connection lost.
+	// call answered UNKNOWN: sent, its answer and connection lost;
+	// lostWait is the time such calls took, nanoseconds.
 	remoteLost atomic.Bool
+	lostWait   atomic.Int64
 	// wroteKV is set when a kv put, delete or restore of the current call
 	// was applied.
 	wroteKV atomic.Bool
@@ -1158,6 +1159,7 @@ func (in *instance) call(ctx context.Context, op abi.Op, req []byte, shares uint
 	in.remoteLate.Store(false)
 	in.remoteWait.Store(0)
 	in.remoteLost.Store(false)
+	in.lostWait.Store(0)
 	in.wroteKV.Store(false)
 	in.budget = callBudget{}
 	if in.growRefused != nil && in.growRefused.Get() != 0 {

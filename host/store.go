@@ -359,6 +359,7 @@ func (s *Store) invoke(ctx context.Context, op abi.Op, writes bool, shares uint3
 	if op == abi.OpTick && s.ticker != nil {
 		s.ticker.remote.Add(in.remoteWait.Load())
 		if in.remoteLost.Load() {
+			s.ticker.lostWait.Add(in.lostWait.Load())
 			s.ticker.lost.Store(true)
 		}
 	}

@@ -149,12 +149,17 @@ type ticker struct {
 	events *rate.Limiter // the events of reported writes
 	waited time.Duration // for events, by the loop, then by close
 	// remote is the time ticks waited in redis and postgres calls
-	// answered UNAVAILABLE or UNKNOWN (instance.remoteWait), nanoseconds,
-	// summed; the loop's pacing leaves it out.
+	// answered UNAVAILABLE (instance.remoteWait), nanoseconds, summed;
+	// the loop's pacing leaves it out.
 	remote atomic.Int64
 	// lost is set when a tick's redis or postgres call answered UNKNOWN
-	// (instance.remoteLost); the loop reads and clears it each round.
-	lost atomic.Bool
+	// (instance.remoteLost), and lostWait is the time such calls took
+	// (instance.lostWait), nanoseconds, summed; the loop reads and clears
+	// lost each round. lastLost is when a round last lost an answer
+	// (loop's alone).
+	lost     atomic.Bool
+	lostWait atomic.Int64
+	lastLost time.Time
 
 	mu         sync.Mutex // guards the failure log's rate limit
 	lastLog    time.Time
@@ -318,7 +323,7 @@ func (t *ticker) loop() {
 			return
 		default:
 		}
-		start, waited, remote := time.Now(), t.waited, t.remote.Load()
+		start, waited, remote, lostWait := time.Now(), t.waited, t.remote.Load(), t.lostWait.Load()
 		faulty, progressed := false, false
 		for n := 1; ; n++ {
 			writes := t.writes.Load()
@@ -332,7 +337,7 @@ func (t *ticker) loop() {
 				}
 			}
 			busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
-			if err != nil || !r.More || n >= moreTicks || busy >= moreBusy {
+			if err != nil || !r.More || n >= moreTicks || busy >= moreBusy || t.lost.Load() {
 				break
 			}
 			select {
@@ -355,8 +360,23 @@ func (t *ticker) loop() {
 		// a fault does: a plugin ending its own session at each tick
 		// made PostgreSQL open a session ten times a second (70 % of a
 		// CPU) with nobody calling, in an outside check.
+		//
+		// Its wait on the calls that lost their answer counts as its own
+		// time, as a store's work does (a plugin ending its own
+		// PostgreSQL session after 3.8 s of work a tick passed it off as
+		// waiting, in an outside check), unless no round lost one in the
+		// minute before: a store frozen while a tick waited on it (a
+		// Redis stopped for 6 s, the tick's call answering UNKNOWN at
+		// the 2 s read timeout) then delays the replay that follows its
+		// return by the backoff alone, not nine times the wait (18 s, in
+		// an outside drill). A round that loses an answer ends there.
+		silent := time.Duration(0) // of the lost answers' wait, what is left out
 		if t.lost.Swap(false) {
 			faulty = true
+			if t.lastLost.IsZero() || start.Sub(t.lastLost) >= maxTickBackoff {
+				silent = time.Duration(t.lostWait.Load() - lostWait) // the first in a minute
+			}
+			t.lastLost = time.Now()
 		}
 		if faulty {
 			t.backoff = min(max(2*t.backoff, tickInterval), maxTickBackoff)
@@ -366,12 +386,10 @@ func (t *ticker) loop() {
 		}
 		// Busy is the round's own time: not its waits for the events
 		// bucket, nor for a Redis or PostgreSQL that answered UNAVAILABLE
-		// or UNKNOWN (a tick waiting on a store that is away or silent
-		// does not rest for it, and one that lost an answer backs off,
-		// doubling, above; one making its store work and answering does).
-		// A round that waited 2 s on a frozen Redis rested 18 s, and the
-		// buffer's replay with it, once Redis answered again.
-		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote)
+		// (a tick waiting on a store that is away does not rest for it;
+		// one making its store work does, UNKNOWN answers included but
+		// the first in a minute, above).
+		busy := time.Since(start) - (t.waited - waited) - time.Duration(t.remote.Load()-remote) - silent
 		if progressed {
 			if over := busy - moreBusy; over > 0 {
 				interval = max(interval, busy+min(over, maxTickBackoff))

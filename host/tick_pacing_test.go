@@ -163,3 +163,27 @@ func TestTicksLosingTheirSessionBackOff(t *testing.T) {
 	// seconds, and a few more for a slow machine; thirty without.
 	require.LessOrEqual(t, s.Ticks, uint64(8), "ticks that lose their session back off")
 }
+
+// TestTicksLosingTheirAnswerAfterWorkRest: a plugin whose every tick
+// holds its PostgreSQL session 0.3 s and then ends it
+// (testdata/plugins/hostile/tickwork), with nobody calling it. The first
+// round to lose an answer rests the backoff alone (the wait may have been
+// a store's silence, which must not hold a replay back); the next ones
+// rest nine times it, as for the tick's own time: ticks at about 0, 0.4,
+// 3.7 and 7 s, three in six seconds; six if the store's time passed for a
+// wait every time.
+func TestTicksLosingTheirAnswerAfterWorkRest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs against a real PostgreSQL; skipped with -short")
+	}
+	cfg := postgresConfig(t)
+	cfg.Plugin = hostilePath("tickwork")
+	st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
+	require.NoError(t, err)
+	time.Sleep(6 * time.Second)
+	s := st.Stats()
+	require.NoError(t, st.Close(context.Background()))
+	t.Logf("%d ticks, %d failed", s.Ticks, s.TickFailures)
+	require.GreaterOrEqual(t, s.Ticks, uint64(2), "the plugin is still ticked")
+	require.LessOrEqual(t, s.Ticks, uint64(4), "a store's time before a lost answer is the round's own but the first in a minute")
+}

@@ -861,11 +861,11 @@ func TestRedisReplayFromBelowItsFence(t *testing.T) {
 
 // TestRedisReplayAfterALostAnswerIsPrompt: a replay whose answer is lost
 // (its chunk held past the 2 s read timeout, as by a Redis frozen while a
-// tick waited on it) answers UNKNOWN, and the next round replays within a
-// second or so of it, not after resting nine times the round's wait (an
-// outside drill froze Redis for 6 s: the buffer was replayed 20 s after
-// Redis answered again, reads stale and writes refused as its queue
-// filled meanwhile).
+// tick waited on it) answers UNKNOWN, and, the first round in a minute to
+// lose an answer, the next round replays within a second or so of it,
+// not after resting nine times the round's wait (an outside drill froze
+// Redis for 6 s: the buffer was replayed about 20 s after the tick's call
+// began, reads stale and writes refused as its queue filled meanwhile).
 func TestRedisReplayAfterALostAnswerIsPrompt(t *testing.T) {
 	skipShort(t)
 	st, proxy, _, _ := warmTicked(t)
