@@ -157,7 +157,8 @@ type Plugin struct {
 	// text that may hold several statements. The host applies those the
 	// backend's schema lacks when it loads the plugin, once, and refuses to
 	// load a plugin that knows fewer versions than the schema has. Never
-	// change a released migration: add the next version.
+	// change a released migration: add the next version. At most
+	// abi.MaxMigrations of them, abi.MaxMigrationsBytes encoded.
 	Migrations abi.Migrations
 
 	// KVReads (ABI 1.8) declares the gets of alerts and agent states that

@@ -577,7 +577,8 @@ func (w *work) arena(refs, keyBytes, slots int) argArena {
 func (w *work) commands(ctx context.Context, calls []call) []*rawCmd {
 	w.ptrs = grown(w.ptrs, len(calls))
 	if cap(w.cmds) < len(calls) {
-		w.cmds = make([]rawCmd, len(calls))
+		// Extended, keeping the reply buffers it has.
+		w.cmds = append(w.cmds[:cap(w.cmds)], make([]rawCmd, len(calls)-cap(w.cmds))...)
 	}
 	w.cmds = w.cmds[:len(calls)]
 	for i, c := range calls {
