@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/storage-host/storage-host/abi"
@@ -52,6 +53,12 @@ func TestMigrationsPastTheirBoundsAreRefused(t *testing.T) {
 			_, err = host.Open(context.Background(), host.Config{Name: fixture, WASM: wasm, Postgres: cfg}, host.WithCompilationCache(""))
 			require.ErrorIs(t, err, host.ErrIncompatible)
 			require.ErrorContains(t, err, want)
+			admin, err := pgx.Connect(t.Context(), cfg.URL)
+			require.NoError(t, err)
+			defer admin.Close(context.Background())
+			var migrated bool
+			require.NoError(t, admin.QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", cfg.Schema+".storagehost_migrations").Scan(&migrated))
+			require.False(t, migrated, "no migration was run")
 		})
 	}
 }
