@@ -820,7 +820,15 @@ func TestStatementIgnoringItsCancelIsEnded(t *testing.T) {
 		start := time.Now()
 		var err error
 		if round < 2 {
-			_, err = do(t, ctx, b, abi.PGBatch, stmt(loop))
+			var rs []abi.PGResult
+			rs, err = do(t, ctx, b, abi.PGBatch, stmt(loop))
+			if err == nil && len(rs) == 1 && !rs[0].OK && rs[0].SQLState == "57014" {
+				// The cancel came before the loop's handler did (its
+				// LISTEN and COMMIT took the whole call on a loaded
+				// machine): the statement ended as any other does.
+				t.Logf("round %d: cancelled before the loop", round)
+				err = rs[0].Err()
+			}
 		} else {
 			// A plugin's migration, at load, the same.
 			_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: loop}})
