@@ -147,17 +147,7 @@ func TestLongTicksRest(t *testing.T) {
 // calling it, backs off as after a fault: a few ticks in three seconds,
 // not thirty, and as few new sessions.
 func TestTicksLosingTheirSessionBackOff(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs against a real PostgreSQL; skipped with -short")
-	}
-	cfg := postgresConfig(t)
-	cfg.Plugin = hostilePath("tickterm")
-	st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
-	require.NoError(t, err)
-	time.Sleep(3 * time.Second)
-	s := st.Stats()
-	require.NoError(t, st.Close(context.Background()))
-	t.Logf("%d ticks, %d failed", s.Ticks, s.TickFailures)
+	s := postgresTicksIn(t, "tickterm", 3*time.Second)
 	require.GreaterOrEqual(t, s.Ticks, uint64(2), "the plugin is still ticked")
 	// 0, 0.1, 0.3, 0.7, 1.5 s and 3.1 s: about five ticks in three
 	// seconds, and a few more for a slow machine; thirty without.
@@ -173,17 +163,26 @@ func TestTicksLosingTheirSessionBackOff(t *testing.T) {
 // 3.7 and 7 s, three in six seconds; six if the store's time passed for a
 // wait every time.
 func TestTicksLosingTheirAnswerAfterWorkRest(t *testing.T) {
+	s := postgresTicksIn(t, "tickwork", 6*time.Second)
+	require.GreaterOrEqual(t, s.Ticks, uint64(2), "the plugin is still ticked")
+	require.LessOrEqual(t, s.Ticks, uint64(4), "a store's time before a lost answer is the round's own but the first in a minute")
+}
+
+// postgresTicksIn opens the hostile postgres plugin fixture, lets it tick
+// with nobody calling it for d (the window its ticks are counted in), and
+// returns its stats once closed.
+func postgresTicksIn(t *testing.T, fixture string, d time.Duration) host.Stats {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs against a real PostgreSQL; skipped with -short")
 	}
 	cfg := postgresConfig(t)
-	cfg.Plugin = hostilePath("tickwork")
+	cfg.Plugin = hostilePath(fixture)
 	st, err := host.Open(context.Background(), cfg, host.WithCompilationCache(""))
 	require.NoError(t, err)
-	time.Sleep(6 * time.Second)
+	time.Sleep(d)
 	s := st.Stats()
 	require.NoError(t, st.Close(context.Background()))
 	t.Logf("%d ticks, %d failed", s.Ticks, s.TickFailures)
-	require.GreaterOrEqual(t, s.Ticks, uint64(2), "the plugin is still ticked")
-	require.LessOrEqual(t, s.Ticks, uint64(4), "a store's time before a lost answer is the round's own but the first in a minute")
+	return s
 }
