@@ -33,12 +33,6 @@ func TestPGReadsAnswerAsThePluginDoes(t *testing.T) {
 	ctx := t.Context()
 	calls := &callCounter{}
 	st := openPGReads(t, calls)
-	viaPlugin := func(read func() error) error {
-		reads := st.p.pgReads
-		st.p.pgReads = pgReads{}
-		defer func() { st.p.pgReads = reads }()
-		return read()
-	}
 
 	_, err := st.PutAgentState(ctx, AgentState{AgentID: "a1", State: []byte(`{"step":1}`)})
 	require.NoError(t, err)
@@ -56,8 +50,7 @@ func TestPGReadsAnswerAsThePluginDoes(t *testing.T) {
 		got, err := st.GetAgentState(ctx, id)
 		require.Equal(t, before+1, st.p.pgServed.Load(), "%s is read by the host", id)
 		require.Equal(t, gets, calls.gets.Load(), "%s: the plugin is not called", id)
-		var own AgentState
-		ownErr := viaPlugin(func() (err error) { own, err = st.GetAgentState(ctx, id); return err })
+		own, ownErr := pluginAgentState(ctx, st, id)
 		require.Equal(t, gets+1, calls.gets.Load(), "%s: the plugin answers itself", id)
 		assert.Equal(t, own, got, id)
 		assert.Equal(t, ownErr == nil, err == nil, "%s: %v / %v", id, ownErr, err)
@@ -69,8 +62,7 @@ func TestPGReadsAnswerAsThePluginDoes(t *testing.T) {
 		before := st.p.pgServed.Load()
 		got, err := st.GetAlert(ctx, id)
 		require.Equal(t, before+1, st.p.pgServed.Load(), "%s is read by the host", id)
-		var own Alert
-		ownErr := viaPlugin(func() (err error) { own, err = st.GetAlert(ctx, id); return err })
+		own, ownErr := pluginAlert(ctx, st, id)
 		assert.Equal(t, own, got, id)
 		assert.Equal(t, ownErr == nil, err == nil, "%s: %v / %v", id, ownErr, err)
 	}

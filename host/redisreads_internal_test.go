@@ -34,15 +34,6 @@ func openRedisReads(t *testing.T, calls *callCounter) (st *Store, direct *redis.
 	return st, direct, prefix
 }
 
-// viaPlugin runs read with the plugin's redis reads switched off: the
-// plugin's own answer.
-func viaPlugin[T any](st *Store, read func() (T, error)) (T, error) {
-	reads := st.p.redisReads
-	st.p.redisReads = redisReads{}
-	defer func() { st.p.redisReads = reads }()
-	return read()
-}
-
 // TestRedisReadsAnswerAsThePluginDoes: the redis plugin declares its
 // alert and agent-state gets redis reads; the host answers them with an
 // HMGET of its own, without entering the plugin, with what the plugin's
@@ -73,7 +64,7 @@ func TestRedisReadsAnswerAsThePluginDoes(t *testing.T) {
 		got, err := st.GetAgentState(ctx, id)
 		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
 		require.Equal(t, gets, calls.gets.Load(), "%s: the plugin is not called", id)
-		own, ownErr := viaPlugin(st, func() (AgentState, error) { return st.GetAgentState(ctx, id) })
+		own, ownErr := pluginAgentState(ctx, st, id)
 		require.Equal(t, gets+1, calls.gets.Load(), "%s: the plugin answers itself", id)
 		assert.Equal(t, own, got, id)
 		if ownErr != nil {
@@ -87,7 +78,7 @@ func TestRedisReadsAnswerAsThePluginDoes(t *testing.T) {
 		before := st.p.redisServed.Load()
 		got, err := st.GetAlert(ctx, id)
 		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
-		own, ownErr := viaPlugin(st, func() (Alert, error) { return st.GetAlert(ctx, id) })
+		own, ownErr := pluginAlert(ctx, st, id)
 		assert.Equal(t, own, got, id)
 		assert.Equal(t, ownErr == nil, err == nil, "%s: %v / %v", id, ownErr, err)
 	}

@@ -640,9 +640,7 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 			}, func() string { return alertMismatch(&out, id) })
 		}
 		if !served { // a declared read checked its record (readKV, readRedis, readPG)
-			out = Alert{}
-			err = s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
-			err = s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(&out, id) })
+			err = s.alertFromPlugin(ctx, id, &out)
 		}
 		err = stoppedBy(ctx, err)
 		if !answered(err) {
@@ -654,6 +652,14 @@ func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
 		return s.cachedAlert(id, read)
 	}
 	return read()
+}
+
+// alertFromPlugin asks the plugin for the alert id, into out: the get no
+// declared read served.
+func (s *Store) alertFromPlugin(ctx context.Context, id string, out *Alert) error {
+	*out = Alert{}
+	err := s.roundTrip(ctx, abi.OpGetAlert, func(e *abi.Encoder) { e.String(id) }, out.Decode)
+	return s.checkAnswer(abi.OpGetAlert, err, func() string { return alertMismatch(out, id) })
 }
 
 // DeleteAlert removes the alert id; a missing one is ErrNotFound.
@@ -767,9 +773,7 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 			}, func() string { return stateMismatch(&out, agentID) })
 		}
 		if !served { // a declared read checked its record (readKV, readRedis, readPG)
-			out = AgentState{}
-			err = s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, &out, agentID) })
-			err = s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(&out, agentID) })
+			err = s.agentStateFromPlugin(ctx, agentID, &out)
 		}
 		err = stoppedBy(ctx, err)
 		if !answered(err) {
@@ -781,6 +785,14 @@ func (s *Store) GetAgentState(ctx context.Context, agentID string) (AgentState, 
 		return s.cachedAgentState(agentID, read)
 	}
 	return read()
+}
+
+// agentStateFromPlugin asks the plugin for the state of agentID, into
+// out: the get no declared read served.
+func (s *Store) agentStateFromPlugin(ctx context.Context, agentID string, out *AgentState) error {
+	*out = AgentState{}
+	err := s.roundTrip(ctx, abi.OpGetAgentState, func(e *abi.Encoder) { e.String(agentID) }, func(d *abi.Decoder) { decodeAgentState(d, out, agentID) })
+	return s.checkAnswer(abi.OpGetAgentState, err, func() string { return stateMismatch(out, agentID) })
 }
 
 // DeleteAgentState removes the state of agentID; a missing one is
