@@ -169,6 +169,23 @@ func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 // returns once it prints where it listens.
 func launch(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
+	d := spawn(t, env, args...)
+	m := d.waitLines(d.out, servingLine, 1, startTimeout)[0]
+	d.serving = m
+	addr := servingLine.FindStringSubmatch(m)[1]
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err, "listen address %q", addr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	d.url = "http://" + net.JoinHostPort(host, port)
+	return d
+}
+
+// spawn runs storage-host with args and returns at once. The process is
+// killed when the test ends, and its output shown if the test failed.
+func spawn(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, out: newLines(), log: newLines(), exited: make(chan struct{})}
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Env = environ(append([]string{dataEnv(t)}, env...)...)
@@ -189,16 +206,6 @@ func launch(t *testing.T, env []string, args ...string) *daemon {
 			t.Logf("storage-host %s\nstdout:\n%s\nlog:\n%s", strings.Join(args, " "), d.out, d.log)
 		}
 	})
-
-	m := d.waitLines(d.out, servingLine, 1, startTimeout)[0]
-	d.serving = m
-	addr := servingLine.FindStringSubmatch(m)[1]
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err, "listen address %q", addr)
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	d.url = "http://" + net.JoinHostPort(host, port)
 	return d
 }
 

@@ -141,7 +141,10 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	restore := func(ctx context.Context, b config.Backend, st *host.Store) error {
 		return restoreOnStart(ctx, b, st, logger, bad)
 	}
-	m, err := manager.New(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore})
+	// The backends open while the daemon listens: one slow to open holds
+	// its own routes' requests (until it opened, or their deadline), not
+	// the others'.
+	m, err := manager.Start(ctx, f, manager.Options{Logger: logger, Registry: reg, Plugins: plugins, Prepare: restore})
 	if err != nil {
 		return err
 	}
@@ -178,10 +181,13 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	// Event streams never finish by themselves: Shutdown would wait for
 	// them until its timeout. It ends them first (with an end event).
 	srv.RegisterOnShutdown(h.EndStreams)
-	fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), describeData(f, dataDir), ln.Addr())
-
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(conns.Listener(ln)) }()
+	// "serving" is said once every backend's first attempt to open has
+	// ended: each open, or answering 503 while it is tried again.
+	if m.Started(ctx) == nil {
+		fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), describeData(f, dataDir), ln.Addr())
+	}
 
 	r.m, r.h, r.sched, r.conns = m, h, sched, conns
 

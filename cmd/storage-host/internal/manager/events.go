@@ -40,8 +40,13 @@ var ErrRerouted = fmt.Errorf("manager: a reload routed the record kinds of this 
 // backend, ...), or a reload routes one of its record kinds to a backend
 // it does not follow (ErrRerouted), and Err says why. With httpapi.LossReported,
 // a backend's lost events (events.ErrLost, at the start or later) are
-// reported instead, and the subscription goes on (Loss).
+// reported instead, and the subscription goes on (Loss). A subscription
+// made while backends open for the first time waits for them (Start).
 func (m *Manager) Subscribe(ctx context.Context, f events.Filter, from string, loss httpapi.Loss) (*Subscription, error) {
+	if g := m.current.Load(); g != nil {
+		// A backend still opening when ctx ends is one not open (below).
+		_ = g.started(ctx, g.followed(f.Kinds))
+	}
 	g := m.current.Load()
 	if g == nil {
 		return nil, errors.New("manager: closed")

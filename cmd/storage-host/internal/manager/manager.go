@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -102,6 +103,10 @@ type backend struct {
 	store *host.Store // nil while the backend is not open
 	// opening, set while store is nil, tries again to open the backend.
 	opening *opener
+	// started, set on a backend of the first generation (Start), is
+	// closed once its first attempt to open has ended and, when it
+	// opened, the store serves in its place.
+	started chan struct{}
 }
 
 // Change says what a reload did, by backend name.
@@ -113,13 +118,28 @@ type Change struct {
 	Rerouted []string
 }
 
-// New opens every backend of f. A backend that fails to open does not keep
-// the others from serving: it is logged, its routes answer ErrNotOpen, Ready
-// names it, and the manager keeps trying to open it, at growing intervals
-// (1 s, doubled up to 30 s), until it serves. New fails only for a file
-// that cannot be served (a route to a backend it does not define) or when
-// then nothing stays open.
+// New opens every backend of f, as Start does, and returns once every
+// first attempt to open has ended (Started).
 func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
+	m, err := Start(ctx, f, opts)
+	if err != nil {
+		return nil, err
+	}
+	_ = m.Started(ctx)
+	return m, nil
+}
+
+// Start starts opening every backend of f, all at once, and returns
+// without waiting for them: a backend serves once it opened, and until
+// then Do and Subscribe wait for its first attempt to end (within their
+// context), while the backends already open serve. A plugin slow to open
+// (its start, its migrations, each bounded) delays nothing but its own
+// routes. A backend that fails to open does not keep the others from
+// serving: it is logged, its routes answer ErrNotOpen, Ready names it,
+// and the manager keeps trying to open it, at growing intervals (1 s,
+// doubled up to 30 s), until it serves. Start fails only for a file that
+// cannot be served (a route to a backend it does not define).
+func Start(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
@@ -147,6 +167,33 @@ func New(ctx context.Context, f *config.File, opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// Started waits until every first attempt to open a backend (Start) has
+// ended, or ctx has.
+func (m *Manager) Started(ctx context.Context) error {
+	g := m.current.Load()
+	if g == nil {
+		return nil
+	}
+	return g.started(ctx, slices.Collect(maps.Keys(g.backends)))
+}
+
+// started waits until the first attempts to open g's backends names
+// have ended, or ctx has.
+func (g *generation) started(ctx context.Context, names []string) error {
+	for _, name := range names {
+		b := g.backends[name]
+		if b == nil || b.started == nil {
+			continue
+		}
+		select {
+		case <-b.started:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 func (m *Manager) unlock() { <-m.lock }
 
 // startOpening logs each backend of g that is not open and not served by
@@ -157,8 +204,9 @@ func (m *Manager) startOpening(g, old *generation) {
 		if prev, _ := old.backend(def.Name); b.store != nil || prev == b {
 			continue
 		}
-		m.log.Error("backend did not open; the others serve, its routes answer 503 until it opens, and it is tried again",
-			"backend", def.Name, "retry_in", openRetryFirst.String(), "error", b.opening.err)
+		if b.started == nil { // a first attempt's failure is logged when it ends
+			m.logNotOpened(def.Name, b.opening.err)
+		}
 		m.retryOpen(b)
 	}
 }
@@ -249,8 +297,20 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 		}
 		opens = append(opens, &opening{def: def, replacing: ok && prev.store != nil, served: ok})
 	}
+	if old == nil { // Start: each backend serves once it opened
+		for _, o := range opens {
+			if o.def.Unchecked != nil {
+				g.backends[o.def.Name] = notOpened(o.def, o.def.Unchecked) // not opened until it checks
+			} else {
+				g.backends[o.def.Name] = m.firstAttempt(ctx, o.def)
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	for _, o := range opens {
+		if old == nil {
+			break
+		}
 		if o.def.Unchecked != nil {
 			o.err = o.def.Unchecked // not opened until it checks
 			continue
@@ -262,17 +322,17 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 	}
 	wg.Wait()
 	for _, o := range opens {
-		if o.err == nil {
+		if o.err == nil && old != nil {
 			b := &backend{def: o.def, store: o.st}
 			opened = append(opened, b)
 			g.backends[o.def.Name] = b
 		}
 	}
 	for _, o := range opens {
-		if o.err == nil {
+		if o.err == nil || old == nil {
 			continue
 		}
-		if old != nil && (!o.served || o.replacing) {
+		if !o.served || o.replacing {
 			return nil, Change{}, nil, fmt.Errorf("backend %s: %w", o.def.Name, o.err)
 		}
 		g.backends[o.def.Name] = notOpened(o.def, o.err)
@@ -345,6 +405,13 @@ func (m *Manager) Do(ctx context.Context, kind abi.RecordKind, fn func(st *host.
 			return fmt.Errorf("%w %q", ErrUnknownKind, kind)
 		}
 		if b.store == nil {
+			if b.starting() {
+				select {
+				case <-b.started:
+					continue
+				case <-ctx.Done():
+				}
+			}
 			return b.notOpenError(true)
 		}
 		err := fn(b.store)

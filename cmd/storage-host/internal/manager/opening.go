@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -47,6 +48,53 @@ type opener struct {
 	next   time.Time // when the next attempt starts
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the attempts have stopped
+	// first is the first attempt, running since Start, until retryOpen
+	// has taken what it found.
+	first *attempt
+}
+
+// attempt is one attempt to open a backend, running on its own.
+type attempt struct {
+	st     *host.Store
+	err    error
+	cancel context.CancelFunc
+	done   chan struct{} // closed once st and err are set
+}
+
+// errFirstAttempt is the failure a backend whose first attempt to open
+// runs is said to have.
+var errFirstAttempt = errors.New("its first attempt to open has not ended")
+
+// firstAttempt returns backend def, its first attempt to open started
+// under ctx (Start): it serves once retryOpen has published what the
+// attempt opened.
+func (m *Manager) firstAttempt(ctx context.Context, def config.Backend) *backend {
+	ctx, cancel := context.WithCancel(ctx)
+	a := &attempt{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.st, a.err = m.open(ctx, def, false, false)
+	}()
+	return &backend{def: def, opening: &opener{err: errFirstAttempt, first: a, next: time.Now()}, started: make(chan struct{})}
+}
+
+// starting reports whether b's first attempt to open has yet to end.
+func (b *backend) starting() bool {
+	if b.started == nil {
+		return false
+	}
+	select {
+	case <-b.started:
+		return false
+	default:
+		return true
+	}
+}
+
+// logNotOpened logs the failure of a backend's first attempt to open.
+func (m *Manager) logNotOpened(name string, err error) {
+	m.log.Error("backend did not open; the others serve, its routes answer 503 until it opens, and it is tried again",
+		"backend", name, "retry_in", openRetryFirst.String(), "error", err)
 }
 
 // failed records an attempt's failure and when the next one starts, and
@@ -67,6 +115,9 @@ func (b *backend) notOpenError(why bool) error {
 	o := b.opening
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if b.starting() {
+		return fmt.Errorf("backend %s: %w: %w", b.def.Name, ErrNotOpen, errFirstAttempt)
+	}
 	reason := ": see the daemon's log for why"
 	if why {
 		reason = ": " + o.err.Error()
@@ -138,11 +189,15 @@ func (m *Manager) retryOpen(b *backend) {
 	o := b.opening
 	o.mu.Lock()
 	o.cancel, o.done = cancel, make(chan struct{})
-	done := o.done
+	done, first := o.done, o.first
+	o.first = nil
 	o.mu.Unlock()
 	log := m.log.With("backend", b.def.Name)
 	go func() {
 		defer close(done)
+		if first != nil && m.firstEnded(ctx, b, first) {
+			return
+		}
 		delay := openRetryFirst
 		for {
 			select {
@@ -181,6 +236,33 @@ func (m *Manager) retryOpen(b *backend) {
 			}
 		}
 	}()
+}
+
+// firstEnded waits for b's first attempt and serves what it opened in b's
+// place, and closes b.started then; it reports whether the attempts are
+// over: the first opened, or ctx (stopOpening) stopped them, which cancels
+// the first and closes what it opened all the same.
+func (m *Manager) firstEnded(ctx context.Context, b *backend, first *attempt) bool {
+	defer close(b.started)
+	select {
+	case <-first.done:
+	case <-ctx.Done():
+		first.cancel()
+		<-first.done
+	}
+	first.cancel()
+	if first.err == nil {
+		if ctx.Err() != nil || !m.publish(ctx, b, b.def, first.st) {
+			_ = first.st.Close(context.WithoutCancel(ctx))
+		}
+		return true
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	b.opening.failed(first.err, time.Now().Add(openRetryFirst))
+	m.logNotOpened(b.def.Name, bounded(first.err))
+	return false
 }
 
 func (o *opener) nextAttempt() time.Time {

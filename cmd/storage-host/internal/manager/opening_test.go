@@ -287,3 +287,87 @@ func TestUncheckedBackendOpensOnceItsPluginRuns(t *testing.T) {
 	put(t, m, "x")
 	require.NotNil(t, f.Backends[0].Unchecked, "the served file is not changed by the check")
 }
+
+// A backend slow to open holds only its own routes: Start returns while
+// it opens, the other backend serves, a call routed to it waits for its
+// first attempt (answering ErrNotOpen when the call's context ends
+// first), Ready names it, and once it opened it serves, Started
+// returning. Closed while it opens, its attempt is stopped and what it
+// opened closed.
+func TestBackendSlowToOpenHoldsOnlyItsRoutes(t *testing.T) {
+	ctx := context.Background()
+	f := file("good", map[string]string{"good": "1", "slow": "1"})
+	f.Routes.AgentStates = "slow"
+	release := make(chan struct{})
+	var prepared, stopped atomic.Int32
+	prepare := func(ctx context.Context, def config.Backend, _ *host.Store) error {
+		if def.Name != "slow" {
+			return nil
+		}
+		prepared.Add(1)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			stopped.Add(1)
+			return ctx.Err()
+		}
+	}
+	m, err := manager.Start(ctx, f, manager.Options{Prepare: prepare})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+
+	// Alerts go to good, which serves while slow opens.
+	require.NoError(t, m.Do(ctx, abi.KindAlert, func(st *host.Store) error {
+		_, err := st.PutAlert(ctx, host.Alert{ID: "x1", AgentID: "a1", Severity: abi.SeverityInfo, Status: abi.AlertFiring})
+		return err
+	}))
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = m.Do(short, abi.KindAgentState, func(st *host.Store) error {
+		_, err := st.GetAgentState(short, "a1")
+		return err
+	})
+	cancel()
+	require.ErrorIs(t, err, manager.ErrNotOpen)
+	require.ErrorContains(t, err, "first attempt to open has not ended")
+	require.ErrorContains(t, m.Ready(ctx), "backend slow")
+	require.Equal(t, int32(1), prepared.Load())
+
+	waiting := make(chan error, 1)
+	go func() {
+		waiting <- m.Do(ctx, abi.KindAgentState, func(st *host.Store) error {
+			_, err := st.PutAgentState(ctx, host.AgentState{AgentID: "a1", State: []byte("{}")})
+			return err
+		})
+	}()
+	select {
+	case err := <-waiting:
+		t.Fatalf("a call routed to a backend opening did not wait for it: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-waiting, "the call waiting for the first attempt runs once it opened")
+	require.NoError(t, m.Started(ctx))
+	require.NoError(t, m.Ready(ctx))
+	_, ok := m.Store("slow")
+	require.True(t, ok)
+
+	// Closed while its first attempt runs: the attempt is stopped.
+	preparing := make(chan struct{})
+	m2, err := manager.Start(ctx, f, manager.Options{Prepare: func(ctx context.Context, def config.Backend, st *host.Store) error {
+		if def.Name != "slow" {
+			return nil
+		}
+		close(preparing)
+		<-ctx.Done()
+		stopped.Add(1)
+		return ctx.Err()
+	}})
+	require.NoError(t, err)
+	<-preparing
+	require.NoError(t, m2.Close(ctx))
+	require.Equal(t, int32(1), stopped.Load(), "Close stops a first attempt")
+	started, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	require.NoError(t, m2.Started(started), "a stopped first attempt has ended")
+}
