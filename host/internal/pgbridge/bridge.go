@@ -438,6 +438,11 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, 
 	if lend {
 		stmts = append(stmts, "REVOKE "+r+" FROM CURRENT_USER")
 	}
+	if adminIsSuper {
+		if err := guardVacuumOptions(ctx, tx, schema); err != nil {
+			return fmt.Errorf("pgbridge: guarding the autovacuum options of schema %s: %w", schema, err)
+		}
+	}
 	// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones do,
 	// which would let the role create objects every backend sees. Revoked
 	// only where granted: from 15 on, an admin that does not own the

@@ -1000,3 +1000,53 @@ func TestNumericTextLenBoundsTheText(t *testing.T) {
 	}
 	require.Zero(t, numericTextLen([]byte{0, 1}))
 }
+
+// An admin that is a superuser keeps the backend's role from slowing the
+// server's autovacuum workers on its tables (whose cost options every
+// table's owner may set: a plugin's four tables held every worker for
+// about 49 minutes each): a statement of the role leaving either option,
+// on a table, its TOAST table or a materialized view, fails, however it
+// is sent; the role's other autovacuum options are its own; and what
+// was set before (here by the admin) is reset at the next open.
+func TestVacuumCostOptionsOfTheRoleRefused(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	if _, super := pgtest.RoleSetting(t, url, "", "log_min_messages"); !super {
+		t.Skip("the test server's admin is not a superuser: the options are the role's (SECURITY.md)")
+	}
+	b := open(t, Config{})
+	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (a int, b text)"}})
+	require.NoError(t, err)
+	_, err = b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (a int, b text)"},
+		{Version: 2, SQL: "CREATE TABLE m (a int) WITH (autovacuum_vacuum_cost_delay = 100)"}})
+	require.ErrorContains(t, err, "may not set autovacuum_vacuum_cost_delay", "a migration sets the option")
+
+	for _, q := range []string{
+		"CREATE TABLE u (a int) WITH (autovacuum_vacuum_cost_delay = 100)",
+		"ALTER TABLE t SET (autovacuum_vacuum_cost_limit = 1)",
+		"ALTER TABLE t SET (toast.autovacuum_vacuum_cost_delay = 100)",
+		"DO $$ BEGIN EXECUTE 'ALTER TABLE t SET (autovacuum_vacuum_cost_delay = ' || 50 || ')'; END $$",
+		"CREATE MATERIALIZED VIEW v WITH (autovacuum_vacuum_cost_limit = 1) AS SELECT 1 AS x",
+	} {
+		rs, err := do(t, ctx, b, abi.PGBatch, stmt(q))
+		require.NoError(t, err)
+		assert.Equal(t, "42501", sqlState(t, rs[0]), "%s", q)
+	}
+	rs, err := do(t, ctx, b, abi.PGBatch, stmt("ALTER TABLE t SET (autovacuum_vacuum_scale_factor = 0.01)"))
+	require.NoError(t, err)
+	mustOK(t, rs)
+
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	table := pgx.Identifier{b.schema, "t"}.Sanitize()
+	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_vacuum_cost_delay = 100, toast.autovacuum_vacuum_cost_limit = 1)")
+	require.NoError(t, err, "the admin's own statement is not the role's")
+	again, err := Open(ctx, Config{AdminURL: url, Schema: b.schema})
+	require.NoError(t, err)
+	again.Close()
+	var options []string
+	require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(c.reloptions, '{}') || coalesce(s.reloptions, '{}')
+		FROM pg_class c LEFT JOIN pg_class s ON s.oid = c.reltoastrelid WHERE c.oid = $1::regclass`, table).Scan(&options))
+	assert.Equal(t, []string{"autovacuum_vacuum_scale_factor=0.01"}, options, "the cost options are reset at open")
+}
