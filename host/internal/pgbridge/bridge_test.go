@@ -698,15 +698,23 @@ func TestTempFilesOfTheRoleBounded(t *testing.T) {
 	assert.Equal(t, "temp_file_limit=1024", setting)
 }
 
+// superAdminURL is the test server's admin URL, the test skipped unless
+// its role is a superuser: without one, why (SECURITY.md).
+func superAdminURL(t *testing.T, without string) string {
+	t.Helper()
+	url := pgtest.URL(t)
+	if _, super := pgtest.RoleSetting(t, url, "", "log_min_messages"); !super {
+		t.Skipf("the test server's admin is not a superuser: %s (SECURITY.md)", without)
+	}
+	return url
+}
+
 // An admin that is a superuser keeps what the backend's role raises out
 // of the server's log, which every database on the server shares: a
 // plugin's RAISE WARNING in a loop wrote 40 MB there in one call.
 func TestRoleWritesNothingToTheServerLog(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.URL(t)
-	if _, super := pgtest.RoleSetting(t, url, "", "log_min_messages"); !super {
-		t.Skip("the test server's admin is not a superuser: the role's log settings are the server's (SECURITY.md)")
-	}
+	url := superAdminURL(t, "the role's log settings are the server's")
 	b := open(t, Config{})
 	for _, name := range []string{"log_min_messages", "log_min_error_statement"} {
 		setting, _ := pgtest.RoleSetting(t, url, b.Role(), name)
@@ -1010,10 +1018,7 @@ func TestNumericTextLenBoundsTheText(t *testing.T) {
 // was set before (here by the admin) is reset at the next open.
 func TestVacuumCostOptionsOfTheRoleRefused(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.URL(t)
-	if _, super := pgtest.RoleSetting(t, url, "", "log_min_messages"); !super {
-		t.Skip("the test server's admin is not a superuser: the options are the role's (SECURITY.md)")
-	}
+	url := superAdminURL(t, "the options are the role's")
 	b := open(t, Config{})
 	_, err := b.Migrate(ctx, abi.Migrations{{Version: 1, SQL: "CREATE TABLE t (a int, b text)"}})
 	require.NoError(t, err)
