@@ -1040,6 +1040,12 @@ func TestVacuumCostOptionsOfTheRoleRefused(t *testing.T) {
 	rs, err := do(t, ctx, b, abi.PGBatch, stmt("ALTER TABLE t SET (autovacuum_vacuum_scale_factor = 0.01)"))
 	require.NoError(t, err)
 	mustOK(t, rs)
+	// A temporary table named pg_class does not hide the catalog's.
+	rs, err = do(t, ctx, b, abi.PGBatch, stmt("CREATE TEMP TABLE pg_class (oid oid, reltoastrelid oid, reloptions text[])"),
+		stmt("DISCARD PLANS"), stmt("ALTER TABLE t SET (autovacuum_vacuum_cost_delay = 100)"))
+	require.NoError(t, err)
+	mustOK(t, rs[:2])
+	assert.Equal(t, "42501", sqlState(t, rs[2]), "a temporary pg_class hid the catalog from the trigger")
 
 	admin, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
@@ -1047,11 +1053,64 @@ func TestVacuumCostOptionsOfTheRoleRefused(t *testing.T) {
 	table := pgx.Identifier{b.schema, "t"}.Sanitize()
 	_, err = admin.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_vacuum_cost_delay = 100, toast.autovacuum_vacuum_cost_limit = 1)")
 	require.NoError(t, err, "the admin's own statement is not the role's")
+	// Any role may hold the guard's advisory lock: the open goes on.
+	_, err = admin.Exec(ctx, "SELECT pg_advisory_lock(hashtext('storagehost vacuum options'))")
+	require.NoError(t, err)
 	again, err := Open(ctx, Config{AdminURL: url, Schema: b.schema})
 	require.NoError(t, err)
 	again.Close()
+	_, err = admin.Exec(ctx, "SELECT pg_advisory_unlock(hashtext('storagehost vacuum options'))")
+	require.NoError(t, err)
 	var options []string
 	require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(c.reloptions, '{}') || coalesce(s.reloptions, '{}')
 		FROM pg_class c LEFT JOIN pg_class s ON s.oid = c.reltoastrelid WHERE c.oid = $1::regclass`, table).Scan(&options))
 	assert.Equal(t, []string{"autovacuum_vacuum_scale_factor=0.01"}, options, "the cost options are reset at open")
+}
+
+// The trigger's function runs for every role's DDL, superusers' included,
+// so one a role made first in public (or changed since) is not taken for
+// it: the host makes its own in its place. In a database of the test's
+// own, whose public a role is granted CREATE on.
+func TestVacuumGuardFunctionOfAnotherRoleIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	url := superAdminURL(t, "no guard is installed")
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	suffix := strings.TrimPrefix(pgtest.Schema(t, RolePrefix), "t_")
+	db, owner := "storagehost_guard_"+suffix, "guardowner_"+suffix
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+db)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+owner)
+		_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+RolePrefix+"g"+suffix)
+	})
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.Database = db
+	other, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	for _, q := range []string{
+		"CREATE ROLE " + owner, "GRANT CREATE ON SCHEMA public TO " + owner, "SET ROLE " + owner,
+		"CREATE FUNCTION public.storagehost_vacuum_options() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$",
+		"RESET ROLE",
+	} {
+		_, err := other.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	dbURL, err := neturl.Parse(url)
+	require.NoError(t, err)
+	dbURL.Path = "/" + db
+	b, err := Open(ctx, Config{AdminURL: dbURL.String(), Schema: "g" + suffix})
+	require.NoError(t, err)
+	defer b.Close()
+	var super bool
+	require.NoError(t, other.QueryRow(ctx, `SELECT r.rolsuper FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
+		WHERE p.oid = 'public.storagehost_vacuum_options()'::regprocedure`).Scan(&super))
+	assert.True(t, super, "the function is another role's")
+	rs, err := call(ctx, b, abi.PGBatch, stmt("CREATE TABLE t (a int) WITH (autovacuum_vacuum_cost_limit = 1)"))
+	require.NoError(t, err)
+	assert.Equal(t, "42501", sqlState(t, rs[0]))
 }

@@ -247,6 +247,7 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 	// stopped are the attempts paused, kept apart from the result paused,
 	// which every error return sets to nil before this deferred call.
 	var opened, stopped []*backend
+	var starting []*backend // Start's, whose first attempts a failed build stops
 	defer func() {
 		if err == nil {
 			return
@@ -256,6 +257,9 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 		}
 		for _, b := range stopped {
 			m.retryOpen(b)
+		}
+		for _, b := range starting {
+			b.opening.first.stop(ctx)
 		}
 	}()
 	for _, def := range f.Backends {
@@ -302,7 +306,9 @@ func (m *Manager) build(ctx context.Context, f *config.File, old *generation) (g
 			if o.def.Unchecked != nil {
 				g.backends[o.def.Name] = notOpened(o.def, o.def.Unchecked) // not opened until it checks
 			} else {
-				g.backends[o.def.Name] = m.firstAttempt(ctx, o.def)
+				b := m.firstAttempt(ctx, o.def)
+				g.backends[o.def.Name] = b
+				starting = append(starting, b)
 			}
 		}
 	}

@@ -78,6 +78,19 @@ func (m *Manager) firstAttempt(ctx context.Context, def config.Backend) *backend
 	return &backend{def: def, opening: &opener{err: errFirstAttempt, first: a, next: time.Now()}, started: make(chan struct{})}
 }
 
+// stop cancels a, waits for it, and closes what it opened.
+func (a *attempt) stop(ctx context.Context) {
+	a.cancel()
+	<-a.done
+	if a.st != nil {
+		_ = a.st.Close(context.WithoutCancel(ctx))
+	}
+}
+
+// errFirstAttemptStopped is the failure of a backend whose first attempt
+// to open was stopped (a reload replacing it, Close).
+var errFirstAttemptStopped = errors.New("its first attempt to open was stopped")
+
 // starting reports whether b's first attempt to open has yet to end.
 func (b *backend) starting() bool {
 	if b.started == nil {
@@ -247,17 +260,17 @@ func (m *Manager) firstEnded(ctx context.Context, b *backend, first *attempt) bo
 	select {
 	case <-first.done:
 	case <-ctx.Done():
-		first.cancel()
-		<-first.done
+	}
+	if ctx.Err() != nil {
+		first.stop(ctx)
+		b.opening.failed(errFirstAttemptStopped, time.Now().Add(openRetryFirst))
+		return true
 	}
 	first.cancel()
 	if first.err == nil {
-		if ctx.Err() != nil || !m.publish(ctx, b, b.def, first.st) {
+		if !m.publish(ctx, b, b.def, first.st) {
 			_ = first.st.Close(context.WithoutCancel(ctx))
 		}
-		return true
-	}
-	if ctx.Err() != nil {
 		return true
 	}
 	b.opening.failed(first.err, time.Now().Add(openRetryFirst))
