@@ -331,7 +331,7 @@ func TestBackendSlowToOpenHoldsOnlyItsRoutes(t *testing.T) {
 	require.ErrorIs(t, err, manager.ErrNotOpen)
 	require.ErrorContains(t, err, "first attempt to open has not ended")
 	require.ErrorContains(t, m.Ready(ctx), "backend slow")
-	require.Equal(t, int32(1), prepared.Load())
+	require.Eventually(t, func() bool { return prepared.Load() == 1 }, 30*time.Second, 10*time.Millisecond, "slow's attempt reaches its Prepare")
 
 	waiting := make(chan error, 1)
 	go func() {
