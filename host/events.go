@@ -61,7 +61,9 @@ func (s *Store) openEvents(ctx context.Context, cfg *Config, st *settings) error
 	case s.p.redis != nil && !pgLog:
 		s.bus = events.NewRedis(s.p.redis.Client(), s.p.redis.Key("events"), cfg.Events, logger)
 	case pgLog:
-		bus, err := events.NewPostgres(ctx, pgSQL(s.p.pg), s.p.pg.Schema(), s.p.pg.ConnConfig(), cfg.Events, logger)
+		openCtx, cancel := context.WithTimeout(ctx, pgOpenWait(s.p.limits))
+		bus, err := events.NewPostgres(openCtx, pgSQL(s.p.pg), s.p.pg.Schema(), s.p.pg.ConnConfig(), cfg.Events, logger)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("host: backend %s: %w", s.p.name, err)
 		}

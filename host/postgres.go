@@ -104,6 +104,12 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events boo
 	if events {
 		settings[abi.PGEventsSetting] = "on"
 	}
+	// A server that takes connections and never answers held the open
+	// for ever (the startup's reply has no deadline of pgx's own): an
+	// outside drill's daemon waited on it past 80 s, and its reloads
+	// and other backends' attempts with it.
+	ctx, cancel := context.WithTimeout(ctx, pgOpenWait(lim))
+	defer cancel()
 	b, err := pgbridge.Open(ctx, pgbridge.Config{
 		AdminURL:         c.URL,
 		Schema:           c.Schema,
@@ -117,6 +123,15 @@ func openPostgres(ctx context.Context, c *PostgresConfig, lim Limits, events boo
 		return nil, fmt.Errorf("%w: postgres: %w", openFailure(err), err)
 	}
 	return b, nil
+}
+
+// pgOpenWait bounds the network work of opening a PostgreSQL backend,
+// each part on its own: the bridge's connections, the provisioning of
+// its role and schema (whose advisory lock hosts opening at once wait for,
+// pgbridge.LockWait at a time), and the event log's tables. Migrations
+// have their deadline of their own.
+func pgOpenWait(lim Limits) time.Duration {
+	return max(10*time.Second, 2*lim.CallTimeout)
 }
 
 // openFailure is the sentinel of a bridge that did not open: ErrInvalid

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/storage-host/storage-host/host/redistest"
 )
 
 // TestBackendSlowToOpenHoldsOnlyItsRoutes: a backend whose first attempt
@@ -18,24 +20,7 @@ import (
 // "serving" is said only once every first attempt has ended.
 func TestBackendSlowToOpenHoldsOnlyItsRoutes(t *testing.T) {
 	t.Parallel()
-	hole, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = hole.Close() })
-	go func() {
-		var held []net.Conn // answered never, closed with the test
-		defer func() {
-			for _, c := range held {
-				_ = c.Close()
-			}
-		}()
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	hole := redistest.Unanswering(t)
 	free, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := free.Addr().String()
@@ -58,7 +43,7 @@ routes {
   alerts       = "mem"
   agent_states = "stuck"
 }
-`, hole.Addr().String())
+`, hole)
 	d := spawn(t, nil, "serve", "-config", cfg, "-watch=false", "-listen", addr)
 	url := "http://" + addr
 

@@ -69,7 +69,9 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	// unless they change.
 	plugins := new(config.PluginCache)
 	f := config.Default(config.WithDataDir(dataDir))
+	var loaded *snapshot // what the file held before it was read
 	if *configPath != "" {
+		loaded = startSnapshot(*configPath)
 		f, err = config.Load(*configPath, config.WithDataDir(dataDir))
 		if err == nil {
 			// A backend whose plugin fails when run (its start, its
@@ -121,7 +123,7 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	// they do is seen.
 	var changed <-chan struct{}
 	if *configPath != "" && *watch {
-		w, err := newWatcher(r.log, f)
+		w, err := newWatcher(r.log, f, loaded)
 		if err != nil {
 			logger.Warn("not watching the configuration file; reload with SIGHUP", "error", err)
 		} else {
@@ -184,10 +186,14 @@ func serve(args []string, stdout, stderr io.Writer) (err error) {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(conns.Listener(ln)) }()
 	// "serving" is said once every backend's first attempt to open has
-	// ended: each open, or answering 503 while it is tried again.
-	if m.Started(ctx) == nil {
-		fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), describeData(f, dataDir), ln.Addr())
-	}
+	// ended: each open, or answering 503 while it is tried again. Reloads
+	// and signals are served meanwhile (one may replace a backend still
+	// opening).
+	go func() {
+		if m.Started(ctx) == nil && ctx.Err() == nil {
+			fmt.Fprintf(stdout, "storage-host: serving %s (data: %s) on http://%s\n", describeRoutes(f), describeData(f, dataDir), ln.Addr())
+		}
+	}()
 
 	r.m, r.h, r.sched, r.conns = m, h, sched, conns
 

@@ -49,13 +49,16 @@ type watcher struct {
 	pending map[string]bool              // the files changed since the last takeChanged
 }
 
-func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
+// newWatcher watches the files f reads. before, when set, is what the
+// configuration file held before f was read from it (startSnapshot): an
+// edit made while the daemon loaded it is reported as changed.
+func newWatcher(log hclog.Logger, f *config.File, before *snapshot) (*watcher, error) {
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
 	w := &watcher{fsw: fsw, log: log, changed: make(chan struct{}, 1), dirs: map[string]bool{}, pending: map[string]bool{}}
-	w.follow(f, nil)
+	w.follow(f, before)
 	go w.loop()
 	return w, nil
 }
@@ -65,6 +68,21 @@ func newWatcher(log hclog.Logger, f *config.File) (*watcher, error) {
 type snapshot struct {
 	sums map[string][sha256.Size]byte
 	at   time.Time
+	// only: files it holds no fingerprint of are taken as read unchanged
+	// (startSnapshot, which knows the configuration file alone).
+	only bool
+}
+
+// startSnapshot fingerprints the configuration file at path before the
+// daemon first reads it: an edit made while it loads (seconds, its
+// plugins compiled and run) is then seen by the watcher, created after,
+// and reloaded, not taken for what was loaded.
+func startSnapshot(path string) *snapshot {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil
+	}
+	return &snapshot{sums: fingerprints([]string{abs}), at: time.Now(), only: true}
 }
 
 // snapshot fingerprints the files the watcher tracks, for a reload to take
@@ -100,7 +118,7 @@ func (w *watcher) follow(f *config.File, before *snapshot) {
 		if before == nil {
 			break
 		}
-		if sum, known := before.sums[p]; known && sum != w.last[p] || !known && modifiedSince(p, before.at) {
+		if sum, known := before.sums[p]; known && sum != w.last[p] || !known && !before.only && modifiedSince(p, before.at) {
 			w.pending[p], changed = true, true
 		}
 	}

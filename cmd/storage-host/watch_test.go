@@ -30,7 +30,7 @@ func TestWatcherFollowsConfigMapSwap(t *testing.T) {
 	path := filepath.Join(dir, "app.hcl")
 	f, err := config.Load(path)
 	require.NoError(t, err)
-	w, err := newWatcher(hclog.NewNullLogger(), f)
+	w, err := newWatcher(hclog.NewNullLogger(), f, nil)
 	require.NoError(t, err)
 	defer w.Close()
 
@@ -73,7 +73,7 @@ func TestWatcherReportsAnEditMadeDuringAReload(t *testing.T) {
 	write("200")
 	f, err := config.Load(path)
 	require.NoError(t, err)
-	w, err := newWatcher(hclog.NewNullLogger(), f)
+	w, err := newWatcher(hclog.NewNullLogger(), f, nil)
 	require.NoError(t, err)
 	defer w.Close()
 
@@ -119,4 +119,39 @@ func TestWatcherReportsAnEditMadeDuringAReload(t *testing.T) {
 		t.Fatal("an edit of a newly named file made during a reload was not reported")
 	}
 	require.Equal(t, secret, w.takeChanged())
+}
+
+// An edit made while the daemon loads its configuration at start (after
+// startSnapshot, before the watcher is made) is reported as a change, so
+// that a reload applies it; a file the start read as it was, and a file
+// it knows nothing of from before (a plugin), are not.
+func TestWatcherSeesAnEditMadeWhileTheDaemonStarts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.hcl")
+	require.NoError(t, os.WriteFile(path, []byte(`backend "a" { plugin = "builtin:memory" }`), 0o644))
+	unchanged := startSnapshot(path)
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	w, err := newWatcher(hclog.NewNullLogger(), f, unchanged)
+	require.NoError(t, err)
+	select {
+	case <-w.changed:
+		t.Fatal("a file read as it was reported a change")
+	case <-time.After(5 * debounce):
+	}
+	require.NoError(t, w.Close())
+
+	edited := startSnapshot(path)
+	f, err = config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, []byte(`backend "b" { plugin = "builtin:memory" }`), 0o644))
+	w, err = newWatcher(hclog.NewNullLogger(), f, edited)
+	require.NoError(t, err)
+	defer w.Close()
+	select {
+	case <-w.changed:
+		require.Contains(t, w.takeChanged(), "app.hcl")
+	case <-time.After(10 * time.Second):
+		t.Fatal("an edit made while the daemon loaded was not reported")
+	}
 }
