@@ -22,26 +22,16 @@ func (c *callCounter) PluginCall(_ string, op abi.Op, _ time.Duration, _ error, 
 	}
 }
 
-// pluginAgentState is the plugin's own answer to the get of id's state,
-// as GetAgentState gives it when no declared read serves it. It switches
-// nothing off in st: the store's other goroutines (its expiry watch) get
-// records too.
-func pluginAgentState(ctx context.Context, st *Store, id string) (AgentState, error) {
-	var out AgentState
-	err := stoppedBy(ctx, st.agentStateFromPlugin(ctx, id, &out))
+// fromPlugin is the plugin's own answer to a get of id (get:
+// Store.agentStateFromPlugin or alertFromPlugin), as GetAgentState and
+// GetAlert give it when no declared read serves it. It switches nothing
+// off in the store: its other goroutines (the expiry watch) get records
+// too.
+func fromPlugin[T any](ctx context.Context, get func(context.Context, string, *T) error, id string) (T, error) {
+	var out, none T
+	err := stoppedBy(ctx, get(ctx, id, &out))
 	if !answered(err) {
-		return AgentState{}, err
-	}
-	return out, err
-}
-
-// pluginAlert is the plugin's own answer to the get of the alert id, as
-// pluginAgentState is for a state.
-func pluginAlert(ctx context.Context, st *Store, id string) (Alert, error) {
-	var out Alert
-	err := stoppedBy(ctx, st.alertFromPlugin(ctx, id, &out))
-	if !answered(err) {
-		return Alert{}, err
+		return none, err
 	}
 	return out, err
 }
@@ -86,7 +76,7 @@ func TestKVReadsAnswerAsThePluginDoes(t *testing.T) {
 					before := st.p.kvServed.Load()
 					fromKV, kvErr := st.GetAgentState(ctx, id)
 					require.Equal(t, before+1, st.p.kvServed.Load(), "%s: %s is read from kv", step, id)
-					fromPlugin, pluginErr := pluginAgentState(ctx, st, id)
+					fromPlugin, pluginErr := fromPlugin(ctx, st.agentStateFromPlugin, id)
 					assert.Equal(t, fromPlugin, fromKV, "%s: %s", step, id)
 					assert.Equal(t, pluginErr == nil, kvErr == nil, "%s: %s: %v / %v", step, id, pluginErr, kvErr)
 					if pluginErr != nil {
@@ -95,7 +85,7 @@ func TestKVReadsAnswerAsThePluginDoes(t *testing.T) {
 					}
 				}
 				fromKV, kvErr := st.GetAlert(ctx, "x1")
-				fromPlugin, pluginErr := pluginAlert(ctx, st, "x1")
+				fromPlugin, pluginErr := fromPlugin(ctx, st.alertFromPlugin, "x1")
 				assert.Equal(t, fromPlugin, fromKV, "%s: alert", step)
 				assert.Equal(t, pluginErr == nil, kvErr == nil, "%s: alert: %v / %v", step, pluginErr, kvErr)
 			}

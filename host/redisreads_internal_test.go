@@ -64,7 +64,7 @@ func TestRedisReadsAnswerAsThePluginDoes(t *testing.T) {
 		got, err := st.GetAgentState(ctx, id)
 		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
 		require.Equal(t, gets, calls.gets.Load(), "%s: the plugin is not called", id)
-		own, ownErr := pluginAgentState(ctx, st, id)
+		own, ownErr := fromPlugin(ctx, st.agentStateFromPlugin, id)
 		require.Equal(t, gets+1, calls.gets.Load(), "%s: the plugin answers itself", id)
 		assert.Equal(t, own, got, id)
 		if ownErr != nil {
@@ -78,7 +78,7 @@ func TestRedisReadsAnswerAsThePluginDoes(t *testing.T) {
 		before := st.p.redisServed.Load()
 		got, err := st.GetAlert(ctx, id)
 		require.Equal(t, before+1, st.p.redisServed.Load(), "%s is read by the host", id)
-		own, ownErr := pluginAlert(ctx, st, id)
+		own, ownErr := fromPlugin(ctx, st.alertFromPlugin, id)
 		assert.Equal(t, own, got, id)
 		assert.Equal(t, ownErr == nil, err == nil, "%s: %v / %v", id, ownErr, err)
 	}

@@ -68,8 +68,9 @@ func newWatcher(log hclog.Logger, f *config.File, before *snapshot) (*watcher, e
 type snapshot struct {
 	sums map[string][sha256.Size]byte
 	at   time.Time
-	// only: files it holds no fingerprint of are taken as read unchanged
-	// (startSnapshot, which knows the configuration file alone).
+	// only: files it holds no fingerprint of are taken as read unchanged,
+	// at is not used (startSnapshot, which knows the configuration file
+	// alone).
 	only bool
 }
 
@@ -82,7 +83,7 @@ func startSnapshot(path string) *snapshot {
 	if err != nil {
 		return nil
 	}
-	return &snapshot{sums: fingerprints([]string{abs}), at: time.Now(), only: true}
+	return &snapshot{sums: fingerprints([]string{abs}), only: true}
 }
 
 // snapshot fingerprints the files the watcher tracks, for a reload to take

@@ -324,8 +324,17 @@ func lockedTx(ctx context.Context, conn *pgx.Conn, what, key string, f func(pgx.
 }
 
 // advisoryLock takes the advisory lock key for tx, waiting at most
-// LockWait (lock_timeout, then set back for the rest of tx).
+// LockWait.
 func advisoryLock(ctx context.Context, tx pgx.Tx, key string) error {
+	return waitingAtMostLockWait(ctx, tx, func() error {
+		_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", key)
+		return err
+	})
+}
+
+// waitingAtMostLockWait runs f with tx's lock_timeout at LockWait, then
+// sets it back for the rest of tx.
+func waitingAtMostLockWait(ctx context.Context, tx pgx.Tx, f func() error) error {
 	var was string
 	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&was); err != nil {
 		return err
@@ -333,7 +342,7 @@ func advisoryLock(ctx context.Context, tx pgx.Tx, key string) error {
 	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(LockWait.Milliseconds(), 10)); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", key); err != nil {
+	if err := f(); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", was)
@@ -438,11 +447,6 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, 
 	if lend {
 		stmts = append(stmts, "REVOKE "+r+" FROM CURRENT_USER")
 	}
-	if adminIsSuper {
-		if err := guardVacuumOptions(ctx, tx, schema); err != nil {
-			return fmt.Errorf("pgbridge: guarding the autovacuum options of schema %s: %w", schema, err)
-		}
-	}
 	// PostgreSQL 15 grants no CREATE on public to PUBLIC; older ones do,
 	// which would let the role create objects every backend sees. Revoked
 	// only where granted: from 15 on, an admin that does not own the
@@ -457,6 +461,11 @@ func provisionTx(ctx context.Context, tx pgx.Tx, schema, role, password string, 
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("pgbridge: provisioning role %s and schema %s: %w", role, schema, err)
+		}
+	}
+	if adminIsSuper {
+		if err := guardVacuumOptions(ctx, tx, schema); err != nil {
+			return fmt.Errorf("pgbridge: guarding the autovacuum options of schema %s: %w", schema, err)
 		}
 	}
 	var super, createRole, createDB, bypass, repl, member, foreignOwner bool

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -124,32 +123,26 @@ func guardVacuumOptions(ctx context.Context, tx pgx.Tx, schema string) error {
 	if err != nil || len(resets) == 0 {
 		return err
 	}
-	var was string
-	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&was); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(LockWait.Milliseconds(), 10)); err != nil {
-		return err
-	}
-	for _, q := range resets {
-		sp, err := tx.Begin(ctx) // a savepoint
-		if err != nil {
-			return err
-		}
-		if _, err := sp.Exec(ctx, q); err != nil {
-			var pe *pgconn.PgError
-			if !errors.As(err, &pe) || pe.Code != "55P03" { // lock_not_available: the next open's
-				return fmt.Errorf("%s: %w", q, err)
-			}
-			if err := sp.Rollback(ctx); err != nil {
+	return waitingAtMostLockWait(ctx, tx, func() error {
+		for _, q := range resets {
+			sp, err := tx.Begin(ctx) // a savepoint
+			if err != nil {
 				return err
 			}
-			continue
+			if _, err := sp.Exec(ctx, q); err != nil {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "55P03" { // lock_not_available: the next open's
+					return fmt.Errorf("%s: %w", q, err)
+				}
+				if err := sp.Rollback(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := sp.Commit(ctx); err != nil {
+				return err
+			}
 		}
-		if err := sp.Commit(ctx); err != nil {
-			return err
-		}
-	}
-	_, err = tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", was)
-	return err
+		return nil
+	})
 }
